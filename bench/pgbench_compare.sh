@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# pgbench through pgmux vs PgBouncer vs straight to PostgreSQL, in one run, on this machine.
+# See bench/README.md. Everything it starts (a PostgreSQL 15 cluster on 35433-35435, pgmux on 36432,
+# PgBouncer on 36433) lives in a temp dir and is stopped by pid when the script ends, however it ends.
+set -euo pipefail
+# Job control: pgmux and PgBouncer get their own process groups with SIGINT at its default (a plain
+# background job would ignore it), and a Ctrl-C reaches only the foreground pgbench or this script.
+set -m
+
+usage() {
+  cat <<'EOF'
+usage: bench/pgbench_compare.sh [options]
+  -T SECONDS          duration of each pgbench run (default 15)
+  --clients "8 64"    client counts to measure
+  --modes "select-only tpcb-like"
+  --scale N           pgbench scale factor (default 10)
+  --pool-size N       server connections per pool, for pgmux and PgBouncer alike (default 80; session
+                      mode holds one per client, and pgmux splits it across its 2 workers)
+  --threads N         pgbench -j (default 2)
+  --pgmux PATH        pgmux binary (default: $BUILD_DIR/proxy/pgmux, BUILD_DIR defaults to build)
+  --skip-pgmux        measure only direct and PgBouncer
+  --skip-pgbouncer    measure only direct and pgmux
+  --out FILE          also write the results as a Markdown table to FILE
+  --keep              keep the temp dir (logs, configs, pgbench output) for inspection
+EOF
+}
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+PGBIN=/usr/lib/postgresql/15/bin
+
+duration=15
+clients_list="8 64"
+modes="select-only tpcb-like"
+scale=10
+pool_size=80
+threads=2
+build_dir=${BUILD_DIR:-build}
+[[ $build_dir == /* ]] || build_dir="$repo/$build_dir"
+pgmux_bin="$build_dir/proxy/pgmux"
+skip_pgmux=0
+skip_pgbouncer=0
+out_file=""
+keep=0
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -T) duration=$2; shift 2 ;;
+    --clients) clients_list=$2; shift 2 ;;
+    --modes) modes=$2; shift 2 ;;
+    --scale) scale=$2; shift 2 ;;
+    --pool-size) pool_size=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --pgmux) pgmux_bin=$2; shift 2 ;;
+    --skip-pgmux) skip_pgmux=1; shift ;;
+    --skip-pgbouncer) skip_pgbouncer=1; shift ;;
+    --out) out_file=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "pgbench_compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+for n in "$duration" "$scale" "$pool_size" "$threads" $clients_list; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "pgbench_compare.sh: '$n' is not a positive integer" >&2; exit 2; }
+done
+for m in $modes; do
+  [[ $m == select-only || $m == tpcb-like ]] || { echo "pgbench_compare.sh: unknown mode '$m'" >&2; exit 2; }
+done
+if [[ -n $out_file && $out_file != /* ]]; then
+  out_file="$PWD/$out_file"
+fi
+
+BASE_PORT=35433
+PGMUX_PORT=36432
+PGBOUNCER_PORT=36433
+
+log() { echo "[bench] $*" >&2; }
+die() { echo "pgbench_compare.sh: error: $*" >&2; exit 1; }
+
+[[ -x $PGBIN/pgbench && -x $PGBIN/psql ]] || die "PostgreSQL 15 client tools not found in $PGBIN"
+if ((!skip_pgbouncer)); then
+  command -v pgbouncer >/dev/null || die "pgbouncer not installed (scripts/install-deps.sh), or pass --skip-pgbouncer"
+fi
+if ((!skip_pgmux)); then
+  [[ -x $pgmux_bin ]] || die "no pgmux binary at $pgmux_bin (scripts/build.sh), or pass --skip-pgmux"
+fi
+for port in $BASE_PORT $((BASE_PORT + 1)) $((BASE_PORT + 2)) $PGMUX_PORT $PGBOUNCER_PORT; do
+  if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port on 127.0.0.1 is already in use"
+  fi
+done
+
+work=$(mktemp -d /tmp/pgmux-bench.XXXXXX)
+# PostgreSQL and PgBouncer run as the postgres OS user when we are root: they must reach the dir.
+chmod 755 "$work"
+cluster_dir="$work/cluster"
+pgmux_pid=""
+pgbouncer_pid=""
+
+stop_pid() {  # PID SIGNAL NAME: signal, wait up to 10 s, then SIGKILL
+  local pid=$1 sig=$2 name=$3 i
+  [[ -n $pid ]] || return 0
+  kill "-$sig" "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "$name (pid $pid) did not stop; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# shellcheck disable=SC2317  # trap handler
+cleanup() {
+  trap '' INT TERM
+  stop_pid "$pgmux_pid" INT pgmux          # pgmux: SIGINT = stop now
+  stop_pid "$pgbouncer_pid" TERM pgbouncer  # PgBouncer: SIGTERM = immediate shutdown
+  bash "$repo/tests/support/cluster.sh" stop "$cluster_dir" >/dev/null 2>&1 || true
+  if ((keep)); then
+    log "kept $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Replaces the (background subshell) caller with COMMAND, run as the postgres OS user when we are
+# root: no intermediate process, so $! is the server's own pid (runuser would fork and wait).
+# Only ever call it as `as_pg_exec ... &`.
+as_pg_exec() {
+  if [[ $(id -u) -eq 0 ]]; then
+    exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+  else
+    exec "$@"
+  fi
+}
+
+# Waits until a SELECT 1 through 127.0.0.1:PORT succeeds (bounded), failing if PID died.
+wait_ready() {  # NAME PORT PID LOG
+  local name=$1 port=$2 pid=$3 logf=$4 i
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "$name exited at startup; log:"$'\n'"$(tail -n 20 "$logf" 2>/dev/null)"
+    if PGPASSWORD=app PGCONNECT_TIMEOUT=2 "$PGBIN/psql" -X -q -At -h 127.0.0.1 -p "$port" -U app -d app \
+      -c 'SELECT 1' >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  die "$name did not answer on port $port within 30 s; log:"$'\n'"$(tail -n 20 "$logf" 2>/dev/null)"
+}
+
+# utime + stime of a whole process (all threads), in clock ticks.
+cpu_ticks() {  # PID
+  local stat
+  stat=$(cat "/proc/$1/stat")
+  # Fields after "(comm) ": state is 1st, so utime (field 14) is the 12th and stime the 13th.
+  awk '{print $12 + $13}' <<<"${stat##*) }"
+}
+
+# ---------------------------------------------------------------------------------------------------
+log "starting PostgreSQL 15 (primary + 2 standbys) in $cluster_dir on $BASE_PORT"
+bash "$repo/tests/support/cluster.sh" start "$cluster_dir" "$BASE_PORT" >&2
+
+direct=(-h 127.0.0.1 -p "$BASE_PORT" -U app)
+export PGPASSWORD=app PGCONNECT_TIMEOUT=10
+log "pgbench -i -s $scale"
+"$PGBIN/pgbench" "${direct[@]}" -i -s "$scale" -q app >"$work/init.out" 2>&1 ||
+  die "pgbench -i failed:"$'\n'"$(tail -n 20 "$work/init.out")"
+
+targets=(direct)
+
+if ((!skip_pgmux)); then
+  cat >"$work/pgmux.json" <<EOF
+{
+  "listeners": [{"host": "127.0.0.1", "port": $PGMUX_PORT}],
+  "workers": 2,
+  "backends": [{"name": "primary", "host": "127.0.0.1", "port": $BASE_PORT}],
+  "auth_method": "scram-sha-256",
+  "users": [{"name": "app", "password": "app"}],
+  "databases": [{"name": "app", "backends": ["primary"], "pool_mode": "session", "pool_size": $pool_size}],
+  "logging": {"level": "warn"}
+}
+EOF
+  log "starting pgmux on $PGMUX_PORT"
+  "$pgmux_bin" -c "$work/pgmux.json" >"$work/pgmux.log" 2>&1 &
+  pgmux_pid=$!
+  wait_ready pgmux "$PGMUX_PORT" "$pgmux_pid" "$work/pgmux.log"
+  targets+=(pgmux)
+fi
+
+if ((!skip_pgbouncer)); then
+  mkdir -p "$work/pgbouncer"
+  # The userlist holds the SCRAM secret exactly as PostgreSQL stores it: PgBouncer then verifies the
+  # client's proof itself and reuses the client's keys to log in to the server.
+  secret=$(PGPASSWORD=postgres "$PGBIN/psql" -X -At -h 127.0.0.1 -p "$BASE_PORT" -U postgres -d postgres \
+    -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'") || die "could not read app's SCRAM secret"
+  [[ $secret == SCRAM-SHA-256\$* ]] || secret=app
+  printf '"app" "%s"\n' "$secret" >"$work/pgbouncer/userlist.txt"
+  cat >"$work/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+app = host=127.0.0.1 port=$BASE_PORT dbname=app
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/pgbouncer/userlist.txt
+pool_mode = session
+default_pool_size = $pool_size
+max_client_conn = 1000
+server_tls_sslmode = disable
+logfile = $work/pgbouncer/pgbouncer.log
+log_connections = 0
+log_disconnections = 0
+EOF
+  if [[ $(id -u) -eq 0 ]]; then
+    chown -R postgres:postgres "$work/pgbouncer"  # PgBouncer refuses to run as root
+  fi
+  log "starting PgBouncer on $PGBOUNCER_PORT"
+  as_pg_exec pgbouncer "$work/pgbouncer/pgbouncer.ini" >"$work/pgbouncer/stdout.log" 2>&1 &
+  pgbouncer_pid=$!
+  wait_ready pgbouncer "$PGBOUNCER_PORT" "$pgbouncer_pid" "$work/pgbouncer/pgbouncer.log"
+  [[ $(cat "/proc/$pgbouncer_pid/comm") == pgbouncer ]] || die "pid $pgbouncer_pid is not pgbouncer"
+  targets+=(pgbouncer)
+fi
+
+target_port() {
+  case $1 in
+    direct) echo "$BASE_PORT" ;;
+    pgmux) echo "$PGMUX_PORT" ;;
+    pgbouncer) echo "$PGBOUNCER_PORT" ;;
+  esac
+}
+target_pid() {
+  case $1 in
+    direct) echo "" ;;
+    pgmux) echo "$pgmux_pid" ;;
+    pgbouncer) echo "$pgbouncer_pid" ;;
+  esac
+}
+
+clk_tck=$(getconf CLK_TCK)
+results="$work/results.tsv"  # target mode clients tps latency_ms cpu_us_per_txn
+: >"$results"
+
+for mode in $modes; do
+  for clients in $clients_list; do
+    for target in "${targets[@]}"; do
+      if [[ $mode == tpcb-like ]]; then
+        # What pgbench's own pre-run vacuum does, done directly so every target starts alike.
+        "$PGBIN/psql" -X -q "${direct[@]}" -d app \
+          -c 'VACUUM pgbench_branches' -c 'VACUUM pgbench_tellers' -c 'TRUNCATE pgbench_history' >/dev/null
+        mode_args=(-b tpcb-like)
+      else
+        mode_args=(-b select-only)
+      fi
+      pid=$(target_pid "$target")
+      j=$((threads < clients ? threads : clients))
+      outf="$work/$target-$mode-$clients.out"
+      log "$target $mode, $clients clients, ${duration}s"
+      before=0
+      [[ -z $pid ]] || before=$(cpu_ticks "$pid")
+      timeout $((duration + 120)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$(target_port "$target")" -U app -n \
+        "${mode_args[@]}" -c "$clients" -j "$j" -T "$duration" app >"$outf" 2>&1 ||
+        die "pgbench against $target failed:"$'\n'"$(tail -n 20 "$outf")"
+      cpu_us="-"
+      txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$outf")
+      tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$outf")
+      lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$outf")
+      [[ -n $txns && -n $tps && -n $lat && $txns -gt 0 ]] || die "could not read pgbench output $outf"
+      if [[ -n $pid ]]; then
+        after=$(cpu_ticks "$pid")
+        cpu_us=$(awk -v d=$((after - before)) -v hz="$clk_tck" -v n="$txns" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
+      fi
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$mode" "$clients" "$tps" "$lat" "$cpu_us" >>"$results"
+    done
+  done
+done
+
+# ---------------------------------------------------------------------------------------------------
+# Ratios: this row's TPS over the direct / PgBouncer row of the same mode and client count, and its
+# CPU per transaction over PgBouncer's.
+report() {  # FORMAT: text | markdown
+  awk -F'\t' -v fmt="$1" '
+    { key = $2 SUBSEP $3; tps[$1, key] = $4; cpu[$1, key] = $6; row[NR] = $0 }
+    function ratio(a, b) { return (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+    END {
+      h[1] = "target"; h[2] = "mode"; h[3] = "clients"; h[4] = "TPS"; h[5] = "avg lat ms"
+      h[6] = "proxy CPU us/txn"; h[7] = "TPS/direct"; h[8] = "TPS/PgBouncer"; h[9] = "CPU/PgBouncer"
+      if (fmt == "markdown") {
+        line = "|"; sep = "|"
+        for (i = 1; i <= 9; i++) { line = line " " h[i] " |"; sep = sep (i <= 3 ? "---|" : "---:|") }
+        print line; print sep
+      } else {
+        printf "%-10s %-12s %7s %10s %10s %16s %10s %13s %13s\n", h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
+      }
+      for (r = 1; r <= NR; r++) {
+        split(row[r], f, "\t"); key = f[2] SUBSEP f[3]
+        vd = ratio(f[4], tps["direct", key]); vb = ratio(f[4], tps["pgbouncer", key])
+        cb = ratio(f[6], cpu["pgbouncer", key])
+        if (f[1] == "direct") vd = "-"
+        if (f[1] == "pgbouncer") { vb = "-"; cb = "-" }
+        if (fmt == "markdown")
+          printf "| %s | %s | %s | %.0f | %.3f | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], vd, vb, cb
+        else
+          printf "%-10s %-12s %7s %10.0f %10.3f %16s %10s %13s %13s\n", f[1], f[2], f[3], f[4], f[5], f[6], vd, vb, cb
+      }
+    }' "$results"
+}
+
+echo
+echo "pgbench -T $duration, scale $scale, pool size $pool_size, pgbench -j $threads, $(nproc) CPUs," \
+  "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')"
+report text
+if [[ -n $out_file ]]; then
+  {
+    echo "pgbench -T $duration, scale $scale, pool size $pool_size, pgbench -j $threads, $(nproc) CPUs, $(date -u +%Y-%m-%d)"
+    echo
+    report markdown
+  } >"$out_file"
+  log "wrote $out_file"
+fi

@@ -1,0 +1,136 @@
+// Lookups, enum names and password-format detection for the Config structs.
+#include "conf/config.hpp"
+
+#include <algorithm>
+#include <thread>
+
+namespace pgmux::conf {
+namespace {
+
+template <typename T>
+const T* find_by_name(const std::vector<T>& items, std::string_view name) {
+  for (const T& item : items) {
+    if (item.name == name) return &item;
+  }
+  return nullptr;
+}
+
+bool is_lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+bool is_base64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/' || c == '=';
+}
+
+bool all_base64(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), is_base64_char);
+}
+
+// "<iterations>:<salt>$<StoredKey>:<ServerKey>" after the "SCRAM-SHA-256$" prefix. The keys are
+// SHA-256 outputs, so 32 bytes, which base64 spells in exactly 44 characters.
+bool is_scram_body(std::string_view body) {
+  const size_t colon1 = body.find(':');
+  const size_t dollar = body.find('$');
+  if (colon1 == std::string_view::npos || dollar == std::string_view::npos || dollar < colon1) return false;
+  const std::string_view iterations = body.substr(0, colon1);
+  const std::string_view salt = body.substr(colon1 + 1, dollar - colon1 - 1);
+  const std::string_view keys = body.substr(dollar + 1);
+  const size_t colon2 = keys.find(':');
+  if (colon2 == std::string_view::npos) return false;
+  const std::string_view stored_key = keys.substr(0, colon2);
+  const std::string_view server_key = keys.substr(colon2 + 1);
+  if (iterations.empty() || iterations.size() > 10 ||
+      !std::all_of(iterations.begin(), iterations.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  return all_base64(salt) && stored_key.size() == 44 && all_base64(stored_key) && server_key.size() == 44 &&
+         all_base64(server_key);
+}
+
+}  // namespace
+
+const User* Config::find_user(std::string_view name) const { return find_by_name(users, name); }
+
+const Database* Config::find_database(std::string_view name) const {
+  if (const Database* exact = find_by_name(databases, name)) return exact;
+  return find_by_name(databases, std::string_view{"*"});  // wildcard entry serves any other name
+}
+
+const Backend* Config::find_backend(std::string_view name) const { return find_by_name(backends, name); }
+
+int Config::effective_workers() const {
+  if (workers > 0) return workers;
+  const unsigned cores = std::thread::hardware_concurrency();  // 0 when unknown
+  return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+AuthMethod Config::effective_auth_method(const User& user) const { return user.auth_method.value_or(auth_method); }
+
+PoolMode Config::effective_pool_mode(const User* user, const Database& database) {
+  if (user != nullptr && user->pool_mode) return *user->pool_mode;
+  return database.pool_mode;
+}
+
+const char* to_string(AuthMethod m) {
+  switch (m) {
+    case AuthMethod::ScramSha256: return "scram-sha-256";
+    case AuthMethod::Md5: return "md5";
+    case AuthMethod::Trust: return "trust";
+  }
+  return "unknown";
+}
+
+const char* to_string(PoolMode m) {
+  switch (m) {
+    case PoolMode::Session: return "session";
+    case PoolMode::Transaction: return "transaction";
+    case PoolMode::Statement: return "statement";
+  }
+  return "unknown";
+}
+
+const char* to_string(LogLevel l) {
+  switch (l) {
+    case LogLevel::Debug: return "debug";
+    case LogLevel::Info: return "info";
+    case LogLevel::Warn: return "warn";
+    case LogLevel::Error: return "error";
+  }
+  return "unknown";
+}
+
+std::optional<AuthMethod> parse_auth_method(std::string_view text) {
+  for (AuthMethod m : {AuthMethod::ScramSha256, AuthMethod::Md5, AuthMethod::Trust}) {
+    if (text == to_string(m)) return m;
+  }
+  return std::nullopt;
+}
+
+std::optional<PoolMode> parse_pool_mode(std::string_view text) {
+  for (PoolMode m : {PoolMode::Session, PoolMode::Transaction, PoolMode::Statement}) {
+    if (text == to_string(m)) return m;
+  }
+  return std::nullopt;
+}
+
+std::optional<LogLevel> parse_log_level(std::string_view text) {
+  for (LogLevel l : {LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error}) {
+    if (text == to_string(l)) return l;
+  }
+  return std::nullopt;
+}
+
+PasswordKind password_kind(std::string_view password) {
+  // Same test PostgreSQL applies to a stored md5 password: prefix plus exactly 32 lowercase hex digits.
+  if (password.size() == 35 && password.starts_with("md5") &&
+      std::all_of(password.begin() + 3, password.end(), is_lower_hex)) {
+    return PasswordKind::Md5Hash;
+  }
+  constexpr std::string_view kScramPrefix = "SCRAM-SHA-256$";
+  if (password.starts_with(kScramPrefix) && is_scram_body(password.substr(kScramPrefix.size()))) {
+    return PasswordKind::ScramSecret;
+  }
+  return PasswordKind::Plain;
+}
+
+}  // namespace pgmux::conf

@@ -1,0 +1,96 @@
+// Typed, validated, immutable configuration. Built only by the loader; readers hold a
+// std::shared_ptr<const Config> snapshot. Durations are in seconds (JSON numbers may be fractional).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgmux::conf {
+
+enum class AuthMethod { ScramSha256, Md5, Trust };
+enum class PoolMode { Session, Transaction, Statement };
+enum class LogLevel { Debug, Info, Warn, Error };
+
+struct Listener {
+  std::string host = "127.0.0.1";
+  uint16_t port = 9999;
+};
+
+struct Backend {
+  std::string name;  // default "backend<index>"
+  std::string host;
+  uint16_t port = 5432;
+  int weight = 1;  // >= 0
+};
+
+struct User {
+  std::string name;
+  // Plaintext, a "SCRAM-SHA-256$..." secret or an "md5..." hash. Plaintext (or, for SCRAM, the client's
+  // recovered key) is what pgmux uses to log in to PostgreSQL as this user.
+  std::string password;
+  std::optional<AuthMethod> auth_method;  // falls back to Config::auth_method
+  std::optional<PoolMode> pool_mode;      // overrides the database's
+};
+
+struct Database {
+  std::string name;              // what clients ask for
+  std::string server_database;   // database name on the server; default = name
+  std::vector<std::string> backends;  // backend names; empty = all
+  PoolMode pool_mode = PoolMode::Session;
+  int pool_size = 20;            // server connections per (database, user), split across workers
+};
+
+struct Timeouts {
+  double query_wait_timeout = 120;   // client waiting for a server connection
+  double server_idle_timeout = 600;  // idle server connection closed after this
+  double server_connect_timeout = 5;
+  double client_login_timeout = 60;
+  double shutdown_timeout = 30;      // SIGTERM: how long sessions may finish
+};
+
+struct Logging {
+  LogLevel level = LogLevel::Info;
+  std::string file;  // empty = stderr
+};
+
+struct Config {
+  std::vector<Listener> listeners{Listener{}};
+  int workers = 0;  // 0 = number of cores
+  std::vector<Backend> backends;
+  std::vector<User> users;
+  std::vector<Database> databases;
+  AuthMethod auth_method = AuthMethod::ScramSha256;
+  uint32_t max_message_size = 64u * 1024 * 1024;
+  int max_client_conn = 10000;
+  std::vector<std::string> admin_users;
+  std::vector<std::string> stats_users;
+  Timeouts timeouts;
+  Logging logging;
+
+  const User* find_user(std::string_view name) const;
+  const Database* find_database(std::string_view name) const;
+  const Backend* find_backend(std::string_view name) const;
+  int effective_workers() const;  // workers, or hardware concurrency when 0 (at least 1)
+  AuthMethod effective_auth_method(const User& user) const;  // user's own, else the global one
+  // The user's pool_mode when set, else the database's.
+  static PoolMode effective_pool_mode(const User* user, const Database& database);
+};
+
+const char* to_string(AuthMethod m);   // "scram-sha-256", "md5", "trust"
+const char* to_string(PoolMode m);     // "session", "transaction", "statement"
+const char* to_string(LogLevel l);     // "debug", "info", "warn", "error"
+
+// Inverses of to_string; nullopt for any other text (exact, case-sensitive).
+std::optional<AuthMethod> parse_auth_method(std::string_view text);
+std::optional<PoolMode> parse_pool_mode(std::string_view text);
+std::optional<LogLevel> parse_log_level(std::string_view text);
+
+// What a configured password string holds, by PostgreSQL's own formats:
+// "md5" + 32 lowercase hex digits, or "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>".
+enum class PasswordKind { Plain, Md5Hash, ScramSecret };
+PasswordKind password_kind(std::string_view password);
+
+}  // namespace pgmux::conf

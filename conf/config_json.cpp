@@ -1,0 +1,177 @@
+#include "conf/config_json.hpp"
+
+#include <limits>
+
+namespace pgmux::conf::detail {
+namespace {
+
+constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+constexpr double kMaxTimeoutSeconds = 365.0 * 24 * 3600;  // keeps seconds -> ms/ns conversions finite
+constexpr std::string_view kAuthMethods = "\"scram-sha-256\", \"md5\", \"trust\"";
+constexpr std::string_view kPoolModes = "\"session\", \"transaction\", \"statement\"";
+constexpr std::string_view kLogLevels = "\"debug\", \"info\", \"warn\", \"error\"";
+
+enum class Presence { Optional, RequiredNonEmpty };
+
+// Calls element(value, pointer, index) for each element of the array at `key`. Returns false when the key
+// is absent or not an array (nothing was read), so the caller keeps its default.
+template <typename Element>
+bool for_each_element(ObjectReader& r, std::string_view key, Presence presence, Element element) {
+  const Json* value = presence == Presence::RequiredNonEmpty ? r.require(key) : r.get(key);
+  if (value == nullptr) return false;
+  const std::string pointer = r.pointer_of(key);
+  if (!check_array(*value, pointer, r.diags())) return false;
+  if (presence == Presence::RequiredNonEmpty && value->empty()) {
+    r.diags().add(pointer, "must not be empty");
+    return false;
+  }
+  for (size_t i = 0; i < value->size(); ++i) element((*value)[i], child_pointer(pointer, i), i);
+  return true;
+}
+
+template <typename T>
+void assign(std::optional<T> value, T& out) {
+  if (value) out = std::move(*value);
+}
+
+template <typename Out>
+void assign_int(std::optional<int64_t> value, Out& out) {
+  if (value) out = static_cast<Out>(*value);
+}
+
+std::vector<Listener> parse_listeners(ObjectReader& root) {
+  std::vector<Listener> out;
+  const bool present = for_each_element(root, "listeners", Presence::Optional, [&](const Json& v, std::string p, size_t) {
+    Listener l;
+    ObjectReader r(v, std::move(p), root.diags());
+    assign(r.string("host", /*non_empty=*/true), l.host);
+    assign_int(r.integer("port", 1, 65535), l.port);
+    r.finish();
+    out.push_back(std::move(l));
+  });
+  if (!present) return {Listener{}};
+  if (out.empty()) root.diags().add(root.pointer_of("listeners"), "must not be empty");
+  return out;
+}
+
+std::vector<Backend> parse_backends(ObjectReader& root) {
+  std::vector<Backend> out;
+  for_each_element(root, "backends", Presence::RequiredNonEmpty, [&](const Json& v, std::string p, size_t i) {
+    Backend b;
+    b.name = "backend" + std::to_string(i);
+    ObjectReader r(v, std::move(p), root.diags());
+    assign(r.string("name", /*non_empty=*/true), b.name);
+    if (r.require("host") != nullptr) assign(r.string("host", /*non_empty=*/true), b.host);
+    assign_int(r.integer("port", 1, 65535), b.port);
+    assign_int(r.integer("weight", 0, kIntMax), b.weight);
+    r.finish();
+    out.push_back(std::move(b));
+  });
+  return out;
+}
+
+std::vector<User> parse_users(ObjectReader& root) {
+  std::vector<User> out;
+  for_each_element(root, "users", Presence::Optional, [&](const Json& v, std::string p, size_t) {
+    User u;
+    ObjectReader r(v, std::move(p), root.diags());
+    if (r.require("name") != nullptr) assign(r.string("name", /*non_empty=*/true), u.name);
+    assign(r.string("password"), u.password);
+    u.auth_method = r.enumeration("auth_method", parse_auth_method, kAuthMethods);
+    u.pool_mode = r.enumeration("pool_mode", parse_pool_mode, kPoolModes);
+    r.finish();
+    out.push_back(std::move(u));
+  });
+  return out;
+}
+
+std::vector<std::string> parse_name_list(const Json& v, const std::string& pointer, Diagnostics& diags) {
+  std::vector<std::string> out;
+  if (!check_array(v, pointer, diags)) return out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    out.push_back(read_string(v[i], child_pointer(pointer, i), diags).value_or(""));
+  }
+  return out;
+}
+
+std::vector<Database> parse_databases(ObjectReader& root) {
+  std::vector<Database> out;
+  for_each_element(root, "databases", Presence::RequiredNonEmpty, [&](const Json& v, std::string p, size_t) {
+    Database d;
+    ObjectReader r(v, std::move(p), root.diags());
+    if (r.require("name") != nullptr) assign(r.string("name", /*non_empty=*/true), d.name);
+    assign(r.string("server_database"), d.server_database);
+    // Empty means "same as the requested name"; for "*" that is only known per connection, so it stays "".
+    if (d.server_database.empty() && d.name != "*") d.server_database = d.name;
+    if (const Json* backends = r.get("backends")) {
+      d.backends = parse_name_list(*backends, r.pointer_of("backends"), root.diags());
+    }
+    assign(r.enumeration("pool_mode", parse_pool_mode, kPoolModes), d.pool_mode);
+    assign_int(r.integer("pool_size", 1, 10000), d.pool_size);
+    r.finish();
+    out.push_back(std::move(d));
+  });
+  return out;
+}
+
+void read_timeout(ObjectReader& r, std::string_view key, double& out, bool zero_allowed) {
+  std::optional<double> value = r.number(key);
+  if (!value) return;
+  if (zero_allowed ? *value < 0 : *value <= 0) {
+    r.diags().add(r.pointer_of(key), zero_allowed ? "must be >= 0" : "must be > 0");
+  } else if (*value > kMaxTimeoutSeconds) {
+    r.diags().add(r.pointer_of(key), "must be <= " + std::to_string(static_cast<int64_t>(kMaxTimeoutSeconds)));
+  } else {
+    out = *value;
+  }
+}
+
+Timeouts parse_timeouts(ObjectReader& root) {
+  Timeouts t;
+  const Json* value = root.get("timeouts");
+  if (value == nullptr) return t;
+  ObjectReader r(*value, root.pointer_of("timeouts"), root.diags());
+  read_timeout(r, "query_wait_timeout", t.query_wait_timeout, false);
+  read_timeout(r, "server_idle_timeout", t.server_idle_timeout, true);  // 0 = never close idle servers
+  read_timeout(r, "server_connect_timeout", t.server_connect_timeout, false);
+  read_timeout(r, "client_login_timeout", t.client_login_timeout, false);
+  read_timeout(r, "shutdown_timeout", t.shutdown_timeout, false);
+  r.finish();
+  return t;
+}
+
+Logging parse_logging(ObjectReader& root) {
+  Logging l;
+  const Json* value = root.get("logging");
+  if (value == nullptr) return l;
+  ObjectReader r(*value, root.pointer_of("logging"), root.diags());
+  assign(r.enumeration("level", parse_log_level, kLogLevels), l.level);
+  assign(r.string("file"), l.file);
+  r.finish();
+  return l;
+}
+
+}  // namespace
+
+Config config_from_json(const Json& root, Diagnostics& diags) {
+  Config c;
+  ObjectReader r(root, "", diags);
+  if (!r.valid()) return c;
+  // Read in the order the keys are documented, so diagnostics come out in a predictable order.
+  c.listeners = parse_listeners(r);
+  assign_int(r.integer("workers", 0, 64), c.workers);
+  c.backends = parse_backends(r);
+  assign(r.enumeration("auth_method", parse_auth_method, kAuthMethods), c.auth_method);
+  c.users = parse_users(r);
+  c.databases = parse_databases(r);
+  c.timeouts = parse_timeouts(r);
+  c.logging = parse_logging(r);
+  assign_int(r.integer("max_message_size", 1024, 1073741824), c.max_message_size);
+  assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
+  if (const Json* v = r.get("admin_users")) c.admin_users = parse_name_list(*v, r.pointer_of("admin_users"), diags);
+  if (const Json* v = r.get("stats_users")) c.stats_users = parse_name_list(*v, r.pointer_of("stats_users"), diags);
+  r.finish();
+  return c;
+}
+
+}  // namespace pgmux::conf::detail

@@ -1,0 +1,12 @@
+// Internal to conf/: JSON document -> Config structs. Checks types, ranges and unknown keys per value;
+// cross-field rules live in validate.hpp. Array elements that fail to parse keep their slot (with
+// defaults) so later checks still point at the right index.
+#pragma once
+#include "conf/config.hpp"
+#include "conf/json_reader.hpp"
+
+namespace pgmux::conf::detail {
+
+Config config_from_json(const Json& root, Diagnostics& diags);
+
+}  // namespace pgmux::conf::detail

@@ -1,0 +1,97 @@
+#include "conf/validate.hpp"
+
+#include <set>
+#include <string>
+
+namespace pgmux::conf::detail {
+namespace {
+
+std::string in_quotes(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+void check_listeners(const Config& c, Diagnostics& diags) {
+  std::set<std::pair<std::string, uint16_t>> seen;
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    const Listener& l = c.listeners[i];
+    if (!seen.emplace(l.host, l.port).second) {
+      diags.add_unless_covered(child_pointer("/listeners", i),
+                               "duplicate listener " + l.host + ":" + std::to_string(l.port));
+    }
+  }
+}
+
+// Names must be unique within a section; the later entry gets the diagnostic.
+template <typename T>
+void check_unique_names(const std::vector<T>& items, const std::string& section, std::string_view what,
+                        Diagnostics& diags) {
+  std::set<std::string> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string& name = items[i].name;
+    if (name.empty()) continue;  // already reported as missing/empty
+    if (!seen.insert(name).second) {
+      diags.add_unless_covered(child_pointer(section, i) + "/name",
+                               "duplicate " + std::string(what) + " name " + in_quotes(name));
+    }
+  }
+}
+
+void check_user_passwords(const Config& c, Diagnostics& diags) {
+  for (size_t i = 0; i < c.users.size(); ++i) {
+    const User& u = c.users[i];
+    const std::string pointer = child_pointer("/users", i) + "/password";
+    const AuthMethod method = c.effective_auth_method(u);
+    if (method == AuthMethod::Trust) continue;  // the password only serves to log in to PostgreSQL
+    if (u.password.empty()) {
+      diags.add_unless_covered(pointer, "must not be empty unless auth_method is trust");
+      continue;
+    }
+    const PasswordKind kind = password_kind(u.password);
+    // The client's proof can only be checked against what was stored with the same mechanism.
+    if (method == AuthMethod::ScramSha256 && kind == PasswordKind::Md5Hash) {
+      diags.add_unless_covered(pointer, "an md5 hash cannot be used with auth_method scram-sha-256 "
+                                        "(SCRAM cannot be verified from an md5 hash)");
+    } else if (method == AuthMethod::Md5 && kind == PasswordKind::ScramSecret) {
+      diags.add_unless_covered(pointer, "a SCRAM secret cannot be used with auth_method md5 "
+                                        "(md5 cannot be verified from a SCRAM secret)");
+    }
+  }
+}
+
+void check_database_backends(const Config& c, Diagnostics& diags) {
+  for (size_t i = 0; i < c.databases.size(); ++i) {
+    const std::vector<std::string>& names = c.databases[i].backends;
+    const std::string list_pointer = child_pointer("/databases", i) + "/backends";
+    std::set<std::string> seen;
+    for (size_t j = 0; j < names.size(); ++j) {
+      const std::string pointer = child_pointer(list_pointer, j);
+      if (c.find_backend(names[j]) == nullptr) {
+        diags.add_unless_covered(pointer, "unknown backend " + in_quotes(names[j]));
+      } else if (!seen.insert(names[j]).second) {
+        diags.add_unless_covered(pointer, "duplicate backend " + in_quotes(names[j]));
+      }
+    }
+  }
+}
+
+void check_user_list(const Config& c, const std::vector<std::string>& names, const std::string& section,
+                     Diagnostics& diags) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (c.find_user(names[i]) == nullptr) {
+      diags.add_unless_covered(child_pointer(section, i), "unknown user " + in_quotes(names[i]));
+    }
+  }
+}
+
+}  // namespace
+
+void validate(const Config& config, Diagnostics& diags) {
+  check_listeners(config, diags);
+  check_unique_names(config.backends, "/backends", "backend", diags);
+  check_unique_names(config.users, "/users", "user", diags);
+  check_user_passwords(config, diags);
+  check_unique_names(config.databases, "/databases", "database", diags);
+  check_database_backends(config, diags);
+  check_user_list(config, config.admin_users, "/admin_users", diags);
+  check_user_list(config, config.stats_users, "/stats_users", diags);
+}
+
+}  // namespace pgmux::conf::detail

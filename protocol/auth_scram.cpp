@@ -1,0 +1,378 @@
+#include "protocol/auth_scram.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <charconv>
+
+namespace pgmux::protocol {
+
+namespace {
+
+constexpr std::string_view kSecretPrefix = "SCRAM-SHA-256$";
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// ---- crypto primitives (OpenSSL libcrypto) ----
+
+Sha256 hmac(const Sha256& key, std::string_view data) {
+  Sha256 out{};
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(data.data()), data.size(),
+       out.data(), &len);
+  return out;
+}
+
+Sha256 sha256(const Sha256& data) {
+  Sha256 out{};
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
+  return out;
+}
+
+Sha256 salted_password(std::string_view password, std::string_view salt, int iterations) {
+  Sha256 out{};
+  PKCS5_PBKDF2_HMAC(password.data(), int(password.size()), reinterpret_cast<const unsigned char*>(salt.data()),
+                    int(salt.size()), iterations, EVP_sha256(), int(out.size()), out.data());
+  return out;
+}
+
+Sha256 xor_keys(const Sha256& a, const Sha256& b) {
+  Sha256 out{};
+  for (size_t i = 0; i < out.size(); ++i) out[i] = a[i] ^ b[i];
+  return out;
+}
+
+bool equal_keys(const Sha256& a, const Sha256& b) { return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }
+
+std::string_view key_chars(const Sha256& k) { return {reinterpret_cast<const char*>(k.data()), k.size()}; }
+
+std::optional<Sha256> decode_key(std::string_view b64) {
+  auto raw = base64_decode(b64);
+  if (!raw || raw->size() != Sha256{}.size()) return std::nullopt;
+  Sha256 k{};
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<unsigned char>((*raw)[i]);
+  return k;
+}
+
+// ---- SCRAM message syntax (RFC 5802 section 7) ----
+
+std::optional<int> parse_positive_int(std::string_view s) {
+  int v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v <= 0) return std::nullopt;
+  return v;
+}
+
+// A nonce is printable ASCII except ','.
+bool valid_nonce(std::string_view n) {
+  if (n.empty()) return false;
+  for (char c : n) {
+    if (c < 0x21 || c > 0x7e || c == ',') return false;
+  }
+  return true;
+}
+
+// Reads "<name>=<value>" up to the next ',' (consumed) or the end; nullopt when the next attribute differs.
+std::optional<std::string_view> take_attr(std::string_view& s, char name) {
+  if (s.size() < 2 || s[0] != name || s[1] != '=') return std::nullopt;
+  size_t comma = s.find(',');
+  std::string_view value = s.substr(2, comma == std::string_view::npos ? std::string_view::npos : comma - 2);
+  s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+  return value;
+}
+
+std::string escape_username(std::string_view user) {
+  std::string out;
+  for (char c : user) {
+    if (c == '=') out += "=3D";
+    else if (c == ',') out += "=2C";
+    else out += c;
+  }
+  return out;
+}
+
+std::string auth_message(std::string_view client_first_bare, std::string_view server_first,
+                         std::string_view client_final_without_proof) {
+  std::string m(client_first_bare);
+  m += ',';
+  m += server_first;
+  m += ',';
+  m += client_final_without_proof;
+  return m;
+}
+
+}  // namespace
+
+// ---- base64 (RFC 4648, with padding; decoding is strict) ----
+
+std::string base64_encode(std::string_view raw) {
+  std::string out;
+  out.reserve((raw.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= raw.size(); i += 3) {
+    uint32_t v = (uint32_t(uint8_t(raw[i])) << 16) | (uint32_t(uint8_t(raw[i + 1])) << 8) | uint8_t(raw[i + 2]);
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += kB64[(v >> 6) & 63];
+    out += kB64[v & 63];
+  }
+  const size_t left = raw.size() - i;
+  if (left > 0) {
+    uint32_t v = uint32_t(uint8_t(raw[i])) << 16;
+    if (left == 2) v |= uint32_t(uint8_t(raw[i + 1])) << 8;
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += left == 2 ? kB64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    int pad = 0;
+    if (last && text[i + 3] == '=') pad = text[i + 2] == '=' ? 2 : 1;
+    uint32_t v = 0;
+    for (size_t j = 0; j < 4; ++j) {
+      int d = 0;
+      if (j < 4 - size_t(pad)) {
+        d = value(text[i + j]);
+        if (d < 0) return std::nullopt;  // also rejects '=' anywhere but the final padding
+      }
+      v = (v << 6) | uint32_t(d);
+    }
+    // Canonical form only: the bits the padding leaves over must be zero.
+    if ((pad == 1 && (v & 0xff) != 0) || (pad == 2 && (v & 0xffff) != 0)) return std::nullopt;
+    out += char(v >> 16);
+    if (pad < 2) out += char((v >> 8) & 0xff);
+    if (pad < 1) out += char(v & 0xff);
+  }
+  return out;
+}
+
+std::string random_nonce() {
+  unsigned char raw[18];
+  if (RAND_bytes(raw, sizeof raw) != 1) return {};  // callers treat an empty nonce as a failure
+  return base64_encode({reinterpret_cast<const char*>(raw), sizeof raw});
+}
+
+// ---- stored secret ----
+
+std::optional<ScramSecret> parse_scram_secret(std::string_view text) {
+  if (text.substr(0, kSecretPrefix.size()) != kSecretPrefix) return std::nullopt;
+  text.remove_prefix(kSecretPrefix.size());
+  // <iterations>:<salt>$<StoredKey>:<ServerKey>
+  const size_t colon1 = text.find(':');
+  const size_t dollar = text.find('$');
+  if (colon1 == std::string_view::npos || dollar == std::string_view::npos || dollar < colon1) return std::nullopt;
+  const size_t colon2 = text.find(':', dollar);
+  if (colon2 == std::string_view::npos) return std::nullopt;
+  auto iterations = parse_positive_int(text.substr(0, colon1));
+  auto salt = base64_decode(text.substr(colon1 + 1, dollar - colon1 - 1));
+  auto stored = decode_key(text.substr(dollar + 1, colon2 - dollar - 1));
+  auto server = decode_key(text.substr(colon2 + 1));
+  if (!iterations || !salt || salt->empty() || !stored || !server) return std::nullopt;
+  return ScramSecret{*iterations, std::move(*salt), *stored, *server};
+}
+
+std::string format_scram_secret(const ScramSecret& secret) {
+  std::string out(kSecretPrefix);
+  out += std::to_string(secret.iterations);
+  out += ':';
+  out += base64_encode(secret.salt);
+  out += '$';
+  out += base64_encode(key_chars(secret.stored_key));
+  out += ':';
+  out += base64_encode(key_chars(secret.server_key));
+  return out;
+}
+
+ScramSecret make_scram_secret(std::string_view password, std::string_view salt, int iterations) {
+  // SASLprep leaves pure ASCII untouched; non-ASCII is used as raw bytes (PostgreSQL's fallback for
+  // strings SASLprep rejects; full NFKC normalization is not implemented).
+  const Sha256 salted = salted_password(password, salt, iterations);
+  ScramSecret s;
+  s.iterations = iterations;
+  s.salt = std::string(salt);
+  s.stored_key = sha256(hmac(salted, "Client Key"));
+  s.server_key = hmac(salted, "Server Key");
+  return s;
+}
+
+bool is_scram_secret(std::string_view text) { return parse_scram_secret(text).has_value(); }
+
+// ---- client role ----
+
+ScramClient::ScramClient(std::string password, std::string nonce)
+    : password_(std::move(password)), nonce_(std::move(nonce)) {
+  if (!valid_nonce(nonce_)) error_ = "SCRAM: invalid client nonce";
+}
+
+ScramClient::ScramClient(const Sha256& client_key, const ScramSecret& secret, std::string nonce)
+    : client_key_(client_key), known_secret_(secret), nonce_(std::move(nonce)) {
+  if (!valid_nonce(nonce_)) error_ = "SCRAM: invalid client nonce";
+  else if (!equal_keys(sha256(client_key), secret.stored_key)) error_ = "SCRAM: client key does not match the secret";
+}
+
+std::string ScramClient::client_first() {
+  client_first_bare_ = "n=" + escape_username(username_) + ",r=" + nonce_;
+  return "n,," + client_first_bare_;
+}
+
+std::optional<std::string> ScramClient::client_final(std::string_view server_first) {
+  if (!error_.empty()) return std::nullopt;
+  auto fail = [this](std::string msg) -> std::optional<std::string> {
+    error_ = "SCRAM: " + std::move(msg);
+    return std::nullopt;
+  };
+  if (client_first_bare_.empty()) return fail("client_final() before client_first()");
+  std::string_view rest = server_first;
+  if (rest.substr(0, 2) == "m=") return fail("server requires an unsupported SCRAM extension");
+  auto nonce = take_attr(rest, 'r');
+  auto salt_b64 = nonce ? take_attr(rest, 's') : std::nullopt;
+  auto iter_text = salt_b64 ? take_attr(rest, 'i') : std::nullopt;
+  if (!iter_text) return fail("malformed server-first-message");
+  if (!valid_nonce(*nonce) || nonce->size() <= nonce_.size() || nonce->substr(0, nonce_.size()) != nonce_) {
+    return fail("server nonce does not extend the client nonce");
+  }
+  auto salt = base64_decode(*salt_b64);
+  auto iterations = parse_positive_int(*iter_text);
+  if (!salt || salt->empty() || !iterations) return fail("malformed salt or iteration count in server-first-message");
+
+  Sha256 client_key{}, stored_key{}, server_key{};
+  if (password_) {
+    const Sha256 salted = salted_password(*password_, *salt, *iterations);
+    client_key = hmac(salted, "Client Key");
+    stored_key = sha256(client_key);
+    server_key = hmac(salted, "Server Key");
+  } else {
+    // Keys recovered from another exchange are only valid for the same salt and iteration count.
+    if (*salt != known_secret_->salt || *iterations != known_secret_->iterations) {
+      return fail("server's salt/iterations differ from the stored secret; cannot reuse the client key");
+    }
+    client_key = *client_key_;
+    stored_key = known_secret_->stored_key;
+    server_key = known_secret_->server_key;
+  }
+
+  std::string final_without_proof = "c=biws,r=" + std::string(*nonce);  // biws = base64("n,,")
+  const std::string msg = auth_message(client_first_bare_, server_first, final_without_proof);
+  const Sha256 proof = xor_keys(client_key, hmac(stored_key, msg));
+  server_signature_ = hmac(server_key, msg);
+  awaiting_server_final_ = true;
+  return final_without_proof + ",p=" + base64_encode(key_chars(proof));
+}
+
+bool ScramClient::verify_server_final(std::string_view server_final) {
+  if (!awaiting_server_final_) {
+    if (error_.empty()) error_ = "SCRAM: server-final-message before client-final-message";
+    return false;
+  }
+  awaiting_server_final_ = false;
+  std::string_view rest = server_final;
+  if (auto err = take_attr(rest, 'e')) {
+    error_ = "SCRAM: server reported error: " + std::string(*err);
+    return false;
+  }
+  auto sig_b64 = take_attr(rest, 'v');
+  auto sig = sig_b64 ? decode_key(*sig_b64) : std::nullopt;
+  if (!sig) {
+    error_ = "SCRAM: malformed server-final-message";
+    return false;
+  }
+  if (!equal_keys(*sig, server_signature_)) {
+    error_ = "SCRAM: incorrect server signature";
+    return false;
+  }
+  return true;
+}
+
+// ---- server role ----
+
+ScramServer::ScramServer(ScramSecret secret, std::string nonce) : secret_(std::move(secret)), nonce_(std::move(nonce)) {}
+
+std::optional<std::string> ScramServer::server_first(std::string_view client_first) {
+  auto fail = [this](std::string msg) -> std::optional<std::string> {
+    error_ = "SCRAM: " + std::move(msg);
+    state_ = State::Failed;
+    return std::nullopt;
+  };
+  if (state_ != State::Start) return fail("unexpected client-first-message");
+  if (!valid_nonce(nonce_)) return fail("invalid server nonce");
+  // gs2-header: cbind flag, ',', optional authzid, ','.
+  if (client_first.empty()) return fail("malformed client-first-message (empty)");
+  const char flag = client_first[0];
+  if (flag == 'p') return fail("channel binding requested but not supported");
+  if ((flag != 'n' && flag != 'y') || client_first.size() < 2 || client_first[1] != ',') {
+    return fail("malformed client-first-message (unexpected channel-binding flag)");
+  }
+  if (client_first.size() < 3 || client_first[2] != ',') {
+    if (client_first.size() >= 3 && client_first[2] == 'a') return fail("authorization identity is not supported");
+    return fail("malformed client-first-message (gs2 header)");
+  }
+  gs2_header_ = std::string(client_first.substr(0, 3));
+  std::string_view bare = client_first.substr(3);
+  if (bare.substr(0, 2) == "m=") return fail("client requires an unsupported SCRAM extension");
+  std::string_view rest = bare;
+  auto user = take_attr(rest, 'n');  // ignored: the startup packet's user is authoritative
+  auto client_nonce = user ? take_attr(rest, 'r') : std::nullopt;
+  if (!client_nonce) return fail("malformed client-first-message");
+  if (!valid_nonce(*client_nonce)) return fail("invalid client nonce");
+
+  client_first_bare_ = std::string(bare);
+  combined_nonce_ = std::string(*client_nonce) + nonce_;
+  server_first_ = "r=" + combined_nonce_ + ",s=" + base64_encode(secret_.salt) + ",i=" +
+                  std::to_string(secret_.iterations);
+  state_ = State::SentFirst;
+  return server_first_;
+}
+
+std::optional<std::string> ScramServer::server_final(std::string_view client_final) {
+  auto fail = [this](std::string msg) -> std::optional<std::string> {
+    error_ = "SCRAM: " + std::move(msg);
+    state_ = State::Failed;
+    return std::nullopt;
+  };
+  if (state_ != State::SentFirst) return fail("unexpected client-final-message");
+  std::string_view rest = client_final;
+  auto binding = take_attr(rest, 'c');
+  auto nonce = binding ? take_attr(rest, 'r') : std::nullopt;
+  if (!nonce) return fail("malformed client-final-message");
+  auto header = base64_decode(*binding);
+  if (!header || *header != gs2_header_) return fail("unexpected channel-binding data in client-final-message");
+  if (*nonce != combined_nonce_) return fail("nonce in client-final-message does not match");
+  // Skip extensions; the proof must be the last attribute.
+  while (!rest.empty() && rest.substr(0, 2) != "p=") {
+    const size_t comma = rest.find(',');
+    if (comma == std::string_view::npos) return fail("client-final-message has no proof");
+    rest.remove_prefix(comma + 1);
+  }
+  if (rest.empty()) return fail("client-final-message has no proof");
+  const std::string_view without_proof = client_final.substr(0, client_final.size() - rest.size() - 1);
+  auto proof_b64 = take_attr(rest, 'p');
+  auto proof = proof_b64 ? decode_key(*proof_b64) : std::nullopt;
+  if (!proof || !rest.empty() || client_final.back() == ',') return fail("malformed proof in client-final-message");
+
+  const std::string msg = auth_message(client_first_bare_, server_first_, without_proof);
+  const Sha256 client_key = xor_keys(*proof, hmac(secret_.stored_key, msg));
+  if (!equal_keys(sha256(client_key), secret_.stored_key)) return fail("password authentication failed (bad proof)");
+  client_key_ = client_key;
+  state_ = State::Done;
+  return "v=" + base64_encode(key_chars(hmac(secret_.server_key, msg)));
+}
+
+}  // namespace pgmux::protocol

@@ -1,0 +1,89 @@
+// SCRAM-SHA-256 (RFC 5802 / RFC 7677) as PostgreSQL uses it, in both roles. No channel binding:
+// the client sends gs2 header "n,," (PostgreSQL leaves the username in client-first empty).
+#pragma once
+#include <array>
+#include <optional>
+#include <utility>
+#include "protocol/bytes.hpp"
+
+namespace pgmux::protocol {
+
+using Sha256 = std::array<unsigned char, 32>;
+
+// What PostgreSQL stores: SCRAM-SHA-256$<iterations>:<salt b64>$<StoredKey b64>:<ServerKey b64>
+struct ScramSecret {
+  int iterations = 4096;
+  std::string salt;  // raw bytes
+  Sha256 stored_key{};
+  Sha256 server_key{};
+};
+
+std::optional<ScramSecret> parse_scram_secret(std::string_view text);
+std::string format_scram_secret(const ScramSecret& secret);
+// Derives the secret from a password (SASLprep is applied as PostgreSQL does for ASCII; non-ASCII passwords
+// are used as raw bytes, which is PostgreSQL's fallback too).
+ScramSecret make_scram_secret(std::string_view password, std::string_view salt, int iterations = 4096);
+bool is_scram_secret(std::string_view text);
+
+std::string base64_encode(std::string_view raw);
+std::optional<std::string> base64_decode(std::string_view text);
+std::string random_nonce();  // 18 random bytes, base64 (OpenSSL RAND_bytes)
+
+// Client role (pgmux logging in to PostgreSQL).
+class ScramClient {
+ public:
+  // From a plaintext password.
+  explicit ScramClient(std::string password, std::string nonce = random_nonce());
+  // From keys already known (e.g. recovered from a client's proof): used only when the server's salt and
+  // iteration count match the secret these keys came from.
+  ScramClient(const Sha256& client_key, const ScramSecret& secret, std::string nonce = random_nonce());
+
+  // PostgreSQL ignores the SCRAM username (it uses the startup packet's); other servers (and the RFC 7677
+  // test vector) need one. Call before client_first(); ',' and '=' are escaped as RFC 5802 requires.
+  void set_username(std::string username) { username_ = std::move(username); }
+
+  std::string client_first();                                      // "n,,n=,r=<nonce>"
+  // Takes server-first; returns client-final, or nullopt with error() set.
+  std::optional<std::string> client_final(std::string_view server_first);
+  bool verify_server_final(std::string_view server_final);         // checks "v=<signature>"
+  const std::string& error() const { return error_; }
+
+ private:
+  std::optional<std::string> password_;
+  std::optional<Sha256> client_key_;
+  std::optional<ScramSecret> known_secret_;
+  std::string nonce_;
+  std::string client_first_bare_;
+  Sha256 server_signature_{};
+  std::string error_;
+  std::string username_;
+  bool awaiting_server_final_ = false;  // set once client_final() succeeded
+};
+
+// Server role (clients logging in to pgmux).
+class ScramServer {
+ public:
+  explicit ScramServer(ScramSecret secret, std::string nonce = random_nonce());
+
+  // Takes client-first (the SASLInitialResponse data); returns server-first or nullopt with error().
+  std::optional<std::string> server_first(std::string_view client_first);
+  // Takes client-final; returns server-final ("v=...") when the proof is right, nullopt otherwise.
+  std::optional<std::string> server_final(std::string_view client_final);
+  // After a successful server_final: ClientKey = ClientProof XOR ClientSignature.
+  const std::optional<Sha256>& recovered_client_key() const { return client_key_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  ScramSecret secret_;
+  std::string nonce_;
+  std::string client_first_bare_;
+  std::string server_first_;
+  std::optional<Sha256> client_key_;
+  std::string error_;
+  std::string gs2_header_;      // "n,," or "y,,": client-final's c= must carry exactly this
+  std::string combined_nonce_;  // client nonce + server nonce
+  enum class State : uint8_t { Start, SentFirst, Done, Failed };
+  State state_ = State::Start;
+};
+
+}  // namespace pgmux::protocol

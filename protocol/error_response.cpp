@@ -1,0 +1,68 @@
+#include "protocol/error_response.hpp"
+
+#include "protocol/byte_reader.hpp"
+#include "protocol/byte_writer.hpp"
+
+namespace pgmux::protocol {
+
+std::optional<ErrorFields> parse_error_fields(ByteView body) {
+  ErrorFields f;
+  bool have_v = false;
+  ByteReader r(body);
+  while (true) {
+    const uint8_t type = r.u8();
+    if (!r.ok()) return std::nullopt;  // no terminating zero byte
+    if (type == 0) break;
+    std::string_view value = r.cstring();
+    if (!r.ok()) return std::nullopt;
+    switch (char(type)) {
+      case 'S':
+        if (!have_v) f.severity = value;  // S is localized; V (when sent) wins
+        break;
+      case 'V':
+        f.severity = value;
+        have_v = true;
+        break;
+      case 'C': f.sqlstate = value; break;
+      case 'M': f.message = value; break;
+      case 'D': f.detail = value; break;
+      case 'H': f.hint = value; break;
+      default: f.other.emplace_back(char(type), std::string(value)); break;
+    }
+  }
+  if (!r.at_end()) return std::nullopt;
+  return f;
+}
+
+namespace {
+void field(ByteWriter& w, char type, std::string_view value) {
+  w.u8(uint8_t(type));
+  w.cstring(value);
+}
+
+void build_fields(ByteVector& out, char tag, std::string_view severity, std::string_view sqlstate,
+                  std::string_view message, std::string_view detail, std::string_view hint) {
+  ByteWriter w(out);
+  w.begin_message(tag);
+  field(w, 'S', severity);
+  field(w, 'V', severity);
+  field(w, 'C', sqlstate);
+  field(w, 'M', message);
+  if (!detail.empty()) field(w, 'D', detail);
+  if (!hint.empty()) field(w, 'H', hint);
+  w.u8(0);
+  w.end_message();
+}
+}  // namespace
+
+void build_error_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
+                          std::string_view message, std::string_view detail, std::string_view hint) {
+  build_fields(out, 'E', severity, sqlstate, message, detail, hint);
+}
+
+void build_notice_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
+                           std::string_view message) {
+  build_fields(out, 'N', severity, sqlstate, message, {}, {});
+}
+
+}  // namespace pgmux::protocol

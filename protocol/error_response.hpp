@@ -1,0 +1,26 @@
+// ErrorResponse ('E') and NoticeResponse ('N') fields.
+#pragma once
+#include <optional>
+#include "protocol/bytes.hpp"
+
+namespace pgmux::protocol {
+
+struct ErrorFields {
+  std::string severity;  // S: ERROR, FATAL, PANIC, WARNING, NOTICE, ... (parsing: V, the non-localized copy, wins)
+  std::string sqlstate;  // C
+  std::string message;   // M
+  std::string detail;    // D (empty = absent)
+  std::string hint;      // H (empty = absent)
+  std::vector<std::pair<char, std::string>> other;  // every other field, in wire order
+};
+
+// body = the message body (after tag and length).
+std::optional<ErrorFields> parse_error_fields(ByteView body);
+
+// Writes a whole 'E' message. Severity goes in both S and V fields as PostgreSQL does.
+void build_error_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
+                          std::string_view message, std::string_view detail = {}, std::string_view hint = {});
+void build_notice_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
+                           std::string_view message);
+
+}  // namespace pgmux::protocol

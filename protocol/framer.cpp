@@ -1,0 +1,52 @@
+#include "protocol/framer.hpp"
+
+namespace pgmux::protocol {
+
+namespace {
+Frame error_frame(FrameError e, char tag, uint32_t length) {
+  Frame f;
+  f.status = FrameStatus::Error;
+  f.error = e;
+  f.tag = tag;
+  f.length = length;
+  return f;
+}
+}  // namespace
+
+Frame next_frame(ByteView buf, uint32_t max_message_size) {
+  if (buf.size() < 5) return Frame{};
+  const char tag = char(buf[0]);
+  const uint32_t length = load_be32(buf.data() + 1);
+  // Validate before the caller waits for (or allocates) the body.
+  if (length < 4) return error_frame(FrameError::LengthTooSmall, tag, length);
+  if (length > max_message_size) return error_frame(FrameError::LengthTooLarge, tag, length);
+  Frame f;
+  f.status = FrameStatus::Frame;
+  f.tag = tag;
+  f.length = length;
+  return f;
+}
+
+Frame next_startup_frame(ByteView buf) {
+  if (buf.size() < 4) return Frame{};
+  const uint32_t length = load_be32(buf.data());
+  // Startup packets carry at least the length and a 4-byte code.
+  if (length < 8) return error_frame(FrameError::LengthTooSmall, 0, length);
+  if (length > kMaxStartupPacket) return error_frame(FrameError::LengthTooLarge, 0, length);
+  Frame f;
+  f.length = length;
+  if (buf.size() < length) return f;  // NeedMore, length already known
+  f.status = FrameStatus::Frame;
+  return f;
+}
+
+const char* to_string(FrameError e) {
+  switch (e) {
+    case FrameError::None: return "none";
+    case FrameError::LengthTooSmall: return "message length too small";
+    case FrameError::LengthTooLarge: return "message length too large";
+  }
+  return "unknown";
+}
+
+}  // namespace pgmux::protocol

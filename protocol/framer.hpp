@@ -1,0 +1,35 @@
+// Incremental framer: looks at the front of a buffer and says whether a whole message header is there.
+// Pure and restartable: it never consumes input; the caller advances by frame.total() itself.
+#pragma once
+#include "protocol/bytes.hpp"
+
+namespace pgmux::protocol {
+
+inline constexpr uint32_t kMaxStartupPacket = 10000;
+inline constexpr uint32_t kDefaultMaxMessageSize = 64u * 1024 * 1024;
+
+enum class FrameStatus : uint8_t { NeedMore, Frame, Error };
+enum class FrameError : uint8_t { None, LengthTooSmall, LengthTooLarge };
+
+struct Frame {
+  FrameStatus status = FrameStatus::NeedMore;
+  FrameError error = FrameError::None;
+  char tag = 0;          // 0 for untagged (startup-phase) packets
+  uint32_t length = 0;   // the length field: includes itself, excludes the tag
+  // Bytes of the whole message in the stream: tag (if any) + length.
+  size_t total() const { return (tag ? 1u : 0u) + length; }
+  size_t header_size() const { return tag ? 5u : 4u; }
+};
+
+// Tagged message (everything after startup). Frame as soon as the 5-byte header is present and the length
+// is valid (4 <= length <= max_message_size): the body may still be arriving, callers that need the body
+// check that buf.size() >= frame.total(). NeedMore when fewer than 5 bytes. Error on a bad length.
+Frame next_frame(ByteView buf, uint32_t max_message_size = kDefaultMaxMessageSize);
+
+// Untagged startup-phase packet (StartupMessage, SSLRequest, GSSENCRequest, CancelRequest):
+// 8 <= length <= kMaxStartupPacket; Frame only once the whole packet is in buf.
+Frame next_startup_frame(ByteView buf);
+
+const char* to_string(FrameError e);
+
+}  // namespace pgmux::protocol

@@ -1,0 +1,68 @@
+// pgmux command line: -c FILE runs the proxy, --check validates a config, --version, --help.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "conf/loader.hpp"
+#include "proxy/log.hpp"
+#include "proxy/server.hpp"
+
+namespace {
+
+void print_help() {
+  std::printf(
+      "pgmux %s - PostgreSQL connection pooler and read/write router\n\n"
+      "Usage:\n"
+      "  pgmux -c FILE            run with the JSON config FILE\n"
+      "  pgmux --check -c FILE    validate FILE, print every problem, exit non-zero if any\n"
+      "  pgmux --version          print the version\n"
+      "  pgmux --help             this text\n\n"
+      "Signals: SIGTERM stops accepting and lets sessions finish (up to shutdown_timeout);\n"
+      "         SIGINT closes every connection at once.\n",
+      PGMUX_VERSION);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if ((arg == "-c" || arg == "--config") && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = arg.substr(9);
+    } else if (arg == "--check") {
+      check_only = true;
+    } else if (arg == "--version" || arg == "-V") {
+      std::printf("pgmux %s\n", PGMUX_VERSION);
+      return 0;
+    } else if (arg == "--help" || arg == "-h") {
+      print_help();
+      return 0;
+    } else {
+      std::fprintf(stderr, "pgmux: unknown argument \"%s\" (see pgmux --help)\n", arg.c_str());
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    std::fprintf(stderr, "pgmux: no config file given; use pgmux -c FILE (see pgmux --help)\n");
+    return 2;
+  }
+
+  pgmux::conf::LoadResult loaded = pgmux::conf::load_config_file(config_path);
+  if (!loaded.ok()) {
+    for (const auto& error : loaded.errors) {
+      std::fprintf(stderr, "pgmux: %s: %s\n", config_path.c_str(), error.to_string().c_str());
+    }
+    std::fprintf(stderr, "pgmux: %s: %zu error(s), not starting\n", config_path.c_str(), loaded.errors.size());
+    return 1;
+  }
+  if (check_only) {
+    std::printf("%s: configuration is valid\n", config_path.c_str());
+    return 0;
+  }
+  pgmux::proxy::Log::configure(loaded.config->logging.level, loaded.config->logging.file);
+  return pgmux::proxy::run_server(loaded.config);
+}

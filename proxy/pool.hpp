@@ -1,0 +1,85 @@
+// A pool of server connections for one (database, user) on one worker: idle and busy servers, a FIFO of
+// waiting clients, and the rules for handing a server out and taking it back. Every server state change
+// goes through set_state() so list membership and state never disagree (DESIGN.md §3.4).
+#pragma once
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "conf/config.hpp"
+#include "protocol/auth_scram.hpp"
+#include "proxy/client_conn.hpp"
+#include "proxy/intrusive_list.hpp"
+#include "proxy/server_conn.hpp"
+
+namespace pgmux::proxy {
+
+class Worker;
+
+// What a server connection needs to log in to PostgreSQL as the pool's user.
+struct ServerLogin {
+  std::string user;
+  std::string password;  // plaintext, "md5..." hash or SCRAM secret text
+  std::string database;
+  std::optional<protocol::ScramSecret> scram_secret;  // parsed when password is a SCRAM secret
+  std::optional<protocol::Sha256> client_key;         // recovered from a client's SCRAM login
+};
+
+struct BackendAddress {
+  std::string name;  // config name, for messages
+  std::string host;
+  uint16_t port = 0;
+  sockaddr_storage address{};
+  std::string text() const { return host + ":" + std::to_string(port); }
+};
+
+class Pool {
+ public:
+  Pool(Worker& worker, std::string name, BackendAddress backend, ServerLogin login, int size);
+  ~Pool();
+
+  const std::string& name() const { return name_; }
+  Worker& worker() { return worker_; }
+  ServerLogin& login() { return login_; }
+  const BackendAddress& backend() const { return backend_; }
+
+  // Clients.
+  void request(ClientConn* client);
+  void withdraw(ClientConn* client);
+  void release(ServerConn* server, bool reusable);
+
+  // Servers.
+  void set_state(ServerConn* server, ServerState state);
+  void on_login_done(ServerConn* server);
+  void on_server_failed(ServerConn* server, const std::string& sqlstate, const std::string& message);
+  void on_server_closing(ServerConn* server);
+
+  void tick(double now, const conf::Timeouts& timeouts);
+  void close_all();
+
+  size_t waiting_count() const { return waiting_.size(); }
+  size_t idle_count() const { return idle_.size(); }
+  size_t busy_count() const { return busy_.size(); }
+
+ private:
+  void serve_waiters();
+  void assign(ServerConn* server, ClientConn* client);
+  void reset_and_idle(ServerConn* server);
+  void open_server();
+  size_t server_count() const { return idle_.size() + busy_.size(); }
+
+  Worker& worker_;
+  std::string name_;
+  BackendAddress backend_;
+  ServerLogin login_;
+  int size_;
+  int connecting_ = 0;
+  IntrusiveList<ServerConn, &ServerConn::pool_node> idle_;
+  IntrusiveList<ServerConn, &ServerConn::pool_node> busy_;
+  IntrusiveList<ClientConn, &ClientConn::wait_node> waiting_;
+};
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,95 @@
+// One connection to a PostgreSQL backend: connect, log in, run pgmux's own queries (reset, parameter sync)
+// and, while linked to a client, forward replies to it watching only ReadyForQuery and ParameterStatus.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "protocol/auth_scram.hpp"
+#include "protocol/backend_messages.hpp"
+#include "proxy/intrusive_list.hpp"
+#include "proxy/session_params.hpp"
+#include "proxy/stream_conn.hpp"
+
+namespace pgmux::proxy {
+
+class ClientConn;
+class Pool;
+
+enum class ServerState { Connecting, Login, Idle, Internal, Linked, Closing };
+const char* to_string(ServerState s);
+
+class ServerConn final : public StreamConn {
+ public:
+  ServerConn(Pool& pool, uint64_t id);
+
+  uint64_t id() const { return id_; }
+  ServerState state() const { return state_; }
+  Pool& pool() { return pool_; }
+  const SessionParams& params() const { return params_; }
+  const protocol::BackendKeyData& key() const { return key_; }
+  double idle_since() const { return idle_since_; }
+  double connect_started() const { return connect_started_; }
+
+  void connect(const sockaddr* address);
+  // Runs a simple query of pgmux's own; every reply is consumed here. done(ok, error_message) runs at
+  // ReadyForQuery. The server must be Idle (or freshly logged in) and is Internal meanwhile.
+  using InternalDone = std::function<void(ServerConn&, bool ok, const std::string& sqlstate, const std::string& error)>;
+  void run_internal(std::string sql, InternalDone done);
+
+  void link(ClientConn* client);
+  void unlink();
+  ClientConn* client() const { return client_; }
+
+  // Called by the linked client for every frontend message it forwards, to track what is outstanding.
+  void note_frontend_message(char tag);
+  // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
+  bool reusable() const;
+
+  // Relays buffered server bytes to the linked client (also called when the client's write completes).
+  void relay();
+  // The pool sets this; Pool::set_state is the only writer of state_.
+  void set_state_internal(ServerState s) { state_ = s; }
+  void mark_idle(double now) { idle_since_ = now; }
+  void fail_timeout();
+
+  ListNode pool_node;  // idle or busy list of its pool
+
+ protected:
+  void on_data() override;
+  void on_read_end(int status) override;
+  void on_write_error(int status) override;
+  void on_forward_done() override;
+  void on_closing() override;
+
+ private:
+  static void on_connected(uv_connect_t* req, int status);
+  void send_startup();
+  void handle_login_message(char tag, protocol::ByteView body);
+  void handle_auth_request(protocol::ByteView body);
+  void handle_internal_message(char tag, protocol::ByteView body);
+  void consume_whole_messages(void (ServerConn::*handler)(char, protocol::ByteView));
+  void fail(const std::string& sqlstate, const std::string& message);
+
+  Pool& pool_;
+  uint64_t id_;
+  ServerState state_ = ServerState::Connecting;
+  uv_connect_t connect_req_;
+  ClientConn* client_ = nullptr;
+  SessionParams params_;
+  protocol::BackendKeyData key_;
+  std::optional<protocol::ScramClient> scram_;
+  InternalDone internal_done_;
+  std::string internal_error_state_;
+  std::string internal_error_;
+  double idle_since_ = 0;
+  double connect_started_ = 0;
+
+  // Relay bookkeeping (linked state).
+  size_t pass_remaining_ = 0;  // bytes of a forwarded message not yet received
+  int pending_syncs_ = 0;      // Query/Sync/FunctionCall sent minus ReadyForQuery received
+  bool unsynced_extended_ = false;
+  char tx_status_ = 'I';
+};
+
+}  // namespace pgmux::proxy

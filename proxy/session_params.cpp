@@ -1,0 +1,108 @@
+#include "proxy/session_params.hpp"
+
+#include <strings.h>
+
+namespace pgmux::proxy {
+namespace {
+
+bool same_name(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+void append_literal(std::string& sql, std::string_view value) {
+  sql += '\'';
+  for (char c : value) {
+    if (c == '\'') sql += '\'';
+    sql += c;
+  }
+  sql += '\'';
+}
+
+void append_identifier(std::string& sql, std::string_view name) {
+  sql += '"';
+  for (char c : name) {
+    if (c == '"') sql += '"';
+    sql += c;
+  }
+  sql += '"';
+}
+
+}  // namespace
+
+void SessionParams::set(std::string_view name, std::string_view value) {
+  for (auto& [key, current] : entries_) {
+    if (same_name(key, name)) {
+      current.assign(value);
+      return;
+    }
+  }
+  entries_.emplace_back(std::string(name), std::string(value));
+}
+
+const std::string* SessionParams::find(std::string_view name) const {
+  for (const auto& [key, value] : entries_) {
+    if (same_name(key, name)) return &value;
+  }
+  return nullptr;
+}
+
+bool is_connection_key(std::string_view name) {
+  return name == "user" || name == "database" || name == "options" || name == "replication";
+}
+
+bool parse_options_parameter(std::string_view options, SessionParams& out) {
+  // Tokens are separated by spaces; a backslash escapes the next character (libpq's rule).
+  std::vector<std::string> tokens;
+  std::string token;
+  bool escaped = false;
+  for (char c : options) {
+    if (escaped) {
+      token += c;
+      escaped = false;
+    } else if (c == '\\') {
+      escaped = true;
+    } else if (c == ' ' || c == '\t') {
+      if (!token.empty()) tokens.push_back(std::move(token)), token.clear();
+    } else {
+      token += c;
+    }
+  }
+  if (!token.empty()) tokens.push_back(std::move(token));
+
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    std::string setting;
+    if (tokens[i] == "-c" && i + 1 < tokens.size()) {
+      setting = tokens[++i];
+    } else if (tokens[i].rfind("-c", 0) == 0 && tokens[i].size() > 2) {
+      setting = tokens[i].substr(2);
+    } else if (tokens[i].rfind("--", 0) == 0) {
+      setting = tokens[i].substr(2);
+    } else {
+      return false;
+    }
+    auto eq = setting.find('=');
+    if (eq == std::string::npos || eq == 0) return false;
+    std::string name = setting.substr(0, eq);
+    for (char& c : name) {
+      if (c == '-') c = '_';  // "--search-path=x" spells the name with dashes
+    }
+    out.set(name, std::string_view(setting).substr(eq + 1));
+  }
+  return true;
+}
+
+std::string build_sync_sql(const SessionParams& wanted, const SessionParams& server) {
+  std::string sql;
+  for (const auto& [name, value] : wanted.entries()) {
+    const std::string* current = server.find(name);
+    if (current && *current == value) continue;
+    sql += "SET ";
+    append_identifier(sql, name);
+    sql += " = ";
+    append_literal(sql, value);
+    sql += ';';
+  }
+  return sql;
+}
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,212 @@
+#include "proxy/worker.hpp"
+
+#include <openssl/rand.h>
+
+#include <cmath>
+
+#include "protocol/auth_scram.hpp"
+#include "protocol/sqlstate.hpp"
+#include "proxy/address.hpp"
+#include "proxy/log.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+constexpr uint64_t kTickMs = 250;
+}
+
+Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std::function<void()> on_exit)
+    : index_(index), shared_(shared), listen_fds_(std::move(listen_fds)), on_exit_(std::move(on_exit)) {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &async_, on_async);
+  async_.data = this;
+  uv_timer_init(&loop_, &tick_timer_);
+  tick_timer_.data = this;
+  uv_timer_init(&loop_, &shutdown_timer_);
+  shutdown_timer_.data = this;
+  config_ = shared_.config.load();
+}
+
+Worker::~Worker() {
+  pools_.clear();
+  uv_loop_close(&loop_);
+}
+
+void Worker::start() { thread_ = std::thread([this] { run(); }); }
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::post(std::function<void(Worker&)> fn) {
+  std::lock_guard lock(inbox_mutex_);
+  if (inbox_closed_) return;  // the loop is ending; nothing would run it
+  inbox_.push_back(std::move(fn));
+  uv_async_send(&async_);
+}
+
+void Worker::shutdown(bool graceful) {
+  post([graceful](Worker& w) { w.begin_shutdown(graceful); });
+}
+
+void Worker::run() {
+  open_listeners();
+  uv_timer_start(&tick_timer_, on_tick, kTickMs, kTickMs);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Servers and clients are deleted in their close callbacks, which have all run once uv_run returns.
+  pools_.clear();
+  if (on_exit_) on_exit_();
+}
+
+void Worker::open_listeners() {
+  for (int fd : listen_fds_) {
+    auto tcp = std::make_unique<uv_tcp_t>();
+    uv_tcp_init(&loop_, tcp.get());
+    tcp->data = this;
+    int rc = uv_tcp_open(tcp.get(), fd);
+    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp.get()), 511, on_connection);
+    if (rc != 0) LOG_ERROR("worker %d: cannot listen: %s", index_, uv_strerror(rc));
+    listeners_.push_back(std::move(tcp));
+  }
+  listen_fds_.clear();
+}
+
+void Worker::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<Worker*>(server->data);
+  if (status < 0) {
+    LOG_WARN("worker %d: accept failed: %s", self->index_, uv_strerror(status));
+    return;
+  }
+  if (self->shutting_down_) return;
+  auto* client = new ClientConn(*self, ++self->shared_.next_client_id);
+  if (client->accept(server)) {
+    LOG_DEBUG("C-%llu %s: accepted on worker %d", static_cast<unsigned long long>(client->id()),
+              client->peer().c_str(), self->index_);
+  }
+}
+
+void Worker::on_async(uv_async_t* handle) {
+  auto* self = static_cast<Worker*>(handle->data);
+  std::vector<std::function<void(Worker&)>> work;
+  {
+    std::lock_guard lock(self->inbox_mutex_);
+    work.swap(self->inbox_);
+  }
+  for (auto& fn : work) fn(*self);
+}
+
+void Worker::on_tick(uv_timer_t* handle) { static_cast<Worker*>(handle->data)->tick(); }
+
+void Worker::tick() {
+  const double t = now();
+  const conf::Timeouts& timeouts = config_->timeouts;
+  for (auto& [name, pool] : pools_) pool->tick(t, timeouts);
+  clients_.for_each([&](ClientConn* client) {
+    bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
+    if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
+      client->fail(protocol::sqlstate::kQueryCanceled, "canceling authentication due to timeout");
+    }
+  });
+}
+
+Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,
+                       const conf::User& user, const std::string& requested_database, std::string* error) {
+  const std::string server_database = database.server_database.empty() ? requested_database : database.server_database;
+  const std::string key = requested_database + '\0' + user.name;
+  if (auto it = pools_.find(key); it != pools_.end()) return it->second.get();
+
+  const conf::Backend* backend =
+      database.backends.empty() ? &config->backends.front() : config->find_backend(database.backends.front());
+  if (!backend) {
+    *error = "pgmux: database \"" + requested_database + "\" has no usable backend";
+    return nullptr;
+  }
+  BackendAddress address;
+  address.name = backend->name;
+  address.host = backend->host;
+  address.port = backend->port;
+  if (!resolve_address(backend->host, backend->port, &address.address, error)) {
+    *error = "pgmux: backend \"" + backend->name + "\": " + *error;
+    return nullptr;
+  }
+  ServerLogin login;
+  login.user = user.name;
+  login.password = user.password;
+  login.database = server_database;
+  if (protocol::is_scram_secret(user.password)) login.scram_secret = protocol::parse_scram_secret(user.password);
+
+  const int workers = config->effective_workers();
+  const int size = std::max(1, static_cast<int>(std::ceil(static_cast<double>(database.pool_size) / workers)));
+  auto pool = std::make_unique<Pool>(*this, requested_database + "/" + user.name, std::move(address), std::move(login),
+                                     size);
+  Pool* raw = pool.get();
+  pools_.emplace(key, std::move(pool));
+  return raw;
+}
+
+const protocol::ScramSecret* Worker::scram_secret_for(const conf::User& user) {
+  auto it = scram_cache_.find(user.name);
+  if (it != scram_cache_.end() && it->second.first == user.password) return &it->second.second;
+  protocol::ScramSecret secret;
+  if (protocol::is_scram_secret(user.password)) {
+    auto parsed = protocol::parse_scram_secret(user.password);
+    if (!parsed) return nullptr;
+    secret = *parsed;
+  } else {
+    // A plaintext password: derive a secret once (PBKDF2 is deliberately slow) with a random salt.
+    std::string salt(16, '\0');
+    RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), static_cast<int>(salt.size()));
+    secret = protocol::make_scram_secret(user.password, salt, 4096);
+  }
+  auto& slot = scram_cache_[user.name];
+  slot = {user.password, std::move(secret)};
+  return &slot.second;
+}
+
+void Worker::remove_client(ClientConn* client) {
+  clients_.remove(client);
+  if (shutting_down_ && clients_.empty()) finish();
+}
+
+void Worker::begin_shutdown(bool graceful) {
+  if (!shutting_down_) {
+    shutting_down_ = true;
+    for (auto& listener : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(listener.get()), nullptr);
+  }
+  if (!graceful) {
+    finish();
+    return;
+  }
+  // Clients not yet in a session have nothing to finish.
+  clients_.for_each([](ClientConn* client) {
+    if (client->state() != ClientState::Linked) client->fail(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down");
+  });
+  if (clients_.empty()) {
+    finish();
+    return;
+  }
+  LOG_INFO("worker %d: waiting up to %.0f s for %zu sessions to finish", index_, config_->timeouts.shutdown_timeout,
+           clients_.size());
+  uv_timer_start(&shutdown_timer_, on_shutdown_timer, static_cast<uint64_t>(config_->timeouts.shutdown_timeout * 1000),
+                 0);
+}
+
+void Worker::on_shutdown_timer(uv_timer_t* handle) { static_cast<Worker*>(handle->data)->finish(); }
+
+void Worker::finish() {
+  if (finished_) return;
+  finished_ = true;
+  clients_.for_each([](ClientConn* client) {
+    client->fail(protocol::sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+  });
+  for (auto& [name, pool] : pools_) pool->close_all();
+  {
+    std::lock_guard lock(inbox_mutex_);
+    inbox_closed_ = true;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+}
+
+}  // namespace pgmux::proxy

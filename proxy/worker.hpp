@@ -1,0 +1,85 @@
+// A worker: one thread, one libuv loop, its own listener sockets (SO_REUSEPORT), clients and pools
+// (DESIGN.md §4). Other threads talk to it only through post().
+#pragma once
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proxy/client_conn.hpp"
+#include "proxy/intrusive_list.hpp"
+#include "proxy/pool.hpp"
+#include "proxy/shared_state.hpp"
+
+namespace pgmux::proxy {
+
+class Worker {
+ public:
+  // listen_fds are bound, listening-ready sockets this worker owns from now on.
+  Worker(int index, SharedState& shared, std::vector<int> listen_fds, std::function<void()> on_exit);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  void join();
+  // Thread-safe: runs fn on this worker's loop.
+  void post(std::function<void(Worker&)> fn);
+  // Thread-safe. Graceful: stop accepting and let sessions finish (up to shutdown_timeout); else close now.
+  void shutdown(bool graceful);
+
+  // Loop-thread API.
+  uv_loop_t* loop() { return &loop_; }
+  int index() const { return index_; }
+  double now() const { return static_cast<double>(uv_now(&loop_)) / 1000.0; }
+  uint32_t max_message_size() const { return config_->max_message_size; }
+  bool shutting_down() const { return shutting_down_; }
+  std::shared_ptr<const conf::Config> config() const { return config_; }
+  CancelRegistry& cancels() { return shared_.cancels; }
+  uint64_t next_server_id() { return ++shared_.next_server_id; }
+
+  Pool* pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,
+                 const conf::User& user, const std::string& requested_database, std::string* error);
+  const protocol::ScramSecret* scram_secret_for(const conf::User& user);
+
+  void add_client(ClientConn* client) { clients_.push_back(client); }
+  void remove_client(ClientConn* client);
+
+ private:
+  void run();
+  void open_listeners();
+  void begin_shutdown(bool graceful);
+  void finish();
+  void tick();
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_async(uv_async_t* handle);
+  static void on_tick(uv_timer_t* handle);
+  static void on_shutdown_timer(uv_timer_t* handle);
+
+  int index_;
+  SharedState& shared_;
+  std::vector<int> listen_fds_;
+  std::function<void()> on_exit_;
+  std::thread thread_;
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_timer_t tick_timer_;
+  uv_timer_t shutdown_timer_;
+  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  std::mutex inbox_mutex_;
+  std::vector<std::function<void(Worker&)>> inbox_;
+  bool inbox_closed_ = false;
+  std::shared_ptr<const conf::Config> config_;
+  std::map<std::string, std::unique_ptr<Pool>> pools_;
+  std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
+  IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
+  bool shutting_down_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace pgmux::proxy

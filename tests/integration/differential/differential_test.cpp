@@ -1,0 +1,133 @@
+// Differential protocol test: every script runs on a fresh connection straight to the PostgreSQL primary and
+// through pgmux; the normalized backend streams must be identical. Each script also runs twice direct, which
+// proves the script itself is deterministic before pgmux is blamed for a difference.
+//
+// Environment: PGMUX_TEST_BASEPORT (cluster), PGMUX_DIFF_SELF=1 or PGMUX_TEST_DIRECT=1 (second run also direct,
+// no pgmux),
+// PGMUX_DIFF_ONLY=<script name>, PGMUX_DIFF_STRICT_ORDER=1 (do not sort the startup ParameterStatus run),
+// PGMUX_DIFF_POOL_MODE=session|transaction (pool mode of database app in pgmux's config), PGMUX_DIFF_VERBOSE=1,
+// PGMUX_DIFF_TARGET_PORT=<port> (compare with a proxy already listening there, e.g. pgbouncer; no pgmux started).
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+
+#include "tests/integration/differential/message_diff.hpp"
+#include "tests/integration/differential/scripts.hpp"
+#include "tests/support/pgmux_process.hpp"
+
+namespace pgmux::difftest {
+namespace {
+
+bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == value;
+}
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+LoginParams app_login() {
+  LoginParams p;
+  p.user = "app";
+  p.database = "app";
+  p.password = "app";
+  // Set explicitly so neither side falls back to a default the other may not share.
+  p.extra = {{"application_name", "pgmux_diff"}};
+  return p;
+}
+
+// One pgmux (unless self mode) and the scripts' database objects, for the whole test binary.
+struct Environment {
+  Target direct;
+  Target proxied;
+  bool self_mode = false;
+  Schema schema{std::to_string(getpid())};
+  std::unique_ptr<test::PgmuxProcess> pgmux;
+  std::string setup_error;
+
+  Environment() {
+    direct.port = test::cluster_ports().primary;
+    direct.login = app_login();
+    self_mode = env_is("PGMUX_DIFF_SELF", "1") || test::direct_mode();
+    proxied = direct;
+    const std::string target_port = env_or("PGMUX_DIFF_TARGET_PORT", "");
+    if (!self_mode && !target_port.empty()) {
+      proxied.port = std::atoi(target_port.c_str());
+    } else if (!self_mode) {
+      int port = test::free_port_from(26100);
+      nlohmann::json config = test::default_config(port);
+      std::string mode = env_or("PGMUX_DIFF_POOL_MODE", "");
+      if (!mode.empty()) {
+        for (auto& db : config["databases"]) db["pool_mode"] = mode;
+      }
+      try {
+        pgmux = std::make_unique<test::PgmuxProcess>(config.dump(2), port);
+        proxied.port = port;
+      } catch (const std::exception& e) {
+        setup_error = std::string("pgmux did not start: ") + e.what();
+        return;
+      }
+    }
+    run_admin_sql(direct, schema.teardown_sql());
+    setup_error = run_admin_sql(direct, schema.setup_sql());
+  }
+  ~Environment() {
+    std::string err = run_admin_sql(direct, schema.teardown_sql());
+    if (!err.empty()) std::cerr << "differential teardown: " << err << "\n";
+  }
+
+  Capture run(const Target& target, const Script& script, std::string& error) {
+    error = run_admin_sql(direct, schema.reset_sql());
+    Capture c = run_script(target, script);
+    NormalizeOptions opts;
+    opts.strict_startup_order = env_is("PGMUX_DIFF_STRICT_ORDER", "1");
+    normalize(c, opts);
+    return c;
+  }
+};
+
+Environment& env() {
+  static Environment e;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("differential: backend replies through pgmux equal those of the primary") {
+  Environment& e = env();
+  REQUIRE_MESSAGE(e.setup_error.empty(), e.setup_error);
+  const std::string only = env_or("PGMUX_DIFF_ONLY", "");
+  const bool verbose = env_is("PGMUX_DIFF_VERBOSE", "1");
+  const std::string proxied_name = e.self_mode ? "direct#2" : e.pgmux ? "pgmux" : "target";
+  int ran = 0;
+  for (const Script& script : all_scripts(e.schema)) {
+    if (!only.empty() && script.name != only) continue;
+    ++ran;
+    INFO("script " << script.name);
+    std::string reset_error;
+    Capture first = e.run(e.direct, script, reset_error);
+    REQUIRE_MESSAGE(reset_error.empty(), reset_error);
+    // A script that cannot complete against PostgreSQL itself is a harness bug, not a pgmux one.
+    CHECK_MESSAGE(first.error.empty(), "direct run failed: " << first.error);
+    if (verbose) std::cout << script.name << ": " << tag_summary(first) << "\n";
+
+    Capture second = e.run(e.direct, script, reset_error);
+    REQUIRE_MESSAGE(reset_error.empty(), reset_error);
+    auto flaky = first_difference(first, second, "direct#1", "direct#2");
+    CHECK_MESSAGE(!flaky, "script is not deterministic against the primary itself:\n" << *flaky);
+    if (flaky || e.self_mode) continue;
+
+    Capture through = e.run(e.proxied, script, reset_error);
+    REQUIRE_MESSAGE(reset_error.empty(), reset_error);
+    auto diff = first_difference(first, through, "direct", proxied_name);
+    CHECK_MESSAGE(!diff, proxied_name << " changed the backend stream:\n" << *diff);
+  }
+  CHECK_MESSAGE(ran > 0, "no script named " << only);
+}
+
+}  // namespace pgmux::difftest

@@ -1,0 +1,270 @@
+#include "tests/integration/differential/scripts.hpp"
+
+namespace pgmux::difftest {
+
+namespace {
+
+constexpr int32_t kInt4 = 23;
+constexpr int32_t kInt8 = 20;
+constexpr int32_t kText = 25;
+
+BindParams bind_text(std::string portal, std::string statement, std::vector<std::optional<std::string>> values) {
+  BindParams b;
+  b.portal = std::move(portal);
+  b.statement = std::move(statement);
+  b.values = std::move(values);
+  return b;
+}
+
+Script simple_select_types(const Schema& s) {
+  return ScriptBuilder("simple_select_types")
+      .q("SELECT 1::int4 AS i4, 9000000000::int8 AS i8, 'txt'::text AS t, 3.14159::numeric AS n, true AS b, "
+         "NULL::text AS nul, '2024-01-02'::date AS d, '{1,2,3}'::int[] AS arr, '\\xdeadbeef'::bytea AS by, "
+         "1.5::float8 AS f8, '12:34:56'::time AS tm, '{\"k\": [1, 2]}'::jsonb AS js, "
+         "'2024-01-02 03:04:05+00'::timestamptz AS ts")
+      .q("SELECT * FROM " + s.items + " ORDER BY id")
+      .q("SELECT id, name FROM " + s.items + " WHERE id > 100")  // zero rows
+      .build();
+}
+
+Script multi_statement(const Schema& s) {
+  return ScriptBuilder("multi_statement")
+      .q("SELECT 1; SELECT 'two' AS word, 2 AS num; UPDATE " + s.items + " SET flag = NOT flag WHERE id <= 2; "
+         "SELECT id, flag FROM " + s.items + " ORDER BY id; INSERT INTO " + s.items +
+         " VALUES (10, 'ten', 10, NULL, NULL); DELETE FROM " + s.items + " WHERE id = 10")
+      .build();
+}
+
+Script simple_error(const Schema& s) {
+  return ScriptBuilder("simple_error")
+      .q("SELECT 1; SELECT 1/0; SELECT 3")  // the batch stops at the error
+      .q("SELECT * FROM " + s.items + "_missing")
+      .q("SELCT 1")
+      .q("INSERT INTO " + s.items + " VALUES (1, 'duplicate', 0, NULL, NULL)")
+      .q("SELECT 'after errors' AS still_alive")
+      .build();
+}
+
+Script empty_query(const Schema&) {
+  return ScriptBuilder("empty_query").q("").q(";").q("   ").q("-- only a comment").q("SELECT 1; ;").build();
+}
+
+Script extended_basic(const Schema& s) {
+  BindParams typed = bind_text("", "", {"40", "2", "answer"});
+  BindParams named = bind_text("p1", "diff_sel", {"3"});
+  named.result_formats = {1};  // every column in binary
+  BindParams named_again = bind_text("", "diff_sel", {"1"});
+  BindParams binary_param = bind_text("", "diff_bin", {binary_int4(7), std::nullopt});
+  binary_param.param_formats = {1, 0};
+  return ScriptBuilder("extended_basic")
+      // Unnamed statement with declared types, unnamed portal, text results.
+      .parse("", "SELECT $1::int + $2::int AS sum, $3::text AS label", {kInt4, kInt4, kText})
+      .bind(typed).describe('P', "").execute("").sync().expect_ready()
+      // Named statement, described before use; inferred parameter type.
+      .parse("diff_sel", "SELECT id, name, price, created, flag FROM " + s.items + " WHERE id >= $1 ORDER BY id")
+      .describe('S', "diff_sel").sync().expect_ready()
+      // Named portal with binary results, then the unnamed portal from the same statement.
+      .bind(named).describe('P', "p1").execute("p1").bind(named_again).execute("").sync().expect_ready()
+      // A binary parameter and a NULL.
+      .parse("diff_bin", "SELECT $1::int4 * 6 AS product, $2::int8 IS NULL AS was_null", {kInt4, kInt8})
+      .bind(binary_param).describe('S', "diff_bin").execute("").sync().expect_ready()
+      // Statement without a result set: Describe answers NoData.
+      .parse("", "UPDATE " + s.items + " SET price = price + 1 WHERE id = $1").bind(bind_text("", "", {"2"}))
+      .describe('P', "").execute("").sync().expect_ready()
+      .close('S', "diff_sel").close('S', "diff_bin").sync().expect_ready()
+      .build();
+}
+
+Script pipeline_error(const Schema& s) {
+  return ScriptBuilder("pipeline_error")
+      // Three Sync groups in one write; the middle one fails at Execute, the rest of it is skipped.
+      .parse("", "INSERT INTO " + s.items + " VALUES (20, 'twenty', 20, NULL, NULL)").bind(bind_text("", "", {}))
+      .execute("").sync()
+      .parse("", "SELECT 1/0 AS boom").bind(bind_text("", "", {})).execute("")
+      .parse("", "INSERT INTO " + s.items + " VALUES (21, 'skipped', 21, NULL, NULL)").bind(bind_text("", "", {}))
+      .execute("").sync()
+      .parse("", "SELECT count(*) AS n, max(id) AS top FROM " + s.items).bind(bind_text("", "", {}))
+      .execute("").sync()
+      .expect_ready(3)
+      // An error at Parse: the Bind that follows must be skipped, not answered.
+      .parse("diff_bad", "SELEC nonsense").bind(bind_text("", "diff_bad", {})).execute("").sync()
+      .parse("", "SELECT 'recovered' AS state").bind(bind_text("", "", {})).execute("").sync()
+      .expect_ready(2)
+      .build();
+}
+
+Script flush_without_sync(const Schema& s) {
+  return ScriptBuilder("flush_without_sync")
+      .parse("diff_fl", "SELECT $1::text || '!' AS shout", {kText}).flush()
+      .expect_messages(1)  // ParseComplete
+      .bind(bind_text("", "diff_fl", {"hey"})).describe('P', "").execute("").flush()
+      .expect_messages(4)  // BindComplete RowDescription DataRow CommandComplete
+      .parse("", "SELECT name FROM " + s.items + " WHERE id = $1", {kInt4})
+      .bind(bind_text("", "", {"1"})).execute("").flush()
+      .expect_messages(4)  // ParseComplete BindComplete DataRow CommandComplete
+      .sync().expect_ready()
+      .close('S', "diff_fl").flush()
+      .expect_messages(1)  // CloseComplete
+      .sync().expect_ready()
+      .build();
+}
+
+Script portal_suspension(const Schema& s) {
+  ScriptBuilder b("portal_suspension");
+  // Batched: seven rows fetched two at a time in one Sync group.
+  b.parse("", "SELECT g AS n, repeat('x', g) AS xs FROM generate_series(1, 7) g").bind(bind_text("", "", {}))
+      .describe('P', "");
+  for (int i = 0; i < 4; ++i) b.execute("", 2);
+  b.sync().expect_ready();
+  // Interactive: Execute + Flush, reading each batch before asking for the next.
+  b.parse("diff_ps", "SELECT id, name FROM " + s.items + " ORDER BY id").bind(bind_text("", "diff_ps", {}))
+      .execute("", 2).flush().expect_messages(5);  // ParseComplete BindComplete DataRow DataRow PortalSuspended
+  b.execute("", 2).flush().expect_messages(3);     // DataRow DataRow PortalSuspended
+  b.execute("", 2).flush().expect_messages(2);     // DataRow CommandComplete (5 rows)
+  b.sync().expect_ready();
+  // A named portal kept open across Syncs inside an explicit transaction.
+  b.q("BEGIN");
+  b.bind(bind_text("cur", "diff_ps", {})).execute("cur", 3).sync().expect_ready();
+  b.execute("cur", 3).sync().expect_ready();
+  b.execute("cur", 3).sync().expect_ready();
+  b.close('P', "cur").close('S', "diff_ps").sync().expect_ready();
+  b.q("COMMIT");
+  return b.build();
+}
+
+Script copy_in(const Schema& s) {
+  return ScriptBuilder("copy_in")
+      .query("COPY " + s.copies + " FROM STDIN").expect_messages(1, std::chrono::milliseconds(200))
+      .copy_data("1\tone\n").copy_data("2\ttwo\n3\t").copy_data("three\n4\t\\N\n").copy_done().expect_ready()
+      .query("COPY " + s.copies + " (id, note) FROM STDIN WITH (FORMAT csv)")
+      .expect_messages(1, std::chrono::milliseconds(200))
+      .copy_data("5,\"five, with comma\"\n6,six\n").copy_done().expect_ready()
+      .q("SELECT * FROM " + s.copies + " ORDER BY id")
+      // Bad data: the server reports the error after CopyDone (or on the bad row).
+      .query("COPY " + s.copies + " FROM STDIN").expect_messages(1, std::chrono::milliseconds(200))
+      .copy_data("seven\tnot a number\n").copy_done().expect_ready()
+      .build();
+}
+
+Script copy_fail(const Schema& s) {
+  return ScriptBuilder("copy_fail")
+      .query("COPY " + s.copies + " FROM STDIN").expect_messages(1, std::chrono::milliseconds(200))
+      .copy_data("9\tnine\n").copy_fail("client gave up").expect_ready()
+      .q("SELECT count(*) FROM " + s.copies)
+      .build();
+}
+
+Script copy_out(const Schema& s) {
+  return ScriptBuilder("copy_out")
+      .q("COPY (SELECT * FROM " + s.items + " ORDER BY id) TO STDOUT")
+      .q("COPY " + s.items + " (id, name) TO STDOUT WITH (FORMAT csv, HEADER)")
+      .q("COPY (SELECT g FROM generate_series(1, 2000) g) TO STDOUT WITH (FORMAT binary)")
+      .build();
+}
+
+Script notice_mid_result(const Schema& s) {
+  return ScriptBuilder("notice_mid_result")
+      .q("SELECT " + s.notice + "(g) AS tenfold FROM generate_series(1, 3) g")
+      .parse("", "SELECT " + s.notice + "(id) FROM " + s.items + " WHERE id <= $1 ORDER BY id", {kInt4})
+      .bind(bind_text("", "", {"2"})).execute("").sync().expect_ready()
+      .q("DO $$ BEGIN RAISE WARNING 'careful'; RAISE NOTICE 'done' USING DETAIL = 'some detail'; END $$")
+      .q("DROP TABLE IF EXISTS " + s.items + "_never_existed")  // NOTICE ... does not exist, skipping
+      .build();
+}
+
+Script parameter_status_mid(const Schema&) {
+  return ScriptBuilder("parameter_status_mid")
+      .q("SELECT 1 AS before; SET application_name = 'diff_changed'; SELECT 2 AS middle; "
+         "SET TimeZone = 'America/New_York'; SELECT '2024-01-02 03:04:05+00'::timestamptz AS ts")
+      .q("SHOW application_name")
+      .q("SELECT '2024-06-01 12:00:00+00'::timestamptz AS still_new_york")
+      .q("SET DateStyle = 'SQL, DMY'; SELECT '2024-01-02'::date AS d")
+      .q("SET application_name = 'pgmux_diff'; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'")
+      .build();
+}
+
+Script reset_parameters(const Schema&) {
+  // RESET returns to the value the client's startup packet set, whatever server connection answers.
+  return ScriptBuilder("reset_parameters")
+      .q("SET application_name = 'temporary'; SET TimeZone = 'Asia/Tokyo'")
+      .q("RESET application_name; RESET TimeZone")
+      .q("SHOW application_name")
+      .q("SET extra_float_digits = 1; RESET ALL; SHOW extra_float_digits")
+      .build();
+}
+
+Script transaction_error(const Schema& s) {
+  return ScriptBuilder("transaction_error")
+      .q("BEGIN")
+      .q("INSERT INTO " + s.items + " VALUES (30, 'lime', 1, NULL, NULL)")
+      .q("SELECT count(*) FROM " + s.items)
+      .q("INSERT INTO " + s.items + " VALUES (1, 'duplicate', 0, NULL, NULL)")  // status 'E' from here
+      .q("SELECT 1")                                                             // in failed transaction
+      .parse("", "SELECT 2").bind(bind_text("", "", {})).execute("").sync().expect_ready()
+      .q("ROLLBACK")
+      .q("SELECT count(*) FROM " + s.items)
+      // The same in the extended protocol: the error in an explicit transaction keeps status 'E' after Sync.
+      .q("BEGIN")
+      .parse("", "SELECT 1/0").bind(bind_text("", "", {})).execute("").sync().expect_ready()
+      .q("COMMIT")  // answers ROLLBACK
+      .q("BEGIN; SAVEPOINT sp; SELECT 1/0")
+      .q("ROLLBACK TO SAVEPOINT sp; SELECT 'saved' AS state; COMMIT")
+      .build();
+}
+
+Script close_and_reparse(const Schema& s) {
+  return ScriptBuilder("close_and_reparse")
+      .parse("diff_cr", "SELECT 1 AS a").sync().expect_ready()
+      .bind(bind_text("", "diff_cr", {})).execute("").sync().expect_ready()
+      .close('S', "diff_cr").sync().expect_ready()
+      .parse("diff_cr", "SELECT 'x'::text AS b, count(*) AS c FROM " + s.items).describe('S', "diff_cr")
+      .bind(bind_text("", "diff_cr", {})).execute("").sync().expect_ready()
+      .parse("diff_cr", "SELECT 3").sync().expect_ready()  // 42P05: already exists
+      .bind(bind_text("", "diff_gone", {})).execute("").sync().expect_ready()  // 26000: does not exist
+      .close('S', "diff_never").close('P', "diff_no_portal").sync().expect_ready()  // not errors
+      .close('S', "diff_cr").sync().expect_ready()
+      .q("PREPARE diff_sql_prep (int) AS SELECT $1 * 2; EXECUTE diff_sql_prep(21); DEALLOCATE diff_sql_prep")
+      .build();
+}
+
+Script listen_notify(const Schema& s) {
+  // The notification comes back to this same session; its sender pid is zeroed by normalize().
+  const std::string channel = s.items + "_chan";
+  return ScriptBuilder("listen_notify")
+      .q("LISTEN " + channel)
+      .q("NOTIFY " + channel + ", 'first payload'")
+      .q("SELECT pg_notify('" + channel + "', 'second payload')")
+      .q("UNLISTEN *")
+      .q("NOTIFY " + channel + ", 'not delivered'")
+      .build();
+}
+
+}  // namespace
+
+std::string Schema::setup_sql() const {
+  return "CREATE TABLE " + items +
+         " (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), created date, flag bool); "
+         "CREATE TABLE " + copies + " (id int, note text); "
+         "CREATE FUNCTION " + notice + "(i int) RETURNS int LANGUAGE plpgsql AS "
+         "$$ BEGIN RAISE NOTICE 'row %', i; RETURN i * 10; END $$";
+}
+
+std::string Schema::reset_sql() const {
+  return "TRUNCATE " + items + ", " + copies + "; INSERT INTO " + items +
+         " VALUES (1, 'apple', 1.50, '2024-01-02', true), (2, 'pear', 2.25, '2024-02-03', false), "
+         "(3, 'plum', NULL, NULL, NULL), (4, 'fig', 4.00, '2024-04-05', true), (5, 'kiwi', 0.99, '2024-05-06', false)";
+}
+
+std::string Schema::teardown_sql() const {
+  return "DROP TABLE IF EXISTS " + items + ", " + copies + "; DROP FUNCTION IF EXISTS " + notice + "(int)";
+}
+
+std::vector<Script> all_scripts(const Schema& s) {
+  return {simple_select_types(s), multi_statement(s),   empty_query(s),          simple_error(s),
+          extended_basic(s),      pipeline_error(s),    flush_without_sync(s),   portal_suspension(s),
+          copy_in(s),             copy_fail(s),         copy_out(s),             notice_mid_result(s),
+          parameter_status_mid(s), reset_parameters(s), transaction_error(s),    close_and_reparse(s),
+          listen_notify(s)};
+}
+
+}  // namespace pgmux::difftest

@@ -1,0 +1,78 @@
+// Logins through pgmux: the right SQLSTATE for each failure (checked with an independent raw-protocol client,
+// since libpq hides a failed connection's SQLSTATE) and working SCRAM and MD5 logins.
+#include <doctest/doctest.h>
+
+#include "tests/support/pg_client.hpp"
+#include "tests/support/pgmux_process.hpp"
+#include "tests/support/raw_startup.hpp"
+
+using namespace pgmux::test;
+
+namespace {
+ProxyUnderTest& target() {
+  static ProxyUnderTest t;  // one pgmux for every case in this file
+  return t;
+}
+}  // namespace
+
+TEST_CASE("app/app logs in with SCRAM-SHA-256 and runs a query") {
+  StartupOutcome out = raw_startup(target().port(), "app", "app", "app");
+  INFO("message: " << out.message << " sqlstate: " << out.sqlstate);
+  CHECK(out.ok);
+  CHECK(out.auth_method == "scram-sha-256");
+
+  PgConn conn = connect(target().app_conninfo());
+  CHECK(scalar(conn.get(), "SELECT current_user") == "app");
+  CHECK(scalar(conn.get(), "SELECT current_database()") == "app");
+}
+
+TEST_CASE("wrong password -> 28P01") {
+  StartupOutcome out = raw_startup(target().port(), "app", "not-the-password", "app");
+  INFO("message: " << out.message);
+  CHECK_FALSE(out.ok);
+  CHECK(out.sqlstate == "28P01");
+
+  PgConn conn = try_connect(target().conninfo("app", "not-the-password", "app"));
+  CHECK(PQstatus(conn.get()) == CONNECTION_BAD);
+  CHECK(std::string(PQerrorMessage(conn.get())).find("password authentication failed") != std::string::npos);
+}
+
+TEST_CASE("unknown database -> 3D000") {
+  StartupOutcome out = raw_startup(target().port(), "app", "app", "no_such_database_xyz");
+  INFO("message: " << out.message);
+  CHECK_FALSE(out.ok);
+  CHECK(out.sqlstate == "3D000");
+  CHECK(out.message.find("no_such_database_xyz") != std::string::npos);
+}
+
+TEST_CASE("unknown user -> 28000") {
+  StartupOutcome out = raw_startup(target().port(), "no_such_user_xyz", "whatever", "app");
+  INFO("message: " << out.message << " sqlstate: " << out.sqlstate);
+  CHECK_FALSE(out.ok);
+  if (target().direct()) {
+    // PostgreSQL itself does not reveal unknown roles under SCRAM: it runs a mock exchange and says 28P01.
+    CHECK((out.sqlstate == "28P01" || out.sqlstate == "28000"));
+  } else {
+    CHECK(out.sqlstate == "28000");
+  }
+}
+
+TEST_CASE("md5user logs in with MD5") {
+  StartupOutcome out = raw_startup(target().port(), "md5user", "md5user", "app");
+  INFO("message: " << out.message << " sqlstate: " << out.sqlstate);
+  CHECK(out.ok);
+  CHECK(out.auth_method == "md5");
+
+  StartupOutcome bad = raw_startup(target().port(), "md5user", "wrong", "app");
+  CHECK_FALSE(bad.ok);
+  CHECK(bad.sqlstate == "28P01");
+
+  PgConn conn = connect(target().conninfo("md5user", "md5user", "app"));
+  CHECK(scalar(conn.get(), "SELECT current_user") == "md5user");
+}
+
+TEST_CASE("superuser postgres logs in to database postgres (wildcard database entry)") {
+  PgConn conn = connect(target().conninfo("postgres", "postgres", "postgres"));
+  CHECK(scalar(conn.get(), "SELECT current_database()") == "postgres");
+  CHECK(scalar(conn.get(), "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == "t");
+}

@@ -1,0 +1,114 @@
+// Query cancellation through pgmux: PQcancel goes to pgmux's port with pgmux's BackendKeyData and must reach
+// the right server quickly, without touching other clients.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "tests/support/pg_client.hpp"
+#include "tests/support/pgmux_process.hpp"
+
+using namespace pgmux::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+bool cancel(PGconn* conn, std::string& error) {
+  PGcancel* c = PQgetCancel(conn);
+  if (!c) {
+    error = "PQgetCancel returned null";
+    return false;
+  }
+  char buf[256] = {0};
+  bool ok = PQcancel(c, buf, sizeof buf) == 1;
+  PQfreeCancel(c);
+  error = buf;
+  return ok;
+}
+
+// Waits (bounded) for the outcome of a PQsendQuery; returns the first result's SQLSTATE ("" if it succeeded)
+// and the number of rows; drains the remaining results.
+struct Outcome {
+  bool finished = false;
+  std::string sqlstate;
+  int rows = 0;
+};
+
+Outcome await(PGconn* conn, double seconds) {
+  Outcome out;
+  auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
+  bool first = true;
+  while (true) {
+    while (PQisBusy(conn)) {
+      double left = std::chrono::duration<double>(deadline - Clock::now()).count();
+      if (left <= 0 || PQconsumeInput(conn) == 0) return out;
+      if (PQisBusy(conn)) wait_readable(conn, left);
+    }
+    PgResult res(PQgetResult(conn));
+    if (!res) break;
+    if (first) {
+      out.sqlstate = sqlstate(res.get());
+      out.rows = PQntuples(res.get());
+      first = false;
+    }
+  }
+  out.finished = true;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("PQcancel of pg_sleep(30) returns 57014 within 1 s") {
+  ProxyUnderTest target;
+  PgConn conn = connect(target.app_conninfo());
+  REQUIRE(PQsendQuery(conn.get(), "SELECT pg_sleep(30)") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let it reach the server
+
+  auto t0 = Clock::now();
+  std::string err;
+  REQUIRE_MESSAGE(cancel(conn.get(), err), err);
+  Outcome out = await(conn.get(), 5.0);
+  double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  REQUIRE(out.finished);
+  CHECK(out.sqlstate == "57014");
+  CHECK(elapsed < 1.0);
+
+  // The session is still usable afterwards.
+  CHECK(scalar(conn.get(), "SELECT 'after cancel'") == "after cancel");
+}
+
+TEST_CASE("a cancel affects only its own client") {
+  ProxyUnderTest target;
+  PgConn victim = connect(target.app_conninfo());
+  PgConn bystander = connect(target.app_conninfo());
+  REQUIRE(PQsendQuery(victim.get(), "SELECT pg_sleep(30)") == 1);
+  REQUIRE(PQsendQuery(bystander.get(), "SELECT pg_sleep(2)") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+
+  std::string err;
+  REQUIRE_MESSAGE(cancel(victim.get(), err), err);
+  Outcome v = await(victim.get(), 5.0);
+  REQUIRE(v.finished);
+  CHECK(v.sqlstate == "57014");
+
+  Outcome b = await(bystander.get(), 10.0);
+  REQUIRE(b.finished);
+  CHECK(b.sqlstate == "");
+  CHECK(b.rows == 1);
+}
+
+TEST_CASE("cancel of an extended-protocol query") {
+  ProxyUnderTest target;
+  PgConn conn = connect(target.app_conninfo());
+  const char* params[] = {"30"};
+  REQUIRE(PQsendQueryParams(conn.get(), "SELECT pg_sleep($1::float8)", 1, nullptr, params, nullptr, nullptr, 0) == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto t0 = Clock::now();
+  std::string err;
+  REQUIRE_MESSAGE(cancel(conn.get(), err), err);
+  Outcome out = await(conn.get(), 5.0);
+  REQUIRE(out.finished);
+  CHECK(out.sqlstate == "57014");
+  CHECK(std::chrono::duration<double>(Clock::now() - t0).count() < 1.0);
+  CHECK(scalar(conn.get(), "SELECT 1") == "1");
+}

@@ -1,0 +1,67 @@
+#include "tests/support/pg_client.hpp"
+
+#include <poll.h>
+
+#include <stdexcept>
+
+namespace pgmux::test {
+
+PgConn try_connect(const std::string& conninfo) { return PgConn(PQconnectdb(conninfo.c_str())); }
+
+PgConn connect(const std::string& conninfo) {
+  PgConn conn = try_connect(conninfo);
+  if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
+    throw std::runtime_error("connect failed (" + conninfo + "): " +
+                             (conn ? PQerrorMessage(conn.get()) : "out of memory"));
+  }
+  return conn;
+}
+
+PgResult exec(PGconn* conn, const std::string& sql) {
+  PgResult res(PQexec(conn, sql.c_str()));
+  ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    std::string msg = res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn);
+    throw std::runtime_error("query failed: " + sql.substr(0, 200) + ": " + msg);
+  }
+  return res;
+}
+
+std::string scalar(PGconn* conn, const std::string& sql) {
+  PgResult res = exec(conn, sql);
+  if (PQntuples(res.get()) < 1 || PQnfields(res.get()) < 1) {
+    throw std::runtime_error("query returned no value: " + sql.substr(0, 200));
+  }
+  return PQgetvalue(res.get(), 0, 0);
+}
+
+std::string exec_sqlstate(PGconn* conn, const std::string& sql) {
+  PgResult res(PQexec(conn, sql.c_str()));
+  ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return "";
+  std::string code = sqlstate(res.get());
+  return code.empty() ? "?????" : code;
+}
+
+std::string sqlstate(const PGresult* res) {
+  if (!res) return "";
+  const char* code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  return code ? code : "";
+}
+
+bool wait_readable(PGconn* conn, double seconds) {
+  pollfd pfd{PQsocket(conn), POLLIN, 0};
+  int r = poll(&pfd, 1, static_cast<int>(seconds * 1000));
+  return r > 0;
+}
+
+uint64_t fnv1a(const void* data, size_t size, uint64_t h) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < size; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace pgmux::test

@@ -1,0 +1,43 @@
+// Small libpq helpers for end-to-end tests: owning handles and "run this, it must work" calls that throw
+// std::runtime_error with the server's message (doctest reports it).
+#pragma once
+#include <libpq-fe.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace pgmux::test {
+
+struct PgConnDeleter {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+struct PgResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgConn = std::unique_ptr<PGconn, PgConnDeleter>;
+using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
+
+// Connects; throws with PQerrorMessage on failure.
+PgConn connect(const std::string& conninfo);
+// Connects; returns the handle even when it failed (check PQstatus / PQerrorMessage).
+PgConn try_connect(const std::string& conninfo);
+
+// Runs sql; throws unless the result is COMMAND_OK or TUPLES_OK.
+PgResult exec(PGconn* conn, const std::string& sql);
+// Runs sql and returns the first column of the first row ("" for NULL); throws without a row.
+std::string scalar(PGconn* conn, const std::string& sql);
+// Runs sql; returns its SQLSTATE ("" when it succeeded).
+std::string exec_sqlstate(PGconn* conn, const std::string& sql);
+
+// SQLSTATE of a result ("" when none).
+std::string sqlstate(const PGresult* res);
+
+// Waits (poll) until the connection's socket is readable or the timeout passes; true when readable.
+bool wait_readable(PGconn* conn, double seconds);
+
+// 64-bit FNV-1a, incremental: pass the previous value to continue a running checksum.
+uint64_t fnv1a(const void* data, size_t size, uint64_t h = 1469598103934665603ull);
+
+}  // namespace pgmux::test

@@ -1,0 +1,186 @@
+// parse_config / load_config_file: defaults filled in, shipped files load, file errors, diagnostics shape.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "conf/loader.hpp"
+
+using namespace pgmux::conf;
+
+namespace {
+
+const std::string kConfDir = std::string(PGMUX_TEST_DATA) + "/../../conf";
+
+std::string all_errors(const LoadResult& r) {
+  std::string out;
+  for (const Diagnostic& d : r.errors) out += d.to_string() + "\n";
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("conf loader: a minimal config gets every default") {
+  const LoadResult r = parse_config(R"({"backends": [{"host": "db1"}, {"host": "db2", "port": 5433}],
+                                       "databases": [{"name": "app"}, {"name": "*"}]})");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  REQUIRE(c.listeners.size() == 1);
+  CHECK(c.listeners[0].host == "127.0.0.1");
+  CHECK(c.listeners[0].port == 9999);
+  CHECK(c.workers == 0);
+  CHECK(c.auth_method == AuthMethod::ScramSha256);
+  REQUIRE(c.backends.size() == 2);
+  CHECK(c.backends[0].name == "backend0");
+  CHECK(c.backends[0].host == "db1");
+  CHECK(c.backends[0].port == 5432);
+  CHECK(c.backends[0].weight == 1);
+  CHECK(c.backends[1].name == "backend1");
+  CHECK(c.backends[1].port == 5433);
+  CHECK(c.users.empty());
+  REQUIRE(c.databases.size() == 2);
+  CHECK(c.databases[0].server_database == "app");  // defaults to the name
+  CHECK(c.databases[0].backends.empty());
+  CHECK(c.databases[0].pool_mode == PoolMode::Session);
+  CHECK(c.databases[0].pool_size == 20);
+  CHECK(c.databases[1].name == "*");
+  CHECK(c.databases[1].server_database.empty());  // "*" uses the requested name at connect time
+  CHECK(c.max_message_size == 64u * 1024 * 1024);
+  CHECK(c.max_client_conn == 10000);
+  CHECK(c.admin_users.empty());
+  CHECK(c.stats_users.empty());
+  CHECK(c.timeouts.query_wait_timeout == 120);
+  CHECK(c.timeouts.server_idle_timeout == 600);
+  CHECK(c.logging.level == LogLevel::Info);
+  CHECK(c.find_database("anything") == &c.databases[1]);
+}
+
+TEST_CASE("conf loader: explicit values are kept") {
+  const LoadResult r = parse_config(R"({
+    "listeners": [{"host": "0.0.0.0", "port": 6432}],
+    "workers": 3,
+    "backends": [{"name": "p", "host": "h", "port": 1, "weight": 0}],
+    "auth_method": "md5",
+    "users": [{"name": "u", "password": "x", "auth_method": "trust", "pool_mode": "statement"}],
+    "databases": [{"name": "d", "server_database": "real", "backends": ["p"], "pool_mode": "transaction",
+                   "pool_size": 7}],
+    "timeouts": {"query_wait_timeout": 1.5, "server_idle_timeout": 0, "server_connect_timeout": 2,
+                 "client_login_timeout": 3, "shutdown_timeout": 4},
+    "logging": {"level": "warn", "file": "/tmp/x.log"},
+    "max_message_size": 2048, "max_client_conn": 5,
+    "admin_users": ["u"], "stats_users": ["u"]})");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  CHECK(c.listeners[0].host == "0.0.0.0");
+  CHECK(c.listeners[0].port == 6432);
+  CHECK(c.workers == 3);
+  CHECK(c.effective_workers() == 3);
+  CHECK(c.backends[0].weight == 0);
+  CHECK(c.auth_method == AuthMethod::Md5);
+  CHECK(c.users[0].auth_method == AuthMethod::Trust);
+  CHECK(c.users[0].pool_mode == PoolMode::Statement);
+  CHECK(c.databases[0].server_database == "real");
+  CHECK(c.databases[0].backends == std::vector<std::string>{"p"});
+  CHECK(c.databases[0].pool_mode == PoolMode::Transaction);
+  CHECK(c.databases[0].pool_size == 7);
+  CHECK(c.timeouts.query_wait_timeout == 1.5);
+  CHECK(c.timeouts.server_idle_timeout == 0);
+  CHECK(c.timeouts.shutdown_timeout == 4);
+  CHECK(c.logging.level == LogLevel::Warn);
+  CHECK(c.logging.file == "/tmp/x.log");
+  CHECK(c.max_message_size == 2048);
+  CHECK(c.max_client_conn == 5);
+  CHECK(c.admin_users == std::vector<std::string>{"u"});
+  CHECK(c.find_database("other") == nullptr);  // no "*" entry
+}
+
+TEST_CASE("conf loader: errors mean no config, and every problem is listed") {
+  const LoadResult r = parse_config(R"({"backends": [{"host": "h", "port": 0}], "databases": [{"name": "d",
+                                       "pool_size": 0}], "bogus": 1})");
+  CHECK_FALSE(r.ok());
+  CHECK(r.config == nullptr);
+  REQUIRE(r.errors.size() == 3);
+  CHECK(r.errors[0].pointer == "/backends/0/port");
+  CHECK(r.errors[0].message == "must be 1..65535");
+  CHECK(r.errors[0].to_string() == "/backends/0/port: must be 1..65535");
+  CHECK(r.errors[1].to_string() == "/databases/0/pool_size: must be 1..10000");
+  CHECK(r.errors[2].to_string() == "/bogus: unknown key");
+}
+
+TEST_CASE("conf loader: syntax error is one diagnostic at the document with line and column") {
+  const LoadResult r = parse_config("{\n  \"workers\": 2,\n  oops\n}");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].pointer.empty());
+  CHECK(r.errors[0].message.find("line 3, column 3") != std::string::npos);
+  CHECK(r.errors[0].to_string().starts_with(": parse error"));
+}
+
+TEST_CASE("conf loader: duplicate keys deep inside arrays point at the right element") {
+  const LoadResult r = parse_config(R"({"backends": [{"host": "a"}, {"host": "b"}, {"host": "c", "host": "d"}],
+                                       "databases": [{"name": "x", "backends": [], "backends": []}]})");
+  REQUIRE(r.errors.size() == 2);
+  CHECK(r.errors[0].to_string() == "/backends/2/host: duplicate key");
+  CHECK(r.errors[1].to_string() == "/databases/0/backends: duplicate key");
+
+  const LoadResult nested = parse_config(R"({"x~": [[1, 2], [{"k": 1, "k": 2}]], "backends": [{"host": "h"}],
+                                            "databases": [{"name": "d"}]})");
+  REQUIRE(nested.errors.size() == 2);
+  CHECK(nested.errors[0].to_string() == "/x~0/1/0/k: duplicate key");
+  CHECK(nested.errors[1].to_string() == "/x~0: unknown key");
+}
+
+TEST_CASE("conf loader: files") {
+  SUBCASE("missing file") {
+    const LoadResult r = load_config_file("/nonexistent/pgmux.json");
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].pointer.empty());
+    CHECK(r.errors[0].message == "cannot read /nonexistent/pgmux.json: No such file or directory");
+  }
+  SUBCASE("a directory is not a config file") {
+    const LoadResult r = load_config_file(std::string(PGMUX_TEST_DATA));
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].message.find("Is a directory") != std::string::npos);
+  }
+}
+
+TEST_CASE("conf loader: shipped conf/pgmux.json loads") {
+  const LoadResult r = load_config_file(kConfDir + "/pgmux.json");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  CHECK(r.config->find_user("admin") != nullptr);
+  CHECK(r.config->admin_users == std::vector<std::string>{"admin"});
+}
+
+TEST_CASE("conf loader: shipped conf/demo.json is the documented demo") {
+  const LoadResult r = load_config_file(kConfDir + "/demo.json");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  REQUIRE(c.listeners.size() == 1);
+  CHECK(c.listeners[0].host == "127.0.0.1");
+  CHECK(c.listeners[0].port == 9999);
+  CHECK(c.workers == 2);
+  REQUIRE(c.backends.size() == 3);
+  CHECK(c.find_backend("primary")->port == 5433);
+  CHECK(c.find_backend("standby1")->port == 5434);
+  CHECK(c.find_backend("standby2")->port == 5435);
+  REQUIRE(c.find_user("app") != nullptr);
+  CHECK(c.find_user("app")->password == "app");
+  CHECK(c.effective_auth_method(*c.find_user("app")) == AuthMethod::ScramSha256);
+  CHECK(c.find_user("postgres")->password == "postgres");
+  CHECK(c.find_user("admin")->password == "admin");
+  const Database* app = c.find_database("app");
+  REQUIRE(app != nullptr);
+  CHECK(app->name == "app");
+  CHECK(app->pool_mode == PoolMode::Session);
+  CHECK(app->pool_size == 20);
+  CHECK(app->backends == std::vector<std::string>{"primary"});
+  const Database* any = c.find_database("postgres");
+  REQUIRE(any != nullptr);
+  CHECK(any->name == "*");
+  CHECK(any->pool_size == 10);
+  CHECK(any->server_database.empty());
+  CHECK(any->backends == std::vector<std::string>{"primary"});
+  CHECK(c.admin_users == std::vector<std::string>{"admin"});
+}
