@@ -3,7 +3,8 @@
 # the binary, its shared libraries and a config at /etc/pgmux/pgmux.json (mount your own over it).
 #   docker build -t pgmux .
 #   docker run --rm -p 9999:9999 -v "$PWD/my.json:/etc/pgmux/pgmux.json:ro" pgmux
-# The listener in the mounted config must bind 0.0.0.0 to be reachable through the published port.
+# The example config is copied with its listener moved to 0.0.0.0:9999 (the container's port); a
+# mounted config must also bind 0.0.0.0 to be reachable through the published port.
 
 FROM debian:bookworm AS build
 WORKDIR /src
@@ -15,7 +16,11 @@ COPY . .
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
  && ninja -C build pgmux \
  && install -D -s -m 0755 build/proxy/pgmux /out/usr/local/bin/pgmux \
- && install -D -m 0644 conf/pgmux.json /out/etc/pgmux/pgmux.json
+ && mkdir -p /out/etc/pgmux \
+ && sed 's/{"host": "127.0.0.1", "port": 6432}/{"host": "0.0.0.0", "port": 9999}/' conf/pgmux.json \
+      > /out/etc/pgmux/pgmux.json \
+ && { grep -qF '{"host": "0.0.0.0", "port": 9999}' /out/etc/pgmux/pgmux.json \
+      || { echo "conf/pgmux.json: listener line changed; update the Dockerfile sed" >&2; exit 1; }; }
 
 FROM debian:bookworm-slim AS runtime
 # Runtime libraries only: libuv, OpenSSL, libpq (prober), prometheus-cpp (metrics endpoint) and the

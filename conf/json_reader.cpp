@@ -90,7 +90,8 @@ std::optional<int64_t> read_integer(const Json& value, const std::string& pointe
       diags.add(pointer, "must be an integer");
       return std::nullopt;
     }
-    in_range = d >= static_cast<double>(min) && d <= static_cast<double>(max);
+    // The magnitude cap keeps the cast below defined even when max is INT64_MAX (not exact as a double).
+    in_range = d >= static_cast<double>(min) && d <= static_cast<double>(max) && std::fabs(d) < 9.0e18;
     below = d < static_cast<double>(min);
     if (in_range) result = static_cast<int64_t>(d);
   }

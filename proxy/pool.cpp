@@ -16,7 +16,12 @@ void Pool::request(ClientConn* client) {
   serve_waiters();
 }
 
-void Pool::withdraw(ClientConn* client) { waiting_.remove(client); }
+void Pool::withdraw(ClientConn* client) {
+  waiting_.remove(client);
+  busy_.for_each([client](ServerConn* server) {
+    if (server->opened_for() == client) server->forget_opened_for();
+  });
+}
 
 void Pool::set_state(ServerConn* server, ServerState state) {
   const ServerState old = server->state();
@@ -42,24 +47,43 @@ void Pool::set_state(ServerConn* server, ServerState state) {
 }
 
 void Pool::serve_waiters() {
-  while (!waiting_.empty() && !idle_.empty()) {
-    ServerConn* server = idle_.front();
-    ClientConn* client = waiting_.pop_front();
-    assign(server, client);
+  for (ClientConn* client = waiting_.front(); client && !idle_.empty();) {
+    ClientConn* next = waiting_.next_of(client);
+    if (ServerConn* server = take_idle_for(client)) {
+      waiting_.remove(client);
+      assign(server, client);
+    }
+    client = next;
   }
-  // One new connection per waiting client not already covered by one in progress, up to the pool size.
-  while (waiting_.size() > static_cast<size_t>(connecting_) && server_count() < static_cast<size_t>(size_)) {
-    open_server();
+  // One new connection per waiting client not already covered by one in progress, up to the pool size; each is
+  // opened with the startup parameters of the client it is for.
+  for (ClientConn* client = waiting_.front(); client && server_count() < static_cast<size_t>(size_);
+       client = waiting_.next_of(client)) {
+    bool covered = false;
+    busy_.for_each([&](ServerConn* server) { covered |= server->opened_for() == client; });
+    if (!covered) open_server(client);
   }
 }
 
-void Pool::open_server() {
+// An idle server opened with the client's own startup parameters, else (when the pool cannot grow) any idle
+// server: its parameters are then set with SET, and RESET returns to the server's defaults, not the client's.
+ServerConn* Pool::take_idle_for(ClientConn* client) {
+  ServerConn* fallback = nullptr;
+  for (ServerConn* server = idle_.front(); server; server = idle_.next_of(server)) {
+    if (server->startup_params().entries() == client->wanted_params().entries()) return server;
+    if (!fallback) fallback = server;
+  }
+  const bool can_grow = server_count() < static_cast<size_t>(size_);
+  return can_grow ? nullptr : fallback;
+}
+
+void Pool::open_server(ClientConn* for_client) {
   auto* server = new ServerConn(*this, worker_.next_server_id());
   server->set_state_internal(ServerState::Closing);  // not in a list yet; set_state below links it
   set_state(server, ServerState::Connecting);
   LOG_DEBUG("S-%llu pool %s: connecting to backend %s (%s)", static_cast<unsigned long long>(server->id()),
             name_.c_str(), backend_.name.c_str(), backend_.text().c_str());
-  server->connect(reinterpret_cast<const sockaddr*>(&backend_.address));
+  server->connect(reinterpret_cast<const sockaddr*>(&backend_.address), for_client->wanted_params(), for_client);
 }
 
 void Pool::assign(ServerConn* server, ClientConn* client) {
@@ -120,20 +144,30 @@ void Pool::reset_and_idle(ServerConn* server) {
 }
 
 void Pool::on_login_done(ServerConn* server) {
+  server->forget_opened_for();
   LOG_DEBUG("S-%llu pool %s: logged in to backend %s, server pid %d", static_cast<unsigned long long>(server->id()),
             name_.c_str(), backend_.name.c_str(), server->key().process_id);
   set_state(server, ServerState::Idle);
   serve_waiters();
 }
 
-void Pool::on_server_failed(ServerConn*, const std::string& sqlstate, const std::string& message) {
-  // Nothing else can serve the waiting clients soon: tell them now rather than at query_wait_timeout.
-  if (server_count() > 0) {
-    serve_waiters();
+void Pool::on_server_failed(ServerConn* server, const std::string& sqlstate, const std::string& message) {
+  std::string detail = "pgmux pool \"" + name_ + "\", backend \"" + backend_.name + "\" at " + backend_.text();
+  // The client this connection was opened for hears why (it may be its own bad startup parameter).
+  if (ClientConn* client = server->opened_for()) {
+    server->forget_opened_for();
+    waiting_.remove(client);
+    client->on_server_unavailable(sqlstate, message, detail);
+  }
+  // A backend that refuses connections cannot serve the others soon either: tell them now, not at
+  // query_wait_timeout. Other failures (a bad parameter value) concern only that one client.
+  const bool backend_unusable = sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57", 0) == 0 ||
+                                sqlstate.rfind("28", 0) == 0 || sqlstate.rfind("3D", 0) == 0;
+  if (backend_unusable && server_count() == 0) {
+    while (ClientConn* client = waiting_.pop_front()) client->on_server_unavailable(sqlstate, message, detail);
     return;
   }
-  std::string detail = "pgmux pool \"" + name_ + "\", backend \"" + backend_.name + "\" at " + backend_.text();
-  while (ClientConn* client = waiting_.pop_front()) client->on_server_unavailable(sqlstate, message, detail);
+  serve_waiters();
 }
 
 void Pool::on_server_closing(ServerConn* server) {

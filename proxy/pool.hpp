@@ -68,7 +68,8 @@ class Pool {
   void serve_waiters();
   void assign(ServerConn* server, ClientConn* client);
   void reset_and_idle(ServerConn* server);
-  void open_server();
+  void open_server(ClientConn* for_client);
+  ServerConn* take_idle_for(ClientConn* client);
   size_t server_count() const { return idle_.size() + busy_.size(); }
 
   Worker& worker_;

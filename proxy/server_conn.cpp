@@ -30,7 +30,9 @@ const char* to_string(ServerState s) {
 
 ServerConn::ServerConn(Pool& pool, uint64_t id) : StreamConn(pool.worker().loop()), pool_(pool), id_(id) {}
 
-void ServerConn::connect(const sockaddr* address) {
+void ServerConn::connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for) {
+  startup_params_ = std::move(startup_params);
+  opened_for_ = opened_for;
   connect_started_ = pool_.worker().now();
   connect_req_.data = this;
   int rc = uv_tcp_connect(&connect_req_, tcp(), address, on_connected);
@@ -56,7 +58,9 @@ void ServerConn::on_connected(uv_connect_t* req, int status) {
 void ServerConn::send_startup() {
   ByteVector out;
   const ServerLogin& login = pool_.login();
-  build_startup_message(out, {{"user", login.user}, {"database", login.database}});
+  std::vector<std::pair<std::string, std::string>> parameters{{"user", login.user}, {"database", login.database}};
+  for (const auto& entry : startup_params_.entries()) parameters.push_back(entry);
+  build_startup_message(out, parameters);
   send_owned(std::move(out));
 }
 

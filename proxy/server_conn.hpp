@@ -31,7 +31,13 @@ class ServerConn final : public StreamConn {
   double idle_since() const { return idle_since_; }
   double connect_started() const { return connect_started_; }
 
-  void connect(const sockaddr* address);
+  // startup_params: run-time parameters sent in the startup packet. They become the session's defaults, so a
+  // client whose own startup parameters match gets exactly PostgreSQL's RESET semantics.
+  void connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for);
+  const SessionParams& startup_params() const { return startup_params_; }
+  // The waiting client this connection was opened for, until it logs in or that client leaves.
+  ClientConn* opened_for() const { return opened_for_; }
+  void forget_opened_for() { opened_for_ = nullptr; }
   // Runs a simple query of pgmux's own; every reply is consumed here. done(ok, error_message) runs at
   // ReadyForQuery. The server must be Idle (or freshly logged in) and is Internal meanwhile.
   using InternalDone = std::function<void(ServerConn&, bool ok, const std::string& sqlstate, const std::string& error)>;
@@ -77,6 +83,8 @@ class ServerConn final : public StreamConn {
   uv_connect_t connect_req_;
   ClientConn* client_ = nullptr;
   SessionParams params_;
+  SessionParams startup_params_;
+  ClientConn* opened_for_ = nullptr;
   protocol::BackendKeyData key_;
   std::optional<protocol::ScramClient> scram_;
   InternalDone internal_done_;

@@ -34,7 +34,7 @@ mkdir -p "$demo_dir"
 # that pid still runs our binary.
 if [[ -f $pid_file ]]; then
   old=$(cat "$pid_file" 2>/dev/null || true)
-  if [[ $old =~ ^[0-9]+$ && $(readlink "/proc/$old/exe" 2>/dev/null) == "$pgmux" ]]; then
+  if [[ $old =~ ^[0-9]+$ && $(readlink "/proc/$old/exe" 2>/dev/null) == "$(readlink -f "$pgmux")" ]]; then
     echo "demo.sh: stopping pgmux left by an earlier demo (pid $old)" >&2
     kill -INT "$old" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done

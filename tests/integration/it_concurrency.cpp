@@ -40,7 +40,7 @@ TEST_CASE("200 clients x 100 transactions: every committed row is there") {
   threads.reserve(kClients);
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&, c] {
-      PgConn conn = try_connect(target.conninfo("app", "app", "app") + " options='-c statement_timeout=30000'");
+      PgConn conn = try_connect(target.app_conninfo());
       if (PQstatus(conn.get()) != CONNECTION_OK) {
         ++failed_clients;
         record("connect: " + std::string(PQerrorMessage(conn.get())));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pgbench through pgmux: scale-1 init, then the TPC-B-like script with -M simple, extended and prepared
-# (16 clients each); no failed transactions, and the balances must add up afterwards.
+# (16 clients each; -n because the vacuum step would truncate pgbench_history); no failed transactions, and
+# the balances must add up afterwards.
 # Run under with_pgmux ($PGMUX_PORT, $PGMUX_PRIMARY_PORT).
 set -uo pipefail
 
@@ -23,7 +24,7 @@ timeout 120 "$BIN/pgbench" "${conn[@]}" -i -s 1 -q app >"$work/init.out" 2>&1 ||
 processed_total=0
 for mode in simple extended prepared; do
   out="$work/$mode.out"
-  timeout $((DURATION + 60)) "$BIN/pgbench" "${conn[@]}" -M "$mode" -c 16 -j 2 -T "$DURATION" app >"$out" 2>&1
+  timeout $((DURATION + 60)) "$BIN/pgbench" "${conn[@]}" -n -M "$mode" -c 16 -j 2 -T "$DURATION" app >"$out" 2>&1
   rc=$?
   ((rc == 0)) || failf "pgbench -M $mode exited $rc"
   processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")

@@ -5,7 +5,7 @@ set -uo pipefail
 
 PSQL=${PSQL:-/usr/lib/postgresql/15/bin/psql}
 : "${PGMUX_PORT:?run me under with_pgmux}" "${PGMUX_PRIMARY_PORT:?run me under with_pgmux}"
-export PGPASSWORD=app PGCONNECT_TIMEOUT=5 PGOPTIONS='-c statement_timeout=20000'
+export PGPASSWORD=app PGCONNECT_TIMEOUT=5
 work=$(mktemp -d /tmp/pgmux-it-psql-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 fail=0

@@ -122,9 +122,13 @@ int free_port_from(int start) {
 }
 
 int pick_listen_port() {
-  // Spread parallel test processes over 30000..59999 by pid, away from the cluster's ports.
-  int start = 30000 + static_cast<int>(getpid() % 3000) * 10;
-  return free_port_from(start);
+  // Spread parallel test processes over 21000..31999 by pid: below the kernel's ephemeral range (32768+).
+  int start = 21000 + static_cast<int>(getpid() % 1100) * 10;
+  int port = free_port_from(start);
+  ClusterPorts cluster = cluster_ports();
+  // Never the cluster's ports, even while a node is down (the primary-restart test).
+  if (port >= cluster.primary && port <= cluster.standby2) port = free_port_from(cluster.standby2 + 1);
+  return port;
 }
 
 PgmuxProcess::PgmuxProcess(const std::string& config_json, int listen_port) : port_(listen_port) {
