@@ -1,0 +1,57 @@
+// Cuts the client's byte stream into complete requests before a server is chosen (DESIGN.md §3.6): a Query,
+// a FunctionCall, or extended-protocol messages up to and including Sync or Flush. Pure: it reads a byte
+// view and fills a reusable RequestInfo whose string views point into that view.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/bytes.hpp"
+
+namespace pgmux::proxy {
+
+enum class RequestKind : uint8_t {
+  Query,         // 'Q'
+  Extended,      // Parse/Bind/Describe/Execute/Close ... ending in Sync or Flush
+  FunctionCall,  // 'F'
+  Terminate,     // 'X'
+  CopyMessage,   // 'd' 'c' 'f' outside COPY: PostgreSQL ignores them; forwarded to keep byte-for-byte behaviour
+};
+
+struct ParsedStatement {
+  std::string_view name;  // "" = unnamed
+  std::string_view sql;
+};
+
+struct RequestInfo {
+  RequestKind kind = RequestKind::Query;
+  size_t size = 0;                          // bytes of the whole request
+  std::string_view sql;                     // Query text
+  std::vector<ParsedStatement> parses;      // Extended: every Parse, in order
+  std::vector<std::string_view> used;       // Extended: statement names used by Bind / Describe 'S' (non-empty)
+  std::vector<std::string_view> closed;     // Extended: statement names closed with Close 'S'
+  bool ends_with_sync = false;              // Extended: else it ends with Flush
+  void clear() {
+    kind = RequestKind::Query;
+    size = 0;
+    sql = {};
+    parses.clear();
+    used.clear();
+    closed.clear();
+    ends_with_sync = false;
+  }
+};
+
+enum class ScanStatus : uint8_t { NeedMore, Complete, Error };
+
+struct ScanResult {
+  ScanStatus status = ScanStatus::NeedMore;
+  size_t bytes_needed = 0;  // NeedMore: the size the buffer must reach (0 = unknown, just read more)
+  std::string error;        // Error: what was wrong, for the client's ErrorResponse
+};
+
+// Scans one request at the front of `buf`. Messages are checked against max_message_size; an extended batch
+// may not exceed max_batch bytes in total (so a client cannot make pgmux buffer without bound).
+ScanResult scan_request(protocol::ByteView buf, uint32_t max_message_size, size_t max_batch, RequestInfo& out);
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,117 @@
+#include <doctest/doctest.h>
+
+#include "protocol/frontend_messages.hpp"
+#include "proxy/request_scanner.hpp"
+
+using namespace pgmux::protocol;
+using pgmux::proxy::RequestInfo;
+using pgmux::proxy::RequestKind;
+using pgmux::proxy::scan_request;
+using pgmux::proxy::ScanStatus;
+
+namespace {
+constexpr uint32_t kMax = 1 << 20;
+constexpr size_t kBatch = 1 << 22;
+}  // namespace
+
+TEST_CASE("a Query is one request, exposing its SQL") {
+  ByteVector bytes;
+  build_query(bytes, "SELECT 1");
+  build_query(bytes, "SELECT 2");
+  RequestInfo info;
+  auto result = scan_request(bytes, kMax, kBatch, info);
+  REQUIRE(result.status == ScanStatus::Complete);
+  CHECK(info.kind == RequestKind::Query);
+  CHECK(info.sql == "SELECT 1");
+  CHECK(info.size == bytes.size() / 2);
+}
+
+TEST_CASE("an extended batch runs to Sync and lists parses, uses and closes") {
+  ByteVector bytes;
+  build_parse(bytes, "s1", "SELECT $1");
+  build_bind(bytes, "", "s1", {std::string("7")});
+  build_describe(bytes, 'S', "s2");
+  build_execute(bytes, "", 0);
+  build_close(bytes, 'S', "old");
+  build_sync(bytes);
+  RequestInfo info;
+  auto result = scan_request(bytes, kMax, kBatch, info);
+  REQUIRE(result.status == ScanStatus::Complete);
+  CHECK(info.kind == RequestKind::Extended);
+  CHECK(info.ends_with_sync);
+  CHECK(info.size == bytes.size());
+  REQUIRE(info.parses.size() == 1);
+  CHECK(info.parses[0].name == "s1");
+  CHECK(info.parses[0].sql == "SELECT $1");
+  REQUIRE(info.used.size() == 2);
+  CHECK(info.used[0] == "s1");
+  CHECK(info.used[1] == "s2");
+  REQUIRE(info.closed.size() == 1);
+  CHECK(info.closed[0] == "old");
+}
+
+TEST_CASE("Flush ends a batch without Sync; every split point but the last needs more") {
+  ByteVector bytes;
+  build_parse(bytes, "", "SELECT 1");
+  build_flush(bytes);
+  RequestInfo info;
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    auto partial = scan_request(ByteView(bytes.data(), cut), kMax, kBatch, info);
+    CHECK(partial.status == ScanStatus::NeedMore);
+  }
+  auto result = scan_request(bytes, kMax, kBatch, info);
+  REQUIRE(result.status == ScanStatus::Complete);
+  CHECK_FALSE(info.ends_with_sync);
+  CHECK(info.size == bytes.size());
+}
+
+TEST_CASE("NeedMore reports the size a partly received message needs") {
+  ByteVector bytes;
+  build_query(bytes, std::string(1000, 'x'));
+  RequestInfo info;
+  auto result = scan_request(ByteView(bytes.data(), 10), kMax, kBatch, info);
+  CHECK(result.status == ScanStatus::NeedMore);
+  CHECK(result.bytes_needed == bytes.size());
+}
+
+TEST_CASE("a Query after unsynced extended messages ends the batch before it") {
+  ByteVector bytes;
+  build_parse(bytes, "", "SELECT 1");
+  size_t first = bytes.size();
+  build_query(bytes, "SELECT 2");
+  RequestInfo info;
+  auto result = scan_request(bytes, kMax, kBatch, info);
+  REQUIRE(result.status == ScanStatus::Complete);
+  CHECK(info.kind == RequestKind::Extended);
+  CHECK(info.size == first);
+}
+
+TEST_CASE("Terminate, FunctionCall and stray COPY messages are requests of their own") {
+  RequestInfo info;
+  ByteVector terminate;
+  build_terminate(terminate);
+  REQUIRE(scan_request(terminate, kMax, kBatch, info).status == ScanStatus::Complete);
+  CHECK(info.kind == RequestKind::Terminate);
+
+  ByteVector copy_done{std::byte{'c'}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{4}};
+  REQUIRE(scan_request(copy_done, kMax, kBatch, info).status == ScanStatus::Complete);
+  CHECK(info.kind == RequestKind::CopyMessage);
+}
+
+TEST_CASE("oversized messages, malformed bodies and unbounded batches are errors") {
+  RequestInfo info;
+  ByteVector big;
+  build_query(big, std::string(2000, 'x'));
+  auto too_big = scan_request(big, 1024, kBatch, info);
+  CHECK(too_big.status == ScanStatus::Error);
+  CHECK(too_big.error.find("max_message_size") != std::string::npos);
+
+  ByteVector malformed{std::byte{'Q'}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{6},
+                       std::byte{'a'}, std::byte{'b'}};  // no NUL terminator
+  CHECK(scan_request(malformed, kMax, kBatch, info).status == ScanStatus::Error);
+
+  ByteVector endless;
+  for (int i = 0; i < 100; ++i) build_parse(endless, "", "SELECT 1");
+  auto unbounded = scan_request(endless, kMax, 256, info);
+  CHECK(unbounded.status == ScanStatus::Error);
+}
