@@ -71,7 +71,9 @@ TEST_CASE("polite disconnect: the next client on the same server sees a clean se
   }
   PgConn next = connect(target.app_conninfo());
   std::string next_pid = scalar(next.get(), "SELECT pg_backend_pid()");
-  MESSAGE("server reused: " << (first_pid == next_pid ? "yes" : "no"));
+  // With one pooled server the next client should get the same one; otherwise this case proves less.
+  bool reused = target.direct() || first_pid == next_pid;
+  WARN_MESSAGE(reused, "pool of 1 but the server was not reused");
   check_clean(next.get());
 }
 
@@ -114,7 +116,7 @@ TEST_CASE("client killed mid-query: the next client gets a clean session, quickl
   std::string next_pid = scalar(next.get(), "SELECT pg_backend_pid()");
   double waited = std::chrono::duration<double>(Clock::now() - t0).count();
   MESSAGE("next client got a server after " << waited << " s; server reused: "
-                                            << (std::to_string(victim_pid) == next_pid ? "yes" : "no"));
+                                            << std::string(std::to_string(victim_pid) == next_pid ? "yes" : "no"));
   CHECK(waited < 10.0);
   check_clean(next.get());
   next.reset();

@@ -240,9 +240,14 @@ long PgmuxProcess::peak_rss_kb() const {
   return -1;
 }
 
+namespace {
+// env PGMUX_TEST_EXTERNAL_PORT: a proxy someone else runs (e.g. PgBouncer, to compare); 0 when unset.
+int external_port() { return env_int("PGMUX_TEST_EXTERNAL_PORT", 0); }
+}  // namespace
+
 ProxyUnderTest::ProxyUnderTest() : port_(0) {
-  if (direct_mode()) {
-    port_ = cluster_ports().primary;
+  if (direct_mode() || external_port()) {
+    port_ = direct_mode() ? cluster_ports().primary : external_port();
     return;
   }
   port_ = pick_listen_port();
@@ -250,8 +255,8 @@ ProxyUnderTest::ProxyUnderTest() : port_(0) {
 }
 
 ProxyUnderTest::ProxyUnderTest(const std::string& config_json, int listen_port) : port_(listen_port) {
-  if (direct_mode()) {
-    port_ = cluster_ports().primary;
+  if (direct_mode() || external_port()) {
+    port_ = direct_mode() ? cluster_ports().primary : external_port();
     return;
   }
   process_ = std::make_unique<PgmuxProcess>(config_json, listen_port);

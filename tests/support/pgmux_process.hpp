@@ -66,7 +66,8 @@ class PgmuxProcess {
   std::string log_path_;
 };
 
-// What a test connects to: a pgmux started with the given config, or the primary when direct_mode().
+// What a test connects to: a pgmux started with the given config, or the primary when direct_mode(), or an
+// already running proxy at env PGMUX_TEST_EXTERNAL_PORT (its config is then the caller's business).
 class ProxyUnderTest {
  public:
   ProxyUnderTest();  // default_config_json on a picked port
