@@ -18,11 +18,6 @@ cluster=(bash "$repo/tests/support/cluster.sh")
 base_port=5433
 listen_port=9999
 
-# Job control puts every command in its own process group, so a Ctrl-C at the terminal reaches this
-# script only (the trap below forwards it to pgmux) and never hits the postgres servers directly;
-# it also leaves SIGINT at its default in the background pgmux instead of ignored.
-set -m
-
 bash scripts/install-deps.sh
 if [[ ${DEMO_SKIP_BUILD:-0} != 1 ]]; then
   BUILD_DIR="$build_dir" bash scripts/build.sh pgmux
@@ -94,6 +89,11 @@ echo "Connect with: PGPASSWORD=app psql -h 127.0.0.1 -p $listen_port -U app app"
 echo "(Ctrl-C stops pgmux and the cluster.)"
 echo
 
+# Job control from here on: pgmux gets its own process group, so a Ctrl-C at the terminal reaches
+# this script only (the trap forwards it) and not pgmux twice, and SIGINT stays at its default in
+# pgmux instead of being ignored as in a plain background job. (The postgres servers are already
+# out of reach: pg_ctl starts them in their own session.)
+set -m
 "$pgmux" -c "$config" &
 pgmux_pid=$!
 echo "$pgmux_pid" >"$pid_file"
