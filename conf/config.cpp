@@ -58,6 +58,20 @@ const Database* Config::find_database(std::string_view name) const {
 
 const Backend* Config::find_backend(std::string_view name) const { return find_by_name(backends, name); }
 
+std::string Config::health_check_user() const {
+  if (!health_check.user.empty()) return health_check.user;
+  if (!users.empty()) return users.front().name;
+  return "postgres";
+}
+
+std::string Config::health_check_password() const {
+  if (!health_check.password.empty()) return health_check.password;
+  const User* u = find_user(health_check_user());
+  // A hash or SCRAM secret cannot log in; then libpq falls back to trust or ~/.pgpass.
+  if (u != nullptr && password_kind(u->password) == PasswordKind::Plain) return u->password;
+  return "";
+}
+
 int Config::effective_workers() const {
   if (workers > 0) return workers;
   const unsigned cores = std::thread::hardware_concurrency();  // 0 when unknown

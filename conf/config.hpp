@@ -24,6 +24,9 @@ struct Backend {
   std::string host;
   uint16_t port = 5432;
   int weight = 1;  // >= 0
+  bool standby_only = false;  // "role": "standby": reads only, even when not in recovery (logical subscriber)
+  std::optional<int64_t> max_lag_bytes = std::nullopt;   // overrides Routing::max_lag_bytes
+  std::optional<double> max_lag_seconds = std::nullopt;  // overrides Routing::max_lag_seconds
 };
 
 struct User {
@@ -51,6 +54,28 @@ struct Timeouts {
   double shutdown_timeout = 30;      // SIGTERM: how long sessions may finish
 };
 
+// Read/write split over the primary and hot standbys (roles discovered by the health check).
+struct Routing {
+  bool read_write_split = true;
+  int64_t max_lag_bytes = 16 * 1024 * 1024;  // a standby further behind gets no reads
+  double max_lag_seconds = 10;
+  double lag_hysteresis = 5;        // seconds under both limits before a lagging standby is back
+  bool fallback_to_primary = true;  // reads go to the primary when no standby is eligible
+  bool read_your_writes = true;
+  std::vector<std::string> write_functions;  // calling one of these makes a statement a write
+  double failover_timeout = 30;     // how long writes wait for a new primary
+};
+
+// The prober: one libpq connection per backend, one query per period.
+struct HealthCheck {
+  double period = 1;       // >= 0.1
+  double timeout = 2;      // a round not answered in time counts as a failure
+  int max_retries = 2;     // consecutive failures tolerated before a backend is down
+  std::string user;        // empty = the first entry of Config::users ("postgres" when there is none)
+  std::string password;    // empty = that user's password when it is plaintext
+  std::string database = "postgres";
+};
+
 struct Logging {
   LogLevel level = LogLevel::Info;
   std::string file;  // empty = stderr
@@ -69,12 +94,18 @@ struct Config {
   std::vector<std::string> stats_users;
   Timeouts timeouts;
   Logging logging;
+  Routing routing;
+  HealthCheck health_check;
 
   const User* find_user(std::string_view name) const;
   const Database* find_database(std::string_view name) const;
   const Backend* find_backend(std::string_view name) const;
   int effective_workers() const;  // workers, or hardware concurrency when 0 (at least 1)
   AuthMethod effective_auth_method(const User& user) const;  // user's own, else the global one
+  // The user the prober logs in as: health_check.user, else the first user, else "postgres".
+  std::string health_check_user() const;
+  // health_check.password, else that user's password when it is plaintext, else "" (trust or .pgpass).
+  std::string health_check_password() const;
   // The user's pool_mode when set, else the database's.
   static PoolMode effective_pool_mode(const User* user, const Database& database);
 };

@@ -6,6 +6,7 @@ namespace pgmux::conf::detail {
 namespace {
 
 constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 constexpr double kMaxTimeoutSeconds = 365.0 * 24 * 3600;  // keeps seconds -> ms/ns conversions finite
 constexpr std::string_view kAuthMethods = "\"scram-sha-256\", \"md5\", \"trust\"";
 constexpr std::string_view kPoolModes = "\"session\", \"transaction\", \"statement\"";
@@ -54,6 +55,32 @@ std::vector<Listener> parse_listeners(ObjectReader& root) {
   return out;
 }
 
+// A duration in seconds, > 0 (or >= 0 when zero_allowed), at most a year. True when `out` was set.
+bool read_duration(ObjectReader& r, std::string_view key, double& out, bool zero_allowed) {
+  std::optional<double> value = r.number(key);
+  if (!value) return false;
+  if (zero_allowed ? *value < 0 : *value <= 0) {
+    r.diags().add(r.pointer_of(key), zero_allowed ? "must be >= 0" : "must be > 0");
+  } else if (*value > kMaxTimeoutSeconds) {
+    r.diags().add(r.pointer_of(key), "must be <= " + std::to_string(static_cast<int64_t>(kMaxTimeoutSeconds)));
+  } else {
+    out = *value;
+    return true;
+  }
+  return false;
+}
+
+// JSON true/false only (the reader has no boolean accessor).
+void read_boolean(ObjectReader& r, std::string_view key, bool& out) {
+  const Json* value = r.get(key);
+  if (value == nullptr) return;
+  if (!value->is_boolean()) {
+    r.diags().add(r.pointer_of(key), "must be a boolean");
+    return;
+  }
+  out = value->get<bool>();
+}
+
 std::vector<Backend> parse_backends(ObjectReader& root) {
   std::vector<Backend> out;
   for_each_element(root, "backends", Presence::RequiredNonEmpty, [&](const Json& v, std::string p, size_t i) {
@@ -64,6 +91,17 @@ std::vector<Backend> parse_backends(ObjectReader& root) {
     if (r.require("host") != nullptr) assign(r.string("host", /*non_empty=*/true), b.host);
     assign_int(r.integer("port", 1, 65535), b.port);
     assign_int(r.integer("weight", 0, kIntMax), b.weight);
+    if (std::optional<std::string> role = r.string("role")) {
+      // Roles are discovered; the only override is to keep a not-in-recovery server read-only.
+      if (*role == "standby") {
+        b.standby_only = true;
+      } else {
+        r.diags().add(r.pointer_of("role"), "must be one of \"standby\"");
+      }
+    }
+    b.max_lag_bytes = r.integer("max_lag_bytes", 0, kInt64Max);
+    double seconds = 0;
+    if (read_duration(r, "max_lag_seconds", seconds, false)) b.max_lag_seconds = seconds;
     r.finish();
     out.push_back(std::move(b));
   });
@@ -114,30 +152,66 @@ std::vector<Database> parse_databases(ObjectReader& root) {
   return out;
 }
 
-void read_timeout(ObjectReader& r, std::string_view key, double& out, bool zero_allowed) {
-  std::optional<double> value = r.number(key);
-  if (!value) return;
-  if (zero_allowed ? *value < 0 : *value <= 0) {
-    r.diags().add(r.pointer_of(key), zero_allowed ? "must be >= 0" : "must be > 0");
-  } else if (*value > kMaxTimeoutSeconds) {
-    r.diags().add(r.pointer_of(key), "must be <= " + std::to_string(static_cast<int64_t>(kMaxTimeoutSeconds)));
-  } else {
-    out = *value;
-  }
-}
-
 Timeouts parse_timeouts(ObjectReader& root) {
   Timeouts t;
   const Json* value = root.get("timeouts");
   if (value == nullptr) return t;
   ObjectReader r(*value, root.pointer_of("timeouts"), root.diags());
-  read_timeout(r, "query_wait_timeout", t.query_wait_timeout, false);
-  read_timeout(r, "server_idle_timeout", t.server_idle_timeout, true);  // 0 = never close idle servers
-  read_timeout(r, "server_connect_timeout", t.server_connect_timeout, false);
-  read_timeout(r, "client_login_timeout", t.client_login_timeout, false);
-  read_timeout(r, "shutdown_timeout", t.shutdown_timeout, false);
+  read_duration(r, "query_wait_timeout", t.query_wait_timeout, false);
+  read_duration(r, "server_idle_timeout", t.server_idle_timeout, true);  // 0 = never close idle servers
+  read_duration(r, "server_connect_timeout", t.server_connect_timeout, false);
+  read_duration(r, "client_login_timeout", t.client_login_timeout, false);
+  read_duration(r, "shutdown_timeout", t.shutdown_timeout, false);
   r.finish();
   return t;
+}
+
+Routing parse_routing(ObjectReader& root) {
+  Routing out;
+  const Json* value = root.get("routing");
+  if (value == nullptr) return out;
+  ObjectReader r(*value, root.pointer_of("routing"), root.diags());
+  read_boolean(r, "read_write_split", out.read_write_split);
+  assign(r.integer("max_lag_bytes", 0, kInt64Max), out.max_lag_bytes);
+  read_duration(r, "max_lag_seconds", out.max_lag_seconds, false);
+  read_duration(r, "lag_hysteresis", out.lag_hysteresis, true);
+  read_boolean(r, "fallback_to_primary", out.fallback_to_primary);
+  read_boolean(r, "read_your_writes", out.read_your_writes);
+  if (const Json* list = r.get("write_functions")) {
+    const std::string pointer = r.pointer_of("write_functions");
+    if (check_array(*list, pointer, root.diags())) {
+      for (size_t i = 0; i < list->size(); ++i) {
+        auto name = read_string((*list)[i], child_pointer(pointer, i), root.diags(), /*non_empty=*/true);
+        if (name) out.write_functions.push_back(std::move(*name));
+      }
+    }
+  }
+  read_duration(r, "failover_timeout", out.failover_timeout, true);  // 0 = fail writes at once
+  r.finish();
+  return out;
+}
+
+HealthCheck parse_health_check(ObjectReader& root) {
+  HealthCheck out;
+  const Json* value = root.get("health_check");
+  if (value == nullptr) return out;
+  ObjectReader r(*value, root.pointer_of("health_check"), root.diags());
+  double period = out.period;
+  if (read_duration(r, "period", period, false)) {
+    // Faster than 10 probes a second is load on the servers for no gain.
+    if (period < 0.1) {
+      r.diags().add(r.pointer_of("period"), "must be >= 0.1");
+    } else {
+      out.period = period;
+    }
+  }
+  read_duration(r, "timeout", out.timeout, false);
+  assign_int(r.integer("max_retries", 0, 100), out.max_retries);
+  assign(r.string("user"), out.user);
+  assign(r.string("password"), out.password);
+  assign(r.string("database", /*non_empty=*/true), out.database);
+  r.finish();
+  return out;
 }
 
 Logging parse_logging(ObjectReader& root) {
@@ -166,6 +240,8 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.databases = parse_databases(r);
   c.timeouts = parse_timeouts(r);
   c.logging = parse_logging(r);
+  c.routing = parse_routing(r);
+  c.health_check = parse_health_check(r);
   assign_int(r.integer("max_message_size", 1024, 1073741824), c.max_message_size);
   assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
   if (const Json* v = r.get("admin_users")) c.admin_users = parse_name_list(*v, r.pointer_of("admin_users"), diags);

@@ -81,6 +81,13 @@ void check_user_list(const Config& c, const std::vector<std::string>& names, con
   }
 }
 
+void check_health_check_user(const Config& c, Diagnostics& diags) {
+  const std::string& user = c.health_check.user;
+  if (!user.empty() && c.find_user(user) == nullptr) {
+    diags.add_unless_covered("/health_check/user", "unknown user " + in_quotes(user));
+  }
+}
+
 }  // namespace
 
 void validate(const Config& config, Diagnostics& diags) {
@@ -92,6 +99,7 @@ void validate(const Config& config, Diagnostics& diags) {
   check_database_backends(config, diags);
   check_user_list(config, config.admin_users, "/admin_users", diags);
   check_user_list(config, config.stats_users, "/stats_users", diags);
+  check_health_check_user(config, diags);
 }
 
 }  // namespace pgmux::conf::detail

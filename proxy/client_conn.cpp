@@ -9,6 +9,7 @@
 #include "protocol/sqlstate.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/forward_batch.hpp"
+#include "routing/read_your_writes.hpp"
 #include "proxy/log.hpp"
 #include "proxy/pool.hpp"
 #include "proxy/server_conn.hpp"
@@ -76,7 +77,7 @@ void ClientConn::on_data() {
   switch (state_) {
     case ClientState::Startup: handle_startup(); break;
     case ClientState::Auth: handle_auth(); break;
-    case ClientState::Linked: relay(); break;
+    case ClientState::Linked: pump(); break;
     case ClientState::WaitingServer:  // kept in the buffer until a server is linked
     case ClientState::Closing: break;
   }
@@ -210,43 +211,88 @@ void ClientConn::auth_succeeded() {
   build_authentication_ok(ok);
   send_owned(std::move(ok));
 
-  const conf::Database* db = config_->find_database(database_);
-  if (!db) {
+  database_config_ = config_->find_database(database_);
+  if (!database_config_) {
     close_reason_ = "unknown database";
     fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
     return;
   }
-  std::string error;
-  pool_ = worker_.pool_for(config_, *db, *user_config_, database_, &error);
-  if (!pool_) {
-    close_reason_ = "no pool";
-    fail(sqlstate::kConnectionFailure, error);
-    return;
+  // The database's backends, as a mask over the config's backend list (the view uses the same order).
+  uint64_t mask = 0;
+  for (size_t i = 0; i < config_->backends.size() && i < 64; ++i) {
+    const auto& names = database_config_->backends;
+    if (names.empty() || std::find(names.begin(), names.end(), config_->backends[i].name) != names.end()) {
+      mask |= uint64_t{1} << i;
+    }
   }
-  if (auto key = auth_->client_key(); key && pool_->login().scram_secret) pool_->login().client_key = key;
-  auth_.reset();
-
+  route_state_.backend_mask = mask;
   cancel_slot_ = std::make_shared<CancelSlot>();
   set_state(ClientState::WaitingServer);
   wait_started_ = worker_.now();
-  pool_->request(this);
+
+  // Log in through the primary when there is one, else through any readable standby: its ParameterStatus set
+  // is what the client sees, as on a direct connection.
+  const routing::BackendsView& view = worker_.view();
+  int login_backend = -1;
+  Role role = Role::Primary;
+  if (view.primary >= 0 && (mask >> view.primary) & 1) {
+    login_backend = view.primary;
+  } else {
+    for (size_t i = 0; i < view.backends.size(); ++i) {
+      if (((mask >> i) & 1) && view.backends[i].readable) {
+        login_backend = static_cast<int>(i);
+        role = Role::Standby;
+        break;
+      }
+    }
+  }
+  if (login_backend < 0) {
+    // Nothing known to be up: before the first probe round, or everything is down. Try the first backend of the
+    // database: a clear connection error beats waiting.
+    for (size_t i = 0; i < config_->backends.size(); ++i) {
+      if ((mask >> i) & 1) {
+        login_backend = static_cast<int>(i);
+        break;
+      }
+    }
+  }
+  if (!acquire(login_backend, role)) return;
+  if (auto key = auth_->client_key(); key && waiting_pool_ && waiting_pool_->login().scram_secret) {
+    waiting_pool_->login().client_key = key;
+  }
+  auth_.reset();
+}
+
+// Takes a server for `role` from the backend's pool; the pool calls on_server_ready (maybe right away).
+bool ClientConn::acquire(int backend_index, Role role) {
+  std::string error;
+  Pool* pool = worker_.pool_for(config_, *database_config_, *user_config_, database_, backend_index, &error);
+  if (!pool) {
+    close_reason_ = "no pool";
+    fail(sqlstate::kConnectionFailure, error);
+    return false;
+  }
+  waiting_pool_ = pool;
+  waiting_role_ = role;
+  wait_ = Wait::Server;
+  wait_started_ = worker_.now();
+  pool->request(this);
+  return open();
 }
 
 void ClientConn::on_server_ready(ServerConn* server) {
+  waiting_pool_ = nullptr;
   if (!open()) {
-    pool_->release(server, server->reusable());
+    server->pool().release(server, server->reusable());
     return;
   }
-  server_ = server;
-  CancelTarget target;
-  target.address = pool_->backend().address;
-  target.process_id = server->key().process_id;
-  target.secret_key = server->key().secret_key;
-  cancel_slot_->set(target);
+  ServerConn*& slot = slot_for(waiting_role_);
+  if (slot) drop_server(slot, slot->reusable());
+  slot = server;
   if (!logged_in_) finish_login(server);
+  if (wait_ == Wait::Server) wait_ = Wait::None;
   set_state(ClientState::Linked);
-  relay();
-  start_reading();
+  pump();
 }
 
 void ClientConn::finish_login(ServerConn* server) {
@@ -260,94 +306,545 @@ void ClientConn::finish_login(ServerConn* server) {
   logged_in_ = true;
   LOG_INFO("C-%llu %s user=%s db=%s: login ok, server S-%llu (backend %s, pid %d)",
            static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str(), database_.c_str(),
-           static_cast<unsigned long long>(server->id()), pool_->backend().name.c_str(), server->key().process_id);
+           static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str(),
+           server->key().process_id);
 }
 
 void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::string& message,
                                        const std::string& detail) {
-  close_reason_ = "no server available";
-  fail(sqlstate, message, detail);
-}
-
-void ClientConn::on_server_lost(bool error_already_sent) {
-  server_ = nullptr;
-  if (!open()) return;
-  close_reason_ = "server connection lost";
-  if (error_already_sent) {
-    close(true);
+  waiting_pool_ = nullptr;
+  if (!logged_in_) {
+    close_reason_ = "no server available";
+    fail(sqlstate, message, detail);
     return;
   }
-  fail(sqlstate::kConnectionFailure,
-       "server connection lost (backend \"" + (pool_ ? pool_->backend().name : std::string("?")) + "\")");
+  // A request after login: it never reached a server, so the session goes on with an error for it.
+  wait_ = Wait::None;
+  answer_locally_with_error(sqlstate, message, detail);
+  pump();
 }
 
-void ClientConn::relay() {
-  if (state_ != ClientState::Linked || !server_ || pinned() || !open()) return;
+double ClientConn::monotonic_now() const { return static_cast<double>(uv_hrtime()) / 1e9; }
+
+// ---- request path ----------------------------------------------------------------------------------------
+
+void ClientConn::pump() {
+  if (pumping_) {
+    repump_ = true;
+    return;
+  }
+  pumping_ = true;
+  do {
+    repump_ = false;
+    pump_requests();
+  } while (repump_ && open());
+  pumping_ = false;
+}
+
+void ClientConn::pump_requests() {
   const uint32_t max_size = worker_.max_message_size();
-  while (open() && !pinned() && server_) {
-    ForwardBatch batch;
-    size_t pos = in_.parsed();
-    bool terminate = false;
-    while (!batch.full()) {
-      size_t available = in_.end() - pos;
-      if (pass_remaining_ > 0) {
-        if (available == 0) break;
-        size_t n = std::min(pass_remaining_, available);
-        batch.add(in_.data() + pos, n);
-        pos += n;
-        pass_remaining_ -= n;
-        continue;
-      }
-      Frame frame = next_frame(ByteView(in_.data() + pos, available), max_size);
-      if (frame.status == FrameStatus::NeedMore) break;
-      if (frame.status == FrameStatus::Error) {
-        close_reason_ = "invalid message";
-        fail(sqlstate::kProtocolViolation,
-             std::string("invalid frontend message: ") + to_string(frame.error) +
-                 (frame.error == FrameError::LengthTooLarge
-                      ? " (max_message_size is " + std::to_string(max_size) + " bytes)"
-                      : std::string()));
-        return;
-      }
-      if (frame.tag == frontend::kTerminate) {
-        terminate = true;
-        break;
-      }
-      server_->note_frontend_message(frame.tag);
-      size_t n = std::min(frame.total(), available);
-      batch.add(in_.data() + pos, n);
-      pos += n;
-      pass_remaining_ = frame.total() - n;
+  while (open() && state_ == ClientState::Linked && wait_ == Wait::None && !pinned()) {
+    if (copy_in_) {
+      if (!relay_copy()) break;  // no complete progress: wait for more bytes (or for the pinned write)
+      continue;
     }
-    in_.advance_parsed(pos - in_.parsed());
-    if (!batch.empty()) {
-      ServerConn* server = server_;
-      if (!server->forward_from(*this, batch.bufs(), batch.count())) {
-        if (terminate) {
-          close_reason_ = "client terminated";
-          close();
-        }
-        return;
+    if (in_.unparsed() == 0) break;
+    ScanResult scan = scan_request(in_.unparsed_bytes(), max_size, size_t{4} * max_size, request_);
+    if (scan.status == ScanStatus::NeedMore) {
+      if (scan.bytes_needed > in_.capacity() - in_.parsed()) {
+        in_.consume_to(in_.parsed());
+        in_.reserve_message(scan.bytes_needed);
       }
-      if (!open() || server_ != server) return;
+      break;
     }
-    in_.consume_to(in_.parsed());
-    if (terminate) {
-      close_reason_ = "client terminated";
-      close();
+    if (scan.status == ScanStatus::Error) {
+      close_reason_ = "invalid message";
+      fail(sqlstate::kProtocolViolation, scan.error);
       return;
     }
-    if (in_.unparsed() == 0 || !batch.full()) break;
+    if (!dispatch()) break;
   }
   if (!open() || pinned()) return;
-  in_.compact();
-  in_.shrink_if_empty();
+  if (wait_ == Wait::None) {
+    in_.compact();
+    in_.shrink_if_empty();
+  }
   start_reading();
+}
+
+// Streams COPY FROM STDIN data to the server that asked for it, until CopyDone or CopyFail.
+bool ClientConn::relay_copy() {
+  ServerConn* server = active_;
+  if (!server) {
+    copy_in_ = false;
+    return true;
+  }
+  ForwardBatch batch;
+  size_t pos = in_.parsed();
+  while (!batch.full() && copy_in_) {
+    size_t available = in_.end() - pos;
+    if (copy_pass_remaining_ > 0) {
+      if (available == 0) break;
+      size_t n = std::min(copy_pass_remaining_, available);
+      batch.add(in_.data() + pos, n);
+      pos += n;
+      copy_pass_remaining_ -= n;
+      continue;
+    }
+    Frame frame = next_frame(ByteView(in_.data() + pos, available), worker_.max_message_size());
+    if (frame.status == FrameStatus::NeedMore) break;
+    if (frame.status == FrameStatus::Error) {
+      close_reason_ = "invalid message";
+      fail(sqlstate::kProtocolViolation, std::string("invalid frontend message: ") + to_string(frame.error));
+      return false;
+    }
+    // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
+    if (frame.tag != frontend::kCopyData) copy_in_ = false;
+    size_t n = std::min(frame.total(), available);
+    batch.add(in_.data() + pos, n);
+    pos += n;
+    copy_pass_remaining_ = frame.total() - n;
+    if (!copy_in_ && copy_pass_remaining_ > 0) copy_in_ = true;  // finish streaming the ending message first
+  }
+  in_.advance_parsed(pos - in_.parsed());
+  if (batch.empty()) return false;
+  if (!server->forward_from(*this, batch.bufs(), batch.count())) return false;
+  in_.consume_to(in_.parsed());
+  // Go on when more may be buffered: a full batch, or COPY just ended (a Sync or the next query may follow).
+  return open() && (batch.full() || !copy_in_);
+}
+
+routing::Classification ClientConn::classify_request() {
+  routing::Classifier& classifier = worker_.classifier();
+  routing::Classification result;
+  switch (request_.kind) {
+    case RequestKind::Query:
+      return classifier.classify(request_.sql);
+    case RequestKind::FunctionCall:
+      result.kind = routing::StatementKind::Write;
+      result.reason = "function call";
+      return result;
+    default:
+      break;
+  }
+  // An extended batch: the strictest class of every statement it parses or uses.
+  bool any = false;
+  auto merge = [&](const routing::Classification& c) {
+    if (!any || (routing::is_read_only_statement(result, route_state_) &&
+                 !routing::is_read_only_statement(c, route_state_))) {
+      bool hint = result.primary_hint || c.primary_hint;
+      bool pins = result.pins_primary || c.pins_primary;
+      result = c;
+      result.primary_hint = hint;
+      result.pins_primary = pins;
+    } else {
+      result.primary_hint |= c.primary_hint;
+      result.pins_primary |= c.pins_primary;
+    }
+    any = true;
+  };
+  for (const auto& parse : request_.parses) merge(classifier.classify(parse.sql));
+  for (auto name : request_.used) {
+    auto it = prepared_.find(std::string(name));
+    if (it != prepared_.end()) merge(it->second.classification);
+  }
+  if (!any) {
+    result.kind = routing::StatementKind::Empty;  // Sync, Flush, portal ops: where the client's state is
+    result.reason = "no statement";
+  }
+  return result;
+}
+
+bool ClientConn::dispatch() {
+  switch (request_.kind) {
+    case RequestKind::Terminate:
+      close_reason_ = "client terminated";
+      close();
+      return false;
+    case RequestKind::CopyMessage:
+      // Outside COPY PostgreSQL ignores these (the client is finishing a failed COPY); so do we.
+      in_.advance_parsed(request_.size);
+      in_.consume_to(in_.parsed());
+      return true;
+    default:
+      break;
+  }
+  if (discard_until_sync_ && request_.kind == RequestKind::Extended) {
+    // After an error pgmux reported itself, PostgreSQL would skip to Sync; so does pgmux.
+    bool sync = request_.ends_with_sync;
+    in_.advance_parsed(request_.size);
+    in_.consume_to(in_.parsed());
+    if (sync) {
+      discard_until_sync_ = false;
+      ByteVector out;
+      build_ready_for_query(out, 'I');
+      send_owned(std::move(out));
+    }
+    return true;
+  }
+  if (outstanding_count_ == std::size(outstanding_)) {
+    wait_ = Wait::Drain;  // a very deep pipeline: let replies catch up
+    return false;
+  }
+
+  if (prepared_for_) {
+    ServerConn* server = prepared_for_;
+    prepared_for_ = nullptr;
+    forward(server, prepared_class_);
+    return open() && !pinned();
+  }
+
+  routing::Classification c = classify_request();
+
+  // A plain BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ
+  // ONLY, or the first write) decides where the whole transaction runs.
+  const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
+  if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::TxBegin && !c.multi_statement &&
+      !c.read_only && !route_state_.session_read_only && idle && deferred_begin_.empty() &&
+      config_->routing.read_write_split) {
+    deferred_begin_.assign(request_.sql);
+    in_.advance_parsed(request_.size);
+    in_.consume_to(in_.parsed());
+    ByteVector out;
+    build_command_complete(out, "BEGIN");
+    build_ready_for_query(out, 'T');
+    send_owned(std::move(out));
+    return true;
+  }
+  if (!deferred_begin_.empty()) {
+    if (c.kind == routing::StatementKind::Session && c.read_only) {
+      c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
+    } else if (routing::is_read_only_statement(c, route_state_)) {
+      c.kind = routing::StatementKind::Write;  // anything else after a plain BEGIN: a read-write transaction
+      c.reason = "read-write transaction";
+    }
+  }
+
+  ServerConn* server = choose_server(c);
+  if (!server) return false;
+  if (!prepare(server, c)) return false;
+  forward(server, c);
+  return open() && !pinned();
+}
+
+// Picks (or waits for) the server this request goes to. Returns null when the request must wait; the wait
+// reason is in wait_ and whatever ends it pumps again.
+ServerConn* ClientConn::choose_server(const routing::Classification& c) {
+  const routing::BackendsView& view = worker_.view();
+  const bool read_only = routing::is_read_only_statement(c, route_state_) && !c.primary_hint;
+
+  // Requests follow the server that still owes replies or holds an open transaction.
+  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {
+    if (active_->tx_status() != 'I') return active_;
+    const bool on_primary = active_ == primary_;
+    if (on_primary || read_only) return active_;
+    wait_ = Wait::Drain;  // a write behind reads pipelined to a standby: let the standby finish first
+    return nullptr;
+  }
+  if (request_.kind == RequestKind::Extended && request_.parses.empty() && request_.used.empty() &&
+      unnamed_statement_server_ && c.kind == routing::StatementKind::Empty) {
+    return unnamed_statement_server_;  // Bind/Execute of the unnamed statement parsed earlier
+  }
+  if (c.kind == routing::StatementKind::Empty && active_) return active_;
+
+  route_state_.held_standby = standby_ ? standby_->backend_index() : -1;
+  routing::Route route = routing::route_statement(c, route_state_, view, route_settings(), worker_.balancer());
+  switch (route.target) {
+    case routing::RouteTarget::Primary: {
+      worker_.stop_waiting_for_primary(this);
+      primary_wait_deadline_ = 0;
+      if (primary_ && primary_->backend_index() == route.backend) return primary_;
+      if (primary_) drop_server(primary_, false);  // a former primary: its session must not carry on
+      acquire(route.backend, Role::Primary);
+      return nullptr;
+    }
+    case routing::RouteTarget::Standby: {
+      if (standby_ && standby_->backend_index() == route.backend) return standby_;
+      if (standby_) drop_server(standby_, standby_->reusable());
+      acquire(route.backend, Role::Standby);
+      return nullptr;
+    }
+    case routing::RouteTarget::WaitForPrimary: {
+      bool any_up = false;
+      for (size_t i = 0; i < view.backends.size(); ++i) {
+        any_up |= ((route_state_.backend_mask >> i) & 1) && view.backends[i].reachable;
+      }
+      const double now = monotonic_now();
+      if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + config_->routing.failover_timeout;
+      if (!any_up || now >= primary_wait_deadline_) {
+        primary_wait_deadline_ = 0;
+        worker_.stop_waiting_for_primary(this);
+        answer_locally_with_error(
+            sqlstate::kCannotConnectNow,
+            any_up ? "pgmux: no primary became available within failover_timeout (" +
+                         std::to_string(static_cast<int>(config_->routing.failover_timeout)) + " s)"
+                   : std::string("pgmux: no backend of database \"") + database_ + "\" is reachable",
+            view.alarm);
+        return nullptr;
+      }
+      wait_ = Wait::Primary;
+      worker_.wait_for_primary(this);
+      return nullptr;
+    }
+    case routing::RouteTarget::NoBackend:
+      answer_locally_with_error(sqlstate::kCannotConnectNow,
+                                std::string("pgmux: no standby can serve this read (") + route.reason +
+                                    ") and fallback_to_primary is off",
+                                {});
+      return nullptr;
+  }
+  return nullptr;
+}
+
+routing::RouteSettings ClientConn::route_settings() const {
+  routing::RouteSettings settings;
+  settings.read_write_split = config_->routing.read_write_split;
+  settings.fallback_to_primary = config_->routing.fallback_to_primary;
+  settings.read_your_writes = config_->routing.read_your_writes;
+  return settings;
+}
+
+void ClientConn::on_view_changed() {
+  if (wait_ != Wait::Primary) {
+    worker_.stop_waiting_for_primary(this);
+    return;
+  }
+  wait_ = Wait::None;
+  worker_.stop_waiting_for_primary(this);
+  pump();
+}
+
+// Brings the server up to date with the client's session before its request: replays session commands it has
+// not run, closes statements that changed elsewhere, prepares the statements the request uses, and sends a
+// deferred BEGIN. Returns false while that runs (the request goes out afterwards).
+bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
+  ByteVector messages;
+  int readies = 0;
+  if (server->applied_log < session_log_.size()) {
+    std::string sql;
+    for (size_t i = server->applied_log; i < session_log_.size(); ++i) {
+      sql += session_log_[i];
+      sql += ';';
+    }
+    build_query(messages, sql);
+    ++readies;
+  }
+  bool extended = false;
+  for (const auto& name : server->pending_closes) {
+    build_close(messages, 'S', name);
+    extended = true;
+  }
+  for (auto name : request_.used) {
+    std::string key(name);
+    if (server->prepared.count(key)) continue;
+    auto it = prepared_.find(key);
+    if (it == prepared_.end()) continue;
+    messages.insert(messages.end(), it->second.parse.begin(), it->second.parse.end());
+    extended = true;
+  }
+  if (extended) {
+    build_sync(messages);
+    ++readies;
+  }
+  if (!deferred_begin_.empty()) {
+    build_query(messages, deferred_begin_);
+    ++readies;
+  }
+  if (readies == 0) return true;
+
+  std::vector<std::string> used;
+  for (auto name : request_.used) used.emplace_back(name);
+  const size_t log_size = session_log_.size();
+  wait_ = Wait::Prepare;
+  prepared_class_ = c;
+  server->run_internal_messages(
+      std::move(messages), readies,
+      [this, used = std::move(used), log_size](ServerConn& s, bool ok, const std::string&, const std::string& error) {
+        if (!s.open()) return;  // on_server_lost told the client
+        if (s.client() != this) {
+          // The client left meanwhile (compared, not dereferenced): the server goes back to its pool.
+          s.pool().set_state(&s, ServerState::Linked);
+          s.pool().release(&s, ok && s.reusable());
+          return;
+        }
+        if (!ok) {
+          LOG_WARN("C-%llu: bringing server S-%llu up to date with the session failed: %s",
+                   static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), error.c_str());
+        }
+        s.pool().set_state(&s, ServerState::Linked);
+        s.applied_log = log_size;
+        s.pending_closes.clear();
+        for (const auto& name : used) {
+          if (prepared_.count(name)) s.prepared.insert(name);
+        }
+        if (!deferred_begin_.empty()) deferred_begin_.clear();
+        prepared_for_ = &s;
+        wait_ = Wait::None;
+        pump();
+      });
+  return false;
+}
+
+void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
+  const bool is_primary = server == primary_;
+  LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
+            c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
+  // Bookkeeping for what this request leaves behind.
+  Outstanding& slot = outstanding_[(outstanding_head_ + outstanding_count_) % std::size(outstanding_)];
+  // Session commands change no data: they do not start read-your-writes.
+  slot.write = is_primary && !routing::is_read_only_statement(c, route_state_) &&
+               c.kind != routing::StatementKind::Session;
+  slot.session_sql.clear();
+  const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
+  if (ends_with_ready) ++outstanding_count_;
+  if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
+      ends_with_ready) {
+    slot.session_sql.assign(request_.sql);
+  }
+  if (slot.write) server->wrote = true;
+  if (c.pins_primary && is_primary) route_state_.pinned_primary = true;
+
+  for (const auto& parse : request_.parses) {
+    if (parse.name.empty()) {
+      unnamed_statement_server_ = server;
+      continue;
+    }
+    std::string name(parse.name);
+    // The Parse message bytes sit in the request; keep a copy to prepare the statement elsewhere later.
+    auto& stored = prepared_[name];
+    stored.classification = worker_.classifier().classify(parse.sql);
+    stored.parse.clear();
+    build_parse(stored.parse, parse.name, parse.sql);
+    server->prepared.insert(name);
+    for (ServerConn* other : {primary_, standby_}) {
+      if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
+    }
+  }
+  for (auto closed : request_.closed) {
+    std::string name(closed);
+    prepared_.erase(name);
+    for (ServerConn* other : {primary_, standby_}) {
+      if (!other) continue;
+      if (other == server) {
+        other->prepared.erase(name);
+      } else if (other->prepared.erase(name)) {
+        other->pending_closes.push_back(name);
+      }
+    }
+  }
+  server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
+  if (active_ != server) {
+    active_ = server;
+    CancelTarget target;
+    target.address = server->pool().backend().address;
+    target.process_id = server->key().process_id;
+    target.secret_key = server->key().secret_key;
+    cancel_slot_->set(target);
+  }
+
+  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
+  in_.advance_parsed(request_.size);
+  if (server->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
+  server->relay();  // replies that arrived while it was not this client's active server
+}
+
+void ClientConn::answer_locally_with_error(const std::string& state, const std::string& message,
+                                           const std::string& detail) {
+  ByteVector out;
+  build_error_response(out, "ERROR", state, message, detail);
+  const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
+  if (ends_with_ready) {
+    build_ready_for_query(out, deferred_begin_.empty() ? 'I' : 'E');
+  } else {
+    discard_until_sync_ = true;
+  }
+  send_owned(std::move(out));
+  LOG_INFO("C-%llu user=%s db=%s: request not sent: %s %s", static_cast<unsigned long long>(id_), user_.c_str(),
+           database_.c_str(), state.c_str(), message.c_str());
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+}
+
+void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had_error) {
+  if (outstanding_count_ > 0) {
+    Outstanding& done = outstanding_[outstanding_head_];
+    outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
+    --outstanding_count_;
+    if (!done.session_sql.empty() && !had_error) {
+      session_log_.push_back(std::move(done.session_sql));
+      server->applied_log = session_log_.size();
+    }
+  }
+  if (tx_status == 'I' && server->wrote) {
+    route_state_.last_write_commit = monotonic_now();
+    server->wrote = false;
+  }
+  if (const std::string* ro = server->params().find("default_transaction_read_only")) {
+    route_state_.session_read_only = *ro == "on";
+  }
+  if (wait_ == Wait::Drain && !server->has_outstanding()) wait_ = Wait::None;
+  pump();
+}
+
+void ClientConn::on_copy_in(ServerConn* server) {
+  if (server != active_) return;
+  copy_in_ = true;
+  copy_pass_remaining_ = 0;
+  pump();
+}
+
+void ClientConn::drop_server(ServerConn* server, bool reusable) {
+  if (server == prepared_for_) prepared_for_ = nullptr;
+  if (server == primary_) primary_ = nullptr;
+  if (server == standby_) standby_ = nullptr;
+  if (server == active_) active_ = nullptr;
+  if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
+  server->pool().release(server, reusable);
+}
+
+void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message) {
+  const bool was_active = server == active_;
+  const bool was_primary = server == primary_;
+  const bool in_flight = was_active && (server->has_outstanding() || server->tx_status() != 'I' || copy_in_);
+  if (server == prepared_for_) prepared_for_ = nullptr;
+  if (server == primary_) primary_ = nullptr;
+  if (server == standby_) standby_ = nullptr;
+  if (server == active_) active_ = nullptr;
+  if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
+  if (!open()) return;
+  close_reason_ = "server connection lost";
+  const std::string backend = server->pool().backend().name;
+  if (mid_message) {
+    close();  // half a message went out: nothing else can be framed after it
+    return;
+  }
+  if (fatal_forwarded) {
+    close(true);  // PostgreSQL ended the session and said so, as it would on a direct connection
+    return;
+  }
+  if ((was_primary && route_state_.pinned_primary) || (in_flight && server->tx_status() != 'I')) {
+    fail(sqlstate::kConnectionFailure, "server connection lost (backend \"" + backend + "\"); session state is gone");
+    return;
+  }
+  close_reason_ = nullptr;
+  if (in_flight) {
+    // The request may or may not have run; the client hears so and the session goes on elsewhere.
+    outstanding_count_ = 0;
+    copy_in_ = false;
+    ByteVector out;
+    build_error_response(out, "ERROR", sqlstate::kConnectionFailure,
+                         "server connection lost (backend \"" + backend +
+                             "\"); the statement may or may not have been executed");
+    build_ready_for_query(out, 'I');
+    send_owned(std::move(out));
+  }
+  if (wait_ == Wait::Drain || wait_ == Wait::Prepare) wait_ = Wait::None;
+  pump();
 }
 
 void ClientConn::on_forward_done() {
   in_.consume_to(in_.parsed());
-  relay();
+  pump();
 }
 
 void ClientConn::fail(const std::string& state, const std::string& message, const std::string& detail) {
@@ -374,16 +871,17 @@ void ClientConn::on_write_error(int status) {
 void ClientConn::on_closing() {
   const char* before = to_string(state_);
   set_state(ClientState::Closing);
-  if (pool_) pool_->withdraw(this);
-  if (server_) {
-    ServerConn* server = server_;
-    server_ = nullptr;
-    bool reusable = server->reusable();
+  if (waiting_pool_) waiting_pool_->withdraw(this);
+  waiting_pool_ = nullptr;
+  worker_.stop_waiting_for_primary(this);
+  for (ServerConn* server : {primary_, standby_}) {
+    if (!server) continue;
+    bool reusable = server->reusable() && !(server == active_ && copy_in_);
     if (!reusable) {
       LOG_INFO("C-%llu: server S-%llu was mid-request, closing it instead of reusing it",
                static_cast<unsigned long long>(id_), static_cast<unsigned long long>(server->id()));
     }
-    pool_->release(server, reusable);
+    drop_server(server, reusable);
   }
   if (cancel_key_pid_) worker_.cancels().remove(cancel_key_pid_);
   worker_.remove_client(this);

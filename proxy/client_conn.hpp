@@ -1,17 +1,23 @@
-// One application connection: startup and authentication, then (session pooling) a linked server whose
-// traffic it relays both ways. State changes go through set_state(), which also logs them at debug level.
+// One application connection: startup and authentication, then its requests. Each complete request (DESIGN.md
+// §3.6) is classified and routed: writes to the primary, reads to a standby by weight, transactions and
+// pipelines kept on one server; replies are relayed back untouched. In session mode the client holds at most one
+// primary and one standby server connection for its whole session.
 #pragma once
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "conf/config.hpp"
+#include "protocol/startup.hpp"
 #include "proxy/cancel.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/intrusive_list.hpp"
+#include "proxy/request_scanner.hpp"
 #include "proxy/session_params.hpp"
-#include "protocol/startup.hpp"
 #include "proxy/stream_conn.hpp"
+#include "routing/classifier.hpp"
+#include "routing/router.hpp"
 
 namespace pgmux::proxy {
 
@@ -35,21 +41,24 @@ class ClientConn final : public StreamConn {
   const SessionParams& wanted_params() const { return wanted_params_; }
   double created_at() const { return created_at_; }
   double wait_started() const { return wait_started_; }
+  ServerConn* active_server() const { return active_; }
 
   // From the pool.
   void on_server_ready(ServerConn* server);
   void on_server_unavailable(const std::string& sqlstate, const std::string& message, const std::string& detail);
-  // From the linked server: it is gone (closed by PostgreSQL or by pgmux).
-  void on_server_lost(bool error_already_sent);
-
-  // Relays buffered client bytes to the linked server (also called when the server's write completes).
-  void relay();
+  // From a linked server.
+  void on_ready_for_query(ServerConn* server, char tx_status, bool had_error);
+  void on_copy_in(ServerConn* server);
+  void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
+  // From the worker: a new backends view, or the periodic tick while waiting for a primary.
+  void on_view_changed();
 
   // Sends a FATAL ErrorResponse and closes.
   void fail(const std::string& sqlstate, const std::string& message, const std::string& detail = {});
 
-  ListNode wait_node;    // pool's waiting list
-  ListNode worker_node;  // worker's list of all clients
+  ListNode wait_node;          // pool's waiting list
+  ListNode worker_node;        // worker's list of all clients
+  ListNode primary_wait_node;  // worker's list of clients waiting for a primary
 
  protected:
   void on_data() override;
@@ -59,12 +68,40 @@ class ClientConn final : public StreamConn {
   void on_closing() override;
 
  private:
+  enum class Wait : uint8_t { None, Server, Drain, Prepare, Primary };
+  enum class Role : uint8_t { Primary, Standby };
+  struct PreparedStatement {
+    protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
+    routing::Classification classification;
+  };
+  struct Outstanding {            // one forwarded request whose ReadyForQuery is still to come
+    bool write = false;
+    std::string session_sql;      // a successful session command joins the session log
+  };
+
   void set_state(ClientState s);
   void handle_startup();
   void handle_startup_message(const protocol::StartupMessage& startup);
   void handle_auth();
   void auth_succeeded();
   void finish_login(ServerConn* server);
+
+  // Request path.
+  void pump();
+  void pump_requests();
+  bool dispatch();
+  bool relay_copy();
+  routing::Classification classify_request();
+  ServerConn* choose_server(const routing::Classification& c);
+  bool acquire(int backend_index, Role role);
+  bool prepare(ServerConn* server, const routing::Classification& c);
+  void forward(ServerConn* server, const routing::Classification& c);
+  void answer_locally_with_error(const std::string& sqlstate, const std::string& message,
+                                 const std::string& detail);
+  void drop_server(ServerConn* server, bool reusable);
+  ServerConn*& slot_for(Role role) { return role == Role::Primary ? primary_ : standby_; }
+  double monotonic_now() const;
+  routing::RouteSettings route_settings() const;
 
   Worker& worker_;
   uint64_t id_;
@@ -75,16 +112,44 @@ class ClientConn final : public StreamConn {
   SessionParams wanted_params_;
   std::shared_ptr<const conf::Config> config_;  // the snapshot this client logged in under
   const conf::User* user_config_ = nullptr;
+  const conf::Database* database_config_ = nullptr;
   std::unique_ptr<ClientAuth> auth_;
-  Pool* pool_ = nullptr;
-  ServerConn* server_ = nullptr;
   std::shared_ptr<CancelSlot> cancel_slot_;
+  int32_t cancel_key_pid_ = 0;
   double created_at_ = 0;
   double wait_started_ = 0;
-  size_t pass_remaining_ = 0;
   const char* close_reason_ = nullptr;
-  int32_t cancel_key_pid_ = 0;
   bool logged_in_ = false;
+
+  // Servers: held ones, the one whose replies are relayed now, and the pool a request waits on.
+  ServerConn* primary_ = nullptr;
+  ServerConn* standby_ = nullptr;
+  ServerConn* active_ = nullptr;
+  ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
+  Pool* waiting_pool_ = nullptr;
+  Role waiting_role_ = Role::Primary;
+  Wait wait_ = Wait::None;
+  // After a prepare step the held request goes to the server it was prepared on, with the class it had then.
+  ServerConn* prepared_for_ = nullptr;
+  routing::Classification prepared_class_;
+  double primary_wait_deadline_ = 0;
+
+  // Request state.
+  RequestInfo request_;
+  bool copy_in_ = false;
+  size_t copy_pass_remaining_ = 0;
+  bool discard_until_sync_ = false;   // an extended batch failed before reaching a server
+  bool pumping_ = false;
+  bool repump_ = false;
+  std::string deferred_begin_;        // a plain BEGIN answered by pgmux, sent with the next statement
+  Outstanding outstanding_[64];       // ring of forwarded requests awaiting ReadyForQuery
+  unsigned outstanding_head_ = 0;
+  unsigned outstanding_count_ = 0;
+
+  // Session state that follows the client from server to server.
+  routing::ClientRouteState route_state_;
+  std::vector<std::string> session_log_;  // successful SET/RESET/PREPARE/... statements, replayed elsewhere
+  std::unordered_map<std::string, PreparedStatement> prepared_;
 };
 
 }  // namespace pgmux::proxy

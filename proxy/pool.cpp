@@ -6,8 +6,19 @@
 
 namespace pgmux::proxy {
 
-Pool::Pool(Worker& worker, std::string name, BackendAddress backend, ServerLogin login, int size)
-    : worker_(worker), name_(std::move(name)), backend_(std::move(backend)), login_(std::move(login)), size_(size) {}
+Pool::Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend,
+           ServerLogin login, std::shared_ptr<PoolBudget> budget)
+    : worker_(worker),
+      key_(std::move(key)),
+      name_(std::move(name)),
+      backend_index_(backend_index),
+      backend_(std::move(backend)),
+      login_(std::move(login)),
+      budget_(std::move(budget)) {}
+
+bool Pool::can_open_more() const {
+  return budget_->used.load(std::memory_order_relaxed) < budget_->limit.load(std::memory_order_relaxed);
+}
 
 Pool::~Pool() { close_all(); }
 
@@ -57,11 +68,32 @@ void Pool::serve_waiters() {
   }
   // One new connection per waiting client not already covered by one in progress, up to the pool size; each is
   // opened with the startup parameters of the client it is for.
-  for (ClientConn* client = waiting_.front(); client && server_count() < static_cast<size_t>(size_);
-       client = waiting_.next_of(client)) {
+  bool starving = false;
+  for (ClientConn* client = waiting_.front(); client; client = waiting_.next_of(client)) {
     bool covered = false;
     busy_.for_each([&](ServerConn* server) { covered |= server->opened_for() == client; });
-    if (!covered) open_server(client);
+    if (covered) continue;
+    if (!budget_->try_acquire()) {
+      starving = true;
+      break;
+    }
+    open_server(client);
+  }
+  // The budget is spent and nothing here is idle: idle servers of this key on other workers are the only slack.
+  if (starving && idle_.empty()) {
+    const double now = worker_.now();
+    if (now - last_shed_request_ >= 0.1) {
+      last_shed_request_ = now;
+      worker_.request_shed(key_);
+    }
+  }
+}
+
+void Pool::shed_idle() {
+  if (ServerConn* oldest = idle_.back()) {
+    LOG_DEBUG("S-%llu pool %s: closing idle server for a busier worker", static_cast<unsigned long long>(oldest->id()),
+              name_.c_str());
+    oldest->close();
   }
 }
 
@@ -73,8 +105,7 @@ ServerConn* Pool::take_idle_for(ClientConn* client) {
     if (server->startup_params().entries() == client->wanted_params().entries()) return server;
     if (!fallback) fallback = server;
   }
-  const bool can_grow = server_count() < static_cast<size_t>(size_);
-  return can_grow ? nullptr : fallback;
+  return can_open_more() ? nullptr : fallback;
 }
 
 void Pool::open_server(ClientConn* for_client) {
@@ -171,10 +202,12 @@ void Pool::on_server_failed(ServerConn* server, const std::string& sqlstate, con
 }
 
 void Pool::on_server_closing(ServerConn* server) {
+  if (server->state() != ServerState::Closing) budget_->release();
   set_state(server, ServerState::Closing);
 }
 
 void Pool::tick(double now, const conf::Timeouts& timeouts) {
+  if (!waiting_.empty()) serve_waiters();  // a slot may have been freed by another worker
   // Waiting clients past query_wait_timeout.
   while (ClientConn* client = waiting_.front()) {
     if (now - client->wait_started() < timeouts.query_wait_timeout) break;

@@ -1,4 +1,4 @@
-// A pool of server connections for one (database, user) on one worker: idle and busy servers, a FIFO of
+// A pool of server connections for one (database, user, backend) on one worker: idle and busy servers, a FIFO of
 // waiting clients, and the rules for handing a server out and taking it back. Every server state change
 // goes through set_state() so list membership and state never disagree (DESIGN.md §3.4).
 #pragma once
@@ -14,6 +14,7 @@
 #include "proxy/client_conn.hpp"
 #include "proxy/intrusive_list.hpp"
 #include "proxy/server_conn.hpp"
+#include "proxy/shared_state.hpp"
 
 namespace pgmux::proxy {
 
@@ -38,13 +39,15 @@ struct BackendAddress {
 
 class Pool {
  public:
-  Pool(Worker& worker, std::string name, BackendAddress backend, ServerLogin login, int size);
+  Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend, ServerLogin login,
+       std::shared_ptr<PoolBudget> budget);
   ~Pool();
 
   const std::string& name() const { return name_; }
   Worker& worker() { return worker_; }
   ServerLogin& login() { return login_; }
   const BackendAddress& backend() const { return backend_; }
+  int backend_index() const { return backend_index_; }
 
   // Clients.
   void request(ClientConn* client);
@@ -58,6 +61,9 @@ class Pool {
   void on_server_closing(ServerConn* server);
 
   void tick(double now, const conf::Timeouts& timeouts);
+  // Another worker's pool for the same key is starving: give back the oldest idle server, if any.
+  void shed_idle();
+  const std::string& key() const { return key_; }
   void close_all();
 
   size_t waiting_count() const { return waiting_.size(); }
@@ -71,13 +77,17 @@ class Pool {
   void open_server(ClientConn* for_client);
   ServerConn* take_idle_for(ClientConn* client);
   size_t server_count() const { return idle_.size() + busy_.size(); }
+  bool can_open_more() const;
 
   Worker& worker_;
+  std::string key_;
   std::string name_;
+  int backend_index_;
   BackendAddress backend_;
   ServerLogin login_;
-  int size_;
+  std::shared_ptr<PoolBudget> budget_;
   int connecting_ = 0;
+  double last_shed_request_ = 0;
   IntrusiveList<ServerConn, &ServerConn::pool_node> idle_;
   IntrusiveList<ServerConn, &ServerConn::pool_node> busy_;
   IntrusiveList<ClientConn, &ClientConn::wait_node> waiting_;

@@ -10,8 +10,10 @@
 
 #include "proxy/listen_socket.hpp"
 #include "proxy/log.hpp"
+#include "proxy/prober.hpp"
 #include "proxy/shared_state.hpp"
 #include "proxy/worker.hpp"
+#include "routing/topology.hpp"
 
 namespace pgmux::proxy {
 namespace {
@@ -21,6 +23,7 @@ struct ControlLoop {
   uv_signal_t sigint, sigterm, sighup;
   uv_async_t worker_exited;
   std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<Prober> prober;
   std::atomic<int> running{0};
   bool stopping = false;
 
@@ -31,6 +34,7 @@ struct ControlLoop {
     for (auto& worker : workers) worker->shutdown(graceful);
   }
   void close_handles() {
+    if (prober) prober->stop();
     for (uv_signal_t* s : {&sigint, &sigterm, &sighup}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&worker_exited), nullptr);
   }
@@ -73,9 +77,17 @@ int run_server(std::shared_ptr<const conf::Config> config) {
     }
   }
 
-  SharedState shared(config);
   ControlLoop control;
   control.loop = uv_default_loop();
+  // Roles are discovered, not configured: the prober's views reach every worker (DESIGN.md §5).
+  SharedState* shared_ptr_for_prober = nullptr;
+  control.prober = std::make_unique<Prober>(control.loop, *config, [&](Prober::View view) {
+    if (!shared_ptr_for_prober) return;
+    shared_ptr_for_prober->view.store(view);
+    for (auto& worker : control.workers) worker->publish_view(view);
+  });
+  SharedState shared(config, control.prober->view());
+  shared_ptr_for_prober = &shared;
   uv_async_init(control.loop, &control.worker_exited, on_worker_exited);
   control.worker_exited.data = &control;
   int signums[] = {SIGINT, SIGTERM, SIGHUP};
@@ -93,7 +105,9 @@ int run_server(std::shared_ptr<const conf::Config> config) {
       uv_async_send(&control.worker_exited);
     }));
   }
+  for (auto& worker : control.workers) shared.workers.push_back(worker.get());
   for (auto& worker : control.workers) worker->start();
+  control.prober->start();
   for (const auto& listener : config->listeners) {
     LOG_INFO("pgmux %s listening on %s:%u with %d workers", PGMUX_VERSION, listener.host.c_str(),
              static_cast<unsigned>(listener.port), worker_count);
@@ -102,6 +116,8 @@ int run_server(std::shared_ptr<const conf::Config> config) {
   uv_run(control.loop, UV_RUN_DEFAULT);
   for (auto& worker : control.workers) worker->join();
   control.workers.clear();
+  control.prober.reset();
+  uv_run(control.loop, UV_RUN_DEFAULT);  // let the prober's handles finish closing
   uv_loop_close(control.loop);
   LOG_INFO("pgmux stopped");
   return 0;

@@ -234,13 +234,18 @@ void ServerConn::handle_auth_request(ByteView body) {
 }
 
 void ServerConn::run_internal(std::string sql, InternalDone done) {
+  ByteVector out;
+  build_query(out, sql);
+  run_internal_messages(std::move(out), 1, std::move(done));
+}
+
+void ServerConn::run_internal_messages(ByteVector messages, int ready_count, InternalDone done) {
   internal_done_ = std::move(done);
+  internal_ready_left_ = ready_count;
   internal_error_.clear();
   internal_error_state_.clear();
   pool_.set_state(this, ServerState::Internal);
-  ByteVector out;
-  build_query(out, sql);
-  send_owned(std::move(out));
+  send_owned(std::move(messages));
   start_reading();
 }
 
@@ -264,6 +269,7 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
     case backend::kReadyForQuery: {
       if (state_ != ServerState::Internal || !internal_done_) return;
       if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+      if (--internal_ready_left_ > 0) return;
       InternalDone done = std::move(internal_done_);
       internal_done_ = nullptr;
       done(*this, internal_error_.empty(), internal_error_state_, internal_error_);
@@ -279,31 +285,22 @@ void ServerConn::link(ClientConn* client) {
   pass_remaining_ = 0;
   pending_syncs_ = 0;
   unsynced_extended_ = false;
+  request_error_ = false;
+  fatal_forwarded_ = false;
+  pending_event_ = RelayEvent::None;
+  applied_log = 0;
+  prepared.clear();
+  pending_closes.clear();
+  wrote = false;
 }
+
+int ServerConn::backend_index() const { return pool_.backend_index(); }
 
 void ServerConn::unlink() { client_ = nullptr; }
 
-void ServerConn::note_frontend_message(char tag) {
-  switch (tag) {
-    case frontend::kQuery:
-    case frontend::kFunctionCall:
-      ++pending_syncs_;
-      return;
-    case frontend::kSync:
-      ++pending_syncs_;
-      unsynced_extended_ = false;
-      return;
-    case frontend::kParse:
-    case frontend::kBind:
-    case frontend::kDescribe:
-    case frontend::kExecute:
-    case frontend::kClose:
-    case frontend::kFlush:
-      unsynced_extended_ = true;
-      return;
-    default:
-      return;
-  }
+void ServerConn::note_request(bool ends_with_ready, bool leaves_extended_open) {
+  if (ends_with_ready) ++pending_syncs_;
+  unsynced_extended_ = leaves_extended_open;
 }
 
 bool ServerConn::reusable() const {
@@ -311,14 +308,19 @@ bool ServerConn::reusable() const {
          in_.unparsed() == 0;
 }
 
+// Forwards server bytes to the linked client. Only ReadyForQuery, ParameterStatus, ErrorResponse and the COPY-in
+// responses are decoded; a batch ends at ReadyForQuery or CopyInResponse so the client hears of it only after
+// the bytes before it were written (it may then route its next request elsewhere).
 void ServerConn::relay() {
   if (state_ != ServerState::Linked || !client_ || pinned() || !open()) return;
+  if (client_->active_server() != this) return;  // not its turn: keep the bytes until it is
   const uint32_t max_size = pool_.worker().max_message_size();
-  while (open() && !pinned()) {
+  while (open() && !pinned() && client_) {
     ForwardBatch batch;
     size_t pos = in_.parsed();
     bool need_room = false;
-    while (!batch.full()) {
+    RelayEvent event = RelayEvent::None;
+    while (!batch.full() && event == RelayEvent::None) {
       size_t available = in_.end() - pos;
       if (pass_remaining_ > 0) {
         if (available == 0) break;
@@ -334,39 +336,62 @@ void ServerConn::relay() {
         fail(sqlstate::kProtocolViolation, std::string("invalid message from server: ") + to_string(frame.error));
         return;
       }
-      const bool inspect = frame.tag == backend::kReadyForQuery || frame.tag == backend::kParameterStatus;
-      if (inspect) {
-        if (available < frame.total()) {
-          need_room = true;
-          break;
-        }
-        ByteView body(in_.data() + pos + 5, frame.length - 4);
-        if (frame.tag == backend::kReadyForQuery) {
-          if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
-          if (pending_syncs_ > 0) --pending_syncs_;
-        } else if (auto ps = parse_parameter_status(body)) {
-          params_.set(ps->name, ps->value);
-        }
-        batch.add(in_.data() + pos, frame.total());
-        pos += frame.total();
-      } else {
+      const char tag = frame.tag;
+      const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
+                           tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
+                           tag == backend::kCopyBothResponse;
+      if (!inspect) {
         size_t n = std::min(frame.total(), available);
         batch.add(in_.data() + pos, n);
         pos += n;
         pass_remaining_ = frame.total() - n;
+        continue;
       }
+      if (available < frame.total()) {
+        need_room = true;
+        break;
+      }
+      ByteView body(in_.data() + pos + 5, frame.length - 4);
+      switch (tag) {
+        case backend::kReadyForQuery:
+          if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+          if (pending_syncs_ > 0) --pending_syncs_;
+          event = RelayEvent::Ready;
+          break;
+        case backend::kParameterStatus:
+          if (auto ps = parse_parameter_status(body)) params_.set(ps->name, ps->value);
+          break;
+        case backend::kErrorResponse: {
+          request_error_ = true;
+          auto error = parse_error_fields(body);
+          if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
+          break;
+        }
+        default:  // CopyInResponse / CopyBothResponse: the client's next bytes are COPY data for this server
+          event = RelayEvent::CopyIn;
+          break;
+      }
+      batch.add(in_.data() + pos, frame.total());
+      pos += frame.total();
     }
     in_.advance_parsed(pos - in_.parsed());
     if (!batch.empty()) {
       ClientConn* client = client_;
-      bool done = client->forward_from(*this, batch.bufs(), batch.count());
-      if (!done) return;  // pinned: on_forward_done resumes
+      if (!client->forward_from(*this, batch.bufs(), batch.count())) {
+        pending_event_ = event;  // pinned: on_forward_done delivers it
+        return;
+      }
       if (!open() || client_ != client) return;
     }
     in_.consume_to(in_.parsed());
     if (need_room) {
       in_.reserve_message(next_frame(in_.unparsed_bytes(), max_size).total());
       break;
+    }
+    if (event != RelayEvent::None) {
+      deliver(event);
+      if (!open() || !client_ || client_->active_server() != this) return;
+      continue;
     }
     if (in_.unparsed() == 0 || !batch.full()) break;
   }
@@ -376,10 +401,26 @@ void ServerConn::relay() {
   start_reading();
 }
 
+void ServerConn::deliver(RelayEvent event) {
+  if (!client_) return;
+  if (event == RelayEvent::Ready) {
+    bool had_error = request_error_;
+    request_error_ = false;
+    client_->on_ready_for_query(this, tx_status_, had_error);
+  } else if (event == RelayEvent::CopyIn) {
+    client_->on_copy_in(this);
+  }
+}
+
 void ServerConn::on_forward_done() {
   in_.consume_to(in_.parsed());
+  RelayEvent event = pending_event_;
+  pending_event_ = RelayEvent::None;
   if (state_ == ServerState::Linked) {
+    if (event != RelayEvent::None) deliver(event);
+    if (!open()) return;
     relay();
+    start_reading();
   } else {
     in_.compact();
     start_reading();
@@ -405,13 +446,14 @@ void ServerConn::on_write_error(int status) {
 void ServerConn::on_closing() {
   ClientConn* client = client_;
   client_ = nullptr;
+  const bool mid_message = pass_remaining_ > 0;
   if (internal_done_) {
     InternalDone done = std::move(internal_done_);
     internal_done_ = nullptr;
     done(*this, false, sqlstate::kConnectionFailure, "server connection lost");
   }
   pool_.on_server_closing(this);
-  if (client) client->on_server_lost(false);
+  if (client) client->on_server_lost(this, fatal_forwarded_, mid_message);
 }
 
 }  // namespace pgmux::proxy

@@ -4,6 +4,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "protocol/auth_scram.hpp"
 #include "protocol/backend_messages.hpp"
@@ -42,15 +44,30 @@ class ServerConn final : public StreamConn {
   // ReadyForQuery. The server must be Idle (or freshly logged in) and is Internal meanwhile.
   using InternalDone = std::function<void(ServerConn&, bool ok, const std::string& sqlstate, const std::string& error)>;
   void run_internal(std::string sql, InternalDone done);
+  // Same with ready-made frontend messages that produce `ready_count` ReadyForQuery replies.
+  void run_internal_messages(protocol::ByteVector messages, int ready_count, InternalDone done);
 
   void link(ClientConn* client);
   void unlink();
   ClientConn* client() const { return client_; }
 
-  // Called by the linked client for every frontend message it forwards, to track what is outstanding.
-  void note_frontend_message(char tag);
+  // Called by the linked client for each request it forwards, to track what is outstanding.
+  void note_request(bool ends_with_ready, bool leaves_extended_open);
   // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
   bool reusable() const;
+  // Replies still to come for requests sent (or an extended batch not yet closed by Sync).
+  bool has_outstanding() const { return pending_syncs_ > 0 || unsynced_extended_; }
+  char tx_status() const { return tx_status_; }
+  int backend_index() const;
+  // A partial message was forwarded to the client: the client's stream cannot take anything else now.
+  bool mid_message() const { return pass_remaining_ > 0; }
+  bool fatal_forwarded() const { return fatal_forwarded_; }
+
+  // What this server has of its linked client's session: reset on link.
+  size_t applied_log = 0;                     // session-log entries applied here
+  std::unordered_set<std::string> prepared;   // the client's named statements prepared here
+  std::vector<std::string> pending_closes;    // statement names to close here before the next request
+  bool wrote = false;                         // a write was sent since the last ReadyForQuery 'I'
 
   // Relays buffered server bytes to the linked client (also called when the client's write completes).
   void relay();
@@ -75,6 +92,8 @@ class ServerConn final : public StreamConn {
   void handle_auth_request(protocol::ByteView body);
   void handle_internal_message(char tag, protocol::ByteView body);
   void consume_whole_messages(void (ServerConn::*handler)(char, protocol::ByteView));
+  enum class RelayEvent : uint8_t { None, Ready, CopyIn };
+  void deliver(RelayEvent event);
   void fail(const std::string& sqlstate, const std::string& message);
 
   Pool& pool_;
@@ -88,6 +107,7 @@ class ServerConn final : public StreamConn {
   protocol::BackendKeyData key_;
   std::optional<protocol::ScramClient> scram_;
   InternalDone internal_done_;
+  int internal_ready_left_ = 0;
   std::string internal_error_state_;
   std::string internal_error_;
   double idle_since_ = 0;
@@ -98,6 +118,9 @@ class ServerConn final : public StreamConn {
   int pending_syncs_ = 0;      // Query/Sync/FunctionCall sent minus ReadyForQuery received
   bool unsynced_extended_ = false;
   char tx_status_ = 'I';
+  bool request_error_ = false;   // an ErrorResponse was relayed since the last ReadyForQuery
+  bool fatal_forwarded_ = false;
+  RelayEvent pending_event_ = RelayEvent::None;  // to deliver once the pinned write completes
 };
 
 }  // namespace pgmux::proxy

@@ -2,20 +2,57 @@
 // registry and connection id counters. Everything here is thread-safe by construction.
 #pragma once
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "conf/config.hpp"
 #include "proxy/cancel.hpp"
+#include "routing/topology.hpp"
 
 namespace pgmux::proxy {
 
+class Worker;
+
+// The server-connection budget of one pool key (database, user, backend) across all workers: pool_size is a
+// limit for the whole process, not per worker, so an uneven spread of clients over workers cannot starve one.
+struct PoolBudget {
+  explicit PoolBudget(int max) : limit(max) {}
+  bool try_acquire() {
+    int current = used.load(std::memory_order_relaxed);
+    while (current < limit.load(std::memory_order_relaxed)) {
+      if (used.compare_exchange_weak(current, current + 1, std::memory_order_acq_rel)) return true;
+    }
+    return false;
+  }
+  void release() { used.fetch_sub(1, std::memory_order_acq_rel); }
+  std::atomic<int> used{0};
+  std::atomic<int> limit;
+};
+
 struct SharedState {
-  explicit SharedState(std::shared_ptr<const conf::Config> initial) : config(std::move(initial)) {}
+  SharedState(std::shared_ptr<const conf::Config> initial, std::shared_ptr<const routing::BackendsView> first_view)
+      : config(std::move(initial)), view(std::move(first_view)) {}
 
   std::atomic<std::shared_ptr<const conf::Config>> config;
+  std::atomic<std::shared_ptr<const routing::BackendsView>> view;  // the prober's latest snapshot
   CancelRegistry cancels;
   std::atomic<uint64_t> next_client_id{0};
   std::atomic<uint64_t> next_server_id{0};
+  std::vector<Worker*> workers;  // set before any worker starts, read-only afterwards
+
+  std::shared_ptr<PoolBudget> budget_for(const std::string& key, int limit) {
+    std::lock_guard lock(budgets_mutex);
+    auto& budget = budgets[key];
+    if (!budget) budget = std::make_shared<PoolBudget>(limit);
+    return budget;
+  }
+
+ private:
+  std::mutex budgets_mutex;
+  std::map<std::string, std::shared_ptr<PoolBudget>> budgets;
 };
 
 }  // namespace pgmux::proxy

@@ -2,7 +2,6 @@
 
 #include <openssl/rand.h>
 
-#include <cmath>
 
 #include "protocol/auth_scram.hpp"
 #include "protocol/sqlstate.hpp"
@@ -25,6 +24,8 @@ Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std:
   uv_timer_init(&loop_, &shutdown_timer_);
   shutdown_timer_.data = this;
   config_ = shared_.config.load();
+  view_ = shared_.view.load();
+  classifier_ = std::make_unique<routing::Classifier>(config_->routing.write_functions);
 }
 
 Worker::~Worker() {
@@ -97,10 +98,34 @@ void Worker::on_async(uv_async_t* handle) {
 
 void Worker::on_tick(uv_timer_t* handle) { static_cast<Worker*>(handle->data)->tick(); }
 
+void Worker::request_shed(const std::string& key) {
+  for (Worker* other : shared_.workers) {
+    if (other == this) continue;
+    other->post([key](Worker& w) {
+      if (auto it = w.pools_.find(key); it != w.pools_.end()) it->second->shed_idle();
+    });
+  }
+}
+
+void Worker::publish_view(std::shared_ptr<const routing::BackendsView> view) {
+  post([view = std::move(view)](Worker& w) mutable { w.on_view(std::move(view)); });
+}
+
+void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
+  view_ = std::move(view);
+  // Servers on fenced backends (an old primary back on an older timeline, a stranger system) must not serve.
+  for (auto& [key, pool] : pools_) {
+    const size_t index = static_cast<size_t>(pool->backend_index());
+    if (index < view_->backends.size() && view_->backends[index].role == routing::Role::Fenced) pool->close_all();
+  }
+  primary_waiters_.for_each([](ClientConn* client) { client->on_view_changed(); });
+}
+
 void Worker::tick() {
   const double t = now();
   const conf::Timeouts& timeouts = config_->timeouts;
   for (auto& [name, pool] : pools_) pool->tick(t, timeouts);
+  primary_waiters_.for_each([](ClientConn* client) { client->on_view_changed(); });
   clients_.for_each([&](ClientConn* client) {
     bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
     if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
@@ -110,17 +135,17 @@ void Worker::tick() {
 }
 
 Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,
-                       const conf::User& user, const std::string& requested_database, std::string* error) {
+                       const conf::User& user, const std::string& requested_database, int backend_index,
+                       std::string* error) {
   const std::string server_database = database.server_database.empty() ? requested_database : database.server_database;
-  const std::string key = requested_database + '\0' + user.name;
+  const std::string key = requested_database + '\0' + user.name + '\0' + std::to_string(backend_index);
   if (auto it = pools_.find(key); it != pools_.end()) return it->second.get();
 
-  const conf::Backend* backend =
-      database.backends.empty() ? &config->backends.front() : config->find_backend(database.backends.front());
-  if (!backend) {
+  if (backend_index < 0 || static_cast<size_t>(backend_index) >= config->backends.size()) {
     *error = "pgmux: database \"" + requested_database + "\" has no usable backend";
     return nullptr;
   }
+  const conf::Backend* backend = &config->backends[static_cast<size_t>(backend_index)];
   BackendAddress address;
   address.name = backend->name;
   address.host = backend->host;
@@ -135,10 +160,9 @@ Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const 
   login.database = server_database;
   if (protocol::is_scram_secret(user.password)) login.scram_secret = protocol::parse_scram_secret(user.password);
 
-  const int workers = config->effective_workers();
-  const int size = std::max(1, static_cast<int>(std::ceil(static_cast<double>(database.pool_size) / workers)));
-  auto pool = std::make_unique<Pool>(*this, requested_database + "/" + user.name, std::move(address), std::move(login),
-                                     size);
+  auto pool = std::make_unique<Pool>(*this, key, requested_database + "/" + user.name + "@" + backend->name,
+                                     backend_index, std::move(address), std::move(login),
+                                     shared_.budget_for(key, database.pool_size));
   Pool* raw = pool.get();
   pools_.emplace(key, std::move(pool));
   return raw;

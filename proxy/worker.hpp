@@ -15,6 +15,9 @@
 #include "proxy/intrusive_list.hpp"
 #include "proxy/pool.hpp"
 #include "proxy/shared_state.hpp"
+#include "routing/balancer.hpp"
+#include "routing/classifier.hpp"
+#include "routing/topology.hpp"
 
 namespace pgmux::proxy {
 
@@ -43,8 +46,20 @@ class Worker {
   CancelRegistry& cancels() { return shared_.cancels; }
   uint64_t next_server_id() { return ++shared_.next_server_id; }
 
+  // The pool for (database, user) on the config backend at backend_index.
   Pool* pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,
-                 const conf::User& user, const std::string& requested_database, std::string* error);
+                 const conf::User& user, const std::string& requested_database, int backend_index,
+                 std::string* error);
+  // Asks every other worker to close one idle server of this pool key (this worker's pool is starving).
+  void request_shed(const std::string& key);
+  // Thread-safe: a new backends view from the prober; this worker picks it up on its loop.
+  void publish_view(std::shared_ptr<const routing::BackendsView> view);
+  const routing::BackendsView& view() const { return *view_; }
+  routing::Classifier& classifier() { return *classifier_; }
+  routing::Balancer& balancer() { return balancer_; }
+  // Clients waiting for a primary (failover) are woken on every new view.
+  void wait_for_primary(ClientConn* client) { primary_waiters_.push_back(client); }
+  void stop_waiting_for_primary(ClientConn* client) { primary_waiters_.remove(client); }
   const protocol::ScramSecret* scram_secret_for(const conf::User& user);
 
   void add_client(ClientConn* client) { clients_.push_back(client); }
@@ -56,6 +71,7 @@ class Worker {
   void begin_shutdown(bool graceful);
   void finish();
   void tick();
+  void on_view(std::shared_ptr<const routing::BackendsView> view);
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* handle);
   static void on_tick(uv_timer_t* handle);
@@ -78,6 +94,10 @@ class Worker {
   std::map<std::string, std::unique_ptr<Pool>> pools_;
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
+  IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
+  std::shared_ptr<const routing::BackendsView> view_;
+  std::unique_ptr<routing::Classifier> classifier_;
+  routing::Balancer balancer_;
   bool shutting_down_ = false;
   bool finished_ = false;
 };

@@ -175,7 +175,7 @@ TEST_CASE("conf loader: shipped conf/demo.json is the documented demo") {
   CHECK(app->name == "app");
   CHECK(app->pool_mode == PoolMode::Session);
   CHECK(app->pool_size == 20);
-  CHECK(app->backends == std::vector<std::string>{"primary"});
+  CHECK(app->backends == std::vector<std::string>{"primary", "standby1", "standby2"});
   const Database* any = c.find_database("postgres");
   REQUIRE(any != nullptr);
   CHECK(any->name == "*");
@@ -183,4 +183,8 @@ TEST_CASE("conf loader: shipped conf/demo.json is the documented demo") {
   CHECK(any->server_database.empty());
   CHECK(any->backends == std::vector<std::string>{"primary"});
   CHECK(c.admin_users == std::vector<std::string>{"admin"});
+  CHECK(c.routing.read_write_split);
+  CHECK(c.health_check.user == "postgres");
+  CHECK(c.health_check_password() == "postgres");
+  CHECK(c.health_check.database == "postgres");
 }

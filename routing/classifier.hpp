@@ -1,0 +1,71 @@
+// Statement classification for read/write routing. Pure: a cheap lexical pass settles common statements;
+// PostgreSQL's own parser (libpg_query) settles the rest; results are cached by statement text.
+#pragma once
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "routing/statement_cache.hpp"
+
+namespace pgmux::routing {
+
+enum class StatementKind : uint8_t {
+  Read,        // may run on a standby: SELECT/VALUES/TABLE/EXPLAIN (not ANALYZE of a write), FETCH, COPY TO ...
+  Write,       // must run on the primary (DML, DDL, locks, write functions, anything not understood)
+  Session,     // SET/RESET/SHOW/DISCARD/PREPARE/DEALLOCATE/LISTEN/UNLISTEN...: session state, every server it uses
+  TxBegin,     // BEGIN / START TRANSACTION
+  TxEnd,       // COMMIT / END / ROLLBACK / ABORT / PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED
+  Empty,       // only whitespace/comments
+};
+const char* to_string(StatementKind k);
+
+struct Classification {
+  StatementKind kind = StatementKind::Write;
+  bool read_only = false;       // TxBegin ... READ ONLY, or SET TRANSACTION READ ONLY / SET SESSION CHARACTERISTICS
+  bool primary_hint = false;    // a /* pgmux:primary */ comment anywhere
+  bool pins_primary = false;    // creates session state only the primary can keep: temp tables, session advisory
+                                // locks (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD
+  bool multi_statement = false; // more than one statement in the string
+  bool parsed = false;          // libpg_query was needed
+  const char* reason = "";      // static text for EXPLAIN ROUTE / logs: "INSERT", "write function", "FOR UPDATE"
+};
+
+// Known limits (each errs towards the primary, except the first):
+// - a user function that writes, called from a SELECT, is invisible unless listed in write_functions;
+// - SET default_transaction_read_only / transaction_read_only are plain Session (read_only stays false);
+// - a multi-statement string mixing SET/SHOW... with other statements is a Write;
+// - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write; so is a
+//   backslash in a '...' literal that standard_conforming_strings = off would end elsewhere.
+class Classifier {
+ public:
+  // write_functions: extra function names (lowercase, unqualified) whose call makes a statement a write;
+  // the built-in list (nextval, setval, pg_advisory_lock*, lo_*, pg_notify ...) is always included.
+  explicit Classifier(std::vector<std::string> write_functions = {}, size_t cache_capacity = 10000);
+
+  // Not thread-safe: each worker owns its classifier (and cache), so the hot path takes no lock.
+  // The lexical fast path allocates nothing; the parser path runs at most once per distinct text (LRU cache).
+  Classification classify(std::string_view sql);
+
+  size_t cache_hits() const;
+  size_t parser_calls() const;
+
+  // True when `name` (lowercase, unqualified) is a write function: built-in or configured.
+  // `session_lock` is set for session-level advisory locks (they also pin the session to the primary).
+  bool is_write_function(std::string_view name, bool* session_lock = nullptr) const;
+
+ private:
+  Classification classify_with_parser(std::string_view sql);
+
+  std::vector<std::string> write_functions_;  // configured names, sorted: binary search needs no allocation
+  StatementCache<Classification> cache_;
+  size_t cache_hits_ = 0;
+  size_t parser_calls_ = 0;
+};
+
+}  // namespace pgmux::routing

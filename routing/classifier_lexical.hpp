@@ -1,0 +1,18 @@
+// The fast path: classifies statements from their tokens alone, without allocating. It settles the
+// statements whose kind shows in their keywords and hands the rest (CTEs, FOR UPDATE, INTO, calls of
+// write functions, EXPLAIN ANALYZE, COPY (query)) to the parser.
+#pragma once
+#include <string_view>
+
+#include "routing/classifier.hpp"
+
+namespace pgmux::routing {
+
+struct LexicalResult {
+  Classification classification;  // final when needs_parser is false
+  bool needs_parser = false;      // some statement can't be settled from tokens
+};
+
+LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier);
+
+}  // namespace pgmux::routing

@@ -1,0 +1,14 @@
+// The slow path: PostgreSQL's own parser (libpg_query) builds the parse tree and we walk it. Used only
+// when the lexical pass can't settle a statement; the caller caches the answer by text.
+#pragma once
+#include <string_view>
+
+#include "routing/classifier.hpp"
+
+namespace pgmux::routing {
+
+// Classifies every statement in `sql` from its parse tree and combines them (StatementCombiner).
+// A parse error gives Write with reason "unparsable". Sets `parsed`; primary_hint is the caller's job.
+Classification classify_parsed(std::string_view sql, const Classifier& classifier);
+
+}  // namespace pgmux::routing

@@ -1,0 +1,81 @@
+#include "routing/router.hpp"
+
+#include "routing/read_your_writes.hpp"
+
+namespace pgmux::routing {
+
+const char* to_string(RouteTarget t) {
+  switch (t) {
+    case RouteTarget::Primary: return "primary";
+    case RouteTarget::Standby: return "standby";
+    case RouteTarget::WaitForPrimary: return "wait-for-primary";
+    case RouteTarget::NoBackend: return "no-backend";
+  }
+  return "?";
+}
+
+bool is_read_only_statement(const Classification& c, const ClientRouteState& state) {
+  switch (c.kind) {
+    case StatementKind::Read:
+    case StatementKind::Empty:
+      return true;
+    case StatementKind::TxBegin:
+      return c.read_only || state.session_read_only;
+    default:
+      return false;
+  }
+}
+
+namespace {
+
+bool in_mask(uint64_t mask, int index) { return index >= 0 && index < 64 && ((mask >> index) & 1); }
+
+Route primary_or_wait(const BackendsView& view, uint64_t mask, const char* reason) {
+  if (view.primary >= 0 && in_mask(mask, view.primary)) return Route{RouteTarget::Primary, view.primary, reason};
+  return Route{RouteTarget::WaitForPrimary, -1, "no primary"};
+}
+
+}  // namespace
+
+Route route_statement(const Classification& c, const ClientRouteState& state, const BackendsView& view,
+                      const RouteSettings& settings, Balancer& balancer) {
+  if (!settings.read_write_split) return primary_or_wait(view, state.backend_mask, "read/write split off");
+  if (c.primary_hint) return primary_or_wait(view, state.backend_mask, "pgmux:primary hint");
+  if (state.pinned_primary) return primary_or_wait(view, state.backend_mask, "pinned to primary");
+  if (!is_read_only_statement(c, state)) {
+    switch (c.kind) {
+      case StatementKind::Session: return primary_or_wait(view, state.backend_mask, "session command");
+      case StatementKind::TxBegin: return primary_or_wait(view, state.backend_mask, "read-write transaction");
+      case StatementKind::TxEnd: return primary_or_wait(view, state.backend_mask, "transaction end");
+      default: return primary_or_wait(view, state.backend_mask, "write");
+    }
+  }
+
+  // Read-your-writes: only standbys that replayed past the primary LSN sampled after the client's last commit.
+  std::optional<uint64_t> required;
+  if (settings.read_your_writes && state.last_write_commit) {
+    required = required_lsn(view, *state.last_write_commit);
+    if (!required) return primary_or_wait(view, state.backend_mask, "read-your-writes");
+  }
+  auto allowed = [&](int index) {
+    const BackendStatus& b = view.backends[static_cast<size_t>(index)];
+    if (!in_mask(state.backend_mask, index) || !b.readable || b.spec.weight <= 0) return false;
+    return !required || standby_caught_up(view, index, *required);
+  };
+  if (state.held_standby >= 0 && static_cast<size_t>(state.held_standby) < view.backends.size() &&
+      allowed(state.held_standby)) {
+    return Route{RouteTarget::Standby, state.held_standby, "read"};
+  }
+  int pick = balancer.pick(view, allowed);
+  if (pick >= 0) return Route{RouteTarget::Standby, pick, "read"};
+
+  bool any_readable = false;
+  for (size_t i = 0; i < view.backends.size(); ++i) {
+    any_readable |= view.backends[i].readable && in_mask(state.backend_mask, static_cast<int>(i));
+  }
+  const char* why = required && any_readable ? "read-your-writes" : "no eligible standby";
+  if (settings.fallback_to_primary) return primary_or_wait(view, state.backend_mask, why);
+  return Route{RouteTarget::NoBackend, -1, why};
+}
+
+}  // namespace pgmux::routing

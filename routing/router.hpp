@@ -1,0 +1,43 @@
+// The routing decision for one statement: primary, a standby (by weight), or wait for a primary. Pure: it
+// reads the statement's class, the client's routing state and the current BackendsView.
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "routing/balancer.hpp"
+#include "routing/classifier.hpp"
+#include "routing/topology.hpp"
+
+namespace pgmux::routing {
+
+struct RouteSettings {
+  bool read_write_split = true;
+  bool fallback_to_primary = true;
+  bool read_your_writes = true;
+};
+
+// What the router needs to know about one client.
+struct ClientRouteState {
+  bool pinned_primary = false;              // temp table, session advisory lock, LISTEN ... seen
+  bool session_read_only = false;           // default_transaction_read_only is on for this session
+  std::optional<double> last_write_commit;  // when this client's last write committed (monotonic seconds)
+  int held_standby = -1;                    // backend index of the standby connection the client holds
+  uint64_t backend_mask = ~uint64_t{0};     // bit i: backend i serves this client's database
+};
+
+enum class RouteTarget : uint8_t { Primary, Standby, WaitForPrimary, NoBackend };
+const char* to_string(RouteTarget t);
+
+struct Route {
+  RouteTarget target = RouteTarget::Primary;
+  int backend = -1;    // index into the view, for Primary and Standby
+  const char* reason = "";  // static text: metric label and EXPLAIN ROUTE
+};
+
+// True when the statement may run on a standby at all (before health, lag and read-your-writes).
+bool is_read_only_statement(const Classification& c, const ClientRouteState& state);
+
+Route route_statement(const Classification& c, const ClientRouteState& state, const BackendsView& view,
+                      const RouteSettings& settings, Balancer& balancer);
+
+}  // namespace pgmux::routing

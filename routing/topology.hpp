@@ -1,0 +1,118 @@
+// Backend roles, health and lag, decided from probe results. Pure state machine with an injected clock (the
+// prober in proxy/ does the I/O and feeds it); each change publishes an immutable BackendsView snapshot.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgmux::routing {
+
+enum class Role : uint8_t { Unknown, Primary, Standby, Down, Fenced };
+const char* to_string(Role r);  // "unknown", "primary", "standby", "down", "fenced"
+
+struct BackendSpec {            // from config
+  std::string name;
+  std::string host;
+  uint16_t port = 0;
+  int weight = 1;
+  bool standby_only = false;    // config role "standby": serve reads only even when not in recovery
+  std::optional<int64_t> max_lag_bytes;      // per-backend override
+  std::optional<double> max_lag_seconds;
+};
+
+struct TopologySettings {
+  int64_t max_lag_bytes = 16 * 1024 * 1024;
+  double max_lag_seconds = 10;
+  double lag_hysteresis = 5;      // seconds a standby must stay under the thresholds before it is back
+  int health_check_max_retries = 2;  // consecutive failed probes tolerated before "down"
+};
+
+// One probe round's answer from a backend (what the prober read with libpq).
+struct ProbeResult {
+  bool in_recovery = false;
+  uint64_t current_lsn = 0;     // primary: pg_current_wal_lsn()
+  // primary: pg_current_wal_insert_lsn(), past every commit that returned before the probe was sent even with
+  // synchronous_commit off (pg_current_wal_lsn() may not be yet). Read-your-writes samples use it; 0 = unknown.
+  uint64_t insert_lsn = 0;
+  uint64_t receive_lsn = 0;     // standby: pg_last_wal_receive_lsn()
+  uint64_t replay_lsn = 0;      // standby: pg_last_wal_replay_lsn()
+  std::optional<double> replay_age_seconds;  // standby: now() - pg_last_xact_replay_timestamp(), server-side
+  uint32_t timeline = 0;
+  uint64_t system_identifier = 0;
+  // When the probe query was sent (same clock as `now`); -1 = unknown, use the arrival time. The primary's LSN
+  // history is stamped with it: the LSN was read after this instant, which read-your-writes relies on.
+  double sent_at = -1;
+};
+
+struct BackendStatus {
+  BackendSpec spec;
+  Role role = Role::Unknown;
+  bool reachable = false;
+  int failed_probes = 0;
+  ProbeResult last;             // last successful probe
+  int64_t lag_bytes = 0;        // standby: primary current_lsn - replay_lsn (>= 0)
+  // standby: 0 when replay_lsn >= the primary's lsn, else the replay age, capped by how long ago the primary was
+  // first sampled past replay_lsn (so a few bytes behind an idle primary do not read as an hour).
+  double lag_seconds = 0;
+  bool readable = false;        // in the read set right now
+  std::string excluded_reason;  // why not readable ("lag 20 MB > max_lag_bytes 16 MB", "down", "hysteresis")
+  double last_status_change = 0;
+  double under_threshold_since = -1;  // for hysteresis
+  std::string last_error;
+  // Added by the topology implementation (state the machine needs to carry between probes):
+  bool ever_probed = false;     // at least one successful probe
+  bool lag_excluded = false;    // left the read set for lag; back only after the hysteresis period
+  bool fenced_timeline = false; // came back not in recovery on an older timeline; cleared when in recovery
+};
+
+struct LsnSample {
+  double time = 0;              // when the probe was sent (ProbeResult::sent_at), same clock as `now`
+  uint64_t lsn = 0;
+};
+
+struct BackendsView {
+  std::vector<BackendStatus> backends;  // config order; index = backend id
+  int primary = -1;                     // index of the one primary, -1 when none (down, failover, split brain)
+  bool split_brain = false;
+  std::string alarm;                    // human text when something is wrong ("two primaries: a, b")
+  // Recent primary LSN samples (insert position), oldest first, the last 64.
+  std::vector<LsnSample> primary_lsn_history;
+  uint64_t generation = 0;
+};
+
+class Topology {
+ public:
+  Topology(std::vector<BackendSpec> backends, TopologySettings settings);
+
+  void on_probe_ok(size_t index, const ProbeResult& result, double now);
+  void on_probe_failed(size_t index, const std::string& error, double now);
+  // A new config: backends matched by name keep their state.
+  void reconfigure(std::vector<BackendSpec> backends, TopologySettings settings);
+
+  std::shared_ptr<const BackendsView> view() const { return view_; }
+  const TopologySettings& settings() const { return settings_; }
+
+ private:
+  void publish(double now);
+  void recompute(double now);
+  void update_lag(BackendStatus& b, double now) const;
+  uint64_t cluster_system_identifier() const;
+  int primary_ = -1;
+  bool split_brain_ = false;
+  std::string alarm_;
+  uint64_t system_identifier_ = 0;  // the cluster's (majority, first seen on a tie)
+  double last_now_ = 0;
+  std::vector<BackendStatus> backends_;
+  TopologySettings settings_;
+  std::vector<LsnSample> history_;
+  std::shared_ptr<const BackendsView> view_;
+  uint64_t generation_ = 0;
+};
+
+// "16/B374D848" -> 0x16B374D848; nullopt for anything else (PostgreSQL's pg_lsn text form).
+std::optional<uint64_t> parse_lsn(std::string_view text);
+
+}  // namespace pgmux::routing

@@ -1,0 +1,101 @@
+// The read/write split keys: defaults, values read, per-backend overrides, the prober's login.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "conf/loader.hpp"
+
+using namespace pgmux::conf;
+
+namespace {
+
+std::string all_errors(const LoadResult& r) {
+  std::string out;
+  for (const Diagnostic& d : r.errors) out += d.to_string() + "\n";
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("conf routing: defaults when routing and health_check are absent") {
+  const LoadResult r = parse_config(R"({"backends": [{"host": "db1"}], "databases": [{"name": "app"}]})");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  CHECK_FALSE(c.backends[0].standby_only);
+  CHECK_FALSE(c.backends[0].max_lag_bytes);
+  CHECK_FALSE(c.backends[0].max_lag_seconds);
+  CHECK(c.routing.read_write_split);
+  CHECK(c.routing.max_lag_bytes == 16777216);
+  CHECK(c.routing.max_lag_seconds == 10);
+  CHECK(c.routing.lag_hysteresis == 5);
+  CHECK(c.routing.fallback_to_primary);
+  CHECK(c.routing.read_your_writes);
+  CHECK(c.routing.write_functions.empty());
+  CHECK(c.routing.failover_timeout == 30);
+  CHECK(c.health_check.period == 1);
+  CHECK(c.health_check.timeout == 2);
+  CHECK(c.health_check.max_retries == 2);
+  CHECK(c.health_check.user.empty());
+  CHECK(c.health_check.password.empty());
+  CHECK(c.health_check.database == "postgres");
+  CHECK(c.health_check_user() == "postgres");  // no users at all
+  CHECK(c.health_check_password().empty());
+}
+
+TEST_CASE("conf routing: values are read") {
+  const LoadResult r = parse_config(R"({
+    "backends": [{"name": "p", "host": "db1"},
+                 {"name": "s", "host": "db2", "role": "standby", "max_lag_bytes": 1024, "max_lag_seconds": 2.5}],
+    "users": [{"name": "app", "password": "apppw"}, {"name": "mon", "password": "md5fe63fea7be31b0200b496d08bc6b517d"}],
+    "auth_method": "md5",
+    "databases": [{"name": "app"}],
+    "routing": {"read_write_split": false, "max_lag_bytes": 1e3, "max_lag_seconds": 1.5, "lag_hysteresis": 0,
+                "fallback_to_primary": false, "read_your_writes": false, "write_functions": ["nextval", "f"],
+                "failover_timeout": 7.5},
+    "health_check": {"period": 0.25, "timeout": 0.75, "max_retries": 4, "database": "app"}})");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  CHECK_FALSE(c.backends[0].standby_only);
+  CHECK(c.backends[1].standby_only);
+  CHECK(c.backends[1].max_lag_bytes == 1024);
+  CHECK(c.backends[1].max_lag_seconds == 2.5);
+  CHECK_FALSE(c.routing.read_write_split);
+  CHECK(c.routing.max_lag_bytes == 1000);
+  CHECK(c.routing.max_lag_seconds == 1.5);
+  CHECK(c.routing.lag_hysteresis == 0);
+  CHECK_FALSE(c.routing.fallback_to_primary);
+  CHECK_FALSE(c.routing.read_your_writes);
+  CHECK(c.routing.write_functions == std::vector<std::string>{"nextval", "f"});
+  CHECK(c.routing.failover_timeout == 7.5);
+  CHECK(c.health_check.period == 0.25);
+  CHECK(c.health_check.timeout == 0.75);
+  CHECK(c.health_check.max_retries == 4);
+  CHECK(c.health_check.database == "app");
+  // The first user logs in, with its plaintext password.
+  CHECK(c.health_check_user() == "app");
+  CHECK(c.health_check_password() == "apppw");
+}
+
+TEST_CASE("conf routing: health_check user and password") {
+  const LoadResult r = parse_config(R"({
+    "backends": [{"host": "db1"}], "databases": [{"name": "app"}], "auth_method": "md5",
+    "users": [{"name": "app", "password": "apppw"}, {"name": "mon", "password": "md5fe63fea7be31b0200b496d08bc6b517d"}],
+    "health_check": {"user": "mon"}})");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  CHECK(r.config->health_check_user() == "mon");
+  CHECK(r.config->health_check_password().empty());  // an md5 hash cannot log in
+  const LoadResult explicit_pw = parse_config(R"({
+    "backends": [{"host": "db1"}], "databases": [{"name": "app"}],
+    "users": [{"name": "app", "password": "apppw"}],
+    "health_check": {"user": "app", "password": "other"}})");
+  REQUIRE(explicit_pw.ok());
+  CHECK(explicit_pw.config->health_check_password() == "other");
+  const LoadResult unknown = parse_config(R"({
+    "backends": [{"host": "db1"}], "databases": [{"name": "app"}],
+    "users": [{"name": "app", "password": "apppw"}], "health_check": {"user": "ghost"}})");
+  CHECK_FALSE(unknown.ok());
+  CHECK(all_errors(unknown) == "/health_check/user: unknown user \"ghost\"\n");
+}

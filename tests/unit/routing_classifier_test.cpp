@@ -1,0 +1,218 @@
+// Classifier behaviour beyond the table: the parser cache and its counters, configured write functions,
+// the multi_statement / parsed flags, and that the fast path never reaches the parser.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <string_view>
+
+#include "routing/classifier.hpp"
+#include "routing/statement_cache.hpp"
+
+using pgmux::routing::Classification;
+using pgmux::routing::Classifier;
+using pgmux::routing::StatementCache;
+using pgmux::routing::StatementKind;
+
+namespace {
+constexpr std::string_view kCte = "WITH x AS (SELECT 1) SELECT * FROM x";
+constexpr std::string_view kCte2 = "WITH y AS (SELECT 2) SELECT * FROM y";
+constexpr std::string_view kCte3 = "WITH z AS (SELECT 3) SELECT * FROM z";
+}  // namespace
+
+TEST_CASE("classifier: the same text twice runs the parser once") {
+  Classifier c;
+  CHECK(c.parser_calls() == 0);
+  CHECK(c.cache_hits() == 0);
+  const Classification first = c.classify(kCte);
+  CHECK(c.parser_calls() == 1);
+  CHECK(c.cache_hits() == 0);
+  const Classification second = c.classify(kCte);
+  CHECK(c.parser_calls() == 1);
+  CHECK(c.cache_hits() == 1);
+  CHECK(first.kind == StatementKind::Read);
+  CHECK(second.kind == first.kind);
+  CHECK(std::string_view(second.reason) == first.reason);
+  CHECK(first.parsed);
+  CHECK(second.parsed);
+  // A different text (even by one character) is a different entry.
+  c.classify(std::string(kCte) + " ");
+  CHECK(c.parser_calls() == 2);
+}
+
+TEST_CASE("classifier: the cache is keyed by text, not by the caller's buffer") {
+  Classifier c;
+  std::string buf(kCte);
+  c.classify(buf);
+  buf.assign(kCte2);  // the first text's storage is reused for another statement
+  CHECK(c.classify(buf).kind == StatementKind::Read);
+  CHECK(c.parser_calls() == 2);
+  CHECK(c.classify(std::string(kCte)).kind == StatementKind::Read);
+  CHECK(c.cache_hits() == 1);
+}
+
+TEST_CASE("classifier: the cache is least-recently-used with the configured capacity") {
+  Classifier c({}, 2);
+  c.classify(kCte);   // parse 1: [x]
+  c.classify(kCte2);  // parse 2: [y x]
+  c.classify(kCte);   // hit:     [x y]
+  c.classify(kCte3);  // parse 3: [z x], y evicted
+  CHECK(c.parser_calls() == 3);
+  CHECK(c.cache_hits() == 1);
+  c.classify(kCte);  // still cached
+  CHECK(c.cache_hits() == 2);
+  c.classify(kCte2);  // evicted: parsed again
+  CHECK(c.parser_calls() == 4);
+}
+
+TEST_CASE("classifier: capacity 0 disables the cache") {
+  Classifier c({}, 0);
+  c.classify(kCte);
+  c.classify(kCte);
+  CHECK(c.parser_calls() == 2);
+  CHECK(c.cache_hits() == 0);
+}
+
+TEST_CASE("classifier: the fast path settles common statements without the parser") {
+  Classifier c;
+  for (std::string_view sql : {"SELECT * FROM t WHERE id = $1", "select a, b from t order by a limit 10",
+                               "INSERT INTO t VALUES ($1, $2)", "UPDATE t SET a = $1 WHERE id = $2",
+                               "DELETE FROM t WHERE id = $1", "BEGIN", "BEGIN READ ONLY", "COMMIT", "ROLLBACK",
+                               "SET search_path = app", "SHOW server_version", "SELECT 1; SELECT 2",
+                               "/* pgmux:primary */ SELECT 1", "CREATE TEMP TABLE t (a int)", ""}) {
+    CAPTURE(sql);
+    const Classification r = c.classify(sql);
+    CHECK_FALSE(r.parsed);
+  }
+  CHECK(c.parser_calls() == 0);
+  CHECK(c.cache_hits() == 0);
+}
+
+TEST_CASE("classifier: statements the lexer can't settle go to the parser and say so") {
+  Classifier c;
+  for (std::string_view sql : {"SELECT * FROM t FOR UPDATE", "SELECT 1 INTO x", "SELECT nextval('s')",
+                               "WITH d AS (DELETE FROM t RETURNING 1) SELECT 1", "EXPLAIN ANALYZE SELECT 1",
+                               "COPY (SELECT 1) TO STDOUT", "(SELECT 1)"}) {
+    CAPTURE(sql);
+    CHECK(c.classify(sql).parsed);
+  }
+  CHECK(c.parser_calls() == 7);
+}
+
+TEST_CASE("classifier: a parse error is a write with reason unparsable") {
+  Classifier c;
+  const Classification r = c.classify("SELECT * FROM t WHERE (a = 1 FOR UPDATE");
+  CHECK(r.kind == StatementKind::Write);
+  CHECK(std::string_view(r.reason) == "unparsable");
+  CHECK(r.parsed);
+}
+
+TEST_CASE("classifier: reasons name the rule") {
+  Classifier c;
+  CHECK(std::string_view(c.classify("INSERT INTO t VALUES (1)").reason) == "INSERT");
+  CHECK(std::string_view(c.classify("SELECT * FROM t FOR SHARE").reason) == "FOR UPDATE/SHARE");
+  CHECK(std::string_view(c.classify("SELECT nextval('s')").reason) == "write function");
+  CHECK(std::string_view(c.classify("SELECT 1 INTO t").reason) == "SELECT INTO");
+  CHECK(std::string_view(c.classify("WITH d AS (DELETE FROM t RETURNING 1) SELECT 1").reason) == "data-modifying CTE");
+  CHECK(std::string_view(c.classify("EXPLAIN ANALYZE DELETE FROM t").reason) == "EXPLAIN ANALYZE of a write");
+  CHECK(std::string_view(c.classify("FOO").reason) == "unrecognised statement");
+  CHECK(std::string_view(c.classify("SELECT 'x").reason) == "unterminated quoted string");
+  CHECK(std::string_view(c.classify("SELECT 1").reason) == "SELECT");
+}
+
+TEST_CASE("classifier: multi_statement counts non-empty statements") {
+  Classifier c;
+  CHECK_FALSE(c.classify("SELECT 1").multi_statement);
+  CHECK_FALSE(c.classify("SELECT 1;").multi_statement);
+  CHECK_FALSE(c.classify(";; SELECT 1 ;; -- x").multi_statement);
+  CHECK(c.classify("SELECT 1; SELECT 2").multi_statement);
+  CHECK(c.classify("SELECT 1; INSERT INTO t VALUES (1)").multi_statement);
+  CHECK(c.classify("SELECT 1; WITH x AS (SELECT 1) SELECT * FROM x").multi_statement);  // parser path
+  const Classification r = c.classify("SELECT 1; DELETE FROM t; SELECT 2");
+  CHECK(r.kind == StatementKind::Write);
+  CHECK(std::string_view(r.reason) == "DELETE");
+}
+
+TEST_CASE("classifier: configured write functions") {
+  Classifier plain;
+  CHECK(plain.classify("SELECT audit_log('x')").kind == StatementKind::Read);
+
+  Classifier c({"audit_log", "Bump_Counter"});
+  CHECK(c.classify("SELECT audit_log('x')").kind == StatementKind::Write);
+  CHECK(c.classify("SELECT AUDIT_LOG('x')").kind == StatementKind::Write);
+  CHECK(c.classify("SELECT app.audit_log('x')").kind == StatementKind::Write);
+  CHECK(c.classify("SELECT bump_counter()").kind == StatementKind::Write);  // configured names are lowercased
+  CHECK(c.classify("SELECT * FROM t WHERE a = audit_log(b)").kind == StatementKind::Write);
+  CHECK(c.classify("WITH x AS (SELECT audit_log(1)) SELECT * FROM x").kind == StatementKind::Write);
+  CHECK(c.classify("SELECT audit_log").kind == StatementKind::Read);  // a column, not a call
+  CHECK(c.classify("SELECT 'audit_log(1)'").kind == StatementKind::Read);
+  CHECK(c.classify("EXPLAIN SELECT audit_log(1)").kind == StatementKind::Read);
+  CHECK(c.classify("EXPLAIN ANALYZE SELECT audit_log(1)").kind == StatementKind::Write);
+  CHECK(std::string_view(c.classify("SELECT audit_log(1)").reason) == "write function");
+
+  bool session_lock = false;
+  CHECK(c.is_write_function("audit_log", &session_lock));
+  CHECK_FALSE(session_lock);
+  CHECK(c.is_write_function("nextval"));
+  CHECK_FALSE(c.is_write_function("currval"));
+  CHECK_FALSE(c.is_write_function("lastval"));
+  CHECK_FALSE(c.is_write_function("now"));
+  CHECK(c.is_write_function("pg_advisory_lock", &session_lock));
+  CHECK(session_lock);
+  session_lock = false;
+  CHECK(c.is_write_function("pg_advisory_xact_lock", &session_lock));
+  CHECK_FALSE(session_lock);
+}
+
+TEST_CASE("classifier: the hint survives the cache") {
+  Classifier c;
+  const std::string_view hinted = "/* pgmux:primary */ WITH x AS (SELECT 1) SELECT * FROM x";
+  CHECK(c.classify(hinted).primary_hint);
+  CHECK(c.classify(hinted).primary_hint);
+  CHECK(c.cache_hits() == 1);
+  CHECK_FALSE(c.classify(kCte).primary_hint);
+}
+
+TEST_CASE("statement cache: find, insert, evict, update") {
+  StatementCache<int> cache(2);
+  CHECK(cache.find("a") == nullptr);
+  cache.insert("a", 1);
+  cache.insert("b", 2);
+  REQUIRE(cache.find("a") != nullptr);
+  CHECK(*cache.find("a") == 1);
+  cache.insert("c", 3);  // b is the least recently used
+  CHECK(cache.find("b") == nullptr);
+  CHECK(cache.size() == 2);
+  cache.insert("a", 10);  // update in place
+  CHECK(*cache.find("a") == 10);
+  CHECK(cache.size() == 2);
+  StatementCache<int> off(0);
+  off.insert("a", 1);
+  CHECK(off.find("a") == nullptr);
+  CHECK(off.size() == 0);
+}
+
+TEST_CASE("to_string(StatementKind)") {
+  CHECK(std::string_view(to_string(StatementKind::Read)) == "read");
+  CHECK(std::string_view(to_string(StatementKind::Write)) == "write");
+  CHECK(std::string_view(to_string(StatementKind::Session)) == "session");
+  CHECK(std::string_view(to_string(StatementKind::TxBegin)) == "tx_begin");
+  CHECK(std::string_view(to_string(StatementKind::TxEnd)) == "tx_end");
+  CHECK(std::string_view(to_string(StatementKind::Empty)) == "empty");
+}
+
+TEST_CASE("classifier: absurdly nested statements are writes, not crashes") {
+  Classifier c;
+  std::string deep = "WITH x AS (SELECT ";
+  for (int i = 0; i < 1000; ++i) deep += "ARRAY[";
+  deep += "1";
+  for (int i = 0; i < 1000; ++i) deep += "]";
+  deep += ") SELECT * FROM x";
+  const Classification r = c.classify(deep);
+  CHECK(r.kind == StatementKind::Write);
+  std::string parens = "SELECT ";
+  for (int i = 0; i < 100000; ++i) parens += "(";
+  parens += "1";
+  for (int i = 0; i < 100000; ++i) parens += ")";
+  CHECK(c.classify(parens).kind == StatementKind::Read);  // the lexer needs no stack
+  CHECK(c.classify("WITH x AS (" + parens.substr(0, 100000) + ") SELECT 1").kind == StatementKind::Write);
+}
