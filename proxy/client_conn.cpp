@@ -12,6 +12,7 @@
 #include "routing/read_your_writes.hpp"
 #include "proxy/log.hpp"
 #include "proxy/pool.hpp"
+#include "proxy/probe_connection.hpp"
 #include "proxy/server_conn.hpp"
 #include "proxy/worker.hpp"
 
@@ -324,7 +325,7 @@ void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::s
   pump();
 }
 
-double ClientConn::monotonic_now() const { return static_cast<double>(uv_hrtime()) / 1e9; }
+double ClientConn::monotonic_now() const { return monotonic_seconds(); }  // the prober's clock
 
 // ---- request path ----------------------------------------------------------------------------------------
 
