@@ -36,6 +36,7 @@ struct User {
   std::string password;
   std::optional<AuthMethod> auth_method;  // falls back to Config::auth_method
   std::optional<PoolMode> pool_mode;      // overrides the database's
+  int max_user_connections = 0;           // server connections of this user over all databases; 0 = no limit
 };
 
 struct Database {
@@ -44,6 +45,9 @@ struct Database {
   std::vector<std::string> backends;  // backend names; empty = all
   PoolMode pool_mode = PoolMode::Session;
   int pool_size = 20;            // server connections per (database, user), split across workers
+  int min_pool_size = 0;         // per (database, user): kept open even when idle; <= pool_size
+  int reserve_pool_size = 0;     // per (database, user): extra connections after reserve_pool_timeout
+  int max_db_connections = 0;    // server connections of this database over all users; 0 = no limit
 };
 
 struct Timeouts {
@@ -52,6 +56,16 @@ struct Timeouts {
   double server_connect_timeout = 5;
   double client_login_timeout = 60;
   double shutdown_timeout = 30;      // SIGTERM: how long sessions may finish
+  double reserve_pool_timeout = 5;   // a client waiting this long may use the reserve pool
+  double idle_transaction_timeout = 0;  // client idle inside a transaction is closed; 0 = off
+  double client_idle_timeout = 0;    // client idle (outside a transaction) is closed; 0 = off
+  double server_lifetime = 3600;     // an unused server connection older than this is closed; 0 = off
+  double server_check_delay = 30;    // a server idle longer is checked before reuse; 0 = always check
+};
+
+// Protocol-level prepared statements that pgmux renames and re-prepares in transaction/statement mode.
+struct PreparedStatements {
+  int max_per_server = 1000;  // LRU capacity per server connection, 1..100000
 };
 
 // Read/write split over the primary and hot standbys (roles discovered by the health check).
@@ -93,6 +107,7 @@ struct Config {
   std::vector<std::string> admin_users;
   std::vector<std::string> stats_users;
   Timeouts timeouts;
+  PreparedStatements prepared_statements;
   Logging logging;
   Routing routing;
   HealthCheck health_check;

@@ -117,6 +117,7 @@ std::vector<User> parse_users(ObjectReader& root) {
     assign(r.string("password"), u.password);
     u.auth_method = r.enumeration("auth_method", parse_auth_method, kAuthMethods);
     u.pool_mode = r.enumeration("pool_mode", parse_pool_mode, kPoolModes);
+    assign_int(r.integer("max_user_connections", 0, kIntMax), u.max_user_connections);
     r.finish();
     out.push_back(std::move(u));
   });
@@ -146,6 +147,9 @@ std::vector<Database> parse_databases(ObjectReader& root) {
     }
     assign(r.enumeration("pool_mode", parse_pool_mode, kPoolModes), d.pool_mode);
     assign_int(r.integer("pool_size", 1, 10000), d.pool_size);
+    assign_int(r.integer("min_pool_size", 0, 10000), d.min_pool_size);  // <= pool_size: checked in validate
+    assign_int(r.integer("reserve_pool_size", 0, 10000), d.reserve_pool_size);
+    assign_int(r.integer("max_db_connections", 0, kIntMax), d.max_db_connections);
     r.finish();
     out.push_back(std::move(d));
   });
@@ -162,6 +166,11 @@ Timeouts parse_timeouts(ObjectReader& root) {
   read_duration(r, "server_connect_timeout", t.server_connect_timeout, false);
   read_duration(r, "client_login_timeout", t.client_login_timeout, false);
   read_duration(r, "shutdown_timeout", t.shutdown_timeout, false);
+  read_duration(r, "reserve_pool_timeout", t.reserve_pool_timeout, true);  // 0 = never use the reserve
+  read_duration(r, "idle_transaction_timeout", t.idle_transaction_timeout, true);  // 0 = off
+  read_duration(r, "client_idle_timeout", t.client_idle_timeout, true);            // 0 = off
+  read_duration(r, "server_lifetime", t.server_lifetime, true);                    // 0 = off
+  read_duration(r, "server_check_delay", t.server_check_delay, true);  // 0 = check before every reuse
   r.finish();
   return t;
 }
@@ -214,6 +223,16 @@ HealthCheck parse_health_check(ObjectReader& root) {
   return out;
 }
 
+PreparedStatements parse_prepared_statements(ObjectReader& root) {
+  PreparedStatements out;
+  const Json* value = root.get("prepared_statements");
+  if (value == nullptr) return out;
+  ObjectReader r(*value, root.pointer_of("prepared_statements"), root.diags());
+  assign_int(r.integer("max_per_server", 1, 100000), out.max_per_server);
+  r.finish();
+  return out;
+}
+
 Logging parse_logging(ObjectReader& root) {
   Logging l;
   const Json* value = root.get("logging");
@@ -239,6 +258,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.users = parse_users(r);
   c.databases = parse_databases(r);
   c.timeouts = parse_timeouts(r);
+  c.prepared_statements = parse_prepared_statements(r);
   c.logging = parse_logging(r);
   c.routing = parse_routing(r);
   c.health_check = parse_health_check(r);

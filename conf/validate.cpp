@@ -72,6 +72,32 @@ void check_database_backends(const Config& c, Diagnostics& diags) {
   }
 }
 
+// True when a diagnostic sits exactly at `pointer`: that value kept its default, so comparing against it
+// would report a problem the user did not write.
+bool reported(const Diagnostics& diags, const std::string& pointer) {
+  for (const Diagnostic& d : diags.items()) {
+    if (d.pointer == pointer) return true;
+  }
+  return false;
+}
+
+// min_pool_size connections are opened per (database, user) pool, so it cannot exceed that pool's size nor
+// the database-wide cap (those connections could never all be open).
+void check_pool_limits(const Config& c, Diagnostics& diags) {
+  for (size_t i = 0; i < c.databases.size(); ++i) {
+    const Database& d = c.databases[i];
+    const std::string base = child_pointer("/databases", i);
+    const std::string pointer = base + "/min_pool_size";
+    if (d.min_pool_size > d.pool_size && !reported(diags, base + "/pool_size")) {
+      diags.add_unless_covered(pointer, "must be <= pool_size (" + std::to_string(d.pool_size) + ")");
+    } else if (d.max_db_connections > 0 && d.min_pool_size > d.max_db_connections &&
+               !reported(diags, base + "/max_db_connections")) {
+      diags.add_unless_covered(pointer,
+                               "must be <= max_db_connections (" + std::to_string(d.max_db_connections) + ")");
+    }
+  }
+}
+
 void check_user_list(const Config& c, const std::vector<std::string>& names, const std::string& section,
                      Diagnostics& diags) {
   for (size_t i = 0; i < names.size(); ++i) {
@@ -97,6 +123,7 @@ void validate(const Config& config, Diagnostics& diags) {
   check_user_passwords(config, diags);
   check_unique_names(config.databases, "/databases", "database", diags);
   check_database_backends(config, diags);
+  check_pool_limits(config, diags);
   check_user_list(config, config.admin_users, "/admin_users", diags);
   check_user_list(config, config.stats_users, "/stats_users", diags);
   check_health_check_user(config, diags);

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <cctype>
+
 #include "protocol/backend_messages.hpp"
 #include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
@@ -40,6 +42,27 @@ std::string peer_name(uv_tcp_t* tcp) {
     port = ntohs(in6->sin6_port);
   }
   return std::string(host) + ":" + std::to_string(port);
+}
+}  // namespace
+
+namespace {
+// True when sql's first keyword (after leading whitespace) is `keyword`, any case.
+bool starts_with_keyword(std::string_view sql, std::string_view keyword) {
+  size_t i = 0;
+  while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) ++i;
+  if (sql.size() - i < keyword.size()) return false;
+  for (size_t k = 0; k < keyword.size(); ++k) {
+    if (std::toupper(static_cast<unsigned char>(sql[i + k])) != keyword[k]) return false;
+  }
+  return sql.size() == i + keyword.size() || !std::isalnum(static_cast<unsigned char>(sql[i + keyword.size()]));
+}
+// RESET ALL or DISCARD ALL: undoes every earlier session command.
+bool resets_all_settings(std::string_view sql) {
+  if (!starts_with_keyword(sql, "RESET") && !starts_with_keyword(sql, "DISCARD")) return false;
+  size_t i = sql.find_first_of(" \t\r\n");
+  if (i == std::string_view::npos) return false;
+  while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+  return starts_with_keyword(sql.substr(i), "ALL");
 }
 }  // namespace
 
@@ -227,6 +250,7 @@ void ClientConn::auth_succeeded() {
     }
   }
   route_state_.backend_mask = mask;
+  pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
   cancel_slot_ = std::make_shared<CancelSlot>();
   set_state(ClientState::WaitingServer);
   wait_started_ = worker_.now();
@@ -294,6 +318,18 @@ void ClientConn::on_server_ready(ServerConn* server) {
   if (wait_ == Wait::Server) wait_ = Wait::None;
   set_state(ClientState::Linked);
   pump();
+  release_idle_servers();  // a login-only checkout in transaction pooling goes straight back
+}
+
+void ClientConn::release_idle_servers() {
+  // Not while a request is being dispatched or waits in the buffer: it is about to use the server.
+  if (!transaction_pooling() || !open() || pumping_ || wait_ != Wait::None || in_.unparsed() > 0) return;
+  for (ServerConn* server : {primary_, standby_}) {
+    if (!server || server == prepared_for_ || server->state() != ServerState::Linked) continue;
+    if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
+    if (pin_reason_ && server == primary_) continue;
+    drop_server(server, server->reusable());
+  }
 }
 
 void ClientConn::finish_login(ServerConn* server) {
@@ -324,6 +360,7 @@ void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::s
   answer_locally_with_error(sqlstate, message, detail);
   pump();
 }
+
 
 double ClientConn::monotonic_now() const { return monotonic_seconds(); }  // the prober's clock
 
@@ -462,11 +499,20 @@ bool ClientConn::dispatch() {
       close_reason_ = "client terminated";
       close();
       return false;
-    case RequestKind::CopyMessage:
-      // Outside COPY PostgreSQL ignores these (the client is finishing a failed COPY); so do we.
+    case RequestKind::CopyMessage: {
+      // COPY data sent right behind the COPY command, before CopyInResponse came back: it belongs to the server
+      // running that command. With nothing in flight PostgreSQL would ignore it; so does pgmux.
+      if (active_ && active_->has_outstanding()) {
+        uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()),
+                                   static_cast<unsigned>(request_.size));
+        in_.advance_parsed(request_.size);
+        if (active_->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
+        return open() && !pinned();
+      }
       in_.advance_parsed(request_.size);
       in_.consume_to(in_.parsed());
       return true;
+    }
     default:
       break;
   }
@@ -521,8 +567,16 @@ bool ClientConn::dispatch() {
     }
   }
 
+  // An extended sequence closed by Flush (no Sync) may go on with anything, writes included, on the same server:
+  // start such a sequence on the primary.
+  if (request_.kind == RequestKind::Extended && !request_.ends_with_sync &&
+      !(active_ && active_->has_outstanding()) && routing::is_read_only_statement(c, route_state_)) {
+    c.kind = routing::StatementKind::Write;
+    c.reason = "extended sequence without Sync";
+  }
+
   ServerConn* server = choose_server(c);
-  if (!server) return false;
+  if (!server) return wait_ == Wait::None && open();  // answered here (an error): go on with the next request
   if (!prepare(server, c)) return false;
   forward(server, c);
   return open() && !pinned();
@@ -621,13 +675,9 @@ void ClientConn::on_view_changed() {
 bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   ByteVector messages;
   int readies = 0;
-  if (server->applied_log < session_log_.size()) {
-    std::string sql;
-    for (size_t i = server->applied_log; i < session_log_.size(); ++i) {
-      sql += session_log_[i];
-      sql += ';';
-    }
-    build_query(messages, sql);
+  // One Query each: DISCARD ALL and friends refuse to run inside a multi-statement string.
+  for (size_t i = server->applied_log; i < session_log_.size(); ++i) {
+    build_query(messages, session_log_[i]);
     ++readies;
   }
   bool extended = false;
@@ -652,11 +702,16 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
     ++readies;
   }
   if (readies == 0) return true;
+  if (server->has_outstanding()) {
+    wait_ = Wait::Drain;  // its own replies first: pgmux's messages must not interleave with them
+    return false;
+  }
 
   std::vector<std::string> used;
   for (auto name : request_.used) used.emplace_back(name);
   const size_t log_size = session_log_.size();
   wait_ = Wait::Prepare;
+  preparing_ = server;
   prepared_class_ = c;
   server->run_internal_messages(
       std::move(messages), readies,
@@ -673,6 +728,7 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
                    static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), error.c_str());
         }
         s.pool().set_state(&s, ServerState::Linked);
+        preparing_ = nullptr;
         s.applied_log = log_size;
         s.pending_closes.clear();
         for (const auto& name : used) {
@@ -698,12 +754,30 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   slot.session_sql.clear();
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) ++outstanding_count_;
+  slot.extended = request_.kind == RequestKind::Extended;
+  // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
+  // transaction may be rolled back; SHOW changes nothing).
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
-      ends_with_ready) {
+      ends_with_ready && server->tx_status() == 'I' && deferred_begin_.empty() &&
+      !starts_with_keyword(request_.sql, "SHOW")) {
     slot.session_sql.assign(request_.sql);
   }
   if (slot.write) server->wrote = true;
-  if (c.pins_primary && is_primary) route_state_.pinned_primary = true;
+  if (c.pins_primary && is_primary) {
+    route_state_.pinned_primary = true;
+    if (!pin_reason_) pin_reason_ = c.reason;
+  }
+  if (transaction_pooling() && !pin_reason_ && request_.kind == RequestKind::Query &&
+      c.kind == routing::StatementKind::Session && starts_with_keyword(request_.sql, "PREPARE")) {
+    // An SQL-level prepared statement lives on this server only: keep it for the session.
+    route_state_.pinned_primary = true;
+    pin_reason_ = "SQL PREPARE";
+  }
+  if (pin_reason_ && transaction_pooling() && !pin_logged_) {
+    pin_logged_ = true;
+    LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
+             database_.c_str(), pin_reason_);
+  }
 
   for (const auto& parse : request_.parses) {
     if (parse.name.empty()) {
@@ -714,8 +788,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     // The Parse message bytes sit in the request; keep a copy to prepare the statement elsewhere later.
     auto& stored = prepared_[name];
     stored.classification = worker_.classifier().classify(parse.sql);
-    stored.parse.clear();
-    build_parse(stored.parse, parse.name, parse.sql);
+    stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
     server->prepared.insert(name);
     for (ServerConn* other : {primary_, standby_}) {
       if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
@@ -771,11 +844,11 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
     Outstanding& done = outstanding_[outstanding_head_];
     outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
     --outstanding_count_;
-    if (!done.session_sql.empty() && !had_error) {
-      session_log_.push_back(std::move(done.session_sql));
-      server->applied_log = session_log_.size();
+    if (!done.session_sql.empty() && !had_error && tx_status == 'I') {
+      record_session_command(server, std::move(done.session_sql));
     }
   }
+  if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
   if (tx_status == 'I' && server->wrote) {
     route_state_.last_write_commit = monotonic_now();
     server->wrote = false;
@@ -785,16 +858,38 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
   }
   if (wait_ == Wait::Drain && !server->has_outstanding()) wait_ = Wait::None;
   pump();
+  release_idle_servers();
+}
+
+void ClientConn::record_session_command(ServerConn* server, std::string sql) {
+  // RESET ALL and DISCARD ALL undo everything before them: the log restarts with them, so it stays short and
+  // a server that already ran older entries runs the reset too.
+  if (resets_all_settings(sql)) {
+    session_log_.clear();
+    for (ServerConn* other : {primary_, standby_}) {
+      if (other) other->applied_log = 0;
+    }
+  }
+  session_log_.push_back(std::move(sql));
+  server->applied_log = session_log_.size();
 }
 
 void ClientConn::on_copy_in(ServerConn* server) {
   if (server != active_) return;
+  // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY (the client
+  // sends another after CopyDone), so no ReadyForQuery will answer it.
+  if (outstanding_count_ > 0 && outstanding_[outstanding_head_].extended) {
+    outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
+    --outstanding_count_;
+    server->forget_one_sync();
+  }
   copy_in_ = true;
   copy_pass_remaining_ = 0;
   pump();
 }
 
 void ClientConn::drop_server(ServerConn* server, bool reusable) {
+  if (server == active_ && cancel_slot_) cancel_slot_->clear();  // a cancel must never reach its next client
   if (server == prepared_for_) prepared_for_ = nullptr;
   if (server == primary_) primary_ = nullptr;
   if (server == standby_) standby_ = nullptr;
@@ -807,6 +902,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   const bool was_active = server == active_;
   const bool was_primary = server == primary_;
   const bool in_flight = was_active && (server->has_outstanding() || server->tx_status() != 'I' || copy_in_);
+  const bool was_preparing = server == preparing_;
+  if (was_preparing) preparing_ = nullptr;
   if (server == prepared_for_) prepared_for_ = nullptr;
   if (server == primary_) primary_ = nullptr;
   if (server == standby_) standby_ = nullptr;
@@ -829,17 +926,24 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   }
   close_reason_ = nullptr;
   if (in_flight) {
-    // The request may or may not have run; the client hears so and the session goes on elsewhere.
+    // The requests may or may not have run; the client hears so, once for each, and the session goes on.
+    const unsigned answers = outstanding_count_;
     outstanding_count_ = 0;
     copy_in_ = false;
     ByteVector out;
-    build_error_response(out, "ERROR", sqlstate::kConnectionFailure,
-                         "server connection lost (backend \"" + backend +
-                             "\"); the statement may or may not have been executed");
-    build_ready_for_query(out, 'I');
+    const std::string message =
+        "server connection lost (backend \"" + backend + "\"); the statement may or may not have been executed";
+    for (unsigned i = 0; i < answers; ++i) {
+      build_error_response(out, "ERROR", sqlstate::kConnectionFailure, message);
+      build_ready_for_query(out, 'I');
+    }
+    if (answers == 0) {
+      build_error_response(out, "ERROR", sqlstate::kConnectionFailure, message);
+      discard_until_sync_ = true;  // an extended sequence without Sync: answer its Sync with ReadyForQuery
+    }
     send_owned(std::move(out));
   }
-  if (wait_ == Wait::Drain || wait_ == Wait::Prepare) wait_ = Wait::None;
+  if (wait_ == Wait::Drain || (wait_ == Wait::Prepare && was_preparing)) wait_ = Wait::None;
   pump();
 }
 

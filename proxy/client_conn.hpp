@@ -76,6 +76,7 @@ class ClientConn final : public StreamConn {
   };
   struct Outstanding {            // one forwarded request whose ReadyForQuery is still to come
     bool write = false;
+    bool extended = false;        // an extended batch (its Sync is ignored if it starts COPY FROM STDIN)
     std::string session_sql;      // a successful session command joins the session log
   };
 
@@ -96,9 +97,13 @@ class ClientConn final : public StreamConn {
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
   void forward(ServerConn* server, const routing::Classification& c);
+  void record_session_command(ServerConn* server, std::string sql);
   void answer_locally_with_error(const std::string& sqlstate, const std::string& message,
                                  const std::string& detail);
   void drop_server(ServerConn* server, bool reusable);
+  // Transaction pooling: servers with nothing outstanding, outside a transaction and not pinned go back.
+  void release_idle_servers();
+  bool transaction_pooling() const { return pool_mode_ != conf::PoolMode::Session; }
   ServerConn*& slot_for(Role role) { return role == Role::Primary ? primary_ : standby_; }
   double monotonic_now() const;
   routing::RouteSettings route_settings() const;
@@ -120,6 +125,9 @@ class ClientConn final : public StreamConn {
   double wait_started_ = 0;
   const char* close_reason_ = nullptr;
   bool logged_in_ = false;
+  conf::PoolMode pool_mode_ = conf::PoolMode::Session;
+  const char* pin_reason_ = nullptr;  // transaction pooling: why this client keeps its server
+  bool pin_logged_ = false;
 
   // Servers: held ones, the one whose replies are relayed now, and the pool a request waits on.
   ServerConn* primary_ = nullptr;
@@ -131,6 +139,7 @@ class ClientConn final : public StreamConn {
   Wait wait_ = Wait::None;
   // After a prepare step the held request goes to the server it was prepared on, with the class it had then.
   ServerConn* prepared_for_ = nullptr;
+  ServerConn* preparing_ = nullptr;  // the server a prepare step runs on
   routing::Classification prepared_class_;
   double primary_wait_deadline_ = 0;
 

@@ -11,6 +11,24 @@
 
 namespace pgmux::proxy {
 
+bool port_is_free(const conf::Listener& listener, std::string* error) {
+  sockaddr_storage address{};
+  if (!resolve_address(listener.host, listener.port, &address, error)) return false;
+  int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // the real bind will report it
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // not SO_REUSEPORT: that would share the port
+  socklen_t length = address.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  const bool free = bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0;
+  const int bind_errno = errno;
+  close(fd);
+  if (!free) {
+    *error = "cannot listen on " + listener.host + ":" + std::to_string(listener.port) + ": " + strerror(bind_errno) +
+             (bind_errno == EADDRINUSE ? " (another process, maybe another pgmux, is listening there)" : "");
+  }
+  return free;
+}
+
 int open_listen_socket(const conf::Listener& listener, std::string* error) {
   sockaddr_storage address{};
   if (!resolve_address(listener.host, listener.port, &address, error)) return -1;

@@ -1,5 +1,7 @@
 #include "proxy/pool.hpp"
 
+#include <vector>
+
 #include "protocol/sqlstate.hpp"
 #include "proxy/log.hpp"
 #include "proxy/worker.hpp"
@@ -7,20 +9,21 @@
 namespace pgmux::proxy {
 
 Pool::Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend,
-           ServerLogin login, std::shared_ptr<PoolBudget> budget)
+           ServerLogin login, std::shared_ptr<PoolBudget> budget, conf::PoolMode mode)
     : worker_(worker),
       key_(std::move(key)),
       name_(std::move(name)),
       backend_index_(backend_index),
       backend_(std::move(backend)),
       login_(std::move(login)),
-      budget_(std::move(budget)) {}
+      budget_(std::move(budget)),
+      mode_(mode) {}
 
 bool Pool::can_open_more() const {
   return budget_->used.load(std::memory_order_relaxed) < budget_->limit.load(std::memory_order_relaxed);
 }
 
-Pool::~Pool() { close_all(); }
+Pool::~Pool() { close_all("pgmux is shutting down"); }
 
 void Pool::request(ClientConn* client) {
   waiting_.push_back(client);
@@ -31,6 +34,8 @@ void Pool::withdraw(ClientConn* client) {
   waiting_.remove(client);
   busy_.for_each([client](ServerConn* server) {
     if (server->opened_for() == client) server->forget_opened_for();
+    // A server being synced for this client (assign) must not call back into it: its callback releases it.
+    if (server->client() == client && server->state() == ServerState::Internal) server->unlink();
   });
 }
 
@@ -59,16 +64,20 @@ void Pool::set_state(ServerConn* server, ServerState state) {
 
 void Pool::serve_waiters() {
   for (ClientConn* client = waiting_.front(); client && !idle_.empty();) {
-    ClientConn* next = waiting_.next_of(client);
-    if (ServerConn* server = take_idle_for(client)) {
-      waiting_.remove(client);
-      assign(server, client);
+    ServerConn* server = take_idle_for(client);
+    if (!server) {
+      client = waiting_.next_of(client);
+      continue;
     }
-    client = next;
+    waiting_.remove(client);
+    assign(server, client);
+    client = waiting_.front();  // assign may have changed the list: start over from the head
   }
   // One new connection per waiting client not already covered by one in progress, up to the pool size; each is
   // opened with the startup parameters of the client it is for.
+  // Opening a server can fail at once and fail waiting clients, so pick the clients before opening anything.
   bool starving = false;
+  std::vector<ClientConn*> uncovered;
   for (ClientConn* client = waiting_.front(); client; client = waiting_.next_of(client)) {
     bool covered = false;
     busy_.for_each([&](ServerConn* server) { covered |= server->opened_for() == client; });
@@ -77,7 +86,14 @@ void Pool::serve_waiters() {
       starving = true;
       break;
     }
-    open_server(client);
+    uncovered.push_back(client);
+  }
+  for (ClientConn* client : uncovered) {
+    if (client->wait_node.linked()) {
+      open_server(client);
+    } else {
+      budget_->release();  // that client is gone already
+    }
   }
   // The budget is spent and nothing here is idle: idle servers of this key on other workers are the only slack.
   if (starving && idle_.empty()) {
@@ -97,15 +113,18 @@ void Pool::shed_idle() {
   }
 }
 
-// An idle server opened with the client's own startup parameters, else (when the pool cannot grow) any idle
-// server: its parameters are then set with SET, and RESET returns to the server's defaults, not the client's.
+// Transaction pooling: any idle server (parameters are synced with SET on every checkout). Session pooling: only
+// a server opened with this client's own startup parameters, so RESET behaves as on a direct connection; when
+// the budget is spent, the oldest idle server opened for other parameters is closed to make room for one.
 ServerConn* Pool::take_idle_for(ClientConn* client) {
-  ServerConn* fallback = nullptr;
+  if (transaction_pooling()) return idle_.front();
   for (ServerConn* server = idle_.front(); server; server = idle_.next_of(server)) {
     if (server->startup_params().entries() == client->wanted_params().entries()) return server;
-    if (!fallback) fallback = server;
   }
-  return can_open_more() ? nullptr : fallback;
+  if (!can_open_more()) {
+    if (ServerConn* oldest = idle_.back()) oldest->close();  // frees a budget slot for serve_waiters
+  }
+  return nullptr;
 }
 
 void Pool::open_server(ClientConn* for_client) {
@@ -114,29 +133,34 @@ void Pool::open_server(ClientConn* for_client) {
   set_state(server, ServerState::Connecting);
   LOG_DEBUG("S-%llu pool %s: connecting to backend %s (%s)", static_cast<unsigned long long>(server->id()),
             name_.c_str(), backend_.name.c_str(), backend_.text().c_str());
-  server->connect(reinterpret_cast<const sockaddr*>(&backend_.address), for_client->wanted_params(), for_client);
+  // Session pooling starts the server with the client's parameters (they become its session defaults);
+  // transaction pooling starts it plain and SETs each client's parameters on checkout.
+  server->connect(reinterpret_cast<const sockaddr*>(&backend_.address),
+                  transaction_pooling() ? SessionParams{} : for_client->wanted_params(), for_client);
 }
 
 void Pool::assign(ServerConn* server, ClientConn* client) {
   server->link(client);
-  std::string sync_sql = build_sync_sql(client->wanted_params(), server->params());
+  std::string sync_sql = build_sync_sql(client->wanted_params(), server->params(), server->applied_unreported);
   if (sync_sql.empty()) {
     set_state(server, ServerState::Linked);
     client->on_server_ready(server);
     return;
   }
-  server->run_internal(std::move(sync_sql), [](ServerConn& s, bool ok, const std::string& state,
-                                               const std::string& error) {
+  server->run_internal(std::move(sync_sql), [](ServerConn& s, bool ok, const std::string& state_ref,
+                                               const std::string& error_ref) {
     Pool& pool = s.pool();
     ClientConn* owner = s.client();
     if (!s.open()) return;  // closing: on_server_lost told the client
+    const std::string state = state_ref;  // the references die with the next internal run (the reset)
+    const std::string error = error_ref;
+    pool.set_state(&s, ServerState::Linked);  // out of Internal, so release() can take it back
     if (!owner) {
       pool.release(&s, ok && s.reusable());
       return;
     }
     if (!ok) {
       // The client's own startup parameter was refused (bad value): its error, the server is fine.
-      s.unlink();
       pool.release(&s, s.reusable());
       owner->fail(state, error);
       return;
@@ -156,11 +180,23 @@ void Pool::release(ServerConn* server, bool reusable) {
     server->close();
     return;
   }
-  reset_and_idle(server);
+  if (!transaction_pooling()) {
+    reset_and_idle(server, "DISCARD ALL");
+    return;
+  }
+  // Transaction pooling: a server the client ran session commands on goes back to its defaults; otherwise it
+  // is idle as it is (its parameters are compared and SET on the next checkout).
+  if (server->applied_log > 0) {
+    server->applied_unreported.clear();
+    reset_and_idle(server, "RESET ALL");
+    return;
+  }
+  set_state(server, ServerState::Idle);
+  serve_waiters();
 }
 
-void Pool::reset_and_idle(ServerConn* server) {
-  server->run_internal("DISCARD ALL", [](ServerConn& s, bool ok, const std::string&, const std::string& error) {
+void Pool::reset_and_idle(ServerConn* server, const char* reset_sql) {
+  server->run_internal(reset_sql, [](ServerConn& s, bool ok, const std::string&, const std::string& error) {
     if (!s.open()) return;
     Pool& pool = s.pool();
     if (!ok || !s.reusable()) {
@@ -236,9 +272,9 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
   });
 }
 
-void Pool::close_all() {
+void Pool::close_all(const char* reason) {
   while (ClientConn* client = waiting_.pop_front()) {
-    client->on_server_unavailable(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down", "");
+    client->on_server_unavailable(protocol::sqlstate::kAdminShutdown, reason, "");
   }
   while (ServerConn* server = idle_.front()) server->close();
   busy_.for_each([](ServerConn* server) { server->close(); });

@@ -40,7 +40,7 @@ struct BackendAddress {
 class Pool {
  public:
   Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend, ServerLogin login,
-       std::shared_ptr<PoolBudget> budget);
+       std::shared_ptr<PoolBudget> budget, conf::PoolMode mode);
   ~Pool();
 
   const std::string& name() const { return name_; }
@@ -48,6 +48,8 @@ class Pool {
   ServerLogin& login() { return login_; }
   const BackendAddress& backend() const { return backend_; }
   int backend_index() const { return backend_index_; }
+  conf::PoolMode mode() const { return mode_; }
+  bool transaction_pooling() const { return mode_ != conf::PoolMode::Session; }
 
   // Clients.
   void request(ClientConn* client);
@@ -64,7 +66,7 @@ class Pool {
   // Another worker's pool for the same key is starving: give back the oldest idle server, if any.
   void shed_idle();
   const std::string& key() const { return key_; }
-  void close_all();
+  void close_all(const char* reason);
 
   size_t waiting_count() const { return waiting_.size(); }
   size_t idle_count() const { return idle_.size(); }
@@ -73,7 +75,7 @@ class Pool {
  private:
   void serve_waiters();
   void assign(ServerConn* server, ClientConn* client);
-  void reset_and_idle(ServerConn* server);
+  void reset_and_idle(ServerConn* server, const char* reset_sql);
   void open_server(ClientConn* for_client);
   ServerConn* take_idle_for(ClientConn* client);
   size_t server_count() const { return idle_.size() + busy_.size(); }
@@ -86,6 +88,7 @@ class Pool {
   BackendAddress backend_;
   ServerLogin login_;
   std::shared_ptr<PoolBudget> budget_;
+  conf::PoolMode mode_;
   int connecting_ = 0;
   double last_shed_request_ = 0;
   IntrusiveList<ServerConn, &ServerConn::pool_node> idle_;

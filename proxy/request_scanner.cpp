@@ -68,7 +68,7 @@ ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batc
       case frontend::kParse: {
         auto parse = parse_parse(body);
         if (!parse) return error("malformed Parse message");
-        out.parses.push_back({parse->statement, parse->sql});
+        out.parses.push_back({parse->statement, parse->sql, buf.subspan(pos - frame.total(), frame.total())});
         break;
       }
       case frontend::kBind: {

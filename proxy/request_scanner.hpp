@@ -19,8 +19,9 @@ enum class RequestKind : uint8_t {
 };
 
 struct ParsedStatement {
-  std::string_view name;  // "" = unnamed
+  std::string_view name;          // "" = unnamed
   std::string_view sql;
+  protocol::ByteView message;     // the whole Parse message (tag to end), to prepare it again elsewhere
 };
 
 struct RequestInfo {

@@ -63,6 +63,13 @@ int run_server(std::shared_ptr<const conf::Config> config) {
   // Bind everything before starting anything, so a port in use is one clear error at startup.
   std::vector<std::vector<int>> fds(static_cast<size_t>(worker_count));
   for (const auto& listener : config->listeners) {
+    std::string busy;
+    if (!port_is_free(listener, &busy)) {
+      LOG_ERROR("%s", busy.c_str());
+      return 1;
+    }
+  }
+  for (const auto& listener : config->listeners) {
     for (int w = 0; w < worker_count; ++w) {
       std::string error;
       int fd = open_listen_socket(listener, &error);

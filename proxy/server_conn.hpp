@@ -23,6 +23,8 @@ const char* to_string(ServerState s);
 
 class ServerConn final : public StreamConn {
  public:
+  enum class RelayEvent : uint8_t { None, Ready, CopyIn };
+
   ServerConn(Pool& pool, uint64_t id);
 
   uint64_t id() const { return id_; }
@@ -56,7 +58,14 @@ class ServerConn final : public StreamConn {
   // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
   bool reusable() const;
   // Replies still to come for requests sent (or an extended batch not yet closed by Sync).
-  bool has_outstanding() const { return pending_syncs_ > 0 || unsynced_extended_; }
+  // Also true while the last reply is still being written to the client (its ReadyForQuery not yet delivered).
+  bool has_outstanding() const {
+    return pending_syncs_ > 0 || unsynced_extended_ || pending_event_ != RelayEvent::None || pinned();
+  }
+  // PostgreSQL ignores a Sync that arrives during COPY FROM STDIN: that Sync will get no ReadyForQuery.
+  void forget_one_sync() {
+    if (pending_syncs_ > 0) --pending_syncs_;
+  }
   char tx_status() const { return tx_status_; }
   int backend_index() const;
   // A partial message was forwarded to the client: the client's stream cannot take anything else now.
@@ -68,6 +77,8 @@ class ServerConn final : public StreamConn {
   std::unordered_set<std::string> prepared;   // the client's named statements prepared here
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   bool wrote = false;                         // a write was sent since the last ReadyForQuery 'I'
+  // Survives links: parameters pgmux SET here that the server does not report (transaction pooling).
+  SessionParams applied_unreported;
 
   // Relays buffered server bytes to the linked client (also called when the client's write completes).
   void relay();
@@ -92,7 +103,6 @@ class ServerConn final : public StreamConn {
   void handle_auth_request(protocol::ByteView body);
   void handle_internal_message(char tag, protocol::ByteView body);
   void consume_whole_messages(void (ServerConn::*handler)(char, protocol::ByteView));
-  enum class RelayEvent : uint8_t { None, Ready, CopyIn };
   void deliver(RelayEvent event);
   void fail(const std::string& sqlstate, const std::string& message);
 

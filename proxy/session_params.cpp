@@ -91,16 +91,37 @@ bool parse_options_parameter(std::string_view options, SessionParams& out) {
   return true;
 }
 
-std::string build_sync_sql(const SessionParams& wanted, const SessionParams& server) {
+void SessionParams::erase(std::string_view name) {
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (same_name(it->first, name)) {
+      entries_.erase(it);
+      return;
+    }
+  }
+}
+
+std::string build_sync_sql(const SessionParams& wanted, const SessionParams& reported, SessionParams& applied) {
   std::string sql;
+  std::vector<std::string> to_reset;
+  for (const auto& [name, value] : applied.entries()) {
+    if (!wanted.find(name)) to_reset.push_back(name);
+  }
+  for (const auto& name : to_reset) {
+    sql += "RESET ";
+    append_identifier(sql, name);
+    sql += ';';
+    applied.erase(name);
+  }
   for (const auto& [name, value] : wanted.entries()) {
-    const std::string* current = server.find(name);
+    const std::string* current = reported.find(name);
+    if (!current) current = applied.find(name);
     if (current && *current == value) continue;
     sql += "SET ";
     append_identifier(sql, name);
     sql += " = ";
     append_literal(sql, value);
     sql += ';';
+    if (!reported.find(name)) applied.set(name, value);
   }
   return sql;
 }

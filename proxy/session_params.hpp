@@ -16,6 +16,7 @@ class SessionParams {
   const std::string* find(std::string_view name) const;
   const std::vector<Entry>& entries() const { return entries_; }
   void clear() { entries_.clear(); }
+  void erase(std::string_view name);
 
  private:
   std::vector<Entry> entries_;
@@ -27,7 +28,10 @@ bool is_connection_key(std::string_view name);
 // Parses a libpq "options" value ("-c a=b --c=d") into parameters; false on anything else.
 bool parse_options_parameter(std::string_view options, SessionParams& out);
 
-// "SET a = 'x'; SET b = 'y'" for every wanted value that the server reports differently (or not at all).
-std::string build_sync_sql(const SessionParams& wanted, const SessionParams& server);
+// The SQL that gives a server the client's wanted parameters: "SET a = 'x';" for every wanted value the server
+// reports differently; for parameters the server does not report (search_path, statement_timeout, ...) the
+// values pgmux applied earlier are in `applied`: those are SET when they differ and RESET when this client does
+// not want them, so nothing one client set reaches the next. `applied` is updated to what the SQL leaves.
+std::string build_sync_sql(const SessionParams& wanted, const SessionParams& reported, SessionParams& applied);
 
 }  // namespace pgmux::proxy

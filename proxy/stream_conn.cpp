@@ -154,17 +154,13 @@ void StreamConn::close(bool flush) {
   life_ = Life::Closing;
   stop_reading();
   on_closing();
-  if (flush && tcp_.write_queue_size > 0) {
-    shutdown_req_.data = this;
-    if (uv_shutdown(&shutdown_req_, stream(), on_shutdown) == 0) return;
-  }
+  // Bytes already handed to the kernel are still delivered after close. Bytes libuv still queues mean the peer is
+  // not reading: waiting for them (uv_shutdown) could take forever, so they are dropped.
+  (void)flush;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
 }
 
-void StreamConn::on_shutdown(uv_shutdown_t* req, int) {
-  auto* self = static_cast<StreamConn*>(req->data);
-  uv_close(reinterpret_cast<uv_handle_t*>(&self->tcp_), on_closed);
-}
+
 
 void StreamConn::on_closed(uv_handle_t* handle) {
   auto* self = static_cast<StreamConn*>(handle->data);

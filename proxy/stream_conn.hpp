@@ -35,8 +35,8 @@ class StreamConn {
   // Bytes queued in libuv for this stream, for backpressure decisions.
   size_t write_queue_size() const { return tcp_.write_queue_size; }
 
-  // Detaches (on_closing) and closes. With flush, bytes already queued are written first (an ErrorResponse
-  // sent just before closing must reach the client).
+  // Detaches (on_closing) and closes. What the kernel already took (an ErrorResponse sent just before) still
+  // reaches the peer; `flush` documents that intent at call sites.
   void close(bool flush = false);
 
  protected:
@@ -56,12 +56,10 @@ class StreamConn {
   static void on_forward_written(uv_write_t* req, int status);
   static void on_owned_written(uv_write_t* req, int status);
   static void on_closed(uv_handle_t* handle);
-  static void on_shutdown(uv_shutdown_t* req, int status);
   void maybe_delete();
 
   uv_tcp_t tcp_;
   uv_write_t forward_req_;
-  uv_shutdown_t shutdown_req_;
   StreamConn* forward_source_ = nullptr;  // whose bytes forward_req_ is writing
   Life life_ = Life::Open;
   bool pinned_ = false;

@@ -116,16 +116,26 @@ void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
   // Servers on fenced backends (an old primary back on an older timeline, a stranger system) must not serve.
   for (auto& [key, pool] : pools_) {
     const size_t index = static_cast<size_t>(pool->backend_index());
-    if (index < view_->backends.size() && view_->backends[index].role == routing::Role::Fenced) pool->close_all();
+    if (index < view_->backends.size() && view_->backends[index].role == routing::Role::Fenced) {
+      pool->close_all("pgmux: backend is fenced (an old primary or a different cluster)");
+    }
   }
-  primary_waiters_.for_each([](ClientConn* client) { client->on_view_changed(); });
+  wake_primary_waiters();
+}
+
+// Each woken client may wait again (and re-join the list), so wake a snapshot, not the live list.
+void Worker::wake_primary_waiters() {
+  if (primary_waiters_.empty()) return;
+  std::vector<ClientConn*> waiters;
+  while (ClientConn* client = primary_waiters_.pop_front()) waiters.push_back(client);
+  for (ClientConn* client : waiters) client->on_view_changed();
 }
 
 void Worker::tick() {
   const double t = now();
   const conf::Timeouts& timeouts = config_->timeouts;
   for (auto& [name, pool] : pools_) pool->tick(t, timeouts);
-  primary_waiters_.for_each([](ClientConn* client) { client->on_view_changed(); });
+  wake_primary_waiters();
   clients_.for_each([&](ClientConn* client) {
     bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
     if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
@@ -162,7 +172,8 @@ Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const 
 
   auto pool = std::make_unique<Pool>(*this, key, requested_database + "/" + user.name + "@" + backend->name,
                                      backend_index, std::move(address), std::move(login),
-                                     shared_.budget_for(key, database.pool_size));
+                                     shared_.budget_for(key, database.pool_size),
+                                     conf::Config::effective_pool_mode(&user, database));
   Pool* raw = pool.get();
   pools_.emplace(key, std::move(pool));
   return raw;
@@ -223,7 +234,7 @@ void Worker::finish() {
   clients_.for_each([](ClientConn* client) {
     client->fail(protocol::sqlstate::kAdminShutdown, "terminating connection due to administrator command");
   });
-  for (auto& [name, pool] : pools_) pool->close_all();
+  for (auto& [name, pool] : pools_) pool->close_all("pgmux is shutting down");
   {
     std::lock_guard lock(inbox_mutex_);
     inbox_closed_ = true;

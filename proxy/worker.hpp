@@ -72,6 +72,7 @@ class Worker {
   void finish();
   void tick();
   void on_view(std::shared_ptr<const routing::BackendsView> view);
+  void wake_primary_waiters();
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* handle);
   static void on_tick(uv_timer_t* handle);

@@ -44,6 +44,25 @@ TEST_CASE("conf: struct defaults match the documented ones") {
   CHECK(c.logging.file.empty());
 }
 
+TEST_CASE("conf: pooling limits, timeouts and prepared-statement defaults match the documented ones") {
+  const Config c;
+  const Database d;
+  CHECK(d.pool_mode == PoolMode::Session);
+  CHECK(d.pool_size == 20);
+  CHECK(d.min_pool_size == 0);
+  CHECK(d.reserve_pool_size == 0);
+  CHECK(d.max_db_connections == 0);  // no limit
+  const User u;
+  CHECK_FALSE(u.pool_mode.has_value());
+  CHECK(u.max_user_connections == 0);  // no limit
+  CHECK(c.timeouts.reserve_pool_timeout == 5);
+  CHECK(c.timeouts.idle_transaction_timeout == 0);
+  CHECK(c.timeouts.client_idle_timeout == 0);
+  CHECK(c.timeouts.server_lifetime == 3600);
+  CHECK(c.timeouts.server_check_delay == 30);
+  CHECK(c.prepared_statements.max_per_server == 1000);
+}
+
 TEST_CASE("conf: find_database prefers the exact name, then falls back to \"*\"") {
   const Config with = two_databases(true);
   REQUIRE(with.find_database("app") != nullptr);

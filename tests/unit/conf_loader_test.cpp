@@ -144,12 +144,70 @@ TEST_CASE("conf loader: files") {
   }
 }
 
+TEST_CASE("conf loader: transaction-pooling keys are read where they are documented") {
+  const LoadResult r = parse_config(R"({
+    "backends": [{"host": "db1"}],
+    "users": [{"name": "app", "password": "pw", "pool_mode": "statement", "max_user_connections": 40},
+              {"name": "other", "password": "pw"}],
+    "databases": [{"name": "app", "pool_mode": "transaction", "pool_size": 8, "min_pool_size": 3,
+                   "reserve_pool_size": 2, "max_db_connections": 30},
+                  {"name": "*"}],
+    "timeouts": {"reserve_pool_timeout": 1.5, "idle_transaction_timeout": 20, "client_idle_timeout": 300,
+                 "server_lifetime": 0, "server_check_delay": 0.25},
+    "prepared_statements": {"max_per_server": 250}
+  })");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  const Database& app = c.databases[0];
+  CHECK(app.pool_mode == PoolMode::Transaction);
+  CHECK(app.pool_size == 8);
+  CHECK(app.min_pool_size == 3);
+  CHECK(app.reserve_pool_size == 2);
+  CHECK(app.max_db_connections == 30);
+  const Database& any = c.databases[1];
+  CHECK(any.min_pool_size == 0);
+  CHECK(any.reserve_pool_size == 0);
+  CHECK(any.max_db_connections == 0);
+  CHECK(c.users[0].max_user_connections == 40);
+  CHECK(c.users[1].max_user_connections == 0);
+  CHECK(Config::effective_pool_mode(&c.users[0], app) == PoolMode::Statement);
+  CHECK(Config::effective_pool_mode(&c.users[1], app) == PoolMode::Transaction);
+  CHECK(c.timeouts.reserve_pool_timeout == 1.5);
+  CHECK(c.timeouts.idle_transaction_timeout == 20);
+  CHECK(c.timeouts.client_idle_timeout == 300);
+  CHECK(c.timeouts.server_lifetime == 0);
+  CHECK(c.timeouts.server_check_delay == 0.25);
+  CHECK(c.timeouts.query_wait_timeout == 120);  // untouched neighbours keep their defaults
+  CHECK(c.prepared_statements.max_per_server == 250);
+}
+
+TEST_CASE("conf loader: min_pool_size is checked against pool_size and max_db_connections") {
+  CHECK(parse_config(R"({"backends": [{"host": "h"}],
+                         "databases": [{"name": "a", "pool_size": 4, "min_pool_size": 4,
+                                        "max_db_connections": 4}]})").ok());
+  const LoadResult over_pool = parse_config(R"({"backends": [{"host": "h"}],
+                                               "databases": [{"name": "a", "pool_size": 4, "min_pool_size": 5}]})");
+  REQUIRE(over_pool.errors.size() == 1);
+  CHECK(over_pool.errors[0].to_string() == "/databases/0/min_pool_size: must be <= pool_size (4)");
+  const LoadResult over_db = parse_config(R"({"backends": [{"host": "h"}],
+      "databases": [{"name": "a", "pool_size": 10, "min_pool_size": 5, "max_db_connections": 2}]})");
+  REQUIRE(over_db.errors.size() == 1);
+  CHECK(over_db.errors[0].to_string() == "/databases/0/min_pool_size: must be <= max_db_connections (2)");
+}
+
 TEST_CASE("conf loader: shipped conf/pgmux.json loads") {
   const LoadResult r = load_config_file(kConfDir + "/pgmux.json");
   INFO(all_errors(r));
   REQUIRE(r.ok());
   CHECK(r.config->find_user("admin") != nullptr);
   CHECK(r.config->admin_users == std::vector<std::string>{"admin"});
+  // The annotated example shows every pooling key with a non-default value where it is useful.
+  const Database* app = r.config->find_database("app");
+  REQUIRE(app != nullptr);
+  CHECK(app->pool_mode == PoolMode::Transaction);
+  CHECK(app->min_pool_size <= app->pool_size);
+  CHECK(r.config->prepared_statements.max_per_server == 1000);
 }
 
 TEST_CASE("conf loader: shipped conf/demo.json is the documented demo") {

@@ -56,11 +56,34 @@ TEST_CASE("sync SQL sets only what differs, quoting names and values") {
   SessionParams server;
   server.set("timezone", "UTC");
   server.set("application_name", "");
-  CHECK(build_sync_sql(wanted, server) ==
+  SessionParams applied;
+  CHECK(build_sync_sql(wanted, server, applied) ==
         "SET \"application_name\" = 'it''s';SET \"search_path\" = 'x';");
-  CHECK(build_sync_sql(SessionParams{}, server).empty());
+  // search_path is not reported by the server: pgmux remembers it applied it.
+  REQUIRE(applied.find("search_path"));
+  CHECK(applied.entries().size() == 1);
+  CHECK(build_sync_sql(wanted, server, applied) == "SET \"application_name\" = 'it''s';");
+
+  SessionParams none;
+  CHECK(build_sync_sql(SessionParams{}, server, none).empty());
 
   SessionParams sneaky;
   sneaky.set("a\"b", "v");
-  CHECK(build_sync_sql(sneaky, server) == "SET \"a\"\"b\" = 'v';");
+  SessionParams applied_sneaky;
+  CHECK(build_sync_sql(sneaky, server, applied_sneaky) == "SET \"a\"\"b\" = 'v';");
+}
+
+TEST_CASE("sync SQL resets unreported parameters the previous client set and this one does not want") {
+  SessionParams reported;
+  reported.set("application_name", "");
+  SessionParams applied;
+  applied.set("statement_timeout", "5s");
+  applied.set("search_path", "a");
+  SessionParams wanted;
+  wanted.set("search_path", "a");
+  CHECK(build_sync_sql(wanted, reported, applied) == "RESET \"statement_timeout\";");
+  CHECK(applied.find("statement_timeout") == nullptr);
+  CHECK(*applied.find("search_path") == "a");
+  CHECK(build_sync_sql(SessionParams{}, reported, applied) == "RESET \"search_path\";");
+  CHECK(applied.entries().empty());
 }

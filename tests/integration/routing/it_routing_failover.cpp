@@ -1,0 +1,193 @@
+// Failover follow on a cluster of its own (PGMUX_TEST_FAILOVER_BASEPORT, default base port + 100): a write loop
+// runs through pgmux, the primary is stopped (pg_ctl stop -m fast), standby1 is promoted (pg_ctl promote), and the
+// loop's writes resume on standby1 without restarting pgmux. Prints failed writes and write-unavailable time.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/routing/routing_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::routing;
+
+namespace {
+
+std::string cluster_sh() {
+  const char* env = std::getenv("PGMUX_CLUSTER_SH");
+  return env && *env ? env : std::string(PGMUX_SOURCE_DIR) + "/tests/support/cluster.sh";
+}
+
+int run_cmd(const std::string& cmd) {
+  MESSAGE("$ " << cmd);
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// As the postgres OS user when we are root (the server refuses to run as root).
+std::string as_pg(const std::string& cmd) { return geteuid() == 0 ? "runuser -u postgres -- " + cmd : cmd; }
+
+// The test's own cluster: started in a fresh temp dir, stopped (by its pids, via cluster.sh) and removed at the end.
+struct OwnCluster {
+  std::string dir;
+  ClusterPorts ports;
+  explicit OwnCluster(int base) : ports{base, base + 1, base + 2} {
+    char tmpl[] = "/tmp/pgmux-rt-failover-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    REQUIRE(run_cmd(cluster_sh() + " start " + dir + " " + std::to_string(base) + " >" + dir + ".start.log 2>&1") ==
+            0);
+  }
+  ~OwnCluster() {
+    run_cmd(cluster_sh() + " stop " + dir + " >/dev/null");
+    run_cmd("rm -rf '" + dir + "' '" + dir + ".start.log'");
+  }
+};
+
+struct Attempt {
+  double t;
+  bool ok;
+  int port;  // server that took the write, when ok
+  std::string error;
+};
+
+}  // namespace
+
+TEST_CASE("writes follow a promoted standby without restarting pgmux") {
+  if (direct_mode()) {
+    MESSAGE("PGMUX_TEST_DIRECT=1: failover follow is pgmux's; nothing to check against a bare server");
+    return;
+  }
+  const char* env_base = std::getenv("PGMUX_TEST_FAILOVER_BASEPORT");
+  const int base = env_base && *env_base ? std::atoi(env_base) : cluster_ports().primary + 100;
+  OwnCluster cluster(base);
+  const ClusterPorts& ports = cluster.ports;
+
+  int listen = pick_listen_port();
+  if (listen >= base && listen <= base + 2) listen = free_port_from(base + 3);
+  nlohmann::json config = routing_config(listen, ports);
+  config["routing"] = {{"failover_timeout", 30}};
+  config["health_check"]["period"] = 0.2;
+  ProxyUnderTest proxy(config.dump(), listen);
+  const std::string ci = proxy.conninfo("app", "app", "app");
+  {
+    PgConn p = admin(ports.primary, "app");
+    exec(p.get(), "CREATE TABLE fo (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())");
+    exec(p.get(), "ALTER TABLE fo OWNER TO app");
+  }
+  REQUIRE(wait_replayed(ports, 20));
+  REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
+
+  std::atomic<bool> stop{false};
+  const double hard_deadline = now_seconds() + 90;
+  std::mutex mu;
+  std::vector<Attempt> writes;
+  std::vector<Attempt> reads;
+  int connect_failures = 0;
+
+  std::thread writer([&] {
+    PgConn conn;
+    for (int id = 0; !stop && now_seconds() < hard_deadline; ++id) {
+      if (!conn) {
+        conn = try_connect(ci);
+        if (PQstatus(conn.get()) != CONNECTION_OK) {
+          std::lock_guard<std::mutex> lock(mu);
+          ++connect_failures;
+          conn.reset();
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          continue;
+        }
+      }
+      PgResult r(PQexec(conn.get(),
+                        ("INSERT INTO fo (id) VALUES (" + std::to_string(id) + ") RETURNING inet_server_port()").c_str()));
+      Attempt a{now_seconds(), PQresultStatus(r.get()) == PGRES_TUPLES_OK, -1, ""};
+      if (a.ok) {
+        a.port = std::atoi(PQgetvalue(r.get(), 0, 0));
+      } else {
+        a.error = r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn.get());
+        conn.reset();  // reconnect: the session may be closed or stuck on the dead server
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        writes.push_back(a);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(a.ok ? 10 : 50));
+    }
+  });
+  std::thread reader([&] {
+    while (!stop && now_seconds() < hard_deadline) {
+      const int port = fresh_read_port(ci);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        reads.push_back(Attempt{now_seconds(), port > 0, port, ""});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+
+  auto count_ok_on = [&](int port) {
+    std::lock_guard<std::mutex> lock(mu);
+    int n = 0;
+    for (const Attempt& a : writes) n += a.ok && a.port == port;
+    return n;
+  };
+  CHECK(wait_until([&] { return count_ok_on(ports.primary) >= 50; }, 20));
+
+  const double t_stop = now_seconds();
+  CHECK(run_cmd(cluster_sh() + " stop-node " + cluster.dir + " primary") == 0);
+  const double t_stopped = now_seconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // no primary for a while: reads must go on
+  const double t_promote = now_seconds();
+  CHECK(run_cmd(as_pg("/usr/lib/postgresql/15/bin/pg_ctl promote -w -t 30 -D " + cluster.dir + "/standby1") +
+                " >/dev/null") == 0);
+  const double t_promoted = now_seconds();
+  const bool resumed = wait_until([&] { return count_ok_on(ports.standby1) >= 50; }, 40);
+  stop = true;
+  writer.join();
+  reader.join();
+  CHECK_MESSAGE(resumed, "writes did not resume on the promoted standby1");
+
+  // Failed writes, and the gap between the last write on the old primary and the first on the new one.
+  int failed = 0;
+  double last_old = -1, first_new = -1;
+  std::string first_error;
+  for (const Attempt& a : writes) {
+    if (!a.ok) {
+      ++failed;
+      if (first_error.empty()) first_error = a.error;
+    }
+    if (a.ok && a.port == ports.primary) last_old = a.t;
+    if (a.ok && a.port == ports.standby1 && first_new < 0) first_new = a.t;
+  }
+  const double unavailable = first_new > 0 && last_old > 0 ? first_new - last_old : -1;
+  int reads_without_primary = 0, read_failures = 0;
+  for (const Attempt& a : reads) {
+    if (a.t > t_stopped + 0.5 && a.t < t_promote) reads_without_primary += a.ok;
+    if (a.t > t_stop && !a.ok) ++read_failures;
+  }
+  MESSAGE("stop took " << t_stopped - t_stop << " s, promote " << t_promoted - t_promote << " s");
+  MESSAGE("writes: " << writes.size() << " attempts, " << failed << " failed (first: " << first_error
+                     << "), " << connect_failures << " failed connects; write-unavailable time " << unavailable
+                     << " s (last write on the old primary to the first on standby1; "
+                     << (first_new > 0 ? first_new - t_promoted : -1) << " s after pg_ctl promote returned)");
+  MESSAGE("reads: " << reads.size() << " total, " << reads_without_primary
+                    << " served while there was no primary, " << read_failures << " failed after the stop");
+
+  CHECK(first_new > 0);
+  CHECK(unavailable > 0);
+  CHECK(unavailable < 30);  // failover_timeout
+  CHECK(reads_without_primary > 0);
+  CHECK(proxy.process() != nullptr);
+  CHECK_FALSE(proxy.process()->wait_exit(0));  // the same pgmux, still running
+
+  // Every write the new primary acknowledged is there.
+  PgConn np = admin(ports.standby1, "app");
+  CHECK(std::atoi(scalar(np.get(), "SELECT count(*) FROM fo WHERE id >= 0").c_str()) >= count_ok_on(ports.standby1));
+  CHECK(scalar(np.get(), "SELECT pg_is_in_recovery()") == "f");
+}

@@ -1,0 +1,65 @@
+// Smooth weighted round robin end to end: weights 1:3 over standby1:standby2, 10 000 autocommit reads, each on a
+// new connection (session mode keeps a client on the standby it got), split within ±5 %; none on the primary.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/routing/routing_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::routing;
+
+TEST_CASE("autocommit reads split 1:3 over the standbys") {
+  if (direct_mode()) {
+    MESSAGE("PGMUX_TEST_DIRECT=1: routing is pgmux's; nothing to check against a bare server");
+    return;
+  }
+  const ClusterPorts ports = cluster_ports();
+  const int listen = pick_listen_port();
+  nlohmann::json config = routing_config(listen, ports);
+  config["backends"][0]["weight"] = 5;  // the primary's weight must not matter for reads
+  config["backends"][1]["weight"] = 1;
+  config["backends"][2]["weight"] = 3;
+  ProxyUnderTest proxy(config.dump(), listen);
+  const std::string ci = proxy.conninfo("app", "app", "app");
+
+  REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
+
+  constexpr int kThreads = 4;
+  constexpr int kReads = 10000;
+  std::atomic<int> next{0};
+  std::mutex mu;
+  std::map<int, int> counts;
+  const double t0 = now_seconds();
+  const double deadline = t0 + 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      std::map<int, int> local;
+      while (next.fetch_add(1) < kReads && now_seconds() < deadline) ++local[fresh_read_port(ci)];
+      std::lock_guard<std::mutex> lock(mu);
+      for (const auto& [port, n] : local) counts[port] += n;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double elapsed = now_seconds() - t0;
+
+  int total = 0;
+  for (const auto& [port, n] : counts) total += n;
+  MESSAGE(total << " reads in " << elapsed << " s: " << describe(counts, ports));
+  REQUIRE(total == kReads);  // else the deadline cut the run short
+  CHECK(counts[-1] == 0);    // no failed connection or read
+  CHECK(counts[ports.primary] == 0);
+  const double share1 = counts[ports.standby1] / double(kReads);
+  const double share2 = counts[ports.standby2] / double(kReads);
+  // ±5 % of each expected share (relative), stricter than ±5 points.
+  CHECK(share1 >= 0.25 * 0.95);
+  CHECK(share1 <= 0.25 * 1.05);
+  CHECK(share2 >= 0.75 * 0.95);
+  CHECK(share2 <= 0.75 * 1.05);
+  CHECK(elapsed < 60);
+}

@@ -1,0 +1,126 @@
+#include "tests/integration/routing/routing_support.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace pgmux::test::routing {
+
+using nlohmann::json;
+
+nlohmann::json routing_config(int listen_port, const ClusterPorts& ports) {
+  json config = default_config(listen_port);
+  config["backends"] = json::array({
+      {{"name", "primary"}, {"host", "127.0.0.1"}, {"port", ports.primary}},
+      {{"name", "standby1"}, {"host", "127.0.0.1"}, {"port", ports.standby1}},
+      {{"name", "standby2"}, {"host", "127.0.0.1"}, {"port", ports.standby2}},
+  });
+  for (json& user : config["users"]) {
+    // pgmux still logs in to PostgreSQL with the password; only the client side skips SCRAM.
+    if (user["name"] == "app") user["auth_method"] = "trust";
+  }
+  config["health_check"] = {{"period", 0.2}, {"timeout", 1}, {"max_retries", 1}, {"user", "postgres"}};
+  config["routing"] = json::object();
+  return config;
+}
+
+namespace {
+void quiet(void*, const char*) {}  // fixture DDL is chatty (NOTICE: ... skipping)
+}  // namespace
+
+PgConn admin(int port, const std::string& db) {
+  PgConn conn = connect(conninfo(port, "postgres", "postgres", db));
+  PQsetNoticeProcessor(conn.get(), quiet, nullptr);
+  return conn;
+}
+
+int server_port(PGconn* conn, const std::string& sql) { return std::atoi(scalar(conn, sql).c_str()); }
+
+int fresh_read_port(const std::string& conninfo) {
+  PgConn conn = try_connect(conninfo);
+  if (!conn || PQstatus(conn.get()) != CONNECTION_OK) return -1;
+  PgResult res(PQexec(conn.get(), "SELECT inet_server_port()"));
+  if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK || PQntuples(res.get()) != 1) return -1;
+  return std::atoi(PQgetvalue(res.get(), 0, 0));
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+bool wait_until(const std::function<bool()>& pred, double seconds, double step) {
+  const double deadline = now_seconds() + seconds;
+  while (true) {
+    if (pred()) return true;
+    if (now_seconds() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::duration<double>(step));
+  }
+}
+
+bool wait_ports_serving(const std::string& conninfo, std::initializer_list<int> ports, double seconds) {
+  std::map<int, bool> seen;
+  for (int p : ports) seen[p] = false;
+  return wait_until(
+      [&] {
+        int p = fresh_read_port(conninfo);
+        if (seen.count(p)) seen[p] = true;
+        for (const auto& [port, ok] : seen) {
+          if (!ok) return false;
+        }
+        return true;
+      },
+      seconds, 0.02);
+}
+
+long long replay_lag_bytes(int primary_port, int standby_port) {
+  PgConn p = admin(primary_port);
+  PgConn s = admin(standby_port);
+  std::string primary_lsn = scalar(p.get(), "SELECT pg_current_wal_insert_lsn()");
+  std::string lag = scalar(s.get(), "SELECT pg_wal_lsn_diff('" + primary_lsn + "', pg_last_wal_replay_lsn())");
+  return std::atoll(lag.c_str());
+}
+
+bool wait_replayed(const ClusterPorts& ports, double seconds) {
+  PgConn p = admin(ports.primary);
+  const std::string target = scalar(p.get(), "SELECT pg_current_wal_insert_lsn()");
+  PgConn s1 = admin(ports.standby1);
+  PgConn s2 = admin(ports.standby2);
+  const std::string check = "SELECT pg_last_wal_replay_lsn() >= '" + target + "'::pg_lsn";
+  return wait_until([&] { return scalar(s1.get(), check) == "t" && scalar(s2.get(), check) == "t"; }, seconds);
+}
+
+void recreate_database(const ClusterPorts& ports, const std::string& db) {
+  PgConn p = admin(ports.primary);
+  exec(p.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  exec(p.get(), "CREATE DATABASE " + db + " OWNER app");
+  if (!wait_replayed(ports, 30)) throw std::runtime_error("standbys did not replay CREATE DATABASE " + db);
+}
+
+void drop_database(const ClusterPorts& ports, const std::string& db) {
+  PgConn p = admin(ports.primary);
+  exec(p.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+}
+
+std::string describe(const std::map<int, int>& counts, const ClusterPorts& ports) {
+  std::ostringstream s;
+  bool first = true;
+  for (const auto& [port, n] : counts) {
+    if (!first) s << ", ";
+    first = false;
+    if (port == ports.primary) {
+      s << "primary";
+    } else if (port == ports.standby1) {
+      s << "standby1";
+    } else if (port == ports.standby2) {
+      s << "standby2";
+    } else {
+      s << "port " << port;
+    }
+    s << "=" << n;
+  }
+  return s.str();
+}
+
+}  // namespace pgmux::test::routing

@@ -1,0 +1,49 @@
+// Helpers shared by the read/write-split tests: a pgmux config over the whole cluster (primary + 2 standbys),
+// "which server answered" probes, direct admin connections to each node, and bounded waits.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/pg_client.hpp"
+#include "tests/support/pgmux_process.hpp"
+
+namespace pgmux::test::routing {
+
+// default_config() with backends primary/standby1/standby2 on `ports` (weights 1), the prober every 0.2 s as
+// postgres, and a `routing` object to tweak. The application user "app" logs in with trust (fast connects).
+nlohmann::json routing_config(int listen_port, const ClusterPorts& ports);
+
+// Direct superuser connection to one node (no pgmux).
+PgConn admin(int port, const std::string& db = "postgres");
+
+// inet_server_port() as seen by `sql` run on conn (default: a plain autocommit read).
+int server_port(PGconn* conn, const std::string& sql = "SELECT inet_server_port()");
+
+// A new connection, one read, closed again: the port that served it, or -1 on any failure.
+int fresh_read_port(const std::string& conninfo);
+
+// Polls pred every `step` seconds until it holds or `seconds` pass.
+bool wait_until(const std::function<bool()>& pred, double seconds, double step = 0.05);
+
+// Fresh-connection reads until every port in `ports` served at least one, within `seconds`.
+bool wait_ports_serving(const std::string& conninfo, std::initializer_list<int> ports, double seconds);
+
+// Waits until both standbys replayed everything the primary has written so far (direct connections).
+bool wait_replayed(const ClusterPorts& ports, double seconds);
+
+// Bytes the standby's replay position is behind the primary's current WAL position.
+long long replay_lag_bytes(int primary_port, int standby_port);
+
+// (Re)creates database `db` on the primary (as postgres) and waits until the standbys have it.
+void recreate_database(const ClusterPorts& ports, const std::string& db);
+void drop_database(const ClusterPorts& ports, const std::string& db);
+
+// Counts by port, for messages.
+std::string describe(const std::map<int, int>& counts, const ClusterPorts& ports);
+
+double now_seconds();  // monotonic
+
+}  // namespace pgmux::test::routing
