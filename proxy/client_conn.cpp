@@ -10,6 +10,7 @@
 #include "protocol/frontend_messages.hpp"
 #include "protocol/sqlstate.hpp"
 #include "protocol/startup.hpp"
+#include "protocol/statement_rewrite.hpp"
 #include "proxy/forward_batch.hpp"
 #include "routing/read_your_writes.hpp"
 #include "proxy/log.hpp"
@@ -56,6 +57,21 @@ bool starts_with_keyword(std::string_view sql, std::string_view keyword) {
   }
   return sql.size() == i + keyword.size() || !std::isalnum(static_cast<unsigned char>(sql[i + keyword.size()]));
 }
+// Transaction pooling shares prepared statements between clients by content: the server-side name is a hash of
+// the Parse message after the statement name (query text and parameter types).
+std::string server_statement_name(protocol::ByteView parse_message) {
+  size_t name_end = 5;
+  while (name_end < parse_message.size() && parse_message[name_end] != std::byte{0}) ++name_end;
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (size_t i = name_end + 1; i < parse_message.size(); ++i) {
+    hash ^= static_cast<uint8_t>(parse_message[i]);
+    hash *= 1099511628211ull;
+  }
+  char name[32];
+  snprintf(name, sizeof name, "pgmux_%016llx", static_cast<unsigned long long>(hash));
+  return name;
+}
+
 // RESET ALL or DISCARD ALL: undoes every earlier session command.
 bool resets_all_settings(std::string_view sql) {
   if (!starts_with_keyword(sql, "RESET") && !starts_with_keyword(sql, "DISCARD")) return false;
@@ -575,6 +591,7 @@ bool ClientConn::dispatch() {
     c.reason = "extended sequence without Sync";
   }
 
+  if (answer_parse_locally()) return true;
   ServerConn* server = choose_server(c);
   if (!server) return wait_ == Wait::None && open();  // answered here (an error): go on with the next request
   if (!prepare(server, c)) return false;
@@ -681,18 +698,7 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
     ++readies;
   }
   bool extended = false;
-  for (const auto& name : server->pending_closes) {
-    build_close(messages, 'S', name);
-    extended = true;
-  }
-  for (auto name : request_.used) {
-    std::string key(name);
-    if (server->prepared.count(key)) continue;
-    auto it = prepared_.find(key);
-    if (it == prepared_.end()) continue;
-    messages.insert(messages.end(), it->second.parse.begin(), it->second.parse.end());
-    extended = true;
-  }
+  add_statement_prep(server, messages, extended);
   if (extended) {
     build_sync(messages);
     ++readies;
@@ -704,8 +710,12 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   if (readies == 0) return true;
   if (server->has_outstanding()) {
     wait_ = Wait::Drain;  // its own replies first: pgmux's messages must not interleave with them
+    LOG_DEBUG("C-%llu: waiting for S-%llu to finish before preparing it", static_cast<unsigned long long>(id_),
+              static_cast<unsigned long long>(server->id()));
     return false;
   }
+  LOG_DEBUG("C-%llu: preparing S-%llu (%d replies)", static_cast<unsigned long long>(id_),
+            static_cast<unsigned long long>(server->id()), readies);
 
   std::vector<std::string> used;
   for (auto name : request_.used) used.emplace_back(name);
@@ -740,6 +750,105 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
         pump();
       });
   return false;
+}
+
+// Close and Parse messages that must reach the server before this request: statements the request uses that
+// the server lacks, and (session pooling) client statements replaced elsewhere or (transaction pooling)
+// pgmux statements evicted from the server's LRU or about to be parsed again by this request.
+void ClientConn::add_statement_prep(ServerConn* server, ByteVector& messages, bool& extended) {
+  if (!transaction_pooling()) {
+    for (const auto& name : server->pending_closes) {
+      build_close(messages, 'S', name);
+      extended = true;
+    }
+    for (auto name : request_.used) {
+      std::string key(name);
+      if (server->prepared.count(key)) continue;
+      auto it = prepared_.find(key);
+      if (it == prepared_.end()) continue;
+      messages.insert(messages.end(), it->second.parse.begin(), it->second.parse.end());
+      extended = true;
+    }
+    return;
+  }
+  for (const auto& name : server->server_closes) {
+    build_close(messages, 'S', name);
+    extended = true;
+  }
+  server->server_closes.clear();
+  for (const auto& parse : request_.parses) {
+    if (parse.name.empty()) continue;
+    std::string name = server_statement_name(parse.message);
+    if (server->server_statements.erase(name)) {  // the request's own Parse creates it again
+      build_close(messages, 'S', name);
+      extended = true;
+    }
+  }
+  for (auto used : request_.used) {
+    bool parsed_here = false;
+    for (const auto& parse : request_.parses) parsed_here |= parse.name == used;
+    auto it = prepared_.find(std::string(used));
+    if (parsed_here || it == prepared_.end()) continue;
+    const std::string& name = it->second.server_name;
+    if (server->server_statements.get(name)) continue;
+    const bool ok = rewrite_statement_names(
+        it->second.parse, [&](std::string_view) { return std::optional<std::string_view>(name); }, messages);
+    if (!ok) continue;
+    if (auto evicted = server->server_statements.put(name, true)) {
+      build_close(messages, 'S', *evicted);
+    }
+    extended = true;
+  }
+}
+
+void ClientConn::remember_statement(const ParsedStatement& parse) {
+  auto& stored = prepared_[std::string(parse.name)];
+  stored.classification = worker_.classifier().classify(parse.sql);
+  stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
+  if (transaction_pooling()) stored.server_name = server_statement_name(parse.message);
+}
+
+// Transaction pooling: a batch of only named Parses and a Sync (libpq's PQprepare) from a client that holds no
+// server is answered here; the statement is prepared on whichever server first needs it. Clients that prepare
+// synchronously (pgbench -M prepared) would otherwise wait for a server that their own thread's other
+// connections hold. Limit: an invalid statement is reported at its first use instead of at Parse.
+bool ClientConn::answer_parse_locally() {
+  if (!transaction_pooling() || request_.kind != RequestKind::Extended || !request_.ends_with_sync ||
+      request_.parses.empty() || request_.messages != request_.parses.size() + 1 || !deferred_begin_.empty()) {
+    return false;
+  }
+  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) return false;
+  for (const auto& parse : request_.parses) {
+    if (parse.name.empty()) return false;  // the unnamed statement lives on one server only
+  }
+  ByteVector out;
+  for (const auto& parse : request_.parses) {
+    remember_statement(parse);
+    out.insert(out.end(), {std::byte{'1'}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{4}});  // ParseComplete
+  }
+  build_ready_for_query(out, 'I');
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  send_owned(std::move(out));
+  return true;
+}
+
+// Transaction pooling: the request goes out with client statement names replaced by the shared server names.
+bool ClientConn::forward_renamed(ServerConn* server) {
+  ByteVector out;
+  const bool ok = rewrite_statement_names(
+      ByteView(in_.data() + in_.parsed(), request_.size),
+      [&](std::string_view client_name) -> std::optional<std::string_view> {
+        auto it = prepared_.find(std::string(client_name));
+        if (it == prepared_.end()) return std::nullopt;
+        return std::string_view(it->second.server_name);
+      },
+      out);
+  if (!ok) return false;
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  server->send_owned(std::move(out));
+  return true;
 }
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
@@ -785,14 +894,29 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
       continue;
     }
     std::string name(parse.name);
-    // The Parse message bytes sit in the request; keep a copy to prepare the statement elsewhere later.
-    auto& stored = prepared_[name];
-    stored.classification = worker_.classifier().classify(parse.sql);
-    stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
+    remember_statement(parse);  // a copy, to prepare the statement elsewhere later
     server->prepared.insert(name);
+    if (transaction_pooling()) {
+      const PreparedStatement& stored = prepared_[name];
+      if (auto evicted = server->server_statements.put(stored.server_name, true)) {
+        server->server_closes.push_back(std::move(*evicted));
+      }
+    }
     for (ServerConn* other : {primary_, standby_}) {
       if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
     }
+  }
+  const bool renamed = transaction_pooling() &&
+                       (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
+  bool renamed_ok = true;
+  if (renamed) {
+    // Rename before the closed names leave the map; a Close removes the shared statement from this server.
+    for (auto closed : request_.closed) {
+      auto it = prepared_.find(std::string(closed));
+      if (it != prepared_.end()) server->server_statements.erase(it->second.server_name);
+    }
+    server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
+    renamed_ok = forward_renamed(server);
   }
   for (auto closed : request_.closed) {
     std::string name(closed);
@@ -806,7 +930,9 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
       }
     }
   }
-  server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
+  if (!renamed) {
+    server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
+  }
   if (active_ != server) {
     active_ = server;
     CancelTarget target;
@@ -816,9 +942,18 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     cancel_slot_->set(target);
   }
 
-  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
-  in_.advance_parsed(request_.size);
-  if (server->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
+  if (renamed) {
+    if (!renamed_ok) {
+      close_reason_ = "invalid message";
+      fail(sqlstate::kProtocolViolation, "malformed extended-protocol message");
+      return;
+    }
+  } else {
+    uv_buf_t buf =
+        uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
+    in_.advance_parsed(request_.size);
+    if (server->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
+  }
   server->relay();  // replies that arrived while it was not this client's active server
 }
 

@@ -73,6 +73,7 @@ class ClientConn final : public StreamConn {
   struct PreparedStatement {
     protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
     routing::Classification classification;
+    std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
   };
   struct Outstanding {            // one forwarded request whose ReadyForQuery is still to come
     bool write = false;
@@ -97,6 +98,10 @@ class ClientConn final : public StreamConn {
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
   void forward(ServerConn* server, const routing::Classification& c);
+  void add_statement_prep(ServerConn* server, protocol::ByteVector& messages, bool& extended);
+  bool forward_renamed(ServerConn* server);
+  void remember_statement(const ParsedStatement& parse);
+  bool answer_parse_locally();
   void record_session_command(ServerConn* server, std::string sql);
   void answer_locally_with_error(const std::string& sqlstate, const std::string& message,
                                  const std::string& detail);

@@ -32,6 +32,7 @@ ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batc
     ByteView body = buf.subspan(pos + 5, frame.length - 4);
     const char tag = frame.tag;
     pos += frame.total();
+    ++out.messages;
 
     if (!extended) {
       switch (tag) {

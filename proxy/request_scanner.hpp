@@ -32,7 +32,9 @@ struct RequestInfo {
   std::vector<std::string_view> used;       // Extended: statement names used by Bind / Describe 'S' (non-empty)
   std::vector<std::string_view> closed;     // Extended: statement names closed with Close 'S'
   bool ends_with_sync = false;              // Extended: else it ends with Flush
+  unsigned messages = 0;                    // messages in the request
   void clear() {
+    messages = 0;
     kind = RequestKind::Query;
     size = 0;
     sql = {};

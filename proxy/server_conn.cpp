@@ -28,7 +28,11 @@ const char* to_string(ServerState s) {
   return "?";
 }
 
-ServerConn::ServerConn(Pool& pool, uint64_t id) : StreamConn(pool.worker().loop()), pool_(pool), id_(id) {}
+ServerConn::ServerConn(Pool& pool, uint64_t id)
+    : StreamConn(pool.worker().loop()),
+      server_statements(static_cast<size_t>(pool.worker().config()->prepared_statements.max_per_server)),
+      pool_(pool),
+      id_(id) {}
 
 void ServerConn::connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for) {
   startup_params_ = std::move(startup_params);
@@ -313,7 +317,13 @@ bool ServerConn::reusable() const {
 // the bytes before it were written (it may then route its next request elsewhere).
 void ServerConn::relay() {
   if (state_ != ServerState::Linked || !client_ || pinned() || !open()) return;
-  if (client_->active_server() != this) return;  // not its turn: keep the bytes until it is
+  if (client_->active_server() != this) {  // not its turn: keep the bytes until it is
+    if (in_.unparsed() > 0) {
+      LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id_),
+                in_.unparsed());
+    }
+    return;
+  }
   const uint32_t max_size = pool_.worker().max_message_size();
   while (open() && !pinned() && client_) {
     ForwardBatch batch;

@@ -9,6 +9,7 @@
 
 #include "protocol/auth_scram.hpp"
 #include "protocol/backend_messages.hpp"
+#include "protocol/lru_map.hpp"
 #include "proxy/intrusive_list.hpp"
 #include "proxy/session_params.hpp"
 #include "proxy/stream_conn.hpp"
@@ -77,8 +78,11 @@ class ServerConn final : public StreamConn {
   std::unordered_set<std::string> prepared;   // the client's named statements prepared here
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   bool wrote = false;                         // a write was sent since the last ReadyForQuery 'I'
-  // Survives links: parameters pgmux SET here that the server does not report (transaction pooling).
+  // Survive links (transaction pooling): parameters pgmux SET here that the server does not report, and the
+  // pgmux-named prepared statements ("pgmux_<hash of text and types>") this server has, shared by all clients.
   SessionParams applied_unreported;
+  protocol::LruMap<std::string, bool, protocol::TransparentStringHash> server_statements;
+  std::vector<std::string> server_closes;  // evicted from server_statements: close before the next request
 
   // Relays buffered server bytes to the linked client (also called when the client's write completes).
   void relay();
