@@ -357,6 +357,7 @@ void ClientConn::finish_login(ServerConn* server) {
   build_ready_for_query(out, 'I');
   send_owned(std::move(out));
   logged_in_ = true;
+  last_activity_ = worker_.now();
   LOG_INFO("C-%llu %s user=%s db=%s: login ok, server S-%llu (backend %s, pid %d)",
            static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str(), database_.c_str(),
            static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str(),
@@ -853,6 +854,7 @@ bool ClientConn::forward_renamed(ServerConn* server) {
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   const bool is_primary = server == primary_;
+  last_activity_ = worker_.now();
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
   // Bookkeeping for what this request leaves behind.
@@ -974,7 +976,24 @@ void ClientConn::answer_locally_with_error(const std::string& state, const std::
   in_.consume_to(in_.parsed());
 }
 
+void ClientConn::check_idle(double now, const conf::Timeouts& timeouts) {
+  if (wait_ != Wait::None || in_.unparsed() > 0 || copy_in_) return;
+  if (active_ && active_->has_outstanding()) return;
+  const bool in_transaction = !deferred_begin_.empty() || (active_ && active_->tx_status() != 'I');
+  const double idle = now - last_activity_;
+  if (in_transaction && timeouts.idle_transaction_timeout > 0 && idle > timeouts.idle_transaction_timeout) {
+    close_reason_ = "idle_transaction_timeout";
+    fail("25P03", "terminating connection due to idle-in-transaction timeout (pgmux idle_transaction_timeout is " +
+                      std::to_string(static_cast<int>(timeouts.idle_transaction_timeout)) + " s)");
+  } else if (!in_transaction && timeouts.client_idle_timeout > 0 && idle > timeouts.client_idle_timeout) {
+    close_reason_ = "client_idle_timeout";
+    fail("57P05", "terminating connection due to idle-session timeout (pgmux client_idle_timeout is " +
+                      std::to_string(static_cast<int>(timeouts.client_idle_timeout)) + " s)");
+  }
+}
+
 void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had_error) {
+  last_activity_ = worker_.now();
   if (outstanding_count_ > 0) {
     Outstanding& done = outstanding_[outstanding_head_];
     outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
@@ -1034,6 +1053,11 @@ void ClientConn::drop_server(ServerConn* server, bool reusable) {
 }
 
 void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message) {
+  if (server != primary_ && server != standby_ && wait_ == Wait::Server && open()) {
+    // It died while being readied for this client (parameter sync): ask the pool again.
+    acquire(server->pool().backend_index(), waiting_role_);
+    return;
+  }
   const bool was_active = server == active_;
   const bool was_primary = server == primary_;
   const bool in_flight = was_active && (server->has_outstanding() || server->tx_status() != 'I' || copy_in_);

@@ -53,6 +53,10 @@ class ClientConn final : public StreamConn {
   // From the worker: a new backends view, or the periodic tick while waiting for a primary.
   void on_view_changed();
 
+  // Worker tick: closes the client past idle_transaction_timeout (idle inside a transaction) or
+  // client_idle_timeout (idle outside one).
+  void check_idle(double now, const conf::Timeouts& timeouts);
+
   // Sends a FATAL ErrorResponse and closes.
   void fail(const std::string& sqlstate, const std::string& message, const std::string& detail = {});
 
@@ -128,6 +132,7 @@ class ClientConn final : public StreamConn {
   int32_t cancel_key_pid_ = 0;
   double created_at_ = 0;
   double wait_started_ = 0;
+  double last_activity_ = 0;  // loop time of the last request sent or reply finished
   const char* close_reason_ = nullptr;
   bool logged_in_ = false;
   conf::PoolMode pool_mode_ = conf::PoolMode::Session;

@@ -9,18 +9,41 @@
 namespace pgmux::proxy {
 
 Pool::Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend,
-           ServerLogin login, std::shared_ptr<PoolBudget> budget, conf::PoolMode mode)
+           ServerLogin login, Limits limits, conf::PoolMode mode)
     : worker_(worker),
       key_(std::move(key)),
       name_(std::move(name)),
       backend_index_(backend_index),
       backend_(std::move(backend)),
       login_(std::move(login)),
-      budget_(std::move(budget)),
+      limits_(std::move(limits)),
       mode_(mode) {}
 
 bool Pool::can_open_more() const {
-  return budget_->used.load(std::memory_order_relaxed) < budget_->limit.load(std::memory_order_relaxed);
+  auto below = [](const std::shared_ptr<PoolBudget>& b) {
+    return !b || b->used.load(std::memory_order_relaxed) < b->limit.load(std::memory_order_relaxed);
+  };
+  return below(limits_.pool) && below(limits_.database) && below(limits_.user);
+}
+
+bool Pool::acquire_slot(bool reserve) {
+  if (!limits_.pool->try_acquire(reserve ? limits_.reserve : 0)) return false;
+  if (limits_.database && !limits_.database->try_acquire()) {
+    limits_.pool->release();
+    return false;
+  }
+  if (limits_.user && !limits_.user->try_acquire()) {
+    if (limits_.database) limits_.database->release();
+    limits_.pool->release();
+    return false;
+  }
+  return true;
+}
+
+void Pool::release_slot() {
+  limits_.pool->release();
+  if (limits_.database) limits_.database->release();
+  if (limits_.user) limits_.user->release();
 }
 
 Pool::~Pool() { close_all("pgmux is shutting down"); }
@@ -78,13 +101,20 @@ void Pool::serve_waiters() {
   // Opening a server can fail at once and fail waiting clients, so pick the clients before opening anything.
   bool starving = false;
   std::vector<ClientConn*> uncovered;
+  const double now = worker_.now();
+  const double reserve_after = worker_.config()->timeouts.reserve_pool_timeout;
   for (ClientConn* client = waiting_.front(); client; client = waiting_.next_of(client)) {
     bool covered = false;
     busy_.for_each([&](ServerConn* server) { covered |= server->opened_for() == client; });
     if (covered) continue;
-    if (!budget_->try_acquire()) {
+    // The reserve pool opens for clients that have waited reserve_pool_timeout (0 = never).
+    const bool reserve = limits_.reserve > 0 && reserve_after > 0 && now - client->wait_started() >= reserve_after;
+    if (!acquire_slot(reserve)) {
       starving = true;
       break;
+    }
+    if (reserve && !can_open_more()) {
+      LOG_INFO("pool %s: using the reserve pool for a client waiting %.1f s", name_.c_str(), now - client->wait_started());
     }
     uncovered.push_back(client);
   }
@@ -92,12 +122,11 @@ void Pool::serve_waiters() {
     if (client->wait_node.linked()) {
       open_server(client);
     } else {
-      budget_->release();  // that client is gone already
+      release_slot();  // that client is gone already
     }
   }
   // The budget is spent and nothing here is idle: idle servers of this key on other workers are the only slack.
   if (starving && idle_.empty()) {
-    const double now = worker_.now();
     if (now - last_shed_request_ >= 0.1) {
       last_shed_request_ = now;
       worker_.request_shed(key_);
@@ -127,6 +156,7 @@ ServerConn* Pool::take_idle_for(ClientConn* client) {
   return nullptr;
 }
 
+// for_client is null for connections opened to keep min_pool_size.
 void Pool::open_server(ClientConn* for_client) {
   auto* server = new ServerConn(*this, worker_.next_server_id());
   server->set_state_internal(ServerState::Closing);  // not in a list yet; set_state below links it
@@ -136,7 +166,7 @@ void Pool::open_server(ClientConn* for_client) {
   // Session pooling starts the server with the client's parameters (they become its session defaults);
   // transaction pooling starts it plain and SETs each client's parameters on checkout.
   server->connect(reinterpret_cast<const sockaddr*>(&backend_.address),
-                  transaction_pooling() ? SessionParams{} : for_client->wanted_params(), for_client);
+                  transaction_pooling() || !for_client ? SessionParams{} : for_client->wanted_params(), for_client);
 }
 
 void Pool::assign(ServerConn* server, ClientConn* client) {
@@ -174,9 +204,11 @@ void Pool::release(ServerConn* server, bool reusable) {
   server->unlink();
   if (!server->open()) return;
   if (server->state() == ServerState::Internal) return;  // its completion callback decides
-  if (!reusable || worker_.shutting_down()) {
-    LOG_DEBUG("S-%llu pool %s: closing server connection (not reusable)", static_cast<unsigned long long>(server->id()),
-              name_.c_str());
+  const double lifetime = worker_.config()->timeouts.server_lifetime;
+  const bool expired = lifetime > 0 && worker_.now() - server->connect_started() > lifetime;
+  if (!reusable || worker_.shutting_down() || expired) {
+    LOG_DEBUG("S-%llu pool %s: closing server connection (%s)", static_cast<unsigned long long>(server->id()),
+              name_.c_str(), expired ? "server_lifetime reached" : "not reusable");
     server->close();
     return;
   }
@@ -238,7 +270,7 @@ void Pool::on_server_failed(ServerConn* server, const std::string& sqlstate, con
 }
 
 void Pool::on_server_closing(ServerConn* server) {
-  if (server->state() != ServerState::Closing) budget_->release();
+  if (server->state() != ServerState::Closing) release_slot();
   set_state(server, ServerState::Closing);
 }
 
@@ -254,15 +286,26 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
                                       " s",
                                   "");
   }
-  // Idle servers past server_idle_timeout (oldest are at the back).
+  // Idle servers past server_idle_timeout (oldest are at the back), but not below min_pool_size.
   if (timeouts.server_idle_timeout > 0) {
     while (ServerConn* server = idle_.back()) {
       if (now - server->idle_since() < timeouts.server_idle_timeout) break;
+      if (static_cast<int>(server_count()) <= limits_.min_size) break;
       LOG_DEBUG("S-%llu pool %s: closing idle server connection", static_cast<unsigned long long>(server->id()),
                 name_.c_str());
       server->close();
     }
   }
+  // Idle servers past server_lifetime.
+  if (timeouts.server_lifetime > 0) {
+    for (ServerConn* server = idle_.front(); server;) {
+      ServerConn* next = idle_.next_of(server);
+      if (now - server->connect_started() > timeouts.server_lifetime) server->close();
+      server = next;
+    }
+  }
+  // Keep min_pool_size connections open (counting those still connecting).
+  while (static_cast<int>(server_count()) < limits_.min_size && acquire_slot(false)) open_server(nullptr);
   // Connections stuck in connect or login.
   busy_.for_each([&](ServerConn* server) {
     if ((server->state() == ServerState::Connecting || server->state() == ServerState::Login) &&

@@ -39,8 +39,17 @@ struct BackendAddress {
 
 class Pool {
  public:
+  // Limits a pool draws its server connections from: its own pool_size (+ reserve after reserve_pool_timeout),
+  // and, when set, max_db_connections and max_user_connections shared with other pools.
+  struct Limits {
+    std::shared_ptr<PoolBudget> pool;
+    std::shared_ptr<PoolBudget> database;  // null: no max_db_connections
+    std::shared_ptr<PoolBudget> user;      // null: no max_user_connections
+    int reserve = 0;
+    int min_size = 0;
+  };
   Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend, ServerLogin login,
-       std::shared_ptr<PoolBudget> budget, conf::PoolMode mode);
+       Limits limits, conf::PoolMode mode);
   ~Pool();
 
   const std::string& name() const { return name_; }
@@ -80,6 +89,8 @@ class Pool {
   ServerConn* take_idle_for(ClientConn* client);
   size_t server_count() const { return idle_.size() + busy_.size(); }
   bool can_open_more() const;
+  bool acquire_slot(bool reserve);
+  void release_slot();
 
   Worker& worker_;
   std::string key_;
@@ -87,7 +98,7 @@ class Pool {
   int backend_index_;
   BackendAddress backend_;
   ServerLogin login_;
-  std::shared_ptr<PoolBudget> budget_;
+  Limits limits_;
   conf::PoolMode mode_;
   int connecting_ = 0;
   double last_shed_request_ = 0;

@@ -20,9 +20,10 @@ class Worker;
 // limit for the whole process, not per worker, so an uneven spread of clients over workers cannot starve one.
 struct PoolBudget {
   explicit PoolBudget(int max) : limit(max) {}
-  bool try_acquire() {
+  // extra: slots beyond the limit this caller may use (the reserve pool).
+  bool try_acquire(int extra = 0) {
     int current = used.load(std::memory_order_relaxed);
-    while (current < limit.load(std::memory_order_relaxed)) {
+    while (current < limit.load(std::memory_order_relaxed) + extra) {
       if (used.compare_exchange_weak(current, current + 1, std::memory_order_acq_rel)) return true;
     }
     return false;
@@ -42,6 +43,7 @@ struct SharedState {
   std::atomic<uint64_t> next_client_id{0};
   std::atomic<uint64_t> next_server_id{0};
   std::vector<Worker*> workers;  // set before any worker starts, read-only afterwards
+  std::atomic<int> clients{0};   // connected clients over all workers (max_client_conn)
 
   std::shared_ptr<PoolBudget> budget_for(const std::string& key, int limit) {
     std::lock_guard lock(budgets_mutex);

@@ -80,9 +80,15 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   }
   if (self->shutting_down_) return;
   auto* client = new ClientConn(*self, ++self->shared_.next_client_id);
-  if (client->accept(server)) {
-    LOG_DEBUG("C-%llu %s: accepted on worker %d", static_cast<unsigned long long>(client->id()),
-              client->peer().c_str(), self->index_);
+  if (!client->accept(server)) return;
+  LOG_DEBUG("C-%llu %s: accepted on worker %d", static_cast<unsigned long long>(client->id()), client->peer().c_str(),
+            self->index_);
+  if (self->shared_.clients.load() > self->config_->max_client_conn) {
+    LOG_WARN("C-%llu %s: max_client_conn (%d) reached, refusing the client", static_cast<unsigned long long>(client->id()),
+             client->peer().c_str(), self->config_->max_client_conn);
+    client->fail(protocol::sqlstate::kTooManyConnections,
+                 "sorry, too many clients already (pgmux max_client_conn is " +
+                     std::to_string(self->config_->max_client_conn) + ")");
   }
 }
 
@@ -140,6 +146,8 @@ void Worker::tick() {
     bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
     if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
       client->fail(protocol::sqlstate::kQueryCanceled, "canceling authentication due to timeout");
+    } else if (client->state() == ClientState::Linked) {
+      client->check_idle(t, timeouts);
     }
   });
 }
@@ -170,9 +178,16 @@ Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const 
   login.database = server_database;
   if (protocol::is_scram_secret(user.password)) login.scram_secret = protocol::parse_scram_secret(user.password);
 
+  Pool::Limits limits;
+  limits.pool = shared_.budget_for(key, database.pool_size);
+  if (database.max_db_connections > 0) {
+    limits.database = shared_.budget_for("database\0" + requested_database, database.max_db_connections);
+  }
+  if (user.max_user_connections > 0) limits.user = shared_.budget_for("user\0" + user.name, user.max_user_connections);
+  limits.reserve = database.reserve_pool_size;
+  limits.min_size = database.min_pool_size;
   auto pool = std::make_unique<Pool>(*this, key, requested_database + "/" + user.name + "@" + backend->name,
-                                     backend_index, std::move(address), std::move(login),
-                                     shared_.budget_for(key, database.pool_size),
+                                     backend_index, std::move(address), std::move(login), limits,
                                      conf::Config::effective_pool_mode(&user, database));
   Pool* raw = pool.get();
   pools_.emplace(key, std::move(pool));
@@ -198,7 +213,13 @@ const protocol::ScramSecret* Worker::scram_secret_for(const conf::User& user) {
   return &slot.second;
 }
 
+void Worker::add_client(ClientConn* client) {
+  clients_.push_back(client);
+  shared_.clients.fetch_add(1);
+}
+
 void Worker::remove_client(ClientConn* client) {
+  if (client->worker_node.linked()) shared_.clients.fetch_sub(1);
   clients_.remove(client);
   if (shutting_down_ && clients_.empty()) finish();
 }

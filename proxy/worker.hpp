@@ -62,7 +62,7 @@ class Worker {
   void stop_waiting_for_primary(ClientConn* client) { primary_waiters_.remove(client); }
   const protocol::ScramSecret* scram_secret_for(const conf::User& user);
 
-  void add_client(ClientConn* client) { clients_.push_back(client); }
+  void add_client(ClientConn* client);
   void remove_client(ClientConn* client);
 
  private:
