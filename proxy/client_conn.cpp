@@ -862,7 +862,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   // Session commands change no data: they do not start read-your-writes.
   slot.write = is_primary && !routing::is_read_only_statement(c, route_state_) &&
                c.kind != routing::StatementKind::Session;
-  slot.session_sql.clear();
+  slot.session = false;
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) ++outstanding_count_;
   slot.extended = request_.kind == RequestKind::Extended;
@@ -871,7 +871,8 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
       ends_with_ready && server->tx_status() == 'I' && deferred_begin_.empty() &&
       !starts_with_keyword(request_.sql, "SHOW")) {
-    slot.session_sql.assign(request_.sql);
+    slot.session = true;
+    pending_session_sql_.emplace_back(request_.sql);
   }
   if (slot.write) server->wrote = true;
   if (c.pins_primary && is_primary) {
@@ -998,8 +999,10 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
     Outstanding& done = outstanding_[outstanding_head_];
     outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
     --outstanding_count_;
-    if (!done.session_sql.empty() && !had_error && tx_status == 'I') {
-      record_session_command(server, std::move(done.session_sql));
+    if (done.session) {
+      std::string sql = std::move(pending_session_sql_.front());
+      pending_session_sql_.erase(pending_session_sql_.begin());
+      if (!had_error && tx_status == 'I') record_session_command(server, std::move(sql));
     }
   }
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
@@ -1033,6 +1036,7 @@ void ClientConn::on_copy_in(ServerConn* server) {
   // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY (the client
   // sends another after CopyDone), so no ReadyForQuery will answer it.
   if (outstanding_count_ > 0 && outstanding_[outstanding_head_].extended) {
+    if (outstanding_[outstanding_head_].session) pending_session_sql_.erase(pending_session_sql_.begin());
     outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
     --outstanding_count_;
     server->forget_one_sync();
@@ -1088,6 +1092,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     // The requests may or may not have run; the client hears so, once for each, and the session goes on.
     const unsigned answers = outstanding_count_;
     outstanding_count_ = 0;
+    pending_session_sql_.clear();
     copy_in_ = false;
     ByteVector out;
     const std::string message =

@@ -82,7 +82,7 @@ class ClientConn final : public StreamConn {
   struct Outstanding {            // one forwarded request whose ReadyForQuery is still to come
     bool write = false;
     bool extended = false;        // an extended batch (its Sync is ignored if it starts COPY FROM STDIN)
-    std::string session_sql;      // a successful session command joins the session log
+    bool session = false;         // a session command: its text waits in pending_session_sql_
   };
 
   void set_state(ClientState s);
@@ -161,7 +161,8 @@ class ClientConn final : public StreamConn {
   bool pumping_ = false;
   bool repump_ = false;
   std::string deferred_begin_;        // a plain BEGIN answered by pgmux, sent with the next statement
-  Outstanding outstanding_[64];       // ring of forwarded requests awaiting ReadyForQuery
+  Outstanding outstanding_[32];       // ring of forwarded requests awaiting ReadyForQuery (small: idle clients)
+  std::vector<std::string> pending_session_sql_;  // texts of the session commands in the ring, oldest first
   unsigned outstanding_head_ = 0;
   unsigned outstanding_count_ = 0;
 

@@ -6,20 +6,44 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <vector>
 
 namespace pgmux::proxy {
 
 class IoBuffer {
  public:
   static constexpr size_t kDefaultCapacity = 32 * 1024;
+  static constexpr size_t kMaxFreeBlocks = 1024;  // per thread: 32 MiB at most kept for reuse
 
-  // Free space for the next read; allocates on first use.
+  IoBuffer() = default;
+  IoBuffer(const IoBuffer&) = delete;
+  IoBuffer& operator=(const IoBuffer&) = delete;
+  ~IoBuffer() { release_storage(); }
+
+  // Free space for the next read; takes a block from this thread's free list (or allocates) on first use.
   std::span<std::byte> writable() {
     if (!data_) {
-      data_ = std::make_unique<std::byte[]>(kDefaultCapacity);
+      auto& blocks = free_blocks();
+      if (!blocks.empty()) {
+        data_ = std::move(blocks.back());
+        blocks.pop_back();
+      } else {
+        data_ = std::make_unique<std::byte[]>(kDefaultCapacity);
+      }
       capacity_ = kDefaultCapacity;
     }
     return {data_.get() + end_, capacity_ - end_};
+  }
+
+  // An idle connection holds no buffer: when empty, a default-sized block goes back to this thread's free list
+  // (each worker is one thread, and a connection never changes thread), a bigger one is freed.
+  void release_storage() {
+    if (!data_ || end_ != consumed_) return;
+    consumed_ = parsed_ = end_ = 0;
+    auto& blocks = free_blocks();
+    if (capacity_ == kDefaultCapacity && blocks.size() < kMaxFreeBlocks) blocks.push_back(std::move(data_));
+    data_.reset();
+    capacity_ = 0;
   }
   void commit(size_t n) { end_ += n; }
 
@@ -57,17 +81,18 @@ class IoBuffer {
     return true;
   }
 
-  // Drops oversized storage once empty, so one huge message does not pin memory for the connection's life.
-  void shrink_if_empty() {
-    if (end_ == consumed_) {
-      consumed_ = parsed_ = end_ = 0;
-      if (capacity_ > kDefaultCapacity) data_.reset(), capacity_ = 0;
-    }
-  }
+  // Once empty, the storage goes back (see release_storage), so idle connections and one huge message do not
+  // pin memory for the connection's life.
+  void shrink_if_empty() { release_storage(); }
 
   void clear() { consumed_ = parsed_ = end_ = 0; }
 
  private:
+  static std::vector<std::unique_ptr<std::byte[]>>& free_blocks() {
+    thread_local std::vector<std::unique_ptr<std::byte[]>> blocks;
+    return blocks;
+  }
+
   std::unique_ptr<std::byte[]> data_;
   size_t capacity_ = 0;
   size_t consumed_ = 0;

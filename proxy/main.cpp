@@ -1,4 +1,6 @@
 // pgmux command line: -c FILE runs the proxy, --check validates a config, --version, --help.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -64,5 +66,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   pgmux::proxy::Log::configure(loaded.config->logging.level, loaded.config->logging.file);
+  // Every client and server connection is a file descriptor: take all the kernel allows this process.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+      files.rlim_cur < static_cast<rlim_t>(loaded.config->max_client_conn) + 100) {
+    LOG_WARN("open file limit %llu is below max_client_conn %d: clients past it will be refused by the kernel",
+             static_cast<unsigned long long>(files.rlim_cur), loaded.config->max_client_conn);
+  }
   return pgmux::proxy::run_server(loaded.config);
 }
