@@ -172,6 +172,12 @@ void Pool::open_server(ClientConn* for_client) {
 void Pool::assign(ServerConn* server, ClientConn* client) {
   server->link(client);
   std::string sync_sql = build_sync_sql(client->wanted_params(), server->params(), server->applied_unreported);
+  // A connection idle for server_check_delay may have died quietly (firewall, restart): an empty query proves it
+  // alive before a client's request depends on it. If it fails, the client asks the pool again.
+  const double check_delay = worker_.config()->timeouts.server_check_delay;
+  if (sync_sql.empty() && server->idle_since() > 0 && worker_.now() - server->idle_since() >= check_delay) {
+    sync_sql = ";";
+  }
   if (sync_sql.empty()) {
     set_state(server, ServerState::Linked);
     client->on_server_ready(server);
