@@ -297,6 +297,25 @@ void ClientConn::auth_succeeded() {
       }
     }
   }
+  // Transaction pooling needs no server to log a client in once the pool knows what a server reports: that set,
+  // with the client's own startup values applied, as PostgreSQL would report them.
+  if (transaction_pooling()) {
+    std::string error;
+    Pool* pool = worker_.pool_for(config_, *database_config_, *user_config_, database_, login_backend, &error);
+    SessionParams params = pool ? pool->login_params() : SessionParams{};
+    if (!params.entries().empty()) {
+      if (auto key = auth_->client_key(); key && pool->login().scram_secret) pool->login().client_key = key;
+      auth_.reset();
+      for (const auto& [name, value] : wanted_params_.entries()) {
+        if (params.find(name)) params.set(name, value);
+      }
+      finish_login(params, "the pool's parameters");
+      set_state(ClientState::Linked);
+      wait_ = Wait::None;
+      pump();
+      return;
+    }
+  }
   if (!acquire(login_backend, role)) return;
   if (auto key = auth_->client_key(); key && waiting_pool_ && waiting_pool_->login().scram_secret) {
     waiting_pool_->login().client_key = key;
@@ -330,7 +349,7 @@ void ClientConn::on_server_ready(ServerConn* server) {
   ServerConn*& slot = slot_for(waiting_role_);
   if (slot) drop_server(slot, slot->reusable());
   slot = server;
-  if (!logged_in_) finish_login(server);
+  if (!logged_in_) finish_login(server->params(), server->pool().backend().name.c_str());
   if (wait_ == Wait::Server) wait_ = Wait::None;
   set_state(ClientState::Linked);
   pump();
@@ -348,20 +367,18 @@ void ClientConn::release_idle_servers() {
   }
 }
 
-void ClientConn::finish_login(ServerConn* server) {
+void ClientConn::finish_login(const SessionParams& server_params, const char* via) {
   CancelRegistry::Key key = worker_.cancels().add(cancel_slot_);
   cancel_key_pid_ = key.process_id;
   ByteVector out;
-  for (const auto& [name, value] : server->params().entries()) build_parameter_status(out, name, value);
+  for (const auto& [name, value] : server_params.entries()) build_parameter_status(out, name, value);
   build_backend_key_data(out, key.process_id, key.secret_key);
   build_ready_for_query(out, 'I');
   send_owned(std::move(out));
   logged_in_ = true;
   last_activity_ = worker_.now();
-  LOG_INFO("C-%llu %s user=%s db=%s: login ok, server S-%llu (backend %s, pid %d)",
-           static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str(), database_.c_str(),
-           static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str(),
-           server->key().process_id);
+  LOG_INFO("C-%llu %s user=%s db=%s: login ok (parameters from %s, %s pooling)", static_cast<unsigned long long>(id_),
+           peer_.c_str(), user_.c_str(), database_.c_str(), via, conf::to_string(pool_mode_));
 }
 
 void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::string& message,
@@ -554,6 +571,14 @@ bool ClientConn::dispatch() {
   if (prepared_for_) {
     ServerConn* server = prepared_for_;
     prepared_for_ = nullptr;
+    if (!prepare_error_.empty()) {
+      // A statement this request uses could not be prepared there: the request gets that error, as it would
+      // have from PostgreSQL at Parse.
+      answer_locally_with_error(prepare_error_state_, prepare_error_, {});
+      prepare_error_.clear();
+      release_idle_servers();
+      return open();
+    }
     forward(server, prepared_class_);
     return open() && !pinned();
   }
@@ -640,7 +665,9 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     case routing::RouteTarget::WaitForPrimary: {
       bool any_up = false;
       for (size_t i = 0; i < view.backends.size(); ++i) {
-        any_up |= ((route_state_.backend_mask >> i) & 1) && view.backends[i].reachable;
+        // Not probed yet (pgmux just started): possibly up, so wait for the prober rather than fail.
+        any_up |= ((route_state_.backend_mask >> i) & 1) && (view.backends[i].reachable ||
+                                                           (!view.backends[i].ever_probed && view.backends[i].failed_probes == 0));
       }
       const double now = monotonic_now();
       if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + config_->routing.failover_timeout;
@@ -721,12 +748,14 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   std::vector<std::string> used;
   for (auto name : request_.used) used.emplace_back(name);
   const size_t log_size = session_log_.size();
+  const bool prepares_statements = extended;
   wait_ = Wait::Prepare;
   preparing_ = server;
   prepared_class_ = c;
   server->run_internal_messages(
       std::move(messages), readies,
-      [this, used = std::move(used), log_size](ServerConn& s, bool ok, const std::string&, const std::string& error) {
+      [this, used = std::move(used), log_size, prepares_statements](ServerConn& s, bool ok, const std::string& state,
+                                                                    const std::string& error) {
         if (!s.open()) return;  // on_server_lost told the client
         if (s.client() != this) {
           // The client left meanwhile (compared, not dereferenced): the server goes back to its pool.
@@ -737,13 +766,21 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
         if (!ok) {
           LOG_WARN("C-%llu: bringing server S-%llu up to date with the session failed: %s",
                    static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), error.c_str());
+          if (prepares_statements) {
+            prepare_error_state_ = state;
+            prepare_error_ = error;
+            for (const auto& name : used) {  // not there after all
+              auto it = prepared_.find(name);
+              if (it != prepared_.end() && transaction_pooling()) s.server_statements.erase(it->second.server_name);
+            }
+          }
         }
         s.pool().set_state(&s, ServerState::Linked);
         preparing_ = nullptr;
         s.applied_log = log_size;
         s.pending_closes.clear();
         for (const auto& name : used) {
-          if (prepared_.count(name)) s.prepared.insert(name);
+          if (prepared_.count(name) && (ok || !prepares_statements)) s.prepared.insert(name);
         }
         if (!deferred_begin_.empty()) deferred_begin_.clear();
         prepared_for_ = &s;
@@ -837,6 +874,7 @@ bool ClientConn::answer_parse_locally() {
 // Transaction pooling: the request goes out with client statement names replaced by the shared server names.
 bool ClientConn::forward_renamed(ServerConn* server) {
   ByteVector out;
+  out.reserve(request_.size + 64);
   const bool ok = rewrite_statement_names(
       ByteView(in_.data() + in_.parsed(), request_.size),
       [&](std::string_view client_name) -> std::optional<std::string_view> {
@@ -848,6 +886,7 @@ bool ClientConn::forward_renamed(ServerConn* server) {
   if (!ok) return false;
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
+  if (!retry_statements_.empty()) retry_request_ = out;  // armed: keep what was sent
   server->send_owned(std::move(out));
   return true;
 }
@@ -877,7 +916,9 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   if (slot.write) server->wrote = true;
   if (c.pins_primary && is_primary) {
     route_state_.pinned_primary = true;
-    if (!pin_reason_) pin_reason_ = c.reason;
+    if (!pin_reason_) {
+      pin_reason_ = std::string_view(c.reason) == "write function" ? "session advisory lock" : c.reason;
+    }
   }
   if (transaction_pooling() && !pin_reason_ && request_.kind == RequestKind::Query &&
       c.kind == routing::StatementKind::Session && starts_with_keyword(request_.sql, "PREPARE")) {
@@ -907,6 +948,22 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     }
     for (ServerConn* other : {primary_, standby_}) {
       if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
+    }
+  }
+  // A request that binds named statements without parsing them, alone and outside a transaction, can be sent again
+  // if PostgreSQL rejects a plan whose result shape changed after DDL.
+  retry_statements_.clear();
+  retry_request_.clear();
+  if (request_.kind == RequestKind::Extended && request_.ends_with_sync && request_.parses.empty() &&
+      !request_.used.empty() && request_.closed.empty() && !server->has_outstanding() &&
+      server->tx_status() == 'I' && deferred_begin_.empty()) {
+    for (auto name : request_.used) {
+      if (prepared_.count(std::string(name))) retry_statements_.emplace_back(name);
+    }
+    if (retry_statements_.size() == request_.used.size()) {
+      server->arm_plan_retry();
+    } else {
+      retry_statements_.clear();
     }
   }
   const bool renamed = transaction_pooling() &&
@@ -954,6 +1011,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   } else {
     uv_buf_t buf =
         uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
+    if (!retry_statements_.empty()) retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
     in_.advance_parsed(request_.size);
     if (server->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
   }
@@ -1018,7 +1076,69 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
   release_idle_servers();
 }
 
+void ClientConn::on_plan_retry(ServerConn* server) {
+  if (retry_request_.empty() || retry_statements_.empty()) return;
+  LOG_INFO("C-%llu user=%s db=%s: a prepared statement's result type changed (DDL); re-preparing it on S-%llu and "
+           "sending the request again",
+           static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str(),
+           static_cast<unsigned long long>(server->id()));
+  ByteVector messages;
+  for (const auto& name : retry_statements_) {
+    const PreparedStatement& statement = prepared_[name];
+    if (transaction_pooling()) {
+      build_close(messages, 'S', statement.server_name);
+      rewrite_statement_names(
+          statement.parse, [&](std::string_view) { return std::optional<std::string_view>(statement.server_name); },
+          messages);
+    } else {
+      build_close(messages, 'S', name);
+      messages.insert(messages.end(), statement.parse.begin(), statement.parse.end());
+    }
+  }
+  build_sync(messages);
+  retry_statements_.clear();
+  wait_ = Wait::Prepare;
+  preparing_ = server;
+  server->run_internal_messages(
+      std::move(messages), 1, [this](ServerConn& s, bool, const std::string&, const std::string&) {
+        if (!s.open()) return;
+        if (s.client() != this) {
+          s.pool().set_state(&s, ServerState::Linked);
+          s.pool().release(&s, s.reusable());
+          return;
+        }
+        s.pool().set_state(&s, ServerState::Linked);
+        preparing_ = nullptr;
+        wait_ = Wait::None;
+        s.note_request(true, false);
+        s.send_owned(std::move(retry_request_));
+        retry_request_.clear();
+        pump();
+      });
+}
+
 void ClientConn::record_session_command(ServerConn* server, std::string sql) {
+  if (transaction_pooling()) {
+    // Servers are shared, so their session defaults are not this client's: RESET of a startup parameter must
+    // land on the client's startup value, here and wherever the log is replayed.
+    const bool reset_all = resets_all_settings(sql);
+    const std::string target = reset_all ? std::string() : reset_target(sql);
+    if (reset_all || (!target.empty() && wanted_params_.find(target))) {
+      if (reset_all) {
+        session_log_.clear();
+        session_log_.push_back(std::move(sql));
+        for (const auto& [name, value] : wanted_params_.entries()) session_log_.push_back(set_statement(name, value));
+        for (ServerConn* other : {primary_, standby_}) {
+          if (other) other->applied_log = 0;
+        }
+        server->applied_log = 1;  // it ran the reset; the startup values follow before its next request
+      } else {
+        session_log_.push_back(set_statement(target, *wanted_params_.find(target)));
+        server->applied_log = session_log_.size() - 1;
+      }
+      return;
+    }
+  }
   // RESET ALL and DISCARD ALL undo everything before them: the log restarts with them, so it stays short and
   // a server that already ran older entries runs the reset too.
   if (resets_all_settings(sql)) {
@@ -1053,7 +1173,9 @@ void ClientConn::drop_server(ServerConn* server, bool reusable) {
   if (server == standby_) standby_ = nullptr;
   if (server == active_) active_ = nullptr;
   if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
-  server->pool().release(server, reusable);
+  // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
+  const bool discard = transaction_pooling() && pin_reason_ != nullptr;
+  server->pool().release(server, reusable, discard);
 }
 
 void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message) {

@@ -49,6 +49,9 @@ class ClientConn final : public StreamConn {
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, bool had_error);
   void on_copy_in(ServerConn* server);
+  // The server refused a prepared statement whose result shape changed after DDL, before replying anything:
+  // re-prepare the statements the request uses and send it again, once.
+  void on_plan_retry(ServerConn* server);
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
   // From the worker: a new backends view, or the periodic tick while waiting for a primary.
   void on_view_changed();
@@ -90,7 +93,7 @@ class ClientConn final : public StreamConn {
   void handle_startup_message(const protocol::StartupMessage& startup);
   void handle_auth();
   void auth_succeeded();
-  void finish_login(ServerConn* server);
+  void finish_login(const SessionParams& server_params, const char* via);
 
   // Request path.
   void pump();
@@ -150,6 +153,8 @@ class ClientConn final : public StreamConn {
   // After a prepare step the held request goes to the server it was prepared on, with the class it had then.
   ServerConn* prepared_for_ = nullptr;
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on
+  std::string prepare_error_state_;  // a statement the request needs could not be prepared: its error
+  std::string prepare_error_;
   routing::Classification prepared_class_;
   double primary_wait_deadline_ = 0;
 
@@ -163,6 +168,8 @@ class ClientConn final : public StreamConn {
   std::string deferred_begin_;        // a plain BEGIN answered by pgmux, sent with the next statement
   Outstanding outstanding_[32];       // ring of forwarded requests awaiting ReadyForQuery (small: idle clients)
   std::vector<std::string> pending_session_sql_;  // texts of the session commands in the ring, oldest first
+  protocol::ByteVector retry_request_;            // the armed request as sent, to send again after re-preparing
+  std::vector<std::string> retry_statements_;     // the client statement names it uses
   unsigned outstanding_head_ = 0;
   unsigned outstanding_count_ = 0;
 

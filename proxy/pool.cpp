@@ -8,6 +8,14 @@
 
 namespace pgmux::proxy {
 
+namespace {
+std::string format_seconds(double seconds) {
+  char text[32];
+  snprintf(text, sizeof text, "%g s", seconds);
+  return text;
+}
+}  // namespace
+
 Pool::Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend,
            ServerLogin login, Limits limits, conf::PoolMode mode)
     : worker_(worker),
@@ -206,7 +214,7 @@ void Pool::assign(ServerConn* server, ClientConn* client) {
   });
 }
 
-void Pool::release(ServerConn* server, bool reusable) {
+void Pool::release(ServerConn* server, bool reusable, bool discard_session) {
   server->unlink();
   if (!server->open()) return;
   if (server->state() == ServerState::Internal) return;  // its completion callback decides
@@ -222,8 +230,16 @@ void Pool::release(ServerConn* server, bool reusable) {
     reset_and_idle(server, "DISCARD ALL");
     return;
   }
-  // Transaction pooling: a server the client ran session commands on goes back to its defaults; otherwise it
-  // is idle as it is (its parameters are compared and SET on the next checkout).
+  // Transaction pooling: a pinned client's server is reset completely (its pgmux statements go too); a server
+  // the client ran session commands on goes back to its defaults; otherwise it is idle as it is (parameters are
+  // compared and SET on the next checkout).
+  if (discard_session) {
+    server->applied_unreported.clear();
+    server->server_statements.clear();
+    server->server_closes.clear();
+    reset_and_idle(server, "DISCARD ALL");
+    return;
+  }
   if (server->applied_log > 0) {
     server->applied_unreported.clear();
     reset_and_idle(server, "RESET ALL");
@@ -250,6 +266,7 @@ void Pool::reset_and_idle(ServerConn* server, const char* reset_sql) {
 
 void Pool::on_login_done(ServerConn* server) {
   server->forget_opened_for();
+  limits_.login_params->set_if_empty(server->params());
   LOG_DEBUG("S-%llu pool %s: logged in to backend %s, server pid %d", static_cast<unsigned long long>(server->id()),
             name_.c_str(), backend_.name.c_str(), server->key().process_id);
   set_state(server, ServerState::Idle);
@@ -288,8 +305,7 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
     waiting_.pop_front();
     client->on_server_unavailable(protocol::sqlstate::kTooManyConnections,
                                   "pgmux: query_wait_timeout: no server connection became free in pool \"" + name_ +
-                                      "\" within " + std::to_string(static_cast<int>(timeouts.query_wait_timeout)) +
-                                      " s",
+                                      "\" within " + format_seconds(timeouts.query_wait_timeout),
                                   "");
   }
   // Idle servers past server_idle_timeout (oldest are at the back), but not below min_pool_size.

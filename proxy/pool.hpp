@@ -47,6 +47,7 @@ class Pool {
     std::shared_ptr<PoolBudget> user;      // null: no max_user_connections
     int reserve = 0;
     int min_size = 0;
+    std::shared_ptr<SharedLoginParams> login_params;  // shared by this key's pools on every worker
   };
   Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend, ServerLogin login,
        Limits limits, conf::PoolMode mode);
@@ -58,12 +59,15 @@ class Pool {
   const BackendAddress& backend() const { return backend_; }
   int backend_index() const { return backend_index_; }
   conf::PoolMode mode() const { return mode_; }
+  // The ParameterStatus set of the first server that logged in: transaction pooling logs clients in with it.
+  SessionParams login_params() const { return limits_.login_params->get(); }
   bool transaction_pooling() const { return mode_ != conf::PoolMode::Session; }
 
   // Clients.
   void request(ClientConn* client);
   void withdraw(ClientConn* client);
-  void release(ServerConn* server, bool reusable);
+  // discard_session: the client left session state behind (it was pinned): DISCARD ALL before reuse.
+  void release(ServerConn* server, bool reusable, bool discard_session = false);
 
   // Servers.
   void set_state(ServerConn* server, ServerState state);

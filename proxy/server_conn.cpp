@@ -347,6 +347,31 @@ void ServerConn::relay() {
         return;
       }
       const char tag = frame.tag;
+      if (retry_armed_ || swallowing_) {
+        if (available < frame.total()) {
+          need_room = true;
+          break;
+        }
+        ByteView body(in_.data() + pos + 5, frame.length - 4);
+        if (retry_armed_) {
+          retry_armed_ = false;
+          if (tag == backend::kErrorResponse) {
+            auto error = parse_error_fields(body);
+            swallowing_ = error && error->sqlstate == "0A000" &&
+                          error->message.find("cached plan must not change result type") != std::string::npos;
+          }
+        }
+        if (swallowing_) {
+          pos += frame.total();  // left out of the batch: the client never sees the failed attempt
+          if (tag == backend::kReadyForQuery) {
+            if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+            if (pending_syncs_ > 0) --pending_syncs_;
+            swallowing_ = false;
+            event = RelayEvent::Retry;
+          }
+          continue;
+        }
+      }
       const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
                            tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
                            tag == backend::kCopyBothResponse;
@@ -419,6 +444,8 @@ void ServerConn::deliver(RelayEvent event) {
     client_->on_ready_for_query(this, tx_status_, had_error);
   } else if (event == RelayEvent::CopyIn) {
     client_->on_copy_in(this);
+  } else if (event == RelayEvent::Retry) {
+    client_->on_plan_retry(this);
   }
 }
 

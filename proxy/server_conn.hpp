@@ -24,7 +24,7 @@ const char* to_string(ServerState s);
 
 class ServerConn final : public StreamConn {
  public:
-  enum class RelayEvent : uint8_t { None, Ready, CopyIn };
+  enum class RelayEvent : uint8_t { None, Ready, CopyIn, Retry };
 
   ServerConn(Pool& pool, uint64_t id);
 
@@ -63,6 +63,10 @@ class ServerConn final : public StreamConn {
   bool has_outstanding() const {
     return pending_syncs_ > 0 || unsynced_extended_ || pending_event_ != RelayEvent::None || pinned();
   }
+  // The next reply starts a request pgmux may send again: if its first message is PostgreSQL's "cached plan must
+  // not change result type" error, that error and its ReadyForQuery are kept from the client and the client is
+  // told to re-prepare and retry (nothing of the reply has reached it).
+  void arm_plan_retry() { retry_armed_ = true; }
   // PostgreSQL ignores a Sync that arrives during COPY FROM STDIN: that Sync will get no ReadyForQuery.
   void forget_one_sync() {
     if (pending_syncs_ > 0) --pending_syncs_;
@@ -134,6 +138,8 @@ class ServerConn final : public StreamConn {
   char tx_status_ = 'I';
   bool request_error_ = false;   // an ErrorResponse was relayed since the last ReadyForQuery
   bool fatal_forwarded_ = false;
+  bool retry_armed_ = false;
+  bool swallowing_ = false;      // dropping a failed attempt's reply up to its ReadyForQuery
   RelayEvent pending_event_ = RelayEvent::None;  // to deliver once the pinned write completes
 };
 

@@ -2,6 +2,8 @@
 
 #include <strings.h>
 
+#include <cctype>
+
 namespace pgmux::proxy {
 namespace {
 
@@ -44,6 +46,43 @@ const std::string* SessionParams::find(std::string_view name) const {
     if (same_name(key, name)) return &value;
   }
   return nullptr;
+}
+
+std::string set_statement(std::string_view name, std::string_view value) {
+  std::string sql = "SET ";
+  append_identifier(sql, name);
+  sql += " = ";
+  append_literal(sql, value);
+  return sql;
+}
+
+std::string reset_target(std::string_view sql) {
+  size_t i = 0;
+  auto skip_space = [&] {
+    while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+  };
+  skip_space();
+  if (sql.size() - i < 5 || strncasecmp(sql.data() + i, "RESET", 5) != 0) return {};
+  i += 5;
+  if (i < sql.size() && !std::isspace(static_cast<unsigned char>(sql[i]))) return {};
+  skip_space();
+  std::string name;
+  if (i < sql.size() && sql[i] == '"') {
+    size_t end = sql.find('"', i + 1);
+    if (end == std::string_view::npos) return {};
+    name.assign(sql.substr(i + 1, end - i - 1));
+    i = end + 1;
+  } else {
+    while (i < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[i])) || sql[i] == '_' || sql[i] == '.')) {
+      name += static_cast<char>(std::tolower(static_cast<unsigned char>(sql[i])));
+      ++i;
+    }
+  }
+  skip_space();
+  if (i < sql.size() && sql[i] == ';') ++i;
+  skip_space();
+  if (i != sql.size() || name.empty() || name == "all" || name == "session") return {};
+  return name;
 }
 
 bool is_connection_key(std::string_view name) {
@@ -115,13 +154,13 @@ std::string build_sync_sql(const SessionParams& wanted, const SessionParams& rep
   for (const auto& [name, value] : wanted.entries()) {
     const std::string* current = reported.find(name);
     if (!current) current = applied.find(name);
+    applied.set(name, value);  // whatever happens, this client wants it: the next one may need it RESET
     if (current && *current == value) continue;
     sql += "SET ";
     append_identifier(sql, name);
     sql += " = ";
     append_literal(sql, value);
     sql += ';';
-    if (!reported.find(name)) applied.set(name, value);
   }
   return sql;
 }

@@ -22,6 +22,11 @@ class SessionParams {
   std::vector<Entry> entries_;
 };
 
+// "SET "name" = 'value'" with both quoted.
+std::string set_statement(std::string_view name, std::string_view value);
+// For "RESET name" returns the parameter's name (lower case unless quoted); empty for anything else.
+std::string reset_target(std::string_view sql);
+
 // Startup keys that are not run-time parameters and never get replayed with SET.
 bool is_connection_key(std::string_view name);
 
@@ -29,9 +34,9 @@ bool is_connection_key(std::string_view name);
 bool parse_options_parameter(std::string_view options, SessionParams& out);
 
 // The SQL that gives a server the client's wanted parameters: "SET a = 'x';" for every wanted value the server
-// reports differently; for parameters the server does not report (search_path, statement_timeout, ...) the
-// values pgmux applied earlier are in `applied`: those are SET when they differ and RESET when this client does
-// not want them, so nothing one client set reaches the next. `applied` is updated to what the SQL leaves.
+// reports differently (or, when it does not report them, differently from what pgmux applied earlier). Every
+// parameter pgmux set for an earlier client is in `applied`; those this client does not want are RESET, so
+// nothing one client set reaches the next. `applied` is updated to what the SQL leaves.
 std::string build_sync_sql(const SessionParams& wanted, const SessionParams& reported, SessionParams& applied);
 
 }  // namespace pgmux::proxy

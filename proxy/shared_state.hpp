@@ -10,6 +10,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/cancel.hpp"
+#include "proxy/session_params.hpp"
 #include "routing/topology.hpp"
 
 namespace pgmux::proxy {
@@ -33,6 +34,24 @@ struct PoolBudget {
   std::atomic<int> limit;
 };
 
+// What the first server of a pool key reported at login, for transaction pooling to log clients in without a
+// server on any worker.
+class SharedLoginParams {
+ public:
+  SessionParams get() const {
+    std::lock_guard lock(mutex_);
+    return params_;
+  }
+  void set_if_empty(const SessionParams& params) {
+    std::lock_guard lock(mutex_);
+    if (params_.entries().empty()) params_ = params;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  SessionParams params_;
+};
+
 struct SharedState {
   SharedState(std::shared_ptr<const conf::Config> initial, std::shared_ptr<const routing::BackendsView> first_view)
       : config(std::move(initial)), view(std::move(first_view)) {}
@@ -45,6 +64,13 @@ struct SharedState {
   std::vector<Worker*> workers;  // set before any worker starts, read-only afterwards
   std::atomic<int> clients{0};   // connected clients over all workers (max_client_conn)
 
+  std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
+    std::lock_guard lock(budgets_mutex);
+    auto& params = login_params[key];
+    if (!params) params = std::make_shared<SharedLoginParams>();
+    return params;
+  }
+
   std::shared_ptr<PoolBudget> budget_for(const std::string& key, int limit) {
     std::lock_guard lock(budgets_mutex);
     auto& budget = budgets[key];
@@ -55,6 +81,7 @@ struct SharedState {
  private:
   std::mutex budgets_mutex;
   std::map<std::string, std::shared_ptr<PoolBudget>> budgets;
+  std::map<std::string, std::shared_ptr<SharedLoginParams>> login_params;
 };
 
 }  // namespace pgmux::proxy

@@ -186,6 +186,7 @@ Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const 
   if (user.max_user_connections > 0) limits.user = shared_.budget_for("user\0" + user.name, user.max_user_connections);
   limits.reserve = database.reserve_pool_size;
   limits.min_size = database.min_pool_size;
+  limits.login_params = shared_.login_params_for(key);
   auto pool = std::make_unique<Pool>(*this, key, requested_database + "/" + user.name + "@" + backend->name,
                                      backend_index, std::move(address), std::move(login), limits,
                                      conf::Config::effective_pool_mode(&user, database));

@@ -59,13 +59,17 @@ TEST_CASE("sync SQL sets only what differs, quoting names and values") {
   SessionParams applied;
   CHECK(build_sync_sql(wanted, server, applied) ==
         "SET \"application_name\" = 'it''s';SET \"search_path\" = 'x';");
-  // search_path is not reported by the server: pgmux remembers it applied it.
+  // pgmux remembers everything it applied (search_path is not even reported by the server).
   REQUIRE(applied.find("search_path"));
-  CHECK(applied.entries().size() == 1);
+  CHECK(applied.entries().size() == 3);
   CHECK(build_sync_sql(wanted, server, applied) == "SET \"application_name\" = 'it''s';");
 
   SessionParams none;
   CHECK(build_sync_sql(SessionParams{}, server, none).empty());
+
+  // The next client wants none of them: each one pgmux set is RESET (TimeZone too, though reported).
+  CHECK(build_sync_sql(SessionParams{}, server, applied) ==
+        "RESET \"application_name\";RESET \"TimeZone\";RESET \"search_path\";");
 
   SessionParams sneaky;
   sneaky.set("a\"b", "v");

@@ -1,0 +1,206 @@
+// Server-side pool limits in transaction mode (issue 4 item 4, docs/CONFIG.md), observed from the primary's
+// pg_stat_activity: pool_size, max_db_connections and max_user_connections cap the server connections under
+// load; reserve_pool_size serves a client that waited reserve_pool_timeout; min_pool_size keeps connections
+// open; server_idle_timeout closes idle ones; server_lifetime recycles old ones (never mid-transaction);
+// server_check_delay 0 hides a server terminated while idle.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include "tests/integration/txpool/txpool_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::txpool;
+using routing::now_seconds;
+
+namespace {
+
+const char* const kDb = "txp_limits";
+
+struct Fixture {
+  int listen = pick_listen_port();
+  ProxyUnderTest proxy;
+  std::string ci;
+  Fixture(int pool_size, const std::function<void(nlohmann::json&)>& tweak)
+      : proxy(make(listen, pool_size, tweak), listen) {
+    ci = app_conninfo(proxy.port(), kDb);
+    wait_serving(ci);
+  }
+  ~Fixture() {
+    // Leave no server connections behind for the next case's counts.
+    PgConn p = routing::admin(cluster_ports().primary);
+    exec(p.get(), std::string("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '") + kDb +
+                      "' AND pid <> pg_backend_pid()");
+  }
+  static std::string make(int listen, int pool_size, const std::function<void(nlohmann::json&)>& tweak) {
+    static bool created = false;  // one database for the whole binary
+    if (!created) {
+      fresh_database(kDb);
+      created = true;
+    }
+    nlohmann::json config = txpool_config(listen, kDb, pool_size);
+    tweak(config);
+    return config.dump();
+  }
+  void log_if(bool failed) {
+    if (failed && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
+  }
+};
+
+// `clients` threads run short transactions (50 ms of pg_sleep) for `seconds` while the primary's server
+// connections for kDb are sampled; returns the highest count seen. Query failures go to *failure.
+int peak_under_load(const std::string& ci, int clients, double seconds, std::string* failure, long* done) {
+  std::atomic<bool> stop{false};
+  std::atomic<long> transactions{0};
+  int peak = 0;
+  std::thread sampler([&] {
+    PgConn p = routing::admin(cluster_ports().primary);
+    const std::string q = std::string("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                                      "AND datname = '") + kDb + "' AND usename = 'app'";
+    while (!stop) {
+      peak = std::max(peak, std::atoi(scalar(p.get(), q).c_str()));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const double end = now_seconds() + seconds;
+  *failure = run_threads(clients, [&](int) {
+    PgConn conn = connect(ci);
+    while (now_seconds() < end) {
+      exec(conn.get(), "BEGIN");
+      exec(conn.get(), "SELECT pg_sleep(0.05)");
+      exec(conn.get(), "COMMIT");
+      transactions++;
+    }
+  });
+  stop = true;
+  sampler.join();
+  *done = transactions.load();
+  return peak;
+}
+
+void check_cap(int pool_size, int cap, const std::function<void(nlohmann::json&)>& tweak) {
+  Fixture f(pool_size, tweak);
+  std::string failure;
+  long done = 0;
+  const int peak = peak_under_load(f.ci, 8, 2.0, &failure, &done);
+  MESSAGE("8 clients, " << done << " transactions; peak server connections " << peak << " (cap " << cap << ")");
+  CHECK_MESSAGE(failure.empty(), failure);
+  CHECK(peak >= 1);
+  CHECK(peak <= cap);
+  f.log_if(!failure.empty() || peak > cap);
+}
+
+}  // namespace
+
+TEST_CASE("pool_size caps server connections under load") {
+  if (direct_mode()) return;
+  check_cap(3, 3, [](nlohmann::json&) {});
+}
+
+TEST_CASE("max_db_connections caps the database below pool_size") {
+  if (direct_mode()) return;
+  check_cap(5, 2, [](nlohmann::json& c) { database_entry(c)["max_db_connections"] = 2; });
+}
+
+TEST_CASE("max_user_connections caps the user below pool_size") {
+  if (direct_mode()) return;
+  check_cap(5, 2, [](nlohmann::json& c) {
+    for (nlohmann::json& u : c["users"]) {
+      if (u["name"] == "app") u["max_user_connections"] = 2;
+    }
+  });
+}
+
+TEST_CASE("reserve_pool_size serves a client that waited reserve_pool_timeout") {
+  if (direct_mode()) return;
+  Fixture f(1, [](nlohmann::json& c) {
+    database_entry(c)["reserve_pool_size"] = 1;
+    c["timeouts"]["reserve_pool_timeout"] = 0.5;
+    c["timeouts"]["query_wait_timeout"] = 3;
+  });
+  PgConn holder = connect(f.ci);
+  PgConn waiter = connect(f.ci);  // before the pool is busy: a login needs a server connection too
+  exec(holder.get(), "BEGIN");
+  exec(holder.get(), "SELECT 1");
+  const double t0 = now_seconds();
+  PgResult res(PQexec(waiter.get(), "SELECT 1"));
+  const double waited = now_seconds() - t0;
+  MESSAGE("served after " << waited << " s: " << error_text(waiter.get(), res.get()));
+  CHECK(PQresultStatus(res.get()) == PGRES_TUPLES_OK);
+  CHECK(waited >= 0.4);
+  CHECK(waited < 2.5);
+  exec(holder.get(), "COMMIT");
+  f.log_if(PQresultStatus(res.get()) != PGRES_TUPLES_OK);
+}
+
+TEST_CASE("server_idle_timeout closes idle server connections") {
+  if (direct_mode()) return;
+  Fixture f(3, [](nlohmann::json& c) { c["timeouts"]["server_idle_timeout"] = 1; });
+  std::string failure;
+  long done = 0;
+  peak_under_load(f.ci, 3, 0.5, &failure, &done);
+  REQUIRE_MESSAGE(failure.empty(), failure);
+  const bool drained = routing::wait_until([] { return server_connections(kDb) == 0; }, 4.0, 0.1);
+  CHECK_MESSAGE(drained, server_connections(kDb) << " server connections still open 4 s after use");
+}
+
+TEST_CASE("min_pool_size keeps connections open past server_idle_timeout") {
+  if (direct_mode()) return;
+  Fixture f(5, [](nlohmann::json& c) {
+    database_entry(c)["min_pool_size"] = 3;
+    c["timeouts"]["server_idle_timeout"] = 0.5;
+  });
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "SELECT 1");  // the pool has been used: it fills up to its minimum
+  const bool filled = routing::wait_until([] { return server_connections(kDb) >= 3; }, 3.0, 0.1);
+  CHECK_MESSAGE(filled, "only " << server_connections(kDb) << " server connections, min_pool_size 3");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  CHECK(server_connections(kDb) >= 3);
+}
+
+TEST_CASE("server_lifetime recycles server connections, never inside a transaction") {
+  if (direct_mode()) return;
+  Fixture f(1, [](nlohmann::json& c) { c["timeouts"]["server_lifetime"] = 0.5; });
+  PgConn conn = connect(f.ci);
+  std::set<std::string> pids;
+  for (int i = 0; i < 15; ++i) {
+    pids.insert(scalar(conn.get(), "SELECT pg_backend_pid()"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  MESSAGE(pids.size() << " distinct server connections over 1.5 s with server_lifetime 0.5");
+  CHECK(pids.size() >= 2);
+  // A transaction longer than the lifetime keeps its server to the end.
+  exec(conn.get(), "BEGIN");
+  const std::string first = scalar(conn.get(), "SELECT pg_backend_pid()");
+  exec(conn.get(), "SELECT pg_sleep(1)");
+  CHECK(scalar(conn.get(), "SELECT pg_backend_pid()") == first);
+  CHECK(exec_sqlstate(conn.get(), "COMMIT") == "");
+  CHECK(exec_sqlstate(conn.get(), "SELECT 1") == "");
+}
+
+TEST_CASE("server_check_delay 0: a server terminated while idle is never handed out") {
+  if (direct_mode()) return;
+  Fixture f(1, [](nlohmann::json& c) { c["timeouts"]["server_check_delay"] = 0; });
+  PgConn conn = connect(f.ci);
+  PgConn admin = routing::admin(cluster_ports().primary);
+  int errors = 0;
+  std::string first_error;
+  for (int i = 0; i < 10; ++i) {
+    const std::string pid = scalar(conn.get(), "SELECT pg_backend_pid()");
+    exec(admin.get(), "SELECT pg_terminate_backend(" + pid + ")");
+    PgResult res(PQexec(conn.get(), "SELECT pg_backend_pid()"));  // at once: the close may not be seen yet
+    if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) {
+      ++errors;
+      if (first_error.empty()) first_error = error_text(conn.get(), res.get());
+      if (PQstatus(conn.get()) != CONNECTION_OK) conn = connect(f.ci);
+    } else if (pid == PQgetvalue(res.get(), 0, 0)) {
+      ++errors;
+      if (first_error.empty()) first_error = "the terminated server answered";
+    }
+  }
+  CHECK_MESSAGE(errors == 0, errors << " of 10 queries after a terminate failed; first: " << first_error);
+  f.log_if(errors != 0);
+}

@@ -1,0 +1,151 @@
+// SET isolation in transaction mode: 50 clients, each with its own application_name / search_path / TimeZone
+// (half of them also give application_name at startup), run many autocommit statements and transactions
+// interleaved over a pool of 5 and must always see only their own values. Also: SET LOCAL stays in its
+// transaction, RESET returns to the client's startup value (not the server connection's), RESET ALL to the
+// defaults, and a later SET takes effect. Once with the primary alone, once with the read/write split on
+// (autocommit reads run on standbys, where the settings must be replayed too).
+#include <doctest/doctest.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tests/integration/txpool/txpool_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::txpool;
+
+namespace {
+
+constexpr int kClients = 50;
+constexpr int kRounds = 40;
+
+struct Expected {
+  std::string app, path, tz;
+};
+
+// The three settings as seen by `sql` (a SELECT or a transaction's SELECT).
+Expected observe(PGconn* conn) {
+  PgResult res = exec(conn,
+                      "SELECT current_setting('application_name'), current_setting('search_path'), "
+                      "current_setting('TimeZone')");
+  return {PQgetvalue(res.get(), 0, 0), PQgetvalue(res.get(), 0, 1), PQgetvalue(res.get(), 0, 2)};
+}
+
+std::string show(const Expected& e) { return "(" + e.app + " | " + e.path + " | " + e.tz + ")"; }
+
+// Mismatches by phase ("after login", "autocommit", ...): counted, first one kept, and the client goes on, so
+// one broken phase does not hide the others.
+struct Tally {
+  std::mutex mu;
+  std::map<std::string, std::pair<int, std::string>> by_phase;
+  void add(const std::string& phase, const std::string& text) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& [count, first] = by_phase[phase];
+    if (count++ == 0) first = text;
+  }
+};
+
+void expect(PGconn* conn, const Expected& want, int client, int round, const char* phase, Tally& tally) {
+  const Expected got = observe(conn);
+  if (got.app != want.app || got.path != want.path || got.tz != want.tz) {
+    tally.add(phase, "client " + std::to_string(client) + " round " + std::to_string(round) + ": saw " + show(got) +
+                         ", expected " + show(want));
+  }
+}
+
+void client_body(const std::string& ci, int i, const std::vector<std::string>& zones, const Expected& defaults,
+                 Tally& tally) {
+  const bool startup_name = i % 2 == 0;
+  const std::string start_app = "start_" + std::to_string(i);
+  PgConn conn = connect(startup_name ? ci + " application_name=" + start_app : ci);
+  PGconn* c = conn.get();
+  Expected want{startup_name ? start_app : defaults.app, defaults.path, defaults.tz};
+  expect(c, want, i, -1, "after login (startup parameters or defaults)", tally);
+
+  want = {"app_" + std::to_string(i), "s_" + std::to_string(i) + ", public", zones[static_cast<size_t>(i)]};
+  exec(c, "SET application_name = '" + want.app + "'");
+  exec(c, "SET search_path = s_" + std::to_string(i) + ", public");
+  exec(c, "SET TimeZone = '" + want.tz + "'");
+  for (int r = 0; r < kRounds; ++r) {
+    switch (r % 4) {
+      case 0:
+        expect(c, want, i, r, "autocommit", tally);
+        break;
+      case 1:
+        exec(c, "BEGIN");
+        expect(c, want, i, r, "in a transaction", tally);
+        exec(c, "SET LOCAL application_name = 'local_" + std::to_string(i) + "'");
+        if (scalar(c, "SELECT current_setting('application_name')") != "local_" + std::to_string(i)) {
+          tally.add("SET LOCAL inside its transaction", "client " + std::to_string(i));
+        }
+        exec(c, "COMMIT");
+        break;
+      case 2:
+        expect(c, want, i, r, "after SET LOCAL's transaction", tally);
+        break;
+      case 3:
+        exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+        expect(c, want, i, r, "repeatable read transaction", tally);
+        exec(c, "ROLLBACK");
+        break;
+    }
+    if (r == kRounds / 2) {
+      if (startup_name) {
+        // RESET goes back to the value this client gave at startup, whichever server runs it.
+        exec(c, "RESET application_name");
+        want.app = start_app;
+        expect(c, want, i, r, "right after RESET application_name (back to the startup value)", tally);
+      } else {
+        exec(c, "RESET ALL");
+        want = defaults;
+        expect(c, want, i, r, "right after RESET ALL", tally);
+        want.tz = zones[static_cast<size_t>(kClients + i)];
+        want.path = "t_" + std::to_string(i) + ", public";
+        exec(c, "SET TimeZone = '" + want.tz + "'");
+        exec(c, "SET search_path = t_" + std::to_string(i) + ", public");
+      }
+    }
+  }
+}
+
+void run_isolation(bool split) {
+  const std::string db = split ? "txp_set_split" : "txp_set";
+  fresh_database(db, split);
+  std::vector<std::string> zones;
+  Expected defaults;
+  {
+    PgConn p = routing::admin(cluster_ports().primary, db);
+    PgResult res = exec(p.get(),
+                        "SELECT name FROM pg_timezone_names WHERE name LIKE 'America/%' AND name NOT LIKE '%/%/%' "
+                        "ORDER BY name LIMIT " + std::to_string(2 * kClients));
+    for (int r = 0; r < PQntuples(res.get()); ++r) zones.push_back(PQgetvalue(res.get(), r, 0));
+    REQUIRE(zones.size() == 2 * kClients);
+    PgResult d = exec(p.get(), "SELECT reset_val FROM pg_settings WHERE name IN ('search_path', 'TimeZone') "
+                               "ORDER BY name = 'TimeZone'");
+    defaults = {"", PQgetvalue(d.get(), 0, 0), PQgetvalue(d.get(), 1, 0)};
+  }
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(txpool_config(listen, db, 5, split).dump(), listen);
+  const std::string ci = app_conninfo(proxy.port(), db);
+  wait_serving(ci);
+  if (split && !proxy.direct()) {
+    REQUIRE_MESSAGE(routing::wait_ports_serving(ci, {cluster_ports().standby1, cluster_ports().standby2}, 20),
+                    "standbys never served reads");
+  }
+  Tally tally;
+  const std::string failure = run_threads(kClients, [&](int i) { client_body(ci, i, zones, defaults, tally); });
+  if (!failure.empty() && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
+  CHECK_MESSAGE(failure.empty(), failure);
+  for (const auto& [phase, entry] : tally.by_phase) {
+    CHECK_MESSAGE(entry.first == 0, phase << ": " << entry.first << " mismatches; first: " << entry.second);
+  }
+  drop_database_quietly(db);
+}
+
+}  // namespace
+
+TEST_CASE("50 clients keep their own SET values over a transaction pool of 5") { run_isolation(false); }
+
+TEST_CASE("the same with the read/write split on (reads on standbys)") { run_isolation(true); }

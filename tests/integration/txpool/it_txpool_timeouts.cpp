@@ -1,0 +1,207 @@
+// Client-facing limits and timeouts in transaction mode (issue 4 item 4, docs/CONFIG.md), each firing with its
+// error: max_client_conn (53300 at login), query_wait_timeout (53300 naming the pool), idle_transaction_timeout
+// (client closed, transaction rolled back), client_idle_timeout (client closed), server_connect_timeout (a
+// backend that accepts TCP but never answers). SQLSTATEs as documented in README.md ("Limits and timeouts").
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <functional>
+#include <thread>
+
+#include "tests/integration/txpool/txpool_support.hpp"
+#include "tests/support/raw_startup.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::txpool;
+using routing::now_seconds;
+
+namespace {
+
+const char* const kDb = "txp_timeouts";
+
+// pgmux in transaction mode on kDb with `tweak` applied to the config.
+struct Fixture {
+  int listen = pick_listen_port();
+  ProxyUnderTest proxy;
+  std::string ci;
+  Fixture(int pool_size, const std::function<void(nlohmann::json&)>& tweak, bool wait = true)
+      : proxy(make(listen, pool_size, tweak), listen) {
+    ci = app_conninfo(proxy.port(), kDb);
+    if (wait) wait_serving(ci);
+  }
+  static std::string make(int listen, int pool_size, const std::function<void(nlohmann::json&)>& tweak) {
+    static bool created = false;  // one database for the whole binary
+    if (!created) {
+      fresh_database(kDb);
+      PgConn p = connect(app_conninfo(cluster_ports().primary, kDb));
+      exec(p.get(), "CREATE TABLE marks (v text)");
+      created = true;
+    }
+    nlohmann::json config = txpool_config(listen, kDb, pool_size);
+    tweak(config);
+    return config.dump();
+  }
+  void log_if(bool failed) {
+    if (failed && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("max_client_conn: one more client is refused with 53300, a freed slot is reused") {
+  if (direct_mode()) return;
+  Fixture f(2, [](nlohmann::json& c) { c["max_client_conn"] = 5; });
+  std::vector<PgConn> held;
+  for (int i = 0; i < 5; ++i) held.push_back(connect(f.ci));
+  const StartupOutcome extra = raw_startup(f.proxy.port(), "app", "app", kDb, 5.0);
+  CHECK_FALSE(extra.ok);
+  CHECK_MESSAGE(extra.sqlstate == "53300", "got [" << extra.sqlstate << "] " << extra.message);
+  MESSAGE("6th client: [" << extra.sqlstate << "] " << extra.message);
+  for (PgConn& c : held) CHECK(scalar(c.get(), "SELECT 1") == "1");  // the others are untouched
+  held.pop_back();
+  bool back = routing::wait_until([&] { return raw_startup(f.proxy.port(), "app", "app", kDb, 5.0).ok; }, 3.0, 0.1);
+  CHECK_MESSAGE(back, "a freed slot was not reusable within 3 s");
+  f.log_if(extra.sqlstate != "53300" || !back);
+}
+
+TEST_CASE("query_wait_timeout: a client waiting for a busy pool gets 53300 naming the pool") {
+  if (direct_mode()) return;
+  Fixture f(1, [](nlohmann::json& c) { c["timeouts"]["query_wait_timeout"] = 1; });
+  // Both log in first: pgmux's login itself needs a server connection (it would be the one to time out).
+  PgConn holder = connect(f.ci);
+  PgConn waiter = connect(f.ci);
+  exec(holder.get(), "BEGIN");
+  exec(holder.get(), "SELECT 1");  // the pool's only server is now this transaction's
+  const double t0 = now_seconds();
+  PgResult res(PQexec(waiter.get(), "SELECT 1"));
+  const double waited = now_seconds() - t0;
+  CHECK(PQresultStatus(res.get()) == PGRES_FATAL_ERROR);
+  const std::string text = error_text(waiter.get(), res.get());
+  MESSAGE("after " << waited << " s: " << text);
+  CHECK(sqlstate(res.get()) == "53300");
+  CHECK(text.find(kDb) != std::string::npos);
+  CHECK(waited >= 0.9);
+  CHECK(waited < 3.5);
+  // The holder is unaffected and, once it commits, the pool serves again.
+  exec(holder.get(), "COMMIT");
+  PgConn again = connect(f.ci);
+  CHECK(scalar(again.get(), "SELECT 2") == "2");
+  f.log_if(sqlstate(res.get()) != "53300");
+}
+
+TEST_CASE("idle_transaction_timeout: a client idle in a transaction is closed, its work rolled back") {
+  if (direct_mode()) return;
+  Fixture f(2, [](nlohmann::json& c) { c["timeouts"]["idle_transaction_timeout"] = 1; });
+  PgConn conn = connect(f.ci);
+  NoticeCapture notice;
+  notice.install(conn.get());
+  exec(conn.get(), "BEGIN");
+  exec(conn.get(), "INSERT INTO marks VALUES ('idle-in-tx')");
+  const double t0 = now_seconds();
+  const bool closed = wait_closed_by_proxy(conn.get(), 4.0);
+  const double after = now_seconds() - t0;
+  MESSAGE("closed=" << closed << " after " << after << " s; message: [" << notice.sqlstate << "] " << notice.message);
+  CHECK(closed);
+  CHECK(after >= 0.9);
+  CHECK(notice.sqlstate == "25P03");  // an ErrorResponse says why before the close (README: 25P03)
+  // Rolled back, and the pool keeps serving others.
+  PgConn other = connect(f.ci);
+  CHECK(scalar(other.get(), "SELECT count(*) FROM marks WHERE v = 'idle-in-tx'") == "0");
+  // An active transaction (statements every 0.3 s) is not idle and survives.
+  PgConn busy = connect(f.ci);
+  exec(busy.get(), "BEGIN");
+  for (int i = 0; i < 7; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK(exec_sqlstate(busy.get(), "SELECT 1") == "");
+  }
+  CHECK(exec_sqlstate(busy.get(), "COMMIT") == "");
+  // Idle outside a transaction is fine.
+  PgConn quiet = connect(f.ci);
+  exec(quiet.get(), "SELECT 1");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(exec_sqlstate(quiet.get(), "SELECT 1") == "");
+  f.log_if(!closed);
+}
+
+TEST_CASE("client_idle_timeout: a client silent outside a transaction is closed") {
+  if (direct_mode()) return;
+  Fixture f(2, [](nlohmann::json& c) { c["timeouts"]["client_idle_timeout"] = 1; });
+  PgConn conn = connect(f.ci);
+  NoticeCapture notice;
+  notice.install(conn.get());
+  exec(conn.get(), "SELECT 1");
+  const double t0 = now_seconds();
+  const bool closed = wait_closed_by_proxy(conn.get(), 4.0);
+  const double after = now_seconds() - t0;
+  MESSAGE("closed=" << closed << " after " << after << " s; message: [" << notice.sqlstate << "] " << notice.message);
+  CHECK(closed);
+  CHECK(after >= 0.9);
+  CHECK(notice.sqlstate == "57P05");  // README: 57P05
+  // A client with a query every 0.3 s stays.
+  PgConn chatty = connect(f.ci);
+  for (int i = 0; i < 7; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK(exec_sqlstate(chatty.get(), "SELECT 1") == "");
+  }
+  f.log_if(!closed);
+}
+
+TEST_CASE("server_connect_timeout: a backend that never answers the startup fails the client in time") {
+  if (direct_mode()) return;
+  // A listening socket nobody accepts from: the kernel completes the TCP handshake, nothing ever answers.
+  const int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(silent >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(silent, 64) == 0);
+  socklen_t len = sizeof addr;
+  getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int silent_port = ntohs(addr.sin_port);
+
+  Fixture f(2, [&](nlohmann::json& c) {
+    c["backends"][0]["port"] = silent_port;
+    c["timeouts"]["server_connect_timeout"] = 1;
+    c["timeouts"]["query_wait_timeout"] = 10;
+    c["health_check"] = {{"period", 5}, {"timeout", 4}, {"max_retries", 3}};  // the prober must not decide first
+  }, false);
+  const double t0 = now_seconds();
+  PgConn conn = try_connect(f.ci);
+  std::string text;
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    text = PQerrorMessage(conn.get());
+  } else {
+    PgResult res(PQexec(conn.get(), "SELECT 1"));
+    CHECK(PQresultStatus(res.get()) == PGRES_FATAL_ERROR);
+    text = error_text(conn.get(), res.get());
+  }
+  const double waited = now_seconds() - t0;
+  MESSAGE("after " << waited << " s: " << text);
+  CHECK(waited >= 0.9);
+  CHECK(waited < 4.0);
+  CHECK(text.find("server_connect_timeout") != std::string::npos);
+  close(silent);
+}
+
+// What transaction pooling is for: a new client needs no free server just to log in (pgmux answers the startup
+// with the parameters its pool learned from the first server login).
+TEST_CASE("a client logs in at once while every server is busy") {
+  if (direct_mode()) return;
+  Fixture f(1, [](nlohmann::json& c) { c["timeouts"]["query_wait_timeout"] = 2; });
+  PgConn holder = connect(f.ci);
+  exec(holder.get(), "BEGIN");
+  exec(holder.get(), "SELECT 1");
+  const double t0 = now_seconds();
+  PgConn late = try_connect(f.ci);
+  const double took = now_seconds() - t0;
+  MESSAGE("login took " << took << " s: " << (PQstatus(late.get()) == CONNECTION_OK ? std::string("ok")
+                                                                                 : PQerrorMessage(late.get())));
+  CHECK(PQstatus(late.get()) == CONNECTION_OK);
+  CHECK(took < 0.5);
+  exec(holder.get(), "COMMIT");
+}
