@@ -585,6 +585,15 @@ bool ClientConn::dispatch() {
 
   routing::Classification c = classify_request();
 
+  // Statement pooling hands the server back after every statement, so a transaction cannot span statements.
+  if (pool_mode_ == conf::PoolMode::Statement && c.kind == routing::StatementKind::TxBegin && !c.multi_statement) {
+    answer_locally_with_error(sqlstate::kFeatureNotSupported,
+                              "pgmux: transactions spanning several statements are not allowed in statement "
+                              "pooling mode (pool_mode \"statement\")",
+                              "Send the whole transaction in one query string, or use transaction pooling.");
+    return open();
+  }
+
   // A plain BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ
   // ONLY, or the first write) decides where the whole transaction runs.
   const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
