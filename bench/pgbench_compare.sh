@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# pgbench through pgmux vs PgBouncer vs straight to PostgreSQL, in one run, on this machine.
-# See bench/README.md. Everything it starts (a PostgreSQL 15 cluster on 35433-35435, pgmux on 36432,
-# PgBouncer on 36433) lives in a temp dir and is stopped by pid when the script ends, however it ends.
+# pgbench through pgmux vs PgBouncer vs straight to PostgreSQL, in one run, on this machine: session
+# mode, then transaction mode with -M prepared and -M simple. See bench/README.md. Everything it starts
+# (a PostgreSQL 15 cluster on 35433-35435, pgmux on 36432 and 32434, PgBouncer on 36433 and 32435)
+# lives in a temp dir and is stopped by pid when the script ends, however it ends.
 set -euo pipefail
 # Job control: pgmux and PgBouncer get their own process groups with SIGINT at its default (a plain
 # background job would ignore it), and a Ctrl-C reaches only the foreground pgbench or this script.
@@ -21,6 +22,11 @@ usage: bench/pgbench_compare.sh [options]
   --pgmux PATH        pgmux binary (default: $BUILD_DIR/proxy/pgmux, BUILD_DIR defaults to build)
   --skip-pgmux        measure only direct and PgBouncer
   --skip-pgbouncer    measure only direct and pgmux
+  --skip-txn          skip the transaction-mode section (pgmux vs PgBouncer, -M prepared and simple)
+  --txn-clients N     pgbench clients in the transaction-mode section (default 64)
+  --txn-pool-size N   server connections per pool in the transaction-mode section (default 10)
+  --txn-protocols "prepared simple"
+                      pgbench -M values measured in the transaction-mode section
   --out FILE          also write the results as a Markdown table to FILE
   --keep              keep the temp dir (logs, configs, pgbench output) for inspection
 EOF
@@ -41,6 +47,10 @@ build_dir=${BUILD_DIR:-build}
 pgmux_bin="$build_dir/proxy/pgmux"
 skip_pgmux=0
 skip_pgbouncer=0
+skip_txn=0
+txn_clients=64
+txn_pool_size=10
+txn_protocols="prepared simple"
 out_file=""
 keep=0
 
@@ -55,17 +65,25 @@ while [[ $# -gt 0 ]]; do
     --pgmux) pgmux_bin=$2; shift 2 ;;
     --skip-pgmux) skip_pgmux=1; shift ;;
     --skip-pgbouncer) skip_pgbouncer=1; shift ;;
+    --skip-txn) skip_txn=1; shift ;;
+    --txn-clients) txn_clients=$2; shift 2 ;;
+    --txn-pool-size) txn_pool_size=$2; shift 2 ;;
+    --txn-protocols) txn_protocols=$2; shift 2 ;;
     --out) out_file=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "pgbench_compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-for n in "$duration" "$scale" "$pool_size" "$threads" $clients_list; do
+for n in "$duration" "$scale" "$pool_size" "$threads" "$txn_clients" "$txn_pool_size" $clients_list; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "pgbench_compare.sh: '$n' is not a positive integer" >&2; exit 2; }
 done
 for m in $modes; do
   [[ $m == select-only || $m == tpcb-like ]] || { echo "pgbench_compare.sh: unknown mode '$m'" >&2; exit 2; }
+done
+for m in $txn_protocols; do
+  [[ $m == prepared || $m == simple || $m == extended ]] ||
+    { echo "pgbench_compare.sh: unknown pgbench protocol '$m'" >&2; exit 2; }
 done
 if [[ -n $out_file && $out_file != /* ]]; then
   out_file="$PWD/$out_file"
@@ -74,6 +92,10 @@ fi
 BASE_PORT=35433
 PGMUX_PORT=36432
 PGBOUNCER_PORT=36433
+# The transaction-mode instances start after thousands of connections have come and gone: their ports
+# sit below Linux's default ephemeral range (32768-60999), where no outgoing connection can hold them.
+PGMUX_TX_PORT=32434
+PGBOUNCER_TX_PORT=32435
 
 log() { echo "[bench] $*" >&2; }
 die() { echo "pgbench_compare.sh: error: $*" >&2; exit 1; }
@@ -85,7 +107,8 @@ fi
 if ((!skip_pgmux)); then
   [[ -x $pgmux_bin ]] || die "no pgmux binary at $pgmux_bin (scripts/build.sh), or pass --skip-pgmux"
 fi
-for port in $BASE_PORT $((BASE_PORT + 1)) $((BASE_PORT + 2)) $PGMUX_PORT $PGBOUNCER_PORT; do
+for port in $BASE_PORT $((BASE_PORT + 1)) $((BASE_PORT + 2)) $PGMUX_PORT $PGBOUNCER_PORT \
+  $PGMUX_TX_PORT $PGBOUNCER_TX_PORT; do
   if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port on 127.0.0.1 is already in use"
   fi
@@ -97,6 +120,8 @@ chmod 755 "$work"
 cluster_dir="$work/cluster"
 pgmux_pid=""
 pgbouncer_pid=""
+pgmux_tx_pid=""
+pgbouncer_tx_pid=""
 
 stop_pid() {  # PID SIGNAL NAME: signal, wait up to 10 s, then SIGKILL
   local pid=$1 sig=$2 name=$3 i
@@ -115,6 +140,8 @@ cleanup() {
   trap '' INT TERM
   stop_pid "$pgmux_pid" INT pgmux          # pgmux: SIGINT = stop now
   stop_pid "$pgbouncer_pid" TERM pgbouncer  # PgBouncer: SIGTERM = immediate shutdown
+  stop_pid "$pgmux_tx_pid" INT pgmux
+  stop_pid "$pgbouncer_tx_pid" TERM pgbouncer
   bash "$repo/tests/support/cluster.sh" stop "$cluster_dir" >/dev/null 2>&1 || true
   if ((keep)); then
     log "kept $work"
@@ -169,61 +196,74 @@ log "pgbench -i -s $scale"
 "$PGBIN/pgbench" "${direct[@]}" -i -s "$scale" -q app >"$work/init.out" 2>&1 ||
   die "pgbench -i failed:"$'\n'"$(tail -n 20 "$work/init.out")"
 
-targets=(direct)
-
-if ((!skip_pgmux)); then
-  cat >"$work/pgmux.json" <<EOF
+# Starts pgmux with POOL_MODE and POOL_SIZE on PORT; its pid goes to started_pid (a global: `&` in a
+# command substitution would run in a subshell and lose the child).
+start_pgmux() {  # NAME PORT POOL_MODE POOL_SIZE
+  local name=$1 port=$2 pool_mode=$3 size=$4
+  cat >"$work/$name.json" <<JSON
 {
-  "listeners": [{"host": "127.0.0.1", "port": $PGMUX_PORT}],
+  "listeners": [{"host": "127.0.0.1", "port": $port}],
   "workers": 2,
   "backends": [{"name": "primary", "host": "127.0.0.1", "port": $BASE_PORT}],
   "auth_method": "scram-sha-256",
   "users": [{"name": "app", "password": "app"}],
-  "databases": [{"name": "app", "backends": ["primary"], "pool_mode": "session", "pool_size": $pool_size}],
+  "databases": [{"name": "app", "backends": ["primary"], "pool_mode": "$pool_mode", "pool_size": $size}],
   "logging": {"level": "warn"}
 }
-EOF
-  log "starting pgmux on $PGMUX_PORT"
-  "$pgmux_bin" -c "$work/pgmux.json" >"$work/pgmux.log" 2>&1 &
-  pgmux_pid=$!
-  wait_ready pgmux "$PGMUX_PORT" "$pgmux_pid" "$work/pgmux.log"
-  targets+=(pgmux)
-fi
+JSON
+  log "starting $name ($pool_mode mode, pool $size) on $port"
+  "$pgmux_bin" -c "$work/$name.json" >"$work/$name.log" 2>&1 &
+  started_pid=$!
+  wait_ready "$name" "$port" "$started_pid" "$work/$name.log"
+}
 
-if ((!skip_pgbouncer)); then
-  mkdir -p "$work/pgbouncer"
+# Starts PgBouncer with POOL_MODE and POOL_SIZE on PORT, in $work/NAME; its pid goes to started_pid.
+start_pgbouncer() {  # NAME PORT POOL_MODE POOL_SIZE
+  local name=$1 port=$2 pool_mode=$3 size=$4 dir="$work/$1" secret
+  mkdir -p "$dir"
   # The userlist holds the SCRAM secret exactly as PostgreSQL stores it: PgBouncer then verifies the
   # client's proof itself and reuses the client's keys to log in to the server.
   secret=$(PGPASSWORD=postgres "$PGBIN/psql" -X -At -h 127.0.0.1 -p "$BASE_PORT" -U postgres -d postgres \
     -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'") || die "could not read app's SCRAM secret"
   [[ $secret == SCRAM-SHA-256\$* ]] || secret=app
-  printf '"app" "%s"\n' "$secret" >"$work/pgbouncer/userlist.txt"
-  cat >"$work/pgbouncer/pgbouncer.ini" <<EOF
+  printf '"app" "%s"\n' "$secret" >"$dir/userlist.txt"
+  cat >"$dir/pgbouncer.ini" <<INI
 [databases]
 app = host=127.0.0.1 port=$BASE_PORT dbname=app
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = $PGBOUNCER_PORT
+listen_port = $port
 unix_socket_dir =
 auth_type = scram-sha-256
-auth_file = $work/pgbouncer/userlist.txt
-pool_mode = session
-default_pool_size = $pool_size
+auth_file = $dir/userlist.txt
+pool_mode = $pool_mode
+default_pool_size = $size
 max_client_conn = 1000
 server_tls_sslmode = disable
-logfile = $work/pgbouncer/pgbouncer.log
+logfile = $dir/pgbouncer.log
 log_connections = 0
 log_disconnections = 0
-EOF
+INI
   if [[ $(id -u) -eq 0 ]]; then
-    chown -R postgres:postgres "$work/pgbouncer"  # PgBouncer refuses to run as root
+    chown -R postgres:postgres "$dir"  # PgBouncer refuses to run as root
   fi
-  log "starting PgBouncer on $PGBOUNCER_PORT"
-  as_pg_exec pgbouncer "$work/pgbouncer/pgbouncer.ini" >"$work/pgbouncer/stdout.log" 2>&1 &
-  pgbouncer_pid=$!
-  wait_ready pgbouncer "$PGBOUNCER_PORT" "$pgbouncer_pid" "$work/pgbouncer/pgbouncer.log"
-  [[ $(cat "/proc/$pgbouncer_pid/comm") == pgbouncer ]] || die "pid $pgbouncer_pid is not pgbouncer"
+  log "starting $name ($pool_mode mode, pool $size) on $port"
+  as_pg_exec pgbouncer "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
+  started_pid=$!
+  wait_ready "$name" "$port" "$started_pid" "$dir/pgbouncer.log"
+  [[ $(cat "/proc/$started_pid/comm") == pgbouncer ]] || die "pid $started_pid is not pgbouncer"
+}
+
+targets=(direct)
+if ((!skip_pgmux)); then
+  start_pgmux pgmux "$PGMUX_PORT" session "$pool_size"
+  pgmux_pid=$started_pid
+  targets+=(pgmux)
+fi
+if ((!skip_pgbouncer)); then
+  start_pgbouncer pgbouncer "$PGBOUNCER_PORT" session "$pool_size"
+  pgbouncer_pid=$started_pid
   targets+=(pgbouncer)
 fi
 
@@ -232,6 +272,8 @@ target_port() {
     direct) echo "$BASE_PORT" ;;
     pgmux) echo "$PGMUX_PORT" ;;
     pgbouncer) echo "$PGBOUNCER_PORT" ;;
+    pgmux-tx) echo "$PGMUX_TX_PORT" ;;
+    pgbouncer-tx) echo "$PGBOUNCER_TX_PORT" ;;
   esac
 }
 target_pid() {
@@ -239,52 +281,116 @@ target_pid() {
     direct) echo "" ;;
     pgmux) echo "$pgmux_pid" ;;
     pgbouncer) echo "$pgbouncer_pid" ;;
+    pgmux-tx) echo "$pgmux_tx_pid" ;;
+    pgbouncer-tx) echo "$pgbouncer_tx_pid" ;;
   esac
 }
 
 clk_tck=$(getconf CLK_TCK)
-results="$work/results.tsv"  # target mode clients tps latency_ms cpu_us_per_txn
-: >"$results"
 failures=0
 
+# One pgbench run. Sets run_ok (1 = pgbench succeeded), run_tps, run_lat, run_cpu (proxy CPU us per
+# transaction, "-" for direct), run_failed (pgbench's failed transactions), run_errors (server ERRORs
+# pgbench printed) and run_aborted (clients pgbench aborted after an error).
+run_pgbench() {  # TARGET MODE CLIENTS PROTOCOL OUTFILE
+  local target=$1 mode=$2 clients=$3 protocol=$4 outf=$5 pid j before after txns
+  if [[ $mode == tpcb-like ]]; then
+    # What pgbench's own pre-run vacuum does, done directly so every target starts alike.
+    "$PGBIN/psql" -X -q "${direct[@]}" -d app \
+      -c 'VACUUM pgbench_branches' -c 'VACUUM pgbench_tellers' -c 'TRUNCATE pgbench_history' >/dev/null
+  fi
+  pid=$(target_pid "$target")
+  j=$((threads < clients ? threads : clients))
+  log "$target $mode -M $protocol, $clients clients, ${duration}s"
+  before=0
+  [[ -z $pid ]] || before=$(cpu_ticks "$pid")
+  run_ok=1 run_tps="" run_lat="" run_cpu="-" run_failed="" run_errors=0 run_aborted=0
+  if ! timeout $((duration + 120)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$(target_port "$target")" -U app \
+    -n -b "$mode" -M "$protocol" -c "$clients" -j "$j" -T "$duration" app >"$outf" 2>&1; then
+    run_ok=0
+  fi
+  run_errors=$(grep -c 'ERROR:' "$outf" || true)
+  run_aborted=$(grep -c 'aborted in command' "$outf" || true)
+  txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$outf")
+  run_tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$outf")
+  run_lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$outf")
+  run_failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$outf")
+  [[ -n $run_failed ]] || run_failed=0
+  if ((run_ok)); then
+    [[ -n $txns && -n $run_tps && -n $run_lat && $txns -gt 0 ]] || die "could not read pgbench output $outf"
+    if [[ -n $pid ]]; then
+      after=$(cpu_ticks "$pid")
+      run_cpu=$(awk -v d=$((after - before)) -v hz="$clk_tck" -v n="$txns" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
+    fi
+  else
+    log "pgbench against $target failed ($run_errors errors):"$'\n'"$(grep -m 3 'ERROR:\|error:' "$outf" || tail -n 5 "$outf")"
+  fi
+}
+
+# --- session mode ----------------------------------------------------------------------------------
+results="$work/results.tsv"  # target mode clients tps latency_ms cpu_us_per_txn
+: >"$results"
 for mode in $modes; do
   for clients in $clients_list; do
     for target in "${targets[@]}"; do
-      if [[ $mode == tpcb-like ]]; then
-        # What pgbench's own pre-run vacuum does, done directly so every target starts alike.
-        "$PGBIN/psql" -X -q "${direct[@]}" -d app \
-          -c 'VACUUM pgbench_branches' -c 'VACUUM pgbench_tellers' -c 'TRUNCATE pgbench_history' >/dev/null
-        mode_args=(-b tpcb-like)
-      else
-        mode_args=(-b select-only)
-      fi
-      pid=$(target_pid "$target")
-      j=$((threads < clients ? threads : clients))
-      outf="$work/$target-$mode-$clients.out"
-      log "$target $mode, $clients clients, ${duration}s"
-      before=0
-      [[ -z $pid ]] || before=$(cpu_ticks "$pid")
+      run_pgbench "$target" "$mode" "$clients" simple "$work/$target-$mode-$clients.out"
       # A failed run is reported as such in the table; the other runs still go ahead.
-      if ! timeout $((duration + 120)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$(target_port "$target")" -U app \
-        -n "${mode_args[@]}" -c "$clients" -j "$j" -T "$duration" app >"$outf" 2>&1; then
-        log "pgbench against $target failed:"$'\n'"$(tail -n 5 "$outf")"
+      if ((!run_ok)); then
         printf '%s\t%s\t%s\tfailed\t-\t-\n' "$target" "$mode" "$clients" >>"$results"
         failures=$((failures + 1))
         continue
       fi
-      cpu_us="-"
-      txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$outf")
-      tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$outf")
-      lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$outf")
-      [[ -n $txns && -n $tps && -n $lat && $txns -gt 0 ]] || die "could not read pgbench output $outf"
-      if [[ -n $pid ]]; then
-        after=$(cpu_ticks "$pid")
-        cpu_us=$(awk -v d=$((after - before)) -v hz="$clk_tck" -v n="$txns" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
-      fi
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$mode" "$clients" "$tps" "$lat" "$cpu_us" >>"$results"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$mode" "$clients" "$run_tps" "$run_lat" "$run_cpu" >>"$results"
     done
   done
 done
+
+# --- transaction mode ------------------------------------------------------------------------------
+# pgmux and PgBouncer with a small pool shared by many clients, -M prepared (protocol-level prepared
+# statements, which the pooler must carry across server connections) and -M simple.
+txn_results="$work/txn_results.tsv"  # target mode protocol clients tps latency_ms cpu_us failed errors
+: >"$txn_results"
+expected_failures=0
+if ((!skip_txn)) && ((!skip_pgmux || !skip_pgbouncer)); then
+  # The session-mode proxies hold idle server connections and are done: stop them first.
+  stop_pid "$pgmux_pid" INT pgmux
+  pgmux_pid=""
+  stop_pid "$pgbouncer_pid" TERM pgbouncer
+  pgbouncer_pid=""
+  txn_targets=()
+  if ((!skip_pgmux)); then
+    start_pgmux pgmux-tx "$PGMUX_TX_PORT" transaction "$txn_pool_size"
+    pgmux_tx_pid=$started_pid
+    txn_targets+=(pgmux-tx)
+  fi
+  if ((!skip_pgbouncer)); then
+    start_pgbouncer pgbouncer-tx "$PGBOUNCER_TX_PORT" transaction "$txn_pool_size"
+    pgbouncer_tx_pid=$started_pid
+    txn_targets+=(pgbouncer-tx)
+  fi
+  for mode in $modes; do
+    for protocol in $txn_protocols; do
+      for target in "${txn_targets[@]}"; do
+        run_pgbench "$target" "$mode" "$txn_clients" "$protocol" "$work/$target-$mode-$protocol.out"
+        if ((!run_ok)); then
+          printf '%s\t%s\t%s\t%s\tfailed: %s errors (%s/%s clients aborted)\t-\t-\t%s\t%s\n' "$target" \
+            "$mode" "$protocol" "$txn_clients" "$run_errors" "$run_aborted" "$txn_clients" "$run_failed" \
+            "$run_errors" >>"$txn_results"
+          # PgBouncer before 1.21 cannot keep protocol-level prepared statements in transaction mode:
+          # its -M prepared failures are shown in the table but do not fail the script.
+          if [[ $target == pgbouncer-tx && $protocol == prepared ]]; then
+            expected_failures=$((expected_failures + 1))
+          else
+            failures=$((failures + 1))
+          fi
+          continue
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$mode" "$protocol" "$txn_clients" \
+          "$run_tps" "$run_lat" "$run_cpu" "$run_failed" "$run_errors" >>"$txn_results"
+      done
+    done
+  done
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # Ratios: this row's TPS over the direct / PgBouncer row of the same mode and client count, and its
@@ -320,17 +426,70 @@ report() {  # FORMAT: text | markdown
     }' "$results"
 }
 
+# Transaction-mode table. Ratios on pgmux rows only: its TPS and CPU per transaction over PgBouncer's
+# with the same workload and protocol ("-" when PgBouncer's run failed).
+txn_report() {  # FORMAT: text | markdown
+  awk -F'\t' -v fmt="$1" '
+    { key = $2 SUBSEP $3; tps[$1, key] = $5; cpu[$1, key] = $7; row[NR] = $0 }
+    function num(x) { return x ~ /^[0-9.]+$/ }
+    function ratio(a, b) { return (!num(a) || !num(b) || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+    function fixed(x, digits) { return num(x) ? sprintf("%." digits "f", x) : x }
+    END {
+      h[1] = "target"; h[2] = "mode"; h[3] = "-M"; h[4] = "clients"; h[5] = "TPS"; h[6] = "avg lat ms"
+      h[7] = "proxy CPU us/txn"; h[8] = "failed txns"; h[9] = "TPS pgmux/PgBouncer"; h[10] = "CPU pgmux/PgBouncer"
+      tf = "%-13s %-12s %-9s %7s %40s %10s %16s %11s %19s %19s\n"
+      if (fmt == "markdown") {
+        line = "|"; sep = "|"
+        for (i = 1; i <= 10; i++) { line = line " " h[i] " |"; sep = sep (i <= 4 ? "---|" : "---:|") }
+        print line; print sep
+      } else {
+        printf tf, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]
+      }
+      for (r = 1; r <= NR; r++) {
+        split(row[r], f, "\t"); key = f[2] SUBSEP f[3]
+        vb = "-"; cb = "-"
+        if (f[1] == "pgmux-tx") { vb = ratio(f[5], tps["pgbouncer-tx", key]); cb = ratio(f[7], cpu["pgbouncer-tx", key]) }
+        tp = fixed(f[5], 0); lt = fixed(f[6], 3)
+        if (fmt == "markdown")
+          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], tp, lt, f[7], f[8], vb, cb
+        else
+          printf tf, f[1], f[2], f[3], f[4], tp, lt, f[7], f[8], vb, cb
+      }
+    }' "$txn_results"
+}
+
+session_header="session mode: pgbench -T $duration, scale $scale, pool size $pool_size, pgbench -j $threads"
+txn_header="transaction mode: pgbench -T $duration, scale $scale, pool size $txn_pool_size,"
+txn_header+=" $txn_clients clients, pgbench -j $((threads < txn_clients ? threads : txn_clients))"
+machine="$(nproc) CPUs, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $(pgbouncer --version 2>/dev/null | head -n 1 || echo 'no PgBouncer')"
 echo
-echo "pgbench -T $duration, scale $scale, pool size $pool_size, pgbench -j $threads, $(nproc) CPUs," \
-  "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')"
+echo "$machine"
+echo "$session_header"
 report text
+if [[ -s $txn_results ]]; then
+  echo
+  echo "$txn_header"
+  txn_report text
+fi
 if [[ -n $out_file ]]; then
   {
-    echo "pgbench -T $duration, scale $scale, pool size $pool_size, pgbench -j $threads, $(nproc) CPUs, $(date -u +%Y-%m-%d)"
+    echo "$machine, $(date -u +%Y-%m-%d)"
+    echo
+    echo "$session_header"
     echo
     report markdown
+    if [[ -s $txn_results ]]; then
+      echo
+      echo "$txn_header"
+      echo
+      txn_report markdown
+    fi
   } >"$out_file"
   log "wrote $out_file"
+fi
+if ((expected_failures > 0)); then
+  log "$expected_failures PgBouncer -M prepared run(s) failed in transaction mode, as expected for PgBouncer" \
+    "without protocol-level prepared statement support (see the table)"
 fi
 if ((failures > 0)); then
   log "$failures pgbench run(s) failed (see the table)"

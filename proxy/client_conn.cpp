@@ -937,6 +937,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   if (pin_reason_ && transaction_pooling() && !pin_logged_) {
     pin_logged_ = true;
+    worker_.pins().add(pin_reason_of(pin_reason_));
     LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
              database_.c_str(), pin_reason_);
   }

@@ -126,7 +126,8 @@ int run_server(std::shared_ptr<const conf::Config> config) {
   control.prober.reset();
   uv_run(control.loop, UV_RUN_DEFAULT);  // let the prober's handles finish closing
   uv_loop_close(control.loop);
-  LOG_INFO("pgmux stopped");
+  LOG_INFO("pgmux stopped; clients pinned to a server (transaction pooling), by reason: %s",
+           shared.pins.summary().c_str());
   return 0;
 }
 

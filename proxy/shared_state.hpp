@@ -10,6 +10,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/cancel.hpp"
+#include "proxy/pin_counters.hpp"
 #include "proxy/session_params.hpp"
 #include "routing/topology.hpp"
 
@@ -63,6 +64,7 @@ struct SharedState {
   std::atomic<uint64_t> next_server_id{0};
   std::vector<Worker*> workers;  // set before any worker starts, read-only afterwards
   std::atomic<int> clients{0};   // connected clients over all workers (max_client_conn)
+  PinCounters pins;
 
   std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
     std::lock_guard lock(budgets_mutex);

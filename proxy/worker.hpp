@@ -45,6 +45,7 @@ class Worker {
   std::shared_ptr<const conf::Config> config() const { return config_; }
   CancelRegistry& cancels() { return shared_.cancels; }
   uint64_t next_server_id() { return ++shared_.next_server_id; }
+  PinCounters& pins() { return shared_.pins; }
 
   // The pool for (database, user) on the config backend at backend_index.
   Pool* pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,

@@ -91,3 +91,20 @@ TEST_CASE("sync SQL resets unreported parameters the previous client set and thi
   CHECK(build_sync_sql(SessionParams{}, reported, applied) == "RESET \"search_path\";");
   CHECK(applied.entries().empty());
 }
+
+#include "proxy/pin_counters.hpp"
+
+TEST_CASE("pin reasons from classifier reasons, and their summary") {
+  using pgmux::proxy::PinReason;
+  CHECK(pgmux::proxy::pin_reason_of("LISTEN") == PinReason::Listen);
+  CHECK(pgmux::proxy::pin_reason_of("CREATE TEMP TABLE") == PinReason::TempTable);
+  CHECK(pgmux::proxy::pin_reason_of("session advisory lock") == PinReason::AdvisoryLock);
+  CHECK(pgmux::proxy::pin_reason_of("DECLARE ... WITH HOLD") == PinReason::HoldCursor);
+  CHECK(pgmux::proxy::pin_reason_of("SQL PREPARE") == PinReason::SqlPrepare);
+  pgmux::proxy::PinCounters counters;
+  counters.add(PinReason::Listen);
+  counters.add(PinReason::Listen);
+  CHECK(counters.get(PinReason::Listen) == 2);
+  CHECK(counters.summary().find("LISTEN=2") != std::string::npos);
+  CHECK(counters.summary().find("temporary table=0") != std::string::npos);
+}
