@@ -1078,9 +1078,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
     route_state_.last_write_commit = monotonic_now();
     server->wrote = false;
   }
-  if (const std::string* ro = server->params().find("default_transaction_read_only")) {
-    route_state_.session_read_only = *ro == "on";
-  }
+  route_state_.session_read_only = server->default_read_only();
   if (wait_ == Wait::Drain && !server->has_outstanding()) wait_ = Wait::None;
   pump();
   release_idle_servers();

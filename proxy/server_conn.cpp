@@ -78,6 +78,11 @@ void ServerConn::fail(const std::string& state, const std::string& message) {
   if (logging_in) pool.on_server_failed(this, state, message);
 }
 
+void ServerConn::record_parameter(std::string_view name, std::string_view value) {
+  params_.set(name, value);
+  if (name == "default_transaction_read_only") default_read_only_ = value == "on";
+}
+
 void ServerConn::fail_timeout() {
   fail(sqlstate::kConnectionFailure, "timeout connecting to server (server_connect_timeout)");
 }
@@ -136,7 +141,7 @@ void ServerConn::handle_login_message(char tag, ByteView body) {
       handle_auth_request(body);
       return;
     case backend::kParameterStatus:
-      if (auto ps = parse_parameter_status(body)) params_.set(ps->name, ps->value);
+      if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
       return;
     case backend::kBackendKeyData:
       if (auto key = parse_backend_key_data(body)) key_ = *key;
@@ -256,7 +261,7 @@ void ServerConn::run_internal_messages(ByteVector messages, int ready_count, Int
 void ServerConn::handle_internal_message(char tag, ByteView body) {
   switch (tag) {
     case backend::kParameterStatus:
-      if (auto ps = parse_parameter_status(body)) params_.set(ps->name, ps->value);
+      if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
       return;
     case backend::kErrorResponse: {
       auto error = parse_error_fields(body);
@@ -394,7 +399,7 @@ void ServerConn::relay() {
           event = RelayEvent::Ready;
           break;
         case backend::kParameterStatus:
-          if (auto ps = parse_parameter_status(body)) params_.set(ps->name, ps->value);
+          if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
           break;
         case backend::kErrorResponse: {
           request_error_ = true;

@@ -32,6 +32,8 @@ class ServerConn final : public StreamConn {
   ServerState state() const { return state_; }
   Pool& pool() { return pool_; }
   const SessionParams& params() const { return params_; }
+  // default_transaction_read_only as the server last reported it (kept apart: read on every ReadyForQuery).
+  bool default_read_only() const { return default_read_only_; }
   const protocol::BackendKeyData& key() const { return key_; }
   double idle_since() const { return idle_since_; }
   double connect_started() const { return connect_started_; }
@@ -111,6 +113,7 @@ class ServerConn final : public StreamConn {
   void handle_auth_request(protocol::ByteView body);
   void handle_internal_message(char tag, protocol::ByteView body);
   void consume_whole_messages(void (ServerConn::*handler)(char, protocol::ByteView));
+  void record_parameter(std::string_view name, std::string_view value);
   void deliver(RelayEvent event);
   void fail(const std::string& sqlstate, const std::string& message);
 
@@ -120,6 +123,7 @@ class ServerConn final : public StreamConn {
   uv_connect_t connect_req_;
   ClientConn* client_ = nullptr;
   SessionParams params_;
+  bool default_read_only_ = false;
   SessionParams startup_params_;
   ClientConn* opened_for_ = nullptr;
   protocol::BackendKeyData key_;
