@@ -40,7 +40,9 @@ TEST_CASE("200 clients x 100 transactions: every committed row is there") {
   threads.reserve(kClients);
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&, c] {
-      PgConn conn = try_connect(target.app_conninfo());
+      // In session pooling 200 clients queue for 20 servers at login: the last wait for the others' whole
+      // sessions, so their connect timeout must cover that queue, not just a TCP handshake.
+      PgConn conn = try_connect(target.app_conninfo() + " connect_timeout=60");
       if (PQstatus(conn.get()) != CONNECTION_OK) {
         ++failed_clients;
         record("connect: " + std::string(PQerrorMessage(conn.get())));
