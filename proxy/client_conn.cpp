@@ -328,7 +328,7 @@ void ClientConn::release_idle_servers() {
   for (ServerConn* server : {primary_, standby_}) {
     if (!server || server == prepared_for_ || server->state() != ServerState::Linked) continue;
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
-    if (pin_reason_ && server == primary_) continue;
+    if (pin_reason_) continue;  // a pinned client keeps the servers its state lives on
     drop_server(server, server->reusable());
   }
 }

@@ -108,6 +108,12 @@ class ClientConn final : public StreamConn {
   void add_statement_prep(ServerConn* server, protocol::ByteVector& messages, bool& extended);
   bool forward_renamed(ServerConn* server);
   void remember_statement(const ParsedStatement& parse);
+  bool parses_unnamed() const {
+    for (const auto& parse : request_.parses) {
+      if (parse.name.empty()) return true;
+    }
+    return false;
+  }
   bool answer_parse_locally();
   void record_session_command(ServerConn* server, std::string sql);
   void answer_locally_with_error(const std::string& sqlstate, const std::string& message,

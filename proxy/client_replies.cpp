@@ -71,7 +71,8 @@ void ClientConn::record_session_command(ServerConn* server, std::string sql) {
     if (reset_all || (!target.empty() && wanted_params_.find(target))) {
       if (reset_all) {
         session_log_.clear();
-        session_log_.push_back(std::move(sql));
+        // Replayed elsewhere as RESET ALL: DISCARD ALL would also drop pgmux's shared prepared statements there.
+        session_log_.push_back("RESET ALL");
         for (const auto& [name, value] : wanted_params_.entries()) session_log_.push_back(set_statement(name, value));
         for (ServerConn* other : {primary_, standby_}) {
           if (other) other->applied_log = 0;

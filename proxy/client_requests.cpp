@@ -270,9 +270,12 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     wait_ = Wait::Drain;  // a write behind reads pipelined to a standby: let the standby finish first
     return nullptr;
   }
-  if (request_.kind == RequestKind::Extended && request_.parses.empty() && request_.used.empty() &&
-      unnamed_statement_server_ && c.kind == routing::StatementKind::Empty) {
-    return unnamed_statement_server_;  // Bind/Execute of the unnamed statement parsed earlier
+  if (request_.binds_unnamed && !parses_unnamed()) {
+    // Bind of the unnamed statement parsed by an earlier request: only the server that parsed it has it.
+    if (unnamed_statement_server_) return unnamed_statement_server_;
+    answer_locally_with_error("26000", "unnamed prepared statement does not exist",
+                              "pgmux: the server that parsed it was released (transaction pooling) or lost");
+    return nullptr;
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
 
@@ -389,9 +392,9 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
                                                                     const std::string& error) {
         if (!s.open()) return;  // on_server_lost told the client
         if (s.client() != this) {
-          // The client left meanwhile (compared, not dereferenced): the server goes back to its pool.
-          s.pool().set_state(&s, ServerState::Linked);
-          s.pool().release(&s, ok && s.reusable());
+          // The client left meanwhile (compared, not dereferenced): part of its session was replayed there, so
+          // the server is closed rather than handed to someone else half set up.
+          s.close();
           return;
         }
         if (!ok) {
@@ -444,8 +447,20 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     pending_session_sql_.emplace_back(request_.sql);
   }
   if (slot.write) server->wrote = true;
-  if (c.pins_primary && is_primary) {
-    route_state_.pinned_primary = true;
+  if (transaction_pooling() &&
+      ((c.kind == routing::StatementKind::Session &&
+        !(request_.kind == RequestKind::Query && starts_with_keyword(request_.sql, "SHOW"))) ||
+       c.pins_primary ||
+       (c.multi_statement && request_.kind == RequestKind::Query && may_hold_session_command(request_.sql)))) {
+    server->session_dirty = true;
+    if (c.kind == routing::StatementKind::Session && request_.kind == RequestKind::Query &&
+        (starts_with_keyword(request_.sql, "DISCARD") || starts_with_keyword(request_.sql, "DEALLOCATE"))) {
+      server->server_statements.clear();  // the client's command drops pgmux's shared statements there too
+      server->server_closes.clear();
+    }
+  }
+  if (c.pins_primary) {
+    if (is_primary) route_state_.pinned_primary = true;
     if (!pin_reason_) {
       pin_reason_ = std::string_view(c.reason) == "write function" ? "session advisory lock" : c.reason;
     }

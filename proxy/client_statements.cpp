@@ -151,8 +151,7 @@ void ClientConn::on_plan_retry(ServerConn* server) {
       std::move(messages), 1, [this](ServerConn& s, bool, const std::string&, const std::string&) {
         if (!s.open()) return;
         if (s.client() != this) {
-          s.pool().set_state(&s, ServerState::Linked);
-          s.pool().release(&s, s.reusable());
+          s.close();  // the client left during the retry: nothing to send, and the statement state is half done
           return;
         }
         s.pool().set_state(&s, ServerState::Linked);

@@ -200,12 +200,17 @@ void Pool::assign(ServerConn* server, ClientConn* client) {
     const std::string error = error_ref;
     pool.set_state(&s, ServerState::Linked);  // out of Internal, so release() can take it back
     if (!owner) {
-      pool.release(&s, ok && s.reusable());
+      if (ok) {
+        pool.release(&s, s.reusable());
+      } else {
+        s.close();
+      }
       return;
     }
     if (!ok) {
-      // The client's own startup parameter was refused (bad value): its error, the server is fine.
-      pool.release(&s, s.reusable());
+      // The client's own startup parameter was refused (bad value). The failed batch rolled back part of what
+      // pgmux believes it applied, so the server's state is unknown: close it rather than guess.
+      s.close();
       owner->fail(state, error);
       return;
     }
@@ -230,19 +235,15 @@ void Pool::release(ServerConn* server, bool reusable, bool discard_session) {
     reset_and_idle(server, "DISCARD ALL");
     return;
   }
-  // Transaction pooling: a pinned client's server is reset completely (its pgmux statements go too); a server
-  // the client ran session commands on goes back to its defaults; otherwise it is idle as it is (parameters are
-  // compared and SET on the next checkout).
-  if (discard_session) {
+  // Transaction pooling: a server a pinned client used, or where a client ran (or may have run) session commands,
+  // is reset completely (its pgmux statements go too); otherwise it is idle as it is (parameters are compared and
+  // SET on the next checkout).
+  // DISCARD ALL, not RESET ALL: RESET ALL leaves SET ROLE and SET SESSION AUTHORIZATION in place.
+  if (discard_session || server->applied_log > 0 || server->session_dirty) {
     server->applied_unreported.clear();
     server->server_statements.clear();
     server->server_closes.clear();
     reset_and_idle(server, "DISCARD ALL");
-    return;
-  }
-  if (server->applied_log > 0) {
-    server->applied_unreported.clear();
-    reset_and_idle(server, "RESET ALL");
     return;
   }
   set_state(server, ServerState::Idle);

@@ -75,7 +75,11 @@ ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batc
       case frontend::kBind: {
         auto bind = parse_bind(body);
         if (!bind) return error("malformed Bind message");
-        if (!bind->statement.empty()) out.used.push_back(bind->statement);
+        if (!bind->statement.empty()) {
+          out.used.push_back(bind->statement);
+        } else {
+          out.binds_unnamed = true;
+        }
         break;
       }
       case frontend::kDescribe: {

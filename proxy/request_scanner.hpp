@@ -33,8 +33,10 @@ struct RequestInfo {
   std::vector<std::string_view> closed;     // Extended: statement names closed with Close 'S'
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   unsigned messages = 0;                    // messages in the request
+  bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
   void clear() {
     messages = 0;
+    binds_unnamed = false;
     kind = RequestKind::Query;
     size = 0;
     sql = {};

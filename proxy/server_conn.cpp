@@ -298,6 +298,7 @@ void ServerConn::link(ClientConn* client) {
   fatal_forwarded_ = false;
   pending_event_ = RelayEvent::None;
   applied_log = 0;
+  session_dirty = false;
   prepared.clear();
   pending_closes.clear();
   wrote = false;

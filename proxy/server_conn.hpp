@@ -84,6 +84,9 @@ class ServerConn final : public StreamConn {
   std::unordered_set<std::string> prepared;   // the client's named statements prepared here
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   bool wrote = false;                         // a write was sent since the last ReadyForQuery 'I'
+  // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
+  // string that may hold one): DISCARD ALL before the next client. Reset on link like the rest.
+  bool session_dirty = false;
   // Survive links (transaction pooling): parameters pgmux SET here that the server does not report, and the
   // pgmux-named prepared statements ("pgmux_<hash of text and types>") this server has, shared by all clients.
   SessionParams applied_unreported;

@@ -29,6 +29,18 @@ std::string server_statement_name(protocol::ByteView parse_message) {
   return name;
 }
 
+bool may_hold_session_command(std::string_view sql) {
+  static constexpr std::string_view kWords[] = {"SET", "RESET", "DISCARD", "PREPARE", "DEALLOCATE", "LISTEN", "DECLARE"};
+  for (size_t i = 0; i < sql.size(); ++i) {
+    const bool word_start = i == 0 || !std::isalnum(static_cast<unsigned char>(sql[i - 1]));
+    if (!word_start) continue;
+    for (auto word : kWords) {
+      if (starts_with_keyword(sql.substr(i), word)) return true;
+    }
+  }
+  return false;
+}
+
 bool resets_all_settings(std::string_view sql) {
   if (!starts_with_keyword(sql, "RESET") && !starts_with_keyword(sql, "DISCARD")) return false;
   size_t i = sql.find_first_of(" \t\r\n");

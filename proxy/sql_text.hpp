@@ -14,6 +14,10 @@ bool starts_with_keyword(std::string_view sql, std::string_view keyword);
 // the Parse message after the statement name (query text and parameter types): "pgmux_<16 hex digits>".
 std::string server_statement_name(protocol::ByteView parse_message);
 
+// Conservative: true when a multi-statement string contains a word that starts a session command (SET, RESET,
+// DISCARD, PREPARE, DEALLOCATE, LISTEN, DECLARE), in any case; a false positive only costs a reset.
+bool may_hold_session_command(std::string_view sql);
+
 // RESET ALL or DISCARD ALL: undoes every earlier session command.
 bool resets_all_settings(std::string_view sql);
 
