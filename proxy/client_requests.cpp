@@ -209,6 +209,10 @@ bool ClientConn::dispatch() {
 
   // Statement pooling hands the server back after every statement, so a transaction cannot span statements.
   if (pool_mode_ == conf::PoolMode::Statement && c.kind == routing::StatementKind::TxBegin && !c.multi_statement) {
+    if (active_ && active_->has_outstanding()) {
+      wait_ = Wait::Drain;  // answer in order: after the replies still owed
+      return false;
+    }
     answer_locally_with_error(sqlstate::kFeatureNotSupported,
                               "pgmux: transactions spanning several statements are not allowed in statement "
                               "pooling mode (pool_mode \"statement\")",
@@ -264,7 +268,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
 
   // Requests follow the server that still owes replies or holds an open transaction.
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {
-    if (active_->tx_status() != 'I') return active_;
+    if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
     const bool on_primary = active_ == primary_;
     if (on_primary || read_only) return active_;
     wait_ = Wait::Drain;  // a write behind reads pipelined to a standby: let the standby finish first
@@ -498,8 +502,12 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   // A request that binds named statements without parsing them, alone and outside a transaction, can be sent again
   // if PostgreSQL rejects a plan whose result shape changed after DDL.
-  retry_statements_.clear();
-  retry_request_.clear();
+  if (server->has_outstanding()) {
+    server->disarm_plan_retry();  // replies must stay in order: no retry once something follows the request
+  } else {
+    retry_statements_.clear();
+    retry_request_.clear();
+  }
   if (request_.kind == RequestKind::Extended && request_.ends_with_sync && request_.parses.empty() &&
       !request_.used.empty() && request_.closed.empty() && !server->has_outstanding() &&
       server->tx_status() == 'I' && deferred_begin_.empty()) {

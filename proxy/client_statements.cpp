@@ -125,7 +125,17 @@ bool ClientConn::forward_renamed(ServerConn* server) {
 }
 
 void ClientConn::on_plan_retry(ServerConn* server) {
-  if (retry_request_.empty() || retry_statements_.empty()) return;
+  if (retry_request_.empty() || retry_statements_.empty() || server->has_outstanding()) {
+    // Cannot send it again without reordering replies: the client gets PostgreSQL's error, in order.
+    ByteVector out;
+    build_error_response(out, "ERROR", sqlstate::kFeatureNotSupported, "cached plan must not change result type");
+    build_ready_for_query(out, server->tx_status());
+    send_owned(std::move(out));
+    retry_statements_.clear();
+    retry_request_.clear();
+    on_ready_for_query(server, server->tx_status(), true);
+    return;
+  }
   LOG_INFO("C-%llu user=%s db=%s: a prepared statement's result type changed (DDL); re-preparing it on S-%llu and "
            "sending the request again",
            static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str(),

@@ -69,11 +69,15 @@ class ServerConn final : public StreamConn {
   // not change result type" error, that error and its ReadyForQuery are kept from the client and the client is
   // told to re-prepare and retry (nothing of the reply has reached it).
   void arm_plan_retry() { retry_armed_ = true; }
+  // Another request went out behind the armed one: a retry would reorder replies, so the error is relayed.
+  void disarm_plan_retry() { retry_armed_ = false; }
   // PostgreSQL ignores a Sync that arrives during COPY FROM STDIN: that Sync will get no ReadyForQuery.
   void forget_one_sync() {
     if (pending_syncs_ > 0) --pending_syncs_;
   }
   char tx_status() const { return tx_status_; }
+  // An extended sequence was left open by Flush and nothing else is owed: its next messages must come here.
+  bool only_open_sequence() const { return unsynced_extended_ && pending_syncs_ == 0; }
   int backend_index() const;
   // A partial message was forwarded to the client: the client's stream cannot take anything else now.
   bool mid_message() const { return pass_remaining_ > 0; }

@@ -142,14 +142,18 @@ void Worker::tick() {
   const conf::Timeouts& timeouts = config_->timeouts;
   for (auto& [name, pool] : pools_) pool->tick(t, timeouts);
   wake_primary_waiters();
-  clients_.for_each([&](ClientConn* client) {
+  // A snapshot: failing one client can, through its pool, close another one of this list.
+  std::vector<ClientConn*> clients;
+  clients_.for_each([&](ClientConn* client) { clients.push_back(client); });
+  for (ClientConn* client : clients) {
+    if (!client->open()) continue;
     bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
     if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
       client->fail(protocol::sqlstate::kQueryCanceled, "canceling authentication due to timeout");
     } else if (client->state() == ClientState::Linked) {
       client->check_idle(t, timeouts);
     }
-  });
+  }
 }
 
 Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,
