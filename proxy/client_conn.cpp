@@ -389,7 +389,7 @@ void ClientConn::fail(const std::string& state, const std::string& message, cons
   ByteVector out;
   build_error_response(out, "FATAL", state, message, detail);
   send_owned(std::move(out));
-  close(true);
+  close();
 }
 
 void ClientConn::on_read_end(int status) {

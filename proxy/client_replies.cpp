@@ -136,7 +136,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     return;
   }
   if (fatal_forwarded) {
-    close(true);  // PostgreSQL ended the session and said so, as it would on a direct connection
+    close();  // PostgreSQL ended the session and said so, as it would on a direct connection
     return;
   }
   if ((was_primary && route_state_.pinned_primary) || (in_flight && server->tx_status() != 'I')) {

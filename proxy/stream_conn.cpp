@@ -149,14 +149,11 @@ void StreamConn::on_forward_written(uv_write_t* req, int status) {
   if (status < 0 && status != UV_ECANCELED && self->life_ == Life::Open) self->on_write_error(status);
 }
 
-void StreamConn::close(bool flush) {
+void StreamConn::close() {
   if (life_ != Life::Open) return;
   life_ = Life::Closing;
   stop_reading();
   on_closing();
-  // Bytes already handed to the kernel are still delivered after close. Bytes libuv still queues mean the peer is
-  // not reading: waiting for them (uv_shutdown) could take forever, so they are dropped.
-  (void)flush;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
 }
 

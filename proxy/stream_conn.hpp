@@ -36,8 +36,8 @@ class StreamConn {
   size_t write_queue_size() const { return tcp_.write_queue_size; }
 
   // Detaches (on_closing) and closes. What the kernel already took (an ErrorResponse sent just before) still
-  // reaches the peer; `flush` documents that intent at call sites.
-  void close(bool flush = false);
+  // reaches the peer; bytes libuv still queues mean the peer is not reading, and are dropped.
+  void close();
 
  protected:
   virtual ~StreamConn();

@@ -37,18 +37,8 @@ for mode in simple extended prepared; do
   ((fail == 0)) || cat "$out" >&2
 done
 
-# Every transaction adds the same delta to one account, teller and branch and logs it in history.
-sums=$(timeout 30 "$BIN/psql" -X -h 127.0.0.1 -p "$PGMUX_PRIMARY_PORT" -U app -d app -At -F ' ' -c "
-  SELECT (SELECT sum(abalance) FROM pgbench_accounts),
-         (SELECT sum(tbalance) FROM pgbench_tellers),
-         (SELECT sum(bbalance) FROM pgbench_branches),
-         (SELECT coalesce(sum(delta), 0) FROM pgbench_history),
-         (SELECT count(*) FROM pgbench_history)") || failf "balance query failed"
-read -r accounts tellers branches history history_rows <<<"$sums"
-echo "balances: accounts=$accounts tellers=$tellers branches=$branches history=$history rows=$history_rows"
-[[ -n $accounts && $accounts == "$tellers" && $tellers == "$branches" && $branches == "$history" ]] ||
-  failf "balances are inconsistent"
-((history_rows >= processed_total)) ||
-  failf "history has $history_rows rows but pgbench reported $processed_total committed transactions"
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/../support/pgbench_checks.sh"
+check_pgbench_balances app "$processed_total"
 
 exit $fail
