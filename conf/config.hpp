@@ -90,6 +90,13 @@ struct HealthCheck {
   std::string database = "postgres";
 };
 
+// The HTTP listener for /metrics, /healthz, /readyz and /status. JSON: "host:port", or "" to turn it off.
+struct MetricsListen {
+  bool enabled = true;
+  std::string host = "127.0.0.1";
+  uint16_t port = 9930;
+};
+
 struct Logging {
   LogLevel level = LogLevel::Info;
   std::string file;  // empty = stderr
@@ -106,6 +113,7 @@ struct Config {
   int max_client_conn = 10000;
   std::vector<std::string> admin_users;
   std::vector<std::string> stats_users;
+  MetricsListen metrics_listen;
   Timeouts timeouts;
   PreparedStatements prepared_statements;
   Logging logging;

@@ -244,6 +244,34 @@ Logging parse_logging(ObjectReader& root) {
   return l;
 }
 
+// "host:port" (the last colon splits, so "[::1]:9930" and "::1:9930" both work), or "" for off.
+MetricsListen parse_metrics_listen(ObjectReader& r) {
+  MetricsListen m;
+  std::optional<std::string> text = r.string("metrics_listen");
+  if (!text) return m;
+  if (text->empty()) {
+    m.enabled = false;
+    return m;
+  }
+  const size_t colon = text->rfind(':');
+  std::string host = colon == std::string::npos ? "" : text->substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string port = colon == std::string::npos ? "" : text->substr(colon + 1);
+  int value = 0;
+  bool digits = !port.empty() && port.size() <= 5;
+  for (char ch : port) digits = digits && ch >= '0' && ch <= '9';
+  if (digits) value = std::stoi(port);
+  if (host.empty() || !digits || value < 1 || value > 65535) {
+    r.diags().add(r.pointer_of("metrics_listen"),
+                  "must be \"host:port\" with a port 1..65535 (or \"\" to turn the metrics listener off), got \"" +
+                      *text + "\"");
+    return m;
+  }
+  m.host = host;
+  m.port = static_cast<uint16_t>(value);
+  return m;
+}
+
 }  // namespace
 
 Config config_from_json(const Json& root, Diagnostics& diags) {
@@ -266,6 +294,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
   if (const Json* v = r.get("admin_users")) c.admin_users = parse_name_list(*v, r.pointer_of("admin_users"), diags);
   if (const Json* v = r.get("stats_users")) c.stats_users = parse_name_list(*v, r.pointer_of("stats_users"), diags);
+  c.metrics_listen = parse_metrics_listen(r);
   r.finish();
   return c;
 }

@@ -17,6 +17,11 @@ void check_listeners(const Config& c, Diagnostics& diags) {
                                "duplicate listener " + l.host + ":" + std::to_string(l.port));
     }
   }
+  const MetricsListen& m = c.metrics_listen;
+  if (m.enabled && seen.count({m.host, m.port})) {
+    diags.add_unless_covered("/metrics_listen", m.host + ":" + std::to_string(m.port) +
+                                                    " is also a client listener; pick another port");
+  }
 }
 
 // Names must be unique within a section; the later entry gets the diagnostic.

@@ -1,5 +1,7 @@
 #include "proxy/client_conn.hpp"
 
+#include "proxy/admin/console.hpp"
+
 #include <arpa/inet.h>
 
 #include <cctype>
@@ -60,6 +62,8 @@ const char* to_string(ClientState s) {
 }
 
 ClientConn::ClientConn(Worker& worker, uint64_t id) : StreamConn(worker.loop()), worker_(worker), id_(id) {}
+
+ClientConn::~ClientConn() = default;
 
 bool ClientConn::accept(uv_stream_t* listener) {
   if (uv_accept(listener, stream()) != 0) {

@@ -21,6 +21,7 @@
 
 namespace pgmux::proxy {
 
+class AdminConsole;
 class Pool;
 class ServerConn;
 class Worker;
@@ -31,6 +32,7 @@ const char* to_string(ClientState s);
 class ClientConn final : public StreamConn {
  public:
   ClientConn(Worker& worker, uint64_t id);
+  ~ClientConn() override;
 
   bool accept(uv_stream_t* listener);
   uint64_t id() const { return id_; }
@@ -42,6 +44,13 @@ class ClientConn final : public StreamConn {
   double created_at() const { return created_at_; }
   double wait_started() const { return wait_started_; }
   ServerConn* active_server() const { return active_; }
+  double last_activity() const { return last_activity_; }
+  conf::PoolMode pool_mode() const { return pool_mode_; }
+  ServerConn* primary_server() const { return primary_; }
+  ServerConn* standby_server() const { return standby_; }
+  // Waiting for a server connection, a primary, or its own replies to drain.
+  bool waiting() const { return wait_ != Wait::None; }
+  bool is_admin() const { return admin_ != nullptr; }
 
   // From the pool.
   void on_server_ready(ServerConn* server);
@@ -137,6 +146,7 @@ class ClientConn final : public StreamConn {
   const conf::User* user_config_ = nullptr;
   const conf::Database* database_config_ = nullptr;
   std::unique_ptr<ClientAuth> auth_;
+  std::unique_ptr<AdminConsole> admin_;  // set for sessions on the admin database "pgmux"
   std::shared_ptr<CancelSlot> cancel_slot_;
   int32_t cancel_key_pid_ = 0;
   double created_at_ = 0;

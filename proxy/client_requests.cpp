@@ -326,7 +326,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     }
     case routing::RouteTarget::NoBackend:
       answer_locally_with_error(sqlstate::kCannotConnectNow,
-                                std::string("pgmux: no standby can serve this read (") + route.reason +
+                                std::string("pgmux: no standby can serve this read (") + routing::to_string(route.reason) +
                                     ") and fallback_to_primary is off",
                                 {});
       return nullptr;

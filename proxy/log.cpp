@@ -26,6 +26,8 @@ const char* level_name(conf::LogLevel level) {
 
 }  // namespace
 
+void Log::set_level(conf::LogLevel level) { g_level.store(static_cast<int>(level)); }
+
 void Log::configure(conf::LogLevel level, const std::string& file) {
   g_level.store(static_cast<int>(level));
   std::lock_guard lock(g_mutex);

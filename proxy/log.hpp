@@ -10,6 +10,7 @@ namespace pgmux::proxy {
 class Log {
  public:
   static void configure(conf::LogLevel level, const std::string& file);
+  static void set_level(conf::LogLevel level);  // a reload: the level changes live, the file does not
   static bool enabled(conf::LogLevel level);
   static void write(conf::LogLevel level, std::string_view line);
 };

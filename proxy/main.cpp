@@ -20,7 +20,8 @@ void print_help() {
       "  pgmux --version          print the version\n"
       "  pgmux --help             this text\n\n"
       "Signals: SIGTERM stops accepting and lets sessions finish (up to shutdown_timeout);\n"
-      "         SIGINT closes every connection at once.\n",
+      "         SIGINT closes every connection at once;\n"
+      "         SIGHUP re-reads FILE (an invalid file is rejected and the running config kept).\n",
       PGMUX_VERSION);
 }
 
@@ -77,5 +78,5 @@ int main(int argc, char** argv) {
     LOG_WARN("open file limit %llu is below max_client_conn %d: clients past it will be refused by the kernel",
              static_cast<unsigned long long>(files.rlim_cur), loaded.config->max_client_conn);
   }
-  return pgmux::proxy::run_server(loaded.config);
+  return pgmux::proxy::run_server(config_path, loaded.config);
 }

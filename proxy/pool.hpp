@@ -37,6 +37,13 @@ struct BackendAddress {
   std::string text() const { return host + ":" + std::to_string(port); }
 };
 
+// Totals since the pool was created, for SHOW STATS (written on the pool's worker only).
+struct PoolStats {
+  uint64_t xact_count = 0, query_count = 0;
+  uint64_t bytes_received = 0, bytes_sent = 0;  // from and to its servers
+  uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
+};
+
 class Pool {
  public:
   // Limits a pool draws its server connections from: its own pool_size (+ reserve after reserve_pool_timeout),
@@ -79,8 +86,23 @@ class Pool {
   // Another worker's pool for the same key is starving: give back the oldest idle server, if any.
   void shed_idle();
   const std::string& key() const { return key_; }
+  std::string database_name() const { return key_.substr(0, key_.find('\0')); }
+  int pool_size() const { return limits_.pool->limit.load(std::memory_order_relaxed); }
+  // Its backend was removed by a reload: no new work; servers close as they are released.
+  bool draining() const { return draining_; }
   void close_all(const char* reason);
 
+  PoolStats stats;
+  template <typename F>
+  void for_each_server(F&& f) {
+    idle_.for_each(f);
+    busy_.for_each(f);
+  }
+  template <typename F>
+  void for_each_waiting(F&& f) {
+    waiting_.for_each(f);
+  }
+  int connecting_count() const { return connecting_; }
   size_t waiting_count() const { return waiting_.size(); }
   size_t idle_count() const { return idle_.size(); }
   size_t busy_count() const { return busy_.size(); }
@@ -105,6 +127,7 @@ class Pool {
   Limits limits_;
   conf::PoolMode mode_;
   int connecting_ = 0;
+  bool draining_ = false;
   double last_shed_request_ = 0;
   IntrusiveList<ServerConn, &ServerConn::pool_node> idle_;
   IntrusiveList<ServerConn, &ServerConn::pool_node> busy_;

@@ -24,7 +24,7 @@ std::string primary_name(const routing::BackendsView* view) {
 
 }  // namespace
 
-std::vector<routing::BackendSpec> backend_specs(const conf::Config& config) {
+std::vector<routing::BackendSpec> backend_specs(const conf::Config& config, const std::set<std::string>& disabled) {
   std::vector<routing::BackendSpec> out;
   for (const conf::Backend& b : config.backends) {
     routing::BackendSpec s;
@@ -35,6 +35,7 @@ std::vector<routing::BackendSpec> backend_specs(const conf::Config& config) {
     s.standby_only = b.standby_only;
     s.max_lag_bytes = b.max_lag_bytes;
     s.max_lag_seconds = b.max_lag_seconds;
+    s.disabled = disabled.count(b.name) != 0;
     out.push_back(std::move(s));
   }
   return out;
@@ -100,8 +101,8 @@ void Prober::stop() {
   reopen_connections();
 }
 
-void Prober::reconfigure(const conf::Config& config) {
-  topology_.reconfigure(backend_specs(config), topology_settings(config));
+void Prober::reconfigure(const conf::Config& config, const std::set<std::string>& disabled) {
+  topology_.reconfigure(backend_specs(config, disabled), topology_settings(config));
   build_connections(config);
   // The next round (at once) publishes the new backend list.
   if (running_) uv_timer_start(timer_, on_tick, 0, to_ms(period_));
@@ -114,7 +115,9 @@ void Prober::on_tick(uv_timer_t* timer) {
 
 void Prober::run_round() {
   in_round_ = true;
+  probe_started_.resize(connections_.size(), 0);
   for (size_t i = 0; i < connections_.size(); ++i) {
+    if (!connections_[i]->busy()) probe_started_[i] = monotonic_seconds();
     // A probe still in flight from the last round (timeout > period) keeps its own deadline; skip it.
     connections_[i]->start(timeout_, [this, i](bool ok, const routing::ProbeResult& result, const std::string& error) {
       on_probe_done(i, ok, result, error);
@@ -126,6 +129,9 @@ void Prober::run_round() {
 
 void Prober::on_probe_done(size_t index, bool ok, const routing::ProbeResult& result, const std::string& error) {
   const double now = monotonic_seconds();
+  if (probe_observer_ && index < probe_started_.size()) {
+    probe_observer_(topology_.view()->backends[index].spec.name, now - probe_started_[index]);
+  }
   if (ok) {
     topology_.on_probe_ok(index, result, now);
   } else {

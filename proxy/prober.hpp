@@ -4,6 +4,8 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include <uv.h>
@@ -15,7 +17,8 @@
 namespace pgmux::proxy {
 
 // Config -> the routing layer's types (routing does not depend on conf).
-std::vector<routing::BackendSpec> backend_specs(const conf::Config& config);
+// disabled: names of backends the operator disabled.
+std::vector<routing::BackendSpec> backend_specs(const conf::Config& config, const std::set<std::string>& disabled = {});
 routing::TopologySettings topology_settings(const conf::Config& config);
 
 class Prober {
@@ -33,7 +36,11 @@ class Prober {
   void start();  // first round at once, then every period
   void stop();   // no more rounds; in-flight probes are abandoned without callbacks
   // A new config (reload): backends matched by name keep their state; probe connections are reopened.
-  void reconfigure(const conf::Config& config);
+  void reconfigure(const conf::Config& config, const std::set<std::string>& disabled = {});
+  // Called by every finished probe with how long it took (seconds); for the probe-duration metric.
+  void set_probe_observer(std::function<void(const std::string& backend, double seconds)> observer) {
+    probe_observer_ = std::move(observer);
+  }
 
   View view() const { return topology_.view(); }
 
@@ -55,6 +62,8 @@ class Prober {
   bool running_ = false;
   bool in_round_ = false;        // starting probes; completions wait for the end of run_round to notify
   OnChange on_change_;
+  std::function<void(const std::string&, double)> probe_observer_;
+  std::vector<double> probe_started_;  // monotonic seconds, index = backend id
   View logged_;                  // the view the logs last described
   uint64_t notified_generation_ = 0;
 };

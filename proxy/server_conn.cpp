@@ -309,6 +309,7 @@ int ServerConn::backend_index() const { return pool_.backend_index(); }
 void ServerConn::unlink() { client_ = nullptr; }
 
 void ServerConn::note_request(bool ends_with_ready, bool leaves_extended_open) {
+  last_request_ = pool_.worker().now();
   if (ends_with_ready) ++pending_syncs_;
   unsynced_extended_ = leaves_extended_open;
 }

@@ -37,6 +37,7 @@ class ServerConn final : public StreamConn {
   const protocol::BackendKeyData& key() const { return key_; }
   double idle_since() const { return idle_since_; }
   double connect_started() const { return connect_started_; }
+  double last_request() const { return last_request_; }  // loop time
 
   // startup_params: run-time parameters sent in the startup packet. They become the session's defaults, so a
   // client whose own startup parameters match gets exactly PostgreSQL's RESET semantics.
@@ -129,6 +130,7 @@ class ServerConn final : public StreamConn {
   ServerState state_ = ServerState::Connecting;
   uv_connect_t connect_req_;
   ClientConn* client_ = nullptr;
+  double last_request_ = 0;
   SessionParams params_;
   bool default_read_only_ = false;
   SessionParams startup_params_;

@@ -16,6 +16,7 @@
 
 namespace pgmux::proxy {
 
+class Control;
 class Worker;
 
 // The server-connection budget of one pool key (database, user, backend) across all workers: pool_size is a
@@ -62,6 +63,7 @@ struct SharedState {
   CancelRegistry cancels;
   std::atomic<uint64_t> next_client_id{0};
   std::atomic<uint64_t> next_server_id{0};
+  Control* control = nullptr;    // set before any worker starts; call only its thread-safe post()
   std::vector<Worker*> workers;  // set before any worker starts, read-only afterwards
   std::atomic<int> clients{0};   // connected clients over all workers (max_client_conn)
   PinCounters pins;

@@ -39,11 +39,36 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::post(std::function<void(Worker&)> fn) {
+bool Worker::post(std::function<void(Worker&)> fn) {
   std::lock_guard lock(inbox_mutex_);
-  if (inbox_closed_) return;  // the loop is ending; nothing would run it
+  if (inbox_closed_) return false;  // the loop is ending; nothing would run it
   inbox_.push_back(std::move(fn));
   uv_async_send(&async_);
+  return true;
+}
+
+void Worker::apply_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view) {
+  post([config = std::move(config), view = std::move(view)](Worker& w) mutable {
+    w.on_config(std::move(config), std::move(view));
+  });
+}
+
+// Clients keep the snapshot they logged in under (their user and database entries stay valid); what they look up
+// per request (routing settings, timeouts, pools) comes from the worker's current config.
+void Worker::on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view) {
+  if (config->routing.write_functions != config_->routing.write_functions) {
+    classifier_ = std::make_unique<routing::Classifier>(config->routing.write_functions);
+  }
+  config_ = std::move(config);
+  on_view(std::move(view));
+}
+
+ClientConn* Worker::find_client(uint64_t id) {
+  ClientConn* found = nullptr;
+  clients_.for_each([&](ClientConn* client) {
+    if (client->id() == id) found = client;
+  });
+  return found;
 }
 
 void Worker::shutdown(bool graceful) {

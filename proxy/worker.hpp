@@ -13,8 +13,10 @@
 
 #include "proxy/client_conn.hpp"
 #include "proxy/intrusive_list.hpp"
+#include "proxy/metrics.hpp"
 #include "proxy/pool.hpp"
 #include "proxy/shared_state.hpp"
+#include "proxy/snapshot.hpp"
 #include "routing/balancer.hpp"
 #include "routing/classifier.hpp"
 #include "routing/topology.hpp"
@@ -31,8 +33,10 @@ class Worker {
 
   void start();
   void join();
-  // Thread-safe: runs fn on this worker's loop.
-  void post(std::function<void(Worker&)> fn);
+  // Thread-safe: runs fn on this worker's loop. False when the loop has ended (fn is dropped).
+  bool post(std::function<void(Worker&)> fn);
+  // Thread-safe: a reloaded config and the backends view that matches its backend list, taken together.
+  void apply_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view);
   // Thread-safe. Graceful: stop accepting and let sessions finish (up to shutdown_timeout); else close now.
   void shutdown(bool graceful);
 
@@ -66,6 +70,14 @@ class Worker {
   void add_client(ClientConn* client);
   void remove_client(ClientConn* client);
 
+  // Written by this worker only; read by scrapes from any thread.
+  WorkerMetrics& metrics() { return metrics_; }
+  const WorkerMetrics& metrics() const { return metrics_; }
+  // The picture of this worker's clients, servers and pools (snapshot.cpp).
+  WorkerSnapshot snapshot();
+  // The client with this id on this worker, or null.
+  ClientConn* find_client(uint64_t id);
+
  private:
   void run();
   void open_listeners();
@@ -73,6 +85,7 @@ class Worker {
   void finish();
   void tick();
   void on_view(std::shared_ptr<const routing::BackendsView> view);
+  void on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view);
   void wake_primary_waiters();
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* handle);
@@ -102,6 +115,7 @@ class Worker {
   routing::Balancer balancer_;
   bool shutting_down_ = false;
   bool finished_ = false;
+  WorkerMetrics metrics_;
 };
 
 }  // namespace pgmux::proxy

@@ -14,6 +14,25 @@ const char* to_string(RouteTarget t) {
   return "?";
 }
 
+const char* to_string(RouteReason r) {
+  switch (r) {
+    case RouteReason::Write: return "write";
+    case RouteReason::Read: return "read";
+    case RouteReason::SessionCommand: return "session-command";
+    case RouteReason::ReadWriteTransaction: return "read-write-transaction";
+    case RouteReason::TransactionEnd: return "transaction-end";
+    case RouteReason::Pinned: return "pinned";
+    case RouteReason::PrimaryHint: return "primary-hint";
+    case RouteReason::SplitOff: return "split-off";
+    case RouteReason::ReadYourWrites: return "read-your-writes";
+    case RouteReason::LagExcluded: return "lag-excluded";
+    case RouteReason::NoEligibleStandby: return "fallback-to-primary";
+    case RouteReason::NoPrimary: return "no-primary";
+    case RouteReason::Count: break;
+  }
+  return "?";
+}
+
 bool is_read_only_statement(const Classification& c, const ClientRouteState& state) {
   switch (c.kind) {
     case StatementKind::Read:
@@ -30,24 +49,24 @@ namespace {
 
 bool in_mask(uint64_t mask, int index) { return index >= 0 && index < 64 && ((mask >> index) & 1); }
 
-Route primary_or_wait(const BackendsView& view, uint64_t mask, const char* reason) {
+Route primary_or_wait(const BackendsView& view, uint64_t mask, RouteReason reason) {
   if (view.primary >= 0 && in_mask(mask, view.primary)) return Route{RouteTarget::Primary, view.primary, reason};
-  return Route{RouteTarget::WaitForPrimary, -1, "no primary"};
+  return Route{RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary};
 }
 
 }  // namespace
 
 Route route_statement(const Classification& c, const ClientRouteState& state, const BackendsView& view,
                       const RouteSettings& settings, Balancer& balancer) {
-  if (!settings.read_write_split) return primary_or_wait(view, state.backend_mask, "read/write split off");
-  if (c.primary_hint) return primary_or_wait(view, state.backend_mask, "pgmux:primary hint");
-  if (state.pinned_primary) return primary_or_wait(view, state.backend_mask, "pinned to primary");
+  if (!settings.read_write_split) return primary_or_wait(view, state.backend_mask, RouteReason::SplitOff);
+  if (c.primary_hint) return primary_or_wait(view, state.backend_mask, RouteReason::PrimaryHint);
+  if (state.pinned_primary) return primary_or_wait(view, state.backend_mask, RouteReason::Pinned);
   if (!is_read_only_statement(c, state)) {
     switch (c.kind) {
-      case StatementKind::Session: return primary_or_wait(view, state.backend_mask, "session command");
-      case StatementKind::TxBegin: return primary_or_wait(view, state.backend_mask, "read-write transaction");
-      case StatementKind::TxEnd: return primary_or_wait(view, state.backend_mask, "transaction end");
-      default: return primary_or_wait(view, state.backend_mask, "write");
+      case StatementKind::Session: return primary_or_wait(view, state.backend_mask, RouteReason::SessionCommand);
+      case StatementKind::TxBegin: return primary_or_wait(view, state.backend_mask, RouteReason::ReadWriteTransaction);
+      case StatementKind::TxEnd: return primary_or_wait(view, state.backend_mask, RouteReason::TransactionEnd);
+      default: return primary_or_wait(view, state.backend_mask, RouteReason::Write);
     }
   }
 
@@ -55,7 +74,7 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   std::optional<uint64_t> required;
   if (settings.read_your_writes && state.last_write_commit) {
     required = required_lsn(view, *state.last_write_commit);
-    if (!required) return primary_or_wait(view, state.backend_mask, "read-your-writes");
+    if (!required) return primary_or_wait(view, state.backend_mask, RouteReason::ReadYourWrites);
   }
   auto allowed = [&](int index) {
     const BackendStatus& b = view.backends[static_cast<size_t>(index)];
@@ -64,16 +83,24 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   };
   if (state.held_standby >= 0 && static_cast<size_t>(state.held_standby) < view.backends.size() &&
       allowed(state.held_standby)) {
-    return Route{RouteTarget::Standby, state.held_standby, "read"};
+    return Route{RouteTarget::Standby, state.held_standby, RouteReason::Read};
   }
   int pick = balancer.pick(view, allowed);
-  if (pick >= 0) return Route{RouteTarget::Standby, pick, "read"};
+  if (pick >= 0) return Route{RouteTarget::Standby, pick, RouteReason::Read};
 
   bool any_readable = false;
+  bool any_lagging = false;
   for (size_t i = 0; i < view.backends.size(); ++i) {
-    any_readable |= view.backends[i].readable && in_mask(state.backend_mask, static_cast<int>(i));
+    if (!in_mask(state.backend_mask, static_cast<int>(i))) continue;
+    any_readable |= view.backends[i].readable;
+    any_lagging |= view.backends[i].lag_excluded && view.backends[i].reachable;
   }
-  const char* why = required && any_readable ? "read-your-writes" : "no eligible standby";
+  RouteReason why = RouteReason::NoEligibleStandby;
+  if (required && any_readable) {
+    why = RouteReason::ReadYourWrites;
+  } else if (any_lagging && !any_readable) {
+    why = RouteReason::LagExcluded;
+  }
   if (settings.fallback_to_primary) return primary_or_wait(view, state.backend_mask, why);
   return Route{RouteTarget::NoBackend, -1, why};
 }

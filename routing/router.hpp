@@ -28,10 +28,28 @@ struct ClientRouteState {
 enum class RouteTarget : uint8_t { Primary, Standby, WaitForPrimary, NoBackend };
 const char* to_string(RouteTarget t);
 
+// Why a statement went where it did: a metric label and EXPLAIN ROUTE's answer.
+enum class RouteReason : uint8_t {
+  Write,                 // a statement that changes data
+  Read,                  // a read, on a standby
+  SessionCommand,        // SET and friends: on the primary, replayed elsewhere
+  ReadWriteTransaction,  // inside (or starting) a read-write transaction
+  TransactionEnd,
+  Pinned,                // the session holds state only the primary has (temp table, advisory lock, LISTEN...)
+  PrimaryHint,           // /* pgmux:primary */
+  SplitOff,              // routing.read_write_split is off
+  ReadYourWrites,        // no standby has replayed this client's last write yet
+  LagExcluded,           // fallback: every standby is excluded for replication lag
+  NoEligibleStandby,     // fallback: no standby is up, enabled and weighted
+  NoPrimary,             // no primary right now (failover)
+  Count
+};
+const char* to_string(RouteReason r);  // "write", "read", ..., "lag-excluded", "fallback-to-primary", ...
+
 struct Route {
   RouteTarget target = RouteTarget::Primary;
   int backend = -1;    // index into the view, for Primary and Standby
-  const char* reason = "";  // static text: metric label and EXPLAIN ROUTE
+  RouteReason reason = RouteReason::Write;
 };
 
 // True when the statement may run on a standby at all (before health, lag and read-your-writes).

@@ -310,7 +310,9 @@ void Topology::recompute(double now) {
           b.lag_excluded = false;
           b.under_threshold_since = -1;
         }
-        if (b.spec.weight <= 0) {
+        if (b.spec.disabled) {
+          reason = "disabled by the operator (ENABLE BACKEND to bring it back)";
+        } else if (b.spec.weight <= 0) {
           reason = "weight 0";
         } else {
           readable = true;

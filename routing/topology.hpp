@@ -19,6 +19,7 @@ struct BackendSpec {            // from config
   uint16_t port = 0;
   int weight = 1;
   bool standby_only = false;    // config role "standby": serve reads only even when not in recovery
+  bool disabled = false;        // operator DISABLE BACKEND: no new reads (a primary keeps its role)
   std::optional<int64_t> max_lag_bytes;      // per-backend override
   std::optional<double> max_lag_seconds;
 };

@@ -102,6 +102,8 @@ nlohmann::json default_config(int listen_port) {
                     {"client_login_timeout", 60},
                     {"shutdown_timeout", 30}}},
       {"logging", {{"level", "info"}, {"file", ""}}},
+      // Tests run pgmux processes side by side: the metrics listener is off unless a test picks a port for it.
+      {"metrics_listen", ""},
   };
 }
 

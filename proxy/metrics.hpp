@@ -1,0 +1,95 @@
+// Counters the hot path updates. Each worker owns one WorkerMetrics and is its only writer, so an update is a
+// relaxed load and store (no lock, no read-modify-write); scrapes on other threads read them relaxed and sum the
+// workers. The control loop owns ControlMetrics. Rendering to Prometheus text is in metrics_export.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "routing/router.hpp"
+
+namespace pgmux::proxy {
+
+class RelaxedCounter {
+ public:
+  void add(uint64_t n = 1) { value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
+// Upper bounds (seconds) of the duration histograms' buckets; +Inf is implied.
+inline constexpr std::array<double, 16> kDurationBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                           0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                                           1,      2.5,     5,      10};
+
+class DurationHistogram {
+ public:
+  void observe_ns(uint64_t ns) {
+    const double seconds = static_cast<double>(ns) / 1e9;
+    size_t i = 0;
+    while (i < kDurationBuckets.size() && seconds > kDurationBuckets[i]) ++i;
+    buckets_[i].add();
+    sum_ns_.add(ns);
+  }
+  // Not cumulative: bucket i counts observations in (bound[i-1], bound[i]]; the last one is (bound[15], +Inf).
+  uint64_t bucket(size_t i) const { return buckets_[i].get(); }
+  uint64_t sum_ns() const { return sum_ns_.get(); }
+
+ private:
+  std::array<RelaxedCounter, kDurationBuckets.size() + 1> buckets_;
+  RelaxedCounter sum_ns_;
+};
+
+// The role of the server that answered, as a label.
+enum class ServedBy : uint8_t { Primary, Standby, Count };
+inline const char* to_string(ServedBy s) { return s == ServedBy::Primary ? "primary" : "standby"; }
+
+inline constexpr size_t kRouteTargets = 4;  // routing::RouteTarget
+inline constexpr size_t kSqlstateClasses = 36 * 36;
+
+// Index of a SQLSTATE's class (its first two characters, 0-9A-Z each); kSqlstateClasses for anything else.
+inline size_t sqlstate_class_index(char a, char b) {
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'Z') return c - 'A' + 10;
+    return -1;
+  };
+  const int x = digit(a), y = digit(b);
+  if (x < 0 || y < 0) return kSqlstateClasses;
+  return static_cast<size_t>(x * 36 + y);
+}
+std::string sqlstate_class_text(size_t index);  // 46 -> "0A" (metrics_export.cpp)
+
+struct WorkerMetrics {
+  DurationHistogram query_duration[static_cast<size_t>(ServedBy::Count)];        // request sent -> ReadyForQuery
+  DurationHistogram transaction_duration[static_cast<size_t>(ServedBy::Count)];  // first request -> back to idle
+  DurationHistogram pool_wait;  // a client waiting for a server connection of a pool
+  // Statements routed, by where they went and why (routing::Route).
+  RelaxedCounter routed[kRouteTargets][static_cast<size_t>(routing::RouteReason::Count)];
+  RelaxedCounter client_bytes_received;  // from applications
+  RelaxedCounter client_bytes_sent;
+  RelaxedCounter server_bytes_received;  // from PostgreSQL
+  RelaxedCounter server_bytes_sent;
+  RelaxedCounter client_logins;          // clients that completed login
+  RelaxedCounter client_login_failures;  // wrong password, unknown user or database, ...
+  RelaxedCounter server_connects;        // server connections opened
+  RelaxedCounter server_connect_failures;
+  RelaxedCounter errors[kSqlstateClasses];  // ErrorResponses sent to clients, by SQLSTATE class
+};
+
+// Written on the control loop only; read by the exporter on that same loop.
+struct ControlMetrics {
+  uint64_t reloads_ok = 0;
+  uint64_t reloads_failed = 0;
+  double last_reload_time = 0;   // unix seconds of the last successful reload (0 = never)
+  uint64_t failovers = 0;        // the primary moved to another backend
+  std::map<std::string, DurationHistogram> probe_duration;  // by backend name
+  double started_at = 0;         // unix seconds
+};
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,70 @@
+// A plain-data picture of one worker's clients, servers and pools, taken on that worker's loop. The admin console,
+// /status and the connection gauges of /metrics merge the pictures of every worker (gather_snapshots).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace pgmux::proxy {
+
+struct SharedState;
+
+struct ClientRow {
+  uint64_t id = 0;
+  std::string user, database, state;  // state: "login", "active", "idle", "waiting", "closing"
+  std::string addr;
+  int port = 0;
+  double connect_time = 0;            // unix seconds
+  double request_time = 0;            // unix seconds of the last request sent or reply finished
+  double wait_seconds = 0;            // waiting for a server now: for how long
+  std::string application_name;
+  std::string pool_mode;
+  std::string servers;                // "S-3,S-9": the servers it holds
+  bool admin = false;                 // connected to the admin console
+  int worker = 0;
+};
+
+struct ServerRow {
+  uint64_t id = 0;
+  std::string user, database, backend, state;  // state: "login", "idle", "active", "used", "closing"
+  std::string addr;
+  int port = 0;
+  double connect_time = 0;  // unix seconds
+  double request_time = 0;  // unix seconds of its last request
+  uint64_t client_id = 0;   // 0: not linked
+  int32_t remote_pid = 0;
+  char tx_status = 'I';
+  size_t prepared_statements = 0;
+  int worker = 0;
+};
+
+// One pool (database, user, backend) on one worker; counters are totals since it was created.
+struct PoolRow {
+  std::string database, user, backend, pool_mode;
+  int cl_active = 0;   // clients linked to a server of this pool
+  int cl_waiting = 0;  // clients waiting for one
+  int sv_active = 0;   // servers linked to a client
+  int sv_idle = 0;
+  int sv_login = 0;    // logging in
+  double maxwait = 0;  // longest current wait, seconds
+  bool draining = false;  // its backend was removed or disabled: no new work
+  int pool_size = 0;
+  uint64_t xact_count = 0, query_count = 0;
+  uint64_t bytes_received = 0, bytes_sent = 0;  // from and to the server
+  uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
+};
+
+struct WorkerSnapshot {
+  int worker = 0;
+  std::vector<ClientRow> clients;
+  std::vector<ServerRow> servers;
+  std::vector<PoolRow> pools;
+};
+
+// Asks every worker for its snapshot; `done` gets them all (in worker order), run through `post_back` on the
+// caller's own loop. Thread-safe. If a worker has stopped, its snapshot is simply missing.
+using PostBack = std::function<void(std::function<void()>)>;
+void gather_snapshots(SharedState& shared, PostBack post_back, std::function<void(std::vector<WorkerSnapshot>)> done);
+
+}  // namespace pgmux::proxy
