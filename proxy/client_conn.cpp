@@ -221,6 +221,10 @@ void ClientConn::auth_succeeded() {
   build_authentication_ok(ok);
   send_owned(std::move(ok));
 
+  if (database_ == AdminConsole::kDatabase) {
+    start_admin_session();
+    return;
+  }
   database_config_ = config_->find_database(database_);
   if (!database_config_) {
     close_reason_ = "unknown database";
@@ -412,6 +416,7 @@ void ClientConn::on_closing() {
   if (waiting_pool_) waiting_pool_->withdraw(this);
   waiting_pool_ = nullptr;
   worker_.stop_waiting_for_primary(this);
+  worker_.stop_holding(this);
   for (ServerConn* server : {primary_, standby_}) {
     if (!server) continue;
     bool reusable = server->reusable() && !(server == active_ && copy_in_);

@@ -51,6 +51,11 @@ class ClientConn final : public StreamConn {
   // Waiting for a server connection, a primary, or its own replies to drain.
   bool waiting() const { return wait_ != Wait::None; }
   bool is_admin() const { return admin_ != nullptr; }
+  AdminConsole* admin_console() { return admin_.get(); }
+  // The admin console's answer to the query it was running: send it and read the next one.
+  void on_admin_answer(protocol::ByteVector bytes);
+  // PAUSE was lifted: a request held at a transaction boundary goes on.
+  void on_resume();
 
   // From the pool.
   void on_server_ready(ServerConn* server);
@@ -75,6 +80,7 @@ class ClientConn final : public StreamConn {
   ListNode wait_node;          // pool's waiting list
   ListNode worker_node;        // worker's list of all clients
   ListNode primary_wait_node;  // worker's list of clients waiting for a primary
+  ListNode paused_node;        // worker's list of clients held by PAUSE
 
  protected:
   void on_data() override;
@@ -84,7 +90,7 @@ class ClientConn final : public StreamConn {
   void on_closing() override;
 
  private:
-  enum class Wait : uint8_t { None, Server, Drain, Prepare, Primary };
+  enum class Wait : uint8_t { None, Server, Drain, Prepare, Primary, Admin, Paused };
   enum class Role : uint8_t { Primary, Standby };
   struct PreparedStatement {
     protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
@@ -108,6 +114,11 @@ class ClientConn final : public StreamConn {
   void pump();
   void pump_requests();
   bool dispatch();
+  bool dispatch_admin();
+  void start_admin_session();
+  bool held_by_pause();
+  bool is_explain_route_request() const;
+  bool answer_explain_route();  // dispatch()'s contract: true to go on with the next request
   bool relay_copy();
   routing::Classification classify_request();
   ServerConn* choose_server(const routing::Classification& c);

@@ -172,6 +172,7 @@ bool ClientConn::dispatch() {
     default:
       break;
   }
+  if (admin_) return dispatch_admin();
   if (discard_until_sync_ && request_.kind == RequestKind::Extended) {
     // After an error pgmux reported itself, PostgreSQL would skip to Sync; so does pgmux.
     bool sync = request_.ends_with_sync;
@@ -205,6 +206,8 @@ bool ClientConn::dispatch() {
     return open() && !pinned();
   }
 
+  if (held_by_pause()) return false;
+  if (request_.kind == RequestKind::Query && is_explain_route_request()) return answer_explain_route();
   routing::Classification c = classify_request();
 
   // Statement pooling hands the server back after every statement, so a transaction cannot span statements.
@@ -285,6 +288,9 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
 
   route_state_.held_standby = standby_ ? standby_->backend_index() : -1;
   routing::Route route = routing::route_statement(c, route_state_, view, route_settings(), worker_.balancer());
+  if (read_only && route.backend >= 0 && static_cast<size_t>(route.backend) < kMaxCountedBackends) {
+    worker_.metrics().reads_by_backend[route.backend].add();
+  }
   switch (route.target) {
     case routing::RouteTarget::Primary: {
       worker_.stop_waiting_for_primary(this);

@@ -50,6 +50,7 @@ enum class ServedBy : uint8_t { Primary, Standby, Count };
 inline const char* to_string(ServedBy s) { return s == ServedBy::Primary ? "primary" : "standby"; }
 
 inline constexpr size_t kRouteTargets = 4;  // routing::RouteTarget
+inline constexpr size_t kMaxCountedBackends = 64;  // backend ids counted per backend (the router's mask is 64 bits)
 inline constexpr size_t kSqlstateClasses = 36 * 36;
 
 // Index of a SQLSTATE's class (its first two characters, 0-9A-Z each); kSqlstateClasses for anything else.
@@ -71,6 +72,7 @@ struct WorkerMetrics {
   DurationHistogram pool_wait;  // a client waiting for a server connection of a pool
   // Statements routed, by where they went and why (routing::Route).
   RelaxedCounter routed[kRouteTargets][static_cast<size_t>(routing::RouteReason::Count)];
+  RelaxedCounter reads_by_backend[kMaxCountedBackends];  // read statements routed there (SHOW BACKENDS select_cnt)
   RelaxedCounter client_bytes_received;  // from applications
   RelaxedCounter client_bytes_sent;
   RelaxedCounter server_bytes_received;  // from PostgreSQL

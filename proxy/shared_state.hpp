@@ -10,6 +10,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/cancel.hpp"
+#include "proxy/pause_state.hpp"
 #include "proxy/pin_counters.hpp"
 #include "proxy/session_params.hpp"
 #include "routing/topology.hpp"
@@ -67,6 +68,7 @@ struct SharedState {
   std::vector<Worker*> workers;  // set before any worker starts, read-only afterwards
   std::atomic<int> clients{0};   // connected clients over all workers (max_client_conn)
   PinCounters pins;
+  PauseState paused;  // the console's PAUSE
 
   std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
     std::lock_guard lock(budgets_mutex);

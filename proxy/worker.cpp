@@ -6,6 +6,7 @@
 #include "protocol/auth_scram.hpp"
 #include "protocol/sqlstate.hpp"
 #include "proxy/address.hpp"
+#include "proxy/admin/console.hpp"
 #include "proxy/log.hpp"
 
 namespace pgmux::proxy {
@@ -162,11 +163,25 @@ void Worker::wake_primary_waiters() {
   for (ClientConn* client : waiters) client->on_view_changed();
 }
 
+// Clients held by PAUSE whose database is no longer paused go on (checked each tick: RESUME needs no broadcast).
+void Worker::release_resumed() {
+  if (paused_.empty()) return;
+  std::vector<ClientConn*> resumed;
+  paused_.for_each([&](ClientConn* client) {
+    if (!shared_.paused.is_paused(client->database())) resumed.push_back(client);
+  });
+  for (ClientConn* client : resumed) {
+    paused_.remove(client);
+    client->on_resume();
+  }
+}
+
 void Worker::tick() {
   const double t = now();
   const conf::Timeouts& timeouts = config_->timeouts;
   for (auto& [name, pool] : pools_) pool->tick(t, timeouts);
   wake_primary_waiters();
+  release_resumed();
   // A snapshot: failing one client can, through its pool, close another one of this list.
   std::vector<ClientConn*> clients;
   clients_.for_each([&](ClientConn* client) { clients.push_back(client); });
@@ -176,6 +191,7 @@ void Worker::tick() {
     if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
       client->fail(protocol::sqlstate::kQueryCanceled, "canceling authentication due to timeout");
     } else if (client->state() == ClientState::Linked) {
+      if (AdminConsole* admin = client->admin_console()) admin->on_tick();
       client->check_idle(t, timeouts);
     }
   }

@@ -50,6 +50,7 @@ class Worker {
   CancelRegistry& cancels() { return shared_.cancels; }
   uint64_t next_server_id() { return ++shared_.next_server_id; }
   PinCounters& pins() { return shared_.pins; }
+  SharedState& shared() { return shared_; }
 
   // The pool for (database, user) on the config backend at backend_index.
   Pool* pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,
@@ -64,6 +65,11 @@ class Worker {
   routing::Balancer& balancer() { return balancer_; }
   // Clients waiting for a primary (failover) are woken on every new view.
   void wait_for_primary(ClientConn* client) { primary_waiters_.push_back(client); }
+  // PAUSE: clients held at a transaction boundary; the tick releases them once their database is resumed.
+  void hold_paused(ClientConn* client) {
+    if (!client->paused_node.linked()) paused_.push_back(client);
+  }
+  void stop_holding(ClientConn* client) { paused_.remove(client); }
   void stop_waiting_for_primary(ClientConn* client) { primary_waiters_.remove(client); }
   const protocol::ScramSecret* scram_secret_for(const conf::User& user);
 
@@ -87,6 +93,7 @@ class Worker {
   void on_view(std::shared_ptr<const routing::BackendsView> view);
   void on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view);
   void wake_primary_waiters();
+  void release_resumed();
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* handle);
   static void on_tick(uv_timer_t* handle);
@@ -110,6 +117,7 @@ class Worker {
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
   IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
+  IntrusiveList<ClientConn, &ClientConn::paused_node> paused_;
   std::shared_ptr<const routing::BackendsView> view_;
   std::unique_ptr<routing::Classifier> classifier_;
   routing::Balancer balancer_;

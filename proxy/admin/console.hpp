@@ -2,6 +2,7 @@
 // PAUSE, RELOAD, ...), answered by pgmux itself with RowDescription/DataRow/CommandComplete. Commands that need
 // other workers or the control loop run asynchronously; the session reads nothing more until the answer is sent.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -10,33 +11,41 @@
 
 namespace pgmux::proxy {
 
-class ClientConn;
 class Worker;
+
+namespace admin {
+struct Answer;
+}
 
 class AdminConsole {
  public:
+  static constexpr const char* kDatabase = "pgmux";
+
   // may_change: the user is in admin_users (else stats_users: SHOW and EXPLAIN ROUTE only).
   AdminConsole(Worker& worker, uint64_t client_id, std::string user, bool may_change);
 
-  // Runs one simple-query string. `reply` gets the whole answer (ending in ReadyForQuery), possibly later, on this
-  // worker's loop, and only if the client is still connected.
+  // Runs one simple-query string. The answer (ending in ReadyForQuery) reaches the client through
+  // ClientConn::on_admin_answer, at once or later on this worker's loop, and only if the client is still there.
   void execute(std::string_view sql);
 
   // Worker tick: a PAUSE waiting for transactions to finish checks again.
   void on_tick();
-  bool busy() const { return busy_; }
+  // How many clients of the paused database were still inside a transaction (a PAUSE check's result).
+  void on_pause_check(size_t busy_clients);
 
  private:
-  friend struct AdminRun;
-  void finish(protocol::ByteVector answer);
+  void answer(const admin::Answer& answer);
+  void check_pause_done();
 
   Worker& worker_;
   uint64_t client_id_;
   std::string user_;
   bool may_change_;
-  bool busy_ = false;
-  std::string pause_waiting_for_;  // database a PAUSE waits on ("" = none; "*" = all)
+  std::string pause_waiting_for_;  // the database a PAUSE waits on ("*" = all); empty = none
   bool pause_check_running_ = false;
 };
+
+// Sends `bytes` to admin client `client_id` on `worker` if it is still connected (any thread may post this).
+void deliver_admin_answer(Worker& worker, uint64_t client_id, protocol::ByteVector bytes);
 
 }  // namespace pgmux::proxy
