@@ -93,7 +93,9 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   for (size_t i = 0; i < view.backends.size(); ++i) {
     if (!in_mask(state.backend_mask, static_cast<int>(i))) continue;
     any_readable |= view.backends[i].readable;
-    any_lagging |= view.backends[i].lag_excluded && view.backends[i].reachable;
+    // Only standbys: the topology leaves lag_excluded set on a standby that was promoted (or fenced) since.
+    const BackendStatus& b = view.backends[i];
+    any_lagging |= b.lag_excluded && b.reachable && b.role == Role::Standby;
   }
   RouteReason why = RouteReason::NoEligibleStandby;
   if (required && any_readable) {

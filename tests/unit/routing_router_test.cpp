@@ -1,0 +1,655 @@
+// route_statement: every branch (split off, primary-only statements, reads, held standby, weights, database
+// mask, fallback reasons, read-your-writes), on hand-built views and on views a real Topology publishes.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "routing/router.hpp"
+
+using namespace pgmux::routing;
+
+namespace {
+
+// ---- hand-built views --------------------------------------------------------------------------------------
+
+BackendStatus primary_status(std::string name = "p") {
+  BackendStatus b;
+  b.spec.name = std::move(name);
+  b.role = Role::Primary;
+  b.reachable = true;
+  b.ever_probed = true;
+  b.readable = false;  // the topology never puts the primary in the read set
+  return b;
+}
+
+BackendStatus standby_status(std::string name, int weight = 1, uint64_t replay_lsn = 0) {
+  BackendStatus b;
+  b.spec.name = std::move(name);
+  b.spec.weight = weight;
+  b.role = Role::Standby;
+  b.reachable = true;
+  b.ever_probed = true;
+  b.readable = weight > 0;
+  b.last.in_recovery = true;
+  b.last.replay_lsn = replay_lsn;
+  return b;
+}
+
+BackendStatus down_standby(std::string name) {
+  BackendStatus b = standby_status(std::move(name));
+  b.role = Role::Down;
+  b.reachable = false;
+  b.readable = false;
+  b.failed_probes = 3;
+  return b;
+}
+
+BackendStatus lagging_standby(std::string name) {
+  BackendStatus b = standby_status(std::move(name));
+  b.readable = false;
+  b.lag_excluded = true;
+  b.lag_bytes = 100 * 1024 * 1024;
+  return b;
+}
+
+BackendStatus disabled_standby(std::string name) {
+  BackendStatus b = standby_status(std::move(name));
+  b.spec.disabled = true;
+  b.readable = false;
+  return b;
+}
+
+// Backend 0 the primary, then the given standbys.
+BackendsView view_of(std::vector<BackendStatus> standbys, bool with_primary = true) {
+  BackendsView v;
+  v.backends.push_back(with_primary ? primary_status() : down_standby("p"));
+  for (BackendStatus& s : standbys) v.backends.push_back(std::move(s));
+  v.primary = with_primary ? 0 : -1;
+  return v;
+}
+
+Classification of_kind(StatementKind kind) {
+  Classification c;
+  c.kind = kind;
+  return c;
+}
+Classification read_stmt() { return of_kind(StatementKind::Read); }
+Classification write_stmt() { return of_kind(StatementKind::Write); }
+Classification begin_stmt(bool read_only) {
+  Classification c = of_kind(StatementKind::TxBegin);
+  c.read_only = read_only;
+  return c;
+}
+
+Route route(const Classification& c, const ClientRouteState& s, const BackendsView& v, const RouteSettings& st = {}) {
+  Balancer b;
+  return route_statement(c, s, v, st, b);
+}
+
+void check_route(const Route& r, RouteTarget target, int backend, RouteReason reason) {
+  CHECK(std::string(to_string(r.target)) == to_string(target));
+  CHECK(r.backend == backend);
+  CHECK(std::string(to_string(r.reason)) == to_string(reason));
+  // The strings could coincide; compare the enums too.
+  CHECK(r.target == target);
+  CHECK(r.reason == reason);
+}
+
+uint64_t mask_of(std::initializer_list<int> indices) {
+  uint64_t m = 0;
+  for (int i : indices) m |= uint64_t{1} << i;
+  return m;
+}
+
+// Picks per backend over n calls with one balancer, the client holding nothing.
+std::map<int, int> distribution(const Classification& c, const ClientRouteState& s, const BackendsView& v, int n,
+                                const RouteSettings& st = {}) {
+  Balancer b;
+  std::map<int, int> counts;
+  for (int k = 0; k < n; ++k) {
+    const Route r = route_statement(c, s, v, st, b);
+    if (r.target == RouteTarget::Standby) {
+      CHECK(r.reason == RouteReason::Read);
+      ++counts[r.backend];
+    } else {
+      ++counts[-1];
+    }
+  }
+  return counts;
+}
+
+// ---- views from a real Topology ----------------------------------------------------------------------------
+
+constexpr uint64_t kSysId = 7310000000000000042ull;
+constexpr uint64_t kMiB = 1024 * 1024;
+
+BackendSpec spec(std::string name, int weight = 1) {
+  BackendSpec s;
+  s.name = std::move(name);
+  s.host = "127.0.0.1";
+  s.port = 5432;
+  s.weight = weight;
+  return s;
+}
+
+ProbeResult primary_probe(uint64_t lsn, double sent_at = -1, uint32_t timeline = 1) {
+  ProbeResult r;
+  r.in_recovery = false;
+  r.current_lsn = lsn;
+  r.insert_lsn = lsn;
+  r.timeline = timeline;
+  r.system_identifier = kSysId;
+  r.sent_at = sent_at;
+  return r;
+}
+
+ProbeResult standby_probe(uint64_t replay, uint32_t timeline = 1) {
+  ProbeResult r;
+  r.in_recovery = true;
+  r.receive_lsn = replay;
+  r.replay_lsn = replay;
+  r.replay_age_seconds = 0;
+  r.timeline = timeline;
+  r.system_identifier = kSysId;
+  return r;
+}
+
+}  // namespace
+
+// ---- split off, no primary --------------------------------------------------------------------------------
+
+TEST_CASE("router: read_write_split off sends everything to the primary") {
+  const BackendsView v = view_of({standby_status("s1"), standby_status("s2")});
+  RouteSettings st;
+  st.read_write_split = false;
+  for (StatementKind k : {StatementKind::Read, StatementKind::Write, StatementKind::Session, StatementKind::TxBegin,
+                          StatementKind::TxEnd, StatementKind::Empty}) {
+    CAPTURE(to_string(k));
+    check_route(route(of_kind(k), {}, v, st), RouteTarget::Primary, 0, RouteReason::SplitOff);
+  }
+  check_route(route(begin_stmt(true), {}, v, st), RouteTarget::Primary, 0, RouteReason::SplitOff);
+  ClientRouteState holding;
+  holding.held_standby = 1;
+  check_route(route(read_stmt(), holding, v, st), RouteTarget::Primary, 0, RouteReason::SplitOff);
+}
+
+TEST_CASE("router: no primary: primary-bound statements wait for one") {
+  const BackendsView v = view_of({standby_status("s1")}, /*with_primary=*/false);
+  REQUIRE(v.primary == -1);
+  RouteSettings off;
+  off.read_write_split = false;
+  check_route(route(read_stmt(), {}, v, off), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  check_route(route(write_stmt(), {}, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  check_route(route(of_kind(StatementKind::Session), {}, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  check_route(route(begin_stmt(false), {}, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  check_route(route(of_kind(StatementKind::TxEnd), {}, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  Classification hinted = read_stmt();
+  hinted.primary_hint = true;
+  check_route(route(hinted, {}, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  ClientRouteState pinned;
+  pinned.pinned_primary = true;
+  check_route(route(read_stmt(), pinned, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  // Reads keep flowing to the standby meanwhile.
+  check_route(route(read_stmt(), {}, v), RouteTarget::Standby, 1, RouteReason::Read);
+}
+
+// ---- statements that belong on the primary ----------------------------------------------------------------
+
+TEST_CASE("router: primary-only statements and their reasons") {
+  // The primary is not backend 0 here, so a router that assumed index 0 would fail.
+  BackendsView v;
+  v.backends = {standby_status("s0"), primary_status("p"), standby_status("s2")};
+  v.primary = 1;
+
+  check_route(route(write_stmt(), {}, v), RouteTarget::Primary, 1, RouteReason::Write);
+  check_route(route(of_kind(StatementKind::Session), {}, v), RouteTarget::Primary, 1, RouteReason::SessionCommand);
+  check_route(route(begin_stmt(false), {}, v), RouteTarget::Primary, 1, RouteReason::ReadWriteTransaction);
+  check_route(route(of_kind(StatementKind::TxEnd), {}, v), RouteTarget::Primary, 1, RouteReason::TransactionEnd);
+
+  SUBCASE("a primary hint wins over a read, and over the other reasons") {
+    Classification hinted = read_stmt();
+    hinted.primary_hint = true;
+    check_route(route(hinted, {}, v), RouteTarget::Primary, 1, RouteReason::PrimaryHint);
+    hinted.kind = StatementKind::Write;
+    check_route(route(hinted, {}, v), RouteTarget::Primary, 1, RouteReason::PrimaryHint);
+    Classification ro_begin = begin_stmt(true);
+    ro_begin.primary_hint = true;
+    check_route(route(ro_begin, {}, v), RouteTarget::Primary, 1, RouteReason::PrimaryHint);
+  }
+  SUBCASE("a pinned session sends reads (and read-only transactions) to the primary") {
+    ClientRouteState pinned;
+    pinned.pinned_primary = true;
+    check_route(route(read_stmt(), pinned, v), RouteTarget::Primary, 1, RouteReason::Pinned);
+    check_route(route(begin_stmt(true), pinned, v), RouteTarget::Primary, 1, RouteReason::Pinned);
+    check_route(route(write_stmt(), pinned, v), RouteTarget::Primary, 1, RouteReason::Pinned);
+    pinned.held_standby = 2;  // a standby connection it still holds does not matter
+    check_route(route(read_stmt(), pinned, v), RouteTarget::Primary, 1, RouteReason::Pinned);
+  }
+  SUBCASE("a read-only session does not make writes, session commands or COMMIT read-only") {
+    ClientRouteState ro;
+    ro.session_read_only = true;
+    check_route(route(write_stmt(), ro, v), RouteTarget::Primary, 1, RouteReason::Write);
+    check_route(route(of_kind(StatementKind::Session), ro, v), RouteTarget::Primary, 1, RouteReason::SessionCommand);
+    check_route(route(of_kind(StatementKind::TxEnd), ro, v), RouteTarget::Primary, 1, RouteReason::TransactionEnd);
+  }
+  SUBCASE("the read-only flag only matters on BEGIN") {
+    Classification w = write_stmt();
+    w.read_only = true;
+    check_route(route(w, {}, v), RouteTarget::Primary, 1, RouteReason::Write);
+    Classification s = of_kind(StatementKind::Session);  // SET TRANSACTION READ ONLY: still a session command
+    s.read_only = true;
+    check_route(route(s, {}, v), RouteTarget::Primary, 1, RouteReason::SessionCommand);
+  }
+}
+
+TEST_CASE("router: read-only transactions and reads go to a standby") {
+  const BackendsView v = view_of({standby_status("s1")});
+  check_route(route(read_stmt(), {}, v), RouteTarget::Standby, 1, RouteReason::Read);
+  check_route(route(of_kind(StatementKind::Empty), {}, v), RouteTarget::Standby, 1, RouteReason::Read);
+  check_route(route(begin_stmt(true), {}, v), RouteTarget::Standby, 1, RouteReason::Read);
+  ClientRouteState ro;
+  ro.session_read_only = true;
+  check_route(route(begin_stmt(false), ro, v), RouteTarget::Standby, 1, RouteReason::Read);
+
+  CHECK(is_read_only_statement(read_stmt(), {}));
+  CHECK(is_read_only_statement(of_kind(StatementKind::Empty), {}));
+  CHECK(is_read_only_statement(begin_stmt(true), {}));
+  CHECK_FALSE(is_read_only_statement(begin_stmt(false), {}));
+  CHECK(is_read_only_statement(begin_stmt(false), ro));
+  CHECK_FALSE(is_read_only_statement(write_stmt(), ro));
+  CHECK_FALSE(is_read_only_statement(of_kind(StatementKind::Session), ro));
+  CHECK_FALSE(is_read_only_statement(of_kind(StatementKind::TxEnd), ro));
+}
+
+// ---- standby choice ---------------------------------------------------------------------------------------
+
+TEST_CASE("router: the held standby is kept while it is allowed") {
+  BackendsView v = view_of({standby_status("s1"), standby_status("s2"), standby_status("s3")});
+  ClientRouteState s;
+  s.held_standby = 2;
+  Balancer b;
+  for (int k = 0; k < 20; ++k) {
+    check_route(route_statement(read_stmt(), s, v, {}, b), RouteTarget::Standby, 2, RouteReason::Read);
+  }
+  // The balancer was not consulted: its rotation starts from the beginning (equal weights: first index wins).
+  check_route(route_statement(read_stmt(), {}, v, {}, b), RouteTarget::Standby, 1, RouteReason::Read);
+
+  SUBCASE("not readable any more: another standby") {
+    v.backends[2].readable = false;
+    for (int k = 0; k < 10; ++k) CHECK(route(read_stmt(), s, v).backend != 2);
+  }
+  SUBCASE("weight 0: another standby") {
+    v.backends[2].spec.weight = 0;
+    for (int k = 0; k < 10; ++k) CHECK(route(read_stmt(), s, v).backend != 2);
+  }
+  SUBCASE("outside the database mask: another standby") {
+    s.backend_mask = mask_of({0, 1, 3});
+    Balancer bb;
+    for (int k = 0; k < 10; ++k) {
+      const Route r = route_statement(read_stmt(), s, v, {}, bb);
+      CHECK(r.target == RouteTarget::Standby);
+      CHECK((r.backend == 1 || r.backend == 3));
+    }
+  }
+  SUBCASE("an index past the view (the backend was removed): balanced pick") {
+    s.held_standby = 9;
+    check_route(route(read_stmt(), s, v), RouteTarget::Standby, 1, RouteReason::Read);
+  }
+  SUBCASE("holding the primary's index never makes a read go there as a standby") {
+    s.held_standby = 0;
+    const Route r = route(read_stmt(), s, v);
+    CHECK(r.target == RouteTarget::Standby);
+    CHECK(r.backend != 0);
+  }
+}
+
+TEST_CASE("router: weight 0 and unreadable standbys are never chosen (hand-built view)") {
+  const BackendsView v = view_of({standby_status("zero", 0), down_standby("down"), lagging_standby("lag"),
+                                  disabled_standby("off"), standby_status("ok", 1), standby_status("ok2", 2)});
+  const auto counts = distribution(read_stmt(), {}, v, 300);
+  CHECK(counts.size() == 2);
+  CHECK(counts.count(5) == 1);
+  CHECK(counts.count(6) == 1);
+  CHECK(counts.at(5) == 100);
+  CHECK(counts.at(6) == 200);
+  // Held, they are not kept either.
+  for (int held = 1; held <= 4; ++held) {
+    ClientRouteState s;
+    s.held_standby = held;
+    const Route r = route(read_stmt(), s, v);
+    CHECK(r.target == RouteTarget::Standby);
+    CHECK((r.backend == 5 || r.backend == 6));
+  }
+}
+
+TEST_CASE("router: down, lag-excluded, disabled and weight-0 standbys from a real topology") {
+  TopologySettings ts;
+  ts.max_lag_bytes = 16 * kMiB;
+  BackendSpec off = spec("off");
+  off.disabled = true;
+  Topology t({spec("p"), spec("ok"), spec("zero", 0), spec("down"), spec("lag"), off}, ts);
+  t.on_probe_ok(0, primary_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(1, standby_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(2, standby_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(3, standby_probe(100 * kMiB), 1.0);
+  for (int k = 0; k < 3; ++k) t.on_probe_failed(3, "connection refused", 1.5 + k);
+  t.on_probe_ok(4, standby_probe(10 * kMiB), 1.0);  // 90 MiB behind
+  t.on_probe_ok(5, standby_probe(100 * kMiB), 1.0);
+  const auto v = t.view();
+  REQUIRE(v->primary == 0);
+  REQUIRE(v->backends[1].readable);
+  REQUIRE(v->backends[3].role == Role::Down);
+  REQUIRE(v->backends[4].lag_excluded);
+
+  const auto counts = distribution(read_stmt(), {}, *v, 100);
+  CHECK(counts.size() == 1);
+  CHECK(counts.count(1) == 1);
+
+  // With "ok" down too, nothing is readable: the read falls back to the primary.
+  for (int k = 0; k < 3; ++k) t.on_probe_failed(1, "connection refused", 5.0 + k);
+  const Route r = route(read_stmt(), {}, *t.view());
+  CHECK(r.target == RouteTarget::Primary);
+  CHECK(r.backend == 0);
+}
+
+TEST_CASE("router: balancer distribution follows the weights") {
+  SUBCASE("1:3 exactly over 400 picks") {
+    const BackendsView v = view_of({standby_status("a", 1), standby_status("b", 3)});
+    const auto counts = distribution(read_stmt(), {}, v, 400);
+    CHECK(counts.size() == 2);
+    CHECK(counts.at(1) == 100);
+    CHECK(counts.at(2) == 300);
+  }
+  SUBCASE("2:1:1 exactly over 400 picks, in every window of 4") {
+    const BackendsView v = view_of({standby_status("a", 2), standby_status("b", 1), standby_status("c", 1)});
+    Balancer b;
+    std::map<int, int> counts;
+    for (int window = 0; window < 100; ++window) {
+      std::map<int, int> in_window;
+      for (int k = 0; k < 4; ++k) {
+        const Route r = route_statement(read_stmt(), {}, v, {}, b);
+        REQUIRE(r.target == RouteTarget::Standby);
+        ++in_window[r.backend];
+        ++counts[r.backend];
+      }
+      CHECK(in_window[1] == 2);
+      CHECK(in_window[2] == 1);
+      CHECK(in_window[3] == 1);
+    }
+    CHECK(counts.at(1) == 200);
+    CHECK(counts.at(2) == 100);
+    CHECK(counts.at(3) == 100);
+  }
+  SUBCASE("read-only transactions are balanced the same way") {
+    const BackendsView v = view_of({standby_status("a", 1), standby_status("b", 3)});
+    const auto counts = distribution(begin_stmt(true), {}, v, 400);
+    CHECK(counts.at(1) == 100);
+    CHECK(counts.at(2) == 300);
+  }
+}
+
+// ---- database mask ----------------------------------------------------------------------------------------
+
+TEST_CASE("router: backend_mask excludes backends not serving the client's database") {
+  const BackendsView v = view_of({standby_status("s1"), standby_status("s2"), standby_status("s3")});
+  ClientRouteState s;
+  s.backend_mask = mask_of({0, 2});
+  const auto counts = distribution(read_stmt(), s, v, 50);
+  CHECK(counts.size() == 1);
+  CHECK(counts.count(2) == 1);
+
+  SUBCASE("no standby in the mask: the read falls back to the primary") {
+    s.backend_mask = mask_of({0});
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+  }
+  SUBCASE("a lag-excluded standby outside the mask does not make the fallback reason lag") {
+    BackendsView w = view_of({lagging_standby("lag"), down_standby("down")});
+    s.backend_mask = mask_of({0, 2});
+    check_route(route(read_stmt(), s, w), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+    s.backend_mask = mask_of({0, 1});
+    check_route(route(read_stmt(), s, w), RouteTarget::Primary, 0, RouteReason::LagExcluded);
+  }
+  SUBCASE("the primary outside the mask: writes wait, reads still go to a standby in the mask") {
+    s.backend_mask = mask_of({1, 3});
+    check_route(route(write_stmt(), s, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+    check_route(route(of_kind(StatementKind::Session), s, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+    RouteSettings off;
+    off.read_write_split = false;
+    check_route(route(read_stmt(), s, v, off), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+    const Route r = route(read_stmt(), s, v);
+    CHECK(r.target == RouteTarget::Standby);
+    CHECK((r.backend == 1 || r.backend == 3));
+  }
+  SUBCASE("the primary outside the mask and no standby in it: the fallback waits") {
+    s.backend_mask = mask_of({2});
+    BackendsView w = v;
+    w.backends[2].readable = false;
+    check_route(route(read_stmt(), s, w), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  }
+  SUBCASE("an empty mask: nothing at all") {
+    s.backend_mask = 0;
+    check_route(route(write_stmt(), s, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+    check_route(route(read_stmt(), s, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+  }
+}
+
+// ---- fallback ---------------------------------------------------------------------------------------------
+
+TEST_CASE("router: fallback when no standby can serve a read") {
+  RouteSettings no_fallback;
+  no_fallback.fallback_to_primary = false;
+
+  SUBCASE("every standby lag-excluded") {
+    const BackendsView v = view_of({lagging_standby("s1"), lagging_standby("s2")});
+    check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::LagExcluded);
+    check_route(route(begin_stmt(true), {}, v), RouteTarget::Primary, 0, RouteReason::LagExcluded);
+    check_route(route(read_stmt(), {}, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::LagExcluded);
+  }
+  SUBCASE("down standbys") {
+    const BackendsView v = view_of({down_standby("s1"), down_standby("s2")});
+    check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+    check_route(route(read_stmt(), {}, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::NoEligibleStandby);
+  }
+  SUBCASE("a lag-excluded standby that is also down is down") {
+    BackendStatus b = lagging_standby("s1");
+    b.role = Role::Down;
+    b.reachable = false;
+    const BackendsView v = view_of({b});
+    check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+  }
+  SUBCASE("disabled and weight-0 standbys") {
+    const BackendsView v = view_of({disabled_standby("s1"), standby_status("s2", 0)});
+    check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+    check_route(route(read_stmt(), {}, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::NoEligibleStandby);
+  }
+  SUBCASE("no standby configured at all") {
+    const BackendsView v = view_of({});
+    check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+    check_route(route(read_stmt(), {}, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::NoEligibleStandby);
+  }
+  SUBCASE("fallback with no primary waits for one") {
+    const BackendsView v = view_of({lagging_standby("s1")}, /*with_primary=*/false);
+    check_route(route(read_stmt(), {}, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
+    check_route(route(read_stmt(), {}, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::LagExcluded);
+  }
+  SUBCASE("fallback_to_primary off does not affect statements that belong on the primary") {
+    const BackendsView v = view_of({down_standby("s1")});
+    check_route(route(write_stmt(), {}, v, no_fallback), RouteTarget::Primary, 0, RouteReason::Write);
+  }
+}
+
+TEST_CASE("router: lag exclusion and hysteresis from a real topology fall back with LagExcluded") {
+  TopologySettings ts;
+  ts.max_lag_bytes = 16 * kMiB;
+  ts.lag_hysteresis = 5;
+  Topology t({spec("p"), spec("s1"), spec("s2")}, ts);
+  t.on_probe_ok(0, primary_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(1, standby_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(2, standby_probe(100 * kMiB), 1.0);
+  check_route(route(read_stmt(), {}, *t.view()), RouteTarget::Standby, 1, RouteReason::Read);
+
+  t.on_probe_ok(1, standby_probe(10 * kMiB), 2.0);
+  t.on_probe_ok(2, standby_probe(20 * kMiB), 2.0);
+  check_route(route(read_stmt(), {}, *t.view()), RouteTarget::Primary, 0, RouteReason::LagExcluded);
+
+  // Caught up, but still inside the hysteresis period: still excluded for lag.
+  t.on_probe_ok(1, standby_probe(100 * kMiB), 3.0);
+  REQUIRE_FALSE(t.view()->backends[1].readable);
+  check_route(route(read_stmt(), {}, *t.view()), RouteTarget::Primary, 0, RouteReason::LagExcluded);
+
+  t.on_probe_ok(1, standby_probe(100 * kMiB), 9.0);
+  REQUIRE(t.view()->backends[1].readable);
+  check_route(route(read_stmt(), {}, *t.view()), RouteTarget::Standby, 1, RouteReason::Read);
+}
+
+TEST_CASE("router: a lag-excluded standby promoted to primary does not make the fallback reason lag") {
+  // s1 is excluded for lag, then the primary dies and s1 is promoted; s2 is down. No standby is lag-excluded
+  // any more: a read falls back because no standby is eligible, not because of lag.
+  TopologySettings ts;
+  ts.max_lag_bytes = 16 * kMiB;
+  Topology t({spec("p"), spec("s1"), spec("s2")}, ts);
+  t.on_probe_ok(0, primary_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(1, standby_probe(10 * kMiB), 1.0);
+  t.on_probe_ok(2, standby_probe(100 * kMiB), 1.0);
+  REQUIRE(t.view()->backends[1].lag_excluded);
+  for (int k = 0; k < 3; ++k) {
+    t.on_probe_failed(0, "connection refused", 2.0 + k);
+    t.on_probe_failed(2, "connection refused", 2.0 + k);
+  }
+  t.on_probe_ok(1, primary_probe(101 * kMiB, -1, 2), 6.0);
+  const auto v = t.view();
+  REQUIRE(v->primary == 1);
+  check_route(route(read_stmt(), {}, *v), RouteTarget::Primary, 1, RouteReason::NoEligibleStandby);
+  RouteSettings no_fallback;
+  no_fallback.fallback_to_primary = false;
+  check_route(route(read_stmt(), {}, *v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::NoEligibleStandby);
+}
+
+TEST_CASE("router: a stale lag_excluded flag on a non-standby is not lag (hand-built)") {
+  BackendsView v = view_of({down_standby("s1")});
+  v.backends[0].lag_excluded = true;  // the primary, excluded for lag back when it was a standby
+  check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+  BackendStatus fenced = lagging_standby("fenced");
+  fenced.role = Role::Fenced;
+  v.backends.push_back(fenced);
+  check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+  v.backends.push_back(lagging_standby("lag"));  // a real lagging standby still counts
+  check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::LagExcluded);
+}
+
+// ---- read-your-writes -------------------------------------------------------------------------------------
+
+TEST_CASE("router: read-your-writes") {
+  // Standby 1 replayed 250, standby 2 replayed 150; the primary was sampled at LSN 100, 200, 300.
+  BackendsView v = view_of({standby_status("ahead", 1, 250), standby_status("behind", 1, 150)});
+  v.primary_lsn_history = {{1.0, 100}, {2.0, 200}, {3.0, 300}};
+  ClientRouteState s;
+
+  SUBCASE("a commit after every sample: the primary") {
+    s.last_write_commit = 3.5;
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+    check_route(route(begin_stmt(true), s, v), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+    s.held_standby = 1;  // even a held standby that is ahead of everything sampled
+    v.backends[1].last.replay_lsn = 1000;
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+    s.last_write_commit = 3.0;  // a sample at the commit instant may predate it
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+  }
+  SUBCASE("only the standby past the required LSN is eligible") {
+    s.last_write_commit = 1.5;  // needs 200
+    const auto counts = distribution(read_stmt(), s, v, 40);
+    CHECK(counts.size() == 1);
+    CHECK(counts.count(1) == 1);
+    s.held_standby = 2;  // the held standby is behind: not kept
+    check_route(route(read_stmt(), s, v), RouteTarget::Standby, 1, RouteReason::Read);
+    s.held_standby = 1;
+    check_route(route(read_stmt(), s, v), RouteTarget::Standby, 1, RouteReason::Read);
+  }
+  SUBCASE("a standby exactly at the required LSN is eligible") {
+    s.last_write_commit = 0.5;  // needs 100: both replayed past it
+    const auto counts = distribution(read_stmt(), s, v, 40);
+    CHECK(counts.at(1) == 20);
+    CHECK(counts.at(2) == 20);
+    v.backends[2].last.replay_lsn = 200;
+    s.last_write_commit = 1.5;  // needs 200
+    const auto both = distribution(read_stmt(), s, v, 40);
+    CHECK(both.at(1) == 20);
+    CHECK(both.at(2) == 20);
+  }
+  SUBCASE("no readable standby caught up: the primary, because of read-your-writes") {
+    s.last_write_commit = 2.5;  // needs 300
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+    RouteSettings no_fallback;
+    no_fallback.fallback_to_primary = false;
+    check_route(route(read_stmt(), s, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::ReadYourWrites);
+  }
+  SUBCASE("caught up but unreadable standbys give the usual fallback reasons") {
+    s.last_write_commit = 0.5;
+    BackendsView w = view_of({lagging_standby("lag")});
+    w.primary_lsn_history = v.primary_lsn_history;
+    w.backends[1].last.replay_lsn = 250;
+    check_route(route(read_stmt(), s, w), RouteTarget::Primary, 0, RouteReason::LagExcluded);
+    w.backends[1] = down_standby("down");
+    check_route(route(read_stmt(), s, w), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+  }
+  SUBCASE("writes are not affected") {
+    s.last_write_commit = 3.5;
+    check_route(route(write_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::Write);
+  }
+  SUBCASE("no write yet: any standby") {
+    const auto counts = distribution(read_stmt(), s, v, 40);
+    CHECK(counts.at(1) == 20);
+    CHECK(counts.at(2) == 20);
+  }
+  SUBCASE("read_your_writes off ignores the last commit") {
+    RouteSettings off;
+    off.read_your_writes = false;
+    s.last_write_commit = 3.5;
+    const auto counts = distribution(read_stmt(), s, v, 40, off);
+    CHECK(counts.at(1) == 20);
+    CHECK(counts.at(2) == 20);
+    s.last_write_commit = 1.5;
+    s.held_standby = 2;
+    check_route(route(read_stmt(), s, v, off), RouteTarget::Standby, 2, RouteReason::Read);
+  }
+}
+
+TEST_CASE("router: read-your-writes with a real topology") {
+  Topology t({spec("p"), spec("s1"), spec("s2")}, {});
+  t.on_probe_ok(0, primary_probe(1000, 0.9), 1.0);
+  t.on_probe_ok(1, standby_probe(1000), 1.0);
+  t.on_probe_ok(2, standby_probe(1000), 1.0);
+  ClientRouteState s;
+  s.last_write_commit = 1.2;  // committed after the only sample was sent
+  check_route(route(read_stmt(), s, *t.view()), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+
+  t.on_probe_ok(0, primary_probe(1500, 1.9), 2.0);  // the first sample after the commit: 1500
+  check_route(route(read_stmt(), s, *t.view()), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+
+  t.on_probe_ok(2, standby_probe(1500), 2.1);
+  const auto counts = distribution(read_stmt(), s, *t.view(), 20);
+  CHECK(counts.size() == 1);
+  CHECK(counts.count(2) == 1);
+
+  t.on_probe_ok(1, standby_probe(1600), 2.2);
+  const auto both = distribution(read_stmt(), s, *t.view(), 20);
+  CHECK(both.at(1) == 10);
+  CHECK(both.at(2) == 10);
+}
+
+TEST_CASE("router: reason and target names") {
+  CHECK(std::strcmp(to_string(RouteTarget::Primary), "primary") == 0);
+  CHECK(std::strcmp(to_string(RouteTarget::Standby), "standby") == 0);
+  CHECK(std::strcmp(to_string(RouteTarget::WaitForPrimary), "wait-for-primary") == 0);
+  CHECK(std::strcmp(to_string(RouteTarget::NoBackend), "no-backend") == 0);
+  CHECK(std::strcmp(to_string(RouteReason::LagExcluded), "lag-excluded") == 0);
+  CHECK(std::strcmp(to_string(RouteReason::NoEligibleStandby), "fallback-to-primary") == 0);
+  CHECK(std::strcmp(to_string(RouteReason::ReadYourWrites), "read-your-writes") == 0);
+  CHECK(std::strcmp(to_string(RouteReason::NoPrimary), "no-primary") == 0);
+  for (int r = 0; r < static_cast<int>(RouteReason::Count); ++r) {
+    CHECK(std::strcmp(to_string(static_cast<RouteReason>(r)), "?") != 0);
+  }
+}
