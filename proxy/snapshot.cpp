@@ -40,6 +40,7 @@ const char* client_state_text(const ClientConn& c) {
     case ClientState::Closing: return "closing";
     case ClientState::Linked: break;
   }
+  if (c.is_admin()) return "active";
   if (c.waiting()) return "waiting";
   const ServerConn* active = c.active_server();
   return active && (active->has_outstanding() || active->tx_status() != 'I') ? "active" : "idle";

@@ -40,7 +40,14 @@ LiveSetting number_setting_at(std::string key, Field field, double min, double m
   using T = std::remove_reference_t<decltype(field(std::declval<Config&>()))>;
   LiveSetting s;
   s.key = std::move(key);
-  s.get = [field](const Config& c) { return number_text(static_cast<double>(field(const_cast<Config&>(c)))); };
+  s.get = [field](const Config& c) {
+    const T value = field(const_cast<Config&>(c));
+    if constexpr (std::is_integral_v<T>) {
+      return std::to_string(value);
+    } else {
+      return number_text(static_cast<double>(value));
+    }
+  };
   s.set = [field, min, max](Config& c, std::string_view text) -> std::string {
     double value = 0;
     const bool integral = std::is_integral_v<T>;

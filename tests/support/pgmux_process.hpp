@@ -49,6 +49,8 @@ class PgmuxProcess {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   std::string log() const;
+  // The config file pgmux was started with: rewrite it, then SIGHUP or the console's RELOAD.
+  const std::string& config_path() const { return config_path_; }
   void send_signal(int sig);
   // Waits until the process exits; false on timeout. *status gets the waitpid status.
   bool wait_exit(double seconds, int* status = nullptr);
