@@ -28,6 +28,7 @@ const char* to_string(StatementKind k);
 struct Classification {
   StatementKind kind = StatementKind::Write;
   bool read_only = false;       // TxBegin ... READ ONLY, or SET TRANSACTION READ ONLY / SET SESSION CHARACTERISTICS
+  bool read_write = false;      // TxBegin ... READ WRITE: a read-write transaction even in a read-only session
   bool primary_hint = false;    // a /* pgmux:primary */ comment anywhere
   bool pins_primary = false;    // creates session state only the primary can keep: temp tables, session advisory
                                 // locks (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD

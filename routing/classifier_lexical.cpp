@@ -140,6 +140,13 @@ Classification make(StatementKind kind, const char* reason, bool pins = false, b
   return c;
 }
 
+// BEGIN / START TRANSACTION with its last READ ONLY (1) / READ WRITE (0) option, -1 when none.
+Classification begin(int read_mode) {
+  Classification c = make(StatementKind::TxBegin, "BEGIN", false, read_mode == 1);
+  c.read_write = read_mode == 0;
+  return c;
+}
+
 struct WordRule {
   std::string_view word;
   StatementKind kind;
@@ -212,9 +219,9 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
     }
     return make(StatementKind::Read, "EXPLAIN");
   }
-  if (s.word(0, "begin")) return make(StatementKind::TxBegin, "BEGIN", false, s.read_mode == 1);
+  if (s.word(0, "begin")) return begin(s.read_mode);
   if (s.word(0, "start")) {
-    if (s.word(1, "transaction")) return make(StatementKind::TxBegin, "BEGIN", false, s.read_mode == 1);
+    if (s.word(1, "transaction")) return begin(s.read_mode);
     return make(StatementKind::Write, "unrecognised statement");
   }
   if (s.word(0, "commit") || s.word(0, "end")) {

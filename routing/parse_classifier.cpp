@@ -93,19 +93,20 @@ void walk(const json& j, const Classifier& classifier, TreeFacts& f, int depth) 
   }
 }
 
-// transaction_read_only in a BEGIN / SET TRANSACTION option list; the last one wins.
-bool read_only_option(const json* options) {
-  bool read_only = false;
-  if (options == nullptr || !options->is_array()) return false;
+// transaction_read_only in a BEGIN / SET TRANSACTION option list (the last one wins): 1 READ ONLY, 0 READ WRITE,
+// -1 when absent.
+int read_mode_option(const json* options) {
+  int read_mode = -1;
+  if (options == nullptr || !options->is_array()) return -1;
   for (const json& o : *options) {
     const json* def = member(o, "DefElem");
     if (def == nullptr || string_of(member(*def, "defname")) != "transaction_read_only") continue;
     const json* arg = member(*def, "arg");
     const json* aconst = arg != nullptr ? member(*arg, "A_Const") : nullptr;
     const json* ival = aconst != nullptr ? member(*aconst, "ival") : nullptr;
-    read_only = ival != nullptr && int_of(member(*ival, "ival")) != 0;
+    read_mode = ival != nullptr && int_of(member(*ival, "ival")) != 0 ? 1 : 0;
   }
-  return read_only;
+  return read_mode;
 }
 
 // EXPLAIN (ANALYZE [value]) or EXPLAIN ANALYZE. An unreadable value counts as true (the safe side).
@@ -150,7 +151,10 @@ Classification classify_select(const json& body, const Classifier& classifier) {
 Classification classify_transaction(const json& body) {
   const std::string_view kind = string_of(member(body, "kind"));
   if (kind == "TRANS_STMT_BEGIN" || kind == "TRANS_STMT_START") {
-    return make(StatementKind::TxBegin, "BEGIN", false, read_only_option(member(body, "options")));
+    const int read_mode = read_mode_option(member(body, "options"));
+    Classification c = make(StatementKind::TxBegin, "BEGIN", false, read_mode == 1);
+    c.read_write = read_mode == 0;
+    return c;
   }
   if (kind == "TRANS_STMT_COMMIT") return make(StatementKind::TxEnd, "COMMIT");
   if (kind == "TRANS_STMT_ROLLBACK") return make(StatementKind::TxEnd, "ROLLBACK");
@@ -203,7 +207,7 @@ Classification classify_typed(std::string_view type, const json& body, const Cla
   if (type == "VariableSetStmt") {
     const std::string_view name = string_of(member(body, "name"));
     if (name == "TRANSACTION" || name == "SESSION CHARACTERISTICS") {
-      return make(StatementKind::Session, "SET TRANSACTION", false, read_only_option(member(body, "args")));
+      return make(StatementKind::Session, "SET TRANSACTION", false, read_mode_option(member(body, "args")) == 1);
     }
     const std::string_view kind = string_of(member(body, "kind"));
     return make(StatementKind::Session, kind.starts_with("VAR_RESET") ? "RESET" : "SET");

@@ -39,7 +39,7 @@ bool is_read_only_statement(const Classification& c, const ClientRouteState& sta
     case StatementKind::Empty:
       return true;
     case StatementKind::TxBegin:
-      return c.read_only || state.session_read_only;
+      return c.read_only || (state.session_read_only && !c.read_write);
     default:
       return false;
   }

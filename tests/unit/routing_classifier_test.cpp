@@ -98,6 +98,26 @@ TEST_CASE("classifier: statements the lexer can't settle go to the parser and sa
   CHECK(c.parser_calls() == 7);
 }
 
+TEST_CASE("classifier: BEGIN READ WRITE is marked, by the lexer and by the parser") {
+  Classifier c;
+  for (const char* sql : {"BEGIN READ WRITE", "START TRANSACTION READ WRITE", "begin isolation level serializable, read write",
+                          "BEGIN READ ONLY, READ WRITE"}) {
+    CAPTURE(sql);
+    const Classification r = c.classify(sql);
+    CHECK(r.kind == StatementKind::TxBegin);
+    CHECK(r.read_write);
+    CHECK_FALSE(r.read_only);
+  }
+  for (const char* sql : {"BEGIN", "BEGIN READ ONLY", "BEGIN READ WRITE, READ ONLY", "START TRANSACTION"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(c.classify(sql).read_write);
+  }
+  // The parser's answer for an option list the lexer leaves to it.
+  const Classification parsed = c.classify("BEGIN /* x */ ISOLATION LEVEL REPEATABLE READ READ WRITE");
+  CHECK(parsed.kind == StatementKind::TxBegin);
+  CHECK(parsed.read_write);
+}
+
 TEST_CASE("classifier: a parse error is a write with reason unparsable") {
   Classifier c;
   const Classification r = c.classify("SELECT * FROM t WHERE (a = 1 FOR UPDATE");

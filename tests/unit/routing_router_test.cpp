@@ -234,6 +234,10 @@ TEST_CASE("router: primary-only statements and their reasons") {
     check_route(route(write_stmt(), ro, v), RouteTarget::Primary, 1, RouteReason::Write);
     check_route(route(of_kind(StatementKind::Session), ro, v), RouteTarget::Primary, 1, RouteReason::SessionCommand);
     check_route(route(of_kind(StatementKind::TxEnd), ro, v), RouteTarget::Primary, 1, RouteReason::TransactionEnd);
+    Classification read_write = begin_stmt(false);  // BEGIN READ WRITE overrides the session's default
+    read_write.read_write = true;
+    check_route(route(read_write, ro, v), RouteTarget::Primary, 1, RouteReason::ReadWriteTransaction);
+    CHECK_FALSE(is_read_only_statement(read_write, ro));
   }
   SUBCASE("the read-only flag only matters on BEGIN") {
     Classification w = write_stmt();
