@@ -174,6 +174,7 @@ class ClientConn final : public StreamConn {
   ServerConn* standby_ = nullptr;
   ServerConn* active_ = nullptr;
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
+  routing::Classification unnamed_class_;            // and what it is
   Pool* waiting_pool_ = nullptr;
   Role waiting_role_ = Role::Primary;
   Wait wait_ = Wait::None;

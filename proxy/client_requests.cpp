@@ -137,7 +137,14 @@ routing::Classification ClientConn::classify_request() {
     }
     any = true;
   };
-  for (const auto& parse : request_.parses) merge(classifier.classify(parse.sql));
+  for (const auto& parse : request_.parses) {
+    const routing::Classification c = classifier.classify(parse.sql);
+    if (parse.name.empty()) unnamed_class_ = c;
+    merge(c);
+  }
+  // Bind/Execute of the unnamed statement parsed by an earlier batch runs that statement: its class, so a write
+  // executed this way still counts for read-your-writes.
+  if (request_.binds_unnamed && !parses_unnamed()) merge(unnamed_class_);
   for (auto name : request_.used) {
     auto it = prepared_.find(std::string(name));
     if (it != prepared_.end()) merge(it->second.classification);
