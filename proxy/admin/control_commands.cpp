@@ -129,27 +129,22 @@ Answer set_backend_weight(const Input& input, Context& context) {
                         "SET");
 }
 
-Answer enable_backend(const Input& input, Context& context) {
+namespace {
+Answer set_enabled(const Input& input, Context& context, bool enabled) {
   int index = -1;
   Answer error;
   if (!parse_backend_index(input, 0, *context.config, &index, &error)) return error;
-  if (input.args.size() > 1) return too_many_arguments(input, "ENABLE BACKEND <n>");
+  if (input.args.size() > 1) return too_many_arguments(input, enabled ? "ENABLE BACKEND <n>" : "DISABLE BACKEND <n>");
   std::string problem;
-  if (!context.control->set_backend_enabled(index, true, &problem)) return Answer::fail("55000", problem);
-  return Answer::done("ENABLE");
-}
-
-Answer disable_backend(const Input& input, Context& context) {
-  int index = -1;
-  Answer error;
-  if (!parse_backend_index(input, 0, *context.config, &index, &error)) return error;
-  if (input.args.size() > 1) return too_many_arguments(input, "DISABLE BACKEND <n>");
-  std::string problem;
-  if (!context.control->set_backend_enabled(index, false, &problem)) {
+  if (!context.control->set_backend_enabled(index, enabled, &problem)) {
     return Answer::fail("55000", problem, "SHOW BACKENDS shows the roles");
   }
-  return Answer::done("DISABLE");
+  return Answer::done(enabled ? "ENABLE" : "DISABLE");
 }
+}  // namespace
+
+Answer enable_backend(const Input& input, Context& context) { return set_enabled(input, context, true); }
+Answer disable_backend(const Input& input, Context& context) { return set_enabled(input, context, false); }
 
 Answer kill_client(const Input& input, Context& context) {
   if (input.args.size() != 1) {

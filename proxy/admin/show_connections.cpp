@@ -12,6 +12,17 @@ namespace pgmux::proxy::admin {
 
 namespace {
 
+// Adds the counters of `from` (totals since start) into `into`.
+void add_totals(PoolRow& into, const PoolRow& from) {
+  into.xact_count += from.xact_count;
+  into.query_count += from.query_count;
+  into.bytes_received += from.bytes_received;
+  into.bytes_sent += from.bytes_sent;
+  into.xact_time_us += from.xact_time_us;
+  into.query_time_us += from.query_time_us;
+  into.wait_time_us += from.wait_time_us;
+}
+
 // Pools of the same (database, user, backend) on different workers are one pool to the operator.
 std::map<std::tuple<std::string, std::string, std::string>, PoolRow> merged_pools(const Context& context) {
   std::map<std::tuple<std::string, std::string, std::string>, PoolRow> pools;
@@ -27,13 +38,7 @@ std::map<std::tuple<std::string, std::string, std::string>, PoolRow> merged_pool
       m.sv_login += p.sv_login;
       m.maxwait = std::max(m.maxwait, p.maxwait);
       m.draining = m.draining || p.draining;
-      m.xact_count += p.xact_count;
-      m.query_count += p.query_count;
-      m.bytes_received += p.bytes_received;
-      m.bytes_sent += p.bytes_sent;
-      m.xact_time_us += p.xact_time_us;
-      m.query_time_us += p.query_time_us;
-      m.wait_time_us += p.wait_time_us;
+      add_totals(m, p);
     }
   }
   return pools;
@@ -107,16 +112,7 @@ Answer show_servers(const Input&, Context& context) {
 
 Answer show_stats(const Input&, Context& context) {
   std::map<std::string, PoolRow> by_database;
-  for (const auto& [key, p] : merged_pools(context)) {
-    PoolRow& d = by_database[p.database];
-    d.xact_count += p.xact_count;
-    d.query_count += p.query_count;
-    d.bytes_received += p.bytes_received;
-    d.bytes_sent += p.bytes_sent;
-    d.xact_time_us += p.xact_time_us;
-    d.query_time_us += p.query_time_us;
-    d.wait_time_us += p.wait_time_us;
-  }
+  for (const auto& [key, p] : merged_pools(context)) add_totals(by_database[p.database], p);
   ResultSet r;
   r.column("database");
   for (const char* name : {"total_xact_count", "total_query_count", "total_received", "total_sent",

@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "routing/router.hpp"
+#include "tests/unit/routing_probe_builders.hpp"
 
 using namespace pgmux::routing;
+using namespace pgmux::routing::test;
 
 namespace {
 
@@ -123,39 +125,15 @@ std::map<int, int> distribution(const Classification& c, const ClientRouteState&
 
 // ---- views from a real Topology ----------------------------------------------------------------------------
 
-constexpr uint64_t kSysId = 7310000000000000042ull;
-constexpr uint64_t kMiB = 1024 * 1024;
-
-BackendSpec spec(std::string name, int weight = 1) {
-  BackendSpec s;
-  s.name = std::move(name);
-  s.host = "127.0.0.1";
-  s.port = 5432;
-  s.weight = weight;
-  return s;
-}
-
-ProbeResult primary_probe(uint64_t lsn, double sent_at = -1, uint32_t timeline = 1) {
-  ProbeResult r;
-  r.in_recovery = false;
-  r.current_lsn = lsn;
+// The router's read-your-writes reads the insert position and when the probe was sent.
+ProbeResult timed_primary_probe(uint64_t lsn, double sent_at = -1, uint32_t timeline = 1) {
+  ProbeResult r = primary_probe(lsn, timeline);
   r.insert_lsn = lsn;
-  r.timeline = timeline;
-  r.system_identifier = kSysId;
   r.sent_at = sent_at;
   return r;
 }
 
-ProbeResult standby_probe(uint64_t replay, uint32_t timeline = 1) {
-  ProbeResult r;
-  r.in_recovery = true;
-  r.receive_lsn = replay;
-  r.replay_lsn = replay;
-  r.replay_age_seconds = 0;
-  r.timeline = timeline;
-  r.system_identifier = kSysId;
-  return r;
-}
+ProbeResult caught_up_standby(uint64_t replay, uint32_t timeline = 1) { return standby_probe(replay, 0.0, timeline); }
 
 }  // namespace
 
@@ -335,13 +313,13 @@ TEST_CASE("router: down, lag-excluded, disabled and weight-0 standbys from a rea
   BackendSpec off = spec("off");
   off.disabled = true;
   Topology t({spec("p"), spec("ok"), spec("zero", 0), spec("down"), spec("lag"), off}, ts);
-  t.on_probe_ok(0, primary_probe(100 * kMiB), 1.0);
-  t.on_probe_ok(1, standby_probe(100 * kMiB), 1.0);
-  t.on_probe_ok(2, standby_probe(100 * kMiB), 1.0);
-  t.on_probe_ok(3, standby_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(0, timed_primary_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(1, caught_up_standby(100 * kMiB), 1.0);
+  t.on_probe_ok(2, caught_up_standby(100 * kMiB), 1.0);
+  t.on_probe_ok(3, caught_up_standby(100 * kMiB), 1.0);
   for (int k = 0; k < 3; ++k) t.on_probe_failed(3, "connection refused", 1.5 + k);
-  t.on_probe_ok(4, standby_probe(10 * kMiB), 1.0);  // 90 MiB behind
-  t.on_probe_ok(5, standby_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(4, caught_up_standby(10 * kMiB), 1.0);  // 90 MiB behind
+  t.on_probe_ok(5, caught_up_standby(100 * kMiB), 1.0);
   const auto v = t.view();
   REQUIRE(v->primary == 0);
   REQUIRE(v->backends[1].readable);
@@ -490,21 +468,21 @@ TEST_CASE("router: lag exclusion and hysteresis from a real topology fall back w
   ts.max_lag_bytes = 16 * kMiB;
   ts.lag_hysteresis = 5;
   Topology t({spec("p"), spec("s1"), spec("s2")}, ts);
-  t.on_probe_ok(0, primary_probe(100 * kMiB), 1.0);
-  t.on_probe_ok(1, standby_probe(100 * kMiB), 1.0);
-  t.on_probe_ok(2, standby_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(0, timed_primary_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(1, caught_up_standby(100 * kMiB), 1.0);
+  t.on_probe_ok(2, caught_up_standby(100 * kMiB), 1.0);
   check_route(route(read_stmt(), {}, *t.view()), RouteTarget::Standby, 1, RouteReason::Read);
 
-  t.on_probe_ok(1, standby_probe(10 * kMiB), 2.0);
-  t.on_probe_ok(2, standby_probe(20 * kMiB), 2.0);
+  t.on_probe_ok(1, caught_up_standby(10 * kMiB), 2.0);
+  t.on_probe_ok(2, caught_up_standby(20 * kMiB), 2.0);
   check_route(route(read_stmt(), {}, *t.view()), RouteTarget::Primary, 0, RouteReason::LagExcluded);
 
   // Caught up, but still inside the hysteresis period: still excluded for lag.
-  t.on_probe_ok(1, standby_probe(100 * kMiB), 3.0);
+  t.on_probe_ok(1, caught_up_standby(100 * kMiB), 3.0);
   REQUIRE_FALSE(t.view()->backends[1].readable);
   check_route(route(read_stmt(), {}, *t.view()), RouteTarget::Primary, 0, RouteReason::LagExcluded);
 
-  t.on_probe_ok(1, standby_probe(100 * kMiB), 9.0);
+  t.on_probe_ok(1, caught_up_standby(100 * kMiB), 9.0);
   REQUIRE(t.view()->backends[1].readable);
   check_route(route(read_stmt(), {}, *t.view()), RouteTarget::Standby, 1, RouteReason::Read);
 }
@@ -515,15 +493,15 @@ TEST_CASE("router: a lag-excluded standby promoted to primary does not make the 
   TopologySettings ts;
   ts.max_lag_bytes = 16 * kMiB;
   Topology t({spec("p"), spec("s1"), spec("s2")}, ts);
-  t.on_probe_ok(0, primary_probe(100 * kMiB), 1.0);
-  t.on_probe_ok(1, standby_probe(10 * kMiB), 1.0);
-  t.on_probe_ok(2, standby_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(0, timed_primary_probe(100 * kMiB), 1.0);
+  t.on_probe_ok(1, caught_up_standby(10 * kMiB), 1.0);
+  t.on_probe_ok(2, caught_up_standby(100 * kMiB), 1.0);
   REQUIRE(t.view()->backends[1].lag_excluded);
   for (int k = 0; k < 3; ++k) {
     t.on_probe_failed(0, "connection refused", 2.0 + k);
     t.on_probe_failed(2, "connection refused", 2.0 + k);
   }
-  t.on_probe_ok(1, primary_probe(101 * kMiB, -1, 2), 6.0);
+  t.on_probe_ok(1, timed_primary_probe(101 * kMiB, -1, 2), 6.0);
   const auto v = t.view();
   REQUIRE(v->primary == 1);
   check_route(route(read_stmt(), {}, *v), RouteTarget::Primary, 1, RouteReason::NoEligibleStandby);
@@ -623,22 +601,22 @@ TEST_CASE("router: read-your-writes") {
 
 TEST_CASE("router: read-your-writes with a real topology") {
   Topology t({spec("p"), spec("s1"), spec("s2")}, {});
-  t.on_probe_ok(0, primary_probe(1000, 0.9), 1.0);
-  t.on_probe_ok(1, standby_probe(1000), 1.0);
-  t.on_probe_ok(2, standby_probe(1000), 1.0);
+  t.on_probe_ok(0, timed_primary_probe(1000, 0.9), 1.0);
+  t.on_probe_ok(1, caught_up_standby(1000), 1.0);
+  t.on_probe_ok(2, caught_up_standby(1000), 1.0);
   ClientRouteState s;
   s.last_write_commit = 1.2;  // committed after the only sample was sent
   check_route(route(read_stmt(), s, *t.view()), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
 
-  t.on_probe_ok(0, primary_probe(1500, 1.9), 2.0);  // the first sample after the commit: 1500
+  t.on_probe_ok(0, timed_primary_probe(1500, 1.9), 2.0);  // the first sample after the commit: 1500
   check_route(route(read_stmt(), s, *t.view()), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
 
-  t.on_probe_ok(2, standby_probe(1500), 2.1);
+  t.on_probe_ok(2, caught_up_standby(1500), 2.1);
   const auto counts = distribution(read_stmt(), s, *t.view(), 20);
   CHECK(counts.size() == 1);
   CHECK(counts.count(2) == 1);
 
-  t.on_probe_ok(1, standby_probe(1600), 2.2);
+  t.on_probe_ok(1, caught_up_standby(1600), 2.2);
   const auto both = distribution(read_stmt(), s, *t.view(), 20);
   CHECK(both.at(1) == 10);
   CHECK(both.at(2) == 10);

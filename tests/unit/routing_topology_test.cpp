@@ -6,43 +6,12 @@
 #include <vector>
 
 #include "routing/topology.hpp"
+#include "tests/unit/routing_probe_builders.hpp"
 
 using namespace pgmux::routing;
+using namespace pgmux::routing::test;
 
 namespace {
-
-constexpr uint64_t kSysId = 7310000000000000042ull;
-constexpr uint64_t kMiB = 1024 * 1024;
-
-BackendSpec spec(std::string name, int weight = 1) {
-  BackendSpec s;
-  s.name = std::move(name);
-  s.host = "127.0.0.1";
-  s.port = 5432;
-  s.weight = weight;
-  return s;
-}
-
-ProbeResult primary_probe(uint64_t lsn, uint32_t timeline = 1, uint64_t sysid = kSysId) {
-  ProbeResult r;
-  r.in_recovery = false;
-  r.current_lsn = lsn;
-  r.timeline = timeline;
-  r.system_identifier = sysid;
-  return r;
-}
-
-ProbeResult standby_probe(uint64_t replay, std::optional<double> age = std::nullopt, uint32_t timeline = 1,
-                          uint64_t sysid = kSysId) {
-  ProbeResult r;
-  r.in_recovery = true;
-  r.receive_lsn = replay;
-  r.replay_lsn = replay;
-  r.replay_age_seconds = age;
-  r.timeline = timeline;
-  r.system_identifier = sysid;
-  return r;
-}
 
 const BackendStatus& at(const Topology& t, size_t i) { return t.view()->backends.at(i); }
 
