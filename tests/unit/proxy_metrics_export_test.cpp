@@ -28,6 +28,14 @@ bool has_line(const std::string& text, const std::string& line) {
   return false;
 }
 
+// Every expected line is in the text, as a whole line.
+void expect_lines(const std::string& text, std::initializer_list<const char*> lines) {
+  for (const char* line : lines) {
+    CAPTURE(line);
+    CHECK(has_line(text, line));
+  }
+}
+
 BackendStatus backend(const std::string& name, Role role, bool reachable, bool readable) {
   BackendStatus b;
   b.spec.name = name;
@@ -139,86 +147,96 @@ TEST_CASE("exporter: counters are summed over workers, gauges come from snapshot
   Fixture f;
   const std::string text = render_metrics(f.sources);
   CAPTURE(text);
-  CHECK(has_line(text, "pgmux_up 1"));
-  CHECK(has_line(text, "pgmux_build_info{version=\"9.9.9\"} 1"));
-  CHECK(has_line(text, "pgmux_start_time_seconds 1700000000"));
-  // Clients by state ("closing" is not a state of the gauge).
-  CHECK(has_line(text, "pgmux_client_connections{state=\"login\"} 1"));
-  CHECK(has_line(text, "pgmux_client_connections{state=\"active\"} 1"));
-  CHECK(has_line(text, "pgmux_client_connections{state=\"idle\"} 2"));
-  CHECK(has_line(text, "pgmux_client_connections{state=\"waiting\"} 1"));
-  CHECK(has_line(text, "pgmux_client_logins_total 4"));
-  CHECK(has_line(text, "pgmux_client_login_failures_total 1"));
-  CHECK(has_line(text, "pgmux_pinned_clients_total{reason=\"temporary table\"} 1"));
-  CHECK(has_line(text, "pgmux_pinned_clients_total{reason=\"LISTEN\"} 0"));
-  CHECK(has_line(text, "pgmux_client_bytes_received_total 123"));
-  CHECK(has_line(text, "pgmux_client_bytes_sent_total 0"));
-  CHECK(has_line(text, "pgmux_server_bytes_sent_total 7"));
-  // Servers by backend and state: every configured backend with every state, plus a removed one still open.
-  CHECK(has_line(text, "pgmux_server_connections{backend=\"p\",state=\"idle\"} 2"));
-  CHECK(has_line(text, "pgmux_server_connections{backend=\"p\",state=\"active\"} 1"));
-  CHECK(has_line(text, "pgmux_server_connections{backend=\"p\",state=\"login\"} 0"));
-  CHECK(has_line(text, "pgmux_server_connections{backend=\"s\",state=\"used\"} 1"));
-  CHECK(has_line(text, "pgmux_server_connections{backend=\"s\",state=\"idle\"} 0"));
-  CHECK(has_line(text, "pgmux_server_connections{backend=\"gone\",state=\"idle\"} 1"));
-  CHECK(has_line(text, "pgmux_server_connects_total 2"));
-  CHECK(has_line(text, "pgmux_server_connect_failures_total 0"));
+  expect_lines(text, {
+      "pgmux_up 1",
+      "pgmux_build_info{version=\"9.9.9\"} 1",
+      "pgmux_start_time_seconds 1700000000",
+      // Clients by state ("closing" is not a state of the gauge).
+      "pgmux_client_connections{state=\"login\"} 1",
+      "pgmux_client_connections{state=\"active\"} 1",
+      "pgmux_client_connections{state=\"idle\"} 2",
+      "pgmux_client_connections{state=\"waiting\"} 1",
+      "pgmux_client_logins_total 4",
+      "pgmux_client_login_failures_total 1",
+      "pgmux_pinned_clients_total{reason=\"temporary table\"} 1",
+      "pgmux_pinned_clients_total{reason=\"LISTEN\"} 0",
+      "pgmux_client_bytes_received_total 123",
+      "pgmux_client_bytes_sent_total 0",
+      "pgmux_server_bytes_sent_total 7",
+      // Servers by backend and state: every configured backend with every state, plus a removed one still open.
+      "pgmux_server_connections{backend=\"p\",state=\"idle\"} 2",
+      "pgmux_server_connections{backend=\"p\",state=\"active\"} 1",
+      "pgmux_server_connections{backend=\"p\",state=\"login\"} 0",
+      "pgmux_server_connections{backend=\"s\",state=\"used\"} 1",
+      "pgmux_server_connections{backend=\"s\",state=\"idle\"} 0",
+      "pgmux_server_connections{backend=\"gone\",state=\"idle\"} 1",
+      "pgmux_server_connects_total 2",
+      "pgmux_server_connect_failures_total 0",
+  });
 }
 
 TEST_CASE("exporter: routed statements, errors and histograms") {
   Fixture f;
   const std::string text = render_metrics(f.sources);
   CAPTURE(text);
-  CHECK(has_line(text, "pgmux_queries_routed_total{target=\"standby\",reason=\"read\"} 2"));
-  CHECK(has_line(text, "pgmux_queries_routed_total{target=\"primary\",reason=\"write\"} 1"));
-  CHECK(has_line(text, "pgmux_queries_routed_total{target=\"primary\",reason=\"pinned\"} 1"));
-  // The usual routes are there before they happen; impossible ones only once counted.
-  CHECK(has_line(text, "pgmux_queries_routed_total{target=\"primary\",reason=\"lag-excluded\"} 0"));
-  CHECK(has_line(text, "pgmux_queries_routed_total{target=\"primary\",reason=\"read-your-writes\"} 0"));
+  expect_lines(text, {
+      "pgmux_queries_routed_total{target=\"standby\",reason=\"read\"} 2",
+      "pgmux_queries_routed_total{target=\"primary\",reason=\"write\"} 1",
+      "pgmux_queries_routed_total{target=\"primary\",reason=\"pinned\"} 1",
+      // The usual routes are there before they happen; impossible ones only once counted.
+      "pgmux_queries_routed_total{target=\"primary\",reason=\"lag-excluded\"} 0",
+      "pgmux_queries_routed_total{target=\"primary\",reason=\"read-your-writes\"} 0",
+  });
   CHECK(text.find("target=\"standby\",reason=\"write\"") == std::string::npos);
   // Errors: only classes seen.
-  CHECK(has_line(text, "pgmux_errors_total{class=\"42\"} 2"));
-  CHECK(has_line(text, "pgmux_errors_total{class=\"08\"} 3"));
-  CHECK(has_line(text, "pgmux_errors_total{class=\"unknown\"} 1"));
+  expect_lines(text, {
+      "pgmux_errors_total{class=\"42\"} 2",
+      "pgmux_errors_total{class=\"08\"} 3",
+      "pgmux_errors_total{class=\"unknown\"} 1",
+  });
   CHECK(text.find("pgmux_errors_total{class=\"57\"}") == std::string::npos);
   // Histograms: cumulative buckets over both workers, +Inf = count.
-  CHECK(has_line(text, "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.0001\"} 0"));
-  CHECK(has_line(text, "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.00025\"} 1"));
-  CHECK(has_line(text, "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.0025\"} 1"));
-  CHECK(has_line(text, "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.005\"} 2"));
-  CHECK(has_line(text, "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"10\"} 2"));
-  CHECK(has_line(text, "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"+Inf\"} 3"));
-  CHECK(has_line(text, "pgmux_query_duration_seconds_count{role=\"primary\"} 3"));
-  CHECK(has_line(text, "pgmux_query_duration_seconds_sum{role=\"primary\"} 20.0032"));
-  CHECK(has_line(text, "pgmux_query_duration_seconds_count{role=\"standby\"} 0"));
-  CHECK(has_line(text, "pgmux_transaction_duration_seconds_count{role=\"standby\"} 1"));
-  CHECK(has_line(text, "pgmux_transaction_duration_seconds_bucket{role=\"standby\",le=\"0.001\"} 1"));
-  CHECK(has_line(text, "pgmux_pool_wait_seconds_count 1"));
-  CHECK(has_line(text, "pgmux_pool_wait_seconds_sum 5e-05"));
-  CHECK(has_line(text, "pgmux_probe_duration_seconds_count{backend=\"p\"} 1"));
-  CHECK(has_line(text, "pgmux_probe_duration_seconds_bucket{backend=\"p\",le=\"0.001\"} 0"));
-  CHECK(has_line(text, "pgmux_probe_duration_seconds_bucket{backend=\"p\",le=\"0.0025\"} 1"));
+  expect_lines(text, {
+      "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.0001\"} 0",
+      "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.00025\"} 1",
+      "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.0025\"} 1",
+      "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.005\"} 2",
+      "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"10\"} 2",
+      "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"+Inf\"} 3",
+      "pgmux_query_duration_seconds_count{role=\"primary\"} 3",
+      "pgmux_query_duration_seconds_sum{role=\"primary\"} 20.0032",
+      "pgmux_query_duration_seconds_count{role=\"standby\"} 0",
+      "pgmux_transaction_duration_seconds_count{role=\"standby\"} 1",
+      "pgmux_transaction_duration_seconds_bucket{role=\"standby\",le=\"0.001\"} 1",
+      "pgmux_pool_wait_seconds_count 1",
+      "pgmux_pool_wait_seconds_sum 5e-05",
+      "pgmux_probe_duration_seconds_count{backend=\"p\"} 1",
+      "pgmux_probe_duration_seconds_bucket{backend=\"p\",le=\"0.001\"} 0",
+      "pgmux_probe_duration_seconds_bucket{backend=\"p\",le=\"0.0025\"} 1",
+  });
 }
 
 TEST_CASE("exporter: backends, failovers and reloads") {
   Fixture f;
   const std::string text = render_metrics(f.sources);
   CAPTURE(text);
-  CHECK(has_line(text, "pgmux_backend_up{backend=\"p\"} 1"));
-  CHECK(has_line(text, "pgmux_backend_role{backend=\"p\",role=\"primary\"} 1"));
-  CHECK(has_line(text, "pgmux_backend_role{backend=\"p\",role=\"standby\"} 0"));
-  CHECK(has_line(text, "pgmux_backend_role{backend=\"s\",role=\"standby\"} 1"));
-  CHECK(has_line(text, "pgmux_backend_role{backend=\"s\",role=\"down\"} 0"));
-  CHECK(has_line(text, "pgmux_backend_readable{backend=\"s\"} 0"));
-  CHECK(has_line(text, "pgmux_backend_weight{backend=\"s\"} 2"));
-  CHECK(has_line(text, "pgmux_backend_lag_bytes{backend=\"s\"} 20000000"));
-  CHECK(has_line(text, "pgmux_backend_lag_seconds{backend=\"s\"} 12.5"));
-  CHECK(has_line(text, "pgmux_backend_timeline{backend=\"s\"} 3"));
-  CHECK(has_line(text, "pgmux_failovers_total 1"));
-  CHECK(has_line(text, "pgmux_split_brain 0"));
-  CHECK(has_line(text, "pgmux_config_reloads_total{result=\"ok\"} 2"));
-  CHECK(has_line(text, "pgmux_config_reloads_total{result=\"failed\"} 1"));
-  CHECK(has_line(text, "pgmux_config_last_reload_success_timestamp_seconds 1700000100.5"));
+  expect_lines(text, {
+      "pgmux_backend_up{backend=\"p\"} 1",
+      "pgmux_backend_role{backend=\"p\",role=\"primary\"} 1",
+      "pgmux_backend_role{backend=\"p\",role=\"standby\"} 0",
+      "pgmux_backend_role{backend=\"s\",role=\"standby\"} 1",
+      "pgmux_backend_role{backend=\"s\",role=\"down\"} 0",
+      "pgmux_backend_readable{backend=\"s\"} 0",
+      "pgmux_backend_weight{backend=\"s\"} 2",
+      "pgmux_backend_lag_bytes{backend=\"s\"} 20000000",
+      "pgmux_backend_lag_seconds{backend=\"s\"} 12.5",
+      "pgmux_backend_timeline{backend=\"s\"} 3",
+      "pgmux_failovers_total 1",
+      "pgmux_split_brain 0",
+      "pgmux_config_reloads_total{result=\"ok\"} 2",
+      "pgmux_config_reloads_total{result=\"failed\"} 1",
+      "pgmux_config_last_reload_success_timestamp_seconds 1700000100.5",
+  });
   f.control.last_reload_time = 0;  // never reloaded: the startup load counts
   CHECK(has_line(render_metrics(f.sources), "pgmux_config_last_reload_success_timestamp_seconds 1700000000"));
 }

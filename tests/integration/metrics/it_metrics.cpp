@@ -296,10 +296,7 @@ TEST_CASE("a metrics_listen port in use stops pgmux with an error naming metrics
   const int busy = free_port_from(listen + 1);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(busy));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in addr = loopback_address(busy);
   REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   REQUIRE(::listen(fd, 1) == 0);
   json config = default_config(listen);
