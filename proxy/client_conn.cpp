@@ -61,7 +61,9 @@ const char* to_string(ClientState s) {
   return "?";
 }
 
-ClientConn::ClientConn(Worker& worker, uint64_t id) : StreamConn(worker.loop()), worker_(worker), id_(id) {}
+ClientConn::ClientConn(Worker& worker, uint64_t id) : StreamConn(worker.loop()), worker_(worker), id_(id) {
+  count_bytes({&worker.metrics().client_bytes_received, &worker.metrics().client_bytes_sent});
+}
 
 ClientConn::~ClientConn() = default;
 
@@ -310,6 +312,7 @@ bool ClientConn::acquire(int backend_index, Role role) {
   waiting_role_ = role;
   wait_ = Wait::Server;
   wait_started_ = worker_.now();
+  wait_started_ns_ = uv_hrtime();
   pool->request(this);
   return open();
 }
@@ -319,6 +322,10 @@ void ClientConn::on_server_ready(ServerConn* server) {
   if (!open()) {
     server->pool().release(server, server->reusable());
     return;
+  }
+  if (wait_started_ns_ != 0) {
+    worker_.metrics().pool_wait_done(uv_hrtime() - wait_started_ns_, server->pool().stats);
+    wait_started_ns_ = 0;
   }
   ServerConn*& slot = slot_for(waiting_role_);
   if (slot) drop_server(slot, slot->reusable());
@@ -350,6 +357,7 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
   build_ready_for_query(out, 'I');
   send_owned(std::move(out));
   logged_in_ = true;
+  worker_.metrics().client_logins.add();
   last_activity_ = worker_.now();
   LOG_INFO("C-%llu %s user=%s db=%s: login ok (parameters from %s, %s pooling)", static_cast<unsigned long long>(id_),
            peer_.c_str(), user_.c_str(), database_.c_str(), via, conf::to_string(pool_mode_));
@@ -396,6 +404,8 @@ void ClientConn::fail(const std::string& state, const std::string& message, cons
            database_.c_str(), state.c_str(), message.c_str());
   ByteVector out;
   build_error_response(out, "FATAL", state, message, detail);
+  worker_.metrics().count_error(state);
+  if (!logged_in_) worker_.metrics().client_login_failures.add();
   send_owned(std::move(out));
   close();
 }

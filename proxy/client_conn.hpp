@@ -101,6 +101,7 @@ class ClientConn final : public StreamConn {
     bool write = false;
     bool extended = false;        // an extended batch (its Sync is ignored if it starts COPY FROM STDIN)
     bool session = false;         // a session command: its text waits in pending_session_sql_
+    uint64_t sent_ns = 0;         // uv_hrtime() when its first message was forwarded (query duration)
   };
 
   void set_state(ClientState s);
@@ -162,6 +163,8 @@ class ClientConn final : public StreamConn {
   int32_t cancel_key_pid_ = 0;
   double created_at_ = 0;
   double wait_started_ = 0;
+  uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting
+  uint64_t tx_started_ns_ = 0;    // uv_hrtime() of the first request of the running transaction; 0: none
   double last_activity_ = 0;  // loop time of the last request sent or reply finished
   const char* close_reason_ = nullptr;
   bool logged_in_ = false;

@@ -41,8 +41,11 @@ void ClientConn::check_idle(double now, const conf::Timeouts& timeouts) {
 
 void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had_error) {
   last_activity_ = worker_.now();
+  const uint64_t now_ns = uv_hrtime();
+  const ServedBy served_by = server == standby_ ? ServedBy::Standby : ServedBy::Primary;
   if (outstanding_count_ > 0) {
     Outstanding& done = outstanding_[outstanding_head_];
+    worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
     outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
     --outstanding_count_;
     if (done.session) {
@@ -52,6 +55,10 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
     }
   }
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
+  if (tx_status == 'I' && tx_started_ns_ != 0) {
+    worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);
+    tx_started_ns_ = server->has_outstanding() ? now_ns : 0;  // pipelined: the next one is already running
+  }
   if (tx_status == 'I' && server->wrote) {
     route_state_.last_write_commit = monotonic_now();
     server->wrote = false;
@@ -148,6 +155,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     // The requests may or may not have run; the client hears so, once for each, and the session goes on.
     const unsigned answers = outstanding_count_;
     outstanding_count_ = 0;
+    tx_started_ns_ = 0;
+    worker_.metrics().count_error(sqlstate::kConnectionFailure, answers > 0 ? answers : 1);
     pending_session_sql_.clear();
     copy_in_ = false;
     ByteVector out;

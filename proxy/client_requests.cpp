@@ -302,13 +302,19 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     case routing::RouteTarget::Primary: {
       worker_.stop_waiting_for_primary(this);
       primary_wait_deadline_ = 0;
-      if (primary_ && primary_->backend_index() == route.backend) return primary_;
+      if (primary_ && primary_->backend_index() == route.backend) {
+        worker_.metrics().count_route(route);  // counted once, when the request is about to go out
+        return primary_;
+      }
       if (primary_) drop_server(primary_, false);  // a former primary: its session must not carry on
       acquire(route.backend, Role::Primary);
       return nullptr;
     }
     case routing::RouteTarget::Standby: {
-      if (standby_ && standby_->backend_index() == route.backend) return standby_;
+      if (standby_ && standby_->backend_index() == route.backend) {
+        worker_.metrics().count_route(route);
+        return standby_;
+      }
       if (standby_) drop_server(standby_, standby_->reusable());
       acquire(route.backend, Role::Standby);
       return nullptr;
@@ -325,6 +331,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
       if (!any_up || now >= primary_wait_deadline_) {
         primary_wait_deadline_ = 0;
         worker_.stop_waiting_for_primary(this);
+        worker_.metrics().count_route(route);
         answer_locally_with_error(
             sqlstate::kCannotConnectNow,
             any_up ? "pgmux: no primary became available within failover_timeout (" +
@@ -338,6 +345,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
       return nullptr;
     }
     case routing::RouteTarget::NoBackend:
+      worker_.metrics().count_route(route);
       answer_locally_with_error(sqlstate::kCannotConnectNow,
                                 std::string("pgmux: no standby can serve this read (") + routing::to_string(route.reason) +
                                     ") and fallback_to_primary is off",
@@ -455,6 +463,9 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) ++outstanding_count_;
   slot.extended = request_.kind == RequestKind::Extended;
+  const uint64_t now_ns = uv_hrtime();
+  if (!server->extended_open()) slot.sent_ns = now_ns;  // else this continues the request of that slot
+  if (tx_started_ns_ == 0) tx_started_ns_ = now_ns;
   // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
   // transaction may be rolled back; SHOW changes nothing).
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
@@ -589,6 +600,7 @@ void ClientConn::answer_locally_with_error(const std::string& state, const std::
                                            const std::string& detail) {
   ByteVector out;
   build_error_response(out, "ERROR", state, message, detail);
+  worker_.metrics().count_error(state);
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) {
     build_ready_for_query(out, deferred_begin_.empty() ? 'I' : 'E');

@@ -129,6 +129,7 @@ void ClientConn::on_plan_retry(ServerConn* server) {
     // Cannot send it again without reordering replies: the client gets PostgreSQL's error, in order.
     ByteVector out;
     build_error_response(out, "ERROR", sqlstate::kFeatureNotSupported, "cached plan must not change result type");
+    worker_.metrics().count_error(sqlstate::kFeatureNotSupported);
     build_ready_for_query(out, server->tx_status());
     send_owned(std::move(out));
     retry_statements_.clear();

@@ -47,6 +47,8 @@ class Control {
   ControlMetrics& metrics() { return metrics_; }
   std::shared_ptr<const conf::Config> config() const { return shared_->config.load(); }
   const std::string& config_path() const { return config_path_; }
+  // A shutdown has begun (SIGINT, SIGTERM, SHUTDOWN): /healthz answers 503 from then on.
+  bool stopping() const { return stopping_; }
   // Re-reads the config file; on any error keeps the current config. `trigger` is for the log ("SIGHUP").
   ReloadOutcome reload(const std::string& trigger);
   // Installs a validated config (a reload, or the console's SET): every worker and the prober pick it up.

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "routing/router.hpp"
 
@@ -51,7 +52,7 @@ inline const char* to_string(ServedBy s) { return s == ServedBy::Primary ? "prim
 
 inline constexpr size_t kRouteTargets = 4;  // routing::RouteTarget
 inline constexpr size_t kMaxCountedBackends = 64;  // backend ids counted per backend (the router's mask is 64 bits)
-inline constexpr size_t kSqlstateClasses = 36 * 36;
+inline constexpr size_t kSqlstateClasses = 36 * 36;  // plus one more slot: no or a malformed SQLSTATE
 
 // Index of a SQLSTATE's class (its first two characters, 0-9A-Z each); kSqlstateClasses for anything else.
 inline size_t sqlstate_class_index(char a, char b) {
@@ -64,7 +65,25 @@ inline size_t sqlstate_class_index(char a, char b) {
   if (x < 0 || y < 0) return kSqlstateClasses;
   return static_cast<size_t>(x * 36 + y);
 }
-std::string sqlstate_class_text(size_t index);  // 46 -> "0A" (metrics_export.cpp)
+inline size_t sqlstate_class_index(std::string_view sqlstate) {
+  return sqlstate.size() >= 2 ? sqlstate_class_index(sqlstate[0], sqlstate[1]) : kSqlstateClasses;
+}
+std::string sqlstate_class_text(size_t index);  // 10 -> "0A", kSqlstateClasses -> "unknown" (metrics_export.cpp)
+
+// Totals since the pool was created, for SHOW STATS (written on the pool's worker only).
+struct PoolStats {
+  uint64_t xact_count = 0, query_count = 0;
+  uint64_t bytes_received = 0, bytes_sent = 0;  // from and to its servers
+  uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
+};
+
+// Where a connection adds the bytes it reads and writes (StreamConn). The pool totals are optional.
+struct ByteCounters {
+  RelaxedCounter* received = nullptr;
+  RelaxedCounter* sent = nullptr;
+  uint64_t* pool_received = nullptr;
+  uint64_t* pool_sent = nullptr;
+};
 
 struct WorkerMetrics {
   DurationHistogram query_duration[static_cast<size_t>(ServedBy::Count)];        // request sent -> ReadyForQuery
@@ -81,7 +100,30 @@ struct WorkerMetrics {
   RelaxedCounter client_login_failures;  // wrong password, unknown user or database, ...
   RelaxedCounter server_connects;        // server connections opened
   RelaxedCounter server_connect_failures;
-  RelaxedCounter errors[kSqlstateClasses];  // ErrorResponses sent to clients, by SQLSTATE class
+  RelaxedCounter errors[kSqlstateClasses + 1];  // ErrorResponses sent to clients, by SQLSTATE class
+
+  // The hot path's entry points: no allocation, no lock.
+  void count_route(const routing::Route& route) {
+    routed[static_cast<size_t>(route.target)][static_cast<size_t>(route.reason)].add();
+  }
+  void count_error(std::string_view sqlstate, uint64_t n = 1) { errors[sqlstate_class_index(sqlstate)].add(n); }
+  // A request's ReadyForQuery came back (ns since it was forwarded).
+  void request_done(ServedBy by, uint64_t ns, PoolStats& pool) {
+    query_duration[static_cast<size_t>(by)].observe_ns(ns);
+    ++pool.query_count;
+    pool.query_time_us += ns / 1000;
+  }
+  // ReadyForQuery 'I' ended a transaction (an autocommit statement is one too).
+  void transaction_done(ServedBy by, uint64_t ns, PoolStats& pool) {
+    transaction_duration[static_cast<size_t>(by)].observe_ns(ns);
+    ++pool.xact_count;
+    pool.xact_time_us += ns / 1000;
+  }
+  // A client got a server connection from the pool after waiting ns.
+  void pool_wait_done(uint64_t ns, PoolStats& pool) {
+    pool_wait.observe_ns(ns);
+    pool.wait_time_us += ns / 1000;
+  }
 };
 
 // Written on the control loop only; read by the exporter on that same loop.

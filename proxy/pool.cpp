@@ -266,6 +266,7 @@ void Pool::reset_and_idle(ServerConn* server, const char* reset_sql) {
 }
 
 void Pool::on_login_done(ServerConn* server) {
+  worker_.metrics().server_connects.add();
   server->forget_opened_for();
   limits_.login_params->set_if_empty(server->params());
   LOG_DEBUG("S-%llu pool %s: logged in to backend %s, server pid %d", static_cast<unsigned long long>(server->id()),
@@ -275,6 +276,7 @@ void Pool::on_login_done(ServerConn* server) {
 }
 
 void Pool::on_server_failed(ServerConn* server, const std::string& sqlstate, const std::string& message) {
+  worker_.metrics().server_connect_failures.add();
   std::string detail = "pgmux pool \"" + name_ + "\", backend \"" + backend_.name + "\" at " + backend_.text();
   // The client this connection was opened for hears why (it may be its own bad startup parameter).
   if (ClientConn* client = server->opened_for()) {

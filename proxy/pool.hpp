@@ -13,6 +13,7 @@
 #include "protocol/auth_scram.hpp"
 #include "proxy/client_conn.hpp"
 #include "proxy/intrusive_list.hpp"
+#include "proxy/metrics.hpp"
 #include "proxy/server_conn.hpp"
 #include "proxy/shared_state.hpp"
 
@@ -35,13 +36,6 @@ struct BackendAddress {
   uint16_t port = 0;
   sockaddr_storage address{};
   std::string text() const { return host + ":" + std::to_string(port); }
-};
-
-// Totals since the pool was created, for SHOW STATS (written on the pool's worker only).
-struct PoolStats {
-  uint64_t xact_count = 0, query_count = 0;
-  uint64_t bytes_received = 0, bytes_sent = 0;  // from and to its servers
-  uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
 };
 
 class Pool {
@@ -92,7 +86,7 @@ class Pool {
   bool draining() const { return draining_; }
   void close_all(const char* reason);
 
-  PoolStats stats;
+  PoolStats stats;  // SHOW STATS (metrics.hpp)
   template <typename F>
   void for_each_server(F&& f) {
     idle_.for_each(f);

@@ -32,7 +32,11 @@ ServerConn::ServerConn(Pool& pool, uint64_t id)
     : StreamConn(pool.worker().loop()),
       server_statements(static_cast<size_t>(pool.worker().config()->prepared_statements.max_per_server)),
       pool_(pool),
-      id_(id) {}
+      id_(id) {
+  WorkerMetrics& metrics = pool.worker().metrics();
+  count_bytes({&metrics.server_bytes_received, &metrics.server_bytes_sent, &pool.stats.bytes_received,
+               &pool.stats.bytes_sent});
+}
 
 void ServerConn::connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for) {
   startup_params_ = std::move(startup_params);
@@ -406,6 +410,7 @@ void ServerConn::relay() {
         case backend::kErrorResponse: {
           request_error_ = true;
           auto error = parse_error_fields(body);
+          pool_.worker().metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
           if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
           break;
         }

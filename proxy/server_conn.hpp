@@ -79,6 +79,8 @@ class ServerConn final : public StreamConn {
   char tx_status() const { return tx_status_; }
   // An extended sequence was left open by Flush and nothing else is owed: its next messages must come here.
   bool only_open_sequence() const { return unsynced_extended_ && pending_syncs_ == 0; }
+  // The last request left an extended sequence open (Flush, no Sync): the next one continues it.
+  bool extended_open() const { return unsynced_extended_; }
   int backend_index() const;
   // A partial message was forwarded to the client: the client's stream cannot take anything else now.
   bool mid_message() const { return pass_remaining_ > 0; }

@@ -47,6 +47,8 @@ void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
   auto* self = static_cast<StreamConn*>(stream->data);
   if (self->life_ != Life::Open) return;
   if (nread > 0) {
+    if (self->bytes_.received) self->bytes_.received->add(static_cast<uint64_t>(nread));
+    if (self->bytes_.pool_received) *self->bytes_.pool_received += static_cast<uint64_t>(nread);
     self->in_.commit(static_cast<size_t>(nread));
     self->on_data();
     return;
@@ -61,6 +63,7 @@ void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
 
 void StreamConn::send_owned(protocol::ByteVector&& bytes) {
   if (life_ != Life::Open || bytes.empty()) return;
+  count_sent(bytes.size());
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
   if (tcp_.write_queue_size == 0) {
     int n = uv_try_write(stream(), &buf, 1);
@@ -97,6 +100,7 @@ bool StreamConn::forward_from(StreamConn& source, const uv_buf_t* bufs, unsigned
     on_write_error(UV_EBUSY);
     return true;
   }
+  for (unsigned i = 0; i < count; ++i) count_sent(bufs[i].len);
   // Fast path: the kernel usually takes everything at once and nothing is pinned.
   uv_buf_t rest[16];
   unsigned rest_count = 0;

@@ -6,6 +6,7 @@
 
 #include "protocol/bytes.hpp"
 #include "proxy/io_buffer.hpp"
+#include "proxy/metrics.hpp"
 
 namespace pgmux::proxy {
 
@@ -32,6 +33,9 @@ class StreamConn {
   bool forward_from(StreamConn& source, const uv_buf_t* bufs, unsigned count);
   bool pinned() const { return pinned_; }
 
+  // Where the bytes read from and written to this socket are counted (metrics, SHOW STATS); set once.
+  void count_bytes(const ByteCounters& counters) { bytes_ = counters; }
+
   // Bytes queued in libuv for this stream, for backpressure decisions.
   size_t write_queue_size() const { return tcp_.write_queue_size; }
 
@@ -57,10 +61,15 @@ class StreamConn {
   static void on_owned_written(uv_write_t* req, int status);
   static void on_closed(uv_handle_t* handle);
   void maybe_delete();
+  void count_sent(size_t n) {
+    if (bytes_.sent) bytes_.sent->add(n);
+    if (bytes_.pool_sent) *bytes_.pool_sent += n;
+  }
 
   uv_tcp_t tcp_;
   uv_write_t forward_req_;
   StreamConn* forward_source_ = nullptr;  // whose bytes forward_req_ is writing
+  ByteCounters bytes_;
   Life life_ = Life::Open;
   bool pinned_ = false;
   bool reading_ = false;

@@ -14,9 +14,10 @@ build_packages=(
   libuv1-dev libssl-dev libpq-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev libpg-query-dev
 )
 # What the test suite, demo and benchmark run: servers, clients and the process/socket tools
-# the support scripts call (ps, pgrep, ss, runuser/setpriv come from util-linux, which is essential).
+# the support scripts call (ps, pgrep, ss, runuser/setpriv come from util-linux, which is essential);
+# prometheus for promtool (the metrics and alert-rule tests).
 test_packages=(
-  postgresql-15 postgresql-client-15 pgbouncer procps iproute2 openssl
+  postgresql-15 postgresql-client-15 pgbouncer procps iproute2 openssl prometheus
 )
 
 packages=("${build_packages[@]}")

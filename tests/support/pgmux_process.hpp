@@ -1,6 +1,7 @@
 // End-to-end test harness: the real-cluster ports, pgmux's test configuration, and a pgmux child process
 // owned by a test (started on construction, stopped by pid on destruction).
 #pragma once
+#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <memory>
@@ -31,6 +32,9 @@ std::string default_config_json(int listen_port);
 
 // libpq connection string to 127.0.0.1 with bounded connect time.
 std::string conninfo(int port, const std::string& user, const std::string& password, const std::string& db);
+
+// 127.0.0.1:port as a socket address.
+sockaddr_in loopback_address(int port);
 
 // First port >= start that can be bound on 127.0.0.1 (throws when none below 65536).
 int free_port_from(int start);
