@@ -208,7 +208,8 @@ start_pgmux() {  # NAME PORT POOL_MODE POOL_SIZE
   "auth_method": "scram-sha-256",
   "users": [{"name": "app", "password": "app"}],
   "databases": [{"name": "app", "backends": ["primary"], "pool_mode": "$pool_mode", "pool_size": $size}],
-  "logging": {"level": "warn"}
+  "logging": {"level": "warn"},
+  "metrics_listen": ""
 }
 JSON
   log "starting $name ($pool_mode mode, pool $size) on $port"

@@ -52,15 +52,18 @@ fi
 
 echo "install-deps.sh: installing ${missing[*]}" >&2
 
-# Remember PgBouncer processes running before, to tell afterwards whether our install started one.
+# Remember PgBouncer and Prometheus processes running before, to tell afterwards whether our install started one.
 pgbouncer_missing=0
+prometheus_missing=0
 for p in "${missing[@]}"; do
   [[ $p == pgbouncer ]] && pgbouncer_missing=1
+  [[ $p == prometheus ]] && prometheus_missing=1
 done
 pgbouncer_before=""
 if [[ $pgbouncer_missing -eq 1 ]]; then
   pgbouncer_before="$(pgrep -x pgbouncer 2>/dev/null || true)"
 fi
+prometheus_before="$(pgrep -x prometheus 2>/dev/null || true)"
 
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -86,6 +89,20 @@ if [[ $pgbouncer_missing -eq 1 ]]; then
       fi
     done
   fi
+fi
+
+# Only promtool is needed from the prometheus package; its server (:9090) is stopped if this install started it.
+if [[ $prometheus_missing -eq 1 ]]; then
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    "${as_root[@]}" systemctl stop prometheus 2>/dev/null || true
+  fi
+  for pid in $(pgrep -x prometheus 2>/dev/null || true); do
+    grep -qx "$pid" <<<"$prometheus_before" && continue
+    if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == /usr/bin/prometheus ]]; then
+      echo "install-deps.sh: stopping the prometheus service the install started (pid $pid)" >&2
+      "${as_root[@]}" kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
 fi
 
 echo "install-deps.sh: done" >&2
