@@ -32,7 +32,11 @@ ServerConn::ServerConn(Pool& pool, uint64_t id)
     : StreamConn(pool.worker().loop()),
       server_statements(static_cast<size_t>(pool.worker().config()->prepared_statements.max_per_server)),
       pool_(pool),
-      id_(id) {}
+      id_(id) {
+  pool_.server_created();
+}
+
+ServerConn::~ServerConn() { pool_.server_deleted(); }
 
 void ServerConn::connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for) {
   startup_params_ = std::move(startup_params);

@@ -49,6 +49,8 @@ class PgmuxProcess {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   std::string log() const;
+  // Replaces the config file pgmux was started with (atomically: a reload never reads half of it).
+  void write_config(const std::string& config_json);
   void send_signal(int sig);
   // Waits until the process exits; false on timeout. *status gets the waitpid status.
   bool wait_exit(double seconds, int* status = nullptr);
