@@ -22,10 +22,6 @@ int app_connections(int port) {
                                                   "AND datname = '") + kDb + "'").c_str());
 }
 
-nlohmann::json backend(const std::string& name, int port, int weight) {
-  return {{"name", name}, {"host", "127.0.0.1"}, {"port", port}, {"weight", weight}};
-}
-
 }  // namespace
 
 TEST_CASE("reload: backends added, removed (drained) and reordered under connected clients") {

@@ -31,6 +31,11 @@ std::map<int, int> read_split(const std::string& conninfo, int count);
 int count_lines(const std::string& log, const std::string& text);
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+// A `backends` entry on 127.0.0.1.
+inline nlohmann::json backend(const std::string& name, int port, int weight) {
+  return {{"name", name}, {"host", "127.0.0.1"}, {"port", port}, {"weight", weight}};
+}
+
 // (Re)creates database `db` owned by app with an empty table `t (id int)`, and waits until both standbys have it.
 void fresh_database_with_table(const ClusterPorts& ports, const std::string& db);
 
