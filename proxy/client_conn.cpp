@@ -233,51 +233,19 @@ void ClientConn::auth_succeeded() {
     fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
     return;
   }
-  // The database's backends, as a mask over the config's backend list (the view uses the same order).
-  uint64_t mask = 0;
-  for (size_t i = 0; i < config_->backends.size() && i < 64; ++i) {
-    const auto& names = database_config_->backends;
-    if (names.empty() || std::find(names.begin(), names.end(), config_->backends[i].name) != names.end()) {
-      mask |= uint64_t{1} << i;
-    }
-  }
-  route_state_.backend_mask = mask;
+  update_backend_mask(*worker_.config());
   pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
   cancel_slot_ = std::make_shared<CancelSlot>();
   set_state(ClientState::WaitingServer);
   wait_started_ = worker_.now();
 
-  // Log in through the primary when there is one, else through any readable standby: its ParameterStatus set
-  // is what the client sees, as on a direct connection.
-  const routing::BackendsView& view = worker_.view();
-  int login_backend = -1;
   Role role = Role::Primary;
-  if (view.primary >= 0 && (mask >> view.primary) & 1) {
-    login_backend = view.primary;
-  } else {
-    for (size_t i = 0; i < view.backends.size(); ++i) {
-      if (((mask >> i) & 1) && view.backends[i].readable) {
-        login_backend = static_cast<int>(i);
-        role = Role::Standby;
-        break;
-      }
-    }
-  }
-  if (login_backend < 0) {
-    // Nothing known to be up: before the first probe round, or everything is down. Try the first backend of the
-    // database: a clear connection error beats waiting.
-    for (size_t i = 0; i < config_->backends.size(); ++i) {
-      if ((mask >> i) & 1) {
-        login_backend = static_cast<int>(i);
-        break;
-      }
-    }
-  }
+  const int backend = login_backend(&role);
   // Transaction pooling needs no server to log a client in once the pool knows what a server reports: that set,
   // with the client's own startup values applied, as PostgreSQL would report them.
   if (transaction_pooling()) {
     std::string error;
-    Pool* pool = worker_.pool_for(config_, *database_config_, *user_config_, database_, login_backend, &error);
+    Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend, &error);
     SessionParams params = pool ? pool->login_params() : SessionParams{};
     if (!params.entries().empty()) {
       if (auto key = auth_->client_key(); key && pool->login().scram_secret) pool->login().client_key = key;
@@ -292,17 +260,72 @@ void ClientConn::auth_succeeded() {
       return;
     }
   }
-  if (!acquire(login_backend, role)) return;
+  if (!acquire(backend, role)) return;
   if (auto key = auth_->client_key(); key && waiting_pool_ && waiting_pool_->login().scram_secret) {
     waiting_pool_->login().client_key = key;
   }
   auth_.reset();
 }
 
+// The database's backends as a mask over the config's backend list (the view uses the same order), by name: a
+// reload may reorder the list. A database a reload removed keeps the backends it had.
+void ClientConn::update_backend_mask(const conf::Config& config) {
+  const conf::Database* database = config.find_database(database_);
+  const std::vector<std::string>& names = (database ? database : database_config_)->backends;
+  uint64_t mask = 0;
+  for (size_t i = 0; i < config.backends.size() && i < 64; ++i) {
+    if (names.empty() || std::find(names.begin(), names.end(), config.backends[i].name) != names.end()) {
+      mask |= uint64_t{1} << i;
+    }
+  }
+  route_state_.backend_mask = mask;
+}
+
+// Log in through the primary when there is one, else through any readable standby: its ParameterStatus set is
+// what the client sees, as on a direct connection.
+int ClientConn::login_backend(Role* role) const {
+  const routing::BackendsView& view = worker_.view();
+  const uint64_t mask = route_state_.backend_mask;
+  *role = Role::Primary;
+  if (view.primary >= 0 && (mask >> view.primary) & 1) return view.primary;
+  for (size_t i = 0; i < view.backends.size() && i < 64; ++i) {
+    if (((mask >> i) & 1) && view.backends[i].readable) {
+      *role = Role::Standby;
+      return static_cast<int>(i);
+    }
+  }
+  // Nothing known to be up: before the first probe round, or everything is down. Try the first backend of the
+  // database: a clear connection error beats waiting.
+  for (size_t i = 0; i < worker_.config()->backends.size() && i < 64; ++i) {
+    if ((mask >> i) & 1) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void ClientConn::on_config_changed(const conf::Config& config) {
+  if (database_config_) update_backend_mask(config);
+}
+
+void ClientConn::on_pool_draining(Pool* pool) {
+  if (!open()) return;
+  if (waiting_pool_ == pool) {
+    waiting_pool_ = nullptr;
+    if (wait_ == Wait::Server) wait_ = Wait::None;
+    if (!logged_in_) {
+      Role role = Role::Primary;
+      const int backend = login_backend(&role);
+      acquire(backend, role);
+      return;
+    }
+  }
+  release_idle_servers();
+  pump();
+}
+
 // Takes a server for `role` from the backend's pool; the pool calls on_server_ready (maybe right away).
 bool ClientConn::acquire(int backend_index, Role role) {
   std::string error;
-  Pool* pool = worker_.pool_for(config_, *database_config_, *user_config_, database_, backend_index, &error);
+  Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &error);
   if (!pool) {
     close_reason_ = "no pool";
     fail(sqlstate::kConnectionFailure, error);
@@ -337,13 +360,23 @@ void ClientConn::on_server_ready(ServerConn* server) {
   release_idle_servers();  // a login-only checkout in transaction pooling goes straight back
 }
 
+// Also in session pooling: a server of a draining pool (its backend removed by a reload) goes back at the first
+// transaction boundary, and the next statement is routed afresh.
 void ClientConn::release_idle_servers() {
   // Not while a request is being dispatched or waits in the buffer: it is about to use the server.
-  if (!transaction_pooling() || !open() || pumping_ || wait_ != Wait::None || in_.unparsed() > 0) return;
+  if (!open() || pumping_ || wait_ != Wait::None || in_.unparsed() > 0) return;
   for (ServerConn* server : {primary_, standby_}) {
     if (!server || server == prepared_for_ || server->state() != ServerState::Linked) continue;
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
-    if (pin_reason_) continue;  // a pinned client keeps the servers its state lives on
+    if (server->pool().draining()) {
+      if (server == primary_ && (pin_reason_ || route_state_.pinned_primary)) {
+        LOG_WARN("C-%llu user=%s db=%s: backend %s was removed by a reload; the session state only its server had "
+                 "(%s) is lost", static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str(),
+                 server->pool().backend().name.c_str(), pin_reason_ ? pin_reason_ : "pinned to the primary");
+      }
+    } else if (!transaction_pooling() || pin_reason_) {
+      continue;  // session pooling keeps its servers; a pinned client keeps the servers its state lives on
+    }
     drop_server(server, server->reusable());
   }
 }

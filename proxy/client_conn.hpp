@@ -69,6 +69,12 @@ class ClientConn final : public StreamConn {
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
   // From the worker: a new backends view, or the periodic tick while waiting for a primary.
   void on_view_changed();
+  // From the worker: a reloaded config (its backend list may be reordered, grown or shrunk). Nothing is routed
+  // here; the next request uses the new list.
+  void on_config_changed(const conf::Config& config);
+  // From a pool whose backend a reload removed or moved: stop waiting on it (the request is routed again), and
+  // give back its servers at the next transaction boundary (at once when idle).
+  void on_pool_draining(Pool* pool);
 
   // Worker tick: closes the client past idle_transaction_timeout (idle inside a transaction) or
   // client_idle_timeout (idle outside one).
@@ -109,6 +115,8 @@ class ClientConn final : public StreamConn {
   void handle_startup_message(const protocol::StartupMessage& startup);
   void handle_auth();
   void auth_succeeded();
+  void update_backend_mask(const conf::Config& config);
+  int login_backend(Role* role) const;
   void finish_login(const SessionParams& server_params, const char* via);
 
   // Request path.
@@ -154,7 +162,9 @@ class ClientConn final : public StreamConn {
   std::string user_;
   std::string database_;
   SessionParams wanted_params_;
-  std::shared_ptr<const conf::Config> config_;  // the snapshot this client logged in under
+  // The snapshot this client logged in under: its user and database entries, the pool mode and server database
+  // it keeps for the session. Per-request settings come from worker_.config() (reloads apply to them).
+  std::shared_ptr<const conf::Config> config_;
   const conf::User* user_config_ = nullptr;
   const conf::Database* database_config_ = nullptr;
   std::unique_ptr<ClientAuth> auth_;

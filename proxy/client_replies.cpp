@@ -121,8 +121,13 @@ void ClientConn::on_copy_in(ServerConn* server) {
 
 void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message) {
   if (server != primary_ && server != standby_ && wait_ == Wait::Server && open()) {
-    // It died while being readied for this client (parameter sync): ask the pool again.
-    acquire(server->pool().backend_index(), waiting_role_);
+    // It died while being readied for this client (parameter sync): ask the pool again, or route again when a
+    // reload removed its backend.
+    if (server->pool().draining()) {
+      on_pool_draining(waiting_pool_);
+    } else {
+      acquire(server->pool().backend_index(), waiting_role_);
+    }
     return;
   }
   const bool was_active = server == active_;

@@ -235,7 +235,7 @@ bool ClientConn::dispatch() {
   const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::TxBegin && !c.multi_statement &&
       !c.read_only && !route_state_.session_read_only && idle && deferred_begin_.empty() &&
-      config_->routing.read_write_split) {
+      worker_.config()->routing.read_write_split) {
     deferred_begin_.assign(request_.sql);
     in_.advance_parsed(request_.size);
     in_.consume_to(in_.parsed());
@@ -327,7 +327,8 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
                                                            (!view.backends[i].ever_probed && view.backends[i].failed_probes == 0));
       }
       const double now = monotonic_now();
-      if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + config_->routing.failover_timeout;
+      const double failover_timeout = worker_.config()->routing.failover_timeout;
+      if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + failover_timeout;
       if (!any_up || now >= primary_wait_deadline_) {
         primary_wait_deadline_ = 0;
         worker_.stop_waiting_for_primary(this);
@@ -335,7 +336,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         answer_locally_with_error(
             sqlstate::kCannotConnectNow,
             any_up ? "pgmux: no primary became available within failover_timeout (" +
-                         std::to_string(static_cast<int>(config_->routing.failover_timeout)) + " s)"
+                         std::to_string(static_cast<int>(failover_timeout)) + " s)"
                    : std::string("pgmux: no backend of database \"") + database_ + "\" is reachable",
             view.alarm);
         return nullptr;
@@ -355,11 +356,13 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   return nullptr;
 }
 
+// From the worker's current config, not the login snapshot: a reload applies to connected clients.
 routing::RouteSettings ClientConn::route_settings() const {
+  const conf::Routing& routing = worker_.config()->routing;
   routing::RouteSettings settings;
-  settings.read_write_split = config_->routing.read_write_split;
-  settings.fallback_to_primary = config_->routing.fallback_to_primary;
-  settings.read_your_writes = config_->routing.read_your_writes;
+  settings.read_write_split = routing.read_write_split;
+  settings.fallback_to_primary = routing.fallback_to_primary;
+  settings.read_your_writes = routing.read_your_writes;
   return settings;
 }
 

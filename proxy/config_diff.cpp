@@ -90,6 +90,11 @@ std::vector<std::string> settings_needing_restart(const conf::Config& current, c
     out.push_back("/metrics_listen: changed from " + metrics_text(current) + " to " + metrics_text(next) +
                   "; the metrics listener changes only with a restart");
   }
+  if (current.logging.file != next.logging.file) {
+    auto text = [](const std::string& file) { return file.empty() ? std::string("stderr") : file; };
+    out.push_back("/logging/file: changed from " + text(current.logging.file) + " to " + text(next.logging.file) +
+                  "; the log file changes only with a restart");
+  }
   return out;
 }
 

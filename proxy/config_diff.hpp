@@ -8,7 +8,8 @@
 
 namespace pgmux::proxy {
 
-// One message per setting that only a restart can change (listeners, workers, metrics_listen); empty when none.
+// One message per setting that only a restart can change (listeners, workers, metrics_listen, logging.file);
+// empty when none.
 std::vector<std::string> settings_needing_restart(const conf::Config& current, const conf::Config& next);
 
 // "backends +b3 -b2, weight b1 1->3; databases ~app; routing; timeouts" or "no changes".

@@ -109,6 +109,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
     }
     outcome.summary = "settings that need a restart changed; the old config stays";
     ++metrics_.reloads_failed;
+    LOG_ERROR("%s: config reload failed: %s", trigger.c_str(), outcome.summary.c_str());
     return outcome;
   }
   outcome.ok = true;

@@ -54,6 +54,64 @@ void Pool::release_slot() {
   if (limits_.user) limits_.user->release();
 }
 
+// More servers than pool_size + reserve_pool_size: a reload made the pool smaller.
+bool Pool::over_limit() const {
+  return limits_.pool->used.load(std::memory_order_relaxed) >
+         limits_.pool->limit.load(std::memory_order_relaxed) + limits_.reserve;
+}
+
+void Pool::reconfigure(Limits limits, const std::string& password) {
+  // A budget this pool starts or stops drawing from (max_db_connections or max_user_connections turned on or
+  // off) takes over the slots its servers already hold, so release_slot() stays balanced.
+  const int held = static_cast<int>(server_count());
+  auto move_slots = [held](std::shared_ptr<PoolBudget>& current, std::shared_ptr<PoolBudget> next) {
+    if (current == next) return;
+    if (current) current->used.fetch_sub(held, std::memory_order_acq_rel);
+    if (next) next->used.fetch_add(held, std::memory_order_acq_rel);
+    current = std::move(next);
+  };
+  move_slots(limits_.pool, std::move(limits.pool));
+  move_slots(limits_.database, std::move(limits.database));
+  move_slots(limits_.user, std::move(limits.user));
+  limits_.reserve = limits.reserve;
+  limits_.min_size = stale_ ? 0 : limits.min_size;
+  if (password != login_.password) {
+    login_.password = password;
+    login_.scram_secret.reset();
+    login_.client_key.reset();  // recovered from a client's login with the old secret
+    if (protocol::is_scram_secret(password)) login_.scram_secret = protocol::parse_scram_secret(password);
+  }
+  // Smaller: idle servers beyond the new size go now, busy ones when released.
+  while (over_limit() && !idle_.empty()) idle_.back()->close();
+  if (!waiting_.empty()) serve_waiters();  // larger: clients waiting for a slot get one now
+}
+
+void Pool::drain() {
+  if (draining_) return;
+  draining_ = true;
+  backend_index_ = -1;
+  limits_.min_size = 0;
+  LOG_INFO("pool %s: backend %s (%s) removed or moved by a reload: draining (%zu idle, %zu busy servers)",
+           name_.c_str(), backend_.name.c_str(), backend_.text().c_str(), idle_.size(), busy_.size());
+  std::vector<ClientConn*> waiters;
+  while (ClientConn* client = waiting_.pop_front()) waiters.push_back(client);
+  std::vector<ServerConn*> closing;
+  busy_.for_each([&](ServerConn* server) {
+    if (server->state() == ServerState::Connecting || server->state() == ServerState::Login) closing.push_back(server);
+  });
+  while (ServerConn* server = idle_.front()) server->close();
+  for (ServerConn* server : closing) server->close();
+  // Linked servers: their clients give them back at their next transaction boundary (now, when idle).
+  std::vector<ClientConn*> linked;
+  busy_.for_each([&](ServerConn* server) {
+    if (server->state() == ServerState::Linked && server->client()) linked.push_back(server->client());
+  });
+  for (ClientConn* client : waiters) client->on_pool_draining(this);
+  for (ClientConn* client : linked) {
+    if (client->open()) client->on_pool_draining(this);
+  }
+}
+
 Pool::~Pool() { close_all("pgmux is shutting down"); }
 
 void Pool::request(ClientConn* client) {
@@ -94,6 +152,7 @@ void Pool::set_state(ServerConn* server, ServerState state) {
 }
 
 void Pool::serve_waiters() {
+  if (draining_) return;  // nobody waits on a draining pool (drain() sent them elsewhere)
   for (ClientConn* client = waiting_.front(); client && !idle_.empty();) {
     ServerConn* server = take_idle_for(client);
     if (!server) {
@@ -146,6 +205,7 @@ void Pool::shed_idle() {
   if (ServerConn* oldest = idle_.back()) {
     LOG_DEBUG("S-%llu pool %s: closing idle server for a busier worker", static_cast<unsigned long long>(oldest->id()),
               name_.c_str());
+    last_shed_ = worker_.now();
     oldest->close();
   }
 }
@@ -225,9 +285,14 @@ void Pool::release(ServerConn* server, bool reusable, bool discard_session) {
   if (server->state() == ServerState::Internal) return;  // its completion callback decides
   const double lifetime = worker_.config()->timeouts.server_lifetime;
   const bool expired = lifetime > 0 && worker_.now() - server->connect_started() > lifetime;
-  if (!reusable || worker_.shutting_down() || expired) {
+  const char* close_why = !reusable || worker_.shutting_down() ? "not reusable"
+                          : expired                              ? "server_lifetime reached"
+                          : draining_                            ? "backend removed by a reload"
+                          : over_limit()                         ? "pool_size reduced by a reload"
+                                                                 : nullptr;
+  if (close_why) {
     LOG_DEBUG("S-%llu pool %s: closing server connection (%s)", static_cast<unsigned long long>(server->id()),
-              name_.c_str(), expired ? "server_lifetime reached" : "not reusable");
+              name_.c_str(), close_why);
     server->close();
     return;
   }
@@ -254,6 +319,10 @@ void Pool::reset_and_idle(ServerConn* server, const char* reset_sql) {
   server->run_internal(reset_sql, [](ServerConn& s, bool ok, const std::string&, const std::string& error) {
     if (!s.open()) return;
     Pool& pool = s.pool();
+    if (pool.draining()) {
+      s.close();
+      return;
+    }
     if (!ok || !s.reusable()) {
       LOG_WARN("S-%llu pool %s: reset failed (%s), closing", static_cast<unsigned long long>(s.id()),
                pool.name().c_str(), error.c_str());
@@ -269,6 +338,10 @@ void Pool::on_login_done(ServerConn* server) {
   worker_.metrics().server_connects.add();
   server->forget_opened_for();
   limits_.login_params->set_if_empty(server->params());
+  if (draining_) {
+    server->close();  // opened before the reload removed the backend
+    return;
+  }
   LOG_DEBUG("S-%llu pool %s: logged in to backend %s, server pid %d", static_cast<unsigned long long>(server->id()),
             name_.c_str(), backend_.name.c_str(), server->key().process_id);
   set_state(server, ServerState::Idle);
@@ -311,11 +384,11 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
                                       "\" within " + format_seconds(timeouts.query_wait_timeout),
                                   "");
   }
-  // Idle servers past server_idle_timeout (oldest are at the back), but not below min_pool_size.
+  // Idle servers past server_idle_timeout (oldest are at the back), but not below min_pool_size (over all workers).
   if (timeouts.server_idle_timeout > 0) {
     while (ServerConn* server = idle_.back()) {
       if (now - server->idle_since() < timeouts.server_idle_timeout) break;
-      if (static_cast<int>(server_count()) <= limits_.min_size) break;
+      if (limits_.pool->used.load(std::memory_order_relaxed) <= limits_.min_size) break;
       LOG_DEBUG("S-%llu pool %s: closing idle server connection", static_cast<unsigned long long>(server->id()),
                 name_.c_str());
       server->close();
@@ -329,8 +402,13 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
       server = next;
     }
   }
-  // Keep min_pool_size connections open (counting those still connecting).
-  while (static_cast<int>(server_count()) < limits_.min_size && acquire_slot(false)) open_server(nullptr);
+  // Keep min_pool_size connections open (counting those still connecting) over all workers: the budget is shared,
+  // so a per-worker minimum would let one worker hold every slot. Not right after giving an idle server to a
+  // starving worker either, or this tick would take the freed slot back before that worker's own tick uses it.
+  while (limits_.pool->used.load(std::memory_order_relaxed) < limits_.min_size && now - last_shed_ >= 1.0 &&
+         acquire_slot(false)) {
+    open_server(nullptr);
+  }
   // Connections stuck in connect or login.
   busy_.for_each([&](ServerConn* server) {
     if ((server->state() == ServerState::Connecting || server->state() == ServerState::Login) &&

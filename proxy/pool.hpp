@@ -58,6 +58,7 @@ class Pool {
   Worker& worker() { return worker_; }
   ServerLogin& login() { return login_; }
   const BackendAddress& backend() const { return backend_; }
+  // Index of its backend in the worker's current config (a reload may move it); -1 once draining.
   int backend_index() const { return backend_index_; }
   conf::PoolMode mode() const { return mode_; }
   // The ParameterStatus set of the first server that logged in: transaction pooling logs clients in with it.
@@ -86,6 +87,27 @@ class Pool {
   bool draining() const { return draining_; }
   void close_all(const char* reason);
 
+  // Reload (worker.cpp): the backend kept its name and address but may have moved in the list.
+  void set_backend_index(int index) { backend_index_ = index; }
+  // Reload: new limits (pool_size, reserve, min_pool_size, max_db/max_user budgets) and the user's password for
+  // servers opened from now on. Servers beyond the new size close as they are released.
+  void reconfigure(Limits limits, const std::string& password);
+  // Reload: the config no longer describes this pool (database, user, pool mode or server database changed):
+  // it goes on serving the clients that logged in before, keeps no min_pool_size, and goes once empty.
+  void set_stale(bool stale) {
+    stale_ = stale;
+    if (stale) limits_.min_size = 0;
+  }
+  bool stale() const { return stale_; }
+  // Reload removed or moved its backend: waiting clients are routed again, idle and connecting servers close,
+  // linked ones close when their client releases them (at its next transaction boundary).
+  void drain();
+  // No server object alive (closing ones included) and nobody waiting: the worker may delete it.
+  bool empty() const { return servers_alive_ == 0 && waiting_.empty(); }
+  // ServerConn's constructor and destructor: a pool outlives every server that refers to it.
+  void server_created() { ++servers_alive_; }
+  void server_deleted() { --servers_alive_; }
+
   PoolStats stats;  // SHOW STATS (metrics.hpp)
   template <typename F>
   void for_each_server(F&& f) {
@@ -111,6 +133,7 @@ class Pool {
   bool can_open_more() const;
   bool acquire_slot(bool reserve);
   void release_slot();
+  bool over_limit() const;
 
   Worker& worker_;
   std::string key_;
@@ -122,7 +145,10 @@ class Pool {
   conf::PoolMode mode_;
   int connecting_ = 0;
   bool draining_ = false;
+  bool stale_ = false;
+  int servers_alive_ = 0;
   double last_shed_request_ = 0;
+  double last_shed_ = -1e9;  // when this pool last gave an idle server up to a starving worker
   IntrusiveList<ServerConn, &ServerConn::pool_node> idle_;
   IntrusiveList<ServerConn, &ServerConn::pool_node> busy_;
   IntrusiveList<ClientConn, &ClientConn::wait_node> waiting_;

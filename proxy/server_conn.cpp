@@ -33,10 +33,13 @@ ServerConn::ServerConn(Pool& pool, uint64_t id)
       server_statements(static_cast<size_t>(pool.worker().config()->prepared_statements.max_per_server)),
       pool_(pool),
       id_(id) {
+  pool_.server_created();
   WorkerMetrics& metrics = pool.worker().metrics();
   count_bytes({&metrics.server_bytes_received, &metrics.server_bytes_sent, &pool.stats.bytes_received,
                &pool.stats.bytes_sent});
 }
+
+ServerConn::~ServerConn() { pool_.server_deleted(); }
 
 void ServerConn::connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for) {
   startup_params_ = std::move(startup_params);

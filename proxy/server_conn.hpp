@@ -110,6 +110,7 @@ class ServerConn final : public StreamConn {
   ListNode pool_node;  // idle or busy list of its pool
 
  protected:
+  ~ServerConn() override;  // tells its pool (a reload deletes drained pools only once no server refers to them)
   void on_data() override;
   void on_read_end(int status) override;
   void on_write_error(int status) override;

@@ -77,10 +77,13 @@ struct SharedState {
     return params;
   }
 
+  // The budget of `key`, created on first use; `limit` is the current config's, so a reload that changes it
+  // takes effect for every worker's pools of that key.
   std::shared_ptr<PoolBudget> budget_for(const std::string& key, int limit) {
     std::lock_guard lock(budgets_mutex);
     auto& budget = budgets[key];
     if (!budget) budget = std::make_shared<PoolBudget>(limit);
+    budget->limit.store(limit, std::memory_order_relaxed);
     return budget;
   }
 

@@ -13,7 +13,33 @@ namespace pgmux::proxy {
 
 namespace {
 constexpr uint64_t kTickMs = 250;
+
+std::string server_database_of(const conf::Database& database, const std::string& requested) {
+  return database.server_database.empty() ? requested : database.server_database;
 }
+
+// What a pool's servers are: whose session (database, user), where (backend name and address), on which server
+// database and pooled how. A reload that changes any of these needs another pool; sizes and the password are
+// updated in place.
+std::string pool_key(const std::string& database, const std::string& user, const conf::Backend& backend,
+                     const std::string& server_database, conf::PoolMode mode) {
+  std::string key = database;
+  for (const std::string& part : {user, backend.name, backend.host + ":" + std::to_string(backend.port),
+                                  server_database, std::string(conf::to_string(mode))}) {
+    key += '\0';
+    key += part;
+  }
+  return key;
+}
+
+bool same_backend_names(const conf::Config& a, const conf::Config& b) {
+  if (a.backends.size() != b.backends.size()) return false;
+  for (size_t i = 0; i < a.backends.size(); ++i) {
+    if (a.backends[i].name != b.backends[i].name) return false;
+  }
+  return true;
+}
+}  // namespace
 
 Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std::function<void()> on_exit)
     : index_(index), shared_(shared), listen_fds_(std::move(listen_fds)), on_exit_(std::move(on_exit)) {
@@ -56,12 +82,72 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> config, std::share
 
 // Clients keep the snapshot they logged in under (their user and database entries stay valid); what they look up
 // per request (routing settings, timeouts, pools) comes from the worker's current config.
+// Order matters: every client's backend mask follows the new backend list before anything can route a request
+// (a pool growing serves its waiters, a draining pool sends its waiters elsewhere).
 void Worker::on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view) {
   if (config->routing.write_functions != config_->routing.write_functions) {
     classifier_ = std::make_unique<routing::Classifier>(config->routing.write_functions);
   }
+  if (!same_backend_names(*config_, *config)) balancer_ = routing::Balancer();  // its credits are by index
   config_ = std::move(config);
-  on_view(std::move(view));
+  view_ = std::move(view);
+  std::vector<ClientConn*> clients;
+  clients_.for_each([&](ClientConn* client) { clients.push_back(client); });
+  for (ClientConn* client : clients) client->on_config_changed(*config_);
+  for (Pool* pool : reconfigure_pools()) pool->drain();
+  on_view(view_);
+}
+
+std::vector<Pool*> Worker::reconfigure_pools() {
+  std::vector<std::string> moved;
+  std::vector<Pool*> kept;
+  for (auto& [key, pool] : pools_) {
+    if (pool->draining()) continue;
+    const conf::Backend* backend = config_->find_backend(pool->backend().name);
+    if (!backend || backend->host != pool->backend().host || backend->port != pool->backend().port) {
+      moved.push_back(key);
+      continue;
+    }
+    pool->set_backend_index(static_cast<int>(backend - config_->backends.data()));
+    kept.push_back(pool.get());
+  }
+  // Draining pools leave the lookup (a new pool of the same identity may start) but stay until their servers
+  // are gone; remove_empty_pools() deletes them.
+  std::vector<Pool*> draining;
+  for (const std::string& key : moved) {
+    auto node = pools_.extract(key);
+    draining.push_back(node.mapped().get());
+    node.key() = key + '\0' + "draining " + std::to_string(++drained_pools_);
+    pools_.insert(std::move(node));
+  }
+  // Resizing may serve waiting clients, which may open pools: work on the list taken above.
+  for (Pool* pool : kept) {
+    const std::string database_name = pool->database_name();
+    const conf::Database* database = config_->find_database(database_name);
+    const conf::User* user = config_->find_user(pool->login().user);
+    if (!database || !user) {
+      pool->set_stale(true);  // its clients go on with what they logged in with
+      continue;
+    }
+    const conf::Backend& backend = config_->backends[static_cast<size_t>(pool->backend_index())];
+    pool->set_stale(current_pool_key(database_name, user->name, backend) != pool->key());
+    pool->reconfigure(pool_limits(pool->key(), database_name, *database, *user), user->password);
+  }
+  return draining;
+}
+
+// Drained pools, and pools the config no longer describes, once no server and no client refers to them.
+void Worker::remove_empty_pools() {
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    Pool& pool = *it->second;
+    if ((pool.draining() || pool.stale()) && pool.empty()) {
+      LOG_INFO("pool %s: %s, removed", pool.name().c_str(),
+               pool.draining() ? "drained after its backend was removed" : "no longer in the config and unused");
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 ClientConn* Worker::find_client(uint64_t id) {
@@ -180,6 +266,7 @@ void Worker::tick() {
   const double t = now();
   const conf::Timeouts& timeouts = config_->timeouts;
   for (auto& [name, pool] : pools_) pool->tick(t, timeouts);
+  remove_empty_pools();
   wake_primary_waiters();
   release_resumed();
   // A snapshot: failing one client can, through its pool, close another one of this list.
@@ -197,18 +284,47 @@ void Worker::tick() {
   }
 }
 
-Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,
-                       const conf::User& user, const std::string& requested_database, int backend_index,
-                       std::string* error) {
-  const std::string server_database = database.server_database.empty() ? requested_database : database.server_database;
-  const std::string key = requested_database + '\0' + user.name + '\0' + std::to_string(backend_index);
-  if (auto it = pools_.find(key); it != pools_.end()) return it->second.get();
+// Empty when the current config lacks the database or the user.
+std::string Worker::current_pool_key(const std::string& database, const std::string& user,
+                                     const conf::Backend& backend) const {
+  const conf::Database* d = config_->find_database(database);
+  const conf::User* u = config_->find_user(user);
+  if (!d || !u) return {};
+  return pool_key(database, user, backend, server_database_of(*d, database), conf::Config::effective_pool_mode(u, *d));
+}
 
-  if (backend_index < 0 || static_cast<size_t>(backend_index) >= config->backends.size()) {
+Pool::Limits Worker::pool_limits(const std::string& key, const std::string& database_name,
+                                 const conf::Database& database, const conf::User& user) {
+  Pool::Limits limits;
+  limits.pool = shared_.budget_for(key, database.pool_size);
+  if (database.max_db_connections > 0) {
+    limits.database = shared_.budget_for(std::string("database") + '\0' + database_name, database.max_db_connections);
+  }
+  if (user.max_user_connections > 0) {
+    limits.user = shared_.budget_for(std::string("user") + '\0' + user.name, user.max_user_connections);
+  }
+  limits.reserve = database.reserve_pool_size;
+  limits.min_size = database.min_pool_size;
+  return limits;
+}
+
+Pool* Worker::pool_for(const std::string& requested_database, const conf::Database& login_database,
+                       const conf::User& login_user, conf::PoolMode mode, int backend_index, std::string* error) {
+  if (backend_index < 0 || static_cast<size_t>(backend_index) >= config_->backends.size()) {
     *error = "pgmux: database \"" + requested_database + "\" has no usable backend";
     return nullptr;
   }
-  const conf::Backend* backend = &config->backends[static_cast<size_t>(backend_index)];
+  const conf::Backend* backend = &config_->backends[static_cast<size_t>(backend_index)];
+  const std::string server_database = server_database_of(login_database, requested_database);
+  const std::string key = pool_key(requested_database, login_user.name, *backend, server_database, mode);
+  if (auto it = pools_.find(key); it != pools_.end()) return it->second.get();
+
+  // Sizes and the password come from the current config while it has the database and the user; a client
+  // whose entry a reload removed goes on with the one it logged in with.
+  const conf::Database* current_database = config_->find_database(requested_database);
+  const conf::User* current_user = config_->find_user(login_user.name);
+  const conf::Database& database = current_database ? *current_database : login_database;
+  const conf::User& user = current_user ? *current_user : login_user;
   BackendAddress address;
   address.name = backend->name;
   address.host = backend->host;
@@ -223,18 +339,11 @@ Pool* Worker::pool_for(const std::shared_ptr<const conf::Config>& config, const 
   login.database = server_database;
   if (protocol::is_scram_secret(user.password)) login.scram_secret = protocol::parse_scram_secret(user.password);
 
-  Pool::Limits limits;
-  limits.pool = shared_.budget_for(key, database.pool_size);
-  if (database.max_db_connections > 0) {
-    limits.database = shared_.budget_for("database\0" + requested_database, database.max_db_connections);
-  }
-  if (user.max_user_connections > 0) limits.user = shared_.budget_for("user\0" + user.name, user.max_user_connections);
-  limits.reserve = database.reserve_pool_size;
-  limits.min_size = database.min_pool_size;
+  Pool::Limits limits = pool_limits(key, requested_database, database, user);
   limits.login_params = shared_.login_params_for(key);
   auto pool = std::make_unique<Pool>(*this, key, requested_database + "/" + user.name + "@" + backend->name,
-                                     backend_index, std::move(address), std::move(login), limits,
-                                     conf::Config::effective_pool_mode(&user, database));
+                                     backend_index, std::move(address), std::move(login), limits, mode);
+  pool->set_stale(current_pool_key(requested_database, user.name, *backend) != key);
   Pool* raw = pool.get();
   pools_.emplace(key, std::move(pool));
   return raw;

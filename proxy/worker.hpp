@@ -52,10 +52,11 @@ class Worker {
   PinCounters& pins() { return shared_.pins; }
   SharedState& shared() { return shared_; }
 
-  // The pool for (database, user) on the config backend at backend_index.
-  Pool* pool_for(const std::shared_ptr<const conf::Config>& config, const conf::Database& database,
-                 const conf::User& user, const std::string& requested_database, int backend_index,
-                 std::string* error);
+  // The pool of a client's (database, user) on the backend at backend_index of the current config. login_database
+  // and login_user are the client's entries from the config it logged in under: they fix the server database,
+  // and stand in for sizes and password once a reload removed them. mode is the client's pool mode.
+  Pool* pool_for(const std::string& requested_database, const conf::Database& login_database,
+                 const conf::User& login_user, conf::PoolMode mode, int backend_index, std::string* error);
   // Asks every other worker to close one idle server of this pool key (this worker's pool is starving).
   void request_shed(const std::string& key);
   // Thread-safe: a new backends view from the prober; this worker picks it up on its loop.
@@ -92,6 +93,12 @@ class Worker {
   void tick();
   void on_view(std::shared_ptr<const routing::BackendsView> view);
   void on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view);
+  std::vector<Pool*> reconfigure_pools();
+  void remove_empty_pools();
+  std::string current_pool_key(const std::string& database, const std::string& user,
+                               const conf::Backend& backend) const;
+  Pool::Limits pool_limits(const std::string& key, const std::string& database_name, const conf::Database& database,
+                           const conf::User& user);
   void wake_primary_waiters();
   void release_resumed();
   static void on_connection(uv_stream_t* server, int status);
@@ -113,7 +120,9 @@ class Worker {
   std::vector<std::function<void(Worker&)>> inbox_;
   bool inbox_closed_ = false;
   std::shared_ptr<const conf::Config> config_;
+  // By identity (pool_key in worker.cpp); draining pools stay here under a key pool_for never asks for.
   std::map<std::string, std::unique_ptr<Pool>> pools_;
+  uint64_t drained_pools_ = 0;
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
   IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;

@@ -134,8 +134,10 @@ void Topology::reconfigure(std::vector<BackendSpec> backends, TopologySettings s
   std::vector<BackendStatus> next;
   next.reserve(backends.size());
   for (BackendSpec& spec : backends) {
-    auto old = std::find_if(backends_.begin(), backends_.end(),
-                            [&](const BackendStatus& s) { return s.spec.name == spec.name; });
+    // Same name at another address: another server, whose role and lag are unknown until probed.
+    auto old = std::find_if(backends_.begin(), backends_.end(), [&](const BackendStatus& s) {
+      return s.spec.name == spec.name && s.spec.host == spec.host && s.spec.port == spec.port;
+    });
     BackendStatus b;
     if (old != backends_.end()) b = *old;
     b.spec = std::move(spec);

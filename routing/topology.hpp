@@ -90,7 +90,7 @@ class Topology {
 
   void on_probe_ok(size_t index, const ProbeResult& result, double now);
   void on_probe_failed(size_t index, const std::string& error, double now);
-  // A new config: backends matched by name keep their state.
+  // A new config: backends matched by name (at the same host and port) keep their state.
   void reconfigure(std::vector<BackendSpec> backends, TopologySettings settings);
 
   std::shared_ptr<const BackendsView> view() const { return view_; }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -196,6 +197,16 @@ void PgmuxProcess::stop_and_cleanup() {
   if (!log_path_.empty() && std::getenv("PGMUX_TEST_KEEP_LOGS") == nullptr) unlink(log_path_.c_str());
   config_path_.clear();
   log_path_.clear();
+}
+
+void PgmuxProcess::write_config(const std::string& config_json) {
+  const std::string next = config_path_ + ".next";
+  {
+    std::ofstream out(next);
+    out << config_json;
+    if (!out) throw std::runtime_error("cannot write " + next);
+  }
+  if (std::rename(next.c_str(), config_path_.c_str()) != 0) throw std::runtime_error("cannot replace " + config_path_);
 }
 
 std::string PgmuxProcess::log() const {

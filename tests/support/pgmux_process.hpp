@@ -55,6 +55,8 @@ class PgmuxProcess {
   std::string log() const;
   // The config file pgmux was started with: rewrite it, then SIGHUP or the console's RELOAD.
   const std::string& config_path() const { return config_path_; }
+  // Replaces the config file pgmux was started with (atomically: a reload never reads half of it).
+  void write_config(const std::string& config_json);
   void send_signal(int sig);
   // Waits until the process exits; false on timeout. *status gets the waitpid status.
   bool wait_exit(double seconds, int* status = nullptr);

@@ -342,6 +342,22 @@ TEST_CASE("topology: reconfigure keeps state by name") {
   CHECK(v->primary == 2);
 }
 
+TEST_CASE("topology: reconfigure forgets a backend that kept its name but moved") {
+  Topology t = three();
+  t.on_probe_ok(0, primary_probe(1000), 0);
+  t.on_probe_ok(1, standby_probe(1000), 0);
+  t.on_probe_ok(2, standby_probe(1000), 0);
+  BackendSpec moved = spec("b");
+  moved.port = 6543;
+  t.reconfigure({spec("a"), moved, spec("c")}, {});
+  auto v = t.view();
+  REQUIRE(v->backends.size() == 3);
+  CHECK(v->backends[0].role == Role::Primary);
+  CHECK(v->backends[1].role == Role::Unknown);
+  CHECK_FALSE(v->backends[1].readable);
+  CHECK(v->backends[2].role == Role::Standby);
+}
+
 TEST_CASE("topology: parse_lsn") {
   CHECK(parse_lsn("0/0") == 0u);
   CHECK(parse_lsn("16/B374D848") == 0x16B374D848ull);

@@ -1,0 +1,124 @@
+// Reload of pool limits under load, in transaction pooling on the primary, observed from its pg_stat_activity:
+// pool_size 2 -> 4 gives the clients waiting for a server one at once; 4 -> 1 closes the surplus and caps
+// concurrency at 1; min_pool_size opens connections; max_client_conn refuses new clients and keeps the old ones.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/reload/reload_support.hpp"
+#include "tests/integration/txpool/txpool_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::reload;
+using namespace pgmux::test::txpool;
+using routing::wait_until;
+
+namespace {
+
+const char* const kDb = "rl_pool";
+
+// Server connections of kDb running `SELECT pg_sleep(...)` right now.
+int sleeping() {
+  PgConn p = routing::admin(cluster_ports().primary);
+  return std::atoi(scalar(p.get(), std::string("SELECT count(*) FROM pg_stat_activity WHERE datname = '") + kDb +
+                                       "' AND state = 'active' AND query LIKE 'SELECT pg_sleep%'")
+                       .c_str());
+}
+
+// Sends `sql` on every connection without waiting.
+void send_all(std::vector<PgConn>& conns, const std::string& sql) {
+  for (PgConn& c : conns) REQUIRE(PQsendQuery(c.get(), sql.c_str()) == 1);
+}
+
+// Collects every connection's result: all must succeed.
+void finish_all(std::vector<PgConn>& conns) {
+  for (PgConn& c : conns) {
+    bool ok = true;
+    while (PGresult* raw = PQgetResult(c.get())) {
+      PgResult res(raw);
+      if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) {
+        ok = false;
+        MESSAGE(error_text(c.get(), res.get()));
+      }
+    }
+    CHECK(ok);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
+  if (direct_mode()) return;  // PGMUX_TEST_DIRECT=1: reload and pooling are pgmux's, a bare server has neither
+  fresh_database(kDb);
+  const int listen = pick_listen_port();
+  nlohmann::json config = txpool_config(listen, kDb, 2);
+  config["timeouts"]["query_wait_timeout"] = 30;
+  ProxyUnderTest proxy(config.dump(), listen);
+  PgmuxProcess& pgmux = *proxy.process();
+  const std::string ci = app_conninfo(proxy.port(), kDb);
+  wait_serving(ci);
+
+  std::vector<PgConn> conns;
+  for (int i = 0; i < 4; ++i) conns.push_back(connect(ci));
+
+  // pool_size 2: two of the four run, two wait for a server.
+  send_all(conns, "SELECT pg_sleep(3)");
+  CHECK(wait_until([] { return sleeping() == 2; }, 2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(sleeping() == 2);
+  // pool_size 4: the waiting two get a server at once, while the first two still sleep.
+  database_entry(config)["pool_size"] = 4;
+  std::string log = reload_config(pgmux, config);
+  CHECK_MESSAGE(log.find(std::string("databases ~") + kDb) != std::string::npos, log);
+  CHECK(wait_until([] { return sleeping() == 4; }, 1.5));
+  finish_all(conns);
+  CHECK(server_connections(kDb) == 4);
+
+  // pool_size 1: idle servers beyond it close now, and only one statement runs at a time.
+  database_entry(config)["pool_size"] = 1;
+  reload_config(pgmux, config);
+  CHECK(wait_until([] { return server_connections(kDb) <= 1; }, 3));
+  int peak = 0;
+  send_all(conns, "SELECT pg_sleep(0.3)");
+  wait_until(
+      [&] {
+        peak = std::max(peak, sleeping());
+        for (PgConn& c : conns) {
+          PQconsumeInput(c.get());
+          if (PQisBusy(c.get())) return false;
+        }
+        return true;
+      },
+      10, 0.02);
+  finish_all(conns);
+  CHECK(peak == 1);
+  CHECK(server_connections(kDb) <= 1);
+
+  // min_pool_size: opened without any client asking.
+  database_entry(config)["pool_size"] = 3;
+  database_entry(config)["min_pool_size"] = 3;
+  reload_config(pgmux, config);
+  CHECK(wait_until([] { return server_connections(kDb) == 3; }, 5));
+
+  // max_client_conn: the four connected clients stay, a fifth is refused; raised again, it gets in.
+  config["max_client_conn"] = 4;
+  reload_config(pgmux, config);
+  // Without SSLRequest first: pgmux refuses before reading anything, and libpq reports the error text only when
+  // it is not in the middle of an SSL exchange.
+  PgConn fifth = try_connect(app_conninfo(proxy.port(), kDb, "sslmode=disable"));
+  CHECK(PQstatus(fifth.get()) != CONNECTION_OK);
+  CHECK_MESSAGE(std::string(PQerrorMessage(fifth.get())).find("too many clients") != std::string::npos,
+                std::string(PQerrorMessage(fifth.get())));
+  for (PgConn& c : conns) CHECK(scalar(c.get(), "SELECT 1") == "1");
+  config["max_client_conn"] = 100;
+  reload_config(pgmux, config);
+  fifth = connect(ci);
+  CHECK(scalar(fifth.get(), "SELECT 1") == "1");
+
+  conns.clear();
+  fifth.reset();
+  drop_database_quietly(kDb);
+}
