@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -383,8 +384,9 @@ TEST_CASE_FIXTURE(Fixture, "PAUSE during a pgbench run: no transaction runs whil
   PgConn grant = routing::admin(ports.primary, kDb);
   exec(grant.get(), "GRANT ALL ON ALL TABLES IN SCHEMA public TO app");
   REQUIRE(routing::wait_replayed(ports, 15));  // pgbench's first read goes to a standby
-  const std::string log = std::string(std::getenv("PGMUX_TEST_TMPDIR") ? std::getenv("PGMUX_TEST_TMPDIR") : "/tmp") +
-                          "/admin_pgbench_" + std::to_string(getpid()) + ".log";
+  const std::string tmp = std::getenv("PGMUX_TEST_TMPDIR") ? std::getenv("PGMUX_TEST_TMPDIR") : "/tmp";
+  std::filesystem::create_directories(tmp);
+  const std::string log = tmp + "/admin_pgbench_" + std::to_string(getpid()) + ".log";
   const std::string run = "PGPASSWORD=app timeout 60 " + bin + "pgbench -n -c 6 -T 6 -h 127.0.0.1 -p " +
                           std::to_string(listen_port) + " -U app " + kDb + " > " + log + " 2>&1";
   int status = -1;
