@@ -35,7 +35,7 @@ void ClientConn::start_admin_session() {
     return;
   }
   auth_.reset();
-  admin_ = std::make_unique<AdminConsole>(worker_, id_, user_, may_change);
+  admin_ = std::make_unique<AdminConsole>(worker_, id_, user_);
   cancel_slot_ = std::make_shared<CancelSlot>();
   SessionParams params;
   params.set("server_version", "15.0 (pgmux " PGMUX_VERSION ")");
@@ -88,8 +88,9 @@ void ClientConn::on_admin_answer(ByteVector bytes) {
 bool ClientConn::held_by_pause() {
   SharedState& shared = worker_.shared();
   if (!shared.paused.any() || !shared.paused.is_paused(database_)) return false;
-  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) return false;
-  if (!deferred_begin_.empty()) return false;  // BEGIN was already answered: its transaction is running
+  if (in_transaction()) return false;  // a running transaction finishes: PAUSE waits for it
+  // Transaction pooling hands idle servers back, so a paused database can be restarted underneath.
+  if (transaction_pooling()) drop_idle_servers();
   wait_ = Wait::Paused;
   worker_.hold_paused(this);
   LOG_DEBUG("C-%llu: held by PAUSE of database %s", static_cast<unsigned long long>(id_), database_.c_str());

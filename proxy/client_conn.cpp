@@ -365,6 +365,18 @@ void ClientConn::on_server_ready(ServerConn* server) {
 void ClientConn::release_idle_servers() {
   // Not while a request is being dispatched or waits in the buffer: it is about to use the server.
   if (!open() || pumping_ || wait_ != Wait::None || in_.unparsed() > 0) return;
+  drop_idle_servers();
+}
+
+bool ClientConn::in_transaction() const {
+  if (!deferred_begin_.empty()) return true;  // BEGIN answered by pgmux: the transaction has begun for the client
+  for (const ServerConn* server : {primary_, standby_}) {
+    if (server && (server->has_outstanding() || server->tx_status() != 'I')) return true;
+  }
+  return false;
+}
+
+void ClientConn::drop_idle_servers() {
   for (ServerConn* server : {primary_, standby_}) {
     if (!server || server == prepared_for_ || server->state() != ServerState::Linked) continue;
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;

@@ -51,6 +51,8 @@ class ClientConn final : public StreamConn {
   // Waiting for a server connection, a primary, or its own replies to drain.
   bool waiting() const { return wait_ != Wait::None; }
   bool is_admin() const { return admin_ != nullptr; }
+  // A transaction is open (BEGIN answered by pgmux included) or replies are owed: PAUSE waits for it to end.
+  bool in_transaction() const;
   AdminConsole* admin_console() { return admin_.get(); }
   // The admin console's answer to the query it was running: send it and read the next one.
   void on_admin_answer(protocol::ByteVector bytes);
@@ -150,6 +152,7 @@ class ClientConn final : public StreamConn {
   void drop_server(ServerConn* server, bool reusable);
   // Transaction pooling: servers with nothing outstanding, outside a transaction and not pinned go back.
   void release_idle_servers();
+  void drop_idle_servers();  // release_idle_servers' work, without its checks for a request in progress
   bool transaction_pooling() const { return pool_mode_ != conf::PoolMode::Session; }
   ServerConn*& slot_for(Role role) { return role == Role::Primary ? primary_ : standby_; }
   double monotonic_now() const;

@@ -295,15 +295,13 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
 
   route_state_.held_standby = standby_ ? standby_->backend_index() : -1;
   routing::Route route = routing::route_statement(c, route_state_, view, route_settings(), worker_.balancer());
-  if (read_only && route.backend >= 0 && static_cast<size_t>(route.backend) < kMaxCountedBackends) {
-    worker_.metrics().reads_by_backend[route.backend].add();
-  }
   switch (route.target) {
     case routing::RouteTarget::Primary: {
       worker_.stop_waiting_for_primary(this);
       primary_wait_deadline_ = 0;
       if (primary_ && primary_->backend_index() == route.backend) {
         worker_.metrics().count_route(route);  // counted once, when the request is about to go out
+        if (read_only) ++primary_->pool().stats.reads;
         return primary_;
       }
       if (primary_) drop_server(primary_, false);  // a former primary: its session must not carry on
@@ -313,6 +311,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     case routing::RouteTarget::Standby: {
       if (standby_ && standby_->backend_index() == route.backend) {
         worker_.metrics().count_route(route);
+        ++standby_->pool().stats.reads;
         return standby_;
       }
       if (standby_) drop_server(standby_, standby_->reusable());

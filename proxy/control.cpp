@@ -116,9 +116,15 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   outcome.summary = describe_changes(*current, *next);
   shared_->config.store(next);
   Log::set_level(next->logging.level);
+  // A backend the new config drops forgets its DISABLE: re-added later, it starts enabled.
   std::set<std::string> disabled;
-  for (const auto& [name, off] : disabled_backends_) {
-    if (off && next->find_backend(name)) disabled.insert(name);
+  for (auto it = disabled_backends_.begin(); it != disabled_backends_.end();) {
+    if (next->find_backend(it->first)) {
+      disabled.insert(it->first);
+      ++it;
+    } else {
+      it = disabled_backends_.erase(it);
+    }
   }
   prober_->reconfigure(*next, disabled);
   // Workers take the config and the view matching its backend list in one step.

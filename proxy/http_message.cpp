@@ -69,8 +69,12 @@ const char* reason_phrase(int status) {
 }  // namespace
 
 HttpParse parse_http_request_head(std::string_view data, size_t limit, HttpRequestHead* out) {
-  // Blank lines before the request line are allowed (RFC 9112 2.2).
+  // Blank lines before the request line are allowed (RFC 9112 2.2) but count against the limit.
+  const size_t before = data.size();
   while (!data.empty() && (data.front() == '\r' || data.front() == '\n')) data.remove_prefix(1);
+  const size_t skipped = before - data.size();
+  if (skipped >= limit) return HttpParse::TooLarge;
+  limit -= skipped;
   size_t end = data.find("\r\n\r\n");
   size_t end_size = 4;
   if (const size_t bare = data.find("\n\n"); bare != std::string_view::npos && (end == std::string_view::npos || bare < end)) {

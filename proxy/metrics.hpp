@@ -51,7 +51,6 @@ enum class ServedBy : uint8_t { Primary, Standby, Count };
 inline const char* to_string(ServedBy s) { return s == ServedBy::Primary ? "primary" : "standby"; }
 
 inline constexpr size_t kRouteTargets = 4;  // routing::RouteTarget
-inline constexpr size_t kMaxCountedBackends = 64;  // backend ids counted per backend (the router's mask is 64 bits)
 inline constexpr size_t kSqlstateClasses = 36 * 36;  // plus one more slot: no or a malformed SQLSTATE
 
 // Index of a SQLSTATE's class (its first two characters, 0-9A-Z each); kSqlstateClasses for anything else.
@@ -73,6 +72,7 @@ std::string sqlstate_class_text(size_t index);  // 10 -> "0A", kSqlstateClasses 
 // Totals since the pool was created, for SHOW STATS (written on the pool's worker only).
 struct PoolStats {
   uint64_t xact_count = 0, query_count = 0;
+  uint64_t reads = 0;  // read statements routed to it (SHOW BACKENDS select_cnt)
   uint64_t bytes_received = 0, bytes_sent = 0;  // from and to its servers
   uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
 };
@@ -91,7 +91,6 @@ struct WorkerMetrics {
   DurationHistogram pool_wait;  // a client waiting for a server connection of a pool
   // Statements routed, by where they went and why (routing::Route).
   RelaxedCounter routed[kRouteTargets][static_cast<size_t>(routing::RouteReason::Count)];
-  RelaxedCounter reads_by_backend[kMaxCountedBackends];  // read statements routed there (SHOW BACKENDS select_cnt)
   RelaxedCounter client_bytes_received;  // from applications
   RelaxedCounter client_bytes_sent;
   RelaxedCounter server_bytes_received;  // from PostgreSQL

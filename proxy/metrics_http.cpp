@@ -132,6 +132,10 @@ void MetricsHttpServer::Impl::on_read(uv_stream_t* stream, ssize_t nread, const 
   }
   if (c->phase != HttpConn::Phase::Reading) return;  // anything after the request head is ignored
   c->in.append(c->read_buffer, static_cast<size_t>(nread));
+  if (c->in.size() > kMaxRequestHead) {  // the buffer never grows past the limit, whatever the bytes are
+    self->respond(c, text(431, "request header fields too large (limit " + std::to_string(kMaxRequestHead) + " bytes)"));
+    return;
+  }
   HttpRequestHead head;
   switch (parse_http_request_head(c->in, kMaxRequestHead, &head)) {
     case HttpParse::NeedMore:
@@ -175,7 +179,9 @@ void MetricsHttpServer::Impl::on_request(HttpConn* c, const HttpRequestHead& hea
     });
   } else {
     answer_with_snapshots(c, [](const ExportSources& sources) {
-      return Response{200, "application/json", status_json(sources).dump(2) + "\n", {}};
+      // Backend errors are server text in any encoding: invalid UTF-8 is replaced, never thrown.
+      return Response{200, "application/json",
+                      status_json(sources).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", {}};
     });
   }
 }

@@ -40,10 +40,8 @@ const char* client_state_text(const ClientConn& c) {
     case ClientState::Closing: return "closing";
     case ClientState::Linked: break;
   }
-  if (c.is_admin()) return "active";
-  if (c.waiting()) return "waiting";
-  const ServerConn* active = c.active_server();
-  return active && (active->has_outstanding() || active->tx_status() != 'I') ? "active" : "idle";
+  if (c.is_admin() || c.in_transaction()) return "active";
+  return c.waiting() ? "waiting" : "idle";
 }
 
 const char* server_state_text(ServerState s) {
@@ -82,6 +80,7 @@ WorkerSnapshot Worker::snapshot() {
       row.servers += "S-" + std::to_string(s->id());
     }
     row.admin = c->is_admin();
+    row.in_transaction = c->in_transaction();
     row.worker = index_;
     out.clients.push_back(std::move(row));
   });
@@ -125,6 +124,7 @@ WorkerSnapshot Worker::snapshot() {
     });
     p.xact_count = pool->stats.xact_count;
     p.query_count = pool->stats.query_count;
+    p.reads = pool->stats.reads;
     p.bytes_received = pool->stats.bytes_received;
     p.bytes_sent = pool->stats.bytes_sent;
     p.xact_time_us = pool->stats.xact_time_us;

@@ -21,6 +21,8 @@ struct ClientRow {
   std::string application_name;
   std::string pool_mode;
   std::string servers;                // "S-3,S-9": the servers it holds
+  // Inside a transaction (BEGIN answered by pgmux included) or owed replies: what PAUSE waits for.
+  bool in_transaction = false;
   bool admin = false;                 // connected to the admin console
   int worker = 0;
 };
@@ -50,7 +52,7 @@ struct PoolRow {
   double maxwait = 0;  // longest current wait, seconds
   bool draining = false;  // its backend was removed or disabled: no new work
   int pool_size = 0;
-  uint64_t xact_count = 0, query_count = 0;
+  uint64_t xact_count = 0, query_count = 0, reads = 0;
   uint64_t bytes_received = 0, bytes_sent = 0;  // from and to the server
   uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
 };

@@ -106,6 +106,7 @@ std::vector<Pool*> Worker::reconfigure_pools() {
     const conf::Backend* backend = config_->find_backend(pool->backend().name);
     if (!backend || backend->host != pool->backend().host || backend->port != pool->backend().port) {
       moved.push_back(key);
+      pool->set_backend_index(-1);  // at once: its old position may be another backend's now
       continue;
     }
     pool->set_backend_index(static_cast<int>(backend - config_->backends.data()));
@@ -411,10 +412,15 @@ void Worker::finish() {
     client->fail(protocol::sqlstate::kAdminShutdown, "terminating connection due to administrator command");
   });
   for (auto& [name, pool] : pools_) pool->close_all("pgmux is shutting down");
+  // Work posted before the inbox closed still runs (snapshot requests, admin answers): a gatherer on another
+  // worker must not wait forever for this one.
+  std::vector<std::function<void(Worker&)>> left;
   {
     std::lock_guard lock(inbox_mutex_);
     inbox_closed_ = true;
+    left.swap(inbox_);
   }
+  for (auto& fn : left) fn(*this);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);

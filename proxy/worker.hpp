@@ -46,7 +46,7 @@ class Worker {
   double now() const { return static_cast<double>(uv_now(&loop_)) / 1000.0; }
   uint32_t max_message_size() const { return config_->max_message_size; }
   bool shutting_down() const { return shutting_down_; }
-  std::shared_ptr<const conf::Config> config() const { return config_; }
+  const std::shared_ptr<const conf::Config>& config() const { return config_; }
   CancelRegistry& cancels() { return shared_.cancels; }
   uint64_t next_server_id() { return ++shared_.next_server_id; }
   PinCounters& pins() { return shared_.pins; }

@@ -20,8 +20,8 @@ void deliver_admin_answer(Worker& worker, uint64_t client_id, protocol::ByteVect
   if (client && client->is_admin()) client->on_admin_answer(std::move(bytes));
 }
 
-AdminConsole::AdminConsole(Worker& worker, uint64_t client_id, std::string user, bool may_change)
-    : worker_(worker), client_id_(client_id), user_(std::move(user)), may_change_(may_change) {}
+AdminConsole::AdminConsole(Worker& worker, uint64_t client_id, std::string user)
+    : worker_(worker), client_id_(client_id), user_(std::move(user)) {}
 
 void AdminConsole::answer(const Answer& answer) {
   protocol::ByteVector out;
@@ -50,7 +50,18 @@ void AdminConsole::execute(std::string_view sql) {
                         "SHOW HELP lists the commands"));
     return;
   }
-  if (command->access == admin::Access::Change && !may_change_) {
+  // Rights follow the running config: a reload that removes the user from admin_users takes effect at once.
+  const conf::Config& config = *worker_.config();
+  const auto listed = [&](const std::vector<std::string>& names) {
+    return std::find(names.begin(), names.end(), user_) != names.end();
+  };
+  const bool may_change = listed(config.admin_users);
+  if (!may_change && !listed(config.stats_users)) {
+    answer(Answer::fail("42501", "permission denied: user \"" + user_ + "\" is no longer in admin_users or stats_users",
+                        "a config reload removed the rights this console session logged in with"));
+    return;
+  }
+  if (command->access == admin::Access::Change && !may_change) {
     answer(Answer::fail("42501", std::string("permission denied: ") + command->words + " needs a user in admin_users",
                         "user \"" + user_ + "\" is in stats_users, which allows SHOW and EXPLAIN ROUTE"));
     return;
@@ -135,7 +146,7 @@ void AdminConsole::check_pause_done() {
         size_t busy = 0;
         for (const WorkerSnapshot& s : snapshots) {
           for (const ClientRow& c : s.clients) {
-            if (!c.admin && c.state == "active" && (database == PauseState::kAll || c.database == database)) ++busy;
+            if (!c.admin && c.in_transaction && (database == PauseState::kAll || c.database == database)) ++busy;
           }
         }
         client->admin_console()->on_pause_check(busy);

@@ -21,8 +21,9 @@ class AdminConsole {
  public:
   static constexpr const char* kDatabase = "pgmux";
 
-  // may_change: the user is in admin_users (else stats_users: SHOW and EXPLAIN ROUTE only).
-  AdminConsole(Worker& worker, uint64_t client_id, std::string user, bool may_change);
+  // Rights are checked per command against the running config: admin_users may run everything, stats_users SHOW
+  // and EXPLAIN ROUTE only.
+  AdminConsole(Worker& worker, uint64_t client_id, std::string user);
 
   // Runs one simple-query string. The answer (ending in ReadyForQuery) reaches the client through
   // ClientConn::on_admin_answer, at once or later on this worker's loop, and only if the client is still there.
@@ -40,7 +41,6 @@ class AdminConsole {
   Worker& worker_;
   uint64_t client_id_;
   std::string user_;
-  bool may_change_;
   std::string pause_waiting_for_;  // the database a PAUSE waits on ("*" = all); empty = none
   bool pause_check_running_ = false;
 };

@@ -1,5 +1,6 @@
 // SHOW BACKENDS (alias SHOW POOL_NODES): Pgpool-II's columns, then pgmux's own (lag, timeline, why excluded).
 #include <ctime>
+#include <map>
 
 #include "proxy/admin/commands.hpp"
 #include "proxy/probe_connection.hpp"
@@ -32,12 +33,10 @@ const char* pg_role_of(const routing::BackendStatus& b) {
 
 Answer show_backends(const Input&, Context& context) {
   const routing::BackendsView& view = *context.view;
-  // Reads each backend served, over all workers (the counters are relaxed atomics, safe to read from here).
-  std::vector<uint64_t> selects(view.backends.size(), 0);
-  for (Worker* worker : context.shared.workers) {
-    for (size_t i = 0; i < selects.size() && i < kMaxCountedBackends; ++i) {
-      selects[i] += worker->metrics().reads_by_backend[i].get();
-    }
+  // Reads each backend served, by name (pools of removed backends drop out).
+  std::map<std::string, uint64_t> selects;
+  for (const WorkerSnapshot& s : *context.snapshots) {
+    for (const PoolRow& p : s.pools) selects[p.backend] += p.reads;
   }
   int64_t total_weight = 0;
   for (const routing::BackendStatus& b : view.backends) {
@@ -62,7 +61,7 @@ Answer show_backends(const Input&, Context& context) {
         b.last_status_change > 0 ? unix_now - (mono_now - b.last_status_change) : 0;
     r.row().cell(static_cast<int64_t>(i)).cell(b.spec.host).cell(static_cast<int64_t>(b.spec.port));
     r.cell(status_of(b)).cell(b.reachable ? "up" : "down").cell(lb).cell(routing::to_string(b.role));
-    r.cell(pg_role_of(b)).cell(selects[i]).cell(b.readable).cell(standby ? b.lag_bytes : int64_t{0});
+    r.cell(pg_role_of(b)).cell(selects[b.spec.name]).cell(b.readable).cell(standby ? b.lag_bytes : int64_t{0});
     r.cell(format_time(changed)).cell(b.spec.name).cell(b.spec.weight);
     r.cell(standby ? b.lag_bytes : int64_t{0}).cell(standby ? b.lag_seconds : 0.0);
     r.cell(static_cast<int64_t>(b.last.timeline)).cell(b.readable ? "" : b.excluded_reason).cell(b.last_error);

@@ -16,6 +16,7 @@ namespace {
 void add_totals(PoolRow& into, const PoolRow& from) {
   into.xact_count += from.xact_count;
   into.query_count += from.query_count;
+  into.reads += from.reads;
   into.bytes_received += from.bytes_received;
   into.bytes_sent += from.bytes_sent;
   into.xact_time_us += from.xact_time_us;

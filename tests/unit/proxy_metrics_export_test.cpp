@@ -301,6 +301,9 @@ TEST_CASE("HTTP request heads") {
   CHECK(parse_http_request_head("hello there\r\n", 8192, &head) == HttpParse::Malformed);
   CHECK(parse_http_request_head("GET /metrics HTTP/2.0\r\n\r\n", 8192, &head) == HttpParse::Malformed);
   CHECK(parse_http_request_head("GET metrics HTTP/1.1\r\n\r\n", 8192, &head) == HttpParse::Malformed);
+  // Blank lines before the request count against the limit: an endless stream of them is refused.
+  CHECK(parse_http_request_head(std::string(20000, '\n'), 8192, &head) == HttpParse::TooLarge);
+  CHECK(parse_http_request_head("\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n", 8192, &head) == HttpParse::Ok);
   CHECK(parse_http_request_head("GET /metrics HTTP/1.1\r\nno colon\r\n\r\n", 8192, &head) == HttpParse::Malformed);
   CHECK(parse_http_request_head("GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a'), 8192, &head) ==
         HttpParse::TooLarge);
