@@ -19,6 +19,8 @@ usage: bench/pgbench_compare.sh [options]
                       mode holds one per client, and pgmux splits the pool across its 2 workers, which
                       the kernel does not fill evenly, so each worker's half must cover every client)
   --threads N         pgbench -j (default 2)
+  --pgmux-workers N   pgmux worker threads (default 2; PgBouncer has one: 1 compares CPU per transaction
+                      thread for thread, 2 shows what the second core buys)
   --pgmux PATH        pgmux binary (default: $BUILD_DIR/proxy/pgmux, BUILD_DIR defaults to build)
   --skip-pgmux        measure only direct and PgBouncer
   --skip-pgbouncer    measure only direct and pgmux
@@ -42,6 +44,7 @@ modes="select-only tpcb-like"
 scale=10
 pool_size=128
 threads=2
+pgmux_workers=2
 build_dir=${BUILD_DIR:-build}
 [[ $build_dir == /* ]] || build_dir="$repo/$build_dir"
 pgmux_bin="$build_dir/proxy/pgmux"
@@ -62,6 +65,7 @@ while [[ $# -gt 0 ]]; do
     --scale) scale=$2; shift 2 ;;
     --pool-size) pool_size=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --pgmux-workers) pgmux_workers=$2; shift 2 ;;
     --pgmux) pgmux_bin=$2; shift 2 ;;
     --skip-pgmux) skip_pgmux=1; shift ;;
     --skip-pgbouncer) skip_pgbouncer=1; shift ;;
@@ -203,7 +207,7 @@ start_pgmux() {  # NAME PORT POOL_MODE POOL_SIZE
   cat >"$work/$name.json" <<JSON
 {
   "listeners": [{"host": "127.0.0.1", "port": $port}],
-  "workers": 2,
+  "workers": $pgmux_workers,
   "backends": [{"name": "primary", "host": "127.0.0.1", "port": $BASE_PORT}],
   "auth_method": "scram-sha-256",
   "users": [{"name": "app", "password": "app"}],
@@ -459,7 +463,7 @@ txn_report() {  # FORMAT: text | markdown
     }' "$txn_results"
 }
 
-session_header="session mode: pgbench -T $duration, scale $scale, pool size $pool_size, pgbench -j $threads"
+session_header="session mode: pgbench -T $duration, scale $scale, pool size $pool_size, pgbench -j $threads, pgmux workers $pgmux_workers"
 txn_header="transaction mode: pgbench -T $duration, scale $scale, pool size $txn_pool_size,"
 txn_header+=" $txn_clients clients, pgbench -j $((threads < txn_clients ? threads : txn_clients))"
 machine="$(nproc) CPUs, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $(pgbouncer --version 2>/dev/null | head -n 1 || echo 'no PgBouncer')"
