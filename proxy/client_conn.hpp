@@ -146,6 +146,10 @@ class ClientConn final : public StreamConn {
     return false;
   }
   bool answer_parse_locally();
+  // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed).
+  bool forwards_renamed() const {
+    return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
+  }
   void record_session_command(ServerConn* server, std::string sql);
   void answer_locally_with_error(const std::string& sqlstate, const std::string& message,
                                  const std::string& detail);
@@ -210,6 +214,7 @@ class ClientConn final : public StreamConn {
   bool pumping_ = false;
   bool repump_ = false;
   std::string deferred_begin_;        // a plain BEGIN answered by pgmux, sent with the next statement
+  protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
   Outstanding outstanding_[32];       // ring of forwarded requests awaiting ReadyForQuery (small: idle clients)
   std::vector<std::string> pending_session_sql_;  // texts of the session commands in the ring, oldest first
   protocol::ByteVector retry_request_;            // the armed request as sent, to send again after re-preparing

@@ -393,6 +393,11 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
     ++readies;
   }
   if (!deferred_begin_.empty()) {
+    if (readies == 0 && !forwards_renamed()) {
+      // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
+      // server skips its reply. One round trip fewer per transaction.
+      return true;
+    }
     build_query(messages, deferred_begin_);
     ++readies;
   }
@@ -546,8 +551,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
       retry_statements_.clear();
     }
   }
-  const bool renamed = transaction_pooling() &&
-                       (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
+  const bool renamed = forwards_renamed();
   bool renamed_ok = true;
   if (renamed) {
     // Rename before the closed names leave the map; a Close removes the shared statement from this server.
@@ -589,11 +593,22 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
       return;
     }
   } else {
-    uv_buf_t buf =
+    uv_buf_t bufs[2];
+    unsigned count = 0;
+    if (!deferred_begin_.empty()) {
+      // The BEGIN pgmux answered, in front of the request; its reply (CommandComplete, ReadyForQuery) is skipped.
+      begin_message_.clear();
+      build_query(begin_message_, deferred_begin_);
+      bufs[count++] = uv_buf_init(reinterpret_cast<char*>(begin_message_.data()),
+                                  static_cast<unsigned>(begin_message_.size()));
+      server->skip_next_reply();
+      deferred_begin_.clear();
+    }
+    bufs[count++] =
         uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
     if (!retry_statements_.empty()) retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
     in_.advance_parsed(request_.size);
-    if (server->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
+    if (server->forward_from(*this, bufs, count)) in_.consume_to(in_.parsed());
   }
   server->relay();  // replies that arrived while it was not this client's active server
 }

@@ -361,6 +361,31 @@ void ServerConn::relay() {
         return;
       }
       const char tag = frame.tag;
+      if (skip_replies_ > 0) {
+        if (available < frame.total()) {
+          need_room = true;
+          break;
+        }
+        ByteView body(in_.data() + pos + 5, frame.length - 4);
+        pos += frame.total();  // left out of the batch: the client already had its answer from pgmux
+        if (tag == backend::kErrorResponse) {
+          auto error = parse_error_fields(body);
+          LOG_ERROR("S-%llu backend %s: the BEGIN pgmux sent ahead of a request failed: %s; closing the server",
+                    static_cast<unsigned long long>(id_), pool_.backend().name.c_str(),
+                    error ? error->message.c_str() : "?");
+          skipped_error_ = true;
+        } else if (tag == backend::kReadyForQuery) {
+          if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+          if (pending_syncs_ > 0) --pending_syncs_;
+          --skip_replies_;
+          if (skipped_error_) {
+            in_.advance_parsed(pos - in_.parsed());
+            fail(sqlstate::kConnectionFailure, "pgmux could not start the transaction on the server");
+            return;
+          }
+        }
+        continue;
+      }
       if (retry_armed_ || swallowing_) {
         if (available < frame.total()) {
           need_room = true;

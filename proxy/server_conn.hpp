@@ -69,6 +69,13 @@ class ServerConn final : public StreamConn {
   // The next reply starts a request pgmux may send again: if its first message is PostgreSQL's "cached plan must
   // not change result type" error, that error and its ReadyForQuery are kept from the client and the client is
   // told to re-prepare and retry (nothing of the reply has reached it).
+  // pgmux sent a statement of its own (a deferred BEGIN) in front of the client's request: its reply, up to and
+  // including its ReadyForQuery, is dropped. Should it fail, the server is closed (the request must not run
+  // outside the transaction the client asked for).
+  void skip_next_reply() {
+    ++skip_replies_;
+    ++pending_syncs_;
+  }
   void arm_plan_retry() { retry_armed_ = true; }
   // Another request went out behind the armed one: a retry would reorder replies, so the error is relayed.
   void disarm_plan_retry() { retry_armed_ = false; }
@@ -156,6 +163,8 @@ class ServerConn final : public StreamConn {
   bool fatal_forwarded_ = false;
   bool retry_armed_ = false;
   bool swallowing_ = false;      // dropping a failed attempt's reply up to its ReadyForQuery
+  int skip_replies_ = 0;         // replies to pgmux's own statements sent ahead of the request (skip_next_reply)
+  bool skipped_error_ = false;   // one of them failed
   RelayEvent pending_event_ = RelayEvent::None;  // to deliver once the pinned write completes
 };
 
