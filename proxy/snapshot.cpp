@@ -135,6 +135,37 @@ WorkerSnapshot Worker::snapshot() {
   return out;
 }
 
+void add_pool_totals(PoolRow& into, const PoolRow& from) {
+  into.xact_count += from.xact_count;
+  into.query_count += from.query_count;
+  into.reads += from.reads;
+  into.bytes_received += from.bytes_received;
+  into.bytes_sent += from.bytes_sent;
+  into.xact_time_us += from.xact_time_us;
+  into.query_time_us += from.query_time_us;
+  into.wait_time_us += from.wait_time_us;
+}
+
+std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapshots) {
+  std::map<PoolKey, PoolRow> pools;
+  for (const WorkerSnapshot& s : snapshots) {
+    for (const PoolRow& p : s.pools) {
+      auto [it, fresh] = pools.try_emplace({p.database, p.user, p.backend}, p);
+      if (fresh) continue;
+      PoolRow& m = it->second;
+      m.cl_active += p.cl_active;
+      m.cl_waiting += p.cl_waiting;
+      m.sv_active += p.sv_active;
+      m.sv_idle += p.sv_idle;
+      m.sv_login += p.sv_login;
+      m.maxwait = std::max(m.maxwait, p.maxwait);
+      m.draining = m.draining || p.draining;
+      add_pool_totals(m, p);
+    }
+  }
+  return pools;
+}
+
 void gather_snapshots(SharedState& shared, PostBack post_back, std::function<void(std::vector<WorkerSnapshot>)> done) {
   struct Gathering {
     std::mutex mutex;

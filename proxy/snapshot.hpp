@@ -3,7 +3,9 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace pgmux::proxy {
@@ -63,6 +65,12 @@ struct WorkerSnapshot {
   std::vector<ServerRow> servers;
   std::vector<PoolRow> pools;
 };
+
+// Pools of the same (database, user, backend) on different workers are one pool to the operator: their rows
+// summed (maxwait: the longest), keyed by (database, user, backend).
+using PoolKey = std::tuple<std::string, std::string, std::string>;
+void add_pool_totals(PoolRow& into, const PoolRow& from);  // the counters since start (SHOW STATS)
+std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapshots);
 
 // Asks every worker for its snapshot; `done` gets them all (in worker order), run through `post_back` on the
 // caller's own loop. Thread-safe. If a worker has stopped, its snapshot is simply missing.

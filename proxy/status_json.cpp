@@ -28,22 +28,7 @@ nlohmann::json backend_json(const routing::BackendStatus& b, int index) {
 }
 
 nlohmann::json pools_json(const std::vector<WorkerSnapshot>& snapshots) {
-  using Key = std::tuple<std::string, std::string, std::string>;  // database, user, backend
-  std::map<Key, PoolRow> merged;
-  for (const WorkerSnapshot& snapshot : snapshots) {
-    for (const PoolRow& row : snapshot.pools) {
-      auto [it, added] = merged.emplace(Key{row.database, row.user, row.backend}, row);
-      if (added) continue;
-      PoolRow& sum = it->second;
-      sum.cl_active += row.cl_active;
-      sum.cl_waiting += row.cl_waiting;
-      sum.sv_active += row.sv_active;
-      sum.sv_idle += row.sv_idle;
-      sum.sv_login += row.sv_login;
-      sum.maxwait = std::max(sum.maxwait, row.maxwait);
-      sum.draining = sum.draining || row.draining;
-    }
-  }
+  const std::map<PoolKey, PoolRow> merged = merge_pools(snapshots);
   nlohmann::json pools = nlohmann::json::array();
   for (const auto& [key, p] : merged) {
     pools.push_back({

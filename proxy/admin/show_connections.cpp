@@ -12,38 +12,7 @@ namespace pgmux::proxy::admin {
 
 namespace {
 
-// Adds the counters of `from` (totals since start) into `into`.
-void add_totals(PoolRow& into, const PoolRow& from) {
-  into.xact_count += from.xact_count;
-  into.query_count += from.query_count;
-  into.reads += from.reads;
-  into.bytes_received += from.bytes_received;
-  into.bytes_sent += from.bytes_sent;
-  into.xact_time_us += from.xact_time_us;
-  into.query_time_us += from.query_time_us;
-  into.wait_time_us += from.wait_time_us;
-}
-
-// Pools of the same (database, user, backend) on different workers are one pool to the operator.
-std::map<std::tuple<std::string, std::string, std::string>, PoolRow> merged_pools(const Context& context) {
-  std::map<std::tuple<std::string, std::string, std::string>, PoolRow> pools;
-  for (const WorkerSnapshot& s : *context.snapshots) {
-    for (const PoolRow& p : s.pools) {
-      auto [it, fresh] = pools.try_emplace({p.database, p.user, p.backend}, p);
-      if (fresh) continue;
-      PoolRow& m = it->second;
-      m.cl_active += p.cl_active;
-      m.cl_waiting += p.cl_waiting;
-      m.sv_active += p.sv_active;
-      m.sv_idle += p.sv_idle;
-      m.sv_login += p.sv_login;
-      m.maxwait = std::max(m.maxwait, p.maxwait);
-      m.draining = m.draining || p.draining;
-      add_totals(m, p);
-    }
-  }
-  return pools;
-}
+std::map<PoolKey, PoolRow> merged_pools(const Context& context) { return merge_pools(*context.snapshots); }
 
 std::string backend_role(const Context& context, const std::string& backend) {
   for (const routing::BackendStatus& b : context.view->backends) {
@@ -113,7 +82,7 @@ Answer show_servers(const Input&, Context& context) {
 
 Answer show_stats(const Input&, Context& context) {
   std::map<std::string, PoolRow> by_database;
-  for (const auto& [key, p] : merged_pools(context)) add_totals(by_database[p.database], p);
+  for (const auto& [key, p] : merged_pools(context)) add_pool_totals(by_database[p.database], p);
   ResultSet r;
   r.column("database");
   for (const char* name : {"total_xact_count", "total_query_count", "total_received", "total_sent",
