@@ -66,9 +66,6 @@ class ServerConn final : public StreamConn {
   bool has_outstanding() const {
     return pending_syncs_ > 0 || unsynced_extended_ || pending_event_ != RelayEvent::None || pinned();
   }
-  // The next reply starts a request pgmux may send again: if its first message is PostgreSQL's "cached plan must
-  // not change result type" error, that error and its ReadyForQuery are kept from the client and the client is
-  // told to re-prepare and retry (nothing of the reply has reached it).
   // pgmux sent a statement of its own (a deferred BEGIN) in front of the client's request: its reply, up to and
   // including its ReadyForQuery, is dropped. Should it fail, the server is closed (the request must not run
   // outside the transaction the client asked for).
@@ -76,6 +73,9 @@ class ServerConn final : public StreamConn {
     ++skip_replies_;
     ++pending_syncs_;
   }
+  // The next reply starts a request pgmux may send again: if its first message is PostgreSQL's "cached plan must
+  // not change result type" error, that error and its ReadyForQuery are kept from the client and the client is
+  // told to re-prepare and retry (nothing of the reply has reached it).
   void arm_plan_retry() { retry_armed_ = true; }
   // Another request went out behind the armed one: a retry would reorder replies, so the error is relayed.
   void disarm_plan_retry() { retry_armed_ = false; }
