@@ -20,33 +20,13 @@ namespace {
 
 const char* const kDb = "txp_limits";
 
-struct Fixture {
-  int listen = pick_listen_port();
-  ProxyUnderTest proxy;
-  std::string ci;
-  Fixture(int pool_size, const std::function<void(nlohmann::json&)>& tweak)
-      : proxy(make(listen, pool_size, tweak), listen) {
-    ci = app_conninfo(proxy.port(), kDb);
-    wait_serving(ci);
-  }
+struct Fixture : TweakedProxy {
+  Fixture(int pool_size, const std::function<void(nlohmann::json&)>& tweak) : TweakedProxy(kDb, pool_size, tweak) {}
   ~Fixture() {
     // Leave no server connections behind for the next case's counts.
     PgConn p = routing::admin(cluster_ports().primary);
     exec(p.get(), std::string("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '") + kDb +
                       "' AND pid <> pg_backend_pid()");
-  }
-  static std::string make(int listen, int pool_size, const std::function<void(nlohmann::json&)>& tweak) {
-    static bool created = false;  // one database for the whole binary
-    if (!created) {
-      fresh_database(kDb);
-      created = true;
-    }
-    nlohmann::json config = txpool_config(listen, kDb, pool_size);
-    tweak(config);
-    return config.dump();
-  }
-  void log_if(bool failed) {
-    if (failed && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
   }
 };
 

@@ -23,31 +23,12 @@ namespace {
 
 const char* const kDb = "txp_timeouts";
 
-// pgmux in transaction mode on kDb with `tweak` applied to the config.
-struct Fixture {
-  int listen = pick_listen_port();
-  ProxyUnderTest proxy;
-  std::string ci;
+struct Fixture : TweakedProxy {
   Fixture(int pool_size, const std::function<void(nlohmann::json&)>& tweak, bool wait = true)
-      : proxy(make(listen, pool_size, tweak), listen) {
-    ci = app_conninfo(proxy.port(), kDb);
-    if (wait) wait_serving(ci);
-  }
-  static std::string make(int listen, int pool_size, const std::function<void(nlohmann::json&)>& tweak) {
-    static bool created = false;  // one database for the whole binary
-    if (!created) {
-      fresh_database(kDb);
-      PgConn p = connect(app_conninfo(cluster_ports().primary, kDb));
-      exec(p.get(), "CREATE TABLE marks (v text)");
-      created = true;
-    }
-    nlohmann::json config = txpool_config(listen, kDb, pool_size);
-    tweak(config);
-    return config.dump();
-  }
-  void log_if(bool failed) {
-    if (failed && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
-  }
+      : TweakedProxy(kDb, pool_size, tweak, wait, [] {
+          PgConn p = connect(app_conninfo(cluster_ports().primary, kDb));
+          exec(p.get(), "CREATE TABLE marks (v text)");
+        }) {}
 };
 
 }  // namespace

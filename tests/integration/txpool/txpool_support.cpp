@@ -1,10 +1,13 @@
 #include "tests/integration/txpool/txpool_support.hpp"
 
+#include <doctest/doctest.h>
+
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -160,6 +163,32 @@ std::string error_text(PGconn* conn, const PGresult* res) {
   std::string msg = res ? PQresultErrorMessage(res) : "";
   if (msg.empty() && conn) msg = PQerrorMessage(conn);
   return (code.empty() ? "" : "[" + code + "] ") + msg;
+}
+
+namespace {
+std::string tweaked_config(const std::string& db, int listen, int pool_size,
+                           const std::function<void(json&)>& tweak, const std::function<void()>& first_setup) {
+  static std::set<std::string> created;  // one fresh database per test binary
+  if (created.insert(db).second) {
+    fresh_database(db);
+    if (first_setup) first_setup();
+  }
+  json config = txpool_config(listen, db, pool_size);
+  tweak(config);
+  return config.dump();
+}
+}  // namespace
+
+TweakedProxy::TweakedProxy(const std::string& db, int pool_size, const std::function<void(json&)>& tweak, bool wait,
+                           const std::function<void()>& first_setup)
+    : listen(pick_listen_port()),
+      proxy(tweaked_config(db, listen, pool_size, tweak, first_setup), listen),
+      ci(app_conninfo(proxy.port(), db)) {
+  if (wait) wait_serving(ci);
+}
+
+void TweakedProxy::log_if(bool failed) {
+  if (failed && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
 }
 
 }  // namespace pgmux::test::txpool

@@ -64,4 +64,16 @@ bool wait_closed_by_proxy(PGconn* conn, double seconds);
 // Text of the ErrorResponse (severity + SQLSTATE + message) of a failed result, for messages.
 std::string error_text(PGconn* conn, const PGresult* res);
 
+// pgmux in transaction mode on `db` (txpool_config with `tweak` applied). The database is made fresh once per
+// test binary, and `first_setup` (tables) runs on it then. With `wait`, the constructor waits until it serves.
+struct TweakedProxy {
+  TweakedProxy(const std::string& db, int pool_size, const std::function<void(nlohmann::json&)>& tweak,
+               bool wait = true, const std::function<void()>& first_setup = {});
+  void log_if(bool failed);  // prints pgmux's log when a check failed
+
+  int listen;
+  ProxyUnderTest proxy;
+  std::string ci;
+};
+
 }  // namespace pgmux::test::txpool
