@@ -3,8 +3,9 @@
 namespace pgmux::protocol {
 
 namespace {
-Frame error_frame(FrameError e, char tag, uint32_t length) {
+Frame error_frame(FrameError e, bool tagged, char tag, uint32_t length) {
   Frame f;
+  f.tagged = tagged;
   f.status = FrameStatus::Error;
   f.error = e;
   f.tag = tag;
@@ -14,14 +15,15 @@ Frame error_frame(FrameError e, char tag, uint32_t length) {
 }  // namespace
 
 Frame next_frame(ByteView buf, uint32_t max_message_size) {
-  if (buf.size() < 5) return Frame{};
+  if (buf.size() < kFrameHeaderSize) return Frame{};
   const char tag = char(buf[0]);
   const uint32_t length = load_be32(buf.data() + 1);
   // Validate before the caller waits for (or allocates) the body.
-  if (length < 4) return error_frame(FrameError::LengthTooSmall, tag, length);
-  if (length > max_message_size) return error_frame(FrameError::LengthTooLarge, tag, length);
+  if (length < 4) return error_frame(FrameError::LengthTooSmall, true, tag, length);
+  if (length > max_message_size) return error_frame(FrameError::LengthTooLarge, true, tag, length);
   Frame f;
   f.status = FrameStatus::Frame;
+  f.tagged = true;
   f.tag = tag;
   f.length = length;
   return f;
@@ -31,8 +33,8 @@ Frame next_startup_frame(ByteView buf) {
   if (buf.size() < 4) return Frame{};
   const uint32_t length = load_be32(buf.data());
   // Startup packets carry at least the length and a 4-byte code.
-  if (length < 8) return error_frame(FrameError::LengthTooSmall, 0, length);
-  if (length > kMaxStartupPacket) return error_frame(FrameError::LengthTooLarge, 0, length);
+  if (length < 8) return error_frame(FrameError::LengthTooSmall, false, 0, length);
+  if (length > kMaxStartupPacket) return error_frame(FrameError::LengthTooLarge, false, 0, length);
   Frame f;
   f.length = length;
   if (buf.size() < length) return f;  // NeedMore, length already known

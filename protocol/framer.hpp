@@ -11,14 +11,17 @@ inline constexpr uint32_t kDefaultMaxMessageSize = 64u * 1024 * 1024;
 enum class FrameStatus : uint8_t { NeedMore, Frame, Error };
 enum class FrameError : uint8_t { None, LengthTooSmall, LengthTooLarge };
 
+inline constexpr size_t kFrameHeaderSize = 5;  // type byte + length of a tagged message
+
 struct Frame {
   FrameStatus status = FrameStatus::NeedMore;
   FrameError error = FrameError::None;
-  char tag = 0;          // 0 for untagged (startup-phase) packets
+  bool tagged = false;   // false for startup-phase packets; a tagged message's type byte may be any value, 0 too
+  char tag = 0;
   uint32_t length = 0;   // the length field: includes itself, excludes the tag
-  // Bytes of the whole message in the stream: tag (if any) + length.
-  size_t total() const { return (tag ? 1u : 0u) + length; }
-  size_t header_size() const { return tag ? 5u : 4u; }
+  // Bytes of the whole message in the stream: type byte (if any) + length.
+  size_t total() const { return (tagged ? 1u : 0u) + length; }
+  size_t header_size() const { return tagged ? kFrameHeaderSize : 4u; }
 };
 
 // Tagged message (everything after startup). Frame as soon as the 5-byte header is present and the length

@@ -188,7 +188,10 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
 void ClientConn::handle_auth() {
   while (open() && state_ == ClientState::Auth) {
     Frame frame = next_frame(in_.unparsed_bytes(), kMaxAuthMessage);
-    if (frame.status == FrameStatus::NeedMore) return;
+    if (frame.status == FrameStatus::NeedMore) {
+      in_.make_room(kFrameHeaderSize);
+      return;
+    }
     if (frame.status == FrameStatus::Error || frame.tag != frontend::kPassword) {
       close_reason_ = "protocol violation during authentication";
       fail(sqlstate::kProtocolViolation,
@@ -198,8 +201,7 @@ void ClientConn::handle_auth() {
       return;
     }
     if (in_.unparsed() < frame.total()) {
-      in_.consume_to(in_.parsed());
-      in_.reserve_message(frame.total());
+      in_.make_room(frame.total());
       return;
     }
     ByteView body = in_.unparsed_bytes().subspan(5, frame.length - 4);

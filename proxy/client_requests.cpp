@@ -45,10 +45,10 @@ void ClientConn::pump_requests() {
     if (in_.unparsed() == 0) break;
     ScanResult scan = scan_request(in_.unparsed_bytes(), max_size, size_t{4} * max_size, request_);
     if (scan.status == ScanStatus::NeedMore) {
-      if (scan.bytes_needed > in_.capacity() - in_.parsed()) {
-        in_.consume_to(in_.parsed());
-        in_.reserve_message(scan.bytes_needed);
-      }
+      // The rest of the request must fit, and reading must go on whatever size it has (else a request that ends
+      // the buffer on a message boundary would wait forever, and a client that vanished would go unnoticed).
+      in_.consume_to(in_.parsed());
+      in_.make_room(scan.bytes_needed);
       break;
     }
     if (scan.status == ScanStatus::Error) {

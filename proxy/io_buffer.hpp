@@ -2,6 +2,7 @@
 // (forwarded or handled), [parsed, end) still has to be parsed. Storage is allocated lazily and grows only
 // when one message that must be decoded whole is larger than the buffer.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -69,16 +70,20 @@ class IoBuffer {
     consumed_ = 0;
   }
 
-  // Makes sure a message of `size` bytes starting at parsed() can fit; returns false past max.
-  bool reserve_message(size_t size) {
+  // Makes room to read more of what starts at parsed() (a message or a request still arriving): compacts, then
+  // grows so that `wanted` bytes from parsed() fit and at least one more byte can be read. Growth is by half
+  // again at least, so a request of many messages arriving in small reads is copied O(size) times in total,
+  // not once per read. Without free space after a message boundary the socket would stop being read: the
+  // request would never complete and a vanished client never be noticed.
+  void make_room(size_t wanted) {
     compact();
-    if (parsed_ + size <= capacity_) return true;
-    size_t wanted = parsed_ + size;
-    auto bigger = std::make_unique<std::byte[]>(wanted);
+    const size_t needed = std::max(parsed_ + wanted, end_ + 1);
+    if (needed <= capacity_) return;
+    const size_t grown = std::max(needed, capacity_ + capacity_ / 2);
+    auto bigger = std::make_unique<std::byte[]>(grown);
     if (end_) std::memcpy(bigger.get(), data_.get(), end_);
     data_ = std::move(bigger);
-    capacity_ = wanted;
-    return true;
+    capacity_ = grown;
   }
 
   // Once empty, the storage goes back (see release_storage), so idle connections and one huge message do not

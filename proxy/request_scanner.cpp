@@ -20,7 +20,7 @@ ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batc
   bool extended = false;
   while (true) {
     Frame frame = next_frame(buf.subspan(pos), max_message_size);
-    if (frame.status == FrameStatus::NeedMore) return need(0);
+    if (frame.status == FrameStatus::NeedMore) return need(pos + kFrameHeaderSize);
     if (frame.status == FrameStatus::Error) {
       std::string what = std::string("invalid frontend message: ") + to_string(frame.error);
       if (frame.error == FrameError::LengthTooLarge) {
@@ -109,8 +109,18 @@ ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batc
         out.size = pos - frame.total();
         out.ends_with_sync = false;
         return ScanResult{ScanStatus::Complete, 0, {}};
+      case frontend::kExecute:
+      case frontend::kCopyData:  // outside COPY PostgreSQL ignores these; they travel with the batch
+      case frontend::kCopyDone:
+      case frontend::kCopyFail:
+        break;
       default:
-        break;  // Execute and anything unknown travel with the batch
+        // A type PostgreSQL does not know: it ends the session with FATAL 08P01 once it reaches that message,
+        // after answering what came before. Forwarded at once with what precedes it, so the client sees exactly
+        // that instead of pgmux holding the batch for a Sync that may never come.
+        out.size = pos;
+        out.ends_with_sync = false;
+        return ScanResult{ScanStatus::Complete, 0, {}};
     }
     if (pos > max_batch) {
       return error("extended-protocol batch larger than " + std::to_string(max_batch) +

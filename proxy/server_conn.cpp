@@ -124,8 +124,7 @@ void ServerConn::consume_whole_messages(void (ServerConn::*handler)(char, ByteVi
       return;
     }
     if (in_.unparsed() < frame.total()) {
-      in_.consume_to(in_.parsed());
-      in_.reserve_message(frame.total());
+      in_.make_room(frame.total());
       break;
     }
     ByteView body = in_.unparsed_bytes().subspan(5, frame.length - 4);
@@ -460,7 +459,7 @@ void ServerConn::relay() {
     }
     in_.consume_to(in_.parsed());
     if (need_room) {
-      in_.reserve_message(next_frame(in_.unparsed_bytes(), max_size).total());
+      in_.make_room(next_frame(in_.unparsed_bytes(), max_size).total());
       break;
     }
     if (event != RelayEvent::None) {

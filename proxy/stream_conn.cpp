@@ -34,6 +34,10 @@ void StreamConn::stop_reading() {
 void StreamConn::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   auto* self = static_cast<StreamConn*>(handle->data);
   auto space = self->in_.writable();
+  if (space.empty() && !self->pinned_) {
+    self->in_.compact();  // what the owner consumed frees room (never while a peer write points into it)
+    space = self->in_.writable();
+  }
   if (space.empty()) {
     // No room: the owner will stop reading once it sees the buffer full; give libuv nothing (it reports
     // UV_ENOBUFS, which on_read ignores).

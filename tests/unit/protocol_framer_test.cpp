@@ -152,3 +152,13 @@ TEST_CASE("next_startup_frame: bad lengths are errors before waiting") {
   CHECK(next_startup_frame(untagged(8)).status == FrameStatus::NeedMore);
   CHECK(next_startup_frame(untagged(kMaxStartupPacket)).status == FrameStatus::NeedMore);
 }
+
+TEST_CASE("next_frame: a type byte of 0 is still a tagged message (its type byte counts in total())") {
+  const ByteVector msg{std::byte{0}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{4}};
+  Frame f = next_frame(ByteView(msg));
+  REQUIRE(f.status == FrameStatus::Frame);
+  CHECK(f.tag == 0);
+  CHECK(f.tagged);
+  CHECK(f.total() == 5);
+  CHECK(f.header_size() == 5);
+}

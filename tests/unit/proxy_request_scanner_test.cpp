@@ -115,3 +115,35 @@ TEST_CASE("oversized messages, malformed bodies and unbounded batches are errors
   auto unbounded = scan_request(endless, kMax, 256, info);
   CHECK(unbounded.status == ScanStatus::Error);
 }
+
+TEST_CASE("NeedMore on a message boundary asks for the next header, so the buffer always has room to read it") {
+  ByteVector bytes;
+  build_parse(bytes, "", std::string(40000, 'x'));
+  const size_t boundary = bytes.size();
+  build_bind(bytes, "", "", {});
+  build_sync(bytes);
+  RequestInfo info;
+  auto at_boundary = scan_request(ByteView(bytes.data(), boundary), kMax, kBatch, info);
+  CHECK(at_boundary.status == ScanStatus::NeedMore);
+  CHECK(at_boundary.bytes_needed == boundary + 5);
+  auto mid_header = scan_request(ByteView(bytes.data(), boundary + 3), kMax, kBatch, info);
+  CHECK(mid_header.status == ScanStatus::NeedMore);
+  CHECK(mid_header.bytes_needed == boundary + 5);
+}
+
+TEST_CASE("an unknown message type ends the request with it (PostgreSQL answers it; nothing waits for Sync)") {
+  for (char type : {'z', '\0', 'p'}) {
+    ByteVector bytes;
+    build_parse(bytes, "", "SELECT 1");
+    bytes.push_back(std::byte(type));
+    for (std::byte b : {std::byte{0}, std::byte{0}, std::byte{0}, std::byte{4}}) bytes.push_back(b);
+    const size_t request = bytes.size();
+    build_sync(bytes);
+    RequestInfo info;
+    auto result = scan_request(bytes, kMax, kBatch, info);
+    REQUIRE(result.status == ScanStatus::Complete);
+    CHECK(info.size == request);
+    CHECK_FALSE(info.ends_with_sync);
+    CHECK(info.messages == 2);
+  }
+}
