@@ -6,8 +6,8 @@
 #include <string>
 
 #include "conf/loader.hpp"
-#include "proxy/log.hpp"
-#include "proxy/server.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/control/server.hpp"
 
 namespace {
 

@@ -3,7 +3,7 @@
 // summary.
 #include <doctest/doctest.h>
 
-#include "proxy/config_diff.hpp"
+#include "proxy/control/config_diff.hpp"
 
 using namespace pgmux;
 using pgmux::proxy::describe_changes;

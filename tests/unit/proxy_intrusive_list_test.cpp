@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "proxy/intrusive_list.hpp"
+#include "proxy/net/intrusive_list.hpp"
 
 namespace {
 struct Item {

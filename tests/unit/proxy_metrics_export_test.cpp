@@ -6,9 +6,9 @@
 #include <sstream>
 #include <string>
 
-#include "proxy/http_message.hpp"
-#include "proxy/metrics_export.hpp"
-#include "proxy/status_json.hpp"
+#include "proxy/ops/http_message.hpp"
+#include "proxy/ops/metrics_export.hpp"
+#include "proxy/ops/status_json.hpp"
 
 using namespace pgmux::proxy;
 using pgmux::routing::BackendsView;

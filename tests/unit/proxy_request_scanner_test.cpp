@@ -1,7 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "protocol/frontend_messages.hpp"
-#include "proxy/request_scanner.hpp"
+#include "proxy/client/request_scanner.hpp"
 
 using namespace pgmux::protocol;
 using pgmux::proxy::RequestInfo;

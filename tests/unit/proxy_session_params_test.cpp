@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "proxy/session_params.hpp"
+#include "proxy/server/session_params.hpp"
 
 using pgmux::proxy::build_sync_sql;
 using pgmux::proxy::is_connection_key;
@@ -92,7 +92,7 @@ TEST_CASE("sync SQL resets unreported parameters the previous client set and thi
   CHECK(applied.entries().empty());
 }
 
-#include "proxy/pin_counters.hpp"
+#include "proxy/client/pin_counters.hpp"
 
 TEST_CASE("pin reasons from classifier reasons, and their summary") {
   using pgmux::proxy::PinReason;

@@ -1,8 +1,8 @@
 #include <doctest/doctest.h>
 
 #include "protocol/frontend_messages.hpp"
-#include "proxy/request_scanner.hpp"
-#include "proxy/sql_text.hpp"
+#include "proxy/client/request_scanner.hpp"
+#include "proxy/client/sql_text.hpp"
 
 using namespace pgmux::proxy;
 

@@ -11,7 +11,7 @@
 #include <functional>
 #include <string>
 
-#include "proxy/prober.hpp"
+#include "proxy/control/prober.hpp"
 #include "routing/read_your_writes.hpp"
 
 using namespace pgmux;

@@ -1,0 +1,97 @@
+#include "proxy/client/cancel.hpp"
+
+#include <openssl/rand.h>
+
+#include "protocol/startup.hpp"
+#include "proxy/net/log.hpp"
+
+namespace pgmux::proxy {
+
+void CancelSlot::set(const CancelTarget& target) {
+  std::lock_guard lock(mutex_);
+  target_ = target;
+}
+
+void CancelSlot::clear() {
+  std::lock_guard lock(mutex_);
+  target_.reset();
+}
+
+std::optional<CancelTarget> CancelSlot::get() const {
+  std::lock_guard lock(mutex_);
+  return target_;
+}
+
+CancelRegistry::Key CancelRegistry::add(std::shared_ptr<CancelSlot> slot) {
+  int32_t secret = 0;
+  RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret);
+  std::lock_guard lock(mutex_);
+  // Process ids look like PostgreSQL's (positive) and are unique among live clients.
+  do {
+    next_pid_ = next_pid_ >= 0x7ffffff0 ? 1 : next_pid_ + 1;
+  } while (slots_.count(next_pid_));
+  slots_[next_pid_] = {secret, std::move(slot)};
+  return {next_pid_, secret};
+}
+
+void CancelRegistry::remove(int32_t process_id) {
+  std::lock_guard lock(mutex_);
+  slots_.erase(process_id);
+}
+
+std::shared_ptr<CancelSlot> CancelRegistry::find(int32_t process_id, int32_t secret_key) const {
+  std::lock_guard lock(mutex_);
+  auto it = slots_.find(process_id);
+  if (it == slots_.end() || it->second.first != secret_key) return nullptr;
+  return it->second.second;
+}
+
+namespace {
+
+struct CancelSender {
+  uv_tcp_t tcp;
+  uv_connect_t connect;
+  uv_write_t write;
+  protocol::ByteVector packet;
+};
+
+void on_cancel_closed(uv_handle_t* handle) { delete static_cast<CancelSender*>(handle->data); }
+
+void on_cancel_written(uv_write_t* req, int) {
+  auto* sender = static_cast<CancelSender*>(req->data);
+  // PostgreSQL closes the connection after reading the request; closing our side now is fine.
+  uv_close(reinterpret_cast<uv_handle_t*>(&sender->tcp), on_cancel_closed);
+}
+
+void on_cancel_connected(uv_connect_t* req, int status) {
+  auto* sender = static_cast<CancelSender*>(req->data);
+  if (status < 0) {
+    LOG_WARN("cancel: could not connect to server: %s", uv_strerror(status));
+    uv_close(reinterpret_cast<uv_handle_t*>(&sender->tcp), on_cancel_closed);
+    return;
+  }
+  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(sender->packet.data()),
+                             static_cast<unsigned>(sender->packet.size()));
+  sender->write.data = sender;
+  if (uv_write(&sender->write, reinterpret_cast<uv_stream_t*>(&sender->tcp), &buf, 1, on_cancel_written) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sender->tcp), on_cancel_closed);
+  }
+}
+
+}  // namespace
+
+void send_cancel_request(uv_loop_t* loop, const CancelTarget& target) {
+  auto* sender = new CancelSender{};
+  protocol::build_cancel_request(sender->packet, target.process_id, target.secret_key);
+  uv_tcp_init(loop, &sender->tcp);
+  sender->tcp.data = sender;
+  sender->connect.data = sender;
+  int rc = uv_tcp_connect(&sender->connect, &sender->tcp, reinterpret_cast<const sockaddr*>(&target.address),
+                          on_cancel_connected);
+  if (rc != 0) {
+    LOG_WARN("cancel: could not start connection: %s", uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(&sender->tcp), on_cancel_closed);
+  }
+}
+
+}  // namespace pgmux::proxy

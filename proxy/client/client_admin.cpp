@@ -1,0 +1,147 @@
+// ClientConn, the admin console session and PAUSE: logging in to the database "pgmux", handing its queries to the
+// AdminConsole, and holding application requests at a transaction boundary while their database is paused.
+#include <algorithm>
+
+#include "protocol/backend_messages.hpp"
+#include "protocol/error_response.hpp"
+#include "protocol/sqlstate.hpp"
+#include "proxy/ops/admin/console.hpp"
+#include "proxy/ops/admin/explain_route.hpp"
+#include "proxy/client/client_conn.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/server_conn.hpp"
+#include "proxy/control/worker.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+namespace {
+bool listed(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+}  // namespace
+
+// After authentication on the database "pgmux": admin_users may run everything, stats_users SHOW only.
+void ClientConn::start_admin_session() {
+  const bool may_change = listed(config_->admin_users, user_);
+  if (!may_change && !listed(config_->stats_users, user_)) {
+    close_reason_ = "not an admin user";
+    LOG_WARN("C-%llu %s user=%s: refused on the admin console: not in admin_users or stats_users",
+             static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str());
+    fail(sqlstate::kInvalidAuthorization,
+         "pgmux: user \"" + user_ + "\" may not use the admin console (database \"pgmux\")",
+         "Add the user to admin_users (every command) or stats_users (SHOW only) in the pgmux config.");
+    return;
+  }
+  auth_.reset();
+  admin_ = std::make_unique<AdminConsole>(worker_, id_, user_);
+  cancel_slot_ = std::make_shared<CancelSlot>();
+  SessionParams params;
+  params.set("server_version", "15.0 (pgmux " PGMUX_VERSION ")");
+  params.set("server_encoding", "UTF8");
+  params.set("client_encoding", "UTF8");
+  params.set("DateStyle", "ISO, MDY");
+  params.set("TimeZone", "UTC");
+  params.set("integer_datetimes", "on");
+  params.set("standard_conforming_strings", "on");
+  params.set("is_superuser", may_change ? "on" : "off");
+  params.set("application_name", wanted_params_.find("application_name") ? *wanted_params_.find("application_name")
+                                                                          : std::string());
+  finish_login(params, may_change ? "the admin console, admin user" : "the admin console, stats user");
+  set_state(ClientState::Linked);
+}
+
+bool ClientConn::dispatch_admin() {
+  const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
+  if (request_.kind == RequestKind::Query) {
+    std::string sql(request_.sql);
+    in_.advance_parsed(request_.size);
+    in_.consume_to(in_.parsed());
+    last_activity_ = worker_.now();
+    wait_ = Wait::Admin;  // nothing more is read until the answer went out
+    admin_->execute(sql);
+    return wait_ == Wait::None && open();
+  }
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  if (!ends_with_ready) return true;  // the error goes with the Sync
+  ByteVector out;
+  build_error_response(out, "ERROR", sqlstate::kFeatureNotSupported,
+                       "pgmux admin console: only simple queries are supported",
+                       {}, "Use psql, or PQexec without parameters; prepared statements do not work here.");
+  build_ready_for_query(out, 'I');
+  send_owned(std::move(out));
+  return true;
+}
+
+void ClientConn::on_admin_answer(ByteVector bytes) {
+  if (!open()) return;
+  send_owned(std::move(bytes));
+  last_activity_ = worker_.now();
+  if (wait_ != Wait::Admin) return;
+  wait_ = Wait::None;
+  pump();
+}
+
+// A request that would start a new transaction while the client's database is paused waits here, unsent.
+bool ClientConn::held_by_pause() {
+  SharedState& shared = worker_.shared();
+  if (!shared.paused.any() || !shared.paused.is_paused(database_)) return false;
+  if (in_transaction()) return false;  // a running transaction finishes: PAUSE waits for it
+  // Transaction pooling hands idle servers back, so a paused database can be restarted underneath.
+  if (transaction_pooling()) drop_idle_servers();
+  wait_ = Wait::Paused;
+  worker_.hold_paused(this);
+  LOG_DEBUG("C-%llu: held by PAUSE of database %s", static_cast<unsigned long long>(id_), database_.c_str());
+  return true;
+}
+
+void ClientConn::on_resume() {
+  if (wait_ != Wait::Paused) return;
+  wait_ = Wait::None;
+  pump();
+}
+
+// "EXPLAIN ROUTE ..." is no PostgreSQL syntax, so pgmux may answer it in any session. The first-letter test keeps
+// the cost off every other query.
+bool ClientConn::is_explain_route_request() const {
+  std::string_view sql = request_.sql;
+  size_t i = 0;
+  while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) ++i;
+  if (i >= sql.size() || (sql[i] != 'E' && sql[i] != 'e')) return false;
+  bool matched = false;
+  admin::explain_route_target(sql, &matched);
+  return matched;
+}
+
+bool ClientConn::answer_explain_route() {
+  if (active_ && active_->has_outstanding()) {
+    wait_ = Wait::Drain;  // answer in order, after the replies still owed
+    return false;
+  }
+  bool matched = false;
+  const std::string_view target = admin::explain_route_target(request_.sql, &matched);
+  routing::ClientRouteState state = route_state_;
+  state.held_standby = standby_ ? standby_->backend_index() : -1;
+  admin::Answer answer;
+  if (target.empty()) {
+    answer = admin::Answer::fail(sqlstate::kSyntaxError, "EXPLAIN ROUTE needs a statement",
+                                 "for example: EXPLAIN ROUTE SELECT 1");
+  } else {
+    answer = admin::Answer::of(admin::explain_route_result(target, worker_.classifier(), state, worker_.view(),
+                                                           route_settings(), worker_.balancer()));
+  }
+  ByteVector out;
+  admin::encode(answer, out);
+  // encode() ends with ReadyForQuery 'I': inside a transaction the status must stay the server's.
+  char status = active_ ? active_->tx_status() : 'I';
+  if (!deferred_begin_.empty()) status = 'T';
+  out.back() = static_cast<std::byte>(status);
+  send_owned(std::move(out));
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  return true;
+}
+
+}  // namespace pgmux::proxy

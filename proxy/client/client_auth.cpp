@@ -1,0 +1,92 @@
+#include "proxy/client/client_auth.hpp"
+
+#include <openssl/rand.h>
+
+#include "protocol/auth_md5.hpp"
+#include "protocol/backend_messages.hpp"
+#include "protocol/frontend_messages.hpp"
+#include "protocol/sqlstate.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+ClientAuth::ClientAuth(const conf::User& user, conf::AuthMethod method, std::optional<ScramSecret> scram_secret)
+    : user_(user), method_(method), secret_(std::move(scram_secret)) {}
+
+ClientAuth::Step ClientAuth::start() {
+  Step step;
+  switch (method_) {
+    case conf::AuthMethod::Trust:
+      step.verdict = Verdict::Ok;
+      return step;
+    case conf::AuthMethod::Md5:
+      RAND_bytes(reinterpret_cast<unsigned char*>(md5_salt_.data()), 4);
+      build_authentication_md5(step.reply, md5_salt_);
+      return step;
+    case conf::AuthMethod::ScramSha256:
+      if (!secret_) return fail_password();
+      scram_ = std::make_unique<ScramServer>(*secret_);
+      build_authentication_sasl(step.reply, {"SCRAM-SHA-256"});
+      return step;
+  }
+  return fail_protocol("unsupported authentication method");
+}
+
+ClientAuth::Step ClientAuth::on_message(ByteView body) {
+  ++step_;
+  if (method_ == conf::AuthMethod::Md5) {
+    auto password = parse_password_message(body);
+    if (!password) return fail_protocol("malformed password packet");
+    std::string expected = is_md5_stored_hash(user_.password)
+                               ? md5_response_from_stored(user_.password, md5_salt_)
+                               : md5_client_response(user_.password, user_.name, md5_salt_);
+    if (*password != expected) return fail_password();
+    return Step{Verdict::Ok, {}, {}, {}};
+  }
+  if (method_ != conf::AuthMethod::ScramSha256 || !scram_) return fail_protocol("unexpected password packet");
+
+  Step step;
+  if (step_ == 1) {
+    auto initial = parse_sasl_initial_response(body);
+    if (!initial) return fail_protocol("malformed SASLInitialResponse message");
+    if (initial->mechanism != "SCRAM-SHA-256") {
+      return fail_protocol("client selected an invalid SASL authentication mechanism");
+    }
+    auto server_first = scram_->server_first(as_chars(initial->data));
+    if (!server_first) return fail_protocol("malformed SCRAM message: " + scram_->error());
+    build_authentication_sasl_continue(step.reply, *server_first);
+    return step;
+  }
+  if (step_ == 2) {
+    auto server_final = scram_->server_final(as_chars(body));
+    if (!server_final) return fail_password();
+    build_authentication_sasl_final(step.reply, *server_final);
+    step.verdict = Verdict::Ok;
+    return step;
+  }
+  return fail_protocol("unexpected SASL message");
+}
+
+std::optional<Sha256> ClientAuth::client_key() const {
+  if (!scram_) return std::nullopt;
+  return scram_->recovered_client_key();
+}
+
+ClientAuth::Step ClientAuth::fail_password() const {
+  Step step;
+  step.verdict = Verdict::Failed;
+  step.sqlstate = sqlstate::kInvalidPassword;
+  step.message = "password authentication failed for user \"" + user_.name + "\"";
+  return step;
+}
+
+ClientAuth::Step ClientAuth::fail_protocol(std::string message) const {
+  Step step;
+  step.verdict = Verdict::Failed;
+  step.sqlstate = sqlstate::kProtocolViolation;
+  step.message = std::move(message);
+  return step;
+}
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,231 @@
+// One application connection: startup and authentication, then its requests. Each complete request (DESIGN.md
+// §3.6) is classified and routed: writes to the primary, reads to a standby by weight, transactions and
+// pipelines kept on one server; replies are relayed back untouched. In session mode the client holds at most one
+// primary and one standby server connection for its whole session.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "conf/config.hpp"
+#include "protocol/startup.hpp"
+#include "proxy/client/cancel.hpp"
+#include "proxy/client/client_auth.hpp"
+#include "proxy/net/intrusive_list.hpp"
+#include "proxy/client/request_scanner.hpp"
+#include "proxy/server/session_params.hpp"
+#include "proxy/net/stream_conn.hpp"
+#include "routing/classifier.hpp"
+#include "routing/router.hpp"
+
+namespace pgmux::proxy {
+
+class AdminConsole;
+class Pool;
+class ServerConn;
+class Worker;
+
+enum class ClientState { Startup, Auth, WaitingServer, Linked, Closing };
+const char* to_string(ClientState s);
+
+class ClientConn final : public StreamConn {
+ public:
+  ClientConn(Worker& worker, uint64_t id);
+  ~ClientConn() override;
+
+  bool accept(uv_stream_t* listener);
+  uint64_t id() const { return id_; }
+  ClientState state() const { return state_; }
+  const std::string& peer() const { return peer_; }
+  const std::string& user() const { return user_; }
+  const std::string& database() const { return database_; }
+  const SessionParams& wanted_params() const { return wanted_params_; }
+  double created_at() const { return created_at_; }
+  double wait_started() const { return wait_started_; }
+  ServerConn* active_server() const { return active_; }
+  double last_activity() const { return last_activity_; }
+  conf::PoolMode pool_mode() const { return pool_mode_; }
+  ServerConn* primary_server() const { return primary_; }
+  ServerConn* standby_server() const { return standby_; }
+  // Waiting for a server connection, a primary, or its own replies to drain.
+  bool waiting() const { return wait_ != Wait::None; }
+  bool is_admin() const { return admin_ != nullptr; }
+  // A transaction is open (BEGIN answered by pgmux included) or replies are owed: PAUSE waits for it to end.
+  bool in_transaction() const;
+  AdminConsole* admin_console() { return admin_.get(); }
+  // The admin console's answer to the query it was running: send it and read the next one.
+  void on_admin_answer(protocol::ByteVector bytes);
+  // PAUSE was lifted: a request held at a transaction boundary goes on.
+  void on_resume();
+
+  // From the pool.
+  void on_server_ready(ServerConn* server);
+  void on_server_unavailable(const std::string& sqlstate, const std::string& message, const std::string& detail);
+  // From a linked server.
+  void on_ready_for_query(ServerConn* server, char tx_status, bool had_error);
+  void on_copy_in(ServerConn* server);
+  // The server refused a prepared statement whose result shape changed after DDL, before replying anything:
+  // re-prepare the statements the request uses and send it again, once.
+  void on_plan_retry(ServerConn* server);
+  void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
+  // From the worker: a new backends view, or the periodic tick while waiting for a primary.
+  void on_view_changed();
+  // From the worker: a reloaded config (its backend list may be reordered, grown or shrunk). Nothing is routed
+  // here; the next request uses the new list.
+  void on_config_changed(const conf::Config& config);
+  // From a pool whose backend a reload removed or moved: stop waiting on it (the request is routed again), and
+  // give back its servers at the next transaction boundary (at once when idle).
+  void on_pool_draining(Pool* pool);
+
+  // Worker tick: closes the client past idle_transaction_timeout (idle inside a transaction) or
+  // client_idle_timeout (idle outside one).
+  void check_idle(double now, const conf::Timeouts& timeouts);
+
+  // Sends a FATAL ErrorResponse and closes.
+  void fail(const std::string& sqlstate, const std::string& message, const std::string& detail = {});
+
+  ListNode wait_node;          // pool's waiting list
+  ListNode worker_node;        // worker's list of all clients
+  ListNode primary_wait_node;  // worker's list of clients waiting for a primary
+  ListNode paused_node;        // worker's list of clients held by PAUSE
+
+ protected:
+  void on_data() override;
+  void on_read_end(int status) override;
+  void on_write_error(int status) override;
+  void on_forward_done() override;
+  void on_closing() override;
+
+ private:
+  enum class Wait : uint8_t { None, Server, Drain, Prepare, Primary, Admin, Paused };
+  enum class Role : uint8_t { Primary, Standby };
+  struct PreparedStatement {
+    protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
+    routing::Classification classification;
+    std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
+  };
+  struct Outstanding {            // one forwarded request whose ReadyForQuery is still to come
+    bool write = false;
+    bool extended = false;        // an extended batch (its Sync is ignored if it starts COPY FROM STDIN)
+    bool session = false;         // a session command: its text waits in pending_session_sql_
+    uint64_t sent_ns = 0;         // uv_hrtime() when its first message was forwarded (query duration)
+  };
+
+  void set_state(ClientState s);
+  void handle_startup();
+  void handle_startup_message(const protocol::StartupMessage& startup);
+  void handle_auth();
+  void auth_succeeded();
+  void update_backend_mask(const conf::Config& config);
+  int login_backend(Role* role) const;
+  void finish_login(const SessionParams& server_params, const char* via);
+
+  // Request path.
+  void pump();
+  void pump_requests();
+  bool dispatch();
+  bool dispatch_admin();
+  void start_admin_session();
+  bool held_by_pause();
+  bool is_explain_route_request() const;
+  bool answer_explain_route();  // dispatch()'s contract: true to go on with the next request
+  bool relay_copy();
+  routing::Classification classify_request();
+  ServerConn* choose_server(const routing::Classification& c);
+  bool acquire(int backend_index, Role role);
+  bool prepare(ServerConn* server, const routing::Classification& c);
+  void forward(ServerConn* server, const routing::Classification& c);
+  void add_statement_prep(ServerConn* server, protocol::ByteVector& messages, bool& extended);
+  bool forward_renamed(ServerConn* server);
+  void remember_statement(const ParsedStatement& parse);
+  bool parses_unnamed() const {
+    for (const auto& parse : request_.parses) {
+      if (parse.name.empty()) return true;
+    }
+    return false;
+  }
+  bool answer_parse_locally();
+  // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed).
+  bool forwards_renamed() const {
+    return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
+  }
+  void record_session_command(ServerConn* server, std::string sql);
+  void answer_locally_with_error(const std::string& sqlstate, const std::string& message,
+                                 const std::string& detail);
+  void drop_server(ServerConn* server, bool reusable);
+  // Transaction pooling: servers with nothing outstanding, outside a transaction and not pinned go back.
+  void release_idle_servers();
+  void drop_idle_servers();  // release_idle_servers' work, without its checks for a request in progress
+  bool transaction_pooling() const { return pool_mode_ != conf::PoolMode::Session; }
+  ServerConn*& slot_for(Role role) { return role == Role::Primary ? primary_ : standby_; }
+  double monotonic_now() const;
+  routing::RouteSettings route_settings() const;
+
+  Worker& worker_;
+  uint64_t id_;
+  ClientState state_ = ClientState::Startup;
+  std::string peer_;
+  std::string user_;
+  std::string database_;
+  SessionParams wanted_params_;
+  // The snapshot this client logged in under: its user and database entries, the pool mode and server database
+  // it keeps for the session. Per-request settings come from worker_.config() (reloads apply to them).
+  std::shared_ptr<const conf::Config> config_;
+  const conf::User* user_config_ = nullptr;
+  const conf::Database* database_config_ = nullptr;
+  std::unique_ptr<ClientAuth> auth_;
+  std::unique_ptr<AdminConsole> admin_;  // set for sessions on the admin database "pgmux"
+  std::shared_ptr<CancelSlot> cancel_slot_;
+  int32_t cancel_key_pid_ = 0;
+  double created_at_ = 0;
+  double wait_started_ = 0;
+  uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting
+  uint64_t tx_started_ns_ = 0;    // uv_hrtime() of the first request of the running transaction; 0: none
+  double last_activity_ = 0;  // loop time of the last request sent or reply finished
+  const char* close_reason_ = nullptr;
+  bool logged_in_ = false;
+  conf::PoolMode pool_mode_ = conf::PoolMode::Session;
+  const char* pin_reason_ = nullptr;  // transaction pooling: why this client keeps its server
+  bool pin_logged_ = false;
+
+  // Servers: held ones, the one whose replies are relayed now, and the pool a request waits on.
+  ServerConn* primary_ = nullptr;
+  ServerConn* standby_ = nullptr;
+  ServerConn* active_ = nullptr;
+  ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
+  routing::Classification unnamed_class_;            // and what it is
+  Pool* waiting_pool_ = nullptr;
+  Role waiting_role_ = Role::Primary;
+  Wait wait_ = Wait::None;
+  // After a prepare step the held request goes to the server it was prepared on, with the class it had then.
+  ServerConn* prepared_for_ = nullptr;
+  ServerConn* preparing_ = nullptr;  // the server a prepare step runs on
+  std::string prepare_error_state_;  // a statement the request needs could not be prepared: its error
+  std::string prepare_error_;
+  routing::Classification prepared_class_;
+  double primary_wait_deadline_ = 0;
+
+  // Request state.
+  RequestInfo request_;
+  bool copy_in_ = false;
+  size_t copy_pass_remaining_ = 0;
+  bool discard_until_sync_ = false;   // an extended batch failed before reaching a server
+  bool pumping_ = false;
+  bool repump_ = false;
+  std::string deferred_begin_;        // a plain BEGIN answered by pgmux, sent with the next statement
+  protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
+  Outstanding outstanding_[32];       // ring of forwarded requests awaiting ReadyForQuery (small: idle clients)
+  std::vector<std::string> pending_session_sql_;  // texts of the session commands in the ring, oldest first
+  protocol::ByteVector retry_request_;            // the armed request as sent, to send again after re-preparing
+  std::vector<std::string> retry_statements_;     // the client statement names it uses
+  unsigned outstanding_head_ = 0;
+  unsigned outstanding_count_ = 0;
+
+  // Session state that follows the client from server to server.
+  routing::ClientRouteState route_state_;
+  std::vector<std::string> session_log_;  // successful SET/RESET/PREPARE/... statements, replayed elsewhere
+  std::unordered_map<std::string, PreparedStatement> prepared_;
+};
+
+}  // namespace pgmux::proxy

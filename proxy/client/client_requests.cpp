@@ -1,0 +1,634 @@
+// ClientConn, the request path: scan, classify, route, prepare the server, forward (DESIGN.md §3.6).
+#include "proxy/client/client_conn.hpp"
+
+#include <cctype>
+#include <cstdio>
+
+#include "protocol/backend_messages.hpp"
+#include "protocol/error_response.hpp"
+#include "protocol/framer.hpp"
+#include "protocol/frontend_messages.hpp"
+#include "protocol/sqlstate.hpp"
+#include "protocol/statement_rewrite.hpp"
+#include "proxy/net/forward_batch.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/pool.hpp"
+#include "proxy/server/server_conn.hpp"
+#include "proxy/client/sql_text.hpp"
+#include "proxy/control/worker.hpp"
+#include "routing/read_your_writes.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+void ClientConn::pump() {
+  if (pumping_) {
+    repump_ = true;
+    return;
+  }
+  pumping_ = true;
+  do {
+    repump_ = false;
+    pump_requests();
+  } while (repump_ && open());
+  pumping_ = false;
+}
+
+void ClientConn::pump_requests() {
+  const uint32_t max_size = worker_.max_message_size();
+  while (open() && state_ == ClientState::Linked && wait_ == Wait::None && !pinned()) {
+    if (copy_in_) {
+      if (!relay_copy()) break;  // no complete progress: wait for more bytes (or for the pinned write)
+      continue;
+    }
+    if (in_.unparsed() == 0) break;
+    ScanResult scan = scan_request(in_.unparsed_bytes(), max_size, size_t{4} * max_size, request_);
+    if (scan.status == ScanStatus::NeedMore) {
+      // The rest of the request must fit, and reading must go on whatever size it has (else a request that ends
+      // the buffer on a message boundary would wait forever, and a client that vanished would go unnoticed).
+      in_.consume_to(in_.parsed());
+      in_.make_room(scan.bytes_needed);
+      break;
+    }
+    if (scan.status == ScanStatus::Error) {
+      close_reason_ = "invalid message";
+      fail(sqlstate::kProtocolViolation, scan.error);
+      return;
+    }
+    if (!dispatch()) break;
+  }
+  if (!open() || pinned()) return;
+  if (wait_ == Wait::None) {
+    in_.compact();
+    in_.shrink_if_empty();
+  }
+  start_reading();
+}
+
+// Streams COPY FROM STDIN data to the server that asked for it, until CopyDone or CopyFail.
+bool ClientConn::relay_copy() {
+  ServerConn* server = active_;
+  if (!server) {
+    copy_in_ = false;
+    return true;
+  }
+  ForwardBatch batch;
+  size_t pos = in_.parsed();
+  while (!batch.full() && copy_in_) {
+    size_t available = in_.end() - pos;
+    if (copy_pass_remaining_ > 0) {
+      if (available == 0) break;
+      size_t n = std::min(copy_pass_remaining_, available);
+      batch.add(in_.data() + pos, n);
+      pos += n;
+      copy_pass_remaining_ -= n;
+      continue;
+    }
+    Frame frame = next_frame(ByteView(in_.data() + pos, available), worker_.max_message_size());
+    if (frame.status == FrameStatus::NeedMore) break;
+    if (frame.status == FrameStatus::Error) {
+      close_reason_ = "invalid message";
+      fail(sqlstate::kProtocolViolation, std::string("invalid frontend message: ") + to_string(frame.error));
+      return false;
+    }
+    // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
+    if (frame.tag != frontend::kCopyData) copy_in_ = false;
+    size_t n = std::min(frame.total(), available);
+    batch.add(in_.data() + pos, n);
+    pos += n;
+    copy_pass_remaining_ = frame.total() - n;
+    if (!copy_in_ && copy_pass_remaining_ > 0) copy_in_ = true;  // finish streaming the ending message first
+  }
+  in_.advance_parsed(pos - in_.parsed());
+  if (batch.empty()) return false;
+  if (!server->forward_from(*this, batch.bufs(), batch.count())) return false;
+  in_.consume_to(in_.parsed());
+  // Go on when more may be buffered: a full batch, or COPY just ended (a Sync or the next query may follow).
+  return open() && (batch.full() || !copy_in_);
+}
+
+routing::Classification ClientConn::classify_request() {
+  routing::Classifier& classifier = worker_.classifier();
+  routing::Classification result;
+  switch (request_.kind) {
+    case RequestKind::Query:
+      return classifier.classify(request_.sql);
+    case RequestKind::FunctionCall:
+      result.kind = routing::StatementKind::Write;
+      result.reason = "function call";
+      return result;
+    default:
+      break;
+  }
+  // An extended batch: the strictest class of every statement it parses or uses.
+  bool any = false;
+  auto merge = [&](const routing::Classification& c) {
+    if (!any || (routing::is_read_only_statement(result, route_state_) &&
+                 !routing::is_read_only_statement(c, route_state_))) {
+      bool hint = result.primary_hint || c.primary_hint;
+      bool pins = result.pins_primary || c.pins_primary;
+      result = c;
+      result.primary_hint = hint;
+      result.pins_primary = pins;
+    } else {
+      result.primary_hint |= c.primary_hint;
+      result.pins_primary |= c.pins_primary;
+    }
+    any = true;
+  };
+  for (const auto& parse : request_.parses) {
+    const routing::Classification c = classifier.classify(parse.sql);
+    if (parse.name.empty()) unnamed_class_ = c;
+    merge(c);
+  }
+  // Bind/Execute of the unnamed statement parsed by an earlier batch runs that statement: its class, so a write
+  // executed this way still counts for read-your-writes.
+  if (request_.binds_unnamed && !parses_unnamed()) merge(unnamed_class_);
+  for (auto name : request_.used) {
+    auto it = prepared_.find(std::string(name));
+    if (it != prepared_.end()) merge(it->second.classification);
+  }
+  if (!any) {
+    result.kind = routing::StatementKind::Empty;  // Sync, Flush, portal ops: where the client's state is
+    result.reason = "no statement";
+  }
+  return result;
+}
+
+bool ClientConn::dispatch() {
+  switch (request_.kind) {
+    case RequestKind::Terminate:
+      close_reason_ = "client terminated";
+      close();
+      return false;
+    case RequestKind::CopyMessage: {
+      // COPY data sent right behind the COPY command, before CopyInResponse came back: it belongs to the server
+      // running that command. With nothing in flight PostgreSQL would ignore it; so does pgmux.
+      if (active_ && active_->has_outstanding()) {
+        uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()),
+                                   static_cast<unsigned>(request_.size));
+        in_.advance_parsed(request_.size);
+        if (active_->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
+        return open() && !pinned();
+      }
+      in_.advance_parsed(request_.size);
+      in_.consume_to(in_.parsed());
+      return true;
+    }
+    default:
+      break;
+  }
+  if (admin_) return dispatch_admin();
+  if (discard_until_sync_ && request_.kind == RequestKind::Extended) {
+    // After an error pgmux reported itself, PostgreSQL would skip to Sync; so does pgmux.
+    bool sync = request_.ends_with_sync;
+    in_.advance_parsed(request_.size);
+    in_.consume_to(in_.parsed());
+    if (sync) {
+      discard_until_sync_ = false;
+      ByteVector out;
+      build_ready_for_query(out, 'I');
+      send_owned(std::move(out));
+    }
+    return true;
+  }
+  if (outstanding_count_ == std::size(outstanding_)) {
+    wait_ = Wait::Drain;  // a very deep pipeline: let replies catch up
+    return false;
+  }
+
+  if (prepared_for_) {
+    ServerConn* server = prepared_for_;
+    prepared_for_ = nullptr;
+    if (!prepare_error_.empty()) {
+      // A statement this request uses could not be prepared there: the request gets that error, as it would
+      // have from PostgreSQL at Parse.
+      answer_locally_with_error(prepare_error_state_, prepare_error_, {});
+      prepare_error_.clear();
+      release_idle_servers();
+      return open();
+    }
+    forward(server, prepared_class_);
+    return open() && !pinned();
+  }
+
+  if (held_by_pause()) return false;
+  if (request_.kind == RequestKind::Query && is_explain_route_request()) return answer_explain_route();
+  routing::Classification c = classify_request();
+
+  // Statement pooling hands the server back after every statement, so a transaction cannot span statements.
+  if (pool_mode_ == conf::PoolMode::Statement && c.kind == routing::StatementKind::TxBegin && !c.multi_statement) {
+    if (active_ && active_->has_outstanding()) {
+      wait_ = Wait::Drain;  // answer in order: after the replies still owed
+      return false;
+    }
+    answer_locally_with_error(sqlstate::kFeatureNotSupported,
+                              "pgmux: transactions spanning several statements are not allowed in statement "
+                              "pooling mode (pool_mode \"statement\")",
+                              "Send the whole transaction in one query string, or use transaction pooling.");
+    return open();
+  }
+
+  // A plain BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ
+  // ONLY, or the first write) decides where the whole transaction runs.
+  const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
+  if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::TxBegin && !c.multi_statement &&
+      !c.read_only && !route_state_.session_read_only && idle && deferred_begin_.empty() &&
+      worker_.config()->routing.read_write_split) {
+    deferred_begin_.assign(request_.sql);
+    in_.advance_parsed(request_.size);
+    in_.consume_to(in_.parsed());
+    ByteVector out;
+    build_command_complete(out, "BEGIN");
+    build_ready_for_query(out, 'T');
+    send_owned(std::move(out));
+    return true;
+  }
+  if (!deferred_begin_.empty()) {
+    if (c.kind == routing::StatementKind::Session && c.read_only) {
+      c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
+    } else if (routing::is_read_only_statement(c, route_state_)) {
+      c.kind = routing::StatementKind::Write;  // anything else after a plain BEGIN: a read-write transaction
+      c.reason = "read-write transaction";
+    }
+  }
+
+  // An extended sequence closed by Flush (no Sync) may go on with anything, writes included, on the same server:
+  // start such a sequence on the primary.
+  if (request_.kind == RequestKind::Extended && !request_.ends_with_sync &&
+      !(active_ && active_->has_outstanding()) && routing::is_read_only_statement(c, route_state_)) {
+    c.kind = routing::StatementKind::Write;
+    c.reason = "extended sequence without Sync";
+  }
+
+  if (answer_parse_locally()) return true;
+  ServerConn* server = choose_server(c);
+  if (!server) return wait_ == Wait::None && open();  // answered here (an error): go on with the next request
+  if (!prepare(server, c)) return false;
+  forward(server, c);
+  return open() && !pinned();
+}
+
+// Picks (or waits for) the server this request goes to. Returns null when the request must wait; the wait
+// reason is in wait_ and whatever ends it pumps again.
+ServerConn* ClientConn::choose_server(const routing::Classification& c) {
+  const routing::BackendsView& view = worker_.view();
+  const bool read_only = routing::is_read_only_statement(c, route_state_) && !c.primary_hint;
+
+  // Requests follow the server that still owes replies or holds an open transaction.
+  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {
+    if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
+    const bool on_primary = active_ == primary_;
+    if (on_primary || read_only) return active_;
+    wait_ = Wait::Drain;  // a write behind reads pipelined to a standby: let the standby finish first
+    return nullptr;
+  }
+  if (request_.binds_unnamed && !parses_unnamed()) {
+    // Bind of the unnamed statement parsed by an earlier request: only the server that parsed it has it.
+    if (unnamed_statement_server_) return unnamed_statement_server_;
+    answer_locally_with_error("26000", "unnamed prepared statement does not exist",
+                              "pgmux: the server that parsed it was released (transaction pooling) or lost");
+    return nullptr;
+  }
+  if (c.kind == routing::StatementKind::Empty && active_) return active_;
+
+  route_state_.held_standby = standby_ ? standby_->backend_index() : -1;
+  routing::Route route = routing::route_statement(c, route_state_, view, route_settings(), worker_.balancer());
+  switch (route.target) {
+    case routing::RouteTarget::Primary: {
+      worker_.stop_waiting_for_primary(this);
+      primary_wait_deadline_ = 0;
+      if (primary_ && primary_->backend_index() == route.backend) {
+        worker_.metrics().count_route(route);  // counted once, when the request is about to go out
+        if (read_only) ++primary_->pool().stats.reads;
+        return primary_;
+      }
+      if (primary_) drop_server(primary_, false);  // a former primary: its session must not carry on
+      acquire(route.backend, Role::Primary);
+      return nullptr;
+    }
+    case routing::RouteTarget::Standby: {
+      if (standby_ && standby_->backend_index() == route.backend) {
+        worker_.metrics().count_route(route);
+        ++standby_->pool().stats.reads;
+        return standby_;
+      }
+      if (standby_) drop_server(standby_, standby_->reusable());
+      acquire(route.backend, Role::Standby);
+      return nullptr;
+    }
+    case routing::RouteTarget::WaitForPrimary: {
+      bool any_up = false;
+      for (size_t i = 0; i < view.backends.size(); ++i) {
+        // Not probed yet (pgmux just started): possibly up, so wait for the prober rather than fail.
+        any_up |= ((route_state_.backend_mask >> i) & 1) && (view.backends[i].reachable ||
+                                                           (!view.backends[i].ever_probed && view.backends[i].failed_probes == 0));
+      }
+      const double now = monotonic_now();
+      const double failover_timeout = worker_.config()->routing.failover_timeout;
+      if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + failover_timeout;
+      if (!any_up || now >= primary_wait_deadline_) {
+        primary_wait_deadline_ = 0;
+        worker_.stop_waiting_for_primary(this);
+        worker_.metrics().count_route(route);
+        answer_locally_with_error(
+            sqlstate::kCannotConnectNow,
+            any_up ? "pgmux: no primary became available within failover_timeout (" +
+                         std::to_string(static_cast<int>(failover_timeout)) + " s)"
+                   : std::string("pgmux: no backend of database \"") + database_ + "\" is reachable",
+            view.alarm);
+        return nullptr;
+      }
+      wait_ = Wait::Primary;
+      worker_.wait_for_primary(this);
+      return nullptr;
+    }
+    case routing::RouteTarget::NoBackend:
+      worker_.metrics().count_route(route);
+      answer_locally_with_error(sqlstate::kCannotConnectNow,
+                                std::string("pgmux: no standby can serve this read (") + routing::to_string(route.reason) +
+                                    ") and fallback_to_primary is off",
+                                {});
+      return nullptr;
+  }
+  return nullptr;
+}
+
+// From the worker's current config, not the login snapshot: a reload applies to connected clients.
+routing::RouteSettings ClientConn::route_settings() const {
+  const conf::Routing& routing = worker_.config()->routing;
+  routing::RouteSettings settings;
+  settings.read_write_split = routing.read_write_split;
+  settings.fallback_to_primary = routing.fallback_to_primary;
+  settings.read_your_writes = routing.read_your_writes;
+  return settings;
+}
+
+void ClientConn::on_view_changed() {
+  if (wait_ != Wait::Primary) {
+    worker_.stop_waiting_for_primary(this);
+    return;
+  }
+  wait_ = Wait::None;
+  worker_.stop_waiting_for_primary(this);
+  pump();
+}
+
+// Brings the server up to date with the client's session before its request: replays session commands it has
+// not run, closes statements that changed elsewhere, prepares the statements the request uses, and sends a
+// deferred BEGIN. Returns false while that runs (the request goes out afterwards).
+bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
+  ByteVector messages;
+  int readies = 0;
+  // One Query each: DISCARD ALL and friends refuse to run inside a multi-statement string.
+  for (size_t i = server->applied_log; i < session_log_.size(); ++i) {
+    build_query(messages, session_log_[i]);
+    ++readies;
+  }
+  bool extended = false;
+  add_statement_prep(server, messages, extended);
+  if (extended) {
+    build_sync(messages);
+    ++readies;
+  }
+  if (!deferred_begin_.empty()) {
+    if (readies == 0 && !forwards_renamed()) {
+      // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
+      // server skips its reply. One round trip fewer per transaction.
+      return true;
+    }
+    build_query(messages, deferred_begin_);
+    ++readies;
+  }
+  if (readies == 0) return true;
+  if (server->has_outstanding()) {
+    wait_ = Wait::Drain;  // its own replies first: pgmux's messages must not interleave with them
+    LOG_DEBUG("C-%llu: waiting for S-%llu to finish before preparing it", static_cast<unsigned long long>(id_),
+              static_cast<unsigned long long>(server->id()));
+    return false;
+  }
+  LOG_DEBUG("C-%llu: preparing S-%llu (%d replies)", static_cast<unsigned long long>(id_),
+            static_cast<unsigned long long>(server->id()), readies);
+
+  std::vector<std::string> used;
+  for (auto name : request_.used) used.emplace_back(name);
+  const size_t log_size = session_log_.size();
+  const bool prepares_statements = extended;
+  wait_ = Wait::Prepare;
+  preparing_ = server;
+  prepared_class_ = c;
+  server->run_internal_messages(
+      std::move(messages), readies,
+      [this, used = std::move(used), log_size, prepares_statements](ServerConn& s, bool ok, const std::string& state,
+                                                                    const std::string& error) {
+        if (!s.open()) return;  // on_server_lost told the client
+        if (s.client() != this) {
+          // The client left meanwhile (compared, not dereferenced): part of its session was replayed there, so
+          // the server is closed rather than handed to someone else half set up.
+          s.close();
+          return;
+        }
+        if (!ok) {
+          LOG_WARN("C-%llu: bringing server S-%llu up to date with the session failed: %s",
+                   static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), error.c_str());
+          if (prepares_statements) {
+            prepare_error_state_ = state;
+            prepare_error_ = error;
+            for (const auto& name : used) {  // not there after all
+              auto it = prepared_.find(name);
+              if (it != prepared_.end() && transaction_pooling()) s.server_statements.erase(it->second.server_name);
+            }
+          }
+        }
+        s.pool().set_state(&s, ServerState::Linked);
+        preparing_ = nullptr;
+        s.applied_log = log_size;
+        s.pending_closes.clear();
+        for (const auto& name : used) {
+          if (prepared_.count(name) && (ok || !prepares_statements)) s.prepared.insert(name);
+        }
+        if (!deferred_begin_.empty()) deferred_begin_.clear();
+        prepared_for_ = &s;
+        wait_ = Wait::None;
+        pump();
+      });
+  return false;
+}
+
+void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
+  const bool is_primary = server == primary_;
+  last_activity_ = worker_.now();
+  LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
+            c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
+  // Bookkeeping for what this request leaves behind.
+  Outstanding& slot = outstanding_[(outstanding_head_ + outstanding_count_) % std::size(outstanding_)];
+  // Session commands change no data: they do not start read-your-writes.
+  slot.write = is_primary && !routing::is_read_only_statement(c, route_state_) &&
+               c.kind != routing::StatementKind::Session;
+  slot.session = false;
+  const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
+  if (ends_with_ready) ++outstanding_count_;
+  slot.extended = request_.kind == RequestKind::Extended;
+  const uint64_t now_ns = uv_hrtime();
+  if (!server->extended_open()) slot.sent_ns = now_ns;  // else this continues the request of that slot
+  if (tx_started_ns_ == 0) tx_started_ns_ = now_ns;
+  // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
+  // transaction may be rolled back; SHOW changes nothing).
+  if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
+      ends_with_ready && server->tx_status() == 'I' && deferred_begin_.empty() &&
+      !starts_with_keyword(request_.sql, "SHOW")) {
+    slot.session = true;
+    pending_session_sql_.emplace_back(request_.sql);
+  }
+  if (slot.write) server->wrote = true;
+  if (transaction_pooling() &&
+      ((c.kind == routing::StatementKind::Session &&
+        !(request_.kind == RequestKind::Query && starts_with_keyword(request_.sql, "SHOW"))) ||
+       c.pins_primary ||
+       (c.multi_statement && request_.kind == RequestKind::Query && may_hold_session_command(request_.sql)))) {
+    server->session_dirty = true;
+    if (c.kind == routing::StatementKind::Session && request_.kind == RequestKind::Query &&
+        (starts_with_keyword(request_.sql, "DISCARD") || starts_with_keyword(request_.sql, "DEALLOCATE"))) {
+      server->server_statements.clear();  // the client's command drops pgmux's shared statements there too
+      server->server_closes.clear();
+    }
+  }
+  if (c.pins_primary) {
+    if (is_primary) route_state_.pinned_primary = true;
+    if (!pin_reason_) {
+      pin_reason_ = std::string_view(c.reason) == "write function" ? "session advisory lock" : c.reason;
+    }
+  }
+  if (transaction_pooling() && !pin_reason_ && request_.kind == RequestKind::Query &&
+      c.kind == routing::StatementKind::Session && starts_with_keyword(request_.sql, "PREPARE")) {
+    // An SQL-level prepared statement lives on this server only: keep it for the session.
+    route_state_.pinned_primary = true;
+    pin_reason_ = "SQL PREPARE";
+  }
+  if (pin_reason_ && transaction_pooling() && !pin_logged_) {
+    pin_logged_ = true;
+    worker_.pins().add(pin_reason_of(pin_reason_));
+    LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
+             database_.c_str(), pin_reason_);
+  }
+
+  for (const auto& parse : request_.parses) {
+    if (parse.name.empty()) {
+      unnamed_statement_server_ = server;
+      continue;
+    }
+    std::string name(parse.name);
+    remember_statement(parse);  // a copy, to prepare the statement elsewhere later
+    server->prepared.insert(name);
+    if (transaction_pooling()) {
+      const PreparedStatement& stored = prepared_[name];
+      if (auto evicted = server->server_statements.put(stored.server_name, true)) {
+        server->server_closes.push_back(std::move(*evicted));
+      }
+    }
+    for (ServerConn* other : {primary_, standby_}) {
+      if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
+    }
+  }
+  // A request that binds named statements without parsing them, alone and outside a transaction, can be sent again
+  // if PostgreSQL rejects a plan whose result shape changed after DDL.
+  if (server->has_outstanding()) {
+    server->disarm_plan_retry();  // replies must stay in order: no retry once something follows the request
+  } else {
+    retry_statements_.clear();
+    retry_request_.clear();
+  }
+  if (request_.kind == RequestKind::Extended && request_.ends_with_sync && request_.parses.empty() &&
+      !request_.used.empty() && request_.closed.empty() && !server->has_outstanding() &&
+      server->tx_status() == 'I' && deferred_begin_.empty()) {
+    for (auto name : request_.used) {
+      if (prepared_.count(std::string(name))) retry_statements_.emplace_back(name);
+    }
+    if (retry_statements_.size() == request_.used.size()) {
+      server->arm_plan_retry();
+    } else {
+      retry_statements_.clear();
+    }
+  }
+  const bool renamed = forwards_renamed();
+  bool renamed_ok = true;
+  if (renamed) {
+    // Rename before the closed names leave the map; a Close removes the shared statement from this server.
+    for (auto closed : request_.closed) {
+      auto it = prepared_.find(std::string(closed));
+      if (it != prepared_.end()) server->server_statements.erase(it->second.server_name);
+    }
+    server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
+    renamed_ok = forward_renamed(server);
+  }
+  for (auto closed : request_.closed) {
+    std::string name(closed);
+    prepared_.erase(name);
+    for (ServerConn* other : {primary_, standby_}) {
+      if (!other) continue;
+      if (other == server) {
+        other->prepared.erase(name);
+      } else if (other->prepared.erase(name)) {
+        other->pending_closes.push_back(name);
+      }
+    }
+  }
+  if (!renamed) {
+    server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
+  }
+  if (active_ != server) {
+    active_ = server;
+    CancelTarget target;
+    target.address = server->pool().backend().address;
+    target.process_id = server->key().process_id;
+    target.secret_key = server->key().secret_key;
+    cancel_slot_->set(target);
+  }
+
+  if (renamed) {
+    if (!renamed_ok) {
+      close_reason_ = "invalid message";
+      fail(sqlstate::kProtocolViolation, "malformed extended-protocol message");
+      return;
+    }
+  } else {
+    uv_buf_t bufs[2];
+    unsigned count = 0;
+    if (!deferred_begin_.empty()) {
+      // The BEGIN pgmux answered, in front of the request; its reply (CommandComplete, ReadyForQuery) is skipped.
+      begin_message_.clear();
+      build_query(begin_message_, deferred_begin_);
+      bufs[count++] = uv_buf_init(reinterpret_cast<char*>(begin_message_.data()),
+                                  static_cast<unsigned>(begin_message_.size()));
+      server->skip_next_reply();
+      deferred_begin_.clear();
+    }
+    bufs[count++] =
+        uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
+    if (!retry_statements_.empty()) retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
+    in_.advance_parsed(request_.size);
+    if (server->forward_from(*this, bufs, count)) in_.consume_to(in_.parsed());
+  }
+  server->relay();  // replies that arrived while it was not this client's active server
+}
+
+void ClientConn::answer_locally_with_error(const std::string& state, const std::string& message,
+                                           const std::string& detail) {
+  ByteVector out;
+  build_error_response(out, "ERROR", state, message, detail);
+  worker_.metrics().count_error(state);
+  const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
+  if (ends_with_ready) {
+    build_ready_for_query(out, deferred_begin_.empty() ? 'I' : 'E');
+  } else {
+    discard_until_sync_ = true;
+  }
+  send_owned(std::move(out));
+  LOG_INFO("C-%llu user=%s db=%s: request not sent: %s %s", static_cast<unsigned long long>(id_), user_.c_str(),
+           database_.c_str(), state.c_str(), message.c_str());
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+}
+
+}  // namespace pgmux::proxy

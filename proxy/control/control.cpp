@@ -1,0 +1,268 @@
+#include "proxy/control/control.hpp"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <ctime>
+
+#include "conf/loader.hpp"
+#include "proxy/control/config_diff.hpp"
+#include "proxy/net/listen_socket.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/ops/metrics_http.hpp"
+#include "proxy/control/worker.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+double unix_now() { return static_cast<double>(std::time(nullptr)); }
+}  // namespace
+
+Control::Control(std::string config_path, std::shared_ptr<const conf::Config> config)
+    : config_path_(std::move(config_path)), loop_(uv_default_loop()) {
+  metrics_.started_at = unix_now();
+  // Roles are discovered, not configured: the prober's views reach every worker (DESIGN.md §5).
+  prober_ = std::make_unique<Prober>(loop_, *config, [this](Prober::View view) { on_view(std::move(view)); });
+  prober_->set_probe_observer([this](const std::string& backend, double seconds) {
+    metrics_.probe_duration[backend].observe_ns(static_cast<uint64_t>(seconds * 1e9));
+  });
+  shared_ = std::make_unique<SharedState>(config, prober_->view());
+  shared_->control = this;
+}
+
+Control::~Control() = default;
+
+bool Control::post(std::function<void(Control&)> fn) {
+  std::lock_guard lock(inbox_mutex_);
+  if (inbox_closed_) return false;
+  inbox_.push_back(std::move(fn));
+  uv_async_send(&async_);
+  return true;
+}
+
+void Control::on_async(uv_async_t* handle) {
+  auto* self = static_cast<Control*>(handle->data);
+  std::vector<std::function<void(Control&)>> work;
+  {
+    std::lock_guard lock(self->inbox_mutex_);
+    work.swap(self->inbox_);
+  }
+  for (auto& fn : work) fn(*self);
+  if (self->running_.load() == 0 && self->stopping_) self->close_handles();
+}
+
+void Control::on_signal(uv_signal_t* handle, int signum) {
+  auto* self = static_cast<Control*>(handle->data);
+  if (signum == SIGHUP) {
+    self->reload("SIGHUP");
+    return;
+  }
+  self->stop(signum == SIGTERM, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+void Control::stop(bool graceful, const std::string& why) {
+  LOG_INFO("%s: %s", why.c_str(),
+           graceful ? "graceful shutdown, waiting for sessions to finish" : "closing all connections now");
+  stopping_ = true;
+  for (auto& worker : workers_) worker->shutdown(graceful);
+}
+
+void Control::on_view(Prober::View view) {
+  // A failover: the primary moved from one backend to another (not a primary merely going down).
+  if (view->primary >= 0) {
+    const std::string& name = view->backends[static_cast<size_t>(view->primary)].spec.name;
+    if (!last_primary_name_.empty() && name != last_primary_name_) ++metrics_.failovers;
+    last_primary_name_ = name;
+  }
+  publish_view(view);
+}
+
+void Control::publish_view(const Prober::View& view) {
+  shared_->view.store(view);
+  for (auto& worker : workers_) worker->publish_view(view);
+}
+
+ReloadOutcome Control::reload(const std::string& trigger) {
+  conf::LoadResult loaded = conf::load_config_file(config_path_);
+  if (!loaded.ok()) {
+    ReloadOutcome outcome;
+    for (const auto& error : loaded.errors) {
+      outcome.errors.push_back(error.to_string());
+      LOG_ERROR("%s: reload of %s: %s", trigger.c_str(), config_path_.c_str(), error.to_string().c_str());
+    }
+    outcome.summary = std::to_string(loaded.errors.size()) + " error(s) in " + config_path_ + "; the old config stays";
+    ++metrics_.reloads_failed;
+    LOG_ERROR("%s: config reload failed: %s", trigger.c_str(), outcome.summary.c_str());
+    return outcome;
+  }
+  return apply_config(loaded.config, trigger);
+}
+
+ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, const std::string& trigger) {
+  ReloadOutcome outcome;
+  std::shared_ptr<const conf::Config> current = shared_->config.load();
+  std::vector<std::string> refused = settings_needing_restart(*current, *next);
+  if (!refused.empty()) {
+    for (const std::string& r : refused) {
+      outcome.errors.push_back(r);
+      LOG_ERROR("%s: config reload refused: %s", trigger.c_str(), r.c_str());
+    }
+    outcome.summary = "settings that need a restart changed; the old config stays";
+    ++metrics_.reloads_failed;
+    LOG_ERROR("%s: config reload failed: %s", trigger.c_str(), outcome.summary.c_str());
+    return outcome;
+  }
+  outcome.ok = true;
+  outcome.summary = describe_changes(*current, *next);
+  shared_->config.store(next);
+  Log::set_level(next->logging.level);
+  // A backend the new config drops forgets its DISABLE: re-added later, it starts enabled.
+  std::set<std::string> disabled;
+  for (auto it = disabled_backends_.begin(); it != disabled_backends_.end();) {
+    if (next->find_backend(it->first)) {
+      disabled.insert(it->first);
+      ++it;
+    } else {
+      it = disabled_backends_.erase(it);
+    }
+  }
+  prober_->reconfigure(*next, disabled);
+  // Workers take the config and the view matching its backend list in one step.
+  Prober::View view = prober_->view();
+  shared_->view.store(view);
+  for (auto& worker : workers_) worker->apply_config(next, view);
+  ++metrics_.reloads_ok;
+  metrics_.last_reload_time = unix_now();
+  LOG_INFO("%s: config reloaded from %s: %s", trigger.c_str(), config_path_.c_str(), outcome.summary.c_str());
+  return outcome;
+}
+
+bool Control::set_backend_enabled(int index, bool enabled, std::string* error) {
+  std::shared_ptr<const conf::Config> config = shared_->config.load();
+  Prober::View view = prober_->view();
+  if (index < 0 || static_cast<size_t>(index) >= config->backends.size()) {
+    *error = "there is no backend " + std::to_string(index) + " (SHOW BACKENDS lists node_id 0.." +
+             std::to_string(config->backends.size() - 1) + ")";
+    return false;
+  }
+  const std::string& name = config->backends[static_cast<size_t>(index)].name;
+  if (!enabled && view->primary == index) {
+    *error = "backend " + std::to_string(index) + " (" + name +
+             ") is the primary: writes have nowhere else to go; promote a standby first";
+    return false;
+  }
+  if (enabled) {
+    disabled_backends_.erase(name);
+  } else {
+    disabled_backends_[name] = true;
+  }
+  std::set<std::string> disabled;
+  for (const auto& [n, off] : disabled_backends_) disabled.insert(n);
+  prober_->reconfigure(*config, disabled);
+  publish_view(prober_->view());
+  LOG_INFO("backend %s (%d) %s by the operator", name.c_str(), index,
+           enabled ? "enabled" : "disabled: no new reads, running transactions finish");
+  return true;
+}
+
+bool Control::bind_listeners(const conf::Config& config, std::vector<std::vector<int>>* fds) {
+  const size_t worker_count = static_cast<size_t>(config.effective_workers());
+  fds->assign(worker_count, {});
+  for (const auto& listener : config.listeners) {
+    std::string busy;
+    if (!port_is_free(listener, &busy)) {
+      LOG_ERROR("%s", busy.c_str());
+      return false;
+    }
+  }
+  for (const auto& listener : config.listeners) {
+    for (size_t w = 0; w < worker_count; ++w) {
+      std::string error;
+      int fd = open_listen_socket(listener, &error);
+      if (fd < 0 || listen(fd, 511) != 0) {
+        LOG_ERROR("%s", error.empty() ? "listen failed" : error.c_str());
+        for (auto& list : *fds)
+          for (int open_fd : list) close(open_fd);
+        if (fd >= 0) close(fd);
+        return false;
+      }
+      (*fds)[w].push_back(fd);
+    }
+  }
+  return true;
+}
+
+int Control::run() {
+  signal(SIGPIPE, SIG_IGN);
+  std::shared_ptr<const conf::Config> config = shared_->config.load();
+  // Bind everything before starting anything, so a port in use is one clear error at startup.
+  std::vector<std::vector<int>> fds;
+  if (!bind_listeners(*config, &fds)) return 1;
+  if (config->metrics_listen.enabled) {
+    http_ = std::make_unique<MetricsHttpServer>(*this);
+    std::string error;
+    if (!http_->listen(config->metrics_listen.host, config->metrics_listen.port, &error)) {
+      LOG_ERROR("metrics_listen %s:%u: %s", config->metrics_listen.host.c_str(),
+                static_cast<unsigned>(config->metrics_listen.port), error.c_str());
+      for (auto& list : fds)
+        for (int fd : list) close(fd);
+      http_.reset();
+      uv_run(loop_, UV_RUN_NOWAIT);
+      return 1;
+    }
+  }
+
+  uv_async_init(loop_, &async_, on_async);
+  async_.data = this;
+  int signums[] = {SIGINT, SIGTERM, SIGHUP};
+  uv_signal_t* handles[] = {&sigint_, &sigterm_, &sighup_};
+  for (int i = 0; i < 3; ++i) {
+    uv_signal_init(loop_, handles[i]);
+    handles[i]->data = this;
+    uv_signal_start(handles[i], on_signal, signums[i]);
+  }
+
+  const int worker_count = config->effective_workers();
+  running_ = worker_count;
+  for (int w = 0; w < worker_count; ++w) {
+    workers_.push_back(std::make_unique<Worker>(w, *shared_, std::move(fds[static_cast<size_t>(w)]), [this] {
+      running_.fetch_sub(1);
+      post([](Control&) {});  // wakes the loop to notice
+    }));
+  }
+  for (auto& worker : workers_) shared_->workers.push_back(worker.get());
+  for (auto& worker : workers_) worker->start();
+  prober_->start();
+  for (const auto& listener : config->listeners) {
+    LOG_INFO("pgmux %s listening on %s:%u with %d workers", PGMUX_VERSION, listener.host.c_str(),
+             static_cast<unsigned>(listener.port), worker_count);
+  }
+  if (http_) {
+    LOG_INFO("metrics, health and status on http://%s:%u/ (/metrics /healthz /readyz /status)",
+             config->metrics_listen.host.c_str(), static_cast<unsigned>(config->metrics_listen.port));
+  }
+
+  uv_run(loop_, UV_RUN_DEFAULT);
+  for (auto& worker : workers_) worker->join();
+  workers_.clear();
+  prober_.reset();
+  uv_run(loop_, UV_RUN_DEFAULT);  // let the prober's handles finish closing
+  uv_loop_close(loop_);
+  LOG_INFO("pgmux stopped; clients pinned to a server (transaction pooling), by reason: %s",
+           shared_->pins.summary().c_str());
+  return 0;
+}
+
+void Control::close_handles() {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    if (inbox_closed_) return;
+    inbox_closed_ = true;
+  }
+  if (prober_) prober_->stop();
+  if (http_) http_->close();
+  for (uv_signal_t* s : {&sigint_, &sigterm_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+}
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,89 @@
+// The control loop (DESIGN.md §4): signals, the prober, config reloads, operator overrides (backend enable and
+// weight), the metrics HTTP listener, and starting and stopping the workers. Runs on the main thread; workers
+// and the admin console reach it only through post().
+#pragma once
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "proxy/ops/metrics.hpp"
+#include "proxy/control/prober.hpp"
+#include "proxy/control/shared_state.hpp"
+
+namespace pgmux::proxy {
+
+class Worker;
+class MetricsHttpServer;
+
+struct ReloadOutcome {
+  bool ok = false;
+  std::vector<std::string> errors;  // every problem of a rejected config
+  std::string summary;              // what changed ("backends +b3 -b2; weights b1 1->3"), or why it failed
+};
+
+class Control {
+ public:
+  Control(std::string config_path, std::shared_ptr<const conf::Config> config);
+  ~Control();
+  Control(const Control&) = delete;
+  Control& operator=(const Control&) = delete;
+
+  // Binds every listener, starts workers and the prober, runs until the workers are gone. Exit code.
+  int run();
+
+  // Thread-safe: runs fn on the control loop. False when the loop has ended (fn is dropped).
+  bool post(std::function<void(Control&)> fn);
+
+  // Loop-thread API.
+  uv_loop_t* loop() { return loop_; }
+  SharedState& shared() { return *shared_; }
+  ControlMetrics& metrics() { return metrics_; }
+  std::shared_ptr<const conf::Config> config() const { return shared_->config.load(); }
+  const std::string& config_path() const { return config_path_; }
+  // A shutdown has begun (SIGINT, SIGTERM, SHUTDOWN): /healthz answers 503 from then on.
+  bool stopping() const { return stopping_; }
+  // Re-reads the config file; on any error keeps the current config. `trigger` is for the log ("SIGHUP").
+  ReloadOutcome reload(const std::string& trigger);
+  // Installs a validated config (a reload, or the console's SET): every worker and the prober pick it up.
+  ReloadOutcome apply_config(std::shared_ptr<const conf::Config> next, const std::string& trigger);
+  // Operator overrides by backend index; they survive reloads (matched by name). Errors name the problem.
+  bool set_backend_enabled(int index, bool enabled, std::string* error);
+  // Whether a backend is disabled by the operator (by name).
+  bool backend_disabled(const std::string& name) const { return disabled_backends_.count(name) != 0; }
+  void stop(bool graceful, const std::string& why);
+
+ private:
+  bool bind_listeners(const conf::Config& config, std::vector<std::vector<int>>* fds);
+  void on_view(Prober::View view);
+  void publish_view(const Prober::View& view);
+  void close_handles();
+  static void on_signal(uv_signal_t* handle, int signum);
+  static void on_async(uv_async_t* handle);
+
+  std::string config_path_;
+  uv_loop_t* loop_;
+  std::unique_ptr<SharedState> shared_;
+  std::unique_ptr<Prober> prober_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<MetricsHttpServer> http_;
+  ControlMetrics metrics_;
+  std::map<std::string, bool> disabled_backends_;  // operator DISABLE BACKEND, by backend name
+  int last_primary_ = -1;
+  std::string last_primary_name_;
+  uv_signal_t sigint_, sigterm_, sighup_;
+  uv_async_t async_;
+  std::mutex inbox_mutex_;
+  std::vector<std::function<void(Control&)>> inbox_;
+  bool inbox_closed_ = false;
+  std::atomic<int> running_{0};
+  bool stopping_ = false;
+};
+
+}  // namespace pgmux::proxy

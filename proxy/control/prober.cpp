@@ -1,0 +1,202 @@
+#include "proxy/control/prober.hpp"
+
+#include <cmath>
+
+#include "proxy/net/log.hpp"
+
+namespace pgmux::proxy {
+namespace {
+
+uint64_t to_ms(double seconds) { return static_cast<uint64_t>(std::llround(seconds * 1000)); }
+
+const routing::BackendStatus* find_by_name(const routing::BackendsView* view, const std::string& name) {
+  if (view == nullptr) return nullptr;
+  for (const routing::BackendStatus& b : view->backends) {
+    if (b.spec.name == name) return &b;
+  }
+  return nullptr;
+}
+
+std::string primary_name(const routing::BackendsView* view) {
+  if (view == nullptr || view->primary < 0) return "";
+  return view->backends[static_cast<size_t>(view->primary)].spec.name;
+}
+
+}  // namespace
+
+std::vector<routing::BackendSpec> backend_specs(const conf::Config& config, const std::set<std::string>& disabled) {
+  std::vector<routing::BackendSpec> out;
+  for (const conf::Backend& b : config.backends) {
+    routing::BackendSpec s;
+    s.name = b.name;
+    s.host = b.host;
+    s.port = b.port;
+    s.weight = b.weight;
+    s.standby_only = b.standby_only;
+    s.max_lag_bytes = b.max_lag_bytes;
+    s.max_lag_seconds = b.max_lag_seconds;
+    s.disabled = disabled.count(b.name) != 0;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+routing::TopologySettings topology_settings(const conf::Config& config) {
+  routing::TopologySettings s;
+  s.max_lag_bytes = config.routing.max_lag_bytes;
+  s.max_lag_seconds = config.routing.max_lag_seconds;
+  s.lag_hysteresis = config.routing.lag_hysteresis;
+  s.health_check_max_retries = config.health_check.max_retries;
+  return s;
+}
+
+Prober::Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change)
+    : loop_(loop),
+      topology_(backend_specs(config), topology_settings(config)),
+      on_change_(std::move(on_change)) {
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+  build_connections(config);
+}
+
+Prober::~Prober() {
+  stop();
+  connections_.clear();
+  timer_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+}
+
+void Prober::build_connections(const conf::Config& config) {
+  period_ = config.health_check.period;
+  timeout_ = config.health_check.timeout;
+  targets_.clear();
+  for (const conf::Backend& b : config.backends) {
+    ProbeTarget t;
+    t.host = b.host;
+    t.port = b.port;
+    t.user = config.health_check_user();
+    t.password = config.health_check_password();
+    t.database = config.health_check.database;
+    targets_.push_back(std::move(t));
+  }
+  reopen_connections();
+}
+
+// Fresh, idle connection objects (in-flight probes on the old ones are dropped without callbacks).
+void Prober::reopen_connections() {
+  connections_.clear();
+  for (const ProbeTarget& t : targets_) connections_.push_back(std::make_unique<ProbeConnection>(loop_, t));
+}
+
+void Prober::start() {
+  running_ = true;
+  uv_timer_start(timer_, on_tick, 0, to_ms(period_));
+}
+
+void Prober::stop() {
+  if (!running_) return;
+  running_ = false;
+  uv_timer_stop(timer_);
+  reopen_connections();
+}
+
+void Prober::reconfigure(const conf::Config& config, const std::set<std::string>& disabled) {
+  topology_.reconfigure(backend_specs(config, disabled), topology_settings(config));
+  build_connections(config);
+  // The next round (at once) publishes the new backend list.
+  if (running_) uv_timer_start(timer_, on_tick, 0, to_ms(period_));
+}
+
+void Prober::on_tick(uv_timer_t* timer) {
+  auto* self = static_cast<Prober*>(timer->data);
+  if (self != nullptr && self->running_) self->run_round();
+}
+
+void Prober::run_round() {
+  in_round_ = true;
+  probe_started_.resize(connections_.size(), 0);
+  for (size_t i = 0; i < connections_.size(); ++i) {
+    if (!connections_[i]->busy()) probe_started_[i] = monotonic_seconds();
+    // A probe still in flight from the last round (timeout > period) keeps its own deadline; skip it.
+    connections_[i]->start(timeout_, [this, i](bool ok, const routing::ProbeResult& result, const std::string& error) {
+      on_probe_done(i, ok, result, error);
+    });
+  }
+  in_round_ = false;
+  notify_if_changed();
+}
+
+void Prober::on_probe_done(size_t index, bool ok, const routing::ProbeResult& result, const std::string& error) {
+  const double now = monotonic_seconds();
+  if (probe_observer_ && index < probe_started_.size()) {
+    probe_observer_(topology_.view()->backends[index].spec.name, now - probe_started_[index]);
+  }
+  if (ok) {
+    topology_.on_probe_ok(index, result, now);
+  } else {
+    LOG_DEBUG("probe of backend %s failed: %s", topology_.view()->backends[index].spec.name.c_str(), error.c_str());
+    topology_.on_probe_failed(index, error, now);
+  }
+  if (in_round_) return;
+  for (const auto& c : connections_) {
+    if (c->busy()) return;  // publish once the whole round is in
+  }
+  notify_if_changed();
+}
+
+void Prober::notify_if_changed() {
+  View v = topology_.view();
+  if (v->generation == notified_generation_) return;
+  notified_generation_ = v->generation;
+  log_topology_changes(logged_.get(), *v);
+  logged_ = v;
+  if (on_change_) on_change_(std::move(v));  // last: it may reconfigure or stop us
+}
+
+void log_topology_changes(const routing::BackendsView* before, const routing::BackendsView& after) {
+  using routing::Role;
+  for (const routing::BackendStatus& b : after.backends) {
+    const routing::BackendStatus* old = find_by_name(before, b.spec.name);
+    const Role old_role = old != nullptr ? old->role : Role::Unknown;
+    const bool old_readable = old != nullptr && old->readable;
+    const char* name = b.spec.name.c_str();
+    if (b.role != old_role) {
+      if (b.role == Role::Down) {
+        LOG_WARN("backend %s is down: %s", name, b.last_error.c_str());
+      } else if (b.role == Role::Fenced) {
+        LOG_ERROR("backend %s gets no traffic, %s", name, b.excluded_reason.c_str());
+      } else if (old_role == Role::Down) {
+        LOG_INFO("backend %s is up again as %s (timeline %u)", name, routing::to_string(b.role), b.last.timeline);
+      } else {
+        LOG_INFO("backend %s: %s -> %s (timeline %u)", name, routing::to_string(old_role), routing::to_string(b.role),
+                 b.last.timeline);
+      }
+    }
+    if (b.readable && !old_readable) {
+      LOG_INFO("backend %s is in the read set (lag %lld bytes, %.1f s)", name, static_cast<long long>(b.lag_bytes),
+               b.lag_seconds);
+    } else if (!b.readable && old_readable) {
+      LOG_WARN("backend %s left the read set: %s", name, b.excluded_reason.c_str());
+    }
+  }
+  const std::string old_primary = primary_name(before);
+  const std::string new_primary = primary_name(&after);
+  if (new_primary != old_primary) {
+    if (!new_primary.empty()) {
+      LOG_INFO("primary is now %s", new_primary.c_str());
+    } else {
+      LOG_WARN("no primary%s: writes wait for one", after.split_brain ? " (split brain)" : "");
+    }
+  }
+  const std::string old_alarm = before != nullptr ? before->alarm : std::string();
+  if (after.alarm != old_alarm) {
+    if (!after.alarm.empty()) {
+      LOG_ERROR("topology alarm: %s", after.alarm.c_str());
+    } else {
+      LOG_INFO("topology alarm cleared");
+    }
+  }
+}
+
+}  // namespace pgmux::proxy

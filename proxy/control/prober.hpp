@@ -1,0 +1,74 @@
+// The health checker: on the control loop, probes every configured backend each health_check.period with one
+// libpq connection per backend, feeds routing::Topology, logs what changed and hands each new BackendsView to
+// `on_change` (the workers read it through an atomic shared_ptr). Never blocks the loop.
+#pragma once
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+#include "conf/config.hpp"
+#include "proxy/control/probe_connection.hpp"
+#include "routing/topology.hpp"
+
+namespace pgmux::proxy {
+
+// Config -> the routing layer's types (routing does not depend on conf).
+// disabled: names of backends the operator disabled.
+std::vector<routing::BackendSpec> backend_specs(const conf::Config& config, const std::set<std::string>& disabled = {});
+routing::TopologySettings topology_settings(const conf::Config& config);
+
+class Prober {
+ public:
+  using View = std::shared_ptr<const routing::BackendsView>;
+  using OnChange = std::function<void(View)>;
+
+  // Nothing runs until start(). on_change is called on the loop thread after a probe round changed the view
+  // (every round does: each one adds an LSN sample), and may call reconfigure() or stop().
+  Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change);
+  ~Prober();  // stop()s; handles free themselves in their close callbacks (the loop must run on to close them)
+  Prober(const Prober&) = delete;
+  Prober& operator=(const Prober&) = delete;
+
+  void start();  // first round at once, then every period
+  void stop();   // no more rounds; in-flight probes are abandoned without callbacks
+  // A new config (reload): backends matched by name keep their state; probe connections are reopened.
+  void reconfigure(const conf::Config& config, const std::set<std::string>& disabled = {});
+  // Called by every finished probe with how long it took (seconds); for the probe-duration metric.
+  void set_probe_observer(std::function<void(const std::string& backend, double seconds)> observer) {
+    probe_observer_ = std::move(observer);
+  }
+
+  View view() const { return topology_.view(); }
+
+ private:
+  static void on_tick(uv_timer_t* timer);
+  void run_round();
+  void on_probe_done(size_t index, bool ok, const routing::ProbeResult& result, const std::string& error);
+  void notify_if_changed();
+  void build_connections(const conf::Config& config);
+  void reopen_connections();
+
+  uv_loop_t* loop_;
+  routing::Topology topology_;
+  std::vector<ProbeTarget> targets_;                           // index = backend id
+  std::vector<std::unique_ptr<ProbeConnection>> connections_;  // index = backend id
+  uv_timer_t* timer_ = nullptr;  // heap: freed in its close callback
+  double period_ = 1;
+  double timeout_ = 2;
+  bool running_ = false;
+  bool in_round_ = false;        // starting probes; completions wait for the end of run_round to notify
+  OnChange on_change_;
+  std::function<void(const std::string&, double)> probe_observer_;
+  std::vector<double> probe_started_;  // monotonic seconds, index = backend id
+  View logged_;                  // the view the logs last described
+  uint64_t notified_generation_ = 0;
+};
+
+// One line per change between two views (role, down/up, read set, alarm), through proxy/log.hpp.
+void log_topology_changes(const routing::BackendsView* before, const routing::BackendsView& after);
+
+}  // namespace pgmux::proxy

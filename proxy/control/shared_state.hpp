@@ -1,0 +1,96 @@
+// What every worker and the control loop share: the current config snapshot (swapped atomically), the cancel
+// registry and connection id counters. Everything here is thread-safe by construction.
+#pragma once
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "proxy/client/cancel.hpp"
+#include "proxy/control/pause_state.hpp"
+#include "proxy/client/pin_counters.hpp"
+#include "proxy/server/session_params.hpp"
+#include "routing/topology.hpp"
+
+namespace pgmux::proxy {
+
+class Control;
+class Worker;
+
+// The server-connection budget of one pool key (database, user, backend) across all workers: pool_size is a
+// limit for the whole process, not per worker, so an uneven spread of clients over workers cannot starve one.
+struct PoolBudget {
+  explicit PoolBudget(int max) : limit(max) {}
+  // extra: slots beyond the limit this caller may use (the reserve pool).
+  bool try_acquire(int extra = 0) {
+    int current = used.load(std::memory_order_relaxed);
+    while (current < limit.load(std::memory_order_relaxed) + extra) {
+      if (used.compare_exchange_weak(current, current + 1, std::memory_order_acq_rel)) return true;
+    }
+    return false;
+  }
+  void release() { used.fetch_sub(1, std::memory_order_acq_rel); }
+  std::atomic<int> used{0};
+  std::atomic<int> limit;
+};
+
+// What the first server of a pool key reported at login, for transaction pooling to log clients in without a
+// server on any worker.
+class SharedLoginParams {
+ public:
+  SessionParams get() const {
+    std::lock_guard lock(mutex_);
+    return params_;
+  }
+  void set_if_empty(const SessionParams& params) {
+    std::lock_guard lock(mutex_);
+    if (params_.entries().empty()) params_ = params;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  SessionParams params_;
+};
+
+struct SharedState {
+  SharedState(std::shared_ptr<const conf::Config> initial, std::shared_ptr<const routing::BackendsView> first_view)
+      : config(std::move(initial)), view(std::move(first_view)) {}
+
+  std::atomic<std::shared_ptr<const conf::Config>> config;
+  std::atomic<std::shared_ptr<const routing::BackendsView>> view;  // the prober's latest snapshot
+  CancelRegistry cancels;
+  std::atomic<uint64_t> next_client_id{0};
+  std::atomic<uint64_t> next_server_id{0};
+  Control* control = nullptr;    // set before any worker starts; call only its thread-safe post()
+  std::vector<Worker*> workers;  // set before any worker starts, read-only afterwards
+  std::atomic<int> clients{0};   // connected clients over all workers (max_client_conn)
+  PinCounters pins;
+  PauseState paused;  // the console's PAUSE
+
+  std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
+    std::lock_guard lock(budgets_mutex);
+    auto& params = login_params[key];
+    if (!params) params = std::make_shared<SharedLoginParams>();
+    return params;
+  }
+
+  // The budget of `key`, created on first use; `limit` is the current config's, so a reload that changes it
+  // takes effect for every worker's pools of that key.
+  std::shared_ptr<PoolBudget> budget_for(const std::string& key, int limit) {
+    std::lock_guard lock(budgets_mutex);
+    auto& budget = budgets[key];
+    if (!budget) budget = std::make_shared<PoolBudget>(limit);
+    budget->limit.store(limit, std::memory_order_relaxed);
+    return budget;
+  }
+
+ private:
+  std::mutex budgets_mutex;
+  std::map<std::string, std::shared_ptr<PoolBudget>> budgets;
+  std::map<std::string, std::shared_ptr<SharedLoginParams>> login_params;
+};
+
+}  // namespace pgmux::proxy

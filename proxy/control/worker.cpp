@@ -1,0 +1,429 @@
+#include "proxy/control/worker.hpp"
+
+#include <openssl/rand.h>
+
+
+#include "protocol/auth_scram.hpp"
+#include "protocol/sqlstate.hpp"
+#include "proxy/net/address.hpp"
+#include "proxy/ops/admin/console.hpp"
+#include "proxy/net/log.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+constexpr uint64_t kTickMs = 250;
+
+std::string server_database_of(const conf::Database& database, const std::string& requested) {
+  return database.server_database.empty() ? requested : database.server_database;
+}
+
+// What a pool's servers are: whose session (database, user), where (backend name and address), on which server
+// database and pooled how. A reload that changes any of these needs another pool; sizes and the password are
+// updated in place.
+std::string pool_key(const std::string& database, const std::string& user, const conf::Backend& backend,
+                     const std::string& server_database, conf::PoolMode mode) {
+  std::string key = database;
+  for (const std::string& part : {user, backend.name, backend.host + ":" + std::to_string(backend.port),
+                                  server_database, std::string(conf::to_string(mode))}) {
+    key += '\0';
+    key += part;
+  }
+  return key;
+}
+
+bool same_backend_names(const conf::Config& a, const conf::Config& b) {
+  if (a.backends.size() != b.backends.size()) return false;
+  for (size_t i = 0; i < a.backends.size(); ++i) {
+    if (a.backends[i].name != b.backends[i].name) return false;
+  }
+  return true;
+}
+}  // namespace
+
+Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std::function<void()> on_exit)
+    : index_(index), shared_(shared), listen_fds_(std::move(listen_fds)), on_exit_(std::move(on_exit)) {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &async_, on_async);
+  async_.data = this;
+  uv_timer_init(&loop_, &tick_timer_);
+  tick_timer_.data = this;
+  uv_timer_init(&loop_, &shutdown_timer_);
+  shutdown_timer_.data = this;
+  config_ = shared_.config.load();
+  view_ = shared_.view.load();
+  classifier_ = std::make_unique<routing::Classifier>(config_->routing.write_functions);
+}
+
+Worker::~Worker() {
+  pools_.clear();
+  uv_loop_close(&loop_);
+}
+
+void Worker::start() { thread_ = std::thread([this] { run(); }); }
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Worker::post(std::function<void(Worker&)> fn) {
+  std::lock_guard lock(inbox_mutex_);
+  if (inbox_closed_) return false;  // the loop is ending; nothing would run it
+  inbox_.push_back(std::move(fn));
+  uv_async_send(&async_);
+  return true;
+}
+
+void Worker::apply_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view) {
+  post([config = std::move(config), view = std::move(view)](Worker& w) mutable {
+    w.on_config(std::move(config), std::move(view));
+  });
+}
+
+// Clients keep the snapshot they logged in under (their user and database entries stay valid); what they look up
+// per request (routing settings, timeouts, pools) comes from the worker's current config.
+// Order matters: every client's backend mask follows the new backend list before anything can route a request
+// (a pool growing serves its waiters, a draining pool sends its waiters elsewhere).
+void Worker::on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view) {
+  if (config->routing.write_functions != config_->routing.write_functions) {
+    classifier_ = std::make_unique<routing::Classifier>(config->routing.write_functions);
+  }
+  if (!same_backend_names(*config_, *config)) balancer_ = routing::Balancer();  // its credits are by index
+  config_ = std::move(config);
+  view_ = std::move(view);
+  std::vector<ClientConn*> clients;
+  clients_.for_each([&](ClientConn* client) { clients.push_back(client); });
+  for (ClientConn* client : clients) client->on_config_changed(*config_);
+  for (Pool* pool : reconfigure_pools()) pool->drain();
+  on_view(view_);
+}
+
+std::vector<Pool*> Worker::reconfigure_pools() {
+  std::vector<std::string> moved;
+  std::vector<Pool*> kept;
+  for (auto& [key, pool] : pools_) {
+    if (pool->draining()) continue;
+    const conf::Backend* backend = config_->find_backend(pool->backend().name);
+    if (!backend || backend->host != pool->backend().host || backend->port != pool->backend().port) {
+      moved.push_back(key);
+      pool->set_backend_index(-1);  // at once: its old position may be another backend's now
+      continue;
+    }
+    pool->set_backend_index(static_cast<int>(backend - config_->backends.data()));
+    kept.push_back(pool.get());
+  }
+  // Draining pools leave the lookup (a new pool of the same identity may start) but stay until their servers
+  // are gone; remove_empty_pools() deletes them.
+  std::vector<Pool*> draining;
+  for (const std::string& key : moved) {
+    auto node = pools_.extract(key);
+    draining.push_back(node.mapped().get());
+    node.key() = key + '\0' + "draining " + std::to_string(++drained_pools_);
+    pools_.insert(std::move(node));
+  }
+  // Resizing may serve waiting clients, which may open pools: work on the list taken above.
+  for (Pool* pool : kept) {
+    const std::string database_name = pool->database_name();
+    const conf::Database* database = config_->find_database(database_name);
+    const conf::User* user = config_->find_user(pool->login().user);
+    if (!database || !user) {
+      pool->set_stale(true);  // its clients go on with what they logged in with
+      continue;
+    }
+    const conf::Backend& backend = config_->backends[static_cast<size_t>(pool->backend_index())];
+    pool->set_stale(current_pool_key(database_name, user->name, backend) != pool->key());
+    pool->reconfigure(pool_limits(pool->key(), database_name, *database, *user), user->password);
+  }
+  return draining;
+}
+
+// Drained pools, and pools the config no longer describes, once no server and no client refers to them.
+void Worker::remove_empty_pools() {
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    Pool& pool = *it->second;
+    if ((pool.draining() || pool.stale()) && pool.empty()) {
+      LOG_INFO("pool %s: %s, removed", pool.name().c_str(),
+               pool.draining() ? "drained after its backend was removed" : "no longer in the config and unused");
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+ClientConn* Worker::find_client(uint64_t id) {
+  ClientConn* found = nullptr;
+  clients_.for_each([&](ClientConn* client) {
+    if (client->id() == id) found = client;
+  });
+  return found;
+}
+
+void Worker::shutdown(bool graceful) {
+  post([graceful](Worker& w) { w.begin_shutdown(graceful); });
+}
+
+void Worker::run() {
+  open_listeners();
+  uv_timer_start(&tick_timer_, on_tick, kTickMs, kTickMs);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Servers and clients are deleted in their close callbacks, which have all run once uv_run returns.
+  pools_.clear();
+  if (on_exit_) on_exit_();
+}
+
+void Worker::open_listeners() {
+  for (int fd : listen_fds_) {
+    auto tcp = std::make_unique<uv_tcp_t>();
+    uv_tcp_init(&loop_, tcp.get());
+    tcp->data = this;
+    int rc = uv_tcp_open(tcp.get(), fd);
+    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp.get()), 511, on_connection);
+    if (rc != 0) LOG_ERROR("worker %d: cannot listen: %s", index_, uv_strerror(rc));
+    listeners_.push_back(std::move(tcp));
+  }
+  listen_fds_.clear();
+}
+
+void Worker::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<Worker*>(server->data);
+  if (status < 0) {
+    LOG_WARN("worker %d: accept failed: %s", self->index_, uv_strerror(status));
+    return;
+  }
+  if (self->shutting_down_) return;
+  auto* client = new ClientConn(*self, ++self->shared_.next_client_id);
+  if (!client->accept(server)) return;
+  LOG_DEBUG("C-%llu %s: accepted on worker %d", static_cast<unsigned long long>(client->id()), client->peer().c_str(),
+            self->index_);
+  if (self->shared_.clients.load() > self->config_->max_client_conn) {
+    LOG_WARN("C-%llu %s: max_client_conn (%d) reached, refusing the client", static_cast<unsigned long long>(client->id()),
+             client->peer().c_str(), self->config_->max_client_conn);
+    client->fail(protocol::sqlstate::kTooManyConnections,
+                 "sorry, too many clients already (pgmux max_client_conn is " +
+                     std::to_string(self->config_->max_client_conn) + ")");
+  }
+}
+
+void Worker::on_async(uv_async_t* handle) {
+  auto* self = static_cast<Worker*>(handle->data);
+  std::vector<std::function<void(Worker&)>> work;
+  {
+    std::lock_guard lock(self->inbox_mutex_);
+    work.swap(self->inbox_);
+  }
+  for (auto& fn : work) fn(*self);
+}
+
+void Worker::on_tick(uv_timer_t* handle) { static_cast<Worker*>(handle->data)->tick(); }
+
+void Worker::request_shed(const std::string& key) {
+  for (Worker* other : shared_.workers) {
+    if (other == this) continue;
+    other->post([key](Worker& w) {
+      if (auto it = w.pools_.find(key); it != w.pools_.end()) it->second->shed_idle();
+    });
+  }
+}
+
+void Worker::publish_view(std::shared_ptr<const routing::BackendsView> view) {
+  post([view = std::move(view)](Worker& w) mutable { w.on_view(std::move(view)); });
+}
+
+void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
+  view_ = std::move(view);
+  // Servers on fenced backends (an old primary back on an older timeline, a stranger system) must not serve.
+  for (auto& [key, pool] : pools_) {
+    const size_t index = static_cast<size_t>(pool->backend_index());
+    if (index < view_->backends.size() && view_->backends[index].role == routing::Role::Fenced) {
+      pool->close_all("pgmux: backend is fenced (an old primary or a different cluster)");
+    }
+  }
+  wake_primary_waiters();
+}
+
+// Each woken client may wait again (and re-join the list), so wake a snapshot, not the live list.
+void Worker::wake_primary_waiters() {
+  if (primary_waiters_.empty()) return;
+  std::vector<ClientConn*> waiters;
+  while (ClientConn* client = primary_waiters_.pop_front()) waiters.push_back(client);
+  for (ClientConn* client : waiters) client->on_view_changed();
+}
+
+// Clients held by PAUSE whose database is no longer paused go on (checked each tick: RESUME needs no broadcast).
+void Worker::release_resumed() {
+  if (paused_.empty()) return;
+  std::vector<ClientConn*> resumed;
+  paused_.for_each([&](ClientConn* client) {
+    if (!shared_.paused.is_paused(client->database())) resumed.push_back(client);
+  });
+  for (ClientConn* client : resumed) {
+    paused_.remove(client);
+    client->on_resume();
+  }
+}
+
+void Worker::tick() {
+  const double t = now();
+  const conf::Timeouts& timeouts = config_->timeouts;
+  for (auto& [name, pool] : pools_) pool->tick(t, timeouts);
+  remove_empty_pools();
+  wake_primary_waiters();
+  release_resumed();
+  // A snapshot: failing one client can, through its pool, close another one of this list.
+  std::vector<ClientConn*> clients;
+  clients_.for_each([&](ClientConn* client) { clients.push_back(client); });
+  for (ClientConn* client : clients) {
+    if (!client->open()) continue;
+    bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
+    if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
+      client->fail(protocol::sqlstate::kQueryCanceled, "canceling authentication due to timeout");
+    } else if (client->state() == ClientState::Linked) {
+      if (AdminConsole* admin = client->admin_console()) admin->on_tick();
+      client->check_idle(t, timeouts);
+    }
+  }
+}
+
+// Empty when the current config lacks the database or the user.
+std::string Worker::current_pool_key(const std::string& database, const std::string& user,
+                                     const conf::Backend& backend) const {
+  const conf::Database* d = config_->find_database(database);
+  const conf::User* u = config_->find_user(user);
+  if (!d || !u) return {};
+  return pool_key(database, user, backend, server_database_of(*d, database), conf::Config::effective_pool_mode(u, *d));
+}
+
+Pool::Limits Worker::pool_limits(const std::string& key, const std::string& database_name,
+                                 const conf::Database& database, const conf::User& user) {
+  Pool::Limits limits;
+  limits.pool = shared_.budget_for(key, database.pool_size);
+  if (database.max_db_connections > 0) {
+    limits.database = shared_.budget_for(std::string("database") + '\0' + database_name, database.max_db_connections);
+  }
+  if (user.max_user_connections > 0) {
+    limits.user = shared_.budget_for(std::string("user") + '\0' + user.name, user.max_user_connections);
+  }
+  limits.reserve = database.reserve_pool_size;
+  limits.min_size = database.min_pool_size;
+  return limits;
+}
+
+Pool* Worker::pool_for(const std::string& requested_database, const conf::Database& login_database,
+                       const conf::User& login_user, conf::PoolMode mode, int backend_index, std::string* error) {
+  if (backend_index < 0 || static_cast<size_t>(backend_index) >= config_->backends.size()) {
+    *error = "pgmux: database \"" + requested_database + "\" has no usable backend";
+    return nullptr;
+  }
+  const conf::Backend* backend = &config_->backends[static_cast<size_t>(backend_index)];
+  const std::string server_database = server_database_of(login_database, requested_database);
+  const std::string key = pool_key(requested_database, login_user.name, *backend, server_database, mode);
+  if (auto it = pools_.find(key); it != pools_.end()) return it->second.get();
+
+  // Sizes and the password come from the current config while it has the database and the user; a client
+  // whose entry a reload removed goes on with the one it logged in with.
+  const conf::Database* current_database = config_->find_database(requested_database);
+  const conf::User* current_user = config_->find_user(login_user.name);
+  const conf::Database& database = current_database ? *current_database : login_database;
+  const conf::User& user = current_user ? *current_user : login_user;
+  BackendAddress address;
+  address.name = backend->name;
+  address.host = backend->host;
+  address.port = backend->port;
+  if (!resolve_address(backend->host, backend->port, &address.address, error)) {
+    *error = "pgmux: backend \"" + backend->name + "\": " + *error;
+    return nullptr;
+  }
+  ServerLogin login;
+  login.user = user.name;
+  login.password = user.password;
+  login.database = server_database;
+  if (protocol::is_scram_secret(user.password)) login.scram_secret = protocol::parse_scram_secret(user.password);
+
+  Pool::Limits limits = pool_limits(key, requested_database, database, user);
+  limits.login_params = shared_.login_params_for(key);
+  auto pool = std::make_unique<Pool>(*this, key, requested_database + "/" + user.name + "@" + backend->name,
+                                     backend_index, std::move(address), std::move(login), limits, mode);
+  pool->set_stale(current_pool_key(requested_database, user.name, *backend) != key);
+  Pool* raw = pool.get();
+  pools_.emplace(key, std::move(pool));
+  return raw;
+}
+
+const protocol::ScramSecret* Worker::scram_secret_for(const conf::User& user) {
+  auto it = scram_cache_.find(user.name);
+  if (it != scram_cache_.end() && it->second.first == user.password) return &it->second.second;
+  protocol::ScramSecret secret;
+  if (protocol::is_scram_secret(user.password)) {
+    auto parsed = protocol::parse_scram_secret(user.password);
+    if (!parsed) return nullptr;
+    secret = *parsed;
+  } else {
+    // A plaintext password: derive a secret once (PBKDF2 is deliberately slow) with a random salt.
+    std::string salt(16, '\0');
+    RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), static_cast<int>(salt.size()));
+    secret = protocol::make_scram_secret(user.password, salt, 4096);
+  }
+  auto& slot = scram_cache_[user.name];
+  slot = {user.password, std::move(secret)};
+  return &slot.second;
+}
+
+void Worker::add_client(ClientConn* client) {
+  clients_.push_back(client);
+  shared_.clients.fetch_add(1);
+}
+
+void Worker::remove_client(ClientConn* client) {
+  if (client->worker_node.linked()) shared_.clients.fetch_sub(1);
+  clients_.remove(client);
+  if (shutting_down_ && clients_.empty()) finish();
+}
+
+void Worker::begin_shutdown(bool graceful) {
+  if (!shutting_down_) {
+    shutting_down_ = true;
+    for (auto& listener : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(listener.get()), nullptr);
+  }
+  if (!graceful) {
+    finish();
+    return;
+  }
+  // Clients not yet in a session have nothing to finish.
+  clients_.for_each([](ClientConn* client) {
+    if (client->state() != ClientState::Linked) client->fail(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down");
+  });
+  if (clients_.empty()) {
+    finish();
+    return;
+  }
+  LOG_INFO("worker %d: waiting up to %.0f s for %zu sessions to finish", index_, config_->timeouts.shutdown_timeout,
+           clients_.size());
+  uv_timer_start(&shutdown_timer_, on_shutdown_timer, static_cast<uint64_t>(config_->timeouts.shutdown_timeout * 1000),
+                 0);
+}
+
+void Worker::on_shutdown_timer(uv_timer_t* handle) { static_cast<Worker*>(handle->data)->finish(); }
+
+void Worker::finish() {
+  if (finished_) return;
+  finished_ = true;
+  clients_.for_each([](ClientConn* client) {
+    client->fail(protocol::sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+  });
+  for (auto& [name, pool] : pools_) pool->close_all("pgmux is shutting down");
+  // Work posted before the inbox closed still runs (snapshot requests, admin answers): a gatherer on another
+  // worker must not wait forever for this one.
+  std::vector<std::function<void(Worker&)>> left;
+  {
+    std::lock_guard lock(inbox_mutex_);
+    inbox_closed_ = true;
+    left.swap(inbox_);
+  }
+  for (auto& fn : left) fn(*this);
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+}
+
+}  // namespace pgmux::proxy

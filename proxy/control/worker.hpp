@@ -1,0 +1,138 @@
+// A worker: one thread, one libuv loop, its own listener sockets (SO_REUSEPORT), clients and pools
+// (DESIGN.md §4). Other threads talk to it only through post().
+#pragma once
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proxy/client/client_conn.hpp"
+#include "proxy/net/intrusive_list.hpp"
+#include "proxy/ops/metrics.hpp"
+#include "proxy/server/pool.hpp"
+#include "proxy/control/shared_state.hpp"
+#include "proxy/ops/snapshot.hpp"
+#include "routing/balancer.hpp"
+#include "routing/classifier.hpp"
+#include "routing/topology.hpp"
+
+namespace pgmux::proxy {
+
+class Worker {
+ public:
+  // listen_fds are bound, listening-ready sockets this worker owns from now on.
+  Worker(int index, SharedState& shared, std::vector<int> listen_fds, std::function<void()> on_exit);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  void join();
+  // Thread-safe: runs fn on this worker's loop. False when the loop has ended (fn is dropped).
+  bool post(std::function<void(Worker&)> fn);
+  // Thread-safe: a reloaded config and the backends view that matches its backend list, taken together.
+  void apply_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view);
+  // Thread-safe. Graceful: stop accepting and let sessions finish (up to shutdown_timeout); else close now.
+  void shutdown(bool graceful);
+
+  // Loop-thread API.
+  uv_loop_t* loop() { return &loop_; }
+  int index() const { return index_; }
+  double now() const { return static_cast<double>(uv_now(&loop_)) / 1000.0; }
+  uint32_t max_message_size() const { return config_->max_message_size; }
+  bool shutting_down() const { return shutting_down_; }
+  const std::shared_ptr<const conf::Config>& config() const { return config_; }
+  CancelRegistry& cancels() { return shared_.cancels; }
+  uint64_t next_server_id() { return ++shared_.next_server_id; }
+  PinCounters& pins() { return shared_.pins; }
+  SharedState& shared() { return shared_; }
+
+  // The pool of a client's (database, user) on the backend at backend_index of the current config. login_database
+  // and login_user are the client's entries from the config it logged in under: they fix the server database,
+  // and stand in for sizes and password once a reload removed them. mode is the client's pool mode.
+  Pool* pool_for(const std::string& requested_database, const conf::Database& login_database,
+                 const conf::User& login_user, conf::PoolMode mode, int backend_index, std::string* error);
+  // Asks every other worker to close one idle server of this pool key (this worker's pool is starving).
+  void request_shed(const std::string& key);
+  // Thread-safe: a new backends view from the prober; this worker picks it up on its loop.
+  void publish_view(std::shared_ptr<const routing::BackendsView> view);
+  const routing::BackendsView& view() const { return *view_; }
+  routing::Classifier& classifier() { return *classifier_; }
+  routing::Balancer& balancer() { return balancer_; }
+  // Clients waiting for a primary (failover) are woken on every new view.
+  void wait_for_primary(ClientConn* client) { primary_waiters_.push_back(client); }
+  // PAUSE: clients held at a transaction boundary; the tick releases them once their database is resumed.
+  void hold_paused(ClientConn* client) {
+    if (!client->paused_node.linked()) paused_.push_back(client);
+  }
+  void stop_holding(ClientConn* client) { paused_.remove(client); }
+  void stop_waiting_for_primary(ClientConn* client) { primary_waiters_.remove(client); }
+  const protocol::ScramSecret* scram_secret_for(const conf::User& user);
+
+  void add_client(ClientConn* client);
+  void remove_client(ClientConn* client);
+
+  // Written by this worker only; read by scrapes from any thread.
+  WorkerMetrics& metrics() { return metrics_; }
+  const WorkerMetrics& metrics() const { return metrics_; }
+  // The picture of this worker's clients, servers and pools (snapshot.cpp).
+  WorkerSnapshot snapshot();
+  // The client with this id on this worker, or null.
+  ClientConn* find_client(uint64_t id);
+
+ private:
+  void run();
+  void open_listeners();
+  void begin_shutdown(bool graceful);
+  void finish();
+  void tick();
+  void on_view(std::shared_ptr<const routing::BackendsView> view);
+  void on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view);
+  std::vector<Pool*> reconfigure_pools();
+  void remove_empty_pools();
+  std::string current_pool_key(const std::string& database, const std::string& user,
+                               const conf::Backend& backend) const;
+  Pool::Limits pool_limits(const std::string& key, const std::string& database_name, const conf::Database& database,
+                           const conf::User& user);
+  void wake_primary_waiters();
+  void release_resumed();
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_async(uv_async_t* handle);
+  static void on_tick(uv_timer_t* handle);
+  static void on_shutdown_timer(uv_timer_t* handle);
+
+  int index_;
+  SharedState& shared_;
+  std::vector<int> listen_fds_;
+  std::function<void()> on_exit_;
+  std::thread thread_;
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_timer_t tick_timer_;
+  uv_timer_t shutdown_timer_;
+  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  std::mutex inbox_mutex_;
+  std::vector<std::function<void(Worker&)>> inbox_;
+  bool inbox_closed_ = false;
+  std::shared_ptr<const conf::Config> config_;
+  // By identity (pool_key in worker.cpp); draining pools stay here under a key pool_for never asks for.
+  std::map<std::string, std::unique_ptr<Pool>> pools_;
+  uint64_t drained_pools_ = 0;
+  std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
+  IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
+  IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
+  IntrusiveList<ClientConn, &ClientConn::paused_node> paused_;
+  std::shared_ptr<const routing::BackendsView> view_;
+  std::unique_ptr<routing::Classifier> classifier_;
+  routing::Balancer balancer_;
+  bool shutting_down_ = false;
+  bool finished_ = false;
+  WorkerMetrics metrics_;
+};
+
+}  // namespace pgmux::proxy

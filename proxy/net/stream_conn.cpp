@@ -1,0 +1,180 @@
+#include "proxy/net/stream_conn.hpp"
+
+#include <cstring>
+
+namespace pgmux::proxy {
+namespace {
+
+struct OwnedWrite {
+  uv_write_t req;
+  protocol::ByteVector bytes;
+  StreamConn* conn;
+};
+
+}  // namespace
+
+StreamConn::StreamConn(uv_loop_t* loop) {
+  uv_tcp_init(loop, &tcp_);
+  tcp_.data = this;
+}
+
+StreamConn::~StreamConn() = default;
+
+void StreamConn::start_reading() {
+  if (reading_ || life_ != Life::Open || pinned_) return;
+  if (uv_read_start(stream(), on_alloc, on_read) == 0) reading_ = true;
+}
+
+void StreamConn::stop_reading() {
+  if (!reading_) return;
+  uv_read_stop(stream());
+  reading_ = false;
+}
+
+void StreamConn::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<StreamConn*>(handle->data);
+  auto space = self->in_.writable();
+  if (space.empty() && !self->pinned_) {
+    self->in_.compact();  // what the owner consumed frees room (never while a peer write points into it)
+    space = self->in_.writable();
+  }
+  if (space.empty()) {
+    // No room: the owner will stop reading once it sees the buffer full; give libuv nothing (it reports
+    // UV_ENOBUFS, which on_read ignores).
+    *buf = uv_buf_init(nullptr, 0);
+    return;
+  }
+  *buf = uv_buf_init(reinterpret_cast<char*>(space.data()), static_cast<unsigned>(space.size()));
+}
+
+void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
+  auto* self = static_cast<StreamConn*>(stream->data);
+  if (self->life_ != Life::Open) return;
+  if (nread > 0) {
+    if (self->bytes_.received) self->bytes_.received->add(static_cast<uint64_t>(nread));
+    if (self->bytes_.pool_received) *self->bytes_.pool_received += static_cast<uint64_t>(nread);
+    self->in_.commit(static_cast<size_t>(nread));
+    self->on_data();
+    return;
+  }
+  if (nread == 0 || nread == UV_ENOBUFS) {
+    if (nread == UV_ENOBUFS) self->stop_reading();
+    return;
+  }
+  self->stop_reading();
+  self->on_read_end(static_cast<int>(nread));
+}
+
+void StreamConn::send_owned(protocol::ByteVector&& bytes) {
+  if (life_ != Life::Open || bytes.empty()) return;
+  count_sent(bytes.size());
+  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+  if (tcp_.write_queue_size == 0) {
+    int n = uv_try_write(stream(), &buf, 1);
+    if (n == static_cast<int>(bytes.size())) return;
+    if (n > 0) {
+      buf.base += n;
+      buf.len -= static_cast<unsigned>(n);
+    } else if (n != UV_EAGAIN) {
+      on_write_error(n);
+      return;
+    }
+  }
+  auto* write = new OwnedWrite{{}, std::move(bytes), this};
+  // buf still points into the same heap block: moving a vector keeps its storage.
+  write->req.data = write;
+  int rc = uv_write(&write->req, stream(), &buf, 1, on_owned_written);
+  if (rc != 0) {
+    delete write;
+    on_write_error(rc);
+  }
+}
+
+void StreamConn::on_owned_written(uv_write_t* req, int status) {
+  auto* write = static_cast<OwnedWrite*>(req->data);
+  StreamConn* conn = write->conn;
+  delete write;
+  if (status < 0 && status != UV_ECANCELED && conn->life_ == Life::Open) conn->on_write_error(status);
+}
+
+bool StreamConn::forward_from(StreamConn& source, const uv_buf_t* bufs, unsigned count) {
+  if (life_ != Life::Open || count == 0) return true;
+  if (forward_source_ != nullptr) {
+    // Callers never forward while a source is pinned; treat a violation as a fatal write error, not UB.
+    on_write_error(UV_EBUSY);
+    return true;
+  }
+  for (unsigned i = 0; i < count; ++i) count_sent(bufs[i].len);
+  // Fast path: the kernel usually takes everything at once and nothing is pinned.
+  uv_buf_t rest[16];
+  unsigned rest_count = 0;
+  if (tcp_.write_queue_size == 0) {
+    int n = uv_try_write(stream(), bufs, count);
+    if (n < 0 && n != UV_EAGAIN) {
+      on_write_error(n);
+      return true;
+    }
+    size_t written = n > 0 ? static_cast<size_t>(n) : 0;
+    for (unsigned i = 0; i < count; ++i) {
+      if (written >= bufs[i].len) {
+        written -= bufs[i].len;
+        continue;
+      }
+      rest[rest_count] = uv_buf_init(bufs[i].base + written, static_cast<unsigned>(bufs[i].len - written));
+      ++rest_count;
+      written = 0;
+    }
+    if (rest_count == 0) return true;
+  } else {
+    for (unsigned i = 0; i < count && i < 16; ++i) rest[rest_count++] = bufs[i];
+  }
+  forward_source_ = &source;
+  source.pinned_ = true;
+  source.stop_reading();
+  forward_req_.data = this;
+  int rc = uv_write(&forward_req_, stream(), rest, rest_count, on_forward_written);
+  if (rc != 0) {
+    forward_source_ = nullptr;
+    source.pinned_ = false;
+    on_write_error(rc);
+    return true;
+  }
+  return false;
+}
+
+void StreamConn::on_forward_written(uv_write_t* req, int status) {
+  auto* self = static_cast<StreamConn*>(req->data);
+  StreamConn* source = self->forward_source_;
+  self->forward_source_ = nullptr;
+  if (source) {
+    source->pinned_ = false;
+    if (source->life_ == Life::Open) {
+      source->on_forward_done();
+    } else {
+      source->maybe_delete();
+    }
+  }
+  if (status < 0 && status != UV_ECANCELED && self->life_ == Life::Open) self->on_write_error(status);
+}
+
+void StreamConn::close() {
+  if (life_ != Life::Open) return;
+  life_ = Life::Closing;
+  stop_reading();
+  on_closing();
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
+}
+
+
+
+void StreamConn::on_closed(uv_handle_t* handle) {
+  auto* self = static_cast<StreamConn*>(handle->data);
+  self->life_ = Life::Closed;
+  self->maybe_delete();
+}
+
+void StreamConn::maybe_delete() {
+  if (life_ == Life::Closed && !pinned_) delete this;
+}
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,166 @@
+#include "proxy/ops/admin/console.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include "protocol/backend_messages.hpp"
+#include "protocol/sqlstate.hpp"
+#include "proxy/ops/admin/commands.hpp"
+#include "proxy/client/client_conn.hpp"
+#include "proxy/control/control.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/control/worker.hpp"
+
+namespace pgmux::proxy {
+
+using admin::Answer;
+
+void deliver_admin_answer(Worker& worker, uint64_t client_id, protocol::ByteVector bytes) {
+  ClientConn* client = worker.find_client(client_id);
+  if (client && client->is_admin()) client->on_admin_answer(std::move(bytes));
+}
+
+AdminConsole::AdminConsole(Worker& worker, uint64_t client_id, std::string user)
+    : worker_(worker), client_id_(client_id), user_(std::move(user)) {}
+
+void AdminConsole::answer(const Answer& answer) {
+  protocol::ByteVector out;
+  admin::encode(answer, out);
+  deliver_admin_answer(worker_, client_id_, std::move(out));
+}
+
+void AdminConsole::execute(std::string_view sql) {
+  std::string_view trimmed = sql;
+  while (!trimmed.empty() && (std::isspace(static_cast<unsigned char>(trimmed.back())) || trimmed.back() == ';')) {
+    trimmed.remove_suffix(1);
+  }
+  while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.front()))) trimmed.remove_prefix(1);
+  if (trimmed.empty()) {
+    protocol::ByteVector out;
+    protocol::build_empty_query_response(out);
+    protocol::build_ready_for_query(out, 'I');
+    deliver_admin_answer(worker_, client_id_, std::move(out));
+    return;
+  }
+  admin::Input input;
+  const admin::Command* command = admin::find_command(trimmed, &input);
+  if (!command) {
+    answer(Answer::fail(protocol::sqlstate::kSyntaxError,
+                        "pgmux admin console: unknown command \"" + std::string(trimmed.substr(0, 80)) + "\"",
+                        "SHOW HELP lists the commands"));
+    return;
+  }
+  // Rights follow the running config: a reload that removes the user from admin_users takes effect at once.
+  const conf::Config& config = *worker_.config();
+  const auto listed = [&](const std::vector<std::string>& names) {
+    return std::find(names.begin(), names.end(), user_) != names.end();
+  };
+  const bool may_change = listed(config.admin_users);
+  if (!may_change && !listed(config.stats_users)) {
+    answer(Answer::fail("42501", "permission denied: user \"" + user_ + "\" is no longer in admin_users or stats_users",
+                        "a config reload removed the rights this console session logged in with"));
+    return;
+  }
+  if (command->access == admin::Access::Change && !may_change) {
+    answer(Answer::fail("42501", std::string("permission denied: ") + command->words + " needs a user in admin_users",
+                        "user \"" + user_ + "\" is in stats_users, which allows SHOW and EXPLAIN ROUTE"));
+    return;
+  }
+  LOG_INFO("C-%llu admin user=%s: %.*s", static_cast<unsigned long long>(client_id_), user_.c_str(),
+           static_cast<int>(std::min<size_t>(trimmed.size(), 200)), trimmed.data());
+
+  SharedState& shared = worker_.shared();
+  admin::Context context{shared, worker_.config(), shared.view.load()};
+  context.client_id = client_id_;
+  switch (command->runs) {
+    case admin::Runs::Here: {
+      context.worker = &worker_;
+      Answer result = command->handler(input, context);
+      if (command->handler == admin::pause_command && !result.error) {
+        // Answered once no client of the database is inside a transaction any more.
+        pause_waiting_for_ = input.args.empty() ? PauseState::kAll : input.args[0];
+        check_pause_done();
+        return;
+      }
+      answer(result);
+      return;
+    }
+    case admin::Runs::WithSnapshots: {
+      Worker* worker = &worker_;
+      const uint64_t id = client_id_;
+      gather_snapshots(
+          shared, [worker](std::function<void()> fn) { worker->post([fn = std::move(fn)](Worker&) { fn(); }); },
+          [worker, id, command, input, context](std::vector<WorkerSnapshot> snapshots) mutable {
+            context.worker = worker;
+            context.snapshots = &snapshots;
+            Answer result = command->handler(input, context);
+            protocol::ByteVector out;
+            admin::encode(result, out);
+            deliver_admin_answer(*worker, id, std::move(out));
+          });
+      return;
+    }
+    case admin::Runs::OnControl: {
+      Worker* worker = &worker_;
+      const uint64_t id = client_id_;
+      const bool posted = shared.control->post([worker, id, command, input, context](Control& control) mutable {
+        context.control = &control;
+        context.config = control.config();
+        Answer result = command->handler(input, context);
+        protocol::ByteVector out;
+        admin::encode(result, out);
+        worker->post([id, out = std::move(out)](Worker& w) mutable { deliver_admin_answer(w, id, std::move(out)); });
+      });
+      if (!posted) answer(Answer::fail(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down"));
+      return;
+    }
+  }
+}
+
+void AdminConsole::on_tick() {
+  if (!pause_waiting_for_.empty()) check_pause_done();
+}
+
+// PAUSE answers once no client of the paused database has a transaction open or a reply owed.
+void AdminConsole::check_pause_done() {
+  if (pause_check_running_) return;
+  SharedState& shared = worker_.shared();
+  bool still_paused = false;
+  for (const std::string& db : shared.paused.list()) {
+    still_paused |= db == PauseState::kAll || db == pause_waiting_for_;
+  }
+  if (!still_paused) {
+    pause_waiting_for_.clear();
+    answer(Answer::fail("57014", "PAUSE was canceled by a RESUME before every transaction finished"));
+    return;
+  }
+  pause_check_running_ = true;
+  Worker* worker = &worker_;
+  const uint64_t id = client_id_;
+  const std::string database = pause_waiting_for_;
+  gather_snapshots(
+      shared, [worker](std::function<void()> fn) { worker->post([fn = std::move(fn)](Worker&) { fn(); }); },
+      [worker, id, database](std::vector<WorkerSnapshot> snapshots) {
+        ClientConn* client = worker->find_client(id);
+        if (!client || !client->is_admin()) return;  // the admin left: nothing to answer
+        size_t busy = 0;
+        for (const WorkerSnapshot& s : snapshots) {
+          for (const ClientRow& c : s.clients) {
+            if (!c.admin && c.in_transaction && (database == PauseState::kAll || c.database == database)) ++busy;
+          }
+        }
+        client->admin_console()->on_pause_check(busy);
+      });
+}
+
+void AdminConsole::on_pause_check(size_t busy_clients) {
+  pause_check_running_ = false;
+  if (pause_waiting_for_.empty()) return;
+  if (busy_clients > 0) return;  // the next tick looks again
+  LOG_INFO("C-%llu admin: PAUSE %s done: no transaction running", static_cast<unsigned long long>(client_id_),
+           pause_waiting_for_.c_str());
+  pause_waiting_for_.clear();
+  answer(Answer::done("PAUSE"));
+}
+
+}  // namespace pgmux::proxy

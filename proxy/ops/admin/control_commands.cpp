@@ -1,0 +1,201 @@
+// PAUSE, RESUME, RELOAD, SET, ENABLE/DISABLE BACKEND, SET BACKEND WEIGHT, KILL_CLIENT, SHUTDOWN.
+#include <uv.h>
+
+#include "protocol/sqlstate.hpp"
+#include "proxy/ops/admin/commands.hpp"
+#include "proxy/ops/admin/live_settings.hpp"
+#include "proxy/client/client_conn.hpp"
+#include "proxy/control/control.hpp"
+#include "proxy/control/shared_state.hpp"
+#include "proxy/control/worker.hpp"
+
+namespace pgmux::proxy::admin {
+
+namespace {
+
+Answer too_many_arguments(const Input& input, const char* syntax) {
+  return Answer::fail(protocol::sqlstate::kSyntaxError, "unexpected \"" + input.args.back() + "\"",
+                      std::string("the syntax is ") + syntax);
+}
+
+// A reload's or SET's result: a notice with what changed, or every error.
+Answer config_outcome(const ReloadOutcome& outcome, const char* tag) {
+  if (!outcome.ok) {
+    std::string message = outcome.summary;
+    for (const std::string& e : outcome.errors) message += "\n  " + e;
+    return Answer::fail("F0000", message, "The running config is unchanged; fix the problem and try again.");
+  }
+  Answer a = Answer::done(tag);
+  a.notices.push_back(outcome.summary);
+  return a;
+}
+
+}  // namespace
+
+Answer pause_command(const Input& input, Context& context) {
+  if (input.args.size() > 1) return too_many_arguments(input, "PAUSE [database]");
+  const std::string database = input.args.empty() ? PauseState::kAll : input.args[0];
+  if (database != PauseState::kAll && !context.config->find_database(database)) {
+    return Answer::fail(protocol::sqlstate::kInvalidCatalogName, "database \"" + database + "\" is not configured",
+                        "SHOW DATABASES lists them; PAUSE without a name pauses all");
+  }
+  context.shared.paused.pause(database);
+  return Answer::done("PAUSE");  // the console answers once running transactions have finished
+}
+
+Answer resume_command(const Input& input, Context& context) {
+  if (input.args.size() > 1) return too_many_arguments(input, "RESUME [database]");
+  const std::string database = input.args.empty() ? PauseState::kAll : input.args[0];
+  if (!context.shared.paused.resume(database)) {
+    const auto paused = context.shared.paused.list();
+    std::string hint = paused.empty() ? "nothing is paused" : "paused now: ";
+    for (size_t i = 0; i < paused.size(); ++i) hint += (i ? ", " : "") + paused[i];
+    if (!paused.empty() && paused[0] == PauseState::kAll) hint += " (PAUSE without a name: RESUME without one)";
+    return Answer::fail("55000", "database \"" + database + "\" is not paused", hint);
+  }
+  // Held clients are released by their worker's next tick (within 250 ms).
+  return Answer::done("RESUME");
+}
+
+Answer reload_command(const Input& input, Context& context) {
+  if (!input.args.empty()) return too_many_arguments(input, "RELOAD");
+  return config_outcome(context.control->reload("RELOAD"), "RELOAD");
+}
+
+Answer set_command(const Input& input, Context& context) {
+  // SET key = value | SET key TO value; the value may be quoted.
+  std::string text = input.rest;
+  size_t split = text.find('=');
+  size_t skip = 1;
+  if (split == std::string::npos) {
+    for (size_t i = 0; i + 4 <= text.size(); ++i) {
+      if ((text[i] == ' ' || text[i] == '\t') && (text[i + 1] == 'T' || text[i + 1] == 't') &&
+          (text[i + 2] == 'O' || text[i + 2] == 'o') && (text[i + 3] == ' ' || text[i + 3] == '\t')) {
+        split = i + 1;
+        skip = 2;
+        break;
+      }
+    }
+  }
+  auto trim = [](std::string s) {
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.erase(s.begin());
+    if (s.size() >= 2 && (s.front() == '\'' || s.front() == '"') && s.back() == s.front()) s = s.substr(1, s.size() - 2);
+    return s;
+  };
+  if (split == std::string::npos) {
+    return Answer::fail(protocol::sqlstate::kSyntaxError, "SET needs a key and a value",
+                        "SET key = value; SHOW CONFIG lists the keys");
+  }
+  const std::string key = trim(text.substr(0, split));
+  const std::string value = trim(text.substr(split + skip));
+  const LiveSetting* setting = find_live_setting(key);
+  if (!setting) {
+    return Answer::fail("42704", "unknown setting \"" + key + "\"",
+                        "SHOW CONFIG lists the settings; those with changeable = yes can be SET");
+  }
+  if (setting->changeable != Changeable::Set) {
+    return Answer::fail("55P02", "setting \"" + setting->key + "\" cannot be changed with SET",
+                        setting->changeable == Changeable::Reload ? "change it in the config file and RELOAD"
+                                                                  : "it changes only with a restart of pgmux");
+  }
+  auto next = std::make_shared<conf::Config>(*context.config);
+  const std::string problem = setting->set(*next, value);
+  if (!problem.empty()) {
+    return Answer::fail("22023", "invalid value \"" + value + "\" for " + setting->key + ": " + problem);
+  }
+  return config_outcome(context.control->apply_config(next, "SET " + setting->key), "SET");
+}
+
+Answer set_backend_weight(const Input& input, Context& context) {
+  // SET BACKEND n WEIGHT w
+  int index = -1;
+  Answer error;
+  if (!parse_backend_index(input, 0, *context.config, &index, &error)) return error;
+  if (input.args.size() != 3 || input.args[1].size() != 6 ||
+      strncasecmp(input.args[1].c_str(), "WEIGHT", 6) != 0) {
+    return Answer::fail(protocol::sqlstate::kSyntaxError, "expected SET BACKEND <n> WEIGHT <w>",
+                        "for example: SET BACKEND 1 WEIGHT 3");
+  }
+  const std::string& text = input.args[2];
+  bool digits = !text.empty() && text.size() < 10;
+  for (char c : text) digits = digits && c >= '0' && c <= '9';
+  if (!digits) {
+    return Answer::fail("22023", "invalid weight \"" + text + "\"", "a weight is an integer >= 0 (0: no reads)");
+  }
+  auto next = std::make_shared<conf::Config>(*context.config);
+  next->backends[static_cast<size_t>(index)].weight = std::stoi(text);
+  return config_outcome(context.control->apply_config(next, "SET BACKEND " + std::to_string(index) + " WEIGHT"),
+                        "SET");
+}
+
+namespace {
+Answer set_enabled(const Input& input, Context& context, bool enabled) {
+  int index = -1;
+  Answer error;
+  if (!parse_backend_index(input, 0, *context.config, &index, &error)) return error;
+  if (input.args.size() > 1) return too_many_arguments(input, enabled ? "ENABLE BACKEND <n>" : "DISABLE BACKEND <n>");
+  std::string problem;
+  if (!context.control->set_backend_enabled(index, enabled, &problem)) {
+    return Answer::fail("55000", problem, "SHOW BACKENDS shows the roles");
+  }
+  return Answer::done(enabled ? "ENABLE" : "DISABLE");
+}
+}  // namespace
+
+Answer enable_backend(const Input& input, Context& context) { return set_enabled(input, context, true); }
+Answer disable_backend(const Input& input, Context& context) { return set_enabled(input, context, false); }
+
+Answer kill_client(const Input& input, Context& context) {
+  if (input.args.size() != 1) {
+    return Answer::fail(protocol::sqlstate::kSyntaxError, "expected KILL_CLIENT <id>",
+                        "the id is the first column of SHOW CLIENTS, e.g. KILL_CLIENT C-12");
+  }
+  std::string text = input.args[0];
+  if (text.size() > 2 && (text[0] == 'C' || text[0] == 'c') && text[1] == '-') text = text.substr(2);
+  bool digits = !text.empty() && text.size() < 20;
+  for (char c : text) digits = digits && c >= '0' && c <= '9';
+  const uint64_t id = digits ? std::stoull(text) : 0;
+  for (const WorkerSnapshot& s : *context.snapshots) {
+    for (const ClientRow& c : s.clients) {
+      if (c.id != id) continue;
+      if (id == context.client_id) {
+        return Answer::fail("55000", "KILL_CLIENT of the console's own session", "disconnect instead");
+      }
+      context.shared.workers[static_cast<size_t>(c.worker)]->post([id](Worker& w) {
+        if (ClientConn* client = w.find_client(id)) {
+          client->fail(protocol::sqlstate::kAdminShutdown,
+                       "terminating connection due to administrator command (pgmux KILL_CLIENT)");
+        }
+      });
+      return Answer::done("KILL_CLIENT");
+    }
+  }
+  return Answer::fail("42704", "there is no client \"" + input.args[0] + "\"", "SHOW CLIENTS lists the clients");
+}
+
+Answer shutdown_command(const Input& input, Context& context) {
+  bool graceful = false;
+  if (input.args.size() == 1 && strcasecmp(input.args[0].c_str(), "WAIT_FOR_CLIENTS") == 0) {
+    graceful = true;
+  } else if (!input.args.empty()) {
+    return Answer::fail(protocol::sqlstate::kSyntaxError, "unexpected \"" + input.args[0] + "\"",
+                        "SHUTDOWN stops now; SHUTDOWN WAIT_FOR_CLIENTS lets sessions finish first");
+  }
+  // Stop a moment later, so this answer reaches the console before its connection closes.
+  auto* timer = new uv_timer_t;
+  uv_timer_init(context.control->loop(), timer);
+  timer->data = new std::pair<Control*, bool>(context.control, graceful);
+  uv_timer_start(
+      timer,
+      [](uv_timer_t* t) {
+        auto* what = static_cast<std::pair<Control*, bool>*>(t->data);
+        what->first->stop(what->second, "SHUTDOWN from the admin console");
+        delete what;
+        uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+      },
+      100, 0);
+  return Answer::done("SHUTDOWN");
+}
+
+}  // namespace pgmux::proxy::admin

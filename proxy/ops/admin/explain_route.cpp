@@ -1,0 +1,98 @@
+#include "proxy/ops/admin/explain_route.hpp"
+
+#include <cctype>
+
+#include "proxy/ops/admin/commands.hpp"
+#include "proxy/control/worker.hpp"
+#include "routing/read_your_writes.hpp"
+
+namespace pgmux::proxy::admin {
+
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Skips one keyword (case-insensitive) and the blanks after it; false when `s` does not start with it.
+bool skip_keyword(std::string_view& s, std::string_view keyword) {
+  if (s.size() < keyword.size()) return false;
+  for (size_t i = 0; i < keyword.size(); ++i) {
+    if (std::toupper(static_cast<unsigned char>(s[i])) != keyword[i]) return false;
+  }
+  if (s.size() > keyword.size() && !is_space(s[keyword.size()])) return false;
+  s.remove_prefix(keyword.size());
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  return true;
+}
+
+// Why each backend could or could not take this read now.
+std::string candidates(const routing::BackendsView& view, const routing::ClientRouteState& state,
+                       std::optional<uint64_t> required) {
+  std::string out;
+  for (size_t i = 0; i < view.backends.size(); ++i) {
+    const routing::BackendStatus& b = view.backends[i];
+    if (b.role == routing::Role::Primary) continue;
+    std::string why;
+    if (i >= 64 || !((state.backend_mask >> i) & 1)) {
+      why = "not a backend of this database";
+    } else if (!b.readable) {
+      why = b.excluded_reason;
+    } else if (b.spec.weight <= 0) {
+      why = "weight 0";
+    } else if (required && !routing::standby_caught_up(view, static_cast<int>(i), *required)) {
+      why = "has not replayed this session's last write yet";
+    } else {
+      why = "eligible, weight " + std::to_string(b.spec.weight);
+    }
+    if (!out.empty()) out += "; ";
+    out += b.spec.name + ": " + why;
+  }
+  return out.empty() ? "no standbys" : out;
+}
+
+}  // namespace
+
+std::string_view explain_route_target(std::string_view sql, bool* matched) {
+  std::string_view s = sql;
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  *matched = skip_keyword(s, "EXPLAIN") && skip_keyword(s, "ROUTE");
+  return *matched ? s : std::string_view();
+}
+
+ResultSet explain_route_result(std::string_view sql, routing::Classifier& classifier,
+                               const routing::ClientRouteState& state, const routing::BackendsView& view,
+                               const routing::RouteSettings& settings, routing::Balancer balancer) {
+  const routing::Classification c = classifier.classify(sql);
+  const routing::Route route = routing::route_statement(c, state, view, settings, balancer);
+  std::optional<uint64_t> required;
+  if (settings.read_your_writes && state.last_write_commit) {
+    required = routing::required_lsn(view, *state.last_write_commit);
+  }
+  ResultSet r;
+  r.tag = "EXPLAIN";
+  r.column("statement_class").column("classified_by").column("classifier_reason").column("target");
+  r.column("backend").column("route_reason").column("standbys");
+  r.row().cell(routing::to_string(c.kind)).cell(c.parsed ? "parser" : "lexer").cell(c.reason);
+  r.cell(routing::to_string(route.target));
+  if (route.backend >= 0 && static_cast<size_t>(route.backend) < view.backends.size()) {
+    r.cell(view.backends[static_cast<size_t>(route.backend)].spec.name);
+  } else {
+    r.null_cell();
+  }
+  r.cell(routing::to_string(route.reason)).cell(candidates(view, state, required));
+  return r;
+}
+
+Answer explain_route(const Input& input, Context& context) {
+  if (input.rest.empty()) {
+    return Answer::fail("42601", "EXPLAIN ROUTE needs a statement", "for example: EXPLAIN ROUTE SELECT 1");
+  }
+  routing::RouteSettings settings;
+  settings.read_write_split = context.config->routing.read_write_split;
+  settings.fallback_to_primary = context.config->routing.fallback_to_primary;
+  settings.read_your_writes = context.config->routing.read_your_writes;
+  routing::ClientRouteState fresh;  // a new session: no writes yet, nothing pinned
+  return Answer::of(explain_route_result(input.rest, context.worker->classifier(), fresh, *context.view, settings,
+                                         context.worker->balancer()));
+}
+
+}  // namespace pgmux::proxy::admin

@@ -1,0 +1,312 @@
+#include "proxy/ops/metrics_http.hpp"
+
+#include <uv.h>
+
+#include <ctime>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "proxy/net/address.hpp"
+#include "proxy/control/control.hpp"
+#include "proxy/ops/http_message.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/ops/metrics_export.hpp"
+#include "proxy/ops/status_json.hpp"
+#include "proxy/control/worker.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+
+constexpr size_t kMaxRequestHead = 8192;    // bytes of request line and headers
+constexpr uint64_t kRequestTimeoutMs = 5000;  // to send the request, and for pgmux to answer it
+constexpr uint64_t kLingerMs = 1000;          // after the answer, for the client to close its side
+constexpr size_t kMaxConnections = 64;
+constexpr const char* kTextType = "text/plain; charset=utf-8";
+
+struct Response {
+  int status = 200;
+  std::string content_type = kTextType;
+  std::string body;
+  std::string extra_headers;
+};
+
+Response text(int status, std::string body) { return Response{status, kTextType, std::move(body) + "\n", {}}; }
+
+double unix_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+void delete_tcp(uv_handle_t* handle) { delete reinterpret_cast<uv_tcp_t*>(handle); }
+
+}  // namespace
+
+struct MetricsHttpServer::Impl {
+  struct HttpConn;
+  explicit Impl(Control& c) : control(c) {}
+
+  Control& control;
+  uv_tcp_t* listener = nullptr;  // heap: frees itself in its close callback
+  std::map<uint64_t, HttpConn*> conns;
+  uint64_t next_id = 0;
+  bool closed = false;
+
+  static void on_connection(uv_stream_t* stream, int status);
+  static void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*);
+  static void on_timeout(uv_timer_t* timer);
+  static void on_written(uv_write_t* req, int status);
+  static void on_shut_down(uv_shutdown_t* req, int status);
+  static void on_conn_handle_closed(uv_handle_t* handle);
+
+  void on_request(HttpConn* c, const HttpRequestHead& head);
+  void respond(HttpConn* c, const Response& response);
+  void close_conn(HttpConn* c);
+  // Collects every worker's snapshot, then answers with build(sources) if the connection is still there.
+  void answer_with_snapshots(HttpConn* c, std::function<Response(const ExportSources&)> build);
+  Response healthz() const;
+  Response readyz() const;
+};
+
+// One HTTP connection. Its two handles close together; the object frees itself when both have closed. Close
+// callbacks never touch the server (it may be gone by then): the connection leaves the server's map when its
+// close starts.
+struct MetricsHttpServer::Impl::HttpConn {
+  enum class Phase { Reading, Working, Writing, Lingering, Closing };
+
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t write_req;
+  uv_shutdown_t shutdown_req;
+  Impl* server = nullptr;  // null once closing
+  uint64_t id = 0;
+  Phase phase = Phase::Reading;
+  bool peer_closed = false;  // the client sent FIN: nothing to linger for
+  int open_handles = 2;
+  std::string in;
+  std::string out;
+  char read_buffer[2048];
+};
+
+void MetricsHttpServer::Impl::on_connection(uv_stream_t* stream, int status) {
+  auto* self = static_cast<Impl*>(stream->data);
+  if (status < 0) {
+    LOG_WARN("metrics_listen: accept failed: %s", uv_strerror(status));
+    return;
+  }
+  auto* c = new HttpConn;
+  uv_tcp_init(self->control.loop(), &c->tcp);
+  uv_timer_init(self->control.loop(), &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->server = self;
+  c->id = ++self->next_id;
+  self->conns[c->id] = c;
+  if (uv_accept(stream, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0 || self->conns.size() > kMaxConnections) {
+    self->close_conn(c);  // scrapers that pile up are cut off rather than queued
+    return;
+  }
+  uv_timer_start(&c->timer, on_timeout, kRequestTimeoutMs, 0);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
+}
+
+void MetricsHttpServer::Impl::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<HttpConn*>(handle->data);
+  *buf = uv_buf_init(c->read_buffer, sizeof c->read_buffer);
+}
+
+void MetricsHttpServer::Impl::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
+  auto* c = static_cast<HttpConn*>(stream->data);
+  if (c->phase == HttpConn::Phase::Closing || nread == 0) return;
+  Impl* self = c->server;
+  if (nread < 0) {
+    // The client is done sending. While pgmux still owes the answer, the client may be waiting for it (a half
+    // close after the request); otherwise the connection is over.
+    uv_read_stop(stream);
+    c->peer_closed = true;
+    if (c->phase == HttpConn::Phase::Reading || c->phase == HttpConn::Phase::Lingering) self->close_conn(c);
+    return;
+  }
+  if (c->phase != HttpConn::Phase::Reading) return;  // anything after the request head is ignored
+  c->in.append(c->read_buffer, static_cast<size_t>(nread));
+  if (c->in.size() > kMaxRequestHead) {  // the buffer never grows past the limit, whatever the bytes are
+    self->respond(c, text(431, "request header fields too large (limit " + std::to_string(kMaxRequestHead) + " bytes)"));
+    return;
+  }
+  HttpRequestHead head;
+  switch (parse_http_request_head(c->in, kMaxRequestHead, &head)) {
+    case HttpParse::NeedMore:
+      return;
+    case HttpParse::Malformed:
+      self->respond(c, text(400, "bad request"));
+      return;
+    case HttpParse::TooLarge:
+      self->respond(c, text(431, "request header fields too large (limit " + std::to_string(kMaxRequestHead) + " bytes)"));
+      return;
+    case HttpParse::Ok:
+      break;
+  }
+  self->on_request(c, head);
+}
+
+void MetricsHttpServer::Impl::on_request(HttpConn* c, const HttpRequestHead& head) {
+  const std::string& path = head.path;
+  c->in.clear();
+  c->phase = HttpConn::Phase::Working;
+  static const char* const kPaths[] = {"/metrics", "/healthz", "/readyz", "/status"};
+  bool known = false;
+  for (const char* p : kPaths) known |= path == p;
+  if (!known) {
+    respond(c, text(404, "not found; try /metrics, /healthz, /readyz or /status"));
+    return;
+  }
+  if (head.method != "GET") {
+    Response r = text(405, "method not allowed; only GET");
+    r.extra_headers = "Allow: GET\r\n";
+    respond(c, r);
+    return;
+  }
+  if (path == "/healthz") {
+    respond(c, healthz());
+  } else if (path == "/readyz") {
+    respond(c, readyz());
+  } else if (path == "/metrics") {
+    answer_with_snapshots(c, [](const ExportSources& sources) {
+      return Response{200, kMetricsContentType, render_metrics(sources), {}};
+    });
+  } else {
+    answer_with_snapshots(c, [](const ExportSources& sources) {
+      // Backend errors are server text in any encoding: invalid UTF-8 is replaced, never thrown.
+      return Response{200, "application/json",
+                      status_json(sources).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", {}};
+    });
+  }
+}
+
+Response MetricsHttpServer::Impl::healthz() const {
+  if (control.stopping()) return text(503, "shutting down");
+  return text(200, "ok");
+}
+
+Response MetricsHttpServer::Impl::readyz() const {
+  if (control.stopping()) return text(503, "not ready: shutting down");
+  std::shared_ptr<const routing::BackendsView> view = control.shared().view.load();
+  if (view->primary >= 0 && static_cast<size_t>(view->primary) < view->backends.size()) {
+    return text(200, "ready: primary " + view->backends[static_cast<size_t>(view->primary)].spec.name);
+  }
+  return text(503, "not ready: " + (view->alarm.empty() ? std::string("no primary") : view->alarm));
+}
+
+void MetricsHttpServer::Impl::answer_with_snapshots(HttpConn* c, std::function<Response(const ExportSources&)> build) {
+  const uint64_t id = c->id;
+  Control& ctl = control;
+  auto post_back = [&ctl](std::function<void()> fn) { ctl.post([fn = std::move(fn)](Control&) { fn(); }); };
+  gather_snapshots(control.shared(), post_back, [this, id, build = std::move(build)](std::vector<WorkerSnapshot> snapshots) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->phase != HttpConn::Phase::Working) return;  // gone, or timed out
+    SharedState& shared = control.shared();
+    std::shared_ptr<const routing::BackendsView> view = shared.view.load();
+    ExportSources sources;
+    for (const Worker* worker : shared.workers) sources.workers.push_back(&worker->metrics());
+    sources.snapshots = &snapshots;
+    sources.view = view.get();
+    sources.control = &control.metrics();
+    sources.pins = &shared.pins;
+    sources.version = PGMUX_VERSION;
+    sources.now = unix_now();
+    sources.clients = shared.clients.load();
+    sources.shutting_down = control.stopping();
+    respond(it->second, build(sources));
+  });
+}
+
+void MetricsHttpServer::Impl::respond(HttpConn* c, const Response& response) {
+  c->phase = HttpConn::Phase::Writing;
+  c->in.clear();
+  c->out = http_response(response.status, response.content_type, response.body, response.extra_headers);
+  uv_buf_t buf = uv_buf_init(c->out.data(), static_cast<unsigned>(c->out.size()));
+  uv_timer_start(&c->timer, on_timeout, kRequestTimeoutMs, 0);
+  if (uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1, on_written) != 0) close_conn(c);
+}
+
+void MetricsHttpServer::Impl::on_written(uv_write_t* req, int status) {
+  auto* c = static_cast<HttpConn*>(req->handle->data);
+  if (c->phase == HttpConn::Phase::Closing) return;
+  // Half close and wait for the client's FIN: closing with unread request bytes would reset the connection
+  // and could destroy the answer in flight.
+  if (status < 0 || uv_shutdown(&c->shutdown_req, reinterpret_cast<uv_stream_t*>(&c->tcp), on_shut_down) != 0) {
+    c->server->close_conn(c);
+  }
+}
+
+void MetricsHttpServer::Impl::on_shut_down(uv_shutdown_t* req, int status) {
+  auto* c = static_cast<HttpConn*>(req->handle->data);
+  if (c->phase == HttpConn::Phase::Closing) return;
+  if (status < 0 || c->peer_closed) {
+    c->server->close_conn(c);
+    return;
+  }
+  c->phase = HttpConn::Phase::Lingering;
+  uv_timer_start(&c->timer, on_timeout, kLingerMs, 0);
+}
+
+void MetricsHttpServer::Impl::on_timeout(uv_timer_t* timer) {
+  auto* c = static_cast<HttpConn*>(timer->data);
+  Impl* self = c->server;
+  if (c->phase == HttpConn::Phase::Reading) {
+    self->respond(c, text(408, "request timeout"));
+  } else if (c->phase == HttpConn::Phase::Working) {
+    self->respond(c, text(503, "timed out collecting the workers' state"));
+  } else if (c->phase != HttpConn::Phase::Closing) {
+    self->close_conn(c);
+  }
+}
+
+void MetricsHttpServer::Impl::close_conn(HttpConn* c) {
+  if (c->phase == HttpConn::Phase::Closing) return;
+  c->phase = HttpConn::Phase::Closing;
+  conns.erase(c->id);
+  c->server = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_conn_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_conn_handle_closed);
+}
+
+void MetricsHttpServer::Impl::on_conn_handle_closed(uv_handle_t* handle) {
+  auto* c = static_cast<HttpConn*>(handle->data);
+  if (--c->open_handles == 0) delete c;
+}
+
+MetricsHttpServer::MetricsHttpServer(Control& control) : impl_(new Impl(control)) {}
+
+// Runs after the loop is closed: every handle was closed by close() and freed in its own callback.
+MetricsHttpServer::~MetricsHttpServer() { delete impl_; }
+
+bool MetricsHttpServer::listen(const std::string& host, uint16_t port, std::string* error) {
+  sockaddr_storage address{};
+  if (!resolve_address(host, port, &address, error)) return false;
+  auto* tcp = new uv_tcp_t;
+  uv_tcp_init(impl_->control.loop(), tcp);
+  tcp->data = impl_;
+  int rc = uv_tcp_bind(tcp, reinterpret_cast<const sockaddr*>(&address), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp), 128, Impl::on_connection);
+  if (rc != 0) {
+    *error = std::string("cannot listen: ") + uv_strerror(rc);
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp), delete_tcp);
+    return false;
+  }
+  impl_->listener = tcp;
+  return true;
+}
+
+void MetricsHttpServer::close() {
+  if (impl_->closed) return;
+  impl_->closed = true;
+  if (impl_->listener) uv_close(reinterpret_cast<uv_handle_t*>(impl_->listener), delete_tcp);
+  impl_->listener = nullptr;
+  while (!impl_->conns.empty()) impl_->close_conn(impl_->conns.begin()->second);
+}
+
+}  // namespace pgmux::proxy

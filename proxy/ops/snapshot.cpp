@@ -1,0 +1,202 @@
+#include "proxy/ops/snapshot.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <ctime>
+#include <mutex>
+
+#include "proxy/client/client_conn.hpp"
+#include "proxy/server/pool.hpp"
+#include "proxy/server/server_conn.hpp"
+#include "proxy/control/shared_state.hpp"
+#include "proxy/control/worker.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+
+// Loop times are monotonic seconds; rows carry unix seconds.
+struct WallClock {
+  double loop_now;
+  double unix_now;
+  double to_unix(double loop_time) const { return loop_time > 0 ? unix_now - (loop_now - loop_time) : 0; }
+};
+
+void split_peer(const std::string& peer, std::string* addr, int* port) {
+  const size_t colon = peer.rfind(':');
+  if (colon == std::string::npos) {
+    *addr = peer;
+    return;
+  }
+  *addr = peer.substr(0, colon);
+  *port = std::atoi(peer.c_str() + colon + 1);
+}
+
+const char* client_state_text(const ClientConn& c) {
+  switch (c.state()) {
+    case ClientState::Startup:
+    case ClientState::Auth: return "login";
+    case ClientState::WaitingServer: return "waiting";
+    case ClientState::Closing: return "closing";
+    case ClientState::Linked: break;
+  }
+  if (c.is_admin() || c.in_transaction()) return "active";
+  return c.waiting() ? "waiting" : "idle";
+}
+
+const char* server_state_text(ServerState s) {
+  switch (s) {
+    case ServerState::Connecting:
+    case ServerState::Login: return "login";
+    case ServerState::Idle: return "idle";
+    case ServerState::Internal: return "used";  // pgmux's own reset or sync queries
+    case ServerState::Linked: return "active";
+    case ServerState::Closing: return "closing";
+  }
+  return "?";
+}
+
+}  // namespace
+
+WorkerSnapshot Worker::snapshot() {
+  WorkerSnapshot out;
+  out.worker = index_;
+  const WallClock clock{now(), static_cast<double>(std::time(nullptr))};
+  clients_.for_each([&](ClientConn* c) {
+    ClientRow row;
+    row.id = c->id();
+    row.user = c->user();
+    row.database = c->database();
+    row.state = client_state_text(*c);
+    split_peer(c->peer(), &row.addr, &row.port);
+    row.connect_time = clock.to_unix(c->created_at());
+    row.request_time = clock.to_unix(c->last_activity());
+    if (c->state() == ClientState::WaitingServer) row.wait_seconds = clock.loop_now - c->wait_started();
+    if (const std::string* app = c->wanted_params().find("application_name")) row.application_name = *app;
+    row.pool_mode = conf::to_string(c->pool_mode());
+    for (const ServerConn* s : {c->primary_server(), c->standby_server()}) {
+      if (!s) continue;
+      if (!row.servers.empty()) row.servers += ",";
+      row.servers += "S-" + std::to_string(s->id());
+    }
+    row.admin = c->is_admin();
+    row.in_transaction = c->in_transaction();
+    row.worker = index_;
+    out.clients.push_back(std::move(row));
+  });
+  for (auto& [key, pool] : pools_) {
+    PoolRow p;
+    p.database = pool->database_name();
+    p.user = pool->login().user;
+    p.backend = pool->backend().name;
+    p.pool_mode = conf::to_string(pool->mode());
+    p.draining = pool->draining();
+    p.pool_size = pool->pool_size();
+    p.cl_waiting = static_cast<int>(pool->waiting_count());
+    pool->for_each_waiting([&](ClientConn* c) { p.maxwait = std::max(p.maxwait, clock.loop_now - c->wait_started()); });
+    pool->for_each_server([&](ServerConn* s) {
+      ServerRow row;
+      row.id = s->id();
+      row.user = pool->login().user;
+      row.database = pool->database_name();
+      row.backend = pool->backend().name;
+      row.state = server_state_text(s->state());
+      row.addr = pool->backend().host;
+      row.port = pool->backend().port;
+      row.connect_time = clock.to_unix(s->connect_started());
+      row.request_time = clock.to_unix(s->last_request());
+      row.client_id = s->client() ? s->client()->id() : 0;
+      row.remote_pid = s->key().process_id;
+      row.tx_status = s->tx_status();
+      row.prepared_statements = s->server_statements.size() + s->prepared.size();
+      row.worker = index_;
+      if (s->state() == ServerState::Linked) {
+        ++p.sv_active;
+        ++p.cl_active;
+      } else if (s->state() == ServerState::Idle) {
+        ++p.sv_idle;
+      } else if (s->state() == ServerState::Connecting || s->state() == ServerState::Login) {
+        ++p.sv_login;
+      } else if (s->state() == ServerState::Internal) {
+        ++(s->client() ? p.sv_active : p.sv_idle);
+      }
+      out.servers.push_back(std::move(row));
+    });
+    p.xact_count = pool->stats.xact_count;
+    p.query_count = pool->stats.query_count;
+    p.reads = pool->stats.reads;
+    p.bytes_received = pool->stats.bytes_received;
+    p.bytes_sent = pool->stats.bytes_sent;
+    p.xact_time_us = pool->stats.xact_time_us;
+    p.query_time_us = pool->stats.query_time_us;
+    p.wait_time_us = pool->stats.wait_time_us;
+    out.pools.push_back(std::move(p));
+  }
+  return out;
+}
+
+void add_pool_totals(PoolRow& into, const PoolRow& from) {
+  into.xact_count += from.xact_count;
+  into.query_count += from.query_count;
+  into.reads += from.reads;
+  into.bytes_received += from.bytes_received;
+  into.bytes_sent += from.bytes_sent;
+  into.xact_time_us += from.xact_time_us;
+  into.query_time_us += from.query_time_us;
+  into.wait_time_us += from.wait_time_us;
+}
+
+std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapshots) {
+  std::map<PoolKey, PoolRow> pools;
+  for (const WorkerSnapshot& s : snapshots) {
+    for (const PoolRow& p : s.pools) {
+      auto [it, fresh] = pools.try_emplace({p.database, p.user, p.backend}, p);
+      if (fresh) continue;
+      PoolRow& m = it->second;
+      m.cl_active += p.cl_active;
+      m.cl_waiting += p.cl_waiting;
+      m.sv_active += p.sv_active;
+      m.sv_idle += p.sv_idle;
+      m.sv_login += p.sv_login;
+      m.maxwait = std::max(m.maxwait, p.maxwait);
+      m.draining = m.draining || p.draining;
+      add_pool_totals(m, p);
+    }
+  }
+  return pools;
+}
+
+void gather_snapshots(SharedState& shared, PostBack post_back, std::function<void(std::vector<WorkerSnapshot>)> done) {
+  struct Gathering {
+    std::mutex mutex;
+    std::vector<WorkerSnapshot> parts;
+    size_t remaining = 0;
+    PostBack post_back;
+    std::function<void(std::vector<WorkerSnapshot>)> done;
+    void arrive(WorkerSnapshot* part) {
+      std::unique_lock lock(mutex);
+      if (part) parts.push_back(std::move(*part));
+      if (--remaining > 0) return;
+      std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.worker < b.worker; });
+      lock.unlock();
+      post_back([done = std::move(done), parts = std::move(parts)]() mutable { done(std::move(parts)); });
+    }
+  };
+  auto gathering = std::make_shared<Gathering>();
+  gathering->remaining = shared.workers.size();
+  gathering->post_back = std::move(post_back);
+  gathering->done = std::move(done);
+  if (shared.workers.empty()) {
+    gathering->post_back([gathering] { gathering->done({}); });
+    return;
+  }
+  for (Worker* worker : shared.workers) {
+    const bool posted = worker->post([gathering](Worker& w) {
+      WorkerSnapshot part = w.snapshot();
+      gathering->arrive(&part);
+    });
+    if (!posted) gathering->arrive(nullptr);
+  }
+}
+
+}  // namespace pgmux::proxy

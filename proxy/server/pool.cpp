@@ -1,0 +1,429 @@
+#include "proxy/server/pool.hpp"
+
+#include <vector>
+
+#include "protocol/sqlstate.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/control/worker.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+std::string format_seconds(double seconds) {
+  char text[32];
+  snprintf(text, sizeof text, "%g s", seconds);
+  return text;
+}
+}  // namespace
+
+Pool::Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend,
+           ServerLogin login, Limits limits, conf::PoolMode mode)
+    : worker_(worker),
+      key_(std::move(key)),
+      name_(std::move(name)),
+      backend_index_(backend_index),
+      backend_(std::move(backend)),
+      login_(std::move(login)),
+      limits_(std::move(limits)),
+      mode_(mode) {}
+
+bool Pool::can_open_more() const {
+  auto below = [](const std::shared_ptr<PoolBudget>& b) {
+    return !b || b->used.load(std::memory_order_relaxed) < b->limit.load(std::memory_order_relaxed);
+  };
+  return below(limits_.pool) && below(limits_.database) && below(limits_.user);
+}
+
+bool Pool::acquire_slot(bool reserve) {
+  if (!limits_.pool->try_acquire(reserve ? limits_.reserve : 0)) return false;
+  if (limits_.database && !limits_.database->try_acquire()) {
+    limits_.pool->release();
+    return false;
+  }
+  if (limits_.user && !limits_.user->try_acquire()) {
+    if (limits_.database) limits_.database->release();
+    limits_.pool->release();
+    return false;
+  }
+  return true;
+}
+
+void Pool::release_slot() {
+  limits_.pool->release();
+  if (limits_.database) limits_.database->release();
+  if (limits_.user) limits_.user->release();
+}
+
+// More servers than pool_size + reserve_pool_size: a reload made the pool smaller.
+bool Pool::over_limit() const {
+  return limits_.pool->used.load(std::memory_order_relaxed) >
+         limits_.pool->limit.load(std::memory_order_relaxed) + limits_.reserve;
+}
+
+void Pool::reconfigure(Limits limits, const std::string& password) {
+  // A budget this pool starts or stops drawing from (max_db_connections or max_user_connections turned on or
+  // off) takes over the slots its servers already hold, so release_slot() stays balanced.
+  const int held = static_cast<int>(server_count());
+  auto move_slots = [held](std::shared_ptr<PoolBudget>& current, std::shared_ptr<PoolBudget> next) {
+    if (current == next) return;
+    if (current) current->used.fetch_sub(held, std::memory_order_acq_rel);
+    if (next) next->used.fetch_add(held, std::memory_order_acq_rel);
+    current = std::move(next);
+  };
+  move_slots(limits_.pool, std::move(limits.pool));
+  move_slots(limits_.database, std::move(limits.database));
+  move_slots(limits_.user, std::move(limits.user));
+  limits_.reserve = limits.reserve;
+  limits_.min_size = stale_ ? 0 : limits.min_size;
+  if (password != login_.password) {
+    login_.password = password;
+    login_.scram_secret.reset();
+    login_.client_key.reset();  // recovered from a client's login with the old secret
+    if (protocol::is_scram_secret(password)) login_.scram_secret = protocol::parse_scram_secret(password);
+  }
+  // Smaller: idle servers beyond the new size go now, busy ones when released.
+  while (over_limit() && !idle_.empty()) idle_.back()->close();
+  if (!waiting_.empty()) serve_waiters();  // larger: clients waiting for a slot get one now
+}
+
+void Pool::drain() {
+  if (draining_) return;
+  draining_ = true;
+  backend_index_ = -1;
+  limits_.min_size = 0;
+  LOG_INFO("pool %s: backend %s (%s) removed or moved by a reload: draining (%zu idle, %zu busy servers)",
+           name_.c_str(), backend_.name.c_str(), backend_.text().c_str(), idle_.size(), busy_.size());
+  std::vector<ClientConn*> waiters;
+  while (ClientConn* client = waiting_.pop_front()) waiters.push_back(client);
+  std::vector<ServerConn*> closing;
+  busy_.for_each([&](ServerConn* server) {
+    if (server->state() == ServerState::Connecting || server->state() == ServerState::Login) closing.push_back(server);
+  });
+  while (ServerConn* server = idle_.front()) server->close();
+  for (ServerConn* server : closing) server->close();
+  // Linked servers: their clients give them back at their next transaction boundary (now, when idle).
+  std::vector<ClientConn*> linked;
+  busy_.for_each([&](ServerConn* server) {
+    if (server->state() == ServerState::Linked && server->client()) linked.push_back(server->client());
+  });
+  for (ClientConn* client : waiters) client->on_pool_draining(this);
+  for (ClientConn* client : linked) {
+    if (client->open()) client->on_pool_draining(this);
+  }
+}
+
+Pool::~Pool() { close_all("pgmux is shutting down"); }
+
+void Pool::request(ClientConn* client) {
+  waiting_.push_back(client);
+  serve_waiters();
+}
+
+void Pool::withdraw(ClientConn* client) {
+  waiting_.remove(client);
+  busy_.for_each([client](ServerConn* server) {
+    if (server->opened_for() == client) server->forget_opened_for();
+    // A server being synced for this client (assign) must not call back into it: its callback releases it.
+    if (server->client() == client && server->state() == ServerState::Internal) server->unlink();
+  });
+}
+
+void Pool::set_state(ServerConn* server, ServerState state) {
+  const ServerState old = server->state();
+  if (old == state) return;
+  if (old == ServerState::Connecting || old == ServerState::Login) {
+    if (state != ServerState::Login) --connecting_;
+  }
+  if (state == ServerState::Connecting) ++connecting_;
+  if (old == ServerState::Idle) idle_.remove(server);
+  if (old != ServerState::Idle && old != ServerState::Closing) busy_.remove(server);
+  server->set_state_internal(state);
+  switch (state) {
+    case ServerState::Idle:
+      server->mark_idle(worker_.now());
+      idle_.push_front(server);  // LIFO: the most recently used connection is the warmest
+      break;
+    case ServerState::Closing:
+      break;
+    default:
+      busy_.push_back(server);
+      break;
+  }
+}
+
+void Pool::serve_waiters() {
+  if (draining_) return;  // nobody waits on a draining pool (drain() sent them elsewhere)
+  for (ClientConn* client = waiting_.front(); client && !idle_.empty();) {
+    ServerConn* server = take_idle_for(client);
+    if (!server) {
+      client = waiting_.next_of(client);
+      continue;
+    }
+    waiting_.remove(client);
+    assign(server, client);
+    client = waiting_.front();  // assign may have changed the list: start over from the head
+  }
+  // One new connection per waiting client not already covered by one in progress, up to the pool size; each is
+  // opened with the startup parameters of the client it is for.
+  // Opening a server can fail at once and fail waiting clients, so pick the clients before opening anything.
+  bool starving = false;
+  std::vector<ClientConn*> uncovered;
+  const double now = worker_.now();
+  const double reserve_after = worker_.config()->timeouts.reserve_pool_timeout;
+  for (ClientConn* client = waiting_.front(); client; client = waiting_.next_of(client)) {
+    bool covered = false;
+    busy_.for_each([&](ServerConn* server) { covered |= server->opened_for() == client; });
+    if (covered) continue;
+    // The reserve pool opens for clients that have waited reserve_pool_timeout (0 = never).
+    const bool reserve = limits_.reserve > 0 && reserve_after > 0 && now - client->wait_started() >= reserve_after;
+    if (!acquire_slot(reserve)) {
+      starving = true;
+      break;
+    }
+    if (reserve && !can_open_more()) {
+      LOG_INFO("pool %s: using the reserve pool for a client waiting %.1f s", name_.c_str(), now - client->wait_started());
+    }
+    uncovered.push_back(client);
+  }
+  for (ClientConn* client : uncovered) {
+    if (client->wait_node.linked()) {
+      open_server(client);
+    } else {
+      release_slot();  // that client is gone already
+    }
+  }
+  // The budget is spent and nothing here is idle: idle servers of this key on other workers are the only slack.
+  if (starving && idle_.empty()) {
+    if (now - last_shed_request_ >= 0.1) {
+      last_shed_request_ = now;
+      worker_.request_shed(key_);
+    }
+  }
+}
+
+void Pool::shed_idle() {
+  if (ServerConn* oldest = idle_.back()) {
+    LOG_DEBUG("S-%llu pool %s: closing idle server for a busier worker", static_cast<unsigned long long>(oldest->id()),
+              name_.c_str());
+    last_shed_ = worker_.now();
+    oldest->close();
+  }
+}
+
+// Transaction pooling: any idle server (parameters are synced with SET on every checkout). Session pooling: only
+// a server opened with this client's own startup parameters, so RESET behaves as on a direct connection; when
+// the budget is spent, the oldest idle server opened for other parameters is closed to make room for one.
+ServerConn* Pool::take_idle_for(ClientConn* client) {
+  if (transaction_pooling()) return idle_.front();
+  for (ServerConn* server = idle_.front(); server; server = idle_.next_of(server)) {
+    if (server->startup_params().entries() == client->wanted_params().entries()) return server;
+  }
+  if (!can_open_more()) {
+    if (ServerConn* oldest = idle_.back()) oldest->close();  // frees a budget slot for serve_waiters
+  }
+  return nullptr;
+}
+
+// for_client is null for connections opened to keep min_pool_size.
+void Pool::open_server(ClientConn* for_client) {
+  auto* server = new ServerConn(*this, worker_.next_server_id());
+  server->set_state_internal(ServerState::Closing);  // not in a list yet; set_state below links it
+  set_state(server, ServerState::Connecting);
+  LOG_DEBUG("S-%llu pool %s: connecting to backend %s (%s)", static_cast<unsigned long long>(server->id()),
+            name_.c_str(), backend_.name.c_str(), backend_.text().c_str());
+  // Session pooling starts the server with the client's parameters (they become its session defaults);
+  // transaction pooling starts it plain and SETs each client's parameters on checkout.
+  server->connect(reinterpret_cast<const sockaddr*>(&backend_.address),
+                  transaction_pooling() || !for_client ? SessionParams{} : for_client->wanted_params(), for_client);
+}
+
+void Pool::assign(ServerConn* server, ClientConn* client) {
+  server->link(client);
+  std::string sync_sql = build_sync_sql(client->wanted_params(), server->params(), server->applied_unreported);
+  // A connection idle for server_check_delay may have died quietly (firewall, restart): an empty query proves it
+  // alive before a client's request depends on it. If it fails, the client asks the pool again.
+  const double check_delay = worker_.config()->timeouts.server_check_delay;
+  if (sync_sql.empty() && server->idle_since() > 0 && worker_.now() - server->idle_since() >= check_delay) {
+    sync_sql = ";";
+  }
+  if (sync_sql.empty()) {
+    set_state(server, ServerState::Linked);
+    client->on_server_ready(server);
+    return;
+  }
+  server->run_internal(std::move(sync_sql), [](ServerConn& s, bool ok, const std::string& state_ref,
+                                               const std::string& error_ref) {
+    Pool& pool = s.pool();
+    ClientConn* owner = s.client();
+    if (!s.open()) return;  // closing: on_server_lost told the client
+    const std::string state = state_ref;  // the references die with the next internal run (the reset)
+    const std::string error = error_ref;
+    pool.set_state(&s, ServerState::Linked);  // out of Internal, so release() can take it back
+    if (!owner) {
+      if (ok) {
+        pool.release(&s, s.reusable());
+      } else {
+        s.close();
+      }
+      return;
+    }
+    if (!ok) {
+      // The client's own startup parameter was refused (bad value). The failed batch rolled back part of what
+      // pgmux believes it applied, so the server's state is unknown: close it rather than guess.
+      s.close();
+      owner->fail(state, error);
+      return;
+    }
+    pool.set_state(&s, ServerState::Linked);
+    owner->on_server_ready(&s);
+  });
+}
+
+void Pool::release(ServerConn* server, bool reusable, bool discard_session) {
+  server->unlink();
+  if (!server->open()) return;
+  if (server->state() == ServerState::Internal) return;  // its completion callback decides
+  const double lifetime = worker_.config()->timeouts.server_lifetime;
+  const bool expired = lifetime > 0 && worker_.now() - server->connect_started() > lifetime;
+  const char* close_why = !reusable || worker_.shutting_down() ? "not reusable"
+                          : expired                              ? "server_lifetime reached"
+                          : draining_                            ? "backend removed by a reload"
+                          : over_limit()                         ? "pool_size reduced by a reload"
+                                                                 : nullptr;
+  if (close_why) {
+    LOG_DEBUG("S-%llu pool %s: closing server connection (%s)", static_cast<unsigned long long>(server->id()),
+              name_.c_str(), close_why);
+    server->close();
+    return;
+  }
+  if (!transaction_pooling()) {
+    reset_and_idle(server, "DISCARD ALL");
+    return;
+  }
+  // Transaction pooling: a server a pinned client used, or where a client ran (or may have run) session commands,
+  // is reset completely (its pgmux statements go too); otherwise it is idle as it is (parameters are compared and
+  // SET on the next checkout).
+  // DISCARD ALL, not RESET ALL: RESET ALL leaves SET ROLE and SET SESSION AUTHORIZATION in place.
+  if (discard_session || server->applied_log > 0 || server->session_dirty) {
+    server->applied_unreported.clear();
+    server->server_statements.clear();
+    server->server_closes.clear();
+    reset_and_idle(server, "DISCARD ALL");
+    return;
+  }
+  set_state(server, ServerState::Idle);
+  serve_waiters();
+}
+
+void Pool::reset_and_idle(ServerConn* server, const char* reset_sql) {
+  server->run_internal(reset_sql, [](ServerConn& s, bool ok, const std::string&, const std::string& error) {
+    if (!s.open()) return;
+    Pool& pool = s.pool();
+    if (pool.draining()) {
+      s.close();
+      return;
+    }
+    if (!ok || !s.reusable()) {
+      LOG_WARN("S-%llu pool %s: reset failed (%s), closing", static_cast<unsigned long long>(s.id()),
+               pool.name().c_str(), error.c_str());
+      s.close();
+      return;
+    }
+    pool.set_state(&s, ServerState::Idle);
+    pool.serve_waiters();
+  });
+}
+
+void Pool::on_login_done(ServerConn* server) {
+  worker_.metrics().server_connects.add();
+  server->forget_opened_for();
+  limits_.login_params->set_if_empty(server->params());
+  if (draining_) {
+    server->close();  // opened before the reload removed the backend
+    return;
+  }
+  LOG_DEBUG("S-%llu pool %s: logged in to backend %s, server pid %d", static_cast<unsigned long long>(server->id()),
+            name_.c_str(), backend_.name.c_str(), server->key().process_id);
+  set_state(server, ServerState::Idle);
+  serve_waiters();
+}
+
+void Pool::on_server_failed(ServerConn* server, const std::string& sqlstate, const std::string& message) {
+  worker_.metrics().server_connect_failures.add();
+  std::string detail = "pgmux pool \"" + name_ + "\", backend \"" + backend_.name + "\" at " + backend_.text();
+  // The client this connection was opened for hears why (it may be its own bad startup parameter).
+  if (ClientConn* client = server->opened_for()) {
+    server->forget_opened_for();
+    waiting_.remove(client);
+    client->on_server_unavailable(sqlstate, message, detail);
+  }
+  // A backend that refuses connections cannot serve the others soon either: tell them now, not at
+  // query_wait_timeout. Other failures (a bad parameter value) concern only that one client.
+  const bool backend_unusable = sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57", 0) == 0 ||
+                                sqlstate.rfind("28", 0) == 0 || sqlstate.rfind("3D", 0) == 0;
+  if (backend_unusable && server_count() == 0) {
+    while (ClientConn* client = waiting_.pop_front()) client->on_server_unavailable(sqlstate, message, detail);
+    return;
+  }
+  serve_waiters();
+}
+
+void Pool::on_server_closing(ServerConn* server) {
+  if (server->state() != ServerState::Closing) release_slot();
+  set_state(server, ServerState::Closing);
+}
+
+void Pool::tick(double now, const conf::Timeouts& timeouts) {
+  if (!waiting_.empty()) serve_waiters();  // a slot may have been freed by another worker
+  // Waiting clients past query_wait_timeout.
+  while (ClientConn* client = waiting_.front()) {
+    if (now - client->wait_started() < timeouts.query_wait_timeout) break;
+    waiting_.pop_front();
+    client->on_server_unavailable(protocol::sqlstate::kTooManyConnections,
+                                  "pgmux: query_wait_timeout: no server connection became free in pool \"" + name_ +
+                                      "\" within " + format_seconds(timeouts.query_wait_timeout),
+                                  "");
+  }
+  // Idle servers past server_idle_timeout (oldest are at the back), but not below min_pool_size (over all workers).
+  if (timeouts.server_idle_timeout > 0) {
+    while (ServerConn* server = idle_.back()) {
+      if (now - server->idle_since() < timeouts.server_idle_timeout) break;
+      if (limits_.pool->used.load(std::memory_order_relaxed) <= limits_.min_size) break;
+      LOG_DEBUG("S-%llu pool %s: closing idle server connection", static_cast<unsigned long long>(server->id()),
+                name_.c_str());
+      server->close();
+    }
+  }
+  // Idle servers past server_lifetime.
+  if (timeouts.server_lifetime > 0) {
+    for (ServerConn* server = idle_.front(); server;) {
+      ServerConn* next = idle_.next_of(server);
+      if (now - server->connect_started() > timeouts.server_lifetime) server->close();
+      server = next;
+    }
+  }
+  // Keep min_pool_size connections open (counting those still connecting) over all workers: the budget is shared,
+  // so a per-worker minimum would let one worker hold every slot. Not right after giving an idle server to a
+  // starving worker either, or this tick would take the freed slot back before that worker's own tick uses it.
+  while (limits_.pool->used.load(std::memory_order_relaxed) < limits_.min_size && now - last_shed_ >= 1.0 &&
+         acquire_slot(false)) {
+    open_server(nullptr);
+  }
+  // Connections stuck in connect or login.
+  busy_.for_each([&](ServerConn* server) {
+    if ((server->state() == ServerState::Connecting || server->state() == ServerState::Login) &&
+        now - server->connect_started() > timeouts.server_connect_timeout) {
+      server->fail_timeout();
+    }
+  });
+}
+
+void Pool::close_all(const char* reason) {
+  while (ClientConn* client = waiting_.pop_front()) {
+    client->on_server_unavailable(protocol::sqlstate::kAdminShutdown, reason, "");
+  }
+  while (ServerConn* server = idle_.front()) server->close();
+  busy_.for_each([](ServerConn* server) { server->close(); });
+}
+
+}  // namespace pgmux::proxy

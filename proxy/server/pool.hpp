@@ -1,0 +1,157 @@
+// A pool of server connections for one (database, user, backend) on one worker: idle and busy servers, a FIFO of
+// waiting clients, and the rules for handing a server out and taking it back. Every server state change
+// goes through set_state() so list membership and state never disagree (DESIGN.md §3.4).
+#pragma once
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "conf/config.hpp"
+#include "protocol/auth_scram.hpp"
+#include "proxy/client/client_conn.hpp"
+#include "proxy/net/intrusive_list.hpp"
+#include "proxy/ops/metrics.hpp"
+#include "proxy/server/server_conn.hpp"
+#include "proxy/control/shared_state.hpp"
+
+namespace pgmux::proxy {
+
+class Worker;
+
+// What a server connection needs to log in to PostgreSQL as the pool's user.
+struct ServerLogin {
+  std::string user;
+  std::string password;  // plaintext, "md5..." hash or SCRAM secret text
+  std::string database;
+  std::optional<protocol::ScramSecret> scram_secret;  // parsed when password is a SCRAM secret
+  std::optional<protocol::Sha256> client_key;         // recovered from a client's SCRAM login
+};
+
+struct BackendAddress {
+  std::string name;  // config name, for messages
+  std::string host;
+  uint16_t port = 0;
+  sockaddr_storage address{};
+  std::string text() const { return host + ":" + std::to_string(port); }
+};
+
+class Pool {
+ public:
+  // Limits a pool draws its server connections from: its own pool_size (+ reserve after reserve_pool_timeout),
+  // and, when set, max_db_connections and max_user_connections shared with other pools.
+  struct Limits {
+    std::shared_ptr<PoolBudget> pool;
+    std::shared_ptr<PoolBudget> database;  // null: no max_db_connections
+    std::shared_ptr<PoolBudget> user;      // null: no max_user_connections
+    int reserve = 0;
+    int min_size = 0;
+    std::shared_ptr<SharedLoginParams> login_params;  // shared by this key's pools on every worker
+  };
+  Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend, ServerLogin login,
+       Limits limits, conf::PoolMode mode);
+  ~Pool();
+
+  const std::string& name() const { return name_; }
+  Worker& worker() { return worker_; }
+  ServerLogin& login() { return login_; }
+  const BackendAddress& backend() const { return backend_; }
+  // Index of its backend in the worker's current config (a reload may move it); -1 once draining.
+  int backend_index() const { return backend_index_; }
+  conf::PoolMode mode() const { return mode_; }
+  // The ParameterStatus set of the first server that logged in: transaction pooling logs clients in with it.
+  SessionParams login_params() const { return limits_.login_params->get(); }
+  bool transaction_pooling() const { return mode_ != conf::PoolMode::Session; }
+
+  // Clients.
+  void request(ClientConn* client);
+  void withdraw(ClientConn* client);
+  // discard_session: the client left session state behind (it was pinned): DISCARD ALL before reuse.
+  void release(ServerConn* server, bool reusable, bool discard_session = false);
+
+  // Servers.
+  void set_state(ServerConn* server, ServerState state);
+  void on_login_done(ServerConn* server);
+  void on_server_failed(ServerConn* server, const std::string& sqlstate, const std::string& message);
+  void on_server_closing(ServerConn* server);
+
+  void tick(double now, const conf::Timeouts& timeouts);
+  // Another worker's pool for the same key is starving: give back the oldest idle server, if any.
+  void shed_idle();
+  const std::string& key() const { return key_; }
+  std::string database_name() const { return key_.substr(0, key_.find('\0')); }
+  int pool_size() const { return limits_.pool->limit.load(std::memory_order_relaxed); }
+  // Its backend was removed by a reload: no new work; servers close as they are released.
+  bool draining() const { return draining_; }
+  void close_all(const char* reason);
+
+  // Reload (worker.cpp): the backend kept its name and address but may have moved in the list.
+  void set_backend_index(int index) { backend_index_ = index; }
+  // Reload: new limits (pool_size, reserve, min_pool_size, max_db/max_user budgets) and the user's password for
+  // servers opened from now on. Servers beyond the new size close as they are released.
+  void reconfigure(Limits limits, const std::string& password);
+  // Reload: the config no longer describes this pool (database, user, pool mode or server database changed):
+  // it goes on serving the clients that logged in before, keeps no min_pool_size, and goes once empty.
+  void set_stale(bool stale) {
+    stale_ = stale;
+    if (stale) limits_.min_size = 0;
+  }
+  bool stale() const { return stale_; }
+  // Reload removed or moved its backend: waiting clients are routed again, idle and connecting servers close,
+  // linked ones close when their client releases them (at its next transaction boundary).
+  void drain();
+  // No server object alive (closing ones included) and nobody waiting: the worker may delete it.
+  bool empty() const { return servers_alive_ == 0 && waiting_.empty(); }
+  // ServerConn's constructor and destructor: a pool outlives every server that refers to it.
+  void server_created() { ++servers_alive_; }
+  void server_deleted() { --servers_alive_; }
+
+  PoolStats stats;  // SHOW STATS (metrics.hpp)
+  template <typename F>
+  void for_each_server(F&& f) {
+    idle_.for_each(f);
+    busy_.for_each(f);
+  }
+  template <typename F>
+  void for_each_waiting(F&& f) {
+    waiting_.for_each(f);
+  }
+  int connecting_count() const { return connecting_; }
+  size_t waiting_count() const { return waiting_.size(); }
+  size_t idle_count() const { return idle_.size(); }
+  size_t busy_count() const { return busy_.size(); }
+
+ private:
+  void serve_waiters();
+  void assign(ServerConn* server, ClientConn* client);
+  void reset_and_idle(ServerConn* server, const char* reset_sql);
+  void open_server(ClientConn* for_client);
+  ServerConn* take_idle_for(ClientConn* client);
+  size_t server_count() const { return idle_.size() + busy_.size(); }
+  bool can_open_more() const;
+  bool acquire_slot(bool reserve);
+  void release_slot();
+  bool over_limit() const;
+
+  Worker& worker_;
+  std::string key_;
+  std::string name_;
+  int backend_index_;
+  BackendAddress backend_;
+  ServerLogin login_;
+  Limits limits_;
+  conf::PoolMode mode_;
+  int connecting_ = 0;
+  bool draining_ = false;
+  bool stale_ = false;
+  int servers_alive_ = 0;
+  double last_shed_request_ = 0;
+  double last_shed_ = -1e9;  // when this pool last gave an idle server up to a starving worker
+  IntrusiveList<ServerConn, &ServerConn::pool_node> idle_;
+  IntrusiveList<ServerConn, &ServerConn::pool_node> busy_;
+  IntrusiveList<ClientConn, &ClientConn::wait_node> waiting_;
+};
+
+}  // namespace pgmux::proxy

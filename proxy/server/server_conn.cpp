@@ -1,0 +1,535 @@
+#include "proxy/server/server_conn.hpp"
+
+#include "protocol/auth_md5.hpp"
+#include "protocol/error_response.hpp"
+#include "protocol/framer.hpp"
+#include "protocol/frontend_messages.hpp"
+#include "protocol/sqlstate.hpp"
+#include "protocol/startup.hpp"
+#include "proxy/client/client_conn.hpp"
+#include "proxy/net/forward_batch.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/pool.hpp"
+#include "proxy/control/worker.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+const char* to_string(ServerState s) {
+  switch (s) {
+    case ServerState::Connecting: return "connecting";
+    case ServerState::Login: return "login";
+    case ServerState::Idle: return "idle";
+    case ServerState::Internal: return "internal";
+    case ServerState::Linked: return "active";
+    case ServerState::Closing: return "closing";
+  }
+  return "?";
+}
+
+ServerConn::ServerConn(Pool& pool, uint64_t id)
+    : StreamConn(pool.worker().loop()),
+      server_statements(static_cast<size_t>(pool.worker().config()->prepared_statements.max_per_server)),
+      pool_(pool),
+      id_(id) {
+  pool_.server_created();
+  WorkerMetrics& metrics = pool.worker().metrics();
+  count_bytes({&metrics.server_bytes_received, &metrics.server_bytes_sent, &pool.stats.bytes_received,
+               &pool.stats.bytes_sent});
+}
+
+ServerConn::~ServerConn() { pool_.server_deleted(); }
+
+void ServerConn::connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for) {
+  startup_params_ = std::move(startup_params);
+  opened_for_ = opened_for;
+  connect_started_ = pool_.worker().now();
+  connect_req_.data = this;
+  int rc = uv_tcp_connect(&connect_req_, tcp(), address, on_connected);
+  if (rc != 0) {
+    fail(sqlstate::kConnectionFailure, std::string("could not connect to server: ") + uv_strerror(rc));
+  }
+}
+
+void ServerConn::on_connected(uv_connect_t* req, int status) {
+  auto* self = static_cast<ServerConn*>(req->data);
+  if (!self->open()) return;
+  if (status < 0) {
+    self->fail(sqlstate::kConnectionFailure, std::string("could not connect to server: ") + uv_strerror(status));
+    return;
+  }
+  uv_tcp_nodelay(self->tcp(), 1);
+  uv_tcp_keepalive(self->tcp(), 1, 60);
+  self->pool_.set_state(self, ServerState::Login);
+  self->send_startup();
+  self->start_reading();
+}
+
+void ServerConn::send_startup() {
+  ByteVector out;
+  const ServerLogin& login = pool_.login();
+  std::vector<std::pair<std::string, std::string>> parameters{{"user", login.user}, {"database", login.database}};
+  for (const auto& entry : startup_params_.entries()) parameters.push_back(entry);
+  build_startup_message(out, parameters);
+  send_owned(std::move(out));
+}
+
+void ServerConn::fail(const std::string& state, const std::string& message) {
+  if (!open()) return;
+  LOG_WARN("S-%llu backend %s (%s) pool %s: %s", static_cast<unsigned long long>(id_), pool_.backend().name.c_str(),
+           pool_.backend().text().c_str(), pool_.name().c_str(), message.c_str());
+  Pool& pool = pool_;
+  bool logging_in = state_ == ServerState::Connecting || state_ == ServerState::Login;
+  close();
+  if (logging_in) pool.on_server_failed(this, state, message);
+}
+
+void ServerConn::record_parameter(std::string_view name, std::string_view value) {
+  params_.set(name, value);
+  if (name == "default_transaction_read_only") default_read_only_ = value == "on";
+}
+
+void ServerConn::fail_timeout() {
+  fail(sqlstate::kConnectionFailure, "timeout connecting to server (server_connect_timeout)");
+}
+
+void ServerConn::on_data() {
+  switch (state_) {
+    case ServerState::Login:
+      consume_whole_messages(&ServerConn::handle_login_message);
+      break;
+    case ServerState::Internal:
+    case ServerState::Idle:
+      consume_whole_messages(&ServerConn::handle_internal_message);
+      break;
+    case ServerState::Linked:
+      relay();
+      break;
+    case ServerState::Connecting:
+    case ServerState::Closing:
+      break;
+  }
+}
+
+// Decodes whole messages one at a time; stops when the state changes under the handler (login finished and the
+// server was handed to a client, or the connection closed) so the rest is handled by the new state.
+void ServerConn::consume_whole_messages(void (ServerConn::*handler)(char, ByteView)) {
+  const ServerState entry_state = state_;
+  while (open() && state_ == entry_state) {
+    Frame frame = next_frame(in_.unparsed_bytes(), pool_.worker().max_message_size());
+    if (frame.status == FrameStatus::NeedMore) break;
+    if (frame.status == FrameStatus::Error) {
+      fail(sqlstate::kProtocolViolation, std::string("invalid message from server: ") + to_string(frame.error));
+      return;
+    }
+    if (in_.unparsed() < frame.total()) {
+      in_.make_room(frame.total());
+      break;
+    }
+    ByteView body = in_.unparsed_bytes().subspan(5, frame.length - 4);
+    in_.advance_parsed(frame.total());
+    in_.consume_to(in_.parsed());
+    (this->*handler)(frame.tag, body);
+  }
+  if (!open()) return;
+  if (state_ == ServerState::Linked) {
+    relay();
+    return;
+  }
+  in_.compact();
+  in_.shrink_if_empty();
+}
+
+void ServerConn::handle_login_message(char tag, ByteView body) {
+  switch (tag) {
+    case backend::kAuthentication:
+      handle_auth_request(body);
+      return;
+    case backend::kParameterStatus:
+      if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
+      return;
+    case backend::kBackendKeyData:
+      if (auto key = parse_backend_key_data(body)) key_ = *key;
+      return;
+    case backend::kErrorResponse: {
+      auto error = parse_error_fields(body);
+      fail(error ? error->sqlstate : sqlstate::kConnectionFailure,
+           error ? error->message : std::string("malformed error from server during login"));
+      return;
+    }
+    case backend::kReadyForQuery:
+      scram_.reset();
+      tx_status_ = 'I';
+      pool_.on_login_done(this);
+      return;
+    default:
+      return;  // NoticeResponse, NegotiateProtocolVersion: nothing to do
+  }
+}
+
+void ServerConn::handle_auth_request(ByteView body) {
+  auto request = parse_authentication(body);
+  if (!request) {
+    fail(sqlstate::kProtocolViolation, "malformed authentication request from server");
+    return;
+  }
+  const ServerLogin& login = pool_.login();
+  const bool plaintext = !login.scram_secret && !is_md5_stored_hash(login.password);
+  ByteVector out;
+  switch (request->code) {
+    case AuthCode::Ok:
+      return;
+    case AuthCode::CleartextPassword:
+      if (!plaintext) {
+        fail(sqlstate::kInvalidPassword, "server asks for a cleartext password but user \"" + login.user +
+                                             "\" has only a hashed password in the pgmux config");
+        return;
+      }
+      build_password_message(out, login.password);
+      break;
+    case AuthCode::Md5Password: {
+      if (request->payload.size() != 4 || login.scram_secret) {
+        fail(sqlstate::kInvalidPassword, login.scram_secret ? "server asks for md5 but user \"" + login.user +
+                                                                  "\" has only a SCRAM secret in the pgmux config"
+                                                            : std::string("malformed md5 salt from server"));
+        return;
+      }
+      std::array<std::byte, 4> salt{};
+      std::copy(request->payload.begin(), request->payload.end(), salt.begin());
+      build_password_message(out, plaintext ? md5_client_response(login.password, login.user, salt)
+                                            : md5_response_from_stored(login.password, salt));
+      break;
+    }
+    case AuthCode::Sasl: {
+      bool offered = false;
+      for (auto mechanism : request->sasl_mechanisms) offered |= mechanism == "SCRAM-SHA-256";
+      if (!offered) {
+        fail(sqlstate::kFeatureNotSupported, "server offers no SASL mechanism pgmux supports");
+        return;
+      }
+      if (plaintext) {
+        scram_.emplace(login.password);
+      } else if (login.scram_secret && login.client_key) {
+        scram_.emplace(*login.client_key, *login.scram_secret);
+      } else {
+        fail(sqlstate::kInvalidPassword,
+             "cannot log in to the server with SCRAM as user \"" + login.user +
+                 "\": the pgmux config has no plaintext password and no client has logged in with SCRAM yet");
+        return;
+      }
+      build_sasl_initial_response(out, "SCRAM-SHA-256", scram_->client_first());
+      break;
+    }
+    case AuthCode::SaslContinue: {
+      if (!scram_) {
+        fail(sqlstate::kProtocolViolation, "unexpected SASL continue from server");
+        return;
+      }
+      auto final_message = scram_->client_final(as_chars(request->payload));
+      if (!final_message) {
+        fail(sqlstate::kInvalidPassword, "SCRAM exchange with server failed: " + scram_->error());
+        return;
+      }
+      build_sasl_response(out, *final_message);
+      break;
+    }
+    case AuthCode::SaslFinal:
+      if (!scram_ || !scram_->verify_server_final(as_chars(request->payload))) {
+        fail(sqlstate::kInvalidPassword, "server's SCRAM signature did not verify");
+      }
+      return;
+    default:
+      fail(sqlstate::kFeatureNotSupported,
+           "server asks for an authentication method pgmux does not support (code " +
+               std::to_string(static_cast<int>(request->code)) + ")");
+      return;
+  }
+  send_owned(std::move(out));
+}
+
+void ServerConn::run_internal(std::string sql, InternalDone done) {
+  ByteVector out;
+  build_query(out, sql);
+  run_internal_messages(std::move(out), 1, std::move(done));
+}
+
+void ServerConn::run_internal_messages(ByteVector messages, int ready_count, InternalDone done) {
+  internal_done_ = std::move(done);
+  internal_ready_left_ = ready_count;
+  internal_error_.clear();
+  internal_error_state_.clear();
+  pool_.set_state(this, ServerState::Internal);
+  send_owned(std::move(messages));
+  start_reading();
+}
+
+void ServerConn::handle_internal_message(char tag, ByteView body) {
+  switch (tag) {
+    case backend::kParameterStatus:
+      if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
+      return;
+    case backend::kErrorResponse: {
+      auto error = parse_error_fields(body);
+      if (state_ != ServerState::Internal || (error && error->severity == "FATAL")) {
+        LOG_INFO("S-%llu backend %s: server closing connection: %s", static_cast<unsigned long long>(id_),
+                 pool_.backend().name.c_str(), error ? error->message.c_str() : "?");
+      }
+      if (error && internal_error_.empty()) {
+        internal_error_state_ = error->sqlstate;
+        internal_error_ = error->message;
+      }
+      return;
+    }
+    case backend::kReadyForQuery: {
+      if (state_ != ServerState::Internal || !internal_done_) return;
+      if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+      if (--internal_ready_left_ > 0) return;
+      InternalDone done = std::move(internal_done_);
+      internal_done_ = nullptr;
+      done(*this, internal_error_.empty(), internal_error_state_, internal_error_);
+      return;
+    }
+    default:
+      return;  // CommandComplete, NoticeResponse, NotificationResponse: pgmux's own query, nobody to tell
+  }
+}
+
+void ServerConn::link(ClientConn* client) {
+  client_ = client;
+  pass_remaining_ = 0;
+  pending_syncs_ = 0;
+  unsynced_extended_ = false;
+  request_error_ = false;
+  fatal_forwarded_ = false;
+  pending_event_ = RelayEvent::None;
+  applied_log = 0;
+  session_dirty = false;
+  prepared.clear();
+  pending_closes.clear();
+  wrote = false;
+}
+
+int ServerConn::backend_index() const { return pool_.backend_index(); }
+
+void ServerConn::unlink() { client_ = nullptr; }
+
+void ServerConn::note_request(bool ends_with_ready, bool leaves_extended_open) {
+  last_request_ = pool_.worker().now();
+  if (ends_with_ready) ++pending_syncs_;
+  unsynced_extended_ = leaves_extended_open;
+}
+
+bool ServerConn::reusable() const {
+  return open() && pending_syncs_ == 0 && !unsynced_extended_ && tx_status_ == 'I' && pass_remaining_ == 0 &&
+         in_.unparsed() == 0;
+}
+
+// Forwards server bytes to the linked client. Only ReadyForQuery, ParameterStatus, ErrorResponse and the COPY-in
+// responses are decoded; a batch ends at ReadyForQuery or CopyInResponse so the client hears of it only after
+// the bytes before it were written (it may then route its next request elsewhere).
+void ServerConn::relay() {
+  if (state_ != ServerState::Linked || !client_ || pinned() || !open()) return;
+  if (client_->active_server() != this) {  // not its turn: keep the bytes until it is
+    if (in_.unparsed() > 0) {
+      LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id_),
+                in_.unparsed());
+    }
+    return;
+  }
+  const uint32_t max_size = pool_.worker().max_message_size();
+  while (open() && !pinned() && client_) {
+    ForwardBatch batch;
+    size_t pos = in_.parsed();
+    bool need_room = false;
+    RelayEvent event = RelayEvent::None;
+    while (!batch.full() && event == RelayEvent::None) {
+      size_t available = in_.end() - pos;
+      if (pass_remaining_ > 0) {
+        if (available == 0) break;
+        size_t n = std::min(pass_remaining_, available);
+        batch.add(in_.data() + pos, n);
+        pos += n;
+        pass_remaining_ -= n;
+        continue;
+      }
+      Frame frame = next_frame(ByteView(in_.data() + pos, available), max_size);
+      if (frame.status == FrameStatus::NeedMore) break;
+      if (frame.status == FrameStatus::Error) {
+        fail(sqlstate::kProtocolViolation, std::string("invalid message from server: ") + to_string(frame.error));
+        return;
+      }
+      const char tag = frame.tag;
+      if (skip_replies_ > 0) {
+        if (available < frame.total()) {
+          need_room = true;
+          break;
+        }
+        ByteView body(in_.data() + pos + 5, frame.length - 4);
+        pos += frame.total();  // left out of the batch: the client already had its answer from pgmux
+        if (tag == backend::kErrorResponse) {
+          auto error = parse_error_fields(body);
+          LOG_ERROR("S-%llu backend %s: the BEGIN pgmux sent ahead of a request failed: %s; closing the server",
+                    static_cast<unsigned long long>(id_), pool_.backend().name.c_str(),
+                    error ? error->message.c_str() : "?");
+          skipped_error_ = true;
+        } else if (tag == backend::kReadyForQuery) {
+          if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+          if (pending_syncs_ > 0) --pending_syncs_;
+          --skip_replies_;
+          if (skipped_error_) {
+            in_.advance_parsed(pos - in_.parsed());
+            fail(sqlstate::kConnectionFailure, "pgmux could not start the transaction on the server");
+            return;
+          }
+        }
+        continue;
+      }
+      if (retry_armed_ || swallowing_) {
+        if (available < frame.total()) {
+          need_room = true;
+          break;
+        }
+        ByteView body(in_.data() + pos + 5, frame.length - 4);
+        if (retry_armed_) {
+          retry_armed_ = false;
+          if (tag == backend::kErrorResponse) {
+            auto error = parse_error_fields(body);
+            swallowing_ = error && error->sqlstate == "0A000" &&
+                          error->message.find("cached plan must not change result type") != std::string::npos;
+          }
+        }
+        if (swallowing_) {
+          pos += frame.total();  // left out of the batch: the client never sees the failed attempt
+          if (tag == backend::kReadyForQuery) {
+            if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+            if (pending_syncs_ > 0) --pending_syncs_;
+            swallowing_ = false;
+            event = RelayEvent::Retry;
+          }
+          continue;
+        }
+      }
+      const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
+                           tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
+                           tag == backend::kCopyBothResponse;
+      if (!inspect) {
+        size_t n = std::min(frame.total(), available);
+        batch.add(in_.data() + pos, n);
+        pos += n;
+        pass_remaining_ = frame.total() - n;
+        continue;
+      }
+      if (available < frame.total()) {
+        need_room = true;
+        break;
+      }
+      ByteView body(in_.data() + pos + 5, frame.length - 4);
+      switch (tag) {
+        case backend::kReadyForQuery:
+          if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+          if (pending_syncs_ > 0) --pending_syncs_;
+          event = RelayEvent::Ready;
+          break;
+        case backend::kParameterStatus:
+          if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
+          break;
+        case backend::kErrorResponse: {
+          request_error_ = true;
+          auto error = parse_error_fields(body);
+          pool_.worker().metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
+          if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
+          break;
+        }
+        default:  // CopyInResponse / CopyBothResponse: the client's next bytes are COPY data for this server
+          event = RelayEvent::CopyIn;
+          break;
+      }
+      batch.add(in_.data() + pos, frame.total());
+      pos += frame.total();
+    }
+    in_.advance_parsed(pos - in_.parsed());
+    if (!batch.empty()) {
+      ClientConn* client = client_;
+      if (!client->forward_from(*this, batch.bufs(), batch.count())) {
+        pending_event_ = event;  // pinned: on_forward_done delivers it
+        return;
+      }
+      if (!open() || client_ != client) return;
+    }
+    in_.consume_to(in_.parsed());
+    if (need_room) {
+      in_.make_room(next_frame(in_.unparsed_bytes(), max_size).total());
+      break;
+    }
+    if (event != RelayEvent::None) {
+      deliver(event);
+      if (!open() || !client_ || client_->active_server() != this) return;
+      continue;
+    }
+    if (in_.unparsed() == 0 || !batch.full()) break;
+  }
+  if (!open() || pinned()) return;
+  in_.compact();
+  in_.shrink_if_empty();
+  start_reading();
+}
+
+void ServerConn::deliver(RelayEvent event) {
+  if (!client_) return;
+  if (event == RelayEvent::Ready) {
+    bool had_error = request_error_;
+    request_error_ = false;
+    client_->on_ready_for_query(this, tx_status_, had_error);
+  } else if (event == RelayEvent::CopyIn) {
+    client_->on_copy_in(this);
+  } else if (event == RelayEvent::Retry) {
+    client_->on_plan_retry(this);
+  }
+}
+
+void ServerConn::on_forward_done() {
+  in_.consume_to(in_.parsed());
+  RelayEvent event = pending_event_;
+  pending_event_ = RelayEvent::None;
+  if (state_ == ServerState::Linked) {
+    if (event != RelayEvent::None) deliver(event);
+    if (!open()) return;
+    relay();
+    start_reading();
+  } else {
+    in_.compact();
+    start_reading();
+  }
+}
+
+void ServerConn::on_read_end(int status) {
+  LOG_INFO("S-%llu backend %s pool %s: server closed the connection (%s)", static_cast<unsigned long long>(id_),
+           pool_.backend().name.c_str(), pool_.name().c_str(), status == UV_EOF ? "EOF" : uv_strerror(status));
+  if (state_ == ServerState::Connecting || state_ == ServerState::Login) {
+    fail(sqlstate::kConnectionFailure, "server closed the connection during login");
+    return;
+  }
+  close();
+}
+
+void ServerConn::on_write_error(int status) {
+  LOG_WARN("S-%llu backend %s: write failed: %s", static_cast<unsigned long long>(id_), pool_.backend().name.c_str(),
+           uv_strerror(status));
+  close();
+}
+
+void ServerConn::on_closing() {
+  ClientConn* client = client_;
+  client_ = nullptr;
+  const bool mid_message = pass_remaining_ > 0;
+  if (internal_done_) {
+    InternalDone done = std::move(internal_done_);
+    internal_done_ = nullptr;
+    done(*this, false, sqlstate::kConnectionFailure, "server connection lost");
+  }
+  pool_.on_server_closing(this);
+  if (client) client->on_server_lost(this, fatal_forwarded_, mid_message);
+}
+
+}  // namespace pgmux::proxy
