@@ -50,17 +50,6 @@ std::string peer_name(uv_tcp_t* tcp) {
 }  // namespace
 
 
-const char* to_string(ClientState s) {
-  switch (s) {
-    case ClientState::Startup: return "startup";
-    case ClientState::Auth: return "auth";
-    case ClientState::WaitingServer: return "waiting";
-    case ClientState::Linked: return "active";
-    case ClientState::Closing: return "closing";
-  }
-  return "?";
-}
-
 ClientConn::ClientConn(Worker& worker, uint64_t id) : StreamConn(worker.loop()), worker_(worker), id_(id) {
   count_bytes({&worker.metrics().client_bytes_received, &worker.metrics().client_bytes_sent});
 }
@@ -80,18 +69,39 @@ bool ClientConn::accept(uv_stream_t* listener) {
   return true;
 }
 
-void ClientConn::set_state(ClientState s) {
-  LOG_DEBUG("C-%llu %s: %s -> %s", static_cast<unsigned long long>(id_), peer_.c_str(), to_string(state_), to_string(s));
-  state_ = s;
+void ClientConn::set_state(ClientState next) {
+  const ClientState before = state_;
+  if (next == before) return;
+  if (!is_legal_transition(before, next)) {
+    LOG_ERROR("C-%llu %s: illegal state change %s -> %s", static_cast<unsigned long long>(id_), peer_.c_str(),
+              to_string(before), to_string(next));
+  }
+  LOG_DEBUG("C-%llu %s: %s -> %s", static_cast<unsigned long long>(id_), peer_.c_str(), to_string(before),
+            to_string(next));
+  state_ = next;
+  // Leaving a wait: off the list that would have woken it.
+  if (before == ClientState::PrimaryWait) worker_.stop_waiting_for_primary(this);
+  if (before == ClientState::Paused) worker_.stop_holding(this);
+  if (waits_for_pool(before) && !waits_for_pool(next)) {
+    if (waiting_pool_) waiting_pool_->withdraw(this);
+    waiting_pool_ = nullptr;
+  }
+  // Entering one: on the list that will.
+  if (next == ClientState::PrimaryWait) worker_.wait_for_primary(this);
+  if (next == ClientState::Paused) worker_.hold_paused(this);
+  if (waits_for_pool(next) && !waits_for_pool(before)) {
+    wait_started_ = worker_.now();
+    wait_started_ns_ = uv_hrtime();
+  }
 }
 
 void ClientConn::on_data() {
   switch (state_) {
     case ClientState::Startup: handle_startup(); break;
     case ClientState::Auth: handle_auth(); break;
-    case ClientState::Linked: pump(); break;
-    case ClientState::WaitingServer:  // kept in the buffer until a server is linked
-    case ClientState::Closing: break;
+    case ClientState::Ready:
+    case ClientState::Admin: pump(); break;
+    default: break;  // waiting: the bytes stay in the buffer until the wait ends
   }
 }
 
@@ -151,13 +161,13 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   }
   for (const auto& [name, value] : startup.parameters) {
     if (name == "options") {
-      if (!parse_options_parameter(value, wanted_params_)) {
+      if (!parse_options_parameter(value, session_.wanted_params)) {
         fail(sqlstate::kFeatureNotSupported,
              "pgmux supports only \"-c name=value\" settings in the options startup parameter");
         return;
       }
     } else if (!is_connection_key(name)) {
-      wanted_params_.set(name, value);
+      session_.wanted_params.set(name, value);
     }
   }
 
@@ -238,8 +248,6 @@ void ClientConn::auth_succeeded() {
   update_backend_mask(*worker_.config());
   pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
   cancel_slot_ = std::make_shared<CancelSlot>();
-  set_state(ClientState::WaitingServer);
-  wait_started_ = worker_.now();
 
   Role role = Role::Primary;
   const int backend = login_backend(&role);
@@ -252,12 +260,11 @@ void ClientConn::auth_succeeded() {
     if (!params.entries().empty()) {
       if (auto key = auth_->client_key(); key && pool->login().scram_secret) pool->login().client_key = key;
       auth_.reset();
-      for (const auto& [name, value] : wanted_params_.entries()) {
+      for (const auto& [name, value] : session_.wanted_params.entries()) {
         if (params.find(name)) params.set(name, value);
       }
       finish_login(params, "the pool's parameters");
-      set_state(ClientState::Linked);
-      wait_ = Wait::None;
+      set_state(ClientState::Ready);
       pump();
       return;
     }
@@ -280,14 +287,14 @@ void ClientConn::update_backend_mask(const conf::Config& config) {
       mask |= uint64_t{1} << i;
     }
   }
-  route_state_.backend_mask = mask;
+  session_.route.backend_mask = mask;
 }
 
 // Log in through the primary when there is one, else through any readable standby: its ParameterStatus set is
 // what the client sees, as on a direct connection.
 int ClientConn::login_backend(Role* role) const {
   const routing::BackendsView& view = worker_.view();
-  const uint64_t mask = route_state_.backend_mask;
+  const uint64_t mask = session_.route.backend_mask;
   *role = Role::Primary;
   if (view.primary >= 0 && (mask >> view.primary) & 1) return view.primary;
   for (size_t i = 0; i < view.backends.size() && i < 64; ++i) {
@@ -312,8 +319,8 @@ void ClientConn::on_pool_draining(Pool* pool) {
   if (!open()) return;
   if (waiting_pool_ == pool) {
     waiting_pool_ = nullptr;
-    if (wait_ == Wait::Server) wait_ = Wait::None;
-    if (!logged_in_) {
+    if (state_ == ClientState::ServerWait) resume_requests();  // routed again by the pump below
+    if (state_ == ClientState::LoginWait) {
       Role role = Role::Primary;
       const int backend = login_backend(&role);
       acquire(backend, role);
@@ -335,10 +342,8 @@ bool ClientConn::acquire(int backend_index, Role role) {
   }
   waiting_pool_ = pool;
   waiting_role_ = role;
-  wait_ = Wait::Server;
-  wait_started_ = worker_.now();
-  wait_started_ns_ = uv_hrtime();
-  pool->request(this);
+  set_state(logged_in() ? ClientState::ServerWait : ClientState::LoginWait);
+  pool->request(this);  // may hand a server over at once (on_server_ready)
   return open();
 }
 
@@ -355,9 +360,8 @@ void ClientConn::on_server_ready(ServerConn* server) {
   ServerConn*& slot = slot_for(waiting_role_);
   if (slot) drop_server(slot, slot->reusable());
   slot = server;
-  if (!logged_in_) finish_login(server->params(), server->pool().backend().name.c_str());
-  if (wait_ == Wait::Server) wait_ = Wait::None;
-  set_state(ClientState::Linked);
+  if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str());
+  if (waits_for_pool(state_)) set_state(ClientState::Ready);
   pump();
   release_idle_servers();  // a login-only checkout in transaction pooling goes straight back
 }
@@ -366,12 +370,12 @@ void ClientConn::on_server_ready(ServerConn* server) {
 // transaction boundary, and the next statement is routed afresh.
 void ClientConn::release_idle_servers() {
   // Not while a request is being dispatched or waits in the buffer: it is about to use the server.
-  if (!open() || pumping_ || wait_ != Wait::None || in_.unparsed() > 0) return;
+  if (!open() || pumping_ || !reads_requests(state_) || in_.unparsed() > 0) return;
   drop_idle_servers();
 }
 
 bool ClientConn::in_transaction() const {
-  if (!deferred_begin_.empty()) return true;  // BEGIN answered by pgmux: the transaction has begun for the client
+  if (!session_.deferred_begin.empty()) return true;  // BEGIN answered by pgmux: the transaction has begun for the client
   for (const ServerConn* server : {primary_, standby_}) {
     if (server && (server->has_outstanding() || server->tx_status() != 'I')) return true;
   }
@@ -383,12 +387,12 @@ void ClientConn::drop_idle_servers() {
     if (!server || server == prepared_for_ || server->state() != ServerState::Linked) continue;
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
     if (server->pool().draining()) {
-      if (server == primary_ && (pin_reason_ || route_state_.pinned_primary)) {
+      if (server == primary_ && (session_.pin_reason || session_.route.pinned_primary)) {
         LOG_WARN("C-%llu user=%s db=%s: backend %s was removed by a reload; the session state only its server had "
                  "(%s) is lost", static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str(),
-                 server->pool().backend().name.c_str(), pin_reason_ ? pin_reason_ : "pinned to the primary");
+                 server->pool().backend().name.c_str(), session_.pin_reason ? session_.pin_reason : "pinned to the primary");
       }
-    } else if (!transaction_pooling() || pin_reason_) {
+    } else if (!transaction_pooling() || session_.pin_reason) {
       continue;  // session pooling keeps its servers; a pinned client keeps the servers its state lives on
     }
     drop_server(server, server->reusable());
@@ -403,7 +407,6 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
   build_backend_key_data(out, key.process_id, key.secret_key);
   build_ready_for_query(out, 'I');
   send_owned(std::move(out));
-  logged_in_ = true;
   worker_.metrics().client_logins.add();
   last_activity_ = worker_.now();
   LOG_INFO("C-%llu %s user=%s db=%s: login ok (parameters from %s, %s pooling)", static_cast<unsigned long long>(id_),
@@ -413,13 +416,13 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
 void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::string& message,
                                        const std::string& detail) {
   waiting_pool_ = nullptr;
-  if (!logged_in_) {
+  if (!logged_in()) {
     close_reason_ = "no server available";
     fail(sqlstate, message, detail);
     return;
   }
   // A request after login: it never reached a server, so the session goes on with an error for it.
-  wait_ = Wait::None;
+  resume_requests();
   answer_locally_with_error(sqlstate, message, detail);
   pump();
 }
@@ -435,7 +438,7 @@ void ClientConn::drop_server(ServerConn* server, bool reusable) {
   if (server == active_) active_ = nullptr;
   if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
   // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
-  const bool discard = transaction_pooling() && pin_reason_ != nullptr;
+  const bool discard = transaction_pooling() && session_.pin_reason != nullptr;
   server->pool().release(server, reusable, discard);
 }
 
@@ -452,7 +455,7 @@ void ClientConn::fail(const std::string& state, const std::string& message, cons
   ByteVector out;
   build_error_response(out, "FATAL", state, message, detail);
   worker_.metrics().count_error(state);
-  if (!logged_in_) worker_.metrics().client_login_failures.add();
+  if (!logged_in()) worker_.metrics().client_login_failures.add();
   send_owned(std::move(out));
   close();
 }
@@ -469,11 +472,7 @@ void ClientConn::on_write_error(int status) {
 
 void ClientConn::on_closing() {
   const char* before = to_string(state_);
-  set_state(ClientState::Closing);
-  if (waiting_pool_) waiting_pool_->withdraw(this);
-  waiting_pool_ = nullptr;
-  worker_.stop_waiting_for_primary(this);
-  worker_.stop_holding(this);
+  set_state(ClientState::Closing);  // off every wait list
   for (ServerConn* server : {primary_, standby_}) {
     if (!server) continue;
     bool reusable = server->reusable() && !(server == active_ && copy_in_);

@@ -12,6 +12,8 @@
 #include "protocol/startup.hpp"
 #include "proxy/client/cancel.hpp"
 #include "proxy/client/client_auth.hpp"
+#include "proxy/client/client_state.hpp"
+#include "proxy/client/session.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
 #include "proxy/server/session_params.hpp"
@@ -26,9 +28,6 @@ class Pool;
 class ServerConn;
 class Worker;
 
-enum class ClientState { Startup, Auth, WaitingServer, Linked, Closing };
-const char* to_string(ClientState s);
-
 class ClientConn final : public StreamConn {
  public:
   ClientConn(Worker& worker, uint64_t id);
@@ -40,7 +39,7 @@ class ClientConn final : public StreamConn {
   const std::string& peer() const { return peer_; }
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
-  const SessionParams& wanted_params() const { return wanted_params_; }
+  const SessionParams& wanted_params() const { return session_.wanted_params; }
   double created_at() const { return created_at_; }
   double wait_started() const { return wait_started_; }
   ServerConn* active_server() const { return active_; }
@@ -49,7 +48,7 @@ class ClientConn final : public StreamConn {
   ServerConn* primary_server() const { return primary_; }
   ServerConn* standby_server() const { return standby_; }
   // Waiting for a server connection, a primary, or its own replies to drain.
-  bool waiting() const { return wait_ != Wait::None; }
+  bool waiting() const { return is_waiting(state_); }
   bool is_admin() const { return admin_ != nullptr; }
   // A transaction is open (BEGIN answered by pgmux included) or replies are owed: PAUSE waits for it to end.
   bool in_transaction() const;
@@ -98,13 +97,7 @@ class ClientConn final : public StreamConn {
   void on_closing() override;
 
  private:
-  enum class Wait : uint8_t { None, Server, Drain, Prepare, Primary, Admin, Paused };
   enum class Role : uint8_t { Primary, Standby };
-  struct PreparedStatement {
-    protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
-    routing::Classification classification;
-    std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
-  };
   struct Outstanding {            // one forwarded request whose ReadyForQuery is still to come
     bool write = false;
     bool extended = false;        // an extended batch (its Sync is ignored if it starts COPY FROM STDIN)
@@ -112,7 +105,12 @@ class ClientConn final : public StreamConn {
     uint64_t sent_ns = 0;         // uv_hrtime() when its first message was forwarded (query duration)
   };
 
-  void set_state(ClientState s);
+  // The only writer of state_: keeps the worker's wait lists (primary, PAUSE), the pool's FIFO and the wait
+  // clock in step with the state.
+  void set_state(ClientState next);
+  // The wait of the current request is over: read requests again.
+  void resume_requests() { set_state(admin_ ? ClientState::Admin : ClientState::Ready); }
+  bool logged_in() const { return is_logged_in(state_); }
   void handle_startup();
   void handle_startup_message(const protocol::StartupMessage& startup);
   void handle_auth();
@@ -138,7 +136,6 @@ class ClientConn final : public StreamConn {
   void forward(ServerConn* server, const routing::Classification& c);
   void add_statement_prep(ServerConn* server, protocol::ByteVector& messages, bool& extended);
   bool forward_renamed(ServerConn* server);
-  void remember_statement(const ParsedStatement& parse);
   bool parses_unnamed() const {
     for (const auto& parse : request_.parses) {
       if (parse.name.empty()) return true;
@@ -168,7 +165,6 @@ class ClientConn final : public StreamConn {
   std::string peer_;
   std::string user_;
   std::string database_;
-  SessionParams wanted_params_;
   // The snapshot this client logged in under: its user and database entries, the pool mode and server database
   // it keeps for the session. Per-request settings come from worker_.config() (reloads apply to them).
   std::shared_ptr<const conf::Config> config_;
@@ -184,20 +180,15 @@ class ClientConn final : public StreamConn {
   uint64_t tx_started_ns_ = 0;    // uv_hrtime() of the first request of the running transaction; 0: none
   double last_activity_ = 0;  // loop time of the last request sent or reply finished
   const char* close_reason_ = nullptr;
-  bool logged_in_ = false;
   conf::PoolMode pool_mode_ = conf::PoolMode::Session;
-  const char* pin_reason_ = nullptr;  // transaction pooling: why this client keeps its server
-  bool pin_logged_ = false;
 
   // Servers: held ones, the one whose replies are relayed now, and the pool a request waits on.
   ServerConn* primary_ = nullptr;
   ServerConn* standby_ = nullptr;
   ServerConn* active_ = nullptr;
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
-  routing::Classification unnamed_class_;            // and what it is
   Pool* waiting_pool_ = nullptr;
   Role waiting_role_ = Role::Primary;
-  Wait wait_ = Wait::None;
   // After a prepare step the held request goes to the server it was prepared on, with the class it had then.
   ServerConn* prepared_for_ = nullptr;
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on
@@ -213,7 +204,6 @@ class ClientConn final : public StreamConn {
   bool discard_until_sync_ = false;   // an extended batch failed before reaching a server
   bool pumping_ = false;
   bool repump_ = false;
-  std::string deferred_begin_;        // a plain BEGIN answered by pgmux, sent with the next statement
   protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
   Outstanding outstanding_[32];       // ring of forwarded requests awaiting ReadyForQuery (small: idle clients)
   std::vector<std::string> pending_session_sql_;  // texts of the session commands in the ring, oldest first
@@ -222,10 +212,7 @@ class ClientConn final : public StreamConn {
   unsigned outstanding_head_ = 0;
   unsigned outstanding_count_ = 0;
 
-  // Session state that follows the client from server to server.
-  routing::ClientRouteState route_state_;
-  std::vector<std::string> session_log_;  // successful SET/RESET/PREPARE/... statements, replayed elsewhere
-  std::unordered_map<std::string, PreparedStatement> prepared_;
+  ClientSession session_;  // what the session is; follows the client from server to server
 };
 
 }  // namespace pgmux::proxy

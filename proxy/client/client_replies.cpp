@@ -24,9 +24,9 @@ namespace pgmux::proxy {
 using namespace protocol;
 
 void ClientConn::check_idle(double now, const conf::Timeouts& timeouts) {
-  if (wait_ != Wait::None || in_.unparsed() > 0 || copy_in_) return;
+  if (!reads_requests(state_) || in_.unparsed() > 0 || copy_in_) return;
   if (active_ && active_->has_outstanding()) return;
-  const bool in_transaction = !deferred_begin_.empty() || (active_ && active_->tx_status() != 'I');
+  const bool in_transaction = !session_.deferred_begin.empty() || (active_ && active_->tx_status() != 'I');
   const double idle = now - last_activity_;
   if (in_transaction && timeouts.idle_transaction_timeout > 0 && idle > timeouts.idle_transaction_timeout) {
     close_reason_ = "idle_transaction_timeout";
@@ -60,48 +60,23 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
     tx_started_ns_ = server->has_outstanding() ? now_ns : 0;  // pipelined: the next one is already running
   }
   if (tx_status == 'I' && server->wrote) {
-    route_state_.last_write_commit = monotonic_now();
+    session_.route.last_write_commit = monotonic_now();
     server->wrote = false;
   }
-  route_state_.session_read_only = server->default_read_only();
-  if (wait_ == Wait::Drain && !server->has_outstanding()) wait_ = Wait::None;
+  session_.route.session_read_only = server->default_read_only();
+  if (state_ == ClientState::Draining && !server->has_outstanding()) resume_requests();
   pump();
   release_idle_servers();
 }
 
 void ClientConn::record_session_command(ServerConn* server, std::string sql) {
-  if (transaction_pooling()) {
-    // Servers are shared, so their session defaults are not this client's: RESET of a startup parameter must
-    // land on the client's startup value, here and wherever the log is replayed.
-    const bool reset_all = resets_all_settings(sql);
-    const std::string target = reset_all ? std::string() : reset_target(sql);
-    if (reset_all || (!target.empty() && wanted_params_.find(target))) {
-      if (reset_all) {
-        session_log_.clear();
-        // Replayed elsewhere as RESET ALL: DISCARD ALL would also drop pgmux's shared prepared statements there.
-        session_log_.push_back("RESET ALL");
-        for (const auto& [name, value] : wanted_params_.entries()) session_log_.push_back(set_statement(name, value));
-        for (ServerConn* other : {primary_, standby_}) {
-          if (other) other->applied_log = 0;
-        }
-        server->applied_log = 1;  // it ran the reset; the startup values follow before its next request
-      } else {
-        session_log_.push_back(set_statement(target, *wanted_params_.find(target)));
-        server->applied_log = session_log_.size() - 1;
-      }
-      return;
-    }
-  }
-  // RESET ALL and DISCARD ALL undo everything before them: the log restarts with them, so it stays short and
-  // a server that already ran older entries runs the reset too.
-  if (resets_all_settings(sql)) {
-    session_log_.clear();
+  const LogUpdate update = session_.record_command(std::move(sql), transaction_pooling());
+  if (update.others_restart) {
     for (ServerConn* other : {primary_, standby_}) {
       if (other) other->applied_log = 0;
     }
   }
-  session_log_.push_back(std::move(sql));
-  server->applied_log = session_log_.size();
+  server->applied_log = update.runner_applied;
 }
 
 void ClientConn::on_copy_in(ServerConn* server) {
@@ -120,7 +95,7 @@ void ClientConn::on_copy_in(ServerConn* server) {
 }
 
 void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message) {
-  if (server != primary_ && server != standby_ && wait_ == Wait::Server && open()) {
+  if (server != primary_ && server != standby_ && state_ == ClientState::ServerWait) {
     // It died while being readied for this client (parameter sync): ask the pool again, or route again when a
     // reload removed its backend.
     if (server->pool().draining()) {
@@ -151,7 +126,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     close();  // PostgreSQL ended the session and said so, as it would on a direct connection
     return;
   }
-  if ((was_primary && route_state_.pinned_primary) || (in_flight && server->tx_status() != 'I')) {
+  if ((was_primary && session_.route.pinned_primary) || (in_flight && server->tx_status() != 'I')) {
     fail(sqlstate::kConnectionFailure, "server connection lost (backend \"" + backend + "\"); session state is gone");
     return;
   }
@@ -177,7 +152,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     }
     send_owned(std::move(out));
   }
-  if (wait_ == Wait::Drain || (wait_ == Wait::Prepare && was_preparing)) wait_ = Wait::None;
+  if (state_ == ClientState::Draining || (state_ == ClientState::Preparing && was_preparing)) resume_requests();
   pump();
 }
 

@@ -278,7 +278,7 @@ void Worker::tick() {
     bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
     if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
       client->fail(protocol::sqlstate::kQueryCanceled, "canceling authentication due to timeout");
-    } else if (client->state() == ClientState::Linked) {
+    } else if (is_logged_in(client->state())) {
       if (AdminConsole* admin = client->admin_console()) admin->on_tick();
       client->check_idle(t, timeouts);
     }
@@ -391,7 +391,7 @@ void Worker::begin_shutdown(bool graceful) {
   }
   // Clients not yet in a session have nothing to finish.
   clients_.for_each([](ClientConn* client) {
-    if (client->state() != ClientState::Linked) client->fail(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down");
+    if (!is_logged_in(client->state())) client->fail(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down");
   });
   if (clients_.empty()) {
     finish();
