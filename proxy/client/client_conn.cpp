@@ -319,6 +319,7 @@ void ClientConn::on_pool_draining(Pool* pool) {
   if (!open()) return;
   if (waiting_pool_ == pool) {
     waiting_pool_ = nullptr;
+    routed_.reset();
     if (state_ == ClientState::ServerWait) resume_requests();  // routed again by the pump below
     if (state_ == ClientState::LoginWait) {
       Role role = Role::Primary;
@@ -384,7 +385,7 @@ bool ClientConn::in_transaction() const {
 
 void ClientConn::drop_idle_servers() {
   for (ServerConn* server : {primary_, standby_}) {
-    if (!server || server == prepared_for_ || server->state() != ServerState::Linked) continue;
+    if (!server || server == routed_server() || server->state() != ServerState::Linked) continue;
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
     if (server->pool().draining()) {
       if (server == primary_ && (session_.pin_reason || session_.route.pinned_primary)) {
@@ -416,6 +417,7 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
 void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::string& message,
                                        const std::string& detail) {
   waiting_pool_ = nullptr;
+  routed_.reset();
   if (!logged_in()) {
     close_reason_ = "no server available";
     fail(sqlstate, message, detail);
@@ -432,7 +434,6 @@ double ClientConn::monotonic_now() const { return monotonic_seconds(); }  // the
 
 void ClientConn::drop_server(ServerConn* server, bool reusable) {
   if (server == active_ && cancel_slot_) cancel_slot_->clear();  // a cancel must never reach its next client
-  if (server == prepared_for_) prepared_for_ = nullptr;
   if (server == primary_) primary_ = nullptr;
   if (server == standby_) standby_ = nullptr;
   if (server == active_) active_ = nullptr;

@@ -130,6 +130,10 @@ class ClientConn final : public StreamConn {
   bool answer_explain_route();  // dispatch()'s contract: true to go on with the next request
   bool relay_copy();
   routing::Classification classify_request();
+  bool resume_routed();  // dispatch()'s contract
+  // The slot of this client's held server for the request that waits for it, if it is still there.
+  ServerConn* routed_server() { return routed_ ? slot_for(routed_->role) : nullptr; }
+  Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
   ServerConn* choose_server(const routing::Classification& c);
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
@@ -189,12 +193,19 @@ class ClientConn final : public StreamConn {
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
   Pool* waiting_pool_ = nullptr;
   Role waiting_role_ = Role::Primary;
-  // After a prepare step the held request goes to the server it was prepared on, with the class it had then.
-  ServerConn* prepared_for_ = nullptr;
+  // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
+  // (preparing): when the server is ready the request goes on from this decision, not classified and routed
+  // again.
+  struct RoutedRequest {
+    routing::Classification c;
+    Role role = Role::Primary;
+    std::optional<routing::Route> route;  // counted in the metrics once the request goes out
+    bool prepared = false;                // the prepare step ran on that server: forward straight away
+  };
+  std::optional<RoutedRequest> routed_;
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on
   std::string prepare_error_state_;  // a statement the request needs could not be prepared: its error
   std::string prepare_error_;
-  routing::Classification prepared_class_;
   double primary_wait_deadline_ = 0;
 
   // Request state.

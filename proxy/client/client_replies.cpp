@@ -110,7 +110,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   const bool in_flight = was_active && (server->has_outstanding() || server->tx_status() != 'I' || copy_in_);
   const bool was_preparing = server == preparing_;
   if (was_preparing) preparing_ = nullptr;
-  if (server == prepared_for_) prepared_for_ = nullptr;
+  if (server == routed_server()) routed_.reset();  // the request is routed afresh
   if (server == primary_) primary_ = nullptr;
   if (server == standby_) standby_ = nullptr;
   if (server == active_) active_ = nullptr;

@@ -198,20 +198,8 @@ bool ClientConn::dispatch() {
     return false;
   }
 
-  if (prepared_for_) {
-    ServerConn* server = prepared_for_;
-    prepared_for_ = nullptr;
-    if (!prepare_error_.empty()) {
-      // A statement this request uses could not be prepared there: the request gets that error, as it would
-      // have from PostgreSQL at Parse.
-      answer_locally_with_error(prepare_error_state_, prepare_error_, {});
-      prepare_error_.clear();
-      release_idle_servers();
-      return open();
-    }
-    forward(server, prepared_class_);
-    return open() && !pinned();
-  }
+  if (routed_server()) return resume_routed();
+  routed_.reset();  // its server was lost meanwhile: routed afresh
 
   if (held_by_pause()) return false;
   if (request_.kind == RequestKind::Query && is_explain_route_request()) return answer_explain_route();
@@ -270,6 +258,31 @@ bool ClientConn::dispatch() {
   return open() && !pinned();
 }
 
+// The request waited for its server (or for pgmux to bring it up to date): it goes on with the decision made
+// when it was routed.
+bool ClientConn::resume_routed() {
+  RoutedRequest routed = std::move(*routed_);
+  routed_.reset();
+  ServerConn* server = slot_for(routed.role);
+  if (!prepare_error_.empty()) {
+    // A statement this request uses could not be prepared there: the request gets that error, as it would
+    // have from PostgreSQL at Parse.
+    answer_locally_with_error(prepare_error_state_, prepare_error_, {});
+    prepare_error_.clear();
+    release_idle_servers();
+    return open();
+  }
+  if (routed.route) {
+    worker_.metrics().count_route(*routed.route);
+    if (routing::is_read_only_statement(routed.c, session_.route) && !routed.c.primary_hint) {
+      ++server->pool().stats.reads;
+    }
+  }
+  if (!routed.prepared && !prepare(server, routed.c)) return false;
+  forward(server, routed.c);
+  return open() && !pinned();
+}
+
 // Picks (or waits for) the server this request goes to. Returns null when the request must wait; the wait
 // is the client's state, and whatever ends it pumps again.
 ServerConn* ClientConn::choose_server(const routing::Classification& c) {
@@ -304,6 +317,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         return primary_;
       }
       if (primary_) drop_server(primary_, false);  // a former primary: its session must not carry on
+      routed_ = RoutedRequest{c, Role::Primary, route, false};
       acquire(route.backend, Role::Primary);
       return nullptr;
     }
@@ -314,6 +328,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         return standby_;
       }
       if (standby_) drop_server(standby_, standby_->reusable());
+      routed_ = RoutedRequest{c, Role::Standby, route, false};
       acquire(route.backend, Role::Standby);
       return nullptr;
     }
@@ -410,10 +425,10 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   const bool prepares_statements = extended;
   set_state(ClientState::Preparing);
   preparing_ = server;
-  prepared_class_ = c;
   server->run_internal_messages(
       std::move(messages), readies,
-      [this, used = std::move(used), log_size, prepares_statements](ServerConn& s, bool ok, const std::string& state,
+      [this, c, used = std::move(used), log_size, prepares_statements](ServerConn& s, bool ok,
+                                                                       const std::string& state,
                                                                     const std::string& error) {
         if (!s.open()) return;  // on_server_lost told the client
         if (s.client() != this) {
@@ -442,7 +457,7 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
           if (session_.statements.count(name) && (ok || !prepares_statements)) s.prepared.insert(name);
         }
         if (!session_.deferred_begin.empty()) session_.deferred_begin.clear();
-        prepared_for_ = &s;
+        routed_ = RoutedRequest{c, role_of(&s), std::nullopt, true};
         resume_requests();
         pump();
       });
