@@ -135,6 +135,7 @@ class ClientConn final : public StreamConn {
   ServerConn* routed_server() { return routed_ ? slot_for(routed_->role) : nullptr; }
   Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
   ServerConn* choose_server(const routing::Classification& c);
+  void wait_for_primary(const routing::Route& route);
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
   void forward(ServerConn* server, const routing::Classification& c);
