@@ -351,16 +351,16 @@ bool ClientConn::acquire(int backend_index, Role role) {
 void ClientConn::on_server_ready(ServerConn* server) {
   waiting_pool_ = nullptr;
   if (!open()) {
-    server->pool().release(server, server->reusable());
+    ServerLease(server).give_back();  // the client left while the pool readied it
     return;
   }
   if (wait_started_ns_ != 0) {
     worker_.metrics().pool_wait_done(uv_hrtime() - wait_started_ns_, server->pool().stats);
     wait_started_ns_ = 0;
   }
-  ServerConn*& slot = slot_for(waiting_role_);
-  if (slot) drop_server(slot, slot->reusable());
-  slot = server;
+  ServerLease& slot = slot_for(waiting_role_);
+  drop_server(slot, Drop::GiveBack);
+  slot = ServerLease(server);
   if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str());
   if (waits_for_pool(state_)) set_state(ClientState::Ready);
   pump();
@@ -377,14 +377,15 @@ void ClientConn::release_idle_servers() {
 
 bool ClientConn::in_transaction() const {
   if (!session_.deferred_begin.empty()) return true;  // BEGIN answered by pgmux: the transaction has begun for the client
-  for (const ServerConn* server : {primary_, standby_}) {
+  for (const ServerConn* server : {primary_.get(), standby_.get()}) {
     if (server && (server->has_outstanding() || server->tx_status() != 'I')) return true;
   }
   return false;
 }
 
 void ClientConn::drop_idle_servers() {
-  for (ServerConn* server : {primary_, standby_}) {
+  for (ServerLease* lease : {&primary_, &standby_}) {
+    ServerConn* server = lease->get();
     if (!server || server == routed_server() || server->state() != ServerState::Linked) continue;
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
     if (server->pool().draining()) {
@@ -396,7 +397,7 @@ void ClientConn::drop_idle_servers() {
     } else if (!transaction_pooling() || session_.pin_reason) {
       continue;  // session pooling keeps its servers; a pinned client keeps the servers its state lives on
     }
-    drop_server(server, server->reusable());
+    drop_server(*lease, Drop::GiveBack);
   }
 }
 
@@ -432,15 +433,19 @@ void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::s
 double ClientConn::monotonic_now() const { return monotonic_seconds(); }  // the prober's clock
 
 
-void ClientConn::drop_server(ServerConn* server, bool reusable) {
+void ClientConn::drop_server(ServerLease& lease, Drop how) {
+  ServerConn* server = lease.get();
+  if (!server) return;
   if (server == active_ && cancel_slot_) cancel_slot_->clear();  // a cancel must never reach its next client
-  if (server == primary_) primary_ = nullptr;
-  if (server == standby_) standby_ = nullptr;
   if (server == active_) active_ = nullptr;
   if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
   // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
-  const bool discard = transaction_pooling() && session_.pin_reason != nullptr;
-  server->pool().release(server, reusable, discard);
+  if (transaction_pooling() && session_.pin_reason) server->session_dirty = true;
+  if (how == Drop::Close) {
+    lease.close();
+  } else {
+    lease.give_back();
+  }
 }
 
 void ClientConn::on_forward_done() {
@@ -474,14 +479,15 @@ void ClientConn::on_write_error(int status) {
 void ClientConn::on_closing() {
   const char* before = to_string(state_);
   set_state(ClientState::Closing);  // off every wait list
-  for (ServerConn* server : {primary_, standby_}) {
+  for (ServerLease* lease : {&primary_, &standby_}) {
+    ServerConn* server = lease->get();
     if (!server) continue;
-    bool reusable = server->reusable() && !(server == active_ && copy_in_);
-    if (!reusable) {
+    const bool mid_copy = server == active_ && copy_in_;
+    if (mid_copy || !server->reusable()) {
       LOG_INFO("C-%llu: server S-%llu was mid-request, closing it instead of reusing it",
                static_cast<unsigned long long>(id_), static_cast<unsigned long long>(server->id()));
     }
-    drop_server(server, reusable);
+    drop_server(*lease, mid_copy ? Drop::Close : Drop::GiveBack);
   }
   if (cancel_key_pid_) worker_.cancels().remove(cancel_key_pid_);
   worker_.remove_client(this);

@@ -16,6 +16,7 @@
 #include "proxy/client/session.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
+#include "proxy/server/server_lease.hpp"
 #include "proxy/server/session_params.hpp"
 #include "proxy/net/stream_conn.hpp"
 #include "routing/classifier.hpp"
@@ -132,7 +133,7 @@ class ClientConn final : public StreamConn {
   routing::Classification classify_request();
   bool resume_routed();  // dispatch()'s contract
   // The slot of this client's held server for the request that waits for it, if it is still there.
-  ServerConn* routed_server() { return routed_ ? slot_for(routed_->role) : nullptr; }
+  ServerConn* routed_server() { return routed_ ? slot_for(routed_->role).get() : nullptr; }
   Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
   ServerConn* choose_server(const routing::Classification& c);
   void wait_for_primary(const routing::Route& route);
@@ -155,12 +156,14 @@ class ClientConn final : public StreamConn {
   void record_session_command(ServerConn* server, std::string sql);
   void answer_locally_with_error(const std::string& sqlstate, const std::string& message,
                                  const std::string& detail);
-  void drop_server(ServerConn* server, bool reusable);
+  enum class Drop : uint8_t { GiveBack, Close };
+  // Ends a checkout: the lease goes back to its pool (reused, reset or closed as the pool decides) or is closed.
+  void drop_server(ServerLease& lease, Drop how);
   // Transaction pooling: servers with nothing outstanding, outside a transaction and not pinned go back.
   void release_idle_servers();
   void drop_idle_servers();  // release_idle_servers' work, without its checks for a request in progress
   bool transaction_pooling() const { return pool_mode_ != conf::PoolMode::Session; }
-  ServerConn*& slot_for(Role role) { return role == Role::Primary ? primary_ : standby_; }
+  ServerLease& slot_for(Role role) { return role == Role::Primary ? primary_ : standby_; }
   double monotonic_now() const;
   routing::RouteSettings route_settings() const;
 
@@ -188,8 +191,8 @@ class ClientConn final : public StreamConn {
   conf::PoolMode pool_mode_ = conf::PoolMode::Session;
 
   // Servers: held ones, the one whose replies are relayed now, and the pool a request waits on.
-  ServerConn* primary_ = nullptr;
-  ServerConn* standby_ = nullptr;
+  ServerLease primary_;
+  ServerLease standby_;
   ServerConn* active_ = nullptr;
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
   Pool* waiting_pool_ = nullptr;

@@ -72,7 +72,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
 void ClientConn::record_session_command(ServerConn* server, std::string sql) {
   const LogUpdate update = session_.record_command(std::move(sql), transaction_pooling());
   if (update.others_restart) {
-    for (ServerConn* other : {primary_, standby_}) {
+    for (ServerConn* other : {primary_.get(), standby_.get()}) {
       if (other) other->applied_log = 0;
     }
   }
@@ -111,8 +111,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   const bool was_preparing = server == preparing_;
   if (was_preparing) preparing_ = nullptr;
   if (server == routed_server()) routed_.reset();  // the request is routed afresh
-  if (server == primary_) primary_ = nullptr;
-  if (server == standby_) standby_ = nullptr;
+  if (server == primary_) primary_.forget();  // closing: its pool has let go of it already
+  if (server == standby_) standby_.forget();
   if (server == active_) active_ = nullptr;
   if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
   if (!open()) return;

@@ -363,7 +363,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
         server->server_closes.push_back(std::move(*evicted));
       }
     }
-    for (ServerConn* other : {primary_, standby_}) {
+    for (ServerConn* other : {primary_.get(), standby_.get()}) {
       if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
     }
   }
@@ -401,7 +401,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   for (auto closed : request_.closed) {
     std::string name(closed);
     session_.statements.erase(name);
-    for (ServerConn* other : {primary_, standby_}) {
+    for (ServerConn* other : {primary_.get(), standby_.get()}) {
       if (!other) continue;
       if (other == server) {
         other->prepared.erase(name);

@@ -119,7 +119,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         if (read_only) ++primary_->pool().stats.reads;
         return primary_;
       }
-      if (primary_) drop_server(primary_, false);  // a former primary: its session must not carry on
+      drop_server(primary_, Drop::Close);  // a former primary: its session must not carry on
       routed_ = RoutedRequest{c, Role::Primary, route, false};
       acquire(route.backend, Role::Primary);
       return nullptr;
@@ -130,7 +130,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         ++standby_->pool().stats.reads;
         return standby_;
       }
-      if (standby_) drop_server(standby_, standby_->reusable());
+      drop_server(standby_, Drop::GiveBack);
       routed_ = RoutedRequest{c, Role::Standby, route, false};
       acquire(route.backend, Role::Standby);
       return nullptr;

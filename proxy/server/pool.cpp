@@ -279,7 +279,7 @@ void Pool::assign(ServerConn* server, ClientConn* client) {
   });
 }
 
-void Pool::release(ServerConn* server, bool reusable, bool discard_session) {
+void Pool::release(ServerConn* server, bool reusable) {
   server->unlink();
   if (!server->open()) return;
   if (server->state() == ServerState::Internal) return;  // its completion callback decides
@@ -304,7 +304,7 @@ void Pool::release(ServerConn* server, bool reusable, bool discard_session) {
   // is reset completely (its pgmux statements go too); otherwise it is idle as it is (parameters are compared and
   // SET on the next checkout).
   // DISCARD ALL, not RESET ALL: RESET ALL leaves SET ROLE and SET SESSION AUTHORIZATION in place.
-  if (discard_session || server->applied_log > 0 || server->session_dirty) {
+  if (server->applied_log > 0 || server->session_dirty) {
     server->applied_unreported.clear();
     server->server_statements.clear();
     server->server_closes.clear();

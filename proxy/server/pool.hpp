@@ -68,8 +68,9 @@ class Pool {
   // Clients.
   void request(ClientConn* client);
   void withdraw(ClientConn* client);
-  // discard_session: the client left session state behind (it was pinned): DISCARD ALL before reuse.
-  void release(ServerConn* server, bool reusable, bool discard_session = false);
+  // The one place a returned server's fate is decided: closed when not reusable (or expired, drained, over
+  // the limit), reset with DISCARD ALL when its session changed (session pooling always), else idle as it is.
+  void release(ServerConn* server, bool reusable);
 
   // Servers.
   void set_state(ServerConn* server, ServerState state);

@@ -99,7 +99,7 @@ class ServerConn final : public StreamConn {
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   bool wrote = false;                         // a write was sent since the last ReadyForQuery 'I'
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
-  // string that may hold one): DISCARD ALL before the next client. Reset on link like the rest.
+  // string that may hold one), or a pinned client used it: DISCARD ALL before the next client. Reset on link.
   bool session_dirty = false;
   // Survive links (transaction pooling): parameters pgmux SET here that the server does not report, and the
   // pgmux-named prepared statements ("pgmux_<hash of text and types>") this server has, shared by all clients.
