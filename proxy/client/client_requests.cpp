@@ -5,10 +5,8 @@
 #include <cstdio>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
@@ -52,8 +50,7 @@ void ClientConn::pump_requests() {
       break;
     }
     if (scan.status == ScanStatus::Error) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, scan.error);
+      fail({Failure::MalformedRequest, {scan.error}});
       return;
     }
     if (!dispatch()) break;
@@ -88,8 +85,7 @@ bool ClientConn::relay_copy() {
     Frame frame = next_frame(ByteView(in_.data() + pos, available), worker_.max_message_size());
     if (frame.status == FrameStatus::NeedMore) break;
     if (frame.status == FrameStatus::Error) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, std::string("invalid frontend message: ") + to_string(frame.error));
+      fail({Failure::InvalidCopyMessage, {to_string(frame.error)}});
       return false;
     }
     // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
@@ -159,7 +155,7 @@ routing::Classification ClientConn::classify_request() {
 bool ClientConn::dispatch() {
   switch (request_.kind) {
     case RequestKind::Terminate:
-      close_reason_ = "client terminated";
+      close_reason_ = Failure::ClientTerminated;
       close();
       return false;
     case RequestKind::CopyMessage: {
@@ -204,7 +200,7 @@ bool ClientConn::dispatch() {
     if (!prepare_error_.empty()) {
       // A statement this request uses could not be prepared there: the request gets that error, as it would
       // have from PostgreSQL at Parse.
-      answer_locally_with_error(prepare_error_state_, prepare_error_, {});
+      fail(FailureReport::relayed(Failure::PrepareFailed, prepare_error_state_, prepare_error_));
       prepare_error_.clear();
       release_idle_servers();
       return open();
@@ -223,10 +219,7 @@ bool ClientConn::dispatch() {
       wait_ = Wait::Drain;  // answer in order: after the replies still owed
       return false;
     }
-    answer_locally_with_error(sqlstate::kFeatureNotSupported,
-                              "pgmux: transactions spanning several statements are not allowed in statement "
-                              "pooling mode (pool_mode \"statement\")",
-                              "Send the whole transaction in one query string, or use transaction pooling.");
+    fail(Failure::StatementPoolingTransaction);
     return open();
   }
 
@@ -287,8 +280,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   if (request_.binds_unnamed && !parses_unnamed()) {
     // Bind of the unnamed statement parsed by an earlier request: only the server that parsed it has it.
     if (unnamed_statement_server_) return unnamed_statement_server_;
-    answer_locally_with_error("26000", "unnamed prepared statement does not exist",
-                              "pgmux: the server that parsed it was released (transaction pooling) or lost");
+    fail(Failure::UnnamedStatementGone);
     return nullptr;
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
@@ -304,7 +296,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         if (read_only) ++primary_->pool().stats.reads;
         return primary_;
       }
-      if (primary_) drop_server(primary_, false);  // a former primary: its session must not carry on
+      if (primary_) drop_server(primary_, Failure::PrimaryMoved);
       acquire(route.backend, Role::Primary);
       return nullptr;
     }
@@ -314,7 +306,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         ++standby_->pool().stats.reads;
         return standby_;
       }
-      if (standby_) drop_server(standby_, standby_->reusable());
+      if (standby_) drop_server(standby_);
       acquire(route.backend, Role::Standby);
       return nullptr;
     }
@@ -332,12 +324,9 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         primary_wait_deadline_ = 0;
         worker_.stop_waiting_for_primary(this);
         worker_.metrics().count_route(route);
-        answer_locally_with_error(
-            sqlstate::kCannotConnectNow,
-            any_up ? "pgmux: no primary became available within failover_timeout (" +
-                         std::to_string(static_cast<int>(failover_timeout)) + " s)"
-                   : std::string("pgmux: no backend of database \"") + database_ + "\" is reachable",
-            view.alarm);
+        fail(any_up ? FailureReport(Failure::NoPrimaryInTime,
+                                    {std::to_string(static_cast<int>(failover_timeout)), view.alarm})
+                    : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
         return nullptr;
       }
       wait_ = Wait::Primary;
@@ -346,10 +335,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     }
     case routing::RouteTarget::NoBackend:
       worker_.metrics().count_route(route);
-      answer_locally_with_error(sqlstate::kCannotConnectNow,
-                                std::string("pgmux: no standby can serve this read (") + routing::to_string(route.reason) +
-                                    ") and fallback_to_primary is off",
-                                {});
+      fail({Failure::NoStandbyNoFallback, {routing::to_string(route.reason)}});
       return nullptr;
   }
   return nullptr;
@@ -588,8 +574,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
 
   if (renamed) {
     if (!renamed_ok) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, "malformed extended-protocol message");
+      fail(Failure::MalformedExtendedMessage);
       return;
     }
   } else {
@@ -613,11 +598,9 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   server->relay();  // replies that arrived while it was not this client's active server
 }
 
-void ClientConn::answer_locally_with_error(const std::string& state, const std::string& message,
-                                           const std::string& detail) {
+void ClientConn::answer_locally_with_error(const FailureReport& failure) {
   ByteVector out;
-  build_error_response(out, "ERROR", state, message, detail);
-  worker_.metrics().count_error(state);
+  report_failure(failure, Severity::Error, worker_.metrics(), log_prefix(), out);
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) {
     build_ready_for_query(out, deferred_begin_.empty() ? 'I' : 'E');
@@ -625,8 +608,6 @@ void ClientConn::answer_locally_with_error(const std::string& state, const std::
     discard_until_sync_ = true;
   }
   send_owned(std::move(out));
-  LOG_INFO("C-%llu user=%s db=%s: request not sent: %s %s", static_cast<unsigned long long>(id_), user_.c_str(),
-           database_.c_str(), state.c_str(), message.c_str());
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
 }

@@ -170,8 +170,7 @@ Answer kill_client(const Input& input, Context& context) {
       }
       context.shared.workers[static_cast<size_t>(c.worker)]->post([id](Worker& w) {
         if (ClientConn* client = w.find_client(id)) {
-          client->fail(protocol::sqlstate::kAdminShutdown,
-                       "terminating connection due to administrator command (pgmux KILL_CLIENT)");
+          client->fail(Failure::KilledByAdmin);
         }
       });
       return Answer::done("KILL_CLIENT");
