@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/sqlstate.hpp"
 #include "proxy/ops/admin/console.hpp"
 #include "proxy/ops/admin/explain_route.hpp"
@@ -26,12 +25,7 @@ bool listed(const std::vector<std::string>& names, const std::string& name) {
 void ClientConn::start_admin_session() {
   const bool may_change = listed(config_->admin_users, user_);
   if (!may_change && !listed(config_->stats_users, user_)) {
-    close_reason_ = "not an admin user";
-    LOG_WARN("C-%llu %s user=%s: refused on the admin console: not in admin_users or stats_users",
-             static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str());
-    fail(sqlstate::kInvalidAuthorization,
-         "pgmux: user \"" + user_ + "\" may not use the admin console (database \"pgmux\")",
-         "Add the user to admin_users (every command) or stats_users (SHOW only) in the pgmux config.");
+    fail({Failure::NotAdminUser, {user_}});
     return;
   }
   auth_.reset();
@@ -67,9 +61,7 @@ bool ClientConn::dispatch_admin() {
   in_.consume_to(in_.parsed());
   if (!ends_with_ready) return true;  // the error goes with the Sync
   ByteVector out;
-  build_error_response(out, "ERROR", sqlstate::kFeatureNotSupported,
-                       "pgmux admin console: only simple queries are supported",
-                       {}, "Use psql, or PQexec without parameters; prepared statements do not work here.");
+  report_failure(Failure::AdminExtendedProtocol, Severity::Error, worker_.metrics(), log_prefix(), out);
   build_ready_for_query(out, 'I');
   send_owned(std::move(out));
   return true;

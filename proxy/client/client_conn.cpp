@@ -7,10 +7,8 @@
 #include <cctype>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/startup.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
@@ -57,7 +55,9 @@ ClientConn::ClientConn(Worker& worker, uint64_t id) : StreamConn(worker.loop()),
 ClientConn::~ClientConn() = default;
 
 bool ClientConn::accept(uv_stream_t* listener) {
-  if (uv_accept(listener, stream()) != 0) {
+  if (const int rc = uv_accept(listener, stream()); rc != 0) {
+    close_reason_ = Failure::ClientSocketError;
+    close_status_ = rc;
     close();
     return false;
   }
@@ -110,8 +110,7 @@ void ClientConn::handle_startup() {
     Frame frame = next_startup_frame(in_.unparsed_bytes());
     if (frame.status == FrameStatus::NeedMore) return;
     if (frame.status == FrameStatus::Error) {
-      close_reason_ = "invalid startup packet";
-      fail(sqlstate::kProtocolViolation, std::string("invalid startup packet: ") + to_string(frame.error));
+      fail({Failure::StartupFraming, {to_string(frame.error)}});
       return;
     }
     StartupPacket packet = parse_startup_packet(in_.unparsed_bytes().first(frame.total()));
@@ -133,13 +132,12 @@ void ClientConn::handle_startup() {
         LOG_INFO("C-%llu %s: cancel request for unknown key (pid %d) ignored", static_cast<unsigned long long>(id_),
                  peer_.c_str(), cancel->process_id);
       }
-      close_reason_ = "cancel request";
+      close_reason_ = Failure::CancelRequestDone;
       close();
       return;
     }
     if (auto* error = std::get_if<StartupParseError>(&packet)) {
-      close_reason_ = "bad startup packet";
-      fail(sqlstate::kProtocolViolation, error->message);
+      fail({Failure::StartupPacketInvalid, {error->message}});
       return;
     }
     handle_startup_message(std::get<StartupMessage>(packet));
@@ -149,21 +147,20 @@ void ClientConn::handle_startup() {
 void ClientConn::handle_startup_message(const StartupMessage& startup) {
   const std::string* user = startup.find("user");
   if (!user || user->empty()) {
-    fail(sqlstate::kInvalidAuthorization, "no PostgreSQL user name specified in startup packet");
+    fail(Failure::NoUserName);
     return;
   }
   user_ = *user;
   const std::string* database = startup.find("database");
   database_ = database && !database->empty() ? *database : user_;
   if (startup.find("replication")) {
-    fail(sqlstate::kFeatureNotSupported, "pgmux does not support replication connections");
+    fail(Failure::ReplicationRefused);
     return;
   }
   for (const auto& [name, value] : startup.parameters) {
     if (name == "options") {
       if (!parse_options_parameter(value, session_.wanted_params)) {
-        fail(sqlstate::kFeatureNotSupported,
-             "pgmux supports only \"-c name=value\" settings in the options startup parameter");
+        fail(Failure::OptionsUnsupported);
         return;
       }
     } else if (!is_connection_key(name)) {
@@ -174,7 +171,7 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   config_ = worker_.config();
   user_config_ = config_->find_user(user_);
   if (!user_config_) {
-    fail(sqlstate::kInvalidAuthorization, "role \"" + user_ + "\" does not exist");
+    fail({Failure::UnknownRole, {user_}});
     return;
   }
   conf::AuthMethod method = user_config_->auth_method.value_or(config_->auth_method);
@@ -187,8 +184,7 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   set_state(ClientState::Auth);
   ClientAuth::Step step = auth_->start();
   if (step.verdict == ClientAuth::Verdict::Failed) {
-    close_reason_ = "authentication failed";
-    fail(step.sqlstate, step.message);
+    fail(*step.failure);
     return;
   }
   send_owned(std::move(step.reply));
@@ -203,11 +199,8 @@ void ClientConn::handle_auth() {
       return;
     }
     if (frame.status == FrameStatus::Error || frame.tag != frontend::kPassword) {
-      close_reason_ = "protocol violation during authentication";
-      fail(sqlstate::kProtocolViolation,
-           frame.status == FrameStatus::Error
-               ? std::string("invalid authentication message: ") + to_string(frame.error)
-               : std::string("expected password response, got message type \"") + frame.tag + "\"");
+      fail(frame.status == FrameStatus::Error ? FailureReport(Failure::AuthMessageInvalid, {to_string(frame.error)})
+                                              : FailureReport(Failure::AuthUnexpectedMessage, {{frame.tag}}));
       return;
     }
     if (in_.unparsed() < frame.total()) {
@@ -219,10 +212,7 @@ void ClientConn::handle_auth() {
     in_.advance_parsed(frame.total());
     in_.consume_to(in_.parsed());
     if (step.verdict == ClientAuth::Verdict::Failed) {
-      close_reason_ = "authentication failed";
-      LOG_WARN("C-%llu %s user=%s db=%s: authentication failed: %s", static_cast<unsigned long long>(id_),
-               peer_.c_str(), user_.c_str(), database_.c_str(), step.message.c_str());
-      fail(step.sqlstate, step.message);
+      fail(*step.failure);
       return;
     }
     send_owned(std::move(step.reply));
@@ -241,8 +231,7 @@ void ClientConn::auth_succeeded() {
   }
   database_config_ = config_->find_database(database_);
   if (!database_config_) {
-    close_reason_ = "unknown database";
-    fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+    fail({Failure::UnknownDatabase, {database_}});
     return;
   }
   update_backend_mask(*worker_.config());
@@ -254,8 +243,8 @@ void ClientConn::auth_succeeded() {
   // Transaction pooling needs no server to log a client in once the pool knows what a server reports: that set,
   // with the client's own startup values applied, as PostgreSQL would report them.
   if (transaction_pooling()) {
-    std::string error;
-    Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend, &error);
+    std::optional<FailureReport> no_pool;
+    Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend, &no_pool);
     SessionParams params = pool ? pool->login_params() : SessionParams{};
     if (!params.entries().empty()) {
       if (auto key = auth_->client_key(); key && pool->login().scram_secret) pool->login().client_key = key;
@@ -334,11 +323,10 @@ void ClientConn::on_pool_draining(Pool* pool) {
 
 // Takes a server for `role` from the backend's pool; the pool calls on_server_ready (maybe right away).
 bool ClientConn::acquire(int backend_index, Role role) {
-  std::string error;
-  Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &error);
+  std::optional<FailureReport> no_pool;
+  Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &no_pool);
   if (!pool) {
-    close_reason_ = "no pool";
-    fail(sqlstate::kConnectionFailure, error);
+    on_server_unavailable(*no_pool);  // as a pool would say it: the request fails (before login: the login)
     return false;
   }
   waiting_pool_ = pool;
@@ -351,7 +339,7 @@ bool ClientConn::acquire(int backend_index, Role role) {
 void ClientConn::on_server_ready(ServerConn* server) {
   waiting_pool_ = nullptr;
   if (!open()) {
-    ServerLease(server).give_back();  // the client left while the pool readied it
+    ServerLease(server).give_back({}, close_reason_);  // the client left while the pool readied it
     return;
   }
   if (wait_started_ns_ != 0) {
@@ -359,7 +347,7 @@ void ClientConn::on_server_ready(ServerConn* server) {
     wait_started_ns_ = 0;
   }
   ServerLease& slot = slot_for(waiting_role_);
-  drop_server(slot, Drop::GiveBack);
+  drop_server(slot);
   slot = ServerLease(server);
   if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str());
   if (waits_for_pool(state_)) set_state(ClientState::Ready);
@@ -397,7 +385,7 @@ void ClientConn::drop_idle_servers() {
     } else if (!transaction_pooling() || session_.pin_reason) {
       continue;  // session pooling keeps its servers; a pinned client keeps the servers its state lives on
     }
-    drop_server(*lease, Drop::GiveBack);
+    drop_server(*lease);
   }
 }
 
@@ -415,37 +403,30 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
            peer_.c_str(), user_.c_str(), database_.c_str(), via, conf::to_string(pool_mode_));
 }
 
-void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::string& message,
-                                       const std::string& detail) {
+void ClientConn::on_server_unavailable(const FailureReport& failure) {
   waiting_pool_ = nullptr;
   routed_.reset();
-  if (!logged_in()) {
-    close_reason_ = "no server available";
-    fail(sqlstate, message, detail);
-    return;
-  }
-  // A request after login: it never reached a server, so the session goes on with an error for it.
-  resume_requests();
-  answer_locally_with_error(sqlstate, message, detail);
-  pump();
+  // A request after login never reached a server: the session goes on with an error for it (the table's
+  // severity); before login the login fails.
+  if (logged_in()) resume_requests();
+  fail(failure);
+  if (logged_in() && open()) pump();
 }
 
 double ClientConn::monotonic_now() const { return monotonic_seconds(); }  // the prober's clock
 
 
-void ClientConn::drop_server(ServerLease& lease, Drop how) {
+void ClientConn::drop_server(ServerLease& lease, std::optional<Failure> why) {
   ServerConn* server = lease.get();
   if (!server) return;
+  ServerFacts facts;  // what only the client knows; the pool adds the rest
+  facts.copy_in = server == active_ && copy_in_;
+  // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
+  facts.session_state = transaction_pooling() && session_.pin_reason != nullptr;
   if (server == active_ && cancel_slot_) cancel_slot_->clear();  // a cancel must never reach its next client
   if (server == active_) active_ = nullptr;
   if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
-  // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
-  if (transaction_pooling() && session_.pin_reason) server->session_dirty = true;
-  if (how == Drop::Close) {
-    lease.close();
-  } else {
-    lease.give_back();
-  }
+  lease.give_back(facts, why);
 }
 
 void ClientConn::on_forward_done() {
@@ -453,26 +434,39 @@ void ClientConn::on_forward_done() {
   pump();
 }
 
-void ClientConn::fail(const std::string& state, const std::string& message, const std::string& detail) {
+void ClientConn::fail(const FailureReport& failure) {
   if (!open()) return;
-  if (!close_reason_) close_reason_ = "error";
-  LOG_INFO("C-%llu %s user=%s db=%s: FATAL %s %s", static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str(),
-           database_.c_str(), state.c_str(), message.c_str());
+  const Severity severity = effective_severity(failure.failure(), logged_in());
+  if (severity == Severity::Error) {
+    answer_locally_with_error(failure);
+    return;
+  }
+  if (!close_reason_) close_reason_ = failure.failure();
   ByteVector out;
-  build_error_response(out, "FATAL", state, message, detail);
-  worker_.metrics().count_error(state);
-  if (!logged_in()) worker_.metrics().client_login_failures.add();
+  report_failure(failure, severity, worker_.metrics(), log_prefix(), out);
+  if (!logged_in() && severity == Severity::Fatal) worker_.metrics().client_login_failures.add();
   send_owned(std::move(out));
   close();
 }
 
+std::string ClientConn::log_prefix() const {
+  return format_log("C-%llu %s user=%s db=%s", static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str(),
+                    database_.c_str());
+}
+
 void ClientConn::on_read_end(int status) {
-  close_reason_ = status == UV_EOF ? "client closed the connection" : uv_strerror(status);
+  if (!close_reason_) {
+    close_reason_ = status == UV_EOF ? Failure::ClientClosed : Failure::ClientSocketError;
+    close_status_ = status == UV_EOF ? 0 : status;
+  }
   close();
 }
 
 void ClientConn::on_write_error(int status) {
-  close_reason_ = uv_strerror(status);
+  if (!close_reason_) {
+    close_reason_ = Failure::ClientSocketError;
+    close_status_ = status;
+  }
   close();
 }
 
@@ -480,19 +474,15 @@ void ClientConn::on_closing() {
   const char* before = to_string(state_);
   set_state(ClientState::Closing);  // off every wait list
   for (ServerLease* lease : {&primary_, &standby_}) {
-    ServerConn* server = lease->get();
-    if (!server) continue;
-    const bool mid_copy = server == active_ && copy_in_;
-    if (mid_copy || !server->reusable()) {
-      LOG_INFO("C-%llu: server S-%llu was mid-request, closing it instead of reusing it",
-               static_cast<unsigned long long>(id_), static_cast<unsigned long long>(server->id()));
-    }
-    drop_server(*lease, mid_copy ? Drop::Close : Drop::GiveBack);
+    drop_server(*lease, close_reason_);
   }
   if (cancel_key_pid_) worker_.cancels().remove(cancel_key_pid_);
   worker_.remove_client(this);
-  LOG_INFO("C-%llu %s user=%s db=%s: disconnect (%s) in state %s", static_cast<unsigned long long>(id_),
-           peer_.c_str(), user_.c_str(), database_.c_str(), close_reason_ ? close_reason_ : "closed", before);
+  const Failure reason = close_reason_.value_or(Failure::ClientClosed);
+  worker_.metrics().count_disconnect(reason);
+  LOG_INFO("C-%llu %s user=%s db=%s: disconnect (%s%s%s) in state %s", static_cast<unsigned long long>(id_),
+           peer_.c_str(), user_.c_str(), database_.c_str(), failure_row(reason).log, close_status_ ? ": " : "",
+           close_status_ ? uv_strerror(close_status_) : "", before);
 }
 
 }  // namespace pgmux::proxy

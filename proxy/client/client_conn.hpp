@@ -16,6 +16,7 @@
 #include "proxy/client/session.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
+#include "proxy/net/failure.hpp"
 #include "proxy/server/server_lease.hpp"
 #include "proxy/server/session_params.hpp"
 #include "proxy/net/stream_conn.hpp"
@@ -61,7 +62,7 @@ class ClientConn final : public StreamConn {
 
   // From the pool.
   void on_server_ready(ServerConn* server);
-  void on_server_unavailable(const std::string& sqlstate, const std::string& message, const std::string& detail);
+  void on_server_unavailable(const FailureReport& failure);
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, bool had_error);
   void on_copy_in(ServerConn* server);
@@ -82,8 +83,9 @@ class ClientConn final : public StreamConn {
   // client_idle_timeout (idle outside one).
   void check_idle(double now, const conf::Timeouts& timeouts);
 
-  // Sends a FATAL ErrorResponse and closes.
-  void fail(const std::string& sqlstate, const std::string& message, const std::string& detail = {});
+  // Does what the failure table says: a FATAL ErrorResponse and close; an ERROR for the request in hand while the
+  // session goes on (FATAL before login: there is no session yet); or a silent close.
+  void fail(const FailureReport& failure);
 
   ListNode wait_node;          // pool's waiting list
   ListNode worker_node;        // worker's list of all clients
@@ -154,11 +156,11 @@ class ClientConn final : public StreamConn {
     return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
   }
   void record_session_command(ServerConn* server, std::string sql);
-  void answer_locally_with_error(const std::string& sqlstate, const std::string& message,
-                                 const std::string& detail);
-  enum class Drop : uint8_t { GiveBack, Close };
-  // Ends a checkout: the lease goes back to its pool (reused, reset or closed as the pool decides) or is closed.
-  void drop_server(ServerLease& lease, Drop how);
+  void answer_locally_with_error(const FailureReport& failure);
+  std::string log_prefix() const;  // "C-<id> <peer> user=<user> db=<database>"
+  // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the
+  // server is reused, reset or closed (server_fate).
+  void drop_server(ServerLease& lease, std::optional<Failure> why = std::nullopt);
   // Transaction pooling: servers with nothing outstanding, outside a transaction and not pinned go back.
   void release_idle_servers();
   void drop_idle_servers();  // release_idle_servers' work, without its checks for a request in progress
@@ -187,7 +189,8 @@ class ClientConn final : public StreamConn {
   uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting
   uint64_t tx_started_ns_ = 0;    // uv_hrtime() of the first request of the running transaction; 0: none
   double last_activity_ = 0;  // loop time of the last request sent or reply finished
-  const char* close_reason_ = nullptr;
+  std::optional<Failure> close_reason_;  // why the connection ends: the first reason set wins
+  int close_status_ = 0;                 // the libuv error behind Failure::ClientSocketError
   conf::PoolMode pool_mode_ = conf::PoolMode::Session;
 
   // Servers: held ones, the one whose replies are relayed now, and the pool a request waits on.

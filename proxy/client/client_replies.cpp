@@ -6,10 +6,8 @@
 #include <cstdio>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
@@ -29,13 +27,9 @@ void ClientConn::check_idle(double now, const conf::Timeouts& timeouts) {
   const bool in_transaction = !session_.deferred_begin.empty() || (active_ && active_->tx_status() != 'I');
   const double idle = now - last_activity_;
   if (in_transaction && timeouts.idle_transaction_timeout > 0 && idle > timeouts.idle_transaction_timeout) {
-    close_reason_ = "idle_transaction_timeout";
-    fail("25P03", "terminating connection due to idle-in-transaction timeout (pgmux idle_transaction_timeout is " +
-                      std::to_string(static_cast<int>(timeouts.idle_transaction_timeout)) + " s)");
+    fail({Failure::IdleTransactionTimeout, {std::to_string(static_cast<int>(timeouts.idle_transaction_timeout))}});
   } else if (!in_transaction && timeouts.client_idle_timeout > 0 && idle > timeouts.client_idle_timeout) {
-    close_reason_ = "client_idle_timeout";
-    fail("57P05", "terminating connection due to idle-session timeout (pgmux client_idle_timeout is " +
-                      std::to_string(static_cast<int>(timeouts.client_idle_timeout)) + " s)");
+    fail({Failure::ClientIdleTimeout, {std::to_string(static_cast<int>(timeouts.client_idle_timeout))}});
   }
 }
 
@@ -116,38 +110,36 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   if (server == active_) active_ = nullptr;
   if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
   if (!open()) return;
-  close_reason_ = "server connection lost";
   const std::string backend = server->pool().backend().name;
   if (mid_message) {
+    close_reason_ = Failure::ServerLost;
     close();  // half a message went out: nothing else can be framed after it
     return;
   }
   if (fatal_forwarded) {
+    close_reason_ = Failure::ServerLost;
     close();  // PostgreSQL ended the session and said so, as it would on a direct connection
     return;
   }
   if ((was_primary && session_.route.pinned_primary) || (in_flight && server->tx_status() != 'I')) {
-    fail(sqlstate::kConnectionFailure, "server connection lost (backend \"" + backend + "\"); session state is gone");
+    fail({Failure::ServerLostSessionGone, {backend}});
     return;
   }
-  close_reason_ = nullptr;
   if (in_flight) {
     // The requests may or may not have run; the client hears so, once for each, and the session goes on.
     const unsigned answers = outstanding_count_;
     outstanding_count_ = 0;
     tx_started_ns_ = 0;
-    worker_.metrics().count_error(sqlstate::kConnectionFailure, answers > 0 ? answers : 1);
     pending_session_sql_.clear();
     copy_in_ = false;
     ByteVector out;
-    const std::string message =
-        "server connection lost (backend \"" + backend + "\"); the statement may or may not have been executed";
+    const FailureReport lost(Failure::ServerLostInFlight, {backend});
     for (unsigned i = 0; i < answers; ++i) {
-      build_error_response(out, "ERROR", sqlstate::kConnectionFailure, message);
+      report_failure(lost, Severity::Error, worker_.metrics(), log_prefix(), out);
       build_ready_for_query(out, 'I');
     }
     if (answers == 0) {
-      build_error_response(out, "ERROR", sqlstate::kConnectionFailure, message);
+      report_failure(lost, Severity::Error, worker_.metrics(), log_prefix(), out);
       discard_until_sync_ = true;  // an extended sequence without Sync: answer its Sync with ReadyForQuery
     }
     send_owned(std::move(out));

@@ -5,10 +5,8 @@
 #include <cstdio>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
@@ -52,8 +50,7 @@ void ClientConn::pump_requests() {
       break;
     }
     if (scan.status == ScanStatus::Error) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, scan.error);
+      fail({Failure::MalformedRequest, {scan.error}});
       return;
     }
     if (!dispatch()) break;
@@ -88,8 +85,7 @@ bool ClientConn::relay_copy() {
     Frame frame = next_frame(ByteView(in_.data() + pos, available), worker_.max_message_size());
     if (frame.status == FrameStatus::NeedMore) break;
     if (frame.status == FrameStatus::Error) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, std::string("invalid frontend message: ") + to_string(frame.error));
+      fail({Failure::InvalidCopyMessage, {to_string(frame.error)}});
       return false;
     }
     // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
@@ -111,7 +107,7 @@ bool ClientConn::relay_copy() {
 bool ClientConn::dispatch() {
   switch (request_.kind) {
     case RequestKind::Terminate:
-      close_reason_ = "client terminated";
+      close_reason_ = Failure::ClientTerminated;
       close();
       return false;
     case RequestKind::CopyMessage: {
@@ -163,10 +159,7 @@ bool ClientConn::dispatch() {
       set_state(ClientState::Draining);  // answer in order: after the replies still owed
       return false;
     }
-    answer_locally_with_error(sqlstate::kFeatureNotSupported,
-                              "pgmux: transactions spanning several statements are not allowed in statement "
-                              "pooling mode (pool_mode \"statement\")",
-                              "Send the whole transaction in one query string, or use transaction pooling.");
+    fail(Failure::StatementPoolingTransaction);
     return open();
   }
 
@@ -424,8 +417,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
 
   if (renamed) {
     if (!renamed_ok) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, "malformed extended-protocol message");
+      fail(Failure::MalformedExtendedMessage);
       return;
     }
   } else {
@@ -449,11 +441,9 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   server->relay();  // replies that arrived while it was not this client's active server
 }
 
-void ClientConn::answer_locally_with_error(const std::string& state, const std::string& message,
-                                           const std::string& detail) {
+void ClientConn::answer_locally_with_error(const FailureReport& failure) {
   ByteVector out;
-  build_error_response(out, "ERROR", state, message, detail);
-  worker_.metrics().count_error(state);
+  report_failure(failure, Severity::Error, worker_.metrics(), log_prefix(), out);
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) {
     build_ready_for_query(out, session_.deferred_begin.empty() ? 'I' : 'E');
@@ -461,8 +451,6 @@ void ClientConn::answer_locally_with_error(const std::string& state, const std::
     discard_until_sync_ = true;
   }
   send_owned(std::move(out));
-  LOG_INFO("C-%llu user=%s db=%s: request not sent: %s %s", static_cast<unsigned long long>(id_), user_.c_str(),
-           database_.c_str(), state.c_str(), message.c_str());
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
 }

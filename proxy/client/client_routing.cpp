@@ -70,7 +70,7 @@ bool ClientConn::resume_routed() {
   if (!prepare_error_.empty()) {
     // A statement this request uses could not be prepared there: the request gets that error, as it would
     // have from PostgreSQL at Parse.
-    answer_locally_with_error(prepare_error_state_, prepare_error_, {});
+    fail(FailureReport::relayed(Failure::PrepareFailed, prepare_error_state_, prepare_error_));
     prepare_error_.clear();
     release_idle_servers();
     return open();
@@ -103,8 +103,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   if (request_.binds_unnamed && !parses_unnamed()) {
     // Bind of the unnamed statement parsed by an earlier request: only the server that parsed it has it.
     if (unnamed_statement_server_) return unnamed_statement_server_;
-    answer_locally_with_error("26000", "unnamed prepared statement does not exist",
-                              "pgmux: the server that parsed it was released (transaction pooling) or lost");
+    fail(Failure::UnnamedStatementGone);
     return nullptr;
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
@@ -119,7 +118,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         if (read_only) ++primary_->pool().stats.reads;
         return primary_;
       }
-      drop_server(primary_, Drop::Close);  // a former primary: its session must not carry on
+      drop_server(primary_, Failure::PrimaryMoved);  // a former primary: its session must not carry on
       routed_ = RoutedRequest{c, Role::Primary, route, false};
       acquire(route.backend, Role::Primary);
       return nullptr;
@@ -130,7 +129,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         ++standby_->pool().stats.reads;
         return standby_;
       }
-      drop_server(standby_, Drop::GiveBack);
+      drop_server(standby_);
       routed_ = RoutedRequest{c, Role::Standby, route, false};
       acquire(route.backend, Role::Standby);
       return nullptr;
@@ -140,10 +139,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
       return nullptr;
     case routing::RouteTarget::NoBackend:
       worker_.metrics().count_route(route);
-      answer_locally_with_error(sqlstate::kCannotConnectNow,
-                                std::string("pgmux: no standby can serve this read (") + routing::to_string(route.reason) +
-                                    ") and fallback_to_primary is off",
-                                {});
+      fail({Failure::NoStandbyNoFallback, {routing::to_string(route.reason)}});
       return nullptr;
   }
   return nullptr;
@@ -169,12 +165,8 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
   }
   primary_wait_deadline_ = 0;
   worker_.metrics().count_route(route);
-  answer_locally_with_error(
-      sqlstate::kCannotConnectNow,
-      any_up ? "pgmux: no primary became available within failover_timeout (" +
-                   std::to_string(static_cast<int>(failover_timeout)) + " s)"
-             : std::string("pgmux: no backend of database \"") + database_ + "\" is reachable",
-      view.alarm);
+  fail(any_up ? FailureReport(Failure::NoPrimaryInTime, {std::to_string(static_cast<int>(failover_timeout)), view.alarm})
+              : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
 }
 
 // From the worker's current config, not the login snapshot: a reload applies to connected clients.

@@ -6,10 +6,8 @@
 #include <cstdio>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
@@ -121,8 +119,7 @@ void ClientConn::on_plan_retry(ServerConn* server) {
   if (retry_request_.empty() || retry_statements_.empty() || server->has_outstanding()) {
     // Cannot send it again without reordering replies: the client gets PostgreSQL's error, in order.
     ByteVector out;
-    build_error_response(out, "ERROR", sqlstate::kFeatureNotSupported, "cached plan must not change result type");
-    worker_.metrics().count_error(sqlstate::kFeatureNotSupported);
+    report_failure(Failure::PlanChanged, Severity::Error, worker_.metrics(), log_prefix(), out);
     build_ready_for_query(out, server->tx_status());
     send_owned(std::move(out));
     retry_statements_.clear();

@@ -2,7 +2,6 @@
 
 #include <vector>
 
-#include "protocol/sqlstate.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/control/worker.hpp"
 
@@ -112,7 +111,7 @@ void Pool::drain() {
   }
 }
 
-Pool::~Pool() { close_all("pgmux is shutting down"); }
+Pool::~Pool() { close_all(Failure::ShuttingDown); }
 
 void Pool::request(ClientConn* client) {
   waiting_.push_back(client);
@@ -259,19 +258,14 @@ void Pool::assign(ServerConn* server, ClientConn* client) {
     const std::string state = state_ref;  // the references die with the next internal run (the reset)
     const std::string error = error_ref;
     pool.set_state(&s, ServerState::Linked);  // out of Internal, so release() can take it back
-    if (!owner) {
-      if (ok) {
-        pool.release(&s, s.reusable());
-      } else {
-        s.close();
-      }
+    if (!ok) {
+      // The client's own startup parameter was refused (bad value): the failure table closes the server.
+      pool.release(&s, {}, Failure::ParameterRejected);
+      if (owner) owner->fail(FailureReport::relayed(Failure::ParameterRejected, state, error));
       return;
     }
-    if (!ok) {
-      // The client's own startup parameter was refused (bad value). The failed batch rolled back part of what
-      // pgmux believes it applied, so the server's state is unknown: close it rather than guess.
-      s.close();
-      owner->fail(state, error);
+    if (!owner) {
+      pool.release(&s);
       return;
     }
     pool.set_state(&s, ServerState::Linked);
@@ -279,40 +273,47 @@ void Pool::assign(ServerConn* server, ClientConn* client) {
   });
 }
 
-void Pool::release(ServerConn* server, bool reusable) {
+void Pool::release(ServerConn* server, ServerFacts facts, std::optional<Failure> why) {
   server->unlink();
   if (!server->open()) return;
   if (server->state() == ServerState::Internal) return;  // its completion callback decides
+  facts.clean = server->reusable();
+  facts.session_pooling = !transaction_pooling();
+  // Session commands a client ran (or may have run, in a multi-statement string) there.
+  facts.session_state = facts.session_state || server->applied_log > 0 || server->session_dirty;
+  facts.retiring = retire_reason(*server);
+  const ServerVerdict verdict = server_fate(facts, why);
+  switch (verdict.fate) {
+    case ServerFate::Close:
+      PGMUX_LOG(verdict.why == facts.retiring ? conf::LogLevel::Debug : conf::LogLevel::Info,
+                "S-%llu pool %s: closing server connection (%s)", static_cast<unsigned long long>(server->id()),
+                name_.c_str(), verdict.why);
+      server->close();
+      return;
+    case ServerFate::Reset:
+      // DISCARD ALL, not RESET ALL: RESET ALL leaves SET ROLE and SET SESSION AUTHORIZATION in place. It drops the
+      // settings pgmux applied and the pgmux statements too.
+      server->applied_unreported.clear();
+      server->server_statements.clear();
+      server->server_closes.clear();
+      reset_and_idle(server, "DISCARD ALL");
+      return;
+    case ServerFate::Reuse:
+      // Transaction pooling: idle as it is (parameters are compared and SET on the next checkout).
+      set_state(server, ServerState::Idle);
+      serve_waiters();
+      return;
+  }
+}
+
+// A healthy server the pool does not keep: why, or null.
+const char* Pool::retire_reason(const ServerConn& server) const {
   const double lifetime = worker_.config()->timeouts.server_lifetime;
-  const bool expired = lifetime > 0 && worker_.now() - server->connect_started() > lifetime;
-  const char* close_why = !reusable || worker_.shutting_down() ? "not reusable"
-                          : expired                              ? "server_lifetime reached"
-                          : draining_                            ? "backend removed by a reload"
-                          : over_limit()                         ? "pool_size reduced by a reload"
-                                                                 : nullptr;
-  if (close_why) {
-    LOG_DEBUG("S-%llu pool %s: closing server connection (%s)", static_cast<unsigned long long>(server->id()),
-              name_.c_str(), close_why);
-    server->close();
-    return;
-  }
-  if (!transaction_pooling()) {
-    reset_and_idle(server, "DISCARD ALL");
-    return;
-  }
-  // Transaction pooling: a server a pinned client used, or where a client ran (or may have run) session commands,
-  // is reset completely (its pgmux statements go too); otherwise it is idle as it is (parameters are compared and
-  // SET on the next checkout).
-  // DISCARD ALL, not RESET ALL: RESET ALL leaves SET ROLE and SET SESSION AUTHORIZATION in place.
-  if (server->applied_log > 0 || server->session_dirty) {
-    server->applied_unreported.clear();
-    server->server_statements.clear();
-    server->server_closes.clear();
-    reset_and_idle(server, "DISCARD ALL");
-    return;
-  }
-  set_state(server, ServerState::Idle);
-  serve_waiters();
+  if (worker_.shutting_down()) return "pgmux is shutting down";
+  if (lifetime > 0 && worker_.now() - server.connect_started() > lifetime) return "server_lifetime reached";
+  if (draining_) return "backend removed by a reload";
+  if (over_limit()) return "pool_size reduced by a reload";
+  return nullptr;
 }
 
 void Pool::reset_and_idle(ServerConn* server, const char* reset_sql) {
@@ -348,21 +349,22 @@ void Pool::on_login_done(ServerConn* server) {
   serve_waiters();
 }
 
-void Pool::on_server_failed(ServerConn* server, const std::string& sqlstate, const std::string& message) {
+void Pool::on_server_failed(ServerConn* server, FailureReport failure) {
   worker_.metrics().server_connect_failures.add();
-  std::string detail = "pgmux pool \"" + name_ + "\", backend \"" + backend_.name + "\" at " + backend_.text();
+  failure.add_words({name_, backend_.name, backend_.text()});  // the detail names the pool and backend
   // The client this connection was opened for hears why (it may be its own bad startup parameter).
   if (ClientConn* client = server->opened_for()) {
     server->forget_opened_for();
     waiting_.remove(client);
-    client->on_server_unavailable(sqlstate, message, detail);
+    client->on_server_unavailable(failure);
   }
   // A backend that refuses connections cannot serve the others soon either: tell them now, not at
   // query_wait_timeout. Other failures (a bad parameter value) concern only that one client.
-  const bool backend_unusable = sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57", 0) == 0 ||
-                                sqlstate.rfind("28", 0) == 0 || sqlstate.rfind("3D", 0) == 0;
+  const std::string_view sqlstate = failure.sqlstate();
+  const bool backend_unusable = sqlstate.starts_with("08") || sqlstate.starts_with("57") ||
+                                sqlstate.starts_with("28") || sqlstate.starts_with("3D");
   if (backend_unusable && server_count() == 0) {
-    while (ClientConn* client = waiting_.pop_front()) client->on_server_unavailable(sqlstate, message, detail);
+    while (ClientConn* client = waiting_.pop_front()) client->on_server_unavailable(failure);
     return;
   }
   serve_waiters();
@@ -379,10 +381,7 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
   while (ClientConn* client = waiting_.front()) {
     if (now - client->wait_started() < timeouts.query_wait_timeout) break;
     waiting_.pop_front();
-    client->on_server_unavailable(protocol::sqlstate::kTooManyConnections,
-                                  "pgmux: query_wait_timeout: no server connection became free in pool \"" + name_ +
-                                      "\" within " + format_seconds(timeouts.query_wait_timeout),
-                                  "");
+    client->on_server_unavailable({Failure::QueryWaitTimeout, {name_, format_seconds(timeouts.query_wait_timeout)}});
   }
   // Idle servers past server_idle_timeout (oldest are at the back), but not below min_pool_size (over all workers).
   if (timeouts.server_idle_timeout > 0) {
@@ -418,10 +417,8 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
   });
 }
 
-void Pool::close_all(const char* reason) {
-  while (ClientConn* client = waiting_.pop_front()) {
-    client->on_server_unavailable(protocol::sqlstate::kAdminShutdown, reason, "");
-  }
+void Pool::close_all(Failure why) {
+  while (ClientConn* client = waiting_.pop_front()) client->on_server_unavailable(why);
   while (ServerConn* server = idle_.front()) server->close();
   busy_.for_each([](ServerConn* server) { server->close(); });
 }

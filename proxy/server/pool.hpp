@@ -68,14 +68,14 @@ class Pool {
   // Clients.
   void request(ClientConn* client);
   void withdraw(ClientConn* client);
-  // The one place a returned server's fate is decided: closed when not reusable (or expired, drained, over
-  // the limit), reset with DISCARD ALL when its session changed (session pooling always), else idle as it is.
-  void release(ServerConn* server, bool reusable);
+  // A client gives a server back. from_client: what only the client knows (COPY in progress, pinned); `why`: the
+  // failure that ended its request or session, if any. server_fate() decides: reuse, reset or close.
+  void release(ServerConn* server, ServerFacts from_client = {}, std::optional<Failure> why = std::nullopt);
 
   // Servers.
   void set_state(ServerConn* server, ServerState state);
   void on_login_done(ServerConn* server);
-  void on_server_failed(ServerConn* server, const std::string& sqlstate, const std::string& message);
+  void on_server_failed(ServerConn* server, FailureReport failure);
   void on_server_closing(ServerConn* server);
 
   void tick(double now, const conf::Timeouts& timeouts);
@@ -86,7 +86,8 @@ class Pool {
   int pool_size() const { return limits_.pool->limit.load(std::memory_order_relaxed); }
   // Its backend was removed by a reload: no new work; servers close as they are released.
   bool draining() const { return draining_; }
-  void close_all(const char* reason);
+  // Waiting clients hear `why`; every server closes.
+  void close_all(Failure why);
 
   // Reload (worker.cpp): the backend kept its name and address but may have moved in the list.
   void set_backend_index(int index) { backend_index_ = index; }
@@ -135,6 +136,7 @@ class Pool {
   bool acquire_slot(bool reserve);
   void release_slot();
   bool over_limit() const;
+  const char* retire_reason(const ServerConn& server) const;
 
   Worker& worker_;
   std::string key_;

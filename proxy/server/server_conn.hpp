@@ -10,6 +10,7 @@
 #include "protocol/auth_scram.hpp"
 #include "protocol/backend_messages.hpp"
 #include "protocol/lru_map.hpp"
+#include "proxy/net/failure.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/server/session_params.hpp"
 #include "proxy/net/stream_conn.hpp"
@@ -133,7 +134,8 @@ class ServerConn final : public StreamConn {
   void consume_whole_messages(void (ServerConn::*handler)(char, protocol::ByteView));
   void record_parameter(std::string_view name, std::string_view value);
   void deliver(RelayEvent event);
-  void fail(const std::string& sqlstate, const std::string& message);
+  // Logs the failure and closes; one that ends a connect or login goes to the pool (and the waiting client).
+  void fail(FailureReport report);
 
   Pool& pool_;
   uint64_t id_;

@@ -5,12 +5,8 @@
 
 namespace pgmux::proxy {
 
-void ServerLease::give_back() {
-  if (ServerConn* server = std::exchange(server_, nullptr)) server->pool().release(server, server->reusable());
-}
-
-void ServerLease::close() {
-  if (ServerConn* server = std::exchange(server_, nullptr)) server->pool().release(server, false);
+void ServerLease::give_back(ServerFacts facts, std::optional<Failure> why) {
+  if (ServerConn* server = std::exchange(server_, nullptr)) server->pool().release(server, facts, why);
 }
 
 }  // namespace pgmux::proxy
