@@ -1,8 +1,6 @@
 #include "proxy/client/sql_text.hpp"
 
 #include <cctype>
-#include <cstdint>
-#include <cstdio>
 
 namespace pgmux::proxy {
 
@@ -14,19 +12,6 @@ bool starts_with_keyword(std::string_view sql, std::string_view keyword) {
     if (std::toupper(static_cast<unsigned char>(sql[i + k])) != keyword[k]) return false;
   }
   return sql.size() == i + keyword.size() || !std::isalnum(static_cast<unsigned char>(sql[i + keyword.size()]));
-}
-
-std::string server_statement_name(protocol::ByteView parse_message) {
-  size_t name_end = 5;
-  while (name_end < parse_message.size() && parse_message[name_end] != std::byte{0}) ++name_end;
-  uint64_t hash = 1469598103934665603ull;  // FNV-1a
-  for (size_t i = name_end + 1; i < parse_message.size(); ++i) {
-    hash ^= static_cast<uint8_t>(parse_message[i]);
-    hash *= 1099511628211ull;
-  }
-  char name[32];
-  snprintf(name, sizeof name, "pgmux_%016llx", static_cast<unsigned long long>(hash));
-  return name;
 }
 
 bool may_hold_session_command(std::string_view sql) {

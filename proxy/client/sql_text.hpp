@@ -1,18 +1,11 @@
 // Small facts read off SQL text and statement messages by the client's request path.
 #pragma once
-#include <string>
 #include <string_view>
-
-#include "protocol/bytes.hpp"
 
 namespace pgmux::proxy {
 
 // True when sql's first keyword (after leading whitespace) is `keyword` (upper case), in any case.
 bool starts_with_keyword(std::string_view sql, std::string_view keyword);
-
-// Transaction pooling shares prepared statements between clients by content: the server-side name is a hash of
-// the Parse message after the statement name (query text and parameter types): "pgmux_<16 hex digits>".
-std::string server_statement_name(protocol::ByteView parse_message);
 
 // Conservative: true when a multi-statement string contains a word that starts a session command (SET, RESET,
 // DISCARD, PREPARE, DEALLOCATE, LISTEN, DECLARE), in any case; a false positive only costs a reset.

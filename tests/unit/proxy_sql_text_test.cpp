@@ -25,16 +25,6 @@ TEST_CASE("multi-statement strings that may change session state are noticed") {
   CHECK_FALSE(may_hold_session_command("INSERT INTO resets VALUES (1); SELECT 1"));
 }
 
-TEST_CASE("server-side statement names depend on text and parameter types, not the client's name") {
-  pgmux::protocol::ByteVector a, b, c;
-  pgmux::protocol::build_parse(a, "s1", "SELECT $1", {23});
-  pgmux::protocol::build_parse(b, "other", "SELECT $1", {23});
-  pgmux::protocol::build_parse(c, "s1", "SELECT $1", {25});
-  CHECK(server_statement_name(a) == server_statement_name(b));
-  CHECK(server_statement_name(a) != server_statement_name(c));
-  CHECK(server_statement_name(a).rfind("pgmux_", 0) == 0);
-}
-
 TEST_CASE("a Bind of the unnamed statement is flagged") {
   pgmux::protocol::ByteVector bytes;
   pgmux::protocol::build_bind(bytes, "", "", {});
