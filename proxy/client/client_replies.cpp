@@ -15,9 +15,9 @@
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
-#include "proxy/client/sql_text.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
+#include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
 
@@ -70,23 +70,28 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
 }
 
 void ClientConn::record_session_command(ServerConn* server, std::string sql) {
+  // Only the text waited in the reply queue: its facts again, one lexer pass over a short command.
+  const routing::Classification c = worker_.classifier().classify(sql);
+  const bool reset_all =
+      c.effects.has(routing::SessionEffect::ResetAll) || c.effects.has(routing::SessionEffect::DiscardAll);
   if (transaction_pooling()) {
     // Servers are shared, so their session defaults are not this client's: RESET of a startup parameter must
     // land on the client's startup value, here and wherever the log is replayed.
-    const bool reset_all = resets_all_settings(sql);
-    const std::string target = reset_all ? std::string() : reset_target(sql);
+    const std::string_view target = c.effects.has(routing::SessionEffect::Reset) ? c.parameter.view() : "";
     if (reset_all || (!target.empty() && wanted_params_.find(target))) {
       if (reset_all) {
         session_log_.clear();
         // Replayed elsewhere as RESET ALL: DISCARD ALL would also drop pgmux's shared prepared statements there.
         session_log_.push_back("RESET ALL");
-        for (const auto& [name, value] : wanted_params_.entries()) session_log_.push_back(set_statement(name, value));
+        for (const auto& [name, value] : wanted_params_.entries()) {
+          session_log_.push_back(routing::set_statement(name, value));
+        }
         for (ServerConn* other : {primary_, standby_}) {
           if (other) other->applied_log = 0;
         }
         server->applied_log = 1;  // it ran the reset; the startup values follow before its next request
       } else {
-        session_log_.push_back(set_statement(target, *wanted_params_.find(target)));
+        session_log_.push_back(routing::set_statement(target, *wanted_params_.find(target)));
         server->applied_log = session_log_.size() - 1;
       }
       return;
@@ -94,7 +99,7 @@ void ClientConn::record_session_command(ServerConn* server, std::string sql) {
   }
   // RESET ALL and DISCARD ALL undo everything before them: the log restarts with them, so it stays short and
   // a server that already ran older entries runs the reset too.
-  if (resets_all_settings(sql)) {
+  if (reset_all) {
     session_log_.clear();
     for (ServerConn* other : {primary_, standby_}) {
       if (other) other->applied_log = 0;

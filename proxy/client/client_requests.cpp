@@ -14,7 +14,6 @@
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
-#include "proxy/client/sql_text.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
 
@@ -126,14 +125,11 @@ routing::Classification ClientConn::classify_request() {
   auto merge = [&](const routing::Classification& c) {
     if (!any || (routing::is_read_only_statement(result, route_state_) &&
                  !routing::is_read_only_statement(c, route_state_))) {
-      bool hint = result.primary_hint || c.primary_hint;
-      bool pins = result.pins_primary || c.pins_primary;
+      const routing::Classification earlier = result;
       result = c;
-      result.primary_hint = hint;
-      result.pins_primary = pins;
+      result.add_facts(earlier);  // hints, pins and session effects hold for the whole batch
     } else {
-      result.primary_hint |= c.primary_hint;
-      result.pins_primary |= c.pins_primary;
+      result.add_facts(c);
     }
     any = true;
   };
@@ -474,44 +470,26 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   if (!server->extended_open()) slot.sent_ns = now_ns;  // else this continues the request of that slot
   if (tx_started_ns_ == 0) tx_started_ns_ = now_ns;
   // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
-  // transaction may be rolled back; SHOW changes nothing).
+  // transaction may be rolled back; SHOW and SET LOCAL leave nothing behind).
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
-      ends_with_ready && server->tx_status() == 'I' && deferred_begin_.empty() &&
-      !starts_with_keyword(request_.sql, "SHOW")) {
+      ends_with_ready && server->tx_status() == 'I' && deferred_begin_.empty() && c.effects.may_change_session()) {
     slot.session = true;
     pending_session_sql_.emplace_back(request_.sql);
   }
   if (slot.write) server->wrote = true;
-  if (transaction_pooling() &&
-      ((c.kind == routing::StatementKind::Session &&
-        !(request_.kind == RequestKind::Query && starts_with_keyword(request_.sql, "SHOW"))) ||
-       c.pins_primary ||
-       (c.multi_statement && request_.kind == RequestKind::Query && may_hold_session_command(request_.sql)))) {
+  // Session state left on a shared server: it gets DISCARD ALL on release (false positives only cost that).
+  if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary())) {
     server->session_dirty = true;
-    if (c.kind == routing::StatementKind::Session && request_.kind == RequestKind::Query &&
-        (starts_with_keyword(request_.sql, "DISCARD") || starts_with_keyword(request_.sql, "DEALLOCATE"))) {
+    if (c.effects.has(routing::SessionEffect::DiscardAll) || c.effects.has(routing::SessionEffect::DeallocateAll)) {
       server->server_statements.clear();  // the client's command drops pgmux's shared statements there too
       server->server_closes.clear();
     }
   }
-  if (c.pins_primary) {
-    if (is_primary) route_state_.pinned_primary = true;
-    if (!pin_reason_) {
-      pin_reason_ = std::string_view(c.reason) == "write function" ? "session advisory lock" : c.reason;
-    }
+  routing::PinReason pin = c.pin_reason;
+  if (pin == routing::PinReason::None && transaction_pooling() && c.effects.has(routing::SessionEffect::Prepare)) {
+    pin = routing::PinReason::SqlPrepare;  // an SQL-level prepared statement lives on this server only
   }
-  if (transaction_pooling() && !pin_reason_ && request_.kind == RequestKind::Query &&
-      c.kind == routing::StatementKind::Session && starts_with_keyword(request_.sql, "PREPARE")) {
-    // An SQL-level prepared statement lives on this server only: keep it for the session.
-    route_state_.pinned_primary = true;
-    pin_reason_ = "SQL PREPARE";
-  }
-  if (pin_reason_ && transaction_pooling() && !pin_logged_) {
-    pin_logged_ = true;
-    worker_.pins().add(pin_reason_of(pin_reason_));
-    LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
-             database_.c_str(), pin_reason_);
-  }
+  if (pin != routing::PinReason::None) note_pin(pin, is_primary || pin == routing::PinReason::SqlPrepare);
 
   for (const auto& parse : request_.parses) {
     if (parse.name.empty()) {
@@ -611,6 +589,18 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     if (server->forward_from(*this, bufs, count)) in_.consume_to(in_.parsed());
   }
   server->relay();  // replies that arrived while it was not this client's active server
+}
+
+// The client keeps its server(s) for the session state it just created there (pinned_primary: on the primary).
+void ClientConn::note_pin(routing::PinReason pin, bool pinned_primary) {
+  if (pinned_primary) route_state_.pinned_primary = true;
+  if (!pin_reason_) pin_reason_ = routing::to_string(pin);
+  if (transaction_pooling() && !pin_logged_) {
+    pin_logged_ = true;
+    worker_.pins().add(pin);
+    LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
+             database_.c_str(), pin_reason_);
+  }
 }
 
 void ClientConn::answer_locally_with_error(const std::string& state, const std::string& message,
