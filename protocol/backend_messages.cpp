@@ -138,11 +138,17 @@ void build_command_complete(ByteVector& out, std::string_view tag) {
   w.end_message();
 }
 
-void build_empty_query_response(ByteVector& out) {
+namespace {
+void bodiless_message(ByteVector& out, char tag) {
   ByteWriter w(out);
-  w.begin_message(backend::kEmptyQueryResponse);
+  w.begin_message(tag);
   w.end_message();
 }
+}  // namespace
+
+void build_empty_query_response(ByteVector& out) { bodiless_message(out, backend::kEmptyQueryResponse); }
+
+void build_parse_complete(ByteVector& out) { bodiless_message(out, backend::kParseComplete); }
 
 void build_row_description(ByteVector& out, const std::vector<ColumnSpec>& columns) {
   ByteWriter w(out);

@@ -2,6 +2,7 @@
 
 #include "protocol/byte_reader.hpp"
 #include "protocol/byte_writer.hpp"
+#include "protocol/sqlstate.hpp"
 
 namespace pgmux::protocol {
 
@@ -27,11 +28,16 @@ std::optional<ErrorFields> parse_error_fields(ByteView body) {
       case 'M': f.message = value; break;
       case 'D': f.detail = value; break;
       case 'H': f.hint = value; break;
+      case 'R': f.routine = value; break;
       default: f.other.emplace_back(char(type), std::string(value)); break;
     }
   }
   if (!r.at_end()) return std::nullopt;
   return f;
+}
+
+bool is_cached_plan_change(const ErrorFields& error) {
+  return error.sqlstate == sqlstate::kFeatureNotSupported && error.routine == "RevalidateCachedQuery";
 }
 
 namespace {

@@ -11,11 +11,17 @@ struct ErrorFields {
   std::string message;   // M
   std::string detail;    // D (empty = absent)
   std::string hint;      // H (empty = absent)
+  std::string routine;   // R: the server's source routine that raised it (never translated, unlike M)
   std::vector<std::pair<char, std::string>> other;  // every other field, in wire order
 };
 
 // body = the message body (after tag and length).
 std::optional<ErrorFields> parse_error_fields(ByteView body);
+
+// PostgreSQL's "cached plan must not change result type": a prepared statement's result shape changed after
+// DDL, and executing it again after a new Parse works. Told by SQLSTATE and routine (RevalidateCachedQuery),
+// because the message is translated under lc_messages.
+bool is_cached_plan_change(const ErrorFields& error);
 
 // Writes a whole 'E' message. Severity goes in both S and V fields as PostgreSQL does.
 void build_error_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,

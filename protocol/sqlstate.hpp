@@ -1,4 +1,4 @@
-// SQLSTATE codes pgmux emits itself (PostgreSQL Appendix A).
+// SQLSTATE codes pgmux emits itself or decides from (PostgreSQL Appendix A).
 #pragma once
 
 namespace pgmux::protocol::sqlstate {
@@ -14,7 +14,7 @@ inline constexpr const char* kTooManyConnections = "53300";
 inline constexpr const char* kQueryCanceled = "57014";
 inline constexpr const char* kAdminShutdown = "57P01";
 inline constexpr const char* kCannotConnectNow = "57P03";
-inline constexpr const char* kFeatureNotSupported = "0A000";
+inline constexpr const char* kFeatureNotSupported = "0A000";  // also "cached plan must not change result type"
 inline constexpr const char* kProgramLimitExceeded = "54000";
 inline constexpr const char* kInternalError = "XX000";
 inline constexpr const char* kSyntaxError = "42601";

@@ -20,6 +20,13 @@ const char* to_string(StatementKind k) {
   return "unknown";
 }
 
+void Classification::add_facts(const Classification& other) {
+  primary_hint = primary_hint || other.primary_hint;
+  if (pin_reason == PinReason::None) pin_reason = other.pin_reason;
+  effects.add(other.effects);
+  write_function = write_function || other.write_function;
+}
+
 Classifier::Classifier(std::vector<std::string> write_functions, size_t cache_capacity)
     : write_functions_(std::move(write_functions)), cache_(cache_capacity) {
   // Configured names compare like the parser's folded identifiers: lowercase.

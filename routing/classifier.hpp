@@ -11,6 +11,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "routing/session_facts.hpp"
 #include "routing/statement_cache.hpp"
 
 namespace pgmux::routing {
@@ -30,11 +31,20 @@ struct Classification {
   bool read_only = false;       // TxBegin ... READ ONLY, or SET TRANSACTION READ ONLY / SET SESSION CHARACTERISTICS
   bool read_write = false;      // TxBegin ... READ WRITE: a read-write transaction even in a read-only session
   bool primary_hint = false;    // a /* pgmux:primary */ comment anywhere
-  bool pins_primary = false;    // creates session state only the primary can keep: temp tables, session advisory
-                                // locks (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD
   bool multi_statement = false; // more than one statement in the string
   bool parsed = false;          // libpg_query was needed
-  const char* reason = "";      // static text for EXPLAIN ROUTE / logs: "INSERT", "write function", "FOR UPDATE"
+  bool write_function = false;  // a built-in or configured write function is called (nextval, set_config, ...)
+  // Session state only the primary can keep (the first such statement's): temp tables, session advisory locks
+  // (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD.
+  PinReason pin_reason = PinReason::None;
+  SessionEffects effects;       // the session commands of every statement (SET, RESET, DISCARD, PREPARE, ...)
+  ParameterName parameter;      // a single RESET name / SET name TO DEFAULT: the parameter (when readable)
+  const char* reason = "";      // static text for EXPLAIN ROUTE / logs only: "INSERT", "write function"
+
+  bool pins_primary() const { return pin_reason != PinReason::None; }
+  // Adds the facts of another statement that run with this one (a multi-statement string, an extended batch):
+  // the hint, the pin (this one's reason first), the session effects, write-function calls.
+  void add_facts(const Classification& other);
 };
 
 // Known limits (each errs towards the primary, except the first):
@@ -43,6 +53,10 @@ struct Classification {
 // - a multi-statement string mixing SET/SHOW... with other statements is a Write;
 // - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write; so is a
 //   backslash in a '...' literal that standard_conforming_strings = off would end elsewhere.
+// Session facts (pin_reason, effects, write_function) see statements and calls as written: a session change
+// made inside a function or DO block is invisible, and a call counts also where it does not run (EXPLAIN,
+// PREPARE, CREATE VIEW). The lexer takes every set_config call for a session SET; the parser knows a constant
+// is_local = true.
 class Classifier {
  public:
   // write_functions: extra function names (lowercase, unqualified) whose call makes a statement a write;

@@ -8,13 +8,14 @@
 namespace pgmux::routing {
 namespace {
 
-constexpr size_t kHeadTokens = 6;
+constexpr size_t kHeadTokens = 8;  // enough for SET SESSION a.b TO DEFAULT
 constexpr size_t kNameMax = 63;  // NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
 
 // What one pass over a statement's tokens learned.
 struct StatementScan {
   std::array<Token, kHeadTokens> head{};
   size_t head_count = 0;
+  size_t token_count = 0;     // all tokens, head or not
   bool has_for = false;       // FOR: locking clause (or SUBSTRING ... FOR, which the parser sorts out)
   bool has_into = false;      // SELECT ... INTO
   bool has_with = false;      // a CTE somewhere
@@ -22,6 +23,7 @@ struct StatementScan {
   bool unbalanced = false;    // ';' inside parentheses or unmatched parentheses: only the parser can tell
   bool write_call = false;    // name( where name is a write function
   bool session_lock_call = false;
+  bool config_call = false;   // set_config(...): may change a session parameter
   int read_mode = -1;         // last READ ONLY (1) / READ WRITE (0)
   bool with_hold = false;     // WITH HOLD before the first FOR (DECLARE ... CURSOR WITH HOLD FOR)
   int copy_direction = -1;    // first top-level FROM (1) / TO (0)
@@ -49,6 +51,7 @@ void check_call(const Token& name_token, const Classifier& classifier, Statement
     if (t.size() < 2 || t.front() != '"') return;
     name = t.substr(1, t.size() - 2);
   }
+  if (name == "set_config") s.config_call = true;
   bool session_lock = false;
   if (classifier.is_write_function(name, &session_lock)) {
     s.write_call = true;
@@ -110,6 +113,7 @@ bool scan_statement(SqlLexer& lex, const Classifier& classifier, StatementScan& 
       s.unbalanced = true;
     }
     if (s.head_count < kHeadTokens) s.head[s.head_count++] = t;
+    ++s.token_count;
     switch (t.kind) {
       case TokenKind::LParen:
         if (prev.kind == TokenKind::Word || prev.kind == TokenKind::QuotedIdent) check_call(prev, classifier, s);
@@ -131,18 +135,20 @@ bool scan_statement(SqlLexer& lex, const Classifier& classifier, StatementScan& 
   }
 }
 
-Classification make(StatementKind kind, const char* reason, bool pins = false, bool read_only = false) {
+Classification make(StatementKind kind, const char* reason, PinReason pin = PinReason::None, bool read_only = false) {
   Classification c;
   c.kind = kind;
   c.reason = reason;
-  c.pins_primary = pins;
+  c.pin_reason = pin;
   c.read_only = read_only;
   return c;
 }
 
+PinReason lock_pin(const StatementScan& s) { return s.session_lock_call ? PinReason::AdvisoryLock : PinReason::None; }
+
 // BEGIN / START TRANSACTION with its last READ ONLY (1) / READ WRITE (0) option, -1 when none.
 Classification begin(int read_mode) {
-  Classification c = make(StatementKind::TxBegin, "BEGIN", false, read_mode == 1);
+  Classification c = make(StatementKind::TxBegin, "BEGIN", PinReason::None, read_mode == 1);
   c.read_write = read_mode == 0;
   return c;
 }
@@ -151,46 +157,46 @@ struct WordRule {
   std::string_view word;
   StatementKind kind;
   const char* reason;
-  bool pins;
+  PinReason pin;
 };
 
 // Statements settled by their first word alone.
 constexpr std::array<WordRule, 35> kWordRules = {{
-    {"insert", StatementKind::Write, "INSERT", false},
-    {"update", StatementKind::Write, "UPDATE", false},
-    {"delete", StatementKind::Write, "DELETE", false},
-    {"merge", StatementKind::Write, "MERGE", false},
-    {"call", StatementKind::Write, "CALL", false},
-    {"do", StatementKind::Write, "DO", false},
-    {"lock", StatementKind::Write, "LOCK", false},
-    {"vacuum", StatementKind::Write, "VACUUM", false},
-    {"analyze", StatementKind::Write, "ANALYZE", false},
-    {"analyse", StatementKind::Write, "ANALYZE", false},
-    {"refresh", StatementKind::Write, "REFRESH MATERIALIZED VIEW", false},
-    {"cluster", StatementKind::Write, "CLUSTER", false},
-    {"reindex", StatementKind::Write, "REINDEX", false},
-    {"checkpoint", StatementKind::Write, "CHECKPOINT", false},
-    {"truncate", StatementKind::Write, "TRUNCATE", false},
-    {"notify", StatementKind::Write, "NOTIFY", false},
-    {"savepoint", StatementKind::Write, "SAVEPOINT", false},
-    {"release", StatementKind::Write, "RELEASE SAVEPOINT", false},
-    {"fetch", StatementKind::Write, "cursor command", false},
-    {"move", StatementKind::Write, "cursor command", false},
-    {"close", StatementKind::Write, "cursor command", false},
-    {"execute", StatementKind::Write, "EXECUTE", false},
-    {"alter", StatementKind::Write, "DDL", false},
-    {"drop", StatementKind::Write, "DDL", false},
-    {"grant", StatementKind::Write, "DDL", false},
-    {"revoke", StatementKind::Write, "DDL", false},
-    {"comment", StatementKind::Write, "DDL", false},
-    {"security", StatementKind::Write, "DDL", false},
-    {"reset", StatementKind::Session, "RESET", false},
-    {"show", StatementKind::Session, "SHOW", false},
-    {"discard", StatementKind::Session, "DISCARD", false},
-    {"deallocate", StatementKind::Session, "DEALLOCATE", false},
-    {"unlisten", StatementKind::Session, "UNLISTEN", false},
-    {"load", StatementKind::Session, "LOAD", false},
-    {"listen", StatementKind::Session, "LISTEN", true},  // LISTEN works only on the primary, and stays
+    {"insert", StatementKind::Write, "INSERT", PinReason::None},
+    {"update", StatementKind::Write, "UPDATE", PinReason::None},
+    {"delete", StatementKind::Write, "DELETE", PinReason::None},
+    {"merge", StatementKind::Write, "MERGE", PinReason::None},
+    {"call", StatementKind::Write, "CALL", PinReason::None},
+    {"do", StatementKind::Write, "DO", PinReason::None},
+    {"lock", StatementKind::Write, "LOCK", PinReason::None},
+    {"vacuum", StatementKind::Write, "VACUUM", PinReason::None},
+    {"analyze", StatementKind::Write, "ANALYZE", PinReason::None},
+    {"analyse", StatementKind::Write, "ANALYZE", PinReason::None},
+    {"refresh", StatementKind::Write, "REFRESH MATERIALIZED VIEW", PinReason::None},
+    {"cluster", StatementKind::Write, "CLUSTER", PinReason::None},
+    {"reindex", StatementKind::Write, "REINDEX", PinReason::None},
+    {"checkpoint", StatementKind::Write, "CHECKPOINT", PinReason::None},
+    {"truncate", StatementKind::Write, "TRUNCATE", PinReason::None},
+    {"notify", StatementKind::Write, "NOTIFY", PinReason::None},
+    {"savepoint", StatementKind::Write, "SAVEPOINT", PinReason::None},
+    {"release", StatementKind::Write, "RELEASE SAVEPOINT", PinReason::None},
+    {"fetch", StatementKind::Write, "cursor command", PinReason::None},
+    {"move", StatementKind::Write, "cursor command", PinReason::None},
+    {"close", StatementKind::Write, "cursor command", PinReason::None},
+    {"execute", StatementKind::Write, "EXECUTE", PinReason::None},
+    {"alter", StatementKind::Write, "DDL", PinReason::None},
+    {"drop", StatementKind::Write, "DDL", PinReason::None},
+    {"grant", StatementKind::Write, "DDL", PinReason::None},
+    {"revoke", StatementKind::Write, "DDL", PinReason::None},
+    {"comment", StatementKind::Write, "DDL", PinReason::None},
+    {"security", StatementKind::Write, "DDL", PinReason::None},
+    {"reset", StatementKind::Session, "RESET", PinReason::None},
+    {"show", StatementKind::Session, "SHOW", PinReason::None},
+    {"discard", StatementKind::Session, "DISCARD", PinReason::None},
+    {"deallocate", StatementKind::Session, "DEALLOCATE", PinReason::None},
+    {"unlisten", StatementKind::Session, "UNLISTEN", PinReason::None},
+    {"load", StatementKind::Session, "LOAD", PinReason::None},
+    {"listen", StatementKind::Session, "LISTEN", PinReason::Listen},  // LISTEN works only on the primary, and stays
 }};
 
 Classification decide(const StatementScan& s, bool& needs_parser) {
@@ -239,16 +245,20 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
   }
   if (s.word(0, "set")) {
     const bool tx = s.word(1, "transaction") || (s.word(1, "session") && s.word(2, "characteristics"));
-    return make(StatementKind::Session, tx ? "SET TRANSACTION" : "SET", false, tx && s.read_mode == 1);
+    return make(StatementKind::Session, tx ? "SET TRANSACTION" : "SET", PinReason::None, tx && s.read_mode == 1);
   }
   if (s.word(0, "create")) {
     size_t i = 1;
     if (s.word(1, "or") && s.word(2, "replace")) i = 3;
     if (s.word(i, "global") || s.word(i, "local")) ++i;
-    if (s.word(i, "temp") || s.word(i, "temporary")) return make(StatementKind::Write, "CREATE TEMP", true);
-    return make(StatementKind::Write, "DDL", s.session_lock_call);
+    if (s.word(i, "temp") || s.word(i, "temporary")) {
+      return make(StatementKind::Write, "CREATE TEMP", PinReason::TempTable);
+    }
+    return make(StatementKind::Write, "DDL", lock_pin(s));
   }
-  if (s.word(0, "declare")) return make(StatementKind::Write, "DECLARE CURSOR", s.with_hold);
+  if (s.word(0, "declare")) {
+    return make(StatementKind::Write, "DECLARE CURSOR", s.with_hold ? PinReason::HoldCursor : PinReason::None);
+  }
   if (s.word(0, "copy")) {
     if (s.is(1, TokenKind::LParen)) {  // COPY (query) TO: the query decides
       needs_parser = true;
@@ -259,11 +269,111 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
   }
   for (const WordRule& r : kWordRules) {
     if (s.word(0, r.word)) {
-      const bool pins = r.pins || (r.kind == StatementKind::Write && s.session_lock_call);
-      return make(r.kind, r.reason, pins);
+      return make(r.kind, r.reason, r.kind == StatementKind::Write ? lock_pin(s) : r.pin);
     }
   }
   return make(StatementKind::Write, "unrecognised statement");
+}
+
+// Appends an identifier token as PostgreSQL reads it: unquoted words lowercase, "..." as written with doubled
+// quotes undone, either cut to NAMEDATALEN - 1 bytes. False for what it cannot decode (U&"..." escapes) or
+// what does not fit.
+bool append_identifier(const Token& t, ParameterName& name) {
+  if (t.kind == TokenKind::Word) return name.append(t.text.substr(0, kNameMax), /*fold_case=*/true);
+  if (t.kind != TokenKind::QuotedIdent || t.text.size() < 2 || t.text.front() != '"') return false;
+  const std::string_view inner = t.text.substr(1, t.text.size() - 2);
+  size_t kept = 0;
+  for (size_t i = 0; i < inner.size() && kept < kNameMax; ++i, ++kept) {
+    if (!name.append(inner.substr(i, 1))) return false;
+    if (inner[i] == '"') ++i;  // "" stands for one quote
+  }
+  return true;
+}
+
+// Reads the parameter name starting at head token i: a spelled-out form (TIME ZONE, SESSION AUTHORIZATION,
+// TRANSACTION ISOLATION LEVEL) or identifiers joined by '.'. Returns the index after it; 0 when unreadable.
+size_t read_parameter(const StatementScan& s, size_t i, ParameterName& name) {
+  if (s.word(i, "time") && s.word(i + 1, "zone")) return name.append("timezone") ? i + 2 : 0;
+  if (s.word(i, "session") && s.word(i + 1, "authorization")) return name.append("session_authorization") ? i + 2 : 0;
+  if (s.word(i, "transaction") && s.word(i + 1, "isolation") && s.word(i + 2, "level")) {
+    return name.append("transaction_isolation") ? i + 3 : 0;
+  }
+  if (i >= s.head_count || !append_identifier(s.head[i], name)) return 0;
+  ++i;
+  while (s.is(i, TokenKind::Punct) && s.head[i].text == "." && i + 1 < s.head_count) {
+    if (!name.append(".") || !append_identifier(s.head[i + 1], name)) return 0;
+    i += 2;
+  }
+  return i;
+}
+
+// True when the tokens from i to the end of the statement give a parameter its default: TO DEFAULT, = DEFAULT,
+// and for TIME ZONE and SESSION AUTHORIZATION also a bare DEFAULT (or LOCAL for the time zone).
+bool sets_default(const StatementScan& s, size_t i, std::string_view parameter) {
+  if (s.token_count == i + 1) {
+    return (parameter == "timezone" && (s.word(i, "default") || s.word(i, "local"))) ||
+           (parameter == "session_authorization" && s.word(i, "default"));
+  }
+  const bool assign = s.word(i, "to") || (s.is(i, TokenKind::Operator) && s.head[i].text == "=");
+  return s.token_count == i + 2 && assign && s.word(i + 1, "default");
+}
+
+// SET [SESSION | LOCAL] ...: how long it lasts, and SET name TO DEFAULT read as the RESET it is.
+void note_set(const StatementScan& s, Classification& c) {
+  if (s.word(1, "local") || s.word(1, "constraints")) {
+    c.effects.add(SessionEffect::SetLocal);
+    return;
+  }
+  const size_t at = s.word(1, "session") && !s.word(2, "characteristics") && !s.word(2, "authorization") ? 2 : 1;
+  if (s.word(at, "transaction")) {  // SET TRANSACTION ..., SET TRANSACTION SNAPSHOT
+    c.effects.add(SessionEffect::SetLocal);
+    return;
+  }
+  ParameterName name;
+  const bool characteristics = s.word(at, "session") && s.word(at + 1, "characteristics");
+  const size_t end = characteristics ? 0 : read_parameter(s, at, name);
+  if (end != 0 && !name.empty() && sets_default(s, end, name.view())) {
+    c.effects.add(SessionEffect::Reset);
+    c.parameter = name;
+    return;
+  }
+  c.effects.add(SessionEffect::Set);
+}
+
+void note_reset(const StatementScan& s, Classification& c) {
+  if (s.word(1, "all") && s.token_count == 2) {
+    c.effects.add(SessionEffect::ResetAll);
+    return;
+  }
+  c.effects.add(SessionEffect::Reset);
+  ParameterName name;
+  if (read_parameter(s, 1, name) == s.token_count) c.parameter = name;
+}
+
+// The session command a statement runs, read off its first words once decide() has settled its kind, and
+// the calls that touch the session wherever they appear.
+void note_session_facts(const StatementScan& s, Classification& c) {
+  c.write_function = s.write_call;
+  if (s.config_call) c.effects.add(SessionEffect::SetConfig);
+  if (c.kind != StatementKind::Session) return;  // PREPARE TRANSACTION, errors, statements left to the parser
+  if (s.word(0, "set")) {
+    note_set(s, c);
+  } else if (s.word(0, "reset")) {
+    note_reset(s, c);
+  } else if (s.word(0, "discard")) {
+    c.effects.add(s.word(1, "all") ? SessionEffect::DiscardAll : SessionEffect::Discard);
+  } else if (s.word(0, "deallocate")) {
+    const size_t name_at = s.word(1, "prepare") && s.token_count > 2 ? 2 : 1;
+    c.effects.add(s.word(name_at, "all") ? SessionEffect::DeallocateAll : SessionEffect::Deallocate);
+  } else if (s.word(0, "prepare")) {
+    c.effects.add(SessionEffect::Prepare);
+  } else if (s.word(0, "listen") || s.word(0, "unlisten")) {
+    c.effects.add(SessionEffect::Listen);
+  } else if (s.word(0, "load")) {
+    c.effects.add(SessionEffect::Load);
+  } else if (s.word(0, "show")) {
+    c.effects.add(SessionEffect::Show);
+  }
 }
 
 }  // namespace
@@ -277,7 +387,9 @@ LexicalResult classify_lexically(std::string_view sql, const Classifier& classif
     StatementScan s;
     more = scan_statement(lex, classifier, s);
     if (lex.error() != nullptr) break;
-    combiner.add(decide(s, out.needs_parser));
+    Classification c = decide(s, out.needs_parser);
+    note_session_facts(s, c);
+    combiner.add(c);
   }
   if (lex.error() != nullptr) {
     // The server would reject the text (or could read it differently): send it where an error is harmless.

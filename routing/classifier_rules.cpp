@@ -43,7 +43,7 @@ bool is_builtin_write_function(std::string_view name, bool* session_lock) {
 void StatementCombiner::add(const Classification& c) {
   if (c.kind == StatementKind::Empty) return;
   if (count_++ == 0) first_ = c;
-  pins_ = pins_ || c.pins_primary;
+  facts_.add_facts(c);
   switch (c.kind) {
     case StatementKind::Write:
       if (write_reason_ == nullptr) write_reason_ = c.reason;
@@ -74,7 +74,7 @@ Classification StatementCombiner::result() const {
   }
   if (count_ == 1) return first_;
   out.multi_statement = true;
-  out.pins_primary = pins_;
+  out.add_facts(facts_);
   if (write_reason_ != nullptr) {
     out.kind = StatementKind::Write;
     out.reason = write_reason_;

@@ -20,7 +20,8 @@ bool is_builtin_write_function(std::string_view name, bool* session_lock);
 // - Read/TxBegin/TxEnd only: the last transaction command is BEGIN => TxBegin (a transaction stays open),
 //   else the first is COMMIT/ROLLBACK => TxEnd (it closes a transaction already running somewhere),
 //   else (BEGIN ... COMMIT around reads, or plain reads) => Read;
-// pins_primary is the OR of all statements; Empty statements are ignored.
+// the facts hold for the whole string: the first pin reason, every session effect, any write-function call;
+// the RESET parameter only for a single statement. Empty statements are ignored.
 class StatementCombiner {
  public:
   void add(const Classification& c);
@@ -34,7 +35,7 @@ class StatementCombiner {
   bool any_session_ = false;
   bool any_other_ = false;  // Read / TxBegin / TxEnd
   bool session_read_only_ = false;
-  bool pins_ = false;
+  Classification facts_;  // the facts of every statement (Classification::add_facts)
   bool any_tx_ = false;
   StatementKind first_tx_ = StatementKind::Empty;
   Classification last_tx_;

@@ -31,11 +31,11 @@ int64_t int_of(const json* j) { return (j != nullptr && j->is_number_integer()) 
 
 bool bool_of(const json* j) { return j != nullptr && j->is_boolean() && j->get<bool>(); }
 
-Classification make(StatementKind kind, const char* reason, bool pins = false, bool read_only = false) {
+Classification make(StatementKind kind, const char* reason, PinReason pin = PinReason::None, bool read_only = false) {
   Classification c;
   c.kind = kind;
   c.reason = reason;
-  c.pins_primary = pins;
+  c.pin_reason = pin;
   c.read_only = read_only;
   return c;
 }
@@ -46,8 +46,20 @@ struct TreeFacts {
   bool locking = false;             // FOR UPDATE/SHARE at any level
   bool write_call = false;
   bool session_lock = false;
+  bool config_call = false;         // set_config(...) whose is_local is not the constant true
   bool too_deep = false;
+
+  PinReason lock_pin() const { return session_lock ? PinReason::AdvisoryLock : PinReason::None; }
 };
+
+// set_config(name, value, is_local) changes the session unless is_local is written as the constant true.
+bool sets_session_config(const json& call) {
+  const json* args = member(call, "args");
+  if (args == nullptr || !args->is_array() || args->size() != 3) return true;
+  const json* constant = member((*args)[2], "A_Const");
+  const json* boolval = constant != nullptr ? member(*constant, "boolval") : nullptr;
+  return boolval == nullptr || !bool_of(member(*boolval, "boolval"));
+}
 
 const char* modifying_reason(std::string_view key) {
   if (key == "InsertStmt") return "INSERT";
@@ -63,6 +75,7 @@ void check_call(const json& call, const Classifier& classifier, TreeFacts& f) {
   // The last name part is the function; a schema qualifier does not change what it does.
   const json* part = member(names->back(), "String");
   const std::string_view name = string_of(part != nullptr ? member(*part, "sval") : nullptr);
+  if (name == "set_config" && sets_session_config(call)) f.config_call = true;
   bool session_lock = false;
   if (!name.empty() && classifier.is_write_function(name, &session_lock)) {
     f.write_call = true;
@@ -135,16 +148,14 @@ bool temp_relation(const json* rangevar) {
   return rangevar != nullptr && string_of(member(*rangevar, "relpersistence")) == "t";
 }
 
-Classification classify_select(const json& body, const Classifier& classifier) {
-  TreeFacts f;
-  walk(body, classifier, f, 0);
-  if (f.too_deep) return make(StatementKind::Write, "statement too deeply nested");
+Classification classify_select(const json& body, const TreeFacts& f) {
   if (const json* into = member(body, "intoClause")) {
-    return make(StatementKind::Write, "SELECT INTO", f.session_lock || temp_relation(member(*into, "rel")));
+    const bool temp = temp_relation(member(*into, "rel"));
+    return make(StatementKind::Write, "SELECT INTO", temp ? PinReason::TempTable : f.lock_pin());
   }
-  if (f.locking) return make(StatementKind::Write, "FOR UPDATE/SHARE", f.session_lock);
-  if (f.modifying != nullptr) return make(StatementKind::Write, "data-modifying CTE", f.session_lock);
-  if (f.write_call) return make(StatementKind::Write, "write function", f.session_lock);
+  if (f.locking) return make(StatementKind::Write, "FOR UPDATE/SHARE", f.lock_pin());
+  if (f.modifying != nullptr) return make(StatementKind::Write, "data-modifying CTE", f.lock_pin());
+  if (f.write_call) return make(StatementKind::Write, "write function", f.lock_pin());
   return make(StatementKind::Read, "SELECT");
 }
 
@@ -152,7 +163,7 @@ Classification classify_transaction(const json& body) {
   const std::string_view kind = string_of(member(body, "kind"));
   if (kind == "TRANS_STMT_BEGIN" || kind == "TRANS_STMT_START") {
     const int read_mode = read_mode_option(member(body, "options"));
-    Classification c = make(StatementKind::TxBegin, "BEGIN", false, read_mode == 1);
+    Classification c = make(StatementKind::TxBegin, "BEGIN", PinReason::None, read_mode == 1);
     c.read_write = read_mode == 0;
     return c;
   }
@@ -167,104 +178,161 @@ Classification classify_transaction(const json& body) {
   return make(StatementKind::Write, "unrecognised transaction command");
 }
 
-struct TypeRule {
+// SET and RESET: how long a SET lasts, and RESET name or SET name TO DEFAULT with the parameter it names.
+Classification classify_variable_set(const json& body) {
+  const std::string_view name = string_of(member(body, "name"));
+  const std::string_view kind = string_of(member(body, "kind"));
+  const bool local = bool_of(member(body, "is_local"));
+  Classification c;
+  if (name == "TRANSACTION" || name == "SESSION CHARACTERISTICS") {
+    c = make(StatementKind::Session, "SET TRANSACTION", PinReason::None, read_mode_option(member(body, "args")) == 1);
+  } else {
+    c = make(StatementKind::Session, kind.starts_with("VAR_RESET") ? "RESET" : "SET");
+  }
+  if (kind == "VAR_RESET_ALL") {
+    c.effects.add(SessionEffect::ResetAll);
+  } else if (kind == "VAR_RESET" || (kind == "VAR_SET_DEFAULT" && !local)) {
+    c.effects.add(SessionEffect::Reset);
+    c.parameter.append(name);  // already folded by the parser
+  } else if (local || name.starts_with("TRANSACTION")) {  // SET TRANSACTION [SNAPSHOT] lasts the transaction
+    c.effects.add(SessionEffect::SetLocal);
+  } else {
+    c.effects.add(SessionEffect::Set);
+  }
+  return c;
+}
+
+// Session commands other than SET and RESET.
+struct SessionRule {
   std::string_view type;
-  StatementKind kind;
   const char* reason;
-  bool pins;
+  SessionEffect effect;
+  PinReason pin;
 };
 
-constexpr std::array<TypeRule, 22> kTypeRules = {{
-    {"VariableShowStmt", StatementKind::Session, "SHOW", false},
-    {"DiscardStmt", StatementKind::Session, "DISCARD", false},
-    {"PrepareStmt", StatementKind::Session, "PREPARE", false},
-    {"DeallocateStmt", StatementKind::Session, "DEALLOCATE", false},
-    {"UnlistenStmt", StatementKind::Session, "UNLISTEN", false},
-    {"LoadStmt", StatementKind::Session, "LOAD", false},
-    {"ListenStmt", StatementKind::Session, "LISTEN", true},
-    {"NotifyStmt", StatementKind::Write, "NOTIFY", false},
-    {"ExecuteStmt", StatementKind::Write, "EXECUTE", false},
-    {"FetchStmt", StatementKind::Write, "cursor command", false},
-    {"ClosePortalStmt", StatementKind::Write, "cursor command", false},
-    {"DoStmt", StatementKind::Write, "DO", false},
-    {"CallStmt", StatementKind::Write, "CALL", false},
-    {"LockStmt", StatementKind::Write, "LOCK", false},
-    {"RefreshMatViewStmt", StatementKind::Write, "REFRESH MATERIALIZED VIEW", false},
-    {"ClusterStmt", StatementKind::Write, "CLUSTER", false},
-    {"ReindexStmt", StatementKind::Write, "REINDEX", false},
-    {"CheckPointStmt", StatementKind::Write, "CHECKPOINT", false},
-    {"TruncateStmt", StatementKind::Write, "TRUNCATE", false},
-    {"InsertStmt", StatementKind::Write, "INSERT", false},
-    {"UpdateStmt", StatementKind::Write, "UPDATE", false},
-    {"DeleteStmt", StatementKind::Write, "DELETE", false},
+constexpr std::array<SessionRule, 8> kSessionRules = {{
+    {"VariableShowStmt", "SHOW", SessionEffect::Show, PinReason::None},
+    {"DiscardStmt", "DISCARD", SessionEffect::Discard, PinReason::None},  // DISCARD ALL: see session_effect
+    {"PrepareStmt", "PREPARE", SessionEffect::Prepare, PinReason::None},
+    {"DeallocateStmt", "DEALLOCATE", SessionEffect::Deallocate, PinReason::None},  // and DEALLOCATE ALL
+    {"UnlistenStmt", "UNLISTEN", SessionEffect::Listen, PinReason::None},
+    {"LoadStmt", "LOAD", SessionEffect::Load, PinReason::None},
+    {"ConstraintsSetStmt", "SET CONSTRAINTS", SessionEffect::SetLocal, PinReason::None},
+    {"ListenStmt", "LISTEN", SessionEffect::Listen, PinReason::Listen},  // LISTEN works only on the primary
 }};
 
-Classification classify_node(const json& node, const Classifier& classifier, int depth);
-
-Classification classify_typed(std::string_view type, const json& body, const Classifier& classifier, int depth) {
-  if (type == "SelectStmt") return classify_select(body, classifier);
-  if (type == "TransactionStmt") return classify_transaction(body);
-  if (type == "VariableSetStmt") {
-    const std::string_view name = string_of(member(body, "name"));
-    if (name == "TRANSACTION" || name == "SESSION CHARACTERISTICS") {
-      return make(StatementKind::Session, "SET TRANSACTION", false, read_mode_option(member(body, "args")) == 1);
-    }
-    const std::string_view kind = string_of(member(body, "kind"));
-    return make(StatementKind::Session, kind.starts_with("VAR_RESET") ? "RESET" : "SET");
+SessionEffect session_effect(const SessionRule& rule, const json& body) {
+  if (rule.effect == SessionEffect::Discard && string_of(member(body, "target")) == "DISCARD_ALL") {
+    return SessionEffect::DiscardAll;
   }
+  if (rule.effect == SessionEffect::Deallocate && member(body, "name") == nullptr) return SessionEffect::DeallocateAll;
+  return rule.effect;
+}
+
+struct WriteRule {
+  std::string_view type;
+  const char* reason;
+};
+
+constexpr std::array<WriteRule, 16> kWriteRules = {{
+    {"NotifyStmt", "NOTIFY"},
+    {"ExecuteStmt", "EXECUTE"},
+    {"FetchStmt", "cursor command"},
+    {"ClosePortalStmt", "cursor command"},
+    {"DoStmt", "DO"},
+    {"CallStmt", "CALL"},
+    {"LockStmt", "LOCK"},
+    {"RefreshMatViewStmt", "REFRESH MATERIALIZED VIEW"},
+    {"ClusterStmt", "CLUSTER"},
+    {"ReindexStmt", "REINDEX"},
+    {"CheckPointStmt", "CHECKPOINT"},
+    {"TruncateStmt", "TRUNCATE"},
+    {"InsertStmt", "INSERT"},
+    {"UpdateStmt", "UPDATE"},
+    {"DeleteStmt", "DELETE"},
+    {"MergeStmt", "MERGE"},
+}};
+
+Classification classify_node(const json& node, const TreeFacts& f, int depth);
+
+// EXPLAIN runs its statement only with ANALYZE; COPY (query) TO runs the query.
+Classification classify_wrapper(std::string_view type, const json& body, const TreeFacts& f, int depth) {
+  const json* query = member(body, "query");
   if (type == "ExplainStmt") {
     if (!explain_analyzes(member(body, "options"))) return make(StatementKind::Read, "EXPLAIN");
-    const json* query = member(body, "query");
-    const Classification inner = query != nullptr ? classify_node(*query, classifier, depth + 1)
+    const Classification inner = query != nullptr ? classify_node(*query, f, depth + 1)
                                                   : make(StatementKind::Write, "EXPLAIN ANALYZE");
     if (inner.kind == StatementKind::Write) {
-      return make(StatementKind::Write, "EXPLAIN ANALYZE of a write", inner.pins_primary);
+      return make(StatementKind::Write, "EXPLAIN ANALYZE of a write", inner.pin_reason);
     }
     return make(StatementKind::Read, "EXPLAIN ANALYZE");
   }
-  if (type == "CopyStmt") {
-    if (bool_of(member(body, "is_from"))) return make(StatementKind::Write, "COPY FROM");
-    if (const json* query = member(body, "query")) {
-      const Classification inner = classify_node(*query, classifier, depth + 1);
-      if (inner.kind == StatementKind::Write) return make(StatementKind::Write, inner.reason, inner.pins_primary);
-    }
-    return make(StatementKind::Read, "COPY TO");
+  if (bool_of(member(body, "is_from"))) return make(StatementKind::Write, "COPY FROM");
+  if (query != nullptr) {
+    const Classification inner = classify_node(*query, f, depth + 1);
+    if (inner.kind == StatementKind::Write) return make(StatementKind::Write, inner.reason, inner.pin_reason);
   }
-  if (type == "DeclareCursorStmt") {
-    return make(StatementKind::Write, "DECLARE CURSOR", (int_of(member(body, "options")) & kCursorOptHold) != 0);
-  }
-  if (type == "VacuumStmt") return make(StatementKind::Write, bool_of(member(body, "is_vacuumcmd")) ? "VACUUM" : "ANALYZE");
-  if (type == "MergeStmt") return make(StatementKind::Write, "MERGE");
-  // Temporary objects live in this session on this server.
-  const json* created = nullptr;
-  if (type == "CreateStmt") created = member(body, "relation");
-  if (type == "CreateSeqStmt") created = member(body, "sequence");
-  if (type == "ViewStmt") created = member(body, "view");
+  return make(StatementKind::Read, "COPY TO");
+}
+
+// The relation a CREATE makes, for the statements that can make a temporary one.
+const json* created_relation(std::string_view type, const json& body) {
+  if (type == "CreateStmt") return member(body, "relation");
+  if (type == "CreateSeqStmt") return member(body, "sequence");
+  if (type == "ViewStmt") return member(body, "view");
   if (type == "CreateTableAsStmt") {
     const json* into = member(body, "into");
-    created = into != nullptr ? member(*into, "rel") : nullptr;
+    return into != nullptr ? member(*into, "rel") : nullptr;
   }
-  if (temp_relation(created)) return make(StatementKind::Write, "CREATE TEMP", true);
+  return nullptr;
+}
 
-  for (const TypeRule& r : kTypeRules) {
+Classification classify_typed(std::string_view type, const json& body, const TreeFacts& f, int depth) {
+  if (type == "SelectStmt") return classify_select(body, f);
+  if (type == "TransactionStmt") return classify_transaction(body);
+  if (type == "VariableSetStmt") return classify_variable_set(body);
+  for (const SessionRule& r : kSessionRules) {
     if (type == r.type) {
-      Classification c = make(r.kind, r.reason, r.pins);
-      if (r.kind == StatementKind::Write) {  // e.g. INSERT ... SELECT pg_advisory_lock(1)
-        TreeFacts f;
-        walk(body, classifier, f, depth + 1);
-        c.pins_primary = c.pins_primary || f.session_lock;
-      }
+      Classification c = make(StatementKind::Session, r.reason, r.pin);
+      c.effects.add(session_effect(r, body));
       return c;
     }
   }
+  if (type == "ExplainStmt" || type == "CopyStmt") return classify_wrapper(type, body, f, depth);
+  if (type == "DeclareCursorStmt") {
+    const bool hold = (int_of(member(body, "options")) & kCursorOptHold) != 0;
+    return make(StatementKind::Write, "DECLARE CURSOR", hold ? PinReason::HoldCursor : PinReason::None);
+  }
+  // Temporary objects live in this session on this server.
+  if (temp_relation(created_relation(type, body))) {
+    return make(StatementKind::Write, "CREATE TEMP", PinReason::TempTable);
+  }
+  if (type == "VacuumStmt") {
+    return make(StatementKind::Write, bool_of(member(body, "is_vacuumcmd")) ? "VACUUM" : "ANALYZE", f.lock_pin());
+  }
+  for (const WriteRule& r : kWriteRules) {
+    if (type == r.type) return make(StatementKind::Write, r.reason, f.lock_pin());  // INSERT ... pg_advisory_lock(1)
+  }
   // Everything else is DDL or a utility command that changes state: the primary.
-  return make(StatementKind::Write, "DDL");
+  return make(StatementKind::Write, "DDL", f.lock_pin());
 }
 
-Classification classify_node(const json& node, const Classifier& classifier, int depth) {
+Classification classify_node(const json& node, const TreeFacts& f, int depth) {
   if (depth > kMaxDepth || !node.is_object() || node.empty()) return make(StatementKind::Write, "unrecognised statement");
   const auto it = node.begin();
-  return classify_typed(it.key(), it.value(), classifier, depth);
+  return classify_typed(it.key(), it.value(), f, depth);
+}
+
+// One statement: a single walk gathers the calls and clauses, then its type decides.
+Classification classify_statement(const json* stmt, const Classifier& classifier) {
+  if (stmt == nullptr) return make(StatementKind::Write, "unrecognised statement");
+  TreeFacts f;
+  walk(*stmt, classifier, f, 0);
+  if (f.too_deep) return make(StatementKind::Write, "statement too deeply nested");
+  Classification c = classify_node(*stmt, f, 0);
+  c.write_function = f.write_call;
+  if (f.config_call) c.effects.add(SessionEffect::SetConfig);
+  return c;
 }
 
 }  // namespace
@@ -283,8 +351,7 @@ Classification classify_parsed(std::string_view sql, const Classifier& classifie
     } else {
       StatementCombiner combiner;
       for (const json& raw : *stmts) {
-        const json* stmt = member(raw, "stmt");
-        combiner.add(stmt != nullptr ? classify_node(*stmt, classifier, 0) : make(StatementKind::Write, "unrecognised statement"));
+        combiner.add(classify_statement(member(raw, "stmt"), classifier));
       }
       out = combiner.result();
     }

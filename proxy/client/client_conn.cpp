@@ -17,7 +17,6 @@
 #include "proxy/server/pool.hpp"
 #include "proxy/control/probe_connection.hpp"
 #include "proxy/server/server_conn.hpp"
-#include "proxy/client/sql_text.hpp"
 #include "proxy/control/worker.hpp"
 
 namespace pgmux::proxy {

@@ -142,6 +142,7 @@ class ClientConn final : public StreamConn {
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
   void forward(ServerConn* server, const routing::Classification& c);
+  void note_pin(routing::PinReason pin, bool pinned_primary);
   void add_statement_prep(ServerConn* server, protocol::ByteVector& messages, bool& extended);
   bool forward_renamed(ServerConn* server);
   bool parses_unnamed() const {

@@ -13,9 +13,9 @@
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
-#include "proxy/client/sql_text.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
+#include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
 
@@ -64,7 +64,8 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
 }
 
 void ClientConn::record_session_command(ServerConn* server, std::string sql) {
-  const LogUpdate update = session_.record_command(std::move(sql), transaction_pooling());
+  const routing::Classification c = worker_.classifier().classify(sql);  // only the text waited for the reply
+  const LogUpdate update = session_.record_command(std::move(sql), c, transaction_pooling());
   if (update.others_restart) {
     for (ServerConn* other : {primary_.get(), standby_.get()}) {
       if (other) other->applied_log = 0;

@@ -12,7 +12,6 @@
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
-#include "proxy/client/sql_text.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
 
@@ -302,44 +301,27 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   if (!server->extended_open()) slot.sent_ns = now_ns;  // else this continues the request of that slot
   if (tx_started_ns_ == 0) tx_started_ns_ = now_ns;
   // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
-  // transaction may be rolled back; SHOW changes nothing).
+  // transaction may be rolled back; SHOW and SET LOCAL leave nothing behind).
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
       ends_with_ready && server->tx_status() == 'I' && session_.deferred_begin.empty() &&
-      !starts_with_keyword(request_.sql, "SHOW")) {
+      c.effects.may_change_session()) {
     slot.session = true;
     pending_session_sql_.emplace_back(request_.sql);
   }
   if (slot.write) server->wrote = true;
-  if (transaction_pooling() &&
-      ((c.kind == routing::StatementKind::Session &&
-        !(request_.kind == RequestKind::Query && starts_with_keyword(request_.sql, "SHOW"))) ||
-       c.pins_primary ||
-       (c.multi_statement && request_.kind == RequestKind::Query && may_hold_session_command(request_.sql)))) {
+  // Session state left on a shared server: it gets DISCARD ALL on release (false positives only cost that).
+  if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary())) {
     server->session_dirty = true;
-    if (c.kind == routing::StatementKind::Session && request_.kind == RequestKind::Query &&
-        (starts_with_keyword(request_.sql, "DISCARD") || starts_with_keyword(request_.sql, "DEALLOCATE"))) {
+    if (c.effects.has(routing::SessionEffect::DiscardAll) || c.effects.has(routing::SessionEffect::DeallocateAll)) {
       server->server_statements.clear();  // the client's command drops pgmux's shared statements there too
       server->server_closes.clear();
     }
   }
-  if (c.pins_primary) {
-    if (is_primary) session_.route.pinned_primary = true;
-    if (!session_.pin_reason) {
-      session_.pin_reason = std::string_view(c.reason) == "write function" ? "session advisory lock" : c.reason;
-    }
+  routing::PinReason pin = c.pin_reason;
+  if (pin == routing::PinReason::None && transaction_pooling() && c.effects.has(routing::SessionEffect::Prepare)) {
+    pin = routing::PinReason::SqlPrepare;  // an SQL-level prepared statement lives on this server only
   }
-  if (transaction_pooling() && !session_.pin_reason && request_.kind == RequestKind::Query &&
-      c.kind == routing::StatementKind::Session && starts_with_keyword(request_.sql, "PREPARE")) {
-    // An SQL-level prepared statement lives on this server only: keep it for the session.
-    session_.route.pinned_primary = true;
-    session_.pin_reason = "SQL PREPARE";
-  }
-  if (session_.pin_reason && transaction_pooling() && !session_.pin_logged) {
-    session_.pin_logged = true;
-    worker_.pins().add(pin_reason_of(session_.pin_reason));
-    LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
-             database_.c_str(), session_.pin_reason);
-  }
+  if (pin != routing::PinReason::None) note_pin(pin, is_primary || pin == routing::PinReason::SqlPrepare);
 
   for (const auto& parse : request_.parses) {
     if (parse.name.empty()) {
@@ -439,6 +421,18 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     if (server->forward_from(*this, bufs, count)) in_.consume_to(in_.parsed());
   }
   server->relay();  // replies that arrived while it was not this client's active server
+}
+
+// The client keeps its server(s) for the session state it just created there (pinned_primary: on the primary).
+void ClientConn::note_pin(routing::PinReason pin, bool pinned_primary) {
+  if (pinned_primary) session_.route.pinned_primary = true;
+  if (!session_.pin_reason) session_.pin_reason = routing::to_string(pin);
+  if (transaction_pooling() && !session_.pin_logged) {
+    session_.pin_logged = true;
+    worker_.pins().add(pin);
+    LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
+             database_.c_str(), session_.pin_reason);
+  }
 }
 
 void ClientConn::answer_locally_with_error(const FailureReport& failure) {

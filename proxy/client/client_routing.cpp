@@ -31,14 +31,11 @@ routing::Classification ClientConn::classify_request() {
   auto merge = [&](const routing::Classification& c) {
     if (!any || (routing::is_read_only_statement(result, session_.route) &&
                  !routing::is_read_only_statement(c, session_.route))) {
-      bool hint = result.primary_hint || c.primary_hint;
-      bool pins = result.pins_primary || c.pins_primary;
+      const routing::Classification earlier = result;
       result = c;
-      result.primary_hint = hint;
-      result.pins_primary = pins;
+      result.add_facts(earlier);  // hints, pins and session effects hold for the whole batch
     } else {
-      result.primary_hint |= c.primary_hint;
-      result.pins_primary |= c.pins_primary;
+      result.add_facts(c);
     }
     any = true;
   };

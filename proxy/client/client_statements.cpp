@@ -8,12 +8,13 @@
 #include "protocol/backend_messages.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
+#include "protocol/sqlstate.hpp"
+#include "protocol/statement_naming.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
-#include "proxy/client/sql_text.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
 
@@ -86,7 +87,7 @@ bool ClientConn::answer_parse_locally() {
   ByteVector out;
   for (const auto& parse : request_.parses) {
     session_.remember(parse, worker_.classifier().classify(parse.sql), transaction_pooling());
-    out.insert(out.end(), {std::byte{'1'}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{4}});  // ParseComplete
+    build_parse_complete(out);
   }
   build_ready_for_query(out, 'I');
   in_.advance_parsed(request_.size);

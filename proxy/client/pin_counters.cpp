@@ -2,34 +2,13 @@
 
 namespace pgmux::proxy {
 
-const char* to_string(PinReason reason) {
-  switch (reason) {
-    case PinReason::TempTable: return "temporary table";
-    case PinReason::AdvisoryLock: return "session advisory lock";
-    case PinReason::Listen: return "LISTEN";
-    case PinReason::HoldCursor: return "WITH HOLD cursor";
-    case PinReason::SqlPrepare: return "SQL PREPARE";
-    case PinReason::Other:
-    case PinReason::Count: break;
-  }
-  return "other";
-}
-
-PinReason pin_reason_of(std::string_view reason) {
-  auto has = [&](std::string_view part) { return reason.find(part) != std::string_view::npos; };
-  if (has("LISTEN")) return PinReason::Listen;
-  if (has("TEMP") || has("temp")) return PinReason::TempTable;
-  if (has("advisory") || has("write function")) return PinReason::AdvisoryLock;
-  if (has("HOLD") || has("DECLARE")) return PinReason::HoldCursor;
-  if (has("PREPARE")) return PinReason::SqlPrepare;
-  return PinReason::Other;
-}
-
 std::string PinCounters::summary() const {
   std::string text;
-  for (size_t i = 0; i < static_cast<size_t>(PinReason::Count); ++i) {
+  for (size_t i = 0; i < static_cast<size_t>(routing::PinReason::Count); ++i) {
+    const auto reason = static_cast<routing::PinReason>(i);
+    if (reason == routing::PinReason::None) continue;
     if (!text.empty()) text += ", ";
-    text += to_string(static_cast<PinReason>(i));
+    text += routing::to_string(reason);
     text += '=';
     text += std::to_string(counts_[i].load(std::memory_order_relaxed));
   }

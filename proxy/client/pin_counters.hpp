@@ -5,24 +5,21 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
-#include <string_view>
+
+#include "routing/session_facts.hpp"
 
 namespace pgmux::proxy {
 
-enum class PinReason : uint8_t { TempTable, AdvisoryLock, Listen, HoldCursor, SqlPrepare, Other, Count };
-
-const char* to_string(PinReason reason);
-// From the classifier's reason text (or pgmux's own "SQL PREPARE").
-PinReason pin_reason_of(std::string_view classifier_reason);
-
 class PinCounters {
  public:
-  void add(PinReason reason) { counts_[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed); }
-  uint64_t get(PinReason reason) const { return counts_[static_cast<size_t>(reason)].load(std::memory_order_relaxed); }
+  void add(routing::PinReason reason) { counts_[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed); }
+  uint64_t get(routing::PinReason reason) const {
+    return counts_[static_cast<size_t>(reason)].load(std::memory_order_relaxed);
+  }
   std::string summary() const;  // "temporary table=1, session advisory lock=0, ..."
 
  private:
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(PinReason::Count)> counts_{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(routing::PinReason::Count)> counts_{};
 };
 
 }  // namespace pgmux::proxy

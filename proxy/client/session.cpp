@@ -1,22 +1,25 @@
 #include "proxy/client/session.hpp"
 
-#include "proxy/client/sql_text.hpp"
+#include "protocol/statement_naming.hpp"
+#include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
 
-LogUpdate ClientSession::record_command(std::string sql, bool transaction_pooling) {
-  const bool reset_all = resets_all_settings(sql);
+LogUpdate ClientSession::record_command(std::string sql, const routing::Classification& c,
+                                        bool transaction_pooling) {
+  const bool reset_all =
+      c.effects.has(routing::SessionEffect::ResetAll) || c.effects.has(routing::SessionEffect::DiscardAll);
   if (transaction_pooling) {
-    const std::string target = reset_all ? std::string() : reset_target(sql);
     if (reset_all) {
       log.clear();
       // Replayed elsewhere as RESET ALL: DISCARD ALL would also drop pgmux's shared prepared statements there.
       log.push_back("RESET ALL");
-      for (const auto& [name, value] : wanted_params.entries()) log.push_back(set_statement(name, value));
+      for (const auto& [name, value] : wanted_params.entries()) log.push_back(routing::set_statement(name, value));
       return {1, true};  // the runner ran the reset; the startup values follow before its next request
     }
+    const std::string_view target = c.effects.has(routing::SessionEffect::Reset) ? c.parameter.view() : "";
     if (const std::string* value = target.empty() ? nullptr : wanted_params.find(target)) {
-      log.push_back(set_statement(target, *value));
+      log.push_back(routing::set_statement(target, *value));
       return {log.size() - 1, false};  // the runner still needs the SET back to the startup value
     }
   }
@@ -34,7 +37,7 @@ const PreparedStatement& ClientSession::remember(const ParsedStatement& parse, c
   PreparedStatement& stored = statements[std::string(parse.name)];
   stored.classification = c;
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
-  stored.server_name = transaction_pooling ? server_statement_name(parse.message) : std::string();
+  stored.server_name = transaction_pooling ? protocol::server_statement_name(parse.message) : std::string();
   return stored;
 }
 

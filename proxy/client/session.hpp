@@ -41,11 +41,11 @@ struct ClientSession {
   const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
   bool pin_logged = false;
 
-  // A session command `sql` succeeded outside a transaction. In transaction pooling servers are shared, so a
-  // RESET of a startup parameter (or RESET ALL) must land on the client's own startup values: the log records
-  // the SET that does so. RESET ALL and DISCARD ALL restart the log (it stays short, and a server that ran
-  // older entries runs the reset too).
-  LogUpdate record_command(std::string sql, bool transaction_pooling);
+  // A session command `sql` (classified as `c`) succeeded outside a transaction. In transaction pooling servers
+  // are shared, so a RESET of a startup parameter (or RESET ALL) must land on the client's own startup values:
+  // the log records the SET that does so. RESET ALL and DISCARD ALL restart the log (it stays short, and a
+  // server that ran older entries runs the reset too).
+  LogUpdate record_command(std::string sql, const routing::Classification& c, bool transaction_pooling);
 
   // A named statement parsed by the client: kept (message and class) to prepare it on another server.
   const PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,

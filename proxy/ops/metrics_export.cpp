@@ -239,9 +239,10 @@ void export_clients(const ExportSources& s, Builder& out) {
     const uint64_t n = total(s, [&](const WorkerMetrics& w) -> auto& { return w.client_disconnects[i]; });
     if (n > 0) out.counter(Family::ClientDisconnects, {{"reason", to_string(static_cast<Failure>(i))}}, n);
   }
-  for (size_t i = 0; i < static_cast<size_t>(PinReason::Count); ++i) {
-    const auto reason = static_cast<PinReason>(i);
-    out.counter(Family::PinnedClients, {{"reason", to_string(reason)}}, s.pins ? s.pins->get(reason) : 0);
+  for (size_t i = 0; i < static_cast<size_t>(routing::PinReason::Count); ++i) {
+    const auto reason = static_cast<routing::PinReason>(i);
+    if (reason == routing::PinReason::None) continue;
+    out.counter(Family::PinnedClients, {{"reason", routing::to_string(reason)}}, s.pins ? s.pins->get(reason) : 0);
   }
   out.counter(Family::ClientBytesReceived, {},
               total(s, [](const WorkerMetrics& w) -> auto& { return w.client_bytes_received; }));

@@ -389,8 +389,7 @@ void ServerConn::relay() {
           retry_armed_ = false;
           if (tag == backend::kErrorResponse) {
             auto error = parse_error_fields(body);
-            swallowing_ = error && error->sqlstate == sqlstate::kFeatureNotSupported &&
-                          error->message.find("cached plan must not change result type") != std::string::npos;
+            swallowing_ = error && is_cached_plan_change(*error);
           }
         }
         if (swallowing_) {

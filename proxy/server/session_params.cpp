@@ -2,31 +2,13 @@
 
 #include <strings.h>
 
-#include <cctype>
+#include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
 namespace {
 
 bool same_name(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-void append_literal(std::string& sql, std::string_view value) {
-  sql += '\'';
-  for (char c : value) {
-    if (c == '\'') sql += '\'';
-    sql += c;
-  }
-  sql += '\'';
-}
-
-void append_identifier(std::string& sql, std::string_view name) {
-  sql += '"';
-  for (char c : name) {
-    if (c == '"') sql += '"';
-    sql += c;
-  }
-  sql += '"';
 }
 
 }  // namespace
@@ -46,43 +28,6 @@ const std::string* SessionParams::find(std::string_view name) const {
     if (same_name(key, name)) return &value;
   }
   return nullptr;
-}
-
-std::string set_statement(std::string_view name, std::string_view value) {
-  std::string sql = "SET ";
-  append_identifier(sql, name);
-  sql += " = ";
-  append_literal(sql, value);
-  return sql;
-}
-
-std::string reset_target(std::string_view sql) {
-  size_t i = 0;
-  auto skip_space = [&] {
-    while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
-  };
-  skip_space();
-  if (sql.size() - i < 5 || strncasecmp(sql.data() + i, "RESET", 5) != 0) return {};
-  i += 5;
-  if (i < sql.size() && !std::isspace(static_cast<unsigned char>(sql[i]))) return {};
-  skip_space();
-  std::string name;
-  if (i < sql.size() && sql[i] == '"') {
-    size_t end = sql.find('"', i + 1);
-    if (end == std::string_view::npos) return {};
-    name.assign(sql.substr(i + 1, end - i - 1));
-    i = end + 1;
-  } else {
-    while (i < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[i])) || sql[i] == '_' || sql[i] == '.')) {
-      name += static_cast<char>(std::tolower(static_cast<unsigned char>(sql[i])));
-      ++i;
-    }
-  }
-  skip_space();
-  if (i < sql.size() && sql[i] == ';') ++i;
-  skip_space();
-  if (i != sql.size() || name.empty() || name == "all" || name == "session") return {};
-  return name;
 }
 
 bool is_connection_key(std::string_view name) {
@@ -146,8 +91,7 @@ std::string build_sync_sql(const SessionParams& wanted, const SessionParams& rep
     if (!wanted.find(name)) to_reset.push_back(name);
   }
   for (const auto& name : to_reset) {
-    sql += "RESET ";
-    append_identifier(sql, name);
+    routing::append_reset_statement(sql, name);
     sql += ';';
     applied.erase(name);
   }
@@ -156,10 +100,7 @@ std::string build_sync_sql(const SessionParams& wanted, const SessionParams& rep
     if (!current) current = applied.find(name);
     applied.set(name, value);  // whatever happens, this client wants it: the next one may need it RESET
     if (current && *current == value) continue;
-    sql += "SET ";
-    append_identifier(sql, name);
-    sql += " = ";
-    append_literal(sql, value);
+    routing::append_set_statement(sql, name, value);
     sql += ';';
   }
   return sql;

@@ -22,11 +22,6 @@ class SessionParams {
   std::vector<Entry> entries_;
 };
 
-// "SET "name" = 'value'" with both quoted.
-std::string set_statement(std::string_view name, std::string_view value);
-// For "RESET name" returns the parameter's name (lower case unless quoted); empty for anything else.
-std::string reset_target(std::string_view sql);
-
 // Startup keys that are not run-time parameters and never get replayed with SET.
 bool is_connection_key(std::string_view name);
 

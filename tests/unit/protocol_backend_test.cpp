@@ -211,3 +211,31 @@ TEST_CASE("parse_error_fields: server-style bodies and malformed ones") {
   CHECK_FALSE(parse_error_fields(as_bytes("SERROR"sv)));               // unterminated value
   CHECK_FALSE(parse_error_fields(as_bytes("SERROR\0\0\0"sv)));         // bytes after terminator
 }
+
+TEST_CASE("a changed cached plan is told by SQLSTATE and routine, in any language") {
+  // As PostgreSQL sends it under lc_messages = 'de_DE': S localized, V not, M translated, R the routine.
+  auto german = parse_error_fields(as_bytes(
+      "SFEHLER\0VERROR\0C0A000\0Mgecachter Plan darf den Ergebnistyp nicht \xc3\xa4ndern\0Fplancache.c\0L730\0"
+      "RRevalidateCachedQuery\0\0"sv));
+  REQUIRE(german);
+  CHECK(german->routine == "RevalidateCachedQuery");
+  CHECK(is_cached_plan_change(*german));
+  REQUIRE(german->other.size() == 2);  // F and L stay in `other`
+
+  // Same SQLSTATE, another routine: some other unsupported feature, not a plan change.
+  auto other = parse_error_fields(as_bytes(
+      "SERROR\0VERROR\0C0A000\0Mcached plan must not change result type\0RtransformSelectStmt\0\0"sv));
+  REQUIRE(other);
+  CHECK_FALSE(is_cached_plan_change(*other));
+  // The routine alone is not enough either.
+  auto wrong_state = parse_error_fields(as_bytes("SERROR\0VERROR\0C42P01\0Mx\0RRevalidateCachedQuery\0\0"sv));
+  REQUIRE(wrong_state);
+  CHECK_FALSE(is_cached_plan_change(*wrong_state));
+  // pgmux's own errors carry no routine.
+  ByteVector own;
+  build_error_response(own, "ERROR", sqlstate::kFeatureNotSupported, "cached plan must not change result type");
+  auto mine = parse_error_fields(body_of(own, 'E'));
+  REQUIRE(mine);
+  CHECK(mine->routine.empty());
+  CHECK_FALSE(is_cached_plan_change(*mine));
+}

@@ -13,6 +13,7 @@
 using namespace pgmux::proxy;
 using pgmux::routing::BackendsView;
 using pgmux::routing::BackendStatus;
+using pgmux::routing::PinReason;
 using pgmux::routing::Role;
 using pgmux::routing::Route;
 using pgmux::routing::RouteReason;

@@ -147,3 +147,14 @@ TEST_CASE("an unknown message type ends the request with it (PostgreSQL answers 
     CHECK(info.messages == 2);
   }
 }
+
+TEST_CASE("a Bind of the unnamed statement is flagged") {
+  ByteVector bytes;
+  build_bind(bytes, "", "", {});
+  build_execute(bytes, "", 0);
+  build_sync(bytes);
+  RequestInfo info;
+  REQUIRE(scan_request(bytes, kMax, kBatch, info).status == ScanStatus::Complete);
+  CHECK(info.binds_unnamed);
+  CHECK(info.used.empty());
+}

@@ -6,10 +6,18 @@
 using pgmux::proxy::ClientSession;
 using pgmux::proxy::LogUpdate;
 
+namespace {
+// Records `sql` with the classifier's facts, as ClientConn does once the command succeeded.
+LogUpdate record(ClientSession& session, const std::string& sql, bool transaction_pooling) {
+  static pgmux::routing::Classifier classifier;
+  return session.record_command(sql, classifier.classify(sql), transaction_pooling);
+}
+}  // namespace
+
 TEST_CASE("session log: commands are appended and the server that ran one has applied them all") {
   ClientSession session;
-  LogUpdate first = session.record_command("SET search_path = a", false);
-  LogUpdate second = session.record_command("SET work_mem = '8MB'", false);
+  LogUpdate first = record(session, "SET search_path = a", false);
+  LogUpdate second = record(session, "SET work_mem = '8MB'", false);
   CHECK(first.runner_applied == 1);
   CHECK(second.runner_applied == 2);
   CHECK_FALSE(second.others_restart);
@@ -20,8 +28,8 @@ TEST_CASE("session log: commands are appended and the server that ran one has ap
 TEST_CASE("session log: RESET ALL and DISCARD ALL restart it, and every other server replays from the start") {
   for (const char* reset : {"RESET ALL", "discard all"}) {
     ClientSession session;
-    session.record_command("SET search_path = a", false);
-    LogUpdate update = session.record_command(reset, false);
+    record(session, "SET search_path = a", false);
+    LogUpdate update = record(session, reset, false);
     CHECK(update.others_restart);
     REQUIRE(session.log.size() == 1);
     CHECK(session.log[0] == reset);
@@ -32,8 +40,8 @@ TEST_CASE("session log: RESET ALL and DISCARD ALL restart it, and every other se
 TEST_CASE("session log, transaction pooling: RESET of a startup parameter returns to the client's own value") {
   ClientSession session;
   session.wanted_params.set("application_name", "billing");
-  session.record_command("SET application_name = 'other'", true);
-  LogUpdate update = session.record_command("RESET application_name", true);
+  record(session, "SET application_name = 'other'", true);
+  LogUpdate update = record(session, "RESET application_name", true);
   REQUIRE(session.log.size() == 2);
   CHECK(session.log[1].find("billing") != std::string::npos);
   CHECK(session.log[1].rfind("SET ", 0) == 0);
@@ -45,7 +53,7 @@ TEST_CASE("session log, transaction pooling: RESET of a startup parameter return
 TEST_CASE("session log, transaction pooling: RESET of another parameter is kept as it is") {
   ClientSession session;
   session.wanted_params.set("application_name", "billing");
-  LogUpdate update = session.record_command("RESET work_mem", true);
+  LogUpdate update = record(session, "RESET work_mem", true);
   REQUIRE(session.log.size() == 1);
   CHECK(session.log[0] == "RESET work_mem");
   CHECK(update.runner_applied == 1);
@@ -55,8 +63,8 @@ TEST_CASE("session log, transaction pooling: RESET ALL is followed by the client
   ClientSession session;
   session.wanted_params.set("application_name", "billing");
   session.wanted_params.set("TimeZone", "UTC");
-  session.record_command("SET search_path = a", true);
-  LogUpdate update = session.record_command("RESET ALL", true);
+  record(session, "SET search_path = a", true);
+  LogUpdate update = record(session, "RESET ALL", true);
   CHECK(update.others_restart);
   CHECK(update.runner_applied == 1);  // ran the reset, not yet the startup values
   REQUIRE(session.log.size() == 3);

@@ -1,5 +1,6 @@
 // Robustness: random bytes and random SQL-ish fragment soups never crash the classifier, and whenever
-// PostgreSQL's parser finds a write in valid text, the classifier never answers Read.
+// PostgreSQL's parser finds a write in valid text, the classifier never answers Read, and whatever the parser
+// finds may change the session, the classifier finds too.
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -35,6 +36,8 @@ TEST_CASE("classifier fuzz: fragment soups never hide a write") {
       " FOR UPDATE", " INTO t2", "nextval('s')", "pg_advisory_lock(1)", "WITH x AS (", "SELECT 1)", " ", "x", "e",
       "U&'", "1e", "BEGIN", "COMMIT", "SET a = 1", "EXPLAIN ", "ANALYZE ", "COPY t FROM STDIN", "COPY t TO STDOUT",
       "/* pgmux:primary */", ",", "VALUES (2)", "TABLE t", "CREATE TEMP TABLE z (a int)", "LISTEN c",
+      "RESET ALL", "RESET a", "SET LOCAL b = 2", "SET c TO DEFAULT", "SHOW d", "DISCARD ALL", "DEALLOCATE ALL",
+      "set_config('a', 'b', false)", "set_config('a', 'b', true)", "PREPARE p AS ", "DECLARE k CURSOR WITH HOLD FOR ",
   };
   constexpr size_t kCount = sizeof(kFragments) / sizeof(kFragments[0]);
   std::mt19937 rng(777);
@@ -50,10 +53,13 @@ TEST_CASE("classifier fuzz: fragment soups never hide a write") {
     const Classification got = c.classify(s);
     REQUIRE(got.reason != nullptr);
     const Classification parsed = pgmux::routing::classify_parsed(s, c);
+    if (std::string_view(parsed.reason) != "unparsable" && parsed.effects.may_change_session()) {
+      CHECK(got.effects.may_change_session());
+    }
     if (parsed.kind == StatementKind::Write && std::string_view(parsed.reason) != "unparsable") {
       ++checked;
       CHECK(got.kind != StatementKind::Read);
-      if (parsed.pins_primary) CHECK(got.pins_primary);
+      if (parsed.pins_primary()) CHECK(got.pins_primary());
     }
   }
   CHECK(checked > 100);

@@ -361,7 +361,7 @@ TEST_CASE("classifier table: kind, read_only, pins_primary, primary_hint") {
     CAPTURE(got.reason);
     CHECK(std::string(to_string(got.kind)) == std::string(to_string(c.kind)));
     CHECK(got.read_only == c.read_only);
-    CHECK(got.pins_primary == c.pins);
+    CHECK(got.pins_primary() == c.pins);
     CHECK(got.primary_hint == c.hint);
     CHECK(got.reason != nullptr);
     if (got.kind == StatementKind::Write) CHECK(std::string_view(got.reason).size() > 0);
@@ -378,7 +378,7 @@ TEST_CASE("classifier table: the parser path agrees with the table") {
     CAPTURE(got.reason);
     CHECK(std::string(to_string(got.kind)) == std::string(to_string(c.kind)));
     CHECK(got.read_only == c.read_only);
-    CHECK(got.pins_primary == c.pins);
+    CHECK(got.pins_primary() == c.pins);
     CHECK(got.parsed);
   }
 }

@@ -1,5 +1,5 @@
-// Session state set in ways pgmux does not replay (extended-protocol SET, SET inside a multi-statement string)
-// must still never reach the next client of the same server in transaction pooling.
+// Session state set in ways pgmux does not replay (extended-protocol SET, SET inside a multi-statement string,
+// set_config) must still never reach the next client of the same server in transaction pooling.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -47,5 +47,20 @@ TEST_CASE("SET via the extended protocol or a multi-statement string does not le
   {
     PgConn d = connect(info);
     CHECK(scalar(d.get(), "SHOW statement_timeout") != "4242ms");
+  }
+}
+
+TEST_CASE("set_config(..., false) in a query does not leak to the next client") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  {
+    PgConn a = connect(info);
+    CHECK(scalar(a.get(), "/* c */ SELECT set_config('statement_timeout', '4343ms', false)") == "4343ms");
+  }
+  {
+    PgConn b = connect(info);
+    CHECK(scalar(b.get(), "SHOW statement_timeout") != "4343ms");
   }
 }

@@ -1,9 +1,9 @@
 // SET isolation in transaction mode: 50 clients, each with its own application_name / search_path / TimeZone
 // (half of them also give application_name at startup), run many autocommit statements and transactions
 // interleaved over a pool of 5 and must always see only their own values. Also: SET LOCAL stays in its
-// transaction, RESET returns to the client's startup value (not the server connection's), RESET ALL to the
-// defaults, and a later SET takes effect. Once with the primary alone, once with the read/write split on
-// (autocommit reads run on standbys, where the settings must be replayed too).
+// transaction, RESET (and SET ... TO DEFAULT) returns to the client's startup value (not the server
+// connection's), RESET ALL to the defaults, and a later SET takes effect. Once with the primary alone, once with
+// the read/write split on (autocommit reads run on standbys, where the settings must be replayed too).
 #include <doctest/doctest.h>
 
 #include <map>
@@ -106,6 +106,13 @@ void client_body(const std::string& ci, int i, const std::vector<std::string>& z
         exec(c, "SET TimeZone = '" + want.tz + "'");
         exec(c, "SET search_path = t_" + std::to_string(i) + ", public");
       }
+    }
+    if (r == 3 * kRounds / 4 && startup_name) {
+      // SET ... TO DEFAULT is a RESET, whatever comment comes first.
+      exec(c, "SET application_name = 'again_" + std::to_string(i) + "'");
+      exec(c, "/* back */ SET application_name TO DEFAULT");
+      want.app = start_app;
+      expect(c, want, i, r, "right after SET application_name TO DEFAULT (the startup value too)", tally);
     }
   }
 }

@@ -1,0 +1,238 @@
+// The facts the proxy decides from: pin reason, session effects, the parameter a RESET names, write-function
+// calls. Checked through Classifier::classify (the lexer, or the parser where the lexer defers) and straight
+// through the parser path; both must agree unless a row says the lexer can only be conservative.
+#include <doctest/doctest.h>
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include "routing/classifier.hpp"
+#include "routing/parse_classifier.hpp"
+
+namespace {
+
+using pgmux::routing::Classification;
+using pgmux::routing::Classifier;
+using pgmux::routing::PinReason;
+using pgmux::routing::SessionEffect;
+using pgmux::routing::SessionEffects;
+
+using E = SessionEffect;
+using P = PinReason;
+constexpr bool WF = true;        // calls a write function
+constexpr bool LEXER_ONLY = false;  // the parser tells more than the lexer (which stays on the safe side)
+
+struct Case {
+  std::string_view sql;
+  std::initializer_list<SessionEffect> effects;
+  PinReason pin = PinReason::None;
+  std::string_view parameter = {};
+  bool write_function = false;
+  bool parser_agrees = true;
+};
+
+const Case kCases[] = {
+    // --- SET: how long it lasts ---
+    {"SET search_path = a", {E::Set}},
+    {"set Search_Path TO a", {E::Set}},
+    {"/* leading */ SET search_path = a", {E::Set}},
+    {"-- a comment\nSET search_path = a", {E::Set}},
+    {"SET SESSION search_path = a", {E::Set}},
+    {"SET LOCAL search_path = a", {E::SetLocal}},
+    {"set local statement_timeout to default", {E::SetLocal}},
+    {"SET TRANSACTION READ ONLY", {E::SetLocal}},
+    {"SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", {E::SetLocal}},
+    {"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", {E::Set}},
+    {"SET CONSTRAINTS ALL DEFERRED", {E::SetLocal}},
+    {"SET TIME ZONE 'UTC'", {E::Set}},
+    {"SET ROLE app", {E::Set}},
+    {"SET SESSION AUTHORIZATION app", {E::Set}},
+    {"SET x.y = 1", {E::Set}},
+    // --- RESET and SET ... TO DEFAULT, with the parameter ---
+    {"RESET search_path", {E::Reset}, P::None, "search_path"},
+    {"reset Search_Path;", {E::Reset}, P::None, "search_path"},
+    {"/* c */ RESET application_name", {E::Reset}, P::None, "application_name"},
+    {"RESET \"Search_Path\"", {E::Reset}, P::None, "Search_Path"},
+    {"RESET \"a\"\"b\"", {E::Reset}, P::None, "a\"b"},
+    {"RESET myext.Setting", {E::Reset}, P::None, "myext.setting"},
+    {"RESET TIME ZONE", {E::Reset}, P::None, "timezone"},
+    {"RESET SESSION AUTHORIZATION", {E::Reset}, P::None, "session_authorization"},
+    {"RESET TRANSACTION ISOLATION LEVEL", {E::Reset}, P::None, "transaction_isolation"},
+    {"RESET ROLE", {E::Reset}, P::None, "role"},
+    {"SET statement_timeout TO DEFAULT", {E::Reset}, P::None, "statement_timeout"},
+    {"SET statement_timeout = DEFAULT", {E::Reset}, P::None, "statement_timeout"},
+    {"SET SESSION statement_timeout TO DEFAULT", {E::Reset}, P::None, "statement_timeout"},
+    {"SET a.b TO DEFAULT", {E::Reset}, P::None, "a.b"},
+    {"SET TIME ZONE DEFAULT", {E::Reset}, P::None, "timezone"},
+    {"SET TIME ZONE LOCAL", {E::Reset}, P::None, "timezone"},
+    {"SET SESSION AUTHORIZATION DEFAULT", {E::Reset}, P::None, "session_authorization"},
+    {"SET statement_timeout TO DEFAULT, 1", {E::Set}, P::None, {}, false, LEXER_ONLY},  // the server rejects it
+    {"RESET U&\"d\\0061ta\"", {E::Reset}, P::None, {}, false, LEXER_ONLY},  // escapes are not decoded
+    {"RESET ALL", {E::ResetAll}},
+    {"/* c */ reset all", {E::ResetAll}},
+    // --- DISCARD, PREPARE, DEALLOCATE, LISTEN, LOAD, SHOW ---
+    {"DISCARD ALL", {E::DiscardAll}},
+    {"-- c\nDISCARD ALL", {E::DiscardAll}},
+    {"discard plans", {E::Discard}},
+    {"DISCARD TEMP", {E::Discard}},
+    {"DISCARD SEQUENCES", {E::Discard}},
+    {"PREPARE p AS SELECT 1", {E::Prepare}},
+    {"prepare p(int) AS SELECT $1", {E::Prepare}},
+    {"PREPARE p AS SELECT nextval('s')", {E::Prepare}, P::None, {}, WF},  // named, not run
+    {"PREPARE TRANSACTION 'gid'", {}},
+    {"DEALLOCATE p", {E::Deallocate}},
+    {"DEALLOCATE PREPARE p", {E::Deallocate}},
+    {"DEALLOCATE prepare", {E::Deallocate}},  // a statement named "prepare"
+    {"DEALLOCATE ALL", {E::DeallocateAll}},
+    {"deallocate prepare all", {E::DeallocateAll}},
+    {"LISTEN ch", {E::Listen}, P::Listen},
+    {"UNLISTEN ch", {E::Listen}},
+    {"UNLISTEN *", {E::Listen}},
+    {"LOAD 'auto_explain'", {E::Load}},
+    {"SHOW search_path", {E::Show}},
+    {"SHOW ALL", {E::Show}},
+    // --- pins ---
+    {"CREATE TEMP TABLE t (a int)", {}, P::TempTable},
+    {"create temporary table t (a int)", {}, P::TempTable},
+    {"CREATE TEMP VIEW v AS SELECT 1", {}, P::TempTable},
+    {"SELECT 1 INTO TEMP t", {}, P::TempTable},
+    {"CREATE TABLE t (a int)", {}},
+    {"SELECT pg_advisory_lock(1)", {}, P::AdvisoryLock, {}, WF},
+    {"select PG_ADVISORY_LOCK(1)", {}, P::AdvisoryLock, {}, WF},
+    {"SELECT pg_try_advisory_lock_shared(1)", {}, P::AdvisoryLock, {}, WF},
+    {"INSERT INTO t SELECT pg_advisory_lock(1)", {}, P::AdvisoryLock, {}, WF},
+    {"SELECT pg_advisory_xact_lock(1)", {}, P::None, {}, WF},
+    {"SELECT pg_advisory_unlock(1)", {}, P::None, {}, WF},
+    {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", {}, P::HoldCursor},
+    {"DECLARE c CURSOR FOR SELECT 1", {}},
+    // --- write functions and set_config: a session SET the classifier sees only when it is a constant ---
+    {"SELECT nextval('s')", {}, P::None, {}, WF},
+    {"SELECT 1", {}},
+    {"SELECT set_config('search_path', 'a', false)", {E::SetConfig}, P::None, {}, WF},
+    {"SELECT pg_catalog.set_config('search_path', 'a', false)", {E::SetConfig}, P::None, {}, WF},
+    {"SELECT set_config('search_path', 'a', $1)", {E::SetConfig}, P::None, {}, WF},
+    {"SELECT set_config('search_path', 'a', true)", {}, P::None, {}, WF},
+    {"UPDATE t SET a = set_config('x', 'y', true)", {E::SetConfig}, P::None, {}, WF, LEXER_ONLY},
+    {"SELECT 'set_config(1)', 'SET x = 1'", {}},
+    // --- multi-statement strings: every statement counts; a parameter only for a single one ---
+    {"SET a = 1; SET b = 2", {E::Set}},
+    {"SELECT 1; set search_path = x", {E::Set}},
+    {"INSERT INTO t VALUES (1);RESET ALL", {E::ResetAll}},
+    {"RESET a; RESET b", {E::Reset}},
+    {"SHOW a; SHOW b", {E::Show}},
+    {"SET LOCAL a = 1; SELECT 1", {E::SetLocal}},
+    {"DEALLOCATE ALL; SELECT 1", {E::DeallocateAll}},
+    {"PREPARE p AS SELECT 1; EXECUTE p", {E::Prepare}},
+    {"SELECT 1; LISTEN ch", {E::Listen}, P::Listen},
+    {"BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; COMMIT", {}, P::HoldCursor},
+    {"CREATE TEMP TABLE t (a int); SELECT pg_advisory_lock(1)", {}, P::TempTable, {}, WF},
+    {"SELECT offset_value FROM settings; SELECT 2", {}},
+    {"INSERT INTO resets VALUES (1); SELECT 1", {}},
+    {"SELECT 1 /* ; SET x = 1 */; SELECT 2", {}},
+    {"SELECT $$; RESET ALL; $$; SELECT 2", {}},
+};
+
+SessionEffects effects_of(std::initializer_list<SessionEffect> list) {
+  SessionEffects effects;
+  for (SessionEffect e : list) effects.add(e);
+  return effects;
+}
+
+std::string effects_text(const SessionEffects& effects) {
+  std::string text;
+  for (unsigned i = 0; i < static_cast<unsigned>(SessionEffect::Count); ++i) {
+    if (!effects.has(static_cast<SessionEffect>(i))) continue;
+    if (!text.empty()) text += ", ";
+    text += to_string(static_cast<SessionEffect>(i));
+  }
+  return text;
+}
+
+void check_facts(const Case& c, const Classification& got) {
+  CAPTURE(got.reason);
+  CHECK(effects_text(got.effects) == effects_text(effects_of(c.effects)));
+  CHECK(std::string(to_string(got.pin_reason)) == to_string(c.pin));
+  CHECK(got.parameter.view() == c.parameter);
+  CHECK(got.write_function == c.write_function);
+}
+
+}  // namespace
+
+TEST_CASE("session facts table: through the classifier") {
+  Classifier classifier;
+  for (const Case& c : kCases) {
+    CAPTURE(c.sql);
+    check_facts(c, classifier.classify(c.sql));
+  }
+}
+
+TEST_CASE("session facts table: the parser path agrees") {
+  Classifier classifier;
+  for (const Case& c : kCases) {
+    if (!c.parser_agrees) continue;
+    CAPTURE(c.sql);
+    check_facts(c, pgmux::routing::classify_parsed(c.sql, classifier));
+  }
+}
+
+TEST_CASE("what may change a session: everything but SHOW and transaction-scoped SETs") {
+  Classifier classifier;
+  auto changes = [&](std::string_view sql) { return classifier.classify(sql).effects.may_change_session(); };
+  CHECK(changes("SET a = 1"));
+  CHECK(changes("RESET ALL"));
+  CHECK(changes("DISCARD TEMP"));
+  CHECK(changes("PREPARE p AS SELECT 1"));
+  CHECK(changes("DEALLOCATE p"));
+  CHECK(changes("UNLISTEN *"));
+  CHECK(changes("LOAD 'x'"));
+  CHECK(changes("SELECT set_config('a', 'b', false)"));
+  CHECK(changes("SELECT 1; SET a = 1"));
+  CHECK_FALSE(changes("SHOW a"));
+  CHECK_FALSE(changes("SET LOCAL a = 1"));
+  CHECK_FALSE(changes("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"));
+  CHECK_FALSE(changes("SELECT set_config('a', 'b', true)"));
+  CHECK_FALSE(changes("SELECT 1; SELECT 2"));
+  CHECK_FALSE(changes("CREATE TEMP TABLE t (a int)"));  // pins instead
+}
+
+TEST_CASE("over-long parameter names are cut as the server cuts identifiers; what still does not fit is empty") {
+  Classifier classifier;
+  const std::string part(70, 'a');
+  const std::string cut(63, 'a');
+  for (const std::string& sql : {"RESET " + part, "RESET \"" + part + "\""}) {
+    CAPTURE(sql);
+    CHECK(classifier.classify(sql).parameter.view() == cut);
+    CHECK(pgmux::routing::classify_parsed(sql, classifier).parameter.view() == cut);
+  }
+  const std::string dotted = "RESET " + part + "." + part;
+  CHECK(classifier.classify(dotted).parameter.empty());
+  CHECK(pgmux::routing::classify_parsed(dotted, classifier).parameter.empty());
+  CHECK(classifier.classify(dotted).effects.has(SessionEffect::Reset));
+}
+
+TEST_CASE("facts come back the same from the cache") {
+  Classifier classifier;
+  const std::string_view sql = "WITH x AS (SELECT pg_advisory_lock(1), set_config('a', 'b', false)) SELECT * FROM x";
+  const Classification first = classifier.classify(sql);
+  const Classification second = classifier.classify(sql);
+  CHECK(classifier.parser_calls() == 1);
+  CHECK(classifier.cache_hits() == 1);
+  CHECK(second.pin_reason == PinReason::AdvisoryLock);
+  CHECK(second.effects == first.effects);
+  CHECK(second.effects.has(SessionEffect::SetConfig));
+  CHECK(second.write_function);
+}
+
+TEST_CASE("facts of an extended batch add up: pins, effects and hints hold whichever statement decides") {
+  Classifier classifier;
+  Classification batch = classifier.classify("INSERT INTO t VALUES (1)");
+  batch.add_facts(classifier.classify("/* pgmux:primary */ DEALLOCATE ALL"));
+  batch.add_facts(classifier.classify("LISTEN ch"));
+  batch.add_facts(classifier.classify("CREATE TEMP TABLE t (a int)"));
+  CHECK(std::string_view(batch.reason) == "INSERT");
+  CHECK(batch.primary_hint);
+  CHECK(batch.pin_reason == PinReason::Listen);  // the first pin stays
+  CHECK(batch.effects.has(SessionEffect::DeallocateAll));
+  CHECK(batch.effects.has(SessionEffect::Listen));
+}
