@@ -13,6 +13,7 @@
 
 #include "proxy/client/client_conn.hpp"
 #include "proxy/net/intrusive_list.hpp"
+#include "proxy/net/uv_handle.hpp"
 #include "proxy/ops/metrics.hpp"
 #include "proxy/server/pool.hpp"
 #include "proxy/control/shared_state.hpp"
@@ -112,10 +113,11 @@ class Worker {
   std::function<void()> on_exit_;
   std::thread thread_;
   uv_loop_t loop_;
-  uv_async_t async_;
-  uv_timer_t tick_timer_;
-  uv_timer_t shutdown_timer_;
-  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  // The loop runs until finish() closes these; the worker object outlives the run.
+  UvAsync<Worker> async_{this};
+  UvTimer<Worker> tick_timer_{this};
+  UvTimer<Worker> shutdown_timer_{this};
+  std::vector<std::unique_ptr<UvTcp<Worker>>> listeners_;
   std::mutex inbox_mutex_;
   std::vector<std::function<void(Worker&)>> inbox_;
   bool inbox_closed_ = false;
