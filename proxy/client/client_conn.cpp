@@ -342,7 +342,8 @@ bool ClientConn::acquire(int backend_index, Role role) {
   return open();
 }
 
-void ClientConn::on_server_ready(ServerConn* server) {
+void ClientConn::on_server_ready(PoolServer* pooled) {
+  auto* server = static_cast<ServerConn*>(pooled);  // a worker's pools hold ServerConns only
   waiting_pool_ = nullptr;
   if (!open()) {
     server->pool().release(server, server->reusable());

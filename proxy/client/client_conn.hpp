@@ -14,6 +14,7 @@
 #include "proxy/client/client_auth.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
+#include "proxy/server/pool_server.hpp"
 #include "proxy/server/session_params.hpp"
 #include "proxy/net/stream_conn.hpp"
 #include "routing/classifier.hpp"
@@ -29,7 +30,7 @@ class Worker;
 enum class ClientState { Startup, Auth, WaitingServer, Linked, Closing };
 const char* to_string(ClientState s);
 
-class ClientConn final : public StreamConn {
+class ClientConn final : public StreamConn, public PoolClient {
  public:
   ClientConn(Worker& worker, uint64_t id);
   ~ClientConn() override;
@@ -40,9 +41,9 @@ class ClientConn final : public StreamConn {
   const std::string& peer() const { return peer_; }
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
-  const SessionParams& wanted_params() const { return wanted_params_; }
+  const SessionParams& wanted_params() const override { return wanted_params_; }
   double created_at() const { return created_at_; }
-  double wait_started() const { return wait_started_; }
+  double wait_started() const override { return wait_started_; }
   ServerConn* active_server() const { return active_; }
   double last_activity() const { return last_activity_; }
   conf::PoolMode pool_mode() const { return pool_mode_; }
@@ -60,8 +61,9 @@ class ClientConn final : public StreamConn {
   void on_resume();
 
   // From the pool.
-  void on_server_ready(ServerConn* server);
-  void on_server_unavailable(const std::string& sqlstate, const std::string& message, const std::string& detail);
+  void on_server_ready(PoolServer* server) override;
+  void on_server_unavailable(const std::string& sqlstate, const std::string& message,
+                             const std::string& detail) override;
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, bool had_error);
   void on_copy_in(ServerConn* server);
@@ -76,16 +78,15 @@ class ClientConn final : public StreamConn {
   void on_config_changed(const conf::Config& config);
   // From a pool whose backend a reload removed or moved: stop waiting on it (the request is routed again), and
   // give back its servers at the next transaction boundary (at once when idle).
-  void on_pool_draining(Pool* pool);
+  void on_pool_draining(Pool* pool) override;
 
   // Worker tick: closes the client past idle_transaction_timeout (idle inside a transaction) or
   // client_idle_timeout (idle outside one).
   void check_idle(double now, const conf::Timeouts& timeouts);
 
   // Sends a FATAL ErrorResponse and closes.
-  void fail(const std::string& sqlstate, const std::string& message, const std::string& detail = {});
+  void fail(const std::string& sqlstate, const std::string& message, const std::string& detail = {}) override;
 
-  ListNode wait_node;          // pool's waiting list
   ListNode worker_node;        // worker's list of all clients
   ListNode primary_wait_node;  // worker's list of clients waiting for a primary
   ListNode paused_node;        // worker's list of clients held by PAUSE

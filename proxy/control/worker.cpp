@@ -8,6 +8,7 @@
 #include "proxy/net/address.hpp"
 #include "proxy/ops/admin/console.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/server/server_conn.hpp"
 
 namespace pgmux::proxy {
 
@@ -221,6 +222,8 @@ void Worker::request_shed(const std::string& key) {
     });
   }
 }
+
+PoolServer* Worker::create_server(Pool& pool) { return new ServerConn(*this, pool, next_server_id()); }
 
 void Worker::publish_view(std::shared_ptr<const routing::BackendsView> view) {
   post([view = std::move(view)](Worker& w) mutable { w.on_view(std::move(view)); });
