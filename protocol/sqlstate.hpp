@@ -18,5 +18,14 @@ inline constexpr const char* kFeatureNotSupported = "0A000";
 inline constexpr const char* kProgramLimitExceeded = "54000";
 inline constexpr const char* kInternalError = "XX000";
 inline constexpr const char* kSyntaxError = "42601";
+inline constexpr const char* kIdleInTransactionSessionTimeout = "25P03";
+inline constexpr const char* kIdleSessionTimeout = "57P05";
+inline constexpr const char* kInvalidSqlStatementName = "26000";
+inline constexpr const char* kUndefinedObject = "42704";
+inline constexpr const char* kInsufficientPrivilege = "42501";
+inline constexpr const char* kInvalidParameterValue = "22023";
+inline constexpr const char* kObjectNotInPrerequisiteState = "55000";
+inline constexpr const char* kCantChangeRuntimeParam = "55P02";
+inline constexpr const char* kConfigFileError = "F0000";
 
 }  // namespace pgmux::protocol::sqlstate

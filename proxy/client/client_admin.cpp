@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/sqlstate.hpp"
 #include "proxy/ops/admin/console.hpp"
 #include "proxy/ops/admin/explain_route.hpp"
@@ -26,12 +25,7 @@ bool listed(const std::vector<std::string>& names, const std::string& name) {
 void ClientConn::start_admin_session() {
   const bool may_change = listed(config_->admin_users, user_);
   if (!may_change && !listed(config_->stats_users, user_)) {
-    close_reason_ = "not an admin user";
-    LOG_WARN("C-%llu %s user=%s: refused on the admin console: not in admin_users or stats_users",
-             static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str());
-    fail(sqlstate::kInvalidAuthorization,
-         "pgmux: user \"" + user_ + "\" may not use the admin console (database \"pgmux\")",
-         "Add the user to admin_users (every command) or stats_users (SHOW only) in the pgmux config.");
+    fail({Failure::NotAdminUser, {user_}});
     return;
   }
   auth_.reset();
@@ -46,10 +40,10 @@ void ClientConn::start_admin_session() {
   params.set("integer_datetimes", "on");
   params.set("standard_conforming_strings", "on");
   params.set("is_superuser", may_change ? "on" : "off");
-  params.set("application_name", wanted_params_.find("application_name") ? *wanted_params_.find("application_name")
+  params.set("application_name", session_.wanted_params.find("application_name") ? *session_.wanted_params.find("application_name")
                                                                           : std::string());
   finish_login(params, may_change ? "the admin console, admin user" : "the admin console, stats user");
-  set_state(ClientState::Linked);
+  set_state(ClientState::Admin);
 }
 
 bool ClientConn::dispatch_admin() {
@@ -59,17 +53,15 @@ bool ClientConn::dispatch_admin() {
     in_.advance_parsed(request_.size);
     in_.consume_to(in_.parsed());
     last_activity_ = worker_.now();
-    wait_ = Wait::Admin;  // nothing more is read until the answer went out
+    set_state(ClientState::AdminBusy);  // nothing more is read until the answer went out
     admin_->execute(sql);
-    return wait_ == Wait::None && open();
+    return state_ == ClientState::Admin && open();
   }
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
   if (!ends_with_ready) return true;  // the error goes with the Sync
   ByteVector out;
-  build_error_response(out, "ERROR", sqlstate::kFeatureNotSupported,
-                       "pgmux admin console: only simple queries are supported",
-                       {}, "Use psql, or PQexec without parameters; prepared statements do not work here.");
+  report_failure(Failure::AdminExtendedProtocol, Severity::Error, worker_.metrics(), log_prefix(), out);
   build_ready_for_query(out, 'I');
   send_owned(std::move(out));
   return true;
@@ -79,8 +71,8 @@ void ClientConn::on_admin_answer(ByteVector bytes) {
   if (!open()) return;
   send_owned(std::move(bytes));
   last_activity_ = worker_.now();
-  if (wait_ != Wait::Admin) return;
-  wait_ = Wait::None;
+  if (state_ != ClientState::AdminBusy) return;
+  set_state(ClientState::Admin);
   pump();
 }
 
@@ -91,15 +83,14 @@ bool ClientConn::held_by_pause() {
   if (in_transaction()) return false;  // a running transaction finishes: PAUSE waits for it
   // Transaction pooling hands idle servers back, so a paused database can be restarted underneath.
   if (transaction_pooling()) drop_idle_servers();
-  wait_ = Wait::Paused;
-  worker_.hold_paused(this);
+  set_state(ClientState::Paused);
   LOG_DEBUG("C-%llu: held by PAUSE of database %s", static_cast<unsigned long long>(id_), database_.c_str());
   return true;
 }
 
 void ClientConn::on_resume() {
-  if (wait_ != Wait::Paused) return;
-  wait_ = Wait::None;
+  if (state_ != ClientState::Paused) return;
+  resume_requests();
   pump();
 }
 
@@ -117,12 +108,12 @@ bool ClientConn::is_explain_route_request() const {
 
 bool ClientConn::answer_explain_route() {
   if (active_ && active_->has_outstanding()) {
-    wait_ = Wait::Drain;  // answer in order, after the replies still owed
+    set_state(ClientState::Draining);  // answer in order, after the replies still owed
     return false;
   }
   bool matched = false;
   const std::string_view target = admin::explain_route_target(request_.sql, &matched);
-  routing::ClientRouteState state = route_state_;
+  routing::ClientRouteState state = session_.route;
   state.held_standby = standby_ ? standby_->backend_index() : -1;
   admin::Answer answer;
   if (target.empty()) {
@@ -136,7 +127,7 @@ bool ClientConn::answer_explain_route() {
   admin::encode(answer, out);
   // encode() ends with ReadyForQuery 'I': inside a transaction the status must stay the server's.
   char status = active_ ? active_->tx_status() : 'I';
-  if (!deferred_begin_.empty()) status = 'T';
+  if (!session_.deferred_begin.empty()) status = 'T';
   out.back() = static_cast<std::byte>(status);
   send_owned(std::move(out));
   in_.advance_parsed(request_.size);

@@ -5,7 +5,6 @@
 #include "protocol/auth_md5.hpp"
 #include "protocol/backend_messages.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 
 namespace pgmux::proxy {
 
@@ -42,7 +41,7 @@ ClientAuth::Step ClientAuth::on_message(ByteView body) {
                                ? md5_response_from_stored(user_.password, md5_salt_)
                                : md5_client_response(user_.password, user_.name, md5_salt_);
     if (*password != expected) return fail_password();
-    return Step{Verdict::Ok, {}, {}, {}};
+    return Step{Verdict::Ok, {}, {}};
   }
   if (method_ != conf::AuthMethod::ScramSha256 || !scram_) return fail_protocol("unexpected password packet");
 
@@ -76,16 +75,14 @@ std::optional<Sha256> ClientAuth::client_key() const {
 ClientAuth::Step ClientAuth::fail_password() const {
   Step step;
   step.verdict = Verdict::Failed;
-  step.sqlstate = sqlstate::kInvalidPassword;
-  step.message = "password authentication failed for user \"" + user_.name + "\"";
+  step.failure = FailureReport(Failure::AuthFailed, {user_.name});
   return step;
 }
 
 ClientAuth::Step ClientAuth::fail_protocol(std::string message) const {
   Step step;
   step.verdict = Verdict::Failed;
-  step.sqlstate = sqlstate::kProtocolViolation;
-  step.message = std::move(message);
+  step.failure = FailureReport(Failure::AuthProtocolViolation, {std::move(message)});
   return step;
 }
 

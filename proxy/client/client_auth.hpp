@@ -7,6 +7,7 @@
 #include "conf/config.hpp"
 #include "protocol/auth_scram.hpp"
 #include "protocol/bytes.hpp"
+#include "proxy/net/failure.hpp"
 
 namespace pgmux::proxy {
 
@@ -16,8 +17,7 @@ class ClientAuth {
   struct Step {
     Verdict verdict = Verdict::Continue;
     protocol::ByteVector reply;  // messages to send (challenge, SASLFinal, ...), possibly empty
-    std::string sqlstate;        // set when Failed
-    std::string message;
+    std::optional<FailureReport> failure;  // set when Failed
   };
 
   // `scram_secret` is the user's secret (parsed, or derived from a plaintext password and cached by the

@@ -7,10 +7,8 @@
 #include <cctype>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/startup.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
@@ -50,17 +48,6 @@ std::string peer_name(uv_tcp_t* tcp) {
 }  // namespace
 
 
-const char* to_string(ClientState s) {
-  switch (s) {
-    case ClientState::Startup: return "startup";
-    case ClientState::Auth: return "auth";
-    case ClientState::WaitingServer: return "waiting";
-    case ClientState::Linked: return "active";
-    case ClientState::Closing: return "closing";
-  }
-  return "?";
-}
-
 ClientConn::ClientConn(Worker& worker, uint64_t id) : StreamConn(worker.loop()), worker_(worker), id_(id) {
   count_bytes({&worker.metrics().client_bytes_received, &worker.metrics().client_bytes_sent});
 }
@@ -68,7 +55,9 @@ ClientConn::ClientConn(Worker& worker, uint64_t id) : StreamConn(worker.loop()),
 ClientConn::~ClientConn() = default;
 
 bool ClientConn::accept(uv_stream_t* listener) {
-  if (uv_accept(listener, stream()) != 0) {
+  if (const int rc = uv_accept(listener, stream()); rc != 0) {
+    close_reason_ = Failure::ClientSocketError;
+    close_status_ = rc;
     close();
     return false;
   }
@@ -80,18 +69,39 @@ bool ClientConn::accept(uv_stream_t* listener) {
   return true;
 }
 
-void ClientConn::set_state(ClientState s) {
-  LOG_DEBUG("C-%llu %s: %s -> %s", static_cast<unsigned long long>(id_), peer_.c_str(), to_string(state_), to_string(s));
-  state_ = s;
+void ClientConn::set_state(ClientState next) {
+  const ClientState before = state_;
+  if (next == before) return;
+  if (!is_legal_transition(before, next)) {
+    LOG_ERROR("C-%llu %s: illegal state change %s -> %s", static_cast<unsigned long long>(id_), peer_.c_str(),
+              to_string(before), to_string(next));
+  }
+  LOG_DEBUG("C-%llu %s: %s -> %s", static_cast<unsigned long long>(id_), peer_.c_str(), to_string(before),
+            to_string(next));
+  state_ = next;
+  // Leaving a wait: off the list that would have woken it.
+  if (before == ClientState::PrimaryWait) worker_.stop_waiting_for_primary(this);
+  if (before == ClientState::Paused) worker_.stop_holding(this);
+  if (waits_for_pool(before) && !waits_for_pool(next)) {
+    if (waiting_pool_) waiting_pool_->withdraw(this);
+    waiting_pool_ = nullptr;
+  }
+  // Entering one: on the list that will.
+  if (next == ClientState::PrimaryWait) worker_.wait_for_primary(this);
+  if (next == ClientState::Paused) worker_.hold_paused(this);
+  if (waits_for_pool(next) && !waits_for_pool(before)) {
+    wait_started_ = worker_.now();
+    wait_started_ns_ = uv_hrtime();
+  }
 }
 
 void ClientConn::on_data() {
   switch (state_) {
     case ClientState::Startup: handle_startup(); break;
     case ClientState::Auth: handle_auth(); break;
-    case ClientState::Linked: pump(); break;
-    case ClientState::WaitingServer:  // kept in the buffer until a server is linked
-    case ClientState::Closing: break;
+    case ClientState::Ready:
+    case ClientState::Admin: pump(); break;
+    default: break;  // waiting: the bytes stay in the buffer until the wait ends
   }
 }
 
@@ -100,8 +110,7 @@ void ClientConn::handle_startup() {
     Frame frame = next_startup_frame(in_.unparsed_bytes());
     if (frame.status == FrameStatus::NeedMore) return;
     if (frame.status == FrameStatus::Error) {
-      close_reason_ = "invalid startup packet";
-      fail(sqlstate::kProtocolViolation, std::string("invalid startup packet: ") + to_string(frame.error));
+      fail({Failure::StartupFraming, {to_string(frame.error)}});
       return;
     }
     StartupPacket packet = parse_startup_packet(in_.unparsed_bytes().first(frame.total()));
@@ -123,13 +132,12 @@ void ClientConn::handle_startup() {
         LOG_INFO("C-%llu %s: cancel request for unknown key (pid %d) ignored", static_cast<unsigned long long>(id_),
                  peer_.c_str(), cancel->process_id);
       }
-      close_reason_ = "cancel request";
+      close_reason_ = Failure::CancelRequestDone;
       close();
       return;
     }
     if (auto* error = std::get_if<StartupParseError>(&packet)) {
-      close_reason_ = "bad startup packet";
-      fail(sqlstate::kProtocolViolation, error->message);
+      fail({Failure::StartupPacketInvalid, {error->message}});
       return;
     }
     handle_startup_message(std::get<StartupMessage>(packet));
@@ -139,32 +147,31 @@ void ClientConn::handle_startup() {
 void ClientConn::handle_startup_message(const StartupMessage& startup) {
   const std::string* user = startup.find("user");
   if (!user || user->empty()) {
-    fail(sqlstate::kInvalidAuthorization, "no PostgreSQL user name specified in startup packet");
+    fail(Failure::NoUserName);
     return;
   }
   user_ = *user;
   const std::string* database = startup.find("database");
   database_ = database && !database->empty() ? *database : user_;
   if (startup.find("replication")) {
-    fail(sqlstate::kFeatureNotSupported, "pgmux does not support replication connections");
+    fail(Failure::ReplicationRefused);
     return;
   }
   for (const auto& [name, value] : startup.parameters) {
     if (name == "options") {
-      if (!parse_options_parameter(value, wanted_params_)) {
-        fail(sqlstate::kFeatureNotSupported,
-             "pgmux supports only \"-c name=value\" settings in the options startup parameter");
+      if (!parse_options_parameter(value, session_.wanted_params)) {
+        fail(Failure::OptionsUnsupported);
         return;
       }
     } else if (!is_connection_key(name)) {
-      wanted_params_.set(name, value);
+      session_.wanted_params.set(name, value);
     }
   }
 
   config_ = worker_.config();
   user_config_ = config_->find_user(user_);
   if (!user_config_) {
-    fail(sqlstate::kInvalidAuthorization, "role \"" + user_ + "\" does not exist");
+    fail({Failure::UnknownRole, {user_}});
     return;
   }
   conf::AuthMethod method = user_config_->auth_method.value_or(config_->auth_method);
@@ -177,8 +184,7 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   set_state(ClientState::Auth);
   ClientAuth::Step step = auth_->start();
   if (step.verdict == ClientAuth::Verdict::Failed) {
-    close_reason_ = "authentication failed";
-    fail(step.sqlstate, step.message);
+    fail(*step.failure);
     return;
   }
   send_owned(std::move(step.reply));
@@ -193,11 +199,8 @@ void ClientConn::handle_auth() {
       return;
     }
     if (frame.status == FrameStatus::Error || frame.tag != frontend::kPassword) {
-      close_reason_ = "protocol violation during authentication";
-      fail(sqlstate::kProtocolViolation,
-           frame.status == FrameStatus::Error
-               ? std::string("invalid authentication message: ") + to_string(frame.error)
-               : std::string("expected password response, got message type \"") + frame.tag + "\"");
+      fail(frame.status == FrameStatus::Error ? FailureReport(Failure::AuthMessageInvalid, {to_string(frame.error)})
+                                              : FailureReport(Failure::AuthUnexpectedMessage, {{frame.tag}}));
       return;
     }
     if (in_.unparsed() < frame.total()) {
@@ -209,10 +212,7 @@ void ClientConn::handle_auth() {
     in_.advance_parsed(frame.total());
     in_.consume_to(in_.parsed());
     if (step.verdict == ClientAuth::Verdict::Failed) {
-      close_reason_ = "authentication failed";
-      LOG_WARN("C-%llu %s user=%s db=%s: authentication failed: %s", static_cast<unsigned long long>(id_),
-               peer_.c_str(), user_.c_str(), database_.c_str(), step.message.c_str());
-      fail(step.sqlstate, step.message);
+      fail(*step.failure);
       return;
     }
     send_owned(std::move(step.reply));
@@ -231,33 +231,29 @@ void ClientConn::auth_succeeded() {
   }
   database_config_ = config_->find_database(database_);
   if (!database_config_) {
-    close_reason_ = "unknown database";
-    fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+    fail({Failure::UnknownDatabase, {database_}});
     return;
   }
   update_backend_mask(*worker_.config());
   pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
   cancel_slot_ = std::make_shared<CancelSlot>();
-  set_state(ClientState::WaitingServer);
-  wait_started_ = worker_.now();
 
   Role role = Role::Primary;
   const int backend = login_backend(&role);
   // Transaction pooling needs no server to log a client in once the pool knows what a server reports: that set,
   // with the client's own startup values applied, as PostgreSQL would report them.
   if (transaction_pooling()) {
-    std::string error;
-    Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend, &error);
+    std::optional<FailureReport> no_pool;
+    Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend, &no_pool);
     SessionParams params = pool ? pool->login_params() : SessionParams{};
     if (!params.entries().empty()) {
       if (auto key = auth_->client_key(); key && pool->login().scram_secret) pool->login().client_key = key;
       auth_.reset();
-      for (const auto& [name, value] : wanted_params_.entries()) {
+      for (const auto& [name, value] : session_.wanted_params.entries()) {
         if (params.find(name)) params.set(name, value);
       }
       finish_login(params, "the pool's parameters");
-      set_state(ClientState::Linked);
-      wait_ = Wait::None;
+      set_state(ClientState::Ready);
       pump();
       return;
     }
@@ -280,14 +276,14 @@ void ClientConn::update_backend_mask(const conf::Config& config) {
       mask |= uint64_t{1} << i;
     }
   }
-  route_state_.backend_mask = mask;
+  session_.route.backend_mask = mask;
 }
 
 // Log in through the primary when there is one, else through any readable standby: its ParameterStatus set is
 // what the client sees, as on a direct connection.
 int ClientConn::login_backend(Role* role) const {
   const routing::BackendsView& view = worker_.view();
-  const uint64_t mask = route_state_.backend_mask;
+  const uint64_t mask = session_.route.backend_mask;
   *role = Role::Primary;
   if (view.primary >= 0 && (mask >> view.primary) & 1) return view.primary;
   for (size_t i = 0; i < view.backends.size() && i < 64; ++i) {
@@ -312,8 +308,9 @@ void ClientConn::on_pool_draining(Pool* pool) {
   if (!open()) return;
   if (waiting_pool_ == pool) {
     waiting_pool_ = nullptr;
-    if (wait_ == Wait::Server) wait_ = Wait::None;
-    if (!logged_in_) {
+    routed_.reset();
+    if (state_ == ClientState::ServerWait) resume_requests();  // routed again by the pump below
+    if (state_ == ClientState::LoginWait) {
       Role role = Role::Primary;
       const int backend = login_backend(&role);
       acquire(backend, role);
@@ -326,19 +323,16 @@ void ClientConn::on_pool_draining(Pool* pool) {
 
 // Takes a server for `role` from the backend's pool; the pool calls on_server_ready (maybe right away).
 bool ClientConn::acquire(int backend_index, Role role) {
-  std::string error;
-  Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &error);
+  std::optional<FailureReport> no_pool;
+  Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &no_pool);
   if (!pool) {
-    close_reason_ = "no pool";
-    fail(sqlstate::kConnectionFailure, error);
+    on_server_unavailable(*no_pool);  // as a pool would say it: the request fails (before login: the login)
     return false;
   }
   waiting_pool_ = pool;
   waiting_role_ = role;
-  wait_ = Wait::Server;
-  wait_started_ = worker_.now();
-  wait_started_ns_ = uv_hrtime();
-  pool->request(this);
+  set_state(logged_in() ? ClientState::ServerWait : ClientState::LoginWait);
+  pool->request(this);  // may hand a server over at once (on_server_ready)
   return open();
 }
 
@@ -346,19 +340,18 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
   auto* server = static_cast<ServerConn*>(pooled);  // a worker's pools hold ServerConns only
   waiting_pool_ = nullptr;
   if (!open()) {
-    server->pool().release(server, server->reusable());
+    ServerLease(server).give_back({}, close_reason_);  // the client left while the pool readied it
     return;
   }
   if (wait_started_ns_ != 0) {
     worker_.metrics().pool_wait_done(uv_hrtime() - wait_started_ns_, server->pool().stats);
     wait_started_ns_ = 0;
   }
-  ServerConn*& slot = slot_for(waiting_role_);
-  if (slot) drop_server(slot, slot->reusable());
-  slot = server;
-  if (!logged_in_) finish_login(server->params(), server->pool().backend().name.c_str());
-  if (wait_ == Wait::Server) wait_ = Wait::None;
-  set_state(ClientState::Linked);
+  ServerLease& slot = slot_for(waiting_role_);
+  drop_server(slot);
+  slot = ServerLease(server);
+  if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str());
+  if (waits_for_pool(state_)) set_state(ClientState::Ready);
   pump();
   release_idle_servers();  // a login-only checkout in transaction pooling goes straight back
 }
@@ -367,32 +360,33 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
 // transaction boundary, and the next statement is routed afresh.
 void ClientConn::release_idle_servers() {
   // Not while a request is being dispatched or waits in the buffer: it is about to use the server.
-  if (!open() || pumping_ || wait_ != Wait::None || in_.unparsed() > 0) return;
+  if (!open() || pumping_ || !reads_requests(state_) || in_.unparsed() > 0) return;
   drop_idle_servers();
 }
 
 bool ClientConn::in_transaction() const {
-  if (!deferred_begin_.empty()) return true;  // BEGIN answered by pgmux: the transaction has begun for the client
-  for (const ServerConn* server : {primary_, standby_}) {
+  if (!session_.deferred_begin.empty()) return true;  // BEGIN answered by pgmux: the transaction has begun for the client
+  for (const ServerConn* server : {primary_.get(), standby_.get()}) {
     if (server && (server->has_outstanding() || server->tx_status() != 'I')) return true;
   }
   return false;
 }
 
 void ClientConn::drop_idle_servers() {
-  for (ServerConn* server : {primary_, standby_}) {
-    if (!server || server == prepared_for_ || server->state() != ServerState::Linked) continue;
+  for (ServerLease* lease : {&primary_, &standby_}) {
+    ServerConn* server = lease->get();
+    if (!server || server == routed_server() || server->state() != ServerState::Linked) continue;
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
     if (server->pool().draining()) {
-      if (server == primary_ && (pin_reason_ || route_state_.pinned_primary)) {
+      if (server == primary_ && (session_.pin_reason || session_.route.pinned_primary)) {
         LOG_WARN("C-%llu user=%s db=%s: backend %s was removed by a reload; the session state only its server had "
                  "(%s) is lost", static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str(),
-                 server->pool().backend().name.c_str(), pin_reason_ ? pin_reason_ : "pinned to the primary");
+                 server->pool().backend().name.c_str(), session_.pin_reason ? session_.pin_reason : "pinned to the primary");
       }
-    } else if (!transaction_pooling() || pin_reason_) {
+    } else if (!transaction_pooling() || session_.pin_reason) {
       continue;  // session pooling keeps its servers; a pinned client keeps the servers its state lives on
     }
-    drop_server(server, server->reusable());
+    drop_server(*lease);
   }
 }
 
@@ -404,40 +398,36 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
   build_backend_key_data(out, key.process_id, key.secret_key);
   build_ready_for_query(out, 'I');
   send_owned(std::move(out));
-  logged_in_ = true;
   worker_.metrics().client_logins.add();
   last_activity_ = worker_.now();
   LOG_INFO("C-%llu %s user=%s db=%s: login ok (parameters from %s, %s pooling)", static_cast<unsigned long long>(id_),
            peer_.c_str(), user_.c_str(), database_.c_str(), via, conf::to_string(pool_mode_));
 }
 
-void ClientConn::on_server_unavailable(const std::string& sqlstate, const std::string& message,
-                                       const std::string& detail) {
+void ClientConn::on_server_unavailable(const FailureReport& failure) {
   waiting_pool_ = nullptr;
-  if (!logged_in_) {
-    close_reason_ = "no server available";
-    fail(sqlstate, message, detail);
-    return;
-  }
-  // A request after login: it never reached a server, so the session goes on with an error for it.
-  wait_ = Wait::None;
-  answer_locally_with_error(sqlstate, message, detail);
-  pump();
+  routed_.reset();
+  // A request after login never reached a server: the session goes on with an error for it (the table's
+  // severity); before login the login fails.
+  if (logged_in()) resume_requests();
+  fail(failure);
+  if (logged_in() && open()) pump();
 }
 
 double ClientConn::monotonic_now() const { return monotonic_seconds(); }  // the prober's clock
 
 
-void ClientConn::drop_server(ServerConn* server, bool reusable) {
+void ClientConn::drop_server(ServerLease& lease, std::optional<Failure> why) {
+  ServerConn* server = lease.get();
+  if (!server) return;
+  ServerFacts facts;  // what only the client knows; the pool adds the rest
+  facts.copy_in = server == active_ && copy_in_;
+  // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
+  facts.session_state = transaction_pooling() && session_.pin_reason != nullptr;
   if (server == active_ && cancel_slot_) cancel_slot_->clear();  // a cancel must never reach its next client
-  if (server == prepared_for_) prepared_for_ = nullptr;
-  if (server == primary_) primary_ = nullptr;
-  if (server == standby_) standby_ = nullptr;
   if (server == active_) active_ = nullptr;
   if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
-  // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
-  const bool discard = transaction_pooling() && pin_reason_ != nullptr;
-  server->pool().release(server, reusable, discard);
+  lease.give_back(facts, why);
 }
 
 void ClientConn::on_forward_done() {
@@ -445,49 +435,55 @@ void ClientConn::on_forward_done() {
   pump();
 }
 
-void ClientConn::fail(const std::string& state, const std::string& message, const std::string& detail) {
+void ClientConn::fail(const FailureReport& failure) {
   if (!open()) return;
-  if (!close_reason_) close_reason_ = "error";
-  LOG_INFO("C-%llu %s user=%s db=%s: FATAL %s %s", static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str(),
-           database_.c_str(), state.c_str(), message.c_str());
+  const Severity severity = effective_severity(failure.failure(), logged_in());
+  if (severity == Severity::Error) {
+    answer_locally_with_error(failure);
+    return;
+  }
+  if (!close_reason_) close_reason_ = failure.failure();
   ByteVector out;
-  build_error_response(out, "FATAL", state, message, detail);
-  worker_.metrics().count_error(state);
-  if (!logged_in_) worker_.metrics().client_login_failures.add();
+  report_failure(failure, severity, worker_.metrics(), log_prefix(), out);
+  if (!logged_in() && severity == Severity::Fatal) worker_.metrics().client_login_failures.add();
   send_owned(std::move(out));
   close();
 }
 
+std::string ClientConn::log_prefix() const {
+  return format_log("C-%llu %s user=%s db=%s", static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str(),
+                    database_.c_str());
+}
+
 void ClientConn::on_read_end(int status) {
-  close_reason_ = status == UV_EOF ? "client closed the connection" : uv_strerror(status);
+  if (!close_reason_) {
+    close_reason_ = status == UV_EOF ? Failure::ClientClosed : Failure::ClientSocketError;
+    close_status_ = status == UV_EOF ? 0 : status;
+  }
   close();
 }
 
 void ClientConn::on_write_error(int status) {
-  close_reason_ = uv_strerror(status);
+  if (!close_reason_) {
+    close_reason_ = Failure::ClientSocketError;
+    close_status_ = status;
+  }
   close();
 }
 
 void ClientConn::on_closing() {
   const char* before = to_string(state_);
-  set_state(ClientState::Closing);
-  if (waiting_pool_) waiting_pool_->withdraw(this);
-  waiting_pool_ = nullptr;
-  worker_.stop_waiting_for_primary(this);
-  worker_.stop_holding(this);
-  for (ServerConn* server : {primary_, standby_}) {
-    if (!server) continue;
-    bool reusable = server->reusable() && !(server == active_ && copy_in_);
-    if (!reusable) {
-      LOG_INFO("C-%llu: server S-%llu was mid-request, closing it instead of reusing it",
-               static_cast<unsigned long long>(id_), static_cast<unsigned long long>(server->id()));
-    }
-    drop_server(server, reusable);
+  set_state(ClientState::Closing);  // off every wait list
+  for (ServerLease* lease : {&primary_, &standby_}) {
+    drop_server(*lease, close_reason_);
   }
   if (cancel_key_pid_) worker_.cancels().remove(cancel_key_pid_);
   worker_.remove_client(this);
-  LOG_INFO("C-%llu %s user=%s db=%s: disconnect (%s) in state %s", static_cast<unsigned long long>(id_),
-           peer_.c_str(), user_.c_str(), database_.c_str(), close_reason_ ? close_reason_ : "closed", before);
+  const Failure reason = close_reason_.value_or(Failure::ClientClosed);
+  worker_.metrics().count_disconnect(reason);
+  LOG_INFO("C-%llu %s user=%s db=%s: disconnect (%s%s%s) in state %s", static_cast<unsigned long long>(id_),
+           peer_.c_str(), user_.c_str(), database_.c_str(), failure_row(reason).log, close_status_ ? ": " : "",
+           close_status_ ? uv_strerror(close_status_) : "", before);
 }
 
 }  // namespace pgmux::proxy

@@ -12,9 +12,13 @@
 #include "protocol/startup.hpp"
 #include "proxy/client/cancel.hpp"
 #include "proxy/client/client_auth.hpp"
+#include "proxy/client/client_state.hpp"
+#include "proxy/client/session.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
+#include "proxy/net/failure.hpp"
 #include "proxy/server/pool_server.hpp"
+#include "proxy/server/server_lease.hpp"
 #include "proxy/server/session_params.hpp"
 #include "proxy/net/stream_conn.hpp"
 #include "routing/classifier.hpp"
@@ -27,9 +31,6 @@ class Pool;
 class ServerConn;
 class Worker;
 
-enum class ClientState { Startup, Auth, WaitingServer, Linked, Closing };
-const char* to_string(ClientState s);
-
 class ClientConn final : public StreamConn, public PoolClient {
  public:
   ClientConn(Worker& worker, uint64_t id);
@@ -41,7 +42,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   const std::string& peer() const { return peer_; }
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
-  const SessionParams& wanted_params() const override { return wanted_params_; }
+  const SessionParams& wanted_params() const override { return session_.wanted_params; }
   double created_at() const { return created_at_; }
   double wait_started() const override { return wait_started_; }
   ServerConn* active_server() const { return active_; }
@@ -50,7 +51,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerConn* primary_server() const { return primary_; }
   ServerConn* standby_server() const { return standby_; }
   // Waiting for a server connection, a primary, or its own replies to drain.
-  bool waiting() const { return wait_ != Wait::None; }
+  bool waiting() const { return is_waiting(state_); }
   bool is_admin() const { return admin_ != nullptr; }
   // A transaction is open (BEGIN answered by pgmux included) or replies are owed: PAUSE waits for it to end.
   bool in_transaction() const;
@@ -62,8 +63,7 @@ class ClientConn final : public StreamConn, public PoolClient {
 
   // From the pool.
   void on_server_ready(PoolServer* server) override;
-  void on_server_unavailable(const std::string& sqlstate, const std::string& message,
-                             const std::string& detail) override;
+  void on_server_unavailable(const FailureReport& failure) override;
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, bool had_error);
   void on_copy_in(ServerConn* server);
@@ -84,8 +84,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   // client_idle_timeout (idle outside one).
   void check_idle(double now, const conf::Timeouts& timeouts);
 
-  // Sends a FATAL ErrorResponse and closes.
-  void fail(const std::string& sqlstate, const std::string& message, const std::string& detail = {}) override;
+  // Does what the failure table says: a FATAL ErrorResponse and close; an ERROR for the request in hand while the
+  // session goes on (FATAL before login: there is no session yet); or a silent close.
+  void fail(const FailureReport& failure) override;
 
   ListNode worker_node;        // worker's list of all clients
   ListNode primary_wait_node;  // worker's list of clients waiting for a primary
@@ -99,13 +100,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_closing() override;
 
  private:
-  enum class Wait : uint8_t { None, Server, Drain, Prepare, Primary, Admin, Paused };
   enum class Role : uint8_t { Primary, Standby };
-  struct PreparedStatement {
-    protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
-    routing::Classification classification;
-    std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
-  };
   struct Outstanding {            // one forwarded request whose ReadyForQuery is still to come
     bool write = false;
     bool extended = false;        // an extended batch (its Sync is ignored if it starts COPY FROM STDIN)
@@ -113,7 +108,12 @@ class ClientConn final : public StreamConn, public PoolClient {
     uint64_t sent_ns = 0;         // uv_hrtime() when its first message was forwarded (query duration)
   };
 
-  void set_state(ClientState s);
+  // The only writer of state_: keeps the worker's wait lists (primary, PAUSE), the pool's FIFO and the wait
+  // clock in step with the state.
+  void set_state(ClientState next);
+  // The wait of the current request is over: read requests again.
+  void resume_requests() { set_state(admin_ ? ClientState::Admin : ClientState::Ready); }
+  bool logged_in() const { return is_logged_in(state_); }
   void handle_startup();
   void handle_startup_message(const protocol::StartupMessage& startup);
   void handle_auth();
@@ -133,13 +133,17 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool answer_explain_route();  // dispatch()'s contract: true to go on with the next request
   bool relay_copy();
   routing::Classification classify_request();
+  bool resume_routed();  // dispatch()'s contract
+  // The slot of this client's held server for the request that waits for it, if it is still there.
+  ServerConn* routed_server() { return routed_ ? slot_for(routed_->role).get() : nullptr; }
+  Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
   ServerConn* choose_server(const routing::Classification& c);
+  void wait_for_primary(const routing::Route& route);
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
   void forward(ServerConn* server, const routing::Classification& c);
   void add_statement_prep(ServerConn* server, protocol::ByteVector& messages, bool& extended);
   bool forward_renamed(ServerConn* server);
-  void remember_statement(const ParsedStatement& parse);
   bool parses_unnamed() const {
     for (const auto& parse : request_.parses) {
       if (parse.name.empty()) return true;
@@ -152,14 +156,16 @@ class ClientConn final : public StreamConn, public PoolClient {
     return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
   }
   void record_session_command(ServerConn* server, std::string sql);
-  void answer_locally_with_error(const std::string& sqlstate, const std::string& message,
-                                 const std::string& detail);
-  void drop_server(ServerConn* server, bool reusable);
+  void answer_locally_with_error(const FailureReport& failure);
+  std::string log_prefix() const;  // "C-<id> <peer> user=<user> db=<database>"
+  // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the
+  // server is reused, reset or closed (server_fate).
+  void drop_server(ServerLease& lease, std::optional<Failure> why = std::nullopt);
   // Transaction pooling: servers with nothing outstanding, outside a transaction and not pinned go back.
   void release_idle_servers();
   void drop_idle_servers();  // release_idle_servers' work, without its checks for a request in progress
   bool transaction_pooling() const { return pool_mode_ != conf::PoolMode::Session; }
-  ServerConn*& slot_for(Role role) { return role == Role::Primary ? primary_ : standby_; }
+  ServerLease& slot_for(Role role) { return role == Role::Primary ? primary_ : standby_; }
   double monotonic_now() const;
   routing::RouteSettings route_settings() const;
 
@@ -169,7 +175,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::string peer_;
   std::string user_;
   std::string database_;
-  SessionParams wanted_params_;
   // The snapshot this client logged in under: its user and database entries, the pool mode and server database
   // it keeps for the session. Per-request settings come from worker_.config() (reloads apply to them).
   std::shared_ptr<const conf::Config> config_;
@@ -184,27 +189,30 @@ class ClientConn final : public StreamConn, public PoolClient {
   uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting
   uint64_t tx_started_ns_ = 0;    // uv_hrtime() of the first request of the running transaction; 0: none
   double last_activity_ = 0;  // loop time of the last request sent or reply finished
-  const char* close_reason_ = nullptr;
-  bool logged_in_ = false;
+  std::optional<Failure> close_reason_;  // why the connection ends: the first reason set wins
+  int close_status_ = 0;                 // the libuv error behind Failure::ClientSocketError
   conf::PoolMode pool_mode_ = conf::PoolMode::Session;
-  const char* pin_reason_ = nullptr;  // transaction pooling: why this client keeps its server
-  bool pin_logged_ = false;
 
   // Servers: held ones, the one whose replies are relayed now, and the pool a request waits on.
-  ServerConn* primary_ = nullptr;
-  ServerConn* standby_ = nullptr;
+  ServerLease primary_;
+  ServerLease standby_;
   ServerConn* active_ = nullptr;
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
-  routing::Classification unnamed_class_;            // and what it is
   Pool* waiting_pool_ = nullptr;
   Role waiting_role_ = Role::Primary;
-  Wait wait_ = Wait::None;
-  // After a prepare step the held request goes to the server it was prepared on, with the class it had then.
-  ServerConn* prepared_for_ = nullptr;
+  // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
+  // (preparing): when the server is ready the request goes on from this decision, not classified and routed
+  // again.
+  struct RoutedRequest {
+    routing::Classification c;
+    Role role = Role::Primary;
+    std::optional<routing::Route> route;  // counted in the metrics once the request goes out
+    bool prepared = false;                // the prepare step ran on that server: forward straight away
+  };
+  std::optional<RoutedRequest> routed_;
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on
   std::string prepare_error_state_;  // a statement the request needs could not be prepared: its error
   std::string prepare_error_;
-  routing::Classification prepared_class_;
   double primary_wait_deadline_ = 0;
 
   // Request state.
@@ -214,7 +222,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool discard_until_sync_ = false;   // an extended batch failed before reaching a server
   bool pumping_ = false;
   bool repump_ = false;
-  std::string deferred_begin_;        // a plain BEGIN answered by pgmux, sent with the next statement
   protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
   Outstanding outstanding_[32];       // ring of forwarded requests awaiting ReadyForQuery (small: idle clients)
   std::vector<std::string> pending_session_sql_;  // texts of the session commands in the ring, oldest first
@@ -223,10 +230,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   unsigned outstanding_head_ = 0;
   unsigned outstanding_count_ = 0;
 
-  // Session state that follows the client from server to server.
-  routing::ClientRouteState route_state_;
-  std::vector<std::string> session_log_;  // successful SET/RESET/PREPARE/... statements, replayed elsewhere
-  std::unordered_map<std::string, PreparedStatement> prepared_;
+  ClientSession session_;  // what the session is; follows the client from server to server
 };
 
 }  // namespace pgmux::proxy

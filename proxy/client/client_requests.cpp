@@ -5,10 +5,8 @@
 #include <cstdio>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
@@ -37,7 +35,7 @@ void ClientConn::pump() {
 
 void ClientConn::pump_requests() {
   const uint32_t max_size = worker_.max_message_size();
-  while (open() && state_ == ClientState::Linked && wait_ == Wait::None && !pinned()) {
+  while (open() && reads_requests(state_) && !pinned()) {
     if (copy_in_) {
       if (!relay_copy()) break;  // no complete progress: wait for more bytes (or for the pinned write)
       continue;
@@ -52,14 +50,13 @@ void ClientConn::pump_requests() {
       break;
     }
     if (scan.status == ScanStatus::Error) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, scan.error);
+      fail({Failure::MalformedRequest, {scan.error}});
       return;
     }
     if (!dispatch()) break;
   }
   if (!open() || pinned()) return;
-  if (wait_ == Wait::None) {
+  if (reads_requests(state_)) {
     in_.compact();
     in_.shrink_if_empty();
   }
@@ -88,8 +85,7 @@ bool ClientConn::relay_copy() {
     Frame frame = next_frame(ByteView(in_.data() + pos, available), worker_.max_message_size());
     if (frame.status == FrameStatus::NeedMore) break;
     if (frame.status == FrameStatus::Error) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, std::string("invalid frontend message: ") + to_string(frame.error));
+      fail({Failure::InvalidCopyMessage, {to_string(frame.error)}});
       return false;
     }
     // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
@@ -108,58 +104,10 @@ bool ClientConn::relay_copy() {
   return open() && (batch.full() || !copy_in_);
 }
 
-routing::Classification ClientConn::classify_request() {
-  routing::Classifier& classifier = worker_.classifier();
-  routing::Classification result;
-  switch (request_.kind) {
-    case RequestKind::Query:
-      return classifier.classify(request_.sql);
-    case RequestKind::FunctionCall:
-      result.kind = routing::StatementKind::Write;
-      result.reason = "function call";
-      return result;
-    default:
-      break;
-  }
-  // An extended batch: the strictest class of every statement it parses or uses.
-  bool any = false;
-  auto merge = [&](const routing::Classification& c) {
-    if (!any || (routing::is_read_only_statement(result, route_state_) &&
-                 !routing::is_read_only_statement(c, route_state_))) {
-      bool hint = result.primary_hint || c.primary_hint;
-      bool pins = result.pins_primary || c.pins_primary;
-      result = c;
-      result.primary_hint = hint;
-      result.pins_primary = pins;
-    } else {
-      result.primary_hint |= c.primary_hint;
-      result.pins_primary |= c.pins_primary;
-    }
-    any = true;
-  };
-  for (const auto& parse : request_.parses) {
-    const routing::Classification c = classifier.classify(parse.sql);
-    if (parse.name.empty()) unnamed_class_ = c;
-    merge(c);
-  }
-  // Bind/Execute of the unnamed statement parsed by an earlier batch runs that statement: its class, so a write
-  // executed this way still counts for read-your-writes.
-  if (request_.binds_unnamed && !parses_unnamed()) merge(unnamed_class_);
-  for (auto name : request_.used) {
-    auto it = prepared_.find(std::string(name));
-    if (it != prepared_.end()) merge(it->second.classification);
-  }
-  if (!any) {
-    result.kind = routing::StatementKind::Empty;  // Sync, Flush, portal ops: where the client's state is
-    result.reason = "no statement";
-  }
-  return result;
-}
-
 bool ClientConn::dispatch() {
   switch (request_.kind) {
     case RequestKind::Terminate:
-      close_reason_ = "client terminated";
+      close_reason_ = Failure::ClientTerminated;
       close();
       return false;
     case RequestKind::CopyMessage: {
@@ -194,24 +142,12 @@ bool ClientConn::dispatch() {
     return true;
   }
   if (outstanding_count_ == std::size(outstanding_)) {
-    wait_ = Wait::Drain;  // a very deep pipeline: let replies catch up
+    set_state(ClientState::Draining);  // a very deep pipeline: let replies catch up
     return false;
   }
 
-  if (prepared_for_) {
-    ServerConn* server = prepared_for_;
-    prepared_for_ = nullptr;
-    if (!prepare_error_.empty()) {
-      // A statement this request uses could not be prepared there: the request gets that error, as it would
-      // have from PostgreSQL at Parse.
-      answer_locally_with_error(prepare_error_state_, prepare_error_, {});
-      prepare_error_.clear();
-      release_idle_servers();
-      return open();
-    }
-    forward(server, prepared_class_);
-    return open() && !pinned();
-  }
+  if (routed_server()) return resume_routed();
+  routed_.reset();  // its server was lost meanwhile: routed afresh
 
   if (held_by_pause()) return false;
   if (request_.kind == RequestKind::Query && is_explain_route_request()) return answer_explain_route();
@@ -220,13 +156,10 @@ bool ClientConn::dispatch() {
   // Statement pooling hands the server back after every statement, so a transaction cannot span statements.
   if (pool_mode_ == conf::PoolMode::Statement && c.kind == routing::StatementKind::TxBegin && !c.multi_statement) {
     if (active_ && active_->has_outstanding()) {
-      wait_ = Wait::Drain;  // answer in order: after the replies still owed
+      set_state(ClientState::Draining);  // answer in order: after the replies still owed
       return false;
     }
-    answer_locally_with_error(sqlstate::kFeatureNotSupported,
-                              "pgmux: transactions spanning several statements are not allowed in statement "
-                              "pooling mode (pool_mode \"statement\")",
-                              "Send the whole transaction in one query string, or use transaction pooling.");
+    fail(Failure::StatementPoolingTransaction);
     return open();
   }
 
@@ -234,9 +167,9 @@ bool ClientConn::dispatch() {
   // ONLY, or the first write) decides where the whole transaction runs.
   const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::TxBegin && !c.multi_statement &&
-      !c.read_only && !route_state_.session_read_only && idle && deferred_begin_.empty() &&
+      !c.read_only && !session_.route.session_read_only && idle && session_.deferred_begin.empty() &&
       worker_.config()->routing.read_write_split) {
-    deferred_begin_.assign(request_.sql);
+    session_.deferred_begin.assign(request_.sql);
     in_.advance_parsed(request_.size);
     in_.consume_to(in_.parsed());
     ByteVector out;
@@ -245,10 +178,10 @@ bool ClientConn::dispatch() {
     send_owned(std::move(out));
     return true;
   }
-  if (!deferred_begin_.empty()) {
+  if (!session_.deferred_begin.empty()) {
     if (c.kind == routing::StatementKind::Session && c.read_only) {
       c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
-    } else if (routing::is_read_only_statement(c, route_state_)) {
+    } else if (routing::is_read_only_statement(c, session_.route)) {
       c.kind = routing::StatementKind::Write;  // anything else after a plain BEGIN: a read-write transaction
       c.reason = "read-write transaction";
     }
@@ -257,122 +190,17 @@ bool ClientConn::dispatch() {
   // An extended sequence closed by Flush (no Sync) may go on with anything, writes included, on the same server:
   // start such a sequence on the primary.
   if (request_.kind == RequestKind::Extended && !request_.ends_with_sync &&
-      !(active_ && active_->has_outstanding()) && routing::is_read_only_statement(c, route_state_)) {
+      !(active_ && active_->has_outstanding()) && routing::is_read_only_statement(c, session_.route)) {
     c.kind = routing::StatementKind::Write;
     c.reason = "extended sequence without Sync";
   }
 
   if (answer_parse_locally()) return true;
   ServerConn* server = choose_server(c);
-  if (!server) return wait_ == Wait::None && open();  // answered here (an error): go on with the next request
+  if (!server) return reads_requests(state_) && open();  // answered here (an error): go on with the next request
   if (!prepare(server, c)) return false;
   forward(server, c);
   return open() && !pinned();
-}
-
-// Picks (or waits for) the server this request goes to. Returns null when the request must wait; the wait
-// reason is in wait_ and whatever ends it pumps again.
-ServerConn* ClientConn::choose_server(const routing::Classification& c) {
-  const routing::BackendsView& view = worker_.view();
-  const bool read_only = routing::is_read_only_statement(c, route_state_) && !c.primary_hint;
-
-  // Requests follow the server that still owes replies or holds an open transaction.
-  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {
-    if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
-    const bool on_primary = active_ == primary_;
-    if (on_primary || read_only) return active_;
-    wait_ = Wait::Drain;  // a write behind reads pipelined to a standby: let the standby finish first
-    return nullptr;
-  }
-  if (request_.binds_unnamed && !parses_unnamed()) {
-    // Bind of the unnamed statement parsed by an earlier request: only the server that parsed it has it.
-    if (unnamed_statement_server_) return unnamed_statement_server_;
-    answer_locally_with_error("26000", "unnamed prepared statement does not exist",
-                              "pgmux: the server that parsed it was released (transaction pooling) or lost");
-    return nullptr;
-  }
-  if (c.kind == routing::StatementKind::Empty && active_) return active_;
-
-  route_state_.held_standby = standby_ ? standby_->backend_index() : -1;
-  routing::Route route = routing::route_statement(c, route_state_, view, route_settings(), worker_.balancer());
-  switch (route.target) {
-    case routing::RouteTarget::Primary: {
-      worker_.stop_waiting_for_primary(this);
-      primary_wait_deadline_ = 0;
-      if (primary_ && primary_->backend_index() == route.backend) {
-        worker_.metrics().count_route(route);  // counted once, when the request is about to go out
-        if (read_only) ++primary_->pool().stats.reads;
-        return primary_;
-      }
-      if (primary_) drop_server(primary_, false);  // a former primary: its session must not carry on
-      acquire(route.backend, Role::Primary);
-      return nullptr;
-    }
-    case routing::RouteTarget::Standby: {
-      if (standby_ && standby_->backend_index() == route.backend) {
-        worker_.metrics().count_route(route);
-        ++standby_->pool().stats.reads;
-        return standby_;
-      }
-      if (standby_) drop_server(standby_, standby_->reusable());
-      acquire(route.backend, Role::Standby);
-      return nullptr;
-    }
-    case routing::RouteTarget::WaitForPrimary: {
-      bool any_up = false;
-      for (size_t i = 0; i < view.backends.size(); ++i) {
-        // Not probed yet (pgmux just started): possibly up, so wait for the prober rather than fail.
-        any_up |= ((route_state_.backend_mask >> i) & 1) && (view.backends[i].reachable ||
-                                                           (!view.backends[i].ever_probed && view.backends[i].failed_probes == 0));
-      }
-      const double now = monotonic_now();
-      const double failover_timeout = worker_.config()->routing.failover_timeout;
-      if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + failover_timeout;
-      if (!any_up || now >= primary_wait_deadline_) {
-        primary_wait_deadline_ = 0;
-        worker_.stop_waiting_for_primary(this);
-        worker_.metrics().count_route(route);
-        answer_locally_with_error(
-            sqlstate::kCannotConnectNow,
-            any_up ? "pgmux: no primary became available within failover_timeout (" +
-                         std::to_string(static_cast<int>(failover_timeout)) + " s)"
-                   : std::string("pgmux: no backend of database \"") + database_ + "\" is reachable",
-            view.alarm);
-        return nullptr;
-      }
-      wait_ = Wait::Primary;
-      worker_.wait_for_primary(this);
-      return nullptr;
-    }
-    case routing::RouteTarget::NoBackend:
-      worker_.metrics().count_route(route);
-      answer_locally_with_error(sqlstate::kCannotConnectNow,
-                                std::string("pgmux: no standby can serve this read (") + routing::to_string(route.reason) +
-                                    ") and fallback_to_primary is off",
-                                {});
-      return nullptr;
-  }
-  return nullptr;
-}
-
-// From the worker's current config, not the login snapshot: a reload applies to connected clients.
-routing::RouteSettings ClientConn::route_settings() const {
-  const conf::Routing& routing = worker_.config()->routing;
-  routing::RouteSettings settings;
-  settings.read_write_split = routing.read_write_split;
-  settings.fallback_to_primary = routing.fallback_to_primary;
-  settings.read_your_writes = routing.read_your_writes;
-  return settings;
-}
-
-void ClientConn::on_view_changed() {
-  if (wait_ != Wait::Primary) {
-    worker_.stop_waiting_for_primary(this);
-    return;
-  }
-  wait_ = Wait::None;
-  worker_.stop_waiting_for_primary(this);
-  pump();
 }
 
 // Brings the server up to date with the client's session before its request: replays session commands it has
@@ -382,8 +210,8 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   ByteVector messages;
   int readies = 0;
   // One Query each: DISCARD ALL and friends refuse to run inside a multi-statement string.
-  for (size_t i = server->applied_log; i < session_log_.size(); ++i) {
-    build_query(messages, session_log_[i]);
+  for (size_t i = server->applied_log; i < session_.log.size(); ++i) {
+    build_query(messages, session_.log[i]);
     ++readies;
   }
   bool extended = false;
@@ -392,18 +220,18 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
     build_sync(messages);
     ++readies;
   }
-  if (!deferred_begin_.empty()) {
+  if (!session_.deferred_begin.empty()) {
     if (readies == 0 && !forwards_renamed()) {
       // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
       // server skips its reply. One round trip fewer per transaction.
       return true;
     }
-    build_query(messages, deferred_begin_);
+    build_query(messages, session_.deferred_begin);
     ++readies;
   }
   if (readies == 0) return true;
   if (server->has_outstanding()) {
-    wait_ = Wait::Drain;  // its own replies first: pgmux's messages must not interleave with them
+    set_state(ClientState::Draining);  // its own replies first: pgmux's messages must not interleave with them
     LOG_DEBUG("C-%llu: waiting for S-%llu to finish before preparing it", static_cast<unsigned long long>(id_),
               static_cast<unsigned long long>(server->id()));
     return false;
@@ -413,14 +241,14 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
 
   std::vector<std::string> used;
   for (auto name : request_.used) used.emplace_back(name);
-  const size_t log_size = session_log_.size();
+  const size_t log_size = session_.log.size();
   const bool prepares_statements = extended;
-  wait_ = Wait::Prepare;
+  set_state(ClientState::Preparing);
   preparing_ = server;
-  prepared_class_ = c;
   server->run_internal_messages(
       std::move(messages), readies,
-      [this, used = std::move(used), log_size, prepares_statements](ServerConn& s, bool ok, const std::string& state,
+      [this, c, used = std::move(used), log_size, prepares_statements](ServerConn& s, bool ok,
+                                                                       const std::string& state,
                                                                     const std::string& error) {
         if (!s.open()) return;  // on_server_lost told the client
         if (s.client() != this) {
@@ -436,8 +264,8 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
             prepare_error_state_ = state;
             prepare_error_ = error;
             for (const auto& name : used) {  // not there after all
-              auto it = prepared_.find(name);
-              if (it != prepared_.end() && transaction_pooling()) s.server_statements.erase(it->second.server_name);
+              auto it = session_.statements.find(name);
+              if (it != session_.statements.end() && transaction_pooling()) s.server_statements.erase(it->second.server_name);
             }
           }
         }
@@ -446,11 +274,11 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
         s.applied_log = log_size;
         s.pending_closes.clear();
         for (const auto& name : used) {
-          if (prepared_.count(name) && (ok || !prepares_statements)) s.prepared.insert(name);
+          if (session_.statements.count(name) && (ok || !prepares_statements)) s.prepared.insert(name);
         }
-        if (!deferred_begin_.empty()) deferred_begin_.clear();
-        prepared_for_ = &s;
-        wait_ = Wait::None;
+        if (!session_.deferred_begin.empty()) session_.deferred_begin.clear();
+        routed_ = RoutedRequest{c, role_of(&s), std::nullopt, true};
+        resume_requests();
         pump();
       });
   return false;
@@ -464,7 +292,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   // Bookkeeping for what this request leaves behind.
   Outstanding& slot = outstanding_[(outstanding_head_ + outstanding_count_) % std::size(outstanding_)];
   // Session commands change no data: they do not start read-your-writes.
-  slot.write = is_primary && !routing::is_read_only_statement(c, route_state_) &&
+  slot.write = is_primary && !routing::is_read_only_statement(c, session_.route) &&
                c.kind != routing::StatementKind::Session;
   slot.session = false;
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
@@ -476,7 +304,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
   // transaction may be rolled back; SHOW changes nothing).
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
-      ends_with_ready && server->tx_status() == 'I' && deferred_begin_.empty() &&
+      ends_with_ready && server->tx_status() == 'I' && session_.deferred_begin.empty() &&
       !starts_with_keyword(request_.sql, "SHOW")) {
     slot.session = true;
     pending_session_sql_.emplace_back(request_.sql);
@@ -495,22 +323,22 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     }
   }
   if (c.pins_primary) {
-    if (is_primary) route_state_.pinned_primary = true;
-    if (!pin_reason_) {
-      pin_reason_ = std::string_view(c.reason) == "write function" ? "session advisory lock" : c.reason;
+    if (is_primary) session_.route.pinned_primary = true;
+    if (!session_.pin_reason) {
+      session_.pin_reason = std::string_view(c.reason) == "write function" ? "session advisory lock" : c.reason;
     }
   }
-  if (transaction_pooling() && !pin_reason_ && request_.kind == RequestKind::Query &&
+  if (transaction_pooling() && !session_.pin_reason && request_.kind == RequestKind::Query &&
       c.kind == routing::StatementKind::Session && starts_with_keyword(request_.sql, "PREPARE")) {
     // An SQL-level prepared statement lives on this server only: keep it for the session.
-    route_state_.pinned_primary = true;
-    pin_reason_ = "SQL PREPARE";
+    session_.route.pinned_primary = true;
+    session_.pin_reason = "SQL PREPARE";
   }
-  if (pin_reason_ && transaction_pooling() && !pin_logged_) {
-    pin_logged_ = true;
-    worker_.pins().add(pin_reason_of(pin_reason_));
+  if (session_.pin_reason && transaction_pooling() && !session_.pin_logged) {
+    session_.pin_logged = true;
+    worker_.pins().add(pin_reason_of(session_.pin_reason));
     LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
-             database_.c_str(), pin_reason_);
+             database_.c_str(), session_.pin_reason);
   }
 
   for (const auto& parse : request_.parses) {
@@ -519,15 +347,16 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
       continue;
     }
     std::string name(parse.name);
-    remember_statement(parse);  // a copy, to prepare the statement elsewhere later
+    // A copy, to prepare the statement elsewhere later (the class comes from the classifier's cache).
+    const PreparedStatement& stored =
+        session_.remember(parse, worker_.classifier().classify(parse.sql), transaction_pooling());
     server->prepared.insert(name);
     if (transaction_pooling()) {
-      const PreparedStatement& stored = prepared_[name];
       if (auto evicted = server->server_statements.put(stored.server_name, true)) {
         server->server_closes.push_back(std::move(*evicted));
       }
     }
-    for (ServerConn* other : {primary_, standby_}) {
+    for (ServerConn* other : {primary_.get(), standby_.get()}) {
       if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
     }
   }
@@ -541,9 +370,9 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   if (request_.kind == RequestKind::Extended && request_.ends_with_sync && request_.parses.empty() &&
       !request_.used.empty() && request_.closed.empty() && !server->has_outstanding() &&
-      server->tx_status() == 'I' && deferred_begin_.empty()) {
+      server->tx_status() == 'I' && session_.deferred_begin.empty()) {
     for (auto name : request_.used) {
-      if (prepared_.count(std::string(name))) retry_statements_.emplace_back(name);
+      if (session_.statements.count(std::string(name))) retry_statements_.emplace_back(name);
     }
     if (retry_statements_.size() == request_.used.size()) {
       server->arm_plan_retry();
@@ -556,16 +385,16 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   if (renamed) {
     // Rename before the closed names leave the map; a Close removes the shared statement from this server.
     for (auto closed : request_.closed) {
-      auto it = prepared_.find(std::string(closed));
-      if (it != prepared_.end()) server->server_statements.erase(it->second.server_name);
+      auto it = session_.statements.find(std::string(closed));
+      if (it != session_.statements.end()) server->server_statements.erase(it->second.server_name);
     }
     server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
     renamed_ok = forward_renamed(server);
   }
   for (auto closed : request_.closed) {
     std::string name(closed);
-    prepared_.erase(name);
-    for (ServerConn* other : {primary_, standby_}) {
+    session_.statements.erase(name);
+    for (ServerConn* other : {primary_.get(), standby_.get()}) {
       if (!other) continue;
       if (other == server) {
         other->prepared.erase(name);
@@ -588,21 +417,20 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
 
   if (renamed) {
     if (!renamed_ok) {
-      close_reason_ = "invalid message";
-      fail(sqlstate::kProtocolViolation, "malformed extended-protocol message");
+      fail(Failure::MalformedExtendedMessage);
       return;
     }
   } else {
     uv_buf_t bufs[2];
     unsigned count = 0;
-    if (!deferred_begin_.empty()) {
+    if (!session_.deferred_begin.empty()) {
       // The BEGIN pgmux answered, in front of the request; its reply (CommandComplete, ReadyForQuery) is skipped.
       begin_message_.clear();
-      build_query(begin_message_, deferred_begin_);
+      build_query(begin_message_, session_.deferred_begin);
       bufs[count++] = uv_buf_init(reinterpret_cast<char*>(begin_message_.data()),
                                   static_cast<unsigned>(begin_message_.size()));
       server->skip_next_reply();
-      deferred_begin_.clear();
+      session_.deferred_begin.clear();
     }
     bufs[count++] =
         uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
@@ -613,20 +441,16 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   server->relay();  // replies that arrived while it was not this client's active server
 }
 
-void ClientConn::answer_locally_with_error(const std::string& state, const std::string& message,
-                                           const std::string& detail) {
+void ClientConn::answer_locally_with_error(const FailureReport& failure) {
   ByteVector out;
-  build_error_response(out, "ERROR", state, message, detail);
-  worker_.metrics().count_error(state);
+  report_failure(failure, Severity::Error, worker_.metrics(), log_prefix(), out);
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) {
-    build_ready_for_query(out, deferred_begin_.empty() ? 'I' : 'E');
+    build_ready_for_query(out, session_.deferred_begin.empty() ? 'I' : 'E');
   } else {
     discard_until_sync_ = true;
   }
   send_owned(std::move(out));
-  LOG_INFO("C-%llu user=%s db=%s: request not sent: %s %s", static_cast<unsigned long long>(id_), user_.c_str(),
-           database_.c_str(), state.c_str(), message.c_str());
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
 }

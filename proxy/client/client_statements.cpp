@@ -6,10 +6,8 @@
 #include <cstdio>
 
 #include "protocol/backend_messages.hpp"
-#include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
@@ -35,8 +33,8 @@ void ClientConn::add_statement_prep(ServerConn* server, ByteVector& messages, bo
     for (auto name : request_.used) {
       std::string key(name);
       if (server->prepared.count(key)) continue;
-      auto it = prepared_.find(key);
-      if (it == prepared_.end()) continue;
+      auto it = session_.statements.find(key);
+      if (it == session_.statements.end()) continue;
       messages.insert(messages.end(), it->second.parse.begin(), it->second.parse.end());
       extended = true;
     }
@@ -58,8 +56,8 @@ void ClientConn::add_statement_prep(ServerConn* server, ByteVector& messages, bo
   for (auto used : request_.used) {
     bool parsed_here = false;
     for (const auto& parse : request_.parses) parsed_here |= parse.name == used;
-    auto it = prepared_.find(std::string(used));
-    if (parsed_here || it == prepared_.end()) continue;
+    auto it = session_.statements.find(std::string(used));
+    if (parsed_here || it == session_.statements.end()) continue;
     const std::string& name = it->second.server_name;
     if (server->server_statements.get(name)) continue;
     const bool ok = rewrite_statement_names(
@@ -72,20 +70,13 @@ void ClientConn::add_statement_prep(ServerConn* server, ByteVector& messages, bo
   }
 }
 
-void ClientConn::remember_statement(const ParsedStatement& parse) {
-  auto& stored = prepared_[std::string(parse.name)];
-  stored.classification = worker_.classifier().classify(parse.sql);
-  stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
-  if (transaction_pooling()) stored.server_name = server_statement_name(parse.message);
-}
-
 // Transaction pooling: a batch of only named Parses and a Sync (libpq's PQprepare) from a client that holds no
 // server is answered here; the statement is prepared on whichever server first needs it. Clients that prepare
 // synchronously (pgbench -M prepared) would otherwise wait for a server that their own thread's other
 // connections hold. Limit: an invalid statement is reported at its first use instead of at Parse.
 bool ClientConn::answer_parse_locally() {
   if (!transaction_pooling() || request_.kind != RequestKind::Extended || !request_.ends_with_sync ||
-      request_.parses.empty() || request_.messages != request_.parses.size() + 1 || !deferred_begin_.empty()) {
+      request_.parses.empty() || request_.messages != request_.parses.size() + 1 || !session_.deferred_begin.empty()) {
     return false;
   }
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) return false;
@@ -94,7 +85,7 @@ bool ClientConn::answer_parse_locally() {
   }
   ByteVector out;
   for (const auto& parse : request_.parses) {
-    remember_statement(parse);
+    session_.remember(parse, worker_.classifier().classify(parse.sql), transaction_pooling());
     out.insert(out.end(), {std::byte{'1'}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{4}});  // ParseComplete
   }
   build_ready_for_query(out, 'I');
@@ -111,8 +102,8 @@ bool ClientConn::forward_renamed(ServerConn* server) {
   const bool ok = rewrite_statement_names(
       ByteView(in_.data() + in_.parsed(), request_.size),
       [&](std::string_view client_name) -> std::optional<std::string_view> {
-        auto it = prepared_.find(std::string(client_name));
-        if (it == prepared_.end()) return std::nullopt;
+        auto it = session_.statements.find(std::string(client_name));
+        if (it == session_.statements.end()) return std::nullopt;
         return std::string_view(it->second.server_name);
       },
       out);
@@ -128,8 +119,7 @@ void ClientConn::on_plan_retry(ServerConn* server) {
   if (retry_request_.empty() || retry_statements_.empty() || server->has_outstanding()) {
     // Cannot send it again without reordering replies: the client gets PostgreSQL's error, in order.
     ByteVector out;
-    build_error_response(out, "ERROR", sqlstate::kFeatureNotSupported, "cached plan must not change result type");
-    worker_.metrics().count_error(sqlstate::kFeatureNotSupported);
+    report_failure(Failure::PlanChanged, Severity::Error, worker_.metrics(), log_prefix(), out);
     build_ready_for_query(out, server->tx_status());
     send_owned(std::move(out));
     retry_statements_.clear();
@@ -143,7 +133,7 @@ void ClientConn::on_plan_retry(ServerConn* server) {
            static_cast<unsigned long long>(server->id()));
   ByteVector messages;
   for (const auto& name : retry_statements_) {
-    const PreparedStatement& statement = prepared_[name];
+    const PreparedStatement& statement = session_.statements[name];
     if (transaction_pooling()) {
       build_close(messages, 'S', statement.server_name);
       rewrite_statement_names(
@@ -156,7 +146,7 @@ void ClientConn::on_plan_retry(ServerConn* server) {
   }
   build_sync(messages);
   retry_statements_.clear();
-  wait_ = Wait::Prepare;
+  set_state(ClientState::Preparing);
   preparing_ = server;
   server->run_internal_messages(
       std::move(messages), 1, [this](ServerConn& s, bool, const std::string&, const std::string&) {
@@ -167,7 +157,7 @@ void ClientConn::on_plan_retry(ServerConn* server) {
         }
         s.pool().set_state(&s, ServerState::Linked);
         preparing_ = nullptr;
-        wait_ = Wait::None;
+        resume_requests();
         s.note_request(true, false);
         s.send_owned(std::move(retry_request_));
         retry_request_.clear();

@@ -4,7 +4,6 @@
 
 
 #include "protocol/auth_scram.hpp"
-#include "protocol/sqlstate.hpp"
 #include "proxy/net/address.hpp"
 #include "proxy/ops/admin/console.hpp"
 #include "proxy/net/log.hpp"
@@ -194,11 +193,7 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   LOG_DEBUG("C-%llu %s: accepted on worker %d", static_cast<unsigned long long>(client->id()), client->peer().c_str(),
             self->index_);
   if (self->shared_.clients.load() > self->config_->max_client_conn) {
-    LOG_WARN("C-%llu %s: max_client_conn (%d) reached, refusing the client", static_cast<unsigned long long>(client->id()),
-             client->peer().c_str(), self->config_->max_client_conn);
-    client->fail(protocol::sqlstate::kTooManyConnections,
-                 "sorry, too many clients already (pgmux max_client_conn is " +
-                     std::to_string(self->config_->max_client_conn) + ")");
+    client->fail({Failure::TooManyClients, {std::to_string(self->config_->max_client_conn)}});
   }
 }
 
@@ -235,7 +230,7 @@ void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
   for (auto& [key, pool] : pools_) {
     const size_t index = static_cast<size_t>(pool->backend_index());
     if (index < view_->backends.size() && view_->backends[index].role == routing::Role::Fenced) {
-      pool->close_all("pgmux: backend is fenced (an old primary or a different cluster)");
+      pool->close_all(Failure::BackendFenced);
     }
   }
   wake_primary_waiters();
@@ -276,8 +271,8 @@ void Worker::tick() {
     if (!client->open()) continue;
     bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
     if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
-      client->fail(protocol::sqlstate::kQueryCanceled, "canceling authentication due to timeout");
-    } else if (client->state() == ClientState::Linked) {
+      client->fail(Failure::LoginTimeout);
+    } else if (is_logged_in(client->state())) {
       if (AdminConsole* admin = client->admin_console()) admin->on_tick();
       client->check_idle(t, timeouts);
     }
@@ -309,9 +304,10 @@ Pool::Limits Worker::pool_limits(const std::string& key, const std::string& data
 }
 
 Pool* Worker::pool_for(const std::string& requested_database, const conf::Database& login_database,
-                       const conf::User& login_user, conf::PoolMode mode, int backend_index, std::string* error) {
+                       const conf::User& login_user, conf::PoolMode mode, int backend_index,
+                       std::optional<FailureReport>* failure) {
   if (backend_index < 0 || static_cast<size_t>(backend_index) >= config_->backends.size()) {
-    *error = "pgmux: database \"" + requested_database + "\" has no usable backend";
+    *failure = FailureReport(Failure::NoUsableBackend, {requested_database});
     return nullptr;
   }
   const conf::Backend* backend = &config_->backends[static_cast<size_t>(backend_index)];
@@ -329,8 +325,8 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   address.name = backend->name;
   address.host = backend->host;
   address.port = backend->port;
-  if (!resolve_address(backend->host, backend->port, &address.address, error)) {
-    *error = "pgmux: backend \"" + backend->name + "\": " + *error;
+  if (std::string error; !resolve_address(backend->host, backend->port, &address.address, &error)) {
+    *failure = FailureReport(Failure::BackendUnresolvable, {backend->name, error});
     return nullptr;
   }
   ServerLogin login;
@@ -390,7 +386,7 @@ void Worker::begin_shutdown(bool graceful) {
   }
   // Clients not yet in a session have nothing to finish.
   clients_.for_each([](ClientConn* client) {
-    if (client->state() != ClientState::Linked) client->fail(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down");
+    if (!is_logged_in(client->state())) client->fail(Failure::ShuttingDown);  // FATAL: not logged in yet
   });
   if (clients_.empty()) {
     finish();
@@ -407,10 +403,8 @@ void Worker::on_shutdown_timer(uv_timer_t* handle) { UvTimer<Worker>::owner_of(h
 void Worker::finish() {
   if (finished_) return;
   finished_ = true;
-  clients_.for_each([](ClientConn* client) {
-    client->fail(protocol::sqlstate::kAdminShutdown, "terminating connection due to administrator command");
-  });
-  for (auto& [name, pool] : pools_) pool->close_all("pgmux is shutting down");
+  clients_.for_each([](ClientConn* client) { client->fail(Failure::AdminShutdown); });
+  for (auto& [name, pool] : pools_) pool->close_all(Failure::ShuttingDown);
   // Work posted before the inbox closed still runs (snapshot requests, admin answers): a gatherer on another
   // worker must not wait forever for this one.
   std::vector<std::function<void(Worker&)>> left;

@@ -58,9 +58,11 @@ class Worker final : public PoolHost {
 
   // The pool of a client's (database, user) on the backend at backend_index of the current config. login_database
   // and login_user are the client's entries from the config it logged in under: they fix the server database,
-  // and stand in for sizes and password once a reload removed them. mode is the client's pool mode.
+  // and stand in for sizes and password once a reload removed them. mode is the client's pool mode. Null, with
+  // *failure set, when there is no such backend or its address does not resolve.
   Pool* pool_for(const std::string& requested_database, const conf::Database& login_database,
-                 const conf::User& login_user, conf::PoolMode mode, int backend_index, std::string* error);
+                 const conf::User& login_user, conf::PoolMode mode, int backend_index,
+                 std::optional<FailureReport>* failure);
   // Asks every other worker to close one idle server of this pool key (this worker's pool is starving).
   void request_shed(const std::string& key) override;
   // A ServerConn of this pool on this worker's loop.

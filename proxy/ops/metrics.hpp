@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/net/failure.hpp"
 #include "routing/router.hpp"
 
 namespace pgmux::proxy {
@@ -100,12 +101,14 @@ struct WorkerMetrics {
   RelaxedCounter server_connects;        // server connections opened
   RelaxedCounter server_connect_failures;
   RelaxedCounter errors[kSqlstateClasses + 1];  // ErrorResponses sent to clients, by SQLSTATE class
+  RelaxedCounter client_disconnects[kFailureCount];  // clients gone, by the reason their connection ended
 
   // The hot path's entry points: no allocation, no lock.
   void count_route(const routing::Route& route) {
     routed[static_cast<size_t>(route.target)][static_cast<size_t>(route.reason)].add();
   }
   void count_error(std::string_view sqlstate, uint64_t n = 1) { errors[sqlstate_class_index(sqlstate)].add(n); }
+  void count_disconnect(Failure reason) { client_disconnects[static_cast<size_t>(reason)].add(); }
   // A request's ReadyForQuery came back (ns since it was forwarded).
   void request_done(ServedBy by, uint64_t ns, PoolStats& pool) {
     query_duration[static_cast<size_t>(by)].observe_ns(ns);

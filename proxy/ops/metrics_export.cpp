@@ -30,6 +30,7 @@ enum class Family : size_t {
   ClientConnections,
   ClientLogins,
   ClientLoginFailures,
+  ClientDisconnects,
   PinnedClients,
   ClientBytesReceived,
   ClientBytesSent,
@@ -73,6 +74,9 @@ const MetricFamilyInfo kFamilies[] = {
     {"pgmux_client_login_failures_total", kCounter, "",
      "Clients refused before their login completed (bad password, unknown user or database, no server, "
      "max_client_conn, login timeout)."},
+    {"pgmux_client_disconnects_total", kCounter, "reason",
+     "Client connections ended, by reason (the failure table in docs/ARCHITECTURE.md: client_closed, "
+     "auth_failed, idle_transaction_timeout, ...)."},
     {"pgmux_pinned_clients_total", kCounter, "reason",
      "Clients pinned to their server in transaction pooling, by reason."},
     {"pgmux_client_bytes_received_total", kCounter, "", "Bytes received from clients."},
@@ -231,6 +235,10 @@ void export_clients(const ExportSources& s, Builder& out) {
   out.counter(Family::ClientLogins, {}, total(s, [](const WorkerMetrics& w) -> auto& { return w.client_logins; }));
   out.counter(Family::ClientLoginFailures, {},
               total(s, [](const WorkerMetrics& w) -> auto& { return w.client_login_failures; }));
+  for (size_t i = 0; i < kFailureCount; ++i) {
+    const uint64_t n = total(s, [&](const WorkerMetrics& w) -> auto& { return w.client_disconnects[i]; });
+    if (n > 0) out.counter(Family::ClientDisconnects, {{"reason", to_string(static_cast<Failure>(i))}}, n);
+  }
   for (size_t i = 0; i < static_cast<size_t>(PinReason::Count); ++i) {
     const auto reason = static_cast<PinReason>(i);
     out.counter(Family::PinnedClients, {{"reason", to_string(reason)}}, s.pins ? s.pins->get(reason) : 0);

@@ -36,9 +36,10 @@ const char* client_state_text(const ClientConn& c) {
   switch (c.state()) {
     case ClientState::Startup:
     case ClientState::Auth: return "login";
-    case ClientState::WaitingServer: return "waiting";
     case ClientState::Closing: return "closing";
-    case ClientState::Linked: break;
+    case ClientState::LoginWait:
+    case ClientState::ServerWait: return "waiting";
+    default: break;
   }
   if (c.is_admin() || c.in_transaction()) return "active";
   return c.waiting() ? "waiting" : "idle";
@@ -71,7 +72,7 @@ WorkerSnapshot Worker::snapshot() {
     split_peer(c->peer(), &row.addr, &row.port);
     row.connect_time = clock.to_unix(c->created_at());
     row.request_time = clock.to_unix(c->last_activity());
-    if (c->state() == ClientState::WaitingServer) row.wait_seconds = clock.loop_now - c->wait_started();
+    if (waits_for_pool(c->state())) row.wait_seconds = clock.loop_now - c->wait_started();
     if (const std::string* app = c->wanted_params().find("application_name")) row.application_name = *app;
     row.pool_mode = conf::to_string(c->pool_mode());
     for (const ServerConn* s : {c->primary_server(), c->standby_server()}) {

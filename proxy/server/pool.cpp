@@ -2,7 +2,6 @@
 
 #include <vector>
 
-#include "protocol/sqlstate.hpp"
 #include "proxy/net/log.hpp"
 
 namespace pgmux::proxy {
@@ -110,7 +109,7 @@ void Pool::drain() {
   for (PoolClient* client : linked) client->on_pool_draining(this);
 }
 
-Pool::~Pool() { close_all("pgmux is shutting down"); }
+Pool::~Pool() { close_all(Failure::ShuttingDown); }
 
 void Pool::request(PoolClient* client) {
   waiting_.push_back(client);
@@ -267,56 +266,58 @@ void Pool::on_assign_synced(PoolServer* server, bool ok, const std::string& sqls
   const std::string sqlstate = sqlstate_ref;  // the references die with the next internal run (the reset)
   const std::string error = error_ref;
   set_state(server, ServerState::Linked);  // out of Internal, so release() can take it back
-  if (!owner) {  // the client left meanwhile
-    if (ok) {
-      release(server, server->reusable());
-    } else {
-      server->close();
-    }
+  if (!ok) {
+    // The client's own startup parameter was refused (bad value): the failure table closes the server.
+    release(server, {}, Failure::ParameterRejected);
+    if (owner) owner->fail(FailureReport::relayed(Failure::ParameterRejected, sqlstate, error));
     return;
   }
-  if (!ok) {
-    // The client's own startup parameter was refused (bad value). The failed batch rolled back part of what
-    // pgmux believes it applied, so the server's state is unknown: close it rather than guess.
-    server->close();
-    owner->fail(sqlstate, error, "");
+  if (!owner) {  // the client left meanwhile
+    release(server);
     return;
   }
   owner->on_server_ready(server);
 }
 
-void Pool::release(PoolServer* server, bool reusable, bool discard_session) {
+void Pool::release(PoolServer* server, ServerFacts facts, std::optional<Failure> why) {
   server->unlink();
   if (!server->open()) return;
   if (server->state() == ServerState::Internal) return;  // its completion callback decides
+  facts.clean = server->reusable();
+  facts.session_pooling = !transaction_pooling();
+  // Session commands a client ran (or may have run, in a multi-statement string) there.
+  facts.session_state = facts.session_state || server->session_changed();
+  facts.retiring = retire_reason(*server);
+  const ServerVerdict verdict = server_fate(facts, why);
+  switch (verdict.fate) {
+    case ServerFate::Close:
+      PGMUX_LOG(verdict.why == facts.retiring ? conf::LogLevel::Debug : conf::LogLevel::Info,
+                "S-%llu pool %s: closing server connection (%s)", static_cast<unsigned long long>(server->id()),
+                name_.c_str(), verdict.why);
+      server->close();
+      return;
+    case ServerFate::Reset:
+      // DISCARD ALL, not RESET ALL: RESET ALL leaves SET ROLE and SET SESSION AUTHORIZATION in place. It drops the
+      // settings pgmux applied and the pgmux statements too.
+      server->forget_session();
+      reset_and_idle(server, "DISCARD ALL");
+      return;
+    case ServerFate::Reuse:
+      // Transaction pooling: idle as it is (parameters are compared and SET on the next checkout).
+      set_state(server, ServerState::Idle);
+      serve_waiters();
+      return;
+  }
+}
+
+// A healthy server the pool does not keep: why, or null.
+const char* Pool::retire_reason(const PoolServer& server) const {
   const double lifetime = host_.timeouts().server_lifetime;
-  const bool expired = lifetime > 0 && host_.now() - server->connect_started() > lifetime;
-  const char* close_why = !reusable || host_.shutting_down() ? "not reusable"
-                          : expired                          ? "server_lifetime reached"
-                          : draining_                        ? "backend removed by a reload"
-                          : over_limit()                     ? "pool_size reduced by a reload"
-                                                             : nullptr;
-  if (close_why) {
-    LOG_DEBUG("S-%llu pool %s: closing server connection (%s)", static_cast<unsigned long long>(server->id()),
-              name_.c_str(), close_why);
-    server->close();
-    return;
-  }
-  if (!transaction_pooling()) {
-    reset_and_idle(server, "DISCARD ALL");
-    return;
-  }
-  // Transaction pooling: a server a pinned client used, or where a client ran (or may have run) session commands,
-  // is reset completely (its pgmux statements go too); otherwise it is idle as it is (parameters are compared and
-  // SET on the next checkout).
-  // DISCARD ALL, not RESET ALL: RESET ALL leaves SET ROLE and SET SESSION AUTHORIZATION in place.
-  if (discard_session || server->session_changed()) {
-    server->forget_session();
-    reset_and_idle(server, "DISCARD ALL");
-    return;
-  }
-  set_state(server, ServerState::Idle);
-  serve_waiters();
+  if (host_.shutting_down()) return "pgmux is shutting down";
+  if (lifetime > 0 && host_.now() - server.connect_started() > lifetime) return "server_lifetime reached";
+  if (draining_) return "backend removed by a reload";
+  if (over_limit()) return "pool_size reduced by a reload";
+  return nullptr;
 }
 
 void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
@@ -349,21 +350,22 @@ void Pool::on_login_done(PoolServer* server) {
   serve_waiters();
 }
 
-void Pool::on_server_failed(PoolServer* server, const std::string& sqlstate, const std::string& message) {
+void Pool::on_server_failed(PoolServer* server, FailureReport failure) {
   host_.metrics().server_connect_failures.add();
-  std::string detail = "pgmux pool \"" + name_ + "\", backend \"" + backend_.name + "\" at " + backend_.text();
+  failure.add_words({name_, backend_.name, backend_.text()});  // the detail names the pool and backend
   // The client this connection was opened for hears why (it may be its own bad startup parameter).
   if (PoolClient* client = server->opened_for()) {
     server->forget_opened_for();
     waiting_.remove(client);
-    client->on_server_unavailable(sqlstate, message, detail);
+    client->on_server_unavailable(failure);
   }
   // A backend that refuses connections cannot serve the others soon either: tell them now, not at
   // query_wait_timeout. Other failures (a bad parameter value) concern only that one client.
-  const bool backend_unusable = sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57", 0) == 0 ||
-                                sqlstate.rfind("28", 0) == 0 || sqlstate.rfind("3D", 0) == 0;
+  const std::string_view sqlstate = failure.sqlstate();
+  const bool backend_unusable = sqlstate.starts_with("08") || sqlstate.starts_with("57") ||
+                                sqlstate.starts_with("28") || sqlstate.starts_with("3D");
   if (backend_unusable && server_count() == 0) {
-    while (PoolClient* client = waiting_.pop_front()) client->on_server_unavailable(sqlstate, message, detail);
+    while (PoolClient* client = waiting_.pop_front()) client->on_server_unavailable(failure);
     return;
   }
   serve_waiters();
@@ -380,10 +382,7 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
   while (PoolClient* client = waiting_.front()) {
     if (now - client->wait_started() < timeouts.query_wait_timeout) break;
     waiting_.pop_front();
-    client->on_server_unavailable(protocol::sqlstate::kTooManyConnections,
-                                  "pgmux: query_wait_timeout: no server connection became free in pool \"" + name_ +
-                                      "\" within " + format_seconds(timeouts.query_wait_timeout),
-                                  "");
+    client->on_server_unavailable({Failure::QueryWaitTimeout, {name_, format_seconds(timeouts.query_wait_timeout)}});
   }
   close_expired_idle(now, timeouts);
   // Keep min_pool_size connections open (counting those still connecting) over all workers: the budget is shared,
@@ -423,10 +422,8 @@ void Pool::close_expired_idle(double now, const conf::Timeouts& timeouts) {
   }
 }
 
-void Pool::close_all(const char* reason) {
-  while (PoolClient* client = waiting_.pop_front()) {
-    client->on_server_unavailable(protocol::sqlstate::kAdminShutdown, reason, "");
-  }
+void Pool::close_all(Failure why) {
+  while (PoolClient* client = waiting_.pop_front()) client->on_server_unavailable(why);
   while (PoolServer* server = idle_.front()) server->close();
   busy_.for_each([](PoolServer* server) { server->close(); });
 }

@@ -68,13 +68,14 @@ class Pool {
   // Clients.
   void request(PoolClient* client);
   void withdraw(PoolClient* client);
-  // discard_session: the client left session state behind (it was pinned): DISCARD ALL before reuse.
-  void release(PoolServer* server, bool reusable, bool discard_session = false);
+  // A client gives a server back. from_client: what only the client knows (COPY in progress, pinned); `why`: the
+  // failure that ended its request or session, if any. server_fate() decides: reuse, reset or close.
+  void release(PoolServer* server, ServerFacts from_client = {}, std::optional<Failure> why = std::nullopt);
 
   // Servers.
   void set_state(PoolServer* server, ServerState state);
   void on_login_done(PoolServer* server);
-  void on_server_failed(PoolServer* server, const std::string& sqlstate, const std::string& message);
+  void on_server_failed(PoolServer* server, FailureReport failure);
   void on_server_closing(PoolServer* server);
 
   void tick(double now, const conf::Timeouts& timeouts);
@@ -85,7 +86,8 @@ class Pool {
   int pool_size() const { return limits_.pool->limit.load(std::memory_order_relaxed); }
   // Its backend was removed by a reload: no new work; servers close as they are released.
   bool draining() const { return draining_; }
-  void close_all(const char* reason);
+  // Waiting clients hear `why`; every server closes.
+  void close_all(Failure why);
 
   // Reload (worker.cpp): the backend kept its name and address but may have moved in the list.
   void set_backend_index(int index) { backend_index_ = index; }
@@ -137,6 +139,7 @@ class Pool {
   bool acquire_slot(bool reserve);
   void release_slot();
   bool over_limit() const;
+  const char* retire_reason(const PoolServer& server) const;
 
   PoolHost& host_;
   std::string key_;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "conf/config.hpp"
+#include "proxy/net/failure.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/ops/metrics.hpp"
 #include "proxy/server/session_params.hpp"
@@ -30,12 +31,11 @@ class PoolClient {
   // The server is linked to it and ready for its requests.
   virtual void on_server_ready(PoolServer* server) = 0;
   // No server for it (connect failed, query_wait_timeout, shutdown); it has left the waiting list.
-  virtual void on_server_unavailable(const std::string& sqlstate, const std::string& message,
-                                     const std::string& detail) = 0;
+  virtual void on_server_unavailable(const FailureReport& failure) = 0;
   // A reload removed or moved the pool's backend: stop waiting on it, give its servers back when idle.
   virtual void on_pool_draining(Pool* pool) = 0;
-  // A FATAL error that ends the client: a server refused its own startup parameter.
-  virtual void fail(const std::string& sqlstate, const std::string& message, const std::string& detail) = 0;
+  // A failure of its own (the failure table says what the client is told): a server refused its startup parameter.
+  virtual void fail(const FailureReport& failure) = 0;
 
   ListNode wait_node;  // its pool's FIFO of waiting clients
 

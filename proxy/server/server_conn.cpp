@@ -47,7 +47,7 @@ void ServerConn::start_connect() {
   int rc = uv_tcp_connect(&connect_req_, tcp(), reinterpret_cast<const sockaddr*>(&pool_.backend().address),
                           on_connected);
   if (rc != 0) {
-    fail(sqlstate::kConnectionFailure, std::string("could not connect to server: ") + uv_strerror(rc));
+    fail({Failure::ServerConnectFailed, {uv_strerror(rc)}});
   }
 }
 
@@ -55,7 +55,7 @@ void ServerConn::on_connected(uv_connect_t* req, int status) {
   auto* self = static_cast<ServerConn*>(req->data);
   if (!self->open()) return;
   if (status < 0) {
-    self->fail(sqlstate::kConnectionFailure, std::string("could not connect to server: ") + uv_strerror(status));
+    self->fail({Failure::ServerConnectFailed, {uv_strerror(status)}});
     return;
   }
   uv_tcp_nodelay(self->tcp(), 1);
@@ -74,14 +74,14 @@ void ServerConn::send_startup() {
   send_owned(std::move(out));
 }
 
-void ServerConn::fail(const std::string& sqlstate, const std::string& message) {
+void ServerConn::fail(FailureReport report) {
   if (!open()) return;
   LOG_WARN("S-%llu backend %s (%s) pool %s: %s", static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
-           pool_.backend().text().c_str(), pool_.name().c_str(), message.c_str());
+           pool_.backend().text().c_str(), pool_.name().c_str(), report.message().c_str());
   Pool& pool = pool_;
   bool logging_in = state() == ServerState::Connecting || state() == ServerState::Login;
   close();
-  if (logging_in) pool.on_server_failed(this, sqlstate, message);
+  if (logging_in) pool.on_server_failed(this, std::move(report));
 }
 
 void ServerConn::record_parameter(std::string_view name, std::string_view value) {
@@ -90,7 +90,7 @@ void ServerConn::record_parameter(std::string_view name, std::string_view value)
 }
 
 void ServerConn::fail_timeout() {
-  fail(sqlstate::kConnectionFailure, "timeout connecting to server (server_connect_timeout)");
+  fail(Failure::ServerConnectTimeout);
 }
 
 void ServerConn::on_data() {
@@ -119,7 +119,7 @@ void ServerConn::consume_whole_messages(void (ServerConn::*handler)(char, ByteVi
     Frame frame = next_frame(in_.unparsed_bytes(), worker_.max_message_size());
     if (frame.status == FrameStatus::NeedMore) break;
     if (frame.status == FrameStatus::Error) {
-      fail(sqlstate::kProtocolViolation, std::string("invalid message from server: ") + to_string(frame.error));
+      fail({Failure::ServerInvalidMessage, {to_string(frame.error)}});
       return;
     }
     if (in_.unparsed() < frame.total()) {
@@ -153,8 +153,8 @@ void ServerConn::handle_login_message(char tag, ByteView body) {
       return;
     case backend::kErrorResponse: {
       auto error = parse_error_fields(body);
-      fail(error ? error->sqlstate : sqlstate::kConnectionFailure,
-           error ? error->message : std::string("malformed error from server during login"));
+      fail(error ? FailureReport::relayed(Failure::ServerLoginRefused, error->sqlstate, error->message)
+                 : FailureReport::relayed(Failure::ServerLoginRefused, {}, "malformed error from server during login"));
       return;
     }
     case backend::kReadyForQuery:
@@ -172,7 +172,7 @@ void ServerConn::handle_login_message(char tag, ByteView body) {
 void ServerConn::handle_auth_request(ByteView body) {
   auto request = parse_authentication(body);
   if (!request) {
-    fail(sqlstate::kProtocolViolation, "malformed authentication request from server");
+    fail(Failure::ServerAuthMalformed);
     return;
   }
   const ServerLogin& login = pool_.login();
@@ -183,17 +183,15 @@ void ServerConn::handle_auth_request(ByteView body) {
       return;
     case AuthCode::CleartextPassword:
       if (!plaintext) {
-        fail(sqlstate::kInvalidPassword, "server asks for a cleartext password but user \"" + login.user +
-                                             "\" has only a hashed password in the pgmux config");
+        fail({Failure::ServerWantsCleartext, {login.user}});
         return;
       }
       build_password_message(out, login.password);
       break;
     case AuthCode::Md5Password: {
       if (request->payload.size() != 4 || login.scram_secret) {
-        fail(sqlstate::kInvalidPassword, login.scram_secret ? "server asks for md5 but user \"" + login.user +
-                                                                  "\" has only a SCRAM secret in the pgmux config"
-                                                            : std::string("malformed md5 salt from server"));
+        fail(login.scram_secret ? FailureReport(Failure::ServerWantsMd5, {login.user})
+                                : FailureReport(Failure::ServerMd5SaltMalformed));
         return;
       }
       std::array<std::byte, 4> salt{};
@@ -206,7 +204,7 @@ void ServerConn::handle_auth_request(ByteView body) {
       bool offered = false;
       for (auto mechanism : request->sasl_mechanisms) offered |= mechanism == "SCRAM-SHA-256";
       if (!offered) {
-        fail(sqlstate::kFeatureNotSupported, "server offers no SASL mechanism pgmux supports");
+        fail(Failure::ServerNoSaslMechanism);
         return;
       }
       if (plaintext) {
@@ -214,9 +212,7 @@ void ServerConn::handle_auth_request(ByteView body) {
       } else if (login.scram_secret && login.client_key) {
         scram_.emplace(*login.client_key, *login.scram_secret);
       } else {
-        fail(sqlstate::kInvalidPassword,
-             "cannot log in to the server with SCRAM as user \"" + login.user +
-                 "\": the pgmux config has no plaintext password and no client has logged in with SCRAM yet");
+        fail({Failure::ServerScramNoSecret, {login.user}});
         return;
       }
       build_sasl_initial_response(out, "SCRAM-SHA-256", scram_->client_first());
@@ -224,12 +220,12 @@ void ServerConn::handle_auth_request(ByteView body) {
     }
     case AuthCode::SaslContinue: {
       if (!scram_) {
-        fail(sqlstate::kProtocolViolation, "unexpected SASL continue from server");
+        fail(Failure::ServerUnexpectedSasl);
         return;
       }
       auto final_message = scram_->client_final(as_chars(request->payload));
       if (!final_message) {
-        fail(sqlstate::kInvalidPassword, "SCRAM exchange with server failed: " + scram_->error());
+        fail({Failure::ServerScramFailed, {scram_->error()}});
         return;
       }
       build_sasl_response(out, *final_message);
@@ -237,13 +233,11 @@ void ServerConn::handle_auth_request(ByteView body) {
     }
     case AuthCode::SaslFinal:
       if (!scram_ || !scram_->verify_server_final(as_chars(request->payload))) {
-        fail(sqlstate::kInvalidPassword, "server's SCRAM signature did not verify");
+        fail(Failure::ServerScramSignature);
       }
       return;
     default:
-      fail(sqlstate::kFeatureNotSupported,
-           "server asks for an authentication method pgmux does not support (code " +
-               std::to_string(static_cast<int>(request->code)) + ")");
+      fail({Failure::ServerAuthUnsupported, {std::to_string(static_cast<int>(request->code))}});
       return;
   }
   send_owned(std::move(out));
@@ -370,7 +364,7 @@ void ServerConn::relay() {
       Frame frame = next_frame(ByteView(in_.data() + pos, available), max_size);
       if (frame.status == FrameStatus::NeedMore) break;
       if (frame.status == FrameStatus::Error) {
-        fail(sqlstate::kProtocolViolation, std::string("invalid message from server: ") + to_string(frame.error));
+        fail({Failure::ServerInvalidMessage, {to_string(frame.error)}});
         return;
       }
       const char tag = frame.tag;
@@ -393,7 +387,7 @@ void ServerConn::relay() {
           --skip_replies_;
           if (skipped_error_) {
             in_.advance_parsed(pos - in_.parsed());
-            fail(sqlstate::kConnectionFailure, "pgmux could not start the transaction on the server");
+            fail(Failure::DeferredBeginFailed);
             return;
           }
         }
@@ -409,7 +403,7 @@ void ServerConn::relay() {
           retry_armed_ = false;
           if (tag == backend::kErrorResponse) {
             auto error = parse_error_fields(body);
-            swallowing_ = error && error->sqlstate == "0A000" &&
+            swallowing_ = error && error->sqlstate == sqlstate::kFeatureNotSupported &&
                           error->message.find("cached plan must not change result type") != std::string::npos;
           }
         }
@@ -521,7 +515,7 @@ void ServerConn::on_read_end(int status) {
   LOG_INFO("S-%llu backend %s pool %s: server closed the connection (%s)", static_cast<unsigned long long>(id()),
            pool_.backend().name.c_str(), pool_.name().c_str(), status == UV_EOF ? "EOF" : uv_strerror(status));
   if (state() == ServerState::Connecting || state() == ServerState::Login) {
-    fail(sqlstate::kConnectionFailure, "server closed the connection during login");
+    fail(Failure::ServerClosedDuringLogin);
     return;
   }
   close();

@@ -10,6 +10,7 @@
 #include "protocol/auth_scram.hpp"
 #include "protocol/backend_messages.hpp"
 #include "protocol/lru_map.hpp"
+#include "proxy/net/failure.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/net/stream_conn.hpp"
 #include "proxy/server/pool_server.hpp"
@@ -93,7 +94,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   bool wrote = false;                         // a write was sent since the last ReadyForQuery 'I'
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
-  // string that may hold one): DISCARD ALL before the next client. Reset on link like the rest.
+  // string that may hold one), or a pinned client used it: DISCARD ALL before the next client. Reset on link.
   bool session_dirty = false;
   bool session_changed() const override { return applied_log > 0 || session_dirty; }
   void forget_session() override;
@@ -126,7 +127,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   void consume_whole_messages(void (ServerConn::*handler)(char, protocol::ByteView));
   void record_parameter(std::string_view name, std::string_view value);
   void deliver(RelayEvent event);
-  void fail(const std::string& sqlstate, const std::string& message);
+  // Logs the failure and closes; one that ends a connect or login goes to the pool (and the waiting client).
+  void fail(FailureReport report);
 
   Worker& worker_;
   Pool& pool_;

@@ -102,6 +102,9 @@ struct Fixture {
     w2.server_bytes_sent.add(7);
     w1.client_logins.add(4);
     w2.client_login_failures.add();
+    w1.count_disconnect(Failure::ClientTerminated);
+    w2.count_disconnect(Failure::ClientTerminated);
+    w2.count_disconnect(Failure::IdleTransactionTimeout);
     w1.server_connects.add(2);
     pins.add(PinReason::TempTable);
     control.started_at = 1700000000;
@@ -158,6 +161,9 @@ TEST_CASE("exporter: counters are summed over workers, gauges come from snapshot
       "pgmux_client_connections{state=\"waiting\"} 1",
       "pgmux_client_logins_total 4",
       "pgmux_client_login_failures_total 1",
+      // Disconnects by reason: only reasons seen.
+      "pgmux_client_disconnects_total{reason=\"client_terminated\"} 2",
+      "pgmux_client_disconnects_total{reason=\"idle_transaction_timeout\"} 1",
       "pgmux_pinned_clients_total{reason=\"temporary table\"} 1",
       "pgmux_pinned_clients_total{reason=\"LISTEN\"} 0",
       "pgmux_client_bytes_received_total 123",
@@ -195,6 +201,7 @@ TEST_CASE("exporter: routed statements, errors and histograms") {
       "pgmux_errors_total{class=\"unknown\"} 1",
   });
   CHECK(text.find("pgmux_errors_total{class=\"57\"}") == std::string::npos);
+  CHECK(text.find("pgmux_client_disconnects_total{reason=\"auth_failed\"}") == std::string::npos);
   // Histograms: cumulative buckets over both workers, +Inf = count.
   expect_lines(text, {
       "pgmux_query_duration_seconds_bucket{role=\"primary\",le=\"0.0001\"} 0",

@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,11 @@ class FakeServer final : public PoolServer {
   }
   // As ServerConn::fail during login: the connection closes, then the pool hears why.
   void refuse_login(const std::string& sqlstate, const std::string& message) {
+    fail_login(FailureReport::relayed(Failure::ServerLoginRefused, sqlstate, message));
+  }
+  void fail_login(FailureReport report) {
     close();
-    pool_.on_server_failed(this, sqlstate, message);
+    pool_.on_server_failed(this, std::move(report));
   }
   // Ends the pgmux query in flight (its ReadyForQuery).
   void answer(bool ok) {
@@ -60,7 +64,7 @@ class FakeServer final : public PoolServer {
     client_ = nullptr;
     pool_.server_deleted();  // as if its close callback ran at once
   }
-  void fail_timeout() override { refuse_login("08006", "timeout connecting to server (server_connect_timeout)"); }
+  void fail_timeout() override { fail_login(Failure::ServerConnectTimeout); }
   bool reusable() const override { return open_ && usable; }
   const SessionParams& params() const override { return reported_; }
   void link(PoolClient* client) override { client_ = client; }
@@ -102,13 +106,15 @@ class FakeClient final : public PoolClient {
     REQUIRE(server != nullptr);
     PoolServer* s = server;
     server = nullptr;
-    pool.release(s, s->reusable());
+    pool.release(s);
   }
 
   SessionParams wanted;
   PoolServer* server = nullptr;
   std::string error_state;
   std::string error_message;
+  std::string error_detail;
+  std::optional<Failure> failure;
   bool fatal = false;
   int drained = 0;
 
@@ -118,19 +124,24 @@ class FakeClient final : public PoolClient {
     server = s;
     events_.push_back(name_ + " got S-" + std::to_string(s->id()));
   }
-  void on_server_unavailable(const std::string& sqlstate, const std::string& message, const std::string&) override {
-    error_state = sqlstate;
-    error_message = message;
-    events_.push_back(name_ + " refused " + sqlstate);
+  void on_server_unavailable(const FailureReport& report) override {
+    heard(report);
+    events_.push_back(name_ + " refused " + error_state);
   }
   void on_pool_draining(Pool*) override { ++drained; }
-  void fail(const std::string& sqlstate, const std::string& message, const std::string&) override {
+  void fail(const FailureReport& report) override {
     fatal = true;
-    error_state = sqlstate;
-    error_message = message;
+    heard(report);
   }
 
  private:
+  void heard(const FailureReport& report) {
+    failure = report.failure();
+    error_state = report.sqlstate();
+    error_message = report.message();
+    error_detail = report.detail();
+  }
+
   std::string name_;
   std::vector<std::string>& events_;
   double started_ = 0;
@@ -289,8 +300,10 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: query_wait_timeout refuses the waiting cli
   CHECK(c2.error_state.empty());
   host.clock += 1;
   tick();
+  CHECK(c2.failure == Failure::QueryWaitTimeout);
   CHECK(c2.error_state == pgmux::protocol::sqlstate::kTooManyConnections);
   CHECK(c2.error_message.find("query_wait_timeout") != std::string::npos);
+  CHECK(c2.error_message.find("app/app@b1") != std::string::npos);  // the pool's name
   CHECK(c3.error_state.empty());  // it has waited 5 s only
   CHECK(pool->waiting_count() == 1);
 }
@@ -307,6 +320,8 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: a failed connect goes to the client it was
   CHECK(server(2).startup_params().entries() == c2.wanted.entries());
   server(2).refuse_login("22023", "invalid value for parameter \"DateStyle\"");
   CHECK(c2.error_state == "22023");
+  CHECK(c2.error_message == "invalid value for parameter \"DateStyle\"");  // PostgreSQL's own words
+  CHECK(c2.error_detail == "pgmux pool \"app/app@b1\", backend \"b1\" at 127.0.0.1:5432");
   CHECK(c1.error_state.empty());  // a bad parameter concerns its client only
   CHECK(host.counters.server_connect_failures.get() == 1);
   server(1).log_in(c1.wanted);
@@ -390,6 +405,7 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: transaction pooling SETs the client's para
     c2.ask(*pool, host.clock);
     server(1).answer(false);
     CHECK(c2.fatal);
+    CHECK(c2.failure == Failure::ParameterRejected);
     CHECK(c2.error_state == "22023");
     CHECK_FALSE(server(1).open());
   }
@@ -499,6 +515,7 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: server_connect_timeout fails a server stuc
   host.clock += 1;
   tick();
   CHECK_FALSE(server(1).open());
+  CHECK(c1.failure == Failure::ServerConnectTimeout);
   CHECK(c1.error_state == "08006");
   CHECK(c1.error_message.find("server_connect_timeout") != std::string::npos);
 }
@@ -541,5 +558,32 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: drain closes idle and connecting servers, 
   CHECK_FALSE(server(1).open());  // never reused
   CHECK(server(1).queries.empty());
   CHECK(pool->empty());
+  CHECK(budget->used.load() == 0);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: release weighs the client's facts and failure (server_fate)") {
+  make_pool(2, PoolMode::Transaction);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client_holding_server("c2");
+  ServerFacts pinned;
+  pinned.session_state = true;  // the client was pinned: DISCARD ALL though the server saw no SET
+  pool->release(c1.server, pinned);
+  CHECK(server(1).queries == std::vector<std::string>{"DISCARD ALL"});
+  CHECK(server(1).forgot_session == 1);
+  pool->release(c2.server, {}, Failure::ServerInvalidMessage);  // clean, but the failure closes it
+  CHECK_FALSE(server(2).open());
+  CHECK(server(2).queries.empty());
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: close_all tells the waiting clients why and closes every server") {
+  make_pool(1, PoolMode::Session);
+  client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  pool->close_all(Failure::ShuttingDown);
+  CHECK(c2.failure == Failure::ShuttingDown);
+  CHECK(c2.error_state == pgmux::protocol::sqlstate::kAdminShutdown);
+  CHECK(pool->waiting_count() == 0);
+  CHECK_FALSE(server(1).open());
   CHECK(budget->used.load() == 0);
 }

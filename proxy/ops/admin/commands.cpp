@@ -123,7 +123,7 @@ bool parse_backend_index(const Input& input, size_t position, const conf::Config
   }
   if (digits) value = std::stoi(text);
   if (!digits || static_cast<size_t>(value) >= config.backends.size()) {
-    *error = Answer::fail("42704", "there is no backend \"" + text + "\"", hint);
+    *error = Answer::fail(protocol::sqlstate::kUndefinedObject, "there is no backend \"" + text + "\"", hint);
     return false;
   }
   *index = value;

@@ -57,12 +57,14 @@ void AdminConsole::execute(std::string_view sql) {
   };
   const bool may_change = listed(config.admin_users);
   if (!may_change && !listed(config.stats_users)) {
-    answer(Answer::fail("42501", "permission denied: user \"" + user_ + "\" is no longer in admin_users or stats_users",
+    answer(Answer::fail(protocol::sqlstate::kInsufficientPrivilege,
+                        "permission denied: user \"" + user_ + "\" is no longer in admin_users or stats_users",
                         "a config reload removed the rights this console session logged in with"));
     return;
   }
   if (command->access == admin::Access::Change && !may_change) {
-    answer(Answer::fail("42501", std::string("permission denied: ") + command->words + " needs a user in admin_users",
+    answer(Answer::fail(protocol::sqlstate::kInsufficientPrivilege,
+                        std::string("permission denied: ") + command->words + " needs a user in admin_users",
                         "user \"" + user_ + "\" is in stats_users, which allows SHOW and EXPLAIN ROUTE"));
     return;
   }
@@ -131,7 +133,8 @@ void AdminConsole::check_pause_done() {
   }
   if (!still_paused) {
     pause_waiting_for_.clear();
-    answer(Answer::fail("57014", "PAUSE was canceled by a RESUME before every transaction finished"));
+    answer(Answer::fail(protocol::sqlstate::kQueryCanceled,
+                        "PAUSE was canceled by a RESUME before every transaction finished"));
     return;
   }
   pause_check_running_ = true;

@@ -40,7 +40,8 @@ Answer config_outcome(const ReloadOutcome& outcome, const char* tag) {
   if (!outcome.ok) {
     std::string message = outcome.summary;
     for (const std::string& e : outcome.errors) message += "\n  " + e;
-    return Answer::fail("F0000", message, "The running config is unchanged; fix the problem and try again.");
+    return Answer::fail(protocol::sqlstate::kConfigFileError,
+                        message, "The running config is unchanged; fix the problem and try again.");
   }
   Answer a = Answer::done(tag);
   a.notices.push_back(outcome.summary);
@@ -68,7 +69,8 @@ Answer resume_command(const Input& input, Context& context) {
     std::string hint = paused.empty() ? "nothing is paused" : "paused now: ";
     for (size_t i = 0; i < paused.size(); ++i) hint += (i ? ", " : "") + paused[i];
     if (!paused.empty() && paused[0] == PauseState::kAll) hint += " (PAUSE without a name: RESUME without one)";
-    return Answer::fail("55000", "database \"" + database + "\" is not paused", hint);
+    return Answer::fail(protocol::sqlstate::kObjectNotInPrerequisiteState,
+                        "database \"" + database + "\" is not paused", hint);
   }
   // Held clients are released by their worker's next tick (within 250 ms).
   return Answer::done("RESUME");
@@ -108,18 +110,20 @@ Answer set_command(const Input& input, Context& context) {
   const std::string value = trim(text.substr(split + skip));
   const LiveSetting* setting = find_live_setting(key);
   if (!setting) {
-    return Answer::fail("42704", "unknown setting \"" + key + "\"",
+    return Answer::fail(protocol::sqlstate::kUndefinedObject, "unknown setting \"" + key + "\"",
                         "SHOW CONFIG lists the settings; those with changeable = yes can be SET");
   }
   if (setting->changeable != Changeable::Set) {
-    return Answer::fail("55P02", "setting \"" + setting->key + "\" cannot be changed with SET",
+    return Answer::fail(protocol::sqlstate::kCantChangeRuntimeParam,
+                        "setting \"" + setting->key + "\" cannot be changed with SET",
                         setting->changeable == Changeable::Reload ? "change it in the config file and RELOAD"
                                                                   : "it changes only with a restart of pgmux");
   }
   auto next = std::make_shared<conf::Config>(*context.config);
   const std::string problem = setting->set(*next, value);
   if (!problem.empty()) {
-    return Answer::fail("22023", "invalid value \"" + value + "\" for " + setting->key + ": " + problem);
+    return Answer::fail(protocol::sqlstate::kInvalidParameterValue,
+                        "invalid value \"" + value + "\" for " + setting->key + ": " + problem);
   }
   return config_outcome(context.control->apply_config(next, "SET " + setting->key), "SET");
 }
@@ -138,7 +142,8 @@ Answer set_backend_weight(const Input& input, Context& context) {
   bool digits = !text.empty() && text.size() < 10;
   for (char c : text) digits = digits && c >= '0' && c <= '9';
   if (!digits) {
-    return Answer::fail("22023", "invalid weight \"" + text + "\"", "a weight is an integer >= 0 (0: no reads)");
+    return Answer::fail(protocol::sqlstate::kInvalidParameterValue,
+                        "invalid weight \"" + text + "\"", "a weight is an integer >= 0 (0: no reads)");
   }
   auto next = std::make_shared<conf::Config>(*context.config);
   next->backends[static_cast<size_t>(index)].weight = std::stoi(text);
@@ -154,7 +159,7 @@ Answer set_enabled(const Input& input, Context& context, bool enabled) {
   if (input.args.size() > 1) return too_many_arguments(input, enabled ? "ENABLE BACKEND <n>" : "DISABLE BACKEND <n>");
   std::string problem;
   if (!context.control->set_backend_enabled(index, enabled, &problem)) {
-    return Answer::fail("55000", problem, "SHOW BACKENDS shows the roles");
+    return Answer::fail(protocol::sqlstate::kObjectNotInPrerequisiteState, problem, "SHOW BACKENDS shows the roles");
   }
   return Answer::done(enabled ? "ENABLE" : "DISABLE");
 }
@@ -177,18 +182,19 @@ Answer kill_client(const Input& input, Context& context) {
     for (const ClientRow& c : s.clients) {
       if (c.id != id) continue;
       if (id == context.client_id) {
-        return Answer::fail("55000", "KILL_CLIENT of the console's own session", "disconnect instead");
+        return Answer::fail(protocol::sqlstate::kObjectNotInPrerequisiteState,
+                            "KILL_CLIENT of the console's own session", "disconnect instead");
       }
       context.shared.workers[static_cast<size_t>(c.worker)]->post([id](Worker& w) {
         if (ClientConn* client = w.find_client(id)) {
-          client->fail(protocol::sqlstate::kAdminShutdown,
-                       "terminating connection due to administrator command (pgmux KILL_CLIENT)");
+          client->fail(Failure::KilledByAdmin);
         }
       });
       return Answer::done("KILL_CLIENT");
     }
   }
-  return Answer::fail("42704", "there is no client \"" + input.args[0] + "\"", "SHOW CLIENTS lists the clients");
+  return Answer::fail(protocol::sqlstate::kUndefinedObject,
+                      "there is no client \"" + input.args[0] + "\"", "SHOW CLIENTS lists the clients");
 }
 
 Answer shutdown_command(const Input& input, Context& context) {

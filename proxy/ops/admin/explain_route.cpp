@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "protocol/sqlstate.hpp"
 #include "proxy/ops/admin/commands.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
@@ -84,7 +85,8 @@ ResultSet explain_route_result(std::string_view sql, routing::Classifier& classi
 
 Answer explain_route(const Input& input, Context& context) {
   if (input.rest.empty()) {
-    return Answer::fail("42601", "EXPLAIN ROUTE needs a statement", "for example: EXPLAIN ROUTE SELECT 1");
+    return Answer::fail(protocol::sqlstate::kSyntaxError, "EXPLAIN ROUTE needs a statement",
+                        "for example: EXPLAIN ROUTE SELECT 1");
   }
   routing::RouteSettings settings;
   settings.read_write_split = context.config->routing.read_write_split;

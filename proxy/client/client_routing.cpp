@@ -1,0 +1,188 @@
+// ClientConn, where a request goes: its class, the server it is routed to (or waits for), and the request that
+// resumes once that server is ready.
+#include "proxy/client/client_conn.hpp"
+
+#include "protocol/sqlstate.hpp"
+#include "proxy/control/worker.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/pool.hpp"
+#include "proxy/server/server_conn.hpp"
+#include "routing/read_your_writes.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+routing::Classification ClientConn::classify_request() {
+  routing::Classifier& classifier = worker_.classifier();
+  routing::Classification result;
+  switch (request_.kind) {
+    case RequestKind::Query:
+      return classifier.classify(request_.sql);
+    case RequestKind::FunctionCall:
+      result.kind = routing::StatementKind::Write;
+      result.reason = "function call";
+      return result;
+    default:
+      break;
+  }
+  // An extended batch: the strictest class of every statement it parses or uses.
+  bool any = false;
+  auto merge = [&](const routing::Classification& c) {
+    if (!any || (routing::is_read_only_statement(result, session_.route) &&
+                 !routing::is_read_only_statement(c, session_.route))) {
+      bool hint = result.primary_hint || c.primary_hint;
+      bool pins = result.pins_primary || c.pins_primary;
+      result = c;
+      result.primary_hint = hint;
+      result.pins_primary = pins;
+    } else {
+      result.primary_hint |= c.primary_hint;
+      result.pins_primary |= c.pins_primary;
+    }
+    any = true;
+  };
+  for (const auto& parse : request_.parses) {
+    const routing::Classification c = classifier.classify(parse.sql);
+    if (parse.name.empty()) session_.unnamed_class = c;
+    merge(c);
+  }
+  // Bind/Execute of the unnamed statement parsed by an earlier batch runs that statement: its class, so a write
+  // executed this way still counts for read-your-writes.
+  if (request_.binds_unnamed && !parses_unnamed()) merge(session_.unnamed_class);
+  for (auto name : request_.used) {
+    auto it = session_.statements.find(std::string(name));
+    if (it != session_.statements.end()) merge(it->second.classification);
+  }
+  if (!any) {
+    result.kind = routing::StatementKind::Empty;  // Sync, Flush, portal ops: where the client's state is
+    result.reason = "no statement";
+  }
+  return result;
+}
+
+// The request waited for its server (or for pgmux to bring it up to date): it goes on with the decision made
+// when it was routed.
+bool ClientConn::resume_routed() {
+  RoutedRequest routed = std::move(*routed_);
+  routed_.reset();
+  ServerConn* server = slot_for(routed.role);
+  if (!prepare_error_.empty()) {
+    // A statement this request uses could not be prepared there: the request gets that error, as it would
+    // have from PostgreSQL at Parse.
+    fail(FailureReport::relayed(Failure::PrepareFailed, prepare_error_state_, prepare_error_));
+    prepare_error_.clear();
+    release_idle_servers();
+    return open();
+  }
+  if (routed.route) {
+    worker_.metrics().count_route(*routed.route);
+    if (routing::is_read_only_statement(routed.c, session_.route) && !routed.c.primary_hint) {
+      ++server->pool().stats.reads;
+    }
+  }
+  if (!routed.prepared && !prepare(server, routed.c)) return false;
+  forward(server, routed.c);
+  return open() && !pinned();
+}
+
+// Picks (or waits for) the server this request goes to. Returns null when the request must wait; the wait
+// is the client's state, and whatever ends it pumps again.
+ServerConn* ClientConn::choose_server(const routing::Classification& c) {
+  const routing::BackendsView& view = worker_.view();
+  const bool read_only = routing::is_read_only_statement(c, session_.route) && !c.primary_hint;
+
+  // Requests follow the server that still owes replies or holds an open transaction.
+  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {
+    if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
+    const bool on_primary = active_ == primary_;
+    if (on_primary || read_only) return active_;
+    set_state(ClientState::Draining);  // a write behind reads pipelined to a standby: let the standby finish first
+    return nullptr;
+  }
+  if (request_.binds_unnamed && !parses_unnamed()) {
+    // Bind of the unnamed statement parsed by an earlier request: only the server that parsed it has it.
+    if (unnamed_statement_server_) return unnamed_statement_server_;
+    fail(Failure::UnnamedStatementGone);
+    return nullptr;
+  }
+  if (c.kind == routing::StatementKind::Empty && active_) return active_;
+
+  session_.route.held_standby = standby_ ? standby_->backend_index() : -1;
+  routing::Route route = routing::route_statement(c, session_.route, view, route_settings(), worker_.balancer());
+  switch (route.target) {
+    case routing::RouteTarget::Primary: {
+      primary_wait_deadline_ = 0;
+      if (primary_ && primary_->backend_index() == route.backend) {
+        worker_.metrics().count_route(route);  // counted once, when the request is about to go out
+        if (read_only) ++primary_->pool().stats.reads;
+        return primary_;
+      }
+      drop_server(primary_, Failure::PrimaryMoved);  // a former primary: its session must not carry on
+      routed_ = RoutedRequest{c, Role::Primary, route, false};
+      acquire(route.backend, Role::Primary);
+      return nullptr;
+    }
+    case routing::RouteTarget::Standby: {
+      if (standby_ && standby_->backend_index() == route.backend) {
+        worker_.metrics().count_route(route);
+        ++standby_->pool().stats.reads;
+        return standby_;
+      }
+      drop_server(standby_);
+      routed_ = RoutedRequest{c, Role::Standby, route, false};
+      acquire(route.backend, Role::Standby);
+      return nullptr;
+    }
+    case routing::RouteTarget::WaitForPrimary:
+      wait_for_primary(route);
+      return nullptr;
+    case routing::RouteTarget::NoBackend:
+      worker_.metrics().count_route(route);
+      fail({Failure::NoStandbyNoFallback, {routing::to_string(route.reason)}});
+      return nullptr;
+  }
+  return nullptr;
+}
+
+// No primary right now (failover): the request waits for one up to failover_timeout, unless no backend of the
+// database is reachable at all; then, or once the time is up, it gets 57P03.
+void ClientConn::wait_for_primary(const routing::Route& route) {
+  const routing::BackendsView& view = worker_.view();
+  bool any_up = false;
+  for (size_t i = 0; i < view.backends.size(); ++i) {
+    // Not probed yet (pgmux just started): possibly up, so wait for the prober rather than fail.
+    const routing::BackendStatus& backend = view.backends[i];
+    any_up |= ((session_.route.backend_mask >> i) & 1) &&
+              (backend.reachable || (!backend.ever_probed && backend.failed_probes == 0));
+  }
+  const double now = monotonic_now();
+  const double failover_timeout = worker_.config()->routing.failover_timeout;
+  if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + failover_timeout;
+  if (any_up && now < primary_wait_deadline_) {
+    set_state(ClientState::PrimaryWait);
+    return;
+  }
+  primary_wait_deadline_ = 0;
+  worker_.metrics().count_route(route);
+  fail(any_up ? FailureReport(Failure::NoPrimaryInTime, {std::to_string(static_cast<int>(failover_timeout)), view.alarm})
+              : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
+}
+
+// From the worker's current config, not the login snapshot: a reload applies to connected clients.
+routing::RouteSettings ClientConn::route_settings() const {
+  const conf::Routing& routing = worker_.config()->routing;
+  routing::RouteSettings settings;
+  settings.read_write_split = routing.read_write_split;
+  settings.fallback_to_primary = routing.fallback_to_primary;
+  settings.read_your_writes = routing.read_your_writes;
+  return settings;
+}
+
+void ClientConn::on_view_changed() {
+  if (state_ != ClientState::PrimaryWait) return;
+  resume_requests();  // routed again with the new view
+  pump();
+}
+
+}  // namespace pgmux::proxy

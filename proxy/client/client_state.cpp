@@ -1,0 +1,67 @@
+#include "proxy/client/client_state.hpp"
+
+#include <array>
+#include <initializer_list>
+
+namespace pgmux::proxy {
+
+namespace {
+
+using S = ClientState;
+
+struct Row {
+  S from;
+  std::initializer_list<S> to;  // besides Closing, which every state may enter
+};
+
+// Who may follow whom. A request's waits all start from Ready and end in Ready (or Closing); a wait for a pool
+// may begin again on another pool (a reload moved the backend, or the server died while being synced).
+const Row kTransitions[] = {
+    {S::Startup, {S::Auth}},
+    {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
+    {S::LoginWait, {S::Ready}},
+    {S::Ready, {S::ServerWait, S::PrimaryWait, S::Paused, S::Draining, S::Preparing}},
+    {S::ServerWait, {S::Ready}},
+    {S::PrimaryWait, {S::Ready}},
+    {S::Paused, {S::Ready}},
+    {S::Draining, {S::Ready}},
+    {S::Preparing, {S::Ready}},
+    {S::Admin, {S::AdminBusy}},
+    {S::AdminBusy, {S::Admin}},
+    {S::Closing, {}},
+};
+
+}  // namespace
+
+const char* to_string(ClientState s) {
+  switch (s) {
+    case S::Startup: return "startup";
+    case S::Auth: return "auth";
+    case S::LoginWait: return "login_wait";
+    case S::Ready: return "ready";
+    case S::ServerWait: return "server_wait";
+    case S::PrimaryWait: return "primary_wait";
+    case S::Paused: return "paused";
+    case S::Draining: return "draining";
+    case S::Preparing: return "preparing";
+    case S::Admin: return "admin";
+    case S::AdminBusy: return "admin_busy";
+    case S::Closing: return "closing";
+  }
+  return "?";
+}
+
+bool is_legal_transition(ClientState from, ClientState to) {
+  if (from == to) return true;
+  if (to == S::Closing) return true;
+  for (const Row& row : kTransitions) {
+    if (row.from != from) continue;
+    for (S next : row.to) {
+      if (next == to) return true;
+    }
+    return false;
+  }
+  return false;
+}
+
+}  // namespace pgmux::proxy

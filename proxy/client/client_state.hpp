@@ -1,0 +1,49 @@
+// The one state of a client connection (DESIGN.md §3.4). ClientConn::set_state() is its only writer; this file
+// holds what can be said about states without a connection: their names, which transitions are legal, and the
+// questions the rest of pgmux asks of a state. Pure, so it is unit-tested on its own.
+#pragma once
+#include <cstdint>
+
+namespace pgmux::proxy {
+
+enum class ClientState : uint8_t {
+  Startup,      // reading the startup packet (SSLRequest, GSSENCRequest and CancelRequest are answered here)
+  Auth,         // the password exchange
+  LoginWait,    // authenticated: waiting for a server to log in through (its ParameterStatus set)
+  Ready,        // logged in: requests are read, routed and forwarded (replies may be owed meanwhile)
+  ServerWait,   // a request waits for a server from a pool
+  PrimaryWait,  // a request waits for a primary to appear (failover), up to failover_timeout
+  Paused,       // a request that would start a transaction is held by PAUSE
+  Draining,     // a request waits until the client's server has sent the replies it still owes
+  Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
+  Admin,        // an admin console session, reading queries
+  AdminBusy,    // the admin console is answering a query; nothing more is read meanwhile
+  Closing,
+};
+inline constexpr int kClientStateCount = static_cast<int>(ClientState::Closing) + 1;
+
+const char* to_string(ClientState s);
+
+// Whether `from -> to` is a transition the client state machine knows. Staying in a state is always legal.
+bool is_legal_transition(ClientState from, ClientState to);
+
+// Requests are read and dispatched in this state.
+inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s == ClientState::Admin; }
+
+// The client waits for something other than its own next bytes (SHOW CLIENTS' "waiting").
+inline bool is_waiting(ClientState s) {
+  return s == ClientState::LoginWait || s == ClientState::ServerWait || s == ClientState::PrimaryWait ||
+         s == ClientState::Paused || s == ClientState::Draining || s == ClientState::Preparing ||
+         s == ClientState::AdminBusy;
+}
+
+// The client has been told it is logged in (ReadyForQuery after authentication).
+inline bool is_logged_in(ClientState s) {
+  return s != ClientState::Startup && s != ClientState::Auth && s != ClientState::LoginWait &&
+         s != ClientState::Closing;
+}
+
+// Waiting in a pool's FIFO for a server.
+inline bool waits_for_pool(ClientState s) { return s == ClientState::LoginWait || s == ClientState::ServerWait; }
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,56 @@
+// What a client session *is*, apart from sockets, servers and time: the session commands to replay on every
+// server that serves it, its prepared statements, its routing state (pins, read-your-writes mark, read-only
+// default), and the BEGIN pgmux answered itself. A plain value with no libuv, unit-tested on its own
+// (tests/unit/proxy_session_test.cpp); ClientConn owns one and applies its verdicts to servers.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/bytes.hpp"
+#include "proxy/client/request_scanner.hpp"
+#include "proxy/server/session_params.hpp"
+#include "routing/classifier.hpp"
+#include "routing/router.hpp"
+
+namespace pgmux::proxy {
+
+struct PreparedStatement {
+  protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
+  routing::Classification classification;
+  std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
+};
+
+// How the session log changed when a command was recorded: what the server that ran it has applied, and
+// whether every other server must replay the log from its start.
+struct LogUpdate {
+  size_t runner_applied = 0;
+  bool others_restart = false;
+};
+
+struct ClientSession {
+  SessionParams wanted_params;  // startup parameters (options=-c included): the session's defaults
+  // Successful SET/RESET/... run outside a transaction, replayed in order on any other server.
+  std::vector<std::string> log;
+  std::unordered_map<std::string, PreparedStatement> statements;  // by the client's name
+  routing::ClientRouteState route;
+  routing::Classification unnamed_class;  // what the unnamed statement, last parsed, is
+  std::string deferred_begin;              // a plain BEGIN answered by pgmux, sent with the next statement
+  const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
+  bool pin_logged = false;
+
+  // A session command `sql` succeeded outside a transaction. In transaction pooling servers are shared, so a
+  // RESET of a startup parameter (or RESET ALL) must land on the client's own startup values: the log records
+  // the SET that does so. RESET ALL and DISCARD ALL restart the log (it stays short, and a server that ran
+  // older entries runs the reset too).
+  LogUpdate record_command(std::string sql, bool transaction_pooling);
+
+  // A named statement parsed by the client: kept (message and class) to prepare it on another server.
+  const PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,
+                                    bool transaction_pooling);
+  const PreparedStatement* find_statement(std::string_view name) const;
+};
+
+}  // namespace pgmux::proxy

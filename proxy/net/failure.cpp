@@ -1,0 +1,264 @@
+#include "proxy/net/failure.hpp"
+
+#include <array>
+
+#include "protocol/error_response.hpp"
+#include "protocol/sqlstate.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/ops/metrics.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+
+namespace code = protocol::sqlstate;
+using F = Failure;
+constexpr Severity Fatal = Severity::Fatal;
+constexpr Severity Error = Severity::Error;
+constexpr Severity Silent = Severity::Silent;
+constexpr ServerFate Reuse = ServerFate::Reuse;
+constexpr ServerFate Close = ServerFate::Close;
+constexpr conf::LogLevel Info = conf::LogLevel::Info;
+constexpr conf::LogLevel Warn = conf::LogLevel::Warn;
+
+// A server connection that failed to open names its pool and backend; the pool adds those words.
+constexpr const char* kPoolDetail = "pgmux pool \"{}\", backend \"{}\" at {}";
+
+// Wording: PostgreSQL's own where PostgreSQL has the same failure (clients and tests compare with it), else
+// "pgmux: ..." naming the setting, pool or backend involved.
+// failure, severity, SQLSTATE, message, detail, hint, server fate, metric label, log wording, log level
+constexpr FailureRow kRows[] = {
+    {F::ClientClosed, Silent, code::kConnectionFailure, "client closed the connection", "", "", Reuse,
+     "client_closed", "client closed the connection", Info},
+    {F::ClientTerminated, Silent, code::kConnectionFailure, "client terminated", "", "", Reuse, "client_terminated",
+     "client terminated", Info},
+    {F::ClientSocketError, Silent, code::kConnectionFailure, "client socket error", "", "", Reuse,
+     "client_socket_error", "socket error", Info},
+    {F::CancelRequestDone, Silent, code::kConnectionFailure, "cancel request", "", "", Reuse, "cancel_request",
+     "cancel request", Info},
+
+    {F::StartupFraming, Fatal, code::kProtocolViolation, "invalid startup packet: {}", "", "", Reuse,
+     "startup_packet_framing", "invalid startup packet", Info},
+    {F::StartupPacketInvalid, Fatal, code::kProtocolViolation, "{}", "", "", Reuse, "startup_packet_invalid",
+     "bad startup packet", Info},
+    {F::NoUserName, Fatal, code::kInvalidAuthorization, "no PostgreSQL user name specified in startup packet", "",
+     "", Reuse, "no_user_name", "no user name", Info},
+    {F::ReplicationRefused, Fatal, code::kFeatureNotSupported, "pgmux does not support replication connections", "",
+     "", Reuse, "replication_refused", "replication connection refused", Info},
+    {F::OptionsUnsupported, Fatal, code::kFeatureNotSupported,
+     "pgmux supports only \"-c name=value\" settings in the options startup parameter", "", "", Reuse,
+     "options_unsupported", "unsupported options parameter", Info},
+    {F::UnknownRole, Fatal, code::kInvalidAuthorization, "role \"{}\" does not exist", "", "", Reuse, "unknown_role",
+     "unknown user", Warn},
+    {F::AuthFailed, Fatal, code::kInvalidPassword, "password authentication failed for user \"{}\"", "", "", Reuse,
+     "auth_failed", "authentication failed", Warn},
+    {F::AuthProtocolViolation, Fatal, code::kProtocolViolation, "{}", "", "", Reuse, "auth_protocol_violation",
+     "protocol violation during authentication", Warn},
+    {F::AuthMessageInvalid, Fatal, code::kProtocolViolation, "invalid authentication message: {}", "", "", Reuse,
+     "auth_message_invalid", "protocol violation during authentication", Warn},
+    {F::AuthUnexpectedMessage, Fatal, code::kProtocolViolation, "expected password response, got message type \"{}\"",
+     "", "", Reuse, "auth_unexpected_message", "protocol violation during authentication", Warn},
+    {F::UnknownDatabase, Fatal, code::kInvalidCatalogName, "database \"{}\" does not exist", "", "", Reuse,
+     "unknown_database", "unknown database", Info},
+    {F::NotAdminUser, Fatal, code::kInvalidAuthorization,
+     "pgmux: user \"{}\" may not use the admin console (database \"pgmux\")", "",
+     "Add the user to admin_users (every command) or stats_users (SHOW only) in the pgmux config.", Reuse,
+     "not_admin_user", "not an admin user", Warn},
+    {F::TooManyClients, Fatal, code::kTooManyConnections,
+     "sorry, too many clients already (pgmux max_client_conn is {})", "", "", Reuse, "too_many_clients", "max_client_conn reached", Warn},
+
+    {F::MalformedRequest, Fatal, code::kProtocolViolation, "{}", "", "", Reuse, "malformed_request", "invalid message",
+     Info},
+    {F::InvalidCopyMessage, Fatal, code::kProtocolViolation, "invalid frontend message: {}", "", "", Reuse,
+     "invalid_copy_message", "invalid message", Info},
+    {F::MalformedExtendedMessage, Fatal, code::kProtocolViolation, "malformed extended-protocol message", "", "",
+     Reuse, "malformed_extended_message", "invalid message", Info},
+    {F::AdminExtendedProtocol, Error, code::kFeatureNotSupported,
+     "pgmux admin console: only simple queries are supported", "",
+     "Use psql, or PQexec without parameters; prepared statements do not work here.", Reuse,
+     "admin_extended_protocol", "extended protocol on the admin console", Info},
+
+    {F::LoginTimeout, Fatal, code::kQueryCanceled, "canceling authentication due to timeout", "", "", Reuse,
+     "login_timeout", "client_login_timeout", Info},
+    {F::IdleTransactionTimeout, Fatal, code::kIdleInTransactionSessionTimeout,
+     "terminating connection due to idle-in-transaction timeout (pgmux idle_transaction_timeout is {} s)", "", "",
+     Reuse, "idle_transaction_timeout", "idle_transaction_timeout", Info},
+    {F::ClientIdleTimeout, Fatal, code::kIdleSessionTimeout,
+     "terminating connection due to idle-session timeout (pgmux client_idle_timeout is {} s)", "", "", Reuse,
+     "client_idle_timeout", "client_idle_timeout", Info},
+    {F::QueryWaitTimeout, Error, code::kTooManyConnections,
+     "pgmux: query_wait_timeout: no server connection became free in pool \"{}\" within {}", "", "", Reuse,
+     "query_wait_timeout", "query_wait_timeout", Info},
+
+    {F::KilledByAdmin, Fatal, code::kAdminShutdown,
+     "terminating connection due to administrator command (pgmux KILL_CLIENT)", "", "", Reuse, "killed_by_admin",
+     "KILL_CLIENT", Info},
+    {F::AdminShutdown, Fatal, code::kAdminShutdown, "terminating connection due to administrator command", "", "",
+     Reuse, "admin_shutdown", "shutdown", Info},
+    {F::ShuttingDown, Error, code::kAdminShutdown, "pgmux is shutting down", "", "", Reuse, "shutting_down",
+     "pgmux is shutting down", Info},
+    {F::BackendFenced, Error, code::kAdminShutdown, "pgmux: backend is fenced (an old primary or a different cluster)",
+     "", "", Reuse, "backend_fenced", "backend fenced", Info},
+
+    {F::NoUsableBackend, Error, code::kConnectionFailure, "pgmux: database \"{}\" has no usable backend", "", "",
+     Reuse, "no_usable_backend", "no usable backend", Info},
+    {F::BackendUnresolvable, Error, code::kConnectionFailure, "pgmux: backend \"{}\": {}", "", "", Reuse,
+     "backend_unresolvable", "backend address unresolvable", Info},
+    {F::ServerConnectFailed, Error, code::kConnectionFailure, "could not connect to server: {}", kPoolDetail, "",
+     Reuse, "server_connect_failed", "no server available: connect failed", Info},
+    {F::ServerConnectTimeout, Error, code::kConnectionFailure, "timeout connecting to server (server_connect_timeout)",
+     kPoolDetail, "", Reuse, "server_connect_timeout", "no server available: server_connect_timeout", Info},
+    {F::ServerClosedDuringLogin, Error, code::kConnectionFailure, "server closed the connection during login",
+     kPoolDetail, "", Reuse, "server_closed_during_login", "no server available: closed during login", Info},
+    {F::ServerLoginRefused, Error, code::kConnectionFailure, "{}", kPoolDetail, "", Reuse, "server_login_refused",
+     "no server available: login refused", Info},
+    {F::ServerInvalidMessage, Error, code::kProtocolViolation, "invalid message from server: {}", kPoolDetail, "",
+     Close, "server_invalid_message", "invalid message from server", Info},
+    {F::ServerAuthMalformed, Error, code::kProtocolViolation, "malformed authentication request from server",
+     kPoolDetail, "", Reuse, "server_auth_malformed", "no server available: server authentication", Info},
+    {F::ServerWantsCleartext, Error, code::kInvalidPassword,
+     "server asks for a cleartext password but user \"{}\" has only a hashed password in the pgmux config",
+     kPoolDetail, "", Reuse, "server_wants_cleartext", "no server available: server authentication", Info},
+    {F::ServerWantsMd5, Error, code::kInvalidPassword,
+     "server asks for md5 but user \"{}\" has only a SCRAM secret in the pgmux config", kPoolDetail, "", Reuse,
+     "server_wants_md5", "no server available: server authentication", Info},
+    {F::ServerMd5SaltMalformed, Error, code::kInvalidPassword, "malformed md5 salt from server", kPoolDetail, "",
+     Reuse, "server_md5_salt_malformed", "no server available: server authentication", Info},
+    {F::ServerNoSaslMechanism, Error, code::kFeatureNotSupported, "server offers no SASL mechanism pgmux supports",
+     kPoolDetail, "", Reuse, "server_no_sasl_mechanism", "no server available: server authentication", Info},
+    {F::ServerScramNoSecret, Error, code::kInvalidPassword,
+     "cannot log in to the server with SCRAM as user \"{}\": the pgmux config has no plaintext password and no "
+     "client has logged in with SCRAM yet",
+     kPoolDetail, "", Reuse, "server_scram_no_secret", "no server available: server authentication", Info},
+    {F::ServerUnexpectedSasl, Error, code::kProtocolViolation, "unexpected SASL continue from server", kPoolDetail, "",
+     Reuse, "server_unexpected_sasl", "no server available: server authentication", Info},
+    {F::ServerScramFailed, Error, code::kInvalidPassword, "SCRAM exchange with server failed: {}", kPoolDetail, "",
+     Reuse, "server_scram_failed", "no server available: server authentication", Info},
+    {F::ServerScramSignature, Error, code::kInvalidPassword, "server's SCRAM signature did not verify", kPoolDetail,
+     "", Reuse, "server_scram_signature", "no server available: server authentication", Info},
+    {F::ServerAuthUnsupported, Error, code::kFeatureNotSupported,
+     "server asks for an authentication method pgmux does not support (code {})", kPoolDetail, "", Reuse,
+     "server_auth_unsupported", "no server available: server authentication", Info},
+    // The failed batch rolled back part of what pgmux believes it applied: the server's state is unknown.
+    {F::ParameterRejected, Fatal, code::kConnectionFailure, "{}", "", "", Close, "parameter_rejected",
+     "startup parameter rejected by the server", Info},
+
+    {F::ServerLost, Silent, code::kConnectionFailure, "server connection lost", "", "", Reuse, "server_lost",
+     "server connection lost", Info},
+    {F::ServerLostSessionGone, Fatal, code::kConnectionFailure,
+     "server connection lost (backend \"{}\"); session state is gone", "", "", Reuse, "server_lost_session_gone",
+     "server connection lost", Info},
+    {F::ServerLostInFlight, Error, code::kConnectionFailure,
+     "server connection lost (backend \"{}\"); the statement may or may not have been executed", "", "", Reuse,
+     "server_lost_in_flight", "server connection lost", Info},
+    // The request must not run outside the transaction the client asked for.
+    {F::DeferredBeginFailed, Silent, code::kConnectionFailure, "pgmux could not start the transaction on the server",
+     "", "", Close, "deferred_begin_failed", "BEGIN ahead of a request failed", Info},
+
+    {F::NoPrimaryInTime, Error, code::kCannotConnectNow,
+     "pgmux: no primary became available within failover_timeout ({} s)", "{}", "", Reuse, "no_primary_in_time",
+     "no primary within failover_timeout", Info},
+    {F::NoBackendReachable, Error, code::kCannotConnectNow, "pgmux: no backend of database \"{}\" is reachable", "{}",
+     "", Reuse, "no_backend_reachable", "no backend reachable", Info},
+    {F::NoStandbyNoFallback, Error, code::kCannotConnectNow,
+     "pgmux: no standby can serve this read ({}) and fallback_to_primary is off", "", "", Reuse,
+     "no_standby_no_fallback", "no standby for a read", Info},
+    // A former primary's session must not carry on.
+    {F::PrimaryMoved, Silent, code::kConnectionFailure, "the backend is no longer the primary", "", "", Close,
+     "primary_moved", "the backend is no longer the primary", Info},
+
+    {F::StatementPoolingTransaction, Error, code::kFeatureNotSupported,
+     "pgmux: transactions spanning several statements are not allowed in statement pooling mode (pool_mode "
+     "\"statement\")",
+     "", "Send the whole transaction in one query string, or use transaction pooling.", Reuse,
+     "statement_pooling_transaction", "transaction refused in statement pooling", Info},
+    {F::UnnamedStatementGone, Error, code::kInvalidSqlStatementName, "unnamed prepared statement does not exist",
+     "pgmux: the server that parsed it was released (transaction pooling) or lost", "", Reuse,
+     "unnamed_statement_gone", "unnamed statement gone", Info},
+    {F::PrepareFailed, Error, code::kConnectionFailure, "{}", "", "", Reuse, "prepare_failed",
+     "a statement could not be prepared on the server", Info},
+    {F::PlanChanged, Error, code::kFeatureNotSupported, "cached plan must not change result type", "", "", Reuse,
+     "plan_changed", "plan changed and could not be retried", Info},
+};
+
+constexpr bool rows_in_enum_order() {
+  for (size_t i = 0; i < std::size(kRows); ++i) {
+    if (static_cast<size_t>(kRows[i].failure) != i) return false;
+  }
+  return true;
+}
+static_assert(std::size(kRows) == kFailureCount, "every Failure has exactly one row");
+static_assert(rows_in_enum_order(), "kRows is indexed by Failure: keep the rows in enum order");
+
+size_t count_placeholders(std::string_view pattern) {
+  size_t n = 0;
+  for (size_t at = pattern.find("{}"); at != std::string_view::npos; at = pattern.find("{}", at + 2)) ++n;
+  return n;
+}
+
+}  // namespace
+
+const FailureRow& failure_row(Failure failure) { return kRows[static_cast<size_t>(failure)]; }
+
+FailureReport FailureReport::relayed(Failure failure, std::string sqlstate, std::string message) {
+  FailureReport report(failure, {std::move(message)});
+  report.sqlstate_ = std::move(sqlstate);
+  return report;
+}
+
+std::string_view FailureReport::sqlstate() const {
+  return sqlstate_.empty() ? std::string_view(row().sqlstate) : std::string_view(sqlstate_);
+}
+
+std::string FailureReport::message() const {
+  size_t next = 0;
+  return fill_placeholders(row().message, words_, &next);
+}
+
+std::string FailureReport::detail() const {
+  size_t next = count_placeholders(row().message);
+  return fill_placeholders(row().detail, words_, &next);
+}
+
+std::string fill_placeholders(std::string_view pattern, const std::vector<std::string>& words, size_t* next) {
+  std::string out;
+  size_t from = 0;
+  for (size_t at = pattern.find("{}"); at != std::string_view::npos; at = pattern.find("{}", from)) {
+    out.append(pattern.substr(from, at - from));
+    out.append(*next < words.size() ? std::string_view(words[*next]) : std::string_view("?"));
+    ++*next;
+    from = at + 2;
+  }
+  out.append(pattern.substr(from));
+  return out;
+}
+
+Severity effective_severity(Failure failure, bool logged_in) {
+  const Severity severity = failure_row(failure).severity;
+  return severity == Severity::Error && !logged_in ? Severity::Fatal : severity;
+}
+
+void report_failure(const FailureReport& report, Severity severity, WorkerMetrics& metrics, std::string_view who,
+                    protocol::ByteVector& out) {
+  if (severity == Severity::Silent) return;
+  const FailureRow& row = report.row();
+  const char* word = severity == Severity::Fatal ? "FATAL" : "ERROR";
+  const std::string message = report.message();
+  const std::string_view sqlstate = report.sqlstate();
+  protocol::build_error_response(out, word, sqlstate, message, report.detail(), report.hint());
+  metrics.count_error(sqlstate);
+  PGMUX_LOG(row.level, "%.*s: %s: %s %.*s %s", static_cast<int>(who.size()), who.data(), row.log, word,
+            static_cast<int>(sqlstate.size()), sqlstate.data(), message.c_str());
+}
+
+ServerVerdict server_fate(const ServerFacts& facts, std::optional<Failure> why) {
+  if (why && failure_row(*why).server == ServerFate::Close) return {ServerFate::Close, failure_row(*why).log};
+  if (!facts.clean) return {ServerFate::Close, "mid-request: replies owed, a transaction open or a message half sent"};
+  if (facts.copy_in) return {ServerFate::Close, "mid-request: COPY FROM STDIN in progress"};
+  if (facts.retiring) return {ServerFate::Close, facts.retiring};
+  if (facts.session_pooling) return {ServerFate::Reset, "session pooling: DISCARD ALL for the next client"};
+  if (facts.session_state) return {ServerFate::Reset, "the client left session state: DISCARD ALL"};
+  return {ServerFate::Reuse, nullptr};
+}
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,71 @@
+#include <doctest/doctest.h>
+
+#include <set>
+#include <string>
+
+#include "proxy/client/client_state.hpp"
+
+using pgmux::proxy::ClientState;
+using pgmux::proxy::is_legal_transition;
+using pgmux::proxy::kClientStateCount;
+
+namespace {
+ClientState state(int i) { return static_cast<ClientState>(i); }
+}  // namespace
+
+TEST_CASE("client states: every state has its own name") {
+  std::set<std::string> names;
+  for (int i = 0; i < kClientStateCount; ++i) {
+    const std::string name = pgmux::proxy::to_string(state(i));
+    CHECK(name != "?");
+    names.insert(name);
+  }
+  CHECK(names.size() == static_cast<size_t>(kClientStateCount));
+}
+
+TEST_CASE("client states: every state may close, and nothing leaves Closing") {
+  for (int i = 0; i < kClientStateCount; ++i) {
+    CHECK(is_legal_transition(state(i), ClientState::Closing));
+    if (state(i) != ClientState::Closing) CHECK_FALSE(is_legal_transition(ClientState::Closing, state(i)));
+  }
+}
+
+TEST_CASE("client states: login goes startup -> auth -> (server) -> ready, never back") {
+  CHECK(is_legal_transition(ClientState::Startup, ClientState::Auth));
+  CHECK(is_legal_transition(ClientState::Auth, ClientState::LoginWait));
+  CHECK(is_legal_transition(ClientState::Auth, ClientState::Ready));  // transaction pooling: no server needed
+  CHECK(is_legal_transition(ClientState::Auth, ClientState::Admin));
+  CHECK(is_legal_transition(ClientState::LoginWait, ClientState::Ready));
+  CHECK_FALSE(is_legal_transition(ClientState::Startup, ClientState::Ready));
+  CHECK_FALSE(is_legal_transition(ClientState::Ready, ClientState::Auth));
+  CHECK_FALSE(is_legal_transition(ClientState::Ready, ClientState::LoginWait));
+  CHECK_FALSE(is_legal_transition(ClientState::Admin, ClientState::Ready));
+}
+
+TEST_CASE("client states: each wait of a request starts and ends in Ready") {
+  for (ClientState wait : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::Paused,
+                           ClientState::Draining, ClientState::Preparing}) {
+    CAPTURE(pgmux::proxy::to_string(wait));
+    CHECK(is_legal_transition(ClientState::Ready, wait));
+    CHECK(is_legal_transition(wait, ClientState::Ready));
+    CHECK(pgmux::proxy::is_waiting(wait));
+    CHECK(pgmux::proxy::is_logged_in(wait));
+    CHECK_FALSE(pgmux::proxy::reads_requests(wait));
+    for (ClientState other : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::Paused,
+                              ClientState::Draining, ClientState::Preparing}) {
+      if (other != wait) CHECK_FALSE(is_legal_transition(wait, other));
+    }
+  }
+}
+
+TEST_CASE("client states: predicates") {
+  CHECK(pgmux::proxy::reads_requests(ClientState::Ready));
+  CHECK(pgmux::proxy::reads_requests(ClientState::Admin));
+  CHECK_FALSE(pgmux::proxy::reads_requests(ClientState::AdminBusy));
+  CHECK_FALSE(pgmux::proxy::is_logged_in(ClientState::LoginWait));
+  CHECK_FALSE(pgmux::proxy::is_logged_in(ClientState::Closing));
+  CHECK(pgmux::proxy::waits_for_pool(ClientState::LoginWait));
+  CHECK(pgmux::proxy::waits_for_pool(ClientState::ServerWait));
+  CHECK_FALSE(pgmux::proxy::waits_for_pool(ClientState::PrimaryWait));
+  CHECK_FALSE(pgmux::proxy::is_waiting(ClientState::Ready));
+}

@@ -1,0 +1,185 @@
+// The failure table (proxy/net/failure.*): every row complete, messages filled with their words, the
+// ErrorResponse report_failure writes, and server_fate's reuse decisions.
+#include <doctest/doctest.h>
+
+#include <set>
+#include <string>
+
+#include "protocol/error_response.hpp"
+#include "protocol/sqlstate.hpp"
+#include "proxy/net/failure.hpp"
+#include "proxy/ops/metrics.hpp"
+
+using namespace pgmux;
+using namespace pgmux::proxy;
+
+namespace {
+
+size_t placeholders(std::string_view pattern) {
+  size_t n = 0;
+  for (size_t at = pattern.find("{}"); at != std::string_view::npos; at = pattern.find("{}", at + 2)) ++n;
+  return n;
+}
+
+// The one ErrorResponse report_failure appends, decoded.
+protocol::ErrorFields decode(const protocol::ByteVector& out) {
+  REQUIRE(out.size() > 5);
+  REQUIRE(static_cast<char>(out[0]) == 'E');
+  auto fields = protocol::parse_error_fields(protocol::ByteView(out).subspan(5));
+  REQUIRE(fields.has_value());
+  return *fields;
+}
+
+}  // namespace
+
+TEST_CASE("failure table: every Failure has a complete row with a unique label") {
+  std::set<std::string> labels;
+  for (size_t i = 0; i < kFailureCount; ++i) {
+    const auto failure = static_cast<Failure>(i);
+    const FailureRow& row = failure_row(failure);
+    const std::string sqlstate = row.sqlstate;
+    const std::string label = row.label;
+    CAPTURE(label);
+    CHECK(row.failure == failure);
+    REQUIRE(sqlstate.size() == 5);
+    for (char c : sqlstate) CHECK(((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')));
+    CHECK(sqlstate_class_index(sqlstate) < kSqlstateClasses);
+    CHECK(std::string(row.message).size() > 0);
+    CHECK(std::string(row.log).size() > 0);
+    CHECK(placeholders(row.hint) == 0);  // hints are fixed advice
+    REQUIRE(!label.empty());
+    for (char c : label) CHECK(((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'));
+    CHECK(labels.insert(label).second);
+    CHECK(std::string(to_string(failure)) == label);
+  }
+}
+
+TEST_CASE("failure table: filling every placeholder leaves none") {
+  for (size_t i = 0; i < kFailureCount; ++i) {
+    const FailureRow& row = failure_row(static_cast<Failure>(i));
+    CAPTURE(row.label);
+    std::vector<std::string> words(placeholders(row.message) + placeholders(row.detail), "w");
+    const FailureReport report(row.failure, words);
+    CHECK(report.message().find("{}") == std::string::npos);
+    CHECK(report.message().find('?') == std::string::npos);
+    CHECK(report.detail().find("{}") == std::string::npos);
+  }
+}
+
+TEST_CASE("failure messages name the setting, pool and backend they are about") {
+  CHECK(FailureReport(Failure::IdleTransactionTimeout, {"60"}).message() ==
+        "terminating connection due to idle-in-transaction timeout (pgmux idle_transaction_timeout is 60 s)");
+  CHECK(FailureReport(Failure::QueryWaitTimeout, {"app", "1 s"}).message() ==
+        "pgmux: query_wait_timeout: no server connection became free in pool \"app\" within 1 s");
+  CHECK(FailureReport(Failure::TooManyClients, {"100"}).message() ==
+        "sorry, too many clients already (pgmux max_client_conn is 100)");
+  CHECK(FailureReport(Failure::UnknownRole, {"bob"}).message() == "role \"bob\" does not exist");
+
+  SUBCASE("a server's failure: its words first, then the pool's for the detail") {
+    FailureReport report(Failure::ServerConnectFailed, {"connection refused"});
+    CHECK(report.message() == "could not connect to server: connection refused");
+    report.add_words({"app.app.p", "p", "127.0.0.1:5432"});
+    CHECK(report.message() == "could not connect to server: connection refused");
+    CHECK(report.detail() == "pgmux pool \"app.app.p\", backend \"p\" at 127.0.0.1:5432");
+  }
+  SUBCASE("a word missing shows as ?, an empty one as nothing") {
+    CHECK(FailureReport(Failure::UnknownDatabase).message() == "database \"?\" does not exist");
+    CHECK(FailureReport(Failure::NoPrimaryInTime, {"30", ""}).detail().empty());
+    CHECK(FailureReport(Failure::NoPrimaryInTime, {"30", "split brain"}).detail() == "split brain");
+  }
+  SUBCASE("placeholders in the words are not filled again") {
+    CHECK(FailureReport(Failure::UnknownRole, {"{}"}).message() == "role \"{}\" does not exist");
+  }
+}
+
+TEST_CASE("relayed failures carry PostgreSQL's SQLSTATE and message") {
+  const auto refused = FailureReport::relayed(Failure::ServerLoginRefused, "3D000", "database \"x\" does not exist");
+  CHECK(refused.sqlstate() == "3D000");
+  CHECK(refused.message() == "database \"x\" does not exist");
+  const auto no_code = FailureReport::relayed(Failure::PrepareFailed, "", "server connection lost");
+  CHECK(no_code.sqlstate() == protocol::sqlstate::kConnectionFailure);
+}
+
+TEST_CASE("severity: FATAL ends the session, a request error before login ends the login") {
+  CHECK(effective_severity(Failure::IdleTransactionTimeout, true) == Severity::Fatal);
+  CHECK(effective_severity(Failure::QueryWaitTimeout, true) == Severity::Error);
+  CHECK(effective_severity(Failure::QueryWaitTimeout, false) == Severity::Fatal);
+  CHECK(effective_severity(Failure::UnnamedStatementGone, true) == Severity::Error);
+  CHECK(effective_severity(Failure::ClientClosed, true) == Severity::Silent);
+  CHECK(effective_severity(Failure::ClientClosed, false) == Severity::Silent);
+  CHECK(failure_row(Failure::KilledByAdmin).severity == Severity::Fatal);
+  CHECK(failure_row(Failure::ServerLostInFlight).severity == Severity::Error);
+  CHECK(failure_row(Failure::ServerLostSessionGone).severity == Severity::Fatal);
+}
+
+TEST_CASE("SQLSTATEs and wording that clients and tests compare with PostgreSQL") {
+  auto check = [](Failure f, const char* sqlstate, const char* message) {
+    CAPTURE(to_string(f));
+    CHECK(std::string(failure_row(f).sqlstate) == sqlstate);
+    CHECK(std::string(failure_row(f).message) == message);
+  };
+  check(Failure::UnnamedStatementGone, "26000", "unnamed prepared statement does not exist");
+  check(Failure::LoginTimeout, "57014", "canceling authentication due to timeout");
+  check(Failure::AdminShutdown, "57P01", "terminating connection due to administrator command");
+  check(Failure::AuthFailed, "28P01", "password authentication failed for user \"{}\"");
+  check(Failure::UnknownDatabase, "3D000", "database \"{}\" does not exist");
+  check(Failure::PlanChanged, "0A000", "cached plan must not change result type");
+  CHECK(std::string(failure_row(Failure::IdleTransactionTimeout).sqlstate) == "25P03");
+  CHECK(std::string(failure_row(Failure::ClientIdleTimeout).sqlstate) == "57P05");
+}
+
+TEST_CASE("report_failure: one ErrorResponse, counted by SQLSTATE class") {
+  WorkerMetrics metrics;
+  protocol::ByteVector out;
+  report_failure(Failure::StatementPoolingTransaction, Severity::Error, metrics, "C-1 test", out);
+  const protocol::ErrorFields fields = decode(out);
+  CHECK(fields.severity == "ERROR");
+  CHECK(fields.sqlstate == "0A000");
+  CHECK(fields.message.find("statement pooling mode") != std::string::npos);
+  CHECK(fields.hint == "Send the whole transaction in one query string, or use transaction pooling.");
+  CHECK(fields.detail.empty());
+  CHECK(metrics.errors[sqlstate_class_index("0A")].get() == 1);
+
+  out.clear();
+  report_failure({Failure::UnknownDatabase, {"nope"}}, Severity::Fatal, metrics, "C-2 test", out);
+  CHECK(decode(out).severity == "FATAL");
+  CHECK(decode(out).message == "database \"nope\" does not exist");
+  CHECK(metrics.errors[sqlstate_class_index("3D")].get() == 1);
+
+  out.clear();
+  report_failure(Failure::ClientTerminated, Severity::Silent, metrics, "C-3 test", out);
+  CHECK(out.empty());
+}
+
+TEST_CASE("server_fate: the one decision whether a given-back server serves again") {
+  ServerFacts idle;
+  idle.clean = true;
+  CHECK(server_fate(idle).fate == ServerFate::Reuse);
+  CHECK(server_fate(idle, Failure::ClientClosed).fate == ServerFate::Reuse);
+  CHECK(server_fate(idle, Failure::KilledByAdmin).fate == ServerFate::Reuse);
+
+  SUBCASE("mid-request servers close") {
+    ServerFacts busy;
+    CHECK(server_fate(busy).fate == ServerFate::Close);
+    ServerFacts copying = idle;
+    copying.copy_in = true;
+    CHECK(server_fate(copying, Failure::ClientClosed).fate == ServerFate::Close);
+  }
+  SUBCASE("failures whose row says Close close even an idle server") {
+    CHECK(server_fate(idle, Failure::PrimaryMoved).fate == ServerFate::Close);
+    CHECK(server_fate(idle, Failure::ParameterRejected).fate == ServerFate::Close);
+  }
+  SUBCASE("session state is reset, a retiring server closes") {
+    ServerFacts session = idle;
+    session.session_pooling = true;
+    CHECK(server_fate(session).fate == ServerFate::Reset);
+    ServerFacts pinned = idle;
+    pinned.session_state = true;
+    CHECK(server_fate(pinned, Failure::ClientTerminated).fate == ServerFate::Reset);
+    ServerFacts expired = pinned;
+    expired.retiring = "server_lifetime reached";
+    const ServerVerdict verdict = server_fate(expired);
+    CHECK(verdict.fate == ServerFate::Close);
+    CHECK(std::string(verdict.why) == "server_lifetime reached");
+  }
+}

@@ -1,0 +1,86 @@
+#include <doctest/doctest.h>
+
+#include "protocol/frontend_messages.hpp"
+#include "proxy/client/session.hpp"
+
+using pgmux::proxy::ClientSession;
+using pgmux::proxy::LogUpdate;
+
+TEST_CASE("session log: commands are appended and the server that ran one has applied them all") {
+  ClientSession session;
+  LogUpdate first = session.record_command("SET search_path = a", false);
+  LogUpdate second = session.record_command("SET work_mem = '8MB'", false);
+  CHECK(first.runner_applied == 1);
+  CHECK(second.runner_applied == 2);
+  CHECK_FALSE(second.others_restart);
+  REQUIRE(session.log.size() == 2);
+  CHECK(session.log[1] == "SET work_mem = '8MB'");
+}
+
+TEST_CASE("session log: RESET ALL and DISCARD ALL restart it, and every other server replays from the start") {
+  for (const char* reset : {"RESET ALL", "discard all"}) {
+    ClientSession session;
+    session.record_command("SET search_path = a", false);
+    LogUpdate update = session.record_command(reset, false);
+    CHECK(update.others_restart);
+    REQUIRE(session.log.size() == 1);
+    CHECK(session.log[0] == reset);
+    CHECK(update.runner_applied == 1);
+  }
+}
+
+TEST_CASE("session log, transaction pooling: RESET of a startup parameter returns to the client's own value") {
+  ClientSession session;
+  session.wanted_params.set("application_name", "billing");
+  session.record_command("SET application_name = 'other'", true);
+  LogUpdate update = session.record_command("RESET application_name", true);
+  REQUIRE(session.log.size() == 2);
+  CHECK(session.log[1].find("billing") != std::string::npos);
+  CHECK(session.log[1].rfind("SET ", 0) == 0);
+  // The server ran a plain RESET (to its own default): it still needs the SET to the client's value.
+  CHECK(update.runner_applied == 1);
+  CHECK_FALSE(update.others_restart);
+}
+
+TEST_CASE("session log, transaction pooling: RESET of another parameter is kept as it is") {
+  ClientSession session;
+  session.wanted_params.set("application_name", "billing");
+  LogUpdate update = session.record_command("RESET work_mem", true);
+  REQUIRE(session.log.size() == 1);
+  CHECK(session.log[0] == "RESET work_mem");
+  CHECK(update.runner_applied == 1);
+}
+
+TEST_CASE("session log, transaction pooling: RESET ALL is followed by the client's startup values") {
+  ClientSession session;
+  session.wanted_params.set("application_name", "billing");
+  session.wanted_params.set("TimeZone", "UTC");
+  session.record_command("SET search_path = a", true);
+  LogUpdate update = session.record_command("RESET ALL", true);
+  CHECK(update.others_restart);
+  CHECK(update.runner_applied == 1);  // ran the reset, not yet the startup values
+  REQUIRE(session.log.size() == 3);
+  CHECK(session.log[0] == "RESET ALL");
+  CHECK(session.log[1].rfind("SET ", 0) == 0);
+  CHECK(session.log[2].rfind("SET ", 0) == 0);
+}
+
+TEST_CASE("prepared statements: remembered by client name with message, class and (transaction pooling) server name") {
+  pgmux::protocol::ByteVector parse;
+  pgmux::protocol::build_parse(parse, "s1", "SELECT $1");
+  pgmux::proxy::ParsedStatement statement{"s1", "SELECT $1", parse};
+  pgmux::routing::Classification c;
+  c.kind = pgmux::routing::StatementKind::Read;
+
+  ClientSession session;
+  CHECK(session.find_statement("s1") == nullptr);
+  const auto& stored = session.remember(statement, c, true);
+  CHECK(stored.parse == parse);
+  CHECK(stored.classification.kind == pgmux::routing::StatementKind::Read);
+  CHECK(stored.server_name.rfind("pgmux_", 0) == 0);
+  REQUIRE(session.find_statement("s1") != nullptr);
+  CHECK(session.find_statement("s1")->server_name == stored.server_name);
+
+  ClientSession session_pooled;
+  CHECK(session_pooled.remember(statement, c, false).server_name.empty());
+}
