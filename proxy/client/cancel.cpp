@@ -4,6 +4,7 @@
 
 #include "protocol/startup.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/net/uv_handle.hpp"
 
 namespace pgmux::proxy {
 
@@ -48,49 +49,47 @@ std::shared_ptr<CancelSlot> CancelRegistry::find(int32_t process_id, int32_t sec
 
 namespace {
 
+// One CancelRequest on its own connection; the object goes once its socket has closed.
 struct CancelSender {
-  uv_tcp_t tcp;
-  uv_connect_t connect;
-  uv_write_t write;
+  void on_closed() { delete this; }
+
+  UvTcp<CancelSender> tcp{this, &CancelSender::on_closed};
+  uv_connect_t connect{};
+  uv_write_t write{};
   protocol::ByteVector packet;
 };
-
-void on_cancel_closed(uv_handle_t* handle) { delete static_cast<CancelSender*>(handle->data); }
 
 void on_cancel_written(uv_write_t* req, int) {
   auto* sender = static_cast<CancelSender*>(req->data);
   // PostgreSQL closes the connection after reading the request; closing our side now is fine.
-  uv_close(reinterpret_cast<uv_handle_t*>(&sender->tcp), on_cancel_closed);
+  sender->tcp.close();
 }
 
 void on_cancel_connected(uv_connect_t* req, int status) {
   auto* sender = static_cast<CancelSender*>(req->data);
   if (status < 0) {
     LOG_WARN("cancel: could not connect to server: %s", uv_strerror(status));
-    uv_close(reinterpret_cast<uv_handle_t*>(&sender->tcp), on_cancel_closed);
+    sender->tcp.close();
     return;
   }
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(sender->packet.data()),
                              static_cast<unsigned>(sender->packet.size()));
   sender->write.data = sender;
-  if (uv_write(&sender->write, reinterpret_cast<uv_stream_t*>(&sender->tcp), &buf, 1, on_cancel_written) != 0) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&sender->tcp), on_cancel_closed);
-  }
+  if (uv_write(&sender->write, sender->tcp.stream(), &buf, 1, on_cancel_written) != 0) sender->tcp.close();
 }
 
 }  // namespace
 
 void send_cancel_request(uv_loop_t* loop, const CancelTarget& target) {
-  auto* sender = new CancelSender{};
+  auto* sender = new CancelSender;
   protocol::build_cancel_request(sender->packet, target.process_id, target.secret_key);
-  uv_tcp_init(loop, &sender->tcp);
-  sender->tcp.data = sender;
+  sender->tcp.init(loop);
   sender->connect.data = sender;
-  int rc = uv_tcp_connect(&sender->connect, &sender->tcp, reinterpret_cast<const sockaddr*>(&target.address),
+  int rc = uv_tcp_connect(&sender->connect, sender->tcp.get(), reinterpret_cast<const sockaddr*>(&target.address),
                           on_cancel_connected);
   if (rc != 0) {
     LOG_WARN("cancel: could not start connection: %s", uv_strerror(rc));
-    uv_close(reinterpret_cast<uv_handle_t*>(&sender->tcp), on_cancel_closed);
+    sender->tcp.close();
   }
 }
 

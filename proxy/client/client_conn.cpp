@@ -335,7 +335,8 @@ bool ClientConn::acquire(int backend_index, Role role) {
   return open();
 }
 
-void ClientConn::on_server_ready(ServerConn* server) {
+void ClientConn::on_server_ready(PoolServer* pooled) {
+  auto* server = static_cast<ServerConn*>(pooled);  // a worker's pools hold ServerConns only
   waiting_pool_ = nullptr;
   if (!open()) {
     ServerLease(server).give_back({}, close_reason_);  // the client left while the pool readied it

@@ -17,6 +17,7 @@
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
 #include "proxy/net/failure.hpp"
+#include "proxy/server/pool_server.hpp"
 #include "proxy/server/server_lease.hpp"
 #include "proxy/server/session_params.hpp"
 #include "proxy/net/stream_conn.hpp"
@@ -30,7 +31,7 @@ class Pool;
 class ServerConn;
 class Worker;
 
-class ClientConn final : public StreamConn {
+class ClientConn final : public StreamConn, public PoolClient {
  public:
   ClientConn(Worker& worker, uint64_t id);
   ~ClientConn() override;
@@ -41,9 +42,9 @@ class ClientConn final : public StreamConn {
   const std::string& peer() const { return peer_; }
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
-  const SessionParams& wanted_params() const { return session_.wanted_params; }
+  const SessionParams& wanted_params() const override { return session_.wanted_params; }
   double created_at() const { return created_at_; }
-  double wait_started() const { return wait_started_; }
+  double wait_started() const override { return wait_started_; }
   ServerConn* active_server() const { return active_; }
   double last_activity() const { return last_activity_; }
   conf::PoolMode pool_mode() const { return pool_mode_; }
@@ -61,8 +62,8 @@ class ClientConn final : public StreamConn {
   void on_resume();
 
   // From the pool.
-  void on_server_ready(ServerConn* server);
-  void on_server_unavailable(const FailureReport& failure);
+  void on_server_ready(PoolServer* server) override;
+  void on_server_unavailable(const FailureReport& failure) override;
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, bool had_error);
   void on_copy_in(ServerConn* server);
@@ -77,7 +78,7 @@ class ClientConn final : public StreamConn {
   void on_config_changed(const conf::Config& config);
   // From a pool whose backend a reload removed or moved: stop waiting on it (the request is routed again), and
   // give back its servers at the next transaction boundary (at once when idle).
-  void on_pool_draining(Pool* pool);
+  void on_pool_draining(Pool* pool) override;
 
   // Worker tick: closes the client past idle_transaction_timeout (idle inside a transaction) or
   // client_idle_timeout (idle outside one).
@@ -85,9 +86,8 @@ class ClientConn final : public StreamConn {
 
   // Does what the failure table says: a FATAL ErrorResponse and close; an ERROR for the request in hand while the
   // session goes on (FATAL before login: there is no session yet); or a silent close.
-  void fail(const FailureReport& failure);
+  void fail(const FailureReport& failure) override;
 
-  ListNode wait_node;          // pool's waiting list
   ListNode worker_node;        // worker's list of all clients
   ListNode primary_wait_node;  // worker's list of clients waiting for a primary
   ListNode paused_node;        // worker's list of clients held by PAUSE

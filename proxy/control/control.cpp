@@ -36,12 +36,12 @@ bool Control::post(std::function<void(Control&)> fn) {
   std::lock_guard lock(inbox_mutex_);
   if (inbox_closed_) return false;
   inbox_.push_back(std::move(fn));
-  uv_async_send(&async_);
+  uv_async_send(async_.get());
   return true;
 }
 
 void Control::on_async(uv_async_t* handle) {
-  auto* self = static_cast<Control*>(handle->data);
+  auto* self = UvAsync<Control>::owner_of(handle);
   std::vector<std::function<void(Control&)>> work;
   {
     std::lock_guard lock(self->inbox_mutex_);
@@ -52,7 +52,7 @@ void Control::on_async(uv_async_t* handle) {
 }
 
 void Control::on_signal(uv_signal_t* handle, int signum) {
-  auto* self = static_cast<Control*>(handle->data);
+  auto* self = UvSignal<Control>::owner_of(handle);
   if (signum == SIGHUP) {
     self->reload("SIGHUP");
     return;
@@ -212,14 +212,12 @@ int Control::run() {
     }
   }
 
-  uv_async_init(loop_, &async_, on_async);
-  async_.data = this;
+  async_.init(loop_, on_async);
   int signums[] = {SIGINT, SIGTERM, SIGHUP};
-  uv_signal_t* handles[] = {&sigint_, &sigterm_, &sighup_};
+  UvSignal<Control>* handles[] = {&sigint_, &sigterm_, &sighup_};
   for (int i = 0; i < 3; ++i) {
-    uv_signal_init(loop_, handles[i]);
-    handles[i]->data = this;
-    uv_signal_start(handles[i], on_signal, signums[i]);
+    handles[i]->init(loop_);
+    uv_signal_start(handles[i]->get(), on_signal, signums[i]);
   }
 
   const int worker_count = config->effective_workers();
@@ -261,8 +259,8 @@ void Control::close_handles() {
   }
   if (prober_) prober_->stop();
   if (http_) http_->close();
-  for (uv_signal_t* s : {&sigint_, &sigterm_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  for (UvSignal<Control>* s : {&sigint_, &sigterm_, &sighup_}) s->close();
+  async_.close();
 }
 
 }  // namespace pgmux::proxy

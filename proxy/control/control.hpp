@@ -16,6 +16,7 @@
 #include "proxy/ops/metrics.hpp"
 #include "proxy/control/prober.hpp"
 #include "proxy/control/shared_state.hpp"
+#include "proxy/net/uv_handle.hpp"
 
 namespace pgmux::proxy {
 
@@ -77,8 +78,9 @@ class Control {
   std::map<std::string, bool> disabled_backends_;  // operator DISABLE BACKEND, by backend name
   int last_primary_ = -1;
   std::string last_primary_name_;
-  uv_signal_t sigint_, sigterm_, sighup_;
-  uv_async_t async_;
+  // Closed by close_handles(); the loop's run ends after that, before this object goes.
+  UvSignal<Control> sigint_{this}, sigterm_{this}, sighup_{this};
+  UvAsync<Control> async_{this};
   std::mutex inbox_mutex_;
   std::vector<std::function<void(Control&)>> inbox_;
   bool inbox_closed_ = false;

@@ -31,13 +31,6 @@ const char* const kProbeQuery =
 
 namespace {
 
-// Closes a heap-allocated handle; its memory goes in the close callback, never earlier.
-template <typename Handle>
-void close_owned(Handle* handle) {
-  handle->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(handle), [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
-}
-
 // libpq messages end with a newline and may span lines; logs want one line.
 std::string one_line(const char* text) {
   std::string out = text != nullptr ? text : "";
@@ -114,16 +107,12 @@ struct ProbeConnection::Resolve {
   ProbeConnection* owner;
 };
 
-ProbeConnection::ProbeConnection(uv_loop_t* loop, ProbeTarget target) : loop_(loop), target_(std::move(target)) {
-  deadline_ = new uv_timer_t;
-  uv_timer_init(loop_, deadline_);
-  deadline_->data = this;
+ProbeConnection::ProbeConnection(uv_loop_t* loop, ProbeTarget target)
+    : loop_(loop), target_(std::move(target)), deadline_(make_uv_handle<uv_timer_t>(this)) {
+  deadline_->init(loop_);
 }
 
-ProbeConnection::~ProbeConnection() {
-  close_connection();
-  close_owned(deadline_);
-}
+ProbeConnection::~ProbeConnection() { close_connection(); }
 
 bool ProbeConnection::start(double timeout_seconds, Done done) {
   if (busy()) return false;
@@ -133,7 +122,7 @@ bool ProbeConnection::start(double timeout_seconds, Done done) {
   result_.sent_at = monotonic_seconds();  // the LSN is read after this, even when a connect comes first
   have_row_ = false;
   error_.clear();
-  uv_timer_start(deadline_, on_deadline, static_cast<uint64_t>(std::ceil(timeout_seconds * 1000)), 0);
+  uv_timer_start(deadline_->get(), on_deadline, static_cast<uint64_t>(std::ceil(timeout_seconds * 1000)), 0);
   if (conn_ != nullptr && state_ == State::Ready && PQstatus(conn_) == CONNECTION_OK) {
     reused_ = true;
     send_query();
@@ -305,30 +294,25 @@ bool ProbeConnection::watch(int events) {
     fail("connection has no socket");
     return false;
   }
-  if (poll_ != nullptr && poll_fd_ != fd) {
-    close_owned(poll_);  // libpq moved to another socket (next address, SSL retry)
-    poll_ = nullptr;
-  }
-  if (poll_ == nullptr) {
-    poll_ = new uv_poll_t;
-    const int rc = uv_poll_init(loop_, poll_, fd);
+  if (poll_ && poll_fd_ != fd) poll_.reset();  // libpq moved to another socket (next address, SSL retry)
+  if (!poll_) {
+    poll_ = make_uv_handle<uv_poll_t>(this);
+    const int rc = poll_->init(loop_, fd);
     if (rc < 0) {
-      delete poll_;
-      poll_ = nullptr;
+      poll_.reset();
       fail(std::string("cannot watch the socket: ") + uv_strerror(rc));
       return false;
     }
-    poll_->data = this;
     poll_fd_ = fd;
   } else {
-    uv_poll_stop(poll_);  // re-register: libpq may have reopened a socket under the same number
+    uv_poll_stop(poll_->get());  // re-register: libpq may have reopened a socket under the same number
   }
-  uv_poll_start(poll_, events, on_poll);
+  uv_poll_start(poll_->get(), events, on_poll);
   return true;
 }
 
 void ProbeConnection::stop_watching() {
-  if (poll_ != nullptr) uv_poll_stop(poll_);
+  if (poll_) uv_poll_stop(poll_->get());
 }
 
 void ProbeConnection::close_connection() {
@@ -337,9 +321,8 @@ void ProbeConnection::close_connection() {
     uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_->req));
     resolve_ = nullptr;
   }
-  if (poll_ != nullptr) {
-    close_owned(poll_);  // stops polling before libpq closes the socket
-    poll_ = nullptr;
+  if (poll_) {
+    poll_.reset();  // stops polling before libpq closes the socket
     poll_fd_ = -1;
   }
   if (conn_ != nullptr) {
@@ -359,7 +342,7 @@ void ProbeConnection::fail(std::string error) {
     return;
   }
   reused_ = false;
-  uv_timer_stop(deadline_);
+  uv_timer_stop(deadline_->get());
   close_connection();  // the next probe reconnects
   const routing::ProbeResult result = result_;
   Done done = std::move(done_);
@@ -369,7 +352,7 @@ void ProbeConnection::fail(std::string error) {
 
 void ProbeConnection::succeed() {
   reused_ = false;
-  uv_timer_stop(deadline_);
+  uv_timer_stop(deadline_->get());
   stop_watching();
   state_ = State::Ready;
   const routing::ProbeResult result = result_;
@@ -379,7 +362,7 @@ void ProbeConnection::succeed() {
 }
 
 void ProbeConnection::on_poll(uv_poll_t* handle, int status, int events) {
-  auto* self = static_cast<ProbeConnection*>(handle->data);
+  auto* self = UvPoll<ProbeConnection>::owner_of(handle);
   if (self == nullptr) return;
   if (status < 0) {
     // libuv reports POLLERR as UV_EBADF (e.g. a refused connect); libpq reads the real error from the socket.
@@ -406,7 +389,7 @@ void ProbeConnection::on_poll(uv_poll_t* handle, int status, int events) {
 }
 
 void ProbeConnection::on_deadline(uv_timer_t* timer) {
-  auto* self = static_cast<ProbeConnection*>(timer->data);
+  auto* self = UvTimer<ProbeConnection>::owner_of(timer);
   if (self == nullptr) return;
   self->reused_ = false;  // no second chance past the deadline
   char text[64];

@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "proxy/net/uv_handle.hpp"
 #include "routing/topology.hpp"
 
 namespace pgmux::proxy {
@@ -41,7 +42,7 @@ class ProbeConnection {
   using Done = std::function<void(bool ok, const routing::ProbeResult& result, const std::string& error)>;
 
   ProbeConnection(uv_loop_t* loop, ProbeTarget target);
-  ~ProbeConnection();  // closes the libpq connection; libuv handles free themselves in their close callbacks
+  ~ProbeConnection();  // closes the libpq connection; the libuv handles free themselves once closed
   ProbeConnection(const ProbeConnection&) = delete;
   ProbeConnection& operator=(const ProbeConnection&) = delete;
 
@@ -75,9 +76,9 @@ class ProbeConnection {
   ProbeTarget target_;
   State state_ = State::Idle;
   PGconn* conn_ = nullptr;
-  uv_poll_t* poll_ = nullptr;  // heap: freed in its close callback
+  UvHandlePtr<uv_poll_t, ProbeConnection> poll_;  // on PQsocket; may outlive this object while it closes
   int poll_fd_ = -1;
-  uv_timer_t* deadline_ = nullptr;
+  UvHandlePtr<uv_timer_t, ProbeConnection> deadline_;
   Resolve* resolve_ = nullptr;
   double timeout_ = 0;
   Done done_;

@@ -54,17 +54,14 @@ Prober::Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change)
     : loop_(loop),
       topology_(backend_specs(config), topology_settings(config)),
       on_change_(std::move(on_change)) {
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
+  timer_ = make_uv_handle<uv_timer_t>(this);
+  timer_->init(loop_);
   build_connections(config);
 }
 
 Prober::~Prober() {
   stop();
   connections_.clear();
-  timer_->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
 }
 
 void Prober::build_connections(const conf::Config& config) {
@@ -91,13 +88,13 @@ void Prober::reopen_connections() {
 
 void Prober::start() {
   running_ = true;
-  uv_timer_start(timer_, on_tick, 0, to_ms(period_));
+  uv_timer_start(timer_->get(), on_tick, 0, to_ms(period_));
 }
 
 void Prober::stop() {
   if (!running_) return;
   running_ = false;
-  uv_timer_stop(timer_);
+  uv_timer_stop(timer_->get());
   reopen_connections();
 }
 
@@ -105,11 +102,11 @@ void Prober::reconfigure(const conf::Config& config, const std::set<std::string>
   topology_.reconfigure(backend_specs(config, disabled), topology_settings(config));
   build_connections(config);
   // The next round (at once) publishes the new backend list.
-  if (running_) uv_timer_start(timer_, on_tick, 0, to_ms(period_));
+  if (running_) uv_timer_start(timer_->get(), on_tick, 0, to_ms(period_));
 }
 
 void Prober::on_tick(uv_timer_t* timer) {
-  auto* self = static_cast<Prober*>(timer->data);
+  auto* self = UvTimer<Prober>::owner_of(timer);
   if (self != nullptr && self->running_) self->run_round();
 }
 

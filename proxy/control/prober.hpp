@@ -12,6 +12,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/control/probe_connection.hpp"
+#include "proxy/net/uv_handle.hpp"
 #include "routing/topology.hpp"
 
 namespace pgmux::proxy {
@@ -56,7 +57,7 @@ class Prober {
   routing::Topology topology_;
   std::vector<ProbeTarget> targets_;                           // index = backend id
   std::vector<std::unique_ptr<ProbeConnection>> connections_;  // index = backend id
-  uv_timer_t* timer_ = nullptr;  // heap: freed in its close callback
+  UvHandlePtr<uv_timer_t, Prober> timer_;  // may outlive this object while it closes
   double period_ = 1;
   double timeout_ = 2;
   bool running_ = false;

@@ -7,6 +7,7 @@
 #include "proxy/net/address.hpp"
 #include "proxy/ops/admin/console.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/server/server_conn.hpp"
 
 namespace pgmux::proxy {
 
@@ -43,12 +44,9 @@ bool same_backend_names(const conf::Config& a, const conf::Config& b) {
 Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std::function<void()> on_exit)
     : index_(index), shared_(shared), listen_fds_(std::move(listen_fds)), on_exit_(std::move(on_exit)) {
   uv_loop_init(&loop_);
-  uv_async_init(&loop_, &async_, on_async);
-  async_.data = this;
-  uv_timer_init(&loop_, &tick_timer_);
-  tick_timer_.data = this;
-  uv_timer_init(&loop_, &shutdown_timer_);
-  shutdown_timer_.data = this;
+  async_.init(&loop_, on_async);
+  tick_timer_.init(&loop_);
+  shutdown_timer_.init(&loop_);
   config_ = shared_.config.load();
   view_ = shared_.view.load();
   classifier_ = std::make_unique<routing::Classifier>(config_->routing.write_functions);
@@ -69,7 +67,7 @@ bool Worker::post(std::function<void(Worker&)> fn) {
   std::lock_guard lock(inbox_mutex_);
   if (inbox_closed_) return false;  // the loop is ending; nothing would run it
   inbox_.push_back(std::move(fn));
-  uv_async_send(&async_);
+  uv_async_send(async_.get());
   return true;
 }
 
@@ -164,7 +162,7 @@ void Worker::shutdown(bool graceful) {
 
 void Worker::run() {
   open_listeners();
-  uv_timer_start(&tick_timer_, on_tick, kTickMs, kTickMs);
+  uv_timer_start(tick_timer_.get(), on_tick, kTickMs, kTickMs);
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Servers and clients are deleted in their close callbacks, which have all run once uv_run returns.
   pools_.clear();
@@ -173,11 +171,10 @@ void Worker::run() {
 
 void Worker::open_listeners() {
   for (int fd : listen_fds_) {
-    auto tcp = std::make_unique<uv_tcp_t>();
-    uv_tcp_init(&loop_, tcp.get());
-    tcp->data = this;
-    int rc = uv_tcp_open(tcp.get(), fd);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp.get()), 511, on_connection);
+    auto tcp = std::make_unique<UvTcp<Worker>>(this);
+    tcp->init(&loop_);
+    int rc = uv_tcp_open(tcp->get(), fd);
+    if (rc == 0) rc = uv_listen(tcp->stream(), 511, on_connection);
     if (rc != 0) LOG_ERROR("worker %d: cannot listen: %s", index_, uv_strerror(rc));
     listeners_.push_back(std::move(tcp));
   }
@@ -185,7 +182,7 @@ void Worker::open_listeners() {
 }
 
 void Worker::on_connection(uv_stream_t* server, int status) {
-  auto* self = static_cast<Worker*>(server->data);
+  auto* self = UvTcp<Worker>::owner_of(server);
   if (status < 0) {
     LOG_WARN("worker %d: accept failed: %s", self->index_, uv_strerror(status));
     return;
@@ -201,7 +198,7 @@ void Worker::on_connection(uv_stream_t* server, int status) {
 }
 
 void Worker::on_async(uv_async_t* handle) {
-  auto* self = static_cast<Worker*>(handle->data);
+  auto* self = UvAsync<Worker>::owner_of(handle);
   std::vector<std::function<void(Worker&)>> work;
   {
     std::lock_guard lock(self->inbox_mutex_);
@@ -210,7 +207,7 @@ void Worker::on_async(uv_async_t* handle) {
   for (auto& fn : work) fn(*self);
 }
 
-void Worker::on_tick(uv_timer_t* handle) { static_cast<Worker*>(handle->data)->tick(); }
+void Worker::on_tick(uv_timer_t* handle) { UvTimer<Worker>::owner_of(handle)->tick(); }
 
 void Worker::request_shed(const std::string& key) {
   for (Worker* other : shared_.workers) {
@@ -220,6 +217,8 @@ void Worker::request_shed(const std::string& key) {
     });
   }
 }
+
+PoolServer* Worker::create_server(Pool& pool) { return new ServerConn(*this, pool, next_server_id()); }
 
 void Worker::publish_view(std::shared_ptr<const routing::BackendsView> view) {
   post([view = std::move(view)](Worker& w) mutable { w.on_view(std::move(view)); });
@@ -379,7 +378,7 @@ void Worker::remove_client(ClientConn* client) {
 void Worker::begin_shutdown(bool graceful) {
   if (!shutting_down_) {
     shutting_down_ = true;
-    for (auto& listener : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(listener.get()), nullptr);
+    for (auto& listener : listeners_) listener->close();
   }
   if (!graceful) {
     finish();
@@ -395,11 +394,11 @@ void Worker::begin_shutdown(bool graceful) {
   }
   LOG_INFO("worker %d: waiting up to %.0f s for %zu sessions to finish", index_, config_->timeouts.shutdown_timeout,
            clients_.size());
-  uv_timer_start(&shutdown_timer_, on_shutdown_timer, static_cast<uint64_t>(config_->timeouts.shutdown_timeout * 1000),
+  uv_timer_start(shutdown_timer_.get(), on_shutdown_timer, static_cast<uint64_t>(config_->timeouts.shutdown_timeout * 1000),
                  0);
 }
 
-void Worker::on_shutdown_timer(uv_timer_t* handle) { static_cast<Worker*>(handle->data)->finish(); }
+void Worker::on_shutdown_timer(uv_timer_t* handle) { UvTimer<Worker>::owner_of(handle)->finish(); }
 
 void Worker::finish() {
   if (finished_) return;
@@ -415,9 +414,9 @@ void Worker::finish() {
     left.swap(inbox_);
   }
   for (auto& fn : left) fn(*this);
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+  async_.close();
+  tick_timer_.close();
+  shutdown_timer_.close();
 }
 
 }  // namespace pgmux::proxy

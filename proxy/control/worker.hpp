@@ -13,6 +13,7 @@
 
 #include "proxy/client/client_conn.hpp"
 #include "proxy/net/intrusive_list.hpp"
+#include "proxy/net/uv_handle.hpp"
 #include "proxy/ops/metrics.hpp"
 #include "proxy/server/pool.hpp"
 #include "proxy/control/shared_state.hpp"
@@ -23,7 +24,9 @@
 
 namespace pgmux::proxy {
 
-class Worker {
+// Pools see their worker through PoolHost (pool_server.hpp): the clock, the config's timeouts, the metrics and
+// where server connections come from.
+class Worker final : public PoolHost {
  public:
   // listen_fds are bound, listening-ready sockets this worker owns from now on.
   Worker(int index, SharedState& shared, std::vector<int> listen_fds, std::function<void()> on_exit);
@@ -43,9 +46,10 @@ class Worker {
   // Loop-thread API.
   uv_loop_t* loop() { return &loop_; }
   int index() const { return index_; }
-  double now() const { return static_cast<double>(uv_now(&loop_)) / 1000.0; }
+  double now() const override { return static_cast<double>(uv_now(&loop_)) / 1000.0; }
   uint32_t max_message_size() const { return config_->max_message_size; }
-  bool shutting_down() const { return shutting_down_; }
+  bool shutting_down() const override { return shutting_down_; }
+  const conf::Timeouts& timeouts() const override { return config_->timeouts; }
   const std::shared_ptr<const conf::Config>& config() const { return config_; }
   CancelRegistry& cancels() { return shared_.cancels; }
   uint64_t next_server_id() { return ++shared_.next_server_id; }
@@ -60,7 +64,9 @@ class Worker {
                  const conf::User& login_user, conf::PoolMode mode, int backend_index,
                  std::optional<FailureReport>* failure);
   // Asks every other worker to close one idle server of this pool key (this worker's pool is starving).
-  void request_shed(const std::string& key);
+  void request_shed(const std::string& key) override;
+  // A ServerConn of this pool on this worker's loop.
+  PoolServer* create_server(Pool& pool) override;
   // Thread-safe: a new backends view from the prober; this worker picks it up on its loop.
   void publish_view(std::shared_ptr<const routing::BackendsView> view);
   const routing::BackendsView& view() const { return *view_; }
@@ -80,7 +86,7 @@ class Worker {
   void remove_client(ClientConn* client);
 
   // Written by this worker only; read by scrapes from any thread.
-  WorkerMetrics& metrics() { return metrics_; }
+  WorkerMetrics& metrics() override { return metrics_; }
   const WorkerMetrics& metrics() const { return metrics_; }
   // The picture of this worker's clients, servers and pools (snapshot.cpp).
   WorkerSnapshot snapshot();
@@ -114,10 +120,11 @@ class Worker {
   std::function<void()> on_exit_;
   std::thread thread_;
   uv_loop_t loop_;
-  uv_async_t async_;
-  uv_timer_t tick_timer_;
-  uv_timer_t shutdown_timer_;
-  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  // The loop runs until finish() closes these; the worker object outlives the run.
+  UvAsync<Worker> async_{this};
+  UvTimer<Worker> tick_timer_{this};
+  UvTimer<Worker> shutdown_timer_{this};
+  std::vector<std::unique_ptr<UvTcp<Worker>>> listeners_;
   std::mutex inbox_mutex_;
   std::vector<std::function<void(Worker&)>> inbox_;
   bool inbox_closed_ = false;

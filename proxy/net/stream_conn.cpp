@@ -13,15 +13,12 @@ struct OwnedWrite {
 
 }  // namespace
 
-StreamConn::StreamConn(uv_loop_t* loop) {
-  uv_tcp_init(loop, &tcp_);
-  tcp_.data = this;
-}
+StreamConn::StreamConn(uv_loop_t* loop) { tcp_.init(loop); }
 
 StreamConn::~StreamConn() = default;
 
 void StreamConn::start_reading() {
-  if (reading_ || life_ != Life::Open || pinned_) return;
+  if (reading_ || !open() || pinned_) return;
   if (uv_read_start(stream(), on_alloc, on_read) == 0) reading_ = true;
 }
 
@@ -32,7 +29,7 @@ void StreamConn::stop_reading() {
 }
 
 void StreamConn::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  auto* self = static_cast<StreamConn*>(handle->data);
+  auto* self = UvTcp<StreamConn>::owner_of(handle);
   auto space = self->in_.writable();
   if (space.empty() && !self->pinned_) {
     self->in_.compact();  // what the owner consumed frees room (never while a peer write points into it)
@@ -48,8 +45,8 @@ void StreamConn::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
 }
 
 void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
-  auto* self = static_cast<StreamConn*>(stream->data);
-  if (self->life_ != Life::Open) return;
+  auto* self = UvTcp<StreamConn>::owner_of(stream);
+  if (!self->open()) return;
   if (nread > 0) {
     if (self->bytes_.received) self->bytes_.received->add(static_cast<uint64_t>(nread));
     if (self->bytes_.pool_received) *self->bytes_.pool_received += static_cast<uint64_t>(nread);
@@ -66,10 +63,10 @@ void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
 }
 
 void StreamConn::send_owned(protocol::ByteVector&& bytes) {
-  if (life_ != Life::Open || bytes.empty()) return;
+  if (!open() || bytes.empty()) return;
   count_sent(bytes.size());
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
-  if (tcp_.write_queue_size == 0) {
+  if (write_queue_size() == 0) {
     int n = uv_try_write(stream(), &buf, 1);
     if (n == static_cast<int>(bytes.size())) return;
     if (n > 0) {
@@ -94,11 +91,11 @@ void StreamConn::on_owned_written(uv_write_t* req, int status) {
   auto* write = static_cast<OwnedWrite*>(req->data);
   StreamConn* conn = write->conn;
   delete write;
-  if (status < 0 && status != UV_ECANCELED && conn->life_ == Life::Open) conn->on_write_error(status);
+  if (status < 0 && status != UV_ECANCELED && conn->open()) conn->on_write_error(status);
 }
 
 bool StreamConn::forward_from(StreamConn& source, const uv_buf_t* bufs, unsigned count) {
-  if (life_ != Life::Open || count == 0) return true;
+  if (!open() || count == 0) return true;
   if (forward_source_ != nullptr) {
     // Callers never forward while a source is pinned; treat a violation as a fatal write error, not UB.
     on_write_error(UV_EBUSY);
@@ -108,7 +105,7 @@ bool StreamConn::forward_from(StreamConn& source, const uv_buf_t* bufs, unsigned
   // Fast path: the kernel usually takes everything at once and nothing is pinned.
   uv_buf_t rest[16];
   unsigned rest_count = 0;
-  if (tcp_.write_queue_size == 0) {
+  if (write_queue_size() == 0) {
     int n = uv_try_write(stream(), bufs, count);
     if (n < 0 && n != UV_EAGAIN) {
       on_write_error(n);
@@ -148,33 +145,29 @@ void StreamConn::on_forward_written(uv_write_t* req, int status) {
   self->forward_source_ = nullptr;
   if (source) {
     source->pinned_ = false;
-    if (source->life_ == Life::Open) {
+    if (source->open()) {
       source->on_forward_done();
     } else {
       source->maybe_delete();
     }
   }
-  if (status < 0 && status != UV_ECANCELED && self->life_ == Life::Open) self->on_write_error(status);
+  if (status < 0 && status != UV_ECANCELED && self->open()) self->on_write_error(status);
 }
 
+// The handle closes first, so open() is false while on_closing detaches the object (what it calls may come
+// back here, or try to write to this connection). libuv only queues the close: nothing is freed before the loop
+// runs the close callback.
 void StreamConn::close() {
-  if (life_ != Life::Open) return;
-  life_ = Life::Closing;
+  if (!open()) return;
   stop_reading();
+  tcp_.close();
   on_closing();
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
 }
 
-
-
-void StreamConn::on_closed(uv_handle_t* handle) {
-  auto* self = static_cast<StreamConn*>(handle->data);
-  self->life_ = Life::Closed;
-  self->maybe_delete();
-}
+void StreamConn::on_tcp_closed() { maybe_delete(); }
 
 void StreamConn::maybe_delete() {
-  if (life_ == Life::Closed && !pinned_) delete this;
+  if (tcp_.closed() && !pinned_) delete this;
 }
 
 }  // namespace pgmux::proxy

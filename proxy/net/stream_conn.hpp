@@ -6,6 +6,7 @@
 
 #include "protocol/bytes.hpp"
 #include "proxy/net/io_buffer.hpp"
+#include "proxy/net/uv_handle.hpp"
 #include "proxy/ops/metrics.hpp"
 
 namespace pgmux::proxy {
@@ -16,10 +17,10 @@ class StreamConn {
   StreamConn(const StreamConn&) = delete;
   StreamConn& operator=(const StreamConn&) = delete;
 
-  uv_tcp_t* tcp() { return &tcp_; }
-  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
-  uv_loop_t* loop() { return tcp_.loop; }
-  bool open() const { return life_ == Life::Open; }
+  uv_tcp_t* tcp() { return tcp_.get(); }
+  uv_stream_t* stream() { return tcp_.stream(); }
+  uv_loop_t* loop() { return tcp_.loop(); }
+  bool open() const { return tcp_.open(); }
 
   void start_reading();
   void stop_reading();
@@ -37,7 +38,7 @@ class StreamConn {
   void count_bytes(const ByteCounters& counters) { bytes_ = counters; }
 
   // Bytes queued in libuv for this stream, for backpressure decisions.
-  size_t write_queue_size() const { return tcp_.write_queue_size; }
+  size_t write_queue_size() const { return tcp_.get()->write_queue_size; }
 
   // Detaches (on_closing) and closes. What the kernel already took (an ErrorResponse sent just before) still
   // reaches the peer; bytes libuv still queues mean the peer is not reading, and are dropped.
@@ -54,23 +55,21 @@ class StreamConn {
   IoBuffer in_;
 
  private:
-  enum class Life { Open, Closing, Closed };
   static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void on_forward_written(uv_write_t* req, int status);
   static void on_owned_written(uv_write_t* req, int status);
-  static void on_closed(uv_handle_t* handle);
+  void on_tcp_closed();
   void maybe_delete();
   void count_sent(size_t n) {
     if (bytes_.sent) bytes_.sent->add(n);
     if (bytes_.pool_sent) *bytes_.pool_sent += n;
   }
 
-  uv_tcp_t tcp_;
+  UvTcp<StreamConn> tcp_{this, &StreamConn::on_tcp_closed};
   uv_write_t forward_req_;
   StreamConn* forward_source_ = nullptr;  // whose bytes forward_req_ is writing
   ByteCounters bytes_;
-  Life life_ = Life::Open;
   bool pinned_ = false;
   bool reading_ = false;
 };

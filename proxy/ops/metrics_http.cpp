@@ -11,6 +11,7 @@
 #include "proxy/control/control.hpp"
 #include "proxy/ops/http_message.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/net/uv_handle.hpp"
 #include "proxy/ops/metrics_export.hpp"
 #include "proxy/ops/status_json.hpp"
 #include "proxy/control/worker.hpp"
@@ -40,8 +41,6 @@ double unix_now() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-void delete_tcp(uv_handle_t* handle) { delete reinterpret_cast<uv_tcp_t*>(handle); }
-
 }  // namespace
 
 struct MetricsHttpServer::Impl {
@@ -49,7 +48,7 @@ struct MetricsHttpServer::Impl {
   explicit Impl(Control& c) : control(c) {}
 
   Control& control;
-  uv_tcp_t* listener = nullptr;  // heap: frees itself in its close callback
+  UvHandlePtr<uv_tcp_t, Impl> listener;  // may outlive Impl while it closes (a failed listen)
   std::map<uint64_t, HttpConn*> conns;
   uint64_t next_id = 0;
   bool closed = false;
@@ -60,7 +59,6 @@ struct MetricsHttpServer::Impl {
   static void on_timeout(uv_timer_t* timer);
   static void on_written(uv_write_t* req, int status);
   static void on_shut_down(uv_shutdown_t* req, int status);
-  static void on_conn_handle_closed(uv_handle_t* handle);
 
   void on_request(HttpConn* c, const HttpRequestHead& head);
   void respond(HttpConn* c, const Response& response);
@@ -77,49 +75,50 @@ struct MetricsHttpServer::Impl {
 struct MetricsHttpServer::Impl::HttpConn {
   enum class Phase { Reading, Working, Writing, Lingering, Closing };
 
-  uv_tcp_t tcp;
-  uv_timer_t timer;
+  void on_handle_closed() {
+    if (tcp.closed() && timer.closed()) delete this;
+  }
+
+  UvTcp<HttpConn> tcp{this, &HttpConn::on_handle_closed};
+  UvTimer<HttpConn> timer{this, &HttpConn::on_handle_closed};
   uv_write_t write_req;
   uv_shutdown_t shutdown_req;
   Impl* server = nullptr;  // null once closing
   uint64_t id = 0;
   Phase phase = Phase::Reading;
   bool peer_closed = false;  // the client sent FIN: nothing to linger for
-  int open_handles = 2;
   std::string in;
   std::string out;
   char read_buffer[2048];
 };
 
 void MetricsHttpServer::Impl::on_connection(uv_stream_t* stream, int status) {
-  auto* self = static_cast<Impl*>(stream->data);
+  auto* self = UvTcp<Impl>::owner_of(stream);
   if (status < 0) {
     LOG_WARN("metrics_listen: accept failed: %s", uv_strerror(status));
     return;
   }
   auto* c = new HttpConn;
-  uv_tcp_init(self->control.loop(), &c->tcp);
-  uv_timer_init(self->control.loop(), &c->timer);
-  c->tcp.data = c;
-  c->timer.data = c;
+  c->tcp.init(self->control.loop());
+  c->timer.init(self->control.loop());
   c->server = self;
   c->id = ++self->next_id;
   self->conns[c->id] = c;
-  if (uv_accept(stream, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0 || self->conns.size() > kMaxConnections) {
+  if (uv_accept(stream, c->tcp.stream()) != 0 || self->conns.size() > kMaxConnections) {
     self->close_conn(c);  // scrapers that pile up are cut off rather than queued
     return;
   }
-  uv_timer_start(&c->timer, on_timeout, kRequestTimeoutMs, 0);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
+  uv_timer_start(c->timer.get(), on_timeout, kRequestTimeoutMs, 0);
+  uv_read_start(c->tcp.stream(), on_alloc, on_read);
 }
 
 void MetricsHttpServer::Impl::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  auto* c = static_cast<HttpConn*>(handle->data);
+  auto* c = UvTcp<HttpConn>::owner_of(handle);
   *buf = uv_buf_init(c->read_buffer, sizeof c->read_buffer);
 }
 
 void MetricsHttpServer::Impl::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
-  auto* c = static_cast<HttpConn*>(stream->data);
+  auto* c = UvTcp<HttpConn>::owner_of(stream);
   if (c->phase == HttpConn::Phase::Closing || nread == 0) return;
   Impl* self = c->server;
   if (nread < 0) {
@@ -228,33 +227,33 @@ void MetricsHttpServer::Impl::respond(HttpConn* c, const Response& response) {
   c->in.clear();
   c->out = http_response(response.status, response.content_type, response.body, response.extra_headers);
   uv_buf_t buf = uv_buf_init(c->out.data(), static_cast<unsigned>(c->out.size()));
-  uv_timer_start(&c->timer, on_timeout, kRequestTimeoutMs, 0);
-  if (uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1, on_written) != 0) close_conn(c);
+  uv_timer_start(c->timer.get(), on_timeout, kRequestTimeoutMs, 0);
+  if (uv_write(&c->write_req, c->tcp.stream(), &buf, 1, on_written) != 0) close_conn(c);
 }
 
 void MetricsHttpServer::Impl::on_written(uv_write_t* req, int status) {
-  auto* c = static_cast<HttpConn*>(req->handle->data);
+  auto* c = UvTcp<HttpConn>::owner_of(req->handle);
   if (c->phase == HttpConn::Phase::Closing) return;
   // Half close and wait for the client's FIN: closing with unread request bytes would reset the connection
   // and could destroy the answer in flight.
-  if (status < 0 || uv_shutdown(&c->shutdown_req, reinterpret_cast<uv_stream_t*>(&c->tcp), on_shut_down) != 0) {
+  if (status < 0 || uv_shutdown(&c->shutdown_req, c->tcp.stream(), on_shut_down) != 0) {
     c->server->close_conn(c);
   }
 }
 
 void MetricsHttpServer::Impl::on_shut_down(uv_shutdown_t* req, int status) {
-  auto* c = static_cast<HttpConn*>(req->handle->data);
+  auto* c = UvTcp<HttpConn>::owner_of(req->handle);
   if (c->phase == HttpConn::Phase::Closing) return;
   if (status < 0 || c->peer_closed) {
     c->server->close_conn(c);
     return;
   }
   c->phase = HttpConn::Phase::Lingering;
-  uv_timer_start(&c->timer, on_timeout, kLingerMs, 0);
+  uv_timer_start(c->timer.get(), on_timeout, kLingerMs, 0);
 }
 
 void MetricsHttpServer::Impl::on_timeout(uv_timer_t* timer) {
-  auto* c = static_cast<HttpConn*>(timer->data);
+  auto* c = UvTimer<HttpConn>::owner_of(timer);
   Impl* self = c->server;
   if (c->phase == HttpConn::Phase::Reading) {
     self->respond(c, text(408, "request timeout"));
@@ -270,13 +269,8 @@ void MetricsHttpServer::Impl::close_conn(HttpConn* c) {
   c->phase = HttpConn::Phase::Closing;
   conns.erase(c->id);
   c->server = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_conn_handle_closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_conn_handle_closed);
-}
-
-void MetricsHttpServer::Impl::on_conn_handle_closed(uv_handle_t* handle) {
-  auto* c = static_cast<HttpConn*>(handle->data);
-  if (--c->open_handles == 0) delete c;
+  c->tcp.close();
+  c->timer.close();
 }
 
 MetricsHttpServer::MetricsHttpServer(Control& control) : impl_(new Impl(control)) {}
@@ -287,25 +281,22 @@ MetricsHttpServer::~MetricsHttpServer() { delete impl_; }
 bool MetricsHttpServer::listen(const std::string& host, uint16_t port, std::string* error) {
   sockaddr_storage address{};
   if (!resolve_address(host, port, &address, error)) return false;
-  auto* tcp = new uv_tcp_t;
-  uv_tcp_init(impl_->control.loop(), tcp);
-  tcp->data = impl_;
-  int rc = uv_tcp_bind(tcp, reinterpret_cast<const sockaddr*>(&address), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp), 128, Impl::on_connection);
+  auto tcp = make_uv_handle<uv_tcp_t>(impl_);
+  tcp->init(impl_->control.loop());
+  int rc = uv_tcp_bind(tcp->get(), reinterpret_cast<const sockaddr*>(&address), 0);
+  if (rc == 0) rc = uv_listen(tcp->stream(), 128, Impl::on_connection);
   if (rc != 0) {
     *error = std::string("cannot listen: ") + uv_strerror(rc);
-    uv_close(reinterpret_cast<uv_handle_t*>(tcp), delete_tcp);
-    return false;
+    return false;  // tcp closes as it goes
   }
-  impl_->listener = tcp;
+  impl_->listener = std::move(tcp);
   return true;
 }
 
 void MetricsHttpServer::close() {
   if (impl_->closed) return;
   impl_->closed = true;
-  if (impl_->listener) uv_close(reinterpret_cast<uv_handle_t*>(impl_->listener), delete_tcp);
-  impl_->listener = nullptr;
+  impl_->listener.reset();
   while (!impl_->conns.empty()) impl_->close_conn(impl_->conns.begin()->second);
 }
 

@@ -94,8 +94,9 @@ WorkerSnapshot Worker::snapshot() {
     p.draining = pool->draining();
     p.pool_size = pool->pool_size();
     p.cl_waiting = static_cast<int>(pool->waiting_count());
-    pool->for_each_waiting([&](ClientConn* c) { p.maxwait = std::max(p.maxwait, clock.loop_now - c->wait_started()); });
-    pool->for_each_server([&](ServerConn* s) {
+    pool->for_each_waiting([&](PoolClient* c) { p.maxwait = std::max(p.maxwait, clock.loop_now - c->wait_started()); });
+    pool->for_each_server([&](PoolServer* pooled) {
+      auto* s = static_cast<ServerConn*>(pooled);  // a worker's pools hold ServerConns only
       ServerRow row;
       row.id = s->id();
       row.user = pool->login().user;

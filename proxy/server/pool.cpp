@@ -3,7 +3,6 @@
 #include <vector>
 
 #include "proxy/net/log.hpp"
-#include "proxy/control/worker.hpp"
 
 namespace pgmux::proxy {
 
@@ -15,9 +14,9 @@ std::string format_seconds(double seconds) {
 }
 }  // namespace
 
-Pool::Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend,
+Pool::Pool(PoolHost& host, std::string key, std::string name, int backend_index, BackendAddress backend,
            ServerLogin login, Limits limits, conf::PoolMode mode)
-    : worker_(worker),
+    : host_(host),
       key_(std::move(key)),
       name_(std::move(name)),
       backend_index_(backend_index),
@@ -92,42 +91,41 @@ void Pool::drain() {
   limits_.min_size = 0;
   LOG_INFO("pool %s: backend %s (%s) removed or moved by a reload: draining (%zu idle, %zu busy servers)",
            name_.c_str(), backend_.name.c_str(), backend_.text().c_str(), idle_.size(), busy_.size());
-  std::vector<ClientConn*> waiters;
-  while (ClientConn* client = waiting_.pop_front()) waiters.push_back(client);
-  std::vector<ServerConn*> closing;
-  busy_.for_each([&](ServerConn* server) {
+  std::vector<PoolClient*> waiters;
+  while (PoolClient* client = waiting_.pop_front()) waiters.push_back(client);
+  std::vector<PoolServer*> closing;
+  busy_.for_each([&](PoolServer* server) {
     if (server->state() == ServerState::Connecting || server->state() == ServerState::Login) closing.push_back(server);
   });
-  while (ServerConn* server = idle_.front()) server->close();
-  for (ServerConn* server : closing) server->close();
-  // Linked servers: their clients give them back at their next transaction boundary (now, when idle).
-  std::vector<ClientConn*> linked;
-  busy_.for_each([&](ServerConn* server) {
-    if (server->state() == ServerState::Linked && server->client()) linked.push_back(server->client());
+  while (PoolServer* server = idle_.front()) server->close();
+  for (PoolServer* server : closing) server->close();
+  // Linked servers: their clients give them back at their next transaction boundary (now, when idle). A client
+  // closed meanwhile (by an earlier one's callback) ignores the call.
+  std::vector<PoolClient*> linked;
+  busy_.for_each([&](PoolServer* server) {
+    if (server->state() == ServerState::Linked && server->linked_client()) linked.push_back(server->linked_client());
   });
-  for (ClientConn* client : waiters) client->on_pool_draining(this);
-  for (ClientConn* client : linked) {
-    if (client->open()) client->on_pool_draining(this);
-  }
+  for (PoolClient* client : waiters) client->on_pool_draining(this);
+  for (PoolClient* client : linked) client->on_pool_draining(this);
 }
 
 Pool::~Pool() { close_all(Failure::ShuttingDown); }
 
-void Pool::request(ClientConn* client) {
+void Pool::request(PoolClient* client) {
   waiting_.push_back(client);
   serve_waiters();
 }
 
-void Pool::withdraw(ClientConn* client) {
+void Pool::withdraw(PoolClient* client) {
   waiting_.remove(client);
-  busy_.for_each([client](ServerConn* server) {
+  busy_.for_each([client](PoolServer* server) {
     if (server->opened_for() == client) server->forget_opened_for();
     // A server being synced for this client (assign) must not call back into it: its callback releases it.
-    if (server->client() == client && server->state() == ServerState::Internal) server->unlink();
+    if (server->linked_client() == client && server->state() == ServerState::Internal) server->unlink();
   });
 }
 
-void Pool::set_state(ServerConn* server, ServerState state) {
+void Pool::set_state(PoolServer* server, ServerState state) {
   const ServerState old = server->state();
   if (old == state) return;
   if (old == ServerState::Connecting || old == ServerState::Login) {
@@ -139,7 +137,7 @@ void Pool::set_state(ServerConn* server, ServerState state) {
   server->set_state_internal(state);
   switch (state) {
     case ServerState::Idle:
-      server->mark_idle(worker_.now());
+      server->mark_idle(host_.now());
       idle_.push_front(server);  // LIFO: the most recently used connection is the warmest
       break;
     case ServerState::Closing:
@@ -152,8 +150,8 @@ void Pool::set_state(ServerConn* server, ServerState state) {
 
 void Pool::serve_waiters() {
   if (draining_) return;  // nobody waits on a draining pool (drain() sent them elsewhere)
-  for (ClientConn* client = waiting_.front(); client && !idle_.empty();) {
-    ServerConn* server = take_idle_for(client);
+  for (PoolClient* client = waiting_.front(); client && !idle_.empty();) {
+    PoolServer* server = take_idle_for(client);
     if (!server) {
       client = waiting_.next_of(client);
       continue;
@@ -162,29 +160,10 @@ void Pool::serve_waiters() {
     assign(server, client);
     client = waiting_.front();  // assign may have changed the list: start over from the head
   }
-  // One new connection per waiting client not already covered by one in progress, up to the pool size; each is
-  // opened with the startup parameters of the client it is for.
   // Opening a server can fail at once and fail waiting clients, so pick the clients before opening anything.
+  const double now = host_.now();
   bool starving = false;
-  std::vector<ClientConn*> uncovered;
-  const double now = worker_.now();
-  const double reserve_after = worker_.config()->timeouts.reserve_pool_timeout;
-  for (ClientConn* client = waiting_.front(); client; client = waiting_.next_of(client)) {
-    bool covered = false;
-    busy_.for_each([&](ServerConn* server) { covered |= server->opened_for() == client; });
-    if (covered) continue;
-    // The reserve pool opens for clients that have waited reserve_pool_timeout (0 = never).
-    const bool reserve = limits_.reserve > 0 && reserve_after > 0 && now - client->wait_started() >= reserve_after;
-    if (!acquire_slot(reserve)) {
-      starving = true;
-      break;
-    }
-    if (reserve && !can_open_more()) {
-      LOG_INFO("pool %s: using the reserve pool for a client waiting %.1f s", name_.c_str(), now - client->wait_started());
-    }
-    uncovered.push_back(client);
-  }
-  for (ClientConn* client : uncovered) {
+  for (PoolClient* client : pick_clients_to_open_for(now, &starving)) {
     if (client->wait_node.linked()) {
       open_server(client);
     } else {
@@ -195,16 +174,40 @@ void Pool::serve_waiters() {
   if (starving && idle_.empty()) {
     if (now - last_shed_request_ >= 0.1) {
       last_shed_request_ = now;
-      worker_.request_shed(key_);
+      host_.request_shed(key_);
     }
   }
 }
 
+// One new connection per waiting client not already covered by one in progress, up to the pool size (a budget
+// slot is taken for each); each is opened with the startup parameters of the client it is for. *starving: the
+// budget ran out first.
+std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starving) {
+  std::vector<PoolClient*> uncovered;
+  const double reserve_after = host_.timeouts().reserve_pool_timeout;
+  for (PoolClient* client = waiting_.front(); client; client = waiting_.next_of(client)) {
+    bool covered = false;
+    busy_.for_each([&](PoolServer* server) { covered |= server->opened_for() == client; });
+    if (covered) continue;
+    // The reserve pool opens for clients that have waited reserve_pool_timeout (0 = never).
+    const bool reserve = limits_.reserve > 0 && reserve_after > 0 && now - client->wait_started() >= reserve_after;
+    if (!acquire_slot(reserve)) {
+      *starving = true;
+      break;
+    }
+    if (reserve && !can_open_more()) {
+      LOG_INFO("pool %s: using the reserve pool for a client waiting %.1f s", name_.c_str(), now - client->wait_started());
+    }
+    uncovered.push_back(client);
+  }
+  return uncovered;
+}
+
 void Pool::shed_idle() {
-  if (ServerConn* oldest = idle_.back()) {
+  if (PoolServer* oldest = idle_.back()) {
     LOG_DEBUG("S-%llu pool %s: closing idle server for a busier worker", static_cast<unsigned long long>(oldest->id()),
               name_.c_str());
-    last_shed_ = worker_.now();
+    last_shed_ = host_.now();
     oldest->close();
   }
 }
@@ -212,37 +215,37 @@ void Pool::shed_idle() {
 // Transaction pooling: any idle server (parameters are synced with SET on every checkout). Session pooling: only
 // a server opened with this client's own startup parameters, so RESET behaves as on a direct connection; when
 // the budget is spent, the oldest idle server opened for other parameters is closed to make room for one.
-ServerConn* Pool::take_idle_for(ClientConn* client) {
+PoolServer* Pool::take_idle_for(PoolClient* client) {
   if (transaction_pooling()) return idle_.front();
-  for (ServerConn* server = idle_.front(); server; server = idle_.next_of(server)) {
+  for (PoolServer* server = idle_.front(); server; server = idle_.next_of(server)) {
     if (server->startup_params().entries() == client->wanted_params().entries()) return server;
   }
   if (!can_open_more()) {
-    if (ServerConn* oldest = idle_.back()) oldest->close();  // frees a budget slot for serve_waiters
+    if (PoolServer* oldest = idle_.back()) oldest->close();  // frees a budget slot for serve_waiters
   }
   return nullptr;
 }
 
 // for_client is null for connections opened to keep min_pool_size.
-void Pool::open_server(ClientConn* for_client) {
-  auto* server = new ServerConn(*this, worker_.next_server_id());
+void Pool::open_server(PoolClient* for_client) {
+  PoolServer* server = host_.create_server(*this);
   server->set_state_internal(ServerState::Closing);  // not in a list yet; set_state below links it
   set_state(server, ServerState::Connecting);
   LOG_DEBUG("S-%llu pool %s: connecting to backend %s (%s)", static_cast<unsigned long long>(server->id()),
             name_.c_str(), backend_.name.c_str(), backend_.text().c_str());
   // Session pooling starts the server with the client's parameters (they become its session defaults);
   // transaction pooling starts it plain and SETs each client's parameters on checkout.
-  server->connect(reinterpret_cast<const sockaddr*>(&backend_.address),
-                  transaction_pooling() || !for_client ? SessionParams{} : for_client->wanted_params(), for_client);
+  server->connect(transaction_pooling() || !for_client ? SessionParams{} : for_client->wanted_params(), for_client,
+                  host_.now());
 }
 
-void Pool::assign(ServerConn* server, ClientConn* client) {
+void Pool::assign(PoolServer* server, PoolClient* client) {
   server->link(client);
   std::string sync_sql = build_sync_sql(client->wanted_params(), server->params(), server->applied_unreported);
   // A connection idle for server_check_delay may have died quietly (firewall, restart): an empty query proves it
   // alive before a client's request depends on it. If it fails, the client asks the pool again.
-  const double check_delay = worker_.config()->timeouts.server_check_delay;
-  if (sync_sql.empty() && server->idle_since() > 0 && worker_.now() - server->idle_since() >= check_delay) {
+  const double check_delay = host_.timeouts().server_check_delay;
+  if (sync_sql.empty() && server->idle_since() > 0 && host_.now() - server->idle_since() >= check_delay) {
     sync_sql = ";";
   }
   if (sync_sql.empty()) {
@@ -250,37 +253,40 @@ void Pool::assign(ServerConn* server, ClientConn* client) {
     client->on_server_ready(server);
     return;
   }
-  server->run_internal(std::move(sync_sql), [](ServerConn& s, bool ok, const std::string& state_ref,
-                                               const std::string& error_ref) {
-    Pool& pool = s.pool();
-    ClientConn* owner = s.client();
-    if (!s.open()) return;  // closing: on_server_lost told the client
-    const std::string state = state_ref;  // the references die with the next internal run (the reset)
-    const std::string error = error_ref;
-    pool.set_state(&s, ServerState::Linked);  // out of Internal, so release() can take it back
-    if (!ok) {
-      // The client's own startup parameter was refused (bad value): the failure table closes the server.
-      pool.release(&s, {}, Failure::ParameterRejected);
-      if (owner) owner->fail(FailureReport::relayed(Failure::ParameterRejected, state, error));
-      return;
-    }
-    if (!owner) {
-      pool.release(&s);
-      return;
-    }
-    pool.set_state(&s, ServerState::Linked);
-    owner->on_server_ready(&s);
+  server->run_pool_query(std::move(sync_sql), [this, server](bool ok, const std::string& sqlstate,
+                                                             const std::string& error) {
+    on_assign_synced(server, ok, sqlstate, error);
   });
 }
 
-void Pool::release(ServerConn* server, ServerFacts facts, std::optional<Failure> why) {
+void Pool::on_assign_synced(PoolServer* server, bool ok, const std::string& sqlstate_ref,
+                            const std::string& error_ref) {
+  if (!server->open()) return;  // closing: the client heard of it from the server
+  PoolClient* owner = server->linked_client();
+  const std::string sqlstate = sqlstate_ref;  // the references die with the next internal run (the reset)
+  const std::string error = error_ref;
+  set_state(server, ServerState::Linked);  // out of Internal, so release() can take it back
+  if (!ok) {
+    // The client's own startup parameter was refused (bad value): the failure table closes the server.
+    release(server, {}, Failure::ParameterRejected);
+    if (owner) owner->fail(FailureReport::relayed(Failure::ParameterRejected, sqlstate, error));
+    return;
+  }
+  if (!owner) {  // the client left meanwhile
+    release(server);
+    return;
+  }
+  owner->on_server_ready(server);
+}
+
+void Pool::release(PoolServer* server, ServerFacts facts, std::optional<Failure> why) {
   server->unlink();
   if (!server->open()) return;
   if (server->state() == ServerState::Internal) return;  // its completion callback decides
   facts.clean = server->reusable();
   facts.session_pooling = !transaction_pooling();
   // Session commands a client ran (or may have run, in a multi-statement string) there.
-  facts.session_state = facts.session_state || server->applied_log > 0 || server->session_dirty;
+  facts.session_state = facts.session_state || server->session_changed();
   facts.retiring = retire_reason(*server);
   const ServerVerdict verdict = server_fate(facts, why);
   switch (verdict.fate) {
@@ -293,9 +299,7 @@ void Pool::release(ServerConn* server, ServerFacts facts, std::optional<Failure>
     case ServerFate::Reset:
       // DISCARD ALL, not RESET ALL: RESET ALL leaves SET ROLE and SET SESSION AUTHORIZATION in place. It drops the
       // settings pgmux applied and the pgmux statements too.
-      server->applied_unreported.clear();
-      server->server_statements.clear();
-      server->server_closes.clear();
+      server->forget_session();
       reset_and_idle(server, "DISCARD ALL");
       return;
     case ServerFate::Reuse:
@@ -307,53 +311,50 @@ void Pool::release(ServerConn* server, ServerFacts facts, std::optional<Failure>
 }
 
 // A healthy server the pool does not keep: why, or null.
-const char* Pool::retire_reason(const ServerConn& server) const {
-  const double lifetime = worker_.config()->timeouts.server_lifetime;
-  if (worker_.shutting_down()) return "pgmux is shutting down";
-  if (lifetime > 0 && worker_.now() - server.connect_started() > lifetime) return "server_lifetime reached";
+const char* Pool::retire_reason(const PoolServer& server) const {
+  const double lifetime = host_.timeouts().server_lifetime;
+  if (host_.shutting_down()) return "pgmux is shutting down";
+  if (lifetime > 0 && host_.now() - server.connect_started() > lifetime) return "server_lifetime reached";
   if (draining_) return "backend removed by a reload";
   if (over_limit()) return "pool_size reduced by a reload";
   return nullptr;
 }
 
-void Pool::reset_and_idle(ServerConn* server, const char* reset_sql) {
-  server->run_internal(reset_sql, [](ServerConn& s, bool ok, const std::string&, const std::string& error) {
-    if (!s.open()) return;
-    Pool& pool = s.pool();
-    if (pool.draining()) {
-      s.close();
+void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
+  server->run_pool_query(reset_sql, [this, server](bool ok, const std::string&, const std::string& error) {
+    if (!server->open()) return;
+    if (draining_) {
+      server->close();
       return;
     }
-    if (!ok || !s.reusable()) {
-      LOG_WARN("S-%llu pool %s: reset failed (%s), closing", static_cast<unsigned long long>(s.id()),
-               pool.name().c_str(), error.c_str());
-      s.close();
+    if (!ok || !server->reusable()) {
+      LOG_WARN("S-%llu pool %s: reset failed (%s), closing", static_cast<unsigned long long>(server->id()),
+               name_.c_str(), error.c_str());
+      server->close();
       return;
     }
-    pool.set_state(&s, ServerState::Idle);
-    pool.serve_waiters();
+    set_state(server, ServerState::Idle);
+    serve_waiters();
   });
 }
 
-void Pool::on_login_done(ServerConn* server) {
-  worker_.metrics().server_connects.add();
+void Pool::on_login_done(PoolServer* server) {
+  host_.metrics().server_connects.add();
   server->forget_opened_for();
   limits_.login_params->set_if_empty(server->params());
   if (draining_) {
     server->close();  // opened before the reload removed the backend
     return;
   }
-  LOG_DEBUG("S-%llu pool %s: logged in to backend %s, server pid %d", static_cast<unsigned long long>(server->id()),
-            name_.c_str(), backend_.name.c_str(), server->key().process_id);
   set_state(server, ServerState::Idle);
   serve_waiters();
 }
 
-void Pool::on_server_failed(ServerConn* server, FailureReport failure) {
-  worker_.metrics().server_connect_failures.add();
+void Pool::on_server_failed(PoolServer* server, FailureReport failure) {
+  host_.metrics().server_connect_failures.add();
   failure.add_words({name_, backend_.name, backend_.text()});  // the detail names the pool and backend
   // The client this connection was opened for hears why (it may be its own bad startup parameter).
-  if (ClientConn* client = server->opened_for()) {
+  if (PoolClient* client = server->opened_for()) {
     server->forget_opened_for();
     waiting_.remove(client);
     client->on_server_unavailable(failure);
@@ -364,13 +365,13 @@ void Pool::on_server_failed(ServerConn* server, FailureReport failure) {
   const bool backend_unusable = sqlstate.starts_with("08") || sqlstate.starts_with("57") ||
                                 sqlstate.starts_with("28") || sqlstate.starts_with("3D");
   if (backend_unusable && server_count() == 0) {
-    while (ClientConn* client = waiting_.pop_front()) client->on_server_unavailable(failure);
+    while (PoolClient* client = waiting_.pop_front()) client->on_server_unavailable(failure);
     return;
   }
   serve_waiters();
 }
 
-void Pool::on_server_closing(ServerConn* server) {
+void Pool::on_server_closing(PoolServer* server) {
   if (server->state() != ServerState::Closing) release_slot();
   set_state(server, ServerState::Closing);
 }
@@ -378,29 +379,12 @@ void Pool::on_server_closing(ServerConn* server) {
 void Pool::tick(double now, const conf::Timeouts& timeouts) {
   if (!waiting_.empty()) serve_waiters();  // a slot may have been freed by another worker
   // Waiting clients past query_wait_timeout.
-  while (ClientConn* client = waiting_.front()) {
+  while (PoolClient* client = waiting_.front()) {
     if (now - client->wait_started() < timeouts.query_wait_timeout) break;
     waiting_.pop_front();
     client->on_server_unavailable({Failure::QueryWaitTimeout, {name_, format_seconds(timeouts.query_wait_timeout)}});
   }
-  // Idle servers past server_idle_timeout (oldest are at the back), but not below min_pool_size (over all workers).
-  if (timeouts.server_idle_timeout > 0) {
-    while (ServerConn* server = idle_.back()) {
-      if (now - server->idle_since() < timeouts.server_idle_timeout) break;
-      if (limits_.pool->used.load(std::memory_order_relaxed) <= limits_.min_size) break;
-      LOG_DEBUG("S-%llu pool %s: closing idle server connection", static_cast<unsigned long long>(server->id()),
-                name_.c_str());
-      server->close();
-    }
-  }
-  // Idle servers past server_lifetime.
-  if (timeouts.server_lifetime > 0) {
-    for (ServerConn* server = idle_.front(); server;) {
-      ServerConn* next = idle_.next_of(server);
-      if (now - server->connect_started() > timeouts.server_lifetime) server->close();
-      server = next;
-    }
-  }
+  close_expired_idle(now, timeouts);
   // Keep min_pool_size connections open (counting those still connecting) over all workers: the budget is shared,
   // so a per-worker minimum would let one worker hold every slot. Not right after giving an idle server to a
   // starving worker either, or this tick would take the freed slot back before that worker's own tick uses it.
@@ -409,7 +393,7 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
     open_server(nullptr);
   }
   // Connections stuck in connect or login.
-  busy_.for_each([&](ServerConn* server) {
+  busy_.for_each([&](PoolServer* server) {
     if ((server->state() == ServerState::Connecting || server->state() == ServerState::Login) &&
         now - server->connect_started() > timeouts.server_connect_timeout) {
       server->fail_timeout();
@@ -417,10 +401,31 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
   });
 }
 
+// Idle servers past server_idle_timeout (the oldest are at the back), but not below min_pool_size over all
+// workers; and idle servers past server_lifetime.
+void Pool::close_expired_idle(double now, const conf::Timeouts& timeouts) {
+  if (timeouts.server_idle_timeout > 0) {
+    while (PoolServer* server = idle_.back()) {
+      if (now - server->idle_since() < timeouts.server_idle_timeout) break;
+      if (limits_.pool->used.load(std::memory_order_relaxed) <= limits_.min_size) break;
+      LOG_DEBUG("S-%llu pool %s: closing idle server connection", static_cast<unsigned long long>(server->id()),
+                name_.c_str());
+      server->close();
+    }
+  }
+  if (timeouts.server_lifetime > 0) {
+    for (PoolServer* server = idle_.front(); server;) {
+      PoolServer* next = idle_.next_of(server);
+      if (now - server->connect_started() > timeouts.server_lifetime) server->close();
+      server = next;
+    }
+  }
+}
+
 void Pool::close_all(Failure why) {
-  while (ClientConn* client = waiting_.pop_front()) client->on_server_unavailable(why);
-  while (ServerConn* server = idle_.front()) server->close();
-  busy_.for_each([](ServerConn* server) { server->close(); });
+  while (PoolClient* client = waiting_.pop_front()) client->on_server_unavailable(why);
+  while (PoolServer* server = idle_.front()) server->close();
+  busy_.for_each([](PoolServer* server) { server->close(); });
 }
 
 }  // namespace pgmux::proxy

@@ -1,6 +1,7 @@
 // A pool of server connections for one (database, user, backend) on one worker: idle and busy servers, a FIFO of
 // waiting clients, and the rules for handing a server out and taking it back. Every server state change
-// goes through set_state() so list membership and state never disagree (DESIGN.md §3.4).
+// goes through set_state() so list membership and state never disagree (DESIGN.md §3.4). It sees clients,
+// servers and its worker only through the interfaces in pool_server.hpp.
 #pragma once
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -8,18 +9,16 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "conf/config.hpp"
 #include "protocol/auth_scram.hpp"
-#include "proxy/client/client_conn.hpp"
+#include "proxy/control/shared_state.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/ops/metrics.hpp"
-#include "proxy/server/server_conn.hpp"
-#include "proxy/control/shared_state.hpp"
+#include "proxy/server/pool_server.hpp"
 
 namespace pgmux::proxy {
-
-class Worker;
 
 // What a server connection needs to log in to PostgreSQL as the pool's user.
 struct ServerLogin {
@@ -50,12 +49,13 @@ class Pool {
     int min_size = 0;
     std::shared_ptr<SharedLoginParams> login_params;  // shared by this key's pools on every worker
   };
-  Pool(Worker& worker, std::string key, std::string name, int backend_index, BackendAddress backend, ServerLogin login,
+  Pool(PoolHost& host, std::string key, std::string name, int backend_index, BackendAddress backend, ServerLogin login,
        Limits limits, conf::PoolMode mode);
   ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
 
   const std::string& name() const { return name_; }
-  Worker& worker() { return worker_; }
   ServerLogin& login() { return login_; }
   const BackendAddress& backend() const { return backend_; }
   // Index of its backend in the worker's current config (a reload may move it); -1 once draining.
@@ -66,17 +66,17 @@ class Pool {
   bool transaction_pooling() const { return mode_ != conf::PoolMode::Session; }
 
   // Clients.
-  void request(ClientConn* client);
-  void withdraw(ClientConn* client);
+  void request(PoolClient* client);
+  void withdraw(PoolClient* client);
   // A client gives a server back. from_client: what only the client knows (COPY in progress, pinned); `why`: the
   // failure that ended its request or session, if any. server_fate() decides: reuse, reset or close.
-  void release(ServerConn* server, ServerFacts from_client = {}, std::optional<Failure> why = std::nullopt);
+  void release(PoolServer* server, ServerFacts from_client = {}, std::optional<Failure> why = std::nullopt);
 
   // Servers.
-  void set_state(ServerConn* server, ServerState state);
-  void on_login_done(ServerConn* server);
-  void on_server_failed(ServerConn* server, FailureReport failure);
-  void on_server_closing(ServerConn* server);
+  void set_state(PoolServer* server, ServerState state);
+  void on_login_done(PoolServer* server);
+  void on_server_failed(PoolServer* server, FailureReport failure);
+  void on_server_closing(PoolServer* server);
 
   void tick(double now, const conf::Timeouts& timeouts);
   // Another worker's pool for the same key is starving: give back the oldest idle server, if any.
@@ -127,18 +127,21 @@ class Pool {
 
  private:
   void serve_waiters();
-  void assign(ServerConn* server, ClientConn* client);
-  void reset_and_idle(ServerConn* server, const char* reset_sql);
-  void open_server(ClientConn* for_client);
-  ServerConn* take_idle_for(ClientConn* client);
+  std::vector<PoolClient*> pick_clients_to_open_for(double now, bool* starving);
+  void assign(PoolServer* server, PoolClient* client);
+  void on_assign_synced(PoolServer* server, bool ok, const std::string& sqlstate, const std::string& error);
+  void reset_and_idle(PoolServer* server, const char* reset_sql);
+  void open_server(PoolClient* for_client);
+  PoolServer* take_idle_for(PoolClient* client);
+  void close_expired_idle(double now, const conf::Timeouts& timeouts);
   size_t server_count() const { return idle_.size() + busy_.size(); }
   bool can_open_more() const;
   bool acquire_slot(bool reserve);
   void release_slot();
   bool over_limit() const;
-  const char* retire_reason(const ServerConn& server) const;
+  const char* retire_reason(const PoolServer& server) const;
 
-  Worker& worker_;
+  PoolHost& host_;
   std::string key_;
   std::string name_;
   int backend_index_;
@@ -152,9 +155,9 @@ class Pool {
   int servers_alive_ = 0;
   double last_shed_request_ = 0;
   double last_shed_ = -1e9;  // when this pool last gave an idle server up to a starving worker
-  IntrusiveList<ServerConn, &ServerConn::pool_node> idle_;
-  IntrusiveList<ServerConn, &ServerConn::pool_node> busy_;
-  IntrusiveList<ClientConn, &ClientConn::wait_node> waiting_;
+  IntrusiveList<PoolServer, &PoolServer::pool_node> idle_;
+  IntrusiveList<PoolServer, &PoolServer::pool_node> busy_;
+  IntrusiveList<PoolClient, &PoolClient::wait_node> waiting_;
 };
 
 }  // namespace pgmux::proxy

@@ -28,25 +28,24 @@ const char* to_string(ServerState s) {
   return "?";
 }
 
-ServerConn::ServerConn(Pool& pool, uint64_t id)
-    : StreamConn(pool.worker().loop()),
-      server_statements(static_cast<size_t>(pool.worker().config()->prepared_statements.max_per_server)),
-      pool_(pool),
-      id_(id) {
+ServerConn::ServerConn(Worker& worker, Pool& pool, uint64_t id)
+    : StreamConn(worker.loop()),
+      PoolServer(id),
+      server_statements(static_cast<size_t>(worker.config()->prepared_statements.max_per_server)),
+      worker_(worker),
+      pool_(pool) {
   pool_.server_created();
-  WorkerMetrics& metrics = pool.worker().metrics();
+  WorkerMetrics& metrics = worker.metrics();
   count_bytes({&metrics.server_bytes_received, &metrics.server_bytes_sent, &pool.stats.bytes_received,
                &pool.stats.bytes_sent});
 }
 
 ServerConn::~ServerConn() { pool_.server_deleted(); }
 
-void ServerConn::connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for) {
-  startup_params_ = std::move(startup_params);
-  opened_for_ = opened_for;
-  connect_started_ = pool_.worker().now();
+void ServerConn::start_connect() {
   connect_req_.data = this;
-  int rc = uv_tcp_connect(&connect_req_, tcp(), address, on_connected);
+  int rc = uv_tcp_connect(&connect_req_, tcp(), reinterpret_cast<const sockaddr*>(&pool_.backend().address),
+                          on_connected);
   if (rc != 0) {
     fail({Failure::ServerConnectFailed, {uv_strerror(rc)}});
   }
@@ -70,17 +69,17 @@ void ServerConn::send_startup() {
   ByteVector out;
   const ServerLogin& login = pool_.login();
   std::vector<std::pair<std::string, std::string>> parameters{{"user", login.user}, {"database", login.database}};
-  for (const auto& entry : startup_params_.entries()) parameters.push_back(entry);
+  for (const auto& entry : startup_params().entries()) parameters.push_back(entry);
   build_startup_message(out, parameters);
   send_owned(std::move(out));
 }
 
 void ServerConn::fail(FailureReport report) {
   if (!open()) return;
-  LOG_WARN("S-%llu backend %s (%s) pool %s: %s", static_cast<unsigned long long>(id_), pool_.backend().name.c_str(),
+  LOG_WARN("S-%llu backend %s (%s) pool %s: %s", static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
            pool_.backend().text().c_str(), pool_.name().c_str(), report.message().c_str());
   Pool& pool = pool_;
-  bool logging_in = state_ == ServerState::Connecting || state_ == ServerState::Login;
+  bool logging_in = state() == ServerState::Connecting || state() == ServerState::Login;
   close();
   if (logging_in) pool.on_server_failed(this, std::move(report));
 }
@@ -95,7 +94,7 @@ void ServerConn::fail_timeout() {
 }
 
 void ServerConn::on_data() {
-  switch (state_) {
+  switch (state()) {
     case ServerState::Login:
       consume_whole_messages(&ServerConn::handle_login_message);
       break;
@@ -115,9 +114,9 @@ void ServerConn::on_data() {
 // Decodes whole messages one at a time; stops when the state changes under the handler (login finished and the
 // server was handed to a client, or the connection closed) so the rest is handled by the new state.
 void ServerConn::consume_whole_messages(void (ServerConn::*handler)(char, ByteView)) {
-  const ServerState entry_state = state_;
-  while (open() && state_ == entry_state) {
-    Frame frame = next_frame(in_.unparsed_bytes(), pool_.worker().max_message_size());
+  const ServerState entry_state = state();
+  while (open() && state() == entry_state) {
+    Frame frame = next_frame(in_.unparsed_bytes(), worker_.max_message_size());
     if (frame.status == FrameStatus::NeedMore) break;
     if (frame.status == FrameStatus::Error) {
       fail({Failure::ServerInvalidMessage, {to_string(frame.error)}});
@@ -133,7 +132,7 @@ void ServerConn::consume_whole_messages(void (ServerConn::*handler)(char, ByteVi
     (this->*handler)(frame.tag, body);
   }
   if (!open()) return;
-  if (state_ == ServerState::Linked) {
+  if (state() == ServerState::Linked) {
     relay();
     return;
   }
@@ -161,6 +160,8 @@ void ServerConn::handle_login_message(char tag, ByteView body) {
     case backend::kReadyForQuery:
       scram_.reset();
       tx_status_ = 'I';
+      LOG_DEBUG("S-%llu pool %s: logged in to backend %s, server pid %d", static_cast<unsigned long long>(id()),
+                pool_.name().c_str(), pool_.backend().name.c_str(), key_.process_id);
       pool_.on_login_done(this);
       return;
     default:
@@ -265,8 +266,8 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
       return;
     case backend::kErrorResponse: {
       auto error = parse_error_fields(body);
-      if (state_ != ServerState::Internal || (error && error->severity == "FATAL")) {
-        LOG_INFO("S-%llu backend %s: server closing connection: %s", static_cast<unsigned long long>(id_),
+      if (state() != ServerState::Internal || (error && error->severity == "FATAL")) {
+        LOG_INFO("S-%llu backend %s: server closing connection: %s", static_cast<unsigned long long>(id()),
                  pool_.backend().name.c_str(), error ? error->message.c_str() : "?");
       }
       if (error && internal_error_.empty()) {
@@ -276,7 +277,7 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
       return;
     }
     case backend::kReadyForQuery: {
-      if (state_ != ServerState::Internal || !internal_done_) return;
+      if (state() != ServerState::Internal || !internal_done_) return;
       if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
       if (--internal_ready_left_ > 0) return;
       InternalDone done = std::move(internal_done_);
@@ -289,8 +290,19 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
   }
 }
 
-void ServerConn::link(ClientConn* client) {
-  client_ = client;
+void ServerConn::run_pool_query(std::string sql, QueryDone done) {
+  run_internal(std::move(sql), [done = std::move(done)](ServerConn&, bool ok, const std::string& sqlstate,
+                                                         const std::string& error) { done(ok, sqlstate, error); });
+}
+
+void ServerConn::forget_session() {
+  applied_unreported.clear();
+  server_statements.clear();
+  server_closes.clear();
+}
+
+void ServerConn::link(PoolClient* client) {
+  client_ = static_cast<ClientConn*>(client);
   pass_remaining_ = 0;
   pending_syncs_ = 0;
   unsynced_extended_ = false;
@@ -308,8 +320,10 @@ int ServerConn::backend_index() const { return pool_.backend_index(); }
 
 void ServerConn::unlink() { client_ = nullptr; }
 
+PoolClient* ServerConn::linked_client() const { return client_; }
+
 void ServerConn::note_request(bool ends_with_ready, bool leaves_extended_open) {
-  last_request_ = pool_.worker().now();
+  last_request_ = worker_.now();
   if (ends_with_ready) ++pending_syncs_;
   unsynced_extended_ = leaves_extended_open;
 }
@@ -323,15 +337,15 @@ bool ServerConn::reusable() const {
 // responses are decoded; a batch ends at ReadyForQuery or CopyInResponse so the client hears of it only after
 // the bytes before it were written (it may then route its next request elsewhere).
 void ServerConn::relay() {
-  if (state_ != ServerState::Linked || !client_ || pinned() || !open()) return;
+  if (state() != ServerState::Linked || !client_ || pinned() || !open()) return;
   if (client_->active_server() != this) {  // not its turn: keep the bytes until it is
     if (in_.unparsed() > 0) {
-      LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id_),
+      LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id()),
                 in_.unparsed());
     }
     return;
   }
-  const uint32_t max_size = pool_.worker().max_message_size();
+  const uint32_t max_size = worker_.max_message_size();
   while (open() && !pinned() && client_) {
     ForwardBatch batch;
     size_t pos = in_.parsed();
@@ -364,7 +378,7 @@ void ServerConn::relay() {
         if (tag == backend::kErrorResponse) {
           auto error = parse_error_fields(body);
           LOG_ERROR("S-%llu backend %s: the BEGIN pgmux sent ahead of a request failed: %s; closing the server",
-                    static_cast<unsigned long long>(id_), pool_.backend().name.c_str(),
+                    static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
                     error ? error->message.c_str() : "?");
           skipped_error_ = true;
         } else if (tag == backend::kReadyForQuery) {
@@ -430,7 +444,7 @@ void ServerConn::relay() {
         case backend::kErrorResponse: {
           request_error_ = true;
           auto error = parse_error_fields(body);
-          pool_.worker().metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
+          worker_.metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
           if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
           break;
         }
@@ -485,7 +499,7 @@ void ServerConn::on_forward_done() {
   in_.consume_to(in_.parsed());
   RelayEvent event = pending_event_;
   pending_event_ = RelayEvent::None;
-  if (state_ == ServerState::Linked) {
+  if (state() == ServerState::Linked) {
     if (event != RelayEvent::None) deliver(event);
     if (!open()) return;
     relay();
@@ -497,9 +511,9 @@ void ServerConn::on_forward_done() {
 }
 
 void ServerConn::on_read_end(int status) {
-  LOG_INFO("S-%llu backend %s pool %s: server closed the connection (%s)", static_cast<unsigned long long>(id_),
+  LOG_INFO("S-%llu backend %s pool %s: server closed the connection (%s)", static_cast<unsigned long long>(id()),
            pool_.backend().name.c_str(), pool_.name().c_str(), status == UV_EOF ? "EOF" : uv_strerror(status));
-  if (state_ == ServerState::Connecting || state_ == ServerState::Login) {
+  if (state() == ServerState::Connecting || state() == ServerState::Login) {
     fail(Failure::ServerClosedDuringLogin);
     return;
   }
@@ -507,7 +521,7 @@ void ServerConn::on_read_end(int status) {
 }
 
 void ServerConn::on_write_error(int status) {
-  LOG_WARN("S-%llu backend %s: write failed: %s", static_cast<unsigned long long>(id_), pool_.backend().name.c_str(),
+  LOG_WARN("S-%llu backend %s: write failed: %s", static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
            uv_strerror(status));
   close();
 }

@@ -12,56 +12,50 @@
 #include "protocol/lru_map.hpp"
 #include "proxy/net/failure.hpp"
 #include "proxy/net/intrusive_list.hpp"
-#include "proxy/server/session_params.hpp"
 #include "proxy/net/stream_conn.hpp"
+#include "proxy/server/pool_server.hpp"
+#include "proxy/server/session_params.hpp"
 
 namespace pgmux::proxy {
 
 class ClientConn;
 class Pool;
+class Worker;
 
-enum class ServerState { Connecting, Login, Idle, Internal, Linked, Closing };
-const char* to_string(ServerState s);
-
-class ServerConn final : public StreamConn {
+class ServerConn final : public StreamConn, public PoolServer {
  public:
   enum class RelayEvent : uint8_t { None, Ready, CopyIn, Retry };
 
-  ServerConn(Pool& pool, uint64_t id);
+  ServerConn(Worker& worker, Pool& pool, uint64_t id);
 
-  uint64_t id() const { return id_; }
-  ServerState state() const { return state_; }
   Pool& pool() { return pool_; }
-  const SessionParams& params() const { return params_; }
+  const SessionParams& params() const override { return params_; }
   // default_transaction_read_only as the server last reported it (kept apart: read on every ReadyForQuery).
   bool default_read_only() const { return default_read_only_; }
   const protocol::BackendKeyData& key() const { return key_; }
-  double idle_since() const { return idle_since_; }
-  double connect_started() const { return connect_started_; }
   double last_request() const { return last_request_; }  // loop time
 
-  // startup_params: run-time parameters sent in the startup packet. They become the session's defaults, so a
-  // client whose own startup parameters match gets exactly PostgreSQL's RESET semantics.
-  void connect(const sockaddr* address, SessionParams startup_params, ClientConn* opened_for);
-  const SessionParams& startup_params() const { return startup_params_; }
-  // The waiting client this connection was opened for, until it logs in or that client leaves.
-  ClientConn* opened_for() const { return opened_for_; }
-  void forget_opened_for() { opened_for_ = nullptr; }
+  // StreamConn's, for the pool.
+  bool open() const override { return StreamConn::open(); }
+  void close() override { StreamConn::close(); }
+
   // Runs a simple query of pgmux's own; every reply is consumed here. done(ok, error_message) runs at
   // ReadyForQuery. The server must be Idle (or freshly logged in) and is Internal meanwhile.
   using InternalDone = std::function<void(ServerConn&, bool ok, const std::string& sqlstate, const std::string& error)>;
   void run_internal(std::string sql, InternalDone done);
   // Same with ready-made frontend messages that produce `ready_count` ReadyForQuery replies.
   void run_internal_messages(protocol::ByteVector messages, int ready_count, InternalDone done);
+  void run_pool_query(std::string sql, QueryDone done) override;
 
-  void link(ClientConn* client);
-  void unlink();
+  void link(PoolClient* client) override;  // a ClientConn: the only kind a worker's pools serve
+  void unlink() override;
   ClientConn* client() const { return client_; }
+  PoolClient* linked_client() const override;
 
   // Called by the linked client for each request it forwards, to track what is outstanding.
   void note_request(bool ends_with_ready, bool leaves_extended_open);
   // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
-  bool reusable() const;
+  bool reusable() const override;
   // Replies still to come for requests sent (or an extended batch not yet closed by Sync).
   // Also true while the last reply is still being written to the client (its ReadyForQuery not yet delivered).
   bool has_outstanding() const {
@@ -102,20 +96,16 @@ class ServerConn final : public StreamConn {
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
   // string that may hold one), or a pinned client used it: DISCARD ALL before the next client. Reset on link.
   bool session_dirty = false;
-  // Survive links (transaction pooling): parameters pgmux SET here that the server does not report, and the
-  // pgmux-named prepared statements ("pgmux_<hash of text and types>") this server has, shared by all clients.
-  SessionParams applied_unreported;
+  bool session_changed() const override { return applied_log > 0 || session_dirty; }
+  void forget_session() override;
+  // Survive links (transaction pooling): the pgmux-named prepared statements ("pgmux_<hash of text and types>")
+  // this server has, shared by all clients (and applied_unreported, in PoolServer).
   protocol::LruMap<std::string, bool, protocol::TransparentStringHash> server_statements;
   std::vector<std::string> server_closes;  // evicted from server_statements: close before the next request
 
   // Relays buffered server bytes to the linked client (also called when the client's write completes).
   void relay();
-  // The pool sets this; Pool::set_state is the only writer of state_.
-  void set_state_internal(ServerState s) { state_ = s; }
-  void mark_idle(double now) { idle_since_ = now; }
-  void fail_timeout();
-
-  ListNode pool_node;  // idle or busy list of its pool
+  void fail_timeout() override;
 
  protected:
   ~ServerConn() override;  // tells its pool (a reload deletes drained pools only once no server refers to them)
@@ -124,6 +114,9 @@ class ServerConn final : public StreamConn {
   void on_write_error(int status) override;
   void on_forward_done() override;
   void on_closing() override;
+  // Connects to the pool's backend with startup_params(): they become the session's defaults, so a client whose
+  // own startup parameters match gets exactly PostgreSQL's RESET semantics.
+  void start_connect() override;
 
  private:
   static void on_connected(uv_connect_t* req, int status);
@@ -137,24 +130,19 @@ class ServerConn final : public StreamConn {
   // Logs the failure and closes; one that ends a connect or login goes to the pool (and the waiting client).
   void fail(FailureReport report);
 
+  Worker& worker_;
   Pool& pool_;
-  uint64_t id_;
-  ServerState state_ = ServerState::Connecting;
   uv_connect_t connect_req_;
   ClientConn* client_ = nullptr;
   double last_request_ = 0;
   SessionParams params_;
   bool default_read_only_ = false;
-  SessionParams startup_params_;
-  ClientConn* opened_for_ = nullptr;
   protocol::BackendKeyData key_;
   std::optional<protocol::ScramClient> scram_;
   InternalDone internal_done_;
   int internal_ready_left_ = 0;
   std::string internal_error_state_;
   std::string internal_error_;
-  double idle_since_ = 0;
-  double connect_started_ = 0;
 
   // Relay bookkeeping (linked state).
   size_t pass_remaining_ = 0;  // bytes of a forwarded message not yet received

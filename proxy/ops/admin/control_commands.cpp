@@ -8,10 +8,27 @@
 #include "proxy/control/control.hpp"
 #include "proxy/control/shared_state.hpp"
 #include "proxy/control/worker.hpp"
+#include "proxy/net/uv_handle.hpp"
 
 namespace pgmux::proxy::admin {
 
 namespace {
+
+// SHUTDOWN stops a moment later, so its answer reaches the console before the console's connection closes. The
+// object owns itself: it goes once its timer has closed.
+struct DelayedStop {
+  DelayedStop(Control* c, bool g) : control(c), graceful(g) {}
+  static void on_timer(uv_timer_t* handle) {
+    DelayedStop* self = UvTimer<DelayedStop>::owner_of(handle);
+    self->control->stop(self->graceful, "SHUTDOWN from the admin console");
+    self->timer.close();
+  }
+  void on_closed() { delete this; }
+
+  Control* control;
+  bool graceful;
+  UvTimer<DelayedStop> timer{this, &DelayedStop::on_closed};
+};
 
 Answer too_many_arguments(const Input& input, const char* syntax) {
   return Answer::fail(protocol::sqlstate::kSyntaxError, "unexpected \"" + input.args.back() + "\"",
@@ -188,19 +205,9 @@ Answer shutdown_command(const Input& input, Context& context) {
     return Answer::fail(protocol::sqlstate::kSyntaxError, "unexpected \"" + input.args[0] + "\"",
                         "SHUTDOWN stops now; SHUTDOWN WAIT_FOR_CLIENTS lets sessions finish first");
   }
-  // Stop a moment later, so this answer reaches the console before its connection closes.
-  auto* timer = new uv_timer_t;
-  uv_timer_init(context.control->loop(), timer);
-  timer->data = new std::pair<Control*, bool>(context.control, graceful);
-  uv_timer_start(
-      timer,
-      [](uv_timer_t* t) {
-        auto* what = static_cast<std::pair<Control*, bool>*>(t->data);
-        what->first->stop(what->second, "SHUTDOWN from the admin console");
-        delete what;
-        uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-      },
-      100, 0);
+  auto* stop = new DelayedStop(context.control, graceful);
+  stop->timer.init(context.control->loop());
+  uv_timer_start(stop->timer.get(), DelayedStop::on_timer, 100, 0);
   return Answer::done("SHUTDOWN");
 }
 

@@ -1,0 +1,589 @@
+// Pool (proxy/server/pool.*) with a fake clock, fake clients and fake server connections: no sockets, no loop.
+// A fake server logs in, fails or answers pgmux's own queries (DISCARD ALL, parameter SETs) when the test says.
+#include "proxy/server/pool.hpp"
+
+#include <doctest/doctest.h>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/sqlstate.hpp"
+
+using namespace pgmux::proxy;
+using pgmux::conf::PoolMode;
+using pgmux::conf::Timeouts;
+
+namespace {
+
+class FakeServer final : public PoolServer {
+ public:
+  FakeServer(Pool& pool, uint64_t id) : PoolServer(id), pool_(pool) { pool_.server_created(); }
+
+  // What PostgreSQL does, when the test says so.
+  void log_in(SessionParams reported = {}) {
+    reported_ = std::move(reported);
+    pool_.set_state(this, ServerState::Login);
+    pool_.on_login_done(this);
+  }
+  // As ServerConn::fail during login: the connection closes, then the pool hears why.
+  void refuse_login(const std::string& sqlstate, const std::string& message) {
+    fail_login(FailureReport::relayed(Failure::ServerLoginRefused, sqlstate, message));
+  }
+  void fail_login(FailureReport report) {
+    close();
+    pool_.on_server_failed(this, std::move(report));
+  }
+  // Ends the pgmux query in flight (its ReadyForQuery).
+  void answer(bool ok) {
+    REQUIRE(done_);
+    QueryDone done = std::move(done_);
+    done_ = nullptr;
+    done(ok, ok ? "" : "22023", ok ? "" : "invalid value for parameter");
+  }
+  bool query_pending() const { return static_cast<bool>(done_); }
+
+  std::vector<std::string> queries;  // pgmux's own, in order
+  bool connecting = false;
+  bool usable = true;  // what reusable() says while open (false: mid-transaction, say)
+  bool changed_session = false;
+  int forgot_session = 0;
+
+  bool open() const override { return open_; }
+  void close() override {
+    if (!open_) return;
+    open_ = false;
+    if (done_) {
+      QueryDone done = std::move(done_);
+      done_ = nullptr;
+      done(false, "08006", "server connection lost");
+    }
+    pool_.on_server_closing(this);
+    client_ = nullptr;
+    pool_.server_deleted();  // as if its close callback ran at once
+  }
+  void fail_timeout() override { fail_login(Failure::ServerConnectTimeout); }
+  bool reusable() const override { return open_ && usable; }
+  const SessionParams& params() const override { return reported_; }
+  void link(PoolClient* client) override { client_ = client; }
+  void unlink() override { client_ = nullptr; }
+  PoolClient* linked_client() const override { return client_; }
+  void run_pool_query(std::string sql, QueryDone done) override {
+    queries.push_back(std::move(sql));
+    done_ = std::move(done);
+    pool_.set_state(this, ServerState::Internal);
+  }
+  bool session_changed() const override { return changed_session; }
+  void forget_session() override {
+    ++forgot_session;
+    applied_unreported.clear();
+  }
+
+ protected:
+  void start_connect() override { connecting = true; }
+
+ private:
+  Pool& pool_;
+  bool open_ = true;
+  SessionParams reported_;
+  PoolClient* client_ = nullptr;
+  QueryDone done_;
+};
+
+class FakeClient final : public PoolClient {
+ public:
+  FakeClient(std::string name, std::vector<std::string>& events) : name_(std::move(name)), events_(events) {}
+
+  // As ClientConn::acquire.
+  void ask(Pool& pool, double now) {
+    started_ = now;
+    pool.request(this);
+  }
+  // As ClientConn handing its server back at a transaction boundary or on leaving.
+  void give_back(Pool& pool) {
+    REQUIRE(server != nullptr);
+    PoolServer* s = server;
+    server = nullptr;
+    pool.release(s);
+  }
+
+  SessionParams wanted;
+  PoolServer* server = nullptr;
+  std::string error_state;
+  std::string error_message;
+  std::string error_detail;
+  std::optional<Failure> failure;
+  bool fatal = false;
+  int drained = 0;
+
+  const SessionParams& wanted_params() const override { return wanted; }
+  double wait_started() const override { return started_; }
+  void on_server_ready(PoolServer* s) override {
+    server = s;
+    events_.push_back(name_ + " got S-" + std::to_string(s->id()));
+  }
+  void on_server_unavailable(const FailureReport& report) override {
+    heard(report);
+    events_.push_back(name_ + " refused " + error_state);
+  }
+  void on_pool_draining(Pool*) override { ++drained; }
+  void fail(const FailureReport& report) override {
+    fatal = true;
+    heard(report);
+  }
+
+ private:
+  void heard(const FailureReport& report) {
+    failure = report.failure();
+    error_state = report.sqlstate();
+    error_message = report.message();
+    error_detail = report.detail();
+  }
+
+  std::string name_;
+  std::vector<std::string>& events_;
+  double started_ = 0;
+};
+
+class FakeHost final : public PoolHost {
+ public:
+  double clock = 1000;
+  Timeouts config_timeouts;
+  bool stopping = false;
+  WorkerMetrics counters;
+  std::vector<std::unique_ptr<FakeServer>> servers;  // every one created, closed ones too
+  int shed_requests = 0;
+
+  double now() const override { return clock; }
+  const Timeouts& timeouts() const override { return config_timeouts; }
+  bool shutting_down() const override { return stopping; }
+  WorkerMetrics& metrics() override { return counters; }
+  PoolServer* create_server(Pool& pool) override {
+    servers.push_back(std::make_unique<FakeServer>(pool, servers.size() + 1));
+    return servers.back().get();
+  }
+  void request_shed(const std::string&) override { ++shed_requests; }
+};
+
+// Declaration order is destruction order reversed: the pool closes its servers and tells its waiting clients
+// before they go.
+struct PoolFixture {
+  FakeHost host;
+  std::vector<std::string> events;
+  std::deque<FakeClient> clients;
+  std::shared_ptr<PoolBudget> budget;
+  std::unique_ptr<Pool> pool;
+
+  void make_pool(int pool_size, PoolMode mode, int reserve = 0, int min_size = 0) {
+    Pool::Limits limits;
+    budget = std::make_shared<PoolBudget>(pool_size);
+    limits.pool = budget;
+    limits.reserve = reserve;
+    limits.min_size = min_size;
+    limits.login_params = std::make_shared<SharedLoginParams>();
+    BackendAddress backend;
+    backend.name = "b1";
+    backend.host = "127.0.0.1";
+    backend.port = 5432;
+    ServerLogin login;
+    login.user = "app";
+    login.database = "app";
+    pool = std::make_unique<Pool>(host, std::string("app\0app", 7), "app/app@b1", 0, backend, login, limits, mode);
+  }
+  FakeClient& client(const std::string& name) { return clients.emplace_back(name, events); }
+  FakeServer& server(size_t number) { return *host.servers.at(number - 1); }  // S-1 is server(1)
+  void tick() { pool->tick(host.clock, host.config_timeouts); }
+  // A client asks, a new server is opened for it and logs in: the client holds it.
+  FakeClient& client_holding_server(const std::string& name) {
+    FakeClient& c = client(name);
+    c.ask(*pool, host.clock);
+    host.servers.back()->log_in();
+    REQUIRE(c.server == host.servers.back().get());
+    return c;
+  }
+};
+
+SessionParams params(const std::string& name, const std::string& value) {
+  SessionParams p;
+  p.set(name, value);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: waiting clients are served first come, first served") {
+  make_pool(1, PoolMode::Session);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  FakeClient& c3 = client("c3");
+  c2.ask(*pool, host.clock);
+  c3.ask(*pool, host.clock);
+  CHECK(pool->waiting_count() == 2);
+  CHECK(host.servers.size() == 1);  // pool_size 1: no second server
+
+  // Session pooling resets a released server before the next client gets it.
+  c1.give_back(*pool);
+  CHECK(server(1).queries == std::vector<std::string>{"DISCARD ALL"});
+  CHECK(c2.server == nullptr);
+  server(1).answer(true);
+  c2.give_back(*pool);
+  server(1).answer(true);
+  CHECK(events == std::vector<std::string>{"c1 got S-1", "c2 got S-1", "c3 got S-1"});
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: the idle server used last is handed out first, and none is opened") {
+  make_pool(2, PoolMode::Transaction);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client_holding_server("c2");
+  c1.give_back(*pool);  // clean: idle at once, no reset in transaction pooling
+  c2.give_back(*pool);
+  CHECK(pool->idle_count() == 2);
+  CHECK(server(1).queries.empty());
+  FakeClient& c3 = client("c3");
+  c3.ask(*pool, host.clock);
+  CHECK(c3.server == &server(2));  // the warmest
+  CHECK(host.servers.size() == 2);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: pool_size bounds the servers; the others wait and slack is asked for") {
+  make_pool(2, PoolMode::Session);
+  FakeClient& c1 = client("c1");
+  FakeClient& c2 = client("c2");
+  FakeClient& c3 = client("c3");
+  for (FakeClient* c : {&c1, &c2, &c3}) c->ask(*pool, host.clock);
+  CHECK(host.servers.size() == 2);
+  CHECK(server(1).connecting);
+  CHECK(server(1).opened_for() == &c1);
+  CHECK(server(2).opened_for() == &c2);
+  CHECK(budget->used.load() == 2);
+  CHECK(host.shed_requests == 1);  // nothing idle here: other workers are asked to give one back
+  server(2).log_in();  // the first server up goes to the head of the queue, whoever it was opened for
+  CHECK(c1.server == &server(2));
+  server(1).log_in();
+  CHECK(c2.server == &server(1));
+  CHECK(c3.server == nullptr);
+  CHECK(c3.error_state.empty());
+  CHECK(pool->waiting_count() == 1);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: the reserve pool opens only for a client that waited reserve_pool_timeout") {
+  make_pool(1, PoolMode::Session, /*reserve=*/1);
+  host.config_timeouts.reserve_pool_timeout = 5;
+  client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  host.clock += 4;
+  tick();
+  CHECK(host.servers.size() == 1);
+  host.clock += 1;
+  tick();
+  REQUIRE(host.servers.size() == 2);
+  CHECK(server(2).opened_for() == &c2);
+  server(2).log_in();
+  CHECK(c2.server == &server(2));
+  CHECK(budget->used.load() == 2);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: query_wait_timeout refuses the waiting client with 53300") {
+  make_pool(1, PoolMode::Session);
+  host.config_timeouts.query_wait_timeout = 10;
+  client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  FakeClient& c3 = client("c3");
+  c2.ask(*pool, host.clock);
+  host.clock += 5;
+  c3.ask(*pool, host.clock);
+  host.clock += 4;
+  tick();
+  CHECK(c2.error_state.empty());
+  host.clock += 1;
+  tick();
+  CHECK(c2.failure == Failure::QueryWaitTimeout);
+  CHECK(c2.error_state == pgmux::protocol::sqlstate::kTooManyConnections);
+  CHECK(c2.error_message.find("query_wait_timeout") != std::string::npos);
+  CHECK(c2.error_message.find("app/app@b1") != std::string::npos);  // the pool's name
+  CHECK(c3.error_state.empty());  // it has waited 5 s only
+  CHECK(pool->waiting_count() == 1);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: a failed connect goes to the client it was opened for") {
+  make_pool(2, PoolMode::Session);
+  FakeClient& c1 = client("c1");
+  FakeClient& c2 = client("c2");
+  c1.wanted = params("application_name", "one");
+  c2.wanted = params("DateStyle", "nonsense");
+  c1.ask(*pool, host.clock);
+  c2.ask(*pool, host.clock);
+  CHECK(server(1).startup_params().entries() == c1.wanted.entries());  // session pooling: the client's own
+  CHECK(server(2).startup_params().entries() == c2.wanted.entries());
+  server(2).refuse_login("22023", "invalid value for parameter \"DateStyle\"");
+  CHECK(c2.error_state == "22023");
+  CHECK(c2.error_message == "invalid value for parameter \"DateStyle\"");  // PostgreSQL's own words
+  CHECK(c2.error_detail == "pgmux pool \"app/app@b1\", backend \"b1\" at 127.0.0.1:5432");
+  CHECK(c1.error_state.empty());  // a bad parameter concerns its client only
+  CHECK(host.counters.server_connect_failures.get() == 1);
+  server(1).log_in(c1.wanted);
+  CHECK(c1.server == &server(1));
+}
+
+TEST_CASE("pool: an unusable backend with no server left tells every waiting client at once") {
+  for (const std::string sqlstate : {"08006", "57P03", "28P01", "3D000"}) {
+    CAPTURE(sqlstate);
+    PoolFixture f;
+    f.make_pool(1, PoolMode::Session);
+    for (const char* name : {"c1", "c2", "c3"}) f.client(name).ask(*f.pool, f.host.clock);
+    REQUIRE(f.host.servers.size() == 1);
+    f.server(1).refuse_login(sqlstate, "backend says no");
+    CHECK(f.events ==
+          std::vector<std::string>{"c1 refused " + sqlstate, "c2 refused " + sqlstate, "c3 refused " + sqlstate});
+    CHECK(f.pool->waiting_count() == 0);
+    CHECK(f.host.servers.size() == 1);  // nothing retried for them
+  }
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: an unusable backend waits for query_wait_timeout while a server is still up") {
+  make_pool(2, PoolMode::Session);
+  client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  FakeClient& c3 = client("c3");
+  c2.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 2);
+  c3.ask(*pool, host.clock);
+  server(2).refuse_login("08006", "could not connect to server: connection refused");
+  CHECK(c2.error_state == "08006");
+  CHECK(c3.error_state.empty());  // a connection is tried for it in the freed slot
+  CHECK(pool->waiting_count() == 1);
+  REQUIRE(host.servers.size() == 3);
+  CHECK(server(3).opened_for() == &c3);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: a client that stops waiting is skipped, and the server opened for it stays") {
+  make_pool(1, PoolMode::Session);
+  FakeClient& c1 = client("c1");
+  c1.ask(*pool, host.clock);
+  pool->withdraw(&c1);  // it left while its server was connecting
+  CHECK(server(1).opened_for() == nullptr);
+  server(1).log_in();
+  CHECK(c1.server == nullptr);
+  CHECK(pool->idle_count() == 1);
+
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  REQUIRE(c2.server == &server(1));
+  FakeClient& c3 = client("c3");
+  FakeClient& c4 = client("c4");
+  c3.ask(*pool, host.clock);
+  c4.ask(*pool, host.clock);
+  pool->withdraw(&c3);
+  c2.give_back(*pool);
+  server(1).answer(true);
+  CHECK(c3.server == nullptr);
+  CHECK(c4.server == &server(1));
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: transaction pooling SETs the client's parameters on checkout") {
+  make_pool(1, PoolMode::Transaction);
+  FakeClient& c1 = client("c1");
+  c1.wanted = params("application_name", "one");
+  c1.ask(*pool, host.clock);
+  CHECK(server(1).startup_params().entries().empty());  // plain: each client's values are SET
+  server(1).log_in(params("application_name", ""));
+  CHECK(pool->login_params().entries() == params("application_name", "").entries());  // for logins without a server
+  REQUIRE(server(1).queries.size() == 1);
+  CHECK(server(1).queries[0] == "SET \"application_name\" = 'one';");
+  CHECK(server(1).state() == ServerState::Internal);
+  CHECK(c1.server == nullptr);
+  server(1).answer(true);
+  CHECK(c1.server == &server(1));
+
+  SUBCASE("a refused value ends the client and closes the server, whose state is unknown") {
+    c1.give_back(*pool);
+    FakeClient& c2 = client("c2");
+    c2.wanted = params("application_name", "two");
+    c2.ask(*pool, host.clock);
+    server(1).answer(false);
+    CHECK(c2.fatal);
+    CHECK(c2.failure == Failure::ParameterRejected);
+    CHECK(c2.error_state == "22023");
+    CHECK_FALSE(server(1).open());
+  }
+  SUBCASE("a client leaving during the SET: the server goes back to the pool") {
+    c1.give_back(*pool);
+    FakeClient& c2 = client("c2");
+    c2.wanted = params("application_name", "two");
+    c2.ask(*pool, host.clock);
+    pool->withdraw(&c2);
+    server(1).answer(true);
+    CHECK(c2.server == nullptr);
+    CHECK(server(1).state() == ServerState::Idle);
+  }
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: a server idle for server_check_delay is checked with an empty query first") {
+  make_pool(1, PoolMode::Transaction);
+  host.config_timeouts.server_check_delay = 30;
+  FakeClient& c1 = client_holding_server("c1");
+  c1.give_back(*pool);
+  host.clock += 29;
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  CHECK(c2.server == &server(1));  // nothing to SET, idle a short while: at once
+  CHECK(server(1).queries.empty());
+  c2.give_back(*pool);
+  host.clock += 30;
+  FakeClient& c3 = client("c3");
+  c3.ask(*pool, host.clock);
+  CHECK(server(1).queries == std::vector<std::string>{";"});
+  CHECK(c3.server == nullptr);
+  server(1).answer(true);
+  CHECK(c3.server == &server(1));
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: transaction pooling resets a server a client changed the session of") {
+  make_pool(1, PoolMode::Transaction);
+  FakeClient& c1 = client_holding_server("c1");
+  server(1).changed_session = true;
+  c1.give_back(*pool);
+  CHECK(server(1).forgot_session == 1);
+  CHECK(server(1).queries == std::vector<std::string>{"DISCARD ALL"});
+  server(1).answer(false);  // the reset failed: never reused
+  CHECK_FALSE(server(1).open());
+  CHECK(budget->used.load() == 0);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: session pooling matches startup parameters, making room if the budget is spent") {
+  make_pool(1, PoolMode::Session);
+  FakeClient& c1 = client("c1");
+  c1.wanted = params("application_name", "one");
+  c1.ask(*pool, host.clock);
+  server(1).log_in(c1.wanted);  // a startup parameter is reported back: nothing to SET
+  REQUIRE(c1.server == &server(1));
+  c1.give_back(*pool);
+  server(1).answer(true);
+  FakeClient& c2 = client("c2");
+  c2.wanted = params("application_name", "two");
+  c2.ask(*pool, host.clock);
+  CHECK_FALSE(server(1).open());  // the idle server of other parameters made room
+  REQUIRE(host.servers.size() == 2);
+  CHECK(server(2).startup_params().entries() == c2.wanted.entries());
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: server_idle_timeout closes the oldest idle servers, down to min_pool_size") {
+  make_pool(3, PoolMode::Transaction, /*reserve=*/0, /*min_size=*/1);
+  host.config_timeouts.server_idle_timeout = 60;
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client_holding_server("c2");
+  FakeClient& c3 = client_holding_server("c3");
+  c1.give_back(*pool);
+  host.clock += 10;
+  c2.give_back(*pool);
+  host.clock += 10;
+  c3.give_back(*pool);
+  host.clock += 45;  // idle 65, 55 and 45 s
+  tick();
+  CHECK_FALSE(server(1).open());
+  CHECK(server(2).open());
+  host.clock += 100;
+  tick();
+  CHECK_FALSE(server(2).open());
+  CHECK(server(3).open());  // min_pool_size 1
+  CHECK(host.servers.size() == 3);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: min_pool_size servers open on the tick, for no client") {
+  make_pool(3, PoolMode::Transaction, 0, /*min_size=*/2);
+  tick();
+  REQUIRE(host.servers.size() == 2);
+  CHECK(server(1).opened_for() == nullptr);
+  tick();
+  CHECK(host.servers.size() == 2);  // those still connecting count
+  server(1).log_in();
+  server(2).log_in();
+  CHECK(pool->idle_count() == 2);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: server_connect_timeout fails a server stuck logging in") {
+  make_pool(1, PoolMode::Session);
+  host.config_timeouts.server_connect_timeout = 5;
+  FakeClient& c1 = client("c1");
+  c1.ask(*pool, host.clock);
+  host.clock += 5;
+  tick();
+  CHECK(server(1).open());
+  host.clock += 1;
+  tick();
+  CHECK_FALSE(server(1).open());
+  CHECK(c1.failure == Failure::ServerConnectTimeout);
+  CHECK(c1.error_state == "08006");
+  CHECK(c1.error_message.find("server_connect_timeout") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: a server given back not reusable is closed; its slot serves the next client") {
+  make_pool(1, PoolMode::Session);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  server(1).usable = false;  // say, mid-transaction
+  c1.give_back(*pool);
+  CHECK_FALSE(server(1).open());
+  CHECK(server(1).queries.empty());  // no reset for it
+  CHECK(budget->used.load() == 0);
+  tick();  // the freed slot is noticed on the tick
+  REQUIRE(host.servers.size() == 2);
+  CHECK(server(2).opened_for() == &c2);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: drain closes idle and connecting servers, sends waiters away, and empties") {
+  make_pool(3, PoolMode::Session);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client_holding_server("c2");
+  c2.give_back(*pool);
+  server(2).answer(true);  // S-2 idle
+  FakeClient& c3 = client("c3");
+  c3.wanted = params("application_name", "other");  // S-2 does not fit: S-3 opens for it
+  c3.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 3);
+  pool->drain();
+  CHECK(pool->draining());
+  CHECK(server(1).open());  // linked: goes back at its client's next transaction boundary
+  CHECK_FALSE(server(2).open());
+  CHECK_FALSE(server(3).open());
+  CHECK(c1.drained == 1);
+  CHECK(c3.drained == 1);
+  CHECK(pool->waiting_count() == 0);
+  CHECK_FALSE(pool->empty());
+  c1.give_back(*pool);
+  CHECK_FALSE(server(1).open());  // never reused
+  CHECK(server(1).queries.empty());
+  CHECK(pool->empty());
+  CHECK(budget->used.load() == 0);
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: release weighs the client's facts and failure (server_fate)") {
+  make_pool(2, PoolMode::Transaction);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client_holding_server("c2");
+  ServerFacts pinned;
+  pinned.session_state = true;  // the client was pinned: DISCARD ALL though the server saw no SET
+  pool->release(c1.server, pinned);
+  CHECK(server(1).queries == std::vector<std::string>{"DISCARD ALL"});
+  CHECK(server(1).forgot_session == 1);
+  pool->release(c2.server, {}, Failure::ServerInvalidMessage);  // clean, but the failure closes it
+  CHECK_FALSE(server(2).open());
+  CHECK(server(2).queries.empty());
+}
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: close_all tells the waiting clients why and closes every server") {
+  make_pool(1, PoolMode::Session);
+  client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  pool->close_all(Failure::ShuttingDown);
+  CHECK(c2.failure == Failure::ShuttingDown);
+  CHECK(c2.error_state == pgmux::protocol::sqlstate::kAdminShutdown);
+  CHECK(pool->waiting_count() == 0);
+  CHECK_FALSE(server(1).open());
+  CHECK(budget->used.load() == 0);
+}
