@@ -126,6 +126,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void pump();
   void pump_requests();
   bool dispatch();
+  bool dispatch_copy_message();  // dispatch()'s contract
+  bool defer_begin(const routing::Classification& c);
   bool dispatch_admin();
   void start_admin_session();
   bool held_by_pause();
@@ -142,6 +144,13 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
   void forward(ServerConn* server, const routing::Classification& c);
+  void note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary, bool ends_with_ready);
+  void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
+  void note_parsed_statements(ServerConn* server);
+  void arm_plan_retry(ServerConn* server);
+  void note_closed_statements(ServerConn* server);
+  void make_active(ServerConn* server);
+  void send_request(ServerConn* server);
   void note_pin(routing::PinReason pin, bool pinned_primary);
   void add_statement_prep(ServerConn* server, protocol::ByteVector& messages, bool& extended);
   bool forward_renamed(ServerConn* server);
@@ -228,6 +237,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::vector<std::string> pending_session_sql_;  // texts of the session commands in the ring, oldest first
   protocol::ByteVector retry_request_;            // the armed request as sent, to send again after re-preparing
   std::vector<std::string> retry_statements_;     // the client statement names it uses
+  static constexpr int kMaxPlanRetries = 3;       // sends again after re-preparing, per request
+  int plan_retries_ = 0;
   unsigned outstanding_head_ = 0;
   unsigned outstanding_count_ = 0;
 

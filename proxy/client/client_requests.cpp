@@ -103,29 +103,28 @@ bool ClientConn::relay_copy() {
   return open() && (batch.full() || !copy_in_);
 }
 
-bool ClientConn::dispatch() {
-  switch (request_.kind) {
-    case RequestKind::Terminate:
-      close_reason_ = Failure::ClientTerminated;
-      close();
-      return false;
-    case RequestKind::CopyMessage: {
-      // COPY data sent right behind the COPY command, before CopyInResponse came back: it belongs to the server
-      // running that command. With nothing in flight PostgreSQL would ignore it; so does pgmux.
-      if (active_ && active_->has_outstanding()) {
-        uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()),
-                                   static_cast<unsigned>(request_.size));
-        in_.advance_parsed(request_.size);
-        if (active_->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
-        return open() && !pinned();
-      }
-      in_.advance_parsed(request_.size);
-      in_.consume_to(in_.parsed());
-      return true;
-    }
-    default:
-      break;
+// COPY data sent right behind the COPY command, before CopyInResponse came back: it belongs to the server
+// running that command. With nothing in flight PostgreSQL would ignore it; so does pgmux.
+bool ClientConn::dispatch_copy_message() {
+  if (active_ && active_->has_outstanding()) {
+    uv_buf_t buf =
+        uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
+    in_.advance_parsed(request_.size);
+    if (active_->forward_from(*this, &buf, 1)) in_.consume_to(in_.parsed());
+    return open() && !pinned();
   }
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  return true;
+}
+
+bool ClientConn::dispatch() {
+  if (request_.kind == RequestKind::Terminate) {
+    close_reason_ = Failure::ClientTerminated;
+    close();
+    return false;
+  }
+  if (request_.kind == RequestKind::CopyMessage) return dispatch_copy_message();
   if (admin_) return dispatch_admin();
   if (discard_until_sync_ && request_.kind == RequestKind::Extended) {
     // After an error pgmux reported itself, PostgreSQL would skip to Sync; so does pgmux.
@@ -162,21 +161,7 @@ bool ClientConn::dispatch() {
     return open();
   }
 
-  // A plain BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ
-  // ONLY, or the first write) decides where the whole transaction runs.
-  const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
-  if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::TxBegin && !c.multi_statement &&
-      !c.read_only && !session_.route.session_read_only && idle && session_.deferred_begin.empty() &&
-      worker_.config()->routing.read_write_split) {
-    session_.deferred_begin.assign(request_.sql);
-    in_.advance_parsed(request_.size);
-    in_.consume_to(in_.parsed());
-    ByteVector out;
-    build_command_complete(out, "BEGIN");
-    build_ready_for_query(out, 'T');
-    send_owned(std::move(out));
-    return true;
-  }
+  if (defer_begin(c)) return true;
   if (!session_.deferred_begin.empty()) {
     if (c.kind == routing::StatementKind::Session && c.read_only) {
       c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
@@ -200,6 +185,25 @@ bool ClientConn::dispatch() {
   if (!prepare(server, c)) return false;
   forward(server, c);
   return open() && !pinned();
+}
+
+// A plain BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ
+// ONLY, or the first write) decides where the whole transaction runs. True when it was.
+bool ClientConn::defer_begin(const routing::Classification& c) {
+  const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
+  if (request_.kind != RequestKind::Query || c.kind != routing::StatementKind::TxBegin || c.multi_statement ||
+      c.read_only || session_.route.session_read_only || !idle || !session_.deferred_begin.empty() ||
+      !worker_.config()->routing.read_write_split) {
+    return false;
+  }
+  session_.deferred_begin.assign(request_.sql);
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  ByteVector out;
+  build_command_complete(out, "BEGIN");
+  build_ready_for_query(out, 'T');
+  send_owned(std::move(out));
+  return true;
 }
 
 // Brings the server up to date with the client's session before its request: replays session commands it has
@@ -288,13 +292,43 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   last_activity_ = worker_.now();
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
-  // Bookkeeping for what this request leaves behind.
+  const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
+  const bool leaves_open = request_.kind == RequestKind::Extended && !request_.ends_with_sync;
+  note_outstanding(server, c, is_primary, ends_with_ready);
+  note_session_effects(server, c, is_primary);
+  note_parsed_statements(server);
+  arm_plan_retry(server);
+  const bool renamed = forwards_renamed();
+  bool renamed_ok = true;
+  if (renamed) {
+    // Rename before the closed names leave the map; a Close removes the shared statement from this server.
+    for (auto closed : request_.closed) {
+      if (const PreparedStatement* stored = session_.find_statement(closed)) {
+        server->server_statements.erase(stored->server_name);
+      }
+    }
+    server->note_request(ends_with_ready, leaves_open);
+    renamed_ok = forward_renamed(server);
+  }
+  note_closed_statements(server);
+  if (!renamed) server->note_request(ends_with_ready, leaves_open);
+  make_active(server);
+  if (renamed && !renamed_ok) {
+    fail(Failure::MalformedExtendedMessage);
+    return;
+  }
+  if (!renamed) send_request(server);
+  server->relay();  // replies that arrived while it was not this client's active server
+}
+
+// What the request leaves owed: a slot popped at its ReadyForQuery (timings, read-your-writes, session log).
+void ClientConn::note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary,
+                                  bool ends_with_ready) {
   Outstanding& slot = outstanding_[(outstanding_head_ + outstanding_count_) % std::size(outstanding_)];
   // Session commands change no data: they do not start read-your-writes.
   slot.write = is_primary && !routing::is_read_only_statement(c, session_.route) &&
                c.kind != routing::StatementKind::Session;
   slot.session = false;
-  const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) ++outstanding_count_;
   slot.extended = request_.kind == RequestKind::Extended;
   const uint64_t now_ns = uv_hrtime();
@@ -309,7 +343,11 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     pending_session_sql_.emplace_back(request_.sql);
   }
   if (slot.write) server->wrote = true;
-  // Session state left on a shared server: it gets DISCARD ALL on release (false positives only cost that).
+}
+
+// Session state the request may leave on the server: a shared server gets DISCARD ALL on release (false
+// positives only cost that), and a pin keeps the client on its server.
+void ClientConn::note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary) {
   if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary())) {
     server->session_dirty = true;
     if (c.effects.has(routing::SessionEffect::DiscardAll) || c.effects.has(routing::SessionEffect::DeallocateAll)) {
@@ -322,7 +360,10 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     pin = routing::PinReason::SqlPrepare;  // an SQL-level prepared statement lives on this server only
   }
   if (pin != routing::PinReason::None) note_pin(pin, is_primary || pin == routing::PinReason::SqlPrepare);
+}
 
+// Named statements the request parses: kept to prepare them elsewhere; other servers close their old version.
+void ClientConn::note_parsed_statements(ServerConn* server) {
   for (const auto& parse : request_.parses) {
     if (parse.name.empty()) {
       unnamed_statement_server_ = server;
@@ -342,37 +383,35 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
       if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
     }
   }
-  // A request that binds named statements without parsing them, alone and outside a transaction, can be sent again
-  // if PostgreSQL rejects a plan whose result shape changed after DDL.
+}
+
+// A request that binds named statements without parsing them, alone and outside a transaction, can be sent again
+// if PostgreSQL rejects a plan whose result shape changed after DDL.
+void ClientConn::arm_plan_retry(ServerConn* server) {
   if (server->has_outstanding()) {
     server->disarm_plan_retry();  // replies must stay in order: no retry once something follows the request
   } else {
     retry_statements_.clear();
     retry_request_.clear();
   }
-  if (request_.kind == RequestKind::Extended && request_.ends_with_sync && request_.parses.empty() &&
-      !request_.used.empty() && request_.closed.empty() && !server->has_outstanding() &&
-      server->tx_status() == 'I' && session_.deferred_begin.empty()) {
-    for (auto name : request_.used) {
-      if (session_.statements.count(std::string(name))) retry_statements_.emplace_back(name);
-    }
-    if (retry_statements_.size() == request_.used.size()) {
-      server->arm_plan_retry();
-    } else {
-      retry_statements_.clear();
-    }
+  if (request_.kind != RequestKind::Extended || !request_.ends_with_sync || !request_.parses.empty() ||
+      request_.used.empty() || !request_.closed.empty() || server->has_outstanding() ||
+      server->tx_status() != 'I' || !session_.deferred_begin.empty()) {
+    return;
   }
-  const bool renamed = forwards_renamed();
-  bool renamed_ok = true;
-  if (renamed) {
-    // Rename before the closed names leave the map; a Close removes the shared statement from this server.
-    for (auto closed : request_.closed) {
-      auto it = session_.statements.find(std::string(closed));
-      if (it != session_.statements.end()) server->server_statements.erase(it->second.server_name);
-    }
-    server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
-    renamed_ok = forward_renamed(server);
+  for (auto name : request_.used) {
+    if (session_.find_statement(name)) retry_statements_.emplace_back(name);
   }
+  if (retry_statements_.size() == request_.used.size()) {
+    plan_retries_ = 0;
+    server->arm_plan_retry();
+  } else {
+    retry_statements_.clear();
+  }
+}
+
+// Statements the request closes: gone from the session, and from every server that has them.
+void ClientConn::note_closed_statements(ServerConn* server) {
   for (auto closed : request_.closed) {
     std::string name(closed);
     session_.statements.erase(name);
@@ -385,42 +424,37 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
       }
     }
   }
-  if (!renamed) {
-    server->note_request(ends_with_ready, request_.kind == RequestKind::Extended && !request_.ends_with_sync);
-  }
-  if (active_ != server) {
-    active_ = server;
-    CancelTarget target;
-    target.address = server->pool().backend().address;
-    target.process_id = server->key().process_id;
-    target.secret_key = server->key().secret_key;
-    cancel_slot_->set(target);
-  }
+}
 
-  if (renamed) {
-    if (!renamed_ok) {
-      fail(Failure::MalformedExtendedMessage);
-      return;
-    }
-  } else {
-    uv_buf_t bufs[2];
-    unsigned count = 0;
-    if (!session_.deferred_begin.empty()) {
-      // The BEGIN pgmux answered, in front of the request; its reply (CommandComplete, ReadyForQuery) is skipped.
-      begin_message_.clear();
-      build_query(begin_message_, session_.deferred_begin);
-      bufs[count++] = uv_buf_init(reinterpret_cast<char*>(begin_message_.data()),
-                                  static_cast<unsigned>(begin_message_.size()));
-      server->skip_next_reply();
-      session_.deferred_begin.clear();
-    }
+// Its replies are relayed from now on, and a cancel request reaches it.
+void ClientConn::make_active(ServerConn* server) {
+  if (active_ == server) return;
+  active_ = server;
+  CancelTarget target;
+  target.address = server->pool().backend().address;
+  target.process_id = server->key().process_id;
+  target.secret_key = server->key().secret_key;
+  cancel_slot_->set(target);
+}
+
+// The request's bytes, untouched, straight from the receive buffer (a deferred BEGIN in front of them).
+void ClientConn::send_request(ServerConn* server) {
+  uv_buf_t bufs[2];
+  unsigned count = 0;
+  if (!session_.deferred_begin.empty()) {
+    // The BEGIN pgmux answered, in front of the request; its reply (CommandComplete, ReadyForQuery) is skipped.
+    begin_message_.clear();
+    build_query(begin_message_, session_.deferred_begin);
     bufs[count++] =
-        uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
-    if (!retry_statements_.empty()) retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
-    in_.advance_parsed(request_.size);
-    if (server->forward_from(*this, bufs, count)) in_.consume_to(in_.parsed());
+        uv_buf_init(reinterpret_cast<char*>(begin_message_.data()), static_cast<unsigned>(begin_message_.size()));
+    server->skip_next_reply();
+    session_.deferred_begin.clear();
   }
-  server->relay();  // replies that arrived while it was not this client's active server
+  std::byte* request = in_.data() + in_.parsed();
+  bufs[count++] = uv_buf_init(reinterpret_cast<char*>(request), static_cast<unsigned>(request_.size));
+  if (!retry_statements_.empty()) retry_request_.assign(request, request + request_.size);
+  in_.advance_parsed(request_.size);
+  if (server->forward_from(*this, bufs, count)) in_.consume_to(in_.parsed());
 }
 
 // The client keeps its server(s) for the session state it just created there (pinned_primary: on the primary).

@@ -117,8 +117,10 @@ bool ClientConn::forward_renamed(ServerConn* server) {
 }
 
 void ClientConn::on_plan_retry(ServerConn* server) {
-  if (retry_request_.empty() || retry_statements_.empty() || server->has_outstanding()) {
-    // Cannot send it again without reordering replies: the client gets PostgreSQL's error, in order.
+  if (retry_request_.empty() || retry_statements_.empty() || server->has_outstanding() ||
+      ++plan_retries_ > kMaxPlanRetries) {
+    // Cannot send it again without reordering replies (or DDL keeps changing it): the client gets PostgreSQL's
+    // error, in order.
     ByteVector out;
     report_failure(Failure::PlanChanged, Severity::Error, worker_.metrics(), log_prefix(), out);
     build_ready_for_query(out, server->tx_status());
@@ -146,7 +148,6 @@ void ClientConn::on_plan_retry(ServerConn* server) {
     }
   }
   build_sync(messages);
-  retry_statements_.clear();
   set_state(ClientState::Preparing);
   preparing_ = server;
   server->run_internal_messages(
@@ -159,9 +160,10 @@ void ClientConn::on_plan_retry(ServerConn* server) {
         s.pool().set_state(&s, ServerState::Linked);
         preparing_ = nullptr;
         resume_requests();
+        // Armed again: another ALTER may land between the re-prepare and the request (up to kMaxPlanRetries).
+        s.arm_plan_retry();
         s.note_request(true, false);
-        s.send_owned(std::move(retry_request_));
-        retry_request_.clear();
+        s.send_owned(protocol::ByteVector(retry_request_));
         pump();
       });
 }
