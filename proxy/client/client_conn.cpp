@@ -181,7 +181,11 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   }
   auth_ = std::make_unique<ClientAuth>(*user_config_, method, std::move(secret));
   set_state(ClientState::Auth);
-  ClientAuth::Step step = auth_->start();
+  apply_auth_step(auth_->start());
+}
+
+// One step of the password exchange: a failure ends the login, a reply goes out, success logs the client in.
+void ClientConn::apply_auth_step(ClientAuth::Step step) {
   if (step.verdict == ClientAuth::Verdict::Failed) {
     fail(*step.failure);
     return;
@@ -210,12 +214,7 @@ void ClientConn::handle_auth() {
     ClientAuth::Step step = auth_->on_message(body);
     in_.advance_parsed(frame.total());
     in_.consume_to(in_.parsed());
-    if (step.verdict == ClientAuth::Verdict::Failed) {
-      fail(*step.failure);
-      return;
-    }
-    send_owned(std::move(step.reply));
-    if (step.verdict == ClientAuth::Verdict::Ok) auth_succeeded();
+    apply_auth_step(std::move(step));
   }
 }
 

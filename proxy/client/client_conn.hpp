@@ -117,6 +117,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void handle_startup();
   void handle_startup_message(const protocol::StartupMessage& startup);
   void handle_auth();
+  void apply_auth_step(ClientAuth::Step step);
   void auth_succeeded();
   void update_backend_mask(const conf::Config& config);
   int login_backend(Role* role) const;
