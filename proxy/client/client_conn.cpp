@@ -422,10 +422,19 @@ void ClientConn::drop_server(ServerLease& lease, std::optional<Failure> why) {
   facts.copy_in = server == active_ && copy_in_;
   // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
   facts.session_state = transaction_pooling() && session_.pin_reason != nullptr;
-  if (server == active_ && cancel_slot_) cancel_slot_->clear();  // a cancel must never reach its next client
-  if (server == active_) active_ = nullptr;
-  if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
+  let_go_of(server);
   lease.give_back(facts, why);
+}
+
+// The one place the client's observers of a server (which one is relayed, holds the unnamed statement, is being
+// prepared) are cleared, whichever way the server leaves: given back, or lost.
+void ClientConn::let_go_of(ServerConn* server) {
+  if (server == active_) {
+    if (cancel_slot_) cancel_slot_->clear();  // a cancel must never reach the server's next client
+    active_ = nullptr;
+  }
+  if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
+  if (server == preparing_) preparing_ = nullptr;
 }
 
 void ClientConn::on_forward_done() {

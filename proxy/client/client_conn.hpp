@@ -18,6 +18,7 @@
 #include "proxy/client/request_scanner.hpp"
 #include "proxy/net/failure.hpp"
 #include "proxy/server/pool_server.hpp"
+#include "proxy/server/reply_queue.hpp"
 #include "proxy/server/server_lease.hpp"
 #include "proxy/server/session_params.hpp"
 #include "proxy/net/stream_conn.hpp"
@@ -65,11 +66,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_server_ready(PoolServer* server) override;
   void on_server_unavailable(const FailureReport& failure) override;
   // From a linked server.
-  void on_ready_for_query(ServerConn* server, char tx_status, bool had_error);
+  void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done);
   void on_copy_in(ServerConn* server);
   // The server refused a prepared statement whose result shape changed after DDL, before replying anything:
-  // re-prepare the statements the request uses and send it again, once.
-  void on_plan_retry(ServerConn* server);
+  // re-prepare the statements the request uses and send it again (up to kMaxPlanRetries times).
+  void on_plan_retry(ServerConn* server, OwedReply dropped);
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
   // From the worker: a new backends view, or the periodic tick while waiting for a primary.
   void on_view_changed();
@@ -101,13 +102,6 @@ class ClientConn final : public StreamConn, public PoolClient {
 
  private:
   enum class Role : uint8_t { Primary, Standby };
-  struct Outstanding {            // one forwarded request whose ReadyForQuery is still to come
-    bool write = false;
-    bool extended = false;        // an extended batch (its Sync is ignored if it starts COPY FROM STDIN)
-    bool session = false;         // a session command: its text waits in pending_session_sql_
-    uint64_t sent_ns = 0;         // uv_hrtime() when its first message was forwarded (query duration)
-  };
-
   // The only writer of state_: keeps the worker's wait lists (primary, PAUSE), the pool's FIFO and the wait
   // clock in step with the state.
   void set_state(ClientState next);
@@ -145,10 +139,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
   void forward(ServerConn* server, const routing::Classification& c);
-  void note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary, bool ends_with_ready);
+  void note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary, OwedReply& owed);
   void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
   void note_parsed_statements(ServerConn* server);
-  void arm_plan_retry(ServerConn* server);
+  void arm_plan_retry(ServerConn* server, OwedReply& owed, bool behind_others);
   void note_closed_statements(ServerConn* server);
   void make_active(ServerConn* server);
   void send_request(ServerConn* server);
@@ -166,12 +160,13 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool forwards_renamed() const {
     return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
   }
-  void record_session_command(ServerConn* server, std::string sql);
+  void record_session_command(ServerConn* server, SessionCommand command);
   void answer_locally_with_error(const FailureReport& failure);
   std::string log_prefix() const;  // "C-<id> <peer> user=<user> db=<database>"
   // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the
   // server is reused, reset or closed (server_fate).
   void drop_server(ServerLease& lease, std::optional<Failure> why = std::nullopt);
+  void let_go_of(ServerConn* server);
   // Transaction pooling: servers with nothing outstanding, outside a transaction and not pinned go back.
   void release_idle_servers();
   void drop_idle_servers();  // release_idle_servers' work, without its checks for a request in progress
@@ -221,7 +216,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     bool prepared = false;                // the prepare step ran on that server: forward straight away
   };
   std::optional<RoutedRequest> routed_;
-  ServerConn* preparing_ = nullptr;  // the server a prepare step runs on
+  ServerConn* preparing_ = nullptr;  // the server a prepare step runs on (observers: cleared in let_go_of)
   std::string prepare_error_state_;  // a statement the request needs could not be prepared: its error
   std::string prepare_error_;
   double primary_wait_deadline_ = 0;
@@ -234,14 +229,12 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool pumping_ = false;
   bool repump_ = false;
   protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
-  Outstanding outstanding_[32];       // ring of forwarded requests awaiting ReadyForQuery (small: idle clients)
-  std::vector<std::string> pending_session_sql_;  // texts of the session commands in the ring, oldest first
   protocol::ByteVector retry_request_;            // the armed request as sent, to send again after re-preparing
   std::vector<std::string> retry_statements_;     // the client statement names it uses
   static constexpr int kMaxPlanRetries = 3;       // sends again after re-preparing, per request
+  // Requests a client may have queued on its server before pgmux waits for replies (bounds the queue's memory).
+  static constexpr size_t kMaxPipelineDepth = 64;
   int plan_retries_ = 0;
-  unsigned outstanding_head_ = 0;
-  unsigned outstanding_count_ = 0;
 
   ClientSession session_;  // what the session is; follows the client from server to server
 };

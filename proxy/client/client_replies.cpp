@@ -33,21 +33,12 @@ void ClientConn::check_idle(double now, const conf::Timeouts& timeouts) {
   }
 }
 
-void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had_error) {
+void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedReply done) {
   last_activity_ = worker_.now();
   const uint64_t now_ns = uv_hrtime();
   const ServedBy served_by = server == standby_ ? ServedBy::Standby : ServedBy::Primary;
-  if (outstanding_count_ > 0) {
-    Outstanding& done = outstanding_[outstanding_head_];
-    worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
-    outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
-    --outstanding_count_;
-    if (done.session) {
-      std::string sql = std::move(pending_session_sql_.front());
-      pending_session_sql_.erase(pending_session_sql_.begin());
-      if (!had_error && tx_status == 'I') record_session_command(server, std::move(sql));
-    }
-  }
+  if (done.sent_ns != 0) worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
+  if (done.session && !done.failed && tx_status == 'I') record_session_command(server, std::move(*done.session));
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
   if (tx_status == 'I' && tx_started_ns_ != 0) {
     worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);
@@ -63,9 +54,9 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
   release_idle_servers();
 }
 
-void ClientConn::record_session_command(ServerConn* server, std::string sql) {
-  const routing::Classification c = worker_.classifier().classify(sql);  // only the text waited for the reply
-  const LogUpdate update = session_.record_command(std::move(sql), c, transaction_pooling());
+void ClientConn::record_session_command(ServerConn* server, SessionCommand command) {
+  const LogUpdate update =
+      session_.record_command(std::move(command.sql), command.classification, transaction_pooling());
   if (update.others_restart) {
     for (ServerConn* other : {primary_.get(), standby_.get()}) {
       if (other) other->applied_log = 0;
@@ -76,14 +67,6 @@ void ClientConn::record_session_command(ServerConn* server, std::string sql) {
 
 void ClientConn::on_copy_in(ServerConn* server) {
   if (server != active_) return;
-  // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY (the client
-  // sends another after CopyDone), so no ReadyForQuery will answer it.
-  if (outstanding_count_ > 0 && outstanding_[outstanding_head_].extended) {
-    if (outstanding_[outstanding_head_].session) pending_session_sql_.erase(pending_session_sql_.begin());
-    outstanding_head_ = (outstanding_head_ + 1) % std::size(outstanding_);
-    --outstanding_count_;
-    server->forget_one_sync();
-  }
   copy_in_ = true;
   copy_pass_remaining_ = 0;
   pump();
@@ -104,12 +87,10 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   const bool was_primary = server == primary_;
   const bool in_flight = was_active && (server->has_outstanding() || server->tx_status() != 'I' || copy_in_);
   const bool was_preparing = server == preparing_;
-  if (was_preparing) preparing_ = nullptr;
   if (server == routed_server()) routed_.reset();  // the request is routed afresh
+  let_go_of(server);
   if (server == primary_) primary_.forget();  // closing: its pool has let go of it already
   if (server == standby_) standby_.forget();
-  if (server == active_) active_ = nullptr;
-  if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
   if (!open()) return;
   const std::string backend = server->pool().backend().name;
   if (mid_message) {
@@ -128,20 +109,20 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   }
   if (in_flight) {
     // The requests may or may not have run; the client hears so, once for each, and the session goes on.
-    const unsigned answers = outstanding_count_;
-    outstanding_count_ = 0;
+    const bool open_sequence = server->extended_open();
+    const size_t answers = server->owed_client_requests() - (open_sequence ? 1 : 0);
     tx_started_ns_ = 0;
-    pending_session_sql_.clear();
     copy_in_ = false;
     ByteVector out;
     const FailureReport lost(Failure::ServerLostInFlight, {backend});
-    for (unsigned i = 0; i < answers; ++i) {
+    for (size_t i = 0; i < answers; ++i) {
       report_failure(lost, Severity::Error, worker_.metrics(), log_prefix(), out);
       build_ready_for_query(out, 'I');
     }
-    if (answers == 0) {
+    if (answers == 0 || open_sequence) {
+      // An extended sequence without Sync (or a COPY whose batch was answered): its Sync gets ReadyForQuery.
       report_failure(lost, Severity::Error, worker_.metrics(), log_prefix(), out);
-      discard_until_sync_ = true;  // an extended sequence without Sync: answer its Sync with ReadyForQuery
+      discard_until_sync_ = true;
     }
     send_owned(std::move(out));
   }

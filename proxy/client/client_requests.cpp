@@ -139,7 +139,7 @@ bool ClientConn::dispatch() {
     }
     return true;
   }
-  if (outstanding_count_ == std::size(outstanding_)) {
+  if (active_ && active_->owed_depth() >= kMaxPipelineDepth) {
     set_state(ClientState::Draining);  // a very deep pipeline: let replies catch up
     return false;
   }
@@ -289,15 +289,18 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   const bool is_primary = server == primary_;
+  const bool behind_others = server->has_outstanding();  // replies owed ahead of this request's
   last_activity_ = worker_.now();
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
-  const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
-  const bool leaves_open = request_.kind == RequestKind::Extended && !request_.ends_with_sync;
-  note_outstanding(server, c, is_primary, ends_with_ready);
+  // A deferred BEGIN goes out in front of the request (send_request): its reply is owed first.
+  if (!session_.deferred_begin.empty()) server->expect_skipped_reply();
+  const bool extended = request_.kind == RequestKind::Extended;
+  OwedReply& owed = server->expect_reply(!extended || request_.ends_with_sync, extended);
+  note_outstanding(server, c, is_primary, owed);
+  arm_plan_retry(server, owed, behind_others);
   note_session_effects(server, c, is_primary);
   note_parsed_statements(server);
-  arm_plan_retry(server);
   const bool renamed = forwards_renamed();
   bool renamed_ok = true;
   if (renamed) {
@@ -307,11 +310,9 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
         server->server_statements.erase(stored->server_name);
       }
     }
-    server->note_request(ends_with_ready, leaves_open);
     renamed_ok = forward_renamed(server);
   }
   note_closed_statements(server);
-  if (!renamed) server->note_request(ends_with_ready, leaves_open);
   make_active(server);
   if (renamed && !renamed_ok) {
     fail(Failure::MalformedExtendedMessage);
@@ -321,28 +322,23 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   server->relay();  // replies that arrived while it was not this client's active server
 }
 
-// What the request leaves owed: a slot popped at its ReadyForQuery (timings, read-your-writes, session log).
+// What its reply is for, in the server's reply queue: the timings and, for a session command, the command to
+// record in the session log once it succeeded (popped at its ReadyForQuery).
 void ClientConn::note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary,
-                                  bool ends_with_ready) {
-  Outstanding& slot = outstanding_[(outstanding_head_ + outstanding_count_) % std::size(outstanding_)];
-  // Session commands change no data: they do not start read-your-writes.
-  slot.write = is_primary && !routing::is_read_only_statement(c, session_.route) &&
-               c.kind != routing::StatementKind::Session;
-  slot.session = false;
-  if (ends_with_ready) ++outstanding_count_;
-  slot.extended = request_.kind == RequestKind::Extended;
-  const uint64_t now_ns = uv_hrtime();
-  if (!server->extended_open()) slot.sent_ns = now_ns;  // else this continues the request of that slot
-  if (tx_started_ns_ == 0) tx_started_ns_ = now_ns;
+                                  OwedReply& owed) {
+  if (tx_started_ns_ == 0) tx_started_ns_ = owed.sent_ns;
   // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
   // transaction may be rolled back; SHOW and SET LOCAL leave nothing behind).
   if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
-      ends_with_ready && server->tx_status() == 'I' && session_.deferred_begin.empty() &&
+      !owed.open && server->tx_status() == 'I' && session_.deferred_begin.empty() &&
       c.effects.may_change_session()) {
-    slot.session = true;
-    pending_session_sql_.emplace_back(request_.sql);
+    owed.session = std::make_unique<SessionCommand>(SessionCommand{std::string(request_.sql), c});
   }
-  if (slot.write) server->wrote = true;
+  // Session commands change no data: they do not start read-your-writes.
+  if (is_primary && !routing::is_read_only_statement(c, session_.route) &&
+      c.kind != routing::StatementKind::Session) {
+    server->wrote = true;
+  }
 }
 
 // Session state the request may leave on the server: a shared server gets DISCARD ALL on release (false
@@ -387,16 +383,14 @@ void ClientConn::note_parsed_statements(ServerConn* server) {
 
 // A request that binds named statements without parsing them, alone and outside a transaction, can be sent again
 // if PostgreSQL rejects a plan whose result shape changed after DDL.
-void ClientConn::arm_plan_retry(ServerConn* server) {
-  if (server->has_outstanding()) {
-    server->disarm_plan_retry();  // replies must stay in order: no retry once something follows the request
-  } else {
+void ClientConn::arm_plan_retry(ServerConn* server, OwedReply& owed, bool behind_others) {
+  if (!behind_others) {  // else the armed request stays (the queue disarms it: replies must stay in order)
     retry_statements_.clear();
     retry_request_.clear();
   }
   if (request_.kind != RequestKind::Extended || !request_.ends_with_sync || !request_.parses.empty() ||
-      request_.used.empty() || !request_.closed.empty() || server->has_outstanding() ||
-      server->tx_status() != 'I' || !session_.deferred_begin.empty()) {
+      request_.used.empty() || !request_.closed.empty() || behind_others || server->tx_status() != 'I' ||
+      !session_.deferred_begin.empty()) {
     return;
   }
   for (auto name : request_.used) {
@@ -404,7 +398,7 @@ void ClientConn::arm_plan_retry(ServerConn* server) {
   }
   if (retry_statements_.size() == request_.used.size()) {
     plan_retries_ = 0;
-    server->arm_plan_retry();
+    owed.fate = ReplyFate::RetryOnPlanChange;
   } else {
     retry_statements_.clear();
   }
@@ -447,7 +441,6 @@ void ClientConn::send_request(ServerConn* server) {
     build_query(begin_message_, session_.deferred_begin);
     bufs[count++] =
         uv_buf_init(reinterpret_cast<char*>(begin_message_.data()), static_cast<unsigned>(begin_message_.size()));
-    server->skip_next_reply();
     session_.deferred_begin.clear();
   }
   std::byte* request = in_.data() + in_.parsed();

@@ -116,7 +116,7 @@ bool ClientConn::forward_renamed(ServerConn* server) {
   return true;
 }
 
-void ClientConn::on_plan_retry(ServerConn* server) {
+void ClientConn::on_plan_retry(ServerConn* server, OwedReply dropped) {
   if (retry_request_.empty() || retry_statements_.empty() || server->has_outstanding() ||
       ++plan_retries_ > kMaxPlanRetries) {
     // Cannot send it again without reordering replies (or DDL keeps changing it): the client gets PostgreSQL's
@@ -127,7 +127,8 @@ void ClientConn::on_plan_retry(ServerConn* server) {
     send_owned(std::move(out));
     retry_statements_.clear();
     retry_request_.clear();
-    on_ready_for_query(server, server->tx_status(), true);
+    dropped.failed = true;
+    on_ready_for_query(server, server->tx_status(), std::move(dropped));
     return;
   }
   LOG_INFO("C-%llu user=%s db=%s: a prepared statement's result type changed (DDL); re-preparing it on S-%llu and "
@@ -161,8 +162,7 @@ void ClientConn::on_plan_retry(ServerConn* server) {
         preparing_ = nullptr;
         resume_requests();
         // Armed again: another ALTER may land between the re-prepare and the request (up to kMaxPlanRetries).
-        s.arm_plan_retry();
-        s.note_request(true, false);
+        s.expect_reply(true, true).fate = ReplyFate::RetryOnPlanChange;
         s.send_owned(protocol::ByteVector(retry_request_));
         pump();
       });

@@ -250,10 +250,7 @@ void ServerConn::run_internal(std::string sql, InternalDone done) {
 }
 
 void ServerConn::run_internal_messages(ByteVector messages, int ready_count, InternalDone done) {
-  internal_done_ = std::move(done);
-  internal_ready_left_ = ready_count;
-  internal_error_.clear();
-  internal_error_state_.clear();
+  owed_.push_internal(ready_count, std::move(done));
   pool_.set_state(this, ServerState::Internal);
   send_owned(std::move(messages));
   start_reading();
@@ -266,23 +263,26 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
       return;
     case backend::kErrorResponse: {
       auto error = parse_error_fields(body);
-      if (state() != ServerState::Internal || (error && error->severity == "FATAL")) {
+      const bool ours = state() == ServerState::Internal && owed_.front_fate() == ReplyFate::Internal;
+      if (!ours || (error && error->severity == "FATAL")) {
         LOG_INFO("S-%llu backend %s: server closing connection: %s", static_cast<unsigned long long>(id()),
                  pool_.backend().name.c_str(), error ? error->message.c_str() : "?");
       }
-      if (error && internal_error_.empty()) {
-        internal_error_state_ = error->sqlstate;
-        internal_error_ = error->message;
+      InternalRun* run = ours ? owed_.front().internal.get() : nullptr;
+      if (error && run && run->error.empty()) {
+        run->error_state = error->sqlstate;
+        run->error = error->message;
       }
       return;
     }
     case backend::kReadyForQuery: {
-      if (state() != ServerState::Internal || !internal_done_) return;
-      if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
-      if (--internal_ready_left_ > 0) return;
-      InternalDone done = std::move(internal_done_);
-      internal_done_ = nullptr;
-      done(*this, internal_error_.empty(), internal_error_state_, internal_error_);
+      if (state() != ServerState::Internal || owed_.front_fate() != ReplyFate::Internal) return;
+      note_ready(body);
+      if (--owed_.front().readies > 0) return;
+      // Popped before done runs: done may hand the server to another client.
+      OwedReply finished = owed_.pop();
+      InternalRun& run = *finished.internal;
+      run.done(*this, run.error.empty(), run.error_state, run.error);
       return;
     }
     default:
@@ -304,9 +304,6 @@ void ServerConn::forget_session() {
 void ServerConn::link(PoolClient* client) {
   client_ = static_cast<ClientConn*>(client);
   pass_remaining_ = 0;
-  pending_syncs_ = 0;
-  unsynced_extended_ = false;
-  request_error_ = false;
   fatal_forwarded_ = false;
   pending_event_ = RelayEvent::None;
   applied_log = 0;
@@ -322,159 +319,63 @@ void ServerConn::unlink() { client_ = nullptr; }
 
 PoolClient* ServerConn::linked_client() const { return client_; }
 
-void ServerConn::note_request(bool ends_with_ready, bool leaves_extended_open) {
+OwedReply& ServerConn::expect_reply(bool closes, bool extended) {
   last_request_ = worker_.now();
-  if (ends_with_ready) ++pending_syncs_;
-  unsynced_extended_ = leaves_extended_open;
+  return owed_.push_request(closes, extended, uv_hrtime());
 }
 
 bool ServerConn::reusable() const {
-  return open() && pending_syncs_ == 0 && !unsynced_extended_ && tx_status_ == 'I' && pass_remaining_ == 0 &&
-         in_.unparsed() == 0;
+  return open() && owed_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 && in_.unparsed() == 0;
 }
 
-// Forwards server bytes to the linked client. Only ReadyForQuery, ParameterStatus, ErrorResponse and the COPY-in
-// responses are decoded; a batch ends at ReadyForQuery or CopyInResponse so the client hears of it only after
-// the bytes before it were written (it may then route its next request elsewhere).
-void ServerConn::relay() {
-  if (state() != ServerState::Linked || !client_ || pinned() || !open()) return;
-  if (client_->active_server() != this) {  // not its turn: keep the bytes until it is
-    if (in_.unparsed() > 0) {
-      LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id()),
-                in_.unparsed());
-    }
-    return;
+// The messages relay() handles in one write to the client.
+struct ServerConn::RelayPass {
+  ForwardBatch batch;
+  size_t pos = 0;            // where the next message starts in in_
+  bool need_room = false;    // a message that must be read whole does not fit yet
+  RelayEvent event = RelayEvent::None;
+};
+
+// Only the client's active server relays; another keeps its bytes until it is its turn.
+bool ServerConn::relay_turn() const {
+  if (state() != ServerState::Linked || !client_ || pinned() || !open()) return false;
+  if (client_->active_server() == this) return true;
+  if (in_.unparsed() > 0) {
+    LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id()),
+              in_.unparsed());
   }
-  const uint32_t max_size = worker_.max_message_size();
+  return false;
+}
+
+// Forwards server bytes to the linked client, as the front of the reply queue says. A batch ends at
+// ReadyForQuery or CopyInResponse so the client hears of it only after the bytes before it were written (it may
+// then route its next request elsewhere).
+void ServerConn::relay() {
+  if (!relay_turn()) return;
   while (open() && !pinned() && client_) {
-    ForwardBatch batch;
-    size_t pos = in_.parsed();
-    bool need_room = false;
-    RelayEvent event = RelayEvent::None;
-    while (!batch.full() && event == RelayEvent::None) {
-      size_t available = in_.end() - pos;
-      if (pass_remaining_ > 0) {
-        if (available == 0) break;
-        size_t n = std::min(pass_remaining_, available);
-        batch.add(in_.data() + pos, n);
-        pos += n;
-        pass_remaining_ -= n;
-        continue;
-      }
-      Frame frame = next_frame(ByteView(in_.data() + pos, available), max_size);
-      if (frame.status == FrameStatus::NeedMore) break;
-      if (frame.status == FrameStatus::Error) {
-        fail({Failure::ServerInvalidMessage, {to_string(frame.error)}});
-        return;
-      }
-      const char tag = frame.tag;
-      if (skip_replies_ > 0) {
-        if (available < frame.total()) {
-          need_room = true;
-          break;
-        }
-        ByteView body(in_.data() + pos + 5, frame.length - 4);
-        pos += frame.total();  // left out of the batch: the client already had its answer from pgmux
-        if (tag == backend::kErrorResponse) {
-          auto error = parse_error_fields(body);
-          LOG_ERROR("S-%llu backend %s: the BEGIN pgmux sent ahead of a request failed: %s; closing the server",
-                    static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
-                    error ? error->message.c_str() : "?");
-          skipped_error_ = true;
-        } else if (tag == backend::kReadyForQuery) {
-          if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
-          if (pending_syncs_ > 0) --pending_syncs_;
-          --skip_replies_;
-          if (skipped_error_) {
-            in_.advance_parsed(pos - in_.parsed());
-            fail(Failure::DeferredBeginFailed);
-            return;
-          }
-        }
-        continue;
-      }
-      if (retry_armed_ || swallowing_) {
-        if (available < frame.total()) {
-          need_room = true;
-          break;
-        }
-        ByteView body(in_.data() + pos + 5, frame.length - 4);
-        if (retry_armed_) {
-          retry_armed_ = false;
-          if (tag == backend::kErrorResponse) {
-            auto error = parse_error_fields(body);
-            swallowing_ = error && is_cached_plan_change(*error);
-          }
-        }
-        if (swallowing_) {
-          pos += frame.total();  // left out of the batch: the client never sees the failed attempt
-          if (tag == backend::kReadyForQuery) {
-            if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
-            if (pending_syncs_ > 0) --pending_syncs_;
-            swallowing_ = false;
-            event = RelayEvent::Retry;
-          }
-          continue;
-        }
-      }
-      const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
-                           tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
-                           tag == backend::kCopyBothResponse;
-      if (!inspect) {
-        size_t n = std::min(frame.total(), available);
-        batch.add(in_.data() + pos, n);
-        pos += n;
-        pass_remaining_ = frame.total() - n;
-        continue;
-      }
-      if (available < frame.total()) {
-        need_room = true;
-        break;
-      }
-      ByteView body(in_.data() + pos + 5, frame.length - 4);
-      switch (tag) {
-        case backend::kReadyForQuery:
-          if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
-          if (pending_syncs_ > 0) --pending_syncs_;
-          event = RelayEvent::Ready;
-          break;
-        case backend::kParameterStatus:
-          if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
-          break;
-        case backend::kErrorResponse: {
-          request_error_ = true;
-          auto error = parse_error_fields(body);
-          worker_.metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
-          if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
-          break;
-        }
-        default:  // CopyInResponse / CopyBothResponse: the client's next bytes are COPY data for this server
-          event = RelayEvent::CopyIn;
-          break;
-      }
-      batch.add(in_.data() + pos, frame.total());
-      pos += frame.total();
-    }
-    in_.advance_parsed(pos - in_.parsed());
-    if (!batch.empty()) {
+    RelayPass pass;
+    pass.pos = in_.parsed();
+    if (!collect_relay_pass(pass)) return;  // failed: closed
+    in_.advance_parsed(pass.pos - in_.parsed());
+    if (!pass.batch.empty()) {
       ClientConn* client = client_;
-      if (!client->forward_from(*this, batch.bufs(), batch.count())) {
-        pending_event_ = event;  // pinned: on_forward_done delivers it
+      if (!client->forward_from(*this, pass.batch.bufs(), pass.batch.count())) {
+        pending_event_ = pass.event;  // pinned: on_forward_done delivers it
         return;
       }
       if (!open() || client_ != client) return;
     }
     in_.consume_to(in_.parsed());
-    if (need_room) {
-      in_.make_room(next_frame(in_.unparsed_bytes(), max_size).total());
+    if (pass.need_room) {
+      in_.make_room(next_frame(in_.unparsed_bytes(), worker_.max_message_size()).total());
       break;
     }
-    if (event != RelayEvent::None) {
-      deliver(event);
+    if (pass.event != RelayEvent::None) {
+      deliver(pass.event);
       if (!open() || !client_ || client_->active_server() != this) return;
       continue;
     }
-    if (in_.unparsed() == 0 || !batch.full()) break;
+    if (in_.unparsed() == 0 || !pass.batch.full()) break;
   }
   if (!open() || pinned()) return;
   in_.compact();
@@ -482,16 +383,139 @@ void ServerConn::relay() {
   start_reading();
 }
 
+// Fills one pass. Only ReadyForQuery, ParameterStatus, ErrorResponse and the COPY-in responses of a forwarded
+// reply are decoded (read whole); everything else streams through, part of a message at a time if need be.
+// False when the connection failed (and is closed).
+bool ServerConn::collect_relay_pass(RelayPass& pass) {
+  while (!pass.batch.full() && pass.event == RelayEvent::None) {
+    const size_t available = in_.end() - pass.pos;
+    if (pass_remaining_ > 0) {
+      if (available == 0) break;
+      size_t n = std::min(pass_remaining_, available);
+      pass.batch.add(in_.data() + pass.pos, n);
+      pass.pos += n;
+      pass_remaining_ -= n;
+      continue;
+    }
+    Frame frame = next_frame(ByteView(in_.data() + pass.pos, available), worker_.max_message_size());
+    if (frame.status == FrameStatus::NeedMore) break;
+    if (frame.status == FrameStatus::Error) {
+      fail({Failure::ServerInvalidMessage, {to_string(frame.error)}});
+      return false;
+    }
+    const char tag = frame.tag;
+    const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
+                         tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
+                         tag == backend::kCopyBothResponse;
+    if (!inspect && owed_.front_fate() == ReplyFate::Forward) {
+      size_t n = std::min(frame.total(), available);
+      pass.batch.add(in_.data() + pass.pos, n);
+      pass.pos += n;
+      pass_remaining_ = frame.total() - n;
+      continue;
+    }
+    if (available < frame.total()) {
+      pass.need_room = true;
+      break;
+    }
+    if (!take_whole_message(tag, ByteView(in_.data() + pass.pos + 5, frame.length - 4), frame.total(), pass)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A whole message, handled as the front entry of the queue says. False when the connection failed.
+bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayPass& pass) {
+  ReplyFate fate = owed_.front_fate();
+  if (fate == ReplyFate::RetryOnPlanChange) {  // decided by the reply's first message
+    std::optional<ErrorFields> error;
+    if (tag == backend::kErrorResponse) error = parse_error_fields(body);
+    fate = owed_.front().fate = error && is_cached_plan_change(*error) ? ReplyFate::DropForRetry : ReplyFate::Forward;
+  }
+  if (fate == ReplyFate::SkipOwn) return drop_own_reply(tag, body, size, pass);
+  if (fate == ReplyFate::DropForRetry) {
+    pass.pos += size;  // left out of the batch: the client never sees the failed attempt
+    if (tag == backend::kReadyForQuery) {
+      note_ready(body);
+      pass.event = RelayEvent::Retry;
+    }
+    return true;
+  }
+  note_relayed(tag, body, pass);
+  pass.batch.add(in_.data() + pass.pos, size);
+  pass.pos += size;
+  return true;
+}
+
+// The reply to pgmux's own statement in front of a request: the client already had its answer from pgmux.
+bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass& pass) {
+  pass.pos += size;
+  if (tag == backend::kErrorResponse) {
+    auto error = parse_error_fields(body);
+    LOG_ERROR("S-%llu backend %s: the BEGIN pgmux sent ahead of a request failed: %s; closing the server",
+              static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
+              error ? error->message.c_str() : "?");
+    owed_.front().failed = true;
+  } else if (tag == backend::kReadyForQuery) {
+    note_ready(body);
+    if (owed_.pop().failed) {
+      in_.advance_parsed(pass.pos - in_.parsed());
+      fail(Failure::DeferredBeginFailed);
+      return false;
+    }
+  }
+  return true;
+}
+
+// What a forwarded message tells pgmux.
+void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
+  switch (tag) {
+    case backend::kReadyForQuery:
+      note_ready(body);
+      pass.event = RelayEvent::Ready;
+      return;
+    case backend::kParameterStatus:
+      if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
+      return;
+    case backend::kErrorResponse: {
+      if (!owed_.empty()) owed_.front().failed = true;
+      auto error = parse_error_fields(body);
+      worker_.metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
+      if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
+      return;
+    }
+    case backend::kCopyInResponse:
+    case backend::kCopyBothResponse:  // the client's next bytes are COPY data for this server
+      pass.event = RelayEvent::CopyIn;
+      return;
+    default:
+      return;
+  }
+}
+
+void ServerConn::note_ready(ByteView body) {
+  if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+}
+
+// Tells the client, once the bytes before the event were written. Ready and Retry end the front entry.
 void ServerConn::deliver(RelayEvent event) {
   if (!client_) return;
-  if (event == RelayEvent::Ready) {
-    bool had_error = request_error_;
-    request_error_ = false;
-    client_->on_ready_for_query(this, tx_status_, had_error);
-  } else if (event == RelayEvent::CopyIn) {
-    client_->on_copy_in(this);
-  } else if (event == RelayEvent::Retry) {
-    client_->on_plan_retry(this);
+  switch (event) {
+    case RelayEvent::Ready:
+      client_->on_ready_for_query(this, tx_status_, take_front());
+      return;
+    case RelayEvent::CopyIn:
+      // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY (the client
+      // sends another after CopyDone), so no ReadyForQuery will answer it.
+      if (!owed_.empty() && owed_.front().extended && !owed_.front().open) owed_.pop();
+      client_->on_copy_in(this);
+      return;
+    case RelayEvent::Retry:
+      client_->on_plan_retry(this, take_front());
+      return;
+    case RelayEvent::None:
+      return;
   }
 }
 
@@ -530,10 +554,9 @@ void ServerConn::on_closing() {
   ClientConn* client = client_;
   client_ = nullptr;
   const bool mid_message = pass_remaining_ > 0;
-  if (internal_done_) {
-    InternalDone done = std::move(internal_done_);
-    internal_done_ = nullptr;
-    done(*this, false, sqlstate::kConnectionFailure, "server connection lost");
+  if (owed_.front_fate() == ReplyFate::Internal) {
+    OwedReply lost = owed_.pop();
+    lost.internal->done(*this, false, sqlstate::kConnectionFailure, "server connection lost");
   }
   pool_.on_server_closing(this);
   if (client) client->on_server_lost(this, fatal_forwarded_, mid_message);

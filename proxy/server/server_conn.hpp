@@ -14,6 +14,7 @@
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/net/stream_conn.hpp"
 #include "proxy/server/pool_server.hpp"
+#include "proxy/server/reply_queue.hpp"
 #include "proxy/server/session_params.hpp"
 
 namespace pgmux::proxy {
@@ -41,7 +42,6 @@ class ServerConn final : public StreamConn, public PoolServer {
 
   // Runs a simple query of pgmux's own; every reply is consumed here. done(ok, error_message) runs at
   // ReadyForQuery. The server must be Idle (or freshly logged in) and is Internal meanwhile.
-  using InternalDone = std::function<void(ServerConn&, bool ok, const std::string& sqlstate, const std::string& error)>;
   void run_internal(std::string sql, InternalDone done);
   // Same with ready-made frontend messages that produce `ready_count` ReadyForQuery replies.
   void run_internal_messages(protocol::ByteVector messages, int ready_count, InternalDone done);
@@ -52,37 +52,28 @@ class ServerConn final : public StreamConn, public PoolServer {
   ClientConn* client() const { return client_; }
   PoolClient* linked_client() const override;
 
-  // Called by the linked client for each request it forwards, to track what is outstanding.
-  void note_request(bool ends_with_ready, bool leaves_extended_open);
+  // The linked client forwarded a request (`closes`: it ends with Sync or is a simple Query; else it leaves an
+  // extended sequence open and the next request continues it). Returns its entry in the reply queue, for the
+  // client to say what the reply is for (a session command to record, a request that may be retried).
+  OwedReply& expect_reply(bool closes, bool extended);
+  // pgmux sends a statement of its own (a deferred BEGIN) in front of the client's next request: its reply is
+  // dropped, and should it fail the server is closed (the request must not run outside the transaction the
+  // client asked for). Call before expect_reply for that request.
+  void expect_skipped_reply() { owed_.push_skipped(); }
   // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
   bool reusable() const override;
-  // Replies still to come for requests sent (or an extended batch not yet closed by Sync).
+  // Replies still to come for requests sent (or an extended sequence not yet closed by Sync).
   // Also true while the last reply is still being written to the client (its ReadyForQuery not yet delivered).
-  bool has_outstanding() const {
-    return pending_syncs_ > 0 || unsynced_extended_ || pending_event_ != RelayEvent::None || pinned();
-  }
-  // pgmux sent a statement of its own (a deferred BEGIN) in front of the client's request: its reply, up to and
-  // including its ReadyForQuery, is dropped. Should it fail, the server is closed (the request must not run
-  // outside the transaction the client asked for).
-  void skip_next_reply() {
-    ++skip_replies_;
-    ++pending_syncs_;
-  }
-  // The next reply starts a request pgmux may send again: if its first message is PostgreSQL's "cached plan must
-  // not change result type" error, that error and its ReadyForQuery are kept from the client and the client is
-  // told to re-prepare and retry (nothing of the reply has reached it).
-  void arm_plan_retry() { retry_armed_ = true; }
-  // Another request went out behind the armed one: a retry would reorder replies, so the error is relayed.
-  void disarm_plan_retry() { retry_armed_ = false; }
-  // PostgreSQL ignores a Sync that arrives during COPY FROM STDIN: that Sync will get no ReadyForQuery.
-  void forget_one_sync() {
-    if (pending_syncs_ > 0) --pending_syncs_;
-  }
+  bool has_outstanding() const { return !owed_.empty() || pending_event_ != RelayEvent::None || pinned(); }
+  // How many requests are queued here: a client that pipelines deeper waits for replies to catch up.
+  size_t owed_depth() const { return owed_.size(); }
+  // What the linked client still waits for here (its answers if the connection is lost now).
+  size_t owed_client_requests() const { return owed_.client_requests(); }
   char tx_status() const { return tx_status_; }
   // An extended sequence was left open by Flush and nothing else is owed: its next messages must come here.
-  bool only_open_sequence() const { return unsynced_extended_ && pending_syncs_ == 0; }
+  bool only_open_sequence() const { return owed_.size() == 1 && owed_.open_sequence(); }
   // The last request left an extended sequence open (Flush, no Sync): the next one continues it.
-  bool extended_open() const { return unsynced_extended_; }
+  bool extended_open() const { return owed_.open_sequence(); }
   int backend_index() const;
   // A partial message was forwarded to the client: the client's stream cannot take anything else now.
   bool mid_message() const { return pass_remaining_ > 0; }
@@ -126,7 +117,15 @@ class ServerConn final : public StreamConn, public PoolServer {
   void handle_internal_message(char tag, protocol::ByteView body);
   void consume_whole_messages(void (ServerConn::*handler)(char, protocol::ByteView));
   void record_parameter(std::string_view name, std::string_view value);
+  struct RelayPass;
+  bool relay_turn() const;
+  bool collect_relay_pass(RelayPass& pass);
+  bool take_whole_message(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
+  bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
+  void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
+  void note_ready(protocol::ByteView body);
   void deliver(RelayEvent event);
+  OwedReply take_front() { return owed_.empty() ? OwedReply{} : owed_.pop(); }
   // Logs the failure and closes; one that ends a connect or login goes to the pool (and the waiting client).
   void fail(FailureReport report);
 
@@ -139,22 +138,11 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool default_read_only_ = false;
   protocol::BackendKeyData key_;
   std::optional<protocol::ScramClient> scram_;
-  InternalDone internal_done_;
-  int internal_ready_left_ = 0;
-  std::string internal_error_state_;
-  std::string internal_error_;
-
   // Relay bookkeeping (linked state).
   size_t pass_remaining_ = 0;  // bytes of a forwarded message not yet received
-  int pending_syncs_ = 0;      // Query/Sync/FunctionCall sent minus ReadyForQuery received
-  bool unsynced_extended_ = false;
   char tx_status_ = 'I';
-  bool request_error_ = false;   // an ErrorResponse was relayed since the last ReadyForQuery
   bool fatal_forwarded_ = false;
-  bool retry_armed_ = false;
-  bool swallowing_ = false;      // dropping a failed attempt's reply up to its ReadyForQuery
-  int skip_replies_ = 0;         // replies to pgmux's own statements sent ahead of the request (skip_next_reply)
-  bool skipped_error_ = false;   // one of them failed
+  ReplyQueue owed_;  // what this server owes, oldest first
   RelayEvent pending_event_ = RelayEvent::None;  // to deliver once the pinned write completes
 };
 

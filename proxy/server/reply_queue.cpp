@@ -1,0 +1,63 @@
+#include "proxy/server/reply_queue.hpp"
+
+#include <utility>
+
+namespace pgmux::proxy {
+
+OwedReply& ReplyQueue::push_back() {
+  if (size_ == slots_.size()) {
+    std::vector<OwedReply> grown(slots_.empty() ? 8 : slots_.size() * 2);
+    for (size_t i = 0; i < size_; ++i) grown[i] = std::move(slots_[index(i)]);
+    slots_ = std::move(grown);
+    head_ = 0;
+  }
+  ++size_;
+  OwedReply& entry = back();
+  entry = OwedReply{};
+  return entry;
+}
+
+OwedReply& ReplyQueue::push_request(bool closes, bool extended, uint64_t now_ns) {
+  if (open_sequence()) {
+    OwedReply& continued = back();
+    continued.open = !closes;
+    return continued;
+  }
+  if (!empty() && back().fate == ReplyFate::RetryOnPlanChange) back().fate = ReplyFate::Forward;
+  OwedReply& entry = push_back();
+  entry.open = !closes;
+  entry.extended = extended;
+  entry.sent_ns = now_ns;
+  return entry;
+}
+
+void ReplyQueue::push_skipped() { push_back().fate = ReplyFate::SkipOwn; }
+
+void ReplyQueue::push_internal(int readies, InternalDone done) {
+  OwedReply& entry = push_back();
+  entry.fate = ReplyFate::Internal;
+  entry.readies = static_cast<uint16_t>(readies);
+  entry.internal = std::make_unique<InternalRun>();
+  entry.internal->done = std::move(done);
+}
+
+OwedReply ReplyQueue::pop() {
+  OwedReply done = std::move(front());
+  front() = OwedReply{};
+  head_ = index(1);
+  --size_;
+  return done;
+}
+
+void ReplyQueue::clear() {
+  while (!empty()) pop();
+  head_ = 0;
+}
+
+size_t ReplyQueue::client_requests() const {
+  size_t count = 0;
+  for (size_t i = 0; i < size_; ++i) count += slots_[index(i)].for_client() ? 1 : 0;
+  return count;
+}
+
+}  // namespace pgmux::proxy

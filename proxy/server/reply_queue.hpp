@@ -1,0 +1,97 @@
+// What a server connection owes, oldest first (DESIGN.md §3.5): one entry per request sent to it, popped when
+// the ReadyForQuery that ends its reply has been handled. The entry at the front says what happens to the
+// server's messages: relayed to the client, dropped (pgmux's own statement in front of a client request), held
+// back for a retry (a plan that changed under a prepared statement), or consumed by pgmux (its own queries:
+// reset, parameter sync, bringing a server up to date). Nothing else on a connection counts replies.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "routing/classifier.hpp"
+
+namespace pgmux::proxy {
+
+class ServerConn;
+
+enum class ReplyFate : uint8_t {
+  Forward,            // a client request: its reply goes to the client
+  RetryOnPlanChange,  // a client request pgmux may send again: if the first message is PostgreSQL's "cached
+                      // plan must not change result type" error, the reply becomes DropForRetry, else Forward
+  DropForRetry,       // a failed attempt the client never sees; at its ReadyForQuery the client re-prepares
+  SkipOwn,            // pgmux's own statement sent ahead of a client request (a deferred BEGIN): dropped; if it
+                      // fails the server is closed (the request must not run outside the client's transaction)
+  Internal,           // pgmux's own queries on a server no client request is waiting for: consumed here
+};
+
+// A session command (SET, RESET, ...) waiting for its reply: recorded in the session log once it succeeded
+// outside a transaction, so it is replayed on the client's other servers.
+struct SessionCommand {
+  std::string sql;
+  routing::Classification classification;
+};
+
+// pgmux's own queries: done(ok, sqlstate, message of the first error) runs at the last ReadyForQuery, or with
+// ok false when the connection is lost first.
+using InternalDone = std::function<void(ServerConn&, bool ok, const std::string& sqlstate, const std::string& error)>;
+struct InternalRun {
+  InternalDone done;
+  std::string error_state;
+  std::string error;
+};
+
+struct OwedReply {
+  ReplyFate fate = ReplyFate::Forward;
+  bool open = false;      // an extended sequence not closed by Sync yet: the next request continues this entry
+  bool extended = false;  // ended by Sync (which PostgreSQL ignores if the batch starts COPY FROM STDIN)
+  bool failed = false;    // an ErrorResponse came in its reply
+  uint16_t readies = 1;   // ReadyForQuery messages still to come for it (several only for an internal run)
+  uint64_t sent_ns = 0;   // uv_hrtime() when its first message went out (query duration)
+  std::unique_ptr<SessionCommand> session;  // only for session commands
+  std::unique_ptr<InternalRun> internal;    // only for fate Internal
+
+  // Whether the client waits for this reply (as opposed to pgmux's own statements).
+  bool for_client() const { return fate != ReplyFate::SkipOwn && fate != ReplyFate::Internal; }
+};
+
+// A ring that grows by doubling and never allocates while its depth stays within what it has seen.
+class ReplyQueue {
+ public:
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  OwedReply& front() { return slots_[head_]; }
+  const OwedReply& front() const { return slots_[head_]; }
+  OwedReply& back() { return slots_[index(size_ - 1)]; }
+  const OwedReply& back() const { return slots_[index(size_ - 1)]; }
+  // What the next server message belongs to: Forward when nothing is owed (notices, notifications).
+  ReplyFate front_fate() const { return empty() ? ReplyFate::Forward : front().fate; }
+
+  // A client request was sent. It continues the open entry at the back if there is one (an extended sequence
+  // after Flush); else a new entry is added. A request sent behind one armed for a retry disarms it: resending
+  // that one would put its replies after this one's. Returns the entry, for the caller to fill in.
+  OwedReply& push_request(bool closes, bool extended, uint64_t now_ns);
+  // pgmux's own statement sent ahead of the next client request (the next push_request).
+  void push_skipped();
+  void push_internal(int readies, InternalDone done);
+  // The front entry is done.
+  OwedReply pop();
+  void clear();
+
+  // An extended sequence was left open (Flush, no Sync): the next request continues it.
+  bool open_sequence() const { return !empty() && back().open; }
+  // Replies the client still waits for (pgmux's own statements not counted; an open sequence counts).
+  size_t client_requests() const;
+
+ private:
+  size_t index(size_t i) const { return (head_ + i) & (slots_.size() - 1); }
+  OwedReply& push_back();
+
+  std::vector<OwedReply> slots_;  // capacity a power of two
+  size_t head_ = 0;
+  size_t size_ = 0;
+};
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,88 @@
+// ReplyQueue (proxy/server/reply_queue.*): what a server connection owes, oldest first.
+#include "proxy/server/reply_queue.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace pgmux::proxy;
+
+TEST_CASE("reply queue: entries come back oldest first, with what the request said of its reply") {
+  ReplyQueue q;
+  CHECK(q.empty());
+  CHECK(q.front_fate() == ReplyFate::Forward);  // nothing owed: notices and notifications go to the client
+  q.push_request(true, false, 100);
+  OwedReply& second = q.push_request(true, true, 200);
+  second.session = std::make_unique<SessionCommand>(SessionCommand{"SET x = 1", {}});
+  CHECK(q.size() == 2);
+  OwedReply first = q.pop();
+  CHECK(first.sent_ns == 100);
+  CHECK_FALSE(first.extended);
+  CHECK_FALSE(first.session);
+  OwedReply next = q.pop();
+  CHECK(next.sent_ns == 200);
+  CHECK(next.extended);
+  REQUIRE(next.session);
+  CHECK(next.session->sql == "SET x = 1");
+  CHECK(q.empty());
+}
+
+TEST_CASE("reply queue: an extended sequence left open by Flush is continued, not queued twice") {
+  ReplyQueue q;
+  q.push_request(false, true, 100);  // Parse/Bind/Execute/Flush
+  CHECK(q.open_sequence());
+  CHECK(q.client_requests() == 1);
+  OwedReply& continued = q.push_request(true, true, 300);  // ... Sync
+  CHECK(q.size() == 1);
+  CHECK_FALSE(continued.open);
+  CHECK(continued.sent_ns == 100);  // the request's duration counts from its first message
+  CHECK_FALSE(q.open_sequence());
+  q.push_request(true, false, 400);  // a new request behind it: its own entry
+  CHECK(q.size() == 2);
+}
+
+TEST_CASE("reply queue: a request sent behind one armed for a retry disarms it") {
+  ReplyQueue q;
+  q.push_request(true, true, 1).fate = ReplyFate::RetryOnPlanChange;
+  CHECK(q.front_fate() == ReplyFate::RetryOnPlanChange);
+  q.push_request(true, false, 2);
+  CHECK(q.front_fate() == ReplyFate::Forward);  // resending it would put its reply after the second one's
+}
+
+TEST_CASE("reply queue: pgmux's own statements are owed in order but are not the client's") {
+  ReplyQueue q;
+  q.push_skipped();  // a deferred BEGIN in front of the request
+  q.push_request(true, false, 5);
+  CHECK(q.size() == 2);
+  CHECK(q.client_requests() == 1);
+  CHECK(q.front_fate() == ReplyFate::SkipOwn);
+  CHECK_FALSE(q.pop().for_client());
+  CHECK(q.front().for_client());
+}
+
+TEST_CASE("reply queue: an internal run carries its callback and counts its ReadyForQuery messages") {
+  ReplyQueue q;
+  int calls = 0;
+  q.push_internal(3, [&](ServerConn&, bool, const std::string&, const std::string&) { ++calls; });
+  CHECK(q.front_fate() == ReplyFate::Internal);
+  CHECK(q.front().readies == 3);
+  CHECK(q.client_requests() == 0);
+  OwedReply run = q.pop();
+  REQUIRE(run.internal);
+  CHECK(static_cast<bool>(run.internal->done));
+  CHECK(calls == 0);  // the server calls it, at the last ReadyForQuery
+}
+
+TEST_CASE("reply queue: growing past its capacity while wrapped keeps the order") {
+  ReplyQueue q;
+  uint64_t pushed = 0;
+  uint64_t popped = 0;
+  for (int i = 0; i < 6; ++i) q.push_request(true, false, ++pushed);
+  for (int i = 0; i < 4; ++i) CHECK(q.pop().sent_ns == ++popped);  // the head is now mid-ring
+  for (int i = 0; i < 40; ++i) q.push_request(true, false, ++pushed);  // grows twice, from a wrapped ring
+  CHECK(q.size() == 42);
+  while (!q.empty()) CHECK(q.pop().sent_ns == ++popped);
+  CHECK(popped == pushed);
+  q.push_request(true, false, 7);
+  q.clear();
+  CHECK(q.empty());
+  CHECK_FALSE(q.open_sequence());
+}
