@@ -195,18 +195,10 @@ uint64_t Topology::cluster_system_identifier() const {
   return best;
 }
 
-void Topology::recompute(double now) {
-  system_identifier_ = cluster_system_identifier();
-  std::vector<std::string> alarms;
-  std::vector<Role> previous_roles;
-  std::vector<bool> previous_readable;
-  std::vector<std::string> fence_reasons(backends_.size());
-
-  // 1. Roles.
+// Each backend's role from its last probe; a fenced one's reason goes to fence_reasons[i].
+void Topology::assign_roles(std::vector<std::string>& fence_reasons, std::vector<std::string>& alarms) {
   for (size_t i = 0; i < backends_.size(); ++i) {
     BackendStatus& b = backends_[i];
-    previous_roles.push_back(b.role);
-    previous_readable.push_back(b.readable);
     const bool down = b.failed_probes > settings_.health_check_max_retries;
     b.reachable = b.ever_probed && !down;
     if (down) {
@@ -233,9 +225,11 @@ void Topology::recompute(double now) {
       b.role = Role::Primary;
     }
   }
+}
 
-  // 2. The one primary. Several claimants: the higher timeline wins only when every other one is failing to
-  // answer; otherwise nobody gets writes until a human (or the HA tool) resolves it.
+// The one primary. Several claimants: the higher timeline wins only when every other one is failing to answer;
+// otherwise nobody gets writes until a human (or the HA tool) resolves it.
+void Topology::choose_primary(std::vector<std::string>& alarms) {
   std::vector<size_t> claimants;
   for (size_t i = 0; i < backends_.size(); ++i) {
     if (backends_[i].role == Role::Primary) claimants.push_back(i);
@@ -244,31 +238,83 @@ void Topology::recompute(double now) {
   split_brain_ = false;
   if (claimants.size() == 1) {
     primary_ = static_cast<int>(claimants[0]);
-  } else if (claimants.size() > 1) {
-    std::stable_sort(claimants.begin(), claimants.end(), [&](size_t a, size_t b) {
-      return backends_[a].last.timeline > backends_[b].last.timeline;
-    });
-    const BackendStatus& top = backends_[claimants[0]];
-    bool others_failing_and_older = top.failed_probes == 0;
-    for (size_t k = 1; k < claimants.size(); ++k) {
-      const BackendStatus& o = backends_[claimants[k]];
-      if (o.failed_probes == 0 || o.last.timeline >= top.last.timeline) others_failing_and_older = false;
-    }
-    if (others_failing_and_older) {
-      primary_ = static_cast<int>(claimants[0]);
-    } else {
-      split_brain_ = true;
-      std::string text = claimants.size() == 2 ? "two primaries: " : std::to_string(claimants.size()) + " primaries: ";
-      for (size_t k = 0; k < claimants.size(); ++k) {
-        const BackendStatus& c = backends_[claimants[k]];
-        if (k > 0) text += ", ";
-        text += c.spec.name + " (timeline " + std::to_string(c.last.timeline) + ")";
-      }
-      alarms.insert(alarms.begin(), text + "; writes refused until one is demoted");
-    }
+    return;
   }
+  if (claimants.empty()) return;
+  std::stable_sort(claimants.begin(), claimants.end(), [&](size_t a, size_t b) {
+    return backends_[a].last.timeline > backends_[b].last.timeline;
+  });
+  const BackendStatus& top = backends_[claimants[0]];
+  bool others_failing_and_older = top.failed_probes == 0;
+  for (size_t k = 1; k < claimants.size(); ++k) {
+    const BackendStatus& o = backends_[claimants[k]];
+    if (o.failed_probes == 0 || o.last.timeline >= top.last.timeline) others_failing_and_older = false;
+  }
+  if (others_failing_and_older) {
+    primary_ = static_cast<int>(claimants[0]);
+    return;
+  }
+  split_brain_ = true;
+  std::string text = claimants.size() == 2 ? "two primaries: " : std::to_string(claimants.size()) + " primaries: ";
+  for (size_t k = 0; k < claimants.size(); ++k) {
+    const BackendStatus& c = backends_[claimants[k]];
+    if (k > 0) text += ", ";
+    text += c.spec.name + " (timeline " + std::to_string(c.last.timeline) + ")";
+  }
+  alarms.insert(alarms.begin(), text + "; writes refused until one is demoted");
+}
 
-  // 3. The read set, with hysteresis on the way back in.
+// Whether a standby may serve reads, with hysteresis on the way back in after lag; why not, in `reason`.
+bool Topology::standby_readable(BackendStatus& b, double now, std::string& reason) const {
+  const int64_t max_bytes = b.spec.max_lag_bytes.value_or(settings_.max_lag_bytes);
+  const double max_seconds = b.spec.max_lag_seconds.value_or(settings_.max_lag_seconds);
+  const bool over_bytes = b.lag_bytes > max_bytes;
+  const bool over_seconds = b.lag_seconds > max_seconds;
+  if (over_bytes || over_seconds) {
+    b.lag_excluded = true;
+    b.under_threshold_since = -1;
+    if (over_bytes) reason = "lag " + format_bytes(b.lag_bytes) + " > max_lag_bytes " + format_bytes(max_bytes);
+    if (over_seconds) {
+      if (!reason.empty()) reason += ", ";
+      reason += "lag " + format_seconds(b.lag_seconds) + " > max_lag_seconds " + format_seconds(max_seconds);
+    }
+    return false;
+  }
+  if (b.lag_excluded) {
+    if (b.under_threshold_since < 0) b.under_threshold_since = now;
+    const double under_for = now - b.under_threshold_since;
+    if (under_for < settings_.lag_hysteresis) {
+      reason = "hysteresis: lag under the limits for " + format_seconds(under_for) + " of " +
+               format_seconds(settings_.lag_hysteresis);
+      return false;
+    }
+    b.lag_excluded = false;
+    b.under_threshold_since = -1;
+  }
+  if (b.spec.disabled) {
+    reason = "disabled by the operator (ENABLE BACKEND to bring it back)";
+  } else if (b.spec.weight <= 0) {
+    reason = "weight 0";
+  } else {
+    return true;
+  }
+  return false;
+}
+
+void Topology::recompute(double now) {
+  system_identifier_ = cluster_system_identifier();
+  std::vector<std::string> alarms;
+  std::vector<Role> previous_roles;
+  std::vector<bool> previous_readable;
+  for (const BackendStatus& b : backends_) {
+    previous_roles.push_back(b.role);
+    previous_readable.push_back(b.readable);
+  }
+  std::vector<std::string> fence_reasons(backends_.size());
+  assign_roles(fence_reasons, alarms);
+  choose_primary(alarms);
+
+  // The read set, and why each backend is not in it.
   for (size_t i = 0; i < backends_.size(); ++i) {
     BackendStatus& b = backends_[i];
     bool readable = false;
@@ -286,41 +332,9 @@ void Topology::recompute(double now) {
       case Role::Primary:
         reason = split_brain_ ? "primary (split brain)" : "primary";
         break;
-      case Role::Standby: {
-        const int64_t max_bytes = b.spec.max_lag_bytes.value_or(settings_.max_lag_bytes);
-        const double max_seconds = b.spec.max_lag_seconds.value_or(settings_.max_lag_seconds);
-        const bool over_bytes = b.lag_bytes > max_bytes;
-        const bool over_seconds = b.lag_seconds > max_seconds;
-        if (over_bytes || over_seconds) {
-          b.lag_excluded = true;
-          b.under_threshold_since = -1;
-          if (over_bytes) reason = "lag " + format_bytes(b.lag_bytes) + " > max_lag_bytes " + format_bytes(max_bytes);
-          if (over_seconds) {
-            if (!reason.empty()) reason += ", ";
-            reason += "lag " + format_seconds(b.lag_seconds) + " > max_lag_seconds " + format_seconds(max_seconds);
-          }
-          break;
-        }
-        if (b.lag_excluded) {
-          if (b.under_threshold_since < 0) b.under_threshold_since = now;
-          const double under_for = now - b.under_threshold_since;
-          if (under_for < settings_.lag_hysteresis) {
-            reason = "hysteresis: lag under the limits for " + format_seconds(under_for) + " of " +
-                     format_seconds(settings_.lag_hysteresis);
-            break;
-          }
-          b.lag_excluded = false;
-          b.under_threshold_since = -1;
-        }
-        if (b.spec.disabled) {
-          reason = "disabled by the operator (ENABLE BACKEND to bring it back)";
-        } else if (b.spec.weight <= 0) {
-          reason = "weight 0";
-        } else {
-          readable = true;
-        }
+      case Role::Standby:
+        readable = standby_readable(b, now, reason);
         break;
-      }
     }
     b.readable = readable;
     b.excluded_reason = std::move(reason);

@@ -50,7 +50,15 @@ void AdminConsole::execute(std::string_view sql) {
                         "SHOW HELP lists the commands"));
     return;
   }
-  // Rights follow the running config: a reload that removes the user from admin_users takes effect at once.
+  if (!permitted(*command)) return;
+  LOG_INFO("C-%llu admin user=%s: %.*s", static_cast<unsigned long long>(client_id_), user_.c_str(),
+           static_cast<int>(std::min<size_t>(trimmed.size(), 200)), trimmed.data());
+  run(*command, input);
+}
+
+// Rights follow the running config: a reload that removes the user from admin_users takes effect at once.
+// False (and the client told) when the user may not run the command.
+bool AdminConsole::permitted(const admin::Command& command) {
   const conf::Config& config = *worker_.config();
   const auto listed = [&](const std::vector<std::string>& names) {
     return std::find(names.begin(), names.end(), user_) != names.end();
@@ -60,17 +68,20 @@ void AdminConsole::execute(std::string_view sql) {
     answer(Answer::fail(protocol::sqlstate::kInsufficientPrivilege,
                         "permission denied: user \"" + user_ + "\" is no longer in admin_users or stats_users",
                         "a config reload removed the rights this console session logged in with"));
-    return;
+    return false;
   }
-  if (command->access == admin::Access::Change && !may_change) {
+  if (command.access == admin::Access::Change && !may_change) {
     answer(Answer::fail(protocol::sqlstate::kInsufficientPrivilege,
-                        std::string("permission denied: ") + command->words + " needs a user in admin_users",
+                        std::string("permission denied: ") + command.words + " needs a user in admin_users",
                         "user \"" + user_ + "\" is in stats_users, which allows SHOW and EXPLAIN ROUTE"));
-    return;
+    return false;
   }
-  LOG_INFO("C-%llu admin user=%s: %.*s", static_cast<unsigned long long>(client_id_), user_.c_str(),
-           static_cast<int>(std::min<size_t>(trimmed.size(), 200)), trimmed.data());
+  return true;
+}
 
+// Runs the command where it must run: here, after gathering every worker's snapshot, or on the control loop.
+void AdminConsole::run(const admin::Command& cmd, const admin::Input& input) {
+  const admin::Command* command = &cmd;
   SharedState& shared = worker_.shared();
   admin::Context context{shared, worker_.config(), shared.view.load()};
   context.client_id = client_id_;

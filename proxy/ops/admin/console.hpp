@@ -15,6 +15,8 @@ class Worker;
 
 namespace admin {
 struct Answer;
+struct Command;
+struct Input;
 }
 
 class AdminConsole {
@@ -36,6 +38,8 @@ class AdminConsole {
 
  private:
   void answer(const admin::Answer& answer);
+  bool permitted(const admin::Command& command);
+  void run(const admin::Command& command, const admin::Input& input);
   void check_pause_done();
 
   Worker& worker_;
