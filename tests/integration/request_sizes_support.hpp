@@ -51,7 +51,7 @@ struct Target {
 struct Limits {
   double stall = 5.0;
   double total = 60.0;
-  static Limits for_bytes(size_t bytes);  // 3 s + 0.25 s per MiB of stall, 30 s + 1 s per MiB in all
+  static Limits for_bytes(size_t bytes);  // 3 s + 1 s per MiB of stall, 30 s + 2.5 s per MiB in all
 };
 
 // Connects (connect_timeout bounds it) and puts the connection in non-blocking mode; throws on failure.
