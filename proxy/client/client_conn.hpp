@@ -155,6 +155,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     }
     return false;
   }
+  const ParsedStatement* duplicate_parse();
   bool answer_parse_locally();
   // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed).
   bool forwards_renamed() const {

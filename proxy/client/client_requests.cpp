@@ -179,6 +179,10 @@ bool ClientConn::dispatch() {
     c.reason = "extended sequence without Sync";
   }
 
+  if (const ParsedStatement* duplicate = duplicate_parse()) {
+    answer_locally_with_error({Failure::DuplicatePreparedStatement, {std::string(duplicate->name)}});
+    return true;
+  }
   if (answer_parse_locally()) return true;
   ServerConn* server = choose_server(c);
   if (!server) return reads_requests(state_) && open();  // answered here (an error): go on with the next request

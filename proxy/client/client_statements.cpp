@@ -71,6 +71,21 @@ void ClientConn::add_statement_prep(ServerConn* server, ByteVector& messages, bo
   }
 }
 
+// Transaction pooling: a request that starts with a Parse of a named statement the session already has gets
+// PostgreSQL's 42P05 here, as the server would (there the statement has its shared name, so the server would
+// accept the Parse). Only outside a transaction: an error pgmux answers cannot abort the server's transaction.
+// Limit: such a Parse later in a batch reaches the server, which accepts it.
+const ParsedStatement* ClientConn::duplicate_parse() {
+  if (!transaction_pooling() || request_.kind != RequestKind::Extended || request_.parses.empty() ||
+      !session_.deferred_begin.empty()) {
+    return nullptr;
+  }
+  const ParsedStatement& first = request_.parses.front();
+  if (first.name.empty() || first.message.data() != in_.data() + in_.parsed()) return nullptr;
+  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) return nullptr;
+  return session_.find_statement(first.name) ? &first : nullptr;
+}
+
 // Transaction pooling: a batch of only named Parses and a Sync (libpq's PQprepare) from a client that holds no
 // server is answered here; the statement is prepared on whichever server first needs it. Clients that prepare
 // synchronously (pgbench -M prepared) would otherwise wait for a server that their own thread's other

@@ -179,6 +179,10 @@ constexpr FailureRow kRows[] = {
      "a statement could not be prepared on the server", Info},
     {F::PlanChanged, Error, code::kFeatureNotSupported, "cached plan must not change result type", "", "", Reuse,
      "plan_changed", "plan changed and could not be retried", Info},
+    // PostgreSQL's own error, answered by pgmux where the statement lives under a shared name (transaction pooling).
+    {F::DuplicatePreparedStatement, Error, code::kDuplicatePreparedStatement,
+     "prepared statement \"{}\" already exists", "", "", Reuse, "duplicate_prepared_statement",
+     "duplicate prepared statement", Info},
 };
 
 constexpr bool rows_in_enum_order() {

@@ -85,6 +85,7 @@ enum class Failure : uint8_t {
   UnnamedStatementGone,
   PrepareFailed,
   PlanChanged,
+  DuplicatePreparedStatement,
   Count
 };
 

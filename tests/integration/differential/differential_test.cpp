@@ -5,7 +5,8 @@
 // Environment: PGMUX_TEST_BASEPORT (cluster), PGMUX_DIFF_SELF=1 or PGMUX_TEST_DIRECT=1 (second run also direct,
 // no pgmux),
 // PGMUX_DIFF_ONLY=<script name>, PGMUX_DIFF_STRICT_ORDER=1 (do not sort the startup ParameterStatus run),
-// PGMUX_DIFF_POOL_MODE=session|transaction (pool mode of database app in pgmux's config), PGMUX_DIFF_VERBOSE=1,
+// PGMUX_DIFF_POOL_MODE=session|transaction (pool mode of database app in pgmux's config), PGMUX_DIFF_SPLIT=1
+// (the two standbys behind pgmux too, read/write split on: reads may be served by a standby), PGMUX_DIFF_VERBOSE=1,
 // PGMUX_DIFF_TARGET_PORT=<port> (compare with a proxy already listening there, e.g. pgbouncer; no pgmux started).
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -29,6 +30,15 @@ bool env_is(const char* name, const char* value) {
 std::string env_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v && *v ? v : fallback;
+}
+
+// The cluster's standbys as backends, probed often, with read/write split on (the default).
+void add_standbys(nlohmann::json& config) {
+  const test::ClusterPorts ports = test::cluster_ports();
+  config["backends"].push_back({{"name", "standby1"}, {"host", "127.0.0.1"}, {"port", ports.standby1}});
+  config["backends"].push_back({{"name", "standby2"}, {"host", "127.0.0.1"}, {"port", ports.standby2}});
+  config["health_check"] = {{"period", 0.2}, {"timeout", 1}, {"max_retries", 1}, {"user", "postgres"}};
+  config["routing"] = {{"read_write_split", true}};
 }
 
 LoginParams app_login() {
@@ -65,6 +75,7 @@ struct Environment {
       if (!mode.empty()) {
         for (auto& db : config["databases"]) db["pool_mode"] = mode;
       }
+      if (env_is("PGMUX_DIFF_SPLIT", "1")) add_standbys(config);
       try {
         pgmux = std::make_unique<test::PgmuxProcess>(config.dump(2), port);
         proxied.port = port;
@@ -90,6 +101,29 @@ struct Environment {
     return c;
   }
 };
+
+// Differences pgmux still has in transaction pooling, each named with what the client sees and the open item of
+// issue 10 that removes it. A listed script that no longer differs fails the test: the entry must go.
+struct KnownDifference {
+  const char* script;
+  const char* why;
+};
+constexpr KnownDifference kTransactionPoolingDifferences[] = {
+    {"parameter_status_mid",
+     "issue 10 item 1: SET inside a multi-statement string is not carried to the next server connection "
+     "(SHOW shows the startup value)"},
+    {"reset_parameters",
+     "issue 10 item 1: RESET inside a multi-statement string returns to the pooled server's default, not the "
+     "client's startup value"},
+};
+
+const KnownDifference* known_difference(const std::string& script) {
+  if (env_or("PGMUX_DIFF_POOL_MODE", "session") != "transaction") return nullptr;
+  for (const KnownDifference& known : kTransactionPoolingDifferences) {
+    if (script == known.script) return &known;
+  }
+  return nullptr;
+}
 
 Environment& env() {
   static Environment e;
@@ -125,6 +159,12 @@ TEST_CASE("differential: backend replies through pgmux equal those of the primar
     Capture through = e.run(e.proxied, script, reset_error);
     REQUIRE_MESSAGE(reset_error.empty(), reset_error);
     auto diff = first_difference(first, through, "direct", proxied_name);
+    if (const KnownDifference* known = known_difference(script.name)) {
+      CHECK_MESSAGE(diff.has_value(), "listed as a known difference but now equal to the primary: remove it from "
+                                      "kTransactionPoolingDifferences (" << known->why << ")");
+      if (diff) MESSAGE("known difference (" << known->why << "):\n" << *diff);
+      continue;
+    }
     CHECK_MESSAGE(!diff, proxied_name << " changed the backend stream:\n" << *diff);
   }
   CHECK_MESSAGE(ran > 0, "no script named " << only);

@@ -7,10 +7,31 @@
 
 namespace pgmux::difftest {
 
+namespace {
+// Drops the F (source file), L (line) and R (routine) fields of an ErrorResponse or NoticeResponse: they name
+// PostgreSQL's C source, and an error pgmux answers in PostgreSQL's place has the same severity, SQLSTATE and
+// text but not these (README, "What differs from a direct connection").
+void drop_source_location(ByteVector& body) {
+  ByteVector kept;
+  size_t pos = 0;
+  while (pos < body.size() && body[pos] != std::byte{0}) {
+    size_t end = pos + 1;
+    while (end < body.size() && body[end] != std::byte{0}) ++end;
+    const char code = static_cast<char>(body[pos]);
+    if (code != 'F' && code != 'L' && code != 'R') kept.insert(kept.end(), body.begin() + pos, body.begin() + end + 1);
+    pos = end + 1;
+  }
+  kept.push_back(std::byte{0});
+  body = std::move(kept);
+}
+}  // namespace
+
 void normalize(Capture& capture, const NormalizeOptions& options) {
   auto& msgs = capture.messages;
   for (auto& m : msgs) {
-    if (m.tag == protocol::backend::kBackendKeyData) {
+    if (m.tag == protocol::backend::kErrorResponse || m.tag == protocol::backend::kNoticeResponse) {
+      drop_source_location(m.body);
+    } else if (m.tag == protocol::backend::kBackendKeyData) {
       std::fill(m.body.begin(), m.body.end(), std::byte{0});
     } else if (m.tag == protocol::backend::kNotificationResponse && m.body.size() >= 4) {
       std::fill(m.body.begin(), m.body.begin() + 4, std::byte{0});
