@@ -10,6 +10,7 @@ const char* to_string(PinReason reason) {
     case PinReason::Listen: return "LISTEN";
     case PinReason::HoldCursor: return "WITH HOLD cursor";
     case PinReason::SqlPrepare: return "SQL PREPARE";
+    case PinReason::TransactionBlockSession: return "session command beside transaction control in one string";
     case PinReason::Count: break;
   }
   return "?";

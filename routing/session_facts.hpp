@@ -17,6 +17,8 @@ enum class PinReason : uint8_t {
   Listen,        // LISTEN
   HoldCursor,    // DECLARE ... CURSOR WITH HOLD
   SqlPrepare,    // PREPARE name AS ...: set by the proxy (it pins only in transaction pooling)
+  TransactionBlockSession,  // a session command in a multi-statement string that also opens or ends a
+                            // transaction block: whether it lasted is not known, so it is not replayed elsewhere
   Count
 };
 const char* to_string(PinReason reason);  // "temporary table", "session advisory lock", ...

@@ -1,5 +1,9 @@
 #include "routing/session_sql.hpp"
 
+#include <pg_query.h>
+
+#include <cctype>
+
 namespace pgmux::routing {
 namespace {
 
@@ -31,6 +35,25 @@ std::string set_statement(std::string_view name, std::string_view value) {
   std::string sql;
   append_set_statement(sql, name, value);
   return sql;
+}
+
+std::vector<std::string> split_statements(std::string_view sql) {
+  const std::string text(sql);  // libpg_query wants a NUL-terminated string
+  PgQuerySplitResult result = pg_query_split_with_scanner(text.c_str());
+  std::vector<std::string> statements;
+  if (!result.error) {
+    for (int i = 0; i < result.n_stmts; ++i) {
+      std::string_view piece(text.data() + result.stmts[i]->stmt_location,
+                             static_cast<size_t>(result.stmts[i]->stmt_len));
+      while (!piece.empty() && std::isspace(static_cast<unsigned char>(piece.front()))) piece.remove_prefix(1);
+      while (!piece.empty() && (std::isspace(static_cast<unsigned char>(piece.back())) || piece.back() == ';')) {
+        piece.remove_suffix(1);
+      }
+      if (!piece.empty()) statements.emplace_back(piece);
+    }
+  }
+  pg_query_free_split_result(result);
+  return statements;
 }
 
 }  // namespace pgmux::routing

@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pgmux::routing {
 
@@ -12,5 +13,9 @@ void append_set_statement(std::string& sql, std::string_view name, std::string_v
 void append_reset_statement(std::string& sql, std::string_view name);
 // SET "name" = 'value' on its own.
 std::string set_statement(std::string_view name, std::string_view value);
+
+// The statements of a multi-statement string, each without its ';' and surrounding white space, cut by
+// PostgreSQL's own scanner (libpg_query), so quotes, comments and dollar quoting are respected.
+std::vector<std::string> split_statements(std::string_view sql);
 
 }  // namespace pgmux::routing

@@ -162,6 +162,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
   }
   void record_session_command(ServerConn* server, SessionCommand command);
+  void record_session_statement(ServerConn* server, std::string sql, const routing::Classification& c);
   void answer_locally_with_error(const FailureReport& failure);
   std::string log_prefix() const;  // "C-<id> <peer> user=<user> db=<database>"
   // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the

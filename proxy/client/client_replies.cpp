@@ -55,8 +55,29 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
 }
 
 void ClientConn::record_session_command(ServerConn* server, SessionCommand command) {
-  const LogUpdate update =
-      session_.record_command(std::move(command.sql), command.classification, transaction_pooling());
+  if (!command.classification.multi_statement) {
+    record_session_statement(server, std::move(command.sql), command.classification);
+    return;
+  }
+  // The whole string succeeded as one implicit transaction: each of its session commands lasts, unless the
+  // string also opened or ended a transaction block (then which ones lasted is unknown: the client keeps the
+  // server that has them).
+  std::vector<std::pair<std::string, routing::Classification>> commands;
+  for (std::string& statement : routing::split_statements(command.sql)) {
+    const routing::Classification c = worker_.classifier().classify(statement);
+    if (c.kind == routing::StatementKind::TxBegin || c.kind == routing::StatementKind::TxEnd) {
+      note_pin(routing::PinReason::TransactionBlockSession, server == primary_);
+      return;
+    }
+    if (c.kind == routing::StatementKind::Session && c.effects.may_change_session()) {
+      commands.emplace_back(std::move(statement), c);
+    }
+  }
+  for (auto& [sql, c] : commands) record_session_statement(server, std::move(sql), c);
+}
+
+void ClientConn::record_session_statement(ServerConn* server, std::string sql, const routing::Classification& c) {
+  const LogUpdate update = session_.record_command(std::move(sql), c, transaction_pooling());
   if (update.others_restart) {
     for (ServerConn* other : {primary_.get(), standby_.get()}) {
       if (other) other->applied_log = 0;

@@ -332,8 +332,9 @@ void ClientConn::note_outstanding(ServerConn* server, const routing::Classificat
                                   OwedReply& owed) {
   if (tx_started_ns_ == 0) tx_started_ns_ = owed.sent_ns;
   // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
-  // transaction may be rolled back; SHOW and SET LOCAL leave nothing behind).
-  if (request_.kind == RequestKind::Query && c.kind == routing::StatementKind::Session && !c.multi_statement &&
+  // transaction may be rolled back; SHOW and SET LOCAL leave nothing behind). A multi-statement string is kept
+  // whole and cut into statements once it succeeded (record_session_command).
+  if (request_.kind == RequestKind::Query && (c.kind == routing::StatementKind::Session || c.multi_statement) &&
       !owed.open && server->tx_status() == 'I' && session_.deferred_begin.empty() &&
       c.effects.may_change_session()) {
     owed.session = std::make_unique<SessionCommand>(SessionCommand{std::string(request_.sql), c});

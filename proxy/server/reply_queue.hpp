@@ -31,7 +31,7 @@ enum class ReplyFate : uint8_t {
 // outside a transaction, so it is replayed on the client's other servers.
 struct SessionCommand {
   std::string sql;
-  routing::Classification classification;
+  routing::Classification classification;  // a multi-statement string's: its statements are classified again
 };
 
 // pgmux's own queries: done(ok, sqlstate, message of the first error) runs at the last ReadyForQuery, or with

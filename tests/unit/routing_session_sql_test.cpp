@@ -16,3 +16,13 @@ TEST_CASE("SET and RESET quote the name as an identifier and the value as a lite
   append_set_statement(sql, "a", "b");
   CHECK(sql == "x;RESET \"search_path\";SET \"a\" = 'b'");
 }
+
+TEST_CASE("split_statements cuts a multi-statement string where PostgreSQL would") {
+  using V = std::vector<std::string>;
+  CHECK(split_statements("SELECT 1; SET application_name = 'a;b'; RESET TimeZone;") ==
+        V{"SELECT 1", "SET application_name = 'a;b'", "RESET TimeZone"});
+  CHECK(split_statements("SET search_path = \"x;y\" ; /* ; */ SELECT $$;$$") ==
+        V{"SET search_path = \"x;y\"", "/* ; */ SELECT $$;$$"});
+  CHECK(split_statements("  ;; ").empty());
+  CHECK(split_statements("SELECT 1") == V{"SELECT 1"});
+}
