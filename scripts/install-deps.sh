@@ -15,10 +15,16 @@ build_packages=(
 )
 # What the test suite, demo and benchmark run: servers, clients and the process/socket tools
 # the support scripts call (ps, pgrep, ss, runuser/setpriv come from util-linux, which is essential);
-# prometheus for promtool (the metrics and alert-rule tests).
+# prometheus for promtool (the metrics and alert-rule tests); the client drivers that tests/integration/drivers
+# runs through pgmux (psycopg 3 and asyncpg for Debian's python3, the JDBC driver with a JDK to compile its check).
 test_packages=(
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2 openssl prometheus
+  python3-psycopg python3-asyncpg libpostgresql-jdbc-java default-jdk-headless
 )
+# node and npm install node-postgres for the node driver test. Debian's packages only where none is installed:
+# a node from another source brings its own npm, and Debian's npm conflicts with it.
+command -v node >/dev/null 2>&1 || test_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || test_packages+=(npm)
 
 packages=("${build_packages[@]}")
 case "${1:-}" in
