@@ -10,7 +10,7 @@ const char* to_string(PinReason reason) {
     case PinReason::Listen: return "LISTEN";
     case PinReason::HoldCursor: return "WITH HOLD cursor";
     case PinReason::SqlPrepare: return "SQL PREPARE";
-    case PinReason::TransactionBlockSession: return "session command beside transaction control in one string";
+    case PinReason::TransactionBlockSession: return "session command beside BEGIN/COMMIT";
     case PinReason::Count: break;
   }
   return "?";
