@@ -141,7 +141,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void forward(ServerConn* server, const routing::Classification& c);
   void note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary, OwedReply& owed);
   void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
-  void note_parsed_statements(ServerConn* server);
+  void note_parsed_statements(ServerConn* server, uint64_t request);
+  void confirm_statements(const OwedReply& done);
   void arm_plan_retry(ServerConn* server, OwedReply& owed, bool behind_others);
   void note_closed_statements(ServerConn* server);
   void make_active(ServerConn* server);
@@ -237,6 +238,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   // Requests a client may have queued on its server before pgmux waits for replies (bounds the queue's memory).
   static constexpr size_t kMaxPipelineDepth = 64;
   int plan_retries_ = 0;
+  uint64_t requests_sent_ = 0;  // numbers the requests forwarded (OwedReply::request)
+  // Named statements parsed by requests still running, by request number: confirmed when it succeeds.
+  std::vector<std::pair<uint64_t, std::string>> unconfirmed_;
 
   ClientSession session_;  // what the session is; follows the client from server to server
 };

@@ -39,6 +39,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   const ServedBy served_by = server == standby_ ? ServedBy::Standby : ServedBy::Primary;
   if (done.sent_ns != 0) worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
   if (done.session && !done.failed && tx_status == 'I') record_session_command(server, std::move(*done.session));
+  if (!unconfirmed_.empty()) confirm_statements(done);
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
   if (tx_status == 'I' && tx_started_ns_ != 0) {
     worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);
@@ -52,6 +53,19 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   if (state_ == ClientState::Draining && !server->has_outstanding()) resume_requests();
   pump();
   release_idle_servers();
+}
+
+// The named statements the finished request parsed exist on the server only if it had no error (which Parse
+// failed is not known): only confirmed ones get PostgreSQL's 42P05 from pgmux when parsed again.
+void ClientConn::confirm_statements(const OwedReply& done) {
+  if (done.request == 0) return;
+  size_t finished = 0;
+  for (; finished < unconfirmed_.size() && unconfirmed_[finished].first <= done.request; ++finished) {
+    if (done.failed || unconfirmed_[finished].first != done.request) continue;
+    auto it = session_.statements.find(unconfirmed_[finished].second);
+    if (it != session_.statements.end()) it->second.confirmed = true;
+  }
+  unconfirmed_.erase(unconfirmed_.begin(), unconfirmed_.begin() + static_cast<std::ptrdiff_t>(finished));
 }
 
 void ClientConn::record_session_command(ServerConn* server, SessionCommand command) {

@@ -301,10 +301,11 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   if (!session_.deferred_begin.empty()) server->expect_skipped_reply();
   const bool extended = request_.kind == RequestKind::Extended;
   OwedReply& owed = server->expect_reply(!extended || request_.ends_with_sync, extended);
+  if (owed.request == 0) owed.request = ++requests_sent_;  // else it continues an open sequence
   note_outstanding(server, c, is_primary, owed);
   arm_plan_retry(server, owed, behind_others);
   note_session_effects(server, c, is_primary);
-  note_parsed_statements(server);
+  note_parsed_statements(server, owed.request);
   const bool renamed = forwards_renamed();
   bool renamed_ok = true;
   if (renamed) {
@@ -364,7 +365,7 @@ void ClientConn::note_session_effects(ServerConn* server, const routing::Classif
 }
 
 // Named statements the request parses: kept to prepare them elsewhere; other servers close their old version.
-void ClientConn::note_parsed_statements(ServerConn* server) {
+void ClientConn::note_parsed_statements(ServerConn* server, uint64_t request) {
   for (const auto& parse : request_.parses) {
     if (parse.name.empty()) {
       unnamed_statement_server_ = server;
@@ -374,6 +375,7 @@ void ClientConn::note_parsed_statements(ServerConn* server) {
     // A copy, to prepare the statement elsewhere later (the class comes from the classifier's cache).
     const PreparedStatement& stored =
         session_.remember(parse, worker_.classifier().classify(parse.sql), transaction_pooling());
+    unconfirmed_.emplace_back(request, name);
     server->prepared.insert(name);
     if (transaction_pooling()) {
       if (auto evicted = server->server_statements.put(stored.server_name, true)) {

@@ -83,7 +83,8 @@ const ParsedStatement* ClientConn::duplicate_parse() {
   const ParsedStatement& first = request_.parses.front();
   if (first.name.empty() || first.message.data() != in_.data() + in_.parsed()) return nullptr;
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) return nullptr;
-  return session_.find_statement(first.name) ? &first : nullptr;
+  const PreparedStatement* existing = session_.find_statement(first.name);
+  return existing && existing->confirmed ? &first : nullptr;
 }
 
 // Transaction pooling: a batch of only named Parses and a Sync (libpq's PQprepare) from a client that holds no

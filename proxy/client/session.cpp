@@ -38,6 +38,7 @@ const PreparedStatement& ClientSession::remember(const ParsedStatement& parse, c
   stored.classification = c;
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
   stored.server_name = transaction_pooling ? protocol::server_statement_name(parse.message) : std::string();
+  stored.confirmed = false;
   return stored;
 }
 

@@ -21,6 +21,7 @@ struct PreparedStatement {
   protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
   routing::Classification classification;
   std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
+  bool confirmed = false;      // the request that parsed it finished without an error: it surely exists
 };
 
 // How the session log changed when a command was recorded: what the server that ran it has applied, and

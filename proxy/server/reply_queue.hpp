@@ -50,6 +50,7 @@ struct OwedReply {
   bool failed = false;    // an ErrorResponse came in its reply
   uint16_t readies = 1;   // ReadyForQuery messages still to come for it (several only for an internal run)
   uint64_t sent_ns = 0;   // uv_hrtime() when its first message went out (query duration)
+  uint64_t request = 0;   // the client's number for the request (statements it parsed are confirmed by it)
   std::unique_ptr<SessionCommand> session;  // only for session commands
   std::unique_ptr<InternalRun> internal;    // only for fate Internal
 
