@@ -114,7 +114,12 @@ class ClientConn final : public StreamConn, public PoolClient {
   // The wait of the current request is over: read requests again.
   void resume_requests() { set_state(admin_ ? ClientState::Admin : ClientState::Ready); }
   bool logged_in() const { return is_logged_in(state_); }
-  void handle_startup();
+  void handle_startup();  // client_startup.cpp: the startup-phase packets as PostgreSQL 15 reads them
+  void decline_encryption(bool ssl);
+  void forward_cancel(const protocol::CancelRequest& cancel);
+  void refuse_startup_length(uint32_t length);
+  void refuse_startup(const protocol::StartupParseError& error, uint32_t length);
+  void negotiate_protocol(const protocol::StartupMessage& startup);
   void handle_startup_message(const protocol::StartupMessage& startup);
   void handle_auth();
   void apply_auth_step(ClientAuth::Step step);
@@ -195,6 +200,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::unique_ptr<AdminConsole> admin_;  // set for sessions on the admin database "pgmux"
   std::shared_ptr<CancelSlot> cancel_slot_;
   int32_t cancel_key_pid_ = 0;
+  protocol::EncryptionRequestsDone encryption_done_;  // SSLRequest / GSSENCRequest already declined
   double created_at_ = 0;
   double wait_started_ = 0;
   uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting
