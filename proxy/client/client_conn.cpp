@@ -268,7 +268,7 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
   ServerLease& slot = slot_for(waiting_role_);
   drop_server(slot);
   slot = ServerLease(server);
-  if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str());
+  if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str(), server);
   if (waits_for_pool(state_)) set_state(ClientState::Ready);
   pump();
   release_idle_servers();  // a login-only checkout in transaction pooling goes straight back
@@ -290,6 +290,15 @@ bool ClientConn::in_transaction() const {
   return false;
 }
 
+bool ClientConn::accept_unsolicited(ServerConn* server) {
+  if (!open() || server != primary_ || state_ != ClientState::Ready || copy_in_ || routed_ || preparing_) {
+    return false;
+  }
+  if (active_ && (active_->has_outstanding() || active_->mid_message())) return false;
+  make_active(server);
+  return true;
+}
+
 void ClientConn::drop_idle_servers() {
   for (ServerLease* lease : {&primary_, &standby_}) {
     ServerConn* server = lease->get();
@@ -308,9 +317,14 @@ void ClientConn::drop_idle_servers() {
   }
 }
 
-void ClientConn::finish_login(const SessionParams& server_params, const char* via) {
-  CancelRegistry::Key key = worker_.cancels().add(cancel_slot_);
-  cancel_key_pid_ = key.process_id;
+void ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
+  // Session pooling: the client's pid is that of the server it logged in through and keeps (the primary when
+  // there is one), so pg_backend_pid(), NOTIFY's pid and pg_terminate_backend agree with BackendKeyData as on a
+  // direct connection. The secret key stays pgmux's: cancel requests come to pgmux, which knows where the
+  // client's request runs. Transaction pooling moves between servers: a pid of pgmux's own.
+  const int32_t pid = login_server && !transaction_pooling() ? login_server->key().process_id : 0;
+  const CancelRegistry::Key key = worker_.cancels().add(cancel_slot_, pid);
+  cancel_key_ = key;
   ByteVector out;
   for (const auto& [name, value] : server_params.entries()) build_parameter_status(out, name, value);
   build_backend_key_data(out, key.process_id, key.secret_key);
@@ -318,7 +332,8 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
   send_owned(std::move(out));
   worker_.metrics().client_logins.add();
   last_activity_ = worker_.now();
-  LOG_INFO("%s: login ok (parameters from %s, %s pooling)", log_prefix().c_str(), via, conf::to_string(pool_mode_));
+  LOG_INFO("%s: login ok (pid %d%s, parameters from %s, %s pooling)", log_prefix().c_str(), key.process_id,
+           pid != 0 ? ", its server's" : ", pgmux's own", via, conf::to_string(pool_mode_));
 }
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {
@@ -395,7 +410,7 @@ void ClientConn::on_closing() {
   for (ServerLease* lease : {&primary_, &standby_}) {
     drop_server(*lease, close_reason_);
   }
-  if (cancel_key_pid_) worker_.cancels().remove(cancel_key_pid_);
+  if (cancel_key_) worker_.cancels().remove(*cancel_key_);
   worker_.remove_client(this);
   const Failure reason = close_reason_.value_or(Failure::ClientClosed);
   worker_.metrics().count_disconnect(reason);

@@ -338,7 +338,8 @@ bool ServerConn::reusable() const {
 // the bytes before it were written (it may then route its next request elsewhere).
 void ServerConn::relay() {
   if (state() != ServerState::Linked || !client_ || pinned() || !open()) return;
-  if (client_->active_server() != this) {  // not its turn: keep the bytes until it is
+  // Not its turn: keep the bytes until it is, unless its idle client takes them now (a NOTIFY, a FATAL).
+  if (client_->active_server() != this && (in_.unparsed() == 0 || !client_->accept_unsolicited(this))) {
     if (in_.unparsed() > 0) {
       LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id()),
                 in_.unparsed());
