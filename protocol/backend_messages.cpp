@@ -124,6 +124,16 @@ void build_backend_key_data(ByteVector& out, int32_t process_id, int32_t secret_
   w.end_message();
 }
 
+void build_negotiate_protocol_version(ByteVector& out, int32_t newest_version,
+                                      const std::vector<std::string>& unrecognized_options) {
+  ByteWriter w(out);
+  w.begin_message(backend::kNegotiateProtocolVersion);
+  w.i32(newest_version);
+  w.i32(static_cast<int32_t>(unrecognized_options.size()));
+  for (const std::string& option : unrecognized_options) w.cstring(option);
+  w.end_message();
+}
+
 void build_ready_for_query(ByteVector& out, char status) {
   ByteWriter w(out);
   w.begin_message(backend::kReadyForQuery);

@@ -70,6 +70,10 @@ void build_authentication_sasl_continue(ByteVector& out, std::string_view data);
 void build_authentication_sasl_final(ByteVector& out, std::string_view data);
 void build_parameter_status(ByteVector& out, std::string_view name, std::string_view value);
 void build_backend_key_data(ByteVector& out, int32_t process_id, int32_t secret_key);
+// NegotiateProtocolVersion: the newest version the server speaks for the client's major (PostgreSQL sends the
+// whole version code, 196608 for 3.0) and the protocol options it did not recognise.
+void build_negotiate_protocol_version(ByteVector& out, int32_t newest_version,
+                                      const std::vector<std::string>& unrecognized_options);
 void build_ready_for_query(ByteVector& out, char status);
 void build_command_complete(ByteVector& out, std::string_view tag);
 void build_empty_query_response(ByteVector& out);

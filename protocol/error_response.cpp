@@ -66,6 +66,14 @@ void build_error_response(ByteVector& out, std::string_view severity, std::strin
   build_fields(out, 'E', severity, sqlstate, message, detail, hint);
 }
 
+void build_protocol2_fatal(ByteVector& out, std::string_view message) {
+  out.push_back(std::byte{'E'});
+  for (std::string_view part : {std::string_view("FATAL:  "), message, std::string_view("\n")}) {
+    for (char c : part) out.push_back(std::byte(c));
+  }
+  out.push_back(std::byte{0});
+}
+
 void build_notice_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
                            std::string_view message) {
   build_fields(out, 'N', severity, sqlstate, message, {}, {});

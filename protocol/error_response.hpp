@@ -26,6 +26,9 @@ bool is_cached_plan_change(const ErrorFields& error);
 // Writes a whole 'E' message. Severity goes in both S and V fields as PostgreSQL does.
 void build_error_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
                           std::string_view message, std::string_view detail = {}, std::string_view hint = {});
+// A FATAL error in protocol 2's format, for a client that asked for protocol 1.x or 2.x: 'E', then
+// "FATAL:  <message>\n" and a NUL, without a length word (what PostgreSQL 15 still sends such a client).
+void build_protocol2_fatal(ByteVector& out, std::string_view message);
 void build_notice_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
                            std::string_view message);
 

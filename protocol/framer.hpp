@@ -5,7 +5,9 @@
 
 namespace pgmux::protocol {
 
-inline constexpr uint32_t kMaxStartupPacket = 10000;
+// PostgreSQL's MAX_STARTUP_PACKET_LENGTH (10000) counts the bytes after the length word: a length field of up
+// to 10004 is valid.
+inline constexpr uint32_t kMaxStartupPacket = 10004;
 inline constexpr uint32_t kDefaultMaxMessageSize = 64u * 1024 * 1024;
 
 enum class FrameStatus : uint8_t { NeedMore, Frame, Error };

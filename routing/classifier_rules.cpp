@@ -5,15 +5,17 @@
 namespace pgmux::routing {
 namespace {
 
-// currval and lastval only read session state, so they are not here.
-constexpr std::array<std::string_view, 24> kWriteFunctions = {
+// currval and lastval only read session state, so they are not here. pg_backend_pid and
+// pg_listening_channels read the session's identity, which lives on its primary connection (in session
+// pooling the client's BackendKeyData carries that connection's pid).
+constexpr std::array<std::string_view, 26> kWriteFunctions = {
     "nextval", "setval",
     "lo_create", "lo_creat", "lo_import", "lo_unlink", "lo_put", "lo_from_bytea", "lowrite",
     "lo_truncate", "lo_truncate64",
     "pg_notify", "set_config",
     "txid_current", "pg_current_xact_id",  // assign a transaction id
     "pg_switch_wal", "pg_create_restore_point",
-    "pg_terminate_backend", "pg_cancel_backend",
+    "pg_terminate_backend", "pg_cancel_backend", "pg_backend_pid", "pg_listening_channels",
     "pg_create_physical_replication_slot", "pg_create_logical_replication_slot", "pg_drop_replication_slot",
     "pg_logical_emit_message", "pg_import_system_collations",
 };

@@ -9,7 +9,8 @@
 namespace pgmux::routing {
 
 // Built-in functions whose call changes database state or needs the primary (lowercase, unqualified):
-// sequences, advisory locks, large objects, NOTIFY, set_config, xid assignment, WAL and backend control.
+// sequences, advisory locks, large objects, NOTIFY, set_config, xid assignment, WAL and backend control, and
+// the session's identity (pg_backend_pid, pg_listening_channels).
 // `session_lock` is set for session-level advisory locks (pg_advisory_lock, pg_try_advisory_lock[_shared]).
 bool is_builtin_write_function(std::string_view name, bool* session_lock);
 

@@ -23,28 +23,34 @@ std::optional<CancelTarget> CancelSlot::get() const {
   return target_;
 }
 
-CancelRegistry::Key CancelRegistry::add(std::shared_ptr<CancelSlot> slot) {
-  int32_t secret = 0;
-  RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret);
+CancelRegistry::Key CancelRegistry::add(std::shared_ptr<CancelSlot> slot, int32_t process_id) {
   std::lock_guard lock(mutex_);
-  // Process ids look like PostgreSQL's (positive) and are unique among live clients.
-  do {
+  if (process_id == 0) {
     next_pid_ = next_pid_ >= 0x7ffffff0 ? 1 : next_pid_ + 1;
-  } while (slots_.count(next_pid_));
-  slots_[next_pid_] = {secret, std::move(slot)};
-  return {next_pid_, secret};
+    process_id = next_pid_;
+  }
+  int32_t secret = 0;
+  do {
+    RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret);
+  } while (slots_.count(key_of(process_id, secret)));
+  slots_[key_of(process_id, secret)] = std::move(slot);
+  return {process_id, secret};
 }
 
-void CancelRegistry::remove(int32_t process_id) {
+void CancelRegistry::remove(const Key& key) {
   std::lock_guard lock(mutex_);
-  slots_.erase(process_id);
+  slots_.erase(key_of(key.process_id, key.secret_key));
 }
 
 std::shared_ptr<CancelSlot> CancelRegistry::find(int32_t process_id, int32_t secret_key) const {
   std::lock_guard lock(mutex_);
-  auto it = slots_.find(process_id);
-  if (it == slots_.end() || it->second.first != secret_key) return nullptr;
-  return it->second.second;
+  auto it = slots_.find(key_of(process_id, secret_key));
+  return it == slots_.end() ? nullptr : it->second;
+}
+
+size_t CancelRegistry::size() const {
+  std::lock_guard lock(mutex_);
+  return slots_.size();
 }
 
 namespace {

@@ -1,5 +1,8 @@
-// Cancel requests. Each client gets pgmux's own BackendKeyData; the registry maps it (thread-safely) to the
-// server connection the client is using right now, so a CancelRequest arriving on any worker can be sent on.
+// Cancel requests. Each client gets a BackendKeyData whose secret key is pgmux's own; the registry maps that key
+// (thread-safely) to the server connection the client is using right now, so a CancelRequest arriving on any
+// worker can be sent on. The process id is the real pid of the session's server in session pooling (so
+// pg_backend_pid() and NOTIFY agree with it) and a number of pgmux's in transaction pooling: ids may repeat
+// across backends and between the two kinds, so a key is the pair.
 #pragma once
 #include <netinet/in.h>
 #include <uv.h>
@@ -36,14 +39,21 @@ class CancelRegistry {
     int32_t process_id;
     int32_t secret_key;
   };
-  Key add(std::shared_ptr<CancelSlot> slot);
-  void remove(int32_t process_id);
+  // process_id 0: pgmux picks one (positive, like PostgreSQL's). The secret is random and makes the pair
+  // unique among registered keys.
+  Key add(std::shared_ptr<CancelSlot> slot, int32_t process_id = 0);
+  void remove(const Key& key);
   std::shared_ptr<CancelSlot> find(int32_t process_id, int32_t secret_key) const;
+  size_t size() const;
 
  private:
+  static uint64_t key_of(int32_t process_id, int32_t secret_key) {
+    return (uint64_t{static_cast<uint32_t>(process_id)} << 32) | static_cast<uint32_t>(secret_key);
+  }
+
   mutable std::mutex mutex_;
   int32_t next_pid_ = 0;
-  std::unordered_map<int32_t, std::pair<int32_t, std::shared_ptr<CancelSlot>>> slots_;
+  std::unordered_map<uint64_t, std::shared_ptr<CancelSlot>> slots_;  // by key_of(process_id, secret_key)
 };
 
 // Opens a connection to the target's server and sends a CancelRequest; cleans up after itself.

@@ -104,86 +104,6 @@ void ClientConn::on_data() {
   }
 }
 
-void ClientConn::handle_startup() {
-  while (open() && state_ == ClientState::Startup) {
-    Frame frame = next_startup_frame(in_.unparsed_bytes());
-    if (frame.status == FrameStatus::NeedMore) return;
-    if (frame.status == FrameStatus::Error) {
-      fail({Failure::StartupFraming, {to_string(frame.error)}});
-      return;
-    }
-    StartupPacket packet = parse_startup_packet(in_.unparsed_bytes().first(frame.total()));
-    in_.advance_parsed(frame.total());
-    in_.consume_to(in_.parsed());
-    if (std::holds_alternative<SslRequest>(packet) || std::holds_alternative<GssEncRequest>(packet)) {
-      // No TLS or GSS encryption on this listener: 'N' tells the client to go on in plain text.
-      send_owned(ByteVector{std::byte{'N'}});
-      continue;
-    }
-    if (auto* cancel = std::get_if<CancelRequest>(&packet)) {
-      auto slot = worker_.cancels().find(cancel->process_id, cancel->secret_key);
-      auto target = slot ? slot->get() : std::nullopt;
-      if (target) {
-        LOG_INFO("C-%llu %s: forwarding cancel request for client pid %d", static_cast<unsigned long long>(id_),
-                 peer_.c_str(), cancel->process_id);
-        send_cancel_request(loop(), *target);
-      } else {
-        LOG_INFO("C-%llu %s: cancel request for unknown key (pid %d) ignored", static_cast<unsigned long long>(id_),
-                 peer_.c_str(), cancel->process_id);
-      }
-      close_reason_ = Failure::CancelRequestDone;
-      close();
-      return;
-    }
-    if (auto* error = std::get_if<StartupParseError>(&packet)) {
-      fail({Failure::StartupPacketInvalid, {error->message}});
-      return;
-    }
-    handle_startup_message(std::get<StartupMessage>(packet));
-  }
-}
-
-void ClientConn::handle_startup_message(const StartupMessage& startup) {
-  const std::string* user = startup.find("user");
-  if (!user || user->empty()) {
-    fail(Failure::NoUserName);
-    return;
-  }
-  user_ = *user;
-  const std::string* database = startup.find("database");
-  database_ = database && !database->empty() ? *database : user_;
-  if (startup.find("replication")) {
-    fail(Failure::ReplicationRefused);
-    return;
-  }
-  for (const auto& [name, value] : startup.parameters) {
-    if (name == "options") {
-      if (!parse_options_parameter(value, session_.wanted_params)) {
-        fail(Failure::OptionsUnsupported);
-        return;
-      }
-    } else if (!is_connection_key(name)) {
-      session_.wanted_params.set(name, value);
-    }
-  }
-
-  config_ = worker_.config();
-  user_config_ = config_->find_user(user_);
-  if (!user_config_) {
-    fail({Failure::UnknownRole, {user_}});
-    return;
-  }
-  conf::AuthMethod method = user_config_->auth_method.value_or(config_->auth_method);
-  std::optional<ScramSecret> secret;
-  if (method == conf::AuthMethod::ScramSha256) {
-    const ScramSecret* cached = worker_.scram_secret_for(*user_config_);
-    if (cached) secret = *cached;
-  }
-  auth_ = std::make_unique<ClientAuth>(*user_config_, method, std::move(secret));
-  set_state(ClientState::Auth);
-  apply_auth_step(auth_->start());
-}
-
 // One step of the password exchange: a failure ends the login, a reply goes out, success logs the client in.
 void ClientConn::apply_auth_step(ClientAuth::Step step) {
   if (step.verdict == ClientAuth::Verdict::Failed) {
@@ -348,7 +268,7 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
   ServerLease& slot = slot_for(waiting_role_);
   drop_server(slot);
   slot = ServerLease(server);
-  if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str());
+  if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str(), server);
   if (waits_for_pool(state_)) set_state(ClientState::Ready);
   pump();
   release_idle_servers();  // a login-only checkout in transaction pooling goes straight back
@@ -370,6 +290,15 @@ bool ClientConn::in_transaction() const {
   return false;
 }
 
+bool ClientConn::accept_unsolicited(ServerConn* server) {
+  if (!open() || server != primary_ || state_ != ClientState::Ready || copy_in_ || routed_ || preparing_) {
+    return false;
+  }
+  if (active_ && (active_->has_outstanding() || active_->mid_message())) return false;
+  make_active(server);
+  return true;
+}
+
 void ClientConn::drop_idle_servers() {
   for (ServerLease* lease : {&primary_, &standby_}) {
     ServerConn* server = lease->get();
@@ -388,9 +317,14 @@ void ClientConn::drop_idle_servers() {
   }
 }
 
-void ClientConn::finish_login(const SessionParams& server_params, const char* via) {
-  CancelRegistry::Key key = worker_.cancels().add(cancel_slot_);
-  cancel_key_pid_ = key.process_id;
+void ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
+  // Session pooling: the client's pid is that of the server it logged in through and keeps (the primary when
+  // there is one), so pg_backend_pid(), NOTIFY's pid and pg_terminate_backend agree with BackendKeyData as on a
+  // direct connection. The secret key stays pgmux's: cancel requests come to pgmux, which knows where the
+  // client's request runs. Transaction pooling moves between servers: a pid of pgmux's own.
+  const int32_t pid = login_server && !transaction_pooling() ? login_server->key().process_id : 0;
+  const CancelRegistry::Key key = worker_.cancels().add(cancel_slot_, pid);
+  cancel_key_ = key;
   ByteVector out;
   for (const auto& [name, value] : server_params.entries()) build_parameter_status(out, name, value);
   build_backend_key_data(out, key.process_id, key.secret_key);
@@ -398,8 +332,8 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
   send_owned(std::move(out));
   worker_.metrics().client_logins.add();
   last_activity_ = worker_.now();
-  LOG_INFO("C-%llu %s user=%s db=%s: login ok (parameters from %s, %s pooling)", static_cast<unsigned long long>(id_),
-           peer_.c_str(), user_.c_str(), database_.c_str(), via, conf::to_string(pool_mode_));
+  LOG_INFO("%s: login ok (pid %d%s, parameters from %s, %s pooling)", log_prefix().c_str(), key.process_id,
+           pid != 0 ? ", its server's" : ", pgmux's own", via, conf::to_string(pool_mode_));
 }
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {
@@ -458,8 +392,9 @@ void ClientConn::fail(const FailureReport& failure) {
 }
 
 std::string ClientConn::log_prefix() const {
-  return format_log("C-%llu %s user=%s db=%s", static_cast<unsigned long long>(id_), peer_.c_str(), user_.c_str(),
-                    database_.c_str());
+  // User and database are the client's words from its startup packet: escaped, they cannot forge a log line.
+  return format_log("C-%llu %s user=%s db=%s", static_cast<unsigned long long>(id_), peer_.c_str(),
+                    escape_for_log(user_, 64).c_str(), escape_for_log(database_, 64).c_str());
 }
 
 void ClientConn::on_read_end(int status) {
@@ -484,13 +419,12 @@ void ClientConn::on_closing() {
   for (ServerLease* lease : {&primary_, &standby_}) {
     drop_server(*lease, close_reason_);
   }
-  if (cancel_key_pid_) worker_.cancels().remove(cancel_key_pid_);
+  if (cancel_key_) worker_.cancels().remove(*cancel_key_);
   worker_.remove_client(this);
   const Failure reason = close_reason_.value_or(Failure::ClientClosed);
   worker_.metrics().count_disconnect(reason);
-  LOG_INFO("C-%llu %s user=%s db=%s: disconnect (%s%s%s) in state %s", static_cast<unsigned long long>(id_),
-           peer_.c_str(), user_.c_str(), database_.c_str(), failure_row(reason).log, close_status_ ? ": " : "",
-           close_status_ ? uv_strerror(close_status_) : "", before);
+  LOG_INFO("%s: disconnect (%s%s%s) in state %s", log_prefix().c_str(), failure_row(reason).log,
+           close_status_ ? ": " : "", close_status_ ? uv_strerror(close_status_) : "", before);
 }
 
 }  // namespace pgmux::proxy

@@ -72,6 +72,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   // re-prepare the statements the request uses and send it again (up to kMaxPlanRetries times).
   void on_plan_retry(ServerConn* server, OwedReply dropped);
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
+  // A server that is not the active one received bytes no request asked for (NotificationResponse, a FATAL
+  // before it closes). True when it may relay them now: it is the session's primary connection, the one whose
+  // pid the client knows, and nothing else is in flight. It is then the active server.
+  bool accept_unsolicited(ServerConn* server);
   // From the worker: a new backends view, or the periodic tick while waiting for a primary.
   void on_view_changed();
   // From the worker: a reloaded config (its backend list may be reordered, grown or shrunk). Nothing is routed
@@ -108,14 +112,20 @@ class ClientConn final : public StreamConn, public PoolClient {
   // The wait of the current request is over: read requests again.
   void resume_requests() { set_state(admin_ ? ClientState::Admin : ClientState::Ready); }
   bool logged_in() const { return is_logged_in(state_); }
-  void handle_startup();
+  void handle_startup();  // client_startup.cpp: the startup-phase packets as PostgreSQL 15 reads them
+  void decline_encryption(bool ssl);
+  void forward_cancel(const protocol::CancelRequest& cancel);
+  void refuse_startup_length(uint32_t length);
+  void refuse_startup(const protocol::StartupParseError& error, uint32_t length);
+  void negotiate_protocol(const protocol::StartupMessage& startup);
   void handle_startup_message(const protocol::StartupMessage& startup);
   void handle_auth();
   void apply_auth_step(ClientAuth::Step step);
   void auth_succeeded();
   void update_backend_mask(const conf::Config& config);
   int login_backend(Role* role) const;
-  void finish_login(const SessionParams& server_params, const char* via);
+  // login_server: the server the client logged in through, whose pid session pooling gives the client.
+  void finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server = nullptr);
 
   // Request path.
   void pump();
@@ -192,7 +202,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::unique_ptr<ClientAuth> auth_;
   std::unique_ptr<AdminConsole> admin_;  // set for sessions on the admin database "pgmux"
   std::shared_ptr<CancelSlot> cancel_slot_;
-  int32_t cancel_key_pid_ = 0;
+  std::optional<CancelRegistry::Key> cancel_key_;  // the BackendKeyData it was given, while registered
+  protocol::EncryptionRequestsDone encryption_done_;  // SSLRequest / GSSENCRequest already declined
   double created_at_ = 0;
   double wait_started_ = 0;
   uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting

@@ -37,10 +37,16 @@ constexpr FailureRow kRows[] = {
     {F::CancelRequestDone, Silent, code::kConnectionFailure, "cancel request", "", "", Reuse, "cancel_request",
      "cancel request", Info},
 
-    {F::StartupFraming, Fatal, code::kProtocolViolation, "invalid startup packet: {}", "", "", Reuse,
-     "startup_packet_framing", "invalid startup packet", Info},
+    // PostgreSQL only logs an invalid startup-packet length and closes: a client reads nothing.
+    {F::StartupFraming, Silent, code::kProtocolViolation, "invalid length of startup packet", "", "", Reuse,
+     "startup_packet_framing", "invalid length of startup packet", Info},
     {F::StartupPacketInvalid, Fatal, code::kProtocolViolation, "{}", "", "", Reuse, "startup_packet_invalid",
      "bad startup packet", Info},
+    {F::ProtocolUnsupported, Fatal, code::kFeatureNotSupported, "{}", "", "", Reuse, "protocol_unsupported",
+     "unsupported frontend protocol", Info},
+    {F::DataAfterEncryptionRequest, Fatal, code::kProtocolViolation, "received unencrypted data after {}",
+     "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.", "", Reuse,
+     "data_after_encryption_request", "unencrypted data sent with an encryption request", Info},
     {F::NoUserName, Fatal, code::kInvalidAuthorization, "no PostgreSQL user name specified in startup packet", "",
      "", Reuse, "no_user_name", "no user name", Info},
     {F::ReplicationRefused, Fatal, code::kFeatureNotSupported, "pgmux does not support replication connections", "",
@@ -249,10 +255,15 @@ void report_failure(const FailureReport& report, Severity severity, WorkerMetric
   const char* word = severity == Severity::Fatal ? "FATAL" : "ERROR";
   const std::string message = report.message();
   const std::string_view sqlstate = report.sqlstate();
-  protocol::build_error_response(out, word, sqlstate, message, report.detail(), report.hint());
+  if (report.protocol2()) {
+    protocol::build_protocol2_fatal(out, message);  // a client of protocol 1.x or 2.x reads only this
+  } else {
+    protocol::build_error_response(out, word, sqlstate, message, report.detail(), report.hint());
+  }
   metrics.count_error(sqlstate);
+  // The message may carry the client's words (a role or database name): escaped, they stay on this line.
   PGMUX_LOG(row.level, "%.*s: %s: %s %.*s %s", static_cast<int>(who.size()), who.data(), row.log, word,
-            static_cast<int>(sqlstate.size()), sqlstate.data(), message.c_str());
+            static_cast<int>(sqlstate.size()), sqlstate.data(), escape_for_log(message, 1000).c_str());
 }
 
 ServerVerdict server_fate(const ServerFacts& facts, std::optional<Failure> why) {

@@ -25,6 +25,8 @@ enum class Failure : uint8_t {
   // Startup and login.
   StartupFraming,
   StartupPacketInvalid,
+  ProtocolUnsupported,
+  DataAfterEncryptionRequest,
   NoUserName,
   ReplicationRefused,
   OptionsUnsupported,
@@ -136,11 +138,15 @@ class FailureReport {
   std::string_view hint() const { return row().hint; }
   // More words for the placeholders still open (the pool adds its name and backend to a server's failure).
   void add_words(std::initializer_list<std::string> words) { words_.insert(words_.end(), words); }
+  // A FATAL before login to a client that asked for protocol 1.x or 2.x: written in protocol 2's format.
+  void answer_in_protocol2() { protocol2_ = true; }
+  bool protocol2() const { return protocol2_; }
 
  private:
   Failure failure_;
   std::string sqlstate_;  // PostgreSQL's, for a relayed failure
   std::vector<std::string> words_;
+  bool protocol2_ = false;
 };
 
 // "{}" in `pattern` replaced by words[*next], words[*next + 1], ...; a missing word leaves "?".

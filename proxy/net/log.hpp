@@ -17,6 +17,11 @@ class Log {
 
 std::string format_log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
+// Text a client chose (startup parameters, role and database names), fit for one log line: printable ASCII as
+// it is, a backslash doubled, every other byte as \xNN, cut after `max` bytes with "...". A client cannot start
+// a line of its own or hide what it sent.
+std::string escape_for_log(std::string_view text, size_t max = 200);
+
 }  // namespace pgmux::proxy
 
 #define PGMUX_LOG(level, ...)                                                              \

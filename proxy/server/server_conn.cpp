@@ -336,10 +336,12 @@ struct ServerConn::RelayPass {
   RelayEvent event = RelayEvent::None;
 };
 
-// Only the client's active server relays; another keeps its bytes until it is its turn.
-bool ServerConn::relay_turn() const {
+// Only the client's active server relays; another keeps its bytes until it is its turn, unless its idle client
+// takes them now (a NOTIFY, a FATAL from pg_terminate_backend on the session's primary connection).
+bool ServerConn::relay_turn() {
   if (state() != ServerState::Linked || !client_ || pinned() || !open()) return false;
   if (client_->active_server() == this) return true;
+  if (in_.unparsed() > 0 && client_->accept_unsolicited(this)) return true;
   if (in_.unparsed() > 0) {
     LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id()),
               in_.unparsed());

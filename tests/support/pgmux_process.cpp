@@ -209,11 +209,15 @@ void PgmuxProcess::write_config(const std::string& config_json) {
   if (std::rename(next.c_str(), config_path_.c_str()) != 0) throw std::runtime_error("cannot replace " + config_path_);
 }
 
-std::string PgmuxProcess::log() const {
+std::string PgmuxProcess::full_log() const {
   std::ifstream in(log_path_);
   std::stringstream s;
   s << in.rdbuf();
-  std::string text = s.str();
+  return s.str();
+}
+
+std::string PgmuxProcess::log() const {
+  std::string text = full_log();
   constexpr size_t kMax = 20000;  // keep failure messages readable
   if (text.size() > kMax) text = "...\n" + text.substr(text.size() - kMax);
   return text;

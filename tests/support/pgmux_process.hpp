@@ -52,7 +52,8 @@ class PgmuxProcess {
 
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
-  std::string log() const;
+  std::string log() const;       // the last 20 000 characters, for failure messages
+  std::string full_log() const;  // all of it, for counting and searching lines
   // The config file pgmux was started with: rewrite it, then SIGHUP or the console's RELOAD.
   const std::string& config_path() const { return config_path_; }
   // Replaces the config file pgmux was started with (atomically: a reload never reads half of it).

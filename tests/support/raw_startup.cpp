@@ -7,10 +7,12 @@
 #include <openssl/rand.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -23,14 +25,25 @@ using Clock = std::chrono::steady_clock;
 // A blocking-with-deadline TCP connection that reads whole backend messages.
 class Wire {
  public:
-  Wire(int port, double timeout_s)
+  Wire(int port, double timeout_s) : Wire(RawEndpoint{port, {}}, timeout_s) {}
+  Wire(const RawEndpoint& to, double timeout_s)
       : deadline_(Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s))) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int rc = -1;
+    if (to.unix_path.empty()) {
+      fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(to.port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (fd_ >= 0) rc = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    } else {
+      fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", to.unix_path.c_str());
+      if (fd_ >= 0) rc = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    }
+    if (fd_ >= 0 && rc != 0) {
       close(fd_);
       fd_ = -1;
     }
@@ -51,6 +64,29 @@ class Wire {
       off += static_cast<size_t>(n);
     }
     return true;
+  }
+
+  // Reads exactly `size` bytes into out (appended); false on EOF, reset or timeout.
+  bool read_bytes(std::string& out, size_t size) {
+    const size_t at = out.size();
+    out.resize(at + size);
+    const bool ok = read_exact(out.data() + at, size);
+    if (!ok) out.resize(at);
+    return ok;
+  }
+
+  // Reads until the peer closes (true) or the deadline passes (false); whatever arrived is appended to out.
+  bool read_to_end(std::string& out) {
+    char buf[4096];
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
+      if (left <= 0) return false;
+      pollfd pfd{fd_, POLLIN, 0};
+      if (poll(&pfd, 1, static_cast<int>(left)) <= 0) return false;
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return true;  // EOF, or a reset (the server closed with our bytes unread)
+      out.append(buf, static_cast<size_t>(n));
+    }
   }
 
   // Reads one message: tag and body (without the length). False on EOF, timeout or a bad length.
@@ -102,19 +138,10 @@ std::string message(char tag, const std::string& body) {
   return out + body;
 }
 
-std::string startup_packet(const std::string& user, const std::string& database) {
-  std::string body;
-  put_i32(body, 196608);  // protocol 3.0
-  for (const auto& [k, v] : {std::pair{"user", user}, std::pair{"database", database}}) {
-    body += k;
-    body.push_back('\0');
-    body += v;
-    body.push_back('\0');
-  }
-  body.push_back('\0');
-  std::string out;
-  put_i32(out, static_cast<uint32_t>(body.size() + 4));
-  return out + body;
+std::string startup_packet(const std::string& user, const std::string& database, const StartupExtras& extras) {
+  std::vector<std::pair<std::string, std::string>> parameters{{"user", user}, {"database", database}};
+  parameters.insert(parameters.end(), extras.parameters.begin(), extras.parameters.end());
+  return raw_packet(extras.protocol_version, raw_parameters(parameters));
 }
 
 std::string digest(const EVP_MD* md, const std::string& data) {
@@ -221,15 +248,48 @@ struct Scram {
 
 }  // namespace
 
+std::string raw_packet(uint32_t code, const std::string& body) {
+  std::string out;
+  put_i32(out, static_cast<uint32_t>(body.size() + 8));
+  put_i32(out, code);
+  return out + body;
+}
+
+std::string raw_parameters(const std::vector<std::pair<std::string, std::string>>& parameters) {
+  std::string body;
+  for (const auto& [name, value] : parameters) {
+    body += name;
+    body.push_back('\0');
+    body += value;
+    body.push_back('\0');
+  }
+  body.push_back('\0');
+  return body;
+}
+
+RawReply raw_exchange(const RawEndpoint& to, const std::vector<RawStep>& steps, double timeout_s) {
+  RawReply reply;
+  Wire wire(to, timeout_s);
+  if (!wire.connected()) return reply;
+  for (const RawStep& step : steps) {
+    reply.step_replies.emplace_back();
+    // A server that closed early makes a later step fail; what it sent is still read below.
+    if (!wire.send_all(step.send)) break;
+    if (step.read > 0 && !wire.read_bytes(reply.step_replies.back(), step.read)) break;
+  }
+  reply.closed = wire.read_to_end(reply.rest);
+  return reply;
+}
+
 StartupOutcome raw_startup(int port, const std::string& user, const std::string& password,
-                           const std::string& database, double timeout_s) {
+                           const std::string& database, double timeout_s, const StartupExtras& extras) {
   StartupOutcome out;
   Wire wire(port, timeout_s);
   if (!wire.connected()) {
     out.message = "connect to port " + std::to_string(port) + " failed";
     return out;
   }
-  if (!wire.send_all(startup_packet(user, database))) {
+  if (!wire.send_all(startup_packet(user, database, extras))) {
     out.message = "sending the startup packet failed";
     return out;
   }
@@ -246,7 +306,9 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
       wire.send_all(message('X', ""));
       return out;
     }
-    if (tag != 'R') continue;  // ParameterStatus, BackendKeyData, NoticeResponse
+    if (tag == 'v') out.negotiation = message(tag, body);
+    if (tag == 'K') out.backend_pid = static_cast<int32_t>(get_i32(body, 0));
+    if (tag != 'R') continue;  // ParameterStatus, BackendKeyData, NoticeResponse, NegotiateProtocolVersion
     uint32_t code = get_i32(body, 0);
     bool sent = true;
     switch (code) {

@@ -2,7 +2,10 @@
 // connection, and authentication tests must check it. Supports cleartext, MD5 and SCRAM-SHA-256
 // (without channel binding), plain TCP only.
 #pragma once
+#include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace pgmux::test {
 
@@ -11,10 +14,39 @@ struct StartupOutcome {
   std::string sqlstate;     // of the ErrorResponse, when one arrived
   std::string message;      // the ErrorResponse's message, or a local description of what went wrong
   std::string auth_method;  // what the server asked for: "cleartext", "md5", "scram-sha-256", "ok"
+  std::string negotiation;  // the NegotiateProtocolVersion message ('v', length, body), when one came
+  int32_t backend_pid = 0;  // from BackendKeyData
+};
+
+// What the StartupMessage asks for besides user and database.
+struct StartupExtras {
+  uint32_t protocol_version = 196608;                            // 3.0
+  std::vector<std::pair<std::string, std::string>> parameters;  // sent after user and database
 };
 
 // Logs in to 127.0.0.1:port and disconnects (Terminate) on success. Every socket wait is bounded by timeout_s.
 StartupOutcome raw_startup(int port, const std::string& user, const std::string& password,
-                           const std::string& database, double timeout_s = 10.0);
+                           const std::string& database, double timeout_s = 10.0, const StartupExtras& extras = {});
+
+// Raw startup-phase bytes, for comparing what pgmux and PostgreSQL answer to the same (often broken) input.
+struct RawEndpoint {
+  int port = 0;           // 127.0.0.1:port over TCP ...
+  std::string unix_path;  // ... or this Unix socket when set
+};
+struct RawStep {
+  std::string send;
+  size_t read = 0;  // bytes to read back before the next step (the one-byte answer to an SSLRequest)
+};
+struct RawReply {
+  std::vector<std::string> step_replies;  // what each step read back
+  std::string rest;                       // everything after the last step, until the server closed or time ran out
+  bool closed = false;                    // the server closed the connection (EOF or reset)
+};
+// Connects, runs the steps, then reads until the server closes or timeout_s passes.
+RawReply raw_exchange(const RawEndpoint& to, const std::vector<RawStep>& steps, double timeout_s = 3.0);
+
+// Builders for startup-phase packets (big-endian length word first).
+std::string raw_packet(uint32_t code, const std::string& body = {});
+std::string raw_parameters(const std::vector<std::pair<std::string, std::string>>& parameters);  // with the final NUL
 
 }  // namespace pgmux::test

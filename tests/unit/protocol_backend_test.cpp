@@ -183,6 +183,22 @@ TEST_CASE("ErrorResponse without detail/hint omits them") {
   CHECK(f->hint.empty());
 }
 
+TEST_CASE("NegotiateProtocolVersion: PostgreSQL 15's bytes (3.0 and the options it did not recognise)") {
+  ByteVector v;
+  build_negotiate_protocol_version(v, 196608, {"_pq_.foo", "_pq_.baz"});
+  // As a PostgreSQL 15 primary answered protocol 3.0 with _pq_.foo and _pq_.baz, captured with a raw socket.
+  CHECK(as_chars(v) == "v\0\0\0\x1e\0\x03\0\0\0\0\0\x02_pq_.foo\0_pq_.baz\0"sv);
+  ByteVector none;
+  build_negotiate_protocol_version(none, 196608, {});
+  CHECK(as_chars(none) == "v\0\0\0\x0c\0\x03\0\0\0\0\0\0"sv);
+}
+
+TEST_CASE("a protocol-2 FATAL: 'E', the text with its severity and newline, a NUL, no length") {
+  ByteVector e;
+  build_protocol2_fatal(e, "unsupported frontend protocol 2.0: server supports 3.0 to 3.0");
+  CHECK(as_chars(e) == "EFATAL:  unsupported frontend protocol 2.0: server supports 3.0 to 3.0\n\0"sv);
+}
+
 TEST_CASE("NoticeResponse round-trip") {
   ByteVector n;
   build_notice_response(n, "WARNING", "01000", "careful");

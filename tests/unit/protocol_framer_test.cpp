@@ -151,6 +151,9 @@ TEST_CASE("next_startup_frame: bad lengths are errors before waiting") {
   // Valid lengths with only the length present: NeedMore.
   CHECK(next_startup_frame(untagged(8)).status == FrameStatus::NeedMore);
   CHECK(next_startup_frame(untagged(kMaxStartupPacket)).status == FrameStatus::NeedMore);
+  // PostgreSQL's limit: 10000 bytes after the length word.
+  CHECK(next_startup_frame(untagged(10004)).status == FrameStatus::NeedMore);
+  CHECK(next_startup_frame(untagged(10005)).error == FrameError::LengthTooLarge);
 }
 
 TEST_CASE("next_frame: a type byte of 0 is still a tagged message (its type byte counts in total())") {

@@ -151,6 +151,29 @@ TEST_CASE("report_failure: one ErrorResponse, counted by SQLSTATE class") {
   CHECK(out.empty());
 }
 
+TEST_CASE("report_failure: startup refusals as PostgreSQL words them, protocol 2's format when asked") {
+  WorkerMetrics metrics;
+  protocol::ByteVector out;
+  report_failure({Failure::DataAfterEncryptionRequest, {"SSL request"}}, Severity::Fatal, metrics, "C-4 test", out);
+  const protocol::ErrorFields fields = decode(out);
+  CHECK(fields.sqlstate == "08P01");
+  CHECK(fields.message == "received unencrypted data after SSL request");
+  CHECK(fields.detail ==
+        "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.");
+
+  out.clear();
+  FailureReport old_client(Failure::ProtocolUnsupported,
+                           {"unsupported frontend protocol 2.0: server supports 3.0 to 3.0"});
+  old_client.answer_in_protocol2();
+  report_failure(old_client, Severity::Fatal, metrics, "C-5 test", out);
+  const std::string text(reinterpret_cast<const char*>(out.data()), out.size());
+  CHECK(text == std::string("EFATAL:  unsupported frontend protocol 2.0: server supports 3.0 to 3.0\n\0", 72));
+  CHECK(metrics.errors[sqlstate_class_index("0A")].get() == 1);
+
+  // PostgreSQL closes without a word on an invalid startup-packet length.
+  CHECK(failure_row(Failure::StartupFraming).severity == Severity::Silent);
+}
+
 TEST_CASE("server_fate: the one decision whether a given-back server serves again") {
   ServerFacts idle;
   idle.clean = true;

@@ -213,6 +213,10 @@ const Case kCases[] = {
     {"SELECT pg_create_restore_point('x')", W},
     {"SELECT pg_terminate_backend(123)", W},
     {"SELECT pg_cancel_backend(123)", W},
+    // --- the session's identity lives on its primary connection ---
+    {"SELECT pg_backend_pid()", W},
+    {"select PG_BACKEND_PID(), now()", W},
+    {"SELECT * FROM pg_listening_channels()", W},
     // --- EXPLAIN ANALYZE runs the statement ---
     {"EXPLAIN ANALYZE INSERT INTO t VALUES (1)", W},
     {"EXPLAIN (ANALYZE, BUFFERS) DELETE FROM t", W},

@@ -68,8 +68,8 @@ TEST_CASE("reload: weights change the read split; connected clients stay and fol
     kept_clients_read_from(ports.standby2);
 
     // The reload summary goes to the log once per reload, and nothing was refused.
-    CHECK(count_lines(pgmux.log(), "SIGHUP: config reloaded from") == 2);
-    CHECK(count_lines(pgmux.log(), "config reload failed") == 0);
+    CHECK(count_lines(pgmux.full_log(), "SIGHUP: config reloaded from") == 2);
+    CHECK(count_lines(pgmux.full_log(), "config reload failed") == 0);
   }
 
   SUBCASE("routing settings apply to connected clients") {
@@ -92,7 +92,7 @@ TEST_CASE("reload: weights change the read split; connected clients stay and fol
   exec(pooled.get(), "INSERT INTO t VALUES (2)");
   CHECK(scalar(session.get(), "/* pgmux:primary */ SELECT count(*) FROM t") == "2");
   CHECK(scalar(pooled.get(), "/* pgmux:primary */ SELECT count(*) FROM t") == "2");
-  CHECK(pgmux.log().find("FATAL") == std::string::npos);
+  CHECK(pgmux.full_log().find("FATAL") == std::string::npos);
   session.reset();
   pooled.reset();
   drop_database(ports, kDb);

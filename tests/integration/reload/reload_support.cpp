@@ -21,8 +21,9 @@ int count_lines(const std::string& log, const std::string& text) {
   return n;
 }
 
+// The whole log: lines are counted and the new part cut off by size, which a capped log would get wrong.
 std::string reload_config_text(PgmuxProcess& process, const std::string& config_text, Outcome expected) {
-  const std::string before = process.log();
+  const std::string before = process.full_log();
   const int applied = count_lines(before, kApplied);
   const int failed = count_lines(before, kFailed);
   process.write_config(config_text);
@@ -30,13 +31,13 @@ std::string reload_config_text(PgmuxProcess& process, const std::string& config_
   std::string now;
   const bool seen = routing::wait_until(
       [&] {
-        now = process.log();
+        now = process.full_log();
         return count_lines(now, kApplied) > applied || count_lines(now, kFailed) > failed;
       },
       10);
-  if (!seen) throw std::runtime_error("no reload outcome in pgmux's log within 10 s; log:\n" + now);
+  if (!seen) throw std::runtime_error("no reload outcome in pgmux's log within 10 s; log:\n" + process.log());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  now = process.log();
+  now = process.full_log();
   const std::string added = now.size() > before.size() ? now.substr(before.size()) : std::string();
   const bool ok = count_lines(now, kApplied) > applied;
   if (ok != (expected == Outcome::Applied)) {

@@ -1,0 +1,155 @@
+// ClientConn before authentication: the startup-phase packets, read as PostgreSQL 15's postmaster reads them
+// (ProcessStartupPacket). PostgreSQL is the oracle here: what it answers, pgmux answers, and where it closes
+// without a word, so does pgmux (tests/integration/it_startup.cpp compares the two byte for byte).
+#include "proxy/client/client_conn.hpp"
+
+#include "protocol/backend_messages.hpp"
+#include "protocol/framer.hpp"
+#include "protocol/startup.hpp"
+#include "proxy/control/worker.hpp"
+#include "proxy/net/log.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+void ClientConn::handle_startup() {
+  while (open() && state_ == ClientState::Startup) {
+    Frame frame = next_startup_frame(in_.unparsed_bytes());
+    if (frame.status == FrameStatus::NeedMore) {
+      in_.make_room(frame.length > 0 ? frame.length : 4);  // up to kMaxStartupPacket: always fits
+      return;
+    }
+    if (frame.status == FrameStatus::Error) {
+      refuse_startup_length(frame.length);
+      return;
+    }
+    StartupPacket packet = parse_startup_packet(in_.unparsed_bytes().first(frame.total()), encryption_done_);
+    in_.advance_parsed(frame.total());
+    in_.consume_to(in_.parsed());
+    if (std::holds_alternative<SslRequest>(packet) || std::holds_alternative<GssEncRequest>(packet)) {
+      decline_encryption(std::holds_alternative<SslRequest>(packet));
+    } else if (const auto* cancel = std::get_if<CancelRequest>(&packet)) {
+      forward_cancel(*cancel);
+    } else if (const auto* error = std::get_if<StartupParseError>(&packet)) {
+      refuse_startup(*error, frame.length);
+    } else {
+      handle_startup_message(std::get<StartupMessage>(packet));
+    }
+  }
+}
+
+// No TLS or GSS encryption on this listener: 'N' tells the client to go on in plain text. Like PostgreSQL,
+// each kind is answered once, and bytes that arrived before the client could read the answer are refused: they
+// were sent unencrypted whatever the answer, maybe by someone in the middle.
+void ClientConn::decline_encryption(bool ssl) {
+  (ssl ? encryption_done_.ssl : encryption_done_.gss) = true;
+  send_owned(ByteVector{std::byte{'N'}});
+  if (in_.unparsed() > 0) {
+    fail({Failure::DataAfterEncryptionRequest, {ssl ? "SSL request" : "GSSAPI encryption request"}});
+  }
+}
+
+// A CancelRequest carries the key pgmux gave a client (BackendKeyData); it goes on to the server that client is
+// using now, over a connection of its own. Nothing is answered, as PostgreSQL answers nothing.
+void ClientConn::forward_cancel(const CancelRequest& cancel) {
+  auto slot = worker_.cancels().find(cancel.process_id, cancel.secret_key);
+  auto target = slot ? slot->get() : std::nullopt;
+  if (target) {
+    LOG_INFO("C-%llu %s: forwarding cancel request for client pid %d", static_cast<unsigned long long>(id_),
+             peer_.c_str(), cancel.process_id);
+    send_cancel_request(loop(), *target);
+  } else {
+    LOG_INFO("C-%llu %s: cancel request for unknown key (pid %d) ignored", static_cast<unsigned long long>(id_),
+             peer_.c_str(), cancel.process_id);
+  }
+  close_reason_ = Failure::CancelRequestDone;
+  close();
+}
+
+// PostgreSQL logs an invalid startup-packet length and closes without sending anything; a client reads EOF.
+void ClientConn::refuse_startup_length(uint32_t length) {
+  LOG_INFO("C-%llu %s: invalid length of startup packet (length word %u; valid: 8 to %u, a CancelRequest 16): "
+           "closed without a reply, as PostgreSQL does",
+           static_cast<unsigned long long>(id_), peer_.c_str(), length, kMaxStartupPacket);
+  fail(Failure::StartupFraming);
+}
+
+void ClientConn::refuse_startup(const StartupParseError& error, uint32_t length) {
+  switch (error.refusal) {
+    case StartupRefusal::BadLength:
+      refuse_startup_length(length);
+      return;
+    case StartupRefusal::Layout:
+      fail({Failure::StartupPacketInvalid, {error.message}});
+      return;
+    case StartupRefusal::UnsupportedProtocol: {
+      FailureReport report(Failure::ProtocolUnsupported, {error.message});
+      if (answers_in_protocol2(error.version_code)) report.answer_in_protocol2();
+      fail(report);
+      return;
+    }
+  }
+}
+
+// PostgreSQL 15 speaks protocol 3.0 and knows no "_pq_." option: to a client that asks for a newer 3.x or for
+// options it says so (NegotiateProtocolVersion) and goes on with the login in 3.0. pgmux's own server
+// connections speak 3.0 without options, so nothing of this reaches them.
+void ClientConn::negotiate_protocol(const StartupMessage& startup) {
+  ByteVector out;
+  build_negotiate_protocol_version(out, kProtocolVersion3, startup.protocol_options);
+  send_owned(std::move(out));
+  std::string options;
+  for (const std::string& option : startup.protocol_options) {
+    options += options.empty() ? ", options " : " ";
+    options += escape_for_log(option, 64);
+  }
+  LOG_INFO("C-%llu %s: client asked for protocol 3.%u%s: NegotiateProtocolVersion says 3.0, none of the options",
+           static_cast<unsigned long long>(id_), peer_.c_str(),
+           static_cast<unsigned>(startup.protocol_version & 0xffff), options.c_str());
+}
+
+// In PostgreSQL's order: the protocol negotiation, the user name, the parameters, then authentication.
+void ClientConn::handle_startup_message(const StartupMessage& startup) {
+  if (startup.needs_negotiation()) negotiate_protocol(startup);
+  const std::string* user = startup.find("user");
+  if (!user || user->empty()) {
+    fail(Failure::NoUserName);
+    return;
+  }
+  user_ = *user;
+  const std::string* database = startup.find("database");
+  database_ = database && !database->empty() ? *database : user_;
+  if (startup.find("replication")) {
+    fail(Failure::ReplicationRefused);
+    return;
+  }
+  for (const auto& [name, value] : startup.parameters) {
+    if (name == "options") {
+      if (!parse_options_parameter(value, session_.wanted_params)) {
+        fail(Failure::OptionsUnsupported);
+        return;
+      }
+    } else if (!is_connection_key(name)) {
+      session_.wanted_params.set(name, value);
+    }
+  }
+
+  config_ = worker_.config();
+  user_config_ = config_->find_user(user_);
+  if (!user_config_) {
+    fail({Failure::UnknownRole, {user_}});
+    return;
+  }
+  conf::AuthMethod method = user_config_->auth_method.value_or(config_->auth_method);
+  std::optional<ScramSecret> secret;
+  if (method == conf::AuthMethod::ScramSha256) {
+    const ScramSecret* cached = worker_.scram_secret_for(*user_config_);
+    if (cached) secret = *cached;
+  }
+  auth_ = std::make_unique<ClientAuth>(*user_config_, method, std::move(secret));
+  set_state(ClientState::Auth);
+  apply_auth_step(auth_->start());
+}
+
+}  // namespace pgmux::proxy
