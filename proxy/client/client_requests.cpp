@@ -388,15 +388,17 @@ void ClientConn::note_parsed_statements(ServerConn* server, uint64_t request) {
   }
 }
 
-// A request that binds named statements without parsing them, alone and outside a transaction, can be sent again
-// if PostgreSQL rejects a plan whose result shape changed after DDL.
+// Transaction pooling: a request that binds named statements without parsing them, alone and outside a transaction,
+// can be sent again if PostgreSQL rejects a plan whose result shape changed after DDL (the server's shared copy of
+// the statement may be older than the client's own Parse). In session pooling the statements are the client's
+// own, so PostgreSQL's 0A000 reaches the client as it would directly, and drivers re-prepare.
 void ClientConn::arm_plan_retry(ServerConn* server, OwedReply& owed, bool behind_others) {
   if (!behind_others) {  // else the armed request stays (the queue disarms it: replies must stay in order)
     retry_statements_.clear();
     retry_request_.clear();
   }
-  if (request_.kind != RequestKind::Extended || !request_.ends_with_sync || !request_.parses.empty() ||
-      request_.used.empty() || !request_.closed.empty() || behind_others || server->tx_status() != 'I' ||
+  if (!transaction_pooling() || request_.kind != RequestKind::Extended || !request_.ends_with_sync ||
+      !request_.parses.empty() || request_.used.empty() || !request_.closed.empty() || behind_others || server->tx_status() != 'I' ||
       !session_.deferred_begin.empty()) {
     return;
   }
