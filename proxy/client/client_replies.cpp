@@ -48,6 +48,8 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, bool had
       if (!had_error && tx_status == 'I') record_session_command(server, std::move(sql));
     }
   }
+  // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
+  if (tx_status == 'I' && outstanding_count_ == 0) catalog_hold_.end();
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
   if (tx_status == 'I' && tx_started_ns_ != 0) {
     worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);

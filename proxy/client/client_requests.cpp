@@ -329,6 +329,7 @@ void ClientConn::note_outstanding(ServerConn* server, const routing::Classificat
   slot.write = is_primary && !routing::is_read_only_statement(c, session_.route) &&
                c.kind != routing::StatementKind::Session;
   slot.session = false;
+  if (c.catalog_change) catalog_hold_.begin(worker_.shared().catalogs, catalog_.slot());
   if (ends_with_ready) ++outstanding_count_;
   slot.extended = request_.kind == RequestKind::Extended;
   const uint64_t now_ns = uv_hrtime();
@@ -372,7 +373,7 @@ void ClientConn::note_parsed_statements(ServerConn* server) {
     std::string name(parse.name);
     // A copy, to prepare the statement elsewhere later (the class comes from the classifier's cache).
     const PreparedStatement& stored =
-        session_.remember(parse, worker_.classifier().classify(parse.sql), transaction_pooling());
+        session_.remember(parse, classify_sql(parse.sql), transaction_pooling());
     server->prepared.insert(name);
     if (transaction_pooling()) {
       if (auto evicted = server->server_statements.put(stored.server_name, true)) {
