@@ -77,6 +77,9 @@ struct Routing {
   bool fallback_to_primary = true;  // reads go to the primary when no standby is eligible
   bool read_your_writes = true;
   std::vector<std::string> write_functions;  // calling one of these makes a statement a write
+  // Seconds between reloads of each database's function catalog (volatile functions and the views over them)
+  // from the primary; DDL sent through pgmux reloads it at once.
+  double function_catalog_refresh = 30;
   double failover_timeout = 30;     // how long writes wait for a new primary
 };
 

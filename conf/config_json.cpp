@@ -196,6 +196,7 @@ Routing parse_routing(ObjectReader& root) {
     }
   }
   read_duration(r, "failover_timeout", out.failover_timeout, true);  // 0 = fail writes at once
+  read_duration(r, "function_catalog_refresh", out.function_catalog_refresh, false);
   r.finish();
   return out;
 }

@@ -20,17 +20,12 @@ const char* to_string(StatementKind k) {
   return "unknown";
 }
 
-void Classification::add_facts(const Classification& other) {
-  primary_hint = primary_hint || other.primary_hint;
-  if (pin_reason == PinReason::None) pin_reason = other.pin_reason;
-  effects.add(other.effects);
-  write_function = write_function || other.write_function;
-}
-
 Classifier::Classifier(std::vector<std::string> write_functions, size_t cache_capacity)
     : write_functions_(std::move(write_functions)), cache_(cache_capacity) {
-  // Configured names compare like the parser's folded identifiers: lowercase.
+  // Configured names compare like the parser's folded identifiers: lowercase, without a schema (calls are
+  // matched by their last name part).
   for (std::string& f : write_functions_) {
+    if (const size_t dot = f.rfind('.'); dot != std::string::npos) f.erase(0, dot + 1);
     std::transform(f.begin(), f.end(), f.begin(), [](unsigned char c) {
       return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     });
@@ -45,22 +40,64 @@ bool Classifier::is_write_function(std::string_view name, bool* session_lock) co
                             [](std::string_view a, std::string_view b) { return a < b; });
 }
 
-Classification Classifier::classify(std::string_view sql) {
-  const LexicalResult lexical = classify_lexically(sql, *this);
-  if (!lexical.needs_parser) return lexical.classification;
-  Classification c = classify_with_parser(sql);
-  c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
+namespace {
+
+// True when one of the '\0'-terminated names in `names` is in the set `in`.
+template <class InSet>
+bool any_name(std::string_view names, InSet&& in) {
+  while (!names.empty()) {
+    const size_t end = names.find('\0');
+    if (in(names.substr(0, end))) return true;
+    names.remove_prefix(end + 1);
+  }
+  return false;
+}
+
+// A read (of any statement of the string) that calls a volatile function or reads a view over one is a write:
+// combining the statements again with that one a Write gives a Write.
+void apply_catalog(const ParsedStatements& parsed, const FunctionCatalog& catalog, Classification& c) {
+  const char* reason = nullptr;
+  if (any_name(parsed.read_calls, [&](std::string_view n) { return catalog.volatile_function(n); })) {
+    reason = "volatile function";
+  } else if (any_name(parsed.read_relations, [&](std::string_view n) { return catalog.volatile_view(n); })) {
+    reason = "view over a volatile function";
+  }
+  if (reason == nullptr) return;
+  c.kind = StatementKind::Write;
+  c.reason = reason;
+  c.write_function = true;
+}
+
+bool is_read(const Classification& c) { return c.kind == StatementKind::Read; }
+
+}  // namespace
+
+Classification Classifier::classify(std::string_view sql, const CatalogState& catalog) {
+  const LexicalResult lexical = classify_lexically(sql, *this, catalog.catalog);
+  Classification c = lexical.classification;
+  if (lexical.needs_parser) {
+    c = classify_with_parser(sql, catalog.catalog);
+    c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
+  }
+  if (catalog.refreshing && is_read(c)) {
+    // What the statement calls may have changed since the catalog was loaded: the primary answers meanwhile.
+    c.kind = StatementKind::Write;
+    c.reason = "function catalog reloading";
+  }
+  c.catalog_stamp = catalog.stamp();
   return c;
 }
 
-Classification Classifier::classify_with_parser(std::string_view sql) {
-  if (const Classification* cached = cache_.find(sql)) {
+Classification Classifier::classify_with_parser(std::string_view sql, const FunctionCatalog* catalog) {
+  const ParsedStatements* parsed = cache_.find(sql);
+  if (parsed != nullptr) {
     ++cache_hits_;
-    return *cached;
+  } else {
+    ++parser_calls_;
+    parsed = &cache_.insert(sql, parse_statements(sql, *this));
   }
-  ++parser_calls_;
-  const Classification c = classify_parsed(sql, *this);
-  cache_.insert(sql, c);
+  Classification c = parsed->classification;
+  if (catalog != nullptr) apply_catalog(*parsed, *catalog, c);
   return c;
 }
 

@@ -11,6 +11,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "routing/function_catalog.hpp"
 #include "routing/session_facts.hpp"
 #include "routing/statement_cache.hpp"
 
@@ -22,6 +23,7 @@ enum class StatementKind : uint8_t {
   Session,     // SET/RESET/SHOW/DISCARD/PREPARE/DEALLOCATE/LISTEN/UNLISTEN...: session state, every server it uses
   TxBegin,     // BEGIN / START TRANSACTION
   TxEnd,       // COMMIT / END / ROLLBACK / ABORT / PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED
+               // (the last three also set primary_only)
   Empty,       // only whitespace/comments
 };
 const char* to_string(StatementKind k);
@@ -33,22 +35,49 @@ struct Classification {
   bool primary_hint = false;    // a /* pgmux:primary */ comment anywhere
   bool multi_statement = false; // more than one statement in the string
   bool parsed = false;          // libpg_query was needed
-  bool write_function = false;  // a built-in or configured write function is called (nextval, set_config, ...)
+  bool write_function = false;  // a write function is called (built-in, configured, or volatile in the catalog)
+  bool primary_only = false;    // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED: only the primary runs it
+  bool catalog_change = false;  // DDL of functions, views, extensions, schemas... or DO: reload the catalog
   // Session state only the primary can keep (the first such statement's): temp tables, session advisory locks
   // (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD.
   PinReason pin_reason = PinReason::None;
   SessionEffects effects;       // the session commands of every statement (SET, RESET, DISCARD, PREPARE, ...)
   ParameterName parameter;      // a single RESET name / SET name TO DEFAULT: the parameter (when readable)
   const char* reason = "";      // static text for EXPLAIN ROUTE / logs only: "INSERT", "write function"
+  uint64_t catalog_stamp = 0;   // CatalogState::stamp() of the catalog it was made with
 
   bool pins_primary() const { return pin_reason != PinReason::None; }
   // Adds the facts of another statement that run with this one (a multi-statement string, an extended batch):
-  // the hint, the pin (this one's reason first), the session effects, write-function calls.
-  void add_facts(const Classification& other);
+  // the hint, the pin (this one's reason first), the session effects, write-function calls, primary_only and
+  // catalog_change.
+  void add_facts(const Classification& other) {
+    primary_hint = primary_hint || other.primary_hint;
+    if (pin_reason == PinReason::None) pin_reason = other.pin_reason;
+    effects.add(other.effects);
+    write_function = write_function || other.write_function;
+    primary_only = primary_only || other.primary_only;
+    catalog_change = catalog_change || other.catalog_change;
+  }
 };
 
-// Known limits (each errs towards the primary, except the first):
-// - a user function that writes, called from a SELECT, is invisible unless listed in write_functions;
+// What the parser path learns from one text: its class before the catalog is asked, and the names the catalog
+// decides about: the functions called and the relations read by statements that are reads.
+struct ParsedStatements {
+  Classification classification;
+  std::string read_calls;      // function names, each followed by '\0'
+  std::string read_relations;  // relation names, each followed by '\0'
+};
+
+// What a function call does comes from the client database's FunctionCatalog (CatalogState): a read that
+// calls a volatile function, or reads a view over one, anywhere (select list, FROM, WHERE, a CTE, VALUES, a
+// subquery, any statement of the string) is a Write. Names are matched without their schema and arguments:
+// one volatile function of that name anywhere makes every call of the name a write.
+// Known limits (each errs towards the primary, except the first two, where a read may reach a standby and fail):
+// - what the catalog does not say: a function declared STABLE or IMMUTABLE that writes anyway; a function
+//   created or changed other than through pgmux, until the next timed reload; any function of a database whose
+//   catalog could not be loaded (only the built-in list and write_functions count then);
+// - functions reached other than by name in the statement itself: operators, casts, attribute notation
+//   (t.f); inside a view all of them are seen (the catalog looks into view definitions);
 // - SET default_transaction_read_only / transaction_read_only are plain Session (read_only stays false);
 // - a multi-statement string mixing SET/SHOW... with other statements is a Write;
 // - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write; so is a
@@ -59,26 +88,29 @@ struct Classification {
 // is_local = true.
 class Classifier {
  public:
-  // write_functions: extra function names (lowercase, unqualified) whose call makes a statement a write;
-  // the built-in list (nextval, setval, pg_advisory_lock*, lo_*, pg_notify ...) is always included.
+  // write_functions: extra function names whose call makes a statement a write (lowercased like unquoted names;
+  // a schema qualifier is dropped: calls match by name in any schema); the built-in list (nextval, setval,
+  // currval, pg_advisory_lock*, lo_*, pg_notify ...) is always included, and so is a database's catalog when given.
   explicit Classifier(std::vector<std::string> write_functions = {}, size_t cache_capacity = 10000);
 
   // Not thread-safe: each worker owns its classifier (and cache), so the hot path takes no lock.
   // The lexical fast path allocates nothing; the parser path runs at most once per distinct text (LRU cache).
-  Classification classify(std::string_view sql);
+  // The cache holds what the text says, not what the catalog says about it: one entry serves every database
+  // and every catalog snapshot, and the catalog is asked again on each call.
+  Classification classify(std::string_view sql, const CatalogState& catalog = {});
 
   size_t cache_hits() const;
   size_t parser_calls() const;
 
-  // True when `name` (lowercase, unqualified) is a write function: built-in or configured.
+  // True when `name` (lowercase, unqualified) is a write function: built-in or configured (not the catalog's).
   // `session_lock` is set for session-level advisory locks (they also pin the session to the primary).
   bool is_write_function(std::string_view name, bool* session_lock = nullptr) const;
 
  private:
-  Classification classify_with_parser(std::string_view sql);
+  Classification classify_with_parser(std::string_view sql, const FunctionCatalog* catalog);
 
   std::vector<std::string> write_functions_;  // configured names, sorted: binary search needs no allocation
-  StatementCache<Classification> cache_;
+  StatementCache<ParsedStatements> cache_;
   size_t cache_hits_ = 0;
   size_t parser_calls_ = 0;
 };

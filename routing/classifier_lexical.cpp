@@ -22,6 +22,7 @@ struct StatementScan {
   bool has_analyze = false;   // EXPLAIN ANALYZE
   bool unbalanced = false;    // ';' inside parentheses or unmatched parentheses: only the parser can tell
   bool write_call = false;    // name( where name is a write function
+  bool catalog_hit = false;   // name( of a volatile function, or a view over one where a relation may stand
   bool session_lock_call = false;
   bool config_call = false;   // set_config(...): may change a session parameter
   int read_mode = -1;         // last READ ONLY (1) / READ WRITE (0)
@@ -34,34 +35,53 @@ struct StatementScan {
   bool is(size_t i, TokenKind kind) const { return i < head_count && head[i].kind == kind; }
 };
 
-void check_call(const Token& name_token, const Classifier& classifier, StatementScan& s) {
-  std::array<char, kNameMax> buf{};
-  std::string_view name;
-  if (name_token.kind == TokenKind::Word) {
-    // Unquoted names fold to lowercase (and are truncated like the server does).
-    const size_t n = name_token.text.size() < kNameMax ? name_token.text.size() : kNameMax;
+// An identifier as PostgreSQL reads it, in `buf`: unquoted words fold to lowercase (and are truncated like the
+// server does); "name" is case-sensitive, taken as written (U&"..." escapes are not decoded). Empty when the
+// token is no identifier.
+std::string_view identifier_name(const Token& t, std::array<char, kNameMax>& buf) {
+  if (t.kind == TokenKind::Word) {
+    const size_t n = t.text.size() < kNameMax ? t.text.size() : kNameMax;
     for (size_t i = 0; i < n; ++i) {
-      const char c = name_token.text[i];
+      const char c = t.text[i];
       buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
     }
-    name = std::string_view(buf.data(), n);
-  } else {
-    // "name": case-sensitive, taken as written. U&"..." names are not matched (escapes not decoded).
-    const std::string_view t = name_token.text;
-    if (t.size() < 2 || t.front() != '"') return;
-    name = t.substr(1, t.size() - 2);
+    return std::string_view(buf.data(), n);
   }
+  const std::string_view text = t.text;
+  if (t.kind != TokenKind::QuotedIdent || text.size() < 2 || text.front() != '"') return {};
+  return text.substr(1, text.size() - 2);
+}
+
+struct ScanContext {
+  const Classifier& classifier;
+  const FunctionCatalog* catalog;
+};
+
+void check_call(const Token& name_token, const ScanContext& context, StatementScan& s) {
+  std::array<char, kNameMax> buf;  // identifier_name writes what it returns
+  const std::string_view name = identifier_name(name_token, buf);
+  if (name.empty()) return;
   if (name == "set_config") s.config_call = true;
   bool session_lock = false;
-  if (classifier.is_write_function(name, &session_lock)) {
+  if (context.classifier.is_write_function(name, &session_lock)) {
     s.write_call = true;
     s.session_lock_call = s.session_lock_call || session_lock;
   }
+  if (context.catalog != nullptr && context.catalog->volatile_function(name)) s.catalog_hit = true;
+}
+
+// A name where a relation may stand (after FROM, JOIN, TABLE, ONLY, a comma or a dot: see scan_statement).
+void check_relation(const Token& t, const ScanContext& context, StatementScan& s) {
+  if (context.catalog == nullptr || !context.catalog->may_be_view(t.kind == TokenKind::Word, t.text)) return;
+  std::array<char, kNameMax> buf;  // identifier_name writes what it returns
+  const std::string_view name = identifier_name(t, buf);
+  if (!name.empty() && context.catalog->volatile_view(name)) s.catalog_hit = true;
 }
 
 // Records the keywords that matter for the decision. Dispatches on length first: most words are
-// identifiers that match nothing, and this runs for every one of them.
-void note_word(std::string_view w, const Token& prev, int depth, bool& seen_for, StatementScan& s) {
+// identifiers that match nothing, and this runs for every one of them. True after FROM, JOIN, ONLY and TABLE:
+// a relation may follow.
+bool note_word(std::string_view w, const Token& prev, int depth, bool& seen_for, StatementScan& s) {
   const bool prev_word = prev.kind == TokenKind::Word;
   switch (w.size()) {
     case 2:
@@ -74,19 +94,32 @@ void note_word(std::string_view w, const Token& prev, int depth, bool& seen_for,
       }
       break;
     case 4:
-      if (word_is(w, "into")) {
-        s.has_into = true;
-      } else if (word_is(w, "with")) {
-        s.has_with = true;
-      } else if (word_is(w, "from")) {
-        if (depth == 0 && s.copy_direction < 0) s.copy_direction = 1;
-      } else if (word_is(w, "hold")) {
-        if (!seen_for && prev_word && word_is(prev.text, "with")) s.with_hold = true;
-      } else if (word_is(w, "only")) {
-        if (prev_word && word_is(prev.text, "read")) s.read_mode = 1;
+      switch (w[0] | 0x20) {  // lowercase for letters; word_is checks the whole word
+        case 'i':
+          if (word_is(w, "into")) s.has_into = true;
+          break;
+        case 'w':
+          if (word_is(w, "with")) s.has_with = true;
+          break;
+        case 'f':
+          if (!word_is(w, "from")) break;
+          if (depth == 0 && s.copy_direction < 0) s.copy_direction = 1;
+          return true;
+        case 'h':
+          if (word_is(w, "hold") && !seen_for && prev_word && word_is(prev.text, "with")) s.with_hold = true;
+          break;
+        case 'o':
+          if (!word_is(w, "only")) break;
+          if (prev_word && word_is(prev.text, "read")) s.read_mode = 1;
+          return true;
+        case 'j':
+          return word_is(w, "join");
+        default:
+          break;
       }
       break;
     case 5:
+      if ((w[0] | 0x20) == 't') return word_is(w, "table");
       if (prev_word && word_is(w, "write") && word_is(prev.text, "read")) s.read_mode = 0;
       break;
     case 7:
@@ -95,12 +128,15 @@ void note_word(std::string_view w, const Token& prev, int depth, bool& seen_for,
     default:
       break;
   }
+  return false;
 }
 
-// Reads one statement, up to a top-level ';' (returns true) or the end of the text (returns false).
-bool scan_statement(SqlLexer& lex, const Classifier& classifier, StatementScan& s) {
+// Reads one statement, up to a top-level ';' (returns true) or the end of the text (returns false). With a
+// catalog it also looks for views over volatile functions where a relation name may stand.
+bool scan_statement(SqlLexer& lex, const ScanContext& context, StatementScan& s) {
   int depth = 0;
   bool seen_for = false;
+  bool relation_next = false;  // the token before may precede a relation name (FROM, JOIN, ',', '.', ...)
   Token prev{};
   for (;;) {
     const Token t = lex.next();
@@ -116,8 +152,11 @@ bool scan_statement(SqlLexer& lex, const Classifier& classifier, StatementScan& 
     ++s.token_count;
     switch (t.kind) {
       case TokenKind::LParen:
-        if (prev.kind == TokenKind::Word || prev.kind == TokenKind::QuotedIdent) check_call(prev, classifier, s);
+        if (prev.kind == TokenKind::Word || prev.kind == TokenKind::QuotedIdent) check_call(prev, context, s);
         ++depth;
+        break;
+      case TokenKind::QuotedIdent:
+        if (relation_next) check_relation(t, context, s);
         break;
       case TokenKind::RParen:
         if (--depth < 0) {
@@ -126,11 +165,14 @@ bool scan_statement(SqlLexer& lex, const Classifier& classifier, StatementScan& 
         }
         break;
       case TokenKind::Word:
-        note_word(t.text, prev, depth, seen_for, s);
+        if (relation_next) check_relation(t, context, s);
         break;
       default:
         break;
     }
+    relation_next = t.kind == TokenKind::Word
+                        ? note_word(t.text, prev, depth, seen_for, s)
+                        : t.kind == TokenKind::Punct && (t.text.front() == ',' || t.text.front() == '.');
     prev = t;
   }
 }
@@ -144,6 +186,11 @@ Classification make(StatementKind kind, const char* reason, PinReason pin = PinR
   return c;
 }
 
+Classification primary_only(Classification c) {
+  c.primary_only = true;
+  return c;
+}
+
 PinReason lock_pin(const StatementScan& s) { return s.session_lock_call ? PinReason::AdvisoryLock : PinReason::None; }
 
 // BEGIN / START TRANSACTION with its last READ ONLY (1) / READ WRITE (0) option, -1 when none.
@@ -151,6 +198,18 @@ Classification begin(int read_mode) {
   Classification c = make(StatementKind::TxBegin, "BEGIN", PinReason::None, read_mode == 1);
   c.read_write = read_mode == 0;
   return c;
+}
+
+// COMMIT / END, ROLLBACK / ABORT, ROLLBACK TO SAVEPOINT, and COMMIT / ROLLBACK PREPARED (the primary's only).
+Classification transaction_end(const StatementScan& s) {
+  if (s.word(0, "commit") || s.word(0, "end")) {
+    if (!s.word(0, "commit") || !s.word(1, "prepared")) return make(StatementKind::TxEnd, "COMMIT");
+    return primary_only(make(StatementKind::TxEnd, "COMMIT PREPARED"));
+  }
+  const bool to = s.word(1, "to") || ((s.word(1, "work") || s.word(1, "transaction")) && s.word(2, "to"));
+  if (to) return make(StatementKind::Write, "ROLLBACK TO SAVEPOINT");  // stays inside the transaction
+  if (!s.word(0, "rollback") || !s.word(1, "prepared")) return make(StatementKind::TxEnd, "ROLLBACK");
+  return primary_only(make(StatementKind::TxEnd, "ROLLBACK PREPARED"));
 }
 
 struct WordRule {
@@ -208,7 +267,7 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
   if (!s.is(0, TokenKind::Word)) return make(StatementKind::Write, "unrecognised statement");
 
   if (s.word(0, "select") || s.word(0, "values") || s.word(0, "table")) {
-    if (s.has_for || s.has_into || s.has_with || s.write_call) {
+    if (s.has_for || s.has_into || s.has_with || s.write_call || s.catalog_hit) {
       needs_parser = true;
       return {};
     }
@@ -230,17 +289,14 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
     if (s.word(1, "transaction")) return begin(s.read_mode);
     return make(StatementKind::Write, "unrecognised statement");
   }
-  if (s.word(0, "commit") || s.word(0, "end")) {
-    return make(StatementKind::TxEnd, s.word(1, "prepared") ? "COMMIT PREPARED" : "COMMIT");
-  }
-  if (s.word(0, "rollback") || s.word(0, "abort")) {
-    const bool to = s.word(1, "to") || ((s.word(1, "work") || s.word(1, "transaction")) && s.word(2, "to"));
-    if (to) return make(StatementKind::Write, "ROLLBACK TO SAVEPOINT");  // stays inside the transaction
-    return make(StatementKind::TxEnd, s.word(1, "prepared") ? "ROLLBACK PREPARED" : "ROLLBACK");
+  if (s.word(0, "commit") || s.word(0, "end") || s.word(0, "rollback") || s.word(0, "abort")) {
+    return transaction_end(s);
   }
   if (s.word(0, "prepare")) {
     // PREPARE TRANSACTION 'gid' ends the transaction; PREPARE name AS ... only stores a plan.
-    if (s.word(1, "transaction") && s.is(2, TokenKind::String)) return make(StatementKind::TxEnd, "PREPARE TRANSACTION");
+    if (s.word(1, "transaction") && s.is(2, TokenKind::String)) {
+      return primary_only(make(StatementKind::TxEnd, "PREPARE TRANSACTION"));
+    }
     return make(StatementKind::Session, "PREPARE");
   }
   if (s.word(0, "set")) {
@@ -350,10 +406,23 @@ void note_reset(const StatementScan& s, Classification& c) {
   if (read_parameter(s, 1, name) == s.token_count) c.parameter = name;
 }
 
+// CREATE [OR REPLACE] ... / ALTER / DROP of a function, view, extension, schema... (a catalog object word among
+// the first words), or DO, which may create anything.
+bool changes_catalog(const StatementScan& s) {
+  if (s.word(0, "do")) return true;
+  if (!s.word(0, "create") && !s.word(0, "alter") && !s.word(0, "drop")) return false;
+  std::array<char, kNameMax> buf{};
+  for (size_t i = 1; i < s.head_count; ++i) {
+    if (s.head[i].kind == TokenKind::Word && is_catalog_object_word(identifier_name(s.head[i], buf))) return true;
+  }
+  return false;
+}
+
 // The session command a statement runs, read off its first words once decide() has settled its kind, and
 // the calls that touch the session wherever they appear.
 void note_session_facts(const StatementScan& s, Classification& c) {
   c.write_function = s.write_call;
+  c.catalog_change = c.kind == StatementKind::Write && changes_catalog(s);
   if (s.config_call) c.effects.add(SessionEffect::SetConfig);
   if (c.kind != StatementKind::Session) return;  // PREPARE TRANSACTION, errors, statements left to the parser
   if (s.word(0, "set")) {
@@ -378,14 +447,15 @@ void note_session_facts(const StatementScan& s, Classification& c) {
 
 }  // namespace
 
-LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier) {
+LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier, const FunctionCatalog* catalog) {
   LexicalResult out;
+  const ScanContext context{classifier, catalog};
   SqlLexer lex(sql);
   StatementCombiner combiner;
   bool more = true;
   while (more) {
     StatementScan s;
-    more = scan_statement(lex, classifier, s);
+    more = scan_statement(lex, context, s);
     if (lex.error() != nullptr) break;
     Classification c = decide(s, out.needs_parser);
     note_session_facts(s, c);

@@ -1,6 +1,7 @@
 // The fast path: classifies statements from their tokens alone, without allocating. It settles the
 // statements whose kind shows in their keywords and hands the rest (CTEs, FOR UPDATE, INTO, calls of
-// write functions, EXPLAIN ANALYZE, COPY (query)) to the parser.
+// write or volatile functions, reads of views over volatile functions, EXPLAIN ANALYZE, COPY (query)) to the
+// parser.
 #pragma once
 #include <string_view>
 
@@ -13,6 +14,7 @@ struct LexicalResult {
   bool needs_parser = false;      // some statement can't be settled from tokens
 };
 
-LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier);
+// catalog: the database's volatile functions and views; null when none is loaded.
+LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier, const FunctionCatalog* catalog);
 
 }  // namespace pgmux::routing

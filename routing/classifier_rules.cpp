@@ -1,15 +1,16 @@
 #include "routing/classifier_rules.hpp"
 
 #include <array>
+#include <cstdint>
 
 namespace pgmux::routing {
 namespace {
 
-// currval and lastval only read session state, so they are not here. pg_backend_pid and
+// currval and lastval read what nextval did in this session, on the primary. pg_backend_pid and
 // pg_listening_channels read the session's identity, which lives on its primary connection (in session
 // pooling the client's BackendKeyData carries that connection's pid).
-constexpr std::array<std::string_view, 26> kWriteFunctions = {
-    "nextval", "setval",
+constexpr std::array<std::string_view, 28> kWriteFunctions = {
+    "nextval", "setval", "currval", "lastval",
     "lo_create", "lo_creat", "lo_import", "lo_unlink", "lo_put", "lo_from_bytea", "lowrite",
     "lo_truncate", "lo_truncate64",
     "pg_notify", "set_config",
@@ -24,9 +25,42 @@ constexpr std::array<std::string_view, 4> kSessionLocks = {
     "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
 };
 
+// Most calls are of none of these: one bit per (length, first byte) class of the names above (and of the
+// advisory lock functions, 16 to 32 bytes long) rejects them before any comparison.
+constexpr size_t builtin_bit(size_t length, char first) {
+  return (length * 31 + static_cast<unsigned char>(first)) % 256;
+}
+
+constexpr std::array<uint64_t, 4> builtin_filter() {
+  std::array<uint64_t, 4> mask{};
+  auto set = [&mask](size_t length, char first) {
+    const size_t bit = builtin_bit(length, first);
+    mask[bit / 64] |= uint64_t{1} << (bit % 64);
+  };
+  for (std::string_view f : kWriteFunctions) set(f.size(), f.front());
+  for (size_t length = 16; length <= 32; ++length) set(length, 'p');
+  return mask;
+}
+
+constexpr std::array<uint64_t, 4> kBuiltinFilter = builtin_filter();
+
+constexpr std::array<std::string_view, 9> kCatalogObjects = {
+    "function", "procedure", "routine", "aggregate", "view", "rule", "extension", "schema", "language",
+};
+
 }  // namespace
 
+bool is_catalog_object_word(std::string_view word) {
+  for (std::string_view w : kCatalogObjects) {
+    if (word == w) return true;
+  }
+  return false;
+}
+
 bool is_builtin_write_function(std::string_view name, bool* session_lock) {
+  if (name.empty()) return false;
+  const size_t bit = builtin_bit(name.size(), name.front());
+  if ((kBuiltinFilter[bit / 64] & (uint64_t{1} << (bit % 64))) == 0) return false;
   // Every advisory lock function (lock, try, xact, unlock) changes lock state held on one server.
   if (name.starts_with("pg_advisory_") || name.starts_with("pg_try_advisory_")) {
     if (session_lock != nullptr) {
@@ -46,6 +80,7 @@ void StatementCombiner::add(const Classification& c) {
   if (c.kind == StatementKind::Empty) return;
   if (count_++ == 0) first_ = c;
   facts_.add_facts(c);
+  if (c.primary_only && primary_only_ == nullptr) primary_only_ = c.reason;
   switch (c.kind) {
     case StatementKind::Write:
       if (write_reason_ == nullptr) write_reason_ = c.reason;
@@ -77,9 +112,9 @@ Classification StatementCombiner::result() const {
   if (count_ == 1) return first_;
   out.multi_statement = true;
   out.add_facts(facts_);
-  if (write_reason_ != nullptr) {
+  if (write_reason_ != nullptr || primary_only_ != nullptr) {
     out.kind = StatementKind::Write;
-    out.reason = write_reason_;
+    out.reason = write_reason_ != nullptr ? write_reason_ : primary_only_;
   } else if (any_session_ && !any_other_) {
     out.kind = StatementKind::Session;
     out.read_only = session_read_only_;

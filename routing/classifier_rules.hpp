@@ -1,6 +1,7 @@
 // Rules shared by the lexical and the parser path: the built-in write-function list and how the
 // classifications of the statements in one string combine into one answer.
 #pragma once
+#include <array>
 #include <cstddef>
 #include <string_view>
 
@@ -9,15 +10,37 @@
 namespace pgmux::routing {
 
 // Built-in functions whose call changes database state or needs the primary (lowercase, unqualified):
-// sequences, advisory locks, large objects, NOTIFY, set_config, xid assignment, WAL and backend control, and
-// the session's identity (pg_backend_pid, pg_listening_channels).
+// sequences (currval and lastval too: they read what nextval did in this session, on the primary), advisory
+// locks, large objects, NOTIFY, set_config, xid assignment, WAL and backend control, and the session's identity
+// (pg_backend_pid, pg_listening_channels; STABLE, so the catalog does not list them). The volatile ones are in a
+// database's FunctionCatalog too; this list decides alone until that catalog is loaded.
 // `session_lock` is set for session-level advisory locks (pg_advisory_lock, pg_try_advisory_lock[_shared]).
 bool is_builtin_write_function(std::string_view name, bool* session_lock);
+
+// Built-in VOLATILE functions that change nothing and give the same kind of answer on a standby: the
+// function catalog leaves them out, so reads calling them still go to standbys.
+inline constexpr std::array<std::string_view, 7> kVolatileBuiltinsSafeOnStandby = {
+    "random", "clock_timestamp", "timeofday", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "gen_random_uuid",
+};
+
+// System views (pg_catalog, PostgreSQL 15) that read volatile functions: server-local state such as locks,
+// prepared transactions, sequences and configuration files. They go to the primary, as on a direct connection.
+inline constexpr std::array<std::string_view, 14> kSystemVolatileViews = {
+    "pg_locks", "pg_prepared_xacts", "pg_sequences", "pg_backend_memory_contexts", "pg_shmem_allocations",
+    "pg_hba_file_rules", "pg_ident_file_mappings", "pg_file_settings", "pg_replication_origin_status",
+    "pg_stat_recovery_prefetch", "pg_stat_xact_all_tables", "pg_stat_xact_user_tables", "pg_stat_xact_sys_tables",
+    "pg_stat_xact_user_functions",
+};
+
+// Object kinds whose DDL may change which functions or views are volatile (as the word after CREATE [OR
+// REPLACE] / ALTER / DROP spells them, lowercase): the database's function catalog is reloaded after it.
+bool is_catalog_object_word(std::string_view word);
 
 // Makes one Classification of the statements of a multi-statement string:
 // - any Write => Write (reason of the first write);
 // - only Session statements => Session (read_only if any sets READ ONLY);
 // - Session mixed with anything else => Write (session state and a query can't be split across servers);
+// - a statement only the primary can run (PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED) among others => Write;
 // - Read/TxBegin/TxEnd only: the last transaction command is BEGIN => TxBegin (a transaction stays open),
 //   else the first is COMMIT/ROLLBACK => TxEnd (it closes a transaction already running somewhere),
 //   else (BEGIN ... COMMIT around reads, or plain reads) => Read;
@@ -36,6 +59,7 @@ class StatementCombiner {
   bool any_session_ = false;
   bool any_other_ = false;  // Read / TxBegin / TxEnd
   bool session_read_only_ = false;
+  const char* primary_only_ = nullptr;  // the reason of the first statement only the primary can run
   Classification facts_;  // the facts of every statement (Classification::add_facts)
   bool any_tx_ = false;
   StatementKind first_tx_ = StatementKind::Empty;

@@ -40,6 +40,11 @@ Classification make(StatementKind kind, const char* reason, PinReason pin = PinR
   return c;
 }
 
+Classification primary_only(Classification c) {
+  c.primary_only = true;
+  return c;
+}
+
 // What a walk over a whole statement tree found.
 struct TreeFacts {
   const char* modifying = nullptr;  // a data-modifying statement nested inside (CTE)
@@ -48,6 +53,8 @@ struct TreeFacts {
   bool session_lock = false;
   bool config_call = false;         // set_config(...) whose is_local is not the constant true
   bool too_deep = false;
+  std::string calls;                // every function name called, each followed by '\0'
+  std::string relations;            // every relation name read or written, each followed by '\0'
 
   PinReason lock_pin() const { return session_lock ? PinReason::AdvisoryLock : PinReason::None; }
 };
@@ -69,12 +76,25 @@ const char* modifying_reason(std::string_view key) {
   return nullptr;
 }
 
+// Adds a name to a '\0'-separated list once.
+void add_name(std::string& list, std::string_view name) {
+  if (name.empty()) return;
+  for (std::string_view rest = list; !rest.empty();) {
+    const size_t end = rest.find('\0');
+    if (rest.substr(0, end) == name) return;
+    rest.remove_prefix(end + 1);
+  }
+  list.append(name);
+  list.push_back('\0');
+}
+
 void check_call(const json& call, const Classifier& classifier, TreeFacts& f) {
   const json* names = member(call, "funcname");
   if (names == nullptr || !names->is_array() || names->empty()) return;
   // The last name part is the function; a schema qualifier does not change what it does.
   const json* part = member(names->back(), "String");
   const std::string_view name = string_of(part != nullptr ? member(*part, "sval") : nullptr);
+  add_name(f.calls, name);
   if (name == "set_config" && sets_session_config(call)) f.config_call = true;
   bool session_lock = false;
   if (!name.empty() && classifier.is_write_function(name, &session_lock)) {
@@ -97,6 +117,8 @@ void walk(const json& j, const Classifier& classifier, TreeFacts& f, int depth) 
     const std::string& key = it.key();
     if (key == "FuncCall") {
       check_call(it.value(), classifier, f);
+    } else if (key == "RangeVar") {
+      add_name(f.relations, string_of(member(it.value(), "relname")));
     } else if (key == "lockingClause") {
       if (it.value().is_array() && !it.value().empty()) f.locking = true;
     } else if (const char* r = modifying_reason(key); r != nullptr && f.modifying == nullptr) {
@@ -169,9 +191,9 @@ Classification classify_transaction(const json& body) {
   }
   if (kind == "TRANS_STMT_COMMIT") return make(StatementKind::TxEnd, "COMMIT");
   if (kind == "TRANS_STMT_ROLLBACK") return make(StatementKind::TxEnd, "ROLLBACK");
-  if (kind == "TRANS_STMT_PREPARE") return make(StatementKind::TxEnd, "PREPARE TRANSACTION");
-  if (kind == "TRANS_STMT_COMMIT_PREPARED") return make(StatementKind::TxEnd, "COMMIT PREPARED");
-  if (kind == "TRANS_STMT_ROLLBACK_PREPARED") return make(StatementKind::TxEnd, "ROLLBACK PREPARED");
+  if (kind == "TRANS_STMT_PREPARE") return primary_only(make(StatementKind::TxEnd, "PREPARE TRANSACTION"));
+  if (kind == "TRANS_STMT_COMMIT_PREPARED") return primary_only(make(StatementKind::TxEnd, "COMMIT PREPARED"));
+  if (kind == "TRANS_STMT_ROLLBACK_PREPARED") return primary_only(make(StatementKind::TxEnd, "ROLLBACK PREPARED"));
   if (kind == "TRANS_STMT_SAVEPOINT") return make(StatementKind::Write, "SAVEPOINT");
   if (kind == "TRANS_STMT_RELEASE") return make(StatementKind::Write, "RELEASE SAVEPOINT");
   if (kind == "TRANS_STMT_ROLLBACK_TO") return make(StatementKind::Write, "ROLLBACK TO SAVEPOINT");
@@ -323,42 +345,87 @@ Classification classify_node(const json& node, const TreeFacts& f, int depth) {
   return classify_typed(it.key(), it.value(), f, depth);
 }
 
-// One statement: a single walk gathers the calls and clauses, then its type decides.
-Classification classify_statement(const json* stmt, const Classifier& classifier) {
-  if (stmt == nullptr) return make(StatementKind::Write, "unrecognised statement");
+// Statements that may change which functions or views are volatile (is_catalog_object_word, and DO).
+constexpr std::array<std::string_view, 10> kCatalogStatements = {
+    "CreateFunctionStmt", "AlterFunctionStmt", "ViewStmt", "RuleStmt", "CreateExtensionStmt",
+    "AlterExtensionStmt", "AlterExtensionContentsStmt", "CreateSchemaStmt", "CreatePLangStmt", "DoStmt",
+};
+
+// DROP, ALTER ... RENAME / SET SCHEMA and CREATE AGGREGATE name their object's kind.
+constexpr std::array<std::string_view, 8> kCatalogObjectTypes = {
+    "OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE",
+    "OBJECT_VIEW", "OBJECT_RULE", "OBJECT_EXTENSION", "OBJECT_SCHEMA",
+};
+
+bool changes_catalog(std::string_view type, const json& body) {
+  for (std::string_view t : kCatalogStatements) {
+    if (type == t) return true;
+  }
+  std::string_view object;
+  if (type == "DropStmt") object = string_of(member(body, "removeType"));
+  if (type == "RenameStmt") object = string_of(member(body, "renameType"));
+  if (type == "AlterObjectSchemaStmt") object = string_of(member(body, "objectType"));
+  if (type == "DefineStmt") object = string_of(member(body, "kind"));
+  for (std::string_view o : kCatalogObjectTypes) {
+    if (object == o) return true;
+  }
+  return false;
+}
+
+// EXPLAIN without ANALYZE plans its statement without running it.
+bool runs_its_calls(std::string_view type, const json& body) {
+  return type != "ExplainStmt" || explain_analyzes(member(body, "options"));
+}
+
+// One statement: a single walk gathers the calls and clauses, then its type decides. The names a read uses go
+// to `out` for the catalog.
+Classification classify_statement(const json* stmt, const Classifier& classifier, ParsedStatements& out) {
+  if (stmt == nullptr || !stmt->is_object() || stmt->empty()) {
+    return make(StatementKind::Write, "unrecognised statement");
+  }
   TreeFacts f;
   walk(*stmt, classifier, f, 0);
   if (f.too_deep) return make(StatementKind::Write, "statement too deeply nested");
   Classification c = classify_node(*stmt, f, 0);
   c.write_function = f.write_call;
   if (f.config_call) c.effects.add(SessionEffect::SetConfig);
+  const std::string_view type = stmt->begin().key();
+  c.catalog_change = changes_catalog(type, stmt->begin().value());
+  if (c.kind == StatementKind::Read && runs_its_calls(type, stmt->begin().value())) {
+    out.read_calls += f.calls;
+    out.read_relations += f.relations;
+  }
   return c;
 }
 
 }  // namespace
 
-Classification classify_parsed(std::string_view sql, const Classifier& classifier) {
+ParsedStatements parse_statements(std::string_view sql, const Classifier& classifier) {
   const std::string text(sql);  // libpg_query wants a NUL-terminated string
   PgQueryParseResult result = pg_query_parse(text.c_str());
-  Classification out;
+  ParsedStatements out;
   if (result.error != nullptr || result.parse_tree == nullptr) {
-    out = make(StatementKind::Write, "unparsable");
+    out.classification = make(StatementKind::Write, "unparsable");
   } else {
     const json doc = json::parse(result.parse_tree, nullptr, /*allow_exceptions=*/false);
     const json* stmts = member(doc, "stmts");
     if (doc.is_discarded() || stmts == nullptr || !stmts->is_array()) {
-      out = make(StatementKind::Write, "unreadable parse tree");
+      out.classification = make(StatementKind::Write, "unreadable parse tree");
     } else {
       StatementCombiner combiner;
       for (const json& raw : *stmts) {
-        combiner.add(classify_statement(member(raw, "stmt"), classifier));
+        combiner.add(classify_statement(member(raw, "stmt"), classifier, out));
       }
-      out = combiner.result();
+      out.classification = combiner.result();
     }
   }
   pg_query_free_parse_result(result);
-  out.parsed = true;
+  out.classification.parsed = true;
   return out;
+}
+
+Classification classify_parsed(std::string_view sql, const Classifier& classifier) {
+  return parse_statements(sql, classifier).classification;
 }
 
 }  // namespace pgmux::routing

@@ -7,8 +7,13 @@
 
 namespace pgmux::routing {
 
-// Classifies every statement in `sql` from its parse tree and combines them (StatementCombiner).
-// A parse error gives Write with reason "unparsable". Sets `parsed`; primary_hint is the caller's job.
+// Classifies every statement in `sql` from its parse tree and combines them (StatementCombiner), and lists the
+// functions called and relations read by its reads (EXPLAIN without ANALYZE runs nothing: not listed), for the
+// catalog to decide about (Classifier::classify). A parse error gives Write with reason "unparsable". Sets
+// `parsed`; primary_hint is the caller's job.
+ParsedStatements parse_statements(std::string_view sql, const Classifier& classifier);
+
+// parse_statements(sql, classifier).classification: the class without a catalog.
 Classification classify_parsed(std::string_view sql, const Classifier& classifier);
 
 }  // namespace pgmux::routing

@@ -28,20 +28,26 @@ class StatementCache {
     return &it->second->second;
   }
 
-  void insert(std::string_view key, const Value& value) {
-    if (capacity_ == 0) return;
+  // Stores value under key and returns the stored value, valid until the next insert. With capacity 0 nothing
+  // is kept: the value is held only until the next insert.
+  const Value& insert(std::string_view key, Value value) {
+    if (capacity_ == 0) {
+      uncached_ = std::move(value);
+      return uncached_;
+    }
     auto it = index_.find(key);
     if (it != index_.end()) {
-      it->second->second = value;
+      it->second->second = std::move(value);
       entries_.splice(entries_.begin(), entries_, it->second);
-      return;
+      return entries_.front().second;
     }
-    entries_.emplace_front(std::string(key), value);
+    entries_.emplace_front(std::string(key), std::move(value));
     index_.emplace(std::string_view(entries_.front().first), entries_.begin());
     if (entries_.size() > capacity_) {
       index_.erase(std::string_view(entries_.back().first));
       entries_.pop_back();
     }
+    return entries_.front().second;
   }
 
   size_t size() const { return entries_.size(); }
@@ -50,6 +56,7 @@ class StatementCache {
  private:
   using Entry = std::pair<std::string, Value>;
   size_t capacity_;
+  Value uncached_{};
   std::list<Entry> entries_;  // front = most recently used
   std::unordered_map<std::string_view, typename std::list<Entry>::iterator> index_;
 };

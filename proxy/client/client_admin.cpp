@@ -121,7 +121,7 @@ bool ClientConn::answer_explain_route() {
                                  "for example: EXPLAIN ROUTE SELECT 1");
   } else {
     answer = admin::Answer::of(admin::explain_route_result(target, worker_.classifier(), state, worker_.view(),
-                                                           route_settings(), worker_.balancer()));
+                                                           route_settings(), worker_.balancer(), catalog_.state()));
   }
   ByteVector out;
   admin::encode(answer, out);

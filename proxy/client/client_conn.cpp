@@ -154,6 +154,8 @@ void ClientConn::auth_succeeded() {
   }
   update_backend_mask(*worker_.config());
   pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
+  catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(
+      database_config_->server_database.empty() ? database_ : database_config_->server_database));
   cancel_slot_ = std::make_shared<CancelSlot>();
 
   Role role = Role::Primary;

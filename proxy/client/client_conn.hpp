@@ -14,6 +14,7 @@
 #include "proxy/client/client_auth.hpp"
 #include "proxy/client/client_state.hpp"
 #include "proxy/client/session.hpp"
+#include "proxy/control/function_catalogs.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
 #include "proxy/net/failure.hpp"
@@ -140,6 +141,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool answer_explain_route();  // dispatch()'s contract: true to go on with the next request
   bool relay_copy();
   routing::Classification classify_request();
+  // One statement's class, against the function catalog of the client's database as it is now.
+  routing::Classification classify_sql(std::string_view sql);
+  // The class of a statement parsed by an earlier request, as the catalog says now (see client_routing.cpp).
+  routing::Classification stored_class(PreparedStatement& stored, const routing::CatalogState& catalog);
+  routing::Classification unnamed_class(const routing::CatalogState& catalog) const;
   bool resume_routed();  // dispatch()'s contract
   // The slot of this client's held server for the request that waits for it, if it is still there.
   ServerConn* routed_server() { return routed_ ? slot_for(routed_->role).get() : nullptr; }
@@ -254,6 +260,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::vector<std::pair<uint64_t, std::string>> unconfirmed_;
 
   ClientSession session_;  // what the session is; follows the client from server to server
+  CatalogReader catalog_;  // the function catalog of the client's server database
+  CatalogChangeHold catalog_hold_;  // catalog DDL sent: held until nothing is owed outside a transaction
 };
 
 }  // namespace pgmux::proxy

@@ -40,6 +40,8 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   if (done.sent_ns != 0) worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
   if (done.session && !done.failed && tx_status == 'I') record_session_command(server, std::move(*done.session));
   if (!unconfirmed_.empty()) confirm_statements(done);
+  // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
+  if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
   if (tx_status == 'I' && tx_started_ns_ != 0) {
     worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);

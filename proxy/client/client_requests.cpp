@@ -332,6 +332,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
 void ClientConn::note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary,
                                   OwedReply& owed) {
   if (tx_started_ns_ == 0) tx_started_ns_ = owed.sent_ns;
+  if (c.catalog_change) catalog_hold_.begin(worker_.shared().catalogs, catalog_.slot());
   // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
   // transaction may be rolled back; SHOW and SET LOCAL leave nothing behind). A multi-statement string is kept
   // whole and cut into statements once it succeeded (record_session_command).
@@ -374,7 +375,7 @@ void ClientConn::note_parsed_statements(ServerConn* server, uint64_t request) {
     std::string name(parse.name);
     // A copy, to prepare the statement elsewhere later (the class comes from the classifier's cache).
     const PreparedStatement& stored =
-        session_.remember(parse, worker_.classifier().classify(parse.sql), transaction_pooling());
+        session_.remember(parse, classify_sql(parse.sql), transaction_pooling());
     unconfirmed_.emplace_back(request, name);
     server->prepared.insert(name);
     if (transaction_pooling()) {

@@ -2,6 +2,8 @@
 // resumes once that server is ready.
 #include "proxy/client/client_conn.hpp"
 
+#include "protocol/framer.hpp"
+#include "protocol/frontend_messages.hpp"
 #include "protocol/sqlstate.hpp"
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
@@ -13,12 +15,38 @@ namespace pgmux::proxy {
 
 using namespace protocol;
 
+routing::Classification ClientConn::classify_sql(std::string_view sql) {
+  return worker_.classifier().classify(sql, catalog_.state());
+}
+
+// Made with another catalog than the one now (or while it was reloading), a stored class is made again from the
+// statement's text; it is kept until the catalog changes again.
+routing::Classification ClientConn::stored_class(PreparedStatement& stored, const routing::CatalogState& catalog) {
+  if (stored.classification.catalog_stamp == catalog.stamp()) return stored.classification;
+  const ByteView message(stored.parse);
+  if (auto parse = message.size() >= kFrameHeaderSize ? parse_parse(message.subspan(kFrameHeaderSize)) : std::nullopt) {
+    stored.classification = worker_.classifier().classify(parse->sql, catalog);
+  }
+  return stored.classification;
+}
+
+// The unnamed statement's text is not kept: made with another catalog, a read counts as a write.
+routing::Classification ClientConn::unnamed_class(const routing::CatalogState& catalog) const {
+  routing::Classification c = session_.unnamed_class;
+  if (c.catalog_stamp != catalog.stamp() && c.kind == routing::StatementKind::Read) {
+    c.kind = routing::StatementKind::Write;
+    c.reason = "unnamed statement of another function catalog";
+  }
+  return c;
+}
+
 routing::Classification ClientConn::classify_request() {
   routing::Classifier& classifier = worker_.classifier();
+  const routing::CatalogState catalog = catalog_.state();
   routing::Classification result;
   switch (request_.kind) {
     case RequestKind::Query:
-      return classifier.classify(request_.sql);
+      return classifier.classify(request_.sql, catalog);
     case RequestKind::FunctionCall:
       result.kind = routing::StatementKind::Write;
       result.reason = "function call";
@@ -40,16 +68,16 @@ routing::Classification ClientConn::classify_request() {
     any = true;
   };
   for (const auto& parse : request_.parses) {
-    const routing::Classification c = classifier.classify(parse.sql);
+    const routing::Classification c = classifier.classify(parse.sql, catalog);
     if (parse.name.empty()) session_.unnamed_class = c;
     merge(c);
   }
   // Bind/Execute of the unnamed statement parsed by an earlier batch runs that statement: its class, so a write
   // executed this way still counts for read-your-writes.
-  if (request_.binds_unnamed && !parses_unnamed()) merge(session_.unnamed_class);
+  if (request_.binds_unnamed && !parses_unnamed()) merge(unnamed_class(catalog));
   for (auto name : request_.used) {
     auto it = session_.statements.find(std::string(name));
-    if (it != session_.statements.end()) merge(it->second.classification);
+    if (it != session_.statements.end()) merge(stored_class(it->second, catalog));
   }
   if (!any) {
     result.kind = routing::StatementKind::Empty;  // Sync, Flush, portal ops: where the client's state is

@@ -102,7 +102,7 @@ bool ClientConn::answer_parse_locally() {
   }
   ByteVector out;
   for (const auto& parse : request_.parses) {
-    session_.remember(parse, worker_.classifier().classify(parse.sql), transaction_pooling());
+    session_.remember(parse, classify_sql(parse.sql), transaction_pooling());
     build_parse_complete(out);
   }
   build_ready_for_query(out, 'I');

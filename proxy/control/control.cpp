@@ -28,6 +28,21 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
   });
   shared_ = std::make_unique<SharedState>(config, prober_->view());
   shared_->control = this;
+  catalog_loader_ = std::make_unique<CatalogLoader>(loop_, shared_->catalogs, [this](const std::string& database) {
+    return catalog_target(database);
+  });
+  // From any worker: the load runs on this loop.
+  shared_->catalogs.set_load_request([this](std::shared_ptr<CatalogSlot> slot) {
+    post([slot = std::move(slot)](Control& control) { control.catalog_loader_->load(slot); });
+  });
+}
+
+// The primary as the prober sees it, logged in to as the health-check user.
+std::optional<ProbeTarget> Control::catalog_target(const std::string& database) const {
+  const Prober::View view = prober_->view();
+  if (view->primary < 0) return std::nullopt;
+  const routing::BackendSpec& primary = view->backends[static_cast<size_t>(view->primary)].spec;
+  return probe_target(*shared_->config.load(), primary.host, primary.port, database);
 }
 
 Control::~Control() = default;
@@ -73,8 +88,27 @@ void Control::on_view(Prober::View view) {
     const std::string& name = view->backends[static_cast<size_t>(view->primary)].spec.name;
     if (!last_primary_name_.empty() && name != last_primary_name_) ++metrics_.failovers;
     last_primary_name_ = name;
+    if (name != catalogs_primary_) {
+      catalogs_primary_ = name;
+      reload_catalogs();
+    }
+  } else {
+    catalogs_primary_.clear();  // loads fail meanwhile; all are redone when a primary is back
   }
   publish_view(view);
+}
+
+// A primary appeared (at startup, or after a failover): the function catalogs are read again from it, and the
+// configured databases' are read now rather than when their first client comes.
+void Control::reload_catalogs() {
+  for (const std::shared_ptr<CatalogSlot>& slot : shared_->catalogs.slots()) catalog_loader_->load(slot);
+  open_configured_catalogs(*shared_->config.load());
+}
+
+void Control::open_configured_catalogs(const conf::Config& config) {
+  for (const conf::Database& d : config.databases) {
+    if (d.name != "*") shared_->catalogs.slot_for(d.server_database.empty() ? d.name : d.server_database);
+  }
 }
 
 void Control::publish_view(const Prober::View& view) {
@@ -127,6 +161,8 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
     }
   }
   prober_->reconfigure(*next, disabled);
+  catalog_loader_->start(next->routing.function_catalog_refresh);
+  open_configured_catalogs(*next);
   // Workers take the config and the view matching its backend list in one step.
   Prober::View view = prober_->view();
   shared_->view.store(view);
@@ -231,6 +267,7 @@ int Control::run() {
   for (auto& worker : workers_) shared_->workers.push_back(worker.get());
   for (auto& worker : workers_) worker->start();
   prober_->start();
+  catalog_loader_->start(config->routing.function_catalog_refresh);
   for (const auto& listener : config->listeners) {
     LOG_INFO("pgmux %s listening on %s:%u with %d workers", PGMUX_VERSION, listener.host.c_str(),
              static_cast<unsigned>(listener.port), worker_count);
@@ -244,7 +281,8 @@ int Control::run() {
   for (auto& worker : workers_) worker->join();
   workers_.clear();
   prober_.reset();
-  uv_run(loop_, UV_RUN_DEFAULT);  // let the prober's handles finish closing
+  catalog_loader_.reset();
+  uv_run(loop_, UV_RUN_DEFAULT);  // let the prober's and the loader's handles finish closing
   uv_loop_close(loop_);
   LOG_INFO("pgmux stopped; clients pinned to a server (transaction pooling), by reason: %s",
            shared_->pins.summary().c_str());
@@ -258,6 +296,7 @@ void Control::close_handles() {
     inbox_closed_ = true;
   }
   if (prober_) prober_->stop();
+  if (catalog_loader_) catalog_loader_->stop();
   if (http_) http_->close();
   for (UvSignal<Control>* s : {&sigint_, &sigterm_, &sighup_}) s->close();
   async_.close();

@@ -14,6 +14,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/ops/metrics.hpp"
+#include "proxy/control/catalog_loader.hpp"
 #include "proxy/control/prober.hpp"
 #include "proxy/control/shared_state.hpp"
 #include "proxy/net/uv_handle.hpp"
@@ -63,6 +64,10 @@ class Control {
  private:
   bool bind_listeners(const conf::Config& config, std::vector<std::vector<int>>* fds);
   void on_view(Prober::View view);
+  std::optional<ProbeTarget> catalog_target(const std::string& database) const;
+  void reload_catalogs();
+  // A new slot asks for its first load (FunctionCatalogs::slot_for); existing ones are left as they are.
+  void open_configured_catalogs(const conf::Config& config);
   void publish_view(const Prober::View& view);
   void close_handles();
   static void on_signal(uv_signal_t* handle, int signum);
@@ -72,12 +77,14 @@ class Control {
   uv_loop_t* loop_;
   std::unique_ptr<SharedState> shared_;
   std::unique_ptr<Prober> prober_;
+  std::unique_ptr<CatalogLoader> catalog_loader_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<MetricsHttpServer> http_;
   ControlMetrics metrics_;
   std::map<std::string, bool> disabled_backends_;  // operator DISABLE BACKEND, by backend name
   int last_primary_ = -1;
   std::string last_primary_name_;
+  std::string catalogs_primary_;  // the primary the function catalogs were last all read from; "" when none
   // Closed by close_handles(); the loop's run ends after that, before this object goes.
   UvSignal<Control> sigint_{this}, sigterm_{this}, sighup_{this};
   UvAsync<Control> async_{this};

@@ -50,6 +50,17 @@ routing::TopologySettings topology_settings(const conf::Config& config) {
   return s;
 }
 
+ProbeTarget probe_target(const conf::Config& config, const std::string& host, uint16_t port,
+                         const std::string& database) {
+  ProbeTarget t;
+  t.host = host;
+  t.port = port;
+  t.user = config.health_check_user();
+  t.password = config.health_check_password();
+  t.database = database;
+  return t;
+}
+
 Prober::Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change)
     : loop_(loop),
       topology_(backend_specs(config), topology_settings(config)),
@@ -69,13 +80,7 @@ void Prober::build_connections(const conf::Config& config) {
   timeout_ = config.health_check.timeout;
   targets_.clear();
   for (const conf::Backend& b : config.backends) {
-    ProbeTarget t;
-    t.host = b.host;
-    t.port = b.port;
-    t.user = config.health_check_user();
-    t.password = config.health_check_password();
-    t.database = config.health_check.database;
-    targets_.push_back(std::move(t));
+    targets_.push_back(probe_target(config, b.host, b.port, config.health_check.database));
   }
   reopen_connections();
 }

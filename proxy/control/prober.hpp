@@ -21,6 +21,9 @@ namespace pgmux::proxy {
 // disabled: names of backends the operator disabled.
 std::vector<routing::BackendSpec> backend_specs(const conf::Config& config, const std::set<std::string>& disabled = {});
 routing::TopologySettings topology_settings(const conf::Config& config);
+// A connection to `database` on host:port as the config's health-check user.
+ProbeTarget probe_target(const conf::Config& config, const std::string& host, uint16_t port,
+                         const std::string& database);
 
 class Prober {
  public:

@@ -1,5 +1,5 @@
 // What every worker and the control loop share: the current config snapshot (swapped atomically), the cancel
-// registry and connection id counters. Everything here is thread-safe by construction.
+// registry, connection id counters and the function catalogs. Everything here is thread-safe by construction.
 #pragma once
 #include <atomic>
 #include <map>
@@ -10,6 +10,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/client/cancel.hpp"
+#include "proxy/control/function_catalogs.hpp"
 #include "proxy/control/pause_state.hpp"
 #include "proxy/client/pin_counters.hpp"
 #include "proxy/server/session_params.hpp"
@@ -69,6 +70,7 @@ struct SharedState {
   std::atomic<int> clients{0};   // connected clients over all workers (max_client_conn)
   PinCounters pins;
   PauseState paused;  // the console's PAUSE
+  FunctionCatalogs catalogs;  // per server database: volatile functions and views, loaded by the control loop
 
   std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
     std::lock_guard lock(budgets_mutex);

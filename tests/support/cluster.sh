@@ -117,6 +117,7 @@ wal_level = replica
 hot_standby = on
 max_wal_senders = 10
 max_replication_slots = 10
+max_prepared_transactions = 10  # two-phase commit through pgmux (standbys copy this: they need as many)
 wal_keep_size = '256MB'
 shared_buffers = '128MB'
 # Tests only: durability is traded for speed. Never use these settings for real data.

@@ -33,6 +33,7 @@ TEST_CASE("conf routing: defaults when routing and health_check are absent") {
   CHECK(c.routing.read_your_writes);
   CHECK(c.routing.write_functions.empty());
   CHECK(c.routing.failover_timeout == 30);
+  CHECK(c.routing.function_catalog_refresh == 30);
   CHECK(c.health_check.period == 1);
   CHECK(c.health_check.timeout == 2);
   CHECK(c.health_check.max_retries == 2);
@@ -52,7 +53,7 @@ TEST_CASE("conf routing: values are read") {
     "databases": [{"name": "app"}],
     "routing": {"read_write_split": false, "max_lag_bytes": 1e3, "max_lag_seconds": 1.5, "lag_hysteresis": 0,
                 "fallback_to_primary": false, "read_your_writes": false, "write_functions": ["nextval", "f"],
-                "failover_timeout": 7.5},
+                "failover_timeout": 7.5, "function_catalog_refresh": 2.5},
     "health_check": {"period": 0.25, "timeout": 0.75, "max_retries": 4, "database": "app"}})");
   INFO(all_errors(r));
   REQUIRE(r.ok());
@@ -69,6 +70,7 @@ TEST_CASE("conf routing: values are read") {
   CHECK_FALSE(c.routing.read_your_writes);
   CHECK(c.routing.write_functions == std::vector<std::string>{"nextval", "f"});
   CHECK(c.routing.failover_timeout == 7.5);
+  CHECK(c.routing.function_catalog_refresh == 2.5);
   CHECK(c.health_check.period == 0.25);
   CHECK(c.health_check.timeout == 0.75);
   CHECK(c.health_check.max_retries == 4);

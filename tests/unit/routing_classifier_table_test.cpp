@@ -44,8 +44,8 @@ const Case kCases[] = {
     {"SELECT\tinsert_col FROM t", R},
     {"SELECT count(*) FROM t GROUP BY a HAVING count(*) > 1", R},
     {"SELECT now(), current_timestamp", R},
-    {"SELECT currval('s')", R},
-    {"SELECT lastval()", R},
+    {"SELECT currval('s')", W},  // what nextval did in this session: the primary knows
+    {"SELECT lastval()", W},
     {"SELECT txid_current_if_assigned()", R},
     {"SELECT pg_is_in_recovery()", R},
     {"SELECT my_func(1)", R},  // unknown functions are reads unless configured (documented limit)
@@ -331,6 +331,10 @@ const Case kCases[] = {
     {"PREPARE TRANSACTION 'gid1'", E},
     {"COMMIT PREPARED 'gid1'", E},
     {"ROLLBACK PREPARED 'gid1'", E},
+    // --- two-phase commands only the primary runs, also behind reads ---
+    {"BEGIN; SELECT 1; PREPARE TRANSACTION 'gid1'", W},
+    {"SELECT 1; COMMIT PREPARED 'gid1'", W},
+    {"SELECT 1; ROLLBACK PREPARED 'gid1'", W},
     // --- empty ---
     {"", X},
     {"   ", X},

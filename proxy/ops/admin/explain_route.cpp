@@ -61,8 +61,9 @@ std::string_view explain_route_target(std::string_view sql, bool* matched) {
 
 ResultSet explain_route_result(std::string_view sql, routing::Classifier& classifier,
                                const routing::ClientRouteState& state, const routing::BackendsView& view,
-                               const routing::RouteSettings& settings, routing::Balancer balancer) {
-  const routing::Classification c = classifier.classify(sql);
+                               const routing::RouteSettings& settings, routing::Balancer balancer,
+                               const routing::CatalogState& catalog) {
+  const routing::Classification c = classifier.classify(sql, catalog);
   const routing::Route route = routing::route_statement(c, state, view, settings, balancer);
   std::optional<uint64_t> required;
   if (settings.read_your_writes && state.last_write_commit) {

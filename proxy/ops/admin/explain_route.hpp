@@ -10,10 +10,12 @@
 
 namespace pgmux::proxy::admin {
 
-// The balancer is a copy: explaining must not move the real rotation.
+// The balancer is a copy: explaining must not move the real rotation. catalog: the session database's function
+// catalog (the console has none).
 ResultSet explain_route_result(std::string_view sql, routing::Classifier& classifier,
                                const routing::ClientRouteState& state, const routing::BackendsView& view,
-                               const routing::RouteSettings& settings, routing::Balancer balancer);
+                               const routing::RouteSettings& settings, routing::Balancer balancer,
+                               const routing::CatalogState& catalog = {});
 
 // The SQL after "EXPLAIN ROUTE" when `sql` starts with those two words (any case), else nullopt-like empty view
 // with *matched false.

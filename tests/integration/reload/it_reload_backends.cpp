@@ -19,7 +19,8 @@ const char* const kTxDb = "rl_backends_tx";  // the same server database, pooled
 int app_connections(int port) {
   PgConn conn = admin(port);
   return std::atoi(scalar(conn.get(), std::string("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' "
-                                                  "AND datname = '") + kDb + "'").c_str());
+                                                  "AND application_name <> 'pgmux-catalog' AND datname = '") +
+                                          kDb + "'").c_str());
 }
 
 }  // namespace

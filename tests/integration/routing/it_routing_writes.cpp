@@ -85,6 +85,12 @@ const std::map<std::string, Spec>& specs() {
       {"copy t from '/tmp/x'", {{}, {}, "", "*"}},
       {"SELECT lo_import('/tmp/x')", {{}, {}, "", "*"}},
       {"SELECT lo_put(1, 0, 'x')", {{}, {}, "SELECT lo_create(1)", ""}},
+      {"SELECT currval('s')", {{"SELECT nextval('s')"}, {}, "", ""}},
+      {"SELECT lastval()", {{"SELECT nextval('s')"}, {}, "", ""}},
+      // Two-phase commands behind reads (the cluster allows prepared transactions).
+      {"BEGIN; SELECT 1; PREPARE TRANSACTION 'gid1'", {{}, {"ROLLBACK PREPARED 'gid1'"}, "", ""}},
+      {"SELECT 1; COMMIT PREPARED 'gid1'", {{}, {}, "", "25001"}},  // not in a multi-statement string
+      {"SELECT 1; ROLLBACK PREPARED 'gid1'", {{}, {}, "", "25001"}},
       {"SELECT lo_unlink(123)", {{}, {}, "SELECT lo_create(123)", ""}},
       {"LOCK TABLE t IN ACCESS EXCLUSIVE MODE", {kTx, kCommit, "", ""}},
       {"EXECUTE stmt1(1)", {{"PREPARE stmt1 (int) AS INSERT INTO t VALUES ($1)"}, {}, "", ""}},

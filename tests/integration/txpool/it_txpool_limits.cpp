@@ -38,8 +38,10 @@ int peak_under_load(const std::string& ci, int clients, double seconds, std::str
   int peak = 0;
   std::thread sampler([&] {
     PgConn p = routing::admin(cluster_ports().primary);
+    // Pool connections only: not the function-catalog loader's (it logs in as the health-check user, "app" here).
     const std::string q = std::string("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                                      "AND datname = '") + kDb + "' AND usename = 'app'";
+                                      "AND application_name <> 'pgmux-catalog' AND datname = '") + kDb +
+                          "' AND usename = 'app'";
     while (!stop) {
       peak = std::max(peak, std::atoi(scalar(p.get(), q).c_str()));
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -129,7 +129,9 @@ long process_nofile_limit(pid_t pid) {
 
 int server_connections(const std::string& db, const std::string& user) {
   PgConn p = routing::admin(cluster_ports().primary);
+  // Not the function-catalog loader's short connection (as the health-check user, who may be `user`).
   return std::atoi(scalar(p.get(), "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                                   "AND application_name <> 'pgmux-catalog' "
                                    "AND datname = '" + db + "' AND usename = '" + user + "'")
                        .c_str());
 }

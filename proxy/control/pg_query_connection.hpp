@@ -1,0 +1,86 @@
+// One non-blocking libpq connection driven by a libuv loop (the control loop): it connects when needed, sends
+// one query, hands each result to the caller and reports the outcome exactly once. The connection stays open
+// between queries; any failure (including the deadline) closes it so the next query reconnects. The prober
+// (probe_connection.hpp) and the function-catalog loader (catalog_loader.hpp) run their queries on it.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "proxy/net/uv_handle.hpp"
+
+namespace pgmux::proxy {
+
+struct ProbeTarget {
+  std::string host;  // IP address, host name (resolved with uv_getaddrinfo) or a unix socket directory
+  uint16_t port = 5432;
+  std::string user;
+  std::string password;  // never logged
+  std::string database;
+  bool operator==(const ProbeTarget&) const = default;
+};
+
+// libpq messages end with a newline and may span lines; logs want one line.
+std::string one_line(const char* text);
+
+class PgQueryConnection {
+ public:
+  // Called for each result that is not an error, in order: "" to go on, or what is wrong with it (the query
+  // then fails with that, once the rest of its results are read).
+  using OnResult = std::function<std::string(const PGresult* result)>;
+  // ok, or why not (no trailing newline).
+  using Done = std::function<void(bool ok, const std::string& error)>;
+
+  // application_name: how the server lists the connection (a literal: it is not copied).
+  PgQueryConnection(uv_loop_t* loop, ProbeTarget target, const char* application_name);
+  ~PgQueryConnection();  // closes the libpq connection; the libuv handles free themselves once closed
+  PgQueryConnection(const PgQueryConnection&) = delete;
+  PgQueryConnection& operator=(const PgQueryConnection&) = delete;
+
+  // Starts `sql` (a literal or a string that outlives the query), to finish within timeout_seconds. False (and
+  // no callback) if a query is in flight. `done` runs last: it may destroy this object.
+  bool start(const char* sql, double timeout_seconds, OnResult on_result, Done done);
+  bool busy() const { return state_ != State::Idle && state_ != State::Ready; }
+  bool connected() const { return conn_ != nullptr && state_ != State::Connecting; }
+  const ProbeTarget& target() const { return target_; }
+
+ private:
+  enum class State { Idle, Resolving, Connecting, Sending, Waiting, Ready };
+  struct Resolve;  // an in-flight uv_getaddrinfo; outlives us if needed
+
+  void begin_connect();
+  void connect_to(const std::string& hostaddr);
+  void continue_connect();
+  void send_query();
+  void flush();
+  void read_results();
+  bool watch(int events);  // (re)arms the poll handle on PQsocket; false after fail()
+  void stop_watching();
+  void close_connection();
+  void fail(std::string error);
+  void succeed();
+  static void on_poll(uv_poll_t* handle, int status, int events);
+  static void on_deadline(uv_timer_t* timer);
+  static void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res);
+
+  uv_loop_t* loop_;
+  ProbeTarget target_;
+  const char* application_name_;
+  State state_ = State::Idle;
+  PGconn* conn_ = nullptr;
+  UvHandlePtr<uv_poll_t, PgQueryConnection> poll_;  // on PQsocket; may outlive this object while it closes
+  int poll_fd_ = -1;
+  UvHandlePtr<uv_timer_t, PgQueryConnection> deadline_;
+  Resolve* resolve_ = nullptr;
+  double timeout_ = 0;
+  const char* sql_ = nullptr;
+  OnResult on_result_;
+  Done done_;
+  bool reused_ = false;  // this query runs on a connection kept open from an earlier one
+  std::string error_;
+};
+
+}  // namespace pgmux::proxy

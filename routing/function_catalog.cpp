@@ -1,0 +1,79 @@
+#include "routing/function_catalog.hpp"
+
+#include "routing/classifier_rules.hpp"
+
+namespace pgmux::routing {
+
+NameSet::NameSet(std::vector<std::string> names) {
+  names_.reserve(names.size());
+  for (std::string& n : names) {
+    const size_t bit = filter_bit(n.size(), n.empty() ? '\0' : n.front());
+    filter_[bit / 64] |= uint64_t{1} << (bit % 64);
+    names_.insert(std::move(n));
+  }
+}
+
+bool NameSet::contains(std::string_view name) const {
+  if (!may_contain(name.size(), name.empty() ? '\0' : name.front())) return false;
+  return names_.find(name) != names_.end();
+}
+
+FunctionCatalog::FunctionCatalog(std::vector<std::string> volatile_functions, std::vector<std::string> volatile_views,
+                                 uint64_t generation)
+    : functions_(std::move(volatile_functions)), views_(std::move(volatile_views)), generation_(generation) {}
+
+// vol: volatile functions, and aggregates whose transition or final function is volatile, less the built-ins
+// that are the same on a standby. uses: what each view outside the system schemas calls (FuncExpr, OpExpr,
+// Aggref, WindowFunc) and reads (RangeTblEntry), from its stored rule; the system views that read volatile
+// functions are a fixed list (kSystemVolatileViews), which spares the server searching their large
+// definitions each time. bad: the views that call a volatile function, then the views that read those.
+const char* function_catalog_query() {
+  static const std::string query = [] {
+    std::string safe;
+    for (std::string_view name : kVolatileBuiltinsSafeOnStandby) {
+      if (!safe.empty()) safe += ", ";
+      safe += "'" + std::string(name) + "'";
+    }
+    return "WITH RECURSIVE vol AS ("
+           " SELECT p.oid, p.proname FROM pg_catalog.pg_proc p"
+           " WHERE p.provolatile = 'v' AND NOT (p.pronamespace = 'pg_catalog'::regnamespace AND p.proname IN (" +
+           safe +
+           "))"
+           " UNION"
+           " SELECT a.aggfnoid, ap.proname FROM pg_catalog.pg_aggregate a"
+           " JOIN pg_catalog.pg_proc t ON t.oid IN (a.aggtransfn, a.aggfinalfn) AND t.provolatile = 'v'"
+           " JOIN pg_catalog.pg_proc ap ON ap.oid = a.aggfnoid"
+           "), uses AS MATERIALIZED ("
+           " SELECT c.oid AS view, m[1] AS kind, m[2]::oid AS ref"
+           " FROM pg_catalog.pg_class c"
+           " JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid AND r.ev_type = '1'"
+           " CROSS JOIN LATERAL regexp_matches(r.ev_action::text,"
+           "  ':(funcid|opfuncid|aggfnoid|winfnoid|relid) (\\d+)', 'g') AS m"
+           " WHERE c.relkind = 'v'"
+           "  AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"
+           "), bad(view) AS ("
+           " SELECT u.view FROM uses u JOIN vol ON u.kind <> 'relid' AND u.ref = vol.oid"
+           " UNION"
+           " SELECT u.view FROM uses u JOIN bad b ON u.kind = 'relid' AND u.ref = b.view"
+           ")"
+           " SELECT DISTINCT 'f', proname::text FROM vol"
+           " UNION ALL"
+           " SELECT DISTINCT 'v', c.relname::text FROM bad JOIN pg_catalog.pg_class c ON c.oid = bad.view";
+  }();
+  return query.c_str();
+}
+
+void FunctionCatalogBuilder::add_row(std::string_view kind, std::string_view name) {
+  if (kind == "f") {
+    functions_.emplace_back(name);
+  } else if (kind == "v") {
+    views_.emplace_back(name);
+  }
+}
+
+FunctionCatalog FunctionCatalogBuilder::build(uint64_t generation) && {
+  for (std::string_view name : kSystemVolatileViews) views_.emplace_back(name);
+  return FunctionCatalog(std::move(functions_), std::move(views_), generation);
+}
+
+}  // namespace pgmux::routing
