@@ -1,6 +1,8 @@
 #include "proxy/net/failure.hpp"
 
+#include <algorithm>
 #include <array>
+#include <iterator>
 
 #include "protocol/error_response.hpp"
 #include "protocol/sqlstate.hpp"
@@ -27,7 +29,9 @@ constexpr const char* kPoolDetail = "pgmux pool \"{}\", backend \"{}\" at {}";
 // Wording: PostgreSQL's own where PostgreSQL has the same failure (clients and tests compare with it), else
 // "pgmux: ..." naming the setting, pool or backend involved.
 // failure, severity, SQLSTATE, message, detail, hint, server fate, metric label, log wording, log level
-constexpr FailureRow kRows[] = {
+// The rows in three groups, each in enum order; kRows joins them (indexed by Failure).
+// A client connection: closing, startup and login, request framing, timeouts, the admin console, shutdown.
+constexpr FailureRow kClientRows[] = {
     {F::ClientClosed, Silent, code::kConnectionFailure, "client closed the connection", "", "", Reuse,
      "client_closed", "client closed the connection", Info},
     {F::ClientTerminated, Silent, code::kConnectionFailure, "client terminated", "", "", Reuse, "client_terminated",
@@ -105,7 +109,10 @@ constexpr FailureRow kRows[] = {
      "pgmux is shutting down", Info},
     {F::BackendFenced, Error, code::kAdminShutdown, "pgmux: backend is fenced (an old primary or a different cluster)",
      "", "", Reuse, "backend_fenced", "backend fenced", Info},
+};
 
+// Opening a server connection and logging in to it.
+constexpr FailureRow kServerLoginRows[] = {
     {F::NoUsableBackend, Error, code::kConnectionFailure, "pgmux: database \"{}\" has no usable backend", "", "",
      Reuse, "no_usable_backend", "no usable backend", Info},
     {F::BackendUnresolvable, Error, code::kConnectionFailure, "pgmux: backend \"{}\": {}", "", "", Reuse,
@@ -148,7 +155,10 @@ constexpr FailureRow kRows[] = {
     // The failed batch rolled back part of what pgmux believes it applied: the server's state is unknown.
     {F::ParameterRejected, Fatal, code::kConnectionFailure, "{}", "", "", Close, "parameter_rejected",
      "startup parameter rejected by the server", Info},
+};
 
+// A linked server that went away, routing, and the limits of transaction and statement pooling.
+constexpr FailureRow kSessionRows[] = {
     {F::ServerLost, Silent, code::kConnectionFailure, "server connection lost", "", "", Reuse, "server_lost",
      "server connection lost", Info},
     {F::ServerLostSessionGone, Fatal, code::kConnectionFailure,
@@ -190,6 +200,15 @@ constexpr FailureRow kRows[] = {
      "prepared statement \"{}\" already exists", "", "", Reuse, "duplicate_prepared_statement",
      "duplicate prepared statement", Info},
 };
+
+template <size_t... N>
+constexpr std::array<FailureRow, (N + ...)> join_rows(const FailureRow (&... groups)[N]) {
+  std::array<FailureRow, (N + ...)> all{};
+  size_t next = 0;
+  ((std::copy(std::begin(groups), std::end(groups), all.begin() + next), next += N), ...);
+  return all;
+}
+constexpr auto kRows = join_rows(kClientRows, kServerLoginRows, kSessionRows);
 
 constexpr bool rows_in_enum_order() {
   for (size_t i = 0; i < std::size(kRows); ++i) {
