@@ -49,11 +49,6 @@ OwedReply ReplyQueue::pop() {
   return done;
 }
 
-void ReplyQueue::clear() {
-  while (!empty()) pop();
-  head_ = 0;
-}
-
 size_t ReplyQueue::client_requests() const {
   size_t count = 0;
   for (size_t i = 0; i < size_; ++i) count += slots_[index(i)].for_client() ? 1 : 0;

@@ -79,7 +79,6 @@ class ReplyQueue {
   void push_internal(int readies, InternalDone done);
   // The front entry is done.
   OwedReply pop();
-  void clear();
 
   // An extended sequence was left open (Flush, no Sync): the next request continues it.
   bool open_sequence() const { return !empty() && back().open; }
