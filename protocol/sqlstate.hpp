@@ -22,6 +22,7 @@ inline constexpr const char* kIdleInTransactionSessionTimeout = "25P03";
 inline constexpr const char* kIdleSessionTimeout = "57P05";
 inline constexpr const char* kInvalidSqlStatementName = "26000";
 inline constexpr const char* kDuplicatePreparedStatement = "42P05";
+inline constexpr const char* kReadOnlySqlTransaction = "25006";
 inline constexpr const char* kUndefinedObject = "42704";
 inline constexpr const char* kInsufficientPrivilege = "42501";
 inline constexpr const char* kInvalidParameterValue = "22023";

@@ -20,8 +20,9 @@ const char* to_string(StatementKind k) {
   return "unknown";
 }
 
-Classifier::Classifier(std::vector<std::string> write_functions, size_t cache_capacity)
-    : write_functions_(std::move(write_functions)), cache_(cache_capacity) {
+Classifier::Classifier(std::vector<std::string> write_functions, size_t cache_capacity,
+                       std::shared_ptr<LearnedWrites> learned)
+    : write_functions_(std::move(write_functions)), cache_(cache_capacity), learned_(std::move(learned)) {
   // Configured names compare like the parser's folded identifiers: lowercase, without a schema (calls are
   // matched by their last name part).
   for (std::string& f : write_functions_) {
@@ -79,6 +80,10 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
     c = classify_with_parser(sql, catalog.catalog);
     c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
   }
+  if (is_read(c) && learned_ && learned_->contains(sql)) {
+    c.kind = StatementKind::Write;
+    c.reason = "rejected as a write by a standby";
+  }
   if (catalog.refreshing && is_read(c)) {
     // What the statement calls may have changed since the catalog was loaded: the primary answers meanwhile.
     c.kind = StatementKind::Write;
@@ -99,6 +104,11 @@ Classification Classifier::classify_with_parser(std::string_view sql, const Func
   Classification c = parsed->classification;
   if (catalog != nullptr) apply_catalog(*parsed, *catalog, c);
   return c;
+}
+
+void Classifier::learn_write(std::string_view sql) {
+  if (!learned_) learned_ = std::make_shared<LearnedWrites>();
+  learned_->add(sql);
 }
 
 size_t Classifier::cache_hits() const { return cache_hits_; }

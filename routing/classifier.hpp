@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "routing/function_catalog.hpp"
+#include "routing/learned_writes.hpp"
 #include "routing/session_facts.hpp"
 #include "routing/statement_cache.hpp"
 
@@ -91,7 +92,9 @@ class Classifier {
   // write_functions: extra function names whose call makes a statement a write (lowercased like unquoted names;
   // a schema qualifier is dropped: calls match by name in any schema); the built-in list (nextval, setval,
   // currval, pg_advisory_lock*, lo_*, pg_notify ...) is always included, and so is a database's catalog when given.
-  explicit Classifier(std::vector<std::string> write_functions = {}, size_t cache_capacity = 10000);
+  // learned: texts found to write at run time (shared by the workers; may be null).
+  explicit Classifier(std::vector<std::string> write_functions = {}, size_t cache_capacity = 10000,
+                      std::shared_ptr<LearnedWrites> learned = nullptr);
 
   // Not thread-safe: each worker owns its classifier (and cache), so the hot path takes no lock.
   // The lexical fast path allocates nothing; the parser path runs at most once per distinct text (LRU cache).
@@ -102,6 +105,11 @@ class Classifier {
   size_t cache_hits() const;
   size_t parser_calls() const;
 
+  // A statement a standby rejected with 25006 (it writes, through something the classifier cannot see: a
+  // function declared STABLE that writes anyway, an operator...): this text is a write from now on, for every
+  // classifier sharing the LearnedWrites.
+  void learn_write(std::string_view sql);
+
   // True when `name` (lowercase, unqualified) is a write function: built-in or configured (not the catalog's).
   // `session_lock` is set for session-level advisory locks (they also pin the session to the primary).
   bool is_write_function(std::string_view name, bool* session_lock = nullptr) const;
@@ -111,6 +119,7 @@ class Classifier {
 
   std::vector<std::string> write_functions_;  // configured names, sorted: binary search needs no allocation
   StatementCache<ParsedStatements> cache_;
+  std::shared_ptr<LearnedWrites> learned_;  // texts that turned out to write (learn_write); usually empty
   size_t cache_hits_ = 0;
   size_t parser_calls_ = 0;
 };

@@ -14,6 +14,7 @@
 #include "proxy/client/client_auth.hpp"
 #include "proxy/client/client_state.hpp"
 #include "proxy/client/session.hpp"
+#include "proxy/client/statement_steps.hpp"
 #include "proxy/control/function_catalogs.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
@@ -69,9 +70,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done);
   void on_copy_in(ServerConn* server);
-  // The server refused a prepared statement whose result shape changed after DDL, before replying anything:
-  // re-prepare the statements the request uses and send it again (up to kMaxPlanRetries times).
-  void on_plan_retry(ServerConn* server, OwedReply dropped);
+  // A read the standby rejected with 25006 before any row reached the client (ReplyFate::RetryIfReadOnly): the
+  // request runs again, on the primary. may_run_again is asked when the error arrives, on_read_only_retry runs
+  // at its ReadyForQuery.
+  bool may_run_again(const ServerConn* server) const;
+  void on_read_only_retry(ServerConn* server, OwedReply dropped);
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
   // A server that is not the active one received bytes no request asked for (NotificationResponse, a FATAL
   // before it closes). True when it may relay them now: it is the session's primary connection, the one whose
@@ -154,18 +157,37 @@ class ClientConn final : public StreamConn, public PoolClient {
   void wait_for_primary(const routing::Route& route);
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
+  // What a prepare step brought to a server, for when its replies are in.
+  struct PrepareStep {
+    routing::Classification c;         // the request's class (it is not routed again)
+    std::vector<std::string> prepared;  // client names of the statements prepared there
+    size_t log_size = 0;               // the session log it replayed up to
+    bool prepares_statements = false;
+    bool prepares_unnamed = false;     // the unnamed statement an earlier request parsed
+  };
+  void finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& state,
+                      const std::string& error);
   void forward(ServerConn* server, const routing::Classification& c);
   void note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary, OwedReply& owed);
   void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
-  void note_parsed_statements(ServerConn* server, uint64_t request);
-  void confirm_statements(const OwedReply& done);
-  void arm_plan_retry(ServerConn* server, OwedReply& owed, bool behind_others);
-  void note_closed_statements(ServerConn* server);
+  void apply_statement_steps(ServerConn* server, OwedReply& owed);
+  void forget_statement_elsewhere(ServerConn* server, std::string_view name, bool here_too);
+  void note_unnamed_statement(ServerConn* server);
+  void confirm_statements(ServerConn* server, const OwedReply& done);
+  bool can_run_again(const ServerConn* server, size_t owed) const;
+  bool may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const;
+  void learn_writes_from(protocol::ByteView request);
   void make_active(ServerConn* server);
   void send_request(ServerConn* server);
   void note_pin(routing::PinReason pin, bool pinned_primary);
-  void add_statement_prep(ServerConn* server, protocol::ByteVector& messages, bool& extended);
-  bool forward_renamed(ServerConn* server);
+  bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);
+  bool binds_earlier_unnamed(const ServerConn* server) const;
+  bool server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored);
+  void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
+                             protocol::ByteVector& messages, std::vector<std::string>& prepared);
+  bool forward_renamed(ServerConn* server, OwedReply& owed);
+  void resolve_server_names(ServerConn* server);
+  unsigned close_messages_before(protocol::ByteView request, size_t end) const;
   bool parses_unnamed() const {
     for (const auto& parse : request_.parses) {
       if (parse.name.empty()) return true;
@@ -176,7 +198,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool answer_parse_locally();
   // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed).
   bool forwards_renamed() const {
-    return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || !request_.closed.empty());
+    return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || request_.closes > 0);
   }
   void record_session_command(ServerConn* server, SessionCommand command);
   void record_session_statement(ServerConn* server, std::string sql, const routing::Classification& c);
@@ -249,15 +271,23 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool pumping_ = false;
   bool repump_ = false;
   protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
-  protocol::ByteVector retry_request_;            // the armed request as sent, to send again after re-preparing
-  std::vector<std::string> retry_statements_;     // the client statement names it uses
-  static constexpr int kMaxPlanRetries = 3;       // sends again after re-preparing, per request
+  protocol::ByteVector retry_request_;  // the read sent to a standby as it came from the client, while armed
+  static constexpr size_t kMaxRetriedRequest = 64 * 1024;  // larger reads are not copied for a retry
   // Requests a client may have queued on its server before pgmux waits for replies (bounds the queue's memory).
   static constexpr size_t kMaxPipelineDepth = 64;
-  int plan_retries_ = 0;
   uint64_t requests_sent_ = 0;  // numbers the requests forwarded (OwedReply::request)
   // Named statements parsed by requests still running, by request number: confirmed when it succeeds.
-  std::vector<std::pair<uint64_t, std::string>> unconfirmed_;
+  struct UnconfirmedStatement {
+    uint64_t request = 0;   // the request that parsed it
+    unsigned ordinal = 0;   // its Parse among the Parse messages of that reply-queue entry
+    std::string name;
+  };
+  std::vector<UnconfirmedStatement> unconfirmed_;
+  // Resolving a batch's statement messages in order, and their server names (transaction pooling); reused.
+  StatementSteps statement_steps_;
+  std::vector<std::string> batch_server_names_;
+  std::vector<const std::string*> step_server_names_;
+  std::vector<size_t> reparsed_here_;  // Parses (indexes) whose shared statement the server had: closed first
 
   ClientSession session_;  // what the session is; follows the client from server to server
   CatalogReader catalog_;  // the function catalog of the client's server database

@@ -39,7 +39,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   const ServedBy served_by = server == standby_ ? ServedBy::Standby : ServedBy::Primary;
   if (done.sent_ns != 0) worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
   if (done.session && !done.failed && tx_status == 'I') record_session_command(server, std::move(*done.session));
-  if (!unconfirmed_.empty()) confirm_statements(done);
+  if (!unconfirmed_.empty()) confirm_statements(server, done);
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
@@ -57,15 +57,23 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   release_idle_servers();
 }
 
-// The named statements the finished request parsed exist on the server only if it had no error (which Parse
-// failed is not known): only confirmed ones get PostgreSQL's 42P05 from pgmux when parsed again.
-void ClientConn::confirm_statements(const OwedReply& done) {
+// The named statements the finished request parsed exist on the server if their ParseComplete came (an error
+// ends a batch: the Parses before it succeeded, the rest were skipped). Only confirmed ones get PostgreSQL's
+// 42P05 from pgmux when parsed again; (transaction pooling) the server's list of shared statements forgets the
+// others, so they are prepared again before use.
+void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
   if (done.request == 0) return;
   size_t finished = 0;
-  for (; finished < unconfirmed_.size() && unconfirmed_[finished].first <= done.request; ++finished) {
-    if (done.failed || unconfirmed_[finished].first != done.request) continue;
-    auto it = session_.statements.find(unconfirmed_[finished].second);
-    if (it != session_.statements.end()) it->second.confirmed = true;
+  for (; finished < unconfirmed_.size() && unconfirmed_[finished].request <= done.request; ++finished) {
+    const UnconfirmedStatement& parsed = unconfirmed_[finished];
+    if (parsed.request != done.request) continue;
+    PreparedStatement* stored = session_.find_statement(parsed.name);
+    if (!stored) continue;
+    if (parsed.ordinal < done.parses_seen) {
+      stored->confirmed = true;
+    } else if (transaction_pooling()) {
+      server->server_statements.erase(stored->server_name);
+    }
   }
   unconfirmed_.erase(unconfirmed_.begin(), unconfirmed_.begin() + static_cast<std::ptrdiff_t>(finished));
 }

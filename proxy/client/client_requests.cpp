@@ -214,6 +214,20 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
 // not run, closes statements that changed elsewhere, prepares the statements the request uses, and sends a
 // deferred BEGIN. Returns false while that runs (the request goes out afterwards).
 bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
+  const bool behind_log = server->applied_log < session_.log.size();
+  if (server->has_outstanding() && (behind_log || add_statement_prep(server, nullptr, nullptr))) {
+    if (server->only_open_sequence()) {
+      // An extended sequence left open by Flush never finishes before the client's Sync, which is in this very
+      // request: waiting would hang. The request goes as it is; the server answers for what it lacks (26000).
+      LOG_WARN("%s: S-%llu lacks a statement this request uses, in the middle of an extended sequence (Flush "
+               "without Sync): sent as it is", log_prefix().c_str(), static_cast<unsigned long long>(server->id()));
+      return true;
+    }
+    set_state(ClientState::Draining);  // its own replies first: pgmux's messages must not interleave with them
+    LOG_DEBUG("C-%llu: waiting for S-%llu to finish before preparing it", static_cast<unsigned long long>(id_),
+              static_cast<unsigned long long>(server->id()));
+    return false;
+  }
   ByteVector messages;
   int readies = 0;
   // One Query each: DISCARD ALL and friends refuse to run inside a multi-statement string.
@@ -221,9 +235,9 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
     build_query(messages, session_.log[i]);
     ++readies;
   }
-  bool extended = false;
-  add_statement_prep(server, messages, extended);
-  if (extended) {
+  std::vector<std::string> prepared;
+  const bool prepares_statements = add_statement_prep(server, &messages, &prepared);
+  if (prepares_statements) {
     build_sync(messages);
     ++readies;
   }
@@ -237,87 +251,76 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
     ++readies;
   }
   if (readies == 0) return true;
-  if (server->has_outstanding()) {
-    set_state(ClientState::Draining);  // its own replies first: pgmux's messages must not interleave with them
-    LOG_DEBUG("C-%llu: waiting for S-%llu to finish before preparing it", static_cast<unsigned long long>(id_),
-              static_cast<unsigned long long>(server->id()));
-    return false;
-  }
   LOG_DEBUG("C-%llu: preparing S-%llu (%d replies)", static_cast<unsigned long long>(id_),
             static_cast<unsigned long long>(server->id()), readies);
-
-  std::vector<std::string> used;
-  for (auto name : request_.used) used.emplace_back(name);
-  const size_t log_size = session_.log.size();
-  const bool prepares_statements = extended;
+  PrepareStep step{c, std::move(prepared), session_.log.size(), prepares_statements, binds_earlier_unnamed(server)};
   set_state(ClientState::Preparing);
   preparing_ = server;
-  server->run_internal_messages(
-      std::move(messages), readies,
-      [this, c, used = std::move(used), log_size, prepares_statements](ServerConn& s, bool ok,
-                                                                       const std::string& state,
-                                                                    const std::string& error) {
-        if (!s.open()) return;  // on_server_lost told the client
-        if (s.client() != this) {
-          // The client left meanwhile (compared, not dereferenced): part of its session was replayed there, so
-          // the server is closed rather than handed to someone else half set up.
-          s.close();
-          return;
-        }
-        if (!ok) {
-          LOG_WARN("C-%llu: bringing server S-%llu up to date with the session failed: %s",
-                   static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), error.c_str());
-          if (prepares_statements) {
-            prepare_error_state_ = state;
-            prepare_error_ = error;
-            for (const auto& name : used) {  // not there after all
-              auto it = session_.statements.find(name);
-              if (it != session_.statements.end() && transaction_pooling()) s.server_statements.erase(it->second.server_name);
-            }
-          }
-        }
-        s.pool().set_state(&s, ServerState::Linked);
-        preparing_ = nullptr;
-        s.applied_log = log_size;
-        s.pending_closes.clear();
-        for (const auto& name : used) {
-          if (session_.statements.count(name) && (ok || !prepares_statements)) s.prepared.insert(name);
-        }
-        if (!session_.deferred_begin.empty()) session_.deferred_begin.clear();
-        routed_ = RoutedRequest{c, role_of(&s), std::nullopt, true};
-        resume_requests();
-        pump();
-      });
+  server->run_internal_messages(std::move(messages), readies,
+                                [this, step = std::move(step)](ServerConn& s, bool ok, const std::string& state,
+                                                               const std::string& error) {
+                                  if (!s.open()) return;  // on_server_lost told the client
+                                  finish_prepare(s, step, ok, state, error);
+                                });
   return false;
+}
+
+// The server is up to date (or failed to be): the request goes on with the decision made when it was routed.
+void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& state,
+                                const std::string& error) {
+  if (s.client() != this) {
+    // The client left meanwhile (compared, not dereferenced): part of its session was replayed there, so the
+    // server is closed rather than handed to someone else half set up.
+    s.close();
+    return;
+  }
+  if (!ok) {
+    LOG_WARN("C-%llu: bringing server S-%llu up to date with the session failed: %s",
+             static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), error.c_str());
+    if (step.prepares_statements) {
+      prepare_error_state_ = state;
+      prepare_error_ = error;
+      for (const auto& name : step.prepared) {  // not there after all
+        const PreparedStatement* stored = session_.find_statement(name);
+        if (stored && transaction_pooling()) s.server_statements.erase(stored->server_name);
+      }
+    }
+  }
+  s.pool().set_state(&s, ServerState::Linked);
+  preparing_ = nullptr;
+  s.applied_log = step.log_size;
+  s.pending_closes.clear();
+  if (ok || !step.prepares_statements) {
+    for (const auto& name : step.prepared) s.prepared.insert(name);
+    if (step.prepares_unnamed) unnamed_statement_server_ = &s;
+  }
+  if (!session_.deferred_begin.empty()) session_.deferred_begin.clear();
+  routed_ = RoutedRequest{step.c, role_of(&s), std::nullopt, true};
+  resume_requests();
+  pump();
 }
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   const bool is_primary = server == primary_;
-  const bool behind_others = server->has_outstanding();  // replies owed ahead of this request's
   last_activity_ = worker_.now();
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
   // A deferred BEGIN goes out in front of the request (send_request): its reply is owed first.
   if (!session_.deferred_begin.empty()) server->expect_skipped_reply();
+  const bool retriable = may_run_on_primary_instead(server, c);  // asked before its reply is owed
   const bool extended = request_.kind == RequestKind::Extended;
   OwedReply& owed = server->expect_reply(!extended || request_.ends_with_sync, extended);
   if (owed.request == 0) owed.request = ++requests_sent_;  // else it continues an open sequence
-  note_outstanding(server, c, is_primary, owed);
-  arm_plan_retry(server, owed, behind_others);
-  note_session_effects(server, c, is_primary);
-  note_parsed_statements(server, owed.request);
-  const bool renamed = forwards_renamed();
-  bool renamed_ok = true;
-  if (renamed) {
-    // Rename before the closed names leave the map; a Close removes the shared statement from this server.
-    for (auto closed : request_.closed) {
-      if (const PreparedStatement* stored = session_.find_statement(closed)) {
-        server->server_statements.erase(stored->server_name);
-      }
-    }
-    renamed_ok = forward_renamed(server);
+  if (retriable) {
+    owed.fate = ReplyFate::RetryIfReadOnly;
+    retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
   }
-  note_closed_statements(server);
+  note_outstanding(server, c, is_primary, owed);
+  note_session_effects(server, c, is_primary);
+  // Renamed as the statements are before this request; then its Parse and Close messages change them.
+  const bool renamed = forwards_renamed();
+  const bool renamed_ok = !renamed || forward_renamed(server, owed);
+  apply_statement_steps(server, owed);
   make_active(server);
   if (renamed && !renamed_ok) {
     fail(Failure::MalformedExtendedMessage);
@@ -365,71 +368,6 @@ void ClientConn::note_session_effects(ServerConn* server, const routing::Classif
   if (pin != routing::PinReason::None) note_pin(pin, is_primary || pin == routing::PinReason::SqlPrepare);
 }
 
-// Named statements the request parses: kept to prepare them elsewhere; other servers close their old version.
-void ClientConn::note_parsed_statements(ServerConn* server, uint64_t request) {
-  for (const auto& parse : request_.parses) {
-    if (parse.name.empty()) {
-      unnamed_statement_server_ = server;
-      continue;
-    }
-    std::string name(parse.name);
-    // A copy, to prepare the statement elsewhere later (the class comes from the classifier's cache).
-    const PreparedStatement& stored =
-        session_.remember(parse, classify_sql(parse.sql), transaction_pooling());
-    unconfirmed_.emplace_back(request, name);
-    server->prepared.insert(name);
-    if (transaction_pooling()) {
-      if (auto evicted = server->server_statements.put(stored.server_name, true)) {
-        server->server_closes.push_back(std::move(*evicted));
-      }
-    }
-    for (ServerConn* other : {primary_.get(), standby_.get()}) {
-      if (other && other != server && other->prepared.erase(name)) other->pending_closes.push_back(name);
-    }
-  }
-}
-
-// Transaction pooling: a request that binds named statements without parsing them, alone and outside a transaction,
-// can be sent again if PostgreSQL rejects a plan whose result shape changed after DDL (the server's shared copy of
-// the statement may be older than the client's own Parse). In session pooling the statements are the client's
-// own, so PostgreSQL's 0A000 reaches the client as it would directly, and drivers re-prepare.
-void ClientConn::arm_plan_retry(ServerConn* server, OwedReply& owed, bool behind_others) {
-  if (!behind_others) {  // else the armed request stays (the queue disarms it: replies must stay in order)
-    retry_statements_.clear();
-    retry_request_.clear();
-  }
-  if (!transaction_pooling() || request_.kind != RequestKind::Extended || !request_.ends_with_sync ||
-      !request_.parses.empty() || request_.used.empty() || !request_.closed.empty() || behind_others || server->tx_status() != 'I' ||
-      !session_.deferred_begin.empty()) {
-    return;
-  }
-  for (auto name : request_.used) {
-    if (session_.find_statement(name)) retry_statements_.emplace_back(name);
-  }
-  if (retry_statements_.size() == request_.used.size()) {
-    plan_retries_ = 0;
-    owed.fate = ReplyFate::RetryOnPlanChange;
-  } else {
-    retry_statements_.clear();
-  }
-}
-
-// Statements the request closes: gone from the session, and from every server that has them.
-void ClientConn::note_closed_statements(ServerConn* server) {
-  for (auto closed : request_.closed) {
-    std::string name(closed);
-    session_.statements.erase(name);
-    for (ServerConn* other : {primary_.get(), standby_.get()}) {
-      if (!other) continue;
-      if (other == server) {
-        other->prepared.erase(name);
-      } else if (other->prepared.erase(name)) {
-        other->pending_closes.push_back(name);
-      }
-    }
-  }
-}
-
 // Its replies are relayed from now on, and a cancel request reaches it.
 void ClientConn::make_active(ServerConn* server) {
   if (active_ == server) return;
@@ -455,7 +393,6 @@ void ClientConn::send_request(ServerConn* server) {
   }
   std::byte* request = in_.data() + in_.parsed();
   bufs[count++] = uv_buf_init(reinterpret_cast<char*>(request), static_cast<unsigned>(request_.size));
-  if (!retry_statements_.empty()) retry_request_.assign(request, request + request_.size);
   in_.advance_parsed(request_.size);
   if (server->forward_from(*this, bufs, count)) in_.consume_to(in_.parsed());
 }

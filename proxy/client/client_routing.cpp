@@ -76,8 +76,7 @@ routing::Classification ClientConn::classify_request() {
   // executed this way still counts for read-your-writes.
   if (request_.binds_unnamed && !parses_unnamed()) merge(unnamed_class(catalog));
   for (auto name : request_.used) {
-    auto it = session_.statements.find(std::string(name));
-    if (it != session_.statements.end()) merge(stored_class(it->second, catalog));
+    if (PreparedStatement* stored = session_.find_statement(name)) merge(stored_class(*stored, catalog));
   }
   if (!any) {
     result.kind = routing::StatementKind::Empty;  // Sync, Flush, portal ops: where the client's state is
@@ -126,10 +125,13 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     return nullptr;
   }
   if (request_.binds_unnamed && !parses_unnamed()) {
-    // Bind of the unnamed statement parsed by an earlier request: only the server that parsed it has it.
+    // Bind of the unnamed statement parsed by an earlier request: the server that parsed it has it; another one
+    // gets its Parse first (prepare), if pgmux kept it.
     if (unnamed_statement_server_) return unnamed_statement_server_;
-    fail(Failure::UnnamedStatementGone);
-    return nullptr;
+    if (session_.unnamed_parse.empty()) {
+      fail(Failure::UnnamedStatementGone);
+      return nullptr;
+    }
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
 

@@ -1,80 +1,85 @@
 // ClientConn, prepared statements: remembering them, preparing them where a request lands, renaming them for
-// transaction pooling, and the retry after a plan changed shape.
+// transaction pooling, in the order PostgreSQL applies a batch's messages.
 #include "proxy/client/client_conn.hpp"
 
-#include <cctype>
-#include <cstdio>
+#include <algorithm>
 
 #include "protocol/backend_messages.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
-#include "protocol/sqlstate.hpp"
 #include "protocol/statement_naming.hpp"
 #include "protocol/statement_rewrite.hpp"
-#include "proxy/net/forward_batch.hpp"
-#include "proxy/net/log.hpp"
-#include "proxy/server/pool.hpp"
-#include "proxy/server/server_conn.hpp"
 #include "proxy/control/worker.hpp"
-#include "routing/read_your_writes.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/server_conn.hpp"
 
 namespace pgmux::proxy {
 
 using namespace protocol;
 
 // Close and Parse messages that must reach the server before this request: statements the request uses that
-// the server lacks, and (session pooling) client statements replaced elsewhere or (transaction pooling)
-// pgmux statements evicted from the server's LRU or about to be parsed again by this request.
-void ClientConn::add_statement_prep(ServerConn* server, ByteVector& messages, bool& extended) {
+// the server lacks (for a Parse that will fail with 42P05, the statement that exists: the server must have it
+// to answer so), and (session pooling) client statements replaced elsewhere or (transaction pooling) pgmux
+// statements evicted from the server's LRU. `prepared` gets the client names of the statements prepared here.
+// With `messages` null nothing changes: the answer is only whether anything would be sent. True when something
+// is (or would be).
+bool ClientConn::add_statement_prep(ServerConn* server, ByteVector* messages, std::vector<std::string>* prepared) {
+  const std::vector<std::string>& closes = transaction_pooling() ? server->server_closes : server->pending_closes;
+  bool any = !closes.empty();
+  if (messages) {
+    for (const auto& name : closes) build_close(*messages, 'S', name);
+    if (transaction_pooling()) server->server_closes.clear();  // pending_closes: cleared once the prep succeeded
+  }
+  statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
+    // A statement from an earlier request, used here (or existing, for a Parse that fails): the server needs it.
+    if (!step.in_session || step.step->kind == StatementStepKind::Close) return true;
+    if (!server_lacks(server, step.step->name, *step.in_session)) return true;
+    any = true;
+    if (messages) add_session_statement(server, step.step->name, *step.in_session, *messages, *prepared);
+    return true;
+  });
+  if (binds_earlier_unnamed(server)) {
+    any = true;
+    if (messages) messages->insert(messages->end(), session_.unnamed_parse.begin(), session_.unnamed_parse.end());
+  }
+  return any;
+}
+
+// The request binds the unnamed statement an earlier request parsed, and this server does not have it.
+bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
+  return request_.binds_unnamed && !parses_unnamed() && server != unnamed_statement_server_ &&
+         !session_.unnamed_parse.empty();
+}
+
+bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored) {
+  if (!transaction_pooling()) return !server->prepared.count(std::string(client_name));
+  const uint64_t* prepared_at = server->server_statements.peek(stored.server_name);
+  return !prepared_at || *prepared_at < stored.parsed_at;  // an older copy may predate DDL the client saw
+}
+
+// Appends the Parse of a statement from the session that the server lacks (once per prep).
+void ClientConn::add_session_statement(ServerConn* server, std::string_view client_name,
+                                       const PreparedStatement& stored, ByteVector& messages,
+                                       std::vector<std::string>& prepared) {
+  if (std::find(prepared.begin(), prepared.end(), client_name) != prepared.end()) return;
   if (!transaction_pooling()) {
-    for (const auto& name : server->pending_closes) {
-      build_close(messages, 'S', name);
-      extended = true;
-    }
-    for (auto name : request_.used) {
-      std::string key(name);
-      if (server->prepared.count(key)) continue;
-      auto it = session_.statements.find(key);
-      if (it == session_.statements.end()) continue;
-      messages.insert(messages.end(), it->second.parse.begin(), it->second.parse.end());
-      extended = true;
-    }
+    messages.insert(messages.end(), stored.parse.begin(), stored.parse.end());
+    prepared.emplace_back(client_name);
     return;
   }
-  for (const auto& name : server->server_closes) {
-    build_close(messages, 'S', name);
-    extended = true;
-  }
-  server->server_closes.clear();
-  for (const auto& parse : request_.parses) {
-    if (parse.name.empty()) continue;
-    std::string name = server_statement_name(parse.message);
-    if (server->server_statements.erase(name)) {  // the request's own Parse creates it again
-      build_close(messages, 'S', name);
-      extended = true;
-    }
-  }
-  for (auto used : request_.used) {
-    bool parsed_here = false;
-    for (const auto& parse : request_.parses) parsed_here |= parse.name == used;
-    auto it = session_.statements.find(std::string(used));
-    if (parsed_here || it == session_.statements.end()) continue;
-    const std::string& name = it->second.server_name;
-    if (server->server_statements.get(name)) continue;
-    const bool ok = rewrite_statement_names(
-        it->second.parse, [&](std::string_view) { return std::optional<std::string_view>(name); }, messages);
-    if (!ok) continue;
-    if (auto evicted = server->server_statements.put(name, true)) {
-      build_close(messages, 'S', *evicted);
-    }
-    extended = true;
-  }
+  const std::string& name = stored.server_name;
+  if (server->server_statements.contains(name)) build_close(messages, 'S', name);  // older than the client's Parse
+  const bool ok = rewrite_statement_names(
+      stored.parse, [&](std::string_view) { return std::optional<std::string_view>(name); }, messages);
+  if (!ok) return;
+  if (auto evicted = server->server_statements.put(name, uv_hrtime())) build_close(messages, 'S', *evicted);
+  prepared.emplace_back(client_name);
 }
 
 // Transaction pooling: a request that starts with a Parse of a named statement the session already has gets
-// PostgreSQL's 42P05 here, as the server would (there the statement has its shared name, so the server would
-// accept the Parse). Only outside a transaction: an error pgmux answers cannot abort the server's transaction.
-// Limit: such a Parse later in a batch reaches the server, which accepts it.
+// PostgreSQL's 42P05 here, with its wording (the server knows the statement by its shared name). Only outside a
+// transaction: an error pgmux answers cannot abort the server's transaction. Such a Parse later in a batch is
+// sent under the existing statement's shared name, so the server answers 42P05 itself (naming that name).
 const ParsedStatement* ClientConn::duplicate_parse() {
   if (!transaction_pooling() || request_.kind != RequestKind::Extended || request_.parses.empty() ||
       !session_.deferred_begin.empty()) {
@@ -100,9 +105,16 @@ bool ClientConn::answer_parse_locally() {
   for (const auto& parse : request_.parses) {
     if (parse.name.empty()) return false;  // the unnamed statement lives on one server only
   }
+  bool all_create = true;  // else a server answers the 42P05
+  statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
+    return all_create = step.outcome == ParseOutcome::Creates;
+  });
+  if (!all_create) return false;
   ByteVector out;
+  const uint64_t now = uv_hrtime();
   for (const auto& parse : request_.parses) {
-    session_.remember(parse, classify_sql(parse.sql), transaction_pooling());
+    // Confirmed: the client was told it exists, so a second Parse of the name is 42P05 as on PostgreSQL.
+    session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now).confirmed = true;
     build_parse_complete(out);
   }
   build_ready_for_query(out, 'I');
@@ -112,76 +124,157 @@ bool ClientConn::answer_parse_locally() {
   return true;
 }
 
-// Transaction pooling: the request goes out with client statement names replaced by the shared server names.
-bool ClientConn::forward_renamed(ServerConn* server) {
+// Transaction pooling: the request goes out with client statement names replaced by the shared server names,
+// message by message as PostgreSQL resolves them (a Close then a Parse of one name in the same batch: the Close
+// names the old statement, the Parse the new one). A name that resolves to nothing is sent as is: the server
+// answers 26000 for it as PostgreSQL would, and a Close of it is no error. A Parse whose shared statement the
+// server already has (another client's, or older) gets a Close of it in front, sent in the same write; its
+// CloseComplete is kept from the client (OwedReply::hidden_closes).
+bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
+  resolve_server_names(server);
   ByteVector out;
   out.reserve(request_.size + 64);
-  const bool ok = rewrite_statement_names(
-      ByteView(in_.data() + in_.parsed(), request_.size),
-      [&](std::string_view client_name) -> std::optional<std::string_view> {
-        auto it = session_.statements.find(std::string(client_name));
-        if (it == session_.statements.end()) return std::nullopt;
-        return std::string_view(it->second.server_name);
-      },
-      out);
-  if (!ok) return false;
+  size_t next = 0;  // the rewriter asks for the names in the order the walk resolved them
+  const StatementRenamer rename = [&](std::string_view) -> std::optional<std::string_view> {
+    if (next >= step_server_names_.size()) return std::string_view();  // cannot happen: fails the rewrite
+    const std::string* name = step_server_names_[next++];
+    return name ? std::optional<std::string_view>(*name) : std::nullopt;
+  };
+  const ByteView request(in_.data() + in_.parsed(), request_.size);
+  size_t done = 0;  // bytes of the request rewritten so far
+  for (size_t parse : reparsed_here_) {
+    const ParsedStatement& reparsed = request_.parses[parse];
+    const size_t at = static_cast<size_t>(reparsed.message.data() - request.data());
+    const unsigned ordinal = owed.closes_sent + close_messages_before(request, at);
+    if (ordinal >= 64) continue;  // beyond what the reply can track: the server answers 42P05 (not expected)
+    if (!rewrite_statement_names(request.subspan(done, at - done), rename, out)) return false;
+    build_close(out, 'S', batch_server_names_[parse]);
+    owed.hidden_closes |= uint64_t{1} << ordinal;
+    ++owed.closes_sent;
+    done = at;
+  }
+  if (!rewrite_statement_names(request.subspan(done), rename, out)) return false;
+  owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
-  if (!retry_statements_.empty()) retry_request_ = out;  // armed: keep what was sent
   server->send_owned(std::move(out));
   return true;
 }
 
-void ClientConn::on_plan_retry(ServerConn* server, OwedReply dropped) {
-  if (retry_request_.empty() || retry_statements_.empty() || server->has_outstanding() ||
-      ++plan_retries_ > kMaxPlanRetries) {
-    // Cannot send it again without reordering replies (or DDL keeps changing it): the client gets PostgreSQL's
-    // error, in order.
-    ByteVector out;
-    report_failure(Failure::PlanChanged, Severity::Error, worker_.metrics(), log_prefix(), out);
-    build_ready_for_query(out, server->tx_status());
-    send_owned(std::move(out));
-    retry_statements_.clear();
-    retry_request_.clear();
-    dropped.failed = true;
-    on_ready_for_query(server, server->tx_status(), std::move(dropped));
-    return;
+// The server name of every named step, in order (step_server_names_; null: sent as is), and the Parses that
+// create a shared statement the server already has (reparsed_here_).
+void ClientConn::resolve_server_names(ServerConn* server) {
+  batch_server_names_.resize(request_.parses.size());
+  step_server_names_.clear();
+  reparsed_here_.clear();
+  statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
+    const std::string* name = nullptr;
+    if (step.step->kind == StatementStepKind::Parse && step.outcome == ParseOutcome::Creates) {
+      const uint32_t parse = step.step->parse;
+      batch_server_names_[parse] = server_statement_name(request_.parses[parse].message);
+      name = &batch_server_names_[parse];
+      if (server->server_statements.erase(*name)) reparsed_here_.push_back(parse);
+    } else if (step.in_batch) {
+      name = &batch_server_names_[static_cast<size_t>(step.in_batch - request_.parses.data())];
+    } else if (step.in_session) {
+      name = &step.in_session->server_name;
+    }
+    step_server_names_.push_back(name);
+    return true;
+  });
+}
+
+// Close messages in the first `end` bytes of a request (each one is answered by a CloseComplete).
+unsigned ClientConn::close_messages_before(ByteView request, size_t end) const {
+  unsigned closes = 0;
+  for (size_t pos = 0; pos < end;) {
+    const Frame frame = next_frame(request.subspan(pos), worker_.max_message_size());
+    if (frame.status != FrameStatus::Frame) break;
+    closes += frame.tag == frontend::kClose;
+    pos += frame.total();
   }
-  LOG_INFO("C-%llu user=%s db=%s: a prepared statement's result type changed (DDL); re-preparing it on S-%llu and "
-           "sending the request again",
-           static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str(),
-           static_cast<unsigned long long>(server->id()));
-  ByteVector messages;
-  for (const auto& name : retry_statements_) {
-    const PreparedStatement& statement = session_.statements[name];
-    if (transaction_pooling()) {
-      build_close(messages, 'S', statement.server_name);
-      rewrite_statement_names(
-          statement.parse, [&](std::string_view) { return std::optional<std::string_view>(statement.server_name); },
-          messages);
-    } else {
-      build_close(messages, 'S', name);
-      messages.insert(messages.end(), statement.parse.begin(), statement.parse.end());
+  return closes;
+}
+
+// What the request's Parse and Close messages do to the session's statements, in batch order. A Parse that
+// PostgreSQL will reject with 42P05 changes nothing, and neither does anything after it (the server skips to
+// Sync). Statements parsed are confirmed when the request finishes: those whose ParseComplete came.
+void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
+  note_unnamed_statement(server);
+  if (request_.parses.empty() && request_.closes == 0) return;
+  const unsigned parses_before = owed.parses_sent;  // a Flush sequence continues an entry
+  owed.parses_sent = static_cast<uint16_t>(std::min<size_t>(UINT16_MAX, parses_before + request_.parses.size()));
+  statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
+    const std::string_view name = step.step->name;
+    if (step.step->kind == StatementStepKind::Parse) {
+      if (step.outcome != ParseOutcome::Creates) return false;
+      const ParsedStatement& parse = request_.parses[step.step->parse];
+      // A copy, to prepare the statement elsewhere later (the class comes from the classifier's cache).
+      const uint64_t now = uv_hrtime();
+      const PreparedStatement& stored = session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now);
+      unconfirmed_.push_back({owed.request, parses_before + step.step->parse, std::string(name)});
+      server->prepared.emplace(name);
+      if (transaction_pooling()) {
+        if (auto evicted = server->server_statements.put(stored.server_name, now)) {
+          server->server_closes.push_back(std::move(*evicted));
+        }
+      }
+      forget_statement_elsewhere(server, name, false);
+    } else if (step.step->kind == StatementStepKind::Close) {
+      auto it = session_.statements.find(name);
+      if (it != session_.statements.end()) {
+        // Transaction pooling: the renamed Close removes the shared statement from this server.
+        if (transaction_pooling()) server->server_statements.erase(it->second.server_name);
+        session_.statements.erase(it);
+      }
+      forget_statement_elsewhere(server, name, true);
+    }
+    return true;
+  });
+}
+
+// Session pooling: a statement parsed or closed on one server is closed on the client's other one before its
+// next request there (it would be the old version).
+void ClientConn::forget_statement_elsewhere(ServerConn* server, std::string_view name, bool here_too) {
+  const std::string key(name);
+  for (ServerConn* other : {primary_.get(), standby_.get()}) {
+    if (!other) continue;
+    if (other == server) {
+      if (here_too) other->prepared.erase(key);
+    } else if (other->prepared.erase(key)) {
+      other->pending_closes.push_back(key);
     }
   }
-  build_sync(messages);
-  set_state(ClientState::Preparing);
-  preparing_ = server;
-  server->run_internal_messages(
-      std::move(messages), 1, [this](ServerConn& s, bool, const std::string&, const std::string&) {
-        if (!s.open()) return;
-        if (s.client() != this) {
-          s.close();  // the client left during the retry: nothing to send, and the statement state is half done
-          return;
-        }
-        s.pool().set_state(&s, ServerState::Linked);
-        preparing_ = nullptr;
-        resume_requests();
-        // Armed again: another ALTER may land between the re-prepare and the request (up to kMaxPlanRetries).
-        s.expect_reply(true, true).fate = ReplyFate::RetryOnPlanChange;
-        s.send_owned(protocol::ByteVector(retry_request_));
-        pump();
-      });
+}
+
+// The unnamed statement: where it was last parsed, and (when a later request may bind it) its Parse, to prepare
+// it again on another server. A simple Query destroys it, as on PostgreSQL.
+void ClientConn::note_unnamed_statement(ServerConn* server) {
+  if (request_.kind == RequestKind::Query) {
+    unnamed_statement_server_ = nullptr;
+    session_.unnamed_parse.clear();
+    return;
+  }
+  const ParsedStatement* last_parse = nullptr;
+  bool bound_after = false;
+  for (const StatementStep& step : request_.steps) {
+    if (!step.name.empty()) continue;
+    if (step.kind == StatementStepKind::Parse) {
+      last_parse = &request_.parses[step.parse];
+      bound_after = false;
+    } else {
+      bound_after = true;
+    }
+  }
+  if (!last_parse) return;
+  unnamed_statement_server_ = server;
+  // Session pooling keeps the server, so a statement parsed and bound in the same batch (what drivers do) needs
+  // no copy; transaction pooling gives the server back at the end of the request.
+  if (bound_after && !transaction_pooling()) {
+    session_.unnamed_parse.clear();
+  } else {
+    session_.unnamed_parse.assign(last_parse->message.begin(), last_parse->message.end());
+  }
 }
 
 }  // namespace pgmux::proxy

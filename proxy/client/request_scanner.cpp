@@ -23,12 +23,14 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
     case frontend::kParse: {
       auto parse = parse_parse(body);
       if (!parse) return *malformed = "malformed Parse message", BatchStep::Malformed;
+      out.steps.push_back({StatementStepKind::Parse, parse->statement, static_cast<uint32_t>(out.parses.size())});
       out.parses.push_back({parse->statement, parse->sql, buf.subspan(at, end - at)});
       return BatchStep::GoOn;
     }
     case frontend::kBind: {
       auto bind = parse_bind(body);
       if (!bind) return *malformed = "malformed Bind message", BatchStep::Malformed;
+      out.steps.push_back({StatementStepKind::Use, bind->statement, 0});
       if (!bind->statement.empty()) {
         out.used.push_back(bind->statement);
       } else {
@@ -39,13 +41,20 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
     case frontend::kDescribe: {
       auto describe = parse_describe(body);
       if (!describe) return *malformed = "malformed Describe message", BatchStep::Malformed;
-      if (describe->kind == 'S' && !describe->name.empty()) out.used.push_back(describe->name);
+      if (describe->kind == 'S' && !describe->name.empty()) {
+        out.used.push_back(describe->name);
+        out.steps.push_back({StatementStepKind::Use, describe->name, 0});
+      }
       return BatchStep::GoOn;
     }
     case frontend::kClose: {
       auto close = parse_close(body);
       if (!close) return *malformed = "malformed Close message", BatchStep::Malformed;
-      if (close->kind == 'S' && !close->name.empty()) out.closed.push_back(close->name);
+      ++out.close_messages;
+      if (close->kind == 'S' && !close->name.empty()) {
+        out.steps.push_back({StatementStepKind::Close, close->name, 0});
+        ++out.closes;
+      }
       return BatchStep::GoOn;
     }
     case frontend::kSync:

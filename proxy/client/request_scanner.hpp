@@ -24,13 +24,24 @@ struct ParsedStatement {
   protocol::ByteView message;     // the whole Parse message (tag to end), to prepare it again elsewhere
 };
 
+// A message of an extended batch that names a prepared statement, in batch order: what the statement map must
+// do, message by message (a Close then a Parse of the same name in one batch replaces it; the reverse drops it).
+enum class StatementStepKind : uint8_t { Parse, Use, Close };
+struct StatementStep {
+  StatementStepKind kind = StatementStepKind::Use;
+  std::string_view name;  // "" = the unnamed statement (Parse and Bind only)
+  uint32_t parse = 0;     // Parse: its index in RequestInfo::parses
+};
+
 struct RequestInfo {
   RequestKind kind = RequestKind::Query;
   size_t size = 0;                          // bytes of the whole request
   std::string_view sql;                     // Query text
   std::vector<ParsedStatement> parses;      // Extended: every Parse, in order
   std::vector<std::string_view> used;       // Extended: statement names used by Bind / Describe 'S' (non-empty)
-  std::vector<std::string_view> closed;     // Extended: statement names closed with Close 'S'
+  std::vector<StatementStep> steps;         // Extended: Parse, Bind, Describe 'S', Close 'S', in order
+  size_t closes = 0;                        // Extended: named statements closed (Close 'S' steps)
+  unsigned close_messages = 0;              // Extended: Close messages of any kind (each answered CloseComplete)
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   unsigned messages = 0;                    // messages in the request
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
@@ -42,7 +53,9 @@ struct RequestInfo {
     sql = {};
     parses.clear();
     used.clear();
-    closed.clear();
+    steps.clear();
+    closes = 0;
+    close_messages = 0;
     ends_with_sync = false;
   }
 };

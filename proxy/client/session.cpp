@@ -32,18 +32,24 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
   return {log.size(), restart};
 }
 
-const PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,
-                                                 bool transaction_pooling) {
+PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,
+                                                 bool transaction_pooling, uint64_t now_ns) {
   PreparedStatement& stored = statements[std::string(parse.name)];
   stored.classification = c;
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
   stored.server_name = transaction_pooling ? protocol::server_statement_name(parse.message) : std::string();
   stored.confirmed = false;
+  stored.parsed_at = now_ns;
   return stored;
 }
 
 const PreparedStatement* ClientSession::find_statement(std::string_view name) const {
-  auto it = statements.find(std::string(name));
+  auto it = statements.find(name);
+  return it == statements.end() ? nullptr : &it->second;
+}
+
+PreparedStatement* ClientSession::find_statement(std::string_view name) {
+  auto it = statements.find(name);
   return it == statements.end() ? nullptr : &it->second;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "protocol/bytes.hpp"
+#include "protocol/lru_map.hpp"
 #include "proxy/client/request_scanner.hpp"
 #include "proxy/server/session_params.hpp"
 #include "routing/classifier.hpp"
@@ -22,6 +23,8 @@ struct PreparedStatement {
   routing::Classification classification;
   std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
   bool confirmed = false;      // the request that parsed it finished without an error: it surely exists
+  uint64_t parsed_at = 0;      // uv_hrtime() of the client's Parse (transaction pooling: older server copies are
+                               // prepared again, see ServerConn::server_statements)
 };
 
 // How the session log changed when a command was recorded: what the server that ran it has applied, and
@@ -31,13 +34,18 @@ struct LogUpdate {
   bool others_restart = false;
 };
 
+// Heterogeneous lookup: a statement name from a message (a string_view) finds its entry without a copy.
+using StatementMap =
+    std::unordered_map<std::string, PreparedStatement, protocol::TransparentStringHash, std::equal_to<>>;
+
 struct ClientSession {
   SessionParams wanted_params;  // startup parameters (options=-c included): the session's defaults
   // Successful SET/RESET/... run outside a transaction, replayed in order on any other server.
   std::vector<std::string> log;
-  std::unordered_map<std::string, PreparedStatement> statements;  // by the client's name
+  StatementMap statements;  // by the client's name
   routing::ClientRouteState route;
   routing::Classification unnamed_class;  // what the unnamed statement, last parsed, is
+  protocol::ByteVector unnamed_parse;      // its Parse, when a later request may bind it on another server
   std::string deferred_begin;              // a plain BEGIN answered by pgmux, sent with the next statement
   const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
   bool pin_logged = false;
@@ -49,9 +57,10 @@ struct ClientSession {
   LogUpdate record_command(std::string sql, const routing::Classification& c, bool transaction_pooling);
 
   // A named statement parsed by the client: kept (message and class) to prepare it on another server.
-  const PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,
-                                    bool transaction_pooling);
+  PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,
+                                    bool transaction_pooling, uint64_t now_ns);
   const PreparedStatement* find_statement(std::string_view name) const;
+  PreparedStatement* find_statement(std::string_view name);
 };
 
 }  // namespace pgmux::proxy

@@ -14,6 +14,7 @@
 #include "proxy/control/pause_state.hpp"
 #include "proxy/client/pin_counters.hpp"
 #include "proxy/server/session_params.hpp"
+#include "routing/learned_writes.hpp"
 #include "routing/topology.hpp"
 
 namespace pgmux::proxy {
@@ -71,6 +72,8 @@ struct SharedState {
   PinCounters pins;
   PauseState paused;  // the console's PAUSE
   FunctionCatalogs catalogs;  // per server database: volatile functions and views, loaded by the control loop
+  // Statement texts a standby rejected as writes (25006), for every worker's classifier; kept across reloads.
+  std::shared_ptr<routing::LearnedWrites> learned_writes = std::make_shared<routing::LearnedWrites>();
 
   std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
     std::lock_guard lock(budgets_mutex);

@@ -13,6 +13,7 @@ namespace pgmux::proxy {
 
 namespace {
 constexpr uint64_t kTickMs = 250;
+constexpr size_t kClassifierCache = 10000;  // distinct statement texts whose parse is kept, per worker
 
 std::string server_database_of(const conf::Database& database, const std::string& requested) {
   return database.server_database.empty() ? requested : database.server_database;
@@ -49,7 +50,8 @@ Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std:
   shutdown_timer_.init(&loop_);
   config_ = shared_.config.load();
   view_ = shared_.view.load();
-  classifier_ = std::make_unique<routing::Classifier>(config_->routing.write_functions);
+  classifier_ = std::make_unique<routing::Classifier>(config_->routing.write_functions, kClassifierCache,
+                                                       shared_.learned_writes);
 }
 
 Worker::~Worker() {
@@ -83,7 +85,8 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> config, std::share
 // (a pool growing serves its waiters, a draining pool sends its waiters elsewhere).
 void Worker::on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view) {
   if (config->routing.write_functions != config_->routing.write_functions) {
-    classifier_ = std::make_unique<routing::Classifier>(config->routing.write_functions);
+    classifier_ = std::make_unique<routing::Classifier>(config->routing.write_functions, kClassifierCache,
+                                                         shared_.learned_writes);
   }
   if (!same_backend_names(*config_, *config)) balancer_ = routing::Balancer();  // its credits are by index
   config_ = std::move(config);

@@ -188,13 +188,12 @@ constexpr FailureRow kSessionRows[] = {
      "\"statement\")",
      "", "Send the whole transaction in one query string, or use transaction pooling.", Reuse,
      "statement_pooling_transaction", "transaction refused in statement pooling", Info},
+    // As PostgreSQL answers a Bind of the unnamed statement after a simple Query destroyed it (or none was parsed).
     {F::UnnamedStatementGone, Error, code::kInvalidSqlStatementName, "unnamed prepared statement does not exist",
-     "pgmux: the server that parsed it was released (transaction pooling) or lost", "", Reuse,
+     "", "", Reuse,
      "unnamed_statement_gone", "unnamed statement gone", Info},
     {F::PrepareFailed, Error, code::kConnectionFailure, "{}", "", "", Reuse, "prepare_failed",
      "a statement could not be prepared on the server", Info},
-    {F::PlanChanged, Error, code::kFeatureNotSupported, "cached plan must not change result type", "", "", Reuse,
-     "plan_changed", "plan changed and could not be retried", Info},
     // PostgreSQL's own error, answered by pgmux where the statement lives under a shared name (transaction pooling).
     {F::DuplicatePreparedStatement, Error, code::kDuplicatePreparedStatement,
      "prepared statement \"{}\" already exists", "", "", Reuse, "duplicate_prepared_statement",

@@ -86,7 +86,6 @@ enum class Failure : uint8_t {
   StatementPoolingTransaction,
   UnnamedStatementGone,
   PrepareFailed,
-  PlanChanged,
   DuplicatePreparedStatement,
   Count
 };

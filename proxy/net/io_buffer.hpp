@@ -86,6 +86,18 @@ class IoBuffer {
     capacity_ = grown;
   }
 
+  // Puts bytes back in front of the unparsed ones, to be parsed again (a request pgmux runs a second time).
+  // Only when nothing parsed is still unconsumed (no write from this buffer in flight): false otherwise.
+  bool unread(std::span<const std::byte> bytes) {
+    if (consumed_ != parsed_) return false;
+    compact();  // parsed_ is 0 now
+    make_room(end_ + bytes.size());
+    if (end_) std::memmove(data_.get() + bytes.size(), data_.get(), end_);
+    std::memcpy(data_.get(), bytes.data(), bytes.size());
+    end_ += bytes.size();
+    return true;
+  }
+
   // Once empty, the storage goes back (see release_storage), so idle connections and one huge message do not
   // pin memory for the connection's life.
   void shrink_if_empty() { release_storage(); }

@@ -40,6 +40,7 @@ enum class Family : size_t {
   ServerBytesReceived,
   ServerBytesSent,
   QueriesRouted,
+  StandbyWriteRetries,
   QueryDuration,
   TransactionDuration,
   PoolWait,
@@ -92,6 +93,9 @@ const MetricFamilyInfo kFamilies[] = {
     {"pgmux_queries_routed_total", kCounter, "target,reason",
      "Routing decisions by target (primary, standby, wait-for-primary, no-backend) and reason; statements that "
      "follow an open transaction or pipeline to its server are not routed again."},
+    {"pgmux_standby_write_retries_total", kCounter, "",
+     "Reads a standby rejected with 25006 (the statement writes after all) that pgmux ran again on the primary "
+     "before any row reached the client; the statement's text counts as a write from then on."},
     {"pgmux_query_duration_seconds", kHistogram, "role",
      "Time from forwarding a request to its ReadyForQuery, by the role of the server that answered."},
     {"pgmux_transaction_duration_seconds", kHistogram, "role",
@@ -291,6 +295,8 @@ void export_requests(const ExportSources& s, Builder& out) {
                   n);
     }
   }
+  out.counter(Family::StandbyWriteRetries, {},
+              total(s, [](const WorkerMetrics& w) -> auto& { return w.standby_write_retries; }));
   for (size_t by = 0; by < static_cast<size_t>(ServedBy::Count); ++by) {
     const Labels role{{"role", to_string(static_cast<ServedBy>(by))}};
     out.histogram(Family::QueryDuration, role,

@@ -1,7 +1,7 @@
 // What a server connection owes, oldest first (DESIGN.md §3.5): one entry per request sent to it, popped when
 // the ReadyForQuery that ends its reply has been handled. The entry at the front says what happens to the
 // server's messages: relayed to the client, dropped (pgmux's own statement in front of a client request), held
-// back for a retry (a plan that changed under a prepared statement), or consumed by pgmux (its own queries:
+// back for a retry (a read that a standby rejected as a write), or consumed by pgmux (its own queries:
 // reset, parameter sync, bringing a server up to date). Nothing else on a connection counts replies.
 #pragma once
 #include <cstddef>
@@ -19,9 +19,10 @@ class ServerConn;
 
 enum class ReplyFate : uint8_t {
   Forward,            // a client request: its reply goes to the client
-  RetryOnPlanChange,  // a client request pgmux may send again: if the first message is PostgreSQL's "cached
-                      // plan must not change result type" error, the reply becomes DropForRetry, else Forward
-  DropForRetry,       // a failed attempt the client never sees; at its ReadyForQuery the client re-prepares
+  RetryIfReadOnly,    // a read a standby runs outside a transaction, which pgmux can run again on the primary: its
+                      // messages are held until its first row, error or end; if PostgreSQL rejects it with 25006
+                      // (it writes after all) the reply becomes DropForRetry, else Forward
+  DropForRetry,       // a failed attempt the client never sees; at its ReadyForQuery the client runs it again
   SkipOwn,            // pgmux's own statement sent ahead of a client request (a deferred BEGIN): dropped; if it
                       // fails the server is closed (the request must not run outside the client's transaction)
   Internal,           // pgmux's own queries on a server no client request is waiting for: consumed here
@@ -51,6 +52,16 @@ struct OwedReply {
   uint16_t readies = 1;   // ReadyForQuery messages still to come for it (several only for an internal run)
   uint64_t sent_ns = 0;   // uv_hrtime() when its first message went out (query duration)
   uint64_t request = 0;   // the client's number for the request (statements it parsed are confirmed by it)
+  // CloseComplete messages: how many Close messages went out in this entry's requests, how many answers the
+  // relay has seen, and (bit n) which answers belong to a Close pgmux put in front of a client's Parse.
+  uint8_t closes_sent = 0;
+  uint8_t closes_seen = 0;
+  uint64_t hidden_closes = 0;
+  // ParseComplete messages: Parse messages sent in this entry's requests before the current one (a Flush
+  // sequence continues an entry), and answers seen. A failed request created exactly the statements of the
+  // Parses answered before its error.
+  uint16_t parses_sent = 0;
+  uint16_t parses_seen = 0;
   std::unique_ptr<SessionCommand> session;  // only for session commands
   std::unique_ptr<InternalRun> internal;    // only for fate Internal
 

@@ -67,6 +67,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool has_outstanding() const { return !owed_.empty() || pending_event_ != RelayEvent::None || pinned(); }
   // How many requests are queued here: a client that pipelines deeper waits for replies to catch up.
   size_t owed_depth() const { return owed_.size(); }
+  // The reply last dropped for a retry, whole (ReadyForQuery included).
+  protocol::ByteView dropped_reply() const { return dropped_reply_; }
   // What the linked client still waits for here (its answers if the connection is lost now).
   size_t owed_client_requests() const { return owed_.client_requests(); }
   char tx_status() const { return tx_status_; }
@@ -90,8 +92,10 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool session_changed() const override { return applied_log > 0 || session_dirty; }
   void forget_session() override;
   // Survive links (transaction pooling): the pgmux-named prepared statements ("pgmux_<hash of text and types>")
-  // this server has, shared by all clients (and applied_unreported, in PoolServer).
-  protocol::LruMap<std::string, bool, protocol::TransparentStringHash> server_statements;
+  // this server has, shared by all clients (and applied_unreported, in PoolServer), each with the uv_hrtime() at
+  // which it was prepared here: a copy older than a client's own Parse of the statement may predate DDL that
+  // changed its result columns, so it is prepared again for that client.
+  protocol::LruMap<std::string, uint64_t, protocol::TransparentStringHash> server_statements;
   std::vector<std::string> server_closes;  // evicted from server_statements: close before the next request
 
   // Relays buffered server bytes to the linked client (also called when the client's write completes).
@@ -122,6 +126,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool collect_relay_pass(RelayPass& pass);
   bool take_whole_message(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
+  bool decide_read_only_retry(RelayPass& pass);
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
   void note_ready(protocol::ByteView body);
   void deliver(RelayEvent event);
@@ -144,6 +149,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool fatal_forwarded_ = false;
   ReplyQueue owed_;  // what this server owes, oldest first
   RelayEvent pending_event_ = RelayEvent::None;  // to deliver once the pinned write completes
+  protocol::ByteVector dropped_reply_;  // the last reply dropped for a retry (DropForRetry), ReadyForQuery included
 };
 
 }  // namespace pgmux::proxy

@@ -8,6 +8,7 @@ using pgmux::proxy::RequestInfo;
 using pgmux::proxy::RequestKind;
 using pgmux::proxy::scan_request;
 using pgmux::proxy::ScanStatus;
+using pgmux::proxy::StatementStepKind;
 
 namespace {
 constexpr uint32_t kMax = 1 << 20;
@@ -46,8 +47,28 @@ TEST_CASE("an extended batch runs to Sync and lists parses, uses and closes") {
   REQUIRE(info.used.size() == 2);
   CHECK(info.used[0] == "s1");
   CHECK(info.used[1] == "s2");
-  REQUIRE(info.closed.size() == 1);
-  CHECK(info.closed[0] == "old");
+  CHECK(info.closes == 1);
+  // Every message that names a statement, in batch order (Describe 'S' of a name, Bind of any statement).
+  REQUIRE(info.steps.size() == 4);
+  CHECK((info.steps[0].kind == StatementStepKind::Parse && info.steps[0].name == "s1" && info.steps[0].parse == 0));
+  CHECK((info.steps[1].kind == StatementStepKind::Use && info.steps[1].name == "s1"));
+  CHECK((info.steps[2].kind == StatementStepKind::Use && info.steps[2].name == "s2"));
+  CHECK((info.steps[3].kind == StatementStepKind::Close && info.steps[3].name == "old"));
+}
+
+TEST_CASE("the unnamed statement's Parse and Bind are steps too, in order") {
+  ByteVector bytes;
+  build_bind(bytes, "", "", {});
+  build_parse(bytes, "", "SELECT 1");
+  build_describe(bytes, 'S', "");  // the unnamed statement described: not a named use
+  build_sync(bytes);
+  RequestInfo info;
+  REQUIRE(scan_request(bytes, kMax, kBatch, info).status == ScanStatus::Complete);
+  REQUIRE(info.steps.size() == 2);
+  CHECK((info.steps[0].kind == StatementStepKind::Use && info.steps[0].name.empty()));
+  CHECK((info.steps[1].kind == StatementStepKind::Parse && info.steps[1].name.empty()));
+  CHECK(info.binds_unnamed);
+  CHECK(info.closes == 0);
 }
 
 TEST_CASE("Flush ends a batch without Sync; every split point but the last needs more") {

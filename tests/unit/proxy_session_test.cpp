@@ -82,7 +82,7 @@ TEST_CASE("prepared statements: remembered by client name with message, class an
 
   ClientSession session;
   CHECK(session.find_statement("s1") == nullptr);
-  const auto& stored = session.remember(statement, c, true);
+  const auto& stored = session.remember(statement, c, true, 1);
   CHECK(stored.parse == parse);
   CHECK(stored.classification.kind == pgmux::routing::StatementKind::Read);
   CHECK(stored.server_name.rfind("pgmux_", 0) == 0);
@@ -90,5 +90,5 @@ TEST_CASE("prepared statements: remembered by client name with message, class an
   CHECK(session.find_statement("s1")->server_name == stored.server_name);
 
   ClientSession session_pooled;
-  CHECK(session_pooled.remember(statement, c, false).server_name.empty());
+  CHECK(session_pooled.remember(statement, c, false, 1).server_name.empty());
 }

@@ -227,6 +227,53 @@ Script close_and_reparse(const Schema& s) {
       .build();
 }
 
+Script statement_order(const Schema& s) {
+  // The messages of a batch act in order: a Bind before a Close uses the old statement, a Parse after it makes the
+  // new one; unknown names get 26000 from Describe and Bind; the unnamed statement outlives its Sync (on whichever
+  // server the next request lands) until a simple Query ends it.
+  return ScriptBuilder("statement_order")
+      .parse("diff_so", "SELECT 1 AS old_one").sync().expect_ready()
+      .bind(bind_text("", "diff_so", {})).execute("").close('S', "diff_so")
+      .parse("diff_so", "SELECT 'new' AS new_one, count(*) AS n FROM " + s.items)
+      .bind(bind_text("", "diff_so", {})).describe('P', "").execute("").sync().expect_ready()
+      .bind(bind_text("", "diff_so", {})).execute("").sync().expect_ready()
+      .describe('S', "diff_so_missing").sync().expect_ready()
+      .parse("diff_so2", "SELECT 2").bind(bind_text("", "diff_so_missing", {})).execute("").sync().expect_ready()
+      .parse("diff_so2", "SELECT 3").sync().expect_ready()  // the batch before failed after parsing it: it exists
+      .parse("", "SELECT 42 AS kept").sync().expect_ready()
+      .bind(bind_text("", "", {})).execute("").sync().expect_ready()
+      .q("SELECT 'a simple query ends the unnamed statement'")
+      .bind(bind_text("", "", {})).execute("").sync().expect_ready()  // 26000
+      .close('S', "diff_so").close('S', "diff_so2").sync().expect_ready()
+      .build();
+}
+
+Script shared_statement_mid_sequence(const Schema& s) {
+  // Transaction pooling shares a statement's server copy by its text: a second name for the same text, parsed in
+  // the middle of an extended sequence left open by Flush (what asyncpg does around type introspection), on the
+  // server that already has that copy. pgmux replaces the copy without a round trip of its own, and the client
+  // sees exactly PostgreSQL's messages (no stray CloseComplete, no stall).
+  const std::string text = "SELECT count(*) AS n FROM " + s.items + " WHERE id > $1";
+  return ScriptBuilder("shared_statement_mid_sequence")
+      .parse("diff_sh1", text, {kInt4}).bind(bind_text("", "diff_sh1", {"1"})).execute("").sync().expect_ready()
+      .parse("diff_sh0", "SELECT 5 AS five").describe('S', "diff_sh0").flush()
+      .expect_messages(3)  // ParseComplete ParameterDescription RowDescription
+      .parse("diff_sh2", text, {kInt4}).bind(bind_text("", "diff_sh2", {"2"})).execute("")
+      .bind(bind_text("", "diff_sh0", {})).execute("").sync().expect_ready()
+      .close('S', "diff_sh0").close('S', "diff_sh1").close('S', "diff_sh2").sync().expect_ready()
+      .build();
+}
+
+Script duplicate_parse_mid_batch(const Schema&) {
+  // A Parse of a name that exists, after other messages of its batch: 42P05 from there, the rest skipped.
+  return ScriptBuilder("duplicate_parse_mid_batch")
+      .parse("diff_dup", "SELECT 1 AS first").sync().expect_ready()
+      .bind(bind_text("", "diff_dup", {})).execute("").parse("diff_dup", "SELECT 2").sync().expect_ready()
+      .bind(bind_text("", "diff_dup", {})).execute("").sync().expect_ready()  // still the first one
+      .close('S', "diff_dup").sync().expect_ready()
+      .build();
+}
+
 Script listen_notify(const Schema& s) {
   // The notification comes back to this same session; its sender pid is zeroed by normalize().
   const std::string channel = s.items + "_chan";
@@ -264,6 +311,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           extended_basic(s),      pipeline_error(s),    flush_without_sync(s),   portal_suspension(s),
           copy_in(s),             copy_fail(s),         copy_out(s),             notice_mid_result(s),
           parameter_status_mid(s), reset_parameters(s), transaction_error(s),    close_and_reparse(s),
+          statement_order(s),     duplicate_parse_mid_batch(s), shared_statement_mid_sequence(s),
           listen_notify(s)};
 }
 

@@ -88,6 +88,12 @@ const std::vector<std::string> kDisguisedWrites = {
     "SELECT v.listed_writer() > 0, inet_server_port()",          // STABLE, but in write_functions
 };
 
+size_t count_occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
 // The same statements through pgmux and directly: the same outcome, never an error.
 void check_same_as_direct(PGconn* via, PGconn* direct, const std::vector<std::string>& statements) {
   for (const std::string& sql : statements) {
@@ -216,21 +222,59 @@ TEST_CASE("functions that write, called from a read, run on the primary in sessi
 }
 
 // Functions declared STABLE that write anyway: the catalog cannot see them, so they reach a standby and fail
-// there with 25006. Item 3's safety net (re-run on the primary an autocommit statement a standby rejects with
-// 25006 before any row reached the client) makes them pass; until it lands this case is skipped. Run it with
-// --no-skip to see it fail.
-TEST_CASE("functions declared STABLE that write anyway: re-run on the primary after 25006" * doctest::skip()) {
+// there with 25006. The safety net runs such a statement again on the primary when the standby rejects it before
+// any row reached the client, outside a transaction: the client sees what a direct connection gives, pgmux logs it
+// once, and the statement's text goes to the primary from then on (no second attempt on a standby).
+TEST_CASE("functions declared STABLE that write anyway: run again on the primary after 25006") {
+  if (direct_mode()) {
+    MESSAGE("PGMUX_TEST_DIRECT: nothing to route");
+    return;
+  }
   const ClusterPorts ports = cluster_ports();
   recreate_database(ports, kDb);
+  const std::vector<std::string> statements = {
+      "SELECT v.stable_nextval() > 0, inet_server_port()",
+      "SELECT v.stable_calls_writer('stable') > 0, inet_server_port()",
+      "SELECT count(*), inet_server_port() FROM generate_series(1, 2) WHERE v.stable_nextval() > 0",
+      "SELECT 1; SELECT v.stable_calls_writer('multi') > 0, inet_server_port()"};
+  const std::string retried = "rejected a read as a write (25006)";
   for (const std::string mode : {"session", "transaction"}) {
     CAPTURE(mode);
     Setup setup(mode, ports);
     PgConn via = connect(setup.ci);
-    check_same_as_direct(via.get(), setup.primary.get(),
-                         {"SELECT v.stable_nextval() > 0, inet_server_port()",
-                          "SELECT v.stable_calls_writer('stable') > 0, inet_server_port()",
-                          "SELECT count(*), inet_server_port() FROM generate_series(1, 2) WHERE v.stable_nextval() > 0",
-                          "SELECT 1; SELECT v.stable_calls_writer('multi') > 0, inet_server_port()"});
+    check_same_as_direct(via.get(), setup.primary.get(), statements);
+    // The extended protocol too: a parameter, the unnamed statement parsed, bound and executed in one batch.
+    const char* values[1] = {"0"};
+    const std::string extended = "SELECT v.stable_nextval() > $1::int, inet_server_port()";
+    PgResult direct_res(PQexecParams(setup.primary.get(), extended.c_str(), 1, nullptr, values, nullptr, nullptr, 0));
+    PgResult via_res(PQexecParams(via.get(), extended.c_str(), 1, nullptr, values, nullptr, nullptr, 0));
+    REQUIRE(PQresultStatus(direct_res.get()) == PGRES_TUPLES_OK);
+    CHECK_MESSAGE(PQresultStatus(via_res.get()) == PGRES_TUPLES_OK, PQerrorMessage(via.get()));
+    if (PQresultStatus(via_res.get()) == PGRES_TUPLES_OK) {
+      CHECK(std::string(PQgetvalue(via_res.get(), 0, 1)) == std::string(PQgetvalue(direct_res.get(), 0, 1)));
+    }
+    const size_t first_round = count_occurrences(setup.proxy->process()->log(), retried);
+    CHECK(first_round >= 1);
+    // Learned: the same texts on a new connection go to the primary at once.
+    PgConn again = connect(setup.ci);
+    check_same_as_direct(again.get(), setup.primary.get(), statements);
+    CHECK(count_occurrences(setup.proxy->process()->log(), retried) == first_round);
   }
+  drop_database(ports, kDb);
+}
+
+// Inside a transaction the safety net cannot act (the standby's transaction is aborted, the client's BEGIN READ
+// ONLY chose it): the client gets PostgreSQL's 25006, as a read-only transaction on the primary would give.
+TEST_CASE("inside BEGIN READ ONLY a STABLE function that writes gets PostgreSQL's 25006") {
+  if (direct_mode()) {
+    MESSAGE("PGMUX_TEST_DIRECT: nothing to route");
+    return;
+  }
+  const ClusterPorts ports = cluster_ports();
+  recreate_database(ports, kDb);
+  Setup setup("session", ports);
+  PgConn via = connect(setup.ci);
+  const std::string sql = "BEGIN READ ONLY; SELECT v.stable_nextval(); COMMIT";
+  CHECK(outcome(via.get(), sql) == outcome(setup.primary.get(), sql));
   drop_database(ports, kDb);
 }

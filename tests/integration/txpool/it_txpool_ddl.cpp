@@ -1,10 +1,10 @@
-// DDL that breaks cached plans, through pgmux in transaction mode: a table queried with a protocol-level
-// prepared `SELECT *` gains columns (ALTER TABLE ADD COLUMN). PostgreSQL answers the next Execute with 0A000
-// "cached plan must not change result type"; pgmux must re-prepare and retry (nothing was sent to the client
-// yet), so clients see no error, also under load.
-//
-// Inside an explicit transaction the failed Execute has already aborted the transaction, so pgmux cannot retry:
-// the client gets PostgreSQL's own error there (a documented limit, README "Transaction mode").
+// DDL that changes a prepared statement's result columns, through pgmux in transaction mode, where server
+// connections and their prepared copies are shared: a table queried with a protocol-level prepared `SELECT *`
+// gains columns (ALTER TABLE ADD COLUMN). PostgreSQL answers the next execution of a statement prepared before
+// the ALTER with 0A000 "cached plan must not change result type"; the client (every driver does) prepares it
+// again, and from then on it runs with the new columns. Through pgmux the same must hold on every shared server:
+// a statement the client prepared after the ALTER never meets a server's older copy. Each case runs directly
+// against the primary too (PGMUX_TEST_DIRECT=1), which is what it asserts.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -20,13 +20,14 @@ using namespace pgmux::test::txpool;
 namespace {
 
 const char* const kDb = "txp_ddl";
+const int kPoolSize = 4;
 
 struct Fixture {
   int listen = pick_listen_port();
   ProxyUnderTest proxy;
   std::string ci;
   PgConn owner;  // direct to the primary, as app: runs the DDL
-  Fixture() : proxy((fresh_database(kDb), txpool_config(listen, kDb, 4).dump()), listen) {
+  Fixture() : proxy((fresh_database(kDb), txpool_config(listen, kDb, kPoolSize).dump()), listen) {
     ci = app_conninfo(proxy.port(), kDb);
     wait_serving(ci);
     owner = connect(app_conninfo(cluster_ports().primary, kDb));
@@ -41,31 +42,69 @@ struct Fixture {
   }
 };
 
-// Executes statement "sel" for id; returns "" or the error, and the column count in *fields.
-std::string exec_sel(PGconn* conn, int id, int* fields) {
+// Executes the statement (default "sel") for id; returns "" or the error, and the column count in *fields.
+std::string exec_sel(PGconn* conn, int id, int* fields, const std::string& name = "sel") {
   const std::string v = std::to_string(id);
   const char* values[1] = {v.c_str()};
-  PgResult res(PQexecPrepared(conn, "sel", 1, values, nullptr, nullptr, 0));
+  PgResult res(PQexecPrepared(conn, name.c_str(), 1, values, nullptr, nullptr, 0));
   if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK) return error_text(conn, res.get());
   if (PQntuples(res.get()) != 1 || std::stoi(PQgetvalue(res.get(), 0, 0)) != id) return "wrong row for id " + v;
   *fields = PQnfields(res.get());
   return "";
 }
 
-void prepare_sel(PGconn* conn) {
-  PgResult res(PQprepare(conn, "sel", "SELECT * FROM t WHERE id = $1", 1, nullptr));
+void prepare_sel(PGconn* conn, const std::string& name = "sel") {
+  PgResult res(PQprepare(conn, name.c_str(), "SELECT * FROM t WHERE id = $1", 1, nullptr));
   if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
     throw std::runtime_error("PQprepare: " + error_text(conn, res.get()));
   }
 }
 
+// What a driver does after 0A000: prepare the same text again, here under a new name (libpq 15 has no Close;
+// the Close-and-Parse of one name is the drivers' tests' business). Same text: pgmux's shared copy is the same.
+std::string reprepare_sel(PGconn* conn, int* generation) {
+  const std::string name = "sel_" + std::to_string(++*generation);
+  prepare_sel(conn, name);
+  return name;
+}
+
+// Every server of the pool prepares "sel" (the old shape): kPoolSize clients execute it inside open
+// transactions at the same time, so each holds a different server.
+void prepare_on_every_server(const std::string& ci) {
+  std::vector<PgConn> holders;
+  for (int i = 0; i < kPoolSize; ++i) {
+    holders.push_back(connect(ci));
+    exec(holders.back().get(), "BEGIN");
+    prepare_sel(holders.back().get());
+    int fields = 0;
+    const std::string err = exec_sel(holders.back().get(), 1, &fields);
+    if (!err.empty()) throw std::runtime_error("warming server " + std::to_string(i) + ": " + err);
+  }
+  for (PgConn& holder : holders) exec(holder.get(), "COMMIT");
+}
+
 }  // namespace
 
-TEST_CASE("prepared SELECT * survives ALTER TABLE ADD COLUMN") {
-  if (direct_mode()) {
-    MESSAGE("PGMUX_TEST_DIRECT=1: PostgreSQL itself reports 0A000 here; the retry is pgmux's");
-    return;
+TEST_CASE("a statement prepared after ALTER TABLE runs with the new columns on every shared server") {
+  Fixture f;
+  prepare_on_every_server(f.ci);
+  exec(f.owner.get(), "ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  PgConn conn = connect(f.ci);
+  prepare_sel(conn.get());  // after the ALTER: PostgreSQL runs it with 3 columns, always
+  std::string failure;
+  for (int n = 0; n < 4 * kPoolSize && failure.empty(); ++n) {
+    // Alternate idle and in-transaction executions so the client meets different servers.
+    if (n % 2) exec(conn.get(), "BEGIN");
+    int fields = 0;
+    failure = exec_sel(conn.get(), 1 + n, &fields);
+    if (failure.empty() && fields != 3) failure = "execution " + std::to_string(n) + ": " + std::to_string(fields) + " columns";
+    if (n % 2) exec(conn.get(), "COMMIT");
   }
+  CHECK_MESSAGE(failure.empty(), failure);
+  f.log_on_failure(!failure.empty());
+}
+
+TEST_CASE("after 0A000 the statement prepared again gives the new columns, inside a transaction too") {
   Fixture f;
   PgConn conn = connect(f.ci);
   prepare_sel(conn.get());
@@ -73,45 +112,34 @@ TEST_CASE("prepared SELECT * survives ALTER TABLE ADD COLUMN") {
   REQUIRE(exec_sel(conn.get(), 7, &fields) == "");
   CHECK(fields == 2);
   exec(f.owner.get(), "ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
-  std::string err = exec_sel(conn.get(), 7, &fields);
-  CHECK_MESSAGE(err == "", err);
-  CHECK(fields == 3);
-  f.log_on_failure(!err.empty());
-}
-
-// The documented limit: inside a transaction the client sees PostgreSQL's 0A000 (not a hang, not pgmux's own
-// statement names), and the next execution outside a transaction works again through the retry.
-TEST_CASE("inside a transaction a plan changed by DDL surfaces PostgreSQL's 0A000; the next execution works") {
-  if (direct_mode()) {
-    MESSAGE("PGMUX_TEST_DIRECT=1: PostgreSQL itself reports 0A000 here; the retry is pgmux's");
-    return;
-  }
-  Fixture f;
-  PgConn conn = connect(f.ci);
-  prepare_sel(conn.get());
-  int fields = 0;
-  REQUIRE(exec_sel(conn.get(), 7, &fields) == "");
-  exec(f.owner.get(), "ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
   exec(conn.get(), "BEGIN");
   const std::string err = exec_sel(conn.get(), 8, &fields);
-  CHECK_MESSAGE(err.find("cached plan must not change result type") != std::string::npos, err);
+  std::string name = "sel";
+  int generation = 0;
+  // Directly: 0A000 (the statement predates the ALTER). Through pgmux the same, or the new columns when the
+  // statement reaches a server that had not prepared it yet (README, transaction mode limits); never pgmux's
+  // own statement names.
   CHECK_MESSAGE(err.find("pgmux_") == std::string::npos, err);
-  exec(conn.get(), "ROLLBACK");
-  const std::string after = exec_sel(conn.get(), 9, &fields);
+  if (!err.empty()) {
+    CHECK_MESSAGE(err.find("cached plan must not change result type") != std::string::npos, err);
+    exec(conn.get(), "ROLLBACK");
+    exec(conn.get(), "BEGIN");
+    name = reprepare_sel(conn.get(), &generation);  // inside the transaction, as pgjdbc does
+  } else {
+    CHECK(fields == 3);
+  }
+  const std::string after = exec_sel(conn.get(), 9, &fields, name);
   CHECK_MESSAGE(after == "", after);
   CHECK(fields == 3);
+  exec(conn.get(), "COMMIT");
   f.log_on_failure(!after.empty());
 }
 
-TEST_CASE("10 clients executing a prepared SELECT * while columns are added") {
-  if (direct_mode()) {
-    MESSAGE("PGMUX_TEST_DIRECT=1: PostgreSQL itself reports 0A000 here; the retry is pgmux's");
-    return;
-  }
+TEST_CASE("10 clients executing a prepared SELECT * while columns are added re-prepare once per ALTER at most") {
   Fixture f;
   std::atomic<bool> stop{false};
   std::atomic<long> executes{0};
-  std::atomic<long> error_count{0};
+  std::atomic<long> plan_errors{0};
   std::mutex mu;
   std::vector<std::string> errors;
   std::thread ddl([&] {
@@ -126,22 +154,33 @@ TEST_CASE("10 clients executing a prepared SELECT * while columns are added") {
     PgConn conn = connect(f.ci);
     prepare_sel(conn.get());
     int fields = 0;
+    int in_a_row = 0;  // 0A000 since the last success
+    std::string name = "sel";
+    int generation = 0;
     for (int n = 0; !stop && n < 100000; ++n) {
-      std::string err = exec_sel(conn.get(), 1 + (t * 7 + n) % 100, &fields);
+      const std::string err = exec_sel(conn.get(), 1 + (t * 7 + n) % 100, &fields, name);
       executes++;
-      if (!err.empty()) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (errors.size() < 5) errors.push_back(err);
-        if (++error_count >= 50) return;  // enough evidence; do not spin on a broken connection
+      if (err.empty()) {
+        in_a_row = 0;
+        continue;
       }
+      std::lock_guard<std::mutex> lock(mu);
+      // A statement prepared after the last ALTER never fails: only the first execution after one may (twice when
+      // the next ALTER lands between the new Parse and its execution, never three times in a row).
+      if (err.find("cached plan must not change result type") == std::string::npos || ++in_a_row > 2) {
+        if (errors.size() < 5) errors.push_back(err);
+        return;
+      }
+      ++plan_errors;
+      name = reprepare_sel(conn.get(), &generation);
     }
     if (fields != 10) throw std::runtime_error("last result had " + std::to_string(fields) + " columns, not 10");
   });
   stop = true;
   ddl.join();
-  MESSAGE(executes.load() << " executes, " << error_count.load() << " errors (first ones below)");
+  MESSAGE(executes.load() << " executes, " << plan_errors.load() << " 0A000 answered by preparing again");
   for (const std::string& e : errors) MESSAGE(e);
-  CHECK(error_count.load() == 0);
+  CHECK(errors.empty());
   CHECK_MESSAGE(failure.empty(), failure);
   f.log_on_failure(!errors.empty() || !failure.empty());
 }

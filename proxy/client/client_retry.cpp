@@ -1,0 +1,83 @@
+// ClientConn, the safety net for reads that write: a statement the classifier took for a read (a function
+// declared STABLE that writes anyway, an operator or cast over a volatile function, a function created behind
+// pgmux's back) fails on a standby with 25006. When that error comes before any row reached the client, outside
+// a transaction, the client never sees it: the request runs again on the primary, and its text counts as a write
+// from then on.
+#include "proxy/client/client_conn.hpp"
+
+#include "protocol/backend_messages.hpp"
+#include "proxy/control/worker.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/pool.hpp"
+#include "proxy/server/server_conn.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+// Armed only where running it again cannot change what the client sees: a read alone on its standby (nothing
+// owed ahead), outside a transaction, a whole request (a Query, or an extended batch ending in Sync).
+bool ClientConn::may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const {
+  if (server != standby_.get() || c.kind != routing::StatementKind::Read || c.read_only || server->has_outstanding()) {
+    return false;  // read_only: the client asked for a read-only transaction, where the primary says 25006 too
+  }
+  if (server->tx_status() != 'I' || !session_.deferred_begin.empty() || request_.size > kMaxRetriedRequest) {
+    return false;
+  }
+  return request_.kind == RequestKind::Query || (request_.kind == RequestKind::Extended && request_.ends_with_sync);
+}
+
+// Asked by the standby when the 25006 arrives (its reply still owed), and again at its ReadyForQuery: nothing
+// was sent behind the read, nothing waits to be routed, and the client's buffer can take the request back.
+bool ClientConn::may_run_again(const ServerConn* server) const { return can_run_again(server, 1); }
+
+bool ClientConn::can_run_again(const ServerConn* server, size_t owed) const {
+  return server == active_ && server->owed_depth() == owed && !routed_ && !preparing_ && !retry_request_.empty() &&
+         (state_ == ClientState::Ready || state_ == ClientState::Draining) && in_.consumed() == in_.parsed();
+}
+
+void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
+  if (!can_run_again(server, 0)) {
+    // Something came in between (the client pipelined another request): its replies must stay in order, so the
+    // client gets the standby's error after all.
+    LOG_INFO("%s: a standby rejected a read as a write (25006); it cannot run again on the primary now",
+             log_prefix().c_str());
+    send_owned(ByteVector(server->dropped_reply().begin(), server->dropped_reply().end()));
+    retry_request_.clear();
+    dropped.failed = true;
+    on_ready_for_query(server, server->tx_status(), std::move(dropped));
+    return;
+  }
+  worker_.metrics().standby_write_retries.add();
+  learn_writes_from(retry_request_);
+  LOG_INFO("%s: S-%llu backend %s rejected a read as a write (25006) before any row reached the client; running "
+           "it again on the primary (its text counts as a write from now on)",
+           log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
+           server->pool().backend().name.c_str());
+  in_.unread(retry_request_);
+  retry_request_.clear();
+  if (state_ == ClientState::Draining) resume_requests();
+  release_idle_servers();
+  pump();
+}
+
+// The statements of the rejected request are writes: their texts for the classifier, named statements and the
+// unnamed one for this session.
+void ClientConn::learn_writes_from(ByteView request) {
+  RequestInfo info;
+  const uint32_t max_size = worker_.max_message_size();
+  if (scan_request(request, max_size, request.size(), info).status != ScanStatus::Complete) return;
+  routing::Classifier& classifier = worker_.classifier();
+  auto as_write = [](routing::Classification& c) {
+    c.kind = routing::StatementKind::Write;
+    c.reason = "rejected as a write by a standby";
+  };
+  if (info.kind == RequestKind::Query) classifier.learn_write(info.sql);
+  for (const ParsedStatement& parse : info.parses) classifier.learn_write(parse.sql);
+  for (std::string_view name : info.used) {
+    if (PreparedStatement* stored = session_.find_statement(name)) as_write(stored->classification);
+  }
+  if (info.binds_unnamed) as_write(session_.unnamed_class);
+}
+
+}  // namespace pgmux::proxy

@@ -1,0 +1,293 @@
+// ServerConn, the relay: a linked server's bytes forwarded to its client as the front of the reply queue says
+// (DESIGN.md §3.5), with the few messages pgmux must read whole decoded on the way.
+#include "proxy/server/server_conn.hpp"
+
+#include "protocol/backend_messages.hpp"
+#include "protocol/error_response.hpp"
+#include "protocol/framer.hpp"
+#include "protocol/sqlstate.hpp"
+#include "proxy/client/client_conn.hpp"
+#include "proxy/control/worker.hpp"
+#include "proxy/net/forward_batch.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/pool.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+// The messages relay() handles in one write to the client.
+struct ServerConn::RelayPass {
+  ForwardBatch batch;
+  size_t pos = 0;            // where the next message starts in in_
+  bool need_room = false;    // a message that must be read whole does not fit yet
+  size_t room = 0;           // need_room: the bytes from pos that must fit
+  RelayEvent event = RelayEvent::None;
+};
+
+// Only the client's active server relays; another keeps its bytes until it is its turn, unless its idle client
+// takes them now (a NOTIFY, a FATAL from pg_terminate_backend on the session's primary connection).
+bool ServerConn::relay_turn() {
+  if (state() != ServerState::Linked || !client_ || pinned() || !open()) return false;
+  if (client_->active_server() == this) return true;
+  if (in_.unparsed() > 0 && client_->accept_unsolicited(this)) return true;
+  if (in_.unparsed() > 0) {
+    LOG_DEBUG("S-%llu: holding %zu bytes, not its client's active server", static_cast<unsigned long long>(id()),
+              in_.unparsed());
+  }
+  return false;
+}
+
+// Forwards server bytes to the linked client, as the front of the reply queue says. A batch ends at
+// ReadyForQuery or CopyInResponse so the client hears of it only after the bytes before it were written (it may
+// then route its next request elsewhere).
+void ServerConn::relay() {
+  if (!relay_turn()) return;
+  while (open() && !pinned() && client_) {
+    RelayPass pass;
+    pass.pos = in_.parsed();
+    if (!collect_relay_pass(pass)) return;  // failed: closed
+    in_.advance_parsed(pass.pos - in_.parsed());
+    if (!pass.batch.empty()) {
+      ClientConn* client = client_;
+      if (!client->forward_from(*this, pass.batch.bufs(), pass.batch.count())) {
+        pending_event_ = pass.event;  // pinned: on_forward_done delivers it
+        return;
+      }
+      if (!open() || client_ != client) return;
+    }
+    in_.consume_to(in_.parsed());
+    if (pass.need_room) {
+      in_.make_room(pass.room);
+      break;
+    }
+    if (pass.event != RelayEvent::None) {
+      deliver(pass.event);
+      if (!open() || !client_ || client_->active_server() != this) return;
+      continue;
+    }
+    if (in_.unparsed() == 0 || !pass.batch.full()) break;
+  }
+  if (!open() || pinned()) return;
+  in_.compact();
+  in_.shrink_if_empty();
+  start_reading();
+}
+
+// Fills one pass. Only ReadyForQuery, ParameterStatus, ErrorResponse and the COPY-in responses of a forwarded
+// reply are decoded (read whole); everything else streams through, part of a message at a time if need be.
+// False when the connection failed (and is closed).
+bool ServerConn::collect_relay_pass(RelayPass& pass) {
+  while (!pass.batch.full() && pass.event == RelayEvent::None) {
+    const size_t available = in_.end() - pass.pos;
+    if (pass_remaining_ > 0) {
+      if (available == 0) break;
+      size_t n = std::min(pass_remaining_, available);
+      pass.batch.add(in_.data() + pass.pos, n);
+      pass.pos += n;
+      pass_remaining_ -= n;
+      continue;
+    }
+    Frame frame = next_frame(ByteView(in_.data() + pass.pos, available), worker_.max_message_size());
+    if (frame.status == FrameStatus::NeedMore) break;
+    if (frame.status == FrameStatus::Error) {
+      fail({Failure::ServerInvalidMessage, {to_string(frame.error)}});
+      return false;
+    }
+    if (owed_.front_fate() == ReplyFate::RetryIfReadOnly && !decide_read_only_retry(pass)) break;
+    const char tag = frame.tag;
+    const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
+                         tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
+                         tag == backend::kCopyBothResponse || tag == backend::kCloseComplete ||
+                         tag == backend::kParseComplete;
+    if (!inspect && owed_.front_fate() == ReplyFate::Forward) {
+      size_t n = std::min(frame.total(), available);
+      pass.batch.add(in_.data() + pass.pos, n);
+      pass.pos += n;
+      pass_remaining_ = frame.total() - n;
+      continue;
+    }
+    if (available < frame.total()) {
+      pass.need_room = true;
+      pass.room = frame.total();
+      break;
+    }
+    if (!take_whole_message(tag, ByteView(in_.data() + pass.pos + 5, frame.length - 4), frame.total(), pass)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A whole message, handled as the front entry of the queue says. False when the connection failed.
+bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayPass& pass) {
+  const ReplyFate fate = owed_.front_fate();
+  if (fate == ReplyFate::SkipOwn) return drop_own_reply(tag, body, size, pass);
+  if (tag == backend::kParseComplete && !owed_.empty()) ++owed_.front().parses_seen;  // statements that exist
+  if (tag == backend::kCloseComplete && !owed_.empty()) {  // counted: some may answer pgmux's own Close
+    OwedReply& front = owed_.front();
+    const unsigned ordinal = front.closes_seen++;
+    if (ordinal < 64 && (front.hidden_closes >> ordinal) & 1) {
+      pass.pos += size;  // the answer to pgmux's own Close: the client did not send it
+      return true;
+    }
+  }
+  if (fate == ReplyFate::DropForRetry) {
+    pass.pos += size;  // left out of the batch: the client never sees the failed attempt
+    if (tag == backend::kReadyForQuery) {
+      note_ready(body);
+      pass.event = RelayEvent::Retry;
+    }
+    return true;
+  }
+  note_relayed(tag, body, pass);
+  pass.batch.add(in_.data() + pass.pos, size);
+  pass.pos += size;
+  return true;
+}
+
+// RetryIfReadOnly: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held
+// meanwhile (rows included: none may reach the client before it is known whether the request runs again). A
+// 25006 with the server back outside a transaction makes the reply DropForRetry (a copy of it is kept, in case
+// the client cannot run the request again after all); anything else, or a reply too big to hold, Forward. False
+// while the bytes that decide are not all here (pass.room says how many must fit).
+bool ServerConn::decide_read_only_retry(RelayPass& pass) {
+  constexpr size_t kMaxHeld = 128 * 1024;  // a reply that holds back more than this is forwarded as it is
+  OwedReply& front = owed_.front();
+  bool rejected = false;  // a 25006 came
+  size_t at = pass.pos;
+  while (true) {
+    const Frame frame = next_frame(ByteView(in_.data() + at, in_.end() - at), worker_.max_message_size());
+    if (frame.status == FrameStatus::Error || at - pass.pos > kMaxHeld) {
+      front.fate = ReplyFate::Forward;  // the relay reports a bad frame as usual
+      return true;
+    }
+    if (frame.status == FrameStatus::NeedMore || in_.end() - at < frame.total()) {
+      pass.need_room = true;
+      pass.room = at - pass.pos + (frame.status == FrameStatus::NeedMore ? kFrameHeaderSize : frame.total());
+      return false;
+    }
+    const ByteView body(in_.data() + at + kFrameHeaderSize, frame.length - 4);
+    switch (frame.tag) {
+      case backend::kParseComplete:
+      case backend::kBindComplete:
+      case backend::kCloseComplete:
+      case backend::kRowDescription:
+      case backend::kNoData:
+      case backend::kParameterDescription:
+      case backend::kDataRow:
+      case backend::kCommandComplete:
+      case backend::kEmptyQueryResponse:
+      case backend::kNoticeResponse:
+      case backend::kParameterStatus:
+        at += frame.total();
+        continue;
+      case backend::kErrorResponse: {
+        auto error = parse_error_fields(body);
+        rejected = error && error->sqlstate == sqlstate::kReadOnlySqlTransaction;
+        if (!rejected) break;
+        at += frame.total();
+        continue;
+      }
+      case backend::kReadyForQuery: {
+        const auto ready = parse_ready_for_query(body);
+        if (!rejected || !ready || ready->status != 'I' || !client_ || !client_->may_run_again(this)) break;
+        front.fate = ReplyFate::DropForRetry;
+        dropped_reply_.assign(in_.data() + pass.pos, in_.data() + at + frame.total());
+        return true;
+      }
+      default:
+        break;
+    }
+    front.fate = ReplyFate::Forward;  // another error, COPY, or no 25006: the client sees this reply
+    return true;
+  }
+}
+
+// The reply to pgmux's own statement in front of a request: the client already had its answer from pgmux.
+bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass& pass) {
+  pass.pos += size;
+  if (tag == backend::kErrorResponse) {
+    auto error = parse_error_fields(body);
+    LOG_ERROR("S-%llu backend %s: the BEGIN pgmux sent ahead of a request failed: %s; closing the server",
+              static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
+              error ? error->message.c_str() : "?");
+    owed_.front().failed = true;
+  } else if (tag == backend::kReadyForQuery) {
+    note_ready(body);
+    if (owed_.pop().failed) {
+      in_.advance_parsed(pass.pos - in_.parsed());
+      fail(Failure::DeferredBeginFailed);
+      return false;
+    }
+  }
+  return true;
+}
+
+// What a forwarded message tells pgmux.
+void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
+  switch (tag) {
+    case backend::kReadyForQuery:
+      note_ready(body);
+      pass.event = RelayEvent::Ready;
+      return;
+    case backend::kParameterStatus:
+      if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
+      return;
+    case backend::kErrorResponse: {
+      if (!owed_.empty()) owed_.front().failed = true;
+      auto error = parse_error_fields(body);
+      worker_.metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
+      if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
+      return;
+    }
+    case backend::kCopyInResponse:
+    case backend::kCopyBothResponse:  // the client's next bytes are COPY data for this server
+      pass.event = RelayEvent::CopyIn;
+      return;
+    default:
+      return;
+  }
+}
+
+void ServerConn::note_ready(ByteView body) {
+  if (auto rfq = parse_ready_for_query(body)) tx_status_ = rfq->status;
+}
+
+// Tells the client, once the bytes before the event were written. Ready and Retry end the front entry.
+void ServerConn::deliver(RelayEvent event) {
+  if (!client_) return;
+  switch (event) {
+    case RelayEvent::Ready:
+      client_->on_ready_for_query(this, tx_status_, take_front());
+      return;
+    case RelayEvent::CopyIn:
+      // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY (the client
+      // sends another after CopyDone), so no ReadyForQuery will answer it.
+      if (!owed_.empty() && owed_.front().extended && !owed_.front().open) owed_.pop();
+      client_->on_copy_in(this);
+      return;
+    case RelayEvent::Retry:
+      client_->on_read_only_retry(this, take_front());
+      return;
+    case RelayEvent::None:
+      return;
+  }
+}
+
+void ServerConn::on_forward_done() {
+  in_.consume_to(in_.parsed());
+  RelayEvent event = pending_event_;
+  pending_event_ = RelayEvent::None;
+  if (state() == ServerState::Linked) {
+    if (event != RelayEvent::None) deliver(event);
+    if (!open()) return;
+    relay();
+    start_reading();
+  } else {
+    in_.compact();
+    start_reading();
+  }
+}
+
+}  // namespace pgmux::proxy
