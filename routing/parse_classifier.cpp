@@ -390,6 +390,7 @@ Classification classify_statement(const json* stmt, const Classifier& classifier
   c.write_function = f.write_call;
   if (f.config_call) c.effects.add(SessionEffect::SetConfig);
   const std::string_view type = stmt->begin().key();
+  if (type == "DoStmt") c.effects.add(SessionEffect::Opaque);
   c.catalog_change = changes_catalog(type, stmt->begin().value());
   if (c.kind == StatementKind::Read && runs_its_calls(type, stmt->begin().value())) {
     out.read_calls += f.calls;
