@@ -5,21 +5,14 @@
 #include <array>
 #include <nlohmann/json.hpp>
 
+#include "routing/parse_tree.hpp"
+
 namespace pgmux::routing {
 namespace {
 
 using nlohmann::json;
-
-const json* member(const json& j, const char* key) {
-  if (!j.is_object()) return nullptr;
-  auto it = j.find(key);
-  return it == j.end() ? nullptr : &*it;
-}
-
-std::string_view string_of(const json* j) {
-  if (j == nullptr || !j->is_string()) return {};
-  return j->get_ref<const std::string&>();
-}
+using parse_tree::member;
+using parse_tree::string_of;
 
 TransactionCommand transaction_command(std::string_view kind) {
   if (kind == "TRANS_STMT_BEGIN" || kind == "TRANS_STMT_START") return TransactionCommand::Begin;

@@ -20,7 +20,8 @@ enum class TransactionCommand : uint8_t {
   Other,       // PREPARE TRANSACTION, COMMIT / ROLLBACK PREPARED: what becomes of the session's SETs is not modelled
 };
 
-// How a statement's session-changing calls can be carried to another server.
+// How a statement that may change the session (SessionEffects::may_change_session) can be carried to another
+// server. Not meaningful for other statements.
 enum class SessionReplay : uint8_t {
   Statement,  // replaying the statement itself has the same effect and nothing else: SET, RESET, and a SELECT of
               // nothing but set_config calls with constant arguments

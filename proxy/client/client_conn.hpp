@@ -182,6 +182,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_session_request(OwedReply& owed, const routing::Classification& c);
   bool executed_statements(std::vector<std::string>& out);
   std::optional<std::string_view> statement_text(std::string_view name) const;
+  bool unnamed_is_plain_read(std::string_view statement) const;
   std::vector<TrackedStatement> tracked_statements(const SessionCommand& command);
   void finish_session_request(ServerConn* server, const SessionCommand& command, bool failed, char tx_status);
   void lose_track_of_session(ServerConn* server);

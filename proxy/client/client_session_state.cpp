@@ -2,6 +2,8 @@
 // they finished (PostgreSQL's transaction rules, SessionBlock), and what happens when pgmux cannot tell.
 #include "proxy/client/client_conn.hpp"
 
+#include <algorithm>
+
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
 #include "proxy/control/worker.hpp"
@@ -30,8 +32,8 @@ void ClientConn::note_session_request(OwedReply& owed, const routing::Classifica
   }
 }
 
-// The statement text each Execute of the extended request runs, in order. False when a portal or statement is
-// not known here (bound by an earlier request, or the unnamed statement of one).
+// The statement text each Execute of the extended request runs, in order. False when a Bind names a statement
+// whose text is not known here (the unnamed statement of an earlier request, unless a plain read).
 bool ClientConn::executed_statements(std::vector<std::string>& out) {
   ByteView rest(in_.data() + in_.parsed(), request_.size);
   std::optional<std::string_view> unnamed;                          // parsed by this request
@@ -48,22 +50,27 @@ bool ClientConn::executed_statements(std::vector<std::string>& out) {
         std::optional<std::string_view> text = bind->statement.empty() ? unnamed : statement_text(bind->statement);
         if (text) {
           bound.emplace_back(bind->portal, *text);
-        } else {
+        } else if (!unnamed_is_plain_read(bind->statement)) {
           resolved = false;
         }
       }
     } else if (frame.tag == frontend::kExecute) {
-      auto execute = parse_execute(body);
-      auto it = std::find_if(bound.rbegin(), bound.rend(), [&](const auto& b) { return execute && b.first == execute->portal; });
-      if (it == bound.rend()) {
-        resolved = false;
-      } else {
-        out.emplace_back(it->second);
-      }
+      // A portal bound by an earlier request goes on with a statement already tracked when it first ran.
+      const auto execute = parse_execute(body);
+      const auto it = std::find_if(bound.rbegin(), bound.rend(),
+                                   [&](const auto& b) { return execute && b.first == execute->portal; });
+      if (it != bound.rend()) out.emplace_back(it->second);
     }
     rest = rest.subspan(frame.total());
   }
   return resolved;
+}
+
+// The unnamed statement of an earlier request, whose text is not kept, is a read that touches nothing of the
+// session: running it changes nothing pgmux tracks.
+bool ClientConn::unnamed_is_plain_read(std::string_view statement) const {
+  const routing::Classification& c = session_.unnamed_class;
+  return statement.empty() && c.kind == routing::StatementKind::Read && c.effects.empty();
 }
 
 // A named statement's text: parsed by this request (the last Parse of that name), or kept by the session.

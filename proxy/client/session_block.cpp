@@ -108,18 +108,20 @@ void SessionBlock::run(TrackedStatement& statement, Block& block, std::vector<Tr
     case TransactionCommand::Savepoint:
       if (block == Block::Open) savepoints_.emplace_back(facts.savepoint, pending_.size());
       return;
-    case TransactionCommand::Release:
-      if (const auto i = find_savepoint(savepoints_, facts.savepoint); i >= 0) {
-        savepoints_.resize(static_cast<size_t>(i));  // its commands stay in the block
-      }
+    case TransactionCommand::Release: {
+      // A savepoint not seen here was made before the block's first session command (requests are tracked from
+      // then on): every savepoint seen is inside it.
+      const auto i = find_savepoint(savepoints_, facts.savepoint);
+      savepoints_.resize(i >= 0 ? static_cast<size_t>(i) : 0);  // their commands stay in the block
       return;
-    case TransactionCommand::RollbackTo:
-      if (const auto i = find_savepoint(savepoints_, facts.savepoint); i >= 0) {
-        pending_.resize(savepoints_[static_cast<size_t>(i)].second);
-        savepoints_.resize(static_cast<size_t>(i) + 1);  // the savepoint itself stays
-        block = Block::Open;
-      }
+    }
+    case TransactionCommand::RollbackTo: {
+      const auto i = find_savepoint(savepoints_, facts.savepoint);
+      pending_.resize(i >= 0 ? savepoints_[static_cast<size_t>(i)].second : 0);
+      savepoints_.resize(i >= 0 ? static_cast<size_t>(i) + 1 : 0);  // the savepoint itself stays
+      block = Block::Open;
       return;
+    }
     case TransactionCommand::Other:
       // PREPARE TRANSACTION and friends: what becomes of the block's SETs is not modelled.
       out.unknown = out.unknown || !pending_.empty() || !implicit.empty();

@@ -95,6 +95,18 @@ TEST_CASE("savepoints: ROLLBACK TO drops the commands after it, RELEASE keeps th
   CHECK(lasting(block.finish(statements({"END"}), 'T', 'I', false)) == Sqls{"SET search_path = b"});
 }
 
+TEST_CASE("a savepoint made before the block's first session command covers all of them") {
+  SessionBlock block;
+  block.finish(statements({"SET ROLE reader"}), 'T', 'T', false);  // SAVEPOINT early came before: not tracked
+  block.finish(statements({"SAVEPOINT late", "SET search_path = b"}), 'T', 'T', false);
+  block.finish(statements({"ROLLBACK TO early"}), 'T', 'T', false);
+  CHECK_FALSE(block.at_stake());
+  block.finish(statements({"SET ROLE reader", "SAVEPOINT late", "SET search_path = b"}), 'T', 'T', false);
+  block.finish(statements({"RELEASE early"}), 'T', 'T', false);  // late goes with early; the commands stay
+  CHECK(lasting(block.finish(statements({"COMMIT"}), 'T', 'I', false)) ==
+        Sqls{"SET ROLE reader", "SET search_path = b"});
+}
+
 TEST_CASE("one string: commands before BEGIN join the block; ROLLBACK drops them, COMMIT AND CHAIN keeps them") {
   SessionBlock block;
   CHECK(lasting(block.finish(statements({"SET search_path = a", "BEGIN", "SET ROLE reader", "ROLLBACK"}), 'I', 'I',
