@@ -424,6 +424,7 @@ void note_session_facts(const StatementScan& s, Classification& c) {
   c.write_function = s.write_call;
   c.catalog_change = c.kind == StatementKind::Write && changes_catalog(s);
   if (s.config_call) c.effects.add(SessionEffect::SetConfig);
+  if (s.word(0, "do")) c.effects.add(SessionEffect::Opaque);
   if (c.kind != StatementKind::Session) return;  // PREPARE TRANSACTION, errors, statements left to the parser
   if (s.word(0, "set")) {
     note_set(s, c);

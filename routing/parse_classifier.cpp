@@ -7,25 +7,17 @@
 #include <string>
 
 #include "routing/classifier_rules.hpp"
+#include "routing/parse_tree.hpp"
 
 namespace pgmux::routing {
 namespace {
 
 using nlohmann::json;
+using parse_tree::member;
+using parse_tree::string_of;
 
 constexpr int kMaxDepth = 2000;        // guards our recursion; PostgreSQL's own stack check comes first
 constexpr int64_t kCursorOptHold = 0x20;  // CURSOR_OPT_HOLD in parsenodes.h
-
-const json* member(const json& j, const char* key) {
-  if (!j.is_object()) return nullptr;
-  auto it = j.find(key);
-  return it == j.end() ? nullptr : &*it;
-}
-
-std::string_view string_of(const json* j) {
-  if (j == nullptr || !j->is_string()) return {};
-  return j->get_ref<const std::string&>();
-}
 
 int64_t int_of(const json* j) { return (j != nullptr && j->is_number_integer()) ? j->get<int64_t>() : 0; }
 
@@ -390,6 +382,7 @@ Classification classify_statement(const json* stmt, const Classifier& classifier
   c.write_function = f.write_call;
   if (f.config_call) c.effects.add(SessionEffect::SetConfig);
   const std::string_view type = stmt->begin().key();
+  if (type == "DoStmt") c.effects.add(SessionEffect::Opaque);
   c.catalog_change = changes_catalog(type, stmt->begin().value());
   if (c.kind == StatementKind::Read && runs_its_calls(type, stmt->begin().value())) {
     out.read_calls += f.calls;

@@ -23,6 +23,7 @@ const char* to_string(RouteReason r) {
     case RouteReason::TransactionEnd: return "transaction-end";
     case RouteReason::Pinned: return "pinned";
     case RouteReason::PrimaryHint: return "primary-hint";
+    case RouteReason::SessionUnknown: return "session-state-unknown";
     case RouteReason::SplitOff: return "split-off";
     case RouteReason::ReadYourWrites: return "read-your-writes";
     case RouteReason::LagExcluded: return "lag-excluded";
@@ -61,6 +62,7 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   if (!settings.read_write_split) return primary_or_wait(view, state.backend_mask, RouteReason::SplitOff);
   if (c.primary_hint) return primary_or_wait(view, state.backend_mask, RouteReason::PrimaryHint);
   if (state.pinned_primary) return primary_or_wait(view, state.backend_mask, RouteReason::Pinned);
+  if (state.session_unknown) return primary_or_wait(view, state.backend_mask, RouteReason::SessionUnknown);
   if (!is_read_only_statement(c, state)) {
     switch (c.kind) {
       case StatementKind::Session: return primary_or_wait(view, state.backend_mask, RouteReason::SessionCommand);

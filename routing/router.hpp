@@ -20,6 +20,9 @@ struct RouteSettings {
 struct ClientRouteState {
   bool pinned_primary = false;              // temp table, session advisory lock, LISTEN ... seen
   bool session_read_only = false;           // default_transaction_read_only is on for this session
+  // The session ran something whose effect on its settings pgmux cannot reproduce elsewhere (set_config with
+  // computed arguments, a DO block): only the primary has the session as the client made it.
+  bool session_unknown = false;
   std::optional<double> last_write_commit;  // when this client's last write committed (monotonic seconds)
   int held_standby = -1;                    // backend index of the standby connection the client holds
   uint64_t backend_mask = ~uint64_t{0};     // bit i: backend i serves this client's database
@@ -37,6 +40,7 @@ enum class RouteReason : uint8_t {
   TransactionEnd,
   Pinned,                // the session holds state only the primary has (temp table, advisory lock, LISTEN...)
   PrimaryHint,           // /* pgmux:primary */
+  SessionUnknown,        // the session's settings exist only on the primary (ClientRouteState::session_unknown)
   SplitOff,              // routing.read_write_split is off
   ReadYourWrites,        // no standby has replayed this client's last write yet
   LagExcluded,           // fallback: every standby is excluded for replication lag

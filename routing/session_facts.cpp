@@ -10,7 +10,7 @@ const char* to_string(PinReason reason) {
     case PinReason::Listen: return "LISTEN";
     case PinReason::HoldCursor: return "WITH HOLD cursor";
     case PinReason::SqlPrepare: return "SQL PREPARE";
-    case PinReason::TransactionBlockSession: return "session command beside BEGIN/COMMIT";
+    case PinReason::UnknownSessionState: return "session state unknown";
     case PinReason::Count: break;
   }
   return "?";
@@ -31,6 +31,7 @@ const char* to_string(SessionEffect effect) {
     case SessionEffect::Load: return "LOAD";
     case SessionEffect::Show: return "SHOW";
     case SessionEffect::SetConfig: return "set_config";
+    case SessionEffect::Opaque: return "DO";
     case SessionEffect::Count: break;
   }
   return "?";

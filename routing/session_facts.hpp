@@ -17,8 +17,8 @@ enum class PinReason : uint8_t {
   Listen,        // LISTEN
   HoldCursor,    // DECLARE ... CURSOR WITH HOLD
   SqlPrepare,    // PREPARE name AS ...: set by the proxy (it pins only in transaction pooling)
-  TransactionBlockSession,  // a session command in a multi-statement string that also opens or ends a
-                            // transaction block: whether it lasted is not known, so it is not replayed elsewhere
+  UnknownSessionState,  // the session ran something whose effect on its state pgmux cannot tell (set_config with
+                        // computed arguments, a DO block): only its server has that state
   Count
 };
 const char* to_string(PinReason reason);  // "temporary table", "session advisory lock", ...
@@ -38,6 +38,7 @@ enum class SessionEffect : uint8_t {
   Load,           // LOAD 'library'
   Show,           // SHOW: reads the session, changes nothing
   SetConfig,      // a set_config(name, value, is_local) call not known to be local
+  Opaque,         // code that may change the session unseen: a DO block
   Count
 };
 const char* to_string(SessionEffect effect);

@@ -200,8 +200,14 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool forwards_renamed() const {
     return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || request_.closes > 0);
   }
-  void record_session_command(ServerConn* server, SessionCommand command);
-  void record_session_statement(ServerConn* server, std::string sql, const routing::Classification& c);
+  // client_session_state.cpp: session state that follows the session.
+  void note_session_request(OwedReply& owed, const routing::Classification& c);
+  bool executed_statements(std::vector<std::string>& out);
+  std::optional<std::string_view> statement_text(std::string_view name) const;
+  bool unnamed_is_plain_read(std::string_view statement) const;
+  std::vector<TrackedStatement> tracked_statements(const SessionCommand& command);
+  void finish_session_request(ServerConn* server, const SessionCommand& command, bool failed, char tx_status);
+  void lose_track_of_session(ServerConn* server);
   void answer_locally_with_error(const FailureReport& failure);
   std::string log_prefix() const;  // "C-<id> <peer> user=<user> db=<database>"
   // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the

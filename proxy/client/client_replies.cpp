@@ -15,7 +15,6 @@
 #include "proxy/server/server_conn.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
-#include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
 
@@ -38,7 +37,9 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   const uint64_t now_ns = uv_hrtime();
   const ServedBy served_by = server == standby_ ? ServedBy::Standby : ServedBy::Primary;
   if (done.sent_ns != 0) worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
-  if (done.session && !done.failed && tx_status == 'I') record_session_command(server, std::move(*done.session));
+  if (done.session) finish_session_request(server, *done.session, done.failed, tx_status);
+  session_.tx_status = tx_status;
+  if (!open()) return;  // the session's state was lost on a standby
   if (!unconfirmed_.empty()) confirm_statements(server, done);
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
@@ -76,38 +77,6 @@ void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
     }
   }
   unconfirmed_.erase(unconfirmed_.begin(), unconfirmed_.begin() + static_cast<std::ptrdiff_t>(finished));
-}
-
-void ClientConn::record_session_command(ServerConn* server, SessionCommand command) {
-  if (!command.classification.multi_statement) {
-    record_session_statement(server, std::move(command.sql), command.classification);
-    return;
-  }
-  // The whole string succeeded as one implicit transaction: each of its session commands lasts, unless the
-  // string also opened or ended a transaction block (then which ones lasted is unknown: the client keeps the
-  // server that has them).
-  std::vector<std::pair<std::string, routing::Classification>> commands;
-  for (std::string& statement : routing::split_statements(command.sql)) {
-    const routing::Classification c = worker_.classifier().classify(statement);
-    if (c.kind == routing::StatementKind::TxBegin || c.kind == routing::StatementKind::TxEnd) {
-      note_pin(routing::PinReason::TransactionBlockSession, server == primary_);
-      return;
-    }
-    if (c.kind == routing::StatementKind::Session && c.effects.may_change_session()) {
-      commands.emplace_back(std::move(statement), c);
-    }
-  }
-  for (auto& [sql, c] : commands) record_session_statement(server, std::move(sql), c);
-}
-
-void ClientConn::record_session_statement(ServerConn* server, std::string sql, const routing::Classification& c) {
-  const LogUpdate update = session_.record_command(std::move(sql), c, transaction_pooling());
-  if (update.others_restart) {
-    for (ServerConn* other : {primary_.get(), standby_.get()}) {
-      if (other) other->applied_log = 0;
-    }
-  }
-  server->applied_log = update.runner_applied;
 }
 
 void ClientConn::on_copy_in(ServerConn* server) {

@@ -294,7 +294,10 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
     for (const auto& name : step.prepared) s.prepared.insert(name);
     if (step.prepares_unnamed) unnamed_statement_server_ = &s;
   }
-  if (!session_.deferred_begin.empty()) session_.deferred_begin.clear();
+  if (!session_.deferred_begin.empty()) {
+    session_.deferred_begin.clear();
+    session_.tx_status = 'T';  // the request goes on inside the block that BEGIN opened
+  }
   routed_ = RoutedRequest{step.c, role_of(&s), std::nullopt, true};
   resume_requests();
   pump();
@@ -336,14 +339,7 @@ void ClientConn::note_outstanding(ServerConn* server, const routing::Classificat
                                   OwedReply& owed) {
   if (tx_started_ns_ == 0) tx_started_ns_ = owed.sent_ns;
   if (c.catalog_change) catalog_hold_.begin(worker_.shared().catalogs, catalog_.slot());
-  // Session commands run outside a transaction are replayed on the client's other servers (SET inside a
-  // transaction may be rolled back; SHOW and SET LOCAL leave nothing behind). A multi-statement string is kept
-  // whole and cut into statements once it succeeded (record_session_command).
-  if (request_.kind == RequestKind::Query && (c.kind == routing::StatementKind::Session || c.multi_statement) &&
-      !owed.open && server->tx_status() == 'I' && session_.deferred_begin.empty() &&
-      c.effects.may_change_session()) {
-    owed.session = std::make_unique<SessionCommand>(SessionCommand{std::string(request_.sql), c});
-  }
+  note_session_request(owed, c);  // what of it lasts is decided at its ReadyForQuery
   // Session commands change no data: they do not start read-your-writes.
   if (is_primary && !routing::is_read_only_statement(c, session_.route) &&
       c.kind != routing::StatementKind::Session) {

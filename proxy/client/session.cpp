@@ -32,8 +32,24 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
   return {log.size(), restart};
 }
 
+LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, size_t runner_applied,
+                                        bool transaction_pooling) {
+  LogUpdate total{runner_applied, false};
+  for (TrackedStatement& command : lasting) {
+    const size_t before = log.size();
+    if (command.c.effects.has(routing::SessionEffect::DiscardAll)) route.session_unknown = false;
+    const LogUpdate update = record_command(std::move(command.sql), command.c, transaction_pooling);
+    if (update.others_restart) {
+      total = update;  // the log started again: older indices mean nothing
+    } else if (total.runner_applied >= before) {
+      total.runner_applied = update.runner_applied;  // the runner was up to date: it ran this one too
+    }
+  }
+  return total;
+}
+
 PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,
-                                                 bool transaction_pooling, uint64_t now_ns) {
+                                           bool transaction_pooling, uint64_t now_ns) {
   PreparedStatement& stored = statements[std::string(parse.name)];
   stored.classification = c;
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included

@@ -12,6 +12,7 @@
 #include "protocol/bytes.hpp"
 #include "protocol/lru_map.hpp"
 #include "proxy/client/request_scanner.hpp"
+#include "proxy/client/session_block.hpp"
 #include "proxy/server/session_params.hpp"
 #include "routing/classifier.hpp"
 #include "routing/router.hpp"
@@ -40,8 +41,11 @@ using StatementMap =
 
 struct ClientSession {
   SessionParams wanted_params;  // startup parameters (options=-c included): the session's defaults
-  // Successful SET/RESET/... run outside a transaction, replayed in order on any other server.
+  // Session commands that last (SET/RESET/set_config/..., run outside a block or in one that committed),
+  // replayed in order on any other server.
   std::vector<std::string> log;
+  SessionBlock block;      // session commands waiting for their transaction block to end
+  char tx_status = 'I';    // the transaction status the client's last finished request left
   StatementMap statements;  // by the client's name
   routing::ClientRouteState route;
   routing::Classification unnamed_class;  // what the unnamed statement, last parsed, is
@@ -55,10 +59,13 @@ struct ClientSession {
   // the log records the SET that does so. RESET ALL and DISCARD ALL restart the log (it stays short, and a
   // server that ran older entries runs the reset too).
   LogUpdate record_command(std::string sql, const routing::Classification& c, bool transaction_pooling);
+  // Records commands that now last, in order, run by a server that had applied `runner_applied` entries: what
+  // that server has applied afterwards, and whether the others restart. DISCARD ALL makes the session known again.
+  LogUpdate record_lasting(std::vector<TrackedStatement> lasting, size_t runner_applied, bool transaction_pooling);
 
   // A named statement parsed by the client: kept (message and class) to prepare it on another server.
   PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,
-                                    bool transaction_pooling, uint64_t now_ns);
+                              bool transaction_pooling, uint64_t now_ns);
   const PreparedStatement* find_statement(std::string_view name) const;
   PreparedStatement* find_statement(std::string_view name);
 };

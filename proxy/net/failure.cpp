@@ -170,6 +170,11 @@ constexpr FailureRow kSessionRows[] = {
     // The request must not run outside the transaction the client asked for.
     {F::DeferredBeginFailed, Silent, code::kConnectionFailure, "pgmux could not start the transaction on the server",
      "", "", Close, "deferred_begin_failed", "BEGIN ahead of a request failed", Info},
+    // Fail closed: the session's settings (its role among them) may differ between its servers.
+    {F::SessionStateLost, Fatal, code::kConnectionFailure,
+     "pgmux cannot tell which session settings a transaction on standby \"{}\" left in place",
+     "The session's settings would differ between its server connections.", "", Close, "session_state_lost",
+     "session state lost on a standby", Info},
 
     {F::NoPrimaryInTime, Error, code::kCannotConnectNow,
      "pgmux: no primary became available within failover_timeout ({} s)", "{}", "", Reuse, "no_primary_in_time",

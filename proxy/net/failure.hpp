@@ -77,6 +77,7 @@ enum class Failure : uint8_t {
   ServerLostSessionGone,
   ServerLostInFlight,
   DeferredBeginFailed,
+  SessionStateLost,
   // Routing.
   NoPrimaryInTime,
   NoBackendReachable,

@@ -28,11 +28,13 @@ enum class ReplyFate : uint8_t {
   Internal,           // pgmux's own queries on a server no client request is waiting for: consumed here
 };
 
-// A session command (SET, RESET, ...) waiting for its reply: recorded in the session log once it succeeded
-// outside a transaction, so it is replayed on the client's other servers.
+// A request that may change session state (SET, RESET, set_config, ...), or any request while session
+// commands wait for their transaction block to end: at its ReadyForQuery the client decides which commands
+// last (SessionBlock) and records them in the session log, to replay on its other servers.
 struct SessionCommand {
-  std::string sql;
-  routing::Classification classification;  // a multi-statement string's: its statements are classified again
+  std::vector<std::string> statements;  // a Query's text (cut into statements later), or the statements an
+                                        // extended batch executed, in order; a deferred BEGIN first
+  bool unresolved = false;              // an Execute whose statement text pgmux does not have
 };
 
 // pgmux's own queries: done(ok, sqlstate, message of the first error) runs at the last ReadyForQuery, or with

@@ -206,6 +206,14 @@ TEST_CASE("router: primary-only statements and their reasons") {
     pinned.held_standby = 2;  // a standby connection it still holds does not matter
     check_route(route(read_stmt(), pinned, v), RouteTarget::Primary, 1, RouteReason::Pinned);
   }
+  SUBCASE("a session whose settings pgmux cannot reproduce sends its reads to the primary") {
+    ClientRouteState unknown;
+    unknown.session_unknown = true;
+    unknown.held_standby = 2;
+    check_route(route(read_stmt(), unknown, v), RouteTarget::Primary, 1, RouteReason::SessionUnknown);
+    check_route(route(begin_stmt(true), unknown, v), RouteTarget::Primary, 1, RouteReason::SessionUnknown);
+    CHECK(std::strcmp(to_string(RouteReason::SessionUnknown), "session-state-unknown") == 0);
+  }
   SUBCASE("a read-only session does not make writes, session commands or COMMIT read-only") {
     ClientRouteState ro;
     ro.session_read_only = true;

@@ -1,0 +1,151 @@
+// ClientConn, session state that follows the session: which requests may change it, what of it lasts once
+// they finished (PostgreSQL's transaction rules, SessionBlock), and what happens when pgmux cannot tell.
+#include "proxy/client/client_conn.hpp"
+
+#include <algorithm>
+
+#include "protocol/framer.hpp"
+#include "protocol/frontend_messages.hpp"
+#include "proxy/control/worker.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/pool.hpp"
+#include "proxy/server/server_conn.hpp"
+#include "routing/session_sql.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+// A request that may change session state, or any request while session commands wait for their block to end,
+// carries its statements to its ReadyForQuery (finish_session_request). Other requests cost nothing here.
+void ClientConn::note_session_request(OwedReply& owed, const routing::Classification& c) {
+  if (!c.effects.may_change_session() && !session_.block.at_stake()) return;
+  if (request_.kind != RequestKind::Query && request_.kind != RequestKind::Extended) return;
+  if (!owed.session) owed.session = std::make_unique<SessionCommand>();  // else an open sequence goes on
+  SessionCommand& command = *owed.session;
+  // The BEGIN pgmux answered goes out in front of this request: the request runs inside its block.
+  if (!session_.deferred_begin.empty()) command.statements.push_back(session_.deferred_begin);
+  if (request_.kind == RequestKind::Query) {
+    command.statements.emplace_back(request_.sql);
+  } else if (!executed_statements(command.statements)) {
+    command.unresolved = true;
+  }
+}
+
+// The statement text each Execute of the extended request runs, in order. False when a Bind names a statement
+// whose text is not known here (the unnamed statement of an earlier request, unless a plain read).
+bool ClientConn::executed_statements(std::vector<std::string>& out) {
+  ByteView rest(in_.data() + in_.parsed(), request_.size);
+  std::optional<std::string_view> unnamed;                          // parsed by this request
+  std::vector<std::pair<std::string_view, std::string_view>> bound;  // portal, statement text
+  bool resolved = true;
+  while (!rest.empty()) {
+    const Frame frame = next_frame(rest, worker_.max_message_size());
+    if (frame.status != FrameStatus::Frame || rest.size() < frame.total()) return false;
+    const ByteView body = rest.subspan(frame.header_size(), frame.total() - frame.header_size());
+    if (frame.tag == frontend::kParse) {
+      if (auto parse = parse_parse(body); parse && parse->statement.empty()) unnamed = parse->sql;
+    } else if (frame.tag == frontend::kBind) {
+      if (auto bind = parse_bind(body)) {
+        std::optional<std::string_view> text = bind->statement.empty() ? unnamed : statement_text(bind->statement);
+        if (text) {
+          bound.emplace_back(bind->portal, *text);
+        } else if (!unnamed_is_plain_read(bind->statement)) {
+          resolved = false;
+        }
+      }
+    } else if (frame.tag == frontend::kExecute) {
+      // A portal bound by an earlier request goes on with a statement already tracked when it first ran.
+      const auto execute = parse_execute(body);
+      const auto it = std::find_if(bound.rbegin(), bound.rend(),
+                                   [&](const auto& b) { return execute && b.first == execute->portal; });
+      if (it != bound.rend()) out.emplace_back(it->second);
+    }
+    rest = rest.subspan(frame.total());
+  }
+  return resolved;
+}
+
+// The unnamed statement of an earlier request, whose text is not kept, is a read that touches nothing of the
+// session: running it changes nothing pgmux tracks.
+bool ClientConn::unnamed_is_plain_read(std::string_view statement) const {
+  const routing::Classification& c = session_.unnamed_class;
+  return statement.empty() && c.kind == routing::StatementKind::Read && c.effects.empty();
+}
+
+// A named statement's text: parsed by this request (the last Parse of that name), or kept by the session.
+std::optional<std::string_view> ClientConn::statement_text(std::string_view name) const {
+  for (auto it = request_.parses.rbegin(); it != request_.parses.rend(); ++it) {
+    if (it->name == name) return it->sql;
+  }
+  const PreparedStatement* stored = session_.find_statement(name);
+  if (!stored || stored->parse.size() < kFrameHeaderSize) return std::nullopt;
+  auto parse = parse_parse(ByteView(stored->parse).subspan(kFrameHeaderSize));
+  if (!parse) return std::nullopt;
+  return parse->sql;
+}
+
+// Each statement of the request with its class and, where they decide something, its transaction and replay
+// facts (PostgreSQL's parser: only for requests that touch session state).
+std::vector<TrackedStatement> ClientConn::tracked_statements(const SessionCommand& command) {
+  std::vector<TrackedStatement> tracked;
+  auto add = [&](std::string sql, const routing::Classification& c) {
+    TrackedStatement s{std::move(sql), c, {}};
+    const bool may_hide_effects =
+        c.effects.has(routing::SessionEffect::SetConfig) || c.effects.has(routing::SessionEffect::Opaque);
+    if (c.kind == routing::StatementKind::TxBegin) {
+      s.facts.transaction = routing::TransactionCommand::Begin;
+    } else if (c.kind == routing::StatementKind::TxEnd || c.kind == routing::StatementKind::Write || may_hide_effects) {
+      s.facts = routing::statement_session_facts(s.sql);  // savepoints are writes to the classifier
+    }
+    tracked.push_back(std::move(s));
+  };
+  for (const std::string& text : command.statements) {
+    const routing::Classification c = worker_.classifier().classify(text);
+    if (!c.multi_statement) {
+      add(text, c);
+      continue;
+    }
+    for (std::string& statement : routing::split_statements(text)) {
+      const routing::Classification one = worker_.classifier().classify(statement);
+      add(std::move(statement), one);
+    }
+  }
+  return tracked;
+}
+
+// At the request's ReadyForQuery: the commands that now last go to the session log (the other servers replay
+// them before their next request); when what lasts cannot be told, the session's state is unknown.
+void ClientConn::finish_session_request(ServerConn* server, const SessionCommand& command, bool failed,
+                                        char tx_status) {
+  SessionOutcome outcome =
+      session_.block.finish(tracked_statements(command), session_.tx_status, tx_status, failed);
+  const LogUpdate update =
+      session_.record_lasting(std::move(outcome.lasting), server->applied_log, transaction_pooling());
+  if (update.others_restart) {
+    for (ServerConn* other : {primary_.get(), standby_.get()}) {
+      if (other) other->applied_log = 0;
+    }
+  }
+  server->applied_log = update.runner_applied;
+  if (outcome.unknown || (command.unresolved && !failed)) lose_track_of_session(server);
+}
+
+// pgmux cannot reproduce the session's settings elsewhere. On the primary, the session stays there: its reads go
+// to the primary too (transaction pooling: it keeps that server). On a standby (a read-only transaction), the
+// primary lacks them and no write can run where they are: the session ends rather than run with other settings.
+void ClientConn::lose_track_of_session(ServerConn* server) {
+  if (server == standby_) {
+    fail({Failure::SessionStateLost, {server->pool().backend().name}});
+    return;
+  }
+  if (!session_.route.session_unknown) {
+    LOG_INFO("C-%llu user=%s db=%s: session settings changed in a way pgmux cannot replay; its reads go to the "
+             "primary from now on",
+             static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str());
+  }
+  session_.route.session_unknown = true;
+  if (transaction_pooling()) note_pin(routing::PinReason::UnknownSessionState, true);
+}
+
+}  // namespace pgmux::proxy
