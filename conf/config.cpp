@@ -113,6 +113,15 @@ const char* to_string(LogLevel l) {
   return "unknown";
 }
 
+const char* to_string(Consistency c) {
+  switch (c) {
+    case Consistency::Causal: return "causal";
+    case Consistency::Session: return "session";
+    case Consistency::Eventual: return "eventual";
+  }
+  return "unknown";
+}
+
 std::optional<AuthMethod> parse_auth_method(std::string_view text) {
   for (AuthMethod m : {AuthMethod::ScramSha256, AuthMethod::Md5, AuthMethod::Trust}) {
     if (text == to_string(m)) return m;
@@ -145,6 +154,13 @@ PasswordKind password_kind(std::string_view password) {
     return PasswordKind::ScramSecret;
   }
   return PasswordKind::Plain;
+}
+
+std::optional<Consistency> parse_consistency(std::string_view text) {
+  for (Consistency c : {Consistency::Causal, Consistency::Session, Consistency::Eventual}) {
+    if (text == to_string(c)) return c;
+  }
+  return std::nullopt;
 }
 
 }  // namespace pgmux::conf
