@@ -1,6 +1,7 @@
-// Read-your-writes end to end: both standbys apply WAL 2 s late (recovery_min_apply_delay), so a read there right
-// after a commit cannot see it; a client's insert-then-select through pgmux must see its row 1000 times out of
-// 1000, while a client that wrote nothing still reads from (stale) standbys. Settings are restored at the end.
+// Read-your-writes end to end (routing.consistency session): both standbys apply WAL 2 s late
+// (recovery_min_apply_delay), so a read there right after a commit cannot see it; a client's insert-then-select
+// through pgmux must see its row 1000 times out of 1000, while a client that wrote nothing still reads from
+// (stale) standbys. Settings are restored at the end.
 #include <doctest/doctest.h>
 
 #include <cstdlib>
@@ -45,7 +46,7 @@ TEST_CASE("a client always reads its own writes") {
   const ClusterPorts ports = cluster_ports();
   const int listen = pick_listen_port();
   nlohmann::json config = routing_config(listen, ports);
-  config["routing"] = {{"read_your_writes", true}, {"max_lag_seconds", 60}};
+  config["routing"] = {{"consistency", "session"}, {"max_lag_seconds", 60}};
   ProxyUnderTest proxy(config.dump(), listen);
   const std::string ci = proxy.conninfo("app", "app", kDb);
 
