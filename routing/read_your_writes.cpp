@@ -15,15 +15,6 @@ const LsnSample* first_after(const std::vector<LsnSample>& samples, double t) {
 
 }  // namespace
 
-const char* to_string(Consistency c) {
-  switch (c) {
-    case Consistency::Causal: return "causal";
-    case Consistency::Session: return "session";
-    case Consistency::Eventual: return "eventual";
-  }
-  return "?";
-}
-
 std::optional<uint64_t> required_lsn(const BackendsView& view, double commit_time) {
   // Each sample was read by a query sent at `time`, so one sent after the commit returned carries an LSN at or
   // past the commit record. The earliest such sample of either list asks the least of the standbys.

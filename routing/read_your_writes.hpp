@@ -15,7 +15,6 @@ enum class Consistency : uint8_t {
   Session,   // it sees the client's own last commit (read-your-writes)
   Eventual,  // only the lag limits apply
 };
-const char* to_string(Consistency c);  // "causal", "session", "eventual"
 
 // The LSN a standby must have replayed for a read that must see a commit made at commit_time; nullopt when
 // no sample after commit_time exists yet (reads must stay on the primary).

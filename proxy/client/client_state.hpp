@@ -34,8 +34,8 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 // The client waits for something other than its own next bytes (SHOW CLIENTS' "waiting").
 inline bool is_waiting(ClientState s) {
   return s == ClientState::LoginWait || s == ClientState::ServerWait || s == ClientState::PrimaryWait ||
-         s == ClientState::ReplayWait || s == ClientState::Paused || s == ClientState::Draining || s == ClientState::Preparing ||
-         s == ClientState::AdminBusy;
+         s == ClientState::ReplayWait || s == ClientState::Paused || s == ClientState::Draining ||
+         s == ClientState::Preparing || s == ClientState::AdminBusy;
 }
 
 // The client has been told it is logged in (ReadyForQuery after authentication).

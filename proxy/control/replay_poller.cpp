@@ -104,12 +104,15 @@ void ReplayPoller::ask(size_t index, double now) {
         if (PQresultStatus(result) != PGRES_TUPLES_OK || PQntuples(result) != 1 || PQnfields(result) != 2) {
           return "unexpected answer";
         }
-        auto value = [&](int column) { return PQgetisnull(result, 0, column) ? nullptr : PQgetvalue(result, 0, column); };
+        auto value = [&](int column) {
+          return PQgetisnull(result, 0, column) ? nullptr : PQgetvalue(result, 0, column);
+        };
         if (!parse_wal_position(value(0), value(1), backend.answer)) return "unexpected answer";
         backend.have_row = true;
         return "";
       },
       [this, index](bool ok, const std::string&) {
+        if (!running_) return;  // stopped meanwhile: nobody wants the answer
         Backend& done = backends_[index];
         if (!ok || !done.have_row) {
           done.next_at = monotonic_seconds() + kBackoffSeconds;

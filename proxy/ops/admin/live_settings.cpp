@@ -107,14 +107,16 @@ LiveSetting read_only(std::string key, Changeable changeable, std::function<std:
   return s;
 }
 
-LiveSetting consistency_setting() {
+// A setting with named values (conf::to_string and its inverse parse): `field` is a callable Config& -> T&.
+template <typename Field, typename Parse>
+LiveSetting named_setting(std::string key, Field field, Parse parse, const char* choices) {
   LiveSetting s;
-  s.key = "routing.consistency";
-  s.get = [](const Config& c) { return std::string(conf::to_string(c.routing.consistency)); };
-  s.set = [](Config& c, std::string_view text) -> std::string {
-    auto parsed = conf::parse_consistency(lower(text));
-    if (!parsed) return "must be one of causal, session, eventual";
-    c.routing.consistency = *parsed;
+  s.key = std::move(key);
+  s.get = [field](const Config& c) { return std::string(conf::to_string(field(const_cast<Config&>(c)))); };
+  s.set = [field, parse, choices](Config& c, std::string_view text) -> std::string {
+    auto parsed = parse(lower(text));
+    if (!parsed) return std::string("must be one of ") + choices;
+    field(c) = *parsed;
     return "";
   };
   return s;
@@ -146,16 +148,9 @@ std::vector<LiveSetting> build() {
   out.push_back(number_setting("max_client_conn", &Config::max_client_conn, 1, 2147483647));
   out.push_back(
       number_setting("max_message_size", &Config::max_message_size, 1024, 1073741824));
-  LiveSetting level;
-  level.key = "logging.level";
-  level.get = [](const Config& c) { return std::string(conf::to_string(c.logging.level)); };
-  level.set = [](Config& c, std::string_view text) -> std::string {
-    auto parsed = conf::parse_log_level(lower(text));
-    if (!parsed) return "must be one of debug, info, warn, error";
-    c.logging.level = *parsed;
-    return "";
-  };
-  out.push_back(std::move(level));
+  out.push_back(named_setting(
+      "logging.level", [](Config& c) -> conf::LogLevel& { return c.logging.level; }, conf::parse_log_level,
+      "debug, info, warn, error"));
   out.push_back(number_setting("prepared_statements.max_per_server", &Config::prepared_statements,
                                &conf::PreparedStatements::max_per_server, 1, 100000));
   // Routing.
@@ -164,7 +159,9 @@ std::vector<LiveSetting> build() {
   out.push_back(number_setting("routing.max_lag_seconds", &Config::routing, &Routing::max_lag_seconds, 0.001, kYear));
   out.push_back(number_setting("routing.lag_hysteresis", &Config::routing, &Routing::lag_hysteresis, 0, kYear));
   out.push_back(bool_setting("routing.fallback_to_primary", &Config::routing, &Routing::fallback_to_primary));
-  out.push_back(consistency_setting());
+  out.push_back(named_setting(
+      "routing.consistency", [](Config& c) -> conf::Consistency& { return c.routing.consistency; },
+      conf::parse_consistency, "causal, session, eventual"));
   out.push_back(read_your_writes_alias());
   out.push_back(number_setting("routing.causal_wait", &Config::routing, &Routing::causal_wait, 0, kYear));
   out.push_back(

@@ -27,26 +27,6 @@ constexpr int kWriters = 2;
 constexpr int kReaders = 3;
 constexpr double kLoadSeconds = 3;
 
-void set_apply_delay(int port, const std::string& value) {
-  PgConn s = admin(port);
-  exec(s.get(), value.empty() ? "ALTER SYSTEM RESET recovery_min_apply_delay"
-                              : "ALTER SYSTEM SET recovery_min_apply_delay = '" + value + "'");
-  exec(s.get(), "SELECT pg_reload_conf()");
-  REQUIRE(wait_until([&] { return scalar(s.get(), "SHOW recovery_min_apply_delay") == (value.empty() ? "0" : value); },
-                     10));
-}
-
-// Puts standby1 back to immediate apply, whatever happens to the test.
-struct RestoreDelay {
-  int port;
-  ~RestoreDelay() {
-    try {
-      set_apply_delay(port, "");
-    } catch (...) {
-    }
-  }
-};
-
 struct LoadResult {
   int reads = 0;           // readers' reads
   int stale = 0;           // ... that missed a commit acknowledged before they were sent
@@ -73,7 +53,8 @@ LoadResult run_load(const std::string& ci) {
     int own_reads = 0;
     int own_stale = 0;
     while (!stop.load()) {
-      const long n = std::atol(scalar(conn.get(), "UPDATE counters SET n = n + 1 WHERE writer = " + id + " RETURNING n").c_str());
+      const std::string update = "UPDATE counters SET n = n + 1 WHERE writer = " + id + " RETURNING n";
+      const long n = std::atol(scalar(conn.get(), update).c_str());
       acked[static_cast<size_t>(w)].store(n);
       ++own_reads;
       own_stale += std::atol(scalar(conn.get(), "SELECT n FROM counters WHERE writer = " + id).c_str()) < n;
@@ -91,7 +72,9 @@ LoadResult run_load(const std::string& ci) {
       PgResult r = exec(conn.get(), "SELECT (SELECT n FROM counters WHERE writer = 0),"
                                     " (SELECT n FROM counters WHERE writer = 1), inet_server_port()");
       bool stale = false;
-      for (int w = 0; w < kWriters; ++w) stale |= std::atol(PQgetvalue(r.get(), 0, w)) < must_see[static_cast<size_t>(w)];
+      for (int w = 0; w < kWriters; ++w) {
+        stale |= std::atol(PQgetvalue(r.get(), 0, w)) < must_see[static_cast<size_t>(w)];
+      }
       ++mine.reads;
       mine.stale += stale;
       ++mine.ports[std::atoi(PQgetvalue(r.get(), 0, kWriters))];
@@ -148,7 +131,7 @@ TEST_CASE("causal reads: no read misses a commit acknowledged on another connect
     exec(p.get(), std::string("ALTER DATABASE ") + kDb + " SET synchronous_commit = on");
   }
   REQUIRE(wait_replayed(ports, 20));
-  RestoreDelay restore{ports.standby1};
+  ApplyDelayReset restore{{ports.standby1}};
   set_apply_delay(ports.standby1, "300ms");
 
   bool direct = false;

@@ -17,29 +17,6 @@ namespace {
 
 const char* const kDb = "rt_ryw";
 
-void set_apply_delay(const ClusterPorts& ports, const std::string& value) {
-  for (int port : {ports.standby1, ports.standby2}) {
-    PgConn s = admin(port);
-    if (value.empty()) {
-      exec(s.get(), "ALTER SYSTEM RESET recovery_min_apply_delay");
-    } else {
-      exec(s.get(), "ALTER SYSTEM SET recovery_min_apply_delay = '" + value + "'");
-    }
-    exec(s.get(), "SELECT pg_reload_conf()");
-  }
-}
-
-// Puts the standbys back to immediate apply, whatever happens to the test.
-struct RestoreDelay {
-  ClusterPorts ports;
-  ~RestoreDelay() {
-    try {
-      set_apply_delay(ports, "");
-    } catch (...) {
-    }
-  }
-};
-
 }  // namespace
 
 TEST_CASE("a client always reads its own writes") {
@@ -61,12 +38,8 @@ TEST_CASE("a client always reads its own writes") {
     REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
   }
 
-  RestoreDelay restore{ports};
-  set_apply_delay(ports, "2s");
-  for (int port : {ports.standby1, ports.standby2}) {
-    PgConn s = admin(port);
-    REQUIRE(wait_until([&] { return scalar(s.get(), "SHOW recovery_min_apply_delay") == "2s"; }, 10));
-  }
+  ApplyDelayReset restore{{ports.standby1, ports.standby2}};
+  for (int port : {ports.standby1, ports.standby2}) set_apply_delay(port, "2s");
 
   // The standbys really are behind: a row committed on the primary is not visible there right away.
   {
@@ -119,6 +92,6 @@ TEST_CASE("a client always reads its own writes") {
   }
 
   conn.reset();
-  set_apply_delay(ports, "");
+  for (int port : {ports.standby1, ports.standby2}) set_apply_delay(port, "");
   drop_database(ports, kDb);
 }
