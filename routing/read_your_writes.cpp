@@ -34,6 +34,16 @@ std::optional<LsnSample> latest_primary_sample(const BackendsView& view) {
   return latest;
 }
 
+std::optional<uint64_t> furthest_replay(const BackendsView& view, uint64_t mask) {
+  std::optional<uint64_t> furthest;
+  for (size_t i = 0; i < view.backends.size() && i < 64; ++i) {
+    const BackendStatus& b = view.backends[i];
+    if (!((mask >> i) & 1) || !b.readable) continue;
+    if (!furthest || b.last.replay_lsn > *furthest) furthest = b.last.replay_lsn;
+  }
+  return furthest;
+}
+
 bool standby_caught_up(const BackendsView& view, int index, uint64_t lsn) {
   if (index < 0 || static_cast<size_t>(index) >= view.backends.size()) return false;
   return view.backends[static_cast<size_t>(index)].last.replay_lsn >= lsn;

@@ -23,6 +23,10 @@ std::optional<uint64_t> required_lsn(const BackendsView& view, double commit_tim
 // The newest primary LSN sample of either kind (probe round or replay poller); nullopt when there is none.
 std::optional<LsnSample> latest_primary_sample(const BackendsView& view);
 
+// With no primary (a failover), what a read that must see a commit can ask at most: the replay LSN of the
+// readable standby in `mask` that replayed the most; nullopt when no standby is readable.
+std::optional<uint64_t> furthest_replay(const BackendsView& view, uint64_t mask);
+
 // True when the standby at index has replayed at least `lsn`.
 bool standby_caught_up(const BackendsView& view, int index, uint64_t lsn);
 

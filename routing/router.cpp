@@ -87,6 +87,12 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   std::optional<uint64_t> required;
   if (commit) {
     required = required_lsn(view, commit->time);
+    // No primary (a failover): nothing newer can be sampled, and waiting for a primary would stop reads standbys
+    // can serve. The standby that replayed the most has every commit any standby has; a commit that reached none
+    // may be lost with the old primary anyway.
+    const std::optional<uint64_t> furthest =
+        view.primary < 0 ? furthest_replay(view, state.backend_mask) : std::nullopt;
+    if (furthest && (!required || *furthest < *required)) required = furthest;
     if (!required) return primary_or_wait(view, state.backend_mask, held);
   }
   auto allowed = [&](int index) {

@@ -165,3 +165,35 @@ TEST_CASE("causal: the topology takes the poller's positions only where they bel
   CHECK(t.view()->recent_primary_lsn.size() == 32);
   CHECK(t.view()->recent_primary_lsn.back().lsn == 2039u);
 }
+
+TEST_CASE("causal: with no primary, reads go to the standby that replayed the most") {
+  BackendsView v;
+  v.backends.resize(4);
+  v.backends[0].role = Role::Down;  // the old primary
+  for (size_t i = 1; i < 4; ++i) {
+    v.backends[i].role = Role::Standby;
+    v.backends[i].readable = true;
+    v.backends[i].spec.weight = 1;
+  }
+  v.backends[1].last.replay_lsn = 900;
+  v.backends[2].last.replay_lsn = 950;
+  v.backends[3].last.replay_lsn = 990;
+  v.backends[3].readable = false;  // ahead, but out of the read set
+  v.primary = -1;
+  v.primary_lsn_history = {{1.0, 1000}};
+  CHECK(furthest_replay(v, ~uint64_t{0}) == 950u);
+  CHECK(furthest_replay(v, uint64_t{1} << 1) == 900u);
+  CHECK_FALSE(furthest_replay(v, uint64_t{1} << 3));
+
+  ClientRouteState s;
+  s.cluster_commit = 0.5;  // sampled (1000), but no standby got that far before the primary went
+  const auto reads = reads_by_backend(s, v, Consistency::Causal);
+  CHECK(reads.size() == 1);
+  CHECK(reads.count(2) == 1);
+  s.cluster_commit = 2.0;  // never sampled: the same
+  CHECK(route(s, v, Consistency::Causal).backend == 2);
+  v.primary = 0;  // with a primary the bar stays where the samples put it
+  v.backends[0].role = Role::Primary;
+  s.cluster_commit = 0.5;
+  CHECK(route(s, v, Consistency::Causal).target == RouteTarget::Primary);
+}
