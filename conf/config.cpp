@@ -2,7 +2,9 @@
 #include "conf/config.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 #include <thread>
+#include <utility>
 
 namespace pgmux::conf {
 namespace {
@@ -85,54 +87,48 @@ PoolMode Config::effective_pool_mode(const User* user, const Database& database)
   return database.pool_mode;
 }
 
-const char* to_string(AuthMethod m) {
-  switch (m) {
-    case AuthMethod::ScramSha256: return "scram-sha-256";
-    case AuthMethod::Md5: return "md5";
-    case AuthMethod::Trust: return "trust";
+namespace {
+
+// Each enum's names, in one table both ways.
+template <typename T>
+using NameTable = std::initializer_list<std::pair<T, const char*>>;
+
+template <typename T>
+const char* name_in(NameTable<T> names, T value) {
+  for (const auto& [v, name] : names) {
+    if (v == value) return name;
   }
   return "unknown";
 }
 
-const char* to_string(PoolMode m) {
-  switch (m) {
-    case PoolMode::Session: return "session";
-    case PoolMode::Transaction: return "transaction";
-    case PoolMode::Statement: return "statement";
-  }
-  return "unknown";
-}
-
-const char* to_string(LogLevel l) {
-  switch (l) {
-    case LogLevel::Debug: return "debug";
-    case LogLevel::Info: return "info";
-    case LogLevel::Warn: return "warn";
-    case LogLevel::Error: return "error";
-  }
-  return "unknown";
-}
-
-std::optional<AuthMethod> parse_auth_method(std::string_view text) {
-  for (AuthMethod m : {AuthMethod::ScramSha256, AuthMethod::Md5, AuthMethod::Trust}) {
-    if (text == to_string(m)) return m;
+template <typename T>
+std::optional<T> value_in(NameTable<T> names, std::string_view text) {
+  for (const auto& [v, name] : names) {
+    if (text == name) return v;
   }
   return std::nullopt;
 }
 
-std::optional<PoolMode> parse_pool_mode(std::string_view text) {
-  for (PoolMode m : {PoolMode::Session, PoolMode::Transaction, PoolMode::Statement}) {
-    if (text == to_string(m)) return m;
-  }
-  return std::nullopt;
-}
+const NameTable<AuthMethod> kAuthMethodNames = {
+    {AuthMethod::ScramSha256, "scram-sha-256"}, {AuthMethod::Md5, "md5"}, {AuthMethod::Trust, "trust"}};
+const NameTable<PoolMode> kPoolModeNames = {
+    {PoolMode::Session, "session"}, {PoolMode::Transaction, "transaction"}, {PoolMode::Statement, "statement"}};
+const NameTable<LogLevel> kLogLevelNames = {
+    {LogLevel::Debug, "debug"}, {LogLevel::Info, "info"}, {LogLevel::Warn, "warn"}, {LogLevel::Error, "error"}};
+const NameTable<Consistency> kConsistencyNames = {
+    {Consistency::Causal, "causal"}, {Consistency::Session, "session"}, {Consistency::Eventual, "eventual"}};
 
-std::optional<LogLevel> parse_log_level(std::string_view text) {
-  for (LogLevel l : {LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error}) {
-    if (text == to_string(l)) return l;
-  }
-  return std::nullopt;
-}
+}  // namespace
+
+const char* to_string(AuthMethod m) { return name_in(kAuthMethodNames, m); }
+const char* to_string(PoolMode m) { return name_in(kPoolModeNames, m); }
+const char* to_string(LogLevel l) { return name_in(kLogLevelNames, l); }
+const char* to_string(Consistency c) { return name_in(kConsistencyNames, c); }
+
+std::optional<AuthMethod> parse_auth_method(std::string_view text) { return value_in(kAuthMethodNames, text); }
+std::optional<PoolMode> parse_pool_mode(std::string_view text) { return value_in(kPoolModeNames, text); }
+std::optional<LogLevel> parse_log_level(std::string_view text) { return value_in(kLogLevelNames, text); }
+std::optional<Consistency> parse_consistency(std::string_view text) { return value_in(kConsistencyNames, text); }
 
 PasswordKind password_kind(std::string_view password) {
   // Same test PostgreSQL applies to a stored md5 password: prefix plus exactly 32 lowercase hex digits.

@@ -12,6 +12,9 @@ namespace pgmux::conf {
 
 enum class AuthMethod { ScramSha256, Md5, Trust };
 enum class PoolMode { Session, Transaction, Statement };
+// How fresh a read a standby serves must be: causal (every commit acknowledged to any client before the read),
+// session (the client's own commits), eventual (lag limits only).
+enum class Consistency { Causal, Session, Eventual };
 enum class LogLevel { Debug, Info, Warn, Error };
 
 struct Listener {
@@ -75,7 +78,10 @@ struct Routing {
   double max_lag_seconds = 10;
   double lag_hysteresis = 5;        // seconds under both limits before a lagging standby is back
   bool fallback_to_primary = true;  // reads go to the primary when no standby is eligible
-  bool read_your_writes = true;
+  // routing.read_your_writes, the key before this one, is read as an alias: true = causal, false = eventual.
+  Consistency consistency = Consistency::Causal;
+  double causal_wait = 0;              // seconds a read may wait for a standby to catch up; 0 = none
+  double causal_poll_interval = 0.002;  // seconds between the replay poller's queries; 0 = probe rounds only
   std::vector<std::string> write_functions;  // calling one of these makes a statement a write
   // Seconds between reloads of each database's function catalog (volatile functions and the views over them)
   // from the primary; DDL sent through pgmux reloads it at once.
@@ -139,11 +145,13 @@ struct Config {
 const char* to_string(AuthMethod m);   // "scram-sha-256", "md5", "trust"
 const char* to_string(PoolMode m);     // "session", "transaction", "statement"
 const char* to_string(LogLevel l);     // "debug", "info", "warn", "error"
+const char* to_string(Consistency c);  // "causal", "session", "eventual"
 
 // Inverses of to_string; nullopt for any other text (exact, case-sensitive).
 std::optional<AuthMethod> parse_auth_method(std::string_view text);
 std::optional<PoolMode> parse_pool_mode(std::string_view text);
 std::optional<LogLevel> parse_log_level(std::string_view text);
+std::optional<Consistency> parse_consistency(std::string_view text);
 
 // What a configured password string holds, by PostgreSQL's own formats:
 // "md5" + 32 lowercase hex digits, or "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>".

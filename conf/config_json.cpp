@@ -11,6 +11,7 @@ constexpr double kMaxTimeoutSeconds = 365.0 * 24 * 3600;  // keeps seconds -> ms
 constexpr std::string_view kAuthMethods = "\"scram-sha-256\", \"md5\", \"trust\"";
 constexpr std::string_view kPoolModes = "\"session\", \"transaction\", \"statement\"";
 constexpr std::string_view kLogLevels = "\"debug\", \"info\", \"warn\", \"error\"";
+constexpr std::string_view kConsistencies = "\"causal\", \"session\", \"eventual\"";
 
 enum class Presence { Optional, RequiredNonEmpty };
 
@@ -175,6 +176,21 @@ Timeouts parse_timeouts(ObjectReader& root) {
   return t;
 }
 
+// routing.consistency, or the key it replaced: read_your_writes true (on by default, so it meant "reads see the
+// writes they must") is causal, false is eventual. Both at once are refused rather than guessed between.
+void read_consistency(ObjectReader& r, Routing& out) {
+  const bool has_consistency = r.get("consistency") != nullptr;
+  assign(r.enumeration("consistency", parse_consistency, kConsistencies), out.consistency);
+  if (r.get("read_your_writes") == nullptr) return;
+  if (has_consistency) {
+    r.diags().add(r.pointer_of("read_your_writes"), "is replaced by consistency; give only consistency");
+    return;
+  }
+  bool read_your_writes = true;
+  read_boolean(r, "read_your_writes", read_your_writes);
+  out.consistency = read_your_writes ? Consistency::Causal : Consistency::Eventual;
+}
+
 Routing parse_routing(ObjectReader& root) {
   Routing out;
   const Json* value = root.get("routing");
@@ -185,7 +201,7 @@ Routing parse_routing(ObjectReader& root) {
   read_duration(r, "max_lag_seconds", out.max_lag_seconds, false);
   read_duration(r, "lag_hysteresis", out.lag_hysteresis, true);
   read_boolean(r, "fallback_to_primary", out.fallback_to_primary);
-  read_boolean(r, "read_your_writes", out.read_your_writes);
+  read_consistency(r, out);
   if (const Json* list = r.get("write_functions")) {
     const std::string pointer = r.pointer_of("write_functions");
     if (check_array(*list, pointer, root.diags())) {
@@ -197,6 +213,8 @@ Routing parse_routing(ObjectReader& root) {
   }
   read_duration(r, "failover_timeout", out.failover_timeout, true);  // 0 = fail writes at once
   read_duration(r, "function_catalog_refresh", out.function_catalog_refresh, false);
+  read_duration(r, "causal_wait", out.causal_wait, true);
+  read_duration(r, "causal_poll_interval", out.causal_poll_interval, true);  // 0 = no replay poller
   r.finish();
   return out;
 }

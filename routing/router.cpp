@@ -1,7 +1,5 @@
 #include "routing/router.hpp"
 
-#include "routing/read_your_writes.hpp"
-
 namespace pgmux::routing {
 
 const char* to_string(RouteTarget t) {
@@ -26,6 +24,7 @@ const char* to_string(RouteReason r) {
     case RouteReason::SessionUnknown: return "session-state-unknown";
     case RouteReason::SplitOff: return "split-off";
     case RouteReason::ReadYourWrites: return "read-your-writes";
+    case RouteReason::Causal: return "causal";
     case RouteReason::LagExcluded: return "lag-excluded";
     case RouteReason::NoEligibleStandby: return "fallback-to-primary";
     case RouteReason::NoPrimary: return "no-primary";
@@ -44,6 +43,17 @@ bool is_read_only_statement(const Classification& c, const ClientRouteState& sta
     default:
       return false;
   }
+}
+
+std::optional<CommitToSee> commit_to_see(const ClientRouteState& state, Consistency consistency) {
+  std::optional<CommitToSee> commit;
+  if (consistency == Consistency::Eventual) return commit;
+  if (state.last_write_commit) commit = CommitToSee{*state.last_write_commit, true};
+  // The client's own commits are among the cluster's: another client's later one is what binds then.
+  if (consistency == Consistency::Causal && state.cluster_commit && (!commit || *state.cluster_commit > commit->time)) {
+    commit = CommitToSee{*state.cluster_commit, false};
+  }
+  return commit;
 }
 
 namespace {
@@ -72,11 +82,20 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
     }
   }
 
-  // Read-your-writes: only standbys that replayed past the primary LSN sampled after the client's last commit.
+  // Read-your-writes and causal reads: only standbys that replayed past the primary LSN sampled after the commit
+  // the read must see.
+  const std::optional<CommitToSee> commit = commit_to_see(state, settings.consistency);
+  const RouteReason held = commit && !commit->own ? RouteReason::Causal : RouteReason::ReadYourWrites;
   std::optional<uint64_t> required;
-  if (settings.read_your_writes && state.last_write_commit) {
-    required = required_lsn(view, *state.last_write_commit);
-    if (!required) return primary_or_wait(view, state.backend_mask, RouteReason::ReadYourWrites);
+  if (commit) {
+    required = required_lsn(view, commit->time);
+    // No primary (a failover): nothing newer can be sampled, and waiting for a primary would stop reads standbys
+    // can serve. The standby that replayed the most has every commit any standby has; a commit that reached none
+    // may be lost with the old primary anyway.
+    const std::optional<uint64_t> furthest =
+        view.primary < 0 ? furthest_replay(view, state.backend_mask) : std::nullopt;
+    if (furthest && (!required || *furthest < *required)) required = furthest;
+    if (!required) return primary_or_wait(view, state.backend_mask, held);
   }
   auto allowed = [&](int index) {
     const BackendStatus& b = view.backends[static_cast<size_t>(index)];
@@ -101,7 +120,7 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   }
   RouteReason why = RouteReason::NoEligibleStandby;
   if (required && any_readable) {
-    why = RouteReason::ReadYourWrites;
+    why = held;
   } else if (any_lagging && !any_readable) {
     why = RouteReason::LagExcluded;
   }

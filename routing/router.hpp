@@ -6,6 +6,7 @@
 
 #include "routing/balancer.hpp"
 #include "routing/classifier.hpp"
+#include "routing/read_your_writes.hpp"
 #include "routing/topology.hpp"
 
 namespace pgmux::routing {
@@ -13,7 +14,7 @@ namespace pgmux::routing {
 struct RouteSettings {
   bool read_write_split = true;
   bool fallback_to_primary = true;
-  bool read_your_writes = true;
+  Consistency consistency = Consistency::Causal;
 };
 
 // What the router needs to know about one client.
@@ -24,6 +25,8 @@ struct ClientRouteState {
   // computed arguments, a DO block): only the primary has the session as the client made it.
   bool session_unknown = false;
   std::optional<double> last_write_commit;  // when this client's last write committed (monotonic seconds)
+  // Causal reads: the latest write commit pgmux had acknowledged to any client when this request arrived.
+  std::optional<double> cluster_commit;
   int held_standby = -1;                    // backend index of the standby connection the client holds
   uint64_t backend_mask = ~uint64_t{0};     // bit i: backend i serves this client's database
 };
@@ -43,6 +46,7 @@ enum class RouteReason : uint8_t {
   SessionUnknown,        // the session's settings exist only on the primary (ClientRouteState::session_unknown)
   SplitOff,              // routing.read_write_split is off
   ReadYourWrites,        // no standby has replayed this client's last write yet
+  Causal,                // no standby has replayed a write another client was told had committed
   LagExcluded,           // fallback: every standby is excluded for replication lag
   NoEligibleStandby,     // fallback: no standby is up, enabled and weighted
   NoPrimary,             // no primary right now (failover)
@@ -58,6 +62,19 @@ struct Route {
 
 // True when the statement may run on a standby at all (before health, lag and read-your-writes).
 bool is_read_only_statement(const Classification& c, const ClientRouteState& state);
+
+// The commit a read must see under `consistency`, and whether it is the client's own.
+struct CommitToSee {
+  double time = 0;
+  bool own = false;
+};
+std::optional<CommitToSee> commit_to_see(const ClientRouteState& state, Consistency consistency);
+
+// The read went to the primary (or got no backend) only because no standby has replayed what it must see yet: a
+// standby may serve it a little later (the bounded wait of routing.causal_wait).
+inline bool held_for_replay(const Route& r) {
+  return r.reason == RouteReason::ReadYourWrites || r.reason == RouteReason::Causal;
+}
 
 Route route_statement(const Classification& c, const ClientRouteState& state, const BackendsView& view,
                       const RouteSettings& settings, Balancer& balancer);

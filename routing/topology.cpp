@@ -7,6 +7,15 @@ namespace pgmux::routing {
 namespace {
 
 constexpr size_t kHistoryMax = 64;  // ~1 minute at the default 1 s period
+constexpr size_t kRecentMax = 32;   // the replay poller's samples: only the newest few are ever needed
+
+// Inserts in time order (a failover may interleave samples of two servers), dropping the oldest past `max`.
+void add_sample(std::vector<LsnSample>& samples, const LsnSample& sample, size_t max) {
+  auto at = std::upper_bound(samples.begin(), samples.end(), sample.time,
+                             [](double t, const LsnSample& s) { return t < s.time; });
+  samples.insert(at, sample);
+  if (samples.size() > max) samples.erase(samples.begin());
+}
 
 std::string format_bytes(int64_t bytes) {
   char buf[64];
@@ -110,14 +119,25 @@ void Topology::on_probe_ok(size_t index, const ProbeResult& result, double now) 
   recompute(now);
   if (static_cast<int>(index) == primary_) {
     const uint64_t lsn = std::max(result.insert_lsn, result.current_lsn);
-    const LsnSample sample{result.sent_at >= 0 ? result.sent_at : now, lsn};
-    // Keep time order even if a failover interleaves samples of two servers.
-    auto at = std::upper_bound(history_.begin(), history_.end(), sample.time,
-                               [](double t, const LsnSample& s) { return t < s.time; });
-    history_.insert(at, sample);
-    if (history_.size() > kHistoryMax) history_.erase(history_.begin());
+    add_sample(history_, LsnSample{result.sent_at >= 0 ? result.sent_at : now, lsn}, kHistoryMax);
   }
   publish(now);
+}
+
+bool Topology::on_replay_position(size_t index, uint64_t replay_lsn) {
+  if (index >= backends_.size()) return false;
+  BackendStatus& b = backends_[index];
+  if (b.role != Role::Standby || replay_lsn <= b.last.replay_lsn) return false;
+  b.last.replay_lsn = replay_lsn;
+  publish(last_now_);
+  return true;
+}
+
+bool Topology::on_primary_position(size_t index, uint64_t insert_lsn, double sent_at) {
+  if (static_cast<int>(index) != primary_ || insert_lsn == 0) return false;
+  add_sample(recent_, LsnSample{sent_at, insert_lsn}, kRecentMax);
+  publish(last_now_);
+  return true;
 }
 
 void Topology::on_probe_failed(size_t index, const std::string& error, double now) {
@@ -355,6 +375,7 @@ void Topology::publish(double /*now*/) {
   v->split_brain = split_brain_;
   v->alarm = alarm_;
   v->primary_lsn_history = history_;
+  v->recent_primary_lsn = recent_;
   v->generation = ++generation_;
   view_ = std::move(v);
 }

@@ -81,6 +81,9 @@ struct BackendsView {
   std::string alarm;                    // human text when something is wrong ("two primaries: a, b")
   // Recent primary LSN samples (insert position), oldest first, the last 64.
   std::vector<LsnSample> primary_lsn_history;
+  // The replay poller's primary samples between probe rounds (causal reads), oldest first, the last 32. Kept
+  // apart from the rounds' history, which also dates lag: a burst of them would shorten its reach.
+  std::vector<LsnSample> recent_primary_lsn;
   uint64_t generation = 0;
 };
 
@@ -90,6 +93,11 @@ class Topology {
 
   void on_probe_ok(size_t index, const ProbeResult& result, double now);
   void on_probe_failed(size_t index, const std::string& error, double now);
+  // Between probe rounds, the replay poller's fresher positions (causal reads). A standby's replay LSN only
+  // moves forward here; a primary's insert LSN is kept with when it was asked (sent_at). True when the view
+  // changed (and was published).
+  bool on_replay_position(size_t index, uint64_t replay_lsn);
+  bool on_primary_position(size_t index, uint64_t insert_lsn, double sent_at);
   // A new config: backends matched by name (at the same host and port) keep their state.
   void reconfigure(std::vector<BackendSpec> backends, TopologySettings settings);
 
@@ -112,6 +120,7 @@ class Topology {
   std::vector<BackendStatus> backends_;
   TopologySettings settings_;
   std::vector<LsnSample> history_;
+  std::vector<LsnSample> recent_;  // the replay poller's primary samples
   std::shared_ptr<const BackendsView> view_;
   uint64_t generation_ = 0;
 };

@@ -115,6 +115,7 @@ bool ClientConn::answer_explain_route() {
   const std::string_view target = admin::explain_route_target(request_.sql, &matched);
   routing::ClientRouteState state = session_.route;
   state.held_standby = standby_ ? standby_->backend_index() : -1;
+  state.cluster_commit = worker_.shared().commits.latest();
   admin::Answer answer;
   if (target.empty()) {
     answer = admin::Answer::fail(sqlstate::kSyntaxError, "EXPLAIN ROUTE needs a statement",

@@ -80,6 +80,7 @@ void ClientConn::set_state(ClientState next) {
   state_ = next;
   // Leaving a wait: off the list that would have woken it.
   if (before == ClientState::PrimaryWait) worker_.stop_waiting_for_primary(this);
+  if (before == ClientState::ReplayWait) worker_.stop_waiting_for_replay(this);
   if (before == ClientState::Paused) worker_.stop_holding(this);
   if (waits_for_pool(before) && !waits_for_pool(next)) {
     if (waiting_pool_) waiting_pool_->withdraw(this);
@@ -87,6 +88,7 @@ void ClientConn::set_state(ClientState next) {
   }
   // Entering one: on the list that will.
   if (next == ClientState::PrimaryWait) worker_.wait_for_primary(this);
+  if (next == ClientState::ReplayWait) worker_.wait_for_replay(this, replay_wait_->deadline - monotonic_now());
   if (next == ClientState::Paused) worker_.hold_paused(this);
   if (waits_for_pool(next) && !waits_for_pool(before)) {
     wait_started_ = worker_.now();

@@ -80,7 +80,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   // before it closes). True when it may relay them now: it is the session's primary connection, the one whose
   // pid the client knows, and nothing else is in flight. It is then the active server.
   bool accept_unsolicited(ServerConn* server);
-  // From the worker: a new backends view, or the periodic tick while waiting for a primary.
+  // From the worker: a new backends view, the periodic tick while waiting for a primary, or the end of a replay
+  // wait (routing.causal_wait).
   void on_view_changed();
   // From the worker: a reloaded config (its backend list may be reordered, grown or shrunk). Nothing is routed
   // here; the next request uses the new list.
@@ -99,6 +100,7 @@ class ClientConn final : public StreamConn, public PoolClient {
 
   ListNode worker_node;        // worker's list of all clients
   ListNode primary_wait_node;  // worker's list of clients waiting for a primary
+  ListNode replay_wait_node;   // worker's list of reads waiting for a standby's replay
   ListNode paused_node;        // worker's list of clients held by PAUSE
 
  protected:
@@ -155,6 +157,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
   ServerConn* choose_server(const routing::Classification& c);
   void wait_for_primary(const routing::Route& route);
+  bool wait_for_replay();
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
   // What a prepare step brought to a server, for when its replies are in.
@@ -268,6 +271,13 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::string prepare_error_state_;  // a statement the request needs could not be prepared: its error
   std::string prepare_error_;
   double primary_wait_deadline_ = 0;
+  // A read that waits for a standby to replay what it must see: until when, and the commits it must see (those
+  // acknowledged when it was first routed; later ones are concurrent with it). Set only while it waits.
+  struct ReplayWait {
+    double deadline = 0;                 // monotonic seconds
+    std::optional<double> cluster_commit;
+  };
+  std::optional<ReplayWait> replay_wait_;
 
   // Request state.
   RequestInfo request_;

@@ -5,6 +5,7 @@
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
 #include "protocol/sqlstate.hpp"
+#include "proxy/control/prober.hpp"
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
@@ -136,7 +137,10 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
 
   session_.route.held_standby = standby_ ? standby_->backend_index() : -1;
+  session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();
   routing::Route route = routing::route_statement(c, session_.route, view, route_settings(), worker_.balancer());
+  if (routing::held_for_replay(route) && wait_for_replay()) return nullptr;
+  replay_wait_.reset();
   switch (route.target) {
     case routing::RouteTarget::Primary: {
       primary_wait_deadline_ = 0;
@@ -196,20 +200,30 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
               : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
 }
 
-// From the worker's current config, not the login snapshot: a reload applies to connected clients.
-routing::RouteSettings ClientConn::route_settings() const {
-  const conf::Routing& routing = worker_.config()->routing;
-  routing::RouteSettings settings;
-  settings.read_write_split = routing.read_write_split;
-  settings.fallback_to_primary = routing.fallback_to_primary;
-  settings.read_your_writes = routing.read_your_writes;
-  return settings;
+// A read that only a standby's replay keeps off the standbys waits for it, up to routing.causal_wait, rather than
+// load the primary. Every new view wakes it (the replay poller publishes one per position that moved), and the
+// worker's timer at the deadline; then it is routed again, to whatever is eligible (the primary at the end).
+bool ClientConn::wait_for_replay() {
+  const double now = monotonic_now();
+  if (!replay_wait_) {
+    const double wait = worker_.config()->routing.causal_wait;
+    if (wait <= 0) return false;
+    replay_wait_ = ReplayWait{now + wait, session_.route.cluster_commit};
+  }
+  if (now >= replay_wait_->deadline) return false;
+  set_state(ClientState::ReplayWait);
+  return true;
 }
 
+// From the worker's current config, not the login snapshot: a reload applies to connected clients.
+routing::RouteSettings ClientConn::route_settings() const { return route_settings_of(worker_.config()->routing); }
+
 void ClientConn::on_view_changed() {
-  if (state_ != ClientState::PrimaryWait) return;
+  if (state_ != ClientState::PrimaryWait && state_ != ClientState::ReplayWait) return;
   resume_requests();  // routed again with the new view
   pump();
+  // The read that waited was routed (or failed): its horizon must not outlive it.
+  if (state_ != ClientState::ReplayWait) replay_wait_.reset();
 }
 
 }  // namespace pgmux::proxy

@@ -20,9 +20,10 @@ const Row kTransitions[] = {
     {S::Startup, {S::Auth}},
     {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
     {S::LoginWait, {S::Ready}},
-    {S::Ready, {S::ServerWait, S::PrimaryWait, S::Paused, S::Draining, S::Preparing}},
+    {S::Ready, {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::Draining, S::Preparing}},
     {S::ServerWait, {S::Ready}},
     {S::PrimaryWait, {S::Ready}},
+    {S::ReplayWait, {S::Ready}},
     {S::Paused, {S::Ready}},
     {S::Draining, {S::Ready}},
     {S::Preparing, {S::Ready}},
@@ -41,6 +42,7 @@ const char* to_string(ClientState s) {
     case S::Ready: return "ready";
     case S::ServerWait: return "server_wait";
     case S::PrimaryWait: return "primary_wait";
+    case S::ReplayWait: return "replay_wait";
     case S::Paused: return "paused";
     case S::Draining: return "draining";
     case S::Preparing: return "preparing";

@@ -13,6 +13,7 @@ enum class ClientState : uint8_t {
   Ready,        // logged in: requests are read, routed and forwarded (replies may be owed meanwhile)
   ServerWait,   // a request waits for a server from a pool
   PrimaryWait,  // a request waits for a primary to appear (failover), up to failover_timeout
+  ReplayWait,   // a read waits for a standby to replay the commits it must see, up to routing.causal_wait
   Paused,       // a request that would start a transaction is held by PAUSE
   Draining,     // a request waits until the client's server has sent the replies it still owes
   Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
@@ -33,8 +34,8 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 // The client waits for something other than its own next bytes (SHOW CLIENTS' "waiting").
 inline bool is_waiting(ClientState s) {
   return s == ClientState::LoginWait || s == ClientState::ServerWait || s == ClientState::PrimaryWait ||
-         s == ClientState::Paused || s == ClientState::Draining || s == ClientState::Preparing ||
-         s == ClientState::AdminBusy;
+         s == ClientState::ReplayWait || s == ClientState::Paused || s == ClientState::Draining ||
+         s == ClientState::Preparing || s == ClientState::AdminBusy;
 }
 
 // The client has been told it is logged in (ReadyForQuery after authentication).

@@ -28,6 +28,7 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
   });
   shared_ = std::make_unique<SharedState>(config, prober_->view());
   shared_->control = this;
+  prober_->watch_commits(&shared_->commits);
   catalog_loader_ = std::make_unique<CatalogLoader>(loop_, shared_->catalogs, [this](const std::string& database) {
     return catalog_target(database);
   });

@@ -50,6 +50,18 @@ routing::TopologySettings topology_settings(const conf::Config& config) {
   return s;
 }
 
+routing::RouteSettings route_settings_of(const conf::Routing& routing) {
+  routing::RouteSettings settings;
+  settings.read_write_split = routing.read_write_split;
+  settings.fallback_to_primary = routing.fallback_to_primary;
+  switch (routing.consistency) {
+    case conf::Consistency::Causal: settings.consistency = routing::Consistency::Causal; break;
+    case conf::Consistency::Session: settings.consistency = routing::Consistency::Session; break;
+    case conf::Consistency::Eventual: settings.consistency = routing::Consistency::Eventual; break;
+  }
+  return settings;
+}
+
 ProbeTarget probe_target(const conf::Config& config, const std::string& host, uint16_t port,
                          const std::string& database) {
   ProbeTarget t;
@@ -64,6 +76,7 @@ ProbeTarget probe_target(const conf::Config& config, const std::string& host, ui
 Prober::Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change)
     : loop_(loop),
       topology_(backend_specs(config), topology_settings(config)),
+      poller_(loop, topology_, [this](const WalPosition& position) { on_position(position); }),
       on_change_(std::move(on_change)) {
   timer_ = make_uv_handle<uv_timer_t>(this);
   timer_->init(loop_);
@@ -83,6 +96,7 @@ void Prober::build_connections(const conf::Config& config) {
     targets_.push_back(probe_target(config, b.host, b.port, config.health_check.database));
   }
   reopen_connections();
+  poller_.configure(config);
 }
 
 // Fresh, idle connection objects (in-flight probes on the old ones are dropped without callbacks).
@@ -94,12 +108,14 @@ void Prober::reopen_connections() {
 void Prober::start() {
   running_ = true;
   uv_timer_start(timer_->get(), on_tick, 0, to_ms(period_));
+  poller_.start();
 }
 
 void Prober::stop() {
   if (!running_) return;
   running_ = false;
   uv_timer_stop(timer_->get());
+  poller_.stop();
   reopen_connections();
 }
 
@@ -145,6 +161,16 @@ void Prober::on_probe_done(size_t index, bool ok, const routing::ProbeResult& re
     if (c->busy()) return;  // publish once the whole round is in
   }
   notify_if_changed();
+}
+
+// A fresher WAL position than the last round's: published at once (reads may be waiting for it), then whatever
+// it calls for is asked (a new primary sample makes the standbys behind it worth asking).
+void Prober::on_position(const WalPosition& position) {
+  const bool changed = position.in_recovery
+                           ? topology_.on_replay_position(position.index, position.lsn)
+                           : topology_.on_primary_position(position.index, position.lsn, position.sent_at);
+  if (changed && !in_round_) notify_if_changed();
+  poller_.poll();
 }
 
 void Prober::notify_if_changed() {

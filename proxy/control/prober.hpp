@@ -12,7 +12,9 @@
 
 #include "conf/config.hpp"
 #include "proxy/control/probe_connection.hpp"
+#include "proxy/control/replay_poller.hpp"
 #include "proxy/net/uv_handle.hpp"
+#include "routing/router.hpp"
 #include "routing/topology.hpp"
 
 namespace pgmux::proxy {
@@ -21,6 +23,7 @@ namespace pgmux::proxy {
 // disabled: names of backends the operator disabled.
 std::vector<routing::BackendSpec> backend_specs(const conf::Config& config, const std::set<std::string>& disabled = {});
 routing::TopologySettings topology_settings(const conf::Config& config);
+routing::RouteSettings route_settings_of(const conf::Routing& routing);
 // A connection to `database` on host:port as the config's health-check user.
 ProbeTarget probe_target(const conf::Config& config, const std::string& host, uint16_t port,
                          const std::string& database);
@@ -31,7 +34,8 @@ class Prober {
   using OnChange = std::function<void(View)>;
 
   // Nothing runs until start(). on_change is called on the loop thread after a probe round changed the view
-  // (every round does: each one adds an LSN sample), and may call reconfigure() or stop().
+  // (every round does: each one adds an LSN sample) and after each position from the replay poller that moved
+  // one, and may call reconfigure() or stop().
   Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change);
   ~Prober();  // stop()s; handles free themselves in their close callbacks (the loop must run on to close them)
   Prober(const Prober&) = delete;
@@ -47,17 +51,22 @@ class Prober {
   }
 
   View view() const { return topology_.view(); }
+  // Causal reads: the replay poller asks for fresh WAL positions between rounds while `commits` (acknowledged to
+  // clients) or the standbys are ahead of what the view knows.
+  void watch_commits(const CommitClock* commits) { poller_.watch_commits(commits); }
 
  private:
   static void on_tick(uv_timer_t* timer);
   void run_round();
   void on_probe_done(size_t index, bool ok, const routing::ProbeResult& result, const std::string& error);
   void notify_if_changed();
+  void on_position(const WalPosition& position);
   void build_connections(const conf::Config& config);
   void reopen_connections();
 
   uv_loop_t* loop_;
   routing::Topology topology_;
+  ReplayPoller poller_;
   std::vector<ProbeTarget> targets_;                           // index = backend id
   std::vector<std::unique_ptr<ProbeConnection>> connections_;  // index = backend id
   UvHandlePtr<uv_timer_t, Prober> timer_;  // may outlive this object while it closes

@@ -1,5 +1,6 @@
 // What every worker and the control loop share: the current config snapshot (swapped atomically), the cancel
-// registry, connection id counters and the function catalogs. Everything here is thread-safe by construction.
+// registry, connection id counters, the function catalogs and the last acknowledged commit. Everything here is
+// thread-safe by construction.
 #pragma once
 #include <atomic>
 #include <map>
@@ -10,6 +11,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/client/cancel.hpp"
+#include "proxy/control/commit_clock.hpp"
 #include "proxy/control/function_catalogs.hpp"
 #include "proxy/control/pause_state.hpp"
 #include "proxy/client/pin_counters.hpp"
@@ -74,6 +76,7 @@ struct SharedState {
   FunctionCatalogs catalogs;  // per server database: volatile functions and views, loaded by the control loop
   // Statement texts a standby rejected as writes (25006), for every worker's classifier; kept across reloads.
   std::shared_ptr<routing::LearnedWrites> learned_writes = std::make_shared<routing::LearnedWrites>();
+  CommitClock commits;        // the last write commit acknowledged to any client (causal reads)
 
   std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
     std::lock_guard lock(budgets_mutex);

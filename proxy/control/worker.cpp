@@ -2,6 +2,9 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
+#include <cmath>
+
 
 #include "protocol/auth_scram.hpp"
 #include "proxy/net/address.hpp"
@@ -48,6 +51,7 @@ Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std:
   async_.init(&loop_, on_async);
   tick_timer_.init(&loop_);
   shutdown_timer_.init(&loop_);
+  replay_timer_.init(&loop_);
   config_ = shared_.config.load();
   view_ = shared_.view.load();
   classifier_ = std::make_unique<routing::Classifier>(config_->routing.write_functions, kClassifierCache,
@@ -237,6 +241,29 @@ void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
     }
   }
   wake_primary_waiters();
+  wake_replay_waiters();
+}
+
+void Worker::wait_for_replay(ClientConn* client, double seconds_left) {
+  if (!client->replay_wait_node.linked()) replay_waiters_.push_back(client);
+  // uv_now() may lag the clock the deadline was set with: one more millisecond, so the wake is not too early.
+  const uint64_t delay_ms = static_cast<uint64_t>(std::ceil(std::max(0.0, seconds_left) * 1000)) + 1;
+  const uint64_t due = uv_now(&loop_) + delay_ms;
+  if (uv_is_active(replay_timer_.handle()) && replay_timer_due_ <= due) return;
+  replay_timer_due_ = due;
+  uv_timer_start(replay_timer_.get(), on_replay_timer, delay_ms, 0);
+}
+
+void Worker::on_replay_timer(uv_timer_t* handle) { UvTimer<Worker>::owner_of(handle)->wake_replay_waiters(); }
+
+// Woken reads are routed again: to a standby that caught up, the primary past their deadline, or back to waiting
+// (which re-arms the timer).
+void Worker::wake_replay_waiters() {
+  if (replay_waiters_.empty()) return;
+  uv_timer_stop(replay_timer_.get());
+  std::vector<ClientConn*> waiters;
+  while (ClientConn* client = replay_waiters_.pop_front()) waiters.push_back(client);
+  for (ClientConn* client : waiters) client->on_view_changed();
 }
 
 // Each woken client may wait again (and re-join the list), so wake a snapshot, not the live list.
@@ -420,6 +447,7 @@ void Worker::finish() {
   async_.close();
   tick_timer_.close();
   shutdown_timer_.close();
+  replay_timer_.close();
 }
 
 }  // namespace pgmux::proxy

@@ -80,6 +80,10 @@ class Worker final : public PoolHost {
   }
   void stop_holding(ClientConn* client) { paused_.remove(client); }
   void stop_waiting_for_primary(ClientConn* client) { primary_waiters_.remove(client); }
+  // Reads waiting for a standby to replay what they must see (routing.causal_wait), for up to seconds_left: woken
+  // by every new view and by a timer at the earliest deadline.
+  void wait_for_replay(ClientConn* client, double seconds_left);
+  void stop_waiting_for_replay(ClientConn* client) { replay_waiters_.remove(client); }
   const protocol::ScramSecret* scram_secret_for(const conf::User& user);
 
   void add_client(ClientConn* client);
@@ -108,6 +112,8 @@ class Worker final : public PoolHost {
   Pool::Limits pool_limits(const std::string& key, const std::string& database_name, const conf::Database& database,
                            const conf::User& user);
   void wake_primary_waiters();
+  void wake_replay_waiters();
+  static void on_replay_timer(uv_timer_t* handle);
   void release_resumed();
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* handle);
@@ -124,6 +130,8 @@ class Worker final : public PoolHost {
   UvAsync<Worker> async_{this};
   UvTimer<Worker> tick_timer_{this};
   UvTimer<Worker> shutdown_timer_{this};
+  UvTimer<Worker> replay_timer_{this};  // the earliest deadline of replay_waiters_
+  uint64_t replay_timer_due_ = 0;       // loop time (ms) it fires at, while active
   std::vector<std::unique_ptr<UvTcp<Worker>>> listeners_;
   std::mutex inbox_mutex_;
   std::vector<std::function<void(Worker&)>> inbox_;
@@ -135,6 +143,7 @@ class Worker final : public PoolHost {
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
   IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
+  IntrusiveList<ClientConn, &ClientConn::replay_wait_node> replay_waiters_;
   IntrusiveList<ClientConn, &ClientConn::paused_node> paused_;
   std::shared_ptr<const routing::BackendsView> view_;
   std::unique_ptr<routing::Classifier> classifier_;

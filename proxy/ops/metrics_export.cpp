@@ -135,11 +135,13 @@ constexpr std::pair<RouteTarget, RouteReason> kUsualRoutes[] = {
     {RouteTarget::Primary, RouteReason::PrimaryHint},
     {RouteTarget::Primary, RouteReason::SplitOff},
     {RouteTarget::Primary, RouteReason::ReadYourWrites},
+    {RouteTarget::Primary, RouteReason::Causal},
     {RouteTarget::Primary, RouteReason::LagExcluded},
     {RouteTarget::Primary, RouteReason::NoEligibleStandby},
     {RouteTarget::Standby, RouteReason::Read},
     {RouteTarget::WaitForPrimary, RouteReason::NoPrimary},
     {RouteTarget::NoBackend, RouteReason::ReadYourWrites},
+    {RouteTarget::NoBackend, RouteReason::Causal},
     {RouteTarget::NoBackend, RouteReason::LagExcluded},
     {RouteTarget::NoBackend, RouteReason::NoEligibleStandby},
 };

@@ -229,6 +229,9 @@ void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
   switch (tag) {
     case backend::kReadyForQuery:
       note_ready(body);
+      // A write's transaction is over: from now on every client's reads must see it (causal reads), so it is
+      // published before the client can read this ReadyForQuery.
+      if (wrote && tx_status_ == 'I') worker_.shared().commits.acknowledge(uv_hrtime());
       pass.event = RelayEvent::Ready;
       return;
     case backend::kParameterStatus:

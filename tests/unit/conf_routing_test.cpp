@@ -30,7 +30,9 @@ TEST_CASE("conf routing: defaults when routing and health_check are absent") {
   CHECK(c.routing.max_lag_seconds == 10);
   CHECK(c.routing.lag_hysteresis == 5);
   CHECK(c.routing.fallback_to_primary);
-  CHECK(c.routing.read_your_writes);
+  CHECK(c.routing.consistency == Consistency::Causal);
+  CHECK(c.routing.causal_wait == 0);
+  CHECK(c.routing.causal_poll_interval == 0.002);
   CHECK(c.routing.write_functions.empty());
   CHECK(c.routing.failover_timeout == 30);
   CHECK(c.routing.function_catalog_refresh == 30);
@@ -67,7 +69,7 @@ TEST_CASE("conf routing: values are read") {
   CHECK(c.routing.max_lag_seconds == 1.5);
   CHECK(c.routing.lag_hysteresis == 0);
   CHECK_FALSE(c.routing.fallback_to_primary);
-  CHECK_FALSE(c.routing.read_your_writes);
+  CHECK(c.routing.consistency == Consistency::Eventual);  // read_your_writes false, the old key
   CHECK(c.routing.write_functions == std::vector<std::string>{"nextval", "f"});
   CHECK(c.routing.failover_timeout == 7.5);
   CHECK(c.routing.function_catalog_refresh == 2.5);
@@ -100,4 +102,35 @@ TEST_CASE("conf routing: health_check user and password") {
     "users": [{"name": "app", "password": "apppw"}], "health_check": {"user": "ghost"}})");
   CHECK_FALSE(unknown.ok());
   CHECK(all_errors(unknown) == "/health_check/user: unknown user \"ghost\"\n");
+}
+
+TEST_CASE("conf routing: consistency, its old key read_your_writes, and the causal knobs") {
+  auto with_routing = [](const std::string& routing) {
+    return parse_config(R"({"backends": [{"host": "db1"}], "databases": [{"name": "app"}], "routing": )" + routing +
+                        "}");
+  };
+  for (const auto& [text, expected] : {std::pair{"causal", Consistency::Causal}, {"session", Consistency::Session},
+                                       {"eventual", Consistency::Eventual}}) {
+    const LoadResult r = with_routing(std::string(R"({"consistency": ")") + text + "\"}");
+    INFO(all_errors(r));
+    REQUIRE(r.ok());
+    CHECK(r.config->routing.consistency == expected);
+    CHECK(std::string(to_string(expected)) == text);
+    CHECK(parse_consistency(text) == expected);
+  }
+  CHECK_FALSE(parse_consistency("Causal"));
+  const LoadResult on = with_routing(R"({"read_your_writes": true})");
+  REQUIRE(on.ok());
+  CHECK(on.config->routing.consistency == Consistency::Causal);
+  const LoadResult knobs = with_routing(R"({"causal_wait": 0.05, "causal_poll_interval": 0})");
+  REQUIRE(knobs.ok());
+  CHECK(knobs.config->routing.causal_wait == 0.05);
+  CHECK(knobs.config->routing.causal_poll_interval == 0);
+
+  CHECK(all_errors(with_routing(R"({"consistency": "strong"})")) ==
+        "/routing/consistency: must be one of \"causal\", \"session\", \"eventual\"\n");
+  CHECK(all_errors(with_routing(R"({"consistency": "session", "read_your_writes": true})")) ==
+        "/routing/read_your_writes: is replaced by consistency; give only consistency\n");
+  CHECK(all_errors(with_routing(R"({"read_your_writes": "yes"})")) == "/routing/read_your_writes: must be a boolean\n");
+  CHECK(all_errors(with_routing(R"({"causal_wait": -1})")) == "/routing/causal_wait: must be >= 0\n");
 }

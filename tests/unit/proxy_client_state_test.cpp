@@ -43,16 +43,16 @@ TEST_CASE("client states: login goes startup -> auth -> (server) -> ready, never
 }
 
 TEST_CASE("client states: each wait of a request starts and ends in Ready") {
-  for (ClientState wait : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::Paused,
-                           ClientState::Draining, ClientState::Preparing}) {
+  for (ClientState wait : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
+                           ClientState::Paused, ClientState::Draining, ClientState::Preparing}) {
     CAPTURE(pgmux::proxy::to_string(wait));
     CHECK(is_legal_transition(ClientState::Ready, wait));
     CHECK(is_legal_transition(wait, ClientState::Ready));
     CHECK(pgmux::proxy::is_waiting(wait));
     CHECK(pgmux::proxy::is_logged_in(wait));
     CHECK_FALSE(pgmux::proxy::reads_requests(wait));
-    for (ClientState other : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::Paused,
-                              ClientState::Draining, ClientState::Preparing}) {
+    for (ClientState other : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
+                              ClientState::Paused, ClientState::Draining, ClientState::Preparing}) {
       if (other != wait) CHECK_FALSE(is_legal_transition(wait, other));
     }
   }
@@ -67,5 +67,6 @@ TEST_CASE("client states: predicates") {
   CHECK(pgmux::proxy::waits_for_pool(ClientState::LoginWait));
   CHECK(pgmux::proxy::waits_for_pool(ClientState::ServerWait));
   CHECK_FALSE(pgmux::proxy::waits_for_pool(ClientState::PrimaryWait));
+  CHECK_FALSE(pgmux::proxy::waits_for_pool(ClientState::ReplayWait));
   CHECK_FALSE(pgmux::proxy::is_waiting(ClientState::Ready));
 }

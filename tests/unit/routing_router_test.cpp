@@ -594,9 +594,9 @@ TEST_CASE("router: read-your-writes") {
     CHECK(counts.at(1) == 20);
     CHECK(counts.at(2) == 20);
   }
-  SUBCASE("read_your_writes off ignores the last commit") {
+  SUBCASE("eventual consistency ignores the last commit") {
     RouteSettings off;
-    off.read_your_writes = false;
+    off.consistency = Consistency::Eventual;
     s.last_write_commit = 3.5;
     const auto counts = distribution(read_stmt(), s, v, 40, off);
     CHECK(counts.at(1) == 20);

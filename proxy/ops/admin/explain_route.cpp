@@ -4,6 +4,7 @@
 
 #include "protocol/sqlstate.hpp"
 #include "proxy/ops/admin/commands.hpp"
+#include "proxy/control/prober.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
 
@@ -25,9 +26,10 @@ bool skip_keyword(std::string_view& s, std::string_view keyword) {
   return true;
 }
 
-// Why each backend could or could not take this read now.
+// Why each backend could or could not take this read now. must_see: the read must see a commit (read-your-writes or
+// causal reads); required: the LSN that takes, if a sample after that commit exists yet.
 std::string candidates(const routing::BackendsView& view, const routing::ClientRouteState& state,
-                       std::optional<uint64_t> required) {
+                       std::optional<routing::CommitToSee> must_see, std::optional<uint64_t> required) {
   std::string out;
   for (size_t i = 0; i < view.backends.size(); ++i) {
     const routing::BackendStatus& b = view.backends[i];
@@ -39,8 +41,9 @@ std::string candidates(const routing::BackendsView& view, const routing::ClientR
       why = b.excluded_reason;
     } else if (b.spec.weight <= 0) {
       why = "weight 0";
-    } else if (required && !routing::standby_caught_up(view, static_cast<int>(i), *required)) {
-      why = "has not replayed this session's last write yet";
+    } else if (must_see && (!required || !routing::standby_caught_up(view, static_cast<int>(i), *required))) {
+      why = must_see->own ? "has not replayed this session's last write yet"
+                          : "has not replayed the last write acknowledged to another client yet";
     } else {
       why = "eligible, weight " + std::to_string(b.spec.weight);
     }
@@ -65,10 +68,9 @@ ResultSet explain_route_result(std::string_view sql, routing::Classifier& classi
                                const routing::CatalogState& catalog) {
   const routing::Classification c = classifier.classify(sql, catalog);
   const routing::Route route = routing::route_statement(c, state, view, settings, balancer);
+  const std::optional<routing::CommitToSee> must_see = routing::commit_to_see(state, settings.consistency);
   std::optional<uint64_t> required;
-  if (settings.read_your_writes && state.last_write_commit) {
-    required = routing::required_lsn(view, *state.last_write_commit);
-  }
+  if (must_see) required = routing::required_lsn(view, must_see->time);
   ResultSet r;
   r.tag = "EXPLAIN";
   r.column("statement_class").column("classified_by").column("classifier_reason").column("target");
@@ -80,7 +82,7 @@ ResultSet explain_route_result(std::string_view sql, routing::Classifier& classi
   } else {
     r.null_cell();
   }
-  r.cell(routing::to_string(route.reason)).cell(candidates(view, state, required));
+  r.cell(routing::to_string(route.reason)).cell(candidates(view, state, must_see, required));
   return r;
 }
 
@@ -89,11 +91,9 @@ Answer explain_route(const Input& input, Context& context) {
     return Answer::fail(protocol::sqlstate::kSyntaxError, "EXPLAIN ROUTE needs a statement",
                         "for example: EXPLAIN ROUTE SELECT 1");
   }
-  routing::RouteSettings settings;
-  settings.read_write_split = context.config->routing.read_write_split;
-  settings.fallback_to_primary = context.config->routing.fallback_to_primary;
-  settings.read_your_writes = context.config->routing.read_your_writes;
+  const routing::RouteSettings settings = route_settings_of(context.config->routing);
   routing::ClientRouteState fresh;  // a new session: no writes yet, nothing pinned
+  fresh.cluster_commit = context.worker->shared().commits.latest();  // but other clients' commits count
   return Answer::of(explain_route_result(input.rest, context.worker->classifier(), fresh, *context.view, settings,
                                          context.worker->balancer()));
 }

@@ -72,17 +72,18 @@ LiveSetting number_setting(std::string key, T Config::*member, double min, doubl
   return number_setting_at(std::move(key), [member](Config& c) -> T& { return c.*member; }, min, max);
 }
 
-template <typename Section>
-LiveSetting bool_setting(std::string key, Section Config::*section, bool Section::*member) {
+// An on/off setting read with get(const Config&) -> bool and written with put(Config&, bool).
+template <typename Get, typename Put>
+LiveSetting bool_setting_at(std::string key, Get get, Put put) {
   LiveSetting s;
   s.key = std::move(key);
-  s.get = [section, member](const Config& c) { return std::string((c.*section).*member ? "on" : "off"); };
-  s.set = [section, member](Config& c, std::string_view text) -> std::string {
+  s.get = [get](const Config& c) { return std::string(get(c) ? "on" : "off"); };
+  s.set = [put](Config& c, std::string_view text) -> std::string {
     const std::string v = lower(text);
     if (v == "on" || v == "true" || v == "yes" || v == "1") {
-      ((c.*section).*member) = true;
+      put(c, true);
     } else if (v == "off" || v == "false" || v == "no" || v == "0") {
-      ((c.*section).*member) = false;
+      put(c, false);
     } else {
       return "must be on or off";
     }
@@ -91,12 +92,41 @@ LiveSetting bool_setting(std::string key, Section Config::*section, bool Section
   return s;
 }
 
+template <typename Section>
+LiveSetting bool_setting(std::string key, Section Config::*section, bool Section::*member) {
+  return bool_setting_at(
+      std::move(key), [section, member](const Config& c) { return (c.*section).*member; },
+      [section, member](Config& c, bool on) { (c.*section).*member = on; });
+}
+
 LiveSetting read_only(std::string key, Changeable changeable, std::function<std::string(const Config&)> get) {
   LiveSetting s;
   s.key = std::move(key);
   s.changeable = changeable;
   s.get = std::move(get);
   return s;
+}
+
+// A setting with named values (conf::to_string and its inverse parse): `field` is a callable Config& -> T&.
+template <typename Field, typename Parse>
+LiveSetting named_setting(std::string key, Field field, Parse parse, const char* choices) {
+  LiveSetting s;
+  s.key = std::move(key);
+  s.get = [field](const Config& c) { return std::string(conf::to_string(field(const_cast<Config&>(c)))); };
+  s.set = [field, parse, choices](Config& c, std::string_view text) -> std::string {
+    auto parsed = parse(lower(text));
+    if (!parsed) return std::string("must be one of ") + choices;
+    field(c) = *parsed;
+    return "";
+  };
+  return s;
+}
+
+// The key routing.consistency replaced, kept for scripts that set it: on is causal, off is eventual.
+LiveSetting read_your_writes_alias() {
+  return bool_setting_at(
+      "routing.read_your_writes", [](const Config& c) { return c.routing.consistency != conf::Consistency::Eventual; },
+      [](Config& c, bool on) { c.routing.consistency = on ? conf::Consistency::Causal : conf::Consistency::Eventual; });
 }
 
 std::vector<LiveSetting> build() {
@@ -118,16 +148,9 @@ std::vector<LiveSetting> build() {
   out.push_back(number_setting("max_client_conn", &Config::max_client_conn, 1, 2147483647));
   out.push_back(
       number_setting("max_message_size", &Config::max_message_size, 1024, 1073741824));
-  LiveSetting level;
-  level.key = "logging.level";
-  level.get = [](const Config& c) { return std::string(conf::to_string(c.logging.level)); };
-  level.set = [](Config& c, std::string_view text) -> std::string {
-    auto parsed = conf::parse_log_level(lower(text));
-    if (!parsed) return "must be one of debug, info, warn, error";
-    c.logging.level = *parsed;
-    return "";
-  };
-  out.push_back(std::move(level));
+  out.push_back(named_setting(
+      "logging.level", [](Config& c) -> conf::LogLevel& { return c.logging.level; }, conf::parse_log_level,
+      "debug, info, warn, error"));
   out.push_back(number_setting("prepared_statements.max_per_server", &Config::prepared_statements,
                                &conf::PreparedStatements::max_per_server, 1, 100000));
   // Routing.
@@ -136,7 +159,13 @@ std::vector<LiveSetting> build() {
   out.push_back(number_setting("routing.max_lag_seconds", &Config::routing, &Routing::max_lag_seconds, 0.001, kYear));
   out.push_back(number_setting("routing.lag_hysteresis", &Config::routing, &Routing::lag_hysteresis, 0, kYear));
   out.push_back(bool_setting("routing.fallback_to_primary", &Config::routing, &Routing::fallback_to_primary));
-  out.push_back(bool_setting("routing.read_your_writes", &Config::routing, &Routing::read_your_writes));
+  out.push_back(named_setting(
+      "routing.consistency", [](Config& c) -> conf::Consistency& { return c.routing.consistency; },
+      conf::parse_consistency, "causal, session, eventual"));
+  out.push_back(read_your_writes_alias());
+  out.push_back(number_setting("routing.causal_wait", &Config::routing, &Routing::causal_wait, 0, kYear));
+  out.push_back(
+      number_setting("routing.causal_poll_interval", &Config::routing, &Routing::causal_poll_interval, 0, kYear));
   out.push_back(number_setting("routing.failover_timeout", &Config::routing, &Routing::failover_timeout, 0, kYear));
   // Timeouts.
   struct Duration {

@@ -1,6 +1,7 @@
-// Read-your-writes end to end: both standbys apply WAL 2 s late (recovery_min_apply_delay), so a read there right
-// after a commit cannot see it; a client's insert-then-select through pgmux must see its row 1000 times out of
-// 1000, while a client that wrote nothing still reads from (stale) standbys. Settings are restored at the end.
+// Read-your-writes end to end (routing.consistency session): both standbys apply WAL 2 s late
+// (recovery_min_apply_delay), so a read there right after a commit cannot see it; a client's insert-then-select
+// through pgmux must see its row 1000 times out of 1000, while a client that wrote nothing still reads from
+// (stale) standbys. Settings are restored at the end.
 #include <doctest/doctest.h>
 
 #include <cstdlib>
@@ -16,36 +17,13 @@ namespace {
 
 const char* const kDb = "rt_ryw";
 
-void set_apply_delay(const ClusterPorts& ports, const std::string& value) {
-  for (int port : {ports.standby1, ports.standby2}) {
-    PgConn s = admin(port);
-    if (value.empty()) {
-      exec(s.get(), "ALTER SYSTEM RESET recovery_min_apply_delay");
-    } else {
-      exec(s.get(), "ALTER SYSTEM SET recovery_min_apply_delay = '" + value + "'");
-    }
-    exec(s.get(), "SELECT pg_reload_conf()");
-  }
-}
-
-// Puts the standbys back to immediate apply, whatever happens to the test.
-struct RestoreDelay {
-  ClusterPorts ports;
-  ~RestoreDelay() {
-    try {
-      set_apply_delay(ports, "");
-    } catch (...) {
-    }
-  }
-};
-
 }  // namespace
 
 TEST_CASE("a client always reads its own writes") {
   const ClusterPorts ports = cluster_ports();
   const int listen = pick_listen_port();
   nlohmann::json config = routing_config(listen, ports);
-  config["routing"] = {{"read_your_writes", true}, {"max_lag_seconds", 60}};
+  config["routing"] = {{"consistency", "session"}, {"max_lag_seconds", 60}};
   ProxyUnderTest proxy(config.dump(), listen);
   const std::string ci = proxy.conninfo("app", "app", kDb);
 
@@ -60,12 +38,8 @@ TEST_CASE("a client always reads its own writes") {
     REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
   }
 
-  RestoreDelay restore{ports};
-  set_apply_delay(ports, "2s");
-  for (int port : {ports.standby1, ports.standby2}) {
-    PgConn s = admin(port);
-    REQUIRE(wait_until([&] { return scalar(s.get(), "SHOW recovery_min_apply_delay") == "2s"; }, 10));
-  }
+  ApplyDelayReset restore{{ports.standby1, ports.standby2}};
+  for (int port : {ports.standby1, ports.standby2}) set_apply_delay(port, "2s");
 
   // The standbys really are behind: a row committed on the primary is not visible there right away.
   {
@@ -118,6 +92,6 @@ TEST_CASE("a client always reads its own writes") {
   }
 
   conn.reset();
-  set_apply_delay(ports, "");
+  for (int port : {ports.standby1, ports.standby2}) set_apply_delay(port, "");
   drop_database(ports, kDb);
 }

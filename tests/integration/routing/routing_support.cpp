@@ -74,6 +74,27 @@ bool wait_ports_serving(const std::string& conninfo, std::initializer_list<int> 
       seconds, 0.02);
 }
 
+void set_apply_delay(int port, const std::string& value) {
+  PgConn s = admin(port);
+  exec(s.get(), value.empty() ? "ALTER SYSTEM RESET recovery_min_apply_delay"
+                              : "ALTER SYSTEM SET recovery_min_apply_delay = '" + value + "'");
+  exec(s.get(), "SELECT pg_reload_conf()");
+  const std::string expected = value.empty() ? "0" : value;
+  if (!wait_until([&] { return scalar(s.get(), "SHOW recovery_min_apply_delay") == expected; }, 10)) {
+    throw std::runtime_error("recovery_min_apply_delay did not become " + expected + " on port " +
+                             std::to_string(port));
+  }
+}
+
+ApplyDelayReset::~ApplyDelayReset() {
+  for (int port : ports) {
+    try {
+      set_apply_delay(port, "");
+    } catch (...) {
+    }
+  }
+}
+
 long long replay_lag_bytes(int primary_port, int standby_port) {
   PgConn p = admin(primary_port);
   PgConn s = admin(standby_port);

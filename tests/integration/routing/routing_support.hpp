@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -33,6 +34,16 @@ bool wait_ports_serving(const std::string& conninfo, std::initializer_list<int> 
 
 // Waits until both standbys replayed everything the primary has written so far (direct connections).
 bool wait_replayed(const ClusterPorts& ports, double seconds);
+
+// Sets recovery_min_apply_delay on the standby at `port` ("" = back to immediate apply) and waits until it is in
+// effect; throws when it is not within 10 s.
+void set_apply_delay(int port, const std::string& value);
+
+// Puts the standbys at `ports` back to immediate apply when it goes, whatever happened to the test.
+struct ApplyDelayReset {
+  std::vector<int> ports;
+  ~ApplyDelayReset();
+};
 
 // Bytes the standby's replay position is behind the primary's current WAL position.
 long long replay_lag_bytes(int primary_port, int standby_port);
