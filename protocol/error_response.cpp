@@ -47,7 +47,8 @@ void field(ByteWriter& w, char type, std::string_view value) {
 }
 
 void build_fields(ByteVector& out, char tag, std::string_view severity, std::string_view sqlstate,
-                  std::string_view message, std::string_view detail, std::string_view hint) {
+                  std::string_view message, std::string_view detail, std::string_view hint,
+                  std::string_view routine = {}) {
   ByteWriter w(out);
   w.begin_message(tag);
   field(w, 'S', severity);
@@ -56,14 +57,16 @@ void build_fields(ByteVector& out, char tag, std::string_view severity, std::str
   field(w, 'M', message);
   if (!detail.empty()) field(w, 'D', detail);
   if (!hint.empty()) field(w, 'H', hint);
+  if (!routine.empty()) field(w, 'R', routine);
   w.u8(0);
   w.end_message();
 }
 }  // namespace
 
 void build_error_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
-                          std::string_view message, std::string_view detail, std::string_view hint) {
-  build_fields(out, 'E', severity, sqlstate, message, detail, hint);
+                          std::string_view message, std::string_view detail, std::string_view hint,
+                          std::string_view routine) {
+  build_fields(out, 'E', severity, sqlstate, message, detail, hint, routine);
 }
 
 void build_protocol2_fatal(ByteVector& out, std::string_view message) {

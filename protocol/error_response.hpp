@@ -23,9 +23,11 @@ std::optional<ErrorFields> parse_error_fields(ByteView body);
 // because the message is translated under lc_messages.
 bool is_cached_plan_change(const ErrorFields& error);
 
-// Writes a whole 'E' message. Severity goes in both S and V fields as PostgreSQL does.
+// Writes a whole 'E' message. Severity goes in both S and V fields as PostgreSQL does; routine (R) only where a
+// driver reads it (pgjdbc re-prepares after 0A000 only when it names RevalidateCachedQuery).
 void build_error_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,
-                          std::string_view message, std::string_view detail = {}, std::string_view hint = {});
+                          std::string_view message, std::string_view detail = {}, std::string_view hint = {},
+                          std::string_view routine = {});
 // A FATAL error in protocol 2's format, for a client that asked for protocol 1.x or 2.x: 'E', then
 // "FATAL:  <message>\n" and a NUL, without a length word (what PostgreSQL 15 still sends such a client).
 void build_protocol2_fatal(ByteVector& out, std::string_view message);

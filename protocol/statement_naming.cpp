@@ -5,14 +5,43 @@
 
 namespace pgmux::protocol {
 
+namespace {
+
+constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+
+uint64_t fnv1a(uint64_t hash, ByteView bytes) {
+  for (std::byte b : bytes) {
+    hash ^= static_cast<uint8_t>(b);
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+}  // namespace
+
+uint64_t result_shape(ByteView body) {
+  // Int16 count, then per field: name\0, Int32 table, Int16 column, Int32 type, Int16 size, Int32 modifier,
+  // Int16 format. Everything but the format is hashed; a malformed body hashes as it is.
+  constexpr size_t kFixed = 18;  // the fixed-size part after the name
+  uint64_t hash = kFnvOffset;
+  size_t pos = 2;
+  if (body.size() < pos) return fnv1a(hash, body) | 1;
+  hash = fnv1a(hash, body.subspan(0, 2));
+  while (pos < body.size()) {
+    size_t name_end = pos;
+    while (name_end < body.size() && body[name_end] != std::byte{0}) ++name_end;
+    if (name_end + 1 + kFixed > body.size()) return fnv1a(hash, body.subspan(pos)) | 1;
+    hash = fnv1a(hash, body.subspan(pos, name_end + 1 + kFixed - 2 - pos));  // up to the format code
+    pos = name_end + 1 + kFixed;
+  }
+  return hash | 1;  // never 0
+}
+
 std::string server_statement_name(ByteView parse_message) {
   size_t name_end = 5;  // after the tag and the length
   while (name_end < parse_message.size() && parse_message[name_end] != std::byte{0}) ++name_end;
-  uint64_t hash = 1469598103934665603ull;  // FNV-1a
-  for (size_t i = name_end + 1; i < parse_message.size(); ++i) {
-    hash ^= static_cast<uint8_t>(parse_message[i]);
-    hash *= 1099511628211ull;
-  }
+  const uint64_t hash =
+      name_end + 1 < parse_message.size() ? fnv1a(kFnvOffset, parse_message.subspan(name_end + 1)) : kFnvOffset;
   char name[32];
   snprintf(name, sizeof name, "pgmux_%016llx", static_cast<unsigned long long>(hash));
   return name;

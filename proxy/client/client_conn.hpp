@@ -185,6 +185,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_pin(routing::PinReason pin, bool pinned_primary);
   bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);
   bool binds_earlier_unnamed(const ServerConn* server) const;
+  void learn_shape(ServerConn& server, std::string_view client_name);
+  const PreparedStatement* stale_statement(const ServerConn* server) const;
   bool server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored);
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
@@ -303,7 +305,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   StatementSteps statement_steps_;
   std::vector<std::string> batch_server_names_;
   std::vector<const std::string*> step_server_names_;
-  std::vector<size_t> reparsed_here_;  // Parses (indexes) whose shared statement the server had: closed first
+  struct CreatedParse {
+    size_t parse = 0;       // index in request_.parses
+    bool had_copy = false;  // the server had that shared statement already: closed first
+  };
+  std::vector<CreatedParse> created_here_;  // named Parses of the request that create a shared statement
 
   ClientSession session_;  // what the session is; follows the client from server to server
   CatalogReader catalog_;  // the function catalog of the client's server database

@@ -72,6 +72,10 @@ void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
     if (!stored) continue;
     if (parsed.ordinal < done.parses_seen) {
       stored->confirmed = true;
+      if (transaction_pooling()) {
+        stored->shape = 0;  // the shape of the copy its own Parse made (pgmux's Describe behind it)
+        learn_shape(*server, parsed.name);
+      }
     } else if (transaction_pooling()) {
       server->server_statements.erase(stored->server_name);
     }

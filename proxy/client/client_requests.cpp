@@ -253,15 +253,20 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   if (readies == 0) return true;
   LOG_DEBUG("C-%llu: preparing S-%llu (%d replies)", static_cast<unsigned long long>(id_),
             static_cast<unsigned long long>(server->id()), readies);
+  std::vector<std::string> described;  // transaction pooling: each prepared statement is described (its shape)
+  for (const std::string& name : transaction_pooling() ? prepared : std::vector<std::string>()) {
+    described.push_back(session_.find_statement(name)->server_name);
+  }
   PrepareStep step{c, std::move(prepared), session_.log.size(), prepares_statements, binds_earlier_unnamed(server)};
   set_state(ClientState::Preparing);
   preparing_ = server;
-  server->run_internal_messages(std::move(messages), readies,
-                                [this, step = std::move(step)](ServerConn& s, bool ok, const std::string& state,
-                                                               const std::string& error) {
-                                  if (!s.open()) return;  // on_server_lost told the client
-                                  finish_prepare(s, step, ok, state, error);
-                                });
+  server->run_internal_messages(
+      std::move(messages), readies,
+      [this, step = std::move(step)](ServerConn& s, bool ok, const std::string& state, const std::string& error) {
+        if (!s.open()) return;  // on_server_lost told the client
+        finish_prepare(s, step, ok, state, error);
+      },
+      std::move(described));
   return false;
 }
 
@@ -291,7 +296,10 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   s.applied_log = step.log_size;
   s.pending_closes.clear();
   if (ok || !step.prepares_statements) {
-    for (const auto& name : step.prepared) s.prepared.insert(name);
+    for (const auto& name : step.prepared) {
+      s.prepared.insert(name);
+      learn_shape(s, name);
+    }
     if (step.prepares_unnamed) unnamed_statement_server_ = &s;
   }
   if (!session_.deferred_begin.empty()) {
@@ -304,6 +312,14 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
 }
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
+  if (const PreparedStatement* stale = stale_statement(server)) {
+    // PostgreSQL's answer for a statement whose result columns changed since the client prepared it.
+    answer_locally_with_error(Failure::PlanChanged);
+    LOG_INFO("%s: prepared statement %s predates DDL that changed its columns (0A000, as PostgreSQL)",
+             log_prefix().c_str(), stale->server_name.c_str());
+    release_idle_servers();
+    return;
+  }
   const bool is_primary = server == primary_;
   last_activity_ = worker_.now();
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),

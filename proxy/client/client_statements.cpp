@@ -53,8 +53,8 @@ bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
 
 bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored) {
   if (!transaction_pooling()) return !server->prepared.count(std::string(client_name));
-  const uint64_t* prepared_at = server->server_statements.peek(stored.server_name);
-  return !prepared_at || *prepared_at < stored.parsed_at;  // an older copy may predate DDL the client saw
+  const ServerConn::SharedStatement* copy = server->server_statements.peek(stored.server_name);
+  return !copy || copy->prepared_at < stored.parsed_at;  // an older copy may predate DDL the client saw
 }
 
 // Appends the Parse of a statement from the session that the server lacks (once per prep).
@@ -72,8 +72,39 @@ void ClientConn::add_session_statement(ServerConn* server, std::string_view clie
   const bool ok = rewrite_statement_names(
       stored.parse, [&](std::string_view) { return std::optional<std::string_view>(name); }, messages);
   if (!ok) return;
-  if (auto evicted = server->server_statements.put(name, uv_hrtime())) build_close(messages, 'S', *evicted);
+  build_describe(messages, 'S', name);  // its shape (ServerConn::SharedStatement)
+  if (auto evicted = server->server_statements.put(name, {uv_hrtime(), 0})) build_close(messages, 'S', *evicted);
   prepared.emplace_back(client_name);
+}
+
+// Transaction pooling: a client statement's result shape is the first one known of a copy made for it (its own
+// Parse's, or the first server's that prepared it for the client).
+void ClientConn::learn_shape(ServerConn& server, std::string_view client_name) {
+  PreparedStatement* stored = session_.find_statement(client_name);
+  if (!stored || stored->shape != 0 || !transaction_pooling()) return;
+  if (const ServerConn::SharedStatement* copy = server.server_statements.peek(stored->server_name)) {
+    stored->shape = copy->shape;
+  }
+}
+
+// Transaction pooling: a request that starts by binding or describing a statement whose copy on this server has
+// other result columns than the client's statement (prepared on either side of DDL): PostgreSQL would answer
+// 0A000 "cached plan must not change result type", so pgmux does, outside a transaction. Null otherwise.
+const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) const {
+  if (!transaction_pooling() || request_.kind != RequestKind::Extended || request_.steps.empty() ||
+      server->tx_status() != 'I' || !session_.deferred_begin.empty()) {
+    return nullptr;
+  }
+  const StatementStep& first = request_.steps.front();
+  const std::byte* message = in_.data() + in_.parsed();
+  if (first.kind != StatementStepKind::Use || first.name.empty() ||
+      (char(message[0]) != frontend::kBind && char(message[0]) != frontend::kDescribe)) {
+    return nullptr;  // only when it is the request's first message: nothing before it may have run
+  }
+  const PreparedStatement* stored = session_.find_statement(first.name);
+  if (!stored || stored->shape == 0) return nullptr;
+  const ServerConn::SharedStatement* copy = server->server_statements.peek(stored->server_name);
+  return copy && copy->shape != 0 && copy->shape != stored->shape ? stored : nullptr;
 }
 
 // Transaction pooling: a request that starts with a Parse of a named statement the session already has gets
@@ -142,16 +173,23 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   };
   const ByteView request(in_.data() + in_.parsed(), request_.size);
   size_t done = 0;  // bytes of the request rewritten so far
-  for (size_t parse : reparsed_here_) {
-    const ParsedStatement& reparsed = request_.parses[parse];
-    const size_t at = static_cast<size_t>(reparsed.message.data() - request.data());
-    const unsigned ordinal = owed.closes_sent + close_messages_before(request, at);
-    if (ordinal >= 64) continue;  // beyond what the reply can track: the server answers 42P05 (not expected)
+  for (const CreatedParse& created : created_here_) {
+    const ParsedStatement& parse = request_.parses[created.parse];
+    const size_t at = static_cast<size_t>(parse.message.data() - request.data());
     if (!rewrite_statement_names(request.subspan(done, at - done), rename, out)) return false;
-    build_close(out, 'S', batch_server_names_[parse]);
-    owed.hidden_closes |= uint64_t{1} << ordinal;
-    ++owed.closes_sent;
-    done = at;
+    const std::string& name = batch_server_names_[created.parse];
+    const unsigned ordinal = owed.closes_sent + close_messages_before(request, at);
+    if (created.had_copy && ordinal < 64) {  // else the server answers 42P05 (beyond what the reply can track)
+      build_close(out, 'S', name);
+      owed.hidden_closes |= uint64_t{1} << ordinal;
+      ++owed.closes_sent;
+    }
+    if (!rewrite_statement_names(parse.message, rename, out)) return false;
+    // Its shape, for the 0A000 PostgreSQL would give the client's statement on a copy prepared after DDL.
+    build_describe(out, 'S', name);
+    if (!owed.described) owed.described = std::make_unique<std::vector<std::pair<uint16_t, std::string>>>();
+    owed.described->emplace_back(static_cast<uint16_t>(owed.parses_sent + created.parse), name);
+    done = at + parse.message.size();
   }
   if (!rewrite_statement_names(request.subspan(done), rename, out)) return false;
   owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
@@ -162,18 +200,18 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
 }
 
 // The server name of every named step, in order (step_server_names_; null: sent as is), and the Parses that
-// create a shared statement the server already has (reparsed_here_).
+// create a shared statement (created_here_; had_copy: the server has one already).
 void ClientConn::resolve_server_names(ServerConn* server) {
   batch_server_names_.resize(request_.parses.size());
   step_server_names_.clear();
-  reparsed_here_.clear();
+  created_here_.clear();
   statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
     const std::string* name = nullptr;
     if (step.step->kind == StatementStepKind::Parse && step.outcome == ParseOutcome::Creates) {
       const uint32_t parse = step.step->parse;
       batch_server_names_[parse] = server_statement_name(request_.parses[parse].message);
       name = &batch_server_names_[parse];
-      if (server->server_statements.erase(*name)) reparsed_here_.push_back(parse);
+      created_here_.push_back({parse, server->server_statements.erase(*name)});
     } else if (step.in_batch) {
       name = &batch_server_names_[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
@@ -215,7 +253,7 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       unconfirmed_.push_back({owed.request, parses_before + step.step->parse, std::string(name)});
       server->prepared.emplace(name);
       if (transaction_pooling()) {
-        if (auto evicted = server->server_statements.put(stored.server_name, now)) {
+        if (auto evicted = server->server_statements.put(stored.server_name, {now, 0})) {
           server->server_closes.push_back(std::move(*evicted));
         }
       }

@@ -24,6 +24,7 @@ struct PreparedStatement {
   routing::Classification classification;
   std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
   bool confirmed = false;      // the request that parsed it finished without an error: it surely exists
+  uint64_t shape = 0;          // transaction pooling: its result shape (protocol::result_shape; 0: not known)
   uint64_t parsed_at = 0;      // uv_hrtime() of the client's Parse (transaction pooling: older server copies are
                                // prepared again, see ServerConn::server_statements)
 };

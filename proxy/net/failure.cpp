@@ -199,6 +199,10 @@ constexpr FailureRow kSessionRows[] = {
      "unnamed_statement_gone", "unnamed statement gone", Info},
     {F::PrepareFailed, Error, code::kConnectionFailure, "{}", "", "", Reuse, "prepare_failed",
      "a statement could not be prepared on the server", Info},
+    // PostgreSQL's own error, answered by pgmux for a statement prepared before DDL changed its result columns,
+    // about to run on a shared copy prepared after it (transaction pooling).
+    {F::PlanChanged, Error, code::kFeatureNotSupported, "cached plan must not change result type", "", "", Reuse,
+     "plan_changed", "plan changed since prepared", Info, "RevalidateCachedQuery"},
     // PostgreSQL's own error, answered by pgmux where the statement lives under a shared name (transaction pooling).
     {F::DuplicatePreparedStatement, Error, code::kDuplicatePreparedStatement,
      "prepared statement \"{}\" already exists", "", "", Reuse, "duplicate_prepared_statement",
@@ -281,7 +285,7 @@ void report_failure(const FailureReport& report, Severity severity, WorkerMetric
   if (report.protocol2()) {
     protocol::build_protocol2_fatal(out, message);  // a client of protocol 1.x or 2.x reads only this
   } else {
-    protocol::build_error_response(out, word, sqlstate, message, report.detail(), report.hint());
+    protocol::build_error_response(out, word, sqlstate, message, report.detail(), report.hint(), row.routine);
   }
   metrics.count_error(sqlstate);
   // The message may carry the client's words (a role or database name): escaped, they stay on this line.

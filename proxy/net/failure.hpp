@@ -87,6 +87,7 @@ enum class Failure : uint8_t {
   StatementPoolingTransaction,
   UnnamedStatementGone,
   PrepareFailed,
+  PlanChanged,
   DuplicatePreparedStatement,
   Count
 };
@@ -116,6 +117,7 @@ struct FailureRow {
   const char* label;     // metric label (pgmux_client_disconnects_total{reason}), snake_case
   const char* log;       // how the log names it ("disconnect (...)" and the failure's own line)
   conf::LogLevel level;  // how loud the client's log line is
+  const char* routine = "";  // PostgreSQL's R field where pgmux answers in its place and a driver reads it
 };
 
 const FailureRow& failure_row(Failure failure);

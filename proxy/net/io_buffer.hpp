@@ -49,6 +49,7 @@ class IoBuffer {
   void commit(size_t n) { end_ += n; }
 
   std::byte* data() { return data_.get(); }
+  const std::byte* data() const { return data_.get(); }
   size_t end() const { return end_; }
   size_t parsed() const { return parsed_; }
   size_t consumed() const { return consumed_; }

@@ -42,6 +42,7 @@ struct SessionCommand {
 using InternalDone = std::function<void(ServerConn&, bool ok, const std::string& sqlstate, const std::string& error)>;
 struct InternalRun {
   InternalDone done;
+  std::vector<std::string> described;  // shared statements whose Describe 'S' answers are still to come, in order
   std::string error_state;
   std::string error;
 };
@@ -64,6 +65,8 @@ struct OwedReply {
   // Parses answered before its error.
   uint16_t parses_sent = 0;
   uint16_t parses_seen = 0;
+  // Parses (by that ordinal) followed by a Describe 'S' of pgmux's own, with the shared statement's name.
+  std::unique_ptr<std::vector<std::pair<uint16_t, std::string>>> described;
   std::unique_ptr<SessionCommand> session;  // only for session commands
   std::unique_ptr<InternalRun> internal;    // only for fate Internal
 

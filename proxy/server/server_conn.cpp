@@ -6,6 +6,7 @@
 #include "protocol/frontend_messages.hpp"
 #include "protocol/sqlstate.hpp"
 #include "protocol/startup.hpp"
+#include "protocol/statement_naming.hpp"
 #include "proxy/client/client_conn.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
@@ -249,8 +250,10 @@ void ServerConn::run_internal(std::string sql, InternalDone done) {
   run_internal_messages(std::move(out), 1, std::move(done));
 }
 
-void ServerConn::run_internal_messages(ByteVector messages, int ready_count, InternalDone done) {
+void ServerConn::run_internal_messages(ByteVector messages, int ready_count, InternalDone done,
+                                       std::vector<std::string> described) {
   owed_.push_internal(ready_count, std::move(done));
+  owed_.back().internal->described = std::move(described);
   pool_.set_state(this, ServerState::Internal);
   send_owned(std::move(messages));
   start_reading();
@@ -285,9 +288,22 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
       run.done(*this, run.error.empty(), run.error_state, run.error);
       return;
     }
+    case backend::kRowDescription:
+    case backend::kNoData: {  // the answer to a Describe 'S' of a statement pgmux prepared here
+      if (state() != ServerState::Internal || owed_.front_fate() != ReplyFate::Internal) return;
+      std::vector<std::string>& described = owed_.front().internal->described;
+      if (described.empty()) return;
+      record_shape(described.front(), tag == backend::kNoData ? ByteView() : body);
+      described.erase(described.begin());
+      return;
+    }
     default:
       return;  // CommandComplete, NoticeResponse, NotificationResponse: pgmux's own query, nobody to tell
   }
+}
+
+void ServerConn::record_shape(const std::string& statement, ByteView row_description_body) {
+  if (SharedStatement* shared = server_statements.get(statement)) shared->shape = result_shape(row_description_body);
 }
 
 void ServerConn::run_pool_query(std::string sql, QueryDone done) {
@@ -304,6 +320,7 @@ void ServerConn::forget_session() {
 void ServerConn::link(PoolClient* client) {
   client_ = static_cast<ClientConn*>(client);
   pass_remaining_ = 0;
+  hidden_describe_ = 0;
   fatal_forwarded_ = false;
   pending_event_ = RelayEvent::None;
   applied_log = 0;

@@ -44,7 +44,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   // ReadyForQuery. The server must be Idle (or freshly logged in) and is Internal meanwhile.
   void run_internal(std::string sql, InternalDone done);
   // Same with ready-made frontend messages that produce `ready_count` ReadyForQuery replies.
-  void run_internal_messages(protocol::ByteVector messages, int ready_count, InternalDone done);
+  // described: the shared statements whose Describe 'S' the messages hold, in order (their shapes are recorded).
+  void run_internal_messages(protocol::ByteVector messages, int ready_count, InternalDone done,
+                             std::vector<std::string> described = {});
   void run_pool_query(std::string sql, QueryDone done) override;
 
   void link(PoolClient* client) override;  // a ClientConn: the only kind a worker's pools serve
@@ -95,7 +97,11 @@ class ServerConn final : public StreamConn, public PoolServer {
   // this server has, shared by all clients (and applied_unreported, in PoolServer), each with the uv_hrtime() at
   // which it was prepared here: a copy older than a client's own Parse of the statement may predate DDL that
   // changed its result columns, so it is prepared again for that client.
-  protocol::LruMap<std::string, uint64_t, protocol::TransparentStringHash> server_statements;
+  struct SharedStatement {
+    uint64_t prepared_at = 0;
+    uint64_t shape = 0;  // protocol::result_shape of its Describe (0: not known)
+  };
+  protocol::LruMap<std::string, SharedStatement, protocol::TransparentStringHash> server_statements;
   std::vector<std::string> server_closes;  // evicted from server_statements: close before the next request
 
   // Relays buffered server bytes to the linked client (also called when the client's write completes).
@@ -127,6 +133,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool take_whole_message(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool decide_read_only_retry(RelayPass& pass);
+  bool take_hidden_describe(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
+  void note_parse_complete();
+  void record_shape(const std::string& statement, protocol::ByteView row_description_body);
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
   void note_ready(protocol::ByteView body);
   void deliver(RelayEvent event);
@@ -149,6 +158,10 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool fatal_forwarded_ = false;
   ReplyQueue owed_;  // what this server owes, oldest first
   RelayEvent pending_event_ = RelayEvent::None;  // to deliver once the pinned write completes
+  // A Describe pgmux put behind a client's Parse (transaction pooling): its two answers are kept from the client
+  // and the statement's shape recorded. 2: the ParameterDescription is next, 1: the RowDescription or NoData.
+  uint8_t hidden_describe_ = 0;
+  std::string described_statement_;
   protocol::ByteVector dropped_reply_;  // the last reply dropped for a retry (DropForRetry), ReadyForQuery included
 };
 

@@ -6,6 +6,7 @@
 #include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/sqlstate.hpp"
+#include "protocol/statement_naming.hpp"
 #include "proxy/client/client_conn.hpp"
 #include "proxy/control/worker.hpp"
 #include "proxy/net/forward_batch.hpp"
@@ -99,7 +100,7 @@ bool ServerConn::collect_relay_pass(RelayPass& pass) {
     const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
                          tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
                          tag == backend::kCopyBothResponse || tag == backend::kCloseComplete ||
-                         tag == backend::kParseComplete;
+                         tag == backend::kParseComplete || hidden_describe_ != 0;
     if (!inspect && owed_.front_fate() == ReplyFate::Forward) {
       size_t n = std::min(frame.total(), available);
       pass.batch.add(in_.data() + pass.pos, n);
@@ -123,7 +124,8 @@ bool ServerConn::collect_relay_pass(RelayPass& pass) {
 bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayPass& pass) {
   const ReplyFate fate = owed_.front_fate();
   if (fate == ReplyFate::SkipOwn) return drop_own_reply(tag, body, size, pass);
-  if (tag == backend::kParseComplete && !owed_.empty()) ++owed_.front().parses_seen;  // statements that exist
+  if (hidden_describe_ != 0 && take_hidden_describe(tag, body, size, pass)) return true;
+  if (tag == backend::kParseComplete && !owed_.empty()) note_parse_complete();
   if (tag == backend::kCloseComplete && !owed_.empty()) {  // counted: some may answer pgmux's own Close
     OwedReply& front = owed_.front();
     const unsigned ordinal = front.closes_seen++;
@@ -202,6 +204,35 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
     front.fate = ReplyFate::Forward;  // another error, COPY, or no 25006: the client sees this reply
     return true;
   }
+}
+
+// A ParseComplete: the statement exists. If pgmux put a Describe of its own behind that Parse, its answers come next.
+void ServerConn::note_parse_complete() {
+  OwedReply& front = owed_.front();
+  const uint16_t ordinal = front.parses_seen++;
+  if (!front.described) return;
+  for (auto& [parse, statement] : *front.described) {
+    if (parse != ordinal) continue;
+    hidden_describe_ = 2;
+    described_statement_ = std::move(statement);
+    return;
+  }
+}
+
+// The answers to pgmux's Describe behind a client's Parse: kept from the client, the shape recorded. False when the
+// message is not one (nothing else can come between them: then the hiding simply ends).
+bool ServerConn::take_hidden_describe(char tag, ByteView body, size_t size, RelayPass& pass) {
+  if (hidden_describe_ == 2 && tag == backend::kParameterDescription) {
+    hidden_describe_ = 1;
+  } else if (hidden_describe_ == 1 && (tag == backend::kRowDescription || tag == backend::kNoData)) {
+    record_shape(described_statement_, tag == backend::kNoData ? ByteView() : body);
+    hidden_describe_ = 0;
+  } else {
+    hidden_describe_ = 0;
+    return false;
+  }
+  pass.pos += size;
+  return true;
 }
 
 // The reply to pgmux's own statement in front of a request: the client already had its answer from pgmux.

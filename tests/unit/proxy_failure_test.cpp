@@ -119,6 +119,7 @@ TEST_CASE("SQLSTATEs and wording that clients and tests compare with PostgreSQL"
     CHECK(std::string(failure_row(f).message) == message);
   };
   check(Failure::UnnamedStatementGone, "26000", "unnamed prepared statement does not exist");
+  check(Failure::PlanChanged, "0A000", "cached plan must not change result type");
   check(Failure::LoginTimeout, "57014", "canceling authentication due to timeout");
   check(Failure::AdminShutdown, "57P01", "terminating connection due to administrator command");
   check(Failure::AuthFailed, "28P01", "password authentication failed for user \"{}\"");
