@@ -186,7 +186,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);
   bool binds_earlier_unnamed(const ServerConn* server) const;
   void learn_shape(ServerConn& server, std::string_view client_name);
-  const PreparedStatement* stale_statement(const ServerConn* server) const;
+  const PreparedStatement* stale_statement(const ServerConn* server);
   bool server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored);
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);

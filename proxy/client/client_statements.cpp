@@ -89,8 +89,10 @@ void ClientConn::learn_shape(ServerConn& server, std::string_view client_name) {
 
 // Transaction pooling: a request that starts by binding or describing a statement whose copy on this server has
 // other result columns than the client's statement (prepared on either side of DDL): PostgreSQL would answer
-// 0A000 "cached plan must not change result type", so pgmux does, outside a transaction. Null otherwise.
-const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) const {
+// 0A000 "cached plan must not change result type", so pgmux does, outside a transaction. Null otherwise. A
+// client statement whose shape is not known yet (its Parse was answered by pgmux, and the copy it runs on was
+// another client's) takes the copy's.
+const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
   if (!transaction_pooling() || request_.kind != RequestKind::Extended || request_.steps.empty() ||
       server->tx_status() != 'I' || !session_.deferred_begin.empty()) {
     return nullptr;
@@ -101,10 +103,12 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) c
       (char(message[0]) != frontend::kBind && char(message[0]) != frontend::kDescribe)) {
     return nullptr;  // only when it is the request's first message: nothing before it may have run
   }
-  const PreparedStatement* stored = session_.find_statement(first.name);
-  if (!stored || stored->shape == 0) return nullptr;
+  PreparedStatement* stored = session_.find_statement(first.name);
+  if (!stored) return nullptr;
   const ServerConn::SharedStatement* copy = server->server_statements.peek(stored->server_name);
-  return copy && copy->shape != 0 && copy->shape != stored->shape ? stored : nullptr;
+  if (!copy || copy->shape == 0) return nullptr;
+  if (stored->shape == 0) stored->shape = copy->shape;
+  return copy->shape != stored->shape ? stored : nullptr;
 }
 
 // Transaction pooling: a request that starts with a Parse of a named statement the session already has gets
