@@ -335,6 +335,11 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
   }
   note_outstanding(server, c, is_primary, owed);
+  if (transaction_pooling() && (c.effects.has(routing::SessionEffect::Reset) ||
+                                c.effects.has(routing::SessionEffect::ResetAll) ||
+                                c.effects.has(routing::SessionEffect::DiscardAll))) {
+    owed.resets_parameters = true;
+  }
   note_session_effects(server, c, is_primary);
   // Renamed as the statements are before this request; then its Parse and Close messages change them.
   const bool renamed = forwards_renamed();

@@ -63,6 +63,7 @@ struct OwedReply {
   // ParseComplete messages: Parse messages sent in this entry's requests before the current one (a Flush
   // sequence continues an entry), and answers seen. A failed request created exactly the statements of the
   // Parses answered before its error.
+  bool resets_parameters = false;  // transaction pooling: RESET / RESET ALL / DISCARD ALL (client_view_of_reset)
   uint16_t parses_sent = 0;
   uint16_t parses_seen = 0;
   // Parses (by that ordinal) followed by a Describe 'S' of pgmux's own, with the shared statement's name.

@@ -134,6 +134,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool decide_read_only_retry(RelayPass& pass);
   bool take_hidden_describe(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
+  enum class ResetView : uint8_t { AsIs, Rewritten, Dropped };
+  ResetView client_view_of_reset(protocol::ByteView body, protocol::ByteVector** own);
   void note_parse_complete();
   void record_shape(const std::string& statement, protocol::ByteView row_description_body);
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
@@ -162,7 +164,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   // and the statement's shape recorded. 2: the ParameterDescription is next, 1: the RowDescription or NoData.
   uint8_t hidden_describe_ = 0;
   std::string described_statement_;
-  protocol::ByteVector dropped_reply_;  // the last reply dropped for a retry (DropForRetry), ReadyForQuery included
+  protocol::ByteVector dropped_reply_;
+  std::vector<protocol::ByteVector> rewritten_;  // messages of the current relay pass that pgmux wrote itself  // the last reply dropped for a retry (DropForRetry), ReadyForQuery included
 };
 
 }  // namespace pgmux::proxy

@@ -79,6 +79,7 @@ void ServerConn::relay() {
 // reply are decoded (read whole); everything else streams through, part of a message at a time if need be.
 // False when the connection failed (and is closed).
 bool ServerConn::collect_relay_pass(RelayPass& pass) {
+  rewritten_.clear();  // the previous pass's write is done (a pinned one would not start a pass)
   while (!pass.batch.full() && pass.event == RelayEvent::None) {
     const size_t available = in_.end() - pass.pos;
     if (pass_remaining_ > 0) {
@@ -142,10 +143,40 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
     }
     return true;
   }
+  if (tag == backend::kParameterStatus && !owed_.empty() && owed_.front().resets_parameters) {
+    ByteVector* own = nullptr;
+    const ResetView view = client_view_of_reset(body, &own);  // before note_relayed records the server's value
+    if (view != ResetView::AsIs) {
+      note_relayed(tag, body, pass);
+      if (view == ResetView::Rewritten) pass.batch.add(own->data(), own->size());
+      pass.pos += size;
+      return true;
+    }
+  }
   note_relayed(tag, body, pass);
   pass.batch.add(in_.data() + pass.pos, size);
   pass.pos += size;
   return true;
+}
+
+// Transaction pooling: a RESET (RESET ALL, DISCARD ALL, SET … TO DEFAULT) brings a parameter back to the value
+// this shared server logged in with, but the client's default is its own startup value: the ParameterStatus it
+// gets says that one, as on a direct connection (the session log sets it on the server before its next request).
+// When the client saw that value already, nothing is sent, as PostgreSQL reports only values that changed.
+ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector** own) {
+  const auto ps = parse_parameter_status(body);
+  if (!ps || !client_) return ResetView::AsIs;
+  const std::string* wanted = client_->wanted_params().find(ps->name);
+  if (!wanted || *wanted == ps->value) return ResetView::AsIs;
+  const SessionParams login = pool_.login_params();
+  const std::string* server_default = login.find(ps->name);
+  if (!server_default || *server_default != ps->value) return ResetView::AsIs;  // the client's own SET
+  // The server was in step with the client's session before this request: its value then is what the client saw.
+  const std::string* before = params_.find(ps->name);
+  if (before && *before == *wanted) return ResetView::Dropped;
+  *own = &rewritten_.emplace_back();
+  build_parameter_status(**own, ps->name, *wanted);
+  return ResetView::Rewritten;
 }
 
 // RetryIfReadOnly: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held

@@ -112,9 +112,6 @@ constexpr KnownDifference kTransactionPoolingDifferences[] = {
     {"duplicate_parse_mid_batch",
      "a Parse of an existing name after other messages of its batch gets the server's 42P05, which names pgmux's "
      "shared statement (pgmux_...) instead of the client's name (README, transaction mode)"},
-    {"reset_parameters",
-     "issue 10 item 1: RESET of a startup parameter inside a multi-statement string reports (ParameterStatus) "
-     "the pooled server's default, not the client's startup value; the next statement has the startup value"},
 };
 
 const KnownDifference* known_difference(const std::string& script) {
