@@ -167,9 +167,11 @@ class ClientConn final : public StreamConn, public PoolClient {
     size_t log_size = 0;               // the session log it replayed up to
     bool prepares_statements = false;
     bool prepares_unnamed = false;     // the unnamed statement an earlier request parsed
+    // SQL prepared statements (by name) prepared there, each with the ordinal of its PREPARE among the step's
+    // queries (ServerConn::last_internal_failed).
+    std::vector<std::pair<std::string, uint16_t>> sql_prepared;
   };
-  void finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& state,
-                      const std::string& error);
+  void finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& error);
   void forward(ServerConn* server, const routing::Classification& c);
   void note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary, OwedReply& owed);
   void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
@@ -213,6 +215,17 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::vector<TrackedStatement> tracked_statements(const SessionCommand& command);
   void finish_session_request(ServerConn* server, const SessionCommand& command, bool failed, char tx_status);
   void lose_track_of_session(ServerConn* server);
+  // client_sql_statements.cpp: SQL-level PREPARE / EXECUTE / DEALLOCATE in transaction pooling.
+  struct SqlStatementPrep {
+    std::string name;                  // as PostgreSQL folds it
+    std::vector<std::string> queries;  // what prepares it there, one Query each
+    uint16_t prepare_at = 0;           // which of them is the PREPARE itself
+  };
+  std::vector<SqlStatementPrep> missing_sql_statements(const ServerConn& server, bool in_block);
+  void set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const;
+  std::vector<TrackedStatement> take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
+                                                    bool failed);
+  void apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran);
   void answer_locally_with_error(const FailureReport& failure);
   std::string log_prefix() const;  // "C-<id> <peer> user=<user> db=<database>"
   // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the
@@ -270,8 +283,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   };
   std::optional<RoutedRequest> routed_;
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on (observers: cleared in let_go_of)
-  std::string prepare_error_state_;  // a statement the request needs could not be prepared: its error
-  std::string prepare_error_;
+  protocol::ByteVector prepare_error_;  // a statement the request needs could not be prepared: the server's error
   double primary_wait_deadline_ = 0;
   // A read that waits for a standby to replay what it must see: until when, and the commits it must see (those
   // acknowledged when it was first routed; later ones are concurrent with it). Set only while it waits.

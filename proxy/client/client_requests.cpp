@@ -215,7 +215,10 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
 // deferred BEGIN. Returns false while that runs (the request goes out afterwards).
 bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   const bool behind_log = server->applied_log < session_.log.size();
-  if (server->has_outstanding() && (behind_log || add_statement_prep(server, nullptr, nullptr))) {
+  std::vector<SqlStatementPrep> sql_preps =
+      missing_sql_statements(*server, server->tx_status() != 'I' || !session_.deferred_begin.empty());
+  if (server->has_outstanding() &&
+      (behind_log || !sql_preps.empty() || add_statement_prep(server, nullptr, nullptr))) {
     if (server->only_open_sequence()) {
       // An extended sequence left open by Flush never finishes before the client's Sync, which is in this very
       // request: waiting would hang. The request goes as it is; the server answers for what it lacks (26000).
@@ -242,13 +245,21 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
     ++readies;
   }
   if (!session_.deferred_begin.empty()) {
-    if (readies == 0 && !forwards_renamed()) {
+    if (readies == 0 && sql_preps.empty() && !forwards_renamed()) {
       // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
       // server skips its reply. One round trip fewer per transaction.
       return true;
     }
     build_query(messages, session_.deferred_begin);
     ++readies;
+  }
+  // After the BEGIN: a PREPARE that fails there aborts the transaction, as the client's EXECUTE would have.
+  std::vector<std::pair<std::string, uint16_t>> sql_prepared;
+  for (SqlStatementPrep& prep : sql_preps) {
+    sql_prepared.emplace_back(std::move(prep.name), static_cast<uint16_t>(readies + prep.prepare_at));
+    for (const std::string& query : prep.queries) build_query(messages, query);
+    readies += static_cast<int>(prep.queries.size());
+    server->session_dirty = true;  // DISCARD ALL before another client gets it
   }
   if (readies == 0) return true;
   LOG_DEBUG("C-%llu: preparing S-%llu (%d replies)", static_cast<unsigned long long>(id_),
@@ -257,22 +268,22 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   for (const std::string& name : transaction_pooling() ? prepared : std::vector<std::string>()) {
     described.push_back(session_.find_statement(name)->server_name);
   }
-  PrepareStep step{c, std::move(prepared), session_.log.size(), prepares_statements, binds_earlier_unnamed(server)};
+  PrepareStep step{c,           std::move(prepared),           session_.log.size(),
+                   prepares_statements, binds_earlier_unnamed(server), std::move(sql_prepared)};
   set_state(ClientState::Preparing);
   preparing_ = server;
   server->run_internal_messages(
       std::move(messages), readies,
-      [this, step = std::move(step)](ServerConn& s, bool ok, const std::string& state, const std::string& error) {
+      [this, step = std::move(step)](ServerConn& s, bool ok, const std::string&, const std::string& error) {
         if (!s.open()) return;  // on_server_lost told the client
-        finish_prepare(s, step, ok, state, error);
+        finish_prepare(s, step, ok, error);
       },
       std::move(described));
   return false;
 }
 
 // The server is up to date (or failed to be): the request goes on with the decision made when it was routed.
-void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& state,
-                                const std::string& error) {
+void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& error) {
   if (s.client() != this) {
     // The client left meanwhile (compared, not dereferenced): part of its session was replayed there, so the
     // server is closed rather than handed to someone else half set up.
@@ -280,11 +291,10 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
     return;
   }
   if (!ok) {
-    LOG_WARN("C-%llu: bringing server S-%llu up to date with the session failed: %s",
-             static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), error.c_str());
-    if (step.prepares_statements) {
-      prepare_error_state_ = state;
-      prepare_error_ = error;
+    LOG_WARN("%s: bringing server S-%llu up to date with the session failed: %s", log_prefix().c_str(),
+             static_cast<unsigned long long>(s.id()), escape_for_log(error, 300).c_str());
+    if (step.prepares_statements || !step.sql_prepared.empty()) {
+      prepare_error_.assign(s.last_internal_error().begin(), s.last_internal_error().end());
       for (const auto& name : step.prepared) {  // not there after all
         const PreparedStatement* stored = session_.find_statement(name);
         if (stored && transaction_pooling()) s.server_statements.erase(stored->server_name);
@@ -295,6 +305,9 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   preparing_ = nullptr;
   s.applied_log = step.log_size;
   s.pending_closes.clear();
+  for (const auto& [name, ordinal] : step.sql_prepared) {
+    if (!s.last_internal_failed(ordinal)) s.sql_statements.insert(name);
+  }
   if (ok || !step.prepares_statements) {
     for (const auto& name : step.prepared) {
       s.prepared.insert(name);
@@ -378,11 +391,8 @@ void ClientConn::note_session_effects(ServerConn* server, const routing::Classif
       server->server_closes.clear();
     }
   }
-  routing::PinReason pin = c.pin_reason;
-  if (pin == routing::PinReason::None && transaction_pooling() && c.effects.has(routing::SessionEffect::Prepare)) {
-    pin = routing::PinReason::SqlPrepare;  // an SQL-level prepared statement lives on this server only
-  }
-  if (pin != routing::PinReason::None) note_pin(pin, is_primary || pin == routing::PinReason::SqlPrepare);
+  // SQL PREPARE pins no more: the session keeps its statements (client_sql_statements.cpp).
+  if (c.pin_reason != routing::PinReason::None) note_pin(c.pin_reason, is_primary);
 }
 
 // Its replies are relayed from now on, and a cancel request reaches it.
@@ -421,8 +431,7 @@ void ClientConn::note_pin(routing::PinReason pin, bool pinned_primary) {
   if (transaction_pooling() && !session_.pin_logged) {
     session_.pin_logged = true;
     worker_.pins().add(pin);
-    LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
-             database_.c_str(), session_.pin_reason);
+    LOG_INFO("%s: pinned to its server (%s)", log_prefix().c_str(), session_.pin_reason);
   }
 }
 
@@ -431,7 +440,8 @@ void ClientConn::answer_locally_with_error(const FailureReport& failure) {
   report_failure(failure, Severity::Error, worker_.metrics(), log_prefix(), out);
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) {
-    build_ready_for_query(out, session_.deferred_begin.empty() ? 'I' : 'E');
+    // An error inside a transaction block aborts it (the block pgmux answered BEGIN for included).
+    build_ready_for_query(out, session_.deferred_begin.empty() && session_.tx_status == 'I' ? 'I' : 'E');
   } else {
     discard_until_sync_ = true;
   }

@@ -95,7 +95,7 @@ bool ClientConn::resume_routed() {
   if (!prepare_error_.empty()) {
     // A statement this request uses could not be prepared there: the request gets that error, as it would
     // have from PostgreSQL at Parse.
-    fail(FailureReport::relayed(Failure::PrepareFailed, prepare_error_state_, prepare_error_));
+    fail(FailureReport::relayed_whole(Failure::PrepareFailed, prepare_error_));
     prepare_error_.clear();
     release_idle_servers();
     return open();

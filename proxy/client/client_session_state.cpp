@@ -118,8 +118,15 @@ std::vector<TrackedStatement> ClientConn::tracked_statements(const SessionComman
 // them before their next request); when what lasts cannot be told, the session's state is unknown.
 void ClientConn::finish_session_request(ServerConn* server, const SessionCommand& command, bool failed,
                                         char tx_status) {
-  SessionOutcome outcome =
-      session_.block.finish(tracked_statements(command), session_.tx_status, tx_status, failed);
+  std::vector<TrackedStatement> tracked = tracked_statements(command);
+  std::vector<TrackedStatement> sql_statements = take_sql_statements(server, tracked, failed);
+  SessionOutcome outcome = session_.block.finish(std::move(tracked), session_.tx_status, tx_status, failed);
+  if (!transaction_pooling()) {
+    // Session pooling: the log carries them to the standby, whatever became of their transaction block.
+    for (TrackedStatement& t : sql_statements) {
+      if (!t.c.effects.has(routing::SessionEffect::DiscardAll)) outcome.lasting.push_back(std::move(t));
+    }
+  }
   const LogUpdate update =
       session_.record_lasting(std::move(outcome.lasting), server->applied_log, transaction_pooling());
   if (update.others_restart) {
@@ -128,6 +135,7 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
     }
   }
   server->applied_log = update.runner_applied;
+  if (transaction_pooling()) apply_sql_statements(server, sql_statements);
   if (outcome.unknown || (command.unresolved && !failed)) lose_track_of_session(server);
 }
 
@@ -140,9 +148,8 @@ void ClientConn::lose_track_of_session(ServerConn* server) {
     return;
   }
   if (!session_.route.session_unknown) {
-    LOG_INFO("C-%llu user=%s db=%s: session settings changed in a way pgmux cannot replay; its reads go to the "
-             "primary from now on",
-             static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str());
+    LOG_INFO("%s: session settings changed in a way pgmux cannot replay; its reads go to the primary from now on",
+             log_prefix().c_str());
   }
   session_.route.session_unknown = true;
   if (transaction_pooling()) note_pin(routing::PinReason::UnknownSessionState, true);

@@ -12,6 +12,7 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
   if (transaction_pooling) {
     if (reset_all) {
       log.clear();
+      ++log_generation;
       // Replayed elsewhere as RESET ALL: DISCARD ALL would also drop pgmux's shared prepared statements there.
       log.push_back("RESET ALL");
       for (const auto& [name, value] : wanted_params.entries()) log.push_back(routing::set_statement(name, value));
@@ -26,6 +27,7 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
   bool restart = false;
   if (reset_all) {
     log.clear();
+    ++log_generation;
     restart = true;
   }
   log.push_back(std::move(sql));

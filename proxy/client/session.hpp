@@ -40,11 +40,19 @@ struct LogUpdate {
 using StatementMap =
     std::unordered_map<std::string, PreparedStatement, protocol::TransparentStringHash, std::equal_to<>>;
 
+// An SQL-level prepared statement (transaction pooling), prepared on a server when a request there names it.
+struct SqlStatement {
+  std::string prepare;          // the client's PREPARE statement
+  size_t log_at = 0;            // the session log's size when it was prepared: the settings it was analyzed with
+  uint64_t log_generation = 0;  // ClientSession::log_generation then (a restarted log loses that position)
+};
+
 struct ClientSession {
   SessionParams wanted_params;  // startup parameters (options=-c included): the session's defaults
   // Session commands that last (SET/RESET/set_config/..., run outside a block or in one that committed),
   // replayed in order on any other server.
   std::vector<std::string> log;
+  uint64_t log_generation = 0;  // counts the log's restarts (RESET ALL, DISCARD ALL)
   SessionBlock block;      // session commands waiting for their transaction block to end
   char tx_status = 'I';    // the transaction status the client's last finished request left
   StatementMap statements;  // by the client's name
@@ -52,6 +60,10 @@ struct ClientSession {
   routing::Classification unnamed_class;  // what the unnamed statement, last parsed, is
   protocol::ByteVector unnamed_parse;      // its Parse, when a later request may bind it on another server
   std::string deferred_begin;              // a plain BEGIN answered by pgmux, sent with the next statement
+  // Transaction pooling: the client's SQL-level prepared statements (PREPARE name AS ...) by name as PostgreSQL
+  // folds it, each with its PREPARE statement, prepared on a server when a request there names it
+  // (client_sql_statements.cpp).
+  std::unordered_map<std::string, SqlStatement> sql_statements;
   const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
   bool pin_logged = false;
 

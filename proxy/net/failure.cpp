@@ -4,6 +4,7 @@
 #include <array>
 #include <iterator>
 
+#include "protocol/byte_writer.hpp"
 #include "protocol/error_response.hpp"
 #include "protocol/sqlstate.hpp"
 #include "proxy/net/log.hpp"
@@ -243,6 +244,13 @@ FailureReport FailureReport::relayed(Failure failure, std::string sqlstate, std:
   return report;
 }
 
+FailureReport FailureReport::relayed_whole(Failure failure, protocol::ByteView error_body) {
+  const auto fields = protocol::parse_error_fields(error_body);
+  FailureReport report = relayed(failure, fields ? fields->sqlstate : "", fields ? fields->message : "");
+  report.server_error_.assign(error_body.begin(), error_body.end());
+  return report;
+}
+
 std::string_view FailureReport::sqlstate() const {
   return sqlstate_.empty() ? std::string_view(row().sqlstate) : std::string_view(sqlstate_);
 }
@@ -284,6 +292,11 @@ void report_failure(const FailureReport& report, Severity severity, WorkerMetric
   const std::string_view sqlstate = report.sqlstate();
   if (report.protocol2()) {
     protocol::build_protocol2_fatal(out, message);  // a client of protocol 1.x or 2.x reads only this
+  } else if (!report.server_error().empty()) {
+    protocol::ByteWriter w(out);
+    w.begin_message('E');
+    w.bytes(report.server_error());
+    w.end_message();
   } else {
     protocol::build_error_response(out, word, sqlstate, message, report.detail(), report.hint(), row.routine);
   }

@@ -131,6 +131,10 @@ class FailureReport {
       : failure_(failure), words_(std::move(words)) {}
   // A failure PostgreSQL reported: its SQLSTATE (empty: the table's) and message fill the row.
   static FailureReport relayed(Failure failure, std::string sqlstate, std::string message);
+  // A failure PostgreSQL reported to pgmux's own query: the client gets that ErrorResponse whole (position, detail
+  // and every other field as the server wrote them). error_body: the message body after tag and length.
+  static FailureReport relayed_whole(Failure failure, protocol::ByteView error_body);
+  protocol::ByteView server_error() const { return server_error_; }
 
   Failure failure() const { return failure_; }
   const FailureRow& row() const { return failure_row(failure_); }
@@ -147,6 +151,7 @@ class FailureReport {
  private:
   Failure failure_;
   std::string sqlstate_;  // PostgreSQL's, for a relayed failure
+  protocol::ByteVector server_error_;  // relayed_whole: the server's ErrorResponse body
   std::vector<std::string> words_;
   bool protocol2_ = false;
 };

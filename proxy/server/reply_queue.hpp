@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/bytes.hpp"
 #include "routing/classifier.hpp"
 
 namespace pgmux::proxy {
@@ -45,6 +46,9 @@ struct InternalRun {
   std::vector<std::string> described;  // shared statements whose Describe 'S' answers are still to come, in order
   std::string error_state;
   std::string error;
+  protocol::ByteVector error_body;  // the first ErrorResponse's body, whole
+  uint16_t readies_seen = 0;        // ReadyForQuery messages so far
+  std::vector<uint16_t> failed;     // for each ErrorResponse, readies_seen then: which Query (or Sync) failed
 };
 
 struct OwedReply {

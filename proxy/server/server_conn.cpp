@@ -272,19 +272,24 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
                  pool_.backend().name.c_str(), error ? error->message.c_str() : "?");
       }
       InternalRun* run = ours ? owed_.front().internal.get() : nullptr;
+      if (run) run->failed.push_back(run->readies_seen);
       if (error && run && run->error.empty()) {
         run->error_state = error->sqlstate;
         run->error = error->message;
+        run->error_body.assign(body.begin(), body.end());
       }
       return;
     }
     case backend::kReadyForQuery: {
       if (state() != ServerState::Internal || owed_.front_fate() != ReplyFate::Internal) return;
       note_ready(body);
+      ++owed_.front().internal->readies_seen;
       if (--owed_.front().readies > 0) return;
       // Popped before done runs: done may hand the server to another client.
       OwedReply finished = owed_.pop();
       InternalRun& run = *finished.internal;
+      last_internal_error_ = std::move(run.error_body);
+      last_internal_failed_ = std::move(run.failed);
       run.done(*this, run.error.empty(), run.error_state, run.error);
       return;
     }
@@ -315,6 +320,7 @@ void ServerConn::forget_session() {
   applied_unreported.clear();
   server_statements.clear();
   server_closes.clear();
+  sql_statements.clear();
 }
 
 void ServerConn::link(PoolClient* client) {
@@ -327,6 +333,7 @@ void ServerConn::link(PoolClient* client) {
   session_dirty = false;
   prepared.clear();
   pending_closes.clear();
+  sql_statements.clear();
   wrote = false;
 }
 

@@ -1,6 +1,7 @@
 // One connection to a PostgreSQL backend: connect, log in, run pgmux's own queries (reset, parameter sync)
 // and, while linked to a client, forward replies to it watching only ReadyForQuery and ParameterStatus.
 #pragma once
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <string>
@@ -74,6 +75,12 @@ class ServerConn final : public StreamConn, public PoolServer {
   // What the linked client still waits for here (its answers if the connection is lost now).
   size_t owed_client_requests() const { return owed_.client_requests(); }
   char tx_status() const { return tx_status_; }
+  // The ErrorResponse body of the internal run that just finished (empty when it succeeded): valid in its callback.
+  protocol::ByteView last_internal_error() const { return last_internal_error_; }
+  // Whether its Query number `ordinal` (counted by ReadyForQuery from 0) failed: valid in its callback.
+  bool last_internal_failed(uint16_t ordinal) const {
+    return std::find(last_internal_failed_.begin(), last_internal_failed_.end(), ordinal) != last_internal_failed_.end();
+  }
   // An extended sequence was left open by Flush and nothing else is owed: its next messages must come here.
   bool only_open_sequence() const { return owed_.size() == 1 && owed_.open_sequence(); }
   // The last request left an extended sequence open (Flush, no Sync): the next one continues it.
@@ -87,6 +94,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   size_t applied_log = 0;                     // session-log entries applied here
   std::unordered_set<std::string> prepared;   // the client's named statements prepared here
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
+  std::unordered_set<std::string> sql_statements;  // transaction pooling: its SQL PREPAREd statements here
   bool wrote = false;                         // a write was sent since the last ReadyForQuery 'I'
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
   // string that may hold one), or a pinned client used it: DISCARD ALL before the next client. Reset on link.
@@ -165,6 +173,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   uint8_t hidden_describe_ = 0;
   std::string described_statement_;
   protocol::ByteVector dropped_reply_;
+  protocol::ByteVector last_internal_error_;
+  std::vector<uint16_t> last_internal_failed_;
   std::vector<protocol::ByteVector> rewritten_;  // messages of the current relay pass that pgmux wrote itself  // the last reply dropped for a retry (DropForRetry), ReadyForQuery included
 };
 

@@ -274,6 +274,40 @@ Script duplicate_parse_mid_batch(const Schema&) {
       .build();
 }
 
+Script sql_prepare(const Schema& s) {
+  // SQL-level prepared statements across requests (transaction pooling prepares them again on whichever server
+  // runs a statement naming them): duplicates, unknown names, PREPARE is not transactional, EXPLAIN EXECUTE and the
+  // extended protocol, DEALLOCATE of a statement whose table is gone, DEALLOCATE ALL; last, a failed string that
+  // prepared a statement (pgmux keeps that client on its server).
+  const std::string gone = s.items + "_sp_gone";
+  return ScriptBuilder("sql_prepare")
+      .q("PREPARE diff_sp (int) AS SELECT $1 * 2 AS doubled")
+      .q("EXECUTE diff_sp(21)")
+      .q("PREPARE diff_sp AS SELECT 1")  // 42P05
+      .q("PREPARE DIFF_SP AS SELECT 1")  // the same name, folded: 42P05
+      .q("EXECUTE diff_sp_missing")      // 26000
+      .q("DEALLOCATE diff_sp_missing")   // 26000
+      .q("BEGIN").q("PREPARE diff_tx AS SELECT 'kept' AS k").q("ROLLBACK").q("EXECUTE diff_tx")
+      .q("BEGIN").q("EXECUTE diff_sp(2)").q("SELECT 1/0").q("EXECUTE diff_sp(3)").q("ROLLBACK")
+      .q("EXPLAIN (COSTS off) EXECUTE diff_sp(1)")
+      .q("SELECT name, parameter_types::text FROM pg_prepared_statements WHERE from_sql ORDER BY name")
+      .parse("", "EXECUTE diff_sp(5)").bind(bind_text("", "", {})).execute("").sync().expect_ready()
+      .q("CREATE TABLE " + gone + " (v int)")
+      .q("PREPARE diff_gone AS SELECT v FROM " + gone)
+      .q("DROP TABLE " + gone)
+      .q("EXECUTE diff_gone")     // 42P01
+      .q("DEALLOCATE diff_gone")  // succeeds: the statement still exists
+      .q("DEALLOCATE diff_sp").q("EXECUTE diff_sp(1)")  // 26000
+      .q("PREPARE diff_a AS SELECT 1").q("PREPARE diff_b AS SELECT 2").q("DEALLOCATE ALL").q("EXECUTE diff_a")
+      // Analyzed with the settings of its time: the literal is read under DMY, whatever the session says later.
+      .q("SET datestyle = 'ISO, DMY'").q("PREPARE diff_ds AS SELECT '01/02/2024'::date AS d")
+      .q("SET datestyle = 'ISO, MDY'").q("EXECUTE diff_ds")
+      .q("BEGIN").q("SELECT 1").q("EXECUTE diff_ds").q("COMMIT").q("RESET datestyle")
+      .q("PREPARE diff_pa AS SELECT 'survived' AS s; SELECT 1/0")
+      .q("EXECUTE diff_pa")
+      .build();
+}
+
 Script listen_notify(const Schema& s) {
   // The notification comes back to this same session; its sender pid is zeroed by normalize().
   const std::string channel = s.items + "_chan";
@@ -303,7 +337,7 @@ std::string Schema::reset_sql() const {
 }
 
 std::string Schema::teardown_sql() const {
-  return "DROP TABLE IF EXISTS " + items + ", " + copies + "; DROP FUNCTION IF EXISTS " + notice + "(int)";
+  return "DROP TABLE IF EXISTS " + items + ", " + copies + ", " + items + "_sp_gone; DROP FUNCTION IF EXISTS " + notice + "(int)";
 }
 
 std::vector<Script> all_scripts(const Schema& s) {
@@ -312,7 +346,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           copy_in(s),             copy_fail(s),         copy_out(s),             notice_mid_result(s),
           parameter_status_mid(s), reset_parameters(s), transaction_error(s),    close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), shared_statement_mid_sequence(s),
-          listen_notify(s)};
+          listen_notify(s),       sql_prepare(s)};
 }
 
 }  // namespace pgmux::difftest

@@ -1,0 +1,157 @@
+// ClientConn, SQL-level prepared statements (PREPARE name AS ..., EXECUTE, DEALLOCATE) in transaction pooling.
+// Such a statement lives on the server that ran the PREPARE, but the client's next transaction may run anywhere,
+// and pinning the client to that server would end pooling for it. So the session keeps each statement's PREPARE
+// and a server gets it just before a request that names it there: EXECUTE (also in EXPLAIN and CREATE TABLE AS),
+// DEALLOCATE, a read of pg_prepared_statements, or a PREPARE of the same name (which then fails there with 42P05,
+// as it would on a direct connection). PREPARE and DEALLOCATE are not transactional: they take effect when their
+// request ends, outside the session log and its transaction rules. A server that got any goes back to the pool
+// through DISCARD ALL (session_dirty), so no other client ever sees them.
+#include <algorithm>
+
+#include "proxy/client/client_conn.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/server_conn.hpp"
+#include "routing/session_sql.hpp"
+#include "routing/sql_prepared_refs.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+
+using routing::PreparedRefKind;
+
+// A statement that is only deallocated needs to exist, not to be what the client prepared: a stand-in that cannot
+// fail (the original may no longer analyze, after its table was dropped, where DEALLOCATE still succeeds).
+std::string stand_in_prepare(const std::string& name) {
+  std::string sql = "PREPARE \"";
+  for (char c : name) {
+    sql += c;
+    if (c == '"') sql += '"';
+  }
+  sql += "\" AS SELECT NULL";
+  return sql;
+}
+
+bool is_prepare_command(const routing::Classification& c) {
+  return c.effects.has(routing::SessionEffect::Prepare) || c.effects.has(routing::SessionEffect::Deallocate) ||
+         c.effects.has(routing::SessionEffect::DeallocateAll);
+}
+
+}  // namespace
+
+// The PREPARE as the client's settings stood when it prepared it (search_path resolves its names, DateStyle reads
+// its literals): if the session log grew since, the server's settings go back to that point inside a block (or
+// savepoint) that is rolled back afterwards, which PREPARE, not being transactional, survives. A log restarted
+// since (RESET ALL) has lost that point: the statement is prepared with the current settings.
+void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const {
+  if (stored.log_generation != session_.log_generation || stored.log_at >= session_.log.size()) {
+    prep.queries = {stored.prepare};
+    prep.prepare_at = 0;
+    return;
+  }
+  std::vector<std::string> queries{in_block ? "SAVEPOINT pgmux_prepare" : "BEGIN", "RESET ALL"};
+  for (const auto& [name, value] : session_.wanted_params.entries()) {
+    queries.push_back(routing::set_statement(name, value));
+  }
+  queries.insert(queries.end(), session_.log.begin(), session_.log.begin() + static_cast<long>(stored.log_at));
+  prep.prepare_at = static_cast<uint16_t>(queries.size());
+  queries.push_back(stored.prepare);
+  if (in_block) {
+    queries.push_back("ROLLBACK TO SAVEPOINT pgmux_prepare");
+    queries.push_back("RELEASE SAVEPOINT pgmux_prepare");
+  } else {
+    queries.push_back("ROLLBACK");
+  }
+  prep.queries = std::move(queries);
+}
+
+// The client's SQL prepared statements that this request names and the server lacks, each with the queries that
+// bring it there (in_block: they run inside a transaction block). Empty outside transaction pooling and for
+// clients without such statements (the common path stops at the first test).
+std::vector<ClientConn::SqlStatementPrep> ClientConn::missing_sql_statements(const ServerConn& server, bool in_block) {
+  std::vector<SqlStatementPrep> missing;
+  if (!transaction_pooling() || session_.sql_statements.empty()) return missing;
+  std::vector<routing::PreparedRef> refs;
+  if (request_.kind == RequestKind::Query) {
+    refs = routing::prepared_statement_refs(request_.sql);
+  } else if (request_.kind == RequestKind::Extended) {
+    std::vector<std::string> texts;
+    executed_statements(texts);
+    for (const std::string& text : texts) {
+      for (routing::PreparedRef& ref : routing::prepared_statement_refs(text)) {
+        ref.statement = {};  // views into `text`, which ends here
+        refs.push_back(std::move(ref));
+      }
+    }
+  }
+  auto want = [&](const std::string& name, bool whole) {
+    const auto stored = session_.sql_statements.find(name);
+    if (stored == session_.sql_statements.end() || server.sql_statements.count(name) > 0) return;
+    auto seen = std::find_if(missing.begin(), missing.end(), [&](const auto& m) { return m.name == name; });
+    if (seen == missing.end()) seen = missing.insert(missing.end(), {name, {stand_in_prepare(name)}, 0});
+    if (whole) set_sql_prepare_queries(*seen, stored->second, in_block);
+  };
+  for (const routing::PreparedRef& ref : refs) {
+    if (ref.kind == PreparedRefKind::ListAll) {
+      for (const auto& entry : session_.sql_statements) want(entry.first, true);
+    } else if (ref.kind != PreparedRefKind::DeallocateAll) {
+      want(ref.name, ref.kind != PreparedRefKind::Deallocate);
+    }
+  }
+  return missing;
+}
+
+// At the end of a request: its SQL PREPAREs and DEALLOCATEs leave `tracked`, as they are not transactional (the
+// session block's rules would drop one made in a block that rolled back). Returned: those that ran, to apply once
+// the log has the request's other commands (DISCARD ALL and DEALLOCATE ALL included, as copies, since they clear
+// the statements). A failed request whose failure may have come after one (a multi-statement string, an extended
+// batch) leaves pgmux unable to tell what exists: the client keeps this server, which knows (session pooling: the
+// session's reads stay on the primary).
+std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
+                                                              bool failed) {
+  std::vector<TrackedStatement> ran;
+  auto first_command = std::find_if(tracked.begin(), tracked.end(), [](const TrackedStatement& t) {
+    return is_prepare_command(t.c) || t.c.effects.has(routing::SessionEffect::DiscardAll);
+  });
+  if (first_command == tracked.end()) return ran;
+  // Failed with the command last: it failed, or did not run. Anything else may have run and then failed.
+  if (failed && first_command != tracked.end() - 1) {
+    if (transaction_pooling()) {
+      session_.sql_statements.clear();  // what the server has is what counts now
+      server->sql_statements.clear();
+      note_pin(routing::PinReason::SqlPrepare, true);
+    } else {
+      lose_track_of_session(server);
+    }
+  } else if (!failed) {
+    for (const TrackedStatement& t : tracked) {
+      if (is_prepare_command(t.c) || t.c.effects.has(routing::SessionEffect::DiscardAll)) ran.push_back(t);
+    }
+  }
+  std::erase_if(tracked, [](const TrackedStatement& t) { return is_prepare_command(t.c); });
+  return ran;
+}
+
+// Transaction pooling: the statements now exist (or not) for the client and on this server. Each remembers the
+// session log as it stands, its own request's settings included.
+void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran) {
+  for (const TrackedStatement& t : ran) {
+    if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
+      session_.sql_statements.clear();
+      server->sql_statements.clear();
+      continue;
+    }
+    for (const routing::PreparedRef& ref : routing::prepared_statement_refs(t.sql)) {
+      if (ref.kind == PreparedRefKind::Prepare) {
+        session_.sql_statements[ref.name] =
+            SqlStatement{std::string(ref.statement), session_.log.size(), session_.log_generation};
+        server->sql_statements.insert(ref.name);
+      } else if (ref.kind == PreparedRefKind::Deallocate) {
+        session_.sql_statements.erase(ref.name);
+        server->sql_statements.erase(ref.name);
+      }
+    }
+  }
+}
+
+}  // namespace pgmux::proxy

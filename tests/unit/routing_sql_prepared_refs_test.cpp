@@ -1,0 +1,64 @@
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "routing/sql_prepared_refs.hpp"
+
+using namespace pgmux::routing;
+
+namespace {
+
+// "kind:name" per reference, and "|statement" after a PREPARE's.
+std::vector<std::string> refs_of(std::string_view sql) {
+  std::vector<std::string> out;
+  for (const PreparedRef& r : prepared_statement_refs(sql)) {
+    const char* kind = r.kind == PreparedRefKind::Prepare         ? "prepare"
+                       : r.kind == PreparedRefKind::Execute       ? "execute"
+                       : r.kind == PreparedRefKind::Deallocate    ? "deallocate"
+                       : r.kind == PreparedRefKind::DeallocateAll ? "deallocate_all"
+                                                                  : "list";
+    std::string s = std::string(kind) + ":" + r.name;
+    if (r.kind == PreparedRefKind::Prepare) s += "|" + std::string(r.statement);
+    out.push_back(s);
+  }
+  return out;
+}
+
+using V = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE("PREPARE, EXECUTE and DEALLOCATE name their statements as PostgreSQL folds them") {
+  CHECK(refs_of("PREPARE Foo (int) AS SELECT $1; EXECUTE foo(1); DEALLOCATE foo") ==
+        V{"prepare:foo|PREPARE Foo (int) AS SELECT $1", "execute:foo", "deallocate:foo"});
+  CHECK(refs_of("prepare \"Mixed\"\"q\" as select ';'") == V{"prepare:Mixed\"q|prepare \"Mixed\"\"q\" as select ';'"});
+  CHECK(refs_of("DEALLOCATE PREPARE x; DEALLOCATE ALL; deallocate prepare all") ==
+        V{"deallocate:x", "deallocate_all:", "deallocate_all:"});
+}
+
+TEST_CASE("EXECUTE is found inside EXPLAIN and CREATE TABLE AS, not in GRANT or triggers") {
+  CHECK(refs_of("EXPLAIN (ANALYZE, COSTS off) EXECUTE q(1, 'a')") == V{"execute:q"});
+  CHECK(refs_of("CREATE TABLE t AS EXECUTE q") == V{"execute:q"});
+  CHECK(refs_of("GRANT EXECUTE ON FUNCTION f() TO r").empty());
+  CHECK(refs_of("CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION f()").empty());
+  CHECK(refs_of("CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE PROCEDURE f()").empty());
+  // Dynamic SQL in a function body is a string: its EXECUTE is not one of the session's statements.
+  CHECK(refs_of("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'x'; END$$").empty());
+}
+
+TEST_CASE("PREPARE TRANSACTION is not a prepared statement; pg_prepared_statements lists them all") {
+  CHECK(refs_of("PREPARE TRANSACTION 'gid'").empty());
+  CHECK(refs_of("SELECT name FROM pg_catalog.pg_prepared_statements") == V{"list:"});
+  CHECK(refs_of("SELECT 1; ; SELECT 2").empty());
+  CHECK(refs_of("").empty());
+  CHECK(refs_of("SELECT 'unterminated").empty());
+}
+
+TEST_CASE("identifiers fold and truncate as NAMEDATALEN does") {
+  CHECK(fold_identifier("AbC") == "abc");
+  CHECK(fold_identifier("\"AbC\"") == "AbC");
+  CHECK(fold_identifier(std::string(70, 'x')) == std::string(63, 'x'));
+  // 62 ASCII bytes then a 2-byte character: the character does not fit whole and is dropped.
+  CHECK(fold_identifier(std::string(62, 'x') + "\xc3\xa9") == std::string(62, 'x'));
+}
