@@ -193,6 +193,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
   bool forward_renamed(ServerConn* server, OwedReply& owed);
+  void note_duplicate_names(OwedReply& owed);
   void resolve_server_names(ServerConn* server);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;
   bool parses_unnamed() const {
@@ -322,6 +323,8 @@ class ClientConn final : public StreamConn, public PoolClient {
     bool had_copy = false;  // the server had that shared statement already: closed first
   };
   std::vector<CreatedParse> created_here_;  // named Parses of the request that create a shared statement
+  // Named Parses of a name that exists (the server answers 42P05): index in request_.parses, shared name sent.
+  std::vector<std::pair<size_t, const std::string*>> duplicates_here_;
 
   ClientSession session_;  // what the session is; follows the client from server to server
   CatalogReader catalog_;  // the function catalog of the client's server database

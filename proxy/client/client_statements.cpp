@@ -196,11 +196,23 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
     done = at + parse.message.size();
   }
   if (!rewrite_statement_names(request.subspan(done), rename, out)) return false;
+  note_duplicate_names(owed);
   owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
   server->send_owned(std::move(out));
   return true;
+}
+
+// The 42P05 of a Parse of a name that exists names the existing shared statement: the relay puts the client's
+// name back (ServerConn::client_view_of_error).
+void ClientConn::note_duplicate_names(OwedReply& owed) {
+  for (const auto& [parse, shared] : duplicates_here_) {
+    if (!owed.duplicate_names) {
+      owed.duplicate_names = std::make_unique<std::vector<std::pair<std::string, std::string>>>();
+    }
+    owed.duplicate_names->emplace_back(*shared, std::string(request_.parses[parse].name));
+  }
 }
 
 // The server name of every named step, in order (step_server_names_; null: sent as is), and the Parses that
@@ -209,6 +221,7 @@ void ClientConn::resolve_server_names(ServerConn* server) {
   batch_server_names_.resize(request_.parses.size());
   step_server_names_.clear();
   created_here_.clear();
+  duplicates_here_.clear();
   statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
     const std::string* name = nullptr;
     if (step.step->kind == StatementStepKind::Parse && step.outcome == ParseOutcome::Creates) {
@@ -220,6 +233,9 @@ void ClientConn::resolve_server_names(ServerConn* server) {
       name = &batch_server_names_[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
       name = &step.in_session->server_name;
+    }
+    if (step.step->kind == StatementStepKind::Parse && step.outcome != ParseOutcome::Creates && name) {
+      duplicates_here_.push_back({step.step->parse, name});  // 42P05 from the server, naming `name`
     }
     step_server_names_.push_back(name);
     return true;

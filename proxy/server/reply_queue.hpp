@@ -72,6 +72,9 @@ struct OwedReply {
   uint16_t parses_seen = 0;
   // Parses (by that ordinal) followed by a Describe 'S' of pgmux's own, with the shared statement's name.
   std::unique_ptr<std::vector<std::pair<uint16_t, std::string>>> described;
+  // Transaction pooling: Parses of a name that exists went out under the existing statement's shared name; the
+  // server's 42P05 names it, and the client reads its own name instead (shared name, client name).
+  std::unique_ptr<std::vector<std::pair<std::string, std::string>>> duplicate_names;
   std::unique_ptr<SessionCommand> session;  // only for session commands
   std::unique_ptr<InternalRun> internal;    // only for fate Internal
 

@@ -3,6 +3,7 @@
 #include "proxy/server/server_conn.hpp"
 
 #include "protocol/backend_messages.hpp"
+#include "protocol/byte_writer.hpp"
 #include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/sqlstate.hpp"
@@ -143,6 +144,14 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
     }
     return true;
   }
+  if (tag == backend::kErrorResponse && !owed_.empty() && owed_.front().duplicate_names) {
+    if (ByteVector* own = client_view_of_error(body)) {
+      note_relayed(tag, body, pass);
+      pass.batch.add(own->data(), own->size());
+      pass.pos += size;
+      return true;
+    }
+  }
   if (tag == backend::kParameterStatus && !owed_.empty() && owed_.front().resets_parameters) {
     ByteVector* own = nullptr;
     const ResetView view = client_view_of_reset(body, &own);  // before note_relayed records the server's value
@@ -177,6 +186,28 @@ ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector
   *own = &rewritten_.emplace_back();
   build_parameter_status(**own, ps->name, *wanted);
   return ResetView::Rewritten;
+}
+
+// Transaction pooling: the 42P05 of a Parse sent under an existing shared statement's name names that statement;
+// the client reads its own name, as PostgreSQL would have written it. Null: the error goes as it is.
+ByteVector* ServerConn::client_view_of_error(ByteView body) {
+  const auto error = parse_error_fields(body);
+  if (!error || error->sqlstate != sqlstate::kDuplicatePreparedStatement) return nullptr;
+  const std::string_view text(reinterpret_cast<const char*>(body.data()), body.size());
+  for (const auto& [shared, client] : *owed_.front().duplicate_names) {
+    const std::string quoted = '"' + shared + '"';
+    const size_t at = text.find(quoted);
+    if (at == std::string_view::npos) continue;
+    std::string renamed(text.substr(0, at));
+    renamed.append(1, '"').append(client).append(1, '"').append(text.substr(at + quoted.size()));
+    ByteVector& own = rewritten_.emplace_back();
+    ByteWriter w(own);
+    w.begin_message(backend::kErrorResponse);
+    w.bytes(std::string_view(renamed));
+    w.end_message();
+    return &own;
+  }
+  return nullptr;
 }
 
 // RetryIfReadOnly: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held

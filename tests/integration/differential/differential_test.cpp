@@ -109,15 +109,13 @@ struct KnownDifference {
   const char* why;
 };
 constexpr KnownDifference kTransactionPoolingDifferences[] = {
-    {"duplicate_parse_mid_batch",
-     "a Parse of an existing name after other messages of its batch gets the server's 42P05, which names pgmux's "
-     "shared statement (pgmux_...) instead of the client's name (README, transaction mode)"},
+    {nullptr, nullptr},  // none left; an entry names a script and what the client sees
 };
 
 const KnownDifference* known_difference(const std::string& script) {
   if (env_or("PGMUX_DIFF_POOL_MODE", "session") != "transaction") return nullptr;
   for (const KnownDifference& known : kTransactionPoolingDifferences) {
-    if (script == known.script) return &known;
+    if (known.script && script == known.script) return &known;
   }
   return nullptr;
 }
