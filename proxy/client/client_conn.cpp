@@ -27,10 +27,11 @@ namespace {
 // Authentication messages are small; refusing big ones before login keeps strangers from making us allocate.
 constexpr uint32_t kMaxAuthMessage = 10000;
 
-std::string peer_name(uv_tcp_t* tcp) {
+// The client's address and port ("?" and 0 when unknown).
+std::pair<std::string, int> peer_address(uv_tcp_t* tcp) {
   sockaddr_storage addr{};
   int len = sizeof addr;
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {"?", 0};
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   if (addr.ss_family == AF_INET) {
@@ -42,7 +43,7 @@ std::string peer_name(uv_tcp_t* tcp) {
     uv_ip6_name(in6, host, sizeof host);
     port = ntohs(in6->sin6_port);
   }
-  return std::string(host) + ":" + std::to_string(port);
+  return {host, port};
 }
 }  // namespace
 
@@ -61,7 +62,9 @@ bool ClientConn::accept(uv_stream_t* listener) {
     return false;
   }
   uv_tcp_nodelay(tcp(), 1);
-  peer_ = peer_name(tcp());
+  auto [host, port] = peer_address(tcp());
+  peer_host_ = host;
+  peer_ = host + ":" + std::to_string(port);
   created_at_ = worker_.now();
   worker_.add_client(this);
   start_reading();
@@ -144,6 +147,10 @@ void ClientConn::auth_succeeded() {
   ByteVector ok;
   build_authentication_ok(ok);
   send_owned(std::move(ok));
+  if (!user_config_) {  // trust: PostgreSQL too says so only after AuthenticationOk
+    fail({Failure::UnknownRole, {user_}});
+    return;
+  }
 
   if (database_ == AdminConsole::kDatabase) {
     start_admin_session();
