@@ -317,9 +317,8 @@ void ClientConn::drop_idle_servers() {
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
     if (server->pool().draining()) {
       if (server == primary_ && (session_.pin_reason || session_.route.pinned_primary)) {
-        LOG_WARN("C-%llu user=%s db=%s: backend %s was removed by a reload; the session state only its server had "
-                 "(%s) is lost", static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str(),
-                 server->pool().backend().name.c_str(), session_.pin_reason ? session_.pin_reason : "pinned to the primary");
+        LOG_WARN("%s: backend %s was removed by a reload; the session state only its server had (%s) is lost",
+                 log_prefix().c_str(), server->pool().backend().name.c_str(), session_.pin_reason ? session_.pin_reason : "pinned to the primary");
       }
     } else if (!transaction_pooling() || session_.pin_reason) {
       continue;  // session pooling keeps its servers; a pinned client keeps the servers its state lives on

@@ -281,7 +281,7 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   }
   if (!ok) {
     LOG_WARN("C-%llu: bringing server S-%llu up to date with the session failed: %s",
-             static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), error.c_str());
+             static_cast<unsigned long long>(id_), static_cast<unsigned long long>(s.id()), escape_for_log(error, 1000).c_str());
     if (step.prepares_statements) {
       prepare_error_state_ = state;
       prepare_error_ = error;
@@ -421,8 +421,7 @@ void ClientConn::note_pin(routing::PinReason pin, bool pinned_primary) {
   if (transaction_pooling() && !session_.pin_logged) {
     session_.pin_logged = true;
     worker_.pins().add(pin);
-    LOG_INFO("C-%llu user=%s db=%s: pinned to its server (%s)", static_cast<unsigned long long>(id_), user_.c_str(),
-             database_.c_str(), session_.pin_reason);
+    LOG_INFO("%s: pinned to its server (%s)", log_prefix().c_str(), session_.pin_reason);
   }
 }
 

@@ -140,9 +140,8 @@ void ClientConn::lose_track_of_session(ServerConn* server) {
     return;
   }
   if (!session_.route.session_unknown) {
-    LOG_INFO("C-%llu user=%s db=%s: session settings changed in a way pgmux cannot replay; its reads go to the "
-             "primary from now on",
-             static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str());
+    LOG_INFO("%s: session settings changed in a way pgmux cannot replay; its reads go to the primary from now on",
+             log_prefix().c_str());
   }
   session_.route.session_unknown = true;
   if (transaction_pooling()) note_pin(routing::PinReason::UnknownSessionState, true);

@@ -367,7 +367,9 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
 
   Pool::Limits limits = pool_limits(key, requested_database, database, user);
   limits.login_params = shared_.login_params_for(key);
-  auto pool = std::make_unique<Pool>(*this, key, requested_database + "/" + user.name + "@" + backend->name,
+  // The name goes into log lines and messages: the database may be any name a client chose (the "*" entry).
+  auto pool = std::make_unique<Pool>(*this, key,
+                                     escape_for_log(requested_database, 64) + "/" + escape_for_log(user.name, 64) + "@" + backend->name,
                                      backend_index, std::move(address), std::move(login), limits, mode);
   pool->set_stale(current_pool_key(requested_database, user.name, *backend) != key);
   Pool* raw = pool.get();
