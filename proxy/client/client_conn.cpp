@@ -163,8 +163,6 @@ void ClientConn::auth_succeeded() {
   }
   update_backend_mask(*worker_.config());
   pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
-  catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(
-      database_config_->server_database.empty() ? database_ : database_config_->server_database));
   cancel_slot_ = std::make_shared<CancelSlot>();
 
   Role role = Role::Primary;
@@ -342,6 +340,12 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
   send_owned(std::move(out));
   worker_.metrics().client_logins.add();
   last_activity_ = worker_.now();
+  // Only once a server took the login (or one did before): a database name a client made up through "*" must
+  // not get a catalog slot, which the control loop would keep trying to load.
+  if (database_config_) {
+    catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(
+        database_config_->server_database.empty() ? database_ : database_config_->server_database));
+  }
   LOG_INFO("%s: login ok (pid %d%s, parameters from %s, %s pooling)", log_prefix().c_str(), key.process_id,
            pid != 0 ? ", its server's" : ", pgmux's own", via, conf::to_string(pool_mode_));
 }

@@ -134,6 +134,10 @@ constexpr FailureRow kClientRows[] = {
 constexpr FailureRow kServerLoginRows[] = {
     {F::NoUsableBackend, Error, code::kConnectionFailure, "pgmux: database \"{}\" has no usable backend", "", "",
      Reuse, "no_usable_backend", "no usable backend", Info},
+    {F::TooManyAutoDatabases, Error, code::kConfigurationLimitExceeded,
+     "pgmux: max_auto_databases ({}) reached: database \"{}\" cannot be opened through the \"*\" entry", "",
+     "Raise max_auto_databases, or list the database in the pgmux config.", Reuse, "too_many_auto_databases",
+     "max_auto_databases reached", Warn},
     {F::BackendUnresolvable, Error, code::kConnectionFailure, "pgmux: backend \"{}\": {}", "", "", Reuse,
      "backend_unresolvable", "backend address unresolvable", Info},
     {F::ServerConnectFailed, Error, code::kConnectionFailure, "could not connect to server: {}", kPoolDetail, "",

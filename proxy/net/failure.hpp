@@ -60,6 +60,7 @@ enum class Failure : uint8_t {
   BackendFenced,
   // No pool, or no server could be opened for the request.
   NoUsableBackend,
+  TooManyAutoDatabases,
   BackendUnresolvable,
   ServerConnectFailed,
   ServerConnectTimeout,
