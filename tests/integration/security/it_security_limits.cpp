@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/metrics/http_get.hpp"
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
 #include "tests/support/raw_startup.hpp"
@@ -97,4 +98,34 @@ TEST_CASE_FIXTURE(AutoDatabases, "\"*\" databases are bounded by max_auto_databa
   CHECK(scalar(second.get(), "SELECT current_database()") == "template1");
   const std::string log = proxy->process()->full_log();
   CHECK(log.find("(auto_database_idle_timeout), dropped") != std::string::npos);
+}
+
+TEST_CASE("the metrics listener answers /healthz while idle connections hold its connection limit") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  const int http_port = free_port_from(port + 1);
+  nlohmann::json config = default_config(port);
+  config["metrics_listen"] = "127.0.0.1:" + std::to_string(http_port);
+  ProxyUnderTest proxy(config.dump(2), port);
+
+  constexpr int kLimit = 64;  // metrics_http.cpp kMaxConnections
+  std::vector<int> idle;
+  for (int i = 0; i < kLimit + 8; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr = loopback_address(http_port);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    idle.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all accepted: the limit is reached
+  for (int round = 0; round < 3; ++round) {
+    const auto start = Clock::now();
+    metrics::HttpReply health = metrics::http_raw(
+        http_port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 2.0);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    CHECK(health.status == 200);
+    CHECK(seconds < 1.0);
+    metrics::HttpReply ready = metrics::http_get(http_port, "/readyz");
+    CHECK((ready.status == 200 || ready.status == 503));
+  }
+  for (int fd : idle) close(fd);
 }
