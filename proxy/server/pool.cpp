@@ -24,6 +24,8 @@ Pool::Pool(PoolHost& host, std::string key, std::string name, int backend_index,
       login_(std::move(login)),
       limits_(std::move(limits)),
       mode_(mode),
+      // Another worker's server of this key already logged in: the database exists.
+      ever_logged_in_(!limits_.login_params->get().entries().empty()),
       unused_since_(host.now()) {}
 
 bool Pool::can_open_more() const {

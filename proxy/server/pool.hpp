@@ -104,7 +104,8 @@ class Pool {
   // A pool of a database a client named through the "*" entry: the worker bounds those and drops them unused.
   void mark_auto_database() { auto_database_ = true; }
   bool auto_database() const { return auto_database_; }
-  // A server of this pool completed a login: the database exists and the pool's login works.
+  // A server of this pool's key completed a login (here, or on another worker before this pool was made): the
+  // database exists and the login works.
   bool ever_logged_in() const { return ever_logged_in_; }
   // Since when no server has been busy (or connecting) and no client waiting; as of the last tick.
   double unused_since() const { return unused_since_; }
