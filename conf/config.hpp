@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "conf/hba.hpp"
+
 namespace pgmux::conf {
 
 enum class AuthMethod { ScramSha256, Md5, Trust };
@@ -64,6 +66,9 @@ struct Timeouts {
   double client_idle_timeout = 0;    // client idle (outside a transaction) is closed; 0 = off
   double server_lifetime = 3600;     // an unused server connection older than this is closed; 0 = off
   double server_check_delay = 30;    // a server idle longer is checked before reuse; 0 = always check
+  // A pool of a database that came through the "*" entry, without a busy server or a waiting client this long,
+  // closes its idle servers and goes (with what pgmux kept for the name).
+  double auto_database_idle_timeout = 3600;
 };
 
 // Protocol-level prepared statements that pgmux renames and re-prepares in transaction/statement mode.
@@ -120,8 +125,15 @@ struct Config {
   AuthMethod auth_method = AuthMethod::ScramSha256;
   uint32_t max_message_size = 64u * 1024 * 1024;
   int max_client_conn = 10000;
+  // Distinct database names clients may open through the "*" entry at once (each brings pools, budgets and a
+  // function catalog): a client chooses the name, so the number is bounded.
+  int max_auto_databases = 100;
   std::vector<std::string> admin_users;
   std::vector<std::string> stats_users;
+  // Access rules, first match wins (conf/hba.hpp). Empty: every address may log in with the users' own
+  // auth_method, as before hba existed.
+  std::vector<HbaRule> hba;
+  std::vector<Group> groups;  // for "+group" in hba rules
   MetricsListen metrics_listen;
   Timeouts timeouts;
   PreparedStatements prepared_statements;

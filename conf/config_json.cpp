@@ -172,6 +172,7 @@ Timeouts parse_timeouts(ObjectReader& root) {
   read_duration(r, "client_idle_timeout", t.client_idle_timeout, true);            // 0 = off
   read_duration(r, "server_lifetime", t.server_lifetime, true);                    // 0 = off
   read_duration(r, "server_check_delay", t.server_check_delay, true);  // 0 = check before every reuse
+  read_duration(r, "auto_database_idle_timeout", t.auto_database_idle_timeout, false);
   r.finish();
   return t;
 }
@@ -311,9 +312,12 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.health_check = parse_health_check(r);
   assign_int(r.integer("max_message_size", 1024, 1073741824), c.max_message_size);
   assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
+  assign_int(r.integer("max_auto_databases", 1, 1000000), c.max_auto_databases);
   if (const Json* v = r.get("admin_users")) c.admin_users = parse_name_list(*v, r.pointer_of("admin_users"), diags);
   if (const Json* v = r.get("stats_users")) c.stats_users = parse_name_list(*v, r.pointer_of("stats_users"), diags);
   c.metrics_listen = parse_metrics_listen(r);
+  c.groups = parse_groups(r);
+  c.hba = parse_hba(r);
   r.finish();
   return c;
 }

@@ -9,4 +9,8 @@ namespace pgmux::conf::detail {
 
 Config config_from_json(const Json& root, Diagnostics& diags);
 
+// hba_json.cpp: the "hba" rules and the "groups" they refer to with "+group".
+std::vector<HbaRule> parse_hba(ObjectReader& root);
+std::vector<Group> parse_groups(ObjectReader& root);
+
 }  // namespace pgmux::conf::detail

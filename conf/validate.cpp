@@ -1,5 +1,6 @@
 #include "conf/validate.hpp"
 
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -119,6 +120,23 @@ void check_health_check_user(const Config& c, Diagnostics& diags) {
   }
 }
 
+// "+name" in a rule must name a group of "groups": a typo would otherwise silently match nobody.
+void check_hba_groups(const Config& c, Diagnostics& diags) {
+  for (size_t i = 0; i < c.hba.size(); ++i) {
+    const std::vector<std::string>& users = c.hba[i].users;
+    for (size_t j = 0; j < users.size(); ++j) {
+      if (users[j].size() < 2 || users[j][0] != '+') continue;
+      const std::string group = users[j].substr(1);
+      const bool known = std::any_of(c.groups.begin(), c.groups.end(), [&](const Group& g) { return g.name == group; });
+      if (!known) {
+        const std::string pointer = child_pointer("/hba", i) + "/user";
+        diags.add_unless_covered(users.size() == 1 ? pointer : child_pointer(pointer, j),
+                                 "unknown group " + in_quotes(group) + " (define it in \"groups\")");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void validate(const Config& config, Diagnostics& diags) {
@@ -132,6 +150,8 @@ void validate(const Config& config, Diagnostics& diags) {
   check_user_list(config, config.admin_users, "/admin_users", diags);
   check_user_list(config, config.stats_users, "/stats_users", diags);
   check_health_check_user(config, diags);
+  check_unique_names(config.groups, "/groups", "group", diags);
+  check_hba_groups(config, diags);
 }
 
 }  // namespace pgmux::conf::detail

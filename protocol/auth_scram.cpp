@@ -213,6 +213,19 @@ ScramSecret make_scram_secret(std::string_view password, std::string_view salt, 
   return s;
 }
 
+ScramSecret mock_scram_secret(std::string_view user, std::string_view nonce_key) {
+  Sha256 digest{};
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), nonce_key.data(), int(nonce_key.size()), reinterpret_cast<const unsigned char*>(user.data()),
+       user.size(), digest.data(), &len);
+  ScramSecret s;
+  s.iterations = 4096;  // PostgreSQL's default scram_iterations, what most real secrets carry
+  s.salt.assign(reinterpret_cast<const char*>(digest.data()), 16);
+  RAND_bytes(s.stored_key.data(), int(s.stored_key.size()));
+  RAND_bytes(s.server_key.data(), int(s.server_key.size()));
+  return s;
+}
+
 bool is_scram_secret(std::string_view text) { return parse_scram_secret(text).has_value(); }
 
 // ---- client role ----

@@ -24,6 +24,11 @@ std::string format_scram_secret(const ScramSecret& secret);
 // are used as raw bytes, which is PostgreSQL's fallback too).
 ScramSecret make_scram_secret(std::string_view password, std::string_view salt, int iterations = 4096);
 bool is_scram_secret(std::string_view text);
+// A secret no password matches, for a user that does not exist (or has no usable SCRAM secret): the exchange
+// runs to its end and fails there, as PostgreSQL's mock authentication does, so a stranger cannot tell such a
+// user from a wrong password. The salt is HMAC(nonce_key, user) cut to 16 bytes: the same user always sees the
+// same salt while nonce_key stays the same; the keys are random, so no proof verifies.
+ScramSecret mock_scram_secret(std::string_view user, std::string_view nonce_key);
 
 std::string base64_encode(std::string_view raw);
 std::optional<std::string> base64_decode(std::string_view text);

@@ -11,6 +11,7 @@ inline constexpr const char* kInvalidAuthorization = "28000";
 inline constexpr const char* kInvalidPassword = "28P01";
 inline constexpr const char* kInvalidCatalogName = "3D000";
 inline constexpr const char* kTooManyConnections = "53300";
+inline constexpr const char* kConfigurationLimitExceeded = "53400";
 inline constexpr const char* kQueryCanceled = "57014";
 inline constexpr const char* kAdminShutdown = "57P01";
 inline constexpr const char* kCannotConnectNow = "57P03";

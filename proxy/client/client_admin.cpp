@@ -84,7 +84,7 @@ bool ClientConn::held_by_pause() {
   // Transaction pooling hands idle servers back, so a paused database can be restarted underneath.
   if (transaction_pooling()) drop_idle_servers();
   set_state(ClientState::Paused);
-  LOG_DEBUG("C-%llu: held by PAUSE of database %s", static_cast<unsigned long long>(id_), database_.c_str());
+  LOG_DEBUG("%s: held by PAUSE of its database", log_prefix().c_str());
   return true;
 }
 

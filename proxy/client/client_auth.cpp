@@ -10,8 +10,28 @@ namespace pgmux::proxy {
 
 using namespace protocol;
 
-ClientAuth::ClientAuth(const conf::User& user, conf::AuthMethod method, std::optional<ScramSecret> scram_secret)
-    : user_(user), method_(method), secret_(std::move(scram_secret)) {}
+namespace {
+// The key of every mock salt, drawn once per process: one user name always meets the same salt, as a real user
+// does (a plaintext password's secret is derived once per process too, with a random salt).
+std::string_view mock_nonce_key() {
+  static const std::string key = [] {
+    std::string bytes(32, '\0');
+    RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+    return bytes;
+  }();
+  return key;
+}
+}  // namespace
+
+ClientAuth::ClientAuth(std::string user_name, const conf::User* user, conf::AuthMethod method,
+                       std::optional<ScramSecret> scram_secret)
+    : user_name_(std::move(user_name)), user_(user), method_(method), secret_(std::move(scram_secret)) {
+  if (method_ == conf::AuthMethod::ScramSha256 && !secret_) {
+    secret_ = mock_scram_secret(user_name_, mock_nonce_key());
+    mock_ = true;
+  }
+  if (!user_) mock_ = true;
+}
 
 ClientAuth::Step ClientAuth::start() {
   Step step;
@@ -24,7 +44,6 @@ ClientAuth::Step ClientAuth::start() {
       build_authentication_md5(step.reply, md5_salt_);
       return step;
     case conf::AuthMethod::ScramSha256:
-      if (!secret_) return fail_password();
       scram_ = std::make_unique<ScramServer>(*secret_);
       build_authentication_sasl(step.reply, {"SCRAM-SHA-256"});
       return step;
@@ -37,9 +56,10 @@ ClientAuth::Step ClientAuth::on_message(ByteView body) {
   if (method_ == conf::AuthMethod::Md5) {
     auto password = parse_password_message(body);
     if (!password) return fail_protocol("malformed password packet");
-    std::string expected = is_md5_stored_hash(user_.password)
-                               ? md5_response_from_stored(user_.password, md5_salt_)
-                               : md5_client_response(user_.password, user_.name, md5_salt_);
+    if (!user_) return fail_password();
+    std::string expected = is_md5_stored_hash(user_->password)
+                               ? md5_response_from_stored(user_->password, md5_salt_)
+                               : md5_client_response(user_->password, user_->name, md5_salt_);
     if (*password != expected) return fail_password();
     return Step{Verdict::Ok, {}, {}};
   }
@@ -75,7 +95,11 @@ std::optional<Sha256> ClientAuth::client_key() const {
 ClientAuth::Step ClientAuth::fail_password() const {
   Step step;
   step.verdict = Verdict::Failed;
-  step.failure = FailureReport(Failure::AuthFailed, {user_.name});
+  // The client reads the same either way; the log tells the operator which it was.
+  step.failure = FailureReport(!user_ ? Failure::UnknownRolePassword
+                               : mock_ ? Failure::NoUsableScramSecret
+                                       : Failure::AuthFailed,
+                               {user_name_});
   return step;
 }
 

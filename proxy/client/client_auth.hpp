@@ -1,5 +1,7 @@
 // The server side of authentication, facing a client: SCRAM-SHA-256, MD5 or trust, checked against a user
 // from config. Pure logic: it returns the bytes to send and a verdict; the ClientConn does the I/O.
+// A user pgmux does not know goes through the same exchange as one with a wrong password and fails at the same
+// point with the same error, as PostgreSQL's mock authentication does: nobody learns which roles exist.
 #pragma once
 #include <memory>
 #include <optional>
@@ -20,9 +22,11 @@ class ClientAuth {
     std::optional<FailureReport> failure;  // set when Failed
   };
 
-  // `scram_secret` is the user's secret (parsed, or derived from a plaintext password and cached by the
-  // caller); unused for md5 and trust.
-  ClientAuth(const conf::User& user, conf::AuthMethod method, std::optional<protocol::ScramSecret> scram_secret);
+  // `user` is null for a name the config does not have. `scram_secret` is the user's secret (parsed, or derived
+  // from a plaintext password and cached by the caller); for SCRAM without one (no such user, or no usable
+  // secret) the exchange runs against mock_scram_secret(). Unused for md5 and trust.
+  ClientAuth(std::string user_name, const conf::User* user, conf::AuthMethod method,
+             std::optional<protocol::ScramSecret> scram_secret);
 
   Step start();
   // body of a 'p' message from the client.
@@ -35,12 +39,14 @@ class ClientAuth {
   Step fail_password() const;
   Step fail_protocol(std::string message) const;
 
-  const conf::User& user_;
+  std::string user_name_;
+  const conf::User* user_;  // null: a mock exchange, bound to fail
   conf::AuthMethod method_;
   std::optional<protocol::ScramSecret> secret_;
   std::unique_ptr<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5_salt_{};
   int step_ = 0;
+  bool mock_ = false;  // no secret can verify: the exchange only looks like a real one
 };
 
 }  // namespace pgmux::proxy

@@ -27,10 +27,11 @@ namespace {
 // Authentication messages are small; refusing big ones before login keeps strangers from making us allocate.
 constexpr uint32_t kMaxAuthMessage = 10000;
 
-std::string peer_name(uv_tcp_t* tcp) {
+// The client's address and port ("?" and 0 when unknown).
+std::pair<std::string, int> peer_address(uv_tcp_t* tcp) {
   sockaddr_storage addr{};
   int len = sizeof addr;
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {"?", 0};
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   if (addr.ss_family == AF_INET) {
@@ -42,7 +43,7 @@ std::string peer_name(uv_tcp_t* tcp) {
     uv_ip6_name(in6, host, sizeof host);
     port = ntohs(in6->sin6_port);
   }
-  return std::string(host) + ":" + std::to_string(port);
+  return {host, port};
 }
 }  // namespace
 
@@ -61,7 +62,9 @@ bool ClientConn::accept(uv_stream_t* listener) {
     return false;
   }
   uv_tcp_nodelay(tcp(), 1);
-  peer_ = peer_name(tcp());
+  auto [host, port] = peer_address(tcp());
+  peer_host_ = host;
+  peer_ = host + ":" + std::to_string(port);
   created_at_ = worker_.now();
   worker_.add_client(this);
   start_reading();
@@ -144,6 +147,10 @@ void ClientConn::auth_succeeded() {
   ByteVector ok;
   build_authentication_ok(ok);
   send_owned(std::move(ok));
+  if (!user_config_) {  // trust: PostgreSQL too says so only after AuthenticationOk
+    fail({Failure::UnknownRole, {user_}});
+    return;
+  }
 
   if (database_ == AdminConsole::kDatabase) {
     start_admin_session();
@@ -156,8 +163,6 @@ void ClientConn::auth_succeeded() {
   }
   update_backend_mask(*worker_.config());
   pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
-  catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(
-      database_config_->server_database.empty() ? database_ : database_config_->server_database));
   cancel_slot_ = std::make_shared<CancelSlot>();
 
   Role role = Role::Primary;
@@ -310,9 +315,8 @@ void ClientConn::drop_idle_servers() {
     if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
     if (server->pool().draining()) {
       if (server == primary_ && (session_.pin_reason || session_.route.pinned_primary)) {
-        LOG_WARN("C-%llu user=%s db=%s: backend %s was removed by a reload; the session state only its server had "
-                 "(%s) is lost", static_cast<unsigned long long>(id_), user_.c_str(), database_.c_str(),
-                 server->pool().backend().name.c_str(), session_.pin_reason ? session_.pin_reason : "pinned to the primary");
+        LOG_WARN("%s: backend %s was removed by a reload; the session state only its server had (%s) is lost",
+                 log_prefix().c_str(), server->pool().backend().name.c_str(), session_.pin_reason ? session_.pin_reason : "pinned to the primary");
       }
     } else if (!transaction_pooling() || session_.pin_reason) {
       continue;  // session pooling keeps its servers; a pinned client keeps the servers its state lives on
@@ -336,6 +340,12 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
   send_owned(std::move(out));
   worker_.metrics().client_logins.add();
   last_activity_ = worker_.now();
+  // Only once a server took the login (or one did before): a database name a client made up through "*" must
+  // not get a catalog slot, which the control loop would keep trying to load.
+  if (database_config_) {
+    catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(
+        database_config_->server_database.empty() ? database_ : database_config_->server_database));
+  }
   LOG_INFO("%s: login ok (pid %d%s, parameters from %s, %s pooling)", log_prefix().c_str(), key.process_id,
            pid != 0 ? ", its server's" : ", pgmux's own", via, conf::to_string(pool_mode_));
 }

@@ -43,6 +43,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   uint64_t id() const { return id_; }
   ClientState state() const { return state_; }
   const std::string& peer() const { return peer_; }
+  // Whether the client talks TLS to pgmux, and the common name of the certificate it presented. The hba rules'
+  // hostssl / hostnossl / cert ask these. Until client TLS lands (issue 11 item 1) every connection is plain.
+  bool tls_active() const { return false; }
+  std::optional<std::string> tls_client_common_name() const { return std::nullopt; }
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
   const SessionParams& wanted_params() const override { return session_.wanted_params; }
@@ -125,6 +129,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void refuse_startup(const protocol::StartupParseError& error, uint32_t length);
   void negotiate_protocol(const protocol::StartupMessage& startup);
   void handle_startup_message(const protocol::StartupMessage& startup);
+  bool apply_hba(conf::AuthMethod* method);
+  void start_authentication(const conf::User* user, conf::AuthMethod method);
   void handle_auth();
   void apply_auth_step(ClientAuth::Step step);
   void auth_succeeded();
@@ -244,7 +250,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   Worker& worker_;
   uint64_t id_;
   ClientState state_ = ClientState::Startup;
-  std::string peer_;
+  std::string peer_;       // "address:port", for logs
+  std::string peer_host_;  // the address alone, for hba rules and their messages
   std::string user_;
   std::string database_;
   // The snapshot this client logged in under: its user and database entries, the pool mode and server database

@@ -136,18 +136,60 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   }
 
   config_ = worker_.config();
-  user_config_ = config_->find_user(user_);
-  if (!user_config_) {
-    fail({Failure::UnknownRole, {user_}});
-    return;
+  const conf::User* user_config = config_->find_user(user_);
+  conf::AuthMethod method = user_config ? config_->effective_auth_method(*user_config) : config_->auth_method;
+  if (!config_->hba.empty() && !apply_hba(&method)) return;
+  start_authentication(user_config, method);
+}
+
+// The first hba rule matching the connection decides the method, or refuses it before any password exchange,
+// as PostgreSQL's ClientAuthentication does. False when the connection was refused.
+bool ClientConn::apply_hba(conf::AuthMethod* method) {
+  conf::HbaRequest request;
+  request.tls = tls_active();
+  request.address = conf::parse_ip(peer_host_).value_or(std::array<uint8_t, 16>{});
+  request.user = user_;
+  request.database = database_;
+  const int index = conf::match_hba(config_->hba, config_->groups, request);
+  const char* encryption = request.tls ? "SSL encryption" : "no encryption";
+  if (index < 0) {
+    fail({Failure::NoHbaEntry, {peer_host_, user_, database_, encryption}});
+    return false;
   }
-  conf::AuthMethod method = user_config_->auth_method.value_or(config_->auth_method);
+  LOG_DEBUG("%s: hba rule %d matches (%s)", log_prefix().c_str(), index,
+            conf::to_string(config_->hba[static_cast<size_t>(index)].method));
+  switch (config_->hba[static_cast<size_t>(index)].method) {
+    case conf::HbaMethod::Reject:
+      fail({Failure::HbaRejected, {peer_host_, user_, database_, encryption}});
+      return false;
+    case conf::HbaMethod::Cert:
+      // The certificate's common name must be the user name (PostgreSQL's default, clientname=CN).
+      if (tls_client_common_name() != user_) {
+        fail({Failure::CertAuthFailed, {user_}});
+        return false;
+      }
+      *method = conf::AuthMethod::Trust;
+      return true;
+    case conf::HbaMethod::Trust: *method = conf::AuthMethod::Trust; return true;
+    case conf::HbaMethod::Md5: *method = conf::AuthMethod::Md5; return true;
+    case conf::HbaMethod::ScramSha256: *method = conf::AuthMethod::ScramSha256; return true;
+  }
+  return true;
+}
+
+// A user the config does not have is asked for a password all the same (the method's exchange, run to its end
+// against a mock secret): PostgreSQL answers an unknown role exactly as a wrong password.
+void ClientConn::start_authentication(const conf::User* user, conf::AuthMethod method) {
+  user_config_ = user;
+  // As PostgreSQL: md5 asked of a user whose stored password is a SCRAM secret runs SCRAM instead.
+  if (method == conf::AuthMethod::Md5 && user && conf::password_kind(user->password) == conf::PasswordKind::ScramSecret) {
+    method = conf::AuthMethod::ScramSha256;
+  }
   std::optional<ScramSecret> secret;
-  if (method == conf::AuthMethod::ScramSha256) {
-    const ScramSecret* cached = worker_.scram_secret_for(*user_config_);
-    if (cached) secret = *cached;
+  if (user && method == conf::AuthMethod::ScramSha256) {
+    if (const ScramSecret* cached = worker_.scram_secret_for(*user)) secret = *cached;
   }
-  auth_ = std::make_unique<ClientAuth>(*user_config_, method, std::move(secret));
+  auth_ = std::make_unique<ClientAuth>(user_, user, method, std::move(secret));
   set_state(ClientState::Auth);
   apply_auth_step(auth_->start());
 }

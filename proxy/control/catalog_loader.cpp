@@ -79,17 +79,17 @@ void CatalogLoader::finish(Database& db, bool ok, const std::string& error) {
   if (ok) {
     auto catalog = std::make_shared<const routing::FunctionCatalog>(std::move(db.rows).build(++generation_));
     LOG_DEBUG("function catalog of database %s: %zu volatile function names, %zu views over them",
-              slot.database.c_str(), catalog->function_count(), catalog->view_count());
-    if (db.failing) LOG_INFO("function catalog of database %s loaded again", slot.database.c_str());
+              escape_for_log(slot.database, 64).c_str(), catalog->function_count(), catalog->view_count());
+    if (db.failing) LOG_INFO("function catalog of database %s loaded again", escape_for_log(slot.database, 64).c_str());
     db.failing = false;
     slot.snapshot.store(std::move(catalog), std::memory_order_release);
     slot.published.fetch_add(1, std::memory_order_acq_rel);
   } else if (without_primary) {
-    LOG_DEBUG("function catalog of database %s: no primary to read it from yet", slot.database.c_str());
+    LOG_DEBUG("function catalog of database %s: no primary to read it from yet", escape_for_log(slot.database, 64).c_str());
   } else if (!db.failing) {
     LOG_WARN("cannot load the function catalog of database %s (reads calling functions it does not know of may "
              "reach a standby): %s",
-             slot.database.c_str(), error.c_str());
+             escape_for_log(slot.database, 64).c_str(), escape_for_log(error, 1000).c_str());
     db.failing = true;
   }
   slot.covered.store(db.started_after, std::memory_order_release);

@@ -38,7 +38,7 @@ auto routing_tuple(const conf::Routing& r) {
 auto timeouts_tuple(const conf::Timeouts& t) {
   return std::tie(t.query_wait_timeout, t.server_idle_timeout, t.server_connect_timeout, t.client_login_timeout,
                   t.shutdown_timeout, t.reserve_pool_timeout, t.idle_transaction_timeout, t.client_idle_timeout,
-                  t.server_lifetime, t.server_check_delay);
+                  t.server_lifetime, t.server_check_delay, t.auto_database_idle_timeout);
 }
 auto health_tuple(const conf::HealthCheck& h) {
   return std::tie(h.period, h.timeout, h.max_retries, h.user, h.password, h.database);
@@ -126,12 +126,14 @@ std::string describe_changes(const conf::Config& current, const conf::Config& ne
   if (current.logging.level != next.logging.level) {
     parts.push_back(std::string("log level ") + conf::to_string(next.logging.level));
   }
-  if (current.max_client_conn != next.max_client_conn || current.max_message_size != next.max_message_size ||
+  if (current.max_client_conn != next.max_client_conn || current.max_auto_databases != next.max_auto_databases ||
+      current.max_message_size != next.max_message_size ||
       current.admin_users != next.admin_users || current.stats_users != next.stats_users ||
       current.auth_method != next.auth_method ||
       current.prepared_statements.max_per_server != next.prepared_statements.max_per_server) {
     parts.push_back("limits/access");
   }
+  if (current.hba != next.hba || current.groups != next.groups) parts.push_back("hba");
   if (parts.empty()) return "no changes";
   std::string out;
   for (const std::string& p : parts) {

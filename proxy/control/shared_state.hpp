@@ -78,6 +78,39 @@ struct SharedState {
   std::shared_ptr<routing::LearnedWrites> learned_writes = std::make_shared<routing::LearnedWrites>();
   CommitClock commits;        // the last write commit acknowledged to any client (causal reads)
 
+  // Databases a client named through the "*" entry, each with the number of pools (over all workers) open for
+  // it. A client chooses the name, so their number is bounded (max_auto_databases) and what is kept per name goes
+  // with its last pool. False when `name` is not open yet and `limit` names are.
+  bool open_auto_database(const std::string& name, int limit) {
+    std::lock_guard lock(budgets_mutex);
+    auto it = auto_databases.find(name);
+    if (it == auto_databases.end()) {
+      if (static_cast<int>(auto_databases.size()) >= limit) return false;
+      it = auto_databases.emplace(name, 0).first;
+    }
+    ++it->second;
+    return true;
+  }
+  // One pool of `name` is gone; the last one takes the name's budgets and login parameters along. True then.
+  bool close_auto_database(const std::string& name) {
+    std::lock_guard lock(budgets_mutex);
+    auto it = auto_databases.find(name);
+    if (it == auto_databases.end() || --it->second > 0) return false;
+    auto_databases.erase(it);
+    const std::string prefix = name + '\0';  // pool keys start with the database (pool_key in worker.cpp)
+    std::erase_if(budgets, [&](const auto& entry) {
+      return entry.first.starts_with(prefix) || entry.first == std::string("database") + '\0' + name;
+    });
+    std::erase_if(login_params, [&](const auto& entry) { return entry.first.starts_with(prefix); });
+    return true;
+  }
+  std::vector<std::string> open_auto_databases() const {
+    std::lock_guard lock(budgets_mutex);
+    std::vector<std::string> names;
+    for (const auto& [name, pools] : auto_databases) names.push_back(name);
+    return names;
+  }
+
   std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
     std::lock_guard lock(budgets_mutex);
     auto& params = login_params[key];
@@ -96,8 +129,9 @@ struct SharedState {
   }
 
  private:
-  std::mutex budgets_mutex;
+  mutable std::mutex budgets_mutex;
   std::map<std::string, std::shared_ptr<PoolBudget>> budgets;
+  std::map<std::string, int> auto_databases;
   std::map<std::string, std::shared_ptr<SharedLoginParams>> login_params;
 };
 

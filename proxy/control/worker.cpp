@@ -141,17 +141,34 @@ std::vector<Pool*> Worker::reconfigure_pools() {
   return draining;
 }
 
-// Drained pools, and pools the config no longer describes, once no server and no client refers to them.
+// Drained pools, pools the config no longer describes, and pools of "*" databases that never logged a server
+// in (a database that does not exist leaves nothing behind), once no server and no client refers to them.
 void Worker::remove_empty_pools() {
   for (auto it = pools_.begin(); it != pools_.end();) {
     Pool& pool = *it->second;
-    if ((pool.draining() || pool.stale()) && pool.empty()) {
+    const bool never_served = pool.auto_database() && !pool.ever_logged_in();
+    if ((pool.draining() || pool.stale() || never_served) && pool.empty()) {
       LOG_INFO("pool %s: %s, removed", pool.name().c_str(),
-               pool.draining() ? "drained after its backend was removed" : "no longer in the config and unused");
+               pool.draining()  ? "drained after its backend was removed"
+               : never_served   ? "no server of it ever logged in"
+                                : "no longer in the config and unused");
+      if (pool.auto_database()) shared_.close_auto_database(pool.database_name());
       it = pools_.erase(it);
     } else {
       ++it;
     }
+  }
+}
+
+// A pool of a "*" database unused for auto_database_idle_timeout closes its idle servers; remove_empty_pools
+// takes it once they are closed. A client naming the database again opens a new one.
+void Worker::retire_unused_auto_pools(double now) {
+  const double limit = config_->timeouts.auto_database_idle_timeout;
+  for (auto& [key, pool] : pools_) {
+    if (!pool->auto_database() || pool->stale() || pool->draining() || now - pool->unused_since() < limit) continue;
+    LOG_INFO("pool %s: unused for %.0f s (auto_database_idle_timeout), dropped", pool->name().c_str(), limit);
+    pool->set_stale(true);
+    pool->close_idle_servers();
   }
 }
 
@@ -291,6 +308,7 @@ void Worker::tick() {
   const double t = now();
   const conf::Timeouts& timeouts = config_->timeouts;
   for (auto& [name, pool] : pools_) pool->tick(t, timeouts);
+  retire_unused_auto_pools(t);
   remove_empty_pools();
   wake_primary_waiters();
   release_resumed();
@@ -365,11 +383,21 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   login.database = server_database;
   if (protocol::is_scram_secret(user.password)) login.scram_secret = protocol::parse_scram_secret(user.password);
 
+  // A name a client chose through "*": bounded, since each one keeps pools, budgets and login parameters.
+  const bool auto_database = database.name == "*";
+  if (auto_database && !shared_.open_auto_database(requested_database, config_->max_auto_databases)) {
+    *failure = FailureReport(Failure::TooManyAutoDatabases,
+                             {std::to_string(config_->max_auto_databases), requested_database});
+    return nullptr;
+  }
   Pool::Limits limits = pool_limits(key, requested_database, database, user);
   limits.login_params = shared_.login_params_for(key);
-  auto pool = std::make_unique<Pool>(*this, key, requested_database + "/" + user.name + "@" + backend->name,
+  // The name goes into log lines and messages: the database may be any name a client chose (the "*" entry).
+  auto pool = std::make_unique<Pool>(*this, key,
+                                     escape_for_log(requested_database, 64) + "/" + escape_for_log(user.name, 64) + "@" + backend->name,
                                      backend_index, std::move(address), std::move(login), limits, mode);
   pool->set_stale(current_pool_key(requested_database, user.name, *backend) != key);
+  if (auto_database) pool->mark_auto_database();
   Pool* raw = pool.get();
   pools_.emplace(key, std::move(pool));
   return raw;

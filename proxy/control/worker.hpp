@@ -107,6 +107,7 @@ class Worker final : public PoolHost {
   void on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view);
   std::vector<Pool*> reconfigure_pools();
   void remove_empty_pools();
+  void retire_unused_auto_pools(double now);
   std::string current_pool_key(const std::string& database, const std::string& user,
                                const conf::Backend& backend) const;
   Pool::Limits pool_limits(const std::string& key, const std::string& database_name, const conf::Database& database,

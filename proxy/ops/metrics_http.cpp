@@ -63,6 +63,7 @@ struct MetricsHttpServer::Impl {
   void on_request(HttpConn* c, const HttpRequestHead& head);
   void respond(HttpConn* c, const Response& response);
   void close_conn(HttpConn* c);
+  bool drop_oldest_idle(const HttpConn* newcomer);
   // Collects every worker's snapshot, then answers with build(sources) if the connection is still there.
   void answer_with_snapshots(HttpConn* c, std::function<Response(const ExportSources&)> build);
   Response healthz() const;
@@ -104,8 +105,14 @@ void MetricsHttpServer::Impl::on_connection(uv_stream_t* stream, int status) {
   c->server = self;
   c->id = ++self->next_id;
   self->conns[c->id] = c;
-  if (uv_accept(stream, c->tcp.stream()) != 0 || self->conns.size() > kMaxConnections) {
-    self->close_conn(c);  // scrapers that pile up are cut off rather than queued
+  if (uv_accept(stream, c->tcp.stream()) != 0) {
+    self->close_conn(c);
+    return;
+  }
+  // At the limit an idle connection makes room, so a liveness probe is answered however many idle connections
+  // someone holds open. Only when every other connection is being answered is the new one cut off.
+  if (self->conns.size() > kMaxConnections && !self->drop_oldest_idle(c)) {
+    self->close_conn(c);
     return;
   }
   uv_timer_start(c->timer.get(), on_timeout, kRequestTimeoutMs, 0);
@@ -262,6 +269,22 @@ void MetricsHttpServer::Impl::on_timeout(uv_timer_t* timer) {
   } else if (c->phase != HttpConn::Phase::Closing) {
     self->close_conn(c);
   }
+}
+
+// Idle: answered and waiting for the client's FIN, or still waiting for a request. The map is in accept order,
+// so the first such connection is the oldest. False when there is none but the newcomer.
+bool MetricsHttpServer::Impl::drop_oldest_idle(const HttpConn* newcomer) {
+  HttpConn* oldest_reading = nullptr;
+  for (const auto& [id, conn] : conns) {
+    if (conn->phase == HttpConn::Phase::Lingering) {
+      close_conn(conn);
+      return true;
+    }
+    if (!oldest_reading && conn != newcomer && conn->phase == HttpConn::Phase::Reading) oldest_reading = conn;
+  }
+  if (!oldest_reading) return false;
+  close_conn(oldest_reading);
+  return true;
 }
 
 void MetricsHttpServer::Impl::close_conn(HttpConn* c) {

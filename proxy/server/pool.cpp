@@ -23,7 +23,10 @@ Pool::Pool(PoolHost& host, std::string key, std::string name, int backend_index,
       backend_(std::move(backend)),
       login_(std::move(login)),
       limits_(std::move(limits)),
-      mode_(mode) {}
+      mode_(mode),
+      // Another worker's server of this key already logged in: the database exists.
+      ever_logged_in_(!limits_.login_params->get().entries().empty()),
+      unused_since_(host.now()) {}
 
 bool Pool::can_open_more() const {
   auto below = [](const std::shared_ptr<PoolBudget>& b) {
@@ -97,7 +100,7 @@ void Pool::drain() {
   busy_.for_each([&](PoolServer* server) {
     if (server->state() == ServerState::Connecting || server->state() == ServerState::Login) closing.push_back(server);
   });
-  while (PoolServer* server = idle_.front()) server->close();
+  close_idle_servers();
   for (PoolServer* server : closing) server->close();
   // Linked servers: their clients give them back at their next transaction boundary (now, when idle). A client
   // closed meanwhile (by an earlier one's callback) ignores the call.
@@ -329,7 +332,7 @@ void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
     }
     if (!ok || !server->reusable()) {
       LOG_WARN("S-%llu pool %s: reset failed (%s), closing", static_cast<unsigned long long>(server->id()),
-               name_.c_str(), error.c_str());
+               name_.c_str(), escape_for_log(error, 1000).c_str());
       server->close();
       return;
     }
@@ -342,6 +345,7 @@ void Pool::on_login_done(PoolServer* server) {
   host_.metrics().server_connects.add();
   server->forget_opened_for();
   limits_.login_params->set_if_empty(server->params());
+  ever_logged_in_ = true;
   if (draining_) {
     server->close();  // opened before the reload removed the backend
     return;
@@ -385,6 +389,7 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
     client->on_server_unavailable({Failure::QueryWaitTimeout, {name_, format_seconds(timeouts.query_wait_timeout)}});
   }
   close_expired_idle(now, timeouts);
+  if (!busy_.empty() || !waiting_.empty()) unused_since_ = now;
   // Keep min_pool_size connections open (counting those still connecting) over all workers: the budget is shared,
   // so a per-worker minimum would let one worker hold every slot. Not right after giving an idle server to a
   // starving worker either, or this tick would take the freed slot back before that worker's own tick uses it.
@@ -422,9 +427,13 @@ void Pool::close_expired_idle(double now, const conf::Timeouts& timeouts) {
   }
 }
 
+void Pool::close_idle_servers() {
+  while (PoolServer* server = idle_.front()) server->close();
+}
+
 void Pool::close_all(Failure why) {
   while (PoolClient* client = waiting_.pop_front()) client->on_server_unavailable(why);
-  while (PoolServer* server = idle_.front()) server->close();
+  close_idle_servers();
   busy_.for_each([](PoolServer* server) { server->close(); });
 }
 

@@ -101,6 +101,16 @@ class Pool {
     if (stale) limits_.min_size = 0;
   }
   bool stale() const { return stale_; }
+  // A pool of a database a client named through the "*" entry: the worker bounds those and drops them unused.
+  void mark_auto_database() { auto_database_ = true; }
+  bool auto_database() const { return auto_database_; }
+  // A server of this pool's key completed a login (here, or on another worker before this pool was made): the
+  // database exists and the login works.
+  bool ever_logged_in() const { return ever_logged_in_; }
+  // Since when no server has been busy (or connecting) and no client waiting; as of the last tick.
+  double unused_since() const { return unused_since_; }
+  // Closes the idle servers of a pool about to go (no busy server, nobody waiting: nothing else to close).
+  void close_idle_servers();
   // Reload removed or moved its backend: waiting clients are routed again, idle and connecting servers close,
   // linked ones close when their client releases them (at its next transaction boundary).
   void drain();
@@ -152,6 +162,9 @@ class Pool {
   int connecting_ = 0;
   bool draining_ = false;
   bool stale_ = false;
+  bool auto_database_ = false;
+  bool ever_logged_in_ = false;
+  double unused_since_;
   int servers_alive_ = 0;
   double last_shed_request_ = 0;
   double last_shed_ = -1e9;  // when this pool last gave an idle server up to a starving worker

@@ -78,7 +78,7 @@ void ServerConn::send_startup() {
 void ServerConn::fail(FailureReport report) {
   if (!open()) return;
   LOG_WARN("S-%llu backend %s (%s) pool %s: %s", static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
-           pool_.backend().text().c_str(), pool_.name().c_str(), report.message().c_str());
+           pool_.backend().text().c_str(), pool_.name().c_str(), escape_for_log(report.message(), 1000).c_str());
   Pool& pool = pool_;
   bool logging_in = state() == ServerState::Connecting || state() == ServerState::Login;
   close();
@@ -269,7 +269,7 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
       const bool ours = state() == ServerState::Internal && owed_.front_fate() == ReplyFate::Internal;
       if (!ours || (error && error->severity == "FATAL")) {
         LOG_INFO("S-%llu backend %s: server closing connection: %s", static_cast<unsigned long long>(id()),
-                 pool_.backend().name.c_str(), error ? error->message.c_str() : "?");
+                 pool_.backend().name.c_str(), error ? escape_for_log(error->message, 1000).c_str() : "?");
       }
       InternalRun* run = ours ? owed_.front().internal.get() : nullptr;
       if (run) run->failed.push_back(run->readies_seen);

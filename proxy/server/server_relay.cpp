@@ -304,7 +304,7 @@ bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass&
     auto error = parse_error_fields(body);
     LOG_ERROR("S-%llu backend %s: the BEGIN pgmux sent ahead of a request failed: %s; closing the server",
               static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
-              error ? error->message.c_str() : "?");
+              error ? escape_for_log(error->message, 1000).c_str() : "?");
     owed_.front().failed = true;
   } else if (tag == backend::kReadyForQuery) {
     note_ready(body);

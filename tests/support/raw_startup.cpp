@@ -297,6 +297,9 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
   char tag = 0;
   std::string body;
   while (wire.read_message(tag, body)) {
+    if (!out.trace.empty()) out.trace += ' ';
+    out.trace += tag;
+    if (tag == 'R') out.trace += std::to_string(get_i32(body, 0));
     if (tag == 'E') {
       parse_error(body, out);
       return out;
@@ -339,6 +342,7 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
         break;
       }
       case 11: {  // SASLContinue: server-first
+        out.scram_server_first = body.substr(4);
         auto final_msg = scram.final_message(body.substr(4));
         if (!final_msg) {
           out.message = "bad SCRAM server-first message";

@@ -16,6 +16,9 @@ struct StartupOutcome {
   std::string auth_method;  // what the server asked for: "cleartext", "md5", "scram-sha-256", "ok"
   std::string negotiation;  // the NegotiateProtocolVersion message ('v', length, body), when one came
   int32_t backend_pid = 0;  // from BackendKeyData
+  // Every backend message in order: its tag, and for an authentication request its code ("R10 R11 E").
+  std::string trace;
+  std::string scram_server_first;  // the SCRAM server-first message, when one came (salt and iterations)
 };
 
 // What the StartupMessage asks for besides user and database.

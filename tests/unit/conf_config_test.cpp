@@ -60,6 +60,8 @@ TEST_CASE("conf: pooling limits, timeouts and prepared-statement defaults match 
   CHECK(c.timeouts.client_idle_timeout == 0);
   CHECK(c.timeouts.server_lifetime == 3600);
   CHECK(c.timeouts.server_check_delay == 30);
+  CHECK(c.timeouts.auto_database_idle_timeout == 3600);
+  CHECK(c.max_auto_databases == 100);
   CHECK(c.prepared_statements.max_per_server == 1000);
 }
 

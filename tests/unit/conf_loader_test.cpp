@@ -153,8 +153,9 @@ TEST_CASE("conf loader: transaction-pooling keys are read where they are documen
                    "reserve_pool_size": 2, "max_db_connections": 30},
                   {"name": "*"}],
     "timeouts": {"reserve_pool_timeout": 1.5, "idle_transaction_timeout": 20, "client_idle_timeout": 300,
-                 "server_lifetime": 0, "server_check_delay": 0.25},
-    "prepared_statements": {"max_per_server": 250}
+                 "server_lifetime": 0, "server_check_delay": 0.25, "auto_database_idle_timeout": 90},
+    "prepared_statements": {"max_per_server": 250},
+    "max_auto_databases": 7
   })");
   INFO(all_errors(r));
   REQUIRE(r.ok());
@@ -180,6 +181,8 @@ TEST_CASE("conf loader: transaction-pooling keys are read where they are documen
   CHECK(c.timeouts.server_check_delay == 0.25);
   CHECK(c.timeouts.query_wait_timeout == 120);  // untouched neighbours keep their defaults
   CHECK(c.prepared_statements.max_per_server == 250);
+  CHECK(c.timeouts.auto_database_idle_timeout == 90);
+  CHECK(c.max_auto_databases == 7);
 }
 
 TEST_CASE("conf loader: min_pool_size is checked against pool_size and max_db_connections") {

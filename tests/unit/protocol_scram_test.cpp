@@ -338,3 +338,23 @@ TEST_CASE("Server rejects malformed client-final messages") {
   REQUIRE(twice.server_first(kRfcClientFirst));
   CHECK_FALSE(twice.server_first(kRfcClientFirst));
 }
+
+TEST_CASE("mock secret: the same salt for the same user and key, no password verifies") {
+  const ScramSecret a = mock_scram_secret("nobody", "key one");
+  const ScramSecret again = mock_scram_secret("nobody", "key one");
+  CHECK(a.salt.size() == 16);
+  CHECK(a.iterations == 4096);
+  CHECK(a.salt == again.salt);
+  CHECK(a.salt != mock_scram_secret("somebody", "key one").salt);
+  CHECK(a.salt != mock_scram_secret("nobody", "key two").salt);
+  CHECK(a.stored_key != again.stored_key);  // random: nothing derived from the name can log in
+
+  // A full exchange against it runs to the end and fails on the proof.
+  ScramServer server(a);
+  ScramClient client("any password");
+  auto server_first = server.server_first(client.client_first());
+  REQUIRE(server_first);
+  auto client_final = client.client_final(*server_first);
+  REQUIRE(client_final);
+  CHECK_FALSE(server.server_final(*client_final));
+}

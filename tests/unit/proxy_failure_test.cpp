@@ -124,6 +124,13 @@ TEST_CASE("SQLSTATEs and wording that clients and tests compare with PostgreSQL"
   check(Failure::AdminShutdown, "57P01", "terminating connection due to administrator command");
   check(Failure::AuthFailed, "28P01", "password authentication failed for user \"{}\"");
   check(Failure::UnknownDatabase, "3D000", "database \"{}\" does not exist");
+  // The mock exchange's failures read exactly as a wrong password does.
+  check(Failure::UnknownRolePassword, "28P01", "password authentication failed for user \"{}\"");
+  check(Failure::NoUsableScramSecret, "28P01", "password authentication failed for user \"{}\"");
+  check(Failure::NoHbaEntry, "28000", "no pg_hba.conf entry for host \"{}\", user \"{}\", database \"{}\", {}");
+  check(Failure::HbaRejected, "28000",
+        "pg_hba.conf rejects connection for host \"{}\", user \"{}\", database \"{}\", {}");
+  check(Failure::CertAuthFailed, "28000", "certificate authentication failed for user \"{}\"");
   CHECK(std::string(failure_row(Failure::IdleTransactionTimeout).sqlstate) == "25P03");
   CHECK(std::string(failure_row(Failure::ClientIdleTimeout).sqlstate) == "57P05");
 }

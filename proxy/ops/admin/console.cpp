@@ -51,8 +51,8 @@ void AdminConsole::execute(std::string_view sql) {
     return;
   }
   if (!permitted(*command)) return;
-  LOG_INFO("C-%llu admin user=%s: %.*s", static_cast<unsigned long long>(client_id_), user_.c_str(),
-           static_cast<int>(std::min<size_t>(trimmed.size(), 200)), trimmed.data());
+  LOG_INFO("C-%llu admin user=%s: %s", static_cast<unsigned long long>(client_id_),
+           escape_for_log(user_, 64).c_str(), escape_for_log(trimmed, 200).c_str());
   run(*command, input);
 }
 
@@ -172,7 +172,7 @@ void AdminConsole::on_pause_check(size_t busy_clients) {
   if (pause_waiting_for_.empty()) return;
   if (busy_clients > 0) return;  // the next tick looks again
   LOG_INFO("C-%llu admin: PAUSE %s done: no transaction running", static_cast<unsigned long long>(client_id_),
-           pause_waiting_for_.c_str());
+           escape_for_log(pause_waiting_for_, 64).c_str());
   pause_waiting_for_.clear();
   answer(Answer::done("PAUSE"));
 }

@@ -150,13 +150,20 @@ Answer show_databases(const Input&, Context& context) {
   r.column("name").column("database").column("backends").column("pool_size", kInt8).column("min_pool_size", kInt8);
   r.column("reserve_pool", kInt8).column("pool_mode").column("max_connections", kInt8);
   r.column("current_connections", kInt8).column("paused", kBool);
-  for (const conf::Database& d : context.config->databases) {
+  auto add = [&](const std::string& name, const conf::Database& d) {
     std::string backends;
     for (const std::string& b : d.backends) backends += (backends.empty() ? "" : ",") + b;
-    r.row().cell(d.name).cell(d.server_database.empty() ? d.name : d.server_database);
+    r.row().cell(name).cell(d.server_database.empty() ? name : d.server_database);
     r.cell(backends.empty() ? "*" : backends).cell(d.pool_size).cell(d.min_pool_size).cell(d.reserve_pool_size);
-    r.cell(conf::to_string(d.pool_mode)).cell(d.max_db_connections).cell(connections[d.name]);
-    r.cell(database_paused(context, d.name));
+    r.cell(conf::to_string(d.pool_mode)).cell(d.max_db_connections).cell(connections[name]);
+    r.cell(database_paused(context, name));
+  };
+  for (const conf::Database& d : context.config->databases) add(d.name, d);
+  // Then the databases clients opened through "*" (as PgBouncer lists its auto-databases), with its settings.
+  const conf::Database* any = context.config->find_database("*");
+  for (const std::string& name : context.shared.open_auto_databases()) {
+    const conf::Database* listed = context.config->find_database(name);
+    if (any && listed == any) add(name, *any);
   }
   return Answer::of(std::move(r));
 }

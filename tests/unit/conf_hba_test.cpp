@@ -1,0 +1,106 @@
+// hba rules: addresses and networks, first match wins, groups, and what the loader refuses.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "conf/hba.hpp"
+#include "conf/loader.hpp"
+
+using namespace pgmux::conf;
+
+namespace {
+
+std::array<uint8_t, 16> ip(const char* text) { return parse_ip(text).value(); }
+
+HbaRule rule(HbaConnection c, std::vector<std::string> db, std::vector<std::string> user, const char* cidr,
+             HbaMethod m) {
+  return HbaRule{c, std::move(db), std::move(user), parse_cidr(cidr).value(), m};
+}
+
+HbaRequest request(const char* address, const char* user, const char* db, bool tls = false) {
+  return HbaRequest{tls, ip(address), user, db};
+}
+
+std::string errors_of(const std::string& json) {
+  const LoadResult r = parse_config(json);
+  std::string out;
+  for (const Diagnostic& d : r.errors) out += d.to_string() + "\n";
+  return out;
+}
+
+std::string with_hba(const std::string& hba, const std::string& groups = "[]") {
+  return R"({"backends": [{"host": "db"}], "databases": [{"name": "*"}], "groups": )" + groups +
+         R"(, "hba": )" + hba + "}";
+}
+
+}  // namespace
+
+TEST_CASE("hba: networks contain the addresses they should, IPv4 and IPv6") {
+  CHECK(parse_cidr("10.0.0.0/8")->contains(ip("10.200.3.4")));
+  CHECK_FALSE(parse_cidr("10.0.0.0/8")->contains(ip("11.0.0.1")));
+  CHECK(parse_cidr("127.0.0.1")->contains(ip("127.0.0.1")));  // a bare address is one host
+  CHECK_FALSE(parse_cidr("127.0.0.1")->contains(ip("127.0.0.2")));
+  CHECK(parse_cidr("0.0.0.0/0")->contains(ip("203.0.113.9")));
+  CHECK_FALSE(parse_cidr("0.0.0.0/0")->contains(ip("::1")));  // IPv4 networks hold no IPv6 client
+  CHECK(parse_cidr("all")->contains(ip("::1")));
+  CHECK(parse_cidr("::1/128")->contains(ip("::1")));
+  CHECK(parse_cidr("fd00::/8")->contains(ip("fd12:3456::1")));
+  CHECK(parse_cidr("10.0.0.0/8")->contains(ip("::ffff:10.1.2.3")));  // a mapped address is the IPv4 client
+  CHECK_FALSE(parse_cidr("10.0.0.1/8"));  // bits past the prefix: a typo
+  CHECK_FALSE(parse_cidr("10.0.0.0/33"));
+  CHECK_FALSE(parse_cidr("10.0.0/8"));
+  CHECK_FALSE(parse_cidr("10.0.0.0/"));
+  CHECK_FALSE(parse_cidr("host.example"));
+}
+
+TEST_CASE("hba: the first matching rule wins; no match is -1") {
+  const std::vector<HbaRule> rules = {
+      rule(HbaConnection::Host, {"all"}, {"mallory"}, "all", HbaMethod::Reject),
+      rule(HbaConnection::HostSsl, {"app"}, {"all"}, "all", HbaMethod::Cert),
+      rule(HbaConnection::Host, {"app", "pgmux"}, {"+admins"}, "10.0.0.0/8", HbaMethod::Md5),
+      rule(HbaConnection::HostNoSsl, {"sameuser"}, {"all"}, "127.0.0.1/32", HbaMethod::Trust),
+      rule(HbaConnection::Host, {"all"}, {"all"}, "127.0.0.0/8", HbaMethod::ScramSha256),
+  };
+  const std::vector<Group> groups = {{"admins", {"alice", "bob"}}};
+  CHECK(match_hba(rules, groups, request("127.0.0.1", "mallory", "app")) == 0);
+  CHECK(match_hba(rules, groups, request("127.0.0.1", "alice", "app", true)) == 1);   // hostssl needs TLS
+  CHECK(match_hba(rules, groups, request("10.1.1.1", "alice", "app")) == 2);          // a member of +admins
+  CHECK(match_hba(rules, groups, request("10.1.1.1", "alice", "pgmux")) == 2);
+  CHECK(match_hba(rules, groups, request("10.1.1.1", "carol", "app")) == -1);         // not a member
+  CHECK(match_hba(rules, groups, request("127.0.0.1", "carol", "carol")) == 3);       // sameuser, hostnossl
+  CHECK(match_hba(rules, groups, request("127.0.0.1", "carol", "carol", true)) == 4); // not hostnossl with TLS
+  CHECK(match_hba(rules, groups, request("127.0.0.1", "carol", "app")) == 4);
+  CHECK(match_hba(rules, groups, request("192.0.2.1", "carol", "app")) == -1);
+  CHECK(match_hba({}, groups, request("127.0.0.1", "carol", "app")) == -1);
+}
+
+TEST_CASE("hba: the loader reads rules and groups, and names what is wrong") {
+  const LoadResult ok = parse_config(with_hba(
+      R"([{"type": "host", "database": ["app", "pgmux"], "user": "+ops", "address": "10.0.0.0/8", "method": "md5"},
+          {"type": "hostssl", "database": "all", "user": "all", "address": "::/0", "method": "cert"}])",
+      R"([{"name": "ops", "members": ["alice"]}])"));
+  REQUIRE(ok.ok());
+  REQUIRE(ok.config->hba.size() == 2);
+  CHECK(ok.config->hba[0].databases == std::vector<std::string>{"app", "pgmux"});
+  CHECK(ok.config->hba[0].users == std::vector<std::string>{"+ops"});
+  CHECK(ok.config->hba[0].method == HbaMethod::Md5);
+  CHECK(ok.config->hba[1].connection == HbaConnection::HostSsl);
+  CHECK(ok.config->groups[0].members == std::vector<std::string>{"alice"});
+
+  CHECK(errors_of(with_hba(R"([{"type": "local", "database": "all", "user": "all", "address": "all",
+                                "method": "trust"}])")).find("/hba/0/type") != std::string::npos);
+  CHECK(errors_of(with_hba(R"([{"type": "host", "database": "all", "user": "all", "address": "10.0.0.1/8",
+                                "method": "trust"}])")).find("/hba/0/address") != std::string::npos);
+  CHECK(errors_of(with_hba(R"([{"type": "host", "database": "all", "user": "all", "address": "all",
+                                "method": "cert"}])")).find("/hba/0/method: cert is only supported on hostssl") !=
+        std::string::npos);
+  CHECK(errors_of(with_hba(R"([{"type": "host", "database": "all", "user": "+nobody", "address": "all",
+                                "method": "trust"}])")).find("/hba/0/user: unknown group \"nobody\"") !=
+        std::string::npos);
+  CHECK(errors_of(with_hba(R"([{"type": "host", "database": [], "user": "all", "address": "all",
+                                "method": "trust"}])")).find("/hba/0/database") != std::string::npos);
+  CHECK(errors_of(with_hba(R"([{"type": "host", "user": "all", "address": "all", "method": "trust"}])"))
+            .find("/hba/0/database: is required") != std::string::npos);
+  CHECK(errors_of(with_hba(R"([{"type": "host", "database": "all", "user": "all", "address": "all",
+                                "method": "password"}])")).find("/hba/0/method: must be one of") != std::string::npos);
+}
