@@ -314,6 +314,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   if (const Json* v = r.get("admin_users")) c.admin_users = parse_name_list(*v, r.pointer_of("admin_users"), diags);
   if (const Json* v = r.get("stats_users")) c.stats_users = parse_name_list(*v, r.pointer_of("stats_users"), diags);
   c.metrics_listen = parse_metrics_listen(r);
+  c.tls = parse_tls(r);
   r.finish();
   return c;
 }

@@ -8,5 +8,7 @@
 namespace pgmux::conf::detail {
 
 Config config_from_json(const Json& root, Diagnostics& diags);
+// The "tls" section (config_tls.cpp).
+Tls parse_tls(ObjectReader& root);
 
 }  // namespace pgmux::conf::detail

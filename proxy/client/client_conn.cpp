@@ -395,6 +395,11 @@ void ClientConn::fail(const FailureReport& failure) {
   close();
 }
 
+std::string ClientConn::peer_host() const {
+  const size_t colon = peer_.rfind(':');
+  return colon == std::string::npos ? peer_ : peer_.substr(0, colon);
+}
+
 std::string ClientConn::log_prefix() const {
   // User and database are the client's words from its startup packet: escaped, they cannot forge a log line.
   return format_log("C-%llu %s user=%s db=%s", static_cast<unsigned long long>(id_), peer_.c_str(),

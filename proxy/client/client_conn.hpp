@@ -109,6 +109,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_write_error(int status) override;
   void on_forward_done() override;
   void on_closing() override;
+  void on_tls_ready() override;
+  void on_tls_failed(const std::string& why) override;
 
  private:
   enum class Role : uint8_t { Primary, Standby };
@@ -120,6 +122,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool logged_in() const { return is_logged_in(state_); }
   void handle_startup();  // client_startup.cpp: the startup-phase packets as PostgreSQL 15 reads them
   void decline_encryption(bool ssl);
+  void answer_ssl_request();
+  bool starts_direct_tls();
+  bool transport_allowed();
+  std::string peer_host() const;  // peer_ without its port, as PostgreSQL names a client host
   void forward_cancel(const protocol::CancelRequest& cancel);
   void refuse_startup_length(uint32_t length);
   void refuse_startup(const protocol::StartupParseError& error, uint32_t length);
@@ -242,7 +248,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::unique_ptr<AdminConsole> admin_;  // set for sessions on the admin database "pgmux"
   std::shared_ptr<CancelSlot> cancel_slot_;
   std::optional<CancelRegistry::Key> cancel_key_;  // the BackendKeyData it was given, while registered
-  protocol::EncryptionRequestsDone encryption_done_;  // SSLRequest / GSSENCRequest already declined
+  protocol::EncryptionRequestsDone encryption_done_;  // SSLRequest / GSSENCRequest already answered
+  bool direct_tls_ = false;  // the connection opened with a ClientHello (PostgreSQL 17's sslnegotiation=direct)
   double created_at_ = 0;
   double wait_started_ = 0;
   uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting

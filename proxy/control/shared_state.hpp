@@ -15,6 +15,7 @@
 #include "proxy/control/function_catalogs.hpp"
 #include "proxy/control/pause_state.hpp"
 #include "proxy/client/pin_counters.hpp"
+#include "proxy/net/tls_context.hpp"
 #include "proxy/server/session_params.hpp"
 #include "routing/learned_writes.hpp"
 #include "routing/topology.hpp"
@@ -77,6 +78,9 @@ struct SharedState {
   // Statement texts a standby rejected as writes (25006), for every worker's classifier; kept across reloads.
   std::shared_ptr<routing::LearnedWrites> learned_writes = std::make_shared<routing::LearnedWrites>();
   CommitClock commits;        // the last write commit acknowledged to any client (causal reads)
+  // tls.client's OpenSSL context as last loaded (startup, reload); null while the mode is disable. A connection
+  // takes it at its SSLRequest and keeps it, so a reload changes only the connections that come after it.
+  std::atomic<std::shared_ptr<const TlsServerContext>> client_tls;
 
   std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
     std::lock_guard lock(budgets_mutex);

@@ -55,6 +55,8 @@ class Worker final : public PoolHost {
   uint64_t next_server_id() { return ++shared_.next_server_id; }
   PinCounters& pins() { return shared_.pins; }
   SharedState& shared() { return shared_; }
+  // The TLS context new client connections use, null while tls.client.mode is disable.
+  std::shared_ptr<const TlsServerContext> client_tls() const { return shared_.client_tls.load(); }
 
   // The pool of a client's (database, user) on the backend at backend_index of the current config. login_database
   // and login_user are the client's entries from the config it logged in under: they fix the server database,
