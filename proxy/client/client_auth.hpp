@@ -21,8 +21,10 @@ class ClientAuth {
   };
 
   // `scram_secret` is the user's secret (parsed, or derived from a plaintext password and cached by the
-  // caller); unused for md5 and trust.
-  ClientAuth(const conf::User& user, conf::AuthMethod method, std::optional<protocol::ScramSecret> scram_secret);
+  // caller); unused for md5 and trust. `channel_binding`: over TLS, the hash of pgmux's certificate
+  // (TlsSession::server_certificate_hash), which makes SCRAM-SHA-256-PLUS an offer; "" otherwise.
+  ClientAuth(const conf::User& user, conf::AuthMethod method, std::optional<protocol::ScramSecret> scram_secret,
+             std::string channel_binding = {});
 
   Step start();
   // body of a 'p' message from the client.
@@ -38,6 +40,7 @@ class ClientAuth {
   const conf::User& user_;
   conf::AuthMethod method_;
   std::optional<protocol::ScramSecret> secret_;
+  std::string channel_binding_;
   std::unique_ptr<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5_salt_{};
   int step_ = 0;

@@ -229,7 +229,8 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
     const ScramSecret* cached = worker_.scram_secret_for(*user_config_);
     if (cached) secret = *cached;
   }
-  auth_ = std::make_unique<ClientAuth>(*user_config_, method, std::move(secret));
+  auth_ = std::make_unique<ClientAuth>(*user_config_, method, std::move(secret),
+                                      tls() ? tls()->server_certificate_hash() : std::string());
   set_state(ClientState::Auth);
   apply_auth_step(auth_->start());
 }

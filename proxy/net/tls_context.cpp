@@ -3,6 +3,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace pgmux::proxy {
@@ -24,9 +26,17 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
   return SSL_TLSEXT_ERR_OK;
 }
 
+// A file that cannot be opened is reported with the system's reason, which OpenSSL's queue words poorly.
 std::string file_error(const char* setting, const char* what, const std::string& file) {
-  return std::string("/tls/client/") + setting + ": could not load " + what + " \"" + file +
-         "\": " + openssl_error_text();
+  std::string reason;
+  if (FILE* f = std::fopen(file.c_str(), "r")) {
+    std::fclose(f);
+    reason = openssl_error_text();
+  } else {
+    reason = std::strerror(errno);
+    ERR_clear_error();
+  }
+  return std::string("/tls/client/") + setting + ": could not load " + what + " \"" + file + "\": " + reason;
 }
 
 // Certificate, key and (when set) the CAs client certificates are checked against; "" or the error.
@@ -74,15 +84,17 @@ std::string set_protocol(SSL_CTX* ctx, const conf::TlsClient& s) {
 
 }  // namespace
 
+// The first error of the queue is the cause (a PEM "no start line"); the ones after it are the callers giving
+// up ("PEM lib").
 std::string openssl_error_text() {
-  unsigned long code = 0;
-  unsigned long last = 0;
-  while ((code = ERR_get_error()) != 0) last = code;
-  if (last == 0) return "no OpenSSL error reported";
+  const unsigned long first = ERR_get_error();
+  ERR_clear_error();
+  if (first == 0) return "no OpenSSL error reported";
+  const char* reason = ERR_reason_error_string(first);
+  if (reason != nullptr) return reason;
   char text[256];
-  ERR_error_string_n(last, text, sizeof text);
-  const char* reason = ERR_reason_error_string(last);
-  return reason ? reason : text;
+  ERR_error_string_n(first, text, sizeof text);
+  return text;
 }
 
 std::shared_ptr<const TlsServerContext> TlsServerContext::create(const conf::TlsClient& settings,

@@ -1,6 +1,8 @@
 #include "proxy/net/tls_session.hpp"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -96,9 +98,13 @@ TlsSession::Status TlsSession::failure(int rc) {
     case SSL_ERROR_WANT_WRITE: return Status::WantMore;
     case SSL_ERROR_ZERO_RETURN: return Status::Closed;
     case SSL_ERROR_SYSCALL:
+      failed_ = true;
       error_ = ERR_peek_error() ? openssl_error_text() : "unexpected end of the TLS stream";
       return Status::Failed;
-    default: error_ = openssl_error_text(); return Status::Failed;
+    default:
+      failed_ = true;
+      error_ = openssl_error_text();
+      return Status::Failed;
   }
 }
 
@@ -138,7 +144,7 @@ void TlsSession::write(const std::byte* data, size_t size) {
 }
 
 void TlsSession::shutdown() {
-  if (!established_) return;
+  if (!established_ || failed_) return;
   ERR_clear_error();
   SSL_shutdown(ssl_);
 }
@@ -158,6 +164,21 @@ bool TlsSession::alpn_negotiated() const {
 bool TlsSession::peer_certificate_valid() const {
   X509* peer = SSL_get0_peer_certificate(ssl_);
   return peer != nullptr && SSL_get_verify_result(ssl_) == X509_V_OK && !context_->settings().ca_file.empty();
+}
+
+std::string TlsSession::server_certificate_hash() const {
+  X509* certificate = SSL_get_certificate(ssl_);
+  int digest_nid = NID_undef;
+  if (certificate == nullptr ||
+      OBJ_find_sigid_algs(X509_get_signature_nid(certificate), &digest_nid, nullptr) == 0) {
+    return "";
+  }
+  const EVP_MD* digest =
+      digest_nid == NID_md5 || digest_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(digest_nid);
+  unsigned char hash[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (digest == nullptr || X509_digest(certificate, digest, hash, &length) != 1) return "";
+  return std::string(reinterpret_cast<const char*>(hash), length);
 }
 
 std::string TlsSession::peer_common_name() const {

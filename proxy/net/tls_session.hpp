@@ -54,6 +54,10 @@ class TlsSession {
   bool alpn_negotiated() const;
   // The client presented a certificate that chains to ca_file.
   bool peer_certificate_valid() const;
+  // tls-server-end-point channel-binding data (RFC 5929): the hash of the certificate pgmux presented, with its
+  // signature's digest (SHA-256 for MD5 and SHA-1). "" when the algorithm has no single digest (Ed25519): then
+  // SCRAM-SHA-256-PLUS is not offered, as PostgreSQL does not either.
+  std::string server_certificate_hash() const;
   // The Common Name of the client's certificate ("" when none).
   std::string peer_common_name() const;
   const TlsServerContext& context() const { return *context_; }
@@ -72,6 +76,7 @@ class TlsSession {
   protocol::ByteVector out_;
   std::string error_;
   bool established_ = false;
+  bool failed_ = false;  // a fatal error: OpenSSL forbids a close_notify after one
 };
 
 }  // namespace pgmux::proxy

@@ -161,3 +161,19 @@ TEST_CASE("TLS settings that cannot work stop pgmux at startup, naming the setti
   nlohmann::json bad_mode = config_with_tls(port, "sometimes", certs.server_crt, certs.server_key, "");
   CHECK(contains(start_error(bad_mode), "/tls/client/mode: must be one of"));
 }
+
+TEST_CASE("SCRAM-SHA-256-PLUS: libpq's channel_binding=require logs in over TLS, and cannot without it") {
+  TlsProxy proxy("prefer", "");
+  const std::string bound = tls_conninfo(proxy.port, "app", "app", {"require"}) + " channel_binding=require";
+  PgConn conn = try_connect(bound);
+  REQUIRE_MESSAGE(PQstatus(conn.get()) == CONNECTION_OK, PQerrorMessage(conn.get()));
+  CHECK(scalar(conn.get(), "SELECT current_user") == "app");
+  // Plain text has no certificate to bind to: libpq refuses to go on without binding, as with PostgreSQL.
+  const std::string plain = tls_conninfo(proxy.port, "app", "app", {"disable"}) + " channel_binding=require";
+  PgConn refused = try_connect(plain);
+  CHECK(PQstatus(refused.get()) == CONNECTION_BAD);
+  CHECK(contains(PQerrorMessage(refused.get()), "channel binding"));
+  // MD5 has no binding either.
+  PgConn md5 = try_connect(tls_conninfo(proxy.port, "md5user", "app", {"require"}) + " channel_binding=require");
+  CHECK(PQstatus(md5.get()) == CONNECTION_BAD);
+}
