@@ -1,8 +1,12 @@
 // The data path over TLS (issue 11, item 1): requests of every size around the 32 KiB receive buffer and the
 // 16 KiB TLS record, up to 16 MiB, simple and extended, in session and transaction pooling; a 16 MB result;
-// COPY in and out, checksummed. What goes through encrypted must come back byte for byte.
+// COPY in and out, checksummed; and backpressure: a TLS client that stops reading a 64 MB result must not make
+// pgmux buffer it. What goes through encrypted must come back byte for byte.
 #include <doctest/doctest.h>
 #include <libpq-fe.h>
+
+#include <chrono>
+#include <thread>
 
 #include "tests/integration/request_sizes_support.hpp"
 #include "tests/integration/tls/tls_support.hpp"
@@ -124,4 +128,33 @@ TEST_CASE("COPY FROM STDIN and TO STDOUT over TLS, 8 MB, byte for byte") {
   }
   CHECK(received.size() == sent.size());
   CHECK(md5_hex(received) == md5_hex(sent));
+}
+
+TEST_CASE("a TLS client that stops reading a 64 MB result: pgmux does not buffer it (backpressure)") {
+  TlsPool pool("session");
+  PgConn conn = connect(pool.app());
+  REQUIRE(PQsslInUse(conn.get()) == 1);
+  const int rows = 64000;  // 1 KiB each
+  const std::string sql = "SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, " + std::to_string(rows) + ") g";
+  REQUIRE(PQsendQuery(conn.get(), sql.c_str()) == 1);
+  REQUIRE(PQsetSingleRowMode(conn.get()) == 1);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // the server goes on producing meanwhile
+  long read = 0;
+  long bad = 0;
+  while (PgResult res{PQgetResult(conn.get())}) {
+    if (PQresultStatus(res.get()) != PGRES_SINGLE_TUPLE) continue;
+    ++read;
+    const std::string g = PQgetvalue(res.get(), 0, 0);
+    std::string expected;
+    const std::string unit = md5_hex(g);
+    for (int i = 0; i < 32; ++i) expected += unit;
+    if (std::stol(g) != read || expected != PQgetvalue(res.get(), 0, 1)) ++bad;
+  }
+  CHECK(read == rows);
+  CHECK(bad == 0);
+  const long peak = pool.process->peak_rss_kb();
+  MESSAGE("pgmux peak RSS with a stalled 64 MB TLS result: " << peak << " kB");
+  CHECK(peak > 0);
+  CHECK(peak < 32 * 1024);  // half the result: nothing like it is held
+  CHECK(scalar(conn.get(), "SELECT 'next'") == "next");
 }
