@@ -1,6 +1,6 @@
-// The "tls" section: tls.client (what pgmux offers to clients). Only shapes and combinations are checked here;
-// whether the files hold a usable certificate and key is learnt when the proxy builds its TLS context, at
-// startup and at each reload, and reported with the same JSON pointers.
+// The "tls" section: tls.client (what pgmux offers to clients), and each backend's sslmode and files. Only
+// shapes and combinations are checked here; whether the files hold a usable certificate and key is learnt when
+// the proxy builds its TLS contexts, at startup and at each reload, and reported with the same JSON pointers.
 #include "conf/config_json.hpp"
 
 namespace pgmux::conf::detail {
@@ -46,6 +46,31 @@ TlsClient parse_tls_client(ObjectReader& parent) {
 }
 
 }  // namespace
+
+void parse_backend_tls(ObjectReader& r, Backend& b) {
+  if (auto mode = r.string("sslmode")) {
+    auto parsed = parse_tls_mode(*mode);
+    if (parsed && *parsed != TlsMode::Allow) {
+      b.sslmode = *parsed;
+    } else {
+      r.diags().add(r.pointer_of("sslmode"),
+                    "must be one of \"disable\", \"prefer\", \"require\", \"verify-ca\", \"verify-full\"");
+    }
+  }
+  if (auto text = r.string("sslrootcert")) b.sslrootcert = *text;
+  if (auto text = r.string("sslcert")) b.sslcert = *text;
+  if (auto text = r.string("sslkey")) b.sslkey = *text;
+  if (b.sslmode >= TlsMode::VerifyCa) {
+    require_file(r, "sslrootcert", b.sslrootcert,
+                 (std::string("when sslmode is \"") + to_string(b.sslmode) + "\" (the server's certificate is checked "
+                  "against it)").c_str());
+  }
+  if (b.sslcert.empty() != b.sslkey.empty()) {
+    r.diags().add(r.pointer_of(b.sslcert.empty() ? "sslcert" : "sslkey"),
+                  "is required with " + std::string(b.sslcert.empty() ? "sslkey" : "sslcert") +
+                      " (a client certificate and its key go together)");
+  }
+}
 
 Tls parse_tls(ObjectReader& root) {
   Tls out;

@@ -64,9 +64,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   // The TLS files are part of the config: a certificate that does not load fails --check and the start alike.
-  if (loaded.config->tls.client.enabled()) {
+  {
     std::string error;
-    if (!pgmux::proxy::TlsServerContext::create(loaded.config->tls.client, &error)) {
+    const bool client_side_ok = !loaded.config->tls.client.enabled() ||
+                                pgmux::proxy::TlsServerContext::create(loaded.config->tls.client, &error);
+    if (!client_side_ok || !pgmux::proxy::make_backend_tls_contexts(*loaded.config, &error)) {
       std::fprintf(stderr, "pgmux: %s: %s\npgmux: %s: 1 error(s), not starting\n", config_path.c_str(),
                    error.c_str(), config_path.c_str());
       return 1;

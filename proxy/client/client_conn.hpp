@@ -250,6 +250,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::optional<CancelRegistry::Key> cancel_key_;  // the BackendKeyData it was given, while registered
   protocol::EncryptionRequestsDone encryption_done_;  // SSLRequest / GSSENCRequest already answered
   bool direct_tls_ = false;  // the connection opened with a ClientHello (PostgreSQL 17's sslnegotiation=direct)
+  std::shared_ptr<const TlsServerContext> tls_context_;  // what TLS started with: its mode holds for this client
   double created_at_ = 0;
   double wait_started_ = 0;
   uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting

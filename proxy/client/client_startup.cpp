@@ -68,6 +68,7 @@ void ClientConn::answer_ssl_request() {
     return;
   }
   in_.clear();
+  tls_context_ = context;
   start_tls(std::move(context));
 }
 
@@ -86,6 +87,7 @@ bool ClientConn::starts_direct_tls() {
   direct_tls_ = true;
   const ByteVector hello(in_.unparsed_bytes().begin(), in_.unparsed_bytes().end());
   in_.clear();
+  tls_context_ = context;
   start_tls(std::move(context), hello);
   return true;
 }
@@ -116,7 +118,7 @@ bool ClientConn::transport_allowed() {
     fail({Failure::TlsRequired, {peer_host(), user_, database_}});
     return false;
   }
-  const conf::TlsClient& settings = tls()->context().settings();
+  const conf::TlsClient& settings = tls_context_->settings();
   if (!settings.wants_client_cert()) return true;
   if (!tls()->peer_certificate_valid()) {
     fail(Failure::TlsClientCertRequired);

@@ -81,6 +81,8 @@ struct SharedState {
   // tls.client's OpenSSL context as last loaded (startup, reload); null while the mode is disable. A connection
   // takes it at its SSLRequest and keeps it, so a reload changes only the connections that come after it.
   std::atomic<std::shared_ptr<const TlsServerContext>> client_tls;
+  // Each backend's TLS client context (sslmode other than disable), loaded with client_tls; always set.
+  std::atomic<std::shared_ptr<const BackendTlsContexts>> backend_tls{std::make_shared<const BackendTlsContexts>()};
 
   std::shared_ptr<SharedLoginParams> login_params_for(const std::string& key) {
     std::lock_guard lock(budgets_mutex);

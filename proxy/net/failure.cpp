@@ -140,6 +140,12 @@ constexpr FailureRow kServerLoginRows[] = {
      kPoolDetail, "", Reuse, "server_closed_during_login", "no server available: closed during login", Info},
     {F::ServerLoginRefused, Error, code::kConnectionFailure, "{}", kPoolDetail, "", Reuse, "server_login_refused",
      "no server available: login refused", Info},
+    // TLS towards a backend (its sslmode): libpq's words, so a client reads what libpq would have said.
+    {F::ServerTlsRefused, Error, code::kConnectionFailure,
+     "could not connect to server: server does not support SSL, but SSL was required (backend sslmode {})",
+     kPoolDetail, "", Reuse, "server_tls_refused", "no server available: server refused TLS", Warn},
+    {F::ServerTlsFailed, Error, code::kConnectionFailure, "could not connect to server: SSL error: {}", kPoolDetail,
+     "", Reuse, "server_tls_failed", "no server available: TLS handshake with the server failed", Warn},
     {F::ServerInvalidMessage, Error, code::kProtocolViolation, "invalid message from server: {}", kPoolDetail, "",
      Close, "server_invalid_message", "invalid message from server", Info},
     {F::ServerAuthMalformed, Error, code::kProtocolViolation, "malformed authentication request from server",

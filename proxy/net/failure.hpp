@@ -65,6 +65,8 @@ enum class Failure : uint8_t {
   ServerConnectTimeout,
   ServerClosedDuringLogin,
   ServerLoginRefused,
+  ServerTlsRefused,
+  ServerTlsFailed,
   ServerInvalidMessage,
   ServerAuthMalformed,
   ServerWantsCleartext,

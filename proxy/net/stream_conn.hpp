@@ -47,10 +47,11 @@ class StreamConn {
   // Bytes queued in libuv for this stream (and ciphertext not yet handed to libuv), for backpressure decisions.
   size_t write_queue_size() const { return tcp_.get()->write_queue_size + (tls_ ? tls_->output().size() : 0); }
 
-  // TLS from the next byte read on: a server-side handshake with `context`. `already_received` is ciphertext
-  // that came before the switch (PostgreSQL 17's direct TLS: the ClientHello was the first read). The owner
-  // hears on_tls_ready() once the handshake is done, or on_tls_failed().
-  void start_tls(std::shared_ptr<const TlsServerContext> context, protocol::ByteView already_received = {});
+  // TLS from the next byte read on: a handshake with `context`, as the server (a TlsServerContext) or as the
+  // client (a TlsClientContext: the ClientHello goes out at once). `already_received` is ciphertext that came
+  // before the switch (PostgreSQL 17's direct TLS: the ClientHello was the first read). The owner hears
+  // on_tls_ready() once the handshake is done, or on_tls_failed().
+  void start_tls(std::shared_ptr<const TlsContext> context, protocol::ByteView already_received = {});
   const TlsSession* tls() const { return tls_.get(); }
 
   // Detaches (on_closing) and closes. What the kernel already took (an ErrorResponse sent just before) still

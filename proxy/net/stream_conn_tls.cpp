@@ -9,9 +9,11 @@
 
 namespace pgmux::proxy {
 
-void StreamConn::start_tls(std::shared_ptr<const TlsServerContext> context, protocol::ByteView already_received) {
+void StreamConn::start_tls(std::shared_ptr<const TlsContext> context, protocol::ByteView already_received) {
+  const bool client_side = !context->server_side();
   tls_ = std::make_unique<TlsSession>(std::move(context));
   tls_resume_.init(loop());
+  if (client_side) tls_handshake_step();  // the client speaks first: the ClientHello goes out now
   if (!already_received.empty()) {
     auto space = tls_->input_space();  // a fresh session: the first read always fits
     const size_t n = std::min(space.size(), already_received.size());

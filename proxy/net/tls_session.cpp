@@ -1,5 +1,6 @@
 #include "proxy/net/tls_session.hpp"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -58,7 +59,7 @@ long TlsSession::bio_ctrl(BIO* bio, int cmd, long, void*) {
   }
 }
 
-TlsSession::TlsSession(std::shared_ptr<const TlsServerContext> context)
+TlsSession::TlsSession(std::shared_ptr<const TlsContext> context)
     : context_(std::move(context)), in_(std::make_unique<std::byte[]>(kInputCapacity)) {
   BIO_METHOD* method = memory_bio_method([] {
     BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "pgmux buffers");
@@ -75,11 +76,35 @@ TlsSession::TlsSession(std::shared_ptr<const TlsServerContext> context)
   BIO* bio = BIO_new(method);
   BIO_set_data(bio, this);
   SSL_set_bio(ssl_, bio, bio);  // one BIO both ways: the SSL owns it
-  SSL_set_accept_state(ssl_);
+  if (context_->server_side()) {
+    SSL_set_accept_state(ssl_);
+  } else {
+    aim_at_server();
+  }
   out_.reserve(16 * 1024 + 512);
 }
 
 TlsSession::~TlsSession() { SSL_free(ssl_); }
+
+// The client side, as libpq does it: SNI with the host name (not an address), and in verify-full the name or
+// address checked against the server certificate's SANs (its CN when it has none).
+void TlsSession::aim_at_server() {
+  const auto& client = static_cast<const TlsClientContext&>(*context_);
+  const std::string& host = client.host();
+  unsigned char address[sizeof(in6_addr)];
+  const bool is_address =
+      inet_pton(AF_INET, host.c_str(), address) == 1 || inet_pton(AF_INET6, host.c_str(), address) == 1;
+  if (!is_address) SSL_set_tlsext_host_name(ssl_, host.c_str());
+  if (client.mode() == conf::TlsMode::VerifyFull) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+    if (is_address) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+    }
+  }
+  SSL_set_connect_state(ssl_);
+}
 
 std::span<std::byte> TlsSession::input_space() {
   if (in_begin_ > 0 && in_end_ == kInputCapacity) {
@@ -163,7 +188,7 @@ bool TlsSession::alpn_negotiated() const {
 
 bool TlsSession::peer_certificate_valid() const {
   X509* peer = SSL_get0_peer_certificate(ssl_);
-  return peer != nullptr && SSL_get_verify_result(ssl_) == X509_V_OK && !context_->settings().ca_file.empty();
+  return peer != nullptr && SSL_get_verify_result(ssl_) == X509_V_OK && context_->verifies_peer();
 }
 
 std::string TlsSession::server_certificate_hash() const {

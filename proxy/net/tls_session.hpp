@@ -19,8 +19,9 @@ namespace pgmux::proxy {
 
 class TlsSession {
  public:
-  // The server side of a handshake with the context's settings.
-  explicit TlsSession(std::shared_ptr<const TlsServerContext> context);
+  // The server side of a handshake (a TlsServerContext: pgmux facing a client), or the client side (a
+  // TlsClientContext: pgmux facing a backend, whose host SNI names and verify-full checks).
+  explicit TlsSession(std::shared_ptr<const TlsContext> context);
   ~TlsSession();
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
@@ -52,7 +53,7 @@ class TlsSession {
   std::string description() const;
   // ALPN "postgresql" was negotiated (PostgreSQL 17 requires it for direct TLS).
   bool alpn_negotiated() const;
-  // The client presented a certificate that chains to ca_file.
+  // The peer presented a certificate that chains to the context's CAs.
   bool peer_certificate_valid() const;
   // tls-server-end-point channel-binding data (RFC 5929): the hash of the certificate pgmux presented, with its
   // signature's digest (SHA-256 for MD5 and SHA-1). "" when the algorithm has no single digest (Ed25519): then
@@ -60,7 +61,6 @@ class TlsSession {
   std::string server_certificate_hash() const;
   // The Common Name of the client's certificate ("" when none).
   std::string peer_common_name() const;
-  const TlsServerContext& context() const { return *context_; }
 
  private:
   static int bio_write(BIO* bio, const char* data, int size);
@@ -68,7 +68,9 @@ class TlsSession {
   static long bio_ctrl(BIO* bio, int cmd, long num, void* ptr);
   Status failure(int rc);
 
-  std::shared_ptr<const TlsServerContext> context_;
+  void aim_at_server();
+
+  std::shared_ptr<const TlsContext> context_;
   SSL* ssl_ = nullptr;
   std::unique_ptr<std::byte[]> in_;  // ciphertext from the socket: [in_begin_, in_end_) not yet read by OpenSSL
   size_t in_begin_ = 0;

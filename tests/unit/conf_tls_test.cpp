@@ -45,8 +45,10 @@ TEST_CASE("conf tls: every mode with its files") {
     CHECK(t.min_protocol == "TLSv1.3");
     CHECK(t.ciphers == "HIGH");
   }
-  CHECK(with_tls(R"({"client": {"mode": "require", "cert_file": "s.crt", "key_file": "s.key"}})").config->tls.client.requires_tls());
-  CHECK_FALSE(with_tls(R"({"client": {"mode": "prefer", "cert_file": "s", "key_file": "k"}})").config->tls.client.requires_tls());
+  const LoadResult require = with_tls(R"({"client": {"mode": "require", "cert_file": "s.crt", "key_file": "s.key"}})");
+  CHECK(require.config->tls.client.requires_tls());
+  const LoadResult prefer = with_tls(R"({"client": {"mode": "prefer", "cert_file": "s", "key_file": "k"}})");
+  CHECK_FALSE(prefer.config->tls.client.requires_tls());
 }
 
 TEST_CASE("conf tls: diagnostics name the setting") {
@@ -63,4 +65,37 @@ TEST_CASE("conf tls: diagnostics name the setting") {
   CHECK(all_errors(with_tls(R"({"client": {"sslmode": "require"}})")) == "/tls/client/sslmode: unknown key\n");
   CHECK(all_errors(with_tls(R"({"server": {}})")) == "/tls/server: unknown key\n");
   CHECK(all_errors(with_tls(R"("on")")) == "/tls: must be an object\n");
+}
+
+namespace {
+LoadResult with_backend(const std::string& fields) {
+  return parse_config(R"({"backends": [{"host": "db1")" + fields + R"(}], "databases": [{"name": "app"}]})");
+}
+}  // namespace
+
+TEST_CASE("conf tls: a backend's sslmode and files, with libpq's names") {
+  const LoadResult plain = with_backend("");
+  REQUIRE(plain.ok());
+  CHECK(plain.config->backends[0].sslmode == TlsMode::Disable);
+  const LoadResult full = with_backend(R"(, "sslmode": "verify-full", "sslrootcert": "ca.crt", "sslcert": "c.crt",
+                                         "sslkey": "c.key")");
+  INFO(all_errors(full));
+  REQUIRE(full.ok());
+  const Backend& b = full.config->backends[0];
+  CHECK(b.sslmode == TlsMode::VerifyFull);
+  CHECK(b.sslrootcert == "ca.crt");
+  CHECK(b.sslcert == "c.crt");
+  CHECK(b.sslkey == "c.key");
+  CHECK(with_backend(R"(, "sslmode": "prefer")").ok());
+  CHECK(with_backend(R"(, "sslmode": "require")").ok());
+}
+
+TEST_CASE("conf tls: a backend's TLS diagnostics name the setting") {
+  CHECK(all_errors(with_backend(R"(, "sslmode": "verify-ca")")) ==
+        "/backends/0/sslrootcert: is required when sslmode is \"verify-ca\" (the server's certificate is checked "
+        "against it)\n");
+  CHECK(all_errors(with_backend(R"(, "sslmode": "allow")")) ==
+        "/backends/0/sslmode: must be one of \"disable\", \"prefer\", \"require\", \"verify-ca\", \"verify-full\"\n");
+  CHECK(all_errors(with_backend(R"(, "sslmode": "require", "sslcert": "c.crt")")) ==
+        "/backends/0/sslkey: is required with sslcert (a client certificate and its key go together)\n");
 }

@@ -103,7 +103,8 @@ TEST_CASE("COPY FROM STDIN and TO STDOUT over TLS, 8 MB, byte for byte") {
   REQUIRE(PQresultStatus(start.get()) == PGRES_COPY_IN);
   std::string sent;
   for (int id = 1; id <= 2000; ++id) {
-    const std::string line = std::to_string(id) + "\t" + payload(4000 + static_cast<size_t>(id % 97), static_cast<unsigned>(id)) + "\n";
+    const std::string text = payload(4000 + static_cast<size_t>(id % 97), static_cast<unsigned>(id));
+    const std::string line = std::to_string(id) + "\t" + text + "\n";
     REQUIRE(PQputCopyData(conn.get(), line.data(), static_cast<int>(line.size())) == 1);
     sent += line;
   }
