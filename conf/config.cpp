@@ -117,6 +117,9 @@ const NameTable<LogLevel> kLogLevelNames = {
     {LogLevel::Debug, "debug"}, {LogLevel::Info, "info"}, {LogLevel::Warn, "warn"}, {LogLevel::Error, "error"}};
 const NameTable<Consistency> kConsistencyNames = {
     {Consistency::Causal, "causal"}, {Consistency::Session, "session"}, {Consistency::Eventual, "eventual"}};
+const NameTable<TlsMode> kTlsModeNames = {{TlsMode::Disable, "disable"},    {TlsMode::Allow, "allow"},
+                                          {TlsMode::Prefer, "prefer"},      {TlsMode::Require, "require"},
+                                          {TlsMode::VerifyCa, "verify-ca"}, {TlsMode::VerifyFull, "verify-full"}};
 
 }  // namespace
 
@@ -124,11 +127,13 @@ const char* to_string(AuthMethod m) { return name_in(kAuthMethodNames, m); }
 const char* to_string(PoolMode m) { return name_in(kPoolModeNames, m); }
 const char* to_string(LogLevel l) { return name_in(kLogLevelNames, l); }
 const char* to_string(Consistency c) { return name_in(kConsistencyNames, c); }
+const char* to_string(TlsMode m) { return name_in(kTlsModeNames, m); }
 
 std::optional<AuthMethod> parse_auth_method(std::string_view text) { return value_in(kAuthMethodNames, text); }
 std::optional<PoolMode> parse_pool_mode(std::string_view text) { return value_in(kPoolModeNames, text); }
 std::optional<LogLevel> parse_log_level(std::string_view text) { return value_in(kLogLevelNames, text); }
 std::optional<Consistency> parse_consistency(std::string_view text) { return value_in(kConsistencyNames, text); }
+std::optional<TlsMode> parse_tls_mode(std::string_view text) { return value_in(kTlsModeNames, text); }
 
 PasswordKind password_kind(std::string_view password) {
   // Same test PostgreSQL applies to a stored md5 password: prefix plus exactly 32 lowercase hex digits.

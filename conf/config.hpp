@@ -18,6 +18,10 @@ enum class PoolMode { Session, Transaction, Statement };
 // session (the client's own commits), eventual (lag limits only).
 enum class Consistency { Causal, Session, Eventual };
 enum class LogLevel { Debug, Info, Warn, Error };
+// tls.client.mode, with PgBouncer's client_tls_sslmode meanings: disable answers every SSLRequest 'N'; allow and
+// prefer take TLS when a client asks and plain text otherwise; require refuses plain text; verify-ca and
+// verify-full also want a client certificate signed by ca_file (verify-full: its CN is the user name).
+enum class TlsMode { Disable, Allow, Prefer, Require, VerifyCa, VerifyFull };
 
 struct Listener {
   std::string host = "127.0.0.1";
@@ -32,6 +36,12 @@ struct Backend {
   bool standby_only = false;  // "role": "standby": reads only, even when not in recovery (logical subscriber)
   std::optional<int64_t> max_lag_bytes = std::nullopt;   // overrides Routing::max_lag_bytes
   std::optional<double> max_lag_seconds = std::nullopt;  // overrides Routing::max_lag_seconds
+  // TLS towards this server, with libpq's sslmode meanings (allow is not offered): pooled server connections
+  // and the prober alike. verify-ca and verify-full need sslrootcert; sslcert and sslkey go together.
+  TlsMode sslmode = TlsMode::Disable;
+  std::string sslrootcert = {};
+  std::string sslcert = {};
+  std::string sslkey = {};
 };
 
 struct User {
@@ -116,6 +126,24 @@ struct Logging {
   std::string file;  // empty = stderr
 };
 
+// TLS towards clients (SSLRequest and PostgreSQL 17's direct TLS). Files are read at startup and at every
+// reload; new connections use what was read last, connected clients keep theirs.
+struct TlsClient {
+  TlsMode mode = TlsMode::Disable;
+  std::string cert_file;  // PEM certificate (chain) pgmux presents; required unless mode is disable
+  std::string key_file;   // its PEM private key
+  std::string ca_file;    // PEM CAs client certificates must chain to; required by verify-ca and verify-full
+  std::string min_protocol = "TLSv1.2";  // "TLSv1.2" or "TLSv1.3"
+  std::string ciphers;    // OpenSSL cipher list for TLS 1.2 ("" = PostgreSQL's default, HIGH:MEDIUM:+3DES:!aNULL)
+  bool enabled() const { return mode != TlsMode::Disable; }
+  bool requires_tls() const { return mode >= TlsMode::Require; }
+  bool wants_client_cert() const { return mode >= TlsMode::VerifyCa; }
+};
+
+struct Tls {
+  TlsClient client;
+};
+
 struct Config {
   std::vector<Listener> listeners{Listener{}};
   int workers = 0;  // 0 = number of cores
@@ -140,6 +168,7 @@ struct Config {
   Logging logging;
   Routing routing;
   HealthCheck health_check;
+  Tls tls;
 
   const User* find_user(std::string_view name) const;
   const Database* find_database(std::string_view name) const;
@@ -158,12 +187,14 @@ const char* to_string(AuthMethod m);   // "scram-sha-256", "md5", "trust"
 const char* to_string(PoolMode m);     // "session", "transaction", "statement"
 const char* to_string(LogLevel l);     // "debug", "info", "warn", "error"
 const char* to_string(Consistency c);  // "causal", "session", "eventual"
+const char* to_string(TlsMode m);      // "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 
 // Inverses of to_string; nullopt for any other text (exact, case-sensitive).
 std::optional<AuthMethod> parse_auth_method(std::string_view text);
 std::optional<PoolMode> parse_pool_mode(std::string_view text);
 std::optional<LogLevel> parse_log_level(std::string_view text);
 std::optional<Consistency> parse_consistency(std::string_view text);
+std::optional<TlsMode> parse_tls_mode(std::string_view text);
 
 // What a configured password string holds, by PostgreSQL's own formats:
 // "md5" + 32 lowercase hex digits, or "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>".

@@ -103,6 +103,7 @@ std::vector<Backend> parse_backends(ObjectReader& root) {
     b.max_lag_bytes = r.integer("max_lag_bytes", 0, kInt64Max);
     double seconds = 0;
     if (read_duration(r, "max_lag_seconds", seconds, false)) b.max_lag_seconds = seconds;
+    parse_backend_tls(r, b);
     r.finish();
     out.push_back(std::move(b));
   });
@@ -318,6 +319,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.metrics_listen = parse_metrics_listen(r);
   c.groups = parse_groups(r);
   c.hba = parse_hba(r);
+  c.tls = parse_tls(r);
   r.finish();
   return c;
 }

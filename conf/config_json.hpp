@@ -8,6 +8,10 @@
 namespace pgmux::conf::detail {
 
 Config config_from_json(const Json& root, Diagnostics& diags);
+// The "tls" section (config_tls.cpp).
+Tls parse_tls(ObjectReader& root);
+// A backend's "sslmode", "sslrootcert", "sslcert", "sslkey" (config_tls.cpp).
+void parse_backend_tls(ObjectReader& r, Backend& b);
 
 // hba_json.cpp: the "hba" rules and the "groups" they refer to with "+group".
 std::vector<HbaRule> parse_hba(ObjectReader& root);

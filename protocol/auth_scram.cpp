@@ -243,8 +243,10 @@ ScramClient::ScramClient(const Sha256& client_key, const ScramSecret& secret, st
 
 std::string ScramClient::client_first() {
   client_first_bare_ = "n=" + escape_username(username_) + ",r=" + nonce_;
-  return "n,," + client_first_bare_;
+  return gs2_header() + client_first_bare_;
 }
+
+std::string ScramClient::gs2_header() const { return cbind_data_.empty() ? "n,," : "p=tls-server-end-point,,"; }
 
 std::optional<std::string> ScramClient::client_final(std::string_view server_first) {
   if (!error_.empty()) return std::nullopt;
@@ -282,7 +284,9 @@ std::optional<std::string> ScramClient::client_final(std::string_view server_fir
     server_key = known_secret_->server_key;
   }
 
-  std::string final_without_proof = "c=biws,r=" + std::string(*nonce);  // biws = base64("n,,")
+  // c=biws without binding (base64 of "n,,"); with it, the header and the certificate hash.
+  const std::string binding = base64_encode(gs2_header() + cbind_data_);
+  std::string final_without_proof = "c=" + binding + ",r=" + std::string(*nonce);
   const std::string msg = auth_message(client_first_bare_, server_first, final_without_proof);
   const Sha256 proof = xor_keys(client_key, hmac(stored_key, msg));
   server_signature_ = hmac(server_key, msg);
@@ -318,7 +322,46 @@ bool ScramClient::verify_server_final(std::string_view server_final) {
 
 ScramServer::ScramServer(ScramSecret secret, std::string nonce) : secret_(std::move(secret)), nonce_(std::move(nonce)) {}
 
-std::optional<std::string> ScramServer::server_first(std::string_view client_first) {
+// The gs2 header (cbind flag, authzid, two commas) with PostgreSQL's rules (read_client_first_message), or
+// nullopt with error_ set.
+std::optional<std::string> ScramServer::read_gs2_header(std::string_view client_first, bool plus) {
+  const size_t cbind_end = client_first.find(',');
+  if (client_first.empty() || cbind_end == std::string_view::npos) {
+    error_ = "SCRAM: malformed client-first-message (gs2 header)";
+    return std::nullopt;
+  }
+  const std::string_view cbind = client_first.substr(0, cbind_end);
+  std::string problem;
+  if (cbind == "n" || cbind == "y") {
+    if (plus) {
+      problem = "The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data.";
+    } else if (cbind == "y" && offers_channel_binding()) {
+      problem = "SCRAM channel binding negotiation error: the client supports SCRAM channel binding but thinks the "
+                "server does not. However, this server does support channel binding.";
+    }
+  } else if (cbind.substr(0, 2) == "p=") {
+    if (!plus) {
+      problem = "The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel "
+                "binding data.";
+    } else if (cbind.substr(2) != "tls-server-end-point" || !offers_channel_binding()) {
+      problem = "unsupported SCRAM channel-binding type \"" + std::string(cbind.substr(2)) + "\"";
+    }
+    binding_ = true;
+  } else {
+    problem = "malformed client-first-message (unexpected channel-binding flag)";
+  }
+  if (problem.empty() && (client_first.size() <= cbind_end + 1 || client_first[cbind_end + 1] != ',')) {
+    problem = client_first.substr(cbind_end + 1, 1) == "a" ? "authorization identity is not supported"
+                                                           : "malformed client-first-message (gs2 header)";
+  }
+  if (!problem.empty()) {
+    error_ = "SCRAM: " + problem;
+    return std::nullopt;
+  }
+  return std::string(client_first.substr(0, cbind_end + 2));
+}
+
+std::optional<std::string> ScramServer::server_first(std::string_view client_first, bool plus) {
   auto fail = [this](std::string msg) -> std::optional<std::string> {
     error_ = "SCRAM: " + std::move(msg);
     state_ = State::Failed;
@@ -326,19 +369,13 @@ std::optional<std::string> ScramServer::server_first(std::string_view client_fir
   };
   if (state_ != State::Start) return fail("unexpected client-first-message");
   if (!valid_nonce(nonce_)) return fail("invalid server nonce");
-  // gs2-header: cbind flag, ',', optional authzid, ','.
-  if (client_first.empty()) return fail("malformed client-first-message (empty)");
-  const char flag = client_first[0];
-  if (flag == 'p') return fail("channel binding requested but not supported");
-  if ((flag != 'n' && flag != 'y') || client_first.size() < 2 || client_first[1] != ',') {
-    return fail("malformed client-first-message (unexpected channel-binding flag)");
+  std::optional<std::string> header = read_gs2_header(client_first, plus);
+  if (!header) {
+    state_ = State::Failed;
+    return std::nullopt;
   }
-  if (client_first.size() < 3 || client_first[2] != ',') {
-    if (client_first.size() >= 3 && client_first[2] == 'a') return fail("authorization identity is not supported");
-    return fail("malformed client-first-message (gs2 header)");
-  }
-  gs2_header_ = std::string(client_first.substr(0, 3));
-  std::string_view bare = client_first.substr(3);
+  gs2_header_ = std::move(*header);
+  std::string_view bare = client_first.substr(gs2_header_.size());
   if (bare.substr(0, 2) == "m=") return fail("client requires an unsupported SCRAM extension");
   std::string_view rest = bare;
   auto user = take_attr(rest, 'n');  // ignored: the startup packet's user is authoritative
@@ -366,7 +403,13 @@ std::optional<std::string> ScramServer::server_final(std::string_view client_fin
   auto nonce = binding ? take_attr(rest, 'r') : std::nullopt;
   if (!nonce) return fail("malformed client-final-message");
   auto header = base64_decode(*binding);
-  if (!header || *header != gs2_header_) return fail("unexpected channel-binding data in client-final-message");
+  if (binding_) {
+    // c= is the gs2 header and then the hash of the certificate this side presented: another certificate
+    // (a man in the middle's) gives another hash.
+    if (!header || *header != gs2_header_ + cbind_data_) return fail("SCRAM channel binding check failed");
+  } else if (!header || *header != gs2_header_) {
+    return fail("unexpected channel-binding data in client-final-message");
+  }
   if (*nonce != combined_nonce_) return fail("nonce in client-final-message does not match");
   // Skip extensions; the proof must be the last attribute.
   while (!rest.empty() && rest.substr(0, 2) != "p=") {

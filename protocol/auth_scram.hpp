@@ -1,5 +1,8 @@
-// SCRAM-SHA-256 (RFC 5802 / RFC 7677) as PostgreSQL uses it, in both roles. No channel binding:
-// the client sends gs2 header "n,," (PostgreSQL leaves the username in client-first empty).
+// SCRAM-SHA-256 (RFC 5802 / RFC 7677) as PostgreSQL uses it, in both roles, and SCRAM-SHA-256-PLUS with the
+// tls-server-end-point channel binding (RFC 5929) when the connection runs over TLS. Without binding the
+// client sends gs2 header "n,," (PostgreSQL leaves the username in client-first empty); with it
+// "p=tls-server-end-point,,", and client-final's c= carries that header followed by the hash of the server's
+// certificate, so a man in the middle holding another certificate cannot relay the exchange.
 #pragma once
 #include <array>
 #include <optional>
@@ -9,6 +12,9 @@
 namespace pgmux::protocol {
 
 using Sha256 = std::array<unsigned char, 32>;
+
+inline constexpr std::string_view kScramSha256 = "SCRAM-SHA-256";
+inline constexpr std::string_view kScramSha256Plus = "SCRAM-SHA-256-PLUS";
 
 // What PostgreSQL stores: SCRAM-SHA-256$<iterations>:<salt b64>$<StoredKey b64>:<ServerKey b64>
 struct ScramSecret {
@@ -46,6 +52,9 @@ class ScramClient {
   // PostgreSQL ignores the SCRAM username (it uses the startup packet's); other servers (and the RFC 7677
   // test vector) need one. Call before client_first(); ',' and '=' are escaped as RFC 5802 requires.
   void set_username(std::string username) { username_ = std::move(username); }
+  // SCRAM-SHA-256-PLUS: the tls-server-end-point data (the server certificate's hash). Call before
+  // client_first().
+  void set_channel_binding(std::string certificate_hash) { cbind_data_ = std::move(certificate_hash); }
 
   std::string client_first();                                      // "n,,n=,r=<nonce>"
   // Takes server-first; returns client-final, or nullopt with error() set.
@@ -62,6 +71,8 @@ class ScramClient {
   Sha256 server_signature_{};
   std::string error_;
   std::string username_;
+  std::string gs2_header() const;
+  std::string cbind_data_;  // empty: no channel binding
   bool awaiting_server_final_ = false;  // set once client_final() succeeded
 };
 
@@ -70,8 +81,15 @@ class ScramServer {
  public:
   explicit ScramServer(ScramSecret secret, std::string nonce = random_nonce());
 
-  // Takes client-first (the SASLInitialResponse data); returns server-first or nullopt with error().
-  std::optional<std::string> server_first(std::string_view client_first);
+  // Over TLS: the tls-server-end-point data (the hash of the certificate this side presented), which makes
+  // SCRAM-SHA-256-PLUS possible and a client's "y" flag (it thinks the server cannot bind) an error, as in
+  // PostgreSQL. Call before server_first().
+  void set_channel_binding(std::string certificate_hash) { cbind_data_ = std::move(certificate_hash); }
+  bool offers_channel_binding() const { return !cbind_data_.empty(); }
+
+  // Takes client-first (the SASLInitialResponse data) and whether the client selected SCRAM-SHA-256-PLUS;
+  // returns server-first or nullopt with error().
+  std::optional<std::string> server_first(std::string_view client_first, bool plus = false);
   // Takes client-final; returns server-final ("v=...") when the proof is right, nullopt otherwise.
   std::optional<std::string> server_final(std::string_view client_final);
   // After a successful server_final: ClientKey = ClientProof XOR ClientSignature.
@@ -85,7 +103,10 @@ class ScramServer {
   std::string server_first_;
   std::optional<Sha256> client_key_;
   std::string error_;
-  std::string gs2_header_;      // "n,," or "y,,": client-final's c= must carry exactly this
+  std::optional<std::string> read_gs2_header(std::string_view client_first, bool plus);
+  std::string gs2_header_;      // "n,,", "y,," or "p=tls-server-end-point,,": client-final's c= starts with it
+  std::string cbind_data_;      // empty: no channel binding offered
+  bool binding_ = false;        // the client asked for channel binding (flag 'p')
   std::string combined_nonce_;  // client nonce + server nonce
   enum class State : uint8_t { Start, SentFirst, Done, Failed };
   State state_ = State::Start;

@@ -7,6 +7,7 @@
 
 #include "conf/loader.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/net/tls_context.hpp"
 #include "proxy/control/server.hpp"
 
 namespace {
@@ -61,6 +62,17 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "pgmux: %s: %zu error(s), not starting\n", config_path.c_str(), loaded.errors.size());
     return 1;
+  }
+  // The TLS files are part of the config: a certificate that does not load fails --check and the start alike.
+  {
+    std::string error;
+    const bool client_side_ok = !loaded.config->tls.client.enabled() ||
+                                pgmux::proxy::TlsServerContext::create(loaded.config->tls.client, &error);
+    if (!client_side_ok || !pgmux::proxy::make_backend_tls_contexts(*loaded.config, &error)) {
+      std::fprintf(stderr, "pgmux: %s: %s\npgmux: %s: 1 error(s), not starting\n", config_path.c_str(),
+                   error.c_str(), config_path.c_str());
+      return 1;
+    }
   }
   if (check_only) {
     std::printf("%s: configuration is valid\n", config_path.c_str());

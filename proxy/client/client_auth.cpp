@@ -24,8 +24,12 @@ std::string_view mock_nonce_key() {
 }  // namespace
 
 ClientAuth::ClientAuth(std::string user_name, const conf::User* user, conf::AuthMethod method,
-                       std::optional<ScramSecret> scram_secret)
-    : user_name_(std::move(user_name)), user_(user), method_(method), secret_(std::move(scram_secret)) {
+                       std::optional<ScramSecret> scram_secret, std::string channel_binding)
+    : user_name_(std::move(user_name)),
+      user_(user),
+      method_(method),
+      secret_(std::move(scram_secret)),
+      channel_binding_(std::move(channel_binding)) {
   if (method_ == conf::AuthMethod::ScramSha256 && !secret_) {
     secret_ = mock_scram_secret(user_name_, mock_nonce_key());
     mock_ = true;
@@ -45,7 +49,13 @@ ClientAuth::Step ClientAuth::start() {
       return step;
     case conf::AuthMethod::ScramSha256:
       scram_ = std::make_unique<ScramServer>(*secret_);
-      build_authentication_sasl(step.reply, {"SCRAM-SHA-256"});
+      if (channel_binding_.empty()) {
+        build_authentication_sasl(step.reply, {std::string(kScramSha256)});
+      } else {
+        // PostgreSQL's order over TLS: the bound mechanism first.
+        scram_->set_channel_binding(channel_binding_);
+        build_authentication_sasl(step.reply, {std::string(kScramSha256Plus), std::string(kScramSha256)});
+      }
       return step;
   }
   return fail_protocol("unsupported authentication method");
@@ -69,10 +79,11 @@ ClientAuth::Step ClientAuth::on_message(ByteView body) {
   if (step_ == 1) {
     auto initial = parse_sasl_initial_response(body);
     if (!initial) return fail_protocol("malformed SASLInitialResponse message");
-    if (initial->mechanism != "SCRAM-SHA-256") {
+    const bool plus = initial->mechanism == kScramSha256Plus && scram_->offers_channel_binding();
+    if (initial->mechanism != kScramSha256 && !plus) {
       return fail_protocol("client selected an invalid SASL authentication mechanism");
     }
-    auto server_first = scram_->server_first(as_chars(initial->data));
+    auto server_first = scram_->server_first(as_chars(initial->data), plus);
     if (!server_first) return fail_protocol("malformed SCRAM message: " + scram_->error());
     build_authentication_sasl_continue(step.reply, *server_first);
     return step;

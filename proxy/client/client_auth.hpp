@@ -24,9 +24,11 @@ class ClientAuth {
 
   // `user` is null for a name the config does not have. `scram_secret` is the user's secret (parsed, or derived
   // from a plaintext password and cached by the caller); for SCRAM without one (no such user, or no usable
-  // secret) the exchange runs against mock_scram_secret(). Unused for md5 and trust.
+  // secret) the exchange runs against mock_scram_secret(). Unused for md5 and trust. `channel_binding`: over TLS,
+  // the hash of pgmux's certificate (TlsSession::server_certificate_hash), which makes SCRAM-SHA-256-PLUS an
+  // offer; "" otherwise.
   ClientAuth(std::string user_name, const conf::User* user, conf::AuthMethod method,
-             std::optional<protocol::ScramSecret> scram_secret);
+             std::optional<protocol::ScramSecret> scram_secret, std::string channel_binding = {});
 
   Step start();
   // body of a 'p' message from the client.
@@ -43,6 +45,7 @@ class ClientAuth {
   const conf::User* user_;  // null: a mock exchange, bound to fail
   conf::AuthMethod method_;
   std::optional<protocol::ScramSecret> secret_;
+  std::string channel_binding_;
   std::unique_ptr<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5_salt_{};
   int step_ = 0;

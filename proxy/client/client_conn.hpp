@@ -43,10 +43,13 @@ class ClientConn final : public StreamConn, public PoolClient {
   uint64_t id() const { return id_; }
   ClientState state() const { return state_; }
   const std::string& peer() const { return peer_; }
-  // Whether the client talks TLS to pgmux, and the common name of the certificate it presented. The hba rules'
-  // hostssl / hostnossl / cert ask these. Until client TLS lands (issue 11 item 1) every connection is plain.
-  bool tls_active() const { return false; }
-  std::optional<std::string> tls_client_common_name() const { return std::nullopt; }
+  // Whether the client talks TLS to pgmux, and the common name of the certificate it presented (only one that
+  // verified against tls.client.ca_file). The hba rules' hostssl / hostnossl / cert ask these.
+  bool tls_active() const { return tls() != nullptr; }
+  std::optional<std::string> tls_client_common_name() const {
+    if (!tls() || !tls()->peer_certificate_valid()) return std::nullopt;
+    return tls()->peer_common_name();
+  }
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
   const SessionParams& wanted_params() const override { return session_.wanted_params; }
@@ -113,6 +116,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_write_error(int status) override;
   void on_forward_done() override;
   void on_closing() override;
+  void on_tls_ready() override;
+  void on_tls_failed(const std::string& why) override;
 
  private:
   enum class Role : uint8_t { Primary, Standby };
@@ -124,6 +129,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool logged_in() const { return is_logged_in(state_); }
   void handle_startup();  // client_startup.cpp: the startup-phase packets as PostgreSQL 15 reads them
   void decline_encryption(bool ssl);
+  void answer_ssl_request();
+  bool starts_direct_tls();
+  bool transport_allowed();
   void forward_cancel(const protocol::CancelRequest& cancel);
   void refuse_startup_length(uint32_t length);
   void refuse_startup(const protocol::StartupParseError& error, uint32_t length);
@@ -263,7 +271,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::unique_ptr<AdminConsole> admin_;  // set for sessions on the admin database "pgmux"
   std::shared_ptr<CancelSlot> cancel_slot_;
   std::optional<CancelRegistry::Key> cancel_key_;  // the BackendKeyData it was given, while registered
-  protocol::EncryptionRequestsDone encryption_done_;  // SSLRequest / GSSENCRequest already declined
+  protocol::EncryptionRequestsDone encryption_done_;  // SSLRequest / GSSENCRequest already answered
+  bool direct_tls_ = false;  // the connection opened with a ClientHello (PostgreSQL 17's sslnegotiation=direct)
+  std::shared_ptr<const TlsServerContext> tls_context_;  // what TLS started with: its mode holds for this client
   double created_at_ = 0;
   double wait_started_ = 0;
   uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting

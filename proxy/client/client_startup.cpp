@@ -15,6 +15,7 @@ using namespace protocol;
 
 void ClientConn::handle_startup() {
   while (open() && state_ == ClientState::Startup) {
+    if (starts_direct_tls()) return;
     Frame frame = next_startup_frame(in_.unparsed_bytes());
     if (frame.status == FrameStatus::NeedMore) {
       in_.make_room(frame.length > 0 ? frame.length : 4);  // up to kMaxStartupPacket: always fits
@@ -27,8 +28,10 @@ void ClientConn::handle_startup() {
     StartupPacket packet = parse_startup_packet(in_.unparsed_bytes().first(frame.total()), encryption_done_);
     in_.advance_parsed(frame.total());
     in_.consume_to(in_.parsed());
-    if (std::holds_alternative<SslRequest>(packet) || std::holds_alternative<GssEncRequest>(packet)) {
-      decline_encryption(std::holds_alternative<SslRequest>(packet));
+    if (std::holds_alternative<SslRequest>(packet)) {
+      answer_ssl_request();
+    } else if (std::holds_alternative<GssEncRequest>(packet)) {
+      decline_encryption(false);
     } else if (const auto* cancel = std::get_if<CancelRequest>(&packet)) {
       forward_cancel(*cancel);
     } else if (const auto* error = std::get_if<StartupParseError>(&packet)) {
@@ -48,6 +51,86 @@ void ClientConn::decline_encryption(bool ssl) {
   if (in_.unparsed() > 0) {
     fail({Failure::DataAfterEncryptionRequest, {ssl ? "SSL request" : "GSSAPI encryption request"}});
   }
+}
+
+// With tls.client enabled, 'S' and the handshake; else 'N'. Bytes sent behind the request before the answer
+// are refused either way (PostgreSQL 15's check, CVE-2021-23214): they cannot have been encrypted.
+void ClientConn::answer_ssl_request() {
+  std::shared_ptr<const TlsServerContext> context = worker_.client_tls();
+  if (!context) {
+    decline_encryption(true);
+    return;
+  }
+  encryption_done_.ssl = true;
+  send_owned(ByteVector{std::byte{'S'}});
+  if (in_.unparsed() > 0) {
+    fail({Failure::DataAfterEncryptionRequest, {"SSL request"}});
+    return;
+  }
+  in_.clear();
+  tls_context_ = context;
+  start_tls(std::move(context));
+}
+
+// PostgreSQL 17's direct TLS: the connection opens with a ClientHello (a TLS handshake record, 0x16) instead of
+// a startup packet, whose length word would start with 0x00. Only as the first bytes, and only when TLS is on
+// (else the length check refuses them as PostgreSQL 15 would).
+bool ClientConn::starts_direct_tls() {
+  constexpr std::byte kTlsHandshakeRecord{0x16};
+  if (tls() || encryption_done_.ssl || encryption_done_.gss || in_.unparsed() == 0 ||
+      in_.unparsed_bytes()[0] != kTlsHandshakeRecord) {
+    return false;
+  }
+  std::shared_ptr<const TlsServerContext> context = worker_.client_tls();
+  if (!context) return false;
+  encryption_done_.ssl = true;
+  direct_tls_ = true;
+  const ByteVector hello(in_.unparsed_bytes().begin(), in_.unparsed_bytes().end());
+  in_.clear();
+  tls_context_ = context;
+  start_tls(std::move(context), hello);
+  return true;
+}
+
+void ClientConn::on_tls_ready() {
+  if (direct_tls_ && !tls()->alpn_negotiated()) {
+    LOG_INFO("C-%llu %s: received direct SSL connection request without ALPN protocol negotiation extension",
+             static_cast<unsigned long long>(id_), peer_.c_str());
+    fail(Failure::TlsDirectWithoutAlpn);
+    return;
+  }
+  LOG_DEBUG("C-%llu %s: TLS established (%s%s)", static_cast<unsigned long long>(id_), peer_.c_str(),
+            tls()->description().c_str(), direct_tls_ ? ", direct" : "");
+}
+
+void ClientConn::on_tls_failed(const std::string& why) {
+  LOG_INFO("C-%llu %s: could not accept SSL connection: %s", static_cast<unsigned long long>(id_), peer_.c_str(),
+           why.c_str());
+  fail(Failure::TlsHandshakeFailed);
+}
+
+// tls.client.mode at login, after PostgreSQL's order (the transport is checked before the role): plain text
+// where TLS is required, then the client certificate verify-ca and verify-full want. A TLS client is held to
+// the settings of the context it connected with, a plain-text one to the config of now.
+bool ClientConn::transport_allowed() {
+  if (!tls()) {
+    if (!config_->tls.client.requires_tls()) return true;
+    fail({Failure::TlsRequired, {peer_host_, user_, database_}});
+    return false;
+  }
+  const conf::TlsClient& settings = tls_context_->settings();
+  if (!settings.wants_client_cert()) return true;
+  if (!tls()->peer_certificate_valid()) {
+    fail(Failure::TlsClientCertRequired);
+    return false;
+  }
+  if (settings.mode == conf::TlsMode::VerifyFull && tls()->peer_common_name() != user_) {
+    LOG_INFO("%s: client certificate CN \"%s\" is not the user name (tls.client.mode verify-full)",
+             log_prefix().c_str(), escape_for_log(tls()->peer_common_name(), 64).c_str());
+    fail({Failure::TlsClientCertMismatch, {user_}});
+    return false;
+  }
+  return true;
 }
 
 // A CancelRequest carries the key pgmux gave a client (BackendKeyData); it goes on to the server that client is
@@ -136,6 +219,7 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   }
 
   config_ = worker_.config();
+  if (!transport_allowed()) return;
   const conf::User* user_config = config_->find_user(user_);
   conf::AuthMethod method = user_config ? config_->effective_auth_method(*user_config) : config_->auth_method;
   if (!config_->hba.empty() && !apply_hba(&method)) return;
@@ -189,7 +273,8 @@ void ClientConn::start_authentication(const conf::User* user, conf::AuthMethod m
   if (user && method == conf::AuthMethod::ScramSha256) {
     if (const ScramSecret* cached = worker_.scram_secret_for(*user)) secret = *cached;
   }
-  auth_ = std::make_unique<ClientAuth>(user_, user, method, std::move(secret));
+  auth_ = std::make_unique<ClientAuth>(user_, user, method, std::move(secret),
+                                       tls() ? tls()->server_certificate_hash() : std::string());
   set_state(ClientState::Auth);
   apply_auth_step(auth_->start());
 }

@@ -134,6 +134,13 @@ std::string describe_changes(const conf::Config& current, const conf::Config& ne
     parts.push_back("limits/access");
   }
   if (current.hba != next.hba || current.groups != next.groups) parts.push_back("hba");
+  const conf::TlsClient& was = current.tls.client;
+  const conf::TlsClient& now = next.tls.client;
+  if (was.mode != now.mode) {
+    parts.push_back(std::string("tls.client.mode ") + conf::to_string(was.mode) + "->" + conf::to_string(now.mode));
+  }
+  // The files are read again at every reload, changed or not: a renewed certificate under the same name counts.
+  if (now.enabled()) parts.push_back("TLS certificate files read again (" + now.cert_file + ")");
   if (parts.empty()) return "no changes";
   std::string out;
   for (const std::string& p : parts) {

@@ -28,6 +28,10 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
   });
   shared_ = std::make_unique<SharedState>(config, prober_->view());
   shared_->control = this;
+  std::string tls_error;  // main() loaded the same files a moment ago: a failure now is a race, logged
+  shared_->client_tls.store(load_client_tls(*config, &tls_error));
+  if (auto backends = make_backend_tls_contexts(*config, &tls_error)) shared_->backend_tls.store(backends);
+  if (!tls_error.empty()) LOG_ERROR("%s: %s", config_path_.c_str(), tls_error.c_str());
   prober_->watch_commits(&shared_->commits);
   catalog_loader_ = std::make_unique<CatalogLoader>(loop_, shared_->catalogs, [this](const std::string& database) {
     return catalog_target(database);
@@ -133,16 +137,29 @@ ReloadOutcome Control::reload(const std::string& trigger) {
   return apply_config(loaded.config, trigger);
 }
 
+std::shared_ptr<const TlsServerContext> Control::load_client_tls(const conf::Config& config, std::string* error) {
+  if (!config.tls.client.enabled()) return nullptr;
+  return TlsServerContext::create(config.tls.client, error);
+}
+
 ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, const std::string& trigger) {
   ReloadOutcome outcome;
   std::shared_ptr<const conf::Config> current = shared_->config.load();
   std::vector<std::string> refused = settings_needing_restart(*current, *next);
+  // The certificate files are read again at every reload (a renewed certificate is picked up); files that do
+  // not load leave the running config and context in place, and connected clients are not touched either way.
+  std::string tls_error;
+  std::shared_ptr<const TlsServerContext> client_tls = load_client_tls(*next, &tls_error);
+  std::shared_ptr<const BackendTlsContexts> backend_tls;
+  if (tls_error.empty()) backend_tls = make_backend_tls_contexts(*next, &tls_error);
+  if (!tls_error.empty()) refused.push_back(tls_error + "; the TLS context in use stays");
   if (!refused.empty()) {
     for (const std::string& r : refused) {
       outcome.errors.push_back(r);
       LOG_ERROR("%s: config reload refused: %s", trigger.c_str(), r.c_str());
     }
-    outcome.summary = "settings that need a restart changed; the old config stays";
+    outcome.summary = tls_error.empty() ? "settings that need a restart changed; the old config stays"
+                                        : "a TLS file could not be loaded; the old config stays";
     ++metrics_.reloads_failed;
     LOG_ERROR("%s: config reload failed: %s", trigger.c_str(), outcome.summary.c_str());
     return outcome;
@@ -150,6 +167,8 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   outcome.ok = true;
   outcome.summary = describe_changes(*current, *next);
   shared_->config.store(next);
+  shared_->client_tls.store(std::move(client_tls));
+  shared_->backend_tls.store(std::move(backend_tls));
   Log::set_level(next->logging.level);
   // A backend the new config drops forgets its DISABLE: re-added later, it starts enabled.
   std::set<std::string> disabled;

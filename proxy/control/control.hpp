@@ -70,6 +70,8 @@ class Control {
   void open_configured_catalogs(const conf::Config& config);
   void publish_view(const Prober::View& view);
   void close_handles();
+  // tls.client's context from the config's files; null when the mode is disable or (with *error) on failure.
+  static std::shared_ptr<const TlsServerContext> load_client_tls(const conf::Config& config, std::string* error);
   static void on_signal(uv_signal_t* handle, int signum);
   static void on_async(uv_async_t* handle);
 

@@ -125,6 +125,10 @@ void PgQueryConnection::connect_to(const std::string& hostaddr) {
   add("connect_timeout", timeout.c_str());  // ignored by PQconnectPoll; our deadline timer enforces it
   add("application_name", application_name_);
   add("gssencmode", "disable");  // GSSAPI negotiation may block on Kerberos lookups
+  add("sslmode", target_.sslmode.c_str());
+  if (!target_.sslrootcert.empty()) add("sslrootcert", target_.sslrootcert.c_str());
+  if (!target_.sslcert.empty()) add("sslcert", target_.sslcert.c_str());
+  if (!target_.sslkey.empty()) add("sslkey", target_.sslkey.c_str());
   keys.push_back(nullptr);
   values.push_back(nullptr);
   conn_ = PQconnectStartParams(keys.data(), values.data(), 0);

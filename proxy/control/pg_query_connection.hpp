@@ -20,6 +20,11 @@ struct ProbeTarget {
   std::string user;
   std::string password;  // never logged
   std::string database;
+  // The backend's TLS settings, as libpq keywords ("" = libpq's default; sslmode "disable" when off).
+  std::string sslmode = "disable";
+  std::string sslrootcert;
+  std::string sslcert;
+  std::string sslkey;
   bool operator==(const ProbeTarget&) const = default;
 };
 

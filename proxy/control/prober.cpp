@@ -70,6 +70,15 @@ ProbeTarget probe_target(const conf::Config& config, const std::string& host, ui
   t.user = config.health_check_user();
   t.password = config.health_check_password();
   t.database = database;
+  // The backend at this address brings its TLS settings (the catalog loader asks by address too).
+  for (const conf::Backend& b : config.backends) {
+    if (b.host != host || b.port != port) continue;
+    t.sslmode = conf::to_string(b.sslmode);
+    t.sslrootcert = b.sslrootcert;
+    t.sslcert = b.sslcert;
+    t.sslkey = b.sslkey;
+    break;
+  }
   return t;
 }
 

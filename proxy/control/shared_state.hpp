@@ -15,6 +15,7 @@
 #include "proxy/control/function_catalogs.hpp"
 #include "proxy/control/pause_state.hpp"
 #include "proxy/client/pin_counters.hpp"
+#include "proxy/net/tls_context.hpp"
 #include "proxy/server/session_params.hpp"
 #include "routing/learned_writes.hpp"
 #include "routing/topology.hpp"
@@ -77,6 +78,11 @@ struct SharedState {
   // Statement texts a standby rejected as writes (25006), for every worker's classifier; kept across reloads.
   std::shared_ptr<routing::LearnedWrites> learned_writes = std::make_shared<routing::LearnedWrites>();
   CommitClock commits;        // the last write commit acknowledged to any client (causal reads)
+  // tls.client's OpenSSL context as last loaded (startup, reload); null while the mode is disable. A connection
+  // takes it at its SSLRequest and keeps it, so a reload changes only the connections that come after it.
+  std::atomic<std::shared_ptr<const TlsServerContext>> client_tls;
+  // Each backend's TLS client context (sslmode other than disable), loaded with client_tls; always set.
+  std::atomic<std::shared_ptr<const BackendTlsContexts>> backend_tls{std::make_shared<const BackendTlsContexts>()};
 
   // Databases a client named through the "*" entry, each with the number of pools (over all workers) open for
   // it. A client chooses the name, so their number is bounded (max_auto_databases) and what is kept per name goes

@@ -55,6 +55,14 @@ class Worker final : public PoolHost {
   uint64_t next_server_id() { return ++shared_.next_server_id; }
   PinCounters& pins() { return shared_.pins; }
   SharedState& shared() { return shared_; }
+  // The TLS context new client connections use, null while tls.client.mode is disable.
+  std::shared_ptr<const TlsServerContext> client_tls() const { return shared_.client_tls.load(); }
+  // The TLS context of a backend's server connections, null when its sslmode is disable.
+  std::shared_ptr<const TlsClientContext> server_tls(const std::string& backend) const {
+    auto contexts = shared_.backend_tls.load();
+    auto it = contexts->find(backend);
+    return it == contexts->end() ? nullptr : it->second;
+  }
 
   // The pool of a client's (database, user) on the backend at backend_index of the current config. login_database
   // and login_user are the client's entries from the config it logged in under: they fix the server database,

@@ -18,8 +18,10 @@ StreamConn::StreamConn(uv_loop_t* loop) { tcp_.init(loop); }
 StreamConn::~StreamConn() = default;
 
 void StreamConn::start_reading() {
-  if (reading_ || !open() || pinned_) return;
-  if (uv_read_start(stream(), on_alloc, on_read) == 0) reading_ = true;
+  if (!open() || pinned_) return;
+  if (!reading_ && uv_read_start(stream(), on_alloc, on_read) == 0) reading_ = true;
+  // Decrypted input may be waiting that no socket event will announce again.
+  if (reading_ && tls_ && tls_->has_buffered_input()) schedule_tls_resume();
 }
 
 void StreamConn::stop_reading() {
@@ -30,6 +32,11 @@ void StreamConn::stop_reading() {
 
 void StreamConn::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   auto* self = UvTcp<StreamConn>::owner_of(handle);
+  if (self->tls_) {
+    auto cipher = self->tls_->input_space();  // empty when OpenSSL has not taken the last read: UV_ENOBUFS
+    *buf = uv_buf_init(reinterpret_cast<char*>(cipher.data()), static_cast<unsigned>(cipher.size()));
+    return;
+  }
   auto space = self->in_.writable();
   if (space.empty() && !self->pinned_) {
     self->in_.compact();  // what the owner consumed frees room (never while a peer write points into it)
@@ -48,8 +55,11 @@ void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
   auto* self = UvTcp<StreamConn>::owner_of(stream);
   if (!self->open()) return;
   if (nread > 0) {
-    if (self->bytes_.received) self->bytes_.received->add(static_cast<uint64_t>(nread));
-    if (self->bytes_.pool_received) *self->bytes_.pool_received += static_cast<uint64_t>(nread);
+    if (self->tls_) {
+      self->tls_receive(static_cast<size_t>(nread));  // counts the plaintext, as sends do
+      return;
+    }
+    self->count_received(static_cast<size_t>(nread));
     self->in_.commit(static_cast<size_t>(nread));
     self->on_data();
     return;
@@ -65,6 +75,11 @@ void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
 void StreamConn::send_owned(protocol::ByteVector&& bytes) {
   if (!open() || bytes.empty()) return;
   count_sent(bytes.size());
+  if (tls_) {
+    tls_->write(bytes.data(), bytes.size());
+    tls_flush();
+    return;
+  }
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
   if (write_queue_size() == 0) {
     int n = uv_try_write(stream(), &buf, 1);
@@ -102,6 +117,7 @@ bool StreamConn::forward_from(StreamConn& source, const uv_buf_t* bufs, unsigned
     return true;
   }
   for (unsigned i = 0; i < count; ++i) count_sent(bufs[i].len);
+  if (tls_) return tls_forward(source, bufs, count);
   // Fast path: the kernel usually takes everything at once and nothing is pinned.
   uv_buf_t rest[16];
   unsigned rest_count = 0;
@@ -141,17 +157,21 @@ bool StreamConn::forward_from(StreamConn& source, const uv_buf_t* bufs, unsigned
 
 void StreamConn::on_forward_written(uv_write_t* req, int status) {
   auto* self = static_cast<StreamConn*>(req->data);
-  StreamConn* source = self->forward_source_;
-  self->forward_source_ = nullptr;
-  if (source) {
-    source->pinned_ = false;
-    if (source->open()) {
-      source->on_forward_done();
-    } else {
-      source->maybe_delete();
-    }
-  }
+  self->release_forward_source();
   if (status < 0 && status != UV_ECANCELED && self->open()) self->on_write_error(status);
+}
+
+// The source's bytes are out: it may read (and compact its buffer) again, or go if it was closed meanwhile.
+void StreamConn::release_forward_source() {
+  StreamConn* source = forward_source_;
+  forward_source_ = nullptr;
+  if (!source) return;
+  source->pinned_ = false;
+  if (source->open()) {
+    source->on_forward_done();
+  } else {
+    source->maybe_delete();
+  }
 }
 
 // The handle closes first, so open() is false while on_closing detaches the object (what it calls may come
@@ -160,6 +180,8 @@ void StreamConn::on_forward_written(uv_write_t* req, int status) {
 void StreamConn::close() {
   if (!open()) return;
   stop_reading();
+  if (tls_) tls_close();
+  tls_resume_.close();
   tcp_.close();
   on_closing();
 }
@@ -167,7 +189,7 @@ void StreamConn::close() {
 void StreamConn::on_tcp_closed() { maybe_delete(); }
 
 void StreamConn::maybe_delete() {
-  if (tcp_.closed() && !pinned_) delete this;
+  if (tcp_.closed() && tls_resume_.closed() && !pinned_) delete this;
 }
 
 }  // namespace pgmux::proxy

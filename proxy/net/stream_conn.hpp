@@ -1,11 +1,18 @@
 // A TCP connection driven by libuv: receive buffer, writes of pgmux's own bytes, zero-copy forwarding of
 // another connection's bytes, and the close lifecycle. The object deletes itself once its handle is closed
 // and no peer write still points into its buffer (DESIGN.md §3.8).
+//
+// Optionally TLS (start_tls): then the socket carries ciphertext, and everything above this class still sees
+// plaintext in in_ and writes plaintext; stream_conn_tls.cpp does the translation.
 #pragma once
 #include <uv.h>
 
+#include <memory>
+#include <string>
+
 #include "protocol/bytes.hpp"
 #include "proxy/net/io_buffer.hpp"
+#include "proxy/net/tls_session.hpp"
 #include "proxy/net/uv_handle.hpp"
 #include "proxy/ops/metrics.hpp"
 
@@ -37,8 +44,15 @@ class StreamConn {
   // Where the bytes read from and written to this socket are counted (metrics, SHOW STATS); set once.
   void count_bytes(const ByteCounters& counters) { bytes_ = counters; }
 
-  // Bytes queued in libuv for this stream, for backpressure decisions.
-  size_t write_queue_size() const { return tcp_.get()->write_queue_size; }
+  // Bytes queued in libuv for this stream (and ciphertext not yet handed to libuv), for backpressure decisions.
+  size_t write_queue_size() const { return tcp_.get()->write_queue_size + (tls_ ? tls_->output().size() : 0); }
+
+  // TLS from the next byte read on: a handshake with `context`, as the server (a TlsServerContext) or as the
+  // client (a TlsClientContext: the ClientHello goes out at once). `already_received` is ciphertext that came
+  // before the switch (PostgreSQL 17's direct TLS: the ClientHello was the first read). The owner hears
+  // on_tls_ready() once the handshake is done, or on_tls_failed().
+  void start_tls(std::shared_ptr<const TlsContext> context, protocol::ByteView already_received = {});
+  const TlsSession* tls() const { return tls_.get(); }
 
   // Detaches (on_closing) and closes. What the kernel already took (an ErrorResponse sent just before) still
   // reaches the peer; bytes libuv still queues mean the peer is not reading, and are dropped.
@@ -51,6 +65,8 @@ class StreamConn {
   virtual void on_write_error(int status) = 0;
   virtual void on_forward_done() {}           // our pinned bytes were written by the peer
   virtual void on_closing() {}                // close() was called: detach from pools and peers
+  virtual void on_tls_ready() {}              // the handshake is done; what follows is plaintext in in_
+  virtual void on_tls_failed(const std::string& /*why*/) { close(); }  // the handshake or a record failed
 
   IoBuffer in_;
 
@@ -61,6 +77,22 @@ class StreamConn {
   static void on_owned_written(uv_write_t* req, int status);
   void on_tcp_closed();
   void maybe_delete();
+  void release_forward_source();
+  // TLS (stream_conn_tls.cpp).
+  void tls_receive(size_t nread);
+  void tls_pump_input();
+  TlsSession::Status tls_decrypt(size_t* received);
+  bool tls_handshake_step();
+  bool tls_forward(StreamConn& source, const uv_buf_t* bufs, unsigned count);
+  bool tls_flush();
+  void tls_close();
+  void schedule_tls_resume();
+  static void on_tls_written(uv_write_t* req, int status);
+  static void on_tls_resume(uv_timer_t* timer);
+  void count_received(size_t n) {
+    if (bytes_.received) bytes_.received->add(n);
+    if (bytes_.pool_received) *bytes_.pool_received += n;
+  }
   void count_sent(size_t n) {
     if (bytes_.sent) bytes_.sent->add(n);
     if (bytes_.pool_sent) *bytes_.pool_sent += n;
@@ -72,6 +104,14 @@ class StreamConn {
   ByteCounters bytes_;
   bool pinned_ = false;
   bool reading_ = false;
+  // TLS: the session, the ciphertext libuv is writing (one write at a time; what comes meanwhile waits in the
+  // session's output), and a zero-delay timer that resumes decryption of input the socket will not signal
+  // again (it arrived while in_ was full). Without TLS the timer stays unused and costs nothing.
+  std::unique_ptr<TlsSession> tls_;
+  protocol::ByteVector tls_in_flight_;
+  uv_write_t tls_write_req_;
+  bool tls_writing_ = false;
+  UvTimer<StreamConn> tls_resume_{this, &StreamConn::on_tcp_closed};
 };
 
 }  // namespace pgmux::proxy

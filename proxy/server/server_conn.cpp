@@ -62,7 +62,7 @@ void ServerConn::on_connected(uv_connect_t* req, int status) {
   uv_tcp_nodelay(self->tcp(), 1);
   uv_tcp_keepalive(self->tcp(), 1, 60);
   self->pool_.set_state(self, ServerState::Login);
-  self->send_startup();
+  if (!self->request_tls()) self->send_startup();
   self->start_reading();
 }
 
@@ -97,6 +97,10 @@ void ServerConn::fail_timeout() {
 void ServerConn::on_data() {
   switch (state()) {
     case ServerState::Login:
+      if (awaiting_ssl_answer_) {
+        answer_to_ssl_request();
+        break;
+      }
       consume_whole_messages(&ServerConn::handle_login_message);
       break;
     case ServerState::Internal:

@@ -123,6 +123,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   void on_write_error(int status) override;
   void on_forward_done() override;
   void on_closing() override;
+  void on_tls_ready() override;
+  void on_tls_failed(const std::string& why) override;
   // Connects to the pool's backend with startup_params(): they become the session's defaults, so a client whose
   // own startup parameters match gets exactly PostgreSQL's RESET semantics.
   void start_connect() override;
@@ -130,6 +132,9 @@ class ServerConn final : public StreamConn, public PoolServer {
  private:
   static void on_connected(uv_connect_t* req, int status);
   void send_startup();
+  // The backend's sslmode (server_tls.cpp): an SSLRequest first, then the handshake or, in prefer, plain text.
+  bool request_tls();
+  void answer_to_ssl_request();
   void handle_login_message(char tag, protocol::ByteView body);
   void handle_auth_request(protocol::ByteView body);
   void handle_internal_message(char tag, protocol::ByteView body);
@@ -161,6 +166,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   double last_request_ = 0;
   SessionParams params_;
   bool default_read_only_ = false;
+  std::shared_ptr<const TlsClientContext> tls_context_;  // while the SSLRequest waits for its answer
+  bool awaiting_ssl_answer_ = false;
   protocol::BackendKeyData key_;
   std::optional<protocol::ScramClient> scram_;
   // Relay bookkeeping (linked state).

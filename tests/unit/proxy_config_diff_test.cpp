@@ -187,3 +187,14 @@ TEST_CASE("config_diff: each limits/access setting counts") {
   CHECK(changed([](conf::Config& c) { c.auth_method = conf::AuthMethod::Md5; }) == "limits/access");
   CHECK(changed([](conf::Config& c) { c.prepared_statements.max_per_server = 5; }) == "limits/access");
 }
+
+TEST_CASE("describe_changes: tls.client's mode, and its files read again at every reload") {
+  pgmux::conf::Config current;
+  pgmux::conf::Config next = current;
+  next.tls.client.mode = pgmux::conf::TlsMode::Require;
+  next.tls.client.cert_file = "/etc/pgmux/server.crt";
+  CHECK(describe_changes(current, next) ==
+        "tls.client.mode disable->require; TLS certificate files read again (/etc/pgmux/server.crt)");
+  CHECK(describe_changes(next, next) == "TLS certificate files read again (/etc/pgmux/server.crt)");
+  CHECK(settings_needing_restart(current, next).empty());  // TLS settings apply to new connections at a reload
+}
