@@ -95,7 +95,7 @@ void Pool::drain() {
   LOG_INFO("pool %s: backend %s (%s) removed or moved by a reload: draining (%zu idle, %zu busy servers)",
            name_.c_str(), backend_.name.c_str(), backend_.text().c_str(), idle_.size(), busy_.size());
   std::vector<PoolClient*> waiters;
-  while (PoolClient* client = waiting_.pop_front()) waiters.push_back(client);
+  while (PoolClient* client = pop_waiter()) waiters.push_back(client);
   std::vector<PoolServer*> closing;
   busy_.for_each([&](PoolServer* server) {
     if (server->state() == ServerState::Connecting || server->state() == ServerState::Login) closing.push_back(server);
@@ -120,11 +120,27 @@ void Pool::request(PoolClient* client) {
 }
 
 void Pool::withdraw(PoolClient* client) {
-  waiting_.remove(client);
+  stop_waiting(client);
   busy_.for_each([client](PoolServer* server) {
-    if (server->opened_for() == client) server->forget_opened_for();
     // A server being synced for this client (assign) must not call back into it: its callback releases it.
     if (server->linked_client() == client && server->state() == ServerState::Internal) server->unlink();
+  });
+}
+
+void Pool::stop_waiting(PoolClient* client) {
+  waiting_.remove(client);
+  forget_client(client);
+}
+
+PoolClient* Pool::pop_waiter() {
+  PoolClient* client = waiting_.pop_front();
+  if (client) forget_client(client);
+  return client;
+}
+
+void Pool::forget_client(PoolClient* client) {
+  busy_.for_each([client](PoolServer* server) {
+    if (server->opened_for() == client) server->forget_opened_for();
   });
 }
 
@@ -159,7 +175,7 @@ void Pool::serve_waiters() {
       client = waiting_.next_of(client);
       continue;
     }
-    waiting_.remove(client);
+    stop_waiting(client);
     assign(server, client);
     client = waiting_.front();  // assign may have changed the list: start over from the head
   }
@@ -360,7 +376,7 @@ void Pool::on_server_failed(PoolServer* server, FailureReport failure) {
   // The client this connection was opened for hears why (it may be its own bad startup parameter).
   if (PoolClient* client = server->opened_for()) {
     server->forget_opened_for();
-    waiting_.remove(client);
+    stop_waiting(client);
     client->on_server_unavailable(failure);
   }
   // A backend that refuses connections cannot serve the others soon either: tell them now, not at
@@ -369,7 +385,7 @@ void Pool::on_server_failed(PoolServer* server, FailureReport failure) {
   const bool backend_unusable = sqlstate.starts_with("08") || sqlstate.starts_with("57") ||
                                 sqlstate.starts_with("28") || sqlstate.starts_with("3D");
   if (backend_unusable && server_count() == 0) {
-    while (PoolClient* client = waiting_.pop_front()) client->on_server_unavailable(failure);
+    while (PoolClient* client = pop_waiter()) client->on_server_unavailable(failure);
     return;
   }
   serve_waiters();
@@ -385,7 +401,7 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
   // Waiting clients past query_wait_timeout.
   while (PoolClient* client = waiting_.front()) {
     if (now - client->wait_started() < timeouts.query_wait_timeout) break;
-    waiting_.pop_front();
+    pop_waiter();
     client->on_server_unavailable({Failure::QueryWaitTimeout, {name_, format_seconds(timeouts.query_wait_timeout)}});
   }
   close_expired_idle(now, timeouts);
@@ -432,7 +448,7 @@ void Pool::close_idle_servers() {
 }
 
 void Pool::close_all(Failure why) {
-  while (PoolClient* client = waiting_.pop_front()) client->on_server_unavailable(why);
+  while (PoolClient* client = pop_waiter()) client->on_server_unavailable(why);
   close_idle_servers();
   busy_.for_each([](PoolServer* server) { server->close(); });
 }

@@ -136,6 +136,11 @@ class Pool {
   size_t busy_count() const { return busy_.size(); }
 
  private:
+  // Every way a client leaves waiting_ goes through these: off the list, and no server still logging in keeps
+  // a pointer to call it back with (the client may be freed as soon as it is told).
+  void stop_waiting(PoolClient* client);
+  PoolClient* pop_waiter();
+  void forget_client(PoolClient* client);
   void serve_waiters();
   std::vector<PoolClient*> pick_clients_to_open_for(double now, bool* starving);
   void assign(PoolServer* server, PoolClient* client);

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "protocol/sqlstate.hpp"
 #include "pool_fakes.hpp"
 
@@ -381,4 +383,23 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: close_all tells the waiting clients why an
   CHECK(pool->waiting_count() == 0);
   CHECK_FALSE(server(1).open());
   CHECK(budget->used.load() == 0);
+}
+
+// A client the pool sends away (query_wait_timeout here) may still have a server logging in for it. That server
+// failing later must not call back into the client, which has usually been freed by then (ASan found the
+// heap-use-after-free in the integration suite: Pool::on_server_failed on a closed ClientConn).
+TEST_CASE_FIXTURE(PoolFixture, "pool: a server opened for a client the pool sent away fails without calling it") {
+  make_pool(1, PoolMode::Session);
+  host.config_timeouts.query_wait_timeout = 10;
+  host.config_timeouts.server_connect_timeout = 1000;
+  FakeClient& c1 = client("c1");
+  c1.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 1);  // opened for c1, still logging in
+  host.clock += 10;
+  tick();
+  CHECK(c1.failure == Failure::QueryWaitTimeout);
+  server(1).refuse_login("28P01", "password authentication failed for user \"app\"");
+  CHECK(c1.failure == Failure::QueryWaitTimeout);  // not told a second time
+  CHECK(std::count(events.begin(), events.end(), "c1 refused 53300") == 1);
+  CHECK(events.size() == 1);
 }
