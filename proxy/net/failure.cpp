@@ -30,8 +30,8 @@ constexpr const char* kPoolDetail = "pgmux pool \"{}\", backend \"{}\" at {}";
 // Wording: PostgreSQL's own where PostgreSQL has the same failure (clients and tests compare with it), else
 // "pgmux: ..." naming the setting, pool or backend involved.
 // failure, severity, SQLSTATE, message, detail, hint, server fate, metric label, log wording, log level
-// The rows in three groups, each in enum order; kRows joins them (indexed by Failure).
-// A client connection: closing, startup and login, request framing, timeouts, the admin console, shutdown.
+// The rows in four groups, each in enum order; kRows joins them (indexed by Failure).
+// A client connection: closing, the startup packet and TLS.
 constexpr FailureRow kClientRows[] = {
     {F::ClientClosed, Silent, code::kConnectionFailure, "client closed the connection", "", "", Reuse,
      "client_closed", "client closed the connection", Info},
@@ -74,6 +74,11 @@ constexpr FailureRow kClientRows[] = {
     {F::OptionsUnsupported, Fatal, code::kFeatureNotSupported,
      "pgmux supports only \"-c name=value\" settings in the options startup parameter", "", "", Reuse,
      "options_unsupported", "unsupported options parameter", Info},
+};
+
+// A logged-in-to-be client: hba rules, authentication, database and limits, then its requests' framing, timeouts,
+// the admin console and shutdown.
+constexpr FailureRow kClientLoginRows[] = {
     // The hba rules, in PostgreSQL's words: host is the client's address, the last word its encryption.
     {F::NoHbaEntry, Fatal, code::kInvalidAuthorization,
      "no pg_hba.conf entry for host \"{}\", user \"{}\", database \"{}\", {}", "", "", Reuse, "no_hba_entry",
@@ -261,7 +266,7 @@ constexpr std::array<FailureRow, (N + ...)> join_rows(const FailureRow (&... gro
   ((std::copy(std::begin(groups), std::end(groups), all.begin() + next), next += N), ...);
   return all;
 }
-constexpr auto kRows = join_rows(kClientRows, kServerLoginRows, kSessionRows);
+constexpr auto kRows = join_rows(kClientRows, kClientLoginRows, kServerLoginRows, kSessionRows);
 
 constexpr bool rows_in_enum_order() {
   for (size_t i = 0; i < std::size(kRows); ++i) {
