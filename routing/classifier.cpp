@@ -43,6 +43,8 @@ bool Classifier::is_write_function(std::string_view name, bool* session_lock) co
 
 namespace {
 
+bool is_read(const Classification& c) { return c.kind == StatementKind::Read; }
+
 // True when one of the '\0'-terminated names in `names` is in the set `in`.
 template <class InSet>
 bool any_name(std::string_view names, InSet&& in) {
@@ -55,10 +57,15 @@ bool any_name(std::string_view names, InSet&& in) {
 }
 
 // A read (of any statement of the string) that calls a volatile function or reads a view over one is a write:
-// combining the statements again with that one a Write gives a Write.
+// combining the statements again with that one a Write gives a Write. A call of a function that may change the
+// session unseen, in any statement, makes the session unknown (like DO) and sends a read to the primary.
 void apply_catalog(const ParsedStatements& parsed, const FunctionCatalog& catalog, Classification& c) {
   const char* reason = nullptr;
-  if (any_name(parsed.read_calls, [&](std::string_view n) { return catalog.volatile_function(n); })) {
+  const bool session_call = any_name(parsed.calls, [&](std::string_view n) { return catalog.session_function(n); });
+  if (session_call) c.effects.add(SessionEffect::Opaque);
+  if (session_call && is_read(c)) {
+    reason = "function that may change session state";
+  } else if (any_name(parsed.read_calls, [&](std::string_view n) { return catalog.volatile_function(n); })) {
     reason = "volatile function";
   } else if (any_name(parsed.read_relations, [&](std::string_view n) { return catalog.volatile_view(n); })) {
     reason = "view over a volatile function";
@@ -68,8 +75,6 @@ void apply_catalog(const ParsedStatements& parsed, const FunctionCatalog& catalo
   c.reason = reason;
   c.write_function = true;
 }
-
-bool is_read(const Classification& c) { return c.kind == StatementKind::Read; }
 
 }  // namespace
 

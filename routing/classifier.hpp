@@ -65,7 +65,8 @@ struct Classification {
 // decides about: the functions called and the relations read by statements that are reads.
 struct ParsedStatements {
   Classification classification;
-  std::string read_calls;      // function names, each followed by '\0'
+  std::string calls;           // function names called by any statement, each followed by '\0'
+  std::string read_calls;      // function names called by reads, each followed by '\0'
   std::string read_relations;  // relation names, each followed by '\0'
 };
 
@@ -83,9 +84,10 @@ struct ParsedStatements {
 // - a multi-statement string mixing SET/SHOW... with other statements is a Write;
 // - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write; so is a
 //   backslash in a '...' literal that standard_conforming_strings = off would end elsewhere.
-// Session facts (pin_reason, effects, write_function) see statements and calls as written: a session change
-// made inside a function or DO block is invisible, and a call counts also where it does not run (EXPLAIN,
-// PREPARE, CREATE VIEW). The lexer takes every set_config call for a session SET; the parser knows a constant
+// Session facts (pin_reason, effects, write_function) see statements and calls as written, and a call counts
+// also where it does not run (EXPLAIN, PREPARE, CREATE VIEW). What a DO block changes is unknown (Opaque), and
+// so is what a call of a catalog session function changes (FunctionCatalog::session_function); such a call is
+// a Write: the session it changes is the primary's. The lexer takes every set_config call for a session SET; the parser knows a constant
 // is_local = true.
 class Classifier {
  public:

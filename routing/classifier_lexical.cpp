@@ -25,6 +25,7 @@ struct StatementScan {
   bool catalog_hit = false;   // name( of a volatile function, or a view over one where a relation may stand
   bool session_lock_call = false;
   bool config_call = false;   // set_config(...): may change a session parameter
+  bool session_call = false;  // name( of a catalog session function: changes the session unseen
   int read_mode = -1;         // last READ ONLY (1) / READ WRITE (0)
   bool with_hold = false;     // WITH HOLD before the first FOR (DECLARE ... CURSOR WITH HOLD FOR)
   int copy_direction = -1;    // first top-level FROM (1) / TO (0)
@@ -67,7 +68,9 @@ void check_call(const Token& name_token, const ScanContext& context, StatementSc
     s.write_call = true;
     s.session_lock_call = s.session_lock_call || session_lock;
   }
-  if (context.catalog != nullptr && context.catalog->volatile_function(name)) s.catalog_hit = true;
+  if (context.catalog == nullptr) return;
+  if (context.catalog->volatile_function(name)) s.catalog_hit = true;
+  if (context.catalog->session_function(name)) s.catalog_hit = s.session_call = true;
 }
 
 // A name where a relation may stand (after FROM, JOIN, TABLE, ONLY, a comma or a dot: see scan_statement).
@@ -424,7 +427,7 @@ void note_session_facts(const StatementScan& s, Classification& c) {
   c.write_function = s.write_call;
   c.catalog_change = c.kind == StatementKind::Write && changes_catalog(s);
   if (s.config_call) c.effects.add(SessionEffect::SetConfig);
-  if (s.word(0, "do")) c.effects.add(SessionEffect::Opaque);
+  if (s.word(0, "do") || s.session_call) c.effects.add(SessionEffect::Opaque);
   if (c.kind != StatementKind::Session) return;  // PREPARE TRANSACTION, errors, statements left to the parser
   if (s.word(0, "set")) {
     note_set(s, c);

@@ -19,8 +19,32 @@ bool NameSet::contains(std::string_view name) const {
 }
 
 FunctionCatalog::FunctionCatalog(std::vector<std::string> volatile_functions, std::vector<std::string> volatile_views,
-                                 uint64_t generation)
-    : functions_(std::move(volatile_functions)), views_(std::move(volatile_views)), generation_(generation) {}
+                                 uint64_t generation, std::vector<std::string> session_functions)
+    : functions_(std::move(volatile_functions)),
+      views_(std::move(volatile_views)),
+      session_functions_(std::move(session_functions)),
+      generation_(generation) {}
+
+// body: the source of every function outside the system schemas whose language has one (SQL, PL/pgSQL, other
+// PLs; a SQL-standard body, prosqlbody, read through to_jsonb so that PostgreSQL 12 and 13 answer too). sess: the
+// bodies that run set_config, or SET / RESET / DISCARD as a statement (after a statement boundary, a PL/pgSQL
+// keyword that starts a block or branch, or a quote: EXECUTE 'SET ...'), then the bodies that call one of those
+// by name (or by oid in a SQL-standard body). UPDATE ... SET has a name before it and is not matched. A body that
+// builds its SET text at run time (EXECUTE of a computed string) and C functions are not seen.
+constexpr const char* kSessionFunctionsPart = R"sql(, body AS MATERIALIZED (
+ SELECT p.oid, p.proname, coalesce(p.prosrc, '') || coalesce(to_jsonb(p) ->> 'prosqlbody', '') AS src
+ FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+ WHERE l.lanname NOT IN ('internal', 'c')
+  AND p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+), sess(oid, name) AS (
+ SELECT b.oid, b.proname FROM body b
+ WHERE b.src ~* '\mset_config\s*\(|(^|[;'']|\m(begin|then|else|loop)\M)\s*(set|reset|discard)\M'
+  OR strpos(b.src, ':funcid ' || 'pg_catalog.set_config(text,text,boolean)'::regprocedure::oid || ' ') > 0
+ UNION
+ SELECT b.oid, b.proname FROM body b JOIN sess s ON b.oid <> s.oid
+  AND (b.src ~* ('\m' || regexp_replace(s.name, '([^[:alnum:]_])', '\\\1', 'g') || '\s*\(')
+   OR strpos(b.src, ':funcid ' || s.oid || ' ') > 0)
+))sql";
 
 // vol: volatile functions, and aggregates whose transition or final function is volatile, less the built-ins
 // that are the same on a standby. uses: what each view outside the system schemas calls (FuncExpr, OpExpr,
@@ -56,10 +80,13 @@ const char* function_catalog_query() {
            " SELECT u.view FROM uses u JOIN vol ON u.kind <> 'relid' AND u.ref = vol.oid"
            " UNION"
            " SELECT u.view FROM uses u JOIN bad b ON u.kind = 'relid' AND u.ref = b.view"
-           ")"
-           " SELECT DISTINCT 'f', proname::text FROM vol"
-           " UNION ALL"
-           " SELECT DISTINCT 'v', c.relname::text FROM bad JOIN pg_catalog.pg_class c ON c.oid = bad.view");
+           ")");
+    text.append(kSessionFunctionsPart);
+    text.append(" SELECT DISTINCT 'f', proname::text FROM vol"
+                " UNION ALL"
+                " SELECT DISTINCT 'v', c.relname::text FROM bad JOIN pg_catalog.pg_class c ON c.oid = bad.view"
+                " UNION ALL"
+                " SELECT DISTINCT 's', name::text FROM sess");
     return text;
   }();
   return query.c_str();
@@ -70,12 +97,14 @@ void FunctionCatalogBuilder::add_row(std::string_view kind, std::string_view nam
     functions_.emplace_back(name);
   } else if (kind == "v") {
     views_.emplace_back(name);
+  } else if (kind == "s") {
+    session_functions_.emplace_back(name);
   }
 }
 
 FunctionCatalog FunctionCatalogBuilder::build(uint64_t generation) && {
   for (std::string_view name : kSystemVolatileViews) views_.emplace_back(name);
-  return FunctionCatalog(std::move(functions_), std::move(views_), generation);
+  return FunctionCatalog(std::move(functions_), std::move(views_), generation, std::move(session_functions_));
 }
 
 }  // namespace pgmux::routing

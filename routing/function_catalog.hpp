@@ -47,12 +47,15 @@ class FunctionCatalog {
   // Names as PostgreSQL stores them (proname, relname): case-sensitive, unqualified. generation tells
   // snapshots apart (a statement's stored class is redone when it was made with another one).
   FunctionCatalog(std::vector<std::string> volatile_functions, std::vector<std::string> volatile_views,
-                  uint64_t generation);
+                  uint64_t generation, std::vector<std::string> session_functions = {});
 
   // A function of this name in any schema, with any arguments, is volatile: calling the name may write.
   bool volatile_function(std::string_view name) const { return functions_.contains(name); }
   // A view of this name in any schema reads a volatile function (directly, through an operator or another view).
   bool volatile_view(std::string_view name) const { return views_.contains(name); }
+  // A function of this name in any schema may change session state from inside (its source runs set_config,
+  // SET, RESET or DISCARD, or calls such a function): a call is like a DO block, what it changed is unknown.
+  bool session_function(std::string_view name) const { return session_functions_.contains(name); }
   // Before the token is read as a name: false when no view can match it (an unquoted word folds to lowercase,
   // up to 63 bytes; a quoted one is taken as written).
   bool may_be_view(bool unquoted_word, std::string_view token) const {
@@ -65,10 +68,12 @@ class FunctionCatalog {
   uint64_t generation() const { return generation_; }
   size_t function_count() const { return functions_.size(); }
   size_t view_count() const { return views_.size(); }
+  size_t session_function_count() const { return session_functions_.size(); }
 
  private:
   NameSet functions_;
   NameSet views_;
+  NameSet session_functions_;
   uint64_t generation_ = 0;
 };
 
@@ -88,11 +93,11 @@ struct CatalogState {
   static constexpr uint64_t kRefreshingStamp = ~uint64_t{0};
 };
 
-// The catalog query, for PostgreSQL 12 and later: rows of (kind, name), kind 'f' for a volatile function and
-// 'v' for a view over one. Built-in volatile functions that behave alike on a standby are left out (random,
-// clock_timestamp, pg_sleep, ...). A view's definition is searched for the functions it calls (operators,
-// aggregates and window functions included) and the views it reads, because PostgreSQL records no dependency
-// on built-in functions.
+// The catalog query, for PostgreSQL 12 and later: rows of (kind, name), kind 'f' for a volatile function,
+// 'v' for a view over one and 's' for a function that may change session state (session_function). Built-in
+// volatile functions that behave alike on a standby are left out (random, clock_timestamp, pg_sleep, ...). A
+// view's definition is searched for the functions it calls (operators, aggregates and window functions
+// included) and the views it reads, because PostgreSQL records no dependency on built-in functions.
 const char* function_catalog_query();
 
 // Collects the rows of function_catalog_query() and builds the catalog; unknown kinds are ignored.
@@ -104,6 +109,7 @@ class FunctionCatalogBuilder {
  private:
   std::vector<std::string> functions_;
   std::vector<std::string> views_;
+  std::vector<std::string> session_functions_;
 };
 
 }  // namespace pgmux::routing

@@ -384,6 +384,7 @@ Classification classify_statement(const json* stmt, const Classifier& classifier
   const std::string_view type = stmt->begin().key();
   if (type == "DoStmt") c.effects.add(SessionEffect::Opaque);
   c.catalog_change = changes_catalog(type, stmt->begin().value());
+  out.calls += f.calls;
   if (c.kind == StatementKind::Read && runs_its_calls(type, stmt->begin().value())) {
     out.read_calls += f.calls;
     out.read_relations += f.relations;

@@ -31,7 +31,7 @@ const char* to_string(SessionEffect effect) {
     case SessionEffect::Load: return "LOAD";
     case SessionEffect::Show: return "SHOW";
     case SessionEffect::SetConfig: return "set_config";
-    case SessionEffect::Opaque: return "DO";
+    case SessionEffect::Opaque: return "DO or session-changing function";
     case SessionEffect::Count: break;
   }
   return "?";

@@ -265,3 +265,34 @@ TEST_CASE("catalog DDL is flagged by both paths") {
   CHECK(c.classify("SELECT 1; CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'").catalog_change);
   CHECK(c.classify("WITH x AS (SELECT 1) SELECT * FROM x; DROP VIEW v").catalog_change);
 }
+
+TEST_CASE("a call of a function that changes the session: DO-like effect, a write, in every statement kind") {
+  using pgmux::routing::SessionEffect;
+  FunctionCatalogBuilder b;
+  b.add_row("f", "become_bob");  // volatile, and changes the session
+  b.add_row("s", "become_bob");
+  b.add_row("s", "use_schema");  // STABLE, yet changes the session: not among the volatile ones
+  const FunctionCatalog catalog = std::move(b).build(3);
+  CHECK(catalog.session_function("use_schema"));
+  CHECK_FALSE(catalog.volatile_function("use_schema"));
+  CHECK(catalog.session_function_count() == 2);
+  Classifier c;
+  const CatalogState state{&catalog, false};
+  for (const char* sql : {"SELECT become_bob()", "SELECT p.use_schema()", "select * from USE_SCHEMA()",
+                          "VALUES (1), (use_schema())", "SELECT 1 WHERE use_schema() IS NOT NULL",
+                          "WITH x AS (SELECT use_schema()) SELECT * FROM x", "SELECT 1; SELECT use_schema()",
+                          "CALL use_schema()", "INSERT INTO t SELECT use_schema()", "UPDATE t SET a = become_bob()"}) {
+    CAPTURE(sql);
+    const Classification got = c.classify(sql, state);
+    CHECK(got.kind == StatementKind::Write);
+    CHECK(got.effects.has(SessionEffect::Opaque));
+    CHECK(got.effects.may_change_session());
+  }
+  // Without the catalog, or for other names, nothing is assumed.
+  CHECK_FALSE(c.classify("SELECT use_schema()").effects.has(SessionEffect::Opaque));
+  CHECK(c.classify("SELECT use_schema()").kind == StatementKind::Read);
+  CHECK_FALSE(c.classify("SELECT use_schemas()", state).effects.has(SessionEffect::Opaque));
+  CHECK(c.classify("SELECT use_schemas()", state).kind == StatementKind::Read);
+  // A quoted name is case-sensitive: "Use_Schema" is another function.
+  CHECK_FALSE(c.classify("SELECT \"Use_Schema\"()", state).effects.has(SessionEffect::Opaque));
+}

@@ -2,7 +2,8 @@
 // row-level-security policy and two schemas with a same-named table; the session logs in as a superuser and
 // takes on a role (SET ROLE, SET SESSION AUTHORIZATION, set_config('role', ...), row_security, search_path) by
 // every path: simple Query, extended protocol (unnamed and named statements), a multi-statement string, inside a
-// committed and a rolled-back transaction, with savepoints, set_config with computed arguments and a DO block.
+// committed and a rolled-back transaction, with savepoints, set_config with computed arguments, a DO block and
+// user functions and procedures that change the session from inside (the catalog names them).
 // Then every read, through pgmux in session pooling, transaction pooling (both with the read/write split on) and
 // session pooling with the split off, is denied or filtered exactly as on a direct connection to the primary.
 // Without the session's role on the standby, a read there would run as the superuser: see everything.
@@ -37,6 +38,22 @@ void create_fixture(PGconn* primary) {
        "CREATE TABLE s_a.t (v text); INSERT INTO s_a.t VALUES ('a');"
        "CREATE TABLE s_b.t (v text); INSERT INTO s_b.t VALUES ('b');"
        "GRANT SELECT ON s_a.t, s_b.t TO rt_alice, rt_bob");
+  // Functions that change the session from inside, each found a different way by the catalog (a set_config
+  // call, SET as a statement, EXECUTE of a SET text, a SQL-standard body, a call of another such function).
+  exec(primary,
+       "CREATE FUNCTION p.become_bob() RETURNS void LANGUAGE plpgsql"
+       " AS $$ BEGIN PERFORM set_config('role', 'rt_bob', false); END $$;"
+       "CREATE FUNCTION p.use_schema_b() RETURNS text STABLE LANGUAGE plpgsql"
+       " AS $$ BEGIN RETURN set_config('search_path', 's_b', false); END $$;"
+       "CREATE FUNCTION p.take_role(r text) RETURNS void LANGUAGE plpgsql"
+       " AS $$ BEGIN EXECUTE 'SET ROLE ' || quote_ident(r); END $$;"
+       "CREATE FUNCTION p.log_in_as_alice() RETURNS int LANGUAGE plpgsql"
+       " AS $$ BEGIN PERFORM p.Take_Role('rt_alice'); RETURN 1; END $$;"
+       "CREATE PROCEDURE p.switch_to_bob() LANGUAGE sql AS $$ SET ROLE rt_bob $$;"
+       "CREATE FUNCTION p.standard_bob() RETURNS text BEGIN ATOMIC"
+       " SELECT set_config('role', 'rt_bob', false); END;"
+       "CREATE FUNCTION p.touch(n int) RETURNS int LANGUAGE plpgsql"
+       " AS $$ BEGIN UPDATE p.docs SET id = id WHERE false; RETURN n; END $$");
 }
 
 // Rows as text, or the SQLSTATE of the error.
@@ -96,6 +113,12 @@ const std::vector<Scenario> kScenarios = {
     {"set_config, extended", {{Via::Unnamed, "SELECT set_config('search_path', 's_b', false)"}}},
     {"set_config, computed", {{Via::Simple, "SELECT set_config('role', 'rt_' || 'bob', false)"}}},
     {"DO block", {{Via::Simple, "DO $$ BEGIN PERFORM set_config('role', 'rt_bob', false); END $$"}}},
+    {"function running set_config", {{Via::Simple, "SELECT p.become_bob()"}}},
+    {"stable function, extended", {{Via::Unnamed, "SELECT p.use_schema_b()"}}},
+    {"function calling one", {{Via::Named, "SELECT * FROM p.log_in_as_alice()"}}},
+    {"procedure running SET", {{Via::Simple, "CALL p.switch_to_bob()"}}},
+    {"SQL-standard body", {{Via::Simple, "SELECT p.standard_bob()"}}},
+    {"function in a write", {{Via::Simple, "INSERT INTO p.secret SELECT 10 WHERE p.log_in_as_alice() = 0"}}},
     {"row_security off", {{Via::Simple, "SET ROLE rt_alice"}, {Via::Unnamed, "SET row_security = off"}}},
     {"committed transaction",
      {{Via::Simple, "BEGIN"}, {Via::Simple, "SET ROLE rt_bob"}, {Via::Unnamed, "SET search_path = s_b"},
@@ -159,6 +182,16 @@ void check_config(const std::string& mode, bool split, const ClusterPorts& ports
   PgConn unknown = connect(ci);
   exec(unknown.get(), "SELECT set_config('role', 'rt_' || 'alice', false)");
   for (int i = 0; i < 4; ++i) CHECK(server_port(unknown.get()) == ports.primary);
+  // So do they after a call of a function that may change the session; a function whose UPDATE ... SET only
+  // looks like one is no such function (only a volatile one: that call goes to the primary, the reads do not).
+  PgConn opaque = connect(ci);
+  exec(opaque.get(), "SELECT p.become_bob()");
+  for (int i = 0; i < 4; ++i) CHECK(server_port(opaque.get()) == ports.primary);
+  PgConn plain = connect(ci);
+  exec(plain.get(), "SELECT p.touch(1)");
+  bool plain_on_standby = false;
+  for (int i = 0; i < 4; ++i) plain_on_standby = plain_on_standby || server_port(plain.get()) != ports.primary;
+  CHECK(plain_on_standby);
   // Elsewhere a standby serves them, with the session's role.
   PgConn known = connect(ci);
   exec(known.get(), "SET ROLE rt_alice");
