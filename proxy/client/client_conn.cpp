@@ -112,6 +112,8 @@ void ClientConn::on_data() {
 // One step of the password exchange: a failure ends the login, a reply goes out, success logs the client in.
 void ClientConn::apply_auth_step(ClientAuth::Step step) {
   if (step.verdict == ClientAuth::Verdict::Failed) {
+    // auth_query: the role's password may have changed since it was looked up; the next login asks again.
+    if (looked_up_user_ && step.failure->failure() == Failure::AuthFailed) worker_.shared().auth_cache.forget(user_);
     fail(*step.failure);
     return;
   }
@@ -151,6 +153,7 @@ void ClientConn::auth_succeeded() {
     fail({Failure::UnknownRole, {user_}});
     return;
   }
+  if (!may_log_in()) return;
 
   if (database_ == AdminConsole::kDatabase) {
     start_admin_session();

@@ -11,6 +11,7 @@
 #include "conf/config.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/client/cancel.hpp"
+#include "proxy/control/auth_cache.hpp"
 #include "proxy/client/client_auth.hpp"
 #include "proxy/client/client_state.hpp"
 #include "proxy/client/session.hpp"
@@ -138,7 +139,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   void negotiate_protocol(const protocol::StartupMessage& startup);
   void handle_startup_message(const protocol::StartupMessage& startup);
   bool apply_hba(conf::AuthMethod* method);
-  void start_authentication(const conf::User* user, conf::AuthMethod method);
+  void start_authentication(const conf::User* user, conf::AuthMethod method,
+                            std::optional<Failure> refusal = std::nullopt);
+  void look_up_user(conf::AuthMethod method);  // client_auth_query.cpp
+  void on_user_record(const AuthRecord& record, conf::AuthMethod method);
+  bool may_log_in();
   void handle_auth();
   void apply_auth_step(ClientAuth::Step step);
   void auth_succeeded();
@@ -268,6 +273,14 @@ class ClientConn final : public StreamConn, public PoolClient {
   const conf::User* user_config_ = nullptr;
   const conf::Database* database_config_ = nullptr;
   std::unique_ptr<ClientAuth> auth_;
+  // auth_query: the user the database described (the config does not list it) and whether the role may log in;
+  // user_config_ points into it.
+  struct LookedUpUser {
+    conf::User user;
+    bool can_login = false;
+  };
+  std::unique_ptr<const LookedUpUser> looked_up_user_;
+  std::shared_ptr<char> alive_;  // a lookup's reply, posted from the control loop, finds the client through it
   std::unique_ptr<AdminConsole> admin_;  // set for sessions on the admin database "pgmux"
   std::shared_ptr<CancelSlot> cancel_slot_;
   std::optional<CancelRegistry::Key> cancel_key_;  // the BackendKeyData it was given, while registered

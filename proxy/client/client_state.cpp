@@ -17,7 +17,8 @@ struct Row {
 // Who may follow whom. A request's waits all start from Ready and end in Ready (or Closing); a wait for a pool
 // may begin again on another pool (a reload moved the backend, or the server died while being synced).
 const Row kTransitions[] = {
-    {S::Startup, {S::Auth}},
+    {S::Startup, {S::AuthLookup, S::Auth}},
+    {S::AuthLookup, {S::Auth}},
     {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
     {S::LoginWait, {S::Ready}},
     {S::Ready, {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::Draining, S::Preparing}},
@@ -37,6 +38,7 @@ const Row kTransitions[] = {
 const char* to_string(ClientState s) {
   switch (s) {
     case S::Startup: return "startup";
+    case S::AuthLookup: return "auth_lookup";
     case S::Auth: return "auth";
     case S::LoginWait: return "login_wait";
     case S::Ready: return "ready";
