@@ -355,7 +355,9 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {
   waiting_pool_ = nullptr;
+  std::optional<routing::Route> route = routed_ ? routed_->route : std::nullopt;
   routed_.reset();
+  if (waiting_role_ == Role::Primary && hold_for_failover(failure, route)) return;
   // A request after login never reached a server: the session goes on with an error for it (the table's
   // severity); before login the login fails.
   if (logged_in()) resume_requests();

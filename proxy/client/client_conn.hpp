@@ -176,6 +176,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
   ServerConn* choose_server(const routing::Classification& c);
   void wait_for_primary(const routing::Route& route);
+  bool hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route);
+  static bool primary_unreachable(const FailureReport& failure);
+  bool login_through_standby();
   bool wait_for_replay();
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);

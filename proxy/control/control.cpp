@@ -69,6 +69,12 @@ std::optional<ProbeTarget> Control::auth_query_target() const {
   return target;
 }
 
+void Control::request_probe_round() {
+  post([](Control& control) {
+    if (control.prober_) control.prober_->probe_now();
+  });
+}
+
 Control::~Control() = default;
 
 bool Control::post(std::function<void(Control&)> fn) {

@@ -61,6 +61,8 @@ class Control {
   // Whether a backend is disabled by the operator (by name).
   bool backend_disabled(const std::string& name) const { return disabled_backends_.count(name) != 0; }
   void stop(bool graceful, const std::string& why);
+  // Thread-safe: a probe round as soon as possible (a worker could not connect to the primary).
+  void request_probe_round();
   // auth_query lookups (a worker posts here for a user the config does not list).
   AuthLookup& auth_lookup() { return *auth_lookup_; }
 
