@@ -14,6 +14,7 @@ inline constexpr const char* kTooManyConnections = "53300";
 inline constexpr const char* kConfigurationLimitExceeded = "53400";
 inline constexpr const char* kQueryCanceled = "57014";
 inline constexpr const char* kAdminShutdown = "57P01";
+inline constexpr const char* kCrashShutdown = "57P02";
 inline constexpr const char* kCannotConnectNow = "57P03";
 inline constexpr const char* kFeatureNotSupported = "0A000";  // also "cached plan must not change result type"
 inline constexpr const char* kProgramLimitExceeded = "54000";

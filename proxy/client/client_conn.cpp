@@ -82,7 +82,7 @@ void ClientConn::set_state(ClientState next) {
             to_string(next));
   state_ = next;
   // Leaving a wait: off the list that would have woken it.
-  if (before == ClientState::PrimaryWait) worker_.stop_waiting_for_primary(this);
+  if (before == ClientState::PrimaryWait || before == ClientState::ServerEnding) worker_.stop_waiting_for_primary(this);
   if (before == ClientState::ReplayWait) worker_.stop_waiting_for_replay(this);
   if (before == ClientState::Paused) worker_.stop_holding(this);
   if (waits_for_pool(before) && !waits_for_pool(next)) {
@@ -90,7 +90,8 @@ void ClientConn::set_state(ClientState next) {
     waiting_pool_ = nullptr;
   }
   // Entering one: on the list that will.
-  if (next == ClientState::PrimaryWait) worker_.wait_for_primary(this);
+  // Both are decided by the next views: a primary appears; a probe round shows how the server ended.
+  if (next == ClientState::PrimaryWait || next == ClientState::ServerEnding) worker_.wait_for_primary(this);
   if (next == ClientState::ReplayWait) worker_.wait_for_replay(this, replay_wait_->deadline - monotonic_now());
   if (next == ClientState::Paused) worker_.hold_paused(this);
   if (waits_for_pool(next) && !waits_for_pool(before)) {

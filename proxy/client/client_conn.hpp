@@ -84,6 +84,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool may_run_again(const ServerConn* server) const;
   void on_read_only_retry(ServerConn* server, OwedReply dropped);
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
+  // An ErrorResponse the idle primary connection of a session-pooling client sent unasked; true when the client
+  // keeps it for now (client_server_ending.cpp).
+  bool hold_server_fatal(ServerConn& server, protocol::ByteView body, protocol::ByteView message);
   // A server that is not the active one received bytes no request asked for (NotificationResponse, a FATAL
   // before it closes). True when it may relay them now: it is the session's primary connection, the one whose
   // pid the client knows, and nothing else is in flight. It is then the active server.
@@ -179,6 +182,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route);
   static bool primary_unreachable(const FailureReport& failure);
   bool login_through_standby();
+  void decide_server_ending();  // client_server_ending.cpp
   bool wait_for_replay();
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
@@ -319,6 +323,13 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on (observers: cleared in let_go_of)
   protocol::ByteVector prepare_error_;  // a statement the request needs could not be prepared: the server's error
   double primary_wait_deadline_ = 0;
+  // ServerEnding: the FATAL the session's primary connection sent, which backend and when (monotonic seconds).
+  struct EndedServer {
+    protocol::ByteVector fatal;
+    int backend = -1;
+    double at = 0;
+  };
+  std::optional<EndedServer> ended_server_;
   // A read that waits for a standby to replay what it must see: until when, and the commits it must see (those
   // acknowledged when it was first routed; later ones are concurrent with it). Set only while it waits.
   struct ReplayWait {

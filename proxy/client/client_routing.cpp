@@ -264,6 +264,10 @@ bool ClientConn::wait_for_replay() {
 routing::RouteSettings ClientConn::route_settings() const { return route_settings_of(worker_.config()->routing); }
 
 void ClientConn::on_view_changed() {
+  if (state_ == ClientState::ServerEnding) {
+    decide_server_ending();
+    return;
+  }
   if (state_ != ClientState::PrimaryWait && state_ != ClientState::ReplayWait) return;
   resume_requests();  // routed again with the new view
   pump();

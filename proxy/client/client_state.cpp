@@ -21,13 +21,14 @@ const Row kTransitions[] = {
     {S::AuthLookup, {S::Auth}},
     {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
     {S::LoginWait, {S::Ready}},
-    {S::Ready, {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::Draining, S::Preparing}},
+    {S::Ready, {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::Draining, S::Preparing, S::ServerEnding}},
     {S::ServerWait, {S::Ready}},
     {S::PrimaryWait, {S::Ready}},
     {S::ReplayWait, {S::Ready}},
     {S::Paused, {S::Ready}},
     {S::Draining, {S::Ready}},
     {S::Preparing, {S::Ready}},
+    {S::ServerEnding, {S::Ready}},
     {S::Admin, {S::AdminBusy}},
     {S::AdminBusy, {S::Admin}},
     {S::Closing, {}},
@@ -48,6 +49,7 @@ const char* to_string(ClientState s) {
     case S::Paused: return "paused";
     case S::Draining: return "draining";
     case S::Preparing: return "preparing";
+    case S::ServerEnding: return "server_ending";
     case S::Admin: return "admin";
     case S::AdminBusy: return "admin_busy";
     case S::Closing: return "closing";

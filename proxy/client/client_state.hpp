@@ -18,6 +18,8 @@ enum class ClientState : uint8_t {
   Paused,       // a request that would start a transaction is held by PAUSE
   Draining,     // a request waits until the client's server has sent the replies it still owes
   Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
+  ServerEnding, // session pooling: the idle primary connection ended with 57P01; a probe round tells a terminate
+                // (the session ends with that FATAL) from a shutdown (the session moves on to the next primary)
   Admin,        // an admin console session, reading queries
   AdminBusy,    // the admin console is answering a query; nothing more is read meanwhile
   Closing,
@@ -36,7 +38,7 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 inline bool is_waiting(ClientState s) {
   return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait || s == ClientState::PrimaryWait ||
          s == ClientState::ReplayWait || s == ClientState::Paused || s == ClientState::Draining ||
-         s == ClientState::Preparing || s == ClientState::AdminBusy;
+         s == ClientState::Preparing || s == ClientState::ServerEnding || s == ClientState::AdminBusy;
 }
 
 // The client has been told it is logged in (ReadyForQuery after authentication).

@@ -52,14 +52,16 @@ std::optional<ProbeTarget> Control::catalog_target(const std::string& database) 
   return probe_target(*shared_->config.load(), primary.host, primary.port, database);
 }
 
-// auth_query runs on the primary, else on a standby that is up (pg_authid is the same on every server), as
-// auth_query.user in auth_query.database.
+// auth_query runs on the primary, else on a standby that is up (pg_authid is the same on every server), else
+// (before the first probe round, or with everything down) on the first backend: its connection error beats
+// waiting. As auth_query.user in auth_query.database.
 std::optional<ProbeTarget> Control::auth_query_target() const {
   const Prober::View view = prober_->view();
   int index = view->primary;
   for (size_t i = 0; index < 0 && i < view->backends.size(); ++i) {
     if (view->backends[i].readable) index = static_cast<int>(i);
   }
+  if (index < 0 && !view->backends.empty()) index = 0;
   if (index < 0) return std::nullopt;
   const std::shared_ptr<const conf::Config> config = shared_->config.load();
   const routing::BackendSpec& spec = view->backends[static_cast<size_t>(index)].spec;

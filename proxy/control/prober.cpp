@@ -141,8 +141,16 @@ void Prober::on_tick(uv_timer_t* timer) {
 }
 
 void Prober::probe_now() {
-  if (!running_ || monotonic_seconds() - round_started_ < kMinForcedInterval) return;
-  uv_timer_start(timer_->get(), on_tick, 0, to_ms(period_));
+  if (!running_) return;
+  // Right after a round: the next one a little later (a round already in flight may have been sent before what
+  // prompted this request, which must see a round sent after it).
+  const double since = monotonic_seconds() - round_started_;
+  const double delay = since < kMinForcedInterval ? kMinForcedInterval - since : 0;
+  const uint64_t due = uv_now(loop_) + to_ms(delay);
+  const bool sooner = uv_is_active(reinterpret_cast<uv_handle_t*>(timer_->get())) &&
+                      uv_now(loop_) + uv_timer_get_due_in(timer_->get()) <= due;
+  if (sooner) return;  // the next round comes soon enough anyway
+  uv_timer_start(timer_->get(), on_tick, to_ms(delay), to_ms(period_));
 }
 
 void Prober::run_round() {

@@ -38,8 +38,11 @@ struct OwnCluster {
   std::string dir;
   ClusterPorts ports;
   explicit OwnCluster(int base) : ports{base, base + 1, base + 2} {
-    char tmpl[] = "/tmp/pgmux-rt-failover-XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
+    // Under the suite's scratch dir when there is one: scripts/test.sh stops what a test killed by its timeout
+    // left running there.
+    const char* scratch = std::getenv("PGMUX_TEST_TMPDIR");
+    std::string tmpl = std::string(scratch && *scratch ? scratch : "/tmp") + "/pgmux-rt-failover-XXXXXX";
+    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
     dir = tmpl;
     REQUIRE(run_cmd(cluster_sh() + " start " + dir + " " + std::to_string(base) + " >" + dir + ".start.log 2>&1") ==
             0);
@@ -222,6 +225,9 @@ TEST_CASE("writes follow a promoted standby without restarting pgmux") {
                                      << (fresh_first_new > 0 ? fresh_first_new - t_promoted : -1)
                                      << " s after pg_ctl promote returned; " << orphan_reads
                                      << " reads served by the orphaned standby2 after the promotion");
+  // The persistent session (session pooling, idle between its writes) is not ended by the fast shutdown: it
+  // moves to the new primary. Only a write in flight at the stop may fail.
+  CHECK(failed <= 1);
   CHECK(fresh_failed == 0);  // held during the failover, never failed
   CHECK(fresh_in_flight_failed <= 1);
   CHECK(orphan_reads == 0);
