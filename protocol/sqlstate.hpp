@@ -5,6 +5,7 @@ namespace pgmux::protocol::sqlstate {
 
 inline constexpr const char* kConnectionException = "08000";
 inline constexpr const char* kConnectionFailure = "08006";
+inline constexpr const char* kTransactionResolutionUnknown = "08007";
 inline constexpr const char* kSqlclientUnableToEstablish = "08001";
 inline constexpr const char* kProtocolViolation = "08P01";
 inline constexpr const char* kInvalidAuthorization = "28000";

@@ -234,6 +234,13 @@ constexpr FailureRow kSessionRows[] = {
     {F::ServerLostInFlight, Error, code::kConnectionFailure,
      "server connection lost (backend \"{}\"); the statement may or may not have been executed", "", "", Reuse,
      "server_lost_in_flight", "server connection lost", Info},
+    {F::ServerLostInTransaction, Fatal, code::kConnectionFailure,
+     "server connection lost (backend \"{}\") inside a transaction: the transaction did not commit", "", "", Reuse,
+     "server_lost_in_transaction", "server connection lost inside a transaction", Info},
+    {F::ServerLostDuringCommit, Fatal, code::kTransactionResolutionUnknown,
+     "server connection lost (backend \"{}\") while COMMIT was running: the transaction may or may not have "
+     "committed", "", "Check whether its changes are there before running it again.", Reuse,
+     "server_lost_during_commit", "server connection lost during COMMIT", Warn},
     // The request must not run outside the transaction the client asked for.
     {F::DeferredBeginFailed, Silent, code::kConnectionFailure, "pgmux could not start the transaction on the server",
      "", "", Close, "deferred_begin_failed", "BEGIN ahead of a request failed", Info},

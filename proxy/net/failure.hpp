@@ -94,6 +94,8 @@ enum class Failure : uint8_t {
   ServerLost,
   ServerLostSessionGone,
   ServerLostInFlight,
+  ServerLostInTransaction,
+  ServerLostDuringCommit,
   DeferredBeginFailed,
   SessionStateLost,
   // Routing.
