@@ -36,6 +36,9 @@ struct Backend {
   bool standby_only = false;  // "role": "standby": reads only, even when not in recovery (logical subscriber)
   std::optional<int64_t> max_lag_bytes = std::nullopt;   // overrides Routing::max_lag_bytes
   std::optional<double> max_lag_seconds = std::nullopt;  // overrides Routing::max_lag_seconds
+  // The name this server's WAL receiver gives the primary (pg_stat_replication.application_name: its
+  // primary_conninfo application_name, else its cluster_name); empty = the backend's name.
+  std::string application_name = {};
   // TLS towards this server, with libpq's sslmode meanings (allow is not offered): pooled server connections
   // and the prober alike. verify-ca and verify-full need sslrootcert; sslcert and sslkey go together.
   TlsMode sslmode = TlsMode::Disable;

@@ -92,6 +92,7 @@ std::vector<Backend> parse_backends(ObjectReader& root) {
     if (r.require("host") != nullptr) assign(r.string("host", /*non_empty=*/true), b.host);
     assign_int(r.integer("port", 1, 65535), b.port);
     assign_int(r.integer("weight", 0, kIntMax), b.weight);
+    assign(r.string("application_name", /*non_empty=*/true), b.application_name);
     if (std::optional<std::string> role = r.string("role")) {
       // Roles are discovered; the only override is to keep a not-in-recovery server read-only.
       if (*role == "standby") {

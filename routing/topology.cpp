@@ -329,6 +329,21 @@ bool Topology::standby_readable(BackendStatus& b, double now, std::string& reaso
   return false;
 }
 
+// The sync_state of `name` in a primary's "application_name:sync_state,..." list; "" when it is not there.
+std::string sync_state_in(std::string_view replication, std::string_view name) {
+  while (!replication.empty()) {
+    const size_t comma = replication.find(',');
+    const std::string_view entry = replication.substr(0, comma);
+    const size_t colon = entry.rfind(':');
+    if (colon != std::string_view::npos && entry.substr(0, colon) == name) {
+      return std::string(entry.substr(colon + 1));
+    }
+    if (comma == std::string_view::npos) break;
+    replication.remove_prefix(comma + 1);
+  }
+  return {};
+}
+
 void Topology::recompute(double now) {
   system_identifier_ = cluster_system_identifier();
   std::vector<std::string> alarms;
@@ -364,6 +379,10 @@ void Topology::recompute(double now) {
         readable = standby_readable(b, now, reason);
         break;
     }
+    b.sync_state = primary_ >= 0 && b.role == Role::Standby
+                       ? sync_state_in(backends_[static_cast<size_t>(primary_)].last.replication,
+                                       b.spec.application_name.empty() ? b.spec.name : b.spec.application_name)
+                       : std::string();
     b.readable = readable;
     b.excluded_reason = std::move(reason);
     if (b.role != previous_roles[i] || b.readable != previous_readable[i]) b.last_status_change = now;

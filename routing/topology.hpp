@@ -20,6 +20,7 @@ struct BackendSpec {            // from config
   int weight = 1;
   bool standby_only = false;    // config role "standby": serve reads only even when not in recovery
   bool disabled = false;        // operator DISABLE BACKEND: no new reads (a primary keeps its role)
+  std::string application_name;  // how the primary's pg_stat_replication names it (default: name)
   std::optional<int64_t> max_lag_bytes;      // per-backend override
   std::optional<double> max_lag_seconds;
 };
@@ -43,6 +44,10 @@ struct ProbeResult {
   std::optional<double> replay_age_seconds;  // standby: now() - pg_last_xact_replay_timestamp(), server-side
   uint32_t timeline = 0;
   uint64_t system_identifier = 0;
+  // primary: its WAL senders as "application_name:sync_state,..." (sync_state "?" where the prober's role may not
+  // read it: superuser or pg_read_all_stats), and synchronous_standby_names.
+  std::string replication;
+  std::string synchronous_standby_names;
   // When the probe query was sent (same clock as `now`); -1 = unknown, use the arrival time. The primary's LSN
   // history is stamped with it: the LSN was read after this instant, which read-your-writes relies on.
   double sent_at = -1;
@@ -63,6 +68,9 @@ struct BackendStatus {
   double last_status_change = 0;
   double under_threshold_since = -1;  // for hysteresis
   std::string last_error;
+  // standby: how the primary's WAL sender to it says it replicates ("sync", "quorum", "potential", "async"),
+  // "?" when the prober may not read it, "" when the primary has no WAL sender by its application_name.
+  std::string sync_state;
   // Added by the topology implementation (state the machine needs to carry between probes):
   bool ever_probed = false;     // at least one successful probe
   bool lag_excluded = false;    // left the read set for lag; back only after the hysteresis period
@@ -124,6 +132,9 @@ class Topology {
   std::shared_ptr<const BackendsView> view_;
   uint64_t generation_ = 0;
 };
+
+// The sync_state of `name` in a primary's ProbeResult::replication list; "" when it has no such WAL sender.
+std::string sync_state_in(std::string_view replication, std::string_view name);
 
 // "16/B374D848" -> 0x16B374D848; nullopt for anything else (PostgreSQL's pg_lsn text form).
 std::optional<uint64_t> parse_lsn(std::string_view text);

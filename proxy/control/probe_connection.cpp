@@ -22,7 +22,9 @@ const char* const kProbeQuery =
     "                (SELECT timeline_id FROM pg_control_checkpoint()))"
     "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,"
     " (SELECT system_identifier FROM pg_control_system()),"
-    " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END";
+    " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END,"
+    " (SELECT string_agg(application_name || ':' || coalesce(sync_state, '?'), ',') FROM pg_stat_replication),"
+    " current_setting('synchronous_standby_names')";
 
 namespace {
 
@@ -77,6 +79,8 @@ bool parse_probe_row(const char* const values[kProbeColumns], routing::ProbeResu
   const auto insert = lsn_or_zero(values[7]);
   if (!insert) return false;
   out.insert_lsn = *insert;
+  out.replication = values[8] != nullptr ? values[8] : "";
+  out.synchronous_standby_names = values[9] != nullptr ? values[9] : "";
   return true;
 }
 

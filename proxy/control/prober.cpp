@@ -33,6 +33,7 @@ std::vector<routing::BackendSpec> backend_specs(const conf::Config& config, cons
     s.port = b.port;
     s.weight = b.weight;
     s.standby_only = b.standby_only;
+    s.application_name = b.application_name.empty() ? b.name : b.application_name;
     s.max_lag_bytes = b.max_lag_bytes;
     s.max_lag_seconds = b.max_lag_seconds;
     s.disabled = disabled.count(b.name) != 0;

@@ -52,6 +52,7 @@ enum class Family : size_t {
   BackendLagBytes,
   BackendLagSeconds,
   BackendTimeline,
+  BackendSync,
   ProbeDuration,
   Failovers,
   SplitBrain,
@@ -113,6 +114,9 @@ const MetricFamilyInfo kFamilies[] = {
      "Replication lag of a standby in bytes (primary WAL position minus replay position); 0 for the primary."},
     {"pgmux_backend_lag_seconds", kGauge, "backend", "Replication lag of a standby in seconds; 0 for the primary."},
     {"pgmux_backend_timeline", kGauge, "backend", "Timeline the backend reported in its last successful probe."},
+    {"pgmux_backend_sync_state", kGauge, "backend,state",
+     "1 for how the primary replicates to this standby (sync, quorum, potential, async; unknown: not readable by the "
+     "prober's role; none: no WAL sender to it); absent for the primary."},
     {"pgmux_probe_duration_seconds", kHistogram, "backend", "Duration of health probes, by backend."},
     {"pgmux_failovers_total", kCounter, "", "Times the primary moved to another backend."},
     {"pgmux_split_brain", kGauge, "", "1 while more than one backend claims to be the primary (writes pause)."},
@@ -326,6 +330,10 @@ void export_backends(const ExportSources& s, Builder& out) {
     out.gauge(Family::BackendLagBytes, backend, static_cast<double>(b.lag_bytes));
     out.gauge(Family::BackendLagSeconds, backend, b.lag_seconds);
     out.gauge(Family::BackendTimeline, backend, b.last.timeline);
+    if (b.role == routing::Role::Standby) {
+      const std::string state = b.sync_state.empty() ? "none" : b.sync_state == "?" ? "unknown" : b.sync_state;
+      out.gauge(Family::BackendSync, {{"backend", b.spec.name}, {"state", state}}, 1);
+    }
   }
   for (const auto& [name, histogram] : s.control->probe_duration) {
     HistogramTotal probe;

@@ -23,6 +23,8 @@ nlohmann::json backend_json(const routing::BackendStatus& b, int index) {
       {"lag_bytes", b.lag_bytes},
       {"lag_seconds", b.lag_seconds},
       {"timeline", b.last.timeline},
+      {"sync_state", b.sync_state},
+      {"synchronous_standby_names", b.role == routing::Role::Primary ? b.last.synchronous_standby_names : ""},
       {"last_error", b.last_error},
   };
 }

@@ -387,3 +387,13 @@ TEST_CASE("topology: parse_lsn") {
   CHECK_FALSE(parse_lsn("123456789/0"));
   CHECK_FALSE(parse_lsn("g/0"));
 }
+
+TEST_CASE("topology: sync_state_in reads a primary's WAL sender list") {
+  using pgmux::routing::sync_state_in;
+  CHECK(sync_state_in("standby1:sync,standby2:async", "standby1") == "sync");
+  CHECK(sync_state_in("standby1:sync,standby2:async", "standby2") == "async");
+  CHECK(sync_state_in("standby1:sync,standby2:async", "standby") == "");
+  CHECK(sync_state_in("a:b:potential", "a:b") == "potential");  // the last colon separates the state
+  CHECK(sync_state_in("walreceiver:?", "walreceiver") == "?");
+  CHECK(sync_state_in("", "standby1") == "");
+}

@@ -119,6 +119,35 @@ TEST_CASE("prober: discovers the primary and the standbys") {
   CHECK(v->alarm.empty());
   CHECK(changes >= 2);
   CHECK(increasing);
+  // Asynchronous streaming replication, as the test cluster runs it, seen through the primary's WAL senders
+  // (their application_name is the standbys' cluster_name, which the backend names match).
+  CHECK(v->backends[1].sync_state == "async");
+  CHECK(v->backends[2].sync_state == "async");
+  CHECK(v->backends[0].sync_state.empty());
+  p.stop();
+}
+
+TEST_CASE("prober: synchronous_standby_names names the synchronous standby") {
+  const int base = base_port();
+  Pg primary(base);
+  primary.value("ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (standby1, standby2)'");
+  primary.value("SELECT pg_reload_conf()");
+  Loop l;
+  proxy::Prober p(&l.loop, cluster_config(), [](proxy::Prober::View) {});
+  p.start();
+  const bool seen = l.run_until(
+      p,
+      [](const BackendsView& v) {
+        return v.backends[1].sync_state == "sync" && v.backends[2].sync_state == "potential";
+      },
+      10);
+  auto v = p.view();
+  primary.value("ALTER SYSTEM RESET synchronous_standby_names");
+  primary.value("SELECT pg_reload_conf()");
+  CHECK(seen);
+  CHECK(v->backends[1].sync_state == "sync");
+  CHECK(v->backends[2].sync_state == "potential");
+  CHECK(v->backends[0].last.synchronous_standby_names == "FIRST 1 (standby1, standby2)");
   p.stop();
 }
 
