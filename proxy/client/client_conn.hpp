@@ -54,6 +54,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
   const SessionParams& wanted_params() const override { return session_.wanted_params; }
+  // Statements it prepared, by protocol or SQL PREPARE (SHOW CLIENTS).
+  size_t prepared_statement_count() const { return session_.statements.size() + session_.sql_statements.size(); }
   double created_at() const { return created_at_; }
   double wait_started() const override { return wait_started_; }
   ServerConn* active_server() const { return active_; }
