@@ -272,13 +272,15 @@ TEST_CASE("conf loader: the shipped configs can run side by side on one host (no
 }
 
 TEST_CASE("conf loader: logging.format is text (the default) or json") {
-  const LoadResult plain = parse_config(R"({"backends": [{"host": "h"}]})");
+  const std::string base = R"({"backends": [{"host": "h"}], "databases": [{"name": "app"}])";
+  const LoadResult plain = parse_config(base + "}");
+  INFO(all_errors(plain));
   REQUIRE(plain.ok());
   CHECK(plain.config->logging.format == LogFormat::Text);
-  const LoadResult json = parse_config(R"({"backends": [{"host": "h"}], "logging": {"format": "json"}})");
+  const LoadResult json = parse_config(base + R"(, "logging": {"format": "json"}})");
   REQUIRE(json.ok());
   CHECK(json.config->logging.format == LogFormat::Json);
-  const LoadResult bad = parse_config(R"({"backends": [{"host": "h"}], "logging": {"format": "xml"}})");
+  const LoadResult bad = parse_config(base + R"(, "logging": {"format": "xml"}})");
   REQUIRE(bad.errors.size() == 1);
   CHECK(bad.errors[0].to_string().find("/logging/format") == 0);
 }

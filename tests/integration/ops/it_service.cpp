@@ -150,7 +150,7 @@ TEST_CASE("logrotate: the file renamed and reopened on SIGUSR1 and SIGHUP under 
     load.emplace_back([&] {
       for (int i = 0; i < 2000 && !stop.load(); ++i) {
         PgConn conn = try_connect(app);
-        if (!conn) {
+        if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
           ++failures;
           continue;
         }
