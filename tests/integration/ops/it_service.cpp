@@ -133,6 +133,35 @@ int count_containing(const std::vector<json>& lines, const std::string& text) {
   return n;
 }
 
+// Clients logging in, running one query and leaving, on four threads until finish() (or the test's end).
+struct LoginLoad {
+  std::atomic<bool> stop{false};
+  std::atomic<int> logins{0}, failures{0};
+  std::vector<std::thread> threads;
+  explicit LoginLoad(const std::string& conninfo) {
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([this, conninfo] {
+        for (int i = 0; i < 2000 && !stop.load(); ++i) {
+          PgConn conn = try_connect(conninfo);
+          if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
+            ++failures;
+            continue;
+          }
+          ++logins;
+          PgResult res(PQexec(conn.get(), "SELECT 1"));
+        }
+      });
+    }
+  }
+  void finish() {
+    stop = true;
+    for (std::thread& t : threads) {
+      if (t.joinable()) t.join();
+    }
+  }
+  ~LoginLoad() { finish(); }
+};
+
 TEST_CASE("logrotate: the file renamed and reopened on SIGUSR1 and SIGHUP under load, no line lost or cut") {
   TempDir dir;
   const std::filesystem::path log = dir.path / "pgmux.log";
@@ -140,39 +169,25 @@ TEST_CASE("logrotate: the file renamed and reopened on SIGUSR1 and SIGHUP under 
   json config = default_config(listen_port);
   config["logging"] = {{"level", "info"}, {"file", log.string()}, {"format", "json"}};
   PgmuxProcess pgmux(config.dump(), listen_port);
-  const std::string app = conninfo(listen_port, "app", "app", "app");
 
   // Four clients log in, query and leave, over and over, until the rotations are done.
-  std::atomic<bool> stop{false};
-  std::atomic<int> logins{0}, failures{0};
-  std::vector<std::thread> load;
-  for (int t = 0; t < 4; ++t) {
-    load.emplace_back([&] {
-      for (int i = 0; i < 2000 && !stop.load(); ++i) {
-        PgConn conn = try_connect(app);
-        if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
-          ++failures;
-          continue;
-        }
-        ++logins;
-        PgResult res(PQexec(conn.get(), "SELECT 1"));
-      }
-    });
-  }
+  LoginLoad load(conninfo(listen_port, "app", "app", "app"));
   auto rotate = [&](const char* suffix, int signal) {
-    const int before = logins.load();
-    REQUIRE(wait_until([&] { return logins.load() >= before + 20; }, 20));
-    std::filesystem::rename(log, dir.path / (std::string("pgmux.log") + suffix));
+    const int before = load.logins.load();
+    CHECK(wait_until([&] { return load.logins.load() >= before + 20; }, 20));
+    std::error_code error;
+    std::filesystem::rename(log, dir.path / (std::string("pgmux.log") + suffix), error);
+    CHECK_MESSAGE(!error, "rename: " << error.message());
     pgmux.send_signal(signal);
   };
   rotate(".1", SIGUSR1);
   rotate(".2", SIGHUP);
-  const int before = logins.load();
-  CHECK(wait_until([&] { return logins.load() >= before + 20; }, 20));
-  stop = true;
-  for (std::thread& t : load) t.join();
+  const int before = load.logins.load();
+  CHECK(wait_until([&] { return load.logins.load() >= before + 20; }, 20));
+  load.finish();
+  const int logins = load.logins.load();
   INFO("pgmux log (stderr):\n" << pgmux.log());
-  CHECK(failures.load() == 0);
+  CHECK(load.failures.load() == 0);
 
   // Every login wrote its "login ok" line (and its disconnect) to exactly one of the files.
   const auto first = json_lines(dir.path / "pgmux.log.1");
@@ -182,14 +197,14 @@ TEST_CASE("logrotate: the file renamed and reopened on SIGUSR1 and SIGHUP under 
       [&] {
         third = json_lines(log);
         return count_containing(first, ": disconnect (") + count_containing(second, ": disconnect (") +
-                   count_containing(third, ": disconnect (") >= logins.load();
+                   count_containing(third, ": disconnect (") >= logins;
       },
       10));
   CHECK(count_containing(first, ": login ok") > 0);
   CHECK(count_containing(second, ": login ok") > 0);
   CHECK(count_containing(third, ": login ok") > 0);
   CHECK(count_containing(first, ": login ok") + count_containing(second, ": login ok") +
-            count_containing(third, ": login ok") == logins.load());
+            count_containing(third, ": login ok") == logins);
   CHECK(count_containing(second, "SIGUSR1: log file reopened") == 1);
   CHECK(count_containing(third, "SIGHUP: log file reopened") == 1);
   for (const json& line : third) CHECK(line["pid"] == pgmux.pid());
