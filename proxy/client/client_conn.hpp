@@ -225,6 +225,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   }
   const ParsedStatement* duplicate_parse();
   bool answer_parse_locally();
+  void count_statement_traffic(PoolStats& stats);
   // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed).
   bool forwards_renamed() const {
     return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || request_.closes > 0);
@@ -355,6 +356,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     bool had_copy = false;  // the server had that shared statement already: closed first
   };
   std::vector<CreatedParse> created_here_;  // named Parses of the request that create a shared statement
+  uint64_t parses_answered_here_ = 0;  // answer_parse_locally's, not yet counted in a pool's stats
   // Named Parses of a name that exists (the server answers 42P05): index in request_.parses, shared name sent.
   std::vector<std::pair<size_t, const std::string*>> duplicates_here_;
 

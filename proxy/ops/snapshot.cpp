@@ -157,6 +157,9 @@ WorkerSnapshot Worker::snapshot() {
     p.xact_count = pool->stats.xact_count;
     p.query_count = pool->stats.query_count;
     p.server_assignments = pool->stats.server_assignments;
+    p.client_parses = pool->stats.client_parses;
+    p.server_parses = pool->stats.server_parses;
+    p.binds = pool->stats.binds;
     p.reads = pool->stats.reads;
     p.bytes_received = pool->stats.bytes_received;
     p.bytes_sent = pool->stats.bytes_sent;
@@ -172,6 +175,9 @@ void add_pool_totals(PoolRow& into, const PoolRow& from) {
   into.xact_count += from.xact_count;
   into.query_count += from.query_count;
   into.server_assignments += from.server_assignments;
+  into.client_parses += from.client_parses;
+  into.server_parses += from.server_parses;
+  into.binds += from.binds;
   into.reads += from.reads;
   into.bytes_received += from.bytes_received;
   into.bytes_sent += from.bytes_sent;

@@ -71,6 +71,7 @@ struct PoolRow {
   int pool_size = 0;
   uint64_t xact_count = 0, query_count = 0, reads = 0, server_assignments = 0;
   uint64_t bytes_received = 0, bytes_sent = 0;  // from and to the server
+  uint64_t client_parses = 0, server_parses = 0, binds = 0;  // PoolStats' prepared-statement counts
   uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
 };
 

@@ -18,13 +18,12 @@ uint64_t average(uint64_t total, uint64_t count) { return count == 0 ? 0 : total
 struct Totals {
   uint64_t assignments = 0, xacts = 0, queries = 0, received = 0, sent = 0;
   uint64_t xact_us = 0, query_us = 0, wait_us = 0;
-  // Not counted by pgmux yet: PgBouncer's prepared-statement tracking counts (Parse and Bind by clients).
-  uint64_t client_parses = 0, server_parses = 0, binds = 0;
+  uint64_t client_parses = 0, server_parses = 0, binds = 0;  // named prepared statements, transaction pooling
 };
 
 Totals totals_of(const PoolRow& p) {
-  return {p.server_assignments, p.xact_count, p.query_count, p.bytes_sent, p.bytes_received,
-          p.xact_time_us, p.query_time_us, p.wait_time_us};
+  return {p.server_assignments, p.xact_count, p.query_count, p.bytes_sent,    p.bytes_received, p.xact_time_us,
+          p.query_time_us,      p.wait_time_us, p.client_parses, p.server_parses, p.binds};
 }
 
 std::map<std::string, Totals> totals_by_database(const Context& context) {

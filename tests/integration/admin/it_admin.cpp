@@ -210,6 +210,27 @@ TEST_CASE_FIXTURE(Fixture, "PgBouncer's SHOW commands answer PgBouncer 1.25's co
   REQUIRE(me != nullptr);
   CHECK(me->at("local_port") == std::to_string(listen_port));
   CHECK(me->at("replication") == "none");
+  // Transaction pooling's named prepared statements are counted as PgBouncer counts them: a PQprepare (answered
+  // by pgmux while the client holds no server) and two executions make 1 client Parse, 2 Binds, and a Parse on
+  // each server the reads went to (one or two standbys).
+  auto totals = [&](const char* column) {
+    const Table stats = query(conn.get(), "SHOW STATS_TOTALS");
+    const auto* row = stats.find("database", kDb);
+    return row ? std::atol(row->at(column).c_str()) : -1L;
+  };
+  const long client_parses = totals("client_parse_count"), server_parses = totals("server_parse_count");
+  const long binds = totals("bind_count");
+  PgResult prepared(PQprepare(client.get(), "counted", "SELECT $1::int + 1", 1, nullptr));
+  REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+  for (const char* value : {"1", "2"}) {
+    PgResult run(PQexecPrepared(client.get(), "counted", 1, &value, nullptr, nullptr, 0));
+    CHECK(PQresultStatus(run.get()) == PGRES_TUPLES_OK);
+  }
+  CHECK(totals("client_parse_count") == client_parses + 1);
+  const long server_parses_now = totals("server_parse_count");
+  CHECK(server_parses_now >= server_parses + 1);
+  CHECK(server_parses_now <= server_parses + 2);
+  CHECK(totals("bind_count") == binds + 2);
   // PgBouncer's tools open the console as "pgbouncer": the same console.
   PgConn as_pgbouncer = connect(conninfo(listen_port, "watcher", "watcher-secret", "pgbouncer"));
   CHECK(query(as_pgbouncer.get(), "SHOW VERSION").rows.size() == 1);
