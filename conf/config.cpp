@@ -115,6 +115,7 @@ const NameTable<PoolMode> kPoolModeNames = {
     {PoolMode::Session, "session"}, {PoolMode::Transaction, "transaction"}, {PoolMode::Statement, "statement"}};
 const NameTable<LogLevel> kLogLevelNames = {
     {LogLevel::Debug, "debug"}, {LogLevel::Info, "info"}, {LogLevel::Warn, "warn"}, {LogLevel::Error, "error"}};
+const NameTable<LogFormat> kLogFormatNames = {{LogFormat::Text, "text"}, {LogFormat::Json, "json"}};
 const NameTable<Consistency> kConsistencyNames = {
     {Consistency::Causal, "causal"}, {Consistency::Session, "session"}, {Consistency::Eventual, "eventual"}};
 const NameTable<TlsMode> kTlsModeNames = {{TlsMode::Disable, "disable"},    {TlsMode::Allow, "allow"},
@@ -126,12 +127,14 @@ const NameTable<TlsMode> kTlsModeNames = {{TlsMode::Disable, "disable"},    {Tls
 const char* to_string(AuthMethod m) { return name_in(kAuthMethodNames, m); }
 const char* to_string(PoolMode m) { return name_in(kPoolModeNames, m); }
 const char* to_string(LogLevel l) { return name_in(kLogLevelNames, l); }
+const char* to_string(LogFormat f) { return name_in(kLogFormatNames, f); }
 const char* to_string(Consistency c) { return name_in(kConsistencyNames, c); }
 const char* to_string(TlsMode m) { return name_in(kTlsModeNames, m); }
 
 std::optional<AuthMethod> parse_auth_method(std::string_view text) { return value_in(kAuthMethodNames, text); }
 std::optional<PoolMode> parse_pool_mode(std::string_view text) { return value_in(kPoolModeNames, text); }
 std::optional<LogLevel> parse_log_level(std::string_view text) { return value_in(kLogLevelNames, text); }
+std::optional<LogFormat> parse_log_format(std::string_view text) { return value_in(kLogFormatNames, text); }
 std::optional<Consistency> parse_consistency(std::string_view text) { return value_in(kConsistencyNames, text); }
 std::optional<TlsMode> parse_tls_mode(std::string_view text) { return value_in(kTlsModeNames, text); }
 

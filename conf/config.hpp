@@ -18,6 +18,7 @@ enum class PoolMode { Session, Transaction, Statement };
 // session (the client's own commits), eventual (lag limits only).
 enum class Consistency { Causal, Session, Eventual };
 enum class LogLevel { Debug, Info, Warn, Error };
+enum class LogFormat { Text, Json };  // one line per event: plain text, or one JSON object
 // tls.client.mode, with PgBouncer's client_tls_sslmode meanings: disable answers every SSLRequest 'N'; allow and
 // prefer take TLS when a client asks and plain text otherwise; require refuses plain text; verify-ca and
 // verify-full also want a client certificate signed by ca_file (verify-full: its CN is the user name).
@@ -142,7 +143,8 @@ struct MetricsListen {
 
 struct Logging {
   LogLevel level = LogLevel::Info;
-  std::string file;  // empty = stderr
+  std::string file;  // empty = stderr; reopened on SIGHUP and SIGUSR1 (logrotate)
+  LogFormat format = LogFormat::Text;
 };
 
 // TLS towards clients (SSLRequest and PostgreSQL 17's direct TLS). Files are read at startup and at every
@@ -206,6 +208,7 @@ struct Config {
 const char* to_string(AuthMethod m);   // "scram-sha-256", "md5", "trust"
 const char* to_string(PoolMode m);     // "session", "transaction", "statement"
 const char* to_string(LogLevel l);     // "debug", "info", "warn", "error"
+const char* to_string(LogFormat f);    // "text", "json"
 const char* to_string(Consistency c);  // "causal", "session", "eventual"
 const char* to_string(TlsMode m);      // "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 
@@ -213,6 +216,7 @@ const char* to_string(TlsMode m);      // "disable", "allow", "prefer", "require
 std::optional<AuthMethod> parse_auth_method(std::string_view text);
 std::optional<PoolMode> parse_pool_mode(std::string_view text);
 std::optional<LogLevel> parse_log_level(std::string_view text);
+std::optional<LogFormat> parse_log_format(std::string_view text);
 std::optional<Consistency> parse_consistency(std::string_view text);
 std::optional<TlsMode> parse_tls_mode(std::string_view text);
 

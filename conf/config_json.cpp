@@ -11,6 +11,7 @@ constexpr double kMaxTimeoutSeconds = 365.0 * 24 * 3600;  // keeps seconds -> ms
 constexpr std::string_view kAuthMethods = "\"scram-sha-256\", \"md5\", \"trust\"";
 constexpr std::string_view kPoolModes = "\"session\", \"transaction\", \"statement\"";
 constexpr std::string_view kLogLevels = "\"debug\", \"info\", \"warn\", \"error\"";
+constexpr std::string_view kLogFormats = "\"text\", \"json\"";
 constexpr std::string_view kConsistencies = "\"causal\", \"session\", \"eventual\"";
 
 enum class Presence { Optional, RequiredNonEmpty };
@@ -262,6 +263,7 @@ Logging parse_logging(ObjectReader& root) {
   ObjectReader r(*value, root.pointer_of("logging"), root.diags());
   assign(r.enumeration("level", parse_log_level, kLogLevels), l.level);
   assign(r.string("file"), l.file);
+  assign(r.enumeration("format", parse_log_format, kLogFormats), l.format);
   r.finish();
   return l;
 }

@@ -22,7 +22,9 @@ void print_help() {
       "  pgmux --help             this text\n\n"
       "Signals: SIGTERM stops accepting and lets sessions finish (up to shutdown_timeout);\n"
       "         SIGINT closes every connection at once;\n"
-      "         SIGHUP re-reads FILE (an invalid file is rejected and the running config kept).\n",
+      "         SIGHUP re-reads FILE (an invalid file is rejected and the running config kept)\n"
+      "         and reopens the log file; SIGUSR1 only reopens the log file (logrotate).\n"
+      "Under systemd (Type=notify), readiness and shutdown are reported to $NOTIFY_SOCKET.\n",
       PGMUX_VERSION);
 }
 
@@ -78,7 +80,8 @@ int main(int argc, char** argv) {
     std::printf("%s: configuration is valid\n", config_path.c_str());
     return 0;
   }
-  pgmux::proxy::Log::configure(loaded.config->logging.level, loaded.config->logging.file);
+  pgmux::proxy::Log::configure(loaded.config->logging.level, loaded.config->logging.file,
+                              loaded.config->logging.format);
   // Every client and server connection is a file descriptor: take all the kernel allows this process.
   rlimit files{};
   if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {

@@ -16,10 +16,12 @@ build_packages=(
 # What the test suite, demo and benchmark run: servers, clients and the process/socket tools
 # the support scripts call (ps, pgrep, ss, runuser/setpriv come from util-linux, which is essential);
 # prometheus for promtool (the metrics and alert-rule tests); the client drivers that tests/integration/drivers
-# runs through pgmux (psycopg 3 and asyncpg for Debian's python3, the JDBC driver with a JDK to compile its check).
+# runs through pgmux (psycopg 3 and asyncpg for Debian's python3, the JDBC driver with a JDK to compile its check);
+# Debian's PgBouncer exporter, run against pgmux's console (its service is not started: no pgbouncer.service runs).
 test_packages=(
   postgresql-15 postgresql-client-15 pgbouncer procps iproute2 openssl prometheus
   python3-psycopg python3-asyncpg libpostgresql-jdbc-java default-jdk-headless
+  prometheus-pgbouncer-exporter
 )
 # node and npm install node-postgres for the node driver test. Debian's packages only where none is installed:
 # a node from another source brings its own npm, and Debian's npm conflicts with it.
@@ -110,5 +112,14 @@ if [[ $prometheus_missing -eq 1 ]]; then
     fi
   done
 fi
+
+# The PgBouncer exporter is only run by its test (against pgmux); its packaged service goes if this install
+# started it.
+for p in "${missing[@]}"; do
+  if [[ $p == prometheus-pgbouncer-exporter ]] && command -v systemctl >/dev/null 2>&1 &&
+    systemctl is-active --quiet prometheus-pgbouncer-exporter 2>/dev/null; then
+    "${as_root[@]}" systemctl stop prometheus-pgbouncer-exporter 2>/dev/null || true
+  fi
+done
 
 echo "install-deps.sh: done" >&2

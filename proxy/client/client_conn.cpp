@@ -274,6 +274,7 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
     ServerLease(server).give_back({}, close_reason_);  // the client left while the pool readied it
     return;
   }
+  ++server->pool().stats.server_assignments;
   if (wait_started_ns_ != 0) {
     worker_.metrics().pool_wait_done(uv_hrtime() - wait_started_ns_, server->pool().stats);
     wait_started_ns_ = 0;

@@ -54,6 +54,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
   const SessionParams& wanted_params() const override { return session_.wanted_params; }
+  // Statements it prepared, by protocol or SQL PREPARE (SHOW CLIENTS).
+  size_t prepared_statement_count() const { return session_.statements.size() + session_.sql_statements.size(); }
   double created_at() const { return created_at_; }
   double wait_started() const override { return wait_started_; }
   ServerConn* active_server() const { return active_; }
@@ -230,6 +232,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   }
   const ParsedStatement* duplicate_parse();
   bool answer_parse_locally();
+  void count_statement_traffic(PoolStats& stats);
   // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed).
   bool forwards_renamed() const {
     return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || request_.closes > 0);
@@ -367,6 +370,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     bool had_copy = false;  // the server had that shared statement already: closed first
   };
   std::vector<CreatedParse> created_here_;  // named Parses of the request that create a shared statement
+  uint64_t parses_answered_here_ = 0;  // answer_parse_locally's, not yet counted in a pool's stats
   // Named Parses of a name that exists (the server answers 42P05): index in request_.parses, shared name sent.
   std::vector<std::pair<size_t, const std::string*>> duplicates_here_;
 

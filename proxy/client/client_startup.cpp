@@ -3,11 +3,14 @@
 // without a word, so does pgmux (tests/integration/it_startup.cpp compares the two byte for byte).
 #include "proxy/client/client_conn.hpp"
 
+#include <algorithm>
+
 #include "protocol/backend_messages.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/ops/admin/console.hpp"
 
 namespace pgmux::proxy {
 
@@ -219,6 +222,13 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   }
 
   config_ = worker_.config();
+  // PgBouncer's tools (its Prometheus exporters) open the console as database "pgbouncer": unless a database of
+  // that name is configured, that is pgmux's console, and the hba rules and the login see it as "pgmux".
+  if (database_ == "pgbouncer" &&
+      std::none_of(config_->databases.begin(), config_->databases.end(),
+                   [](const conf::Database& d) { return d.name == "pgbouncer"; })) {
+    database_ = AdminConsole::kDatabase;
+  }
   if (!transport_allowed()) return;
   const conf::User* user_config = config_->find_user(user_);
   conf::AuthMethod method = user_config ? config_->effective_auth_method(*user_config) : config_->auth_method;

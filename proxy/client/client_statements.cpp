@@ -3,6 +3,7 @@
 #include "proxy/client/client_conn.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "protocol/backend_messages.hpp"
 #include "protocol/framer.hpp"
@@ -72,6 +73,7 @@ void ClientConn::add_session_statement(ServerConn* server, std::string_view clie
   const bool ok = rewrite_statement_names(
       stored.parse, [&](std::string_view) { return std::optional<std::string_view>(name); }, messages);
   if (!ok) return;
+  ++server->pool().stats.server_parses;
   build_describe(messages, 'S', name);  // its shape (ServerConn::SharedStatement)
   if (auto evicted = server->server_statements.put(name, {uv_hrtime(), 0})) build_close(messages, 'S', *evicted);
   prepared.emplace_back(client_name);
@@ -151,6 +153,7 @@ bool ClientConn::answer_parse_locally() {
     // Confirmed: the client was told it exists, so a second Parse of the name is 42P05 as on PostgreSQL.
     session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now).confirmed = true;
     build_parse_complete(out);
+    ++parses_answered_here_;
   }
   build_ready_for_query(out, 'I');
   in_.advance_parsed(request_.size);
@@ -167,6 +170,7 @@ bool ClientConn::answer_parse_locally() {
 // CloseComplete is kept from the client (OwedReply::hidden_closes).
 bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   resolve_server_names(server);
+  count_statement_traffic(server->pool().stats);
   ByteVector out;
   out.reserve(request_.size + 64);
   size_t next = 0;  // the rewriter asks for the names in the order the walk resolved them
@@ -202,6 +206,15 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   in_.consume_to(in_.parsed());
   server->send_owned(std::move(out));
   return true;
+}
+
+// SHOW STATS' prepared-statement counts, as PgBouncer keeps them in its tracking mode. Parses answered here
+// (answer_parse_locally) count with the request that first goes to a server.
+void ClientConn::count_statement_traffic(PoolStats& stats) {
+  for (const ParsedStatement& parse : request_.parses) stats.client_parses += parse.name.empty() ? 0 : 1;
+  stats.client_parses += std::exchange(parses_answered_here_, 0);
+  stats.server_parses += created_here_.size();
+  stats.binds += request_.named_binds;
 }
 
 // The 42P05 of a Parse of a name that exists names the existing shared statement: the relay puts the client's

@@ -33,6 +33,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       out.steps.push_back({StatementStepKind::Use, bind->statement, 0});
       if (!bind->statement.empty()) {
         out.used.push_back(bind->statement);
+        ++out.named_binds;
       } else {
         out.binds_unnamed = true;
       }

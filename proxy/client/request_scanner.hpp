@@ -45,8 +45,10 @@ struct RequestInfo {
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   unsigned messages = 0;                    // messages in the request
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
+  unsigned named_binds = 0;                 // Extended: Binds of named statements
   void clear() {
     messages = 0;
+    named_binds = 0;
     binds_unnamed = false;
     kind = RequestKind::Query;
     size = 0;

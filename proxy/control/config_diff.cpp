@@ -126,6 +126,9 @@ std::string describe_changes(const conf::Config& current, const conf::Config& ne
   if (current.logging.level != next.logging.level) {
     parts.push_back(std::string("log level ") + conf::to_string(next.logging.level));
   }
+  if (current.logging.format != next.logging.format) {
+    parts.push_back(std::string("log format ") + conf::to_string(next.logging.format));
+  }
   if (current.max_client_conn != next.max_client_conn || current.max_auto_databases != next.max_auto_databases ||
       current.max_message_size != next.max_message_size ||
       current.admin_users != next.admin_users || current.stats_users != next.stats_users ||

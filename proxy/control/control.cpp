@@ -10,12 +10,19 @@
 #include "proxy/net/listen_socket.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/ops/metrics_http.hpp"
+#include "proxy/ops/sd_notify.hpp"
 #include "proxy/control/worker.hpp"
 
 namespace pgmux::proxy {
 
 namespace {
 double unix_now() { return static_cast<double>(std::time(nullptr)); }
+
+// Outside systemd there is no $NOTIFY_SOCKET and this does nothing; a socket that refuses is worth one warning.
+void notify_systemd(const std::string& state) {
+  std::string error;
+  if (!sd_notify_state(state, &error)) LOG_WARN("%s", error.c_str());
+}
 }  // namespace
 
 Control::Control(std::string config_path, std::shared_ptr<const conf::Config> config)
@@ -100,8 +107,15 @@ void Control::on_async(uv_async_t* handle) {
 
 void Control::on_signal(uv_signal_t* handle, int signum) {
   auto* self = UvSignal<Control>::owner_of(handle);
+  if (signum == SIGUSR1) {  // logrotate's postrotate: lines go to a new file of the configured name
+    if (Log::reopen()) LOG_INFO("SIGUSR1: log file reopened");
+    return;
+  }
   if (signum == SIGHUP) {
+    notify_systemd(sd_reloading_state());
+    if (Log::reopen()) LOG_INFO("SIGHUP: log file reopened");
     self->reload("SIGHUP");
+    notify_systemd("READY=1\nSTATUS=config reloaded by SIGHUP");
     return;
   }
   self->stop(signum == SIGTERM, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -111,6 +125,7 @@ void Control::stop(bool graceful, const std::string& why) {
   LOG_INFO("%s: %s", why.c_str(),
            graceful ? "graceful shutdown, waiting for sessions to finish" : "closing all connections now");
   stopping_ = true;
+  notify_systemd("STOPPING=1");
   for (auto& worker : workers_) worker->shutdown(graceful);
 }
 
@@ -197,6 +212,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   shared_->client_tls.store(std::move(client_tls));
   shared_->backend_tls.store(std::move(backend_tls));
   Log::set_level(next->logging.level);
+  Log::set_format(next->logging.format);
   auth_lookup_->set_settings(next->auth_query);
   // A backend the new config drops forgets its DISABLE: re-added later, it starts enabled.
   std::set<std::string> disabled;
@@ -297,9 +313,9 @@ int Control::run() {
   }
 
   async_.init(loop_, on_async);
-  int signums[] = {SIGINT, SIGTERM, SIGHUP};
-  UvSignal<Control>* handles[] = {&sigint_, &sigterm_, &sighup_};
-  for (int i = 0; i < 3; ++i) {
+  int signums[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+  UvSignal<Control>* handles[] = {&sigint_, &sigterm_, &sighup_, &sigusr1_};
+  for (int i = 0; i < 4; ++i) {
     handles[i]->init(loop_);
     uv_signal_start(handles[i]->get(), on_signal, signums[i]);
   }
@@ -324,6 +340,8 @@ int Control::run() {
     LOG_INFO("metrics, health and status on http://%s:%u/ (/metrics /healthz /readyz /status)",
              config->metrics_listen.host.c_str(), static_cast<unsigned>(config->metrics_listen.port));
   }
+  // Every port is bound and the workers accept: systemd may start what is ordered after pgmux.
+  notify_systemd("READY=1\nSTATUS=accepting connections");
 
   uv_run(loop_, UV_RUN_DEFAULT);
   for (auto& worker : workers_) worker->join();
@@ -347,7 +365,7 @@ void Control::close_handles() {
   if (prober_) prober_->stop();
   if (catalog_loader_) catalog_loader_->stop();
   if (http_) http_->close();
-  for (UvSignal<Control>* s : {&sigint_, &sigterm_, &sighup_}) s->close();
+  for (UvSignal<Control>* s : {&sigint_, &sigterm_, &sighup_, &sigusr1_}) s->close();
   async_.close();
 }
 

@@ -95,7 +95,7 @@ class Control {
   std::string last_primary_name_;
   std::string catalogs_primary_;  // the primary the function catalogs were last all read from; "" when none
   // Closed by close_handles(); the loop's run ends after that, before this object goes.
-  UvSignal<Control> sigint_{this}, sigterm_{this}, sighup_{this};
+  UvSignal<Control> sigint_{this}, sigterm_{this}, sighup_{this}, sigusr1_{this};
   UvAsync<Control> async_{this};
   std::mutex inbox_mutex_;
   std::vector<std::function<void(Control&)>> inbox_;

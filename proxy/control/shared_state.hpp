@@ -3,6 +3,7 @@
 // thread-safe by construction.
 #pragma once
 #include <atomic>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,7 @@ struct SharedState {
   std::atomic<std::shared_ptr<const conf::Config>> config;
   std::atomic<std::shared_ptr<const routing::BackendsView>> view;  // the prober's latest snapshot
   CancelRegistry cancels;
+  const double started_unix = static_cast<double>(std::time(nullptr));  // SHOW STATS' per-second averages
   std::atomic<uint64_t> next_client_id{0};
   std::atomic<uint64_t> next_server_id{0};
   Control* control = nullptr;    // set before any worker starts; call only its thread-safe post()

@@ -1,5 +1,9 @@
 #include "proxy/net/stream_conn.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cstring>
 
 namespace pgmux::proxy {
@@ -14,6 +18,33 @@ struct OwnedWrite {
 }  // namespace
 
 StreamConn::StreamConn(uv_loop_t* loop) { tcp_.init(loop); }
+
+int StreamConn::socket_fd() const {
+  uv_os_fd_t fd = -1;
+  if (!tcp_.open() || uv_fileno(reinterpret_cast<const uv_handle_t*>(tcp_.get()), &fd) != 0) return -1;
+  return fd;
+}
+
+bool StreamConn::local_endpoint(std::string* addr, int* port) const {
+  const int fd = socket_fd();
+  sockaddr_storage local{};
+  socklen_t size = sizeof(local);
+  if (fd < 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&local), &size) != 0) return false;
+  char text[INET6_ADDRSTRLEN] = "";
+  if (local.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&local);
+    inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+    *port = ntohs(in->sin_port);
+  } else if (local.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&local);
+    inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+    *port = ntohs(in6->sin6_port);
+  } else {
+    return false;  // a unix socket has no address worth showing
+  }
+  *addr = text;
+  return true;
+}
 
 StreamConn::~StreamConn() = default;
 

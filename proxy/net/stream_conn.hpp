@@ -28,6 +28,9 @@ class StreamConn {
   uv_stream_t* stream() { return tcp_.stream(); }
   uv_loop_t* loop() { return tcp_.loop(); }
   bool open() const { return tcp_.open(); }
+  // The socket's fd and this end's address (SHOW FDS, SHOW CLIENTS' local_addr); -1 / false when closed.
+  int socket_fd() const;
+  bool local_endpoint(std::string* addr, int* port) const;
 
   void start_reading();
   void stop_reading();

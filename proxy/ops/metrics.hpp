@@ -73,6 +73,10 @@ std::string sqlstate_class_text(size_t index);  // 10 -> "0A", kSqlstateClasses 
 // Totals since the pool was created, for SHOW STATS (written on the pool's worker only).
 struct PoolStats {
   uint64_t xact_count = 0, query_count = 0;
+  uint64_t server_assignments = 0;  // times a client was given a server (SHOW STATS server_assignment_count)
+  // Transaction pooling's named prepared statements: Parses clients sent, Parses pgmux sent to servers (first
+  // creation and re-preparing on another server), Binds of them (SHOW STATS *_parse_count, *_bind_count).
+  uint64_t client_parses = 0, server_parses = 0, binds = 0;
   uint64_t reads = 0;  // read statements routed to it (SHOW BACKENDS select_cnt)
   uint64_t bytes_received = 0, bytes_sent = 0;  // from and to its servers
   uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;

@@ -58,7 +58,30 @@ const char* server_state_text(ServerState s) {
   return "?";
 }
 
+// The session parameters SHOW FDS reports, from what the client asked for or the server reported.
+template <typename Params>
+void read_session_facts(const Params& params, SocketFacts* facts) {
+  auto value = [&](const char* name) -> std::optional<std::string> {
+    if (const std::string* v = params.find(name)) return *v;
+    return std::nullopt;
+  };
+  facts->client_encoding = value("client_encoding");
+  facts->std_strings = value("standard_conforming_strings");
+  facts->datestyle = value("DateStyle");
+  facts->timezone = value("TimeZone");
+}
+
+SocketFacts socket_facts(const StreamConn& conn) {
+  SocketFacts facts;
+  facts.fd = conn.socket_fd();
+  conn.local_endpoint(&facts.local_addr, &facts.local_port);
+  if (conn.tls()) facts.tls = conn.tls()->description();
+  return facts;
+}
+
 }  // namespace
+
+ObjectSizes object_sizes() { return {sizeof(ClientConn), sizeof(ServerConn), sizeof(Pool)}; }
 
 WorkerSnapshot Worker::snapshot() {
   WorkerSnapshot out;
@@ -84,6 +107,9 @@ WorkerSnapshot Worker::snapshot() {
     row.admin = c->is_admin();
     row.in_transaction = c->in_transaction();
     row.worker = index_;
+    row.prepared_statements = c->prepared_statement_count();
+    row.socket = socket_facts(*c);
+    read_session_facts(c->wanted_params(), &row.socket);
     out.clients.push_back(std::move(row));
   });
   for (auto& [key, pool] : pools_) {
@@ -112,7 +138,10 @@ WorkerSnapshot Worker::snapshot() {
       row.remote_pid = s->key().process_id;
       row.tx_status = s->tx_status();
       row.prepared_statements = s->server_statements.size() + s->prepared.size();
+      row.close_needed = pool->draining();
       row.worker = index_;
+      row.socket = socket_facts(*s);
+      read_session_facts(s->params(), &row.socket);
       if (s->state() == ServerState::Linked) {
         ++p.sv_active;
         ++p.cl_active;
@@ -127,6 +156,10 @@ WorkerSnapshot Worker::snapshot() {
     });
     p.xact_count = pool->stats.xact_count;
     p.query_count = pool->stats.query_count;
+    p.server_assignments = pool->stats.server_assignments;
+    p.client_parses = pool->stats.client_parses;
+    p.server_parses = pool->stats.server_parses;
+    p.binds = pool->stats.binds;
     p.reads = pool->stats.reads;
     p.bytes_received = pool->stats.bytes_received;
     p.bytes_sent = pool->stats.bytes_sent;
@@ -141,6 +174,10 @@ WorkerSnapshot Worker::snapshot() {
 void add_pool_totals(PoolRow& into, const PoolRow& from) {
   into.xact_count += from.xact_count;
   into.query_count += from.query_count;
+  into.server_assignments += from.server_assignments;
+  into.client_parses += from.client_parses;
+  into.server_parses += from.server_parses;
+  into.binds += from.binds;
   into.reads += from.reads;
   into.bytes_received += from.bytes_received;
   into.bytes_sent += from.bytes_sent;

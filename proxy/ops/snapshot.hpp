@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -11,6 +12,16 @@
 namespace pgmux::proxy {
 
 struct SharedState;
+
+// What SHOW FDS and SHOW CLIENTS/SERVERS say about the socket itself.
+struct SocketFacts {
+  int fd = -1;
+  std::string local_addr;  // this end; "" when unknown
+  int local_port = 0;
+  std::string tls;         // "TLSv1.3/TLS_AES_256_GCM_SHA384"; "" for plain text
+  // The session's client_encoding, standard_conforming_strings, DateStyle, TimeZone, where known.
+  std::optional<std::string> client_encoding, std_strings, datestyle, timezone;
+};
 
 struct ClientRow {
   uint64_t id = 0;
@@ -23,10 +34,12 @@ struct ClientRow {
   std::string application_name;
   std::string pool_mode;
   std::string servers;                // "S-3,S-9": the servers it holds
+  size_t prepared_statements = 0;
   // Inside a transaction (BEGIN answered by pgmux included) or owed replies: what PAUSE waits for.
   bool in_transaction = false;
   bool admin = false;                 // connected to the admin console
   int worker = 0;
+  SocketFacts socket;
 };
 
 struct ServerRow {
@@ -40,7 +53,9 @@ struct ServerRow {
   int32_t remote_pid = 0;
   char tx_status = 'I';
   size_t prepared_statements = 0;
+  bool close_needed = false;  // its pool drains (backend removed or disabled): closed once released
   int worker = 0;
+  SocketFacts socket;
 };
 
 // One pool (database, user, backend) on one worker; counters are totals since it was created.
@@ -54,8 +69,9 @@ struct PoolRow {
   double maxwait = 0;  // longest current wait, seconds
   bool draining = false;  // its backend was removed or disabled: no new work
   int pool_size = 0;
-  uint64_t xact_count = 0, query_count = 0, reads = 0;
+  uint64_t xact_count = 0, query_count = 0, reads = 0, server_assignments = 0;
   uint64_t bytes_received = 0, bytes_sent = 0;  // from and to the server
+  uint64_t client_parses = 0, server_parses = 0, binds = 0;  // PoolStats' prepared-statement counts
   uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
 };
 
@@ -69,6 +85,11 @@ struct WorkerSnapshot {
 // Pools of the same (database, user, backend) on different workers are one pool to the operator: their rows
 // summed (maxwait: the longest), keyed by (database, user, backend).
 using PoolKey = std::tuple<std::string, std::string, std::string>;
+// The byte size of pgmux's per-connection and per-pool objects (SHOW MEM).
+struct ObjectSizes {
+  size_t client = 0, server = 0, pool = 0;
+};
+ObjectSizes object_sizes();
 void add_pool_totals(PoolRow& into, const PoolRow& from);  // the counters since start (SHOW STATS)
 std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapshots);
 

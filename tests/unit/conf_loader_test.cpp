@@ -1,7 +1,10 @@
 // parse_config / load_config_file: defaults filled in, shipped files load, file errors, diagnostics shape.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "conf/loader.hpp"
 
@@ -248,4 +251,36 @@ TEST_CASE("conf loader: shipped conf/demo.json is the documented demo") {
   CHECK(c.health_check.user == "postgres");
   CHECK(c.health_check_password() == "postgres");
   CHECK(c.health_check.database == "postgres");
+}
+
+TEST_CASE("conf loader: the shipped configs can run side by side on one host (no port in common)") {
+  std::set<std::pair<std::string, int>> taken;
+  for (const char* file : {"/pgmux.json", "/demo.json"}) {
+    const LoadResult r = load_config_file(kConfDir + file);
+    INFO(file << ": " << all_errors(r));
+    REQUIRE(r.ok());
+    std::vector<int> ports;
+    for (const Listener& l : r.config->listeners) ports.push_back(l.port);
+    if (r.config->metrics_listen.enabled) ports.push_back(r.config->metrics_listen.port);
+    for (int port : ports) {
+      INFO(file << " port " << port);
+      CHECK(taken.insert({file, port}).second);
+      CHECK(std::none_of(taken.begin(), taken.end(),
+                         [&](const auto& other) { return other.first != file && other.second == port; }));
+    }
+  }
+}
+
+TEST_CASE("conf loader: logging.format is text (the default) or json") {
+  const std::string base = R"({"backends": [{"host": "h"}], "databases": [{"name": "app"}])";
+  const LoadResult plain = parse_config(base + "}");
+  INFO(all_errors(plain));
+  REQUIRE(plain.ok());
+  CHECK(plain.config->logging.format == LogFormat::Text);
+  const LoadResult json = parse_config(base + R"(, "logging": {"format": "json"}})");
+  REQUIRE(json.ok());
+  CHECK(json.config->logging.format == LogFormat::Json);
+  const LoadResult bad = parse_config(base + R"(, "logging": {"format": "xml"}})");
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors[0].to_string().find("/logging/format") == 0);
 }

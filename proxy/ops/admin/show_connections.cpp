@@ -1,5 +1,7 @@
-// SHOW POOLS, CLIENTS, SERVERS, STATS, LISTS, DATABASES, USERS: merged from every worker's snapshot. Column names
-// follow PgBouncer's where the concept is the same.
+// SHOW POOLS, BACKEND_POOLS, CLIENTS, SERVERS, LISTS, DATABASES, USERS: merged from every worker's snapshot.
+// Where PgBouncer has the command, its 1.25 columns come first and in its order, so tools that read PgBouncer's
+// console by position or by name (exporters, dashboards) work; pgmux's own columns follow. A PgBouncer concept
+// pgmux does not have answers 0 or NULL (README, "The admin console").
 #include <algorithm>
 #include <map>
 #include <set>
@@ -25,116 +27,182 @@ bool database_paused(const Context& context, const std::string& database) {
   return context.shared.paused.is_paused(database);
 }
 
-uint64_t average(uint64_t total, uint64_t count) { return count == 0 ? 0 : total / count; }
+int64_t flag(bool value) { return value ? 1 : 0; }  // PgBouncer's 0/1 integer columns
+
+// Whole seconds and the microseconds past them, as PgBouncer splits maxwait and wait.
+std::pair<int64_t, int64_t> split_seconds(double seconds) {
+  const auto whole = static_cast<int64_t>(seconds);
+  return {whole, static_cast<int64_t>((seconds - static_cast<double>(whole)) * 1e6)};
+}
+
+// PgBouncer's pool: every backend's pool of one (database, user), with clients and servers counted by state.
+struct UserPool {
+  int64_t cl_active = 0, cl_waiting = 0, sv_active = 0, sv_idle = 0, sv_tested = 0, sv_login = 0;
+  double maxwait = 0;
+  std::string pool_mode, backends;
+  int pool_size = 0;
+  bool draining = false;
+};
+
+std::map<std::pair<std::string, std::string>, UserPool> user_pools(const Context& context) {
+  std::map<std::pair<std::string, std::string>, UserPool> pools;
+  for (const auto& [key, p] : merged_pools(context)) {
+    UserPool& u = pools[{p.database, p.user}];
+    u.maxwait = std::max(u.maxwait, p.maxwait);
+    u.pool_mode = p.pool_mode;
+    u.backends += (u.backends.empty() ? "" : ",") + p.backend;
+    u.pool_size = std::max(u.pool_size, p.pool_size);
+    u.draining = u.draining || p.draining;
+  }
+  for (const WorkerSnapshot& s : *context.snapshots) {
+    for (const ClientRow& c : s.clients) {
+      auto it = pools.find({c.database, c.user});
+      if (c.admin || it == pools.end()) continue;
+      if (c.state == "waiting") ++it->second.cl_waiting;
+      if (c.state == "active" || c.state == "idle") ++it->second.cl_active;
+    }
+    for (const ServerRow& sv : s.servers) {
+      UserPool& u = pools[{sv.database, sv.user}];
+      if (sv.state == "active" || (sv.state == "used" && sv.client_id != 0)) ++u.sv_active;
+      if (sv.state == "used" && sv.client_id == 0) ++u.sv_tested;  // pgmux's own reset or sync queries
+      if (sv.state == "idle") ++u.sv_idle;
+      if (sv.state == "login") ++u.sv_login;
+    }
+  }
+  return pools;
+}
 
 }  // namespace
 
 Answer show_pools(const Input&, Context& context) {
+  ResultSet r;
+  r.column("database").column("user");
+  for (const char* name : {"cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active",
+                           "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login",
+                           "maxwait", "maxwait_us"}) {
+    r.column(name, kInt8);
+  }
+  r.column("pool_mode").column("load_balance_hosts");
+  r.column("backends").column("pool_size", kInt8).column("paused", kBool).column("draining", kBool);
+  const int64_t none = 0;  // cancel requests go out at once on their own connection: never queued or in flight
+  for (const auto& [key, u] : user_pools(context)) {
+    const auto [wait, wait_us] = split_seconds(u.maxwait);
+    r.row().cell(key.first).cell(key.second).cell(u.cl_active).cell(u.cl_waiting).cell(none).cell(none);
+    r.cell(u.sv_active).cell(none).cell(none).cell(u.sv_idle).cell(none).cell(u.sv_tested).cell(u.sv_login);
+    r.cell(wait).cell(wait_us).cell(u.pool_mode).null_cell();
+    r.cell(u.backends).cell(u.pool_size).cell(database_paused(context, key.first)).cell(u.draining);
+  }
+  return Answer::of(std::move(r));
+}
+
+Answer show_backend_pools(const Input&, Context& context) {
   ResultSet r;
   r.column("database").column("user").column("backend").column("role");
   r.column("cl_active", kInt8).column("cl_waiting", kInt8).column("sv_active", kInt8).column("sv_idle", kInt8);
   r.column("sv_login", kInt8).column("maxwait", kInt8).column("maxwait_us", kInt8).column("pool_mode");
   r.column("pool_size", kInt8).column("paused", kBool).column("draining", kBool);
   for (const auto& [key, p] : merged_pools(context)) {
-    const auto seconds = static_cast<int64_t>(p.maxwait);
+    const auto [wait, wait_us] = split_seconds(p.maxwait);
     r.row().cell(p.database).cell(p.user).cell(p.backend).cell(backend_role(context, p.backend));
     r.cell(p.cl_active).cell(p.cl_waiting).cell(p.sv_active).cell(p.sv_idle).cell(p.sv_login);
-    r.cell(seconds).cell(static_cast<int64_t>((p.maxwait - static_cast<double>(seconds)) * 1e6)).cell(p.pool_mode);
+    r.cell(wait).cell(wait_us).cell(p.pool_mode);
     r.cell(p.pool_size).cell(database_paused(context, p.database)).cell(p.draining);
   }
   return Answer::of(std::move(r));
 }
 
+namespace {
+
+// PgBouncer's columns shared by SHOW CLIENTS and SHOW SERVERS, up to and including prepared_statements.
+void connection_columns(ResultSet& r) {
+  r.column("type").column("user").column("database").column("replication").column("state").column("addr");
+  r.column("port", kInt8).column("local_addr").column("local_port", kInt8).column("connect_time");
+  r.column("request_time").column("wait", kInt8).column("wait_us", kInt8).column("close_needed", kInt8);
+  r.column("ptr").column("link").column("remote_pid", kInt8).column("tls").column("application_name");
+  r.column("prepared_statements", kInt8).column("id");
+}
+
+}  // namespace
+
 Answer show_clients(const Input&, Context& context) {
   ResultSet r;
-  r.column("id").column("type").column("user").column("database").column("state").column("addr");
-  r.column("port", kInt8).column("connect_time").column("request_time").column("wait", kInt8);
-  r.column("wait_us", kInt8).column("servers").column("pool_mode").column("application_name");
-  r.column("worker", kInt8);
+  connection_columns(r);
+  r.column("servers").column("pool_mode").column("worker", kInt8);
   for (const WorkerSnapshot& s : *context.snapshots) {
     for (const ClientRow& c : s.clients) {
-      const auto wait = static_cast<int64_t>(c.wait_seconds);
-      r.row().cell("C-" + std::to_string(c.id)).cell(c.admin ? "admin" : "C").cell(c.user).cell(c.database);
-      r.cell(c.state).cell(c.addr).cell(c.port).cell(format_time(c.connect_time)).cell(format_time(c.request_time));
-      r.cell(wait).cell(static_cast<int64_t>((c.wait_seconds - static_cast<double>(wait)) * 1e6)).cell(c.servers);
-      r.cell(c.admin ? "" : c.pool_mode).cell(c.application_name).cell(c.worker);
+      const auto [wait, wait_us] = split_seconds(c.wait_seconds);
+      const std::string id = "C-" + std::to_string(c.id);
+      r.row().cell(c.admin ? "admin" : "C").cell(c.user).cell(c.database).cell("none").cell(c.state);
+      r.cell(c.addr).cell(c.port).cell(c.socket.local_addr).cell(c.socket.local_port);
+      r.cell(format_time(c.connect_time)).cell(format_time(c.request_time)).cell(wait).cell(wait_us);
+      r.cell(int64_t{0}).cell(id).cell(c.servers).cell(int64_t{0}).cell(c.socket.tls).cell(c.application_name);
+      r.cell(static_cast<uint64_t>(c.prepared_statements)).cell(id);
+      r.cell(c.servers).cell(c.admin ? "" : c.pool_mode).cell(c.worker);
     }
   }
   return Answer::of(std::move(r));
 }
 
 Answer show_servers(const Input&, Context& context) {
+  std::map<uint64_t, std::string> application_names;  // by client id: PgBouncer shows the linked client's
+  for (const WorkerSnapshot& s : *context.snapshots) {
+    for (const ClientRow& c : s.clients) application_names[c.id] = c.application_name;
+  }
   ResultSet r;
-  r.column("id").column("type").column("user").column("database").column("backend").column("state");
-  r.column("addr").column("port", kInt8).column("connect_time").column("request_time").column("link");
-  r.column("remote_pid", kInt8).column("tx_status").column("prepared_statements", kInt8).column("worker", kInt8);
+  connection_columns(r);
+  r.column("backend").column("tx_status").column("worker", kInt8);
   for (const WorkerSnapshot& s : *context.snapshots) {
     for (const ServerRow& sv : s.servers) {
-      r.row().cell("S-" + std::to_string(sv.id)).cell("S").cell(sv.user).cell(sv.database).cell(sv.backend);
-      r.cell(sv.state).cell(sv.addr).cell(sv.port).cell(format_time(sv.connect_time));
-      r.cell(format_time(sv.request_time)).cell(sv.client_id ? "C-" + std::to_string(sv.client_id) : "");
-      r.cell(static_cast<int64_t>(sv.remote_pid)).cell(std::string(1, sv.tx_status));
-      r.cell(static_cast<uint64_t>(sv.prepared_statements)).cell(sv.worker);
+      const std::string id = "S-" + std::to_string(sv.id);
+      const auto app = sv.client_id ? application_names.find(sv.client_id) : application_names.end();
+      r.row().cell("S").cell(sv.user).cell(sv.database).cell("none").cell(sv.state).cell(sv.addr).cell(sv.port);
+      r.cell(sv.socket.local_addr).cell(sv.socket.local_port).cell(format_time(sv.connect_time));
+      r.cell(format_time(sv.request_time)).cell(int64_t{0}).cell(int64_t{0}).cell(flag(sv.close_needed)).cell(id);
+      r.cell(sv.client_id ? "C-" + std::to_string(sv.client_id) : "").cell(static_cast<int64_t>(sv.remote_pid));
+      r.cell(sv.socket.tls).cell(app == application_names.end() ? "" : app->second);
+      r.cell(static_cast<uint64_t>(sv.prepared_statements)).cell(id);
+      r.cell(sv.backend).cell(std::string(1, sv.tx_status)).cell(sv.worker);
     }
-  }
-  return Answer::of(std::move(r));
-}
-
-Answer show_stats(const Input&, Context& context) {
-  std::map<std::string, PoolRow> by_database;
-  for (const auto& [key, p] : merged_pools(context)) add_pool_totals(by_database[p.database], p);
-  ResultSet r;
-  r.column("database");
-  for (const char* name : {"total_xact_count", "total_query_count", "total_received", "total_sent",
-                           "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_time",
-                           "avg_query_time"}) {
-    r.column(name, kInt8);
-  }
-  for (const auto& [database, d] : by_database) {
-    r.row().cell(database).cell(d.xact_count).cell(d.query_count).cell(d.bytes_received).cell(d.bytes_sent);
-    r.cell(d.xact_time_us).cell(d.query_time_us).cell(d.wait_time_us);
-    r.cell(average(d.xact_time_us, d.xact_count)).cell(average(d.query_time_us, d.query_count));
   }
   return Answer::of(std::move(r));
 }
 
 Answer show_lists(const Input&, Context& context) {
-  int64_t clients = 0, waiting = 0, login = 0, admin = 0, active_servers = 0, idle_servers = 0, login_servers = 0;
+  int64_t clients = 0, waiting = 0, login = 0, admin = 0, servers = 0, idle_servers = 0, login_servers = 0;
   for (const WorkerSnapshot& s : *context.snapshots) {
+    clients += static_cast<int64_t>(s.clients.size());
+    servers += static_cast<int64_t>(s.servers.size());
     for (const ClientRow& c : s.clients) {
-      if (c.admin) {
-        ++admin;
-      } else if (c.state == "login") {
-        ++login;
-      } else if (c.state == "waiting") {
-        ++waiting;
-      } else {
-        ++clients;
-      }
+      admin += c.admin ? 1 : 0;
+      login += c.state == "login" ? 1 : 0;
+      waiting += c.state == "waiting" ? 1 : 0;
     }
     for (const ServerRow& sv : s.servers) {
-      if (sv.state == "idle") {
-        ++idle_servers;
-      } else if (sv.state == "login") {
-        ++login_servers;
-      } else {
-        ++active_servers;
-      }
+      idle_servers += sv.state == "idle" ? 1 : 0;
+      login_servers += sv.state == "login" ? 1 : 0;
     }
   }
   ResultSet r;
   r.column("list").column("items", kInt8);
   auto item = [&](const char* name, int64_t value) { r.row().cell(name).cell(value); };
+  // PgBouncer's rows, in its order. pgmux keeps no freed connection objects, has no peers and caches no DNS.
   item("databases", static_cast<int64_t>(context.config->databases.size()));
   item("users", static_cast<int64_t>(context.config->users.size()));
-  item("backends", static_cast<int64_t>(context.config->backends.size()));
-  item("pools", static_cast<int64_t>(merged_pools(context).size()));
+  item("peers", 0);
+  item("pools", static_cast<int64_t>(user_pools(context).size()));
+  item("peer_pools", 0);
+  item("free_clients", 0);
   item("used_clients", clients);
-  item("waiting_clients", waiting);
   item("login_clients", login);
+  item("free_servers", 0);
+  item("used_servers", servers);
+  for (const char* dns : {"dns_names", "dns_zones", "dns_queries", "dns_pending"}) item(dns, 0);
+  // pgmux's own.
+  item("backends", static_cast<int64_t>(context.config->backends.size()));
+  item("backend_pools", static_cast<int64_t>(merged_pools(context).size()));
+  item("waiting_clients", waiting);
   item("admin_clients", admin);
-  item("used_servers", active_servers);
-  item("free_servers", idle_servers);
+  item("idle_servers", idle_servers);
   item("login_servers", login_servers);
   item("workers", static_cast<int64_t>(context.snapshots->size()));
   item("paused_databases", static_cast<int64_t>(context.shared.paused.list().size()));
@@ -142,27 +210,40 @@ Answer show_lists(const Input&, Context& context) {
 }
 
 Answer show_databases(const Input&, Context& context) {
-  std::map<std::string, int64_t> connections;  // server connections by database
+  std::map<std::string, int64_t> connections, clients;  // server and client connections by database
   for (const WorkerSnapshot& s : *context.snapshots) {
     for (const ServerRow& sv : s.servers) ++connections[sv.database];
+    for (const ClientRow& c : s.clients) clients[c.database] += c.admin ? 0 : 1;
   }
+  const conf::Config& config = *context.config;
   ResultSet r;
-  r.column("name").column("database").column("backends").column("pool_size", kInt8).column("min_pool_size", kInt8);
-  r.column("reserve_pool", kInt8).column("pool_mode").column("max_connections", kInt8);
-  r.column("current_connections", kInt8).column("paused", kBool);
+  r.column("name").column("host").column("port", kInt8).column("database").column("force_user");
+  r.column("pool_size", kInt8).column("min_pool_size", kInt8).column("reserve_pool_size", kInt8);
+  r.column("server_lifetime", kInt8).column("pool_mode").column("load_balance_hosts");
+  r.column("max_connections", kInt8).column("current_connections", kInt8).column("max_client_connections", kInt8);
+  r.column("current_client_connections", kInt8).column("paused", kInt8).column("disabled", kInt8);
+  r.column("backends").column("reserve_pool", kInt8);
   auto add = [&](const std::string& name, const conf::Database& d) {
-    std::string backends;
-    for (const std::string& b : d.backends) backends += (backends.empty() ? "" : ",") + b;
-    r.row().cell(name).cell(d.server_database.empty() ? name : d.server_database);
-    r.cell(backends.empty() ? "*" : backends).cell(d.pool_size).cell(d.min_pool_size).cell(d.reserve_pool_size);
-    r.cell(conf::to_string(d.pool_mode)).cell(d.max_db_connections).cell(connections[name]);
-    r.cell(database_paused(context, name));
+    std::string backends, hosts;
+    int64_t port = 0;
+    for (const conf::Backend& b : config.backends) {
+      if (!d.backends.empty() && std::find(d.backends.begin(), d.backends.end(), b.name) == d.backends.end()) continue;
+      backends += (backends.empty() ? "" : ",") + b.name;
+      hosts += (hosts.empty() ? "" : ",") + b.host;
+      if (port == 0) port = b.port;
+    }
+    r.row().cell(name).cell(hosts).cell(port).cell(d.server_database.empty() ? name : d.server_database).null_cell();
+    r.cell(d.pool_size).cell(d.min_pool_size).cell(d.reserve_pool_size);
+    r.cell(static_cast<int64_t>(config.timeouts.server_lifetime)).cell(conf::to_string(d.pool_mode)).null_cell();
+    r.cell(d.max_db_connections).cell(connections[name]).cell(int64_t{0}).cell(clients[name]);
+    r.cell(flag(database_paused(context, name))).cell(int64_t{0});
+    r.cell(backends).cell(d.reserve_pool_size);
   };
-  for (const conf::Database& d : context.config->databases) add(d.name, d);
+  for (const conf::Database& d : config.databases) add(d.name, d);
   // Then the databases clients opened through "*" (as PgBouncer lists its auto-databases), with its settings.
-  const conf::Database* any = context.config->find_database("*");
+  const conf::Database* any = config.find_database("*");
   for (const std::string& name : context.shared.open_auto_databases()) {
-    const conf::Database* listed = context.config->find_database(name);
+    const conf::Database* listed = config.find_database(name);
     if (any && listed == any) add(name, *any);
   }
   return Answer::of(std::move(r));

@@ -144,6 +144,98 @@ TEST_CASE_FIXTURE(Fixture, "console access: admin_users, stats_users, everyone e
   }
 }
 
+// PgBouncer 1.25's columns (src/admin.c and src/stats.c of that release), which tools read by name or position.
+const std::map<std::string, std::vector<std::string>> kPgBouncerColumns = {
+    {"SHOW POOLS",
+     {"database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active",
+      "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait",
+      "maxwait_us", "pool_mode", "load_balance_hosts"}},
+    {"SHOW STATS",
+     {"database", "total_server_assignment_count", "total_xact_count", "total_query_count", "total_received",
+      "total_sent", "total_xact_time", "total_query_time", "total_wait_time", "total_client_parse_count",
+      "total_server_parse_count", "total_bind_count", "avg_server_assignment_count", "avg_xact_count",
+      "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time",
+      "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"}},
+    {"SHOW STATS_TOTALS",
+     {"database", "server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent",
+      "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count"}},
+    {"SHOW DATABASES",
+     {"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool_size",
+      "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections", "current_connections",
+      "max_client_connections", "current_client_connections", "paused", "disabled"}},
+    {"SHOW LISTS", {"list", "items"}},
+    {"SHOW CLIENTS",
+     {"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
+      "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
+      "application_name", "prepared_statements", "id"}},
+    {"SHOW MEM", {"name", "size", "used", "free", "memtotal"}},
+    {"SHOW FDS",
+     {"fd", "task", "user", "database", "addr", "port", "cancel", "link", "client_encoding", "std_strings",
+      "datestyle", "timezone", "password", "scram_client_key", "scram_server_key"}},
+};
+
+TEST_CASE_FIXTURE(Fixture, "PgBouncer's SHOW commands answer PgBouncer 1.25's columns first, in its order") {
+  PgConn client = connect(app());
+  exec(client.get(), "SELECT 1");
+  PgConn conn = connect(console("watcher", "watcher-secret"));  // a stats user may read them all
+  std::map<std::string, std::vector<std::string>> expected = kPgBouncerColumns;
+  expected["SHOW SERVERS"] = expected.at("SHOW CLIENTS");  // the same columns
+  for (const auto& [command, columns] : expected) {
+    const Table t = query(conn.get(), command);
+    INFO(command);
+    REQUIRE(t.columns.size() >= columns.size());
+    CHECK(std::vector<std::string>(t.columns.begin(), t.columns.begin() + static_cast<long>(columns.size())) ==
+          columns);
+  }
+  // SHOW LISTS: PgBouncer's rows first, in its order.
+  const Table lists = query(conn.get(), "SHOW LISTS");
+  const std::vector<std::string> rows = {"databases",    "users",        "peers",       "pools",
+                                         "peer_pools",   "free_clients", "used_clients", "login_clients",
+                                         "free_servers", "used_servers", "dns_names",   "dns_zones",
+                                         "dns_queries",  "dns_pending"};
+  REQUIRE(lists.rows.size() >= rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) CHECK(lists.rows[i].at("list") == rows[i]);
+  // Values pgmux has are real: the app client and this session are used clients; its server has an fd.
+  CHECK(std::atoi(lists.find("list", "used_clients")->at("items").c_str()) >= 2);
+  const Table fds = query(conn.get(), "SHOW FDS");
+  const auto* server_fd = fds.find("task", "server");
+  REQUIRE(server_fd != nullptr);
+  CHECK(std::atoi(server_fd->at("fd").c_str()) > 2);
+  CHECK(server_fd->at("password").empty());  // NULL: no secret leaves pgmux
+  const Table mem = query(conn.get(), "SHOW MEM");
+  CHECK(std::atol(mem.find("name", "client_cache")->at("used").c_str()) >= 2);
+  CHECK(std::atol(mem.find("name", "client_cache")->at("size").c_str()) > 0);
+  const Table clients = query(conn.get(), "SHOW CLIENTS");
+  const auto* me = clients.find("user", "watcher");
+  REQUIRE(me != nullptr);
+  CHECK(me->at("local_port") == std::to_string(listen_port));
+  CHECK(me->at("replication") == "none");
+  // Transaction pooling's named prepared statements are counted as PgBouncer counts them: a PQprepare (answered
+  // by pgmux while the client holds no server) and two executions make 1 client Parse, 2 Binds, and a Parse on
+  // each server the reads went to (one or two standbys).
+  auto totals = [&](const char* column) {
+    const Table stats = query(conn.get(), "SHOW STATS_TOTALS");
+    const auto* row = stats.find("database", kDb);
+    return row ? std::atol(row->at(column).c_str()) : -1L;
+  };
+  const long client_parses = totals("client_parse_count"), server_parses = totals("server_parse_count");
+  const long binds = totals("bind_count");
+  PgResult prepared(PQprepare(client.get(), "counted", "SELECT $1::int + 1", 1, nullptr));
+  REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+  for (const char* value : {"1", "2"}) {
+    PgResult run(PQexecPrepared(client.get(), "counted", 1, &value, nullptr, nullptr, 0));
+    CHECK(PQresultStatus(run.get()) == PGRES_TUPLES_OK);
+  }
+  CHECK(totals("client_parse_count") == client_parses + 1);
+  const long server_parses_now = totals("server_parse_count");
+  CHECK(server_parses_now >= server_parses + 1);
+  CHECK(server_parses_now <= server_parses + 2);
+  CHECK(totals("bind_count") == binds + 2);
+  // PgBouncer's tools open the console as "pgbouncer": the same console.
+  PgConn as_pgbouncer = connect(conninfo(listen_port, "watcher", "watcher-secret", "pgbouncer"));
+  CHECK(query(as_pgbouncer.get(), "SHOW VERSION").rows.size() == 1);
+}
+
 TEST_CASE_FIXTURE(Fixture, "SHOW commands answer tables with PgBouncer's and Pgpool-II's columns") {
   PgConn client = connect(app("application_name=admin_it_client"));
   exec(client.get(), "SELECT 1");
@@ -177,11 +269,16 @@ TEST_CASE_FIXTURE(Fixture, "SHOW commands answer tables with PgBouncer's and Pgp
   CHECK(selects >= 2);
   CHECK(query(conn.get(), "SHOW POOL_NODES").columns == backends.columns);
 
-  Table pools = query(conn.get(), "SHOW POOLS");
-  CHECK(has_columns(pools, {"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login",
-                            "maxwait", "maxwait_us", "pool_mode"}));
+  Table pools = query(conn.get(), "SHOW POOLS");  // PgBouncer's: one row per (database, user)
+  const auto* app_pool = pools.find("database", kDb);
+  REQUIRE(app_pool != nullptr);
+  CHECK(app_pool->at("user") == "app");
+  CHECK(std::atoi(app_pool->at("cl_active").c_str()) >= 1);
+  CHECK(app_pool->at("pool_mode") == "transaction");
+  CHECK(app_pool->at("backends").find("primary") != std::string::npos);
+  Table backend_pools = query(conn.get(), "SHOW BACKEND_POOLS");  // pgmux's: one per (database, user, backend)
   bool primary_pool = false;
-  for (const auto& row : pools.rows) {
+  for (const auto& row : backend_pools.rows) {
     if (row.at("database") == kDb && row.at("user") == "app" && row.at("backend") == "primary") {
       primary_pool = true;
       CHECK(row.at("pool_mode") == "transaction");
@@ -366,7 +463,7 @@ TEST_CASE_FIXTURE(Fixture, "PAUSE waits for running transactions, holds new ones
   CHECK_FALSE(wait_readable(busy.get(), 0.8));
   PgConn other = connect(conninfo(listen_port, "app", "app", "app"));
   CHECK(scalar(other.get(), "SELECT 5") == "5");
-  CHECK(query(conn.get(), "SHOW DATABASES").find("name", kDb)->at("paused") == "t");
+  CHECK(query(conn.get(), "SHOW DATABASES").find("name", kDb)->at("paused") == "1");
 
   exec(conn.get(), std::string("RESUME ") + kDb);
   REQUIRE(wait_readable(busy.get(), 3));

@@ -12,6 +12,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <regex>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -196,6 +199,50 @@ TEST_CASE("metrics move as expected under pgbench over the primary and two stand
   held.reset();
   refused.reset();
   txpool::drop_database_quietly(kDb);
+}
+
+// Every pgmux_* name written in `file` (a dashboard's or a rule file's expressions).
+std::set<std::string> metric_names_in(const std::string& file) {
+  std::ifstream in(file);
+  REQUIRE_MESSAGE(in.good(), "cannot read " << file);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::set<std::string> names;
+  const std::regex name("pgmux_[a-z_]+[a-z]");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), name); it != std::sregex_iterator(); ++it) {
+    names.insert(it->str());
+  }
+  return names;
+}
+
+TEST_CASE("every metric the Grafana dashboard and the alert rules use is in a real scrape") {
+  if (direct_mode()) return;
+  const int listen = pick_listen_port();
+  MetricsProxy proxy(cluster_config(listen), listen);
+  txpool::wait_serving(txpool::app_conninfo(proxy.port, "app"));
+  REQUIRE(proxy.wait_metrics(cluster_known, 15));
+  {  // what makes the event-driven series appear: an error, a refused login, a disconnect
+    PgConn client = connect(txpool::app_conninfo(proxy.port, "app"));
+    CHECK(exec_sqlstate(client.get(), "SELECT 1/0") == "22012");
+    PgConn refused = try_connect(conninfo(proxy.port, "postgres", "wrongpw", "app"));
+    CHECK(PQstatus(refused.get()) == CONNECTION_BAD);
+  }
+  std::string text;
+  REQUIRE(proxy.wait_metrics([&](const std::string& m) {
+    text = m;
+    return m.find("\npgmux_client_disconnects_total{") != std::string::npos;
+  }, 10));
+  const std::string conf = std::string(PGMUX_SOURCE_DIR) + "/conf/";
+  for (const char* file : {"grafana-dashboard.json", "prometheus-alerts.yml"}) {
+    const std::set<std::string> names = metric_names_in(conf + file);
+    CHECK(names.size() >= 5);
+    for (const std::string& name : names) {
+      INFO(file << " uses " << name);
+      const bool sampled = text.find("\n" + name + "{") != std::string::npos ||
+                           text.find("\n" + name + " ") != std::string::npos;
+      CHECK(sampled);
+    }
+  }
+  CHECK(metric_names_in(conf + "grafana-dashboard.json").count("pgmux_queries_routed_total") == 1);
 }
 
 TEST_CASE("/healthz, /readyz and /status; 404, 405 and 400 answers leave the listener serving") {
