@@ -186,17 +186,6 @@ std::optional<std::string> unb64(const std::string& text) {
   return std::string(reinterpret_cast<char*>(out.data()), len);
 }
 
-// "a=1,b=2" attribute lookup (SCRAM messages).
-std::string attr(const std::string& msg, char key) {
-  size_t pos = 0;
-  while (pos < msg.size()) {
-    size_t end = msg.find(',', pos);
-    if (end == std::string::npos) end = msg.size();
-    if (end - pos >= 2 && msg[pos] == key && msg[pos + 1] == '=') return msg.substr(pos + 2, end - pos - 2);
-    pos = end + 1;
-  }
-  return "";
-}
 
 void parse_error(const std::string& body, StartupOutcome& out) {
   size_t pos = 0;
@@ -225,9 +214,9 @@ struct Scram {
   }
 
   std::optional<std::string> final_message(const std::string& server_first) {
-    std::string nonce = attr(server_first, 'r');
-    auto salt = unb64(attr(server_first, 's'));
-    int iterations = std::atoi(attr(server_first, 'i').c_str());
+    std::string nonce = scram_attribute(server_first, 'r');
+    auto salt = unb64(scram_attribute(server_first, 's'));
+    int iterations = std::atoi(scram_attribute(server_first, 'i').c_str());
     if (nonce.empty() || !salt || iterations <= 0) return std::nullopt;
     unsigned char salted[32];
     PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
@@ -247,6 +236,17 @@ struct Scram {
 };
 
 }  // namespace
+
+std::string scram_attribute(const std::string& msg, char key) {
+  size_t pos = 0;
+  while (pos < msg.size()) {
+    size_t end = msg.find(',', pos);
+    if (end == std::string::npos) end = msg.size();
+    if (end - pos >= 2 && msg[pos] == key && msg[pos + 1] == '=') return msg.substr(pos + 2, end - pos - 2);
+    pos = end + 1;
+  }
+  return "";
+}
 
 std::string raw_packet(uint32_t code, const std::string& body) {
   std::string out;
@@ -352,7 +352,7 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
         break;
       }
       case 12:  // SASLFinal: check the server's signature
-        if (attr(body.substr(4), 'v') != b64(scram.server_signature)) {
+        if (scram_attribute(body.substr(4), 'v') != b64(scram.server_signature)) {
           out.message = "SCRAM server signature mismatch";
           return out;
         }

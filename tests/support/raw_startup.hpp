@@ -48,6 +48,9 @@ struct RawReply {
 // Connects, runs the steps, then reads until the server closes or timeout_s passes.
 RawReply raw_exchange(const RawEndpoint& to, const std::vector<RawStep>& steps, double timeout_s = 3.0);
 
+// The value of `key` in a SCRAM message ("r=...,s=...,i=4096"); empty when absent.
+std::string scram_attribute(const std::string& msg, char key);
+
 // Builders for startup-phase packets (big-endian length word first).
 std::string raw_packet(uint32_t code, const std::string& body = {});
 std::string raw_parameters(const std::vector<std::pair<std::string, std::string>>& parameters);  // with the final NUL
