@@ -116,7 +116,8 @@ void ClientConn::apply_auth_step(ClientAuth::Step step) {
     return;
   }
   send_owned(std::move(step.reply));
-  if (step.verdict == ClientAuth::Verdict::Ok) auth_succeeded();
+  // A write to a client that has gone fails and closes it: then there is no one to log in.
+  if (open() && step.verdict == ClientAuth::Verdict::Ok) auth_succeeded();
 }
 
 void ClientConn::handle_auth() {
@@ -147,6 +148,8 @@ void ClientConn::auth_succeeded() {
   ByteVector ok;
   build_authentication_ok(ok);
   send_owned(std::move(ok));
+  // The client may be gone (SASLFinal went out, AuthenticationOk did not): nothing may queue it in a pool now.
+  if (!open()) return;
   if (!user_config_) {  // trust: PostgreSQL too says so only after AuthenticationOk
     fail({Failure::UnknownRole, {user_}});
     return;

@@ -2,6 +2,9 @@
 // since libpq hides a failed connection's SQLSTATE) and working SCRAM and MD5 logins.
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
 #include "tests/support/raw_startup.hpp"
@@ -71,4 +74,25 @@ TEST_CASE("superuser postgres logs in to database postgres (wildcard database en
   PgConn conn = connect(target().conninfo("postgres", "postgres", "postgres"));
   CHECK(scalar(conn.get(), "SELECT current_database()") == "postgres");
   CHECK(scalar(conn.get(), "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == "t");
+}
+
+// Regression (found by the soak test): pgmux answers a correct proof with two writes (SASLFinal, then
+// AuthenticationOk); when the client has already gone, the second fails, the client is closed, and the login went
+// on with it anyway: an illegal state change "closing -> login_wait", the closed client queued in the pool, and a
+// crash once the pool handed it a server.
+TEST_CASE("clients gone right after their SCRAM proof leave pgmux serving") {
+  for (int i = 0; i < 40; ++i) {
+    StartupExtras extras;
+    extras.vanish_after_proof = true;
+    extras.reset_on_vanish = i % 2 == 1;
+    StartupOutcome out = raw_startup(target().port(), "app", "app", "app", 5.0, extras);
+    REQUIRE(out.message == "closed after sending the SCRAM proof");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  if (PgmuxProcess* pgmux = target().process()) {
+    REQUIRE_FALSE(pgmux->wait_exit(0));
+    CHECK(pgmux->full_log().find("illegal state change") == std::string::npos);
+  }
+  PgConn conn = connect(target().app_conninfo());
+  CHECK(scalar(conn.get(), "SELECT 1") == "1");
 }

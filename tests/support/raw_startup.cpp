@@ -56,6 +56,17 @@ class Wire {
 
   bool connected() const { return fd_ >= 0; }
 
+  // Closes now; with reset, by a TCP reset (SO_LINGER 0) instead of FIN.
+  void abandon(bool reset) {
+    if (fd_ < 0) return;
+    if (reset) {
+      linger hard{1, 0};
+      setsockopt(fd_, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    }
+    close(fd_);
+    fd_ = -1;
+  }
+
   bool send_all(const std::string& bytes) {
     size_t off = 0;
     while (off < bytes.size()) {
@@ -349,6 +360,11 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
           return out;
         }
         sent = wire.send_all(message('p', *final_msg));
+        if (sent && extras.vanish_after_proof) {
+          wire.abandon(extras.reset_on_vanish);
+          out.message = "closed after sending the SCRAM proof";
+          return out;
+        }
         break;
       }
       case 12:  // SASLFinal: check the server's signature

@@ -25,6 +25,10 @@ struct StartupOutcome {
 struct StartupExtras {
   uint32_t protocol_version = 196608;                            // 3.0
   std::vector<std::pair<std::string, std::string>> parameters;  // sent after user and database
+  // Close the connection right after sending the SCRAM proof, without waiting for the answer (a client that
+  // vanishes at the end of its login); with a TCP reset instead of FIN when reset_on_vanish.
+  bool vanish_after_proof = false;
+  bool reset_on_vanish = false;
 };
 
 // Logs in to 127.0.0.1:port and disconnects (Terminate) on success. Every socket wait is bounded by timeout_s.
