@@ -79,7 +79,8 @@ void ServerChurn::loop() {
       superuser = connect_quietly(
           test::conninfo(options_.primary_port, options_.superuser, options_.superuser_password, "postgres"));
     }
-    if (!usable(admin) || !usable(superuser) || !tick(admin.get(), superuser.get())) {
+    if (!usable(admin) || !usable(superuser) || !kill_servers(admin.get(), superuser.get()) ||
+        !kill_clients(admin.get())) {
       errors_.fetch_add(1);
       if (!usable(admin)) admin.reset();
       if (!usable(superuser)) superuser.reset();
@@ -89,7 +90,7 @@ void ServerChurn::loop() {
 }
 
 // One pacing step: kill as many servers as the count of opened ones lags behind where it should be by now.
-bool ServerChurn::tick(PGconn* admin, PGconn* superuser) {
+bool ServerChurn::kill_servers(PGconn* admin, PGconn* superuser) {
   const double now_total = server_connects(options_.metrics_port);
   if (now_total < 0) return false;
   opened_ = now_total - connects_at_start_;
@@ -103,8 +104,7 @@ bool ServerChurn::tick(PGconn* admin, PGconn* superuser) {
   if (behind <= 0) return true;
   auto pids = server_pids(admin);
   if (!pids) return false;
-  static thread_local std::mt19937 random(12345);
-  std::shuffle(pids->begin(), pids->end(), random);
+  std::shuffle(pids->begin(), pids->end(), random_);
   pids->resize(std::min({pids->size(), kMostKillsPerTick, static_cast<size_t>(behind)}));
   if (pids->empty()) return true;
   std::string list;
@@ -114,6 +114,34 @@ bool ServerChurn::tick(PGconn* admin, PGconn* superuser) {
   test::PgResult res(PQexec(superuser, sql.c_str()));
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return false;
   killed_.fetch_add(static_cast<size_t>(std::atol(PQgetvalue(res.get(), 0, 0))));
+  return true;
+}
+
+// Disconnects application clients from the admin console (KILL_CLIENT), paced to client_kill_share of the clients
+// done: they get 57P01 in whatever state they are, logging in included.
+bool ServerChurn::kill_clients(PGconn* admin) {
+  const double want = std::floor(static_cast<double>(options_.clients) * options_.client_kill_share *
+                                 std::min(1.0, options_.progress()));
+  if (static_cast<double>(clients_killed_.load()) >= want) return true;
+  test::PgResult res(PQexec(admin, "SHOW CLIENTS"));
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return false;
+  const int id_column = PQfnumber(res.get(), "id");
+  const int database_column = PQfnumber(res.get(), "database");
+  if (id_column < 0 || database_column < 0) return false;
+  std::vector<std::string> ids;
+  for (int row = 0; row < PQntuples(res.get()); ++row) {
+    // Not a console session: this thread's own among them.
+    if (std::string(PQgetvalue(res.get(), row, database_column)) != "pgmux") {
+      ids.emplace_back(PQgetvalue(res.get(), row, id_column));
+    }
+  }
+  if (ids.empty()) return true;
+  const std::string command = "KILL_CLIENT " + ids[random_() % ids.size()];
+  test::PgResult killed(PQexec(admin, command.c_str()));
+  // The client may have left since SHOW CLIENTS: the console then answers an error, and the next tick tries again.
+  if (PQresultStatus(killed.get()) == PGRES_COMMAND_OK || PQresultStatus(killed.get()) == PGRES_TUPLES_OK) {
+    clients_killed_.fetch_add(1);
+  }
   return true;
 }
 

@@ -1,14 +1,15 @@
-// Server-side churn for the soak test: a thread that kills pgmux's server connections with pg_terminate_backend
-// from a direct superuser connection (the "killed backends" fault), paced so that the number of server
-// connections pgmux has opened (its pgmux_server_connects_total) keeps up with the share of clients done times
-// the target. The victims come from the admin console's SHOW SERVERS (remote_pid), so nothing outside this
-// pgmux is touched.
+// Churn for the soak test: a thread that kills pgmux's server connections with pg_terminate_backend from a direct
+// superuser connection (the "killed backends" fault), paced so that the number of server connections pgmux has
+// opened (its pgmux_server_connects_total) keeps up with the share of clients done times the target. The victims
+// come from the admin console's SHOW SERVERS (remote_pid), so nothing outside this pgmux is touched. It also
+// disconnects a few clients with the console's KILL_CLIENT.
 #pragma once
 #include <libpq-fe.h>
 
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -24,6 +25,8 @@ struct ChurnOptions {
   std::string superuser_password = "postgres";
   size_t server_target = 0;        // server connections to have opened when progress() reaches 1
   std::function<double()> progress;  // 0..1: the share of the clients done
+  size_t clients = 0;                // clients of the round, for client_kill_share
+  double client_kill_share = 0.01;   // of the clients, disconnected from the admin console with KILL_CLIENT
 };
 
 class ServerChurn {
@@ -36,6 +39,7 @@ class ServerChurn {
   void start();
   void stop();
   size_t killed() const { return killed_.load(); }
+  size_t clients_killed() const { return clients_killed_.load(); }
   size_t errors() const { return errors_.load(); }  // failed console or superuser calls (reconnected)
   // pgmux_server_connects_total at start(), so opened() = now - that.
   double connects_at_start() const { return connects_at_start_; }
@@ -43,13 +47,16 @@ class ServerChurn {
 
  private:
   void loop();
-  bool tick(PGconn* admin, PGconn* superuser);
+  bool kill_servers(PGconn* admin, PGconn* superuser);
+  bool kill_clients(PGconn* admin);
 
   ChurnOptions options_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<size_t> killed_{0};
+  std::atomic<size_t> clients_killed_{0};
   std::atomic<size_t> errors_{0};
+  std::mt19937 random_{12345};  // used by the churn thread only
   std::atomic<double> opened_{0};
   double connects_at_start_ = 0;
 };

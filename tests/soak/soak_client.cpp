@@ -43,7 +43,7 @@ const char* scenario_name(Scenario s) {
   static const char* names[kScenarioCount] = {
       "queries",        "transaction",   "wrong_password",  "unknown_user",       "unknown_database",
       "close_startup",  "close_mid_auth", "half_query",     "close_after_query",  "reset_mid_query",
-      "close_in_transaction", "cancel"};
+      "close_in_transaction", "cancel", "close_after_auth", "bogus_cancel"};
   return names[static_cast<int>(s)];
 }
 
@@ -74,6 +74,10 @@ void SoakClient::on_event(uint32_t events) {
   if (connecting_ && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
     connecting_ = false;
     if (!connect_finished_ok(fd_)) return finish("connect_failed", "SO_ERROR");
+    if (scenario_ == Scenario::BogusCancel) {
+      send(cancel_request(static_cast<int32_t>(Clock::now().time_since_epoch().count()), 12345));
+      return;
+    }
     send(startup_message(target_.user, target_.database));
     if (scenario_ == Scenario::CloseAfterStartup) return vanish(false);
   }
@@ -104,6 +108,7 @@ void SoakClient::on_readable() {
   if (done_) return;
   if (broken) return finish("unexpected", "impossible message length from pgmux");
   if (!eof) return;
+  if (scenario_ == Scenario::BogusCancel && in_.empty()) return finish("closed");
   if (killed_ || server_lost_state(error_state_)) return finish("killed");
   finish("unexpected", "pgmux closed the connection (phase " + std::to_string(static_cast<int>(phase_)) +
                            ", last SQLSTATE '" + error_state_ + "')");
@@ -130,7 +135,9 @@ void SoakClient::handle_auth(const BackendMessage& msg) {
     if (scenario_ == Scenario::CloseMidAuth) return vanish(false);
     auto answer = scram_.client_final(msg.body.substr(4));
     if (!answer) return finish("unexpected", "malformed SCRAM server-first");
-    return send(sasl_response(*answer));
+    send(sasl_response(*answer));
+    if (scenario_ == Scenario::CloseAfterAuth) vanish(false);
+    return;
   }
   finish("unexpected", "authentication request " + std::to_string(code));
 }
@@ -284,16 +291,16 @@ void SoakClient::finish(const std::string& outcome, const std::string& detail) {
 }
 
 bool SoakClient::expected_outcome() const {
+  if (outcome_ == "killed") return true;
   switch (scenario_) {
     case Scenario::WrongPassword:
     case Scenario::UnknownUser: return outcome_ == "28P01";
     case Scenario::UnknownDatabase: return outcome_ == "3D000";
-    case Scenario::CloseAfterStartup:
-    case Scenario::CloseMidAuth: return outcome_ == "vanished";
+    case Scenario::BogusCancel: return outcome_ == "closed";
     case Scenario::Queries:
-    case Scenario::Transaction: return outcome_ == "ok" || outcome_ == "killed";
-    case Scenario::Cancel: return outcome_ == "cancelled" || outcome_ == "killed";
-    default: return outcome_ == "vanished" || outcome_ == "killed";
+    case Scenario::Transaction: return outcome_ == "ok";
+    case Scenario::Cancel: return outcome_ == "cancelled";
+    default: return outcome_ == "vanished";
   }
 }
 

@@ -1,7 +1,8 @@
 // One soak client connection: a state machine over a non-blocking socket that logs in (SCRAM), plays a scenario
 // (plain queries, a transaction, or one of the faults: wrong password, unknown user or database, vanishing before
 // or during login, mid-request or inside a transaction, a reset, a cancel) and ends with an outcome the driver
-// counts. Faults pgmux does not cause (its servers killed under a client) end as the tolerated outcome "killed".
+// counts. Faults pgmux does not cause (its servers killed under a client, the client killed from the admin console)
+// end as the outcome "killed", which every scenario tolerates.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -27,8 +28,10 @@ enum class Scenario : uint8_t {
   ResetMidQuery,       // a Query running on the server, then a TCP reset
   CloseInTransaction,  // BEGIN, SELECT, gone inside the transaction
   Cancel,              // pg_sleep(5) cancelled through a CancelRequest: expects 57014, then Terminate
+  CloseAfterAuth,      // gone right after the SCRAM proof, while pgmux finds it a server
+  BogusCancel,         // a CancelRequest with a key nobody has: pgmux closes the connection
 };
-inline constexpr int kScenarioCount = 12;
+inline constexpr int kScenarioCount = 14;
 const char* scenario_name(Scenario s);
 
 struct ClientTarget {
@@ -57,7 +60,8 @@ class SoakClient {
 
   bool done() const { return done_; }
   Scenario scenario() const { return scenario_; }
-  // "ok", "cancelled", "28P01", "3D000", "vanished", "killed" are expected; anything else is a failure.
+  // "ok", "cancelled", "28P01", "3D000", "vanished", "closed", "killed" are expected, each for its scenarios;
+  // anything else is a failure.
   const std::string& outcome() const { return outcome_; }
   const std::string& detail() const { return detail_; }
   bool expected_outcome() const;

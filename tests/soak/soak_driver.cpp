@@ -106,16 +106,20 @@ void account(const SoakClient& client, DriverResult& result) {
 
 const std::map<Scenario, int>& scenario_mix() {
   static const std::map<Scenario, int> mix = {
-      {Scenario::Queries, 30},          {Scenario::Transaction, 14},       {Scenario::WrongPassword, 8},
+      {Scenario::Queries, 26},          {Scenario::Transaction, 11},       {Scenario::WrongPassword, 8},
       {Scenario::UnknownUser, 5},       {Scenario::UnknownDatabase, 3},    {Scenario::CloseAfterStartup, 6},
       {Scenario::CloseMidAuth, 5},      {Scenario::HalfQuery, 6},          {Scenario::CloseAfterQuery, 5},
       {Scenario::ResetMidQuery, 6},     {Scenario::CloseInTransaction, 7}, {Scenario::Cancel, 5},
+      {Scenario::CloseAfterAuth, 4},    {Scenario::BogusCancel, 3},
   };
   return mix;
 }
 
 SoakDriver::SoakDriver(DriverOptions options) : options_(std::move(options)) {
   if (options_.databases.empty()) options_.databases.push_back("app");
+  int percent = 0;
+  for (const auto& entry : scenario_mix()) percent += entry.second;
+  if (percent != 100 || scenario_mix().size() != kScenarioCount) throw std::logic_error("scenario mix is not 100%");
 }
 
 Scenario SoakDriver::scenario_for(size_t index) const {

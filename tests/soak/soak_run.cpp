@@ -55,6 +55,7 @@ struct Round {
   size_t extra_clients = 0;  // top-up clients run until the server target was met
   double servers_opened = 0;
   size_t servers_killed = 0;
+  size_t clients_killed = 0;
   double seconds = 0;
 };
 
@@ -64,6 +65,7 @@ Round run_round(SoakDriver& driver, ChurnOptions churn_options, size_t clients, 
   const auto begin = std::chrono::steady_clock::now();
   const size_t finished_before = driver.finished().load();
   churn_options.server_target = servers;
+  churn_options.clients = clients;
   churn_options.progress = [&driver, finished_before, clients] {
     return static_cast<double>(driver.finished().load() - finished_before) / static_cast<double>(clients);
   };
@@ -84,6 +86,7 @@ Round run_round(SoakDriver& driver, ChurnOptions churn_options, size_t clients, 
   churn.stop();
   round.servers_opened = churn.opened();
   round.servers_killed = churn.killed();
+  round.clients_killed = churn.clients_killed();
   round.seconds = elapsed();
   return round;
 }
@@ -106,10 +109,10 @@ bool serves_queries(int port, const std::vector<std::string>& databases, std::st
 
 void print_round(const char* name, const Round& r) {
   std::printf("%s: %zu clients (+%zu top-up) in %.1f s (%.0f clients/s), %zu unexpected; "
-              "%.0f server connections opened, %zu killed\n",
+              "%.0f server connections opened, %zu killed; %zu clients killed from the console\n",
               name, r.clients.finished, r.extra_clients, r.seconds,
               static_cast<double>(r.clients.finished + r.extra_clients) / std::max(r.seconds, 0.001),
-              r.clients.failed, r.servers_opened, r.servers_killed);
+              r.clients.failed, r.servers_opened, r.servers_killed, r.clients_killed);
   std::fflush(stdout);  // progress shows while the next round runs
 }
 
