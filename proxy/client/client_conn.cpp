@@ -182,7 +182,7 @@ void ClientConn::auth_succeeded() {
       for (const auto& [name, value] : session_.wanted_params.entries()) {
         if (params.find(name)) params.set(name, value);
       }
-      finish_login(params, "the pool's parameters");
+      if (!finish_login(params, "the pool's parameters")) return;
       set_state(ClientState::Ready);
       pump();
       return;
@@ -280,7 +280,10 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
   ServerLease& slot = slot_for(waiting_role_);
   drop_server(slot);
   slot = ServerLease(server);
-  if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str(), server);
+  if (state_ == ClientState::LoginWait &&
+      !finish_login(server->params(), server->pool().backend().name.c_str(), server)) {
+    return;  // the client is closing: its close releases the server just linked
+  }
   if (waits_for_pool(state_)) set_state(ClientState::Ready);
   pump();
   release_idle_servers();  // a login-only checkout in transaction pooling goes straight back
@@ -328,7 +331,7 @@ void ClientConn::drop_idle_servers() {
   }
 }
 
-void ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
+bool ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
   // Session pooling: the client's pid is that of the server it logged in through and keeps (the primary when
   // there is one), so pg_backend_pid(), NOTIFY's pid and pg_terminate_backend agree with BackendKeyData as on a
   // direct connection. The secret key stays pgmux's: cancel requests come to pgmux, which knows where the
@@ -349,8 +352,10 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
     catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(
         database_config_->server_database.empty() ? database_ : database_config_->server_database));
   }
+  if (!open()) return false;
   LOG_INFO("%s: login ok (pid %d%s, parameters from %s, %s pooling)", log_prefix().c_str(), key.process_id,
            pid != 0 ? ", its server's" : ", pgmux's own", via, conf::to_string(pool_mode_));
+  return true;
 }
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace pgmux::test {
@@ -361,6 +362,7 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
         }
         sent = wire.send_all(message('p', *final_msg));
         if (sent && extras.vanish_after_proof) {
+          if (extras.vanish_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(extras.vanish_delay_us));
           wire.abandon(extras.reset_on_vanish);
           out.message = "closed after sending the SCRAM proof";
           return out;

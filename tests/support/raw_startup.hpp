@@ -29,6 +29,7 @@ struct StartupExtras {
   // vanishes at the end of its login); with a TCP reset instead of FIN when reset_on_vanish.
   bool vanish_after_proof = false;
   bool reset_on_vanish = false;
+  int vanish_delay_us = 0;  // how long after sending the proof
 };
 
 // Logs in to 127.0.0.1:port and disconnects (Terminate) on success. Every socket wait is bounded by timeout_s.
