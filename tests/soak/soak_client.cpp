@@ -43,7 +43,7 @@ const char* scenario_name(Scenario s) {
   static const char* names[kScenarioCount] = {
       "queries",        "transaction",   "wrong_password",  "unknown_user",       "unknown_database",
       "close_startup",  "close_mid_auth", "half_query",     "close_after_query",  "reset_mid_query",
-      "close_in_transaction", "cancel", "close_after_auth", "bogus_cancel"};
+      "close_in_transaction", "cancel", "close_after_auth", "bogus_cancel", "extended_then_vanish"};
   return names[static_cast<int>(s)];
 }
 
@@ -109,7 +109,7 @@ void SoakClient::on_readable() {
   if (broken) return finish("unexpected", "impossible message length from pgmux");
   if (!eof) return;
   if (scenario_ == Scenario::BogusCancel && in_.empty()) return finish("closed");
-  if (killed_ || server_lost_state(error_state_)) return finish("killed");
+  if (killed_ || server_lost_state(error_state_)) return finish("killed " + error_state_);
   finish("unexpected", "pgmux closed the connection (phase " + std::to_string(static_cast<int>(phase_)) +
                            ", last SQLSTATE '" + error_state_ + "')");
 }
@@ -146,7 +146,7 @@ void SoakClient::handle_error(const BackendMessage& msg) {
   error_state_ = error_field(msg.body, 'C');
   if (phase_ == Phase::Login) {
     // A login that fails ends here; pgmux closes the connection after a FATAL.
-    if (server_lost_state(error_state_)) return finish("killed");
+    if (server_lost_state(error_state_)) return finish("killed " + error_state_);
     return finish(error_state_, error_field(msg.body, 'M'));
   }
   if (server_lost_state(error_state_)) {
@@ -166,7 +166,7 @@ void SoakClient::on_ready_for_query(char tx_status) {
   }
   if (killed_) {
     send(terminate_message());
-    return finish("killed");
+    return finish("killed " + error_state_);
   }
   if (tx_status == 'E') return finish("unexpected", "transaction failed");
   next_step();
@@ -189,6 +189,10 @@ void SoakClient::after_login() {
     case Scenario::CloseAfterQuery:
       send(query_message("SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g"));
       return vanish(false);
+    case Scenario::ExtendedThenVanish:
+      phase_ = Phase::Busy;
+      send(extended_query("soak_statement", "SELECT 1", true));
+      return;
     case Scenario::ResetMidQuery:
       send(query_message("SELECT pg_sleep(0.05)"));
       return vanish(true);
@@ -205,8 +209,13 @@ void SoakClient::next_step() {
     return;
   }
   if (scenario_ == Scenario::CloseInTransaction) return vanish(false);
+  if (scenario_ == Scenario::ExtendedThenVanish) {
+    send(extended_query("soak_statement_2", "SELECT 2", false));  // no Sync: the request never completes
+    return vanish(false);
+  }
   send(terminate_message());
-  finish(scenario_ == Scenario::Cancel ? "cancelled" : "ok");
+  // A cancel that needed a second request (the first came before the query ran, or was lost) shows apart.
+  finish(scenario_ != Scenario::Cancel ? "ok" : cancels_sent_ > 1 ? "cancelled, retried" : "cancelled");
 }
 
 void SoakClient::send(const std::string& bytes) {
@@ -242,6 +251,7 @@ void SoakClient::on_tick(Clock::time_point now) {
 void SoakClient::open_cancel_connection() {
   cancel_fd_ = open_nonblocking_connect(target_.port, &cancel_connecting_);
   if (cancel_fd_ < 0) return;
+  ++cancels_sent_;
   cancel_out_ = cancel_request(backend_pid_, backend_key_);
   if (!cancel_connecting_) on_cancel_event(EPOLLOUT);
 }
@@ -291,7 +301,7 @@ void SoakClient::finish(const std::string& outcome, const std::string& detail) {
 }
 
 bool SoakClient::expected_outcome() const {
-  if (outcome_ == "killed") return true;
+  if (outcome_.rfind("killed ", 0) == 0) return true;
   switch (scenario_) {
     case Scenario::WrongPassword:
     case Scenario::UnknownUser: return outcome_ == "28P01";
@@ -299,7 +309,7 @@ bool SoakClient::expected_outcome() const {
     case Scenario::BogusCancel: return outcome_ == "closed";
     case Scenario::Queries:
     case Scenario::Transaction: return outcome_ == "ok";
-    case Scenario::Cancel: return outcome_ == "cancelled";
+    case Scenario::Cancel: return outcome_ == "cancelled" || outcome_ == "cancelled, retried";
     default: return outcome_ == "vanished";
   }
 }

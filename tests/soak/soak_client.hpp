@@ -2,7 +2,7 @@
 // (plain queries, a transaction, or one of the faults: wrong password, unknown user or database, vanishing before
 // or during login, mid-request or inside a transaction, a reset, a cancel) and ends with an outcome the driver
 // counts. Faults pgmux does not cause (its servers killed under a client, the client killed from the admin console)
-// end as the outcome "killed", which every scenario tolerates.
+// end as the outcome "killed <SQLSTATE>" (57P01 or 08006), which every scenario tolerates.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -30,8 +30,9 @@ enum class Scenario : uint8_t {
   Cancel,              // pg_sleep(5) cancelled through a CancelRequest: expects 57014, then Terminate
   CloseAfterAuth,      // gone right after the SCRAM proof, while pgmux finds it a server
   BogusCancel,         // a CancelRequest with a key nobody has: pgmux closes the connection
+  ExtendedThenVanish,  // Parse/Bind/Execute/Sync of a named statement, then the same without Sync, gone
 };
-inline constexpr int kScenarioCount = 14;
+inline constexpr int kScenarioCount = 15;
 const char* scenario_name(Scenario s);
 
 struct ClientTarget {
@@ -60,7 +61,7 @@ class SoakClient {
 
   bool done() const { return done_; }
   Scenario scenario() const { return scenario_; }
-  // "ok", "cancelled", "28P01", "3D000", "vanished", "closed", "killed" are expected, each for its scenarios;
+  // "ok", "cancelled", "28P01", "3D000", "vanished", "closed", "killed ..." are expected, each for its scenarios;
   // anything else is a failure.
   const std::string& outcome() const { return outcome_; }
   const std::string& detail() const { return detail_; }
@@ -101,6 +102,7 @@ class SoakClient {
   bool cancel_connecting_ = false;
   std::string cancel_out_;
   Clock::time_point next_cancel_{};  // while the Cancel scenario's query runs
+  int cancels_sent_ = 0;
   bool done_ = false;
   std::string outcome_;
   std::string detail_;

@@ -106,11 +106,11 @@ void account(const SoakClient& client, DriverResult& result) {
 
 const std::map<Scenario, int>& scenario_mix() {
   static const std::map<Scenario, int> mix = {
-      {Scenario::Queries, 26},          {Scenario::Transaction, 11},       {Scenario::WrongPassword, 8},
+      {Scenario::Queries, 24},          {Scenario::Transaction, 10},       {Scenario::WrongPassword, 8},
       {Scenario::UnknownUser, 5},       {Scenario::UnknownDatabase, 3},    {Scenario::CloseAfterStartup, 6},
       {Scenario::CloseMidAuth, 5},      {Scenario::HalfQuery, 6},          {Scenario::CloseAfterQuery, 5},
       {Scenario::ResetMidQuery, 6},     {Scenario::CloseInTransaction, 7}, {Scenario::Cancel, 5},
-      {Scenario::CloseAfterAuth, 4},    {Scenario::BogusCancel, 3},
+      {Scenario::CloseAfterAuth, 4},    {Scenario::BogusCancel, 3},        {Scenario::ExtendedThenVanish, 3},
   };
   return mix;
 }

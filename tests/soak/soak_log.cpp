@@ -52,7 +52,9 @@ LogSummary summarize_log(const std::string& log, size_t shapes_per_level) {
       rest = line.substr(kStampLength + 7);
     }
     ++summary.lines_per_level[level];
-    if (level == "ERROR" && !killed_backend_error(rest)) ++summary.unexpected_errors;
+    if (level == "ERROR" && !killed_backend_error(rest)) {
+      if (++summary.unexpected_errors <= 20) summary.unexpected_error_lines.push_back(line);
+    }
     ++shapes[level][shape_of(rest)];
   }
   for (auto& [level, counts] : shapes) {
@@ -71,6 +73,7 @@ std::string format_log_summary(const LogSummary& summary) {
     for (const auto& [shape, n] : summary.top_shapes.at(level)) out << "    " << n << " x " << shape << "\n";
   }
   out << "  ERROR lines not caused by a killed backend: " << summary.unexpected_errors << "\n";
+  for (const auto& line : summary.unexpected_error_lines) out << "  UNEXPECTED: " << line << "\n";
   for (const auto& line : summary.crash_lines) out << "  CRASH SIGN: " << line << "\n";
   return out.str();
 }

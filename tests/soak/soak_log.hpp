@@ -17,6 +17,7 @@ struct LogSummary {
   // of a request was in flight is logged at ERROR with PostgreSQL's "terminating connection due to administrator
   // command" (the client gets 08006, as the failure table says).
   size_t unexpected_errors = 0;
+  std::vector<std::string> unexpected_error_lines;  // the first few of them, whole
 };
 
 LogSummary summarize_log(const std::string& log, size_t shapes_per_level = 8);

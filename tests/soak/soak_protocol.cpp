@@ -69,6 +69,17 @@ std::string query_message(const std::string& sql) { return tagged('Q', sql + std
 
 std::string terminate_message() { return tagged('X', {}); }
 
+std::string extended_query(const std::string& statement, const std::string& sql, bool with_sync) {
+  const std::string nul(1, '\0');
+  const std::string no_parameter_types(2, '\0');
+  const std::string bind_counts(6, '\0');  // no parameter formats, no parameters, no result formats
+  std::string execute_body = nul;
+  put_u32(execute_body, 0);  // all rows
+  std::string out = tagged('P', statement + nul + sql + nul + no_parameter_types) +
+                    tagged('B', nul + statement + nul + bind_counts) + tagged('E', execute_body);
+  return with_sync ? out + tagged('S', {}) : out;
+}
+
 std::string cancel_request(int32_t pid, int32_t key) {
   std::string out;
   put_u32(out, 16);

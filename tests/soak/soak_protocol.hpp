@@ -16,6 +16,8 @@ namespace pgmux::soak {
 std::string startup_message(const std::string& user, const std::string& database);
 std::string query_message(const std::string& sql);
 std::string terminate_message();
+// Parse (named statement), Bind, Execute, and Sync when with_sync: one extended-protocol request.
+std::string extended_query(const std::string& statement, const std::string& sql, bool with_sync);
 std::string cancel_request(int32_t pid, int32_t key);
 std::string sasl_initial_response(const std::string& client_first);
 std::string sasl_response(const std::string& data);
