@@ -2,7 +2,8 @@
 // (plain queries, a transaction, or one of the faults: wrong password, unknown user or database, vanishing before
 // or during login, mid-request or inside a transaction, a reset, a cancel) and ends with an outcome the driver
 // counts. Faults pgmux does not cause (its servers killed under a client, the client killed from the admin console)
-// end as the outcome "killed <SQLSTATE>" (57P01 or 08006), which every scenario tolerates.
+// end as the outcome "killed <SQLSTATE>" (57P01 or 08006), which every scenario tolerates, as it does "late cancel
+// 57014" (see handle_error).
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -98,6 +99,7 @@ class SoakClient {
   size_t step_ = 0;
   std::string error_state_;          // SQLSTATE of the last ErrorResponse of this request
   bool killed_ = false;              // a server under this client was lost: end at the next chance
+  bool late_cancel_ = false;         // another client's late cancel hit this one's statement: end likewise
   int cancel_fd_ = -1;
   bool cancel_connecting_ = false;
   std::string cancel_out_;
