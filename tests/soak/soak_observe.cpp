@@ -41,6 +41,20 @@ long status_kb(pid_t pid, const char* field) {
   return -1;
 }
 
+bool sanitized_executable(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/exe", std::ios::binary);
+  std::string chunk(1 << 20, '\0');
+  std::string carry;
+  while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+    std::string window = carry + chunk.substr(0, static_cast<size_t>(in.gcount()));
+    for (const char* name : {"AddressSanitizer", "ThreadSanitizer"}) {
+      if (window.find(name) != std::string::npos) return true;
+    }
+    carry = window.substr(window.size() > 32 ? window.size() - 32 : 0);
+  }
+  return false;
+}
+
 std::optional<std::string> scrape_metrics(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::nullopt;

@@ -14,6 +14,10 @@ long open_fds(pid_t pid);
 // A "Vm...:" line of /proc/PID/status in kB (VmRSS, VmHWM), or -1.
 long status_kb(pid_t pid, const char* field);
 
+// True when the process's executable contains a sanitizer runtime (ASan, TSan): its allocator keeps freed memory in
+// quarantine, so resident memory says nothing about leaks there.
+bool sanitized_executable(pid_t pid);
+
 // GET /metrics from 127.0.0.1:port (5 s bound); nullopt when it fails.
 std::optional<std::string> scrape_metrics(int port);
 // Sum of every sample of `name` (any labels) in a Prometheus text exposition; 0 when absent.
