@@ -42,6 +42,12 @@ long status_kb(pid_t pid, const char* field) {
 }
 
 bool sanitized_executable(pid_t pid) {
+  // GCC links the runtime as a shared library (libasan.so, libtsan.so), Clang into the executable.
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("/libasan.so") != std::string::npos || line.find("/libtsan.so") != std::string::npos) return true;
+  }
   std::ifstream in("/proc/" + std::to_string(pid) + "/exe", std::ios::binary);
   std::string chunk(1 << 20, '\0');
   std::string carry;
