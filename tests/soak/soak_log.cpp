@@ -24,7 +24,8 @@ std::string shape_of(const std::string& text) {
 }
 
 bool crash_sign(const std::string& line) {
-  for (const char* sign : {"Sanitizer", "terminate called", "Assertion", "runtime error:", "Segmentation"}) {
+  for (const char* sign : {"Sanitizer", "terminate called", "Assertion", "runtime error:", "Segmentation",
+                           "leak of"}) {
     if (line.find(sign) != std::string::npos) return true;
   }
   return false;
