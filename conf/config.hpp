@@ -114,6 +114,22 @@ struct HealthCheck {
   std::string database = "postgres";
 };
 
+// auth_query: users the config does not list are looked up in the database, through a connection of their own
+// as `user`, with a fixed, schema-qualified query (no search_path in play): pg_catalog.pg_authid directly (user
+// must be a superuser), or `function`, a schema-qualified SECURITY DEFINER function returning (rolpassword
+// text, rolvaliduntil timestamptz, rolcanlogin boolean) for a role name. Off while user is empty.
+struct AuthQuery {
+  std::string user;
+  std::string password;               // never logged; empty = trust or .pgpass
+  std::string database = "postgres";  // where the lookup runs (pg_authid is shared: any database answers)
+  std::string function;               // "schema.name"; empty = read pg_catalog.pg_authid
+  double cache_ttl = 15;              // seconds a found role's secret is kept (a changed password waits that long)
+  double negative_cache_ttl = 5;      // seconds "no such role" is kept (a role created meanwhile waits that long)
+  double timeout = 5;                 // connect + query; a lookup not answered in time fails the login
+  bool enabled() const { return !user.empty(); }
+  bool operator==(const AuthQuery&) const = default;
+};
+
 // The HTTP listener for /metrics, /healthz, /readyz and /status. JSON: "host:port", or "" to turn it off.
 struct MetricsListen {
   bool enabled = true;
@@ -168,6 +184,7 @@ struct Config {
   Logging logging;
   Routing routing;
   HealthCheck health_check;
+  AuthQuery auth_query;
   Tls tls;
 
   const User* find_user(std::string_view name) const;

@@ -266,6 +266,47 @@ Logging parse_logging(ObjectReader& root) {
 }
 
 // "host:port" (the last colon splits, so "[::1]:9930" and "::1:9930" both work), or "" for off.
+// "schema.name": two plain identifiers (letters, digits, _ and $, not starting with a digit), taken as written.
+bool is_qualified_function_name(const std::string& text) {
+  const size_t dot = text.find('.');
+  if (dot == std::string::npos || text.find('.', dot + 1) != std::string::npos) return false;
+  auto identifier = [](std::string_view part) {
+    if (part.empty() || part.size() > 63 || (part[0] >= '0' && part[0] <= '9') || part[0] == '$') return false;
+    for (char ch : part) {
+      const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                      ch == '$';
+      if (!ok) return false;
+    }
+    return true;
+  };
+  return identifier(std::string_view(text).substr(0, dot)) && identifier(std::string_view(text).substr(dot + 1));
+}
+
+AuthQuery parse_auth_query(ObjectReader& root) {
+  AuthQuery out;
+  const Json* value = root.get("auth_query");
+  if (value == nullptr) return out;
+  ObjectReader r(*value, root.pointer_of("auth_query"), root.diags());
+  assign(r.string("user", /*non_empty=*/true), out.user);
+  assign(r.string("password"), out.password);
+  assign(r.string("database", /*non_empty=*/true), out.database);
+  if (auto function = r.string("function")) {
+    if (!function->empty() && !is_qualified_function_name(*function)) {
+      r.diags().add(r.pointer_of("function"),
+                    "must be a schema-qualified name \"schema.function\" (letters, digits, _ and $), got \"" +
+                        *function + "\"");
+    } else {
+      out.function = *function;
+    }
+  }
+  read_duration(r, "cache_ttl", out.cache_ttl, true);
+  read_duration(r, "negative_cache_ttl", out.negative_cache_ttl, true);
+  read_duration(r, "timeout", out.timeout, false);
+  if (out.user.empty() && r.valid()) r.diags().add(root.pointer_of("auth_query"), "needs \"user\"");
+  r.finish();
+  return out;
+}
+
 MetricsListen parse_metrics_listen(ObjectReader& r) {
   MetricsListen m;
   std::optional<std::string> text = r.string("metrics_listen");
@@ -311,6 +352,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.logging = parse_logging(r);
   c.routing = parse_routing(r);
   c.health_check = parse_health_check(r);
+  c.auth_query = parse_auth_query(r);
   assign_int(r.integer("max_message_size", 1024, 1073741824), c.max_message_size);
   assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
   assign_int(r.integer("max_auto_databases", 1, 1000000), c.max_auto_databases);

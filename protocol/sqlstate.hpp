@@ -5,6 +5,7 @@ namespace pgmux::protocol::sqlstate {
 
 inline constexpr const char* kConnectionException = "08000";
 inline constexpr const char* kConnectionFailure = "08006";
+inline constexpr const char* kTransactionResolutionUnknown = "08007";
 inline constexpr const char* kSqlclientUnableToEstablish = "08001";
 inline constexpr const char* kProtocolViolation = "08P01";
 inline constexpr const char* kInvalidAuthorization = "28000";
@@ -14,6 +15,7 @@ inline constexpr const char* kTooManyConnections = "53300";
 inline constexpr const char* kConfigurationLimitExceeded = "53400";
 inline constexpr const char* kQueryCanceled = "57014";
 inline constexpr const char* kAdminShutdown = "57P01";
+inline constexpr const char* kCrashShutdown = "57P02";
 inline constexpr const char* kCannotConnectNow = "57P03";
 inline constexpr const char* kFeatureNotSupported = "0A000";  // also "cached plan must not change result type"
 inline constexpr const char* kProgramLimitExceeded = "54000";

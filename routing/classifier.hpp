@@ -61,6 +61,14 @@ struct Classification {
   }
 };
 
+// One statement that ends its transaction by committing it (COMMIT, END, COMMIT PREPARED, PREPARE TRANSACTION):
+// if its server goes away while it runs, whether the transaction committed cannot be known (08007).
+inline bool commits_transaction(const Classification& c) {
+  if (c.kind != StatementKind::TxEnd || c.multi_statement) return false;
+  const std::string_view reason = c.reason;
+  return reason == "COMMIT" || reason == "COMMIT PREPARED" || reason == "PREPARE TRANSACTION";
+}
+
 // What the parser path learns from one text: its class before the catalog is asked, and the names the catalog
 // decides about: the functions called and the relations read by statements that are reads.
 struct ParsedStatements {

@@ -286,6 +286,14 @@ void Topology::choose_primary(std::vector<std::string>& alarms) {
 
 // Whether a standby may serve reads, with hysteresis on the way back in after lag; why not, in `reason`.
 bool Topology::standby_readable(BackendStatus& b, double now, std::string& reason) const {
+  // Left behind by a promotion: still on the old timeline (following the old primary, or nothing), it will
+  // never see the new primary's commits. Back once it receives the new timeline.
+  const uint32_t primary_timeline = primary_ >= 0 ? backends_[static_cast<size_t>(primary_)].last.timeline : 0;
+  if (primary_timeline != 0 && b.last.timeline != 0 && b.last.timeline < primary_timeline) {
+    reason = "on timeline " + std::to_string(b.last.timeline) + ", the primary is on " +
+             std::to_string(primary_timeline) + ": not following the primary";
+    return false;
+  }
   const int64_t max_bytes = b.spec.max_lag_bytes.value_or(settings_.max_lag_bytes);
   const double max_seconds = b.spec.max_lag_seconds.value_or(settings_.max_lag_seconds);
   const bool over_bytes = b.lag_bytes > max_bytes;

@@ -30,11 +30,16 @@ ClientAuth::ClientAuth(std::string user_name, const conf::User* user, conf::Auth
       method_(method),
       secret_(std::move(scram_secret)),
       channel_binding_(std::move(channel_binding)) {
-  if (method_ == conf::AuthMethod::ScramSha256 && !secret_) {
-    secret_ = mock_scram_secret(user_name_, mock_nonce_key());
-    mock_ = true;
+  if (!user_) {
+    refuse(Failure::UnknownRolePassword);
+  } else if (method_ == conf::AuthMethod::ScramSha256 && !secret_) {
+    refuse(Failure::NoUsableScramSecret);
   }
-  if (!user_) mock_ = true;
+}
+
+void ClientAuth::refuse(Failure why) {
+  mock_failure_ = why;
+  if (method_ == conf::AuthMethod::ScramSha256) secret_ = mock_scram_secret(user_name_, mock_nonce_key());
 }
 
 ClientAuth::Step ClientAuth::start() {
@@ -66,7 +71,7 @@ ClientAuth::Step ClientAuth::on_message(ByteView body) {
   if (method_ == conf::AuthMethod::Md5) {
     auto password = parse_password_message(body);
     if (!password) return fail_protocol("malformed password packet");
-    if (!user_) return fail_password();
+    if (mock_failure_) return fail_password();
     std::string expected = is_md5_stored_hash(user_->password)
                                ? md5_response_from_stored(user_->password, md5_salt_)
                                : md5_client_response(user_->password, user_->name, md5_salt_);
@@ -107,10 +112,7 @@ ClientAuth::Step ClientAuth::fail_password() const {
   Step step;
   step.verdict = Verdict::Failed;
   // The client reads the same either way; the log tells the operator which it was.
-  step.failure = FailureReport(!user_ ? Failure::UnknownRolePassword
-                               : mock_ ? Failure::NoUsableScramSecret
-                                       : Failure::AuthFailed,
-                               {user_name_});
+  step.failure = FailureReport(mock_failure_.value_or(Failure::AuthFailed), {user_name_});
   return step;
 }
 

@@ -30,6 +30,11 @@ class ClientAuth {
   ClientAuth(std::string user_name, const conf::User* user, conf::AuthMethod method,
              std::optional<protocol::ScramSecret> scram_secret, std::string channel_binding = {});
 
+  // Before start(): the exchange runs against a mock secret and fails with `why` (the same words to the client
+  // as a wrong password; the log and the metric tell the operator which it was), as PostgreSQL does for a role
+  // whose password expired or that has none.
+  void refuse(Failure why);
+
   Step start();
   // body of a 'p' message from the client.
   Step on_message(protocol::ByteView body);
@@ -49,7 +54,8 @@ class ClientAuth {
   std::unique_ptr<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5_salt_{};
   int step_ = 0;
-  bool mock_ = false;  // no secret can verify: the exchange only looks like a real one
+  // Set when no secret can verify: the exchange only looks like a real one, and fails with this.
+  std::optional<Failure> mock_failure_;
 };
 
 }  // namespace pgmux::proxy

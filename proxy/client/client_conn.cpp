@@ -82,7 +82,7 @@ void ClientConn::set_state(ClientState next) {
             to_string(next));
   state_ = next;
   // Leaving a wait: off the list that would have woken it.
-  if (before == ClientState::PrimaryWait) worker_.stop_waiting_for_primary(this);
+  if (before == ClientState::PrimaryWait || before == ClientState::ServerEnding) worker_.stop_waiting_for_primary(this);
   if (before == ClientState::ReplayWait) worker_.stop_waiting_for_replay(this);
   if (before == ClientState::Paused) worker_.stop_holding(this);
   if (waits_for_pool(before) && !waits_for_pool(next)) {
@@ -90,7 +90,8 @@ void ClientConn::set_state(ClientState next) {
     waiting_pool_ = nullptr;
   }
   // Entering one: on the list that will.
-  if (next == ClientState::PrimaryWait) worker_.wait_for_primary(this);
+  // Both are decided by the next views: a primary appears; a probe round shows how the server ended.
+  if (next == ClientState::PrimaryWait || next == ClientState::ServerEnding) worker_.wait_for_primary(this);
   if (next == ClientState::ReplayWait) worker_.wait_for_replay(this, replay_wait_->deadline - monotonic_now());
   if (next == ClientState::Paused) worker_.hold_paused(this);
   if (waits_for_pool(next) && !waits_for_pool(before)) {
@@ -112,6 +113,8 @@ void ClientConn::on_data() {
 // One step of the password exchange: a failure ends the login, a reply goes out, success logs the client in.
 void ClientConn::apply_auth_step(ClientAuth::Step step) {
   if (step.verdict == ClientAuth::Verdict::Failed) {
+    // auth_query: the role's password may have changed since it was looked up; the next login asks again.
+    if (looked_up_user_ && step.failure->failure() == Failure::AuthFailed) worker_.shared().auth_cache.forget(user_);
     fail(*step.failure);
     return;
   }
@@ -154,6 +157,7 @@ void ClientConn::auth_succeeded() {
     fail({Failure::UnknownRole, {user_}});
     return;
   }
+  if (!may_log_in()) return;
 
   if (database_ == AdminConsole::kDatabase) {
     start_admin_session();
@@ -360,7 +364,9 @@ bool ClientConn::finish_login(const SessionParams& server_params, const char* vi
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {
   waiting_pool_ = nullptr;
+  std::optional<routing::Route> route = routed_ ? routed_->route : std::nullopt;
   routed_.reset();
+  if (waiting_role_ == Role::Primary && hold_for_failover(failure, route)) return;
   // A request after login never reached a server: the session goes on with an error for it (the table's
   // severity); before login the login fails.
   if (logged_in()) resume_requests();

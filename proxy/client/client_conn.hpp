@@ -11,6 +11,7 @@
 #include "conf/config.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/client/cancel.hpp"
+#include "proxy/control/auth_cache.hpp"
 #include "proxy/client/client_auth.hpp"
 #include "proxy/client/client_state.hpp"
 #include "proxy/client/session.hpp"
@@ -83,6 +84,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool may_run_again(const ServerConn* server) const;
   void on_read_only_retry(ServerConn* server, OwedReply dropped);
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
+  // An ErrorResponse the idle primary connection of a session-pooling client sent unasked; true when the client
+  // keeps it for now (client_server_ending.cpp).
+  bool hold_server_fatal(ServerConn& server, protocol::ByteView body, protocol::ByteView message);
   // A server that is not the active one received bytes no request asked for (NotificationResponse, a FATAL
   // before it closes). True when it may relay them now: it is the session's primary connection, the one whose
   // pid the client knows, and nothing else is in flight. It is then the active server.
@@ -138,7 +142,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   void negotiate_protocol(const protocol::StartupMessage& startup);
   void handle_startup_message(const protocol::StartupMessage& startup);
   bool apply_hba(conf::AuthMethod* method);
-  void start_authentication(const conf::User* user, conf::AuthMethod method);
+  void start_authentication(const conf::User* user, conf::AuthMethod method,
+                            std::optional<Failure> refusal = std::nullopt);
+  void look_up_user(conf::AuthMethod method);  // client_auth_query.cpp
+  void on_user_record(const AuthRecord& record, conf::AuthMethod method);
+  bool may_log_in();
   void handle_auth();
   void apply_auth_step(ClientAuth::Step step);
   void auth_succeeded();
@@ -172,6 +180,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
   ServerConn* choose_server(const routing::Classification& c);
   void wait_for_primary(const routing::Route& route);
+  bool hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route);
+  static bool primary_unreachable(const FailureReport& failure);
+  bool login_through_standby();
+  void decide_server_ending();  // client_server_ending.cpp
   bool wait_for_replay();
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
@@ -269,6 +281,14 @@ class ClientConn final : public StreamConn, public PoolClient {
   const conf::User* user_config_ = nullptr;
   const conf::Database* database_config_ = nullptr;
   std::unique_ptr<ClientAuth> auth_;
+  // auth_query: the user the database described (the config does not list it) and whether the role may log in;
+  // user_config_ points into it.
+  struct LookedUpUser {
+    conf::User user;
+    bool can_login = false;
+  };
+  std::unique_ptr<const LookedUpUser> looked_up_user_;
+  std::shared_ptr<char> alive_;  // a lookup's reply, posted from the control loop, finds the client through it
   std::unique_ptr<AdminConsole> admin_;  // set for sessions on the admin database "pgmux"
   std::shared_ptr<CancelSlot> cancel_slot_;
   std::optional<CancelRegistry::Key> cancel_key_;  // the BackendKeyData it was given, while registered
@@ -304,6 +324,13 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on (observers: cleared in let_go_of)
   protocol::ByteVector prepare_error_;  // a statement the request needs could not be prepared: the server's error
   double primary_wait_deadline_ = 0;
+  // ServerEnding: the FATAL the session's primary connection sent, which backend and when (monotonic seconds).
+  struct EndedServer {
+    protocol::ByteVector fatal;
+    int backend = -1;
+    double at = 0;
+  };
+  std::optional<EndedServer> ended_server_;
   // A read that waits for a standby to replay what it must see: until when, and the commits it must see (those
   // acknowledged when it was first routed; later ones are concurrent with it). Set only while it waits.
   struct ReplayWait {

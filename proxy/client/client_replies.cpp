@@ -121,7 +121,15 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     close();  // PostgreSQL ended the session and said so, as it would on a direct connection
     return;
   }
-  if ((was_primary && session_.route.pinned_primary) || (in_flight && server->tx_status() != 'I')) {
+  if (in_flight && server->tx_status() != 'I' && server->commit_owed()) {
+    fail({Failure::ServerLostDuringCommit, {backend}});  // 08007, as libpq's transaction_resolution_unknown
+    return;
+  }
+  if (in_flight && server->tx_status() != 'I') {
+    fail({Failure::ServerLostInTransaction, {backend}});
+    return;
+  }
+  if (was_primary && session_.route.pinned_primary) {
     fail({Failure::ServerLostSessionGone, {backend}});
     return;
   }

@@ -348,6 +348,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
   }
   note_outstanding(server, c, is_primary, owed);
+  if (routing::commits_transaction(c)) owed.commits = true;
   if (transaction_pooling() && (c.effects.has(routing::SessionEffect::Reset) ||
                                 c.effects.has(routing::SessionEffect::ResetAll) ||
                                 c.effects.has(routing::SessionEffect::DiscardAll))) {

@@ -5,6 +5,7 @@
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
 #include "protocol/sqlstate.hpp"
+#include "proxy/control/control.hpp"
 #include "proxy/control/prober.hpp"
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
@@ -100,6 +101,7 @@ bool ClientConn::resume_routed() {
     release_idle_servers();
     return open();
   }
+  if (routed.role == Role::Primary) primary_wait_deadline_ = 0;  // a failover wait, if any, is over
   if (routed.route) {
     worker_.metrics().count_route(*routed.route);
     if (routing::is_read_only_statement(routed.c, session_.route) && !routed.c.primary_hint) {
@@ -143,8 +145,8 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   replay_wait_.reset();
   switch (route.target) {
     case routing::RouteTarget::Primary: {
-      primary_wait_deadline_ = 0;
       if (primary_ && primary_->backend_index() == route.backend) {
+        primary_wait_deadline_ = 0;
         worker_.metrics().count_route(route);  // counted once, when the request is about to go out
         if (read_only) ++primary_->pool().stats.reads;
         return primary_;
@@ -200,6 +202,49 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
               : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
 }
 
+// A new connection to the primary failed the way a primary that is going away fails it (refused, reset, timed
+// out, "shutting down"): every backend is probed at once, and the request waits for a primary, up to
+// failover_timeout from its first such failure (wait_for_primary), instead of failing; a login goes through a
+// standby. False: the failure is the client's to hear.
+bool ClientConn::hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route) {
+  if (!primary_unreachable(failure) || worker_.config()->routing.failover_timeout <= 0) return false;
+  LOG_INFO("%s: the primary's pool could not open a connection (%s); probing every backend now and holding the %s",
+           log_prefix().c_str(), failure.message().c_str(), logged_in() ? "request" : "login");
+  worker_.shared().control->request_probe_round();
+  if (!logged_in()) return login_through_standby();
+  resume_requests();
+  wait_for_primary(route.value_or(routing::Route{routing::RouteTarget::WaitForPrimary, -1,
+                                                 routing::RouteReason::Write}));
+  return true;
+}
+
+// What a primary that is stopping, crashed or unreachable answers a new connection with.
+bool ClientConn::primary_unreachable(const FailureReport& failure) {
+  switch (failure.failure()) {
+    case Failure::ServerConnectFailed:
+    case Failure::ServerConnectTimeout:
+    case Failure::ServerClosedDuringLogin:
+      return true;
+    case Failure::ServerLoginRefused:  // 57P03: the database system is shutting down / starting up
+      return failure.sqlstate() == sqlstate::kCannotConnectNow;
+    default:
+      return false;
+  }
+}
+
+// Logging in needs a server's ParameterStatus set, which a standby gives as well as the primary.
+bool ClientConn::login_through_standby() {
+  const routing::BackendsView& view = worker_.view();
+  for (size_t i = 0; i < view.backends.size() && i < 64; ++i) {
+    if (((session_.route.backend_mask >> i) & 1) && view.backends[i].readable &&
+        view.backends[i].role == routing::Role::Standby) {
+      acquire(static_cast<int>(i), Role::Standby);
+      return true;
+    }
+  }
+  return false;
+}
+
 // A read that only a standby's replay keeps off the standbys waits for it, up to routing.causal_wait, rather than
 // load the primary. Every new view wakes it (the replay poller publishes one per position that moved), and the
 // worker's timer at the deadline; then it is routed again, to whatever is eligible (the primary at the end).
@@ -219,6 +264,10 @@ bool ClientConn::wait_for_replay() {
 routing::RouteSettings ClientConn::route_settings() const { return route_settings_of(worker_.config()->routing); }
 
 void ClientConn::on_view_changed() {
+  if (state_ == ClientState::ServerEnding) {
+    decide_server_ending();
+    return;
+  }
   if (state_ != ClientState::PrimaryWait && state_ != ClientState::ReplayWait) return;
   resume_requests();  // routed again with the new view
   pump();

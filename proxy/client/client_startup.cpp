@@ -223,6 +223,10 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   const conf::User* user_config = config_->find_user(user_);
   conf::AuthMethod method = user_config ? config_->effective_auth_method(*user_config) : config_->auth_method;
   if (!config_->hba.empty() && !apply_hba(&method)) return;
+  if (!user_config && config_->auth_query.enabled()) {
+    look_up_user(method);  // client_auth_query.cpp
+    return;
+  }
   start_authentication(user_config, method);
 }
 
@@ -262,8 +266,10 @@ bool ClientConn::apply_hba(conf::AuthMethod* method) {
 }
 
 // A user the config does not have is asked for a password all the same (the method's exchange, run to its end
-// against a mock secret): PostgreSQL answers an unknown role exactly as a wrong password.
-void ClientConn::start_authentication(const conf::User* user, conf::AuthMethod method) {
+// against a mock secret): PostgreSQL answers an unknown role exactly as a wrong password. So is a user whose
+// login is refused (`refusal`: auth_query found no role, no password or an expired one).
+void ClientConn::start_authentication(const conf::User* user, conf::AuthMethod method,
+                                      std::optional<Failure> refusal) {
   user_config_ = user;
   // As PostgreSQL: md5 asked of a user whose stored password is a SCRAM secret runs SCRAM instead.
   if (method == conf::AuthMethod::Md5 && user && conf::password_kind(user->password) == conf::PasswordKind::ScramSecret) {
@@ -275,6 +281,7 @@ void ClientConn::start_authentication(const conf::User* user, conf::AuthMethod m
   }
   auth_ = std::make_unique<ClientAuth>(user_, user, method, std::move(secret),
                                        tls() ? tls()->server_certificate_hash() : std::string());
+  if (refusal) auth_->refuse(*refusal);
   set_state(ClientState::Auth);
   apply_auth_step(auth_->start());
 }

@@ -17,16 +17,18 @@ struct Row {
 // Who may follow whom. A request's waits all start from Ready and end in Ready (or Closing); a wait for a pool
 // may begin again on another pool (a reload moved the backend, or the server died while being synced).
 const Row kTransitions[] = {
-    {S::Startup, {S::Auth}},
+    {S::Startup, {S::AuthLookup, S::Auth}},
+    {S::AuthLookup, {S::Auth}},
     {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
     {S::LoginWait, {S::Ready}},
-    {S::Ready, {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::Draining, S::Preparing}},
+    {S::Ready, {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::Draining, S::Preparing, S::ServerEnding}},
     {S::ServerWait, {S::Ready}},
     {S::PrimaryWait, {S::Ready}},
     {S::ReplayWait, {S::Ready}},
     {S::Paused, {S::Ready}},
     {S::Draining, {S::Ready}},
     {S::Preparing, {S::Ready}},
+    {S::ServerEnding, {S::Ready}},
     {S::Admin, {S::AdminBusy}},
     {S::AdminBusy, {S::Admin}},
     {S::Closing, {}},
@@ -37,6 +39,7 @@ const Row kTransitions[] = {
 const char* to_string(ClientState s) {
   switch (s) {
     case S::Startup: return "startup";
+    case S::AuthLookup: return "auth_lookup";
     case S::Auth: return "auth";
     case S::LoginWait: return "login_wait";
     case S::Ready: return "ready";
@@ -46,6 +49,7 @@ const char* to_string(ClientState s) {
     case S::Paused: return "paused";
     case S::Draining: return "draining";
     case S::Preparing: return "preparing";
+    case S::ServerEnding: return "server_ending";
     case S::Admin: return "admin";
     case S::AdminBusy: return "admin_busy";
     case S::Closing: return "closing";

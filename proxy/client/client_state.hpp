@@ -8,6 +8,7 @@ namespace pgmux::proxy {
 
 enum class ClientState : uint8_t {
   Startup,      // reading the startup packet (SSLRequest, GSSENCRequest and CancelRequest are answered here)
+  AuthLookup,   // auth_query: the database is asked for the record of a user the config does not list
   Auth,         // the password exchange
   LoginWait,    // authenticated: waiting for a server to log in through (its ParameterStatus set)
   Ready,        // logged in: requests are read, routed and forwarded (replies may be owed meanwhile)
@@ -17,6 +18,8 @@ enum class ClientState : uint8_t {
   Paused,       // a request that would start a transaction is held by PAUSE
   Draining,     // a request waits until the client's server has sent the replies it still owes
   Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
+  ServerEnding, // session pooling: the idle primary connection ended with 57P01; a probe round tells a terminate
+                // (the session ends with that FATAL) from a shutdown (the session moves on to the next primary)
   Admin,        // an admin console session, reading queries
   AdminBusy,    // the admin console is answering a query; nothing more is read meanwhile
   Closing,
@@ -33,14 +36,15 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 
 // The client waits for something other than its own next bytes (SHOW CLIENTS' "waiting").
 inline bool is_waiting(ClientState s) {
-  return s == ClientState::LoginWait || s == ClientState::ServerWait || s == ClientState::PrimaryWait ||
+  return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait || s == ClientState::PrimaryWait ||
          s == ClientState::ReplayWait || s == ClientState::Paused || s == ClientState::Draining ||
-         s == ClientState::Preparing || s == ClientState::AdminBusy;
+         s == ClientState::Preparing || s == ClientState::ServerEnding || s == ClientState::AdminBusy;
 }
 
 // The client has been told it is logged in (ReadyForQuery after authentication).
 inline bool is_logged_in(ClientState s) {
-  return s != ClientState::Startup && s != ClientState::Auth && s != ClientState::LoginWait &&
+  return s != ClientState::Startup && s != ClientState::AuthLookup && s != ClientState::Auth &&
+         s != ClientState::LoginWait &&
          s != ClientState::Closing;
 }
 

@@ -134,6 +134,7 @@ std::string describe_changes(const conf::Config& current, const conf::Config& ne
     parts.push_back("limits/access");
   }
   if (current.hba != next.hba || current.groups != next.groups) parts.push_back("hba");
+  if (!(current.auth_query == next.auth_query)) parts.push_back("auth_query");
   const conf::TlsClient& was = current.tls.client;
   const conf::TlsClient& now = next.tls.client;
   if (was.mode != now.mode) {

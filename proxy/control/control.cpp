@@ -36,6 +36,8 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
   catalog_loader_ = std::make_unique<CatalogLoader>(loop_, shared_->catalogs, [this](const std::string& database) {
     return catalog_target(database);
   });
+  auth_lookup_ = std::make_unique<AuthLookup>(
+      loop_, shared_->auth_cache, [this] { return auth_query_target(); }, config->auth_query);
   // From any worker: the load runs on this loop.
   shared_->catalogs.set_load_request([this](std::shared_ptr<CatalogSlot> slot) {
     post([slot = std::move(slot)](Control& control) { control.catalog_loader_->load(slot); });
@@ -48,6 +50,31 @@ std::optional<ProbeTarget> Control::catalog_target(const std::string& database) 
   if (view->primary < 0) return std::nullopt;
   const routing::BackendSpec& primary = view->backends[static_cast<size_t>(view->primary)].spec;
   return probe_target(*shared_->config.load(), primary.host, primary.port, database);
+}
+
+// auth_query runs on the primary, else on a standby that is up (pg_authid is the same on every server), else
+// (before the first probe round, or with everything down) on the first backend: its connection error beats
+// waiting. As auth_query.user in auth_query.database.
+std::optional<ProbeTarget> Control::auth_query_target() const {
+  const Prober::View view = prober_->view();
+  int index = view->primary;
+  for (size_t i = 0; index < 0 && i < view->backends.size(); ++i) {
+    if (view->backends[i].readable) index = static_cast<int>(i);
+  }
+  if (index < 0 && !view->backends.empty()) index = 0;
+  if (index < 0) return std::nullopt;
+  const std::shared_ptr<const conf::Config> config = shared_->config.load();
+  const routing::BackendSpec& spec = view->backends[static_cast<size_t>(index)].spec;
+  ProbeTarget target = probe_target(*config, spec.host, spec.port, config->auth_query.database);
+  target.user = config->auth_query.user;
+  target.password = config->auth_query.password;
+  return target;
+}
+
+void Control::request_probe_round() {
+  post([](Control& control) {
+    if (control.prober_) control.prober_->probe_now();
+  });
 }
 
 Control::~Control() = default;
@@ -170,6 +197,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   shared_->client_tls.store(std::move(client_tls));
   shared_->backend_tls.store(std::move(backend_tls));
   Log::set_level(next->logging.level);
+  auth_lookup_->set_settings(next->auth_query);
   // A backend the new config drops forgets its DISABLE: re-added later, it starts enabled.
   std::set<std::string> disabled;
   for (auto it = disabled_backends_.begin(); it != disabled_backends_.end();) {
@@ -302,7 +330,8 @@ int Control::run() {
   workers_.clear();
   prober_.reset();
   catalog_loader_.reset();
-  uv_run(loop_, UV_RUN_DEFAULT);  // let the prober's and the loader's handles finish closing
+  auth_lookup_.reset();
+  uv_run(loop_, UV_RUN_DEFAULT);  // let the prober's, the loader's and the lookup's handles finish closing
   uv_loop_close(loop_);
   LOG_INFO("pgmux stopped; clients pinned to a server (transaction pooling), by reason: %s",
            shared_->pins.summary().c_str());

@@ -14,6 +14,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/ops/metrics.hpp"
+#include "proxy/control/auth_lookup.hpp"
 #include "proxy/control/catalog_loader.hpp"
 #include "proxy/control/prober.hpp"
 #include "proxy/control/shared_state.hpp"
@@ -60,11 +61,16 @@ class Control {
   // Whether a backend is disabled by the operator (by name).
   bool backend_disabled(const std::string& name) const { return disabled_backends_.count(name) != 0; }
   void stop(bool graceful, const std::string& why);
+  // Thread-safe: a probe round as soon as possible (a worker could not connect to the primary).
+  void request_probe_round();
+  // auth_query lookups (a worker posts here for a user the config does not list).
+  AuthLookup& auth_lookup() { return *auth_lookup_; }
 
  private:
   bool bind_listeners(const conf::Config& config, std::vector<std::vector<int>>* fds);
   void on_view(Prober::View view);
   std::optional<ProbeTarget> catalog_target(const std::string& database) const;
+  std::optional<ProbeTarget> auth_query_target() const;
   void reload_catalogs();
   // A new slot asks for its first load (FunctionCatalogs::slot_for); existing ones are left as they are.
   void open_configured_catalogs(const conf::Config& config);
@@ -80,6 +86,7 @@ class Control {
   std::unique_ptr<SharedState> shared_;
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<CatalogLoader> catalog_loader_;
+  std::unique_ptr<AuthLookup> auth_lookup_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<MetricsHttpServer> http_;
   ControlMetrics metrics_;

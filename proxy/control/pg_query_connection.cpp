@@ -45,9 +45,11 @@ PgQueryConnection::PgQueryConnection(uv_loop_t* loop, ProbeTarget target, const 
 
 PgQueryConnection::~PgQueryConnection() { close_connection(); }
 
-bool PgQueryConnection::start(const char* sql, double timeout_seconds, OnResult on_result, Done done) {
+bool PgQueryConnection::start(const char* sql, double timeout_seconds, OnResult on_result, Done done,
+                              std::optional<std::string> param) {
   if (busy()) return false;
   sql_ = sql;
+  param_ = std::move(param);
   on_result_ = std::move(on_result);
   done_ = std::move(done);
   timeout_ = timeout_seconds;
@@ -170,7 +172,11 @@ void PgQueryConnection::continue_connect() {
 
 void PgQueryConnection::send_query() {
   state_ = State::Sending;
-  if (PQsendQuery(conn_, sql_) == 0) {
+  // A parameter travels apart from the text (extended protocol): no quoting, whatever it holds.
+  const char* value = param_ ? param_->c_str() : nullptr;
+  const int sent = param_ ? PQsendQueryParams(conn_, sql_, 1, nullptr, &value, nullptr, nullptr, 0)
+                          : PQsendQuery(conn_, sql_);
+  if (sent == 0) {
     fail(one_line(PQerrorMessage(conn_)));
     return;
   }

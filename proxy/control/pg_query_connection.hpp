@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <libpq-fe.h>
@@ -46,8 +47,10 @@ class PgQueryConnection {
   PgQueryConnection& operator=(const PgQueryConnection&) = delete;
 
   // Starts `sql` (a literal or a string that outlives the query), to finish within timeout_seconds. False (and
-  // no callback) if a query is in flight. `done` runs last: it may destroy this object.
-  bool start(const char* sql, double timeout_seconds, OnResult on_result, Done done);
+  // no callback) if a query is in flight. `done` runs last: it may destroy this object. With `param`, sql is
+  // one statement with $1, sent by the extended protocol with param as the text value of $1.
+  bool start(const char* sql, double timeout_seconds, OnResult on_result, Done done,
+             std::optional<std::string> param = std::nullopt);
   bool busy() const { return state_ != State::Idle && state_ != State::Ready; }
   bool connected() const { return conn_ != nullptr && state_ != State::Connecting; }
   const ProbeTarget& target() const { return target_; }
@@ -82,6 +85,7 @@ class PgQueryConnection {
   Resolve* resolve_ = nullptr;
   double timeout_ = 0;
   const char* sql_ = nullptr;
+  std::optional<std::string> param_;
   OnResult on_result_;
   Done done_;
   bool reused_ = false;  // this query runs on a connection kept open from an earlier one

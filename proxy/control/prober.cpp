@@ -140,8 +140,22 @@ void Prober::on_tick(uv_timer_t* timer) {
   if (self != nullptr && self->running_) self->run_round();
 }
 
+void Prober::probe_now() {
+  if (!running_) return;
+  // Right after a round: the next one a little later (a round already in flight may have been sent before what
+  // prompted this request, which must see a round sent after it).
+  const double since = monotonic_seconds() - round_started_;
+  const double delay = since < kMinForcedInterval ? kMinForcedInterval - since : 0;
+  const uint64_t due = uv_now(loop_) + to_ms(delay);
+  const bool sooner = uv_is_active(reinterpret_cast<uv_handle_t*>(timer_->get())) &&
+                      uv_now(loop_) + uv_timer_get_due_in(timer_->get()) <= due;
+  if (sooner) return;  // the next round comes soon enough anyway
+  uv_timer_start(timer_->get(), on_tick, to_ms(delay), to_ms(period_));
+}
+
 void Prober::run_round() {
   in_round_ = true;
+  round_started_ = monotonic_seconds();
   probe_started_.resize(connections_.size(), 0);
   for (size_t i = 0; i < connections_.size(); ++i) {
     if (!connections_[i]->busy()) probe_started_[i] = monotonic_seconds();
@@ -168,6 +182,10 @@ void Prober::on_probe_done(size_t index, bool ok, const routing::ProbeResult& re
   if (in_round_) return;
   for (const auto& c : connections_) {
     if (c->busy()) return;  // publish once the whole round is in
+  }
+  // No primary: the next round comes soon, so that a promotion is followed within kFailoverPeriod.
+  if (running_ && topology_.view()->primary < 0 && period_ > kFailoverPeriod) {
+    uv_timer_start(timer_->get(), on_tick, to_ms(kFailoverPeriod), to_ms(period_));
   }
   notify_if_changed();
 }

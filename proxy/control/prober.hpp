@@ -50,6 +50,13 @@ class Prober {
     probe_observer_ = std::move(observer);
   }
 
+  // A round now rather than at the next period (a client could not connect to the primary: it may be gone).
+  // Requests closer together than kMinForcedInterval share a round.
+  void probe_now();
+  static constexpr double kMinForcedInterval = 0.05;
+  // Without a primary (failover), rounds come at least this often, so a promotion is seen within it.
+  static constexpr double kFailoverPeriod = 0.1;
+
   View view() const { return topology_.view(); }
   // Causal reads: the replay poller asks for fresh WAL positions between rounds while `commits` (acknowledged to
   // clients) or the standbys are ahead of what the view knows.
@@ -77,6 +84,7 @@ class Prober {
   OnChange on_change_;
   std::function<void(const std::string&, double)> probe_observer_;
   std::vector<double> probe_started_;  // monotonic seconds, index = backend id
+  double round_started_ = -1;          // monotonic seconds, of the last round
   View logged_;                  // the view the logs last described
   uint64_t notified_generation_ = 0;
 };

@@ -11,6 +11,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/client/cancel.hpp"
+#include "proxy/control/auth_cache.hpp"
 #include "proxy/control/commit_clock.hpp"
 #include "proxy/control/function_catalogs.hpp"
 #include "proxy/control/pause_state.hpp"
@@ -78,6 +79,7 @@ struct SharedState {
   // Statement texts a standby rejected as writes (25006), for every worker's classifier; kept across reloads.
   std::shared_ptr<routing::LearnedWrites> learned_writes = std::make_shared<routing::LearnedWrites>();
   CommitClock commits;        // the last write commit acknowledged to any client (causal reads)
+  AuthCache auth_cache;       // auth_query: what the database said about users the config does not list
   // tls.client's OpenSSL context as last loaded (startup, reload); null while the mode is disable. A connection
   // takes it at its SSLRequest and keeps it, so a reload changes only the connections that come after it.
   std::atomic<std::shared_ptr<const TlsServerContext>> client_tls;

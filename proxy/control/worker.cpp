@@ -130,6 +130,13 @@ std::vector<Pool*> Worker::reconfigure_pools() {
     const std::string database_name = pool->database_name();
     const conf::Database* database = config_->find_database(database_name);
     const conf::User* user = config_->find_user(pool->login().user);
+    // A user auth_query found keeps its pool while auth_query is on (with the secret it was found with).
+    conf::User looked_up;
+    if (!user && config_->auth_query.enabled()) {
+      looked_up.name = pool->login().user;
+      looked_up.password = pool->login().password;
+      user = &looked_up;
+    }
     if (!database || !user) {
       pool->set_stale(true);  // its clients go on with what they logged in with
       continue;
@@ -317,7 +324,8 @@ void Worker::tick() {
   clients_.for_each([&](ClientConn* client) { clients.push_back(client); });
   for (ClientConn* client : clients) {
     if (!client->open()) continue;
-    bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::Auth;
+    bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::AuthLookup ||
+                      client->state() == ClientState::Auth;
     if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
       client->fail(Failure::LoginTimeout);
     } else if (is_logged_in(client->state())) {
@@ -332,7 +340,7 @@ std::string Worker::current_pool_key(const std::string& database, const std::str
                                      const conf::Backend& backend) const {
   const conf::Database* d = config_->find_database(database);
   const conf::User* u = config_->find_user(user);
-  if (!d || !u) return {};
+  if (!d || (!u && !config_->auth_query.enabled())) return {};  // auth_query users are in no list
   return pool_key(database, user, backend, server_database_of(*d, database), conf::Config::effective_pool_mode(u, *d));
 }
 
@@ -361,7 +369,15 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   const conf::Backend* backend = &config_->backends[static_cast<size_t>(backend_index)];
   const std::string server_database = server_database_of(login_database, requested_database);
   const std::string key = pool_key(requested_database, login_user.name, *backend, server_database, mode);
-  if (auto it = pools_.find(key); it != pools_.end()) return it->second.get();
+  if (auto it = pools_.find(key); it != pools_.end()) {
+    // auth_query found another secret since the pool was made (ALTER ROLE ... PASSWORD): new servers use it.
+    // (A configured user's client may carry a password a reload replaced: the pool keeps the config's.)
+    Pool* pool = it->second.get();
+    if (pool->login().password != login_user.password && !config_->find_user(login_user.name)) {
+      pool->set_password(login_user.password);
+    }
+    return pool;
+  }
 
   // Sizes and the password come from the current config while it has the database and the user; a client
   // whose entry a reload removed goes on with the one it logged in with.
@@ -407,6 +423,9 @@ const protocol::ScramSecret* Worker::scram_secret_for(const conf::User& user) {
   auto it = scram_cache_.find(user.name);
   if (it != scram_cache_.end() && it->second.first == user.password) return &it->second.second;
   protocol::ScramSecret secret;
+  if (conf::password_kind(user.password) == conf::PasswordKind::Md5Hash) {
+    return nullptr;  // as PostgreSQL: an md5 hash cannot verify SCRAM (the exchange is a mock, bound to fail)
+  }
   if (protocol::is_scram_secret(user.password)) {
     auto parsed = protocol::parse_scram_secret(user.password);
     if (!parsed) return nullptr;

@@ -76,8 +76,7 @@ constexpr FailureRow kClientRows[] = {
      "options_unsupported", "unsupported options parameter", Info},
 };
 
-// A logged-in-to-be client: hba rules, authentication, database and limits, then its requests' framing, timeouts,
-// the admin console and shutdown.
+// A logged-in-to-be client: hba rules and authentication.
 constexpr FailureRow kClientLoginRows[] = {
     // The hba rules, in PostgreSQL's words: host is the client's address, the last word its encryption.
     {F::NoHbaEntry, Fatal, code::kInvalidAuthorization,
@@ -102,12 +101,30 @@ constexpr FailureRow kClientLoginRows[] = {
      "", Reuse, "no_usable_scram_secret",
      "authentication failed: the user's configured password cannot be used for SCRAM (mock password exchange)",
      Warn},
+    // auth_query: the database's own record of a role the config does not list (proxy/control/auth_lookup.hpp).
+    {F::AuthQueryNoRole, Fatal, code::kInvalidPassword, "password authentication failed for user \"{}\"", "", "",
+     Reuse, "auth_query_no_role", "authentication failed: auth_query found no such role (mock password exchange)",
+     Warn},
+    {F::PasswordExpired, Fatal, code::kInvalidPassword, "password authentication failed for user \"{}\"", "", "",
+     Reuse, "password_expired", "authentication failed: the role's password has expired (VALID UNTIL)", Warn},
+    {F::NoPasswordAssigned, Fatal, code::kInvalidPassword, "password authentication failed for user \"{}\"", "",
+     "", Reuse, "no_password_assigned", "authentication failed: the role has no password assigned", Warn},
+    {F::RoleCannotLogin, Fatal, code::kInvalidAuthorization, "role \"{}\" is not permitted to log in", "", "",
+     Reuse, "role_cannot_login", "the role has no LOGIN attribute", Warn},
+    {F::AuthQueryFailed, Fatal, code::kConnectionFailure,
+     "pgmux could not look up user \"{}\" (auth_query)", "", "The pgmux log says why.", Reuse,
+     "auth_query_failed", "auth_query lookup failed", conf::LogLevel::Error},
     {F::AuthProtocolViolation, Fatal, code::kProtocolViolation, "{}", "", "", Reuse, "auth_protocol_violation",
      "protocol violation during authentication", Warn},
     {F::AuthMessageInvalid, Fatal, code::kProtocolViolation, "invalid authentication message: {}", "", "", Reuse,
      "auth_message_invalid", "protocol violation during authentication", Warn},
     {F::AuthUnexpectedMessage, Fatal, code::kProtocolViolation, "expected password response, got message type \"{}\"",
      "", "", Reuse, "auth_unexpected_message", "protocol violation during authentication", Warn},
+};
+
+// After authentication: the database and limits, then requests' framing, timeouts, the admin console and
+// shutdown.
+constexpr FailureRow kClientSessionRows[] = {
     {F::UnknownDatabase, Fatal, code::kInvalidCatalogName, "database \"{}\" does not exist", "", "", Reuse,
      "unknown_database", "unknown database", Info},
     {F::NotAdminUser, Fatal, code::kInvalidAuthorization,
@@ -217,6 +234,13 @@ constexpr FailureRow kSessionRows[] = {
     {F::ServerLostInFlight, Error, code::kConnectionFailure,
      "server connection lost (backend \"{}\"); the statement may or may not have been executed", "", "", Reuse,
      "server_lost_in_flight", "server connection lost", Info},
+    {F::ServerLostInTransaction, Fatal, code::kConnectionFailure,
+     "server connection lost (backend \"{}\") inside a transaction: the transaction did not commit", "", "", Reuse,
+     "server_lost_in_transaction", "server connection lost inside a transaction", Info},
+    {F::ServerLostDuringCommit, Fatal, code::kTransactionResolutionUnknown,
+     "server connection lost (backend \"{}\") while COMMIT was running: the transaction may or may not have "
+     "committed", "", "Check whether its changes are there before running it again.", Reuse,
+     "server_lost_during_commit", "server connection lost during COMMIT", Warn},
     // The request must not run outside the transaction the client asked for.
     {F::DeferredBeginFailed, Silent, code::kConnectionFailure, "pgmux could not start the transaction on the server",
      "", "", Close, "deferred_begin_failed", "BEGIN ahead of a request failed", Info},
@@ -266,7 +290,7 @@ constexpr std::array<FailureRow, (N + ...)> join_rows(const FailureRow (&... gro
   ((std::copy(std::begin(groups), std::end(groups), all.begin() + next), next += N), ...);
   return all;
 }
-constexpr auto kRows = join_rows(kClientRows, kClientLoginRows, kServerLoginRows, kSessionRows);
+constexpr auto kRows = join_rows(kClientRows, kClientLoginRows, kClientSessionRows, kServerLoginRows, kSessionRows);
 
 constexpr bool rows_in_enum_order() {
   for (size_t i = 0; i < std::size(kRows); ++i) {

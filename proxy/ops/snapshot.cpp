@@ -35,6 +35,7 @@ void split_peer(const std::string& peer, std::string* addr, int* port) {
 const char* client_state_text(const ClientConn& c) {
   switch (c.state()) {
     case ClientState::Startup:
+    case ClientState::AuthLookup:
     case ClientState::Auth: return "login";
     case ClientState::Closing: return "closing";
     case ClientState::LoginWait:

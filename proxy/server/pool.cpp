@@ -76,15 +76,18 @@ void Pool::reconfigure(Limits limits, const std::string& password) {
   move_slots(limits_.user, std::move(limits.user));
   limits_.reserve = limits.reserve;
   limits_.min_size = stale_ ? 0 : limits.min_size;
-  if (password != login_.password) {
-    login_.password = password;
-    login_.scram_secret.reset();
-    login_.client_key.reset();  // recovered from a client's login with the old secret
-    if (protocol::is_scram_secret(password)) login_.scram_secret = protocol::parse_scram_secret(password);
-  }
+  set_password(password);
   // Smaller: idle servers beyond the new size go now, busy ones when released.
   while (over_limit() && !idle_.empty()) idle_.back()->close();
   if (!waiting_.empty()) serve_waiters();  // larger: clients waiting for a slot get one now
+}
+
+void Pool::set_password(const std::string& password) {
+  if (password == login_.password) return;
+  login_.password = password;
+  login_.scram_secret.reset();
+  login_.client_key.reset();  // recovered from a client's login with the old secret
+  if (protocol::is_scram_secret(password)) login_.scram_secret = protocol::parse_scram_secret(password);
 }
 
 void Pool::drain() {

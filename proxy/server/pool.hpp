@@ -94,6 +94,8 @@ class Pool {
   // Reload: new limits (pool_size, reserve, min_pool_size, max_db/max_user budgets) and the user's password for
   // servers opened from now on. Servers beyond the new size close as they are released.
   void reconfigure(Limits limits, const std::string& password);
+  // The password (or secret) servers opened from now on log in with; a changed one forgets the client key.
+  void set_password(const std::string& password);
   // Reload: the config no longer describes this pool (database, user, pool mode or server database changed):
   // it goes on serving the clients that logged in before, keeps no min_pool_size, and goes once empty.
   void set_stale(bool stale) {

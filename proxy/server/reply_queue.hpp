@@ -68,6 +68,7 @@ struct OwedReply {
   // sequence continues an entry), and answers seen. A failed request created exactly the statements of the
   // Parses answered before its error.
   bool resets_parameters = false;  // transaction pooling: RESET / RESET ALL / DISCARD ALL (client_view_of_reset)
+  bool commits = false;            // the request commits a transaction (routing::commits_transaction)
   uint16_t parses_sent = 0;
   uint16_t parses_seen = 0;
   // Parses (by that ordinal) followed by a Describe 'S' of pgmux's own, with the shared statement's name.
@@ -108,6 +109,13 @@ class ReplyQueue {
   bool open_sequence() const { return !empty() && back().open; }
   // Replies the client still waits for (pgmux's own statements not counted; an open sequence counts).
   size_t client_requests() const;
+  // A request that commits a transaction is among those owed: lost now, its outcome is unknown.
+  bool commit_owed() const {
+    for (size_t i = 0; i < size_; ++i) {
+      if (slots_[index(i)].commits) return true;
+    }
+    return false;
+  }
 
  private:
   size_t index(size_t i) const { return (head_ + i) & (slots_.size() - 1); }

@@ -85,6 +85,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool only_open_sequence() const { return owed_.size() == 1 && owed_.open_sequence(); }
   // The last request left an extended sequence open (Flush, no Sync): the next one continues it.
   bool extended_open() const { return owed_.open_sequence(); }
+  bool commit_owed() const { return owed_.commit_owed(); }
   int backend_index() const;
   // A partial message was forwarded to the client: the client's stream cannot take anything else now.
   bool mid_message() const { return pass_remaining_ > 0; }

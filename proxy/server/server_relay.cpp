@@ -125,6 +125,11 @@ bool ServerConn::collect_relay_pass(RelayPass& pass) {
 // A whole message, handled as the front entry of the queue says. False when the connection failed.
 bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayPass& pass) {
   const ReplyFate fate = owed_.front_fate();
+  if (tag == backend::kErrorResponse && owed_.empty() && tx_status_ == 'I' && client_ &&
+      client_->hold_server_fatal(*this, body, ByteView(in_.data() + pass.pos, size))) {
+    pass.pos += size;  // the client keeps it until it knows whether the server was stopped (client_server_ending.cpp)
+    return true;
+  }
   if (fate == ReplyFate::SkipOwn) return drop_own_reply(tag, body, size, pass);
   if (hidden_describe_ != 0 && take_hidden_describe(tag, body, size, pass)) return true;
   if (tag == backend::kParseComplete && !owed_.empty()) note_parse_complete();

@@ -84,3 +84,28 @@ TEST_CASE("client auth: a known user without a usable SCRAM secret runs the mock
   CHECK(step.failure->failure() == Failure::NoUsableScramSecret);
   CHECK(step.failure->message() == "password authentication failed for user \"old\"");
 }
+
+TEST_CASE("client auth: a refused user (auth_query: expired, no password) fails like a wrong password, right or not") {
+  conf::User expired{"late", "secret", {}, {}, 0};
+  const protocol::ScramSecret secret = protocol::make_scram_secret("secret", "0123456789abcdef");
+  ClientAuth scram(expired.name, &expired, conf::AuthMethod::ScramSha256, secret);
+  scram.refuse(Failure::PasswordExpired);
+  std::string first;
+  ClientAuth::Step step = scram_login(scram, "secret", &first);  // the right password
+  REQUIRE(step.verdict == ClientAuth::Verdict::Failed);
+  CHECK(step.failure->failure() == Failure::PasswordExpired);
+  CHECK(step.failure->sqlstate() == "28P01");
+  CHECK(step.failure->message() == "password authentication failed for user \"late\"");
+  CHECK_FALSE(scram.client_key());  // nothing to log in to servers with
+
+  // md5: the right response for the stored password is refused too.
+  ClientAuth md5(expired.name, &expired, conf::AuthMethod::Md5, std::nullopt);
+  md5.refuse(Failure::NoPasswordAssigned);
+  step = md5.start();
+  REQUIRE(step.verdict == ClientAuth::Verdict::Continue);
+  protocol::ByteVector password;
+  protocol::build_password_message(password, "md5000000000000000000000000000000000");
+  step = md5.on_message(body_of(password));
+  REQUIRE(step.verdict == ClientAuth::Verdict::Failed);
+  CHECK(step.failure->failure() == Failure::NoPasswordAssigned);
+}

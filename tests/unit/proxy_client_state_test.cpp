@@ -36,6 +36,10 @@ TEST_CASE("client states: login goes startup -> auth -> (server) -> ready, never
   CHECK(is_legal_transition(ClientState::Auth, ClientState::Ready));  // transaction pooling: no server needed
   CHECK(is_legal_transition(ClientState::Auth, ClientState::Admin));
   CHECK(is_legal_transition(ClientState::LoginWait, ClientState::Ready));
+  // auth_query: the lookup comes between the startup packet and the password exchange.
+  CHECK(is_legal_transition(ClientState::Startup, ClientState::AuthLookup));
+  CHECK(is_legal_transition(ClientState::AuthLookup, ClientState::Auth));
+  CHECK_FALSE(is_legal_transition(ClientState::AuthLookup, ClientState::Ready));
   CHECK_FALSE(is_legal_transition(ClientState::Startup, ClientState::Ready));
   CHECK_FALSE(is_legal_transition(ClientState::Ready, ClientState::Auth));
   CHECK_FALSE(is_legal_transition(ClientState::Ready, ClientState::LoginWait));
@@ -69,4 +73,14 @@ TEST_CASE("client states: predicates") {
   CHECK_FALSE(pgmux::proxy::waits_for_pool(ClientState::PrimaryWait));
   CHECK_FALSE(pgmux::proxy::waits_for_pool(ClientState::ReplayWait));
   CHECK_FALSE(pgmux::proxy::is_waiting(ClientState::Ready));
+}
+
+TEST_CASE("client states: an idle session's ended primary connection is decided from Ready, back to Ready") {
+  CHECK(is_legal_transition(ClientState::Ready, ClientState::ServerEnding));
+  CHECK(is_legal_transition(ClientState::ServerEnding, ClientState::Ready));
+  CHECK_FALSE(is_legal_transition(ClientState::ServerEnding, ClientState::ServerWait));
+  CHECK_FALSE(is_legal_transition(ClientState::ServerWait, ClientState::ServerEnding));
+  CHECK(pgmux::proxy::is_waiting(ClientState::ServerEnding));
+  CHECK(pgmux::proxy::is_logged_in(ClientState::ServerEnding));
+  CHECK_FALSE(pgmux::proxy::is_logged_in(ClientState::AuthLookup));
 }

@@ -125,6 +125,23 @@ TEST_CASE("topology: failover follow: a promoted standby becomes the primary") {
   CHECK(t.view()->alarm.empty());
 }
 
+TEST_CASE("topology: a standby left on the old timeline by a promotion leaves the read set, back once it follows") {
+  Topology t = three();
+  t.on_probe_ok(0, primary_probe(1000, 1), 0);
+  t.on_probe_ok(1, standby_probe(1000, {}, 1), 0);
+  t.on_probe_ok(2, standby_probe(1000, {}, 1), 0);
+  CHECK(at(t, 2).readable);
+  for (int k = 0; k < 3; ++k) t.on_probe_failed(0, "refused", 1 + k);
+  t.on_probe_ok(2, standby_probe(1000, {}, 1), 4);
+  CHECK(at(t, 2).readable);  // no primary: nothing to be behind, reads go on
+  t.on_probe_ok(1, primary_probe(1100, 2), 5);  // standby 1 promoted
+  REQUIRE(t.view()->primary == 1);
+  CHECK_FALSE(at(t, 2).readable);  // at once, although its lag is small
+  CHECK(at(t, 2).excluded_reason == "on timeline 1, the primary is on 2: not following the primary");
+  t.on_probe_ok(2, standby_probe(1100, {}, 2), 6);  // repointed: receiving timeline 2
+  CHECK(at(t, 2).readable);
+}
+
 TEST_CASE("topology: lag bytes against the primary, with hysteresis on the way back") {
   TopologySettings s;
   s.max_lag_bytes = 16 * kMiB;

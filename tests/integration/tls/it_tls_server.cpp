@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "tests/integration/reload/reload_support.hpp"
@@ -168,4 +170,56 @@ TEST_CASE("backend TLS settings are checked: the setting is named") {
   CHECK(contains(start_error(b), "/backends/0/sslrootcert: could not load root certificate file"));
   b["sslmode"] = "allow";
   CHECK(contains(start_error(b), "/backends/0/sslmode: must be one of"));
+}
+
+// standby2 admits user app only with a client certificate of the test CA (a "cert" rule in front of its hba
+// file) for the test's life.
+struct CertRuleOnServer {
+  explicit CertRuleOnServer(int port) : port(port) {
+    PgConn conn = connect(superuser(port));
+    hba_file = scalar(conn.get(), "SHOW hba_file");
+    std::ifstream in(hba_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    original = text.str();
+    write_hba("hostssl all app 127.0.0.1/32 cert\n" + original);
+    exec(conn.get(), "ALTER SYSTEM SET ssl_ca_file = '" + certificates().ca_crt + "'");
+    exec(conn.get(), "SELECT pg_reload_conf()");
+  }
+  ~CertRuleOnServer() {
+    write_hba(original);
+    PgConn conn = try_connect(superuser(port));
+    if (PQstatus(conn.get()) != CONNECTION_OK) return;
+    PQclear(PQexec(conn.get(), "ALTER SYSTEM RESET ssl_ca_file"));
+    PQclear(PQexec(conn.get(), "SELECT pg_reload_conf()"));
+  }
+  void write_hba(const std::string& text) const {
+    std::ofstream out(hba_file, std::ios::trunc);
+    out << text;
+  }
+  int port;
+  std::string hba_file;
+  std::string original;
+};
+
+TEST_CASE("a backend with sslcert and sslkey: pgmux logs in to a server that demands a client certificate") {
+  const ClusterPorts ports = cluster_ports();
+  SslOnServer ssl(ports.standby2);
+  CertRuleOnServer cert_rule(ports.standby2);
+  const Certificates& certs = certificates();
+  chmod(certs.client_key.c_str(), 0600);  // libpq (the prober) insists
+  PgConn refused = try_connect(conninfo(ports.standby2, "app", "app", "app") + " sslmode=require");
+  REQUIRE_MESSAGE(PQstatus(refused.get()) == CONNECTION_BAD, "the cert rule did not take effect");
+
+  const int listen = pick_listen_port();
+  nlohmann::json config = reads_on_standby2(listen, "verify-full", certs.ca_crt);
+  config["backends"][1]["sslcert"] = certs.client_crt;
+  config["backends"][1]["sslkey"] = certs.client_key;
+  PgmuxProcess pgmux(config.dump(2), listen);
+  const std::string app = conninfo(listen, "app", "app", "app");
+  const std::string standby2 = std::to_string(ports.standby2);
+  CHECK_MESSAGE(wait_for(app, "SELECT inet_server_port()::text", standby2) == standby2, pgmux.log());
+  PgConn direct = connect(superuser(ports.standby2));
+  CHECK(scalar(direct.get(), "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                             "WHERE usename = 'app' AND client_dn = '/CN=app'") != "0");
 }
