@@ -14,9 +14,11 @@ namespace pgmux::soak {
 namespace {
 
 // SQLSTATEs a client sees when a server is lost under it: PostgreSQL's FATAL for pg_terminate_backend (relayed in
-// session mode, or a login refused by a dying server) and pgmux's own "server connection lost" / "could not
-// connect". These are the killed-backend fault, not pgmux failing.
-bool server_lost_state(const std::string& sqlstate) { return sqlstate == "57P01" || sqlstate == "08006"; }
+// session mode, or a login refused by a dying server), pgmux's own "server connection lost" / "could not
+// connect" (08006) and "lost while its COMMIT ran" (08007). These are the killed-backend fault, not pgmux failing.
+bool server_lost_state(const std::string& sqlstate) {
+  return sqlstate == "57P01" || sqlstate == "08006" || sqlstate == "08007";
+}
 
 int open_nonblocking_connect(int port, bool* in_progress) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
