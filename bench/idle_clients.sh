@@ -28,21 +28,8 @@ done
 binary="$build_dir/tests/integration/txpool/it_txpool_idle"
 [[ -x $binary ]] || { echo "missing $binary: ninja -C $build_dir pgmux it_txpool_idle" >&2; exit 2; }
 
-work=""
-cleanup() {
-  if [[ -n $work ]]; then
-    bash "$repo/tests/support/cluster.sh" stop "$work/cluster" >/dev/null 2>&1 || true
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-if [[ -z $baseport ]]; then
-  baseport=31533
-  work=$(mktemp -d /tmp/pgmux-idle-bench.XXXXXX)
-  chmod 755 "$work"  # the server runs as the postgres OS user when we are root
-  echo "starting a PostgreSQL cluster on $baseport in $work/cluster ..." >&2
-  bash "$repo/tests/support/cluster.sh" start "$work/cluster" "$baseport" >/dev/null
-fi
+source "$repo/bench/bench_cluster.sh"
+bench_cluster "$repo" 31533 idle-bench
 
 # Both this shell's children and pgmux need one descriptor per client.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

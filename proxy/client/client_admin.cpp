@@ -42,7 +42,7 @@ void ClientConn::start_admin_session() {
   params.set("is_superuser", may_change ? "on" : "off");
   params.set("application_name", session_.wanted_params.find("application_name") ? *session_.wanted_params.find("application_name")
                                                                           : std::string());
-  finish_login(params, may_change ? "the admin console, admin user" : "the admin console, stats user");
+  if (!finish_login(params, may_change ? "the admin console, admin user" : "the admin console, stats user")) return;
   set_state(ClientState::Admin);
 }
 

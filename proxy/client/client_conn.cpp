@@ -119,7 +119,8 @@ void ClientConn::apply_auth_step(ClientAuth::Step step) {
     return;
   }
   send_owned(std::move(step.reply));
-  if (step.verdict == ClientAuth::Verdict::Ok) auth_succeeded();
+  // A write to a client that has gone fails and closes it: then there is no one to log in.
+  if (open() && step.verdict == ClientAuth::Verdict::Ok) auth_succeeded();
 }
 
 void ClientConn::handle_auth() {
@@ -150,6 +151,8 @@ void ClientConn::auth_succeeded() {
   ByteVector ok;
   build_authentication_ok(ok);
   send_owned(std::move(ok));
+  // The client may be gone (SASLFinal went out, AuthenticationOk did not): nothing may queue it in a pool now.
+  if (!open()) return;
   if (!user_config_) {  // trust: PostgreSQL too says so only after AuthenticationOk
     fail({Failure::UnknownRole, {user_}});
     return;
@@ -183,7 +186,7 @@ void ClientConn::auth_succeeded() {
       for (const auto& [name, value] : session_.wanted_params.entries()) {
         if (params.find(name)) params.set(name, value);
       }
-      finish_login(params, "the pool's parameters");
+      if (!finish_login(params, "the pool's parameters")) return;
       set_state(ClientState::Ready);
       pump();
       return;
@@ -282,7 +285,10 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
   ServerLease& slot = slot_for(waiting_role_);
   drop_server(slot);
   slot = ServerLease(server);
-  if (state_ == ClientState::LoginWait) finish_login(server->params(), server->pool().backend().name.c_str(), server);
+  if (state_ == ClientState::LoginWait &&
+      !finish_login(server->params(), server->pool().backend().name.c_str(), server)) {
+    return;  // the client is closing: its close releases the server just linked
+  }
   if (waits_for_pool(state_)) set_state(ClientState::Ready);
   pump();
   release_idle_servers();  // a login-only checkout in transaction pooling goes straight back
@@ -330,7 +336,7 @@ void ClientConn::drop_idle_servers() {
   }
 }
 
-void ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
+bool ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
   // Session pooling: the client's pid is that of the server it logged in through and keeps (the primary when
   // there is one), so pg_backend_pid(), NOTIFY's pid and pg_terminate_backend agree with BackendKeyData as on a
   // direct connection. The secret key stays pgmux's: cancel requests come to pgmux, which knows where the
@@ -351,8 +357,10 @@ void ClientConn::finish_login(const SessionParams& server_params, const char* vi
     catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(
         database_config_->server_database.empty() ? database_ : database_config_->server_database));
   }
+  if (!open()) return false;
   LOG_INFO("%s: login ok (pid %d%s, parameters from %s, %s pooling)", log_prefix().c_str(), key.process_id,
            pid != 0 ? ", its server's" : ", pgmux's own", via, conf::to_string(pool_mode_));
+  return true;
 }
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {

@@ -155,7 +155,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void update_backend_mask(const conf::Config& config);
   int login_backend(Role* role) const;
   // login_server: the server the client logged in through, whose pid session pooling gives the client.
-  void finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server = nullptr);
+  // Sends the login's last messages; false when the client has gone meanwhile (a failed write closed it).
+  bool finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server = nullptr);
 
   // Request path.
   void pump();

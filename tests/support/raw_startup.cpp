@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace pgmux::test {
@@ -55,6 +56,17 @@ class Wire {
   Wire& operator=(const Wire&) = delete;
 
   bool connected() const { return fd_ >= 0; }
+
+  // Closes now; with reset, by a TCP reset (SO_LINGER 0) instead of FIN.
+  void abandon(bool reset) {
+    if (fd_ < 0) return;
+    if (reset) {
+      linger hard{1, 0};
+      setsockopt(fd_, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    }
+    close(fd_);
+    fd_ = -1;
+  }
 
   bool send_all(const std::string& bytes) {
     size_t off = 0;
@@ -186,17 +198,6 @@ std::optional<std::string> unb64(const std::string& text) {
   return std::string(reinterpret_cast<char*>(out.data()), len);
 }
 
-// "a=1,b=2" attribute lookup (SCRAM messages).
-std::string attr(const std::string& msg, char key) {
-  size_t pos = 0;
-  while (pos < msg.size()) {
-    size_t end = msg.find(',', pos);
-    if (end == std::string::npos) end = msg.size();
-    if (end - pos >= 2 && msg[pos] == key && msg[pos + 1] == '=') return msg.substr(pos + 2, end - pos - 2);
-    pos = end + 1;
-  }
-  return "";
-}
 
 void parse_error(const std::string& body, StartupOutcome& out) {
   size_t pos = 0;
@@ -225,9 +226,9 @@ struct Scram {
   }
 
   std::optional<std::string> final_message(const std::string& server_first) {
-    std::string nonce = attr(server_first, 'r');
-    auto salt = unb64(attr(server_first, 's'));
-    int iterations = std::atoi(attr(server_first, 'i').c_str());
+    std::string nonce = scram_attribute(server_first, 'r');
+    auto salt = unb64(scram_attribute(server_first, 's'));
+    int iterations = std::atoi(scram_attribute(server_first, 'i').c_str());
     if (nonce.empty() || !salt || iterations <= 0) return std::nullopt;
     unsigned char salted[32];
     PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
@@ -247,6 +248,17 @@ struct Scram {
 };
 
 }  // namespace
+
+std::string scram_attribute(const std::string& msg, char key) {
+  size_t pos = 0;
+  while (pos < msg.size()) {
+    size_t end = msg.find(',', pos);
+    if (end == std::string::npos) end = msg.size();
+    if (end - pos >= 2 && msg[pos] == key && msg[pos + 1] == '=') return msg.substr(pos + 2, end - pos - 2);
+    pos = end + 1;
+  }
+  return "";
+}
 
 std::string raw_packet(uint32_t code, const std::string& body) {
   std::string out;
@@ -349,10 +361,16 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
           return out;
         }
         sent = wire.send_all(message('p', *final_msg));
+        if (sent && extras.vanish_after_proof) {
+          if (extras.vanish_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(extras.vanish_delay_us));
+          wire.abandon(extras.reset_on_vanish);
+          out.message = "closed after sending the SCRAM proof";
+          return out;
+        }
         break;
       }
       case 12:  // SASLFinal: check the server's signature
-        if (attr(body.substr(4), 'v') != b64(scram.server_signature)) {
+        if (scram_attribute(body.substr(4), 'v') != b64(scram.server_signature)) {
           out.message = "SCRAM server signature mismatch";
           return out;
         }

@@ -25,6 +25,11 @@ struct StartupOutcome {
 struct StartupExtras {
   uint32_t protocol_version = 196608;                            // 3.0
   std::vector<std::pair<std::string, std::string>> parameters;  // sent after user and database
+  // Close the connection right after sending the SCRAM proof, without waiting for the answer (a client that
+  // vanishes at the end of its login); with a TCP reset instead of FIN when reset_on_vanish.
+  bool vanish_after_proof = false;
+  bool reset_on_vanish = false;
+  int vanish_delay_us = 0;  // how long after sending the proof
 };
 
 // Logs in to 127.0.0.1:port and disconnects (Terminate) on success. Every socket wait is bounded by timeout_s.
@@ -47,6 +52,9 @@ struct RawReply {
 };
 // Connects, runs the steps, then reads until the server closes or timeout_s passes.
 RawReply raw_exchange(const RawEndpoint& to, const std::vector<RawStep>& steps, double timeout_s = 3.0);
+
+// The value of `key` in a SCRAM message ("r=...,s=...,i=4096"); empty when absent.
+std::string scram_attribute(const std::string& msg, char key);
 
 // Builders for startup-phase packets (big-endian length word first).
 std::string raw_packet(uint32_t code, const std::string& body = {});
