@@ -83,35 +83,63 @@ SocketFacts socket_facts(const StreamConn& conn) {
 
 ObjectSizes object_sizes() { return {sizeof(ClientConn), sizeof(ServerConn), sizeof(Pool)}; }
 
+namespace {
+
+ClientRow client_row(const ClientConn* c, const WallClock& clock, int worker) {
+  ClientRow row;
+  row.id = c->id();
+  row.user = c->user();
+  row.database = c->database();
+  row.state = client_state_text(*c);
+  split_peer(c->peer(), &row.addr, &row.port);
+  row.connect_time = clock.to_unix(c->created_at());
+  row.request_time = clock.to_unix(c->last_activity());
+  if (waits_for_pool(c->state())) row.wait_seconds = clock.loop_now - c->wait_started();
+  if (const std::string* app = c->wanted_params().find("application_name")) row.application_name = *app;
+  row.pool_mode = conf::to_string(c->pool_mode());
+  for (const ServerConn* s : {c->primary_server(), c->standby_server()}) {
+    if (!s) continue;
+    if (!row.servers.empty()) row.servers += ",";
+    row.servers += "S-" + std::to_string(s->id());
+  }
+  row.admin = c->is_admin();
+  row.in_transaction = c->in_transaction();
+  row.worker = worker;
+  row.prepared_statements = c->prepared_statement_count();
+  row.socket = socket_facts(*c);
+  read_session_facts(c->wanted_params(), &row.socket);
+  return row;
+}
+
+ServerRow server_row(const ServerConn* s, Pool& pool, const WallClock& clock, int worker) {
+  ServerRow row;
+  row.id = s->id();
+  row.user = pool.login().user;
+  row.database = pool.database_name();
+  row.backend = pool.backend().name;
+  row.state = server_state_text(s->state());
+  row.addr = pool.backend().host;
+  row.port = pool.backend().port;
+  row.connect_time = clock.to_unix(s->connect_started());
+  row.request_time = clock.to_unix(s->last_request());
+  row.client_id = s->client() ? s->client()->id() : 0;
+  row.remote_pid = s->key().process_id;
+  row.tx_status = s->tx_status();
+  row.prepared_statements = s->server_statements.size() + s->prepared.size();
+  row.close_needed = pool.draining();
+  row.worker = worker;
+  row.socket = socket_facts(*s);
+  read_session_facts(s->params(), &row.socket);
+  return row;
+}
+
+}  // namespace
+
 WorkerSnapshot Worker::snapshot() {
   WorkerSnapshot out;
   out.worker = index_;
   const WallClock clock{now(), static_cast<double>(std::time(nullptr))};
-  clients_.for_each([&](ClientConn* c) {
-    ClientRow row;
-    row.id = c->id();
-    row.user = c->user();
-    row.database = c->database();
-    row.state = client_state_text(*c);
-    split_peer(c->peer(), &row.addr, &row.port);
-    row.connect_time = clock.to_unix(c->created_at());
-    row.request_time = clock.to_unix(c->last_activity());
-    if (waits_for_pool(c->state())) row.wait_seconds = clock.loop_now - c->wait_started();
-    if (const std::string* app = c->wanted_params().find("application_name")) row.application_name = *app;
-    row.pool_mode = conf::to_string(c->pool_mode());
-    for (const ServerConn* s : {c->primary_server(), c->standby_server()}) {
-      if (!s) continue;
-      if (!row.servers.empty()) row.servers += ",";
-      row.servers += "S-" + std::to_string(s->id());
-    }
-    row.admin = c->is_admin();
-    row.in_transaction = c->in_transaction();
-    row.worker = index_;
-    row.prepared_statements = c->prepared_statement_count();
-    row.socket = socket_facts(*c);
-    read_session_facts(c->wanted_params(), &row.socket);
-    out.clients.push_back(std::move(row));
-  });
+  clients_.for_each([&](ClientConn* c) { out.clients.push_back(client_row(c, clock, index_)); });
   for (auto& [key, pool] : pools_) {
     PoolRow p;
     p.database = pool->database_name();
@@ -124,24 +152,7 @@ WorkerSnapshot Worker::snapshot() {
     pool->for_each_waiting([&](PoolClient* c) { p.maxwait = std::max(p.maxwait, clock.loop_now - c->wait_started()); });
     pool->for_each_server([&](PoolServer* pooled) {
       auto* s = static_cast<ServerConn*>(pooled);  // a worker's pools hold ServerConns only
-      ServerRow row;
-      row.id = s->id();
-      row.user = pool->login().user;
-      row.database = pool->database_name();
-      row.backend = pool->backend().name;
-      row.state = server_state_text(s->state());
-      row.addr = pool->backend().host;
-      row.port = pool->backend().port;
-      row.connect_time = clock.to_unix(s->connect_started());
-      row.request_time = clock.to_unix(s->last_request());
-      row.client_id = s->client() ? s->client()->id() : 0;
-      row.remote_pid = s->key().process_id;
-      row.tx_status = s->tx_status();
-      row.prepared_statements = s->server_statements.size() + s->prepared.size();
-      row.close_needed = pool->draining();
-      row.worker = index_;
-      row.socket = socket_facts(*s);
-      read_session_facts(s->params(), &row.socket);
+      out.servers.push_back(server_row(s, *pool, clock, index_));
       if (s->state() == ServerState::Linked) {
         ++p.sv_active;
         ++p.cl_active;
@@ -152,7 +163,6 @@ WorkerSnapshot Worker::snapshot() {
       } else if (s->state() == ServerState::Internal) {
         ++(s->client() ? p.sv_active : p.sv_idle);
       }
-      out.servers.push_back(std::move(row));
     });
     p.xact_count = pool->stats.xact_count;
     p.query_count = pool->stats.query_count;

@@ -351,7 +351,7 @@ void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
     }
     if (!ok || !server->reusable()) {
       LOG_WARN("S-%llu pool %s: reset failed (%s), closing", static_cast<unsigned long long>(server->id()),
-               name_.c_str(), escape_for_log(error, 1000).c_str());
+               name_.c_str(), ok ? "the server cannot be reused after it" : escape_for_log(error, 1000).c_str());
       server->close();
       return;
     }
