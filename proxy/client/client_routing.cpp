@@ -208,8 +208,10 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
 // standby. False: the failure is the client's to hear.
 bool ClientConn::hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route) {
   if (!primary_unreachable(failure) || worker_.config()->routing.failover_timeout <= 0) return false;
-  LOG_INFO("%s: the primary's pool could not open a connection (%s); probing every backend now and holding the %s",
-           log_prefix().c_str(), failure.message().c_str(), logged_in() ? "request" : "login");
+  // Once per wait at INFO: while the primary is going away the request may come back here a few times.
+  PGMUX_LOG(primary_wait_deadline_ == 0 ? conf::LogLevel::Info : conf::LogLevel::Debug,
+            "%s: the primary's pool could not open a connection (%s); probing every backend now and holding the %s",
+            log_prefix().c_str(), failure.message().c_str(), logged_in() ? "request" : "login");
   worker_.shared().control->request_probe_round();
   if (!logged_in()) return login_through_standby();
   resume_requests();
