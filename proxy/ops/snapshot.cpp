@@ -140,7 +140,9 @@ WorkerSnapshot Worker::snapshot() {
   out.worker = index_;
   const WallClock clock{now(), static_cast<double>(std::time(nullptr))};
   clients_.for_each([&](ClientConn* c) { out.clients.push_back(client_row(c, clock, index_)); });
-  for (auto& [key, pool] : pools_) {
+  for (auto& entry : pools_) {
+    // A named reference, not a structured binding: clang before 16 cannot capture those in the lambdas below.
+    auto& pool = entry.second;
     PoolRow p;
     p.database = pool->database_name();
     p.user = pool->login().user;
