@@ -85,7 +85,9 @@ WorkerSnapshot Worker::snapshot() {
     row.worker = index_;
     out.clients.push_back(std::move(row));
   });
-  for (auto& [key, pool] : pools_) {
+  for (auto& entry : pools_) {
+    // A named reference, not a structured binding: clang before 16 cannot capture those in the lambdas below.
+    auto& pool = entry.second;
     PoolRow p;
     p.database = pool->database_name();
     p.user = pool->login().user;
