@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs missing dependencies, builds pgmux with its tests and runs them all with ctest.
+# Installs missing dependencies, builds pgmux with its tests and runs them all with ctest, then the sanitizer
+# and fuzzing stage (scripts/test-sanitizers.sh: ASan+UBSan build and suite, fuzz targets, TSan subset).
 #   scripts/test.sh [extra ctest arguments, e.g. -R unit_]
-# BUILD_DIR (default: build) picks another build directory.
+# BUILD_DIR (default: build) picks another build directory. PGMUX_SKIP_SANITIZERS=1 skips the sanitizer stage
+# (for a quick local run; CI=true runs it regardless).
 #
 # Tests that need scratch space should use $PGMUX_TEST_TMPDIR (emptied before each run). Before and
 # after the run, any PostgreSQL or pgmux process left behind under the build directory (by a test that
@@ -10,51 +12,35 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 
-bash scripts/install-deps.sh
-bash scripts/build.sh
+timed() {  # NAME COMMAND...: runs it and prints how long it took, and the machine's load then
+  local name=$1 start=$SECONDS
+  shift
+  echo "test.sh: ---- $name ----"
+  "$@"
+  echo "test.sh: ---- $name took $((SECONDS - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg)) ----"
+}
+
+timed "install dependencies" bash scripts/install-deps.sh
+timed "build (${BUILD_TYPE:-RelWithDebInfo})" bash scripts/build.sh
 
 build_dir=$(cd "${BUILD_DIR:-build}" && pwd)
 export PGMUX_TEST_TMPDIR="$build_dir/test-tmp"
 
-# Waits up to ~10 s for PID to exit; then SIGKILL.
-stop_pid() {  # PID SIGNAL WHAT
-  local pid=$1 sig=$2 what=$3 i
-  echo "test.sh: stopping leftover $what (pid $pid)" >&2
-  kill "-$sig" "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-}
+source scripts/test-leftovers.sh
 
-# Stops what earlier test processes left: postmasters whose data directory is under the build
-# directory (a postmaster's cwd is its data directory, so the pid file is checked against it) and
-# pgmux processes running this build's binary. Nothing else is touched.
-stop_leftovers() {
-  local pidfile pid dir exe
-  while IFS= read -r -d '' pidfile; do
-    pid=$(head -n 1 "$pidfile" 2>/dev/null || true)
-    [[ $pid =~ ^[0-9]+$ ]] || continue
-    dir=$(dirname "$pidfile")
-    if [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$dir" ]]; then
-      stop_pid "$pid" INT "postgres in $dir"  # SIGINT = fast shutdown
-    fi
-  done < <(find "$build_dir" -name postmaster.pid -print0 2>/dev/null)
-  for pid in $(pgrep -x pgmux 2>/dev/null || true); do
-    exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-    if [[ $exe == "$build_dir/"* ]]; then
-      stop_pid "$pid" INT "pgmux"
-    fi
-  done
-}
-
-stop_leftovers
+stop_leftovers "$build_dir"
 rm -rf "$PGMUX_TEST_TMPDIR"
 mkdir -p "$PGMUX_TEST_TMPDIR"
 # Clusters run as the postgres OS user when we are root: it must be able to reach the scratch dir.
 chmod 755 "$PGMUX_TEST_TMPDIR"
-trap stop_leftovers EXIT
+trap 'stop_leftovers "$build_dir"' EXIT
 
 cd "$repo"
-ctest --test-dir "$build_dir" --output-on-failure --timeout 900 "$@"
+timed "ctest" ctest --test-dir "$build_dir" --output-on-failure --timeout 900 "$@"
+
+if [[ ${PGMUX_SKIP_SANITIZERS:-0} == 1 && ${CI:-} != true ]]; then
+  echo "test.sh: sanitizer and fuzzing stage skipped (PGMUX_SKIP_SANITIZERS=1)"
+  exit 0
+fi
+trap 'stop_leftovers "$build_dir" build-asan build-tsan' EXIT
+timed "sanitizers and fuzzing" bash scripts/test-sanitizers.sh
