@@ -7,7 +7,8 @@
 #      against it (PGMUX_BINARY)
 # Any sanitizer report fails the stage: the processes stop at the first one (halt_on_error,
 # -fno-sanitize-recover), and every report file they write (log_path) is printed and counted at the end.
-#   scripts/test-sanitizers.sh [asan|fuzz|suite|tsan ...]   (default: all four, in that order)
+#   scripts/test-sanitizers.sh [asan|fuzz|suite|tsan ...] [ctest arguments for the suite, e.g. -R it_auth]
+# (default stages: all four, in that order)
 # ASAN_BUILD_DIR / TSAN_BUILD_DIR pick the build directories (default build-asan, build-tsan).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,8 +18,12 @@ asan_dir="${ASAN_BUILD_DIR:-build-asan}"
 tsan_dir="${TSAN_BUILD_DIR:-build-tsan}"
 fuzz_seconds="${PGMUX_FUZZ_SECONDS:-60}"
 # Multi-worker tests where workers, the control loop and the prober share state (every test runs 2 workers).
-tsan_tests='^(it_reload_.*|it_concurrency|it_prober|it_cancel|it_shutdown|it_routing_failover|it_admin)$'
-stages=("$@")
+tsan_tests='^(it_reload_.*|it_concurrency|it_prober|it_cancel|it_shutdown|it_routing_failover)$'
+stages=()
+suite_args=()
+for arg in "$@"; do
+  if [[ ${#suite_args[@]} -gt 0 || $arg == -* ]]; then suite_args+=("$arg"); else stages+=("$arg"); fi
+done
 [[ ${#stages[@]} -gt 0 ]] || stages=(asan fuzz suite tsan)
 
 reports="$repo/$asan_dir/sanitizer-reports"
@@ -27,7 +32,7 @@ common="halt_on_error=1:print_stacktrace=1:log_path=$reports/report${symbolizer:
 export ASAN_OPTIONS="$common:detect_leaks=1:abort_on_error=0:check_initialization_order=1"
 export UBSAN_OPTIONS="$common"
 export LSAN_OPTIONS="suppressions=$repo/tests/sanitizers/lsan.supp:print_suppressions=0"
-export TSAN_OPTIONS="$common:second_deadlock_stack=1"
+export TSAN_OPTIONS="$common:second_deadlock_stack=1:suppressions=$repo/tests/sanitizers/tsan.supp"
 export PGMUX_SANITIZER_REPORTS="$reports"  # the test harness prints a report pgmux left as it stops it
 
 timed() {  # NAME COMMAND...: runs it and prints how long it took
@@ -110,7 +115,7 @@ run_suite() {
   rm -rf "$reports"
   mkdir -p "$reports"
   local status=0
-  run_ctest "$asan_dir" || status=$?
+  run_ctest "$asan_dir" "${suite_args[@]}" || status=$?
   check_reports || status=1
   return $status
 }

@@ -87,6 +87,11 @@ bool direct_mode() {
   return v && std::string(v) == "1";
 }
 
+bool sanitized_pgmux() {
+  const char* v = std::getenv("PGMUX_SANITIZER_REPORTS");
+  return v && *v;
+}
+
 nlohmann::json default_config(int listen_port) {
   using nlohmann::json;
   ClusterPorts ports = cluster_ports();

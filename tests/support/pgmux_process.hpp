@@ -26,6 +26,11 @@ std::string cluster_dir();
 // True when env PGMUX_TEST_DIRECT=1: tests talk to the primary directly instead of through pgmux.
 bool direct_mode();
 
+// True when env PGMUX_SANITIZER_REPORTS is set (scripts/test-sanitizers.sh): pgmux runs under ASan or TSan, whose
+// shadow memory, redzones and quarantine make its memory figures meaningless. Memory budgets are checked by the
+// plain build's run (scripts/test.sh runs those tests there).
+bool sanitized_pgmux();
+
 // The standard test configuration (see tests/integration/README.md), as JSON to tweak and as text.
 nlohmann::json default_config(int listen_port);
 std::string default_config_json(int listen_port);
