@@ -35,12 +35,13 @@ export LSAN_OPTIONS="suppressions=$repo/tests/sanitizers/lsan.supp:print_suppres
 export TSAN_OPTIONS="$common:second_deadlock_stack=1:suppressions=$repo/tests/sanitizers/tsan.supp"
 export PGMUX_SANITIZER_REPORTS="$reports"  # the test harness prints a report pgmux left as it stops it
 
-timed() {  # NAME COMMAND...: runs it and prints how long it took
-  local name=$1 start=$SECONDS
+timed() {  # NAME COMMAND...: runs it, then prints its wall and CPU time and the machine's load
+  local name=$1
   shift
   echo "test-sanitizers.sh: ---- $name ----"
-  "$@"
-  echo "test-sanitizers.sh: ---- $name took $((SECONDS - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg)) ----"
+  local TIMEFORMAT="test-sanitizers.sh: ---- $name took %0R s (CPU: %0U s user + %0S s sys) ----"
+  time "$@"
+  echo "test-sanitizers.sh: ---- load after $name: $(cut -d' ' -f1-3 /proc/loadavg) ----"
 }
 
 configure() {  # DIR SANITIZE [more cmake args]
@@ -120,11 +121,14 @@ run_suite() {
   return $status
 }
 
-build_and_run_tsan() {
-  rm -rf "$reports"
-  mkdir -p "$reports"
+build_tsan() {
   configure "$tsan_dir" thread -DBUILD_TESTING=OFF
   ninja -C "$tsan_dir" pgmux
+}
+
+run_tsan_tests() {
+  rm -rf "$reports"
+  mkdir -p "$reports"
   local status=0
   PGMUX_BINARY="$repo/$tsan_dir/proxy/pgmux" run_ctest "$asan_dir" -R "$tsan_tests" || status=$?
   check_reports || status=1
@@ -140,7 +144,10 @@ for stage in "${stages[@]}"; do
     asan) timed "ASan+UBSan build (with fuzz targets)" build_asan ;;
     fuzz) timed "fuzz targets, ${fuzz_seconds} s each, 2 at a time" run_fuzzers ;;
     suite) timed "unit + integration suite under ASan+UBSan" run_suite ;;
-    tsan) timed "TSan build of pgmux + multi-worker/reload tests" build_and_run_tsan ;;
+    tsan)
+      timed "TSan build of pgmux" build_tsan
+      timed "multi-worker/reload tests against the TSan pgmux" run_tsan_tests
+      ;;
     *) echo "test-sanitizers.sh: unknown stage '$stage' (asan, fuzz, suite, tsan)" >&2; exit 2 ;;
   esac
 done

@@ -15,12 +15,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 
-timed() {  # NAME COMMAND...: runs it and prints how long it took, and the machine's load then
-  local name=$1 start=$SECONDS
+timed() {  # NAME COMMAND...: runs it, then prints its wall and CPU time and the machine's load
+  local name=$1
   shift
   echo "test.sh: ---- $name ----"
-  "$@"
-  echo "test.sh: ---- $name took $((SECONDS - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg)) ----"
+  local TIMEFORMAT="test.sh: ---- $name took %0R s (CPU: %0U s user + %0S s sys) ----"
+  time "$@"
+  echo "test.sh: ---- load after $name: $(cut -d' ' -f1-3 /proc/loadavg) ----"
 }
 
 sanitizers=1
