@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
+source scripts/test-lib.sh  # timed, stop_leftovers
 
 asan_dir="${ASAN_BUILD_DIR:-build-asan}"
 tsan_dir="${TSAN_BUILD_DIR:-build-tsan}"
@@ -35,14 +36,6 @@ export LSAN_OPTIONS="suppressions=$repo/tests/sanitizers/lsan.supp:print_suppres
 export TSAN_OPTIONS="$common:second_deadlock_stack=1:suppressions=$repo/tests/sanitizers/tsan.supp"
 export PGMUX_SANITIZER_REPORTS="$reports"  # the test harness prints a report pgmux left as it stops it
 
-timed() {  # NAME COMMAND...: runs it, then prints its wall and CPU time and the machine's load
-  local name=$1
-  shift
-  echo "test-sanitizers.sh: ---- $name ----"
-  local TIMEFORMAT="test-sanitizers.sh: ---- $name took %0R s (CPU: %0U s user + %0S s sys) ----"
-  time "$@"
-  echo "test-sanitizers.sh: ---- load after $name: $(cut -d' ' -f1-3 /proc/loadavg) ----"
-}
 
 configure() {  # DIR SANITIZE [more cmake args]
   local dir=$1 sanitize=$2
@@ -135,7 +128,6 @@ run_tsan_tests() {
   return $status
 }
 
-source scripts/test-leftovers.sh
 stop_leftovers "$asan_dir" "$tsan_dir"
 trap 'stop_leftovers "$asan_dir" "$tsan_dir"' EXIT
 

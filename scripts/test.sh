@@ -14,15 +14,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
-
-timed() {  # NAME COMMAND...: runs it, then prints its wall and CPU time and the machine's load
-  local name=$1
-  shift
-  echo "test.sh: ---- $name ----"
-  local TIMEFORMAT="test.sh: ---- $name took %0R s (CPU: %0U s user + %0S s sys) ----"
-  time "$@"
-  echo "test.sh: ---- load after $name: $(cut -d' ' -f1-3 /proc/loadavg) ----"
-}
+source scripts/test-lib.sh  # timed, stop_leftovers
 
 sanitizers=1
 if [[ ${PGMUX_SKIP_SANITIZERS:-0} == 1 ]]; then
@@ -51,7 +43,6 @@ timed "build (${BUILD_TYPE:-RelWithDebInfo})" bash scripts/build.sh "${plain_tar
 build_dir=$(cd "${BUILD_DIR:-build}" && pwd)
 export PGMUX_TEST_TMPDIR="$build_dir/test-tmp"
 
-source scripts/test-leftovers.sh
 
 stop_leftovers "$build_dir"
 rm -rf "$PGMUX_TEST_TMPDIR"

@@ -1,5 +1,18 @@
-# Sourced by scripts/test.sh and scripts/test-sanitizers.sh: stops what earlier test processes left behind
-# (a test that crashed or hit the ctest timeout), by pid, so two runs in a row start from a clean slate.
+# Sourced by scripts/test.sh and scripts/test-sanitizers.sh: stage timing, and stopping what earlier test
+# processes left behind (a test that crashed or hit the ctest timeout), by pid, so two runs in a row start from a
+# clean slate.
+
+# timed NAME COMMAND...: runs it, then prints its wall and CPU time and the machine's load, under the calling
+# script's name.
+timed() {
+  local name=$1 script
+  script=$(basename "$0")
+  shift
+  echo "$script: ---- $name ----"
+  local TIMEFORMAT="$script: ---- $name took %0R s (CPU: %0U s user + %0S s sys) ----"
+  time "$@"
+  echo "$script: ---- load after $name: $(cut -d' ' -f1-3 /proc/loadavg) ----"
+}
 
 # Waits up to ~10 s for PID to exit; then SIGKILL.
 stop_pid() {  # PID SIGNAL WHAT
