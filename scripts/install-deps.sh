@@ -23,6 +23,9 @@ test_packages=(
   python3-psycopg python3-asyncpg libpostgresql-jdbc-java default-jdk-headless
   prometheus-pgbouncer-exporter
 )
+# The sanitizer and fuzzing stage (scripts/test-sanitizers.sh): Debian 12's clang 14, its libFuzzer and sanitizer
+# runtimes, and llvm-symbolizer for readable reports.
+test_packages+=(clang libclang-rt-14-dev llvm-14)
 # node and npm install node-postgres for the node driver test. Debian's packages only where none is installed:
 # a node from another source brings its own npm, and Debian's npm conflicts with it.
 command -v node >/dev/null 2>&1 || test_packages+=(nodejs)

@@ -108,7 +108,8 @@ TEST_CASE("an invalid startup-packet length: nothing is sent, the connection clo
       {"CancelRequest of 8 bytes", raw_packet(kCancelRequest)},
   };
   for (const auto& [name, bytes] : cases) {
-    CAPTURE(name);
+    const auto& case_name = name;  // CAPTURE takes it in a lambda, which clang 14 cannot do with a binding
+    CAPTURE(case_name);
     const Compared c = both({{bytes, 0}});
     CHECK(c.primary.rest.empty());
     CHECK(c.primary.closed);
@@ -136,7 +137,8 @@ TEST_CASE("a broken parameter list: PostgreSQL's one FATAL 08P01 for every layou
       {"nothing after the version", ""},
   };
   for (const auto& [name, body] : bodies) {
-    CAPTURE(name);
+    const auto& case_name = name;  // CAPTURE takes it in a lambda, which clang 14 cannot do with a binding
+    CAPTURE(case_name);
     const Compared c = both({{raw_packet(kProtocol3, body), 0}});
     CHECK(normalized(c.primary.rest).find("M=invalid startup packet layout") != std::string::npos);
     check_same(c);
@@ -149,7 +151,8 @@ TEST_CASE("an unsupported protocol version: FATAL 0A000, in protocol 2's format 
       {"0.0", 0u},       {"4.0", 4u << 16},       {"65535.0", 0xffff0000u},
   };
   for (const auto& [name, version] : versions) {
-    CAPTURE(name);
+    const auto& case_name = name;  // CAPTURE takes it in a lambda, which clang 14 cannot do with a binding
+    CAPTURE(case_name);
     const Compared c = both({{startup(version, {{"user", "app"}}), 0}});
     if (version != 0 && (version >> 16) < 3) {
       CHECK(c.primary.rest.rfind("EFATAL:  unsupported frontend protocol " + name, 0) == 0);
@@ -173,7 +176,8 @@ TEST_CASE("NegotiateProtocolVersion for protocol 3.1 and _pq_. options, then the
       {"3.2 and an option", {kProtocol3 + 2, {{"_pq_.compression", "on"}}}},
   };
   for (const auto& [name, extras] : cases) {
-    CAPTURE(name);
+    const auto& case_name = name;  // CAPTURE takes it in a lambda, which clang 14 cannot do with a binding
+    CAPTURE(case_name);
     const StartupOutcome direct = raw_startup(cluster_ports().primary, "app", "app", "app", 10.0, extras);
     const StartupOutcome proxied = raw_startup(target().port(), "app", "app", "app", 10.0, extras);
     INFO("direct: " << direct.message << " / pgmux: " << proxied.message);

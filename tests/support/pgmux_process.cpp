@@ -87,6 +87,11 @@ bool direct_mode() {
   return v && std::string(v) == "1";
 }
 
+bool sanitized_pgmux() {
+  const char* v = std::getenv("PGMUX_SANITIZER_REPORTS");
+  return v && *v;
+}
+
 nlohmann::json default_config(int listen_port) {
   using nlohmann::json;
   ClusterPorts ports = cluster_ports();
@@ -187,16 +192,58 @@ PgmuxProcess::~PgmuxProcess() { stop_and_cleanup(); }
 
 void PgmuxProcess::stop_and_cleanup() {
   if (pid_ > 0 && !exited_) {
-    kill(pid_, SIGTERM);
-    if (!wait_exit(5.0)) {
+    // SIGINT closes everything at once, so pgmux reaches its exit (and LeakSanitizer's check there) whatever
+    // clients the test left connected.
+    kill(pid_, SIGINT);
+    const bool exited = wait_exit(5.0);
+    if (!exited) {
       kill(pid_, SIGKILL);
       wait_exit(5.0);
     }
+    report_unclean_exit(exited);
   }
+  print_sanitizer_reports();
   if (!config_path_.empty()) unlink(config_path_.c_str());
   if (!log_path_.empty() && std::getenv("PGMUX_TEST_KEEP_LOGS") == nullptr) unlink(log_path_.c_str());
   config_path_.clear();
   log_path_.clear();
+}
+
+namespace {
+// env PGMUX_SANITIZER_REPORTS: the directory where the sanitized pgmux writes its reports (log_path), set by
+// scripts/test-sanitizers.sh; empty otherwise.
+std::string sanitizer_reports_dir() {
+  const char* dir = std::getenv("PGMUX_SANITIZER_REPORTS");
+  return dir ? dir : "";
+}
+}  // namespace
+
+// In a sanitizer run an unclean stop is a finding: a pgmux that needs SIGKILL never runs LeakSanitizer, and one
+// that exits non-zero on SIGINT stopped on something. Written where the sanitizers' reports go, so the run fails.
+void PgmuxProcess::report_unclean_exit(bool exited_in_time) const {
+  const std::string dir = sanitizer_reports_dir();
+  if (dir.empty()) return;
+  std::string why;
+  if (!exited_in_time) why = "did not exit within 5 s of SIGINT (killed)";
+  else if (!WIFEXITED(exit_status_) || WEXITSTATUS(exit_status_) != 0) {
+    why = "exited with status " + std::to_string(exit_status_) + " on SIGINT";
+  }
+  if (why.empty()) return;
+  std::ofstream out(dir + "/unclean-exit." + std::to_string(pid_));
+  out << "pgmux pid " << pid_ << " " << why << "; its log:\n" << log() << "\n";
+}
+
+// The sanitizer reports this pgmux wrote (log_path files end in .<pid>), on stderr next to the test's output.
+void PgmuxProcess::print_sanitizer_reports() const {
+  const std::string dir = sanitizer_reports_dir();
+  if (dir.empty() || pid_ <= 0) return;
+  for (const char* prefix : {"/report.", "/unclean-exit."}) {
+    std::ifstream in(dir + prefix + std::to_string(pid_));
+    if (!in) continue;
+    std::stringstream text;
+    text << in.rdbuf();
+    std::fprintf(stderr, "==== pgmux pid %d: %s%s ====\n%s\n", int(pid_), dir.c_str(), prefix, text.str().c_str());
+  }
 }
 
 void PgmuxProcess::write_config(const std::string& config_json) {

@@ -26,6 +26,11 @@ std::string cluster_dir();
 // True when env PGMUX_TEST_DIRECT=1: tests talk to the primary directly instead of through pgmux.
 bool direct_mode();
 
+// True when env PGMUX_SANITIZER_REPORTS is set (scripts/test-sanitizers.sh): pgmux runs under ASan or TSan, whose
+// shadow memory, redzones and quarantine make its memory figures meaningless. Memory budgets are checked by the
+// plain build's run (scripts/test.sh runs those tests there).
+bool sanitized_pgmux();
+
 // The standard test configuration (see tests/integration/README.md), as JSON to tweak and as text.
 nlohmann::json default_config(int listen_port);
 std::string default_config_json(int listen_port);
@@ -46,7 +51,9 @@ class PgmuxProcess {
   // Writes the config to a temp file, spawns the pgmux binary (env PGMUX_BINARY, else the build's), logs to a
   // temp file, and waits up to 10 s until listen_port accepts. Throws std::runtime_error (with the log).
   PgmuxProcess(const std::string& config_json, int listen_port);
-  ~PgmuxProcess();  // SIGTERM, up to 5 s, then SIGKILL; removes the temp files
+  // SIGINT, up to 5 s, then SIGKILL; removes the temp files. In a sanitizer run (env PGMUX_SANITIZER_REPORTS)
+  // an unclean stop is recorded as a report and pgmux's reports are printed.
+  ~PgmuxProcess();
   PgmuxProcess(const PgmuxProcess&) = delete;
   PgmuxProcess& operator=(const PgmuxProcess&) = delete;
 
@@ -66,6 +73,8 @@ class PgmuxProcess {
 
  private:
   void stop_and_cleanup();
+  void report_unclean_exit(bool exited_in_time) const;
+  void print_sanitizer_reports() const;
 
   int port_;
   pid_t pid_ = -1;

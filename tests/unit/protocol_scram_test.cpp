@@ -282,7 +282,7 @@ TEST_CASE("Server rejects malformed client-first messages") {
       "n,n=,r=abc",
       "n,,r=abc",                          // missing n=
       "n,,n=,r=",                          // empty nonce
-      "n,,n=,r=a\x01" "b",                 // unprintable nonce
+      "n,,n=,r=a\001b",                    // unprintable nonce
       "n,,n=",
       "n,,m=ext,n=,r=abc",
       "n",

@@ -275,7 +275,8 @@ TEST_CASE("Malformed batches are rejected without writing and without calling re
   bad.emplace_back("Close trailing bytes", message('C', "Ps1\0\0"sv));
 
   for (auto& [what, tail] : bad) {
-    CAPTURE(what);
+    const auto& case_name = what;  // CAPTURE takes it in a lambda, which clang 14 cannot do with a binding
+    CAPTURE(case_name);
     ByteVector in = good;  // a good message first: nothing of it may be written either
     in.insert(in.end(), tail.begin(), tail.end());
     Renamer r;

@@ -133,6 +133,9 @@ TEST_CASE("metrics move as expected under pgbench over the primary and two stand
   MetricsProxy proxy(cluster_config(listen), listen);
   txpool::wait_serving(txpool::app_conninfo(proxy.port, kDb));
   REQUIRE(proxy.wait_metrics(cluster_known, 15));
+  // Until the database's first function-catalog load is done, reads go to the primary as writes: wait for it
+  // (slow under the sanitizers), so the 400 reads below meet a ready router.
+  REQUIRE(routing::wait_ports_serving(txpool::app_conninfo(proxy.port, kDb), {ports.standby1, ports.standby2}, 30));
 
   PgConn held = connect(txpool::app_conninfo(proxy.port, kDb));  // an idle client for the gauges
   exec(held.get(), "SELECT 1");

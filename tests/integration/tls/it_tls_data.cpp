@@ -156,6 +156,6 @@ TEST_CASE("a TLS client that stops reading a 64 MB result: pgmux does not buffer
   const long peak = pool.process->peak_rss_kb();
   MESSAGE("pgmux peak RSS with a stalled 64 MB TLS result: " << peak << " kB");
   CHECK(peak > 0);
-  CHECK(peak < 32 * 1024);  // half the result: nothing like it is held
+  if (!sanitized_pgmux()) CHECK(peak < 32 * 1024);  // half the result: nothing like it is held
   CHECK(scalar(conn.get(), "SELECT 'next'") == "next");
 }

@@ -113,6 +113,10 @@ TEST_CASE("10000 connections held open while 50 run queries") {
 // Issue 4 item 5: the target is 4 KiB (README: about 1.3 KiB).
 TEST_CASE("an idle client costs pgmux at most 4 KiB") {
   if (direct_mode()) return;
+  if (sanitized_pgmux()) {
+    MESSAGE("sanitizer build: " << g_bytes_per_idle_client << " bytes per idle client, not checked");
+    return;
+  }
   REQUIRE_MESSAGE(g_bytes_per_idle_client >= 0, "not measured (the 10000-client case failed or did not run)");
   CHECK(g_bytes_per_idle_client <= 4096);
 }

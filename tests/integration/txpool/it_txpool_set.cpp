@@ -145,7 +145,10 @@ void run_isolation(bool split) {
   const std::string failure = run_threads(kClients, [&](int i) { client_body(ci, i, zones, defaults, tally); });
   if (!failure.empty() && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
   CHECK_MESSAGE(failure.empty(), failure);
-  for (const auto& [phase, entry] : tally.by_phase) {
+  for (const auto& by_phase : tally.by_phase) {
+    // Named members, not a structured binding: CHECK_MESSAGE's lambda cannot capture one under clang 14.
+    const auto& phase = by_phase.first;
+    const auto& entry = by_phase.second;
     CHECK_MESSAGE(entry.first == 0, phase << ": " << entry.first << " mismatches; first: " << entry.second);
   }
   drop_database_quietly(db);
