@@ -180,7 +180,9 @@ TEST_CASE_FIXTURE(Fixture, "PgBouncer's SHOW commands answer PgBouncer 1.25's co
   PgConn conn = connect(console("watcher", "watcher-secret"));  // a stats user may read them all
   std::map<std::string, std::vector<std::string>> expected = kPgBouncerColumns;
   expected["SHOW SERVERS"] = expected.at("SHOW CLIENTS");  // the same columns
-  for (const auto& [command, columns] : expected) {
+  for (const auto& entry : expected) {  // named, not a structured binding: INFO captures it (clang 14)
+    const std::string& command = entry.first;
+    const std::vector<std::string>& columns = entry.second;
     const Table t = query(conn.get(), command);
     INFO(command);
     REQUIRE(t.columns.size() >= columns.size());
