@@ -181,7 +181,7 @@ void ClientConn::auth_succeeded() {
     Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend, &no_pool);
     SessionParams params = pool ? pool->login_params() : SessionParams{};
     if (!params.entries().empty()) {
-      if (auto key = auth_->client_key(); key && pool->login().scram_secret) pool->login().client_key = key;
+      adopt_login_secret(*pool);
       auth_.reset();
       for (const auto& [name, value] : session_.wanted_params.entries()) {
         if (params.find(name)) params.set(name, value);
@@ -193,10 +193,16 @@ void ClientConn::auth_succeeded() {
     }
   }
   if (!acquire(backend, role)) return;
-  if (auto key = auth_->client_key(); key && waiting_pool_ && waiting_pool_->login().scram_secret) {
-    waiting_pool_->login().client_key = key;
-  }
+  if (waiting_pool_) adopt_login_secret(*waiting_pool_);
   auth_.reset();
+}
+
+// What this login proved to the pool that will serve it. auth_query: the secret just looked up is the newest one
+// (ALTER ROLE ... PASSWORD since the pool was made): new servers log in with it. Done at login, once, so a client
+// that logged in with an older secret never takes the pool back to it. SCRAM: the client's recovered key.
+void ClientConn::adopt_login_secret(Pool& pool) {
+  if (looked_up_user_) pool.set_password(looked_up_user_->user.password);
+  if (auto key = auth_->client_key(); key && pool.login().scram_secret) pool.login().client_key = key;
 }
 
 // The database's backends as a mask over the config's backend list (the view uses the same order), by name: a

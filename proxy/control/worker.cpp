@@ -369,15 +369,7 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   const conf::Backend* backend = &config_->backends[static_cast<size_t>(backend_index)];
   const std::string server_database = server_database_of(login_database, requested_database);
   const std::string key = pool_key(requested_database, login_user.name, *backend, server_database, mode);
-  if (auto it = pools_.find(key); it != pools_.end()) {
-    // auth_query found another secret since the pool was made (ALTER ROLE ... PASSWORD): new servers use it.
-    // (A configured user's client may carry a password a reload replaced: the pool keeps the config's.)
-    Pool* pool = it->second.get();
-    if (pool->login().password != login_user.password && !config_->find_user(login_user.name)) {
-      pool->set_password(login_user.password);
-    }
-    return pool;
-  }
+  if (auto it = pools_.find(key); it != pools_.end()) return it->second.get();
 
   // Sizes and the password come from the current config while it has the database and the user; a client
   // whose entry a reload removed goes on with the one it logged in with.
