@@ -61,13 +61,9 @@ struct Attempt {
   double done = -1;  // when it ended (a held request ends long after it started)
 };
 
-}  // namespace
-
-TEST_CASE("writes follow a promoted standby without restarting pgmux") {
-  if (direct_mode()) {
-    MESSAGE("PGMUX_TEST_DIRECT=1: failover follow is pgmux's; nothing to check against a bare server");
-    return;
-  }
+// The whole scenario in one pool mode, on a cluster of its own.
+void check_failover(const char* pool_mode) {
+  CAPTURE(pool_mode);
   const char* env_base = std::getenv("PGMUX_TEST_FAILOVER_BASEPORT");
   const int base = env_base && *env_base ? std::atoi(env_base) : cluster_ports().primary + 100;
   OwnCluster cluster(base);
@@ -77,6 +73,7 @@ TEST_CASE("writes follow a promoted standby without restarting pgmux") {
   if (listen >= base && listen <= base + 2) listen = free_port_from(base + 3);
   nlohmann::json config = routing_config(listen, ports);
   config["routing"] = {{"failover_timeout", 30}};
+  for (nlohmann::json& database : config["databases"]) database["pool_mode"] = pool_mode;
   config["health_check"]["period"] = 0.2;
   ProxyUnderTest proxy(config.dump(), listen);
   const std::string ci = proxy.conninfo("app", "app", "app");
@@ -244,4 +241,21 @@ TEST_CASE("writes follow a promoted standby without restarting pgmux") {
   PgConn np = admin(ports.standby1, "app");
   CHECK(std::atoi(scalar(np.get(), "SELECT count(*) FROM fo WHERE id >= 0").c_str()) >= count_ok_on(ports.standby1));
   CHECK(scalar(np.get(), "SELECT pg_is_in_recovery()") == "f");
+}
+
+}  // namespace
+
+TEST_CASE("writes follow a promoted standby without restarting pgmux: session pooling") {
+  if (direct_mode()) {
+    MESSAGE("PGMUX_TEST_DIRECT=1: failover follow is pgmux's; nothing to check against a bare server");
+    return;
+  }
+  check_failover("session");
+}
+
+// Idle clients hold no server here: only the failover hold (a refused connect, a probe round now, PrimaryWait)
+// stands between them and an error.
+TEST_CASE("writes follow a promoted standby without restarting pgmux: transaction pooling") {
+  if (direct_mode()) return;
+  check_failover("transaction");
 }
