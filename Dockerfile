@@ -6,8 +6,12 @@
 # metrics/health listener to 0.0.0.0:9930; a mounted config must also bind 0.0.0.0 to be reachable
 # through the published ports. No "# syntax" line: BuildKit would fetch a frontend image first, which an
 # offline or mirrored build cannot. Podman keeps the HEALTHCHECK only with --format docker.
+# BASE_IMAGE / RUNTIME_IMAGE: the Debian 12 images the two stages start from; scripts/build-image.sh
+# passes one made locally with debootstrap, so that the build needs no registry at all.
+ARG BASE_IMAGE=debian:bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-FROM debian:bookworm AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 # Same dependency script as developers and CI; --build-only skips the PostgreSQL servers and
 # PgBouncer, which only the tests need.
@@ -25,7 +29,7 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTI
       && grep -qF '"metrics_listen": "0.0.0.0:9930"' /out/etc/pgmux/pgmux.json \
       || { echo "conf/pgmux.json: listener or workers line changed; update the Dockerfile sed" >&2; exit 1; }; }
 
-FROM debian:bookworm-slim AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 # Runtime libraries the binary links (ldd below checks): libuv, OpenSSL, libpq (prober, catalog, auth_query)
 # and prometheus-cpp's core (libpg_query is linked statically; the HTTP endpoint is pgmux's own).
 RUN apt-get update \
@@ -40,9 +44,12 @@ RUN if ldd /usr/local/bin/pgmux | grep -q 'not found'; then ldd /usr/local/bin/p
 USER pgmux
 # 9999: clients; 9930: /metrics, /healthz, /readyz, /status.
 EXPOSE 9999 9930
+# The port the HEALTHCHECK asks on 127.0.0.1: set it (-e PGMUX_HEALTH_PORT=...) when a mounted config moves
+# metrics_listen, e.g. with --network host beside another pgmux.
+ENV PGMUX_HEALTH_PORT=9930
 # Healthy means ready: /readyz answers 200 only while a primary is known (503 while every backend is down).
 # bash's /dev/tcp speaks the HTTP request: no curl or wget in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9930 && printf 'GET /readyz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PGMUX_HEALTH_PORT} && printf 'GET /readyz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/pgmux", "-c", "/etc/pgmux/pgmux.json"]
