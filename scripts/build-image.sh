@@ -75,7 +75,10 @@ cleanup() {
     podman rm -f -t 0 "$container" >/dev/null 2>&1 || true
   fi
   if [[ $cluster_started == 1 ]]; then
-    bash "$repo/tests/support/cluster.sh" stop "$cluster_dir" >/dev/null 2>&1 || true
+    # Its data goes once it is stopped; its logs are worth keeping after a failure only.
+    if bash "$repo/tests/support/cluster.sh" stop "$cluster_dir" >/dev/null 2>&1 && [[ $rc == 0 ]]; then
+      rm -rf "$cluster_dir"
+    fi
   fi
   if [[ $rc == 0 ]]; then
     echo "build-image.sh: OK in $((SECONDS - t_start)) s: $tag" >&2
@@ -141,7 +144,7 @@ make_base_image() {
     die "debootstrap failed; log: $work_dir/debootstrap.log"$'\n'"$(tail -n 20 "$work_dir/debootstrap.log")"
   trim_rootfs "$rootfs"
   tar --numeric-owner -C "$rootfs" -c . |
-    podman import --change 'CMD ["bash"]' \
+    podman import -q --change 'CMD ["bash"]' \
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$base_image" >/dev/null
   rm -rf "$rootfs"
 }
