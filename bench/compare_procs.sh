@@ -1,7 +1,8 @@
-# Sourced by bench/pgbench_compare.sh: starting, watching and stopping the processes it measures. Expects
-# $work, $repo, $PGBIN, $CLUSTER_PORT, $pgmux_bin, $pgbouncer_bin, $relay_bin and $pgmux_workers, and the
-# functions log and die. Every start_* function leaves the new process's pid in started_pid (a global: `&`
-# inside a command substitution would run in a subshell and lose the child).
+# Sourced by bench/pgbench_compare.sh and bench/callgrind_per_txn.sh: starting, watching and stopping the
+# processes they measure. Expects $work, $repo, $PGBIN, $CLUSTER_PORT, $pgmux_bin, $pgbouncer_bin, $relay_bin,
+# $pgmux_workers and $pgbouncer_prepared (the last three as needed), and the functions log and die. Every
+# start_* function leaves the new process's pid in started_pid (a global: `&` inside a command substitution
+# would run in a subshell and lose the child).
 
 stop_pid() {  # PID SIGNAL NAME: signal, wait up to 10 s, then SIGKILL
   local pid=$1 sig=$2 name=$3 i
@@ -26,10 +27,11 @@ as_pg_exec() {
   fi
 }
 
-# Waits until a SELECT 1 through 127.0.0.1:PORT succeeds (bounded), failing if PID died.
+# Waits until a SELECT 1 through 127.0.0.1:PORT succeeds (bounded: $ready_tries times 0.2 s, default 150),
+# failing if PID died.
 wait_ready() {  # NAME PORT PID LOG
   local name=$1 port=$2 pid=$3 logf=$4 i
-  for ((i = 0; i < 150; i++)); do
+  for ((i = 0; i < ${ready_tries:-150}; i++)); do
     kill -0 "$pid" 2>/dev/null || die "$name exited at startup; log:"$'\n'"$(tail -n 20 "$logf" 2>/dev/null)"
     if PGPASSWORD=app PGCONNECT_TIMEOUT=2 "$PGBIN/psql" -X -q -At -h 127.0.0.1 -p "$port" -U app -d app \
       -c 'SELECT 1' >/dev/null 2>&1; then
@@ -37,7 +39,7 @@ wait_ready() {  # NAME PORT PID LOG
     fi
     sleep 0.2
   done
-  die "$name did not answer on port $port within 30 s; log:"$'\n'"$(tail -n 20 "$logf" 2>/dev/null)"
+  die "$name did not answer on port $port in time; log:"$'\n'"$(tail -n 20 "$logf" 2>/dev/null)"
 }
 
 # utime + stime of a whole process (all threads), in clock ticks.
@@ -48,6 +50,7 @@ cpu_ticks() {  # PID
   awk '{print $12 + $13}' <<<"${stat##*) }"
 }
 
+# pgmux runs under the command in the array pgmux_wrapper when it is set (bench/callgrind_per_txn.sh: valgrind).
 start_pgmux() {  # NAME PORT POOL_MODE POOL_SIZE
   local name=$1 port=$2 pool_mode=$3 size=$4
   cat >"$work/$name.json" <<JSON
@@ -63,7 +66,7 @@ start_pgmux() {  # NAME PORT POOL_MODE POOL_SIZE
 }
 JSON
   log "starting $name ($pool_mode mode, pool $size) on $port"
-  "$pgmux_bin" -c "$work/$name.json" >"$work/$name.log" 2>&1 &
+  ${pgmux_wrapper[@]+"${pgmux_wrapper[@]}"} "$pgmux_bin" -c "$work/$name.json" >"$work/$name.log" 2>&1 &
   started_pid=$!
   wait_ready "$name" "$port" "$started_pid" "$work/$name.log"
 }
