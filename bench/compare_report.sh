@@ -50,7 +50,7 @@ report_table() {  # RESULTS_TSV
       for (i = 1; i <= rows; i++) {
         k = order[i]; split(k, f, SUBSEP)
         note = ""
-        if (okruns[k] < runs[k]) note = sprintf("failed %d×: %d errors, %d clients aborted", runs[k] - okruns[k], errs[k], aborted[k])
+        if (okruns[k] < runs[k]) note = sprintf("failed %d×: %d ERROR/FATAL, %d clients aborted", runs[k] - okruns[k], errs[k], aborted[k])
         if (failed[k] > 0) note = note (note == "" ? "" : "; ") failed[k] " failed txns"
         printf "| %s | %s | %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], \
           okruns[k], runs[k], summary(TPS, k, 0), summary(LAT, k, 3), summary(CPU, k, 1), summary(RT, k, 2), \

@@ -241,7 +241,7 @@ run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
   timeout $((duration + 120)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U app \
     -n -b "$mode" -M "$protocol" -c "$clients" -j "$j" -T "$duration" app </dev/null >"$outf" 2>&1 || ok=0
   [[ -z $pid ]] || after=$(cpu_ticks "$pid")
-  errors=$(grep -c 'ERROR:' "$outf" || true)
+  errors=$(grep -c 'ERROR:\|FATAL:' "$outf" || true)
   aborted=$(grep -c 'aborted in command' "$outf" || true)
   txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$outf")
   tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$outf")
