@@ -1,12 +1,13 @@
 # Sourced by bench/pgbench_compare.sh: the results table. Input, one line per pgbench run (tab-separated):
 #   round pool target mode protocol clients ok tps latency_ms cpu_us_per_txn failed_txns errors aborted
+#   syscalls_per_txn context_switches_per_txn   (the last two "-" without --perf-stat)
 # Output, one Markdown row per (pool mode, workload, target): medians over the rounds that succeeded, with
 # min–max in parentheses when there was more than one. The ratios are taken round by round (this target's
 # figure over PgBouncer's, or the relay's, in the same round, so both ran minutes apart at most, on the same
 # machine load) and then summarised: a ratio's median is not the ratio of the medians.
 
-report_table() {  # RESULTS_TSV
-  awk -F'\t' '
+report_table() {  # RESULTS_TSV PERF(0|1: add the syscall and context-switch columns)
+  awk -F'\t' -v perf="$2" '
     function num(x) { return x ~ /^[0-9.]+$/ }
     function add(list, k, v) { if (num(v)) { list[k, ++list[k]] = v + 0 } }
     # Median and range of the values stored under k, formatted with `digits` decimals.
@@ -26,7 +27,7 @@ report_table() {  # RESULTS_TSV
       runs[k]++
       if ($7 == 1) {
         okruns[k]++; tps[k, $1] = $8; cpu[k, $1] = $10
-        add(TPS, k, $8); add(LAT, k, $9); add(CPU, k, $10)
+        add(TPS, k, $8); add(LAT, k, $9); add(CPU, k, $10); add(SC, k, $14); add(CS, k, $15)
       } else {
         errs[k] += $12; aborted[k] += $13
       }
@@ -45,16 +46,18 @@ report_table() {  # RESULTS_TSV
         rl = "session" SUBSEP f[4] SUBSEP f[5] SUBSEP f[6] SUBSEP "relay"
         if (f[3] != "relay" && num(cpu[rl, f[1]]) && cpu[rl, f[1]] > 0 && num(f[10])) add(RR, k, f[10] / cpu[rl, f[1]])
       }
-      print "| pool | mode | -M | clients | target | rounds ok | TPS | avg lat ms | proxy CPU µs/txn | TPS ÷ PgBouncer | CPU ÷ PgBouncer | CPU ÷ relay | notes |"
-      print "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
+      printf "| pool | mode | -M | clients | target | rounds ok | TPS | avg lat ms | proxy CPU µs/txn | TPS ÷ PgBouncer"
+      printf " | CPU ÷ PgBouncer | CPU ÷ relay |%s notes |\n", perf ? " syscalls/txn | context switches/txn |" : ""
+      print "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" (perf ? "---:|---:|" : "") "---|"
       for (i = 1; i <= rows; i++) {
         k = order[i]; split(k, f, SUBSEP)
         note = ""
         if (okruns[k] < runs[k]) note = sprintf("failed %d×: %d ERROR/FATAL, %d clients aborted", runs[k] - okruns[k], errs[k], aborted[k])
         if (failed[k] > 0) note = note (note == "" ? "" : "; ") failed[k] " failed txns"
-        printf "| %s | %s | %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], \
+        extra = perf ? sprintf(" %s | %s |", summary(SC, k, 2), summary(CS, k, 2)) : ""
+        printf "| %s | %s | %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |%s %s |\n", f[1], f[2], f[3], f[4], f[5], \
           okruns[k], runs[k], summary(TPS, k, 0), summary(LAT, k, 3), summary(CPU, k, 1), summary(RT, k, 2), \
-          summary(RC, k, 2), summary(RR, k, 2), note
+          summary(RC, k, 2), summary(RR, k, 2), extra, note
       }
     }' "$1"
 }

@@ -38,6 +38,8 @@ usage: bench/pgbench_compare.sh [options]
                       pgbench -M values of the transaction-mode rows
   --cluster-port P    PostgreSQL primary on P, standbys on P+1, P+2 (default 35433)
   --proxy-port P      the proxies on P..P+4 (default 32434)
+  --perf-stat         count each proxy's syscalls and context switches per transaction with perf stat
+                      (tracepoint raw_syscalls:sys_enter; needs perf and perf_event_paranoid <= 2 or root)
   --out FILE          also write the results (Markdown) to FILE
   --keep              keep the temp dir (logs, configs, pgbench output, results.tsv) for inspection
 EOF
@@ -70,6 +72,7 @@ CLUSTER_PORT=35433
 proxy_port=32434
 out_file=""
 keep=0
+perf_stat=0
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -98,6 +101,7 @@ while [[ $# -gt 0 ]]; do
     --proxy-port) proxy_port=$2; shift 2 ;;
     --out) out_file=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --perf-stat) perf_stat=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "pgbench_compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -137,6 +141,9 @@ port_of[transaction/pgmux]=$((proxy_port + 3))
 port_of[transaction/pgbouncer]=$((proxy_port + 4))
 
 [[ -x $PGBIN/pgbench && -x $PGBIN/psql ]] || die "PostgreSQL 15 client tools not found in $PGBIN"
+if ((perf_stat)); then
+  perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1 || die "--perf-stat: perf stat cannot count raw_syscalls:sys_enter here"
+fi
 if ((!skip_pgbouncer)); then
   [[ -n $pgbouncer_bin ]] || pgbouncer_bin=$(command -v pgbouncer || true)
   [[ -n $pgbouncer_bin && -x $pgbouncer_bin ]] ||
@@ -225,7 +232,7 @@ clk_tck=$(getconf CLK_TCK)
 # counted; it includes the C clients' logins, small next to a run of several seconds.
 run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
   local round=$1 pool=$2 target=$3 mode=$4 protocol=$5 clients=$6 key pid port j before=0 after txns outf
-  local ok=1 tps lat cpu=- failed errors aborted
+  local ok=1 tps lat cpu=- failed errors aborted perf_pid="" syscalls=- switches=-
   key="$pool/$target"
   [[ $target == direct ]] && key=direct
   port=${port_of[$key]} pid=${pid_of[$key]:-}
@@ -238,9 +245,19 @@ run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
   j=$((threads < clients ? threads : clients))
   log "round $round: $pool $target $mode -M $protocol, $clients clients, ${duration}s"
   [[ -z $pid ]] || before=$(cpu_ticks "$pid")
+  if ((perf_stat)) && [[ -n $pid ]]; then
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches -o "$outf.perf" -p "$pid" &
+    perf_pid=$!
+  fi
   timeout $((duration + 120)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U app \
     -n -b "$mode" -M "$protocol" -c "$clients" -j "$j" -T "$duration" app </dev/null >"$outf" 2>&1 || ok=0
   [[ -z $pid ]] || after=$(cpu_ticks "$pid")
+  if [[ -n $perf_pid ]]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" || true
+    syscalls=$(awk -F, '$3 ~ /sys_enter/ {print $1}' "$outf.perf" 2>/dev/null)
+    switches=$(awk -F, '$3 ~ /context-switches/ {print $1}' "$outf.perf" 2>/dev/null)
+  fi
   errors=$(grep -c 'ERROR:\|FATAL:' "$outf" || true)
   aborted=$(grep -c 'aborted in command' "$outf" || true)
   txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$outf")
@@ -252,12 +269,15 @@ run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
   fi
   if ((ok)) && [[ -n $pid ]]; then
     cpu=$(awk -v d=$((after - before)) -v hz="$clk_tck" -v n="$txns" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
+    [[ ! $syscalls =~ ^[0-9]+$ ]] || syscalls=$(awk -v c="$syscalls" -v n="$txns" 'BEGIN {printf "%.2f", c / n}')
+    [[ ! $switches =~ ^[0-9]+$ ]] || switches=$(awk -v c="$switches" -v n="$txns" 'BEGIN {printf "%.2f", c / n}')
   fi
   if ((!ok)); then
     log "pgbench against $pool $target failed ($errors errors):"$'\n'"$(grep -m 3 'ERROR:\|error:' "$outf" || tail -n 5 "$outf")"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$pool" "$target" "$mode" "$protocol" \
-    "$clients" "$ok" "${tps:--}" "${lat:--}" "$cpu" "${failed:-0}" "$errors" "$aborted" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$pool" "$target" "$mode" \
+    "$protocol" "$clients" "$ok" "${tps:--}" "${lat:--}" "$cpu" "${failed:-0}" "$errors" "$aborted" "$syscalls" \
+    "$switches" >>"$results"
 }
 
 # The workloads, one per line: POOL MODE PROTOCOL CLIENTS.
@@ -312,7 +332,7 @@ header+=" transaction pool $txn_pool_size for $txn_clients clients; pgmux worker
   echo
   echo "$header"
   echo
-  report_table "$results"
+  report_table "$results" "$perf_stat"
 } >"$work/report.md"
 echo
 cat "$work/report.md"
