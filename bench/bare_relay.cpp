@@ -48,11 +48,8 @@ volatile sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
 sockaddr_in loopback(int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
+  return sockaddr_in{.sin_family = AF_INET, .sin_port = htons(static_cast<uint16_t>(port)),
+                     .sin_addr = {.s_addr = htonl(INADDR_LOOPBACK)}, .sin_zero = {}};
 }
 
 int listen_on(int port) {

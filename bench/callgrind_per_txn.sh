@@ -86,26 +86,9 @@ for port in $CLUSTER_PORT $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)) "$proxy_po
   if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port on 127.0.0.1 is already in use"; fi
 done
 
-work=$(mktemp -d /tmp/pgmux-callgrind.XXXXXX)
-chmod 755 "$work"
-cluster_dir="$work/cluster"
-pgmux_pid=""
-# shellcheck disable=SC2317  # trap handler
-cleanup() {
-  trap '' INT TERM
-  stop_pid "$pgmux_pid" INT pgmux
-  bash "$repo/tests/support/cluster.sh" stop "$cluster_dir" >/dev/null 2>&1 || true
-  if ((keep)); then log "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-log "starting PostgreSQL 15 in $cluster_dir on $CLUSTER_PORT"
-bash "$repo/tests/support/cluster.sh" start "$cluster_dir" "$CLUSTER_PORT" >&2
+setup_workdir pgmux-callgrind
+start_cluster "$scale"
 export PGPASSWORD=app PGCONNECT_TIMEOUT=30
-"$PGBIN/pgbench" -h 127.0.0.1 -p "$CLUSTER_PORT" -U app -i -s "$scale" -q app >"$work/init.out" 2>&1 ||
-  die "pgbench -i failed:"$'\n'"$(tail -n 20 "$work/init.out")"
 
 # --dump-instr=yes keeps per-instruction counts in the dumps for callgrind_annotate --auto=yes (with --keep).
 pgmux_workers=1
@@ -114,6 +97,7 @@ pgmux_wrapper=(valgrind --tool=callgrind --dump-instr=yes --separate-threads=yes
 ready_tries=600  # valgrind reads pgmux's debug info first: allow 2 minutes
 start_pgmux pgmux "$proxy_port" "$pool_mode" 4
 pgmux_pid=$started_pid
+pid_of[pgmux]=$pgmux_pid
 
 # Dumps callgrind's counters (and zeroes them) under LABEL; prints the instructions counted since the last
 # dump by all threads, then by all but thread 1. pgmux's main thread is its control thread (config, health

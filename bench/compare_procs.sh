@@ -1,8 +1,43 @@
 # Sourced by bench/pgbench_compare.sh and bench/callgrind_per_txn.sh: starting, watching and stopping the
 # processes they measure. Expects $work, $repo, $PGBIN, $CLUSTER_PORT, $pgmux_bin, $pgbouncer_bin, $relay_bin,
-# $pgmux_workers and $pgbouncer_prepared (the last three as needed), and the functions log and die. Every
-# start_* function leaves the new process's pid in started_pid (a global: `&` inside a command substitution
-# would run in a subshell and lose the child).
+# $pgmux_workers and $pgbouncer_prepared (the last three as needed), $keep, and the functions log and die.
+# Every start_* function leaves the new process's pid in started_pid (a global: `&` inside a command
+# substitution would run in a subshell and lose the child); the caller records it in pid_of.
+
+declare -A pid_of=()  # what to stop at the end: name -> pid (names ending in pgbouncer get SIGTERM)
+
+# A fresh temp dir for everything, and traps that stop every process in pid_of and the cluster, then remove
+# it (unless $keep), however the script ends. PostgreSQL and PgBouncer run as the postgres OS user when we
+# are root: they must reach the dir.
+setup_workdir() {  # PREFIX
+  work=$(mktemp -d "/tmp/$1.XXXXXX")
+  chmod 755 "$work"
+  cluster_dir="$work/cluster"
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# shellcheck disable=SC2317  # trap handler
+cleanup() {
+  trap '' INT TERM
+  local key
+  for key in "${!pid_of[@]}"; do
+    # pgmux: SIGINT = stop now; PgBouncer: SIGTERM = immediate shutdown; the relay stops on either.
+    if [[ $key == *pgbouncer ]]; then stop_pid "${pid_of[$key]}" TERM "$key"; else stop_pid "${pid_of[$key]}" INT "$key"; fi
+  done
+  bash "$repo/tests/support/cluster.sh" stop "$cluster_dir" >/dev/null 2>&1 || true
+  if ((keep)); then log "kept $work"; else rm -rf "$work"; fi
+}
+
+# The PostgreSQL 15 test cluster (primary + 2 standbys) on $CLUSTER_PORT, initialised for pgbench at SCALE.
+start_cluster() {  # SCALE
+  log "starting PostgreSQL 15 (primary + 2 standbys) in $cluster_dir on $CLUSTER_PORT"
+  bash "$repo/tests/support/cluster.sh" start "$cluster_dir" "$CLUSTER_PORT" >&2
+  log "pgbench -i -s $1"
+  PGPASSWORD=app "$PGBIN/pgbench" -h 127.0.0.1 -p "$CLUSTER_PORT" -U app -i -s "$1" -q app >"$work/init.out" 2>&1 ||
+    die "pgbench -i failed:"$'\n'"$(tail -n 20 "$work/init.out")"
+}
 
 stop_pid() {  # PID SIGNAL NAME: signal, wait up to 10 s, then SIGKILL
   local pid=$1 sig=$2 name=$3 i

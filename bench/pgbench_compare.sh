@@ -133,7 +133,6 @@ source "$repo/bench/compare_report.sh"
 # interleaved. The ports sit below Linux's ephemeral range (32768-60999) by default: thousands of
 # connections come and go during a run, and one of them could otherwise hold a port we need later.
 declare -A port_of=([direct]=$CLUSTER_PORT)
-declare -A pid_of=()
 port_of[session/pgmux]=$proxy_port
 port_of[session/pgbouncer]=$((proxy_port + 1))
 port_of[session/relay]=$((proxy_port + 2))
@@ -161,69 +160,33 @@ for port in $CLUSTER_PORT $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)) $(seq "$pr
   fi
 done
 
-work=$(mktemp -d /tmp/pgmux-bench.XXXXXX)
-# PostgreSQL and PgBouncer run as the postgres OS user when we are root: they must reach the dir.
-chmod 755 "$work"
-cluster_dir="$work/cluster"
-
-# shellcheck disable=SC2317  # trap handler
-cleanup() {
-  trap '' INT TERM
-  local key
-  for key in "${!pid_of[@]}"; do
-    # pgmux: SIGINT = stop now; PgBouncer: SIGTERM = immediate shutdown; the relay stops on either.
-    if [[ $key == */pgbouncer ]]; then stop_pid "${pid_of[$key]}" TERM "$key"; else stop_pid "${pid_of[$key]}" INT "$key"; fi
-  done
-  bash "$repo/tests/support/cluster.sh" stop "$cluster_dir" >/dev/null 2>&1 || true
-  if ((keep)); then
-    log "kept $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---------------------------------------------------------------------------------------------------
-log "starting PostgreSQL 15 (primary + 2 standbys) in $cluster_dir on $CLUSTER_PORT"
-bash "$repo/tests/support/cluster.sh" start "$cluster_dir" "$CLUSTER_PORT" >&2
-
+setup_workdir pgmux-bench
+start_cluster "$scale"
 direct=(-h 127.0.0.1 -p "$CLUSTER_PORT" -U app)
 export PGPASSWORD=app PGCONNECT_TIMEOUT=10
-log "pgbench -i -s $scale"
-"$PGBIN/pgbench" "${direct[@]}" -i -s "$scale" -q app >"$work/init.out" 2>&1 ||
-  die "pgbench -i failed:"$'\n'"$(tail -n 20 "$work/init.out")"
+
+# Starts TARGET (pgmux, pgbouncer or relay) for POOL (session or transaction) on its port.
+start_target() {  # POOL TARGET
+  local pool=$1 target=$2 port=${port_of[$1/$2]} size=$pool_size
+  [[ $pool == session ]] || size=$txn_pool_size
+  case $target in
+    pgmux) start_pgmux "pgmux-$pool" "$port" "$pool" "$size" ;;
+    pgbouncer) start_pgbouncer "pgbouncer-$pool" "$port" "$pool" "$size" ;;
+    relay) start_relay relay "$port" ;;
+  esac
+  pid_of[$pool/$target]=$started_pid
+}
 
 session_targets=() txn_targets=()
 ((skip_direct)) || session_targets+=(direct)
-if ((!skip_pgmux)); then
-  start_pgmux pgmux-session "${port_of[session/pgmux]}" session "$pool_size"
-  pid_of[session/pgmux]=$started_pid
-  session_targets+=(pgmux)
-fi
-if ((!skip_pgbouncer)); then
-  start_pgbouncer pgbouncer-session "${port_of[session/pgbouncer]}" session "$pool_size"
-  pid_of[session/pgbouncer]=$started_pid
-  session_targets+=(pgbouncer)
-fi
-if ((!skip_relay)); then
-  start_relay relay "${port_of[session/relay]}"
-  pid_of[session/relay]=$started_pid
-  session_targets+=(relay)
-fi
-if ((!skip_txn)); then
-  if ((!skip_pgmux)); then
-    start_pgmux pgmux-txn "${port_of[transaction/pgmux]}" transaction "$txn_pool_size"
-    pid_of[transaction/pgmux]=$started_pid
-    txn_targets+=(pgmux)
-  fi
-  if ((!skip_pgbouncer)); then
-    start_pgbouncer pgbouncer-txn "${port_of[transaction/pgbouncer]}" transaction "$txn_pool_size"
-    pid_of[transaction/pgbouncer]=$started_pid
-    txn_targets+=(pgbouncer)
-  fi
-fi
+((skip_pgmux)) || { session_targets+=(pgmux); txn_targets+=(pgmux); }
+((skip_pgbouncer)) || { session_targets+=(pgbouncer); txn_targets+=(pgbouncer); }
+((skip_relay)) || session_targets+=(relay)
+((!skip_txn)) || txn_targets=()
+for target in "${session_targets[@]}"; do
+  [[ $target == direct ]] || start_target session "$target"
+done
+for target in "${txn_targets[@]}"; do start_target transaction "$target"; done
 
 clk_tck=$(getconf CLK_TCK)
 
