@@ -25,6 +25,7 @@ usage: bench/callgrind_per_txn.sh [options]
   --pool-mode MODE    session (default) or transaction
   --scale N           pgbench scale factor (default 1)
   --pgmux PATH        pgmux binary (default: $BUILD_DIR/proxy/pgmux, BUILD_DIR defaults to build)
+  --pgbouncer PATH    measure this PgBouncer instead of pgmux (one thread: all of it counts as "worker")
   --cluster-port P    PostgreSQL primary on P, standbys on P+1, P+2 (default 31733)
   --proxy-port P      pgmux on P (default 31743)
   --out FILE          also write the table (Markdown) to FILE
@@ -48,6 +49,7 @@ CLUSTER_PORT=31733
 proxy_port=31743
 out_file=""
 keep=0
+pgbouncer_bin=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --workloads) workloads=$2; shift 2 ;;
@@ -57,6 +59,7 @@ while [[ $# -gt 0 ]]; do
     --pool-mode) pool_mode=$2; shift 2 ;;
     --scale) scale=$2; shift 2 ;;
     --pgmux) pgmux_bin=$2; shift 2 ;;
+    --pgbouncer) pgbouncer_bin=$2; shift 2 ;;
     --cluster-port) CLUSTER_PORT=$2; shift 2 ;;
     --proxy-port) proxy_port=$2; shift 2 ;;
     --out) out_file=$2; shift 2 ;;
@@ -81,7 +84,11 @@ die() { echo "callgrind_per_txn.sh: error: $*" >&2; exit 1; }
 source "$repo/bench/compare_procs.sh"
 
 command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || die "valgrind is not installed"
-[[ -x $pgmux_bin ]] || die "no pgmux binary at $pgmux_bin"
+if [[ -n $pgbouncer_bin ]]; then
+  [[ -x $pgbouncer_bin ]] || die "no PgBouncer binary at $pgbouncer_bin"
+else
+  [[ -x $pgmux_bin ]] || die "no pgmux binary at $pgmux_bin"
+fi
 for port in $CLUSTER_PORT $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)) "$proxy_port"; do
   if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port on 127.0.0.1 is already in use"; fi
 done
@@ -91,13 +98,31 @@ start_cluster "$scale"
 export PGPASSWORD=app PGCONNECT_TIMEOUT=30
 
 # --dump-instr=yes keeps per-instruction counts in the dumps for callgrind_annotate --auto=yes (with --keep).
-pgmux_workers=1
-pgmux_wrapper=(valgrind --tool=callgrind --dump-instr=yes --separate-threads=yes
-  --callgrind-out-file="$work/callgrind.out.%p")
-ready_tries=600  # valgrind reads pgmux's debug info first: allow 2 minutes
-start_pgmux pgmux "$proxy_port" "$pool_mode" 4
-pgmux_pid=$started_pid
-pid_of[pgmux]=$pgmux_pid
+ready_tries=600  # valgrind reads the binary's debug info first: allow 2 minutes
+if [[ -n $pgbouncer_bin ]]; then
+  # PgBouncer runs as the postgres OS user when we are root: its dumps go to its own (chowned) dir.
+  dump_dir="$work/pgbouncer"
+  pgbouncer_prepared=200 duration=100
+  pgbouncer_wrapper=(valgrind --tool=callgrind --dump-instr=yes --separate-threads=yes
+    --callgrind-out-file="$dump_dir/callgrind.out.%p")
+  start_pgbouncer pgbouncer "$proxy_port" "$pool_mode" 4
+  pid_of[pgbouncer]=$started_pid
+  worker_threads_from=1  # one thread does everything
+  # vgdb finds a valgrind process by FIFOs named after its user: ask as that user.
+  # (setpriv keeps our environment, so the FIFOs carry our USER, unset here: vgdb must look with none)
+  [[ $(id -u) -ne 0 ]] || control_as=(runuser -u postgres -- env -u USER -u LOGNAME)
+  measured="$(pgbouncer_version)"
+else
+  dump_dir="$work"
+  pgmux_workers=1
+  pgmux_wrapper=(valgrind --tool=callgrind --dump-instr=yes --separate-threads=yes
+    --callgrind-out-file="$dump_dir/callgrind.out.%p")
+  start_pgmux pgmux "$proxy_port" "$pool_mode" 4
+  pid_of[pgmux]=$started_pid
+  worker_threads_from=2  # thread 1 is pgmux's control thread
+  measured="pgmux $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), 1 worker"
+fi
+proxy_pid=$started_pid
 
 # Dumps callgrind's counters (and zeroes them) under LABEL; prints the instructions counted since the last
 # dump by all threads, then by all but thread 1. pgmux's main thread is its control thread (config, health
@@ -105,12 +130,14 @@ pid_of[pgmux]=$pgmux_pid
 # substitution (a subshell): the dump files are found by their label, not by a counter.
 dump_counters() {  # LABEL
   local files
-  timeout 60 callgrind_control -d "$1" "$pgmux_pid" >>"$work/callgrind_control.log" 2>&1 ||
+  timeout 60 ${control_as[@]+"${control_as[@]}"} callgrind_control -d "$1" "$proxy_pid" \
+    >>"$work/callgrind_control.log" 2>&1 ||
     die "callgrind_control -d failed"
-  mapfile -t files < <(grep -l -x "desc: Trigger: dump $1" "$work/callgrind.out.$pgmux_pid".* || true)
+  mapfile -t files < <(grep -l -x "desc: Trigger: dump $1" "$dump_dir/callgrind.out.$proxy_pid".* || true)
   ((${#files[@]} > 0)) || die "no callgrind dump labelled $1"
-  # --separate-threads=yes names each thread's dump ...-NN; thread 01 is the main thread.
-  awk '/^(summary|totals):/ && !seen[FILENAME]++ { all += $2; if (FILENAME !~ /-0*1$/) workers += $2 }
+  # --separate-threads=yes names each thread's dump ...-NN.
+  awk -v from="$worker_threads_from" '/^(summary|totals):/ && !seen[FILENAME]++ {
+         all += $2; n = FILENAME; sub(/.*-/, "", n); if (n + 0 >= from) workers += $2 }
        END { printf "%d %d\n", all, workers }' "${files[@]}"
 }
 
@@ -151,14 +178,14 @@ for w in $workloads; do
 done
 
 table() {
-  echo "pgmux $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), $pool_mode mode, 1 worker," \
+  echo "$measured, $pool_mode mode," \
     "$clients pgbench client(s), $short / $long transactions per client, scale $scale, $(date -u +%Y-%m-%d)"
   echo
   echo "| workload | -M | worker instructions per txn | all threads per txn | worker fixed cost per connection | worker, short run | worker, long run |"
   echo "|---|---|---:|---:|---:|---:|---:|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "Startup of pgmux under callgrind plus the warm-up runs: $startup instructions. 5 idle seconds: $idle"
+  echo "Startup under callgrind plus the warm-up runs: $startup instructions. 5 idle seconds: $idle"
   echo "instructions, $idle_workers of them in the workers."
 }
 echo

@@ -106,7 +106,8 @@ JSON
   wait_ready "$name" "$port" "$started_pid" "$work/$name.log"
 }
 
-# PgBouncer with POOL_MODE and POOL_SIZE on PORT, in $work/NAME. max_prepared_statements lets transaction
+# PgBouncer with POOL_MODE and POOL_SIZE on PORT, in $work/NAME (under the command in the array
+# pgbouncer_wrapper when it is set). max_prepared_statements lets transaction
 # pooling carry pgbench -M prepared (PgBouncer 1.21+; older versions ignore the unknown setting with a
 # warning and fail those runs, which the table then shows). A client waiting for a server longer than the
 # run lasts means the run is stuck: query_wait_timeout ends it then rather than after the default 120 s.
@@ -143,10 +144,13 @@ INI
     chown -R postgres:postgres "$dir"  # PgBouncer refuses to run as root
   fi
   log "starting $name ($pool_mode mode, pool $size) on $port"
-  as_pg_exec "$pgbouncer_bin" "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
+  as_pg_exec ${pgbouncer_wrapper[@]+"${pgbouncer_wrapper[@]}"} "$pgbouncer_bin" "$dir/pgbouncer.ini" \
+    >"$dir/stdout.log" 2>&1 &
   started_pid=$!
   wait_ready "$name" "$port" "$started_pid" "$dir/pgbouncer.log"
-  [[ $(cat "/proc/$started_pid/comm") == pgbouncer ]] || die "pid $started_pid is not pgbouncer"
+  # Under a wrapper (valgrind) the process has the wrapper's name.
+  [[ -n ${pgbouncer_wrapper[*]+x} || $(cat "/proc/$started_pid/comm") == pgbouncer ]] ||
+    die "pid $started_pid is not pgbouncer"
 }
 
 start_relay() {  # NAME PORT
