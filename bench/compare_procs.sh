@@ -86,16 +86,27 @@ cpu_ticks() {  # PID
 }
 
 # pgmux runs under the command in the array pgmux_wrapper when it is set (bench/callgrind_per_txn.sh: valgrind).
-start_pgmux() {  # NAME PORT POOL_MODE POOL_SIZE
-  local name=$1 port=$2 pool_mode=$3 size=$4
+# With "split", the database has both standbys in its read set too (roles found by pgmux's health checks,
+# as the postgres user; routing left at its defaults).
+start_pgmux() {  # NAME PORT POOL_MODE POOL_SIZE [split]
+  local name=$1 port=$2 pool_mode=$3 size=$4 read_set='"primary"' users='{"name": "app", "password": "app"}' extra=""
+  local backends="{\"name\": \"primary\", \"host\": \"127.0.0.1\", \"port\": $CLUSTER_PORT}"
+  if [[ ${5:-} == split ]]; then
+    read_set='"primary", "standby1", "standby2"'
+    backends+=", {\"name\": \"standby1\", \"host\": \"127.0.0.1\", \"port\": $((CLUSTER_PORT + 1))}"
+    backends+=", {\"name\": \"standby2\", \"host\": \"127.0.0.1\", \"port\": $((CLUSTER_PORT + 2))}"
+    users+=', {"name": "postgres", "password": "postgres"}'
+    extra='"health_check": {"user": "postgres"},'
+  fi
   cat >"$work/$name.json" <<JSON
 {
   "listeners": [{"host": "127.0.0.1", "port": $port}],
   "workers": $pgmux_workers,
-  "backends": [{"name": "primary", "host": "127.0.0.1", "port": $CLUSTER_PORT}],
+  "backends": [$backends],
   "auth_method": "scram-sha-256",
-  "users": [{"name": "app", "password": "app"}],
-  "databases": [{"name": "app", "backends": ["primary"], "pool_mode": "$pool_mode", "pool_size": $size}],
+  "users": [$users],
+  "databases": [{"name": "app", "backends": [$read_set], "pool_mode": "$pool_mode", "pool_size": $size}],
+  $extra
   "logging": {"level": "warn"},
   "metrics_listen": ""
 }

@@ -29,6 +29,8 @@ usage: bench/pgbench_compare.sh [options]
   --pgbouncer-prepared N
                       PgBouncer's max_prepared_statements (default 200)
   --relay PATH        bare relay binary (default: $BUILD_DIR/bench/bare_relay; ninja bare_relay)
+  --split             add a "split" target: pgmux with both standbys in the read set (read/write split),
+                      and a "CPU ÷ pgmux" column comparing it with the primary-only pgmux
   --skip-pgmux, --skip-pgbouncer, --skip-relay, --skip-direct
                       leave that target out
   --skip-txn          skip the transaction-mode rows
@@ -37,7 +39,7 @@ usage: bench/pgbench_compare.sh [options]
   --txn-protocols "prepared simple"
                       pgbench -M values of the transaction-mode rows
   --cluster-port P    PostgreSQL primary on P, standbys on P+1, P+2 (default 35433)
-  --proxy-port P      the proxies on P..P+4 (default 32434)
+  --proxy-port P      the proxies on P..P+6 (default 32434)
   --perf-stat         count each proxy's syscalls and context switches per transaction with perf stat
                       (tracepoint raw_syscalls:sys_enter; needs perf and perf_event_paranoid <= 2 or root)
   --out FILE          also write the results (Markdown) to FILE
@@ -64,7 +66,7 @@ pgmux_bin="$build_dir/proxy/pgmux"
 pgbouncer_bin=""
 pgbouncer_prepared=200
 relay_bin="$build_dir/bench/bare_relay"
-skip_pgmux=0 skip_pgbouncer=0 skip_relay=0 skip_direct=0 skip_txn=0
+skip_pgmux=0 skip_pgbouncer=0 skip_relay=0 skip_direct=0 skip_txn=0 split=0
 txn_clients=64
 txn_pool_size=10
 txn_protocols="prepared simple"
@@ -92,6 +94,7 @@ while [[ $# -gt 0 ]]; do
     --skip-pgmux) skip_pgmux=1; shift ;;
     --skip-pgbouncer) skip_pgbouncer=1; shift ;;
     --skip-relay) skip_relay=1; shift ;;
+    --split) split=1; shift ;;
     --skip-direct) skip_direct=1; shift ;;
     --skip-txn) skip_txn=1; shift ;;
     --txn-clients) txn_clients=$2; shift 2 ;;
@@ -138,6 +141,8 @@ port_of[session/pgbouncer]=$((proxy_port + 1))
 port_of[session/relay]=$((proxy_port + 2))
 port_of[transaction/pgmux]=$((proxy_port + 3))
 port_of[transaction/pgbouncer]=$((proxy_port + 4))
+port_of[session/split]=$((proxy_port + 5))
+port_of[transaction/split]=$((proxy_port + 6))
 
 [[ -x $PGBIN/pgbench && -x $PGBIN/psql ]] || die "PostgreSQL 15 client tools not found in $PGBIN"
 if ((perf_stat)); then
@@ -154,7 +159,7 @@ fi
 if ((!skip_relay)); then
   [[ -x $relay_bin ]] || die "no bare relay at $relay_bin (ninja -C build bare_relay), or pass --skip-relay"
 fi
-for port in $CLUSTER_PORT $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)) $(seq "$proxy_port" $((proxy_port + 4))); do
+for port in $CLUSTER_PORT $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)) $(seq "$proxy_port" $((proxy_port + 6))); do
   if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port on 127.0.0.1 is already in use"
   fi
@@ -171,6 +176,7 @@ start_target() {  # POOL TARGET
   [[ $pool == session ]] || size=$txn_pool_size
   case $target in
     pgmux) start_pgmux "pgmux-$pool" "$port" "$pool" "$size" ;;
+    split) start_pgmux "split-$pool" "$port" "$pool" "$size" split ;;
     pgbouncer) start_pgbouncer "pgbouncer-$pool" "$port" "$pool" "$size" ;;
     relay) start_relay relay "$port" ;;
   esac
@@ -182,6 +188,7 @@ session_targets=() txn_targets=()
 ((skip_pgmux)) || { session_targets+=(pgmux); txn_targets+=(pgmux); }
 ((skip_pgbouncer)) || { session_targets+=(pgbouncer); txn_targets+=(pgbouncer); }
 ((skip_relay)) || session_targets+=(relay)
+((!split)) || { session_targets+=(split); txn_targets+=(split); }
 ((!skip_txn)) || txn_targets=()
 for target in "${session_targets[@]}"; do
   [[ $target == direct ]] || start_target session "$target"
@@ -295,7 +302,7 @@ header+=" transaction pool $txn_pool_size for $txn_clients clients; pgmux worker
   echo
   echo "$header"
   echo
-  report_table "$results" "$perf_stat"
+  report_table "$results" "$perf_stat" "$split"
 } >"$work/report.md"
 echo
 cat "$work/report.md"
