@@ -83,7 +83,7 @@ die() { echo "callgrind_per_txn.sh: error: $*" >&2; exit 1; }
 # shellcheck source=bench/compare_procs.sh
 source "$repo/bench/compare_procs.sh"
 
-command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || die "valgrind is not installed"
+if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then die "valgrind is not installed"; fi
 if [[ -n $pgbouncer_bin ]]; then
   [[ -x $pgbouncer_bin ]] || die "no PgBouncer binary at $pgbouncer_bin"
 else

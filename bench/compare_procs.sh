@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # sourced: the variables named below come from the caller
 # Sourced by bench/pgbench_compare.sh and bench/callgrind_per_txn.sh: starting, watching and stopping the
 # processes they measure. Expects $work, $repo, $PGBIN, $CLUSTER_PORT, $pgmux_bin, $pgbouncer_bin, $relay_bin,
 # $pgmux_workers and $pgbouncer_prepared (the last three as needed), $keep, and the functions log and die.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by bench/pgbench_compare.sh: the results table. Input, one line per pgbench run (tab-separated):
 #   round pool target mode protocol clients ok tps latency_ms cpu_us_per_txn failed_txns errors aborted
 #   syscalls_per_txn context_switches_per_txn   (the last two "-" without --perf-stat)
