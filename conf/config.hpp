@@ -134,6 +134,20 @@ struct AuthQuery {
   bool operator==(const AuthQuery&) const = default;
 };
 
+// Admin SWITCHOVER [TO backend] (a planned change of primary). Commands run with /bin/sh -c; placeholders: %n %h %p
+// the backend the command acts on (name, host, port), %N %H %P the new primary, %o the old primary's name, %%.
+struct Switchover {
+  double drain_timeout = 10;    // running transactions on the old primary get this long to finish, else canceled
+  double catchup_timeout = 30;  // the target gets this long to replay the old primary's last WAL
+  double command_timeout = 60;  // each command (and pg_promote's wait) gets this long
+  // Stops or demotes the old primary once its transactions are done (e.g. pg_ctl stop -m fast, then restart it as
+  // a standby of %H:%P). Empty: the old primary keeps running, fenced by pgmux until it reports as a standby.
+  std::string demote_command;
+  std::string promote_command;  // empty: SELECT pg_promote() on the target, as the health-check user
+  std::string follow_primary_command;  // run for each other standby once the target is primary; empty = none
+  bool operator==(const Switchover&) const = default;
+};
+
 // The HTTP listener for /metrics, /healthz, /readyz and /status. JSON: "host:port", or "" to turn it off.
 struct MetricsListen {
   bool enabled = true;
@@ -190,6 +204,7 @@ struct Config {
   Routing routing;
   HealthCheck health_check;
   AuthQuery auth_query;
+  Switchover switchover;
   Tls tls;
 
   const User* find_user(std::string_view name) const;

@@ -310,6 +310,21 @@ AuthQuery parse_auth_query(ObjectReader& root) {
   return out;
 }
 
+Switchover parse_switchover(ObjectReader& root) {
+  Switchover out;
+  const Json* value = root.get("switchover");
+  if (value == nullptr) return out;
+  ObjectReader r(*value, root.pointer_of("switchover"), root.diags());
+  read_duration(r, "drain_timeout", out.drain_timeout, false);
+  read_duration(r, "catchup_timeout", out.catchup_timeout, false);
+  read_duration(r, "command_timeout", out.command_timeout, false);
+  assign(r.string("demote_command"), out.demote_command);
+  assign(r.string("promote_command"), out.promote_command);
+  assign(r.string("follow_primary_command"), out.follow_primary_command);
+  r.finish();
+  return out;
+}
+
 MetricsListen parse_metrics_listen(ObjectReader& r) {
   MetricsListen m;
   std::optional<std::string> text = r.string("metrics_listen");
@@ -356,6 +371,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.routing = parse_routing(r);
   c.health_check = parse_health_check(r);
   c.auth_query = parse_auth_query(r);
+  c.switchover = parse_switchover(r);
   assign_int(r.integer("max_message_size", 1024, 1073741824), c.max_message_size);
   assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
   assign_int(r.integer("max_auto_databases", 1, 1000000), c.max_auto_databases);

@@ -95,6 +95,7 @@ void Topology::on_probe_ok(size_t index, const ProbeResult& result, double now) 
   BackendStatus& b = backends_[index];
   if (result.in_recovery) {
     b.fenced_timeline = false;  // it rejoined as a standby
+    if (b.fence && result.timeline > b.fence->timeline) b.fence.reset();  // of the new primary
   } else if (!b.spec.standby_only && !b.fenced_timeline && b.role != Role::Primary) {
     // A backend that (re)appears as primary on an older timeline than a live primary is a former primary that
     // missed a failover: writes there would be lost, so it gets no traffic until it is rebuilt as a standby.
@@ -138,6 +139,22 @@ bool Topology::on_primary_position(size_t index, uint64_t insert_lsn, double sen
   add_sample(recent_, LsnSample{sent_at, insert_lsn}, kRecentMax);
   publish(last_now_);
   return true;
+}
+
+void Topology::fence(size_t index, std::string reason, double now) {
+  if (index >= backends_.size()) return;
+  BackendStatus& b = backends_[index];
+  const uint32_t timeline = b.fence ? b.fence->timeline : b.last.timeline;
+  b.fence = BackendStatus::SwitchoverFence{timeline, std::move(reason)};
+  recompute(now);
+  publish(now);
+}
+
+void Topology::unfence(size_t index, double now) {
+  if (index >= backends_.size() || !backends_[index].fence) return;
+  backends_[index].fence.reset();
+  recompute(now);
+  publish(now);
 }
 
 void Topology::on_probe_failed(size_t index, const std::string& error, double now) {
@@ -225,6 +242,9 @@ void Topology::assign_roles(std::vector<std::string>& fence_reasons, std::vector
       b.role = Role::Down;
     } else if (!b.ever_probed) {
       b.role = Role::Unknown;
+    } else if (b.fence) {
+      b.role = Role::Fenced;
+      fence_reasons[i] = b.fence->reason;
     } else if (!b.spec.standby_only && system_identifier_ != 0 && b.last.system_identifier != 0 &&
                b.last.system_identifier != system_identifier_) {
       b.role = Role::Fenced;

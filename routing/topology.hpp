@@ -75,6 +75,13 @@ struct BackendStatus {
   bool ever_probed = false;     // at least one successful probe
   bool lag_excluded = false;    // left the read set for lag; back only after the hysteresis period
   bool fenced_timeline = false; // came back not in recovery on an older timeline; cleared when in recovery
+  // Fenced by a switchover (Topology::fence): no reads, never the primary, until it reports in recovery on a
+  // timeline newer than `timeline` (it rejoined the new primary's history).
+  struct SwitchoverFence {
+    uint32_t timeline = 0;
+    std::string reason;
+  };
+  std::optional<SwitchoverFence> fence;
 };
 
 struct LsnSample {
@@ -106,6 +113,11 @@ class Topology {
   // changed (and was published).
   bool on_replay_position(size_t index, uint64_t replay_lsn);
   bool on_primary_position(size_t index, uint64_t insert_lsn, double sent_at);
+  // A switchover's fence on a backend (the old primary): writes to it stop at once (no primary until the target
+  // is promoted) and it stays fenced until it reports in recovery on a newer timeline than the one it is on now.
+  // Fencing it again only changes the reason. unfence: a switchover that was canceled.
+  void fence(size_t index, std::string reason, double now);
+  void unfence(size_t index, double now);
   // A new config: backends matched by name (at the same host and port) keep their state.
   void reconfigure(std::vector<BackendSpec> backends, TopologySettings settings);
 

@@ -45,6 +45,7 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
   });
   auth_lookup_ = std::make_unique<AuthLookup>(
       loop_, shared_->auth_cache, [this] { return auth_query_target(); }, config->auth_query);
+  switchover_ = std::make_unique<Switchover>(*this);
   // From any worker: the load runs on this loop.
   shared_->catalogs.set_load_request([this](std::shared_ptr<CatalogSlot> slot) {
     post([slot = std::move(slot)](Control& control) { control.catalog_loader_->load(slot); });
@@ -133,7 +134,8 @@ void Control::on_view(Prober::View view) {
   // A failover: the primary moved from one backend to another (not a primary merely going down).
   if (view->primary >= 0) {
     const std::string& name = view->backends[static_cast<size_t>(view->primary)].spec.name;
-    if (!last_primary_name_.empty() && name != last_primary_name_) ++metrics_.failovers;
+    const bool switched = switchover_ && switchover_->moving_primary();
+    if (!last_primary_name_.empty() && name != last_primary_name_ && !switched) ++metrics_.failovers;
     last_primary_name_ = name;
     if (name != catalogs_primary_) {
       catalogs_primary_ = name;
@@ -143,6 +145,7 @@ void Control::on_view(Prober::View view) {
     catalogs_primary_.clear();  // loads fail meanwhile; all are redone when a primary is back
   }
   publish_view(view);
+  if (switchover_) switchover_->on_view(*view);
 }
 
 // A primary appeared (at startup, or after a failover): the function catalogs are read again from it, and the
@@ -363,6 +366,7 @@ void Control::close_handles() {
     inbox_closed_ = true;
   }
   if (prober_) prober_->stop();
+  switchover_.reset();  // a switchover still running stops where it is (its command killed); nobody is left to answer
   if (catalog_loader_) catalog_loader_->stop();
   if (http_) http_->close();
   for (UvSignal<Control>* s : {&sigint_, &sigterm_, &sighup_, &sigusr1_}) s->close();

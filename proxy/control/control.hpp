@@ -18,6 +18,7 @@
 #include "proxy/control/catalog_loader.hpp"
 #include "proxy/control/prober.hpp"
 #include "proxy/control/shared_state.hpp"
+#include "proxy/control/switchover.hpp"
 #include "proxy/net/uv_handle.hpp"
 
 namespace pgmux::proxy {
@@ -65,6 +66,10 @@ class Control {
   void request_probe_round();
   // auth_query lookups (a worker posts here for a user the config does not list).
   AuthLookup& auth_lookup() { return *auth_lookup_; }
+  Prober& prober() { return *prober_; }
+  Switchover& switchover() { return *switchover_; }
+  // Read by /readyz: a write held by a switchover is not an outage.
+  bool switchover_running() const { return switchover_ && switchover_->running(); }
 
  private:
   bool bind_listeners(const conf::Config& config, std::vector<std::vector<int>>* fds);
@@ -87,6 +92,7 @@ class Control {
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<CatalogLoader> catalog_loader_;
   std::unique_ptr<AuthLookup> auth_lookup_;
+  std::unique_ptr<Switchover> switchover_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<MetricsHttpServer> http_;
   ControlMetrics metrics_;

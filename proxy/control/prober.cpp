@@ -154,6 +154,17 @@ void Prober::probe_now() {
   uv_timer_start(timer_->get(), on_tick, to_ms(delay), to_ms(period_));
 }
 
+void Prober::fence(size_t index, std::string reason) {
+  topology_.fence(index, std::move(reason), monotonic_seconds());
+  notify_if_changed();
+  probe_now();  // without a primary, rounds come every kFailoverPeriod from the next one
+}
+
+void Prober::unfence(size_t index) {
+  topology_.unfence(index, monotonic_seconds());
+  notify_if_changed();
+}
+
 void Prober::run_round() {
   in_round_ = true;
   round_started_ = monotonic_seconds();

@@ -57,6 +57,10 @@ class Prober {
   // Without a primary (failover), rounds come at least this often, so a promotion is seen within it.
   static constexpr double kFailoverPeriod = 0.1;
 
+  // A switchover's fence on backend `index` (routing::Topology::fence), published at once; unfence undoes it.
+  void fence(size_t index, std::string reason);
+  void unfence(size_t index);
+
   View view() const { return topology_.view(); }
   // Causal reads: the replay poller asks for fresh WAL positions between rounds while `commits` (acknowledged to
   // clients) or the standbys are ahead of what the view knows.

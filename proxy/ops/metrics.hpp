@@ -138,7 +138,9 @@ struct ControlMetrics {
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;
   double last_reload_time = 0;   // unix seconds of the last successful reload (0 = never)
-  uint64_t failovers = 0;        // the primary moved to another backend
+  uint64_t failovers = 0;        // the primary moved to another backend (not by a SWITCHOVER)
+  std::map<std::string, uint64_t> switchovers;  // by result: done, canceled, failed
+  double last_switchover_write_pause = 0;       // seconds, of the last one done
   std::map<std::string, DurationHistogram> probe_duration;  // by backend name
   double started_at = 0;         // unix seconds
 };

@@ -55,6 +55,8 @@ enum class Family : size_t {
   BackendSync,
   ProbeDuration,
   Failovers,
+  Switchovers,
+  SwitchoverWritePause,
   SplitBrain,
   ConfigReloads,
   ConfigLastReloadSuccess,
@@ -119,6 +121,11 @@ const MetricFamilyInfo kFamilies[] = {
      "prober's role; none: no WAL sender to it); absent for the primary."},
     {"pgmux_probe_duration_seconds", kHistogram, "backend", "Duration of health probes, by backend."},
     {"pgmux_failovers_total", kCounter, "", "Times the primary moved to another backend."},
+    {"pgmux_switchovers_total", kCounter, "result",
+     "Admin SWITCHOVERs by result: done, canceled (nothing changed: writes resumed on the old primary), failed "
+     "(stopped part way: see the log)."},
+    {"pgmux_switchover_write_pause_seconds", kGauge, "",
+     "How long the last completed SWITCHOVER held writes (from the hold to the new primary); 0 before any."},
     {"pgmux_split_brain", kGauge, "", "1 while more than one backend claims to be the primary (writes pause)."},
     {"pgmux_config_reloads_total", kCounter, "result", "Config reloads by result (ok, failed)."},
     {"pgmux_config_last_reload_success_timestamp_seconds", kGauge, "",
@@ -341,6 +348,11 @@ void export_backends(const ExportSources& s, Builder& out) {
     out.histogram(Family::ProbeDuration, {{"backend", name}}, probe);
   }
   out.counter(Family::Failovers, {}, s.control->failovers);
+  for (const char* result : {"done", "canceled", "failed"}) {
+    const auto found = s.control->switchovers.find(result);
+    out.counter(Family::Switchovers, {{"result", result}}, found == s.control->switchovers.end() ? 0 : found->second);
+  }
+  out.gauge(Family::SwitchoverWritePause, {}, s.control->last_switchover_write_pause);
   out.gauge(Family::SplitBrain, {}, s.view->split_brain ? 1 : 0);
 }
 

@@ -203,6 +203,9 @@ Response MetricsHttpServer::Impl::readyz() const {
   if (view->primary >= 0 && static_cast<size_t>(view->primary) < view->backends.size()) {
     return text(200, "ready: primary " + view->backends[static_cast<size_t>(view->primary)].spec.name);
   }
+  // A planned switchover holds writes for a moment: taking pgmux out of a load balancer then would fail the very
+  // connections the hold is there to keep.
+  if (control.switchover_running()) return text(200, "ready: switchover in progress, writes held");
   return text(503, "not ready: " + (view->alarm.empty() ? std::string("no primary") : view->alarm));
 }
 

@@ -125,6 +125,7 @@ ServerRow server_row(const ServerConn* s, Pool& pool, const WallClock& clock, in
   row.client_id = s->client() ? s->client()->id() : 0;
   row.remote_pid = s->key().process_id;
   row.tx_status = s->tx_status();
+  row.owes_replies = s->state() == ServerState::Linked && s->owed_depth() > 0;
   row.prepared_statements = s->server_statements.size() + s->prepared.size();
   row.close_needed = pool.draining();
   row.worker = worker;

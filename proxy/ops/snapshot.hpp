@@ -52,6 +52,7 @@ struct ServerRow {
   uint64_t client_id = 0;   // 0: not linked
   int32_t remote_pid = 0;
   char tx_status = 'I';
+  bool owes_replies = false;  // linked, with a request whose replies are still coming (a switchover waits for it)
   size_t prepared_statements = 0;
   bool close_needed = false;  // its pool drains (backend removed or disabled): closed once released
   int worker = 0;

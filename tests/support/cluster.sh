@@ -7,6 +7,8 @@
 #   cluster.sh stop-node  DIR NODE   pg_ctl stop -m fast for one node (primary|standby1|standby2)
 #   cluster.sh start-node DIR NODE   start one node again; for the primary, also waits for both standbys
 #   cluster.sh wait-streaming DIR    wait until the primary reports 2 streaming standbys
+#   cluster.sh rejoin DIR NODE NEW   fast stop NODE (a former primary) and start it as a standby of node NEW
+#   cluster.sh follow DIR NODE NEW   repoint standby NODE at node NEW (primary_conninfo, reloaded: no restart)
 #
 # Roles: postgres/postgres (superuser), app/app (owns database app), md5user/md5user (md5 secret).
 # Runs the server binaries as the `postgres` OS user when invoked as root.
@@ -226,9 +228,36 @@ cmd_start_node() {
   [[ $node != primary ]] || wait_streaming "$dir"
 }
 
+# Replication from node NEW, by unix socket and trust; no slot (the new primary has none; wal_keep_size covers).
+standby_of() {  # DIR NODE NEW
+  printf "primary_conninfo = 'host=%s port=%s user=postgres application_name=%s'\nprimary_slot_name = ''\n" \
+    "$1" "$(node_port "$1" "$3")" "$2"
+}
+
+# A clean switchover's old primary: its fast shutdown wrote a final checkpoint its standbys received, so it can
+# follow the promoted standby's new timeline without pg_rewind (recovery_target_timeline is 'latest').
+cmd_rejoin() {
+  local dir=$1 node=$2 new=$3
+  node_port "$dir" "$new" >/dev/null
+  cmd_stop_node "$dir" "$node"
+  standby_of "$dir" "$node" "$new" | as_pg tee -a "$dir/$node/postgresql.auto.conf" >/dev/null
+  as_pg touch "$dir/$node/standby.signal"
+  pg_ctl_start "$dir" "$node"
+}
+
+cmd_follow() {
+  local dir=$1 node=$2 new=$3 conninfo
+  conninfo="host=$dir port=$(node_port "$dir" "$new") user=postgres application_name=$node"
+  psql_local "$dir" "$(node_port "$dir" "$node")" >/dev/null <<EOF || die "repointing $node at $new failed"
+ALTER SYSTEM SET primary_conninfo = '$conninfo';
+ALTER SYSTEM SET primary_slot_name = '';
+SELECT pg_reload_conf();
+EOF
+}
+
 usage() {
   echo "usage: cluster.sh start DIR BASEPORT | stop DIR | status DIR |" \
-    "stop-node DIR NODE | start-node DIR NODE | wait-streaming DIR" >&2
+    "stop-node DIR NODE | start-node DIR NODE | wait-streaming DIR | rejoin DIR NODE NEW | follow DIR NODE NEW" >&2
   exit 2
 }
 
@@ -242,5 +271,7 @@ case $cmd in
   stop-node) [[ $# -eq 3 ]] || usage; cmd_stop_node "$dir" "$3" ;;
   start-node) [[ $# -eq 3 ]] || usage; cmd_start_node "$dir" "$3" ;;
   wait-streaming) wait_streaming "$dir" ;;
+  rejoin) [[ $# -eq 4 ]] || usage; cmd_rejoin "$dir" "$3" "$4" ;;
+  follow) [[ $# -eq 4 ]] || usage; cmd_follow "$dir" "$3" "$4" ;;
   *) usage ;;
 esac

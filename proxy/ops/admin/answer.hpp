@@ -57,6 +57,7 @@ struct Answer {
   std::string tag;                  // command tag when there is no result set ("PAUSE", "RELOAD", "SET")
   std::vector<std::string> notices;  // NoticeResponses before the result (e.g. what a RELOAD changed)
   std::optional<AdminError> error;
+  bool later = false;  // nothing to send now: the handler answers through Context::reply (OnControl only)
 
   static Answer of(ResultSet r) {
     Answer a;
@@ -66,6 +67,11 @@ struct Answer {
   static Answer done(std::string tag) {
     Answer a;
     a.tag = std::move(tag);
+    return a;
+  }
+  static Answer deferred() {
+    Answer a;
+    a.later = true;
     return a;
   }
   static Answer fail(std::string sqlstate, std::string message, std::string hint = {}) {

@@ -91,6 +91,9 @@ const std::vector<Command>& command_table() {
        Access::Change, Runs::OnControl, disable_backend},
       {"KILL_CLIENT", "KILL_CLIENT <id>", "disconnect one client (id from SHOW CLIENTS)", Access::Change,
        Runs::WithSnapshots, kill_client},
+      {"SWITCHOVER", "SWITCHOVER [TO <backend>]",
+       "planned change of primary: hold writes, let transactions finish, promote the standby, answer when done",
+       Access::Change, Runs::OnControl, switchover_command},
       {"SHUTDOWN", "SHUTDOWN [WAIT_FOR_CLIENTS]", "stop pgmux now, or after sessions finish", Access::Change,
        Runs::OnControl, shutdown_command},
   };

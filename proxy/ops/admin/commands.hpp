@@ -2,6 +2,7 @@
 // runs and a handler that turns its arguments and a context into an Answer, with no I/O of its own.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,6 +40,8 @@ struct Context {
   Worker* worker = nullptr;                              // Here and WithSnapshots
   const std::vector<WorkerSnapshot>* snapshots = nullptr;  // WithSnapshots
   Control* control = nullptr;                            // OnControl
+  // OnControl: sends an answer later, from the control loop (a handler that returned Answer::deferred()).
+  std::function<void(Answer)> reply = nullptr;
   uint64_t client_id = 0;                                // the admin session's own id
 };
 
@@ -87,6 +90,7 @@ Answer disable_backend(const Input&, Context&);
 Answer set_backend_weight(const Input&, Context&);
 Answer kill_client(const Input&, Context&);
 Answer shutdown_command(const Input&, Context&);
+Answer switchover_command(const Input&, Context&);
 Answer explain_route(const Input&, Context&);
 
 // Shared by handlers: "backend index n" argument parsing with a clear error.

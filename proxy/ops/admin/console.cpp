@@ -119,10 +119,13 @@ void AdminConsole::run(const admin::Command& cmd, const admin::Input& input) {
       const bool posted = shared.control->post([worker, id, command, input, context](Control& control) mutable {
         context.control = &control;
         context.config = control.config();
+        context.reply = [worker, id](const Answer& answer) {
+          protocol::ByteVector out;
+          admin::encode(answer, out);
+          worker->post([id, out = std::move(out)](Worker& w) mutable { deliver_admin_answer(w, id, std::move(out)); });
+        };
         Answer result = command->handler(input, context);
-        protocol::ByteVector out;
-        admin::encode(result, out);
-        worker->post([id, out = std::move(out)](Worker& w) mutable { deliver_admin_answer(w, id, std::move(out)); });
+        if (!result.later) context.reply(result);
       });
       if (!posted) answer(Answer::fail(protocol::sqlstate::kAdminShutdown, "pgmux is shutting down"));
       return;

@@ -1,4 +1,4 @@
-// PAUSE, RESUME, RELOAD, SET, ENABLE/DISABLE BACKEND, SET BACKEND WEIGHT, KILL_CLIENT, SHUTDOWN.
+// PAUSE, RESUME, RELOAD, SET, ENABLE/DISABLE BACKEND, SET BACKEND WEIGHT, KILL_CLIENT, SWITCHOVER, SHUTDOWN.
 #include <uv.h>
 
 #include "protocol/sqlstate.hpp"
@@ -209,6 +209,31 @@ Answer shutdown_command(const Input& input, Context& context) {
   stop->timer.init(context.control->loop());
   uv_timer_start(stop->timer.get(), DelayedStop::on_timer, 100, 0);
   return Answer::done("SHUTDOWN");
+}
+
+// SWITCHOVER [TO backend]: answered when the switchover is done, canceled or failed (proxy/control/switchover.hpp).
+Answer switchover_command(const Input& input, Context& context) {
+  std::string target;
+  if (input.args.size() == 2 && (input.args[0] == "TO" || input.args[0] == "to" || input.args[0] == "To")) {
+    target = input.args[1];
+    if (target.size() >= 2 && target.front() == '"' && target.back() == '"') target = target.substr(1, target.size() - 2);
+  } else if (!input.args.empty()) {
+    return Answer::fail(protocol::sqlstate::kSyntaxError, "unexpected \"" + input.rest + "\"",
+                        "the syntax is SWITCHOVER [TO <backend>]; SHOW BACKENDS lists the backends");
+  }
+  context.control->switchover().start(target, [reply = context.reply](const SwitchoverResult& result) {
+    if (!result.sqlstate.empty()) {
+      Answer failed = Answer::fail(result.sqlstate, result.message, result.hint);
+      failed.notices = result.notices;
+      reply(failed);
+      return;
+    }
+    Answer done = Answer::done("SWITCHOVER");
+    done.notices = result.notices;
+    done.notices.push_back(result.message);
+    reply(done);
+  });
+  return Answer::deferred();
 }
 
 }  // namespace pgmux::proxy::admin

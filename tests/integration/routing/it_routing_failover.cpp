@@ -19,40 +19,6 @@ using namespace pgmux::test::routing;
 
 namespace {
 
-std::string cluster_sh() {
-  const char* env = std::getenv("PGMUX_CLUSTER_SH");
-  return env && *env ? env : std::string(PGMUX_SOURCE_DIR) + "/tests/support/cluster.sh";
-}
-
-int run_cmd(const std::string& cmd) {
-  MESSAGE("$ " << cmd);
-  int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-// As the postgres OS user when we are root (the server refuses to run as root).
-std::string as_pg(const std::string& cmd) { return geteuid() == 0 ? "runuser -u postgres -- " + cmd : cmd; }
-
-// The test's own cluster: started in a fresh temp dir, stopped (by its pids, via cluster.sh) and removed at the end.
-struct OwnCluster {
-  std::string dir;
-  ClusterPorts ports;
-  explicit OwnCluster(int base) : ports{base, base + 1, base + 2} {
-    // Under the suite's scratch dir when there is one: scripts/test.sh stops what a test killed by its timeout
-    // left running there.
-    const char* scratch = std::getenv("PGMUX_TEST_TMPDIR");
-    std::string tmpl = std::string(scratch && *scratch ? scratch : "/tmp") + "/pgmux-rt-failover-XXXXXX";
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    dir = tmpl;
-    REQUIRE(run_cmd(cluster_sh() + " start " + dir + " " + std::to_string(base) + " >" + dir + ".start.log 2>&1") ==
-            0);
-  }
-  ~OwnCluster() {
-    run_cmd(cluster_sh() + " stop " + dir + " >/dev/null");
-    run_cmd("rm -rf '" + dir + "' '" + dir + ".start.log'");
-  }
-};
-
 struct Attempt {
   double t;  // when it started
   bool ok;
@@ -64,13 +30,11 @@ struct Attempt {
 // The whole scenario in one pool mode, on a cluster of its own.
 void check_failover(const char* pool_mode) {
   CAPTURE(pool_mode);
-  const char* env_base = std::getenv("PGMUX_TEST_FAILOVER_BASEPORT");
-  const int base = env_base && *env_base ? std::atoi(env_base) : cluster_ports().primary + 100;
-  OwnCluster cluster(base);
+  OwnCluster cluster("rt-failover");
   const ClusterPorts& ports = cluster.ports;
 
   int listen = pick_listen_port();
-  if (listen >= base && listen <= base + 2) listen = free_port_from(base + 3);
+  if (listen >= ports.primary && listen <= ports.standby2) listen = free_port_from(ports.standby2 + 1);
   nlohmann::json config = routing_config(listen, ports);
   config["routing"] = {{"failover_timeout", 30}};
   for (nlohmann::json& database : config["databases"]) database["pool_mode"] = pool_mode;

@@ -1,5 +1,9 @@
 #include "tests/integration/routing/routing_support.hpp"
 
+#include <cstdio>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <sstream>
@@ -142,6 +146,43 @@ std::string describe(const std::map<int, int>& counts, const ClusterPorts& ports
     s << "=" << n;
   }
   return s.str();
+}
+
+std::string cluster_sh() {
+  const char* env = std::getenv("PGMUX_CLUSTER_SH");
+  return env && *env ? env : std::string(PGMUX_SOURCE_DIR) + "/tests/support/cluster.sh";
+}
+
+int run_cmd(const std::string& cmd) {
+  std::fprintf(stderr, "$ %s\n", cmd.c_str());
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string as_pg(const std::string& cmd) { return geteuid() == 0 ? "runuser -u postgres -- " + cmd : cmd; }
+
+namespace {
+int own_cluster_base() {
+  const char* env = std::getenv("PGMUX_TEST_FAILOVER_BASEPORT");
+  return env && *env ? std::atoi(env) : cluster_ports().primary + 100;
+}
+}  // namespace
+
+OwnCluster::OwnCluster(const std::string& tag) {
+  const int base = own_cluster_base();
+  ports = ClusterPorts{base, base + 1, base + 2};
+  const char* scratch = std::getenv("PGMUX_TEST_TMPDIR");
+  std::string tmpl = std::string(scratch && *scratch ? scratch : "/tmp") + "/pgmux-" + tag + "-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp " + tmpl + " failed");
+  dir = tmpl;
+  if (run_cmd(cluster_sh() + " start " + dir + " " + std::to_string(base) + " >" + dir + ".start.log 2>&1") != 0) {
+    throw std::runtime_error("cluster.sh start failed; see " + dir + ".start.log");
+  }
+}
+
+OwnCluster::~OwnCluster() {
+  run_cmd(cluster_sh() + " stop " + dir + " >/dev/null");
+  run_cmd("rm -rf '" + dir + "' '" + dir + ".start.log'");
 }
 
 }  // namespace pgmux::test::routing

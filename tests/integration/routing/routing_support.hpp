@@ -57,4 +57,21 @@ std::string describe(const std::map<int, int>& counts, const ClusterPorts& ports
 
 double now_seconds();  // monotonic
 
+// Tests that stop or promote nodes run on a cluster of their own: cluster.sh start in a fresh directory under the
+// suite's scratch dir (PGMUX_TEST_TMPDIR, which scripts/test.sh cleans after a test killed by its timeout), on
+// PGMUX_TEST_FAILOVER_BASEPORT (default: the shared cluster's base + 100); stopped by its pids and removed when
+// it goes. Such tests run serially (they share that base port).
+struct OwnCluster {
+  std::string dir;
+  ClusterPorts ports;
+  explicit OwnCluster(const std::string& tag);
+  ~OwnCluster();
+  OwnCluster(const OwnCluster&) = delete;
+  OwnCluster& operator=(const OwnCluster&) = delete;
+};
+std::string cluster_sh();  // tests/support/cluster.sh (PGMUX_CLUSTER_SH overrides)
+int run_cmd(const std::string& cmd);  // std::system, echoed on stderr; the exit status, -1 if it did not exit
+// As the postgres OS user when we are root (the server refuses to run as root).
+std::string as_pg(const std::string& cmd);
+
 }  // namespace pgmux::test::routing

@@ -1,0 +1,115 @@
+// A planned change of primary (admin SWITCHOVER [TO backend]), run on the control loop as one state machine:
+//
+//   Checkpoint   CHECKPOINT on the old primary while writes still flow (the final one is then short)
+//   Draining     the old primary is fenced: new write transactions wait (the failover hold), reads go on; the
+//                transactions already running there finish, up to switchover.drain_timeout (else: canceled)
+//   FinalLsn     CHECKPOINT again and read the old primary's WAL flush position: every commit pgmux relayed
+//   Demoting     switchover.demote_command, when set (stop the old primary, restart it as a standby)
+//   CatchingUp   until the target has replayed that position, up to switchover.catchup_timeout
+//   Promoting    switchover.promote_command, or SELECT pg_promote() on the target
+//   AwaitingPrimary  until the prober sees the target as the primary: held writes go there by themselves
+//   Following    switchover.follow_primary_command for each other standby
+//
+// The old primary stays fenced (no reads, never the primary) until it reports as a standby on the new timeline.
+// Anything that fails before Demoting cancels: the fence goes and writes resume on the old primary. Later, the
+// switchover has failed part way; the answer and the log say what state the cluster was left in.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+#include "proxy/control/pg_query_connection.hpp"
+#include "proxy/control/shell_command.hpp"
+#include "proxy/net/uv_handle.hpp"
+#include "routing/topology.hpp"
+
+namespace pgmux::proxy {
+
+class Control;
+struct WorkerSnapshot;
+
+// What the console answers: success with notices, or an error (SQLSTATE, message, hint).
+struct SwitchoverResult {
+  std::string sqlstate;  // empty: done
+  std::string message;
+  std::string hint;
+  std::vector<std::string> notices;
+};
+
+class Switchover {
+ public:
+  enum class Step { Idle, Checkpoint, Draining, FinalLsn, Demoting, CatchingUp, Promoting, AwaitingPrimary, Following };
+  using Reply = std::function<void(const SwitchoverResult&)>;
+
+  explicit Switchover(Control& control);
+  ~Switchover();
+  Switchover(const Switchover&) = delete;
+  Switchover& operator=(const Switchover&) = delete;
+
+  // Starts a switchover to `target_name` ("" = the best standby). `reply` runs once, on the control loop, when it
+  // is done, canceled or failed (at once when it cannot start).
+  void start(const std::string& target_name, Reply reply);
+  // Every new view (Control::on_view): AwaitingPrimary ends when the target is the primary.
+  void on_view(const routing::BackendsView& view);
+  bool running() const { return step_ != Step::Idle; }
+  // The primary moving now is this switchover's doing (not a failover to count).
+  bool moving_primary() const { return step_ >= Step::Demoting; }
+
+ private:
+  void set_step(Step next);
+  void checkpoint();
+  void hold();
+  void check_drained();
+  void on_drain_check(const std::vector<WorkerSnapshot>& snapshots);
+  void read_final_lsn();
+  void demote();
+  void poll_catch_up();
+  void promote();
+  void await_primary();
+  void follow_next();
+  void succeed();
+  // Before the old primary was touched: unfence it, writes resume there.
+  void cancel(std::string message, std::string hint);
+  // Part way: what was done stays done; the fence goes so the prober's view decides.
+  void fail(std::string message, std::string hint);
+  void finish(SwitchoverResult result, const char* outcome);
+  // One SQL statement on `connection`; `on_row` gets the first row's first column (when there is one).
+  void run_sql(PgQueryConnection& connection, const char* sql, double timeout,
+               std::function<void(const std::string& value)> on_ok,
+               std::function<void(const std::string& error)> on_error);
+  void run_command(const std::string& command_template, const routing::BackendStatus& on,
+                   std::function<void(const CommandOutcome&)> done);
+  void after(double seconds, void (Switchover::*next)());
+  static void on_timer(uv_timer_t* timer);
+  std::string name_of(int index) const;
+  double since_hold() const;
+
+  Control& control_;
+  Step step_ = Step::Idle;
+  Reply reply_;
+  int old_primary_ = -1;
+  int target_ = -1;
+  uint32_t old_timeline_ = 0;
+  double hold_started_ = 0;
+  double step_deadline_ = 0;
+  uint64_t final_lsn_ = 0;
+  size_t next_follower_ = 0;
+  std::string sql_;  // the statement in flight (PgQueryConnection keeps a pointer to it)
+  std::vector<std::string> notices_;
+  std::unique_ptr<PgQueryConnection> old_conn_;
+  std::unique_ptr<PgQueryConnection> target_conn_;
+  std::unique_ptr<ShellCommand> command_;
+  UvHandlePtr<uv_timer_t, Switchover> timer_;
+  void (Switchover::*timer_next_)() = nullptr;
+  bool drain_check_running_ = false;
+  // Bumped by each start and finish: a reply or snapshot from an earlier run finds a different number and is
+  // dropped.
+  uint64_t run_ = 0;
+};
+
+const char* to_string(Switchover::Step step);
+
+}  // namespace pgmux::proxy
