@@ -153,6 +153,7 @@ void Switchover::check_drained() {
 void Switchover::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {
   const std::string old_name = name_of(old_primary_);
   size_t busy = 0;
+  LOG_DEBUG("switchover drain: %zu snapshots", snapshots.size());
   // Conservative: a client inside a transaction anywhere (as PAUSE counts them) is waited for too.
   for (const WorkerSnapshot& s : snapshots) {
     size_t on_old = 0, clients = 0;
@@ -160,6 +161,12 @@ void Switchover::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {
       if (server.backend == old_name && (server.tx_status != 'I' || server.owes_replies)) ++on_old;
     }
     for (const ClientRow& client : s.clients) clients += !client.admin && client.in_transaction;
+    LOG_DEBUG("switchover drain: worker %d: %zu clients, %zu servers", s.worker, s.clients.size(), s.servers.size());
+    for (const ServerRow& server : s.servers) {
+      LOG_DEBUG("switchover drain: worker %d server S-%llu backend %s tx %c owes %d", s.worker,
+                static_cast<unsigned long long>(server.id), server.backend.c_str(), server.tx_status,
+                server.owes_replies ? 1 : 0);
+    }
     busy += std::max(on_old, clients);
   }
   if (busy == 0) {
