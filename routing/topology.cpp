@@ -141,11 +141,13 @@ bool Topology::on_primary_position(size_t index, uint64_t insert_lsn, double sen
   return true;
 }
 
-void Topology::fence(size_t index, std::string reason, double now) {
+void Topology::fence(size_t index, uint32_t timeline, std::string reason, BackendStatus::FenceStage stage,
+                     double now) {
   if (index >= backends_.size()) return;
   BackendStatus& b = backends_[index];
-  const uint32_t timeline = b.fence ? b.fence->timeline : b.last.timeline;
-  b.fence = BackendStatus::SwitchoverFence{timeline, std::move(reason)};
+  // Already back as a standby of a later timeline (a quick demote command): nothing left to fence.
+  if (b.ever_probed && b.last.in_recovery && b.last.timeline > timeline) return;
+  b.fence = BackendStatus::SwitchoverFence{timeline, std::move(reason), stage};
   recompute(now);
   publish(now);
 }

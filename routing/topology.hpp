@@ -77,9 +77,14 @@ struct BackendStatus {
   bool fenced_timeline = false; // came back not in recovery on an older timeline; cleared when in recovery
   // Fenced by a switchover (Topology::fence): no reads, never the primary, until it reports in recovery on a
   // timeline newer than `timeline` (it rejoined the new primary's history).
+  enum class FenceStage {
+    Draining,  // nothing new starts there; transactions already running on it may finish (workers keep them)
+    Closed,    // its server connections are closed as well: it is being demoted, or already was
+  };
   struct SwitchoverFence {
     uint32_t timeline = 0;
     std::string reason;
+    FenceStage stage = FenceStage::Closed;
   };
   std::optional<SwitchoverFence> fence;
 };
@@ -116,7 +121,8 @@ class Topology {
   // A switchover's fence on a backend (the old primary): writes to it stop at once (no primary until the target
   // is promoted) and it stays fenced until it reports in recovery on a newer timeline than the one it is on now.
   // Fencing it again only changes the reason. unfence: a switchover that was canceled.
-  void fence(size_t index, std::string reason, double now);
+  // Until it reports in recovery on a timeline after `timeline` (where the switchover began).
+  void fence(size_t index, uint32_t timeline, std::string reason, BackendStatus::FenceStage stage, double now);
   void unfence(size_t index, double now);
   // A new config: backends matched by name (at the same host and port) keep their state.
   void reconfigure(std::vector<BackendSpec> backends, TopologySettings settings);

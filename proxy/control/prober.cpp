@@ -154,8 +154,8 @@ void Prober::probe_now() {
   uv_timer_start(timer_->get(), on_tick, to_ms(delay), to_ms(period_));
 }
 
-void Prober::fence(size_t index, std::string reason) {
-  topology_.fence(index, std::move(reason), monotonic_seconds());
+void Prober::fence(size_t index, uint32_t timeline, std::string reason, routing::BackendStatus::FenceStage stage) {
+  topology_.fence(index, timeline, std::move(reason), stage, monotonic_seconds());
   notify_if_changed();
   probe_now();  // without a primary, rounds come every kFailoverPeriod from the next one
 }

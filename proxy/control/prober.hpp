@@ -58,7 +58,7 @@ class Prober {
   static constexpr double kFailoverPeriod = 0.1;
 
   // A switchover's fence on backend `index` (routing::Topology::fence), published at once; unfence undoes it.
-  void fence(size_t index, std::string reason);
+  void fence(size_t index, uint32_t timeline, std::string reason, routing::BackendStatus::FenceStage stage);
   void unfence(size_t index);
 
   View view() const { return topology_.view(); }

@@ -13,6 +13,7 @@
 namespace pgmux::proxy {
 
 namespace {
+using FenceStage = routing::BackendStatus::FenceStage;
 constexpr double kDrainCheckInterval = 0.05;  // seconds between looks at the old primary's running transactions
 constexpr double kCatchUpInterval = 0.02;     // seconds between the target's replay positions
 constexpr double kAwaitInterval = 0.1;        // seconds between forced probe rounds while awaiting the promotion
@@ -127,8 +128,8 @@ void Switchover::hold() {
   set_step(Step::Draining);
   hold_started_ = monotonic_seconds();
   step_deadline_ = hold_started_ + control_.config()->switchover.drain_timeout;
-  control_.prober().fence(static_cast<size_t>(old_primary_),
-                          "switchover to " + name_of(target_) + " in progress: writes held");
+  control_.prober().fence(static_cast<size_t>(old_primary_), old_timeline_,
+                          "switchover to " + name_of(target_) + " in progress: writes held", FenceStage::Draining);
   LOG_INFO("switchover: writes held; waiting for the transactions running on %s to finish (up to %g s)",
            name_of(old_primary_).c_str(), control_.config()->switchover.drain_timeout);
   check_drained();
@@ -152,22 +153,13 @@ void Switchover::check_drained() {
 
 void Switchover::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {
   const std::string old_name = name_of(old_primary_);
+  // What must finish is what runs on the old primary: its servers inside a transaction or owing replies. A client
+  // that began a transaction and waits for a primary holds nothing there; it gets the new one.
   size_t busy = 0;
-  LOG_DEBUG("switchover drain: %zu snapshots", snapshots.size());
-  // Conservative: a client inside a transaction anywhere (as PAUSE counts them) is waited for too.
   for (const WorkerSnapshot& s : snapshots) {
-    size_t on_old = 0, clients = 0;
     for (const ServerRow& server : s.servers) {
-      if (server.backend == old_name && (server.tx_status != 'I' || server.owes_replies)) ++on_old;
+      busy += server.backend == old_name && (server.tx_status != 'I' || server.owes_replies);
     }
-    for (const ClientRow& client : s.clients) clients += !client.admin && client.in_transaction;
-    LOG_DEBUG("switchover drain: worker %d: %zu clients, %zu servers", s.worker, s.clients.size(), s.servers.size());
-    for (const ServerRow& server : s.servers) {
-      LOG_DEBUG("switchover drain: worker %d server S-%llu backend %s tx %c owes %d", s.worker,
-                static_cast<unsigned long long>(server.id), server.backend.c_str(), server.tx_status,
-                server.owes_replies ? 1 : 0);
-    }
-    busy += std::max(on_old, clients);
   }
   if (busy == 0) {
     notices_.push_back("running transactions on " + old_name + " finished in " + seconds_text(since_hold()));
@@ -185,6 +177,9 @@ void Switchover::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {
 
 void Switchover::read_final_lsn() {
   set_step(Step::FinalLsn);
+  // Drained: the idle server connections to the old primary go now, before it is demoted under them.
+  control_.prober().fence(static_cast<size_t>(old_primary_), old_timeline_,
+                          "switchover to " + name_of(target_) + " in progress: writes held", FenceStage::Closed);
   run_sql(*old_conn_, "CHECKPOINT; SELECT pg_current_wal_flush_lsn()::text",
           control_.config()->switchover.command_timeout,
           [this](const std::string& value) {
@@ -254,9 +249,10 @@ void Switchover::promote() {
                      " after the hold");
   const auto config = control_.config();
   const auto promoted = [this] {
-    control_.prober().fence(static_cast<size_t>(old_primary_),
+    control_.prober().fence(static_cast<size_t>(old_primary_), old_timeline_,
                             "switched over to " + name_of(target_) + ": fenced until it reports as a standby on a "
-                            "timeline after " + std::to_string(old_timeline_));
+                            "timeline after " + std::to_string(old_timeline_),
+                            FenceStage::Closed);
     await_primary();
   };
   if (!config->switchover.promote_command.empty()) {

@@ -257,12 +257,14 @@ void Worker::publish_view(std::shared_ptr<const routing::BackendsView> view) {
 
 void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
   view_ = std::move(view);
-  // Servers on fenced backends (an old primary back on an older timeline, a stranger system) must not serve.
+  // Servers on fenced backends (an old primary back on an older timeline, a stranger system) must not serve,
+  // except while a switchover drains its primary: the transactions running there finish first.
   for (auto& [key, pool] : pools_) {
     const size_t index = static_cast<size_t>(pool->backend_index());
-    if (index < view_->backends.size() && view_->backends[index].role == routing::Role::Fenced) {
-      pool->close_all(Failure::BackendFenced);
-    }
+    if (index >= view_->backends.size()) continue;
+    const routing::BackendStatus& backend = view_->backends[index];
+    const bool draining = backend.fence && backend.fence->stage == routing::BackendStatus::FenceStage::Draining;
+    if (backend.role == routing::Role::Fenced && !draining) pool->close_all(Failure::BackendFenced);
   }
   wake_primary_waiters();
   wake_replay_waiters();

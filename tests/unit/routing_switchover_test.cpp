@@ -12,6 +12,7 @@ using namespace pgmux::routing;
 using namespace pgmux::routing::test;
 
 namespace {
+using FenceStage = BackendStatus::FenceStage;
 
 const BackendStatus& at(const Topology& t, size_t i) { return t.view()->backends.at(i); }
 
@@ -34,7 +35,7 @@ Topology cluster(uint64_t b_replay = 90 * kMiB, uint64_t c_replay = 80 * kMiB, d
 TEST_CASE("switchover fence: no primary while held, fenced until a standby on a newer timeline") {
   Topology t = cluster();
   REQUIRE(t.view()->primary == 0);
-  t.fence(0, "switchover to b in progress: writes held", 2);
+  t.fence(0, 1, "switchover to b in progress: writes held", FenceStage::Draining, 2);
   CHECK(t.view()->primary == -1);  // writes wait (RouteTarget::WaitForPrimary), reads go on
   CHECK(at(t, 0).role == Role::Fenced);
   CHECK(at(t, 0).excluded_reason == "fenced: switchover to b in progress: writes held");
@@ -43,13 +44,16 @@ TEST_CASE("switchover fence: no primary while held, fenced until a standby on a 
   t.on_probe_ok(0, primary_probe(101 * kMiB), 3);
   CHECK(at(t, 0).role == Role::Fenced);
   CHECK(t.view()->primary == -1);
+  REQUIRE(at(t, 0).fence.has_value());
+  CHECK(at(t, 0).fence->stage == FenceStage::Draining);  // workers keep the transactions running there
   // b is promoted (timeline 2); the fence's reason changes but not its timeline.
-  t.fence(0, "switched over to b", 4);
+  t.fence(0, 1, "switched over to b", FenceStage::Closed, 4);
   t.on_probe_ok(1, primary_probe(102 * kMiB, 2), 4);
   CHECK(t.view()->primary == 1);
   CHECK(at(t, 0).role == Role::Fenced);
   REQUIRE(at(t, 0).fence.has_value());
   CHECK(at(t, 0).fence->timeline == 1);
+  CHECK(at(t, 0).fence->stage == FenceStage::Closed);
   // Down for a while: the fence stays through it.
   t.on_probe_failed(0, "connection refused", 5);
   t.on_probe_failed(0, "connection refused", 5.1);
@@ -67,16 +71,29 @@ TEST_CASE("switchover fence: no primary while held, fenced until a standby on a 
   CHECK(t.view()->primary == 1);
 }
 
+TEST_CASE("switchover fence: an old primary that already rejoined the new timeline is not fenced again") {
+  Topology t = cluster();
+  t.fence(0, 1, "held", FenceStage::Draining, 2);
+  t.on_probe_ok(1, primary_probe(102 * kMiB, 2), 3);
+  // The demote command was quick: the old primary follows b on timeline 2 before the switchover re-fences it.
+  t.on_probe_ok(0, standby_probe(102 * kMiB, std::nullopt, 2), 3.5);
+  CHECK_FALSE(at(t, 0).fence.has_value());
+  t.fence(0, 1, "switched over to b", FenceStage::Closed, 4);
+  CHECK_FALSE(at(t, 0).fence.has_value());
+  CHECK(at(t, 0).role == Role::Standby);
+  CHECK(at(t, 0).readable);
+}
+
 TEST_CASE("switchover fence: unfence (a canceled switchover) gives the primary back at once") {
   Topology t = cluster();
   const uint64_t generation = t.view()->generation;
-  t.fence(0, "held", 2);
+  t.fence(0, 1, "held", FenceStage::Closed, 2);
   CHECK(t.view()->generation > generation);
   t.unfence(0, 3);
   CHECK(t.view()->primary == 0);
   CHECK(at(t, 0).role == Role::Primary);
   t.unfence(0, 4);  // nothing to undo: nothing published
-  t.fence(9, "out of range", 5);  // ignored
+  t.fence(9, 1, "out of range", FenceStage::Closed, 5);  // ignored
   CHECK(t.view()->primary == 0);
 }
 
@@ -131,7 +148,7 @@ TEST_CASE("switchover plan: lagging standbys and a missing primary are refused")
   CHECK(plan.error.find("it lags (lag") != std::string::npos);
 
   Topology t = cluster();
-  t.fence(0, "held", 2);
+  t.fence(0, 1, "held", FenceStage::Closed, 2);
   plan = plan_switchover(*t.view(), "b");
   CHECK(plan.sqlstate == "55000");
   CHECK(plan.error.find("there is no primary to switch over from") == 0);

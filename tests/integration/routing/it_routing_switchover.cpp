@@ -116,7 +116,8 @@ void check_canceled_by_open_transaction(const std::string& admin_ci, const std::
 }
 
 void check_switchover(const char* pool_mode) {
-  CAPTURE(pool_mode);
+  const std::string mode = pool_mode;  // CAPTURE prints a char pointer as an address
+  CAPTURE(mode);
   OwnCluster cluster(std::string("rt-switchover-") + pool_mode);
   const ClusterPorts& ports = cluster.ports;
   int listen = pick_listen_port();
@@ -142,7 +143,11 @@ void check_switchover(const char* pool_mode) {
   REQUIRE(run_cmd("PGPASSWORD=app " + pgbench + "-p " + std::to_string(ports.primary) + " -i -s 2 -q app >" +
                   cluster.dir + ".init.log 2>&1") == 0);
   REQUIRE(wait_replayed(ports, 20));
-  REQUIRE(wait_until([&] { return backend_field(admin_ci, "standby1", "sync_state") == "async"; }, 20));
+  // In the read set again after pgbench -i (a lagging standby is refused as the target, see switchover_plan).
+  REQUIRE(wait_until([&] {
+    return backend_field(admin_ci, "standby1", "sync_state") == "async" &&
+           backend_field(admin_ci, "standby1", "excluded_reason").empty();
+  }, 30));
 
   // Refused before anything is held.
   CHECK(console(admin_ci, "SWITCHOVER TO nosuch").sqlstate == "42704");
