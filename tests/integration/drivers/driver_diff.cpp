@@ -231,6 +231,9 @@ bool run_mode(const Options& options, const std::string& mode, const ScriptRun& 
                            : routing::wait_until([&] { return routing::fresh_read_port(ci) > 0; }, 10);
   if (!serving) {
     std::fprintf(stderr, "driver_diff: %s: pgmux did not serve reads in time\n", mode.c_str());
+    if (proxy.process()) {
+      std::fprintf(stderr, "--- pgmux log (%s) ---\n%s\n", mode.c_str(), proxy.process()->log().c_str());
+    }
     return false;
   }
   const ScriptRun via = run_script(options, proxy.port());
