@@ -191,6 +191,8 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   ReloadOutcome outcome;
   std::shared_ptr<const conf::Config> current = shared_->config.load();
   std::vector<std::string> refused = settings_needing_restart(*current, *next);
+  // The switchover names its backends by position in the current list, and its settings must not move under it.
+  if (switchover_running()) refused.push_back("a SWITCHOVER is running: reload once it has answered");
   // The certificate files are read again at every reload (a renewed certificate is picked up); files that do
   // not load leave the running config and context in place, and connected clients are not touched either way.
   std::string tls_error;
@@ -203,8 +205,9 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
       outcome.errors.push_back(r);
       LOG_ERROR("%s: config reload refused: %s", trigger.c_str(), r.c_str());
     }
-    outcome.summary = tls_error.empty() ? "settings that need a restart changed; the old config stays"
-                                        : "a TLS file could not be loaded; the old config stays";
+    outcome.summary = !tls_error.empty()    ? "a TLS file could not be loaded; the old config stays"
+                      : switchover_running() ? "a SWITCHOVER is running; the old config stays"
+                                             : "settings that need a restart changed; the old config stays";
     ++metrics_.reloads_failed;
     LOG_ERROR("%s: config reload failed: %s", trigger.c_str(), outcome.summary.c_str());
     return outcome;

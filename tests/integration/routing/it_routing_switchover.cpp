@@ -35,7 +35,8 @@ void collect_notice(void* arg, const PGresult* result) {
   static_cast<std::vector<std::string>*>(arg)->push_back(text ? text : "");
 }
 
-AdminOutcome console(const std::string& conninfo, const std::string& command) {
+// One console command; no doctest macro, so another thread may run it.
+AdminOutcome run_console(const std::string& conninfo, const std::string& command) {
   AdminOutcome out;
   PgConn conn = connect(conninfo);
   PQsetNoticeReceiver(conn.get(), collect_notice, &out.notices);
@@ -48,9 +49,18 @@ AdminOutcome console(const std::string& conninfo, const std::string& command) {
   out.sqlstate = field(PG_DIAG_SQLSTATE);
   out.message = field(PG_DIAG_MESSAGE_PRIMARY);
   out.hint = field(PG_DIAG_MESSAGE_HINT);
+  return out;
+}
+
+void report(const std::string& command, const AdminOutcome& out) {
   std::string all;
   for (const std::string& n : out.notices) all += "\n  NOTICE: " + n;
   MESSAGE(command << " -> " << (out.ok ? "ok" : out.sqlstate + " " + out.message) << all);
+}
+
+AdminOutcome console(const std::string& conninfo, const std::string& command) {
+  AdminOutcome out = run_console(conninfo, command);
+  report(command, out);
   return out;
 }
 
@@ -159,8 +169,17 @@ void check_switchover(const char* pool_mode) {
                  " -j 4 -T " + std::to_string(kSeconds) + " app");
   std::this_thread::sleep_for(std::chrono::seconds(4));
   const double t0 = now_seconds();
-  const AdminOutcome done = console(admin_ci, "SWITCHOVER TO standby1");
+  AdminOutcome done;
+  std::thread switchover([&] { done = run_console(admin_ci, "SWITCHOVER TO standby1"); });
+  // Meanwhile a reload is refused: the switchover's backends and settings stay put (the demote alone takes longer).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const AdminOutcome reload = run_console(admin_ci, "RELOAD");
+  switchover.join();
+  report("SWITCHOVER TO standby1", done);
   MESSAGE("SWITCHOVER answered after " << now_seconds() - t0 << " s");
+  report("RELOAD during it", reload);
+  CHECK(reload.sqlstate == "F0000");
+  CHECK(reload.message.find("a SWITCHOVER is running; the old config stays") != std::string::npos);
   run.join();
   MESSAGE("pgbench (" << pool_mode << ") exit " << run.status << ":\n" << run.output);
 
