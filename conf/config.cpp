@@ -118,6 +118,8 @@ const NameTable<LogLevel> kLogLevelNames = {
 const NameTable<LogFormat> kLogFormatNames = {{LogFormat::Text, "text"}, {LogFormat::Json, "json"}};
 const NameTable<Consistency> kConsistencyNames = {
     {Consistency::Causal, "causal"}, {Consistency::Session, "session"}, {Consistency::Eventual, "eventual"}};
+const NameTable<FailoverMode> kFailoverModeNames = {{FailoverMode::External, "external"},
+                                                    {FailoverMode::Pgmux, "pgmux"}};
 const NameTable<TlsMode> kTlsModeNames = {{TlsMode::Disable, "disable"},    {TlsMode::Allow, "allow"},
                                           {TlsMode::Prefer, "prefer"},      {TlsMode::Require, "require"},
                                           {TlsMode::VerifyCa, "verify-ca"}, {TlsMode::VerifyFull, "verify-full"}};
@@ -130,6 +132,7 @@ const char* to_string(LogLevel l) { return name_in(kLogLevelNames, l); }
 const char* to_string(LogFormat f) { return name_in(kLogFormatNames, f); }
 const char* to_string(Consistency c) { return name_in(kConsistencyNames, c); }
 const char* to_string(TlsMode m) { return name_in(kTlsModeNames, m); }
+const char* to_string(FailoverMode m) { return name_in(kFailoverModeNames, m); }
 
 std::optional<AuthMethod> parse_auth_method(std::string_view text) { return value_in(kAuthMethodNames, text); }
 std::optional<PoolMode> parse_pool_mode(std::string_view text) { return value_in(kPoolModeNames, text); }
@@ -137,6 +140,7 @@ std::optional<LogLevel> parse_log_level(std::string_view text) { return value_in
 std::optional<LogFormat> parse_log_format(std::string_view text) { return value_in(kLogFormatNames, text); }
 std::optional<Consistency> parse_consistency(std::string_view text) { return value_in(kConsistencyNames, text); }
 std::optional<TlsMode> parse_tls_mode(std::string_view text) { return value_in(kTlsModeNames, text); }
+std::optional<FailoverMode> parse_failover_mode(std::string_view text) { return value_in(kFailoverModeNames, text); }
 
 PasswordKind password_kind(std::string_view password) {
   // Same test PostgreSQL applies to a stored md5 password: prefix plus exactly 32 lowercase hex digits.

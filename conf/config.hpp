@@ -17,6 +17,8 @@ enum class PoolMode { Session, Transaction, Statement };
 // How fresh a read a standby serves must be: causal (every commit acknowledged to any client before the read),
 // session (the client's own commits), eventual (lag limits only).
 enum class Consistency { Causal, Session, Eventual };
+// Who promotes a standby when the primary is lost: something else (pgmux follows), or pgmux itself.
+enum class FailoverMode { External, Pgmux };
 enum class LogLevel { Debug, Info, Warn, Error };
 enum class LogFormat { Text, Json };  // one line per event: plain text, or one JSON object
 // tls.client.mode, with PgBouncer's client_tls_sslmode meanings: disable answers every SSLRequest 'N'; allow and
@@ -148,6 +150,15 @@ struct Switchover {
   bool operator==(const Switchover&) const = default;
 };
 
+// failover.mode pgmux: when the primary fails its probes and every reachable standby confirms it lost its WAL
+// sender, pgmux promotes the standby that received the most WAL (switchover.promote_command, or pg_promote()),
+// fences the old primary until it rejoins as a standby of the new timeline, and runs
+// switchover.follow_primary_command for the other standbys. For a single pgmux instance: several would each decide.
+struct Failover {
+  FailoverMode mode = FailoverMode::External;
+  bool operator==(const Failover&) const = default;
+};
+
 // The HTTP listener for /metrics, /healthz, /readyz and /status. JSON: "host:port", or "" to turn it off.
 struct MetricsListen {
   bool enabled = true;
@@ -205,6 +216,7 @@ struct Config {
   HealthCheck health_check;
   AuthQuery auth_query;
   Switchover switchover;
+  Failover failover;
   Tls tls;
 
   const User* find_user(std::string_view name) const;
@@ -225,6 +237,7 @@ const char* to_string(PoolMode m);     // "session", "transaction", "statement"
 const char* to_string(LogLevel l);     // "debug", "info", "warn", "error"
 const char* to_string(LogFormat f);    // "text", "json"
 const char* to_string(Consistency c);  // "causal", "session", "eventual"
+const char* to_string(FailoverMode m);  // "external", "pgmux"
 const char* to_string(TlsMode m);      // "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 
 // Inverses of to_string; nullopt for any other text (exact, case-sensitive).
@@ -233,6 +246,7 @@ std::optional<PoolMode> parse_pool_mode(std::string_view text);
 std::optional<LogLevel> parse_log_level(std::string_view text);
 std::optional<LogFormat> parse_log_format(std::string_view text);
 std::optional<Consistency> parse_consistency(std::string_view text);
+std::optional<FailoverMode> parse_failover_mode(std::string_view text);
 std::optional<TlsMode> parse_tls_mode(std::string_view text);
 
 // What a configured password string holds, by PostgreSQL's own formats:

@@ -13,6 +13,7 @@ constexpr std::string_view kPoolModes = "\"session\", \"transaction\", \"stateme
 constexpr std::string_view kLogLevels = "\"debug\", \"info\", \"warn\", \"error\"";
 constexpr std::string_view kLogFormats = "\"text\", \"json\"";
 constexpr std::string_view kConsistencies = "\"causal\", \"session\", \"eventual\"";
+constexpr std::string_view kFailoverModes = "\"external\", \"pgmux\"";
 
 enum class Presence { Optional, RequiredNonEmpty };
 
@@ -325,6 +326,16 @@ Switchover parse_switchover(ObjectReader& root) {
   return out;
 }
 
+Failover parse_failover(ObjectReader& root) {
+  Failover out;
+  const Json* value = root.get("failover");
+  if (value == nullptr) return out;
+  ObjectReader r(*value, root.pointer_of("failover"), root.diags());
+  assign(r.enumeration("mode", parse_failover_mode, kFailoverModes), out.mode);
+  r.finish();
+  return out;
+}
+
 MetricsListen parse_metrics_listen(ObjectReader& r) {
   MetricsListen m;
   std::optional<std::string> text = r.string("metrics_listen");
@@ -372,6 +383,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.health_check = parse_health_check(r);
   c.auth_query = parse_auth_query(r);
   c.switchover = parse_switchover(r);
+  c.failover = parse_failover(r);
   assign_int(r.integer("max_message_size", 1024, 1073741824), c.max_message_size);
   assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
   assign_int(r.integer("max_auto_databases", 1, 1000000), c.max_auto_databases);

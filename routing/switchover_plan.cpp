@@ -89,4 +89,56 @@ SwitchoverPlan plan_switchover(const BackendsView& view, std::string_view target
   return plan;
 }
 
+FailoverPlan plan_failover(const BackendsView& view, int old_primary, const std::vector<ReceiverReport>& reports) {
+  FailoverPlan plan;
+  if (old_primary < 0 || static_cast<size_t>(old_primary) >= view.backends.size()) {
+    plan.waiting = "the old primary is not in the config any more";
+    return plan;
+  }
+  const BackendStatus& old = view.backends[static_cast<size_t>(old_primary)];
+  std::vector<std::string> unusable;
+  const ReceiverReport* best = nullptr;
+  for (const ReceiverReport& report : reports) {
+    if (report.backend >= view.backends.size()) continue;
+    const BackendStatus& b = view.backends[report.backend];
+    if (!report.answered) {
+      unusable.push_back(b.spec.name + " did not answer (" + report.error + ")");
+      continue;
+    }
+    if (report.status == "streaming") {
+      plan.waiting = b.spec.name + " still streams WAL from its upstream: " + old.spec.name +
+                     " may be alive and only unreachable from pgmux, so nothing is promoted";
+      return plan;
+    }
+    if (report.status == "hidden") {
+      plan.waiting = b.spec.name + " does not show its WAL receiver to the health-check user (grant it "
+                     "pg_read_all_stats), so pgmux cannot confirm that " + old.spec.name + " is gone";
+      return plan;
+    }
+    std::string why;
+    if (report.status == "not in recovery") {
+      why = "it is not in recovery";
+    } else if (b.spec.standby_only) {
+      why = "it is configured with \"role\": \"standby\"";
+    } else if (b.spec.disabled) {
+      why = "it is disabled (DISABLE BACKEND)";
+    } else if (b.last.timeline != old.last.timeline) {
+      why = "it is on timeline " + std::to_string(b.last.timeline) + ", " + old.spec.name + " was on " +
+            std::to_string(old.last.timeline);
+    }
+    if (!why.empty()) {
+      unusable.push_back(b.spec.name + ": " + why);
+      continue;
+    }
+    if (best == nullptr || report.received_lsn > best->received_lsn) best = &report;
+  }
+  if (best == nullptr) {
+    plan.waiting = "no standby can take over from " + old.spec.name;
+    for (size_t i = 0; i < unusable.size(); ++i) plan.waiting += (i == 0 ? ": " : "; ") + unusable[i];
+    return plan;
+  }
+  plan.target = static_cast<int>(best->backend);
+  return plan;
+}
+
 }  // namespace pgmux::routing

@@ -4,6 +4,7 @@
 #pragma once
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "routing/topology.hpp"
 
@@ -25,5 +26,29 @@ SwitchoverPlan plan_switchover(const BackendsView& view, std::string_view target
 
 // Why a standby cannot take over from the primary, or "" when it can.
 std::string switchover_obstacle(const BackendsView& view, const BackendStatus& candidate);
+
+// failover.mode pgmux: what a standby answered when asked about its WAL receiver after the primary stopped
+// answering probes.
+struct ReceiverReport {
+  size_t backend = 0;     // index in the view
+  bool answered = false;  // false: the query failed (`error`)
+  // pg_stat_wal_receiver.status ("streaming", "waiting", ...); "none" without a WAL receiver process; "hidden"
+  // when the health-check user may not see it (pg_read_all_stats); "not in recovery".
+  std::string status;
+  uint64_t received_lsn = 0;  // the most WAL it has: received or replayed
+  std::string error;
+};
+
+struct FailoverPlan {
+  int target = -1;
+  std::string waiting;  // why pgmux does not promote (yet): a standby still streams, none can take over, ...
+  bool ok() const { return target >= 0; }
+};
+
+// Promote only when every standby that answered says its WAL receiver is not streaming (the primary is gone for
+// replication too, not merely unreachable from pgmux); then the candidate that received the most WAL on the old
+// primary's timeline (config order breaks a tie). Candidates: standbys in the view, not "role": "standby", not
+// disabled by the operator.
+FailoverPlan plan_failover(const BackendsView& view, int old_primary, const std::vector<ReceiverReport>& reports);
 
 }  // namespace pgmux::routing

@@ -138,6 +138,11 @@ std::string describe_changes(const conf::Config& current, const conf::Config& ne
   }
   if (current.hba != next.hba || current.groups != next.groups) parts.push_back("hba");
   if (!(current.auth_query == next.auth_query)) parts.push_back("auth_query");
+  if (!(current.switchover == next.switchover)) parts.push_back("switchover");
+  if (current.failover.mode != next.failover.mode) {
+    parts.push_back(std::string("failover.mode ") + conf::to_string(current.failover.mode) + "->" +
+                    conf::to_string(next.failover.mode));
+  }
   const conf::TlsClient& was = current.tls.client;
   const conf::TlsClient& now = next.tls.client;
   if (was.mode != now.mode) {

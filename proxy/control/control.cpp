@@ -145,7 +145,7 @@ void Control::on_view(Prober::View view) {
     catalogs_primary_.clear();  // loads fail meanwhile; all are redone when a primary is back
   }
   publish_view(view);
-  if (switchover_) switchover_->on_view(*view);
+  if (switchover_) switchover_->on_view(*view, last_primary_name_);
 }
 
 // A primary appeared (at startup, or after a failover): the function catalogs are read again from it, and the

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string_view>
 
 #include "protocol/sqlstate.hpp"
 #include "proxy/control/control.hpp"
@@ -17,6 +18,7 @@ using FenceStage = routing::BackendStatus::FenceStage;
 constexpr double kDrainCheckInterval = 0.05;  // seconds between looks at the old primary's running transactions
 constexpr double kCatchUpInterval = 0.02;     // seconds between the target's replay positions
 constexpr double kAwaitInterval = 0.1;        // seconds between forced probe rounds while awaiting the promotion
+constexpr double kFailoverRetryDelay = 5;     // seconds after a failed failover before another starts
 constexpr const char* kPrivilegeHint =
     "the health-check user runs CHECKPOINT and pg_promote(): it needs the pg_checkpoint role and EXECUTE on "
     "pg_promote (or superuser), or set switchover.promote_command";
@@ -37,6 +39,7 @@ std::string lsn_text(uint64_t lsn) {
 const char* to_string(Switchover::Step step) {
   switch (step) {
     case Switchover::Step::Idle: return "idle";
+    case Switchover::Step::Confirming: return "confirming";
     case Switchover::Step::Checkpoint: return "checkpoint";
     case Switchover::Step::Draining: return "draining";
     case Switchover::Step::FinalLsn: return "final_lsn";
@@ -66,7 +69,7 @@ double Switchover::since_hold() const { return hold_started_ > 0 ? monotonic_sec
 
 // The one place the step changes.
 void Switchover::set_step(Step next) {
-  LOG_DEBUG("switchover %s -> %s: %s -> %s", name_of(old_primary_).c_str(), name_of(target_).c_str(),
+  LOG_DEBUG("%s %s -> %s: %s -> %s", what(), name_of(old_primary_).c_str(), name_of(target_).c_str(),
             to_string(step_), to_string(next));
   step_ = next;
 }
@@ -245,13 +248,16 @@ void Switchover::poll_catch_up() {
 
 void Switchover::promote() {
   set_step(Step::Promoting);
-  notices_.push_back(name_of(target_) + " replayed " + lsn_text(final_lsn_) + " " + seconds_text(since_hold()) +
-                     " after the hold");
+  if (!failover_) {
+    notices_.push_back(name_of(target_) + " replayed " + lsn_text(final_lsn_) + " " + seconds_text(since_hold()) +
+                       " after the hold");
+  }
   const auto config = control_.config();
   const auto promoted = [this] {
     control_.prober().fence(static_cast<size_t>(old_primary_), old_timeline_,
-                            "switched over to " + name_of(target_) + ": fenced until it reports as a standby on a "
-                            "timeline after " + std::to_string(old_timeline_),
+                            std::string(failover_ ? "failed" : "switched") + " over to " + name_of(target_) +
+                                ": fenced until it reports as a standby on a timeline after " +
+                                std::to_string(old_timeline_),
                             FenceStage::Closed);
     await_primary();
   };
@@ -292,7 +298,7 @@ void Switchover::await_primary() {
   }
   const auto view = control_.shared().view.load();
   if (view->primary == target_) {
-    on_view(*view);
+    on_primary_seen(*view);
     return;
   }
   if (monotonic_seconds() >= step_deadline_) {
@@ -305,7 +311,17 @@ void Switchover::await_primary() {
   after(kAwaitInterval, &Switchover::await_primary);
 }
 
-void Switchover::on_view(const routing::BackendsView& view) {
+void Switchover::on_view(const routing::BackendsView& view, const std::string& last_primary) {
+  if (step_ == Step::Idle) {
+    consider_failover(view, last_primary);
+  } else if (step_ == Step::Confirming && view.primary >= 0) {
+    cancel(name_of(view.primary) + " answers as the primary again", "");
+  } else {
+    on_primary_seen(view);
+  }
+}
+
+void Switchover::on_primary_seen(const routing::BackendsView& view) {
   if (step_ != Step::AwaitingPrimary || view.primary != target_) return;
   uv_timer_stop(timer_->get());
   const double pause = since_hold();
@@ -313,7 +329,7 @@ void Switchover::on_view(const routing::BackendsView& view) {
   notices_.push_back("writes were held for " + seconds_text(pause) + "; " + name_of(target_) +
                      " is the primary on timeline " +
                      std::to_string(view.backends[static_cast<size_t>(target_)].last.timeline));
-  LOG_INFO("switchover: %s is the primary; writes were held for %.3f s", name_of(target_).c_str(), pause);
+  LOG_INFO("%s: %s is the primary; writes were held for %.3f s", what(), name_of(target_).c_str(), pause);
   set_step(Step::Following);
   next_follower_ = 0;
   follow_next();
@@ -332,7 +348,7 @@ void Switchover::follow_next() {
       if (!outcome.ok) {
         notices_.push_back("switchover.follow_primary_command for " + name + " failed (" + outcome.failure + ")" +
                            (outcome.output.empty() ? "" : ": " + outcome.output));
-        LOG_WARN("switchover: follow_primary_command for %s failed (%s): %s", name.c_str(), outcome.failure.c_str(),
+        LOG_WARN("%s: follow_primary_command for %s failed (%s): %s", what(), name.c_str(), outcome.failure.c_str(),
                  escape_for_log(outcome.output, 500).c_str());
       }
       follow_next();
@@ -347,7 +363,7 @@ void Switchover::succeed() {
   const routing::BackendStatus& old = view->backends[static_cast<size_t>(old_primary_)];
   if (old.fence) notices_.push_back(name_of(old_primary_) + " is fenced: " + old.fence->reason);
   SwitchoverResult result;
-  result.message = "switchover from " + name_of(old_primary_) + " to " + name_of(target_) + " done";
+  result.message = std::string(what()) + " from " + name_of(old_primary_) + " to " + name_of(target_) + " done";
   result.notices = std::move(notices_);
   finish(std::move(result), "done");
 }
@@ -356,7 +372,7 @@ void Switchover::cancel(std::string message, std::string hint) {
   if (old_primary_ >= 0) control_.prober().unfence(static_cast<size_t>(old_primary_));
   notices_.clear();
   finish({protocol::sqlstate::kObjectNotInPrerequisiteState,
-          "switchover canceled: " + message + "; writes resume on " + name_of(old_primary_),
+          std::string(what()) + " canceled: " + message + "; writes resume on " + name_of(old_primary_),
           std::move(hint), {}},
          "canceled");
 }
@@ -364,24 +380,33 @@ void Switchover::cancel(std::string message, std::string hint) {
 void Switchover::fail(std::string message, std::string hint) {
   // Promoted (or maybe promoted): the old primary keeps its fence. Otherwise the prober decides from here.
   if (step_ < Step::AwaitingPrimary && old_primary_ >= 0) control_.prober().unfence(static_cast<size_t>(old_primary_));
-  finish({protocol::sqlstate::kObjectNotInPrerequisiteState, "switchover failed at step " +
-                                                                 std::string(to_string(step_)) + ": " + message,
+  finish({protocol::sqlstate::kObjectNotInPrerequisiteState,
+          std::string(what()) + " failed at step " + to_string(step_) + ": " + message,
           std::move(hint), std::move(notices_)},
          "failed");
 }
 
 void Switchover::finish(SwitchoverResult result, const char* outcome) {
-  ++control_.metrics().switchovers[outcome];
+  ++(failover_ ? control_.metrics().auto_failovers : control_.metrics().switchovers)[outcome];
+  // A failed promotion is not retried at once (every view would start another); a cancel means the primary
+  // answered again, and losing it later is a new event.
+  if (failover_ && std::string_view(outcome) == "failed") retry_after_ = monotonic_seconds() + kFailoverRetryDelay;
   if (result.sqlstate.empty()) {
     LOG_INFO("%s", result.message.c_str());
   } else {
     LOG_ERROR("%s", result.message.c_str());
   }
+  // A failover has no console to answer: what it would have said goes to the log.
+  if (!reply_) {
+    for (const std::string& notice : result.notices) LOG_INFO("%s: %s", what(), notice.c_str());
+  }
+  failover_ = false;
   uv_timer_stop(timer_->get());
   ++run_;
   set_step(Step::Idle);
   old_conn_.reset();
   target_conn_.reset();
+  report_conns_.clear();
   command_.reset();
   Reply reply = std::move(reply_);
   reply_ = nullptr;
@@ -419,13 +444,13 @@ void Switchover::run_command(const std::string& command_template, const routing:
       command_template, {{'n', on.spec.name}, {'h', on.spec.host}, {'p', std::to_string(on.spec.port)},
                          {'N', target.name}, {'H', target.host}, {'P', std::to_string(target.port)},
                          {'o', name_of(old_primary_)}});
-  LOG_INFO("switchover: running for %s: %s", on.spec.name.c_str(), escape_for_log(command, 500).c_str());
+  LOG_INFO("%s: running for %s: %s", what(), on.spec.name.c_str(), escape_for_log(command, 500).c_str());
   const uint64_t run = run_;
   command_->start(command, control_.config()->switchover.command_timeout,
                   [this, run, done = std::move(done)](const CommandOutcome& outcome) {
                     if (run != run_) return;
                     if (!outcome.output.empty()) {
-                      LOG_INFO("switchover: command output: %s", escape_for_log(outcome.output, 2000).c_str());
+                      LOG_INFO("%s: command output: %s", what(), escape_for_log(outcome.output, 2000).c_str());
                     }
                     done(outcome);
                   });

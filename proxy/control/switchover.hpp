@@ -13,6 +13,12 @@
 // The old primary stays fenced (no reads, never the primary) until it reports as a standby on the new timeline.
 // Anything that fails before Demoting cancels: the fence goes and writes resume on the old primary. Later, the
 // switchover has failed part way; the answer and the log say what state the cluster was left in.
+//
+// The same machine runs a failover when failover.mode is pgmux (proxy/control/auto_failover.cpp): the primary is
+// down, so it starts at
+//   Confirming   every reachable standby is asked whether its WAL receiver still streams; promote only when none
+//                does (routing::plan_failover), then fence the old primary and go on at Promoting
+// with nobody to answer but the log and pgmux_auto_failovers_total.
 #pragma once
 #include <functional>
 #include <memory>
@@ -24,6 +30,7 @@
 #include "proxy/control/pg_query_connection.hpp"
 #include "proxy/control/shell_command.hpp"
 #include "proxy/net/uv_handle.hpp"
+#include "routing/switchover_plan.hpp"
 #include "routing/topology.hpp"
 
 namespace pgmux::proxy {
@@ -41,7 +48,18 @@ struct SwitchoverResult {
 
 class Switchover {
  public:
-  enum class Step { Idle, Checkpoint, Draining, FinalLsn, Demoting, CatchingUp, Promoting, AwaitingPrimary, Following };
+  enum class Step {
+    Idle,
+    Confirming,
+    Checkpoint,
+    Draining,
+    FinalLsn,
+    Demoting,
+    CatchingUp,
+    Promoting,
+    AwaitingPrimary,
+    Following
+  };
   using Reply = std::function<void(const SwitchoverResult&)>;
 
   explicit Switchover(Control& control);
@@ -52,14 +70,23 @@ class Switchover {
   // Starts a switchover to `target_name` ("" = the best standby). `reply` runs once, on the control loop, when it
   // is done, canceled or failed (at once when it cannot start).
   void start(const std::string& target_name, Reply reply);
-  // Every new view (Control::on_view): AwaitingPrimary ends when the target is the primary.
-  void on_view(const routing::BackendsView& view);
+  // Every new view (Control::on_view): AwaitingPrimary ends when the target is the primary; Confirming ends when a
+  // primary answers again. With failover.mode pgmux, a view in which `last_primary` (the primary pgmux last knew)
+  // is down and no other backend is the primary starts a failover.
+  void on_view(const routing::BackendsView& view, const std::string& last_primary);
   bool running() const { return step_ != Step::Idle; }
-  // The primary moving now is this switchover's doing (not a failover to count).
-  bool moving_primary() const { return step_ >= Step::Demoting; }
+  // The primary moving now is a planned switchover's doing (not a failover to count).
+  bool moving_primary() const { return !failover_ && step_ >= Step::Demoting; }
 
  private:
   void set_step(Step next);
+  // auto_failover.cpp
+  void consider_failover(const routing::BackendsView& view, const std::string& last_primary);
+  void start_failover(int old_primary);
+  void confirm_lost();
+  void on_receivers_reported();
+  const char* what() const { return failover_ ? "failover" : "switchover"; }
+  // switchover.cpp
   void checkpoint();
   void hold();
   void check_drained();
@@ -69,6 +96,7 @@ class Switchover {
   void poll_catch_up();
   void promote();
   void await_primary();
+  void on_primary_seen(const routing::BackendsView& view);
   void follow_next();
   void succeed();
   // Before the old primary was touched: unfence it, writes resume there.
@@ -102,6 +130,15 @@ class Switchover {
   std::unique_ptr<PgQueryConnection> old_conn_;
   std::unique_ptr<PgQueryConnection> target_conn_;
   std::unique_ptr<ShellCommand> command_;
+  // failover.mode pgmux: this run is a failover; the standbys' answers while Confirming; no new failover before
+  // retry_after_ (monotonic seconds) once one failed; the last reason for not promoting (logged
+  // when it changes).
+  bool failover_ = false;
+  std::vector<routing::ReceiverReport> reports_;
+  std::vector<std::unique_ptr<PgQueryConnection>> report_conns_;
+  size_t reports_pending_ = 0;
+  double retry_after_ = 0;
+  std::string not_promoting_;
   UvHandlePtr<uv_timer_t, Switchover> timer_;
   void (Switchover::*timer_next_)() = nullptr;
   bool drain_check_running_ = false;

@@ -141,6 +141,7 @@ struct ControlMetrics {
   uint64_t failovers = 0;        // the primary moved to another backend (not by a SWITCHOVER)
   std::map<std::string, uint64_t> switchovers;  // by result: done, canceled, failed
   double last_switchover_write_pause = 0;       // seconds, of the last one done
+  std::map<std::string, uint64_t> auto_failovers;  // failover.mode pgmux, by result: done, canceled, failed
   std::map<std::string, DurationHistogram> probe_duration;  // by backend name
   double started_at = 0;         // unix seconds
 };

@@ -57,6 +57,7 @@ enum class Family : size_t {
   Failovers,
   Switchovers,
   SwitchoverWritePause,
+  AutoFailovers,
   SplitBrain,
   ConfigReloads,
   ConfigLastReloadSuccess,
@@ -126,6 +127,9 @@ const MetricFamilyInfo kFamilies[] = {
      "(stopped part way: see the log)."},
     {"pgmux_switchover_write_pause_seconds", kGauge, "",
      "How long the last completed SWITCHOVER held writes (from the hold to the new primary); 0 before any."},
+    {"pgmux_auto_failovers_total", kCounter, "result",
+     "Failovers pgmux ran itself (failover.mode pgmux) by result: done, canceled (the primary answered again), "
+     "failed (see the log)."},
     {"pgmux_split_brain", kGauge, "", "1 while more than one backend claims to be the primary (writes pause)."},
     {"pgmux_config_reloads_total", kCounter, "result", "Config reloads by result (ok, failed)."},
     {"pgmux_config_last_reload_success_timestamp_seconds", kGauge, "",
@@ -353,6 +357,11 @@ void export_backends(const ExportSources& s, Builder& out) {
     out.counter(Family::Switchovers, {{"result", result}}, found == s.control->switchovers.end() ? 0 : found->second);
   }
   out.gauge(Family::SwitchoverWritePause, {}, s.control->last_switchover_write_pause);
+  for (const char* result : {"done", "canceled", "failed"}) {
+    const auto found = s.control->auto_failovers.find(result);
+    out.counter(Family::AutoFailovers, {{"result", result}},
+                found == s.control->auto_failovers.end() ? 0 : found->second);
+  }
   out.gauge(Family::SplitBrain, {}, s.view->split_brain ? 1 : 0);
 }
 

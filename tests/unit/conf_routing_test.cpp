@@ -134,3 +134,27 @@ TEST_CASE("conf routing: consistency, its old key read_your_writes, and the caus
   CHECK(all_errors(with_routing(R"({"read_your_writes": "yes"})")) == "/routing/read_your_writes: must be a boolean\n");
   CHECK(all_errors(with_routing(R"({"causal_wait": -1})")) == "/routing/causal_wait: must be >= 0\n");
 }
+
+TEST_CASE("conf failover: mode external (default) or pgmux; switchover settings") {
+  const std::string base = R"({"backends": [{"host": "db1"}], "databases": [{"name": "app"}])";
+  const LoadResult defaults = parse_config(base + "}");
+  REQUIRE(defaults.ok());
+  CHECK(defaults.config->failover.mode == FailoverMode::External);
+  CHECK(defaults.config->switchover.drain_timeout == 10);
+  CHECK(defaults.config->switchover.promote_command.empty());
+
+  const LoadResult pgmux = parse_config(base + R"(, "failover": {"mode": "pgmux"},
+      "switchover": {"drain_timeout": 2, "promote_command": "promote %n on %h:%p"}})");
+  INFO(all_errors(pgmux));
+  REQUIRE(pgmux.ok());
+  CHECK(pgmux.config->failover.mode == FailoverMode::Pgmux);
+  CHECK(std::string(to_string(FailoverMode::Pgmux)) == "pgmux");
+  CHECK(pgmux.config->switchover.drain_timeout == 2);
+  CHECK(pgmux.config->switchover.promote_command == "promote %n on %h:%p");
+
+  CHECK(all_errors(parse_config(base + R"(, "failover": {"mode": "auto"}})")) ==
+        "/failover/mode: must be one of \"external\", \"pgmux\"\n");
+  CHECK(all_errors(parse_config(base + R"(, "failover": {"mod": "pgmux"}})")).find("/failover/mod") == 0);
+  CHECK(all_errors(parse_config(base + R"(, "switchover": {"drain_timeout": 0}})")).find("/switchover/drain_timeout") ==
+        0);
+}

@@ -1,5 +1,5 @@
-// SWITCHOVER's pure parts: the fence a switchover puts on the old primary (routing::Topology::fence) and the
-// choice of the standby to promote (routing::plan_switchover).
+// SWITCHOVER's and pgmux-mode failover's pure parts: the fence a switchover puts on the old primary
+// (routing::Topology::fence) and the choice of the standby to promote (plan_switchover, plan_failover).
 #include <doctest/doctest.h>
 
 #include <string>
@@ -152,4 +152,57 @@ TEST_CASE("switchover plan: lagging standbys and a missing primary are refused")
   plan = plan_switchover(*t.view(), "b");
   CHECK(plan.sqlstate == "55000");
   CHECK(plan.error.find("there is no primary to switch over from") == 0);
+}
+
+namespace {
+ReceiverReport receiver(size_t backend, std::string status, uint64_t received_lsn) {
+  ReceiverReport r;
+  r.backend = backend;
+  r.answered = true;
+  r.status = std::move(status);
+  r.received_lsn = received_lsn;
+  return r;
+}
+}  // namespace
+
+TEST_CASE("failover plan: promote only once no standby streams, the one that received the most WAL") {
+  Topology t = cluster();
+  // b still streams: a may be alive and only unreachable from pgmux.
+  FailoverPlan plan = plan_failover(*t.view(), 0, {receiver(1, "streaming", 95 * kMiB), receiver(2, "none", 99 * kMiB)});
+  CHECK_FALSE(plan.ok());
+  CHECK(plan.waiting.find("b still streams WAL from its upstream: a may be alive") == 0);
+
+  // Both lost their WAL sender: c received more (replay order does not matter here); d is standby_only.
+  plan = plan_failover(*t.view(), 0,
+                       {receiver(1, "waiting", 95 * kMiB), receiver(2, "none", 99 * kMiB), receiver(3, "none", 120 * kMiB)});
+  REQUIRE(plan.ok());
+  CHECK(plan.target == 2);
+  // A tie goes to config order (the reports come in it).
+  plan = plan_failover(*t.view(), 0, {receiver(1, "none", 99 * kMiB), receiver(2, "none", 99 * kMiB)});
+  CHECK(plan.target == 1);
+
+  // A standby that does not answer cannot be a candidate, but does not block the others.
+  ReceiverReport silent;
+  silent.backend = 1;
+  silent.error = "timeout";
+  plan = plan_failover(*t.view(), 0, {silent, receiver(2, "none", 99 * kMiB)});
+  CHECK(plan.target == 2);
+}
+
+TEST_CASE("failover plan: no promotion without confirmation or without a candidate") {
+  Topology t = cluster();
+  FailoverPlan plan = plan_failover(*t.view(), 0, {receiver(1, "hidden", 0), receiver(2, "none", 99 * kMiB)});
+  CHECK_FALSE(plan.ok());
+  CHECK(plan.waiting.find("pg_read_all_stats") != std::string::npos);
+
+  plan = plan_failover(*t.view(), 0, {receiver(3, "none", 99 * kMiB)});
+  CHECK_FALSE(plan.ok());
+  CHECK(plan.waiting == "no standby can take over from a: d: it is configured with \"role\": \"standby\"");
+
+  t.on_probe_ok(1, standby_probe(90 * kMiB, std::nullopt, 2), 2);  // b on another timeline
+  plan = plan_failover(*t.view(), 0, {receiver(1, "none", 99 * kMiB), receiver(2, "not in recovery", 0)});
+  CHECK_FALSE(plan.ok());
+  CHECK(plan.waiting.find("b: it is on timeline 2, a was on 1") != std::string::npos);
+  CHECK(plan.waiting.find("c: it is not in recovery") != std::string::npos);
+  CHECK(plan_failover(*t.view(), 7, {}).waiting == "the old primary is not in the config any more");
 }

@@ -71,19 +71,6 @@ bool any_contains(const std::vector<std::string>& lines, const std::string& text
   return false;
 }
 
-// A SHOW BACKENDS cell of one backend.
-std::string backend_field(const std::string& admin_conninfo, const std::string& name, const std::string& column) {
-  PgConn conn = try_connect(admin_conninfo);
-  if (PQstatus(conn.get()) != CONNECTION_OK) return "";
-  PgResult res(PQexec(conn.get(), "SHOW BACKENDS"));
-  const int name_col = PQfnumber(res.get(), "name");
-  const int col = PQfnumber(res.get(), column.c_str());
-  for (int r = 0; r < PQntuples(res.get()) && name_col >= 0 && col >= 0; ++r) {
-    if (PQgetvalue(res.get(), r, name_col) == name) return PQgetvalue(res.get(), r, col);
-  }
-  return "";
-}
-
 // Runs a command in the background and keeps its output and exit status.
 struct Background {
   std::string output;

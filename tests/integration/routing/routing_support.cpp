@@ -50,6 +50,18 @@ int fresh_read_port(const std::string& conninfo) {
   return std::atoi(PQgetvalue(res.get(), 0, 0));
 }
 
+std::string backend_field(const std::string& admin_conninfo, const std::string& name, const std::string& column) {
+  PgConn conn = try_connect(admin_conninfo);
+  if (!conn || PQstatus(conn.get()) != CONNECTION_OK) return "";
+  PgResult res(PQexec(conn.get(), "SHOW BACKENDS"));
+  const int name_col = PQfnumber(res.get(), "name");
+  const int col = PQfnumber(res.get(), column.c_str());
+  for (int r = 0; r < PQntuples(res.get()) && name_col >= 0 && col >= 0; ++r) {
+    if (PQgetvalue(res.get(), r, name_col) == name) return PQgetvalue(res.get(), r, col);
+  }
+  return "";
+}
+
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }

@@ -52,6 +52,9 @@ long long replay_lag_bytes(int primary_port, int standby_port);
 void recreate_database(const ClusterPorts& ports, const std::string& db);
 void drop_database(const ClusterPorts& ports, const std::string& db);
 
+// One SHOW BACKENDS cell (`column`) of backend `name` on the admin console; "" when it cannot be read.
+std::string backend_field(const std::string& admin_conninfo, const std::string& name, const std::string& column);
+
 // Counts by port, for messages.
 std::string describe(const std::map<int, int>& counts, const ClusterPorts& ports);
 
