@@ -97,13 +97,14 @@ setup_workdir pgmux-callgrind
 start_cluster "$scale"
 export PGPASSWORD=app PGCONNECT_TIMEOUT=30
 
-# --dump-instr=yes keeps per-instruction counts in the dumps for callgrind_annotate --auto=yes (with --keep).
+# --dump-instr=yes keeps per-instruction counts in the dumps for callgrind_annotate --auto=yes (with --keep);
+# --compress-strings=no names every function in every dump, so each one can be annotated on its own.
 ready_tries=600  # valgrind reads the binary's debug info first: allow 2 minutes
 if [[ -n $pgbouncer_bin ]]; then
   # PgBouncer runs as the postgres OS user when we are root: its dumps go to its own (chowned) dir.
   dump_dir="$work/pgbouncer"
   pgbouncer_prepared=200 duration=100
-  pgbouncer_wrapper=(valgrind --tool=callgrind --dump-instr=yes --separate-threads=yes
+  pgbouncer_wrapper=(valgrind --tool=callgrind --dump-instr=yes --compress-strings=no --separate-threads=yes
     --callgrind-out-file="$dump_dir/callgrind.out.%p")
   start_pgbouncer pgbouncer "$proxy_port" "$pool_mode" 4
   pid_of[pgbouncer]=$started_pid
@@ -115,7 +116,7 @@ if [[ -n $pgbouncer_bin ]]; then
 else
   dump_dir="$work"
   pgmux_workers=1
-  pgmux_wrapper=(valgrind --tool=callgrind --dump-instr=yes --separate-threads=yes
+  pgmux_wrapper=(valgrind --tool=callgrind --dump-instr=yes --compress-strings=no --separate-threads=yes
     --callgrind-out-file="$dump_dir/callgrind.out.%p")
   start_pgmux pgmux "$proxy_port" "$pool_mode" 4
   pid_of[pgmux]=$started_pid

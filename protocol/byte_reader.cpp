@@ -1,5 +1,7 @@
 #include "protocol/byte_reader.hpp"
 
+#include <cstring>
+
 namespace pgmux::protocol {
 
 // Marks the reader failed (sticky) when fewer than n bytes remain.
@@ -33,16 +35,20 @@ uint32_t ByteReader::u32() {
 }
 
 std::string_view ByteReader::cstring() {
-  if (!ok_) return {};
-  for (size_t i = pos_; i < data_.size(); ++i) {
-    if (data_[i] == std::byte{0}) {
-      std::string_view s(reinterpret_cast<const char*>(data_.data() + pos_), i - pos_);
-      pos_ = i + 1;
-      return s;
-    }
+  if (!ok_ || pos_ >= data_.size()) {  // (memchr must not see an empty span's null pointer)
+    ok_ = false;
+    return {};
   }
-  ok_ = false;  // no terminator before the end of the body
-  return {};
+  // memchr: a query text is most of a message, and libc scans it a word at a time.
+  const char* start = reinterpret_cast<const char*>(data_.data() + pos_);
+  const void* nul = std::memchr(start, 0, data_.size() - pos_);
+  if (nul == nullptr) {
+    ok_ = false;  // no terminator before the end of the body
+    return {};
+  }
+  const size_t length = static_cast<size_t>(static_cast<const char*>(nul) - start);
+  pos_ += length + 1;
+  return std::string_view(start, length);
 }
 
 ByteView ByteReader::bytes(int64_t n) {

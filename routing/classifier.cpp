@@ -79,13 +79,23 @@ void apply_catalog(const ParsedStatements& parsed, const FunctionCatalog& catalo
 }  // namespace
 
 Classification Classifier::classify(std::string_view sql, const CatalogState& catalog) {
-  const LexicalResult lexical = classify_lexically(sql, *this, catalog.catalog);
+  const uint64_t stamp = catalog.stamp();
+  uint64_t shape_hash = 0;
+  const bool has_shape = literal_shape(sql, shape_, shape_hash);
+  const LexicalResult* cached = has_shape ? shapes_.find(shape_, shape_hash, stamp) : nullptr;
+  LexicalResult fresh;
+  if (cached == nullptr) {
+    fresh = classify_lexically(sql, *this, catalog.catalog);
+    if (has_shape) shapes_.store(shape_, shape_hash, stamp, fresh);
+  }
+  const LexicalResult& lexical = cached != nullptr ? *cached : fresh;
   Classification c = lexical.classification;
   if (lexical.needs_parser) {
-    c = classify_with_parser(sql, catalog.catalog);
+    // The parse cache is keyed by shape too: the parse tree's class and names do not depend on numbers.
+    c = classify_with_parser(sql, has_shape ? std::string_view(shape_) : sql, catalog.catalog);
     c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
   }
-  if (is_read(c) && learned_ && learned_->contains(sql)) {
+  if (is_read(c) && learned_ && learned_->contains(has_shape ? std::string_view(shape_) : sql)) {
     c.kind = StatementKind::Write;
     c.reason = "rejected as a write by a standby";
   }
@@ -98,13 +108,14 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
   return c;
 }
 
-Classification Classifier::classify_with_parser(std::string_view sql, const FunctionCatalog* catalog) {
-  const ParsedStatements* parsed = cache_.find(sql);
+Classification Classifier::classify_with_parser(std::string_view sql, std::string_view key,
+                                                const FunctionCatalog* catalog) {
+  const ParsedStatements* parsed = cache_.find(key);
   if (parsed != nullptr) {
     ++cache_hits_;
   } else {
     ++parser_calls_;
-    parsed = &cache_.insert(sql, parse_statements(sql, *this));
+    parsed = &cache_.insert(key, parse_statements(sql, *this));
   }
   Classification c = parsed->classification;
   if (catalog != nullptr) apply_catalog(*parsed, *catalog, c);
@@ -113,7 +124,10 @@ Classification Classifier::classify_with_parser(std::string_view sql, const Func
 
 void Classifier::learn_write(std::string_view sql) {
   if (!learned_) learned_ = std::make_shared<LearnedWrites>();
-  learned_->add(sql);
+  // By shape, as classify() looks it up: the same call with another number writes just the same.
+  std::string shape;
+  uint64_t hash = 0;
+  learned_->add(literal_shape(sql, shape, hash) ? std::string_view(shape) : sql);
 }
 
 size_t Classifier::cache_hits() const { return cache_hits_; }

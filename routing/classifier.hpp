@@ -13,6 +13,7 @@
 
 #include "routing/function_catalog.hpp"
 #include "routing/learned_writes.hpp"
+#include "routing/literal_shape.hpp"
 #include "routing/session_facts.hpp"
 #include "routing/statement_cache.hpp"
 
@@ -78,6 +79,12 @@ struct ParsedStatements {
   std::string read_relations;  // relation names, each followed by '\0'
 };
 
+// What the lexical fast path (classifier_lexical.hpp) makes of a text.
+struct LexicalResult {
+  Classification classification;  // final when needs_parser is false
+  bool needs_parser = false;      // some statement can't be settled from tokens
+};
+
 // What a function call does comes from the client database's FunctionCatalog (CatalogState): a read that
 // calls a volatile function, or reads a view over one, anywhere (select list, FROM, WHERE, a CTE, VALUES, a
 // subquery, any statement of the string) is a Write. Names are matched without their schema and arguments:
@@ -107,7 +114,8 @@ class Classifier {
                       std::shared_ptr<LearnedWrites> learned = nullptr);
 
   // Not thread-safe: each worker owns its classifier (and cache), so the hot path takes no lock.
-  // The lexical fast path allocates nothing; the parser path runs at most once per distinct text (LRU cache).
+  // The lexical fast path allocates nothing once its buffers have grown, and runs once per literal shape (texts
+  // that differ only in numeric literals, ShapeCache); the parser path runs at most once per shape (LRU cache).
   // The cache holds what the text says, not what the catalog says about it: one entry serves every database
   // and every catalog snapshot, and the catalog is asked again on each call.
   Classification classify(std::string_view sql, const CatalogState& catalog = {});
@@ -116,8 +124,8 @@ class Classifier {
   size_t parser_calls() const;
 
   // A statement a standby rejected with 25006 (it writes, through something the classifier cannot see: a
-  // function declared STABLE that writes anyway, an operator...): this text is a write from now on, for every
-  // classifier sharing the LearnedWrites.
+  // function declared STABLE that writes anyway, an operator...): this text, and every text of its literal
+  // shape, is a write from now on, for every classifier sharing the LearnedWrites.
   void learn_write(std::string_view sql);
 
   // True when `name` (lowercase, unqualified) is a write function: built-in or configured (not the catalog's).
@@ -125,10 +133,13 @@ class Classifier {
   bool is_write_function(std::string_view name, bool* session_lock = nullptr) const;
 
  private:
-  Classification classify_with_parser(std::string_view sql, const FunctionCatalog* catalog);
+  // key: the text's literal shape (literal_shape.hpp), or the text itself when it has none.
+  Classification classify_with_parser(std::string_view sql, std::string_view key, const FunctionCatalog* catalog);
 
   std::vector<std::string> write_functions_;  // configured names, sorted: binary search needs no allocation
   StatementCache<ParsedStatements> cache_;
+  ShapeCache<LexicalResult> shapes_;  // lexical results by literal shape and catalog stamp
+  std::string shape_;                 // the shape of the text being classified (its buffer is reused)
   std::shared_ptr<LearnedWrites> learned_;  // texts that turned out to write (learn_write); usually empty
   size_t cache_hits_ = 0;
   size_t parser_calls_ = 0;

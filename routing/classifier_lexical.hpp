@@ -9,11 +9,6 @@
 
 namespace pgmux::routing {
 
-struct LexicalResult {
-  Classification classification;  // final when needs_parser is false
-  bool needs_parser = false;      // some statement can't be settled from tokens
-};
-
 // catalog: the database's volatile functions and views; null when none is loaded.
 LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier, const FunctionCatalog* catalog);
 
