@@ -44,8 +44,9 @@ ReplayPoller::~ReplayPoller() { stop(); }
 
 void ReplayPoller::configure(const conf::Config& config) {
   const conf::Routing& routing = config.routing;
+  // With one backend there is no standby whose replay a read could wait for: no timer, no wakeups.
   enabled_ = routing.read_write_split && routing.consistency != conf::Consistency::Eventual &&
-             routing.causal_poll_interval > 0;
+             routing.causal_poll_interval > 0 && config.backends.size() > 1;
   interval_ = routing.causal_poll_interval;
   timeout_ = config.health_check.timeout;
   backends_.clear();  // in-flight queries are dropped with their connections

@@ -190,7 +190,9 @@ void check_failover(const char* pool_mode) {
   // moves to the new primary. Only a write in flight at the stop may fail.
   CHECK(failed <= 1);
   CHECK(fresh_failed == 0);  // held during the failover, never failed
-  CHECK(fresh_in_flight_failed <= 1);
+  // Started before pg_ctl stop returned: the one running at the stop, and at most one more that reached a backend
+  // the fast shutdown was terminating (0.4 s here, 20 ms between writes): its statement may or may not have run.
+  CHECK(fresh_in_flight_failed <= 2);
   CHECK(orphan_reads == 0);
   CHECK(fresh_first_new > 0);
   CHECK(fresh_first_new - t_promoted < 2.0);  // promotion seen within the failover probing period, plus load
