@@ -18,15 +18,26 @@ bool continues_word(unsigned char c) {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
+// The bytes where write_shape's copy stops: digits, and '"' (present only in texts with quoted identifiers).
+struct StopBytes {
+  bool stop[256] = {};
+  constexpr StopBytes() {
+    for (int c = '0'; c <= '9'; ++c) stop[c] = true;
+    stop[static_cast<unsigned char>('"')] = true;
+  }
+};
+constexpr StopBytes kStops;
+
 // Something that could hold a '"' that is not a quoted identifier's: a string, a comment, a dollar quote.
 bool may_hide_quotes(std::string_view sql) {
   return sql.find_first_of("'$") != std::string_view::npos || sql.find("--") != std::string_view::npos ||
          sql.find("/*") != std::string_view::npos;
 }
 
-// Writes the shape of `sql` at `o` (digits not continuing a word become one '#'), quoted identifiers
-// taken as they are when `quoted_identifiers`; returns the end of what was written.
-char* write_shape(std::string_view sql, bool quoted_identifiers, char* o) {
+// Writes the shape of `sql` at `o` (digits not continuing a word become one '#', quoted identifiers taken as they
+// are); returns the end of what was written. A '"' here always opens or closes a quoted identifier: literal_shape
+// refused the texts where a string, a comment or a dollar quote could hold one.
+char* write_shape(std::string_view sql, char* o) {
   const char* const begin = sql.data();
   const char* const end = begin + sql.size();
   const char* p = begin;
@@ -34,7 +45,7 @@ char* write_shape(std::string_view sql, bool quoted_identifiers, char* o) {
   while (p < end) {
     // Up to the next digit (or quote) in one copy: most of a statement is words, blanks and punctuation.
     const char* q = p;
-    while (q < end && !is_digit(*q) && !(quoted_identifiers && *q == '"')) ++q;
+    while (q < end && !kStops.stop[static_cast<unsigned char>(*q)]) ++q;
     std::memcpy(o, p, static_cast<size_t>(q - p));
     o += q - p;
     if (q == end) break;
@@ -62,11 +73,10 @@ char* write_shape(std::string_view sql, bool quoted_identifiers, char* o) {
 
 bool literal_shape(std::string_view sql, std::string& out, uint64_t& hash) {
   if (sql.size() > kMaxText) return false;
-  const bool quoted_identifiers = sql.find('"') != std::string_view::npos;
-  if (quoted_identifiers && may_hide_quotes(sql)) return false;
+  if (sql.find('"') != std::string_view::npos && may_hide_quotes(sql)) return false;
   out.resize(sql.size());  // the shape is never longer than the text; the buffer's capacity is kept
   char* const start = out.data();
-  out.resize(static_cast<size_t>(write_shape(sql, quoted_identifiers, start) - start));
+  out.resize(static_cast<size_t>(write_shape(sql, start) - start));
   hash = std::hash<std::string_view>{}(out);
   return true;
 }

@@ -59,6 +59,7 @@ Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std:
 }
 
 Worker::~Worker() {
+  forget_pool_lookups();
   pools_.clear();
   uv_loop_close(&loop_);
 }
@@ -94,6 +95,7 @@ void Worker::on_config(std::shared_ptr<const conf::Config> config, std::shared_p
   }
   if (!same_backend_names(*config_, *config)) balancer_ = routing::Balancer();  // its credits are by index
   config_ = std::move(config);
+  forget_pool_lookups();  // backend indices and pool keys may mean other things now
   view_ = std::move(view);
   std::vector<ClientConn*> clients;
   clients_.for_each([&](ClientConn* client) { clients.push_back(client); });
@@ -119,6 +121,7 @@ std::vector<Pool*> Worker::reconfigure_pools() {
   // Draining pools leave the lookup (a new pool of the same identity may start) but stay until their servers
   // are gone; remove_empty_pools() deletes them.
   std::vector<Pool*> draining;
+  if (!moved.empty()) forget_pool_lookups();
   for (const std::string& key : moved) {
     auto node = pools_.extract(key);
     draining.push_back(node.mapped().get());
@@ -160,6 +163,7 @@ void Worker::remove_empty_pools() {
                : never_served   ? "no server of it ever logged in"
                                 : "no longer in the config and unused");
       if (pool.auto_database()) shared_.close_auto_database(pool.database_name());
+      forget_pool_lookups();
       it = pools_.erase(it);
     } else {
       ++it;
@@ -196,6 +200,7 @@ void Worker::run() {
   uv_timer_start(tick_timer_.get(), on_tick, kTickMs, kTickMs);
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Servers and clients are deleted in their close callbacks, which have all run once uv_run returns.
+  forget_pool_lookups();
   pools_.clear();
   if (on_exit_) on_exit_();
 }
@@ -369,9 +374,20 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
     return nullptr;
   }
   const conf::Backend* backend = &config_->backends[static_cast<size_t>(backend_index)];
-  const std::string server_database = server_database_of(login_database, requested_database);
+  const std::string& server_database =
+      login_database.server_database.empty() ? requested_database : login_database.server_database;
+  PoolLookup& lookup = pool_lookups_[static_cast<size_t>(backend_index) % pool_lookups_.size()];
+  if (lookup.pool != nullptr && lookup.backend == backend_index && lookup.mode == mode &&
+      lookup.database == requested_database && lookup.user == login_user.name &&
+      lookup.server_database == server_database) {
+    return lookup.pool;  // what pools_.find(pool_key(...)) below would find
+  }
+  const auto remember = [&](Pool* pool) {
+    lookup = PoolLookup{requested_database, login_user.name, server_database, mode, backend_index, pool};
+    return pool;
+  };
   const std::string key = pool_key(requested_database, login_user.name, *backend, server_database, mode);
-  if (auto it = pools_.find(key); it != pools_.end()) return it->second.get();
+  if (auto it = pools_.find(key); it != pools_.end()) return remember(it->second.get());
 
   // Sizes and the password come from the current config while it has the database and the user; a client
   // whose entry a reload removed goes on with the one it logged in with.
@@ -410,7 +426,7 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   if (auto_database) pool->mark_auto_database();
   Pool* raw = pool.get();
   pools_.emplace(key, std::move(pool));
-  return raw;
+  return remember(raw);
 }
 
 const protocol::ScramSecret* Worker::scram_secret_for(const conf::User& user) {

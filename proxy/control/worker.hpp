@@ -3,6 +3,7 @@
 #pragma once
 #include <uv.h>
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -149,6 +150,19 @@ class Worker final : public PoolHost {
   // By identity (pool_key in worker.cpp); draining pools stay here under a key pool_for never asks for.
   std::map<std::string, std::unique_ptr<Pool>> pools_;
   uint64_t drained_pools_ = 0;
+  // pool_for's recent answers: its key costs a few allocations to build, and a transaction-mode client asks for a
+  // pool at every transaction. One slot per backend index (modulo); all forgotten whenever the config changes or
+  // a pool leaves pools_ or changes its key (forget_pool_lookups).
+  struct PoolLookup {
+    std::string database, user, server_database;
+    conf::PoolMode mode{};
+    int backend = -1;
+    Pool* pool = nullptr;
+  };
+  std::array<PoolLookup, 8> pool_lookups_;
+  void forget_pool_lookups() {
+    for (PoolLookup& lookup : pool_lookups_) lookup.pool = nullptr;
+  }
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
   IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
