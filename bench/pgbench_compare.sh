@@ -18,7 +18,8 @@ usage: bench/pgbench_compare.sh [options]
   --clients "8 64"    client counts of the session-mode rows
   --modes "select-only tpcb-like"
   --protocols "simple extended prepared"
-                      pgbench -M values of the session-mode select-only rows (tpcb-like: simple only)
+                      pgbench -M values of the session-mode select-only rows (tpcb-like: simple only);
+                      "connect" is -M simple -C: a new connection, with its SCRAM login, per transaction
   --scale N           pgbench scale factor (default 10)
   --pool-size N       session-mode server connections per pool, pgmux and PgBouncer alike (default 128:
                       pgmux splits the pool across its workers, which the kernel does not fill evenly)
@@ -117,7 +118,7 @@ for m in $modes; do
   [[ $m == select-only || $m == tpcb-like ]] || { echo "pgbench_compare.sh: unknown mode '$m'" >&2; exit 2; }
 done
 for m in $protocols $txn_protocols; do
-  [[ $m == prepared || $m == simple || $m == extended ]] ||
+  [[ $m == prepared || $m == simple || $m == extended || $m == connect ]] ||
     { echo "pgbench_compare.sh: unknown pgbench protocol '$m'" >&2; exit 2; }
 done
 if [[ -n $out_file && $out_file != /* ]]; then
@@ -202,7 +203,9 @@ clk_tck=$(getconf CLK_TCK)
 # counted; it includes the C clients' logins, small next to a run of several seconds.
 run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
   local round=$1 pool=$2 target=$3 mode=$4 protocol=$5 clients=$6 key pid port j before=0 after txns outf
-  local ok=1 tps lat cpu=- failed errors aborted perf_pid="" syscalls=- switches=-
+  local ok=1 tps lat cpu=- failed errors aborted perf_pid="" syscalls=- switches=- protocol_args
+  protocol_args=(-M "$protocol")
+  [[ $protocol != connect ]] || protocol_args=(-M simple -C)  # a login per transaction
   key="$pool/$target"
   [[ $target == direct ]] && key=direct
   port=${port_of[$key]} pid=${pid_of[$key]:-}
@@ -220,7 +223,7 @@ run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
     perf_pid=$!
   fi
   timeout $((duration + 120)) "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U app \
-    -n -b "$mode" -M "$protocol" -c "$clients" -j "$j" -T "$duration" app </dev/null >"$outf" 2>&1 || ok=0
+    -n -b "$mode" "${protocol_args[@]}" -c "$clients" -j "$j" -T "$duration" app </dev/null >"$outf" 2>&1 || ok=0
   [[ -z $pid ]] || after=$(cpu_ticks "$pid")
   if [[ -n $perf_pid ]]; then
     kill -INT "$perf_pid" 2>/dev/null || true
@@ -231,7 +234,8 @@ run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
   errors=$(grep -c 'ERROR:\|FATAL:' "$outf" || true)
   aborted=$(grep -c 'aborted in command' "$outf" || true)
   txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$outf")
-  tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$outf")
+  # With -C pgbench counts the reconnections in: "tps = N (including reconnection times)".
+  tps=$(sed -n 's/^tps = \([0-9.]*\) (\(without initial connection\|including reconnection\) times\{0,1\})/\1/p' "$outf")
   lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$outf")
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$outf")
   if ((ok)) && [[ -z $txns || -z $tps || -z $lat || $txns -eq 0 ]]; then
