@@ -59,7 +59,6 @@ Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std:
 }
 
 Worker::~Worker() {
-  forget_pool_lookups();
   pools_.clear();
   uv_loop_close(&loop_);
 }
