@@ -42,6 +42,10 @@ void Switchover::consider_failover(const routing::BackendsView& view, const std:
   start_failover(static_cast<int>(old - view.backends.begin()));
 }
 
+void Switchover::abandon_confirming() {
+  if (failover_ && step_ == Step::Confirming) cancel("the config was reloaded", "");
+}
+
 void Switchover::start_failover(int old_primary) {
   ++run_;
   failover_ = true;

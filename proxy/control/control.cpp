@@ -191,8 +191,11 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   ReloadOutcome outcome;
   std::shared_ptr<const conf::Config> current = shared_->config.load();
   std::vector<std::string> refused = settings_needing_restart(*current, *next);
-  // The switchover names its backends by position in the current list, and its settings must not move under it.
-  if (switchover_running()) refused.push_back("a SWITCHOVER is running: reload once it has answered");
+  // The switchover names its backends by position in the current list, and its settings must not move under it
+  // (a failover still confirming is abandoned instead, below).
+  const bool held = switchover_ && switchover_->holds_reload();
+  const std::string running = switchover_running() ? "a SWITCHOVER" : "a failover";
+  if (held) refused.push_back(running + " is running: reload once it has answered");
   // The certificate files are read again at every reload (a renewed certificate is picked up); files that do
   // not load leave the running config and context in place, and connected clients are not touched either way.
   std::string tls_error;
@@ -206,7 +209,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
       LOG_ERROR("%s: config reload refused: %s", trigger.c_str(), r.c_str());
     }
     outcome.summary = !tls_error.empty()    ? "a TLS file could not be loaded; the old config stays"
-                      : switchover_running() ? "a SWITCHOVER is running; the old config stays"
+                      : held                 ? running + " is running; the old config stays"
                                              : "settings that need a restart changed; the old config stays";
     ++metrics_.reloads_failed;
     LOG_ERROR("%s: config reload failed: %s", trigger.c_str(), outcome.summary.c_str());
@@ -230,6 +233,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
       it = disabled_backends_.erase(it);
     }
   }
+  if (switchover_) switchover_->abandon_confirming();  // its standbys' positions may change meanwhile
   prober_->reconfigure(*next, disabled);
   catalog_loader_->start(next->routing.function_catalog_refresh);
   open_configured_catalogs(*next);

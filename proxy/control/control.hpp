@@ -69,7 +69,8 @@ class Control {
   Prober& prober() { return *prober_; }
   Switchover& switchover() { return *switchover_; }
   // Read by /readyz: a write held by a switchover is not an outage.
-  bool switchover_running() const { return switchover_ && switchover_->running(); }
+  // An admin SWITCHOVER is running (not a failover pgmux runs itself).
+  bool switchover_running() const { return switchover_ && switchover_->planned(); }
 
  private:
   bool bind_listeners(const conf::Config& config, std::vector<std::vector<int>>* fds);

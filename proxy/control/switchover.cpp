@@ -372,7 +372,8 @@ void Switchover::cancel(std::string message, std::string hint) {
   if (old_primary_ >= 0) control_.prober().unfence(static_cast<size_t>(old_primary_));
   notices_.clear();
   finish({protocol::sqlstate::kObjectNotInPrerequisiteState,
-          std::string(what()) + " canceled: " + message + "; writes resume on " + name_of(old_primary_),
+          std::string(what()) + " canceled: " + message +
+              (failover_ ? std::string() : "; writes resume on " + name_of(old_primary_)),
           std::move(hint), {}},
          "canceled");
 }

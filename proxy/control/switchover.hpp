@@ -75,6 +75,11 @@ class Switchover {
   // is down and no other backend is the primary starts a failover.
   void on_view(const routing::BackendsView& view, const std::string& last_primary);
   bool running() const { return step_ != Step::Idle; }
+  bool planned() const { return running() && !failover_; }  // an admin SWITCHOVER, not a failover
+  // A reload must wait: the run names backends by their position. A failover still confirming is abandoned
+  // instead (abandon_confirming): it may wait for as long as a standby streams, and the next view starts it again.
+  bool holds_reload() const { return running() && !(failover_ && step_ == Step::Confirming); }
+  void abandon_confirming();
   // The primary moving now is a planned switchover's doing (not a failover to count).
   bool moving_primary() const { return !failover_ && step_ >= Step::Demoting; }
 

@@ -118,6 +118,15 @@ TEST_CASE("failover.mode pgmux: promotes only once the standbys lost the primary
   CHECK(in_recovery(ports.standby1));
   CHECK(in_recovery(ports.standby2));
   CHECK(backend_field(admin_ci, "primary", "role") == "down");
+  {
+    // A failover still confirming does not hold a reload up: it is abandoned and starts again at the next view.
+    PgConn console = connect(admin_ci);
+    PgResult reload(PQexec(console.get(), "RELOAD"));
+    CHECK_MESSAGE(PQresultStatus(reload.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(reload.get()));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(in_recovery(ports.standby1));
+  CHECK(in_recovery(ports.standby2));
   relay.start();
   CHECK(wait_until([&] { return write_port(app_ci, 3, &error) == ports.primary; }, 20));
 
