@@ -194,6 +194,8 @@ int main(int argc, char** argv) {
       if (!on_event(*side, events[i].events)) {
         // Later events of this batch may name the closed pair: drop them before freeing it.
         for (int j = i + 1; j < n; ++j) {
+          // An entry already dropped may name a pair freed earlier in this batch: not to be read.
+          if (events[j].events == 0) continue;
           auto* other = static_cast<Side*>(events[j].data.ptr);
           if (other != nullptr && other->pair == pair) events[j].events = 0;
         }
