@@ -311,29 +311,34 @@ AuthQuery parse_auth_query(ObjectReader& root) {
   return out;
 }
 
-Switchover parse_switchover(ObjectReader& root) {
-  Switchover out;
-  const Json* value = root.get("switchover");
+// An optional object at `key`: `fill` reads its fields into a default T (absent: T's defaults), then unknown
+// keys are reported.
+template <class T, class Fill>
+T read_section(ObjectReader& root, const char* key, Fill fill) {
+  T out;
+  const Json* value = root.get(key);
   if (value == nullptr) return out;
-  ObjectReader r(*value, root.pointer_of("switchover"), root.diags());
-  read_duration(r, "drain_timeout", out.drain_timeout, false);
-  read_duration(r, "catchup_timeout", out.catchup_timeout, false);
-  read_duration(r, "command_timeout", out.command_timeout, false);
-  assign(r.string("demote_command"), out.demote_command);
-  assign(r.string("promote_command"), out.promote_command);
-  assign(r.string("follow_primary_command"), out.follow_primary_command);
+  ObjectReader r(*value, root.pointer_of(key), root.diags());
+  fill(r, out);
   r.finish();
   return out;
 }
 
+Switchover parse_switchover(ObjectReader& root) {
+  return read_section<Switchover>(root, "switchover", [](ObjectReader& r, Switchover& out) {
+    read_duration(r, "drain_timeout", out.drain_timeout, false);
+    read_duration(r, "catchup_timeout", out.catchup_timeout, false);
+    read_duration(r, "command_timeout", out.command_timeout, false);
+    assign(r.string("demote_command"), out.demote_command);
+    assign(r.string("promote_command"), out.promote_command);
+    assign(r.string("follow_primary_command"), out.follow_primary_command);
+  });
+}
+
 Failover parse_failover(ObjectReader& root) {
-  Failover out;
-  const Json* value = root.get("failover");
-  if (value == nullptr) return out;
-  ObjectReader r(*value, root.pointer_of("failover"), root.diags());
-  assign(r.enumeration("mode", parse_failover_mode, kFailoverModes), out.mode);
-  r.finish();
-  return out;
+  return read_section<Failover>(root, "failover", [](ObjectReader& r, Failover& out) {
+    assign(r.enumeration("mode", parse_failover_mode, kFailoverModes), out.mode);
+  });
 }
 
 MetricsListen parse_metrics_listen(ObjectReader& r) {

@@ -83,12 +83,12 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
   uint64_t shape_hash = 0;
   const bool has_shape = literal_shape(sql, shape_, shape_hash);
   const LexicalResult* cached = has_shape ? shapes_.find(shape_, shape_hash, stamp) : nullptr;
-  LexicalResult fresh;
   if (cached == nullptr) {
-    fresh = classify_lexically(sql, *this, catalog.catalog);
-    if (has_shape) shapes_.store(shape_, shape_hash, stamp, fresh);
+    // A miss lexes into the reused scratch result: a hit constructs nothing.
+    lexical_scratch_ = classify_lexically(sql, *this, catalog.catalog);
+    if (has_shape) shapes_.store(shape_, shape_hash, stamp, lexical_scratch_);
   }
-  const LexicalResult& lexical = cached != nullptr ? *cached : fresh;
+  const LexicalResult& lexical = cached != nullptr ? *cached : lexical_scratch_;
   Classification c = lexical.classification;
   if (lexical.needs_parser) {
     // The parse cache is keyed by shape too: the parse tree's class and names do not depend on numbers.
