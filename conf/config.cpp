@@ -120,6 +120,8 @@ const NameTable<Consistency> kConsistencyNames = {
     {Consistency::Causal, "causal"}, {Consistency::Session, "session"}, {Consistency::Eventual, "eventual"}};
 const NameTable<FailoverMode> kFailoverModeNames = {{FailoverMode::External, "external"},
                                                     {FailoverMode::Pgmux, "pgmux"}};
+const NameTable<TopologySourceKind> kTopologySourceNames = {{TopologySourceKind::Probe, "probe"},
+                                                            {TopologySourceKind::Patroni, "patroni"}};
 const NameTable<TlsMode> kTlsModeNames = {{TlsMode::Disable, "disable"},    {TlsMode::Allow, "allow"},
                                           {TlsMode::Prefer, "prefer"},      {TlsMode::Require, "require"},
                                           {TlsMode::VerifyCa, "verify-ca"}, {TlsMode::VerifyFull, "verify-full"}};
@@ -133,6 +135,7 @@ const char* to_string(LogFormat f) { return name_in(kLogFormatNames, f); }
 const char* to_string(Consistency c) { return name_in(kConsistencyNames, c); }
 const char* to_string(TlsMode m) { return name_in(kTlsModeNames, m); }
 const char* to_string(FailoverMode m) { return name_in(kFailoverModeNames, m); }
+const char* to_string(TopologySourceKind k) { return name_in(kTopologySourceNames, k); }
 
 std::optional<AuthMethod> parse_auth_method(std::string_view text) { return value_in(kAuthMethodNames, text); }
 std::optional<PoolMode> parse_pool_mode(std::string_view text) { return value_in(kPoolModeNames, text); }
@@ -141,6 +144,44 @@ std::optional<LogFormat> parse_log_format(std::string_view text) { return value_
 std::optional<Consistency> parse_consistency(std::string_view text) { return value_in(kConsistencyNames, text); }
 std::optional<TlsMode> parse_tls_mode(std::string_view text) { return value_in(kTlsModeNames, text); }
 std::optional<FailoverMode> parse_failover_mode(std::string_view text) { return value_in(kFailoverModeNames, text); }
+std::optional<TopologySourceKind> parse_topology_source(std::string_view text) {
+  return value_in(kTopologySourceNames, text);
+}
+
+std::optional<HttpUrl> parse_http_url(std::string_view text) {
+  constexpr std::string_view kScheme = "http://";
+  if (text.substr(0, kScheme.size()) != kScheme) return std::nullopt;
+  text.remove_prefix(kScheme.size());
+  if (!text.empty() && text.back() == '/') text.remove_suffix(1);
+  HttpUrl url;
+  std::string_view host = text;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {  // [v6 address]:port
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+    }
+  } else if (const size_t colon = text.rfind(':'); colon != std::string_view::npos) {
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (host.empty() || host.find_first_of("/?#@ ") != std::string_view::npos) return std::nullopt;
+  url.host = std::string(host);
+  if (!port.empty()) {
+    int value = 0;
+    for (char ch : port) {
+      if (ch < '0' || ch > '9' || port.size() > 5) return std::nullopt;
+      value = value * 10 + (ch - '0');
+    }
+    if (value < 1 || value > 65535) return std::nullopt;
+    url.port = static_cast<uint16_t>(value);
+  }
+  return url;
+}
 
 PasswordKind password_kind(std::string_view password) {
   // Same test PostgreSQL applies to a stored md5 password: prefix plus exactly 32 lowercase hex digits.

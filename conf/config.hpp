@@ -19,6 +19,7 @@ enum class PoolMode { Session, Transaction, Statement };
 enum class Consistency { Causal, Session, Eventual };
 // Who promotes a standby when the primary is lost: something else (pgmux follows), or pgmux itself.
 enum class FailoverMode { External, Pgmux };
+enum class TopologySourceKind { Probe, Patroni };
 enum class LogLevel { Debug, Info, Warn, Error };
 enum class LogFormat { Text, Json };  // one line per event: plain text, or one JSON object
 // tls.client.mode, with PgBouncer's client_tls_sslmode meanings: disable answers every SSLRequest 'N'; allow and
@@ -159,6 +160,25 @@ struct Failover {
   bool operator==(const Failover&) const = default;
 };
 
+// Who decides which backend is the primary. probe: pgmux's own probes (pg_is_in_recovery(), timelines). patroni:
+// the member Patroni's REST API (/cluster) names leader, and only while it is out of recovery; every other backend
+// that claims to be a primary is fenced. Probes still measure health and lag. Several pgmux instances in front of
+// one Patroni cluster then agree on the primary, because its DCS decides.
+struct TopologySource {
+  TopologySourceKind kind = TopologySourceKind::Probe;
+  std::vector<std::string> patroni_urls;  // "http://host:port" of each member's REST API, asked in turn
+  double poll_interval = 1;  // seconds between /cluster requests
+  double timeout = 2;        // one request's limit; then the next URL
+  bool operator==(const TopologySource&) const = default;
+};
+
+// "http://host:port[/]" (no TLS, no path): what topology.patroni_urls accepts.
+struct HttpUrl {
+  std::string host;
+  uint16_t port = 80;
+};
+std::optional<HttpUrl> parse_http_url(std::string_view text);
+
 // The HTTP listener for /metrics, /healthz, /readyz and /status. JSON: "host:port", or "" to turn it off.
 struct MetricsListen {
   bool enabled = true;
@@ -217,6 +237,7 @@ struct Config {
   AuthQuery auth_query;
   Switchover switchover;
   Failover failover;
+  TopologySource topology;
   Tls tls;
 
   const User* find_user(std::string_view name) const;
@@ -238,6 +259,7 @@ const char* to_string(LogLevel l);     // "debug", "info", "warn", "error"
 const char* to_string(LogFormat f);    // "text", "json"
 const char* to_string(Consistency c);  // "causal", "session", "eventual"
 const char* to_string(FailoverMode m);  // "external", "pgmux"
+const char* to_string(TopologySourceKind k);  // "probe", "patroni"
 const char* to_string(TlsMode m);      // "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 
 // Inverses of to_string; nullopt for any other text (exact, case-sensitive).
@@ -247,6 +269,7 @@ std::optional<LogLevel> parse_log_level(std::string_view text);
 std::optional<LogFormat> parse_log_format(std::string_view text);
 std::optional<Consistency> parse_consistency(std::string_view text);
 std::optional<FailoverMode> parse_failover_mode(std::string_view text);
+std::optional<TopologySourceKind> parse_topology_source(std::string_view text);
 std::optional<TlsMode> parse_tls_mode(std::string_view text);
 
 // What a configured password string holds, by PostgreSQL's own formats:

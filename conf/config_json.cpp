@@ -14,6 +14,7 @@ constexpr std::string_view kLogLevels = "\"debug\", \"info\", \"warn\", \"error\
 constexpr std::string_view kLogFormats = "\"text\", \"json\"";
 constexpr std::string_view kConsistencies = "\"causal\", \"session\", \"eventual\"";
 constexpr std::string_view kFailoverModes = "\"external\", \"pgmux\"";
+constexpr std::string_view kTopologySources = "\"probe\", \"patroni\"";
 
 enum class Presence { Optional, RequiredNonEmpty };
 
@@ -341,6 +342,24 @@ Failover parse_failover(ObjectReader& root) {
   });
 }
 
+TopologySource parse_topology(ObjectReader& root) {
+  return read_section<TopologySource>(root, "topology", [](ObjectReader& r, TopologySource& out) {
+    assign(r.enumeration("source", parse_topology_source, kTopologySources), out.kind);
+    if (const Json* urls = r.get("patroni_urls")) {
+      const std::string pointer = r.pointer_of("patroni_urls");
+      out.patroni_urls = parse_name_list(*urls, pointer, r.diags());
+      for (size_t i = 0; i < out.patroni_urls.size(); ++i) {
+        if (!parse_http_url(out.patroni_urls[i])) {
+          r.diags().add(child_pointer(pointer, i), "must be \"http://host:port\" (Patroni's REST API), got \"" +
+                                                       out.patroni_urls[i] + "\"");
+        }
+      }
+    }
+    read_duration(r, "poll_interval", out.poll_interval, false);
+    read_duration(r, "timeout", out.timeout, false);
+  });
+}
+
 MetricsListen parse_metrics_listen(ObjectReader& r) {
   MetricsListen m;
   std::optional<std::string> text = r.string("metrics_listen");
@@ -389,6 +408,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.auth_query = parse_auth_query(r);
   c.switchover = parse_switchover(r);
   c.failover = parse_failover(r);
+  c.topology = parse_topology(r);
   assign_int(r.integer("max_message_size", 1024, 1073741824), c.max_message_size);
   assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
   assign_int(r.integer("max_auto_databases", 1, 1000000), c.max_auto_databases);

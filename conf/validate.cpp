@@ -137,6 +137,18 @@ void check_hba_groups(const Config& c, Diagnostics& diags) {
   }
 }
 
+// Patroni decides the primary: it needs an address to ask, and pgmux must not promote behind its back.
+void check_topology_source(const Config& c, Diagnostics& diags) {
+  if (c.topology.kind != TopologySourceKind::Patroni) return;
+  if (c.topology.patroni_urls.empty()) {
+    diags.add_unless_covered("/topology", "source \"patroni\" needs \"patroni_urls\" (at least one REST API address)");
+  }
+  if (c.failover.mode == FailoverMode::Pgmux) {
+    diags.add_unless_covered("/failover/mode", "must be \"external\" when topology.source is \"patroni\" "
+                                               "(Patroni promotes; pgmux follows its leader)");
+  }
+}
+
 }  // namespace
 
 void validate(const Config& config, Diagnostics& diags) {
@@ -152,6 +164,7 @@ void validate(const Config& config, Diagnostics& diags) {
   check_health_check_user(config, diags);
   check_unique_names(config.groups, "/groups", "group", diags);
   check_hba_groups(config, diags);
+  check_topology_source(config, diags);
 }
 
 }  // namespace pgmux::conf::detail

@@ -80,6 +80,7 @@ std::optional<uint64_t> parse_lsn(std::string_view text) {
 }
 
 Topology::Topology(std::vector<BackendSpec> backends, TopologySettings settings) : settings_(settings) {
+  dcs_.enabled = settings.dcs_decides_primary;
   for (BackendSpec& spec : backends) {
     BackendStatus b;
     b.spec = std::move(spec);
@@ -184,6 +185,10 @@ void Topology::reconfigure(std::vector<BackendSpec> backends, TopologySettings s
   }
   backends_ = std::move(next);
   settings_ = settings;
+  if (dcs_.enabled != settings.dcs_decides_primary) {
+    dcs_ = DcsState();
+    dcs_.enabled = settings.dcs_decides_primary;
+  }
   primary_ = -1;  // indices may have moved; recompute finds it again
   recompute(last_now_);
   publish(last_now_);
@@ -263,6 +268,12 @@ void Topology::assign_roles(std::vector<std::string>& fence_reasons, std::vector
                          ", older than the primary's; rejoin it as a standby";
       alarms.push_back(b.spec.name + " is not in recovery on an older timeline (" +
                        std::to_string(b.last.timeline) + "): fenced until it rejoins as a standby");
+    } else if (std::string refusal = dcs_refusal(i); !refusal.empty()) {
+      b.role = Role::Fenced;
+      fence_reasons[i] = std::move(refusal);
+      if (dcs_.leader_index >= 0) {
+        alarms.push_back(b.spec.name + " is out of recovery but Patroni's leader is " + dcs_.leader + ": fenced");
+      }
     } else {
       b.role = Role::Primary;
     }
@@ -343,6 +354,8 @@ bool Topology::standby_readable(BackendStatus& b, double now, std::string& reaso
   }
   if (b.spec.disabled) {
     reason = "disabled by the operator (ENABLE BACKEND to bring it back)";
+  } else if (b.dcs_noloadbalance) {
+    reason = "Patroni tag noloadbalance";
   } else if (b.spec.weight <= 0) {
     reason = "weight 0";
   } else {
@@ -376,6 +389,7 @@ void Topology::recompute(double now) {
     previous_readable.push_back(b.readable);
   }
   std::vector<std::string> fence_reasons(backends_.size());
+  match_dcs_members(alarms);
   assign_roles(fence_reasons, alarms);
   choose_primary(alarms);
 
@@ -425,6 +439,7 @@ void Topology::publish(double /*now*/) {
   v->alarm = alarm_;
   v->primary_lsn_history = history_;
   v->recent_primary_lsn = recent_;
+  v->dcs = dcs_;
   v->generation = ++generation_;
   view_ = std::move(v);
 }

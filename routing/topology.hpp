@@ -25,11 +25,41 @@ struct BackendSpec {            // from config
   std::optional<double> max_lag_seconds;
 };
 
+// What a consensus-backed cluster manager (Patroni) says of the cluster, from its REST API's /cluster.
+struct DcsMember {
+  std::string name;
+  std::string role;   // "leader", "standby_leader", "sync_standby", "replica"
+  std::string state;  // "running", "streaming", "stopped", "starting", ...
+  std::string host;
+  uint16_t port = 0;
+  uint32_t timeline = 0;
+  bool noloadbalance = false;  // Patroni's tag: send it no reads
+};
+
+struct DcsCluster {
+  std::vector<DcsMember> members;
+  bool paused = false;  // maintenance mode: Patroni promotes nobody
+};
+
+// The topology source's side of a view (topology.source patroni).
+struct DcsState {
+  bool enabled = false;    // the DCS decides the primary
+  bool answered = false;   // at least one /cluster was read
+  bool reachable = false;  // the last request got an answer
+  std::string leader;      // the leader member's name, "" when it names none
+  int leader_index = -1;   // the backend that member is; -1 when none or not configured
+  std::string error;       // why the last request failed
+  std::string source;      // the URL of the last answer
+  DcsCluster cluster;      // the last answer
+};
+
 struct TopologySettings {
   int64_t max_lag_bytes = 16 * 1024 * 1024;
   double max_lag_seconds = 10;
   double lag_hysteresis = 5;      // seconds a standby must stay under the thresholds before it is back
   int health_check_max_retries = 2;  // consecutive failed probes tolerated before "down"
+  // topology.source patroni: only the member the DCS names leader may be the primary (others are fenced).
+  bool dcs_decides_primary = false;
 };
 
 // One probe round's answer from a backend (what the prober read with libpq).
@@ -71,6 +101,9 @@ struct BackendStatus {
   // standby: how the primary's WAL sender to it says it replicates ("sync", "quorum", "potential", "async"),
   // "?" when the prober may not read it, "" when the primary has no WAL sender by its application_name.
   std::string sync_state;
+  // topology.source patroni: its member's role ("" = no member at its name or address) and noloadbalance tag.
+  std::string dcs_role;
+  bool dcs_noloadbalance = false;
   // Added by the topology implementation (state the machine needs to carry between probes):
   bool ever_probed = false;     // at least one successful probe
   bool lag_excluded = false;    // left the read set for lag; back only after the hysteresis period
@@ -104,6 +137,7 @@ struct BackendsView {
   // The replay poller's primary samples between probe rounds (causal reads), oldest first, the last 32. Kept
   // apart from the rounds' history, which also dates lag: a burst of them would shorten its reach.
   std::vector<LsnSample> recent_primary_lsn;
+  DcsState dcs;
   uint64_t generation = 0;
 };
 
@@ -124,6 +158,10 @@ class Topology {
   // Until it reports in recovery on a timeline after `timeline` (where the switchover began).
   void fence(size_t index, uint32_t timeline, std::string reason, BackendStatus::FenceStage stage, double now);
   void unfence(size_t index, double now);
+  // topology.source patroni: the cluster as the DCS sees it, or why it could not be read (the last answer stays
+  // in force: its leader keeps the primary, if probes agree, until another answer names another one).
+  void on_dcs_cluster(DcsCluster cluster, std::string source, double now);
+  void on_dcs_failed(std::string error, double now);
   // A new config: backends matched by name (at the same host and port) keep their state.
   void reconfigure(std::vector<BackendSpec> backends, TopologySettings settings);
 
@@ -138,6 +176,8 @@ class Topology {
   bool standby_readable(BackendStatus& b, double now, std::string& reason) const;
   void update_lag(BackendStatus& b, double now) const;
   uint64_t cluster_system_identifier() const;
+  void match_dcs_members(std::vector<std::string>& alarms);
+  std::string dcs_refusal(size_t index) const;  // why the DCS forbids backend `index` to be primary; "" = it does not
   int primary_ = -1;
   bool split_brain_ = false;
   std::string alarm_;
@@ -147,9 +187,13 @@ class Topology {
   TopologySettings settings_;
   std::vector<LsnSample> history_;
   std::vector<LsnSample> recent_;  // the replay poller's primary samples
+  DcsState dcs_;
   std::shared_ptr<const BackendsView> view_;
   uint64_t generation_ = 0;
 };
+
+// topology.source patroni: the Patroni member backend `index` is (its name, else its host and port); "" if none.
+std::string dcs_member_of(const BackendsView& view, size_t index);
 
 // The sync_state of `name` in a primary's ProbeResult::replication list; "" when it has no such WAL sender.
 std::string sync_state_in(std::string_view replication, std::string_view name);

@@ -26,6 +26,9 @@ test_packages=(
 # The sanitizer and fuzzing stage (scripts/test-sanitizers.sh): Debian 12's clang 14, its libFuzzer and sanitizer
 # runtimes, and llvm-symbolizer for readable reports.
 test_packages+=(clang libclang-rt-14-dev llvm-14)
+# topology.source = patroni: a Patroni pair with one etcd member (tests/support/patroni_cluster.sh); curl asks
+# their HTTP APIs.
+test_packages+=(patroni etcd-server curl)
 # node and npm install node-postgres for the node driver test. Debian's packages only where none is installed:
 # a node from another source brings its own npm, and Debian's npm conflicts with it.
 command -v node >/dev/null 2>&1 || test_packages+=(nodejs)

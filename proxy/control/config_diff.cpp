@@ -143,6 +143,10 @@ std::string describe_changes(const conf::Config& current, const conf::Config& ne
     parts.push_back(std::string("failover.mode ") + conf::to_string(current.failover.mode) + "->" +
                     conf::to_string(next.failover.mode));
   }
+  if (current.topology != next.topology) {
+    parts.push_back(std::string("topology ") + conf::to_string(current.topology.kind) + "->" +
+                    conf::to_string(next.topology.kind));
+  }
   const conf::TlsClient& was = current.tls.client;
   const conf::TlsClient& now = next.tls.client;
   if (was.mode != now.mode) {

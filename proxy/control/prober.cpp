@@ -48,6 +48,7 @@ routing::TopologySettings topology_settings(const conf::Config& config) {
   s.max_lag_seconds = config.routing.max_lag_seconds;
   s.lag_hysteresis = config.routing.lag_hysteresis;
   s.health_check_max_retries = config.health_check.max_retries;
+  s.dcs_decides_primary = config.topology.kind == conf::TopologySourceKind::Patroni;
   return s;
 }
 
@@ -87,6 +88,9 @@ Prober::Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change)
     : loop_(loop),
       topology_(backend_specs(config), topology_settings(config)),
       poller_(loop, topology_, [this](const WalPosition& position) { on_position(position); }),
+      patroni_(
+          loop, [this](routing::DcsCluster cluster, const std::string& url) { on_dcs_cluster(std::move(cluster), url); },
+          [this](const std::string& error) { on_dcs_failed(error); }),
       on_change_(std::move(on_change)) {
   timer_ = make_uv_handle<uv_timer_t>(this);
   timer_->init(loop_);
@@ -107,6 +111,8 @@ void Prober::build_connections(const conf::Config& config) {
   }
   reopen_connections();
   poller_.configure(config);
+  topology_source_ = config.topology;
+  if (running_) patroni_.configure(topology_source_);
 }
 
 // Fresh, idle connection objects (in-flight probes on the old ones are dropped without callbacks).
@@ -119,6 +125,7 @@ void Prober::start() {
   running_ = true;
   uv_timer_start(timer_->get(), on_tick, 0, to_ms(period_));
   poller_.start();
+  patroni_.configure(topology_source_);
 }
 
 void Prober::stop() {
@@ -126,6 +133,7 @@ void Prober::stop() {
   running_ = false;
   uv_timer_stop(timer_->get());
   poller_.stop();
+  patroni_.stop();
   reopen_connections();
 }
 
@@ -150,6 +158,7 @@ void Prober::probe_now() {
   const uint64_t due = uv_now(loop_) + to_ms(delay);
   const bool sooner = uv_is_active(reinterpret_cast<uv_handle_t*>(timer_->get())) &&
                       uv_now(loop_) + uv_timer_get_due_in(timer_->get()) <= due;
+  patroni_.poll_now();  // the primary may be gone: has Patroni named another leader?
   if (sooner) return;  // the next round comes soon enough anyway
   uv_timer_start(timer_->get(), on_tick, to_ms(delay), to_ms(period_));
 }
@@ -196,8 +205,9 @@ void Prober::on_probe_done(size_t index, bool ok, const routing::ProbeResult& re
     if (c->busy()) return;  // publish once the whole round is in
   }
   // No primary: the next round comes soon, so that a promotion is followed within kFailoverPeriod.
-  if (running_ && topology_.view()->primary < 0 && period_ > kFailoverPeriod) {
-    uv_timer_start(timer_->get(), on_tick, to_ms(kFailoverPeriod), to_ms(period_));
+  if (running_ && topology_.view()->primary < 0) {
+    if (period_ > kFailoverPeriod) uv_timer_start(timer_->get(), on_tick, to_ms(kFailoverPeriod), to_ms(period_));
+    patroni_.poll_now();  // and the leader Patroni names, as often
   }
   notify_if_changed();
 }
@@ -210,6 +220,19 @@ void Prober::on_position(const WalPosition& position) {
                            : topology_.on_primary_position(position.index, position.lsn, position.sent_at);
   if (changed && !in_round_) notify_if_changed();
   poller_.poll();
+}
+
+void Prober::on_dcs_cluster(routing::DcsCluster cluster, const std::string& url) {
+  const std::string leader_before = topology_.view()->dcs.leader;
+  topology_.on_dcs_cluster(std::move(cluster), url, monotonic_seconds());
+  // A new leader: its probe tells when it is out of recovery, so ask now rather than at the next period.
+  if (topology_.view()->dcs.leader != leader_before) probe_now();
+  if (!in_round_) notify_if_changed();
+}
+
+void Prober::on_dcs_failed(const std::string& error) {
+  topology_.on_dcs_failed(error, monotonic_seconds());
+  if (!in_round_) notify_if_changed();
 }
 
 void Prober::notify_if_changed() {
@@ -254,6 +277,13 @@ void log_topology_changes(const routing::BackendsView* before, const routing::Ba
       LOG_INFO("primary is now %s", new_primary.c_str());
     } else {
       LOG_WARN("no primary%s: writes wait for one", after.split_brain ? " (split brain)" : "");
+    }
+  }
+  if (after.dcs.enabled && (before == nullptr || before->dcs.leader != after.dcs.leader) && after.dcs.answered) {
+    if (after.dcs.leader.empty()) {
+      LOG_WARN("Patroni names no leader (asked %s)", after.dcs.source.c_str());
+    } else {
+      LOG_INFO("Patroni's leader is now %s (asked %s)", after.dcs.leader.c_str(), after.dcs.source.c_str());
     }
   }
   const std::string old_alarm = before != nullptr ? before->alarm : std::string();

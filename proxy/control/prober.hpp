@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "conf/config.hpp"
+#include "proxy/control/patroni_source.hpp"
 #include "proxy/control/probe_connection.hpp"
 #include "proxy/control/replay_poller.hpp"
 #include "proxy/net/uv_handle.hpp"
@@ -72,15 +73,19 @@ class Prober {
   void on_probe_done(size_t index, bool ok, const routing::ProbeResult& result, const std::string& error);
   void notify_if_changed();
   void on_position(const WalPosition& position);
+  void on_dcs_cluster(routing::DcsCluster cluster, const std::string& url);
+  void on_dcs_failed(const std::string& error);
   void build_connections(const conf::Config& config);
   void reopen_connections();
 
   uv_loop_t* loop_;
   routing::Topology topology_;
   ReplayPoller poller_;
+  PatroniSource patroni_;  // topology.source patroni; idle otherwise
   std::vector<ProbeTarget> targets_;                           // index = backend id
   std::vector<std::unique_ptr<ProbeConnection>> connections_;  // index = backend id
   UvHandlePtr<uv_timer_t, Prober> timer_;  // may outlive this object while it closes
+  conf::TopologySource topology_source_;
   double period_ = 1;
   double timeout_ = 2;
   bool running_ = false;

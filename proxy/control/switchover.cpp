@@ -200,6 +200,10 @@ void Switchover::read_final_lsn() {
 }
 
 void Switchover::demote() {
+  if (control_.config()->topology.kind == conf::TopologySourceKind::Patroni) {
+    patroni_switchover();
+    return;
+  }
   set_step(Step::Demoting);
   const std::string& command = control_.config()->switchover.demote_command;
   if (command.empty()) {
@@ -337,7 +341,11 @@ void Switchover::on_primary_seen(const routing::BackendsView& view) {
 
 // The other standbys, one at a time, when a follow_primary_command is set; a failure is reported, not fatal.
 void Switchover::follow_next() {
-  const std::string& command = control_.config()->switchover.follow_primary_command;
+  const auto config = control_.config();
+  // Patroni repoints its members itself.
+  const std::string command = config->topology.kind == conf::TopologySourceKind::Patroni
+                                   ? std::string()
+                                   : config->switchover.follow_primary_command;
   const auto view = control_.shared().view.load();
   while (!command.empty() && next_follower_ < view->backends.size()) {
     const size_t i = next_follower_++;
@@ -409,6 +417,7 @@ void Switchover::finish(SwitchoverResult result, const char* outcome) {
   target_conn_.reset();
   report_conns_.clear();
   command_.reset();
+  patroni_call_.reset();
   Reply reply = std::move(reply_);
   reply_ = nullptr;
   if (reply) reply(result);

@@ -10,6 +10,10 @@
 //   AwaitingPrimary  until the prober sees the target as the primary: held writes go there by themselves
 //   Following    switchover.follow_primary_command for each other standby
 //
+// With topology.source patroni, Demoting asks Patroni to switch over (POST /switchover, leader and candidate) once
+// the old primary is drained, and the run goes on at AwaitingPrimary: Patroni stops the old primary (its shutdown
+// checkpoint reaches the target first), promotes the target and repoints the others.
+//
 // The old primary stays fenced (no reads, never the primary) until it reports as a standby on the new timeline.
 // Anything that fails before Demoting cancels: the fence goes and writes resume on the old primary. Later, the
 // switchover has failed part way; the answer and the log say what state the cluster was left in.
@@ -27,6 +31,7 @@
 
 #include <uv.h>
 
+#include "proxy/control/http_client.hpp"
 #include "proxy/control/pg_query_connection.hpp"
 #include "proxy/control/shell_command.hpp"
 #include "proxy/net/uv_handle.hpp"
@@ -98,6 +103,9 @@ class Switchover {
   void on_drain_check(const std::vector<WorkerSnapshot>& snapshots);
   void read_final_lsn();
   void demote();
+  // switchover_patroni.cpp: topology.source patroni demotes and promotes through Patroni's REST API.
+  void patroni_switchover();
+  void on_patroni_reply(const std::string& url, const HttpResult& result);
   void poll_catch_up();
   void promote();
   void await_primary();
@@ -135,6 +143,7 @@ class Switchover {
   std::unique_ptr<PgQueryConnection> old_conn_;
   std::unique_ptr<PgQueryConnection> target_conn_;
   std::unique_ptr<ShellCommand> command_;
+  std::shared_ptr<HttpCall> patroni_call_;
   // failover.mode pgmux: this run is a failover; the standbys' answers while Confirming; no new failover before
   // retry_after_ (monotonic seconds) once one failed; the last reason for not promoting (logged
   // when it changes).
