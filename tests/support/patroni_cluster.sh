@@ -87,16 +87,30 @@ EOF
 
 pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
 
+# Starts a daemon in the background as the postgres OS user; PIDFILE gets the daemon's own pid (not runuser's,
+# which would not pass a signal on), so stop and the tests signal the process itself.
+start_daemon() {  # PIDFILE LOG COMMAND...
+  local pidfile=$1 log=$2
+  shift 2
+  rm -f "$pidfile"
+  if [[ $(id -u) -eq 0 ]]; then
+    runuser -u postgres -- bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >"$log" 2>&1 &
+  else
+    bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >"$log" 2>&1 &
+  fi
+  for _ in $(seq 1 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
+  die "could not start $1"
+}
+
 start_etcd() {  # DIR BASE
   local dir=$1 base=$2
   local client="http://127.0.0.1:$((base + 20))" peer="http://127.0.0.1:$((base + 21))"
   mkdir -p "$dir/etcd"
   chown postgres "$dir/etcd" 2>/dev/null || true
   chmod 700 "$dir/etcd"
-  as_pg "$ETCD" --name e1 --data-dir "$dir/etcd" --listen-client-urls "$client" --advertise-client-urls "$client" \
-    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" --initial-cluster "e1=$peer" \
-    --enable-v2=false >"$dir/etcd.log" 2>&1 &
-  echo $! >"$dir/etcd.pid"
+  start_daemon "$dir/etcd.pid" "$dir/etcd.log" "$ETCD" --name e1 --data-dir "$dir/etcd" \
+    --listen-client-urls "$client" --advertise-client-urls "$client" --listen-peer-urls "$peer" \
+    --initial-advertise-peer-urls "$peer" --initial-cluster "e1=$peer" --enable-v2=false
   local deadline=$((SECONDS + 30))
   until curl -fsS "$client/health" 2>/dev/null | grep -q '"health":"true"'; do
     ((SECONDS < deadline)) || die "etcd did not become healthy; log: $dir/etcd.log"$'\n'"$(tail -n 20 "$dir/etcd.log")"
@@ -106,8 +120,7 @@ start_etcd() {  # DIR BASE
 
 start_node() {  # DIR NAME
   local dir=$1 name=$2
-  as_pg "$PATRONI" "$dir/$name.yml" >"$dir/$name.log" 2>&1 &
-  echo $! >"$dir/$name.pid"
+  start_daemon "$dir/$name.pid" "$dir/$name.log" "$PATRONI" "$dir/$name.yml"
 }
 
 cluster_json() {  # DIR: Patroni's /cluster from whichever node answers

@@ -1,0 +1,312 @@
+#!/usr/bin/python3
+"""topology.source patroni end to end (issue 12, item 4), against a real Patroni pair with etcd on 127.0.0.1
+(tests/support/patroni_cluster.sh) and two pgmux instances in front of it: A in transaction pooling, B in session
+pooling, both following Patroni.
+
+  act 1  both see node1 (Patroni's leader) as the primary; writes through either land there
+  act 2  SWITCHOVER TO node2 on A's console under pgbench (both pools): pgmux drains, Patroni switches over;
+         zero failed transactions on both, balances consistent; B follows without being told
+  act 3  `patronictl switchover` back to node1 behind pgmux's back, under load: both follow; a session idle
+         across it (session pooling) keeps working, on the same client connection
+  act 4  the leader's Patroni daemon is killed: its PostgreSQL keeps running as a primary, and once Patroni
+         promotes node2 neither pgmux writes to node1 again (fenced, an alarm) although node1 still accepts writes
+         directly; each pgmux follows within one poll of node2 leaving recovery
+
+usage: it_routing_patroni.py PGMUX_BINARY SUPPORT_DIR   (PGMUX_BINARY in the environment wins)
+Exit 77 (skipped) only when patroni or etcd is not installed.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg
+
+PGBIN = "/usr/lib/postgresql/15/bin"
+BASE = int(os.environ.get("PGMUX_TEST_PATRONI_BASEPORT", "26400"))
+NODE_PORT = {"node1": BASE, "node2": BASE + 1}
+PORT_A, PORT_B = BASE + 30, BASE + 32
+POLL = 0.5  # topology.poll_interval of both pgmux instances
+
+failures = []
+
+
+def check(ok, what):
+    print(("ok:   " if ok else "FAIL: ") + what, flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def run(*args, timeout=120, **kw):
+    return subprocess.run(list(args), timeout=timeout, capture_output=True, text=True, **kw)
+
+
+def connect(port, user="app", dbname="app", **kw):
+    return psycopg.connect(host="127.0.0.1", port=port, user=user, password=user, dbname=dbname,
+                           connect_timeout=5, autocommit=True, **kw)
+
+
+def write_port(port):
+    """The server port a write through `port` landed on (None when it failed)."""
+    try:
+        with connect(port) as c:
+            return c.execute("INSERT INTO marks (at) VALUES (now()) RETURNING inet_server_port()").fetchone()[0]
+    except psycopg.Error as e:
+        print(f"      write through {port} failed: {str(e).strip()}", flush=True)
+        return None
+
+
+def backends(port):
+    with connect(port, user="admin", dbname="pgmux") as c:
+        cur = c.execute("SHOW BACKENDS")
+        names = [d.name for d in cur.description]
+        return {row[names.index("name")]: dict(zip(names, row)) for row in cur.fetchall()}
+
+
+def wait_for(what, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    check(False, f"{what} within {timeout} s")
+    return False
+
+
+def config(port, pool_mode):
+    return {
+        "listeners": [{"host": "127.0.0.1", "port": port}],
+        "workers": 2,
+        "backends": [{"name": n, "host": "127.0.0.1", "port": p} for n, p in NODE_PORT.items()],
+        "users": [{"name": "app", "password": "app"}, {"name": "postgres", "password": "postgres"},
+                  {"name": "admin", "password": "admin"}],
+        # app_session: the same database in session pooling, so one pgmux runs pgbench in both pool modes.
+        "databases": [{"name": "app", "backends": list(NODE_PORT), "pool_mode": pool_mode, "pool_size": 20},
+                      {"name": "app_session", "server_database": "app", "backends": list(NODE_PORT),
+                       "pool_mode": "session", "pool_size": 20}],
+        "routing": {"read_write_split": True, "failover_timeout": 60},
+        "health_check": {"period": 1, "timeout": 2, "max_retries": 2, "user": "postgres", "database": "postgres"},
+        "switchover": {"drain_timeout": 10, "command_timeout": 60},
+        "topology": {"source": "patroni", "poll_interval": POLL, "timeout": 2,
+                     "patroni_urls": [f"http://127.0.0.1:{BASE + 10}", f"http://127.0.0.1:{BASE + 11}"]},
+        "admin_users": ["admin"],
+        "metrics_listen": f"127.0.0.1:{port + 1}",
+    }
+
+
+def start_pgmux(binary, work, name, port, pool_mode):
+    path = os.path.join(work, f"pgmux-{name}.json")
+    with open(path, "w") as f:
+        json.dump(config(port, pool_mode), f)
+    log = open(os.path.join(work, f"pgmux-{name}.log"), "w")
+    proc = subprocess.Popen([binary, "-c", path], stdout=log, stderr=subprocess.STDOUT)
+    wait_for(f"pgmux {name} listening", lambda: ready(port), 15)
+    return proc
+
+
+def ready(port):
+    try:
+        connect(port, user="admin", dbname="pgmux").close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def pgbench(port, seconds, clients=16, dbname="app"):
+    env = dict(os.environ, PGPASSWORD="app")
+    return subprocess.Popen([f"{PGBIN}/pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-h",
+                             "127.0.0.1", "-p", str(port), "-U", "app", dbname],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def pgbench_result(proc, label):
+    out, _ = proc.communicate(timeout=120)
+    processed = re.search(r"number of transactions actually processed: (\d+)", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    aborted = len(re.findall(r"aborted", out))
+    print(f"      {label}: processed {processed and processed.group(1)}, failed {failed and failed.group(1)}, "
+          f"aborted clients {aborted}", flush=True)
+    return out, int(processed.group(1)) if processed else 0, int(failed.group(1)) if failed else -1, aborted
+
+
+def balances_consistent(port):
+    with connect(port, user="postgres", dbname="app") as c:
+        a, t, b, h = c.execute("SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
+                               "(SELECT sum(tbalance) FROM pgbench_tellers), "
+                               "(SELECT sum(bbalance) FROM pgbench_branches), "
+                               "(SELECT coalesce(sum(delta), 0) FROM pgbench_history)").fetchone()
+    print(f"      balances: accounts {a} tellers {t} branches {b} history {h}", flush=True)
+    return a == t == b == h
+
+
+def in_recovery(port):
+    try:
+        with connect(port, user="postgres", dbname="postgres") as c:
+            return c.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    except psycopg.Error:
+        return None
+
+
+def act1():
+    print("act 1: both pgmux instances follow Patroni's leader", flush=True)
+    for label, port in (("A", PORT_A), ("B", PORT_B)):
+        wait_for(f"{label} sees node1 as the primary", lambda: backends(port)["node1"]["role"] == "primary", 15)
+        check(write_port(port) == NODE_PORT["node1"], f"a write through {label} lands on node1")
+
+
+def act2():
+    print("act 2: SWITCHOVER TO node2 on A's console, pgbench through A in both pool modes", flush=True)
+    bench_tx, bench_session = pgbench(PORT_A, 8), pgbench(PORT_A, 8, clients=8, dbname="app_session")
+    # B's sessions are not drained by A's switchover (see README, Patroni): one idle across it must go on there.
+    idle_b = connect(PORT_B)
+    idle_b.execute("INSERT INTO marks (at) VALUES (now())")
+    time.sleep(2)
+    with connect(PORT_A, user="admin", dbname="pgmux") as c:
+        notices = []
+        c.add_notice_handler(lambda d: notices.append(d.message_primary))
+        try:
+            c.execute("SWITCHOVER TO node2")
+            check(True, "SWITCHOVER TO node2 succeeded")
+        except psycopg.Error as e:
+            check(False, f"SWITCHOVER TO node2 succeeded (got: {str(e).strip()})")
+        for n in notices:
+            print(f"      NOTICE: {n}", flush=True)
+        check(any(n.startswith("Patroni: ") for n in notices), "Patroni did the switchover (its answer is a notice)")
+    for label, proc in (("A, transaction pooling", bench_tx), ("A, session pooling", bench_session)):
+        out, processed, failed, aborted = pgbench_result(proc, label)
+        check(processed > 0 and failed == 0 and aborted == 0 and proc.returncode == 0,
+              f"pgbench through {label}: no failed transaction, no aborted client")
+        if failed or aborted:
+            print(out[-3000:], flush=True)
+    check(balances_consistent(NODE_PORT["node2"]), "balances are consistent on node2")
+    wait_for("B sees node2 as the primary", lambda: backends(PORT_B)["node2"]["role"] == "primary", 5)
+    try:
+        port = idle_b.execute("INSERT INTO marks (at) VALUES (now()) RETURNING inet_server_port()").fetchone()[0]
+        check(port == NODE_PORT["node2"], "B's session idle across it writes on node2, same client connection")
+    except psycopg.Error as e:
+        check(False, f"B's session idle across it still works (got: {str(e).strip()})")
+    idle_b.close()
+    for label, port in (("A", PORT_A), ("B", PORT_B)):
+        check(write_port(port) == NODE_PORT["node2"], f"a write through {label} lands on node2")
+    wait_for("node1 rejoins as a standby", lambda: in_recovery(NODE_PORT["node1"]) is True, 60)
+
+
+def act3(work):
+    print("act 3: patronictl switchover back to node1, behind pgmux's back", flush=True)
+    idle = connect(PORT_B)  # session pooling: keeps its client connection across the switchover
+    idle_pid = idle.info.backend_pid
+    idle.execute("INSERT INTO marks (at) VALUES (now())")
+    bench = pgbench(PORT_A, 8, clients=4)
+    time.sleep(2)
+    r = run("patronictl", "-c", os.path.join(work, "cluster", "node1.yml"), "switchover", "--leader", "node2",
+            "--candidate", "node1", "--force", timeout=90)
+    check(r.returncode == 0, "patronictl switchover to node1")
+    if r.returncode != 0:
+        print(r.stdout + r.stderr, flush=True)
+    for label, port in (("A", PORT_A), ("B", PORT_B)):
+        wait_for(f"{label} sees node1 as the primary", lambda: backends(port)["node1"]["role"] == "primary", 10)
+        check(write_port(port) == NODE_PORT["node1"], f"a write through {label} lands on node1")
+    try:
+        port = idle.execute("INSERT INTO marks (at) VALUES (now()) RETURNING inet_server_port()").fetchone()[0]
+        check(port == NODE_PORT["node1"], "the session idle across it writes on node1, same client connection")
+        print(f"      (its server pid was {idle_pid}, now {idle.info.backend_pid})", flush=True)
+    except psycopg.Error as e:
+        check(False, f"the session idle across it still works (got: {str(e).strip()})")
+    idle.close()
+    # PostgreSQL's fast shutdown ends the transactions running on the old primary; clients between
+    # transactions go on. Only the counts are printed: which clients were mid-transaction is chance.
+    _, processed, _, _ = pgbench_result(bench, "A during patronictl switchover")
+    check(processed > 0, "pgbench through A went on")
+    wait_for("node2 rejoins as a standby", lambda: in_recovery(NODE_PORT["node2"]) is True, 60)
+
+
+def act4(work):
+    print("act 4: the leader's Patroni daemon is killed; its PostgreSQL stays up as a primary", flush=True)
+    with open(os.path.join(work, "cluster", "node1.pid")) as f:
+        os.kill(int(f.read().strip()), signal.SIGKILL)  # started by patroni_cluster.sh for this test
+    check(in_recovery(NODE_PORT["node1"]) is False, "node1 still runs as a primary without its Patroni")
+    promoted_at = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and promoted_at is None:  # Patroni's ttl is 20 s
+        if in_recovery(NODE_PORT["node2"]) is False:
+            promoted_at = time.monotonic()
+        time.sleep(0.05)
+    check(promoted_at is not None, "Patroni promoted node2 once node1's leader key expired")
+    if promoted_at is None:
+        return
+    for label, port in (("A", PORT_A), ("B", PORT_B)):
+        landed = None
+        while time.monotonic() < promoted_at + 10:
+            landed = write_port(port)
+            if landed == NODE_PORT["node2"]:
+                break
+            check(landed != NODE_PORT["node1"] or time.monotonic() < promoted_at + POLL + 2,
+                  f"no write through {label} lands on node1 after Patroni promoted node2")
+            time.sleep(0.05)
+        gap = time.monotonic() - promoted_at
+        print(f"      {label}: first write on node2 {gap:.2f} s after it left recovery", flush=True)
+        check(landed == NODE_PORT["node2"] and gap < POLL + 3, f"{label} followed within a poll (and a probe round)")
+        roles = backends(port)
+        check(roles["node1"]["role"] == "fenced", f"{label} fences node1 ({roles['node1']['excluded_reason']})")
+    check(in_recovery(NODE_PORT["node1"]) is False, "node1 still accepts writes directly: only pgmux keeps it out")
+    landed = [write_port(port) for port in (PORT_A, PORT_B) for _ in range(10)]
+    check(all(p == NODE_PORT["node2"] for p in landed), f"20 more writes all land on node2 (got {set(landed)})")
+
+
+def main():
+    binary = os.environ.get("PGMUX_BINARY") or sys.argv[1]
+    support = sys.argv[2]
+    script = os.path.join(support, "patroni_cluster.sh")
+    if run("bash", script, "available").returncode != 0:
+        print("SKIP: patroni or etcd is not installed (scripts/install-deps.sh installs patroni and etcd-server)")
+        return 77
+    work = tempfile.mkdtemp(prefix="pgmux-it-patroni-", dir=os.environ.get("PGMUX_TEST_TMPDIR"))
+    os.chmod(work, 0o755)
+    cluster = os.path.join(work, "cluster")
+    procs = []
+    try:
+        r = run("bash", script, "start", cluster, str(BASE), timeout=180)
+        if r.returncode != 0:
+            print(r.stdout + r.stderr)
+            check(False, "the Patroni cluster starts")
+            return 1
+        with connect(NODE_PORT["node1"], user="postgres", dbname="app") as c:
+            c.execute("CREATE TABLE marks (id bigserial PRIMARY KEY, at timestamptz)")
+            c.execute("GRANT ALL ON marks, marks_id_seq TO app")
+        env = dict(os.environ, PGPASSWORD="app")
+        run(f"{PGBIN}/pgbench", "-i", "-s", "2", "-q", "-h", "127.0.0.1", "-p", str(NODE_PORT["node1"]), "-U", "app",
+            "app", env=env)
+        procs.append(start_pgmux(binary, work, "A", PORT_A, "transaction"))
+        procs.append(start_pgmux(binary, work, "B", PORT_B, "session"))
+        act1()
+        act2()
+        act3(work)
+        act4(work)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        run("bash", script, "stop", cluster, timeout=120)
+        if failures or os.environ.get("PGMUX_TEST_KEEP_LOGS"):
+            for name in ("A", "B"):
+                path = os.path.join(work, f"pgmux-{name}.log")
+                if os.path.exists(path):
+                    print(f"---- pgmux {name} log (last 60 lines) ----")
+                    print("".join(open(path).readlines()[-60:]))
+        if not os.environ.get("PGMUX_TEST_KEEP_LOGS"):
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{len(failures)} failure(s)" if failures else "all checks passed", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
