@@ -53,6 +53,8 @@ enum class Family : size_t {
   BackendLagSeconds,
   BackendTimeline,
   BackendSync,
+  PatroniUp,
+  PatroniRole,
   ProbeDuration,
   Failovers,
   Switchovers,
@@ -120,6 +122,11 @@ const MetricFamilyInfo kFamilies[] = {
     {"pgmux_backend_sync_state", kGauge, "backend,state",
      "1 for how the primary replicates to this standby (sync, quorum, potential, async; unknown: not readable by the "
      "prober's role; none: no WAL sender to it); absent for the primary."},
+    {"pgmux_patroni_up", kGauge, "",
+     "topology.source patroni only: 1 when the last GET /cluster got an answer from one of topology.patroni_urls."},
+    {"pgmux_backend_patroni_role", kGauge, "backend,role",
+     "topology.source patroni only: 1 for the role Patroni gives the backend's member (leader, replica, "
+     "sync_standby, standby_leader; none: no member at its name or address)."},
     {"pgmux_probe_duration_seconds", kHistogram, "backend", "Duration of health probes, by backend."},
     {"pgmux_failovers_total", kCounter, "", "Times the primary moved to another backend."},
     {"pgmux_switchovers_total", kCounter, "result",
@@ -345,7 +352,11 @@ void export_backends(const ExportSources& s, Builder& out) {
       const std::string state = b.sync_state.empty() ? "none" : b.sync_state == "?" ? "unknown" : b.sync_state;
       out.gauge(Family::BackendSync, {{"backend", b.spec.name}, {"state", state}}, 1);
     }
+    if (s.view->dcs.enabled) {
+      out.gauge(Family::PatroniRole, {{"backend", b.spec.name}, {"role", b.dcs_role.empty() ? "none" : b.dcs_role}}, 1);
+    }
   }
+  if (s.view->dcs.enabled) out.gauge(Family::PatroniUp, {}, s.view->dcs.reachable ? 1 : 0);
   for (const auto& [name, histogram] : s.control->probe_duration) {
     HistogramTotal probe;
     probe.add(histogram);

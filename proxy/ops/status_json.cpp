@@ -26,6 +26,20 @@ nlohmann::json backend_json(const routing::BackendStatus& b, int index) {
       {"sync_state", b.sync_state},
       {"synchronous_standby_names", b.role == routing::Role::Primary ? b.last.synchronous_standby_names : ""},
       {"last_error", b.last_error},
+      {"patroni_role", b.dcs_role},
+  };
+}
+
+// topology.source patroni: what Patroni said last; null with the probe source.
+nlohmann::json topology_json(const routing::DcsState& dcs) {
+  if (!dcs.enabled) return nullptr;
+  return {
+      {"source", "patroni"},
+      {"reachable", dcs.reachable},
+      {"leader", dcs.leader},
+      {"asked", dcs.source},
+      {"error", dcs.error},
+      {"paused", dcs.cluster.paused},
   };
 }
 
@@ -69,6 +83,7 @@ nlohmann::json status_json(const ExportSources& s) {
       {"clients", s.clients},
       {"primary", primary},
       {"alarm", view.alarm},
+      {"patroni", topology_json(view.dcs)},
       {"backends", std::move(backends)},
       {"pools", pools_json(*s.snapshots)},
   };

@@ -158,3 +158,53 @@ TEST_CASE("conf failover: mode external (default) or pgmux; switchover settings"
   CHECK(all_errors(parse_config(base + R"(, "switchover": {"drain_timeout": 0}})")).find("/switchover/drain_timeout") ==
         0);
 }
+
+TEST_CASE("conf topology: source probe (default) or patroni with its REST API addresses") {
+  const std::string base = R"({"backends": [{"host": "db1"}], "databases": [{"name": "app"}])";
+  const LoadResult defaults = parse_config(base + "}");
+  REQUIRE(defaults.ok());
+  CHECK(defaults.config->topology.kind == TopologySourceKind::Probe);
+  CHECK(defaults.config->topology.poll_interval == 1);
+
+  const LoadResult patroni = parse_config(base + R"(, "topology": {"source": "patroni",
+      "patroni_urls": ["http://10.0.0.1:8008", "http://pg-b:8008/"], "poll_interval": 0.5, "timeout": 3}})");
+  INFO(all_errors(patroni));
+  REQUIRE(patroni.ok());
+  CHECK(patroni.config->topology.kind == TopologySourceKind::Patroni);
+  CHECK(patroni.config->topology.patroni_urls.size() == 2);
+  CHECK(patroni.config->topology.poll_interval == 0.5);
+  CHECK(patroni.config->topology.timeout == 3);
+  CHECK(std::string(to_string(TopologySourceKind::Patroni)) == "patroni");
+
+  CHECK(all_errors(parse_config(base + R"(, "topology": {"source": "consul"}})")) ==
+        "/topology/source: must be one of \"probe\", \"patroni\"\n");
+  CHECK(all_errors(parse_config(base + R"(, "topology": {"source": "patroni"}})")) ==
+        "/topology: source \"patroni\" needs \"patroni_urls\" (at least one REST API address)\n");
+  CHECK(all_errors(parse_config(base + R"(, "topology": {"source": "patroni", "patroni_urls": ["https://a:8008"]}})")) ==
+        "/topology/patroni_urls/0: must be \"http://host:port\" (Patroni's REST API), got \"https://a:8008\"\n");
+  CHECK(all_errors(parse_config(base + R"(, "failover": {"mode": "pgmux"},
+      "topology": {"source": "patroni", "patroni_urls": ["http://a:8008"]}})")) ==
+        "/failover/mode: must be \"external\" when topology.source is \"patroni\" (Patroni promotes; pgmux follows its "
+        "leader)\n");
+}
+
+TEST_CASE("conf topology: parse_http_url") {
+  auto url = parse_http_url("http://127.0.0.1:8008");
+  REQUIRE(url);
+  CHECK(url->host == "127.0.0.1");
+  CHECK(url->port == 8008);
+  url = parse_http_url("http://pg-a/");
+  REQUIRE(url);
+  CHECK(url->host == "pg-a");
+  CHECK(url->port == 80);
+  url = parse_http_url("http://[::1]:8009");
+  REQUIRE(url);
+  CHECK(url->host == "::1");
+  CHECK(url->port == 8009);
+  CHECK_FALSE(parse_http_url("https://a:8008"));
+  CHECK_FALSE(parse_http_url("http://a:0"));
+  CHECK_FALSE(parse_http_url("http://a:70000"));
+  CHECK_FALSE(parse_http_url("http://a:80/cluster"));
+  CHECK_FALSE(parse_http_url("http://user@a:80"));
+  CHECK_FALSE(parse_http_url("http://"));
+}
