@@ -169,6 +169,10 @@ struct TopologySource {
   std::vector<std::string> patroni_urls;  // "http://host:port" of each member's REST API, asked in turn
   double poll_interval = 1;  // seconds between /cluster requests
   double timeout = 2;        // one request's limit; then the next URL
+  // Patroni's restapi.authentication, sent as HTTP basic auth (its unsafe endpoints, such as /switchover, need it
+  // when configured); empty = none.
+  std::string patroni_username;
+  std::string patroni_password;
   bool operator==(const TopologySource&) const = default;
 };
 

@@ -357,6 +357,8 @@ TopologySource parse_topology(ObjectReader& root) {
     }
     read_duration(r, "poll_interval", out.poll_interval, false);
     read_duration(r, "timeout", out.timeout, false);
+    assign(r.string("patroni_username"), out.patroni_username);
+    assign(r.string("patroni_password"), out.patroni_password);
   });
 }
 

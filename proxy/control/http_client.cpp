@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -97,6 +98,14 @@ int connect_to(const HttpRequestSpec& spec, Clock::time_point deadline, std::str
 std::string request_text(const HttpRequestSpec& spec) {
   std::string text = spec.method + " " + spec.path + " HTTP/1.1\r\nHost: " + spec.url.host + ":" +
                      std::to_string(spec.url.port) + "\r\nConnection: close\r\nAccept: application/json\r\n";
+  if (!spec.basic_auth.empty()) {
+    std::string encoded(4 * ((spec.basic_auth.size() + 2) / 3) + 1, '\0');
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
+                                  reinterpret_cast<const unsigned char*>(spec.basic_auth.data()),
+                                  static_cast<int>(spec.basic_auth.size()));
+    encoded.resize(static_cast<size_t>(n));
+    text += "Authorization: Basic " + encoded + "\r\n";
+  }
   if (!spec.body.empty() || spec.method != "GET") {
     text += "Content-Type: application/json\r\nContent-Length: " + std::to_string(spec.body.size()) + "\r\n";
   }

@@ -24,6 +24,7 @@ struct HttpRequestSpec {
   std::string method = "GET";
   std::string path = "/";
   std::string body;       // sent as application/json when not empty
+  std::string basic_auth;  // "user:password" for an Authorization: Basic header; empty = none
   double timeout = 2;     // the whole exchange, from connect to the last byte
   size_t max_body = 1 << 20;
 };

@@ -110,6 +110,7 @@ void PatroniSource::ask(size_t url_index) {
   spec.url = conf::parse_http_url(source_.patroni_urls[url_index]).value_or(conf::HttpUrl{});
   spec.path = "/cluster";
   spec.timeout = source_.timeout;
+  if (!source_.patroni_username.empty()) spec.basic_auth = source_.patroni_username + ":" + source_.patroni_password;
   ++tried_in_round_;
   call_ = HttpCall::start(loop_, std::move(spec),
                           [this, url_index](HttpResult result) { on_reply(url_index, std::move(result)); });

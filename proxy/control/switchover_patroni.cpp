@@ -30,7 +30,11 @@ void Switchover::patroni_switchover() {
   spec.path = "/switchover";
   spec.body = nlohmann::json{{"leader", leader}, {"candidate", candidate}}.dump();
   // Patroni answers once the new leader holds the key: up to about 2 * its loop_wait (10 s at least).
-  spec.timeout = control_.config()->switchover.command_timeout;
+  const auto config = control_.config();
+  spec.timeout = config->switchover.command_timeout;
+  if (!config->topology.patroni_username.empty()) {
+    spec.basic_auth = config->topology.patroni_username + ":" + config->topology.patroni_password;
+  }
   LOG_INFO("switchover: asking Patroni at %s to switch over from %s to %s", view->dcs.source.c_str(), leader.c_str(),
            candidate.c_str());
   const uint64_t run = run_;

@@ -10,7 +10,8 @@
 #   patroni_cluster.sh wait-replica DIR    waits until the non-leader member streams from the leader
 #   patroni_cluster.sh available           exit 0 when patroni and etcd are installed
 #
-# Roles: postgres/postgres (superuser), app/app (owns database app). Patroni and PostgreSQL run as the
+# Roles: postgres/postgres (superuser), app/app (owns database app). Patroni's REST API asks patroni/patroni for
+# its unsafe endpoints (POST /switchover). Patroni and PostgreSQL run as the
 # `postgres` OS user when invoked as root. Patroni's own settings: ttl 20 s, loop_wait 1 s.
 set -euo pipefail
 
@@ -39,6 +40,9 @@ log:
 restapi:
   listen: 127.0.0.1:$rest_port
   connect_address: 127.0.0.1:$rest_port
+  authentication:
+    username: patroni
+    password: patroni
 etcd3:
   hosts: 127.0.0.1:$((base + 20))
 bootstrap:

@@ -118,7 +118,9 @@ TEST_CASE("http: a body delimited by the close; a POST carries its JSON body") {
   spec.method = "POST";
   spec.path = "/switchover";
   spec.body = R"({"leader":"a"})";
+  spec.basic_auth = "patroni:s3cret";
   const HttpResult r = http_exchange(spec);
+  CHECK(server.request().find("Authorization: Basic cGF0cm9uaTpzM2NyZXQ=\r\n") != std::string::npos);
   CHECK(r.ok);
   CHECK(r.status == 412);
   CHECK(r.body == "candidate does not exists");
