@@ -27,6 +27,7 @@ inline constexpr const char* kInvalidSqlStatementName = "26000";
 inline constexpr const char* kDuplicatePreparedStatement = "42P05";
 inline constexpr const char* kReadOnlySqlTransaction = "25006";
 inline constexpr const char* kUndefinedObject = "42704";
+inline constexpr const char* kUndefinedTable = "42P01";
 inline constexpr const char* kInsufficientPrivilege = "42501";
 inline constexpr const char* kInvalidParameterValue = "22023";
 inline constexpr const char* kObjectNotInPrerequisiteState = "55000";

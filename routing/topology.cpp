@@ -79,6 +79,12 @@ std::optional<uint64_t> parse_lsn(std::string_view text) {
   return (uint64_t{*hi} << 32) | *lo;
 }
 
+std::string format_lsn(uint64_t lsn) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%X/%X", static_cast<unsigned>(lsn >> 32), static_cast<unsigned>(lsn));
+  return text;
+}
+
 Topology::Topology(std::vector<BackendSpec> backends, TopologySettings settings) : settings_(settings) {
   dcs_.enabled = settings.dcs_decides_primary;
   for (BackendSpec& spec : backends) {

@@ -200,5 +200,7 @@ std::string sync_state_in(std::string_view replication, std::string_view name);
 
 // "16/B374D848" -> 0x16B374D848; nullopt for anything else (PostgreSQL's pg_lsn text form).
 std::optional<uint64_t> parse_lsn(std::string_view text);
+// 0x16B374D848 -> "16/B374D848".
+std::string format_lsn(uint64_t lsn);
 
 }  // namespace pgmux::routing

@@ -46,6 +46,7 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
   auth_lookup_ = std::make_unique<AuthLookup>(
       loop_, shared_->auth_cache, [this] { return auth_query_target(); }, config->auth_query);
   switchover_ = std::make_unique<Switchover>(*this);
+  consistency_check_ = std::make_unique<ConsistencyCheck>(*this);
   // From any worker: the load runs on this loop.
   shared_->catalogs.set_load_request([this](std::shared_ptr<CatalogSlot> slot) {
     post([slot = std::move(slot)](Control& control) { control.catalog_loader_->load(slot); });
@@ -196,6 +197,9 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   const bool held = switchover_ && switchover_->holds_reload();
   const std::string running = switchover_running() ? "a SWITCHOVER" : "a failover";
   if (held) refused.push_back(running + " is running: reload once it has answered");
+  if (consistency_check_ && consistency_check_->running()) {
+    refused.push_back("a CHECK CONSISTENCY is running: reload once it has answered");
+  }
   // The certificate files are read again at every reload (a renewed certificate is picked up); files that do
   // not load leave the running config and context in place, and connected clients are not touched either way.
   std::string tls_error;
@@ -373,6 +377,7 @@ void Control::close_handles() {
     inbox_closed_ = true;
   }
   if (prober_) prober_->stop();
+  consistency_check_.reset();  // releases its hold, if any
   switchover_.reset();  // a switchover still running stops where it is (its command killed); nobody is left to answer
   if (catalog_loader_) catalog_loader_->stop();
   if (http_) http_->close();

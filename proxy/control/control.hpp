@@ -16,6 +16,7 @@
 #include "proxy/ops/metrics.hpp"
 #include "proxy/control/auth_lookup.hpp"
 #include "proxy/control/catalog_loader.hpp"
+#include "proxy/control/consistency_check.hpp"
 #include "proxy/control/prober.hpp"
 #include "proxy/control/shared_state.hpp"
 #include "proxy/control/switchover.hpp"
@@ -68,6 +69,7 @@ class Control {
   AuthLookup& auth_lookup() { return *auth_lookup_; }
   Prober& prober() { return *prober_; }
   Switchover& switchover() { return *switchover_; }
+  ConsistencyCheck& consistency_check() { return *consistency_check_; }
   // Read by /readyz: a write held by a switchover is not an outage.
   // An admin SWITCHOVER is running (not a failover pgmux runs itself).
   bool switchover_running() const { return switchover_ && switchover_->planned(); }
@@ -94,6 +96,7 @@ class Control {
   std::unique_ptr<CatalogLoader> catalog_loader_;
   std::unique_ptr<AuthLookup> auth_lookup_;
   std::unique_ptr<Switchover> switchover_;
+  std::unique_ptr<ConsistencyCheck> consistency_check_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<MetricsHttpServer> http_;
   ControlMetrics metrics_;

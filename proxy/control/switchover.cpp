@@ -29,11 +29,7 @@ std::string seconds_text(double seconds) {
   return text;
 }
 
-std::string lsn_text(uint64_t lsn) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%X/%X", static_cast<unsigned>(lsn >> 32), static_cast<unsigned>(lsn));
-  return text;
-}
+std::string lsn_text(uint64_t lsn) { return routing::format_lsn(lsn); }
 }  // namespace
 
 const char* to_string(Switchover::Step step) {
@@ -81,6 +77,11 @@ void Switchover::start(const std::string& target_name, Reply reply) {
                to_string(step_) + ")",
            "wait for its answer; SHOW BACKENDS shows the roles meanwhile",
            {}});
+    return;
+  }
+  if (control_.consistency_check().running()) {
+    reply({protocol::sqlstate::kObjectNotInPrerequisiteState, "a CHECK CONSISTENCY is running",
+           "wait for its answer (writes are held only while it takes its snapshots)", {}});
     return;
   }
   const auto config = control_.config();
@@ -158,12 +159,7 @@ void Switchover::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {
   const std::string old_name = name_of(old_primary_);
   // What must finish is what runs on the old primary: its servers inside a transaction or owing replies. A client
   // that began a transaction and waits for a primary holds nothing there; it gets the new one.
-  size_t busy = 0;
-  for (const WorkerSnapshot& s : snapshots) {
-    for (const ServerRow& server : s.servers) {
-      busy += server.backend == old_name && (server.tx_status != 'I' || server.owes_replies);
-    }
-  }
+  const size_t busy = busy_servers_on(snapshots, old_name);
   if (busy == 0) {
     notices_.push_back("running transactions on " + old_name + " finished in " + seconds_text(since_hold()));
     read_final_lsn();

@@ -142,6 +142,9 @@ struct ControlMetrics {
   std::map<std::string, uint64_t> switchovers;  // by result: done, canceled, failed
   double last_switchover_write_pause = 0;       // seconds, of the last one done
   std::map<std::string, uint64_t> auto_failovers;  // failover.mode pgmux, by result: done, canceled, failed
+  std::map<std::string, uint64_t> consistency_checks;  // by result: consistent, differences, failed
+  double consistency_differences = 0;  // of the last check that ran
+  double last_consistency_check = 0;   // unix seconds of it (0 = never)
   std::map<std::string, DurationHistogram> probe_duration;  // by backend name
   double started_at = 0;         // unix seconds
 };

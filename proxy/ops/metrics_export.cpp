@@ -59,6 +59,9 @@ enum class Family : size_t {
   Failovers,
   Switchovers,
   SwitchoverWritePause,
+  ConsistencyChecks,
+  ConsistencyDifferences,
+  ConsistencyLastRun,
   AutoFailovers,
   SplitBrain,
   ConfigReloads,
@@ -134,6 +137,13 @@ const MetricFamilyInfo kFamilies[] = {
      "(stopped part way: see the log)."},
     {"pgmux_switchover_write_pause_seconds", kGauge, "",
      "How long the last completed SWITCHOVER held writes (from the hold to the new primary); 0 before any."},
+    {"pgmux_consistency_checks_total", kCounter, "result",
+     "CHECK CONSISTENCY runs by result: consistent, differences, failed (no comparison: see the log)."},
+    {"pgmux_consistency_differences", kGauge, "",
+     "Standby rows of the last CHECK CONSISTENCY that ran whose count or checksum differs from the primary's (or "
+     "could not be read)."},
+    {"pgmux_consistency_last_run_timestamp_seconds", kGauge, "",
+     "Unix time of the last CHECK CONSISTENCY that ran; 0 before any."},
     {"pgmux_auto_failovers_total", kCounter, "result",
      "Failovers pgmux ran itself (failover.mode pgmux) by result: done, canceled (the primary answered again), "
      "failed (see the log)."},
@@ -373,6 +383,13 @@ void export_backends(const ExportSources& s, Builder& out) {
     out.counter(Family::AutoFailovers, {{"result", result}},
                 found == s.control->auto_failovers.end() ? 0 : found->second);
   }
+  for (const char* result : {"consistent", "differences", "failed"}) {
+    const auto found = s.control->consistency_checks.find(result);
+    out.counter(Family::ConsistencyChecks, {{"result", result}},
+                found == s.control->consistency_checks.end() ? 0 : found->second);
+  }
+  out.gauge(Family::ConsistencyDifferences, {}, s.control->consistency_differences);
+  out.gauge(Family::ConsistencyLastRun, {}, s.control->last_consistency_check);
   out.gauge(Family::SplitBrain, {}, s.view->split_brain ? 1 : 0);
 }
 

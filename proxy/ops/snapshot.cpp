@@ -219,6 +219,16 @@ std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapsh
   return pools;
 }
 
+size_t busy_servers_on(const std::vector<WorkerSnapshot>& snapshots, const std::string& backend) {
+  size_t busy = 0;
+  for (const WorkerSnapshot& s : snapshots) {
+    for (const ServerRow& server : s.servers) {
+      busy += server.backend == backend && (server.tx_status != 'I' || server.owes_replies);
+    }
+  }
+  return busy;
+}
+
 void gather_snapshots(SharedState& shared, PostBack post_back, std::function<void(std::vector<WorkerSnapshot>)> done) {
   struct Gathering {
     std::mutex mutex;

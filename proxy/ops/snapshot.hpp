@@ -99,4 +99,7 @@ std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapsh
 using PostBack = std::function<void(std::function<void()>)>;
 void gather_snapshots(SharedState& shared, PostBack post_back, std::function<void(std::vector<WorkerSnapshot>)> done);
 
+// Servers on `backend` inside a transaction or owing replies, in every worker: what a write hold waits for.
+size_t busy_servers_on(const std::vector<WorkerSnapshot>& snapshots, const std::string& backend);
+
 }  // namespace pgmux::proxy

@@ -94,6 +94,9 @@ const std::vector<Command>& command_table() {
       {"SWITCHOVER", "SWITCHOVER [TO <backend>]",
        "planned change of primary: hold writes, let transactions finish, promote the standby, answer when done",
        Access::Change, Runs::OnControl, switchover_command},
+      {"CHECK CONSISTENCY", "CHECK CONSISTENCY [ON <database>] [table ...]",
+       "compare row counts and checksums of tables between the primary and each standby, at one WAL position",
+       Access::Change, Runs::OnControl, check_consistency_command},
       {"SHUTDOWN", "SHUTDOWN [WAIT_FOR_CLIENTS]", "stop pgmux now, or after sessions finish", Access::Change,
        Runs::OnControl, shutdown_command},
   };

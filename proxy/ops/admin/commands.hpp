@@ -91,6 +91,7 @@ Answer set_backend_weight(const Input&, Context&);
 Answer kill_client(const Input&, Context&);
 Answer shutdown_command(const Input&, Context&);
 Answer switchover_command(const Input&, Context&);
+Answer check_consistency_command(const Input&, Context&);
 Answer explain_route(const Input&, Context&);
 
 // Shared by handlers: "backend index n" argument parsing with a clear error.

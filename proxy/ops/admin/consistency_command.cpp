@@ -1,0 +1,82 @@
+// CHECK CONSISTENCY [ON <database>] [table ...]: answered when every snapshot is summed
+// (proxy/control/consistency_check.hpp). One row per table and backend; a standby whose sum differs from the
+// primary's, or could not be read, has matches = f.
+#include <strings.h>
+
+#include "protocol/sqlstate.hpp"
+#include "proxy/control/control.hpp"
+#include "proxy/ops/admin/commands.hpp"
+#include "routing/topology.hpp"
+
+namespace pgmux::proxy::admin {
+namespace {
+
+// The database when no ON names one: the first configured database's server-side name.
+std::string default_database(const conf::Config& config) {
+  for (const conf::Database& d : config.databases) {
+    if (d.name != "*") return d.server_database.empty() ? d.name : d.server_database;
+  }
+  return config.health_check.database;
+}
+
+ResultSet report_rows(const ConsistencyReport& report) {
+  ResultSet r;
+  r.tag = "CHECK CONSISTENCY";
+  r.column("table").column("backend").column("role").column("lsn").column("rows", kInt8).column("checksum", kInt8);
+  r.column("matches", kBool).column("error");
+  for (const ConsistencyRow& row : report.rows) {
+    r.row().cell(row.table).cell(row.backend).cell(row.role);
+    if (row.lsn != 0) {
+      r.cell(routing::format_lsn(row.lsn));
+    } else {
+      r.null_cell();
+    }
+    if (row.sum) {
+      r.cell(row.sum->rows).cell(row.sum->checksum);
+    } else {
+      r.null_cell().null_cell();
+    }
+    r.cell(row.matches).cell(row.error);
+  }
+  return r;
+}
+
+}  // namespace
+
+Answer check_consistency_command(const Input& input, Context& context) {
+  std::vector<std::string> words;
+  for (const std::string& arg : input.args) {  // "a, b" and "a,b" name two tables
+    size_t start = 0;
+    while (start <= arg.size()) {
+      const size_t comma = arg.find(',', start);
+      const std::string word = arg.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!word.empty()) words.push_back(word);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  std::string database = default_database(*context.config);
+  if (!words.empty() && strcasecmp(words[0].c_str(), "ON") == 0) {
+    if (words.size() < 2) {
+      return Answer::fail(protocol::sqlstate::kSyntaxError, "ON needs a database name",
+                          "the syntax is CHECK CONSISTENCY [ON <database>] [table ...]");
+    }
+    database = words[1];
+    words.erase(words.begin(), words.begin() + 2);
+  }
+  context.control->consistency_check().start(database, words, [reply = context.reply](const ConsistencyReport& report) {
+    if (!report.sqlstate.empty()) {
+      Answer failed = Answer::fail(report.sqlstate, report.message, report.hint);
+      failed.notices = report.notices;
+      reply(failed);
+      return;
+    }
+    Answer done = Answer::of(report_rows(report));
+    done.notices = report.notices;
+    done.notices.push_back(report.message);
+    reply(done);
+  });
+  return Answer::deferred();
+}
+
+}  // namespace pgmux::proxy::admin
