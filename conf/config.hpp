@@ -176,6 +176,15 @@ struct TopologySource {
   bool operator==(const TopologySource&) const = default;
 };
 
+// The admin console's CHECK CONSISTENCY, run by pgmux itself every `interval` (0 = never), for the metrics
+// pgmux_consistency_* (alert on pgmux_consistency_differences).
+struct ConsistencyCheckSchedule {
+  double interval = 0;
+  std::string database;             // "" = the first configured database's server name
+  std::vector<std::string> tables;  // empty = every permanent table up to 64 MiB
+  bool operator==(const ConsistencyCheckSchedule&) const = default;
+};
+
 // "http://host:port[/]" (no TLS, no path): what topology.patroni_urls accepts.
 struct HttpUrl {
   std::string host;
@@ -242,6 +251,7 @@ struct Config {
   Switchover switchover;
   Failover failover;
   TopologySource topology;
+  ConsistencyCheckSchedule consistency_check;
   Tls tls;
 
   const User* find_user(std::string_view name) const;

@@ -362,6 +362,14 @@ TopologySource parse_topology(ObjectReader& root) {
   });
 }
 
+ConsistencyCheckSchedule parse_consistency_check(ObjectReader& root) {
+  return read_section<ConsistencyCheckSchedule>(root, "consistency_check", [](ObjectReader& r, auto& out) {
+    read_duration(r, "interval", out.interval, true);
+    assign(r.string("database"), out.database);
+    if (const Json* tables = r.get("tables")) out.tables = parse_name_list(*tables, r.pointer_of("tables"), r.diags());
+  });
+}
+
 MetricsListen parse_metrics_listen(ObjectReader& r) {
   MetricsListen m;
   std::optional<std::string> text = r.string("metrics_listen");
@@ -411,6 +419,7 @@ Config config_from_json(const Json& root, Diagnostics& diags) {
   c.switchover = parse_switchover(r);
   c.failover = parse_failover(r);
   c.topology = parse_topology(r);
+  c.consistency_check = parse_consistency_check(r);
   assign_int(r.integer("max_message_size", 1024, 1073741824), c.max_message_size);
   assign_int(r.integer("max_client_conn", 1, kIntMax), c.max_client_conn);
   assign_int(r.integer("max_auto_databases", 1, 1000000), c.max_auto_databases);

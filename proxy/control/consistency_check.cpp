@@ -65,15 +65,44 @@ size_t compare_table_sums(std::vector<ConsistencyRow>& rows) {
   return differences;
 }
 
-ConsistencyCheck::ConsistencyCheck(Control& control) : control_(control), timer_(make_uv_handle<uv_timer_t>(this)) {
+// The database when none is named: the first configured database's server-side name.
+std::string default_database(const conf::Config& config) {
+  for (const conf::Database& d : config.databases) {
+    if (d.name != "*") return d.server_database.empty() ? d.name : d.server_database;
+  }
+  return config.health_check.database;
+}
+
+ConsistencyCheck::ConsistencyCheck(Control& control)
+    : control_(control),
+      timer_(make_uv_handle<uv_timer_t>(this)),
+      schedule_timer_(make_uv_handle<uv_timer_t>(this)) {
   timer_->init(control_.loop());
+  schedule_timer_->init(control_.loop());
+}
+
+void ConsistencyCheck::schedule(const conf::ConsistencyCheckSchedule& schedule) {
+  if (schedule == schedule_) return;
+  schedule_ = schedule;
+  uv_timer_stop(schedule_timer_->get());
+  if (schedule_.interval <= 0) return;
+  const auto ms = static_cast<uint64_t>(std::llround(schedule_.interval * 1000));
+  uv_timer_start(schedule_timer_->get(), on_schedule, ms, ms);
+}
+
+void ConsistencyCheck::on_schedule(uv_timer_t* timer) {
+  ConsistencyCheck* self = UvTimer<ConsistencyCheck>::owner_of(timer);
+  if (self == nullptr || self->running() || self->control_.switchover().running()) return;
+  if (self->control_.shared().view.load()->primary < 0) return;  // nothing to compare with; the next tick may
+  self->start(self->schedule_.database, self->schedule_.tables, nullptr);
 }
 
 ConsistencyCheck::~ConsistencyCheck() {
   if (holding_) control_.prober().unfence(static_cast<size_t>(members_[0].index));
 }
 
-void ConsistencyCheck::start(const std::string& database, std::vector<std::string> tables, Reply reply) {
+void ConsistencyCheck::start(std::string database, std::vector<std::string> tables, Reply reply) {
+  if (!reply) reply = [](const ConsistencyReport&) {};
   if (running() || control_.switchover().running()) {
     reply({protocol::sqlstate::kObjectNotInPrerequisiteState,
            running() ? "a consistency check is already running" : "a switchover or failover is running", "", {}, {}, 0});
@@ -86,6 +115,7 @@ void ConsistencyCheck::start(const std::string& database, std::vector<std::strin
     return;
   }
   const auto config = control_.config();
+  if (database.empty()) database = default_database(*config);
   ++run_;
   reply_ = std::move(reply);
   database_ = database;
@@ -120,6 +150,16 @@ void ConsistencyCheck::start(const std::string& database, std::vector<std::strin
     return;
   }
   step_ = Step::Listing;
+  // The standbys' connections open while the tables are listed, so the hold does not wait for their logins.
+  waiting_to_hold_ = members_.size();  // the listing, and each standby
+  for (size_t m = 1; m < members_.size(); ++m) {
+    query(m, "SELECT 1", [this](const std::string&) { ready_to_hold(); },
+          [this, m](const std::string& error) {
+            members_[m].error = "cannot connect: " + error;
+            members_[m].excluded = true;
+            ready_to_hold();
+          });
+  }
   LOG_INFO("consistency check of database %s started (%zu standbys)", escape_for_log(database_).c_str(),
            members_.size() - 1);
   if (requested_.empty()) {
@@ -129,9 +169,13 @@ void ConsistencyCheck::start(const std::string& database, std::vector<std::strin
   }
 }
 
+void ConsistencyCheck::ready_to_hold() {
+  if (--waiting_to_hold_ == 0) hold();
+}
+
 void ConsistencyCheck::list_next_named(size_t i) {
   if (i == requested_.size()) {
-    hold();
+    ready_to_hold();
     return;
   }
   query(0, kNamedTableSql,
@@ -191,7 +235,7 @@ void ConsistencyCheck::list_all() {
                "database \"" + database_ + "\" has no permanent table to compare");
           return;
         }
-        hold();
+        ready_to_hold();
       });
 }
 
@@ -234,28 +278,46 @@ void ConsistencyCheck::on_drain_check(const std::vector<WorkerSnapshot>& snapsho
   after(kDrainCheckInterval, [this] { check_drained(); });
 }
 
+// Standbys only receive flushed WAL, and a commit made with synchronous_commit off (or anything else written after
+// the last commit) may sit unflushed for a while: a transaction of our own that writes WAL (a temporary table made
+// and dropped; one that only takes an xid commits asynchronously whatever the setting), committed with a local
+// flush, pushes the flush position past all of it first. L is then the flush position, which every standby reaches.
 void ConsistencyCheck::snapshot_primary() {
   step_ = Step::Snapshots;
-  // The insert position is past every commit that returned, even with synchronous_commit off.
+  const auto failed = [this](const std::string& error) {
+    fail(protocol::sqlstate::kObjectNotInPrerequisiteState,
+         "the snapshot on " + members_[0].name + " failed: " + error);
+  };
   query(0,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-        "SELECT pg_catalog.pg_current_wal_insert_lsn()::text",
-        [this](const std::string& value) {
-          const auto lsn = routing::parse_lsn(value);
-          if (!lsn) {
-            fail(protocol::sqlstate::kObjectNotInPrerequisiteState, "unexpected WAL position \"" + value + "\"");
-            return;
-          }
-          lsn_ = *lsn;
-          members_[0].lsn = lsn_;
-          members_[0].snapshotted = true;
-          pending_ = members_.size() - 1;
-          for (size_t m = 1; m < members_.size(); ++m) snapshot_standby(m);
+        "SET synchronous_commit TO local; CREATE TEMPORARY TABLE pgmux_consistency_flush (); "
+        "DROP TABLE pgmux_consistency_flush",
+        [this, failed](const std::string&) {
+          query(0,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                "SELECT pg_catalog.pg_current_wal_flush_lsn()::text",
+                [this](const std::string& value) { on_primary_snapshot(value); }, failed);
         },
-        [this](const std::string& error) {
-          fail(protocol::sqlstate::kObjectNotInPrerequisiteState,
-               "the snapshot on " + members_[0].name + " failed: " + error);
-        });
+        failed);
+}
+
+void ConsistencyCheck::on_primary_snapshot(const std::string& value) {
+  const auto lsn = routing::parse_lsn(value);
+  if (!lsn) {
+    fail(protocol::sqlstate::kObjectNotInPrerequisiteState, "unexpected WAL position \"" + value + "\"");
+    return;
+  }
+  lsn_ = *lsn;
+  members_[0].lsn = lsn_;
+  members_[0].snapshotted = true;
+  pending_ = 0;
+  for (size_t m = 1; m < members_.size(); ++m) pending_ += !members_[m].excluded;
+  if (pending_ == 0) {
+    release_hold();
+    return;
+  }
+  for (size_t m = 1; m < members_.size(); ++m) {
+    if (!members_[m].excluded) snapshot_standby(m);
+  }
 }
 
 // Waits on the server (a DO loop, bounded by catchup_timeout) until it replayed L, then takes its snapshot in a

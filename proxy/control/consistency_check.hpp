@@ -5,7 +5,7 @@
 //   Listing    the tables on the primary: the named ones (regclass), or every permanent user table up to
 //              kMaxTableBytes (the bigger ones are named in a notice)
 //   Draining   writes held as in a switchover (the primary fenced, Draining): transactions running there finish
-//   Snapshots  a REPEATABLE READ snapshot on the primary and its WAL insert position L; each standby, once it has
+//   Snapshots  a REPEATABLE READ snapshot on the primary and its WAL flush position L; each standby, once it has
 //              replayed L, a snapshot of its own. Then writes resume: the hold lasts milliseconds
 //   Summing    every table in every snapshot, backends in parallel
 //
@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "conf/config.hpp"
 #include "proxy/control/pg_query_connection.hpp"
 #include "proxy/net/uv_handle.hpp"
 
@@ -67,9 +68,12 @@ class ConsistencyCheck {
   ConsistencyCheck(const ConsistencyCheck&) = delete;
   ConsistencyCheck& operator=(const ConsistencyCheck&) = delete;
 
-  // `database` on the servers; `tables` as the user wrote them (empty: every table up to kMaxTableBytes).
-  void start(const std::string& database, std::vector<std::string> tables, Reply reply);
+  // `database` on the servers ("": the first configured database's); `tables` as the user wrote them (empty:
+  // every table up to kMaxTableBytes). `reply` may be empty (a scheduled run: the log and metrics report it).
+  void start(std::string database, std::vector<std::string> tables, Reply reply);
   bool running() const { return step_ != Step::Idle; }
+  // consistency_check.interval: a run every interval, skipped while one or a switchover runs; 0 stops them.
+  void schedule(const conf::ConsistencyCheckSchedule& schedule);
 
  private:
   enum class Step { Idle, Listing, Draining, Snapshots, Summing };
@@ -80,17 +84,20 @@ class ConsistencyCheck {
     std::unique_ptr<PgQueryConnection> conn;
     uint64_t lsn = 0;
     bool snapshotted = false;
+    bool excluded = false;  // could not connect: no snapshot will be taken there
     std::string error;
     double deadline = 0;
     size_t next_table = 0;
   };
 
+  void ready_to_hold();  // the listing or a standby's connection is done; the last one starts the hold
   void list_next_named(size_t i);
   void list_all();
   void hold();
   void check_drained();
   void on_drain_check(const std::vector<WorkerSnapshot>& snapshots);
   void snapshot_primary();
+  void on_primary_snapshot(const std::string& value);
   void snapshot_standby(size_t m);
   void standby_done(size_t m, std::string error);
   void release_hold();
@@ -104,6 +111,7 @@ class ConsistencyCheck {
              std::function<void(const std::string&)> on_error, std::optional<std::string> param = std::nullopt);
   void after(double seconds, std::function<void()> next);
   static void on_timer(uv_timer_t* timer);
+  static void on_schedule(uv_timer_t* timer);
 
   Control& control_;
   Step step_ = Step::Idle;
@@ -120,9 +128,12 @@ class ConsistencyCheck {
   double deadline_ = 0;
   uint64_t lsn_ = 0;
   size_t pending_ = 0;
+  size_t waiting_to_hold_ = 0;
   uint64_t run_ = 0;
   UvHandlePtr<uv_timer_t, ConsistencyCheck> timer_;
   std::function<void()> timer_next_;
+  UvHandlePtr<uv_timer_t, ConsistencyCheck> schedule_timer_;
+  conf::ConsistencyCheckSchedule schedule_;
   std::vector<std::string> sql_;     // statements in flight, per member (PgQueryConnection keeps a pointer)
 };
 

@@ -239,6 +239,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   }
   if (switchover_) switchover_->abandon_confirming();  // its standbys' positions may change meanwhile
   prober_->reconfigure(*next, disabled);
+  consistency_check_->schedule(next->consistency_check);
   catalog_loader_->start(next->routing.function_catalog_refresh);
   open_configured_catalogs(*next);
   // Workers take the config and the view matching its backend list in one step.
@@ -345,6 +346,7 @@ int Control::run() {
   for (auto& worker : workers_) shared_->workers.push_back(worker.get());
   for (auto& worker : workers_) worker->start();
   prober_->start();
+  consistency_check_->schedule(config->consistency_check);
   catalog_loader_->start(config->routing.function_catalog_refresh);
   for (const auto& listener : config->listeners) {
     LOG_INFO("pgmux %s listening on %s:%u with %d workers", PGMUX_VERSION, listener.host.c_str(),

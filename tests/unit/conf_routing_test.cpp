@@ -208,3 +208,19 @@ TEST_CASE("conf topology: parse_http_url") {
   CHECK_FALSE(parse_http_url("http://user@a:80"));
   CHECK_FALSE(parse_http_url("http://"));
 }
+
+TEST_CASE("conf consistency_check: off by default; interval, database and tables") {
+  const std::string base = R"({"backends": [{"host": "db1"}], "databases": [{"name": "app"}])";
+  const LoadResult defaults = parse_config(base + "}");
+  REQUIRE(defaults.ok());
+  CHECK(defaults.config->consistency_check.interval == 0);
+  const LoadResult set = parse_config(base + R"(, "consistency_check": {"interval": 300, "database": "app",
+      "tables": ["public.orders", "items"]}})");
+  INFO(all_errors(set));
+  REQUIRE(set.ok());
+  CHECK(set.config->consistency_check.interval == 300);
+  CHECK(set.config->consistency_check.database == "app");
+  CHECK(set.config->consistency_check.tables == std::vector<std::string>{"public.orders", "items"});
+  CHECK(all_errors(parse_config(base + R"(, "consistency_check": {"interval": -1}})")).find("/consistency_check/interval") == 0);
+  CHECK(all_errors(parse_config(base + R"(, "consistency_check": {"every": 1}})")).find("/consistency_check/every") == 0);
+}

@@ -11,14 +11,6 @@
 namespace pgmux::proxy::admin {
 namespace {
 
-// The database when no ON names one: the first configured database's server-side name.
-std::string default_database(const conf::Config& config) {
-  for (const conf::Database& d : config.databases) {
-    if (d.name != "*") return d.server_database.empty() ? d.name : d.server_database;
-  }
-  return config.health_check.database;
-}
-
 ResultSet report_rows(const ConsistencyReport& report) {
   ResultSet r;
   r.tag = "CHECK CONSISTENCY";
@@ -55,7 +47,7 @@ Answer check_consistency_command(const Input& input, Context& context) {
       start = comma + 1;
     }
   }
-  std::string database = default_database(*context.config);
+  std::string database;  // "": the first configured database's
   if (!words.empty() && strcasecmp(words[0].c_str(), "ON") == 0) {
     if (words.size() < 2) {
       return Answer::fail(protocol::sqlstate::kSyntaxError, "ON needs a database name",

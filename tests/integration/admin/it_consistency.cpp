@@ -179,6 +179,19 @@ TEST_CASE_FIXTURE(Fixture, "a standby that does not replay is reported as not ma
   const std::string metrics = metrics::http_get(metrics_port, "/metrics").body;
   CHECK(metrics::sample(metrics, "pgmux_consistency_checks_total{result=\"differences\"}") == 1);
   CHECK(metrics::sample(metrics, "pgmux_consistency_differences") == 1);
+
+  // consistency_check.interval (by RELOAD): pgmux runs it by itself, and the metrics follow.
+  json config = json::parse(std::ifstream(proxy->process()->config_path()));
+  config["consistency_check"] = {{"interval", 0.5}, {"database", kDb}, {"tables", {"pgbench_tellers"}}};
+  proxy->process()->write_config(config.dump(2));
+  exec(conn.get(), "RELOAD");
+  CHECK(routing::wait_until(
+      [&] {
+        const std::string text = metrics::http_get(metrics_port, "/metrics").body;
+        return metrics::sample(text, "pgmux_consistency_checks_total{result=\"consistent\"}") >= 2 &&
+               metrics::sample(text, "pgmux_consistency_differences") == 0;
+      },
+      10));
 }
 
 }  // namespace pgmux::test
