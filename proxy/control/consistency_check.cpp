@@ -458,23 +458,17 @@ void ConsistencyCheck::finish(ConsistencyReport report, const char* outcome) {
 
 void ConsistencyCheck::query(size_t m, const char* sql, std::function<void(const std::string&)> on_ok,
                              std::function<void(const std::string&)> on_error, std::optional<std::string> param) {
-  auto value = std::make_shared<std::string>();
   const uint64_t run = run_;
   const auto config = control_.config();
   const double timeout = step_ == Step::Snapshots && m > 0 ? config->switchover.catchup_timeout
                                                             : config->switchover.command_timeout;
-  members_[m].conn->start(
-      sql, timeout,
-      [value](const PGresult* result) {
-        if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0 && PQnfields(result) > 0) {
-          *value = PQgetvalue(result, 0, 0);
-        }
-        return std::string();
-      },
-      [this, run, value, on_ok = std::move(on_ok), on_error = std::move(on_error)](bool ok, const std::string& error) {
+  start_for_value(
+      *members_[m].conn, sql, timeout,
+      [this, run, on_ok = std::move(on_ok), on_error = std::move(on_error)](bool ok, const std::string& value,
+                                                                           const std::string& error) {
         if (run != run_) return;
         if (ok) {
-          on_ok(*value);
+          on_ok(value);
         } else {
           on_error(error);
         }

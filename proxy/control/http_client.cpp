@@ -5,9 +5,9 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <openssl/evp.h>
+#include <strings.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -130,11 +130,7 @@ bool send_all(int fd, std::string_view data, Clock::time_point deadline, double 
 }
 
 bool equals_ignoring_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  }
-  return true;
+  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
 // The response head: status and Content-Length (nullopt: read to the close). False when malformed.

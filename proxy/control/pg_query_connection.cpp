@@ -332,4 +332,20 @@ void PgQueryConnection::on_deadline(uv_timer_t* timer) {
   self->fail(text);
 }
 
+bool start_for_value(PgQueryConnection& connection, const char* sql, double timeout_seconds, ValueDone done,
+                     std::optional<std::string> param) {
+  auto value = std::make_shared<std::string>();
+  return connection.start(
+      sql, timeout_seconds,
+      [value](const PGresult* result) {
+        if (value->empty() && PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0 &&
+            PQnfields(result) > 0) {
+          *value = PQgetvalue(result, 0, 0);
+        }
+        return std::string();
+      },
+      [value, done = std::move(done)](bool ok, const std::string& error) { done(ok, *value, error); },
+      std::move(param));
+}
+
 }  // namespace pgmux::proxy

@@ -92,4 +92,11 @@ class PgQueryConnection {
   std::string error_;
 };
 
+// One statement (or a string of them) of which only the first row's first column matters: `done` gets it ("" when
+// no row came) or the error, unless `alive` says the caller moved on by then. False (and no callback) if a query
+// is in flight.
+using ValueDone = std::function<void(bool ok, const std::string& value, const std::string& error)>;
+bool start_for_value(PgQueryConnection& connection, const char* sql, double timeout_seconds, ValueDone done,
+                     std::optional<std::string> param = std::nullopt);
+
 }  // namespace pgmux::proxy

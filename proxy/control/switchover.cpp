@@ -422,24 +422,17 @@ void Switchover::finish(SwitchoverResult result, const char* outcome) {
 void Switchover::run_sql(PgQueryConnection& connection, const char* sql, double timeout,
                          std::function<void(const std::string&)> on_ok,
                          std::function<void(const std::string&)> on_error) {
-  auto value = std::make_shared<std::string>();
   const uint64_t run = run_;
-  connection.start(
-      sql, timeout,
-      [value](const PGresult* result) {
-        if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0 && PQnfields(result) > 0) {
-          *value = PQgetvalue(result, 0, 0);
-        }
-        return std::string();
-      },
-      [this, run, value, on_ok = std::move(on_ok), on_error = std::move(on_error)](bool ok, const std::string& error) {
-        if (run != run_) return;
-        if (ok) {
-          on_ok(*value);
-        } else {
-          on_error(error);
-        }
-      });
+  start_for_value(connection, sql, timeout,
+                  [this, run, on_ok = std::move(on_ok), on_error = std::move(on_error)](
+                      bool ok, const std::string& value, const std::string& error) {
+                    if (run != run_) return;
+                    if (ok) {
+                      on_ok(value);
+                    } else {
+                      on_error(error);
+                    }
+                  });
 }
 
 void Switchover::run_command(const std::string& command_template, const routing::BackendStatus& on,
