@@ -18,8 +18,9 @@ source scripts/test-lib.sh  # timed, stop_leftovers
 asan_dir="${ASAN_BUILD_DIR:-build-asan}"
 tsan_dir="${TSAN_BUILD_DIR:-build-tsan}"
 fuzz_seconds="${PGMUX_FUZZ_SECONDS:-60}"
-# Multi-worker tests where workers, the control loop and the prober share state (every test runs 2 workers).
-tsan_tests='^(it_reload_.*|it_concurrency|it_prober|it_cancel|it_shutdown|it_routing_failover)$'
+# Multi-worker tests where workers, the control loop and the prober share state (every test runs 2 workers), and
+# the Patroni source, whose HTTP requests run in libuv's thread pool.
+tsan_tests='^(it_reload_.*|it_concurrency|it_prober|it_cancel|it_shutdown|it_routing_failover|it_routing_patroni)$'
 stages=()
 suite_args=()
 for arg in "$@"; do
