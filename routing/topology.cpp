@@ -275,7 +275,9 @@ void Topology::assign_roles(std::vector<std::string>& fence_reasons, std::vector
       alarms.push_back(b.spec.name + " is not in recovery on an older timeline (" +
                        std::to_string(b.last.timeline) + "): fenced until it rejoins as a standby");
     } else if (std::string refusal = dcs_refusal(i); !refusal.empty()) {
-      b.role = Role::Fenced;
+      // Another member is the leader: an old primary, fenced (its servers close). No leader known yet: its role
+      // is unknown, so writes wait, but its servers stay (Patroni is likely to name it again).
+      b.role = dcs_.leader_index >= 0 ? Role::Fenced : Role::Unknown;
       fence_reasons[i] = std::move(refusal);
       if (dcs_.leader_index >= 0) {
         alarms.push_back(b.spec.name + " is out of recovery but Patroni's leader is " + dcs_.leader + ": fenced");
@@ -394,7 +396,7 @@ void Topology::recompute(double now) {
     previous_roles.push_back(b.role);
     previous_readable.push_back(b.readable);
   }
-  std::vector<std::string> fence_reasons(backends_.size());
+  std::vector<std::string> fence_reasons(backends_.size());  // also why a reachable backend's role is unknown
   match_dcs_members(alarms);
   assign_roles(fence_reasons, alarms);
   choose_primary(alarms);
@@ -406,7 +408,11 @@ void Topology::recompute(double now) {
     std::string reason;
     switch (b.role) {
       case Role::Unknown:
-        reason = b.failed_probes > 0 ? "not reachable yet: " + b.last_error : "not probed yet";
+        if (!fence_reasons[i].empty()) {
+          reason = "primary role not confirmed: " + fence_reasons[i];
+        } else {
+          reason = b.failed_probes > 0 ? "not reachable yet: " + b.last_error : "not probed yet";
+        }
         break;
       case Role::Down:
         reason = "down: " + (b.last_error.empty() ? std::string("no answer") : b.last_error);

@@ -63,6 +63,9 @@ void Topology::match_dcs_members(std::vector<std::string>& alarms) {
 
 std::string Topology::dcs_refusal(size_t index) const {
   if (!dcs_.enabled) return {};
+  // Maintenance mode: Patroni promotes nobody and its leader key may lapse; the operator runs the cluster, and
+  // pgmux's own rules (one server out of recovery, timelines) decide meanwhile.
+  if (dcs_.answered && dcs_.cluster.paused && dcs_.leader.empty()) return {};
   if (!dcs_.answered) return "Patroni has not named a leader yet" + (dcs_.error.empty() ? "" : " (" + dcs_.error + ")");
   if (dcs_.leader.empty()) return "Patroni names no leader";
   if (dcs_.leader_index != static_cast<int>(index)) return "not Patroni's leader (" + dcs_.leader + " is)";

@@ -17,6 +17,7 @@ namespace {
 
 using FenceStage = routing::BackendStatus::FenceStage;
 constexpr double kDrainCheckInterval = 0.05;  // seconds between looks at the primary's running transactions
+constexpr double kCatchUpPoll = 0.005;        // seconds between a standby's replay positions while writes wait
 
 // Permanent user tables (unlogged and temporary ones are not replicated), with their size.
 constexpr const char* kAllTablesSql =
@@ -28,6 +29,11 @@ constexpr const char* kNamedTableSql =
     "SELECT c.oid::pg_catalog.regclass::text || ' ' || c.relpersistence::text || c.relkind::text "
     "FROM pg_catalog.pg_class c "
     "WHERE c.oid = pg_catalog.to_regclass($1)";
+
+// row::text must read the same on every server whatever its own settings.
+constexpr const char* kSessionSettings =
+    "SET TimeZone TO 'UTC'; SET DateStyle TO ISO; SET IntervalStyle TO postgres; SET extra_float_digits TO 3; "
+    "SET bytea_output TO hex";
 
 std::string ms_text(double seconds) {
   char text[32];
@@ -115,6 +121,13 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
     return;
   }
   const auto config = control_.config();
+  if (config->routing.failover_timeout <= kHoldCatchUpLimit) {
+    reply({protocol::sqlstate::kObjectNotInPrerequisiteState,
+           "routing.failover_timeout is " + std::to_string(config->routing.failover_timeout) +
+               " s: writes held while the snapshots are taken would fail",
+           "set routing.failover_timeout above " + std::to_string(kHoldCatchUpLimit) + " s", {}, {}, 0});
+    return;
+  }
   if (database.empty()) database = default_database(*config);
   ++run_;
   reply_ = std::move(reply);
@@ -130,12 +143,19 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
     const routing::BackendStatus& b = view->backends[i];
     const bool primary = static_cast<int>(i) == view->primary;
     if (!primary && !(b.role == routing::Role::Standby && b.reachable)) continue;
+    // A standby out of the read set for lag or timeline would hold writes while it catches up: reported, not
+    // compared. One the operator disabled is compared (it may be caught up).
+    if (!primary && !b.readable && !b.spec.disabled) {
+      notices_.push_back("not compared: " + b.spec.name + " (" + b.excluded_reason + ")");
+      continue;
+    }
     Member m;
     m.index = static_cast<int>(i);
     m.name = b.spec.name;
     m.primary = primary;
     m.conn = std::make_unique<PgQueryConnection>(
         control_.loop(), probe_target(*config, b.spec.host, b.spec.port, database), "pgmux consistency check");
+    m.conn->stay_in_session();  // a query after BEGIN must not run again outside the snapshot
     if (primary) {
       primary_timeline_ = b.last.timeline;
       members_.insert(members_.begin(), std::move(m));
@@ -153,7 +173,7 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
   // The standbys' connections open while the tables are listed, so the hold does not wait for their logins.
   waiting_to_hold_ = members_.size();  // the listing, and each standby
   for (size_t m = 1; m < members_.size(); ++m) {
-    query(m, "SELECT 1", [this](const std::string&) { ready_to_hold(); },
+    query(m, kSessionSettings, [this](const std::string&) { ready_to_hold(); },
           [this, m](const std::string& error) {
             members_[m].error = "cannot connect: " + error;
             members_[m].excluded = true;
@@ -167,6 +187,10 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
   } else {
     list_next_named(0);
   }
+}
+
+double ConsistencyCheck::hold_catch_up_limit() const {
+  return std::min(kHoldCatchUpLimit, control_.config()->switchover.catchup_timeout);
 }
 
 void ConsistencyCheck::ready_to_hold() {
@@ -288,9 +312,10 @@ void ConsistencyCheck::snapshot_primary() {
     fail(protocol::sqlstate::kObjectNotInPrerequisiteState,
          "the snapshot on " + members_[0].name + " failed: " + error);
   };
-  query(0,
-        "SET synchronous_commit TO local; CREATE TEMPORARY TABLE pgmux_consistency_flush (); "
-        "DROP TABLE pgmux_consistency_flush",
+  sql_[0] = std::string(kSessionSettings) +
+            "; SET synchronous_commit TO local; CREATE TEMPORARY TABLE pgmux_consistency_flush (); "
+            "DROP TABLE pgmux_consistency_flush";
+  query(0, sql_[0].c_str(),
         [this, failed](const std::string&) {
           query(0,
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
@@ -320,28 +345,53 @@ void ConsistencyCheck::on_primary_snapshot(const std::string& value) {
   }
 }
 
-// Waits on the server (a DO loop, bounded by catchup_timeout) until it replayed L, then takes its snapshot in a
-// transaction of its own (a REPEATABLE READ snapshot is taken by the first statement after BEGIN).
+// Asks each standby for its replay position every kCatchUpPoll until it has replayed L (or the hold's bound
+// passes), then takes its snapshot in a transaction of its own (the first statement after BEGIN takes it). The
+// wait is short statements from here, not a loop on the server: a statement running there holds a snapshot, and
+// replaying a cleanup record that conflicts with it would wait for it (max_standby_streaming_delay).
 void ConsistencyCheck::snapshot_standby(size_t m) {
+  members_[m].deadline = monotonic_seconds() + hold_catch_up_limit();
+  check_replayed(m);
+}
+
+void ConsistencyCheck::check_replayed(size_t m) {
   const std::string lsn = routing::format_lsn(lsn_);
-  sql_[m] = "DO $pgmux$ BEGIN WHILE pg_catalog.pg_last_wal_replay_lsn() < '" + lsn +
-            "'::pg_catalog.pg_lsn LOOP PERFORM pg_catalog.pg_sleep(0.005); END LOOP; END $pgmux$";
-  const auto failed = [this, m, lsn](const std::string& error) {
-    standby_done(m, "no snapshot at " + lsn + " within switchover.catchup_timeout: " + error);
-  };
+  sql_[m] = "SELECT pg_catalog.pg_last_wal_replay_lsn()::text";
   query(m, sql_[m].c_str(),
-        [this, m, failed](const std::string&) {
-          query(m,
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                "SELECT pg_catalog.pg_last_wal_replay_lsn()::text",
-                [this, m](const std::string& value) {
-                  members_[m].lsn = routing::parse_lsn(value).value_or(0);
-                  members_[m].snapshotted = true;
-                  standby_done(m, "");
-                },
-                failed);
+        [this, m, lsn](const std::string& value) {
+          const auto replayed = routing::parse_lsn(value);
+          if (replayed && *replayed >= lsn_) {
+            take_standby_snapshot(m);
+          } else if (monotonic_seconds() >= members_[m].deadline) {
+            standby_done(m, "no snapshot at " + lsn + ": replayed only up to " + value + " after " +
+                                ms_text(hold_catch_up_limit()));
+          } else {
+            members_[m].catching_up = true;
+            after(kCatchUpPoll, [this] { recheck_catching_up(); });
+          }
         },
-        failed);
+        [this, m, lsn](const std::string& error) { standby_done(m, "no snapshot at " + lsn + ": " + error); });
+}
+
+void ConsistencyCheck::recheck_catching_up() {
+  for (size_t m = 1; m < members_.size(); ++m) {
+    if (!members_[m].catching_up) continue;
+    members_[m].catching_up = false;
+    check_replayed(m);
+  }
+}
+
+void ConsistencyCheck::take_standby_snapshot(size_t m) {
+  query(m,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_catalog.pg_last_wal_replay_lsn()::text",
+        [this, m](const std::string& value) {
+          members_[m].lsn = routing::parse_lsn(value).value_or(0);
+          members_[m].snapshotted = true;
+          standby_done(m, "");
+        },
+        [this, m](const std::string& error) {
+          standby_done(m, "no snapshot at " + routing::format_lsn(lsn_) + ": " + error);
+        });
 }
 
 void ConsistencyCheck::standby_done(size_t m, std::string error) {
@@ -390,7 +440,15 @@ void ConsistencyCheck::sum_next(size_t m) {
           record(sum, sum ? "" : "unexpected answer \"" + value + "\"");
         },
         [this, m, record](const std::string& error) {
-          // The snapshot is gone with the transaction: nothing more to read there.
+          // The snapshot is gone with the transaction: the tables left cannot be read in it either.
+          for (size_t t = members_[m].next_table; t < tables_.size(); ++t) {
+            ConsistencyRow lost;
+            lost.table = tables_[t];
+            lost.backend = members_[m].name;
+            lost.role = members_[m].primary ? "primary" : "standby";
+            lost.error = "not read: the snapshot ended with an earlier table's error";
+            rows_.push_back(std::move(lost));
+          }
           members_[m].next_table = tables_.size();
           record(std::nullopt, error);
         });
@@ -460,7 +518,7 @@ void ConsistencyCheck::query(size_t m, const char* sql, std::function<void(const
                              std::function<void(const std::string&)> on_error, std::optional<std::string> param) {
   const uint64_t run = run_;
   const auto config = control_.config();
-  const double timeout = step_ == Step::Snapshots && m > 0 ? config->switchover.catchup_timeout
+  const double timeout = step_ == Step::Snapshots && m > 0 ? hold_catch_up_limit() + 1
                                                             : config->switchover.command_timeout;
   start_for_value(
       *members_[m].conn, sql, timeout,

@@ -62,6 +62,9 @@ class ConsistencyCheck {
  public:
   using Reply = std::function<void(const ConsistencyReport&)>;
   static constexpr int64_t kMaxTableBytes = 64ll << 20;
+  // While writes are held, a standby gets at most this long (or switchover.catchup_timeout, if shorter) to replay
+  // the snapshot's position; then it is reported as not matching and writes resume.
+  static constexpr double kHoldCatchUpLimit = 2;
 
   explicit ConsistencyCheck(Control& control);
   ~ConsistencyCheck();
@@ -72,6 +75,9 @@ class ConsistencyCheck {
   // every table up to kMaxTableBytes). `reply` may be empty (a scheduled run: the log and metrics report it).
   void start(std::string database, std::vector<std::string> tables, Reply reply);
   bool running() const { return step_ != Step::Idle; }
+  // A reload or a switchover must wait while it holds writes or is about to (backends named by position);
+  // summing in the snapshots needs neither.
+  bool blocks_changes() const { return step_ != Step::Idle && step_ < Step::Summing; }
   // consistency_check.interval: a run every interval, skipped while one or a switchover runs; 0 stops them.
   void schedule(const conf::ConsistencyCheckSchedule& schedule);
 
@@ -84,12 +90,14 @@ class ConsistencyCheck {
     std::unique_ptr<PgQueryConnection> conn;
     uint64_t lsn = 0;
     bool snapshotted = false;
-    bool excluded = false;  // could not connect: no snapshot will be taken there
+    bool excluded = false;     // could not connect: no snapshot will be taken there
+    bool catching_up = false;  // behind L: asked again at the next catch-up poll
     std::string error;
     double deadline = 0;
     size_t next_table = 0;
   };
 
+  double hold_catch_up_limit() const;
   void ready_to_hold();  // the listing or a standby's connection is done; the last one starts the hold
   void list_next_named(size_t i);
   void list_all();
@@ -99,6 +107,9 @@ class ConsistencyCheck {
   void snapshot_primary();
   void on_primary_snapshot(const std::string& value);
   void snapshot_standby(size_t m);
+  void check_replayed(size_t m);
+  void recheck_catching_up();
+  void take_standby_snapshot(size_t m);
   void standby_done(size_t m, std::string error);
   void release_hold();
   void sum_next(size_t m);

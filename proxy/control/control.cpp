@@ -197,7 +197,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   const bool held = switchover_ && switchover_->holds_reload();
   const std::string running = switchover_running() ? "a SWITCHOVER" : "a failover";
   if (held) refused.push_back(running + " is running: reload once it has answered");
-  if (consistency_check_ && consistency_check_->running()) {
+  if (consistency_check_ && consistency_check_->blocks_changes()) {
     refused.push_back("a CHECK CONSISTENCY is running: reload once it has answered");
   }
   // The certificate files are read again at every reload (a renewed certificate is picked up); files that do

@@ -96,8 +96,10 @@ int connect_to(const HttpRequestSpec& spec, Clock::time_point deadline, std::str
 }
 
 std::string request_text(const HttpRequestSpec& spec) {
-  std::string text = spec.method + " " + spec.path + " HTTP/1.1\r\nHost: " + spec.url.host + ":" +
-                     std::to_string(spec.url.port) + "\r\nConnection: close\r\nAccept: application/json\r\n";
+  const bool v6 = spec.url.host.find(':') != std::string::npos;  // an IPv6 literal goes in brackets
+  std::string text = spec.method + " " + spec.path + " HTTP/1.1\r\nHost: " + (v6 ? "[" : "") + spec.url.host +
+                     (v6 ? "]:" : ":") + std::to_string(spec.url.port) +
+                     "\r\nConnection: close\r\nAccept: application/json\r\n";
   if (!spec.basic_auth.empty()) {
     std::string encoded(4 * ((spec.basic_auth.size() + 2) / 3) + 1, '\0');
     const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),

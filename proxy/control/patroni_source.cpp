@@ -79,7 +79,12 @@ void PatroniSource::configure(const conf::TopologySource& source) {
     stop();
     return;
   }
-  if (urls_changed) preferred_ = 0;
+  if (urls_changed) {
+    preferred_ = 0;
+    // A request out indexes the old list: drop it (its round restarts at the next tick).
+    if (call_) call_->cancel();
+    call_.reset();
+  }
   running_ = true;
   // Every tick starts a round unless one is out; the first one at once.
   uv_timer_start(timer_->get(), on_tick, was_running ? to_ms(source_.poll_interval) : 0, to_ms(source_.poll_interval));

@@ -267,7 +267,7 @@ void PgQueryConnection::close_connection() {
 }
 
 void PgQueryConnection::fail(std::string error) {
-  if (reused_ && (state_ == State::Sending || state_ == State::Waiting)) {
+  if (reused_ && retry_on_fresh_connection_ && (state_ == State::Sending || state_ == State::Waiting)) {
     // The kept-open connection died while idle (server restart, pg_terminate_backend): that says nothing about
     // the server now, so try once more on a fresh connection within the same deadline.
     reused_ = false;

@@ -52,6 +52,9 @@ class PgQueryConnection {
   bool start(const char* sql, double timeout_seconds, OnResult on_result, Done done,
              std::optional<std::string> param = std::nullopt);
   bool busy() const { return state_ != State::Idle && state_ != State::Ready; }
+  // A query on a kept-open connection that died is normally tried once more on a fresh one. Callers whose
+  // queries rely on the session (an open transaction's snapshot) turn that off: the query fails instead.
+  void stay_in_session() { retry_on_fresh_connection_ = false; }
   bool connected() const { return conn_ != nullptr && state_ != State::Connecting; }
   const ProbeTarget& target() const { return target_; }
 
@@ -89,12 +92,12 @@ class PgQueryConnection {
   OnResult on_result_;
   Done done_;
   bool reused_ = false;  // this query runs on a connection kept open from an earlier one
+  bool retry_on_fresh_connection_ = true;
   std::string error_;
 };
 
-// One statement (or a string of them) of which only the first row's first column matters: `done` gets it ("" when
-// no row came) or the error, unless `alive` says the caller moved on by then. False (and no callback) if a query
-// is in flight.
+// One statement (or a string of them) of which only the first row's first column matters: `done` gets the first
+// row set's first value ("" when no row came) or the error. False (and no callback) if a query is in flight.
 using ValueDone = std::function<void(bool ok, const std::string& value, const std::string& error)>;
 bool start_for_value(PgQueryConnection& connection, const char* sql, double timeout_seconds, ValueDone done,
                      std::optional<std::string> param = std::nullopt);

@@ -79,7 +79,7 @@ void Switchover::start(const std::string& target_name, Reply reply) {
            {}});
     return;
   }
-  if (control_.consistency_check().running()) {
+  if (control_.consistency_check().blocks_changes()) {
     reply({protocol::sqlstate::kObjectNotInPrerequisiteState, "a CHECK CONSISTENCY is running",
            "wait for its answer (writes are held only while it takes its snapshots)", {}});
     return;

@@ -50,8 +50,9 @@ TEST_CASE("topology dcs: no primary before Patroni's first answer, then its lead
   t.on_probe_ok(0, primary_probe(1000), 1.0);
   t.on_probe_ok(1, standby_probe(1000), 1.0);
   CHECK(t.view()->primary == -1);
-  CHECK(t.view()->backends[0].role == Role::Fenced);
-  CHECK(t.view()->backends[0].excluded_reason == "fenced: Patroni has not named a leader yet");
+  CHECK(t.view()->backends[0].role == Role::Unknown);  // not fenced: its servers stay while writes wait
+  CHECK(t.view()->backends[0].excluded_reason ==
+        "primary role not confirmed: Patroni has not named a leader yet");
   CHECK(t.view()->backends[1].readable);  // reads go on meanwhile
 
   t.on_dcs_cluster(cluster({member("node1", "leader", 5432), member("node2", "replica", 5433)}), "http://x:8008", 2.0);
@@ -118,7 +119,13 @@ TEST_CASE("topology dcs: no leader named (a failover in progress) means no prima
   t.on_probe_ok(0, primary_probe(1000), 1.0);
   t.on_dcs_cluster(cluster({member("node1", "replica", 5432), member("node2", "replica", 5433)}), "u", 1.0);
   CHECK(t.view()->primary == -1);
-  CHECK(t.view()->backends[0].excluded_reason == "fenced: Patroni names no leader");
+  CHECK(t.view()->backends[0].role == Role::Unknown);
+  CHECK(t.view()->backends[0].excluded_reason == "primary role not confirmed: Patroni names no leader");
+  // Maintenance mode without a leader: pgmux's own rules decide.
+  DcsCluster paused = cluster({member("node1", "replica", 5432), member("node2", "replica", 5433)});
+  paused.paused = true;
+  t.on_dcs_cluster(paused, "u", 2.0);
+  CHECK(t.view()->primary == 0);
 }
 
 TEST_CASE("topology dcs: Patroni unreachable keeps its last answer, with an alarm") {
