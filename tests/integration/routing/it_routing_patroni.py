@@ -239,16 +239,21 @@ def act4(work):
     if promoted_at is None:
         return
     for label, port in (("A", PORT_A), ("B", PORT_B)):
-        landed = None
+        landed, on_old = None, 0
         while time.monotonic() < promoted_at + 10:
             landed = write_port(port)
             if landed == NODE_PORT["node2"]:
                 break
-            check(landed != NODE_PORT["node1"] or time.monotonic() < promoted_at + POLL + 2,
-                  f"no write through {label} lands on node1 after Patroni promoted node2")
+            if landed == NODE_PORT["node1"]:
+                # Until pgmux's next poll sees the new leader, the old primary still looks like Patroni's leader:
+                # such writes are on a timeline Patroni abandoned (README: the poll interval is the window).
+                on_old += 1
+                check(time.monotonic() < promoted_at + POLL + 1.5,
+                      f"no write through {label} lands on node1 later than a poll after Patroni promoted node2")
             time.sleep(0.05)
         gap = time.monotonic() - promoted_at
-        print(f"      {label}: first write on node2 {gap:.2f} s after it left recovery", flush=True)
+        print(f"      {label}: first write on node2 {gap:.2f} s after it left recovery; {on_old} write(s) on node1 "
+              "before that", flush=True)
         check(landed == NODE_PORT["node2"] and gap < POLL + 3, f"{label} followed within a poll (and a probe round)")
         roles = backends(port)
         check(roles["node1"]["role"] == "fenced", f"{label} fences node1 ({roles['node1']['excluded_reason']})")
