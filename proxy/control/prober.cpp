@@ -195,6 +195,13 @@ void Prober::on_probe_done(size_t index, bool ok, const routing::ProbeResult& re
     probe_observer_(topology_.view()->backends[index].spec.name, now - probe_started_[index]);
   }
   if (ok) {
+    // A standby out of recovery that Patroni does not name leader: a promotion Patroni may have made since its
+    // last answer. Ask now rather than at the next poll, so writes leave the old primary sooner.
+    const routing::BackendsView& before = *topology_.view();
+    if (before.dcs.enabled && !result.in_recovery && before.backends[index].last.in_recovery &&
+        before.dcs.leader_index != static_cast<int>(index)) {
+      patroni_.poll_now();
+    }
     topology_.on_probe_ok(index, result, now);
   } else {
     LOG_DEBUG("probe of backend %s failed: %s", topology_.view()->backends[index].spec.name.c_str(), error.c_str());
