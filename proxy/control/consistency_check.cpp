@@ -71,6 +71,7 @@ size_t compare_table_sums(std::vector<ConsistencyRow>& rows) {
   return differences;
 }
 
+namespace {
 // The database when none is named: the first configured database's server-side name.
 std::string default_database(const conf::Config& config) {
   for (const conf::Database& d : config.databases) {
@@ -78,6 +79,7 @@ std::string default_database(const conf::Config& config) {
   }
   return config.health_check.database;
 }
+}  // namespace
 
 ConsistencyCheck::ConsistencyCheck(Control& control)
     : control_(control),
@@ -139,9 +141,29 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
   members_.clear();
   sql_.clear();
   lsn_ = 0;
-  for (size_t i = 0; i < view->backends.size(); ++i) {
-    const routing::BackendStatus& b = view->backends[i];
-    const bool primary = static_cast<int>(i) == view->primary;
+  add_members(*view, *config);
+  sql_.resize(members_.size());
+  if (members_.size() < 2) {
+    fail(protocol::sqlstate::kObjectNotInPrerequisiteState, "no reachable standby to compare with the primary",
+         "SHOW BACKENDS shows the standbys' state");
+    return;
+  }
+  step_ = Step::Listing;
+  open_standby_sessions();
+  LOG_INFO("consistency check of database %s started (%zu standbys)", escape_for_log(database_).c_str(),
+           members_.size() - 1);
+  if (requested_.empty()) {
+    list_all();
+  } else {
+    list_next_named(0);
+  }
+}
+
+// The primary first, then every reachable standby in the read set (or disabled by the operator).
+void ConsistencyCheck::add_members(const routing::BackendsView& view, const conf::Config& config) {
+  for (size_t i = 0; i < view.backends.size(); ++i) {
+    const routing::BackendStatus& b = view.backends[i];
+    const bool primary = static_cast<int>(i) == view.primary;
     if (!primary && !(b.role == routing::Role::Standby && b.reachable)) continue;
     // A standby out of the read set for lag or timeline would hold writes while it catches up: reported, not
     // compared. One the operator disabled is compared (it may be caught up).
@@ -154,7 +176,7 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
     m.name = b.spec.name;
     m.primary = primary;
     m.conn = std::make_unique<PgQueryConnection>(
-        control_.loop(), probe_target(*config, b.spec.host, b.spec.port, database), "pgmux consistency check");
+        control_.loop(), probe_target(config, b.spec.host, b.spec.port, database_), "pgmux consistency check");
     m.conn->stay_in_session();  // a query after BEGIN must not run again outside the snapshot
     if (primary) {
       primary_timeline_ = b.last.timeline;
@@ -163,14 +185,10 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
       members_.push_back(std::move(m));
     }
   }
-  sql_.resize(members_.size());
-  if (members_.size() < 2) {
-    fail(protocol::sqlstate::kObjectNotInPrerequisiteState, "no reachable standby to compare with the primary",
-         "SHOW BACKENDS shows the standbys' state");
-    return;
-  }
-  step_ = Step::Listing;
-  // The standbys' connections open while the tables are listed, so the hold does not wait for their logins.
+}
+
+// The standbys' connections open while the tables are listed, so the hold does not wait for their logins.
+void ConsistencyCheck::open_standby_sessions() {
   waiting_to_hold_ = members_.size();  // the listing, and each standby
   for (size_t m = 1; m < members_.size(); ++m) {
     query(m, kSessionSettings, [this](const std::string&) { ready_to_hold(); },
@@ -179,13 +197,6 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
             members_[m].excluded = true;
             ready_to_hold();
           });
-  }
-  LOG_INFO("consistency check of database %s started (%zu standbys)", escape_for_log(database_).c_str(),
-           members_.size() - 1);
-  if (requested_.empty()) {
-    list_all();
-  } else {
-    list_next_named(0);
   }
 }
 

@@ -22,6 +22,7 @@
 #include "conf/config.hpp"
 #include "proxy/control/pg_query_connection.hpp"
 #include "proxy/net/uv_handle.hpp"
+#include "routing/topology.hpp"
 
 namespace pgmux::proxy {
 
@@ -97,6 +98,8 @@ class ConsistencyCheck {
     size_t next_table = 0;
   };
 
+  void add_members(const routing::BackendsView& view, const conf::Config& config);
+  void open_standby_sessions();
   double hold_catch_up_limit() const;
   void ready_to_hold();  // the listing or a standby's connection is done; the last one starts the hold
   void list_next_named(size_t i);
