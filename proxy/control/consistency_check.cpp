@@ -287,14 +287,10 @@ void ConsistencyCheck::hold() {
 }
 
 void ConsistencyCheck::check_drained() {
-  Control* control = &control_;
   const uint64_t run = run_;
-  gather_snapshots(
-      control_.shared(),
-      [control](std::function<void()> fn) { control->post([fn = std::move(fn)](Control&) { fn(); }); },
-      [this, run](std::vector<WorkerSnapshot> snapshots) {
-        if (run == run_ && step_ == Step::Draining) on_drain_check(snapshots);
-      });
+  control_.gather_worker_snapshots([this, run](std::vector<WorkerSnapshot> snapshots) {
+    if (run == run_ && step_ == Step::Draining) on_drain_check(snapshots);
+  });
 }
 
 void ConsistencyCheck::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {

@@ -10,6 +10,7 @@
 #include "proxy/net/listen_socket.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/ops/metrics_http.hpp"
+#include "proxy/ops/snapshot.hpp"
 #include "proxy/ops/sd_notify.hpp"
 #include "proxy/control/worker.hpp"
 
@@ -160,6 +161,12 @@ void Control::open_configured_catalogs(const conf::Config& config) {
   for (const conf::Database& d : config.databases) {
     if (d.name != "*") shared_->catalogs.slot_for(d.server_database.empty() ? d.name : d.server_database);
   }
+}
+
+void Control::gather_worker_snapshots(std::function<void(std::vector<WorkerSnapshot>)> done) {
+  gather_snapshots(
+      *shared_, [this](std::function<void()> fn) { post([fn = std::move(fn)](Control&) { fn(); }); },
+      std::move(done));
 }
 
 void Control::publish_view(const Prober::View& view) {

@@ -26,6 +26,7 @@ namespace pgmux::proxy {
 
 class Worker;
 class MetricsHttpServer;
+struct WorkerSnapshot;
 
 struct ReloadOutcome {
   bool ok = false;
@@ -65,6 +66,9 @@ class Control {
   void stop(bool graceful, const std::string& why);
   // Thread-safe: a probe round as soon as possible (a worker could not connect to the primary).
   void request_probe_round();
+  // Every worker's snapshot, delivered on the control loop (proxy/ops/snapshot.hpp): a worker takes its snapshot
+  // after everything posted to it before, so after any view published before this call.
+  void gather_worker_snapshots(std::function<void(std::vector<WorkerSnapshot>)> done);
   // auth_query lookups (a worker posts here for a user the config does not list).
   AuthLookup& auth_lookup() { return *auth_lookup_; }
   Prober& prober() { return *prober_; }

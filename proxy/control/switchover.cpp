@@ -144,15 +144,11 @@ void Switchover::hold() {
 void Switchover::check_drained() {
   if (drain_check_running_) return;
   drain_check_running_ = true;
-  Control* control = &control_;
   const uint64_t run = run_;
-  gather_snapshots(
-      control_.shared(),
-      [control](std::function<void()> fn) { control->post([fn = std::move(fn)](Control&) { fn(); }); },
-      [this, run](std::vector<WorkerSnapshot> snapshots) {
-        drain_check_running_ = false;
-        if (run == run_ && step_ == Step::Draining) on_drain_check(snapshots);
-      });
+  control_.gather_worker_snapshots([this, run](std::vector<WorkerSnapshot> snapshots) {
+    drain_check_running_ = false;
+    if (run == run_ && step_ == Step::Draining) on_drain_check(snapshots);
+  });
 }
 
 void Switchover::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {
