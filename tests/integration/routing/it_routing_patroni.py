@@ -129,7 +129,7 @@ def pgbench_result(proc, label):
     out, _ = proc.communicate(timeout=120)
     processed = re.search(r"number of transactions actually processed: (\d+)", out)
     failed = re.search(r"number of failed transactions: (\d+)", out)
-    aborted = len(re.findall(r"aborted", out))
+    aborted = len(re.findall(r"client \d+ (?:script \d+ )?aborted", out))
     print(f"      {label}: processed {processed and processed.group(1)}, failed {failed and failed.group(1)}, "
           f"aborted clients {aborted}", flush=True)
     return out, int(processed.group(1)) if processed else 0, int(failed.group(1)) if failed else -1, aborted
