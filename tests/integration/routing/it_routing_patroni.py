@@ -3,9 +3,10 @@
 (tests/support/patroni_cluster.sh) and two pgmux instances in front of it: A in transaction pooling, B in session
 pooling, both following Patroni.
 
-  act 1  both see node1 (Patroni's leader) as the primary; writes through either land there
+  act 1  both see node1 (Patroni's leader) as the primary, in SHOW BACKENDS and the metrics; writes land there
   act 2  SWITCHOVER TO node2 on A's console under pgbench (both pools): pgmux drains, Patroni switches over;
-         zero failed transactions on both, balances consistent; B follows without being told
+         zero failed transactions on both, balances consistent; B follows without being told. B has no Patroni
+         credentials: its own SWITCHOVER is refused by Patroni (401), canceled, and writes go on
   act 3  `patronictl switchover` back to node1 behind pgmux's back, under load: both follow; a session idle
          across it (session pooling) keeps working, on the same client connection
   act 4  the leader's Patroni daemon is killed: its PostgreSQL keeps running as a primary, and once Patroni
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import psycopg
 
@@ -61,6 +63,16 @@ def write_port(port):
         return None
 
 
+def idle_session_writes_on(conn, node, what):
+    """A session that stayed idle across a change of primary writes on `node`, on its same client connection."""
+    try:
+        port = conn.execute("INSERT INTO marks (at) VALUES (now()) RETURNING inet_server_port()").fetchone()[0]
+        check(port == NODE_PORT[node], f"{what} writes on {node}, same client connection")
+    except psycopg.Error as e:
+        check(False, f"{what} still works (got: {str(e).strip()})")
+    conn.close()
+
+
 def backends(port):
     with connect(port, user="admin", dbname="pgmux") as c:
         cur = c.execute("SHOW BACKENDS")
@@ -78,8 +90,8 @@ def wait_for(what, predicate, timeout):
     return False
 
 
-def config(port, pool_mode):
-    return {
+def config(port, pool_mode, patroni_credentials=True):
+    c = {
         "listeners": [{"host": "127.0.0.1", "port": port}],
         "workers": 2,
         "backends": [{"name": n, "host": "127.0.0.1", "port": p} for n, p in NODE_PORT.items()],
@@ -93,17 +105,19 @@ def config(port, pool_mode):
         "health_check": {"period": 1, "timeout": 2, "max_retries": 2, "user": "postgres", "database": "postgres"},
         "switchover": {"drain_timeout": 10, "command_timeout": 60},
         "topology": {"source": "patroni", "poll_interval": POLL, "timeout": 2,
-                     "patroni_username": "patroni", "patroni_password": "patroni",
                      "patroni_urls": [f"http://127.0.0.1:{BASE + 10}", f"http://127.0.0.1:{BASE + 11}"]},
         "admin_users": ["admin"],
         "metrics_listen": f"127.0.0.1:{port + 1}",
     }
+    if patroni_credentials:  # Patroni's restapi.authentication (patroni_cluster.sh): POST /switchover needs it
+        c["topology"].update({"patroni_username": "patroni", "patroni_password": "patroni"})
+    return c
 
 
-def start_pgmux(binary, work, name, port, pool_mode):
+def start_pgmux(binary, work, name, port, pool_mode, patroni_credentials=True):
     path = os.path.join(work, f"pgmux-{name}.json")
     with open(path, "w") as f:
-        json.dump(config(port, pool_mode), f)
+        json.dump(config(port, pool_mode, patroni_credentials), f)
     log = open(os.path.join(work, f"pgmux-{name}.log"), "w")
     proc = subprocess.Popen([binary, "-c", path], stdout=log, stderr=subprocess.STDOUT)
     wait_for(f"pgmux {name} listening", lambda: ready(port), 15)
@@ -158,6 +172,13 @@ def act1():
     for label, port in (("A", PORT_A), ("B", PORT_B)):
         wait_for(f"{label} sees node1 as the primary", lambda: backends(port)["node1"]["role"] == "primary", 15)
         check(write_port(port) == NODE_PORT["node1"], f"a write through {label} lands on node1")
+        roles = backends(port)
+        check(roles["node1"]["patroni_role"] == "leader" and roles["node2"]["patroni_role"] == "replica",
+              f"{label}'s SHOW BACKENDS shows Patroni's roles")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/metrics", timeout=5).read().decode()
+        check("pgmux_patroni_up 1" in metrics and
+              'pgmux_backend_patroni_role{backend="node1",role="leader"} 1' in metrics,
+              f"{label}'s metrics: Patroni answers, node1 is its leader")
 
 
 def act2():
@@ -186,15 +207,20 @@ def act2():
             print(out[-3000:], flush=True)
     check(balances_consistent(NODE_PORT["node2"]), "balances are consistent on node2")
     wait_for("B sees node2 as the primary", lambda: backends(PORT_B)["node2"]["role"] == "primary", 5)
-    try:
-        port = idle_b.execute("INSERT INTO marks (at) VALUES (now()) RETURNING inet_server_port()").fetchone()[0]
-        check(port == NODE_PORT["node2"], "B's session idle across it writes on node2, same client connection")
-    except psycopg.Error as e:
-        check(False, f"B's session idle across it still works (got: {str(e).strip()})")
-    idle_b.close()
+    idle_session_writes_on(idle_b, "node2", "B's session idle across it")
     for label, port in (("A", PORT_A), ("B", PORT_B)):
         check(write_port(port) == NODE_PORT["node2"], f"a write through {label} lands on node2")
     wait_for("node1 rejoins as a standby", lambda: in_recovery(NODE_PORT["node1"]) is True, 60)
+    wait_for("B sees node1 streaming as a standby",
+             lambda: backends(PORT_B)["node1"]["role"] == "standby" and backends(PORT_B)["node1"]["sync_state"], 20)
+    with connect(PORT_B, user="admin", dbname="pgmux") as c:
+        try:
+            c.execute("SWITCHOVER TO node1")
+            check(False, "B's SWITCHOVER without Patroni credentials is refused")
+        except psycopg.Error as e:
+            check(e.sqlstate == "55000" and "HTTP 401" in str(e),
+                  f"B's SWITCHOVER without Patroni credentials is canceled on Patroni's 401 (got: {str(e).strip()})")
+    check(write_port(PORT_B) == NODE_PORT["node2"], "after the canceled SWITCHOVER, writes through B resume on node2")
 
 
 def act3(work):
@@ -211,12 +237,7 @@ def act3(work):
     for label, port in (("A", PORT_A), ("B", PORT_B)):
         wait_for(f"{label} sees node1 as the primary", lambda: backends(port)["node1"]["role"] == "primary", 10)
         check(write_port(port) == NODE_PORT["node1"], f"a write through {label} lands on node1")
-    try:
-        port = idle.execute("INSERT INTO marks (at) VALUES (now()) RETURNING inet_server_port()").fetchone()[0]
-        check(port == NODE_PORT["node1"], "the session idle across it writes on node1, same client connection")
-    except psycopg.Error as e:
-        check(False, f"the session idle across it still works (got: {str(e).strip()})")
-    idle.close()
+    idle_session_writes_on(idle, "node1", "the session idle across it")
     # PostgreSQL's fast shutdown ends the transactions running on the old primary; clients between
     # transactions go on. Only the counts are printed: which clients were mid-transaction is chance.
     _, processed, _, _ = pgbench_result(bench, "A during patronictl switchover")
@@ -286,7 +307,8 @@ def main():
         run(f"{PGBIN}/pgbench", "-i", "-s", "2", "-q", "-h", "127.0.0.1", "-p", str(NODE_PORT["node1"]), "-U", "app",
             "app", env=env)
         procs.append(start_pgmux(binary, work, "A", PORT_A, "transaction"))
-        procs.append(start_pgmux(binary, work, "B", PORT_B, "session"))
+        # B has no Patroni credentials: its SWITCHOVER must be refused by Patroni (act 2).
+        procs.append(start_pgmux(binary, work, "B", PORT_B, "session", patroni_credentials=False))
         act1()
         act2()
         act3(work)
