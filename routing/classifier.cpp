@@ -84,7 +84,7 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
   const bool has_shape = literal_shape(sql, shape_, shape_hash);
   const LexicalResult* cached = has_shape ? shapes_.find(shape_, shape_hash, stamp) : nullptr;
   if (cached == nullptr) {
-    // A miss lexes into the reused scratch result: a hit constructs nothing.
+    // A hit constructs no LexicalResult; a miss moves the lexer's into this member (its buffers are the lexer's).
     lexical_scratch_ = classify_lexically(sql, *this, catalog.catalog);
     if (has_shape) shapes_.store(shape_, shape_hash, stamp, lexical_scratch_);
   }

@@ -143,13 +143,12 @@ std::string describe_changes(const conf::Config& current, const conf::Config& ne
     parts.push_back(std::string("failover.mode ") + conf::to_string(current.failover.mode) + "->" +
                     conf::to_string(next.failover.mode));
   }
-  if (current.consistency_check != next.consistency_check) {
-    parts.push_back("consistency_check.interval " + std::to_string(current.consistency_check.interval) + "->" +
-                    std::to_string(next.consistency_check.interval));
-  }
-  if (current.topology != next.topology) {
-    parts.push_back(std::string("topology ") + conf::to_string(current.topology.kind) + "->" +
+  if (current.consistency_check != next.consistency_check) parts.push_back("consistency_check");
+  if (current.topology.kind != next.topology.kind) {
+    parts.push_back(std::string("topology.source ") + conf::to_string(current.topology.kind) + "->" +
                     conf::to_string(next.topology.kind));
+  } else if (current.topology != next.topology) {
+    parts.push_back("topology");  // its Patroni URLs, credentials or timing
   }
   const conf::TlsClient& was = current.tls.client;
   const conf::TlsClient& now = next.tls.client;
