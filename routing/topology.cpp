@@ -245,8 +245,9 @@ uint64_t Topology::cluster_system_identifier() const {
   return best;
 }
 
-// Each backend's role from its last probe; a fenced one's reason goes to fence_reasons[i].
-void Topology::assign_roles(std::vector<std::string>& fence_reasons, std::vector<std::string>& alarms) {
+// Each backend's role from its last probe; why it is fenced, or why a reachable one's role is unknown, goes to
+// role_reasons[i].
+void Topology::assign_roles(std::vector<std::string>& role_reasons, std::vector<std::string>& alarms) {
   for (size_t i = 0; i < backends_.size(); ++i) {
     BackendStatus& b = backends_[i];
     const bool down = b.failed_probes > settings_.health_check_max_retries;
@@ -257,11 +258,11 @@ void Topology::assign_roles(std::vector<std::string>& fence_reasons, std::vector
       b.role = Role::Unknown;
     } else if (b.fence) {
       b.role = Role::Fenced;
-      fence_reasons[i] = b.fence->reason;
+      role_reasons[i] = b.fence->reason;
     } else if (!b.spec.standby_only && system_identifier_ != 0 && b.last.system_identifier != 0 &&
                b.last.system_identifier != system_identifier_) {
       b.role = Role::Fenced;
-      fence_reasons[i] = "system identifier " + std::to_string(b.last.system_identifier) + " differs from the cluster's " +
+      role_reasons[i] = "system identifier " + std::to_string(b.last.system_identifier) + " differs from the cluster's " +
                          std::to_string(system_identifier_);
       alarms.push_back("system identifier mismatch: " + b.spec.name + " reports " +
                        std::to_string(b.last.system_identifier) + ", the cluster is " +
@@ -270,7 +271,7 @@ void Topology::assign_roles(std::vector<std::string>& fence_reasons, std::vector
       b.role = Role::Standby;
     } else if (b.fenced_timeline) {
       b.role = Role::Fenced;
-      fence_reasons[i] = "not in recovery on timeline " + std::to_string(b.last.timeline) +
+      role_reasons[i] = "not in recovery on timeline " + std::to_string(b.last.timeline) +
                          ", older than the primary's; rejoin it as a standby";
       alarms.push_back(b.spec.name + " is not in recovery on an older timeline (" +
                        std::to_string(b.last.timeline) + "): fenced until it rejoins as a standby");
@@ -278,7 +279,7 @@ void Topology::assign_roles(std::vector<std::string>& fence_reasons, std::vector
       // Another member is the leader: an old primary, fenced (its servers close). No leader known yet: its role
       // is unknown, so writes wait, but its servers stay (Patroni is likely to name it again).
       b.role = dcs_.leader_index >= 0 ? Role::Fenced : Role::Unknown;
-      fence_reasons[i] = std::move(refusal);
+      role_reasons[i] = std::move(refusal);
       if (dcs_.leader_index >= 0) {
         alarms.push_back(b.spec.name + " is out of recovery but Patroni's leader is " + dcs_.leader + ": fenced");
       }
@@ -396,9 +397,9 @@ void Topology::recompute(double now) {
     previous_roles.push_back(b.role);
     previous_readable.push_back(b.readable);
   }
-  std::vector<std::string> fence_reasons(backends_.size());  // also why a reachable backend's role is unknown
+  std::vector<std::string> role_reasons(backends_.size());
   match_dcs_members(alarms);
-  assign_roles(fence_reasons, alarms);
+  assign_roles(role_reasons, alarms);
   choose_primary(alarms);
 
   // The read set, and why each backend is not in it.
@@ -408,8 +409,8 @@ void Topology::recompute(double now) {
     std::string reason;
     switch (b.role) {
       case Role::Unknown:
-        if (!fence_reasons[i].empty()) {
-          reason = "primary role not confirmed: " + fence_reasons[i];
+        if (!role_reasons[i].empty()) {
+          reason = "primary role not confirmed: " + role_reasons[i];
         } else {
           reason = b.failed_probes > 0 ? "not reachable yet: " + b.last_error : "not probed yet";
         }
@@ -418,7 +419,7 @@ void Topology::recompute(double now) {
         reason = "down: " + (b.last_error.empty() ? std::string("no answer") : b.last_error);
         break;
       case Role::Fenced:
-        reason = "fenced: " + fence_reasons[i];
+        reason = "fenced: " + role_reasons[i];
         break;
       case Role::Primary:
         reason = split_brain_ ? "primary (split brain)" : "primary";

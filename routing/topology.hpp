@@ -171,7 +171,7 @@ class Topology {
  private:
   void publish(double now);
   void recompute(double now);
-  void assign_roles(std::vector<std::string>& fence_reasons, std::vector<std::string>& alarms);
+  void assign_roles(std::vector<std::string>& role_reasons, std::vector<std::string>& alarms);
   void choose_primary(std::vector<std::string>& alarms);
   bool standby_readable(BackendStatus& b, double now, std::string& reason) const;
   void update_lag(BackendStatus& b, double now) const;
