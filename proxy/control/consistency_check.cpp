@@ -100,9 +100,8 @@ void ConsistencyCheck::schedule(const conf::ConsistencyCheckSchedule& schedule) 
 
 void ConsistencyCheck::on_schedule(uv_timer_t* timer) {
   ConsistencyCheck* self = UvTimer<ConsistencyCheck>::owner_of(timer);
-  if (self == nullptr || self->running() || self->control_.switchover().running()) return;
-  if (self->control_.shared().view.load()->primary < 0) return;  // nothing to compare with; the next tick may
-  self->start(self->schedule_.database, self->schedule_.tables, nullptr);
+  // start() refuses what it cannot do now (one running, a switchover, no primary): the next tick tries again.
+  if (self != nullptr && !self->running()) self->start(self->schedule_.database, self->schedule_.tables, nullptr);
 }
 
 ConsistencyCheck::~ConsistencyCheck() {

@@ -148,7 +148,7 @@ TEST_CASE_FIXTURE(Fixture, "CHECK CONSISTENCY of named tables, and what it refus
     CHECK(refused.message.find("is not a permanent table") != std::string::npos);
   }
   CHECK(run_check(conn.get(), "CHECK CONSISTENCY ON").sqlstate == "42601");
-  // The session goes on, and the default database is the first configured one (the routing config's "app").
+  // A database that does not exist: the primary refuses the connection; the console session goes on.
   CHECK(run_check(conn.get(), "CHECK CONSISTENCY ON nosuchdb").sqlstate == "55000");
 }
 
