@@ -69,7 +69,7 @@ struct Environment {
     if (!self_mode && !target_port.empty()) {
       proxied.port = std::atoi(target_port.c_str());
     } else if (!self_mode) {
-      int port = test::free_port_from(26100);
+      int port = test::pick_listen_port();  // by pid: the four differential tests run side by side
       nlohmann::json config = test::default_config(port);
       std::string mode = env_or("PGMUX_DIFF_POOL_MODE", "");
       if (!mode.empty()) {
