@@ -244,13 +244,31 @@ void Worker::on_async(uv_async_t* handle) {
 
 void Worker::on_tick(uv_timer_t* handle) { UvTimer<Worker>::owner_of(handle)->tick(); }
 
-void Worker::request_shed(const std::string& key) {
+void Worker::request_shed(const std::string& key, const ShedRequest& request) {
   for (Worker* other : shared_.workers) {
     if (other == this) continue;
-    other->post([key](Worker& w) {
-      if (auto it = w.pools_.find(key); it != w.pools_.end()) it->second->shed_idle();
+    other->post([key, request, starving = index_](Worker& w) {
+      if (auto it = w.pools_.find(key); it != w.pools_.end()) it->second->shed_for(request, starving);
     });
   }
+}
+
+void Worker::give_slot(const Pool& from, int to_worker) {
+  const std::string& key = from.key();
+  Pool::Limits budgets = from.limits();
+  for (Worker* other : shared_.workers) {
+    if (other->index() != to_worker) continue;
+    other->post([key, budgets = std::move(budgets)](Worker& w) {
+      auto it = w.pools_.find(key);
+      if (it != w.pools_.end() && !it->second->draining()) {
+        it->second->accept_slot();
+      } else {
+        Pool::release_budgets(budgets);  // that pool is gone (a reload, or it went unused)
+      }
+    });
+    return;
+  }
+  Pool::release_budgets(budgets);
 }
 
 PoolServer* Worker::create_server(Pool& pool) { return new ServerConn(*this, pool, next_server_id()); }

@@ -73,7 +73,8 @@ class Worker final : public PoolHost {
                  const conf::User& login_user, conf::PoolMode mode, int backend_index,
                  std::optional<FailureReport>* failure);
   // Asks every other worker to close one idle server of this pool key (this worker's pool is starving).
-  void request_shed(const std::string& key) override;
+  void request_shed(const std::string& key, const ShedRequest& request) override;
+  void give_slot(const Pool& from, int to_worker) override;
   // A ServerConn of this pool on this worker's loop.
   PoolServer* create_server(Pool& pool) override;
   // Thread-safe: a new backends view from the prober; this worker picks it up on its loop.

@@ -1,5 +1,6 @@
 #include "proxy/server/pool.hpp"
 
+#include <utility>
 #include <vector>
 
 #include "proxy/net/log.hpp"
@@ -196,7 +197,7 @@ void Pool::serve_waiters() {
   if (starving && idle_.empty()) {
     if (now - last_shed_request_ >= 0.1) {
       last_shed_request_ = now;
-      host_.request_shed(key_);
+      host_.request_shed(key_, shed_request());
     }
   }
 }
@@ -213,7 +214,9 @@ std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starvi
     if (covered) continue;
     // The reserve pool opens for clients that have waited reserve_pool_timeout (0 = never).
     const bool reserve = limits_.reserve > 0 && reserve_after > 0 && now - client->wait_started() >= reserve_after;
-    if (!acquire_slot(reserve)) {
+    if (gifted_slots_ > 0) {
+      --gifted_slots_;  // another worker freed it for this pool's clients
+    } else if (!acquire_slot(reserve)) {
       *starving = true;
       break;
     }
@@ -225,12 +228,70 @@ std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starvi
   return uncovered;
 }
 
-void Pool::shed_idle() {
+ShedRequest Pool::shed_request() const {
+  ShedRequest request;
+  request.oldest_wait = waiting_.empty() ? host_.now() : waiting_.front()->wait_started();
+  request.servers = static_cast<int>(server_count());
+  request.demand = static_cast<int>(busy_.size() + waiting_.size());
+  return request;
+}
+
+void Pool::shed_for(const ShedRequest& request, int starving_worker) {
+  if (draining_) return;  // its servers close anyway, each freeing a slot
   if (PoolServer* oldest = idle_.back()) {
-    LOG_DEBUG("S-%llu pool %s: closing idle server for a busier worker", static_cast<unsigned long long>(oldest->id()),
-              name_.c_str());
-    last_shed_ = host_.now();
-    oldest->close();
+    shed(oldest, starving_worker);
+  } else if (!busy_.empty()) {
+    owed_shed_ = OwedShed{request, host_.now(), starving_worker};
+  }
+}
+
+// Called with a server about to go idle, while a starving worker's request is fresh (it asks every 0.1 s while
+// starving): the server closes and its slot goes there when nobody waits here, when that worker has fewer
+// servers per unit of demand than this one would have after the move (so the move is never undone at once), or
+// when its oldest client has waited kTurnMargin longer than the first one here (a budget too small to split,
+// such as 1, is taken in turns). Otherwise the servers stay where they are: moving one costs a new server
+// connection, and moving on every small difference in wait moved one at nearly every transaction.
+bool Pool::give_to_starving_worker(PoolServer* server) {
+  constexpr double kTurnMargin = 0.5;
+  if (!owed_shed_) return false;
+  const OwedShed owed = *owed_shed_;
+  if (host_.now() - owed.asked_at > 0.5) {
+    owed_shed_.reset();
+    return false;
+  }
+  const ShedRequest here = shed_request();
+  const ShedRequest& there = owed.request;
+  const bool give = waiting_.empty() ||
+                    int64_t{there.servers} * here.demand < int64_t{here.servers - 1} * there.demand ||
+                    waiting_.front()->wait_started() - there.oldest_wait >= kTurnMargin;
+  if (!give) return false;
+  owed_shed_.reset();
+  shed(server, owed.worker);
+  return true;
+}
+
+// Its slot is not released to the budget, where this pool's own next open could take it back first: it goes to
+// the starving worker's pool.
+void Pool::shed(PoolServer* server, int to_worker) {
+  LOG_DEBUG("S-%llu pool %s: closing server for a starving worker", static_cast<unsigned long long>(server->id()),
+            name_.c_str());
+  last_shed_ = host_.now();
+  set_state(server, ServerState::Closing);  // so on_server_closing keeps the slot
+  server->close();
+  host_.give_slot(*this, to_worker);
+}
+
+void Pool::accept_slot() {
+  gifted_slots_ = 1;
+  if (!waiting_.empty()) serve_waiters();
+  // Unused (every waiting client was served or has a server on the way): back to the budget at once, or it
+  // would be a slot nobody can open a server with.
+  if (std::exchange(gifted_slots_, 0) > 0) release_slot();
+}
+
+void Pool::release_budgets(const Limits& limits) {
+  for (const auto& budget : {limits.pool, limits.database, limits.user}) {
+    if (budget) budget->release();
   }
 }
 
@@ -325,6 +386,7 @@ void Pool::release(PoolServer* server, ServerFacts facts, std::optional<Failure>
       reset_and_idle(server, "DISCARD ALL");
       return;
     case ServerFate::Reuse:
+      if (give_to_starving_worker(server)) return;
       // Transaction pooling: idle as it is (parameters are compared and SET on the next checkout).
       set_state(server, ServerState::Idle);
       serve_waiters();
@@ -355,6 +417,7 @@ void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
       server->close();
       return;
     }
+    if (give_to_starving_worker(server)) return;
     set_state(server, ServerState::Idle);
     serve_waiters();
   });

@@ -79,8 +79,15 @@ class Pool {
   void on_server_closing(PoolServer* server);
 
   void tick(double now, const conf::Timeouts& timeouts);
-  // Another worker's pool for the same key is starving: give back the oldest idle server, if any.
-  void shed_idle();
+  // Another worker's pool of this key is starving (PoolHost::request_shed): the oldest idle server closes and its
+  // slot goes to that worker now; with none idle, the next server given back here may (give_to_starving_worker).
+  void shed_for(const ShedRequest& request, int starving_worker);
+  // A slot another worker freed for this one (PoolHost::give_slot): a server opens with it for the first waiting
+  // client that has none on the way, or the slot goes back to the budget.
+  void accept_slot();
+  // Returns a slot that no pool took to the budgets it came from.
+  static void release_budgets(const Limits& limits);
+  const Limits& limits() const { return limits_; }
   const std::string& key() const { return key_; }
   std::string database_name() const { return key_.substr(0, key_.find('\0')); }
   int pool_size() const { return limits_.pool->limit.load(std::memory_order_relaxed); }
@@ -173,8 +180,20 @@ class Pool {
   bool ever_logged_in_ = false;
   double unused_since_;
   int servers_alive_ = 0;
+  // A worker that asked for a slot while nothing here was idle: the next server given back closes for it.
+  struct OwedShed {
+    ShedRequest request;
+    double asked_at;
+    int worker;
+  };
+  ShedRequest shed_request() const;
+  bool give_to_starving_worker(PoolServer* server);
+  void shed(PoolServer* server, int to_worker);
+
   double last_shed_request_ = 0;
-  double last_shed_ = -1e9;  // when this pool last gave an idle server up to a starving worker
+  double last_shed_ = -1e9;  // when this pool last gave a server's slot up to a starving worker
+  std::optional<OwedShed> owed_shed_;
+  int gifted_slots_ = 0;  // 1 within accept_slot: a slot another worker freed, for serve_waiters to open with
   IntrusiveList<PoolServer, &PoolServer::pool_node> idle_;
   IntrusiveList<PoolServer, &PoolServer::pool_node> busy_;
   IntrusiveList<PoolClient, &PoolClient::wait_node> waiting_;

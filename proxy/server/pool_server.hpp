@@ -114,6 +114,13 @@ class PoolServer {
   PoolClient* opened_for_ = nullptr;
 };
 
+// A starving pool's state, sent with its request for a slot to the other workers' pools of its key.
+struct ShedRequest {
+  double oldest_wait = 0;  // when its longest-waiting client began to wait
+  int servers = 0;         // it has (busy, idle and connecting)
+  int demand = 0;          // servers it could use now: busy ones plus waiting clients
+};
+
 // What a pool needs of the worker it lives on.
 class PoolHost {
  public:
@@ -125,8 +132,12 @@ class PoolHost {
   virtual WorkerMetrics& metrics() = 0;
   // A new server connection of this pool, not connecting yet.
   virtual PoolServer* create_server(Pool& pool) = 0;
-  // Asks the other workers to close one idle server of this pool key each (this one is starving).
-  virtual void request_shed(const std::string& key) = 0;
+  // This worker's pool of `key` is starving (its budget is spent, nothing is idle here): asks every other worker's
+  // pool of the key to give it a slot (Pool::shed_for).
+  virtual void request_shed(const std::string& key, const ShedRequest& request) = 0;
+  // A slot of `from`'s budget, freed by closing one of its servers, passed on to worker `to_worker`'s pool of the
+  // same key (Pool::accept_slot; released to the budgets if that pool is gone).
+  virtual void give_slot(const Pool& from, int to_worker) = 0;
 
  protected:
   ~PoolHost() = default;

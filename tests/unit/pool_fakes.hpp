@@ -157,6 +157,8 @@ class FakeHost final : public PoolHost {
   WorkerMetrics counters;
   std::vector<std::unique_ptr<FakeServer>> servers;  // every one created, closed ones too
   int shed_requests = 0;
+  ShedRequest shed_request;  // the last one
+  std::vector<int> slots_given;  // to which worker, in order
 
   double now() const override { return clock; }
   const Timeouts& timeouts() const override { return config_timeouts; }
@@ -166,7 +168,11 @@ class FakeHost final : public PoolHost {
     servers.push_back(std::make_unique<FakeServer>(pool, servers.size() + 1));
     return servers.back().get();
   }
-  void request_shed(const std::string&) override { ++shed_requests; }
+  void request_shed(const std::string&, const ShedRequest& request) override {
+    ++shed_requests;
+    shed_request = request;
+  }
+  void give_slot(const Pool&, int to_worker) override { slots_given.push_back(to_worker); }
 };
 
 // Declaration order is destruction order reversed: the pool closes its servers and tells its waiting clients

@@ -1,0 +1,148 @@
+// Pools of one key on two workers sharing one budget (proxy/server/pool.*): a starving worker gets a slot from
+// the other, and no worker's clients wait while the other's cycle. Each worker is a FakeHost; the test carries the
+// messages Worker would post between them (request_shed, give_slot).
+#include <doctest/doctest.h>
+
+#include "pool_fakes.hpp"
+
+using namespace pool_fakes;
+
+namespace {
+
+// Worker 0's pool is `pool` (the fixture's), worker 1's is `b`; both draw on the fixture's budget.
+struct TwoWorkers : PoolFixture {
+  FakeHost host_b;
+  std::unique_ptr<Pool> b;
+  std::vector<std::string> b_events;
+  std::deque<FakeClient> b_clients;
+
+  explicit TwoWorkers(int pool_size) {
+    make_pool(pool_size, PoolMode::Transaction);
+    host_b.clock = host.clock;
+    b = std::make_unique<Pool>(host_b, pool->key(), pool->name(), 0, BackendAddress{}, ServerLogin{}, pool->limits(),
+                               PoolMode::Transaction);
+  }
+  ~TwoWorkers() { b.reset(); }  // before the fixture's budget and pool go
+  FakeClient& b_client(const std::string& name) { return b_clients.emplace_back(name, b_events); }
+  FakeServer& b_server(size_t number) { return *host_b.servers.at(number - 1); }
+  void advance(double seconds) {
+    host.clock += seconds;
+    host_b.clock = host.clock;
+  }
+  // Worker::request_shed: worker 1 asked; worker 0's pool hears it.
+  void deliver_shed_request() { pool->shed_for(host_b.shed_request, 1); }
+  // Worker::give_slot: what worker 0 gave reaches worker 1's pool.
+  void deliver_slots() {
+    for (int to : host.slots_given) {
+      REQUIRE(to == 1);
+      b->accept_slot();
+    }
+    host.slots_given.clear();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("pool, two workers: a worker with no server gets the next one the other gives back") {
+  TwoWorkers w(2);
+  FakeClient& a1 = w.client_holding_server("a1");
+  w.client_holding_server("a2");
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);
+  CHECK(w.host_b.shed_requests == 1);
+  CHECK(w.host_b.shed_request.servers == 0);
+  CHECK(w.host_b.shed_request.demand == 1);
+  w.advance(0.01);
+  FakeClient& a3 = w.client("a3");
+  a3.ask(*w.pool, w.host.clock);
+  w.deliver_shed_request();  // nothing idle on worker 0: owed
+  CHECK(w.host.slots_given.empty());
+
+  // Worker 1 has 0 servers for 1 client, worker 0 would keep 1 for 3: the server closes and its slot moves.
+  a1.give_back(*w.pool);
+  CHECK(a3.server == nullptr);
+  CHECK_FALSE(w.server(1).open());
+  CHECK(w.host.slots_given == std::vector<int>{1});
+  CHECK(w.budget->used.load() == 2);  // kept for worker 1, not released where worker 0 could take it back
+  w.deliver_slots();
+  REQUIRE(w.host_b.servers.size() == 1);
+  CHECK(w.b_server(1).opened_for() == &b1);
+  w.b_server(1).log_in();
+  CHECK(b1.server == &w.b_server(1));
+  CHECK(w.budget->used.load() == 2);
+  CHECK(w.host.servers.size() == 2);  // worker 0 opened nothing meanwhile: a3 waits for a2's server
+}
+
+TEST_CASE("pool, two workers: a budget of one is taken in turns, not moved at every transaction") {
+  TwoWorkers w(1);
+  FakeClient& a1 = w.client_holding_server("a1");
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);
+  w.advance(0.05);
+  FakeClient& a2 = w.client("a2");
+  a2.ask(*w.pool, w.host.clock);
+  w.deliver_shed_request();
+  a1.give_back(*w.pool);  // b1 waited only 0.05 s longer: worker 0 keeps its one server
+  CHECK(a2.server == &w.server(1));
+  CHECK(w.host.slots_given.empty());
+
+  w.advance(0.55);  // b1 asks again (every 0.1 s while starving); a3 came 0.6 s after b1
+  FakeClient& a3 = w.client("a3");
+  a3.ask(*w.pool, w.host.clock);
+  w.deliver_shed_request();
+  a2.give_back(*w.pool);
+  CHECK(a3.server == nullptr);
+  CHECK(w.host.slots_given == std::vector<int>{1});
+}
+
+TEST_CASE("pool, two workers: servers split about evenly stay where they are") {
+  TwoWorkers w(3);
+  FakeClient& a1 = w.client_holding_server("a1");
+  w.client_holding_server("a2");
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);
+  w.b_server(1).log_in();  // worker 1: 1 server; worker 0: 2
+  REQUIRE(b1.server == &w.b_server(1));
+  FakeClient& b2 = w.b_client("b2");
+  b2.ask(*w.b, w.host.clock);  // the budget is spent: worker 1 asks
+  CHECK(w.host_b.shed_request.servers == 1);
+  CHECK(w.host_b.shed_request.demand == 2);
+  FakeClient& a3 = w.client("a3");
+  a3.ask(*w.pool, w.host.clock);
+  w.deliver_shed_request();
+  a1.give_back(*w.pool);  // 1 server for 2 there, 1 for 3 here after a move: no move
+  CHECK(a3.server == &w.server(1));
+  CHECK(w.host.slots_given.empty());
+}
+
+TEST_CASE("pool, two workers: an idle server is given at once; a request older than 0.5 s is forgotten") {
+  TwoWorkers w(2);
+  FakeClient& a1 = w.client_holding_server("a1");
+  FakeClient& a2 = w.client_holding_server("a2");
+  a2.give_back(*w.pool);
+  REQUIRE(w.pool->idle_count() == 1);
+  w.deliver_shed_request();
+  CHECK(w.host.slots_given == std::vector<int>{1});
+  CHECK(w.pool->idle_count() == 0);
+  w.host.slots_given.clear();
+
+  w.deliver_shed_request();  // owed, but nobody gives a server back in time
+  w.advance(0.6);
+  a1.give_back(*w.pool);
+  CHECK(w.host.slots_given.empty());
+  CHECK(w.pool->idle_count() == 1);
+}
+
+TEST_CASE("pool, two workers: a slot given to a pool whose clients no longer wait goes back to the budget") {
+  TwoWorkers w(1);
+  FakeClient& a1 = w.client_holding_server("a1");
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);
+  w.deliver_shed_request();
+  a1.give_back(*w.pool);  // nobody waits on worker 0: the slot moves
+  REQUIRE(w.host.slots_given.size() == 1);
+  w.b->withdraw(&b1);  // b1 left before the slot arrived
+  w.deliver_slots();
+  CHECK(w.host_b.servers.empty());
+  CHECK(w.budget->used.load() == 0);
+}
