@@ -42,6 +42,9 @@ struct PoolBudget {
   void release() { used.fetch_sub(1, std::memory_order_acq_rel); }
   std::atomic<int> used{0};
   std::atomic<int> limit;
+  // A worker's pool of this key is starving and asked the others for a slot (Pool::shed_for): the first pool to
+  // give one clears it, so one request costs one server, however many workers heard it.
+  std::atomic<bool> slot_wanted{false};
 };
 
 // What the first server of a pool key reported at login, for transaction pooling to log clients in without a

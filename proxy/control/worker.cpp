@@ -254,18 +254,18 @@ void Worker::request_shed(const std::string& key, const ShedRequest& request) {
 }
 
 void Worker::give_slot(const Pool& from, int to_worker) {
-  const std::string& key = from.key();
-  Pool::Limits budgets = from.limits();
+  const Pool::Limits budgets = from.limits();
   for (Worker* other : shared_.workers) {
     if (other->index() != to_worker) continue;
-    other->post([key, budgets = std::move(budgets)](Worker& w) {
+    const bool posted = other->post([key = from.key(), budgets](Worker& w) {
       auto it = w.pools_.find(key);
-      if (it != w.pools_.end() && !it->second->draining()) {
-        it->second->accept_slot();
+      if (it != w.pools_.end()) {
+        it->second->accept_slot(budgets);
       } else {
         Pool::release_budgets(budgets);  // that pool is gone (a reload, or it went unused)
       }
     });
+    if (!posted) Pool::release_budgets(budgets);  // that worker is stopping
     return;
   }
   Pool::release_budgets(budgets);

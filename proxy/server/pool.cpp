@@ -193,10 +193,16 @@ void Pool::serve_waiters() {
       release_slot();  // that client is gone already
     }
   }
+  // Served after all (a server of its own came back): a slot asked for lately is no longer wanted. (Another
+  // worker's request, if one was pending too, is renewed within 0.1 s.)
+  if (waiting_.empty() && now - last_shed_request_ < 0.5) {
+    limits_.pool->slot_wanted.store(false, std::memory_order_relaxed);
+  }
   // The budget is spent and nothing here is idle: idle servers of this key on other workers are the only slack.
   if (starving && idle_.empty()) {
     if (now - last_shed_request_ >= 0.1) {
       last_shed_request_ = now;
+      limits_.pool->slot_wanted.store(true, std::memory_order_relaxed);
       host_.request_shed(key_, shed_request());
     }
   }
@@ -239,7 +245,7 @@ ShedRequest Pool::shed_request() const {
 void Pool::shed_for(const ShedRequest& request, int starving_worker) {
   if (draining_) return;  // its servers close anyway, each freeing a slot
   if (PoolServer* oldest = idle_.back()) {
-    shed(oldest, starving_worker);
+    if (claim_wanted_slot()) shed(oldest, starving_worker);
   } else if (!busy_.empty()) {
     owed_shed_ = OwedShed{request, host_.now(), starving_worker};
   }
@@ -255,10 +261,11 @@ bool Pool::give_to_starving_worker(PoolServer* server) {
   constexpr double kTurnMargin = 0.5;
   if (!owed_shed_) return false;
   const OwedShed owed = *owed_shed_;
-  if (host_.now() - owed.asked_at > 0.5) {
-    owed_shed_.reset();
+  if (host_.now() - owed.asked_at > 0.5 || !limits_.pool->slot_wanted.load(std::memory_order_relaxed)) {
+    owed_shed_.reset();  // too old, or another worker gave one already
     return false;
   }
+  if (retire_reason(*server)) return false;  // it closes anyway, freeing its slot for anyone
   const ShedRequest here = shed_request();
   const ShedRequest& there = owed.request;
   const bool give = waiting_.empty() ||
@@ -266,8 +273,17 @@ bool Pool::give_to_starving_worker(PoolServer* server) {
                     waiting_.front()->wait_started() - there.oldest_wait >= kTurnMargin;
   if (!give) return false;
   owed_shed_.reset();
+  if (!claim_wanted_slot()) return false;
   shed(server, owed.worker);
   return true;
+}
+
+// The slot another worker asked for, if nobody gave it yet; never a reserve-pool slot (beyond pool_size), which
+// only a client that waited reserve_pool_timeout may use.
+bool Pool::claim_wanted_slot() {
+  const PoolBudget& budget = *limits_.pool;
+  if (budget.used.load(std::memory_order_relaxed) > budget.limit.load(std::memory_order_relaxed)) return false;
+  return limits_.pool->slot_wanted.exchange(false, std::memory_order_relaxed);
 }
 
 // Its slot is not released to the budget, where this pool's own next open could take it back first: it goes to
@@ -281,7 +297,13 @@ void Pool::shed(PoolServer* server, int to_worker) {
   host_.give_slot(*this, to_worker);
 }
 
-void Pool::accept_slot() {
+void Pool::accept_slot(const Limits& budgets) {
+  if (draining_ || budgets.pool != limits_.pool || budgets.database != limits_.database ||
+      budgets.user != limits_.user) {
+    release_budgets(budgets);
+    if (!waiting_.empty()) serve_waiters();
+    return;
+  }
   gifted_slots_ = 1;
   if (!waiting_.empty()) serve_waiters();
   // Unused (every waiting client was served or has a server on the way): back to the budget at once, or it

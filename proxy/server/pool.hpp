@@ -82,9 +82,10 @@ class Pool {
   // Another worker's pool of this key is starving (PoolHost::request_shed): the oldest idle server closes and its
   // slot goes to that worker now; with none idle, the next server given back here may (give_to_starving_worker).
   void shed_for(const ShedRequest& request, int starving_worker);
-  // A slot another worker freed for this one (PoolHost::give_slot): a server opens with it for the first waiting
-  // client that has none on the way, or the slot goes back to the budget.
-  void accept_slot();
+  // A slot another worker freed for this one (PoolHost::give_slot), counted in `budgets`: a server opens with it
+  // for the first waiting client that has none on the way, or the slot goes back. Budgets other than this pool's
+  // (a reload reached the two workers at different moments) take it back at once.
+  void accept_slot(const Limits& budgets);
   // Returns a slot that no pool took to the budgets it came from.
   static void release_budgets(const Limits& limits);
   const Limits& limits() const { return limits_; }
@@ -188,6 +189,7 @@ class Pool {
   };
   ShedRequest shed_request() const;
   bool give_to_starving_worker(PoolServer* server);
+  bool claim_wanted_slot();
   void shed(PoolServer* server, int to_worker);
 
   double last_shed_request_ = 0;

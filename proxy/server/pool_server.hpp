@@ -135,8 +135,8 @@ class PoolHost {
   // This worker's pool of `key` is starving (its budget is spent, nothing is idle here): asks every other worker's
   // pool of the key to give it a slot (Pool::shed_for).
   virtual void request_shed(const std::string& key, const ShedRequest& request) = 0;
-  // A slot of `from`'s budget, freed by closing one of its servers, passed on to worker `to_worker`'s pool of the
-  // same key (Pool::accept_slot; released to the budgets if that pool is gone).
+  // A slot of `from`'s budgets, freed by closing one of its servers, passed on to worker `to_worker`'s pool of
+  // the same key (Pool::accept_slot; released to those budgets if that pool is gone or cannot take it).
   virtual void give_slot(const Pool& from, int to_worker) = 0;
 
  protected:

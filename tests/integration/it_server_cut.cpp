@@ -136,6 +136,16 @@ TEST_CASE("a server cut inside a transaction: 08006 it did not commit; during CO
   config["backends"][0]["port"] = relay.port();
   config["routing"] = {{"failover_timeout", 0}};  // nothing to wait for: the relay stays, the servers are gone
   ProxyUnderTest proxy(config.dump(2), listen);
+  // With failover_timeout 0 a statement fails until the first probe round has found the primary (a loaded
+  // machine takes a while): wait for that first.
+  bool primary_known = false;
+  for (int i = 0; i < 200 && !primary_known; ++i) {
+    PgConn probe = try_connect(proxy.conninfo("app", "app", "app"));
+    primary_known = probe && PQstatus(probe.get()) == CONNECTION_OK && outcome_of(probe.get(), "BEGIN") == "ok" &&
+                    outcome_of(probe.get(), "SELECT 1") == "ok";
+    if (!primary_known) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE_MESSAGE(primary_known, "pgmux found no primary within 10 s");
 
   // Idle inside a transaction when the cut comes.
   PgConn idle = connect(proxy.conninfo("app", "app", "app"));

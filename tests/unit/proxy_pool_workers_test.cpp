@@ -31,11 +31,11 @@ struct TwoWorkers : PoolFixture {
   }
   // Worker::request_shed: worker 1 asked; worker 0's pool hears it.
   void deliver_shed_request() { pool->shed_for(host_b.shed_request, 1); }
-  // Worker::give_slot: what worker 0 gave reaches worker 1's pool.
+  // Worker::give_slot: what worker 0 gave reaches worker 1's pool, with worker 0's budgets.
   void deliver_slots() {
     for (int to : host.slots_given) {
       REQUIRE(to == 1);
-      b->accept_slot();
+      b->accept_slot(pool->limits());
     }
     host.slots_given.clear();
   }
@@ -86,7 +86,9 @@ TEST_CASE("pool, two workers: a budget of one is taken in turns, not moved at ev
   CHECK(a2.server == &w.server(1));
   CHECK(w.host.slots_given.empty());
 
-  w.advance(0.55);  // b1 asks again (every 0.1 s while starving); a3 came 0.6 s after b1
+  w.advance(0.55);  // worker 1's tick asks again (every 0.1 s while starving); a3 came 0.6 s after b1
+  w.b->tick(w.host_b.clock, w.host_b.config_timeouts);
+  CHECK(w.host_b.shed_requests == 2);
   FakeClient& a3 = w.client("a3");
   a3.ask(*w.pool, w.host.clock);
   w.deliver_shed_request();
@@ -121,16 +123,77 @@ TEST_CASE("pool, two workers: an idle server is given at once; a request older t
   FakeClient& a2 = w.client_holding_server("a2");
   a2.give_back(*w.pool);
   REQUIRE(w.pool->idle_count() == 1);
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);
   w.deliver_shed_request();
   CHECK(w.host.slots_given == std::vector<int>{1});
   CHECK(w.pool->idle_count() == 0);
-  w.host.slots_given.clear();
+  w.deliver_slots();
+  CHECK(w.b_server(1).opened_for() == &b1);
+  CHECK(w.budget->used.load() == 2);
 
+  FakeClient& b2 = w.b_client("b2");
+  b2.ask(*w.b, w.host.clock + 0.2);
+  w.advance(0.2);
+  w.b->tick(w.host_b.clock, w.host_b.config_timeouts);
+  REQUIRE(w.host_b.shed_requests == 2);
   w.deliver_shed_request();  // owed, but nobody gives a server back in time
   w.advance(0.6);
   a1.give_back(*w.pool);
   CHECK(w.host.slots_given.empty());
   CHECK(w.pool->idle_count() == 1);
+}
+
+TEST_CASE("pool, three workers: one request costs one server, whoever hears it") {
+  TwoWorkers w(3);
+  FakeHost host_c;
+  host_c.clock = w.host.clock;
+  Pool c(host_c, w.pool->key(), w.pool->name(), 0, BackendAddress{}, ServerLogin{}, w.pool->limits(),
+         PoolMode::Transaction);
+  FakeClient& a1 = w.client_holding_server("a1");
+  a1.give_back(*w.pool);  // idle on worker 0
+  std::vector<std::string> c_events;
+  FakeClient c1("c1", c_events);
+  c1.ask(c, host_c.clock);
+  host_c.servers.back()->log_in();
+  FakeClient c2("c2", c_events);
+  c2.ask(c, host_c.clock);
+  host_c.servers.back()->log_in();
+  c1.give_back(c);  // idle on worker 2
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);  // the budget of 3 is spent: worker 1 asks workers 0 and 2
+  w.deliver_shed_request();
+  c.shed_for(w.host_b.shed_request, 1);
+  CHECK(w.host.slots_given.size() + host_c.slots_given.size() == 1);
+  CHECK(w.pool->idle_count() + c.idle_count() == 1);
+  c2.give_back(c);
+}
+
+TEST_CASE("pool, two workers: a slot counted in other budgets than the receiver's goes back to them") {
+  TwoWorkers w(1);
+  w.client_holding_server("a1");  // worker 0 holds the only slot
+  // Worker 1 applied a reload that gave the key a new budget; worker 0 has not yet.
+  Pool::Limits reloaded = w.b->limits();
+  reloaded.pool = std::make_shared<PoolBudget>(1);
+  w.b->reconfigure(reloaded, "");
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);  // opens at once on its own budget
+  CHECK(reloaded.pool->used.load() == 1);
+  w.b->accept_slot(w.pool->limits());  // a slot worker 0 freed, counted in the old budget
+  CHECK(w.budget->used.load() == 0);
+  CHECK(reloaded.pool->used.load() == 1);
+}
+
+TEST_CASE("pool, two workers: a reserve-pool server is not given away") {
+  TwoWorkers w(1);
+  FakeClient& a1 = w.client_holding_server("a1");
+  w.budget->used.fetch_add(1);  // as if a reserve server of worker 0 were open too: 2 of pool_size 1
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);
+  w.deliver_shed_request();
+  a1.give_back(*w.pool);  // nobody waits on worker 0, but the slot is beyond pool_size
+  CHECK(w.host.slots_given.empty());
+  w.budget->used.fetch_sub(1);
 }
 
 TEST_CASE("pool, two workers: a slot given to a pool whose clients no longer wait goes back to the budget") {
