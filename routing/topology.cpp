@@ -176,6 +176,11 @@ void Topology::on_probe_failed(size_t index, const std::string& error, double no
   publish(now);
 }
 
+void Topology::on_connection_refused(size_t index, const std::string& error, double now) {
+  if (index >= backends_.size() || !backends_[index].ever_probed || backends_[index].failed_probes > 0) return;
+  on_probe_failed(index, error, now);
+}
+
 void Topology::reconfigure(std::vector<BackendSpec> backends, TopologySettings settings) {
   std::vector<BackendStatus> next;
   next.reserve(backends.size());

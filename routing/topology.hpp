@@ -147,6 +147,10 @@ class Topology {
 
   void on_probe_ok(size_t index, const ProbeResult& result, double now);
   void on_probe_failed(size_t index, const std::string& error, double now);
+  // A pool's new connection to the backend was refused (nobody listens on its port): counted as one failed
+  // probe when its last probe succeeded, so a standby promoted on a later timeline is the primary at once
+  // (choose_primary) instead of after the probes of a dying server time out. More failures come from probes.
+  void on_connection_refused(size_t index, const std::string& error, double now);
   // Between probe rounds, the replay poller's fresher positions (causal reads). A standby's replay LSN only
   // moves forward here; a primary's insert LSN is kept with when it was asked (sent_at). True when the view
   // changed (and was published).

@@ -87,6 +87,12 @@ void Control::request_probe_round() {
   });
 }
 
+void Control::report_refused_connection(std::string backend, std::string error) {
+  post([backend = std::move(backend), error = std::move(error)](Control& control) {
+    if (control.prober_) control.prober_->on_connection_refused(backend, error);
+  });
+}
+
 Control::~Control() = default;
 
 bool Control::post(std::function<void(Control&)> fn) {

@@ -66,6 +66,8 @@ class Control {
   void stop(bool graceful, const std::string& why);
   // Thread-safe: a probe round as soon as possible (a worker could not connect to the primary).
   void request_probe_round();
+  // Thread-safe: a worker's new connection to `backend` was refused (Prober::on_connection_refused).
+  void report_refused_connection(std::string backend, std::string error);
   // Every worker's snapshot, delivered on the control loop (proxy/ops/snapshot.hpp): a worker takes its snapshot
   // after everything posted to it before, so after any view published before this call.
   void gather_worker_snapshots(std::function<void(std::vector<WorkerSnapshot>)> done);

@@ -163,6 +163,16 @@ void Prober::probe_now() {
   uv_timer_start(timer_->get(), on_tick, to_ms(delay), to_ms(period_));
 }
 
+void Prober::on_connection_refused(const std::string& backend, const std::string& error) {
+  const routing::BackendsView& view = *topology_.view();
+  for (size_t i = 0; i < view.backends.size(); ++i) {
+    if (view.backends[i].spec.name != backend) continue;  // (a reload may have renamed or removed it)
+    topology_.on_connection_refused(i, "a new connection was refused: " + error, monotonic_seconds());
+    notify_if_changed();
+  }
+  probe_now();
+}
+
 void Prober::fence(size_t index, uint32_t timeline, std::string reason, routing::BackendStatus::FenceStage stage) {
   topology_.fence(index, timeline, std::move(reason), stage, monotonic_seconds());
   notify_if_changed();

@@ -54,6 +54,8 @@ class Prober {
   // A round now rather than at the next period (a client could not connect to the primary: it may be gone).
   // Requests closer together than kMinForcedInterval share a round.
   void probe_now();
+  // A worker's new connection to this backend was refused: Topology::on_connection_refused, then a round now.
+  void on_connection_refused(const std::string& backend, const std::string& error);
   static constexpr double kMinForcedInterval = 0.05;
   // Without a primary (failover), rounds come at least this often, so a promotion is seen within it.
   static constexpr double kFailoverPeriod = 0.1;

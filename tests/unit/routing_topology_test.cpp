@@ -397,3 +397,33 @@ TEST_CASE("topology: sync_state_in reads a primary's WAL sender list") {
   CHECK(sync_state_in("walreceiver:?", "walreceiver") == "?");
   CHECK(sync_state_in("", "standby1") == "");
 }
+
+TEST_CASE("topology: a refused connection to the primary lets a standby promoted on a later timeline win at once") {
+  Topology t = three();
+  t.on_probe_ok(0, primary_probe(1000, 1), 0);
+  t.on_probe_ok(1, standby_probe(1000, {}, 1), 0);
+  t.on_probe_ok(2, standby_probe(1000, {}, 1), 0);
+  // a stopped; its probe is still in flight (a dying server may hold it until the timeout), but a pool's new
+  // connection was refused.
+  t.on_connection_refused(0, "a new connection was refused: connection refused", 0.2);
+  CHECK(at(t, 0).failed_probes == 1);
+  CHECK(at(t, 0).role == Role::Primary);  // not down: that is for the probes to say (max_retries)
+  CHECK(t.view()->primary == 0);
+  t.on_connection_refused(0, "again", 0.25);  // counted once: only the first since its last good probe
+  CHECK(at(t, 0).failed_probes == 1);
+  t.on_probe_ok(1, primary_probe(1100, 2), 0.4);  // b promoted
+  auto v = t.view();
+  CHECK_FALSE(v->split_brain);
+  CHECK(v->primary == 1);
+
+  // Without the refusal, the same promotion is a split brain until a's probe fails.
+  Topology u = three();
+  u.on_probe_ok(0, primary_probe(1000, 1), 0);
+  u.on_probe_ok(1, standby_probe(1000, {}, 1), 0);
+  u.on_probe_ok(1, primary_probe(1100, 2), 0.4);
+  CHECK(u.view()->split_brain);
+  // And a refusal from a backend never probed (or one already failing) changes nothing.
+  Topology w = three();
+  w.on_connection_refused(0, "refused", 0.1);
+  CHECK(at(w, 0).failed_probes == 0);
+}
