@@ -289,7 +289,11 @@ def main():
             print("   " + "; ".join(f"{k}: {v}" for k, v in row.items()), flush=True)
             for t, what in (rec.failed + rec.failed_new)[:8]:
                 print(f"   failed {t - rec.t0:+.3f} s: {' '.join(what.split())}", flush=True)
-            if not args.keep:
+            # Each writer inserts each key once: a duplicate means a statement ran twice (or rows from elsewhere).
+            duplicates = [w for _, w in rec.failed if " 23505 " in f" {w} "]
+            if duplicates:
+                print(f"   ANOMALY: {len(duplicates)} duplicate-key errors on keys sent once; kept {work}", flush=True)
+            if not args.keep and not duplicates:
                 shutil.rmtree(work, ignore_errors=True)
         except Exception as e:  # noqa: BLE001 - one scenario's failure is reported, the others still run
             print(f"   scenario failed: {e} (kept {work})", flush=True)
