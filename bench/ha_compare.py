@@ -5,7 +5,8 @@ standbys on 127.0.0.1, synchronous replication with standby1 as the synchronous 
 
   4 persistent writers   BEGIN; INSERT (writer, seq); COMMIT, then read their own row back, on one connection
   2 new-client writers   a new connection per INSERT
-  2 readers              SELECT max(seq) of writer 0 (routed to standbys), checked against what was acknowledged
+  2 readers              each persistent writer's max(seq) (routed to standbys), checked against what was
+                         acknowledged before the read was sent
 
 Scenarios (--scenarios, comma-separated; default all):
   kill-external-tx       primary stopped with `pg_ctl stop -m immediate`, standby1 promoted 70 ms later by hand
@@ -126,6 +127,12 @@ def new_client_writer(proxy_port, writer, rec, stop):
             time.sleep(0.01)
 
 
+# Each persistent writer's highest seq, in writer order, as one row (a writer with no row yet reads 0).
+READ_SQL = ("SELECT array_agg(coalesce(m, 0) ORDER BY w), inet_server_port() "
+            f"FROM generate_series(0, {PERSISTENT - 1}) w "
+            "LEFT JOIN LATERAL (SELECT max(seq) m FROM ha_log WHERE writer = w) x ON true")
+
+
 def reader(proxy_port, rec, stop):
     conn = None
     while not stop.is_set():
@@ -133,21 +140,27 @@ def reader(proxy_port, rec, stop):
             if conn is None:
                 conn = connect(proxy_port)
             with rec.lock:
-                expected = rec.acked_max.get(0, 0)
+                expected = [rec.acked_max.get(w, 0) for w in range(PERSISTENT)]
             sent = time.monotonic()
-            got, port = conn.execute("SELECT max(seq), inet_server_port() FROM ha_log WHERE writer = 0").fetchone()
+            got, port = conn.execute(READ_SQL).fetchone()
+            # Stale: it misses some writer's commit acknowledged before the read was sent. Recorded as the
+            # shortfall of the writer that misses most (0: up to date).
+            behind = max(e - (g or 0) for e, g in zip(expected, got))
             with rec.lock:
-                rec.reads.append((sent, expected, got, port))
+                rec.reads.append((sent, behind, 0, port))
         except psycopg.Error:
             conn = None
             time.sleep(0.02)
         time.sleep(0.005)
 
 
-def run_load(proxy_port, event, after, rec):
-    """Warm-up, the event (returns its start time), `after` seconds more; then every client stops."""
+def run_load(proxy_port, event, after, rec, sample=None):
+    """Warm-up, the event (returns its start time), `after` seconds more; then every client stops. `sample`, if
+    given, is called every 0.5 s meanwhile (the proxy's own view, for the logs)."""
     stop = threading.Event()
     threads = [threading.Thread(target=persistent_writer, args=(proxy_port, w, rec, stop)) for w in range(PERSISTENT)]
+    if sample:
+        threads.append(threading.Thread(target=lambda: [sample() for _ in iter(lambda: stop.wait(0.5), True)]))
     threads += [threading.Thread(target=new_client_writer, args=(proxy_port, 100 + w, rec, stop))
                 for w in range(NEW_CLIENT)]
     threads += [threading.Thread(target=reader, args=(proxy_port, rec, stop)) for _ in range(READERS)]
@@ -193,9 +206,13 @@ def summarize(name, rec, t0, cluster, orphan_port):
     resolved = "?" if rows is None else sum(1 for w, s in rec.ambiguous if (w, s) in rows)
     stale = {"before": 0, "during": 0, "after": 0}
     orphan = 0
+    stale_where = {}
     for sent, expected, got, port in rec.reads:
         if got < expected:
-            stale["before" if sent < t0 else "during" if sent < back else "after"] += 1
+            when = "before" if sent < t0 else "during" if sent < back else "after"
+            stale[when] += 1
+            where = f"{when} on {port or 'its own connection'}"
+            stale_where[where] = stale_where.get(where, 0) + 1
         orphan += orphan_port is not None and port == orphan_port and sent >= back
     return {
         "scenario": name,
@@ -208,7 +225,7 @@ def summarize(name, rec, t0, cluster, orphan_port):
         "orphan reads": str(orphan),
         "reads": str(sum(1 for r in rec.reads if r[3] is not None)),
         "primary after": ",".join(primaries) or "none",
-    }
+    }, stale_where
 
 
 SCENARIOS = {
@@ -250,10 +267,13 @@ def run_scenario(name, args, work):
                 cluster.promote("standby1")
 
         rec = Record()
-        t0 = rec.t0 = run_load(proxy.port, event, args.after, rec)
+        t0 = rec.t0 = run_load(proxy.port, event, args.after, rec, getattr(proxy, "sample_pools", None))
         # An orphan exists only where nobody repointed standby2 (an unplanned failover followed by hand).
         orphan = cluster.ports["standby2"] if event_kind.startswith("kill") and failover != "pgmux" else None
-        return summarize(name, rec, t0, cluster, orphan), rec
+        row, stale_where = summarize(name, rec, t0, cluster, orphan)
+        if stale_where:
+            print("   stale reads by server port: " + ", ".join(f"{k}: {v}" for k, v in sorted(stale_where.items())))
+        return row, rec
     finally:
         if proxy:
             proxy.stop()

@@ -81,6 +81,19 @@ class PgmuxProxy(_Process):
         with _connect(self.port, "admin", "pgmux") as c:
             c.execute(f"SWITCHOVER TO {target}")
 
+    def sample_pools(self):
+        """SHOW POOLS, appended with the time to pools.log next to pgmux.log."""
+        try:
+            with _connect(self.port, "admin", "pgmux") as c:
+                cur = c.execute("SHOW POOLS")
+                names = [d.name for d in cur.description]
+                rows = cur.fetchall()
+        except psycopg.Error as e:
+            rows, names = [], [f"error: {e}"]
+        with open(os.path.join(os.path.dirname(self.log_path), "pools.log"), "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {' '.join(names)}\n")
+            f.writelines("  " + " ".join(str(v) for v in r) + "\n" for r in rows)
+
 
 class PgpoolProxy(_Process):
     """Pgpool-II in streaming-replication mode. Its failover_command promotes the new main node when the primary

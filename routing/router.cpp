@@ -1,5 +1,7 @@
 #include "routing/router.hpp"
 
+#include <algorithm>
+
 namespace pgmux::routing {
 
 const char* to_string(RouteTarget t) {
@@ -91,9 +93,14 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
     required = required_lsn(view, commit->time);
     // No primary (a failover): nothing newer can be sampled, and waiting for a primary would stop reads standbys
     // can serve. The standby that replayed the most has every commit any standby has; a commit that reached none
-    // may be lost with the old primary anyway.
+    // may be lost with the old primary anyway. Not during a switchover (its fence is on the old primary): that
+    // primary stopped cleanly, so the target will show every acknowledged commit, and a standby that has not
+    // replayed one yet would answer with older data (found by bench/ha_compare.py through Patroni). Such a read
+    // waits for a standby to catch up or for the new primary.
+    const bool switching_over = std::any_of(view.backends.begin(), view.backends.end(),
+                                            [](const BackendStatus& b) { return b.fence.has_value(); });
     const std::optional<uint64_t> furthest =
-        view.primary < 0 ? furthest_replay(view, state.backend_mask) : std::nullopt;
+        view.primary < 0 && !switching_over ? furthest_replay(view, state.backend_mask) : std::nullopt;
     if (furthest && (!required || *furthest < *required)) required = furthest;
     if (!required) return primary_or_wait(view, state.backend_mask, held);
   }

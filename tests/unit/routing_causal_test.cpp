@@ -197,3 +197,26 @@ TEST_CASE("causal: with no primary, reads go to the standby that replayed the mo
   s.cluster_commit = 0.5;
   CHECK(route(s, v, Consistency::Causal).target == RouteTarget::Primary);
 }
+
+TEST_CASE("causal: during a switchover with no primary yet, a read waits for a standby that replayed its commit") {
+  BackendsView v;
+  v.backends.resize(3);
+  v.backends[0].role = Role::Fenced;  // the old primary, stopped cleanly: the target will have all it had
+  v.backends[0].fence = BackendStatus::SwitchoverFence{1, "switchover", BackendStatus::FenceStage::Closed};
+  for (size_t i = 1; i < 3; ++i) {
+    v.backends[i].role = Role::Standby;
+    v.backends[i].readable = true;
+    v.backends[i].spec.weight = 1;
+  }
+  v.backends[1].last.replay_lsn = 900;
+  v.backends[2].last.replay_lsn = 950;
+  v.primary = -1;
+  v.primary_lsn_history = {{1.0, 1000}};
+  ClientRouteState s;
+  s.cluster_commit = 0.5;  // sampled at 1000: neither standby shows it yet
+  CHECK(route(s, v, Consistency::Causal).target == RouteTarget::WaitForPrimary);
+  v.backends[2].last.replay_lsn = 1000;  // the target replayed the old primary's last WAL
+  CHECK(route(s, v, Consistency::Causal).backend == 2);
+  s.cluster_commit = 2.0;  // after the last sample: only the new primary can show it
+  CHECK(route(s, v, Consistency::Causal).target == RouteTarget::WaitForPrimary);
+}
