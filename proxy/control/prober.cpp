@@ -164,11 +164,13 @@ void Prober::probe_now() {
 }
 
 void Prober::on_connection_refused(const std::string& backend, const std::string& error) {
-  const routing::BackendsView& view = *topology_.view();
-  for (size_t i = 0; i < view.backends.size(); ++i) {
-    if (view.backends[i].spec.name != backend) continue;  // (a reload may have renamed or removed it)
+  // A copy of the pointer: on_connection_refused publishes a new view, which frees this one.
+  const std::shared_ptr<const routing::BackendsView> view = topology_.view();
+  for (size_t i = 0; i < view->backends.size(); ++i) {
+    if (view->backends[i].spec.name != backend) continue;  // (a reload may have renamed or removed it)
     topology_.on_connection_refused(i, "a new connection was refused: " + error, monotonic_seconds());
     notify_if_changed();
+    break;
   }
   probe_now();
 }

@@ -138,6 +138,7 @@ TEST_CASE("after 0A000 the statement prepared again gives the new columns, insid
 TEST_CASE("10 clients executing a prepared SELECT * while columns are added re-prepare once per ALTER at most") {
   Fixture f;
   std::atomic<bool> stop{false};
+  std::atomic<bool> altered_all{false};  // the last ALTER has returned
   std::atomic<long> executes{0};
   std::atomic<long> plan_errors{0};
   std::mutex mu;
@@ -147,9 +148,11 @@ TEST_CASE("10 clients executing a prepared SELECT * while columns are added re-p
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
       exec(f.owner.get(), "ALTER TABLE t ADD COLUMN c" + std::to_string(k) + " int DEFAULT " + std::to_string(k));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    stop = true;
+    altered_all = true;
   });
+  // Each client runs until one of its executions, begun after the last ALTER, succeeds (bounded: a loaded
+  // machine, under ASan, may take more than a few hundred milliseconds for that).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   std::string failure = run_threads(10, [&](int t) {
     PgConn conn = connect(f.ci);
     prepare_sel(conn.get());
@@ -157,11 +160,14 @@ TEST_CASE("10 clients executing a prepared SELECT * while columns are added re-p
     int in_a_row = 0;  // 0A000 since the last success
     std::string name = "sel";
     int generation = 0;
-    for (int n = 0; !stop && n < 100000; ++n) {
+    bool done = false;
+    for (int n = 0; !done && !stop && n < 100000 && std::chrono::steady_clock::now() < deadline; ++n) {
+      const bool after_all = altered_all;
       const std::string err = exec_sel(conn.get(), 1 + (t * 7 + n) % 100, &fields, name);
       executes++;
       if (err.empty()) {
         in_a_row = 0;
+        done = after_all;
         continue;
       }
       std::lock_guard<std::mutex> lock(mu);
@@ -174,6 +180,7 @@ TEST_CASE("10 clients executing a prepared SELECT * while columns are added re-p
       ++plan_errors;
       name = reprepare_sel(conn.get(), &generation);
     }
+    if (!done) throw std::runtime_error("no execution after the last ALTER succeeded within 30 s");
     if (fields != 10) throw std::runtime_error("last result had " + std::to_string(fields) + " columns, not 10");
   });
   stop = true;
