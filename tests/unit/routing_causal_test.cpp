@@ -166,21 +166,29 @@ TEST_CASE("causal: the topology takes the poller's positions only where they bel
   CHECK(t.view()->recent_primary_lsn.back().lsn == 2039u);
 }
 
-TEST_CASE("causal: with no primary, reads go to the standby that replayed the most") {
+namespace {
+// No primary: backend 0 (the old one) in `old_role`, then standbys that replayed 900, 950, ...; the last primary
+// sample says 1000 at t = 1.
+BackendsView without_primary(size_t standbys, Role old_role) {
   BackendsView v;
-  v.backends.resize(4);
-  v.backends[0].role = Role::Down;  // the old primary
-  for (size_t i = 1; i < 4; ++i) {
+  v.backends.resize(standbys + 1);
+  v.backends[0].role = old_role;
+  for (size_t i = 1; i <= standbys; ++i) {
     v.backends[i].role = Role::Standby;
     v.backends[i].readable = true;
     v.backends[i].spec.weight = 1;
+    v.backends[i].last.replay_lsn = 850 + 50 * i;
   }
-  v.backends[1].last.replay_lsn = 900;
-  v.backends[2].last.replay_lsn = 950;
-  v.backends[3].last.replay_lsn = 990;
-  v.backends[3].readable = false;  // ahead, but out of the read set
   v.primary = -1;
   v.primary_lsn_history = {{1.0, 1000}};
+  return v;
+}
+}  // namespace
+
+TEST_CASE("causal: with no primary, reads go to the standby that replayed the most") {
+  BackendsView v = without_primary(3, Role::Down);
+  v.backends[3].last.replay_lsn = 990;
+  v.backends[3].readable = false;  // ahead, but out of the read set
   CHECK(furthest_replay(v, ~uint64_t{0}) == 950u);
   CHECK(furthest_replay(v, uint64_t{1} << 1) == 900u);
   CHECK_FALSE(furthest_replay(v, uint64_t{1} << 3));
@@ -199,19 +207,8 @@ TEST_CASE("causal: with no primary, reads go to the standby that replayed the mo
 }
 
 TEST_CASE("causal: during a switchover with no primary yet, a read waits for a standby that replayed its commit") {
-  BackendsView v;
-  v.backends.resize(3);
-  v.backends[0].role = Role::Fenced;  // the old primary, stopped cleanly: the target will have all it had
+  BackendsView v = without_primary(2, Role::Fenced);  // the old primary, stopped cleanly: the target will have all
   v.backends[0].fence = BackendStatus::SwitchoverFence{1, "switchover", BackendStatus::FenceStage::Closed};
-  for (size_t i = 1; i < 3; ++i) {
-    v.backends[i].role = Role::Standby;
-    v.backends[i].readable = true;
-    v.backends[i].spec.weight = 1;
-  }
-  v.backends[1].last.replay_lsn = 900;
-  v.backends[2].last.replay_lsn = 950;
-  v.primary = -1;
-  v.primary_lsn_history = {{1.0, 1000}};
   ClientRouteState s;
   s.cluster_commit = 0.5;  // sampled at 1000: neither standby shows it yet
   CHECK(route(s, v, Consistency::Causal).target == RouteTarget::WaitForPrimary);
