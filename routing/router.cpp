@@ -97,10 +97,12 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
     // primary stopped cleanly, so the target will show every acknowledged commit, and a standby that has not
     // replayed one yet would answer with older data (found by bench/ha_compare.py through Patroni). Such a read
     // waits for a standby to catch up or for the new primary.
-    const bool switching_over = std::any_of(view.backends.begin(), view.backends.end(),
-                                            [](const BackendStatus& b) { return b.fence.has_value(); });
+    auto switching_over = [&] {
+      return std::any_of(view.backends.begin(), view.backends.end(),
+                         [](const BackendStatus& b) { return b.fence.has_value(); });
+    };
     const std::optional<uint64_t> furthest =
-        view.primary < 0 && !switching_over ? furthest_replay(view, state.backend_mask) : std::nullopt;
+        view.primary < 0 && !switching_over() ? furthest_replay(view, state.backend_mask) : std::nullopt;
     if (furthest && (!required || *furthest < *required)) required = furthest;
     if (!required) return primary_or_wait(view, state.backend_mask, held);
   }

@@ -15,7 +15,6 @@
 #include "routing/read_your_writes.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
-#include "proxy/control/control.hpp"
 #include "proxy/control/probe_connection.hpp"
 #include "proxy/server/server_conn.hpp"
 #include "proxy/control/worker.hpp"
@@ -371,10 +370,6 @@ bool ClientConn::finish_login(const SessionParams& server_params, const char* vi
 }
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {
-  if (waiting_pool_ && failure.failure() == Failure::ServerConnectFailed &&
-      failure.message().find(uv_strerror(UV_ECONNREFUSED)) != std::string::npos) {
-    worker_.shared().control->report_refused_connection(waiting_pool_->backend().name, failure.message());
-  }
   waiting_pool_ = nullptr;
   std::optional<routing::Route> route = routed_ ? routed_->route : std::nullopt;
   routed_.reset();

@@ -7,6 +7,7 @@
 
 
 #include "protocol/auth_scram.hpp"
+#include "proxy/control/control.hpp"
 #include "proxy/net/address.hpp"
 #include "proxy/ops/admin/console.hpp"
 #include "proxy/net/log.hpp"
@@ -269,6 +270,10 @@ void Worker::give_slot(const Pool& from, int to_worker) {
     return;
   }
   Pool::release_budgets(budgets);
+}
+
+void Worker::report_refused(const std::string& backend, const std::string& error) {
+  shared_.control->report_refused_connection(backend, error);
 }
 
 PoolServer* Worker::create_server(Pool& pool) { return new ServerConn(*this, pool, next_server_id()); }

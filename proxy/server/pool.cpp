@@ -1,5 +1,7 @@
 #include "proxy/server/pool.hpp"
 
+#include <uv.h>
+
 #include <utility>
 #include <vector>
 
@@ -215,14 +217,10 @@ std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starvi
   std::vector<PoolClient*> uncovered;
   const double reserve_after = host_.timeouts().reserve_pool_timeout;
   for (PoolClient* client = waiting_.front(); client; client = waiting_.next_of(client)) {
-    bool covered = false;
-    busy_.for_each([&](PoolServer* server) { covered |= server->opened_for() == client; });
-    if (covered) continue;
+    if (has_server_on_the_way(client)) continue;
     // The reserve pool opens for clients that have waited reserve_pool_timeout (0 = never).
     const bool reserve = limits_.reserve > 0 && reserve_after > 0 && now - client->wait_started() >= reserve_after;
-    if (gifted_slots_ > 0) {
-      --gifted_slots_;  // another worker freed it for this pool's clients
-    } else if (!acquire_slot(reserve)) {
+    if (!acquire_slot(reserve)) {
       *starving = true;
       break;
     }
@@ -232,6 +230,12 @@ std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starvi
     uncovered.push_back(client);
   }
   return uncovered;
+}
+
+bool Pool::has_server_on_the_way(const PoolClient* client) {
+  bool covered = false;
+  busy_.for_each([&](PoolServer* server) { covered |= server->opened_for() == client; });
+  return covered;
 }
 
 ShedRequest Pool::shed_request() const {
@@ -304,11 +308,14 @@ void Pool::accept_slot(const Limits& budgets) {
     if (!waiting_.empty()) serve_waiters();
     return;
   }
-  gifted_slots_ = 1;
-  if (!waiting_.empty()) serve_waiters();
-  // Unused (every waiting client was served or has a server on the way): back to the budget at once, or it
-  // would be a slot nobody can open a server with.
-  if (std::exchange(gifted_slots_, 0) > 0) release_slot();
+  // A server opens with it for the first waiting client that has none on the way (an idle server would have
+  // served it already). Unused: back to the budget at once, or it would be a slot nobody can open a server with.
+  for (PoolClient* client = waiting_.front(); client; client = waiting_.next_of(client)) {
+    if (has_server_on_the_way(client)) continue;
+    open_server(client);
+    return;
+  }
+  release_slot();
 }
 
 void Pool::release_budgets(const Limits& limits) {
@@ -460,6 +467,10 @@ void Pool::on_login_done(PoolServer* server) {
 
 void Pool::on_server_failed(PoolServer* server, FailureReport failure) {
   host_.metrics().server_connect_failures.add();
+  if (failure.failure() == Failure::ServerConnectFailed &&
+      failure.message().find(uv_strerror(UV_ECONNREFUSED)) != std::string::npos) {
+    host_.report_refused(backend_.name, failure.message());
+  }
   failure.add_words({name_, backend_.name, backend_.text()});  // the detail names the pool and backend
   // The client this connection was opened for hears why (it may be its own bad startup parameter).
   if (PoolClient* client = server->opened_for()) {

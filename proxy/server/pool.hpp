@@ -153,6 +153,7 @@ class Pool {
   void forget_client(PoolClient* client);
   void serve_waiters();
   std::vector<PoolClient*> pick_clients_to_open_for(double now, bool* starving);
+  bool has_server_on_the_way(const PoolClient* client);
   void assign(PoolServer* server, PoolClient* client);
   void on_assign_synced(PoolServer* server, bool ok, const std::string& sqlstate, const std::string& error);
   void reset_and_idle(PoolServer* server, const char* reset_sql);
@@ -195,7 +196,6 @@ class Pool {
   double last_shed_request_ = 0;
   double last_shed_ = -1e9;  // when this pool last gave a server's slot up to a starving worker
   std::optional<OwedShed> owed_shed_;
-  int gifted_slots_ = 0;  // 1 within accept_slot: a slot another worker freed, for serve_waiters to open with
   IntrusiveList<PoolServer, &PoolServer::pool_node> idle_;
   IntrusiveList<PoolServer, &PoolServer::pool_node> busy_;
   IntrusiveList<PoolClient, &PoolClient::wait_node> waiting_;

@@ -138,6 +138,9 @@ class PoolHost {
   // A slot of `from`'s budgets, freed by closing one of its servers, passed on to worker `to_worker`'s pool of
   // the same key (Pool::accept_slot; released to those budgets if that pool is gone or cannot take it).
   virtual void give_slot(const Pool& from, int to_worker) = 0;
+  // A new connection to `backend` was refused: nothing listens on its port (the prober counts it as a failed
+  // probe: Topology::on_connection_refused).
+  virtual void report_refused(const std::string& backend, const std::string& error) = 0;
 
  protected:
   ~PoolHost() = default;

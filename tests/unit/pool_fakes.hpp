@@ -173,6 +173,8 @@ class FakeHost final : public PoolHost {
     shed_request = request;
   }
   void give_slot(const Pool&, int to_worker) override { slots_given.push_back(to_worker); }
+  void report_refused(const std::string& backend, const std::string&) override { refused.push_back(backend); }
+  std::vector<std::string> refused;  // backends whose connection was refused, in order
 };
 
 // Declaration order is destruction order reversed: the pool closes its servers and tells its waiting clients

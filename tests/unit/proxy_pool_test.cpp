@@ -403,3 +403,16 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: a server opened for a client the pool sent
   CHECK(std::count(events.begin(), events.end(), "c1 refused 53300") == 1);
   CHECK(events.size() == 1);
 }
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: a refused connect is reported to the prober; other connect failures are not") {
+  make_pool(2, PoolMode::Transaction);
+  FakeClient& c1 = client("c1");
+  FakeClient& c2 = client("c2");
+  c1.ask(*pool, host.clock);
+  c2.ask(*pool, host.clock);
+  server(1).fail_login(FailureReport(Failure::ServerConnectFailed, {"connection timed out"}));
+  CHECK(host.refused.empty());
+  server(2).fail_login(FailureReport(Failure::ServerConnectFailed, {"connection refused"}));  // uv_strerror's words
+  CHECK(host.refused == std::vector<std::string>{"b1"});
+  CHECK(c2.error_state == "08006");
+}
