@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <openssl/evp.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -67,10 +66,6 @@ std::vector<Mode> modes(bool split) {
 Target::Target(const Mode& m, int pool_size)
     : mode(m), listen(pick_listen_port()), proxy(target_config(listen, m, pool_size).dump(2), listen) {
   txpool::wait_serving(app("warmup"));
-}
-
-Target::~Target() {
-  if (proxy.process()) proxy.process()->send_signal(SIGINT);
 }
 
 std::string Target::app(const std::string& application_name) const {

@@ -28,9 +28,8 @@ std::vector<Mode> modes(bool split);
 // console user admin/admin. Waits until it serves.
 struct Target {
   Target(const Mode& mode, int pool_size);
-  // SIGINT first (pgmux closes everything at once): a client a broken pgmux left stuck must not hold up the
-  // SIGTERM shutdown the harness would wait out.
-  ~Target();
+  // No destructor of its own: the harness stops pgmux with one SIGINT (everything closed at once), so a client a
+  // broken pgmux left stuck cannot hold up the stop.
   Target(const Target&) = delete;
   Target& operator=(const Target&) = delete;
   std::string app(const std::string& application_name = "") const;

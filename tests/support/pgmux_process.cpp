@@ -193,8 +193,9 @@ PgmuxProcess::~PgmuxProcess() { stop_and_cleanup(); }
 void PgmuxProcess::stop_and_cleanup() {
   if (pid_ > 0 && !exited_) {
     // SIGINT closes everything at once, so pgmux reaches its exit (and LeakSanitizer's check there) whatever
-    // clients the test left connected.
-    kill(pid_, SIGINT);
+    // clients the test left connected. Sent once only: pgmux closes its signal handlers on the way out, and a
+    // second SIGINT arriving then would kill it by the default action (an "unclean exit" in a sanitizer run).
+    if (!interrupted_) kill(pid_, SIGINT);
     const bool exited = wait_exit(5.0);
     if (!exited) {
       kill(pid_, SIGKILL);
@@ -225,8 +226,10 @@ void PgmuxProcess::report_unclean_exit(bool exited_in_time) const {
   if (dir.empty()) return;
   std::string why;
   if (!exited_in_time) why = "did not exit within 5 s of SIGINT (killed)";
-  else if (!WIFEXITED(exit_status_) || WEXITSTATUS(exit_status_) != 0) {
-    why = "exited with status " + std::to_string(exit_status_) + " on SIGINT";
+  else if (WIFSIGNALED(exit_status_)) {
+    why = "was killed by signal " + std::to_string(WTERMSIG(exit_status_)) + " after SIGINT";
+  } else if (WEXITSTATUS(exit_status_) != 0) {
+    why = "exited with code " + std::to_string(WEXITSTATUS(exit_status_)) + " on SIGINT";
   }
   if (why.empty()) return;
   std::ofstream out(dir + "/unclean-exit." + std::to_string(pid_));
@@ -271,7 +274,9 @@ std::string PgmuxProcess::log() const {
 }
 
 void PgmuxProcess::send_signal(int sig) {
-  if (pid_ > 0 && !exited_) kill(pid_, sig);
+  if (pid_ <= 0 || exited_ || (sig == SIGINT && interrupted_)) return;
+  kill(pid_, sig);
+  if (sig == SIGINT) interrupted_ = true;
 }
 
 bool PgmuxProcess::wait_exit(double seconds, int* status) {

@@ -79,6 +79,7 @@ class PgmuxProcess {
   int port_;
   pid_t pid_ = -1;
   bool exited_ = false;
+  bool interrupted_ = false;  // SIGINT sent: never twice (see stop_and_cleanup)
   int exit_status_ = 0;
   std::string config_path_;
   std::string log_path_;
