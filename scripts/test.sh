@@ -29,10 +29,10 @@ timed "install dependencies" bash scripts/install-deps.sh
 if [[ $sanitizers == 1 ]]; then
   # Two cores cannot run the suite twice within CI's budget: the plain build gets what a release needs checked
   # (it compiles with GCC -Werror, the unit tests pass, a psql session works through it) and the tests whose
-  # memory budgets only mean something without a sanitizer's shadow memory.
-  plain_tests_re='^(unit_.*|it_psql|it_txpool_idle|it_large_result|it_tls_data)$'
+  # memory budgets only mean something without a sanitizer's shadow memory (the soak's RSS check among them).
+  plain_tests_re='^(unit_.*|it_psql|it_txpool_idle|it_large_result|it_tls_data|it_soak_short)$'
   plain_targets=(pgmux with_pgmux unit_protocol unit_routing unit_conf unit_proxy it_txpool_idle it_large_result
-    it_tls_data)
+    it_tls_data pgmux_soak)
   plain_tests=(-R "$plain_tests_re")
 else
   plain_targets=()
