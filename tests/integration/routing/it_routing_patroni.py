@@ -5,8 +5,8 @@ pooling, both following Patroni.
 
   act 1  both see node1 (Patroni's leader) as the primary, in SHOW BACKENDS and the metrics; writes land there
   act 2  SWITCHOVER TO node2 on A's console under pgbench (both pools): pgmux drains, Patroni switches over;
-         zero failed transactions on both, balances consistent; B follows without being told. B has no Patroni
-         credentials: its own SWITCHOVER is refused by Patroni (401), canceled, and writes go on
+         zero failed transactions on both, balances consistent, no stale read; B follows without being told. B
+         has no Patroni credentials: its own SWITCHOVER is refused by Patroni (401), canceled, and writes go on
   act 3  `patronictl switchover` back to node1 behind pgmux's back, under load: both follow; a session idle
          across it (session pooling) keeps working, on the same client connection
   act 4  the leader's Patroni daemon is killed: its PostgreSQL keeps running as a primary, and once Patroni
@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -167,6 +168,62 @@ def in_recovery(port):
         return None
 
 
+class StaleReadWatch:
+    """A writer and a reader through `port` while something happens. The writer inserts into marks on one
+    connection; the reader asks for max(id) on a new connection each time, a read pgmux sends to a standby. A read
+    that misses a row acknowledged before it was sent is stale: causal consistency (pgmux's default) promises
+    none, as a direct connection to the primary gives none."""
+
+    def __init__(self, port):
+        self.port, self.lock, self.done = port, threading.Lock(), threading.Event()
+        self.acked, self.writes, self.reads = 0, 0, 0
+        self.stale, self.write_errors, self.read_errors = [], [], []
+        self.threads = [threading.Thread(target=self._write), threading.Thread(target=self._read)]
+        for t in self.threads:
+            t.start()
+
+    def _write(self):
+        conn = None
+        while not self.done.is_set():
+            try:
+                conn = conn or connect(self.port)
+                row_id = conn.execute("INSERT INTO marks (at) VALUES (now()) RETURNING id").fetchone()[0]
+                with self.lock:
+                    self.acked, self.writes = max(self.acked, row_id), self.writes + 1
+            except psycopg.Error as e:
+                self.write_errors.append(str(e).strip())
+                conn = None
+                time.sleep(0.1)
+            time.sleep(0.01)
+
+    def _read(self):
+        while not self.done.is_set():
+            with self.lock:
+                expected = self.acked
+            try:
+                with connect(self.port) as c:
+                    got = c.execute("SELECT coalesce(max(id), 0), inet_server_port() FROM marks").fetchone()
+                self.reads += 1
+                if got[0] < expected:
+                    self.stale.append(f"max(id) {got[0]} < {expected} on port {got[1]}")
+            except psycopg.Error as e:
+                self.read_errors.append(str(e).strip())
+                time.sleep(0.1)
+            time.sleep(0.02)
+
+    def finish(self, label):
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        print(f"      {label}: {self.writes} writes ({len(self.write_errors)} failed), {self.reads} reads "
+              f"({len(self.read_errors)} failed), {len(self.stale)} stale", flush=True)
+        for e in (self.write_errors + self.read_errors + self.stale)[:5]:
+            print(f"        {e}", flush=True)
+        check(self.writes > 0 and self.reads > 0 and not self.stale,
+              f"{label}: no read missed a write acknowledged before it")
+        check(not self.write_errors, f"{label}: no write between transactions failed")
+
+
 def act1():
     print("act 1: both pgmux instances follow Patroni's leader", flush=True)
     for label, port in (("A", PORT_A), ("B", PORT_B)):
@@ -187,6 +244,7 @@ def act2():
     # B's sessions are not drained by A's switchover (see README, Patroni): one idle across it must go on there.
     idle_b = connect(PORT_B)
     idle_b.execute("INSERT INTO marks (at) VALUES (now())")
+    watch = StaleReadWatch(PORT_A)
     time.sleep(2)
     with connect(PORT_A, user="admin", dbname="pgmux") as c:
         notices = []
@@ -205,6 +263,7 @@ def act2():
               f"pgbench through {label}: no failed transaction, no aborted client")
         if failed or aborted:
             print(out[-3000:], flush=True)
+    watch.finish("reads and writes through A across the switchover")
     check(balances_consistent(NODE_PORT["node2"]), "balances are consistent on node2")
     wait_for("B sees node2 as the primary", lambda: backends(PORT_B)["node2"]["role"] == "primary", 5)
     idle_session_writes_on(idle_b, "node2", "B's session idle across it")
