@@ -52,7 +52,7 @@ void StreamConn::start_reading() {
   if (!open() || pinned_) return;
   if (!reading_ && uv_read_start(stream(), on_alloc, on_read) == 0) reading_ = true;
   // Decrypted input may be waiting that no socket event will announce again.
-  if (reading_ && tls_ && tls_->has_buffered_input()) schedule_tls_resume();
+  if (reading_ && tls_ && tls_->session.has_buffered_input()) schedule_tls_resume();
 }
 
 void StreamConn::stop_reading() {
@@ -64,7 +64,7 @@ void StreamConn::stop_reading() {
 void StreamConn::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   auto* self = UvTcp<StreamConn>::owner_of(handle);
   if (self->tls_) {
-    auto cipher = self->tls_->input_space();  // empty when OpenSSL has not taken the last read: UV_ENOBUFS
+    auto cipher = self->tls_->session.input_space();  // empty when OpenSSL has not taken the last read: UV_ENOBUFS
     *buf = uv_buf_init(reinterpret_cast<char*>(cipher.data()), static_cast<unsigned>(cipher.size()));
     return;
   }
@@ -107,7 +107,7 @@ void StreamConn::send_owned(protocol::ByteVector&& bytes) {
   if (!open() || bytes.empty()) return;
   count_sent(bytes.size());
   if (tls_) {
-    tls_->write(bytes.data(), bytes.size());
+    tls_->session.write(bytes.data(), bytes.size());
     tls_flush();
     return;
   }
@@ -211,8 +211,10 @@ void StreamConn::release_forward_source() {
 void StreamConn::close() {
   if (!open()) return;
   stop_reading();
-  if (tls_) tls_close();
-  tls_resume_.close();
+  if (tls_) {
+    tls_close();
+    tls_->resume.close();
+  }
   tcp_.close();
   on_closing();
 }
@@ -220,7 +222,7 @@ void StreamConn::close() {
 void StreamConn::on_tcp_closed() { maybe_delete(); }
 
 void StreamConn::maybe_delete() {
-  if (tcp_.closed() && tls_resume_.closed() && !pinned_) delete this;
+  if (tcp_.closed() && (!tls_ || tls_->resume.closed()) && !pinned_) delete this;
 }
 
 }  // namespace pgmux::proxy

@@ -48,14 +48,14 @@ class StreamConn {
   void count_bytes(const ByteCounters& counters) { bytes_ = counters; }
 
   // Bytes queued in libuv for this stream (and ciphertext not yet handed to libuv), for backpressure decisions.
-  size_t write_queue_size() const { return tcp_.get()->write_queue_size + (tls_ ? tls_->output().size() : 0); }
+  size_t write_queue_size() const { return tcp_.get()->write_queue_size + (tls_ ? tls_->session.output().size() : 0); }
 
   // TLS from the next byte read on: a handshake with `context`, as the server (a TlsServerContext) or as the
   // client (a TlsClientContext: the ClientHello goes out at once). `already_received` is ciphertext that came
   // before the switch (PostgreSQL 17's direct TLS: the ClientHello was the first read). The owner hears
   // on_tls_ready() once the handshake is done, or on_tls_failed().
   void start_tls(std::shared_ptr<const TlsContext> context, protocol::ByteView already_received = {});
-  const TlsSession* tls() const { return tls_.get(); }
+  const TlsSession* tls() const { return tls_ ? &tls_->session : nullptr; }
 
   // Detaches (on_closing) and closes. What the kernel already took (an ErrorResponse sent just before) still
   // reaches the peer; bytes libuv still queues mean the peer is not reading, and are dropped.
@@ -107,14 +107,20 @@ class StreamConn {
   ByteCounters bytes_;
   bool pinned_ = false;
   bool reading_ = false;
-  // TLS: the session, the ciphertext libuv is writing (one write at a time; what comes meanwhile waits in the
-  // session's output), and a zero-delay timer that resumes decryption of input the socket will not signal
-  // again (it arrived while in_ was full). Without TLS the timer stays unused and costs nothing.
-  std::unique_ptr<TlsSession> tls_;
-  protocol::ByteVector tls_in_flight_;
-  uv_write_t tls_write_req_;
-  bool tls_writing_ = false;
-  UvTimer<StreamConn> tls_resume_{this, &StreamConn::on_tcp_closed};
+  // TLS, on the heap once start_tls runs, so a plain connection carries one pointer (an idle client's memory,
+  // issue 13): the session, the ciphertext libuv is writing (one write at a time; what comes meanwhile waits in
+  // the session's output), and a zero-delay timer that resumes decryption of input the socket will not signal
+  // again (it arrived while in_ was full). Freed with the connection, after both handles are closed.
+  struct TlsIo {
+    TlsIo(StreamConn* owner, std::shared_ptr<const TlsContext> context)
+        : session(std::move(context)), resume(owner, &StreamConn::on_tcp_closed) {}
+    TlsSession session;
+    protocol::ByteVector in_flight;
+    uv_write_t write_req;
+    bool writing = false;
+    UvTimer<StreamConn> resume;
+  };
+  std::unique_ptr<TlsIo> tls_;
 };
 
 }  // namespace pgmux::proxy

@@ -11,21 +11,21 @@ namespace pgmux::proxy {
 
 void StreamConn::start_tls(std::shared_ptr<const TlsContext> context, protocol::ByteView already_received) {
   const bool client_side = !context->server_side();
-  tls_ = std::make_unique<TlsSession>(std::move(context));
-  tls_resume_.init(loop());
+  tls_ = std::make_unique<TlsIo>(this, std::move(context));
+  tls_->resume.init(loop());
   if (client_side) tls_handshake_step();  // the client speaks first: the ClientHello goes out now
   if (!already_received.empty()) {
-    auto space = tls_->input_space();  // a fresh session: the first read always fits
+    auto space = tls_->session.input_space();  // a fresh session: the first read always fits
     const size_t n = std::min(space.size(), already_received.size());
     std::copy_n(already_received.begin(), n, space.begin());
-    tls_->commit_input(n);
+    tls_->session.commit_input(n);
     schedule_tls_resume();  // not from inside the owner's on_data, which is where this is called from
   }
 }
 
 void StreamConn::schedule_tls_resume() {
-  if (tls_resume_.open() && !uv_is_active(tls_resume_.handle())) {
-    uv_timer_start(tls_resume_.get(), on_tls_resume, 0, 0);
+  if (tls_->resume.open() && !uv_is_active(tls_->resume.handle())) {
+    uv_timer_start(tls_->resume.get(), on_tls_resume, 0, 0);
   }
 }
 
@@ -35,14 +35,14 @@ void StreamConn::on_tls_resume(uv_timer_t* timer) {
 }
 
 void StreamConn::tls_receive(size_t nread) {
-  tls_->commit_input(nread);
+  tls_->session.commit_input(nread);
   tls_pump_input();
 }
 
 // False when the connection cannot go on reading: the handshake is not done yet, or it failed.
 bool StreamConn::tls_handshake_step() {
-  if (tls_->established()) return true;
-  const TlsSession::Status status = tls_->handshake();
+  if (tls_->session.established()) return true;
+  const TlsSession::Status status = tls_->session.handshake();
   tls_flush();  // the server's flight, or the alert that explains a failure
   if (status == TlsSession::Status::Ok) {
     on_tls_ready();
@@ -51,7 +51,7 @@ bool StreamConn::tls_handshake_step() {
   if (status != TlsSession::Status::WantMore) {
     stop_reading();
     on_tls_failed(status == TlsSession::Status::Closed ? "the client closed the connection during the handshake"
-                                                       : tls_->error());
+                                                       : tls_->session.error());
   }
   return false;
 }
@@ -67,7 +67,7 @@ TlsSession::Status StreamConn::tls_decrypt(size_t* received) {
     }
     if (space.empty()) break;  // the owner must make room; start_reading() resumes
     size_t n = 0;
-    status = tls_->read(space, &n);
+    status = tls_->session.read(space, &n);
     in_.commit(n);
     *received += n;
   }
@@ -81,7 +81,7 @@ void StreamConn::tls_pump_input() {
   for (;;) {
     size_t received = 0;
     const TlsSession::Status status = tls_decrypt(&received);
-    if (!tls_->output().empty()) tls_flush();  // an alert or a key update OpenSSL answered while reading
+    if (!tls_->session.output().empty()) tls_flush();  // an alert or a key update OpenSSL answered while reading
     if (received > 0) {
       count_received(received);
       if (open()) on_data();
@@ -92,17 +92,17 @@ void StreamConn::tls_pump_input() {
       if (status == TlsSession::Status::Closed) {
         on_read_end(UV_EOF);
       } else {
-        on_tls_failed(tls_->error());
+        on_tls_failed(tls_->session.error());
       }
       return;
     }
-    if (received == 0 || !reading_ || pinned_ || !tls_->has_buffered_input()) return;
+    if (received == 0 || !reading_ || pinned_ || !tls_->session.has_buffered_input()) return;
   }
 }
 
 bool StreamConn::tls_forward(StreamConn& source, const uv_buf_t* bufs, unsigned count) {
   for (unsigned i = 0; i < count; ++i) {
-    tls_->write(reinterpret_cast<const std::byte*>(bufs[i].base), bufs[i].len);
+    tls_->session.write(reinterpret_cast<const std::byte*>(bufs[i].base), bufs[i].len);
   }
   if (tls_flush()) return true;
   forward_source_ = &source;
@@ -114,8 +114,8 @@ bool StreamConn::tls_forward(StreamConn& source, const uv_buf_t* bufs, unsigned 
 // Hands the session's output to the socket: uv_try_write first, the rest with one uv_write at a time from a
 // second buffer (the output keeps filling meanwhile). True when nothing is left waiting.
 bool StreamConn::tls_flush() {
-  if (tls_writing_) return false;
-  protocol::ByteVector& output = tls_->output();
+  if (tls_->writing) return false;
+  protocol::ByteVector& output = tls_->session.output();
   if (output.empty()) return true;
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(output.data()), static_cast<unsigned>(output.size()));
   int n = 0;
@@ -132,24 +132,24 @@ bool StreamConn::tls_flush() {
     }
     n = std::max(n, 0);
   }
-  tls_in_flight_.swap(output);  // both keep their capacity: no allocation once warmed up
+  tls_->in_flight.swap(output);  // both keep their capacity: no allocation once warmed up
   output.clear();
-  buf = uv_buf_init(reinterpret_cast<char*>(tls_in_flight_.data()) + n,
-                    static_cast<unsigned>(tls_in_flight_.size() - static_cast<size_t>(n)));
-  tls_write_req_.data = this;
-  if (const int rc = uv_write(&tls_write_req_, stream(), &buf, 1, on_tls_written); rc != 0) {
-    tls_in_flight_.clear();
+  buf = uv_buf_init(reinterpret_cast<char*>(tls_->in_flight.data()) + n,
+                    static_cast<unsigned>(tls_->in_flight.size() - static_cast<size_t>(n)));
+  tls_->write_req.data = this;
+  if (const int rc = uv_write(&tls_->write_req, stream(), &buf, 1, on_tls_written); rc != 0) {
+    tls_->in_flight.clear();
     on_write_error(rc);
     return true;
   }
-  tls_writing_ = true;
+  tls_->writing = true;
   return false;
 }
 
 void StreamConn::on_tls_written(uv_write_t* req, int status) {
   auto* self = static_cast<StreamConn*>(req->data);
-  self->tls_writing_ = false;
-  self->tls_in_flight_.clear();
+  self->tls_->writing = false;
+  self->tls_->in_flight.clear();
   if (status < 0) {
     self->release_forward_source();
     if (status != UV_ECANCELED && self->open()) self->on_write_error(status);
@@ -161,12 +161,12 @@ void StreamConn::on_tls_written(uv_write_t* req, int status) {
 
 // A close_notify goes out with whatever the kernel takes at once; PostgreSQL says goodbye the same way.
 void StreamConn::tls_close() {
-  tls_->shutdown();
-  if (tls_writing_ || tls_->output().empty()) return;
-  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(tls_->output().data()),
-                             static_cast<unsigned>(tls_->output().size()));
+  tls_->session.shutdown();
+  if (tls_->writing || tls_->session.output().empty()) return;
+  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(tls_->session.output().data()),
+                             static_cast<unsigned>(tls_->session.output().size()));
   uv_try_write(stream(), &buf, 1);
-  tls_->output().clear();
+  tls_->session.output().clear();
 }
 
 }  // namespace pgmux::proxy
