@@ -2,11 +2,19 @@
 
 #include <openssl/rand.h>
 
+#include <cstring>
+
 #include "protocol/startup.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/net/uv_handle.hpp"
 
 namespace pgmux::proxy {
+
+void CancelTarget::set_address(const sockaddr_storage& from) {
+  address = {};
+  if (from.ss_family == AF_INET) std::memcpy(&address.v4, &from, sizeof address.v4);
+  if (from.ss_family == AF_INET6) std::memcpy(&address.v6, &from, sizeof address.v6);
+}
 
 void CancelSlot::set(const CancelTarget& target) {
   std::lock_guard lock(mutex_);
@@ -91,7 +99,7 @@ void send_cancel_request(uv_loop_t* loop, const CancelTarget& target) {
   protocol::build_cancel_request(sender->packet, target.process_id, target.secret_key);
   sender->tcp.init(loop);
   sender->connect.data = sender;
-  int rc = uv_tcp_connect(&sender->connect, sender->tcp.get(), reinterpret_cast<const sockaddr*>(&target.address),
+  int rc = uv_tcp_connect(&sender->connect, sender->tcp.get(), &target.address.any,
                           on_cancel_connected);
   if (rc != 0) {
     LOG_WARN("cancel: could not start connection: %s", uv_strerror(rc));

@@ -16,9 +16,17 @@
 namespace pgmux::proxy {
 
 struct CancelTarget {
-  sockaddr_storage address{};
+  // A backend is reached over TCP, so its address is IPv4 or IPv6: a sockaddr_storage here would make every
+  // client's slot 100 bytes larger (an idle client's memory, issue 13).
+  union Address {
+    sockaddr any;
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+  } address{};
   int32_t process_id = 0;
   int32_t secret_key = 0;
+
+  void set_address(const sockaddr_storage& from);
 };
 
 // Where one client's cancel should go; updated by the owning worker on every checkout, read by any worker.

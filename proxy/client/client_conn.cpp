@@ -63,7 +63,7 @@ bool ClientConn::accept(uv_stream_t* listener) {
   }
   uv_tcp_nodelay(tcp(), 1);
   auto [host, port] = peer_address(tcp());
-  peer_host_ = host;
+  peer_host_length_ = static_cast<uint8_t>(std::min<size_t>(host.size(), 255));  // an IPv6 text is 45 at most
   peer_ = host + ":" + std::to_string(port);
   created_at_ = worker_.now();
   worker_.add_client(this);

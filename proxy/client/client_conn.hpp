@@ -44,6 +44,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   uint64_t id() const { return id_; }
   ClientState state() const { return state_; }
   const std::string& peer() const { return peer_; }
+  std::string_view peer_host() const { return std::string_view(peer_).substr(0, peer_host_length_); }
   // Whether the client talks TLS to pgmux, and the common name of the certificate it presented (only one that
   // verified against tls.client.ca_file). The hba rules' hostssl / hostnossl / cert ask these.
   bool tls_active() const { return tls() != nullptr; }
@@ -275,8 +276,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   Worker& worker_;
   uint64_t id_;
   ClientState state_ = ClientState::Startup;
-  std::string peer_;       // "address:port", for logs
-  std::string peer_host_;  // the address alone, for hba rules and their messages
+  std::string peer_;              // "address:port", for logs
+  uint8_t peer_host_length_ = 0;  // how much of peer_ is the address (hba rules and their messages)
   std::string user_;
   std::string database_;
   // The snapshot this client logged in under: its user and database entries, the pool mode and server database
@@ -334,7 +335,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     int backend = -1;
     double at = 0;
   };
-  std::optional<EndedServer> ended_server_;
+  std::unique_ptr<EndedServer> ended_server_;  // rarely set: kept out of every client's footprint
   // A read that waits for a standby to replay what it must see: until when, and the commits it must see (those
   // acknowledged when it was first routed; later ones are concurrent with it). Set only while it waits.
   struct ReplayWait {

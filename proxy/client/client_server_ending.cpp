@@ -42,7 +42,8 @@ bool ClientConn::hold_server_fatal(ServerConn& server, ByteView body, ByteView m
              server.pool().backend().name.c_str(), escape_for_log(error->message, 200).c_str());
     return true;
   }
-  ended_server_ = EndedServer{ByteVector(message.begin(), message.end()), server.backend_index(), monotonic_now()};
+  ended_server_ = std::make_unique<EndedServer>(
+      EndedServer{ByteVector(message.begin(), message.end()), server.backend_index(), monotonic_now()});
   set_state(ClientState::ServerEnding);
   return true;
 }

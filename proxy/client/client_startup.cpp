@@ -118,7 +118,7 @@ void ClientConn::on_tls_failed(const std::string& why) {
 bool ClientConn::transport_allowed() {
   if (!tls()) {
     if (!config_->tls.client.requires_tls()) return true;
-    fail({Failure::TlsRequired, {peer_host_, user_, database_}});
+    fail({Failure::TlsRequired, {std::string(peer_host()), user_, database_}});
     return false;
   }
   const conf::TlsClient& settings = tls_context_->settings();
@@ -245,20 +245,20 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
 bool ClientConn::apply_hba(conf::AuthMethod* method) {
   conf::HbaRequest request;
   request.tls = tls_active();
-  request.address = conf::parse_ip(peer_host_).value_or(std::array<uint8_t, 16>{});
+  request.address = conf::parse_ip(peer_host()).value_or(std::array<uint8_t, 16>{});
   request.user = user_;
   request.database = database_;
   const int index = conf::match_hba(config_->hba, config_->groups, request);
   const char* encryption = request.tls ? "SSL encryption" : "no encryption";
   if (index < 0) {
-    fail({Failure::NoHbaEntry, {peer_host_, user_, database_, encryption}});
+    fail({Failure::NoHbaEntry, {std::string(peer_host()), user_, database_, encryption}});
     return false;
   }
   LOG_DEBUG("%s: hba rule %d matches (%s)", log_prefix().c_str(), index,
             conf::to_string(config_->hba[static_cast<size_t>(index)].method));
   switch (config_->hba[static_cast<size_t>(index)].method) {
     case conf::HbaMethod::Reject:
-      fail({Failure::HbaRejected, {peer_host_, user_, database_, encryption}});
+      fail({Failure::HbaRejected, {std::string(peer_host()), user_, database_, encryption}});
       return false;
     case conf::HbaMethod::Cert:
       // The certificate's common name must be the user name (PostgreSQL's default, clientname=CN).

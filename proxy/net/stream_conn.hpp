@@ -102,8 +102,7 @@ class StreamConn {
   }
 
   UvTcp<StreamConn> tcp_{this, &StreamConn::on_tcp_closed};
-  uv_write_t forward_req_;
-  StreamConn* forward_source_ = nullptr;  // whose bytes forward_req_ is writing
+  StreamConn* forward_source_ = nullptr;  // whose bytes a forward write still in libuv's queue points into
   ByteCounters bytes_;
   bool pinned_ = false;
   bool reading_ = false;
