@@ -260,14 +260,21 @@ bool ClientConn::apply_hba(conf::AuthMethod* method) {
     case conf::HbaMethod::Reject:
       fail({Failure::HbaRejected, {std::string(peer_host()), user_, database_, encryption}});
       return false;
-    case conf::HbaMethod::Cert:
-      // The certificate's common name must be the user name (PostgreSQL's default, clientname=CN).
-      if (tls_client_common_name() != user_) {
+    case conf::HbaMethod::Cert: {
+      // As PostgreSQL 15: first a certificate that chains to ca_file at all (28000 "connection requires a valid
+      // client certificate"), then its common name must be the user name (its default, clientname=CN).
+      const std::optional<std::string> common_name = tls_client_common_name();
+      if (!common_name) {
+        fail(Failure::TlsClientCertRequired);
+        return false;
+      }
+      if (*common_name != user_) {
         fail({Failure::CertAuthFailed, {user_}});
         return false;
       }
       *method = conf::AuthMethod::Trust;
       return true;
+    }
     case conf::HbaMethod::Trust: *method = conf::AuthMethod::Trust; return true;
     case conf::HbaMethod::Md5: *method = conf::AuthMethod::Md5; return true;
     case conf::HbaMethod::ScramSha256: *method = conf::AuthMethod::ScramSha256; return true;

@@ -6,9 +6,11 @@
 #include <openssl/objects.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <climits>
 #include <cstring>
+#include <vector>
 
 namespace pgmux::proxy {
 namespace {
@@ -20,6 +22,60 @@ constexpr size_t kInputCapacity = 32 * 1024;
 BIO_METHOD* memory_bio_method(BIO_METHOD* (*make)()) {
   static BIO_METHOD* method = make();  // once per process; OpenSSL reads it from any thread
   return method;
+}
+
+std::string asn1_text(const ASN1_STRING* text) {
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                     static_cast<size_t>(ASN1_STRING_length(text)));
+}
+
+// A DNS or IP subjectAltName as libpq prints it: the name as written, the address in the usual notation.
+std::string san_text(const GENERAL_NAME* name) {
+  if (name->type == GEN_DNS) return asn1_text(name->d.dNSName);
+  const ASN1_OCTET_STRING* address = name->d.iPAddress;
+  const int length = ASN1_STRING_length(address);
+  char text[INET6_ADDRSTRLEN] = "";
+  if (length == 4 || length == 16) {
+    inet_ntop(length == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(address), text, sizeof text);
+  }
+  return text;
+}
+
+// verify-full found none of the certificate's names to be `host`: libpq's sentence, so that a client reads what
+// libpq would have told it. libpq looks at every DNS and IP subjectAltName, and at the CN too unless a SAN of
+// the host's kind (name or address) exists; it names the first and counts the others.
+std::string name_mismatch_text(X509* certificate, const std::string& host, bool host_is_address) {
+  std::vector<std::string> names;
+  bool san_of_host_kind = false;
+  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(certificate, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans, i);
+    if (name->type != GEN_DNS && name->type != GEN_IPADD) continue;
+    names.push_back(san_text(name));
+    if ((name->type == GEN_IPADD) == host_is_address) san_of_host_kind = true;
+  }
+  GENERAL_NAMES_free(sans);
+  X509_NAME* subject = X509_get_subject_name(certificate);
+  const int cn = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (!san_of_host_kind && cn >= 0) {
+    names.push_back(asn1_text(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, cn))));
+  }
+  if (names.empty()) return "could not get server's host name from server certificate";
+  std::string text = "server certificate for \"" + names.front() + "\"";
+  const size_t others = names.size() - 1;
+  if (others > 0) text += " (and " + std::to_string(others) + (others == 1 ? " other name)" : " other names)");
+  return text + " does not match host name \"" + host + "\"";
+}
+
+// OpenSSL says only "certificate verify failed" when verify-full's name check fails, where libpq names the
+// names: that sentence, or "" for any other failure.
+std::string name_mismatch_error(SSL* ssl, const TlsClientContext& context) {
+  const long result = SSL_get_verify_result(ssl);
+  if (result != X509_V_ERR_HOSTNAME_MISMATCH && result != X509_V_ERR_IP_ADDRESS_MISMATCH) return "";
+  // The chain the server sent, its certificate first: the session keeps it though verification refused it.
+  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+  if (chain == nullptr || sk_X509_num(chain) == 0) return "";
+  return name_mismatch_text(sk_X509_value(chain, 0), context.host(), result == X509_V_ERR_IP_ADDRESS_MISMATCH);
 }
 
 }  // namespace
@@ -129,6 +185,10 @@ TlsSession::Status TlsSession::failure(int rc) {
     default:
       failed_ = true;
       error_ = openssl_error_text();
+      if (!context_->server_side()) {
+        const std::string mismatch = name_mismatch_error(ssl_, static_cast<const TlsClientContext&>(*context_));
+        if (!mismatch.empty()) error_ = mismatch;
+      }
       return Status::Failed;
   }
 }

@@ -1,11 +1,13 @@
 // TLS towards clients (issue 11, item 1) with libpq and psql's own library: every sslmode against each
 // tls.client.mode, client certificates (verify-ca, verify-full, a wrong CA), PostgreSQL's refusal of plain text
-// where TLS is required, and RELOAD swapping the certificate while a TLS client stays connected.
+// where TLS is required, and RELOAD swapping the certificate while a TLS client stays connected. The protocol
+// floor (min_protocol) and the cipher list, with a raw OpenSSL client where libpq cannot choose (TLS 1.1, ciphers).
 #include <doctest/doctest.h>
 #include <libpq-fe.h>
 
 #include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "tests/integration/reload/reload_support.hpp"
 #include "tests/integration/tls/tls_support.hpp"
@@ -19,11 +21,17 @@ using reload::contains;
 
 namespace {
 
+// config_with_tls with `more` settings merged into tls.client.
+nlohmann::json tls_config(int port, const std::string& mode, const std::string& ca, const nlohmann::json& more) {
+  nlohmann::json config = config_with_tls(port, mode, certificates().server_crt, certificates().server_key, ca);
+  config["tls"]["client"].update(more);
+  return config;
+}
+
 struct TlsProxy {
-  TlsProxy(const std::string& mode, const std::string& ca = certificates().ca_crt)
-      : port(pick_listen_port()),
-        config(config_with_tls(port, mode, certificates().server_crt, certificates().server_key, ca)),
-        process(config.dump(2), port) {}
+  TlsProxy(const std::string& mode, const std::string& ca = certificates().ca_crt,
+           const nlohmann::json& more = nlohmann::json::object())
+      : port(pick_listen_port()), config(tls_config(port, mode, ca, more)), process(config.dump(2), port) {}
   int port;
   nlohmann::json config;
   PgmuxProcess process;
@@ -35,6 +43,26 @@ std::string try_login(int port, const std::string& user, const Ssl& ssl, bool* u
   if (PQstatus(conn.get()) != CONNECTION_OK) return PQerrorMessage(conn.get());
   if (used_tls) *used_tls = PQsslInUse(conn.get()) == 1;
   return scalar(conn.get(), "SELECT current_user") == user ? "" : "wrong current_user";
+}
+
+// A raw client's SSLRequest and handshake with the versions and ciphers it was limited to: "" when the handshake
+// succeeded (and a startup packet over it is answered 'R', so the connection is usable), else why not.
+std::string raw_tls_login(RawTlsClient& client) {
+  if (!client.request_ssl()) return "SSLRequest not answered 'S'";
+  const std::string refused = client.handshake({});
+  if (!refused.empty()) return refused;
+  if (!client.send_tls(startup_packet("app", "app"))) return "startup packet not sent";
+  const std::string reply = client.read_tls(1);
+  return reply == "R" ? "" : "no authentication request after the handshake";
+}
+
+// The log is written after the client has its answer: waits for `text` up to 5 s.
+bool log_shows(PgmuxProcess& process, const std::string& text) {
+  for (int i = 0; i < 50; ++i) {
+    if (contains(process.full_log(), text)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
 }
 
 }  // namespace
@@ -176,4 +204,81 @@ TEST_CASE("SCRAM-SHA-256-PLUS: libpq's channel_binding=require logs in over TLS,
   // MD5 has no binding either.
   PgConn md5 = try_connect(tls_conninfo(proxy.port, "md5user", "app", {"require"}) + " channel_binding=require");
   CHECK(PQstatus(md5.get()) == CONNECTION_BAD);
+}
+
+TEST_CASE("TLS 1.2 is the floor by default: a client offering at most TLS 1.1 is refused in the handshake") {
+  TlsProxy proxy("prefer", "");
+  RawTlsClient old(proxy.port);
+  old.limit_versions(TLS1_VERSION, TLS1_1_VERSION);
+  // pgmux's protocol_version alert, not a local refusal: the client's hello went out.
+  CHECK(raw_tls_login(old) == "tlsv1 alert protocol version");
+  CHECK(log_shows(proxy.process, "could not accept SSL connection: unsupported protocol"));
+  RawTlsClient current(proxy.port);
+  current.limit_versions(TLS1_VERSION, TLS1_2_VERSION);
+  CHECK(raw_tls_login(current) == "");
+  CHECK(current.negotiated_version() == "TLSv1.2");
+  // libpq capped at TLS 1.2 logs in too.
+  PgConn conn = connect(tls_conninfo(proxy.port, "app", "app", {"require"}) + " ssl_max_protocol_version=TLSv1.2");
+  CHECK(std::string(PQsslAttribute(conn.get(), "protocol")) == "TLSv1.2");
+}
+
+TEST_CASE("tls.client.min_protocol TLSv1.3: a client capped at TLS 1.2 is refused, a TLS 1.3 client logs in") {
+  TlsProxy proxy("prefer", "", {{"min_protocol", "TLSv1.3"}});
+  const std::string capped = tls_conninfo(proxy.port, "app", "app", {"require"}) + " ssl_max_protocol_version=TLSv1.2";
+  PgConn refused = try_connect(capped);
+  CHECK(PQstatus(refused.get()) == CONNECTION_BAD);
+  CHECK(contains(PQerrorMessage(refused.get()), "SSL error: tlsv1 alert protocol version"));
+  RawTlsClient raw(proxy.port);
+  raw.limit_versions(TLS1_2_VERSION, TLS1_2_VERSION);
+  CHECK(raw_tls_login(raw) == "tlsv1 alert protocol version");
+
+  PgConn conn = connect(tls_conninfo(proxy.port, "app", "app", {"require"}));
+  CHECK(std::string(PQsslAttribute(conn.get(), "protocol")) == "TLSv1.3");
+  CHECK(scalar(conn.get(), "SELECT current_user") == "app");
+}
+
+TEST_CASE("tls.client.ciphers limits the TLS 1.2 ciphers pgmux agrees to; TLS 1.3 keeps its own suites") {
+  // The test certificates have P-256 keys: ECDSA suites.
+  const std::string chosen = "ECDHE-ECDSA-AES256-GCM-SHA384";
+  const std::string other = "ECDHE-ECDSA-AES128-GCM-SHA256";
+  TlsProxy proxy("prefer", "", {{"ciphers", chosen}});
+  RawTlsClient outside(proxy.port);
+  outside.limit_versions(TLS1_2_VERSION, TLS1_2_VERSION);
+  outside.offer_ciphers(other);
+  CHECK(raw_tls_login(outside) == "sslv3 alert handshake failure");
+  RawTlsClient inside(proxy.port);
+  inside.limit_versions(TLS1_2_VERSION, TLS1_2_VERSION);
+  inside.offer_ciphers(other + ":" + chosen);
+  CHECK(raw_tls_login(inside) == "");
+  CHECK(inside.negotiated_cipher() == chosen);
+  RawTlsClient tls13(proxy.port);
+  tls13.limit_versions(TLS1_3_VERSION, TLS1_3_VERSION);
+  CHECK(raw_tls_login(tls13) == "");
+  CHECK(tls13.negotiated_version() == "TLSv1.3");
+
+  // The setting is what refused it: PostgreSQL's default list takes the same client.
+  TlsProxy defaults("prefer", "");
+  RawTlsClient again(defaults.port);
+  again.limit_versions(TLS1_2_VERSION, TLS1_2_VERSION);
+  again.offer_ciphers(other);
+  CHECK(raw_tls_login(again) == "");
+  CHECK(again.negotiated_cipher() == other);
+}
+
+TEST_CASE("tls.client.mode allow: as prefer, TLS for a client that asks for it, plain text for one that does not") {
+  TlsProxy proxy("allow", "");
+  struct Case {
+    Ssl ssl;
+    bool tls;
+  };
+  // libpq's allow tries plain text first, and pgmux takes it.
+  const Case cases[] = {{{"disable"}, false}, {{"allow"}, false}, {{"prefer"}, true}, {{"require"}, true}};
+  for (const Case& c : cases) {
+    CAPTURE(c.ssl.mode);
+    bool used_tls = !c.tls;
+    CHECK(try_login(proxy.port, "app", c.ssl, &used_tls) == "");
+    CHECK(used_tls == c.tls);
+  }
+  // A plain-text client that never sends an SSLRequest.
+  CHECK(raw_startup(proxy.port, "app", "app", "app").ok);
 }

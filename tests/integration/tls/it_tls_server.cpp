@@ -28,19 +28,21 @@ std::string superuser(int port) { return conninfo(port, "postgres", "postgres", 
 // ssl = on for one server while the object lives. The key is copied where the postgres OS user may read it,
 // with the permissions PostgreSQL insists on.
 struct SslOnServer {
-  explicit SslOnServer(int port) : port(port) {
+  explicit SslOnServer(int port, const std::string& cert = certificates().server_crt,
+                       const std::string& server_key = certificates().server_key)
+      : port(port) {
     const Certificates& certs = certificates();
     std::filesystem::permissions(certs.dir, std::filesystem::perms(0755));
     const std::string key = certs.path("pgserver.key");
-    std::filesystem::copy_file(certs.server_key, key, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(server_key, key, std::filesystem::copy_options::overwrite_existing);
     if (geteuid() == 0) {
       const group* postgres = getgrnam("postgres");
       if (postgres != nullptr && chown(key.c_str(), 0, postgres->gr_gid) != 0) FAIL("chown " << key);
       chmod(key.c_str(), 0640);
-      chmod(certs.server_crt.c_str(), 0644);
+      chmod(cert.c_str(), 0644);
     }
     PgConn conn = connect(superuser(port));
-    exec(conn.get(), "ALTER SYSTEM SET ssl_cert_file = '" + certs.server_crt + "'");
+    exec(conn.get(), "ALTER SYSTEM SET ssl_cert_file = '" + cert + "'");
     exec(conn.get(), "ALTER SYSTEM SET ssl_key_file = '" + key + "'");
     exec(conn.get(), "ALTER SYSTEM SET ssl = on");
     exec(conn.get(), "SELECT pg_reload_conf()");
@@ -98,6 +100,15 @@ std::string wait_for(const std::string& conninfo, const std::string& sql, const 
   return last;
 }
 
+// The log is written while the client reads its answer: waits for `text` up to 5 s.
+bool log_shows(PgmuxProcess& process, const std::string& text) {
+  for (int i = 0; i < 50; ++i) {
+    if (contains(process.full_log(), text)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("a backend with sslmode verify-full: pooled connections and the prober run over TLS") {
@@ -150,6 +161,61 @@ TEST_CASE("sslmode verify-ca with another CA: the prober cannot reach the server
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   CHECK_MESSAGE(logged, pgmux.log());
+}
+
+TEST_CASE("sslmode verify-ca: any certificate of sslrootcert's CA will do, whatever name it was made for") {
+  const ClusterPorts ports = cluster_ports();
+  const Certificates& certs = certificates();
+  SslOnServer ssl(ports.standby2, certs.elsewhere_crt, certs.elsewhere_key);  // for db.example.com only
+  const int listen = pick_listen_port();
+  PgmuxProcess pgmux(reads_on_standby2(listen, "verify-ca", certs.ca_crt).dump(2), listen);
+  const std::string app = conninfo(listen, "app", "app", "app");
+  const std::string standby2 = std::to_string(ports.standby2);
+  CHECK_MESSAGE(wait_for(app, "SELECT inet_server_port()::text", standby2) == standby2, pgmux.log());
+  PgConn direct = connect(superuser(ports.standby2));
+  CHECK(scalar(direct.get(),
+               "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+               "WHERE usename = 'app' AND ssl") != "0");
+}
+
+TEST_CASE("sslmode verify-full against a certificate for another name: 08006 for the client, naming the backend") {
+  const ClusterPorts ports = cluster_ports();
+  const Certificates& certs = certificates();
+  SslOnServer ssl(ports.standby2, certs.elsewhere_crt, certs.elsewhere_key);
+  const int listen = pick_listen_port();
+  nlohmann::json standby = backend("standby2", ports.standby2, 1);
+  standby["sslmode"] = "verify-full";
+  standby["sslrootcert"] = certs.ca_crt;
+  PgmuxProcess pgmux(config_for(listen, nlohmann::json::array({standby})).dump(2), listen);
+  // libpq's own words for it, straight to the server with the same settings.
+  PgConn direct = try_connect(conninfo(ports.standby2, "app", "app", "app") +
+                              " sslmode=verify-full sslrootcert=" + certs.ca_crt + " sslcert=/nonexistent");
+  REQUIRE(PQstatus(direct.get()) == CONNECTION_BAD);
+  const std::string libpq_error = PQerrorMessage(direct.get());
+  const std::string::size_type from = libpq_error.find("server certificate for");
+  REQUIRE_MESSAGE(from != std::string::npos, libpq_error);
+  const std::string mismatch = libpq_error.substr(from, libpq_error.find('\n', from) - from);
+  CHECK(mismatch ==
+        "server certificate for \"db.example.com\" (and 1 other name) does not match host name \"127.0.0.1\"");
+
+  const std::string error = verbose_login_error(conninfo(listen, "app", "app", "app"));
+  CHECK_MESSAGE(contains(error, "FATAL:  08006: could not connect to server: SSL error: " + mismatch + "\n"), error);
+  CHECK(contains(error, "backend \"standby2\" at 127.0.0.1:" + std::to_string(ports.standby2)));
+  // The log says it for the server connection, and the prober's libpq in its own words.
+  const std::string port = std::to_string(ports.standby2);
+  CHECK_MESSAGE(log_shows(pgmux, "backend standby2 (127.0.0.1:" + port + ") pool app/app@standby2: could not " +
+                                     "connect to server: SSL error: " + mismatch),
+                pgmux.full_log());
+  CHECK_MESSAGE(log_shows(pgmux, "backend standby2 is down: connection to server at \"127.0.0.1\", port " + port +
+                                     " failed: " + mismatch),
+                pgmux.full_log());
+
+  // By name: a DNS subjectAltName rules the CN out, so libpq names one name.
+  nlohmann::json by_name = config_for(listen, nlohmann::json::array({standby}));
+  by_name["backends"][0]["host"] = "localhost";
+  reload::reload_config(pgmux, by_name);
+  CHECK(contains(verbose_login_error(conninfo(listen, "app", "app", "app")),
+                 "SSL error: server certificate for \"db.example.com\" does not match host name \"localhost\"\n"));
 }
 
 TEST_CASE("backend TLS settings are checked: the setting is named") {

@@ -5,15 +5,18 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
+#include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
 #include "tests/support/raw_startup.hpp"
 
@@ -55,6 +58,7 @@ Certificates::Certificates() {
   const std::string server_ext = "subjectAltName=DNS:localhost,IP:127.0.0.1";
   signed_pair(dir, "server", "/O=pgmux first/CN=localhost", "ca", server_ext);
   signed_pair(dir, "server2", "/O=pgmux second/CN=localhost", "ca", server_ext);
+  signed_pair(dir, "elsewhere", "/O=pgmux elsewhere/CN=db.example.com", "ca", "subjectAltName=DNS:db.example.com");
   signed_pair(dir, "client", "/CN=app", "ca", "extendedKeyUsage=clientAuth");
   signed_pair(dir, "postgres", "/CN=postgres", "ca", "extendedKeyUsage=clientAuth");
   signed_pair(dir, "rogue_client", "/CN=app", "rogue", "extendedKeyUsage=clientAuth");
@@ -63,6 +67,8 @@ Certificates::Certificates() {
   server_key = path("server.key");
   server2_crt = path("server2.crt");
   server2_key = path("server2.key");
+  elsewhere_crt = path("elsewhere.crt");
+  elsewhere_key = path("elsewhere.key");
   client_crt = path("client.crt");
   client_key = path("client.key");
   postgres_crt = path("postgres.crt");
@@ -101,6 +107,22 @@ std::string tls_conninfo(int port, const std::string& user, const std::string& d
   return out;
 }
 
+std::string verbose_login_error(const std::string& conninfo) {
+  PgConn conn(PQconnectStart(conninfo.c_str()));
+  if (!conn) return "PQconnectStart failed";
+  PQsetErrorVerbosity(conn.get(), PQERRORS_VERBOSE);
+  using std::chrono::steady_clock;
+  const auto deadline = steady_clock::now() + std::chrono::seconds(10);
+  PostgresPollingStatusType status = PGRES_POLLING_WRITING;  // what libpq documents for the first round
+  while (status != PGRES_POLLING_OK && status != PGRES_POLLING_FAILED && PQstatus(conn.get()) != CONNECTION_BAD) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now());
+    pollfd pfd{PQsocket(conn.get()), static_cast<short>(status == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
+    if (left.count() <= 0 || poll(&pfd, 1, static_cast<int>(left.count())) <= 0) return "login timed out";
+    status = PQconnectPoll(conn.get());
+  }
+  return PQstatus(conn.get()) == CONNECTION_OK ? "" : PQerrorMessage(conn.get());
+}
+
 std::string server_subject(void* pgconn) {
   auto* ssl = static_cast<SSL*>(PQsslStruct(static_cast<PGconn*>(pgconn), "OpenSSL"));
   if (ssl == nullptr) return "";
@@ -130,6 +152,22 @@ RawTlsClient::~RawTlsClient() {
   if (ssl_) SSL_free(ssl_);
   if (ctx_) SSL_CTX_free(ctx_);
   if (fd_ >= 0) close(fd_);
+}
+
+void RawTlsClient::limit_versions(int min_version, int max_version) {
+  SSL_CTX_set_security_level(ctx_, 0);
+  SSL_CTX_set_min_proto_version(ctx_, min_version);
+  SSL_CTX_set_max_proto_version(ctx_, max_version);
+}
+
+void RawTlsClient::offer_ciphers(const std::string& ciphers) {
+  SSL_CTX_set_security_level(ctx_, 0);
+  if (SSL_CTX_set_cipher_list(ctx_, ciphers.c_str()) != 1) throw std::runtime_error("unknown cipher: " + ciphers);
+}
+
+bool RawTlsClient::request_ssl() {
+  constexpr uint32_t kSslRequestCode = 80877103;
+  return send_plain(raw_packet(kSslRequestCode)) && read_plain(1) == "S";
 }
 
 bool RawTlsClient::send_plain(const std::string& bytes) {
@@ -168,6 +206,13 @@ std::string RawTlsClient::negotiated_alpn() const {
   unsigned length = 0;
   SSL_get0_alpn_selected(ssl_, &data, &length);
   return data ? std::string(reinterpret_cast<const char*>(data), length) : "";
+}
+
+std::string RawTlsClient::negotiated_version() const { return ssl_ ? SSL_get_version(ssl_) : ""; }
+
+std::string RawTlsClient::negotiated_cipher() const {
+  const char* name = ssl_ ? SSL_get_cipher_name(ssl_) : nullptr;
+  return name ? name : "";
 }
 
 bool RawTlsClient::send_tls(const std::string& bytes) {

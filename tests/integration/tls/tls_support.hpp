@@ -1,6 +1,6 @@
 // Helpers for the TLS tests (issue 11, items 1 and 2): certificates made with the openssl CLI at test time, a
 // pgmux config with tls.client, libpq connection strings per sslmode, and a raw OpenSSL client for what libpq 15
-// cannot do (PostgreSQL 17's direct TLS, a second SSLRequest inside TLS).
+// cannot do (PostgreSQL 17's direct TLS, a second SSLRequest inside TLS, TLS 1.1, a chosen cipher list).
 #pragma once
 #include <openssl/ssl.h>
 
@@ -12,8 +12,9 @@
 namespace pgmux::test::tls {
 
 // A CA, two server certificates it signed (CN localhost, SANs DNS:localhost and IP:127.0.0.1; the second with
-// O=pgmux second, to tell them apart), a client certificate for user app, and one for app from another CA
-// ("rogue"). In a fresh directory, removed when the object goes.
+// O=pgmux second, to tell them apart), one it signed for another name (db.example.com only: "elsewhere"), a
+// client certificate for user app, and one for app from another CA ("rogue"). In a fresh directory, removed
+// when the object goes.
 struct Certificates {
   Certificates();
   ~Certificates();
@@ -22,7 +23,7 @@ struct Certificates {
   std::string path(const std::string& name) const { return dir + "/" + name; }
 
   std::string dir;
-  std::string ca_crt, server_crt, server_key, server2_crt, server2_key;
+  std::string ca_crt, server_crt, server_key, server2_crt, server2_key, elsewhere_crt, elsewhere_key;
   std::string client_crt, client_key, postgres_crt, postgres_key, rogue_crt, rogue_key;
 };
 const Certificates& certificates();  // made once per test process
@@ -45,6 +46,10 @@ struct Ssl {
 };
 std::string tls_conninfo(int port, const std::string& user, const std::string& db, const Ssl& ssl);
 
+// Connects with libpq's verbose error wording, so that a refused login's message carries its SQLSTATE
+// ("FATAL:  28000: ..."); "" when the connection was made. Bounded by connect_timeout and 10 s.
+std::string verbose_login_error(const std::string& conninfo);
+
 // Subject of the certificate the server presented on a libpq connection ("" without TLS).
 std::string server_subject(void* pgconn);
 
@@ -56,12 +61,22 @@ class RawTlsClient {
   RawTlsClient(const RawTlsClient&) = delete;
   RawTlsClient& operator=(const RawTlsClient&) = delete;
 
+  // Before handshake(): the TLS versions offered (TLS1_2_VERSION and the like; 0 leaves OpenSSL's default at
+  // that end) and, for TLS 1.2 and older, the cipher list. Security level 0, so that a client capped below
+  // TLS 1.2 really sends its ClientHello: OpenSSL 3 would otherwise refuse before writing a byte, which says
+  // nothing about the server.
+  void limit_versions(int min_version, int max_version);
+  void offer_ciphers(const std::string& ciphers);
+  // Sends an SSLRequest; true when the answer is 'S' (a TLS handshake is to follow).
+  bool request_ssl();
   // Plain-text bytes on the socket, and reading plain bytes back (up to n, until the deadline).
   bool send_plain(const std::string& bytes);
   std::string read_plain(size_t n);
   // The handshake, offering `alpn` (empty: no ALPN extension). "" when it succeeded, else OpenSSL's reason.
   std::string handshake(const std::vector<std::string>& alpn);
   std::string negotiated_alpn() const;
+  std::string negotiated_version() const;  // "TLSv1.3", ...
+  std::string negotiated_cipher() const;   // OpenSSL's name
   bool send_tls(const std::string& bytes);
   // Reads up to n decrypted bytes; fewer when the peer closed or the deadline passed (*closed says which).
   std::string read_tls(size_t n, bool* closed = nullptr);
