@@ -17,18 +17,19 @@ void CancelTarget::set_address(const sockaddr_storage& from) {
 }
 
 void CancelSlot::set(const CancelTarget& target) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard guard(lock_);
   target_ = target;
+  has_target_ = true;
 }
 
 void CancelSlot::clear() {
-  std::lock_guard lock(mutex_);
-  target_.reset();
+  std::lock_guard guard(lock_);
+  has_target_ = false;
 }
 
 std::optional<CancelTarget> CancelSlot::get() const {
-  std::lock_guard lock(mutex_);
-  return target_;
+  std::lock_guard guard(lock_);
+  return has_target_ ? std::optional<CancelTarget>(target_) : std::nullopt;
 }
 
 CancelRegistry::Key CancelRegistry::add(std::shared_ptr<CancelSlot> slot, int32_t process_id) {

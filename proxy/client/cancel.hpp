@@ -7,10 +7,12 @@
 #include <netinet/in.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 
 namespace pgmux::proxy {
@@ -37,8 +39,21 @@ class CancelSlot {
   std::optional<CancelTarget> get() const;
 
  private:
-  mutable std::mutex mutex_;
-  std::optional<CancelTarget> target_;
+  // A spin lock rather than a std::mutex: every client holds a slot (a mutex is 40 bytes of it), the critical
+  // sections copy 40 bytes, and another worker reads a slot only for a cancel request, which is rare.
+  class SpinLock {
+   public:
+    void lock() {
+      while (flag_.test_and_set(std::memory_order_acquire)) std::this_thread::yield();
+    }
+    void unlock() { flag_.clear(std::memory_order_release); }
+
+   private:
+    std::atomic_flag flag_;
+  };
+  mutable SpinLock lock_;
+  bool has_target_ = false;  // in the lock's padding: the slot is 40 bytes, its allocation 64
+  CancelTarget target_;
 };
 
 class CancelRegistry {

@@ -49,7 +49,7 @@ std::pair<std::string, int> peer_address(uv_tcp_t* tcp) {
 
 
 ClientConn::ClientConn(Worker& worker, uint64_t id) : StreamConn(worker.loop()), worker_(worker), id_(id) {
-  count_bytes({&worker.metrics().client_bytes_received, &worker.metrics().client_bytes_sent});
+  count_bytes(&worker.client_byte_counters());
 }
 
 ClientConn::~ClientConn() = default;

@@ -276,8 +276,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   Worker& worker_;
   uint64_t id_;
   ClientState state_ = ClientState::Startup;
-  std::string peer_;              // "address:port", for logs
+  // Here, in the padding after state_ (every client carries this object: issue 13's memory per idle client).
   uint8_t peer_host_length_ = 0;  // how much of peer_ is the address (hba rules and their messages)
+  Role waiting_role_ = Role::Primary;  // of the pool waiting_pool_ points to
+  std::string peer_;  // "address:port", for logs
   std::string user_;
   std::string database_;
   // The snapshot this client logged in under: its user and database entries, the pool mode and server database
@@ -299,7 +301,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::optional<CancelRegistry::Key> cancel_key_;  // the BackendKeyData it was given, while registered
   protocol::EncryptionRequestsDone encryption_done_;  // SSLRequest / GSSENCRequest already answered
   bool direct_tls_ = false;  // the connection opened with a ClientHello (PostgreSQL 17's sslnegotiation=direct)
-  std::shared_ptr<const TlsServerContext> tls_context_;  // what TLS started with: its mode holds for this client
   double created_at_ = 0;
   double wait_started_ = 0;
   uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting
@@ -314,8 +315,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerLease standby_;
   ServerConn* active_ = nullptr;
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
-  Pool* waiting_pool_ = nullptr;
-  Role waiting_role_ = Role::Primary;
+  Pool* waiting_pool_ = nullptr;  // (waiting_role_: next to state_)
   // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
   // (preparing): when the server is ready the request goes on from this decision, not classified and routed
   // again.
@@ -347,10 +347,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   // Request state.
   RequestInfo request_;
   bool copy_in_ = false;
-  size_t copy_pass_remaining_ = 0;
   bool discard_until_sync_ = false;   // an extended batch failed before reaching a server
   bool pumping_ = false;
   bool repump_ = false;
+  size_t copy_pass_remaining_ = 0;
   protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
   protocol::ByteVector retry_request_;  // the read sent to a standby as it came from the client, while armed
   static constexpr size_t kMaxRetriedRequest = 64 * 1024;  // larger reads are not copied for a retry

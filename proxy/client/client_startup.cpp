@@ -71,7 +71,6 @@ void ClientConn::answer_ssl_request() {
     return;
   }
   in_.clear();
-  tls_context_ = context;
   start_tls(std::move(context));
 }
 
@@ -90,7 +89,6 @@ bool ClientConn::starts_direct_tls() {
   direct_tls_ = true;
   const ByteVector hello(in_.unparsed_bytes().begin(), in_.unparsed_bytes().end());
   in_.clear();
-  tls_context_ = context;
   start_tls(std::move(context), hello);
   return true;
 }
@@ -121,7 +119,9 @@ bool ClientConn::transport_allowed() {
     fail({Failure::TlsRequired, {std::string(peer_host()), user_, database_}});
     return false;
   }
-  const conf::TlsClient& settings = tls_context_->settings();
+  // The context TLS started with (a client's TLS session is always a server-side one): its mode holds for
+  // this client whatever a reload changed since.
+  const conf::TlsClient& settings = static_cast<const TlsServerContext&>(tls()->context()).settings();
   if (!settings.wants_client_cert()) return true;
   if (!tls()->peer_certificate_valid()) {
     fail(Failure::TlsClientCertRequired);

@@ -103,6 +103,7 @@ class Worker final : public PoolHost {
   // Written by this worker only; read by scrapes from any thread.
   WorkerMetrics& metrics() override { return metrics_; }
   const WorkerMetrics& metrics() const { return metrics_; }
+  const ByteCounters& client_byte_counters() const { return client_byte_counters_; }  // its clients count here
   // The picture of this worker's clients, servers and pools (snapshot.cpp).
   WorkerSnapshot snapshot();
   // The client with this id on this worker, or null.
@@ -176,6 +177,7 @@ class Worker final : public PoolHost {
   bool shutting_down_ = false;
   bool finished_ = false;
   WorkerMetrics metrics_;
+  ByteCounters client_byte_counters_{&metrics_.client_bytes_received, &metrics_.client_bytes_sent};
 };
 
 }  // namespace pgmux::proxy

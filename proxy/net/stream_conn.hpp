@@ -44,8 +44,9 @@ class StreamConn {
   bool forward_from(StreamConn& source, const uv_buf_t* bufs, unsigned count);
   bool pinned() const { return pinned_; }
 
-  // Where the bytes read from and written to this socket are counted (metrics, SHOW STATS); set once.
-  void count_bytes(const ByteCounters& counters) { bytes_ = counters; }
+  // Where the bytes read from and written to this socket are counted (metrics, SHOW STATS); set once. The
+  // counters belong to the worker (clients) or the pool (servers), which outlive the connection.
+  void count_bytes(const ByteCounters* counters) { bytes_ = counters; }
 
   // Bytes queued in libuv for this stream (and ciphertext not yet handed to libuv), for backpressure decisions.
   size_t write_queue_size() const { return tcp_.get()->write_queue_size + (tls_ ? tls_->session.output().size() : 0); }
@@ -93,17 +94,19 @@ class StreamConn {
   static void on_tls_written(uv_write_t* req, int status);
   static void on_tls_resume(uv_timer_t* timer);
   void count_received(size_t n) {
-    if (bytes_.received) bytes_.received->add(n);
-    if (bytes_.pool_received) *bytes_.pool_received += n;
+    if (bytes_ == nullptr) return;
+    if (bytes_->received) bytes_->received->add(n);
+    if (bytes_->pool_received) *bytes_->pool_received += n;
   }
   void count_sent(size_t n) {
-    if (bytes_.sent) bytes_.sent->add(n);
-    if (bytes_.pool_sent) *bytes_.pool_sent += n;
+    if (bytes_ == nullptr) return;
+    if (bytes_->sent) bytes_->sent->add(n);
+    if (bytes_->pool_sent) *bytes_->pool_sent += n;
   }
 
   UvTcp<StreamConn> tcp_{this, &StreamConn::on_tcp_closed};
   StreamConn* forward_source_ = nullptr;  // whose bytes a forward write still in libuv's queue points into
-  ByteCounters bytes_;
+  const ByteCounters* bytes_ = nullptr;
   bool pinned_ = false;
   bool reading_ = false;
   // TLS, on the heap once start_tls runs, so a plain connection carries one pointer (an idle client's memory,

@@ -22,6 +22,7 @@ class TlsSession {
   // The server side of a handshake (a TlsServerContext: pgmux facing a client), or the client side (a
   // TlsClientContext: pgmux facing a backend, whose host SNI names and verify-full checks).
   explicit TlsSession(std::shared_ptr<const TlsContext> context);
+  const TlsContext& context() const { return *context_; }
   ~TlsSession();
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;

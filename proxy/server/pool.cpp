@@ -29,7 +29,11 @@ Pool::Pool(PoolHost& host, std::string key, std::string name, int backend_index,
       mode_(mode),
       // Another worker's server of this key already logged in: the database exists.
       ever_logged_in_(!limits_.login_params->get().entries().empty()),
-      unused_since_(host.now()) {}
+      unused_since_(host.now()) {
+  WorkerMetrics& metrics = host.metrics();
+  byte_counters_ = {&metrics.server_bytes_received, &metrics.server_bytes_sent, &stats.bytes_received,
+                    &stats.bytes_sent};
+}
 
 bool Pool::can_open_more() const {
   auto below = [](const std::shared_ptr<PoolBudget>& b) {

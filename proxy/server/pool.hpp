@@ -131,6 +131,8 @@ class Pool {
   void server_deleted() { --servers_alive_; }
 
   PoolStats stats;  // SHOW STATS (metrics.hpp)
+  // Where its servers count their bytes: the worker's metrics and stats above.
+  const ByteCounters& byte_counters() const { return byte_counters_; }
   template <typename F>
   void for_each_server(F&& f) {
     idle_.for_each(f);
@@ -196,6 +198,7 @@ class Pool {
   double last_shed_request_ = 0;
   double last_shed_ = -1e9;  // when this pool last gave a server's slot up to a starving worker
   std::optional<OwedShed> owed_shed_;
+  ByteCounters byte_counters_;
   IntrusiveList<PoolServer, &PoolServer::pool_node> idle_;
   IntrusiveList<PoolServer, &PoolServer::pool_node> busy_;
   IntrusiveList<PoolClient, &PoolClient::wait_node> waiting_;

@@ -36,9 +36,7 @@ ServerConn::ServerConn(Worker& worker, Pool& pool, uint64_t id)
       worker_(worker),
       pool_(pool) {
   pool_.server_created();
-  WorkerMetrics& metrics = worker.metrics();
-  count_bytes({&metrics.server_bytes_received, &metrics.server_bytes_sent, &pool.stats.bytes_received,
-               &pool.stats.bytes_sent});
+  count_bytes(&pool.byte_counters());
 }
 
 ServerConn::~ServerConn() { pool_.server_deleted(); }
