@@ -107,7 +107,6 @@ class Control {
   std::unique_ptr<MetricsHttpServer> http_;
   ControlMetrics metrics_;
   std::map<std::string, bool> disabled_backends_;  // operator DISABLE BACKEND, by backend name
-  int last_primary_ = -1;
   std::string last_primary_name_;
   std::string catalogs_primary_;  // the primary the function catalogs were last all read from; "" when none
   // Closed by close_handles(); the loop's run ends after that, before this object goes.
