@@ -66,6 +66,7 @@ void ClientConn::answer_ssl_request() {
   }
   encryption_done_.ssl = true;
   send_owned(ByteVector{std::byte{'S'}});
+  if (!open()) return;  // the 'S' could not be written (the client reset the connection): closed already
   if (in_.unparsed() > 0) {
     fail({Failure::DataAfterEncryptionRequest, {"SSL request"}});
     return;

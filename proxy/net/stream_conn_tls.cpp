@@ -10,6 +10,8 @@
 namespace pgmux::proxy {
 
 void StreamConn::start_tls(std::shared_ptr<const TlsContext> context, protocol::ByteView already_received) {
+  // On a closed connection the resume timer would never be closed, and the connection never freed.
+  if (!open()) return;
   const bool client_side = !context->server_side();
   tls_ = std::make_unique<TlsIo>(this, std::move(context));
   tls_->resume.init(loop());
