@@ -70,6 +70,12 @@ struct Database {
   int min_pool_size = 0;         // per (database, user): kept open even when idle; <= pool_size
   int reserve_pool_size = 0;     // per (database, user): extra connections after reserve_pool_timeout
   int max_db_connections = 0;    // server connections of this database over all users; 0 = no limit
+
+  // The database a client that asked for `requested` gets on the servers: server_database, else the name it asked
+  // for (the "*" entry leaves server_database empty). A reference to one of the two: pass an lvalue.
+  const std::string& server_database_for(const std::string& requested) const {
+    return server_database.empty() ? requested : server_database;
+  }
 };
 
 struct Timeouts {

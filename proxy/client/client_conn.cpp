@@ -360,8 +360,7 @@ bool ClientConn::finish_login(const SessionParams& server_params, const char* vi
   // Only once a server took the login (or one did before): a database name a client made up through "*" must
   // not get a catalog slot, which the control loop would keep trying to load.
   if (database_config_) {
-    catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(
-        database_config_->server_database.empty() ? database_ : database_config_->server_database));
+    catalog_ = CatalogReader(worker_.shared().catalogs.slot_for(database_config_->server_database_for(database_)));
   }
   if (!open()) return false;
   LOG_INFO("%s: login ok (pid %d%s, parameters from %s, %s pooling)", log_prefix().c_str(), key.process_id,

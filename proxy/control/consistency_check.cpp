@@ -75,7 +75,7 @@ namespace {
 // The database when none is named: the first configured database's server-side name.
 std::string default_database(const conf::Config& config) {
   for (const conf::Database& d : config.databases) {
-    if (d.name != "*") return d.server_database.empty() ? d.name : d.server_database;
+    if (d.name != "*") return d.server_database_for(d.name);
   }
   return config.health_check.database;
 }

@@ -165,7 +165,7 @@ void Control::reload_catalogs() {
 
 void Control::open_configured_catalogs(const conf::Config& config) {
   for (const conf::Database& d : config.databases) {
-    if (d.name != "*") shared_->catalogs.slot_for(d.server_database.empty() ? d.name : d.server_database);
+    if (d.name != "*") shared_->catalogs.slot_for(d.server_database_for(d.name));
   }
 }
 

@@ -19,10 +19,6 @@ namespace {
 constexpr uint64_t kTickMs = 250;
 constexpr size_t kClassifierCache = 10000;  // distinct statement texts whose parse is kept, per worker
 
-std::string server_database_of(const conf::Database& database, const std::string& requested) {
-  return database.server_database.empty() ? requested : database.server_database;
-}
-
 // What a pool's servers are: whose session (database, user), where (backend name and address), on which server
 // database and pooled how. A reload that changes any of these needs another pool; sizes and the password are
 // updated in place.
@@ -370,7 +366,7 @@ std::string Worker::current_pool_key(const std::string& database, const std::str
   const conf::Database* d = config_->find_database(database);
   const conf::User* u = config_->find_user(user);
   if (!d || (!u && !config_->auth_query.enabled())) return {};  // auth_query users are in no list
-  return pool_key(database, user, backend, server_database_of(*d, database), conf::Config::effective_pool_mode(u, *d));
+  return pool_key(database, user, backend, d->server_database_for(database), conf::Config::effective_pool_mode(u, *d));
 }
 
 Pool::Limits Worker::pool_limits(const std::string& key, const std::string& database_name,
@@ -396,8 +392,7 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
     return nullptr;
   }
   const conf::Backend* backend = &config_->backends[static_cast<size_t>(backend_index)];
-  const std::string& server_database =
-      login_database.server_database.empty() ? requested_database : login_database.server_database;
+  const std::string& server_database = login_database.server_database_for(requested_database);
   PoolLookup& lookup = pool_lookups_[static_cast<size_t>(backend_index) % pool_lookups_.size()];
   if (lookup.pool != nullptr && lookup.backend == backend_index && lookup.mode == mode &&
       lookup.database == requested_database && lookup.user == login_user.name &&

@@ -232,7 +232,7 @@ Answer show_databases(const Input&, Context& context) {
       hosts += (hosts.empty() ? "" : ",") + b.host;
       if (port == 0) port = b.port;
     }
-    r.row().cell(name).cell(hosts).cell(port).cell(d.server_database.empty() ? name : d.server_database).null_cell();
+    r.row().cell(name).cell(hosts).cell(port).cell(d.server_database_for(name)).null_cell();
     r.cell(d.pool_size).cell(d.min_pool_size).cell(d.reserve_pool_size);
     r.cell(static_cast<int64_t>(config.timeouts.server_lifetime)).cell(conf::to_string(d.pool_mode)).null_cell();
     r.cell(d.max_db_connections).cell(connections[name]).cell(int64_t{0}).cell(clients[name]);
