@@ -137,6 +137,22 @@ void check_hba_groups(const Config& c, Diagnostics& diags) {
   }
 }
 
+// PostgreSQL refuses such pg_hba.conf lines: a hostssl rule cannot match with TLS off, and a cert rule has no CAs
+// to check a certificate against without ca_file. Either rule would silently admit nobody.
+void check_hba_tls(const Config& c, Diagnostics& diags) {
+  for (size_t i = 0; i < c.hba.size(); ++i) {
+    const HbaRule& rule = c.hba[i];
+    const std::string pointer = child_pointer("/hba", i);
+    if (rule.connection == HbaConnection::HostSsl && !c.tls.client.enabled()) {
+      diags.add_unless_covered(pointer + "/type", "hostssl cannot match while tls.client.mode is \"disable\" "
+                                                  "(PostgreSQL: hostssl record cannot match because SSL is disabled)");
+    } else if (rule.method == HbaMethod::Cert && c.tls.client.ca_file.empty()) {
+      diags.add_unless_covered(pointer + "/method", "cert needs tls.client.ca_file: client certificates can only be "
+                                                    "checked if a root certificate store is available");
+    }
+  }
+}
+
 // Patroni decides the primary: it needs an address to ask, and pgmux must not promote behind its back.
 void check_topology_source(const Config& c, Diagnostics& diags) {
   if (c.topology.kind != TopologySourceKind::Patroni) return;
@@ -164,6 +180,7 @@ void validate(const Config& config, Diagnostics& diags) {
   check_health_check_user(config, diags);
   check_unique_names(config.groups, "/groups", "group", diags);
   check_hba_groups(config, diags);
+  check_hba_tls(config, diags);
   check_topology_source(config, diags);
 }
 

@@ -28,9 +28,12 @@ std::string errors_of(const std::string& json) {
   return out;
 }
 
-std::string with_hba(const std::string& hba, const std::string& groups = "[]") {
+// tls: the "tls" section (TLS on, client certificates checked against ca.crt, unless given).
+std::string with_hba(const std::string& hba, const std::string& groups = "[]",
+                     const std::string& tls = R"({"client": {"mode": "prefer", "cert_file": "s.crt",
+                                                             "key_file": "s.key", "ca_file": "ca.crt"}})") {
   return R"({"backends": [{"host": "db"}], "databases": [{"name": "*"}], "groups": )" + groups +
-         R"(, "hba": )" + hba + "}";
+         R"(, "hba": )" + hba + R"(, "tls": )" + tls + "}";
 }
 
 }  // namespace
@@ -94,6 +97,16 @@ TEST_CASE("hba: the loader reads rules and groups, and names what is wrong") {
   CHECK(errors_of(with_hba(R"([{"type": "host", "database": "all", "user": "all", "address": "all",
                                 "method": "cert"}])")).find("/hba/0/method: cert is only supported on hostssl") !=
         std::string::npos);
+  // As PostgreSQL refuses to load such lines: rules that could never admit anyone.
+  const std::string hostssl_cert = R"([{"type": "hostssl", "database": "all", "user": "all", "address": "all",
+                                        "method": "cert"}])";
+  CHECK(errors_of(with_hba(hostssl_cert, "[]", R"({"client": {"mode": "disable"}})")) ==
+        "/hba/0/type: hostssl cannot match while tls.client.mode is \"disable\" (PostgreSQL: hostssl record cannot "
+        "match because SSL is disabled)\n");
+  CHECK(errors_of(with_hba(hostssl_cert, "[]", R"({"client": {"mode": "require", "cert_file": "s.crt",
+                                                              "key_file": "s.key"}})")) ==
+        "/hba/0/method: cert needs tls.client.ca_file: client certificates can only be checked if a root "
+        "certificate store is available\n");
   CHECK(errors_of(with_hba(R"([{"type": "host", "database": "all", "user": "+nobody", "address": "all",
                                 "method": "trust"}])")).find("/hba/0/user: unknown group \"nobody\"") !=
         std::string::npos);

@@ -1,8 +1,9 @@
 // The hba access rules (issue 11 item 3) end to end: each method, first match wins, "+group", the admin
 // database, PostgreSQL's wording for a connection no rule admits, and a RELOAD that changes the rules for the
-// next login. The first cases log in in plain text (no tls.client), so hostssl rules never match them and
-// hostnossl rules always do; the last ones turn tls.client on: hostssl, hostnossl and cert against TLS and
-// plain-text clients, with PostgreSQL 15's words and SQLSTATEs (compared with a PostgreSQL 15 server by hand).
+// next login. The first cases log in in plain text (no tls.client: a hostssl rule would not even load, as in
+// PostgreSQL), so hostnossl rules always match them; the last ones turn tls.client on: hostssl, hostnossl and cert
+// against TLS and plain-text clients, with PostgreSQL 15's words and SQLSTATEs (compared with a PostgreSQL 15
+// server by hand).
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -29,7 +30,6 @@ json rules_config(int port) {
   config["groups"] = json::array({{{"name", "trusted"}, {"members", json::array({"postgres"})}}});
   config["hba"] = json::array({
       hba_rule("host", "pgmux", "md5user", "all", "reject"),
-      hba_rule("hostssl", "all", "all", "all", "cert"),  // these logins are plain text: never matches
       hba_rule("host", "all", "md5user", "127.0.0.1", "scram-sha-256"),
       hba_rule("host", json::array({"app", "pgmux"}), "app", "127.0.0.0/8", "md5"),
       hba_rule("host", "app", "+trusted", "127.0.0.1/32", "trust"),
