@@ -90,6 +90,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   // An ErrorResponse the idle primary connection of a session-pooling client sent unasked; true when the client
   // keeps it for now (client_server_ending.cpp).
   bool hold_server_fatal(ServerConn& server, protocol::ByteView body, protocol::ByteView message);
+  bool drops_server_fatal(protocol::ByteView body) const;
   // A server that is not the active one received bytes no request asked for (NotificationResponse, a FATAL
   // before it closes). True when it may relay them now: it is the session's primary connection, the one whose
   // pid the client knows, and nothing else is in flight. It is then the active server.

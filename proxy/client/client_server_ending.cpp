@@ -48,6 +48,19 @@ bool ClientConn::hold_server_fatal(ServerConn& server, ByteView body, ByteView m
   return true;
 }
 
+// Transaction pooling, mid-request: a server ending with a shutdown, crash or terminate FATAL takes no session with
+// it (the session lives in pgmux; a pinned one excepted), so the client is not disconnected as a direct client
+// would be. The FATAL is dropped, and the end of the connection that follows is answered as any lost server:
+// 08006 "may or may not have been executed" and ReadyForQuery between transactions (the client's next request
+// goes to the next server, the new primary after a failover), 08006 / 08007 and a close inside one.
+bool ClientConn::drops_server_fatal(ByteView body) const {
+  if (!transaction_pooling() || session_.pin_reason != nullptr || session_.route.pinned_primary) return false;
+  const auto error = parse_error_fields(body);
+  if (!error || error->severity != "FATAL") return false;
+  return error->sqlstate == sqlstate::kAdminShutdown || error->sqlstate == sqlstate::kCrashShutdown ||
+         error->sqlstate == sqlstate::kCannotConnectNow;
+}
+
 // At each new view (and worker tick) while ServerEnding.
 void ClientConn::decide_server_ending() {
   const EndedServer& ended = *ended_server_;

@@ -130,6 +130,10 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
     pass.pos += size;  // the client keeps it until it knows whether the server was stopped (client_server_ending.cpp)
     return true;
   }
+  if (tag == backend::kErrorResponse && !owed_.empty() && client_ && client_->drops_server_fatal(body)) {
+    pass.pos += size;  // the end of the connection that follows is the client's answer (client_server_ending.cpp)
+    return true;
+  }
   if (fate == ReplyFate::SkipOwn) return drop_own_reply(tag, body, size, pass);
   if (hidden_describe_ != 0 && take_hidden_describe(tag, body, size, pass)) return true;
   if (tag == backend::kParseComplete && !owed_.empty()) note_parse_complete();

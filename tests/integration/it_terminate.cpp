@@ -97,3 +97,55 @@ TEST_CASE("pg_terminate_backend of an idle client's server") {
   PgConn fresh = connect(target.app_conninfo());
   CHECK(scalar(fresh.get(), "SELECT 'fine'") == "fine");
 }
+
+namespace {
+
+// pgmux in front of the primary with database app in transaction pooling.
+struct TransactionPool {
+  TransactionPool() : proxy(config(port), port) {}
+  static std::string config(int port) {
+    nlohmann::json c = default_config(port);
+    c["databases"][0]["pool_mode"] = "transaction";
+    return c.dump(2);
+  }
+  // Terminates the server running the statement whose text carries `tag`, once it runs.
+  static bool terminate_running(const std::string& tag) {
+    PgConn admin = connect(conninfo(cluster_ports().primary, "postgres", "postgres", "postgres"));
+    const std::string sql = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'active' AND "
+                            "query LIKE '%" + tag + "%' AND pid <> pg_backend_pid()";
+    for (int i = 0; i < 50; ++i) {
+      if (scalar(admin.get(), "SELECT count(*) FROM (" + sql + ") t") == "1") return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  int port = pick_listen_port();
+  ProxyUnderTest proxy;
+};
+
+}  // namespace
+
+// Transaction pooling: the session lives in pgmux, not on the terminated server (the same FATAL 57P01 ends every
+// session of a server being shut down for a failover or switchover). So the client hears that its statement may or
+// may not have run, as for any lost server, and goes on; a direct client would be disconnected (README).
+TEST_CASE_FIXTURE(TransactionPool, "transaction pooling: a terminated server's client between transactions goes on") {
+  if (proxy.direct()) return;
+  PgConn client = connect(proxy.app_conninfo());
+  REQUIRE(PQsendQuery(client.get(), "SELECT pg_sleep(30) /* terminate-between */") == 1);
+  REQUIRE(terminate_running("terminate-between"));
+  CHECK(await_reply(client.get(), 5.0) == "error:08006");
+  CHECK(PQstatus(client.get()) == CONNECTION_OK);
+  CHECK(scalar(client.get(), "SELECT 'still here'") == "still here");
+}
+
+// Inside a transaction the work is gone with the server: 08006 saying so, and the connection ends, as directly.
+TEST_CASE_FIXTURE(TransactionPool, "transaction pooling: a terminated server's client inside a transaction is told") {
+  if (proxy.direct()) return;
+  PgConn client = connect(proxy.app_conninfo());
+  CHECK(scalar(client.get(), "BEGIN; SELECT 1") == "1");
+  REQUIRE(PQsendQuery(client.get(), "SELECT pg_sleep(30) /* terminate-inside */") == 1);
+  REQUIRE(terminate_running("terminate-inside"));
+  const std::string outcome = await_reply(client.get(), 5.0);
+  CHECK(outcome == "error:08006");
+  CHECK(std::string(PQerrorMessage(client.get())).find("the transaction did not commit") != std::string::npos);
+}
