@@ -224,6 +224,7 @@ bool ClientConn::hold_for_failover(const FailureReport& failure, const std::opti
 bool ClientConn::primary_unreachable(const FailureReport& failure) {
   switch (failure.failure()) {
     case Failure::ServerConnectFailed:
+    case Failure::ServerConnectRefused:
     case Failure::ServerConnectTimeout:
     case Failure::ServerClosedDuringLogin:
       return true;

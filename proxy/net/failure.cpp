@@ -180,6 +180,8 @@ constexpr FailureRow kServerLoginRows[] = {
      "backend_unresolvable", "backend address unresolvable", Info},
     {F::ServerConnectFailed, Error, code::kConnectionFailure, "could not connect to server: {}", kPoolDetail, "",
      Reuse, "server_connect_failed", "no server available: connect failed", Info},
+    {F::ServerConnectRefused, Error, code::kConnectionFailure, "could not connect to server: {}", kPoolDetail, "",
+     Reuse, "server_connect_refused", "no server available: connection refused", Info},
     {F::ServerConnectTimeout, Error, code::kConnectionFailure, "timeout connecting to server (server_connect_timeout)",
      kPoolDetail, "", Reuse, "server_connect_timeout", "no server available: server_connect_timeout", Info},
     {F::ServerClosedDuringLogin, Error, code::kConnectionFailure, "server closed the connection during login",

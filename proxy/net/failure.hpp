@@ -73,6 +73,7 @@ enum class Failure : uint8_t {
   TooManyAutoDatabases,
   BackendUnresolvable,
   ServerConnectFailed,
+  ServerConnectRefused,  // ECONNREFUSED: nothing listens (a stopped or crashed server); counts as a failed probe
   ServerConnectTimeout,
   ServerClosedDuringLogin,
   ServerLoginRefused,

@@ -1,7 +1,5 @@
 #include "proxy/server/pool.hpp"
 
-#include <uv.h>
-
 #include <utility>
 #include <vector>
 
@@ -471,10 +469,7 @@ void Pool::on_login_done(PoolServer* server) {
 
 void Pool::on_server_failed(PoolServer* server, FailureReport failure) {
   host_.metrics().server_connect_failures.add();
-  if (failure.failure() == Failure::ServerConnectFailed &&
-      failure.message().find(uv_strerror(UV_ECONNREFUSED)) != std::string::npos) {
-    host_.report_refused(backend_.name, failure.message());
-  }
+  if (failure.failure() == Failure::ServerConnectRefused) host_.report_refused(backend_.name, failure.message());
   failure.add_words({name_, backend_.name, backend_.text()});  // the detail names the pool and backend
   // The client this connection was opened for hears why (it may be its own bad startup parameter).
   if (PoolClient* client = server->opened_for()) {

@@ -46,7 +46,7 @@ void ServerConn::start_connect() {
   int rc = uv_tcp_connect(&connect_req_, tcp(), reinterpret_cast<const sockaddr*>(&pool_.backend().address),
                           on_connected);
   if (rc != 0) {
-    fail({Failure::ServerConnectFailed, {uv_strerror(rc)}});
+    fail({rc == UV_ECONNREFUSED ? Failure::ServerConnectRefused : Failure::ServerConnectFailed, {uv_strerror(rc)}});
   }
 }
 
@@ -54,7 +54,8 @@ void ServerConn::on_connected(uv_connect_t* req, int status) {
   auto* self = static_cast<ServerConn*>(req->data);
   if (!self->open()) return;
   if (status < 0) {
-    self->fail({Failure::ServerConnectFailed, {uv_strerror(status)}});
+    const Failure failure = status == UV_ECONNREFUSED ? Failure::ServerConnectRefused : Failure::ServerConnectFailed;
+    self->fail({failure, {uv_strerror(status)}});
     return;
   }
   uv_tcp_nodelay(self->tcp(), 1);

@@ -412,7 +412,7 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: a refused connect is reported to the probe
   c2.ask(*pool, host.clock);
   server(1).fail_login(FailureReport(Failure::ServerConnectFailed, {"connection timed out"}));
   CHECK(host.refused.empty());
-  server(2).fail_login(FailureReport(Failure::ServerConnectFailed, {"connection refused"}));  // uv_strerror's words
+  server(2).fail_login(FailureReport(Failure::ServerConnectRefused, {"connection refused"}));
   CHECK(host.refused == std::vector<std::string>{"b1"});
   CHECK(c2.error_state == "08006");
 }
