@@ -87,10 +87,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool may_run_again(const ServerConn* server) const;
   void on_read_only_retry(ServerConn* server, OwedReply dropped);
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
-  // An ErrorResponse the idle primary connection of a session-pooling client sent unasked; true when the client
-  // keeps it for now (client_server_ending.cpp).
-  bool hold_server_fatal(ServerConn& server, protocol::ByteView body, protocol::ByteView message);
-  bool drops_server_fatal(protocol::ByteView body) const;
+  // An ErrorResponse from a linked server, under a request or unasked while idle: true when it is a FATAL the
+  // session outlives, which the client drops or keeps for now instead of passing it on (client_server_ending.cpp).
+  bool absorb_server_fatal(ServerConn& server, protocol::ByteView body, protocol::ByteView message);
   // A server that is not the active one received bytes no request asked for (NotificationResponse, a FATAL
   // before it closes). True when it may relay them now: it is the session's primary connection, the one whose
   // pid the client knows, and nothing else is in flight. It is then the active server.
@@ -189,6 +188,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   static bool primary_unreachable(const FailureReport& failure);
   bool login_through_standby();
   void decide_server_ending();  // client_server_ending.cpp
+  // 08006 "may or may not have been executed" for each request a lost server owed, then the session goes on.
+  void answer_lost_requests(const std::string& backend, size_t requests, bool open_sequence);
   bool wait_for_replay();
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
@@ -330,11 +331,15 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on (observers: cleared in let_go_of)
   protocol::ByteVector prepare_error_;  // a statement the request needs could not be prepared: the server's error
   double primary_wait_deadline_ = 0;
-  // ServerEnding: the FATAL the session's primary connection sent, which backend and when (monotonic seconds).
+  // ServerEnding: the FATAL the session's primary connection sent, which backend and when (monotonic seconds);
+  // the requests that were in flight there, answered once the session is known to go on.
   struct EndedServer {
     protocol::ByteVector fatal;
     int backend = -1;
+    std::string backend_name;
     double at = 0;
+    size_t lost_requests = 0;
+    bool open_sequence = false;
   };
   std::unique_ptr<EndedServer> ended_server_;  // rarely set: kept out of every client's footprint
   // A read that waits for a standby to replay what it must see: until when, and the commits it must see (those

@@ -134,26 +134,37 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     return;
   }
   if (in_flight) {
-    // The requests may or may not have run; the client hears so, once for each, and the session goes on.
+    const size_t requests = server->owed_client_requests();
     const bool open_sequence = server->extended_open();
-    const size_t answers = server->owed_client_requests() - (open_sequence ? 1 : 0);
     tx_started_ns_ = 0;
     copy_in_ = false;
-    ByteVector out;
-    const FailureReport lost(Failure::ServerLostInFlight, {backend});
-    for (size_t i = 0; i < answers; ++i) {
-      report_failure(lost, Severity::Error, worker_.metrics(), log_prefix(), out);
-      build_ready_for_query(out, 'I');
+    if (state_ == ClientState::ServerEnding) {
+      // Its FATAL is held until a probe tells a terminate from a shutdown: so are the answers (decide_server_ending).
+      ended_server_->lost_requests = requests;
+      ended_server_->open_sequence = open_sequence;
+    } else {
+      answer_lost_requests(backend, requests, open_sequence);
     }
-    if (answers == 0 || open_sequence) {
-      // An extended sequence without Sync (or a COPY whose batch was answered): its Sync gets ReadyForQuery.
-      report_failure(lost, Severity::Error, worker_.metrics(), log_prefix(), out);
-      discard_until_sync_ = true;
-    }
-    send_owned(std::move(out));
   }
   if (state_ == ClientState::Draining || (state_ == ClientState::Preparing && was_preparing)) resume_requests();
   pump();
+}
+
+// The requests may or may not have run; the client hears so, once for each, and the session goes on.
+void ClientConn::answer_lost_requests(const std::string& backend, size_t requests, bool open_sequence) {
+  const size_t answers = requests - (open_sequence ? 1 : 0);
+  ByteVector out;
+  const FailureReport lost(Failure::ServerLostInFlight, {backend});
+  for (size_t i = 0; i < answers; ++i) {
+    report_failure(lost, Severity::Error, worker_.metrics(), log_prefix(), out);
+    build_ready_for_query(out, 'I');
+  }
+  if (answers == 0 || open_sequence) {
+    // An extended sequence without Sync (or a COPY whose batch was answered): its Sync gets ReadyForQuery.
+    report_failure(lost, Severity::Error, worker_.metrics(), log_prefix(), out);
+    discard_until_sync_ = true;
+  }
+  send_owned(std::move(out));
 }
 
 }  // namespace pgmux::proxy

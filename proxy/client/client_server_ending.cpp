@@ -1,12 +1,23 @@
-// ClientConn, a session's primary connection ended by its server while the session was idle (session pooling).
-// PostgreSQL ends it with the same FATAL 57P01 "terminating connection due to administrator command" for a
-// pg_terminate_backend of that pid and for a fast shutdown of the whole server. A terminate must end the
-// session, as on a direct connection; a shutdown (a failover or switchover under way) need not: the session's
-// state is in its session log, and its next request goes to whatever primary comes next. So the FATAL is held
-// (ServerEnding: requests wait in the buffer) while a probe round asks the backend. The prober's own connection
-// answering after the FATAL means only this session was ended; its failing, or the backend no longer being the
-// primary, means the server went away. A crash or an immediate shutdown (57P02, or 57P01 "immediate shutdown")
-// is never a terminate: the session moves on at once.
+// ClientConn: a server connection of the client's that ends with a FATAL (client_server_ending.cpp).
+//
+// One question decides what the client sees: does its session live on that server?
+// - Transaction pooling (no pin): no. The session lives in pgmux; a server ending with a shutdown, crash or
+//   terminate FATAL under a request is answered as any lost server: 08006 "may or may not have been executed"
+//   and ReadyForQuery between transactions (the next request goes to the next server, the new primary after a
+//   failover), 08006 / 08007 and a close inside a transaction.
+// - Session pooling, the standby connection: no. The client knows the primary connection's pid, not this one;
+//   the connection is let go (idle) or answered as lost (under a request), and the next read finds another.
+// - Session pooling, the primary connection, outside a transaction and not pinned: perhaps. PostgreSQL ends it
+//   with the same FATAL 57P01 "terminating connection due to administrator command" for a pg_terminate_backend
+//   of that pid and for a fast shutdown of the whole server. A terminate must end the session, as on a direct
+//   connection; a shutdown (a failover or switchover under way) need not: the session's state is in its session
+//   log, and it goes on with whatever primary comes next. So the FATAL is held (ServerEnding: requests wait in
+//   the buffer; the answers owed for requests in flight wait too) while a probe round asks the backend. The
+//   prober's own connection answering after the FATAL means only this session was ended; its failing, or the
+//   backend no longer being the primary, means the server went away. A crash or an immediate shutdown (57P02, or
+//   57P01 "immediate shutdown") is never a terminate: the session moves on at once.
+// - Otherwise (a pinned session, a transaction open on the session's primary): yes. The FATAL is passed on and
+//   the client is closed, as directly.
 #include "proxy/client/client_conn.hpp"
 
 #include "protocol/error_response.hpp"
@@ -24,46 +35,58 @@ using namespace protocol;
 namespace {
 constexpr double kDecideWithin = 5;  // seconds; undecided by then, the client gets the FATAL, as directly
 constexpr std::string_view kImmediateShutdown = "terminating connection due to immediate shutdown command";
+
+// The FATALs of a server going away that a session may outlive.
+enum class EndingKind {
+  None,                 // any other error
+  Crash,                // a crash or an immediate shutdown, or "cannot connect now": never aimed at one session
+  ShutdownOrTerminate,  // 57P01: a fast or smart shutdown, or a pg_terminate_backend of this one connection
+};
+
+EndingKind ending_kind(const std::optional<ErrorFields>& error) {
+  if (!error || error->severity != "FATAL") return EndingKind::None;
+  if (error->sqlstate == sqlstate::kCrashShutdown || error->sqlstate == sqlstate::kCannotConnectNow ||
+      (error->sqlstate == sqlstate::kAdminShutdown && error->message == kImmediateShutdown)) {
+    return EndingKind::Crash;
+  }
+  return error->sqlstate == sqlstate::kAdminShutdown ? EndingKind::ShutdownOrTerminate : EndingKind::None;
+}
 }  // namespace
 
-bool ClientConn::hold_server_fatal(ServerConn& server, ByteView body, ByteView message) {
-  if (transaction_pooling() || &server != primary_.get() || state_ != ClientState::Ready || ended_server_) {
-    return false;
-  }
+bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView message) {
   if (session_.pin_reason != nullptr || session_.route.pinned_primary) return false;  // its state ends with it
+  const bool mid_request = server.owed_client_requests() > 0 || server.extended_open();
+  if (!mid_request && (server.tx_status() != 'I' || server.has_outstanding())) return false;
   const auto error = parse_error_fields(body);
-  if (!error || error->severity != "FATAL") return false;
-  const bool crash = error->sqlstate == sqlstate::kCrashShutdown ||
-                     (error->sqlstate == sqlstate::kAdminShutdown && error->message == kImmediateShutdown);
-  if (!crash && error->sqlstate != sqlstate::kAdminShutdown) return false;
+  const EndingKind kind = ending_kind(error);
+  if (kind == EndingKind::None) return false;
+  if (transaction_pooling() || &server == standby_.get()) {
+    // The session does not live there: the end of the connection that follows is answered as a lost server.
+    if (&server == primary_.get()) worker_.shared().control->request_probe_round();
+    return mid_request || &server == standby_.get();
+  }
+  if (&server != primary_.get() || server.tx_status() != 'I' || ended_server_) return false;
   worker_.shared().control->request_probe_round();
-  if (crash) {
+  if (kind == EndingKind::Crash) {
     LOG_INFO("%s: backend %s is going down (%s); the session moves on to the next primary", log_prefix().c_str(),
              server.pool().backend().name.c_str(), escape_for_log(error->message, 200).c_str());
     return true;
   }
-  ended_server_ = std::make_unique<EndedServer>(
-      EndedServer{ByteVector(message.begin(), message.end()), server.backend_index(), monotonic_now()});
+  if (state_ != ClientState::Ready) return false;
+  ended_server_ = std::make_unique<EndedServer>(EndedServer{ByteVector(message.begin(), message.end()),
+                                                            server.backend_index(), server.pool().backend().name,
+                                                            monotonic_now()});
   set_state(ClientState::ServerEnding);
   return true;
-}
-
-// Transaction pooling, mid-request: a server ending with a shutdown, crash or terminate FATAL takes no session with
-// it (the session lives in pgmux; a pinned one excepted), so the client is not disconnected as a direct client
-// would be. The FATAL is dropped, and the end of the connection that follows is answered as any lost server:
-// 08006 "may or may not have been executed" and ReadyForQuery between transactions (the client's next request
-// goes to the next server, the new primary after a failover), 08006 / 08007 and a close inside one.
-bool ClientConn::drops_server_fatal(ByteView body) const {
-  if (!transaction_pooling() || session_.pin_reason != nullptr || session_.route.pinned_primary) return false;
-  const auto error = parse_error_fields(body);
-  if (!error || error->severity != "FATAL") return false;
-  return error->sqlstate == sqlstate::kAdminShutdown || error->sqlstate == sqlstate::kCrashShutdown ||
-         error->sqlstate == sqlstate::kCannotConnectNow;
 }
 
 // At each new view (and worker tick) while ServerEnding.
 void ClientConn::decide_server_ending() {
   const EndedServer& ended = *ended_server_;
+  if (primary_) {
+    worker_.wait_for_primary(this);  // the connection has not closed yet: what it owed is known once it has
+    return;
+  }
   const routing::BackendsView& view = worker_.view();
   const routing::BackendStatus* backend =
       ended.backend >= 0 && static_cast<size_t>(ended.backend) < view.backends.size()
@@ -88,9 +111,13 @@ void ClientConn::decide_server_ending() {
   }
   LOG_INFO("%s: backend %s stopped (the prober cannot reach it as a primary either); the session moves on to the "
            "next primary",
-           log_prefix().c_str(), backend != nullptr ? backend->spec.name.c_str() : "?");
+           log_prefix().c_str(), ended.backend_name.c_str());
+  const EndedServer lost = std::move(*ended_server_);
   ended_server_.reset();
   set_state(ClientState::Ready);
+  if (lost.lost_requests > 0 || lost.open_sequence) {
+    answer_lost_requests(lost.backend_name, lost.lost_requests, lost.open_sequence);
+  }
   pump();
 }
 

@@ -125,13 +125,9 @@ bool ServerConn::collect_relay_pass(RelayPass& pass) {
 // A whole message, handled as the front entry of the queue says. False when the connection failed.
 bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayPass& pass) {
   const ReplyFate fate = owed_.front_fate();
-  if (tag == backend::kErrorResponse && owed_.empty() && tx_status_ == 'I' && client_ &&
-      client_->hold_server_fatal(*this, body, ByteView(in_.data() + pass.pos, size))) {
-    pass.pos += size;  // the client keeps it until it knows whether the server was stopped (client_server_ending.cpp)
-    return true;
-  }
-  if (tag == backend::kErrorResponse && !owed_.empty() && client_ && client_->drops_server_fatal(body)) {
-    pass.pos += size;  // the end of the connection that follows is the client's answer (client_server_ending.cpp)
+  if (tag == backend::kErrorResponse && client_ &&
+      client_->absorb_server_fatal(*this, body, ByteView(in_.data() + pass.pos, size))) {
+    pass.pos += size;  // the client drops it or keeps it until it knows what ended the server (client_server_ending.cpp)
     return true;
   }
   if (fate == ReplyFate::SkipOwn) return drop_own_reply(tag, body, size, pass);

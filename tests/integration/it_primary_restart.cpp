@@ -1,5 +1,6 @@
 // The primary goes down (pg_ctl stop -m fast) and comes back. While it is down, new clients get a clear error
-// naming the backend within seconds (no hang); after the restart they succeed again. Restores the cluster
+// naming the backend within seconds (no hang); after the restart they succeed again. A session pooling client whose
+// statement was running when the server shut down keeps its session. Restores the cluster
 // (primary up, both standbys streaming) even when a check fails, for the tests that run after it.
 #include <doctest/doctest.h>
 
@@ -51,10 +52,27 @@ TEST_CASE("primary stopped and started again") {
 
   PgConn old_client = connect(target.app_conninfo());
   CHECK(scalar(old_client.get(), "SELECT 'before'") == "before");
+  // A session running a statement when the server shuts down (its connection ends with FATAL 57P01, as for a
+  // pg_terminate_backend): directly it would be disconnected; session pooling keeps the session, whose state is
+  // in pgmux's session log, and says the statement may or may not have run.
+  PgConn busy_client = connect(target.app_conninfo());
+  exec(busy_client.get(), "SET application_name = 'kept_across_restart'");
+  REQUIRE(PQsendQuery(busy_client.get(), "SELECT pg_sleep(30)") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
   PrimaryGuard guard;
   REQUIRE(cluster_cmd("stop-node") == 0);
   guard.stopped = true;
+
+  const std::string busy_outcome = await_error(busy_client.get(), 10);
+  MESSAGE("the busy session read: " << busy_outcome);
+  if (target.direct()) {
+    CHECK(busy_outcome == "FATAL 57P01 terminating connection due to administrator command");
+  } else {
+    CHECK(busy_outcome.rfind("ERROR 08006 server connection lost (backend \"primary\"); the statement may or may "
+                             "not have been executed", 0) == 0);
+    CHECK(PQstatus(busy_client.get()) == CONNECTION_OK);
+  }
 
   // A session whose server died: its next query fails, promptly.
   {
@@ -93,4 +111,9 @@ TEST_CASE("primary stopped and started again") {
 
   // Several clients, to cover more than one pooled server.
   for (int i = 0; i < 10; ++i) CHECK(try_query(target.app_conninfo()) == "");
+
+  // The busy session goes on, on the restarted server, with its settings.
+  if (!target.direct()) {
+    CHECK(scalar(busy_client.get(), "SHOW application_name") == "kept_across_restart");
+  }
 }

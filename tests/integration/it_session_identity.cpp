@@ -42,39 +42,6 @@ void last_read_on_standby(PGconn* conn, bool split) {
 
 std::string pid_of(PGconn* conn) { return std::to_string(PQbackendPID(conn)); }
 
-// The error of a result, as a client compares it with PostgreSQL's: severity, SQLSTATE, message.
-std::string error_fields(const PGresult* res) {
-  auto field = [&](int code) {
-    const char* v = PQresultErrorField(res, code);
-    return std::string(v ? v : "");
-  };
-  return field(PG_DIAG_SEVERITY_NONLOCALIZED) + " " + field(PG_DIAG_SQLSTATE) + " " +
-         field(PG_DIAG_MESSAGE_PRIMARY);
-}
-
-// Waits (bounded) for the result of a PQsendQuery; the first result's error fields ("" when it succeeded).
-std::string await_error(PGconn* conn, double seconds) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
-  std::string first;
-  bool have_first = false;
-  while (true) {
-    while (PQisBusy(conn)) {
-      const double left = std::chrono::duration<double>(deadline - Clock::now()).count();
-      if (left <= 0) return "timeout";
-      if (PQconsumeInput(conn) == 0 && PQisBusy(conn)) return have_first ? first : "closed";
-      if (PQisBusy(conn)) wait_readable(conn, left);
-    }
-    PgResult res(PQgetResult(conn));
-    if (!res) break;
-    if (!have_first) {
-      const ExecStatusType st = PQresultStatus(res.get());
-      first = st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ? error_fields(res.get()) : "";
-      have_first = true;
-    }
-  }
-  return first;
-}
-
 // pg_terminate_backend of an idle session's pid, then a query: what the client reads.
 std::string terminate_idle(PGconn* conn, const std::string& pid) {
   PgConn admin_conn = admin(cluster_ports().primary);
@@ -213,4 +180,45 @@ TEST_CASE("PQcancel through pgmux still cancels, on the primary and on a standby
       CHECK(scalar(conn.get(), "SELECT 'after cancel'") == "after cancel");
     }
   }
+}
+
+namespace {
+
+// Terminates, on the standby at `port`, the backend whose last (or running) statement carries `tag`.
+bool terminate_on_standby(int port, const std::string& tag) {
+  PgConn standby = admin(port);
+  const std::string sql = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%" + tag +
+                          "%' AND pid <> pg_backend_pid()";
+  return wait_until([&] { return scalar(standby.get(), "SELECT count(*) FROM (" + sql + ") t") == "1"; }, 5, 0.05);
+}
+
+}  // namespace
+
+// The client knows the primary connection's pid, not the standby's: a standby connection ending (here by
+// pg_terminate_backend, as a standby's restart would) does not end the session. Idle, it is let go and the next
+// read finds another; under a read, the client hears that the statement may or may not have run, and goes on.
+TEST_CASE("session pooling: the end of a session's standby connection does not end the session") {
+  ProxyUnderTest proxy = session_proxy(true);
+  if (proxy.direct()) return;
+  PgConn conn = connect(proxy.app_conninfo());
+  const std::string pid = pid_of(conn.get());
+  exec(conn.get(), "SET application_name = 'standby_end'");
+  const int primary = cluster_ports().primary;
+  int standby_port = 0;
+  REQUIRE(wait_until([&] { return (standby_port = server_port(conn.get(), "SELECT inet_server_port() /* idle-tag */")) != primary; }, 10));
+
+  REQUIRE(terminate_on_standby(standby_port, "idle-tag"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the FATAL reaches pgmux, then the end
+  CHECK(PQstatus(conn.get()) == CONNECTION_OK);
+  CHECK(scalar(conn.get(), "SELECT 'idle standby gone'") == "idle standby gone");
+  CHECK(scalar(conn.get(), "SHOW application_name") == "standby_end");
+
+  REQUIRE(wait_until([&] { return (standby_port = server_port(conn.get())) != primary; }, 10));
+  REQUIRE(PQsendQuery(conn.get(), "SELECT pg_sleep(30) /* busy-tag */") == 1);
+  REQUIRE(terminate_on_standby(standby_port, "busy-tag"));
+  CHECK(await_error(conn.get(), 5).rfind("ERROR 08006 server connection lost", 0) == 0);
+  CHECK(PQstatus(conn.get()) == CONNECTION_OK);
+  CHECK(scalar(conn.get(), "SELECT 'busy standby gone'") == "busy standby gone");
+  CHECK(pid_of(conn.get()) == pid);
+  CHECK(scalar(conn.get(), "SELECT pg_backend_pid()") == pid);  // the session's primary connection is untouched
 }

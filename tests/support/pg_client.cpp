@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <chrono>
 #include <stdexcept>
 
 namespace pgmux::test {
@@ -53,6 +54,39 @@ bool wait_readable(PGconn* conn, double seconds) {
   pollfd pfd{PQsocket(conn), POLLIN, 0};
   int r = poll(&pfd, 1, static_cast<int>(seconds * 1000));
   return r > 0;
+}
+
+namespace {
+std::string error_fields(const PGresult* res) {
+  auto field = [&](int code) {
+    const char* v = PQresultErrorField(res, code);
+    return std::string(v ? v : "");
+  };
+  return field(PG_DIAG_SEVERITY_NONLOCALIZED) + " " + field(PG_DIAG_SQLSTATE) + " " +
+         field(PG_DIAG_MESSAGE_PRIMARY);
+}
+}  // namespace
+
+std::string await_error(PGconn* conn, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  std::string first;
+  bool have_first = false;
+  while (true) {
+    while (PQisBusy(conn)) {
+      const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+      if (left <= 0) return "timeout";
+      if (PQconsumeInput(conn) == 0 && PQisBusy(conn)) return have_first ? first : "closed";
+      if (PQisBusy(conn)) wait_readable(conn, left);
+    }
+    PgResult res(PQgetResult(conn));
+    if (!res) break;
+    if (!have_first) {
+      const ExecStatusType st = PQresultStatus(res.get());
+      first = st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ? error_fields(res.get()) : "";
+      have_first = true;
+    }
+  }
+  return first;
 }
 
 uint64_t fnv1a(const void* data, size_t size, uint64_t h) {

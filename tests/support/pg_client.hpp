@@ -37,6 +37,11 @@ std::string sqlstate(const PGresult* res);
 // Waits (poll) until the connection's socket is readable or the timeout passes; true when readable.
 bool wait_readable(PGconn* conn, double seconds);
 
+// Waits (bounded) for every result of a PQsendQuery. Returns the first result's error as "SEVERITY SQLSTATE
+// message" ("" when it succeeded), "closed" when the connection ended with no result, "timeout" when it did not
+// finish in time.
+std::string await_error(PGconn* conn, double seconds);
+
 // 64-bit FNV-1a, incremental: pass the previous value to continue a running checksum.
 uint64_t fnv1a(const void* data, size_t size, uint64_t h = 1469598103934665603ull);
 
