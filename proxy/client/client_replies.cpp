@@ -138,7 +138,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     const bool open_sequence = server->extended_open();
     tx_started_ns_ = 0;
     copy_in_ = false;
-    if (state_ == ClientState::ServerEnding) {
+    if (state_ == ClientState::ServerEnding && was_primary) {
       // Its FATAL is held until a probe tells a terminate from a shutdown: so are the answers (decide_server_ending).
       ended_server_->lost_requests = requests;
       ended_server_->open_sequence = open_sequence;

@@ -55,7 +55,7 @@ EndingKind ending_kind(const std::optional<ErrorFields>& error) {
 
 bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView message) {
   if (session_.pin_reason != nullptr || session_.route.pinned_primary) return false;  // its state ends with it
-  const bool mid_request = server.owed_client_requests() > 0 || server.extended_open();
+  const bool mid_request = server.owed_depth() > 0;  // a reply owed to the client or to pgmux's own step
   if (!mid_request && (server.tx_status() != 'I' || server.has_outstanding())) return false;
   const auto error = parse_error_fields(body);
   const EndingKind kind = ending_kind(error);
