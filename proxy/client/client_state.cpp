@@ -16,7 +16,7 @@ struct Row {
 
 // Who may follow whom. A request's waits all start from Ready and end in Ready (or Closing); a wait for a pool
 // may begin again on another pool (a reload moved the backend, or the server died while being synced).
-const Row kTransitions[] = {
+constexpr Row kTransitions[] = {
     {S::Startup, {S::AuthLookup, S::Auth}},
     {S::AuthLookup, {S::Auth}},
     {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
@@ -57,17 +57,23 @@ const char* to_string(ClientState s) {
   return "?";
 }
 
-bool is_legal_transition(ClientState from, ClientState to) {
-  if (from == to) return true;
-  if (to == S::Closing) return true;
-  for (const Row& row : kTransitions) {
-    if (row.from != from) continue;
-    for (S next : row.to) {
-      if (next == to) return true;
+namespace {
+// kTransitions as one bit mask of the legal next states per state: set_state asks at every change.
+struct TransitionMasks {
+  uint32_t allowed[kClientStateCount] = {};
+  constexpr TransitionMasks() {
+    for (const Row& row : kTransitions) {
+      for (S next : row.to) allowed[static_cast<int>(row.from)] |= 1u << static_cast<int>(next);
     }
-    return false;
   }
-  return false;
+};
+constexpr TransitionMasks kMasks;
+static_assert(kClientStateCount <= 32);
+}  // namespace
+
+bool is_legal_transition(ClientState from, ClientState to) {
+  if (from == to || to == S::Closing) return true;
+  return (kMasks.allowed[static_cast<int>(from)] >> static_cast<int>(to)) & 1u;
 }
 
 }  // namespace pgmux::proxy

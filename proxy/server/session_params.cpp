@@ -84,7 +84,21 @@ void SessionParams::erase(std::string_view name) {
   }
 }
 
+namespace {
+// The common case at a transaction-pooling check-out: the server was last synced for the same parameters and
+// reports no other value for any of them since. Nothing to send and nothing to record.
+bool already_synced(const SessionParams& wanted, const SessionParams& reported, const SessionParams& applied) {
+  if (applied.entries() != wanted.entries()) return false;
+  for (const auto& [name, value] : wanted.entries()) {
+    const std::string* current = reported.find(name);
+    if (current && *current != value) return false;
+  }
+  return true;
+}
+}  // namespace
+
 std::string build_sync_sql(const SessionParams& wanted, const SessionParams& reported, SessionParams& applied) {
+  if (already_synced(wanted, reported, applied)) return {};
   std::string sql;
   std::vector<std::string> to_reset;
   for (const auto& [name, value] : applied.entries()) {

@@ -48,6 +48,26 @@ TEST_CASE("literal shape: numbers become '#', words and quoted names keep their 
   CHECK(ha == hb);
 }
 
+// The scan for digits and quotes goes 16 bytes at a time: a stop byte at every offset around the block edges, and
+// the bytes next to '0' and '9' (and high bytes) that must not stop it, against the same text built by hand.
+TEST_CASE("literal shape: the block scan finds every digit and quote, and nothing else") {
+  for (size_t at = 0; at < 40; ++at) {
+    CAPTURE(at);
+    std::string text(48, 'x');
+    text[at] = ' ';
+    text.insert(at + 1, "7");
+    std::string expected = text;
+    expected[at + 1] = '#';
+    CHECK(shape_of(text) == expected);
+    std::string quoted(48, 'y');
+    quoted.insert(at, "\"q1\"");
+    CHECK(shape_of(quoted) == quoted);  // digits in a quoted name stay
+  }
+  const std::string neighbours = "SELECT ///:::///:::/// \x7f\x80\xb0\xb9\xff FROM t /:/:/:/:/:/:/:/:/:";
+  CHECK(shape_of(neighbours) == neighbours);
+  CHECK(shape_of(neighbours + " 0123456789") == neighbours + " #");
+}
+
 TEST_CASE("classifier: one class per shape, never across names, quoted names or catalogs") {
   Classifier classifier;
   const FunctionCatalog catalog = catalog_with({"v1", "view 1"}, 1);
