@@ -166,6 +166,12 @@ void Topology::unfence(size_t index, double now) {
   publish(now);
 }
 
+void Topology::note_address(size_t index, std::string address) {
+  if (index >= backends_.size() || !backends_[index].last.address.empty()) return;
+  backends_[index].last.address = std::move(address);
+  publish(last_now_);
+}
+
 void Topology::on_probe_failed(size_t index, const std::string& error, double now) {
   if (index >= backends_.size()) return;
   last_now_ = now;

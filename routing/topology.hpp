@@ -81,6 +81,9 @@ struct ProbeResult {
   // When the probe query was sent (same clock as `now`); -1 = unknown, use the arrival time. The primary's LSN
   // history is stamped with it: the LSN was read after this instant, which read-your-writes relies on.
   double sent_at = -1;
+  // The numeric address the probe connected to: a host name resolved by the control thread, off the workers'
+  // loops (they connect to it; see Worker::backend_address). "" for a Unix socket.
+  std::string address;
 };
 
 struct BackendStatus {
@@ -147,6 +150,9 @@ class Topology {
 
   void on_probe_ok(size_t index, const ProbeResult& result, double now);
   void on_probe_failed(size_t index, const std::string& error, double now);
+  // Where a backend named by host name was found before any probe (at startup): workers connect there until a
+  // probe says otherwise (ProbeResult::address).
+  void note_address(size_t index, std::string address);
   // A pool's new connection to the backend was refused (nobody listens on its port): counted as one failed
   // probe when its last probe succeeded, so a standby promoted on a later timeline is the primary at once
   // (choose_primary) instead of after the probes of a dying server time out. More failures come from probes.

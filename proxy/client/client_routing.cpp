@@ -227,6 +227,7 @@ bool ClientConn::primary_unreachable(const FailureReport& failure) {
     case Failure::ServerConnectRefused:
     case Failure::ServerConnectTimeout:
     case Failure::ServerClosedDuringLogin:
+    case Failure::BackendUnresolvable:  // a host name the prober has not resolved yet (just started, DNS down)
       return true;
     case Failure::ServerLoginRefused:  // 57P03: the database system is shutting down / starting up
       return failure.sqlstate() == sqlstate::kCannotConnectNow;

@@ -109,6 +109,7 @@ void PgQueryConnection::on_resolved(uv_getaddrinfo_t* req, int status, struct ad
 }
 
 void PgQueryConnection::connect_to(const std::string& hostaddr) {
+  hostaddr_ = hostaddr;
   const std::string port = std::to_string(target_.port);
   const std::string timeout = std::to_string(std::max(2, static_cast<int>(std::ceil(timeout_))));
   std::vector<const char*> keys;

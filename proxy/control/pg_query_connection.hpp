@@ -57,6 +57,8 @@ class PgQueryConnection {
   void stay_in_session() { retry_on_fresh_connection_ = false; }
   bool connected() const { return conn_ != nullptr && state_ != State::Connecting; }
   const ProbeTarget& target() const { return target_; }
+  // The numeric address of the last connection attempt (the host, or what it resolved to); "" for a Unix socket.
+  const std::string& hostaddr() const { return hostaddr_; }
 
  private:
   enum class State { Idle, Resolving, Connecting, Sending, Waiting, Ready };
@@ -77,6 +79,7 @@ class PgQueryConnection {
   static void on_deadline(uv_timer_t* timer);
   static void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res);
 
+  std::string hostaddr_;
   uv_loop_t* loop_;
   ProbeTarget target_;
   const char* application_name_;

@@ -95,7 +95,8 @@ bool ProbeConnection::start(double timeout_seconds, Done done) {
   return connection_.start(
       kProbeQuery, timeout_seconds, [this](const PGresult* result) { return take_row(result); },
       [this, done = std::move(done)](bool ok, const std::string& error) {
-        const routing::ProbeResult result = result_;
+        routing::ProbeResult result = result_;
+        result.address = connection_.hostaddr();
         if (ok && !have_row_) {
           done(false, result, "probe returned no row");
         } else {

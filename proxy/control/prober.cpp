@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "proxy/net/address.hpp"
 #include "proxy/net/log.hpp"
 
 namespace pgmux::proxy {
@@ -95,6 +96,25 @@ Prober::Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change)
   timer_ = make_uv_handle<uv_timer_t>(this);
   timer_->init(loop_);
   build_connections(config);
+  resolve_at_startup(config);
+}
+
+// Before anything runs, so blocking is harmless: host names are looked up once here, and the first clients find
+// their backends' addresses in the first view instead of waiting for the first probe. From then on the probes
+// resolve them, off every loop (PgQueryConnection).
+void Prober::resolve_at_startup(const conf::Config& config) {
+  for (size_t i = 0; i < config.backends.size(); ++i) {
+    const std::string& host = config.backends[i].host;
+    sockaddr_storage ignored{};
+    if (host.empty() || host[0] == '/' || numeric_address(host, 0, &ignored)) continue;
+    std::string address;
+    std::string error;
+    if (resolve_to_numeric(host, &address, &error)) {
+      topology_.note_address(i, std::move(address));
+    } else {
+      LOG_WARN("backend %s: %s (the probes will try again)", config.backends[i].name.c_str(), error.c_str());
+    }
+  }
 }
 
 Prober::~Prober() {

@@ -278,8 +278,46 @@ void Worker::publish_view(std::shared_ptr<const routing::BackendsView> view) {
   post([view = std::move(view)](Worker& w) mutable { w.on_view(std::move(view)); });
 }
 
+// A backend's socket address. A host name is never looked up here: getaddrinfo would stop this worker's loop, and
+// every client on it, for as long as DNS takes. The prober resolves it on the control thread at each connect and
+// the view carries what its last successful probe connected to.
+bool Worker::backend_address(size_t index, BackendAddress* out, std::string* error) const {
+  const conf::Backend& backend = config_->backends[index];
+  if (numeric_address(backend.host, backend.port, &out->address)) return true;
+  out->by_name = true;
+  const routing::BackendStatus* status = index < view_->backends.size() ? &view_->backends[index] : nullptr;
+  const bool same = status != nullptr && status->spec.name == backend.name && status->spec.host == backend.host;
+  if (same && numeric_address(status->last.address, backend.port, &out->address)) {
+    out->resolved = status->last.address;
+    return true;
+  }
+  *error = "host name \"" + backend.host + "\" is not resolved yet (pgmux resolves it when probing the backend";
+  if (same && !status->last_error.empty()) *error += "; last probe: " + status->last_error;
+  *error += ")";
+  return false;
+}
+
+// A backend named by host name that the prober now finds at another address: new connections go there.
+void Worker::follow_resolved_addresses() {
+  for (auto& [key, pool] : pools_) {
+    const BackendAddress& current = pool->backend();
+    const size_t index = static_cast<size_t>(pool->backend_index());
+    if (!current.by_name || pool->draining() || index >= view_->backends.size()) continue;
+    const routing::BackendStatus& status = view_->backends[index];
+    if (status.spec.name != current.name || status.spec.host != current.host) continue;
+    const std::string& resolved = status.last.address;
+    if (resolved.empty() || resolved == current.resolved) continue;
+    sockaddr_storage address{};
+    if (!numeric_address(resolved, current.port, &address)) continue;
+    LOG_INFO("pool %s: backend %s (%s) is now at %s", pool->name().c_str(), current.name.c_str(), current.host.c_str(),
+             resolved.c_str());
+    pool->set_address(address, resolved);
+  }
+}
+
 void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
   view_ = std::move(view);
+  follow_resolved_addresses();
   // Servers on fenced backends (an old primary back on an older timeline, a stranger system) must not serve,
   // except while a switchover drains its primary: the transactions running there finish first.
   for (auto& [key, pool] : pools_) {
@@ -416,7 +454,7 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   address.name = backend->name;
   address.host = backend->host;
   address.port = backend->port;
-  if (std::string error; !resolve_address(backend->host, backend->port, &address.address, &error)) {
+  if (std::string error; !backend_address(static_cast<size_t>(backend_index), &address, &error)) {
     *failure = FailureReport(Failure::BackendUnresolvable, {backend->name, error});
     return nullptr;
   }

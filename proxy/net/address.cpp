@@ -1,16 +1,21 @@
 #include "proxy/net/address.hpp"
 
 #include <netdb.h>
+#include <netinet/in.h>
 #include <uv.h>
 
 #include <cstring>
 
 namespace pgmux::proxy {
 
-bool resolve_address(const std::string& host, uint16_t port, sockaddr_storage* out, std::string* error) {
+bool numeric_address(const std::string& host, uint16_t port, sockaddr_storage* out) {
   std::memset(out, 0, sizeof *out);
   if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0) return true;
-  if (uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0) return true;
+  return uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
+}
+
+bool resolve_address(const std::string& host, uint16_t port, sockaddr_storage* out, std::string* error) {
+  if (numeric_address(host, port, out)) return true;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -22,6 +27,21 @@ bool resolve_address(const std::string& host, uint16_t port, sockaddr_storage* o
   }
   std::memcpy(out, result->ai_addr, result->ai_addrlen);
   freeaddrinfo(result);
+  return true;
+}
+
+bool resolve_to_numeric(const std::string& host, std::string* numeric, std::string* error) {
+  sockaddr_storage address{};
+  if (!resolve_address(host, 0, &address, error)) return false;
+  char text[INET6_ADDRSTRLEN] = {};
+  const int rc = address.ss_family == AF_INET6
+                     ? uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&address), text, sizeof text)
+                     : uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&address), text, sizeof text);
+  if (rc != 0) {
+    *error = "could not resolve host \"" + host + "\": " + uv_strerror(rc);
+    return false;
+  }
+  *numeric = text;
   return true;
 }
 

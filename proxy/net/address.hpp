@@ -1,5 +1,4 @@
-// Host name + port -> socket address. Numeric addresses need no lookup; names go through getaddrinfo once,
-// when a pool is created.
+// Host name + port -> socket address.
 #pragma once
 #include <sys/socket.h>
 
@@ -8,6 +7,13 @@
 
 namespace pgmux::proxy {
 
+// A numeric IPv4 or IPv6 address; false for anything else (no lookup).
+bool numeric_address(const std::string& host, uint16_t port, sockaddr_storage* out);
+
+// Numeric addresses need no lookup; names go through getaddrinfo, which blocks: only where nothing else waits
+// (listeners and the metrics endpoint at startup). Workers take backend addresses from the prober's view.
 bool resolve_address(const std::string& host, uint16_t port, sockaddr_storage* out, std::string* error);
+// The same lookup, as the numeric text of its first address ("10.0.0.5", "::1").
+bool resolve_to_numeric(const std::string& host, std::string* numeric, std::string* error);
 
 }  // namespace pgmux::proxy

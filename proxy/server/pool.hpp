@@ -34,6 +34,8 @@ struct BackendAddress {
   std::string host;
   uint16_t port = 0;
   sockaddr_storage address{};
+  bool by_name = false;  // host is a name: `address` is what the prober last resolved it to (`resolved`, as text)
+  std::string resolved;
   std::string text() const { return host + ":" + std::to_string(port); }
 };
 
@@ -58,6 +60,11 @@ class Pool {
   const std::string& name() const { return name_; }
   ServerLogin& login() { return login_; }
   const BackendAddress& backend() const { return backend_; }
+  // Where new server connections go from now on (the backend's host name resolved to another address).
+  void set_address(const sockaddr_storage& address, std::string resolved) {
+    backend_.address = address;
+    backend_.resolved = std::move(resolved);
+  }
   // Index of its backend in the worker's current config (a reload may move it); -1 once draining.
   int backend_index() const { return backend_index_; }
   conf::PoolMode mode() const { return mode_; }
