@@ -1,4 +1,4 @@
-// ClientConn: a server connection of the client's that ends with a FATAL (client_server_ending.cpp).
+// ClientConn: a server connection of the client's that ends with a FATAL.
 //
 // One question decides what the client sees: does its session live on that server?
 // - Transaction pooling (no pin): no. The session lives in pgmux; a server ending with a shutdown, crash or

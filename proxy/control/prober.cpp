@@ -96,17 +96,20 @@ Prober::Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change)
   timer_ = make_uv_handle<uv_timer_t>(this);
   timer_->init(loop_);
   build_connections(config);
-  resolve_at_startup(config);
+  resolve_new_names(config);
 }
 
-// Before anything runs, so blocking is harmless: host names are looked up once here, and the first clients find
-// their backends' addresses in the first view instead of waiting for the first probe. From then on the probes
-// resolve them, off every loop (PgQueryConnection).
-void Prober::resolve_at_startup(const conf::Config& config) {
-  for (size_t i = 0; i < config.backends.size(); ++i) {
+// At startup and at a reload, for the backends named by a host name that have no address yet: looked up here, so
+// the first clients find it in the view instead of failing until the first probe. This blocks the control loop
+// (at startup nothing runs yet; at a reload probing waits, the workers go on); from then on the probes resolve
+// the names off every loop (PgQueryConnection).
+void Prober::resolve_new_names(const conf::Config& config) {
+  const View view = topology_.view();
+  for (size_t i = 0; i < config.backends.size() && i < view->backends.size(); ++i) {
     const std::string& host = config.backends[i].host;
     sockaddr_storage ignored{};
     if (host.empty() || host[0] == '/' || numeric_address(host, 0, &ignored)) continue;
+    if (!view->backends[i].last.address.empty()) continue;
     std::string address;
     std::string error;
     if (resolve_to_numeric(host, &address, &error)) {
@@ -160,6 +163,7 @@ void Prober::stop() {
 void Prober::reconfigure(const conf::Config& config, const std::set<std::string>& disabled) {
   topology_.reconfigure(backend_specs(config, disabled), topology_settings(config));
   build_connections(config);
+  resolve_new_names(config);
   // The next round (at once) publishes the new backend list.
   if (running_) uv_timer_start(timer_->get(), on_tick, 0, to_ms(period_));
 }

@@ -78,7 +78,7 @@ class Prober {
   void on_dcs_cluster(routing::DcsCluster cluster, const std::string& url);
   void on_dcs_failed(const std::string& error);
   void build_connections(const conf::Config& config);
-  void resolve_at_startup(const conf::Config& config);
+  void resolve_new_names(const conf::Config& config);
   void reopen_connections();
 
   uv_loop_t* loop_;
