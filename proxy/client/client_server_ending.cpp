@@ -100,7 +100,9 @@ void ClientConn::decide_server_ending() {
              log_prefix().c_str(), backend->spec.name.c_str());
     ByteVector fatal = std::move(ended_server_->fatal);
     ended_server_.reset();
-    send_owned(std::move(fatal));
+    // Not in the middle of a standby's reply being relayed (a read running there meanwhile): nothing can be
+    // framed after half a message, so then the close alone says it.
+    if (active_ == nullptr || !active_->mid_message()) send_owned(std::move(fatal));
     close_reason_ = Failure::ServerLost;
     close();
     return;
