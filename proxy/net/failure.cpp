@@ -192,7 +192,7 @@ constexpr FailureRow kServerLoginRows[] = {
     {F::ServerTlsRefused, Error, code::kConnectionFailure,
      "could not connect to server: server does not support SSL, but SSL was required (backend sslmode {})",
      kPoolDetail, "", Reuse, "server_tls_refused", "no server available: server refused TLS", Warn},
-    {F::ServerTlsFailed, Error, code::kConnectionFailure, "could not connect to server: SSL error: {}", kPoolDetail,
+    {F::ServerTlsFailed, Error, code::kConnectionFailure, "could not connect to server: {}", kPoolDetail,
      "", Reuse, "server_tls_failed", "no server available: TLS handshake with the server failed", Warn},
     {F::ServerInvalidMessage, Error, code::kProtocolViolation, "invalid message from server: {}", kPoolDetail, "",
      Close, "server_invalid_message", "invalid message from server", Info},

@@ -181,13 +181,15 @@ TlsSession::Status TlsSession::failure(int rc) {
     case SSL_ERROR_SYSCALL:
       failed_ = true;
       error_ = ERR_peek_error() ? openssl_error_text() : "unexpected end of the TLS stream";
+      if (!context_->server_side()) error_ = "SSL error: " + error_;  // libpq's words towards a backend
       return Status::Failed;
     default:
       failed_ = true;
       error_ = openssl_error_text();
       if (!context_->server_side()) {
+        // libpq's words towards a backend: "SSL error: …", or its sentence naming the names, without that prefix.
         const std::string mismatch = name_mismatch_error(ssl_, static_cast<const TlsClientContext&>(*context_));
-        if (!mismatch.empty()) error_ = mismatch;
+        error_ = mismatch.empty() ? "SSL error: " + error_ : mismatch;
       }
       return Status::Failed;
   }

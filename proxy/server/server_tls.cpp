@@ -3,6 +3,8 @@
 // prefer and a failure from require on. Certificate checks (verify-ca, verify-full) are the context's.
 #include "proxy/server/server_conn.hpp"
 
+#include <cstdio>
+
 #include "protocol/startup.hpp"
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
@@ -46,7 +48,11 @@ void ServerConn::answer_to_ssl_request() {
     fail({Failure::ServerTlsRefused, {conf::to_string(mode)}});
     return;
   }
-  fail({Failure::ServerTlsFailed, {std::string("unexpected response to SSL request: '") + answer + "'"}});
+  // libpq's words; a byte that is not printable is shown in hex (it goes into a message and a log line).
+  char shown[8];
+  const auto byte = static_cast<unsigned char>(answer);
+  std::snprintf(shown, sizeof shown, byte >= 0x20 && byte < 0x7f ? "%c" : "\\x%02x", byte);
+  fail({Failure::ServerTlsFailed, {std::string("received invalid response to SSL negotiation: ") + shown}});
 }
 
 void ServerConn::on_tls_ready() {

@@ -199,12 +199,12 @@ TEST_CASE("sslmode verify-full against a certificate for another name: 08006 for
         "server certificate for \"db.example.com\" (and 1 other name) does not match host name \"127.0.0.1\"");
 
   const std::string error = verbose_login_error(conninfo(listen, "app", "app", "app"));
-  CHECK_MESSAGE(contains(error, "FATAL:  08006: could not connect to server: SSL error: " + mismatch + "\n"), error);
+  CHECK_MESSAGE(contains(error, "FATAL:  08006: could not connect to server: " + mismatch + "\n"), error);
   CHECK(contains(error, "backend \"standby2\" at 127.0.0.1:" + std::to_string(ports.standby2)));
   // The log says it for the server connection, and the prober's libpq in its own words.
   const std::string port = std::to_string(ports.standby2);
   CHECK_MESSAGE(log_shows(pgmux, "backend standby2 (127.0.0.1:" + port + ") pool app/app@standby2: could not " +
-                                     "connect to server: SSL error: " + mismatch),
+                                     "connect to server: " + mismatch),
                 pgmux.full_log());
   CHECK_MESSAGE(log_shows(pgmux, "backend standby2 is down: connection to server at \"127.0.0.1\", port " + port +
                                      " failed: " + mismatch),
@@ -215,7 +215,8 @@ TEST_CASE("sslmode verify-full against a certificate for another name: 08006 for
   by_name["backends"][0]["host"] = "localhost";
   reload::reload_config(pgmux, by_name);
   CHECK(contains(verbose_login_error(conninfo(listen, "app", "app", "app")),
-                 "SSL error: server certificate for \"db.example.com\" does not match host name \"localhost\"\n"));
+                 "could not connect to server: server certificate for \"db.example.com\" does not match host name "
+                 "\"localhost\"\n"));
 }
 
 TEST_CASE("backend TLS settings are checked: the setting is named") {
