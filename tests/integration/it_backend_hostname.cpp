@@ -1,12 +1,14 @@
 // A backend named by host name. pgmux resolves it on the control thread, when probing; a worker never calls
 // getaddrinfo, which would stop its loop (every client on it) for as long as DNS takes. Here getaddrinfo of the
 // backend's name takes 1 s (tests/support/slow_dns.cpp, preloaded into pgmux): a client opening a new pool must
-// not wait for it, nor may another client of the same worker; a client that comes before the first probe has
-// resolved it waits for that probe instead of failing.
+// not wait for it, nor may another client of the same worker. The name is looked up once before pgmux listens,
+// so the first login finds its address.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -60,7 +62,7 @@ TEST_CASE("a slow lookup of a backend's host name stops no client") {
   const int port = pick_listen_port();
   ProxyUnderTest proxy(hostname_config(port, "slow-dns.pgmux.test"), port);
   if (proxy.direct()) return;
-  // At once, before the first probe has resolved the name (1 s): the login waits for it.
+  // At once: the lookup at startup gave the view the address, before any probe.
   const auto start = Clock::now();
   PgConn bystander = connect(proxy.app_conninfo());
   MESSAGE("first login: " << seconds_since(start) << " s");
