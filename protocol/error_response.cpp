@@ -36,6 +36,17 @@ std::optional<ErrorFields> parse_error_fields(ByteView body) {
   return f;
 }
 
+std::string_view error_field(ByteView body, char type) {
+  ByteReader r(body);
+  while (true) {
+    const uint8_t t = r.u8();
+    if (!r.ok() || t == 0) return {};
+    const std::string_view value = r.cstring();
+    if (!r.ok()) return {};
+    if (char(t) == type) return value;
+  }
+}
+
 bool is_cached_plan_change(const ErrorFields& error) {
   return error.sqlstate == sqlstate::kFeatureNotSupported && error.routine == "RevalidateCachedQuery";
 }

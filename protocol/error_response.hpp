@@ -17,6 +17,9 @@ struct ErrorFields {
 
 // body = the message body (after tag and length).
 std::optional<ErrorFields> parse_error_fields(ByteView body);
+// One field's value (the first of its type; "" when absent or the body is malformed), without copying: for a
+// look at the SQLSTATE before deciding whether the whole error is worth parsing.
+std::string_view error_field(ByteView body, char type);
 
 // PostgreSQL's "cached plan must not change result type": a prepared statement's result shape changed after
 // DDL, and executing it again after a new Parse works. Told by SQLSTATE and routine (RevalidateCachedQuery),

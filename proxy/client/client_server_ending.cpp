@@ -57,6 +57,11 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
   if (session_.pin_reason != nullptr || session_.route.pinned_primary) return false;  // its state ends with it
   const bool mid_request = server.owed_depth() > 0;  // a reply owed to the client or to pgmux's own step
   if (!mid_request && (server.tx_status() != 'I' || server.has_outstanding())) return false;
+  // Every ErrorResponse of the session passes here: only the SQLSTATEs of a server going away are parsed whole.
+  const std::string_view code = error_field(body, 'C');
+  if (code != sqlstate::kAdminShutdown && code != sqlstate::kCrashShutdown && code != sqlstate::kCannotConnectNow) {
+    return false;
+  }
   const auto error = parse_error_fields(body);
   const EndingKind kind = ending_kind(error);
   if (kind == EndingKind::None) return false;

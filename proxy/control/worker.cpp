@@ -284,7 +284,6 @@ void Worker::publish_view(std::shared_ptr<const routing::BackendsView> view) {
 bool Worker::backend_address(size_t index, BackendAddress* out, std::string* error) const {
   const conf::Backend& backend = config_->backends[index];
   if (numeric_address(backend.host, backend.port, &out->address)) return true;
-  out->by_name = true;
   const routing::BackendStatus* status = index < view_->backends.size() ? &view_->backends[index] : nullptr;
   const bool same = status != nullptr && status->spec.name == backend.name && status->spec.host == backend.host;
   if (same && numeric_address(status->last.address, backend.port, &out->address)) {
@@ -298,32 +297,29 @@ bool Worker::backend_address(size_t index, BackendAddress* out, std::string* err
 }
 
 // A backend named by host name that the prober now finds at another address: new connections go there.
-void Worker::follow_resolved_addresses() {
-  for (auto& [key, pool] : pools_) {
-    const BackendAddress& current = pool->backend();
-    const size_t index = static_cast<size_t>(pool->backend_index());
-    if (!current.by_name || pool->draining() || index >= view_->backends.size()) continue;
-    const routing::BackendStatus& status = view_->backends[index];
-    if (status.spec.name != current.name || status.spec.host != current.host) continue;
-    const std::string& resolved = status.last.address;
-    if (resolved.empty() || resolved == current.resolved) continue;
-    sockaddr_storage address{};
-    if (!numeric_address(resolved, current.port, &address)) continue;
-    LOG_INFO("pool %s: backend %s (%s) is now at %s", pool->name().c_str(), current.name.c_str(), current.host.c_str(),
-             resolved.c_str());
-    pool->set_address(address, resolved);
-  }
+void Worker::follow_resolved_address(Pool& pool, const routing::BackendStatus& status) {
+  const BackendAddress& current = pool.backend();
+  if (current.resolved.empty() || pool.draining()) return;  // an address, not a name
+  if (status.spec.name != current.name || status.spec.host != current.host) return;
+  const std::string& resolved = status.last.address;
+  if (resolved.empty() || resolved == current.resolved) return;
+  sockaddr_storage address{};
+  if (!numeric_address(resolved, current.port, &address)) return;
+  LOG_INFO("pool %s: backend %s (%s) is now at %s", pool.name().c_str(), current.name.c_str(), current.host.c_str(),
+           resolved.c_str());
+  pool.set_address(address, resolved);
 }
 
 void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
   view_ = std::move(view);
-  follow_resolved_addresses();
-  // Servers on fenced backends (an old primary back on an older timeline, a stranger system) must not serve,
-  // except while a switchover drains its primary: the transactions running there finish first.
+  // Each pool follows its backend's status: a host name found at another address, and fencing. Servers on fenced
+  // backends (an old primary back on an older timeline, a stranger system) must not serve, except while a
+  // switchover drains its primary: the transactions running there finish first.
   for (auto& [key, pool] : pools_) {
     const size_t index = static_cast<size_t>(pool->backend_index());
     if (index >= view_->backends.size()) continue;
     const routing::BackendStatus& backend = view_->backends[index];
+    follow_resolved_address(*pool, backend);
     const bool draining = backend.fence && backend.fence->stage == routing::BackendStatus::FenceStage::Draining;
     if (backend.role == routing::Role::Fenced && !draining) pool->close_all(Failure::BackendFenced);
   }

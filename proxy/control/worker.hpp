@@ -81,7 +81,7 @@ class Worker final : public PoolHost {
   // Thread-safe: a new backends view from the prober; this worker picks it up on its loop.
   void publish_view(std::shared_ptr<const routing::BackendsView> view);
   const routing::BackendsView& view() const { return *view_; }
-  // Fills out->address (and by_name, resolved); false with why when a host name is not resolved yet.
+  // Fills out->address (and `resolved` for a host name); false with why when a host name is not resolved yet.
   bool backend_address(size_t index, BackendAddress* out, std::string* error) const;
   routing::Classifier& classifier() { return *classifier_; }
   routing::Balancer& balancer() { return balancer_; }
@@ -117,7 +117,7 @@ class Worker final : public PoolHost {
   void begin_shutdown(bool graceful);
   void finish();
   void tick();
-  void follow_resolved_addresses();
+  void follow_resolved_address(Pool& pool, const routing::BackendStatus& status);
   void on_view(std::shared_ptr<const routing::BackendsView> view);
   void on_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view);
   std::vector<Pool*> reconfigure_pools();

@@ -34,8 +34,7 @@ struct BackendAddress {
   std::string host;
   uint16_t port = 0;
   sockaddr_storage address{};
-  bool by_name = false;  // host is a name: `address` is what the prober last resolved it to (`resolved`, as text)
-  std::string resolved;
+  std::string resolved;  // host is a name: what the prober last resolved it to (`address`, as text); else ""
   std::string text() const { return host + ":" + std::to_string(port); }
 };
 

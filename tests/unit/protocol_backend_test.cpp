@@ -228,6 +228,15 @@ TEST_CASE("parse_error_fields: server-style bodies and malformed ones") {
   CHECK_FALSE(parse_error_fields(as_bytes("SERROR\0\0\0"sv)));         // bytes after terminator
 }
 
+TEST_CASE("error_field: one field's value, without a parse") {
+  const auto body = as_bytes("SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0"sv);
+  CHECK(error_field(body, 'C') == "57P01");
+  CHECK(error_field(body, 'M') == "terminating connection due to administrator command");
+  CHECK(error_field(body, 'D').empty());                       // absent
+  CHECK(error_field(as_bytes("C57P0"sv), 'C').empty());         // unterminated value
+  CHECK(error_field(ByteView{}, 'C').empty());
+}
+
 TEST_CASE("a changed cached plan is told by SQLSTATE and routine, in any language") {
   // As PostgreSQL sends it under lc_messages = 'de_DE': S localized, V not, M translated, R the routine.
   auto german = parse_error_fields(as_bytes(
