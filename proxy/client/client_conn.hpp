@@ -335,9 +335,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   // the requests that were in flight there, answered once the session is known to go on.
   struct EndedServer {
     protocol::ByteVector fatal;
-    int backend = -1;
     std::string backend_name;
     double at = 0;
+    bool in_flight = false;  // a request (or a COPY) was under way there: its answers are owed
     size_t lost_requests = 0;
     bool open_sequence = false;
   };

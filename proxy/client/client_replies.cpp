@@ -121,11 +121,11 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     close();  // PostgreSQL ended the session and said so, as it would on a direct connection
     return;
   }
-  if (in_flight && server->tx_status() != 'I' && server->commit_owed()) {
+  if (in_flight && server->in_client_transaction() && server->commit_owed()) {
     fail({Failure::ServerLostDuringCommit, {backend}});  // 08007, as libpq's transaction_resolution_unknown
     return;
   }
-  if (in_flight && server->tx_status() != 'I') {
+  if (in_flight && server->in_client_transaction()) {
     fail({Failure::ServerLostInTransaction, {backend}});
     return;
   }
@@ -140,6 +140,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     copy_in_ = false;
     if (state_ == ClientState::ServerEnding && was_primary) {
       // Its FATAL is held until a probe tells a terminate from a shutdown: so are the answers (decide_server_ending).
+      ended_server_->in_flight = true;
       ended_server_->lost_requests = requests;
       ended_server_->open_sequence = open_sequence;
     } else {

@@ -56,7 +56,7 @@ EndingKind ending_kind(const std::optional<ErrorFields>& error) {
 bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView message) {
   if (session_.pin_reason != nullptr || session_.route.pinned_primary) return false;  // its state ends with it
   const bool mid_request = server.owed_depth() > 0;  // a reply owed to the client or to pgmux's own step
-  if (!mid_request && (server.tx_status() != 'I' || server.has_outstanding())) return false;
+  if (!mid_request && (server.in_client_transaction() || server.has_outstanding())) return false;
   // Every ErrorResponse of the session passes here: only the SQLSTATEs of a server going away are parsed whole.
   const std::string_view code = error_field(body, 'C');
   if (code != sqlstate::kAdminShutdown && code != sqlstate::kCrashShutdown && code != sqlstate::kCannotConnectNow) {
@@ -68,9 +68,9 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
   if (transaction_pooling() || &server == standby_.get()) {
     // The session does not live there: the end of the connection that follows is answered as a lost server.
     if (&server == primary_.get()) worker_.shared().control->request_probe_round();
-    return mid_request || &server == standby_.get();
+    return true;
   }
-  if (&server != primary_.get() || server.tx_status() != 'I' || ended_server_) return false;
+  if (&server != primary_.get() || server.in_client_transaction() || ended_server_) return false;
   worker_.shared().control->request_probe_round();
   if (kind == EndingKind::Crash) {
     LOG_INFO("%s: backend %s is going down (%s); the session moves on to the next primary", log_prefix().c_str(),
@@ -78,9 +78,8 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
     return true;
   }
   if (state_ != ClientState::Ready) return false;
-  ended_server_ = std::make_unique<EndedServer>(EndedServer{ByteVector(message.begin(), message.end()),
-                                                            server.backend_index(), server.pool().backend().name,
-                                                            monotonic_now()});
+  ended_server_ = std::make_unique<EndedServer>(
+      EndedServer{ByteVector(message.begin(), message.end()), server.pool().backend().name, monotonic_now()});
   set_state(ClientState::ServerEnding);
   return true;
 }
@@ -88,21 +87,24 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
 // At each new view (and worker tick) while ServerEnding.
 void ClientConn::decide_server_ending() {
   const EndedServer& ended = *ended_server_;
-  if (primary_) {
+  const bool undecided = monotonic_now() - ended.at > kDecideWithin;
+  if (primary_ && !undecided) {
     worker_.wait_for_primary(this);  // the connection has not closed yet: what it owed is known once it has
     return;
   }
+  // By name: a reload meanwhile may have moved it in the view.
   const routing::BackendsView& view = worker_.view();
-  const routing::BackendStatus* backend =
-      ended.backend >= 0 && static_cast<size_t>(ended.backend) < view.backends.size()
-          ? &view.backends[static_cast<size_t>(ended.backend)]
-          : nullptr;
+  const routing::BackendStatus* backend = nullptr;
+  for (const routing::BackendStatus& b : view.backends) {
+    if (b.spec.name == ended.backend_name) backend = &b;
+  }
   const bool gone = backend == nullptr || backend->failed_probes > 0 || backend->role != routing::Role::Primary;
   const bool answered_since = !gone && backend->last.sent_at > ended.at;
-  if (answered_since || (!gone && monotonic_now() - ended.at > kDecideWithin)) {
+  // Still connected after kDecideWithin (its end never came): as undecided, the client gets the FATAL.
+  if (answered_since || (!gone && undecided) || primary_) {
     // Only this session was ended (pg_terminate_backend): it ends here too, with the server's own FATAL.
     LOG_INFO("%s: the server ended the session's connection (%s answers other connections): ending the session",
-             log_prefix().c_str(), backend->spec.name.c_str());
+             log_prefix().c_str(), ended.backend_name.c_str());
     ByteVector fatal = std::move(ended_server_->fatal);
     ended_server_.reset();
     // Not in the middle of a standby's reply being relayed (a read running there meanwhile): nothing can be
@@ -122,9 +124,7 @@ void ClientConn::decide_server_ending() {
   const EndedServer lost = std::move(*ended_server_);
   ended_server_.reset();
   set_state(ClientState::Ready);
-  if (lost.lost_requests > 0 || lost.open_sequence) {
-    answer_lost_requests(lost.backend_name, lost.lost_requests, lost.open_sequence);
-  }
+  if (lost.in_flight) answer_lost_requests(lost.backend_name, lost.lost_requests, lost.open_sequence);
   pump();
 }
 

@@ -75,6 +75,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   // What the linked client still waits for here (its answers if the connection is lost now).
   size_t owed_client_requests() const { return owed_.client_requests(); }
   char tx_status() const { return tx_status_; }
+  // Inside a transaction as its client sees it: the server says so, or the BEGIN pgmux answered for the client
+  // (expect_skipped_reply) is still on its way.
+  bool in_client_transaction() const { return tx_status_ != 'I' || owed_.front_fate() == ReplyFate::SkipOwn; }
   // The ErrorResponse body of the internal run that just finished (empty when it succeeded): valid in its callback.
   protocol::ByteView last_internal_error() const { return last_internal_error_; }
   // Whether its Query number `ordinal` (counted by ReadyForQuery from 0) failed: valid in its callback.
