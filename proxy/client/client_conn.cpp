@@ -96,7 +96,7 @@ void ClientConn::set_state(ClientState next) {
   if (next == ClientState::Paused) worker_.hold_paused(this);
   if (waits_for_pool(next) && !waits_for_pool(before)) {
     wait_started_ = worker_.now();
-    wait_started_ns_ = uv_hrtime();
+    wait_started_ns_ = 0;  // taken by acquire() once the pool could not answer at once
   }
 }
 
@@ -264,7 +264,14 @@ void ClientConn::on_pool_draining(Pool* pool) {
 // Takes a server for `role` from the backend's pool; the pool calls on_server_ready (maybe right away).
 bool ClientConn::acquire(int backend_index, Role role) {
   std::optional<FailureReport> no_pool;
-  Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &no_pool);
+  // The pool this role had last, while the worker's pools stand: a transaction-pooling client asks at every
+  // transaction, and the worker's lookup compares four strings.
+  PoolChoice& choice = pool_choices_[role == Role::Primary ? 0 : 1];
+  Pool* pool = choice.epoch == worker_.pools_epoch() && choice.backend == backend_index ? choice.pool : nullptr;
+  if (!pool) {
+    pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &no_pool);
+    choice = PoolChoice{worker_.pools_epoch(), backend_index, pool};
+  }
   if (!pool) {
     on_server_unavailable(*no_pool);  // as a pool would say it: the request fails (before login: the login)
     return false;
@@ -273,6 +280,8 @@ bool ClientConn::acquire(int backend_index, Role role) {
   waiting_role_ = role;
   set_state(logged_in() ? ClientState::ServerWait : ClientState::LoginWait);
   pool->request(this);  // may hand a server over at once (on_server_ready)
+  // The clock is read only for a wait that outlasts the call (a check-out from the idle list waits 0 ns).
+  if (waits_for_pool(state_) && waiting_pool_ == pool) wait_started_ns_ = uv_hrtime();
   return open();
 }
 
@@ -284,8 +293,9 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
     return;
   }
   ++server->pool().stats.server_assignments;
-  if (wait_started_ns_ != 0) {
-    worker_.metrics().pool_wait_done(uv_hrtime() - wait_started_ns_, server->pool().stats);
+  if (waits_for_pool(state_)) {
+    worker_.metrics().pool_wait_done(wait_started_ns_ != 0 ? uv_hrtime() - wait_started_ns_ : 0,
+                                     server->pool().stats);
     wait_started_ns_ = 0;
   }
   ServerLease& slot = slot_for(waiting_role_);

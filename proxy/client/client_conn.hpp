@@ -3,6 +3,7 @@
 // pipelines kept on one server; replies are relayed back untouched. In session mode the client holds at most one
 // primary and one standby server connection for its whole session.
 #pragma once
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -305,7 +306,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool direct_tls_ = false;  // the connection opened with a ClientHello (PostgreSQL 17's sslnegotiation=direct)
   double created_at_ = 0;
   double wait_started_ = 0;
-  uint64_t wait_started_ns_ = 0;  // uv_hrtime() of the pool request (pool wait metric); 0: not waiting
+  uint64_t wait_started_ns_ = 0;  // uv_hrtime() once a pool request had to wait (pool wait metric); 0: not (yet)
   uint64_t tx_started_ns_ = 0;    // uv_hrtime() of the first request of the running transaction; 0: none
   double last_activity_ = 0;  // loop time of the last request sent or reply finished
   std::optional<Failure> close_reason_;  // why the connection ends: the first reason set wins
@@ -318,6 +319,13 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerConn* active_ = nullptr;
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
   Pool* waiting_pool_ = nullptr;  // (waiting_role_: next to state_)
+  // acquire()'s last pool by role (primary, standby) and the worker's pools_epoch() it is valid for.
+  struct PoolChoice {
+    uint64_t epoch = 0;
+    int backend = -1;
+    Pool* pool = nullptr;
+  };
+  std::array<PoolChoice, 2> pool_choices_;
   // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
   // (preparing): when the server is ready the request goes on from this decision, not classified and routed
   // again.

@@ -203,10 +203,15 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
   session_.deferred_begin.assign(request_.sql);
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
-  ByteVector out;
-  build_command_complete(out, "BEGIN");
-  build_ready_for_query(out, 'T');
-  send_owned(std::move(out));
+  // CommandComplete "BEGIN" and ReadyForQuery 'T', as the server would send them: built once, not per BEGIN
+  // (tpcb-like begins every transaction so).
+  static const ByteVector kBeginReply = [] {
+    ByteVector out;
+    build_command_complete(out, "BEGIN");
+    build_ready_for_query(out, 'T');
+    return out;
+  }();
+  send_copy(kBeginReply);
   return true;
 }
 

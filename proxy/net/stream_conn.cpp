@@ -104,29 +104,44 @@ void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
 }
 
 void StreamConn::send_owned(protocol::ByteVector&& bytes) {
-  if (!open() || bytes.empty()) return;
+  const size_t sent = send_now(bytes);
+  if (sent == bytes.size()) return;
+  queue_owned(std::move(bytes), sent);
+}
+
+void StreamConn::send_copy(protocol::ByteView bytes) {
+  const size_t sent = send_now(bytes);
+  if (sent == bytes.size()) return;
+  queue_owned(protocol::ByteVector(bytes.begin() + static_cast<ptrdiff_t>(sent), bytes.end()), 0);
+}
+
+size_t StreamConn::send_now(protocol::ByteView bytes) {
+  if (!open() || bytes.empty()) return bytes.size();
   count_sent(bytes.size());
   if (tls_) {
     tls_->session.write(bytes.data(), bytes.size());
     tls_flush();
-    return;
+    return bytes.size();
   }
-  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
-  if (write_queue_size() == 0) {
-    int n = uv_try_write(stream(), &buf, 1);
-    if (n == static_cast<int>(bytes.size())) return;
-    if (n > 0) {
-      buf.base += n;
-      buf.len -= static_cast<unsigned>(n);
-    } else if (n != UV_EAGAIN) {
-      on_write_error(n);
-      return;
-    }
+  if (write_queue_size() != 0) return 0;  // behind what libuv still queues
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
+                             static_cast<unsigned>(bytes.size()));
+  const int n = uv_try_write(stream(), &buf, 1);
+  if (n > 0) return static_cast<size_t>(n);
+  if (n != UV_EAGAIN) {
+    on_write_error(n);
+    return bytes.size();  // nothing more to do with them
   }
+  return 0;
+}
+
+void StreamConn::queue_owned(protocol::ByteVector&& bytes, size_t from) {
   auto* write = new OwnedWrite{{}, std::move(bytes), this};
-  // buf still points into the same heap block: moving a vector keeps its storage.
+  // buf points into the same heap block: moving a vector keeps its storage.
+  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(write->bytes.data() + from),
+                             static_cast<unsigned>(write->bytes.size() - from));
   write->req.data = write;
-  int rc = uv_write(&write->req, stream(), &buf, 1, on_owned_written);
+  const int rc = uv_write(&write->req, stream(), &buf, 1, on_owned_written);
   if (rc != 0) {
     delete write;
     on_write_error(rc);

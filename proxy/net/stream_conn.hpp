@@ -38,6 +38,8 @@ class StreamConn {
 
   // Sends bytes pgmux built itself; they are moved into the write request.
   void send_owned(protocol::ByteVector&& bytes);
+  // Sends bytes that outlive the call only if they must: what the socket does not take at once is copied.
+  void send_copy(protocol::ByteView bytes);
 
   // Writes `count` buffers that point into source's receive buffer. Returns true when everything went out
   // at once; otherwise the source stays pinned (and should not read) until source.on_forward_done().
@@ -79,6 +81,9 @@ class StreamConn {
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void on_forward_written(uv_write_t* req, int status);
   static void on_owned_written(uv_write_t* req, int status);
+  // What the socket took of `bytes` at once (all of them when they need no queueing: TLS, closed, an error).
+  size_t send_now(protocol::ByteView bytes);
+  void queue_owned(protocol::ByteVector&& bytes, size_t from);  // bytes[from..] after what libuv queues
   void on_tcp_closed();
   void maybe_delete();
   void release_forward_source();

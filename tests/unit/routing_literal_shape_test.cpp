@@ -46,6 +46,24 @@ TEST_CASE("literal shape: numbers become '#', words and quoted names keep their 
   REQUIRE(literal_shape("SELECT 22", b, hb));
   CHECK(a == b);
   CHECK(ha == hb);
+  // The hash reads whole words of the buffer: what an earlier, longer text left past the shape must not count.
+  for (size_t length = 0; length < 40; ++length) {
+    CAPTURE(length);
+    const std::string text(length, 'k');
+    std::string reused, fresh;
+    uint64_t h_reused = 0, h_fresh = 0;
+    REQUIRE(literal_shape("SELECT zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", reused, h_reused));
+    REQUIRE(literal_shape(text, reused, h_reused));
+    REQUIRE(literal_shape(text, fresh, h_fresh));
+    CHECK(reused == text);
+    CHECK(h_reused == h_fresh);
+    if (length > 0) {
+      uint64_t h_other = 0;
+      std::string other;
+      REQUIRE(literal_shape(text.substr(0, length - 1) + "j", other, h_other));
+      CHECK(h_other != h_fresh);  // the last byte counts
+    }
+  }
 }
 
 // The scan for digits and quotes goes 16 bytes at a time: a stop byte at every offset around the block edges, and
