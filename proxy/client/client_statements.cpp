@@ -171,7 +171,7 @@ bool ClientConn::answer_parse_locally() {
 bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   resolve_server_names(server);
   count_statement_traffic(server->pool().stats);
-  ByteVector out;
+  ByteVector& out = worker_.rewrite_buffer();  // no allocation per request: sent from there, or copied if queued
   out.reserve(request_.size + 64);
   size_t next = 0;  // the rewriter asks for the names in the order the walk resolved them
   const StatementRenamer rename = [&](std::string_view) -> std::optional<std::string_view> {
@@ -204,7 +204,8 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
-  server->send_owned(std::move(out));
+  server->send_copy(out);
+  worker_.done_rewriting();
   return true;
 }
 

@@ -87,6 +87,15 @@ class Worker final : public PoolHost {
   // Fills out->address (and `resolved` for a host name); false with why when a host name is not resolved yet.
   bool backend_address(size_t index, BackendAddress* out, std::string* error) const;
   routing::Classifier& classifier() { return *classifier_; }
+  // A buffer for a request rewritten on its way to a server (renamed prepared statements), reused from request to
+  // request: empty when handed out; whatever a large request made it grow to is given back by done_rewriting.
+  protocol::ByteVector& rewrite_buffer() {
+    rewrite_buffer_.clear();
+    return rewrite_buffer_;
+  }
+  void done_rewriting() {
+    if (rewrite_buffer_.capacity() > kKeptRewriteBuffer) protocol::ByteVector().swap(rewrite_buffer_);
+  }
   routing::Balancer& balancer() { return balancer_; }
   // Clients waiting for a primary (failover) are woken on every new view.
   void wait_for_primary(ClientConn* client) { primary_waiters_.push_back(client); }
@@ -173,6 +182,8 @@ class Worker final : public PoolHost {
     for (PoolLookup& lookup : pool_lookups_) lookup.pool = nullptr;
     ++pools_epoch_;
   }
+  static constexpr size_t kKeptRewriteBuffer = 64 * 1024;
+  protocol::ByteVector rewrite_buffer_;
   uint64_t pools_epoch_ = 1;  // changes whenever pool_for's answers may: clients keep theirs until then
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
