@@ -12,7 +12,8 @@
 //   of that pid and for a fast shutdown of the whole server. A terminate must end the session, as on a direct
 //   connection; a shutdown (a failover or switchover under way) need not: the session's state is in its session
 //   log, and it goes on with whatever primary comes next. So the FATAL is held (ServerEnding: requests wait in
-//   the buffer; the answers owed for requests in flight wait too) while a probe round asks the backend. The
+//   the buffer; the answers owed for requests in flight wait too) while a probe round asks the backend; a request
+//   held by PAUSE or waiting for a primary or a replay is routed again afterwards. The
 //   prober's own connection answering after the FATAL means only this session was ended; its failing, or the
 //   backend no longer being the primary, means the server went away. A crash or an immediate shutdown (57P02, or
 //   57P01 "immediate shutdown") is never a terminate: the session moves on at once.
@@ -42,6 +43,14 @@ enum class EndingKind {
   Crash,                // a crash or an immediate shutdown, or "cannot connect now": never aimed at one session
   ShutdownOrTerminate,  // 57P01: a fast or smart shutdown, or a pg_terminate_backend of this one connection
 };
+
+// The states a held end may interrupt: between requests, and the waits of a request not sent yet (PrimaryWait,
+// ReplayWait, Paused) or sent behind others on the server that ended (Draining). Not a pool check-out or a
+// server being prepared: their own callbacks are running.
+bool may_hold_server_end(ClientState state) {
+  return state == ClientState::Ready || state == ClientState::PrimaryWait || state == ClientState::ReplayWait ||
+         state == ClientState::Paused || state == ClientState::Draining;
+}
 
 EndingKind ending_kind(const std::optional<ErrorFields>& error) {
   if (!error || error->severity != "FATAL") return EndingKind::None;
@@ -77,9 +86,12 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
              server.pool().backend().name.c_str(), escape_for_log(error->message, 200).c_str());
     return true;
   }
-  if (state_ != ClientState::Ready) return false;
+  if (!may_hold_server_end(state_)) return false;
   ended_server_ = std::make_unique<EndedServer>(
       EndedServer{ByteVector(message.begin(), message.end()), server.pool().backend().name, monotonic_now()});
+  // A request waiting for a primary, a replay, a RESUME or a standby's replies stays in the buffer: routed afresh
+  // once the end is decided, it enters that wait again if it still must.
+  if (state_ != ClientState::Ready) set_state(ClientState::Ready);
   set_state(ClientState::ServerEnding);
   return true;
 }

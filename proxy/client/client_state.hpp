@@ -18,8 +18,9 @@ enum class ClientState : uint8_t {
   Paused,       // a request that would start a transaction is held by PAUSE
   Draining,     // a request waits until the client's server has sent the replies it still owes
   Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
-  ServerEnding, // session pooling: the idle primary connection ended with 57P01; a probe round tells a terminate
-                // (the session ends with that FATAL) from a shutdown (the session moves on to the next primary)
+  ServerEnding, // session pooling: the primary connection ended with 57P01 outside a transaction (from Ready, or
+                // interrupting a request's wait); a probe round tells a terminate (the session ends with that
+                // FATAL) from a shutdown (the session moves on to the next primary; a waiting request routes again)
   Admin,        // an admin console session, reading queries
   AdminBusy,    // the admin console is answering a query; nothing more is read meanwhile
   Closing,

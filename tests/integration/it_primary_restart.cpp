@@ -1,6 +1,6 @@
 // The primary goes down (pg_ctl stop -m fast) and comes back. While it is down, new clients get a clear error
 // naming the backend within seconds (no hang); after the restart they succeed again. A session pooling client whose
-// statement was running when the server shut down keeps its session. Restores the cluster
+// statement was running when the server shut down keeps its session, and so does one whose statement PAUSE held. Restores the cluster
 // (primary up, both standbys streaming) even when a check fails, for the tests that run after it.
 #include <doctest/doctest.h>
 
@@ -47,8 +47,25 @@ std::string try_query(const std::string& conninfo) {
 TEST_CASE("primary stopped and started again") {
   REQUIRE_MESSAGE(std::getenv("PGMUX_CLUSTER_SH") != nullptr, "run through ctest (needs PGMUX_CLUSTER_SH)");
   REQUIRE_MESSAGE(!cluster_dir().empty(), "run through ctest (needs PGMUX_TEST_CLUSTER_DIR)");
-  ProxyUnderTest target;
+  const int listen_port = pick_listen_port();
+  nlohmann::json config = default_config(listen_port);
+  config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
+  config["admin_users"] = nlohmann::json::array({"admin"});
+  ProxyUnderTest target(config.dump(2), listen_port);
   int primary_port = cluster_ports().primary;
+
+  // A session whose next statement is held by PAUSE (of its own database, postgres) when the server shuts down:
+  // the session's connection ends with the same FATAL 57P01 while the client waits; the session outlives it too,
+  // and its statement runs after RESUME, on the restarted server, with its settings.
+  PgConn paused_client;
+  PgConn console;
+  if (!target.direct()) {
+    paused_client = connect(target.conninfo("app", "app", "postgres"));
+    exec(paused_client.get(), "SET application_name = 'kept_while_paused'");
+    console = connect(target.conninfo("admin", "admin-secret", "pgmux"));
+    exec(console.get(), "PAUSE postgres");
+    REQUIRE(PQsendQuery(paused_client.get(), "SHOW application_name") == 1);
+  }
 
   PgConn old_client = connect(target.app_conninfo());
   CHECK(scalar(old_client.get(), "SELECT 'before'") == "before");
@@ -115,5 +132,23 @@ TEST_CASE("primary stopped and started again") {
   // The busy session goes on, on the restarted server, with its settings.
   if (!target.direct()) {
     CHECK(scalar(busy_client.get(), "SHOW application_name") == "kept_across_restart");
+  }
+
+  // The held statement was not answered while paused; after RESUME it runs with the session's settings.
+  if (!target.direct()) {
+    CHECK(PQconsumeInput(paused_client.get()) == 1);
+    CHECK(PQisBusy(paused_client.get()) == 1);
+    exec(console.get(), "RESUME postgres");
+    auto t_resume = Clock::now();
+    while (PQisBusy(paused_client.get()) == 1 && seconds_since(t_resume) < 15) {
+      wait_readable(paused_client.get(), 1);
+      PQconsumeInput(paused_client.get());
+    }
+    REQUIRE_MESSAGE(PQisBusy(paused_client.get()) == 0, "the held statement got no answer 15 s after RESUME");
+    PgResult held(PQgetResult(paused_client.get()));
+    REQUIRE_MESSAGE(PQresultStatus(held.get()) == PGRES_TUPLES_OK, PQerrorMessage(paused_client.get()));
+    CHECK(std::string(PQgetvalue(held.get(), 0, 0)) == "kept_while_paused");
+    while (PGresult* rest = PQgetResult(paused_client.get())) PQclear(rest);
+    CHECK(scalar(paused_client.get(), "SELECT 'after'") == "after");
   }
 }
