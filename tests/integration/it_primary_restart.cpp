@@ -75,6 +75,11 @@ TEST_CASE("primary stopped and started again") {
   PgConn busy_client = connect(target.app_conninfo());
   exec(busy_client.get(), "SET application_name = 'kept_across_restart'");
   REQUIRE(PQsendQuery(busy_client.get(), "SELECT pg_sleep(30)") == 1);
+  // The same inside a transaction whose BEGIN pgmux answered and sent along with the statement: the transaction
+  // is lost with the server, and the client hears it as directly (the FATAL, then the end of the connection).
+  PgConn tx_client = connect(target.app_conninfo());
+  exec(tx_client.get(), "BEGIN");
+  REQUIRE(PQsendQuery(tx_client.get(), "SELECT pg_sleep(30)") == 1);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
   PrimaryGuard guard;
@@ -90,6 +95,11 @@ TEST_CASE("primary stopped and started again") {
                              "not have been executed", 0) == 0);
     CHECK(PQstatus(busy_client.get()) == CONNECTION_OK);
   }
+
+  const std::string tx_outcome = await_error(tx_client.get(), 10);
+  MESSAGE("the session inside a transaction read: " << tx_outcome);
+  CHECK(tx_outcome == "FATAL 57P01 terminating connection due to administrator command");
+  CHECK(PQstatus(tx_client.get()) == CONNECTION_BAD);
 
   // A session whose server died: its next query fails, promptly.
   {
