@@ -24,6 +24,7 @@ usage: bench/callgrind_per_txn.sh [options]
   --long N            transactions per client of the long run (default 1200)
   --pool-mode MODE    session (default) or transaction
   --scale N           pgbench scale factor (default 1)
+  --split             pgmux with both standbys in the database's read set (bench/compare_procs.sh start_pgmux)
   --pgmux PATH        pgmux binary (default: $BUILD_DIR/proxy/pgmux, BUILD_DIR defaults to build)
   --pgbouncer PATH    measure this PgBouncer instead of pgmux (one thread: all of it counts as "worker")
   --cluster-port P    PostgreSQL primary on P, standbys on P+1, P+2 (default 31733)
@@ -49,6 +50,7 @@ CLUSTER_PORT=31733
 proxy_port=31743
 out_file=""
 keep=0
+split=""
 pgbouncer_bin=""
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -64,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     --proxy-port) proxy_port=$2; shift 2 ;;
     --out) out_file=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --split) split=split; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "callgrind_per_txn.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -118,10 +121,10 @@ else
   pgmux_workers=1
   pgmux_wrapper=(valgrind --tool=callgrind --dump-instr=yes --compress-strings=no --separate-threads=yes
     --callgrind-out-file="$dump_dir/callgrind.out.%p")
-  start_pgmux pgmux "$proxy_port" "$pool_mode" 4
+  start_pgmux pgmux "$proxy_port" "$pool_mode" 4 $split
   pid_of[pgmux]=$started_pid
   worker_threads_from=2  # thread 1 is pgmux's control thread
-  measured="pgmux $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), 1 worker"
+  measured="pgmux $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), 1 worker${split:+, read/write split over 3 backends}"
 fi
 proxy_pid=$started_pid
 

@@ -281,7 +281,8 @@ bool ClientConn::acquire(int backend_index, Role role) {
   set_state(logged_in() ? ClientState::ServerWait : ClientState::LoginWait);
   pool->request(this);  // may hand a server over at once (on_server_ready)
   // The clock is read only for a wait that outlasts the call (a check-out from the idle list waits 0 ns).
-  if (waits_for_pool(state_) && waiting_pool_ == pool) wait_started_ns_ = uv_hrtime();
+  // A retried wait (the server died while readied, its pool drained) keeps its first start.
+  if (waits_for_pool(state_) && waiting_pool_ == pool && wait_started_ns_ == 0) wait_started_ns_ = uv_hrtime();
   return open();
 }
 

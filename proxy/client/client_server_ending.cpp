@@ -138,6 +138,9 @@ void ClientConn::decide_server_ending() {
   set_state(ClientState::Ready);
   if (lost.in_flight) answer_lost_requests(lost.backend_name, lost.lost_requests, lost.open_sequence);
   pump();
+  // A read that waited for a replay before the end and did not wait again (PAUSE holds it, or it was routed):
+  // its horizon must not outlive it (as on_view_changed).
+  if (state_ != ClientState::ReplayWait) replay_wait_.reset();
 }
 
 }  // namespace pgmux::proxy

@@ -362,6 +362,7 @@ void ServerConn::on_read_end(int status) {
     fail(Failure::ServerClosedDuringLogin);
     return;
   }
+  offer_held_error();
   close();
 }
 

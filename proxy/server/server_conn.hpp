@@ -146,6 +146,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   void record_parameter(std::string_view name, std::string_view value);
   struct RelayPass;
   bool relay_turn();
+  void offer_held_error();
   bool collect_relay_pass(RelayPass& pass);
   bool take_whole_message(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);

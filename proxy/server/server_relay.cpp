@@ -40,6 +40,25 @@ bool ServerConn::relay_turn() {
   return false;
 }
 
+// The server closed while holding bytes its client never took (it was not the active server, and the client could
+// not take them unasked: another server's reply was running, or the client waited for something): the ErrorResponse
+// among them, the FATAL that says why the server ended, still decides what the client sees (absorb_server_fatal)
+// rather than vanishing with the connection. Nothing else held (a notice, a notification) can be delivered now.
+void ServerConn::offer_held_error() {
+  if (!client_ || state() != ServerState::Linked || client_->active_server() == this || pass_remaining_ > 0) return;
+  size_t at = in_.parsed();
+  while (at < in_.end()) {
+    const Frame frame = next_frame(ByteView(in_.data() + at, in_.end() - at), worker_.max_message_size());
+    if (frame.status != FrameStatus::Frame || in_.end() - at < frame.total()) return;
+    if (frame.tag == backend::kErrorResponse) {
+      client_->absorb_server_fatal(*this, ByteView(in_.data() + at + kFrameHeaderSize, frame.length - 4),
+                                   ByteView(in_.data() + at, frame.total()));
+      return;
+    }
+    at += frame.total();
+  }
+}
+
 // Forwards server bytes to the linked client, as the front of the reply queue says. A batch ends at
 // ReadyForQuery or CopyInResponse so the client hears of it only after the bytes before it were written (it may
 // then route its next request elsewhere).

@@ -63,6 +63,24 @@ std::string terminate_busy(PGconn* conn, const std::string& pid) {
   return await_error(conn, 5);
 }
 
+// The same while the statement runs on a standby (read/write split): the session's primary connection ends under
+// no request of its own, its FATAL held back behind the standby's reply; the session still ends with it.
+std::string terminate_while_standby_reads(PGconn* conn, const std::string& pid) {
+  PgConn admin_conn = admin(cluster_ports().primary);
+  REQUIRE(PQsendQuery(conn, "SELECT pg_sleep(30) /* standby-read-tag */") == 1);
+  bool on_standby = false;
+  for (int port : {cluster_ports().standby1, cluster_ports().standby2}) {
+    PgConn standby = admin(port);
+    on_standby |= wait_until([&] {
+      return scalar(standby.get(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%standby-read-tag%' "
+                                   "AND pid <> pg_backend_pid()") == "1";
+    }, 2, 0.05);
+  }
+  REQUIRE_MESSAGE(on_standby, "the read did not run on a standby");
+  REQUIRE(scalar(admin_conn.get(), "SELECT pg_terminate_backend(" + pid + ")") == "t");
+  return await_error(conn, 10);
+}
+
 constexpr const char* kTerminated = "FATAL 57P01 terminating connection due to administrator command";
 
 }  // namespace
@@ -135,6 +153,13 @@ TEST_CASE("pg_terminate_backend of BackendKeyData's pid ends the session with Po
 
     PgConn busy = connect(proxy.app_conninfo());
     CHECK(terminate_busy(busy.get(), pid_of(busy.get())) == kTerminated);
+
+    if (split && !proxy.direct()) {
+      PgConn reading = connect(proxy.app_conninfo());
+      last_read_on_standby(reading.get(), split);
+      CHECK(terminate_while_standby_reads(reading.get(), pid_of(reading.get())) == kTerminated);
+      CHECK(PQstatus(reading.get()) == CONNECTION_BAD);
+    }
 
     // Other clients go on.
     PgConn other = connect(proxy.app_conninfo());
