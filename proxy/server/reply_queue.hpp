@@ -21,8 +21,9 @@ class ServerConn;
 enum class ReplyFate : uint8_t {
   Forward,            // a client request: its reply goes to the client
   RetryIfReadOnly,    // a read a standby runs outside a transaction, which pgmux can run again on the primary: its
-                      // messages are held until its first row, error or end; if PostgreSQL rejects it with 25006
-                      // (it writes after all) the reply becomes DropForRetry, else Forward
+                      // messages are held until its ReadyForQuery (a 25006 may follow rows), up to 128 KiB; if
+                      // PostgreSQL rejects it with 25006 (it writes after all) the reply becomes DropForRetry, else
+                      // Forward (decide_read_only_retry)
   DropForRetry,       // a failed attempt the client never sees; at its ReadyForQuery the client runs it again
   SkipOwn,            // pgmux's own statement sent ahead of a client request (a deferred BEGIN): dropped; if it
                       // fails the server is closed (the request must not run outside the client's transaction)
