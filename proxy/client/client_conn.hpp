@@ -319,13 +319,13 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerConn* active_ = nullptr;
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
   Pool* waiting_pool_ = nullptr;  // (waiting_role_: next to state_)
-  // acquire()'s last pool by role (primary, standby) and the worker's pools_epoch() it is valid for.
+  // acquire()'s last pools by backend index (modulo) and the worker's pools_epoch() each is valid for.
   struct PoolChoice {
     uint64_t epoch = 0;
     int backend = -1;
     Pool* pool = nullptr;
   };
-  std::array<PoolChoice, 2> pool_choices_;
+  std::array<PoolChoice, 4> pool_choices_;
   // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
   // (preparing): when the server is ready the request goes on from this decision, not classified and routed
   // again.
