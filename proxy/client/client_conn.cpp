@@ -264,14 +264,7 @@ void ClientConn::on_pool_draining(Pool* pool) {
 // Takes a server for `role` from the backend's pool; the pool calls on_server_ready (maybe right away).
 bool ClientConn::acquire(int backend_index, Role role) {
   std::optional<FailureReport> no_pool;
-  // The pool this backend gave last, while the worker's pools stand: a transaction-pooling client asks at every
-  // transaction (reads spread over the standbys), and the worker's lookup compares four strings.
-  PoolChoice& choice = pool_choices_[static_cast<size_t>(backend_index) % pool_choices_.size()];
-  Pool* pool = choice.epoch == worker_.pools_epoch() && choice.backend == backend_index ? choice.pool : nullptr;
-  if (!pool) {
-    pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &no_pool);
-    choice = PoolChoice{worker_.pools_epoch(), backend_index, pool};
-  }
+  Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &no_pool);
   if (!pool) {
     on_server_unavailable(*no_pool);  // as a pool would say it: the request fails (before login: the login)
     return false;

@@ -3,7 +3,6 @@
 // pipelines kept on one server; replies are relayed back untouched. In session mode the client holds at most one
 // primary and one standby server connection for its whole session.
 #pragma once
-#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -319,13 +318,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerConn* active_ = nullptr;
   ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
   Pool* waiting_pool_ = nullptr;  // (waiting_role_: next to state_)
-  // acquire()'s last pools by backend index (modulo) and the worker's pools_epoch() each is valid for.
-  struct PoolChoice {
-    uint64_t epoch = 0;
-    int backend = -1;
-    Pool* pool = nullptr;
-  };
-  std::array<PoolChoice, 4> pool_choices_;
   // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
   // (preparing): when the server is ready the request goes on from this decision, not classified and routed
   // again.

@@ -69,9 +69,6 @@ class Worker final : public PoolHost {
   // and login_user are the client's entries from the config it logged in under: they fix the server database,
   // and stand in for sizes and password once a reload removed them. mode is the client's pool mode. Null, with
   // *failure set, when there is no such backend or its address does not resolve.
-  // Changes whenever an answer of pool_for may (a config change, a pool leaving): an answer kept under the same
-  // epoch is still pool_for's answer.
-  uint64_t pools_epoch() const { return pools_epoch_; }
   Pool* pool_for(const std::string& requested_database, const conf::Database& login_database,
                  const conf::User& login_user, conf::PoolMode mode, int backend_index,
                  std::optional<FailureReport>* failure);
@@ -180,11 +177,9 @@ class Worker final : public PoolHost {
   std::array<PoolLookup, 8> pool_lookups_;
   void forget_pool_lookups() {
     for (PoolLookup& lookup : pool_lookups_) lookup.pool = nullptr;
-    ++pools_epoch_;
   }
   static constexpr size_t kKeptRewriteBuffer = 64 * 1024;
   protocol::ByteVector rewrite_buffer_;
-  uint64_t pools_epoch_ = 1;  // changes whenever pool_for's answers may: clients keep theirs until then
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
   IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
