@@ -1,5 +1,6 @@
 #include "routing/literal_shape.hpp"
 
+#include <bit>
 #include <cstring>
 
 #ifdef __SSE2__
@@ -101,7 +102,7 @@ char* write_shape(std::string_view sql, char* o) {
 
 // A hash of the `size` bytes at `p`, a word at a time (the buffer has kSlack readable bytes past them; the last
 // word is masked to the bytes that count). The cache it keys is direct-mapped and compares keys, so a weak hash
-// costs a miss, never a wrong class, and a client that makes shapes collide only slows its own worker's cache.
+// costs a miss, never a wrong class: a client that makes shapes collide can only cost its worker cache misses.
 uint64_t shape_hash(const char* p, size_t size) {
   constexpr uint64_t kMultiplier = 0x9E3779B97F4A7C15ULL;
   uint64_t h = size * kMultiplier;
@@ -109,7 +110,12 @@ uint64_t shape_hash(const char* p, size_t size) {
     uint64_t word;
     std::memcpy(&word, p + i, sizeof word);
     const size_t left = size - i;
-    if (left < 8) word &= (uint64_t{1} << (8 * left)) - 1;  // left is 0..7: the shift stays below 64
+    if (left < 8) {
+      // Only the first `left` bytes count (left is 0..7, so no shift reaches 64): the low ones on a little-endian
+      // machine, the high ones on a big-endian one.
+      word &= std::endian::native == std::endian::little ? (uint64_t{1} << (8 * left)) - 1
+                                                         : ~(~uint64_t{0} >> (8 * left));
+    }
     h = (h ^ word) * kMultiplier;
     h ^= h >> 29;
     if (left <= 8) return h;
