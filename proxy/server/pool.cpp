@@ -356,7 +356,14 @@ void Pool::open_server(PoolClient* for_client) {
   // Session pooling starts the server with the client's parameters (they become its session defaults);
   // transaction pooling starts it plain and SETs each client's parameters on checkout.
   server->connect(transaction_pooling() || !for_client ? SessionParams{} : for_client->wanted_params(), for_client,
-                  host_.now());
+                  host_.now(), address_generation_);
+}
+
+void Pool::set_address(const sockaddr_storage& address, std::string resolved) {
+  backend_.address = address;
+  backend_.resolved = std::move(resolved);
+  ++address_generation_;
+  close_idle_servers();  // whatever answers at the old address is no longer this backend
 }
 
 void Pool::assign(PoolServer* server, PoolClient* client) {
@@ -437,6 +444,7 @@ const char* Pool::retire_reason(const PoolServer& server) const {
   if (host_.shutting_down()) return "pgmux is shutting down";
   if (lifetime > 0 && host_.now() - server.connect_started() > lifetime) return "server_lifetime reached";
   if (draining_) return "backend removed by a reload";
+  if (server.address_generation() != address_generation_) return "the backend's host name resolves to another address";
   if (over_limit()) return "pool_size reduced by a reload";
   return nullptr;
 }

@@ -59,11 +59,9 @@ class Pool {
   const std::string& name() const { return name_; }
   ServerLogin& login() { return login_; }
   const BackendAddress& backend() const { return backend_; }
-  // Where new server connections go from now on (the backend's host name resolved to another address).
-  void set_address(const sockaddr_storage& address, std::string resolved) {
-    backend_.address = address;
-    backend_.resolved = std::move(resolved);
-  }
+  // Where server connections go from now on (the backend's host name resolved to another address): the idle ones
+  // at the old address close now, the busy ones when they are given back (retire_reason).
+  void set_address(const sockaddr_storage& address, std::string resolved);
   // Index of its backend in the worker's current config (a reload may move it); -1 once draining.
   int backend_index() const { return backend_index_; }
   conf::PoolMode mode() const { return mode_; }
@@ -180,6 +178,7 @@ class Pool {
   std::string name_;
   int backend_index_;
   BackendAddress backend_;
+  uint32_t address_generation_ = 0;  // set_address calls so far: a server opened under an older one is retired
   ServerLogin login_;
   Limits limits_;
   conf::PoolMode mode_;

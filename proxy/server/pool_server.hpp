@@ -63,12 +63,15 @@ class PoolServer {
 
   // Starts connecting and logging in, at `now`, with these startup parameters, for this waiting client (null: a
   // connection kept for min_pool_size). The outcome comes back as Pool::on_login_done or Pool::on_server_failed.
-  void connect(SessionParams startup_params, PoolClient* opened_for, double now) {
+  // `address_generation`: which of its pool's addresses it connects to (Pool::set_address counts them).
+  void connect(SessionParams startup_params, PoolClient* opened_for, double now, uint32_t address_generation) {
     startup_params_ = std::move(startup_params);
     opened_for_ = opened_for;
     connect_started_ = now;
+    address_generation_ = address_generation;
     start_connect();
   }
+  uint32_t address_generation() const { return address_generation_; }
 
   virtual bool open() const = 0;
   // Idempotent; tells the pool (Pool::on_server_closing) and the linked client.
@@ -110,6 +113,7 @@ class PoolServer {
   ServerState state_ = ServerState::Connecting;
   double idle_since_ = 0;
   double connect_started_ = 0;
+  uint32_t address_generation_ = 0;
   SessionParams startup_params_;
   PoolClient* opened_for_ = nullptr;
 };

@@ -416,3 +416,30 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: a refused connect is reported to the probe
   CHECK(host.refused == std::vector<std::string>{"b1"});
   CHECK(c2.error_state == "08006");
 }
+
+TEST_CASE_FIXTURE(PoolFixture, "pool: a backend's host name at another address retires the servers at the old one") {
+  make_pool(3, PoolMode::Transaction);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client_holding_server("c2");
+  c2.give_back(*pool);
+  REQUIRE(pool->idle_count() == 1);
+  CHECK(server(1).address_generation() == 0);
+
+  sockaddr_storage moved{};
+  pool->set_address(moved, "127.0.0.2");
+  CHECK_FALSE(server(2).open());  // idle at the old address: closed at once
+  CHECK(server(1).open());        // busy: its client's transaction goes on there
+  c1.give_back(*pool);
+  CHECK_FALSE(server(1).open());  // then it is not reused
+  CHECK(pool->idle_count() == 0);
+
+  FakeClient& c3 = client("c3");
+  c3.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 3);
+  CHECK(server(3).address_generation() == 1);  // opened for the new address
+  server(3).log_in();
+  CHECK(c3.server == &server(3));
+  c3.give_back(*pool);
+  CHECK(server(3).open());
+  CHECK(pool->idle_count() == 1);
+}
