@@ -8,9 +8,13 @@
 #include <cstdio>
 #include <vector>
 
+#include "proxy/net/log.hpp"
+
 namespace pgmux::proxy {
 
 namespace {
+
+constexpr uint64_t kNameRefreshMs = 5000;
 
 bool is_numeric_host(const std::string& host) {
   unsigned char buf[sizeof(struct in6_addr)];
@@ -55,7 +59,10 @@ bool PgQueryConnection::start(const char* sql, double timeout_seconds, OnResult 
   timeout_ = timeout_seconds;
   error_.clear();
   uv_timer_start(deadline_->get(), on_deadline, static_cast<uint64_t>(std::ceil(timeout_seconds * 1000)), 0);
-  if (conn_ != nullptr && state_ == State::Ready && PQstatus(conn_) == CONNECTION_OK) {
+  // A connection to a host name is made afresh, with a new lookup, once the last lookup is kNameRefreshMs old:
+  // a name repointed at another server (a DNS-based failover) is followed, as by a pooler's DNS TTL.
+  const bool name_due = resolved_at_ms_ != 0 && uv_now(loop_) - resolved_at_ms_ >= kNameRefreshMs;
+  if (conn_ != nullptr && state_ == State::Ready && PQstatus(conn_) == CONNECTION_OK && !name_due) {
     reused_ = true;
     send_query();
   } else {
@@ -101,9 +108,16 @@ void PgQueryConnection::on_resolved(uv_getaddrinfo_t* req, int status, struct ad
   delete resolve;
   if (self == nullptr) return;  // the probe was abandoned meanwhile
   self->resolve_ = nullptr;
-  if (address.empty()) {
+  if (address.empty() && !self->hostaddr_.empty()) {
+    // A refresh that failed (DNS down) keeps the last address: the backend is no less reachable for it.
+    LOG_WARN("%s: cannot resolve %s again (%s); still using %s", self->application_name_, self->target_.host.c_str(),
+             status < 0 ? uv_strerror(status) : "no address", self->hostaddr_.c_str());
+    address = self->hostaddr_;
+  } else if (address.empty()) {
     self->fail("cannot resolve " + self->target_.host + ": " + (status < 0 ? uv_strerror(status) : "no address"));
     return;
+  } else {
+    self->resolved_at_ms_ = uv_now(self->loop_);
   }
   self->connect_to(address);
 }

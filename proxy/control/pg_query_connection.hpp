@@ -89,6 +89,7 @@ class PgQueryConnection {
   int poll_fd_ = -1;
   UvHandlePtr<uv_timer_t, PgQueryConnection> deadline_;
   Resolve* resolve_ = nullptr;
+  uint64_t resolved_at_ms_ = 0;  // loop time of the last lookup of target_.host that gave an address
   double timeout_ = 0;
   const char* sql_ = nullptr;
   std::optional<std::string> param_;

@@ -2,16 +2,29 @@
 // getaddrinfo, which would stop its loop (every client on it) for as long as DNS takes. Here getaddrinfo of the
 // backend's name takes 1 s (tests/support/slow_dns.cpp, preloaded into pgmux): a client opening a new pool must
 // not wait for it, nor may another client of the same worker. The name is looked up once before pgmux listens,
-// so the first login finds its address.
+// so the first login finds its address. And a name repointed to another address (a DNS-based failover) takes the
+// pool's server connections with it.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <vector>
 #include <cstdlib>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include "tests/integration/routing/routing_support.hpp"
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
 
@@ -37,6 +50,87 @@ struct ScopedEnv {
   }
   const char* name_;
   std::optional<std::string> old_;
+};
+
+// The "other machine" a repointed name leads to: 127.0.0.2:port relayed to the cluster at 127.0.0.1:port. It
+// remembers the local port of each of its connections to the server, which PostgreSQL shows as client_port.
+class LoopbackRelay {
+ public:
+  explicit LoopbackRelay(int port) : port_(port) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const sockaddr_in at = address("127.0.0.2");
+    REQUIRE(bind(listener_, reinterpret_cast<const sockaddr*>(&at), sizeof at) == 0);
+    REQUIRE(listen(listener_, 64) == 0);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~LoopbackRelay() {
+    stopping_ = true;
+    shutdown(listener_, SHUT_RDWR);  // accept() returns
+    acceptor_.join();
+    close(listener_);
+    for (std::thread& pipe : pipes_) pipe.join();
+  }
+  bool relayed_from_port(int client_port) {
+    std::lock_guard lock(mutex_);
+    return ports_.count(client_port) > 0;
+  }
+
+ private:
+  sockaddr_in address(const char* ip) const {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    return a;
+  }
+  void accept_loop() {
+    while (!stopping_) {
+      const int client = accept(listener_, nullptr, nullptr);
+      if (client < 0) return;
+      const int server = socket(AF_INET, SOCK_STREAM, 0);
+      const sockaddr_in to = address("127.0.0.1");
+      if (connect(server, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+        close(server);
+        close(client);
+        continue;
+      }
+      sockaddr_in local{};
+      socklen_t length = sizeof local;
+      getsockname(server, reinterpret_cast<sockaddr*>(&local), &length);
+      {
+        std::lock_guard lock(mutex_);
+        ports_.insert(ntohs(local.sin_port));
+      }
+      pipes_.emplace_back([this, client, server] { pump(client, server); });
+    }
+  }
+  // Both directions until either side closes (or the relay stops, checked every 100 ms).
+  void pump(int a, int b) {
+    pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+    char buffer[16384];
+    while (!stopping_) {
+      if (poll(fds, 2, 100) < 0) break;
+      bool done = false;
+      for (int i = 0; i < 2 && !done; ++i) {
+        if (fds[i].revents == 0) continue;
+        const ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+        done = n <= 0 || write(fds[1 - i].fd, buffer, static_cast<size_t>(n)) != n;
+      }
+      if (done) break;
+    }
+    close(a);
+    close(b);
+  }
+
+  int port_;
+  int listener_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> pipes_;  // touched by the acceptor only, until it is joined
+  std::mutex mutex_;
+  std::set<int> ports_;
 };
 
 std::string hostname_config(int listen_port, const std::string& host) {
@@ -89,4 +183,43 @@ TEST_CASE("a slow lookup of a backend's host name stops no client") {
   CHECK(login_took >= 0);
   CHECK(login_took < 0.7);
   CHECK(slowest < 0.7);
+}
+
+TEST_CASE("a backend's host name repointed to another address takes the pool's server connections with it") {
+  std::string asan = std::getenv("ASAN_OPTIONS") ? std::getenv("ASAN_OPTIONS") : "";
+  ScopedEnv preload("LD_PRELOAD", PGMUX_SLOW_DNS_LIB);
+  ScopedEnv asan_options("ASAN_OPTIONS", asan + (asan.empty() ? "" : ":") + "verify_asan_link_order=0");
+  const char* tmp = std::getenv("PGMUX_TEST_TMPDIR");
+  const std::string dns_file =
+      std::string(tmp && *tmp ? tmp : "/tmp") + "/moving-dns-" + std::to_string(getpid()) + ".txt";
+  const auto point_name_at = [&](const char* address) { std::ofstream(dns_file, std::ios::trunc) << address << "\n"; };
+  point_name_at("127.0.0.1");
+  ScopedEnv dns("PGMUX_TEST_DNS_FILE", dns_file);
+
+  const int port = pick_listen_port();
+  nlohmann::json config = nlohmann::json::parse(hostname_config(port, "moving.pgmux.test"));
+  config["databases"][0]["pool_mode"] = "transaction";
+  config["databases"][0]["pool_size"] = 1;  // one server connection: its pid says which one serves
+  config["health_check"] = {{"period", 0.2}, {"timeout", 1}, {"user", "postgres"}};
+  ProxyUnderTest proxy(config.dump(), port);
+  if (proxy.direct()) return;
+  LoopbackRelay relay(cluster_ports().primary);
+
+  PgConn conn = connect(proxy.app_conninfo());
+  const std::string old_pid = scalar(conn.get(), "SELECT pg_backend_pid()");
+  CHECK(scalar(conn.get(), "SELECT pg_backend_pid()") == old_pid);  // the pool's one server, reused
+
+  point_name_at("127.0.0.2");
+  std::string new_pid = old_pid;
+  CHECK_MESSAGE(routing::wait_until([&] { return (new_pid = scalar(conn.get(), "SELECT pg_backend_pid()")) != old_pid; }, 10),
+                "transactions still ran on the connection to the old address");
+  // The new server connection came through 127.0.0.2, and the old one is closed.
+  const std::string client_port = scalar(conn.get(), "SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()");
+  CHECK(relay.relayed_from_port(std::atoi(client_port.c_str())));
+  PgConn direct = routing::admin(cluster_ports().primary);
+  CHECK(routing::wait_until([&] {
+    return scalar(direct.get(), "SELECT count(*) FROM pg_stat_activity WHERE pid = " + old_pid) == "0";
+  }, 5));
+  CHECK(scalar(conn.get(), "SELECT pg_backend_pid()") == new_pid);  // and the new one is reused in turn
+  std::remove(dns_file.c_str());
 }

@@ -78,7 +78,14 @@ std::string terminate_while_standby_reads(PGconn* conn, const std::string& pid) 
   }
   REQUIRE_MESSAGE(on_standby, "the read did not run on a standby");
   REQUIRE(scalar(admin_conn.get(), "SELECT pg_terminate_backend(" + pid + ")") == "t");
-  return await_error(conn, 10);
+  const std::string outcome = await_error(conn, 10);
+  // The standby's backend sleeps on (nothing reads its socket): end it, so its snapshot holds back no replay.
+  for (int port : {cluster_ports().standby1, cluster_ports().standby2}) {
+    PgConn standby = admin(port);
+    exec(standby.get(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%standby-read-tag%' "
+                        "AND pid <> pg_backend_pid()");
+  }
+  return outcome;
 }
 
 constexpr const char* kTerminated = "FATAL 57P01 terminating connection due to administrator command";
