@@ -406,7 +406,7 @@ void ClientConn::make_active(ServerConn* server) {
   if (active_ == server) return;
   active_ = server;
   CancelTarget target;
-  target.set_address(server->pool().backend().address);
+  target.set_address(server->address());
   target.process_id = server->key().process_id;
   target.secret_key = server->key().secret_key;
   cancel_slot_->set(target);

@@ -59,11 +59,12 @@ bool PgQueryConnection::start(const char* sql, double timeout_seconds, OnResult 
   timeout_ = timeout_seconds;
   error_.clear();
   uv_timer_start(deadline_->get(), on_deadline, static_cast<uint64_t>(std::ceil(timeout_seconds * 1000)), 0);
-  // A connection to a host name is made afresh, with a new lookup, once the last lookup is kNameRefreshMs old:
-  // a name repointed at another server (a DNS-based failover) is followed, as by a pooler's DNS TTL.
-  const bool name_due = resolved_at_ms_ != 0 && uv_now(loop_) - resolved_at_ms_ >= kNameRefreshMs;
-  if (conn_ != nullptr && state_ == State::Ready && PQstatus(conn_) == CONNECTION_OK && !name_due) {
+  // A name looked up again in the background (refresh_name) that now leads elsewhere: the connection is made
+  // afresh to where it leads, unless the caller's session must last (stay_in_session).
+  const bool follow_name = address_moved_ && retry_on_fresh_connection_;
+  if (conn_ != nullptr && state_ == State::Ready && PQstatus(conn_) == CONNECTION_OK && !follow_name) {
     reused_ = true;
+    refresh_name();
     send_query();
   } else {
     close_connection();
@@ -80,46 +81,93 @@ void PgQueryConnection::begin_connect() {
   }
   // libpq would resolve the name inside PQconnectStart, blocking the control loop; resolve it here instead.
   state_ = State::Resolving;
-  resolve_ = new Resolve{};
-  resolve_->owner = this;
+  const int rc = start_lookup(resolve_, on_resolved);
+  if (rc < 0) fail("cannot resolve " + host + ": " + uv_strerror(rc));
+}
+
+// A lookup of target_.host in libuv's thread pool, owned through `slot` until `callback` runs; libuv's error (and
+// an empty slot) when it cannot start.
+int PgQueryConnection::start_lookup(Resolve*& slot, uv_getaddrinfo_cb callback) {
+  slot = new Resolve{};
+  slot->owner = this;
   struct addrinfo hints {};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  const int rc = uv_getaddrinfo(loop_, &resolve_->req, on_resolved, host.c_str(), nullptr, &hints);
+  const int rc = uv_getaddrinfo(loop_, &slot->req, callback, target_.host.c_str(), nullptr, &hints);
   if (rc < 0) {
-    delete resolve_;
-    resolve_ = nullptr;
-    fail("cannot resolve " + host + ": " + uv_strerror(rc));
+    delete slot;
+    slot = nullptr;
   }
+  return rc;
+}
+
+namespace {
+// Every address in a lookup's answer, as text, in its order.
+std::vector<std::string> addresses_of(int status, const struct addrinfo* res) {
+  std::vector<std::string> out;
+  for (const struct addrinfo* a = status == 0 ? res : nullptr; a != nullptr; a = a->ai_next) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    const void* addr = a->ai_family == AF_INET6
+                           ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr)
+                           : static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr);
+    if (inet_ntop(a->ai_family, addr, buf, sizeof buf) != nullptr) out.emplace_back(buf);
+  }
+  return out;
+}
+}  // namespace
+
+// A finished lookup: its addresses into *addresses, the request freed; its owner, or null if it let go of it.
+PgQueryConnection* PgQueryConnection::finish_lookup(uv_getaddrinfo_t* req, int status, struct addrinfo* res,
+                                                    std::vector<std::string>* addresses) {
+  auto* lookup = reinterpret_cast<Resolve*>(req);
+  PgQueryConnection* owner = lookup->owner;
+  *addresses = addresses_of(status, res);
+  uv_freeaddrinfo(res);
+  delete lookup;
+  return owner;
 }
 
 void PgQueryConnection::on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
-  auto* resolve = reinterpret_cast<Resolve*>(req);
-  PgQueryConnection* self = resolve->owner;
-  std::string address;
-  if (status == 0 && res != nullptr) {
-    char buf[INET6_ADDRSTRLEN] = {};
-    const void* addr = res->ai_family == AF_INET6
-                           ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr)
-                           : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr);
-    if (inet_ntop(res->ai_family, addr, buf, sizeof buf) != nullptr) address = buf;
-  }
-  uv_freeaddrinfo(res);
-  delete resolve;
+  std::vector<std::string> addresses;
+  PgQueryConnection* self = finish_lookup(req, status, res, &addresses);
   if (self == nullptr) return;  // the probe was abandoned meanwhile
   self->resolve_ = nullptr;
-  if (address.empty() && !self->hostaddr_.empty()) {
-    // A refresh that failed (DNS down) keeps the last address: the backend is no less reachable for it.
-    LOG_WARN("%s: cannot resolve %s again (%s); still using %s", self->application_name_, self->target_.host.c_str(),
-             status < 0 ? uv_strerror(status) : "no address", self->hostaddr_.c_str());
-    address = self->hostaddr_;
-  } else if (address.empty()) {
+  if (addresses.empty()) {
     self->fail("cannot resolve " + self->target_.host + ": " + (status < 0 ? uv_strerror(status) : "no address"));
     return;
-  } else {
-    self->resolved_at_ms_ = uv_now(self->loop_);
   }
-  self->connect_to(address);
+  self->looked_up_at_ms_ = uv_now(self->loop_);
+  self->address_moved_ = false;
+  self->connect_to(addresses.front());
+}
+
+// A connection to a host name looks the name up again, in the background, once the last lookup is kNameRefreshMs
+// old, as a pooler's DNS TTL: a name a DNS-based failover repointed is followed. The connection in use goes on
+// meanwhile; only an answer that no longer holds its address makes the next query connect afresh. A lookup that
+// fails or hangs changes nothing (the backend is no less reachable for it).
+void PgQueryConnection::refresh_name() {
+  const std::string& host = target_.host;
+  if (refresh_ != nullptr || address_moved_ || host.empty() || host[0] == '/' || is_numeric_host(host)) return;
+  if (uv_now(loop_) - looked_up_at_ms_ < kNameRefreshMs) return;
+  looked_up_at_ms_ = uv_now(loop_);
+  start_lookup(refresh_, on_refreshed);  // one that cannot start is tried again kNameRefreshMs later
+}
+
+void PgQueryConnection::on_refreshed(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
+  std::vector<std::string> addresses;
+  PgQueryConnection* self = finish_lookup(req, status, res, &addresses);
+  if (self == nullptr) return;  // closed meanwhile
+  self->refresh_ = nullptr;
+  if (addresses.empty()) {
+    LOG_WARN("%s: cannot look up %s again (%s); still using %s", self->application_name_, self->target_.host.c_str(),
+             status < 0 ? uv_strerror(status) : "no address", self->hostaddr_.c_str());
+    return;
+  }
+  // A name with several addresses (round-robin DNS) may list them in any order: only losing this one moves it.
+  if (std::find(addresses.begin(), addresses.end(), self->hostaddr_) != addresses.end()) return;
+  LOG_INFO("%s: %s now resolves to %s (was %s); connecting there", self->application_name_,
+           self->target_.host.c_str(), addresses.front().c_str(), self->hostaddr_.c_str());
+  self->address_moved_ = true;
 }
 
 void PgQueryConnection::connect_to(const std::string& hostaddr) {
@@ -265,10 +313,11 @@ void PgQueryConnection::stop_watching() {
 }
 
 void PgQueryConnection::close_connection() {
-  if (resolve_ != nullptr) {
-    resolve_->owner = nullptr;  // its callback frees it
-    uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_->req));
-    resolve_ = nullptr;
+  for (Resolve** lookup : {&resolve_, &refresh_}) {
+    if (*lookup == nullptr) continue;
+    (*lookup)->owner = nullptr;  // its callback frees it
+    uv_cancel(reinterpret_cast<uv_req_t*>(&(*lookup)->req));
+    *lookup = nullptr;
   }
   if (poll_) {
     poll_.reset();  // stops polling before libpq closes the socket

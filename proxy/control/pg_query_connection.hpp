@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <libpq-fe.h>
 #include <uv.h>
@@ -78,6 +79,11 @@ class PgQueryConnection {
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_deadline(uv_timer_t* timer);
   static void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res);
+  int start_lookup(Resolve*& slot, uv_getaddrinfo_cb callback);
+  static PgQueryConnection* finish_lookup(uv_getaddrinfo_t* req, int status, struct addrinfo* res,
+                                          std::vector<std::string>* addresses);
+  void refresh_name();
+  static void on_refreshed(uv_getaddrinfo_t* req, int status, struct addrinfo* res);
 
   std::string hostaddr_;
   uv_loop_t* loop_;
@@ -88,8 +94,10 @@ class PgQueryConnection {
   UvHandlePtr<uv_poll_t, PgQueryConnection> poll_;  // on PQsocket; may outlive this object while it closes
   int poll_fd_ = -1;
   UvHandlePtr<uv_timer_t, PgQueryConnection> deadline_;
-  Resolve* resolve_ = nullptr;
-  uint64_t resolved_at_ms_ = 0;  // loop time of the last lookup of target_.host that gave an address
+  Resolve* resolve_ = nullptr;  // the lookup a new connection waits for
+  Resolve* refresh_ = nullptr;  // a lookup of the name while the connection serves (refresh_name)
+  uint64_t looked_up_at_ms_ = 0;  // loop time of the last lookup of target_.host, begun (refresh) or answered
+  bool address_moved_ = false;    // a refresh no longer lists hostaddr_: the next query connects afresh
   double timeout_ = 0;
   const char* sql_ = nullptr;
   std::optional<std::string> param_;

@@ -364,6 +364,7 @@ void Pool::set_address(const sockaddr_storage& address, std::string resolved) {
   backend_.resolved = std::move(resolved);
   ++address_generation_;
   close_idle_servers();  // whatever answers at the old address is no longer this backend
+  if (!waiting_.empty()) serve_waiters();  // the slots they held open servers at the new address
 }
 
 void Pool::assign(PoolServer* server, PoolClient* client) {
@@ -456,6 +457,11 @@ void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
       server->close();
       return;
     }
+    if (server->address_generation() != address_generation_) {  // the backend moved during the reset
+      server->close();
+      serve_waiters();
+      return;
+    }
     if (!ok || !server->reusable()) {
       LOG_WARN("S-%llu pool %s: reset failed (%s), closing", static_cast<unsigned long long>(server->id()),
                name_.c_str(), ok ? "the server cannot be reused after it" : escape_for_log(error, 1000).c_str());
@@ -475,6 +481,11 @@ void Pool::on_login_done(PoolServer* server) {
   ever_logged_in_ = true;
   if (draining_) {
     server->close();  // opened before the reload removed the backend
+    return;
+  }
+  if (server->address_generation() != address_generation_) {
+    server->close();  // opened at the backend's old address: its slot opens one at the new address
+    serve_waiters();
     return;
   }
   set_state(server, ServerState::Idle);

@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -61,8 +63,11 @@ class LoopbackRelay {
     const int one = 1;
     setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     const sockaddr_in at = address("127.0.0.2");
-    REQUIRE(bind(listener_, reinterpret_cast<const sockaddr*>(&at), sizeof at) == 0);
-    REQUIRE(listen(listener_, 64) == 0);
+    // (loopback's whole 127/8 is local on Linux; the cluster listens on 127.0.0.1 only, so this port is free)
+    const bool listening = bind(listener_, reinterpret_cast<const sockaddr*>(&at), sizeof at) == 0 &&
+                           listen(listener_, 64) == 0;
+    if (!listening) close(listener_);
+    REQUIRE_MESSAGE(listening, "cannot listen on 127.0.0.2:" << port);
     acceptor_ = std::thread([this] { accept_loop(); });
   }
   ~LoopbackRelay() {
@@ -88,6 +93,7 @@ class LoopbackRelay {
   void accept_loop() {
     while (!stopping_) {
       const int client = accept(listener_, nullptr, nullptr);
+      if (client < 0 && !stopping_ && (errno == EINTR || errno == ECONNABORTED)) continue;
       if (client < 0) return;
       const int server = socket(AF_INET, SOCK_STREAM, 0);
       const sockaddr_in to = address("127.0.0.1");
@@ -194,7 +200,12 @@ TEST_CASE("a backend's host name repointed to another address takes the pool's s
       std::string(tmp && *tmp ? tmp : "/tmp") + "/moving-dns-" + std::to_string(getpid()) + ".txt";
   const auto point_name_at = [&](const char* address) { std::ofstream(dns_file, std::ios::trunc) << address << "\n"; };
   point_name_at("127.0.0.1");
+  struct RemoveFile {
+    const std::string& path;
+    ~RemoveFile() { std::remove(path.c_str()); }
+  } remove_dns_file{dns_file};
   ScopedEnv dns("PGMUX_TEST_DNS_FILE", dns_file);
+  LoopbackRelay relay(cluster_ports().primary);  // outlives pgmux: its connections through the relay end first
 
   const int port = pick_listen_port();
   nlohmann::json config = nlohmann::json::parse(hostname_config(port, "moving.pgmux.test"));
@@ -203,7 +214,6 @@ TEST_CASE("a backend's host name repointed to another address takes the pool's s
   config["health_check"] = {{"period", 0.2}, {"timeout", 1}, {"user", "postgres"}};
   ProxyUnderTest proxy(config.dump(), port);
   if (proxy.direct()) return;
-  LoopbackRelay relay(cluster_ports().primary);
 
   PgConn conn = connect(proxy.app_conninfo());
   const std::string old_pid = scalar(conn.get(), "SELECT pg_backend_pid()");
@@ -211,7 +221,8 @@ TEST_CASE("a backend's host name repointed to another address takes the pool's s
 
   point_name_at("127.0.0.2");
   std::string new_pid = old_pid;
-  CHECK_MESSAGE(routing::wait_until([&] { return (new_pid = scalar(conn.get(), "SELECT pg_backend_pid()")) != old_pid; }, 10),
+  // Looked up again within 5 s (then a probe round, then the next transaction): 20 s leaves room for sanitizers.
+  CHECK_MESSAGE(routing::wait_until([&] { return (new_pid = scalar(conn.get(), "SELECT pg_backend_pid()")) != old_pid; }, 20),
                 "transactions still ran on the connection to the old address");
   // The new server connection came through 127.0.0.2, and the old one is closed.
   const std::string client_port = scalar(conn.get(), "SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()");
@@ -221,5 +232,4 @@ TEST_CASE("a backend's host name repointed to another address takes the pool's s
     return scalar(direct.get(), "SELECT count(*) FROM pg_stat_activity WHERE pid = " + old_pid) == "0";
   }, 5));
   CHECK(scalar(conn.get(), "SELECT pg_backend_pid()") == new_pid);  // and the new one is reused in turn
-  std::remove(dns_file.c_str());
 }

@@ -66,6 +66,17 @@ std::string terminate_busy(PGconn* conn, const std::string& pid) {
 // The same while the statement runs on a standby (read/write split): the session's primary connection ends under
 // no request of its own, its FATAL held back behind the standby's reply; the session still ends with it.
 std::string terminate_while_standby_reads(PGconn* conn, const std::string& pid) {
+  // However this ends: the standby's backend sleeps on (nothing reads its socket), and its snapshot must hold back
+  // no replay for the tests that follow.
+  struct EndStandbySleeper {
+    ~EndStandbySleeper() {
+      for (int port : {cluster_ports().standby1, cluster_ports().standby2}) {
+        PgConn standby = try_connect(conninfo(port, "postgres", "postgres", "app"));  // no throw in a destructor
+        PgResult(PQexec(standby.get(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE "
+                                       "'%standby-read-tag%' AND pid <> pg_backend_pid()"));
+      }
+    }
+  } end_standby_sleeper;
   PgConn admin_conn = admin(cluster_ports().primary);
   REQUIRE(PQsendQuery(conn, "SELECT pg_sleep(30) /* standby-read-tag */") == 1);
   bool on_standby = false;
@@ -78,14 +89,7 @@ std::string terminate_while_standby_reads(PGconn* conn, const std::string& pid) 
   }
   REQUIRE_MESSAGE(on_standby, "the read did not run on a standby");
   REQUIRE(scalar(admin_conn.get(), "SELECT pg_terminate_backend(" + pid + ")") == "t");
-  const std::string outcome = await_error(conn, 10);
-  // The standby's backend sleeps on (nothing reads its socket): end it, so its snapshot holds back no replay.
-  for (int port : {cluster_ports().standby1, cluster_ports().standby2}) {
-    PgConn standby = admin(port);
-    exec(standby.get(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%standby-read-tag%' "
-                        "AND pid <> pg_backend_pid()");
-  }
-  return outcome;
+  return await_error(conn, 10);
 }
 
 constexpr const char* kTerminated = "FATAL 57P01 terminating connection due to administrator command";

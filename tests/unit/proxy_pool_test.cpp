@@ -442,4 +442,21 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: a backend's host name at another address r
   c3.give_back(*pool);
   CHECK(server(3).open());
   CHECK(pool->idle_count() == 1);
+
+  // A server still connecting when the address changes logs in at the old one: closed, and the client it was
+  // opened for gets one at the new address.
+  FakeClient& c4 = client("c4");
+  FakeClient& c5 = client("c5");
+  c4.ask(*pool, host.clock);  // the idle one
+  c5.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 4);
+  pool->set_address(moved, "127.0.0.3");
+  server(4).log_in();
+  CHECK_FALSE(server(4).open());
+  CHECK(c5.server == nullptr);
+  REQUIRE(host.servers.size() == 5);
+  CHECK(server(5).address_generation() == 2);
+  CHECK(server(5).opened_for() == &c5);
+  server(5).log_in();
+  CHECK(c5.server == &server(5));
 }
