@@ -1,7 +1,8 @@
 // The primary goes down (pg_ctl stop -m fast) and comes back. While it is down, new clients get a clear error
 // naming the backend within seconds (no hang); after the restart they succeed again. A session pooling client whose
-// statement was running when the server shut down keeps its session, and so does one whose statement PAUSE held. Restores the cluster
-// (primary up, both standbys streaming) even when a check fails, for the tests that run after it.
+// statement was running when the server shut down keeps its session, and so does one whose statement PAUSE held;
+// one inside a transaction reads the FATAL, as directly. Restores the cluster (primary up, both standbys
+// streaming) even when a check fails, for the tests that run after it.
 #include <doctest/doctest.h>
 
 #include <chrono>
