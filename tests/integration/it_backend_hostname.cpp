@@ -222,10 +222,11 @@ TEST_CASE("a backend's host name repointed to another address takes the pool's s
   point_name_at("127.0.0.2");
   std::string new_pid = old_pid;
   // Looked up again within 5 s (then a probe round, then the next transaction): 20 s leaves room for sanitizers.
-  CHECK_MESSAGE(routing::wait_until([&] { return (new_pid = scalar(conn.get(), "SELECT pg_backend_pid()")) != old_pid; }, 20),
-                "transactions still ran on the connection to the old address");
+  const auto moved = [&] { return (new_pid = scalar(conn.get(), "SELECT pg_backend_pid()")) != old_pid; };
+  CHECK_MESSAGE(routing::wait_until(moved, 20), "transactions still ran on the connection to the old address");
   // The new server connection came through 127.0.0.2, and the old one is closed.
-  const std::string client_port = scalar(conn.get(), "SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()");
+  const std::string client_port =
+      scalar(conn.get(), "SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()");
   CHECK(relay.relayed_from_port(std::atoi(client_port.c_str())));
   PgConn direct = routing::admin(cluster_ports().primary);
   CHECK(routing::wait_until([&] {
