@@ -6,21 +6,12 @@
 // pool's server connections with it.
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <mutex>
-#include <set>
-#include <vector>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -29,6 +20,7 @@
 #include "tests/integration/routing/routing_support.hpp"
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
+#include "tests/support/tcp_relay.hpp"
 
 using namespace pgmux::test;
 using Clock = std::chrono::steady_clock;
@@ -52,91 +44,6 @@ struct ScopedEnv {
   }
   const char* name_;
   std::optional<std::string> old_;
-};
-
-// The "other machine" a repointed name leads to: 127.0.0.2:port relayed to the cluster at 127.0.0.1:port. It
-// remembers the local port of each of its connections to the server, which PostgreSQL shows as client_port.
-class LoopbackRelay {
- public:
-  explicit LoopbackRelay(int port) : port_(port) {
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    const int one = 1;
-    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    const sockaddr_in at = address("127.0.0.2");
-    // (loopback's whole 127/8 is local on Linux; the cluster listens on 127.0.0.1 only, so this port is free)
-    const bool listening = bind(listener_, reinterpret_cast<const sockaddr*>(&at), sizeof at) == 0 &&
-                           listen(listener_, 64) == 0;
-    if (!listening) close(listener_);
-    REQUIRE_MESSAGE(listening, "cannot listen on 127.0.0.2:" << port);
-    acceptor_ = std::thread([this] { accept_loop(); });
-  }
-  ~LoopbackRelay() {
-    stopping_ = true;
-    shutdown(listener_, SHUT_RDWR);  // accept() returns
-    acceptor_.join();
-    close(listener_);
-    for (std::thread& pipe : pipes_) pipe.join();
-  }
-  bool relayed_from_port(int client_port) {
-    std::lock_guard lock(mutex_);
-    return ports_.count(client_port) > 0;
-  }
-
- private:
-  sockaddr_in address(const char* ip) const {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port_));
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    return a;
-  }
-  void accept_loop() {
-    while (!stopping_) {
-      const int client = accept(listener_, nullptr, nullptr);
-      if (client < 0 && !stopping_ && (errno == EINTR || errno == ECONNABORTED)) continue;
-      if (client < 0) return;
-      const int server = socket(AF_INET, SOCK_STREAM, 0);
-      const sockaddr_in to = address("127.0.0.1");
-      if (connect(server, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
-        close(server);
-        close(client);
-        continue;
-      }
-      sockaddr_in local{};
-      socklen_t length = sizeof local;
-      getsockname(server, reinterpret_cast<sockaddr*>(&local), &length);
-      {
-        std::lock_guard lock(mutex_);
-        ports_.insert(ntohs(local.sin_port));
-      }
-      pipes_.emplace_back([this, client, server] { pump(client, server); });
-    }
-  }
-  // Both directions until either side closes (or the relay stops, checked every 100 ms).
-  void pump(int a, int b) {
-    pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-    char buffer[16384];
-    while (!stopping_) {
-      if (poll(fds, 2, 100) < 0) break;
-      bool done = false;
-      for (int i = 0; i < 2 && !done; ++i) {
-        if (fds[i].revents == 0) continue;
-        const ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
-        done = n <= 0 || write(fds[1 - i].fd, buffer, static_cast<size_t>(n)) != n;
-      }
-      if (done) break;
-    }
-    close(a);
-    close(b);
-  }
-
-  int port_;
-  int listener_ = -1;
-  std::atomic<bool> stopping_{false};
-  std::thread acceptor_;
-  std::vector<std::thread> pipes_;  // touched by the acceptor only, until it is joined
-  std::mutex mutex_;
-  std::set<int> ports_;
 };
 
 std::string hostname_config(int listen_port, const std::string& host) {
@@ -205,7 +112,9 @@ TEST_CASE("a backend's host name repointed to another address takes the pool's s
     ~RemoveFile() { std::remove(path.c_str()); }
   } remove_dns_file{dns_file};
   ScopedEnv dns("PGMUX_TEST_DNS_FILE", dns_file);
-  LoopbackRelay relay(cluster_ports().primary);  // outlives pgmux: its connections through the relay end first
+  // The "other machine" the name is repointed to: 127.0.0.2 (loopback's whole 127/8 is local on Linux, and the
+  // cluster listens on 127.0.0.1 only), relayed to the cluster. It outlives pgmux.
+  TcpRelay relay("127.0.0.2", cluster_ports().primary, cluster_ports().primary);
 
   const int port = pick_listen_port();
   nlohmann::json config = nlohmann::json::parse(hostname_config(port, "moving.pgmux.test"));

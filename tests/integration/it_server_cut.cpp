@@ -4,105 +4,17 @@
 // test's own, which cuts every connection it carries on demand. A deferred constraint trigger keeps COMMIT
 // running for a second, so the cut falls inside it.
 #include <doctest/doctest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <chrono>
-#include <mutex>
 #include <thread>
-#include <vector>
 
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
+#include "tests/support/tcp_relay.hpp"
 
 using namespace pgmux::test;
 
 namespace {
-
-// Forwards every connection to 127.0.0.1:target; cut() closes them all (both sides) at once.
-class CuttingRelay {
- public:
-  explicit CuttingRelay(int target) : target_(target) {
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    port_ = pick_listen_port();
-    sockaddr_in address = loopback_address(port_);
-    REQUIRE(bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    REQUIRE(listen(listener_, 16) == 0);
-    thread_ = std::thread([this] { run(); });
-  }
-  ~CuttingRelay() {
-    stop_ = true;
-    thread_.join();
-    close(listener_);
-    cut();
-  }
-  int port() const { return port_; }
-  void cut() {
-    std::lock_guard lock(mutex_);
-    for (auto& [a, b] : pairs_) {
-      shutdown(a, SHUT_RDWR);
-      shutdown(b, SHUT_RDWR);
-      close(a);
-      close(b);
-    }
-    pairs_.clear();
-  }
-
- private:
-  void run() {
-    while (!stop_) {
-      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
-      {
-        std::lock_guard lock(mutex_);
-        for (auto& [a, b] : pairs_) {
-          fds.push_back({a, POLLIN, 0});
-          fds.push_back({b, POLLIN, 0});
-        }
-      }
-      if (poll(fds.data(), fds.size(), 50) <= 0) continue;
-      if (fds[0].revents & POLLIN) accept_one();
-      std::lock_guard lock(mutex_);
-      for (size_t i = 1; i < fds.size(); ++i) {
-        if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
-        for (auto& [a, b] : pairs_) {
-          if (fds[i].fd != a && fds[i].fd != b) continue;
-          char buf[65536];
-          const ssize_t n = read(fds[i].fd, buf, sizeof buf);
-          const int to = fds[i].fd == a ? b : a;
-          if (n > 0 && write(to, buf, static_cast<size_t>(n)) == n) break;
-          shutdown(to, SHUT_RDWR);  // one side closed: the other hears EOF
-          break;
-        }
-      }
-    }
-  }
-  void accept_one() {
-    const int client = accept(listener_, nullptr, nullptr);
-    if (client < 0) return;
-    const int server = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address = loopback_address(target_);
-    if (connect(server, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-      close(client);
-      close(server);
-      return;
-    }
-    std::lock_guard lock(mutex_);
-    pairs_.emplace_back(client, server);
-  }
-
-  int target_;
-  int port_ = 0;
-  int listener_ = -1;
-  std::atomic<bool> stop_{false};
-  std::mutex mutex_;
-  std::vector<std::pair<int, int>> pairs_;
-  std::thread thread_;
-};
 
 // "ok", or the SQLSTATE and message of the first result: a FATAL that came while the client was idle is that
 // result (PQexec would report libpq's own "server closed the connection" instead).
@@ -130,7 +42,7 @@ TEST_CASE("a server cut inside a transaction: 08006 it did not commit; during CO
          "CREATE CONSTRAINT TRIGGER cut_slow AFTER INSERT ON cut_t DEFERRABLE INITIALLY DEFERRED"
          " FOR EACH ROW EXECUTE FUNCTION cut_slow_commit()");
   }
-  CuttingRelay relay(ports.primary);
+  TcpRelay relay("127.0.0.1", 0, ports.primary);
   const int listen = pick_listen_port();
   nlohmann::json config = default_config(listen);
   config["backends"][0]["port"] = relay.port();

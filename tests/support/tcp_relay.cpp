@@ -1,0 +1,107 @@
+#include "tests/support/tcp_relay.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <stdexcept>
+
+#include "tests/support/pgmux_process.hpp"
+
+namespace pgmux::test {
+
+namespace {
+sockaddr_in ipv4(const std::string& ip, int port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  return a;
+}
+}  // namespace
+
+TcpRelay::TcpRelay(const std::string& listen_ip, int listen_port, int target_port)
+    : target_(target_port), port_(listen_port != 0 ? listen_port : pick_listen_port()) {
+  listener_ = socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;
+  setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const sockaddr_in at = ipv4(listen_ip, port_);
+  if (bind(listener_, reinterpret_cast<const sockaddr*>(&at), sizeof at) != 0 || listen(listener_, 64) != 0) {
+    close(listener_);
+    throw std::runtime_error("relay: cannot listen on " + listen_ip + ":" + std::to_string(port_));
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+TcpRelay::~TcpRelay() {
+  stop_ = true;
+  thread_.join();
+  close(listener_);
+  cut();
+}
+
+void TcpRelay::cut() {
+  std::lock_guard lock(mutex_);
+  for (auto& [a, b] : pairs_) {
+    shutdown(a, SHUT_RDWR);
+    shutdown(b, SHUT_RDWR);
+    close(a);
+    close(b);
+  }
+  pairs_.clear();
+}
+
+bool TcpRelay::relayed_from_port(int client_port) {
+  std::lock_guard lock(mutex_);
+  return server_side_ports_.count(client_port) > 0;
+}
+
+void TcpRelay::run() {
+  while (!stop_) {
+    std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& [a, b] : pairs_) {
+        fds.push_back({a, POLLIN, 0});
+        fds.push_back({b, POLLIN, 0});
+      }
+    }
+    if (poll(fds.data(), fds.size(), 50) <= 0) continue;
+    if (fds[0].revents & POLLIN) accept_one();
+    std::lock_guard lock(mutex_);
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      for (auto& [a, b] : pairs_) {
+        if (fds[i].fd != a && fds[i].fd != b) continue;
+        char buf[65536];
+        const ssize_t n = read(fds[i].fd, buf, sizeof buf);
+        const int to = fds[i].fd == a ? b : a;
+        if (n > 0 && write(to, buf, static_cast<size_t>(n)) == n) break;
+        shutdown(to, SHUT_RDWR);  // one side closed: the other hears EOF
+        break;
+      }
+    }
+  }
+}
+
+void TcpRelay::accept_one() {
+  const int client = accept(listener_, nullptr, nullptr);
+  if (client < 0) return;
+  const int server = socket(AF_INET, SOCK_STREAM, 0);
+  const sockaddr_in to = ipv4("127.0.0.1", target_);
+  if (connect(server, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+    close(client);
+    close(server);
+    return;
+  }
+  sockaddr_in local{};
+  socklen_t length = sizeof local;
+  getsockname(server, reinterpret_cast<sockaddr*>(&local), &length);
+  std::lock_guard lock(mutex_);
+  pairs_.emplace_back(client, server);
+  server_side_ports_.insert(ntohs(local.sin_port));
+}
+
+}  // namespace pgmux::test

@@ -1,0 +1,42 @@
+// A TCP relay inside a test: every connection to listen_ip:listen_port is forwarded to 127.0.0.1:target_port, on
+// one thread. cut() closes every connection it carries at once (a network cut: no FATAL, just closed sockets);
+// relayed_from_port() says whether a server-side connection came through it (the local port PostgreSQL shows as
+// pg_stat_activity.client_port).
+#pragma once
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace pgmux::test {
+
+class TcpRelay {
+ public:
+  // Throws when it cannot listen. listen_port 0: a free port from pick_listen_port().
+  TcpRelay(const std::string& listen_ip, int listen_port, int target_port);
+  ~TcpRelay();
+  TcpRelay(const TcpRelay&) = delete;
+  TcpRelay& operator=(const TcpRelay&) = delete;
+
+  int port() const { return port_; }
+  void cut();
+  bool relayed_from_port(int client_port);
+
+ private:
+  void run();
+  void accept_one();
+
+  int target_;
+  int port_ = 0;
+  int listener_ = -1;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::vector<std::pair<int, int>> pairs_;  // (client side, server side)
+  std::set<int> server_side_ports_;
+  std::thread thread_;
+};
+
+}  // namespace pgmux::test
