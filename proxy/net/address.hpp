@@ -7,6 +7,9 @@
 
 namespace pgmux::proxy {
 
+// The same IPv4 or IPv6 address and port (what a connection to either reaches).
+bool same_address(const sockaddr_storage& a, const sockaddr_storage& b);
+
 // A numeric IPv4 or IPv6 address; false for anything else (no lookup).
 bool numeric_address(const std::string& host, uint16_t port, sockaddr_storage* out);
 

@@ -356,13 +356,12 @@ void Pool::open_server(PoolClient* for_client) {
   // Session pooling starts the server with the client's parameters (they become its session defaults);
   // transaction pooling starts it plain and SETs each client's parameters on checkout.
   server->connect(transaction_pooling() || !for_client ? SessionParams{} : for_client->wanted_params(), for_client,
-                  host_.now(), address_generation_);
+                  host_.now(), backend_.address);
 }
 
 void Pool::set_address(const sockaddr_storage& address, std::string resolved) {
   backend_.address = address;
   backend_.resolved = std::move(resolved);
-  ++address_generation_;
   close_idle_servers();  // whatever answers at the old address is no longer this backend
   if (!waiting_.empty()) serve_waiters();  // the slots they held open servers at the new address
 }
@@ -445,7 +444,7 @@ const char* Pool::retire_reason(const PoolServer& server) const {
   if (host_.shutting_down()) return "pgmux is shutting down";
   if (lifetime > 0 && host_.now() - server.connect_started() > lifetime) return "server_lifetime reached";
   if (draining_) return "backend removed by a reload";
-  if (server.address_generation() != address_generation_) return "the backend's host name resolves to another address";
+  if (at_old_address(server)) return "the backend's host name resolves to another address";
   if (over_limit()) return "pool_size reduced by a reload";
   return nullptr;
 }
@@ -457,7 +456,7 @@ void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
       server->close();
       return;
     }
-    if (server->address_generation() != address_generation_) {  // the backend moved during the reset
+    if (at_old_address(*server)) {  // the backend moved during the reset
       server->close();
       serve_waiters();
       return;
@@ -483,7 +482,7 @@ void Pool::on_login_done(PoolServer* server) {
     server->close();  // opened before the reload removed the backend
     return;
   }
-  if (server->address_generation() != address_generation_) {
+  if (at_old_address(*server)) {
     server->close();  // opened at the backend's old address: its slot opens one at the new address
     serve_waiters();
     return;

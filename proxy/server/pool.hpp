@@ -14,6 +14,7 @@
 #include "conf/config.hpp"
 #include "protocol/auth_scram.hpp"
 #include "proxy/control/shared_state.hpp"
+#include "proxy/net/address.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/ops/metrics.hpp"
 #include "proxy/server/pool_server.hpp"
@@ -62,6 +63,8 @@ class Pool {
   // Where server connections go from now on (the backend's host name resolved to another address): the idle ones
   // at the old address close now, the busy ones when they are given back (retire_reason).
   void set_address(const sockaddr_storage& address, std::string resolved);
+  // Connected where the backend no longer is (its host name now leads elsewhere).
+  bool at_old_address(const PoolServer& server) const { return !same_address(server.address(), backend_.address); }
   // Index of its backend in the worker's current config (a reload may move it); -1 once draining.
   int backend_index() const { return backend_index_; }
   conf::PoolMode mode() const { return mode_; }
@@ -178,7 +181,6 @@ class Pool {
   std::string name_;
   int backend_index_;
   BackendAddress backend_;
-  uint32_t address_generation_ = 0;  // set_address calls so far: a server opened under an older one is retired
   ServerLogin login_;
   Limits limits_;
   conf::PoolMode mode_;

@@ -3,6 +3,8 @@
 // new server connections come from). Pool knows nothing else of them, so it runs in unit tests with fakes
 // (tests/unit/proxy_pool_test.cpp), without sockets or a loop.
 #pragma once
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -63,15 +65,17 @@ class PoolServer {
 
   // Starts connecting and logging in, at `now`, with these startup parameters, for this waiting client (null: a
   // connection kept for min_pool_size). The outcome comes back as Pool::on_login_done or Pool::on_server_failed.
-  // `address_generation`: which of its pool's addresses it connects to (Pool::set_address counts them).
-  void connect(SessionParams startup_params, PoolClient* opened_for, double now, uint32_t address_generation) {
+  // `address`: its pool's backend address now, where it connects.
+  void connect(SessionParams startup_params, PoolClient* opened_for, double now, const sockaddr_storage& address) {
     startup_params_ = std::move(startup_params);
     opened_for_ = opened_for;
     connect_started_ = now;
-    address_generation_ = address_generation;
+    address_ = address;
     start_connect();
   }
-  uint32_t address_generation() const { return address_generation_; }
+  // Where it connected (the backend's host name may lead elsewhere since): where a CancelRequest for it must go,
+  // and whether its pool still wants it (Pool::retire_reason).
+  const sockaddr_storage& address() const { return address_; }
 
   virtual bool open() const = 0;
   // Idempotent; tells the pool (Pool::on_server_closing) and the linked client.
@@ -113,7 +117,7 @@ class PoolServer {
   ServerState state_ = ServerState::Connecting;
   double idle_since_ = 0;
   double connect_started_ = 0;
-  uint32_t address_generation_ = 0;
+  sockaddr_storage address_{};
   SessionParams startup_params_;
   PoolClient* opened_for_ = nullptr;
 };

@@ -43,8 +43,7 @@ ServerConn::~ServerConn() { pool_.server_deleted(); }
 
 void ServerConn::start_connect() {
   connect_req_.data = this;
-  address_ = pool_.backend().address;
-  int rc = uv_tcp_connect(&connect_req_, tcp(), reinterpret_cast<const sockaddr*>(&address_), on_connected);
+  int rc = uv_tcp_connect(&connect_req_, tcp(), reinterpret_cast<const sockaddr*>(&address()), on_connected);
   if (rc != 0) {
     fail({rc == UV_ECONNREFUSED ? Failure::ServerConnectRefused : Failure::ServerConnectFailed, {uv_strerror(rc)}});
   }

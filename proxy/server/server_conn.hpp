@@ -35,9 +35,6 @@ class ServerConn final : public StreamConn, public PoolServer {
   // default_transaction_read_only as the server last reported it (kept apart: read on every ReadyForQuery).
   bool default_read_only() const { return default_read_only_; }
   const protocol::BackendKeyData& key() const { return key_; }
-  // Where it connected (its pool's address then; the backend's host name may lead elsewhere since): where a
-  // CancelRequest for it must go.
-  const sockaddr_storage& address() const { return address_; }
   double last_request() const { return last_request_; }  // loop time
 
   // StreamConn's, for the pool.
@@ -170,7 +167,6 @@ class ServerConn final : public StreamConn, public PoolServer {
   Worker& worker_;
   Pool& pool_;
   uv_connect_t connect_req_;
-  sockaddr_storage address_{};
   ClientConn* client_ = nullptr;
   double last_request_ = 0;
   SessionParams params_;
