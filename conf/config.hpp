@@ -179,6 +179,12 @@ struct TopologySource {
   // when configured); empty = none.
   std::string patroni_username;
   std::string patroni_password;
+  // etcd's client URLs ("http://host:port", v3 API): pgmux watches Patroni's failover key there, so a switchover
+  // Patroni is asked for behind pgmux's back (patronictl switchover) is drained like pgmux's own SWITCHOVER.
+  // Empty = not watched. The key is <patroni_namespace>/<patroni_scope>/failover, as in Patroni's own config.
+  std::vector<std::string> etcd_urls;
+  std::string patroni_scope;
+  std::string patroni_namespace = "/service";
   bool operator==(const TopologySource&) const = default;
 };
 

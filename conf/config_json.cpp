@@ -342,19 +342,27 @@ Failover parse_failover(ObjectReader& root) {
   });
 }
 
+// A list of "http://host:port" addresses; `what` names them in the error.
+void read_http_urls(ObjectReader& r, const char* key, const char* what, std::vector<std::string>& out) {
+  const Json* urls = r.get(key);
+  if (urls == nullptr) return;
+  const std::string pointer = r.pointer_of(key);
+  out = parse_name_list(*urls, pointer, r.diags());
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!parse_http_url(out[i])) {
+      r.diags().add(child_pointer(pointer, i),
+                    "must be \"http://host:port\" (" + std::string(what) + "), got \"" + out[i] + "\"");
+    }
+  }
+}
+
 TopologySource parse_topology(ObjectReader& root) {
   return read_section<TopologySource>(root, "topology", [](ObjectReader& r, TopologySource& out) {
     assign(r.enumeration("source", parse_topology_source, kTopologySources), out.kind);
-    if (const Json* urls = r.get("patroni_urls")) {
-      const std::string pointer = r.pointer_of("patroni_urls");
-      out.patroni_urls = parse_name_list(*urls, pointer, r.diags());
-      for (size_t i = 0; i < out.patroni_urls.size(); ++i) {
-        if (!parse_http_url(out.patroni_urls[i])) {
-          r.diags().add(child_pointer(pointer, i), "must be \"http://host:port\" (Patroni's REST API), got \"" +
-                                                       out.patroni_urls[i] + "\"");
-        }
-      }
-    }
+    read_http_urls(r, "patroni_urls", "Patroni's REST API", out.patroni_urls);
+    read_http_urls(r, "etcd_urls", "etcd's client URL", out.etcd_urls);
+    assign(r.string("patroni_scope"), out.patroni_scope);
+    assign(r.string("patroni_namespace"), out.patroni_namespace);
     read_duration(r, "poll_interval", out.poll_interval, false);
     read_duration(r, "timeout", out.timeout, false);
     assign(r.string("patroni_username"), out.patroni_username);

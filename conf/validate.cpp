@@ -155,6 +155,18 @@ void check_hba_tls(const Config& c, Diagnostics& diags) {
 
 // Patroni decides the primary: it needs an address to ask, and pgmux must not promote behind its back.
 void check_topology_source(const Config& c, Diagnostics& diags) {
+  if (!c.topology.etcd_urls.empty()) {
+    if (c.topology.kind != TopologySourceKind::Patroni) {
+      diags.add_unless_covered("/topology/etcd_urls", "needs source \"patroni\" (it watches Patroni's failover key)");
+    }
+    if (c.topology.patroni_scope.empty()) {
+      diags.add_unless_covered("/topology/patroni_scope", "is needed with \"etcd_urls\": the \"scope\" of Patroni's "
+                                                          "config (its keys live under <patroni_namespace>/<scope>/)");
+    }
+    if (c.topology.patroni_namespace.empty() || c.topology.patroni_namespace[0] != '/') {
+      diags.add_unless_covered("/topology/patroni_namespace", "must start with \"/\" (Patroni's default: /service)");
+    }
+  }
   if (c.topology.kind != TopologySourceKind::Patroni) return;
   if (c.topology.patroni_urls.empty()) {
     diags.add_unless_covered("/topology", "source \"patroni\" needs \"patroni_urls\" (at least one REST API address)");

@@ -50,6 +50,7 @@ struct DcsState {
   int leader_index = -1;   // the backend that member is; -1 when none or not configured
   std::string error;       // why the last request failed
   std::string source;      // the URL of the last answer
+  uint64_t answers = 0;    // /cluster answers read so far: tells a later answer from an earlier one
   DcsCluster cluster;      // the last answer
 };
 

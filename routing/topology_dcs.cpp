@@ -8,6 +8,7 @@ namespace pgmux::routing {
 void Topology::on_dcs_cluster(DcsCluster cluster, std::string source, double now) {
   last_now_ = now;
   dcs_.answered = true;
+  ++dcs_.answers;
   dcs_.reachable = true;
   dcs_.error.clear();
   dcs_.source = std::move(source);

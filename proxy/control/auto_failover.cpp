@@ -43,12 +43,12 @@ void Switchover::consider_failover(const routing::BackendsView& view, const std:
 }
 
 void Switchover::abandon_confirming() {
-  if (failover_ && step_ == Step::Confirming) cancel("the config was reloaded", "");
+  if (kind_ == Kind::Failover && step_ == Step::Confirming) cancel("the config was reloaded", "");
 }
 
 void Switchover::start_failover(int old_primary) {
   ++run_;
-  failover_ = true;
+  kind_ = Kind::Failover;
   reply_ = nullptr;
   notices_.clear();
   not_promoting_.clear();

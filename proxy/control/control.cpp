@@ -47,6 +47,9 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
   auth_lookup_ = std::make_unique<AuthLookup>(
       loop_, shared_->auth_cache, [this] { return auth_query_target(); }, config->auth_query);
   switchover_ = std::make_unique<Switchover>(*this);
+  etcd_watch_ = std::make_unique<EtcdWatch>(loop_, [this](const PatroniFailoverKey& key) {
+    if (switchover_) switchover_->follow_patroni(key);
+  });
   consistency_check_ = std::make_unique<ConsistencyCheck>(*this);
   // From any worker: the load runs on this loop.
   shared_->catalogs.set_load_request([this](std::shared_ptr<CatalogSlot> slot) {
@@ -252,6 +255,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   }
   if (switchover_) switchover_->abandon_confirming();  // its standbys' positions may change meanwhile
   prober_->reconfigure(*next, disabled);
+  if (etcd_watch_) etcd_watch_->configure(next->topology);
   consistency_check_->schedule(next->consistency_check);
   catalog_loader_->start(next->routing.function_catalog_refresh);
   open_configured_catalogs(*next);
@@ -359,6 +363,7 @@ int Control::run() {
   for (auto& worker : workers_) shared_->workers.push_back(worker.get());
   for (auto& worker : workers_) worker->start();
   prober_->start();
+  etcd_watch_->configure(config->topology);
   consistency_check_->schedule(config->consistency_check);
   catalog_loader_->start(config->routing.function_catalog_refresh);
   for (const auto& listener : config->listeners) {
@@ -392,6 +397,7 @@ void Control::close_handles() {
     inbox_closed_ = true;
   }
   if (prober_) prober_->stop();
+  etcd_watch_.reset();  // its connection closes on its own
   consistency_check_.reset();  // releases its hold, if any
   switchover_.reset();  // a switchover still running stops where it is (its command killed); nobody is left to answer
   if (catalog_loader_) catalog_loader_->stop();

@@ -17,6 +17,7 @@
 #include "proxy/control/auth_lookup.hpp"
 #include "proxy/control/catalog_loader.hpp"
 #include "proxy/control/consistency_check.hpp"
+#include "proxy/control/etcd_watch.hpp"
 #include "proxy/control/prober.hpp"
 #include "proxy/control/shared_state.hpp"
 #include "proxy/control/switchover.hpp"
@@ -102,6 +103,7 @@ class Control {
   std::unique_ptr<CatalogLoader> catalog_loader_;
   std::unique_ptr<AuthLookup> auth_lookup_;
   std::unique_ptr<Switchover> switchover_;
+  std::unique_ptr<EtcdWatch> etcd_watch_;  // topology.etcd_urls: Patroni's failover key, for follow_patroni
   std::unique_ptr<ConsistencyCheck> consistency_check_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<MetricsHttpServer> http_;

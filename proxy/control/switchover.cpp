@@ -56,9 +56,19 @@ Switchover::~Switchover() = default;
 
 std::string Switchover::name_of(int index) const {
   const auto view = control_.shared().view.load();
+  if (index < 0 && kind_ == Kind::PatroniFollow) return "the member Patroni chooses";
   return index >= 0 && static_cast<size_t>(index) < view->backends.size()
              ? view->backends[static_cast<size_t>(index)].spec.name
              : "?";
+}
+
+const char* Switchover::what() const {
+  switch (kind_) {
+    case Kind::Planned: return "switchover";
+    case Kind::Failover: return "failover";
+    case Kind::PatroniFollow: return "Patroni switchover";
+  }
+  return "?";
 }
 
 double Switchover::since_hold() const { return hold_started_ > 0 ? monotonic_seconds() - hold_started_ : 0; }
@@ -134,7 +144,7 @@ void Switchover::hold() {
   step_deadline_ = hold_started_ + control_.config()->switchover.drain_timeout;
   control_.prober().fence(static_cast<size_t>(old_primary_), old_timeline_,
                           "switchover to " + name_of(target_) + " in progress: writes held", FenceStage::Draining);
-  LOG_INFO("switchover: writes held; waiting for the transactions running on %s to finish (up to %g s)",
+  LOG_INFO("%s: writes held; waiting for the transactions running on %s to finish (up to %g s)", what(),
            name_of(old_primary_).c_str(), control_.config()->switchover.drain_timeout);
   check_drained();
 }
@@ -156,6 +166,10 @@ void Switchover::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {
   // What must finish is what runs on the old primary: its servers inside a transaction or owing replies. A client
   // that began a transaction and waits for a primary holds nothing there; it gets the new one.
   const size_t busy = busy_servers_on(snapshots, old_name);
+  if (kind_ == Kind::PatroniFollow && (busy == 0 || monotonic_seconds() >= step_deadline_)) {
+    on_patroni_drained(busy);
+    return;
+  }
   if (busy == 0) {
     notices_.push_back("running transactions on " + old_name + " finished in " + seconds_text(since_hold()));
     read_final_lsn();
@@ -244,14 +258,14 @@ void Switchover::poll_catch_up() {
 
 void Switchover::promote() {
   set_step(Step::Promoting);
-  if (!failover_) {
+  if (kind_ != Kind::Failover) {
     notices_.push_back(name_of(target_) + " replayed " + lsn_text(final_lsn_) + " " + seconds_text(since_hold()) +
                        " after the hold");
   }
   const auto config = control_.config();
   const auto promoted = [this] {
     control_.prober().fence(static_cast<size_t>(old_primary_), old_timeline_,
-                            std::string(failover_ ? "failed" : "switched") + " over to " + name_of(target_) +
+                            std::string(kind_ == Kind::Failover ? "failed" : "switched") + " over to " + name_of(target_) +
                                 ": fenced until it reports as a standby on a timeline after " +
                                 std::to_string(old_timeline_),
                             FenceStage::Closed);
@@ -288,17 +302,22 @@ void Switchover::promote() {
 }
 
 void Switchover::await_primary() {
+  const auto config = control_.config();
   if (step_ != Step::AwaitingPrimary) {
     set_step(Step::AwaitingPrimary);
-    step_deadline_ = monotonic_seconds() + control_.config()->switchover.command_timeout;
+    // Patroni's own switchover takes a few of its loops; the writes it holds wait up to failover_timeout anyway.
+    step_deadline_ = monotonic_seconds() + (kind_ == Kind::PatroniFollow ? config->routing.failover_timeout
+                                                                         : config->switchover.command_timeout);
   }
   const auto view = control_.shared().view.load();
-  if (view->primary == target_) {
+  if (awaited_primary(*view)) {
     on_primary_seen(*view);
     return;
   }
   if (monotonic_seconds() >= step_deadline_) {
-    fail(name_of(target_) + " was promoted but the prober did not see it as the primary in time" +
+    fail((kind_ == Kind::PatroniFollow ? "Patroni named no new primary within routing.failover_timeout"
+                                       : name_of(target_) + " was promoted but the prober did not see it as the "
+                                                            "primary in time") +
              (view->alarm.empty() ? "" : ": " + view->alarm),
          "SHOW BACKENDS shows what the prober sees");
     return;
@@ -312,13 +331,17 @@ void Switchover::on_view(const routing::BackendsView& view, const std::string& l
     consider_failover(view, last_primary);
   } else if (step_ == Step::Confirming && view.primary >= 0) {
     cancel(name_of(view.primary) + " answers as the primary again", "");
+  } else if (patroni_withdrew(view)) {
+    cancel("Patroni cleared its failover key and still names " + name_of(old_primary_) + " its leader",
+           "Patroni's log says why it did not switch over");
   } else {
     on_primary_seen(view);
   }
 }
 
 void Switchover::on_primary_seen(const routing::BackendsView& view) {
-  if (step_ != Step::AwaitingPrimary || view.primary != target_) return;
+  if (step_ != Step::AwaitingPrimary || !awaited_primary(view)) return;
+  target_ = view.primary;  // PatroniFollow without a candidate: the one Patroni chose
   uv_timer_stop(timer_->get());
   const double pause = since_hold();
   control_.metrics().last_switchover_write_pause = pause;
@@ -369,29 +392,34 @@ void Switchover::succeed() {
 }
 
 void Switchover::cancel(std::string message, std::string hint) {
-  if (old_primary_ >= 0) control_.prober().unfence(static_cast<size_t>(old_primary_));
   notices_.clear();
   finish({protocol::sqlstate::kObjectNotInPrerequisiteState,
           std::string(what()) + " canceled: " + message +
-              (failover_ ? std::string() : "; writes resume on " + name_of(old_primary_)),
+              (kind_ == Kind::Failover ? std::string() : "; writes resume on " + name_of(old_primary_)),
           std::move(hint), {}},
-         "canceled");
+         "canceled", old_primary_);
 }
 
 void Switchover::fail(std::string message, std::string hint) {
   // Promoted (or maybe promoted): the old primary keeps its fence. Otherwise the prober decides from here.
-  if (step_ < Step::AwaitingPrimary && old_primary_ >= 0) control_.prober().unfence(static_cast<size_t>(old_primary_));
+  // Drained for Patroni: its leader key, not this run, decides from here.
+  const bool unfence = step_ < Step::AwaitingPrimary || kind_ == Kind::PatroniFollow;
   finish({protocol::sqlstate::kObjectNotInPrerequisiteState,
           std::string(what()) + " failed at step " + to_string(step_) + ": " + message,
           std::move(hint), std::move(notices_)},
-         "failed");
+         "failed", unfence ? old_primary_ : -1);
 }
 
-void Switchover::finish(SwitchoverResult result, const char* outcome) {
-  ++(failover_ ? control_.metrics().auto_failovers : control_.metrics().switchovers)[outcome];
+void Switchover::finish(SwitchoverResult result, const char* outcome, int unfence) {
+  ControlMetrics& metrics = control_.metrics();
+  ++(kind_ == Kind::Failover        ? metrics.auto_failovers
+     : kind_ == Kind::PatroniFollow ? metrics.patroni_switchovers
+                                    : metrics.switchovers)[outcome];
   // A failed promotion is not retried at once (every view would start another); a cancel means the primary
   // answered again, and losing it later is a new event.
-  if (failover_ && std::string_view(outcome) == "failed") retry_after_ = monotonic_seconds() + kFailoverRetryDelay;
+  if (kind_ == Kind::Failover && std::string_view(outcome) == "failed") {
+    retry_after_ = monotonic_seconds() + kFailoverRetryDelay;
+  }
   if (result.sqlstate.empty()) {
     LOG_INFO("%s", result.message.c_str());
   } else {
@@ -401,7 +429,8 @@ void Switchover::finish(SwitchoverResult result, const char* outcome) {
   if (!reply_) {
     for (const std::string& notice : result.notices) LOG_INFO("%s: %s", what(), notice.c_str());
   }
-  failover_ = false;
+  kind_ = Kind::Planned;
+  withdrawn_at_answer_ = 0;
   uv_timer_stop(timer_->get());
   ++run_;
   set_step(Step::Idle);
@@ -410,6 +439,8 @@ void Switchover::finish(SwitchoverResult result, const char* outcome) {
   report_conns_.clear();
   command_.reset();
   patroni_call_.reset();
+  // Once idle: the new view this publishes reaches on_view, which must not find the run still going.
+  if (unfence >= 0) control_.prober().unfence(static_cast<size_t>(unfence));
   Reply reply = std::move(reply_);
   reply_ = nullptr;
   if (reply) reply(result);

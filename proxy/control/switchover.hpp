@@ -23,6 +23,13 @@
 //   Confirming   every reachable standby is asked whether its WAL receiver still streams; promote only when none
 //                does (routing::plan_failover), then fence the old primary and go on at Promoting
 // with nobody to answer but the log and pgmux_auto_failovers_total.
+//
+// And it drains for a switchover asked of Patroni behind pgmux's back (topology.etcd_urls: proxy/control/
+// etcd_watch.hpp), from the moment Patroni's failover key names the current primary: Draining as above (not
+// canceled by drain_timeout: Patroni goes on regardless), then AwaitingPrimary for the member Patroni was asked to
+// promote (any other primary when it chooses). Patroni clearing its key while it still names the old leader, two
+// /cluster answers later, cancels: writes resume there. Nobody to answer but the log and
+// pgmux_patroni_switchovers_total.
 #pragma once
 #include <functional>
 #include <memory>
@@ -31,6 +38,7 @@
 
 #include <uv.h>
 
+#include "proxy/control/etcd_watch.hpp"
 #include "proxy/control/http_client.hpp"
 #include "proxy/control/pg_query_connection.hpp"
 #include "proxy/control/shell_command.hpp"
@@ -53,6 +61,9 @@ struct SwitchoverResult {
 
 class Switchover {
  public:
+  // Planned: an admin SWITCHOVER. Failover: failover.mode pgmux. PatroniFollow: drained for a switchover Patroni
+  // was asked for directly.
+  enum class Kind { Planned, Failover, PatroniFollow };
   enum class Step {
     Idle,
     Confirming,
@@ -75,18 +86,22 @@ class Switchover {
   // Starts a switchover to `target_name` ("" = the best standby). `reply` runs once, on the control loop, when it
   // is done, canceled or failed (at once when it cannot start).
   void start(const std::string& target_name, Reply reply);
+  // Patroni's failover key changed (EtcdWatch): a switchover away from the current primary asked of Patroni starts
+  // a PatroniFollow run; the key cleared while one awaits Patroni may cancel it (on_view decides).
+  void follow_patroni(const PatroniFailoverKey& key);
   // Every new view (Control::on_view): AwaitingPrimary ends when the target is the primary; Confirming ends when a
   // primary answers again. With failover.mode pgmux, a view in which `last_primary` (the primary pgmux last knew)
   // is down and no other backend is the primary starts a failover.
   void on_view(const routing::BackendsView& view, const std::string& last_primary);
   bool running() const { return step_ != Step::Idle; }
-  bool planned() const { return running() && !failover_; }  // an admin SWITCHOVER, not a failover
+  // A switchover (admin SWITCHOVER or drained for Patroni's), not a failover.
+  bool planned() const { return running() && kind_ != Kind::Failover; }
   // A reload must wait: the run names backends by their position. A failover still confirming is abandoned
   // instead (abandon_confirming): it may wait for as long as a standby streams, and the next view starts it again.
-  bool holds_reload() const { return running() && !(failover_ && step_ == Step::Confirming); }
+  bool holds_reload() const { return running() && !(kind_ == Kind::Failover && step_ == Step::Confirming); }
   void abandon_confirming();
   // The primary moving now is a planned switchover's doing (not a failover to count).
-  bool moving_primary() const { return !failover_ && step_ >= Step::Demoting; }
+  bool moving_primary() const { return kind_ != Kind::Failover && step_ >= Step::Demoting; }
 
  private:
   void set_step(Step next);
@@ -95,7 +110,7 @@ class Switchover {
   void start_failover(int old_primary);
   void confirm_lost();
   void on_receivers_reported();
-  const char* what() const { return failover_ ? "failover" : "switchover"; }
+  const char* what() const;
   // switchover.cpp
   void checkpoint();
   void hold();
@@ -106,6 +121,10 @@ class Switchover {
   // switchover_patroni.cpp: topology.source patroni demotes and promotes through Patroni's REST API.
   void patroni_switchover();
   void on_patroni_reply(const std::string& url, const HttpResult& result);
+  void on_patroni_drained(size_t still_running);
+  bool patroni_withdrew(const routing::BackendsView& view) const;
+  // The primary this run waits for: the target, or with none named (Patroni chooses) any other than the old one.
+  bool awaited_primary(const routing::BackendsView& view) const;
   void poll_catch_up();
   void promote();
   void await_primary();
@@ -116,7 +135,8 @@ class Switchover {
   void cancel(std::string message, std::string hint);
   // Part way: what was done stays done; the fence goes so the prober's view decides.
   void fail(std::string message, std::string hint);
-  void finish(SwitchoverResult result, const char* outcome);
+  // Ends the run; `unfence` (a backend index, -1 = none) loses its fence once the run is idle.
+  void finish(SwitchoverResult result, const char* outcome, int unfence = -1);
   // One SQL statement on `connection`; `on_row` gets the first row's first column (when there is one).
   void run_sql(PgQueryConnection& connection, const char* sql, double timeout,
                std::function<void(const std::string& value)> on_ok,
@@ -144,10 +164,13 @@ class Switchover {
   std::unique_ptr<PgQueryConnection> target_conn_;
   std::unique_ptr<ShellCommand> command_;
   std::shared_ptr<HttpCall> patroni_call_;
-  // failover.mode pgmux: this run is a failover; the standbys' answers while Confirming; no new failover before
+  Kind kind_ = Kind::Planned;
+  // PatroniFollow: the dcs.answers count when Patroni cleared its key (0 = it has not); a later answer that still
+  // names the old leader means Patroni dropped the switchover.
+  uint64_t withdrawn_at_answer_ = 0;
+  // failover.mode pgmux: the standbys' answers while Confirming; no new failover before
   // retry_after_ (monotonic seconds) once one failed; the last reason for not promoting (logged
   // when it changes).
-  bool failover_ = false;
   std::vector<routing::ReceiverReport> reports_;
   std::vector<std::unique_ptr<PgQueryConnection>> report_conns_;
   size_t reports_pending_ = 0;

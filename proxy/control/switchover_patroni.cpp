@@ -73,3 +73,86 @@ void Switchover::on_patroni_reply(const std::string& url, const HttpResult& resu
 }
 
 }  // namespace pgmux::proxy
+
+namespace pgmux::proxy {
+
+namespace {
+int backend_of_member(const routing::BackendsView& view, const std::string& member) {
+  for (size_t i = 0; i < view.backends.size(); ++i) {
+    if (routing::dcs_member_of(view, i) == member) return static_cast<int>(i);
+  }
+  return -1;
+}
+}  // namespace
+
+void Switchover::follow_patroni(const PatroniFailoverKey& key) {
+  if (!key.requested) {
+    if (kind_ == Kind::PatroniFollow && running() && withdrawn_at_answer_ == 0) {
+      withdrawn_at_answer_ = control_.shared().view.load()->dcs.answers;
+      control_.prober().probe_now();  // and the next /cluster answer tells whether Patroni kept its leader
+    }
+    return;
+  }
+  // pgmux's own SWITCHOVER wrote this key (POST /switchover), or something else already runs.
+  if (running()) return;
+  const auto view = control_.shared().view.load();
+  const int old = view->primary;
+  if (old < 0) return;  // no primary to drain: writes already wait for one
+  const std::string leader = routing::dcs_member_of(*view, static_cast<size_t>(old));
+  if (!key.leader.empty() && key.leader != leader) return;  // not about this primary: Patroni will refuse it
+  if (key.scheduled) {
+    LOG_INFO("Patroni has a switchover from %s scheduled: pgmux does not drain for it (its running transactions end "
+             "at the old primary's shutdown); SWITCHOVER through pgmux at that time drains them",
+             name_of(old).c_str());
+    return;
+  }
+  if (control_.config()->routing.failover_timeout <= 0 || control_.consistency_check().blocks_changes()) {
+    LOG_WARN("Patroni was asked to switch over from %s; not drained for (%s)", name_of(old).c_str(),
+             control_.consistency_check().blocks_changes() ? "a CHECK CONSISTENCY holds writes"
+                                                           : "routing.failover_timeout is 0");
+    return;
+  }
+  ++run_;
+  kind_ = Kind::PatroniFollow;
+  reply_ = nullptr;
+  notices_.clear();
+  withdrawn_at_answer_ = 0;
+  old_primary_ = old;
+  target_ = key.candidate.empty() ? -1 : backend_of_member(*view, key.candidate);
+  old_timeline_ = view->backends[static_cast<size_t>(old)].last.timeline;
+  LOG_INFO("Patroni was asked to switch over from %s to %s (its failover key): holding writes while the "
+           "transactions running on %s finish, before Patroni stops it",
+           name_of(old).c_str(), key.candidate.empty() ? name_of(target_).c_str() : key.candidate.c_str(),
+           name_of(old).c_str());
+  hold();
+}
+
+// Drained, or still running at drain_timeout: Patroni stops the old primary either way. Its idle server
+// connections close now, so none is handed a transaction that the shutdown would end.
+void Switchover::on_patroni_drained(size_t still_running) {
+  if (still_running > 0) {
+    LOG_WARN("Patroni switchover: %zu transaction(s) on %s still running after switchover.drain_timeout; Patroni's "
+             "shutdown will end them",
+             still_running, name_of(old_primary_).c_str());
+  } else {
+    LOG_INFO("Patroni switchover: the transactions on %s finished in %.3f s; waiting for Patroni's new leader",
+             name_of(old_primary_).c_str(), since_hold());
+  }
+  control_.prober().fence(static_cast<size_t>(old_primary_), old_timeline_,
+                          "Patroni is switching over to " + name_of(target_) + ": writes held",
+                          routing::BackendStatus::FenceStage::Closed);
+  await_primary();
+}
+
+bool Switchover::patroni_withdrew(const routing::BackendsView& view) const {
+  // Two answers later: the first may have been asked before the key was cleared.
+  return kind_ == Kind::PatroniFollow && withdrawn_at_answer_ > 0 && view.dcs.answers >= withdrawn_at_answer_ + 2 &&
+         view.dcs.leader_index == old_primary_;
+}
+
+bool Switchover::awaited_primary(const routing::BackendsView& view) const {
+  if (target_ >= 0) return view.primary == target_;
+  return view.primary >= 0 && view.primary != old_primary_;
+}
+
+}  // namespace pgmux::proxy

@@ -142,6 +142,8 @@ struct ControlMetrics {
   std::map<std::string, uint64_t> switchovers;  // by result: done, canceled, failed
   double last_switchover_write_pause = 0;       // seconds, of the last one done
   std::map<std::string, uint64_t> auto_failovers;  // failover.mode pgmux, by result: done, canceled, failed
+  // Switchovers asked of Patroni directly that pgmux drained for (topology.etcd_urls), by result.
+  std::map<std::string, uint64_t> patroni_switchovers;
   std::map<std::string, uint64_t> consistency_checks;  // by result: consistent, differences, failed
   double consistency_differences = 0;  // of the last check that ran
   double last_consistency_check = 0;   // unix seconds of it (0 = never)

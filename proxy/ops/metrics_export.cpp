@@ -63,6 +63,7 @@ enum class Family : size_t {
   ConsistencyDifferences,
   ConsistencyLastRun,
   AutoFailovers,
+  PatroniSwitchovers,
   SplitBrain,
   ConfigReloads,
   ConfigLastReloadSuccess,
@@ -136,7 +137,8 @@ const MetricFamilyInfo kFamilies[] = {
      "Admin SWITCHOVERs by result: done, canceled (nothing changed: writes resumed on the old primary), failed "
      "(stopped part way: see the log)."},
     {"pgmux_switchover_write_pause_seconds", kGauge, "",
-     "How long the last completed SWITCHOVER held writes (from the hold to the new primary); 0 before any."},
+     "How long the last completed switchover (SWITCHOVER, or Patroni's drained for) held writes (from the hold to "
+     "the new primary); 0 before any."},
     {"pgmux_consistency_checks_total", kCounter, "result",
      "CHECK CONSISTENCY runs by result: consistent, differences, failed (no comparison: see the log)."},
     {"pgmux_consistency_differences", kGauge, "",
@@ -147,6 +149,10 @@ const MetricFamilyInfo kFamilies[] = {
     {"pgmux_auto_failovers_total", kCounter, "result",
      "Failovers pgmux ran itself (failover.mode pgmux) by result: done, canceled (the primary answered again), "
      "failed (see the log)."},
+    {"pgmux_patroni_switchovers_total", kCounter, "result",
+     "Switchovers asked of Patroni directly (patronictl switchover), seen in etcd (topology.etcd_urls), that pgmux "
+     "drained for, by result: done, canceled (Patroni cleared its request: writes resumed on the old primary), "
+     "failed (no new primary within routing.failover_timeout)."},
     {"pgmux_split_brain", kGauge, "", "1 while more than one backend claims to be the primary (writes pause)."},
     {"pgmux_config_reloads_total", kCounter, "result", "Config reloads by result (ok, failed)."},
     {"pgmux_config_last_reload_success_timestamp_seconds", kGauge, "",
@@ -382,6 +388,9 @@ void export_backends(const ExportSources& s, Builder& out) {
     const auto found = s.control->auto_failovers.find(result);
     out.counter(Family::AutoFailovers, {{"result", result}},
                 found == s.control->auto_failovers.end() ? 0 : found->second);
+    const auto patroni = s.control->patroni_switchovers.find(result);
+    out.counter(Family::PatroniSwitchovers, {{"result", result}},
+                patroni == s.control->patroni_switchovers.end() ? 0 : patroni->second);
   }
   for (const char* result : {"consistent", "differences", "failed"}) {
     const auto found = s.control->consistency_checks.find(result);

@@ -188,6 +188,30 @@ TEST_CASE("conf topology: source probe (default) or patroni with its REST API ad
         "leader)\n");
 }
 
+TEST_CASE("conf topology: etcd_urls watch Patroni's failover key under namespace and scope") {
+  const std::string base = R"({"backends": [{"host": "db1"}], "databases": [{"name": "app"}], "topology": )";
+  const LoadResult watched = parse_config(base + R"({"source": "patroni", "patroni_urls": ["http://a:8008"],
+      "etcd_urls": ["http://127.0.0.1:2379", "http://etcd-b:2379"], "patroni_scope": "main"}})");
+  INFO(all_errors(watched));
+  REQUIRE(watched.ok());
+  CHECK(watched.config->topology.etcd_urls.size() == 2);
+  CHECK(watched.config->topology.patroni_scope == "main");
+  CHECK(watched.config->topology.patroni_namespace == "/service");
+
+  const std::string patroni = R"({"source": "patroni", "patroni_urls": ["http://a:8008"], )";
+  CHECK(all_errors(parse_config(base + patroni + R"("etcd_urls": ["http://e:2379"]}})")) ==
+        "/topology/patroni_scope: is needed with \"etcd_urls\": the \"scope\" of Patroni's config (its keys live "
+        "under <patroni_namespace>/<scope>/)\n");
+  CHECK(all_errors(parse_config(base + patroni +
+                                R"("etcd_urls": ["e:2379"], "patroni_scope": "main"}})")) ==
+        "/topology/etcd_urls/0: must be \"http://host:port\" (etcd's client URL), got \"e:2379\"\n");
+  CHECK(all_errors(parse_config(base + patroni +
+                                R"("etcd_urls": ["http://e:2379"], "patroni_scope": "main", "patroni_namespace": "x"}})")) ==
+        "/topology/patroni_namespace: must start with \"/\" (Patroni's default: /service)\n");
+  CHECK(all_errors(parse_config(base + R"({"etcd_urls": ["http://e:2379"], "patroni_scope": "main"}})")) ==
+        "/topology/etcd_urls: needs source \"patroni\" (it watches Patroni's failover key)\n");
+}
+
 TEST_CASE("conf topology: parse_http_url") {
   auto url = parse_http_url("http://127.0.0.1:8008");
   REQUIRE(url);

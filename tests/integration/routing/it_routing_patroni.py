@@ -7,8 +7,11 @@ pooling, both following Patroni.
   act 2  SWITCHOVER TO node2 on A's console under pgbench (both pools): pgmux drains, Patroni switches over;
          zero failed transactions on both, balances consistent, no stale read; B follows without being told. B
          has no Patroni credentials: its own SWITCHOVER is refused by Patroni (401), canceled, and writes go on
-  act 3  `patronictl switchover` back to node1 behind pgmux's back, under load: both follow; a session idle
-         across it (session pooling) keeps working, on the same client connection
+  act 3  both watch Patroni's failover key in etcd (topology.etcd_urls). A request Patroni refuses (no such
+         candidate) is drained for and canceled: writes resume on node2. Then `patronictl switchover` back to node1
+         behind pgmux's back, under pgbench through A (both pools) and B: each pgmux drains before Patroni's fast
+         shutdown, so zero failed transactions and no aborted client; a session idle across it (session pooling)
+         keeps working, on the same client connection
   act 4  the leader's Patroni daemon is killed: its PostgreSQL keeps running as a primary, and once Patroni
          promotes node2 neither pgmux writes to node1 again (fenced, an alarm) although node1 still accepts writes
          directly; each pgmux follows within one poll of node2 leaving recovery
@@ -16,6 +19,7 @@ pooling, both following Patroni.
 usage: it_routing_patroni.py PGMUX_BINARY SUPPORT_DIR   (PGMUX_BINARY in the environment wins)
 Exit 77 (skipped) only when patroni or etcd is not installed.
 """
+import base64
 import json
 import os
 import re
@@ -106,7 +110,9 @@ def config(port, pool_mode, patroni_credentials=True):
         "health_check": {"period": 1, "timeout": 2, "max_retries": 2, "user": "postgres", "database": "postgres"},
         "switchover": {"drain_timeout": 10, "command_timeout": 60},
         "topology": {"source": "patroni", "poll_interval": POLL, "timeout": 2,
-                     "patroni_urls": [f"http://127.0.0.1:{BASE + 10}", f"http://127.0.0.1:{BASE + 11}"]},
+                     "patroni_urls": [f"http://127.0.0.1:{BASE + 10}", f"http://127.0.0.1:{BASE + 11}"],
+                     # patroni_cluster.sh: etcd's client port and Patroni's scope
+                     "etcd_urls": [f"http://127.0.0.1:{BASE + 20}"], "patroni_scope": "pgmux-test"},
         "admin_users": ["admin"],
         "metrics_listen": f"127.0.0.1:{port + 1}",
     }
@@ -285,11 +291,39 @@ def act2():
     check(write_port(PORT_B) == NODE_PORT["node2"], "after the canceled SWITCHOVER, writes through B resume on node2")
 
 
+def patroni_switchovers(port, result):
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/metrics", timeout=5).read().decode()
+    found = re.search(r'pgmux_patroni_switchovers_total\{result="%s"\} (\d+)' % result, metrics)
+    return int(found.group(1)) if found else -1
+
+
+def put_failover_key(value):
+    """Writes Patroni's failover key in etcd (its v3 JSON gateway), as patronictl's POST /switchover makes Patroni
+    do."""
+    b64 = lambda text: base64.b64encode(text.encode()).decode()
+    body = json.dumps({"key": b64("/service/pgmux-test/failover"), "value": b64(json.dumps(value))}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{BASE + 20}/v3/kv/put", data=body),
+                           timeout=5).read()
+
+
 def act3(work):
-    print("act 3: patronictl switchover back to node1, behind pgmux's back", flush=True)
+    print("act 3: a switchover asked of Patroni directly, seen in etcd", flush=True)
+    # B drained for act 2's switchover too (A asked Patroni for it): counts from here.
+    done_before = {port: patroni_switchovers(port, "done") for port in (PORT_A, PORT_B)}
+    check(done_before[PORT_B] == 1, f"B drained for A's SWITCHOVER through Patroni (done: {done_before[PORT_B]})")
+    # Patroni refuses a candidate it does not have and clears the key: both pgmux drain, then resume on node2.
+    put_failover_key({"leader": "node2", "member": "nosuch"})
+    for label, port in (("A", PORT_A), ("B", PORT_B)):
+        wait_for(f"{label} cancels its drain once Patroni clears a request it refused",
+                 lambda: patroni_switchovers(port, "canceled") == 1, 15)
+        check(write_port(port) == NODE_PORT["node2"], f"after the refused request, a write through {label} lands "
+                                                      "on node2")
+    print("      patronictl switchover back to node1, behind pgmux's back", flush=True)
     idle = connect(PORT_B)  # session pooling: keeps its client connection across the switchover
     idle.execute("INSERT INTO marks (at) VALUES (now())")
-    bench = pgbench(PORT_A, 8, clients=4)
+    benches = (("A, transaction pooling", pgbench(PORT_A, 8)),
+               ("A, session pooling", pgbench(PORT_A, 8, clients=8, dbname="app_session")),
+               ("B, session pooling", pgbench(PORT_B, 8, clients=4)))
     time.sleep(2)
     r = run("patronictl", "-c", os.path.join(work, "cluster", "node1.yml"), "switchover", "--leader", "node2",
             "--candidate", "node1", "--force", timeout=90)
@@ -299,11 +333,18 @@ def act3(work):
     for label, port in (("A", PORT_A), ("B", PORT_B)):
         wait_for(f"{label} sees node1 as the primary", lambda: backends(port)["node1"]["role"] == "primary", 10)
         check(write_port(port) == NODE_PORT["node1"], f"a write through {label} lands on node1")
+        wait_for(f"{label} counts the Patroni switchover it drained for as done",
+                 lambda: patroni_switchovers(port, "done") == done_before[port] + 1, 10)
     idle_session_writes_on(idle, "node1", "the session idle across it")
-    # PostgreSQL's fast shutdown ends the transactions running on the old primary; clients between
-    # transactions go on. Only the counts are printed: which clients were mid-transaction is chance.
-    _, processed, _, _ = pgbench_result(bench, "A during patronictl switchover")
-    check(processed > 0, "pgbench through A went on")
+    # Drained before Patroni's fast shutdown: nothing ran on node2 when it stopped (without etcd_urls, the
+    # transactions running there end with 57P01).
+    for label, proc in benches:
+        out, processed, failed, aborted = pgbench_result(proc, label + " during patronictl switchover")
+        check(processed > 0 and failed == 0 and aborted == 0 and proc.returncode == 0,
+              f"pgbench through {label} across patronictl switchover: no failed transaction, no aborted client")
+        if failed or aborted:
+            print(out[-3000:], flush=True)
+    check(balances_consistent(NODE_PORT["node1"]), "balances are consistent on node1")
     wait_for("node2 rejoins as a standby", lambda: in_recovery(NODE_PORT["node2"]) is True, 60)
 
 

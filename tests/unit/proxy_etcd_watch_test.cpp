@@ -1,0 +1,148 @@
+// Patroni's failover key as etcd's v3 watch reports it (topology.etcd_urls): the key's value, the watch's chunked
+// stream of JSON messages (fed as etcd 3.4 sent it on the test bed, whole and a byte at a time), what ends a watch,
+// and one watch on a libuv loop against a one-shot peer.
+#include <doctest/doctest.h>
+
+#include <uv.h>
+
+#include <string>
+#include <vector>
+
+#include "one_shot_server.hpp"
+#include "protocol/auth_scram.hpp"
+#include "proxy/control/etcd_watch.hpp"
+
+using namespace pgmux::proxy;
+using pgmux::test::OneShotServer;
+
+namespace {
+
+const std::string kHead =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nGrpc-Metadata-Content-Type: application/grpc\r\n"
+    "Transfer-Encoding: chunked\r\n\r\n";
+
+// One chunk holding one watch message (etcd's gateway ends each with a newline).
+std::string chunk(const std::string& message) {
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", message.size() + 1);
+  return std::string(size) + "\r\n" + message + "\n\r\n";
+}
+
+const std::string kCreated =
+    chunk(R"({"result":{"header":{"cluster_id":"139","revision":"107","raft_term":"2"},"created":true}})");
+
+std::string put_event(const std::string& value) {
+  return chunk(R"({"result":{"header":{"revision":"122"},"events":[{"kv":{"key":"L3NlcnZpY2UvcGdtdXgtdGVzdC9mYWlsb3Zlcg==",)"
+               R"("create_revision":"45","mod_revision":"122","version":"3","value":")" +
+               pgmux::protocol::base64_encode(value) + R"("}}]}})");
+}
+
+const std::string kDeleteEvent = chunk(
+    R"({"result":{"header":{"revision":"130"},"events":[{"type":"DELETE","kv":{"key":"L3NlcnZpY2UvcGdtdXgtdGVzdC9mYWlsb3Zlcg==","mod_revision":"130"}}]}})");
+
+std::vector<EtcdWatchStream::Change> feed_all(EtcdWatchStream& stream, const std::string& bytes, size_t step,
+                                              std::string* error) {
+  std::vector<EtcdWatchStream::Change> changes;
+  for (size_t at = 0; at < bytes.size(); at += step) {
+    if (!stream.feed(std::string_view(bytes).substr(at, step), &changes, error)) break;
+  }
+  return changes;
+}
+
+}  // namespace
+
+TEST_CASE("etcd watch: Patroni's failover key asks for a switchover, is scheduled, or is cleared") {
+  PatroniFailoverKey key = parse_patroni_failover(R"({"leader":"node2","member":"node1"})");
+  CHECK(key.requested);
+  CHECK(key.leader == "node2");
+  CHECK(key.candidate == "node1");
+  CHECK_FALSE(key.scheduled);
+  key = parse_patroni_failover(R"({"member":"node3","scheduled_at":"2026-12-04T01:00:00+00:00"})");
+  CHECK(key.requested);
+  CHECK(key.leader.empty());
+  CHECK(key.scheduled);
+  CHECK_FALSE(parse_patroni_failover("{}").requested);  // how Patroni clears it
+  CHECK_FALSE(parse_patroni_failover("").requested);
+  CHECK_FALSE(parse_patroni_failover("not json").requested);
+}
+
+TEST_CASE("etcd watch: the stream's head, chunks and messages, whole or a byte at a time") {
+  const std::string bytes = kHead + kCreated + put_event(R"({"leader":"node2","member":"node1"})") +
+                            put_event("{}") + kDeleteEvent;
+  for (size_t step : {bytes.size(), size_t{1}, size_t{7}}) {
+    CAPTURE(step);
+    EtcdWatchStream stream;
+    std::string error;
+    const auto changes = feed_all(stream, bytes, step, &error);
+    CHECK(error.empty());
+    CHECK(stream.created());
+    REQUIRE(changes.size() == 3);
+    CHECK(changes[0].value == R"({"leader":"node2","member":"node1"})");
+    CHECK_FALSE(changes[0].deleted);
+    CHECK(changes[1].value == "{}");
+    CHECK(changes[2].deleted);
+    CHECK(changes[2].value.empty());
+  }
+}
+
+TEST_CASE("etcd watch: what ends a watch says why") {
+  const auto error_of = [](const std::string& bytes) {
+    EtcdWatchStream stream;
+    std::string error;
+    feed_all(stream, bytes, bytes.size(), &error);
+    return error;
+  };
+  CHECK(error_of("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n") ==
+        "HTTP status 404 (is this etcd 3.4 or newer with its v3 gateway?)");
+  CHECK(error_of("SSH-2.0-OpenSSH_9.2\r\n\r\n") == "malformed status line");
+  CHECK(error_of(kHead + "zz\r\n") == "malformed chunk size");
+  CHECK(error_of(kHead + kCreated + "0\r\n\r\n") == "etcd ended the watch response");
+  CHECK(error_of(kHead + chunk(R"({"result":{"canceled":true,"cancel_reason":"mvcc: required revision has been compacted"}})")) ==
+        "etcd canceled the watch: mvcc: required revision has been compacted");
+  CHECK(error_of(kHead + chunk(R"({"error":{"grpc_code":7,"message":"permission denied"}})")) ==
+        "etcd: permission denied");
+  CHECK(error_of(kHead + chunk("[1,2]")) == "a watch message is not a JSON object: [1,2]");
+  // Without the chunked coding, the body is read as it comes.
+  EtcdWatchStream plain;
+  std::vector<EtcdWatchStream::Change> changes;
+  std::string error;
+  CHECK(plain.feed("HTTP/1.1 200 OK\r\n\r\n{\"result\":{\"created\":true}}\n", &changes, &error));
+  CHECK(plain.created());
+}
+
+TEST_CASE("etcd watch: asks etcd for the key under namespace and scope, and hands each change over") {
+  OneShotServer etcd(kHead + kCreated + put_event(R"({"leader":"node1","member":"node2"})"));
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  uv_timer_t guard;  // a watch that never reports ends the test after 5 s instead of hanging it
+  uv_timer_init(&loop, &guard);
+  uv_timer_start(&guard, [](uv_timer_t* t) { uv_stop(t->loop); }, 5000, 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&guard));
+  std::vector<PatroniFailoverKey> keys;
+  {
+    EtcdWatch* self = nullptr;
+    EtcdWatch watch(&loop, [&](const PatroniFailoverKey& key) {
+      keys.push_back(key);
+      self->stop();  // from inside its own callback: the loop ends once its connection has closed
+    });
+    self = &watch;
+    pgmux::conf::TopologySource source;
+    source.kind = pgmux::conf::TopologySourceKind::Patroni;
+    source.etcd_urls = {"http://127.0.0.1:" + std::to_string(etcd.port())};
+    source.patroni_scope = "pgmux-test";
+    source.patroni_namespace = "/service/";
+    watch.configure(source);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  REQUIRE(keys.size() == 1);
+  CHECK(keys[0].requested);
+  CHECK(keys[0].leader == "node1");
+  CHECK(keys[0].candidate == "node2");
+  CHECK(etcd.request().find("POST /v3/watch HTTP/1.1\r\n") == 0);
+  CHECK(etcd.request().find(R"({"create_request":{"key":")" +
+                            pgmux::protocol::base64_encode("/service/pgmux-test/failover") + "\"}}") !=
+        std::string::npos);
+}
