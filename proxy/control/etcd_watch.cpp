@@ -241,11 +241,7 @@ struct EtcdWatch::Connection {
       return;
     }
     int rc = self->tcp.init(req->loop);
-    if (rc == 0) {
-      uv_tcp_nodelay(self->tcp.get(), 1);
-      uv_tcp_keepalive(self->tcp.get(), 1, 10);  // a watch is silent for hours: notice a peer that vanished
-      rc = uv_tcp_connect(&self->connect_req, self->tcp.get(), res->ai_addr, on_connected);
-    }
+    if (rc == 0) rc = uv_tcp_connect(&self->connect_req, self->tcp.get(), res->ai_addr, on_connected);
     uv_freeaddrinfo(res);
     if (rc < 0) self->owner->on_broken(self->url, std::string("cannot connect: ") + uv_strerror(rc));
   }
@@ -257,6 +253,8 @@ struct EtcdWatch::Connection {
       self->owner->on_broken(self->url, std::string("cannot connect: ") + uv_strerror(status));
       return;
     }
+    uv_tcp_nodelay(self->tcp.get(), 1);
+    uv_tcp_keepalive(self->tcp.get(), 1, 10);  // a watch is silent for hours: notice a peer that vanished
     uv_buf_t buf = uv_buf_init(self->request.data(), static_cast<unsigned>(self->request.size()));
     int rc = uv_write(&self->write_req, self->tcp.stream(), &buf, 1, on_written);
     if (rc == 0) rc = uv_read_start(self->tcp.stream(), on_alloc, on_read);
@@ -311,18 +309,20 @@ void EtcdWatch::configure(const conf::TopologySource& source) {
   }
   std::string prefix = source.patroni_namespace;
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
-  const std::string key = prefix + "/" + source.patroni_scope + "/failover";
+  prefix += "/" + source.patroni_scope;
   timeout_ = source.timeout;
-  if (key == key_ && source.etcd_urls == urls_) return;
+  if (prefix + "/failover" == key_ && source.etcd_urls == urls_) return;
   stop();
   urls_ = source.etcd_urls;
-  key_ = key;
+  prefix_ = prefix;
+  key_ = prefix + "/failover";
   next_url_ = 0;
   open_next();
 }
 
 void EtcdWatch::stop() {
   key_.clear();
+  check_.reset();
   uv_timer_stop(timer_->get());
   if (connection_ != nullptr) connection_->abandon();
   connection_ = nullptr;
@@ -341,9 +341,37 @@ void EtcdWatch::on_watching(const std::string& url) {
   LOG_INFO("watching Patroni's failover key %s in etcd at %s: a switchover asked of Patroni is drained for",
            key_.c_str(), url.c_str());
   last_error_.clear();
+  check_leader_key(url);
 }
 
-void EtcdWatch::on_broken(const std::string& url, const std::string& why) {
+void EtcdWatch::check_leader_key(const std::string& url) {
+  HttpRequestSpec spec;
+  spec.url = conf::parse_http_url(url).value_or(conf::HttpUrl{});
+  spec.method = "POST";
+  spec.path = "/v3/kv/range";
+  const std::string leader = prefix_ + "/leader";
+  spec.body = nlohmann::json{{"key", protocol::base64_encode(leader)}, {"count_only", true}}.dump();
+  spec.timeout = timeout_;
+  check_ = HttpCall::start(loop_, std::move(spec), [this, url, leader](HttpResult result) {
+    check_.reset();
+    if (!result.ok || result.status != 200) {
+      const std::string why = result.ok ? "HTTP status " + std::to_string(result.status) : result.error;
+      LOG_DEBUG("etcd at %s: reading %s failed: %s", url.c_str(), leader.c_str(), why.c_str());
+      return;
+    }
+    const nlohmann::json doc = nlohmann::json::parse(result.body, nullptr, /*allow_exceptions=*/false);
+    // The gateway writes 64-bit counts as strings and leaves a zero out.
+    const auto count = doc.is_object() ? doc.find("count") : doc.end();
+    if (count != doc.end() && count->is_string() && count->get<std::string>() != "0") return;
+    LOG_WARN("etcd at %s has no key %s: Patroni keeps its keys elsewhere (with an etcd: section instead of etcd3: "
+             "it uses etcd's v2 API, which this watch cannot see; or its scope and namespace are not "
+             "topology.patroni_scope and patroni_namespace), so a switchover asked of Patroni directly is not "
+             "drained for",
+             url.c_str(), leader.c_str());
+  });
+}
+
+void EtcdWatch::on_broken(std::string url, const std::string& why) {
   if (connection_ != nullptr) connection_->abandon();
   connection_ = nullptr;
   const std::string error = url + ": " + why;
@@ -361,6 +389,10 @@ void EtcdWatch::on_timer(uv_timer_t* timer) {
   if (self == nullptr || self->key_.empty()) return;
   if (self->connection_ == nullptr) {
     self->open_next();
+  } else if (self->connection_->looking_up) {
+    // A slow resolver: abandoning the lookup would start another beside it in libuv's thread pool, which the
+    // probes' lookups share. Its own timeouts end it.
+    uv_timer_start(timer, on_timer, static_cast<uint64_t>(std::llround(self->timeout_ * 1000)), 0);
   } else if (!self->connection_->stream.created()) {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%g", self->timeout_);

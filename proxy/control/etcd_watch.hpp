@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "proxy/control/http_client.hpp"
 #include "proxy/net/uv_handle.hpp"
 
 namespace pgmux::proxy {
@@ -74,14 +75,20 @@ class EtcdWatch {
   struct Connection;
   void open_next();
   void on_watching(const std::string& url);
-  void on_broken(const std::string& url, const std::string& why);
+  // `url` by value: the connection that holds the caller's copy goes first.
+  void on_broken(std::string url, const std::string& why);
+  // Patroni with etcd's v2 API (its `etcd:` section), or with another scope or namespace, keeps no keys where the
+  // watch looks, and the watch would wait for nothing: its leader key must be there. Asked once per watch opened.
+  void check_leader_key(const std::string& url);
   static void on_timer(uv_timer_t* timer);
 
   uv_loop_t* loop_;
   OnKey on_key_;
   std::vector<std::string> urls_;
   double timeout_ = 2;
-  std::string key_;  // "" while stopped
+  std::string prefix_;  // <namespace>/<scope>
+  std::string key_;     // prefix_ + "/failover"; "" while stopped
+  std::shared_ptr<HttpCall> check_;  // check_leader_key's request
   size_t next_url_ = 0;
   Connection* connection_ = nullptr;  // the watch open or opening; it frees itself once libuv is done with it
   // While connection_ opens: its deadline. Without one: the retry after a broken watch.

@@ -439,10 +439,11 @@ void Switchover::finish(SwitchoverResult result, const char* outcome, int unfenc
   report_conns_.clear();
   command_.reset();
   patroni_call_.reset();
-  // Once idle: the new view this publishes reaches on_view, which must not find the run still going.
-  if (unfence >= 0) control_.prober().unfence(static_cast<size_t>(unfence));
+  // Taken first: the unfence below may start a failover run (failover.mode pgmux), which sets reply_ anew.
   Reply reply = std::move(reply_);
   reply_ = nullptr;
+  // Once idle: the new view this publishes reaches on_view, which must not find the run still going.
+  if (unfence >= 0) control_.prober().unfence(static_cast<size_t>(unfence));
   if (reply) reply(result);
 }
 

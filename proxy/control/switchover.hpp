@@ -101,7 +101,10 @@ class Switchover {
   bool holds_reload() const { return running() && !(kind_ == Kind::Failover && step_ == Step::Confirming); }
   void abandon_confirming();
   // The primary moving now is a planned switchover's doing (not a failover to count).
-  bool moving_primary() const { return kind_ != Kind::Failover && step_ >= Step::Demoting; }
+  // Patroni may move it as soon as it is asked to, while pgmux still drains.
+  bool moving_primary() const {
+    return kind_ != Kind::Failover && step_ >= (kind_ == Kind::PatroniFollow ? Step::Draining : Step::Demoting);
+  }
 
  private:
   void set_step(Step next);

@@ -99,7 +99,8 @@ void Switchover::follow_patroni(const PatroniFailoverKey& key) {
   const int old = view->primary;
   if (old < 0) return;  // no primary to drain: writes already wait for one
   const std::string leader = routing::dcs_member_of(*view, static_cast<size_t>(old));
-  if (!key.leader.empty() && key.leader != leader) return;  // not about this primary: Patroni will refuse it
+  // Not about this primary, or to the leader itself: Patroni refuses it.
+  if ((!key.leader.empty() && key.leader != leader) || key.candidate == leader) return;
   if (key.scheduled) {
     LOG_INFO("Patroni has a switchover from %s scheduled: pgmux does not drain for it (its running transactions end "
              "at the old primary's shutdown); SWITCHOVER through pgmux at that time drains them",

@@ -10,13 +10,17 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace pgmux::test {
 
-// Accepts one connection, reads the request head, writes `reply` (then closes unless `hang`).
+// Accepts one connection, reads the request (head and body), writes `reply` and closes (unless `hang`: then it
+// waits 0.6 s and closes without a word). With several replies: one connection for each, in turn.
 class OneShotServer {
  public:
-  explicit OneShotServer(std::string reply, bool hang = false) : reply_(std::move(reply)), hang_(hang) {
+  explicit OneShotServer(std::string reply, bool hang = false) : OneShotServer(std::vector{std::move(reply)}, hang) {}
+  explicit OneShotServer(std::vector<std::string> replies, bool hang = false)
+      : replies_(std::move(replies)), hang_(hang), requests_(replies_.size()) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -33,38 +37,42 @@ class OneShotServer {
     ::close(fd_);
   }
   uint16_t port() const { return port_; }
-  const std::string& request() const { return request_; }
+  // What the i-th connection sent (complete once its reply went out).
+  const std::string& request(size_t i = 0) const { return requests_[i]; }
 
  private:
   void serve() {
-    const int c = ::accept(fd_, nullptr, nullptr);
-    if (c < 0) return;
-    char buffer[4096];
-    while (!complete()) {
-      const ssize_t n = ::recv(c, buffer, sizeof buffer, 0);
-      if (n <= 0) break;
-      request_.append(buffer, static_cast<size_t>(n));
+    for (size_t i = 0; i < replies_.size(); ++i) {
+      const int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string& request = requests_[i];
+      char buffer[4096];
+      while (!complete(request)) {
+        const ssize_t n = ::recv(c, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        request.append(buffer, static_cast<size_t>(n));
+      }
+      if (!hang_) {
+        (void)!::send(c, replies_[i].data(), replies_[i].size(), MSG_NOSIGNAL);
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      }
+      ::close(c);
     }
-    if (!hang_) {
-      (void)!::send(c, reply_.data(), reply_.size(), MSG_NOSIGNAL);
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(600));
-    }
-    ::close(c);
   }
   // The head, and the body its Content-Length announces.
-  bool complete() const {
-    const size_t head_end = request_.find("\r\n\r\n");
+  static bool complete(const std::string& request) {
+    const size_t head_end = request.find("\r\n\r\n");
     if (head_end == std::string::npos) return false;
-    const size_t length_at = request_.find("Content-Length: ");
+    const size_t length_at = request.find("Content-Length: ");
     if (length_at == std::string::npos || length_at > head_end) return true;
-    return request_.size() >= head_end + 4 + std::stoul(request_.substr(length_at + 16));
+    return request.size() >= head_end + 4 + std::stoul(request.substr(length_at + 16));
   }
   int fd_ = -1;
   uint16_t port_ = 0;
-  std::string reply_;
+  std::vector<std::string> replies_;
   bool hang_;
-  std::string request_;
+  std::vector<std::string> requests_;
   std::thread thread_;
 };
 

@@ -5,12 +5,19 @@
 
 #include <uv.h>
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "one_shot_server.hpp"
 #include "protocol/auth_scram.hpp"
 #include "proxy/control/etcd_watch.hpp"
+#include "proxy/net/log.hpp"
 
 using namespace pgmux::proxy;
 using pgmux::test::OneShotServer;
@@ -31,14 +38,16 @@ std::string chunk(const std::string& message) {
 const std::string kCreated =
     chunk(R"({"result":{"header":{"cluster_id":"139","revision":"107","raft_term":"2"},"created":true}})");
 
+const std::string kKey = R"("key":"L3NlcnZpY2UvcGdtdXgtdGVzdC9mYWlsb3Zlcg==")";  // /service/pgmux-test/failover
+
 std::string put_event(const std::string& value) {
-  return chunk(R"({"result":{"header":{"revision":"122"},"events":[{"kv":{"key":"L3NlcnZpY2UvcGdtdXgtdGVzdC9mYWlsb3Zlcg==",)"
-               R"("create_revision":"45","mod_revision":"122","version":"3","value":")" +
+  return chunk(R"({"result":{"header":{"revision":"122"},"events":[{"kv":{)" + kKey +
+               R"(,"create_revision":"45","mod_revision":"122","version":"3","value":")" +
                pgmux::protocol::base64_encode(value) + R"("}}]}})");
 }
 
-const std::string kDeleteEvent = chunk(
-    R"({"result":{"header":{"revision":"130"},"events":[{"type":"DELETE","kv":{"key":"L3NlcnZpY2UvcGdtdXgtdGVzdC9mYWlsb3Zlcg==","mod_revision":"130"}}]}})");
+const std::string kDeleteEvent = chunk(R"({"result":{"header":{"revision":"130"},"events":[{"type":"DELETE","kv":{)" +
+                                       kKey + R"(,"mod_revision":"130"}}]}})");
 
 std::vector<EtcdWatchStream::Change> feed_all(EtcdWatchStream& stream, const std::string& bytes, size_t step,
                                               std::string* error) {
@@ -97,7 +106,9 @@ TEST_CASE("etcd watch: what ends a watch says why") {
   CHECK(error_of("SSH-2.0-OpenSSH_9.2\r\n\r\n") == "malformed status line");
   CHECK(error_of(kHead + "zz\r\n") == "malformed chunk size");
   CHECK(error_of(kHead + kCreated + "0\r\n\r\n") == "etcd ended the watch response");
-  CHECK(error_of(kHead + chunk(R"({"result":{"canceled":true,"cancel_reason":"mvcc: required revision has been compacted"}})")) ==
+  const std::string compacted = R"({"result":{"canceled":true,"cancel_reason":"mvcc: required revision has been )"
+                                R"(compacted"}})";
+  CHECK(error_of(kHead + chunk(compacted)) ==
         "etcd canceled the watch: mvcc: required revision has been compacted");
   CHECK(error_of(kHead + chunk(R"({"error":{"grpc_code":7,"message":"permission denied"}})")) ==
         "etcd: permission denied");
@@ -110,33 +121,52 @@ TEST_CASE("etcd watch: what ends a watch says why") {
   CHECK(plain.created());
 }
 
-TEST_CASE("etcd watch: asks etcd for the key under namespace and scope, and hands each change over") {
-  OneShotServer etcd(kHead + kCreated + put_event(R"({"leader":"node1","member":"node2"})"));
+namespace {
+
+// Runs one EtcdWatch for the scope pgmux-test against 127.0.0.1:`port` on a loop of its own until `seconds` have
+// passed (or on_key stopped it), and lets every handle close.
+using OnKeyOf = std::function<void(EtcdWatch& watch, const PatroniFailoverKey& key)>;
+void run_watch(uint16_t port, double seconds, const OnKeyOf& on_key) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  uv_timer_t guard;  // a watch that never reports ends the test after 5 s instead of hanging it
-  uv_timer_init(&loop, &guard);
-  uv_timer_start(&guard, [](uv_timer_t* t) { uv_stop(t->loop); }, 5000, 0);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&guard));
-  std::vector<PatroniFailoverKey> keys;
   {
     EtcdWatch* self = nullptr;
-    EtcdWatch watch(&loop, [&](const PatroniFailoverKey& key) {
-      keys.push_back(key);
-      self->stop();  // from inside its own callback: the loop ends once its connection has closed
-    });
+    EtcdWatch watch(&loop, [&](const PatroniFailoverKey& key) { on_key(*self, key); });
     self = &watch;
+    uv_timer_t end;
+    uv_timer_init(&loop, &end);
+    end.data = &watch;
+    uv_timer_start(&end, [](uv_timer_t* t) {
+      static_cast<EtcdWatch*>(t->data)->stop();
+      uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+    }, static_cast<uint64_t>(seconds * 1000), 0);
     pgmux::conf::TopologySource source;
     source.kind = pgmux::conf::TopologySourceKind::Patroni;
-    source.etcd_urls = {"http://127.0.0.1:" + std::to_string(etcd.port())};
+    source.etcd_urls = {"http://127.0.0.1:" + std::to_string(port)};
     source.patroni_scope = "pgmux-test";
     source.patroni_namespace = "/service/";
+    source.timeout = 0.5;
     watch.configure(source);
     uv_run(&loop, UV_RUN_DEFAULT);
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
+}
+
+std::string http_json(const std::string& body) {
+  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body;
+}
+
+}  // namespace
+
+TEST_CASE("etcd watch: asks etcd for the key under namespace and scope, and hands each change over") {
+  OneShotServer etcd(kHead + kCreated + put_event(R"({"leader":"node1","member":"node2"})"));
+  std::vector<PatroniFailoverKey> keys;
+  run_watch(etcd.port(), 5, [&](EtcdWatch& watch, const PatroniFailoverKey& key) {
+    keys.push_back(key);
+    watch.stop();  // from inside its own callback: the loop ends once its connection has closed
+  });
   REQUIRE(keys.size() == 1);
   CHECK(keys[0].requested);
   CHECK(keys[0].leader == "node1");
@@ -145,4 +175,26 @@ TEST_CASE("etcd watch: asks etcd for the key under namespace and scope, and hand
   CHECK(etcd.request().find(R"({"create_request":{"key":")" +
                             pgmux::protocol::base64_encode("/service/pgmux-test/failover") + "\"}}") !=
         std::string::npos);
+}
+
+TEST_CASE("etcd watch: a watch where Patroni keeps no leader key is logged as watching nothing") {
+  char path[] = "/tmp/pgmux-etcd-watch-test-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::close(fd);
+  const auto warned = [&](const std::string& range_answer) {
+    OneShotServer etcd({kHead + kCreated, http_json(range_answer)});
+    std::ofstream(path, std::ios::trunc).close();
+    Log::configure(pgmux::conf::LogLevel::Warn, path);
+    run_watch(etcd.port(), 0.4, [](EtcdWatch&, const PatroniFailoverKey&) {});
+    Log::configure(pgmux::conf::LogLevel::Info, "");
+    CHECK(etcd.request(1).find("POST /v3/kv/range HTTP/1.1\r\n") == 0);
+    CHECK(etcd.request(1).find(pgmux::protocol::base64_encode("/service/pgmux-test/leader")) != std::string::npos);
+    std::ifstream in(path);
+    const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return log.find("has no key /service/pgmux-test/leader") != std::string::npos;
+  };
+  CHECK(warned(R"({"header":{"revision":"7"}})"));  // the gateway leaves a count of 0 out
+  CHECK_FALSE(warned(R"({"header":{"revision":"7"},"count":"1"})"));
+  ::unlink(path);
 }
