@@ -44,12 +44,13 @@ enum class EndingKind {
   ShutdownOrTerminate,  // 57P01: a fast or smart shutdown, or a pg_terminate_backend of this one connection
 };
 
-// The states a held end may interrupt: between requests, and the waits of a request not sent yet (PrimaryWait,
-// ReplayWait, Paused) or sent behind others on the server that ended (Draining). Not a pool check-out or a
-// server being prepared: their own callbacks are running.
+// The states a held end may interrupt: between requests, and the waits of a request not sent yet (ServerWait,
+// PrimaryWait, ReplayWait, Paused) or sent behind others on the server that ended (Draining): it leaves the wait
+// (a pool's withdraw also lets go of a server being synced for it) and enters it again once routed afresh. Not a
+// server being prepared (Preparing): pgmux's own steps run there and their replies are owed.
 bool may_hold_server_end(ClientState state) {
-  return state == ClientState::Ready || state == ClientState::PrimaryWait || state == ClientState::ReplayWait ||
-         state == ClientState::Paused || state == ClientState::Draining;
+  return state == ClientState::Ready || state == ClientState::ServerWait || state == ClientState::PrimaryWait ||
+         state == ClientState::ReplayWait || state == ClientState::Paused || state == ClientState::Draining;
 }
 
 EndingKind ending_kind(const std::optional<ErrorFields>& error) {
@@ -89,8 +90,9 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
   if (!may_hold_server_end(state_)) return false;
   ended_server_ = std::make_unique<EndedServer>(
       EndedServer{ByteVector(message.begin(), message.end()), server.pool().backend().name, monotonic_now()});
-  // A request waiting for a primary, a replay, a RESUME or a standby's replies stays in the buffer: routed afresh
-  // once the end is decided, it enters that wait again if it still must.
+  // A request waiting for a pool's server (leaving the wait withdraws it), a primary, a replay, a RESUME or a
+  // standby's replies stays in the buffer: routed afresh once the end is decided, it enters that wait again if it
+  // still must.
   if (state_ != ClientState::Ready) set_state(ClientState::Ready);
   set_state(ClientState::ServerEnding);
   return true;

@@ -1,15 +1,18 @@
 // The primary goes down (pg_ctl stop -m fast) and comes back. While it is down, new clients get a clear error
 // naming the backend within seconds (no hang); after the restart they succeed again. A session pooling client whose
-// statement was running when the server shut down keeps its session, and so does one whose statement PAUSE held;
-// one inside a transaction reads the FATAL, as directly. Restores the cluster (primary up, both standbys
+// statement was running when the server shut down keeps its session, and so do one whose statement PAUSE held
+// and one whose read waited for a server (read/write split); one inside a transaction reads the FATAL, as
+// directly. Restores the cluster (primary up, both standbys
 // streaming) even when a check fails, for the tests that run after it.
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 
+#include "tests/integration/routing/routing_support.hpp"
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
 
@@ -43,6 +46,57 @@ std::string try_query(const std::string& conninfo) {
   return "";
 }
 
+// The first column of the first row `conn` waits for, once it arrives (within `seconds`); then nothing more.
+std::string await_value(PGconn* conn, double seconds) {
+  const auto t0 = Clock::now();
+  while (PQisBusy(conn) == 1 && seconds_since(t0) < seconds) {
+    wait_readable(conn, 1);
+    PQconsumeInput(conn);
+  }
+  REQUIRE_MESSAGE(PQisBusy(conn) == 0, "no answer within " << seconds << " s");
+  PgResult res(PQgetResult(conn));
+  REQUIRE_MESSAGE(PQresultStatus(res.get()) == PGRES_TUPLES_OK, PQerrorMessage(conn));
+  std::string value = PQgetvalue(res.get(), 0, 0);
+  while (PGresult* rest = PQgetResult(conn)) PQclear(rest);
+  return value;
+}
+
+// A session of a read/write-split pgmux (session pooling) whose read waits for a server when the primary shuts
+// down: the database's max_db_connections (3) is taken by its own primary connection and another session's
+// primary and standby connections (that one's reads show the standbys in the read set first). The
+// FATAL 57P01 on its primary connection is held as between requests: the read leaves its wait, is routed afresh
+// once the shutdown is told from a terminate, and is answered with the session's settings.
+class ServerWaitSession {
+ public:
+  void start() {
+    const int listen = pick_listen_port();
+    nlohmann::json config = routing::routing_config(listen, cluster_ports());
+    config["databases"][0]["max_db_connections"] = 3;
+    config["routing"]["read_write_split"] = true;
+    proxy_ = std::make_unique<ProxyUnderTest>(config.dump(), listen);
+    other_ = connect(proxy_->app_conninfo());
+    const int primary = cluster_ports().primary;
+    REQUIRE_MESSAGE(routing::wait_until([&] { return routing::server_port(other_.get()) != primary; }, 30),
+                    "reads never left the primary");
+    waiting_ = connect(proxy_->app_conninfo());
+    exec(waiting_.get(), "SET application_name = 'kept_in_server_wait'");
+    REQUIRE(PQsendQuery(waiting_.get(), "SELECT current_setting('application_name')") == 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK(PQconsumeInput(waiting_.get()) == 1);
+    CHECK_MESSAGE(PQisBusy(waiting_.get()) == 1, "the read did not wait for a server");
+  }
+
+  void check_answered() {
+    CHECK(await_value(waiting_.get(), 20) == "kept_in_server_wait");
+    CHECK(scalar(waiting_.get(), "SELECT 'after'") == "after");
+  }
+
+ private:
+  std::unique_ptr<ProxyUnderTest> proxy_;
+  PgConn other_;
+  PgConn waiting_;
+};
+
 }  // namespace
 
 TEST_CASE("primary stopped and started again") {
@@ -67,6 +121,8 @@ TEST_CASE("primary stopped and started again") {
     exec(console.get(), "PAUSE postgres");
     REQUIRE(PQsendQuery(paused_client.get(), "SHOW application_name") == 1);
   }
+  ServerWaitSession server_wait;
+  if (!target.direct()) server_wait.start();
 
   PgConn old_client = connect(target.app_conninfo());
   CHECK(scalar(old_client.get(), "SELECT 'before'") == "before");
@@ -150,16 +206,8 @@ TEST_CASE("primary stopped and started again") {
     CHECK(PQconsumeInput(paused_client.get()) == 1);
     CHECK(PQisBusy(paused_client.get()) == 1);
     exec(console.get(), "RESUME postgres");
-    auto t_resume = Clock::now();
-    while (PQisBusy(paused_client.get()) == 1 && seconds_since(t_resume) < 15) {
-      wait_readable(paused_client.get(), 1);
-      PQconsumeInput(paused_client.get());
-    }
-    REQUIRE_MESSAGE(PQisBusy(paused_client.get()) == 0, "the held statement got no answer 15 s after RESUME");
-    PgResult held(PQgetResult(paused_client.get()));
-    REQUIRE_MESSAGE(PQresultStatus(held.get()) == PGRES_TUPLES_OK, PQerrorMessage(paused_client.get()));
-    CHECK(std::string(PQgetvalue(held.get(), 0, 0)) == "kept_while_paused");
-    while (PGresult* rest = PQgetResult(paused_client.get())) PQclear(rest);
+    CHECK(await_value(paused_client.get(), 15) == "kept_while_paused");
     CHECK(scalar(paused_client.get(), "SELECT 'after'") == "after");
+    server_wait.check_answered();
   }
 }
