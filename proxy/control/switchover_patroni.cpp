@@ -4,6 +4,7 @@
 //   200        switched over: await the target as the primary (the DCS names it and it left recovery)
 //   4xx        refused (wrong leader, no such candidate, not healthy enough): nothing was done, cancel
 //   5xx, none  unknown: fail, and let Patroni's next /cluster and the probes decide what pgmux does
+// And a switchover asked of Patroni directly, seen in its failover key (follow_patroni): drained for, then followed.
 #include <nlohmann/json.hpp>
 
 #include "proxy/control/control.hpp"
@@ -71,10 +72,6 @@ void Switchover::on_patroni_reply(const std::string& url, const HttpResult& resu
                           routing::BackendStatus::FenceStage::Closed);
   await_primary();
 }
-
-}  // namespace pgmux::proxy
-
-namespace pgmux::proxy {
 
 namespace {
 int backend_of_member(const routing::BackendsView& view, const std::string& member) {
