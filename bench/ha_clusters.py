@@ -88,6 +88,8 @@ class PatroniCluster:
         self.dir = os.path.join(work, "cluster")
         self.ports = {"node1": base, "node2": base + 1}
         self.rest_urls = [f"http://127.0.0.1:{base + 10}", f"http://127.0.0.1:{base + 11}"]
+        self.etcd_urls = [f"http://127.0.0.1:{base + 20}"]  # patroni_cluster.sh's etcd; Patroni's scope:
+        self.scope = "pgmux-test"
         r = subprocess.run(["bash", PATRONI_SH, "start", self.dir, str(base)], capture_output=True, text=True,
                            timeout=300)
         if r.returncode != 0:

@@ -21,6 +21,9 @@ Scenarios (--scenarios, comma-separated; default all):
 
 Printed per scenario (one row each, then the table in Markdown):
   write gap ms   the longest time without any acknowledged write, around the event
+  after promotion ms (new client)
+                 kill-external rows: from `pg_ctl promote` returning (the new primary takes writes) to the
+                 first write acknowledged through the proxy, and to the first new client's
   failed         transactions that failed and did not commit (known from the error), new-client attempts apart
   ambiguous      errors at COMMIT (the client cannot know); resolved at the end: how many had committed
   dropped        persistent clients whose connection broke: between transactions / inside one
@@ -66,6 +69,7 @@ class Record:
         self.dropped = {"between": 0, "inside": 0}
         self.reads = []  # (sent, expected, got, port)
         self.t0 = 0.0  # the event
+        self.promoted_at = None  # kill+promote: when `pg_ctl promote` returned (the new primary takes writes)
 
     def ack(self, writer, seq):
         with self.lock:
@@ -190,6 +194,18 @@ def write_gap(rec, t0):
     return gap, back
 
 
+def back_after_promotion(rec):
+    """Milliseconds from the promotion to the first acknowledged write, any writer's and a new client's (the
+    issue's target: a new client's write within 300 ms); "-" where pgmux or Pgpool-II promotes."""
+    if rec.promoted_at is None:
+        return "-"
+    firsts = []
+    for new_client in (False, True):
+        times = [t for t, writer, _ in rec.acks if t >= rec.promoted_at and (not new_client or writer >= PERSISTENT)]
+        firsts.append(f"{(min(times) - rec.promoted_at) * 1000:.0f}" if times else "none")
+    return f"{firsts[0]} ({firsts[1]})"
+
+
 def committed_rows(cluster):
     """(writer, seq) on the one primary left, or None when there is not exactly one."""
     primaries = cluster.primaries()
@@ -217,6 +233,7 @@ def summarize(name, rec, t0, cluster, orphan_port):
     return {
         "scenario": name,
         "write gap ms": f"{gap * 1000:.0f}",
+        "after promotion ms (new client)": back_after_promotion(rec),
         "failed (new-client)": f"{len(rec.failed)} ({len(rec.failed_new)})",
         "ambiguous (committed)": f"{len(rec.ambiguous)} ({resolved})",
         "dropped between / inside": f"{rec.dropped['between']} / {rec.dropped['inside']}",
@@ -264,7 +281,8 @@ def run_scenario(name, args, work):
             cluster.kill("primary")
             if event_kind == "kill+promote":
                 time.sleep(0.07)
-                cluster.promote("standby1")
+                cluster.promote("standby1")  # pg_ctl promote waits until it takes writes
+                rec.promoted_at = time.monotonic()
 
         rec = Record()
         t0 = rec.t0 = run_load(proxy.port, event, args.after, rec, getattr(proxy, "sample_pools", None))

@@ -67,7 +67,9 @@ class PgmuxProxy(_Process):
         }
         if hasattr(cluster, "rest_urls"):  # Patroni decides the primary; SWITCHOVER goes through its REST API
             config["topology"] = {"source": "patroni", "patroni_urls": cluster.rest_urls, "poll_interval": 0.5,
-                                  "patroni_username": "patroni", "patroni_password": "patroni"}
+                                  "patroni_username": "patroni", "patroni_password": "patroni",
+                                  # a switchover asked of Patroni directly is drained for (its failover key)
+                                  "etcd_urls": cluster.etcd_urls, "patroni_scope": cluster.scope}
         else:
             sh = f"bash {cluster_sh} "
             config["switchover"] = {"demote_command": sh + f"rejoin {cluster.dir} %n %N",
