@@ -47,9 +47,9 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
   auth_lookup_ = std::make_unique<AuthLookup>(
       loop_, shared_->auth_cache, [this] { return auth_query_target(); }, config->auth_query);
   switchover_ = std::make_unique<Switchover>(*this);
-  etcd_watch_ = std::make_unique<EtcdWatch>(loop_, [this](const PatroniFailoverKey& key) {
-    if (switchover_) switchover_->follow_patroni(key);
-  });
+  etcd_watch_ = std::make_unique<EtcdWatch>(
+      loop_, [this](const PatroniFailoverKey& key) { if (switchover_) switchover_->follow_patroni(key); },
+      [this](int up) { metrics_.etcd_watch_up = up; });
   consistency_check_ = std::make_unique<ConsistencyCheck>(*this);
   // From any worker: the load runs on this loop.
   shared_->catalogs.set_load_request([this](std::shared_ptr<CatalogSlot> slot) {

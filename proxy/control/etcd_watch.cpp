@@ -295,8 +295,8 @@ struct EtcdWatch::Connection {
   }
 };
 
-EtcdWatch::EtcdWatch(uv_loop_t* loop, OnKey on_key)
-    : loop_(loop), on_key_(std::move(on_key)), timer_(make_uv_handle<uv_timer_t>(this)) {
+EtcdWatch::EtcdWatch(uv_loop_t* loop, OnKey on_key, OnUp on_up)
+    : loop_(loop), on_key_(std::move(on_key)), on_up_(std::move(on_up)), timer_(make_uv_handle<uv_timer_t>(this)) {
   timer_->init(loop_);
 }
 
@@ -317,10 +317,12 @@ void EtcdWatch::configure(const conf::TopologySource& source) {
   prefix_ = prefix;
   key_ = prefix + "/failover";
   next_url_ = 0;
+  if (on_up_) on_up_(0);
   open_next();
 }
 
 void EtcdWatch::stop() {
+  if (!key_.empty() && on_up_) on_up_(-1);
   key_.clear();
   check_.reset();
   uv_timer_stop(timer_->get());
@@ -338,6 +340,7 @@ void EtcdWatch::open_next() {
 
 void EtcdWatch::on_watching(const std::string& url) {
   uv_timer_stop(timer_->get());
+  if (on_up_) on_up_(1);
   LOG_INFO("watching Patroni's failover key %s in etcd at %s: a switchover asked of Patroni is drained for",
            key_.c_str(), url.c_str());
   last_error_.clear();
@@ -374,6 +377,7 @@ void EtcdWatch::check_leader_key(const std::string& url) {
 void EtcdWatch::on_broken(std::string url, const std::string& why) {
   if (connection_ != nullptr) connection_->abandon();
   connection_ = nullptr;
+  if (on_up_) on_up_(0);
   const std::string error = url + ": " + why;
   if (error != last_error_) {
     LOG_WARN("etcd watch of %s: %s; trying again every %g s (meanwhile a switchover asked of Patroni directly is "

@@ -62,7 +62,9 @@ class EtcdWatchStream {
 class EtcdWatch {
  public:
   using OnKey = std::function<void(const PatroniFailoverKey& key)>;
-  EtcdWatch(uv_loop_t* loop, OnKey on_key);
+  // 1 once a watch is open, 0 while it is not (yet), -1 once stopped (not configured).
+  using OnUp = std::function<void(int up)>;
+  EtcdWatch(uv_loop_t* loop, OnKey on_key, OnUp on_up = nullptr);
   ~EtcdWatch();
   EtcdWatch(const EtcdWatch&) = delete;
   EtcdWatch& operator=(const EtcdWatch&) = delete;
@@ -84,6 +86,7 @@ class EtcdWatch {
 
   uv_loop_t* loop_;
   OnKey on_key_;
+  OnUp on_up_;
   std::vector<std::string> urls_;
   double timeout_ = 2;
   std::string prefix_;  // <namespace>/<scope>

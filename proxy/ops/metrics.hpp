@@ -144,6 +144,7 @@ struct ControlMetrics {
   std::map<std::string, uint64_t> auto_failovers;  // failover.mode pgmux, by result: done, canceled, failed
   // Switchovers asked of Patroni directly that pgmux drained for (topology.etcd_urls), by result.
   std::map<std::string, uint64_t> patroni_switchovers;
+  int etcd_watch_up = -1;  // topology.etcd_urls: 1 while the watch of Patroni's failover key is open, else 0; -1: none
   std::map<std::string, uint64_t> consistency_checks;  // by result: consistent, differences, failed
   double consistency_differences = 0;  // of the last check that ran
   double last_consistency_check = 0;   // unix seconds of it (0 = never)

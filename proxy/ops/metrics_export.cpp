@@ -64,6 +64,7 @@ enum class Family : size_t {
   ConsistencyLastRun,
   AutoFailovers,
   PatroniSwitchovers,
+  EtcdWatchUp,
   SplitBrain,
   ConfigReloads,
   ConfigLastReloadSuccess,
@@ -153,6 +154,9 @@ const MetricFamilyInfo kFamilies[] = {
      "Switchovers asked of Patroni directly (patronictl switchover), seen in etcd (topology.etcd_urls), that pgmux "
      "drained for, by result: done, canceled (Patroni cleared its request: writes resumed on the old primary), "
      "failed (no new primary within routing.failover_timeout)."},
+    {"pgmux_etcd_watch_up", kGauge, "",
+     "topology.etcd_urls only: 1 while pgmux watches Patroni's failover key in etcd; while 0, a switchover asked of "
+     "Patroni directly is followed but not drained for."},
     {"pgmux_split_brain", kGauge, "", "1 while more than one backend claims to be the primary (writes pause)."},
     {"pgmux_config_reloads_total", kCounter, "result", "Config reloads by result (ok, failed)."},
     {"pgmux_config_last_reload_success_timestamp_seconds", kGauge, "",
@@ -384,6 +388,7 @@ void export_backends(const ExportSources& s, Builder& out) {
     out.counter(Family::Switchovers, {{"result", result}}, found == s.control->switchovers.end() ? 0 : found->second);
   }
   out.gauge(Family::SwitchoverWritePause, {}, s.control->last_switchover_write_pause);
+  if (s.control->etcd_watch_up >= 0) out.gauge(Family::EtcdWatchUp, {}, s.control->etcd_watch_up);
   for (const char* result : {"done", "canceled", "failed"}) {
     const auto found = s.control->auto_failovers.find(result);
     out.counter(Family::AutoFailovers, {{"result", result}},

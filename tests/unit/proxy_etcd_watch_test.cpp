@@ -126,12 +126,13 @@ namespace {
 // Runs one EtcdWatch for the scope pgmux-test against 127.0.0.1:`port` on a loop of its own until `seconds` have
 // passed (or on_key stopped it), and lets every handle close.
 using OnKeyOf = std::function<void(EtcdWatch& watch, const PatroniFailoverKey& key)>;
-void run_watch(uint16_t port, double seconds, const OnKeyOf& on_key) {
+void run_watch(uint16_t port, double seconds, const OnKeyOf& on_key, std::vector<int>* ups = nullptr) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   {
     EtcdWatch* self = nullptr;
-    EtcdWatch watch(&loop, [&](const PatroniFailoverKey& key) { on_key(*self, key); });
+    EtcdWatch watch(&loop, [&](const PatroniFailoverKey& key) { on_key(*self, key); },
+                    [&](int up) { if (ups) ups->push_back(up); });
     self = &watch;
     uv_timer_t end;
     uv_timer_init(&loop, &end);
@@ -163,10 +164,12 @@ std::string http_json(const std::string& body) {
 TEST_CASE("etcd watch: asks etcd for the key under namespace and scope, and hands each change over") {
   OneShotServer etcd(kHead + kCreated + put_event(R"({"leader":"node1","member":"node2"})"));
   std::vector<PatroniFailoverKey> keys;
+  std::vector<int> ups;  // pgmux_etcd_watch_up
   run_watch(etcd.port(), 5, [&](EtcdWatch& watch, const PatroniFailoverKey& key) {
     keys.push_back(key);
     watch.stop();  // from inside its own callback: the loop ends once its connection has closed
-  });
+  }, &ups);
+  CHECK(ups == std::vector<int>{0, 1, -1});  // opening, open, stopped
   REQUIRE(keys.size() == 1);
   CHECK(keys[0].requested);
   CHECK(keys[0].leader == "node1");

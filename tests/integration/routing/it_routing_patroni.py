@@ -308,11 +308,13 @@ def put_failover_key(value):
 
 def act3(work):
     print("act 3: a switchover asked of Patroni directly, seen in etcd", flush=True)
-    for name in ("A", "B"):
+    for name, port in (("A", PORT_A), ("B", PORT_B)):
         with open(os.path.join(work, f"pgmux-{name}.log")) as f:
             log = f.read()
         check("watching Patroni's failover key /service/pgmux-test/failover" in log and "has no key" not in log,
               f"{name} watches the failover key, and finds Patroni's leader key beside it")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/metrics", timeout=5).read().decode()
+        check("\npgmux_etcd_watch_up 1\n" in metrics, f"{name}'s metrics: the watch is up")
     # B drained for act 2's switchover too (A asked Patroni for it): counts from here.
     done_before = {port: patroni_switchovers(port, "done") for port in (PORT_A, PORT_B)}
     check(done_before[PORT_B] == 1, f"B drained for A's SWITCHOVER through Patroni (done: {done_before[PORT_B]})")
