@@ -300,7 +300,10 @@ EtcdWatch::EtcdWatch(uv_loop_t* loop, OnKey on_key, OnUp on_up)
   timer_->init(loop_);
 }
 
-EtcdWatch::~EtcdWatch() { stop(); }
+EtcdWatch::~EtcdWatch() {
+  on_up_ = nullptr;  // its owner may be part way through its own destruction
+  stop();
+}
 
 void EtcdWatch::configure(const conf::TopologySource& source) {
   if (source.kind != conf::TopologySourceKind::Patroni || source.etcd_urls.empty()) {
