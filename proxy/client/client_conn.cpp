@@ -264,13 +264,13 @@ void ClientConn::on_pool_draining(Pool* pool) {
 // Takes a server for `role` from the backend's pool; the pool calls on_server_ready (maybe right away).
 bool ClientConn::acquire(int backend_index, Role role) {
   std::optional<FailureReport> no_pool;
+  waiting_role_ = role;  // on_server_unavailable reads it, also when no pool can be made
   Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &no_pool);
   if (!pool) {
     on_server_unavailable(*no_pool);  // as a pool would say it: the request fails (before login: the login)
     return false;
   }
   waiting_pool_ = pool;
-  waiting_role_ = role;
   set_state(logged_in() ? ClientState::ServerWait : ClientState::LoginWait);
   pool->request(this);  // may hand a server over at once (on_server_ready)
   // The clock is read only for a wait that outlasts the call (a check-out from the idle list waits 0 ns).

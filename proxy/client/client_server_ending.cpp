@@ -93,6 +93,7 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
   // A request waiting for a pool's server (leaving the wait withdraws it), a primary, a replay, a RESUME or a
   // standby's replies stays in the buffer: routed afresh once the end is decided, it enters that wait again if it
   // still must.
+  if (state_ == ClientState::ServerWait) routed_.reset();  // routed afresh, as when its pool drains
   if (state_ != ClientState::Ready) set_state(ClientState::Ready);
   set_state(ClientState::ServerEnding);
   return true;

@@ -430,7 +430,7 @@ void Switchover::finish(SwitchoverResult result, const char* outcome, int unfenc
     for (const std::string& notice : result.notices) LOG_INFO("%s: %s", what(), notice.c_str());
   }
   kind_ = Kind::Planned;
-  withdrawn_at_answer_ = 0;
+  withdrawn_at_answer_.reset();
   uv_timer_stop(timer_->get());
   ++run_;
   set_step(Step::Idle);

@@ -33,6 +33,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -168,9 +169,9 @@ class Switchover {
   std::unique_ptr<ShellCommand> command_;
   std::shared_ptr<HttpCall> patroni_call_;
   Kind kind_ = Kind::Planned;
-  // PatroniFollow: the dcs.answers count when Patroni cleared its key (0 = it has not); a later answer that still
+  // PatroniFollow: the dcs.answers count when Patroni cleared its key (none: it has not); a later answer that still
   // names the old leader means Patroni dropped the switchover.
-  uint64_t withdrawn_at_answer_ = 0;
+  std::optional<uint64_t> withdrawn_at_answer_;
   // failover.mode pgmux: the standbys' answers while Confirming; no new failover before
   // retry_after_ (monotonic seconds) once one failed; the last reason for not promoting (logged
   // when it changes).

@@ -83,13 +83,15 @@ int backend_of_member(const routing::BackendsView& view, const std::string& memb
 }  // namespace
 
 void Switchover::follow_patroni(const PatroniFailoverKey& key) {
+  const bool following = kind_ == Kind::PatroniFollow && running();
   if (!key.requested) {
-    if (kind_ == Kind::PatroniFollow && running() && withdrawn_at_answer_ == 0) {
+    if (following && !withdrawn_at_answer_) {
       withdrawn_at_answer_ = control_.shared().view.load()->dcs.answers;
       control_.prober().probe_now();  // and the next /cluster answer tells whether Patroni kept its leader
     }
     return;
   }
+  if (following) withdrawn_at_answer_.reset();  // asked again: Patroni goes on after all
   // pgmux's own SWITCHOVER wrote this key (POST /switchover), or something else already runs.
   if (running()) return;
   const auto view = control_.shared().view.load();
@@ -114,7 +116,7 @@ void Switchover::follow_patroni(const PatroniFailoverKey& key) {
   kind_ = Kind::PatroniFollow;
   reply_ = nullptr;
   notices_.clear();
-  withdrawn_at_answer_ = 0;
+  withdrawn_at_answer_.reset();
   old_primary_ = old;
   target_ = key.candidate.empty() ? -1 : backend_of_member(*view, key.candidate);
   old_timeline_ = view->backends[static_cast<size_t>(old)].last.timeline;
@@ -144,7 +146,7 @@ void Switchover::on_patroni_drained(size_t still_running) {
 
 bool Switchover::patroni_withdrew(const routing::BackendsView& view) const {
   // Two answers later: the first may have been asked before the key was cleared.
-  return kind_ == Kind::PatroniFollow && withdrawn_at_answer_ > 0 && view.dcs.answers >= withdrawn_at_answer_ + 2 &&
+  return kind_ == Kind::PatroniFollow && withdrawn_at_answer_ && view.dcs.answers >= *withdrawn_at_answer_ + 2 &&
          view.dcs.leader_index == old_primary_;
 }
 
