@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 #include <nlohmann/json.hpp>
 
@@ -37,8 +38,72 @@ PatroniFailoverKey parse_patroni_failover(std::string_view value) {
   key.candidate = string_field(doc, "member");
   auto at = doc.find("scheduled_at");
   key.scheduled = at != doc.end() && !at->is_null() && !(at->is_string() && at->get<std::string>().empty());
+  if (key.scheduled) {
+    key.scheduled_text = at->is_string() ? at->get<std::string>() : at->dump();
+    key.scheduled_at = parse_iso8601(key.scheduled_text);
+  }
   key.requested = !key.leader.empty() || !key.candidate.empty();
   return key;
+}
+
+namespace {
+// Reads `digits` decimal digits at `pos` (advanced past them).
+bool take_number(std::string_view text, size_t* pos, size_t digits, int* out) {
+  if (*pos + digits > text.size()) return false;
+  const char* first = text.data() + *pos;
+  const auto [end, error] = std::from_chars(first, first + digits, *out);
+  if (error != std::errc() || end != first + digits) return false;
+  *pos += digits;
+  return true;
+}
+
+bool take_char(std::string_view text, size_t* pos, std::string_view allowed) {
+  if (*pos >= text.size() || allowed.find(text[*pos]) == std::string_view::npos) return false;
+  ++*pos;
+  return true;
+}
+}  // namespace
+
+std::optional<double> parse_iso8601(std::string_view text) {
+  size_t pos = 0;
+  std::tm tm{};
+  int year = 0, month = 0;
+  if (!take_number(text, &pos, 4, &year) || !take_char(text, &pos, "-") || !take_number(text, &pos, 2, &month) ||
+      !take_char(text, &pos, "-") || !take_number(text, &pos, 2, &tm.tm_mday) || !take_char(text, &pos, "T ") ||
+      !take_number(text, &pos, 2, &tm.tm_hour) || !take_char(text, &pos, ":") ||
+      !take_number(text, &pos, 2, &tm.tm_min) || !take_char(text, &pos, ":") ||
+      !take_number(text, &pos, 2, &tm.tm_sec)) {
+    return std::nullopt;
+  }
+  if (month < 1 || month > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+      tm.tm_sec > 60) {
+    return std::nullopt;
+  }
+  double fraction = 0;
+  if (pos < text.size() && text[pos] == '.') {
+    double scale = 0.1;
+    for (++pos; pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos])); ++pos, scale /= 10) {
+      fraction += (text[pos] - '0') * scale;
+    }
+  }
+  int offset = 0;  // seconds east of UTC
+  if (pos < text.size() && (text[pos] == 'Z' || text[pos] == 'z')) {
+    ++pos;
+  } else {
+    if (pos >= text.size() || (text[pos] != '+' && text[pos] != '-')) return std::nullopt;
+    const int sign = text[pos++] == '-' ? -1 : 1;
+    int hours = 0, minutes = 0;
+    if (!take_number(text, &pos, 2, &hours)) return std::nullopt;
+    take_char(text, &pos, ":");
+    if (!take_number(text, &pos, 2, &minutes) || hours > 23 || minutes > 59) return std::nullopt;
+    offset = sign * (hours * 3600 + minutes * 60);
+  }
+  if (pos != text.size()) return std::nullopt;
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  const time_t utc = timegm(&tm);  // the fields as UTC; the offset is taken off below
+  if (utc == static_cast<time_t>(-1)) return std::nullopt;
+  return static_cast<double>(utc) - offset + fraction;
 }
 
 bool EtcdWatchStream::feed(std::string_view bytes, std::vector<Change>* changes, std::string* error) {

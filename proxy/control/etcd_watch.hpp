@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,9 +29,15 @@ struct PatroniFailoverKey {
   std::string leader;      // the member to move away from ("" = whichever leads)
   std::string candidate;   // the member to move to ("" = Patroni chooses)
   bool scheduled = false;  // scheduled_at is set: Patroni acts at that time, not now
+  std::optional<double> scheduled_at;  // that time, in seconds since the epoch (none: not set, or unreadable)
+  std::string scheduled_text;          // as Patroni wrote it (for the log)
 };
 // The key's value (Patroni writes JSON such as {"leader":"node1","member":"node2"}, and {} to clear it).
 PatroniFailoverKey parse_patroni_failover(std::string_view value);
+// An ISO 8601 time with its offset, as Patroni writes scheduled_at (Python's isoformat():
+// 2026-12-04T05:30:00+00:00, maybe with fractional seconds; Z and +hhmm accepted too): seconds since the epoch.
+// None for anything else, a time without an offset included (whose zone pgmux would have to guess).
+std::optional<double> parse_iso8601(std::string_view text);
 
 // The watch's response, decoded as it arrives: status line and headers, the chunked coding, one JSON message per
 // line, and each event in a message as the key's new value.

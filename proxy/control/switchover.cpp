@@ -48,7 +48,11 @@ const char* to_string(Switchover::Step step) {
   return "?";
 }
 
-Switchover::Switchover(Control& control) : control_(control), timer_(make_uv_handle<uv_timer_t>(this)) {
+Switchover::Switchover(Control& control)
+    : control_(control),
+      scheduled_timer_(make_uv_handle<uv_timer_t>(this)),
+      timer_(make_uv_handle<uv_timer_t>(this)) {
+  scheduled_timer_->init(control_.loop());
   timer_->init(control_.loop());
 }
 

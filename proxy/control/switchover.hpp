@@ -88,8 +88,12 @@ class Switchover {
   // is done, canceled or failed (at once when it cannot start).
   void start(const std::string& target_name, Reply reply);
   // Patroni's failover key changed (EtcdWatch): a switchover away from the current primary asked of Patroni starts
-  // a PatroniFollow run; the key cleared while one awaits Patroni may cancel it (on_view decides).
+  // a PatroniFollow run (a scheduled one kScheduledLead seconds before its time); the key cleared while one awaits
+  // Patroni may cancel it (on_view decides), and drops a scheduled one not started yet.
   void follow_patroni(const PatroniFailoverKey& key);
+  // How long before a scheduled Patroni switchover the run starts: running transactions get that long, plus
+  // Patroni's checkpoint, to finish; it also covers clocks a little apart.
+  static constexpr double kScheduledLead = 1;
   // Every new view (Control::on_view): AwaitingPrimary ends when the target is the primary; Confirming ends when a
   // primary answers again. With failover.mode pgmux, a view in which `last_primary` (the primary pgmux last knew)
   // is down and no other backend is the primary starts a failover.
@@ -126,6 +130,12 @@ class Switchover {
   void patroni_switchover();
   void on_patroni_reply(const std::string& url, const HttpResult& result);
   void on_patroni_drained(size_t still_running);
+  // The current primary's index when Patroni would act on `key` now (it leads, and the key moves away from it).
+  int patroni_key_primary(const PatroniFailoverKey& key, const routing::BackendsView& view) const;
+  void begin_patroni_follow(const PatroniFailoverKey& key);
+  void schedule_patroni_follow(const PatroniFailoverKey& key);
+  void unschedule_patroni_follow(const char* why);
+  static void on_scheduled_time(uv_timer_t* timer);
   bool patroni_withdrew(const routing::BackendsView& view) const;
   // The primary this run waits for: the target, or with none named (Patroni chooses) any other than the old one.
   bool awaited_primary(const routing::BackendsView& view) const;
@@ -172,6 +182,9 @@ class Switchover {
   // PatroniFollow: the dcs.answers count when Patroni cleared its key (none: it has not); a later answer that still
   // names the old leader means Patroni dropped the switchover.
   std::optional<uint64_t> withdrawn_at_answer_;
+  // A scheduled Patroni switchover: its key, until scheduled_timer_ starts the PatroniFollow run.
+  std::optional<PatroniFailoverKey> scheduled_key_;
+  UvHandlePtr<uv_timer_t, Switchover> scheduled_timer_;
   // failover.mode pgmux: the standbys' answers while Confirming; no new failover before
   // retry_after_ (monotonic seconds) once one failed; the last reason for not promoting (logged
   // when it changes).

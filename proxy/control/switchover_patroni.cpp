@@ -5,6 +5,10 @@
 //   4xx        refused (wrong leader, no such candidate, not healthy enough): nothing was done, cancel
 //   5xx, none  unknown: fail, and let Patroni's next /cluster and the probes decide what pgmux does
 // And a switchover asked of Patroni directly, seen in its failover key (follow_patroni): drained for, then followed.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "proxy/control/control.hpp"
@@ -85,6 +89,7 @@ int backend_of_member(const routing::BackendsView& view, const std::string& memb
 void Switchover::follow_patroni(const PatroniFailoverKey& key) {
   const bool following = kind_ == Kind::PatroniFollow && running();
   if (!key.requested) {
+    unschedule_patroni_follow("Patroni's failover key was cleared");
     if (following && !withdrawn_at_answer_) {
       withdrawn_at_answer_ = control_.shared().view.load()->dcs.answers;
       control_.prober().probe_now();  // and the next /cluster answer tells whether Patroni kept its leader
@@ -92,20 +97,29 @@ void Switchover::follow_patroni(const PatroniFailoverKey& key) {
     return;
   }
   if (following) withdrawn_at_answer_.reset();  // asked again: Patroni goes on after all
+  if (key.scheduled) {
+    schedule_patroni_follow(key);
+    return;
+  }
+  unschedule_patroni_follow("Patroni was asked for a switchover now");
+  begin_patroni_follow(key);
+}
+
+int Switchover::patroni_key_primary(const PatroniFailoverKey& key, const routing::BackendsView& view) const {
+  const int old = view.primary;
+  if (old < 0) return -1;  // no primary to drain: writes already wait for one
+  const std::string leader = routing::dcs_member_of(view, static_cast<size_t>(old));
+  // Not about this primary, or to the leader itself: Patroni refuses it.
+  if ((!key.leader.empty() && key.leader != leader) || key.candidate == leader) return -1;
+  return old;
+}
+
+void Switchover::begin_patroni_follow(const PatroniFailoverKey& key) {
   // pgmux's own SWITCHOVER wrote this key (POST /switchover), or something else already runs.
   if (running()) return;
   const auto view = control_.shared().view.load();
-  const int old = view->primary;
-  if (old < 0) return;  // no primary to drain: writes already wait for one
-  const std::string leader = routing::dcs_member_of(*view, static_cast<size_t>(old));
-  // Not about this primary, or to the leader itself: Patroni refuses it.
-  if ((!key.leader.empty() && key.leader != leader) || key.candidate == leader) return;
-  if (key.scheduled) {
-    LOG_INFO("Patroni has a switchover from %s scheduled: pgmux does not drain for it (its running transactions end "
-             "at the old primary's shutdown); SWITCHOVER through pgmux at that time drains them",
-             name_of(old).c_str());
-    return;
-  }
+  const int old = patroni_key_primary(key, *view);
+  if (old < 0) return;
   if (control_.config()->routing.failover_timeout <= 0 || control_.consistency_check().blocks_changes()) {
     LOG_WARN("Patroni was asked to switch over from %s; not drained for (%s)", name_of(old).c_str(),
              control_.consistency_check().blocks_changes() ? "a CHECK CONSISTENCY holds writes"
@@ -120,11 +134,56 @@ void Switchover::follow_patroni(const PatroniFailoverKey& key) {
   old_primary_ = old;
   target_ = key.candidate.empty() ? -1 : backend_of_member(*view, key.candidate);
   old_timeline_ = view->backends[static_cast<size_t>(old)].last.timeline;
-  LOG_INFO("Patroni was asked to switch over from %s to %s (its failover key): holding writes while the "
+  LOG_INFO("Patroni was asked to switch over from %s to %s (its failover key%s): holding writes while the "
            "transactions running on %s finish, before Patroni stops it",
            name_of(old).c_str(), key.candidate.empty() ? name_of(target_).c_str() : key.candidate.c_str(),
+           key.scheduled ? (", scheduled at " + escape_for_log(key.scheduled_text, 64)).c_str() : "",
            name_of(old).c_str());
   hold();
+}
+
+// Patroni acts at scheduled_at (its HA loop sleeps until then), with the same fast shutdown: the run starts
+// kScheduledLead before it. The key stays as it is until then; a cleared or changed key drops or moves the timer.
+void Switchover::schedule_patroni_follow(const PatroniFailoverKey& key) {
+  const std::string when = escape_for_log(key.scheduled_text, 64);
+  if (!key.scheduled_at) {
+    LOG_WARN("Patroni has a switchover scheduled at '%s', a time pgmux cannot read: not drained for (its running "
+             "transactions end at the old primary's shutdown); SWITCHOVER through pgmux at that time drains them",
+             when.c_str());
+    return;
+  }
+  const auto view = control_.shared().view.load();
+  const int old = patroni_key_primary(key, *view);
+  if (old < 0) return;
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double start_in = std::max(0.0, *key.scheduled_at - kScheduledLead - now);
+  scheduled_key_ = key;
+  uv_timer_start(scheduled_timer_->get(), on_scheduled_time, static_cast<uint64_t>(std::llround(start_in * 1000)),
+                 0);
+  LOG_INFO("Patroni has a switchover from %s scheduled at %s (in %.1f s): pgmux holds writes from %.0f s before "
+           "it",
+           name_of(old).c_str(), when.c_str(), std::max(0.0, *key.scheduled_at - now), kScheduledLead);
+}
+
+void Switchover::unschedule_patroni_follow(const char* why) {
+  if (!scheduled_key_) return;
+  LOG_INFO("Patroni's switchover scheduled at %s is not drained for: %s",
+           escape_for_log(scheduled_key_->scheduled_text, 64).c_str(), why);
+  scheduled_key_.reset();
+  uv_timer_stop(scheduled_timer_->get());
+}
+
+void Switchover::on_scheduled_time(uv_timer_t* timer) {
+  Switchover* self = UvTimer<Switchover>::owner_of(timer);
+  if (self == nullptr || !self->scheduled_key_) return;
+  const PatroniFailoverKey key = std::move(*self->scheduled_key_);
+  self->scheduled_key_.reset();
+  if (self->running()) {
+    LOG_WARN("Patroni's switchover scheduled at %s is not drained for: a %s runs", key.scheduled_text.c_str(),
+             self->what());
+    return;
+  }
+  self->begin_patroni_follow(key);
 }
 
 // Drained, or still running at drain_timeout: Patroni stops the old primary either way. Its idle server

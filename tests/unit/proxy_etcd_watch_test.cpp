@@ -70,9 +70,33 @@ TEST_CASE("etcd watch: Patroni's failover key asks for a switchover, is schedule
   CHECK(key.requested);
   CHECK(key.leader.empty());
   CHECK(key.scheduled);
+  REQUIRE(key.scheduled_at);
+  CHECK(*key.scheduled_at == 1796346000.0);  // date -d 2026-12-04T01:00:00Z +%s
+  CHECK(key.scheduled_text == "2026-12-04T01:00:00+00:00");
+  key = parse_patroni_failover(R"({"member":"node3","scheduled_at":"tomorrow"})");
+  CHECK(key.scheduled);  // scheduled, at a time pgmux cannot read: logged, not drained for
+  CHECK_FALSE(key.scheduled_at);
+  CHECK_FALSE(parse_patroni_failover(R"({"member":"node3","scheduled_at":null})").scheduled);
   CHECK_FALSE(parse_patroni_failover("{}").requested);  // how Patroni clears it
   CHECK_FALSE(parse_patroni_failover("").requested);
   CHECK_FALSE(parse_patroni_failover("not json").requested);
+}
+
+TEST_CASE("etcd watch: scheduled_at as Patroni writes it (ISO 8601 with an offset)") {
+  const double base = 1796346000.0;  // 2026-12-04T01:00:00Z
+  CHECK(parse_iso8601("2026-12-04T01:00:00+00:00") == base);
+  CHECK(parse_iso8601("2026-12-04T01:00:00Z") == base);
+  CHECK(parse_iso8601("2026-12-04 01:00:00+00:00") == base);
+  CHECK(parse_iso8601("2026-12-04T02:30:00+01:30") == base);  // east of UTC: earlier in UTC
+  CHECK(parse_iso8601("2026-12-03T20:00:00-0500") == base);
+  CHECK(parse_iso8601("2026-12-04T01:00:00.250000+00:00") == doctest::Approx(base + 0.25));
+  CHECK(parse_iso8601("2024-02-29T00:00:00+00:00") == 1709164800.0);  // a leap day
+  for (const char* bad : {"", "2026-12-04", "2026-12-04T01:00:00", "2026-12-04T01:00:00+0", "2026-13-04T01:00:00Z",
+                          "2026-12-04T24:00:00Z", "2026-12-04T01:00:00Z trailing", "26-12-04T01:00:00Z",
+                          "2026-12-04T01:00:00+25:00", "2026/12/04T01:00:00Z"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_iso8601(bad));
+  }
 }
 
 TEST_CASE("etcd watch: the stream's head, chunks and messages, whole or a byte at a time") {

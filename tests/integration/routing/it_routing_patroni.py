@@ -11,15 +11,17 @@ pooling, both following Patroni.
          candidate) is drained for and canceled: writes resume on node2. Then `patronictl switchover` back to node1
          behind pgmux's back, under pgbench through A (both pools) and B: each pgmux drains before Patroni's fast
          shutdown, so zero failed transactions and no aborted client; a session idle across it (session pooling)
-         keeps working, on the same client connection
-  act 4  the leader's Patroni daemon is killed: its PostgreSQL keeps running as a primary, and once Patroni
-         promotes node2 neither pgmux writes to node1 again (fenced, an alarm) although node1 still accepts writes
-         directly; each pgmux follows within one poll of node2 leaving recovery
+         keeps working, on the same client connection. Then `patronictl switchover --scheduled` to node2, 4 s
+         ahead: both pgmux start draining a second before that time, and again nothing fails
+  act 4  the leader's (node2's) Patroni daemon is killed: its PostgreSQL keeps running as a primary, and once
+         Patroni promotes node1 neither pgmux writes to node2 again (fenced, an alarm) although node2 still accepts
+         writes directly; each pgmux follows within one poll of node1 leaving recovery
 
 usage: it_routing_patroni.py PGMUX_BINARY SUPPORT_DIR   (PGMUX_BINARY in the environment wins)
 Exit 77 (skipped) only when patroni or etcd is not installed.
 """
 import base64
+import datetime
 import json
 import os
 import re
@@ -306,6 +308,18 @@ def put_failover_key(value):
                            timeout=5).read()
 
 
+def benches_came_through(benches, switchover, new_leader, old_leader):
+    """No pgbench client saw an error across `switchover`; the data is whole; the old leader streams again."""
+    for label, proc in benches:
+        out, processed, failed, aborted = pgbench_result(proc, f"{label} during {switchover}")
+        check(processed > 0 and failed == 0 and aborted == 0 and proc.returncode == 0,
+              f"pgbench through {label} across {switchover}: no failed transaction, no aborted client")
+        if failed or aborted:
+            print(out[-3000:], flush=True)
+    check(balances_consistent(NODE_PORT[new_leader]), f"balances are consistent on {new_leader}")
+    wait_for(f"{old_leader} rejoins as a standby", lambda: in_recovery(NODE_PORT[old_leader]) is True, 60)
+
+
 def act3(work):
     print("act 3: a switchover asked of Patroni directly, seen in etcd", flush=True)
     for name, port in (("A", PORT_A), ("B", PORT_B)):
@@ -345,52 +359,67 @@ def act3(work):
     idle_session_writes_on(idle, "node1", "the session idle across it")
     # Drained before Patroni's fast shutdown: nothing ran on node2 when it stopped (without etcd_urls, the
     # transactions running there end with 57P01).
-    for label, proc in benches:
-        out, processed, failed, aborted = pgbench_result(proc, label + " during patronictl switchover")
-        check(processed > 0 and failed == 0 and aborted == 0 and proc.returncode == 0,
-              f"pgbench through {label} across patronictl switchover: no failed transaction, no aborted client")
-        if failed or aborted:
-            print(out[-3000:], flush=True)
-    check(balances_consistent(NODE_PORT["node1"]), "balances are consistent on node1")
-    wait_for("node2 rejoins as a standby", lambda: in_recovery(NODE_PORT["node2"]) is True, 60)
+    benches_came_through(benches, "patronictl switchover", new_leader="node1", old_leader="node2")
+
+
+def act3_scheduled(work):
+    print("      patronictl switchover to node2, scheduled 4 s ahead", flush=True)
+    done_before = {port: patroni_switchovers(port, "done") for port in (PORT_A, PORT_B)}
+    benches = (("A, transaction pooling", pgbench(PORT_A, 12)), ("B, session pooling", pgbench(PORT_B, 12, clients=4)))
+    time.sleep(1)
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=4)
+    r = run("patronictl", "-c", os.path.join(work, "cluster", "node1.yml"), "switchover", "--leader", "node1",
+            "--candidate", "node2", "--scheduled", at.isoformat(), "--force", timeout=60)
+    check(r.returncode == 0, "patronictl switchover --scheduled to node2")
+    if r.returncode != 0:
+        print(r.stdout + r.stderr, flush=True)
+    for label, port in (("A", PORT_A), ("B", PORT_B)):
+        wait_for(f"{label} sees node2 as the primary", lambda: backends(port)["node2"]["role"] == "primary", 20)
+        wait_for(f"{label} counts the scheduled Patroni switchover it drained for as done",
+                 lambda: patroni_switchovers(port, "done") == done_before[port] + 1, 10)
+        with open(os.path.join(work, f"pgmux-{label}.log")) as f:
+            log = f.read()
+        check("Patroni has a switchover from node1 scheduled at" in log,
+              f"{label} logs the scheduled switchover when Patroni is asked for it")
+    benches_came_through(benches, "a scheduled patronictl switchover", new_leader="node2", old_leader="node1")
 
 
 def act4(work):
     print("act 4: the leader's Patroni daemon is killed; its PostgreSQL stays up as a primary", flush=True)
-    with open(os.path.join(work, "cluster", "node1.pid")) as f:
+    with open(os.path.join(work, "cluster", "node2.pid")) as f:
         os.kill(int(f.read().strip()), signal.SIGKILL)  # started by patroni_cluster.sh for this test
-    check(in_recovery(NODE_PORT["node1"]) is False, "node1 still runs as a primary without its Patroni")
+    check(in_recovery(NODE_PORT["node2"]) is False, "node2 still runs as a primary without its Patroni")
     promoted_at = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and promoted_at is None:  # Patroni's ttl is 20 s
-        if in_recovery(NODE_PORT["node2"]) is False:
+        if in_recovery(NODE_PORT["node1"]) is False:
             promoted_at = time.monotonic()
         time.sleep(0.05)
-    check(promoted_at is not None, "Patroni promoted node2 once node1's leader key expired")
+    check(promoted_at is not None, "Patroni promoted node1 once node2's leader key expired")
     if promoted_at is None:
         return
     for label, port in (("A", PORT_A), ("B", PORT_B)):
         landed, on_old = None, 0
         while time.monotonic() < promoted_at + 10:
             landed = write_port(port)
-            if landed == NODE_PORT["node2"]:
-                break
             if landed == NODE_PORT["node1"]:
+                break
+            if landed == NODE_PORT["node2"]:
                 # Until pgmux's next poll sees the new leader, the old primary still looks like Patroni's leader:
                 # such writes are on a timeline Patroni abandoned (README: the poll interval is the window).
                 on_old += 1
                 check(time.monotonic() < promoted_at + POLL + 1.5,
-                      f"no write through {label} lands on node1 later than a poll after Patroni promoted node2")
+                      f"no write through {label} lands on node2 later than a poll after Patroni promoted node1")
             time.sleep(0.05)
         gap = time.monotonic() - promoted_at
-        print(f"      {label}: first write on node2 {gap:.2f} s after it left recovery; {on_old} write(s) on node1 "
+        print(f"      {label}: first write on node1 {gap:.2f} s after it left recovery; {on_old} write(s) on node2 "
               "before that", flush=True)
-        check(landed == NODE_PORT["node2"] and gap < POLL + 3, f"{label} followed within a poll (and a probe round)")
+        check(landed == NODE_PORT["node1"] and gap < POLL + 3, f"{label} followed within a poll (and a probe round)")
         roles = backends(port)
-        check(roles["node1"]["role"] == "fenced", f"{label} fences node1 ({roles['node1']['excluded_reason']})")
-    check(in_recovery(NODE_PORT["node1"]) is False, "node1 still accepts writes directly: only pgmux keeps it out")
+        check(roles["node2"]["role"] == "fenced", f"{label} fences node2 ({roles['node2']['excluded_reason']})")
+    check(in_recovery(NODE_PORT["node2"]) is False, "node2 still accepts writes directly: only pgmux keeps it out")
     landed = [write_port(port) for port in (PORT_A, PORT_B) for _ in range(10)]
-    check(all(p == NODE_PORT["node2"] for p in landed), f"20 more writes all land on node2 (got {set(landed)})")
+    check(all(p == NODE_PORT["node1"] for p in landed), f"20 more writes all land on node1 (got {set(landed)})")
 
 
 def main():
@@ -422,6 +451,7 @@ def main():
         act1()
         act2()
         act3(work)
+        act3_scheduled(work)
         act4(work)
     finally:
         for p in procs:
