@@ -256,6 +256,9 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   if (switchover_) switchover_->abandon_confirming();  // its standbys' positions may change meanwhile
   prober_->reconfigure(*next, disabled);
   if (etcd_watch_) etcd_watch_->configure(next->topology);
+  if (next->topology.kind != conf::TopologySourceKind::Patroni || next->topology.etcd_urls.empty()) {
+    switchover_->unschedule_patroni_follow("topology.etcd_urls is no longer set");  // nothing tells of changes now
+  }
   consistency_check_->schedule(next->consistency_check);
   catalog_loader_->start(next->routing.function_catalog_refresh);
   open_configured_catalogs(*next);

@@ -1,6 +1,7 @@
 #include "proxy/control/etcd_watch.hpp"
 
 #include <cctype>
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +22,18 @@ constexpr double kRetryDelay = 1;                // seconds from a broken watch 
 std::string string_field(const nlohmann::json& object, const char* key) {
   auto it = object.find(key);
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// etcd's JSON gateway writes 64-bit integers as strings and leaves zeros out.
+int64_t int64_field(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end()) return 0;
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (!it->is_string()) return 0;
+  const std::string text = it->get<std::string>();
+  int64_t value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
 }
 
 bool has_header(std::string_view head, std::string_view name_and_value) {
@@ -47,14 +60,24 @@ PatroniFailoverKey parse_patroni_failover(std::string_view value) {
 }
 
 namespace {
-// Reads `digits` decimal digits at `pos` (advanced past them).
+// A fixed-width field of decimal digits (from_chars alone would take a sign too) at `pos`, advanced past it.
 bool take_number(std::string_view text, size_t* pos, size_t digits, int* out) {
   if (*pos + digits > text.size()) return false;
-  const char* first = text.data() + *pos;
-  const auto [end, error] = std::from_chars(first, first + digits, *out);
-  if (error != std::errc() || end != first + digits) return false;
+  *out = 0;
+  for (size_t i = 0; i < digits; ++i) {
+    const char c = text[*pos + i];
+    if (c < '0' || c > '9') return false;
+    *out = *out * 10 + (c - '0');
+  }
   *pos += digits;
   return true;
+}
+
+bool valid_date(int year, int month, int day) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12 || day < 1) return false;
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return day <= kDays[month - 1] + (month == 2 && leap ? 1 : 0);
 }
 
 bool take_char(std::string_view text, size_t* pos, std::string_view allowed) {
@@ -75,16 +98,17 @@ std::optional<double> parse_iso8601(std::string_view text) {
       !take_number(text, &pos, 2, &tm.tm_sec)) {
     return std::nullopt;
   }
-  if (month < 1 || month > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
-      tm.tm_sec > 60) {
+  // Python's datetime has no leap second: Patroni never writes :60.
+  if (!valid_date(year, month, tm.tm_mday) || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 59) {
     return std::nullopt;
   }
   double fraction = 0;
   if (pos < text.size() && text[pos] == '.') {
-    double scale = 0.1;
-    for (++pos; pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos])); ++pos, scale /= 10) {
+    const size_t first = ++pos;
+    for (double scale = 0.1; pos < text.size() && text[pos] >= '0' && text[pos] <= '9'; ++pos, scale /= 10) {
       fraction += (text[pos] - '0') * scale;
     }
+    if (pos == first) return std::nullopt;
   }
   int offset = 0;  // seconds east of UTC
   if (pos < text.size() && (text[pos] == 'Z' || text[pos] == 'z')) {
@@ -229,6 +253,7 @@ bool EtcdWatchStream::take_message(std::string_view line, std::vector<Change>* c
     Change change;
     change.deleted = string_field(event, "type") == "DELETE";  // etcd leaves PUT, the default, out
     if (auto kv = event.find("kv"); kv != event.end() && kv->is_object()) {
+      change.revision = int64_field(*kv, "mod_revision");
       const std::string encoded = string_field(*kv, "value");  // left out when empty
       std::optional<std::string> value = protocol::base64_decode(encoded);
       if (!value) {
@@ -354,7 +379,8 @@ struct EtcdWatch::Connection {
     // Each callback may stop the watch: this object then stays alive until its close callback, with no owner.
     for (const EtcdWatchStream::Change& change : changes) {
       if (self->owner == nullptr) return;
-      self->owner->on_key_(change.deleted ? PatroniFailoverKey{} : parse_patroni_failover(change.value));
+      self->owner->deliver(change.deleted ? PatroniFailoverKey{} : parse_patroni_failover(change.value),
+                           change.revision);
     }
     if (!ok && self->owner != nullptr) self->owner->on_broken(self->url, error);
   }
@@ -368,6 +394,12 @@ EtcdWatch::EtcdWatch(uv_loop_t* loop, OnKey on_key, OnUp on_up)
 EtcdWatch::~EtcdWatch() {
   on_up_ = nullptr;  // its owner may be part way through its own destruction
   stop();
+}
+
+void EtcdWatch::deliver(const PatroniFailoverKey& key, int64_t revision) {
+  if (revision != 0 && revision <= revision_) return;  // the key as it was before what was delivered already
+  revision_ = std::max(revision_, revision);
+  on_key_(key);
 }
 
 void EtcdWatch::configure(const conf::TopologySource& source) {
@@ -392,7 +424,8 @@ void EtcdWatch::configure(const conf::TopologySource& source) {
 void EtcdWatch::stop() {
   if (!key_.empty() && on_up_) on_up_(-1);
   key_.clear();
-  check_.reset();
+  revision_ = 0;
+  read_.reset();
   uv_timer_stop(timer_->get());
   if (connection_ != nullptr) connection_->abandon();
   connection_ = nullptr;
@@ -412,34 +445,60 @@ void EtcdWatch::on_watching(const std::string& url) {
   LOG_INFO("watching Patroni's failover key %s in etcd at %s: a switchover asked of Patroni is drained for",
            key_.c_str(), url.c_str());
   last_error_.clear();
-  check_leader_key(url);
+  read_keys(url);
 }
 
-void EtcdWatch::check_leader_key(const std::string& url) {
+// One range read per watch opened, from the failover key to the leader key: the failover key as it is now (a
+// watch reports changes from its start only: one made while none was open, a switchover scheduled before pgmux
+// started), and whether Patroni keeps its keys here at all (warn_no_leader_key).
+void EtcdWatch::read_keys(const std::string& url) {
   HttpRequestSpec spec;
   spec.url = conf::parse_http_url(url).value_or(conf::HttpUrl{});
   spec.method = "POST";
   spec.path = "/v3/kv/range";
   const std::string leader = prefix_ + "/leader";
-  spec.body = nlohmann::json{{"key", protocol::base64_encode(leader)}, {"count_only", true}}.dump();
+  // Keys from <prefix>/failover up to and with <prefix>/leader: history and initialize lie between, a few KiB.
+  spec.body = nlohmann::json{{"key", protocol::base64_encode(key_)},
+                             {"range_end", protocol::base64_encode(leader + std::string(1, '\0'))}}
+                  .dump();
   spec.timeout = timeout_;
-  check_ = HttpCall::start(loop_, std::move(spec), [this, url, leader](HttpResult result) {
-    check_.reset();
-    if (!result.ok || result.status != 200) {
-      const std::string why = result.ok ? "HTTP status " + std::to_string(result.status) : result.error;
-      LOG_DEBUG("etcd at %s: reading %s failed: %s", url.c_str(), leader.c_str(), why.c_str());
+  read_ = HttpCall::start(loop_, std::move(spec), [this, url, leader](HttpResult result) {
+    read_.reset();
+    const nlohmann::json doc = result.ok && result.status == 200
+                                   ? nlohmann::json::parse(result.body, nullptr, /*allow_exceptions=*/false)
+                                   : nlohmann::json();
+    const auto header = doc.is_object() ? doc.find("header") : doc.end();
+    if (header == doc.end() || !header->is_object()) {
+      const std::string why = !result.ok             ? result.error
+                              : result.status != 200 ? "HTTP status " + std::to_string(result.status)
+                                                     : "no header in the answer";
+      LOG_WARN("etcd at %s: reading %s failed (%s): what it held before the watch opened is not known",
+               url.c_str(), key_.c_str(), why.c_str());
       return;
     }
-    const nlohmann::json doc = nlohmann::json::parse(result.body, nullptr, /*allow_exceptions=*/false);
-    // The gateway writes 64-bit counts as strings and leaves a zero out.
-    const auto count = doc.is_object() ? doc.find("count") : doc.end();
-    if (count != doc.end() && count->is_string() && count->get<std::string>() != "0") return;
-    LOG_WARN("etcd at %s has no key %s: Patroni keeps its keys elsewhere (with an etcd: section instead of etcd3: "
-             "it uses etcd's v2 API, which this watch cannot see; or its scope and namespace are not "
-             "topology.patroni_scope and patroni_namespace), so a switchover asked of Patroni directly is not "
-             "drained for",
-             url.c_str(), leader.c_str());
+    std::optional<std::string> failover;
+    bool has_leader = false;
+    const auto kvs = doc.find("kvs");  // left out when no key is in the range
+    for (const nlohmann::json& kv : kvs != doc.end() && kvs->is_array() ? *kvs : nlohmann::json::array()) {
+      const std::optional<std::string> name = kv.is_object() ? protocol::base64_decode(string_field(kv, "key"))
+                                                             : std::nullopt;
+      if (name == key_) failover = protocol::base64_decode(string_field(kv, "value"));
+      if (name == leader) has_leader = true;
+    }
+    if (!has_leader) warn_no_leader_key(url, leader);
+    // The store's revision at the read: the state as of then, older than any change the watch reports later.
+    deliver(failover ? parse_patroni_failover(*failover) : PatroniFailoverKey{}, int64_field(*header, "revision"));
   });
+}
+
+// Patroni with etcd's v2 API (its etcd: section), or with another scope or namespace, keeps no keys where the watch
+// looks, and the watch would wait for nothing.
+void EtcdWatch::warn_no_leader_key(const std::string& url, const std::string& leader) {
+  LOG_WARN("etcd at %s has no key %s: Patroni keeps its keys elsewhere (with an etcd: section instead of etcd3: "
+           "it uses etcd's v2 API, which this watch cannot see; or its scope and namespace are not "
+           "topology.patroni_scope and patroni_namespace), so a switchover asked of Patroni directly is not "
+           "drained for",
+           url.c_str(), leader.c_str());
 }
 
 void EtcdWatch::on_broken(std::string url, const std::string& why) {

@@ -11,6 +11,7 @@
 #pragma once
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -46,6 +47,7 @@ class EtcdWatchStream {
   struct Change {
     bool deleted = false;
     std::string value;  // the key's new value (decoded from base64)
+    int64_t revision = 0;  // etcd's revision of the change (0: not given)
   };
   // Appends the changes these bytes complete to *changes. False (with *error) once the stream cannot go on: a
   // status other than 200, a malformed chunk or message, etcd canceling the watch or ending the response.
@@ -86,9 +88,11 @@ class EtcdWatch {
   void on_watching(const std::string& url);
   // `url` by value: the connection that holds the caller's copy goes first.
   void on_broken(std::string url, const std::string& why);
-  // Patroni with etcd's v2 API (its `etcd:` section), or with another scope or namespace, keeps no keys where the
-  // watch looks, and the watch would wait for nothing: its leader key must be there. Asked once per watch opened.
-  void check_leader_key(const std::string& url);
+  // Once per watch opened: the failover key's value now, and whether Patroni's leader key is beside it.
+  void read_keys(const std::string& url);
+  void warn_no_leader_key(const std::string& url, const std::string& leader);
+  // Hands the key to on_key_ unless what it was given already is newer (`revision` 0: unknown, handed on).
+  void deliver(const PatroniFailoverKey& key, int64_t revision);
   static void on_timer(uv_timer_t* timer);
 
   uv_loop_t* loop_;
@@ -98,7 +102,8 @@ class EtcdWatch {
   double timeout_ = 2;
   std::string prefix_;  // <namespace>/<scope>
   std::string key_;     // prefix_ + "/failover"; "" while stopped
-  std::shared_ptr<HttpCall> check_;  // check_leader_key's request
+  std::shared_ptr<HttpCall> read_;  // read_keys's request
+  int64_t revision_ = 0;             // etcd's revision of the key's state last delivered
   size_t next_url_ = 0;
   Connection* connection_ = nullptr;  // the watch open or opening; it frees itself once libuv is done with it
   // While connection_ opens: its deadline. Without one: the retry after a broken watch.

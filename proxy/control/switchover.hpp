@@ -94,6 +94,8 @@ class Switchover {
   // How long before a scheduled Patroni switchover the run starts: running transactions get that long, plus
   // Patroni's checkpoint, to finish; it also covers clocks a little apart.
   static constexpr double kScheduledLead = 1;
+  // A scheduled Patroni switchover is no longer watched for (the etcd watch stopped): not drained for.
+  void unschedule_patroni_follow(const char* why);
   // Every new view (Control::on_view): AwaitingPrimary ends when the target is the primary; Confirming ends when a
   // primary answers again. With failover.mode pgmux, a view in which `last_primary` (the primary pgmux last knew)
   // is down and no other backend is the primary starts a failover.
@@ -134,7 +136,7 @@ class Switchover {
   int patroni_key_primary(const PatroniFailoverKey& key, const routing::BackendsView& view) const;
   void begin_patroni_follow(const PatroniFailoverKey& key);
   void schedule_patroni_follow(const PatroniFailoverKey& key);
-  void unschedule_patroni_follow(const char* why);
+  void arm_scheduled_timer();
   static void on_scheduled_time(uv_timer_t* timer);
   bool patroni_withdrew(const routing::BackendsView& view) const;
   // The primary this run waits for: the target, or with none named (Patroni chooses) any other than the old one.
@@ -184,6 +186,7 @@ class Switchover {
   std::optional<uint64_t> withdrawn_at_answer_;
   // A scheduled Patroni switchover: its key, until scheduled_timer_ starts the PatroniFollow run.
   std::optional<PatroniFailoverKey> scheduled_key_;
+  double scheduled_start_ = 0;  // when the run starts: its scheduled_at less kScheduledLead (wall clock)
   UvHandlePtr<uv_timer_t, Switchover> scheduled_timer_;
   // failover.mode pgmux: the standbys' answers while Confirming; no new failover before
   // retry_after_ (monotonic seconds) once one failed; the last reason for not promoting (logged

@@ -96,11 +96,11 @@ void Switchover::follow_patroni(const PatroniFailoverKey& key) {
     }
     return;
   }
-  if (following) withdrawn_at_answer_.reset();  // asked again: Patroni goes on after all
   if (key.scheduled) {
     schedule_patroni_follow(key);
     return;
   }
+  if (following) withdrawn_at_answer_.reset();  // asked again: Patroni goes on after all
   unschedule_patroni_follow("Patroni was asked for a switchover now");
   begin_patroni_follow(key);
 }
@@ -115,15 +115,22 @@ int Switchover::patroni_key_primary(const PatroniFailoverKey& key, const routing
 }
 
 void Switchover::begin_patroni_follow(const PatroniFailoverKey& key) {
+  const std::string when = key.scheduled ? ", scheduled at " + escape_for_log(key.scheduled_text, 64) : "";
   // pgmux's own SWITCHOVER wrote this key (POST /switchover), or something else already runs.
-  if (running()) return;
+  if (running()) {
+    if (key.scheduled) LOG_WARN("Patroni switchover%s: not drained for, a %s runs", when.c_str(), what());
+    return;
+  }
   const auto view = control_.shared().view.load();
   const int old = patroni_key_primary(key, *view);
-  if (old < 0) return;
-  if (control_.config()->routing.failover_timeout <= 0 || control_.consistency_check().blocks_changes()) {
-    LOG_WARN("Patroni was asked to switch over from %s; not drained for (%s)", name_of(old).c_str(),
-             control_.consistency_check().blocks_changes() ? "a CHECK CONSISTENCY holds writes"
-                                                           : "routing.failover_timeout is 0");
+  const char* not_drained = old < 0 ? "it is not about the current primary, or there is none"
+                            : control_.config()->routing.failover_timeout <= 0 ? "routing.failover_timeout is 0"
+                            : control_.consistency_check().blocks_changes()    ? "a CHECK CONSISTENCY holds writes"
+                            : key.scheduled && view->dcs.cluster.paused ? "Patroni is paused, and acts on nothing"
+                                                                        : nullptr;
+  if (not_drained != nullptr) {
+    // An immediate request about another primary is Patroni's to refuse: nothing to say about it.
+    if (old >= 0 || key.scheduled) LOG_WARN("Patroni switchover%s: not drained for (%s)", when.c_str(), not_drained);
     return;
   }
   ++run_;
@@ -137,14 +144,25 @@ void Switchover::begin_patroni_follow(const PatroniFailoverKey& key) {
   LOG_INFO("Patroni was asked to switch over from %s to %s (its failover key%s): holding writes while the "
            "transactions running on %s finish, before Patroni stops it",
            name_of(old).c_str(), key.candidate.empty() ? name_of(target_).c_str() : key.candidate.c_str(),
-           key.scheduled ? (", scheduled at " + escape_for_log(key.scheduled_text, 64)).c_str() : "",
-           name_of(old).c_str());
+           when.c_str(), name_of(old).c_str());
   hold();
 }
 
+namespace {
+double wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+// Patroni drops a scheduled switchover found more than 1.5 loop_wait late (loop_wait is 10 s by default) and clears
+// its key: one further in the past is not acted on.
+constexpr double kStaleAfter = 15;
+}  // namespace
+
 // Patroni acts at scheduled_at (its HA loop sleeps until then), with the same fast shutdown: the run starts
-// kScheduledLead before it. The key stays as it is until then; a cleared or changed key drops or moves the timer.
+// kScheduledLead before it, by the wall clock (as Patroni's). A replaced key moves the time; a cleared one drops it.
 void Switchover::schedule_patroni_follow(const PatroniFailoverKey& key) {
+  const bool same = scheduled_key_ && scheduled_key_->scheduled_text == key.scheduled_text &&
+                    scheduled_key_->leader == key.leader && scheduled_key_->candidate == key.candidate;
+  if (!same) unschedule_patroni_follow("Patroni's failover key was replaced");
   const std::string when = escape_for_log(key.scheduled_text, 64);
   if (!key.scheduled_at) {
     LOG_WARN("Patroni has a switchover scheduled at '%s', a time pgmux cannot read: not drained for (its running "
@@ -152,17 +170,28 @@ void Switchover::schedule_patroni_follow(const PatroniFailoverKey& key) {
              when.c_str());
     return;
   }
-  const auto view = control_.shared().view.load();
-  const int old = patroni_key_primary(key, *view);
-  if (old < 0) return;
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const double start_in = std::max(0.0, *key.scheduled_at - kScheduledLead - now);
+  const double now = wall_now();
+  if (*key.scheduled_at < now - kStaleAfter) {
+    LOG_WARN("Patroni has a switchover scheduled at %s, %.0f s ago: not drained for (Patroni drops one that late)",
+             when.c_str(), now - *key.scheduled_at);
+    return;
+  }
   scheduled_key_ = key;
+  scheduled_start_ = *key.scheduled_at - kScheduledLead;
+  arm_scheduled_timer();
+  if (same) return;  // read again (a new watch): already said
+  // Whether it is about the current primary is decided at that time (begin_patroni_follow): the primary may change.
+  LOG_INFO("Patroni has a switchover from %s to %s scheduled at %s (in %.1f s): pgmux holds writes from %.0f s "
+           "before it",
+           key.leader.empty() ? "its leader" : escape_for_log(key.leader, 64).c_str(),
+           key.candidate.empty() ? "the member it chooses" : escape_for_log(key.candidate, 64).c_str(), when.c_str(),
+           std::max(0.0, *key.scheduled_at - now), kScheduledLead);
+}
+
+void Switchover::arm_scheduled_timer() {
+  const double start_in = std::max(0.0, scheduled_start_ - wall_now());
   uv_timer_start(scheduled_timer_->get(), on_scheduled_time, static_cast<uint64_t>(std::llround(start_in * 1000)),
                  0);
-  LOG_INFO("Patroni has a switchover from %s scheduled at %s (in %.1f s): pgmux holds writes from %.0f s before "
-           "it",
-           name_of(old).c_str(), when.c_str(), std::max(0.0, *key.scheduled_at - now), kScheduledLead);
 }
 
 void Switchover::unschedule_patroni_follow(const char* why) {
@@ -176,13 +205,13 @@ void Switchover::unschedule_patroni_follow(const char* why) {
 void Switchover::on_scheduled_time(uv_timer_t* timer) {
   Switchover* self = UvTimer<Switchover>::owner_of(timer);
   if (self == nullptr || !self->scheduled_key_) return;
-  const PatroniFailoverKey key = std::move(*self->scheduled_key_);
-  self->scheduled_key_.reset();
-  if (self->running()) {
-    LOG_WARN("Patroni's switchover scheduled at %s is not drained for: a %s runs", key.scheduled_text.c_str(),
-             self->what());
+  // libuv's timers run on the monotonic clock: a wall clock stepped meanwhile (NTP) moves the time to start at.
+  if (self->scheduled_start_ - wall_now() > 0.05) {
+    self->arm_scheduled_timer();
     return;
   }
+  const PatroniFailoverKey key = std::move(*self->scheduled_key_);
+  self->scheduled_key_.reset();
   self->begin_patroni_follow(key);
 }
 

@@ -93,7 +93,10 @@ TEST_CASE("etcd watch: scheduled_at as Patroni writes it (ISO 8601 with an offse
   CHECK(parse_iso8601("2024-02-29T00:00:00+00:00") == 1709164800.0);  // a leap day
   for (const char* bad : {"", "2026-12-04", "2026-12-04T01:00:00", "2026-12-04T01:00:00+0", "2026-13-04T01:00:00Z",
                           "2026-12-04T24:00:00Z", "2026-12-04T01:00:00Z trailing", "26-12-04T01:00:00Z",
-                          "2026-12-04T01:00:00+25:00", "2026/12/04T01:00:00Z"}) {
+                          "2026-12-04T01:00:00+25:00", "2026/12/04T01:00:00Z", "2026-12-04T-1:00:00Z",
+                          "2026-12-04T01:-5:00Z", "2026-12-04T01:00:00+-1:00", "-123-12-04T01:00:00Z",
+                          "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-12-04T01:00:60Z",
+                          "2026-12-04T01:00:00.Z"}) {
     CAPTURE(bad);
     CHECK_FALSE(parse_iso8601(bad));
   }
@@ -178,6 +181,12 @@ void run_watch(uint16_t port, double seconds, const OnKeyOf& on_key, std::vector
   CHECK(uv_loop_close(&loop) == 0);
 }
 
+// One key-value pair of a range answer, as etcd's gateway writes it.
+std::string kv(const std::string& key, const std::string& value) {
+  return R"({"key":")" + pgmux::protocol::base64_encode(key) + R"(","mod_revision":"5","value":")" +
+         pgmux::protocol::base64_encode(value) + "\"}";
+}
+
 std::string http_json(const std::string& body) {
   return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
          "\r\n\r\n" + body;
@@ -216,12 +225,41 @@ TEST_CASE("etcd watch: a watch where Patroni keeps no leader key is logged as wa
     run_watch(etcd.port(), 0.4, [](EtcdWatch&, const PatroniFailoverKey&) {});
     Log::configure(pgmux::conf::LogLevel::Info, "");
     CHECK(etcd.request(1).find("POST /v3/kv/range HTTP/1.1\r\n") == 0);
-    CHECK(etcd.request(1).find(pgmux::protocol::base64_encode("/service/pgmux-test/leader")) != std::string::npos);
+    const std::string range = R"({"key":")" + pgmux::protocol::base64_encode("/service/pgmux-test/failover") +
+                              R"(","range_end":")" +
+                              pgmux::protocol::base64_encode(std::string("/service/pgmux-test/leader\0", 27)) + "\"}";
+    CHECK(etcd.request(1).find(range) != std::string::npos);
     std::ifstream in(path);
     const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     return log.find("has no key /service/pgmux-test/leader") != std::string::npos;
   };
-  CHECK(warned(R"({"header":{"revision":"7"}})"));  // the gateway leaves a count of 0 out
-  CHECK_FALSE(warned(R"({"header":{"revision":"7"},"count":"1"})"));
+  CHECK(warned(R"({"header":{"revision":"7"}})"));  // the gateway leaves kvs out when none is found
+  CHECK(warned(R"({"header":{"revision":"7"},"kvs":[)" + kv("/service/pgmux-test/history", "[]") + "]}"));
+  CHECK_FALSE(warned(R"({"header":{"revision":"7"},"kvs":[)" + kv("/service/pgmux-test/leader", "node1") + "]}"));
   ::unlink(path);
+}
+
+TEST_CASE("etcd watch: the key as it is when a watch opens, unless the watch already told of a later change") {
+  const std::string scheduled = R"({"leader":"node1","member":"node2","scheduled_at":"2026-12-04T01:00:00+00:00"})";
+  const auto keys_seen = [](const std::string& watch_stream, const std::string& range_answer) {
+    OneShotServer etcd({kHead + kCreated + watch_stream, http_json(range_answer)});
+    std::vector<PatroniFailoverKey> keys;
+    run_watch(etcd.port(), 0.4, [&](EtcdWatch&, const PatroniFailoverKey& key) { keys.push_back(key); });
+    return keys;
+  };
+  const std::string leader = kv("/service/pgmux-test/leader", "node1");
+  // Written before the watch opened (a scheduled switchover asked for before pgmux started): read at once.
+  auto keys = keys_seen("", R"({"header":{"revision":"200"},"kvs":[)" +
+                                kv("/service/pgmux-test/failover", scheduled) + "," + leader + "]}");
+  REQUIRE(keys.size() == 1);
+  CHECK(keys[0].scheduled_at);
+  // None: a cleared key (a schedule made before a broken watch and flushed meanwhile is dropped).
+  keys = keys_seen("", R"({"header":{"revision":"200"},"kvs":[)" + leader + "]}");
+  REQUIRE(keys.size() == 1);
+  CHECK_FALSE(keys[0].requested);
+  // The watch's change (revision 122) is newer than the read's state (revision 110): the read is not delivered.
+  keys = keys_seen(put_event(R"({"leader":"node1","member":"node2"})"), R"({"header":{"revision":"110"},"kvs":[)" +
+                                                                          leader + "]}");
+  REQUIRE(keys.size() == 1);
+  CHECK(keys[0].requested);
 }

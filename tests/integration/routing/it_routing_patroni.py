@@ -362,12 +362,21 @@ def act3(work):
     benches_came_through(benches, "patronictl switchover", new_leader="node1", old_leader="node2")
 
 
+def held_at(log, text):
+    """The time of the first log line containing `text` (pgmux logs local time), or None."""
+    for line in log.splitlines():
+        if text in line:
+            return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").astimezone(datetime.timezone.utc)
+    return None
+
+
 def act3_scheduled(work):
-    print("      patronictl switchover to node2, scheduled 4 s ahead", flush=True)
+    print("      patronictl switchover to node2, scheduled 6 s ahead", flush=True)
     done_before = {port: patroni_switchovers(port, "done") for port in (PORT_A, PORT_B)}
-    benches = (("A, transaction pooling", pgbench(PORT_A, 12)), ("B, session pooling", pgbench(PORT_B, 12, clients=4)))
+    benches = (("A, transaction pooling", pgbench(PORT_A, 14)), ("B, session pooling", pgbench(PORT_B, 14, clients=4)))
     time.sleep(1)
-    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=4)
+    # Ahead far enough for patronictl to start on a loaded machine: Patroni refuses a time in the past.
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=6)
     r = run("patronictl", "-c", os.path.join(work, "cluster", "node1.yml"), "switchover", "--leader", "node1",
             "--candidate", "node2", "--scheduled", at.isoformat(), "--force", timeout=60)
     check(r.returncode == 0, "patronictl switchover --scheduled to node2")
@@ -379,47 +388,52 @@ def act3_scheduled(work):
                  lambda: patroni_switchovers(port, "done") == done_before[port] + 1, 10)
         with open(os.path.join(work, f"pgmux-{label}.log")) as f:
             log = f.read()
-        check("Patroni has a switchover from node1 scheduled at" in log,
+        check("Patroni has a switchover from node1 to node2 scheduled at" in log,
               f"{label} logs the scheduled switchover when Patroni is asked for it")
+        held = held_at(log, "to node2 (its failover key, scheduled at")
+        check(held is not None and at - datetime.timedelta(seconds=1.5) < held < at - datetime.timedelta(seconds=0.5),
+              f"{label} holds writes a second before the scheduled time ({held} for {at})")
     benches_came_through(benches, "a scheduled patronictl switchover", new_leader="node2", old_leader="node1")
 
 
 def act4(work):
     print("act 4: the leader's Patroni daemon is killed; its PostgreSQL stays up as a primary", flush=True)
-    with open(os.path.join(work, "cluster", "node2.pid")) as f:
+    # node2 after act 3 (found, not assumed: a failure there should not make this act kill the wrong daemon)
+    old, new = ("node2", "node1") if in_recovery(NODE_PORT["node2"]) is False else ("node1", "node2")
+    with open(os.path.join(work, "cluster", f"{old}.pid")) as f:
         os.kill(int(f.read().strip()), signal.SIGKILL)  # started by patroni_cluster.sh for this test
-    check(in_recovery(NODE_PORT["node2"]) is False, "node2 still runs as a primary without its Patroni")
+    check(in_recovery(NODE_PORT[old]) is False, f"{old} still runs as a primary without its Patroni")
     promoted_at = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and promoted_at is None:  # Patroni's ttl is 20 s
-        if in_recovery(NODE_PORT["node1"]) is False:
+        if in_recovery(NODE_PORT[new]) is False:
             promoted_at = time.monotonic()
         time.sleep(0.05)
-    check(promoted_at is not None, "Patroni promoted node1 once node2's leader key expired")
+    check(promoted_at is not None, f"Patroni promoted {new} once {old}'s leader key expired")
     if promoted_at is None:
         return
     for label, port in (("A", PORT_A), ("B", PORT_B)):
         landed, on_old = None, 0
         while time.monotonic() < promoted_at + 10:
             landed = write_port(port)
-            if landed == NODE_PORT["node1"]:
+            if landed == NODE_PORT[new]:
                 break
-            if landed == NODE_PORT["node2"]:
+            if landed == NODE_PORT[old]:
                 # Until pgmux's next poll sees the new leader, the old primary still looks like Patroni's leader:
                 # such writes are on a timeline Patroni abandoned (README: the poll interval is the window).
                 on_old += 1
                 check(time.monotonic() < promoted_at + POLL + 1.5,
-                      f"no write through {label} lands on node2 later than a poll after Patroni promoted node1")
+                      f"no write through {label} lands on {old} later than a poll after Patroni promoted {new}")
             time.sleep(0.05)
         gap = time.monotonic() - promoted_at
-        print(f"      {label}: first write on node1 {gap:.2f} s after it left recovery; {on_old} write(s) on node2 "
+        print(f"      {label}: first write on {new} {gap:.2f} s after it left recovery; {on_old} write(s) on {old} "
               "before that", flush=True)
-        check(landed == NODE_PORT["node1"] and gap < POLL + 3, f"{label} followed within a poll (and a probe round)")
+        check(landed == NODE_PORT[new] and gap < POLL + 3, f"{label} followed within a poll (and a probe round)")
         roles = backends(port)
-        check(roles["node2"]["role"] == "fenced", f"{label} fences node2 ({roles['node2']['excluded_reason']})")
-    check(in_recovery(NODE_PORT["node2"]) is False, "node2 still accepts writes directly: only pgmux keeps it out")
+        check(roles[old]["role"] == "fenced", f"{label} fences {old} ({roles[old]['excluded_reason']})")
+    check(in_recovery(NODE_PORT[old]) is False, f"{old} still accepts writes directly: only pgmux keeps it out")
     landed = [write_port(port) for port in (PORT_A, PORT_B) for _ in range(10)]
-    check(all(p == NODE_PORT["node1"] for p in landed), f"20 more writes all land on node1 (got {set(landed)})")
+    check(all(p == NODE_PORT[new] for p in landed), f"20 more writes all land on {new} (got {set(landed)})")
 
 
 def main():
