@@ -81,7 +81,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done);
   void on_copy_in(ServerConn* server);
-  // A read the standby rejected with 25006 before any row reached the client (ReplyFate::RetryIfReadOnly): the
+  // A read the standby rejected with 25006 before any row reached the client (ReplyFate::HeldForRetry): the
   // request runs again, on the primary. may_run_again is asked when the error arrives, on_read_only_retry runs
   // at its ReadyForQuery.
   bool may_run_again(const ServerConn* server) const;
@@ -214,6 +214,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   void confirm_statements(ServerConn* server, const OwedReply& done);
   bool can_run_again(const ServerConn* server, size_t owed) const;
   bool may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const;
+  bool may_run_again_if_lost(const ServerConn* server, const routing::Classification& c) const;
+  // The server was lost before any of the held request's reply reached the client: it goes back in the input.
+  void run_again_after_loss(const std::string& backend);
   void learn_writes_from(protocol::ByteView request);
   void make_active(ServerConn* server);
   void send_request(ServerConn* server);
@@ -358,7 +361,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool repump_ = false;
   size_t copy_pass_remaining_ = 0;
   protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
-  protocol::ByteVector retry_request_;  // the read sent to a standby as it came from the client, while armed
+  protocol::ByteVector retry_request_;  // the request held for a retry (HeldForRetry) as it came from the client
   static constexpr size_t kMaxRetriedRequest = 64 * 1024;  // larger reads are not copied for a retry
   // Requests a client may have queued on its server before pgmux waits for replies (bounds the queue's memory).
   static constexpr size_t kMaxPipelineDepth = 64;

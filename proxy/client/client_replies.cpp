@@ -105,6 +105,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   const bool was_primary = server == primary_;
   const bool in_flight = was_active && (server->has_outstanding() || server->tx_status() != 'I' || copy_in_);
   const bool was_preparing = server == preparing_;
+  // A request alone on the server whose reply is still held, not a byte of it relayed (client_retry.cpp).
+  const bool run_again = in_flight && server->holds_reply_for_retry() && can_run_again(server, 1);
   if (server == routed_server()) routed_.reset();  // the request is routed afresh
   let_go_of(server);
   if (server == primary_) primary_.forget();  // closing: its pool has let go of it already
@@ -131,6 +133,12 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   }
   if (was_primary && session_.route.pinned_primary) {
     fail({Failure::ServerLostSessionGone, {backend}});
+    return;
+  }
+  if (run_again) {
+    run_again_after_loss(backend);
+    if (state_ == ClientState::Draining) resume_requests();
+    pump();
     return;
   }
   if (in_flight) {

@@ -344,12 +344,13 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
   // A deferred BEGIN goes out in front of the request (send_request): its reply is owed first.
   if (!session_.deferred_begin.empty()) server->expect_skipped_reply();
-  const bool retriable = may_run_on_primary_instead(server, c);  // asked before its reply is owed
+  // Asked before its reply is owed.
+  const bool retriable = may_run_on_primary_instead(server, c) || may_run_again_if_lost(server, c);
   const bool extended = request_.kind == RequestKind::Extended;
   OwedReply& owed = server->expect_reply(!extended || request_.ends_with_sync, extended);
   if (owed.request == 0) owed.request = ++requests_sent_;  // else it continues an open sequence
   if (retriable) {
-    owed.fate = ReplyFate::RetryIfReadOnly;
+    owed.fate = ReplyFate::HeldForRetry;
     retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
   }
   note_outstanding(server, c, is_primary, owed);

@@ -1,8 +1,13 @@
-// ClientConn, the safety net for reads that write: a statement the classifier took for a read (a function
-// declared STABLE that writes anyway, an operator or cast over a volatile function, a function created behind
-// pgmux's back) fails on a standby with 25006. When that error comes before any row reached the client, outside
-// a transaction, the client never sees it: the request runs again on the primary, and its text counts as a write
-// from then on.
+// ClientConn, requests run again where the client cannot tell (ReplyFate::HeldForRetry: their replies are held
+// until their ReadyForQuery).
+// - Reads that write: a statement the classifier took for a read (a function declared STABLE that writes anyway,
+//   an operator or cast over a volatile function, a function created behind pgmux's back) fails on a standby with
+//   25006. When that error comes before any row reached the client, outside a transaction, the client never sees
+//   it: the request runs again on the primary, and its text counts as a write from then on.
+// - Requests lost with their server (a crash, a failover, a network cut) before any of their reply reached the
+//   client, when running them did nothing: a read on a standby, a lone BEGIN (a client between transactions at a
+//   failover starts its next one on the new primary, instead of hearing 08006 "may or may not have been
+//   executed"). They go to the next server as they came.
 #include "proxy/client/client_conn.hpp"
 
 #include "protocol/backend_messages.hpp"
@@ -25,6 +30,26 @@ bool ClientConn::may_run_on_primary_instead(const ServerConn* server, const rout
     return false;
   }
   return request_.kind == RequestKind::Query || (request_.kind == RequestKind::Extended && request_.ends_with_sync);
+}
+
+// A transaction start alone (BEGIN, START TRANSACTION, maybe with reads), on a server outside a transaction with
+// nothing owed: lost before its ReadyForQuery, it had opened nothing that outlives the connection.
+bool ClientConn::may_run_again_if_lost(const ServerConn* server, const routing::Classification& c) const {
+  if (c.kind != routing::StatementKind::TxBegin || server->has_outstanding() || server->tx_status() != 'I') {
+    return false;
+  }
+  if (!session_.deferred_begin.empty() || request_.size > kMaxRetriedRequest) return false;
+  return request_.kind == RequestKind::Query || (request_.kind == RequestKind::Extended && request_.ends_with_sync);
+}
+
+void ClientConn::run_again_after_loss(const std::string& backend) {
+  worker_.metrics().lost_request_retries.add();
+  LOG_INFO("%s: backend %s was lost before it answered a request that changes nothing it could lose (a read, a "
+           "BEGIN); sending it again",
+           log_prefix().c_str(), backend.c_str());
+  in_.unread(retry_request_);
+  retry_request_.clear();
+  tx_started_ns_ = 0;
 }
 
 // Asked by the standby when the 25006 arrives (its reply still owed), and again at its ReadyForQuery: nothing

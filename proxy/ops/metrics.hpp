@@ -103,6 +103,7 @@ struct WorkerMetrics {
   RelaxedCounter client_logins;          // clients that completed login
   RelaxedCounter client_login_failures;  // wrong password, unknown user or database, ...
   RelaxedCounter standby_write_retries;  // reads a standby rejected with 25006, run again on the primary
+  RelaxedCounter lost_request_retries;   // requests lost with their server before any reply, sent again
   RelaxedCounter server_connects;        // server connections opened
   RelaxedCounter server_connect_failures;
   RelaxedCounter errors[kSqlstateClasses + 1];  // ErrorResponses sent to clients, by SQLSTATE class

@@ -41,6 +41,7 @@ enum class Family : size_t {
   ServerBytesSent,
   QueriesRouted,
   StandbyWriteRetries,
+  LostRequestRetries,
   QueryDuration,
   TransactionDuration,
   PoolWait,
@@ -107,6 +108,9 @@ const MetricFamilyInfo kFamilies[] = {
     {"pgmux_standby_write_retries_total", kCounter, "",
      "Reads a standby rejected with 25006 (the statement writes after all) that pgmux ran again on the primary "
      "before any row reached the client; the statement's text counts as a write from then on."},
+    {"pgmux_lost_request_retries_total", kCounter, "",
+     "Requests whose server was lost before any of their reply reached the client, when running them changed "
+     "nothing (a read on a standby, a lone BEGIN): sent again to the next server instead of failing with 08006."},
     {"pgmux_query_duration_seconds", kHistogram, "role",
      "Time from forwarding a request to its ReadyForQuery, by the role of the server that answered."},
     {"pgmux_transaction_duration_seconds", kHistogram, "role",
@@ -341,6 +345,8 @@ void export_requests(const ExportSources& s, Builder& out) {
   }
   out.counter(Family::StandbyWriteRetries, {},
               total(s, [](const WorkerMetrics& w) -> auto& { return w.standby_write_retries; }));
+  out.counter(Family::LostRequestRetries, {},
+              total(s, [](const WorkerMetrics& w) -> auto& { return w.lost_request_retries; }));
   for (size_t by = 0; by < static_cast<size_t>(ServedBy::Count); ++by) {
     const Labels role{{"role", to_string(static_cast<ServedBy>(by))}};
     out.histogram(Family::QueryDuration, role,

@@ -23,7 +23,7 @@ OwedReply& ReplyQueue::push_request(bool closes, bool extended, uint64_t now_ns)
     continued.open = !closes;
     return continued;
   }
-  if (!empty() && back().fate == ReplyFate::RetryIfReadOnly) back().fate = ReplyFate::Forward;
+  if (!empty() && back().fate == ReplyFate::HeldForRetry) back().fate = ReplyFate::Forward;
   OwedReply& entry = push_back();
   entry.open = !closes;
   entry.extended = extended;

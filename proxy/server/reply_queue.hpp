@@ -20,10 +20,11 @@ class ServerConn;
 
 enum class ReplyFate : uint8_t {
   Forward,            // a client request: its reply goes to the client
-  RetryIfReadOnly,    // a read a standby runs outside a transaction, which pgmux can run again on the primary: its
-                      // messages are held until its ReadyForQuery (a 25006 may follow rows), up to 128 KiB; if
-                      // PostgreSQL rejects it with 25006 (it writes after all) the reply becomes DropForRetry, else
-                      // Forward (decide_read_only_retry)
+  HeldForRetry,       // a request pgmux can run again, its server idle when it went out: a read on a standby (a
+                      // 25006 sends it to the primary), a lone transaction start (lost with its server, it goes to
+                      // the next one). Its messages are held until its ReadyForQuery (a 25006 may follow rows), up
+                      // to 128 KiB; a 25006 makes the reply DropForRetry, anything else Forward
+                      // (decide_read_only_retry); the server lost meanwhile, nothing of it reached the client
   DropForRetry,       // a failed attempt the client never sees; at its ReadyForQuery the client runs it again
   SkipOwn,            // pgmux's own statement sent ahead of a client request (a deferred BEGIN): dropped; if it
                       // fails the server is closed (the request must not run outside the client's transaction)

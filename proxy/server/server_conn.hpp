@@ -78,6 +78,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   // Inside a transaction as its client sees it: the server says so, or the BEGIN pgmux answered for the client
   // (expect_skipped_reply) is still on its way.
   bool in_client_transaction() const { return tx_status_ != 'I' || owed_.front_fate() == ReplyFate::SkipOwn; }
+  // The front request's reply is held until its ReadyForQuery (none of it relayed yet).
+  bool holds_reply_for_retry() const { return owed_.front_fate() == ReplyFate::HeldForRetry; }
   // The ErrorResponse body of the internal run that just finished (empty when it succeeded): valid in its callback.
   protocol::ByteView last_internal_error() const { return last_internal_error_; }
   // Whether its Query number `ordinal` (counted by ReadyForQuery from 0) failed: valid in its callback.

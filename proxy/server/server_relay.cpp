@@ -116,7 +116,7 @@ bool ServerConn::collect_relay_pass(RelayPass& pass) {
       fail({Failure::ServerInvalidMessage, {to_string(frame.error)}});
       return false;
     }
-    if (owed_.front_fate() == ReplyFate::RetryIfReadOnly && !decide_read_only_retry(pass)) break;
+    if (owed_.front_fate() == ReplyFate::HeldForRetry && !decide_read_only_retry(pass)) break;
     const char tag = frame.tag;
     const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
                          tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
@@ -234,7 +234,7 @@ ByteVector* ServerConn::client_view_of_error(ByteView body) {
   return nullptr;
 }
 
-// RetryIfReadOnly: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held
+// HeldForRetry: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held
 // meanwhile (rows included: none may reach the client before it is known whether the request runs again). A
 // 25006 with the server back outside a transaction makes the reply DropForRetry (a copy of it is kept, in case
 // the client cannot run the request again after all); anything else, or a reply too big to hold, Forward. False

@@ -2,7 +2,8 @@
 // socket) under a client inside a transaction: the client is told its transaction did not commit (08006), or, when
 // its COMMIT was running, that the outcome is unknown (08007). pgmux reaches the primary through a relay of the
 // test's own, which cuts every connection it carries on demand. A deferred constraint trigger keeps COMMIT
-// running for a second, so the cut falls inside it.
+// running for a second, so the cut falls inside it. A client between transactions whose BEGIN is on its way when
+// the server vanishes hears nothing of it: the BEGIN goes to the next server.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -89,4 +90,62 @@ TEST_CASE("a server cut inside a transaction: 08006 it did not commit; during CO
   CHECK(outcome_of(after.get(), "SELECT 1") == "ok");
   PgConn admin = connect(conninfo(ports.primary, "postgres", "postgres", "app"));
   exec(admin.get(), "DROP TABLE cut_t; DROP FUNCTION cut_slow_commit()");
+}
+
+// A client between transactions sends BEGIN just as its server goes (a crash, a failover, a network cut): the
+// BEGIN ran nowhere or opened a transaction that died with the connection, so pgmux sends it again over a new
+// connection and the client's transaction goes on (the old binary answered 08006 "may or may not have been
+// executed"). The relay frozen, the BEGIN reaches neither PostgreSQL nor its answer pgmux; then it is cut.
+TEST_CASE("a BEGIN lost with its server is sent again: the client's transaction starts on the next server") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  {
+    PgConn admin = connect(conninfo(ports.primary, "postgres", "postgres", "app"));
+    exec(admin.get(), "DROP TABLE IF EXISTS cut_resend; CREATE TABLE cut_resend (id int); ALTER TABLE cut_resend "
+                      "OWNER TO app");
+  }
+  int row = 0;
+  for (const std::string pool_mode : {"session", "transaction"}) {
+    for (const bool extended : {false, true}) {
+      CAPTURE(pool_mode);
+      CAPTURE(extended);
+      TcpRelay relay("127.0.0.1", 0, ports.primary);
+      const int listen = pick_listen_port();
+      nlohmann::json config = default_config(listen);
+      config["backends"][0]["port"] = relay.port();
+      config["databases"][0]["pool_mode"] = pool_mode;
+      config["databases"][0]["pool_size"] = 1;  // transaction pooling: the BEGIN goes to the frozen server
+      // A simple-protocol BEGIN is answered by pgmux itself under read/write split: off, so it goes out.
+      config["routing"] = {{"read_write_split", false}, {"failover_timeout", 20}};
+      ProxyUnderTest proxy(config.dump(2), listen);
+      PgConn client = connect(proxy.conninfo("app", "app", "app"));
+      // Session pooling: session state the new server must be given. (Transaction pooling would sync a shared
+      // server's parameters before the BEGIN, and that sync, not the BEGIN, would meet the cut.)
+      const bool session = pool_mode == "session";
+      if (session) REQUIRE(outcome_of(client.get(), "SET application_name = 'resent'") == "ok");
+      REQUIRE(outcome_of(client.get(), "SELECT 1") == "ok");
+      relay.freeze();
+      const int sent = extended ? PQsendQueryParams(client.get(), "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0)
+                                : PQsendQuery(client.get(), "BEGIN");
+      REQUIRE(sent == 1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      relay.cut();
+      PgResult begin(PQgetResult(client.get()));
+      REQUIRE(begin);
+      CHECK_MESSAGE(PQresultStatus(begin.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(begin.get()));
+      while (PgResult rest{PQgetResult(client.get())}) {
+      }
+      ++row;
+      CHECK(outcome_of(client.get(), ("INSERT INTO cut_resend VALUES (" + std::to_string(row) + ")").c_str()) == "ok");
+      CHECK(outcome_of(client.get(), "COMMIT") == "ok");
+      // The session's state came along (replayed on the new server).
+      PgResult name(PQexec(client.get(), "SHOW application_name"));
+      if (session) CHECK(std::string(PQgetvalue(name.get(), 0, 0)) == "resent");
+      CHECK_MESSAGE(proxy.process()->full_log().find("sending it again") != std::string::npos, proxy.process()->log());
+    }
+  }
+  PgConn admin = connect(conninfo(ports.primary, "postgres", "postgres", "app"));
+  PgResult count(PQexec(admin.get(), "SELECT count(*) FROM cut_resend"));
+  CHECK(std::string(PQgetvalue(count.get(), 0, 0)) == std::to_string(row));
+  exec(admin.get(), "DROP TABLE cut_resend");
 }

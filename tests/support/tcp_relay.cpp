@@ -44,13 +44,18 @@ TcpRelay::~TcpRelay() {
 
 void TcpRelay::cut() {
   std::lock_guard lock(mutex_);
-  for (auto& [a, b] : pairs_) {
-    shutdown(a, SHUT_RDWR);
-    shutdown(b, SHUT_RDWR);
-    close(a);
-    close(b);
+  for (const Pair& pair : pairs_) {
+    for (const int fd : {pair.client_side, pair.server_side}) {
+      shutdown(fd, SHUT_RDWR);
+      close(fd);
+    }
   }
   pairs_.clear();
+}
+
+void TcpRelay::freeze() {
+  std::lock_guard lock(mutex_);
+  for (Pair& pair : pairs_) pair.frozen = true;
 }
 
 bool TcpRelay::relayed_from_port(int client_port) {
@@ -63,9 +68,10 @@ void TcpRelay::run() {
     std::vector<pollfd> fds{{listener_, POLLIN, 0}};
     {
       std::lock_guard lock(mutex_);
-      for (auto& [a, b] : pairs_) {
-        fds.push_back({a, POLLIN, 0});
-        fds.push_back({b, POLLIN, 0});
+      for (const Pair& pair : pairs_) {
+        if (pair.frozen) continue;
+        fds.push_back({pair.client_side, POLLIN, 0});
+        fds.push_back({pair.server_side, POLLIN, 0});
       }
     }
     if (poll(fds.data(), fds.size(), 50) <= 0) continue;
@@ -73,8 +79,9 @@ void TcpRelay::run() {
     std::lock_guard lock(mutex_);
     for (size_t i = 1; i < fds.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
-      for (auto& [a, b] : pairs_) {
-        if (fds[i].fd != a && fds[i].fd != b) continue;
+      for (const Pair& pair : pairs_) {
+        const int a = pair.client_side, b = pair.server_side;
+        if (pair.frozen || (fds[i].fd != a && fds[i].fd != b)) continue;
         char buf[65536];
         const ssize_t n = read(fds[i].fd, buf, sizeof buf);
         const int to = fds[i].fd == a ? b : a;
@@ -100,7 +107,7 @@ void TcpRelay::accept_one() {
   socklen_t length = sizeof local;
   getsockname(server, reinterpret_cast<sockaddr*>(&local), &length);
   std::lock_guard lock(mutex_);
-  pairs_.emplace_back(client, server);
+  pairs_.push_back(Pair{client, server});
   server_side_ports_.insert(ntohs(local.sin_port));
 }
 

@@ -1,5 +1,7 @@
 // A TCP relay inside a test: every connection to listen_ip:listen_port is forwarded to 127.0.0.1:target_port, on
 // one thread. cut() closes every connection it carries at once (a network cut: no FATAL, just closed sockets);
+// freeze() stops relaying on the connections it carries (bytes sent either way stay in flight) until cut(), while
+// new connections are relayed as usual;
 // relayed_from_port() says whether a server-side connection came through it (the local port PostgreSQL shows as
 // pg_stat_activity.client_port).
 #pragma once
@@ -8,7 +10,6 @@
 #include <set>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 namespace pgmux::test {
@@ -23,6 +24,7 @@ class TcpRelay {
 
   int port() const { return port_; }
   void cut();
+  void freeze();
   bool relayed_from_port(int client_port);
 
  private:
@@ -34,7 +36,12 @@ class TcpRelay {
   int listener_ = -1;
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
-  std::vector<std::pair<int, int>> pairs_;  // (client side, server side)
+  struct Pair {
+    int client_side;
+    int server_side;
+    bool frozen = false;
+  };
+  std::vector<Pair> pairs_;
   std::set<int> server_side_ports_;
   std::thread thread_;
 };

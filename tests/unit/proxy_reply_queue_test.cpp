@@ -41,8 +41,8 @@ TEST_CASE("reply queue: an extended sequence left open by Flush is continued, no
 
 TEST_CASE("reply queue: a request sent behind one armed for a retry disarms it") {
   ReplyQueue q;
-  q.push_request(true, true, 1).fate = ReplyFate::RetryIfReadOnly;
-  CHECK(q.front_fate() == ReplyFate::RetryIfReadOnly);
+  q.push_request(true, true, 1).fate = ReplyFate::HeldForRetry;
+  CHECK(q.front_fate() == ReplyFate::HeldForRetry);
   q.push_request(true, false, 2);
   CHECK(q.front_fate() == ReplyFate::Forward);  // resending it would put its reply after the second one's
 }
