@@ -9,11 +9,14 @@
 // (the two standbys behind pgmux too, read/write split on: reads may be served by a standby), PGMUX_DIFF_VERBOSE=1,
 // PGMUX_DIFF_TARGET_PORT=<port> (compare with a proxy already listening there, e.g. pgbouncer; no pgmux started).
 #include <doctest/doctest.h>
+#include <libpq-fe.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include "tests/integration/differential/message_diff.hpp"
 #include "tests/integration/differential/scripts.hpp"
@@ -41,6 +44,35 @@ void add_standbys(nlohmann::json& config) {
   config["routing"] = {{"read_write_split", true}};
 }
 
+// A script's reset runs on the primary directly, behind pgmux's back: its causal reads promise only the commits it
+// acknowledged, so with the standbys behind pgmux a read could see the table as it was before the reset. Waits
+// (up to 10 s) until both standbys have replayed the primary's position; an error when they have not.
+std::string wait_standbys_replayed() {
+  const test::ClusterPorts ports = test::cluster_ports();
+  const auto open = [](int port) {
+    return std::unique_ptr<PGconn, decltype(&PQfinish)>(
+        PQconnectdb(("host=127.0.0.1 port=" + std::to_string(port) + " user=app password=app dbname=app").c_str()),
+        &PQfinish);
+  };
+  const auto value = [](PGconn* conn, const std::string& sql) {
+    std::unique_ptr<PGresult, decltype(&PQclear)> r(PQexec(conn, sql.c_str()), &PQclear);
+    return PQresultStatus(r.get()) == PGRES_TUPLES_OK ? std::string(PQgetvalue(r.get(), 0, 0)) : std::string();
+  };
+  auto primary = open(ports.primary);
+  const std::string target = value(primary.get(), "SELECT pg_current_wal_insert_lsn()");
+  if (target.empty()) return "cannot read the primary's WAL position: " + std::string(PQerrorMessage(primary.get()));
+  for (const int port : {ports.standby1, ports.standby2}) {
+    auto standby = open(port);
+    const std::string check = "SELECT pg_last_wal_replay_lsn() >= '" + target + "'::pg_lsn";
+    int tries = 0;
+    while (value(standby.get(), check) != "t") {
+      if (++tries > 1000) return "standby on port " + std::to_string(port) + " did not replay " + target + " in 10 s";
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  return {};
+}
+
 LoginParams app_login() {
   LoginParams p;
   p.user = "app";
@@ -56,6 +88,7 @@ struct Environment {
   Target direct;
   Target proxied;
   bool self_mode = false;
+  bool split = false;  // the standbys are behind pgmux too
   Schema schema{std::to_string(getpid())};
   std::unique_ptr<test::PgmuxProcess> pgmux;
   std::string setup_error;
@@ -75,7 +108,8 @@ struct Environment {
       if (!mode.empty()) {
         for (auto& db : config["databases"]) db["pool_mode"] = mode;
       }
-      if (env_is("PGMUX_DIFF_SPLIT", "1")) add_standbys(config);
+      split = env_is("PGMUX_DIFF_SPLIT", "1");
+      if (split) add_standbys(config);
       try {
         pgmux = std::make_unique<test::PgmuxProcess>(config.dump(2), port);
         proxied.port = port;
@@ -94,6 +128,7 @@ struct Environment {
 
   Capture run(const Target& target, const Script& script, std::string& error) {
     error = run_admin_sql(direct, schema.reset_sql());
+    if (error.empty() && split && &target == &proxied) error = wait_standbys_replayed();
     Capture c = run_script(target, script);
     NormalizeOptions opts;
     opts.strict_startup_order = env_is("PGMUX_DIFF_STRICT_ORDER", "1");
