@@ -215,8 +215,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool can_run_again(const ServerConn* server, size_t owed) const;
   bool may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const;
   bool may_run_again_if_lost(const ServerConn* server, const routing::Classification& c) const;
-  // The server was lost before any of the held request's reply reached the client: it goes back in the input.
-  void run_again_after_loss(const std::string& backend);
+  // The server was lost before any of the held request's reply reached the client: it goes back in the input
+  // (false: it could not, and is answered as lost).
+  bool run_again_after_loss(const std::string& backend);
   void learn_writes_from(protocol::ByteView request);
   void make_active(ServerConn* server);
   void send_request(ServerConn* server);
@@ -362,6 +363,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   size_t copy_pass_remaining_ = 0;
   protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
   protocol::ByteVector retry_request_;  // the request held for a retry (HeldForRetry) as it came from the client
+  bool sent_again_after_loss_ = false;  // that request already went again once after its server was lost
   static constexpr size_t kMaxRetriedRequest = 64 * 1024;  // larger reads are not copied for a retry
   // Requests a client may have queued on its server before pgmux waits for replies (bounds the queue's memory).
   static constexpr size_t kMaxPipelineDepth = 64;

@@ -39,6 +39,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   if (done.sent_ns != 0) worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
   if (done.session) finish_session_request(server, *done.session, done.failed, tx_status);
   session_.tx_status = tx_status;
+  sent_again_after_loss_ = false;  // answered: the next request may go again once
   if (!open()) return;  // the session's state was lost on a standby
   if (!unconfirmed_.empty()) confirm_statements(server, done);
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
@@ -106,7 +107,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   const bool in_flight = was_active && (server->has_outstanding() || server->tx_status() != 'I' || copy_in_);
   const bool was_preparing = server == preparing_;
   // A request alone on the server whose reply is still held, not a byte of it relayed (client_retry.cpp).
-  const bool run_again = in_flight && server->holds_reply_for_retry() && can_run_again(server, 1);
+  const bool run_again =
+      in_flight && server->holds_reply_for_retry() && !sent_again_after_loss_ && can_run_again(server, 1);
   if (server == routed_server()) routed_.reset();  // the request is routed afresh
   let_go_of(server);
   if (server == primary_) primary_.forget();  // closing: its pool has let go of it already
@@ -135,8 +137,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     fail({Failure::ServerLostSessionGone, {backend}});
     return;
   }
-  if (run_again) {
-    run_again_after_loss(backend);
+  if (run_again && run_again_after_loss(backend)) {
     if (state_ == ClientState::Draining) resume_requests();
     pump();
     return;
@@ -161,6 +162,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
 
 // The requests may or may not have run; the client hears so, once for each, and the session goes on.
 void ClientConn::answer_lost_requests(const std::string& backend, size_t requests, bool open_sequence) {
+  sent_again_after_loss_ = false;  // the next request may go again once
   const size_t answers = requests - (open_sequence ? 1 : 0);
   ByteVector out;
   const FailureReport lost(Failure::ServerLostInFlight, {backend});

@@ -361,11 +361,14 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     owed.resets_parameters = true;
   }
   note_session_effects(server, c, is_primary);
+  // Active before anything goes out: a write that fails at once (the server closes inside the call) finds its
+  // request in flight, and on_server_lost answers it or sends it again.
+  make_active(server);
   // Renamed as the statements are before this request; then its Parse and Close messages change them.
   const bool renamed = forwards_renamed();
   const bool renamed_ok = !renamed || forward_renamed(server, owed);
+  if (!server->open()) return;
   apply_statement_steps(server, owed);
-  make_active(server);
   if (renamed && !renamed_ok) {
     fail(Failure::MalformedExtendedMessage);
     return;

@@ -32,24 +32,35 @@ bool ClientConn::may_run_on_primary_instead(const ServerConn* server, const rout
   return request_.kind == RequestKind::Query || (request_.kind == RequestKind::Extended && request_.ends_with_sync);
 }
 
-// A transaction start alone (BEGIN, START TRANSACTION, maybe with reads), on a server outside a transaction with
-// nothing owed: lost before its ReadyForQuery, it had opened nothing that outlives the connection.
+// One transaction start alone (BEGIN, START TRANSACTION: a Query of that one statement, or an extended batch of one
+// Parse, Bind, Describe, Execute), on a server outside a transaction with nothing owed, for a session that keeps no
+// state on its server: lost before its ReadyForQuery, it opened nothing that outlives the connection. Not a
+// string or batch with more in it: the classes of its statements combine (BEGIN; INSERT; COMMIT is a TxBegin
+// batch), and what follows a BEGIN may have committed.
 bool ClientConn::may_run_again_if_lost(const ServerConn* server, const routing::Classification& c) const {
-  if (c.kind != routing::StatementKind::TxBegin || server->has_outstanding() || server->tx_status() != 'I') {
+  if (c.kind != routing::StatementKind::TxBegin || c.multi_statement || server->has_outstanding() ||
+      server->tx_status() != 'I' || session_.pin_reason != nullptr || session_.route.pinned_primary) {
     return false;
   }
   if (!session_.deferred_begin.empty() || request_.size > kMaxRetriedRequest) return false;
-  return request_.kind == RequestKind::Query || (request_.kind == RequestKind::Extended && request_.ends_with_sync);
+  if (request_.kind == RequestKind::Query) return true;
+  const unsigned binds = request_.named_binds + (request_.binds_unnamed ? 1 : 0);
+  return request_.kind == RequestKind::Extended && request_.ends_with_sync && request_.parses.size() <= 1 &&
+         binds == 1 && request_.messages <= 5;  // Parse, Bind, Describe, Execute, Sync: one Execute at most
 }
 
-void ClientConn::run_again_after_loss(const std::string& backend) {
+bool ClientConn::run_again_after_loss(const std::string& backend) {
+  // Once per request: one that takes its server down itself (a crash, an out-of-memory kill) must not take the
+  // next one down too; lost again, the client hears 08006.
+  if (!in_.unread(retry_request_)) return false;  // can_run_again made sure it fits; else it is answered as lost
+  sent_again_after_loss_ = true;
   worker_.metrics().lost_request_retries.add();
   LOG_INFO("%s: backend %s was lost before it answered a request that changes nothing it could lose (a read, a "
            "BEGIN); sending it again",
            log_prefix().c_str(), backend.c_str());
-  in_.unread(retry_request_);
   retry_request_.clear();
   tx_started_ns_ = 0;
+  return true;
 }
 
 // Asked by the standby when the 25006 arrives (its reply still owed), and again at its ReadyForQuery: nothing

@@ -45,7 +45,9 @@ bool ServerConn::relay_turn() {
 // among them, the FATAL that says why the server ended, still decides what the client sees (absorb_server_fatal)
 // rather than vanishing with the connection. Nothing else held (a notice, a notification) can be delivered now.
 void ServerConn::offer_held_error() {
-  if (!client_ || state() != ServerState::Linked || client_->active_server() == this || pass_remaining_ > 0) return;
+  if (!client_ || state() != ServerState::Linked || pass_remaining_ > 0) return;
+  // The active server's bytes were relayed, unless its reply is held (HeldForRetry: a FATAL waits there too).
+  if (client_->active_server() == this && owed_.front_fate() != ReplyFate::HeldForRetry) return;
   size_t at = in_.parsed();
   while (at < in_.end()) {
     const Frame frame = next_frame(ByteView(in_.data() + at, in_.end() - at), worker_.max_message_size());
@@ -272,6 +274,13 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
         continue;
       case backend::kErrorResponse: {
         auto error = parse_error_fields(body);
+        // The server going away (a shutdown, a crash): the close comes next, and the request may run again on the
+        // next server (ClientConn::on_server_lost); offer_held_error tells the client what ended it.
+        if (error && error->severity == "FATAL" &&
+            (error->sqlstate == sqlstate::kAdminShutdown || error->sqlstate == sqlstate::kCrashShutdown ||
+             error->sqlstate == sqlstate::kCannotConnectNow)) {
+          return false;
+        }
         rejected = error && error->sqlstate == sqlstate::kReadOnlySqlTransaction;
         if (!rejected) break;
         at += frame.total();

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,9 +54,24 @@ void TcpRelay::cut() {
   pairs_.clear();
 }
 
-void TcpRelay::freeze() {
+void TcpRelay::freeze(bool replies_only) {
   std::lock_guard lock(mutex_);
-  for (Pair& pair : pairs_) pair.frozen = true;
+  for (Pair& pair : pairs_) {
+    pair.frozen_requests = !replies_only;
+    pair.frozen_replies = true;
+  }
+}
+
+size_t TcpRelay::frozen_bytes() {
+  std::lock_guard lock(mutex_);
+  size_t total = 0;
+  for (const Pair& pair : pairs_) {
+    for (const int fd : {pair.frozen_requests ? pair.client_side : -1, pair.frozen_replies ? pair.server_side : -1}) {
+      int pending = 0;
+      if (fd >= 0 && ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) total += static_cast<size_t>(pending);
+    }
+  }
+  return total;
 }
 
 bool TcpRelay::relayed_from_port(int client_port) {
@@ -69,9 +85,8 @@ void TcpRelay::run() {
     {
       std::lock_guard lock(mutex_);
       for (const Pair& pair : pairs_) {
-        if (pair.frozen) continue;
-        fds.push_back({pair.client_side, POLLIN, 0});
-        fds.push_back({pair.server_side, POLLIN, 0});
+        if (!pair.frozen_requests) fds.push_back({pair.client_side, POLLIN, 0});
+        if (!pair.frozen_replies) fds.push_back({pair.server_side, POLLIN, 0});
       }
     }
     if (poll(fds.data(), fds.size(), 50) <= 0) continue;
@@ -81,7 +96,9 @@ void TcpRelay::run() {
       if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
       for (const Pair& pair : pairs_) {
         const int a = pair.client_side, b = pair.server_side;
-        if (pair.frozen || (fds[i].fd != a && fds[i].fd != b)) continue;
+        if (fds[i].fd != a && fds[i].fd != b) continue;
+        // Frozen since the poll began: what arrived stays in flight.
+        if (fds[i].fd == a ? pair.frozen_requests : pair.frozen_replies) break;
         char buf[65536];
         const ssize_t n = read(fds[i].fd, buf, sizeof buf);
         const int to = fds[i].fd == a ? b : a;

@@ -1,11 +1,12 @@
 // A TCP relay inside a test: every connection to listen_ip:listen_port is forwarded to 127.0.0.1:target_port, on
 // one thread. cut() closes every connection it carries at once (a network cut: no FATAL, just closed sockets);
-// freeze() stops relaying on the connections it carries (bytes sent either way stay in flight) until cut(), while
-// new connections are relayed as usual;
+// freeze() stops relaying on the connections it carries (bytes sent either way stay in flight; with
+// replies_only, only the server's bytes) until cut(), while new connections are relayed as usual;
 // relayed_from_port() says whether a server-side connection came through it (the local port PostgreSQL shows as
 // pg_stat_activity.client_port).
 #pragma once
 #include <atomic>
+#include <cstddef>
 #include <mutex>
 #include <set>
 #include <string>
@@ -24,7 +25,9 @@ class TcpRelay {
 
   int port() const { return port_; }
   void cut();
-  void freeze();
+  void freeze(bool replies_only = false);
+  // Bytes waiting in the frozen connections' sockets (FIONREAD), either way: what was sent and not relayed.
+  size_t frozen_bytes();
   bool relayed_from_port(int client_port);
 
  private:
@@ -39,7 +42,8 @@ class TcpRelay {
   struct Pair {
     int client_side;
     int server_side;
-    bool frozen = false;
+    bool frozen_requests = false;  // the client side is not read: its bytes stay in flight
+    bool frozen_replies = false;   // the server side is not read
   };
   std::vector<Pair> pairs_;
   std::set<int> server_side_ports_;
