@@ -51,6 +51,13 @@ bool is_cached_plan_change(const ErrorFields& error) {
   return error.sqlstate == sqlstate::kFeatureNotSupported && error.routine == "RevalidateCachedQuery";
 }
 
+bool is_server_crash_fatal(const ErrorFields& error) {
+  constexpr std::string_view kImmediateShutdown = "terminating connection due to immediate shutdown command";
+  if (error.severity != "FATAL") return false;
+  return error.sqlstate == sqlstate::kCrashShutdown || error.sqlstate == sqlstate::kCannotConnectNow ||
+         (error.sqlstate == sqlstate::kAdminShutdown && error.message == kImmediateShutdown);
+}
+
 namespace {
 void field(ByteWriter& w, char type, std::string_view value) {
   w.u8(uint8_t(type));

@@ -26,6 +26,11 @@ std::string_view error_field(ByteView body, char type);
 // because the message is translated under lc_messages.
 bool is_cached_plan_change(const ErrorFields& error);
 
+// A FATAL a crash or an immediate shutdown sends every connection (57P02, 57P03, or 57P01 worded as an immediate
+// shutdown): never aimed at one connection, unlike the 57P01 of a fast shutdown, which PostgreSQL words as it
+// words pg_terminate_backend of that one connection.
+bool is_server_crash_fatal(const ErrorFields& error);
+
 // Writes a whole 'E' message. Severity goes in both S and V fields as PostgreSQL does; routine (R) only where a
 // driver reads it (pgjdbc re-prepares after 0A000 only when it names RevalidateCachedQuery).
 void build_error_response(ByteVector& out, std::string_view severity, std::string_view sqlstate,

@@ -35,7 +35,6 @@ using namespace protocol;
 
 namespace {
 constexpr double kDecideWithin = 5;  // seconds; undecided by then, the client gets the FATAL, as directly
-constexpr std::string_view kImmediateShutdown = "terminating connection due to immediate shutdown command";
 
 // The FATALs of a server going away that a session may outlive.
 enum class EndingKind {
@@ -55,10 +54,7 @@ bool may_hold_server_end(ClientState state) {
 
 EndingKind ending_kind(const std::optional<ErrorFields>& error) {
   if (!error || error->severity != "FATAL") return EndingKind::None;
-  if (error->sqlstate == sqlstate::kCrashShutdown || error->sqlstate == sqlstate::kCannotConnectNow ||
-      (error->sqlstate == sqlstate::kAdminShutdown && error->message == kImmediateShutdown)) {
-    return EndingKind::Crash;
-  }
+  if (is_server_crash_fatal(*error)) return EndingKind::Crash;
   return error->sqlstate == sqlstate::kAdminShutdown ? EndingKind::ShutdownOrTerminate : EndingKind::None;
 }
 }  // namespace

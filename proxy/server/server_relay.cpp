@@ -274,13 +274,11 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
         continue;
       case backend::kErrorResponse: {
         auto error = parse_error_fields(body);
-        // The server going away (a shutdown, a crash): the close comes next, and the request may run again on the
-        // next server (ClientConn::on_server_lost); offer_held_error tells the client what ended it.
-        if (error && error->severity == "FATAL" &&
-            (error->sqlstate == sqlstate::kAdminShutdown || error->sqlstate == sqlstate::kCrashShutdown ||
-             error->sqlstate == sqlstate::kCannotConnectNow)) {
-          return false;
-        }
+        // The server going away with all its connections (a crash, an immediate shutdown): the close comes next,
+        // and the request may run again on the next server (ClientConn::on_server_lost); offer_held_error tells
+        // the client what ended it. Not a 57P01 of a fast shutdown: a pg_terminate_backend reads the same, and a
+        // statement someone terminated must not run again elsewhere.
+        if (error && is_server_crash_fatal(*error)) return false;
         rejected = error && error->sqlstate == sqlstate::kReadOnlySqlTransaction;
         if (!rejected) break;
         at += frame.total();

@@ -189,3 +189,34 @@ TEST_CASE("a batch that committed is not sent again when its server is lost befo
   CHECK(scalar(admin.get(), "SELECT count(*) FROM cut_once") == "1");
   exec(admin.get(), "DROP TABLE cut_once");
 }
+
+// A read on a standby whose server vanishes before its reply began goes to another server: the client gets its
+// rows (the old binary: 08006 "may or may not have been executed").
+TEST_CASE("a read lost with its standby before its reply began is sent again") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  TcpRelay relay("127.0.0.1", 0, ports.standby1);
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  config["backends"].push_back({{"name", "standby1"}, {"host", "127.0.0.1"}, {"port", relay.port()}});
+  config["routing"] = {{"read_write_split", true}, {"consistency", "eventual"}, {"failover_timeout", 20}};
+  config["health_check"] = {{"period", 30}};
+  ProxyUnderTest proxy(config.dump(2), listen);
+  PgConn client = connect(proxy.conninfo("app", "app", "app"));
+  // The first read finds standby1 (once the prober has: until then reads go to the primary).
+  REQUIRE(wait_until([&] { return scalar(client.get(), "SELECT inet_server_port()") == std::to_string(ports.standby1); },
+                     10));
+  relay.freeze();
+  const size_t before = relay.frozen_bytes();
+  REQUIRE(PQsendQuery(client.get(), "SELECT 42") == 1);
+  REQUIRE(wait_until([&] { return relay.frozen_bytes() > before; }, 10));
+  relay.cut();
+  PgResult read(PQgetResult(client.get()));
+  REQUIRE(read);
+  CHECK_MESSAGE(PQresultStatus(read.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(read.get()));
+  if (PQresultStatus(read.get()) == PGRES_TUPLES_OK) CHECK(std::string(PQgetvalue(read.get(), 0, 0)) == "42");
+  while (PgResult rest{PQgetResult(client.get())}) {
+  }
+  CHECK(proxy.process()->full_log().find("sending it again") != std::string::npos);
+  CHECK(scalar(client.get(), "SELECT 7") == "7");  // the session goes on
+}
