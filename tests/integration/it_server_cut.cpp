@@ -204,8 +204,8 @@ TEST_CASE("a read lost with its standby before its reply began is sent again") {
   ProxyUnderTest proxy(config.dump(2), listen);
   PgConn client = connect(proxy.conninfo("app", "app", "app"));
   // The first read finds standby1 (once the prober has: until then reads go to the primary).
-  REQUIRE(wait_until([&] { return scalar(client.get(), "SELECT inet_server_port()") == std::to_string(ports.standby1); },
-                     10));
+  const std::string standby1 = std::to_string(ports.standby1);
+  REQUIRE(wait_until([&] { return scalar(client.get(), "SELECT inet_server_port()") == standby1; }, 10));
   relay.freeze();
   const size_t before = relay.frozen_bytes();
   REQUIRE(PQsendQuery(client.get(), "SELECT 42") == 1);
