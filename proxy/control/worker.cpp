@@ -187,6 +187,21 @@ ClientConn* Worker::find_client(uint64_t id) {
   return found;
 }
 
+void Worker::close_idle_servers_to(int backend_index, uint64_t lost_server) {
+  size_t closed = 0;
+  const char* backend = "?";
+  for (auto& [key, pool] : pools_) {
+    if (pool->backend_index() != backend_index || pool->idle_count() == 0) continue;
+    backend = pool->backend().name.c_str();
+    closed += pool->idle_count();
+    pool->close_idle_servers();
+  }
+  if (closed == 0) return;
+  LOG_INFO("backend %s: S-%llu ended as the whole server does (a crash, an immediate shutdown, or a close without a "
+           "word): closing this worker's %zu idle connections to it, which cannot be alive either",
+           backend, static_cast<unsigned long long>(lost_server), closed);
+}
+
 void Worker::shutdown(bool graceful) {
   post([graceful](Worker& w) { w.begin_shutdown(graceful); });
 }

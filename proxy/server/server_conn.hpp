@@ -6,10 +6,12 @@
 #include <optional>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "protocol/auth_scram.hpp"
 #include "protocol/backend_messages.hpp"
+#include "protocol/error_response.hpp"
 #include "protocol/lru_map.hpp"
 #include "proxy/net/failure.hpp"
 #include "proxy/net/intrusive_list.hpp"
@@ -149,6 +151,12 @@ class ServerConn final : public StreamConn, public PoolServer {
   struct RelayPass;
   bool relay_turn();
   void offer_held_error();
+  // The first ErrorResponse received and not relayed (body, whole message); empty views when there is none.
+  std::pair<protocol::ByteView, protocol::ByteView> unread_error() const;
+  void note_fatal(const std::optional<protocol::ErrorFields>& error);
+  // On a close by the server: it ended every session of its backend, or closed without a word (the server or the
+  // network went away), so the other connections to that backend are gone too.
+  bool ended_with_backend() const;
   bool collect_relay_pass(RelayPass& pass);
   bool take_whole_message(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
@@ -181,6 +189,10 @@ class ServerConn final : public StreamConn, public PoolServer {
   size_t pass_remaining_ = 0;  // bytes of a forwarded message not yet received
   char tx_status_ = 'I';
   bool fatal_forwarded_ = false;
+  // What the server said of its end, as far as read (relayed or consumed here): nothing yet, a FATAL that ends this
+  // session only, or one that ends every session of the backend (a crash, an immediate shutdown, a PANIC).
+  enum class FatalSeen : uint8_t { None, Session, Backend };
+  FatalSeen fatal_seen_ = FatalSeen::None;
   ReplyQueue owed_;  // what this server owes, oldest first
   RelayEvent pending_event_ = RelayEvent::None;  // to deliver once the pinned write completes
   // A Describe pgmux put behind a client's Parse (transaction pooling): its two answers are kept from the client

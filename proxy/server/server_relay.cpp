@@ -48,17 +48,39 @@ void ServerConn::offer_held_error() {
   if (!client_ || state() != ServerState::Linked || pass_remaining_ > 0) return;
   // The active server's bytes were relayed, unless its reply is held (HeldForRetry: a FATAL waits there too).
   if (client_->active_server() == this && owed_.front_fate() != ReplyFate::HeldForRetry) return;
+  const auto [body, message] = unread_error();
+  if (!message.empty()) client_->absorb_server_fatal(*this, body, message);
+}
+
+std::pair<ByteView, ByteView> ServerConn::unread_error() const {
   size_t at = in_.parsed();
   while (at < in_.end()) {
     const Frame frame = next_frame(ByteView(in_.data() + at, in_.end() - at), worker_.max_message_size());
-    if (frame.status != FrameStatus::Frame || in_.end() - at < frame.total()) return;
+    if (frame.status != FrameStatus::Frame || in_.end() - at < frame.total()) break;
     if (frame.tag == backend::kErrorResponse) {
-      client_->absorb_server_fatal(*this, ByteView(in_.data() + at + kFrameHeaderSize, frame.length - 4),
-                                   ByteView(in_.data() + at, frame.total()));
-      return;
+      return {ByteView(in_.data() + at + kFrameHeaderSize, frame.length - 4), ByteView(in_.data() + at, frame.total())};
     }
     at += frame.total();
   }
+  return {};
+}
+
+void ServerConn::note_fatal(const std::optional<ErrorFields>& error) {
+  if (!error || (error->severity != "FATAL" && error->severity != "PANIC")) return;
+  if (error->severity == "PANIC" || is_server_crash_fatal(*error)) {
+    fatal_seen_ = FatalSeen::Backend;
+  } else if (fatal_seen_ == FatalSeen::None) {
+    fatal_seen_ = FatalSeen::Session;
+  }
+}
+
+bool ServerConn::ended_with_backend() const {
+  if (const ByteView body = unread_error().first; !body.empty()) {
+    const auto error = parse_error_fields(body);
+    if (error && (error->severity == "PANIC" || is_server_crash_fatal(*error))) return true;
+    if (error && error->severity == "FATAL") return false;
+  }
+  return fatal_seen_ != FatalSeen::Session;
 }
 
 // Forwards server bytes to the linked client, as the front of the reply queue says. A batch ends at
@@ -368,6 +390,7 @@ void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
       auto error = parse_error_fields(body);
       worker_.metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
       if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
+      note_fatal(error);
       return;
     }
     case backend::kCopyInResponse:

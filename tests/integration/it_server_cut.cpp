@@ -220,3 +220,50 @@ TEST_CASE("a read lost with its standby before its reply began is sent again") {
   CHECK(proxy.process()->full_log().find("sending it again") != std::string::npos);
   CHECK(scalar(client.get(), "SELECT 7") == "7");  // the session goes on
 }
+
+// A BEGIN sent again after its server closed without a word must not go to another connection to the same backend
+// that is just as gone but whose end the loop has not read yet (a crashed primary's connections all end, one read
+// at a time): the idle ones are closed at the first such end, and the BEGIN opens a new connection. Here the
+// second connection is frozen and never ends: the old binary sent the BEGIN to it and the client hung.
+TEST_CASE("a BEGIN sent again after a silent close does not go to another idle connection to the same backend") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  TcpRelay relay("127.0.0.1", 0, ports.primary);
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  config["workers"] = 1;  // both server connections in the one pool
+  config["backends"][0]["port"] = relay.port();
+  config["databases"][0]["pool_mode"] = "transaction";
+  config["databases"][0]["pool_size"] = 2;
+  config["timeouts"]["server_check_delay"] = 600;  // the BEGIN itself goes to the server it is given
+  config["routing"] = {{"read_write_split", false}, {"failover_timeout", 20}};
+  config["health_check"] = {{"period", 30}};
+  ProxyUnderTest proxy(config.dump(2), listen);
+  PgConn first = connect(proxy.conninfo("app", "app", "app"));
+  PgConn second = connect(proxy.conninfo("app", "app", "app"));
+  // Two transactions at once: the pool opens its second connection, and both are idle afterwards.
+  REQUIRE(outcome_of(first.get(), "BEGIN") == "ok");
+  REQUIRE(outcome_of(second.get(), "BEGIN") == "ok");
+  REQUIRE(outcome_of(first.get(), "COMMIT") == "ok");
+  REQUIRE(outcome_of(second.get(), "COMMIT") == "ok");
+  relay.freeze();
+  const size_t before = relay.frozen_bytes();
+  REQUIRE(PQsendQueryParams(first.get(), "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(wait_until([&] { return relay.frozen_bytes() > before; }, 10));
+  relay.cut_carrying();  // the BEGIN's server ends without a word; the idle one stays open and silent
+  REQUIRE(PQsetnonblocking(first.get(), 1) == 0);
+  const bool answered = wait_until(
+      [&] { return PQconsumeInput(first.get()) == 1 && PQisBusy(first.get()) == 0; }, 8);
+  CHECK_MESSAGE(answered, proxy.process()->log());
+  if (!answered) relay.cut();  // the BEGIN went to the silent connection: let the client go
+  PgResult begin(PQgetResult(first.get()));
+  REQUIRE(begin);
+  CHECK_MESSAGE(PQresultStatus(begin.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(begin.get()));
+  while (PgResult rest{PQgetResult(first.get())}) {
+  }
+  REQUIRE(PQsetnonblocking(first.get(), 0) == 0);
+  CHECK(outcome_of(first.get(), "COMMIT") == "ok");
+  const std::string log = proxy.process()->full_log();
+  CHECK(log.find("sending it again") != std::string::npos);
+  CHECK_MESSAGE(log.find("closing this worker's 1 idle connections") != std::string::npos, log);
+}

@@ -54,6 +54,25 @@ void TcpRelay::cut() {
   pairs_.clear();
 }
 
+void TcpRelay::cut_carrying() {
+  std::lock_guard lock(mutex_);
+  std::vector<Pair> kept;
+  for (const Pair& pair : pairs_) {
+    int requests = 0, replies = 0;
+    if (pair.frozen_requests) ioctl(pair.client_side, FIONREAD, &requests);
+    if (pair.frozen_replies) ioctl(pair.server_side, FIONREAD, &replies);
+    if (requests == 0 && replies == 0) {
+      kept.push_back(pair);
+      continue;
+    }
+    for (const int fd : {pair.client_side, pair.server_side}) {
+      shutdown(fd, SHUT_RDWR);
+      close(fd);
+    }
+  }
+  pairs_ = std::move(kept);
+}
+
 void TcpRelay::freeze(bool replies_only) {
   std::lock_guard lock(mutex_);
   for (Pair& pair : pairs_) {

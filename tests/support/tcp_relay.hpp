@@ -2,8 +2,8 @@
 // one thread. cut() closes every connection it carries at once (a network cut: no FATAL, just closed sockets);
 // freeze() stops relaying on the connections it carries (bytes sent either way stay in flight; with
 // replies_only, only the server's bytes) until cut(), while new connections are relayed as usual;
-// relayed_from_port() says whether a server-side connection came through it (the local port PostgreSQL shows as
-// pg_stat_activity.client_port).
+// cut_carrying() cuts only those of them with bytes in flight; relayed_from_port() says whether a server-side
+// connection came through it (the local port PostgreSQL shows as pg_stat_activity.client_port).
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -26,6 +26,9 @@ class TcpRelay {
   int port() const { return port_; }
   void cut();
   void freeze(bool replies_only = false);
+  // Cuts only the frozen connections with bytes in flight; the other frozen ones stay open and silent (a host
+  // that died: the peer of each connection learns of it only when it next sends something, or never).
+  void cut_carrying();
   // Bytes waiting in the frozen connections' sockets (FIONREAD), either way: what was sent and not relayed.
   size_t frozen_bytes();
   bool relayed_from_port(int client_port);
