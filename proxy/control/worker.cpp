@@ -188,6 +188,7 @@ ClientConn* Worker::find_client(uint64_t id) {
 }
 
 void Worker::close_idle_servers_to(int backend_index, uint64_t lost_server) {
+  if (backend_index < 0) return;  // a pool a reload moved aside: no backend of the config any more
   size_t closed = 0;
   const char* backend = "?";
   for (auto& [key, pool] : pools_) {

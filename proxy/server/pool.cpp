@@ -126,6 +126,10 @@ void Pool::request(PoolClient* client) {
   // Transaction pooling's every check-out, when nobody is ahead in line and a server is idle: straight to it, with
   // no trip through the waiting list (serve_waiters would take the same server for the same client).
   if (transaction_pooling() && !draining_ && waiting_.empty() && !idle_.empty()) {
+    // Only after this worker starved (rare): then the clock is read, as serve_waiters does.
+    if (last_shed_request_ > 0 && limits_.pool->slot_wanted.load(std::memory_order_relaxed)) {
+      forget_slot_request(host_.now());
+    }
     assign(idle_.front(), client);
     return;
   }
@@ -203,11 +207,7 @@ void Pool::serve_waiters() {
       release_slot();  // that client is gone already
     }
   }
-  // Served after all (a server of its own came back): a slot asked for lately is no longer wanted. (Another
-  // worker's request, if one was pending too, is renewed within 0.1 s.)
-  if (waiting_.empty() && now - last_shed_request_ < 0.5) {
-    limits_.pool->slot_wanted.store(false, std::memory_order_relaxed);
-  }
+  if (waiting_.empty()) forget_slot_request(now);
   // The budget is spent and nothing here is idle: idle servers of this key on other workers are the only slack.
   if (starving && idle_.empty()) {
     if (now - last_shed_request_ >= 0.1) {
@@ -216,6 +216,13 @@ void Pool::serve_waiters() {
       host_.request_shed(key_, shed_request());
     }
   }
+}
+
+// Served after all (a server of its own came back): a slot this worker asked for lately is no longer wanted, and
+// other workers must not close a server to give it one. (Another worker's request, if one was pending too, is
+// renewed within 0.1 s.)
+void Pool::forget_slot_request(double now) {
+  if (now - last_shed_request_ < 0.5) limits_.pool->slot_wanted.store(false, std::memory_order_relaxed);
 }
 
 // One new connection per waiting client not already covered by one in progress, up to the pool size (a budget

@@ -200,6 +200,7 @@ class Pool {
   ShedRequest shed_request() const;
   bool give_to_starving_worker(PoolServer* server);
   bool claim_wanted_slot();
+  void forget_slot_request(double now);
   void shed(PoolServer* server, int to_worker);
 
   double last_shed_request_ = 0;

@@ -267,8 +267,8 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
       if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
       return;
     case backend::kErrorResponse: {
+      note_fatal(body);
       auto error = parse_error_fields(body);
-      note_fatal(error);
       const bool ours = state() == ServerState::Internal && owed_.front_fate() == ReplyFate::Internal;
       if (!ours || (error && error->severity == "FATAL")) {
         LOG_INFO("S-%llu backend %s: server closing connection: %s", static_cast<unsigned long long>(id()),
@@ -363,8 +363,9 @@ void ServerConn::on_read_end(int status) {
     return;
   }
   // The loop may not have read the ends of the backend's other connections yet: its idle ones are closed now, so
-  // that a request sent again after this loss (ClientConn::run_again_after_loss) does not go to one of them.
-  if (ended_with_backend()) worker_.close_idle_servers_to(pool_.backend_index(), id());
+  // that a request sent again after this loss (ClientConn::run_again_after_loss) does not go to one of them. Not
+  // for an idle server (no request to protect; a firewall's idle timeout ends one connection at a time).
+  if (client_ && ended_with_backend()) worker_.close_idle_servers_to(pool_.backend_index(), id());
   offer_held_error();
   close();
 }

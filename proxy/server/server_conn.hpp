@@ -6,7 +6,6 @@
 #include <optional>
 #include <string>
 #include <unordered_set>
-#include <utility>
 #include <vector>
 
 #include "protocol/auth_scram.hpp"
@@ -151,9 +150,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   struct RelayPass;
   bool relay_turn();
   void offer_held_error();
-  // The first ErrorResponse received and not relayed (body, whole message); empty views when there is none.
-  std::pair<protocol::ByteView, protocol::ByteView> unread_error() const;
-  void note_fatal(const std::optional<protocol::ErrorFields>& error);
+  // The ErrorResponses received and not relayed, in order (body, whole message), until visit returns true.
+  void visit_unread_errors(const std::function<bool(protocol::ByteView body, protocol::ByteView message)>& visit) const;
+  void note_fatal(protocol::ByteView error_body);
   // On a close by the server: it ended every session of its backend, or closed without a word (the server or the
   // network went away), so the other connections to that backend are gone too.
   bool ended_with_backend() const;

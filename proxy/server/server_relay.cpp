@@ -48,26 +48,31 @@ void ServerConn::offer_held_error() {
   if (!client_ || state() != ServerState::Linked || pass_remaining_ > 0) return;
   // The active server's bytes were relayed, unless its reply is held (HeldForRetry: a FATAL waits there too).
   if (client_->active_server() == this && owed_.front_fate() != ReplyFate::HeldForRetry) return;
-  const auto [body, message] = unread_error();
-  if (!message.empty()) client_->absorb_server_fatal(*this, body, message);
+  visit_unread_errors([this](ByteView body, ByteView message) {
+    client_->absorb_server_fatal(*this, body, message);
+    return true;
+  });
 }
 
-std::pair<ByteView, ByteView> ServerConn::unread_error() const {
+void ServerConn::visit_unread_errors(const std::function<bool(ByteView body, ByteView message)>& visit) const {
   size_t at = in_.parsed();
   while (at < in_.end()) {
     const Frame frame = next_frame(ByteView(in_.data() + at, in_.end() - at), worker_.max_message_size());
-    if (frame.status != FrameStatus::Frame || in_.end() - at < frame.total()) break;
-    if (frame.tag == backend::kErrorResponse) {
-      return {ByteView(in_.data() + at + kFrameHeaderSize, frame.length - 4), ByteView(in_.data() + at, frame.total())};
-    }
+    if (frame.status != FrameStatus::Frame || in_.end() - at < frame.total()) return;
+    const ByteView message(in_.data() + at, frame.total());
+    if (frame.tag == backend::kErrorResponse && visit(message.subspan(kFrameHeaderSize), message)) return;
     at += frame.total();
   }
-  return {};
 }
 
-void ServerConn::note_fatal(const std::optional<ErrorFields>& error) {
-  if (!error || (error->severity != "FATAL" && error->severity != "PANIC")) return;
-  if (error->severity == "PANIC" || is_server_crash_fatal(*error)) {
+// Every ErrorResponse passes here before anything else looks at it (absorbed, dropped or relayed): only a FATAL
+// or PANIC, rare, is parsed whole.
+void ServerConn::note_fatal(ByteView body) {
+  std::string_view severity = error_field(body, 'V');
+  if (severity.empty()) severity = error_field(body, 'S');
+  if (severity != "FATAL" && severity != "PANIC") return;
+  const auto error = parse_error_fields(body);
+  if (severity == "PANIC" || (error && is_server_crash_fatal(*error))) {
     fatal_seen_ = FatalSeen::Backend;
   } else if (fatal_seen_ == FatalSeen::None) {
     fatal_seen_ = FatalSeen::Session;
@@ -75,12 +80,16 @@ void ServerConn::note_fatal(const std::optional<ErrorFields>& error) {
 }
 
 bool ServerConn::ended_with_backend() const {
-  if (const ByteView body = unread_error().first; !body.empty()) {
+  // The FATAL may still be among the bytes received and not relayed (a held reply, a server not its client's
+  // active one), behind an ordinary error.
+  std::optional<bool> unread;
+  visit_unread_errors([&unread](ByteView body, ByteView) {
     const auto error = parse_error_fields(body);
-    if (error && (error->severity == "PANIC" || is_server_crash_fatal(*error))) return true;
-    if (error && error->severity == "FATAL") return false;
-  }
-  return fatal_seen_ != FatalSeen::Session;
+    if (!error || (error->severity != "FATAL" && error->severity != "PANIC")) return false;  // an ordinary error
+    unread = error->severity == "PANIC" || is_server_crash_fatal(*error);
+    return true;
+  });
+  return unread.value_or(fatal_seen_ != FatalSeen::Session);
 }
 
 // Forwards server bytes to the linked client, as the front of the reply queue says. A batch ends at
@@ -168,6 +177,7 @@ bool ServerConn::collect_relay_pass(RelayPass& pass) {
 // A whole message, handled as the front entry of the queue says. False when the connection failed.
 bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayPass& pass) {
   const ReplyFate fate = owed_.front_fate();
+  if (tag == backend::kErrorResponse) note_fatal(body);
   if (tag == backend::kErrorResponse && client_ &&
       client_->absorb_server_fatal(*this, body, ByteView(in_.data() + pass.pos, size))) {
     pass.pos += size;  // the client drops it or keeps it until it knows what ended the server (client_server_ending.cpp)
@@ -390,7 +400,6 @@ void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
       auto error = parse_error_fields(body);
       worker_.metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
       if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
-      note_fatal(error);
       return;
     }
     case backend::kCopyInResponse:

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "tests/support/pg_client.hpp"
@@ -266,4 +267,41 @@ TEST_CASE("a BEGIN sent again after a silent close does not go to another idle c
   const std::string log = proxy.process()->full_log();
   CHECK(log.find("sending it again") != std::string::npos);
   CHECK_MESSAGE(log.find("closing this worker's 1 idle connections") != std::string::npos, log);
+}
+
+// The other way round: one connection terminated alone (pg_terminate_backend, a FATAL 57P01 that transaction
+// pooling absorbs under the request) says nothing of the backend's other connections, which stay in the pool.
+TEST_CASE("a server terminated alone leaves the other idle connections to its backend open") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  config["workers"] = 1;
+  config["databases"][0]["pool_mode"] = "transaction";
+  config["databases"][0]["pool_size"] = 2;
+  config["routing"] = {{"read_write_split", false}};
+  ProxyUnderTest proxy(config.dump(2), listen);
+  PgConn first = connect(proxy.conninfo("app", "app", "app"));
+  PgConn second = connect(proxy.conninfo("app", "app", "app"));
+  REQUIRE(outcome_of(first.get(), "BEGIN") == "ok");
+  REQUIRE(outcome_of(second.get(), "BEGIN") == "ok");
+  const std::set<std::string> pids{scalar(first.get(), "SELECT pg_backend_pid()"),
+                                   scalar(second.get(), "SELECT pg_backend_pid()")};
+  REQUIRE(pids.size() == 2);
+  REQUIRE(outcome_of(first.get(), "COMMIT") == "ok");
+  REQUIRE(outcome_of(second.get(), "COMMIT") == "ok");
+  REQUIRE(PQsendQuery(first.get(), "SELECT pg_sleep(30) /* terminated alone */") == 1);
+  PgConn admin = connect(conninfo(ports.primary, "postgres", "postgres", "app"));
+  const char* find = "SELECT pid FROM pg_stat_activity WHERE query LIKE '%terminated alone%' AND pid <> pg_backend_pid()";
+  REQUIRE(wait_until([&] { return !scalar(admin.get(), find).empty(); }, 10));
+  const std::string terminated = scalar(admin.get(), find);
+  REQUIRE(pids.count(terminated) == 1);
+  exec(admin.get(), "SELECT pg_terminate_backend(" + terminated + ")");
+  while (PgResult rest{PQgetResult(first.get())}) {
+  }
+  // The other connection, idle meanwhile, serves the next transaction; the log never says it was closed.
+  CHECK(pids.count(scalar(second.get(), "SELECT pg_backend_pid()")) == 1);
+  CHECK(scalar(second.get(), "SELECT pg_backend_pid()") != terminated);
+  CHECK_MESSAGE(proxy.process()->full_log().find("closing this worker's") == std::string::npos,
+                proxy.process()->log());
 }
