@@ -207,6 +207,7 @@ Routing parse_routing(ObjectReader& root) {
   read_duration(r, "max_lag_seconds", out.max_lag_seconds, false);
   read_duration(r, "lag_hysteresis", out.lag_hysteresis, true);
   read_boolean(r, "fallback_to_primary", out.fallback_to_primary);
+  read_boolean(r, "remote_apply_reads", out.remote_apply_reads);
   read_consistency(r, out);
   if (const Json* list = r.get("write_functions")) {
     const std::string pointer = r.pointer_of("write_functions");

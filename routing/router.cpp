@@ -47,13 +47,20 @@ bool is_read_only_statement(const Classification& c, const ClientRouteState& sta
   }
 }
 
-std::optional<CommitToSee> commit_to_see(const ClientRouteState& state, Consistency consistency) {
+std::optional<CommitToSee> commit_to_see(const ClientRouteState& state, Consistency consistency,
+                                         bool on_applying_standby) {
   std::optional<CommitToSee> commit;
   if (consistency == Consistency::Eventual) return commit;
-  if (state.last_write_commit) commit = CommitToSee{*state.last_write_commit, true};
+  std::optional<double> own = state.last_write_commit;
+  std::optional<double> cluster = state.cluster_commit;
+  if (on_applying_standby) {
+    if (!state.last_write_unapplied) own.reset();
+    cluster = state.cluster_unapplied_commit > 0 ? std::optional<double>(state.cluster_unapplied_commit) : std::nullopt;
+  }
+  if (own) commit = CommitToSee{*own, true};
   // The client's own commits are among the cluster's: another client's later one is what binds then.
-  if (consistency == Consistency::Causal && state.cluster_commit && (!commit || *state.cluster_commit > commit->time)) {
-    commit = CommitToSee{*state.cluster_commit, false};
+  if (consistency == Consistency::Causal && cluster && (!commit || *cluster > commit->time)) {
+    commit = CommitToSee{*cluster, false};
   }
   return commit;
 }
@@ -65,6 +72,34 @@ bool in_mask(uint64_t mask, int index) { return index >= 0 && index < 64 && ((ma
 Route primary_or_wait(const BackendsView& view, uint64_t mask, RouteReason reason) {
   if (view.primary >= 0 && in_mask(mask, view.primary)) return Route{RouteTarget::Primary, view.primary, reason};
   return Route{RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary};
+}
+
+// What a standby must have replayed for a read: nothing (no commit to see), a position, or a position not known
+// yet (nothing sampled on the primary since the commit): no standby qualifies then.
+struct ReplayNeed {
+  bool commit = false;
+  std::optional<uint64_t> lsn;
+  bool unknown() const { return commit && !lsn; }
+};
+
+bool switching_over(const BackendsView& view) {
+  return std::any_of(view.backends.begin(), view.backends.end(),
+                     [](const BackendStatus& b) { return b.fence.has_value(); });
+}
+
+ReplayNeed replay_need(const std::optional<CommitToSee>& commit, const BackendsView& view, uint64_t mask) {
+  if (!commit) return {};
+  ReplayNeed need{true, required_lsn(view, commit->time)};
+  // No primary (a failover): nothing newer can be sampled, and waiting for a primary would stop reads standbys
+  // can serve. The standby that replayed the most has every commit any standby has; a commit that reached none
+  // may be lost with the old primary anyway. Not during a switchover (its fence is on the old primary): that
+  // primary stopped cleanly, so the target will show every acknowledged commit, and a standby that has not
+  // replayed one yet would answer with older data (found by bench/ha_compare.py through Patroni). Such a read
+  // waits for a standby to catch up or for the new primary.
+  const std::optional<uint64_t> furthest =
+      view.primary < 0 && !switching_over(view) ? furthest_replay(view, mask) : std::nullopt;
+  if (furthest && (!need.lsn || *furthest < *need.lsn)) need.lsn = furthest;
+  return need;
 }
 
 }  // namespace
@@ -85,31 +120,23 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   }
 
   // Read-your-writes and causal reads: only standbys that replayed past the primary LSN sampled after the commit
-  // the read must see.
+  // the read must see. A standby that applies every commit (remote_apply, BackendStatus::applies_commits) has
+  // what was committed through pgmux at once, except what a session may have committed otherwise.
   const std::optional<CommitToSee> commit = commit_to_see(state, settings.consistency);
   const RouteReason held = commit && !commit->own ? RouteReason::Causal : RouteReason::ReadYourWrites;
-  std::optional<uint64_t> required;
-  if (commit) {
-    required = required_lsn(view, commit->time);
-    // No primary (a failover): nothing newer can be sampled, and waiting for a primary would stop reads standbys
-    // can serve. The standby that replayed the most has every commit any standby has; a commit that reached none
-    // may be lost with the old primary anyway. Not during a switchover (its fence is on the old primary): that
-    // primary stopped cleanly, so the target will show every acknowledged commit, and a standby that has not
-    // replayed one yet would answer with older data (found by bench/ha_compare.py through Patroni). Such a read
-    // waits for a standby to catch up or for the new primary.
-    auto switching_over = [&] {
-      return std::any_of(view.backends.begin(), view.backends.end(),
-                         [](const BackendStatus& b) { return b.fence.has_value(); });
-    };
-    const std::optional<uint64_t> furthest =
-        view.primary < 0 && !switching_over() ? furthest_replay(view, state.backend_mask) : std::nullopt;
-    if (furthest && (!required || *furthest < *required)) required = furthest;
-    if (!required) return primary_or_wait(view, state.backend_mask, held);
-  }
+  const ReplayNeed need = replay_need(commit, view, state.backend_mask);
+  const bool any_applying = settings.remote_apply_reads &&
+                            std::any_of(view.backends.begin(), view.backends.end(),
+                                        [](const BackendStatus& b) { return b.applies_commits; });
+  const ReplayNeed applied_need =
+      any_applying ? replay_need(commit_to_see(state, settings.consistency, true), view, state.backend_mask) : need;
+  // Nothing sampled since the commit and no standby that applies commits: no standby can show it yet.
+  if (need.unknown() && !any_applying) return primary_or_wait(view, state.backend_mask, held);
   auto allowed = [&](int index) {
     const BackendStatus& b = view.backends[static_cast<size_t>(index)];
     if (!in_mask(state.backend_mask, index) || !b.readable || b.spec.weight <= 0) return false;
-    return !required || standby_caught_up(view, index, *required);
+    const ReplayNeed& needed = any_applying && b.applies_commits ? applied_need : need;
+    return !needed.unknown() && (!needed.lsn || standby_caught_up(view, index, *needed.lsn));
   };
   if (state.held_standby >= 0 && static_cast<size_t>(state.held_standby) < view.backends.size() &&
       allowed(state.held_standby)) {
@@ -127,8 +154,9 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
     const BackendStatus& b = view.backends[i];
     any_lagging |= b.lag_excluded && b.reachable && b.role == Role::Standby;
   }
+  if (need.unknown()) return primary_or_wait(view, state.backend_mask, held);
   RouteReason why = RouteReason::NoEligibleStandby;
-  if (required && any_readable) {
+  if (need.commit && any_readable) {
     why = held;
   } else if (any_lagging && !any_readable) {
     why = RouteReason::LagExcluded;

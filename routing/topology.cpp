@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "routing/sync_standby_names.hpp"
+
 namespace pgmux::routing {
 namespace {
 
@@ -399,6 +401,12 @@ std::string sync_state_in(std::string_view replication, std::string_view name) {
   return {};
 }
 
+bool commits_wait_for_apply(const ProbeResult& primary, std::string_view application_name) {
+  if (primary.synchronous_commit != "remote_apply") return false;
+  const auto names = parse_sync_standby_names(primary.synchronous_standby_names);
+  return names && names->all_required() && names->lists(application_name);
+}
+
 void Topology::recompute(double now) {
   system_identifier_ = cluster_system_identifier();
   std::vector<std::string> alarms;
@@ -439,10 +447,13 @@ void Topology::recompute(double now) {
         readable = standby_readable(b, now, reason);
         break;
     }
-    b.sync_state = primary_ >= 0 && b.role == Role::Standby
-                       ? sync_state_in(backends_[static_cast<size_t>(primary_)].last.replication,
-                                       b.spec.application_name.empty() ? b.spec.name : b.spec.application_name)
-                       : std::string();
+    const std::string_view application_name =
+        b.spec.application_name.empty() ? b.spec.name : b.spec.application_name;
+    const ProbeResult* primary = primary_ >= 0 ? &backends_[static_cast<size_t>(primary_)].last : nullptr;
+    b.sync_state = primary && b.role == Role::Standby ? sync_state_in(primary->replication, application_name)
+                                                      : std::string();
+    b.applies_commits = readable && primary && (b.sync_state == "sync" || b.sync_state == "quorum") &&
+                        commits_wait_for_apply(*primary, application_name);
     b.readable = readable;
     b.excluded_reason = std::move(reason);
     if (b.role != previous_roles[i] || b.readable != previous_readable[i]) b.last_status_change = now;

@@ -79,6 +79,8 @@ struct ProbeResult {
   // read it: superuser or pg_read_all_stats), and synchronous_standby_names.
   std::string replication;
   std::string synchronous_standby_names;
+  // primary: synchronous_commit as every session starts with it; "" when a role or database sets its own.
+  std::string synchronous_commit;
   // When the probe query was sent (same clock as `now`); -1 = unknown, use the arrival time. The primary's LSN
   // history is stamped with it: the LSN was read after this instant, which read-your-writes relies on.
   double sent_at = -1;
@@ -105,6 +107,9 @@ struct BackendStatus {
   // standby: how the primary's WAL sender to it says it replicates ("sync", "quorum", "potential", "async"),
   // "?" when the prober may not read it, "" when the primary has no WAL sender by its application_name.
   std::string sync_state;
+  // standby: every commit on the primary returns only after this standby applied it (commits_wait_for_apply), so
+  // a read after a commit may go here at once, unless the session may have committed otherwise.
+  bool applies_commits = false;
   // topology.source patroni: its member's role ("" = no member at its name or address) and noloadbalance tag.
   std::string dcs_role;
   bool dcs_noloadbalance = false;
@@ -205,6 +210,11 @@ class Topology {
 
 // topology.source patroni: the Patroni member backend `index` is (its name, else its host and port); "" if none.
 std::string dcs_member_of(const BackendsView& view, size_t index);
+
+// Every commit on this primary returns only once the standby named application_name applied it: the server's
+// synchronous_commit is remote_apply with no role or database setting its own, and synchronous_standby_names
+// lists it among standbys that are all required. (A session may still commit otherwise: ClientConn tracks that.)
+bool commits_wait_for_apply(const ProbeResult& primary, std::string_view application_name);
 
 // The sync_state of `name` in a primary's ProbeResult::replication list; "" when it has no such WAL sender.
 std::string sync_state_in(std::string_view replication, std::string_view name);

@@ -116,6 +116,7 @@ bool ClientConn::answer_explain_route() {
   routing::ClientRouteState state = session_.route;
   state.held_standby = standby_ ? standby_->backend_index() : -1;
   state.cluster_commit = worker_.shared().commits.latest();
+  state.cluster_unapplied_commit = worker_.shared().commits.latest_unapplied().value_or(0);
   admin::Answer answer;
   if (target.empty()) {
     answer = admin::Answer::fail(sqlstate::kSyntaxError, "EXPLAIN ROUTE needs a statement",

@@ -248,6 +248,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   }
   // client_session_state.cpp: session state that follows the session.
   void note_session_request(OwedReply& owed, const routing::Classification& c);
+  void note_commit_wait_change(ServerConn* server, const routing::Classification& c);
   bool executed_statements(std::vector<std::string>& out);
   std::optional<std::string_view> statement_text(std::string_view name) const;
   bool unnamed_is_plain_read(std::string_view statement) const;

@@ -383,11 +383,16 @@ void ClientConn::note_outstanding(ServerConn* server, const routing::Classificat
                                   OwedReply& owed) {
   if (tx_started_ns_ == 0) tx_started_ns_ = owed.sent_ns;
   if (c.catalog_change) catalog_hold_.begin(worker_.shared().catalogs, catalog_.slot());
+  note_commit_wait_change(server, c);
   note_session_request(owed, c);  // what of it lasts is decided at its ReadyForQuery
   // Session commands change no data: they do not start read-your-writes.
   if (is_primary && !routing::is_read_only_statement(c, session_.route) &&
       c.kind != routing::StatementKind::Session) {
-    server->wrote = true;
+    if (session_.route.commits_may_skip_apply) {
+      server->written = ServerConn::Written::MaybeNotApplied;
+    } else if (server->written == ServerConn::Written::Nothing) {
+      server->written = ServerConn::Written::Applied;
+    }
   }
 }
 

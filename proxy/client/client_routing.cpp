@@ -140,6 +140,8 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
 
   session_.route.held_standby = standby_ ? standby_->backend_index() : -1;
   session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();
+  // (Taken afresh while a read waits: later such commits only ask more of the standbys that apply every commit.)
+  session_.route.cluster_unapplied_commit = worker_.shared().commits.latest_unapplied().value_or(0);
   routing::Route route = routing::route_statement(c, session_.route, view, route_settings(), worker_.balancer());
   if (routing::held_for_replay(route) && wait_for_replay()) return nullptr;
   replay_wait_.reset();

@@ -11,6 +11,7 @@
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
 #include "routing/session_sql.hpp"
+#include "routing/sync_standby_names.hpp"
 
 namespace pgmux::proxy {
 
@@ -30,6 +31,31 @@ void ClientConn::note_session_request(OwedReply& owed, const routing::Classifica
   } else if (!executed_statements(command.statements)) {
     command.unresolved = true;
   }
+}
+
+// A session that changes synchronous_commit, or may (set_config, a DO block, a function that runs SET), may commit
+// without waiting for the standbys that apply every commit: its commits bind them like any standby from then on,
+// the transaction running now included. A SET or SET LOCAL of another parameter changes nothing of that.
+void ClientConn::note_commit_wait_change(ServerConn* server, const routing::Classification& c) {
+  using routing::SessionEffect;
+  if (session_.route.commits_may_skip_apply) return;
+  bool may = c.effects.has(SessionEffect::SetConfig) || c.effects.has(SessionEffect::Opaque);
+  if (!may && (c.effects.has(SessionEffect::Set) || c.effects.has(SessionEffect::SetLocal))) {
+    std::vector<std::string> texts;
+    if (request_.kind == RequestKind::Query) {
+      may = routing::mentions_synchronous_commit(request_.sql);
+    } else {
+      may = !executed_statements(texts) ||
+            std::any_of(texts.begin(), texts.end(), [](const std::string& t) {
+              return routing::mentions_synchronous_commit(t);
+            });
+    }
+  }
+  if (!may) return;
+  session_.route.commits_may_skip_apply = true;
+  if (server->written == ServerConn::Written::Applied) server->written = ServerConn::Written::MaybeNotApplied;
+  LOG_DEBUG("%s: the session may change synchronous_commit: its commits bind every standby's replay from now on",
+            log_prefix().c_str());
 }
 
 // The statement text each Execute of the extended request runs, in order. False when a Bind names a statement

@@ -11,6 +11,7 @@
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/ops/admin/console.hpp"
+#include "routing/sync_standby_names.hpp"
 
 namespace pgmux::proxy {
 

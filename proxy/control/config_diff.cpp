@@ -33,7 +33,7 @@ auto user_tuple(const conf::User& u) {
 auto routing_tuple(const conf::Routing& r) {
   return std::tie(r.read_write_split, r.max_lag_bytes, r.max_lag_seconds, r.lag_hysteresis, r.fallback_to_primary,
                   r.consistency, r.causal_wait, r.causal_poll_interval, r.write_functions, r.failover_timeout,
-                  r.function_catalog_refresh);
+                  r.function_catalog_refresh, r.remote_apply_reads);
 }
 auto timeouts_tuple(const conf::Timeouts& t) {
   return std::tie(t.query_wait_timeout, t.server_idle_timeout, t.server_connect_timeout, t.client_login_timeout,

@@ -24,7 +24,11 @@ const char* const kProbeQuery =
     " (SELECT system_identifier FROM pg_control_system()),"
     " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END,"
     " (SELECT string_agg(application_name || ':' || coalesce(sync_state, '?'), ',') FROM pg_stat_replication),"
-    " current_setting('synchronous_standby_names')";
+    " current_setting('synchronous_standby_names'),"
+    // The server's synchronous_commit, as every session starts with it unless a role or database sets its own.
+    " CASE WHEN EXISTS (SELECT FROM pg_db_role_setting, unnest(setconfig) AS c"
+    "                   WHERE c ILIKE 'synchronous\\_commit=%') THEN NULL"
+    "  ELSE current_setting('synchronous_commit') END";
 
 namespace {
 
@@ -81,6 +85,7 @@ bool parse_probe_row(const char* const values[kProbeColumns], routing::ProbeResu
   out.insert_lsn = *insert;
   out.replication = values[8] != nullptr ? values[8] : "";
   out.synchronous_standby_names = values[9] != nullptr ? values[9] : "";
+  out.synchronous_commit = values[10] != nullptr ? values[10] : "";
   return true;
 }
 

@@ -19,7 +19,7 @@ double monotonic_seconds();
 
 // The one statement of a probe round. Parsed by parse_probe_row.
 extern const char* const kProbeQuery;
-constexpr int kProbeColumns = 10;
+constexpr int kProbeColumns = 11;
 
 // Parses the row kProbeQuery returns, given as text values (nullptr = SQL NULL). False on malformed input.
 // Columns: in_recovery, current_lsn, receive_lsn, replay_lsn, replay_age, timeline, system_identifier, insert_lsn.

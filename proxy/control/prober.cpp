@@ -57,6 +57,7 @@ routing::RouteSettings route_settings_of(const conf::Routing& routing) {
   routing::RouteSettings settings;
   settings.read_write_split = routing.read_write_split;
   settings.fallback_to_primary = routing.fallback_to_primary;
+  settings.remote_apply_reads = routing.remote_apply_reads;
   switch (routing.consistency) {
     case conf::Consistency::Causal: settings.consistency = routing::Consistency::Causal; break;
     case conf::Consistency::Session: settings.consistency = routing::Consistency::Session; break;

@@ -24,6 +24,7 @@ nlohmann::json backend_json(const routing::BackendStatus& b, int index) {
       {"lag_seconds", b.lag_seconds},
       {"timeline", b.last.timeline},
       {"sync_state", b.sync_state},
+      {"applies_commits", b.applies_commits},
       {"synchronous_standby_names", b.role == routing::Role::Primary ? b.last.synchronous_standby_names : ""},
       {"last_error", b.last_error},
       {"patroni_role", b.dcs_role},

@@ -337,7 +337,7 @@ void ServerConn::link(PoolClient* client) {
   prepared.clear();
   pending_closes.clear();
   sql_statements.clear();
-  wrote = false;
+  written = Written::Nothing;
 }
 
 int ServerConn::backend_index() const { return pool_.backend_index(); }

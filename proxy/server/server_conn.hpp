@@ -102,7 +102,11 @@ class ServerConn final : public StreamConn, public PoolServer {
   std::unordered_set<std::string> prepared;   // the client's named statements prepared here
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   std::unordered_set<std::string> sql_statements;  // transaction pooling: its SQL PREPAREd statements here
-  bool wrote = false;                         // a write was sent since the last ReadyForQuery 'I'
+  // Since the last ReadyForQuery 'I': no write sent; a write whose commit waits for the standbys that apply every
+  // commit, as far as pgmux knows; or one whose commit may not (its session may have changed synchronous_commit,
+  // or a notice came, such as PostgreSQL's warning that a wait for synchronous replication was cancelled).
+  enum class Written : uint8_t { Nothing, Applied, MaybeNotApplied };
+  Written written = Written::Nothing;
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
   // string that may hold one), or a pinned client used it: DISCARD ALL before the next client. Reset on link.
   bool session_dirty = false;

@@ -389,11 +389,16 @@ void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
       note_ready(body);
       // A write's transaction is over: from now on every client's reads must see it (causal reads), so it is
       // published before the client can read this ReadyForQuery.
-      if (wrote && tx_status_ == 'I') worker_.shared().commits.acknowledge(uv_hrtime());
+      if (written != Written::Nothing && tx_status_ == 'I') {
+        worker_.shared().commits.acknowledge(uv_hrtime(), written == Written::Applied);
+      }
       pass.event = RelayEvent::Ready;
       return;
     case backend::kParameterStatus:
       if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
+      return;
+    case backend::kNoticeResponse:
+      if (written == Written::Applied) written = Written::MaybeNotApplied;
       return;
     case backend::kErrorResponse: {
       if (!owed_.empty()) owed_.front().failed = true;

@@ -49,3 +49,19 @@ TEST_CASE("replay poller: answers parsed") {
   CHECK_FALSE(parse_wal_position("yes", "0/1", p));
   CHECK_FALSE(parse_wal_position("t", "not an lsn", p));
 }
+
+TEST_CASE("commit clock: commits applied everywhere move only the first stamp") {
+  pgmux::proxy::CommitClock clock;
+  clock.acknowledge(1'000'000'000);
+  clock.acknowledge(2'000'000'000, /*applied=*/true);
+  REQUIRE(clock.latest());
+  REQUIRE(clock.latest_unapplied());
+  CHECK(*clock.latest() == doctest::Approx(2.0));
+  CHECK(*clock.latest_unapplied() == doctest::Approx(1.0));
+  clock.acknowledge(3'000'000'000, /*applied=*/false);
+  CHECK(*clock.latest_unapplied() == doctest::Approx(3.0));
+  pgmux::proxy::CommitClock only_applied;
+  only_applied.acknowledge(1'000'000'000, true);
+  CHECK(only_applied.latest());
+  CHECK_FALSE(only_applied.latest_unapplied());
+}

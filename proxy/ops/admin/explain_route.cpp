@@ -94,6 +94,7 @@ Answer explain_route(const Input& input, Context& context) {
   const routing::RouteSettings settings = route_settings_of(context.config->routing);
   routing::ClientRouteState fresh;  // a new session: no writes yet, nothing pinned
   fresh.cluster_commit = context.worker->shared().commits.latest();  // but other clients' commits count
+  fresh.cluster_unapplied_commit = context.worker->shared().commits.latest_unapplied().value_or(0);
   return Answer::of(explain_route_result(input.rest, context.worker->classifier(), fresh, *context.view, settings,
                                          context.worker->balancer()));
 }

@@ -166,6 +166,7 @@ std::vector<LiveSetting> build() {
   out.push_back(number_setting("routing.causal_wait", &Config::routing, &Routing::causal_wait, 0, kYear));
   out.push_back(
       number_setting("routing.causal_poll_interval", &Config::routing, &Routing::causal_poll_interval, 0, kYear));
+  out.push_back(bool_setting("routing.remote_apply_reads", &Config::routing, &Routing::remote_apply_reads));
   out.push_back(number_setting("routing.failover_timeout", &Config::routing, &Routing::failover_timeout, 0, kYear));
   // Timeouts.
   struct Duration {

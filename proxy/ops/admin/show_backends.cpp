@@ -51,7 +51,7 @@ Answer show_backends(const Input&, Context& context) {
   r.column("load_balance_node", kBool).column("replication_delay", kInt8).column("last_status_change");
   r.column("name").column("weight", kInt8).column("lag_bytes", kInt8).column("lag_seconds", kFloat8);
   r.column("timeline", kInt8).column("excluded_reason").column("last_error").column("sync_state");
-  r.column("synchronous_standby_names").column("patroni_role");
+  r.column("synchronous_standby_names").column("patroni_role").column("applies_commits", kBool);
   for (size_t i = 0; i < view.backends.size(); ++i) {
     const routing::BackendStatus& b = view.backends[i];
     const bool standby = b.role == routing::Role::Standby;
@@ -67,7 +67,7 @@ Answer show_backends(const Input&, Context& context) {
     r.cell(standby ? b.lag_bytes : int64_t{0}).cell(standby ? b.lag_seconds : 0.0);
     r.cell(static_cast<int64_t>(b.last.timeline)).cell(b.readable ? "" : b.excluded_reason).cell(b.last_error);
     r.cell(b.sync_state).cell(b.role == routing::Role::Primary ? b.last.synchronous_standby_names : "");
-    r.cell(b.dcs_role);
+    r.cell(b.dcs_role).cell(b.applies_commits);
   }
   return Answer::of(std::move(r));
 }

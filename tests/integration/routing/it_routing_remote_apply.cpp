@@ -1,0 +1,124 @@
+// Synchronous replication with remote_apply (issue 12, item 5): with the primary's synchronous_commit at
+// remote_apply and synchronous_standby_names = 'FIRST 1 (standby1)' (set with ALTER SYSTEM, restored at the end),
+// every commit returns only after standby1 applied it, so a read right after a commit goes there at once (causal
+// reads, causal_wait 0, the replay poller slowed to once a second so that it cannot be what lets the read go).
+// Each read must see the commit acknowledged just before it. A session that sets its own synchronous_commit
+// commits without that wait: the reads after its commits go to the primary.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/integration/routing/routing_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::routing;
+
+namespace {
+
+const char* const kDb = "rt_remote_apply";
+
+// The primary commits with remote_apply for standby1 while it lives; role or database settings of
+// synchronous_commit (another test's) are set aside meanwhile, then everything is put back.
+struct RemoteApplyPrimary {
+  int port;
+  std::vector<std::string> restore;  // statements that put the role and database settings back
+  explicit RemoteApplyPrimary(int primary_port) : port(primary_port) {
+    PgConn p = admin(port);
+    PgResult saved(PQexec(p.get(),
+                          "SELECT coalesce(d.datname, ''), coalesce(r.rolname, ''), c FROM pg_db_role_setting s"
+                          " LEFT JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole,"
+                          " unnest(s.setconfig) AS c WHERE c ILIKE 'synchronous\\_commit=%'"));
+    for (int i = 0; i < PQntuples(saved.get()); ++i) {
+      const std::string db = PQgetvalue(saved.get(), i, 0), role = PQgetvalue(saved.get(), i, 1);
+      const std::string value = std::string(PQgetvalue(saved.get(), i, 2)).substr(sizeof("synchronous_commit=") - 1);
+      const std::string target = role.empty() ? "DATABASE \"" + db + "\""
+                                              : "ROLE \"" + role + "\"" + (db.empty() ? "" : " IN DATABASE \"" + db + "\"");
+      exec(p.get(), "ALTER " + target + " RESET synchronous_commit");
+      restore.push_back("ALTER " + target + " SET synchronous_commit = '" + value + "'");
+    }
+    exec(p.get(), "ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (standby1)'");
+    exec(p.get(), "ALTER SYSTEM SET synchronous_commit = 'remote_apply'");
+    exec(p.get(), "SELECT pg_reload_conf()");
+  }
+  ~RemoteApplyPrimary() {
+    PgConn p = admin(port);
+    exec(p.get(), "ALTER SYSTEM RESET synchronous_standby_names");
+    exec(p.get(), "ALTER SYSTEM RESET synchronous_commit");
+    exec(p.get(), "SELECT pg_reload_conf()");
+    for (const std::string& sql : restore) exec(p.get(), sql);
+  }
+};
+
+struct Tally {
+  int reads = 0;
+  int stale = 0;
+  std::map<int, int> ports;
+};
+
+// `rounds` times: a row inserted through `writer`, then counted through `reader` at once.
+Tally write_then_read(PGconn* writer, PGconn* reader, int rounds, int* rows) {
+  Tally t;
+  for (int i = 0; i < rounds; ++i) {
+    exec(writer, "INSERT INTO t VALUES (1)");
+    ++*rows;
+    PgResult r = exec(reader, "SELECT count(*), inet_server_port() FROM t");
+    ++t.reads;
+    t.stale += std::atoi(PQgetvalue(r.get(), 0, 0)) < *rows;
+    ++t.ports[std::atoi(PQgetvalue(r.get(), 0, 1))];
+  }
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("remote_apply: a read right after a commit goes to the standby that applied it, and sees it") {
+  const ClusterPorts ports = cluster_ports();
+  recreate_database(ports, kDb);
+  {
+    PgConn p = admin(ports.primary, kDb);
+    exec(p.get(), "CREATE TABLE t (n int)");
+    exec(p.get(), "ALTER TABLE t OWNER TO app");
+  }
+  REQUIRE(wait_replayed(ports, 20));
+  RemoteApplyPrimary remote_apply(ports.primary);
+  {
+    PgConn p = admin(ports.primary);
+    REQUIRE(wait_until([&] {
+      return scalar(p.get(), "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'") == "sync";
+    }, 20));
+  }
+  const int listen = pick_listen_port();
+  nlohmann::json config = routing_config(listen, ports);
+  config["databases"].insert(config["databases"].begin(),
+                             nlohmann::json::object({{"name", kDb}, {"pool_mode", "transaction"}, {"pool_size", 4}}));
+  config["routing"] = {{"consistency", "causal"}, {"causal_wait", 0}, {"causal_poll_interval", 1}, {"max_lag_seconds", 60}};
+  config["users"].push_back({{"name", "admin"}, {"password", "admin"}});
+  config["admin_users"] = nlohmann::json::array({"admin"});
+  ProxyUnderTest proxy(config.dump(), listen);
+  if (proxy.direct()) return;
+  const std::string ci = proxy.conninfo("app", "app", kDb);
+  const std::string admin_ci = proxy.conninfo("admin", "admin", "pgmux");
+  REQUIRE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20));
+  REQUIRE(wait_until([&] { return backend_field(admin_ci, "standby1", "applies_commits") == "t"; }, 10));
+  CHECK(backend_field(admin_ci, "standby2", "applies_commits") == "f");
+
+  PgConn writer = connect(ci);
+  PgConn reader = connect(ci);
+  int rows = 0;
+  Tally applied = write_then_read(writer.get(), reader.get(), 100, &rows);
+  MESSAGE("after remote_apply commits: " << applied.stale << " stale of " << applied.reads << ", served by "
+                                         << describe(applied.ports, ports));
+  CHECK(applied.stale == 0);
+  CHECK(applied.ports[ports.standby1] >= 90);  // at once, not after a replay position (the poller: once a second)
+
+  // The same with a writer whose session commits without waiting for standby1's apply.
+  PgConn local_writer = connect(ci);
+  exec(local_writer.get(), "SET synchronous_commit = local");
+  Tally local = write_then_read(local_writer.get(), reader.get(), 100, &rows);
+  MESSAGE("after local commits: " << local.stale << " stale of " << local.reads << ", served by "
+                                  << describe(local.ports, ports));
+  CHECK(local.stale == 0);
+  CHECK(local.ports[ports.primary] >= 80);
+}
