@@ -111,7 +111,7 @@ struct Routing {
   double causal_wait = 0;              // seconds a read may wait for a standby to catch up; 0 = none
   double causal_poll_interval = 0.002;  // seconds between the replay poller's queries; 0 = probe rounds only
   // Reads after a commit go at once to standbys every commit waits for (remote_apply, BackendStatus::applies_commits).
-  bool remote_apply_reads = true;
+  bool remote_apply_reads = false;
   std::vector<std::string> write_functions;  // calling one of these makes a statement a write
   // Seconds between reloads of each database's function catalog (volatile functions and the views over them)
   // from the primary; DDL sent through pgmux reloads it at once.

@@ -44,6 +44,7 @@ struct TreeFacts {
   bool write_call = false;
   bool session_lock = false;
   bool config_call = false;         // set_config(...) whose is_local is not the constant true
+  bool local_config_call = false;   // set_config(..., true): lasts the transaction, as SET LOCAL
   bool too_deep = false;
   std::string calls;                // every function name called, each followed by '\0'
   std::string relations;            // every relation name read or written, each followed by '\0'
@@ -87,7 +88,7 @@ void check_call(const json& call, const Classifier& classifier, TreeFacts& f) {
   const json* part = member(names->back(), "String");
   const std::string_view name = string_of(part != nullptr ? member(*part, "sval") : nullptr);
   add_name(f.calls, name);
-  if (name == "set_config" && sets_session_config(call)) f.config_call = true;
+  if (name == "set_config") (sets_session_config(call) ? f.config_call : f.local_config_call) = true;
   bool session_lock = false;
   if (!name.empty() && classifier.is_write_function(name, &session_lock)) {
     f.write_call = true;
@@ -381,6 +382,7 @@ Classification classify_statement(const json* stmt, const Classifier& classifier
   Classification c = classify_node(*stmt, f, 0);
   c.write_function = f.write_call;
   if (f.config_call) c.effects.add(SessionEffect::SetConfig);
+  if (f.local_config_call) c.effects.add(SessionEffect::SetLocal);
   const std::string_view type = stmt->begin().key();
   if (type == "DoStmt") c.effects.add(SessionEffect::Opaque);
   c.catalog_change = changes_catalog(type, stmt->begin().value());

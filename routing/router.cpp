@@ -48,14 +48,17 @@ bool is_read_only_statement(const Classification& c, const ClientRouteState& sta
 }
 
 std::optional<CommitToSee> commit_to_see(const ClientRouteState& state, Consistency consistency,
-                                         bool on_applying_standby) {
+                                         std::optional<double> applying_since) {
   std::optional<CommitToSee> commit;
   if (consistency == Consistency::Eventual) return commit;
   std::optional<double> own = state.last_write_commit;
   std::optional<double> cluster = state.cluster_commit;
-  if (on_applying_standby) {
-    if (!state.last_write_unapplied) own.reset();
-    cluster = state.cluster_unapplied_commit > 0 ? std::optional<double>(state.cluster_unapplied_commit) : std::nullopt;
+  if (applying_since) {
+    if (own && !state.last_write_unapplied) own = std::min(*own, *applying_since);
+    if (cluster) cluster = std::min(*cluster, *applying_since);
+    if (state.cluster_unapplied_commit > 0 && (!cluster || state.cluster_unapplied_commit > *cluster)) {
+      cluster = state.cluster_unapplied_commit;
+    }
   }
   if (own) commit = CommitToSee{*own, true};
   // The client's own commits are among the cluster's: another client's later one is what binds then.
@@ -125,11 +128,17 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   const std::optional<CommitToSee> commit = commit_to_see(state, settings.consistency);
   const RouteReason held = commit && !commit->own ? RouteReason::Causal : RouteReason::ReadYourWrites;
   const ReplayNeed need = replay_need(commit, view, state.backend_mask);
-  const bool any_applying = settings.remote_apply_reads &&
-                            std::any_of(view.backends.begin(), view.backends.end(),
-                                        [](const BackendStatus& b) { return b.applies_commits; });
+  // The latest moment any of those standbys was first seen to apply every commit stands for all of them.
+  std::optional<double> applying_since;
+  for (const BackendStatus& b : view.backends) {
+    if (settings.remote_apply_reads && b.applies_commits) {
+      applying_since = std::max(applying_since.value_or(0), b.applies_since);
+    }
+  }
+  const bool any_applying = applying_since.has_value();
   const ReplayNeed applied_need =
-      any_applying ? replay_need(commit_to_see(state, settings.consistency, true), view, state.backend_mask) : need;
+      any_applying ? replay_need(commit_to_see(state, settings.consistency, applying_since), view, state.backend_mask)
+                   : need;
   // Nothing sampled since the commit and no standby that applies commits: no standby can show it yet.
   if (need.unknown() && !any_applying) return primary_or_wait(view, state.backend_mask, held);
   auto allowed = [&](int index) {

@@ -15,7 +15,7 @@ struct RouteSettings {
   bool read_write_split = true;
   bool fallback_to_primary = true;
   Consistency consistency = Consistency::Causal;
-  bool remote_apply_reads = true;  // standbys that apply every commit serve reads after a commit at once
+  bool remote_apply_reads = false;  // standbys that apply every commit serve reads after a commit at once
 };
 
 // What the router needs to know about one client.
@@ -31,13 +31,15 @@ struct ClientRouteState {
   // The session set synchronous_commit, or may have (set_config, a DO block, a startup option): its commits may not
   // have waited for those standbys.
   bool commits_may_skip_apply = false;
+  // Backend index of the standby connection the client holds, -1 for none (16 bits, in the bools' padding:
+  // indexes past 63 have no bit in backend_mask anyway).
+  int16_t held_standby = -1;
   std::optional<double> last_write_commit;  // when this client's last write committed (monotonic seconds)
   // Causal reads: the latest write commit pgmux had acknowledged to any client when this request arrived.
   std::optional<double> cluster_commit;
   // The latest commit of any client not known to have waited for the standbys that apply every commit
   // (BackendStatus::applies_commits), 0 for none (a double, not an optional: every client carries this state).
   double cluster_unapplied_commit = 0;
-  int held_standby = -1;                    // backend index of the standby connection the client holds
   uint64_t backend_mask = ~uint64_t{0};     // bit i: backend i serves this client's database
 };
 
@@ -73,14 +75,16 @@ struct Route {
 // True when the statement may run on a standby at all (before health, lag and read-your-writes).
 bool is_read_only_statement(const Classification& c, const ClientRouteState& state);
 
-// The commit a read must see under `consistency`, and whether it is the client's own. on_applying_standby: on a
-// standby that applies every commit, where only commits not known to have waited for it count.
+// The commit a read must see under `consistency`, and whether it is the client's own. applying_since: on standbys
+// that apply every commit, seen to since then (BackendStatus::applies_since), where only commits that may not have
+// waited for them count: those marked so, and any acknowledged before that moment, which stands for all of them
+// (a position sampled after it covers every earlier commit).
 struct CommitToSee {
   double time = 0;
   bool own = false;
 };
 std::optional<CommitToSee> commit_to_see(const ClientRouteState& state, Consistency consistency,
-                                         bool on_applying_standby = false);
+                                         std::optional<double> applying_since = std::nullopt);
 
 // The read went to the primary (or got no backend) only because no standby has replayed what it must see yet: a
 // standby may serve it a little later (the bounded wait of routing.causal_wait).

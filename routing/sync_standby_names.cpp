@@ -140,10 +140,12 @@ std::optional<SyncStandbyNames> parse_sync_standby_names(std::string_view text) 
   return out;
 }
 
-bool mentions_synchronous_commit(std::string_view sql) {
-  constexpr std::string_view kName = "synchronous_commit";
-  for (size_t at = 0; at + kName.size() <= sql.size(); ++at) {
-    if (same_ignoring_case(sql.substr(at, kName.size()), kName)) return true;
+bool names_commit_wait_setting(std::string_view sql) {
+  constexpr std::string_view kNames[] = {"synchronous_commit", "client_min_messages"};
+  for (const std::string_view name : kNames) {
+    for (size_t at = 0; at + name.size() <= sql.size(); ++at) {
+      if (same_ignoring_case(sql.substr(at, name.size()), name)) return true;
+    }
   }
   return false;
 }

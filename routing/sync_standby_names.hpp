@@ -23,8 +23,10 @@ struct SyncStandbyNames {
 // nullopt for an empty or malformed setting (PostgreSQL refuses the latter, so it is never in effect).
 std::optional<SyncStandbyNames> parse_sync_standby_names(std::string_view text);
 
-// The statement names synchronous_commit (any case, anywhere: a SET, a set_config argument, a comment). Statements
+// The text names a setting that decides whether a commit waits for the standbys that apply every commit and
+// says so: synchronous_commit, or client_min_messages (above warning it hides PostgreSQL's warning that the wait
+// was cancelled). Any case, anywhere: a SET, a set_config argument, a startup parameter, a comment. Statements
 // that set parameters are rare; a false positive only costs the session the standbys that apply every commit.
-bool mentions_synchronous_commit(std::string_view sql);
+bool names_commit_wait_setting(std::string_view sql);
 
 }  // namespace pgmux::routing

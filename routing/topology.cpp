@@ -404,7 +404,26 @@ std::string sync_state_in(std::string_view replication, std::string_view name) {
 bool commits_wait_for_apply(const ProbeResult& primary, std::string_view application_name) {
   if (primary.synchronous_commit != "remote_apply") return false;
   const auto names = parse_sync_standby_names(primary.synchronous_standby_names);
-  return names && names->all_required() && names->lists(application_name);
+  if (!names || !names->all_required() || !names->lists(application_name)) return false;
+  // Exactly one WAL sender answers to the name, as PostgreSQL matches it (ignoring case), and it is synchronous:
+  // of two standbys sharing a name, only one would be.
+  SyncStandbyNames one;
+  one.names.emplace_back(application_name);
+  int matches = 0;
+  bool synchronous = false;
+  for (std::string_view rest = primary.replication; !rest.empty();) {
+    const size_t comma = rest.find(',');
+    const std::string_view entry = rest.substr(0, comma);
+    const size_t colon = entry.rfind(':');
+    if (colon != std::string_view::npos && one.lists(entry.substr(0, colon))) {
+      ++matches;
+      const std::string_view state = entry.substr(colon + 1);
+      synchronous = state == "sync" || state == "quorum";
+    }
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return matches == 1 && synchronous;
 }
 
 void Topology::recompute(double now) {
@@ -452,8 +471,9 @@ void Topology::recompute(double now) {
     const ProbeResult* primary = primary_ >= 0 ? &backends_[static_cast<size_t>(primary_)].last : nullptr;
     b.sync_state = primary && b.role == Role::Standby ? sync_state_in(primary->replication, application_name)
                                                       : std::string();
-    b.applies_commits = readable && primary && (b.sync_state == "sync" || b.sync_state == "quorum") &&
-                        commits_wait_for_apply(*primary, application_name);
+    const bool applies = readable && primary && commits_wait_for_apply(*primary, application_name);
+    if (applies && !b.applies_commits) b.applies_since = now;
+    b.applies_commits = applies;
     b.readable = readable;
     b.excluded_reason = std::move(reason);
     if (b.role != previous_roles[i] || b.readable != previous_readable[i]) b.last_status_change = now;

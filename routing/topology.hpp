@@ -79,7 +79,8 @@ struct ProbeResult {
   // read it: superuser or pg_read_all_stats), and synchronous_standby_names.
   std::string replication;
   std::string synchronous_standby_names;
-  // primary: synchronous_commit as every session starts with it; "" when a role or database sets its own.
+  // primary: synchronous_commit as every session starts with it; "" when a role or database sets its own, or
+  // sessions would not hear that a commit's wait for a standby was cancelled (client_min_messages).
   std::string synchronous_commit;
   // When the probe query was sent (same clock as `now`); -1 = unknown, use the arrival time. The primary's LSN
   // history is stamped with it: the LSN was read after this instant, which read-your-writes relies on.
@@ -110,6 +111,8 @@ struct BackendStatus {
   // standby: every commit on the primary returns only after this standby applied it (commits_wait_for_apply), so
   // a read after a commit may go here at once, unless the session may have committed otherwise.
   bool applies_commits = false;
+  // When it was first seen to (monotonic seconds): commits acknowledged before then may not have waited for it.
+  double applies_since = 0;
   // topology.source patroni: its member's role ("" = no member at its name or address) and noloadbalance tag.
   std::string dcs_role;
   bool dcs_noloadbalance = false;

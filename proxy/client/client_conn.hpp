@@ -85,6 +85,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   // request runs again, on the primary. may_run_again is asked when the error arrives, on_read_only_retry runs
   // at its ReadyForQuery.
   bool may_run_again(const ServerConn* server) const;
+  // Its session may have changed synchronous_commit: its commits may not have waited for the standbys that apply
+  // every commit (ClientConn::note_commit_wait_change).
+  bool commits_may_skip_apply() const { return session_.route.commits_may_skip_apply; }
   void on_read_only_retry(ServerConn* server, OwedReply dropped);
   void on_server_lost(ServerConn* server, bool fatal_forwarded, bool mid_message);
   // An ErrorResponse from a linked server, under a request or unasked while idle: true when it is a FATAL the
@@ -206,7 +209,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   };
   void finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& error);
   void forward(ServerConn* server, const routing::Classification& c);
-  void note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary, OwedReply& owed);
+  void note_outstanding(const routing::Classification& c, bool is_primary, OwedReply& owed);
   void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
   void apply_statement_steps(ServerConn* server, OwedReply& owed);
   void forget_statement_elsewhere(ServerConn* server, std::string_view name, bool here_too);
@@ -248,7 +251,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   }
   // client_session_state.cpp: session state that follows the session.
   void note_session_request(OwedReply& owed, const routing::Classification& c);
-  void note_commit_wait_change(ServerConn* server, const routing::Classification& c);
+  void note_commit_wait_change(const routing::Classification& c);
   bool executed_statements(std::vector<std::string>& out);
   std::optional<std::string_view> statement_text(std::string_view name) const;
   bool unnamed_is_plain_read(std::string_view statement) const;

@@ -49,10 +49,10 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
     worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);
     tx_started_ns_ = server->has_outstanding() ? now_ns : 0;  // pipelined: the next one is already running
   }
-  if (tx_status == 'I' && server->written != ServerConn::Written::Nothing) {
+  if (done.committed != Written::Nothing) {
     session_.route.last_write_commit = monotonic_now();
-    session_.route.last_write_unapplied = server->written != ServerConn::Written::Applied;
-    server->written = ServerConn::Written::Nothing;
+    // Sticky: a later commit that waited does not cover this one (one that wrote no WAL waits for nothing).
+    if (done.committed != Written::Applied) session_.route.last_write_unapplied = true;
   }
   session_.route.session_read_only = server->default_read_only();
   if (state_ == ClientState::Draining && !server->has_outstanding()) resume_requests();

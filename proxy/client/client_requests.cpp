@@ -353,7 +353,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     owed.fate = ReplyFate::HeldForRetry;
     retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
   }
-  note_outstanding(server, c, is_primary, owed);
+  note_outstanding(c, is_primary, owed);
   if (routing::commits_transaction(c)) owed.commits = true;
   if (transaction_pooling() && (c.effects.has(routing::SessionEffect::Reset) ||
                                 c.effects.has(routing::SessionEffect::ResetAll) ||
@@ -379,20 +379,15 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
 
 // What its reply is for, in the server's reply queue: the timings and, for a session command, the command to
 // record in the session log once it succeeded (popped at its ReadyForQuery).
-void ClientConn::note_outstanding(ServerConn* server, const routing::Classification& c, bool is_primary,
-                                  OwedReply& owed) {
+void ClientConn::note_outstanding(const routing::Classification& c, bool is_primary, OwedReply& owed) {
   if (tx_started_ns_ == 0) tx_started_ns_ = owed.sent_ns;
   if (c.catalog_change) catalog_hold_.begin(worker_.shared().catalogs, catalog_.slot());
-  note_commit_wait_change(server, c);
+  note_commit_wait_change(c);
   note_session_request(owed, c);  // what of it lasts is decided at its ReadyForQuery
   // Session commands change no data: they do not start read-your-writes.
   if (is_primary && !routing::is_read_only_statement(c, session_.route) &&
       c.kind != routing::StatementKind::Session) {
-    if (session_.route.commits_may_skip_apply) {
-      server->written = ServerConn::Written::MaybeNotApplied;
-    } else if (server->written == ServerConn::Written::Nothing) {
-      server->written = ServerConn::Written::Applied;
-    }
+    owed.writes = true;
   }
 }
 

@@ -138,7 +138,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
 
-  session_.route.held_standby = standby_ ? standby_->backend_index() : -1;
+  session_.route.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
   session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();
   // (Taken afresh while a read waits: later such commits only ask more of the standbys that apply every commit.)
   session_.route.cluster_unapplied_commit = worker_.shared().commits.latest_unapplied().value_or(0);

@@ -36,24 +36,28 @@ void ClientConn::note_session_request(OwedReply& owed, const routing::Classifica
 // A session that changes synchronous_commit, or may (set_config, a DO block, a function that runs SET), may commit
 // without waiting for the standbys that apply every commit: its commits bind them like any standby from then on,
 // the transaction running now included. A SET or SET LOCAL of another parameter changes nothing of that.
-void ClientConn::note_commit_wait_change(ServerConn* server, const routing::Classification& c) {
+void ClientConn::note_commit_wait_change(const routing::Classification& c) {
   using routing::SessionEffect;
   if (session_.route.commits_may_skip_apply) return;
-  bool may = c.effects.has(SessionEffect::SetConfig) || c.effects.has(SessionEffect::Opaque);
+  // A FunctionCall message runs a function pgmux does not look into.
+  bool may = c.effects.has(SessionEffect::SetConfig) || c.effects.has(SessionEffect::Opaque) ||
+             request_.kind == RequestKind::FunctionCall;
   if (!may && (c.effects.has(SessionEffect::Set) || c.effects.has(SessionEffect::SetLocal))) {
     std::vector<std::string> texts;
     if (request_.kind == RequestKind::Query) {
-      may = routing::mentions_synchronous_commit(request_.sql);
+      may = routing::names_commit_wait_setting(request_.sql);
     } else {
-      may = !executed_statements(texts) ||
+      // Statements it executes, and those it parses (a Bind and its Execute may come in separate requests); none
+      // known (an Execute of a portal bound earlier): assume the worst.
+      for (const auto& parse : request_.parses) texts.emplace_back(parse.sql);
+      may = !executed_statements(texts) || texts.empty() ||
             std::any_of(texts.begin(), texts.end(), [](const std::string& t) {
-              return routing::mentions_synchronous_commit(t);
+              return routing::names_commit_wait_setting(t);
             });
     }
   }
   if (!may) return;
   session_.route.commits_may_skip_apply = true;
-  if (server->written == ServerConn::Written::Applied) server->written = ServerConn::Written::MaybeNotApplied;
   LOG_DEBUG("%s: the session may change synchronous_commit: its commits bind every standby's replay from now on",
             log_prefix().c_str());
 }

@@ -222,6 +222,11 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
       session_.wanted_params.set(name, value);
     }
   }
+  // A session that starts with its own synchronous_commit may commit without waiting for the standbys that apply
+  // every commit (routing::commits_wait_for_apply).
+  for (const auto& entry : session_.wanted_params.entries()) {
+    if (routing::names_commit_wait_setting(entry.first)) session_.route.commits_may_skip_apply = true;
+  }
 
   config_ = worker_.config();
   // PgBouncer's tools (its Prometheus exporters) open the console as database "pgbouncer": unless a database of

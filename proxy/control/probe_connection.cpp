@@ -25,9 +25,12 @@ const char* const kProbeQuery =
     " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END,"
     " (SELECT string_agg(application_name || ':' || coalesce(sync_state, '?'), ',') FROM pg_stat_replication),"
     " current_setting('synchronous_standby_names'),"
-    // The server's synchronous_commit, as every session starts with it unless a role or database sets its own.
+    // The server's synchronous_commit, as every session starts with it: none when a role or database sets its own,
+    // or when sessions would not hear PostgreSQL's warning that a commit's wait for a standby was cancelled
+    // (client_min_messages error, set anywhere).
     " CASE WHEN EXISTS (SELECT FROM pg_db_role_setting, unnest(setconfig) AS c"
-    "                   WHERE c ILIKE 'synchronous\\_commit=%') THEN NULL"
+    "                   WHERE c ILIKE 'synchronous\\_commit=%' OR c ILIKE 'client\\_min\\_messages=%')"
+    "       OR current_setting('client_min_messages') = 'error' THEN NULL"
     "  ELSE current_setting('synchronous_commit') END";
 
 namespace {

@@ -54,6 +54,8 @@ enum class Family : size_t {
   BackendLagSeconds,
   BackendTimeline,
   BackendSync,
+  BackendAppliesCommits,
+  BackendSyncStandbyNames,
   PatroniUp,
   PatroniRole,
   ProbeDuration,
@@ -131,6 +133,11 @@ const MetricFamilyInfo kFamilies[] = {
     {"pgmux_backend_sync_state", kGauge, "backend,state",
      "1 for how the primary replicates to this standby (sync, quorum, potential, async; unknown: not readable by the "
      "prober's role; none: no WAL sender to it); absent for the primary."},
+    {"pgmux_backend_applies_commits", kGauge, "backend",
+     "1 when every commit on the primary returns only after this standby applied it (remote_apply, listed in a "
+     "synchronous_standby_names that requires every standby it lists): reads after a commit go there at once."},
+    {"pgmux_backend_synchronous_standby_names", kGauge, "backend,value",
+     "1 with the primary's synchronous_standby_names as the value label (empty: asynchronous replication)."},
     {"pgmux_patroni_up", kGauge, "",
      "topology.source patroni only: 1 when the last GET /cluster got an answer from one of topology.patroni_urls."},
     {"pgmux_backend_patroni_role", kGauge, "backend,role",
@@ -377,6 +384,11 @@ void export_backends(const ExportSources& s, Builder& out) {
     if (b.role == routing::Role::Standby) {
       const std::string state = b.sync_state.empty() ? "none" : b.sync_state == "?" ? "unknown" : b.sync_state;
       out.gauge(Family::BackendSync, {{"backend", b.spec.name}, {"state", state}}, 1);
+      out.gauge(Family::BackendAppliesCommits, backend, b.applies_commits ? 1 : 0);
+    }
+    if (b.role == routing::Role::Primary) {
+      const Labels names{{"backend", b.spec.name}, {"value", b.last.synchronous_standby_names}};
+      out.gauge(Family::BackendSyncStandbyNames, names, 1);
     }
     if (s.view->dcs.enabled) {
       out.gauge(Family::PatroniRole, {{"backend", b.spec.name}, {"role", b.dcs_role.empty() ? "none" : b.dcs_role}}, 1);

@@ -53,11 +53,20 @@ struct InternalRun {
   std::vector<uint16_t> failed;     // for each ErrorResponse, readies_seen then: which Query (or Sync) failed
 };
 
+// What a transaction wrote, as far as its commit is concerned: nothing; writes whose commit waits for the standbys
+// that apply every commit (routing::commits_wait_for_apply), as far as pgmux knows; or writes whose commit may not
+// (its session may have changed synchronous_commit, or a notice came, such as PostgreSQL's warning that a wait
+// for synchronous replication was cancelled).
+enum class Written : uint8_t { Nothing, Applied, MaybeNotApplied };
+
 struct OwedReply {
   ReplyFate fate = ReplyFate::Forward;
   bool open = false;      // an extended sequence not closed by Sync yet: the next request continues this entry
   bool extended = false;  // ended by Sync (which PostgreSQL ignores if the batch starts COPY FROM STDIN)
   bool failed = false;    // an ErrorResponse came in its reply
+  bool writes = false;    // the request sent a write (to the primary)
+  // Set at a ReadyForQuery 'I' that ends a transaction: what the transaction wrote (the commit to acknowledge).
+  Written committed = Written::Nothing;
   uint16_t readies = 1;   // ReadyForQuery messages still to come for it (several only for an internal run)
   uint64_t sent_ns = 0;   // uv_hrtime() when its first message went out (query duration)
   uint64_t request = 0;   // the client's number for the request (statements it parsed are confirmed by it)

@@ -337,7 +337,7 @@ void ServerConn::link(PoolClient* client) {
   prepared.clear();
   pending_closes.clear();
   sql_statements.clear();
-  written = Written::Nothing;
+  tx_written_ = Written::Nothing;
 }
 
 int ServerConn::backend_index() const { return pool_.backend_index(); }

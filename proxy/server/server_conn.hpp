@@ -102,11 +102,6 @@ class ServerConn final : public StreamConn, public PoolServer {
   std::unordered_set<std::string> prepared;   // the client's named statements prepared here
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   std::unordered_set<std::string> sql_statements;  // transaction pooling: its SQL PREPAREd statements here
-  // Since the last ReadyForQuery 'I': no write sent; a write whose commit waits for the standbys that apply every
-  // commit, as far as pgmux knows; or one whose commit may not (its session may have changed synchronous_commit,
-  // or a notice came, such as PostgreSQL's warning that a wait for synchronous replication was cancelled).
-  enum class Written : uint8_t { Nothing, Applied, MaybeNotApplied };
-  Written written = Written::Nothing;
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
   // string that may hold one), or a pinned client used it: DISCARD ALL before the next client. Reset on link.
   bool session_dirty = false;
@@ -172,6 +167,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   void record_shape(const std::string& statement, protocol::ByteView row_description_body);
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
   void note_ready(protocol::ByteView body);
+  void note_transaction_writes();
   void deliver(RelayEvent event);
   OwedReply take_front() { return owed_.empty() ? OwedReply{} : owed_.pop(); }
   // Logs the failure and closes; one that ends a connect or login goes to the pool (and the waiting client).
@@ -192,6 +188,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   size_t pass_remaining_ = 0;  // bytes of a forwarded message not yet received
   char tx_status_ = 'I';
   bool fatal_forwarded_ = false;
+  // What the transaction open here wrote in the requests answered so far (each request's own writes are in its
+  // reply queue entry: pipelined requests are answered in order, each folded in at its ReadyForQuery).
+  Written tx_written_ = Written::Nothing;
   // What the server said of its end, as far as read (relayed or consumed here): nothing yet, a FATAL that ends this
   // session only, or one that ends every session of the backend (a crash, an immediate shutdown, a PANIC).
   enum class FatalSeen : uint8_t { None, Session, Backend };

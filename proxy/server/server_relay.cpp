@@ -331,6 +331,20 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
   }
 }
 
+// At a relayed ReadyForQuery: the request's writes join its transaction's. When the transaction is over, its
+// writes are published before the client can read this ReadyForQuery: from now on every client's reads must see
+// them (causal reads). A session that may have changed synchronous_commit committed without the promise.
+void ServerConn::note_transaction_writes() {
+  if (owed_.empty()) return;
+  OwedReply& front = owed_.front();
+  if (front.writes && tx_written_ == Written::Nothing) tx_written_ = Written::Applied;
+  if (tx_status_ != 'I' || tx_written_ == Written::Nothing) return;
+  if (client_ && client_->commits_may_skip_apply()) tx_written_ = Written::MaybeNotApplied;
+  front.committed = tx_written_;
+  tx_written_ = Written::Nothing;
+  worker_.shared().commits.acknowledge(uv_hrtime(), front.committed == Written::Applied);
+}
+
 // A ParseComplete: the statement exists. If pgmux put a Describe of its own behind that Parse, its answers come next.
 void ServerConn::note_parse_complete() {
   OwedReply& front = owed_.front();
@@ -387,18 +401,17 @@ void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
   switch (tag) {
     case backend::kReadyForQuery:
       note_ready(body);
-      // A write's transaction is over: from now on every client's reads must see it (causal reads), so it is
-      // published before the client can read this ReadyForQuery.
-      if (written != Written::Nothing && tx_status_ == 'I') {
-        worker_.shared().commits.acknowledge(uv_hrtime(), written == Written::Applied);
-      }
+      note_transaction_writes();
       pass.event = RelayEvent::Ready;
       return;
     case backend::kParameterStatus:
       if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
       return;
     case backend::kNoticeResponse:
-      if (written == Written::Applied) written = Written::MaybeNotApplied;
+      // Perhaps PostgreSQL's warning that the commit's wait for synchronous replication was cancelled.
+      if (tx_written_ != Written::Nothing || (!owed_.empty() && owed_.front().writes)) {
+        tx_written_ = Written::MaybeNotApplied;
+      }
       return;
     case backend::kErrorResponse: {
       if (!owed_.empty()) owed_.front().failed = true;

@@ -33,7 +33,7 @@ TEST_CASE("conf routing: defaults when routing and health_check are absent") {
   CHECK(c.routing.consistency == Consistency::Causal);
   CHECK(c.routing.causal_wait == 0);
   CHECK(c.routing.causal_poll_interval == 0.002);
-  CHECK(c.routing.remote_apply_reads);
+  CHECK_FALSE(c.routing.remote_apply_reads);
   CHECK(c.routing.write_functions.empty());
   CHECK(c.routing.failover_timeout == 30);
   CHECK(c.routing.function_catalog_refresh == 30);
@@ -124,9 +124,9 @@ TEST_CASE("conf routing: consistency, its old key read_your_writes, and the caus
   REQUIRE(on.ok());
   CHECK(on.config->routing.consistency == Consistency::Causal);
   const LoadResult knobs =
-      with_routing(R"({"causal_wait": 0.05, "causal_poll_interval": 0, "remote_apply_reads": false})");
+      with_routing(R"({"causal_wait": 0.05, "causal_poll_interval": 0, "remote_apply_reads": true})");
   REQUIRE(knobs.ok());
-  CHECK_FALSE(knobs.config->routing.remote_apply_reads);
+  CHECK(knobs.config->routing.remote_apply_reads);
   CHECK(knobs.config->routing.causal_wait == 0.05);
   CHECK(knobs.config->routing.causal_poll_interval == 0);
 

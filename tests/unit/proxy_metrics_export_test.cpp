@@ -239,6 +239,8 @@ TEST_CASE("exporter: backends, failovers and reloads") {
       "pgmux_backend_lag_bytes{backend=\"s\"} 20000000",
       "pgmux_backend_lag_seconds{backend=\"s\"} 12.5",
       "pgmux_backend_timeline{backend=\"s\"} 3",
+      "pgmux_backend_applies_commits{backend=\"s\"} 0",
+      "pgmux_backend_synchronous_standby_names{backend=\"p\",value=\"\"} 1",
       "pgmux_failovers_total 1",
       "pgmux_split_brain 0",
       "pgmux_config_reloads_total{result=\"ok\"} 2",

@@ -13,19 +13,31 @@ using namespace pgmux::routing::test;
 
 namespace {
 
-// Primary p (sampled at LSN 1000, sent at 0.9), standbys s1 and s2 replayed to 1000, all probed at t=1.
-Topology cluster(const std::string& synchronous_commit, const std::string& names, const std::string& replication) {
+// Primary p (sampled at LSN 1000, sent at 0.9, then at 1.4 when rounds=2), standbys s1 and s2 replayed to 1000,
+// probed at t=1 (and 1.5). A standby that applies every commit is first seen to at t=1.
+Topology cluster(const std::string& synchronous_commit, const std::string& names, const std::string& replication,
+                 int rounds = 2) {
   Topology t({spec("p"), spec("s1"), spec("s2")}, {});
   ProbeResult primary = primary_probe(1000);
   primary.insert_lsn = 1000;
-  primary.sent_at = 0.9;
   primary.synchronous_commit = synchronous_commit;
   primary.synchronous_standby_names = names;
   primary.replication = replication;
-  t.on_probe_ok(0, primary, 1.0);
-  t.on_probe_ok(1, standby_probe(1000, 0.0), 1.0);
-  t.on_probe_ok(2, standby_probe(1000, 0.0), 1.0);
+  for (int round = 0; round < rounds; ++round) {
+    const double at = 1.0 + 0.5 * round;
+    primary.sent_at = at - 0.1;
+    t.on_probe_ok(0, primary, at);
+    t.on_probe_ok(1, standby_probe(1000, 0.0), at);
+    t.on_probe_ok(2, standby_probe(1000, 0.0), at);
+  }
   return t;
+}
+
+RouteSettings remote_apply_on(Consistency consistency) {
+  RouteSettings settings;
+  settings.consistency = consistency;
+  settings.remote_apply_reads = true;
+  return settings;
 }
 
 bool applies(const std::string& synchronous_commit, const std::string& names, const std::string& replication,
@@ -35,8 +47,7 @@ bool applies(const std::string& synchronous_commit, const std::string& names, co
 
 // Where 20 reads go (-1: the primary).
 std::map<int, int> reads(const ClientRouteState& s, const BackendsView& v, Consistency consistency) {
-  RouteSettings settings;
-  settings.consistency = consistency;
+  const RouteSettings settings = remote_apply_on(consistency);
   Balancer b;
   Classification read;
   read.kind = StatementKind::Read;
@@ -110,12 +121,33 @@ TEST_CASE("remote_apply: routing.remote_apply_reads off: reads after a commit wa
   Topology t = cluster("remote_apply", "FIRST 1 (s1)", "s1:sync,s2:async");
   ClientRouteState s;
   s.cluster_commit = 2.0;
-  RouteSettings settings;
-  settings.remote_apply_reads = false;
+  RouteSettings settings;  // remote_apply_reads is off by default
   Balancer b;
   Classification read;
   read.kind = StatementKind::Read;
   const Route r = route_statement(read, s, *t.view(), settings, b);
   CHECK(r.target == RouteTarget::Primary);
   CHECK(r.reason == RouteReason::Causal);
+}
+
+TEST_CASE("remote_apply: the WAL sender is matched ignoring case, and must be the only one of its name") {
+  CHECK(applies("remote_apply", "FIRST 1 (s1)", "S1:sync,s2:async", 1));
+  CHECK_FALSE(applies("remote_apply", "FIRST 1 (s1)", "s1:sync,S1:potential,s2:async", 1));
+}
+
+TEST_CASE("remote_apply: commits before the standby was seen to apply every commit bind it until a later sample") {
+  // Seen at t=1 only: the commits pgmux acknowledged before (under other settings, perhaps) may be missing there,
+  // and no position sampled after t=1 proves otherwise yet.
+  Topology first = cluster("remote_apply", "FIRST 1 (s1)", "s1:sync,s2:async", 1);
+  ClientRouteState s;
+  s.cluster_commit = 2.0;
+  CHECK(reads(s, *first.view(), Consistency::Causal)[-1] == 20);
+  ClientRouteState older;
+  older.cluster_commit = 0.5;  // before the sample at 0.9, which s1 replayed
+  CHECK(reads(older, *first.view(), Consistency::Causal)[1] + reads(older, *first.view(), Consistency::Causal)[2] ==
+        20);
+  // The next round's sample (sent at 1.4, after t=1) covers them: from then on, reads after a commit go at once.
+  Topology second = cluster("remote_apply", "FIRST 1 (s1)", "s1:sync,s2:async", 2);
+  CHECK(second.view()->backends[1].applies_since == 1.0);
+  CHECK(reads(s, *second.view(), Consistency::Causal)[1] == 20);
 }

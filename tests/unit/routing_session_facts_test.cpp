@@ -112,7 +112,7 @@ const Case kCases[] = {
     {"SELECT set_config('search_path', 'a', false)", {E::SetConfig}, P::None, {}, WF},
     {"SELECT pg_catalog.set_config('search_path', 'a', false)", {E::SetConfig}, P::None, {}, WF},
     {"SELECT set_config('search_path', 'a', $1)", {E::SetConfig}, P::None, {}, WF},
-    {"SELECT set_config('search_path', 'a', true)", {}, P::None, {}, WF},
+    {"SELECT set_config('search_path', 'a', true)", {E::SetLocal}, P::None, {}, WF},  // as SET LOCAL
     {"UPDATE t SET a = set_config('x', 'y', true)", {E::SetConfig}, P::None, {}, WF, LEXER_ONLY},
     {"SELECT 'set_config(1)', 'SET x = 1'", {}},
     // --- multi-statement strings: every statement counts; a parameter only for a single one ---

@@ -52,11 +52,12 @@ TEST_CASE("synchronous_standby_names: empty or malformed is none") {
   }
 }
 
-TEST_CASE("synchronous_commit named in a statement, in any case") {
-  using pgmux::routing::mentions_synchronous_commit;
-  CHECK(mentions_synchronous_commit("SET LOCAL synchronous_commit = off"));
-  CHECK(mentions_synchronous_commit("set Synchronous_Commit to local"));
-  CHECK(mentions_synchronous_commit("SELECT set_config('SYNCHRONOUS_COMMIT', 'off', true)"));
-  CHECK_FALSE(mentions_synchronous_commit("SET application_name = 'synchronous'"));
-  CHECK_FALSE(mentions_synchronous_commit("synchronous_commi"));
+TEST_CASE("synchronous_commit or client_min_messages named in a statement, in any case") {
+  using pgmux::routing::names_commit_wait_setting;
+  CHECK(names_commit_wait_setting("SET LOCAL synchronous_commit = off"));
+  CHECK(names_commit_wait_setting("set Synchronous_Commit to local"));
+  CHECK(names_commit_wait_setting("SELECT set_config('SYNCHRONOUS_COMMIT', 'off', true)"));
+  CHECK_FALSE(names_commit_wait_setting("SET application_name = 'synchronous'"));
+  CHECK_FALSE(names_commit_wait_setting("synchronous_commi"));
+  CHECK(names_commit_wait_setting("SET client_min_messages = error"));
 }

@@ -159,3 +159,50 @@ TEST_CASE("causal reads: no read misses a commit acknowledged on another connect
   }
   set_apply_delay(ports.standby1, "");
 }
+
+// Two writes pipelined on one connection, each its own transaction, on one server (session pooling): the second
+// commit binds other clients' reads as the first does. Both standbys apply WAL 500 ms late and the second write
+// takes a second, so a read sent right after the second commit finds both standbys past the first commit but not
+// the second. (pgmux once acknowledged only the first: the second write's mark was cleared at the first's end.)
+TEST_CASE("causal reads: the second of two pipelined commits binds the reads sent after it") {
+  const ClusterPorts ports = cluster_ports();
+  recreate_database(ports, kDb);
+  {
+    PgConn p = admin(ports.primary, kDb);
+    exec(p.get(), "CREATE TABLE t (n int)");
+    exec(p.get(), "ALTER TABLE t OWNER TO app");
+    exec(p.get(), std::string("ALTER DATABASE ") + kDb + " SET synchronous_commit = on");
+  }
+  REQUIRE(wait_replayed(ports, 20));
+  ApplyDelayReset restore{{ports.standby1, ports.standby2}};
+  set_apply_delay(ports.standby1, "500ms");
+  set_apply_delay(ports.standby2, "500ms");
+  const int listen = pick_listen_port();
+  nlohmann::json config = causal_config(listen, ports, "causal", 0);
+  config["databases"][0]["pool_mode"] = "session";
+  ProxyUnderTest proxy(config.dump(), listen);
+  if (proxy.direct()) return;
+  const std::string ci = proxy.conninfo("app", "app", kDb);
+  REQUIRE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20));
+  PgConn writer = connect(ci);
+  PgConn reader = connect(ci);
+  for (int round = 1; round <= 2; ++round) {
+    CAPTURE(round);
+    REQUIRE(PQenterPipelineMode(writer.get()) == 1);
+    for (const char* sql : {"INSERT INTO t VALUES (1)", "INSERT INTO t SELECT 2 FROM pg_sleep(1)"}) {
+      REQUIRE(PQsendQueryParams(writer.get(), sql, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+      REQUIRE(PQpipelineSync(writer.get()) == 1);
+    }
+    for (int syncs = 0; syncs < 2;) {
+      PgResult r(PQgetResult(writer.get()));
+      if (!r) continue;  // the end of one statement's results
+      const ExecStatusType status = PQresultStatus(r.get());
+      REQUIRE_MESSAGE((status == PGRES_COMMAND_OK || status == PGRES_PIPELINE_SYNC), PQresultErrorMessage(r.get()));
+      syncs += status == PGRES_PIPELINE_SYNC;
+    }
+    REQUIRE(PQexitPipelineMode(writer.get()) == 1);
+    PgResult read = exec(reader.get(), "SELECT count(*), inet_server_port() FROM t");
+    CHECK_MESSAGE(std::atoi(PQgetvalue(read.get(), 0, 0)) == 2 * round,
+                  "served by port " << std::string(PQgetvalue(read.get(), 0, 1)));
+  }
+}
