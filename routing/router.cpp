@@ -47,6 +47,14 @@ bool is_read_only_statement(const Classification& c, const ClientRouteState& sta
   }
 }
 
+std::optional<double> applying_since(const BackendsView& view) {
+  std::optional<double> since;
+  for (const BackendStatus& b : view.backends) {
+    if (b.applies_commits) since = std::max(since.value_or(0), b.applies_since);
+  }
+  return since;
+}
+
 std::optional<CommitToSee> commit_to_see(const ClientRouteState& state, Consistency consistency,
                                          std::optional<double> applying_since) {
   std::optional<CommitToSee> commit;
@@ -128,17 +136,10 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   const std::optional<CommitToSee> commit = commit_to_see(state, settings.consistency);
   const RouteReason held = commit && !commit->own ? RouteReason::Causal : RouteReason::ReadYourWrites;
   const ReplayNeed need = replay_need(commit, view, state.backend_mask);
-  // The latest moment any of those standbys was first seen to apply every commit stands for all of them.
-  std::optional<double> applying_since;
-  for (const BackendStatus& b : view.backends) {
-    if (settings.remote_apply_reads && b.applies_commits) {
-      applying_since = std::max(applying_since.value_or(0), b.applies_since);
-    }
-  }
-  const bool any_applying = applying_since.has_value();
+  const std::optional<double> since = settings.remote_apply_reads ? applying_since(view) : std::nullopt;
+  const bool any_applying = since.has_value();
   const ReplayNeed applied_need =
-      any_applying ? replay_need(commit_to_see(state, settings.consistency, applying_since), view, state.backend_mask)
-                   : need;
+      any_applying ? replay_need(commit_to_see(state, settings.consistency, since), view, state.backend_mask) : need;
   // Nothing sampled since the commit and no standby that applies commits: no standby can show it yet.
   if (need.unknown() && !any_applying) return primary_or_wait(view, state.backend_mask, held);
   auto allowed = [&](int index) {

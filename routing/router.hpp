@@ -86,6 +86,10 @@ struct CommitToSee {
 std::optional<CommitToSee> commit_to_see(const ClientRouteState& state, Consistency consistency,
                                          std::optional<double> applying_since = std::nullopt);
 
+// The latest moment a standby that applies every commit was first seen to (BackendStatus::applies_since), over
+// all such standbys; nullopt when there is none. It stands for all of them: commits before it bind them.
+std::optional<double> applying_since(const BackendsView& view);
+
 // The read went to the primary (or got no backend) only because no standby has replayed what it must see yet: a
 // standby may serve it a little later (the bounded wait of routing.causal_wait).
 inline bool held_for_replay(const Route& r) {

@@ -168,6 +168,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
   void note_ready(protocol::ByteView body);
   void note_transaction_writes();
+  void fold_writes(const OwedReply& request);
   void deliver(RelayEvent event);
   OwedReply take_front() { return owed_.empty() ? OwedReply{} : owed_.pop(); }
   // Logs the failure and closes; one that ends a connect or login goes to the pool (and the waiting client).

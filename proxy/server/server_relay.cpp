@@ -13,6 +13,7 @@
 #include "proxy/net/forward_batch.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
+#include "routing/router.hpp"
 
 namespace pgmux::proxy {
 
@@ -335,14 +336,21 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
 // writes are published before the client can read this ReadyForQuery: from now on every client's reads must see
 // them (causal reads). A session that may have changed synchronous_commit committed without the promise.
 void ServerConn::note_transaction_writes() {
-  if (owed_.empty()) return;
-  OwedReply& front = owed_.front();
-  if (front.writes && tx_written_ == Written::Nothing) tx_written_ = Written::Applied;
+  OwedReply* front = owed_.empty() ? nullptr : &owed_.front();
+  if (front) fold_writes(*front);
   if (tx_status_ != 'I' || tx_written_ == Written::Nothing) return;
-  if (client_ && client_->commits_may_skip_apply()) tx_written_ = Written::MaybeNotApplied;
-  front.committed = tx_written_;
+  if (!client_ || client_->commits_may_skip_apply()) tx_written_ = Written::MaybeNotApplied;
+  // A commit whose request went out before the standbys were seen to apply every commit may have run under the
+  // settings before (PostgreSQL applies a reload between commands).
+  const std::optional<double> since = routing::applying_since(worker_.view());
+  if (since && (!front || static_cast<double>(front->sent_ns) / 1e9 < *since)) tx_written_ = Written::MaybeNotApplied;
+  if (front) front->committed = tx_written_;
+  worker_.shared().commits.acknowledge(uv_hrtime(), tx_written_ == Written::Applied);
   tx_written_ = Written::Nothing;
-  worker_.shared().commits.acknowledge(uv_hrtime(), front.committed == Written::Applied);
+}
+
+void ServerConn::fold_writes(const OwedReply& request) {
+  if (request.writes && tx_written_ == Written::Nothing) tx_written_ = Written::Applied;
 }
 
 // A ParseComplete: the statement exists. If pgmux put a Describe of its own behind that Parse, its answers come next.
@@ -442,8 +450,11 @@ void ServerConn::deliver(RelayEvent event) {
       return;
     case RelayEvent::CopyIn:
       // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY (the client
-      // sends another after CopyDone), so no ReadyForQuery will answer it.
-      if (!owed_.empty() && owed_.front().extended && !owed_.front().open) owed_.pop();
+      // sends another after CopyDone), so no ReadyForQuery will answer it. Its writes stay with the transaction.
+      if (!owed_.empty() && owed_.front().extended && !owed_.front().open) {
+        fold_writes(owed_.front());
+        owed_.pop();
+      }
       client_->on_copy_in(this);
       return;
     case RelayEvent::Retry:

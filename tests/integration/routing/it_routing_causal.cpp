@@ -8,6 +8,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -164,7 +165,7 @@ TEST_CASE("causal reads: no read misses a commit acknowledged on another connect
 // commit binds other clients' reads as the first does. Both standbys apply WAL 500 ms late and the second write
 // takes a second, so a read sent right after the second commit finds both standbys past the first commit but not
 // the second. (pgmux once acknowledged only the first: the second write's mark was cleared at the first's end.)
-TEST_CASE("causal reads: the second of two pipelined commits binds the reads sent after it") {
+TEST_CASE("causal reads: the second of two pipelined commits, and an extended COPY's, bind the reads sent after") {
   const ClusterPorts ports = cluster_ports();
   recreate_database(ports, kDb);
   {
@@ -205,4 +206,19 @@ TEST_CASE("causal reads: the second of two pipelined commits binds the reads sen
     CHECK_MESSAGE(std::atoi(PQgetvalue(read.get(), 0, 0)) == 2 * round,
                   "served by port " << std::string(PQgetvalue(read.get(), 0, 1)));
   }
+  // COPY FROM STDIN with the extended protocol: its batch's entry leaves the reply queue when COPY starts (its
+  // Sync is ignored), and the commit comes at the second Sync's ReadyForQuery; it binds reads as well. The
+  // standbys first catch up with everything before it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  PgResult copy(PQexecParams(writer.get(), "COPY t FROM STDIN", 0, nullptr, nullptr, nullptr, nullptr, 0));
+  REQUIRE(PQresultStatus(copy.get()) == PGRES_COPY_IN);
+  REQUIRE(PQputCopyData(writer.get(), "5\n", 2) == 1);
+  REQUIRE(PQputCopyEnd(writer.get(), nullptr) == 1);
+  PgResult copied(PQgetResult(writer.get()));
+  REQUIRE(PQresultStatus(copied.get()) == PGRES_COMMAND_OK);
+  while (PgResult rest{PQgetResult(writer.get())}) {
+  }
+  PgResult read = exec(reader.get(), "SELECT count(*), inet_server_port() FROM t");
+  CHECK_MESSAGE(std::atoi(PQgetvalue(read.get(), 0, 0)) == 5,
+                "served by port " << std::string(PQgetvalue(read.get(), 0, 1)));
 }
