@@ -135,13 +135,19 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   // what was committed through pgmux at once, except what a session may have committed otherwise.
   const std::optional<CommitToSee> commit = commit_to_see(state, settings.consistency);
   const RouteReason held = commit && !commit->own ? RouteReason::Causal : RouteReason::ReadYourWrites;
-  const ReplayNeed need = replay_need(commit, view, state.backend_mask);
-  const std::optional<double> since = settings.remote_apply_reads ? applying_since(view) : std::nullopt;
-  const bool any_applying = since.has_value();
-  const ReplayNeed applied_need =
-      any_applying ? replay_need(commit_to_see(state, settings.consistency, since), view, state.backend_mask) : need;
-  // Nothing sampled since the commit and no standby that applies commits: no standby can show it yet.
-  if (need.unknown() && !any_applying) return primary_or_wait(view, state.backend_mask, held);
+  ReplayNeed need;          // for every standby
+  ReplayNeed applied_need;  // for those that apply every commit (none to see when no commit is)
+  bool any_applying = false;
+  if (commit) {
+    need = replay_need(commit, view, state.backend_mask);
+    const std::optional<double> since = settings.remote_apply_reads ? applying_since(view) : std::nullopt;
+    any_applying = since.has_value();
+    if (any_applying) {
+      applied_need = replay_need(commit_to_see(state, settings.consistency, since), view, state.backend_mask);
+    }
+    // Nothing sampled since the commit and no standby that applies commits: no standby can show it yet.
+    if (need.unknown() && !any_applying) return primary_or_wait(view, state.backend_mask, held);
+  }
   auto allowed = [&](int index) {
     const BackendStatus& b = view.backends[static_cast<size_t>(index)];
     if (!in_mask(state.backend_mask, index) || !b.readable || b.spec.weight <= 0) return false;

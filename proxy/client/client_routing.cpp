@@ -140,9 +140,11 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
 
   session_.route.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
   session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();
+  const routing::RouteSettings settings = route_settings();
   // (Taken afresh while a read waits: later such commits only ask more of the standbys that apply every commit.)
-  session_.route.cluster_unapplied_commit = worker_.shared().commits.latest_unapplied().value_or(0);
-  routing::Route route = routing::route_statement(c, session_.route, view, route_settings(), worker_.balancer());
+  session_.route.cluster_unapplied_commit =
+      settings.remote_apply_reads ? worker_.shared().commits.latest_unapplied().value_or(0) : 0;
+  routing::Route route = routing::route_statement(c, session_.route, view, settings, worker_.balancer());
   if (routing::held_for_replay(route) && wait_for_replay()) return nullptr;
   replay_wait_.reset();
   switch (route.target) {

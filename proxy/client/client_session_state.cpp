@@ -38,7 +38,9 @@ void ClientConn::note_session_request(OwedReply& owed, const routing::Classifica
 // the transaction running now included. A SET or SET LOCAL of another parameter changes nothing of that.
 void ClientConn::note_commit_wait_change(const routing::Classification& c) {
   using routing::SessionEffect;
-  if (session_.route.commits_may_skip_apply) return;
+  if (session_.route.commits_may_skip_apply || (c.effects.empty() && request_.kind != RequestKind::FunctionCall)) {
+    return;
+  }
   // A FunctionCall message runs a function pgmux does not look into.
   bool may = c.effects.has(SessionEffect::SetConfig) || c.effects.has(SessionEffect::Opaque) ||
              request_.kind == RequestKind::FunctionCall;

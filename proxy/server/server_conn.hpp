@@ -167,8 +167,12 @@ class ServerConn final : public StreamConn, public PoolServer {
   void record_shape(const std::string& statement, protocol::ByteView row_description_body);
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
   void note_ready(protocol::ByteView body);
-  void note_transaction_writes();
-  void fold_writes(const OwedReply& request);
+  // At each relayed ReadyForQuery the request's writes join its transaction's (pipelined requests are answered in
+  // order); acknowledge_commit publishes a transaction that wrote when it ends.
+  void fold_writes(const OwedReply& request) {
+    if (request.writes && tx_written_ == Written::Nothing) tx_written_ = Written::Applied;
+  }
+  void acknowledge_commit();
   void deliver(RelayEvent event);
   OwedReply take_front() { return owed_.empty() ? OwedReply{} : owed_.pop(); }
   // Logs the failure and closes; one that ends a connect or login goes to the pool (and the waiting client).

@@ -332,13 +332,11 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
   }
 }
 
-// At a relayed ReadyForQuery: the request's writes join its transaction's. When the transaction is over, its
-// writes are published before the client can read this ReadyForQuery: from now on every client's reads must see
-// them (causal reads). A session that may have changed synchronous_commit committed without the promise.
-void ServerConn::note_transaction_writes() {
+// A transaction that wrote is over: its commit is published before the client can read this ReadyForQuery, so from
+// now on every client's reads must see it (causal reads). A session that may have changed synchronous_commit
+// committed without the promise.
+void ServerConn::acknowledge_commit() {
   OwedReply* front = owed_.empty() ? nullptr : &owed_.front();
-  if (front) fold_writes(*front);
-  if (tx_status_ != 'I' || tx_written_ == Written::Nothing) return;
   if (!client_ || client_->commits_may_skip_apply()) tx_written_ = Written::MaybeNotApplied;
   // A commit whose request went out before the standbys were seen to apply every commit may have run under the
   // settings before (PostgreSQL applies a reload between commands).
@@ -347,10 +345,6 @@ void ServerConn::note_transaction_writes() {
   if (front) front->committed = tx_written_;
   worker_.shared().commits.acknowledge(uv_hrtime(), tx_written_ == Written::Applied);
   tx_written_ = Written::Nothing;
-}
-
-void ServerConn::fold_writes(const OwedReply& request) {
-  if (request.writes && tx_written_ == Written::Nothing) tx_written_ = Written::Applied;
 }
 
 // A ParseComplete: the statement exists. If pgmux put a Describe of its own behind that Parse, its answers come next.
@@ -409,7 +403,8 @@ void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
   switch (tag) {
     case backend::kReadyForQuery:
       note_ready(body);
-      note_transaction_writes();
+      if (!owed_.empty()) fold_writes(owed_.front());
+      if (tx_status_ == 'I' && tx_written_ != Written::Nothing) acknowledge_commit();
       pass.event = RelayEvent::Ready;
       return;
     case backend::kParameterStatus:

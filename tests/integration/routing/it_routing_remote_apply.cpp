@@ -138,7 +138,9 @@ TEST_CASE("remote_apply: a read right after a commit goes to the standby that ap
   exec(local_writer.get(), "SELECT set_config('synchronous_commit', 'local', true)");
   const std::vector<std::pair<std::string, PGconn*>> writers{
       {"SET", set_writer.get()}, {"startup option", option_writer.get()}, {"set_config", local_writer.get()}};
-  for (const auto& [how, conn] : writers) {
+  for (const auto& writer : writers) {
+    const std::string how = writer.first;  // a plain variable: clang 14 cannot capture a structured binding
+    PGconn* conn = writer.second;
     CAPTURE(how);
     Tally local = write_then_read(conn, reader.get(), 50, &rows, how == "set_config");
     MESSAGE("after commits with synchronous_commit local (" << how << "): " << local.stale << " stale of "
