@@ -129,8 +129,9 @@ void ServerConn::relay() {
   start_reading();
 }
 
-// Fills one pass. Only ReadyForQuery, ParameterStatus, ErrorResponse and the COPY-in responses of a forwarded
-// reply are decoded (read whole); everything else streams through, part of a message at a time if need be.
+// Fills one pass. Only ReadyForQuery, ParameterStatus, ErrorResponse, NoticeResponse (rare; after a write it may
+// say a commit's wait for a standby was cancelled) and the COPY-in responses of a forwarded reply are decoded (read
+// whole); everything else streams through, part of a message at a time if need be.
 // False when the connection failed (and is closed).
 bool ServerConn::collect_relay_pass(RelayPass& pass) {
   rewritten_.clear();  // the previous pass's write is done (a pinned one would not start a pass)
@@ -153,7 +154,8 @@ bool ServerConn::collect_relay_pass(RelayPass& pass) {
     if (owed_.front_fate() == ReplyFate::HeldForRetry && !decide_read_only_retry(pass)) break;
     const char tag = frame.tag;
     const bool inspect = tag == backend::kReadyForQuery || tag == backend::kParameterStatus ||
-                         tag == backend::kErrorResponse || tag == backend::kCopyInResponse ||
+                         tag == backend::kErrorResponse || tag == backend::kNoticeResponse ||
+                         tag == backend::kCopyInResponse ||
                          tag == backend::kCopyBothResponse || tag == backend::kCloseComplete ||
                          tag == backend::kParseComplete || hidden_describe_ != 0;
     if (!inspect && owed_.front_fate() == ReplyFate::Forward) {

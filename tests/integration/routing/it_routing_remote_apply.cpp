@@ -64,13 +64,14 @@ struct Tally {
 
 // `rounds` times: a row inserted through `writer`, then counted through `reader` at once. in_transaction: the
 // writer is inside a transaction that set synchronous_commit locally; each round commits it and starts the next.
-Tally write_then_read(PGconn* writer, PGconn* reader, int rounds, int* rows, bool in_transaction = false) {
+Tally write_then_read(PGconn* writer, PGconn* reader, int rounds, int* rows, bool in_transaction = false,
+                      const std::string& table = "t") {
   Tally t;
   for (int i = 0; i < rounds; ++i) {
-    exec(writer, "INSERT INTO t VALUES (1)");
+    exec(writer, "INSERT INTO " + table + " VALUES (1)");
     if (in_transaction) exec(writer, "COMMIT");
     ++*rows;
-    PgResult r = exec(reader, "SELECT count(*), inet_server_port() FROM t");
+    PgResult r = exec(reader, "SELECT count(*), inet_server_port() FROM " + table);
     ++t.reads;
     t.stale += std::atoi(PQgetvalue(r.get(), 0, 0)) < *rows;
     ++t.ports[std::atoi(PQgetvalue(r.get(), 0, 1))];
@@ -92,6 +93,12 @@ TEST_CASE("remote_apply: a read right after a commit goes to the standby that ap
     PgConn p = admin(ports.primary, kDb);
     exec(p.get(), "CREATE TABLE t (n int)");
     exec(p.get(), "ALTER TABLE t OWNER TO app");
+    // Rows inserted into tn raise a notice, as a cancelled wait for a synchronous standby would.
+    exec(p.get(), "CREATE TABLE tn (n int)");
+    exec(p.get(), "ALTER TABLE tn OWNER TO app");
+    exec(p.get(), "CREATE FUNCTION say() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'row'; "
+                  "RETURN NEW; END$$");
+    exec(p.get(), "CREATE TRIGGER say AFTER INSERT ON tn FOR EACH ROW EXECUTE FUNCTION say()");
   }
   REQUIRE(wait_replayed(ports, 20));
   RemoteApplyPrimary remote_apply(ports.primary);
@@ -149,4 +156,12 @@ TEST_CASE("remote_apply: a read right after a commit goes to the standby that ap
     CHECK(local.stale == 0);
     CHECK(local.ports[ports.primary] >= 40);
   }
+  // A commit whose transaction's replies carried a notice may not have waited: reads after it wait as well.
+  PgConn noisy_writer = connect(ci);
+  int noisy_rows = 0;
+  Tally noisy = write_then_read(noisy_writer.get(), reader.get(), 50, &noisy_rows, false, "tn");
+  MESSAGE("after commits with a notice: " << noisy.stale << " stale of " << noisy.reads << ", served by "
+                                          << describe(noisy.ports, ports));
+  CHECK(noisy.stale == 0);
+  CHECK(noisy.ports[ports.primary] >= 40);
 }
