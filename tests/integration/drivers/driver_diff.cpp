@@ -224,10 +224,11 @@ bool run_mode(const Options& options, const std::string& mode, const ScriptRun& 
   ProxyUnderTest proxy(mode_config(mode, listen, options.db).dump(), listen);
   const std::string ci = proxy.conninfo("app", "app", options.db);
   // pgmux accepts clients before its prober has found the primary; the script starts once reads are served
-  // (with the split on, by both standbys).
+  // (with the split on, by both standbys: up to 40 s; 20 s was once too short under the sanitizer build's load, and
+  // its log did not say why).
   const ClusterPorts ports = cluster_ports();
   const bool serving = mode.rfind("split", 0) == 0 && !proxy.direct()
-                           ? routing::wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20)
+                           ? routing::wait_ports_serving(ci, {ports.standby1, ports.standby2}, 40)
                            : routing::wait_until([&] { return routing::fresh_read_port(ci) > 0; }, 10);
   if (!serving) {
     std::fprintf(stderr, "driver_diff: %s: pgmux did not serve reads in time\n", mode.c_str());
