@@ -291,100 +291,107 @@ struct EtcdWatch::Connection {
   }
 
   void on_closed() { delete this; }
-
   // The owner lets go: nothing reaches it from now on, and the memory goes once libuv is done with it.
-  void abandon() {
-    owner = nullptr;
-    if (looking_up) return;  // the lookup's callback frees it
-    if (tcp.life() == UvTcp<Connection>::Life::Init) {
-      tcp.close();
-    } else if (tcp.life() != UvTcp<Connection>::Life::Closing) {
-      delete this;
-    }
-  }
-
-  void start(uv_loop_t* loop) {
-    struct addrinfo hints {};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    lookup.data = this;
-    const std::string port = std::to_string(address.port);
-    const int rc = uv_getaddrinfo(loop, &lookup, on_looked_up, address.host.c_str(), port.c_str(), &hints);
-    if (rc < 0) {
-      owner->on_broken(url, std::string("cannot look up ") + address.host + ": " + uv_strerror(rc));
-      return;
-    }
-    looking_up = true;
-  }
-
-  static void on_looked_up(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
-    auto* self = static_cast<Connection*>(req->data);
-    self->looking_up = false;
-    if (self->owner == nullptr) {
-      uv_freeaddrinfo(res);
-      delete self;
-      return;
-    }
-    if (status < 0 || res == nullptr) {
-      uv_freeaddrinfo(res);
-      self->owner->on_broken(self->url, "cannot look up " + self->address.host + ": " + uv_strerror(status));
-      return;
-    }
-    int rc = self->tcp.init(req->loop);
-    if (rc == 0) rc = uv_tcp_connect(&self->connect_req, self->tcp.get(), res->ai_addr, on_connected);
-    uv_freeaddrinfo(res);
-    if (rc < 0) self->owner->on_broken(self->url, std::string("cannot connect: ") + uv_strerror(rc));
-  }
-
-  static void on_connected(uv_connect_t* req, int status) {
-    Connection* self = UvTcp<Connection>::owner_of(req->handle);
-    if (self->owner == nullptr) return;
-    if (status < 0) {
-      self->owner->on_broken(self->url, std::string("cannot connect: ") + uv_strerror(status));
-      return;
-    }
-    uv_tcp_nodelay(self->tcp.get(), 1);
-    uv_tcp_keepalive(self->tcp.get(), 1, 10);  // a watch is silent for hours: notice a peer that vanished
-    uv_buf_t buf = uv_buf_init(self->request.data(), static_cast<unsigned>(self->request.size()));
-    int rc = uv_write(&self->write_req, self->tcp.stream(), &buf, 1, on_written);
-    if (rc == 0) rc = uv_read_start(self->tcp.stream(), on_alloc, on_read);
-    if (rc < 0) self->owner->on_broken(self->url, std::string("cannot send the watch request: ") + uv_strerror(rc));
-  }
-
-  static void on_written(uv_write_t* req, int status) {
-    Connection* self = UvTcp<Connection>::owner_of(req->handle);
-    if (self->owner != nullptr && status < 0) {
-      self->owner->on_broken(self->url, std::string("cannot send the watch request: ") + uv_strerror(status));
-    }
-  }
-
-  static void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-    Connection* self = UvTcp<Connection>::owner_of(handle);
-    *buf = uv_buf_init(self->buffer, sizeof self->buffer);
-  }
-
-  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
-    Connection* self = UvTcp<Connection>::owner_of(stream);
-    if (self->owner == nullptr || nread == 0) return;
-    if (nread < 0) {
-      const int code = static_cast<int>(nread);
-      self->owner->on_broken(self->url, code == UV_EOF ? "etcd closed the connection" : uv_strerror(code));
-      return;
-    }
-    const bool was_created = self->stream.created();
-    std::vector<EtcdWatchStream::Change> changes;
-    std::string error;
-    const bool ok = self->stream.feed(std::string_view(self->buffer, static_cast<size_t>(nread)), &changes, &error);
-    if (!was_created && self->stream.created()) self->owner->on_watching(self->url);
-    // Each callback may stop the watch: this object then stays alive until its close callback, with no owner.
-    for (const EtcdWatchStream::Change& change : changes) {
-      if (self->owner == nullptr) return;
-      self->owner->deliver(change.deleted ? PatroniFailoverKey{} : parse_patroni_failover(change.value),
-                           change.revision);
-    }
-    if (!ok && self->owner != nullptr) self->owner->on_broken(self->url, error);
-  }
+  void abandon();
+  void start(uv_loop_t* loop);
+  static void on_looked_up(uv_getaddrinfo_t* req, int status, struct addrinfo* res);
+  static void on_connected(uv_connect_t* req, int status);
+  static void on_written(uv_write_t* req, int status);
+  static void on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*);
 };
+
+void EtcdWatch::Connection::abandon() {
+  owner = nullptr;
+  if (looking_up) return;  // the lookup's callback frees it
+  if (tcp.life() == UvTcp<Connection>::Life::Init) {
+    tcp.close();
+  } else if (tcp.life() != UvTcp<Connection>::Life::Closing) {
+    delete this;
+  }
+}
+
+void EtcdWatch::Connection::start(uv_loop_t* loop) {
+  struct addrinfo hints {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  lookup.data = this;
+  const std::string port = std::to_string(address.port);
+  const int rc = uv_getaddrinfo(loop, &lookup, on_looked_up, address.host.c_str(), port.c_str(), &hints);
+  if (rc < 0) {
+    owner->on_broken(url, std::string("cannot look up ") + address.host + ": " + uv_strerror(rc));
+    return;
+  }
+  looking_up = true;
+}
+
+void EtcdWatch::Connection::on_looked_up(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
+  auto* self = static_cast<Connection*>(req->data);
+  self->looking_up = false;
+  if (self->owner == nullptr) {
+    uv_freeaddrinfo(res);
+    delete self;
+    return;
+  }
+  if (status < 0 || res == nullptr) {
+    uv_freeaddrinfo(res);
+    self->owner->on_broken(self->url, "cannot look up " + self->address.host + ": " + uv_strerror(status));
+    return;
+  }
+  int rc = self->tcp.init(req->loop);
+  if (rc == 0) rc = uv_tcp_connect(&self->connect_req, self->tcp.get(), res->ai_addr, on_connected);
+  uv_freeaddrinfo(res);
+  if (rc < 0) self->owner->on_broken(self->url, std::string("cannot connect: ") + uv_strerror(rc));
+}
+
+void EtcdWatch::Connection::on_connected(uv_connect_t* req, int status) {
+  Connection* self = UvTcp<Connection>::owner_of(req->handle);
+  if (self->owner == nullptr) return;
+  if (status < 0) {
+    self->owner->on_broken(self->url, std::string("cannot connect: ") + uv_strerror(status));
+    return;
+  }
+  uv_tcp_nodelay(self->tcp.get(), 1);
+  uv_tcp_keepalive(self->tcp.get(), 1, 10);  // a watch is silent for hours: notice a peer that vanished
+  uv_buf_t buf = uv_buf_init(self->request.data(), static_cast<unsigned>(self->request.size()));
+  int rc = uv_write(&self->write_req, self->tcp.stream(), &buf, 1, on_written);
+  if (rc == 0) rc = uv_read_start(self->tcp.stream(), on_alloc, on_read);
+  if (rc < 0) self->owner->on_broken(self->url, std::string("cannot send the watch request: ") + uv_strerror(rc));
+}
+
+void EtcdWatch::Connection::on_written(uv_write_t* req, int status) {
+  Connection* self = UvTcp<Connection>::owner_of(req->handle);
+  if (self->owner != nullptr && status < 0) {
+    self->owner->on_broken(self->url, std::string("cannot send the watch request: ") + uv_strerror(status));
+  }
+}
+
+void EtcdWatch::Connection::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  Connection* self = UvTcp<Connection>::owner_of(handle);
+  *buf = uv_buf_init(self->buffer, sizeof self->buffer);
+}
+
+void EtcdWatch::Connection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
+  Connection* self = UvTcp<Connection>::owner_of(stream);
+  if (self->owner == nullptr || nread == 0) return;
+  if (nread < 0) {
+    const int code = static_cast<int>(nread);
+    self->owner->on_broken(self->url, code == UV_EOF ? "etcd closed the connection" : uv_strerror(code));
+    return;
+  }
+  const bool was_created = self->stream.created();
+  std::vector<EtcdWatchStream::Change> changes;
+  std::string error;
+  const bool ok = self->stream.feed(std::string_view(self->buffer, static_cast<size_t>(nread)), &changes, &error);
+  if (!was_created && self->stream.created()) self->owner->on_watching(self->url);
+  // Each callback may stop the watch: this object then stays alive until its close callback, with no owner.
+  for (const EtcdWatchStream::Change& change : changes) {
+    if (self->owner == nullptr) return;
+    self->owner->deliver(change.deleted ? PatroniFailoverKey{} : parse_patroni_failover(change.value),
+                         change.revision);
+  }
+  if (!ok && self->owner != nullptr) self->owner->on_broken(self->url, error);
+}
 
 EtcdWatch::EtcdWatch(uv_loop_t* loop, OnKey on_key, OnUp on_up)
     : loop_(loop), on_key_(std::move(on_key)), on_up_(std::move(on_up)), timer_(make_uv_handle<uv_timer_t>(this)) {

@@ -167,14 +167,8 @@ TEST_CASE("causal reads: no read misses a commit acknowledged on another connect
 // the second. (pgmux once acknowledged only the first: the second write's mark was cleared at the first's end.)
 TEST_CASE("causal reads: the second of two pipelined commits, and an extended COPY's, bind the reads sent after") {
   const ClusterPorts ports = cluster_ports();
-  recreate_database(ports, kDb);
-  {
-    PgConn p = admin(ports.primary, kDb);
-    exec(p.get(), "CREATE TABLE t (n int)");
-    exec(p.get(), "ALTER TABLE t OWNER TO app");
-    exec(p.get(), std::string("ALTER DATABASE ") + kDb + " SET synchronous_commit = on");
-  }
-  REQUIRE(wait_replayed(ports, 20));
+  recreate_database(ports, kDb, {"CREATE TABLE t (n int)", "ALTER TABLE t OWNER TO app",
+                                 std::string("ALTER DATABASE ") + kDb + " SET synchronous_commit = on"});
   ApplyDelayReset restore{{ports.standby1, ports.standby2}};
   set_apply_delay(ports.standby1, "500ms");
   set_apply_delay(ports.standby2, "500ms");

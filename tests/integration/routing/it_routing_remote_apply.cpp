@@ -88,19 +88,13 @@ Tally write_then_read(PGconn* writer, PGconn* reader, int rounds, int* rows, boo
 
 TEST_CASE("remote_apply: a read right after a commit goes to the standby that applied it, and sees it") {
   const ClusterPorts ports = cluster_ports();
-  recreate_database(ports, kDb);
-  {
-    PgConn p = admin(ports.primary, kDb);
-    exec(p.get(), "CREATE TABLE t (n int)");
-    exec(p.get(), "ALTER TABLE t OWNER TO app");
-    // Rows inserted into tn raise a notice, as a cancelled wait for a synchronous standby would.
-    exec(p.get(), "CREATE TABLE tn (n int)");
-    exec(p.get(), "ALTER TABLE tn OWNER TO app");
-    exec(p.get(), "CREATE FUNCTION say() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'row'; "
-                  "RETURN NEW; END$$");
-    exec(p.get(), "CREATE TRIGGER say AFTER INSERT ON tn FOR EACH ROW EXECUTE FUNCTION say()");
-  }
-  REQUIRE(wait_replayed(ports, 20));
+  // Rows inserted into tn raise a notice, as a cancelled wait for a synchronous standby would.
+  recreate_database(ports, kDb,
+                    {"CREATE TABLE t (n int)", "ALTER TABLE t OWNER TO app", "CREATE TABLE tn (n int)",
+                     "ALTER TABLE tn OWNER TO app",
+                     "CREATE FUNCTION say() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'row'; "
+                     "RETURN NEW; END$$",
+                     "CREATE TRIGGER say AFTER INSERT ON tn FOR EACH ROW EXECUTE FUNCTION say()"});
   RemoteApplyPrimary remote_apply(ports.primary);
   {
     PgConn p = admin(ports.primary);

@@ -128,10 +128,14 @@ bool wait_replayed(const ClusterPorts& ports, double seconds) {
   return wait_until([&] { return scalar(s1.get(), check) == "t" && scalar(s2.get(), check) == "t"; }, seconds);
 }
 
-void recreate_database(const ClusterPorts& ports, const std::string& db) {
+void recreate_database(const ClusterPorts& ports, const std::string& db, const std::vector<std::string>& setup) {
   PgConn p = admin(ports.primary);
   exec(p.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
   exec(p.get(), "CREATE DATABASE " + db + " OWNER app");
+  if (!setup.empty()) {
+    PgConn in_db = admin(ports.primary, db);
+    for (const std::string& sql : setup) exec(in_db.get(), sql);
+  }
   if (!wait_replayed(ports, 30)) throw std::runtime_error("standbys did not replay CREATE DATABASE " + db);
 }
 

@@ -48,8 +48,9 @@ struct ApplyDelayReset {
 // Bytes the standby's replay position is behind the primary's current WAL position.
 long long replay_lag_bytes(int primary_port, int standby_port);
 
-// (Re)creates database `db` on the primary (as postgres) and waits until the standbys have it.
-void recreate_database(const ClusterPorts& ports, const std::string& db);
+// (Re)creates database `db` on the primary (as postgres), runs `setup` in it (as postgres), and waits until the
+// standbys have it all.
+void recreate_database(const ClusterPorts& ports, const std::string& db, const std::vector<std::string>& setup = {});
 void drop_database(const ClusterPorts& ports, const std::string& db);
 
 // One SHOW BACKENDS cell (`column`) of backend `name` on the admin console; "" when it cannot be read.
