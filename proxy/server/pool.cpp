@@ -156,7 +156,10 @@ PoolClient* Pool::pop_waiter() {
   return client;
 }
 
+// Only a connecting or logging-in server was opened for a client (on_login_done forgets it): with none, the walk
+// over the busy servers (each a cache miss, on every check-out that waits) is skipped.
 void Pool::forget_client(PoolClient* client) {
+  if (connecting_ == 0) return;
   busy_.for_each([client](PoolServer* server) {
     if (server->opened_for() == client) server->forget_opened_for();
   });
@@ -248,6 +251,7 @@ std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starvi
 }
 
 bool Pool::has_server_on_the_way(const PoolClient* client) {
+  if (connecting_ == 0) return false;  // as in forget_client
   bool covered = false;
   busy_.for_each([&](PoolServer* server) { covered |= server->opened_for() == client; });
   return covered;

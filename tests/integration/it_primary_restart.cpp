@@ -2,7 +2,8 @@
 // naming the backend within seconds (no hang); after the restart they succeed again. A session pooling client whose
 // statement was running when the server shut down keeps its session, and so do one whose statement PAUSE held
 // and one whose read waited for a server (read/write split); one inside a transaction reads the FATAL, as
-// directly. Restores the cluster (primary up, both standbys
+// directly. After an immediate shutdown, a lone BEGIN lost with its server does not go to another dead idle
+// connection. Restores the cluster (primary up, both standbys
 // streaming) even when a check fails, for the tests that run after it.
 #include <doctest/doctest.h>
 
@@ -15,15 +16,16 @@
 #include "tests/integration/routing/routing_support.hpp"
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
+#include "tests/support/tcp_relay.hpp"
 
 using namespace pgmux::test;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-int cluster_cmd(const std::string& action) {
+int cluster_cmd(const std::string& action, const std::string& mode = "") {
   const char* sh = std::getenv("PGMUX_CLUSTER_SH");
-  std::string cmd = std::string(sh ? sh : "") + " " + action + " '" + cluster_dir() + "' primary";
+  std::string cmd = std::string(sh ? sh : "") + " " + action + " '" + cluster_dir() + "' primary " + mode;
   return std::system(cmd.c_str());
 }
 
@@ -210,4 +212,50 @@ TEST_CASE("primary stopped and started again") {
     CHECK(scalar(paused_client.get(), "SELECT 'after'") == "after");
     server_wait.check_answered();
   }
+}
+
+// An immediate shutdown (or a crash) ends every connection to the primary at once: PostgreSQL 15 sends each a
+// WARNING (57P01, or 57P02 for a crash) and closes it. A lone BEGIN whose server ends so is sent again over a new
+// connection; the pool's other connection, just as dead but whose end the loop has not read yet, must not get it:
+// at the first such end the worker closes its idle connections to that backend. A relay keeps the idle one's end
+// from pgmux (frozen) and lets the BEGIN's server's last words through only once the primary is back: the old
+// binary sent the BEGIN to the frozen connection and the client hung.
+TEST_CASE("after an immediate shutdown, a BEGIN sent again does not go to another dead idle connection") {
+  REQUIRE_MESSAGE(std::getenv("PGMUX_CLUSTER_SH") != nullptr, "run through ctest (needs PGMUX_CLUSTER_SH)");
+  if (direct_mode()) return;
+  TcpRelay relay("127.0.0.1", 0, cluster_ports().primary);
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  config["workers"] = 1;  // both server connections in the one pool
+  config["backends"][0]["port"] = relay.port();
+  config["databases"][0]["pool_mode"] = "transaction";
+  config["databases"][0]["pool_size"] = 2;
+  config["timeouts"]["server_check_delay"] = 600;  // the BEGIN itself goes to the server it is given
+  config["routing"] = {{"read_write_split", false}, {"failover_timeout", 30}};
+  config["health_check"] = {{"period", 60}};  // the prober does not see the shutdown: the relay's ends say it
+  ProxyUnderTest proxy(config.dump(2), listen);
+  PgConn first = connect(proxy.conninfo("app", "app", "app"));
+  PgConn second = connect(proxy.conninfo("app", "app", "app"));
+  exec(first.get(), "BEGIN");  // two transactions at once: the pool opens its second connection
+  exec(second.get(), "BEGIN");
+  exec(first.get(), "COMMIT");
+  exec(second.get(), "COMMIT");
+  relay.freeze();
+  const size_t before = relay.frozen_bytes();
+  REQUIRE(PQsendQueryParams(first.get(), "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(routing::wait_until([&] { return relay.frozen_bytes() > before; }, 10));
+  PrimaryGuard guard;
+  guard.stopped = true;
+  REQUIRE(cluster_cmd("stop-node", "immediate") == 0);  // both servers' WARNING and close wait in the relay
+  REQUIRE(cluster_cmd("start-node") == 0);
+  guard.stopped = false;
+  relay.release_replies_of_carrying();
+  const std::string begin = routing::await_command_ok(first.get(), 15);
+  if (begin == routing::kNoAnswer) relay.cut();  // the BEGIN went to the frozen connection: let the client go
+  REQUIRE_MESSAGE(begin.empty(), begin << "\n" << proxy.process()->log());
+  CHECK(scalar(first.get(), "SELECT 'inside'") == "inside");
+  exec(first.get(), "COMMIT");
+  const std::string log = proxy.process()->full_log();
+  CHECK(log.find("sending it again") != std::string::npos);
+  CHECK_MESSAGE(log.find("closing this worker's 1 idle connections") != std::string::npos, log);
 }

@@ -213,11 +213,12 @@ cmd_status() {
   return $rc
 }
 
-cmd_stop_node() {
-  local dir=$1 node=$2
+cmd_stop_node() {  # DIR NODE [MODE: fast (default) or immediate, a crash's way out]
+  local dir=$1 node=$2 mode=${3:-fast}
+  [[ $mode == fast || $mode == immediate ]] || die "stop-node: unknown mode $mode"
   node_port "$dir" "$node" >/dev/null
   [[ -n $(node_pid "$dir" "$node") ]] || return 0
-  as_pg "$PGBIN/pg_ctl" stop -D "$dir/$node" -m fast -w -t 30 >/dev/null || die "pg_ctl stop $node failed"
+  as_pg "$PGBIN/pg_ctl" stop -D "$dir/$node" -m "$mode" -w -t 30 >/dev/null || die "pg_ctl stop $node failed"
 }
 
 cmd_start_node() {
@@ -257,7 +258,7 @@ EOF
 
 usage() {
   echo "usage: cluster.sh start DIR BASEPORT | stop DIR | status DIR |" \
-    "stop-node DIR NODE | start-node DIR NODE | wait-streaming DIR | rejoin DIR NODE NEW | follow DIR NODE NEW" >&2
+    "stop-node DIR NODE [fast|immediate] | start-node DIR NODE | wait-streaming DIR | rejoin DIR NODE NEW | follow DIR NODE NEW" >&2
   exit 2
 }
 
@@ -268,7 +269,7 @@ case $cmd in
   start) [[ $# -eq 3 ]] || usage; cmd_start "$dir" "$3" ;;
   stop) cmd_stop "$dir" ;;
   status) cmd_status "$dir" ;;
-  stop-node) [[ $# -eq 3 ]] || usage; cmd_stop_node "$dir" "$3" ;;
+  stop-node) [[ $# -eq 3 || $# -eq 4 ]] || usage; cmd_stop_node "$dir" "$3" "${4:-fast}" ;;
   start-node) [[ $# -eq 3 ]] || usage; cmd_start_node "$dir" "$3" ;;
   wait-streaming) wait_streaming "$dir" ;;
   rejoin) [[ $# -eq 4 ]] || usage; cmd_rejoin "$dir" "$3" "$4" ;;

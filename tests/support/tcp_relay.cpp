@@ -73,6 +73,16 @@ void TcpRelay::cut_carrying() {
   pairs_ = std::move(kept);
 }
 
+void TcpRelay::release_replies_of_carrying() {
+  std::lock_guard lock(mutex_);
+  for (Pair& pair : pairs_) {
+    int requests = 0;
+    if (pair.frozen_requests && ioctl(pair.client_side, FIONREAD, &requests) == 0 && requests > 0) {
+      pair.frozen_replies = false;
+    }
+  }
+}
+
 void TcpRelay::freeze(bool replies_only) {
   std::lock_guard lock(mutex_);
   for (Pair& pair : pairs_) {

@@ -2,7 +2,8 @@
 // one thread. cut() closes every connection it carries at once (a network cut: no FATAL, just closed sockets);
 // freeze() stops relaying on the connections it carries (bytes sent either way stay in flight; with
 // replies_only, only the server's bytes) until cut(), while new connections are relayed as usual;
-// cut_carrying() cuts only those of them with bytes in flight; relayed_from_port() says whether a server-side
+// cut_carrying() cuts only those of them with bytes in flight (release_replies_of_carrying() lets their servers'
+// last words through instead); relayed_from_port() says whether a server-side
 // connection came through it (the local port PostgreSQL shows as pg_stat_activity.client_port).
 #pragma once
 #include <atomic>
@@ -29,6 +30,9 @@ class TcpRelay {
   // Cuts only the frozen connections with bytes in flight; the other frozen ones stay open and silent (a host
   // that died: the peer of each connection learns of it only when it next sends something, or never).
   void cut_carrying();
+  // The frozen connections with requests in flight relay their replies again (the requests stay in flight): what
+  // their server said before it went, and its close, reach the proxy; the other frozen connections stay silent.
+  void release_replies_of_carrying();
   // Bytes waiting in the frozen connections' sockets (FIONREAD), either way: what was sent and not relayed.
   size_t frozen_bytes();
   bool relayed_from_port(int client_port);

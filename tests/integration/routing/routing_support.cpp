@@ -75,6 +75,18 @@ bool wait_until(const std::function<bool()>& pred, double seconds, double step) 
   }
 }
 
+std::string await_command_ok(PGconn* conn, double seconds) {
+  if (PQsetnonblocking(conn, 1) != 0) return PQerrorMessage(conn);
+  const bool answered = wait_until([&] { return PQconsumeInput(conn) == 1 && PQisBusy(conn) == 0; }, seconds);
+  PQsetnonblocking(conn, 0);
+  if (!answered) return kNoAnswer;
+  PgResult first(PQgetResult(conn));
+  while (PgResult rest{PQgetResult(conn)}) {
+  }
+  if (!first) return "no result";
+  return PQresultStatus(first.get()) == PGRES_COMMAND_OK ? "" : PQresultErrorMessage(first.get());
+}
+
 bool wait_ports_serving(const std::string& conninfo, std::initializer_list<int> ports, double seconds) {
   std::map<int, bool> seen;
   for (int p : ports) seen[p] = false;

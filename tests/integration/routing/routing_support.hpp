@@ -29,6 +29,12 @@ int fresh_read_port(const std::string& conninfo);
 // Polls pred every `step` seconds until it holds or `seconds` pass.
 bool wait_until(const std::function<bool()>& pred, double seconds, double step = 0.05);
 
+// Waits up to `seconds` for the answer to the command `conn` sent (PQsendQuery*) and reads it whole: "" when it
+// came and succeeded, kNoAnswer when nothing came (the command is still waiting), else its error. The connection
+// is left in blocking mode.
+inline constexpr const char* kNoAnswer = "no answer";
+std::string await_command_ok(PGconn* conn, double seconds);
+
 // Fresh-connection reads until every port in `ports` served at least one, within `seconds`.
 bool wait_ports_serving(const std::string& conninfo, std::initializer_list<int> ports, double seconds);
 
