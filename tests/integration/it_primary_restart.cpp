@@ -225,14 +225,8 @@ TEST_CASE("after an immediate shutdown, a BEGIN sent again does not go to anothe
   if (direct_mode()) return;
   TcpRelay relay("127.0.0.1", 0, cluster_ports().primary);
   const int listen = pick_listen_port();
-  nlohmann::json config = default_config(listen);
-  config["workers"] = 1;  // both server connections in the one pool
-  config["backends"][0]["port"] = relay.port();
-  config["databases"][0]["pool_mode"] = "transaction";
-  config["databases"][0]["pool_size"] = 2;
-  config["timeouts"]["server_check_delay"] = 600;  // the BEGIN itself goes to the server it is given
-  config["routing"] = {{"read_write_split", false}, {"failover_timeout", 30}};
-  config["health_check"] = {{"period", 60}};  // the prober does not see the shutdown: the relay's ends say it
+  // One worker, so both server connections are in the one pool.
+  const nlohmann::json config = routing::lost_server_config(listen, relay.port());
   ProxyUnderTest proxy(config.dump(2), listen);
   PgConn first = connect(proxy.conninfo("app", "app", "app"));
   PgConn second = connect(proxy.conninfo("app", "app", "app"));

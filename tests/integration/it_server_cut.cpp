@@ -231,14 +231,8 @@ TEST_CASE("a BEGIN sent again after a silent close does not go to another idle c
   const ClusterPorts ports = cluster_ports();
   TcpRelay relay("127.0.0.1", 0, ports.primary);
   const int listen = pick_listen_port();
-  nlohmann::json config = default_config(listen);
-  config["workers"] = 1;  // both server connections in the one pool
-  config["backends"][0]["port"] = relay.port();
-  config["databases"][0]["pool_mode"] = "transaction";
-  config["databases"][0]["pool_size"] = 2;
-  config["timeouts"]["server_check_delay"] = 600;  // the BEGIN itself goes to the server it is given
-  config["routing"] = {{"read_write_split", false}, {"failover_timeout", 20}};
-  config["health_check"] = {{"period", 30}};
+  // One worker, so both server connections are in the one pool.
+  const nlohmann::json config = routing::lost_server_config(listen, relay.port());
   ProxyUnderTest proxy(config.dump(2), listen);
   PgConn first = connect(proxy.conninfo("app", "app", "app"));
   PgConn second = connect(proxy.conninfo("app", "app", "app"));

@@ -75,6 +75,18 @@ bool wait_until(const std::function<bool()>& pred, double seconds, double step) 
   }
 }
 
+nlohmann::json lost_server_config(int listen_port, int backend_port) {
+  nlohmann::json config = default_config(listen_port);
+  config["workers"] = 1;
+  config["backends"][0]["port"] = backend_port;
+  config["databases"][0]["pool_mode"] = "transaction";
+  config["databases"][0]["pool_size"] = 2;
+  config["timeouts"]["server_check_delay"] = 600;
+  config["routing"] = {{"read_write_split", false}, {"failover_timeout", 30}};
+  config["health_check"] = {{"period", 60}};
+  return config;
+}
+
 std::string await_command_ok(PGconn* conn, double seconds) {
   if (PQsetnonblocking(conn, 1) != 0) return PQerrorMessage(conn);
   const bool answered = wait_until([&] { return PQconsumeInput(conn) == 1 && PQisBusy(conn) == 0; }, seconds);

@@ -16,6 +16,10 @@ namespace pgmux::test::routing {
 // default_config() with backends primary/standby1/standby2 on `ports` (weights 1), the prober every 0.2 s as
 // postgres, and a `routing` object to tweak. The application user "app" logs in with trust (fast connects).
 nlohmann::json routing_config(int listen_port, const ClusterPorts& ports);
+// One worker whose transaction pool of 2 reaches the primary at `backend_port` (a test's relay), no read/write
+// split, server_check_delay 600 (a request goes to the idle server it is given, unchecked), the health checks
+// every 60 s (the relay's ends, not the prober, tell pgmux of a lost server), failover_timeout 30.
+nlohmann::json lost_server_config(int listen_port, int backend_port);
 
 // Direct superuser connection to one node (no pgmux).
 PgConn admin(int port, const std::string& db = "postgres");
