@@ -130,6 +130,15 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
     }
   }
 
+  // A read set of the primary alone: no standby to weigh and no commit to wait for (the reason is the one a read
+  // set whose standbys all fall short gets). Not with fallback_to_primary off, where such a read has no backend.
+  const size_t count = view.backends.size();
+  const uint64_t present = count >= 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
+  if (settings.fallback_to_primary && view.primary >= 0 && view.primary < 64 &&
+      (state.backend_mask & present) == uint64_t{1} << view.primary) {
+    return Route{RouteTarget::Primary, view.primary, RouteReason::NoEligibleStandby};
+  }
+
   // Read-your-writes and causal reads: only standbys that replayed past the primary LSN sampled after the commit
   // the read must see. A standby that applies every commit (remote_apply, BackendStatus::applies_commits) has
   // what was committed through pgmux at once, except what a session may have committed otherwise.

@@ -42,8 +42,7 @@ void ReplyQueue::push_internal(int readies, InternalDone done) {
 }
 
 OwedReply ReplyQueue::pop() {
-  OwedReply done = std::move(front());
-  front() = OwedReply{};
+  OwedReply done = std::move(front());  // the slot keeps only empty pointers; push_back resets it when reused
   head_ = index(1);
   --size_;
   return done;

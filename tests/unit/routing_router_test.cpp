@@ -460,6 +460,19 @@ TEST_CASE("router: fallback when no standby can serve a read") {
     check_route(route(read_stmt(), {}, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
     check_route(route(read_stmt(), {}, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::NoEligibleStandby);
   }
+  SUBCASE("a read set of the primary alone: the primary, whatever commit there is to see") {
+    const BackendsView v = view_of({standby_status("s1")});
+    ClientRouteState s;
+    s.backend_mask = mask_of({0});
+    s.last_write_commit = 5.0;  // nothing sampled after it: with a standby in the mask, read-your-writes
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+    s.backend_mask = mask_of({0, 1});
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+    s.backend_mask = mask_of({0});
+    check_route(route(read_stmt(), s, v, no_fallback), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
+    s.last_write_commit.reset();
+    check_route(route(read_stmt(), s, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::NoEligibleStandby);
+  }
   SUBCASE("fallback with no primary waits for one") {
     const BackendsView v = view_of({lagging_standby("s1")}, /*with_primary=*/false);
     check_route(route(read_stmt(), {}, v), RouteTarget::WaitForPrimary, -1, RouteReason::NoPrimary);
