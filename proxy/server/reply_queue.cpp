@@ -1,5 +1,6 @@
 #include "proxy/server/reply_queue.hpp"
 
+#include <new>
 #include <utility>
 
 namespace pgmux::proxy {
@@ -13,8 +14,9 @@ OwedReply& ReplyQueue::push_back() {
   }
   ++size_;
   OwedReply& entry = back();
-  entry = OwedReply{};
-  return entry;
+  // Destroyed and built in place: cheaper than assigning a temporary (no pointer moved, fields zeroed in one go).
+  entry.~OwedReply();
+  return *new (&entry) OwedReply();
 }
 
 OwedReply& ReplyQueue::push_request(bool closes, bool extended, uint64_t now_ns) {
