@@ -165,6 +165,65 @@ INI
     die "pid $started_pid is not pgbouncer"
 }
 
+# Odyssey (bench/README.md: built from source) with POOL_MODE and POOL_SIZE on PORT, in $work/NAME: SCRAM to the
+# clients, app/app to the server, $pgmux_workers worker threads (its accepting "system" thread, resolver and logger
+# threads come on top, and count in its CPU). Transaction pooling keeps prepared statements
+# (pool_reserve_prepared_statement, its max_prepared_statements); Odyssey turns that off in session pooling, where
+# every server keeps its client's statements anyway. pool_discard: DISCARD ALL when a session's server goes back,
+# as pgmux and PgBouncer reset it; in transaction pooling off (Odyssey would otherwise swap in its own lighter reset).
+start_odyssey() {  # NAME PORT POOL_MODE POOL_SIZE
+  local name=$1 port=$2 pool_mode=$3 size=$4 dir="$work/$1" discard=yes prepared=no
+  [[ $pool_mode == session ]] || { discard=no; prepared=yes; }
+  mkdir -p "$dir"
+  cat >"$dir/odyssey.conf" <<CONF
+daemonize no
+pid_file "$dir/odyssey.pid"
+locks_dir "$dir"
+log_file "$dir/odyssey.log"
+log_format "%p %t %l [%i %s] (%c) %m\n"
+log_to_stdout no
+log_session no
+log_query no
+log_stats no
+workers $pgmux_workers
+resolvers 1
+enable_online_restart no
+nodelay yes
+client_max 1000
+listen {
+	host "127.0.0.1"
+	port $port
+	tls "disable"
+}
+storage "primary" {
+	type "remote"
+	host "127.0.0.1"
+	port $CLUSTER_PORT
+	tls "disable"
+}
+database "app" {
+	user "app" {
+		authentication "scram-sha-256"
+		password "app"
+		storage "primary"
+		storage_db "app"
+		storage_user "app"
+		storage_password "app"
+		pool "$pool_mode"
+		pool_size $size
+		pool_discard $discard
+		pool_reserve_prepared_statement $prepared
+		pool_timeout $(((duration + 20) * 1000))
+		pool_rollback yes
+	}
+}
+CONF
+  log "starting $name ($pool_mode mode, pool $size) on $port"
+  "$odyssey_bin" "$dir/odyssey.conf" >"$dir/stdout.log" 2>&1 &
+  started_pid=$!
+  wait_ready "$name" "$port" "$started_pid" "$dir/odyssey.log"
+}
+
 start_relay() {  # NAME PORT
   log "starting $1 (bare relay) on $2"
   "$relay_bin" "$2" "$CLUSTER_PORT" >"$work/$1.log" 2>&1 &

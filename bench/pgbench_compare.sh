@@ -30,6 +30,7 @@ usage: bench/pgbench_compare.sh [options]
   --pgbouncer-prepared N
                       PgBouncer's max_prepared_statements (default 200)
   --relay PATH        bare relay binary (default: $BUILD_DIR/bench/bare_relay; ninja bare_relay)
+  --odyssey PATH      also run Odyssey (built from source, bench/README.md), same pools, --pgmux-workers workers
   --split             add a "split" target: pgmux with both standbys in the read set (read/write split),
                       and a "CPU ÷ pgmux" column comparing it with the primary-only pgmux
   --skip-pgmux, --skip-pgbouncer, --skip-relay, --skip-direct
@@ -40,7 +41,7 @@ usage: bench/pgbench_compare.sh [options]
   --txn-protocols "prepared simple"
                       pgbench -M values of the transaction-mode rows
   --cluster-port P    PostgreSQL primary on P, standbys on P+1, P+2 (default 35433)
-  --proxy-port P      the proxies on P..P+6 (default 32434)
+  --proxy-port P      the proxies on P..P+8 (default 32434)
   --perf-stat         count each proxy's syscalls and context switches per transaction with perf stat
                       (tracepoint raw_syscalls:sys_enter; needs perf and perf_event_paranoid <= 2 or root)
   --out FILE          also write the results (Markdown) to FILE
@@ -67,6 +68,7 @@ pgmux_bin="$build_dir/proxy/pgmux"
 pgbouncer_bin=""
 pgbouncer_prepared=200
 relay_bin="$build_dir/bench/bare_relay"
+odyssey_bin=""
 skip_pgmux=0 skip_pgbouncer=0 skip_relay=0 skip_direct=0 skip_txn=0 split=0
 txn_clients=64
 txn_pool_size=10
@@ -92,6 +94,7 @@ while [[ $# -gt 0 ]]; do
     --pgbouncer) pgbouncer_bin=$2; shift 2 ;;
     --pgbouncer-prepared) pgbouncer_prepared=$2; shift 2 ;;
     --relay) relay_bin=$2; shift 2 ;;
+    --odyssey) odyssey_bin=$2; shift 2 ;;
     --skip-pgmux) skip_pgmux=1; shift ;;
     --skip-pgbouncer) skip_pgbouncer=1; shift ;;
     --skip-relay) skip_relay=1; shift ;;
@@ -144,6 +147,8 @@ port_of[transaction/pgmux]=$((proxy_port + 3))
 port_of[transaction/pgbouncer]=$((proxy_port + 4))
 port_of[session/split]=$((proxy_port + 5))
 port_of[transaction/split]=$((proxy_port + 6))
+port_of[session/odyssey]=$((proxy_port + 7))
+port_of[transaction/odyssey]=$((proxy_port + 8))
 
 [[ -x $PGBIN/pgbench && -x $PGBIN/psql ]] || die "PostgreSQL 15 client tools not found in $PGBIN"
 if ((perf_stat)); then
@@ -157,10 +162,11 @@ fi
 if ((!skip_pgmux)); then
   [[ -x $pgmux_bin ]] || die "no pgmux binary at $pgmux_bin (scripts/build.sh), or pass --skip-pgmux"
 fi
+if [[ -n $odyssey_bin && ! -x $odyssey_bin ]]; then die "no Odyssey binary at $odyssey_bin"; fi
 if ((!skip_relay)); then
   [[ -x $relay_bin ]] || die "no bare relay at $relay_bin (ninja -C build bare_relay), or pass --skip-relay"
 fi
-for port in $CLUSTER_PORT $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)) $(seq "$proxy_port" $((proxy_port + 6))); do
+for port in $CLUSTER_PORT $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)) $(seq "$proxy_port" $((proxy_port + 8))); do
   if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port on 127.0.0.1 is already in use"
   fi
@@ -180,6 +186,7 @@ start_target() {  # POOL TARGET
     split) start_pgmux "split-$pool" "$port" "$pool" "$size" split ;;
     pgbouncer) start_pgbouncer "pgbouncer-$pool" "$port" "$pool" "$size" ;;
     relay) start_relay relay "$port" ;;
+    odyssey) start_odyssey "odyssey-$pool" "$port" "$pool" "$size" ;;
   esac
   pid_of[$pool/$target]=$started_pid
 }
@@ -190,6 +197,7 @@ session_targets=() txn_targets=()
 ((skip_pgbouncer)) || { session_targets+=(pgbouncer); txn_targets+=(pgbouncer); }
 ((skip_relay)) || session_targets+=(relay)
 ((!split)) || { session_targets+=(split); txn_targets+=(split); }
+[[ -z $odyssey_bin ]] || { session_targets+=(odyssey); txn_targets+=(odyssey); }
 ((!skip_txn)) || txn_targets=()
 for target in "${session_targets[@]}"; do
   [[ $target == direct ]] || start_target session "$target"
@@ -297,6 +305,7 @@ done
 # ---------------------------------------------------------------------------------------------------
 pgbouncer_label="no PgBouncer"
 ((skip_pgbouncer)) || pgbouncer_label=$(pgbouncer_version)
+[[ -z $odyssey_bin ]] || pgbouncer_label+=", $("$odyssey_bin" --version 2>/dev/null | head -n 1)"
 machine="$(nproc) CPUs, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $pgbouncer_label"
 machine+=", pgmux $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)"
 header="pgbench -T $duration, scale $scale, -j $threads, $rounds round(s); session pool $pool_size;"
