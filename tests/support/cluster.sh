@@ -257,8 +257,8 @@ EOF
 }
 
 usage() {
-  echo "usage: cluster.sh start DIR BASEPORT | stop DIR | status DIR |" \
-    "stop-node DIR NODE [fast|immediate] | start-node DIR NODE | wait-streaming DIR | rejoin DIR NODE NEW | follow DIR NODE NEW" >&2
+  echo "usage: cluster.sh start DIR BASEPORT | stop DIR | status DIR | stop-node DIR NODE [fast|immediate] |" \
+    "start-node DIR NODE | wait-streaming DIR | rejoin DIR NODE NEW | follow DIR NODE NEW" >&2
   exit 2
 }
 
