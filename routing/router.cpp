@@ -130,8 +130,9 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
     }
   }
 
-  // A read set of the primary alone: no standby to weigh and no commit to wait for (the reason is the one a read
-  // set whose standbys all fall short gets). Not with fallback_to_primary off, where such a read has no backend.
+  // A read set of the primary alone: no standby to weigh and no commit to wait for, so such a read never waits
+  // (causal_wait) for a standby that cannot exist; its reason is the one a read set whose standbys all fall short
+  // gets. With fallback_to_primary off the rest decides (the primary after a commit to see, else no backend).
   const size_t count = view.backends.size();
   const uint64_t present = count >= 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
   if (settings.fallback_to_primary && view.primary >= 0 && view.primary < 64 &&

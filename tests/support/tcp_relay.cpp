@@ -114,8 +114,9 @@ void TcpRelay::run() {
     {
       std::lock_guard lock(mutex_);
       for (const Pair& pair : pairs_) {
-        if (!pair.frozen_requests) fds.push_back({pair.client_side, POLLIN, 0});
-        if (!pair.frozen_replies) fds.push_back({pair.server_side, POLLIN, 0});
+        // A side that ended stays readable (EOF) for ever: polling it again would spin.
+        if (!pair.frozen_requests && !pair.client_ended) fds.push_back({pair.client_side, POLLIN, 0});
+        if (!pair.frozen_replies && !pair.server_ended) fds.push_back({pair.server_side, POLLIN, 0});
       }
     }
     if (poll(fds.data(), fds.size(), 50) <= 0) continue;
@@ -123,7 +124,7 @@ void TcpRelay::run() {
     std::lock_guard lock(mutex_);
     for (size_t i = 1; i < fds.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
-      for (const Pair& pair : pairs_) {
+      for (Pair& pair : pairs_) {
         const int a = pair.client_side, b = pair.server_side;
         if (fds[i].fd != a && fds[i].fd != b) continue;
         // Frozen since the poll began: what arrived stays in flight.
@@ -133,6 +134,7 @@ void TcpRelay::run() {
         const int to = fds[i].fd == a ? b : a;
         if (n > 0 && write(to, buf, static_cast<size_t>(n)) == n) break;
         shutdown(to, SHUT_RDWR);  // one side closed: the other hears EOF
+        (fds[i].fd == a ? pair.client_ended : pair.server_ended) = true;
         break;
       }
     }

@@ -51,6 +51,8 @@ class TcpRelay {
     int server_side;
     bool frozen_requests = false;  // the client side is not read: its bytes stay in flight
     bool frozen_replies = false;   // the server side is not read
+    bool client_ended = false;     // the client side reached EOF (or failed): no longer polled
+    bool server_ended = false;     // the same for the server side
   };
   std::vector<Pair> pairs_;
   std::set<int> server_side_ports_;
