@@ -472,6 +472,17 @@ TEST_CASE("router: fallback when no standby can serve a read") {
     check_route(route(read_stmt(), s, v, no_fallback), RouteTarget::Primary, 0, RouteReason::ReadYourWrites);
     s.last_write_commit.reset();
     check_route(route(read_stmt(), s, v, no_fallback), RouteTarget::NoBackend, -1, RouteReason::NoEligibleStandby);
+    // Another client's commit (causal) and a read-only transaction alike; such a read is not held for a replay
+    // (causal_wait) that no standby of its read set could ever show.
+    s.cluster_commit = 6.0;
+    const Route after_commit = route(read_stmt(), s, v);
+    check_route(after_commit, RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+    CHECK_FALSE(held_for_replay(after_commit));
+    check_route(route(begin_stmt(true), s, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+    s.backend_mask = mask_of({0, 1});
+    CHECK(held_for_replay(route(read_stmt(), s, v)));
+    s.backend_mask = mask_of({0, 5});  // a bit past the view names no backend
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
   }
   SUBCASE("fallback with no primary waits for one") {
     const BackendsView v = view_of({lagging_standby("s1")}, /*with_primary=*/false);
