@@ -168,7 +168,7 @@ INI
 # Odyssey (bench/README.md: built from source) with POOL_MODE and POOL_SIZE on PORT, in $work/NAME: SCRAM to the
 # clients, app/app to the server, $pgmux_workers worker threads (its accepting "system" thread, resolver and logger
 # threads come on top, and count in its CPU). Transaction pooling keeps prepared statements
-# (pool_reserve_prepared_statement, its max_prepared_statements); Odyssey turns that off in session pooling, where
+# (pool_reserve_prepared_statement, its counterpart of PgBouncer's max_prepared_statements); Odyssey turns that off in session pooling, where
 # every server keeps its client's statements anyway. pool_discard: DISCARD ALL when a session's server goes back,
 # as pgmux and PgBouncer reset it; in transaction pooling off (Odyssey would otherwise swap in its own lighter reset).
 start_odyssey() {  # NAME PORT POOL_MODE POOL_SIZE
