@@ -83,3 +83,36 @@ TEST_CASE("reply queue: growing past its capacity while wrapped keeps the order"
   CHECK(popped == pushed);
   CHECK_FALSE(q.open_sequence());
 }
+
+// pop() moves an entry out and leaves its slot as it is; the slot is reset only when push_back reuses it.
+TEST_CASE("reply queue: a reused slot starts as a fresh entry") {
+  ReplyQueue q;
+  for (int lap = 0; lap < 3; ++lap) {  // the ring holds 8: every slot is reused
+    CAPTURE(lap);
+    for (int i = 0; i < 8; ++i) {
+      OwedReply& entry = i % 2 ? q.push_request(false, true, 1) : (q.push_internal(3, {}), q.back());
+      entry.writes = true;
+      entry.failed = true;
+      entry.closes_sent = 2;
+      entry.hidden_closes = 1;
+      entry.committed = Written::Applied;
+      entry.session = std::make_unique<SessionCommand>();
+      entry.described = std::make_unique<std::vector<std::pair<uint16_t, std::string>>>();
+      OwedReply out = q.pop();
+      CHECK(out.writes);
+      CHECK(out.session);
+    }
+    OwedReply& fresh = q.push_request(true, false, 7);
+    CHECK(fresh.fate == ReplyFate::Forward);
+    CHECK_FALSE(fresh.writes);
+    CHECK_FALSE(fresh.failed);
+    CHECK(fresh.readies == 1);
+    CHECK(fresh.closes_sent == 0);
+    CHECK(fresh.hidden_closes == 0);
+    CHECK(fresh.committed == Written::Nothing);
+    CHECK_FALSE(fresh.session);
+    CHECK_FALSE(fresh.internal);
+    CHECK_FALSE(fresh.described);
+    CHECK(q.pop().sent_ns == 7);
+  }
+}
