@@ -86,41 +86,23 @@ void store_be32(std::byte* p, uint32_t v) {
 
 void append(ByteVector& out, ByteView bytes) { out.insert(out.end(), bytes.begin(), bytes.end()); }
 
-// Pass one: every message well-framed and every statement message well-formed. Counts renamable names so
-// the caller can reserve once.
-bool validate(ByteView batch, size_t& named) {
-  named = 0;
-  size_t pos = 0;
-  while (pos < batch.size()) {
-    const size_t total = whole_message_at(batch, pos);
-    if (total == 0) return false;
-    const StatementRef ref = find_statement(char(batch[pos]), batch.subspan(pos + kHeader, total - kHeader));
-    if (!ref.valid) return false;
-    if (ref.names_statement && ref.size > 0) ++named;
-    pos += total;
-  }
-  return true;
-}
-
 }  // namespace
 
 bool rewrite_statement_names(ByteView batch, const StatementRenamer& rename, ByteVector& out) {
-  size_t named = 0;
-  if (!validate(batch, named)) return false;
   const size_t original_size = out.size();
-  if (named == 0) {
-    append(out, batch);
-    return true;
-  }
-  // Server-side names are short ("pgmux_s_<n>"); the slack avoids a regrowth in the common case.
-  out.reserve(original_size + batch.size() + named * 16);
-
+  const auto fail = [&] {
+    out.resize(original_size);
+    return false;
+  };
+  // One pass: each message is checked as it is reached, and a bad one takes back what was written before it.
   // Unchanged bytes are copied in runs: `run_start` is where the pending run begins.
   size_t run_start = 0;
   size_t pos = 0;
   while (pos < batch.size()) {
-    const size_t total = whole_message_at(batch, pos);  // validated above: never 0
+    const size_t total = whole_message_at(batch, pos);
+    if (total == 0) return fail();
     const StatementRef ref = find_statement(char(batch[pos]), batch.subspan(pos + kHeader, total - kHeader));
+    if (!ref.valid) return fail();
     pos += total;
     if (!ref.names_statement || ref.size == 0) continue;
 
@@ -128,15 +110,9 @@ bool rewrite_statement_names(ByteView batch, const StatementRenamer& rename, Byt
     const std::string_view client_name = as_chars(batch.subspan(msg_start + ref.offset, ref.size));
     const std::optional<std::string_view> server_name = rename(client_name);
     if (!server_name) continue;
-    if (server_name->empty() || server_name->find('\0') != std::string_view::npos) {
-      out.resize(original_size);
-      return false;
-    }
+    if (server_name->empty() || server_name->find('\0') != std::string_view::npos) return fail();
     const uint64_t new_length = uint64_t(total - 1) - ref.size + server_name->size();
-    if (new_length > uint64_t(std::numeric_limits<int32_t>::max())) {
-      out.resize(original_size);
-      return false;
-    }
+    if (new_length > uint64_t(std::numeric_limits<int32_t>::max())) return fail();
 
     append(out, batch.subspan(run_start, msg_start - run_start));
     const size_t header_at = out.size();

@@ -334,9 +334,10 @@ void ServerConn::link(PoolClient* client) {
   pending_event_ = RelayEvent::None;
   applied_log = 0;
   session_dirty = false;
-  prepared.clear();
+  // Empty after most links; clear() would still wipe each set's buckets.
+  if (!prepared.empty()) prepared.clear();
   pending_closes.clear();
-  sql_statements.clear();
+  if (!sql_statements.empty()) sql_statements.clear();
   tx_written_ = Written::Nothing;
 }
 
