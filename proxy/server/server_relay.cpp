@@ -99,6 +99,11 @@ bool ServerConn::ended_with_backend() const {
 void ServerConn::relay() {
   if (!relay_turn()) return;
   while (open() && !pinned() && client_) {
+    // Nothing unread: the call right after a request went out, or the turn after a ReadyForQuery was delivered.
+    if (in_.unparsed() == 0) {
+      rewritten_.clear();  // as a pass would: nothing is pinned, so their write is done
+      break;
+    }
     RelayPass pass;
     pass.pos = in_.parsed();
     if (!collect_relay_pass(pass)) return;  // failed: closed
