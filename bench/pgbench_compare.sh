@@ -24,6 +24,9 @@ usage: bench/pgbench_compare.sh [options]
   --pool-size N       session-mode server connections per pool, pgmux and PgBouncer alike (default 128:
                       pgmux splits the pool across its workers, which the kernel does not fill evenly)
   --threads N         pgbench -j (default 2)
+  --rate TPS          pgbench -R: every run is throttled to TPS transactions a second, so targets are compared
+                      at the same load (CPU per transaction at equal TPS); one that cannot keep up shows it in
+                      its TPS and latency
   --pgmux-workers N   pgmux worker threads (default 2; PgBouncer has one: 1 compares thread for thread)
   --pgmux PATH        pgmux binary (default: $BUILD_DIR/proxy/pgmux, BUILD_DIR defaults to build)
   --pgbouncer PATH    PgBouncer binary (default: pgbouncer on PATH); its version goes into the table
@@ -61,6 +64,7 @@ protocols="simple extended prepared"
 scale=10
 pool_size=128
 threads=2
+rate=0
 pgmux_workers=2
 build_dir=${BUILD_DIR:-build}
 [[ $build_dir == /* ]] || build_dir="$repo/$build_dir"
@@ -89,6 +93,7 @@ while [[ $# -gt 0 ]]; do
     --scale) scale=$2; shift 2 ;;
     --pool-size) pool_size=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
     --pgmux-workers) pgmux_workers=$2; shift 2 ;;
     --pgmux) pgmux_bin=$2; shift 2 ;;
     --pgbouncer) pgbouncer_bin=$2; shift 2 ;;
@@ -117,6 +122,7 @@ for n in "$duration" "$rounds" "$scale" "$pool_size" "$threads" "$txn_clients" "
   "$pgbouncer_prepared" "$CLUSTER_PORT" "$proxy_port" $clients_list; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "pgbench_compare.sh: '$n' is not a positive integer" >&2; exit 2; }
 done
+[[ $rate =~ ^[0-9]+$ ]] || { echo "pgbench_compare.sh: --rate '$rate' is not a number of transactions a second" >&2; exit 2; }
 for m in $modes; do
   [[ $m == select-only || $m == tpcb-like ]] || { echo "pgbench_compare.sh: unknown mode '$m'" >&2; exit 2; }
 done
@@ -214,6 +220,7 @@ run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
   local ok=1 tps lat cpu=- failed errors aborted perf_pid="" syscalls=- switches=- protocol_args
   protocol_args=(-M "$protocol")
   [[ $protocol != connect ]] || protocol_args=(-M simple -C)  # a login per transaction
+  ((rate == 0)) || protocol_args+=(-R "$rate")
   key="$pool/$target"
   [[ $target == direct ]] && key=direct
   port=${port_of[$key]} pid=${pid_of[$key]:-}
@@ -310,6 +317,7 @@ machine="$(nproc) CPUs, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $
 machine+=", pgmux $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)"
 header="pgbench -T $duration, scale $scale, -j $threads, $rounds round(s); session pool $pool_size;"
 header+=" transaction pool $txn_pool_size for $txn_clients clients; pgmux workers $pgmux_workers"
+((rate == 0)) || header+="; throttled to $rate TPS (pgbench -R)"
 {
   echo "$machine"
   echo
