@@ -24,8 +24,8 @@ using StatementRenamer = std::function<std::optional<std::string_view>(std::stri
 // Returns false on a malformed batch (a zero tag, a bad or truncated length, a statement message whose
 // names are not NUL-terminated, a Describe/Close with a kind other than 'S'/'P' or trailing bytes) or a
 // bad rename result; `out` then keeps its previous contents. One pass: rename may already have been asked
-// for the names before a malformed message (the request fails whole then). Allocates only for `out`'s growth;
-// the caller reserves (a server-side name is longer than most client names).
+// for the names before a malformed message (the request fails whole then). Allocates only for `out`'s growth,
+// which a caller may reserve ahead (a server-side name is longer than most client names).
 bool rewrite_statement_names(ByteView batch, const StatementRenamer& rename, ByteVector& out);
 
 }  // namespace pgmux::protocol

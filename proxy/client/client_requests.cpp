@@ -186,10 +186,10 @@ bool ClientConn::dispatch() {
   if (answer_parse_locally()) return true;
   ServerConn* server = choose_server(c);
   if (!server) {
-    // Its pool handed a server over at once (an idle one, nothing to sync): on with it, rather than through the
-    // next pump's scan of this same request (its on_server_ready only asked for that pump).
+    // Its pool handed a server over at once (an idle one, nothing to sync): on with it now, rather than scan and
+    // dispatch this same request again in the next turn of pump_requests' loop.
     if (open() && reads_requests(state_) && routed_server()) return resume_routed();
-    return reads_requests(state_) && open();  // answered here (an error): go on with the next request
+    return reads_requests(state_) && open();  // answered here (an error): the next request; a wait: stop
   }
   if (!prepare(server, c)) return false;
   forward(server, c);
