@@ -80,22 +80,23 @@ void apply_catalog(const ParsedStatements& parsed, const FunctionCatalog& catalo
 
 Classification Classifier::classify(std::string_view sql, const CatalogState& catalog) {
   const uint64_t stamp = catalog.stamp();
-  uint64_t shape_hash = 0;
-  const bool has_shape = literal_shape(sql, shape_, shape_hash);
-  const LexicalResult* cached = has_shape ? shapes_.find(shape_, shape_hash, stamp) : nullptr;
+  const std::optional<Shape> shape = literal_shape(sql, shape_buffer_);
+  const LexicalResult* cached = shape ? shapes_.find(*shape, stamp) : nullptr;
   if (cached == nullptr) {
     // A hit constructs no LexicalResult; a miss moves the lexer's into this member (its buffers are the lexer's).
     lexical_scratch_ = classify_lexically(sql, *this, catalog.catalog);
-    if (has_shape) shapes_.store(shape_, shape_hash, stamp, lexical_scratch_);
+    if (shape) shapes_.store(*shape, stamp, lexical_scratch_);
   }
+  // The key of the parse cache and of the learned writes: the parse tree's class and names do not depend on
+  // numbers.
+  const std::string_view key = shape ? shape->text : sql;
   const LexicalResult& lexical = cached != nullptr ? *cached : lexical_scratch_;
   Classification c = lexical.classification;
   if (lexical.needs_parser) {
-    // The parse cache is keyed by shape too: the parse tree's class and names do not depend on numbers.
-    c = classify_with_parser(sql, has_shape ? std::string_view(shape_) : sql, catalog.catalog);
+    c = classify_with_parser(sql, key, catalog.catalog);
     c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
   }
-  if (is_read(c) && learned_ && learned_->contains(has_shape ? std::string_view(shape_) : sql)) {
+  if (is_read(c) && learned_ && learned_->contains(key)) {
     c.kind = StatementKind::Write;
     c.reason = "rejected as a write by a standby";
   }
@@ -125,9 +126,9 @@ Classification Classifier::classify_with_parser(std::string_view sql, std::strin
 void Classifier::learn_write(std::string_view sql) {
   if (!learned_) learned_ = std::make_shared<LearnedWrites>();
   // By shape, as classify() looks it up: the same call with another number writes just the same.
-  std::string shape;
-  uint64_t hash = 0;
-  learned_->add(literal_shape(sql, shape, hash) ? std::string_view(shape) : sql);
+  std::string buffer;
+  const std::optional<Shape> shape = literal_shape(sql, buffer);
+  learned_->add(shape ? shape->text : sql);
 }
 
 size_t Classifier::cache_hits() const { return cache_hits_; }

@@ -139,7 +139,7 @@ class Classifier {
   std::vector<std::string> write_functions_;  // configured names, sorted: binary search needs no allocation
   StatementCache<ParsedStatements> cache_;
   ShapeCache<LexicalResult> shapes_;  // lexical results by literal shape and catalog stamp
-  std::string shape_;                 // the shape of the text being classified (its buffer is reused)
+  std::string shape_buffer_;          // the shape of the text being classified (the buffer is reused)
   LexicalResult lexical_scratch_;     // the lexer's result on a shape-cache miss (moved in, not lexed into)
   std::shared_ptr<LearnedWrites> learned_;  // texts that turned out to write (learn_write); usually empty
   size_t cache_hits_ = 0;

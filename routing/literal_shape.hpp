@@ -9,15 +9,22 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace pgmux::routing {
 
-// The shape of `sql` into `out` (its capacity is reused: no allocation once it has grown), false when the text
-// has none (too long, or quoted identifiers next to text that could hide a quote). `hash` gets a hash of it.
-bool literal_shape(std::string_view sql, std::string& out, uint64_t& hash);
+// A text's shape, and a hash of it.
+struct Shape {
+  std::string_view text;  // in the buffer literal_shape was given: valid until that buffer's next use
+  uint64_t hash = 0;
+};
+
+// The shape of `sql`, written into `buffer` (which only grows: no allocation and no zero-fill once it has grown);
+// nullopt when the text has none (too long, or quoted identifiers next to text that could hide a quote).
+std::optional<Shape> literal_shape(std::string_view sql, std::string& buffer);
 
 // A direct-mapped cache of lexical results (Value) by shape and catalog stamp (the catalog decides which calls
 // and relations make a read a write). Each worker's Classifier owns one; nothing is shared. A template, like
@@ -25,18 +32,18 @@ bool literal_shape(std::string_view sql, std::string& out, uint64_t& hash);
 template <class Value>
 class ShapeCache {
  public:
-  // The cached value for the shape in `key` (made by literal_shape) under `stamp`, or nullptr.
-  const Value* find(const std::string& key, uint64_t hash, uint64_t stamp) {
-    const Slot& slot = slots_[hash & (kSlots - 1)];
-    if (!slot.used || slot.hash != hash || slot.stamp != stamp || slot.key != key) return nullptr;
+  // The cached value for `shape` (made by literal_shape) under `stamp`, or nullptr.
+  const Value* find(const Shape& shape, uint64_t stamp) {
+    const Slot& slot = slots_[shape.hash & (kSlots - 1)];
+    if (!slot.used || slot.hash != shape.hash || slot.stamp != stamp || slot.key != shape.text) return nullptr;
     ++hits_;
     return &slot.value;
   }
-  void store(const std::string& key, uint64_t hash, uint64_t stamp, const Value& value) {
-    if (key.size() > kMaxKey) return;
-    Slot& slot = slots_[hash & (kSlots - 1)];
-    slot.key.assign(key);  // reuses the slot's buffer once it is large enough
-    slot.hash = hash;
+  void store(const Shape& shape, uint64_t stamp, const Value& value) {
+    if (shape.text.size() > kMaxKey) return;
+    Slot& slot = slots_[shape.hash & (kSlots - 1)];
+    slot.key.assign(shape.text);  // reuses the slot's buffer once it is large enough
+    slot.hash = shape.hash;
     slot.stamp = stamp;
     slot.used = true;
     slot.value = value;
