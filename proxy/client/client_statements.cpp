@@ -297,7 +297,7 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       if (it != session_.statements.end()) {
         // Transaction pooling: the renamed Close removes the shared statement from this server.
         if (transaction_pooling()) server->server_statements.erase(it->second.server_name);
-        session_.statements.erase(it);
+        session_.erase_statement(it);
       }
       forget_statement_elsewhere(server, name, true);
     }

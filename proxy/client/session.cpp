@@ -1,5 +1,7 @@
 #include "proxy/client/session.hpp"
 
+#include <utility>
+
 #include "protocol/statement_naming.hpp"
 #include "routing/session_sql.hpp"
 
@@ -62,13 +64,20 @@ PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const r
 }
 
 const PreparedStatement* ClientSession::find_statement(std::string_view name) const {
+  if (const StatementMap::value_type* last = last_found_.get(name)) return &last->second;
   auto it = statements.find(name);
-  return it == statements.end() ? nullptr : &it->second;
+  if (it == statements.end()) return nullptr;
+  last_found_.set(&*it);  // nodes stay where they are when the map grows or rehashes
+  return &it->second;
 }
 
 PreparedStatement* ClientSession::find_statement(std::string_view name) {
-  auto it = statements.find(name);
-  return it == statements.end() ? nullptr : &it->second;
+  return const_cast<PreparedStatement*>(std::as_const(*this).find_statement(name));  // the map is this one's
+}
+
+void ClientSession::erase_statement(StatementMap::iterator it) {
+  last_found_.forget();
+  statements.erase(it);
 }
 
 }  // namespace pgmux::proxy

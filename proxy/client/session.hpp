@@ -40,6 +40,27 @@ struct LogUpdate {
 using StatementMap =
     std::unordered_map<std::string, PreparedStatement, protocol::TransparentStringHash, std::equal_to<>>;
 
+// The statement ClientSession::find_statement found last: a batch names its statements several times on its way
+// (routing, preparing, renaming), and comparing the name once costs less than hashing it each time. It points
+// into its session's own map, so a copy starts empty; erasing from that map goes through erase_statement.
+class LastFoundStatement {
+ public:
+  LastFoundStatement() = default;
+  LastFoundStatement(const LastFoundStatement&) {}
+  LastFoundStatement& operator=(const LastFoundStatement&) {
+    entry_ = nullptr;
+    return *this;
+  }
+  const StatementMap::value_type* get(std::string_view name) const {
+    return entry_ != nullptr && entry_->first == name ? entry_ : nullptr;
+  }
+  void set(const StatementMap::value_type* entry) { entry_ = entry; }
+  void forget() { entry_ = nullptr; }
+
+ private:
+  const StatementMap::value_type* entry_ = nullptr;
+};
+
 // An SQL-level prepared statement (transaction pooling), prepared on a server when a request there names it.
 struct SqlStatement {
   std::string prepare;          // the client's PREPARE statement
@@ -54,8 +75,7 @@ struct ClientSession {
   std::vector<std::string> log;
   uint64_t log_generation = 0;  // counts the log's restarts (RESET ALL, DISCARD ALL)
   SessionBlock block;      // session commands waiting for their transaction block to end
-  char tx_status = 'I';    // the transaction status the client's last finished request left
-  StatementMap statements;  // by the client's name
+  StatementMap statements;  // by the client's name; erase only with erase_statement
   routing::ClientRouteState route;
   routing::Classification unnamed_class;  // what the unnamed statement, last parsed, is
   protocol::ByteVector unnamed_parse;      // its Parse, when a later request may bind it on another server
@@ -66,6 +86,7 @@ struct ClientSession {
   std::unordered_map<std::string, SqlStatement> sql_statements;
   const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
   bool pin_logged = false;
+  char tx_status = 'I';  // the transaction status the client's last finished request left
 
   // A session command `sql` (classified as `c`) succeeded outside a transaction. In transaction pooling servers
   // are shared, so a RESET of a startup parameter (or RESET ALL) must land on the client's own startup values:
@@ -81,6 +102,10 @@ struct ClientSession {
                               bool transaction_pooling, uint64_t now_ns);
   const PreparedStatement* find_statement(std::string_view name) const;
   PreparedStatement* find_statement(std::string_view name);
+  void erase_statement(StatementMap::iterator it);
+
+ private:
+  mutable LastFoundStatement last_found_;
 };
 
 }  // namespace pgmux::proxy

@@ -92,3 +92,42 @@ TEST_CASE("prepared statements: remembered by client name with message, class an
   ClientSession session_pooled;
   CHECK(session_pooled.remember(statement, c, false, 1).server_name.empty());
 }
+
+// find_statement remembers the entry it found last (a batch asks for the same name several times): what it
+// answers must stay what the map holds, through erasing, parsing the name again, other names and copies.
+TEST_CASE("prepared statements: the last statement found is never answered once it is gone or elsewhere") {
+  pgmux::protocol::ByteVector parse_a, parse_b, parse_a2;
+  pgmux::protocol::build_parse(parse_a, "a", "SELECT 1");
+  pgmux::protocol::build_parse(parse_b, "b", "SELECT 2");
+  pgmux::protocol::build_parse(parse_a2, "a", "SELECT 3");
+  const pgmux::routing::Classification c;
+  ClientSession session;
+  session.remember({"a", "SELECT 1", parse_a}, c, false, 1);
+  REQUIRE(session.find_statement("a") != nullptr);
+  CHECK(session.find_statement("a")->parse == parse_a);
+  CHECK(session.find_statement("b") == nullptr);  // a miss leaves the memo as it was
+  CHECK(session.find_statement("a")->parse == parse_a);
+
+  // Many more statements: the map rehashes, the entry found last stays where it is.
+  for (int i = 0; i < 200; ++i) {
+    pgmux::protocol::ByteVector p;
+    const std::string name = "n" + std::to_string(i);
+    pgmux::protocol::build_parse(p, name, "SELECT 4");
+    session.remember({name, "SELECT 4", p}, c, false, 1);
+  }
+  CHECK(session.find_statement("a")->parse == parse_a);
+
+  session.erase_statement(session.statements.find("a"));  // a Close of it
+  CHECK(session.find_statement("a") == nullptr);
+  session.remember({"a", "SELECT 3", parse_a2}, c, false, 2);  // parsed again
+  REQUIRE(session.find_statement("a") != nullptr);
+  CHECK(session.find_statement("a")->parse == parse_a2);
+
+  // A copy answers from its own map.
+  const ClientSession copy = session;
+  session.erase_statement(session.statements.find("a"));
+  CHECK(session.find_statement("a") == nullptr);
+  REQUIRE(copy.find_statement("a") != nullptr);
+  CHECK(copy.find_statement("a")->parse == parse_a2);
+  CHECK(copy.find_statement("a") != session.find_statement("a"));
+}
