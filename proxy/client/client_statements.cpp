@@ -53,7 +53,7 @@ bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
 }
 
 bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored) {
-  if (!transaction_pooling()) return !server->prepared.count(std::string(client_name));
+  if (!transaction_pooling()) return !server->prepared.contains(client_name);
   const ServerConn::SharedStatement* copy = server->server_statements.peek(stored.server_name);
   return !copy || copy->prepared_at < stored.parsed_at;  // an older copy may predate DDL the client saw
 }

@@ -99,7 +99,8 @@ class ServerConn final : public StreamConn, public PoolServer {
 
   // What this server has of its linked client's session: reset on link.
   size_t applied_log = 0;                     // session-log entries applied here
-  std::unordered_set<std::string> prepared;   // the client's named statements prepared here
+  // The client's named statements prepared here (looked up by a message's name without a copy).
+  std::unordered_set<std::string, protocol::TransparentStringHash, std::equal_to<>> prepared;
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   std::unordered_set<std::string> sql_statements;  // transaction pooling: its SQL PREPAREd statements here
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
