@@ -75,20 +75,10 @@ bool in_recovery(int port) {
   return conn && PQstatus(conn.get()) == CONNECTION_OK && scalar(conn.get(), "SELECT pg_is_in_recovery()") == "t";
 }
 
-}  // namespace
-
-TEST_CASE("failover.mode pgmux: promotes only once the standbys lost the primary; the old one never writes again") {
-  if (direct_mode()) {
-    MESSAGE("PGMUX_TEST_DIRECT=1: pgmux's own failover; nothing to check against a bare server");
-    return;
-  }
-  OwnCluster cluster("rt-autofailover");
-  const ClusterPorts& ports = cluster.ports;
-  const int relay_port = free_port_from(ports.standby2 + 1);
-  int listen = free_port_from(relay_port + 1);
-  Relay relay(relay_port, ports.primary);
-
-  ClusterPorts via_relay = ports;
+// pgmux with failover.mode pgmux, reaching the primary only through the relay on `relay_port`; the other standby
+// follows a new primary through cluster.sh follow.
+nlohmann::json autofailover_config(int listen, const OwnCluster& cluster, int relay_port) {
+  ClusterPorts via_relay = cluster.ports;
   via_relay.primary = relay_port;
   nlohmann::json config = routing_config(listen, via_relay);
   config["users"].push_back({{"name", "admin"}, {"password", "admin"}});
@@ -96,9 +86,11 @@ TEST_CASE("failover.mode pgmux: promotes only once the standbys lost the primary
   config["routing"] = {{"failover_timeout", 6}};
   config["failover"] = {{"mode", "pgmux"}};
   config["switchover"] = {{"follow_primary_command", "bash " + cluster_sh() + " follow " + cluster.dir + " %n %N"}};
-  ProxyUnderTest proxy(config.dump(), listen);
-  const std::string app_ci = proxy.conninfo("app", "app", "app");
-  const std::string admin_ci = proxy.conninfo("admin", "admin", "pgmux");
+  return config;
+}
+
+// Table af on the primary, replayed, and a first write through pgmux that reached the primary.
+void create_table_and_write(const ClusterPorts& ports, const std::string& app_ci) {
   {
     PgConn p = admin(ports.primary, "app");
     exec(p.get(), "CREATE TABLE af (id int PRIMARY KEY)");
@@ -107,9 +99,13 @@ TEST_CASE("failover.mode pgmux: promotes only once the standbys lost the primary
   REQUIRE(wait_replayed(ports, 20));
   std::string error;
   REQUIRE(wait_until([&] { return write_port(app_ci, 1, &error) == ports.primary; }, 20));
+}
 
-  // Act 1: only pgmux's path to the primary is gone. The standbys still stream: nothing is promoted, and a write
-  // waits failover_timeout, then fails; once the path is back, writes go to the same primary.
+// Act 1: only pgmux's path to the primary is gone. The standbys still stream: nothing is promoted, and a write
+// waits failover_timeout, then fails; once the path is back, writes go to the same primary.
+void check_lost_path_promotes_nothing(Relay& relay, const ClusterPorts& ports, const std::string& app_ci,
+                                      const std::string& admin_ci) {
+  std::string error;
   relay.stop();
   const double t0 = now_seconds();
   CHECK(write_port(app_ci, 2, &error) == -1);
@@ -129,11 +125,15 @@ TEST_CASE("failover.mode pgmux: promotes only once the standbys lost the primary
   CHECK(in_recovery(ports.standby2));
   relay.start();
   CHECK(wait_until([&] { return write_port(app_ci, 3, &error) == ports.primary; }, 20));
+}
 
-  // Act 2: the primary dies. A write started right after is held, then taken by the promoted standby.
+// Act 2: the primary dies. A write started right after is held, then taken by the promoted standby, whose port
+// this returns; the other standby follows it.
+int check_killed_primary_replaced(const OwnCluster& cluster, const std::string& app_ci, const std::string& admin_ci) {
+  const ClusterPorts& ports = cluster.ports;
   REQUIRE(run_cmd(as_pg(kPgCtl + " stop -m immediate -D " + cluster.dir + "/primary") + " >/dev/null") == 0);
   const double killed = now_seconds();
-  error.clear();
+  std::string error;
   int new_port = write_port(app_ci, 4, &error);
   if (new_port < 0 && error.find("server connection lost") != std::string::npos) {
     // It met a pooled connection to the primary that the relay had not closed yet: lost in flight, as a write
@@ -150,15 +150,42 @@ TEST_CASE("failover.mode pgmux: promotes only once the standbys lost the primary
   CHECK(backend_field(admin_ci, new_name, "role") == "primary");
   // The other standby follows the new primary (follow_primary_command) and serves reads on timeline 2.
   CHECK(wait_until([&] { return backend_field(admin_ci, other, "timeline") == "2"; }, 40));
+  return new_port;
+}
 
-  // The old primary comes back as a primary on timeline 1 (what a restart after a crash does): fenced for good.
+// The old primary comes back as a primary on timeline 1 (what a restart after a crash does): fenced for good.
+void check_old_primary_fenced(const OwnCluster& cluster, int new_port, const std::string& app_ci,
+                              const std::string& admin_ci) {
   REQUIRE(run_cmd(as_pg(kPgCtl + " start -w -t 30 -D " + cluster.dir + "/primary -l " + cluster.dir +
                         "/primary.restart.log") + " >/dev/null") == 0);
   CHECK(wait_until([&] { return backend_field(admin_ci, "primary", "role") == "fenced"; }, 20));
+  std::string error;
   for (int id = 6; id < 26; ++id) CHECK(write_port(app_ci, id, &error) == new_port);
   {
-    PgConn old = admin(ports.primary, "app");
+    PgConn old = admin(cluster.ports.primary, "app");
     CHECK(scalar(old.get(), "SELECT count(*) FROM af WHERE id >= 4") == "0");
   }
+}
+
+}  // namespace
+
+TEST_CASE("failover.mode pgmux: promotes only once the standbys lost the primary; the old one never writes again") {
+  if (direct_mode()) {
+    MESSAGE("PGMUX_TEST_DIRECT=1: pgmux's own failover; nothing to check against a bare server");
+    return;
+  }
+  OwnCluster cluster("rt-autofailover");
+  const ClusterPorts& ports = cluster.ports;
+  const int relay_port = free_port_from(ports.standby2 + 1);
+  int listen = free_port_from(relay_port + 1);
+  Relay relay(relay_port, ports.primary);
+  ProxyUnderTest proxy(autofailover_config(listen, cluster, relay_port).dump(), listen);
+  const std::string app_ci = proxy.conninfo("app", "app", "app");
+  const std::string admin_ci = proxy.conninfo("admin", "admin", "pgmux");
+  create_table_and_write(ports, app_ci);
+
+  check_lost_path_promotes_nothing(relay, ports, app_ci, admin_ci);
+  const int new_port = check_killed_primary_replaced(cluster, app_ci, admin_ci);
+  check_old_primary_fenced(cluster, new_port, app_ci, admin_ci);
   CHECK_FALSE(proxy.process()->wait_exit(0));
 }

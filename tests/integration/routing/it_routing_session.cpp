@@ -41,193 +41,207 @@ struct Fixture {
   bool standby(int port) const { return port == ports.standby1 || port == ports.standby2; }
 };
 
+// Routing is pgmux's: with PGMUX_TEST_DIRECT=1 there is nothing to check against a bare server.
+bool skip_in_direct_mode() {
+  if (!direct_mode()) return false;
+  MESSAGE("PGMUX_TEST_DIRECT=1: routing is pgmux's; nothing to check against a bare server");
+  return true;
+}
+
 }  // namespace
 
-TEST_CASE("session routing") {
-  if (direct_mode()) {
-    MESSAGE("PGMUX_TEST_DIRECT=1: routing is pgmux's; nothing to check against a bare server");
-    return;
-  }
+TEST_CASE("session routing: autocommit reads land on standbys, both of them") {
+  if (skip_in_direct_mode()) return;
   Fixture f;
-
-  SUBCASE("autocommit reads land on standbys, both of them") {
-    std::set<int> seen;
-    for (int i = 0; i < 20; ++i) {
-      int port = fresh_read_port(f.ci);
-      CHECK(f.standby(port));
-      seen.insert(port);
-    }
-    CHECK(seen.size() == 2);
-    PgConn conn = connect(f.ci);
-    for (int i = 0; i < 20; ++i) CHECK(f.standby(server_port(conn.get())));
+  std::set<int> seen;
+  for (int i = 0; i < 20; ++i) {
+    int port = fresh_read_port(f.ci);
+    CHECK(f.standby(port));
+    seen.insert(port);
   }
+  CHECK(seen.size() == 2);
+  PgConn conn = connect(f.ci);
+  for (int i = 0; i < 20; ++i) CHECK(f.standby(server_port(conn.get())));
+}
 
-  SUBCASE("read-only transactions run on a standby, others on the primary") {
-    PgConn conn = connect(f.ci);
-    for (const char* begin : {"BEGIN READ ONLY", "START TRANSACTION READ ONLY",
-                              "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"}) {
-      CAPTURE(begin);
-      exec(conn.get(), begin);
-      CHECK(f.standby(server_port(conn.get())));
-      CHECK(scalar(conn.get(), "SELECT count(*) FROM items") == "0");
-      exec(conn.get(), "COMMIT");
-    }
-    exec(conn.get(), "BEGIN");
-    exec(conn.get(), "SET TRANSACTION READ ONLY");
+TEST_CASE("session routing: read-only transactions run on a standby, others on the primary") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  for (const char* begin : {"BEGIN READ ONLY", "START TRANSACTION READ ONLY",
+                            "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"}) {
+    CAPTURE(begin);
+    exec(conn.get(), begin);
     CHECK(f.standby(server_port(conn.get())));
-    CHECK(scalar(conn.get(), "SELECT current_setting('transaction_read_only')") == "on");
+    CHECK(scalar(conn.get(), "SELECT count(*) FROM items") == "0");
     exec(conn.get(), "COMMIT");
+  }
+  exec(conn.get(), "BEGIN");
+  exec(conn.get(), "SET TRANSACTION READ ONLY");
+  CHECK(f.standby(server_port(conn.get())));
+  CHECK(scalar(conn.get(), "SELECT current_setting('transaction_read_only')") == "on");
+  exec(conn.get(), "COMMIT");
 
-    exec(conn.get(), "BEGIN");
+  exec(conn.get(), "BEGIN");
+  CHECK(server_port(conn.get()) == f.ports.primary);
+  exec(conn.get(), "COMMIT");
+  exec(conn.get(), "START TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+  CHECK(server_port(conn.get()) == f.ports.primary);
+  exec(conn.get(), "ROLLBACK");
+  // Back to autocommit: a standby again (read-your-writes may hold reads on the primary for a probe round or
+  // two after the read-write transaction, even though it wrote nothing).
+  const int right_after = server_port(conn.get());
+  MESSAGE("first autocommit read after BEGIN/COMMIT and a rolled-back transaction: "
+          << (right_after == f.ports.primary ? "primary" : "standby"));
+  CHECK(wait_until([&] { return f.standby(server_port(conn.get())); }, 3, 0.05));
+}
+
+TEST_CASE("session routing: the pgmux:primary hint forces the primary") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  for (const char* sql : {"/* pgmux:primary */ SELECT inet_server_port()",
+                          "SELECT inet_server_port() /* pgmux:primary */",
+                          "-- pgmux:primary\nSELECT inet_server_port()"}) {
+    CAPTURE(sql);
+    CHECK(server_port(conn.get(), sql) == f.ports.primary);
+  }
+  CHECK(f.standby(server_port(conn.get())));  // only that statement
+}
+
+TEST_CASE("session routing: a temp table pins the session to the primary") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  CHECK(f.standby(server_port(conn.get())));
+  exec(conn.get(), "CREATE TEMP TABLE scratch (a int)");
+  exec(conn.get(), "INSERT INTO scratch VALUES (1), (2)");
+  for (int i = 0; i < 10; ++i) {
     CHECK(server_port(conn.get()) == f.ports.primary);
-    exec(conn.get(), "COMMIT");
-    exec(conn.get(), "START TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-    CHECK(server_port(conn.get()) == f.ports.primary);
-    exec(conn.get(), "ROLLBACK");
-    // Back to autocommit: a standby again (read-your-writes may hold reads on the primary for a probe round or
-    // two after the read-write transaction, even though it wrote nothing).
-    const int right_after = server_port(conn.get());
-    MESSAGE("first autocommit read after BEGIN/COMMIT and a rolled-back transaction: "
-            << (right_after == f.ports.primary ? "primary" : "standby"));
-    CHECK(wait_until([&] { return f.standby(server_port(conn.get())); }, 3, 0.05));
+    CHECK(scalar(conn.get(), "SELECT count(*) FROM scratch") == "2");
   }
+}
 
-  SUBCASE("the pgmux:primary hint forces the primary") {
-    PgConn conn = connect(f.ci);
-    for (const char* sql : {"/* pgmux:primary */ SELECT inet_server_port()", "SELECT inet_server_port() /* pgmux:primary */",
-                            "-- pgmux:primary\nSELECT inet_server_port()"}) {
-      CAPTURE(sql);
-      CHECK(server_port(conn.get(), sql) == f.ports.primary);
-    }
-    CHECK(f.standby(server_port(conn.get())));  // only that statement
-  }
+TEST_CASE("session routing: SET is replayed to the standby the reads use") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  CHECK(f.standby(server_port(conn.get())));  // take the standby connection first
+  exec(conn.get(), "SET statement_timeout = '12345ms'");
+  exec(conn.get(), "SET rt.flag = 'on-both'");
+  PgResult r = exec(conn.get(),
+                    "SELECT inet_server_port(), current_setting('statement_timeout'), current_setting('rt.flag')");
+  CHECK(f.standby(std::atoi(PQgetvalue(r.get(), 0, 0))));
+  CHECK(std::string(PQgetvalue(r.get(), 0, 1)) == "12345ms");
+  CHECK(std::string(PQgetvalue(r.get(), 0, 2)) == "on-both");
+  // And before any standby connection was taken.
+  PgConn second = connect(f.ci);
+  exec(second.get(), "SET application_name = 'rt-session'");
+  PgResult r2 = exec(second.get(), "SELECT inet_server_port(), current_setting('application_name')");
+  CHECK(f.standby(std::atoi(PQgetvalue(r2.get(), 0, 0))));
+  CHECK(std::string(PQgetvalue(r2.get(), 0, 1)) == "rt-session");
+  // The primary got it too.
+  PgResult r3 = exec(second.get(), "/* pgmux:primary */ SELECT current_setting('application_name')");
+  CHECK(std::string(PQgetvalue(r3.get(), 0, 0)) == "rt-session");
+}
 
-  SUBCASE("a temp table pins the session to the primary") {
-    PgConn conn = connect(f.ci);
-    CHECK(f.standby(server_port(conn.get())));
-    exec(conn.get(), "CREATE TEMP TABLE scratch (a int)");
-    exec(conn.get(), "INSERT INTO scratch VALUES (1), (2)");
-    for (int i = 0; i < 10; ++i) {
-      CHECK(server_port(conn.get()) == f.ports.primary);
-      CHECK(scalar(conn.get(), "SELECT count(*) FROM scratch") == "2");
-    }
-  }
+TEST_CASE("session routing: named prepared statements, before and after writes") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  auto exec_rd = [&](int i) {
+    const std::string v = std::to_string(i);
+    const char* params[] = {v.c_str()};
+    PgResult r(PQexecPrepared(conn.get(), "rd", 1, params, nullptr, nullptr, 0));
+    REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(r.get()));
+    CHECK(std::atoi(PQgetvalue(r.get(), 0, 1)) == i + 1);
+    return std::atoi(PQgetvalue(r.get(), 0, 0));
+  };
+  PgResult pr(PQprepare(conn.get(), "rd", "SELECT inet_server_port(), $1::int + 1", 1, nullptr));
+  REQUIRE_MESSAGE(PQresultStatus(pr.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(pr.get()));
+  for (int i = 0; i < 20; ++i) CHECK(f.standby(exec_rd(i)));  // no write yet: a standby every time
 
-  SUBCASE("SET is replayed to the standby the reads use") {
-    PgConn conn = connect(f.ci);
-    CHECK(f.standby(server_port(conn.get())));  // take the standby connection first
-    exec(conn.get(), "SET statement_timeout = '12345ms'");
-    exec(conn.get(), "SET rt.flag = 'on-both'");
-    PgResult r = exec(conn.get(),
-                      "SELECT inet_server_port(), current_setting('statement_timeout'), current_setting('rt.flag')");
-    CHECK(f.standby(std::atoi(PQgetvalue(r.get(), 0, 0))));
-    CHECK(std::string(PQgetvalue(r.get(), 0, 1)) == "12345ms");
-    CHECK(std::string(PQgetvalue(r.get(), 0, 2)) == "on-both");
-    // And before any standby connection was taken.
-    PgConn second = connect(f.ci);
-    exec(second.get(), "SET application_name = 'rt-session'");
-    PgResult r2 = exec(second.get(), "SELECT inet_server_port(), current_setting('application_name')");
-    CHECK(f.standby(std::atoi(PQgetvalue(r2.get(), 0, 0))));
-    CHECK(std::string(PQgetvalue(r2.get(), 0, 1)) == "rt-session");
-    // The primary got it too.
-    PgResult r3 = exec(second.get(), "/* pgmux:primary */ SELECT current_setting('application_name')");
-    CHECK(std::string(PQgetvalue(r3.get(), 0, 0)) == "rt-session");
-  }
+  PgResult pw(PQprepare(conn.get(), "wr", "INSERT INTO items (v) VALUES ($1) RETURNING inet_server_port()", 1,
+                        nullptr));
+  REQUIRE_MESSAGE(PQresultStatus(pw.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(pw.get()));
+  // Preparing a write runs nothing; where the next reads go shows whether pgmux counted it as a write.
+  int after_parse_on_primary = 0;
+  for (int i = 0; i < 5; ++i) after_parse_on_primary += exec_rd(i) == f.ports.primary;
+  MESSAGE("reads right after preparing (not executing) an INSERT: " << after_parse_on_primary
+                                                                    << " of 5 on the primary");
 
-  SUBCASE("named prepared statements, before and after writes") {
-    PgConn conn = connect(f.ci);
-    auto exec_rd = [&](int i) {
+  int on_standby = 0;
+  int on_primary = 0;
+  for (int i = 0; i < 60; ++i) {
+    const int port = exec_rd(i);
+    on_standby += f.standby(port);
+    on_primary += port == f.ports.primary;
+    if (i % 10 == 9) {  // a write through the other prepared statement, then a plain one
       const std::string v = std::to_string(i);
       const char* params[] = {v.c_str()};
-      PgResult r(PQexecPrepared(conn.get(), "rd", 1, params, nullptr, nullptr, 0));
-      REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(r.get()));
-      CHECK(std::atoi(PQgetvalue(r.get(), 0, 1)) == i + 1);
-      return std::atoi(PQgetvalue(r.get(), 0, 0));
-    };
-    PgResult pr(PQprepare(conn.get(), "rd", "SELECT inet_server_port(), $1::int + 1", 1, nullptr));
-    REQUIRE_MESSAGE(PQresultStatus(pr.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(pr.get()));
-    for (int i = 0; i < 20; ++i) CHECK(f.standby(exec_rd(i)));  // no write yet: a standby every time
-
-    PgResult pw(PQprepare(conn.get(), "wr", "INSERT INTO items (v) VALUES ($1) RETURNING inet_server_port()", 1,
-                          nullptr));
-    REQUIRE_MESSAGE(PQresultStatus(pw.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(pw.get()));
-    // Preparing a write runs nothing; where the next reads go shows whether pgmux counted it as a write.
-    int after_parse_on_primary = 0;
-    for (int i = 0; i < 5; ++i) after_parse_on_primary += exec_rd(i) == f.ports.primary;
-    MESSAGE("reads right after preparing (not executing) an INSERT: " << after_parse_on_primary
-                                                                      << " of 5 on the primary");
-
-    int on_standby = 0;
-    int on_primary = 0;
-    for (int i = 0; i < 60; ++i) {
-      const int port = exec_rd(i);
-      on_standby += f.standby(port);
-      on_primary += port == f.ports.primary;
-      if (i % 10 == 9) {  // a write through the other prepared statement, then a plain one
-        const std::string v = std::to_string(i);
-        const char* params[] = {v.c_str()};
-        PgResult w(PQexecPrepared(conn.get(), "wr", 1, params, nullptr, nullptr, 0));
-        REQUIRE_MESSAGE(PQresultStatus(w.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(w.get()));
-        CHECK(std::atoi(PQgetvalue(w.get(), 0, 0)) == f.ports.primary);
-        exec(conn.get(), "INSERT INTO items (v) VALUES (-1)");
-      }
+      PgResult w(PQexecPrepared(conn.get(), "wr", 1, params, nullptr, nullptr, 0));
+      REQUIRE_MESSAGE(PQresultStatus(w.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(w.get()));
+      CHECK(std::atoi(PQgetvalue(w.get(), 0, 0)) == f.ports.primary);
+      exec(conn.get(), "INSERT INTO items (v) VALUES (-1)");
     }
-    MESSAGE("prepared reads among writes: " << on_standby << " on standbys, " << on_primary << " on the primary");
-    CHECK(on_standby + on_primary == 60);
-    // Read-your-writes over: the statement prepared on both servers runs on a standby again.
-    CHECK(wait_until([&] { return f.standby(exec_rd(1)); }, 5, 0.05));
-    PgConn p = admin(f.ports.primary, kDb);
-    CHECK(scalar(p.get(), "SELECT count(*) FROM items") == "12");
-    exec(conn.get(), "DEALLOCATE rd");
-    PgResult gone(PQexecPrepared(conn.get(), "rd", 0, nullptr, nullptr, nullptr, 0));
-    CHECK(sqlstate(gone.get()) == "26000");
   }
+  MESSAGE("prepared reads among writes: " << on_standby << " on standbys, " << on_primary << " on the primary");
+  CHECK(on_standby + on_primary == 60);
+  // Read-your-writes over: the statement prepared on both servers runs on a standby again.
+  CHECK(wait_until([&] { return f.standby(exec_rd(1)); }, 5, 0.05));
+  PgConn p = admin(f.ports.primary, kDb);
+  CHECK(scalar(p.get(), "SELECT count(*) FROM items") == "12");
+  exec(conn.get(), "DEALLOCATE rd");
+  PgResult gone(PQexecPrepared(conn.get(), "rd", 0, nullptr, nullptr, nullptr, 0));
+  CHECK(sqlstate(gone.get()) == "26000");
+}
 
-  SUBCASE("pipeline mode mixing reads and writes") {
-    PgConn conn = connect(f.ci);
-    REQUIRE(PQenterPipelineMode(conn.get()) == 1);
-    REQUIRE(PQsendPrepare(conn.get(), "pr", "SELECT inet_server_port(), $1::int", 1, nullptr) == 1);
-    constexpr int kRounds = 20;
-    for (int i = 0; i < kRounds; ++i) {
-      const std::string v = std::to_string(i);
-      const char* params[] = {v.c_str()};
-      REQUIRE(PQsendQueryParams(conn.get(), "SELECT inet_server_port(), $1::int", 1, nullptr, params, nullptr,
-                                nullptr, 0) == 1);
-      REQUIRE(PQsendQueryParams(conn.get(), "INSERT INTO items (v) VALUES ($1) RETURNING inet_server_port()", 1,
-                                nullptr, params, nullptr, nullptr, 0) == 1);
-      REQUIRE(PQsendQueryPrepared(conn.get(), "pr", 1, params, nullptr, nullptr, 0) == 1);
-      if (i % 5 == 4) REQUIRE(PQpipelineSync(conn.get()) == 1);
-    }
-    // Expected: 1 prepare + 3 per round, each followed by a NULL; a PIPELINE_SYNC per sync.
-    int tuples = 0, commands = 0, syncs = 0, errors = 0, write_on_primary = 0;
-    const double deadline = now_seconds() + 20;
-    while (syncs < kRounds / 5 && now_seconds() < deadline) {
-      PGresult* raw = PQgetResult(conn.get());
-      if (!raw) continue;  // end of one query's results
-      PgResult r(raw);
-      switch (PQresultStatus(raw)) {
-        case PGRES_TUPLES_OK:
-          ++tuples;
-          if (std::string(PQfname(raw, 0)) == "inet_server_port" && PQnfields(raw) == 1) {
-            write_on_primary += std::atoi(PQgetvalue(raw, 0, 0)) == f.ports.primary;
-          }
-          break;
-        case PGRES_COMMAND_OK: ++commands; break;
-        case PGRES_PIPELINE_SYNC: ++syncs; break;
-        default:
-          ++errors;
-          MESSAGE("pipeline error: " << PQresultErrorMessage(raw));
-          break;
-      }
-    }
-    CHECK(syncs == kRounds / 5);
-    CHECK(errors == 0);
-    CHECK(commands == 1);
-    CHECK(tuples == 3 * kRounds);
-    CHECK(write_on_primary == kRounds);
-    REQUIRE(PQexitPipelineMode(conn.get()) == 1);
-    PgConn p = admin(f.ports.primary, kDb);
-    CHECK(scalar(p.get(), "SELECT count(*) FROM items") == std::to_string(kRounds));
-    CHECK(scalar(conn.get(), "SELECT 1") == "1");
+TEST_CASE("session routing: pipeline mode mixing reads and writes") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  REQUIRE(PQsendPrepare(conn.get(), "pr", "SELECT inet_server_port(), $1::int", 1, nullptr) == 1);
+  constexpr int kRounds = 20;
+  for (int i = 0; i < kRounds; ++i) {
+    const std::string v = std::to_string(i);
+    const char* params[] = {v.c_str()};
+    REQUIRE(PQsendQueryParams(conn.get(), "SELECT inet_server_port(), $1::int", 1, nullptr, params, nullptr,
+                              nullptr, 0) == 1);
+    REQUIRE(PQsendQueryParams(conn.get(), "INSERT INTO items (v) VALUES ($1) RETURNING inet_server_port()", 1,
+                              nullptr, params, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQsendQueryPrepared(conn.get(), "pr", 1, params, nullptr, nullptr, 0) == 1);
+    if (i % 5 == 4) REQUIRE(PQpipelineSync(conn.get()) == 1);
   }
+  // Expected: 1 prepare + 3 per round, each followed by a NULL; a PIPELINE_SYNC per sync.
+  int tuples = 0, commands = 0, syncs = 0, errors = 0, write_on_primary = 0;
+  const double deadline = now_seconds() + 20;
+  while (syncs < kRounds / 5 && now_seconds() < deadline) {
+    PGresult* raw = PQgetResult(conn.get());
+    if (!raw) continue;  // end of one query's results
+    PgResult r(raw);
+    switch (PQresultStatus(raw)) {
+      case PGRES_TUPLES_OK:
+        ++tuples;
+        if (std::string(PQfname(raw, 0)) == "inet_server_port" && PQnfields(raw) == 1) {
+          write_on_primary += std::atoi(PQgetvalue(raw, 0, 0)) == f.ports.primary;
+        }
+        break;
+      case PGRES_COMMAND_OK: ++commands; break;
+      case PGRES_PIPELINE_SYNC: ++syncs; break;
+      default:
+        ++errors;
+        MESSAGE("pipeline error: " << PQresultErrorMessage(raw));
+        break;
+    }
+  }
+  CHECK(syncs == kRounds / 5);
+  CHECK(errors == 0);
+  CHECK(commands == 1);
+  CHECK(tuples == 3 * kRounds);
+  CHECK(write_on_primary == kRounds);
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  PgConn p = admin(f.ports.primary, kDb);
+  CHECK(scalar(p.get(), "SELECT count(*) FROM items") == std::to_string(kRounds));
+  CHECK(scalar(conn.get(), "SELECT 1") == "1");
 }

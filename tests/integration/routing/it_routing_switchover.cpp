@@ -112,14 +112,10 @@ void check_canceled_by_open_transaction(const std::string& admin_ci, const std::
                                  "RETURNING inet_server_port()") == primary_port);
 }
 
-void check_switchover(const char* pool_mode) {
-  const std::string mode = pool_mode;  // CAPTURE prints a char pointer as an address
-  CAPTURE(mode);
-  OwnCluster cluster(std::string("rt-switchover-") + pool_mode);
-  const ClusterPorts& ports = cluster.ports;
-  int listen = pick_listen_port();
-  if (listen >= ports.primary && listen <= ports.standby2) listen = free_port_from(ports.standby2 + 1);
-  nlohmann::json config = routing_config(listen, ports);
+// pgmux over the cluster's three nodes as primary/standby1/standby2, pooled by `pool_mode`, with an admin user and
+// the switchover commands of cluster.sh (rejoin the old primary, repoint the other standby).
+nlohmann::json switchover_config(const OwnCluster& cluster, int listen, const char* pool_mode) {
+  nlohmann::json config = routing_config(listen, cluster.ports);
   config["users"].push_back({{"name", "admin"}, {"password", "admin"}});
   config["admin_users"] = nlohmann::json::array({"admin"});
   config["routing"] = {{"failover_timeout", 30}};
@@ -133,10 +129,12 @@ void check_switchover(const char* pool_mode) {
                           {"command_timeout", 60},
                           {"demote_command", sh + "rejoin " + cluster.dir + " %n %N"},
                           {"follow_primary_command", sh + "follow " + cluster.dir + " %n %N"}};
-  ProxyUnderTest proxy(config.dump(), listen);
-  const std::string app_ci = proxy.conninfo("app", "app", "app");
-  const std::string admin_ci = proxy.conninfo("admin", "admin", "pgmux");
-  const std::string pgbench = std::string(kBin) + "/pgbench -h 127.0.0.1 -U app ";
+  return config;
+}
+
+// pgbench -i on the primary, then waits until standby1 can be the switchover's target.
+void init_pgbench_tables(const OwnCluster& cluster, const std::string& pgbench, const std::string& admin_ci) {
+  const ClusterPorts& ports = cluster.ports;
   REQUIRE(run_cmd("PGPASSWORD=app " + pgbench + "-p " + std::to_string(ports.primary) + " -i -s 2 -q app >" +
                   cluster.dir + ".init.log 2>&1") == 0);
   REQUIRE(wait_replayed(ports, 20));
@@ -145,13 +143,20 @@ void check_switchover(const char* pool_mode) {
     return backend_field(admin_ci, "standby1", "sync_state") == "async" &&
            backend_field(admin_ci, "standby1", "excluded_reason").empty();
   }, 30));
+}
 
-  // Refused before anything is held.
+// Refused before anything is held.
+void check_refusals(const std::string& admin_ci) {
   CHECK(console(admin_ci, "SWITCHOVER TO nosuch").sqlstate == "42704");
-  CHECK(console(admin_ci, "SWITCHOVER TO primary").message == "switchover refused: backend \"primary\" is already the primary");
+  CHECK(console(admin_ci, "SWITCHOVER TO primary").message ==
+        "switchover refused: backend \"primary\" is already the primary");
   CHECK(console(admin_ci, "SWITCHOVER FROM x").sqlstate == "42601");
-  check_canceled_by_open_transaction(admin_ci, app_ci, ports.primary);
+}
 
+// SWITCHOVER TO standby1 while pgbench runs through pgmux on `listen`: it succeeds, a RELOAD meanwhile is refused,
+// and pgbench ends with no failed transaction.
+void check_switchover_under_pgbench(const std::string& admin_ci, const std::string& pgbench, int listen,
+                                    const char* pool_mode) {
   Background run("timeout 120 " + pgbench + "-p " + std::to_string(listen) + " -n -c " + std::to_string(kClients) +
                  " -j 4 -T " + std::to_string(kSeconds) + " app");
   std::this_thread::sleep_for(std::chrono::seconds(4));
@@ -178,18 +183,22 @@ void check_switchover(const char* pool_mode) {
   CHECK(run.output.find("number of failed transactions: 0 ") != std::string::npos);
   CHECK(run.output.find("abort") == std::string::npos);
   CHECK(run.output.find("rror") == std::string::npos);
+}
 
-  // Every committed transaction's history row and its balance changes, on the new primary.
-  PgConn np = admin(ports.standby1, "app");
+// Every committed transaction's history row and its balance changes, on the new primary.
+void check_balances_on_new_primary(int new_primary_port) {
+  PgConn np = admin(new_primary_port, "app");
   CHECK(scalar(np.get(), "SELECT pg_is_in_recovery()") == "f");
   const long long delta = sum_of(np.get(), "SELECT coalesce(sum(delta), 0) FROM pgbench_history");
   CHECK(sum_of(np.get(), "SELECT sum(abalance) FROM pgbench_accounts") == delta);
   CHECK(sum_of(np.get(), "SELECT sum(bbalance) FROM pgbench_branches") == delta);
   CHECK(sum_of(np.get(), "SELECT sum(tbalance) FROM pgbench_tellers") == delta);
   CHECK(sum_of(np.get(), "SELECT count(*) FROM pgbench_history") > 0);
+}
 
-  // Writes go to standby1 now; the old primary, rejoined as a standby of timeline 2, and the repointed standby2
-  // serve reads again.
+// Writes go to standby1 now; the old primary, rejoined as a standby of timeline 2, and the repointed standby2
+// serve reads again.
+void check_roles_after_switchover(const std::string& admin_ci, const std::string& app_ci, const ClusterPorts& ports) {
   PgConn after = connect(app_ci);
   CHECK(server_port(after.get(), "INSERT INTO pgbench_history (tid, bid, aid, delta) VALUES (1, 1, 1, 0) "
                                  "RETURNING inet_server_port()") == ports.standby1);
@@ -197,6 +206,26 @@ void check_switchover(const char* pool_mode) {
   CHECK(backend_field(admin_ci, "primary", "timeline") == "2");
   CHECK(wait_until([&] { return backend_field(admin_ci, "standby2", "timeline") == "2"; }, 40));
   CHECK(wait_ports_serving(app_ci, {ports.primary, ports.standby2}, 30));
+}
+
+void check_switchover(const char* pool_mode) {
+  const std::string mode = pool_mode;  // CAPTURE prints a char pointer as an address
+  CAPTURE(mode);
+  OwnCluster cluster(std::string("rt-switchover-") + pool_mode);
+  const ClusterPorts& ports = cluster.ports;
+  int listen = pick_listen_port();
+  if (listen >= ports.primary && listen <= ports.standby2) listen = free_port_from(ports.standby2 + 1);
+  ProxyUnderTest proxy(switchover_config(cluster, listen, pool_mode).dump(), listen);
+  const std::string app_ci = proxy.conninfo("app", "app", "app");
+  const std::string admin_ci = proxy.conninfo("admin", "admin", "pgmux");
+  const std::string pgbench = std::string(kBin) + "/pgbench -h 127.0.0.1 -U app ";
+  init_pgbench_tables(cluster, pgbench, admin_ci);
+
+  check_refusals(admin_ci);
+  check_canceled_by_open_transaction(admin_ci, app_ci, ports.primary);
+  check_switchover_under_pgbench(admin_ci, pgbench, listen, pool_mode);
+  check_balances_on_new_primary(ports.standby1);
+  check_roles_after_switchover(admin_ci, app_ci, ports);
   CHECK_FALSE(proxy.process()->wait_exit(0));
 }
 
