@@ -4,6 +4,8 @@
 // close. Backends kept under the same name keep serving after the list is reordered.
 #include <doctest/doctest.h>
 
+#include <array>
+
 #include "tests/integration/reload/reload_support.hpp"
 
 using namespace pgmux::test;
@@ -23,6 +25,98 @@ int app_connections(int port) {
                                           kDb + "'").c_str());
 }
 
+// What the steps of the add/remove/reorder test share: pgmux, its config (rewritten by each step) and the two
+// clients connected throughout, session pooled and transaction pooled.
+struct ReloadRun {
+  const ClusterPorts& ports;
+  nlohmann::json& config;
+  PgmuxProcess& pgmux;
+  const std::string& ci;
+  PGconn* session;
+  PGconn* pooled;
+
+  std::array<PGconn*, 2> clients() const { return {session, pooled}; }
+  void clients_read_from(int port) const {
+    for (int i = 0; i < 4; ++i) {
+      for (PGconn* c : clients()) CHECK(server_port(c) == port);
+    }
+  }
+};
+
+// Added: standby2 takes every read once the prober has seen it (standby1 weight 0).
+void add_standby2(const ReloadRun& run) {
+  run.config["backends"][1]["weight"] = 0;
+  run.config["backends"].push_back(backend("standby2", run.ports.standby2, 1));
+  const std::string log = reload_config(run.pgmux, run.config);
+  CHECK_MESSAGE(contains(log, "backends +standby2, weight standby1 1->0"), log);
+  REQUIRE(wait_until([&] { return fresh_read_port(run.ci) == run.ports.standby2; }, 10));
+  run.clients_read_from(run.ports.standby2);
+}
+
+// Removed while each client has a read-only transaction open on it: standby2 drains.
+void remove_standby2_under_transactions(const ReloadRun& run) {
+  const ClusterPorts& ports = run.ports;
+  // Session state that must follow the session-pooled client off the removed backend: a setting (replayed) and
+  // a prepared statement (prepared again where it is next used).
+  exec(run.session, "SET statement_timeout = '12345'");
+  PgResult prepared(PQprepare(run.session, "where_am_i", "SELECT inet_server_port()", 0, nullptr));
+  REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+
+  // A read-only transaction open on standby2 in each client when standby2 is removed.
+  for (PGconn* c : run.clients()) {
+    exec(c, "BEGIN READ ONLY");
+    CHECK(server_port(c) == ports.standby2);
+  }
+  run.config["backends"].erase(2);
+  run.config["backends"][1]["weight"] = 1;
+  const std::string log = reload_config(run.pgmux, run.config);
+  CHECK_MESSAGE(contains(log, "backends -standby2, weight standby1 0->1"), log);
+  CHECK_MESSAGE(contains(log, "draining"), log);
+  for (PGconn* c : run.clients()) {
+    CHECK(server_port(c) == ports.standby2);  // the transaction finishes where it started
+    CHECK(scalar(c, "SELECT count(*) FROM pg_class WHERE relname = 'pg_class'") == "1");
+    exec(c, "COMMIT");
+  }
+  run.clients_read_from(ports.standby1);  // then the next statements go elsewhere
+  CHECK(scalar(run.session, "SELECT current_setting('statement_timeout')") == "12345ms");
+  PgResult moved(PQexecPrepared(run.session, "where_am_i", 0, nullptr, nullptr, nullptr, 0));
+  REQUIRE(PQresultStatus(moved.get()) == PGRES_TUPLES_OK);
+  CHECK(std::atoi(PQgetvalue(moved.get(), 0, 0)) == ports.standby1);
+  std::map<int, int> split = read_split(run.ci, 10);
+  CHECK(split[ports.standby1] == 10);
+  // The drained pools' servers are gone from standby2, and the pools with them.
+  CHECK(wait_until([&] { return app_connections(ports.standby2) == 0; }, 10));
+  CHECK(wait_until([&] { return contains(run.pgmux.log(), "drained after its backend was removed, removed"); }, 5));
+}
+
+// Re-added in front of standby1: the list order changes, the backends keep their names and weights.
+void readd_standby2_in_front(const ReloadRun& run) {
+  const ClusterPorts& ports = run.ports;
+  run.config["backends"] = nlohmann::json::array({backend("primary", ports.primary, 1),
+                                                  backend("standby2", ports.standby2, 1),
+                                                  backend("standby1", ports.standby1, 0)});
+  reload_config(run.pgmux, run.config);
+  REQUIRE(wait_until([&] { return fresh_read_port(run.ci) == ports.standby2; }, 10));
+  run.clients_read_from(ports.standby2);
+  run.config["backends"][1]["weight"] = 0;
+  run.config["backends"][2]["weight"] = 1;
+  reload_config(run.pgmux, run.config);
+  run.clients_read_from(ports.standby1);
+  std::map<int, int> split = read_split(run.ci, 10);
+  CHECK(split[ports.standby1] == 10);
+}
+
+// Writes still reach the primary, and no client was ever refused or dropped.
+void check_clients_still_write(const ReloadRun& run) {
+  for (PGconn* c : run.clients()) {
+    CHECK(PQstatus(c) == CONNECTION_OK);
+    CHECK(scalar(c, "INSERT INTO t VALUES (1) RETURNING inet_server_port()") == std::to_string(run.ports.primary));
+  }
+  const std::string all = run.pgmux.log();
+  CHECK_MESSAGE(!contains(all, "FATAL"), all);
+  CHECK_MESSAGE(!contains(all, "request not sent"), all);
+}
+
 }  // namespace
 
 TEST_CASE("reload: backends added, removed (drained) and reordered under connected clients") {
@@ -35,82 +129,17 @@ TEST_CASE("reload: backends added, removed (drained) and reordered under connect
                                               backend("standby1", ports.standby1, 1)});
   config["databases"].push_back({{"name", kTxDb}, {"server_database", kDb}, {"pool_mode", "transaction"}});
   ProxyUnderTest proxy(config.dump(), listen);
-  PgmuxProcess& pgmux = *proxy.process();
   const std::string ci = proxy.conninfo("app", "app", kDb);
   REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1}, 20), "standby1 never served reads");
 
   PgConn session = connect(ci);
   PgConn pooled = connect(proxy.conninfo("app", "app", kTxDb));
-  PGconn* clients[] = {session.get(), pooled.get()};
-  auto clients_read_from = [&](int port) {
-    for (int i = 0; i < 4; ++i) {
-      for (PGconn* c : clients) CHECK(server_port(c) == port);
-    }
-  };
-  clients_read_from(ports.standby1);
-
-  // Added: standby2 takes every read once the prober has seen it (standby1 weight 0).
-  config["backends"][1]["weight"] = 0;
-  config["backends"].push_back(backend("standby2", ports.standby2, 1));
-  std::string log = reload_config(pgmux, config);
-  CHECK_MESSAGE(contains(log, "backends +standby2, weight standby1 1->0"), log);
-  REQUIRE(wait_until([&] { return fresh_read_port(ci) == ports.standby2; }, 10));
-  clients_read_from(ports.standby2);
-
-  // Session state that must follow the session-pooled client off the removed backend: a setting (replayed) and
-  // a prepared statement (prepared again where it is next used).
-  exec(session.get(), "SET statement_timeout = '12345'");
-  PgResult prepared(PQprepare(session.get(), "where_am_i", "SELECT inet_server_port()", 0, nullptr));
-  REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
-
-  // A read-only transaction open on standby2 in each client when standby2 is removed.
-  for (PGconn* c : clients) {
-    exec(c, "BEGIN READ ONLY");
-    CHECK(server_port(c) == ports.standby2);
-  }
-  config["backends"].erase(2);
-  config["backends"][1]["weight"] = 1;
-  log = reload_config(pgmux, config);
-  CHECK_MESSAGE(contains(log, "backends -standby2, weight standby1 0->1"), log);
-  CHECK_MESSAGE(contains(log, "draining"), log);
-  for (PGconn* c : clients) {
-    CHECK(server_port(c) == ports.standby2);  // the transaction finishes where it started
-    CHECK(scalar(c, "SELECT count(*) FROM pg_class WHERE relname = 'pg_class'") == "1");
-    exec(c, "COMMIT");
-  }
-  clients_read_from(ports.standby1);  // then the next statements go elsewhere
-  CHECK(scalar(session.get(), "SELECT current_setting('statement_timeout')") == "12345ms");
-  PgResult moved(PQexecPrepared(session.get(), "where_am_i", 0, nullptr, nullptr, nullptr, 0));
-  REQUIRE(PQresultStatus(moved.get()) == PGRES_TUPLES_OK);
-  CHECK(std::atoi(PQgetvalue(moved.get(), 0, 0)) == ports.standby1);
-  std::map<int, int> split = read_split(ci, 10);
-  CHECK(split[ports.standby1] == 10);
-  // The drained pools' servers are gone from standby2, and the pools with them.
-  CHECK(wait_until([&] { return app_connections(ports.standby2) == 0; }, 10));
-  CHECK(wait_until([&] { return contains(pgmux.log(), "drained after its backend was removed, removed"); }, 5));
-
-  // Re-added in front of standby1: the list order changes, the backends keep their names and weights.
-  config["backends"] = nlohmann::json::array({backend("primary", ports.primary, 1),
-                                              backend("standby2", ports.standby2, 1),
-                                              backend("standby1", ports.standby1, 0)});
-  reload_config(pgmux, config);
-  REQUIRE(wait_until([&] { return fresh_read_port(ci) == ports.standby2; }, 10));
-  clients_read_from(ports.standby2);
-  config["backends"][1]["weight"] = 0;
-  config["backends"][2]["weight"] = 1;
-  reload_config(pgmux, config);
-  clients_read_from(ports.standby1);
-  split = read_split(ci, 10);
-  CHECK(split[ports.standby1] == 10);
-
-  // Writes still reach the primary, and no client was ever refused or dropped.
-  for (PGconn* c : clients) {
-    CHECK(PQstatus(c) == CONNECTION_OK);
-    CHECK(scalar(c, "INSERT INTO t VALUES (1) RETURNING inet_server_port()") == std::to_string(ports.primary));
-  }
-  const std::string all = pgmux.log();
-  CHECK_MESSAGE(!contains(all, "FATAL"), all);
-  CHECK_MESSAGE(!contains(all, "request not sent"), all);
+  const ReloadRun run{ports, config, *proxy.process(), ci, session.get(), pooled.get()};
+  run.clients_read_from(ports.standby1);
+  add_standby2(run);
+  remove_standby2_under_transactions(run);
+  readd_standby2_in_front(run);
+  check_clients_still_write(run);
   session.reset();
   pooled.reset();
   drop_database(ports, kDb);
