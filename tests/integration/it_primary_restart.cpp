@@ -99,6 +99,92 @@ class ServerWaitSession {
   PgConn waiting_;
 };
 
+// A session whose next statement is held by PAUSE (of its own database, postgres) when the server shuts down:
+// the session's connection ends with the same FATAL 57P01 while the client waits; the session outlives it too,
+// and its statement runs after RESUME, on the restarted server, with its settings.
+class PausedSession {
+ public:
+  void start(const ProxyUnderTest& target) {
+    client_ = connect(target.conninfo("app", "app", "postgres"));
+    exec(client_.get(), "SET application_name = 'kept_while_paused'");
+    console_ = connect(target.conninfo("admin", "admin-secret", "pgmux"));
+    exec(console_.get(), "PAUSE postgres");
+    REQUIRE(PQsendQuery(client_.get(), "SHOW application_name") == 1);
+  }
+
+  // The held statement was not answered while paused; after RESUME it runs with the session's settings.
+  void check_resumed() {
+    CHECK(PQconsumeInput(client_.get()) == 1);
+    CHECK(PQisBusy(client_.get()) == 1);
+    exec(console_.get(), "RESUME postgres");
+    CHECK(await_value(client_.get(), 15) == "kept_while_paused");
+    CHECK(scalar(client_.get(), "SELECT 'after'") == "after");
+  }
+
+ private:
+  PgConn client_;
+  PgConn console_;
+};
+
+// The outcomes of the sessions whose statement was running when the server shut down.
+void check_running_statements_lost(const ProxyUnderTest& target, PGconn* busy_client, PGconn* tx_client) {
+  const std::string busy_outcome = await_error(busy_client, 10);
+  MESSAGE("the busy session read: " << busy_outcome);
+  if (target.direct()) {
+    CHECK(busy_outcome == "FATAL 57P01 terminating connection due to administrator command");
+  } else {
+    CHECK(busy_outcome.rfind("ERROR 08006 server connection lost (backend \"primary\"); the statement may or may "
+                             "not have been executed", 0) == 0);
+    CHECK(PQstatus(busy_client) == CONNECTION_OK);
+  }
+
+  const std::string tx_outcome = await_error(tx_client, 10);
+  MESSAGE("the session inside a transaction read: " << tx_outcome);
+  CHECK(tx_outcome == "FATAL 57P01 terminating connection due to administrator command");
+  CHECK(PQstatus(tx_client) == CONNECTION_BAD);
+}
+
+// What clients see while the primary is down.
+void check_errors_while_down(const ProxyUnderTest& target, PGconn* old_client) {
+  // A session whose server died: its next query fails, promptly.
+  {
+    auto t0 = Clock::now();
+    PgResult res(PQexec(old_client, "SELECT 1"));
+    CHECK(PQresultStatus(res.get()) != PGRES_TUPLES_OK);
+    CHECK(seconds_since(t0) < 5.0);
+  }
+
+  // New clients: a clear error that names the backend, within a few seconds.
+  const int primary_port = cluster_ports().primary;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto t0 = Clock::now();
+    std::string err = try_query(target.app_conninfo());
+    double took = seconds_since(t0);
+    MESSAGE("while down (" << took << " s): " << err);
+    CHECK_FALSE(err.empty());
+    CHECK(took < 6.0);
+    bool names_backend = err.find("primary") != std::string::npos ||
+                         err.find(std::to_string(primary_port)) != std::string::npos;
+    CHECK_MESSAGE(names_backend, "error should name the backend (\"primary\" or port " << primary_port << ")");
+  }
+}
+
+// After the restart new clients succeed (allow pgmux a few seconds to notice).
+void check_new_clients_after_restart(const ProxyUnderTest& target) {
+  auto t0 = Clock::now();
+  std::string err = "not tried";
+  while (seconds_since(t0) < 15.0) {
+    err = try_query(target.app_conninfo());
+    if (err.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  MESSAGE("back after " << seconds_since(t0) << " s");
+  CHECK_MESSAGE(err.empty(), err);
+
+  // Several clients, to cover more than one pooled server.
+  for (int i = 0; i < 10; ++i) CHECK(try_query(target.app_conninfo()) == "");
+}
+
 }  // namespace
 
 TEST_CASE("primary stopped and started again") {
@@ -109,20 +195,9 @@ TEST_CASE("primary stopped and started again") {
   config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
   config["admin_users"] = nlohmann::json::array({"admin"});
   ProxyUnderTest target(config.dump(2), listen_port);
-  int primary_port = cluster_ports().primary;
 
-  // A session whose next statement is held by PAUSE (of its own database, postgres) when the server shuts down:
-  // the session's connection ends with the same FATAL 57P01 while the client waits; the session outlives it too,
-  // and its statement runs after RESUME, on the restarted server, with its settings.
-  PgConn paused_client;
-  PgConn console;
-  if (!target.direct()) {
-    paused_client = connect(target.conninfo("app", "app", "postgres"));
-    exec(paused_client.get(), "SET application_name = 'kept_while_paused'");
-    console = connect(target.conninfo("admin", "admin-secret", "pgmux"));
-    exec(console.get(), "PAUSE postgres");
-    REQUIRE(PQsendQuery(paused_client.get(), "SHOW application_name") == 1);
-  }
+  PausedSession paused;
+  if (!target.direct()) paused.start(target);
   ServerWaitSession server_wait;
   if (!target.direct()) server_wait.start();
 
@@ -144,72 +219,18 @@ TEST_CASE("primary stopped and started again") {
   PrimaryGuard guard;
   REQUIRE(cluster_cmd("stop-node") == 0);
   guard.stopped = true;
-
-  const std::string busy_outcome = await_error(busy_client.get(), 10);
-  MESSAGE("the busy session read: " << busy_outcome);
-  if (target.direct()) {
-    CHECK(busy_outcome == "FATAL 57P01 terminating connection due to administrator command");
-  } else {
-    CHECK(busy_outcome.rfind("ERROR 08006 server connection lost (backend \"primary\"); the statement may or may "
-                             "not have been executed", 0) == 0);
-    CHECK(PQstatus(busy_client.get()) == CONNECTION_OK);
-  }
-
-  const std::string tx_outcome = await_error(tx_client.get(), 10);
-  MESSAGE("the session inside a transaction read: " << tx_outcome);
-  CHECK(tx_outcome == "FATAL 57P01 terminating connection due to administrator command");
-  CHECK(PQstatus(tx_client.get()) == CONNECTION_BAD);
-
-  // A session whose server died: its next query fails, promptly.
-  {
-    auto t0 = Clock::now();
-    PgResult res(PQexec(old_client.get(), "SELECT 1"));
-    CHECK(PQresultStatus(res.get()) != PGRES_TUPLES_OK);
-    CHECK(seconds_since(t0) < 5.0);
-  }
-
-  // New clients: a clear error that names the backend, within a few seconds.
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    auto t0 = Clock::now();
-    std::string err = try_query(target.app_conninfo());
-    double took = seconds_since(t0);
-    MESSAGE("while down (" << took << " s): " << err);
-    CHECK_FALSE(err.empty());
-    CHECK(took < 6.0);
-    bool names_backend = err.find("primary") != std::string::npos ||
-                         err.find(std::to_string(primary_port)) != std::string::npos;
-    CHECK_MESSAGE(names_backend, "error should name the backend (\"primary\" or port " << primary_port << ")");
-  }
-
+  check_running_statements_lost(target, busy_client.get(), tx_client.get());
+  check_errors_while_down(target, old_client.get());
   REQUIRE(cluster_cmd("start-node") == 0);  // waits for both standbys to stream again
   guard.stopped = false;
-
-  // After the restart new clients succeed (allow pgmux a few seconds to notice).
-  auto t0 = Clock::now();
-  std::string err = "not tried";
-  while (seconds_since(t0) < 15.0) {
-    err = try_query(target.app_conninfo());
-    if (err.empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
-  MESSAGE("back after " << seconds_since(t0) << " s");
-  CHECK_MESSAGE(err.empty(), err);
-
-  // Several clients, to cover more than one pooled server.
-  for (int i = 0; i < 10; ++i) CHECK(try_query(target.app_conninfo()) == "");
+  check_new_clients_after_restart(target);
 
   // The busy session goes on, on the restarted server, with its settings.
   if (!target.direct()) {
     CHECK(scalar(busy_client.get(), "SHOW application_name") == "kept_across_restart");
   }
-
-  // The held statement was not answered while paused; after RESUME it runs with the session's settings.
   if (!target.direct()) {
-    CHECK(PQconsumeInput(paused_client.get()) == 1);
-    CHECK(PQisBusy(paused_client.get()) == 1);
-    exec(console.get(), "RESUME postgres");
-    CHECK(await_value(paused_client.get(), 15) == "kept_while_paused");
-    CHECK(scalar(paused_client.get(), "SELECT 'after'") == "after");
+    paused.check_resumed();
     server_wait.check_answered();
   }
 }

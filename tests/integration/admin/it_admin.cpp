@@ -118,6 +118,92 @@ std::map<int, int> read_split(const std::string& conninfo, int reads) {
   return counts;
 }
 
+// SHOW BACKENDS (and its Pgpool-II name SHOW POOL_NODES), SHOW POOLS and SHOW BACKEND_POOLS, after reads.
+void check_show_backends_and_pools(PGconn* conn, const ClusterPorts& ports) {
+  Table backends = query(conn, "SHOW BACKENDS");
+  CHECK(has_columns(backends, {"node_id", "hostname", "port", "status", "pg_status", "lb_weight", "role", "pg_role",
+                               "select_cnt", "load_balance_node", "replication_delay", "last_status_change",
+                               "lag_bytes", "lag_seconds", "timeline", "excluded_reason"}));
+  REQUIRE(backends.rows.size() == 3);
+  CHECK(backends.rows[0]["port"] == std::to_string(ports.primary));
+  CHECK(backends.rows[0]["role"] == "primary");
+  CHECK(backends.rows[0]["pg_role"] == "primary");
+  CHECK(backends.rows[1]["role"] == "standby");
+  CHECK(backends.rows[2]["pg_role"] == "standby");
+  CHECK(backends.rows[1]["status"] == "up");
+  CHECK(backends.rows[1]["lb_weight"] == "0.5");
+  CHECK(backends.rows[1]["load_balance_node"] == "t");
+  CHECK(backends.rows[0]["timeline"] != "0");
+  // The reads above were counted where they went.
+  const long selects =
+      std::atol(backends.rows[1]["select_cnt"].c_str()) + std::atol(backends.rows[2]["select_cnt"].c_str());
+  CHECK(selects >= 2);
+  CHECK(query(conn, "SHOW POOL_NODES").columns == backends.columns);
+
+  Table pools = query(conn, "SHOW POOLS");  // PgBouncer's: one row per (database, user)
+  const auto* app_pool = pools.find("database", kDb);
+  REQUIRE(app_pool != nullptr);
+  CHECK(app_pool->at("user") == "app");
+  CHECK(std::atoi(app_pool->at("cl_active").c_str()) >= 1);
+  CHECK(app_pool->at("pool_mode") == "transaction");
+  CHECK(app_pool->at("backends").find("primary") != std::string::npos);
+  Table backend_pools = query(conn, "SHOW BACKEND_POOLS");  // pgmux's: one per (database, user, backend)
+  bool primary_pool = false;
+  for (const auto& row : backend_pools.rows) {
+    if (row.at("database") == kDb && row.at("user") == "app" && row.at("backend") == "primary") {
+      primary_pool = true;
+      CHECK(row.at("pool_mode") == "transaction");
+      CHECK(row.at("pool_size") == "4");
+      CHECK(row.at("role") == "primary");
+      CHECK(std::atoi(row.at("sv_idle").c_str()) + std::atoi(row.at("sv_active").c_str()) >= 1);
+    }
+  }
+  CHECK(primary_pool);
+}
+
+// SHOW STATS, LISTS, DATABASES, USERS and CONFIG; `client` is the transaction-pooled app client.
+void check_show_stats_and_settings(PGconn* conn, PGconn* client) {
+  // Ten more queries: the database's totals move by at least that much.
+  auto total = [&](const char* column) {
+    const Table stats = query(conn, "SHOW STATS");
+    const auto* row = stats.find("database", kDb);
+    return row ? std::atol(row->at(column).c_str()) : -1L;
+  };
+  const long queries_before = total("total_query_count");
+  const long xacts_before = total("total_xact_count");
+  for (int i = 0; i < 10; ++i) exec(client, "SELECT 1");
+  CHECK(total("total_query_count") >= queries_before + 10);
+  CHECK(total("total_xact_count") >= xacts_before + 10);
+  Table stats = query(conn, "SHOW STATS");
+  CHECK(has_columns(stats, {"database", "total_xact_count", "total_query_count", "total_received", "total_sent",
+                            "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_time",
+                            "avg_query_time"}));
+  CHECK(std::atol(stats.find("database", kDb)->at("total_sent").c_str()) > 0);
+
+  Table lists = query(conn, "SHOW LISTS");
+  CHECK(lists.find("list", "backends")->at("items") == "3");
+  CHECK(std::atoi(lists.find("list", "admin_clients")->at("items").c_str()) >= 1);
+  CHECK(std::atoi(lists.find("list", "used_clients")->at("items").c_str()) >= 1);
+
+  Table databases = query(conn, "SHOW DATABASES");
+  CHECK(has_columns(databases, {"name", "database", "pool_size", "min_pool_size", "reserve_pool", "pool_mode",
+                                "max_connections", "current_connections", "paused"}));
+  REQUIRE(databases.find("name", kDb) != nullptr);
+  CHECK(databases.find("name", kDb)->at("pool_mode") == "transaction");
+
+  Table users = query(conn, "SHOW USERS");
+  CHECK(users.find("name", "admin")->at("console") == "admin");
+  CHECK(users.find("name", "watcher")->at("console") == "stats");
+  CHECK(users.find("name", "app")->at("auth_method") == "trust");
+
+  Table config = query(conn, "SHOW CONFIG");
+  CHECK(has_columns(config, {"key", "value", "default", "changeable"}));
+  CHECK(config.find("key", "routing.max_lag_bytes")->at("value") == "16777216");
+  CHECK(config.find("key", "routing.max_lag_bytes")->at("changeable") == "yes");
+  CHECK(config.find("key", "listeners")->at("changeable") == "restart");
+  CHECK(config.find("key", "health_check.period")->at("value") == "0.2");
+}
+
 }  // namespace
 
 TEST_CASE_FIXTURE(Fixture, "console access: admin_users, stats_users, everyone else refused") {
@@ -252,44 +338,7 @@ TEST_CASE_FIXTURE(Fixture, "SHOW commands answer tables with PgBouncer's and Pgp
   CHECK(help.rows.size() >= 20);
   CHECK(help.find("command", "EXPLAIN ROUTE <sql>") != nullptr);
 
-  Table backends = query(conn.get(), "SHOW BACKENDS");
-  CHECK(has_columns(backends, {"node_id", "hostname", "port", "status", "pg_status", "lb_weight", "role", "pg_role",
-                               "select_cnt", "load_balance_node", "replication_delay", "last_status_change",
-                               "lag_bytes", "lag_seconds", "timeline", "excluded_reason"}));
-  REQUIRE(backends.rows.size() == 3);
-  CHECK(backends.rows[0]["port"] == std::to_string(ports.primary));
-  CHECK(backends.rows[0]["role"] == "primary");
-  CHECK(backends.rows[0]["pg_role"] == "primary");
-  CHECK(backends.rows[1]["role"] == "standby");
-  CHECK(backends.rows[2]["pg_role"] == "standby");
-  CHECK(backends.rows[1]["status"] == "up");
-  CHECK(backends.rows[1]["lb_weight"] == "0.5");
-  CHECK(backends.rows[1]["load_balance_node"] == "t");
-  CHECK(backends.rows[0]["timeline"] != "0");
-  // The reads above were counted where they went.
-  const long selects = std::atol(backends.rows[1]["select_cnt"].c_str()) + std::atol(backends.rows[2]["select_cnt"].c_str());
-  CHECK(selects >= 2);
-  CHECK(query(conn.get(), "SHOW POOL_NODES").columns == backends.columns);
-
-  Table pools = query(conn.get(), "SHOW POOLS");  // PgBouncer's: one row per (database, user)
-  const auto* app_pool = pools.find("database", kDb);
-  REQUIRE(app_pool != nullptr);
-  CHECK(app_pool->at("user") == "app");
-  CHECK(std::atoi(app_pool->at("cl_active").c_str()) >= 1);
-  CHECK(app_pool->at("pool_mode") == "transaction");
-  CHECK(app_pool->at("backends").find("primary") != std::string::npos);
-  Table backend_pools = query(conn.get(), "SHOW BACKEND_POOLS");  // pgmux's: one per (database, user, backend)
-  bool primary_pool = false;
-  for (const auto& row : backend_pools.rows) {
-    if (row.at("database") == kDb && row.at("user") == "app" && row.at("backend") == "primary") {
-      primary_pool = true;
-      CHECK(row.at("pool_mode") == "transaction");
-      CHECK(row.at("pool_size") == "4");
-      CHECK(row.at("role") == "primary");
-      CHECK(std::atoi(row.at("sv_idle").c_str()) + std::atoi(row.at("sv_active").c_str()) >= 1);
-    }
-  }
-  CHECK(primary_pool);
+  check_show_backends_and_pools(conn.get(), ports);
 
   const Table clients = query(conn.get(), "SHOW CLIENTS");
   CHECK(has_columns(clients, {"id", "type", "user", "database", "state", "addr", "port", "connect_time",
@@ -320,45 +369,7 @@ TEST_CASE_FIXTURE(Fixture, "SHOW commands answer tables with PgBouncer's and Pgp
   CHECK(during.find("application_name", "admin_it_client")->at("state") == "active");
   exec(client.get(), "COMMIT");
 
-  // Ten more queries: the database's totals move by at least that much.
-  auto total = [&](const char* column) {
-    const Table stats = query(conn.get(), "SHOW STATS");
-    const auto* row = stats.find("database", kDb);
-    return row ? std::atol(row->at(column).c_str()) : -1L;
-  };
-  const long queries_before = total("total_query_count");
-  const long xacts_before = total("total_xact_count");
-  for (int i = 0; i < 10; ++i) exec(client.get(), "SELECT 1");
-  CHECK(total("total_query_count") >= queries_before + 10);
-  CHECK(total("total_xact_count") >= xacts_before + 10);
-  Table stats = query(conn.get(), "SHOW STATS");
-  CHECK(has_columns(stats, {"database", "total_xact_count", "total_query_count", "total_received", "total_sent",
-                            "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_time",
-                            "avg_query_time"}));
-  CHECK(std::atol(stats.find("database", kDb)->at("total_sent").c_str()) > 0);
-
-  Table lists = query(conn.get(), "SHOW LISTS");
-  CHECK(lists.find("list", "backends")->at("items") == "3");
-  CHECK(std::atoi(lists.find("list", "admin_clients")->at("items").c_str()) >= 1);
-  CHECK(std::atoi(lists.find("list", "used_clients")->at("items").c_str()) >= 1);
-
-  Table databases = query(conn.get(), "SHOW DATABASES");
-  CHECK(has_columns(databases, {"name", "database", "pool_size", "min_pool_size", "reserve_pool", "pool_mode",
-                                "max_connections", "current_connections", "paused"}));
-  REQUIRE(databases.find("name", kDb) != nullptr);
-  CHECK(databases.find("name", kDb)->at("pool_mode") == "transaction");
-
-  Table users = query(conn.get(), "SHOW USERS");
-  CHECK(users.find("name", "admin")->at("console") == "admin");
-  CHECK(users.find("name", "watcher")->at("console") == "stats");
-  CHECK(users.find("name", "app")->at("auth_method") == "trust");
-
-  Table config = query(conn.get(), "SHOW CONFIG");
-  CHECK(has_columns(config, {"key", "value", "default", "changeable"}));
-  CHECK(config.find("key", "routing.max_lag_bytes")->at("value") == "16777216");
-  CHECK(config.find("key", "routing.max_lag_bytes")->at("changeable") == "yes");
-  CHECK(config.find("key", "listeners")->at("changeable") == "restart");
-  CHECK(config.find("key", "health_check.period")->at("value") == "0.2");
+  check_show_stats_and_settings(conn.get(), client.get());
 }
 
 TEST_CASE_FIXTURE(Fixture, "bad commands get an error with a hint and the session goes on") {

@@ -96,6 +96,47 @@ struct Delta {
   double sum(const std::string& prefix) const { return sum_samples(after, prefix) - sum_samples(before, prefix); }
 };
 
+// Counters of routing and durations over pgbench -S -t 200 and pgbench -t 50 (2 clients each).
+void check_routing_and_duration_counters(const Delta& delta) {
+  // 400 autocommit reads were routed, to the standbys unless they fell behind meanwhile (then to the primary
+  // with the reason); 100 transactions were routed to the primary once each, by their first statement, an UPDATE
+  // (BEGIN waits for it; the later statements follow the transaction).
+  const double standby_reads = delta("pgmux_queries_routed_total{target=\"standby\",reason=\"read\"}");
+  const double fallback_reads = delta("pgmux_queries_routed_total{target=\"primary\",reason=\"lag-excluded\"}") +
+                                delta("pgmux_queries_routed_total{target=\"primary\",reason=\"fallback-to-primary\"}");
+  CHECK(standby_reads + fallback_reads >= 400);
+  CHECK(standby_reads >= 1);
+  WARN(standby_reads >= 400);
+  CHECK(delta("pgmux_queries_routed_total{target=\"primary\",reason=\"write\"}") >= 100);
+  // 6 statements per read-write transaction, 1 per read; each is a transaction of its own or part of one.
+  CHECK(delta.sum("pgmux_query_duration_seconds_count{") >= 400 + 600);
+  CHECK(delta("pgmux_query_duration_seconds_count{role=\"primary\"}") >= 600);
+  CHECK(delta.sum("pgmux_query_duration_seconds_sum{") > 0);
+  CHECK(delta.sum("pgmux_query_duration_seconds_bucket{role=\"standby\",le=\"+Inf\"}") == doctest::Approx(
+            delta("pgmux_query_duration_seconds_count{role=\"standby\"}")));
+  CHECK(delta.sum("pgmux_transaction_duration_seconds_count{") >= 400 + 100);
+  CHECK(delta("pgmux_transaction_duration_seconds_count{role=\"primary\"}") >= 100);
+  CHECK(delta("pgmux_transaction_duration_seconds_count{role=\"standby\"}") >= standby_reads);
+}
+
+// Gauges after the run: the held client and its server, all three backends up in their roles.
+void check_cluster_gauges(const std::string& after) {
+  CHECK(sample(after, "pgmux_client_connections{state=\"idle\"}") >= 1);
+  CHECK(sum_samples(after, "pgmux_server_connections{backend=\"primary\",") >= 1);
+  for (const char* name : {"primary", "standby1", "standby2"}) {
+    CAPTURE(name);
+    CHECK(sample(after, std::string("pgmux_backend_up{backend=\"") + name + "\"}") == 1);
+    CHECK(sample(after, std::string("pgmux_backend_weight{backend=\"") + name + "\"}") == 1);
+  }
+  CHECK(sample(after, "pgmux_backend_role{backend=\"primary\",role=\"primary\"}") == 1);
+  CHECK(sample(after, "pgmux_backend_role{backend=\"standby1\",role=\"standby\"}") == 1);
+  CHECK(sample(after, "pgmux_backend_role{backend=\"standby2\",role=\"standby\"}") == 1);
+  CHECK(sum_samples(after, "pgmux_backend_role{backend=\"primary\",") == 1);
+  CHECK(sample(after, "pgmux_backend_lag_bytes{backend=\"primary\"}") == 0);
+  CHECK(sample(after, "pgmux_probe_duration_seconds_count{backend=\"standby2\"}") > 0);
+  CHECK(sample(after, "pgmux_up") == 1);
+}
+
 }  // namespace
 
 TEST_CASE("a scrape passes promtool check metrics") {
@@ -155,25 +196,7 @@ TEST_CASE("metrics move as expected under pgbench over the primary and two stand
   const std::string after = proxy.scrape();
   INFO("scrape after:\n" << after);
   const Delta delta{before, after};
-  // 400 autocommit reads were routed, to the standbys unless they fell behind meanwhile (then to the primary
-  // with the reason); 100 transactions were routed to the primary once each, by their first statement, an UPDATE
-  // (BEGIN waits for it; the later statements follow the transaction).
-  const double standby_reads = delta("pgmux_queries_routed_total{target=\"standby\",reason=\"read\"}");
-  const double fallback_reads = delta("pgmux_queries_routed_total{target=\"primary\",reason=\"lag-excluded\"}") +
-                                delta("pgmux_queries_routed_total{target=\"primary\",reason=\"fallback-to-primary\"}");
-  CHECK(standby_reads + fallback_reads >= 400);
-  CHECK(standby_reads >= 1);
-  WARN(standby_reads >= 400);
-  CHECK(delta("pgmux_queries_routed_total{target=\"primary\",reason=\"write\"}") >= 100);
-  // 6 statements per read-write transaction, 1 per read; each is a transaction of its own or part of one.
-  CHECK(delta.sum("pgmux_query_duration_seconds_count{") >= 400 + 600);
-  CHECK(delta("pgmux_query_duration_seconds_count{role=\"primary\"}") >= 600);
-  CHECK(delta.sum("pgmux_query_duration_seconds_sum{") > 0);
-  CHECK(delta.sum("pgmux_query_duration_seconds_bucket{role=\"standby\",le=\"+Inf\"}") == doctest::Approx(
-            delta("pgmux_query_duration_seconds_count{role=\"standby\"}")));
-  CHECK(delta.sum("pgmux_transaction_duration_seconds_count{") >= 400 + 100);
-  CHECK(delta("pgmux_transaction_duration_seconds_count{role=\"primary\"}") >= 100);
-  CHECK(delta("pgmux_transaction_duration_seconds_count{role=\"standby\"}") >= standby_reads);
+  check_routing_and_duration_counters(delta);
   CHECK(delta("pgmux_pool_wait_seconds_count") >= 4);
   CHECK(delta("pgmux_client_logins_total") >= 4);
   CHECK(delta("pgmux_client_login_failures_total") >= 1);
@@ -184,21 +207,7 @@ TEST_CASE("metrics move as expected under pgbench over the primary and two stand
   CHECK(delta("pgmux_server_bytes_received_total") > 400 * 20);
   CHECK(delta("pgmux_server_bytes_sent_total") > 400 * 20);
   CHECK(sample(after, "pgmux_server_connects_total") >= 3);  // at least one per backend
-  // Gauges: the held client and its server, all three backends up in their roles.
-  CHECK(sample(after, "pgmux_client_connections{state=\"idle\"}") >= 1);
-  CHECK(sum_samples(after, "pgmux_server_connections{backend=\"primary\",") >= 1);
-  for (const char* name : {"primary", "standby1", "standby2"}) {
-    CAPTURE(name);
-    CHECK(sample(after, std::string("pgmux_backend_up{backend=\"") + name + "\"}") == 1);
-    CHECK(sample(after, std::string("pgmux_backend_weight{backend=\"") + name + "\"}") == 1);
-  }
-  CHECK(sample(after, "pgmux_backend_role{backend=\"primary\",role=\"primary\"}") == 1);
-  CHECK(sample(after, "pgmux_backend_role{backend=\"standby1\",role=\"standby\"}") == 1);
-  CHECK(sample(after, "pgmux_backend_role{backend=\"standby2\",role=\"standby\"}") == 1);
-  CHECK(sum_samples(after, "pgmux_backend_role{backend=\"primary\",") == 1);
-  CHECK(sample(after, "pgmux_backend_lag_bytes{backend=\"primary\"}") == 0);
-  CHECK(sample(after, "pgmux_probe_duration_seconds_count{backend=\"standby2\"}") > 0);
-  CHECK(sample(after, "pgmux_up") == 1);
+  check_cluster_gauges(after);
   held.reset();
   refused.reset();
   txpool::drop_database_quietly(kDb);
