@@ -59,7 +59,7 @@ void copy_short(char* to, const char* from, size_t n) {
   }
 }
 
-// The text, read kBlock bytes at a time at any offset below its end: a block that would run past the end is
+// The text, read kBlock bytes at a time at any offset up to its end: a block that would run past the end is
 // read from a copy of the text's last bytes followed by zeros (neither a digit nor a quote), so no read leaves
 // the text and no byte is looked at twice by a scalar loop.
 class BlockReader {
@@ -149,8 +149,8 @@ char* write_shape(std::string_view sql, char* o) {
 
 // A hash of the `size` bytes at `p`, a word at a time (the buffer has kBlock readable bytes past them; the last
 // word is masked to the bytes that count), then mixed so that every bit reaches the low ones the cache indexes
-// by. Each step is a bijection of the running value, so shapes of the same length never collide before the mix
-// (a bijection too). The cache compares keys, so a collision costs a miss, never a wrong class.
+// by. Not collision-free (nor meant to be against a client that makes shapes collide): the cache compares keys,
+// so a collision costs a miss, never a wrong class.
 uint64_t shape_hash(const char* p, size_t size) {
   constexpr uint64_t kMultiplier = 0x9E3779B97F4A7C15ULL;
   uint64_t h = size * kMultiplier;

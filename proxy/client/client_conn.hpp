@@ -56,7 +56,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   const std::string& database() const { return database_; }
   const SessionParams& wanted_params() const override { return session_.wanted_params; }
   // Statements it prepared, by protocol or SQL PREPARE (SHOW CLIENTS).
-  size_t prepared_statement_count() const { return session_.statements.size() + session_.sql_statements.size(); }
+  size_t prepared_statement_count() const { return session_.statement_count() + session_.sql_statements.size(); }
   double created_at() const { return created_at_; }
   double wait_started() const override { return wait_started_; }
   ServerConn* active_server() const { return active_; }
@@ -245,9 +245,16 @@ class ClientConn final : public StreamConn, public PoolClient {
   const ParsedStatement* duplicate_parse();
   bool answer_parse_locally();
   void count_statement_traffic(PoolStats& stats);
-  // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed).
+  // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed). The
+  // unnamed statement and portals keep their names: a request of only those goes out as it is, without a copy.
   bool forwards_renamed() const {
-    return transaction_pooling() && (!request_.parses.empty() || !request_.used.empty() || request_.closes > 0);
+    return transaction_pooling() && (!request_.used.empty() || request_.closes > 0 || parses_named());
+  }
+  bool parses_named() const {
+    for (const auto& parse : request_.parses) {
+      if (!parse.name.empty()) return true;
+    }
+    return false;
   }
   // client_session_state.cpp: session state that follows the session.
   void note_session_request(OwedReply& owed, const routing::Classification& c);

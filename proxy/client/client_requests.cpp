@@ -378,6 +378,8 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
     fail(Failure::MalformedExtendedMessage);
     return;
   }
+  // Every Close is answered by a CloseComplete: a later part of an open sequence numbers its hidden ones after.
+  owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
   if (!renamed) send_request(server);
   server->relay();  // replies that arrived while it was not this client's active server
 }

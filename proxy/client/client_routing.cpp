@@ -76,7 +76,7 @@ routing::Classification ClientConn::classify_request() {
   }
   // Bind/Execute of the unnamed statement parsed by an earlier batch runs that statement: its class, so a write
   // executed this way still counts for read-your-writes.
-  if (request_.binds_unnamed && !parses_unnamed()) merge(unnamed_class(catalog));
+  if (request_.uses_prior_unnamed) merge(unnamed_class(catalog));
   for (auto name : request_.used) {
     if (PreparedStatement* stored = session_.find_statement(name)) merge(stored_class(*stored, catalog));
   }
@@ -127,7 +127,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     set_state(ClientState::Draining);  // a write behind reads pipelined to a standby: let the standby finish first
     return nullptr;
   }
-  if (request_.binds_unnamed && !parses_unnamed()) {
+  if (request_.uses_prior_unnamed) {
     // Bind of the unnamed statement parsed by an earlier request: the server that parsed it has it; another one
     // gets its Parse first (prepare), if pgmux kept it.
     if (unnamed_statement_server_) return unnamed_statement_server_;

@@ -48,7 +48,7 @@ bool ClientConn::add_statement_prep(ServerConn* server, ByteVector* messages, st
 
 // The request binds the unnamed statement an earlier request parsed, and this server does not have it.
 bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
-  return request_.binds_unnamed && !parses_unnamed() && server != unnamed_statement_server_ &&
+  return request_.uses_prior_unnamed && server != unnamed_statement_server_ &&
          !session_.unnamed_parse.empty();
 }
 
@@ -201,7 +201,6 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   }
   if (!rewrite_statement_names(request.subspan(done), rename, out)) return false;
   note_duplicate_names(owed);
-  owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
   server->send_copy(out);
@@ -210,7 +209,7 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
 }
 
 // SHOW STATS' prepared-statement counts, as PgBouncer keeps them in its tracking mode. Parses answered here
-// (answer_parse_locally) count with the request that first goes to a server.
+// (answer_parse_locally) count with the client's next request that names a statement, in that request's pool.
 void ClientConn::count_statement_traffic(PoolStats& stats) {
   for (const ParsedStatement& parse : request_.parses) stats.client_parses += parse.name.empty() ? 0 : 1;
   stats.client_parses += std::exchange(parses_answered_here_, 0);
@@ -293,11 +292,10 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       }
       forget_statement_elsewhere(server, name, false);
     } else if (step.step->kind == StatementStepKind::Close) {
-      auto it = session_.statements.find(name);
-      if (it != session_.statements.end()) {
+      if (const PreparedStatement* closed = session_.find_statement(name)) {
         // Transaction pooling: the renamed Close removes the shared statement from this server.
-        if (transaction_pooling()) server->server_statements.erase(it->second.server_name);
-        session_.erase_statement(it);
+        if (transaction_pooling()) server->server_statements.erase(closed->server_name);
+        session_.erase_statement(name);
       }
       forget_statement_elsewhere(server, name, true);
     }

@@ -16,6 +16,14 @@ ScanResult error(std::string message) { return ScanResult{ScanStatus::Error, 0, 
 // whether the message ends the request. `at` is the message's offset, `end` the offset after it.
 enum class BatchStep : uint8_t { GoOn, EndsAfter, EndsBefore, Malformed };
 
+// Whether the batch so far parses the unnamed statement: a Bind or Describe of it after that uses this one.
+bool parses_unnamed(const RequestInfo& out) {
+  for (const ParsedStatement& parse : out.parses) {
+    if (parse.name.empty()) return true;
+  }
+  return false;
+}
+
 BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, RequestInfo& out,
                                 const char** malformed) {
   const ByteView body = buf.subspan(at + kFrameHeaderSize, end - at - kFrameHeaderSize);
@@ -36,6 +44,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
         ++out.named_binds;
       } else {
         out.binds_unnamed = true;
+        out.uses_prior_unnamed = out.uses_prior_unnamed || !parses_unnamed(out);
       }
       return BatchStep::GoOn;
     }
@@ -45,6 +54,8 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       if (describe->kind == 'S' && !describe->name.empty()) {
         out.used.push_back(describe->name);
         out.steps.push_back({StatementStepKind::Use, describe->name, 0});
+      } else if (describe->kind == 'S') {
+        out.uses_prior_unnamed = out.uses_prior_unnamed || !parses_unnamed(out);
       }
       return BatchStep::GoOn;
     }

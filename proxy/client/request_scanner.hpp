@@ -45,11 +45,15 @@ struct RequestInfo {
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   unsigned messages = 0;                    // messages in the request
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
+  // Extended: a Bind or a Describe of the unnamed statement before any Parse of it in this request, i.e. of the
+  // statement an earlier request parsed (which only the server that parsed it has).
+  bool uses_prior_unnamed = false;
   unsigned named_binds = 0;                 // Extended: Binds of named statements
   void clear() {
     messages = 0;
     named_binds = 0;
     binds_unnamed = false;
+    uses_prior_unnamed = false;
     kind = RequestKind::Query;
     size = 0;
     sql = {};

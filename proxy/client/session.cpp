@@ -54,7 +54,7 @@ LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, s
 
 PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,
                                            bool transaction_pooling, uint64_t now_ns) {
-  PreparedStatement& stored = statements[std::string(parse.name)];
+  PreparedStatement& stored = statements_[std::string(parse.name)];
   stored.classification = c;
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
   stored.server_name = transaction_pooling ? protocol::server_statement_name(parse.message) : std::string();
@@ -65,8 +65,8 @@ PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const r
 
 const PreparedStatement* ClientSession::find_statement(std::string_view name) const {
   if (const StatementMap::value_type* last = last_found_.get(name)) return &last->second;
-  auto it = statements.find(name);
-  if (it == statements.end()) return nullptr;
+  auto it = statements_.find(name);
+  if (it == statements_.end()) return nullptr;
   last_found_.set(&*it);  // nodes stay where they are when the map grows or rehashes
   return &it->second;
 }
@@ -75,9 +75,11 @@ PreparedStatement* ClientSession::find_statement(std::string_view name) {
   return const_cast<PreparedStatement*>(std::as_const(*this).find_statement(name));  // the map is this one's
 }
 
-void ClientSession::erase_statement(StatementMap::iterator it) {
+void ClientSession::erase_statement(std::string_view name) {
+  auto it = statements_.find(name);
+  if (it == statements_.end()) return;
   last_found_.forget();
-  statements.erase(it);
+  statements_.erase(it);
 }
 
 }  // namespace pgmux::proxy

@@ -42,13 +42,19 @@ using StatementMap =
 
 // The statement ClientSession::find_statement found last: a batch names its statements several times on its way
 // (routing, preparing, renaming), and comparing the name once costs less than hashing it each time. It points
-// into its session's own map, so a copy starts empty; erasing from that map goes through erase_statement.
+// into its session's own map, so a copy starts empty and a move leaves both sides empty; erasing from that map
+// goes through ClientSession::erase_statement.
 class LastFoundStatement {
  public:
   LastFoundStatement() = default;
-  LastFoundStatement(const LastFoundStatement&) {}
-  LastFoundStatement& operator=(const LastFoundStatement&) {
+  LastFoundStatement(const LastFoundStatement&) noexcept {}
+  LastFoundStatement(LastFoundStatement&& other) noexcept { other.entry_ = nullptr; }
+  LastFoundStatement& operator=(const LastFoundStatement&) noexcept {
     entry_ = nullptr;
+    return *this;
+  }
+  LastFoundStatement& operator=(LastFoundStatement&& other) noexcept {
+    entry_ = other.entry_ = nullptr;
     return *this;
   }
   const StatementMap::value_type* get(std::string_view name) const {
@@ -75,7 +81,6 @@ struct ClientSession {
   std::vector<std::string> log;
   uint64_t log_generation = 0;  // counts the log's restarts (RESET ALL, DISCARD ALL)
   SessionBlock block;      // session commands waiting for their transaction block to end
-  StatementMap statements;  // by the client's name; erase only with erase_statement
   routing::ClientRouteState route;
   routing::Classification unnamed_class;  // what the unnamed statement, last parsed, is
   protocol::ByteVector unnamed_parse;      // its Parse, when a later request may bind it on another server
@@ -102,9 +107,11 @@ struct ClientSession {
                               bool transaction_pooling, uint64_t now_ns);
   const PreparedStatement* find_statement(std::string_view name) const;
   PreparedStatement* find_statement(std::string_view name);
-  void erase_statement(StatementMap::iterator it);
+  void erase_statement(std::string_view name);  // a Close of it
+  size_t statement_count() const { return statements_.size(); }
 
  private:
+  StatementMap statements_;  // by the client's name; changed only by remember and erase_statement
   mutable LastFoundStatement last_found_;
 };
 

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include "protocol/frontend_messages.hpp"
 #include "proxy/client/request_scanner.hpp"
 
@@ -178,4 +180,34 @@ TEST_CASE("a Bind of the unnamed statement is flagged") {
   REQUIRE(scan_request(bytes, kMax, kBatch, info).status == ScanStatus::Complete);
   CHECK(info.binds_unnamed);
   CHECK(info.used.empty());
+}
+
+// Only the server that parsed the unnamed statement has it: a Bind or Describe that comes before the batch's own
+// Parse of it uses an earlier request's statement, and pgmux must route or prepare it (another client's may be
+// on whichever server the pool hands over).
+TEST_CASE("a Bind or Describe of the unnamed statement before the batch parses it uses the earlier one") {
+  const auto scan = [](const std::function<void(ByteVector&)>& build) {
+    ByteVector bytes;
+    build(bytes);
+    build_sync(bytes);
+    RequestInfo info;
+    REQUIRE(scan_request(bytes, kMax, kBatch, info).status == ScanStatus::Complete);
+    return info;
+  };
+  CHECK(scan([](ByteVector& b) { build_bind(b, "", "", {}); }).uses_prior_unnamed);
+  CHECK(scan([](ByteVector& b) { build_describe(b, 'S', ""); }).uses_prior_unnamed);
+  CHECK(scan([](ByteVector& b) {
+          build_bind(b, "", "", {});
+          build_parse(b, "", "SELECT 2");
+          build_bind(b, "", "", {});
+        }).uses_prior_unnamed);
+  CHECK_FALSE(scan([](ByteVector& b) {
+                build_parse(b, "", "SELECT 1");
+                build_describe(b, 'S', "");
+                build_bind(b, "", "", {});
+              }).uses_prior_unnamed);
+  CHECK_FALSE(scan([](ByteVector& b) {
+                build_describe(b, 'P', "");  // the unnamed portal
+                build_bind(b, "", "named", {});
+              }).uses_prior_unnamed);
 }

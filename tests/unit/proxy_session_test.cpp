@@ -117,7 +117,7 @@ TEST_CASE("prepared statements: the last statement found is never answered once 
   }
   CHECK(session.find_statement("a")->parse == parse_a);
 
-  session.erase_statement(session.statements.find("a"));  // a Close of it
+  session.erase_statement("a");  // a Close of it
   CHECK(session.find_statement("a") == nullptr);
   session.remember({"a", "SELECT 3", parse_a2}, c, false, 2);  // parsed again
   REQUIRE(session.find_statement("a") != nullptr);
@@ -125,7 +125,7 @@ TEST_CASE("prepared statements: the last statement found is never answered once 
 
   // A copy answers from its own map.
   const ClientSession copy = session;
-  session.erase_statement(session.statements.find("a"));
+  session.erase_statement("a");
   CHECK(session.find_statement("a") == nullptr);
   REQUIRE(copy.find_statement("a") != nullptr);
   CHECK(copy.find_statement("a")->parse == parse_a2);

@@ -91,6 +91,8 @@ TEST_CASE("literal shape: the block scan finds every digit and quote, and nothin
   CHECK(shape_of(neighbours + " 0123456789") == neighbours + " #");
 }
 
+namespace {
+
 // The shape as its definition reads, a byte at a time: what the block scan must agree with.
 std::string reference_shape(std::string_view sql) {
   const auto word_byte = [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '$' || c >= 0x80; };
@@ -114,6 +116,8 @@ std::string reference_shape(std::string_view sql) {
   return shape;
 }
 
+}  // namespace
+
 // Random texts of every length up to a few blocks, made of the bytes the scan tells apart (digits, quotes, word
 // bytes, blanks, the bytes that can hide a quote): digit runs across block edges, texts ending inside a run, a
 // quote in the last bytes. One buffer for all of them, as a worker uses it.
@@ -129,6 +133,11 @@ TEST_CASE("literal shape: the block scan agrees with the byte-at-a-time definiti
     const std::optional<Shape> shape = literal_shape(text, buffer);
     CHECK((shape ? std::string(shape->text) : "<none>") == reference_shape(text));
   }
+  // The longest text that has a shape, ending in a literal, and one byte more (none).
+  const std::string longest = std::string(8192 - 2, 'x') + " 7";
+  CHECK(shape_of(longest) == reference_shape(longest));
+  CHECK(shape_of(longest).back() == '#');
+  CHECK(shape_of(longest + "7") == "<none>");
 }
 
 TEST_CASE("classifier: one class per shape, never across names, quoted names or catalogs") {

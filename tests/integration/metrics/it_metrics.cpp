@@ -295,7 +295,8 @@ TEST_CASE("/healthz, /readyz and /status; 404, 405 and 400 answers leave the lis
   bool app_pool = false;
   for (const json& pool : doc["pools"]) {
     app_pool |= pool["database"] == "app" && pool["user"] == "app";
-    for (const char* key : {"backend", "mode", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login", "maxwait"}) {
+    for (const char* key :
+         {"backend", "mode", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login", "maxwait"}) {
       CAPTURE(key);
       CHECK(pool.contains(key));
     }

@@ -64,3 +64,38 @@ TEST_CASE("set_config(..., false) in a query does not leak to the next client") 
     CHECK(scalar(b.get(), "SHOW statement_timeout") != "4343ms");
   }
 }
+
+// The unnamed statement outlives its request on the server that parsed it. Another client handed that server
+// must not describe or run it: PostgreSQL answers 26000 to a client that parsed no unnamed statement, also when
+// the Bind that uses it comes before the batch's own Parse of one (libpq's pipeline mode sends them together).
+TEST_CASE("the unnamed statement another client parsed is never described or run for the next client") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  PgConn a = connect(info);
+  PgResult parsed(PQprepare(a.get(), "", "SELECT 'leaked'::text AS other_clients_column", 0, nullptr));
+  REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
+
+  PgConn b = connect(info);
+  PgResult described(PQdescribePrepared(b.get(), ""));
+  CHECK(sqlstate(described.get()) == "26000");
+  CHECK(PQnfields(described.get()) == 0);
+
+  REQUIRE(PQenterPipelineMode(b.get()) == 1);
+  REQUIRE(PQsendQueryPrepared(b.get(), "", 0, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQsendPrepare(b.get(), "", "SELECT 'own'::text", 0, nullptr) == 1);
+  REQUIRE(PQpipelineSync(b.get()) == 1);
+  PgResult bound(PQgetResult(b.get()));
+  CHECK(sqlstate(bound.get()) == "26000");
+  CHECK(PQntuples(bound.get()) == 0);
+  // Then the skipped Parse and the Sync's end, each result followed by a null.
+  bool synced = false;
+  for (int i = 0; i < 8 && !synced; ++i) {
+    PgResult rest(PQgetResult(b.get()));
+    synced = rest && PQresultStatus(rest.get()) == PGRES_PIPELINE_SYNC;
+  }
+  REQUIRE(synced);
+  CHECK(PQexitPipelineMode(b.get()) == 1);
+  CHECK(scalar(b.get(), "SELECT 'still serving'") == "still serving");
+}
