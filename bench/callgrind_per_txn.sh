@@ -86,7 +86,9 @@ die() { echo "callgrind_per_txn.sh: error: $*" >&2; exit 1; }
 # shellcheck source=bench/compare_procs.sh
 source "$repo/bench/compare_procs.sh"
 
-if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then die "valgrind is not installed"; fi
+if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
+  die "valgrind is not installed"
+fi
 if [[ -n $pgbouncer_bin ]]; then
   [[ -x $pgbouncer_bin ]] || die "no PgBouncer binary at $pgbouncer_bin"
 else
@@ -124,7 +126,8 @@ else
   start_pgmux pgmux "$proxy_port" "$pool_mode" 4 $split
   pid_of[pgmux]=$started_pid
   worker_threads_from=2  # thread 1 is pgmux's control thread
-  measured="pgmux $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), 1 worker${split:+, read/write split over 3 backends}"
+  measured="pgmux $(git -C "$repo" describe --always --dirty 2>/dev/null ||
+    echo '?'), 1 worker${split:+, read/write split over 3 backends}"
 fi
 proxy_pid=$started_pid
 
@@ -185,7 +188,8 @@ table() {
   echo "$measured, $pool_mode mode," \
     "$clients pgbench client(s), $short / $long transactions per client, scale $scale, $(date -u +%Y-%m-%d)"
   echo
-  echo "| workload | -M | worker instructions per txn | all threads per txn | worker fixed cost per connection | worker, short run | worker, long run |"
+  echo "| workload | -M | worker instructions per txn | all threads per txn |" \
+    "worker fixed cost per connection | worker, short run | worker, long run |"
   echo "|---|---|---:|---:|---:|---:|---:|"
   printf '%s\n' "${rows[@]}"
   echo

@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
   const Result select = measure(iterations, [&](int) { return classifier.classify(select_sql); });
   const Result insert = measure(iterations, [&](int) { return classifier.classify(insert_sql); });
   const size_t calls_before = classifier.parser_calls();
-  const Result parse = measure(parser_iterations, [&](int i) { return classifier.classify(fresh[static_cast<size_t>(i)]); });
+  const Result parse =
+      measure(parser_iterations, [&](int i) { return classifier.classify(fresh[static_cast<size_t>(i)]); });
   const size_t parsed = classifier.parser_calls() - calls_before;
   const std::string cached_sql = fresh.front();
   const Result cached = measure(iterations, [&](int) { return classifier.classify(cached_sql); });

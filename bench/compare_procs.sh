@@ -25,7 +25,11 @@ cleanup() {
   local key
   for key in "${!pid_of[@]}"; do
     # pgmux: SIGINT = stop now; PgBouncer: SIGTERM = immediate shutdown; the relay stops on either.
-    if [[ $key == *pgbouncer ]]; then stop_pid "${pid_of[$key]}" TERM "$key"; else stop_pid "${pid_of[$key]}" INT "$key"; fi
+    if [[ $key == *pgbouncer ]]; then
+      stop_pid "${pid_of[$key]}" TERM "$key"
+    else
+      stop_pid "${pid_of[$key]}" INT "$key"
+    fi
   done
   bash "$repo/tests/support/cluster.sh" stop "$cluster_dir" >/dev/null 2>&1 || true
   if ((keep)); then log "kept $work"; else rm -rf "$work"; fi
@@ -168,9 +172,10 @@ INI
 # Odyssey (bench/README.md: built from source) with POOL_MODE and POOL_SIZE on PORT, in $work/NAME: SCRAM to the
 # clients, app/app to the server, $pgmux_workers worker threads (its accepting "system" thread, resolver and logger
 # threads come on top, and count in its CPU). Transaction pooling keeps prepared statements
-# (pool_reserve_prepared_statement, its counterpart of PgBouncer's max_prepared_statements); Odyssey turns that off in session pooling, where
-# every server keeps its client's statements anyway. pool_discard: DISCARD ALL when a session's server goes back,
-# as pgmux and PgBouncer reset it; in transaction pooling off (Odyssey would otherwise swap in its own lighter reset).
+# (pool_reserve_prepared_statement, its counterpart of PgBouncer's max_prepared_statements); Odyssey turns that off in
+# session pooling, where every server keeps its client's statements anyway. pool_discard: DISCARD ALL when a session's
+# server goes back, as pgmux and PgBouncer reset it; in transaction pooling off (Odyssey would otherwise swap in its own
+# lighter reset).
 start_odyssey() {  # NAME PORT POOL_MODE POOL_SIZE
   local name=$1 port=$2 pool_mode=$3 size=$4 dir="$work/$1" discard=yes prepared=no
   [[ $pool_mode == session ]] || { discard=no; prepared=yes; }

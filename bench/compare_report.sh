@@ -42,25 +42,31 @@ report_table() {  # RESULTS_TSV PERF(0|1: add the syscall and context-switch col
         if (f[7] != 1) continue
         pb = w SUBSEP "pgbouncer"
         if (f[3] != "pgbouncer" && num(tps[pb, f[1]]) && tps[pb, f[1]] > 0) add(RT, k, f[8] / tps[pb, f[1]])
-        if (f[3] != "pgbouncer" && num(cpu[pb, f[1]]) && cpu[pb, f[1]] > 0 && num(f[10])) add(RC, k, f[10] / cpu[pb, f[1]])
+        if (f[3] != "pgbouncer" && num(cpu[pb, f[1]]) && cpu[pb, f[1]] > 0 && num(f[10]))
+          add(RC, k, f[10] / cpu[pb, f[1]])
         # The relay is no pooler: it is the floor for both pool modes, measured in session mode.
         pm = w SUBSEP "pgmux"
         if (f[3] == "split" && num(cpu[pm, f[1]]) && cpu[pm, f[1]] > 0 && num(f[10])) add(RM, k, f[10] / cpu[pm, f[1]])
         rl = "session" SUBSEP f[4] SUBSEP f[5] SUBSEP f[6] SUBSEP "relay"
-        if (f[3] != "relay" && num(cpu[rl, f[1]]) && cpu[rl, f[1]] > 0 && num(f[10])) add(RR, k, f[10] / cpu[rl, f[1]])
+        if (f[3] != "relay" && num(cpu[rl, f[1]]) && cpu[rl, f[1]] > 0 && num(f[10]))
+          add(RR, k, f[10] / cpu[rl, f[1]])
       }
-      printf "| pool | mode | -M | clients | target | rounds ok | TPS | avg lat ms | proxy CPU µs/txn | TPS ÷ PgBouncer"
+      printf "| pool | mode | -M | clients | target | rounds ok | TPS | avg lat ms | proxy CPU µs/txn" \
+        " | TPS ÷ PgBouncer"
       printf " | CPU ÷ PgBouncer | CPU ÷ relay |%s%s notes |\n", split_col ? " CPU ÷ pgmux |" : "", \
         perf ? " syscalls/txn | context switches/txn |" : ""
-      print "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" (split_col ? "---:|" : "") (perf ? "---:|---:|" : "") "---|"
+      print "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" (split_col ? "---:|" : "") \
+        (perf ? "---:|---:|" : "") "---|"
       for (i = 1; i <= rows; i++) {
         k = order[i]; split(k, f, SUBSEP)
         note = ""
-        if (okruns[k] < runs[k]) note = sprintf("failed %d×: %d ERROR/FATAL, %d clients aborted", runs[k] - okruns[k], errs[k], aborted[k])
+        if (okruns[k] < runs[k])
+          note = sprintf("failed %d×: %d ERROR/FATAL, %d clients aborted", runs[k] - okruns[k], errs[k], aborted[k])
         if (failed[k] > 0) note = note (note == "" ? "" : "; ") failed[k] " failed txns"
         extra = (split_col ? sprintf(" %s |", summary(RM, k, 2)) : "") \
           (perf ? sprintf(" %s | %s |", summary(SC, k, 2), summary(CS, k, 2)) : "")
-        printf "| %s | %s | %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |%s %s |\n", f[1], f[2], f[3], f[4], f[5], \
+        printf "| %s | %s | %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |%s %s |\n", \
+          f[1], f[2], f[3], f[4], f[5], \
           okruns[k], runs[k], summary(TPS, k, 0), summary(LAT, k, 3), summary(CPU, k, 1), summary(RT, k, 2), \
           summary(RC, k, 2), summary(RR, k, 2), extra, note
       }

@@ -183,7 +183,8 @@ measure() {  # CONSISTENCY CAUSAL_WAIT
     -T "$duration" app >"$work/$name-writers.out" 2>&1 &
   local writer_job=$!
   "$PGBIN/pgbench" -h 127.0.0.1 -p "$PGMUX_PORT" -U app -n -b select-only -c "$readers" -j 1 \
-    -T "$duration" app >"$work/$name-readers.out" 2>&1 || die "readers' pgbench failed: $(tail -n 5 "$work/$name-readers.out")"
+    -T "$duration" app >"$work/$name-readers.out" 2>&1 ||
+    die "readers' pgbench failed: $(tail -n 5 "$work/$name-readers.out")"
   wait "$writer_job" || die "writers' pgbench failed: $(tail -n 5 "$work/$name-writers.out")"
   read -r -a after <<<"$(read_counts)"
   stop_pgmux
@@ -206,7 +207,8 @@ for mode in $modes; do
 done
 
 {
-  echo "| consistency | causal_wait s | reads on standbys | standby reads | primary reads | reader TPS | reader avg lat ms | writer TPS |"
+  echo "| consistency | causal_wait s | reads on standbys | standby reads | primary reads |" \
+    "reader TPS | reader avg lat ms | writer TPS |"
   echo "|---|---|---|---|---|---|---|---|"
   while IFS=$'\t' read -r consistency wait share standby primary rtps rlat wtps; do
     echo "| $consistency | $wait | $share % | $standby | $primary | $rtps | $rlat | $wtps |"

@@ -13,7 +13,8 @@ seconds="${1:-3600}"
 jobs="${2:-2}"
 asan_dir="${ASAN_BUILD_DIR:-build-asan}"
 out="${OUT:-$asan_dir/fuzz-long}"
-[[ -x $asan_dir/tests/fuzz/framer_fuzz ]] || { echo "fuzz_long.sh: build first: bash scripts/test-sanitizers.sh asan" >&2; exit 2; }
+[[ -x $asan_dir/tests/fuzz/framer_fuzz ]] ||
+  { echo "fuzz_long.sh: build first: bash scripts/test-sanitizers.sh asan" >&2; exit 2; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
@@ -24,7 +25,8 @@ run_target() {  # NAME: one target for $seconds; prints its summary line
   start=$(date +%s)
   # /usr/bin/time: the CPU seconds the target really got (the wall-clock limit says little on a busy machine).
   ASAN_OPTIONS="halt_on_error=1:detect_leaks=1" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
-    /usr/bin/time -o "$out/$name.cpu" -f '%U %S' "$repo/$asan_dir/tests/fuzz/$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    /usr/bin/time -o "$out/$name.cpu" -f '%U %S' "$repo/$asan_dir/tests/fuzz/$name" -max_total_time="$seconds" \
+    -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$out/$name-" "$out/$name.corpus" "$repo/tests/fuzz/corpus/$name" \
     >"$log" 2>&1 || status=$?
   local took=$(($(date +%s) - start))

@@ -122,7 +122,8 @@ for n in "$duration" "$rounds" "$scale" "$pool_size" "$threads" "$txn_clients" "
   "$pgbouncer_prepared" "$CLUSTER_PORT" "$proxy_port" $clients_list; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "pgbench_compare.sh: '$n' is not a positive integer" >&2; exit 2; }
 done
-[[ $rate =~ ^[0-9]+$ ]] || { echo "pgbench_compare.sh: --rate '$rate' is not a number of transactions a second" >&2; exit 2; }
+[[ $rate =~ ^[0-9]+$ ]] ||
+  { echo "pgbench_compare.sh: --rate '$rate' is not a number of transactions a second" >&2; exit 2; }
 for m in $modes; do
   [[ $m == select-only || $m == tpcb-like ]] || { echo "pgbench_compare.sh: unknown mode '$m'" >&2; exit 2; }
 done
@@ -158,7 +159,8 @@ port_of[transaction/odyssey]=$((proxy_port + 8))
 
 [[ -x $PGBIN/pgbench && -x $PGBIN/psql ]] || die "PostgreSQL 15 client tools not found in $PGBIN"
 if ((perf_stat)); then
-  perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1 || die "--perf-stat: perf stat cannot count raw_syscalls:sys_enter here"
+  perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1 ||
+    die "--perf-stat: perf stat cannot count raw_syscalls:sys_enter here"
 fi
 if ((!skip_pgbouncer)); then
   [[ -n $pgbouncer_bin ]] || pgbouncer_bin=$(command -v pgbouncer || true)
@@ -250,7 +252,8 @@ run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
   aborted=$(grep -c 'aborted in command' "$outf" || true)
   txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$outf")
   # With -C pgbench counts the reconnections in: "tps = N (including reconnection times)".
-  tps=$(sed -n 's/^tps = \([0-9.]*\) (\(without initial connection\|including reconnection\) times\{0,1\})/\1/p' "$outf")
+  tps=$(sed -n \
+    's/^tps = \([0-9.]*\) (\(without initial connection\|including reconnection\) times\{0,1\})/\1/p' "$outf")
   lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$outf")
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$outf")
   if ((ok)) && [[ -z $txns || -z $tps || -z $lat || $txns -eq 0 ]]; then
@@ -262,7 +265,8 @@ run_pgbench() {  # ROUND POOL TARGET MODE PROTOCOL CLIENTS
     [[ ! $switches =~ ^[0-9]+$ ]] || switches=$(awk -v c="$switches" -v n="$txns" 'BEGIN {printf "%.2f", c / n}')
   fi
   if ((!ok)); then
-    log "pgbench against $pool $target failed ($errors errors):"$'\n'"$(grep -m 3 'ERROR:\|error:' "$outf" || tail -n 5 "$outf")"
+    log "pgbench against $pool $target failed ($errors errors):"$'\n'"$(grep -m 3 'ERROR:\|error:' "$outf" ||
+      tail -n 5 "$outf")"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$pool" "$target" "$mode" \
     "$protocol" "$clients" "$ok" "${tps:--}" "${lat:--}" "$cpu" "${failed:-0}" "$errors" "$aborted" "$syscalls" \

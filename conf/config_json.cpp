@@ -46,14 +46,15 @@ void assign_int(std::optional<int64_t> value, Out& out) {
 
 std::vector<Listener> parse_listeners(ObjectReader& root) {
   std::vector<Listener> out;
-  const bool present = for_each_element(root, "listeners", Presence::Optional, [&](const Json& v, std::string p, size_t) {
-    Listener l;
-    ObjectReader r(v, std::move(p), root.diags());
-    assign(r.string("host", /*non_empty=*/true), l.host);
-    assign_int(r.integer("port", 1, 65535), l.port);
-    r.finish();
-    out.push_back(std::move(l));
-  });
+  const bool present =
+      for_each_element(root, "listeners", Presence::Optional, [&](const Json& v, std::string p, size_t) {
+        Listener l;
+        ObjectReader r(v, std::move(p), root.diags());
+        assign(r.string("host", /*non_empty=*/true), l.host);
+        assign_int(r.integer("port", 1, 65535), l.port);
+        r.finish();
+        out.push_back(std::move(l));
+      });
   if (!present) return {Listener{}};
   if (out.empty()) root.diags().add(root.pointer_of("listeners"), "must not be empty");
   return out;

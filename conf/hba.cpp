@@ -77,7 +77,8 @@ std::optional<Cidr> parse_cidr(std::string_view text) {
   }
   Cidr cidr{*address, v4 ? bits + 96 : bits};
   Cidr masked = cidr;
-  for (int bit = cidr.prefix_bits; bit < 128; ++bit) masked.address[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+  for (int bit = cidr.prefix_bits; bit < 128; ++bit)
+    masked.address[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
   if (masked.address != cidr.address) return std::nullopt;  // host bits set past the prefix
   return cidr;
 }

@@ -320,7 +320,8 @@ bool ScramClient::verify_server_final(std::string_view server_final) {
 
 // ---- server role ----
 
-ScramServer::ScramServer(ScramSecret secret, std::string nonce) : secret_(std::move(secret)), nonce_(std::move(nonce)) {}
+ScramServer::ScramServer(ScramSecret secret, std::string nonce)
+    : secret_(std::move(secret)), nonce_(std::move(nonce)) {}
 
 // The gs2 header (cbind flag, authzid, two commas) with PostgreSQL's rules (read_client_first_message), or
 // nullopt with error_ set.

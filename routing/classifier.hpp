@@ -102,8 +102,8 @@ struct LexicalResult {
 // Session facts (pin_reason, effects, write_function) see statements and calls as written, and a call counts
 // also where it does not run (EXPLAIN, PREPARE, CREATE VIEW). What a DO block changes is unknown (Opaque), and
 // so is what a call of a catalog session function changes (FunctionCatalog::session_function); such a call is
-// a Write: the session it changes is the primary's. The lexer takes every set_config call for a session SET; the parser knows a constant
-// is_local = true.
+// a Write: the session it changes is the primary's. The lexer takes every set_config call for a session SET; the parser
+// knows a constant is_local = true.
 class Classifier {
  public:
   // write_functions: extra function names whose call makes a statement a write (lowercased like unquoted names;

@@ -333,7 +333,8 @@ Classification classify_typed(std::string_view type, const json& body, const Tre
 }
 
 Classification classify_node(const json& node, const TreeFacts& f, int depth) {
-  if (depth > kMaxDepth || !node.is_object() || node.empty()) return make(StatementKind::Write, "unrecognised statement");
+  if (depth > kMaxDepth || !node.is_object() || node.empty())
+    return make(StatementKind::Write, "unrecognised statement");
   const auto it = node.begin();
   return classify_typed(it.key(), it.value(), f, depth);
 }

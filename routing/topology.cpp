@@ -275,8 +275,8 @@ void Topology::assign_roles(std::vector<std::string>& role_reasons, std::vector<
     } else if (!b.spec.standby_only && system_identifier_ != 0 && b.last.system_identifier != 0 &&
                b.last.system_identifier != system_identifier_) {
       b.role = Role::Fenced;
-      role_reasons[i] = "system identifier " + std::to_string(b.last.system_identifier) + " differs from the cluster's " +
-                         std::to_string(system_identifier_);
+      role_reasons[i] = "system identifier " + std::to_string(b.last.system_identifier) +
+                        " differs from the cluster's " + std::to_string(system_identifier_);
       alarms.push_back("system identifier mismatch: " + b.spec.name + " reports " +
                        std::to_string(b.last.system_identifier) + ", the cluster is " +
                        std::to_string(system_identifier_) + " (refused)");

@@ -40,8 +40,9 @@ void ClientConn::start_admin_session() {
   params.set("integer_datetimes", "on");
   params.set("standard_conforming_strings", "on");
   params.set("is_superuser", may_change ? "on" : "off");
-  params.set("application_name", session_.wanted_params.find("application_name") ? *session_.wanted_params.find("application_name")
-                                                                          : std::string());
+  params.set("application_name", session_.wanted_params.find("application_name")
+                                     ? *session_.wanted_params.find("application_name")
+                                     : std::string());
   if (!finish_login(params, may_change ? "the admin console, admin user" : "the admin console, stats user")) return;
   set_state(ClientState::Admin);
 }

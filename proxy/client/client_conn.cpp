@@ -313,7 +313,8 @@ void ClientConn::release_idle_servers() {
 }
 
 bool ClientConn::in_transaction() const {
-  if (!session_.deferred_begin.empty()) return true;  // BEGIN answered by pgmux: the transaction has begun for the client
+  if (!session_.deferred_begin.empty()) return true;  // BEGIN answered by pgmux: the transaction has begun for
+                                                      // the client
   for (const ServerConn* server : {primary_.get(), standby_.get()}) {
     if (server && (server->has_outstanding() || server->tx_status() != 'I')) return true;
   }
@@ -337,7 +338,8 @@ void ClientConn::drop_idle_servers() {
     if (server->pool().draining()) {
       if (server == primary_ && (session_.pin_reason || session_.route.pinned_primary)) {
         LOG_WARN("%s: backend %s was removed by a reload; the session state only its server had (%s) is lost",
-                 log_prefix().c_str(), server->pool().backend().name.c_str(), session_.pin_reason ? session_.pin_reason : "pinned to the primary");
+                 log_prefix().c_str(), server->pool().backend().name.c_str(),
+                 session_.pin_reason ? session_.pin_reason : "pinned to the primary");
       }
     } else if (!transaction_pooling() || session_.pin_reason) {
       continue;  // session pooling keeps its servers; a pinned client keeps the servers its state lives on

@@ -202,8 +202,9 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
   }
   primary_wait_deadline_ = 0;
   worker_.metrics().count_route(route);
-  fail(any_up ? FailureReport(Failure::NoPrimaryInTime, {std::to_string(static_cast<int>(failover_timeout)), view.alarm})
-              : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
+  fail(any_up
+           ? FailureReport(Failure::NoPrimaryInTime, {std::to_string(static_cast<int>(failover_timeout)), view.alarm})
+           : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
 }
 
 // A new connection to the primary failed the way a primary that is going away fails it (refused, reset, timed

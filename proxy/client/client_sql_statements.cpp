@@ -107,8 +107,8 @@ std::vector<ClientConn::SqlStatementPrep> ClientConn::missing_sql_statements(con
 // the statements). A failed request whose failure may have come after one (a multi-statement string, an extended
 // batch) leaves pgmux unable to tell what exists: the client keeps this server, which knows (session pooling: the
 // session's reads stay on the primary).
-std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
-                                                              bool failed) {
+std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server,
+                                                              std::vector<TrackedStatement>& tracked, bool failed) {
   std::vector<TrackedStatement> ran;
   auto first_command = std::find_if(tracked.begin(), tracked.end(), [](const TrackedStatement& t) {
     return is_prepare_command(t.c) || t.c.effects.has(routing::SessionEffect::DiscardAll);

@@ -296,7 +296,8 @@ void ClientConn::start_authentication(const conf::User* user, conf::AuthMethod m
                                       std::optional<Failure> refusal) {
   user_config_ = user;
   // As PostgreSQL: md5 asked of a user whose stored password is a SCRAM secret runs SCRAM instead.
-  if (method == conf::AuthMethod::Md5 && user && conf::password_kind(user->password) == conf::PasswordKind::ScramSecret) {
+  if (method == conf::AuthMethod::Md5 && user &&
+      conf::password_kind(user->password) == conf::PasswordKind::ScramSecret) {
     method = conf::AuthMethod::ScramSha256;
   }
   std::optional<ScramSecret> secret;

@@ -37,9 +37,10 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 
 // The client waits for something other than its own next bytes (SHOW CLIENTS' "waiting").
 inline bool is_waiting(ClientState s) {
-  return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait || s == ClientState::PrimaryWait ||
-         s == ClientState::ReplayWait || s == ClientState::Paused || s == ClientState::Draining ||
-         s == ClientState::Preparing || s == ClientState::ServerEnding || s == ClientState::AdminBusy;
+  return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait ||
+         s == ClientState::PrimaryWait || s == ClientState::ReplayWait || s == ClientState::Paused ||
+         s == ClientState::Draining || s == ClientState::Preparing || s == ClientState::ServerEnding ||
+         s == ClientState::AdminBusy;
 }
 
 // The client has been told it is logged in (ReadyForQuery after authentication).

@@ -73,7 +73,8 @@ void AuthLookup::next() {
     result_ = AuthRecord{};
     result_.error = "the lookup returned no result";
     auto on_result = [this](const PGresult* r) -> std::string {
-      if (PQresultStatus(r) != PGRES_TUPLES_OK) return "unexpected result " + std::string(PQresStatus(PQresultStatus(r)));
+      if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return "unexpected result " + std::string(PQresStatus(PQresultStatus(r)));
       if (PQnfields(r) != 3) return "the lookup returned " + std::to_string(PQnfields(r)) + " columns, not 3";
       auto value = [r](int col) -> std::optional<std::string_view> {
         if (PQntuples(r) < 1 || PQgetisnull(r, 0, col)) return std::nullopt;

@@ -85,7 +85,8 @@ void CatalogLoader::finish(Database& db, bool ok, const std::string& error) {
     slot.snapshot.store(std::move(catalog), std::memory_order_release);
     slot.published.fetch_add(1, std::memory_order_acq_rel);
   } else if (without_primary) {
-    LOG_DEBUG("function catalog of database %s: no primary to read it from yet", escape_for_log(slot.database, 64).c_str());
+    LOG_DEBUG("function catalog of database %s: no primary to read it from yet",
+              escape_for_log(slot.database, 64).c_str());
   } else if (!db.failing) {
     LOG_WARN("cannot load the function catalog of database %s (reads calling functions it does not know of may "
              "reach a standby): %s",

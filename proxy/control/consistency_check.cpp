@@ -112,7 +112,8 @@ void ConsistencyCheck::start(std::string database, std::vector<std::string> tabl
   if (!reply) reply = [](const ConsistencyReport&) {};
   if (running() || control_.switchover().running()) {
     reply({protocol::sqlstate::kObjectNotInPrerequisiteState,
-           running() ? "a consistency check is already running" : "a switchover or failover is running", "", {}, {}, 0});
+           running() ? "a consistency check is already running" : "a switchover or failover is running",
+           "", {}, {}, 0});
     return;
   }
   const auto view = control_.shared().view.load();

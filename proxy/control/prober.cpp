@@ -91,7 +91,8 @@ Prober::Prober(uv_loop_t* loop, const conf::Config& config, OnChange on_change)
       topology_(backend_specs(config), topology_settings(config)),
       poller_(loop, topology_, [this](const WalPosition& position) { on_position(position); }),
       patroni_(
-          loop, [this](routing::DcsCluster cluster, const std::string& url) { on_dcs_cluster(std::move(cluster), url); },
+          loop,
+          [this](routing::DcsCluster cluster, const std::string& url) { on_dcs_cluster(std::move(cluster), url); },
           [this](const std::string& error) { on_dcs_failed(error); }),
       on_change_(std::move(on_change)) {
   timer_ = make_uv_handle<uv_timer_t>(this);

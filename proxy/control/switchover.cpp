@@ -123,8 +123,8 @@ void Switchover::start(const std::string& target_name, Reply reply) {
   hold_started_ = 0;
   final_lsn_ = 0;
   const std::string& database = config->health_check.database;
-  old_conn_ = std::make_unique<PgQueryConnection>(control_.loop(), probe_target(*config, old.spec.host, old.spec.port, database),
-                                                  "pgmux switchover");
+  old_conn_ = std::make_unique<PgQueryConnection>(
+      control_.loop(), probe_target(*config, old.spec.host, old.spec.port, database), "pgmux switchover");
   target_conn_ = std::make_unique<PgQueryConnection>(
       control_.loop(), probe_target(*config, target.spec.host, target.spec.port, database), "pgmux switchover");
   command_ = std::make_unique<ShellCommand>(control_.loop());
@@ -180,7 +180,8 @@ void Switchover::on_drain_check(const std::vector<WorkerSnapshot>& snapshots) {
     return;
   }
   if (monotonic_seconds() >= step_deadline_) {
-    cancel(std::to_string(busy) + " transaction(s) on " + old_name + " were still running after switchover.drain_timeout (" +
+    cancel(std::to_string(busy) + " transaction(s) on " + old_name +
+               " were still running after switchover.drain_timeout (" +
                seconds_text(control_.config()->switchover.drain_timeout) + ")",
            "SHOW SERVERS shows them; retry when they are done, or raise switchover.drain_timeout");
     return;
@@ -269,8 +270,8 @@ void Switchover::promote() {
   const auto config = control_.config();
   const auto promoted = [this] {
     control_.prober().fence(static_cast<size_t>(old_primary_), old_timeline_,
-                            std::string(kind_ == Kind::Failover ? "failed" : "switched") + " over to " + name_of(target_) +
-                                ": fenced until it reports as a standby on a timeline after " +
+                            std::string(kind_ == Kind::Failover ? "failed" : "switched") + " over to " +
+                                name_of(target_) + ": fenced until it reports as a standby on a timeline after " +
                                 std::to_string(old_timeline_),
                             FenceStage::Closed);
     await_primary();

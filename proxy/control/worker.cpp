@@ -74,7 +74,8 @@ bool Worker::post(std::function<void(Worker&)> fn) {
   return true;
 }
 
-void Worker::apply_config(std::shared_ptr<const conf::Config> config, std::shared_ptr<const routing::BackendsView> view) {
+void Worker::apply_config(std::shared_ptr<const conf::Config> config,
+                          std::shared_ptr<const routing::BackendsView> view) {
   post([config = std::move(config), view = std::move(view)](Worker& w) mutable {
     w.on_config(std::move(config), std::move(view));
   });
@@ -486,9 +487,9 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   Pool::Limits limits = pool_limits(key, requested_database, database, user);
   limits.login_params = shared_.login_params_for(key);
   // The name goes into log lines and messages: the database may be any name a client chose (the "*" entry).
-  auto pool = std::make_unique<Pool>(*this, key,
-                                     escape_for_log(requested_database, 64) + "/" + escape_for_log(user.name, 64) + "@" + backend->name,
-                                     backend_index, std::move(address), std::move(login), limits, mode);
+  auto pool = std::make_unique<Pool>(
+      *this, key, escape_for_log(requested_database, 64) + "/" + escape_for_log(user.name, 64) + "@" + backend->name,
+      backend_index, std::move(address), std::move(login), limits, mode);
   pool->set_stale(current_pool_key(requested_database, user.name, *backend) != key);
   if (auto_database) pool->mark_auto_database();
   Pool* raw = pool.get();
@@ -548,8 +549,8 @@ void Worker::begin_shutdown(bool graceful) {
   }
   LOG_INFO("worker %d: waiting up to %.0f s for %zu sessions to finish", index_, config_->timeouts.shutdown_timeout,
            clients_.size());
-  uv_timer_start(shutdown_timer_.get(), on_shutdown_timer, static_cast<uint64_t>(config_->timeouts.shutdown_timeout * 1000),
-                 0);
+  uv_timer_start(shutdown_timer_.get(), on_shutdown_timer,
+                 static_cast<uint64_t>(config_->timeouts.shutdown_timeout * 1000), 0);
 }
 
 void Worker::on_shutdown_timer(uv_timer_t* handle) { UvTimer<Worker>::owner_of(handle)->finish(); }

@@ -132,7 +132,8 @@ constexpr FailureRow kClientSessionRows[] = {
      "Add the user to admin_users (every command) or stats_users (SHOW only) in the pgmux config.", Reuse,
      "not_admin_user", "not an admin user", Warn},
     {F::TooManyClients, Fatal, code::kTooManyConnections,
-     "sorry, too many clients already (pgmux max_client_conn is {})", "", "", Reuse, "too_many_clients", "max_client_conn reached", Warn},
+     "sorry, too many clients already (pgmux max_client_conn is {})", "", "", Reuse, "too_many_clients",
+     "max_client_conn reached", Warn},
 
     {F::MalformedRequest, Fatal, code::kProtocolViolation, "{}", "", "", Reuse, "malformed_request", "invalid message",
      Info},

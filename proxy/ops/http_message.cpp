@@ -77,7 +77,8 @@ HttpParse parse_http_request_head(std::string_view data, size_t limit, HttpReque
   limit -= skipped;
   size_t end = data.find("\r\n\r\n");
   size_t end_size = 4;
-  if (const size_t bare = data.find("\n\n"); bare != std::string_view::npos && (end == std::string_view::npos || bare < end)) {
+  if (const size_t bare = data.find("\n\n");
+      bare != std::string_view::npos && (end == std::string_view::npos || bare < end)) {
     end = bare;
     end_size = 2;
   }

@@ -141,7 +141,8 @@ void export_clients(const ExportSources& s, Builder& out) {
       if (int i = state_index(kClientStates, row.state); i >= 0) ++clients[static_cast<size_t>(i)];
     }
   }
-  for (size_t i = 0; i < clients.size(); ++i) out.gauge(Family::ClientConnections, {{"state", kClientStates[i]}}, clients[i]);
+  for (size_t i = 0; i < clients.size(); ++i)
+    out.gauge(Family::ClientConnections, {{"state", kClientStates[i]}}, clients[i]);
   out.counter(Family::ClientLogins, {}, total(s, [](const WorkerMetrics& w) -> auto& { return w.client_logins; }));
   out.counter(Family::ClientLoginFailures, {},
               total(s, [](const WorkerMetrics& w) -> auto& { return w.client_login_failures; }));
@@ -156,7 +157,8 @@ void export_clients(const ExportSources& s, Builder& out) {
   }
   out.counter(Family::ClientBytesReceived, {},
               total(s, [](const WorkerMetrics& w) -> auto& { return w.client_bytes_received; }));
-  out.counter(Family::ClientBytesSent, {}, total(s, [](const WorkerMetrics& w) -> auto& { return w.client_bytes_sent; }));
+  out.counter(Family::ClientBytesSent, {},
+              total(s, [](const WorkerMetrics& w) -> auto& { return w.client_bytes_sent; }));
 }
 
 void export_servers(const ExportSources& s, Builder& out) {
@@ -185,7 +187,8 @@ void export_servers(const ExportSources& s, Builder& out) {
               total(s, [](const WorkerMetrics& w) -> auto& { return w.server_connect_failures; }));
   out.counter(Family::ServerBytesReceived, {},
               total(s, [](const WorkerMetrics& w) -> auto& { return w.server_bytes_received; }));
-  out.counter(Family::ServerBytesSent, {}, total(s, [](const WorkerMetrics& w) -> auto& { return w.server_bytes_sent; }));
+  out.counter(Family::ServerBytesSent, {},
+              total(s, [](const WorkerMetrics& w) -> auto& { return w.server_bytes_sent; }));
 }
 
 void export_requests(const ExportSources& s, Builder& out) {
@@ -197,8 +200,8 @@ void export_requests(const ExportSources& s, Builder& out) {
       bool usual = false;
       for (const auto& [ut, ur] : kUsualRoutes) usual |= ut == target && ur == reason;
       if (n == 0 && !usual) continue;
-      out.counter(Family::QueriesRouted, {{"target", routing::to_string(target)}, {"reason", routing::to_string(reason)}},
-                  n);
+      out.counter(Family::QueriesRouted,
+                  {{"target", routing::to_string(target)}, {"reason", routing::to_string(reason)}}, n);
     }
   }
   out.counter(Family::StandbyWriteRetries, {},

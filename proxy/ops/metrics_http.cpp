@@ -139,7 +139,8 @@ void MetricsHttpServer::Impl::on_read(uv_stream_t* stream, ssize_t nread, const 
   if (c->phase != HttpConn::Phase::Reading) return;  // anything after the request head is ignored
   c->in.append(c->read_buffer, static_cast<size_t>(nread));
   if (c->in.size() > kMaxRequestHead) {  // the buffer never grows past the limit, whatever the bytes are
-    self->respond(c, text(431, "request header fields too large (limit " + std::to_string(kMaxRequestHead) + " bytes)"));
+    self->respond(c, text(431, "request header fields too large (limit " + std::to_string(kMaxRequestHead) +
+                               " bytes)"));
     return;
   }
   HttpRequestHead head;
@@ -150,7 +151,8 @@ void MetricsHttpServer::Impl::on_read(uv_stream_t* stream, ssize_t nread, const 
       self->respond(c, text(400, "bad request"));
       return;
     case HttpParse::TooLarge:
-      self->respond(c, text(431, "request header fields too large (limit " + std::to_string(kMaxRequestHead) + " bytes)"));
+      self->respond(c, text(431, "request header fields too large (limit " + std::to_string(kMaxRequestHead) +
+                                 " bytes)"));
       return;
     case HttpParse::Ok:
       break;
@@ -213,23 +215,24 @@ void MetricsHttpServer::Impl::answer_with_snapshots(HttpConn* c, std::function<R
   const uint64_t id = c->id;
   Control& ctl = control;
   auto post_back = [&ctl](std::function<void()> fn) { ctl.post([fn = std::move(fn)](Control&) { fn(); }); };
-  gather_snapshots(control.shared(), post_back, [this, id, build = std::move(build)](std::vector<WorkerSnapshot> snapshots) {
-    auto it = conns.find(id);
-    if (it == conns.end() || it->second->phase != HttpConn::Phase::Working) return;  // gone, or timed out
-    SharedState& shared = control.shared();
-    std::shared_ptr<const routing::BackendsView> view = shared.view.load();
-    ExportSources sources;
-    for (const Worker* worker : shared.workers) sources.workers.push_back(&worker->metrics());
-    sources.snapshots = &snapshots;
-    sources.view = view.get();
-    sources.control = &control.metrics();
-    sources.pins = &shared.pins;
-    sources.version = PGMUX_VERSION;
-    sources.now = unix_now();
-    sources.clients = shared.clients.load();
-    sources.shutting_down = control.stopping();
-    respond(it->second, build(sources));
-  });
+  gather_snapshots(
+      control.shared(), post_back, [this, id, build = std::move(build)](std::vector<WorkerSnapshot> snapshots) {
+        auto it = conns.find(id);
+        if (it == conns.end() || it->second->phase != HttpConn::Phase::Working) return;  // gone, or timed out
+        SharedState& shared = control.shared();
+        std::shared_ptr<const routing::BackendsView> view = shared.view.load();
+        ExportSources sources;
+        for (const Worker* worker : shared.workers) sources.workers.push_back(&worker->metrics());
+        sources.snapshots = &snapshots;
+        sources.view = view.get();
+        sources.control = &control.metrics();
+        sources.pins = &shared.pins;
+        sources.version = PGMUX_VERSION;
+        sources.now = unix_now();
+        sources.clients = shared.clients.load();
+        sources.shutting_down = control.stopping();
+        respond(it->second, build(sources));
+      });
 }
 
 void MetricsHttpServer::Impl::respond(HttpConn* c, const Response& response) {

@@ -71,7 +71,8 @@ nlohmann::json pools_json(const std::vector<WorkerSnapshot>& snapshots) {
 nlohmann::json status_json(const ExportSources& s) {
   const routing::BackendsView& view = *s.view;
   nlohmann::json backends = nlohmann::json::array();
-  for (size_t i = 0; i < view.backends.size(); ++i) backends.push_back(backend_json(view.backends[i], static_cast<int>(i)));
+  for (size_t i = 0; i < view.backends.size(); ++i)
+    backends.push_back(backend_json(view.backends[i], static_cast<int>(i)));
   nlohmann::json primary = nullptr;
   if (view.primary >= 0 && static_cast<size_t>(view.primary) < view.backends.size()) {
     primary = view.backends[static_cast<size_t>(view.primary)].spec.name;

@@ -243,7 +243,8 @@ std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starvi
       break;
     }
     if (reserve && !can_open_more()) {
-      LOG_INFO("pool %s: using the reserve pool for a client waiting %.1f s", name_.c_str(), now - client->wait_started());
+      LOG_INFO("pool %s: using the reserve pool for a client waiting %.1f s", name_.c_str(),
+               now - client->wait_started());
     }
     uncovered.push_back(client);
   }

@@ -85,7 +85,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   protocol::ByteView last_internal_error() const { return last_internal_error_; }
   // Whether its Query number `ordinal` (counted by ReadyForQuery from 0) failed: valid in its callback.
   bool last_internal_failed(uint16_t ordinal) const {
-    return std::find(last_internal_failed_.begin(), last_internal_failed_.end(), ordinal) != last_internal_failed_.end();
+    return std::find(last_internal_failed_.begin(), last_internal_failed_.end(), ordinal) !=
+           last_internal_failed_.end();
   }
   // An extended sequence was left open by Flush and nothing else is owed: its next messages must come here.
   bool only_open_sequence() const { return owed_.size() == 1 && owed_.open_sequence(); }
@@ -210,7 +211,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   protocol::ByteVector dropped_reply_;
   protocol::ByteVector last_internal_error_;
   std::vector<uint16_t> last_internal_failed_;
-  std::vector<protocol::ByteVector> rewritten_;  // messages of the current relay pass that pgmux wrote itself  // the last reply dropped for a retry (DropForRetry), ReadyForQuery included
+  std::vector<protocol::ByteVector> rewritten_;  // messages of the current relay pass that pgmux wrote itself  // the
+                                                 // last reply dropped for a retry (DropForRetry), ReadyForQuery
+                                                 // included
 };
 
 }  // namespace pgmux::proxy

@@ -188,7 +188,8 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
   if (tag == backend::kErrorResponse) note_fatal(body);
   if (tag == backend::kErrorResponse && client_ &&
       client_->absorb_server_fatal(*this, body, ByteView(in_.data() + pass.pos, size))) {
-    pass.pos += size;  // the client drops it or keeps it until it knows what ended the server (client_server_ending.cpp)
+    pass.pos += size;  // the client drops it or keeps it until it knows what ended the server
+                       // (client_server_ending.cpp)
     return true;
   }
   if (fate == ReplyFate::SkipOwn) return drop_own_reply(tag, body, size, pass);

@@ -49,7 +49,8 @@ StreamStats read_rows(PGconn* conn) {
       st.bytes += g.size() + payload.size();
       std::string unit = md5_hex(g);
       bool good = payload.size() == unit.size() * kRepeat && std::stol(g) == st.rows;
-      for (size_t i = 0; good && i < payload.size(); i += unit.size()) good = payload.compare(i, unit.size(), unit) == 0;
+      for (size_t i = 0; good && i < payload.size(); i += unit.size())
+        good = payload.compare(i, unit.size(), unit) == 0;
       if (!good) ++st.bad_rows;
     } else if (s != PGRES_TUPLES_OK) {
       st.error = PQresultErrorMessage(res.get());

@@ -278,7 +278,8 @@ TEST_CASE("a server terminated alone leaves the other idle connections to its ba
   REQUIRE(outcome_of(second.get(), "COMMIT") == "ok");
   REQUIRE(PQsendQuery(first.get(), "SELECT pg_sleep(30) /* terminated alone */") == 1);
   PgConn admin = connect(conninfo(ports.primary, "postgres", "postgres", "app"));
-  const char* find = "SELECT pid FROM pg_stat_activity WHERE query LIKE '%terminated alone%' AND pid <> pg_backend_pid()";
+  const char* find =
+      "SELECT pid FROM pg_stat_activity WHERE query LIKE '%terminated alone%' AND pid <> pg_backend_pid()";
   REQUIRE(wait_until([&] { return !scalar(admin.get(), find).empty(); }, 10));
   const std::string terminated = scalar(admin.get(), find);
   REQUIRE(pids.count(terminated) == 1);

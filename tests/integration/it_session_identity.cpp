@@ -241,7 +241,9 @@ TEST_CASE("session pooling: the end of a session's standby connection does not e
   exec(conn.get(), "SET application_name = 'standby_end'");
   const int primary = cluster_ports().primary;
   int standby_port = 0;
-  REQUIRE(wait_until([&] { return (standby_port = server_port(conn.get(), "SELECT inet_server_port() /* idle-tag */")) != primary; }, 10));
+  REQUIRE(wait_until(
+      [&] { return (standby_port = server_port(conn.get(), "SELECT inet_server_port() /* idle-tag */")) != primary; },
+      10));
 
   REQUIRE(terminate_on_standby(standby_port, "idle-tag"));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the FATAL reaches pgmux, then the end

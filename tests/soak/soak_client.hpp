@@ -2,8 +2,8 @@
 // (plain queries, a transaction, or one of the faults: wrong password, unknown user or database, vanishing before
 // or during login, mid-request or inside a transaction, a reset, a cancel) and ends with an outcome the driver
 // counts. Faults pgmux does not cause (its servers killed under a client, the client killed from the admin console)
-// end as the outcome "killed <SQLSTATE>" (57P01, 08006 or 08007), which every scenario tolerates, as it does "late cancel
-// 57014" (see handle_error).
+// end as the outcome "killed <SQLSTATE>" (57P01, 08006 or 08007), which every scenario tolerates, as it does "late
+// cancel 57014" (see handle_error).
 #pragma once
 #include <chrono>
 #include <cstdint>

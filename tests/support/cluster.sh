@@ -160,7 +160,8 @@ EOF
     as_pg "$PGBIN/pg_basebackup" -h "$dir" -p "$p" -U postgres -D "$dir/standby$n" -R -S "standby$n" \
       -X stream -c fast >"$dir/basebackup$n.log" 2>&1 ||
       die "pg_basebackup for standby$n failed; log: $dir/basebackup$n.log"
-    printf "\n# --- standby%s ---\nport = %s\ncluster_name = 'standby%s'\n" "$n" "$sp" "$n" >>"$dir/standby$n/postgresql.conf"
+    printf "\n# --- standby%s ---\nport = %s\ncluster_name = 'standby%s'\n" "$n" "$sp" "$n" \
+      >>"$dir/standby$n/postgresql.conf"
     pg_ctl_start "$dir" "standby$n"
   done
   wait_streaming "$dir"

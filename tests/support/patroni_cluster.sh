@@ -159,7 +159,8 @@ sys.exit(0 if len(leaders) == 1 and len(replicas) == 1 else 1)' "$json"; then
         -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0)
       [[ $n == 1 ]] && return 0
     fi
-    ((SECONDS < deadline)) || die "no leader with a streaming replica after ${WAIT_TIMEOUT}s: ${json:-no answer}; logs in $dir"
+    ((SECONDS < deadline)) ||
+      die "no leader with a streaming replica after ${WAIT_TIMEOUT}s: ${json:-no answer}; logs in $dir"
     sleep 0.3
   done
 }
@@ -178,7 +179,8 @@ cmd_start() {  # DIR BASEPORT
   # node1 bootstraps first, so the pair's roles are predictable for the first act of a test.
   local deadline=$((SECONDS + WAIT_TIMEOUT))
   until [[ $(cmd_leader "$dir" 2>/dev/null || true) == node1 ]]; do
-    ((SECONDS < deadline)) || die "node1 did not become leader; log: $dir/node1.log"$'\n'"$(tail -n 30 "$dir/node1.log")"
+    ((SECONDS < deadline)) ||
+      die "node1 did not become leader; log: $dir/node1.log"$'\n'"$(tail -n 30 "$dir/node1.log")"
     sleep 0.3
   done
   start_node "$dir" node2

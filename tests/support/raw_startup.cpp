@@ -28,7 +28,8 @@ class Wire {
  public:
   Wire(int port, double timeout_s) : Wire(RawEndpoint{port, {}}, timeout_s) {}
   Wire(const RawEndpoint& to, double timeout_s)
-      : deadline_(Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s))) {
+      : deadline_(Clock::now() +
+                  std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s))) {
     int rc = -1;
     if (to.unix_path.empty()) {
       fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -190,7 +191,8 @@ std::string b64(const std::string& raw) {
 std::optional<std::string> unb64(const std::string& text) {
   if (text.size() % 4 != 0) return std::nullopt;
   std::vector<unsigned char> out(text.size() / 4 * 3 + 1);
-  int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  int n =
+      EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
   if (n < 0) return std::nullopt;
   size_t len = static_cast<size_t>(n);
   if (!text.empty() && text.back() == '=') --len;  // EVP_DecodeBlock counts the padding
@@ -362,7 +364,8 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
         }
         sent = wire.send_all(message('p', *final_msg));
         if (sent && extras.vanish_after_proof) {
-          if (extras.vanish_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(extras.vanish_delay_us));
+          if (extras.vanish_delay_us > 0)
+            std::this_thread::sleep_for(std::chrono::microseconds(extras.vanish_delay_us));
           wire.abandon(extras.reset_on_vanish);
           out.message = "closed after sending the SCRAM proof";
           return out;

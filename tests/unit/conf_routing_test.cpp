@@ -183,7 +183,8 @@ TEST_CASE("conf topology: source probe (default) or patroni with its REST API ad
         "/topology/source: must be one of \"probe\", \"patroni\"\n");
   CHECK(all_errors(parse_config(base + R"(, "topology": {"source": "patroni"}})")) ==
         "/topology: source \"patroni\" needs \"patroni_urls\" (at least one REST API address)\n");
-  CHECK(all_errors(parse_config(base + R"(, "topology": {"source": "patroni", "patroni_urls": ["https://a:8008"]}})")) ==
+  CHECK(all_errors(parse_config(base +
+                                R"(, "topology": {"source": "patroni", "patroni_urls": ["https://a:8008"]}})")) ==
         "/topology/patroni_urls/0: must be \"http://host:port\" (Patroni's REST API), got \"https://a:8008\"\n");
   CHECK(all_errors(parse_config(base + R"(, "failover": {"mode": "pgmux"},
       "topology": {"source": "patroni", "patroni_urls": ["http://a:8008"]}})")) ==
@@ -208,9 +209,10 @@ TEST_CASE("conf topology: etcd_urls watch Patroni's failover key under namespace
   CHECK(all_errors(parse_config(base + patroni +
                                 R"("etcd_urls": ["e:2379"], "patroni_scope": "main"}})")) ==
         "/topology/etcd_urls/0: must be \"http://host:port\" (etcd's client URL), got \"e:2379\"\n");
-  CHECK(all_errors(parse_config(base + patroni +
-                                R"("etcd_urls": ["http://e:2379"], "patroni_scope": "main", "patroni_namespace": "x"}})")) ==
-        "/topology/patroni_namespace: must start with \"/\" (Patroni's default: /service)\n");
+  CHECK(
+      all_errors(parse_config(
+          base + patroni + R"("etcd_urls": ["http://e:2379"], "patroni_scope": "main", "patroni_namespace": "x"}})")) ==
+      "/topology/patroni_namespace: must start with \"/\" (Patroni's default: /service)\n");
   CHECK(all_errors(parse_config(base + R"({"etcd_urls": ["http://e:2379"], "patroni_scope": "main"}})")) ==
         "/topology/etcd_urls: needs source \"patroni\" (it watches Patroni's failover key)\n");
 }
@@ -248,6 +250,8 @@ TEST_CASE("conf consistency_check: off by default; interval, database and tables
   CHECK(set.config->consistency_check.interval == 300);
   CHECK(set.config->consistency_check.database == "app");
   CHECK(set.config->consistency_check.tables == std::vector<std::string>{"public.orders", "items"});
-  CHECK(all_errors(parse_config(base + R"(, "consistency_check": {"interval": -1}})")).find("/consistency_check/interval") == 0);
-  CHECK(all_errors(parse_config(base + R"(, "consistency_check": {"every": 1}})")).find("/consistency_check/every") == 0);
+  CHECK(all_errors(parse_config(base + R"(, "consistency_check": {"interval": -1}})"))
+            .find("/consistency_check/interval") == 0);
+  CHECK(all_errors(parse_config(base + R"(, "consistency_check": {"every": 1}})"))
+            .find("/consistency_check/every") == 0);
 }

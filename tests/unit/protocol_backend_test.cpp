@@ -211,7 +211,8 @@ TEST_CASE("NoticeResponse round-trip") {
 
 TEST_CASE("parse_error_fields: server-style bodies and malformed ones") {
   // Localized S, non-localized V (V wins), plus fields kept in wire order.
-  auto f = parse_error_fields(as_bytes("SFEHLER\0VERROR\0C42P01\0Mrelation does not exist\0P15\0Fparse_relation.c\0\0"sv));
+  auto f =
+      parse_error_fields(as_bytes("SFEHLER\0VERROR\0C42P01\0Mrelation does not exist\0P15\0Fparse_relation.c\0\0"sv));
   REQUIRE(f);
   CHECK(f->severity == "ERROR");
   CHECK(f->sqlstate == "42P01");

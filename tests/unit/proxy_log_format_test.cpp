@@ -24,7 +24,8 @@ TEST_CASE("json_escape: quotes, backslashes and control characters are escaped")
 }
 
 TEST_CASE("json_escape: valid UTF-8 is kept, each invalid byte becomes U+FFFD") {
-  CHECK(json_escape("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x98") == "\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x98");
+  CHECK(json_escape("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x98") ==
+        "\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x98");
   CHECK(json_escape("\xff") == "\\ufffd");
   CHECK(json_escape("a\xc3") == "a\\ufffd");                 // cut short
   CHECK(json_escape("\xc0\xaf") == "\\ufffd\\ufffd");        // overlong '/'

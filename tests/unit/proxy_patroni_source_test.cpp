@@ -52,7 +52,8 @@ TEST_CASE("patroni: /cluster members, roles, tags; not that document") {
 }
 
 TEST_CASE("http: a response with Content-Length; the request names host, path and closes") {
-  OneShotServer server("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"members\": []}");
+  OneShotServer server(
+      "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"members\": []}");
   const HttpResult r = http_exchange(get(server.port()));
   CHECK(r.ok);
   CHECK(r.status == 200);

@@ -103,5 +103,7 @@ TEST_CASE("pin counters are indexed by the classifier's pin reasons; the summary
   CHECK(counters.get(PinReason::Listen) == 2);
   CHECK(counters.get(PinReason::TempTable) == 0);
   const std::string summary = counters.summary();
-  CHECK(summary == "temporary table=0, session advisory lock=0, LISTEN=2, WITH HOLD cursor=0, SQL PREPARE=1, session state unknown=0");
+  CHECK(summary ==
+        "temporary table=0, session advisory lock=0, LISTEN=2, WITH HOLD cursor=0, SQL PREPARE=1, "
+        "session state unknown=0");
 }

@@ -100,8 +100,8 @@ TEST_CASE("classifier: statements the lexer can't settle go to the parser and sa
 
 TEST_CASE("classifier: BEGIN READ WRITE is marked, by the lexer and by the parser") {
   Classifier c;
-  for (const char* sql : {"BEGIN READ WRITE", "START TRANSACTION READ WRITE", "begin isolation level serializable, read write",
-                          "BEGIN READ ONLY, READ WRITE"}) {
+  for (const char* sql : {"BEGIN READ WRITE", "START TRANSACTION READ WRITE",
+                          "begin isolation level serializable, read write", "BEGIN READ ONLY, READ WRITE"}) {
     CAPTURE(sql);
     const Classification r = c.classify(sql);
     CHECK(r.kind == StatementKind::TxBegin);

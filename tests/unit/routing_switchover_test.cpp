@@ -168,13 +168,15 @@ ReceiverReport receiver(size_t backend, std::string status, uint64_t received_ls
 TEST_CASE("failover plan: promote only once no standby streams, the one that received the most WAL") {
   Topology t = cluster();
   // b still streams: a may be alive and only unreachable from pgmux.
-  FailoverPlan plan = plan_failover(*t.view(), 0, {receiver(1, "streaming", 95 * kMiB), receiver(2, "none", 99 * kMiB)});
+  FailoverPlan plan = plan_failover(*t.view(), 0,
+                                    {receiver(1, "streaming", 95 * kMiB), receiver(2, "none", 99 * kMiB)});
   CHECK_FALSE(plan.ok());
   CHECK(plan.waiting.find("b still streams WAL from its upstream: a may be alive") == 0);
 
   // Both lost their WAL sender: c received more (replay order does not matter here); d is standby_only.
   plan = plan_failover(*t.view(), 0,
-                       {receiver(1, "waiting", 95 * kMiB), receiver(2, "none", 99 * kMiB), receiver(3, "none", 120 * kMiB)});
+                       {receiver(1, "waiting", 95 * kMiB), receiver(2, "none", 99 * kMiB),
+                        receiver(3, "none", 120 * kMiB)});
   REQUIRE(plan.ok());
   CHECK(plan.target == 2);
   // A tie goes to config order (the reports come in it).

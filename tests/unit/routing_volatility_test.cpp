@@ -179,7 +179,8 @@ TEST_CASE("catalog reloading: reads go to the primary, the rest is unchanged") {
   CHECK(std::string_view(read.reason) == "function catalog reloading");
   CHECK(read.catalog_stamp == CatalogState::kRefreshingStamp);
   CHECK(c.classify("SELECT 1", CatalogState{nullptr, true}).kind == StatementKind::Write);
-  CHECK(c.classify("BEGIN READ ONLY", refreshing).kind == StatementKind::TxBegin);  // a read-only transaction can't write
+  CHECK(c.classify("BEGIN READ ONLY", refreshing).kind == StatementKind::TxBegin);  // a read-only transaction
+                                                                                    // can't write
   CHECK(c.classify("SET a = 1", refreshing).kind == StatementKind::Session);
   CHECK(c.classify("", refreshing).kind == StatementKind::Empty);
   CHECK(c.classify("SELECT 1", CatalogState{&catalog, false}).catalog_stamp == 3);

@@ -62,8 +62,8 @@ const std::vector<Command>& command_table();
 // The command whose words start `sql` (case-insensitive; the longest match), with its input; null when none.
 const Command* find_command(std::string_view sql, Input* input);
 
-// Handlers, by family (show_connections.cpp, show_stats.cpp, show_settings.cpp, show_backends.cpp, control_commands.cpp,
-// explain_route.cpp).
+// Handlers, by family (show_connections.cpp, show_stats.cpp, show_settings.cpp, show_backends.cpp,
+// control_commands.cpp, explain_route.cpp).
 Answer show_pools(const Input&, Context&);
 Answer show_backend_pools(const Input&, Context&);
 Answer show_stats_totals(const Input&, Context&);

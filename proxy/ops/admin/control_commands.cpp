@@ -99,7 +99,8 @@ Answer set_command(const Input& input, Context& context) {
   auto trim = [](std::string s) {
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.erase(s.begin());
-    if (s.size() >= 2 && (s.front() == '\'' || s.front() == '"') && s.back() == s.front()) s = s.substr(1, s.size() - 2);
+    if (s.size() >= 2 && (s.front() == '\'' || s.front() == '"') && s.back() == s.front())
+      s = s.substr(1, s.size() - 2);
     return s;
   };
   if (split == std::string::npos) {
@@ -216,7 +217,8 @@ Answer switchover_command(const Input& input, Context& context) {
   std::string target;
   if (input.args.size() == 2 && (input.args[0] == "TO" || input.args[0] == "to" || input.args[0] == "To")) {
     target = input.args[1];
-    if (target.size() >= 2 && target.front() == '"' && target.back() == '"') target = target.substr(1, target.size() - 2);
+    if (target.size() >= 2 && target.front() == '"' && target.back() == '"')
+      target = target.substr(1, target.size() - 2);
   } else if (!input.args.empty()) {
     return Answer::fail(protocol::sqlstate::kSyntaxError, "unexpected \"" + input.rest + "\"",
                         "the syntax is SWITCHOVER [TO <backend>]; SHOW BACKENDS lists the backends");

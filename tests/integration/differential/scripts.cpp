@@ -337,7 +337,8 @@ std::string Schema::reset_sql() const {
 }
 
 std::string Schema::teardown_sql() const {
-  return "DROP TABLE IF EXISTS " + items + ", " + copies + ", " + items + "_sp_gone; DROP FUNCTION IF EXISTS " + notice + "(int)";
+  return "DROP TABLE IF EXISTS " + items + ", " + copies + ", " + items + "_sp_gone; DROP FUNCTION IF EXISTS " +
+         notice + "(int)";
 }
 
 std::vector<Script> all_scripts(const Schema& s) {

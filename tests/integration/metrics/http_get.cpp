@@ -28,7 +28,8 @@ int remaining_ms(Clock::time_point deadline) {
 
 HttpReply http_raw(int port, const std::string& request, double seconds) {
   HttpReply reply;
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  const auto deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return reply;
   sockaddr_in addr = loopback_address(port);

@@ -76,7 +76,8 @@ const std::map<std::string, Spec>& specs() {
        {{},
         {},
         "CREATE EXTENSION postgres_fdw; CREATE SCHEMA s; CREATE SCHEMA y; "
-        "CREATE SERVER x FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '@PORT@', dbname 'rt_writes'); "
+        "CREATE SERVER x FOREIGN DATA WRAPPER postgres_fdw "
+        "OPTIONS (host '127.0.0.1', port '@PORT@', dbname 'rt_writes'); "
         "CREATE USER MAPPING FOR postgres SERVER x OPTIONS (user 'postgres', password 'postgres')",
         ""}},
       // No label provider is loaded on any server; a standby would refuse with 25006 before looking.

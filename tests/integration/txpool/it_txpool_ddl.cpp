@@ -31,7 +31,8 @@ struct Fixture {
     ci = app_conninfo(proxy.port(), kDb);
     wait_serving(ci);
     owner = connect(app_conninfo(cluster_ports().primary, kDb));
-    exec(owner.get(), "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, 100) g");
+    exec(owner.get(),
+         "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, 100) g");
   }
   ~Fixture() {
     owner.reset();
@@ -97,7 +98,8 @@ TEST_CASE("a statement prepared after ALTER TABLE runs with the new columns on e
     if (n % 2) exec(conn.get(), "BEGIN");
     int fields = 0;
     failure = exec_sel(conn.get(), 1 + n, &fields);
-    if (failure.empty() && fields != 3) failure = "execution " + std::to_string(n) + ": " + std::to_string(fields) + " columns";
+    if (failure.empty() && fields != 3)
+      failure = "execution " + std::to_string(n) + ": " + std::to_string(fields) + " columns";
     if (n % 2) exec(conn.get(), "COMMIT");
   }
   CHECK_MESSAGE(failure.empty(), failure);
