@@ -208,12 +208,10 @@ class ServerConn final : public StreamConn, public PoolServer {
   // and the statement's shape recorded. 2: the ParameterDescription is next, 1: the RowDescription or NoData.
   uint8_t hidden_describe_ = 0;
   std::string described_statement_;
-  protocol::ByteVector dropped_reply_;
+  protocol::ByteVector dropped_reply_;  // the last reply dropped for a retry (DropForRetry), ReadyForQuery included
   protocol::ByteVector last_internal_error_;
   std::vector<uint16_t> last_internal_failed_;
-  std::vector<protocol::ByteVector> rewritten_;  // messages of the current relay pass that pgmux wrote itself  // the
-                                                 // last reply dropped for a retry (DropForRetry), ReadyForQuery
-                                                 // included
+  std::vector<protocol::ByteVector> rewritten_;  // messages of the current relay pass that pgmux wrote itself
 };
 
 }  // namespace pgmux::proxy
