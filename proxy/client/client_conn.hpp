@@ -236,12 +236,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_duplicate_names(OwedReply& owed);
   void resolve_server_names(ServerConn* server);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;
-  bool parses_unnamed() const {
-    for (const auto& parse : request_.parses) {
-      if (parse.name.empty()) return true;
-    }
-    return false;
-  }
   const ParsedStatement* duplicate_parse();
   bool answer_parse_locally();
   void count_statement_traffic(PoolStats& stats);
