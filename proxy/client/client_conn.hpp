@@ -233,16 +233,19 @@ class ClientConn final : public StreamConn, public PoolClient {
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
   bool forward_renamed(ServerConn* server, OwedReply& owed);
+  void close_strangers_unnamed(const ServerConn* server, protocol::ByteVector& out, OwedReply& owed);
   void note_duplicate_names(OwedReply& owed);
   void resolve_server_names(ServerConn* server);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;
   const ParsedStatement* duplicate_parse();
   bool answer_parse_locally();
   void count_statement_traffic(PoolStats& stats);
-  // Transaction pooling rewrites requests that parse, use or close named statements (forward_renamed). The
-  // unnamed statement and portals keep their names: a request of only those goes out as it is, without a copy.
+  // Transaction pooling rewrites requests that parse, use or close named statements, or use the unnamed statement
+  // an earlier request parsed (forward_renamed). The unnamed statement and portals keep their names: a request
+  // of only those goes out as it is, without a copy.
   bool forwards_renamed() const {
-    return transaction_pooling() && (!request_.used.empty() || request_.closes > 0 || parses_named());
+    return transaction_pooling() &&
+           (!request_.used.empty() || request_.closes > 0 || request_.uses_prior_unnamed || parses_named());
   }
   bool parses_named() const {
     for (const auto& parse : request_.parses) {

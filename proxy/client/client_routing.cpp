@@ -128,10 +128,11 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     return nullptr;
   }
   if (request_.uses_prior_unnamed) {
-    // Bind of the unnamed statement parsed by an earlier request: the server that parsed it has it; another one
-    // gets its Parse first (prepare), if pgmux kept it.
+    // Bind or Describe of the unnamed statement parsed by an earlier request: the server that parsed it has it;
+    // another one gets its Parse first (prepare), if pgmux kept it. Without one, transaction pooling lets the
+    // server answer 26000 in its place in the batch (close_strangers_unnamed); session pooling answers it here.
     if (unnamed_statement_server_) return unnamed_statement_server_;
-    if (session_.unnamed_parse.empty()) {
+    if (session_.unnamed_parse.empty() && !transaction_pooling()) {
       fail(Failure::UnnamedStatementGone);
       return nullptr;
     }

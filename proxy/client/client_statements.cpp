@@ -173,6 +173,7 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   count_statement_traffic(server->pool().stats);
   ByteVector& out = worker_.rewrite_buffer();  // no allocation per request: sent from there, or copied if queued
   out.reserve(request_.size + 64);
+  close_strangers_unnamed(server, out, owed);
   size_t next = 0;  // the rewriter asks for the names in the order the walk resolved them
   const StatementRenamer rename = [&](std::string_view) -> std::optional<std::string_view> {
     if (next >= step_server_names_.size()) return std::string_view();  // cannot happen: fails the rewrite
@@ -206,6 +207,18 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   server->send_copy(out);
   worker_.done_rewriting();
   return true;
+}
+
+// A request that uses the unnamed statement an earlier request parsed, on a server that does not hold the
+// client's (pgmux parses it there first when it has the client's Parse: prepare): the server may still hold the
+// one another client left. A Close of it goes first, its CloseComplete kept from the client, so the server
+// answers 26000 where PostgreSQL would, in its place in the batch. (Past 64 Closes in one open sequence the
+// reply cannot track another hidden one; none is sent.)
+void ClientConn::close_strangers_unnamed(const ServerConn* server, ByteVector& out, OwedReply& owed) {
+  if (!request_.uses_prior_unnamed || server == unnamed_statement_server_ || owed.closes_sent >= 64) return;
+  build_close(out, 'S', "");
+  owed.hidden_closes |= uint64_t{1} << owed.closes_sent;
+  ++owed.closes_sent;
 }
 
 // SHOW STATS' prepared-statement counts, as PgBouncer keeps them in its tracking mode. Parses answered here

@@ -99,3 +99,28 @@ TEST_CASE("the unnamed statement another client parsed is never described or run
   CHECK(PQexitPipelineMode(b.get()) == 1);
   CHECK(scalar(b.get(), "SELECT 'still serving'") == "still serving");
 }
+
+// The same on a server the client already holds (here inside a transaction begun through the extended protocol,
+// which, unlike a simple-Query BEGIN, leaves the server's unnamed statement in place): PostgreSQL's 26000, which
+// aborts the transaction as it would there.
+TEST_CASE("inside its transaction, a client never describes the unnamed statement another client parsed") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  PgConn a = connect(info);
+  PgResult parsed(PQprepare(a.get(), "", "SELECT 'leaked'::text AS other_clients_column", 0, nullptr));
+  REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
+
+  PgConn b = connect(info);
+  PgResult begin_parsed(PQprepare(b.get(), "b_begin", "BEGIN", 0, nullptr));
+  REQUIRE(PQresultStatus(begin_parsed.get()) == PGRES_COMMAND_OK);
+  PgResult begun(PQexecPrepared(b.get(), "b_begin", 0, nullptr, nullptr, nullptr, 0));
+  REQUIRE(PQresultStatus(begun.get()) == PGRES_COMMAND_OK);
+  PgResult described(PQdescribePrepared(b.get(), ""));
+  CHECK(sqlstate(described.get()) == "26000");
+  CHECK(PQnfields(described.get()) == 0);
+  CHECK(exec_sqlstate(b.get(), "SELECT 1") == "25P02");  // the transaction is aborted, as on PostgreSQL
+  exec(b.get(), "ROLLBACK");
+  CHECK(scalar(b.get(), "SELECT 'still serving'") == "still serving");
+}
