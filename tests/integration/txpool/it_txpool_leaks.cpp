@@ -19,6 +19,13 @@ PgmuxProcess start_single_server_pool(int port) {
   }
   return PgmuxProcess(config.dump(), port);
 }
+// A client whose unnamed statement (one column, other_clients_column) stays on the pool's one server.
+PgConn connect_leaving_unnamed_statement(const std::string& info) {
+  PgConn a = connect(info);
+  PgResult parsed(PQprepare(a.get(), "", "SELECT 'leaked'::text AS other_clients_column", 0, nullptr));
+  REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
+  return a;
+}
 }  // namespace
 
 TEST_CASE("SET via the extended protocol or a multi-statement string does not leak to the next client") {
@@ -73,9 +80,7 @@ TEST_CASE("the unnamed statement another client parsed is never described or run
   const int port = pick_listen_port();
   PgmuxProcess pgmux = start_single_server_pool(port);
   const std::string info = conninfo(port, "app", "app", "app");
-  PgConn a = connect(info);
-  PgResult parsed(PQprepare(a.get(), "", "SELECT 'leaked'::text AS other_clients_column", 0, nullptr));
-  REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
+  PgConn a = connect_leaving_unnamed_statement(info);
 
   PgConn b = connect(info);
   PgResult described(PQdescribePrepared(b.get(), ""));
@@ -108,9 +113,7 @@ TEST_CASE("inside its transaction, a client never describes the unnamed statemen
   const int port = pick_listen_port();
   PgmuxProcess pgmux = start_single_server_pool(port);
   const std::string info = conninfo(port, "app", "app", "app");
-  PgConn a = connect(info);
-  PgResult parsed(PQprepare(a.get(), "", "SELECT 'leaked'::text AS other_clients_column", 0, nullptr));
-  REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
+  PgConn a = connect_leaving_unnamed_statement(info);
 
   PgConn b = connect(info);
   PgResult begin_parsed(PQprepare(b.get(), "b_begin", "BEGIN", 0, nullptr));
