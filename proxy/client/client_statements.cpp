@@ -54,7 +54,9 @@ bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
 
 bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored) {
   if (!transaction_pooling()) return !server->prepared.contains(client_name);
-  const ServerConn::SharedStatement* copy = server->server_statements.peek(stored.server_name);
+  // A use makes the copy the most recently used (get, not peek): the list closes the least recently used first,
+  // so a request's own statements are the last to go when it prepares another one there.
+  const ServerConn::SharedStatement* copy = server->server_statements.get(stored.server_name);
   return !copy || copy->prepared_at < stored.parsed_at;  // an older copy may predate DDL the client saw
 }
 

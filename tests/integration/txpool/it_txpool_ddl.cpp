@@ -230,3 +230,42 @@ TEST_CASE("a statement prepared before ALTER TABLE gets 0A000 on a server that p
   owner.reset();
   drop_database_quietly(kDb);
 }
+
+// Each server keeps at most max_per_server shared statements and closes the least recently used first. A request
+// that uses one it already has and needs another prepared there must not have the first closed under it: a
+// use counts as recent, so the one closed is the other, older one.
+TEST_CASE("a statement the request uses is not the one closed to make room for the one it prepares") {
+  const int listen = pick_listen_port();
+  nlohmann::json config = txpool_config(listen, kDb, 1);
+  config["prepared_statements"] = {{"max_per_server", 2}};
+  fresh_database(kDb);
+  ProxyUnderTest proxy(config.dump(), listen);
+  const std::string ci = app_conninfo(proxy.port(), kDb);
+  wait_serving(ci);
+  PgConn conn = connect(ci);
+  for (const char* name : {"used", "older", "new"}) {
+    PgResult parsed(PQprepare(conn.get(), name, (std::string("SELECT '") + name + "'::text").c_str(), 0, nullptr));
+    REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
+  }
+  for (const char* name : {"used", "older", "used"}) {  // the server has both, "used" the most recently used
+    PgResult ran(PQexecPrepared(conn.get(), name, 0, nullptr, nullptr, nullptr, 0));
+    REQUIRE(PQresultStatus(ran.get()) == PGRES_TUPLES_OK);
+  }
+  // One batch: "used" (there) and "new" (prepared there first, closing one of the two).
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  for (const char* name : {"used", "new"}) {
+    REQUIRE(PQsendQueryPrepared(conn.get(), name, 0, nullptr, nullptr, nullptr, 0) == 1);
+  }
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  for (const char* name : {"used", "new"}) {
+    PgResult result(PQgetResult(conn.get()));
+    const std::string what = std::string(name) + ": " + sqlstate(result.get());
+    CHECK_MESSAGE(PQresultStatus(result.get()) == PGRES_TUPLES_OK, what);
+    if (PQresultStatus(result.get()) == PGRES_TUPLES_OK) CHECK(std::string(PQgetvalue(result.get(), 0, 0)) == name);
+    PgResult end(PQgetResult(conn.get()));  // the null after each query's results
+  }
+  PgResult synced(PQgetResult(conn.get()));
+  CHECK(PQresultStatus(synced.get()) == PGRES_PIPELINE_SYNC);
+  CHECK(PQexitPipelineMode(conn.get()) == 1);
+  drop_database_quietly(kDb);
+}
