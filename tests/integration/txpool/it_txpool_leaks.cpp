@@ -26,6 +26,17 @@ PgConn connect_leaving_unnamed_statement(const std::string& info) {
   REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
   return a;
 }
+
+// A Describe of the unnamed statement through `conn` answers as on a fresh direct connection to the primary (the
+// oracle: 26000), with no columns, never the other client's.
+void check_describe_unnamed_as_postgresql(PGconn* conn) {
+  PgConn direct = connect(conninfo(cluster_ports().primary, "app", "app", "app"));
+  PgResult expected(PQdescribePrepared(direct.get(), ""));
+  REQUIRE(sqlstate(expected.get()) == "26000");
+  PgResult described(PQdescribePrepared(conn, ""));
+  CHECK(sqlstate(described.get()) == sqlstate(expected.get()));
+  CHECK(PQnfields(described.get()) == 0);
+}
 }  // namespace
 
 TEST_CASE("SET via the extended protocol or a multi-statement string does not leak to the next client") {
@@ -83,9 +94,7 @@ TEST_CASE("the unnamed statement another client parsed is never described or run
   PgConn a = connect_leaving_unnamed_statement(info);
 
   PgConn b = connect(info);
-  PgResult described(PQdescribePrepared(b.get(), ""));
-  CHECK(sqlstate(described.get()) == "26000");
-  CHECK(PQnfields(described.get()) == 0);
+  check_describe_unnamed_as_postgresql(b.get());
 
   REQUIRE(PQenterPipelineMode(b.get()) == 1);
   REQUIRE(PQsendQueryPrepared(b.get(), "", 0, nullptr, nullptr, nullptr, 0) == 1);
@@ -120,9 +129,7 @@ TEST_CASE("inside its transaction, a client never describes the unnamed statemen
   REQUIRE(PQresultStatus(begin_parsed.get()) == PGRES_COMMAND_OK);
   PgResult begun(PQexecPrepared(b.get(), "b_begin", 0, nullptr, nullptr, nullptr, 0));
   REQUIRE(PQresultStatus(begun.get()) == PGRES_COMMAND_OK);
-  PgResult described(PQdescribePrepared(b.get(), ""));
-  CHECK(sqlstate(described.get()) == "26000");
-  CHECK(PQnfields(described.get()) == 0);
+  check_describe_unnamed_as_postgresql(b.get());
   CHECK(exec_sqlstate(b.get(), "SELECT 1") == "25P02");  // the transaction is aborted, as on PostgreSQL
   exec(b.get(), "ROLLBACK");
   CHECK(scalar(b.get(), "SELECT 'still serving'") == "still serving");
