@@ -407,7 +407,7 @@ void ClientConn::let_go_of(ServerConn* server) {
     if (cancel_slot_) cancel_slot_->clear();  // a cancel must never reach the server's next client
     active_ = nullptr;
   }
-  if (server == unnamed_statement_server_) unnamed_statement_server_ = nullptr;
+  unnamed_.forget_server(server);
   if (server == preparing_) preparing_ = nullptr;
 }
 

@@ -16,6 +16,7 @@
 #include "proxy/client/client_state.hpp"
 #include "proxy/client/session.hpp"
 #include "proxy/client/statement_steps.hpp"
+#include "proxy/client/unnamed_statement.hpp"
 #include "proxy/control/function_catalogs.hpp"
 #include "proxy/net/intrusive_list.hpp"
 #include "proxy/client/request_scanner.hpp"
@@ -213,7 +214,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
   void apply_statement_steps(ServerConn* server, OwedReply& owed);
   void forget_statement_elsewhere(ServerConn* server, std::string_view name, bool here_too);
-  void note_unnamed_statement(ServerConn* server);
   void confirm_statements(ServerConn* server, const OwedReply& done);
   bool can_run_again(const ServerConn* server, size_t owed) const;
   bool may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const;
@@ -328,7 +328,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   ServerLease primary_;
   ServerLease standby_;
   ServerConn* active_ = nullptr;
-  ServerConn* unnamed_statement_server_ = nullptr;  // where the unnamed statement was last parsed
+  UnnamedStatement unnamed_;  // the client's unnamed statement: which server holds it, its Parse, its class
+  routing::Classification request_unnamed_class_;  // the class of the request's last Parse "" (classify_request)
   Pool* waiting_pool_ = nullptr;  // (waiting_role_: next to state_)
   // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
   // (preparing): when the server is ready the request goes on from this decision, not classified and routed

@@ -42,6 +42,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   sent_again_after_loss_ = false;  // answered: the next request may go again once
   if (!open()) return;  // the session's state was lost on a standby
   if (!unconfirmed_.empty()) confirm_statements(server, done);
+  unnamed_.on_finished(done.request, done.failed, done.parses_seen);
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)

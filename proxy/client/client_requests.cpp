@@ -323,7 +323,7 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
       s.prepared.insert(name);
       learn_shape(s, name);
     }
-    if (step.prepares_unnamed) unnamed_statement_server_ = &s;
+    if (step.prepares_unnamed) unnamed_.prepared_on(&s);
   }
   if (!session_.deferred_begin.empty()) {
     session_.deferred_begin.clear();
@@ -352,8 +352,10 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   // Asked before its reply is owed.
   const bool retriable = may_run_on_primary_instead(server, c) || may_run_again_if_lost(server, c);
   const bool extended = request_.kind == RequestKind::Extended;
-  OwedReply& owed = server->expect_reply(!extended || request_.ends_with_sync, extended);
-  if (owed.request == 0) owed.request = ++requests_sent_;  // else it continues an open sequence
+  const bool ends_entry = !extended || request_.ends_with_sync;
+  OwedReply& owed = server->expect_reply(ends_entry, extended);
+  const bool starts_entry = owed.request == 0;  // else it continues an open sequence
+  if (starts_entry) owed.request = ++requests_sent_;
   if (retriable) {
     owed.fate = ReplyFate::HeldForRetry;
     retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);
@@ -373,6 +375,8 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   const bool renamed = forwards_renamed();
   const bool renamed_ok = !renamed || forward_renamed(server, owed);
   if (!server->open()) return;
+  unnamed_.on_sent(request_, {server, owed.request, owed.parses_sent, starts_entry, ends_entry}, request_unnamed_class_,
+                   transaction_pooling());
   apply_statement_steps(server, owed);
   if (renamed && !renamed_ok) {
     fail(Failure::MalformedExtendedMessage);

@@ -113,7 +113,7 @@ void ClientConn::learn_writes_from(ByteView request) {
   for (std::string_view name : info.used) {
     if (PreparedStatement* stored = session_.find_statement(name)) as_write(stored->classification);
   }
-  if (info.binds_unnamed) as_write(session_.unnamed_class);
+  if (info.binds_unnamed) unnamed_.count_as_write("rejected as a write by a standby");
 }
 
 }  // namespace pgmux::proxy

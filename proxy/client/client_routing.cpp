@@ -34,7 +34,7 @@ routing::Classification ClientConn::stored_class(PreparedStatement& stored, cons
 
 // The unnamed statement's text is not kept: made with another catalog, a read counts as a write.
 routing::Classification ClientConn::unnamed_class(const routing::CatalogState& catalog) const {
-  routing::Classification c = session_.unnamed_class;
+  routing::Classification c = unnamed_.classification();
   if (c.catalog_stamp != catalog.stamp() && c.kind == routing::StatementKind::Read) {
     c.kind = routing::StatementKind::Write;
     c.reason = "unnamed statement of another function catalog";
@@ -71,7 +71,7 @@ routing::Classification ClientConn::classify_request() {
   };
   for (const auto& parse : request_.parses) {
     const routing::Classification c = classifier.classify(parse.sql, catalog);
-    if (parse.name.empty()) session_.unnamed_class = c;
+    if (parse.name.empty()) request_unnamed_class_ = c;  // the statement's once the Parse ran (UnnamedStatement)
     merge(c);
   }
   // Bind/Execute of the unnamed statement parsed by an earlier batch runs that statement: its class, so a write
@@ -119,6 +119,16 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   const routing::BackendsView& view = worker_.view();
   const bool read_only = routing::is_read_only_statement(c, session_.route) && !c.primary_hint;
 
+  if (request_.uses_prior_unnamed && !unnamed_.settled()) {
+    // An earlier request parsed or closed the unnamed statement, and an error before that message (in a batch
+    // already ended by Sync) would have left the previous one in place: only its reply tells which one this
+    // request uses. (Had it nothing owed, no reply would tell: a guard, it cannot wait for ever.)
+    if (active_ && active_->has_outstanding()) {
+      set_state(ClientState::Draining);
+      return nullptr;
+    }
+    unnamed_.drop_unanswered();
+  }
   // Requests follow the server that still owes replies or holds an open transaction.
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {
     if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
@@ -131,8 +141,8 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     // Bind or Describe of the unnamed statement parsed by an earlier request: the server that parsed it has it;
     // another one gets its Parse first (prepare), if pgmux kept it. Without one, transaction pooling lets the
     // server answer 26000 in its place in the batch (close_strangers_unnamed); session pooling answers it here.
-    if (unnamed_statement_server_) return unnamed_statement_server_;
-    if (session_.unnamed_parse.empty() && !transaction_pooling()) {
+    if (unnamed_.server()) return unnamed_.server();
+    if (unnamed_.parse().empty() && !transaction_pooling()) {
       fail(Failure::UnnamedStatementGone);
       return nullptr;
     }

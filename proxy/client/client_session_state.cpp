@@ -101,7 +101,7 @@ bool ClientConn::executed_statements(std::vector<std::string>& out) {
 // The unnamed statement of an earlier request, whose text is not kept, is a read that touches nothing of the
 // session: running it changes nothing pgmux tracks.
 bool ClientConn::unnamed_is_plain_read(std::string_view statement) const {
-  const routing::Classification& c = session_.unnamed_class;
+  const routing::Classification& c = unnamed_.classification();
   return statement.empty() && c.kind == routing::StatementKind::Read && c.effects.empty();
 }
 

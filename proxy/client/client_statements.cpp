@@ -41,15 +41,14 @@ bool ClientConn::add_statement_prep(ServerConn* server, ByteVector* messages, st
   });
   if (binds_earlier_unnamed(server)) {
     any = true;
-    if (messages) messages->insert(messages->end(), session_.unnamed_parse.begin(), session_.unnamed_parse.end());
+    if (messages) messages->insert(messages->end(), unnamed_.parse().begin(), unnamed_.parse().end());
   }
   return any;
 }
 
 // The request binds the unnamed statement an earlier request parsed, and this server does not have it.
 bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
-  return request_.uses_prior_unnamed && server != unnamed_statement_server_ &&
-         !session_.unnamed_parse.empty();
+  return request_.uses_prior_unnamed && server != unnamed_.server() && !unnamed_.parse().empty();
 }
 
 bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored) {
@@ -217,7 +216,7 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
 // answers 26000 where PostgreSQL would, in its place in the batch. (Past 64 Closes in one open sequence the
 // reply cannot track another hidden one; none is sent.)
 void ClientConn::close_strangers_unnamed(const ServerConn* server, ByteVector& out, OwedReply& owed) {
-  if (!request_.uses_prior_unnamed || server == unnamed_statement_server_ || owed.closes_sent >= 64) return;
+  if (!request_.uses_prior_unnamed || server == unnamed_.server() || owed.closes_sent >= 64) return;
   build_close(out, 'S', "");
   owed.hidden_closes |= uint64_t{1} << owed.closes_sent;
   ++owed.closes_sent;
@@ -286,7 +285,6 @@ unsigned ClientConn::close_messages_before(ByteView request, size_t end) const {
 // PostgreSQL will reject with 42P05 changes nothing, and neither does anything after it (the server skips to
 // Sync). Statements parsed are confirmed when the request finishes: those whose ParseComplete came.
 void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
-  note_unnamed_statement(server);
   if (request_.parses.empty() && request_.closes == 0) return;
   const unsigned parses_before = owed.parses_sent;  // a Flush sequence continues an entry
   owed.parses_sent = static_cast<uint16_t>(std::min<size_t>(UINT16_MAX, parses_before + request_.parses.size()));
@@ -329,36 +327,6 @@ void ClientConn::forget_statement_elsewhere(ServerConn* server, std::string_view
     } else if (other->prepared.erase(key)) {
       other->pending_closes.push_back(key);
     }
-  }
-}
-
-// The unnamed statement: where it was last parsed, and (when a later request may bind it) its Parse, to prepare
-// it again on another server. A simple Query destroys it, as on PostgreSQL.
-void ClientConn::note_unnamed_statement(ServerConn* server) {
-  if (request_.kind == RequestKind::Query) {
-    unnamed_statement_server_ = nullptr;
-    session_.unnamed_parse.clear();
-    return;
-  }
-  const ParsedStatement* last_parse = nullptr;
-  bool bound_after = false;
-  for (const StatementStep& step : request_.steps) {
-    if (!step.name.empty()) continue;
-    if (step.kind == StatementStepKind::Parse) {
-      last_parse = &request_.parses[step.parse];
-      bound_after = false;
-    } else {
-      bound_after = true;
-    }
-  }
-  if (!last_parse) return;
-  unnamed_statement_server_ = server;
-  // Session pooling keeps the server, so a statement parsed and bound in the same batch (what drivers do) needs
-  // no copy; transaction pooling gives the server back at the end of the request.
-  if (bound_after && !transaction_pooling()) {
-    session_.unnamed_parse.clear();
-  } else {
-    session_.unnamed_parse.assign(last_parse->message.begin(), last_parse->message.end());
   }
 }
 

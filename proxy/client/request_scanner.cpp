@@ -32,7 +32,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       auto parse = parse_parse(body);
       if (!parse) return *malformed = "malformed Parse message", BatchStep::Malformed;
       out.steps.push_back({StatementStepKind::Parse, parse->statement, static_cast<uint32_t>(out.parses.size())});
-      out.parses.push_back({parse->statement, parse->sql, buf.subspan(at, end - at)});
+      out.parses.push_back({parse->statement, parse->sql, buf.subspan(at, end - at), out.messages - 1});
       return BatchStep::GoOn;
     }
     case frontend::kBind: {
@@ -63,9 +63,9 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       auto close = parse_close(body);
       if (!close) return *malformed = "malformed Close message", BatchStep::Malformed;
       ++out.close_messages;
-      if (close->kind == 'S' && !close->name.empty()) {
+      if (close->kind == 'S') {
         out.steps.push_back({StatementStepKind::Close, close->name, 0});
-        ++out.closes;
+        out.closes += close->name.empty() ? 0 : 1;
       }
       return BatchStep::GoOn;
     }

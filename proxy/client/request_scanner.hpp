@@ -22,6 +22,7 @@ struct ParsedStatement {
   std::string_view name;          // "" = unnamed
   std::string_view sql;
   protocol::ByteView message;     // the whole Parse message (tag to end), to prepare it again elsewhere
+  uint32_t position = 0;          // its place among the request's messages (0: the first)
 };
 
 // A message of an extended batch that names a prepared statement, in batch order: what the statement map must
@@ -29,7 +30,7 @@ struct ParsedStatement {
 enum class StatementStepKind : uint8_t { Parse, Use, Close };
 struct StatementStep {
   StatementStepKind kind = StatementStepKind::Use;
-  std::string_view name;  // "" = the unnamed statement (Parse and Bind only)
+  std::string_view name;  // "" = the unnamed statement (Parse, Bind and Close 'S' only)
   uint32_t parse = 0;     // Parse: its index in RequestInfo::parses
 };
 
@@ -40,7 +41,7 @@ struct RequestInfo {
   std::vector<ParsedStatement> parses;      // Extended: every Parse, in order
   std::vector<std::string_view> used;       // Extended: statement names used by Bind / Describe 'S' (non-empty)
   std::vector<StatementStep> steps;         // Extended: Parse, Bind, Describe 'S', Close 'S', in order
-  size_t closes = 0;                        // Extended: named statements closed (Close 'S' steps)
+  size_t closes = 0;                        // Extended: named statements closed (named Close 'S' steps)
   unsigned close_messages = 0;              // Extended: Close messages of any kind (each answered CloseComplete)
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   unsigned messages = 0;                    // messages in the request

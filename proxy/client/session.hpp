@@ -82,8 +82,6 @@ struct ClientSession {
   uint64_t log_generation = 0;  // counts the log's restarts (RESET ALL, DISCARD ALL)
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
-  routing::Classification unnamed_class;  // what the unnamed statement, last parsed, is
-  protocol::ByteVector unnamed_parse;      // its Parse, when a later request may bind it on another server
   std::string deferred_begin;              // a plain BEGIN answered by pgmux, sent with the next statement
   // Transaction pooling: the client's SQL-level prepared statements (PREPARE name AS ...) by name as PostgreSQL
   // folds it, each with its PREPARE statement, prepared on a server when a request there names it

@@ -98,4 +98,42 @@ uint64_t fnv1a(const void* data, size_t size, uint64_t h) {
   return h;
 }
 
+std::string pipeline_results(PGconn* conn, int syncs) {
+  std::string seen;
+  for (int i = 0; i < 32 && syncs > 0; ++i) {
+    PgResult result(PQgetResult(conn));
+    if (!result) continue;  // the end of one query's results
+    const ExecStatusType status = PQresultStatus(result.get());
+    std::string row = PQresStatus(status);
+    row += " " + sqlstate(result.get());
+    if (status == PGRES_TUPLES_OK && PQntuples(result.get()) > 0) {
+      row += " " + std::string(PQgetvalue(result.get(), 0, 0));
+    }
+    seen += row + "\n";
+    syncs -= status == PGRES_PIPELINE_SYNC;
+  }
+  return seen;
+}
+
+std::string unnamed_use_after_skipped_parse(PGconn* conn, const std::string& own, bool bad) {
+  const auto check = [&](bool ok, const char* what) {
+    if (!ok) throw std::runtime_error(std::string(what) + ": " + PQerrorMessage(conn));
+  };
+  if (!own.empty()) {
+    PgResult parsed(PQprepare(conn, "", own.c_str(), 0, nullptr));
+    check(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK, "PQprepare");
+  }
+  check(PQenterPipelineMode(conn) == 1, "PQenterPipelineMode");
+  if (!bad) {
+    check(PQsendQueryPrepared(conn, "no_such_statement", 0, nullptr, nullptr, nullptr, 0) == 1, "PQsendQueryPrepared");
+  }
+  check(PQsendPrepare(conn, "", bad ? "SELEC 'broken'" : "SELECT 'skipped'::text", 0, nullptr) == 1, "PQsendPrepare");
+  check(PQpipelineSync(conn) == 1, "PQpipelineSync");
+  check(PQsendQueryPrepared(conn, "", 0, nullptr, nullptr, nullptr, 0) == 1, "PQsendQueryPrepared");
+  check(PQpipelineSync(conn) == 1, "PQpipelineSync");
+  std::string seen = pipeline_results(conn, 2);
+  check(PQexitPipelineMode(conn) == 1, "PQexitPipelineMode");
+  return seen;
+}
+
 }  // namespace pgmux::test

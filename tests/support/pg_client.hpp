@@ -42,6 +42,15 @@ bool wait_readable(PGconn* conn, double seconds);
 // finish in time.
 std::string await_error(PGconn* conn, double seconds);
 
+// Every result of a libpq pipeline up to its `syncs`-th Sync (at most 32 results), one per line: status, SQLSTATE
+// and the first value.
+std::string pipeline_results(PGconn* conn, int syncs);
+
+// Parses `own` as the unnamed statement (unless empty), then pipelines a batch whose Parse of another one
+// PostgreSQL skips (a Bind of a statement that does not exist fails first) or that fails itself (`bad`), and
+// behind that batch's Sync a Bind of the unnamed statement: pipeline_results of both. Throws if libpq refuses.
+std::string unnamed_use_after_skipped_parse(PGconn* conn, const std::string& own, bool bad);
+
 // 64-bit FNV-1a, incremental: pass the previous value to continue a running checksum.
 uint64_t fnv1a(const void* data, size_t size, uint64_t h = 1469598103934665603ull);
 

@@ -230,7 +230,8 @@ Script close_and_reparse(const Schema& s) {
 Script statement_order(const Schema& s) {
   // The messages of a batch act in order: a Bind before a Close uses the old statement, a Parse after it makes the
   // new one; unknown names get 26000 from Describe and Bind; the unnamed statement outlives its Sync (on whichever
-  // server the next request lands) until a simple Query ends it.
+  // server the next request lands) until a simple Query or a Close ends it, and a Parse of it skipped after an
+  // error leaves the one before.
   return ScriptBuilder("statement_order")
       .parse("diff_so", "SELECT 1 AS old_one").sync().expect_ready()
       .bind(bind_text("", "diff_so", {})).execute("").close('S', "diff_so")
@@ -244,6 +245,16 @@ Script statement_order(const Schema& s) {
       .bind(bind_text("", "", {})).execute("").sync().expect_ready()
       .q("SELECT 'a simple query ends the unnamed statement'")
       .bind(bind_text("", "", {})).execute("").sync().expect_ready()  // 26000
+      // Closed, it is gone (26000) on whichever server the Bind lands.
+      .parse("", "SELECT 43 AS closed").sync().expect_ready()
+      .close('S', "").sync().expect_ready()
+      .bind(bind_text("", "", {})).execute("").sync().expect_ready()
+      // A Parse of it skipped after an error earlier in its batch leaves the earlier one: alone, then pipelined.
+      .parse("", "SELECT 44 AS earlier").sync().expect_ready()
+      .bind(bind_text("", "diff_so_missing", {})).parse("", "SELECT 45 AS skipped").sync().expect_ready()
+      .bind(bind_text("", "", {})).execute("").sync().expect_ready()
+      .bind(bind_text("", "diff_so_missing", {})).parse("", "SELECT 46 AS skipped_too").sync()
+      .bind(bind_text("", "", {})).execute("").sync().expect_ready(2)
       .close('S', "diff_so").close('S', "diff_so2").sync().expect_ready()
       .build();
 }

@@ -245,3 +245,30 @@ TEST_CASE("session routing: pipeline mode mixing reads and writes") {
   CHECK(scalar(p.get(), "SELECT count(*) FROM items") == std::to_string(kRounds));
   CHECK(scalar(conn.get(), "SELECT 1") == "1");
 }
+
+// The unnamed statement's Parse skipped by PostgreSQL (an error earlier in its batch) or failing itself, and a
+// Bind of it pipelined behind that batch, with reads on the standbys: the Bind runs what a direct connection to the
+// primary runs (the earlier statement, or 26000), in session and in transaction pooling.
+TEST_CASE("session routing: a pipelined use of the unnamed statement after a skipped or failed Parse of it") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  for (const std::string mode : {"session", "transaction"}) {
+    CAPTURE(mode);
+    nlohmann::json config = routing_config(pick_listen_port(), f.ports);
+    const int listen = config["listeners"][0]["port"];
+    for (auto& database : config["databases"]) database["pool_mode"] = mode;
+    ProxyUnderTest proxy(config.dump(), listen);
+    for (const std::string own : {"", "SELECT 'own'::text"}) {
+      for (bool bad : {false, true}) {
+        if (bad && own.empty()) continue;
+        CAPTURE(own);
+        CAPTURE(bad);
+        PgConn direct = connect(conninfo(f.ports.primary, "app", "app", kDb));
+        PgConn via = connect(proxy.conninfo("app", "app", kDb));
+        CHECK(unnamed_use_after_skipped_parse(via.get(), own, bad) ==
+              unnamed_use_after_skipped_parse(direct.get(), own, bad));
+        CHECK(scalar(via.get(), "SELECT 'still serving'") == "still serving");
+      }
+    }
+  }
+}

@@ -134,3 +134,34 @@ TEST_CASE("inside its transaction, a client never describes the unnamed statemen
   exec(b.get(), "ROLLBACK");
   CHECK(scalar(b.get(), "SELECT 'still serving'") == "still serving");
 }
+
+
+// A Parse of the unnamed statement that PostgreSQL skips (an error earlier in its batch) or that fails leaves
+// the statement it would have replaced, or none. A Bind of it pipelined behind that batch runs what PostgreSQL
+// would run there, never what another client left on the server: compared with a direct connection.
+TEST_CASE("a pipelined use of the unnamed statement after a skipped or failed Parse of it") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  const std::string direct_info = conninfo(cluster_ports().primary, "app", "app", "app");
+  struct Case {
+    const char* own;
+    bool bad;
+  };
+  for (const Case& c : {Case{"", false}, Case{"SELECT 'own'::text", false}, Case{"SELECT 'own'::text", true}}) {
+    const std::string own = c.own;
+    CAPTURE(own);
+    CAPTURE(c.bad);
+    PgConn direct = connect(direct_info);
+    const std::string expected = unnamed_use_after_skipped_parse(direct.get(), c.own, c.bad);
+    PgConn b = connect(info);
+    if (!std::string(c.own).empty()) {
+      PgResult parsed(PQprepare(b.get(), "", c.own, 0, nullptr));
+      REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
+    }
+    PgConn a = connect_leaving_unnamed_statement(info);  // now on the one server, after b's own
+    CHECK(unnamed_use_after_skipped_parse(b.get(), "", c.bad) == expected);
+    CHECK(scalar(b.get(), "SELECT 'still serving'") == "still serving");
+  }
+}
