@@ -32,6 +32,25 @@ std::optional<CancelTarget> CancelSlot::get() const {
   return has_target_ ? std::optional<CancelTarget>(target_) : std::nullopt;
 }
 
+std::optional<CancelTarget> CancelSlot::begin_cancel() {
+  std::lock_guard guard(lock_);
+  if (!has_target_) return std::nullopt;
+  if (in_flight_ < UINT16_MAX) ++in_flight_;
+  canceled_process_id_ = target_.process_id;
+  return target_;
+}
+
+void CancelSlot::end_cancel() {
+  std::lock_guard guard(lock_);
+  if (in_flight_ > 0) --in_flight_;
+}
+
+bool CancelSlot::release(int32_t process_id) {
+  std::lock_guard guard(lock_);
+  if (has_target_ && target_.process_id == process_id) has_target_ = false;
+  return in_flight_ > 0 && canceled_process_id_ == process_id;
+}
+
 CancelRegistry::Key CancelRegistry::add(std::shared_ptr<CancelSlot> slot, int32_t process_id) {
   std::lock_guard lock(mutex_);
   if (process_id == 0) {
@@ -66,18 +85,32 @@ namespace {
 
 // One CancelRequest on its own connection; the object goes once its socket has closed.
 struct CancelSender {
-  void on_closed() { delete this; }
+  void on_closed() {
+    if (slot) slot->end_cancel();
+    delete this;
+  }
 
   UvTcp<CancelSender> tcp{this, &CancelSender::on_closed};
   uv_connect_t connect{};
   uv_write_t write{};
   protocol::ByteVector packet;
+  std::shared_ptr<CancelSlot> slot;
+  char scratch[64];  // PostgreSQL answers nothing; anything read lands here
 };
 
-void on_cancel_written(uv_write_t* req, int) {
+void on_cancel_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  CancelSender* sender = UvTcp<CancelSender>::owner_of(handle);
+  *buf = uv_buf_init(sender->scratch, sizeof sender->scratch);
+}
+
+// PostgreSQL closes the connection once it has signalled the backend: only then is the cancel done.
+void on_cancel_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
+  if (nread < 0) UvTcp<CancelSender>::owner_of(stream)->tcp.close();
+}
+
+void on_cancel_written(uv_write_t* req, int status) {
   auto* sender = static_cast<CancelSender*>(req->data);
-  // PostgreSQL closes the connection after reading the request; closing our side now is fine.
-  sender->tcp.close();
+  if (status < 0 || uv_read_start(sender->tcp.stream(), on_cancel_alloc, on_cancel_read) != 0) sender->tcp.close();
 }
 
 void on_cancel_connected(uv_connect_t* req, int status) {
@@ -95,8 +128,9 @@ void on_cancel_connected(uv_connect_t* req, int status) {
 
 }  // namespace
 
-void send_cancel_request(uv_loop_t* loop, const CancelTarget& target) {
+void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, std::shared_ptr<CancelSlot> slot) {
   auto* sender = new CancelSender;
+  sender->slot = std::move(slot);
   protocol::build_cancel_request(sender->packet, target.process_id, target.secret_key);
   sender->tcp.init(loop);
   sender->connect.data = sender;

@@ -32,11 +32,22 @@ struct CancelTarget {
 };
 
 // Where one client's cancel should go; updated by the owning worker on every checkout, read by any worker.
+// A cancel request takes time to reach its server (a connection of its own, then PostgreSQL signals the backend):
+// if the client gave the server back meanwhile, it would cancel the query of the server's next client. So the
+// slot counts the cancel requests on their way, and a server given back while one may still reach it does not
+// serve another client (release).
 class CancelSlot {
  public:
   void set(const CancelTarget& target);
   void clear();
   std::optional<CancelTarget> get() const;
+  // A cancel request for the current target is sent: that target, counted as on its way until end_cancel
+  // (nullopt: no target, nothing counted).
+  std::optional<CancelTarget> begin_cancel();
+  void end_cancel();
+  // The client lets go of the server with this process id: no cancel can take it as a target from now on. True
+  // when a cancel request sent to it may still be on its way.
+  bool release(int32_t process_id);
 
  private:
   // A spin lock rather than a std::mutex: every client holds a slot (a mutex is 40 bytes of it), the critical
@@ -52,7 +63,9 @@ class CancelSlot {
     std::atomic_flag flag_;
   };
   mutable SpinLock lock_;
-  bool has_target_ = false;  // in the lock's padding: the slot is 40 bytes, its allocation 64
+  bool has_target_ = false;  // in the lock's padding
+  uint16_t in_flight_ = 0;   // cancel requests on their way
+  int32_t canceled_process_id_ = 0;  // the target of the last one (the slot is 48 bytes, its allocation 64)
   CancelTarget target_;
 };
 
@@ -79,7 +92,8 @@ class CancelRegistry {
   std::unordered_map<uint64_t, std::shared_ptr<CancelSlot>> slots_;  // by key_of(process_id, secret_key)
 };
 
-// Opens a connection to the target's server and sends a CancelRequest; cleans up after itself.
-void send_cancel_request(uv_loop_t* loop, const CancelTarget& target);
+// Opens a connection to the target's server and sends a CancelRequest; cleans up after itself. The slot (if any)
+// hears end_cancel once the server has closed that connection: PostgreSQL has signalled the backend by then.
+void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, std::shared_ptr<CancelSlot> slot = nullptr);
 
 }  // namespace pgmux::proxy

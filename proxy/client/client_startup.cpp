@@ -142,11 +142,11 @@ bool ClientConn::transport_allowed() {
 // using now, over a connection of its own. Nothing is answered, as PostgreSQL answers nothing.
 void ClientConn::forward_cancel(const CancelRequest& cancel) {
   auto slot = worker_.cancels().find(cancel.process_id, cancel.secret_key);
-  auto target = slot ? slot->get() : std::nullopt;
+  auto target = slot ? slot->begin_cancel() : std::nullopt;
   if (target) {
     LOG_INFO("C-%llu %s: forwarding cancel request for client pid %d", static_cast<unsigned long long>(id_),
              peer_.c_str(), cancel.process_id);
-    send_cancel_request(loop(), *target);
+    send_cancel_request(loop(), *target, std::move(slot));
   } else {
     LOG_INFO("C-%llu %s: cancel request for unknown key (pid %d) ignored", static_cast<unsigned long long>(id_),
              peer_.c_str(), cancel.process_id);

@@ -386,6 +386,8 @@ ServerVerdict server_fate(const ServerFacts& facts, std::optional<Failure> why) 
   if (why && failure_row(*why).server == ServerFate::Close) return {ServerFate::Close, failure_row(*why).log};
   if (!facts.clean) return {ServerFate::Close, "mid-request: replies owed, a transaction open or a message half sent"};
   if (facts.copy_in) return {ServerFate::Close, "mid-request: COPY FROM STDIN in progress"};
+  // It would cancel the next client's query; PostgreSQL cannot tell whose query a cancel was meant for.
+  if (facts.cancel_on_its_way) return {ServerFate::Close, "a cancel request its last client sent may still reach it"};
   if (facts.retiring) return {ServerFate::Close, facts.retiring};
   if (facts.session_pooling) return {ServerFate::Reset, "session pooling: DISCARD ALL for the next client"};
   if (facts.session_state) return {ServerFate::Reset, "the client left session state: DISCARD ALL"};

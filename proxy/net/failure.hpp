@@ -196,6 +196,7 @@ struct ServerFacts {
   bool copy_in = false;           // its client was streaming COPY data into it
   bool session_pooling = false;   // session pooling resets every server its client gives back
   bool session_state = false;     // the client was pinned to it or ran session commands there
+  bool cancel_on_its_way = false; // a cancel request its client sent may still reach it (CancelSlot)
   const char* retiring = nullptr; // the pool retires it (shutdown, server_lifetime, reload): why
 };
 struct ServerVerdict {

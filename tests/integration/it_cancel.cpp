@@ -7,6 +7,7 @@
 
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
+#include "tests/support/tcp_relay.hpp"
 
 using namespace pgmux::test;
 using Clock = std::chrono::steady_clock;
@@ -111,4 +112,42 @@ TEST_CASE("cancel of an extended-protocol query") {
   CHECK(out.sqlstate == "57014");
   CHECK(std::chrono::duration<double>(Clock::now() - t0).count() < 1.0);
   CHECK(scalar(conn.get(), "SELECT 1") == "1");
+}
+
+// A cancel request takes time to reach its server. When the query it was for has ended meanwhile and the server
+// went to another client (transaction pooling, one server), the cancel must not cancel that client's query: on
+// PostgreSQL a late cancel finds its own session idle and does nothing. A relay in front of the primary holds
+// the cancel on its way until the other client's query runs.
+TEST_CASE("transaction pooling: a cancel still on its way when its query ends never cancels the next client's") {
+  if (direct_mode()) return;
+  TcpRelay relay("127.0.0.1", 0, cluster_ports().primary);
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  config["workers"] = 1;
+  config["backends"][0]["port"] = relay.port();
+  for (auto& database : config["databases"]) {
+    database["pool_mode"] = "transaction";
+    database["pool_size"] = 1;
+  }
+  ProxyUnderTest proxy(config.dump(), listen);
+  PgConn first = connect(proxy.conninfo("app", "app", "app"));
+  PgConn next = connect(proxy.conninfo("app", "app", "app"));
+  CHECK(scalar(next.get(), "SELECT 'ready'") == "ready");
+
+  relay.hold_cancel_requests(true);
+  REQUIRE(PQsendQuery(first.get(), "SELECT pg_sleep(0.5)") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::string err;
+  REQUIRE_MESSAGE(cancel(first.get(), err), err);
+  const Outcome ended = await(first.get(), 5.0);  // the cancel is held: the sleep ends as if it came too late
+  REQUIRE(ended.finished);
+  CHECK(ended.sqlstate == "");
+
+  REQUIRE(PQsendQuery(next.get(), "SELECT pg_sleep(1)") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  relay.hold_cancel_requests(false);  // the cancel reaches the backend it was sent to
+  const Outcome other = await(next.get(), 5.0);
+  REQUIRE(other.finished);
+  CHECK_MESSAGE(other.sqlstate == "", "the next client's query was cancelled");
+  CHECK(scalar(first.get(), "SELECT 'still serving'") == "still serving");
 }

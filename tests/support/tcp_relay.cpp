@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <stdexcept>
 
 #include "tests/support/pgmux_process.hpp"
@@ -108,6 +109,31 @@ bool TcpRelay::relayed_from_port(int client_port) {
   return server_side_ports_.count(client_port) > 0;
 }
 
+void TcpRelay::hold_cancel_requests(bool hold) {
+  std::lock_guard lock(mutex_);
+  hold_cancels_ = hold;
+  if (hold) return;
+  for (Pair& pair : pairs_) {
+    if (pair.held_cancel) pair.frozen_requests = pair.held_cancel = false;
+  }
+}
+
+// A new connection whose first bytes are a CancelRequest (length 16, code 80877102), while cancels are held:
+// frozen before anything of it is relayed.
+bool TcpRelay::holds_cancel(Pair& pair) {
+  if (!pair.first_read) return false;
+  unsigned char head[8];
+  if (!hold_cancels_ || recv(pair.client_side, head, sizeof head, MSG_PEEK) != sizeof head) {
+    pair.first_read = false;
+    return false;
+  }
+  pair.first_read = false;
+  const unsigned char cancel[8] = {0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e};
+  if (std::memcmp(head, cancel, sizeof head) != 0) return false;
+  pair.frozen_requests = pair.held_cancel = true;
+  return true;
+}
+
 void TcpRelay::run() {
   while (!stop_) {
     std::vector<pollfd> fds{{listener_, POLLIN, 0}};
@@ -129,6 +155,7 @@ void TcpRelay::run() {
         if (fds[i].fd != a && fds[i].fd != b) continue;
         // Frozen since the poll began: what arrived stays in flight.
         if (fds[i].fd == a ? pair.frozen_requests : pair.frozen_replies) break;
+        if (fds[i].fd == a && holds_cancel(pair)) break;
         char buf[65536];
         const ssize_t n = read(fds[i].fd, buf, sizeof buf);
         const int to = fds[i].fd == a ? b : a;

@@ -4,7 +4,9 @@
 // replies_only, only the server's bytes) until cut(), while new connections are relayed as usual;
 // cut_carrying() cuts only those of them with bytes in flight (release_replies_of_carrying() lets their servers'
 // last words through instead); relayed_from_port() says whether a server-side
-// connection came through it (the local port PostgreSQL shows as pg_stat_activity.client_port).
+// connection came through it (the local port PostgreSQL shows as pg_stat_activity.client_port);
+// hold_cancel_requests(true) keeps the CancelRequest of every new connection that starts with one in flight
+// until hold_cancel_requests(false) (a cancel slow to reach its server).
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -36,6 +38,7 @@ class TcpRelay {
   // Bytes waiting in the frozen connections' sockets (FIONREAD), either way: what was sent and not relayed.
   size_t frozen_bytes();
   bool relayed_from_port(int client_port);
+  void hold_cancel_requests(bool hold);
 
  private:
   void run();
@@ -53,7 +56,11 @@ class TcpRelay {
     bool frozen_replies = false;   // the server side is not read
     bool client_ended = false;     // the client side reached EOF (or failed): no longer polled
     bool server_ended = false;     // the same for the server side
+    bool first_read = true;        // nothing read from the client side yet
+    bool held_cancel = false;      // frozen by hold_cancel_requests
   };
+  bool hold_cancels_ = false;
+  bool holds_cancel(Pair& pair);
   std::vector<Pair> pairs_;
   std::set<int> server_side_ports_;
   std::thread thread_;

@@ -59,3 +59,20 @@ TEST_CASE("a real server pid: kept as given, shared by several clients without m
   REQUIRE(registry.find(4242, b.secret_key));
   CHECK(registry.size() == 3);
 }
+
+TEST_CASE("a cancel on its way keeps its server from the next client until the server has closed it") {
+  auto slot = slot_with_pid(7);
+  const std::optional<CancelTarget> sent = slot->begin_cancel();
+  REQUIRE(sent);
+  CHECK(sent->process_id == 7);
+  CHECK_FALSE(slot->release(8));  // another server of the client: no cancel went there
+  CHECK(slot->release(7));        // on its way: this server must not serve anyone else
+  CHECK_FALSE(slot->begin_cancel());  // let go of: no later cancel takes it as a target
+  slot->end_cancel();
+  CHECK_FALSE(slot->release(7));
+
+  auto done = slot_with_pid(9);
+  REQUIRE(done->begin_cancel());
+  done->end_cancel();  // the server closed the cancel's connection: the backend was signalled already
+  CHECK_FALSE(done->release(9));
+}

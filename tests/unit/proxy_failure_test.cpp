@@ -194,6 +194,9 @@ TEST_CASE("server_fate: the one decision whether a given-back server serves agai
     ServerFacts copying = idle;
     copying.copy_in = true;
     CHECK(server_fate(copying, Failure::ClientClosed).fate == ServerFate::Close);
+    ServerFacts cancel_coming = idle;  // it would cancel the next client's query
+    cancel_coming.cancel_on_its_way = true;
+    CHECK(server_fate(cancel_coming).fate == ServerFate::Close);
   }
   SUBCASE("failures whose row says Close close even an idle server") {
     CHECK(server_fate(idle, Failure::PrimaryMoved).fate == ServerFate::Close);
