@@ -6,6 +6,7 @@
 // addresses are stable across rehashing), so a key is stored once and put/get/erase are O(1) with one
 // allocation per new entry. Not thread-safe (one owner: the server connection's worker).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <optional>
@@ -89,18 +90,28 @@ class LruMap {
   }
 
   // Inserts or overwrites, making the key most recently used. When a new key pushes the size past the
-  // capacity, the least recently used entry is removed and its key returned.
+  // capacity, the least recently used entry is removed and its key returned. (A map that put_keeping let grow
+  // past its capacity sheds more than one: use put_keeping there.)
   std::optional<Key> put(Key key, Value value) {
+    std::optional<Key> evicted;
+    put_keeping(std::move(key), std::move(value), 0, [&](Key old) { evicted = std::move(old); });
+    return evicted;
+  }
+
+  // put, except that the `keep_newest` most recently used entries (the new one included) are never evicted: the
+  // map may hold that many past its capacity. Each evicted key goes to on_evict.
+  template <typename OnEvict>
+  void put_keeping(Key key, Value value, size_t keep_newest, OnEvict&& on_evict) {
     if (Node* n = find_node(key)) {
       n->second.value = std::move(value);
       move_to_front(n);
-      return std::nullopt;
+      return;
     }
     auto [it, inserted] = map_.emplace(std::move(key), Slot{std::move(value)});
     (void)inserted;
     link_front(&*it);
-    if (capacity_ == 0 || map_.size() <= capacity_) return std::nullopt;
-    return evict_oldest();
+    const size_t limit = std::max(capacity_, keep_newest);
+    while (capacity_ != 0 && map_.size() > limit) on_evict(evict_oldest());
   }
 
   // Removes the key; false when absent.

@@ -388,11 +388,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   StatementSteps statement_steps_;
   std::vector<std::string> batch_server_names_;
   std::vector<const std::string*> step_server_names_;
-  struct CreatedParse {
-    size_t parse = 0;       // index in request_.parses
-    bool had_copy = false;  // the server had that shared statement already: closed first
-  };
-  std::vector<CreatedParse> created_here_;  // named Parses of the request that create a shared statement
+  std::vector<uint32_t> created_here_;  // named Parses of the request that create a shared statement (their index)
   uint64_t parses_answered_here_ = 0;  // answer_parse_locally's, not yet counted in a pool's stats
   // Named Parses of a name that exists (the server answers 42P05): index in request_.parses, shared name sent.
   std::vector<std::pair<size_t, const std::string*>> duplicates_here_;

@@ -332,6 +332,9 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   routed_ = RoutedRequest{step.c, role_of(&s), std::nullopt, true};
   resume_requests();
   pump();
+  // A request that failed here (prepare_error_: answered without reaching the server) leaves the server idle;
+  // inside pump it could not be given back, and no reply will come to do it: transaction pooling would starve.
+  release_idle_servers();
 }
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {

@@ -70,13 +70,19 @@ void ClientConn::add_session_statement(ServerConn* server, std::string_view clie
     return;
   }
   const std::string& name = stored.server_name;
-  if (server->server_statements.contains(name)) build_close(messages, 'S', name);  // older than the client's Parse
+  // Closed first even when pgmux's list says the server lacks it: a copy older than the client's Parse, or one
+  // whose Close an earlier batch's error skipped (the list forgot it, the server did not); PostgreSQL does not
+  // mind a Close of a statement that is not there.
+  build_close(messages, 'S', name);
   const bool ok = rewrite_statement_names(
       stored.parse, [&](std::string_view) { return std::optional<std::string_view>(name); }, messages);
   if (!ok) return;
   ++server->pool().stats.server_parses;
   build_describe(messages, 'S', name);  // its shape (ServerConn::SharedStatement)
-  if (auto evicted = server->server_statements.put(name, {uv_hrtime(), 0})) build_close(messages, 'S', *evicted);
+  // The list closes the least recently used to make room, never one this request uses (the walk made those the
+  // most recent: at most one per step); a request that uses more than max_per_server keeps them all meanwhile.
+  server->server_statements.put_keeping(name, {uv_hrtime(), 0}, request_.steps.size(),
+                                        [&](const std::string& evicted) { build_close(messages, 'S', evicted); });
   prepared.emplace_back(client_name);
 }
 
@@ -183,13 +189,15 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   };
   const ByteView request(in_.data() + in_.parsed(), request_.size);
   size_t done = 0;  // bytes of the request rewritten so far
-  for (const CreatedParse& created : created_here_) {
-    const ParsedStatement& parse = request_.parses[created.parse];
+  for (const uint32_t created : created_here_) {
+    const ParsedStatement& parse = request_.parses[created];
     const size_t at = static_cast<size_t>(parse.message.data() - request.data());
     if (!rewrite_statement_names(request.subspan(done, at - done), rename, out)) return false;
-    const std::string& name = batch_server_names_[created.parse];
+    const std::string& name = batch_server_names_[created];
     const unsigned ordinal = owed.closes_sent + close_messages_before(request, at);
-    if (created.had_copy && ordinal < 64) {  // else the server answers 42P05 (beyond what the reply can track)
+    // Closed first, had the server a copy or not by pgmux's list (add_session_statement says why). Past what the
+    // reply can track, a copy the server has answers 42P05.
+    if (ordinal < 64) {
       build_close(out, 'S', name);
       owed.hidden_closes |= uint64_t{1} << ordinal;
       ++owed.closes_sent;
@@ -198,7 +206,7 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
     // Its shape, for the 0A000 PostgreSQL would give the client's statement on a copy prepared after DDL.
     build_describe(out, 'S', name);
     if (!owed.described) owed.described = std::make_unique<std::vector<std::pair<uint16_t, std::string>>>();
-    owed.described->emplace_back(static_cast<uint16_t>(owed.parses_sent + created.parse), name);
+    owed.described->emplace_back(static_cast<uint16_t>(owed.parses_sent + created), name);
     done = at + parse.message.size();
   }
   if (!rewrite_statement_names(request.subspan(done), rename, out)) return false;
@@ -243,7 +251,7 @@ void ClientConn::note_duplicate_names(OwedReply& owed) {
 }
 
 // The server name of every named step, in order (step_server_names_; null: sent as is), and the Parses that
-// create a shared statement (created_here_; had_copy: the server has one already).
+// create a shared statement (created_here_).
 void ClientConn::resolve_server_names(ServerConn* server) {
   batch_server_names_.resize(request_.parses.size());
   step_server_names_.clear();
@@ -255,7 +263,8 @@ void ClientConn::resolve_server_names(ServerConn* server) {
       const uint32_t parse = step.step->parse;
       batch_server_names_[parse] = server_statement_name(request_.parses[parse].message);
       name = &batch_server_names_[parse];
-      created_here_.push_back({parse, server->server_statements.erase(*name)});
+      server->server_statements.erase(*name);  // the Parse makes a new one (a copy there is closed first)
+      created_here_.push_back(parse);
     } else if (step.in_batch) {
       name = &batch_server_names_[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
@@ -299,9 +308,10 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       unconfirmed_.push_back({owed.request, parses_before + step.step->parse, std::string(name)});
       server->prepared.emplace(name);
       if (transaction_pooling()) {
-        if (auto evicted = server->server_statements.put(stored.server_name, {now, 0})) {
-          server->server_closes.push_back(std::move(*evicted));
-        }
+        server->server_statements.put_keeping(stored.server_name, {now, 0}, request_.steps.size(),
+                                              [&](std::string evicted) {
+                                                server->server_closes.push_back(std::move(evicted));
+                                              });
       }
       forget_statement_elsewhere(server, name, false);
     } else if (step.step->kind == StatementStepKind::Close) {

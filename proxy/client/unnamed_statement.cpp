@@ -8,11 +8,11 @@ namespace pgmux::proxy {
 void UnnamedStatement::on_sent(const RequestInfo& request, const Sent& sent,
                                const routing::Classification& last_parse_class, bool keep_copy) {
   if (request.kind == RequestKind::Query) {
-    // A simple Query drops the unnamed statement whatever happened before it, so nothing pending matters.
+    // A simple Query drops the unnamed statement whatever happened before it, so nothing pending matters. (The
+    // class stays: it only routes a use of a statement that is gone, which fails anyway.)
     count_ = 0;
     settled_.server = nullptr;
     settled_.parse.clear();
-    settled_.c = {};
     return;
   }
   if (request.kind != RequestKind::Extended) return;

@@ -82,6 +82,24 @@ TEST_CASE("put on an existing key overwrites, refreshes and never evicts") {
   CHECK(*evicted == "b");
 }
 
+TEST_CASE("put_keeping never evicts the newest entries it is told to keep, and sheds the excess later") {
+  LruMap<std::string, int> m(2);
+  std::vector<std::string> evicted;
+  const auto note = [&](std::string key) { evicted.push_back(std::move(key)); };
+  m.put_keeping("a", 1, 3, note);
+  m.put_keeping("b", 2, 3, note);
+  m.put_keeping("c", 3, 3, note);  // three kept past a capacity of two
+  CHECK(evicted.empty());
+  CHECK(m.size() == 3);
+  m.put_keeping("d", 4, 3, note);  // the oldest goes: three newest kept
+  CHECK(evicted == std::vector<std::string>{"a"});
+  m.put_keeping("e", 5, 0, note);  // back to the capacity: two go, oldest first
+  CHECK(evicted == std::vector<std::string>{"a", "b", "c"});
+  CHECK(m.size() == 2);
+  CHECK(*m.newest() == "e");
+  CHECK(*m.oldest() == "d");
+}
+
 TEST_CASE("erase unlinks from every position") {
   StmtMap m(4);
   for (const char* k : {"a", "b", "c", "d"}) m.put(k, 0);

@@ -1,0 +1,121 @@
+// Transaction pooling shares a statement's server copy among clients by its text (pgmux_<hash>), and each server
+// keeps a bounded list of them (prepared_statements.max_per_server). pgmux's list of what a server holds must
+// never drift from what it really holds: a Close or Parse that PostgreSQL skipped after an error earlier in its
+// batch must not make pgmux believe it ran, and the list must not close a statement the request is about to use.
+// Every case compares with a direct connection to the primary where PostgreSQL's answer is the point.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "tests/integration/txpool/txpool_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::txpool;
+
+namespace {
+
+const char* const kDb = "txp_shared";
+
+// One worker and one server, so every client meets the statements the others left there.
+struct Fixture {
+  int listen = pick_listen_port();
+  ProxyUnderTest proxy;
+  std::string ci;
+  explicit Fixture(int max_per_server)
+      : proxy((fresh_database(kDb), config(listen, max_per_server).dump()), listen) {
+    ci = app_conninfo(proxy.port(), kDb);
+    wait_serving(ci);
+  }
+  ~Fixture() { drop_database_quietly(kDb); }
+  static nlohmann::json config(int listen, int max_per_server) {
+    nlohmann::json c = txpool_config(listen, kDb, 1);
+    c["workers"] = 1;  // one pool
+    c["timeouts"]["query_wait_timeout"] = 5;  // a server never given back fails the test, not hangs it
+    c["prepared_statements"] = {{"max_per_server", max_per_server}};
+    return c;
+  }
+};
+
+// Prepares `name` as `sql` (libpq: Parse and Sync); "" or the SQLSTATE.
+std::string prepare(PGconn* conn, const std::string& name, const std::string& sql) {
+  PgResult res(PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr));
+  return PQresultStatus(res.get()) == PGRES_COMMAND_OK ? "" : sqlstate(res.get());
+}
+
+// Executes `name`: its first value, or "error <SQLSTATE>".
+std::string run(PGconn* conn, const std::string& name) {
+  PgResult res(PQexecPrepared(conn, name.c_str(), 0, nullptr, nullptr, nullptr, 0));
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return "error " + sqlstate(res.get());
+  return PQntuples(res.get()) > 0 ? PQgetvalue(res.get(), 0, 0) : "";
+}
+
+// A batch whose Parse of `name` PostgreSQL skips (a Bind of a missing statement fails first), then the client
+// prepares and runs `name` for real: every outcome, one per line.
+std::string skipped_parse_then_prepare(PGconn* conn, const std::string& name, const std::string& sql) {
+  REQUIRE(PQenterPipelineMode(conn) == 1);
+  REQUIRE(PQsendQueryPrepared(conn, "no_such_statement", 0, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQsendPrepare(conn, name.c_str(), sql.c_str(), 0, nullptr) == 1);
+  REQUIRE(PQpipelineSync(conn) == 1);
+  std::string seen = pipeline_results(conn, 1);
+  REQUIRE(PQexitPipelineMode(conn) == 1);
+  seen += "prepare: " + prepare(conn, name, sql) + "\n";
+  seen += "run: " + run(conn, name) + "\n";
+  return seen;
+}
+
+}  // namespace
+
+// The batch's Parse of a text the server already shares goes out behind a Close of that copy (pgmux's, kept
+// from the client). An error before them skips both: the copy stays, and pgmux must not take it for gone.
+TEST_CASE("a batch that fails before its Parse of a shared statement leaves that statement usable") {
+  if (direct_mode()) return;
+  Fixture f(100);
+  const std::string sql = "SELECT 'shared'::text";
+  PgConn a = connect(f.ci);
+  REQUIRE(prepare(a.get(), "a", sql).empty());
+  REQUIRE(run(a.get(), "a") == "shared");  // the one server holds the shared copy now
+
+  PgConn direct = connect(app_conninfo(cluster_ports().primary, kDb));
+  const std::string expected = skipped_parse_then_prepare(direct.get(), "b", sql);
+  PgConn b = connect(f.ci);
+  CHECK(skipped_parse_then_prepare(b.get(), "b", sql) == expected);
+  CHECK(run(a.get(), "a") == "shared");
+}
+
+// Preparing a statement the request uses makes room in the server's list by closing the least recently used.
+// When that preparation fails (the text is invalid: pgmux answered its Parse itself and reports the error at
+// first use), PostgreSQL skips the rest of it, that Close included: the closed-for-room statement is still there,
+// and preparing it again later must not fail with 42P05.
+TEST_CASE("a failed preparation that skipped its Close of another statement leaves that one usable") {
+  if (direct_mode()) return;
+  Fixture f(1);
+  PgConn conn = connect(f.ci);
+  REQUIRE(prepare(conn.get(), "x", "SELECT 'x'::text").empty());
+  REQUIRE(prepare(conn.get(), "bad", "SELEC 1").empty());  // reported at first use (README, transaction mode)
+  CHECK(run(conn.get(), "x") == "x");
+  CHECK(run(conn.get(), "bad") == "error 42601");
+  // Idle after that error, the client holds no server: the pool's one serves another client.
+  PgConn bystander = connect(f.ci);
+  CHECK(scalar(bystander.get(), "SELECT 'served'") == "served");
+  CHECK(run(conn.get(), "x") == "x");
+  PgConn other = connect(f.ci);
+  REQUIRE(prepare(other.get(), "y", "SELECT 'x'::text").empty());  // the same text: the same shared copy
+  CHECK(run(other.get(), "y") == "x");
+}
+
+// One request that uses more statements than a server keeps: all of them stay until it ran (as on PostgreSQL,
+// which has no such limit); the list is trimmed afterwards.
+TEST_CASE("a request using more statements than max_per_server runs every one of them") {
+  if (direct_mode()) return;
+  Fixture f(2);
+  PgConn conn = connect(f.ci);
+  const char* const names[] = {"one", "two", "three"};
+  for (const char* name : names) REQUIRE(prepare(conn.get(), name, std::string("SELECT '") + name + "'::text").empty());
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  for (const char* name : names) REQUIRE(PQsendQueryPrepared(conn.get(), name, 0, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  CHECK(pipeline_results(conn.get(), 1) ==
+        "PGRES_TUPLES_OK  one\nPGRES_TUPLES_OK  two\nPGRES_TUPLES_OK  three\nPGRES_PIPELINE_SYNC \n");
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  for (const char* name : names) CHECK(run(conn.get(), name) == name);
+}
