@@ -223,7 +223,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool run_again_after_loss(const std::string& backend);
   void learn_writes_from(protocol::ByteView request);
   void make_active(ServerConn* server);
-  void send_request(ServerConn* server);
+  void send_request(ServerConn* server, bool unnamed_close);
   void note_pin(routing::PinReason pin, bool pinned_primary);
   bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);
   bool binds_earlier_unnamed(const ServerConn* server) const;
@@ -233,7 +233,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
   bool forward_renamed(ServerConn* server, OwedReply& owed);
-  void close_strangers_unnamed(const ServerConn* server, protocol::ByteVector& out, OwedReply& owed);
+  bool hides_unnamed_close(const ServerConn* server, OwedReply& owed);
   void note_duplicate_names(OwedReply& owed);
   void resolve_server_names(ServerConn* server);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;

@@ -377,6 +377,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   // Renamed as the statements are before this request; then its Parse and Close messages change them.
   const bool renamed = forwards_renamed();
   const bool renamed_ok = !renamed || forward_renamed(server, owed);
+  const bool unnamed_close = !renamed && hides_unnamed_close(server, owed);  // forward_renamed sends its own
   if (!server->open()) return;
   unnamed_.on_sent(request_, {server, owed.request, owed.parses_sent, starts_entry, ends_entry}, request_unnamed_class_,
                    transaction_pooling());
@@ -387,7 +388,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   // Every Close is answered by a CloseComplete: a later part of an open sequence numbers its hidden ones after.
   owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
-  if (!renamed) send_request(server);
+  if (!renamed) send_request(server, unnamed_close);
   server->relay();  // replies that arrived while it was not this client's active server
 }
 
@@ -431,8 +432,8 @@ void ClientConn::make_active(ServerConn* server) {
 }
 
 // The request's bytes, untouched, straight from the receive buffer (a deferred BEGIN in front of them).
-void ClientConn::send_request(ServerConn* server) {
-  uv_buf_t bufs[2];
+void ClientConn::send_request(ServerConn* server, bool unnamed_close) {
+  uv_buf_t bufs[3];
   unsigned count = 0;
   if (!session_.deferred_begin.empty()) {
     // The BEGIN pgmux answered, in front of the request; its reply (CommandComplete, ReadyForQuery) is skipped.
@@ -441,6 +442,10 @@ void ClientConn::send_request(ServerConn* server) {
     bufs[count++] =
         uv_buf_init(reinterpret_cast<char*>(begin_message_.data()), static_cast<unsigned>(begin_message_.size()));
     session_.deferred_begin.clear();
+  }
+  if (unnamed_close) {  // hides_unnamed_close: Close 'S' "", its reply kept from the client
+    static char close_unnamed[] = {'C', 0, 0, 0, 6, 'S', 0};
+    bufs[count++] = uv_buf_init(close_unnamed, sizeof close_unnamed);
   }
   std::byte* request = in_.data() + in_.parsed();
   bufs[count++] = uv_buf_init(reinterpret_cast<char*>(request), static_cast<unsigned>(request_.size));

@@ -139,13 +139,9 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   }
   if (request_.uses_prior_unnamed) {
     // Bind or Describe of the unnamed statement parsed by an earlier request: the server that parsed it has it;
-    // another one gets its Parse first (prepare), if pgmux kept it. Without one, transaction pooling lets the
-    // server answer 26000 in its place in the batch (close_strangers_unnamed); session pooling answers it here.
+    // another one gets its Parse first (prepare), if pgmux kept it. Without one, the server answers 26000 in its
+    // place in the batch (hides_unnamed_close).
     if (unnamed_.server()) return unnamed_.server();
-    if (unnamed_.parse().empty() && !transaction_pooling()) {
-      fail(Failure::UnnamedStatementGone);
-      return nullptr;
-    }
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
 

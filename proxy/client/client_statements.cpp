@@ -180,7 +180,7 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   count_statement_traffic(server->pool().stats);
   ByteVector& out = worker_.rewrite_buffer();  // no allocation per request: sent from there, or copied if queued
   out.reserve(request_.size + 64);
-  close_strangers_unnamed(server, out, owed);
+  if (hides_unnamed_close(server, owed)) build_close(out, 'S', "");
   size_t next = 0;  // the rewriter asks for the names in the order the walk resolved them
   const StatementRenamer rename = [&](std::string_view) -> std::optional<std::string_view> {
     if (next >= step_server_names_.size()) return std::string_view();  // cannot happen: fails the rewrite
@@ -219,15 +219,17 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
 }
 
 // A request that uses the unnamed statement an earlier request parsed, on a server that does not hold the
-// client's (pgmux parses it there first when it has the client's Parse: prepare): the server may still hold the
-// one another client left. A Close of it goes first, its CloseComplete kept from the client, so the server
-// answers 26000 where PostgreSQL would, in its place in the batch. (Past 64 Closes in one open sequence the
-// reply cannot track another hidden one; none is sent.)
-void ClientConn::close_strangers_unnamed(const ServerConn* server, ByteVector& out, OwedReply& owed) {
-  if (!request_.uses_prior_unnamed || server == unnamed_.server() || owed.closes_sent >= 64) return;
-  build_close(out, 'S', "");
+// client's (pgmux parses it there first when it has the client's Parse: prepare): the server may hold another
+// client's (transaction pooling) or an older one of the client's (a server it had let go of, or the other one
+// with read/write split). A Close of it goes first, its CloseComplete kept from the client, so the server answers
+// 26000 where PostgreSQL would, in its place in the batch. True when the caller must send that Close in front
+// of the request (counted in `owed` here). Past 64 Closes in one open sequence the reply cannot track another
+// hidden one; none is sent.
+bool ClientConn::hides_unnamed_close(const ServerConn* server, OwedReply& owed) {
+  if (!request_.uses_prior_unnamed || server == unnamed_.server() || owed.closes_sent >= 64) return false;
   owed.hidden_closes |= uint64_t{1} << owed.closes_sent;
   ++owed.closes_sent;
+  return true;
 }
 
 // SHOW STATS' prepared-statement counts, as PgBouncer keeps them in its tracking mode. Parses answered here

@@ -270,10 +270,6 @@ constexpr FailureRow kSessionRows[] = {
      "\"statement\")",
      "", "Send the whole transaction in one query string, or use transaction pooling.", Reuse,
      "statement_pooling_transaction", "transaction refused in statement pooling", Info},
-    // As PostgreSQL answers a Bind of the unnamed statement after a simple Query destroyed it (or none was parsed).
-    {F::UnnamedStatementGone, Error, code::kInvalidSqlStatementName, "unnamed prepared statement does not exist",
-     "", "", Reuse,
-     "unnamed_statement_gone", "unnamed statement gone", Info},
     {F::PrepareFailed, Error, code::kConnectionFailure, "{}", "", "", Reuse, "prepare_failed",
      "a statement could not be prepared on the server", Info},
     // PostgreSQL's own error, answered by pgmux for a statement prepared before DDL changed its result columns,

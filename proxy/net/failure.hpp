@@ -106,7 +106,6 @@ enum class Failure : uint8_t {
   PrimaryMoved,
   // Limits of transaction and statement pooling.
   StatementPoolingTransaction,
-  UnnamedStatementGone,
   PrepareFailed,
   PlanChanged,
   DuplicatePreparedStatement,

@@ -104,7 +104,7 @@ TEST_CASE("severity: FATAL ends the session, a request error before login ends t
   CHECK(effective_severity(Failure::IdleTransactionTimeout, true) == Severity::Fatal);
   CHECK(effective_severity(Failure::QueryWaitTimeout, true) == Severity::Error);
   CHECK(effective_severity(Failure::QueryWaitTimeout, false) == Severity::Fatal);
-  CHECK(effective_severity(Failure::UnnamedStatementGone, true) == Severity::Error);
+  CHECK(effective_severity(Failure::PlanChanged, true) == Severity::Error);
   CHECK(effective_severity(Failure::ClientClosed, true) == Severity::Silent);
   CHECK(effective_severity(Failure::ClientClosed, false) == Severity::Silent);
   CHECK(failure_row(Failure::KilledByAdmin).severity == Severity::Fatal);
@@ -118,7 +118,6 @@ TEST_CASE("SQLSTATEs and wording that clients and tests compare with PostgreSQL"
     CHECK(std::string(failure_row(f).sqlstate) == sqlstate);
     CHECK(std::string(failure_row(f).message) == message);
   };
-  check(Failure::UnnamedStatementGone, "26000", "unnamed prepared statement does not exist");
   check(Failure::PlanChanged, "0A000", "cached plan must not change result type");
   check(Failure::LoginTimeout, "57014", "canceling authentication due to timeout");
   check(Failure::AdminShutdown, "57P01", "terminating connection due to administrator command");

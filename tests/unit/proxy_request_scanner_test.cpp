@@ -58,19 +58,28 @@ TEST_CASE("an extended batch runs to Sync and lists parses, uses and closes") {
   CHECK((info.steps[3].kind == StatementStepKind::Close && info.steps[3].name == "old"));
 }
 
-TEST_CASE("the unnamed statement's Parse and Bind are steps too, in order") {
+TEST_CASE("the unnamed statement's Parse, Bind and Close 'S' are steps too, in order") {
   ByteVector bytes;
   build_bind(bytes, "", "", {});
   build_parse(bytes, "", "SELECT 1");
   build_describe(bytes, 'S', "");  // the unnamed statement described: not a named use
+  build_close(bytes, 'P', "");     // a portal: no step
+  build_close(bytes, 'S', "");
+  build_parse(bytes, "n", "SELECT 2");
   build_sync(bytes);
   RequestInfo info;
   REQUIRE(scan_request(bytes, kMax, kBatch, info).status == ScanStatus::Complete);
-  REQUIRE(info.steps.size() == 2);
+  REQUIRE(info.steps.size() == 4);
   CHECK((info.steps[0].kind == StatementStepKind::Use && info.steps[0].name.empty()));
   CHECK((info.steps[1].kind == StatementStepKind::Parse && info.steps[1].name.empty()));
+  CHECK((info.steps[2].kind == StatementStepKind::Close && info.steps[2].name.empty()));
+  CHECK((info.steps[3].kind == StatementStepKind::Parse && info.steps[3].name == "n"));
   CHECK(info.binds_unnamed);
-  CHECK(info.closes == 0);
+  CHECK(info.closes == 0);  // named statements only
+  CHECK(info.close_messages == 2);
+  REQUIRE(info.parses.size() == 2);
+  CHECK(info.parses[0].position == 1);  // the message's place in the batch
+  CHECK(info.parses[1].position == 5);
 }
 
 TEST_CASE("Flush ends a batch without Sync; every split point but the last needs more") {

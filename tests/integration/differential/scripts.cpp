@@ -245,6 +245,10 @@ Script statement_order(const Schema& s) {
       .bind(bind_text("", "", {})).execute("").sync().expect_ready()
       .q("SELECT 'a simple query ends the unnamed statement'")
       .bind(bind_text("", "", {})).execute("").sync().expect_ready()  // 26000
+      // The 26000 comes in its place in the batch: the Parse before it succeeded.
+      .parse("diff_so3", "SELECT 3").bind(bind_text("", "", {})).execute("").sync().expect_ready()
+      .parse("diff_so3", "SELECT 3").sync().expect_ready()  // 42P05: it exists
+      .close('S', "diff_so3").sync().expect_ready()
       // Closed, it is gone (26000) on whichever server the Bind lands.
       .parse("", "SELECT 43 AS closed").sync().expect_ready()
       .close('S', "").sync().expect_ready()
