@@ -21,52 +21,46 @@ void UnnamedStatement::on_sent(const RequestInfo& request, const Sent& sent,
       if (pending_[i].request == sent.request) pending_[i].ends_entry = true;  // this Sync closes their sequence
     }
   }
-  const bool changes = std::any_of(request.steps.begin(), request.steps.end(), [](const StatementStep& step) {
-    return step.name.empty() && step.kind != StatementStepKind::Use;
-  });
-  if (!changes) return;
-  Pending& pending = push();
-  pending.request = sent.request;
-  pending.ends_entry = sent.ends_entry;
-  record_changes(request, sent, pending);
+  // One pass: the changes, the last Parse "" and whether only Binds follow it.
+  Pending* pending = nullptr;
   const ParsedStatement* last_parse = nullptr;
   bool bound_after = false;  // the request binds the statement it parses (what drivers do)
+  unsigned parses = 0;       // Parse messages of the request before the step
   for (const StatementStep& step : request.steps) {
-    if (!step.name.empty()) continue;
-    if (step.kind == StatementStepKind::Parse) last_parse = &request.parses[step.parse];
-    bound_after = step.kind == StatementStepKind::Use;  // only Binds follow the last Parse when it is the last change
+    if (!step.name.empty()) {
+      parses += step.kind == StatementStepKind::Parse;
+      continue;
+    }
+    if (step.kind == StatementStepKind::Use) {
+      bound_after = true;
+      continue;
+    }
+    if (!pending) pending = &push(sent);
+    bound_after = false;
+    if (step.kind == StatementStepKind::Close) {
+      const bool parse_follows = parses < request.parses.size();
+      pending->changes.push_back({false, false, parse_follows ? sent.parses_before + parses : kNoWitness});
+      last_parse = nullptr;
+      continue;
+    }
+    last_parse = &request.parses[step.parse];
+    const bool follows_parse = parses > 0 && request.parses[parses - 1].position + 1 == last_parse->position;
+    const bool fails_alone = last_parse->position == 0 ? sent.starts_entry : follows_parse;
+    pending->changes.push_back({true, fails_alone, sent.parses_before + parses});
+    ++parses;
   }
-  State& after = pending.after;
+  if (!pending) return;
+  State& after = pending->after;
   after.server = sent.server;
   after.parse.clear();
-  after.c = {};
-  if (pending.changes.back().is_parse) {
+  if (last_parse) {  // else the last change is a Close: the server holds none (the class does not matter)
     after.c = last_parse_class;
     // Session pooling keeps the server, so a statement the request binds itself needs no copy.
     if (keep_copy || !bound_after) after.parse.assign(last_parse->message.begin(), last_parse->message.end());
   }
 }
 
-// The request's Parse "" and Close 'S' "" messages, in order, each with what shows it ran.
-void UnnamedStatement::record_changes(const RequestInfo& request, const Sent& sent, Pending& pending) const {
-  unsigned parses = 0;  // Parse messages of the request before the step
-  for (const StatementStep& step : request.steps) {
-    if (step.kind == StatementStepKind::Use) continue;
-    if (step.name.empty() && step.kind == StatementStepKind::Parse) {
-      const ParsedStatement& parse = request.parses[step.parse];
-      const bool follows_parse = parses > 0 && request.parses[parses - 1].position + 1 == parse.position;
-      const bool fails_alone = parse.position == 0 ? sent.starts_entry : follows_parse;
-      pending.changes.push_back({true, fails_alone, sent.parses_before + parses});
-    } else if (step.name.empty()) {
-      const bool parse_follows = parses < request.parses.size();
-      pending.changes.push_back({false, false, parse_follows ? sent.parses_before + parses : kNoWitness});
-    }
-    if (step.kind == StatementStepKind::Parse) ++parses;
-  }
-}
-
-void UnnamedStatement::on_finished(uint64_t request, bool failed, unsigned parses_seen) {
-  if (request == 0) return;  // pgmux's own statements
+void UnnamedStatement::settle_finished(uint64_t request, bool failed, unsigned parses_seen) {
   while (count_ > 0 && pending_[0].request <= request) {
     Pending& front = pending_[0];
     if (front.request == request) {
@@ -136,13 +130,19 @@ bool UnnamedStatement::settled() const {
 }
 
 void UnnamedStatement::drop_front() {
+  if (count_ == 1) {  // the usual depth: the slot stays where it is
+    count_ = 0;
+    return;
+  }
   std::rotate(pending_.begin(), pending_.begin() + 1, pending_.begin() + static_cast<std::ptrdiff_t>(count_));
   --count_;
 }
 
-UnnamedStatement::Pending& UnnamedStatement::push() {
+UnnamedStatement::Pending& UnnamedStatement::push(const Sent& sent) {
   if (count_ == pending_.size()) pending_.emplace_back();
   Pending& pending = pending_[count_++];
+  pending.request = sent.request;
+  pending.ends_entry = sent.ends_entry;
   pending.changes.clear();
   return pending;
 }

@@ -38,7 +38,9 @@ class UnnamedStatement {
   void on_sent(const RequestInfo& request, const Sent& sent, const routing::Classification& last_parse_class,
                bool keep_copy);
   // A request's reply ended (its ReadyForQuery): `parses_seen` ParseComplete messages came in its entry.
-  void on_finished(uint64_t request, bool failed, unsigned parses_seen);
+  void on_finished(uint64_t request, bool failed, unsigned parses_seen) {
+    if (count_ > 0 && request != 0) settle_finished(request, failed, parses_seen);  // 0: pgmux's own statements
+  }
   // pgmux parsed the kept copy on `server` itself (a prepare step that succeeded).
   void prepared_on(ServerConn* server);
   // The server left the client (given back or lost): it holds nothing of the client's any more, and what was
@@ -83,10 +85,10 @@ class UnnamedStatement {
   };
   static constexpr unsigned kNoWitness = ~0u;
 
-  void record_changes(const RequestInfo& request, const Sent& sent, Pending& pending) const;
+  void settle_finished(uint64_t request, bool failed, unsigned parses_seen);
   void settle(Pending& pending, bool failed, unsigned parses_seen);
   void drop_front();
-  Pending& push();
+  Pending& push(const Sent& sent);
 
   State settled_;
   // Requests with changes whose replies are due, oldest first. Slots past count_ are kept for their capacity:
