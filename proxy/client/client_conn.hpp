@@ -202,13 +202,18 @@ class ClientConn final : public StreamConn, public PoolClient {
     routing::Classification c;         // the request's class (it is not routed again)
     std::vector<std::string> prepared;  // client names of the statements prepared there
     size_t log_size = 0;               // the session log it replayed up to
+    size_t replay_from = 0;            // ... from this entry on: its Queries 0 .. log_size - replay_from - 1
+    uint64_t log_generation = 0;       // ClientSession::log_generation then (the failed command's text is read)
     bool prepares_statements = false;
     bool prepares_unnamed = false;     // the unnamed statement an earlier request parsed
     // SQL prepared statements (by name) prepared there, each with the ordinal of its PREPARE among the step's
     // queries (ServerConn::last_internal_failed).
     std::vector<std::pair<std::string, uint16_t>> sql_prepared;
   };
-  void finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& error);
+  void finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& sqlstate,
+                      const std::string& error);
+  bool fail_unreplayed_session(ServerConn& s, const PrepareStep& step, const std::string& sqlstate,
+                               const std::string& error);
   void forward(ServerConn* server, const routing::Classification& c);
   void note_outstanding(const routing::Classification& c, bool is_primary, OwedReply& owed);
   void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);

@@ -278,28 +278,38 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   for (const std::string& name : transaction_pooling() ? prepared : std::vector<std::string>()) {
     described.push_back(session_.find_statement(name)->server_name);
   }
-  PrepareStep step{c,           std::move(prepared),           session_.log.size(),
-                   prepares_statements, binds_earlier_unnamed(server), std::move(sql_prepared)};
+  PrepareStep step{.c = c,
+                   .prepared = std::move(prepared),
+                   .log_size = session_.log.size(),
+                   .replay_from = server->applied_log,
+                   .log_generation = session_.log_generation,
+                   .prepares_statements = prepares_statements,
+                   .prepares_unnamed = binds_earlier_unnamed(server),
+                   .sql_prepared = std::move(sql_prepared)};
   set_state(ClientState::Preparing);
   preparing_ = server;
   server->run_internal_messages(
       std::move(messages), readies,
-      [this, step = std::move(step)](ServerConn& s, bool ok, const std::string&, const std::string& error) {
+      [this, step = std::move(step)](ServerConn& s, bool ok, const std::string& sqlstate, const std::string& error) {
         if (!s.open()) return;  // on_server_lost told the client
-        finish_prepare(s, step, ok, error);
+        finish_prepare(s, step, ok, sqlstate, error);
       },
       std::move(described));
   return false;
 }
 
 // The server is up to date (or failed to be): the request goes on with the decision made when it was routed.
-void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& error) {
+void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& sqlstate,
+                                const std::string& error) {
   if (s.client() != this) {
     // The client left meanwhile (compared, not dereferenced): part of its session was replayed there, so the
     // server is closed rather than handed to someone else half set up.
     s.close();
     return;
   }
+  s.pool().set_state(&s, ServerState::Linked);  // out of Internal, so that a release can take it back
+  preparing_ = nullptr;
+  if (!ok && fail_unreplayed_session(s, step, sqlstate, error)) return;
   if (!ok) {
     LOG_WARN("%s: bringing server S-%llu up to date with the session failed: %s", log_prefix().c_str(),
              static_cast<unsigned long long>(s.id()), escape_for_log(error, 300).c_str());
@@ -311,8 +321,6 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
       }
     }
   }
-  s.pool().set_state(&s, ServerState::Linked);
-  preparing_ = nullptr;
   s.applied_log = step.log_size;
   s.pending_closes.clear();
   for (const auto& [name, ordinal] : step.sql_prepared) {
@@ -335,6 +343,26 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   // A request that failed here (prepare_error_: answered without reaching the server) leaves the server idle;
   // inside pump it could not be given back, and no reply will come to do it: transaction pooling would starve.
   release_idle_servers();
+}
+
+// A command of the session log failed on the server (its Queries come first in the step, so its error is the
+// run's first): the request must not run there with the server's own setting in the command's place. The
+// session ends (Failure::SessionReplayFailed says why an ERROR would not do), and with it the checkout: the
+// failure's row closes the server, which ran the rest of the log. True when the client was failed so.
+bool ClientConn::fail_unreplayed_session(ServerConn& s, const PrepareStep& step, const std::string& sqlstate,
+                                         const std::string& error) {
+  for (size_t i = 0; step.replay_from + i < step.log_size; ++i) {
+    if (!s.last_internal_failed(static_cast<uint16_t>(i))) continue;
+    const size_t at = step.replay_from + i;
+    // The log does not change while its client waits for the step, unless a reply from its other server
+    // restarted it meanwhile.
+    const bool known = step.log_generation == session_.log_generation && at < session_.log.size();
+    fail(FailureReport::relayed_words(Failure::SessionReplayFailed, sqlstate,
+                                      {known ? session_.log[at] : std::string("?"), std::to_string(s.id()),
+                                       s.pool().backend().name, error}));
+    return true;
+  }
+  return false;
 }
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {

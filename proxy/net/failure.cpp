@@ -252,6 +252,19 @@ constexpr FailureRow kSessionRows[] = {
      "pgmux cannot tell which session settings a transaction on standby \"{}\" left in place",
      "The session's settings would differ between its server connections.", "", Close, "session_state_lost",
      "session state lost on a standby", Info},
+    // A command of the session log (SET ROLE, SET, set_config) failed when replayed on the server a request was
+    // about to run on (the role revoked since, the object a setting names dropped). PostgreSQL would have gone on
+    // with it in effect; pgmux cannot, and running the request with the server's own value instead would run it
+    // with other privileges or settings than the client set. FATAL, not ERROR: the command stays in the log, so
+    // every later request on another server, RESET and DISCARD ALL included (the replay runs first), would fail
+    // the same way, a session that can run nothing; dropping the command from the log would quietly run the
+    // session without it. A closed connection is what a client's pool replaces, and the new session's own SET
+    // then gets PostgreSQL's error. The server closes: it ran part of the log. SQLSTATE: PostgreSQL's.
+    {F::SessionReplayFailed, Fatal, code::kConnectionFailure,
+     "could not restore session setting \"{}\" on server S-{} (backend \"{}\"): {}",
+     "pgmux replays the session's settings on each server connection before a request runs there; this request "
+     "did not run.",
+     "", Close, "session_replay_failed", "session command replay failed", Warn},
 
     {F::NoPrimaryInTime, Error, code::kCannotConnectNow,
      "pgmux: no primary became available within failover_timeout ({} s)", "{}", "", Reuse, "no_primary_in_time",
@@ -311,7 +324,11 @@ size_t count_placeholders(std::string_view pattern) {
 const FailureRow& failure_row(Failure failure) { return kRows[static_cast<size_t>(failure)]; }
 
 FailureReport FailureReport::relayed(Failure failure, std::string sqlstate, std::string message) {
-  FailureReport report(failure, {std::move(message)});
+  return relayed_words(failure, std::move(sqlstate), {std::move(message)});
+}
+
+FailureReport FailureReport::relayed_words(Failure failure, std::string sqlstate, std::vector<std::string> words) {
+  FailureReport report(failure, std::move(words));
   report.sqlstate_ = std::move(sqlstate);
   return report;
 }

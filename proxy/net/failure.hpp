@@ -99,6 +99,7 @@ enum class Failure : uint8_t {
   ServerLostDuringCommit,
   DeferredBeginFailed,
   SessionStateLost,
+  SessionReplayFailed,
   // Routing.
   NoPrimaryInTime,
   NoBackendReachable,
@@ -151,6 +152,8 @@ class FailureReport {
       : failure_(failure), words_(std::move(words)) {}
   // A failure PostgreSQL reported: its SQLSTATE (empty: the table's) and message fill the row.
   static FailureReport relayed(Failure failure, std::string sqlstate, std::string message);
+  // The same with pgmux's words around PostgreSQL's message (the row says where each goes).
+  static FailureReport relayed_words(Failure failure, std::string sqlstate, std::vector<std::string> words);
   // A failure PostgreSQL reported to pgmux's own query: the client gets that ErrorResponse whole (position, detail
   // and every other field as the server wrote them). error_body: the message body after tag and length.
   static FailureReport relayed_whole(Failure failure, protocol::ByteView error_body);

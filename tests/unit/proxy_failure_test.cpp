@@ -98,6 +98,15 @@ TEST_CASE("relayed failures carry PostgreSQL's SQLSTATE and message") {
   CHECK(refused.message() == "database \"x\" does not exist");
   const auto no_code = FailureReport::relayed(Failure::PrepareFailed, "", "server connection lost");
   CHECK(no_code.sqlstate() == protocol::sqlstate::kConnectionFailure);
+  // pgmux's words around PostgreSQL's message: a session command that could not be replayed on a server.
+  const auto replay = FailureReport::relayed_words(
+      Failure::SessionReplayFailed, "42501", {"SET ROLE r", "7", "primary", "permission denied to set role \"r\""});
+  CHECK(replay.sqlstate() == "42501");
+  CHECK(replay.message() ==
+        "could not restore session setting \"SET ROLE r\" on server S-7 (backend \"primary\"): permission denied to "
+        "set role \"r\"");
+  CHECK(failure_row(Failure::SessionReplayFailed).severity == Severity::Fatal);
+  CHECK(failure_row(Failure::SessionReplayFailed).server == ServerFate::Close);
 }
 
 TEST_CASE("severity: FATAL ends the session, a request error before login ends the login") {

@@ -1,0 +1,164 @@
+// The prepare step (ClientConn::prepare): before a request runs on a server, pgmux brings that server up to date
+// with the client's session (the session log replayed, statements prepared, the BEGIN pgmux answered sent). When
+// that fails, the client must see what a direct connection to the primary shows (the oracle), or a clear error:
+// never its request run with the server's own settings, or outside the transaction it was told it is in.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "tests/integration/txpool/txpool_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::txpool;
+
+namespace {
+
+constexpr const char* kRole = "txp_replay_role";
+
+// The role the client sets, granted to app: a session may SET ROLE to it until the grant is revoked.
+void grant_fresh_role() {
+  PgConn admin = routing::admin(cluster_ports().primary);
+  exec(admin.get(), std::string("DROP ROLE IF EXISTS ") + kRole);
+  exec(admin.get(), std::string("CREATE ROLE ") + kRole + " NOLOGIN");
+  exec(admin.get(), std::string("GRANT ") + kRole + " TO app");
+}
+
+void revoke_role() {
+  PgConn admin = routing::admin(cluster_ports().primary);
+  exec(admin.get(), std::string("REVOKE ") + kRole + " FROM app");
+}
+
+// pgmux in transaction mode on the primary alone, one worker with one server (each request of a client runs on
+// a server just handed to it, which replays the session log first), the read/write split on so that pgmux answers
+// a plain BEGIN itself.
+nlohmann::json replay_config(int listen, const std::string& db) {
+  nlohmann::json config = txpool_config(listen, db, 1);
+  config["workers"] = 1;
+  config["routing"]["read_write_split"] = true;
+  config["timeouts"]["query_wait_timeout"] = 10;  // a server never given back fails the test, not hangs it
+  return config;
+}
+
+// The first result of `sql`: "row <its first value>", or the error as "SEVERITY SQLSTATE message". After a
+// FATAL, PQexec would keep only libpq's own "server closed the connection unexpectedly" that follows it.
+std::string first_outcome(PGconn* conn, const std::string& sql) {
+  if (PQsendQuery(conn, sql.c_str()) != 1) return "not sent";
+  std::string first;
+  bool have_first = false;
+  while (PGresult* raw = PQgetResult(conn)) {
+    PgResult res(raw);
+    if (have_first) continue;
+    have_first = true;
+    if (PQresultStatus(raw) == PGRES_TUPLES_OK) {
+      first = std::string("row ") + (PQntuples(raw) > 0 ? PQgetvalue(raw, 0, 0) : "");
+      continue;
+    }
+    auto field = [&](int code) {
+      const char* v = PQresultErrorField(raw, code);
+      return std::string(v ? v : "");
+    };
+    first = field(PG_DIAG_SEVERITY_NONLOCALIZED) + " " + field(PG_DIAG_SQLSTATE) + " " +
+            field(PG_DIAG_MESSAGE_PRIMARY);
+  }
+  return first;
+}
+
+// The client's request after the revoke: PostgreSQL runs it as the role still (shown on `direct`); through
+// pgmux it must not run at all (above all not as app): FATAL with the replay's own SQLSTATE (permission denied
+// to set role) and a message naming the command.
+void check_refused_replay(PGconn* direct, PGconn* client) {
+  CHECK(scalar(direct, "SELECT current_user") == kRole);
+  const std::string outcome = first_outcome(client, "SELECT current_user");
+  INFO(outcome);
+  CHECK(outcome.rfind("row", 0) != 0);
+  CHECK(outcome.rfind(std::string("FATAL 42501 could not restore session setting \"SET ROLE ") + kRole +
+                          "\" on server S-", 0) == 0);
+  CHECK(outcome.find(std::string(": permission denied to set role \"") + kRole + "\"") != std::string::npos);
+  CHECK(PQstatus(client) == CONNECTION_BAD);  // the session's settings cannot be restored anywhere
+}
+
+// Both run SET ROLE and a setting replayed after it (partial state on a server where the role fails).
+void set_role(PGconn* direct, PGconn* client) {
+  for (PGconn* conn : {direct, client}) {
+    exec(conn, std::string("SET ROLE ") + kRole);
+    exec(conn, "SET search_path = replay_schema, public");
+  }
+}
+
+void drop_role() {
+  PgConn admin = routing::admin(cluster_ports().primary);
+  exec(admin.get(), std::string("DROP ROLE IF EXISTS ") + kRole);
+}
+
+}  // namespace
+
+// The session ran SET ROLE; another session revoked the role from the login user. On a direct connection the
+// session goes on as that role (PostgreSQL checks membership at SET time only). pgmux cannot set it on the next
+// server, and must not run the request as the login user instead (other privileges): the request fails with the
+// replay's SQLSTATE and a message naming the command, the connection ends, and that server never serves again.
+TEST_CASE("a session command that no longer replays fails the request; it never runs as the login user") {
+  if (direct_mode()) return;
+  const std::string db = "txp_replay_role";
+  fresh_database(db);
+  grant_fresh_role();
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(replay_config(listen, db).dump(), listen);
+  const std::string ci = app_conninfo(proxy.port(), db);
+  wait_serving(ci);
+  PgConn direct = connect(conninfo(cluster_ports().primary, "app", "app", db));
+  PgConn client = connect(ci);
+  set_role(direct.get(), client.get());
+  const std::string server_pid = scalar(client.get(), "SELECT pg_backend_pid()");
+  revoke_role();
+  bool in_block = false;
+  SUBCASE("outside a transaction") {}
+  SUBCASE("inside the transaction pgmux answered BEGIN for") { in_block = true; }
+  for (PGconn* conn : {direct.get(), client.get()}) {
+    if (in_block) exec(conn, "BEGIN");
+  }
+  check_refused_replay(direct.get(), client.get());
+
+  // The next client gets a new server, with none of the first one's settings.
+  client.reset();
+  PgConn next = connect(ci);
+  CHECK(scalar(next.get(), "SELECT pg_backend_pid()") != server_pid);
+  CHECK(scalar(next.get(), "SELECT current_user") == "app");
+  CHECK(scalar(next.get(), "SHOW search_path").find("replay_schema") == std::string::npos);
+  if (proxy.process()) {
+    const std::string log = proxy.process()->full_log();
+    INFO(log);
+    CHECK(log.find("could not restore session setting") != std::string::npos);
+  }
+  direct.reset();
+  drop_database_quietly(db);
+  drop_role();
+}
+
+// Session pooling with the read/write split: the session's settings live on its primary connection and are
+// replayed on a standby connection when a read first goes there.
+TEST_CASE("session pooling: a read on a standby where the session's role no longer replays fails; never as app") {
+  if (direct_mode()) return;
+  const std::string db = "txp_replay_session";
+  fresh_database(db, true);
+  grant_fresh_role();
+  const int listen = pick_listen_port();
+  nlohmann::json config = txpool_config(listen, db, 2, true);
+  database_entry(config)["pool_mode"] = "session";
+  ProxyUnderTest proxy(config.dump(), listen);
+  const std::string ci = app_conninfo(proxy.port(), db);
+  wait_serving(ci);
+  PgConn direct = connect(conninfo(cluster_ports().primary, "app", "app", db));
+  PgConn client = connect(ci);
+  set_role(direct.get(), client.get());
+  revoke_role();
+  REQUIRE(routing::wait_replayed(cluster_ports(), 10));  // the standbys refuse the role too
+  check_refused_replay(direct.get(), client.get());
+  if (proxy.process()) {
+    const std::string log = proxy.process()->full_log();
+    INFO(log);
+    CHECK(log.find("could not restore session setting") != std::string::npos);
+  }
+  direct.reset();
+  drop_database_quietly(db);
+  drop_role();
+}
