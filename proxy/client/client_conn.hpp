@@ -204,6 +204,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     size_t log_size = 0;               // the session log it replayed up to
     size_t replay_from = 0;            // ... from this entry on: its Queries 0 .. log_size - replay_from - 1
     uint64_t log_generation = 0;       // ClientSession::log_generation then (the failed command's text is read)
+    int begin_at = -1;                 // the deferred BEGIN's Query among the step's, if it sent it
     bool prepares_statements = false;
     bool prepares_unnamed = false;     // the unnamed statement an earlier request parsed
     // SQL prepared statements (by name) prepared there, each with the ordinal of its PREPARE among the step's
@@ -212,7 +213,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   };
   void finish_prepare(ServerConn& s, const PrepareStep& step, bool ok, const std::string& sqlstate,
                       const std::string& error);
-  bool fail_unreplayed_session(ServerConn& s, const PrepareStep& step, const std::string& sqlstate,
+  bool fail_unrestored_session(ServerConn& s, const PrepareStep& step, const std::string& sqlstate,
                                const std::string& error);
   void forward(ServerConn* server, const routing::Classification& c);
   void note_outstanding(const routing::Classification& c, bool is_primary, OwedReply& owed);
@@ -272,8 +273,11 @@ class ClientConn final : public StreamConn, public PoolClient {
     std::string name;                  // as PostgreSQL folds it
     std::vector<std::string> queries;  // what prepares it there, one Query each
     uint16_t prepare_at = 0;           // which of them is the PREPARE itself
+    bool check_prepared = false;       // inside a block, behind a savepoint rolled back: see build_prepare_step
   };
   std::vector<SqlStatementPrep> missing_sql_statements(const ServerConn& server, bool in_block);
+  int build_prepare_step(ServerConn* server, std::vector<SqlStatementPrep>& sql_preps, protocol::ByteVector& messages,
+                         PrepareStep& step);
   void set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const;
   std::vector<TrackedStatement> take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
                                                     bool failed);

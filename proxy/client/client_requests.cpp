@@ -206,6 +206,9 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
     return false;
   }
   session_.deferred_begin.assign(request_.sql);
+  // A simple Query destroys the unnamed statement, as on PostgreSQL: the BEGIN goes out ahead of the next request
+  // on whatever server it runs, so no copy of the statement may be prepared behind it (prepare) either.
+  unnamed_.drop();
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
   // CommandComplete "BEGIN" and ReadyForQuery 'T', as the server would send them: built once, not per BEGIN
@@ -241,51 +244,21 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
               static_cast<unsigned long long>(server->id()));
     return false;
   }
+  PrepareStep step;  // what build_prepare_step sends, for finish_prepare
+  step.c = c;
+  step.log_size = session_.log.size();
+  step.replay_from = server->applied_log;
+  step.log_generation = session_.log_generation;
+  step.prepares_unnamed = binds_earlier_unnamed(server);
   ByteVector messages;
-  int readies = 0;
-  // One Query each: DISCARD ALL and friends refuse to run inside a multi-statement string.
-  for (size_t i = server->applied_log; i < session_.log.size(); ++i) {
-    build_query(messages, session_.log[i]);
-    ++readies;
-  }
-  std::vector<std::string> prepared;
-  const bool prepares_statements = add_statement_prep(server, &messages, &prepared);
-  if (prepares_statements) {
-    build_sync(messages);
-    ++readies;
-  }
-  if (!session_.deferred_begin.empty()) {
-    if (readies == 0 && sql_preps.empty() && !forwards_renamed()) {
-      // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
-      // server skips its reply. One round trip fewer per transaction.
-      return true;
-    }
-    build_query(messages, session_.deferred_begin);
-    ++readies;
-  }
-  // After the BEGIN: a PREPARE that fails there aborts the transaction, as the client's EXECUTE would have.
-  std::vector<std::pair<std::string, uint16_t>> sql_prepared;
-  for (SqlStatementPrep& prep : sql_preps) {
-    sql_prepared.emplace_back(std::move(prep.name), static_cast<uint16_t>(readies + prep.prepare_at));
-    for (const std::string& query : prep.queries) build_query(messages, query);
-    readies += static_cast<int>(prep.queries.size());
-    server->session_dirty = true;  // DISCARD ALL before another client gets it
-  }
+  const int readies = build_prepare_step(server, sql_preps, messages, step);
   if (readies == 0) return true;
   LOG_DEBUG("C-%llu: preparing S-%llu (%d replies)", static_cast<unsigned long long>(id_),
             static_cast<unsigned long long>(server->id()), readies);
   std::vector<std::string> described;  // transaction pooling: each prepared statement is described (its shape)
-  for (const std::string& name : transaction_pooling() ? prepared : std::vector<std::string>()) {
+  for (const std::string& name : transaction_pooling() ? step.prepared : std::vector<std::string>()) {
     described.push_back(session_.find_statement(name)->server_name);
   }
-  PrepareStep step{.c = c,
-                   .prepared = std::move(prepared),
-                   .log_size = session_.log.size(),
-                   .replay_from = server->applied_log,
-                   .log_generation = session_.log_generation,
-                   .prepares_statements = prepares_statements,
-                   .prepares_unnamed = binds_earlier_unnamed(server),
-                   .sql_prepared = std::move(sql_prepared)};
   set_state(ClientState::Preparing);
   preparing_ = server;
   server->run_internal_messages(
@@ -296,6 +269,54 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
       },
       std::move(described));
   return false;
+}
+
+// The prepare step's messages, in this order: the session log the server has not run, each entry its own Query
+// (DISCARD ALL and friends refuse to run inside a multi-statement string) and outside the transaction, so that
+// what they set lasts whatever the block does; the deferred BEGIN; the Closes and Parses of the statements the
+// request uses that the server lacks, and a Sync; the SQL PREPAREs it names. Behind the BEGIN, a statement that
+// fails to prepare aborts the transaction, as the client's own use of it does on PostgreSQL: the server is then
+// in the failed block the client is told of ('E'), not in a block that began after the failure ('T'). Returns
+// how many ReadyForQuery replies they make; 0: nothing to send ahead of the request.
+int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementPrep>& sql_preps,
+                                   ByteVector& messages, PrepareStep& step) {
+  int readies = 0;
+  for (size_t i = step.replay_from; i < step.log_size; ++i) {
+    build_query(messages, session_.log[i]);
+    ++readies;
+  }
+  const size_t replayed_end = messages.size();
+  step.prepares_statements = add_statement_prep(server, &messages, &step.prepared);
+  if (step.prepares_statements) {
+    build_sync(messages);
+    ++readies;
+  }
+  if (!session_.deferred_begin.empty()) {
+    if (readies == 0 && sql_preps.empty() && !forwards_renamed()) {
+      // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
+      // server skips its reply. One round trip fewer per transaction.
+      return 0;
+    }
+    ByteVector begin;
+    build_query(begin, session_.deferred_begin);
+    messages.insert(messages.begin() + static_cast<std::ptrdiff_t>(replayed_end), begin.begin(), begin.end());
+    step.begin_at = static_cast<int>(step.log_size - step.replay_from);
+    ++readies;
+  }
+  for (SqlStatementPrep& prep : sql_preps) {
+    step.sql_prepared.emplace_back(std::move(prep.name), static_cast<uint16_t>(readies + prep.prepare_at));
+    for (const std::string& query : prep.queries) build_query(messages, query);
+    readies += static_cast<int>(prep.queries.size());
+    if (prep.check_prepared) {
+      // Its savepoint was rolled back, also when the PREPARE failed: a Describe of the statement fails then
+      // (26000), and the block is aborted as the client's EXECUTE would have left it. No effect otherwise.
+      build_describe(messages, 'S', step.sql_prepared.back().first);
+      build_sync(messages);
+      ++readies;
+    }
+    server->session_dirty = true;  // DISCARD ALL before another client gets it
+  }
+  return readies;
 }
 
 // The server is up to date (or failed to be): the request goes on with the decision made when it was routed.
@@ -309,7 +330,7 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   }
   s.pool().set_state(&s, ServerState::Linked);  // out of Internal, so that a release can take it back
   preparing_ = nullptr;
-  if (!ok && fail_unreplayed_session(s, step, sqlstate, error)) return;
+  if (!ok && fail_unrestored_session(s, step, sqlstate, error)) return;
   if (!ok) {
     LOG_WARN("%s: bringing server S-%llu up to date with the session failed: %s", log_prefix().c_str(),
              static_cast<unsigned long long>(s.id()), escape_for_log(error, 300).c_str());
@@ -335,7 +356,9 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   }
   if (!session_.deferred_begin.empty()) {
     session_.deferred_begin.clear();
-    session_.tx_status = 'T';  // the request goes on inside the block that BEGIN opened
+    // The request goes on inside the block that BEGIN opened ('T'), or fails in it ('E': a statement the step
+    // prepared behind the BEGIN failed, and resume_routed answers the request with that error).
+    session_.tx_status = s.tx_status();
   }
   routed_ = RoutedRequest{step.c, role_of(&s), std::nullopt, true};
   resume_requests();
@@ -346,10 +369,11 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
 }
 
 // A command of the session log failed on the server (its Queries come first in the step, so its error is the
-// run's first): the request must not run there with the server's own setting in the command's place. The
-// session ends (Failure::SessionReplayFailed says why an ERROR would not do), and with it the checkout: the
-// failure's row closes the server, which ran the rest of the log. True when the client was failed so.
-bool ClientConn::fail_unreplayed_session(ServerConn& s, const PrepareStep& step, const std::string& sqlstate,
+// run's first): the request must not run there with the server's own setting in the command's place. Or the
+// deferred BEGIN, next, failed: the request must not run outside the block the client was told it is in. The
+// session ends (the failures' rows say why an ERROR would not do), and with it the checkout: the rows close the
+// server, which ran the rest of the step. True when the client was failed so.
+bool ClientConn::fail_unrestored_session(ServerConn& s, const PrepareStep& step, const std::string& sqlstate,
                                          const std::string& error) {
   for (size_t i = 0; step.replay_from + i < step.log_size; ++i) {
     if (!s.last_internal_failed(static_cast<uint16_t>(i))) continue;
@@ -360,6 +384,12 @@ bool ClientConn::fail_unreplayed_session(ServerConn& s, const PrepareStep& step,
     fail(FailureReport::relayed_words(Failure::SessionReplayFailed, sqlstate,
                                       {known ? session_.log[at] : std::string("?"), std::to_string(s.id()),
                                        s.pool().backend().name, error}));
+    return true;
+  }
+  if (step.begin_at >= 0 && s.last_internal_failed(static_cast<uint16_t>(step.begin_at))) {
+    fail(FailureReport::relayed_words(Failure::DeferredBeginRefused, sqlstate,
+                                      {session_.deferred_begin, std::to_string(s.id()), s.pool().backend().name,
+                                       error}));
     return true;
   }
   return false;

@@ -95,7 +95,9 @@ bool ClientConn::resume_routed() {
   ServerConn* server = slot_for(routed.role);
   if (!prepare_error_.empty()) {
     // A statement this request uses could not be prepared there: the request gets that error, as it would
-    // have from PostgreSQL at Parse.
+    // have from PostgreSQL at Parse. It failed on that server as if it had run there: inside a transaction
+    // (aborted by the failure), the client's next requests go there too, not wherever routing would send them.
+    if (server) make_active(server);
     fail(FailureReport::relayed_whole(Failure::PrepareFailed, prepare_error_));
     prepare_error_.clear();
     release_idle_servers();

@@ -47,6 +47,7 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
   if (stored.log_generation != session_.log_generation || stored.log_at >= session_.log.size()) {
     prep.queries = {stored.prepare};
     prep.prepare_at = 0;
+    prep.check_prepared = false;
     return;
   }
   std::vector<std::string> queries{in_block ? "SAVEPOINT pgmux_prepare" : "BEGIN", "RESET ALL"};
@@ -59,6 +60,7 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
   if (in_block) {
     queries.push_back("ROLLBACK TO SAVEPOINT pgmux_prepare");
     queries.push_back("RELEASE SAVEPOINT pgmux_prepare");
+    prep.check_prepared = true;  // the rollback also undoes a failed PREPARE's abort of the client's block
   } else {
     queries.push_back("ROLLBACK");
   }

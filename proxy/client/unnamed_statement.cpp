@@ -7,14 +7,7 @@ namespace pgmux::proxy {
 
 void UnnamedStatement::on_sent(const RequestInfo& request, const Sent& sent,
                                const routing::Classification& last_parse_class, bool keep_copy) {
-  if (request.kind == RequestKind::Query) {
-    // A simple Query drops the unnamed statement whatever happened before it, so nothing pending matters. (The
-    // class stays: it only routes a use of a statement that is gone, which fails anyway.)
-    count_ = 0;
-    settled_.server = nullptr;
-    settled_.parse.clear();
-    return;
-  }
+  if (request.kind == RequestKind::Query) return drop();
   if (request.kind != RequestKind::Extended) return;
   if (sent.ends_entry) {
     for (size_t i = 0; i < count_; ++i) {

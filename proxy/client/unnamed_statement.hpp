@@ -41,6 +41,14 @@ class UnnamedStatement {
   void on_finished(uint64_t request, bool failed, unsigned parses_seen) {
     if (count_ > 0 && request != 0) settle_finished(request, failed, parses_seen);  // 0: pgmux's own statements
   }
+  // A simple Query goes out (or is deferred: the BEGIN pgmux answered): PostgreSQL drops the unnamed statement
+  // whatever happened before, so nothing pending matters. (The class stays: it only routes a use of a statement
+  // that is gone, which fails anyway.)
+  void drop() {
+    count_ = 0;
+    settled_.server = nullptr;
+    settled_.parse.clear();
+  }
   // pgmux parsed the kept copy on `server` itself (a prepare step that succeeded).
   void prepared_on(ServerConn* server);
   // The server left the client (given back or lost): it holds nothing of the client's any more, and what was

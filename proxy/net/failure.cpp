@@ -247,6 +247,14 @@ constexpr FailureRow kSessionRows[] = {
     // The request must not run outside the transaction the client asked for.
     {F::DeferredBeginFailed, Silent, code::kConnectionFailure, "pgmux could not start the transaction on the server",
      "", "", Close, "deferred_begin_failed", "BEGIN ahead of a request failed", Info},
+    // The same BEGIN failed in the prepare step ahead of the request (ClientConn::build_prepare_step), which has
+    // not run. The client was told the block began: an ERROR would leave it in a block that exists nowhere, its
+    // next statements each committing on its own. FATAL: nothing it sent after the BEGIN runs. PostgreSQL's
+    // SQLSTATE (a direct connection would have had it for the BEGIN itself).
+    {F::DeferredBeginRefused, Fatal, code::kConnectionFailure,
+     "could not start the transaction \"{}\" on server S-{} (backend \"{}\"): {}",
+     "pgmux had answered that BEGIN itself; nothing sent after it ran.", "", Close, "deferred_begin_refused",
+     "the BEGIN pgmux answered failed on the server", Warn},
     // Fail closed: the session's settings (its role among them) may differ between its servers.
     {F::SessionStateLost, Fatal, code::kConnectionFailure,
      "pgmux cannot tell which session settings a transaction on standby \"{}\" left in place",

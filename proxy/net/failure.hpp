@@ -98,6 +98,7 @@ enum class Failure : uint8_t {
   ServerLostInTransaction,
   ServerLostDuringCommit,
   DeferredBeginFailed,
+  DeferredBeginRefused,
   SessionStateLost,
   SessionReplayFailed,
   // Routing.

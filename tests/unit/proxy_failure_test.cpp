@@ -107,6 +107,12 @@ TEST_CASE("relayed failures carry PostgreSQL's SQLSTATE and message") {
         "set role \"r\"");
   CHECK(failure_row(Failure::SessionReplayFailed).severity == Severity::Fatal);
   CHECK(failure_row(Failure::SessionReplayFailed).server == ServerFate::Close);
+  const auto begin = FailureReport::relayed_words(Failure::DeferredBeginRefused, "42601",
+                                                  {"BEGIN x", "7", "primary", "syntax error at or near \"x\""});
+  CHECK(begin.sqlstate() == "42601");
+  CHECK(begin.message() == "could not start the transaction \"BEGIN x\" on server S-7 (backend \"primary\"): syntax "
+                           "error at or near \"x\"");
+  CHECK(failure_row(Failure::DeferredBeginRefused).severity == Severity::Fatal);
 }
 
 TEST_CASE("severity: FATAL ends the session, a request error before login ends the login") {
