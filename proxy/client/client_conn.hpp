@@ -251,13 +251,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   // of only those goes out as it is, without a copy.
   bool forwards_renamed() const {
     return transaction_pooling() &&
-           (!request_.used.empty() || request_.closes > 0 || request_.uses_prior_unnamed || parses_named());
-  }
-  bool parses_named() const {
-    for (const auto& parse : request_.parses) {
-      if (!parse.name.empty()) return true;
-    }
-    return false;
+           (!request_.used.empty() || request_.closes > 0 || request_.uses_prior_unnamed || request_.parses_named);
   }
   // client_session_state.cpp: session state that follows the session.
   void note_session_request(OwedReply& owed, const routing::Classification& c);

@@ -286,20 +286,20 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
     ++readies;
   }
   const size_t replayed_end = messages.size();
+  const bool begins = !session_.deferred_begin.empty();
+  if (begins) build_query(messages, session_.deferred_begin);  // taken back below if nothing else goes
   step.prepares_statements = add_statement_prep(server, &messages, &step.prepared);
   if (step.prepares_statements) {
     build_sync(messages);
     ++readies;
   }
-  if (!session_.deferred_begin.empty()) {
+  if (begins) {
     if (readies == 0 && sql_preps.empty() && !forwards_renamed()) {
       // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
       // server skips its reply. One round trip fewer per transaction.
+      messages.resize(replayed_end);
       return 0;
     }
-    ByteVector begin;
-    build_query(begin, session_.deferred_begin);
-    messages.insert(messages.begin() + static_cast<std::ptrdiff_t>(replayed_end), begin.begin(), begin.end());
     step.begin_at = static_cast<int>(step.log_size - step.replay_from);
     ++readies;
   }

@@ -146,9 +146,7 @@ bool ClientConn::answer_parse_locally() {
     return false;
   }
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) return false;
-  for (const auto& parse : request_.parses) {
-    if (parse.name.empty()) return false;  // the unnamed statement lives on one server only
-  }
+  if (request_.parses_unnamed) return false;  // the unnamed statement lives on one server only
   bool all_create = true;  // else a server answers the 42P05
   statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
     return all_create = step.outcome == ParseOutcome::Creates;

@@ -16,14 +16,6 @@ ScanResult error(std::string message) { return ScanResult{ScanStatus::Error, 0, 
 // whether the message ends the request. `at` is the message's offset, `end` the offset after it.
 enum class BatchStep : uint8_t { GoOn, EndsAfter, EndsBefore, Malformed };
 
-// Whether the batch so far parses the unnamed statement: a Bind or Describe of it after that uses this one.
-bool parses_unnamed(const RequestInfo& out) {
-  for (const ParsedStatement& parse : out.parses) {
-    if (parse.name.empty()) return true;
-  }
-  return false;
-}
-
 BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, RequestInfo& out,
                                 const char** malformed) {
   const ByteView body = buf.subspan(at + kFrameHeaderSize, end - at - kFrameHeaderSize);
@@ -33,6 +25,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       if (!parse) return *malformed = "malformed Parse message", BatchStep::Malformed;
       out.steps.push_back({StatementStepKind::Parse, parse->statement, static_cast<uint32_t>(out.parses.size())});
       out.parses.push_back({parse->statement, parse->sql, buf.subspan(at, end - at), out.messages - 1});
+      (parse->statement.empty() ? out.parses_unnamed : out.parses_named) = true;
       return BatchStep::GoOn;
     }
     case frontend::kBind: {
@@ -44,7 +37,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
         ++out.named_binds;
       } else {
         out.binds_unnamed = true;
-        out.uses_prior_unnamed = out.uses_prior_unnamed || !parses_unnamed(out);
+        out.uses_prior_unnamed = out.uses_prior_unnamed || !out.parses_unnamed;
       }
       return BatchStep::GoOn;
     }
@@ -55,7 +48,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
         out.used.push_back(describe->name);
         out.steps.push_back({StatementStepKind::Use, describe->name, 0});
       } else if (describe->kind == 'S') {
-        out.uses_prior_unnamed = out.uses_prior_unnamed || !parses_unnamed(out);
+        out.uses_prior_unnamed = out.uses_prior_unnamed || !out.parses_unnamed;
       }
       return BatchStep::GoOn;
     }

@@ -46,6 +46,8 @@ struct RequestInfo {
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   unsigned messages = 0;                    // messages in the request
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
+  bool parses_named = false;                // Extended: a Parse of a named statement
+  bool parses_unnamed = false;              // Extended: a Parse of the unnamed statement (so far, while scanning)
   // Extended: a Bind or a Describe of the unnamed statement before any Parse of it in this request, i.e. of the
   // statement an earlier request parsed (which only the server that parsed it has).
   bool uses_prior_unnamed = false;
@@ -54,6 +56,8 @@ struct RequestInfo {
     messages = 0;
     named_binds = 0;
     binds_unnamed = false;
+    parses_named = false;
+    parses_unnamed = false;
     uses_prior_unnamed = false;
     kind = RequestKind::Query;
     size = 0;

@@ -80,6 +80,8 @@ TEST_CASE("the unnamed statement's Parse, Bind and Close 'S' are steps too, in o
   REQUIRE(info.parses.size() == 2);
   CHECK(info.parses[0].position == 1);  // the message's place in the batch
   CHECK(info.parses[1].position == 5);
+  CHECK(info.parses_named);
+  CHECK(info.parses_unnamed);
 }
 
 TEST_CASE("Flush ends a batch without Sync; every split point but the last needs more") {
