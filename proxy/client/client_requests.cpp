@@ -245,14 +245,14 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
     return false;
   }
   PrepareStep step;  // what build_prepare_step sends, for finish_prepare
-  step.c = c;
   step.log_size = session_.log.size();
   step.replay_from = server->applied_log;
   step.log_generation = session_.log_generation;
-  step.prepares_unnamed = binds_earlier_unnamed(server);
   ByteVector messages;
   const int readies = build_prepare_step(server, sql_preps, messages, step);
-  if (readies == 0) return true;
+  if (readies == 0) return true;  // the usual case: nothing more was spent on it
+  step.c = c;
+  step.prepares_unnamed = binds_earlier_unnamed(server);
   LOG_DEBUG("C-%llu: preparing S-%llu (%d replies)", static_cast<unsigned long long>(id_),
             static_cast<unsigned long long>(server->id()), readies);
   std::vector<std::string> described;  // transaction pooling: each prepared statement is described (its shape)
@@ -287,19 +287,23 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
   }
   const size_t replayed_end = messages.size();
   const bool begins = !session_.deferred_begin.empty();
-  if (begins) build_query(messages, session_.deferred_begin);  // taken back below if nothing else goes
+  // Where the step surely goes out, the BEGIN is written in place now; else only if statements must be prepared.
+  const bool begin_written = begins && (readies > 0 || !sql_preps.empty() || forwards_renamed());
+  if (begin_written) build_query(messages, session_.deferred_begin);
   step.prepares_statements = add_statement_prep(server, &messages, &step.prepared);
   if (step.prepares_statements) {
     build_sync(messages);
     ++readies;
   }
+  if (begins && !begin_written) {
+    // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
+    // server skips its reply. One round trip fewer per transaction.
+    if (!step.prepares_statements) return 0;
+    ByteVector begin;  // rare (session pooling with statements to prepare): in front of them
+    build_query(begin, session_.deferred_begin);
+    messages.insert(messages.begin() + static_cast<std::ptrdiff_t>(replayed_end), begin.begin(), begin.end());
+  }
   if (begins) {
-    if (readies == 0 && sql_preps.empty() && !forwards_renamed()) {
-      // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the
-      // server skips its reply. One round trip fewer per transaction.
-      messages.resize(replayed_end);
-      return 0;
-    }
     step.begin_at = static_cast<int>(step.log_size - step.replay_from);
     ++readies;
   }
