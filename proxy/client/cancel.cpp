@@ -35,20 +35,41 @@ std::optional<CancelTarget> CancelSlot::get() const {
 std::optional<CancelTarget> CancelSlot::begin_cancel() {
   std::lock_guard guard(lock_);
   if (!has_target_) return std::nullopt;
-  if (in_flight_ < UINT16_MAX) ++in_flight_;
-  canceled_process_id_ = target_.process_id;
+  InFlight* free_slot = nullptr;
+  for (InFlight& entry : in_flight_) {
+    if (entry.count > 0 && entry.process_id == target_.process_id) {
+      if (entry.count < UINT16_MAX) ++entry.count;
+      return target_;
+    }
+    if (entry.count == 0 && !free_slot) free_slot = &entry;
+  }
+  if (free_slot) {
+    *free_slot = {target_.process_id, 1};
+  } else if (untracked_ < UINT16_MAX) {
+    ++untracked_;
+  }
   return target_;
 }
 
-void CancelSlot::end_cancel() {
+void CancelSlot::end_cancel(int32_t process_id) {
   std::lock_guard guard(lock_);
-  if (in_flight_ > 0) --in_flight_;
+  for (InFlight& entry : in_flight_) {
+    if (entry.count > 0 && entry.process_id == process_id) {
+      --entry.count;
+      return;
+    }
+  }
+  if (untracked_ > 0) --untracked_;
 }
 
 bool CancelSlot::release(int32_t process_id) {
   std::lock_guard guard(lock_);
   if (has_target_ && target_.process_id == process_id) has_target_ = false;
-  return in_flight_ > 0 && canceled_process_id_ == process_id;
+  if (untracked_ > 0) return true;
+  for (const InFlight& entry : in_flight_) {
+    if (entry.count > 0 && entry.process_id == process_id) return true;
+  }
+  return false;
 }
 
 CancelRegistry::Key CancelRegistry::add(std::shared_ptr<CancelSlot> slot, int32_t process_id) {
@@ -86,7 +107,7 @@ namespace {
 // One CancelRequest on its own connection; the object goes once its socket has closed.
 struct CancelSender {
   void on_closed() {
-    if (slot) slot->end_cancel();
+    if (slot) slot->end_cancel(process_id);
     delete this;
   }
 
@@ -95,6 +116,7 @@ struct CancelSender {
   uv_write_t write{};
   protocol::ByteVector packet;
   std::shared_ptr<CancelSlot> slot;
+  int32_t process_id = 0;  // the target's, for the slot
   char scratch[64];  // PostgreSQL answers nothing; anything read lands here
 };
 
@@ -131,6 +153,7 @@ void on_cancel_connected(uv_connect_t* req, int status) {
 void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, std::shared_ptr<CancelSlot> slot) {
   auto* sender = new CancelSender;
   sender->slot = std::move(slot);
+  sender->process_id = target.process_id;
   protocol::build_cancel_request(sender->packet, target.process_id, target.secret_key);
   sender->tcp.init(loop);
   sender->connect.data = sender;

@@ -44,7 +44,7 @@ class CancelSlot {
   // A cancel request for the current target is sent: that target, counted as on its way until end_cancel
   // (nullopt: no target, nothing counted).
   std::optional<CancelTarget> begin_cancel();
-  void end_cancel();
+  void end_cancel(int32_t process_id);  // the target begin_cancel returned
   // The client lets go of the server with this process id: no cancel can take it as a target from now on. True
   // when a cancel request sent to it may still be on its way.
   bool release(int32_t process_id);
@@ -64,8 +64,14 @@ class CancelSlot {
   };
   mutable SpinLock lock_;
   bool has_target_ = false;  // in the lock's padding
-  uint16_t in_flight_ = 0;   // cancel requests on their way
-  int32_t canceled_process_id_ = 0;  // the target of the last one (the slot is 48 bytes, its allocation 64)
+  // Cancel requests on their way, by target: a client holds two servers at most (primary, standby), so two
+  // targets; one more (rare) counts for every server (`untracked_`).
+  struct InFlight {
+    int32_t process_id = 0;
+    uint16_t count = 0;
+  };
+  uint16_t untracked_ = 0;
+  InFlight in_flight_[2];
   CancelTarget target_;
 };
 

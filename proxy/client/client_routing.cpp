@@ -124,12 +124,17 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   if (request_.uses_prior_unnamed && !unnamed_.settled()) {
     // An earlier request parsed or closed the unnamed statement, and an error before that message (in a batch
     // already ended by Sync) would have left the previous one in place: only its reply tells which one this
-    // request uses. (Had it nothing owed, no reply would tell: a guard, it cannot wait for ever.)
+    // request uses. Not when the request continues an extended sequence left open (Flush): that sequence ends
+    // only with this request's Sync, so waiting would hang, and an error earlier in it skips this request anyway.
+    // (Had it nothing owed, no reply would tell: a guard, it cannot wait for ever.)
     if (active_ && active_->has_outstanding()) {
-      set_state(ClientState::Draining);
-      return nullptr;
+      if (!active_->extended_open()) {
+        set_state(ClientState::Draining);
+        return nullptr;
+      }
+    } else {
+      unnamed_.drop_unanswered();
     }
-    unnamed_.drop_unanswered();
   }
   // Requests follow the server that still owes replies or holds an open transaction.
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {

@@ -24,8 +24,10 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       auto parse = parse_parse(body);
       if (!parse) return *malformed = "malformed Parse message", BatchStep::Malformed;
       out.steps.push_back({StatementStepKind::Parse, parse->statement, static_cast<uint32_t>(out.parses.size())});
-      out.parses.push_back({parse->statement, parse->sql, buf.subspan(at, end - at), out.messages - 1});
+      out.parses.push_back(
+          {parse->statement, parse->sql, buf.subspan(at, end - at), out.messages - 1, out.closes_only_since_parse});
       (parse->statement.empty() ? out.parses_unnamed : out.parses_named) = true;
+      out.closes_only_since_parse = true;
       return BatchStep::GoOn;
     }
     case frontend::kBind: {
@@ -137,6 +139,7 @@ ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batc
       out.kind = RequestKind::Extended;
     }
     const char* malformed = nullptr;
+    if (frame.tag != frontend::kParse && frame.tag != frontend::kClose) out.closes_only_since_parse = false;
     switch (scan_extended_message(frame.tag, buf, at, pos, out, &malformed)) {
       case BatchStep::Malformed: return error(malformed);
       case BatchStep::EndsAfter:

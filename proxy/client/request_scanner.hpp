@@ -23,6 +23,8 @@ struct ParsedStatement {
   std::string_view sql;
   protocol::ByteView message;     // the whole Parse message (tag to end), to prepare it again elsewhere
   uint32_t position = 0;          // its place among the request's messages (0: the first)
+  // Only Close messages (which cannot fail) lie between it and the previous Parse or the request's start.
+  bool after_closes_only = true;
 };
 
 // A message of an extended batch that names a prepared statement, in batch order: what the statement map must
@@ -48,6 +50,7 @@ struct RequestInfo {
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
   bool parses_named = false;                // Extended: a Parse of a named statement
   bool parses_unnamed = false;              // Extended: a Parse of the unnamed statement (so far, while scanning)
+  bool closes_only_since_parse = true;      // Extended, while scanning: since the last Parse, only Close messages
   // Extended: a Bind or a Describe of the unnamed statement before any Parse of it in this request, i.e. of the
   // statement an earlier request parsed (which only the server that parsed it has).
   bool uses_prior_unnamed = false;
@@ -58,6 +61,7 @@ struct RequestInfo {
     binds_unnamed = false;
     parses_named = false;
     parses_unnamed = false;
+    closes_only_since_parse = true;
     uses_prior_unnamed = false;
     kind = RequestKind::Query;
     size = 0;

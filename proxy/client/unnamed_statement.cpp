@@ -37,8 +37,8 @@ void UnnamedStatement::on_sent(const RequestInfo& request, const Sent& sent,
       continue;
     }
     last_parse = &request.parses[step.parse];
-    const bool follows_parse = parses > 0 && request.parses[parses - 1].position + 1 == last_parse->position;
-    const bool fails_alone = last_parse->position == 0 ? sent.starts_entry : follows_parse;
+    // Only Closes (which cannot fail) since the previous Parse, or since the start of the entry.
+    const bool fails_alone = last_parse->after_closes_only && (parses > 0 || sent.starts_entry);
     pending->changes.push_back({true, fails_alone, sent.parses_before + parses});
     ++parses;
   }
@@ -76,8 +76,12 @@ void UnnamedStatement::settle(Pending& pending, bool failed, unsigned parses_see
     settled_.c = pending.after.c;
     return;
   }
-  const Change& first_skipped = pending.changes[ran];
-  const bool own_error = first_skipped.is_parse && first_skipped.fails_alone && first_skipped.witness == parses_seen;
+  // The Parse the error came at (the first one not answered) failed itself when only Closes lie between it and
+  // the last answered message: those Closes ran, and PostgreSQL dropped the statement before parsing.
+  size_t at = ran;
+  while (at < pending.changes.size() && !pending.changes[at].is_parse) ++at;
+  const bool own_error = at < pending.changes.size() && pending.changes[at].fails_alone &&
+                         pending.changes[at].witness == parses_seen;
   if (ran == 0 && !own_error) return;  // nothing ran: the statement is what it was
   // A Close ran, or the Parse itself failed (the statement was dropped first), or an earlier Parse ran whose copy
   // is not kept: the server holds no statement of the client's that pgmux could prepare elsewhere.

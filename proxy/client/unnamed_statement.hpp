@@ -80,8 +80,9 @@ class UnnamedStatement {
   // `witness` (the entry's ordinal of the Parse itself, or for a Close of the next Parse) was answered.
   struct Change {
     bool is_parse = false;
-    // A Parse that follows a Parse or starts the entry: if it is the first unanswered message of a failed
-    // request, the error is its own, and PostgreSQL dropped the unnamed statement before parsing.
+    // A Parse with only Closes between it and the previous Parse or the entry's start: if it is the first
+    // unanswered Parse of a failed request, the error is its own, and PostgreSQL dropped the unnamed statement
+    // before parsing.
     bool fails_alone = false;
     unsigned witness = 0;
   };

@@ -43,7 +43,7 @@ bool wait_readable(PGconn* conn, double seconds);
 std::string await_error(PGconn* conn, double seconds);
 
 // Every result of a libpq pipeline up to its `syncs`-th Sync (at most 32 results), one per line: status, SQLSTATE
-// and the first value.
+// and the first value. Each result is waited for 10 s at most ("no answer within 10 s" ends the text).
 std::string pipeline_results(PGconn* conn, int syncs);
 
 // Parses `own` as the unnamed statement (unless empty), then pipelines a batch whose Parse of another one

@@ -68,11 +68,25 @@ TEST_CASE("a cancel on its way keeps its server from the next client until the s
   CHECK_FALSE(slot->release(8));  // another server of the client: no cancel went there
   CHECK(slot->release(7));        // on its way: this server must not serve anyone else
   CHECK_FALSE(slot->begin_cancel());  // let go of: no later cancel takes it as a target
-  slot->end_cancel();
+  slot->end_cancel(7);
   CHECK_FALSE(slot->release(7));
 
   auto done = slot_with_pid(9);
   REQUIRE(done->begin_cancel());
-  done->end_cancel();  // the server closed the cancel's connection: the backend was signalled already
+  done->end_cancel(9);  // the server closed the cancel's connection: the backend was signalled already
   CHECK_FALSE(done->release(9));
+}
+
+TEST_CASE("cancels on their way to two servers of the client: each server is held back until its own is done") {
+  auto slot = slot_with_pid(1);  // the standby, say
+  REQUIRE(slot->begin_cancel());
+  CancelTarget primary;
+  primary.process_id = 2;
+  slot->set(primary);  // the next request runs on the primary
+  REQUIRE(slot->begin_cancel());
+  CHECK(slot->release(1));  // the first cancel is still on its way to the standby
+  slot->end_cancel(2);
+  CHECK_FALSE(slot->release(2));
+  slot->end_cancel(1);
+  CHECK_FALSE(slot->release(1));
 }

@@ -100,6 +100,18 @@ TEST_CASE("unnamed statement: a Parse that fails itself drops the statement") {
     CHECK(unnamed.server() == kServerB);
     CHECK(kept_sql(unnamed).empty());
   }
+  SUBCASE("behind a Close of it: the Close ran, then the Parse failed") {
+    UnnamedStatement unnamed = settled_on_a();
+    unnamed.forget_server(kServerA);  // given back: only the copy is left
+    ByteVector bytes;
+    build_close(bytes, 'S', "");
+    build_parse(bytes, "", "SELEC 2");
+    build_sync(bytes);
+    send(unnamed, bytes, kServerB, 2);
+    unnamed.on_finished(2, true, 0);
+    CHECK(unnamed.server() == kServerB);  // which holds none: never the old copy prepared elsewhere
+    CHECK(kept_sql(unnamed).empty());
+  }
   SUBCASE("after a message that may have failed instead: taken as skipped") {
     UnnamedStatement unnamed = settled_on_a();
     ByteVector bytes;

@@ -165,3 +165,30 @@ TEST_CASE("a pipelined use of the unnamed statement after a skipped or failed Pa
     CHECK(scalar(b.get(), "SELECT 'still serving'") == "still serving");
   }
 }
+
+// A use of the unnamed statement that continues an extended sequence left open by Flush, behind a batch ended by
+// Sync whose reply has not come yet: it must not wait for that sequence to end (only its own Sync ends it). The
+// Bind runs the statement the open sequence parsed, as on PostgreSQL.
+TEST_CASE("a use of the unnamed statement inside a Flush-ended sequence, behind an unanswered Sync, does not hang") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const auto run = [](PGconn* conn) {
+    REQUIRE(PQenterPipelineMode(conn) == 1);
+    // Slow to answer: the rest arrives while it runs.
+    REQUIRE(PQsendQueryParams(conn, "SELECT pg_sleep(0.3)::text", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(conn) == 1);
+    REQUIRE(PQsendPrepare(conn, "", "SELECT 'second'::text", 0, nullptr) == 1);
+    REQUIRE(PQsendFlushRequest(conn) == 1);
+    REQUIRE(PQsendQueryPrepared(conn, "", 0, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(conn) == 1);
+    std::string seen = pipeline_results(conn, 2);
+    CHECK(PQexitPipelineMode(conn) == 1);
+    return seen;
+  };
+  PgConn direct = connect(conninfo(cluster_ports().primary, "app", "app", "app"));
+  const std::string expected = run(direct.get());
+  PgConn via = connect(conninfo(port, "app", "app", "app"));
+  CHECK(run(via.get()) == expected);
+  CHECK(scalar(via.get(), "SELECT 'still serving'") == "still serving");
+}
