@@ -94,6 +94,17 @@ void drop_role() {
   exec(admin.get(), std::string("DROP ROLE IF EXISTS ") + kRole);
 }
 
+// pgmux logged the refused replay; then the direct connection, the database and the role go.
+void check_logged_then_clean_up(ProxyUnderTest& proxy, PgConn& direct, const std::string& db) {
+  if (proxy.process()) {
+    const std::string log = proxy.process()->full_log();
+    INFO(log);
+    CHECK(log.find("could not restore session setting") != std::string::npos);
+  }
+  direct.reset();
+  drop_database_quietly(db);
+  drop_role();
+}
 }  // namespace
 
 // The session ran SET ROLE; another session revoked the role from the login user. On a direct connection the
@@ -128,14 +139,7 @@ TEST_CASE("a session command that no longer replays fails the request; it never 
   CHECK(scalar(next.get(), "SELECT pg_backend_pid()") != server_pid);
   CHECK(scalar(next.get(), "SELECT current_user") == "app");
   CHECK(scalar(next.get(), "SHOW search_path").find("replay_schema") == std::string::npos);
-  if (proxy.process()) {
-    const std::string log = proxy.process()->full_log();
-    INFO(log);
-    CHECK(log.find("could not restore session setting") != std::string::npos);
-  }
-  direct.reset();
-  drop_database_quietly(db);
-  drop_role();
+  check_logged_then_clean_up(proxy, direct, db);
 }
 
 // Session pooling with the read/write split: the session's settings live on its primary connection and are
@@ -157,14 +161,7 @@ TEST_CASE("session pooling: a read on a standby where the session's role no long
   revoke_role();
   REQUIRE(routing::wait_replayed(cluster_ports(), 10));  // the standbys refuse the role too
   check_refused_replay(direct.get(), client.get());
-  if (proxy.process()) {
-    const std::string log = proxy.process()->full_log();
-    INFO(log);
-    CHECK(log.find("could not restore session setting") != std::string::npos);
-  }
-  direct.reset();
-  drop_database_quietly(db);
-  drop_role();
+  check_logged_then_clean_up(proxy, direct, db);
 }
 
 namespace {
