@@ -34,10 +34,14 @@ std::optional<ParseMessage> parse_parse(ByteView body) {
   m.sql = r.cstring();
   const int16_t count = r.i16();
   if (!r.ok() || count < 0 || r.remaining() != size_t(count) * 4) return std::nullopt;
-  m.parameter_types.reserve(size_t(count));
-  for (int16_t i = 0; i < count; ++i) m.parameter_types.push_back(r.i32());
-  if (!done(r)) return std::nullopt;
+  m.parameter_type_bytes = r.rest();
   return m;
+}
+
+std::vector<int32_t> ParseMessage::parameter_types() const {
+  std::vector<int32_t> types(parameter_count());
+  for (size_t i = 0; i < types.size(); ++i) types[i] = parameter_type(i);
+  return types;
 }
 
 std::optional<BindMessage> parse_bind(ByteView body) {

@@ -27,7 +27,12 @@ struct QueryMessage { std::string_view sql; };
 struct ParseMessage {
   std::string_view statement;  // "" = unnamed
   std::string_view sql;
-  std::vector<int32_t> parameter_types;
+  // The parameter type OIDs, still in wire order (4 bytes each): decoded on demand, so that scanning a Parse
+  // on the hot path allocates nothing.
+  ByteView parameter_type_bytes;
+  size_t parameter_count() const { return parameter_type_bytes.size() / 4; }
+  int32_t parameter_type(size_t i) const { return int32_t(load_be32(parameter_type_bytes.data() + 4 * i)); }
+  std::vector<int32_t> parameter_types() const;
 };
 struct BindMessage { std::string_view portal; std::string_view statement; };  // only the names are decoded
 struct DescribeMessage { char kind = 'S'; std::string_view name; };           // kind: 'S' statement, 'P' portal

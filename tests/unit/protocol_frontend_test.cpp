@@ -38,14 +38,14 @@ TEST_CASE("Parse round-trip") {
   REQUIRE(p);
   CHECK(p->statement == "s1");
   CHECK(p->sql == "select $1::int + $2");
-  CHECK(p->parameter_types == std::vector<int32_t>{23, 0});
+  CHECK(p->parameter_types() == std::vector<int32_t>{23, 0});
 
   ByteVector u;
   build_parse(u, "", "select 1");
   auto q = parse_parse(body_of(u, frontend::kParse));
   REQUIRE(q);
   CHECK(q->statement.empty());
-  CHECK(q->parameter_types.empty());
+  CHECK(q->parameter_types().empty());
 }
 
 TEST_CASE("Parse malformed bodies") {

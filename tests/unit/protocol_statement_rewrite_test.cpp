@@ -121,7 +121,7 @@ TEST_CASE("Every statement-naming message is renamed with its length patched") {
     REQUIRE(parse);
     CHECK(parse->statement == server_name);
     CHECK(parse->sql == "select $1::int, $2");
-    CHECK(parse->parameter_types == std::vector<int32_t>{23, 0});
+    CHECK(parse->parameter_types() == std::vector<int32_t>{23, 0});
 
     auto bind = parse_bind(after[1].body);
     REQUIRE(bind);
