@@ -51,6 +51,10 @@ bool is_cached_plan_change(const ErrorFields& error) {
   return error.sqlstate == sqlstate::kFeatureNotSupported && error.routine == "RevalidateCachedQuery";
 }
 
+bool is_serializable_refused_on_standby(const ErrorFields& error) {
+  return error.sqlstate == sqlstate::kFeatureNotSupported && error.routine == "GetSerializableTransactionSnapshot";
+}
+
 bool is_server_crash_fatal(const ErrorFields& error) {
   constexpr std::string_view kImmediateShutdown = "terminating connection due to immediate shutdown command";
   if (error.severity != "FATAL") return false;

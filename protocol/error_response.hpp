@@ -26,6 +26,10 @@ std::string_view error_field(ByteView body, char type);
 // because the message is translated under lc_messages.
 bool is_cached_plan_change(const ErrorFields& error);
 
+// A hot standby's "cannot use serializable mode in a hot standby" for a statement whose transaction took the
+// session's default isolation level, SERIALIZABLE (GetSerializableTransactionSnapshot; 0A000 says no more).
+bool is_serializable_refused_on_standby(const ErrorFields& error);
+
 // A FATAL a crash or an immediate shutdown sends every connection (57P02, 57P03, or 57P01 worded as an immediate
 // shutdown): never aimed at one connection, unlike the 57P01 of a fast shutdown, which PostgreSQL words as it
 // words pg_terminate_backend of that one connection.

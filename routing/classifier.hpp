@@ -30,6 +30,12 @@ enum class StatementKind : uint8_t {
 };
 const char* to_string(StatementKind k);
 
+// The isolation level a statement asks for: of its transaction (BEGIN, START TRANSACTION, SET TRANSACTION), or as
+// the session's default (SET default_transaction_isolation, SET SESSION CHARACTERISTICS). Hot standbys cannot
+// run SERIALIZABLE transactions (PostgreSQL answers 0A000), so such a transaction, and every transaction of a
+// session whose default is SERIALIZABLE, runs on the primary. Ordered: combining statements keeps the strictest.
+enum class Isolation : uint8_t { Unchanged, Other, Serializable };
+
 struct Classification {
   StatementKind kind = StatementKind::Write;
   bool read_only = false;       // TxBegin ... READ ONLY, or SET TRANSACTION READ ONLY / SET SESSION CHARACTERISTICS
@@ -43,6 +49,7 @@ struct Classification {
   // Session state only the primary can keep (the first such statement's): temp tables, session advisory locks
   // (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD.
   PinReason pin_reason = PinReason::None;
+  Isolation isolation = Isolation::Unchanged;
   SessionEffects effects;       // the session commands of every statement (SET, RESET, DISCARD, PREPARE, ...)
   ParameterName parameter;      // a single RESET name / SET name TO DEFAULT: the parameter (when readable)
   const char* reason = "";      // static text for EXPLAIN ROUTE / logs only: "INSERT", "write function"
@@ -50,8 +57,8 @@ struct Classification {
 
   bool pins_primary() const { return pin_reason != PinReason::None; }
   // Adds the facts of another statement that run with this one (a multi-statement string, an extended batch):
-  // the hint, the pin (this one's reason first), the session effects, write-function calls, primary_only and
-  // catalog_change.
+  // the hint, the pin (this one's reason first), the session effects, write-function calls, primary_only,
+  // catalog_change and the strictest isolation.
   void add_facts(const Classification& other) {
     primary_hint = primary_hint || other.primary_hint;
     if (pin_reason == PinReason::None) pin_reason = other.pin_reason;
@@ -59,7 +66,9 @@ struct Classification {
     write_function = write_function || other.write_function;
     primary_only = primary_only || other.primary_only;
     catalog_change = catalog_change || other.catalog_change;
+    if (other.isolation > isolation) isolation = other.isolation;
   }
+  bool serializable() const { return isolation == Isolation::Serializable; }
 };
 
 // One statement that ends its transaction by committing it (COMMIT, END, COMMIT PREPARED, PREPARE TRANSACTION):

@@ -27,6 +27,8 @@ struct StatementScan {
   bool config_call = false;   // set_config(...): may change a session parameter
   bool session_call = false;  // name( of a catalog session function: changes the session unseen
   int read_mode = -1;         // last READ ONLY (1) / READ WRITE (0)
+  bool isolation_word = false;     // ISOLATION (LEVEL ...) somewhere
+  bool serializable_word = false;  // SERIALIZABLE somewhere
   bool with_hold = false;     // WITH HOLD before the first FOR (DECLARE ... CURSOR WITH HOLD FOR)
   int copy_direction = -1;    // first top-level FROM (1) / TO (0)
 
@@ -128,6 +130,12 @@ bool note_word(std::string_view w, const Token& prev, int depth, bool& seen_for,
     case 7:
       if (word_is(w, "analyze") || word_is(w, "analyse")) s.has_analyze = true;
       break;
+    case 9:
+      if (word_is(w, "isolation")) s.isolation_word = true;
+      break;
+    case 12:
+      if (word_is(w, "serializable")) s.serializable_word = true;
+      break;
     default:
       break;
   }
@@ -196,10 +204,18 @@ Classification primary_only(Classification c) {
 
 PinReason lock_pin(const StatementScan& s) { return s.session_lock_call ? PinReason::AdvisoryLock : PinReason::None; }
 
+// The isolation level a transaction-mode list (BEGIN, START TRANSACTION, SET TRANSACTION, SET SESSION
+// CHARACTERISTICS) asks for. SERIALIZABLE is no keyword of any other option there.
+Isolation isolation_asked(const StatementScan& s) {
+  if (s.serializable_word) return Isolation::Serializable;
+  return s.isolation_word ? Isolation::Other : Isolation::Unchanged;
+}
+
 // BEGIN / START TRANSACTION with its last READ ONLY (1) / READ WRITE (0) option, -1 when none.
-Classification begin(int read_mode) {
-  Classification c = make(StatementKind::TxBegin, "BEGIN", PinReason::None, read_mode == 1);
-  c.read_write = read_mode == 0;
+Classification begin(const StatementScan& s) {
+  Classification c = make(StatementKind::TxBegin, "BEGIN", PinReason::None, s.read_mode == 1);
+  c.read_write = s.read_mode == 0;
+  c.isolation = isolation_asked(s);
   return c;
 }
 
@@ -287,9 +303,9 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
     }
     return make(StatementKind::Read, "EXPLAIN");
   }
-  if (s.word(0, "begin")) return begin(s.read_mode);
+  if (s.word(0, "begin")) return begin(s);
   if (s.word(0, "start")) {
-    if (s.word(1, "transaction")) return begin(s.read_mode);
+    if (s.word(1, "transaction")) return begin(s);
     return make(StatementKind::Write, "unrecognised statement");
   }
   if (s.word(0, "commit") || s.word(0, "end") || s.word(0, "rollback") || s.word(0, "abort")) {
@@ -304,7 +320,10 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
   }
   if (s.word(0, "set")) {
     const bool tx = s.word(1, "transaction") || (s.word(1, "session") && s.word(2, "characteristics"));
-    return make(StatementKind::Session, tx ? "SET TRANSACTION" : "SET", PinReason::None, tx && s.read_mode == 1);
+    Classification c = make(StatementKind::Session, tx ? "SET TRANSACTION" : "SET", PinReason::None,
+                            tx && s.read_mode == 1);
+    if (tx) c.isolation = isolation_asked(s);
+    return c;
   }
   if (s.word(0, "create")) {
     size_t i = 1;
@@ -377,6 +396,17 @@ bool sets_default(const StatementScan& s, size_t i, std::string_view parameter) 
   return s.token_count == i + 2 && assign && s.word(i + 1, "default");
 }
 
+// The level SET default_transaction_isolation {TO | =} value gives (tokens from i: the TO or =).
+Isolation isolation_value(const StatementScan& s, size_t i) {
+  const bool assign = s.word(i, "to") || (s.is(i, TokenKind::Operator) && s.head[i].text == "=");
+  if (!assign || s.token_count != i + 2) return Isolation::Serializable;  // unreadable: the primary's side
+  const Token& value = s.head[i + 1];
+  const bool serializable = (value.kind == TokenKind::Word && word_is(value.text, "serializable")) ||
+                            (value.kind == TokenKind::String && value.text.size() == 14 && value.text.front() == '\'' &&
+                             word_is(value.text.substr(1, 12), "serializable"));
+  return serializable ? Isolation::Serializable : Isolation::Other;
+}
+
 // SET [SESSION | LOCAL] ...: how long it lasts, and SET name TO DEFAULT read as the RESET it is.
 void note_set(const StatementScan& s, Classification& c) {
   if (s.word(1, "local") || s.word(1, "constraints")) {
@@ -397,6 +427,7 @@ void note_set(const StatementScan& s, Classification& c) {
     return;
   }
   c.effects.add(SessionEffect::Set);
+  if (end != 0 && name.view() == "default_transaction_isolation") c.isolation = isolation_value(s, end);
 }
 
 void note_reset(const StatementScan& s, Classification& c) {

@@ -2,6 +2,7 @@
 
 #include <pg_query.h>
 
+#include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -137,6 +138,36 @@ int read_mode_option(const json* options) {
   return read_mode;
 }
 
+// A string constant's text, empty for anything else.
+std::string_view string_constant(const json* node) {
+  const json* aconst = node != nullptr ? member(*node, "A_Const") : nullptr;
+  const json* sval = aconst != nullptr ? member(*aconst, "sval") : nullptr;
+  return sval != nullptr ? string_of(member(*sval, "sval")) : std::string_view();
+}
+
+// An isolation level's name as the parser gives it (unquoted words folded, a quoted one as written: PostgreSQL
+// reads either case-insensitively).
+Isolation isolation_named(std::string_view level) {
+  constexpr std::string_view kSerializable = "serializable";
+  const bool serializable = level.size() == kSerializable.size() &&
+                            std::equal(level.begin(), level.end(), kSerializable.begin(), [](char a, char b) {
+                              return (a >= 'A' && a <= 'Z' ? static_cast<char>(a - 'A' + 'a') : a) == b;
+                            });
+  return serializable ? Isolation::Serializable : Isolation::Other;
+}
+
+// transaction_isolation in a BEGIN / SET TRANSACTION / SET SESSION CHARACTERISTICS option list (the last wins).
+Isolation isolation_option(const json* options) {
+  Isolation isolation = Isolation::Unchanged;
+  if (options == nullptr || !options->is_array()) return isolation;
+  for (const json& o : *options) {
+    const json* def = member(o, "DefElem");
+    if (def == nullptr || string_of(member(*def, "defname")) != "transaction_isolation") continue;
+    isolation = isolation_named(string_constant(member(*def, "arg")));
+  }
+  return isolation;
+}
+
 // EXPLAIN (ANALYZE [value]) or EXPLAIN ANALYZE. An unreadable value counts as true (the safe side).
 bool explain_analyzes(const json* options) {
   bool analyze = false;
@@ -180,6 +211,7 @@ Classification classify_transaction(const json& body) {
     const int read_mode = read_mode_option(member(body, "options"));
     Classification c = make(StatementKind::TxBegin, "BEGIN", PinReason::None, read_mode == 1);
     c.read_write = read_mode == 0;
+    c.isolation = isolation_option(member(body, "options"));
     return c;
   }
   if (kind == "TRANS_STMT_COMMIT") return make(StatementKind::TxEnd, "COMMIT");
@@ -193,6 +225,14 @@ Classification classify_transaction(const json& body) {
   return make(StatementKind::Write, "unrecognised transaction command");
 }
 
+// The value list of SET default_transaction_isolation: one level (anything else counts as SERIALIZABLE: the
+// primary's side).
+Isolation default_isolation(const json* args) {
+  if (args == nullptr || !args->is_array() || args->size() != 1) return Isolation::Serializable;
+  const std::string_view level = string_constant(&(*args)[0]);
+  return level.empty() ? Isolation::Serializable : isolation_named(level);
+}
+
 // SET and RESET: how long a SET lasts, and RESET name or SET name TO DEFAULT with the parameter it names.
 Classification classify_variable_set(const json& body) {
   const std::string_view name = string_of(member(body, "name"));
@@ -201,6 +241,7 @@ Classification classify_variable_set(const json& body) {
   Classification c;
   if (name == "TRANSACTION" || name == "SESSION CHARACTERISTICS") {
     c = make(StatementKind::Session, "SET TRANSACTION", PinReason::None, read_mode_option(member(body, "args")) == 1);
+    c.isolation = isolation_option(member(body, "args"));
   } else {
     c = make(StatementKind::Session, kind.starts_with("VAR_RESET") ? "RESET" : "SET");
   }
@@ -213,6 +254,7 @@ Classification classify_variable_set(const json& body) {
     c.effects.add(SessionEffect::SetLocal);
   } else {
     c.effects.add(SessionEffect::Set);
+    if (name == "default_transaction_isolation") c.isolation = default_isolation(member(body, "args"));
   }
   return c;
 }

@@ -24,6 +24,7 @@ const char* to_string(RouteReason r) {
     case RouteReason::Pinned: return "pinned";
     case RouteReason::PrimaryHint: return "primary-hint";
     case RouteReason::SessionUnknown: return "session-state-unknown";
+    case RouteReason::Serializable: return "serializable";
     case RouteReason::SplitOff: return "split-off";
     case RouteReason::ReadYourWrites: return "read-your-writes";
     case RouteReason::Causal: return "causal";
@@ -121,7 +122,11 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   if (c.primary_hint) return primary_or_wait(view, state.backend_mask, RouteReason::PrimaryHint);
   if (state.pinned_primary) return primary_or_wait(view, state.backend_mask, RouteReason::Pinned);
   if (state.session_unknown) return primary_or_wait(view, state.backend_mask, RouteReason::SessionUnknown);
-  if (!is_read_only_statement(c, state)) {
+  const bool read_only = is_read_only_statement(c, state);
+  if (read_only && (state.serializable_default || c.serializable())) {
+    return primary_or_wait(view, state.backend_mask, RouteReason::Serializable);
+  }
+  if (!read_only) {
     switch (c.kind) {
       case StatementKind::Session: return primary_or_wait(view, state.backend_mask, RouteReason::SessionCommand);
       case StatementKind::TxBegin: return primary_or_wait(view, state.backend_mask, RouteReason::ReadWriteTransaction);

@@ -31,6 +31,9 @@ struct ClientRouteState {
   // The session set synchronous_commit, or may have (set_config, a DO block, a startup option): its commits may not
   // have waited for those standbys.
   bool commits_may_skip_apply = false;
+  // The session's default isolation level is SERIALIZABLE (a SET, a startup parameter, or a standby refused a read
+  // for it): hot standbys cannot run such transactions, so its reads go to the primary.
+  bool serializable_default = false;
   // Backend index of the standby connection the client holds, -1 for none (16 bits, in the bools' padding:
   // indexes past 63 have no bit in backend_mask anyway).
   int16_t held_standby = -1;
@@ -56,6 +59,7 @@ enum class RouteReason : uint8_t {
   Pinned,                // the session holds state only the primary has (temp table, advisory lock, LISTEN...)
   PrimaryHint,           // /* pgmux:primary */
   SessionUnknown,        // the session's settings exist only on the primary (ClientRouteState::session_unknown)
+  Serializable,          // a SERIALIZABLE transaction, or a session whose default is: standbys cannot run them
   SplitOff,              // routing.read_write_split is off
   ReadYourWrites,        // no standby has replayed this client's last write yet
   Causal,                // no standby has replayed a write another client was told had committed

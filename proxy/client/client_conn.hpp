@@ -170,6 +170,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool dispatch();
   bool dispatch_copy_message();  // dispatch()'s contract
   bool defer_begin(const routing::Classification& c);
+  routing::Isolation deferred_begin_isolation();
   bool dispatch_admin();
   void start_admin_session();
   bool held_by_pause();
@@ -228,6 +229,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   // (false: it could not, and is answered as lost).
   bool run_again_after_loss(const std::string& backend);
   void learn_writes_from(protocol::ByteView request);
+  static bool refuses_serializable(protocol::ByteView reply);
   void make_active(ServerConn* server);
   void send_request(ServerConn* server, bool unnamed_close);
   void note_pin(routing::PinReason pin, bool pinned_primary);

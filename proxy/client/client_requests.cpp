@@ -165,6 +165,8 @@ bool ClientConn::dispatch() {
   if (!session_.deferred_begin.empty()) {
     if (c.kind == routing::StatementKind::Session && c.read_only) {
       c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
+      // ... at the isolation level the BEGIN asked for, if this one asks for none (a standby cannot be SERIALIZABLE)
+      if (c.isolation == routing::Isolation::Unchanged) c.isolation = deferred_begin_isolation();
     } else if (routing::is_read_only_statement(c, session_.route)) {
       c.kind = routing::StatementKind::Write;  // anything else after a plain BEGIN: a read-write transaction
       c.reason = "read-write transaction";

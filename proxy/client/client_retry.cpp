@@ -11,6 +11,8 @@
 #include "proxy/client/client_conn.hpp"
 
 #include "protocol/backend_messages.hpp"
+#include "protocol/error_response.hpp"
+#include "protocol/framer.hpp"
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
@@ -76,7 +78,7 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
   if (!can_run_again(server, 0)) {
     // Something came in between (the client pipelined another request): its replies must stay in order, so the
     // client gets the standby's error after all.
-    LOG_INFO("%s: a standby rejected a read as a write (25006); it cannot run again on the primary now",
+    LOG_INFO("%s: a standby rejected a read (25006, or 0A000 for SERIALIZABLE); it cannot run again on the primary now",
              log_prefix().c_str());
     send_owned(ByteVector(server->dropped_reply().begin(), server->dropped_reply().end()));
     retry_request_.clear();
@@ -85,16 +87,39 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
     return;
   }
   worker_.metrics().standby_write_retries.add();
-  learn_writes_from(retry_request_);
-  LOG_INFO("%s: S-%llu backend %s rejected a read as a write (25006) before any row reached the client; running "
-           "it again on the primary (its text counts as a write from now on)",
-           log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
-           server->pool().backend().name.c_str());
+  if (refuses_serializable(server->dropped_reply())) {
+    session_.route.serializable_default = true;
+    LOG_INFO("%s: S-%llu backend %s cannot run the session's default isolation level, SERIALIZABLE (0A000), "
+             "before any row reached the client; running the read again on the primary, where the session's reads "
+             "go from now on",
+             log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
+             server->pool().backend().name.c_str());
+  } else {
+    learn_writes_from(retry_request_);
+    LOG_INFO("%s: S-%llu backend %s rejected a read as a write (25006) before any row reached the client; running "
+             "it again on the primary (its text counts as a write from now on)",
+             log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
+             server->pool().backend().name.c_str());
+  }
   in_.unread(retry_request_);
   retry_request_.clear();
   if (state_ == ClientState::Draining) resume_requests();
   release_idle_servers();
   pump();
+}
+
+// The standby's error in a reply dropped for a retry refused the session's default isolation level (the
+// session set it in a way pgmux did not follow: ALTER ROLE / DATABASE ... SET, set_config, the server's config).
+bool ClientConn::refuses_serializable(ByteView reply) {
+  for (size_t at = 0;;) {
+    const Frame frame = next_frame(reply.subspan(at), static_cast<uint32_t>(reply.size()));
+    if (frame.status != FrameStatus::Frame || at + frame.total() > reply.size()) return false;
+    if (frame.tag == backend::kErrorResponse) {
+      const auto error = parse_error_fields(reply.subspan(at + kFrameHeaderSize, frame.length - 4));
+      return error && is_serializable_refused_on_standby(*error);
+    }
+    at += frame.total();
+  }
 }
 
 // The statements of the rejected request are writes: their texts for the classifier, named statements and the

@@ -1,5 +1,7 @@
 #include "proxy/client/session.hpp"
 
+#include <strings.h>
+
 #include <utility>
 
 #include "protocol/statement_naming.hpp"
@@ -42,6 +44,7 @@ LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, s
   for (TrackedStatement& command : lasting) {
     const size_t before = log.size();
     if (command.c.effects.has(routing::SessionEffect::DiscardAll)) route.session_unknown = false;
+    note_isolation_default(command.c);
     const LogUpdate update = record_command(std::move(command.sql), command.c, transaction_pooling);
     if (update.others_restart) {
       total = update;  // the log started again: older indices mean nothing
@@ -50,6 +53,21 @@ LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, s
     }
   }
   return total;
+}
+
+bool ClientSession::starts_serializable() const {
+  const std::string* level = wanted_params.find("default_transaction_isolation");
+  return level && level->size() == 12 && strncasecmp(level->c_str(), "serializable", 12) == 0;
+}
+
+void ClientSession::note_isolation_default(const routing::Classification& c) {
+  using routing::SessionEffect;
+  if (c.effects.has(SessionEffect::Set) && c.isolation != routing::Isolation::Unchanged) {
+    route.serializable_default = c.serializable();
+  } else if (c.effects.has(SessionEffect::ResetAll) || c.effects.has(SessionEffect::DiscardAll) ||
+             (c.effects.has(SessionEffect::Reset) && c.parameter.view() == "default_transaction_isolation")) {
+    route.serializable_default = starts_serializable();  // back to the value the session started with
+  }
 }
 
 PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,

@@ -99,6 +99,10 @@ struct ClientSession {
   // Records commands that now last, in order, run by a server that had applied `runner_applied` entries: what
   // that server has applied afterwards, and whether the others restart. DISCARD ALL makes the session known again.
   LogUpdate record_lasting(std::vector<TrackedStatement> lasting, size_t runner_applied, bool transaction_pooling);
+  // The default isolation level the session starts with (a startup parameter) is SERIALIZABLE.
+  bool starts_serializable() const;
+  // What a session command that now lasts makes of the default isolation level (route.serializable_default).
+  void note_isolation_default(const routing::Classification& c);
 
   // A named statement parsed by the client: kept (message and class) to prepare it on another server.
   PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "routing/classifier.hpp"
+#include "routing/parse_classifier.hpp"
 #include "routing/statement_cache.hpp"
 
 using pgmux::routing::Classification;
@@ -116,6 +117,47 @@ TEST_CASE("classifier: BEGIN READ WRITE is marked, by the lexer and by the parse
   const Classification parsed = c.classify("BEGIN /* x */ ISOLATION LEVEL REPEATABLE READ READ WRITE");
   CHECK(parsed.kind == StatementKind::TxBegin);
   CHECK(parsed.read_write);
+}
+
+TEST_CASE("classifier: the isolation level asked for, by the lexer and by the parser") {
+  using pgmux::routing::Isolation;
+  Classifier c;
+  // Both paths: the lexer's (classify) and the parser's, which must agree.
+  const auto isolation_of = [&](const char* sql) {
+    const Isolation parsed = pgmux::routing::classify_parsed(sql, c).isolation;
+    const Isolation lexed = c.classify(sql).isolation;
+    CHECK(parsed == lexed);
+    return lexed;
+  };
+  for (const char* sql : {"BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", "start transaction read only, isolation "
+                          "level serializable", "BEGIN /* x */ ISOLATION LEVEL SERIALIZABLE READ ONLY",
+                          "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY",
+                          "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                          "SET SESSION CHARACTERISTICS /* x */ AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                          "SET default_transaction_isolation = 'serializable'",
+                          "SET SESSION default_transaction_isolation TO SERIALIZABLE",
+                          "set default_transaction_isolation to 'SERIALIZABLE'",
+                          "SET default_transaction_isolation /* x */ = 'serializable'",
+                          "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; SELECT 1"}) {
+    CAPTURE(sql);
+    CHECK(isolation_of(sql) == Isolation::Serializable);
+  }
+  for (const char* sql : {"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                          "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                          "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                          "SET default_transaction_isolation = 'repeatable read'",
+                          "SET default_transaction_isolation /* x */ = 'read committed'"}) {
+    CAPTURE(sql);
+    CHECK(isolation_of(sql) == Isolation::Other);
+  }
+  // No level asked for: the session's default stands (RESET and TO DEFAULT say so by their parameter).
+  for (const char* sql : {"BEGIN", "BEGIN READ ONLY", "SET TRANSACTION READ ONLY", "SELECT 'serializable'",
+                          "SET search_path = serializable", "RESET default_transaction_isolation",
+                          "SET default_transaction_isolation TO DEFAULT", "SET LOCAL default_transaction_isolation "
+                          "= 'serializable'"}) {
+    CAPTURE(sql);
+    CHECK(isolation_of(sql) == Isolation::Unchanged);
+  }
 }
 
 TEST_CASE("classifier: a parse error is a write with reason unparsable") {

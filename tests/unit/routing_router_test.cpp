@@ -131,6 +131,23 @@ TEST_CASE("router: read-only transactions and reads go to a standby") {
   CHECK_FALSE(is_read_only_statement(of_kind(StatementKind::TxEnd), ro));
 }
 
+TEST_CASE("router: SERIALIZABLE transactions and sessions whose default is run on the primary") {
+  const BackendsView v = view_of({standby_status("s1")});
+  Classification serializable_begin = begin_stmt(true);
+  serializable_begin.isolation = Isolation::Serializable;
+  check_route(route(serializable_begin, {}, v), RouteTarget::Primary, 0, RouteReason::Serializable);
+  Classification other_begin = begin_stmt(true);
+  other_begin.isolation = Isolation::Other;
+  check_route(route(other_begin, {}, v), RouteTarget::Standby, 1, RouteReason::Read);
+
+  ClientRouteState serializable;
+  serializable.serializable_default = true;
+  check_route(route(read_stmt(), serializable, v), RouteTarget::Primary, 0, RouteReason::Serializable);
+  check_route(route(begin_stmt(true), serializable, v), RouteTarget::Primary, 0, RouteReason::Serializable);
+  check_route(route(write_stmt(), serializable, v), RouteTarget::Primary, 0, RouteReason::Write);
+  CHECK(std::strcmp(to_string(RouteReason::Serializable), "serializable") == 0);
+}
+
 // ---- standby choice ---------------------------------------------------------------------------------------
 
 TEST_CASE("router: the held standby is kept while it is allowed") {

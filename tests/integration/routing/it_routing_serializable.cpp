@@ -1,0 +1,137 @@
+// SERIALIZABLE with the read/write split: hot standbys refuse serializable transactions (0A000 "cannot use
+// serializable mode in a hot standby"), so pgmux runs them, and every read of a session whose default isolation
+// level is SERIALIZABLE, on the primary. Each script runs directly on the primary and through pgmux (session and
+// transaction pooling); every reply must be the same, errors included.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/integration/routing/routing_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::routing;
+
+namespace {
+
+const char* const kDb = "rt_serializable";
+const char* const kRole = "rt_serializable_role";  // ALTER ROLE ... SET default_transaction_isolation
+
+struct Fixture {
+  ClusterPorts ports = cluster_ports();
+  int listen = pick_listen_port();
+  std::string pool_mode;
+  ProxyUnderTest proxy;
+
+  explicit Fixture(std::string mode) : pool_mode(std::move(mode)), proxy(make_config(), listen) {
+    recreate_database(ports, kDb, {"CREATE TABLE items (id int PRIMARY KEY)", "INSERT INTO items VALUES (1), (2)",
+                                   "GRANT SELECT ON items TO app"});
+    PgConn p = admin(ports.primary, kDb);
+    exec(p.get(), std::string("DO $$BEGIN CREATE ROLE ") + kRole + " LOGIN PASSWORD 'serpw'; " +
+                      "EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+    exec(p.get(), std::string("ALTER ROLE ") + kRole + " SET default_transaction_isolation = serializable");
+    exec(p.get(), std::string("GRANT SELECT ON items TO ") + kRole);
+    REQUIRE(wait_replayed(ports, 20));
+    REQUIRE_MESSAGE(wait_ports_serving(proxy.conninfo("app", "app", kDb), {ports.standby1, ports.standby2}, 20),
+                    "standbys never served reads");
+  }
+  ~Fixture() {
+    try {
+      drop_database(ports, kDb);
+    } catch (...) {
+    }
+  }
+  std::string make_config() const {
+    nlohmann::json config = routing_config(listen, ports);
+    config["workers"] = 1;
+    config["users"].push_back({{"name", kRole}, {"password", "serpw"}});
+    config["databases"] = nlohmann::json::array({{{"name", kDb}, {"pool_mode", pool_mode}, {"pool_size", 10}}});
+    return config.dump();
+  }
+  std::string direct(const std::string& user, const std::string& password) const {
+    return conninfo(ports.primary, user, password, kDb);
+  }
+  bool standby(int port) const { return port == ports.standby1 || port == ports.standby2; }
+};
+
+// Every statement's outcome, one line each: its SQLSTATE when it failed, else its first value or its command tag.
+std::string run_script(const std::string& conninfo, const std::vector<std::string>& script) {
+  PgConn conn = connect(conninfo);
+  std::string out;
+  for (const std::string& sql : script) {
+    PgResult res(PQexec(conn.get(), sql.c_str()));
+    const ExecStatusType status = PQresultStatus(res.get());
+    if (status == PGRES_TUPLES_OK && PQntuples(res.get()) > 0) {
+      out += PQgetvalue(res.get(), 0, 0);
+    } else if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+      out += PQcmdStatus(res.get());
+    } else {
+      out += "error " + sqlstate(res.get()) + ": " + PQresultErrorMessage(res.get());
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+const char* const kLevel = "SELECT current_setting('transaction_isolation')";
+
+const std::vector<std::vector<std::string>> kScripts = {
+    {"SET default_transaction_isolation = 'serializable'", kLevel, "SELECT count(*) FROM items", "BEGIN READ ONLY",
+     kLevel, "COMMIT"},
+    {"SET SESSION default_transaction_isolation TO SERIALIZABLE", kLevel},
+    {"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", kLevel, "BEGIN READ ONLY", kLevel,
+     "COMMIT", kLevel},
+    {"BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", kLevel, "SELECT count(*) FROM items", "COMMIT"},
+    {"START TRANSACTION READ ONLY, ISOLATION LEVEL SERIALIZABLE", kLevel, "COMMIT"},
+    {"BEGIN ISOLATION LEVEL SERIALIZABLE", "SET TRANSACTION READ ONLY", kLevel, "COMMIT"},
+    {"BEGIN", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", kLevel, "COMMIT"},
+    {"BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; SELECT current_setting('transaction_isolation'); COMMIT"},
+    {"SET default_transaction_isolation = 'serializable'", "RESET default_transaction_isolation", kLevel},
+    {"SET default_transaction_isolation = 'serializable'", "SET default_transaction_isolation = 'repeatable read'",
+     kLevel},
+};
+
+void compare_scripts(Fixture& f) {
+  for (const auto& script : kScripts) {
+    CAPTURE(script.front());
+    const auto expected = run_script(f.direct("app", "app"), script);
+    CHECK(run_script(f.proxy.conninfo("app", "app", kDb), script) == expected);
+  }
+}
+
+// Settings pgmux does not see set: a startup option, a role's default. The first read a standby refuses runs
+// again on the primary; the client sees what a direct connection shows.
+void compare_hidden_defaults(Fixture& f) {
+  const std::vector<std::string> reads = {kLevel, "SELECT count(*) FROM items", kLevel};
+  const std::string option = " options='-c default_transaction_isolation=serializable'";
+  CHECK(run_script(f.proxy.conninfo("app", "app", kDb) + option, reads) ==
+        run_script(f.direct("app", "app") + option, reads));
+  CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == run_script(f.direct(kRole, "serpw"), reads));
+}
+
+// Once the default is back to a level standbys run, reads go to them again.
+void reads_return_to_standbys(Fixture& f) {
+  PgConn conn = connect(f.proxy.conninfo("app", "app", kDb));
+  exec(conn.get(), "SET default_transaction_isolation = 'serializable'");
+  for (int i = 0; i < 5; ++i) CHECK(server_port(conn.get()) == f.ports.primary);
+  exec(conn.get(), "RESET default_transaction_isolation");
+  CHECK(wait_until([&] { return f.standby(server_port(conn.get())); }, 5, 0.05));
+}
+
+}  // namespace
+
+TEST_CASE("serializable with the split: every reply as on the primary, session pooling") {
+  if (direct_mode()) return;  // the scripts compare pgmux with a direct connection themselves
+  Fixture f("session");
+  compare_scripts(f);
+  compare_hidden_defaults(f);
+  reads_return_to_standbys(f);
+}
+
+TEST_CASE("serializable with the split: every reply as on the primary, transaction pooling") {
+  if (direct_mode()) return;
+  Fixture f("transaction");
+  compare_scripts(f);
+  compare_hidden_defaults(f);
+  reads_return_to_standbys(f);
+}
