@@ -279,9 +279,9 @@ ByteVector* ServerConn::client_view_of_error(ByteView body) {
 
 // HeldForRetry: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held
 // meanwhile (rows included: none may reach the client before it is known whether the request runs again). A
-// 25006 (or a refusal of SERIALIZABLE) with the server back outside a transaction makes the reply DropForRetry (a copy of it is kept, in case
-// the client cannot run the request again after all); anything else, or a reply too big to hold, Forward. False
-// while the bytes that decide are not all here (pass.room says how many must fit).
+// 25006 (or a refusal of SERIALIZABLE) with the server back outside a transaction makes the reply DropForRetry (a
+// copy of it is kept, in case the client cannot run the request again after all); anything else, or a reply too
+// big to hold, Forward. False while the bytes that decide are not all here (pass.room says how many must fit).
 bool ServerConn::decide_read_only_retry(RelayPass& pass) {
   constexpr size_t kMaxHeld = 128 * 1024;  // a reply that holds back more than this is forwarded as it is
   OwedReply& front = owed_.front();
