@@ -130,7 +130,7 @@ bool ClientConn::answer_explain_route() {
   admin::encode(answer, out);
   // encode() ends with ReadyForQuery 'I': inside a transaction the status must stay the server's.
   char status = active_ ? active_->tx_status() : 'I';
-  if (!session_.deferred_begin.empty()) status = 'T';
+  if (!session_.deferred_begin.empty()) status = session_.deferred_begin_failed ? 'E' : 'T';
   out.back() = static_cast<std::byte>(status);
   send_owned(std::move(out));
   in_.advance_parsed(request_.size);

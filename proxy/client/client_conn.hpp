@@ -279,6 +279,8 @@ class ClientConn final : public StreamConn, public PoolClient {
                                                     bool failed);
   void apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran);
   void answer_locally_with_error(const FailureReport& failure);
+  char status_after_local_error() const;  // the ReadyForQuery status of such an answer
+  void fail_block(ServerConn& server);
   std::string log_prefix() const;  // "C-<id> <peer> user=<user> db=<database>"
   // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the
   // server is reused, reset or closed (server_fate).
@@ -375,7 +377,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool pumping_ = false;
   bool repump_ = false;
   size_t copy_pass_remaining_ = 0;
-  protocol::ByteVector begin_message_;  // that BEGIN as a Query message, while it is being written
+  protocol::ByteVector begin_message_;  // that BEGIN as a Query message (and kFailBlock), while it is being written
   protocol::ByteVector retry_request_;  // the request held for a retry (HeldForRetry) as it came from the client
   bool sent_again_after_loss_ = false;  // that request already went again once after its server was lost
   static constexpr size_t kMaxRetriedRequest = 64 * 1024;  // larger reads are not copied for a retry

@@ -19,6 +19,16 @@ namespace pgmux::proxy {
 
 using namespace protocol;
 
+namespace {
+
+// What fails the block of a deferred BEGIN that pgmux answered an error in (deferred_begin_failed): no such text
+// is an integer, so it fails at parse analysis wherever it runs (22P02; no table, function or setting of the
+// session takes part), and the server's log says why.
+constexpr std::string_view kFailBlock =
+    "SELECT 'pgmux answered an error in this transaction block: it fails here too'::pg_catalog.int4";
+
+}  // namespace
+
 void ClientConn::pump() {
   if (pumping_) {
     repump_ = true;
@@ -134,7 +144,7 @@ bool ClientConn::dispatch() {
     if (sync) {
       discard_until_sync_ = false;
       ByteVector out;
-      build_ready_for_query(out, 'I');
+      build_ready_for_query(out, status_after_local_error());
       send_owned(std::move(out));
     }
     return true;
@@ -361,7 +371,10 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
     if (step.prepares_unnamed) unnamed_.prepared_on(&s);
   }
   if (!session_.deferred_begin.empty()) {
-    session_.deferred_begin.clear();
+    // pgmux answered an error in the block this step's BEGIN opened: it fails on the server too, ahead of the
+    // request (harmless where a statement the step prepared failed it already).
+    if (session_.deferred_begin_failed) fail_block(s);
+    session_.deferred_begin_sent();
     // The request goes on inside the block that BEGIN opened ('T'), or fails in it ('E': a statement the step
     // prepared behind the BEGIN failed, and resume_routed answers the request with that error).
     session_.tx_status = s.tx_status();
@@ -415,7 +428,10 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
   // A deferred BEGIN goes out in front of the request (send_request): its reply is owed first.
-  if (!session_.deferred_begin.empty()) server->expect_skipped_reply();
+  if (!session_.deferred_begin.empty()) {
+    server->expect_skipped_reply();
+    if (session_.deferred_begin_failed) server->expect_failing_reply();
+  }
   // Asked before its reply is owed.
   const bool retriable = may_run_on_primary_instead(server, c) || may_run_again_if_lost(server, c);
   const bool extended = request_.kind == RequestKind::Extended;
@@ -503,9 +519,10 @@ void ClientConn::send_request(ServerConn* server, bool unnamed_close) {
     // The BEGIN pgmux answered, in front of the request; its reply (CommandComplete, ReadyForQuery) is skipped.
     begin_message_.clear();
     build_query(begin_message_, session_.deferred_begin);
+    if (session_.deferred_begin_failed) build_query(begin_message_, kFailBlock);  // its reply skipped too
     bufs[count++] =
         uv_buf_init(reinterpret_cast<char*>(begin_message_.data()), static_cast<unsigned>(begin_message_.size()));
-    session_.deferred_begin.clear();
+    session_.deferred_begin_sent();
   }
   if (unnamed_close) {  // hides_unnamed_close: Close 'S' "", its reply kept from the client
     static char close_unnamed[] = {'C', 0, 0, 0, 6, 'S', 0};
@@ -528,19 +545,39 @@ void ClientConn::note_pin(routing::PinReason pin, bool pinned_primary) {
   }
 }
 
+// An error inside a transaction block fails it. In a block still deferred (no server has run its BEGIN: routing
+// and pool failures such as 57P03 or 53300 meet the request that would have sent it), the block fails on the server
+// too, behind the BEGIN in front of the client's next request: PostgreSQL itself answers what follows, as on a
+// direct connection (25P02 until the block ends, ROLLBACK for COMMIT, whatever the protocol, query string or
+// savepoint). Inside a block a server runs, what pgmux answers failed there already (PrepareFailed); it answers
+// the others (PlanChanged, DuplicatePreparedStatement) only outside a block.
 void ClientConn::answer_locally_with_error(const FailureReport& failure) {
   ByteVector out;
   report_failure(failure, Severity::Error, worker_.metrics(), log_prefix(), out);
+  if (!session_.deferred_begin.empty()) session_.deferred_begin_failed = true;
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
   if (ends_with_ready) {
-    // An error inside a transaction block aborts it (the block pgmux answered BEGIN for included).
-    build_ready_for_query(out, session_.deferred_begin.empty() && session_.tx_status == 'I' ? 'I' : 'E');
+    build_ready_for_query(out, status_after_local_error());
   } else {
     discard_until_sync_ = true;
   }
   send_owned(std::move(out));
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
+}
+
+// An error inside a transaction block fails it (the block pgmux answered BEGIN for included).
+char ClientConn::status_after_local_error() const {
+  return session_.deferred_begin.empty() && session_.tx_status == 'I' ? 'I' : 'E';
+}
+
+// After an error pgmux answered in its block, the block the step's BEGIN opened on `server` fails there too, ahead
+// of the request (finish_prepare).
+void ClientConn::fail_block(ServerConn& server) {
+  ByteVector query;
+  build_query(query, kFailBlock);
+  server.expect_failing_reply();
+  server.send_owned(std::move(query));
 }
 
 }  // namespace pgmux::proxy

@@ -83,6 +83,9 @@ struct ClientSession {
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
   std::string deferred_begin;              // a plain BEGIN answered by pgmux, sent with the next statement
+  // pgmux answered an error itself inside that block (ClientConn::answer_locally_with_error): a statement that
+  // fails goes out behind the BEGIN, so that PostgreSQL fails the block too and answers what follows itself.
+  bool deferred_begin_failed = false;
   // Transaction pooling: the client's SQL-level prepared statements (PREPARE name AS ...) by name as PostgreSQL
   // folds it, each with its PREPARE statement, prepared on a server when a request there names it
   // (client_sql_statements.cpp).
@@ -90,6 +93,12 @@ struct ClientSession {
   const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
   bool pin_logged = false;
   char tx_status = 'I';  // the transaction status the client's last finished request left
+
+  // The deferred BEGIN went out (and the failing statement behind it, if any).
+  void deferred_begin_sent() {
+    deferred_begin.clear();
+    deferred_begin_failed = false;
+  }
 
   // A session command `sql` (classified as `c`) succeeded outside a transaction. In transaction pooling servers
   // are shared, so a RESET of a startup parameter (or RESET ALL) must land on the client's own startup values:

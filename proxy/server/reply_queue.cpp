@@ -35,6 +35,8 @@ OwedReply& ReplyQueue::push_request(bool closes, bool extended, uint64_t now_ns)
 
 void ReplyQueue::push_skipped() { push_back().fate = ReplyFate::SkipOwn; }
 
+void ReplyQueue::push_failing() { push_back().fate = ReplyFate::FailOwn; }
+
 void ReplyQueue::push_internal(int readies, InternalDone done) {
   OwedReply& entry = push_back();
   entry.fate = ReplyFate::Internal;

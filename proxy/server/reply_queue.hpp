@@ -28,6 +28,9 @@ enum class ReplyFate : uint8_t {
   DropForRetry,       // a failed attempt the client never sees; at its ReadyForQuery the client runs it again
   SkipOwn,            // pgmux's own statement sent ahead of a client request (a deferred BEGIN): dropped; if it
                       // fails the server is closed (the request must not run outside the client's transaction)
+  FailOwn,            // pgmux's own statement that fails on purpose, behind a deferred BEGIN: the block fails on the
+                      // server as it did for the client (an error pgmux answered itself). Dropped; a ReadyForQuery
+                      // other than 'E' closes the server (the request must not run in a block that goes on)
   Internal,           // pgmux's own queries on a server no client request is waiting for: consumed here
 };
 
@@ -91,7 +94,9 @@ struct OwedReply {
   std::unique_ptr<InternalRun> internal;    // only for fate Internal
 
   // Whether the client waits for this reply (as opposed to pgmux's own statements).
-  bool for_client() const { return fate != ReplyFate::SkipOwn && fate != ReplyFate::Internal; }
+  bool for_client() const {
+    return fate != ReplyFate::SkipOwn && fate != ReplyFate::FailOwn && fate != ReplyFate::Internal;
+  }
 };
 
 // A ring that grows by doubling and never allocates while its depth stays within what it has seen.
@@ -112,6 +117,8 @@ class ReplyQueue {
   OwedReply& push_request(bool closes, bool extended, uint64_t now_ns);
   // pgmux's own statement sent ahead of the next client request (the next push_request).
   void push_skipped();
+  // The same, one that must fail (FailOwn).
+  void push_failing();
   void push_internal(int readies, InternalDone done);
   // The front entry is done.
   OwedReply pop();

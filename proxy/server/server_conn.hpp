@@ -64,6 +64,10 @@ class ServerConn final : public StreamConn, public PoolServer {
   // dropped, and should it fail the server is closed (the request must not run outside the transaction the
   // client asked for). Call before expect_reply for that request.
   void expect_skipped_reply() { owed_.push_skipped(); }
+  // pgmux sends a statement that fails, behind a deferred BEGIN, to fail the block as it failed for the client:
+  // its reply is dropped, and the server is closed unless it leaves the block failed ('E'). Also before
+  // expect_reply.
+  void expect_failing_reply() { owed_.push_failing(); }
   // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
   bool reusable() const override;
   // Replies still to come for requests sent (or an extended sequence not yet closed by Sync).

@@ -192,7 +192,7 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
                        // (client_server_ending.cpp)
     return true;
   }
-  if (fate == ReplyFate::SkipOwn) return drop_own_reply(tag, body, size, pass);
+  if (fate == ReplyFate::SkipOwn || fate == ReplyFate::FailOwn) return drop_own_reply(tag, body, size, pass);
   if (hidden_describe_ != 0 && take_hidden_describe(tag, body, size, pass)) return true;
   if (tag == backend::kParseComplete && !owed_.empty()) note_parse_complete();
   if (tag == backend::kCloseComplete && !owed_.empty()) {  // counted: some may answer pgmux's own Close
@@ -385,10 +385,13 @@ bool ServerConn::take_hidden_describe(char tag, ByteView body, size_t size, Rela
   return true;
 }
 
-// The reply to pgmux's own statement in front of a request: the client already had its answer from pgmux.
+// The reply to pgmux's own statement in front of a request: the client already had its answer from pgmux. A
+// deferred BEGIN must succeed; the statement behind it that fails the block on purpose (FailOwn) must leave it
+// failed.
 bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass& pass) {
   pass.pos += size;
-  if (tag == backend::kErrorResponse) {
+  const bool fails_on_purpose = owed_.front().fate == ReplyFate::FailOwn;
+  if (tag == backend::kErrorResponse && !fails_on_purpose) {
     auto error = parse_error_fields(body);
     // A FATAL here is the server going away (terminated, shutting down): routine, unlike a BEGIN that failed.
     PGMUX_LOG(error && error->severity == "FATAL" ? conf::LogLevel::Info : conf::LogLevel::Error,
@@ -398,7 +401,12 @@ bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass&
     owed_.front().failed = true;
   } else if (tag == backend::kReadyForQuery) {
     note_ready(body);
-    if (owed_.pop().failed) {
+    const bool block_goes_on = fails_on_purpose && tx_status_ != 'E';
+    if (block_goes_on) {
+      LOG_ERROR("S-%llu backend %s: the statement pgmux sent to fail a transaction block left it '%c'; closing the "
+                "server", static_cast<unsigned long long>(id()), pool_.backend().name.c_str(), tx_status_);
+    }
+    if (owed_.pop().failed || block_goes_on) {
       in_.advance_parsed(pass.pos - in_.parsed());
       fail(Failure::DeferredBeginFailed);
       return false;

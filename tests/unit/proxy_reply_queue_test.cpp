@@ -50,10 +50,13 @@ TEST_CASE("reply queue: a request sent behind one armed for a retry disarms it")
 TEST_CASE("reply queue: pgmux's own statements are owed in order but are not the client's") {
   ReplyQueue q;
   q.push_skipped();  // a deferred BEGIN in front of the request
+  q.push_failing();  // the statement that fails its block (pgmux answered an error in it)
   q.push_request(true, false, 5);
-  CHECK(q.size() == 2);
+  CHECK(q.size() == 3);
   CHECK(q.client_requests() == 1);
   CHECK(q.front_fate() == ReplyFate::SkipOwn);
+  CHECK_FALSE(q.pop().for_client());
+  CHECK(q.front_fate() == ReplyFate::FailOwn);
   CHECK_FALSE(q.pop().for_client());
   CHECK(q.front().for_client());
 }

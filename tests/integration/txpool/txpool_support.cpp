@@ -75,7 +75,7 @@ std::string app_conninfo(int port, const std::string& db, const std::string& ext
   return extra.empty() ? ci : ci + " " + extra;
 }
 
-void wait_serving(const std::string& ci) {
+void wait_serving(const std::string& ci, const std::string& sql) {
   std::string last;
   const bool ok = routing::wait_until(
       [&] {
@@ -84,7 +84,7 @@ void wait_serving(const std::string& ci) {
           last = PQerrorMessage(conn.get());
           return false;
         }
-        PgResult res(PQexec(conn.get(), "SELECT 1"));
+        PgResult res(PQexec(conn.get(), sql.c_str()));
         last = error_text(conn.get(), res.get());
         return PQresultStatus(res.get()) == PGRES_TUPLES_OK;
       },

@@ -33,10 +33,10 @@ std::string run_threads(int n, const std::function<void(int)>& body);
 // "host=... user=app dbname=db" through the proxy under test (trust: no password needed, one is sent anyway).
 std::string app_conninfo(int port, const std::string& db, const std::string& extra = "");
 
-// Waits (up to 10 s) until a fresh connection through `ci` runs a query. pgmux accepts clients before its
+// Waits (up to 10 s) until a fresh connection through `ci` runs a query (`sql`). pgmux accepts clients before its
 // prober has found the primary and refuses their queries with 57P03 meanwhile (reported); tests of pooling
 // start once it serves.
-void wait_serving(const std::string& ci);
+void wait_serving(const std::string& ci, const std::string& sql = "SELECT 1");
 
 // Current resident set size (VmRSS) of pid in KiB, -1 when unreadable.
 long rss_kb(pid_t pid);

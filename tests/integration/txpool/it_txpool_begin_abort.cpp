@@ -1,0 +1,294 @@
+// An error pgmux answers itself while the BEGIN it answered is still deferred (no server has run it yet: the
+// request behind it could not be routed or got no server) aborts the transaction as an error does on PostgreSQL:
+// every statement until the block ends gets 25P02, COMMIT answers ROLLBACK, and nothing the client sent in that
+// block is written. Each sequence runs directly on the primary (the oracle, with a statement that fails in place of
+// the one pgmux refuses) and through pgmux, in transaction pooling and in session pooling, both with read/write
+// split (pgmux defers a plain BEGIN only then); every reply is compared: result statuses, SQLSTATEs, command tags,
+// the transaction status after each step, and the rows in the table afterwards.
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tests/integration/txpool/txpool_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::txpool;
+
+namespace {
+
+const char* const kDb = "txp_begin_abort";
+
+// The statement that fails the block. Through pgmux: one pgmux answers with an error of its own (`hold` runs
+// before it is sent, `release` once its error came). Directly: one PostgreSQL fails.
+struct Trigger {
+  std::string sql;       // sent as it is
+  std::string sqlstate;  // the error it must get
+  std::function<void()> hold = [] {};
+  std::function<void()> release = [] {};
+};
+const Trigger kDirectTrigger{"SELECT 1/0", "22012"};
+
+// With no fallback to the primary and no standby, pgmux serves reads only where they are told to go there.
+const char* const kPrimaryRead = "/* pgmux:primary */ SELECT 1";
+
+// One result as the client sees it: its status and SQLSTATE or command tag ("rows" with the first value).
+std::string describe(const PGresult* res) {
+  switch (PQresultStatus(res)) {
+    case PGRES_TUPLES_OK:
+      return std::string("rows ") + (PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "none");
+    case PGRES_COMMAND_OK:
+      return std::string("ok ") + PQcmdStatus(const_cast<PGresult*>(res));
+    case PGRES_FATAL_ERROR: {
+      const char* severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+      return std::string(severity ? severity : "?") + " " + sqlstate(res);
+    }
+    case PGRES_PIPELINE_SYNC:
+      return "sync";
+    case PGRES_PIPELINE_ABORTED:
+      return "skipped";
+    default:
+      return PQresStatus(PQresultStatus(res));
+  }
+}
+
+char tx_status(PGconn* conn) {
+  switch (PQtransactionStatus(conn)) {
+    case PQTRANS_IDLE: return 'I';
+    case PQTRANS_INTRANS: return 'T';
+    case PQTRANS_INERROR: return 'E';
+    default: return '?';
+  }
+}
+
+// The results of the command just sent (PQsend*), up to the end of its results, each waited for 10 s at most.
+// The error of a trigger (`trigger` set) is written "trigger error", its SQLSTATE kept in *trigger.
+std::string results(PGconn* conn, std::string* trigger = nullptr) {
+  std::string line;
+  for (;;) {
+    while (PQisBusy(conn)) {
+      if (!wait_readable(conn, 10)) return line + " | no answer within 10 s";
+      if (PQconsumeInput(conn) != 1) return line + " | connection lost";
+    }
+    PgResult res(PQgetResult(conn));
+    if (!res) return line;
+    std::string one = describe(res.get());
+    if (trigger && PQresultStatus(res.get()) == PGRES_FATAL_ERROR) {
+      *trigger = sqlstate(res.get());
+      one = "trigger error";
+    }
+    line += (line.empty() ? "" : ", ") + one;
+    if (PQresultStatus(res.get()) == PGRES_PIPELINE_SYNC) return line;  // no end-of-results follows a Sync's
+  }
+}
+
+// The same, then the transaction status libpq read from the ReadyForQuery.
+std::string collect(PGconn* conn, std::string* trigger = nullptr) {
+  std::string line = results(conn, trigger);
+  return line + " [" + tx_status(conn) + "]";
+}
+
+// A step of a sequence: sends its messages on conn and returns its line of the transcript.
+using Step = std::function<std::string(PGconn* conn, const Trigger& trigger, std::string* trigger_state)>;
+
+Step query(const std::string& sql) {
+  return [sql](PGconn* conn, const Trigger&, std::string*) {
+    return sql + ": " + (PQsendQuery(conn, sql.c_str()) == 1 ? collect(conn) : "not sent");
+  };
+}
+
+// The extended protocol: Parse, Bind, Describe, Execute, Sync of the unnamed statement.
+Step extended(const std::string& sql) {
+  return [sql](PGconn* conn, const Trigger&, std::string*) {
+    const int sent = PQsendQueryParams(conn, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0);
+    return "extended " + sql + ": " + (sent == 1 ? collect(conn) : "not sent");
+  };
+}
+
+Step prepare(const std::string& name, const std::string& sql) {
+  return [name, sql](PGconn* conn, const Trigger&, std::string*) {
+    const int sent = PQsendPrepare(conn, name.c_str(), sql.c_str(), 0, nullptr);
+    return "prepare " + name + ": " + (sent == 1 ? collect(conn) : "not sent");
+  };
+}
+
+Step execute(const std::string& name) {
+  return [name](PGconn* conn, const Trigger&, std::string*) {
+    const int sent = PQsendQueryPrepared(conn, name.c_str(), 0, nullptr, nullptr, nullptr, 0);
+    return "execute " + name + ": " + (sent == 1 ? collect(conn) : "not sent");
+  };
+}
+
+// The statement that fails: pgmux's refusal, or PostgreSQL's error directly.
+Step trigger() {
+  return [](PGconn* conn, const Trigger& trigger, std::string* trigger_state) {
+    trigger.hold();
+    const std::string line =
+        "trigger: " + (PQsendQuery(conn, trigger.sql.c_str()) == 1 ? collect(conn, trigger_state) : "not sent");
+    trigger.release();
+    return line;
+  };
+}
+
+// The same in a pipeline, its batch ended by Flush, and the Sync sent afterwards on its own: the error comes
+// before the Sync that reports the transaction status.
+Step pipelined_trigger() {
+  return [](PGconn* conn, const Trigger& trigger, std::string* trigger_state) {
+    if (PQenterPipelineMode(conn) != 1) return std::string("pipeline: not entered");
+    std::string line = "pipelined trigger: ";
+    trigger.hold();
+    if (PQsendQueryParams(conn, trigger.sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1 ||
+        PQsendFlushRequest(conn) != 1 || PQflush(conn) != 0) {
+      return line + "not sent";
+    }
+    line += results(conn, trigger_state);  // the error, before any Sync
+    trigger.release();
+    if (PQpipelineSync(conn) != 1) return line + "; sync not sent";
+    line += "; " + results(conn);
+    PQexitPipelineMode(conn);
+    return line + " [" + tx_status(conn) + "]";
+  };
+}
+
+struct Sequence {
+  const char* name;
+  std::vector<Step> steps;
+};
+
+// Each sequence opens a block with a plain BEGIN and fails it with the trigger.
+std::vector<Sequence> sequences() {
+  return {
+      {"a simple INSERT, a read, COMMIT",
+       {query("BEGIN"), trigger(), query("INSERT INTO t VALUES (1)"), query("SELECT count(*) FROM t"),
+        query("COMMIT")}},
+      {"an extended INSERT, then COMMIT", {query("BEGIN"), trigger(), extended("INSERT INTO t VALUES (2)"),
+                                           extended("SELECT 1"), query("COMMIT")}},
+      {"a statement prepared before the block, executed in it; one prepared in it",
+       {prepare("ins3", "INSERT INTO t VALUES (3)"), query("BEGIN"), trigger(), execute("ins3"),
+        prepare("sel", "SELECT 1"), query("COMMIT"), execute("ins3")}},
+      {"INSERT and COMMIT in one query string, then ROLLBACK",
+       {query("BEGIN"), trigger(), query("INSERT INTO t VALUES (4); COMMIT"), query("ROLLBACK")}},
+      {"savepoints, then END",
+       {query("BEGIN"), trigger(), query("SAVEPOINT s"), query("ROLLBACK TO SAVEPOINT s"),
+        query("INSERT INTO t VALUES (5)"), query("BEGIN"), query("END")}},
+      {"a session setting replayed first (the prepare step), then COMMIT",
+       {query("SET application_name = 'begin_abort'"), query("BEGIN"), trigger(), query("INSERT INTO t VALUES (6)"),
+        query("COMMIT")}},
+      {"ROLLBACK, then a block that commits",
+       {query("BEGIN"), trigger(), query("ROLLBACK"), query("BEGIN"), query("INSERT INTO t VALUES (7)"),
+        query("COMMIT")}},
+  };
+}
+
+// The rows in the table, read directly on the primary.
+std::string rows(PGconn* owner) {
+  return scalar(owner, "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), 'none') FROM t");
+}
+
+// Runs a sequence on a fresh connection through conninfo `ci`: its transcript, then the table's rows (emptied
+// again). Every trigger's SQLSTATE goes to *trigger_states.
+std::string run(const Sequence& sequence, const std::string& ci, const Trigger& trigger, PGconn* owner,
+                std::vector<std::string>* trigger_states) {
+  PgConn conn = connect(ci);
+  std::string transcript;
+  for (const Step& step : sequence.steps) {
+    std::string state;
+    transcript += step(conn.get(), trigger, &state) + "\n";
+    if (!state.empty()) trigger_states->push_back(state);
+  }
+  conn.reset();
+  transcript += "rows afterwards: " + rows(owner) + "\n";
+  exec(owner, "TRUNCATE t");
+  return transcript;
+}
+
+void create_table() {
+  PgConn owner = connect(app_conninfo(cluster_ports().primary, kDb));
+  exec(owner.get(), "DROP TABLE IF EXISTS t; CREATE TABLE t (id int PRIMARY KEY)");
+}
+
+// pgmux on the primary alone with the read/write split on (a plain BEGIN is deferred) and no fallback to the
+// primary for reads: the read-only transaction `BEGIN; SET TRANSACTION READ ONLY` asks for a standby there is not,
+// and pgmux answers 57P03 itself. Eventual consistency: else, after a commit, such a read would go to the primary
+// (no standby can show that commit yet).
+nlohmann::json split_config(int listen, const std::string& pool_mode, int pool_size) {
+  nlohmann::json config = txpool_config(listen, kDb, pool_size);
+  database_entry(config)["pool_mode"] = pool_mode;
+  config["routing"] = {{"read_write_split", true}, {"fallback_to_primary", false}, {"consistency", "eventual"}};
+  config["timeouts"]["query_wait_timeout"] = 1;
+  return config;
+}
+
+// Each sequence directly and through pgmux (`ci`, `trigger`): the transcripts must be equal.
+void compare_sequences(const std::vector<Sequence>& all, const std::string& ci, const Trigger& trigger,
+                       ProxyUnderTest& proxy) {
+  PgConn owner = connect(app_conninfo(cluster_ports().primary, kDb));
+  bool failed = false;
+  for (const Sequence& sequence : all) {
+    const std::string name = sequence.name;  // doctest would print the pointer of a const char*
+    INFO("sequence: " << name);
+    std::vector<std::string> direct_states;
+    std::vector<std::string> pgmux_states;
+    const std::string direct =
+        run(sequence, app_conninfo(cluster_ports().primary, kDb), kDirectTrigger, owner.get(), &direct_states);
+    const std::string through_pgmux = run(sequence, ci, trigger, owner.get(), &pgmux_states);
+    CHECK(through_pgmux == direct);
+    CHECK(direct_states == std::vector<std::string>{kDirectTrigger.sqlstate});  // the trigger fails once
+    CHECK(pgmux_states == std::vector<std::string>{trigger.sqlstate});
+    failed |= through_pgmux != direct || pgmux_states != std::vector<std::string>{trigger.sqlstate};
+  }
+  if (failed && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
+}
+
+void compare_in_mode(const std::string& pool_mode) {
+  if (direct_mode()) return;  // the test compares with a direct connection itself
+  fresh_database(kDb);
+  create_table();
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(split_config(listen, pool_mode, 2).dump(), listen);
+  const std::string ci = app_conninfo(proxy.port(), kDb);
+  wait_serving(ci, kPrimaryRead);
+  compare_sequences(sequences(), ci, {"SET TRANSACTION READ ONLY", "57P03"}, proxy);
+  drop_database_quietly(kDb);
+}
+
+}  // namespace
+
+TEST_CASE("transaction pooling: an error pgmux answers after a deferred BEGIN aborts the block as on PostgreSQL") {
+  compare_in_mode("transaction");
+}
+
+TEST_CASE("session pooling: an error pgmux answers after a deferred BEGIN aborts the block as on PostgreSQL") {
+  compare_in_mode("session");
+}
+
+// The pool's own failure: the only server is held by another client's transaction, and the first statement after
+// BEGIN waits for it past query_wait_timeout (53300). The holder commits; the client's next statements find its
+// block failed. Also with the waiting statement in an extended batch ended by Flush, its Sync sent once the error
+// came (pgmux answers that Sync itself). In transaction pooling, where the holder gives the server back when it
+// commits.
+TEST_CASE("transaction pooling: no server within query_wait_timeout after a deferred BEGIN aborts the block") {
+  if (direct_mode()) return;
+  fresh_database(kDb);
+  create_table();
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(split_config(listen, "transaction", 1).dump(), listen);
+  const std::string ci = app_conninfo(proxy.port(), kDb);
+  wait_serving(ci, kPrimaryRead);
+  PgConn holder = connect(ci);
+  Trigger timeout{"SELECT 1/0", "53300"};
+  timeout.hold = [&holder] {
+    exec(holder.get(), "BEGIN");
+    exec(holder.get(), "SELECT 1");  // the pool's only server is the holder's until it commits
+  };
+  timeout.release = [&holder] { exec(holder.get(), "COMMIT"); };
+  const std::vector<Sequence> waits = {
+      {"a simple INSERT, then COMMIT", {query("BEGIN"), trigger(), query("INSERT INTO t VALUES (1)"), query("COMMIT")}},
+      {"an extended batch ended by Flush, its Sync later, then COMMIT",
+       {query("BEGIN"), pipelined_trigger(), extended("INSERT INTO t VALUES (2)"), query("COMMIT")}},
+  };
+  compare_sequences(waits, ci, timeout, proxy);
+  holder.reset();
+  drop_database_quietly(kDb);
+}
