@@ -32,44 +32,43 @@ std::optional<CancelTarget> CancelSlot::get() const {
   return has_target_ ? std::optional<CancelTarget>(target_) : std::nullopt;
 }
 
+uint16_t* CancelSlot::count_of(uint64_t server_id) {
+  for (size_t i = 0; i < kEntries; ++i) {
+    if (in_flight_count_[i] > 0 && in_flight_server_[i] == server_id) return &in_flight_count_[i];
+  }
+  return nullptr;
+}
+
+// A cancel that cannot be counted is not sent: uncounted, its server could serve another client while it is on
+// its way. That is a count at UINT16_MAX (a cancel already on its way there does the same job), or no free entry,
+// which a client holding two servers at most never meets.
 std::optional<CancelTarget> CancelSlot::begin_cancel() {
   std::lock_guard guard(lock_);
   if (!has_target_) return std::nullopt;
-  InFlight* free_slot = nullptr;
-  for (InFlight& entry : in_flight_) {
-    if (entry.count > 0 && entry.process_id == target_.process_id) {
-      if (entry.count < UINT16_MAX) ++entry.count;
-      return target_;
+  uint16_t* count = count_of(target_.server_id);
+  for (size_t i = 0; i < kEntries && !count; ++i) {
+    if (in_flight_count_[i] == 0) {
+      in_flight_server_[i] = target_.server_id;
+      count = &in_flight_count_[i];
     }
-    if (entry.count == 0 && !free_slot) free_slot = &entry;
   }
-  if (free_slot) {
-    *free_slot = {target_.process_id, 1};
-  } else if (untracked_ < UINT16_MAX) {
-    ++untracked_;
-  }
+  if (!count || *count == UINT16_MAX) return std::nullopt;
+  ++*count;
   return target_;
 }
 
-void CancelSlot::end_cancel(int32_t process_id) {
+void CancelSlot::end_cancel(uint64_t server_id) {
   std::lock_guard guard(lock_);
-  for (InFlight& entry : in_flight_) {
-    if (entry.count > 0 && entry.process_id == process_id) {
-      --entry.count;
-      return;
-    }
-  }
-  if (untracked_ > 0) --untracked_;
+  if (uint16_t* count = count_of(server_id)) --*count;
 }
 
-bool CancelSlot::release(int32_t process_id) {
+bool CancelSlot::release(uint64_t server_id) {
   std::lock_guard guard(lock_);
-  if (has_target_ && target_.process_id == process_id) has_target_ = false;
-  if (untracked_ > 0) return true;
-  for (const InFlight& entry : in_flight_) {
-    if (entry.count > 0 && entry.process_id == process_id) return true;
-  }
-  return false;
+  if (has_target_ && target_.server_id == server_id) has_target_ = false;
+  uint16_t* count = count_of(server_id);
+  if (!count) return false;
+  *count = 0;  // the server is closed: nothing it serves from now on can be cancelled by them
+  return true;
 }
 
 CancelRegistry::Key CancelRegistry::add(std::shared_ptr<CancelSlot> slot, int32_t process_id) {
@@ -107,7 +106,7 @@ namespace {
 // One CancelRequest on its own connection; the object goes once its socket has closed.
 struct CancelSender {
   void on_closed() {
-    if (slot) slot->end_cancel(process_id);
+    if (slot) slot->end_cancel(server_id);
     delete this;
   }
 
@@ -116,7 +115,7 @@ struct CancelSender {
   uv_write_t write{};
   protocol::ByteVector packet;
   std::shared_ptr<CancelSlot> slot;
-  int32_t process_id = 0;  // the target's, for the slot
+  uint64_t server_id = 0;  // the target's, for the slot
   char scratch[64];  // PostgreSQL answers nothing; anything read lands here
 };
 
@@ -153,7 +152,7 @@ void on_cancel_connected(uv_connect_t* req, int status) {
 void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, std::shared_ptr<CancelSlot> slot) {
   auto* sender = new CancelSender;
   sender->slot = std::move(slot);
-  sender->process_id = target.process_id;
+  sender->server_id = target.server_id;
   protocol::build_cancel_request(sender->packet, target.process_id, target.secret_key);
   sender->tcp.init(loop);
   sender->connect.data = sender;

@@ -27,6 +27,11 @@ struct CancelTarget {
   } address{};
   int32_t process_id = 0;
   int32_t secret_key = 0;
+  // The target's identity for the slot's count of cancels on their way: pgmux's id of the server connection
+  // (ServerConn::id, unique in the process). The process id is not one (the primary and a standby may have
+  // backends with the same pid), and address + port + pid in the slot's entries would make every slot 20 bytes
+  // larger for the same (an idle client's memory).
+  uint64_t server_id = 0;
 
   void set_address(const sockaddr_storage& from);
 };
@@ -34,24 +39,29 @@ struct CancelTarget {
 // Where one client's cancel should go; updated by the owning worker on every checkout, read by any worker.
 // A cancel request takes time to reach its server (a connection of its own, then PostgreSQL signals the backend):
 // if the client gave the server back meanwhile, it would cancel the query of the server's next client. So the
-// slot counts the cancel requests on their way, and a server given back while one may still reach it does not
-// serve another client (release).
+// slot counts the cancel requests on their way to each of the client's servers, and a server given back while
+// one may still reach it does not serve another client (release).
 class CancelSlot {
  public:
   void set(const CancelTarget& target);
   void clear();
   std::optional<CancelTarget> get() const;
   // A cancel request for the current target is sent: that target, counted as on its way until end_cancel
-  // (nullopt: no target, nothing counted).
+  // (nullopt: no target, or its count cannot go higher; nothing counted, nothing to send).
   std::optional<CancelTarget> begin_cancel();
-  void end_cancel(int32_t process_id);  // the target begin_cancel returned
-  // The client lets go of the server with this process id: no cancel can take it as a target from now on. True
-  // when a cancel request sent to it may still be on its way.
-  bool release(int32_t process_id);
+  // The cancel begin_cancel returned for this server has surely ended: it reached the backend, or it never will.
+  void end_cancel(uint64_t server_id);
+  // The client lets go of the server with this id: no cancel can take it as a target from now on. True when a
+  // cancel request sent to it may still be on its way; the server is then closed, never served to another
+  // client, and the slot forgets its count (an end_cancel for it later changes nothing).
+  bool release(uint64_t server_id);
 
  private:
+  // The count of cancels on their way to this server, if it has one (an entry with a count above 0).
+  uint16_t* count_of(uint64_t server_id);
+
   // A spin lock rather than a std::mutex: every client holds a slot (a mutex is 40 bytes of it), the critical
-  // sections copy 40 bytes, and another worker reads a slot only for a cancel request, which is rare.
+  // sections copy 48 bytes, and another worker reads a slot only for a cancel request, which is rare.
   class SpinLock {
    public:
     void lock() {
@@ -64,14 +74,12 @@ class CancelSlot {
   };
   mutable SpinLock lock_;
   bool has_target_ = false;  // in the lock's padding
-  // Cancel requests on their way, by target: a client holds two servers at most (primary, standby), so two
-  // targets; one more (rare) counts for every server (`untracked_`).
-  struct InFlight {
-    int32_t process_id = 0;
-    uint16_t count = 0;
-  };
-  uint16_t untracked_ = 0;
-  InFlight in_flight_[2];
+  // Cancels on their way, by server: a client holds two servers at most (primary, standby), and release frees
+  // the entry of each server given back, so two entries do (a server lost keeps its entry until its cancels end).
+  // Counts and ids in two arrays rather than an array of pairs: a pair would be padded to 16 bytes.
+  static constexpr size_t kEntries = 2;
+  uint16_t in_flight_count_[kEntries] = {};
+  uint64_t in_flight_server_[kEntries] = {};
   CancelTarget target_;
 };
 

@@ -397,7 +397,7 @@ void ClientConn::drop_server(ServerLease& lease, std::optional<Failure> why) {
   facts.copy_in = server == active_ && copy_in_;
   // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
   facts.session_state = transaction_pooling() && session_.pin_reason != nullptr;
-  facts.cancel_on_its_way = cancel_slot_ && cancel_slot_->release(server->key().process_id);
+  facts.cancel_on_its_way = cancel_slot_ && cancel_slot_->release(server->id());
   let_go_of(server);
   lease.give_back(facts, why);
 }

@@ -508,6 +508,7 @@ void ClientConn::make_active(ServerConn* server) {
   target.set_address(server->address());
   target.process_id = server->key().process_id;
   target.secret_key = server->key().secret_key;
+  target.server_id = server->id();
   cancel_slot_->set(target);
 }
 

@@ -148,8 +148,9 @@ void ClientConn::forward_cancel(const CancelRequest& cancel) {
              peer_.c_str(), cancel.process_id);
     send_cancel_request(loop(), *target, std::move(slot));
   } else {
-    LOG_INFO("C-%llu %s: cancel request for unknown key (pid %d) ignored", static_cast<unsigned long long>(id_),
-             peer_.c_str(), cancel.process_id);
+    LOG_INFO("C-%llu %s: cancel request (pid %d) ignored: %s", static_cast<unsigned long long>(id_), peer_.c_str(),
+             cancel.process_id,
+             slot ? "its client uses no server now, or 65535 cancels for it are on their way" : "unknown key");
   }
   close_reason_ = Failure::CancelRequestDone;
   close();

@@ -1,5 +1,6 @@
 // The cancel registry: keys are (process id, secret) pairs, so a real server pid given to several clients of
 // different backends, or equal to one of pgmux's own numbers, still finds the right client.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 
 #include <memory>
@@ -11,11 +12,23 @@
 using namespace pgmux::proxy;
 
 namespace {
+// A server connection's target; server ids stand for the servers themselves (ServerConn::id).
+CancelTarget server(uint64_t server_id, int32_t pid, const char* ip = "127.0.0.1") {
+  CancelTarget target;
+  sockaddr_storage address{};
+  auto& v4 = reinterpret_cast<sockaddr_in&>(address);
+  v4.sin_family = AF_INET;
+  v4.sin_port = htons(5432);
+  inet_pton(AF_INET, ip, &v4.sin_addr);
+  target.set_address(address);
+  target.process_id = pid;
+  target.server_id = server_id;
+  return target;
+}
+
 std::shared_ptr<CancelSlot> slot_with_pid(int32_t target_pid) {
   auto slot = std::make_shared<CancelSlot>();
-  CancelTarget target;
-  target.process_id = target_pid;
-  slot->set(target);
+  slot->set(server(static_cast<uint64_t>(target_pid), target_pid));
   return slot;
 }
 }  // namespace
@@ -60,6 +73,7 @@ TEST_CASE("a real server pid: kept as given, shared by several clients without m
   CHECK(registry.size() == 3);
 }
 
+// In these tests a server's id is its pid unless the test gives both.
 TEST_CASE("a cancel on its way keeps its server from the next client until the server has closed it") {
   auto slot = slot_with_pid(7);
   const std::optional<CancelTarget> sent = slot->begin_cancel();
@@ -80,13 +94,64 @@ TEST_CASE("a cancel on its way keeps its server from the next client until the s
 TEST_CASE("cancels on their way to two servers of the client: each server is held back until its own is done") {
   auto slot = slot_with_pid(1);  // the standby, say
   REQUIRE(slot->begin_cancel());
-  CancelTarget primary;
-  primary.process_id = 2;
-  slot->set(primary);  // the next request runs on the primary
+  slot->set(server(2, 2));  // the next request runs on the primary
   REQUIRE(slot->begin_cancel());
   CHECK(slot->release(1));  // the first cancel is still on its way to the standby
   slot->end_cancel(2);
   CHECK_FALSE(slot->release(2));
   slot->end_cancel(1);
   CHECK_FALSE(slot->release(1));
+}
+
+// The primary and a standby are other hosts: their backends may have the same pid. A cancel on its way to one
+// holds back that one only, and each is held back until its own cancel is done, whichever ends first.
+TEST_CASE("two servers of the client whose backends have the same pid on different hosts") {
+  const CancelTarget standby = server(11, 4242, "127.0.0.2");
+  const CancelTarget primary = server(12, 4242, "127.0.0.1");
+  auto to_standby = std::make_shared<CancelSlot>();
+  to_standby->set(standby);
+  REQUIRE(to_standby->begin_cancel());
+  to_standby->set(primary);
+  CHECK_FALSE(to_standby->release(primary.server_id));  // no cancel went to the primary: it may serve others
+
+  auto slot = std::make_shared<CancelSlot>();
+  slot->set(standby);
+  REQUIRE(slot->begin_cancel());
+  slot->set(primary);
+  REQUIRE(slot->begin_cancel());
+  slot->end_cancel(standby.server_id);  // the standby's cancel is done first
+  CHECK_FALSE(slot->release(standby.server_id));
+  CHECK(slot->release(primary.server_id));  // the primary's is still on its way
+  slot->end_cancel(primary.server_id);
+  CHECK_FALSE(slot->release(primary.server_id));
+}
+
+// The slot forgets a server's count once the client lets go of it (the server is closed): a cancel to it that
+// ends later lowers no other server's count, and its entry serves the client's next server.
+TEST_CASE("a cancel to a server the client let go of ends after the client took another") {
+  auto slot = slot_with_pid(1);
+  REQUIRE(slot->begin_cancel());
+  CHECK(slot->release(1));  // closed, not given to anyone
+  slot->set(server(2, 2));
+  REQUIRE(slot->begin_cancel());
+  slot->set(server(3, 3));
+  REQUIRE(slot->begin_cancel());  // the entry server 1 had
+  slot->end_cancel(1);            // the first cancel ends only now
+  CHECK(slot->release(3));
+  CHECK(slot->release(2));
+}
+
+// A client may send cancel requests as fast as it likes: a count that cannot go higher must not let the server
+// go while one of them is still on its way.
+TEST_CASE("a cancel that could not be counted is not sent") {
+  auto slot = slot_with_pid(5);
+  int sent = 0;
+  for (int i = 0; i <= UINT16_MAX; ++i) sent += slot->begin_cancel() ? 1 : 0;
+  CHECK(sent == UINT16_MAX);
+  for (int i = 1; i < sent; ++i) slot->end_cancel(5);
+  CHECK(slot->release(5));  // one is still on its way
+  slot->set(server(6, 6));
+  for (int i = 0; i < 3; ++i) REQUIRE(slot->begin_cancel());
+  for (int i = 0; i < 3; ++i) slot->end_cancel(6);
+  CHECK_FALSE(slot->release(6));
 }
