@@ -2,9 +2,11 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "protocol/startup.hpp"
+#include "proxy/net/address.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/net/uv_handle.hpp"
 
@@ -103,19 +105,36 @@ size_t CancelRegistry::size() const {
 
 namespace {
 
-// One CancelRequest on its own connection; the object goes once its socket has closed.
+// One CancelRequest on its own connection, bounded by server_connect_timeout: a healthy server closes it within
+// milliseconds, once it has signalled the backend, but a hung host may accept it and never answer, or never
+// accept. The object goes once its socket and its timer have closed.
 struct CancelSender {
+  // Connecting: nothing sent yet. Sent: the request is written (or being written) and the connection open; its
+  // close then means it reached the backend or never will. Abandoned: the timeout closed it after sending: the
+  // request may still reach the backend (a hung host reads it when it wakes), so the slot keeps it counted and
+  // the server serves no other client (CancelSlot::release).
+  enum class Stage : uint8_t { Connecting, Sent, Abandoned };
+
+  void finish() {
+    tcp.close();
+    timer.close();
+    on_closed();  // handles that were never opened are closed at once, with no callback to wait for
+  }
   void on_closed() {
-    if (slot) slot->end_cancel(server_id);
+    if (!tcp.closed() || !timer.closed()) return;
+    if (slot && stage != Stage::Abandoned) slot->end_cancel(target.server_id);
     delete this;
   }
 
   UvTcp<CancelSender> tcp{this, &CancelSender::on_closed};
+  UvTimer<CancelSender> timer{this, &CancelSender::on_closed};
   uv_connect_t connect{};
   uv_write_t write{};
   protocol::ByteVector packet;
   std::shared_ptr<CancelSlot> slot;
-  uint64_t server_id = 0;  // the target's, for the slot
+  CancelTarget target;
+  double timeout_seconds = 0;
+  Stage stage = Stage::Connecting;
   char scratch[64];  // PostgreSQL answers nothing; anything read lands here
 };
 
@@ -126,41 +145,65 @@ void on_cancel_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
 
 // PostgreSQL closes the connection once it has signalled the backend: only then is the cancel done.
 void on_cancel_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
-  if (nread < 0) UvTcp<CancelSender>::owner_of(stream)->tcp.close();
+  if (nread < 0) UvTcp<CancelSender>::owner_of(stream)->finish();
 }
 
 void on_cancel_written(uv_write_t* req, int status) {
   auto* sender = static_cast<CancelSender*>(req->data);
-  if (status < 0 || uv_read_start(sender->tcp.stream(), on_cancel_alloc, on_cancel_read) != 0) sender->tcp.close();
+  if (status < 0 || uv_read_start(sender->tcp.stream(), on_cancel_alloc, on_cancel_read) != 0) sender->finish();
 }
 
 void on_cancel_connected(uv_connect_t* req, int status) {
   auto* sender = static_cast<CancelSender*>(req->data);
+  if (status == UV_ECANCELED) return;  // closed by the timeout, which said so
   if (status < 0) {
-    LOG_WARN("cancel: could not connect to server: %s", uv_strerror(status));
-    sender->tcp.close();
+    LOG_WARN("cancel: could not connect to server S-%llu at %s: %s",
+             static_cast<unsigned long long>(sender->target.server_id),
+             endpoint_text(sender->target.address.any).c_str(), uv_strerror(status));
+    sender->finish();
     return;
   }
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(sender->packet.data()),
                              static_cast<unsigned>(sender->packet.size()));
   sender->write.data = sender;
-  if (uv_write(&sender->write, sender->tcp.stream(), &buf, 1, on_cancel_written) != 0) sender->tcp.close();
+  sender->stage = CancelSender::Stage::Sent;
+  if (uv_write(&sender->write, sender->tcp.stream(), &buf, 1, on_cancel_written) != 0) sender->finish();
+}
+
+void on_cancel_timeout(uv_timer_t* timer) {
+  CancelSender* sender = UvTimer<CancelSender>::owner_of(timer);
+  const CancelTarget& target = sender->target;
+  const bool sent = sender->stage == CancelSender::Stage::Sent;
+  LOG_WARN("cancel: server S-%llu at %s (backend pid %d) %s within %g s (server_connect_timeout): %s",
+           static_cast<unsigned long long>(target.server_id), endpoint_text(target.address.any).c_str(),
+           target.process_id, sent ? "did not close the cancel request's connection" : "did not accept a connection",
+           sender->timeout_seconds,
+           sent ? "closed it; the request may still reach the backend, so that server will serve no other client"
+                : "cancel request not sent");
+  if (sent) sender->stage = CancelSender::Stage::Abandoned;
+  sender->finish();
 }
 
 }  // namespace
 
-void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, std::shared_ptr<CancelSlot> slot) {
+void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, double timeout_seconds,
+                         std::shared_ptr<CancelSlot> slot) {
   auto* sender = new CancelSender;
   sender->slot = std::move(slot);
-  sender->server_id = target.server_id;
+  sender->target = target;
+  sender->timeout_seconds = timeout_seconds;
   protocol::build_cancel_request(sender->packet, target.process_id, target.secret_key);
-  sender->tcp.init(loop);
+  const auto timeout_ms = static_cast<uint64_t>(std::max(1.0, timeout_seconds * 1000));
+  int rc = sender->tcp.init(loop);
+  if (rc == 0) rc = sender->timer.init(loop);
+  if (rc == 0) rc = uv_timer_start(sender->timer.get(), on_cancel_timeout, timeout_ms, 0);
   sender->connect.data = sender;
-  int rc = uv_tcp_connect(&sender->connect, sender->tcp.get(), &target.address.any,
-                          on_cancel_connected);
+  if (rc == 0) rc = uv_tcp_connect(&sender->connect, sender->tcp.get(), &target.address.any, on_cancel_connected);
   if (rc != 0) {
-    LOG_WARN("cancel: could not start connection: %s", uv_strerror(rc));
-    sender->tcp.close();
+    LOG_WARN("cancel: could not start a connection to server S-%llu at %s: %s",
+             static_cast<unsigned long long>(target.server_id), endpoint_text(target.address.any).c_str(),
+             uv_strerror(rc));
+    sender->finish();
   }
 }
 

@@ -107,7 +107,10 @@ class CancelRegistry {
 };
 
 // Opens a connection to the target's server and sends a CancelRequest; cleans up after itself. The slot (if any)
-// hears end_cancel once the server has closed that connection: PostgreSQL has signalled the backend by then.
-void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, std::shared_ptr<CancelSlot> slot = nullptr);
+// hears end_cancel once the server has closed that connection (PostgreSQL has signalled the backend by then), or
+// the request surely never went. A connection still open after timeout_seconds (server_connect_timeout: a hung
+// host) is closed with a warning; sent by then, the request stays counted until the client lets go of its server.
+void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, double timeout_seconds,
+                         std::shared_ptr<CancelSlot> slot = nullptr);
 
 }  // namespace pgmux::proxy

@@ -146,7 +146,7 @@ void ClientConn::forward_cancel(const CancelRequest& cancel) {
   if (target) {
     LOG_INFO("C-%llu %s: forwarding cancel request for client pid %d", static_cast<unsigned long long>(id_),
              peer_.c_str(), cancel.process_id);
-    send_cancel_request(loop(), *target, std::move(slot));
+    send_cancel_request(loop(), *target, worker_.config()->timeouts.server_connect_timeout, std::move(slot));
   } else {
     LOG_INFO("C-%llu %s: cancel request (pid %d) ignored: %s", static_cast<unsigned long long>(id_), peer_.c_str(),
              cancel.process_id,

@@ -23,6 +23,21 @@ bool same_address(const sockaddr_storage& a, const sockaddr_storage& b) {
   return std::memcmp(&a, &b, sizeof a) == 0;
 }
 
+std::string endpoint_text(const sockaddr& address) {
+  char host[INET6_ADDRSTRLEN] = "";
+  if (address.sa_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(address);
+    uv_ip4_name(&v4, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(v4.sin_port));
+  }
+  if (address.sa_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(address);
+    uv_ip6_name(&v6, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(v6.sin6_port));
+  }
+  return "?";
+}
+
 bool numeric_address(const std::string& host, uint16_t port, sockaddr_storage* out) {
   std::memset(out, 0, sizeof *out);
   if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0) return true;

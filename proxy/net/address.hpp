@@ -10,6 +10,9 @@ namespace pgmux::proxy {
 // The same IPv4 or IPv6 address and port (what a connection to either reaches).
 bool same_address(const sockaddr_storage& a, const sockaddr_storage& b);
 
+// "10.0.0.5:5432", "[::1]:5432" (for log lines); "?" for another family.
+std::string endpoint_text(const sockaddr& address);
+
 // A numeric IPv4 or IPv6 address; false for anything else (no lookup).
 bool numeric_address(const std::string& host, uint16_t port, sockaddr_storage* out);
 

@@ -57,6 +57,18 @@ Outcome await(PGconn* conn, double seconds) {
   return out;
 }
 
+// Transaction pooling with one server, reached through the relay (one worker: one pool).
+nlohmann::json one_relayed_server(int listen, const TcpRelay& relay) {
+  nlohmann::json config = default_config(listen);
+  config["workers"] = 1;
+  config["backends"][0]["port"] = relay.port();
+  for (auto& database : config["databases"]) {
+    database["pool_mode"] = "transaction";
+    database["pool_size"] = 1;
+  }
+  return config;
+}
+
 }  // namespace
 
 TEST_CASE("PQcancel of pg_sleep(30) returns 57014 within 1 s") {
@@ -122,13 +134,7 @@ TEST_CASE("transaction pooling: a cancel still on its way when its query ends ne
   if (direct_mode()) return;
   TcpRelay relay("127.0.0.1", 0, cluster_ports().primary);
   const int listen = pick_listen_port();
-  nlohmann::json config = default_config(listen);
-  config["workers"] = 1;
-  config["backends"][0]["port"] = relay.port();
-  for (auto& database : config["databases"]) {
-    database["pool_mode"] = "transaction";
-    database["pool_size"] = 1;
-  }
+  const nlohmann::json config = one_relayed_server(listen, relay);
   ProxyUnderTest proxy(config.dump(), listen);
   PgConn first = connect(proxy.conninfo("app", "app", "app"));
   PgConn next = connect(proxy.conninfo("app", "app", "app"));
@@ -146,6 +152,48 @@ TEST_CASE("transaction pooling: a cancel still on its way when its query ends ne
   REQUIRE(PQsendQuery(next.get(), "SELECT pg_sleep(1)") == 1);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   relay.hold_cancel_requests(false);  // the cancel reaches the backend it was sent to
+  const Outcome other = await(next.get(), 5.0);
+  REQUIRE(other.finished);
+  CHECK_MESSAGE(other.sqlstate == "", "the next client's query was cancelled");
+  CHECK(scalar(first.get(), "SELECT 'still serving'") == "still serving");
+}
+
+// A host that accepts a cancel request's connection and never answers (the relay holds it) must not keep pgmux's
+// end of it open for ever: server_connect_timeout closes it, with a warning naming the server. The request may
+// still reach the backend when the host wakes, so the server it was for serves no other client: the next
+// client's query is not cancelled when the relay finally lets the request through.
+TEST_CASE("transaction pooling: a cancel request's connection its host never closes is given up after the timeout") {
+  if (direct_mode()) return;
+  TcpRelay relay("127.0.0.1", 0, cluster_ports().primary);
+  const int listen = pick_listen_port();
+  nlohmann::json config = one_relayed_server(listen, relay);
+  config["timeouts"]["server_connect_timeout"] = 0.5;
+  ProxyUnderTest proxy(config.dump(), listen);
+  PgConn first = connect(proxy.conninfo("app", "app", "app"));
+  PgConn next = connect(proxy.conninfo("app", "app", "app"));
+  CHECK(scalar(next.get(), "SELECT 'ready'") == "ready");
+  const std::string backend_pid = scalar(first.get(), "SELECT pg_backend_pid()");
+
+  relay.hold_cancel_requests(true);
+  REQUIRE(PQsendQuery(first.get(), "SELECT pg_sleep(1.5)") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::string err;
+  REQUIRE_MESSAGE(cancel(first.get(), err), err);
+  const Outcome ended = await(first.get(), 5.0);  // held: the sleep ends as if the cancel never came
+  REQUIRE(ended.finished);
+  CHECK(ended.sqlstate == "");
+  const std::string warning = "at 127.0.0.1:" + std::to_string(relay.port()) + " (backend pid " + backend_pid +
+                              ") did not close the cancel request's connection within 0.5 s";
+  bool warned = false;
+  for (int i = 0; i < 40 && !warned; ++i) {
+    warned = proxy.process()->full_log().find(warning) != std::string::npos;
+    if (!warned) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK_MESSAGE(warned, proxy.process()->log());
+
+  REQUIRE(PQsendQuery(next.get(), "SELECT pg_sleep(1)") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  relay.hold_cancel_requests(false);  // the host wakes: the request reaches the backend it was sent to
   const Outcome other = await(next.get(), 5.0);
   REQUIRE(other.finished);
   CHECK_MESSAGE(other.sqlstate == "", "the next client's query was cancelled");
