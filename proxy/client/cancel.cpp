@@ -24,11 +24,6 @@ void CancelSlot::set(const CancelTarget& target) {
   has_target_ = true;
 }
 
-void CancelSlot::clear() {
-  std::lock_guard guard(lock_);
-  has_target_ = false;
-}
-
 std::optional<CancelTarget> CancelSlot::get() const {
   std::lock_guard guard(lock_);
   return has_target_ ? std::optional<CancelTarget>(target_) : std::nullopt;

@@ -44,7 +44,6 @@ struct CancelTarget {
 class CancelSlot {
  public:
   void set(const CancelTarget& target);
-  void clear();
   std::optional<CancelTarget> get() const;
   // A cancel request for the current target is sent: that target, counted as on its way until end_cancel
   // (nullopt: no target, or its count cannot go higher; nothing counted, nothing to send).
@@ -75,7 +74,7 @@ class CancelSlot {
   mutable SpinLock lock_;
   bool has_target_ = false;  // in the lock's padding
   // Cancels on their way, by server: a client holds two servers at most (primary, standby), and release frees
-  // the entry of each server given back, so two entries do (a server lost keeps its entry until its cancels end).
+  // the entry of each server it lets go of (given back or lost), so two entries do.
   // Counts and ids in two arrays rather than an array of pairs: a pair would be padded to 16 bytes.
   static constexpr size_t kEntries = 2;
   uint16_t in_flight_count_[kEntries] = {};

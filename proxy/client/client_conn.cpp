@@ -397,20 +397,21 @@ void ClientConn::drop_server(ServerLease& lease, std::optional<Failure> why) {
   facts.copy_in = server == active_ && copy_in_;
   // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
   facts.session_state = transaction_pooling() && session_.pin_reason != nullptr;
-  facts.cancel_on_its_way = cancel_slot_ && cancel_slot_->release(server->id());
-  let_go_of(server);
+  facts.cancel_on_its_way = let_go_of(server);
   lease.give_back(facts, why);
 }
 
-// The one place the client's observers of a server (which one is relayed, holds the unnamed statement, is being
-// prepared) are cleared, whichever way the server leaves: given back, or lost.
-void ClientConn::let_go_of(ServerConn* server) {
-  if (server == active_) {
-    if (cancel_slot_) cancel_slot_->clear();  // a cancel must never reach the server's next client
-    active_ = nullptr;
-  }
+// The one place the client's observers of a server (which one is relayed, is the cancel target, holds the
+// unnamed statement, is being prepared) are cleared, whichever way the server leaves: given back, or lost. True
+// when a cancel request sent to it may still be on its way: given back, it must then be closed.
+bool ClientConn::let_go_of(ServerConn* server) {
+  // One locked step of the slot: no cancel takes the server as a target from now on (it must never reach the
+  // server's next client), and the slot says whether one may already be on its way and forgets its count.
+  const bool cancel_on_its_way = cancel_slot_ && cancel_slot_->release(server->id());
+  if (server == active_) active_ = nullptr;
   unnamed_.forget_server(server);
   if (server == preparing_) preparing_ = nullptr;
+  return cancel_on_its_way;
 }
 
 void ClientConn::on_forward_done() {

@@ -285,7 +285,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the
   // server is reused, reset or closed (server_fate).
   void drop_server(ServerLease& lease, std::optional<Failure> why = std::nullopt);
-  void let_go_of(ServerConn* server);
+  bool let_go_of(ServerConn* server);  // true: a cancel request may still reach the server
   // Transaction pooling: servers with nothing outstanding, outside a transaction and not pinned go back.
   void release_idle_servers();
   void drop_idle_servers();  // release_idle_servers' work, without its checks for a request in progress
