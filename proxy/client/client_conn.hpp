@@ -81,7 +81,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_server_unavailable(const FailureReport& failure) override;
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done);
-  void on_copy_in(ServerConn* server);
+  // COPY FROM STDIN began; `batch`: the extended batch that started it, whose reply ends here.
+  void on_copy_in(ServerConn* server, const OwedReply* batch);
   // A read the standby rejected with 25006 before any row reached the client (ReplyFate::HeldForRetry): the
   // request runs again, on the primary. may_run_again is asked when the error arrives, on_read_only_retry runs
   // at its ReadyForQuery.
@@ -221,6 +222,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
   void apply_statement_steps(ServerConn* server, OwedReply& owed);
   void forget_statement_elsewhere(ServerConn* server, std::string_view name, bool here_too);
+  void settle_statements(ServerConn* server, const OwedReply& done);
   void confirm_statements(ServerConn* server, const OwedReply& done);
   bool can_run_again(const ServerConn* server, size_t owed) const;
   bool may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const;

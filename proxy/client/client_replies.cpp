@@ -41,8 +41,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   session_.tx_status = tx_status;
   sent_again_after_loss_ = false;  // answered: the next request may go again once
   if (!open()) return;  // the session's state was lost on a standby
-  if (!unconfirmed_.empty()) confirm_statements(server, done);
-  unnamed_.on_finished(done.request, done.failed, done.parses_seen);
+  settle_statements(server, done);
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
@@ -59,6 +58,13 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   if (state_ == ClientState::Draining && !server->has_outstanding()) resume_requests();
   pump();
   release_idle_servers();
+}
+
+// A request's reply ended (its ReadyForQuery, or the CopyInResponse of an extended batch): the statements it
+// parsed or closed, named and unnamed, are what its ParseComplete messages say.
+void ClientConn::settle_statements(ServerConn* server, const OwedReply& done) {
+  if (!unconfirmed_.empty()) confirm_statements(server, done);
+  unnamed_.on_finished(done.request, done.failed, done.parses_seen);
 }
 
 // The named statements the finished request parsed exist on the server if their ParseComplete came (an error
@@ -86,7 +92,11 @@ void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
   unconfirmed_.erase(unconfirmed_.begin(), unconfirmed_.begin() + static_cast<std::ptrdiff_t>(finished));
 }
 
-void ClientConn::on_copy_in(ServerConn* server) {
+// An extended batch that starts COPY FROM STDIN gets no ReadyForQuery of its own (PostgreSQL ignores its Sync
+// during COPY; the Sync after CopyDone is another request): its statements are settled here, or the unnamed
+// statement it parsed would count as never answered once that other request finished.
+void ClientConn::on_copy_in(ServerConn* server, const OwedReply* batch) {
+  if (batch) settle_statements(server, *batch);
   if (server != active_) return;
   copy_in_ = true;
   copy_pass_remaining_ = 0;

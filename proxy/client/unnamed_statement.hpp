@@ -37,7 +37,8 @@ class UnnamedStatement {
   // Parse even when the request binds it itself (transaction pooling gives the server back after the request).
   void on_sent(const RequestInfo& request, const Sent& sent, const routing::Classification& last_parse_class,
                bool keep_copy);
-  // A request's reply ended (its ReadyForQuery): `parses_seen` ParseComplete messages came in its entry.
+  // A request's reply ended (its ReadyForQuery, or for an extended batch that starts COPY FROM STDIN its
+  // CopyInResponse): `parses_seen` ParseComplete messages came in its entry.
   void on_finished(uint64_t request, bool failed, unsigned parses_seen) {
     if (count_ > 0 && request != 0) settle_finished(request, failed, parses_seen);  // 0: pgmux's own statements
   }

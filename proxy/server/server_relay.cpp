@@ -460,15 +460,18 @@ void ServerConn::deliver(RelayEvent event) {
     case RelayEvent::Ready:
       client_->on_ready_for_query(this, tx_status_, take_front());
       return;
-    case RelayEvent::CopyIn:
+    case RelayEvent::CopyIn: {
       // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY (the client
-      // sends another after CopyDone), so no ReadyForQuery will answer it. Its writes stay with the transaction.
+      // sends another after CopyDone), so no ReadyForQuery will answer it: its reply ends here. Its writes stay
+      // with the transaction.
+      std::optional<OwedReply> batch;
       if (!owed_.empty() && owed_.front().extended && !owed_.front().open) {
         fold_writes(owed_.front());
-        owed_.pop();
+        batch = owed_.pop();
       }
-      client_->on_copy_in(this);
+      client_->on_copy_in(this, batch ? &*batch : nullptr);
       return;
+    }
     case RelayEvent::Retry:
       client_->on_read_only_retry(this, take_front());
       return;

@@ -146,6 +146,20 @@ Script copy_in(const Schema& s) {
       .build();
 }
 
+// COPY FROM STDIN in an extended batch, as libpq sends it (PQsendQueryParams, then PQputCopyData and
+// PQputCopyEnd): the batch's Sync reaches the server in COPY IN, which ignores it; the Sync after CopyDone ends the
+// COPY. The unnamed statement holds the COPY afterwards: a second Bind "" runs it again.
+Script copy_in_extended(const Schema& s) {
+  ScriptBuilder b("copy_in_extended");
+  b.parse("", "COPY " + s.copies + " FROM STDIN").bind(bind_text("", "", {})).describe('P', "").execute("").sync()
+      .expect_messages(4);  // ParseComplete BindComplete NoData CopyInResponse; no ReadyForQuery for the Sync
+  b.copy_data("1\tone\n").copy_done().sync().expect_ready();  // CommandComplete ReadyForQuery
+  b.bind(bind_text("", "", {})).execute("").sync().expect_messages(2);  // BindComplete CopyInResponse
+  b.copy_data("2\ttwo\n").copy_done().sync().expect_ready();
+  b.q("SELECT * FROM " + s.copies + " ORDER BY id");
+  return b.build();
+}
+
 Script copy_fail(const Schema& s) {
   return ScriptBuilder("copy_fail")
       .query("COPY " + s.copies + " FROM STDIN").expect_messages(1, std::chrono::milliseconds(200))
@@ -359,8 +373,9 @@ std::string Schema::teardown_sql() const {
 std::vector<Script> all_scripts(const Schema& s) {
   return {simple_select_types(s), multi_statement(s),   empty_query(s),          simple_error(s),
           extended_basic(s),      pipeline_error(s),    flush_without_sync(s),   portal_suspension(s),
-          copy_in(s),             copy_fail(s),         copy_out(s),             notice_mid_result(s),
-          parameter_status_mid(s), reset_parameters(s), transaction_error(s),    close_and_reparse(s),
+          copy_in(s),             copy_in_extended(s),  copy_fail(s),            copy_out(s),
+          notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
+          close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), shared_statement_mid_sequence(s),
           listen_notify(s),       sql_prepare(s)};
 }
