@@ -401,10 +401,16 @@ Isolation isolation_value(const StatementScan& s, size_t i) {
   const bool assign = s.word(i, "to") || (s.is(i, TokenKind::Operator) && s.head[i].text == "=");
   if (!assign || s.token_count != i + 2) return Isolation::Serializable;  // unreadable: the primary's side
   const Token& value = s.head[i + 1];
-  const bool serializable = (value.kind == TokenKind::Word && word_is(value.text, "serializable")) ||
-                            (value.kind == TokenKind::String && value.text.size() == 14 && value.text.front() == '\'' &&
-                             word_is(value.text.substr(1, 12), "serializable"));
-  return serializable ? Isolation::Serializable : Isolation::Other;
+  std::string_view level;
+  if (value.kind == TokenKind::Word) {
+    level = value.text;
+  } else if (value.kind == TokenKind::String && value.text.size() >= 2 && value.text.front() == '\'' &&
+             value.text.find('\'', 1) == value.text.size() - 1) {
+    level = value.text.substr(1, value.text.size() - 2);  // 'a plain string' (no E'', $$, quotes inside)
+  } else {
+    return Isolation::Serializable;  // E'...', $$...$$, "...": read by the primary's side
+  }
+  return word_is(level, "serializable") ? Isolation::Serializable : Isolation::Other;
 }
 
 // SET [SESSION | LOCAL] ...: how long it lasts, and SET name TO DEFAULT read as the RESET it is.

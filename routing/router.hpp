@@ -33,7 +33,10 @@ struct ClientRouteState {
   bool commits_may_skip_apply = false;
   // The session's default isolation level is SERIALIZABLE (a SET, a startup parameter, or a standby refused a read
   // for it): hot standbys cannot run such transactions, so its reads go to the primary.
-  bool serializable_default = false;
+  bool serializable_default : 1 = false;
+  // A standby refused a read for it: the default the servers give this session (ALTER ROLE / DATABASE ... SET, their
+  // configuration) is SERIALIZABLE, and RESET returns to it. (Bits: the bools and held_standby fill 8 bytes.)
+  bool serializable_server_default : 1 = false;
   // Backend index of the standby connection the client holds, -1 for none (16 bits, in the bools' padding:
   // indexes past 63 have no bit in backend_mask anyway).
   int16_t held_standby = -1;

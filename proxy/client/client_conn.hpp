@@ -83,7 +83,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done);
   // COPY FROM STDIN began; `batch`: the extended batch that started it, whose reply ends here.
   void on_copy_in(ServerConn* server, const OwedReply* batch);
-  // A read the standby rejected with 25006 before any row reached the client (ReplyFate::HeldForRetry): the
+  // A read the standby rejected with 25006 (or 0A000 for SERIALIZABLE) before any row reached the client (ReplyFate::HeldForRetry): the
   // request runs again, on the primary. may_run_again is asked when the error arrives, on_read_only_retry runs
   // at its ReadyForQuery.
   bool may_run_again(const ServerConn* server) const;
@@ -231,7 +231,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   // (false: it could not, and is answered as lost).
   bool run_again_after_loss(const std::string& backend);
   void learn_writes_from(protocol::ByteView request);
-  static bool refuses_serializable(protocol::ByteView reply);
+  static bool refuses_serializable(protocol::ByteView reply);  // a whole reply: its ErrorResponse
+  static bool refused_serializable_default(protocol::ByteView error_body);
+  void learn_serializable_default(ServerConn& standby);
   void make_active(ServerConn* server);
   void send_request(ServerConn* server, bool unnamed_close);
   void note_pin(routing::PinReason pin, bool pinned_primary);

@@ -175,8 +175,11 @@ bool ClientConn::dispatch() {
   if (!session_.deferred_begin.empty()) {
     if (c.kind == routing::StatementKind::Session && c.read_only) {
       c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
-      // ... at the isolation level the BEGIN asked for, if this one asks for none (a standby cannot be SERIALIZABLE)
-      if (c.isolation == routing::Isolation::Unchanged) c.isolation = deferred_begin_isolation();
+      // A BEGIN that asked for SERIALIZABLE keeps the block off standbys, whatever level this one sets: they refuse
+      // that BEGIN itself.
+      if (deferred_begin_isolation() == routing::Isolation::Serializable) {
+        c.isolation = routing::Isolation::Serializable;
+      }
     } else if (routing::is_read_only_statement(c, session_.route)) {
       c.kind = routing::StatementKind::Write;  // anything else after a plain BEGIN: a read-write transaction
       c.reason = "read-write transaction";

@@ -4,6 +4,9 @@
 //   an operator or cast over a volatile function, a function created behind pgmux's back) fails on a standby with
 //   25006. When that error comes before any row reached the client, outside a transaction, the client never sees
 //   it: the request runs again on the primary, and its text counts as a write from then on.
+// - Reads of a session whose default isolation level is SERIALIZABLE where pgmux could not see it set (ALTER
+//   ROLE / DATABASE ... SET, set_config): a standby refuses them (0A000) before they run; the request runs again on
+//   the primary, and the session's reads go there from then on.
 // - Requests lost with their server (a crash, a failover, a network cut) before any of their reply reached the
 //   client, when running them did nothing: a read on a standby, a lone BEGIN (a client between transactions at a
 //   failover starts its next one on the new primary, instead of hearing 08006 "may or may not have been
@@ -65,7 +68,7 @@ bool ClientConn::run_again_after_loss(const std::string& backend) {
   return true;
 }
 
-// Asked by the standby when the 25006 arrives (its reply still owed), and again at its ReadyForQuery: nothing
+// Asked by the standby when the 25006 (or the 0A000) arrives (its reply still owed), and again at its ReadyForQuery: nothing
 // was sent behind the read, nothing waits to be routed, and the client's buffer can take the request back.
 bool ClientConn::may_run_again(const ServerConn* server) const { return can_run_again(server, 1); }
 
@@ -88,12 +91,8 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
   }
   worker_.metrics().standby_write_retries.add();
   if (refuses_serializable(server->dropped_reply())) {
-    session_.route.serializable_default = true;
-    LOG_INFO("%s: S-%llu backend %s cannot run the session's default isolation level, SERIALIZABLE (0A000), "
-             "before any row reached the client; running the read again on the primary, where the session's reads "
-             "go from now on",
-             log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
-             server->pool().backend().name.c_str());
+    learn_serializable_default(*server);
+    confirm_statements(server, dropped);  // its Parses were refused: the standby does not have them
   } else {
     learn_writes_from(retry_request_);
     LOG_INFO("%s: S-%llu backend %s rejected a read as a write (25006) before any row reached the client; running "
@@ -115,11 +114,26 @@ bool ClientConn::refuses_serializable(ByteView reply) {
     const Frame frame = next_frame(reply.subspan(at), static_cast<uint32_t>(reply.size()));
     if (frame.status != FrameStatus::Frame || at + frame.total() > reply.size()) return false;
     if (frame.tag == backend::kErrorResponse) {
-      const auto error = parse_error_fields(reply.subspan(at + kFrameHeaderSize, frame.length - 4));
-      return error && is_serializable_refused_on_standby(*error);
+      return refused_serializable_default(reply.subspan(at + kFrameHeaderSize, frame.length - 4));
     }
     at += frame.total();
   }
+}
+
+bool ClientConn::refused_serializable_default(ByteView error_body) {
+  const auto error = parse_error_fields(error_body);
+  return error && is_serializable_refused_on_standby(*error);
+}
+
+// A standby refused the session's default isolation level, SERIALIZABLE, which the session got where pgmux could
+// not see (ALTER ROLE / DATABASE ... SET, set_config, the servers' configuration): the request runs again on the
+// primary, and so do the session's reads from now on (a RESET returns to that default too).
+void ClientConn::learn_serializable_default(ServerConn& standby) {
+  session_.route.serializable_default = true;
+  session_.route.serializable_server_default = true;
+  LOG_INFO("%s: S-%llu backend %s cannot run the session's default isolation level, SERIALIZABLE (0A000), before "
+           "the request ran; it runs again on the primary, where the session's reads go from now on",
+           log_prefix().c_str(), static_cast<unsigned long long>(standby.id()), standby.pool().backend().name.c_str());
 }
 
 // The statements of the rejected request are writes: their texts for the classifier, named statements and the

@@ -99,6 +99,14 @@ bool ClientConn::resume_routed() {
   RoutedRequest routed = std::move(*routed_);
   routed_.reset();
   ServerConn* server = slot_for(routed.role);
+  if (!prepare_error_.empty() && server == standby_.get() && server->tx_status() == 'I' &&
+      refused_serializable_default(prepare_error_)) {
+    // What pgmux prepared for the request was refused for the session's default isolation level: nothing ran
+    // there, and the request is routed again, to the primary now.
+    learn_serializable_default(*server);
+    prepare_error_.clear();
+    return dispatch();
+  }
   if (!prepare_error_.empty()) {
     // A statement this request uses could not be prepared there: the request gets that error, as it would
     // have from PostgreSQL at Parse. It failed on that server as if it had run there: inside a transaction

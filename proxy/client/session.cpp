@@ -60,13 +60,18 @@ bool ClientSession::starts_serializable() const {
   return level && level->size() == 12 && strncasecmp(level->c_str(), "serializable", 12) == 0;
 }
 
+bool ClientSession::resets_to_serializable() const {
+  if (wanted_params.find("default_transaction_isolation")) return starts_serializable();
+  return route.serializable_server_default;
+}
+
 void ClientSession::note_isolation_default(const routing::Classification& c) {
   using routing::SessionEffect;
   if (c.effects.has(SessionEffect::Set) && c.isolation != routing::Isolation::Unchanged) {
     route.serializable_default = c.serializable();
   } else if (c.effects.has(SessionEffect::ResetAll) || c.effects.has(SessionEffect::DiscardAll) ||
              (c.effects.has(SessionEffect::Reset) && c.parameter.view() == "default_transaction_isolation")) {
-    route.serializable_default = starts_serializable();  // back to the value the session started with
+    route.serializable_default = resets_to_serializable();
   }
 }
 

@@ -110,6 +110,8 @@ struct ClientSession {
   LogUpdate record_lasting(std::vector<TrackedStatement> lasting, size_t runner_applied, bool transaction_pooling);
   // The default isolation level the session starts with (a startup parameter) is SERIALIZABLE.
   bool starts_serializable() const;
+  // ... and the one RESET returns to: the startup parameter's, else the servers' default for the session.
+  bool resets_to_serializable() const;
   // What a session command that now lasts makes of the default isolation level (route.serializable_default).
   void note_isolation_default(const routing::Classification& c);
 

@@ -21,9 +21,10 @@ class ServerConn;
 enum class ReplyFate : uint8_t {
   Forward,            // a client request: its reply goes to the client
   HeldForRetry,       // a request pgmux can run again, its server idle when it went out: a read on a standby (a
-                      // 25006 sends it to the primary), a lone transaction start (lost with its server, it goes to
-                      // the next one). Its messages are held until its ReadyForQuery (a 25006 may follow rows), up
-                      // to 128 KiB; a 25006 makes the reply DropForRetry, anything else Forward
+                      // 25006, or a 0A000 refusing SERIALIZABLE, sends it to the primary), a lone transaction start
+                      // (lost with its server, it goes to the next one). Its messages are held until its
+                      // ReadyForQuery (a 25006 may follow rows), up to 128 KiB; such an error makes the reply
+                      // DropForRetry, anything else Forward
                       // (decide_read_only_retry); the server lost meanwhile, nothing of it reached the client
   DropForRetry,       // a failed attempt the client never sees; at its ReadyForQuery the client runs it again
   SkipOwn,            // pgmux's own statement sent ahead of a client request (a deferred BEGIN): dropped; if it

@@ -138,6 +138,8 @@ TEST_CASE("classifier: the isolation level asked for, by the lexer and by the pa
                           "SET SESSION default_transaction_isolation TO SERIALIZABLE",
                           "set default_transaction_isolation to 'SERIALIZABLE'",
                           "SET default_transaction_isolation /* x */ = 'serializable'",
+                          "SET default_transaction_isolation = E'serializable'",
+                          "SET default_transaction_isolation = $$serializable$$",
                           "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; SELECT 1"}) {
     CAPTURE(sql);
     CHECK(isolation_of(sql) == Isolation::Serializable);

@@ -75,6 +75,20 @@ std::string run_script(const std::string& conninfo, const std::vector<std::strin
 
 const char* const kLevel = "SELECT current_setting('transaction_isolation')";
 
+// PQprepare, then the statement run three times: each outcome as run_script gives it.
+std::string run_prepared(const std::string& conninfo) {
+  PgConn conn = connect(conninfo);
+  std::string out;
+  PgResult prepared(PQprepare(conn.get(), "level", kLevel, 0, nullptr));
+  out += sqlstate(prepared.get()) + '\n';
+  for (int i = 0; i < 3; ++i) {
+    PgResult res(PQexecPrepared(conn.get(), "level", 0, nullptr, nullptr, nullptr, 0));
+    out += PQresultStatus(res.get()) == PGRES_TUPLES_OK ? PQgetvalue(res.get(), 0, 0) : "error " + sqlstate(res.get());
+    out += '\n';
+  }
+  return out;
+}
+
 const std::vector<std::vector<std::string>> kScripts = {
     {"SET default_transaction_isolation = 'serializable'", kLevel, "SELECT count(*) FROM items", "BEGIN READ ONLY",
      kLevel, "COMMIT"},
@@ -89,6 +103,9 @@ const std::vector<std::vector<std::string>> kScripts = {
     {"SET default_transaction_isolation = 'serializable'", "RESET default_transaction_isolation", kLevel},
     {"SET default_transaction_isolation = 'serializable'", "SET default_transaction_isolation = 'repeatable read'",
      kLevel},
+    {"SET default_transaction_isolation = E'serializable'", "BEGIN READ ONLY", kLevel, "COMMIT"},
+    {"BEGIN ISOLATION LEVEL SERIALIZABLE", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", kLevel,
+     "COMMIT"},
 };
 
 void compare_scripts(Fixture& f) {
@@ -107,6 +124,12 @@ void compare_hidden_defaults(Fixture& f) {
   CHECK(run_script(f.proxy.conninfo("app", "app", kDb) + option, reads) ==
         run_script(f.direct("app", "app") + option, reads));
   CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == run_script(f.direct(kRole, "serpw"), reads));
+  // Learned from a standby's refusal, the role's default outlives the resets that return to it.
+  const std::vector<std::string> resets = {kLevel, "DISCARD ALL", kLevel, "RESET ALL", "BEGIN READ ONLY", kLevel,
+                                           "COMMIT", "RESET default_transaction_isolation", kLevel};
+  CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), resets) == run_script(f.direct(kRole, "serpw"), resets));
+  // A named statement pgmux prepares on the standby for the request is refused there too: routed again.
+  CHECK(run_prepared(f.proxy.conninfo(kRole, "serpw", kDb)) == run_prepared(f.direct(kRole, "serpw")));
 }
 
 // Once the default is back to a level standbys run, reads go to them again.
