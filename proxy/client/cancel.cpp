@@ -14,8 +14,35 @@ namespace pgmux::proxy {
 
 void CancelTarget::set_address(const sockaddr_storage& from) {
   address = {};
-  if (from.ss_family == AF_INET) std::memcpy(&address.v4, &from, sizeof address.v4);
-  if (from.ss_family == AF_INET6) std::memcpy(&address.v6, &from, sizeof address.v6);
+  if (from.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(from);
+    std::memcpy(address.bytes.data(), &v4.sin_addr, sizeof v4.sin_addr);
+    address.port = v4.sin_port;
+    address.family = AF_INET;
+  } else if (from.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(from);
+    std::memcpy(address.bytes.data(), &v6.sin6_addr, sizeof v6.sin6_addr);
+    address.scope_id = v6.sin6_scope_id;
+    address.port = v6.sin6_port;
+    address.family = AF_INET6;
+  }
+}
+
+sockaddr_storage CancelTarget::socket_address() const {
+  sockaddr_storage out{};
+  if (address.family == AF_INET) {
+    auto& v4 = reinterpret_cast<sockaddr_in&>(out);
+    v4.sin_family = AF_INET;
+    v4.sin_port = address.port;
+    std::memcpy(&v4.sin_addr, address.bytes.data(), sizeof v4.sin_addr);
+  } else if (address.family == AF_INET6) {
+    auto& v6 = reinterpret_cast<sockaddr_in6&>(out);
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = address.port;
+    v6.sin6_scope_id = address.scope_id;
+    std::memcpy(&v6.sin6_addr, address.bytes.data(), sizeof v6.sin6_addr);
+  }
+  return out;
 }
 
 void CancelSlot::set(const CancelTarget& target) {
@@ -30,8 +57,9 @@ std::optional<CancelTarget> CancelSlot::get() const {
 }
 
 uint16_t* CancelSlot::count_of(uint64_t server_id) {
+  if (!in_flight_) return nullptr;
   for (size_t i = 0; i < kEntries; ++i) {
-    if (in_flight_count_[i] > 0 && in_flight_server_[i] == server_id) return &in_flight_count_[i];
+    if (in_flight_->count[i] > 0 && in_flight_->server[i] == server_id) return &in_flight_->count[i];
   }
   return nullptr;
 }
@@ -42,11 +70,12 @@ uint16_t* CancelSlot::count_of(uint64_t server_id) {
 std::optional<CancelTarget> CancelSlot::begin_cancel() {
   std::lock_guard guard(lock_);
   if (!has_target_) return std::nullopt;
+  if (!in_flight_) in_flight_ = std::make_unique<InFlight>();
   uint16_t* count = count_of(target_.server_id);
   for (size_t i = 0; i < kEntries && !count; ++i) {
-    if (in_flight_count_[i] == 0) {
-      in_flight_server_[i] = target_.server_id;
-      count = &in_flight_count_[i];
+    if (in_flight_->count[i] == 0) {
+      in_flight_->server[i] = target_.server_id;
+      count = &in_flight_->count[i];
     }
   }
   if (!count || *count == UINT16_MAX) return std::nullopt;
@@ -115,6 +144,7 @@ struct CancelSender {
     timer.close();
     on_closed();  // handles that were never opened are closed at once, with no callback to wait for
   }
+  const sockaddr& endpoint() const { return reinterpret_cast<const sockaddr&>(address); }
   void on_closed() {
     if (!tcp.closed() || !timer.closed()) return;
     if (slot && stage != Stage::Abandoned) slot->end_cancel(target.server_id);
@@ -128,6 +158,7 @@ struct CancelSender {
   protocol::ByteVector packet;
   std::shared_ptr<CancelSlot> slot;
   CancelTarget target;
+  sockaddr_storage address{};  // target.socket_address()
   double timeout_seconds = 0;
   Stage stage = Stage::Connecting;
   char scratch[64];  // PostgreSQL answers nothing; anything read lands here
@@ -154,7 +185,7 @@ void on_cancel_connected(uv_connect_t* req, int status) {
   if (status < 0) {
     LOG_WARN("cancel: could not connect to server S-%llu at %s: %s",
              static_cast<unsigned long long>(sender->target.server_id),
-             endpoint_text(sender->target.address.any).c_str(), uv_strerror(status));
+             endpoint_text(sender->endpoint()).c_str(), uv_strerror(status));
     sender->finish();
     return;
   }
@@ -170,7 +201,7 @@ void on_cancel_timeout(uv_timer_t* timer) {
   const CancelTarget& target = sender->target;
   const bool sent = sender->stage == CancelSender::Stage::Sent;
   LOG_WARN("cancel: server S-%llu at %s (backend pid %d) %s within %g s (server_connect_timeout): %s",
-           static_cast<unsigned long long>(target.server_id), endpoint_text(target.address.any).c_str(),
+           static_cast<unsigned long long>(target.server_id), endpoint_text(sender->endpoint()).c_str(),
            target.process_id, sent ? "did not close the cancel request's connection" : "did not accept a connection",
            sender->timeout_seconds,
            sent ? "closed it; the request may still reach the backend, so that server will serve no other client"
@@ -186,6 +217,7 @@ void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, double tim
   auto* sender = new CancelSender;
   sender->slot = std::move(slot);
   sender->target = target;
+  sender->address = target.socket_address();
   sender->timeout_seconds = timeout_seconds;
   protocol::build_cancel_request(sender->packet, target.process_id, target.secret_key);
   const auto timeout_ms = static_cast<uint64_t>(std::max(1.0, timeout_seconds * 1000));
@@ -193,10 +225,10 @@ void send_cancel_request(uv_loop_t* loop, const CancelTarget& target, double tim
   if (rc == 0) rc = sender->timer.init(loop);
   if (rc == 0) rc = uv_timer_start(sender->timer.get(), on_cancel_timeout, timeout_ms, 0);
   sender->connect.data = sender;
-  if (rc == 0) rc = uv_tcp_connect(&sender->connect, sender->tcp.get(), &target.address.any, on_cancel_connected);
+  if (rc == 0) rc = uv_tcp_connect(&sender->connect, sender->tcp.get(), &sender->endpoint(), on_cancel_connected);
   if (rc != 0) {
     LOG_WARN("cancel: could not start a connection to server S-%llu at %s: %s",
-             static_cast<unsigned long long>(target.server_id), endpoint_text(target.address.any).c_str(),
+             static_cast<unsigned long long>(target.server_id), endpoint_text(sender->endpoint()).c_str(),
              uv_strerror(rc));
     sender->finish();
   }

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <uv.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -18,13 +19,15 @@
 namespace pgmux::proxy {
 
 struct CancelTarget {
-  // A backend is reached over TCP, so its address is IPv4 or IPv6: a sockaddr_storage here would make every
-  // client's slot 100 bytes larger (an idle client's memory, issue 13).
-  union Address {
-    sockaddr any;
-    sockaddr_in v4;
-    sockaddr_in6 v6;
-  } address{};
+  // A backend is reached over TCP, so its address is IPv4 or IPv6, kept compact: every client's slot holds one (an
+  // idle client's memory, issue 13), and a sockaddr_in6 is 28 bytes where these are 24. It becomes a socket
+  // address again only when a cancel request is sent (socket_address).
+  struct Address {
+    std::array<uint8_t, 16> bytes{};  // IPv4: the first 4
+    uint32_t scope_id = 0;            // IPv6: the zone of a link-local address
+    uint16_t port = 0;                // network byte order
+    uint8_t family = 0;               // AF_INET, AF_INET6; 0: none
+  } address;
   int32_t process_id = 0;
   int32_t secret_key = 0;
   // The target's identity for the slot's count of cancels on their way: pgmux's id of the server connection
@@ -34,6 +37,7 @@ struct CancelTarget {
   uint64_t server_id = 0;
 
   void set_address(const sockaddr_storage& from);
+  sockaddr_storage socket_address() const;
 };
 
 // Where one client's cancel should go; updated by the owning worker on every checkout, read by any worker.
@@ -74,13 +78,20 @@ class CancelSlot {
   mutable SpinLock lock_;
   bool has_target_ = false;  // in the lock's padding
   // Cancels on their way, by server: a client holds two servers at most (primary, standby), and release frees
-  // the entry of each server it lets go of (given back or lost), so two entries do.
-  // Counts and ids in two arrays rather than an array of pairs: a pair would be padded to 16 bytes.
+  // the entry of each server it lets go of (given back or lost), so two entries do. Allocated at the client's first
+  // cancel request: most clients send none, and every idle client holds a slot.
   static constexpr size_t kEntries = 2;
-  uint16_t in_flight_count_[kEntries] = {};
-  uint64_t in_flight_server_[kEntries] = {};
+  struct InFlight {
+    uint16_t count[kEntries] = {};
+    uint64_t server[kEntries] = {};
+  };
+  std::unique_ptr<InFlight> in_flight_;
   CancelTarget target_;
 };
+
+// Every client holds one (std::make_shared: 16 bytes of control block in the same allocation): 56 bytes keeps the
+// pair in glibc malloc's 80-byte chunks (an idle client's memory, issue 13).
+static_assert(sizeof(CancelSlot) <= 56, "CancelSlot grew: an idle client's memory");
 
 class CancelRegistry {
  public:
