@@ -51,8 +51,12 @@ bool is_cached_plan_change(const ErrorFields& error) {
   return error.sqlstate == sqlstate::kFeatureNotSupported && error.routine == "RevalidateCachedQuery";
 }
 
-bool is_serializable_refused_on_standby(const ErrorFields& error) {
-  return error.sqlstate == sqlstate::kFeatureNotSupported && error.routine == "GetSerializableTransactionSnapshot";
+StandbyRefusal standby_refusal(const ErrorFields& error) {
+  if (error.sqlstate == sqlstate::kReadOnlySqlTransaction) return StandbyRefusal::ReadOnly;
+  if (error.sqlstate != sqlstate::kFeatureNotSupported) return StandbyRefusal::None;
+  if (error.routine == "GetSerializableTransactionSnapshot") return StandbyRefusal::Serializable;
+  if (error.routine == "get_relation_info") return StandbyRefusal::Unlogged;
+  return StandbyRefusal::None;
 }
 
 bool is_server_crash_fatal(const ErrorFields& error) {

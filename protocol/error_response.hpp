@@ -26,9 +26,15 @@ std::string_view error_field(ByteView body, char type);
 // because the message is translated under lc_messages.
 bool is_cached_plan_change(const ErrorFields& error);
 
-// A hot standby's "cannot use serializable mode in a hot standby" for a statement whose transaction took the
-// session's default isolation level, SERIALIZABLE (GetSerializableTransactionSnapshot; 0A000 says no more).
-bool is_serializable_refused_on_standby(const ErrorFields& error);
+// Why a hot standby refused a statement that runs on a primary, told by SQLSTATE and routine (the message is
+// translated under lc_messages; 0A000 alone says no more than "not supported"):
+// - ReadOnly: 25006, the statement writes;
+// - Serializable: "cannot use serializable mode in a hot standby" for a statement whose transaction took the
+//   session's default isolation level, SERIALIZABLE (GetSerializableTransactionSnapshot);
+// - Unlogged: "cannot access temporary or unlogged relations during recovery" (get_relation_info): an unlogged
+//   table's rows live on the primary only.
+enum class StandbyRefusal : uint8_t { None, ReadOnly, Serializable, Unlogged };
+StandbyRefusal standby_refusal(const ErrorFields& error);
 
 // A FATAL a crash or an immediate shutdown sends every connection (57P02, 57P03, or 57P01 worded as an immediate
 // shutdown): never aimed at one connection, unlike the 57P01 of a fast shutdown, which PostgreSQL words as it

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "conf/config.hpp"
+#include "protocol/error_response.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/client/cancel.hpp"
 #include "proxy/control/auth_cache.hpp"
@@ -83,9 +84,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done);
   // COPY FROM STDIN began; `batch`: the extended batch that started it, whose reply ends here.
   void on_copy_in(ServerConn* server, const OwedReply* batch);
-  // A read the standby rejected with 25006 (or 0A000 for SERIALIZABLE) before any row reached the client (ReplyFate::HeldForRetry): the
-  // request runs again, on the primary. may_run_again is asked when the error arrives, on_read_only_retry runs
-  // at its ReadyForQuery.
+  // A read the standby refused (standby_refusal: 25006, or 0A000) before any row reached the client
+  // (ReplyFate::HeldForRetry): the request runs again, on the primary. may_run_again is asked when the error
+  // arrives, on_read_only_retry runs at its ReadyForQuery.
   bool may_run_again(const ServerConn* server) const;
   // Its session may have changed synchronous_commit: its commits may not have waited for the standbys that apply
   // every commit (ClientConn::note_commit_wait_change).
@@ -231,8 +232,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   // (false: it could not, and is answered as lost).
   bool run_again_after_loss(const std::string& backend);
   void learn_writes_from(protocol::ByteView request);
-  static bool refuses_serializable(protocol::ByteView reply);  // a whole reply: its ErrorResponse
-  static bool refused_serializable_default(protocol::ByteView error_body);
+  static protocol::StandbyRefusal refusal_in(protocol::ByteView reply);  // a whole reply: its ErrorResponse
+  static protocol::StandbyRefusal refusal_of(protocol::ByteView error_body);
   void learn_serializable_default(ServerConn& standby);
   void make_active(ServerConn* server);
   void send_request(ServerConn* server, bool unnamed_close);

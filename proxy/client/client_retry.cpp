@@ -4,6 +4,8 @@
 //   an operator or cast over a volatile function, a function created behind pgmux's back) fails on a standby with
 //   25006. When that error comes before any row reached the client, outside a transaction, the client never sees
 //   it: the request runs again on the primary, and its text counts as a write from then on.
+// - Reads of an unlogged table (its rows are the primary's only): a standby refuses them (0A000) at planning, before
+//   they run; the request runs again on the primary, and its text counts as a write from then on.
 // - Reads of a session whose default isolation level is SERIALIZABLE where pgmux could not see it set (ALTER
 //   ROLE / DATABASE ... SET, set_config): a standby refuses them (0A000) before they run; the request runs again on
 //   the primary, and the session's reads go there from then on.
@@ -68,8 +70,9 @@ bool ClientConn::run_again_after_loss(const std::string& backend) {
   return true;
 }
 
-// Asked by the standby when the 25006 (or the 0A000) arrives (its reply still owed), and again at its ReadyForQuery: nothing
-// was sent behind the read, nothing waits to be routed, and the client's buffer can take the request back.
+// Asked by the standby when its refusal (standby_refusal) arrives (its reply still owed), and again at its
+// ReadyForQuery: nothing was sent behind the read, nothing waits to be routed, and the client's buffer can take
+// the request back.
 bool ClientConn::may_run_again(const ServerConn* server) const { return can_run_again(server, 1); }
 
 bool ClientConn::can_run_again(const ServerConn* server, size_t owed) const {
@@ -81,7 +84,7 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
   if (!can_run_again(server, 0)) {
     // Something came in between (the client pipelined another request): its replies must stay in order, so the
     // client gets the standby's error after all.
-    LOG_INFO("%s: a standby rejected a read (25006, or 0A000 for SERIALIZABLE); it cannot run again on the primary now",
+    LOG_INFO("%s: a standby refused a read (25006 or 0A000); it cannot run again on the primary now",
              log_prefix().c_str());
     send_owned(ByteVector(server->dropped_reply().begin(), server->dropped_reply().end()));
     retry_request_.clear();
@@ -90,15 +93,18 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
     return;
   }
   worker_.metrics().standby_write_retries.add();
-  if (refuses_serializable(server->dropped_reply())) {
+  const StandbyRefusal refusal = refusal_in(server->dropped_reply());
+  if (refusal == StandbyRefusal::Serializable) {
     learn_serializable_default(*server);
     confirm_statements(server, dropped);  // its Parses were refused: the standby does not have them
   } else {
     learn_writes_from(retry_request_);
-    LOG_INFO("%s: S-%llu backend %s rejected a read as a write (25006) before any row reached the client; running "
-             "it again on the primary (its text counts as a write from now on)",
+    LOG_INFO("%s: S-%llu backend %s refused a read before any row reached the client (%s); running it again on "
+             "the primary (its text counts as a write from now on)",
              log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
-             server->pool().backend().name.c_str());
+             server->pool().backend().name.c_str(),
+             refusal == StandbyRefusal::Unlogged ? "0A000: it reads an unlogged table, which only the primary has"
+                                                 : "25006: it writes");
   }
   in_.unread(retry_request_);
   retry_request_.clear();
@@ -107,22 +113,19 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
   pump();
 }
 
-// The standby's error in a reply dropped for a retry refused the session's default isolation level (the
-// session set it in a way pgmux did not follow: ALTER ROLE / DATABASE ... SET, set_config, the server's config).
-bool ClientConn::refuses_serializable(ByteView reply) {
+// What the ErrorResponse in a reply dropped for a retry says the standby refused.
+StandbyRefusal ClientConn::refusal_in(ByteView reply) {
   for (size_t at = 0;;) {
     const Frame frame = next_frame(reply.subspan(at), static_cast<uint32_t>(reply.size()));
-    if (frame.status != FrameStatus::Frame || at + frame.total() > reply.size()) return false;
-    if (frame.tag == backend::kErrorResponse) {
-      return refused_serializable_default(reply.subspan(at + kFrameHeaderSize, frame.length - 4));
-    }
+    if (frame.status != FrameStatus::Frame || at + frame.total() > reply.size()) return StandbyRefusal::None;
+    if (frame.tag == backend::kErrorResponse) return refusal_of(reply.subspan(at + kFrameHeaderSize, frame.length - 4));
     at += frame.total();
   }
 }
 
-bool ClientConn::refused_serializable_default(ByteView error_body) {
+StandbyRefusal ClientConn::refusal_of(ByteView error_body) {
   const auto error = parse_error_fields(error_body);
-  return error && is_serializable_refused_on_standby(*error);
+  return error ? standby_refusal(*error) : StandbyRefusal::None;
 }
 
 // A standby refused the session's default isolation level, SERIALIZABLE, which the session got where pgmux could

@@ -100,7 +100,7 @@ bool ClientConn::resume_routed() {
   routed_.reset();
   ServerConn* server = slot_for(routed.role);
   if (!prepare_error_.empty() && server == standby_.get() && server->tx_status() == 'I' &&
-      refused_serializable_default(prepare_error_)) {
+      refusal_of(prepare_error_) == protocol::StandbyRefusal::Serializable) {
     // What pgmux prepared for the request was refused for the session's default isolation level: nothing ran
     // there, and the request is routed again, to the primary now.
     learn_serializable_default(*server);

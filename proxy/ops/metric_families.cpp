@@ -53,8 +53,8 @@ constexpr MetricFamilyInfo kServersAndRequests[] = {
      "follow an open transaction or pipeline to its server are not routed again."},
     {"pgmux_standby_write_retries_total", kCounter, "",
      "Reads a standby rejected that pgmux ran again on the primary before any row reached the client: 25006 (the "
-     "statement writes after all; its text counts as a write from then on) or 0A000 (the session's default "
-     "isolation level is SERIALIZABLE; its reads go to the primary from then on)."},
+     "statement writes after all; its text counts as a write from then on) or 0A000 (it reads an unlogged table, "
+     "likewise; or the session's default isolation level is SERIALIZABLE: its reads go to the primary from then on)."},
     {"pgmux_lost_request_retries_total", kCounter, "",
      "Requests whose server was lost before any of their reply reached the client, when running them changed "
      "nothing (a read on a standby, a lone BEGIN): sent again to the next server instead of failing with 08006."},

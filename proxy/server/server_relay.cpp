@@ -279,13 +279,14 @@ ByteVector* ServerConn::client_view_of_error(ByteView body) {
 
 // HeldForRetry: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held
 // meanwhile (rows included: none may reach the client before it is known whether the request runs again). A
-// 25006 (or a refusal of SERIALIZABLE) with the server back outside a transaction makes the reply DropForRetry (a
-// copy of it is kept, in case the client cannot run the request again after all); anything else, or a reply too
-// big to hold, Forward. False while the bytes that decide are not all here (pass.room says how many must fit).
+// standby's refusal (25006, 0A000: standby_refusal) with the server back outside a transaction makes the reply
+// DropForRetry (a copy of it is kept, in case the client cannot run the request again after all); anything else,
+// or a reply too big to hold, Forward. False while the bytes that decide are not all here (pass.room says how
+// many must fit).
 bool ServerConn::decide_read_only_retry(RelayPass& pass) {
   constexpr size_t kMaxHeld = 128 * 1024;  // a reply that holds back more than this is forwarded as it is
   OwedReply& front = owed_.front();
-  bool rejected = false;  // a 25006 came, or a refusal of the session's SERIALIZABLE default
+  bool rejected = false;  // a refusal only a standby gives came (standby_refusal)
   size_t at = pass.pos;
   while (true) {
     const Frame frame = next_frame(ByteView(in_.data() + at, in_.end() - at), worker_.max_message_size());
@@ -320,8 +321,7 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
         // the client what ended it. Not a 57P01 of a fast shutdown: a pg_terminate_backend reads the same, and a
         // statement someone terminated must not run again elsewhere.
         if (error && is_server_crash_fatal(*error)) return false;
-        rejected = error && (error->sqlstate == sqlstate::kReadOnlySqlTransaction ||
-                             is_serializable_refused_on_standby(*error));
+        rejected = error && standby_refusal(*error) != StandbyRefusal::None;
         if (!rejected) break;
         at += frame.total();
         continue;

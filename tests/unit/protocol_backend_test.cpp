@@ -238,6 +238,25 @@ TEST_CASE("error_field: one field's value, without a parse") {
   CHECK(error_field(ByteView{}, 'C').empty());
 }
 
+TEST_CASE("what a standby refused is told by SQLSTATE and routine, in any language") {
+  const auto refusal = [](std::string_view body) {
+    auto error = parse_error_fields(as_bytes(body));
+    REQUIRE(error);
+    return standby_refusal(*error);
+  };
+  CHECK(refusal("SERROR\0VERROR\0C25006\0Mcannot execute INSERT in a read-only transaction\0\0"sv) ==
+        StandbyRefusal::ReadOnly);
+  CHECK(refusal("SFEHLER\0VERROR\0C0A000\0Mx\0RGetSerializableTransactionSnapshot\0\0"sv) ==
+        StandbyRefusal::Serializable);
+  CHECK(refusal("SERROR\0VERROR\0C0A000\0Mcannot access temporary or unlogged relations during recovery\0"
+                "Fplancat.c\0Rget_relation_info\0\0"sv) == StandbyRefusal::Unlogged);
+  // 0A000 from another routine, or those routines with another SQLSTATE: no refusal pgmux can route around.
+  CHECK(refusal("SERROR\0VERROR\0C0A000\0Mx\0RRevalidateCachedQuery\0\0"sv) == StandbyRefusal::None);
+  CHECK(refusal("SERROR\0VERROR\0C42P01\0Mx\0Rget_relation_info\0\0"sv) == StandbyRefusal::None);
+  CHECK(refusal("SERROR\0VERROR\0C0A000\0Mcannot use serializable mode in a hot standby\0\0"sv) ==
+        StandbyRefusal::None);
+}
+
 TEST_CASE("a changed cached plan is told by SQLSTATE and routine, in any language") {
   // As PostgreSQL sends it under lc_messages = 'de_DE': S localized, V not, M translated, R the routine.
   auto german = parse_error_fields(as_bytes(
