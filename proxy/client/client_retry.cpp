@@ -99,12 +99,12 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
     confirm_statements(server, dropped);  // its Parses were refused: the standby does not have them
   } else {
     learn_writes_from(retry_request_);
-    LOG_INFO("%s: S-%llu backend %s refused a read before any row reached the client (%s); running it again on "
-             "the primary (its text counts as a write from now on)",
+    LOG_INFO("%s: S-%llu backend %s rejected a read as a write (%s) before any row reached the client; running "
+             "it again on the primary (its text counts as a write from now on)",
              log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
              server->pool().backend().name.c_str(),
              refusal == StandbyRefusal::Unlogged ? "0A000: it reads an unlogged table, which only the primary has"
-                                                 : "25006: it writes");
+                                                 : "25006");
   }
   in_.unread(retry_request_);
   retry_request_.clear();

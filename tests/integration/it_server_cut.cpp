@@ -122,8 +122,13 @@ TEST_CASE("a BEGIN lost with its server is sent again: the client's transaction 
       // while the relay is frozen (its bytes would look like the BEGIN's).
       config["routing"] = {{"read_write_split", false}, {"failover_timeout", 20}};
       config["health_check"] = {{"period", 30}};
+      config["logging"]["level"] = "debug";  // the function catalog's load is logged at debug
       ProxyUnderTest proxy(config.dump(2), listen);
       PgConn client = connect(proxy.conninfo("app", "app", "app"));
+      // The login starts loading the database's function catalog over a connection of its own through the relay:
+      // loaded before the freeze, or its bytes would be taken for the BEGIN's (and the cut would end the load).
+      REQUIRE(wait_until([&] { return proxy.process()->full_log().find("volatile function names") !=
+                                      std::string::npos; }, 10));
       // Session pooling: session state the new server must be given. (Transaction pooling would sync a shared
       // server's parameters before the BEGIN, and that sync, not the BEGIN, would meet the cut.)
       const bool session = pool_mode == "session";
