@@ -172,19 +172,7 @@ bool ClientConn::dispatch() {
   }
 
   if (defer_begin(c)) return true;
-  if (!session_.deferred_begin.empty()) {
-    if (c.kind == routing::StatementKind::Session && c.read_only) {
-      c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
-      // A BEGIN that asked for SERIALIZABLE keeps the block off standbys, whatever level this one sets: they refuse
-      // that BEGIN itself.
-      if (deferred_begin_isolation() == routing::Isolation::Serializable) {
-        c.isolation = routing::Isolation::Serializable;
-      }
-    } else if (routing::is_read_only_statement(c, session_.route)) {
-      c.kind = routing::StatementKind::Write;  // anything else after a plain BEGIN: a read-write transaction
-      c.reason = "read-write transaction";
-    }
-  }
+  if (!session_.deferred_begin.empty()) class_behind_deferred_begin(c);
 
   // An extended sequence closed by Flush (no Sync) may go on with anything, writes included, on the same server:
   // start such a sequence on the primary.
@@ -209,6 +197,19 @@ bool ClientConn::dispatch() {
   if (!prepare(server, c)) return false;
   forward(server, c);
   return open() && !pinned();
+}
+
+// The statement that carries a deferred BEGIN decides where the whole transaction runs: the class it routes by.
+void ClientConn::class_behind_deferred_begin(routing::Classification& c) {
+  if (c.kind == routing::StatementKind::Session && c.read_only) {
+    c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
+    // A BEGIN that asked for SERIALIZABLE keeps the block off standbys, whatever level this one sets: they refuse
+    // that BEGIN itself.
+    if (deferred_begin_isolation() == routing::Isolation::Serializable) c.isolation = routing::Isolation::Serializable;
+  } else if (routing::is_read_only_statement(c, session_.route)) {
+    c.kind = routing::StatementKind::Write;  // anything else after a plain BEGIN: a read-write transaction
+    c.reason = "read-write transaction";
+  }
 }
 
 // A plain BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ
