@@ -356,7 +356,9 @@ bool ClientConn::finish_login(const SessionParams& server_params, const char* vi
   const int32_t pid = login_server && !transaction_pooling() ? login_server->key().process_id : 0;
   const CancelRegistry::Key key = worker_.cancels().add(cancel_slot_, pid);
   cancel_key_ = key;
-  session_.route.serializable_default = session_.starts_serializable();
+  // A role or database default pgmux learned from an earlier session's refusal counts from the start.
+  session_.route.serializable_server_default = worker_.serializable_default_of(database_, user_config_->name);
+  session_.route.serializable_default = session_.resets_to_serializable();
   ByteVector out;
   for (const auto& [name, value] : server_params.entries()) build_parameter_status(out, name, value);
   build_backend_key_data(out, key.process_id, key.secret_key);

@@ -130,10 +130,12 @@ StandbyRefusal ClientConn::refusal_of(ByteView error_body) {
 
 // A standby refused the session's default isolation level, SERIALIZABLE, which the session got where pgmux could
 // not see (ALTER ROLE / DATABASE ... SET, set_config, the servers' configuration): the request runs again on the
-// primary, and so do the session's reads from now on (a RESET returns to that default too).
+// primary, and so do the session's reads from now on (a RESET returns to that default too). The worker keeps it
+// for the (database, user)'s next sessions.
 void ClientConn::learn_serializable_default(ServerConn& standby) {
   session_.route.serializable_default = true;
   session_.route.serializable_server_default = true;
+  worker_.learn_serializable_default(database_, user_config_->name);
   LOG_INFO("%s: S-%llu backend %s cannot run the session's default isolation level, SERIALIZABLE (0A000), before "
            "the request ran; it runs again on the primary, where the session's reads go from now on",
            log_prefix().c_str(), static_cast<unsigned long long>(standby.id()), standby.pool().backend().name.c_str());

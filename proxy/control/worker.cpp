@@ -93,6 +93,7 @@ void Worker::on_config(std::shared_ptr<const conf::Config> config, std::shared_p
   if (!same_backend_names(*config_, *config)) balancer_ = routing::Balancer();  // its credits are by index
   config_ = std::move(config);
   forget_pool_lookups();  // backend indices and pool keys may mean other things now
+  serializable_defaults_.clear();  // the operator's word that things changed: learned again if still so
   view_ = std::move(view);
   std::vector<ClientConn*> clients;
   clients_.for_each([&](ClientConn* client) { clients.push_back(client); });

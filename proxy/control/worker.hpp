@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,6 +108,15 @@ class Worker final : public PoolHost {
   void wait_for_replay(ClientConn* client, double seconds_left);
   void stop_waiting_for_replay(ClientConn* client) { replay_waiters_.remove(client); }
   const protocol::ScramSecret* scram_secret_for(const conf::User& user);
+  // A standby refused a session of this (database, user) for its default isolation level, SERIALIZABLE, set
+  // where pgmux cannot see it (ALTER ROLE / DATABASE ... SET): the pair's next sessions on this worker start with
+  // their reads on the primary instead of each trying a standby once first. Forgotten at a reload.
+  void learn_serializable_default(const std::string& database, const std::string& user) {
+    serializable_defaults_.emplace(database, user);
+  }
+  bool serializable_default_of(const std::string& database, const std::string& user) const {
+    return !serializable_defaults_.empty() && serializable_defaults_.contains({database, user});
+  }
 
   void add_client(ClientConn* client);
   void remove_client(ClientConn* client);
@@ -184,6 +194,7 @@ class Worker final : public PoolHost {
   static constexpr size_t kKeptRewriteBuffer = 64 * 1024;
   protocol::ByteVector rewrite_buffer_;
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
+  std::set<std::pair<std::string, std::string>> serializable_defaults_;  // learn_serializable_default
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
   IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
   IntrusiveList<ClientConn, &ClientConn::replay_wait_node> replay_waiters_;

@@ -47,6 +47,8 @@ struct Fixture {
     nlohmann::json config = routing_config(listen, ports);
     config["workers"] = 1;
     config["users"].push_back({{"name", kRole}, {"password", "serpw"}});
+    config["users"].push_back({{"name", "admin"}, {"password", "admin"}});
+    config["admin_users"] = nlohmann::json::array({"admin"});
     config["databases"] = nlohmann::json::array({{{"name", kDb}, {"pool_mode", pool_mode}, {"pool_size", 10}}});
     return config.dump();
   }
@@ -134,6 +136,46 @@ void compare_hidden_defaults(Fixture& f) {
   CHECK(run_prepared(f.proxy.conninfo(kRole, "serpw", kDb)) == run_prepared(f.direct(kRole, "serpw")));
 }
 
+// Learned from the first refusal: the role's later sessions start with their reads on the primary; no standby
+// is tried first (the refusal's log line would show it).
+void later_sessions_start_on_primary(Fixture& f) {
+  const auto refusals = [&] {
+    const std::string log = f.proxy.process()->full_log();
+    size_t n = 0;
+    for (size_t at = 0; (at = log.find("cannot run the session's default isolation level", at)) != std::string::npos;
+         ++at) {
+      ++n;
+    }
+    return n;
+  };
+  const size_t learned = refusals();
+  REQUIRE(learned >= 1);
+  const std::vector<std::string> reads = {kLevel, "SELECT count(*) FROM items", "RESET ALL", kLevel};
+  for (int i = 0; i < 3; ++i) {
+    CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == run_script(f.direct(kRole, "serpw"), reads));
+    PgConn conn = connect(f.proxy.conninfo(kRole, "serpw", kDb));
+    CHECK(server_port(conn.get()) == f.ports.primary);
+  }
+  CHECK(refusals() == learned);
+  // A reload forgets it (the role may have changed meanwhile): a new session tries a standby once again.
+  {
+    PgConn console = connect(f.proxy.conninfo("admin", "admin", "pgmux"));
+    PgResult reload(PQexec(console.get(), "RELOAD"));
+    REQUIRE_MESSAGE(PQresultStatus(reload.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(reload.get()));
+  }
+  CHECK(wait_until(
+      [&] {
+        CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == run_script(f.direct(kRole, "serpw"), reads));
+        return refusals() > learned;
+      },
+      5, 0.1));
+  // A startup option that sets another level wins over the role's default, as on PostgreSQL: reads to standbys.
+  PgConn other = connect(f.proxy.conninfo(kRole, "serpw", kDb) +
+                         " options='-c default_transaction_isolation=repeatable\\\\ read'");
+  CHECK(std::string(PQgetvalue(PgResult(PQexec(other.get(), kLevel)).get(), 0, 0)) == "repeatable read");
+  CHECK(wait_until([&] { return f.standby(server_port(other.get())); }, 5, 0.05));
+}
+
 // Once the default is back to a level standbys run, reads go to them again.
 void reads_return_to_standbys(Fixture& f) {
   PgConn conn = connect(f.proxy.conninfo("app", "app", kDb));
@@ -176,6 +218,7 @@ TEST_CASE("serializable with the split: every reply as on the primary, session p
   Fixture f("session");
   compare_scripts(f);
   compare_hidden_defaults(f);
+  later_sessions_start_on_primary(f);
   reads_return_to_standbys(f);
 }
 
@@ -184,5 +227,6 @@ TEST_CASE("serializable with the split: every reply as on the primary, transacti
   Fixture f("transaction");
   compare_scripts(f);
   compare_hidden_defaults(f);
+  later_sessions_start_on_primary(f);
   reads_return_to_standbys(f);
 }
