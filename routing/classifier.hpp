@@ -85,7 +85,8 @@ struct ParsedStatements {
   Classification classification;
   std::string calls;           // function names called by any statement, each followed by '\0'
   std::string read_calls;      // function names called by reads, each followed by '\0'
-  std::string read_relations;  // relation names, each followed by '\0'
+  std::string read_relations;     // relation names read by reads that run, each followed by '\0'
+  std::string planned_relations;  // ... and by those only planned too (EXPLAIN without ANALYZE)
 };
 
 // What the lexical fast path (classifier_lexical.hpp) makes of a text.

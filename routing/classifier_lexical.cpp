@@ -77,10 +77,12 @@ void check_call(const Token& name_token, const ScanContext& context, StatementSc
 
 // A name where a relation may stand (after FROM, JOIN, TABLE, ONLY, a comma or a dot: see scan_statement).
 void check_relation(const Token& t, const ScanContext& context, StatementScan& s) {
-  if (context.catalog == nullptr || !context.catalog->may_be_view(t.kind == TokenKind::Word, t.text)) return;
+  if (context.catalog == nullptr || !context.catalog->may_be_listed_relation(t.kind == TokenKind::Word, t.text)) return;
   std::array<char, kNameMax> buf;  // identifier_name writes what it returns
   const std::string_view name = identifier_name(t, buf);
-  if (!name.empty() && context.catalog->volatile_view(name)) s.catalog_hit = true;
+  if (!name.empty() && (context.catalog->volatile_view(name) || context.catalog->unlogged_relation(name))) {
+    s.catalog_hit = true;
+  }
 }
 
 // Records the keywords that matter for the decision. Dispatches on length first: most words are
@@ -297,7 +299,9 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
     return {};
   }
   if (s.word(0, "explain")) {
-    if (s.has_analyze) {  // EXPLAIN ANALYZE runs the statement: the parser looks at what it runs
+    // EXPLAIN ANALYZE runs the statement: the parser looks at what it runs. A listed relation may be one a
+    // standby refuses even to plan (unlogged_relation): the parser tells.
+    if (s.has_analyze || s.catalog_hit) {
       needs_parser = true;
       return {};
     }

@@ -19,10 +19,12 @@ bool NameSet::contains(std::string_view name) const {
 }
 
 FunctionCatalog::FunctionCatalog(std::vector<std::string> volatile_functions, std::vector<std::string> volatile_views,
-                                 uint64_t generation, std::vector<std::string> session_functions)
+                                 uint64_t generation, std::vector<std::string> session_functions,
+                                 std::vector<std::string> unlogged_relations)
     : functions_(std::move(volatile_functions)),
       views_(std::move(volatile_views)),
       session_functions_(std::move(session_functions)),
+      unlogged_(std::move(unlogged_relations)),
       generation_(generation) {}
 
 // body: the source of every function outside the system schemas whose language has one (SQL, PL/pgSQL, other
@@ -50,7 +52,9 @@ constexpr const char* kSessionFunctionsPart = R"sql(, body AS MATERIALIZED (
 // that are the same on a standby. uses: what each view outside the system schemas calls (FuncExpr, OpExpr,
 // Aggref, WindowFunc) and reads (RangeTblEntry), from its stored rule; the system views that read volatile
 // functions are a fixed list (kSystemVolatileViews), which spares the server searching their large
-// definitions each time. bad: the views that call a volatile function, then the views that read those.
+// definitions each time. bad: the views that call a volatile function, then the views that read those. unl: the
+// unlogged tables and sequences (a standby has none of their rows and refuses to plan a read of one), then the
+// views that read those and the parents (inheritance, partitioning) a read of which scans them.
 const char* function_catalog_query() {
   static const std::string query = [] {
     // Built with append: GCC 12 at -O3 warns (-Wrestrict, a false positive) on operator+ of literals and strings.
@@ -80,13 +84,23 @@ const char* function_catalog_query() {
            " SELECT u.view FROM uses u JOIN vol ON u.kind <> 'relid' AND u.ref = vol.oid"
            " UNION"
            " SELECT u.view FROM uses u JOIN bad b ON u.kind = 'relid' AND u.ref = b.view"
+           "), unl(rel) AS ("
+           " SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'S')"
+           " UNION"
+           " SELECT over.rel FROM unl n JOIN ("
+           "  SELECT u.view AS rel, u.ref AS child FROM uses u WHERE u.kind = 'relid'"
+           "  UNION ALL"
+           "  SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i"
+           " ) over ON over.child = n.rel"
            ")");
     text.append(kSessionFunctionsPart);
     text.append(" SELECT DISTINCT 'f', proname::text FROM vol"
                 " UNION ALL"
                 " SELECT DISTINCT 'v', c.relname::text FROM bad JOIN pg_catalog.pg_class c ON c.oid = bad.view"
                 " UNION ALL"
-                " SELECT DISTINCT 's', name::text FROM sess");
+                " SELECT DISTINCT 's', name::text FROM sess"
+                " UNION ALL"
+                " SELECT DISTINCT 'u', c.relname::text FROM unl JOIN pg_catalog.pg_class c ON c.oid = unl.rel");
     return text;
   }();
   return query.c_str();
@@ -99,12 +113,15 @@ void FunctionCatalogBuilder::add_row(std::string_view kind, std::string_view nam
     views_.emplace_back(name);
   } else if (kind == "s") {
     session_functions_.emplace_back(name);
+  } else if (kind == "u") {
+    unlogged_.emplace_back(name);
   }
 }
 
 FunctionCatalog FunctionCatalogBuilder::build(uint64_t generation) && {
   for (std::string_view name : kSystemVolatileViews) views_.emplace_back(name);
-  return FunctionCatalog(std::move(functions_), std::move(views_), generation, std::move(session_functions_));
+  return FunctionCatalog(std::move(functions_), std::move(views_), generation, std::move(session_functions_),
+                         std::move(unlogged_));
 }
 
 }  // namespace pgmux::routing

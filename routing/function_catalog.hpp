@@ -1,7 +1,8 @@
-// What one database's catalog says about the functions and views a statement may use: the names whose call
+// What one database's catalog says about the functions and relations a statement may use: the names whose call
 // may change data or depend on one server's state (VOLATILE in pg_proc, less a few built-ins that behave alike
-// on a standby), and the views whose definition calls one. Built by the control loop from the primary's
-// catalog; immutable once built, so every worker's classifier reads it without a lock.
+// on a standby), the views whose definition calls one, and the relations only the primary can read (unlogged
+// tables, and the views and parents that read them). Built by the control loop from the primary's catalog;
+// immutable once built, so every worker's classifier reads it without a lock.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -47,33 +48,41 @@ class FunctionCatalog {
   // Names as PostgreSQL stores them (proname, relname): case-sensitive, unqualified. generation tells
   // snapshots apart (a statement's stored class is redone when it was made with another one).
   FunctionCatalog(std::vector<std::string> volatile_functions, std::vector<std::string> volatile_views,
-                  uint64_t generation, std::vector<std::string> session_functions = {});
+                  uint64_t generation, std::vector<std::string> session_functions = {},
+                  std::vector<std::string> unlogged_relations = {});
 
   // A function of this name in any schema, with any arguments, is volatile: calling the name may write.
   bool volatile_function(std::string_view name) const { return functions_.contains(name); }
   // A view of this name in any schema reads a volatile function (directly, through an operator or another view).
   bool volatile_view(std::string_view name) const { return views_.contains(name); }
+  // A relation of this name in any schema has no rows on a standby, which refuses to plan a read of it (0A000):
+  // an unlogged table or sequence, or a view or an inheritance / partitioning parent that reads one.
+  bool unlogged_relation(std::string_view name) const { return unlogged_.contains(name); }
   // A function of this name in any schema may change session state from inside (its source runs set_config,
   // SET, RESET or DISCARD, or calls such a function): a call is like a DO block, what it changed is unknown.
   bool session_function(std::string_view name) const { return session_functions_.contains(name); }
-  // Before the token is read as a name: false when no view can match it (an unquoted word folds to lowercase,
-  // up to 63 bytes; a quoted one is taken as written).
-  bool may_be_view(bool unquoted_word, std::string_view token) const {
+  // Before the token is read as a name: false when no listed relation (volatile view or unlogged relation) can
+  // match it (an unquoted word folds to lowercase, up to 63 bytes; a quoted one is taken as written).
+  bool may_be_listed_relation(bool unquoted_word, std::string_view token) const {
     if (unquoted_word) {
       const char first = token[0] >= 'A' && token[0] <= 'Z' ? static_cast<char>(token[0] | 0x20) : token[0];
-      return views_.may_contain(token.size() < 63 ? token.size() : 63, first);
+      const size_t length = token.size() < 63 ? token.size() : 63;
+      return views_.may_contain(length, first) || unlogged_.may_contain(length, first);
     }
-    return token.size() >= 3 && views_.may_contain(token.size() - 2, token[1]);
+    return token.size() >= 3 &&
+           (views_.may_contain(token.size() - 2, token[1]) || unlogged_.may_contain(token.size() - 2, token[1]));
   }
   uint64_t generation() const { return generation_; }
   size_t function_count() const { return functions_.size(); }
   size_t view_count() const { return views_.size(); }
+  size_t unlogged_count() const { return unlogged_.size(); }
   size_t session_function_count() const { return session_functions_.size(); }
 
  private:
   NameSet functions_;
   NameSet views_;
   NameSet session_functions_;
+  NameSet unlogged_;
   uint64_t generation_ = 0;
 };
 
@@ -94,7 +103,8 @@ struct CatalogState {
 };
 
 // The catalog query, for PostgreSQL 12 and later: rows of (kind, name), kind 'f' for a volatile function,
-// 'v' for a view over one and 's' for a function that may change session state (session_function). Built-in
+// 'v' for a view over one, 's' for a function that may change session state (session_function) and 'u' for a
+// relation only the primary can read (unlogged_relation). Built-in
 // volatile functions that behave alike on a standby are left out (random, clock_timestamp, pg_sleep, ...). A
 // view's definition is searched for the functions it calls (operators, aggregates and window functions
 // included) and the views it reads, because PostgreSQL records no dependency on built-in functions.
@@ -110,6 +120,7 @@ class FunctionCatalogBuilder {
   std::vector<std::string> functions_;
   std::vector<std::string> views_;
   std::vector<std::string> session_functions_;
+  std::vector<std::string> unlogged_;
 };
 
 }  // namespace pgmux::routing

@@ -430,6 +430,7 @@ Classification classify_statement(const json* stmt, const Classifier& classifier
   if (type == "DoStmt") c.effects.add(SessionEffect::Opaque);
   c.catalog_change = changes_catalog(type, stmt->begin().value());
   out.calls += f.calls;
+  if (c.kind == StatementKind::Read) out.planned_relations += f.relations;  // a standby plans them too
   if (c.kind == StatementKind::Read && runs_its_calls(type, stmt->begin().value())) {
     out.read_calls += f.calls;
     out.read_relations += f.relations;

@@ -78,8 +78,9 @@ void CatalogLoader::finish(Database& db, bool ok, const std::string& error) {
   const bool without_primary = !ok && !db.connection;  // none known yet: loaded again once there is (Control)
   if (ok) {
     auto catalog = std::make_shared<const routing::FunctionCatalog>(std::move(db.rows).build(++generation_));
-    LOG_DEBUG("function catalog of database %s: %zu volatile function names, %zu views over them",
-              escape_for_log(slot.database, 64).c_str(), catalog->function_count(), catalog->view_count());
+    LOG_DEBUG("function catalog of database %s: %zu volatile function names, %zu views over them, %zu unlogged "
+              "relations", escape_for_log(slot.database, 64).c_str(), catalog->function_count(),
+              catalog->view_count(), catalog->unlogged_count());
     if (db.failing) LOG_INFO("function catalog of database %s loaded again", escape_for_log(slot.database, 64).c_str());
     db.failing = false;
     slot.snapshot.store(std::move(catalog), std::memory_order_release);

@@ -30,6 +30,8 @@ FunctionCatalog make_catalog(uint64_t generation = 1) {
   }
   b.add_row("v", "audit_view");
   b.add_row("v", "Quoted View");
+  b.add_row("u", "scratch");  // an unlogged table
+  b.add_row("u", "Scratch Parent");
   b.add_row("x", "ignored");
   return std::move(b).build(generation);
 }
@@ -149,6 +151,39 @@ TEST_CASE("view over a volatile function: a write wherever it is read") {
   CHECK(kind_of(c, "SELECT * FROM \"quoted view\"", catalog) == StatementKind::Read);
   CHECK(kind_of(c, "SELECT audit_view.n FROM t audit_view", catalog) == StatementKind::Read);  // the parser knows
   CHECK(kind_of(c, "EXPLAIN SELECT * FROM audit_view", catalog) == StatementKind::Read);
+}
+
+TEST_CASE("unlogged relation: a read of it goes to the primary, not as a write function") {
+  Classifier c;
+  const FunctionCatalog catalog = make_catalog();
+  CHECK(catalog.unlogged_count() == 2);
+  CHECK(catalog.unlogged_relation("scratch"));
+  CHECK_FALSE(catalog.volatile_view("scratch"));
+  CHECK(std::string_view(pgmux::routing::function_catalog_query()).find("relpersistence = 'u'") !=
+        std::string_view::npos);
+  for (const char* sql : {
+           "SELECT count(*) FROM scratch",
+           "SELECT * FROM public.scratch WHERE id = 1",
+           "SELECT * FROM t JOIN scratch s ON s.id = t.id",
+           "SELECT * FROM t WHERE a IN (SELECT id FROM SCRATCH)",
+           "TABLE scratch",
+           "SELECT * FROM \"Scratch Parent\"",
+           "SELECT 1; SELECT * FROM scratch",
+           "BEGIN; SELECT * FROM scratch; COMMIT",
+           "EXPLAIN SELECT * FROM scratch",  // a standby refuses to plan it too
+       }) {
+    CAPTURE(sql);
+    const Classification got = c.classify(sql, CatalogState{&catalog, false});
+    CHECK(got.kind == StatementKind::Write);
+    CHECK(std::string_view(got.reason) == "reads an unlogged table");
+    CHECK_FALSE(got.write_function);
+  }
+  for (const char* sql : {"SELECT * FROM scratch_log", "SELECT scratch.id FROM t scratch", "SELECT 'scratch'",
+                          "SELECT * FROM \"scratch parent\""}) {
+    CAPTURE(sql);
+    CHECK(kind_of(c, sql, catalog) == StatementKind::Read);
+  }
+  CHECK(kind_of(c, "SELECT count(*) FROM scratch", FunctionCatalogBuilder().build(2)) == StatementKind::Read);
 }
 
 TEST_CASE("volatile function: one cache entry serves every catalog and database") {
