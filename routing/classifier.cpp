@@ -58,8 +58,8 @@ bool any_name(std::string_view names, InSet&& in) {
 
 // A read (of any statement of the string) that calls a volatile function or reads a view over one is a write:
 // combining the statements again with that one a Write gives a Write. So is one that reads an unlogged table,
-// which a standby refuses to plan. A call of a function that may change the
-// session unseen, in any statement, makes the session unknown (like DO) and sends a read to the primary.
+// which a standby refuses to plan. A call of a function that may change the session unseen, in any statement,
+// makes the session unknown (like DO) and sends a read to the primary.
 void apply_catalog(const ParsedStatements& parsed, const FunctionCatalog& catalog, Classification& c) {
   const char* reason = nullptr;
   const bool session_call = any_name(parsed.calls, [&](std::string_view n) { return catalog.session_function(n); });
