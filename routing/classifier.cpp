@@ -57,9 +57,10 @@ bool any_name(std::string_view names, InSet&& in) {
 }
 
 // A read (of any statement of the string) that calls a volatile function or reads a view over one is a write:
-// combining the statements again with that one a Write gives a Write. So is one that reads an unlogged table,
-// which a standby refuses to plan. A call of a function that may change the session unseen, in any statement,
-// makes the session unknown (like DO) and sends a read to the primary.
+// combining the statements again with that one a Write gives a Write. One that reads an unlogged table, which a
+// standby refuses to plan, stays a read that goes to the primary (reads_unlogged). A call of a function that may
+// change the session unseen, in any statement, makes the session unknown (like DO) and sends a read to the
+// primary.
 void apply_catalog(const ParsedStatements& parsed, const FunctionCatalog& catalog, Classification& c) {
   const char* reason = nullptr;
   const bool session_call = any_name(parsed.calls, [&](std::string_view n) { return catalog.session_function(n); });
@@ -70,13 +71,13 @@ void apply_catalog(const ParsedStatements& parsed, const FunctionCatalog& catalo
     reason = "volatile function";
   } else if (any_name(parsed.read_relations, [&](std::string_view n) { return catalog.volatile_view(n); })) {
     reason = "view over a volatile function";
-  } else if (any_name(parsed.planned_relations, [&](std::string_view n) { return catalog.unlogged_relation(n); })) {
-    // Not a write (no write_function): only the primary has the rows, and a standby refuses even to plan a read.
-    c.kind = StatementKind::Write;
-    c.reason = "reads an unlogged table";
+  }
+  if (reason == nullptr) {
+    // Only the primary has the rows, and a standby refuses even to plan a read of them.
+    c.reads_unlogged =
+        any_name(parsed.planned_relations, [&](std::string_view n) { return catalog.unlogged_relation(n); });
     return;
   }
-  if (reason == nullptr) return;
   c.kind = StatementKind::Write;
   c.reason = reason;
   c.write_function = true;

@@ -46,6 +46,7 @@ struct Classification {
   bool write_function = false;  // a write function is called (built-in, configured, or volatile in the catalog)
   bool primary_only = false;    // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED: only the primary runs it
   bool catalog_change = false;  // DDL of functions, views, extensions, schemas... or DO: reload the catalog
+  bool reads_unlogged = false;  // reads a relation only the primary has rows of (FunctionCatalog::unlogged_relation)
   // Session state only the primary can keep (the first such statement's): temp tables, session advisory locks
   // (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD.
   PinReason pin_reason = PinReason::None;
@@ -56,9 +57,12 @@ struct Classification {
   uint64_t catalog_stamp = 0;   // CatalogState::stamp() of the catalog it was made with
 
   bool pins_primary() const { return pin_reason != PinReason::None; }
+  // A read that runs on the primary all the same (no write: read-your-writes and causal reads do not start): the
+  // client asked for it, or the rows are there only.
+  bool read_needs_primary() const { return primary_hint || reads_unlogged; }
   // Adds the facts of another statement that run with this one (a multi-statement string, an extended batch):
   // the hint, the pin (this one's reason first), the session effects, write-function calls, primary_only,
-  // catalog_change and the strictest isolation.
+  // catalog_change, reads of unlogged relations and the strictest isolation.
   void add_facts(const Classification& other) {
     primary_hint = primary_hint || other.primary_hint;
     if (pin_reason == PinReason::None) pin_reason = other.pin_reason;
@@ -66,6 +70,7 @@ struct Classification {
     write_function = write_function || other.write_function;
     primary_only = primary_only || other.primary_only;
     catalog_change = catalog_change || other.catalog_change;
+    reads_unlogged = reads_unlogged || other.reads_unlogged;
     if (other.isolation > isolation) isolation = other.isolation;
   }
   bool serializable() const { return isolation == Isolation::Serializable; }

@@ -23,6 +23,7 @@ const char* to_string(RouteReason r) {
     case RouteReason::TransactionEnd: return "transaction-end";
     case RouteReason::Pinned: return "pinned";
     case RouteReason::PrimaryHint: return "primary-hint";
+    case RouteReason::Unlogged: return "unlogged";
     case RouteReason::SessionUnknown: return "session-state-unknown";
     case RouteReason::Serializable: return "serializable";
     case RouteReason::SplitOff: return "split-off";
@@ -123,6 +124,7 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   if (state.pinned_primary) return primary_or_wait(view, state.backend_mask, RouteReason::Pinned);
   if (state.session_unknown) return primary_or_wait(view, state.backend_mask, RouteReason::SessionUnknown);
   const bool read_only = is_read_only_statement(c, state);
+  if (read_only && c.reads_unlogged) return primary_or_wait(view, state.backend_mask, RouteReason::Unlogged);
   if (read_only && (state.serializable_default || c.serializable())) {
     return primary_or_wait(view, state.backend_mask, RouteReason::Serializable);
   }

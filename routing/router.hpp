@@ -61,6 +61,7 @@ enum class RouteReason : uint8_t {
   TransactionEnd,
   Pinned,                // the session holds state only the primary has (temp table, advisory lock, LISTEN...)
   PrimaryHint,           // /* pgmux:primary */
+  Unlogged,              // a read of an unlogged relation: standbys have none of its rows
   SessionUnknown,        // the session's settings exist only on the primary (ClientRouteState::session_unknown)
   Serializable,          // a SERIALIZABLE transaction, or a session whose default is: standbys cannot run them
   SplitOff,              // routing.read_write_split is off

@@ -120,7 +120,7 @@ bool ClientConn::resume_routed() {
   if (routed.role == Role::Primary) primary_wait_deadline_ = 0;  // a failover wait, if any, is over
   if (routed.route) {
     worker_.metrics().count_route(*routed.route);
-    if (routing::is_read_only_statement(routed.c, session_.route) && !routed.c.primary_hint) {
+    if (routing::is_read_only_statement(routed.c, session_.route) && !routed.c.read_needs_primary()) {
       ++server->pool().stats.reads;
     }
   }
@@ -133,7 +133,7 @@ bool ClientConn::resume_routed() {
 // is the client's state, and whatever ends it pumps again.
 ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   const routing::BackendsView& view = worker_.view();
-  const bool read_only = routing::is_read_only_statement(c, session_.route) && !c.primary_hint;
+  const bool read_only = routing::is_read_only_statement(c, session_.route) && !c.read_needs_primary();
 
   if (request_.uses_prior_unnamed && !unnamed_.settled()) {
     // An earlier request parsed or closed the unnamed statement, and an error before that message (in a batch

@@ -36,6 +36,7 @@ constexpr std::pair<RouteTarget, RouteReason> kUsualRoutes[] = {
     {RouteTarget::Primary, RouteReason::TransactionEnd},
     {RouteTarget::Primary, RouteReason::Pinned},
     {RouteTarget::Primary, RouteReason::PrimaryHint},
+    {RouteTarget::Primary, RouteReason::Unlogged},
     {RouteTarget::Primary, RouteReason::SplitOff},
     {RouteTarget::Primary, RouteReason::ReadYourWrites},
     {RouteTarget::Primary, RouteReason::Causal},

@@ -74,6 +74,16 @@ TEST_CASE("router: primary-only statements and their reasons") {
     ro_begin.primary_hint = true;
     check_route(route(ro_begin, {}, v), RouteTarget::Primary, 1, RouteReason::PrimaryHint);
   }
+  SUBCASE("a read of an unlogged relation goes to the primary; a write keeps its reason") {
+    Classification unlogged = read_stmt();
+    unlogged.reads_unlogged = true;
+    check_route(route(unlogged, {}, v), RouteTarget::Primary, 1, RouteReason::Unlogged);
+    unlogged.kind = StatementKind::Write;
+    check_route(route(unlogged, {}, v), RouteTarget::Primary, 1, RouteReason::Write);
+    Classification ro_begin = begin_stmt(true);
+    ro_begin.reads_unlogged = true;  // BEGIN READ ONLY; SELECT ... FROM unlogged: the block runs on the primary
+    check_route(route(ro_begin, {}, v), RouteTarget::Primary, 1, RouteReason::Unlogged);
+  }
   SUBCASE("a pinned session sends reads (and read-only transactions) to the primary") {
     ClientRouteState pinned;
     pinned.pinned_primary = true;

@@ -153,7 +153,7 @@ TEST_CASE("view over a volatile function: a write wherever it is read") {
   CHECK(kind_of(c, "EXPLAIN SELECT * FROM audit_view", catalog) == StatementKind::Read);
 }
 
-TEST_CASE("unlogged relation: a read of it goes to the primary, not as a write function") {
+TEST_CASE("unlogged relation: a read of it stays a read that needs the primary") {
   Classifier c;
   const FunctionCatalog catalog = make_catalog();
   CHECK(catalog.unlogged_count() == 2);
@@ -174,16 +174,23 @@ TEST_CASE("unlogged relation: a read of it goes to the primary, not as a write f
        }) {
     CAPTURE(sql);
     const Classification got = c.classify(sql, CatalogState{&catalog, false});
-    CHECK(got.kind == StatementKind::Write);
-    CHECK(std::string_view(got.reason) == "reads an unlogged table");
+    CHECK(got.kind == StatementKind::Read);
+    CHECK(got.reads_unlogged);
+    CHECK(got.read_needs_primary());
     CHECK_FALSE(got.write_function);
   }
+  // A write stays a write; a volatile call wins (it may write).
+  CHECK(kind_of(c, "INSERT INTO scratch SELECT * FROM scratch", catalog) == StatementKind::Write);
+  const Classification both = c.classify("SELECT write_audit() FROM scratch", CatalogState{&catalog, false});
+  CHECK(both.kind == StatementKind::Write);
+  CHECK(std::string_view(both.reason) == "volatile function");
   for (const char* sql : {"SELECT * FROM scratch_log", "SELECT scratch.id FROM t scratch", "SELECT 'scratch'",
                           "SELECT * FROM \"scratch parent\""}) {
     CAPTURE(sql);
-    CHECK(kind_of(c, sql, catalog) == StatementKind::Read);
+    CHECK_FALSE(c.classify(sql, CatalogState{&catalog, false}).reads_unlogged);
   }
-  CHECK(kind_of(c, "SELECT count(*) FROM scratch", FunctionCatalogBuilder().build(2)) == StatementKind::Read);
+  const FunctionCatalog without = FunctionCatalogBuilder().build(2);
+  CHECK_FALSE(c.classify("SELECT count(*) FROM scratch", CatalogState{&without, false}).reads_unlogged);
 }
 
 TEST_CASE("volatile function: one cache entry serves every catalog and database") {

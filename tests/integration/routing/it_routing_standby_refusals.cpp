@@ -211,6 +211,19 @@ void compare_unlogged_reads(Fixture& f) {
   CHECK(run_script(f.proxy.conninfo("app", "app", kDb), reads) == run_script(f.direct("app", "app"), reads));
   CHECK(log_count(f, kUnloggedRetry) == 0);
   {
+    // A read that goes to the primary, not a write (a write would hold every client's reads off the standbys
+    // until they replay past it: causal reads).
+    PgConn conn = connect(f.proxy.conninfo("app", "app", kDb));
+    PgResult route(PQexec(conn.get(), "EXPLAIN ROUTE SELECT count(*) FROM parted"));
+    REQUIRE(PQresultStatus(route.get()) == PGRES_TUPLES_OK);
+    const auto field = [&](const char* name) {
+      return std::string(PQgetvalue(route.get(), 0, PQfnumber(route.get(), name)));
+    };
+    CHECK(field("statement_class") == "read");
+    CHECK(field("target") == "primary");
+    CHECK(field("route_reason") == "unlogged");
+  }
+  {
     PgConn p = admin(f.ports.primary, kDb);  // DDL pgmux does not see: no catalog reload
     exec(p.get(), "CREATE UNLOGGED TABLE late_scratch AS SELECT 7 AS id");
     exec(p.get(), "GRANT SELECT ON late_scratch TO app");
