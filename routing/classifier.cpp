@@ -103,9 +103,14 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
     c = classify_with_parser(sql, key, catalog.catalog);
     c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
   }
-  if (is_read(c) && learned_ && learned_->contains(key)) {
-    c.kind = StatementKind::Write;
-    c.reason = "rejected as a write by a standby";
+  if (is_read(c) && learned_) {
+    const LearnedWrites::Lesson lesson = learned_->lesson_for(key);
+    if (lesson == LearnedWrites::Lesson::Write) {
+      c.kind = StatementKind::Write;
+      c.reason = "rejected as a write by a standby";
+    } else if (lesson == LearnedWrites::Lesson::PrimaryRead) {
+      c.reads_unlogged = true;
+    }
   }
   if (catalog.refreshing && is_read(c)) {
     // What the statement calls may have changed since the catalog was loaded: the primary answers meanwhile.
@@ -130,12 +135,12 @@ Classification Classifier::classify_with_parser(std::string_view sql, std::strin
   return c;
 }
 
-void Classifier::learn_write(std::string_view sql) {
+void Classifier::learn(std::string_view sql, LearnedWrites::Lesson lesson) {
   if (!learned_) learned_ = std::make_shared<LearnedWrites>();
   // By shape, as classify() looks it up: the same call with another number writes just the same.
   std::string buffer;
   const std::optional<Shape> shape = literal_shape(sql, buffer);
-  learned_->add(shape ? shape->text : sql);
+  learned_->add(shape ? shape->text : sql, lesson);
 }
 
 size_t Classifier::cache_hits() const { return cache_hits_; }

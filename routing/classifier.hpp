@@ -141,7 +141,11 @@ class Classifier {
   // A statement a standby rejected with 25006 (it writes, through something the classifier cannot see: a
   // function declared STABLE that writes anyway, an operator...): this text, and every text of its literal
   // shape, is a write from now on, for every classifier sharing the LearnedWrites.
-  void learn_write(std::string_view sql);
+  void learn_write(std::string_view sql) { learn(sql, LearnedWrites::Lesson::Write); }
+  // A read a standby refused to plan (0A000: an unlogged relation the catalog does not list yet): a read that
+  // needs the primary from now on (Classification::reads_unlogged), not a write.
+  void learn_primary_read(std::string_view sql) { learn(sql, LearnedWrites::Lesson::PrimaryRead); }
+  void learn(std::string_view sql, LearnedWrites::Lesson lesson);
 
   // True when `name` (lowercase, unqualified) is a write function: built-in or configured (not the catalog's).
   // `session_lock` is set for session-level advisory locks (they also pin the session to the primary).

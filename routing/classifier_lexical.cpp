@@ -121,6 +121,8 @@ bool note_word(std::string_view w, const Token& prev, int depth, bool& seen_for,
           return true;
         case 'j':
           return word_is(w, "join");
+        case 'c':
+          return word_is(w, "copy");  // COPY relation TO: a standby has no rows of an unlogged one
         default:
           break;
       }
@@ -279,6 +281,16 @@ constexpr std::array<WordRule, 35> kWordRules = {{
     {"listen", StatementKind::Session, "LISTEN", PinReason::Listen},  // LISTEN works only on the primary, and stays
 }};
 
+Classification decide_copy(const StatementScan& s, bool& needs_parser) {
+  // COPY (query) TO: the query decides. COPY relation TO of a listed relation (unlogged_relation): the parser tells.
+  if (s.is(1, TokenKind::LParen) || (s.copy_direction == 0 && s.catalog_hit)) {
+    needs_parser = true;
+    return {};
+  }
+  if (s.copy_direction == 0) return make(StatementKind::Read, "COPY TO");
+  return make(StatementKind::Write, s.copy_direction == 1 ? "COPY FROM" : "COPY");
+}
+
 Classification decide(const StatementScan& s, bool& needs_parser) {
   if (s.head_count == 0) return make(StatementKind::Empty, "empty");
   if (s.unbalanced || s.is(0, TokenKind::LParen)) {  // "(SELECT ...) UNION ...", stray parentheses
@@ -341,14 +353,7 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
   if (s.word(0, "declare")) {
     return make(StatementKind::Write, "DECLARE CURSOR", s.with_hold ? PinReason::HoldCursor : PinReason::None);
   }
-  if (s.word(0, "copy")) {
-    if (s.is(1, TokenKind::LParen)) {  // COPY (query) TO: the query decides
-      needs_parser = true;
-      return {};
-    }
-    if (s.copy_direction == 0) return make(StatementKind::Read, "COPY TO");
-    return make(StatementKind::Write, s.copy_direction == 1 ? "COPY FROM" : "COPY");
-  }
+  if (s.word(0, "copy")) return decide_copy(s, needs_parser);
   for (const WordRule& r : kWordRules) {
     if (s.word(0, r.word)) {
       return make(r.kind, r.reason, r.kind == StatementKind::Write ? lock_pin(s) : r.pin);

@@ -53,8 +53,9 @@ constexpr const char* kSessionFunctionsPart = R"sql(, body AS MATERIALIZED (
 // Aggref, WindowFunc) and reads (RangeTblEntry), from its stored rule; the system views that read volatile
 // functions are a fixed list (kSystemVolatileViews), which spares the server searching their large
 // definitions each time. bad: the views that call a volatile function, then the views that read those. unl: the
-// unlogged tables and sequences (a standby has none of their rows and refuses to plan a read of one), then the
-// views that read those and the parents (inheritance, partitioning) a read of which scans them.
+// unlogged tables (partitioned ones too: PostgreSQL 15 allows them) and sequences (a standby has none of their
+// rows and refuses to plan a read of one), then the views that read those and the parents (inheritance,
+// partitioning) a read of which scans them.
 const char* function_catalog_query() {
   static const std::string query = [] {
     // Built with append: GCC 12 at -O3 warns (-Wrestrict, a false positive) on operator+ of literals and strings.
@@ -85,7 +86,7 @@ const char* function_catalog_query() {
            " UNION"
            " SELECT u.view FROM uses u JOIN bad b ON u.kind = 'relid' AND u.ref = b.view"
            "), unl(rel) AS ("
-           " SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'S')"
+           " SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p', 'S')"
            " UNION"
            " SELECT over.rel FROM unl n JOIN ("
            "  SELECT u.view AS rel, u.ref AS child FROM uses u WHERE u.kind = 'relid'"

@@ -4,17 +4,22 @@
 
 namespace pgmux::routing {
 
-void LearnedWrites::add(std::string_view sql) {
+void LearnedWrites::add(std::string_view sql, Lesson lesson) {
   std::unique_lock lock(mutex_);
+  if (auto it = texts_.find(sql); it != texts_.end()) {
+    if (lesson > it->second) it->second = lesson;
+    return;
+  }
   if (texts_.size() >= capacity_) return;
-  texts_.emplace(sql);
+  texts_.emplace(sql, lesson);
   size_.store(texts_.size(), std::memory_order_relaxed);
 }
 
-bool LearnedWrites::contains(std::string_view sql) const {
-  if (size() == 0) return false;
+LearnedWrites::Lesson LearnedWrites::lesson_for(std::string_view sql) const {
+  if (size() == 0) return Lesson::Nothing;
   std::shared_lock lock(mutex_);
-  return texts_.find(sql) != texts_.end();
+  const auto it = texts_.find(sql);
+  return it == texts_.end() ? Lesson::Nothing : it->second;
 }
 
 }  // namespace pgmux::routing

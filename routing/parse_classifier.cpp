@@ -428,6 +428,10 @@ Classification classify_statement(const json* stmt, const Classifier& classifier
   if (f.local_config_call) c.effects.add(SessionEffect::SetLocal);
   const std::string_view type = stmt->begin().key();
   if (type == "DoStmt") c.effects.add(SessionEffect::Opaque);
+  if (type == "CopyStmt") {  // COPY relation TO: its relation is a typed field, with no RangeVar node around it
+    const json* relation = member(stmt->begin().value(), "relation");
+    if (relation != nullptr) add_name(f.relations, string_of(member(*relation, "relname")));
+  }
   c.catalog_change = changes_catalog(type, stmt->begin().value());
   out.calls += f.calls;
   if (c.kind == StatementKind::Read) out.planned_relations += f.relations;  // a standby plans them too

@@ -232,7 +232,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   // The server was lost before any of the held request's reply reached the client: it goes back in the input
   // (false: it could not, and is answered as lost).
   bool run_again_after_loss(const std::string& backend);
-  void learn_writes_from(protocol::ByteView request);
+  void learn_from_refusal(protocol::ByteView request, bool unlogged);
   static protocol::StandbyRefusal refusal_in(protocol::ByteView reply);  // a whole reply: its ErrorResponse
   static protocol::StandbyRefusal refusal_of(protocol::ByteView error_body);
   void learn_serializable_default(ServerConn& standby);

@@ -97,14 +97,19 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
   if (refusal == StandbyRefusal::Serializable) {
     learn_serializable_default(*server);
     confirm_statements(server, dropped);  // its Parses were refused: the standby does not have them
+  } else if (refusal == StandbyRefusal::Unlogged) {
+    learn_from_refusal(retry_request_, /*unlogged=*/true);
+    LOG_INFO("%s: S-%llu backend %s refused to plan a read (0A000: it reads an unlogged table, which only the "
+             "primary has) before any row reached the client; running it again on the primary (its text goes there "
+             "from now on)",
+             log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
+             server->pool().backend().name.c_str());
   } else {
-    learn_writes_from(retry_request_);
-    LOG_INFO("%s: S-%llu backend %s rejected a read as a write (%s) before any row reached the client; running "
+    learn_from_refusal(retry_request_, /*unlogged=*/false);
+    LOG_INFO("%s: S-%llu backend %s rejected a read as a write (25006) before any row reached the client; running "
              "it again on the primary (its text counts as a write from now on)",
              log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
-             server->pool().backend().name.c_str(),
-             refusal == StandbyRefusal::Unlogged ? "0A000: it reads an unlogged table, which only the primary has"
-                                                 : "25006");
+             server->pool().backend().name.c_str());
   }
   in_.unread(retry_request_);
   retry_request_.clear();
@@ -141,23 +146,28 @@ void ClientConn::learn_serializable_default(ServerConn& standby) {
            log_prefix().c_str(), static_cast<unsigned long long>(standby.id()), standby.pool().backend().name.c_str());
 }
 
-// The statements of the rejected request are writes: their texts for the classifier, named statements and the
-// unnamed one for this session.
-void ClientConn::learn_writes_from(ByteView request) {
+// The statements of the rejected request are writes (25006), or reads only the primary can run (unlogged): their
+// texts for the classifier, named statements and the unnamed one for this session.
+void ClientConn::learn_from_refusal(ByteView request, bool unlogged) {
   RequestInfo info;
   const uint32_t max_size = worker_.max_message_size();
   if (scan_request(request, max_size, request.size(), info).status != ScanStatus::Complete) return;
   routing::Classifier& classifier = worker_.classifier();
-  auto as_write = [](routing::Classification& c) {
-    c.kind = routing::StatementKind::Write;
-    c.reason = "rejected as a write by a standby";
+  const auto lesson = unlogged ? routing::LearnedWrites::Lesson::PrimaryRead : routing::LearnedWrites::Lesson::Write;
+  auto learn_class = [unlogged](routing::Classification& c) {
+    if (unlogged) {
+      c.reads_unlogged = true;
+    } else {
+      c.kind = routing::StatementKind::Write;
+      c.reason = "rejected as a write by a standby";
+    }
   };
-  if (info.kind == RequestKind::Query) classifier.learn_write(info.sql);
-  for (const ParsedStatement& parse : info.parses) classifier.learn_write(parse.sql);
+  if (info.kind == RequestKind::Query) classifier.learn(info.sql, lesson);
+  for (const ParsedStatement& parse : info.parses) classifier.learn(parse.sql, lesson);
   for (std::string_view name : info.used) {
-    if (PreparedStatement* stored = session_.find_statement(name)) as_write(stored->classification);
+    if (PreparedStatement* stored = session_.find_statement(name)) learn_class(stored->classification);
   }
-  if (info.binds_unnamed) unnamed_.count_as_write("rejected as a write by a standby");
+  if (info.binds_unnamed) learn_class(unnamed_.expected_class());
 }
 
 }  // namespace pgmux::proxy

@@ -113,12 +113,6 @@ void UnnamedStatement::drop_unanswered() {
   count_ = 0;
 }
 
-void UnnamedStatement::count_as_write(const char* reason) {
-  routing::Classification& c = (count_ ? pending_[count_ - 1].after : settled_).c;
-  c.kind = routing::StatementKind::Write;
-  c.reason = reason;
-}
-
 bool UnnamedStatement::settled() const {
   for (size_t i = 0; i < count_; ++i) {
     if (pending_[i].ends_entry) return false;

@@ -58,8 +58,8 @@ class UnnamedStatement {
   // Nothing is owed on any server, yet changes are pending: no reply will settle them. Forgotten, as if they did
   // not run (a guard: a use must never wait for a reply that is not coming).
   void drop_unanswered();
-  // A standby rejected the statement as a write (25006): it runs on the primary from now on.
-  void count_as_write(const char* reason);
+  // The class of the expected statement, for a standby's refusal to correct (it runs on the primary from now on).
+  routing::Classification& expected_class() { return (count_ ? pending_[count_ - 1].after : settled_).c; }
 
   // The expected state: the server that holds the client's unnamed statement (or, with no copy, one known to
   // hold none) and the copy of its Parse (empty: none kept).

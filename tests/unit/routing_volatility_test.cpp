@@ -171,6 +171,8 @@ TEST_CASE("unlogged relation: a read of it stays a read that needs the primary")
            "SELECT 1; SELECT * FROM scratch",
            "BEGIN; SELECT * FROM scratch; COMMIT",
            "EXPLAIN SELECT * FROM scratch",  // a standby refuses to plan it too
+           "COPY scratch TO STDOUT",         // a standby cannot read its files (58P01, no refusal to retry)
+           "COPY public.scratch (id) TO STDOUT",
        }) {
     CAPTURE(sql);
     const Classification got = c.classify(sql, CatalogState{&catalog, false});
@@ -191,6 +193,23 @@ TEST_CASE("unlogged relation: a read of it stays a read that needs the primary")
   }
   const FunctionCatalog without = FunctionCatalogBuilder().build(2);
   CHECK_FALSE(c.classify("SELECT count(*) FROM scratch", CatalogState{&without, false}).reads_unlogged);
+  CHECK_FALSE(c.classify("COPY items TO STDOUT", CatalogState{&catalog, false}).reads_unlogged);
+  CHECK(kind_of(c, "COPY scratch FROM STDIN", catalog) == StatementKind::Write);
+}
+
+TEST_CASE("learned from a standby's refusal: a read that needs the primary, or a write, by literal shape") {
+  Classifier c;
+  const FunctionCatalog catalog = make_catalog();
+  const CatalogState state{&catalog, false};
+  c.learn_primary_read("SELECT * FROM late WHERE id = 1");  // an unlogged table the catalog does not list yet
+  Classification got = c.classify("SELECT * FROM late WHERE id = 2", state);
+  CHECK(got.kind == StatementKind::Read);
+  CHECK(got.reads_unlogged);
+  CHECK_FALSE(c.classify("SELECT * FROM other WHERE id = 2", state).reads_unlogged);
+  c.learn_write("SELECT * FROM late WHERE id = 3");  // a write outranks it
+  CHECK(kind_of(c, "SELECT * FROM late WHERE id = 4", catalog) == StatementKind::Write);
+  c.learn_primary_read("SELECT * FROM late WHERE id = 5");  // and is not taken back
+  CHECK(kind_of(c, "SELECT * FROM late WHERE id = 6", catalog) == StatementKind::Write);
 }
 
 TEST_CASE("volatile function: one cache entry serves every catalog and database") {

@@ -28,7 +28,10 @@ bool make_database(const ClusterPorts& ports) {
                                  "CREATE TABLE parted (id int) PARTITION BY RANGE (id)",
                                  "CREATE UNLOGGED TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (10)",
                                  "INSERT INTO parted VALUES (4), (5)", "CREATE UNLOGGED SEQUENCE scratch_seq",
-                                 "GRANT SELECT ON scratch_view, parted, parted_low, scratch_seq TO app"});
+                                 "CREATE UNLOGGED TABLE uparted (id int) PARTITION BY RANGE (id)",
+                                 "CREATE TABLE uparted_low PARTITION OF uparted FOR VALUES FROM (0) TO (10)",
+                                 "INSERT INTO uparted VALUES (6)",
+                                 "GRANT SELECT ON scratch_view, parted, parted_low, scratch_seq, uparted TO app"});
   PgConn p = admin(ports.primary, kDb);
   exec(p.get(), std::string("DO $$BEGIN CREATE ROLE ") + kRole + " LOGIN PASSWORD 'serpw'; " +
                     "EXCEPTION WHEN duplicate_object THEN NULL; END$$");
@@ -76,6 +79,32 @@ size_t log_count(Fixture& f, const std::string& text) {
   size_t n = 0;
   for (size_t at = 0; (at = log.find(text, at)) != std::string::npos; ++at) ++n;
   return n;
+}
+
+// EXPLAIN ROUTE's answer for `sql` in conn's session: "statement class / target / route reason".
+std::string route_of(PGconn* conn, const std::string& sql) {
+  PgResult route(PQexec(conn, ("EXPLAIN ROUTE " + sql).c_str()));
+  if (PQresultStatus(route.get()) != PGRES_TUPLES_OK) return "error: " + std::string(PQresultErrorMessage(route.get()));
+  const auto field = [&](const char* name) {
+    return std::string(PQgetvalue(route.get(), 0, PQfnumber(route.get(), name)));
+  };
+  return field("statement_class") + " / " + field("target") + " / " + field("route_reason");
+}
+
+// The rows COPY ... TO STDOUT sends, or its error.
+std::string copy_out(const std::string& conninfo, const std::string& sql) {
+  PgConn conn = connect(conninfo);
+  PgResult started(PQexec(conn.get(), sql.c_str()));
+  if (PQresultStatus(started.get()) != PGRES_COPY_OUT) return "error " + sqlstate(started.get());
+  std::string rows;
+  char* line = nullptr;
+  int n = 0;
+  while ((n = PQgetCopyData(conn.get(), &line, 0)) > 0) {
+    rows.append(line, static_cast<size_t>(n));
+    PQfreemem(line);
+  }
+  PgResult done(PQgetResult(conn.get()));
+  return PQresultStatus(done.get()) == PGRES_COMMAND_OK ? rows : "error " + sqlstate(done.get());
 }
 
 // Every statement's outcome, one line each: its SQLSTATE when it failed, else its first value or its command tag.
@@ -166,7 +195,7 @@ void later_sessions_start_on_primary(Fixture& f) {
   for (int i = 0; i < 3; ++i) {
     CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == run_script(f.direct(kRole, "serpw"), reads));
     PgConn conn = connect(f.proxy.conninfo(kRole, "serpw", kDb));
-    CHECK(server_port(conn.get()) == f.ports.primary);
+    CHECK(route_of(conn.get(), "SELECT 1") == "read / primary / serializable");
   }
   CHECK(refusals() == learned);
   // A reload forgets it (the role may have changed meanwhile): a new session tries a standby once again.
@@ -207,22 +236,18 @@ void compare_unlogged_reads(Fixture& f) {
   const std::vector<std::string> reads = {
       "SELECT count(*) FROM scratch",       "SELECT sum(id) FROM scratch", "SELECT count(*) FROM scratch",
       "SELECT count(*) FROM scratch s, items i", "SELECT sum(id) FROM scratch_view", "SELECT sum(id) FROM parted",
-      "SELECT last_value FROM scratch_seq", "EXPLAIN (COSTS OFF) SELECT id FROM scratch"};
+      "SELECT last_value FROM scratch_seq", "EXPLAIN (COSTS OFF) SELECT id FROM scratch",
+      "SELECT sum(id) FROM uparted"};
   CHECK(run_script(f.proxy.conninfo("app", "app", kDb), reads) == run_script(f.direct("app", "app"), reads));
   CHECK(log_count(f, kUnloggedRetry) == 0);
-  {
-    // A read that goes to the primary, not a write (a write would hold every client's reads off the standbys
-    // until they replay past it: causal reads).
-    PgConn conn = connect(f.proxy.conninfo("app", "app", kDb));
-    PgResult route(PQexec(conn.get(), "EXPLAIN ROUTE SELECT count(*) FROM parted"));
-    REQUIRE(PQresultStatus(route.get()) == PGRES_TUPLES_OK);
-    const auto field = [&](const char* name) {
-      return std::string(PQgetvalue(route.get(), 0, PQfnumber(route.get(), name)));
-    };
-    CHECK(field("statement_class") == "read");
-    CHECK(field("target") == "primary");
-    CHECK(field("route_reason") == "unlogged");
-  }
+  // A read that goes to the primary, not a write (a write would hold every client's reads off the standbys
+  // until they replay past it: causal reads).
+  PgConn session = connect(f.proxy.conninfo("app", "app", kDb));
+  CHECK(route_of(session.get(), "SELECT count(*) FROM parted") == "read / primary / unlogged");
+  // COPY reads the files without planning: a standby fails it (58P01), with no refusal to run it again.
+  CHECK(route_of(session.get(), "COPY scratch TO STDOUT") == "read / primary / unlogged");
+  const std::string copy = "COPY scratch TO STDOUT";
+  CHECK(copy_out(f.proxy.conninfo("app", "app", kDb), copy) == copy_out(f.direct("app", "app"), copy));
   {
     PgConn p = admin(f.ports.primary, kDb);  // DDL pgmux does not see: no catalog reload
     exec(p.get(), "CREATE UNLOGGED TABLE late_scratch AS SELECT 7 AS id");
@@ -232,6 +257,8 @@ void compare_unlogged_reads(Fixture& f) {
   const std::vector<std::string> late = {"SELECT sum(id) FROM late_scratch", "SELECT sum(id) FROM late_scratch"};
   CHECK(run_script(f.proxy.conninfo("app", "app", kDb), late) == run_script(f.direct("app", "app"), late));
   CHECK(log_count(f, kUnloggedRetry) == 1);
+  // Learned as a read that needs the primary, not as a write.
+  CHECK(route_of(session.get(), "SELECT sum(id) FROM late_scratch") == "read / primary / unlogged");
   // A prepared statement: the catalog routes it too.
   PgConn conn = connect(f.proxy.conninfo("app", "app", kDb));
   PgResult prepared(PQprepare(conn.get(), "unlogged", "SELECT count(*) FROM scratch WHERE id > $1", 1, nullptr));
