@@ -185,9 +185,11 @@ bool scan_statement(SqlLexer& lex, const ScanContext& context, StatementScan& s)
       default:
         break;
     }
+    // FROM ( relation JOIN ...): a parenthesis keeps the relation that may follow.
     relation_next = t.kind == TokenKind::Word
                         ? note_word(t.text, prev, depth, seen_for, s)
-                        : t.kind == TokenKind::Punct && (t.text.front() == ',' || t.text.front() == '.');
+                        : (t.kind == TokenKind::Punct && (t.text.front() == ',' || t.text.front() == '.')) ||
+                              (relation_next && t.kind == TokenKind::LParen);
     prev = t;
   }
 }

@@ -173,6 +173,8 @@ TEST_CASE("unlogged relation: a read of it stays a read that needs the primary")
            "EXPLAIN SELECT * FROM scratch",  // a standby refuses to plan it too
            "COPY scratch TO STDOUT",         // a standby cannot read its files (58P01, no refusal to retry)
            "COPY public.scratch (id) TO STDOUT",
+           "SELECT * FROM (scratch JOIN items USING (id))",
+           "SELECT * FROM ((scratch s JOIN items i ON s.id = i.id))",
        }) {
     CAPTURE(sql);
     const Classification got = c.classify(sql, CatalogState{&catalog, false});
