@@ -104,10 +104,10 @@ struct CatalogState {
 
 // The catalog query, for PostgreSQL 12 and later: rows of (kind, name), kind 'f' for a volatile function,
 // 'v' for a view over one, 's' for a function that may change session state (session_function) and 'u' for a
-// relation only the primary can read (unlogged_relation). Built-in
-// volatile functions that behave alike on a standby are left out (random, clock_timestamp, pg_sleep, ...). A
-// view's definition is searched for the functions it calls (operators, aggregates and window functions
-// included) and the views it reads, because PostgreSQL records no dependency on built-in functions.
+// relation only the primary can read (unlogged_relation). Built-in volatile functions that behave alike on a
+// standby are left out (random, clock_timestamp, pg_sleep, ...). A view's definition is searched for the functions
+// it calls (operators, aggregates and window functions included) and the views it reads, because PostgreSQL
+// records no dependency on built-in functions.
 const char* function_catalog_query();
 
 // Collects the rows of function_catalog_query() and builds the catalog; unknown kinds are ignored.

@@ -24,7 +24,6 @@ class LearnedWrites {
   // rejected by a standby, and run again on the primary, every time).
   void add(std::string_view sql, Lesson lesson = Lesson::Write);
   Lesson lesson_for(std::string_view sql) const;
-  bool contains(std::string_view sql) const { return lesson_for(sql) == Lesson::Write; }
   size_t size() const { return size_.load(std::memory_order_relaxed); }
 
  private:
