@@ -50,6 +50,27 @@ std::string sqlstate(const PGresult* res) {
   return code ? code : "";
 }
 
+std::string read_copy_out(PGconn* conn) {
+  std::string data;
+  char* chunk = nullptr;
+  int n = 0;
+  while ((n = PQgetCopyData(conn, &chunk, 0)) > 0) {
+    data.append(chunk, static_cast<size_t>(n));
+    PQfreemem(chunk);
+  }
+  PgResult done(PQgetResult(conn));
+  std::string outcome = PQresultStatus(done.get()) == PGRES_COMMAND_OK ? data : "error " + sqlstate(done.get());
+  while (PgResult(PQgetResult(conn))) {
+  }
+  return outcome;
+}
+
+size_t count_occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
 bool wait_readable(PGconn* conn, double seconds) {
   pollfd pfd{PQsocket(conn), POLLIN, 0};
   int r = poll(&pfd, 1, static_cast<int>(seconds * 1000));

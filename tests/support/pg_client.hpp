@@ -34,6 +34,13 @@ std::string exec_sqlstate(PGconn* conn, const std::string& sql);
 // SQLSTATE of a result ("" when none).
 std::string sqlstate(const PGresult* res);
 
+// After PQexec of a COPY ... TO STDOUT returned PGRES_COPY_OUT: every CopyData's bytes, then the command's end.
+// "error SQLSTATE" when the copy ended in an error.
+std::string read_copy_out(PGconn* conn);
+
+// How many times `what` occurs in `text` (a log, for lines pgmux writes once per event).
+size_t count_occurrences(const std::string& text, const std::string& what);
+
 // Waits (poll) until the connection's socket is readable or the timeout passes; true when readable.
 bool wait_readable(PGconn* conn, double seconds);
 

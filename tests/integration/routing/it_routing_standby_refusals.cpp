@@ -74,12 +74,7 @@ struct Fixture {
 };
 
 // How many times pgmux logged this text.
-size_t log_count(Fixture& f, const std::string& text) {
-  const std::string log = f.proxy.process()->full_log();
-  size_t n = 0;
-  for (size_t at = 0; (at = log.find(text, at)) != std::string::npos; ++at) ++n;
-  return n;
-}
+size_t log_count(Fixture& f, const std::string& text) { return count_occurrences(f.proxy.process()->full_log(), text); }
 
 // EXPLAIN ROUTE's answer for `sql` in conn's session: "statement class / target / route reason".
 std::string route_of(PGconn* conn, const std::string& sql) {
@@ -96,15 +91,7 @@ std::string copy_out(const std::string& conninfo, const std::string& sql) {
   PgConn conn = connect(conninfo);
   PgResult started(PQexec(conn.get(), sql.c_str()));
   if (PQresultStatus(started.get()) != PGRES_COPY_OUT) return "error " + sqlstate(started.get());
-  std::string rows;
-  char* line = nullptr;
-  int n = 0;
-  while ((n = PQgetCopyData(conn.get(), &line, 0)) > 0) {
-    rows.append(line, static_cast<size_t>(n));
-    PQfreemem(line);
-  }
-  PgResult done(PQgetResult(conn.get()));
-  return PQresultStatus(done.get()) == PGRES_COMMAND_OK ? rows : "error " + sqlstate(done.get());
+  return read_copy_out(conn.get());
 }
 
 // Every statement's outcome, one line each: its SQLSTATE when it failed, else its first value or its command tag.

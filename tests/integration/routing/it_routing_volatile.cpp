@@ -88,12 +88,6 @@ const std::vector<std::string> kDisguisedWrites = {
     "SELECT v.listed_writer() > 0, inet_server_port()",          // STABLE, but in write_functions
 };
 
-size_t count_occurrences(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
-  return n;
-}
-
 // The same statements through pgmux and directly: the same outcome, never an error.
 void check_same_as_direct(PGconn* via, PGconn* direct, const std::vector<std::string>& statements) {
   for (const std::string& sql : statements) {

@@ -117,16 +117,7 @@ TEST_CASE("COPY FROM STDIN and TO STDOUT over TLS, 8 MB, byte for byte") {
 
   PgResult out(PQexec(conn.get(), "COPY (SELECT id, payload FROM tls_copy ORDER BY id) TO STDOUT"));
   REQUIRE(PQresultStatus(out.get()) == PGRES_COPY_OUT);
-  std::string received;
-  char* row = nullptr;
-  int n = 0;
-  while ((n = PQgetCopyData(conn.get(), &row, 0)) > 0) {
-    received.append(row, static_cast<size_t>(n));
-    PQfreemem(row);
-  }
-  CHECK(n == -1);
-  while (PgResult(PQgetResult(conn.get()))) {
-  }
+  const std::string received = read_copy_out(conn.get());
   CHECK(received.size() == sent.size());
   CHECK(md5_hex(received) == md5_hex(sent));
 }
