@@ -208,7 +208,11 @@ void later_sessions_start_on_primary(Fixture& f) {
 void reads_return_to_standbys(Fixture& f) {
   PgConn conn = connect(f.proxy.conninfo("app", "app", kDb));
   exec(conn.get(), "SET default_transaction_isolation = 'serializable'");
+  // Routed there, not refused by a standby and run again there (which would show the primary's port too).
+  const size_t refusals = log_count(f, "rejected a read") + log_count(f, "cannot run the session's default");
   for (int i = 0; i < 5; ++i) CHECK(server_port(conn.get()) == f.ports.primary);
+  CHECK(route_of(conn.get(), "SELECT 1") == "read / primary / serializable");
+  CHECK(log_count(f, "rejected a read") + log_count(f, "cannot run the session's default") == refusals);
   exec(conn.get(), "RESET default_transaction_isolation");
   CHECK(wait_until([&] { return f.standby(server_port(conn.get())); }, 5, 0.05));
 }
