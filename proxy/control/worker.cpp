@@ -498,6 +498,12 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   return remember(raw);
 }
 
+bool Worker::serializable_default_of(const std::string& database, const std::string& user) const {
+  if (serializable_defaults_.empty()) return false;
+  const auto it = serializable_defaults_.find({database, user});
+  return it != serializable_defaults_.end() && now() - it->second < config_->routing.function_catalog_refresh;
+}
+
 const protocol::ScramSecret* Worker::scram_secret_for(const conf::User& user) {
   auto it = scram_cache_.find(user.name);
   if (it != scram_cache_.end() && it->second.first == user.password) return &it->second.second;

@@ -110,13 +110,13 @@ class Worker final : public PoolHost {
   const protocol::ScramSecret* scram_secret_for(const conf::User& user);
   // A standby refused a session of this (database, user) for its default isolation level, SERIALIZABLE, set
   // where pgmux cannot see it (ALTER ROLE / DATABASE ... SET): the pair's next sessions on this worker start with
-  // their reads on the primary instead of each trying a standby once first. Forgotten at a reload.
+  // their reads on the primary instead of each trying a standby once first. Forgotten at a reload, and one
+  // routing.function_catalog_refresh after it was learned (the catalog's own bound on how long DDL made other
+  // than through pgmux goes unseen): an ALTER ROLE ... RESET then costs one refusal, not every read on the primary.
   void learn_serializable_default(const std::string& database, const std::string& user) {
-    serializable_defaults_.emplace(database, user);
+    serializable_defaults_[{database, user}] = now();
   }
-  bool serializable_default_of(const std::string& database, const std::string& user) const {
-    return !serializable_defaults_.empty() && serializable_defaults_.contains({database, user});
-  }
+  bool serializable_default_of(const std::string& database, const std::string& user) const;
 
   void add_client(ClientConn* client);
   void remove_client(ClientConn* client);
@@ -194,7 +194,7 @@ class Worker final : public PoolHost {
   static constexpr size_t kKeptRewriteBuffer = 64 * 1024;
   protocol::ByteVector rewrite_buffer_;
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
-  std::set<std::pair<std::string, std::string>> serializable_defaults_;  // learn_serializable_default
+  std::map<std::pair<std::string, std::string>, double> serializable_defaults_;  // learned at (now())
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
   IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
   IntrusiveList<ClientConn, &ClientConn::replay_wait_node> replay_waiters_;

@@ -5,7 +5,9 @@
 // pooling); every reply must be the same, errors included.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/routing/routing_support.hpp"
@@ -44,10 +46,12 @@ struct Fixture {
   ClusterPorts ports = cluster_ports();
   int listen = pick_listen_port();
   std::string pool_mode;
+  double catalog_refresh = 0;  // routing.function_catalog_refresh when > 0
   bool replayed = make_database(ports);
   ProxyUnderTest proxy;
 
-  explicit Fixture(std::string mode) : pool_mode(std::move(mode)), proxy(make_config(), listen) {
+  explicit Fixture(std::string mode, double refresh = 0)
+      : pool_mode(std::move(mode)), catalog_refresh(refresh), proxy(make_config(), listen) {
     REQUIRE(replayed);
     REQUIRE_MESSAGE(wait_ports_serving(proxy.conninfo("app", "app", kDb), {ports.standby1, ports.standby2}, 20),
                     "standbys never served reads");
@@ -65,6 +69,7 @@ struct Fixture {
     config["users"].push_back({{"name", "admin"}, {"password", "admin"}});
     config["admin_users"] = nlohmann::json::array({"admin"});
     config["databases"] = nlohmann::json::array({{{"name", kDb}, {"pool_mode", pool_mode}, {"pool_size", 10}}});
+    if (catalog_refresh > 0) config["routing"]["function_catalog_refresh"] = catalog_refresh;
     return config.dump();
   }
   std::string direct(const std::string& user, const std::string& password) const {
@@ -290,4 +295,29 @@ TEST_CASE("serializable with the split: every reply as on the primary, transacti
   compare_hidden_defaults(f);
   later_sessions_start_on_primary(f);
   reads_return_to_standbys(f);
+}
+
+// A learned default lasts one function_catalog_refresh: after an ALTER ROLE ... RESET made elsewhere, the role's
+// reads return to the standbys at the cost of one refusal a period, not stay on the primary until a RELOAD.
+TEST_CASE("a learned SERIALIZABLE default is asked again after function_catalog_refresh") {
+  if (direct_mode()) return;
+  constexpr double kRefresh = 3;
+  Fixture f("session", kRefresh);
+  const auto refusals = [&] { return log_count(f, "cannot run the session's default isolation level"); };
+  const std::vector<std::string> reads = {kLevel, "SELECT count(*) FROM items"};
+  const auto expected = run_script(f.direct(kRole, "serpw"), reads);
+  const auto learned_at = std::chrono::steady_clock::now();
+  CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == expected);
+  const size_t learned = refusals();
+  REQUIRE(learned >= 1);
+  {  // within the period: straight to the primary, nothing refused
+    PgConn conn = connect(f.proxy.conninfo(kRole, "serpw", kDb));
+    CHECK(route_of(conn.get(), "SELECT 1") == "read / primary / serializable");
+    CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == expected);
+  }
+  REQUIRE(std::chrono::steady_clock::now() - learned_at < std::chrono::duration<double>(kRefresh));
+  CHECK(refusals() == learned);
+  std::this_thread::sleep_until(learned_at + std::chrono::duration<double>(kRefresh + 0.3));
+  CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == expected);
+  CHECK(refusals() > learned);
 }
