@@ -209,6 +209,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     size_t replay_from = 0;            // ... from this entry on: its Queries 0 .. log_size - replay_from - 1
     uint64_t log_generation = 0;       // ClientSession::log_generation then (the failed command's text is read)
     int begin_at = -1;                 // the deferred BEGIN's Query among the step's, if it sent it
+    int fail_block_at = -1;            // the Query that fails its block behind it (write_deferred_begin), if any
     bool prepares_statements = false;
     bool prepares_unnamed = false;     // the unnamed statement an earlier request parsed
     // SQL prepared statements (by name) prepared there, each with the ordinal of its PREPARE among the step's
@@ -286,7 +287,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran);
   void answer_locally_with_error(const FailureReport& failure);
   char status_after_local_error() const;  // the ReadyForQuery status of such an answer
-  void fail_block(ServerConn& server);
+  void write_deferred_begin(protocol::ByteVector& out) const;
   std::string log_prefix() const;  // "C-<id> <peer> user=<user> db=<database>"
   // Ends a checkout (why: the failure ending the request or session, if any); the pool decides whether the
   // server is reused, reset or closed (server_fate).

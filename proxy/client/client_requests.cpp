@@ -277,13 +277,14 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   }
   set_state(ClientState::Preparing);
   preparing_ = server;
+  const int fail_block_at = step.fail_block_at;
   server->run_internal_messages(
       std::move(messages), readies,
       [this, step = std::move(step)](ServerConn& s, bool ok, const std::string& sqlstate, const std::string& error) {
         if (!s.open()) return;  // on_server_lost told the client
         finish_prepare(s, step, ok, sqlstate, error);
       },
-      std::move(described));
+      std::move(described), fail_block_at);
   return false;
 }
 
@@ -305,7 +306,7 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
   const bool begins = !session_.deferred_begin.empty();
   // Where the step surely goes out, the BEGIN is written in place now; else only if statements must be prepared.
   const bool begin_written = begins && (readies > 0 || !sql_preps.empty() || forwards_renamed());
-  if (begin_written) build_query(messages, session_.deferred_begin);
+  if (begin_written) write_deferred_begin(messages);
   step.prepares_statements = add_statement_prep(server, &messages, &step.prepared);
   if (step.prepares_statements) {
     build_sync(messages);
@@ -316,12 +317,16 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
     // server skips its reply. One round trip fewer per transaction.
     if (!step.prepares_statements) return 0;
     ByteVector begin;  // rare (session pooling with statements to prepare): in front of them
-    build_query(begin, session_.deferred_begin);
+    write_deferred_begin(begin);
     messages.insert(messages.begin() + static_cast<std::ptrdiff_t>(replayed_end), begin.begin(), begin.end());
   }
   if (begins) {
     step.begin_at = static_cast<int>(step.log_size - step.replay_from);
     ++readies;
+    if (session_.deferred_begin_failed) {
+      step.fail_block_at = step.begin_at + 1;
+      ++readies;
+    }
   }
   for (SqlStatementPrep& prep : sql_preps) {
     step.sql_prepared.emplace_back(std::move(prep.name), static_cast<uint16_t>(readies + prep.prepare_at));
@@ -337,6 +342,14 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
     server->session_dirty = true;  // DISCARD ALL before another client gets it
   }
   return readies;
+}
+
+// The deferred BEGIN, for the prepare step. After an error pgmux answered in its block (deferred_begin_failed), the
+// block fails right behind it, ahead of the statements the step prepares: they then fail as the client's own use of
+// them does in a failed block on PostgreSQL (25P02), not with an error of their own (a dropped table's 42P01).
+void ClientConn::write_deferred_begin(ByteVector& out) const {
+  build_query(out, session_.deferred_begin);
+  if (session_.deferred_begin_failed) build_query(out, kFailBlock);
 }
 
 // The server is up to date (or failed to be): the request goes on with the decision made when it was routed.
@@ -375,12 +388,10 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
     if (step.prepares_unnamed) unnamed_.prepared_on(&s);
   }
   if (!session_.deferred_begin.empty()) {
-    // pgmux answered an error in the block this step's BEGIN opened: it fails on the server too, ahead of the
-    // request (harmless where a statement the step prepared failed it already).
-    if (session_.deferred_begin_failed) fail_block(s);
     session_.deferred_begin_sent();
-    // The request goes on inside the block that BEGIN opened ('T'), or fails in it ('E': a statement the step
-    // prepared behind the BEGIN failed, and resume_routed answers the request with that error).
+    // The request goes on inside the block that BEGIN opened ('T'), or fails in it ('E': pgmux answered an error
+    // in it, or a statement the step prepared behind the BEGIN failed, and resume_routed answers the request with
+    // that error).
     session_.tx_status = s.tx_status();
   }
   routed_ = RoutedRequest{step.c, role_of(&s), std::nullopt, true};
@@ -574,15 +585,6 @@ void ClientConn::answer_locally_with_error(const FailureReport& failure) {
 // An error inside a transaction block fails it (the block pgmux answered BEGIN for included).
 char ClientConn::status_after_local_error() const {
   return session_.deferred_begin.empty() && session_.tx_status == 'I' ? 'I' : 'E';
-}
-
-// After an error pgmux answered in its block, the block the step's BEGIN opened on `server` fails there too, ahead
-// of the request (finish_prepare).
-void ClientConn::fail_block(ServerConn& server) {
-  ByteVector query;
-  build_query(query, kFailBlock);
-  server.expect_failing_reply();
-  server.send_owned(std::move(query));
 }
 
 }  // namespace pgmux::proxy

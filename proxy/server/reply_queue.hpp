@@ -55,6 +55,9 @@ struct InternalRun {
   protocol::ByteVector error_body;  // the first ErrorResponse's body, whole
   uint16_t readies_seen = 0;        // ReadyForQuery messages so far
   std::vector<uint16_t> failed;     // for each ErrorResponse, readies_seen then: which Query (or Sync) failed
+  // A Query sent to fail (ClientConn's kFailBlock, at this readies_seen): its error is in `failed` but is not the
+  // run's error, which is then the first one after it.
+  int expected_failure = -1;
 };
 
 // What a transaction wrote, as far as its commit is concerned: nothing; writes whose commit waits for the standbys

@@ -253,9 +253,10 @@ void ServerConn::run_internal(std::string sql, InternalDone done) {
 }
 
 void ServerConn::run_internal_messages(ByteVector messages, int ready_count, InternalDone done,
-                                       std::vector<std::string> described) {
+                                       std::vector<std::string> described, int expected_failure) {
   owed_.push_internal(ready_count, std::move(done));
   owed_.back().internal->described = std::move(described);
+  owed_.back().internal->expected_failure = expected_failure;
   pool_.set_state(this, ServerState::Internal);
   send_owned(std::move(messages));
   start_reading();
@@ -276,7 +277,7 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
       }
       InternalRun* run = ours ? owed_.front().internal.get() : nullptr;
       if (run) run->failed.push_back(run->readies_seen);
-      if (error && run && run->error.empty()) {
+      if (error && run && run->error.empty() && run->readies_seen != run->expected_failure) {
         run->error_state = error->sqlstate;
         run->error = error->message;
         run->error_body.assign(body.begin(), body.end());

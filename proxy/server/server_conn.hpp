@@ -47,8 +47,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   void run_internal(std::string sql, InternalDone done);
   // Same with ready-made frontend messages that produce `ready_count` ReadyForQuery replies.
   // described: the shared statements whose Describe 'S' the messages hold, in order (their shapes are recorded).
+  // expected_failure: the ordinal of a Query sent to fail (InternalRun::expected_failure), or -1.
   void run_internal_messages(protocol::ByteVector messages, int ready_count, InternalDone done,
-                             std::vector<std::string> described = {});
+                             std::vector<std::string> described = {}, int expected_failure = -1);
   void run_pool_query(std::string sql, QueryDone done) override;
 
   void link(PoolClient* client) override;  // a ClientConn: the only kind a worker's pools serve

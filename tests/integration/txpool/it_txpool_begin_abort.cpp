@@ -120,6 +120,15 @@ Step execute(const std::string& name) {
   };
 }
 
+// Run directly on the primary as the table's owner, whatever the connection under test: DDL between steps.
+Step on_primary(const std::string& sql) {
+  return [sql](PGconn*, const Trigger&, std::string*) {
+    PgConn owner = connect(app_conninfo(cluster_ports().primary, kDb));
+    exec(owner.get(), sql);
+    return "on the primary: " + sql;
+  };
+}
+
 // The statement that fails: pgmux's refusal, or PostgreSQL's error directly.
 Step trigger() {
   return [](PGconn* conn, const Trigger& trigger, std::string* trigger_state) {
@@ -167,6 +176,12 @@ std::vector<Sequence> sequences() {
       {"a statement prepared before the block, executed in it; one prepared in it",
        {prepare("ins3", "INSERT INTO t VALUES (3)"), query("BEGIN"), trigger(), execute("ins3"),
         prepare("sel", "SELECT 1"), query("COMMIT"), execute("ins3")}},
+      // In the failed block, a statement the server must first prepare (pgmux's prepare step), which could not be
+      // prepared anyway (its table is gone): PostgreSQL answers 25P02 before it looks at the statement.
+      {"a statement whose table was dropped, executed in the block",
+       {on_primary("DROP TABLE IF EXISTS gone; CREATE TABLE gone (id int)"),
+        prepare("selgone", "/* pgmux:primary */ SELECT count(*) FROM gone"), on_primary("DROP TABLE gone"),
+        query("BEGIN"), trigger(), execute("selgone"), query("COMMIT")}},
       {"INSERT and COMMIT in one query string, then ROLLBACK",
        {query("BEGIN"), trigger(), query("INSERT INTO t VALUES (4); COMMIT"), query("ROLLBACK")}},
       {"savepoints, then END",
