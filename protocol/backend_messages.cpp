@@ -159,6 +159,8 @@ void bodiless_message(ByteVector& out, char tag) {
 void build_empty_query_response(ByteVector& out) { bodiless_message(out, backend::kEmptyQueryResponse); }
 
 void build_parse_complete(ByteVector& out) { bodiless_message(out, backend::kParseComplete); }
+void build_bind_complete(ByteVector& out) { bodiless_message(out, backend::kBindComplete); }
+void build_no_data(ByteVector& out) { bodiless_message(out, backend::kNoData); }
 
 void build_row_description(ByteVector& out, const std::vector<ColumnSpec>& columns) {
   ByteWriter w(out);

@@ -78,6 +78,8 @@ void build_ready_for_query(ByteVector& out, char status);
 void build_command_complete(ByteVector& out, std::string_view tag);
 void build_empty_query_response(ByteVector& out);
 void build_parse_complete(ByteVector& out);
+void build_bind_complete(ByteVector& out);
+void build_no_data(ByteVector& out);
 
 // Result sets (admin console): a RowDescription of text columns, then DataRows (nullopt = SQL NULL).
 struct ColumnSpec { std::string name; int32_t type_oid = 25; /* text */ };

@@ -227,6 +227,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void forget_statement_elsewhere(ServerConn* server, std::string_view name, bool here_too);
   void settle_statements(ServerConn* server, const OwedReply& done);
   void confirm_statements(ServerConn* server, const OwedReply& done);
+  bool parsed_again_later(std::string_view name, uint64_t request) const;
   bool can_run_again(const ServerConn* server, size_t owed) const;
   bool may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const;
   bool may_run_again_if_lost(const ServerConn* server, const routing::Classification& c) const;
@@ -285,6 +286,12 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::vector<TrackedStatement> take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
                                                     bool failed);
   void apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran);
+  // SQL DEALLOCATE or PREPARE of a name made with Parse (one name space on PostgreSQL), answered here
+  // (client_sql_statements.cpp): what dispatch returns, or nullopt when the command goes to a server.
+  std::optional<bool> answer_statement_command(const routing::Classification& c);
+  bool single_statement_request() const;
+  void answer_deallocate(const std::string& name);
+  void forget_protocol_statements();
   void answer_locally_with_error(const FailureReport& failure);
   char status_after_local_error() const;  // the ReadyForQuery status of such an answer
   void write_deferred_begin(protocol::ByteVector& out) const;

@@ -2,6 +2,7 @@
 // idle timeouts and lost servers.
 #include "proxy/client/client_conn.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 
@@ -69,8 +70,9 @@ void ClientConn::settle_statements(ServerConn* server, const OwedReply& done) {
 
 // The named statements the finished request parsed exist on the server if their ParseComplete came (an error
 // ends a batch: the Parses before it succeeded, the rest were skipped). Only confirmed ones get PostgreSQL's
-// 42P05 from pgmux when parsed again; (transaction pooling) the server's list of shared statements forgets the
-// others, so they are prepared again before use.
+// 42P05 from pgmux when parsed again. The others do not exist, on the server or for PostgreSQL's client: the
+// session forgets them, so a later Bind of the name gets PostgreSQL's 26000 and a Parse of it creates it (before,
+// pgmux prepared the failed text again at the next use: a Parse refused in a failed block then ran anyway).
 void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
   if (done.request == 0) return;
   size_t finished = 0;
@@ -88,8 +90,19 @@ void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
     } else if (transaction_pooling()) {
       server->server_statements.erase(stored->server_name);
     }
+    if (parsed.ordinal >= done.parses_seen && !parsed_again_later(parsed.name, done.request)) {
+      server->prepared.erase(parsed.name);
+      session_.erase_statement(parsed.name);
+    }
   }
   unconfirmed_.erase(unconfirmed_.begin(), unconfirmed_.begin() + static_cast<std::ptrdiff_t>(finished));
+}
+
+// A request pipelined after `request` parsed `name` too: the session's entry is that later one's.
+bool ClientConn::parsed_again_later(std::string_view name, uint64_t request) const {
+  return std::any_of(unconfirmed_.begin(), unconfirmed_.end(), [&](const UnconfirmedStatement& later) {
+    return later.request > request && later.name == name;
+  });
 }
 
 // An extended batch that starts COPY FROM STDIN gets no ReadyForQuery of its own (PostgreSQL ignores its Sync

@@ -13,6 +13,7 @@
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
 #include "proxy/control/worker.hpp"
+#include "routing/begin_syntax.hpp"
 #include "routing/read_your_writes.hpp"
 
 namespace pgmux::proxy {
@@ -172,6 +173,7 @@ bool ClientConn::dispatch() {
   }
 
   if (defer_begin(c)) return true;
+  if (const std::optional<bool> answered = answer_statement_command(c)) return *answered;
   if (!session_.deferred_begin.empty()) class_behind_deferred_begin(c);
 
   // An extended sequence closed by Flush (no Sync) may go on with anything, writes included, on the same server:
@@ -218,8 +220,8 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
   const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
   if (request_.kind != RequestKind::Query || c.kind != routing::StatementKind::TxBegin || c.multi_statement ||
       c.read_only || session_.route.session_read_only || !idle || !session_.deferred_begin.empty() ||
-      !worker_.config()->routing.read_write_split) {
-    return false;
+      !worker_.config()->routing.read_write_split || !routing::is_well_formed_begin(request_.sql)) {
+    return false;  // a BEGIN PostgreSQL refuses goes to it as it is: the client gets its error (42601)
   }
   session_.deferred_begin.assign(request_.sql);
   // A simple Query destroys the unnamed statement, as on PostgreSQL: the BEGIN goes out ahead of the next request

@@ -168,6 +168,11 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
   }
   server->applied_log = update.runner_applied;
   if (transaction_pooling()) apply_sql_statements(server, sql_statements);
+  for (const TrackedStatement& t : sql_statements) {  // those that ran
+    if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
+      forget_protocol_statements();
+    }
+  }
   if (outcome.unknown || (command.unresolved && !failed)) lose_track_of_session(server);
 }
 

@@ -1,4 +1,5 @@
-// ClientConn, SQL-level prepared statements (PREPARE name AS ..., EXECUTE, DEALLOCATE) in transaction pooling.
+// ClientConn, SQL-level prepared statements (PREPARE name AS ..., EXECUTE, DEALLOCATE) in transaction pooling, and
+// the SQL commands that drop statements made with the protocol's Parse (DEALLOCATE, DEALLOCATE ALL, DISCARD ALL).
 // Such a statement lives on the server that ran the PREPARE, but the client's next transaction may run anywhere,
 // and pinning the client to that server would end pooling for it. So the session keeps each statement's PREPARE
 // and a server gets it just before a request that names it there: EXECUTE (also in EXPLAIN and CREATE TABLE AS),
@@ -7,8 +8,13 @@
 // request ends, outside the session log and its transaction rules. A server that got any goes back to the pool
 // through DISCARD ALL (session_dirty), so no other client ever sees them.
 #include <algorithm>
+#include <optional>
 
+#include "protocol/backend_messages.hpp"
+#include "protocol/framer.hpp"
+#include "protocol/frontend_messages.hpp"
 #include "proxy/client/client_conn.hpp"
+#include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/server_conn.hpp"
 #include "routing/session_sql.hpp"
@@ -153,6 +159,96 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
         server->sql_statements.erase(ref.name);
       }
     }
+  }
+}
+
+// PostgreSQL keeps the statements of SQL PREPARE and of the protocol's Parse in one name space: SQL DEALLOCATE drops
+// either, and PREPARE of a name Parse made fails with 42P05. pgmux keeps a client's Parse statements itself
+// (renamed on shared servers in transaction pooling; on either of its servers with the split), so no one server
+// can answer such a command as PostgreSQL would (drivers evict their statement caches with DEALLOCATE name:
+// psycopg, through the extended protocol). pgmux answers it when it is a request's only statement, as a simple
+// query or (DEALLOCATE) one unnamed Parse, Bind, [Describe portal,] Execute and Sync, and names a statement made
+// with Parse (not by an SQL PREPARE pgmux keeps): a DEALLOCATE outside a failed block (there PostgreSQL answers
+// 25P02), a PREPARE outside a block a server runs (an error pgmux answers cannot fail that block; one it answered
+// BEGIN for fails).
+std::optional<bool> ClientConn::answer_statement_command(const routing::Classification& c) {
+  const bool deallocates = c.effects.has(routing::SessionEffect::Deallocate);
+  if (c.multi_statement || session_.statement_count() == 0 ||
+      (!deallocates && !c.effects.has(routing::SessionEffect::Prepare)) || !single_statement_request()) {
+    return std::nullopt;
+  }
+  const std::string_view sql = request_.kind == RequestKind::Query ? request_.sql : request_.parses.front().sql;
+  const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(sql);
+  if (refs.size() != 1 || refs.front().kind != (deallocates ? PreparedRefKind::Deallocate : PreparedRefKind::Prepare)) {
+    return std::nullopt;
+  }
+  const std::string& name = refs.front().name;
+  if (session_.sql_statements.contains(name) || !session_.find_statement(name)) return std::nullopt;
+  // An extended PREPARE fails at Execute, after ParseComplete and BindComplete: left to the server.
+  if (deallocates ? session_.deferred_begin_failed || session_.tx_status == 'E'
+                  : session_.tx_status != 'I' || request_.kind != RequestKind::Query) {
+    return std::nullopt;
+  }
+  if (active_ && active_->has_outstanding()) {
+    set_state(ClientState::Draining);  // answered in order, after the replies still owed
+    return false;
+  }
+  unnamed_.drop();  // a simple Query, or the Parse of the unnamed statement, replaces it, as on PostgreSQL
+  if (!deallocates) {
+    answer_locally_with_error({Failure::DuplicatePreparedStatement, {name}});
+    return true;
+  }
+  answer_deallocate(name);
+  return true;
+}
+
+// A simple query, or an extended request of one statement as libpq's PQexecParams sends it: Parse of the unnamed
+// statement, Bind of it, maybe Describe of the portal, Execute, Sync.
+bool ClientConn::single_statement_request() const {
+  if (request_.kind == RequestKind::Query) return true;
+  if (request_.kind != RequestKind::Extended || !request_.ends_with_sync || request_.parses.size() != 1 ||
+      !request_.parses.front().name.empty() || (request_.messages != 4 && request_.messages != 5)) {
+    return false;
+  }
+  std::string tags;
+  const protocol::ByteView request(in_.data() + in_.parsed(), request_.size);
+  for (size_t pos = 0; pos < request.size();) {
+    const protocol::Frame frame = protocol::next_frame(request.subspan(pos), worker_.max_message_size());
+    if (frame.status != protocol::FrameStatus::Frame) return false;
+    tags += frame.tag;
+    if (frame.tag == protocol::frontend::kDescribe && (frame.length < 5 || char(request[pos + 5]) != 'P')) return false;
+    pos += frame.total();
+  }
+  return tags == "PBES" || tags == "PBDES";
+}
+
+// Drops it as a Close of it would (the client's servers that have it close it before their next request there;
+// transaction pooling's shared copies stay, under pgmux's names), and answers as PostgreSQL does. DEALLOCATE is not
+// transactional: a block goes on, and a deferred BEGIN stays deferred.
+void ClientConn::answer_deallocate(const std::string& name) {
+  session_.erase_statement(name);
+  forget_statement_elsewhere(nullptr, name, false);
+  protocol::ByteVector out;
+  if (request_.kind == RequestKind::Extended) {
+    protocol::build_parse_complete(out);
+    protocol::build_bind_complete(out);
+    if (request_.messages == 5) protocol::build_no_data(out);  // the Describe of the portal
+  }
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  protocol::build_command_complete(out, "DEALLOCATE");
+  protocol::build_ready_for_query(out, session_.deferred_begin.empty() ? session_.tx_status : 'T');
+  send_owned(std::move(out));
+  LOG_DEBUG("%s: DEALLOCATE of statement %s (made with Parse) answered by pgmux", log_prefix().c_str(),
+            escape_for_log(name, 64).c_str());
+}
+
+// DISCARD ALL or DEALLOCATE ALL ran: the statements the client made with Parse are gone too, wherever they were
+// (the client's other server runs the command from the session log before its next request).
+void ClientConn::forget_protocol_statements() {
+  session_.clear_statements();
+  for (ServerConn* server : {primary_.get(), standby_.get()}) {
+    if (server) server->prepared.clear();
   }
 }
 

@@ -105,4 +105,9 @@ void ClientSession::erase_statement(std::string_view name) {
   statements_.erase(it);
 }
 
+void ClientSession::clear_statements() {
+  last_found_.forget();
+  statements_.clear();
+}
+
 }  // namespace pgmux::proxy

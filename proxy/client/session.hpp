@@ -121,6 +121,7 @@ struct ClientSession {
   const PreparedStatement* find_statement(std::string_view name) const;
   PreparedStatement* find_statement(std::string_view name);
   void erase_statement(std::string_view name);  // a Close of it
+  void clear_statements();                      // DISCARD ALL, DEALLOCATE ALL
   size_t statement_count() const { return statements_.size(); }
 
  private:

@@ -307,3 +307,34 @@ TEST_CASE("transaction pooling: no server within query_wait_timeout after a defe
   holder.reset();
   drop_database_quietly(kDb);
 }
+
+// A BEGIN PostgreSQL refuses (a syntax error) is not answered by pgmux: it reaches the server, the client gets its
+// 42601 and stays outside a block, so the INSERT after it commits on its own and ROLLBACK warns (25P01), as on a
+// direct connection. Before, pgmux answered "BEGIN" itself, and the INSERT it sent behind the refused BEGIN got
+// 08006 although it had run, in autocommit.
+TEST_CASE("a BEGIN with a syntax error gets PostgreSQL's answer, with the split in both pool modes") {
+  if (direct_mode()) return;
+  for (const char* mode : {"transaction", "session"}) {
+    CAPTURE(mode);
+    fresh_database(kDb);
+    create_table();
+    const int listen = pick_listen_port();
+    ProxyUnderTest proxy(split_config(listen, mode, 2).dump(), listen);
+    const std::string ci = app_conninfo(proxy.port(), kDb);
+    wait_serving(ci, kPrimaryRead);
+    PgConn owner = connect(app_conninfo(cluster_ports().primary, kDb));
+    for (const char* begin : {"BEGIN ISOLATION LEVEL BOGUS", "START TRANSACTION foo", "BEGIN READ COMMITTED"}) {
+      CAPTURE(begin);
+      const Sequence sequence{"a refused BEGIN, an INSERT, ROLLBACK",
+                              {query(begin), query("INSERT INTO t VALUES (1)"), query("ROLLBACK")}};
+      std::vector<std::string> unused;
+      const std::string direct =
+          run(sequence, app_conninfo(cluster_ports().primary, kDb), kDirectTrigger, owner.get(), &unused);
+      CHECK(direct.find("rows afterwards: 1") != std::string::npos);  // the oracle: the INSERT committed alone
+      CHECK(run(sequence, ci, kDirectTrigger, owner.get(), &unused) == direct);
+    }
+    owner.reset();
+    drop_database_quietly(kDb);
+  }
+}
+

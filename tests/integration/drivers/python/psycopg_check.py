@@ -94,6 +94,75 @@ def prepared_statements():
             out("threshold 0", conn.execute("SELECT %s::int * 2", (i,)).fetchone())
 
 
+def evict():
+    """psycopg's statement cache, full: it evicts the least recently used statement with SQL DEALLOCATE, which
+    PostgreSQL applies to statements made by the protocol's Parse too (one name space). Then an application's own
+    DEALLOCATE of such a statement, and DISCARD ALL, after which none exists any more."""
+    with connect(autocommit=True, prepare_threshold=0) as conn:
+        conn.prepared_max = 2
+        for round_ in range(2):
+            for i in range(5):
+                attempt(conn, "evicting %d" % round_, "SELECT %d + %%s::int" % i, (i,))
+        raw = conn.pgconn
+        out("protocol prepare", state_of(raw.prepare(b"mine", b"SELECT 7")))
+        attempt(conn, "deallocate mine", "DEALLOCATE mine", prepare=False)
+        attempt(conn, "deallocate again", "DEALLOCATE mine", prepare=False)
+        attempt(conn, "deallocate prepare", "DEALLOCATE PREPARE mine", prepare=False)
+        out("execute dropped", state_of(raw.exec_prepared(b"mine", [])))
+        out("prepare again", state_of(raw.prepare(b"mine", b"SELECT 8")))
+        out("execute new", state_of(raw.exec_prepared(b"mine", [])))
+        attempt(conn, "sql prepare over parse", "PREPARE mine AS SELECT 2", prepare=False)
+        attempt(conn, "after it", "SELECT 3", prepare=False)
+        out("execute it still", state_of(raw.exec_prepared(b"mine", [])))
+        with conn.transaction():
+            attempt(conn, "deallocate in a block", "DEALLOCATE mine", prepare=False)
+            attempt(conn, "in the block after", "SELECT 1", prepare=False)
+        raw.prepare(b"gone_all", b"SELECT 9")
+        attempt(conn, "discard all", "DISCARD ALL", prepare=False)
+        for name in (b"gone_all", b"mine"):
+            out("after discard", name.decode(), state_of(raw.exec_prepared(name, [])))
+        out("prepare after discard", state_of(raw.prepare(b"gone_all", b"SELECT 10")))
+        for i in range(3):
+            attempt(conn, "after all", "SELECT %d + %%s::int" % i, (i,))
+
+
+def state_of(res):
+    """A libpq result as the transcript shows it: status, SQLSTATE, first value."""
+    status = psycopg.pq.ExecStatus(res.status)
+    value = res.get_value(0, 0) if status == psycopg.pq.ExecStatus.TUPLES_OK and res.ntuples else None
+    return status.name, res.error_field(psycopg.pq.DiagnosticField.SQLSTATE), value
+
+
+def failed_parse():
+    """A Parse PostgreSQL refuses (25P02 in a failed block) creates nothing: the name can be executed (26000) or
+    parsed again afterwards as if it had never been asked for."""
+    with connect(autocommit=True) as conn:
+        raw = conn.pgconn
+        raw.exec_(b"BEGIN")
+        out("in block", state_of(raw.exec_(b"SELECT 1/0")))
+        out("parse in failed block", state_of(raw.prepare(b"zz", b"SELECT 1")))
+        raw.exec_(b"ROLLBACK")
+        out("execute refused", state_of(raw.exec_prepared(b"zz", [])))
+        out("parse again", state_of(raw.prepare(b"zz", b"SELECT 'two'")))
+        out("execute it", state_of(raw.exec_prepared(b"zz", [])))
+
+
+def failed_parse_missing():
+    """A Parse of a table that does not exist (42P01): the name stays free. Not in transaction pooling, where pgmux
+    answers a lone Parse itself and reports such an error at first use (README). With the split, the Parse (a read)
+    goes to a standby and the execution inside a block to the primary, where pgmux used to prepare the failed text
+    again (42P01 where PostgreSQL answers 26000)."""
+    with connect(autocommit=True) as conn:
+        raw = conn.pgconn
+        out("parse missing", state_of(raw.prepare(b"m", b"SELECT * FROM no_such_table_x")))
+        out("execute missing", state_of(raw.exec_prepared(b"m", [])))
+        raw.exec_(b"BEGIN")
+        out("execute missing in a block", state_of(raw.exec_prepared(b"m", [])))
+        raw.exec_(b"ROLLBACK")
+        out("parse again", state_of(raw.prepare(b"m", b"SELECT 4")))
+        out("execute it", state_of(raw.exec_prepared(b"m", [])))
+
+
 def plan_change():
     """A prepared SELECT * whose table gains a column: PostgreSQL answers 0A000 (cached plan must not change result
     type), which psycopg does not retry."""
@@ -251,6 +320,9 @@ SCENARIOS = {
     "errors": errors_scenario,
     "prepare": prepared_statements,
     "plan_change": plan_change,
+    "evict": evict,
+    "failed_parse": failed_parse,
+    "failed_parse_missing": failed_parse_missing,
     "fresh_read": fresh_connection_read,
     "pipeline": pipeline,
     "copy": copy,

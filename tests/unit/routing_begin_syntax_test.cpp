@@ -1,0 +1,31 @@
+// routing::is_well_formed_begin: the BEGIN texts pgmux may answer itself are exactly those PostgreSQL accepts.
+#include <doctest/doctest.h>
+
+#include "routing/begin_syntax.hpp"
+
+using pgmux::routing::is_well_formed_begin;
+
+TEST_CASE("BEGIN texts PostgreSQL accepts") {
+  for (const char* sql :
+       {"BEGIN", "begin;", "BEGIN WORK", "BEGIN TRANSACTION;", "START TRANSACTION", "start transaction ;",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE", "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        "BEGIN TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE",
+        "BEGIN ISOLATION LEVEL READ UNCOMMITTED READ ONLY DEFERRABLE", "BEGIN NOT DEFERRABLE",
+        "START TRANSACTION READ WRITE, ISOLATION LEVEL SERIALIZABLE, NOT DEFERRABLE",
+        "BEGIN READ WRITE READ ONLY", "/* app */ BEGIN -- trailing\n", "BEGIN /* a ; b */ READ WRITE ;  "}) {
+    CAPTURE(sql);
+    CHECK(is_well_formed_begin(sql));
+  }
+}
+
+TEST_CASE("BEGIN texts PostgreSQL refuses (42601), or that are not a BEGIN alone") {
+  for (const char* sql :
+       {"BEGIN ISOLATION LEVEL BOGUS", "START TRANSACTION foo", "BEGIN ISOLATION LEVEL", "BEGIN ISOLATION",
+        "BEGIN ISOLATION LEVEL REPEATABLE", "BEGIN READ", "BEGIN READ COMMITTED", "BEGIN NOT", "BEGIN , READ ONLY",
+        "BEGIN READ ONLY,", "BEGIN READ ONLY,, READ WRITE", "BEGIN WORK TRANSACTION", "START", "START WORK",
+        "\"begin\"", "BEGIN 'x'", "BEGIN;;", "BEGIN; SELECT 1", "BEGIN /* unterminated", "BEGINS", "",
+        "SELECT 1", "COMMIT"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(is_well_formed_begin(sql));
+  }
+}
