@@ -12,20 +12,23 @@ class BeginReader {
  public:
   explicit BeginReader(std::string_view sql) : lex_(sql) { advance(); }
 
-  bool read() {
+  const char* read() {
+    const char* tag = "BEGIN";
     if (take("begin")) {
       if (!take("work")) take("transaction");
-    } else if (!(take("start") && take("transaction"))) {
-      return false;
+    } else if (take("start") && take("transaction")) {
+      tag = "START TRANSACTION";
+    } else {
+      return nullptr;
     }
     for (bool first = true; !at_end(); first = false) {
       const bool comma = token_.kind == TokenKind::Punct && token_.text == ",";
-      if (comma && first) return false;  // a list starts with a mode
+      if (comma && first) return nullptr;  // a list starts with a mode
       if (comma) advance();
-      if (!mode()) return false;
+      if (!mode()) return nullptr;
     }
     if (token_.kind == TokenKind::Semicolon) advance();
-    return token_.kind == TokenKind::End && lex_.error() == nullptr;
+    return token_.kind == TokenKind::End && lex_.error() == nullptr ? tag : nullptr;
   }
 
  private:
@@ -56,6 +59,6 @@ class BeginReader {
 
 }  // namespace
 
-bool is_well_formed_begin(std::string_view sql) { return BeginReader(sql).read(); }
+const char* well_formed_begin_tag(std::string_view sql) { return BeginReader(sql).read(); }
 
 }  // namespace pgmux::routing

@@ -8,6 +8,9 @@
 
 namespace pgmux::routing {
 
-bool is_well_formed_begin(std::string_view sql);
+// The command tag PostgreSQL answers such a text with ("BEGIN" or "START TRANSACTION"), or nullptr when the text
+// is not one it accepts.
+const char* well_formed_begin_tag(std::string_view sql);
+inline bool is_well_formed_begin(std::string_view sql) { return well_formed_begin_tag(sql) != nullptr; }
 
 }  // namespace pgmux::routing

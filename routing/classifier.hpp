@@ -39,7 +39,8 @@ enum class Isolation : uint8_t { Unchanged, Other, Serializable };
 struct Classification {
   StatementKind kind = StatementKind::Write;
   bool read_only = false;       // TxBegin ... READ ONLY, or SET TRANSACTION READ ONLY / SET SESSION CHARACTERISTICS
-  bool read_write = false;      // TxBegin ... READ WRITE: a read-write transaction even in a read-only session
+  bool read_write = false;      // TxBegin ... READ WRITE: a read-write transaction even in a read-only session;
+                                // also SET TRANSACTION READ WRITE (after a deferred read-only BEGIN: the primary)
   bool primary_hint = false;    // a /* pgmux:primary */ comment anywhere
   bool multi_statement = false; // more than one statement in the string
   bool parsed = false;          // libpg_query was needed

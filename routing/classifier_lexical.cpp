@@ -340,6 +340,7 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
     const bool tx = s.word(1, "transaction") || (s.word(1, "session") && s.word(2, "characteristics"));
     Classification c = make(StatementKind::Session, tx ? "SET TRANSACTION" : "SET", PinReason::None,
                             tx && s.read_mode == 1);
+    c.read_write = s.word(1, "transaction") && s.read_mode == 0;
     if (tx) c.isolation = isolation_asked(s);
     return c;
   }

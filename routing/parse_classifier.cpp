@@ -240,7 +240,9 @@ Classification classify_variable_set(const json& body) {
   const bool local = bool_of(member(body, "is_local"));
   Classification c;
   if (name == "TRANSACTION" || name == "SESSION CHARACTERISTICS") {
-    c = make(StatementKind::Session, "SET TRANSACTION", PinReason::None, read_mode_option(member(body, "args")) == 1);
+    const int read_mode = read_mode_option(member(body, "args"));
+    c = make(StatementKind::Session, "SET TRANSACTION", PinReason::None, read_mode == 1);
+    c.read_write = read_mode == 0 && name == "TRANSACTION";
     c.isolation = isolation_option(member(body, "args"));
   } else {
     c = make(StatementKind::Session, kind.starts_with("VAR_RESET") ? "RESET" : "SET");

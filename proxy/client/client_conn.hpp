@@ -172,7 +172,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool dispatch();
   bool dispatch_copy_message();  // dispatch()'s contract
   bool defer_begin(const routing::Classification& c);
-  routing::Isolation deferred_begin_isolation();
   void class_behind_deferred_begin(routing::Classification& c);
   bool dispatch_admin();
   void start_admin_session();

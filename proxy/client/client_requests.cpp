@@ -202,42 +202,52 @@ bool ClientConn::dispatch() {
 }
 
 // The statement that carries a deferred BEGIN decides where the whole transaction runs: the class it routes by.
+// After a read-only BEGIN (READ ONLY, or any BEGIN in a read-only session) the block is read-only, on a standby,
+// unless that statement is SET TRANSACTION READ WRITE, which PostgreSQL allows before a block's first query.
 void ClientConn::class_behind_deferred_begin(routing::Classification& c) {
-  if (c.kind == routing::StatementKind::Session && c.read_only) {
+  const routing::Classification& begin = session_.deferred_begin_class;
+  const bool read_only_begin = routing::is_read_only_statement(begin, session_.route);
+  const bool sets_read_write = c.kind == routing::StatementKind::Session && c.read_write;
+  if ((c.kind == routing::StatementKind::Session && c.read_only) || (read_only_begin && !sets_read_write)) {
     c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
+    c.read_only = true;
     // A BEGIN that asked for SERIALIZABLE keeps the block off standbys, whatever level this one sets: they refuse
     // that BEGIN itself.
-    if (deferred_begin_isolation() == routing::Isolation::Serializable) c.isolation = routing::Isolation::Serializable;
-  } else if (routing::is_read_only_statement(c, session_.route)) {
-    c.kind = routing::StatementKind::Write;  // anything else after a plain BEGIN: a read-write transaction
+    if (begin.isolation == routing::Isolation::Serializable) c.isolation = routing::Isolation::Serializable;
+  } else if (routing::is_read_only_statement(c, session_.route) || sets_read_write) {
+    c.kind = routing::StatementKind::Write;  // anything else after a read-write BEGIN: a read-write transaction
     c.reason = "read-write transaction";
   }
 }
 
-// A plain BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ
-// ONLY, or the first write) decides where the whole transaction runs. True when it was.
+// A BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ ONLY or READ
+// WRITE, or the first write) decides where the whole transaction runs. True when it was.
 bool ClientConn::defer_begin(const routing::Classification& c) {
   const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
   if (request_.kind != RequestKind::Query || c.kind != routing::StatementKind::TxBegin || c.multi_statement ||
-      c.read_only || session_.route.session_read_only || !idle || !session_.deferred_begin.empty() ||
-      !worker_.config()->routing.read_write_split || !routing::is_well_formed_begin(request_.sql)) {
-    return false;  // a BEGIN PostgreSQL refuses goes to it as it is: the client gets its error (42601)
+      !idle || !session_.deferred_begin.empty() || !worker_.config()->routing.read_write_split) {
+    return false;
   }
+  const char* tag = routing::well_formed_begin_tag(request_.sql);
+  if (!tag) return false;  // a BEGIN PostgreSQL refuses goes to it as it is: the client gets its error (42601)
   session_.deferred_begin.assign(request_.sql);
+  session_.deferred_begin_class = c;
   // A simple Query destroys the unnamed statement, as on PostgreSQL: the BEGIN goes out ahead of the next request
   // on whatever server it runs, so no copy of the statement may be prepared behind it (prepare) either.
   unnamed_.drop();
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
-  // CommandComplete "BEGIN" and ReadyForQuery 'T', as the server would send them: built once, not per BEGIN
-  // (tpcb-like begins every transaction so).
-  static const ByteVector kBeginReply = [] {
+  // CommandComplete "BEGIN" (or "START TRANSACTION") and ReadyForQuery 'T', as the server would send them: built
+  // once, not per BEGIN (tpcb-like begins every transaction so).
+  static const auto reply = [](std::string_view command) {
     ByteVector out;
-    build_command_complete(out, "BEGIN");
+    build_command_complete(out, command);
     build_ready_for_query(out, 'T');
     return out;
-  }();
-  send_copy(kBeginReply);
+  };
+  static const ByteVector kBeginReply = reply("BEGIN");
+  static const ByteVector kStartReply = reply("START TRANSACTION");
+  send_copy(tag[0] == 'B' ? kBeginReply : kStartReply);
   return true;
 }
 

@@ -87,12 +87,6 @@ routing::Classification ClientConn::classify_request() {
   return result;
 }
 
-// The isolation level the BEGIN pgmux answered and holds asked for: its text classified again (a cache hit), only
-// when a SET TRANSACTION READ ONLY makes its transaction one a standby may run.
-routing::Isolation ClientConn::deferred_begin_isolation() {
-  return worker_.classifier().classify(session_.deferred_begin, catalog_.state()).isolation;
-}
-
 // The request waited for its server (or for pgmux to bring it up to date): it goes on with the decision made
 // when it was routed.
 bool ClientConn::resume_routed() {

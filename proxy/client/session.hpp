@@ -82,7 +82,8 @@ struct ClientSession {
   uint64_t log_generation = 0;  // counts the log's restarts (RESET ALL, DISCARD ALL)
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
-  std::string deferred_begin;              // a plain BEGIN answered by pgmux, sent with the next statement
+  std::string deferred_begin;              // a BEGIN answered by pgmux, sent with the next statement
+  routing::Classification deferred_begin_class;  // ... its class (READ ONLY, isolation), while deferred_begin is set
   // pgmux answered an error itself inside that block (ClientConn::answer_locally_with_error): a statement that
   // fails goes out behind the BEGIN, so that PostgreSQL fails the block too and answers what follows itself.
   bool deferred_begin_failed = false;

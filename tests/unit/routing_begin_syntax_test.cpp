@@ -1,9 +1,12 @@
 // routing::is_well_formed_begin: the BEGIN texts pgmux may answer itself are exactly those PostgreSQL accepts.
 #include <doctest/doctest.h>
 
+#include <string>
+
 #include "routing/begin_syntax.hpp"
 
 using pgmux::routing::is_well_formed_begin;
+using pgmux::routing::well_formed_begin_tag;
 
 TEST_CASE("BEGIN texts PostgreSQL accepts") {
   for (const char* sql :
@@ -28,4 +31,12 @@ TEST_CASE("BEGIN texts PostgreSQL refuses (42601), or that are not a BEGIN alone
     CAPTURE(sql);
     CHECK_FALSE(is_well_formed_begin(sql));
   }
+}
+
+TEST_CASE("the command tag PostgreSQL answers a BEGIN with") {
+  CHECK(std::string(well_formed_begin_tag("begin work")) == "BEGIN");
+  CHECK(std::string(well_formed_begin_tag("BEGIN TRANSACTION READ ONLY")) == "BEGIN");
+  CHECK(std::string(well_formed_begin_tag("START TRANSACTION")) == "START TRANSACTION");
+  CHECK(std::string(well_formed_begin_tag("start transaction isolation level serializable;")) == "START TRANSACTION");
+  CHECK(well_formed_begin_tag("START TRANSACTION foo") == nullptr);
 }

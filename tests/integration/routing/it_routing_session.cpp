@@ -96,6 +96,45 @@ TEST_CASE("session routing: read-only transactions run on a standby, others on t
   CHECK(wait_until([&] { return f.standby(server_port(conn.get())); }, 3, 0.05));
 }
 
+// PostgreSQL lets a read-only block turn read-write before its first query: pgmux holds a read-only BEGIN back like a
+// plain one, and SET TRANSACTION READ WRITE behind it takes the block to the primary. Before, the BEGIN had gone to
+// a standby at once, which refused the SET (0A000 "cannot set transaction read-write mode during recovery").
+TEST_CASE("session routing: SET TRANSACTION READ WRITE right after a read-only BEGIN runs the block on the primary") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  // Read-only blocks stay on a standby (checked before anything is written: a read after a commit may be held on
+  // the primary until the standbys replayed it).
+  for (const char* begin : {"BEGIN READ ONLY", "START TRANSACTION READ ONLY"}) {
+    CAPTURE(begin);
+    exec(conn.get(), begin);
+    CHECK(f.standby(server_port(conn.get())));
+    exec(conn.get(), "COMMIT");
+  }
+  exec(conn.get(), "SET default_transaction_read_only = on");  // a read-only session: a plain BEGIN is read-only
+  exec(conn.get(), "BEGIN");
+  CHECK(f.standby(server_port(conn.get())));
+  exec(conn.get(), "COMMIT");
+  exec(conn.get(), "RESET default_transaction_read_only");
+  for (const char* begin : {"BEGIN READ ONLY", "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"}) {
+    CAPTURE(begin);
+    exec(conn.get(), begin);
+    exec(conn.get(), "SET TRANSACTION READ WRITE");
+    CHECK(server_port(conn.get()) == f.ports.primary);
+    exec(conn.get(), "INSERT INTO items (v) VALUES (1)");
+    exec(conn.get(), "COMMIT");
+  }
+  // A read-only session: a plain BEGIN is read-only; SET TRANSACTION READ WRITE takes it to the primary.
+  exec(conn.get(), "SET default_transaction_read_only = on");
+  exec(conn.get(), "BEGIN");
+  exec(conn.get(), "SET TRANSACTION READ WRITE");
+  exec(conn.get(), "INSERT INTO items (v) VALUES (2)");
+  exec(conn.get(), "COMMIT");
+  exec(conn.get(), "RESET default_transaction_read_only");
+  PgConn direct = connect(conninfo(f.ports.primary, "app", "app", kDb));
+  CHECK(scalar(direct.get(), "SELECT count(*) FROM items") == "3");
+}
+
 TEST_CASE("session routing: the pgmux:primary hint forces the primary") {
   if (skip_in_direct_mode()) return;
   Fixture f;

@@ -311,7 +311,7 @@ TEST_CASE("transaction pooling: no server within query_wait_timeout after a defe
 // A BEGIN PostgreSQL refuses (a syntax error) is not answered by pgmux: it reaches the server, the client gets its
 // 42601 and stays outside a block, so the INSERT after it commits on its own and ROLLBACK warns (25P01), as on a
 // direct connection. Before, pgmux answered "BEGIN" itself, and the INSERT it sent behind the refused BEGIN got
-// 08006 although it had run, in autocommit.
+// 08006 although it had run, in autocommit. One it accepts gets PostgreSQL's own command tag from pgmux.
 TEST_CASE("a BEGIN with a syntax error gets PostgreSQL's answer, with the split in both pool modes") {
   if (direct_mode()) return;
   for (const char* mode : {"transaction", "session"}) {
@@ -331,6 +331,16 @@ TEST_CASE("a BEGIN with a syntax error gets PostgreSQL's answer, with the split 
       const std::string direct =
           run(sequence, app_conninfo(cluster_ports().primary, kDb), kDirectTrigger, owner.get(), &unused);
       CHECK(direct.find("rows afterwards: 1") != std::string::npos);  // the oracle: the INSERT committed alone
+      CHECK(run(sequence, ci, kDirectTrigger, owner.get(), &unused) == direct);
+    }
+    // One PostgreSQL accepts, answered by pgmux: with PostgreSQL's command tag ("START TRANSACTION", not "BEGIN").
+    for (const char* begin : {"START TRANSACTION", "start transaction read only", "BEGIN WORK"}) {
+      CAPTURE(begin);
+      const Sequence sequence{"a deferred BEGIN, a read, ROLLBACK",
+                              {query(begin), query(kPrimaryRead), query("ROLLBACK")}};
+      std::vector<std::string> unused;
+      const std::string direct =
+          run(sequence, app_conninfo(cluster_ports().primary, kDb), kDirectTrigger, owner.get(), &unused);
       CHECK(run(sequence, ci, kDirectTrigger, owner.get(), &unused) == direct);
     }
     owner.reset();
