@@ -19,11 +19,15 @@ void append_quoted(std::string& sql, std::string_view text, char quote) {
 
 }  // namespace
 
+// set_config reads the value as a startup parameter or postgresql.conf does; SET "name" = 'a,b' would make a list
+// setting (search_path, temp_tablespaces) one element named "a,b". It answers with a row, which pgmux's internal
+// runs drop (ServerConn::handle_internal_message).
 void append_set_statement(std::string& sql, std::string_view name, std::string_view value) {
-  sql += "SET ";
-  append_quoted(sql, name, '"');
-  sql += " = ";
+  sql += "SELECT pg_catalog.set_config(";
+  append_quoted(sql, name, '\'');
+  sql += ", ";
   append_quoted(sql, value, '\'');
+  sql += ", false)";
 }
 
 void append_reset_statement(std::string& sql, std::string_view name) {

@@ -1,5 +1,5 @@
-// The SQL pgmux writes itself to give a server a client's session settings: SET and RESET of one parameter,
-// the name always quoted as an identifier and the value as a literal, so no name or value can break out.
+// The SQL pgmux writes itself to give a server a client's session settings: set_config and RESET of one parameter,
+// the name and value always quoted (as literals, RESET's name as an identifier), so no name or value can break out.
 #pragma once
 #include <string>
 #include <string_view>
@@ -7,11 +7,12 @@
 
 namespace pgmux::routing {
 
-// Appends SET "name" = 'value' (without ';').
+// Appends SELECT pg_catalog.set_config('name', 'value', false) (without ';'): the value read as a startup
+// parameter's is, lists included.
 void append_set_statement(std::string& sql, std::string_view name, std::string_view value);
 // Appends RESET "name" (without ';').
 void append_reset_statement(std::string& sql, std::string_view name);
-// SET "name" = 'value' on its own.
+// The same on its own.
 std::string set_statement(std::string_view name, std::string_view value);
 
 // The statements of a multi-statement string, each without its ';' and surrounding white space, cut by

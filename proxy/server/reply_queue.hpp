@@ -58,6 +58,7 @@ struct InternalRun {
   // A Query sent to fail (ClientConn's kFailBlock, at this readies_seen): its error is in `failed` but is not the
   // run's error, which is then the first one after it.
   int expected_failure = -1;
+  bool describing = false;  // a ParameterDescription came: the next RowDescription or NoData answers a Describe 'S'
 };
 
 // What a transaction wrote, as far as its commit is concerned: nothing; writes whose commit waits for the standbys

@@ -297,13 +297,19 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
       run.done(*this, run.error.empty(), run.error_state, run.error);
       return;
     }
+    case backend::kParameterDescription:  // a Describe 'S' answers this first, then its RowDescription or NoData
+      if (state() == ServerState::Internal && owed_.front_fate() == ReplyFate::Internal) {
+        owed_.front().internal->describing = true;
+      }
+      return;
     case backend::kRowDescription:
-    case backend::kNoData: {  // the answer to a Describe 'S' of a statement pgmux prepared here
+    case backend::kNoData: {  // the answer to a Describe 'S' of a statement pgmux prepared here, or a query's rows
       if (state() != ServerState::Internal || owed_.front_fate() != ReplyFate::Internal) return;
-      std::vector<std::string>& described = owed_.front().internal->described;
-      if (described.empty()) return;
-      record_shape(described.front(), tag == backend::kNoData ? ByteView() : body);
-      described.erase(described.begin());
+      InternalRun& run = *owed_.front().internal;
+      if (!run.describing || run.described.empty()) return;  // the rows of a query of pgmux's (set_config)
+      run.describing = false;
+      record_shape(run.described.front(), tag == backend::kNoData ? ByteView() : body);
+      run.described.erase(run.described.begin());
       return;
     }
     default:

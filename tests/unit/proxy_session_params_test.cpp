@@ -58,11 +58,12 @@ TEST_CASE("sync SQL sets only what differs, quoting names and values") {
   server.set("application_name", "");
   SessionParams applied;
   CHECK(build_sync_sql(wanted, server, applied) ==
-        "SET \"application_name\" = 'it''s';SET \"search_path\" = 'x';");
+        "SELECT pg_catalog.set_config('application_name', 'it''s', false);"
+        "SELECT pg_catalog.set_config('search_path', 'x', false);");
   // pgmux remembers everything it applied (search_path is not even reported by the server).
   REQUIRE(applied.find("search_path"));
   CHECK(applied.entries().size() == 3);
-  CHECK(build_sync_sql(wanted, server, applied) == "SET \"application_name\" = 'it''s';");
+  CHECK(build_sync_sql(wanted, server, applied) == "SELECT pg_catalog.set_config('application_name', 'it''s', false);");
 
   SessionParams none;
   CHECK(build_sync_sql(SessionParams{}, server, none).empty());
@@ -74,7 +75,7 @@ TEST_CASE("sync SQL sets only what differs, quoting names and values") {
   SessionParams sneaky;
   sneaky.set("a\"b", "v");
   SessionParams applied_sneaky;
-  CHECK(build_sync_sql(sneaky, server, applied_sneaky) == "SET \"a\"\"b\" = 'v';");
+  CHECK(build_sync_sql(sneaky, server, applied_sneaky) == "SELECT pg_catalog.set_config('a\"b', 'v', false);");
 }
 
 TEST_CASE("sync SQL resets unreported parameters the previous client set and this one does not want") {

@@ -176,6 +176,13 @@ void check_config(const std::string& mode, bool split, const ClusterPorts& ports
     REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
   }
   for (const Scenario& scenario : kScenarios) check_scenario(ci, ports, scenario);
+  // A list given at login (libpq's options) is read as PostgreSQL reads it, each element a schema: before, pgmux
+  // gave a shared or standby server SET search_path = 's_b,public', one schema named "s_b,public".
+  for (const char* option : {" options='-c search_path=s_b,public'", " options='-c search_path=\"$user\",s_b'"}) {
+    PgConn via = connect(ci + option);
+    PgConn direct = connect(conninfo(ports.primary, "postgres", "postgres", kDb) + option);
+    check_reads(via.get(), direct.get(), option);
+  }
 
   if (!split) return;
   // Where pgmux cannot reproduce the session's settings, its reads stay on the primary.
