@@ -54,9 +54,10 @@ void ClientConn::pump_requests() {
     ScanResult scan = scan_request(in_.unparsed_bytes(), max_size, size_t{4} * max_size, request_);
     if (scan.status == ScanStatus::NeedMore) {
       // The rest of the request must fit, and reading must go on whatever size it has (else a request that ends
-      // the buffer on a message boundary would wait forever, and a client that vanished would go unnoticed).
+      // the buffer on a message boundary would wait forever, and a client that vanished would go unnoticed). The
+      // room grows with what arrived, not with what a header announced: 13 bytes must not commit max_message_size.
       in_.consume_to(in_.parsed());
-      in_.make_room(scan.bytes_needed);
+      in_.make_room(std::min(scan.bytes_needed, std::max(2 * in_.unparsed(), IoBuffer::kDefaultCapacity)));
       break;
     }
     if (scan.status == ScanStatus::Error) {

@@ -29,7 +29,7 @@ class IoBuffer {
         data_ = std::move(blocks.back());
         blocks.pop_back();
       } else {
-        data_ = std::make_unique<std::byte[]>(kDefaultCapacity);
+        data_ = std::make_unique_for_overwrite<std::byte[]>(kDefaultCapacity);
       }
       capacity_ = kDefaultCapacity;
     }
@@ -81,7 +81,7 @@ class IoBuffer {
     const size_t needed = std::max(parsed_ + wanted, end_ + 1);
     if (needed <= capacity_) return;
     const size_t grown = std::max(needed, capacity_ + capacity_ / 2);
-    auto bigger = std::make_unique<std::byte[]>(grown);
+    auto bigger = std::make_unique_for_overwrite<std::byte[]>(grown);  // no zero-fill: pages commit as written
     if (end_) std::memcpy(bigger.get(), data_.get(), end_);
     data_ = std::move(bigger);
     capacity_ = grown;

@@ -1,7 +1,8 @@
 // Nothing for an attacker (issue 11 item 5), the resource side: a login to a database that does not exist leaves
 // no pool behind; databases opened through the "*" entry are bounded by max_auto_databases (an error naming the
 // setting beyond it) and dropped after auto_database_idle_timeout unused; the metrics listener answers /healthz
-// while its connection limit is held by idle connections.
+// while its connection limit is held by idle connections; a message header that announces a large message commits
+// memory only for the bytes that arrive.
 #include <doctest/doctest.h>
 
 #include <sys/socket.h>
@@ -129,3 +130,35 @@ TEST_CASE("the metrics listener answers /healthz while idle connections hold its
   }
   for (int fd : idle) close(fd);
 }
+
+// A logged-in client sends the 5-byte header of a Query just under max_message_size and a few bytes of it, then
+// nothing: PostgreSQL's backend grows by a page. pgmux reserved the announced size at once, and zero-filled it:
+// 13 bytes made it hold 64 MiB, so a handful of clients could exhaust the host. Now its buffer grows with what
+// arrives, and everyone else is served meanwhile.
+TEST_CASE("a message header announcing max_message_size holds no more memory than the bytes that came") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  nlohmann::json config = default_config(port);
+  config["workers"] = 1;
+  ProxyUnderTest proxy(config.dump(2), port);
+  const std::string ci = conninfo(port, "app", "app", "app");
+  std::vector<PgConn> stalled;
+  for (int i = 0; i < 8; ++i) stalled.push_back(connect(ci));
+  PgConn other = connect(ci);
+  CHECK(scalar(other.get(), "SELECT 1") == "1");
+  const long before_kb = proxy.process()->peak_rss_kb();
+  const uint32_t length = 64u * 1024 * 1024 - 10;  // within max_message_size (64 MiB): a request still arriving
+  std::string header = "Q";
+  for (int shift = 24; shift >= 0; shift -= 8) header += static_cast<char>((length >> shift) & 0xff);
+  header += "select 1";
+  for (PgConn& conn : stalled) {
+    REQUIRE(send(PQsocket(conn.get()), header.data(), header.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(header.size()));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(scalar(other.get(), "SELECT 2") == "2");  // served meanwhile
+  const long grown_kb = proxy.process()->peak_rss_kb() - before_kb;
+  MESSAGE("peak RSS grew by " << grown_kb << " kB for 8 clients each announcing a 64 MiB message");
+  CHECK(grown_kb < 16 * 1024);  // before: about 8 x 64 MiB
+}
+
