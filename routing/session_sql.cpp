@@ -2,6 +2,7 @@
 
 #include <pg_query.h>
 
+#include <algorithm>
 #include <cctype>
 
 namespace pgmux::routing {
@@ -19,10 +20,34 @@ void append_quoted(std::string& sql, std::string_view text, char quote) {
 
 }  // namespace
 
-// set_config reads the value as a startup parameter or postgresql.conf does; SET "name" = 'a,b' would make a list
-// setting (search_path, temp_tablespaces) one element named "a,b". It answers with a row, which pgmux's internal
+namespace {
+
+// The settings PostgreSQL reads as a list of identifiers (GUC_LIST_QUOTE) that a session may set. SET "name" = 'a,b'
+// would make such a list one element named "a,b"; set_config reads the value as a startup parameter is read.
+bool is_identifier_list_setting(std::string_view name) {
+  for (std::string_view list : {"search_path", "temp_tablespaces", "local_preload_libraries",
+                                "session_preload_libraries"}) {
+    if (name.size() == list.size() &&
+        std::equal(name.begin(), name.end(), list.begin(), [](char a, char b) { return std::tolower(a) == b; })) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+// SET for the rest: unlike a SELECT of set_config, it takes no snapshot, so it also runs where a role's default
+// isolation level is one a hot standby refuses (SERIALIZABLE). The set_config answer is a row, which pgmux's internal
 // runs drop (ServerConn::handle_internal_message).
 void append_set_statement(std::string& sql, std::string_view name, std::string_view value) {
+  if (!is_identifier_list_setting(name)) {
+    sql += "SET ";
+    append_quoted(sql, name, '"');
+    sql += " = ";
+    append_quoted(sql, value, '\'');
+    return;
+  }
   sql += "SELECT pg_catalog.set_config(";
   append_quoted(sql, name, '\'');
   sql += ", ";

@@ -1,5 +1,6 @@
-// The SQL pgmux writes itself to give a server a client's session settings: set_config and RESET of one parameter,
-// the name and value always quoted (as literals, RESET's name as an identifier), so no name or value can break out.
+// The SQL pgmux writes itself to give a server a client's session settings: SET (set_config for a list of
+// identifiers such as search_path) and RESET of one parameter, the name and value always quoted, so no name or
+// value can break out.
 #pragma once
 #include <string>
 #include <string_view>
@@ -7,8 +8,8 @@
 
 namespace pgmux::routing {
 
-// Appends SELECT pg_catalog.set_config('name', 'value', false) (without ';'): the value read as a startup
-// parameter's is, lists included.
+// Appends SET "name" = 'value', or for search_path and the other identifier lists
+// SELECT pg_catalog.set_config('name', 'value', false) (without ';'): the value read as a startup parameter's is.
 void append_set_statement(std::string& sql, std::string_view name, std::string_view value);
 // Appends RESET "name" (without ';').
 void append_reset_statement(std::string& sql, std::string_view name);

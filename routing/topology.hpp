@@ -162,9 +162,10 @@ class Topology {
   // Where a backend named by host name was found before any probe (at startup): workers connect there until a
   // probe says otherwise (ProbeResult::address).
   void note_address(size_t index, std::string address);
-  // A pool's new connection to the backend was refused (nobody listens on its port): counted as one failed
-  // probe when its last probe succeeded, so a standby promoted on a later timeline is the primary at once
-  // (choose_primary) instead of after the probes of a dying server time out. More failures come from probes.
+  // A pool's new connection to the backend was refused (nobody listens on its port, or it is shutting down):
+  // counted as one failed probe when its last probe succeeded, so a standby promoted on a later timeline is the
+  // primary at once (choose_primary) instead of after the probes of a dying server time out. A standby is down at
+  // once (no reads until a probe answers again). More failures come from probes.
   void on_connection_refused(size_t index, const std::string& error, double now);
   // Between probe rounds, the replay poller's fresher positions (causal reads). A standby's replay LSN only
   // moves forward here; a primary's insert LSN is kept with when it was asked (sent_at). True when the view

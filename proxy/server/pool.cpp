@@ -505,7 +505,10 @@ void Pool::on_login_done(PoolServer* server) {
 
 void Pool::on_server_failed(PoolServer* server, FailureReport failure) {
   host_.metrics().server_connect_failures.add();
-  if (failure.failure() == Failure::ServerConnectRefused) host_.report_refused(backend_.name, failure.message());
+  // Nothing listens, or the server is shutting down or starting up (57P03 at login): the prober hears at once.
+  if (failure.failure() == Failure::ServerConnectRefused || failure.sqlstate() == "57P03") {
+    host_.report_refused(backend_.name, failure.message());
+  }
   failure.add_words({name_, backend_.name, backend_.text()});  // the detail names the pool and backend
   // The client this connection was opened for hears why (it may be its own bad startup parameter).
   if (PoolClient* client = server->opened_for()) {

@@ -112,8 +112,11 @@ std::string build_sync_sql(const SessionParams& wanted, const SessionParams& rep
   for (const auto& [name, value] : wanted.entries()) {
     const std::string* current = reported.find(name);
     if (!current) current = applied.find(name);
+    // Compared before applied.set, which may overwrite the very string `current` points at (an unreported
+    // parameter): compared after, the previous client's search_path looked like this one's and stayed.
+    const bool same = current && *current == value;
     applied.set(name, value);  // whatever happens, this client wants it: the next one may need it RESET
-    if (current && *current == value) continue;
+    if (same) continue;
     routing::append_set_statement(sql, name, value);
     sql += ';';
   }

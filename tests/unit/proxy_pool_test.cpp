@@ -189,7 +189,7 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: transaction pooling SETs the client's para
   server(1).log_in(params("application_name", ""));
   CHECK(pool->login_params().entries() == params("application_name", "").entries());  // for logins without a server
   REQUIRE(server(1).queries.size() == 1);
-  CHECK(server(1).queries[0] == "SELECT pg_catalog.set_config('application_name', 'one', false);");
+  CHECK(server(1).queries[0] == "SET \"application_name\" = 'one';");
   CHECK(server(1).state() == ServerState::Internal);
   CHECK(c1.server == nullptr);
   server(1).answer(true);

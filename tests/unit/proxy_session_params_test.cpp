@@ -58,12 +58,11 @@ TEST_CASE("sync SQL sets only what differs, quoting names and values") {
   server.set("application_name", "");
   SessionParams applied;
   CHECK(build_sync_sql(wanted, server, applied) ==
-        "SELECT pg_catalog.set_config('application_name', 'it''s', false);"
-        "SELECT pg_catalog.set_config('search_path', 'x', false);");
+        "SET \"application_name\" = 'it''s';SELECT pg_catalog.set_config('search_path', 'x', false);");
   // pgmux remembers everything it applied (search_path is not even reported by the server).
   REQUIRE(applied.find("search_path"));
   CHECK(applied.entries().size() == 3);
-  CHECK(build_sync_sql(wanted, server, applied) == "SELECT pg_catalog.set_config('application_name', 'it''s', false);");
+  CHECK(build_sync_sql(wanted, server, applied) == "SET \"application_name\" = 'it''s';");
 
   SessionParams none;
   CHECK(build_sync_sql(SessionParams{}, server, none).empty());
@@ -75,7 +74,7 @@ TEST_CASE("sync SQL sets only what differs, quoting names and values") {
   SessionParams sneaky;
   sneaky.set("a\"b", "v");
   SessionParams applied_sneaky;
-  CHECK(build_sync_sql(sneaky, server, applied_sneaky) == "SELECT pg_catalog.set_config('a\"b', 'v', false);");
+  CHECK(build_sync_sql(sneaky, server, applied_sneaky) == "SET \"a\"\"b\" = 'v';");
 }
 
 TEST_CASE("sync SQL resets unreported parameters the previous client set and this one does not want") {
@@ -108,3 +107,21 @@ TEST_CASE("pin counters are indexed by the classifier's pin reasons; the summary
         "temporary table=0, session advisory lock=0, LISTEN=2, WITH HOLD cursor=0, SQL PREPARE=1, "
         "session state unknown=0");
 }
+
+// The server does not report search_path: what pgmux applied for the previous client is what it has. A client
+// that wants another value gets it (before, the comparison ran after the applied value was overwritten, so the
+// previous client's search_path stayed on the server).
+TEST_CASE("sync SQL sets an unreported parameter the previous client set to another value") {
+  SessionParams reported;
+  SessionParams applied;
+  SessionParams first;
+  first.set("search_path", "s1,public");
+  CHECK(build_sync_sql(first, reported, applied) == "SELECT pg_catalog.set_config('search_path', 's1,public', false);");
+  SessionParams second;
+  second.set("search_path", "\"$user\",s1");
+  CHECK(build_sync_sql(second, reported, applied) ==
+        "SELECT pg_catalog.set_config('search_path', '\"$user\",s1', false);");
+  CHECK(*applied.find("search_path") == "\"$user\",s1");
+  CHECK(build_sync_sql(second, reported, applied).empty());
+}
+

@@ -6,11 +6,10 @@
 
 using namespace pgmux::routing;
 
-TEST_CASE("set_config and RESET quote the name and the value") {
-  CHECK(set_statement("application_name", "it's") ==
-        "SELECT pg_catalog.set_config('application_name', 'it''s', false)");
-  CHECK(set_statement("a'b", "v") == "SELECT pg_catalog.set_config('a''b', 'v', false)");
-  CHECK(set_statement("TimeZone", "") == "SELECT pg_catalog.set_config('TimeZone', '', false)");
+TEST_CASE("SET, set_config and RESET quote the name and the value") {
+  CHECK(set_statement("application_name", "it's") == "SET \"application_name\" = 'it''s'");
+  CHECK(set_statement("a\"b", "v") == "SET \"a\"\"b\" = 'v'");
+  CHECK(set_statement("TimeZone", "") == "SET \"TimeZone\" = ''");
   // A list as a startup parameter gives it (set_config parses it so; SET 'a,b' would be one element "a,b").
   CHECK(set_statement("search_path", "\"$user\", public") ==
         "SELECT pg_catalog.set_config('search_path', '\"$user\", public', false)");
@@ -18,7 +17,10 @@ TEST_CASE("set_config and RESET quote the name and the value") {
   append_reset_statement(sql, "search_path");
   sql += ';';
   append_set_statement(sql, "a", "b");
-  CHECK(sql == "x;RESET \"search_path\";SELECT pg_catalog.set_config('a', 'b', false)");
+  CHECK(sql == "x;RESET \"search_path\";SET \"a\" = 'b'");
+  CHECK(set_statement("Search_Path", "a'b") == "SELECT pg_catalog.set_config('Search_Path', 'a''b', false)");
+  CHECK(set_statement("temp_tablespaces", "t1,t2") ==
+        "SELECT pg_catalog.set_config('temp_tablespaces', 't1,t2', false)");
 }
 
 TEST_CASE("split_statements cuts a multi-statement string where PostgreSQL would") {

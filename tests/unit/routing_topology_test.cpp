@@ -427,3 +427,19 @@ TEST_CASE("topology: a refused connection to the primary lets a standby promoted
   w.on_connection_refused(0, "refused", 0.1);
   CHECK(at(w, 0).failed_probes == 0);
 }
+
+TEST_CASE("topology: a standby that refuses a new connection serves no reads until a probe answers again") {
+  Topology t = three();
+  t.on_probe_ok(0, primary_probe(1000, 1), 0);
+  t.on_probe_ok(1, standby_probe(1000, {}, 1), 0);
+  t.on_probe_ok(2, standby_probe(1000, {}, 1), 0);
+  REQUIRE(at(t, 1).readable);
+  t.on_connection_refused(1, "a new connection was refused: the database system is shutting down", 0.2);
+  CHECK(at(t, 1).role == Role::Down);  // at once, not after max_retries more probes
+  CHECK_FALSE(at(t, 1).readable);
+  CHECK(at(t, 2).readable);
+  CHECK(t.view()->primary == 0);
+  t.on_probe_ok(1, standby_probe(1000, {}, 1), 1.0);  // back: a probe answered
+  CHECK(at(t, 1).role == Role::Standby);
+  CHECK(at(t, 1).failed_probes == 0);
+}

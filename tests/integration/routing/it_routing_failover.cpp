@@ -1,7 +1,7 @@
 // Failover follow on a cluster of its own (PGMUX_TEST_FAILOVER_BASEPORT, default base port + 100): writes and reads
 // run through pgmux, the primary is stopped (pg_ctl stop -m fast, or -m immediate as a crash), standby1 is
 // promoted (pg_ctl promote), and the writes resume on standby1 without restarting pgmux. Prints failed writes and
-// write-unavailable time.
+// write-unavailable time. Also: a standby stopped under reads loses them at its first refusal.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -278,3 +278,61 @@ TEST_CASE("writes follow a standby promoted 70 ms after the primary crashed: tra
   if (direct_mode()) return;
   check_failover({"transaction", true, 70});
 }
+
+// Readers with a connection each, while standby1 stops (pg_ctl stop -m fast). Reads running
+// on it, or pooled connections it closed, fail as they would on PostgreSQL; after the first new connection it
+// refuses (or answers 57P03, shutting down), no read is sent there until a probe answers again. Before, reads kept
+// going to it until the probes had failed health_check.max_retries + 1 times (about 2 s): over a hundred failed
+// reads that never ran anywhere, with standby2 and the primary healthy.
+static void check_standby_stop(const char* pool_mode) {
+  CAPTURE(pool_mode);
+  OwnCluster cluster("rt-standby-stop");
+  const ClusterPorts& ports = cluster.ports;
+  int listen = pick_listen_port();
+  if (listen >= ports.primary && listen <= ports.standby2) listen = free_port_from(ports.standby2 + 1);
+  nlohmann::json config = routing_config(listen, ports);
+  for (nlohmann::json& database : config["databases"]) database["pool_mode"] = pool_mode;
+  ProxyUnderTest proxy(config.dump(), listen);
+  const std::string ci = proxy.conninfo("app", "app", "app");
+  REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed_after_stop{0}, served_after_stop{0};
+  std::atomic<bool> stopped{false};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&] {
+      PgConn conn;
+      const double deadline = now_seconds() + 60;
+      while (!stop && now_seconds() < deadline) {
+        if (!conn) conn = try_connect(ci);
+        PgResult r(PQexec(conn.get(), "SELECT inet_server_port()"));
+        const bool ok = PQresultStatus(r.get()) == PGRES_TUPLES_OK;
+        if (stopped) (ok ? served_after_stop : failed_after_stop)++;
+        if (!ok) conn.reset();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stopped = true;
+  CHECK(run_cmd(cluster_sh() + " stop-node " + cluster.dir + " standby1") == 0);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  stop = true;
+  for (std::thread& t : readers) t.join();
+  MESSAGE(failed_after_stop.load() << " reads failed and " << served_after_stop.load()
+                                   << " were served from the stop of standby1 on");
+  CHECK(served_after_stop > 100);
+  CHECK(failed_after_stop <= 12);  // those running on it, and each pooled connection it closed under a read
+}
+
+TEST_CASE("reads leave a standby at its first refused connection: session pooling") {
+  if (direct_mode()) return;
+  check_standby_stop("session");
+}
+
+TEST_CASE("reads leave a standby at its first refused connection: transaction pooling") {
+  if (direct_mode()) return;
+  check_standby_stop("transaction");
+}
+
