@@ -18,19 +18,13 @@ void append_quoted(std::string& sql, std::string_view text, char quote) {
   sql += quote;
 }
 
-}  // namespace
-
-namespace {
-
 // The settings PostgreSQL reads as a list of identifiers (GUC_LIST_QUOTE) that a session may set. SET "name" = 'a,b'
 // would make such a list one element named "a,b"; set_config reads the value as a startup parameter is read.
 bool is_identifier_list_setting(std::string_view name) {
   for (std::string_view list : {"search_path", "temp_tablespaces", "local_preload_libraries",
                                 "session_preload_libraries"}) {
-    if (name.size() == list.size() &&
-        std::equal(name.begin(), name.end(), list.begin(), [](char a, char b) { return std::tolower(a) == b; })) {
-      return true;
-    }
+    const auto same = [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; };
+    if (name.size() == list.size() && std::equal(name.begin(), name.end(), list.begin(), same)) return true;
   }
   return false;
 }
