@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "routing/begin_syntax.hpp"
 #include "routing/classifier_lexical.hpp"
 #include "routing/classifier_rules.hpp"
 #include "routing/parse_classifier.hpp"
@@ -92,6 +93,8 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
   if (cached == nullptr) {
     // A hit constructs no LexicalResult; a miss moves the lexer's into this member (its buffers are the lexer's).
     lexical_scratch_ = classify_lexically(sql, *this, catalog.catalog);
+    Classification& fresh = lexical_scratch_.classification;
+    if (fresh.kind == StatementKind::TxBegin && !fresh.multi_statement) fresh.begin_tag = well_formed_begin_tag(sql);
     if (shape) shapes_.store(*shape, stamp, lexical_scratch_);
   }
   // The key of the parse cache and of the learned writes: the parse tree's class and names do not depend on
@@ -102,6 +105,7 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
   if (lexical.needs_parser) {
     c = classify_with_parser(sql, key, catalog.catalog);
     c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
+    if (c.kind == StatementKind::TxBegin) c.begin_tag = lexical.classification.begin_tag;
   }
   if (is_read(c) && learned_) {
     const LearnedWrites::Lesson lesson = learned_->lesson_for(key);

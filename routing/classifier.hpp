@@ -55,6 +55,9 @@ struct Classification {
   SessionEffects effects;       // the session commands of every statement (SET, RESET, DISCARD, PREPARE, ...)
   ParameterName parameter;      // a single RESET name / SET name TO DEFAULT: the parameter (when readable)
   const char* reason = "";      // static text for EXPLAIN ROUTE / logs only: "INSERT", "write function"
+  // A BEGIN / START TRANSACTION alone whose grammar PostgreSQL accepts: the command tag it answers with
+  // (well_formed_begin_tag, worked out once per cached text); nullptr otherwise.
+  const char* begin_tag = nullptr;
   uint64_t catalog_stamp = 0;   // CatalogState::stamp() of the catalog it was made with
 
   bool pins_primary() const { return pin_reason != PinReason::None; }

@@ -13,7 +13,6 @@
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
 #include "proxy/control/worker.hpp"
-#include "routing/begin_syntax.hpp"
 #include "routing/read_your_writes.hpp"
 
 namespace pgmux::proxy {
@@ -229,7 +228,7 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
       !idle || !session_.deferred_begin.empty() || !worker_.config()->routing.read_write_split) {
     return false;
   }
-  const char* tag = routing::well_formed_begin_tag(request_.sql);
+  const char* tag = c.begin_tag;
   if (!tag) return false;  // a BEGIN PostgreSQL refuses goes to it as it is: the client gets its error (42601)
   session_.deferred_begin.assign(request_.sql);
   session_.deferred_begin_class = c;

@@ -2,8 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "routing/begin_syntax.hpp"
+#include "routing/classifier.hpp"
 
 using pgmux::routing::is_well_formed_begin;
 using pgmux::routing::well_formed_begin_tag;
@@ -40,3 +42,16 @@ TEST_CASE("the command tag PostgreSQL answers a BEGIN with") {
   CHECK(std::string(well_formed_begin_tag("start transaction isolation level serializable;")) == "START TRANSACTION");
   CHECK(well_formed_begin_tag("START TRANSACTION foo") == nullptr);
 }
+
+// The classifier works the tag out once per text (cached with the class), for a BEGIN alone only.
+TEST_CASE("the classifier carries the tag of a BEGIN PostgreSQL accepts, also from its cache") {
+  pgmux::routing::Classifier classifier(std::vector<std::string>{});
+  for (int i = 0; i < 2; ++i) {
+    CHECK(std::string(classifier.classify("START TRANSACTION").begin_tag) == "START TRANSACTION");
+    CHECK(std::string(classifier.classify("begin read only").begin_tag) == "BEGIN");
+    CHECK(classifier.classify("BEGIN ISOLATION LEVEL BOGUS").begin_tag == nullptr);
+    CHECK(classifier.classify("BEGIN; SELECT 1").begin_tag == nullptr);
+    CHECK(classifier.classify("SELECT 1").begin_tag == nullptr);
+  }
+}
+
