@@ -185,12 +185,17 @@ void Topology::on_probe_failed(size_t index, const std::string& error, double no
 }
 
 void Topology::on_connection_refused(size_t index, const std::string& error, double now) {
-  if (index >= backends_.size() || !backends_[index].ever_probed || backends_[index].failed_probes > 0) return;
+  if (index >= backends_.size() || !backends_[index].ever_probed) return;
+  BackendStatus& b = backends_[index];
   // A standby that refuses new connections (stopping, restarting) serves no read until a probe answers again:
   // each read it would get fails before running, while the other standbys and the primary could take it. Down at
-  // once; the round the prober starts now decides again. A primary's refusal counts as one failed probe.
-  BackendStatus& b = backends_[index];
-  if (b.role == Role::Standby) b.failed_probes = settings_.health_check_max_retries;
+  // once (also after a failed probe); the round the prober starts now decides again. A primary's refusal counts as
+  // one failed probe, the first since its last good one only.
+  if (b.role == Role::Standby) {
+    b.failed_probes = settings_.health_check_max_retries;
+  } else if (b.failed_probes > 0) {
+    return;
+  }
   on_probe_failed(index, error, now);
 }
 

@@ -21,11 +21,6 @@ using namespace protocol;
 
 namespace {
 
-// What fails the block of a deferred BEGIN that pgmux answered an error in (deferred_begin_failed): no such text
-// is an integer, so it fails at parse analysis wherever it runs (22P02; no table, function or setting of the
-// session takes part), and the server's log says why.
-constexpr std::string_view kFailBlock =
-    "SELECT 'pgmux answered an error in this transaction block: it fails here too'::pg_catalog.int4";
 
 }  // namespace
 
@@ -201,56 +196,6 @@ bool ClientConn::dispatch() {
   return open() && !pinned();
 }
 
-// The statement that carries a deferred BEGIN decides where the whole transaction runs: the class it routes by.
-// After a read-only BEGIN (READ ONLY, or any BEGIN in a read-only session) the block is read-only, on a standby,
-// unless that statement is SET TRANSACTION READ WRITE, which PostgreSQL allows before a block's first query.
-void ClientConn::class_behind_deferred_begin(routing::Classification& c) {
-  const routing::Classification& begin = session_.deferred_begin_class;
-  const bool read_only_begin = routing::is_read_only_statement(begin, session_.route);
-  const bool sets_read_write = c.kind == routing::StatementKind::Session && c.read_write;
-  if ((c.kind == routing::StatementKind::Session && c.read_only) || (read_only_begin && !sets_read_write)) {
-    c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
-    c.read_only = true;
-    // A BEGIN that asked for SERIALIZABLE keeps the block off standbys, whatever level this one sets: they refuse
-    // that BEGIN itself.
-    if (begin.isolation == routing::Isolation::Serializable) c.isolation = routing::Isolation::Serializable;
-  } else if (routing::is_read_only_statement(c, session_.route) || sets_read_write) {
-    c.kind = routing::StatementKind::Write;  // anything else after a read-write BEGIN: a read-write transaction
-    c.reason = "read-write transaction";
-  }
-}
-
-// A BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ ONLY or READ
-// WRITE, or the first write) decides where the whole transaction runs. True when it was.
-bool ClientConn::defer_begin(const routing::Classification& c) {
-  const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
-  if (request_.kind != RequestKind::Query || c.kind != routing::StatementKind::TxBegin || c.multi_statement ||
-      !idle || !session_.deferred_begin.empty() || !worker_.config()->routing.read_write_split) {
-    return false;
-  }
-  const char* tag = c.begin_tag;
-  if (!tag) return false;  // a BEGIN PostgreSQL refuses goes to it as it is: the client gets its error (42601)
-  session_.deferred_begin.assign(request_.sql);
-  session_.deferred_begin_class = c;
-  // A simple Query destroys the unnamed statement, as on PostgreSQL: the BEGIN goes out ahead of the next request
-  // on whatever server it runs, so no copy of the statement may be prepared behind it (prepare) either.
-  unnamed_.drop();
-  in_.advance_parsed(request_.size);
-  in_.consume_to(in_.parsed());
-  // CommandComplete "BEGIN" (or "START TRANSACTION") and ReadyForQuery 'T', as the server would send them: built
-  // once, not per BEGIN (tpcb-like begins every transaction so).
-  static const auto reply = [](std::string_view command) {
-    ByteVector out;
-    build_command_complete(out, command);
-    build_ready_for_query(out, 'T');
-    return out;
-  };
-  static const ByteVector kBeginReply = reply("BEGIN");
-  static const ByteVector kStartReply = reply("START TRANSACTION");
-  send_copy(tag[0] == 'B' ? kBeginReply : kStartReply);
-  return true;
-}
-
 // Brings the server up to date with the client's session before its request: replays session commands it has
 // not run, closes statements that changed elsewhere, prepares the statements the request uses, and sends a
 // deferred BEGIN. Returns false while that runs (the request goes out afterwards).
@@ -354,14 +299,6 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
     server->session_dirty = true;  // DISCARD ALL before another client gets it
   }
   return readies;
-}
-
-// The deferred BEGIN, for the prepare step. After an error pgmux answered in its block (deferred_begin_failed), the
-// block fails right behind it, ahead of the statements the step prepares: they then fail as the client's own use of
-// them does in a failed block on PostgreSQL (25P02), not with an error of their own (a dropped table's 42P01).
-void ClientConn::write_deferred_begin(ByteVector& out) const {
-  build_query(out, session_.deferred_begin);
-  if (session_.deferred_begin_failed) build_query(out, kFailBlock);
 }
 
 // The server is up to date (or failed to be): the request goes on with the decision made when it was routed.
@@ -546,8 +483,7 @@ void ClientConn::send_request(ServerConn* server, bool unnamed_close) {
   if (!session_.deferred_begin.empty()) {
     // The BEGIN pgmux answered, in front of the request; its reply (CommandComplete, ReadyForQuery) is skipped.
     begin_message_.clear();
-    build_query(begin_message_, session_.deferred_begin);
-    if (session_.deferred_begin_failed) build_query(begin_message_, kFailBlock);  // its reply skipped too
+    write_deferred_begin(begin_message_);  // and the statement that fails its block, if any: its reply skipped too
     bufs[count++] =
         uv_buf_init(reinterpret_cast<char*>(begin_message_.data()), static_cast<unsigned>(begin_message_.size()));
     session_.deferred_begin_sent();

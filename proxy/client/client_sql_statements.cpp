@@ -184,11 +184,15 @@ std::optional<bool> ClientConn::answer_statement_command(const routing::Classifi
   }
   const std::string& name = refs.front().name;
   if (session_.sql_statements.contains(name) || !session_.find_statement(name)) return std::nullopt;
-  // An extended PREPARE fails at Execute, after ParseComplete and BindComplete: left to the server.
-  if (deallocates ? session_.deferred_begin_failed || session_.tx_status == 'E'
-                  : session_.tx_status != 'I' || request_.kind != RequestKind::Query) {
+  // In a failed block PostgreSQL answers 25P02. A PREPARE only outside a block a server runs, and only in a simple
+  // query (an extended one fails at Execute, after ParseComplete and BindComplete): else left to the server.
+  const bool failed_block = session_.deferred_begin_failed || session_.tx_status == 'E';
+  if (failed_block || (!deallocates && (session_.tx_status != 'I' || request_.kind != RequestKind::Query))) {
     return std::nullopt;
   }
+  // Behind an extended sequence left open (Flush, no Sync) the server decides: an error there skips this command,
+  // and no reply to wait for comes before this request's own Sync.
+  if (active_ && active_->extended_open()) return std::nullopt;
   if (active_ && active_->has_outstanding()) {
     set_state(ClientState::Draining);  // answered in order, after the replies still owed
     return false;

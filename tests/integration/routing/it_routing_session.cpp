@@ -124,6 +124,11 @@ TEST_CASE("session routing: SET TRANSACTION READ WRITE right after a read-only B
     exec(conn.get(), "INSERT INTO items (v) VALUES (1)");
     exec(conn.get(), "COMMIT");
   }
+  // The other way round: a BEGIN READ WRITE stays on the primary (a standby would refuse it) whatever follows.
+  exec(conn.get(), "BEGIN READ WRITE");
+  exec(conn.get(), "SET TRANSACTION READ ONLY");
+  CHECK(server_port(conn.get()) == f.ports.primary);
+  exec(conn.get(), "COMMIT");
   // A read-only session: a plain BEGIN is read-only; SET TRANSACTION READ WRITE takes it to the primary.
   exec(conn.get(), "SET default_transaction_read_only = on");
   exec(conn.get(), "BEGIN");

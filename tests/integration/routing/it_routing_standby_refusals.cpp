@@ -144,6 +144,7 @@ const std::vector<std::vector<std::string>> kScripts = {
     {"START TRANSACTION READ ONLY, ISOLATION LEVEL SERIALIZABLE", kLevel, "COMMIT"},
     {"BEGIN ISOLATION LEVEL SERIALIZABLE", "SET TRANSACTION READ ONLY", kLevel, "COMMIT"},
     {"BEGIN", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", kLevel, "COMMIT"},
+    {"BEGIN READ ONLY", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", kLevel, "COMMIT"},  // held back, then primary
     {"BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; SELECT current_setting('transaction_isolation'); COMMIT"},
     {"SET default_transaction_isolation = 'serializable'", "RESET default_transaction_isolation", kLevel},
     {"SET default_transaction_isolation = 'serializable'", "SET default_transaction_isolation = 'repeatable read'",

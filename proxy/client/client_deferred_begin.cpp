@@ -1,0 +1,86 @@
+// ClientConn, the BEGIN pgmux answers itself (with the read/write split): it goes out with the statement after it,
+// which decides where the whole transaction runs (a read-only block on a standby, any other on the primary), and
+// the statement that fails its block when pgmux answered an error inside it (ClientSession::deferred_begin_failed).
+#include "proxy/client/client_conn.hpp"
+
+#include "protocol/backend_messages.hpp"
+#include "protocol/frontend_messages.hpp"
+#include "proxy/control/worker.hpp"
+#include "proxy/server/server_conn.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+namespace {
+
+// What fails the block of a deferred BEGIN that pgmux answered an error in (deferred_begin_failed): no such text
+// is an integer, so it fails at parse analysis wherever it runs (22P02; no table, function or setting of the
+// session takes part), and the server's log says why.
+constexpr std::string_view kFailBlock =
+    "SELECT 'pgmux answered an error in this transaction block: it fails here too'::pg_catalog.int4";
+
+}  // namespace
+
+// The statement that carries a deferred BEGIN decides where the whole transaction runs: the class it routes by.
+// After a read-only BEGIN (READ ONLY, or any BEGIN in a read-only session) the block is read-only (a standby, unless
+// the router keeps it on the primary), unless that statement is SET TRANSACTION READ WRITE, which PostgreSQL allows
+// before a block's first query. A BEGIN READ WRITE stays on the primary whatever follows: a standby refuses it.
+void ClientConn::class_behind_deferred_begin(routing::Classification& c) {
+  const routing::Classification& begin = session_.deferred_begin_class;
+  const bool read_only_begin = routing::is_read_only_statement(begin, session_.route);
+  const bool sets_read_write = (c.kind == routing::StatementKind::Session && c.read_write) || begin.read_write;
+  const bool sets_read_only = c.kind == routing::StatementKind::Session && c.read_only && !begin.read_write;
+  if (sets_read_only || (read_only_begin && !sets_read_write)) {
+    c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
+    c.read_only = true;
+    // A BEGIN that asked for SERIALIZABLE keeps the block off standbys, whatever level this one sets: they refuse
+    // that BEGIN itself.
+    if (begin.isolation == routing::Isolation::Serializable) c.isolation = routing::Isolation::Serializable;
+  } else if (routing::is_read_only_statement(c, session_.route) || sets_read_write) {
+    c.kind = routing::StatementKind::Write;  // anything else: a read-write transaction, on the primary
+    c.reason = "read-write transaction";
+  }
+}
+
+// A BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ ONLY or READ
+// WRITE, or the first write) decides where the whole transaction runs. True when it was.
+bool ClientConn::defer_begin(const routing::Classification& c) {
+  const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
+  if (request_.kind != RequestKind::Query || c.kind != routing::StatementKind::TxBegin || c.multi_statement ||
+      !idle || !session_.deferred_begin.empty() || !worker_.config()->routing.read_write_split) {
+    return false;
+  }
+  const char* tag = c.begin_tag;
+  if (!tag) return false;  // a BEGIN PostgreSQL refuses goes to it as it is: the client gets its error (42601)
+  session_.deferred_begin.assign(request_.sql);
+  session_.deferred_begin_class = c;
+  // A simple Query destroys the unnamed statement, as on PostgreSQL: the BEGIN goes out ahead of the next request
+  // on whatever server it runs, so no copy of the statement may be prepared behind it (prepare) either.
+  unnamed_.drop();
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  // CommandComplete "BEGIN" (or "START TRANSACTION") and ReadyForQuery 'T', as the server would send them: built
+  // once, not per BEGIN (tpcb-like begins every transaction so).
+  static const auto reply = [](std::string_view command) {
+    ByteVector out;
+    build_command_complete(out, command);
+    build_ready_for_query(out, 'T');
+    return out;
+  };
+  static const ByteVector kBeginReply = reply("BEGIN");
+  static const ByteVector kStartReply = reply("START TRANSACTION");
+  send_copy(tag[0] == 'B' ? kBeginReply : kStartReply);
+  return true;
+}
+
+// The deferred BEGIN, in front of what goes out with it (the request, or the prepare step). After an error pgmux
+// answered in its block (deferred_begin_failed), the block fails right behind it, ahead of anything the step
+// prepares: that then fails as the client's own use of it does in a failed block on PostgreSQL (25P02), not with an
+// error of its own (a dropped table's 42P01).
+void ClientConn::write_deferred_begin(ByteVector& out) const {
+  build_query(out, session_.deferred_begin);
+  if (session_.deferred_begin_failed) build_query(out, kFailBlock);
+}
+
+}  // namespace pgmux::proxy
