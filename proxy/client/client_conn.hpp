@@ -269,7 +269,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::optional<std::string_view> statement_text(std::string_view name) const;
   bool unnamed_is_plain_read(std::string_view statement) const;
   std::vector<TrackedStatement> tracked_statements(const SessionCommand& command);
-  void finish_session_request(ServerConn* server, const SessionCommand& command, bool failed, char tx_status);
+  void finish_session_request(ServerConn* server, const SessionCommand& command, bool failed, char tx_status,
+                              uint64_t request);
   void lose_track_of_session(ServerConn* server);
   // client_sql_statements.cpp: SQL-level PREPARE / EXECUTE / DEALLOCATE in transaction pooling.
   struct SqlStatementPrep {
@@ -290,7 +291,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::optional<bool> answer_statement_command(const routing::Classification& c);
   bool single_statement_request() const;
   void answer_deallocate(const std::string& name);
-  void forget_protocol_statements();
+  void forget_protocol_statements(ServerConn* runner, uint64_t request);
   void answer_locally_with_error(const FailureReport& failure);
   char status_after_local_error() const;  // the ReadyForQuery status of such an answer
   void write_deferred_begin(protocol::ByteVector& out) const;

@@ -38,7 +38,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   const uint64_t now_ns = uv_hrtime();
   const ServedBy served_by = server == standby_ ? ServedBy::Standby : ServedBy::Primary;
   if (done.sent_ns != 0) worker_.metrics().request_done(served_by, now_ns - done.sent_ns, server->pool().stats);
-  if (done.session) finish_session_request(server, *done.session, done.failed, tx_status);
+  if (done.session) finish_session_request(server, *done.session, done.failed, tx_status, done.request);
   session_.tx_status = tx_status;
   sent_again_after_loss_ = false;  // answered: the next request may go again once
   if (!open()) return;  // the session's state was lost on a standby

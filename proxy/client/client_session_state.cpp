@@ -149,7 +149,7 @@ std::vector<TrackedStatement> ClientConn::tracked_statements(const SessionComman
 // At the request's ReadyForQuery: the commands that now last go to the session log (the other servers replay
 // them before their next request); when what lasts cannot be told, the session's state is unknown.
 void ClientConn::finish_session_request(ServerConn* server, const SessionCommand& command, bool failed,
-                                        char tx_status) {
+                                        char tx_status, uint64_t request) {
   std::vector<TrackedStatement> tracked = tracked_statements(command);
   std::vector<TrackedStatement> sql_statements = take_sql_statements(server, tracked, failed);
   SessionOutcome outcome = session_.block.finish(std::move(tracked), session_.tx_status, tx_status, failed);
@@ -170,7 +170,7 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
   if (transaction_pooling()) apply_sql_statements(server, sql_statements);
   for (const TrackedStatement& t : sql_statements) {  // those that ran
     if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
-      forget_protocol_statements();
+      forget_protocol_statements(server, request);
     }
   }
   if (outcome.unknown || (command.unresolved && !failed)) lose_track_of_session(server);

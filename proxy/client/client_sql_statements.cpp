@@ -247,12 +247,18 @@ void ClientConn::answer_deallocate(const std::string& name) {
             escape_for_log(name, 64).c_str());
 }
 
-// DISCARD ALL or DEALLOCATE ALL ran: the statements the client made with Parse are gone too, wherever they were
-// (the client's other server runs the command from the session log before its next request).
-void ClientConn::forget_protocol_statements() {
-  session_.clear_statements();
+// DISCARD ALL or DEALLOCATE ALL ran as request number `request`: the statements the client made with Parse before
+// it are gone too, wherever they were (the client's other server runs the command from the session log before
+// its next request). Those parsed by requests pipelined behind it exist, on the server that ran it.
+void ClientConn::forget_protocol_statements(ServerConn* runner, uint64_t request) {
+  session_.clear_statements_before(request);
   for (ServerConn* server : {primary_.get(), standby_.get()}) {
-    if (server) server->prepared.clear();
+    if (!server) continue;
+    if (server != runner) {
+      server->prepared.clear();
+      continue;
+    }
+    std::erase_if(server->prepared, [this](const std::string& name) { return !session_.find_statement(name); });
   }
 }
 

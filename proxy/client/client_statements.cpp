@@ -156,7 +156,7 @@ bool ClientConn::answer_parse_locally() {
   const uint64_t now = uv_hrtime();
   for (const auto& parse : request_.parses) {
     // Confirmed: the client was told it exists, so a second Parse of the name is 42P05 as on PostgreSQL.
-    session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now).confirmed = true;
+    session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now, requests_sent_).confirmed = true;
     build_parse_complete(out);
     ++parses_answered_here_;
   }
@@ -304,7 +304,8 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       const ParsedStatement& parse = request_.parses[step.step->parse];
       // A copy, to prepare the statement elsewhere later (the class comes from the classifier's cache).
       const uint64_t now = uv_hrtime();
-      const PreparedStatement& stored = session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now);
+      const PreparedStatement& stored =
+          session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now, owed.request);
       unconfirmed_.push_back({owed.request, parses_before + step.step->parse, std::string(name)});
       server->prepared.emplace(name);
       if (transaction_pooling()) {

@@ -76,13 +76,14 @@ void ClientSession::note_isolation_default(const routing::Classification& c) {
 }
 
 PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,
-                                           bool transaction_pooling, uint64_t now_ns) {
+                                           bool transaction_pooling, uint64_t now_ns, uint64_t request) {
   PreparedStatement& stored = statements_[std::string(parse.name)];
   stored.classification = c;
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
   stored.server_name = transaction_pooling ? protocol::server_statement_name(parse.message) : std::string();
   stored.confirmed = false;
   stored.parsed_at = now_ns;
+  stored.made_by_request = request;
   return stored;
 }
 
@@ -105,9 +106,9 @@ void ClientSession::erase_statement(std::string_view name) {
   statements_.erase(it);
 }
 
-void ClientSession::clear_statements() {
+void ClientSession::clear_statements_before(uint64_t request) {
   last_found_.forget();
-  statements_.clear();
+  std::erase_if(statements_, [request](const auto& entry) { return entry.second.made_by_request < request; });
 }
 
 }  // namespace pgmux::proxy

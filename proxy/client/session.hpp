@@ -27,6 +27,8 @@ struct PreparedStatement {
   uint64_t shape = 0;          // transaction pooling: its result shape (protocol::result_shape; 0: not known)
   uint64_t parsed_at = 0;      // uv_hrtime() of the client's Parse (transaction pooling: older server copies are
                                // prepared again, see ServerConn::server_statements)
+  uint64_t made_by_request = 0;  // the number of the client's request that parsed it (ClientConn::requests_sent_;
+                                 // answered here: the last one sent): a DISCARD ALL sent before it leaves it be
 };
 
 // How the session log changed when a command was recorded: what the server that ran it has applied, and
@@ -118,11 +120,11 @@ struct ClientSession {
 
   // A named statement parsed by the client: kept (message and class) to prepare it on another server.
   PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,
-                              bool transaction_pooling, uint64_t now_ns);
+                              bool transaction_pooling, uint64_t now_ns, uint64_t request);
   const PreparedStatement* find_statement(std::string_view name) const;
   PreparedStatement* find_statement(std::string_view name);
   void erase_statement(std::string_view name);  // a Close of it
-  void clear_statements();                      // DISCARD ALL, DEALLOCATE ALL
+  void clear_statements_before(uint64_t request);  // DISCARD ALL, DEALLOCATE ALL: those made by earlier requests
   size_t statement_count() const { return statements_.size(); }
 
  private:

@@ -82,7 +82,7 @@ TEST_CASE("prepared statements: remembered by client name with message, class an
 
   ClientSession session;
   CHECK(session.find_statement("s1") == nullptr);
-  const auto& stored = session.remember(statement, c, true, 1);
+  const auto& stored = session.remember(statement, c, true, 1, 1);
   CHECK(stored.parse == parse);
   CHECK(stored.classification.kind == pgmux::routing::StatementKind::Read);
   CHECK(stored.server_name.rfind("pgmux_", 0) == 0);
@@ -90,7 +90,7 @@ TEST_CASE("prepared statements: remembered by client name with message, class an
   CHECK(session.find_statement("s1")->server_name == stored.server_name);
 
   ClientSession session_pooled;
-  CHECK(session_pooled.remember(statement, c, false, 1).server_name.empty());
+  CHECK(session_pooled.remember(statement, c, false, 1, 1).server_name.empty());
 }
 
 // find_statement remembers the entry it found last (a batch asks for the same name several times): what it
@@ -102,7 +102,7 @@ TEST_CASE("prepared statements: the last statement found is never answered once 
   pgmux::protocol::build_parse(parse_a2, "a", "SELECT 3");
   const pgmux::routing::Classification c;
   ClientSession session;
-  session.remember({"a", "SELECT 1", parse_a}, c, false, 1);
+  session.remember({"a", "SELECT 1", parse_a}, c, false, 1, 1);
   REQUIRE(session.find_statement("a") != nullptr);
   CHECK(session.find_statement("a")->parse == parse_a);
   CHECK(session.find_statement("b") == nullptr);  // a miss leaves the memo as it was
@@ -113,13 +113,13 @@ TEST_CASE("prepared statements: the last statement found is never answered once 
     pgmux::protocol::ByteVector p;
     const std::string name = "n" + std::to_string(i);
     pgmux::protocol::build_parse(p, name, "SELECT 4");
-    session.remember({name, "SELECT 4", p}, c, false, 1);
+    session.remember({name, "SELECT 4", p}, c, false, 1, 1);
   }
   CHECK(session.find_statement("a")->parse == parse_a);
 
   session.erase_statement("a");  // a Close of it
   CHECK(session.find_statement("a") == nullptr);
-  session.remember({"a", "SELECT 3", parse_a2}, c, false, 2);  // parsed again
+  session.remember({"a", "SELECT 3", parse_a2}, c, false, 2, 1);  // parsed again
   REQUIRE(session.find_statement("a") != nullptr);
   CHECK(session.find_statement("a")->parse == parse_a2);
 
@@ -130,4 +130,22 @@ TEST_CASE("prepared statements: the last statement found is never answered once 
   REQUIRE(copy.find_statement("a") != nullptr);
   CHECK(copy.find_statement("a")->parse == parse_a2);
   CHECK(copy.find_statement("a") != session.find_statement("a"));
+}
+
+// DISCARD ALL answered: the statements parsed by earlier requests go, those parsed by requests pipelined behind
+// it stay (PostgreSQL ran their Parse after the DISCARD).
+TEST_CASE("prepared statements: DISCARD ALL forgets only those parsed before it") {
+  pgmux::protocol::ByteVector parse_old, parse_new;
+  pgmux::protocol::build_parse(parse_old, "old", "SELECT 1");
+  pgmux::protocol::build_parse(parse_new, "new", "SELECT 2");
+  const pgmux::routing::Classification c;
+  ClientSession session;
+  session.remember({"old", "SELECT 1", parse_old}, c, true, 1, 4);
+  session.remember({"new", "SELECT 2", parse_new}, c, true, 2, 6);
+  REQUIRE(session.find_statement("old") != nullptr);  // the memo points at it
+  session.clear_statements_before(5);  // the DISCARD ALL was request 5
+  CHECK(session.find_statement("old") == nullptr);
+  REQUIRE(session.find_statement("new") != nullptr);
+  CHECK(session.find_statement("new")->parse == parse_new);
+  CHECK(session.statement_count() == 1);
 }

@@ -44,7 +44,7 @@ void add_statement(ClientSession& session, const std::string& name, const std::s
   ByteVector parse;
   build_parse(parse, name, sql);
   ParsedStatement parsed{name, sql, parse};
-  session.remember(parsed, {}, false, 1).confirmed = confirmed;
+  session.remember(parsed, {}, false, 1, 1).confirmed = confirmed;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // libpq pipeline mode through pgmux in transaction mode: 100 queued statements (SELECTs and INSERTs) in one
 // pipeline, all results in order; with one Sync at the end and with a Sync after every statement (100 Syncs in
 // flight, so the server connection may go back to the pool between them); 8 clients at once over a pool of 2.
+// A DISCARD ALL pipelined before a Parse, in both pool modes and with the split, compared with the primary.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -77,6 +78,44 @@ void run_pipeline(const std::string& ci, int client, int sync_every) {
   }
 }
 
+// A statement parsed before the DISCARD ALL is gone; one parsed in a request pipelined behind it exists (for
+// PostgreSQL its Parse came after the command), also when run again once the pipeline is over. The transcript
+// of what each step answered, to compare with the primary's.
+std::string discard_then_parse(const std::string& ci) {
+  PgConn conn = connect(ci);
+  PGconn* c = conn.get();
+  std::string transcript;
+  auto note = [&](PGresult* raw) {
+    PgResult res(raw);
+    const char* state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+    transcript += res ? PQresStatus(PQresultStatus(res.get())) : std::string("(none)");
+    if (state) transcript += std::string(" ") + state;
+    if (res && PQresultStatus(res.get()) == PGRES_TUPLES_OK) {
+      transcript += " " + std::string(PQgetvalue(res.get(), 0, 0));
+    }
+    transcript += "; ";
+  };
+  note(PQprepare(c, "old", "SELECT 1", 0, nullptr));
+  must(PQenterPipelineMode(c) == 1, c, "PQenterPipelineMode");
+  must(PQsendQueryParams(c, "DISCARD ALL", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1, c, "DISCARD ALL");
+  must(PQpipelineSync(c) == 1, c, "PQpipelineSync");
+  must(PQsendPrepare(c, "fresh", "SELECT 41 + 1", 0, nullptr) == 1, c, "PQsendPrepare");
+  must(PQpipelineSync(c) == 1, c, "PQpipelineSync");
+  must(PQsendQueryPrepared(c, "fresh", 0, nullptr, nullptr, nullptr, 0) == 1, c, "PQsendQueryPrepared");
+  must(PQpipelineSync(c) == 1, c, "PQpipelineSync");
+  must(PQflush(c) == 0, c, "PQflush");
+  for (int step = 0; step < 3; ++step) {
+    note(PQgetResult(c));
+    PgResult end(PQgetResult(c));  // the NULL after a result
+    note(PQgetResult(c));          // the Sync
+  }
+  must(PQexitPipelineMode(c) == 1, c, "PQexitPipelineMode");
+  note(PQexecPrepared(c, "fresh", 0, nullptr, nullptr, nullptr, 0));
+  note(PQexecPrepared(c, "old", 0, nullptr, nullptr, nullptr, 0));
+  note(PQexec(c, "SELECT 1"));  // the session goes on
+  return transcript;
+}
+
 struct Fixture {
   int listen = pick_listen_port();
   ProxyUnderTest proxy;
@@ -112,4 +151,26 @@ TEST_CASE("8 clients, pipelines with a Sync every 1, 7 or 100 statements, over a
   f.check(run_threads(8, [&](int t) {
     for (int round = 0; round < 5; ++round) run_pipeline(f.ci, t * 10 + round, every[(t + round) % 3]);
   }));
+}
+
+TEST_CASE("a DISCARD ALL pipelined before a Parse leaves the new statement, as on the primary") {
+  fresh_database(kDb, true);  // the split reads on standbys
+  const std::string direct = discard_then_parse(app_conninfo(cluster_ports().primary, kDb));
+  CHECK(direct.find("PGRES_TUPLES_OK 42; PGRES_FATAL_ERROR 26000") != std::string::npos);
+  for (const std::string mode : {"transaction", "session"}) {
+    for (bool split : {false, true}) {
+      CAPTURE(mode);
+      CAPTURE(split);
+      const int listen = pick_listen_port();
+      nlohmann::json config = txpool_config(listen, kDb, 2, split);
+      database_entry(config)["pool_mode"] = mode;
+      ProxyUnderTest proxy(config.dump(), listen);
+      const std::string ci = app_conninfo(proxy.port(), kDb);
+      wait_serving(ci);
+      const std::string through = discard_then_parse(ci);
+      if (through != direct && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
+      CHECK(through == direct);
+    }
+  }
+  drop_database_quietly(kDb);
 }
