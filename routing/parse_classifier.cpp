@@ -470,6 +470,14 @@ ParsedStatements parse_statements(std::string_view sql, const Classifier& classi
   return out;
 }
 
+bool parses_without_syntax_error(std::string_view sql) {
+  const std::string text(sql);
+  PgQueryParseResult result = pg_query_parse(text.c_str());
+  const bool parsed = result.error == nullptr;
+  pg_query_free_parse_result(result);
+  return parsed;
+}
+
 Classification classify_parsed(std::string_view sql, const Classifier& classifier) {
   return parse_statements(sql, classifier).classification;
 }

@@ -13,6 +13,9 @@ namespace pgmux::routing {
 // `parsed`; primary_hint is the caller's job.
 ParsedStatements parse_statements(std::string_view sql, const Classifier& classifier);
 
+// Whether PostgreSQL's grammar accepts the text (a syntax error is what PostgreSQL reports before anything else).
+bool parses_without_syntax_error(std::string_view sql);
+
 // parse_statements(sql, classifier).classification: the class without a catalog.
 Classification classify_parsed(std::string_view sql, const Classifier& classifier);
 

@@ -17,6 +17,7 @@
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/server_conn.hpp"
+#include "routing/parse_classifier.hpp"
 #include "routing/session_sql.hpp"
 #include "routing/sql_prepared_refs.hpp"
 
@@ -190,6 +191,9 @@ std::optional<bool> ClientConn::answer_statement_command(const routing::Classifi
   if (failed_block || (!deallocates && (session_.tx_status != 'I' || request_.kind != RequestKind::Query))) {
     return std::nullopt;
   }
+  // A syntax error comes first on PostgreSQL (`DEALLOCATE s1 junk`, `PREPARE s1 AS SELEC 1`): the server answers
+  // it, and runs nothing. The grammar is asked only here, for a name the client made with Parse.
+  if (!routing::parses_without_syntax_error(sql)) return std::nullopt;
   // Behind an extended sequence left open (Flush, no Sync) the server decides: an error there skips this command,
   // and no reply to wait for comes before this request's own Sync.
   if (active_ && active_->extended_open()) return std::nullopt;

@@ -337,6 +337,20 @@ Script sql_prepare(const Schema& s) {
       .build();
 }
 
+Script sql_commands_on_parsed(const Schema&) {
+  // SQL DEALLOCATE and PREPARE naming a statement made with Parse (one name space on PostgreSQL; pgmux answers
+  // some of these itself): a syntax error comes before anything else and leaves the statement as it was.
+  return ScriptBuilder("sql_commands_on_parsed")
+      .parse("diff_pc", "SELECT 7 AS seven").sync().expect_ready()
+      .q("DEALLOCATE diff_pc junk")     // 42601
+      .q("PREPARE diff_pc AS SELEC 1")  // 42601, not 42P05
+      .q("PREPARE diff_pc AS SELECT 1")  // 42P05
+      .bind(bind_text("", "diff_pc", {})).execute("").sync().expect_ready()  // still the first one
+      .q("DEALLOCATE PREPARE diff_pc")
+      .bind(bind_text("", "diff_pc", {})).execute("").sync().expect_ready()  // 26000
+      .build();
+}
+
 Script listen_notify(const Schema& s) {
   // The notification comes back to this same session; its sender pid is zeroed by normalize().
   const std::string channel = s.items + "_chan";
@@ -377,7 +391,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
           close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), shared_statement_mid_sequence(s),
-          listen_notify(s),       sql_prepare(s)};
+          listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s)};
 }
 
 }  // namespace pgmux::difftest
