@@ -40,7 +40,8 @@ struct Classification {
   StatementKind kind = StatementKind::Write;
   bool read_only = false;       // TxBegin ... READ ONLY, or SET TRANSACTION READ ONLY / SET SESSION CHARACTERISTICS
   bool read_write = false;      // TxBegin ... READ WRITE: a read-write transaction even in a read-only session;
-                                // also SET TRANSACTION READ WRITE (after a deferred read-only BEGIN: the primary)
+                                // also SET TRANSACTION READ WRITE (after a deferred read-only BEGIN: the primary),
+                                // and any SET of transaction_read_only / _isolation / _deferrable (value unread)
   bool primary_hint = false;    // a /* pgmux:primary */ comment anywhere
   bool multi_statement = false; // more than one statement in the string
   bool parsed = false;          // libpg_query was needed
@@ -82,6 +83,12 @@ struct Classification {
 
 // One statement that ends its transaction by committing it (COMMIT, END, COMMIT PREPARED, PREPARE TRANSACTION):
 // if its server goes away while it runs, whether the transaction committed cannot be known (08007).
+// The settings SET TRANSACTION changes, as parameters (SET transaction_read_only = off): whatever a SET of one says,
+// it lasts the transaction at hand (PostgreSQL starts each transaction from the defaults).
+inline bool is_transaction_mode_parameter(std::string_view name) {
+  return name == "transaction_read_only" || name == "transaction_isolation" || name == "transaction_deferrable";
+}
+
 inline bool commits_transaction(const Classification& c) {
   if (c.kind != StatementKind::TxEnd || c.multi_statement) return false;
   const std::string_view reason = c.reason;

@@ -338,8 +338,9 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
   }
   if (s.word(0, "set")) {
     const bool tx = s.word(1, "transaction") || (s.word(1, "session") && s.word(2, "characteristics"));
+    // SET SESSION CHARACTERISTICS changes the session's default, not the transaction at hand: no read mode.
     Classification c = make(StatementKind::Session, tx ? "SET TRANSACTION" : "SET", PinReason::None,
-                            tx && s.read_mode == 1);
+                            s.word(1, "transaction") && s.read_mode == 1);
     c.read_write = s.word(1, "transaction") && s.read_mode == 0;
     if (tx) c.isolation = isolation_asked(s);
     return c;
@@ -425,10 +426,14 @@ Isolation isolation_value(const StatementScan& s, size_t i) {
   return word_is(level, "serializable") ? Isolation::Serializable : Isolation::Other;
 }
 
-// SET [SESSION | LOCAL] ...: how long it lasts, and SET name TO DEFAULT read as the RESET it is.
+// SET [SESSION | LOCAL] ...: how long it lasts, and SET name TO DEFAULT read as the RESET it is. The transaction
+// settings last their transaction whatever the SET says (PostgreSQL starts each one from the defaults).
 void note_set(const StatementScan& s, Classification& c) {
   if (s.word(1, "local") || s.word(1, "constraints")) {
     c.effects.add(SessionEffect::SetLocal);
+    ParameterName local_name;
+    const bool named = s.word(1, "local") && read_parameter(s, 2, local_name) != 0;
+    if (named && is_transaction_mode_parameter(local_name.view())) c.read_write = true;
     return;
   }
   const size_t at = s.word(1, "session") && !s.word(2, "characteristics") && !s.word(2, "authorization") ? 2 : 1;
@@ -439,6 +444,11 @@ void note_set(const StatementScan& s, Classification& c) {
   ParameterName name;
   const bool characteristics = s.word(at, "session") && s.word(at + 1, "characteristics");
   const size_t end = characteristics ? 0 : read_parameter(s, at, name);
+  if (end != 0 && is_transaction_mode_parameter(name.view())) {
+    c.effects.add(SessionEffect::SetLocal);
+    c.read_write = true;
+    return;
+  }
   if (end != 0 && !name.empty() && sets_default(s, end, name.view())) {
     c.effects.add(SessionEffect::Reset);
     c.parameter = name;

@@ -241,7 +241,7 @@ Classification classify_variable_set(const json& body) {
   Classification c;
   if (name == "TRANSACTION" || name == "SESSION CHARACTERISTICS") {
     const int read_mode = read_mode_option(member(body, "args"));
-    c = make(StatementKind::Session, "SET TRANSACTION", PinReason::None, read_mode == 1);
+    c = make(StatementKind::Session, "SET TRANSACTION", PinReason::None, read_mode == 1 && name == "TRANSACTION");
     c.read_write = read_mode == 0 && name == "TRANSACTION";
     c.isolation = isolation_option(member(body, "args"));
   } else {
@@ -252,6 +252,9 @@ Classification classify_variable_set(const json& body) {
   } else if (kind == "VAR_RESET" || (kind == "VAR_SET_DEFAULT" && !local)) {
     c.effects.add(SessionEffect::Reset);
     c.parameter.append(name);  // already folded by the parser
+  } else if (is_transaction_mode_parameter(name)) {  // lasts the transaction, as each one starts anew
+    c.effects.add(SessionEffect::SetLocal);
+    c.read_write = true;
   } else if (local || name.starts_with("TRANSACTION")) {  // SET TRANSACTION [SNAPSHOT] lasts the transaction
     c.effects.add(SessionEffect::SetLocal);
   } else {

@@ -49,6 +49,14 @@ bool is_read_only_statement(const Classification& c, const ClientRouteState& sta
   }
 }
 
+bool refused_during_recovery(const Classification& c) {
+  if (c.kind != StatementKind::Write) return false;
+  static constexpr std::array<std::string_view, 6> kReasons = {"NOTIFY", "LOCK",    "ANALYZE",
+                                                               "CLUSTER", "REINDEX", "VACUUM"};
+  const std::string_view reason = c.reason;
+  return std::find(kReasons.begin(), kReasons.end(), reason) != kReasons.end();
+}
+
 std::optional<double> applying_since(const BackendsView& view) {
   std::optional<double> since;
   for (const BackendStatus& b : view.backends) {

@@ -83,6 +83,11 @@ struct Route {
 // True when the statement may run on a standby at all (before health, lag and read-your-writes).
 bool is_read_only_statement(const Classification& c, const ClientRouteState& state);
 
+// A command PostgreSQL allows in a read-only transaction but refuses during recovery (they write WAL or signal
+// other sessions): NOTIFY, LOCK TABLE, ANALYZE, CLUSTER, REINDEX, and VACUUM (whose refusal of a transaction
+// block the primary reports). A read-only block that starts with one runs on the primary.
+bool refused_during_recovery(const Classification& c);
+
 // The commit a read must see under `consistency`, and whether it is the client's own. applying_since: on standbys
 // that apply every commit, seen to since then (BackendStatus::applies_since), where only commits that may not have
 // waited for them count: those marked so, and any acknowledged before that moment, which stands for all of them

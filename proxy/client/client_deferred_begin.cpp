@@ -24,13 +24,15 @@ constexpr std::string_view kFailBlock =
 
 // The statement that carries a deferred BEGIN decides where the whole transaction runs: the class it routes by.
 // After a read-only BEGIN (READ ONLY, or any BEGIN in a read-only session) the block is read-only (a standby, unless
-// the router keeps it on the primary), unless that statement is SET TRANSACTION READ WRITE, which PostgreSQL allows
-// before a block's first query. A BEGIN READ WRITE stays on the primary whatever follows: a standby refuses it.
+// the router keeps it on the primary), unless that statement is SET TRANSACTION READ WRITE (or a SET of a
+// transaction_* setting), which PostgreSQL allows before a block's first query, or a command a read-only block may
+// run on the primary only (NOTIFY). A BEGIN READ WRITE stays on the primary whatever follows: a standby refuses it.
 void ClientConn::class_behind_deferred_begin(routing::Classification& c) {
   const routing::Classification& begin = session_.deferred_begin_class;
   const bool read_only_begin = routing::is_read_only_statement(begin, session_.route);
   const bool sets_read_write = (c.kind == routing::StatementKind::Session && c.read_write) || begin.read_write;
   const bool sets_read_only = c.kind == routing::StatementKind::Session && c.read_only && !begin.read_write;
+  if (routing::refused_during_recovery(c)) return;  // a write: the primary, in the read-only block asked for
   if (sets_read_only || (read_only_begin && !sets_read_write)) {
     c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
     c.read_only = true;

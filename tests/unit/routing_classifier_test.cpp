@@ -7,6 +7,7 @@
 
 #include "routing/classifier.hpp"
 #include "routing/parse_classifier.hpp"
+#include "routing/router.hpp"
 #include "routing/statement_cache.hpp"
 
 using pgmux::routing::Classification;
@@ -117,6 +118,40 @@ TEST_CASE("classifier: BEGIN READ WRITE is marked, by the lexer and by the parse
   const Classification parsed = c.classify("BEGIN /* x */ ISOLATION LEVEL REPEATABLE READ READ WRITE");
   CHECK(parsed.kind == StatementKind::TxBegin);
   CHECK(parsed.read_write);
+}
+
+// A SET of a transaction setting takes a deferred read-only BEGIN to the primary (value unread), by either path.
+TEST_CASE("classifier: a SET of transaction_read_only, _isolation or _deferrable is marked read_write") {
+  Classifier c;
+  for (const char* sql : {"SET transaction_read_only = off", "set local TRANSACTION_READ_ONLY to on",
+                          "SET SESSION transaction_isolation = 'serializable'", "SET transaction_deferrable TO true"}) {
+    CAPTURE(sql);
+    const Classification r = c.classify(sql);
+    CHECK(r.kind == StatementKind::Session);
+    CHECK(r.read_write);
+    CHECK(pgmux::routing::classify_parsed(sql, c).read_write);
+  }
+  for (const char* sql : {"SET default_transaction_read_only = off",
+                          "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", "SET statement_timeout = 0"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(c.classify(sql).read_write);
+    CHECK_FALSE(pgmux::routing::classify_parsed(sql, c).read_write);
+  }
+}
+
+// Allowed in a read-only transaction, refused during recovery: a read-only block starting so runs on the primary.
+TEST_CASE("classifier: the commands a standby refuses in a read-only block") {
+  Classifier c;
+  for (const char* sql : {"NOTIFY ch", "LOCK TABLE t IN ACCESS EXCLUSIVE MODE", "lock t", "ANALYZE t", "ANALYSE",
+                          "CLUSTER t", "REINDEX TABLE t", "VACUUM t", "NOTIFY ch; SELECT 1"}) {
+    CAPTURE(sql);
+    CHECK(pgmux::routing::refused_during_recovery(c.classify(sql)));
+  }
+  for (const char* sql : {"SELECT 1", "INSERT INTO t VALUES (1)", "DECLARE c CURSOR FOR SELECT 1", "SHOW x",
+                          "SELECT pg_notify('ch', 'x')"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(pgmux::routing::refused_during_recovery(c.classify(sql)));
+  }
 }
 
 TEST_CASE("classifier: the isolation level asked for, by the lexer and by the parser") {

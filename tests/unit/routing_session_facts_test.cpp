@@ -44,6 +44,9 @@ const Case kCases[] = {
     {"SET TRANSACTION READ ONLY", {E::SetLocal}},
     {"SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", {E::SetLocal}},
     {"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", {E::Set}},
+    {"SET transaction_read_only = off", {E::SetLocal}},  // each transaction starts from the defaults
+    {"SET SESSION transaction_isolation TO 'serializable'", {E::SetLocal}},
+    {"SET LOCAL transaction_deferrable = on", {E::SetLocal}},
     {"SET CONSTRAINTS ALL DEFERRED", {E::SetLocal}},
     {"SET TIME ZONE 'UTC'", {E::Set}},
     {"SET ROLE app", {E::Set}},

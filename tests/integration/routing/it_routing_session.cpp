@@ -316,3 +316,62 @@ TEST_CASE("session routing: a pipelined use of the unnamed statement after a ski
     }
   }
 }
+
+namespace {
+
+// Each statement's outcome ("ok" or its SQLSTATE), then the rows the sequences wrote.
+std::string transcript_of(const std::string& ci, const std::vector<std::vector<std::string>>& sequences,
+                          int primary_port) {
+  std::string out;
+  PgConn conn = connect(ci);
+  for (const std::vector<std::string>& sequence : sequences) {
+    for (const std::string& sql : sequence) {
+      PgResult res(PQexec(conn.get(), sql.c_str()));
+      const ExecStatusType status = PQresultStatus(res.get());
+      out += status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK ? "ok" : sqlstate(res.get());
+      out += "; ";
+    }
+    out += "\n";
+  }
+  PgConn direct = connect(conninfo(primary_port, "app", "app", kDb));
+  out += scalar(direct.get(), "SELECT string_agg(v::text, ',' ORDER BY v) FROM items");
+  exec(direct.get(), "TRUNCATE items");
+  return out;
+}
+
+}  // namespace
+
+// The transaction's own settings behind a deferred BEGIN, as PostgreSQL takes them: SET transaction_read_only or
+// transaction_isolation (a standby refuses read-write and SERIALIZABLE), SET SESSION CHARACTERISTICS (the next
+// transactions', not this one's), and commands a read-only block runs on the primary only (NOTIFY, LOCK, ANALYZE).
+// Before, each of these blocks went to a standby, which refused them, or (SESSION CHARACTERISTICS) refused the
+// block's INSERT.
+TEST_CASE("session routing: a transaction's own settings and primary-only commands after a deferred BEGIN") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  // First those that write nothing: after a commit, reads may be held on the primary until the standbys replay it.
+  const std::vector<std::vector<std::string>> sequences = {
+      {"BEGIN READ ONLY", "NOTIFY rt_session_channel", "COMMIT"},
+      {"BEGIN READ ONLY", "LOCK TABLE items IN ACCESS EXCLUSIVE MODE", "COMMIT"},
+      {"BEGIN READ ONLY", "ANALYZE items", "COMMIT"},
+      {"BEGIN READ ONLY", "SET transaction_read_only = off", "INSERT INTO items (v) VALUES (10)", "COMMIT"},
+      {"BEGIN READ ONLY", "SET LOCAL transaction_read_only TO off", "INSERT INTO items (v) VALUES (11)", "COMMIT"},
+      {"BEGIN READ ONLY", "SET transaction_isolation = 'serializable'", "SELECT 1", "COMMIT"},
+      {"BEGIN", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "INSERT INTO items (v) VALUES (12)", "COMMIT",
+       "INSERT INTO items (v) VALUES (13)", "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"},
+      {"BEGIN", "SET transaction_read_only = on", "INSERT INTO items (v) VALUES (14)", "ROLLBACK"},
+      {"INSERT INTO items (v) VALUES (15)"},  // the session is read-write again
+  };
+  const std::string direct = transcript_of(conninfo(f.ports.primary, "app", "app", kDb), sequences, f.ports.primary);
+  CHECK(direct.find("10,11,12,15") != std::string::npos);
+  for (const std::string mode : {"session", "transaction"}) {
+    CAPTURE(mode);
+    const int listen = pick_listen_port();
+    nlohmann::json config = routing_config(listen, f.ports);
+    config["databases"].push_back({{"name", kDb}, {"pool_mode", mode}, {"pool_size", 10}});
+    ProxyUnderTest proxy(config.dump(), listen);
+    const std::string ci = proxy.conninfo("app", "app", kDb);
+    REQUIRE(wait_ports_serving(ci, {f.ports.standby1, f.ports.standby2}, 20));
+    CHECK(transcript_of(ci, sequences, f.ports.primary) == direct);
+  }
+}
