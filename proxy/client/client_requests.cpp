@@ -423,8 +423,10 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   const bool renamed_ok = !renamed || forward_renamed(server, owed);
   const bool unnamed_close = !renamed && hides_unnamed_close(server, owed);  // forward_renamed sends its own
   if (!server->open()) return;
+  // A copy of its Parse whenever a later use may run elsewhere: transaction pooling gives the server back, and
+  // with the split a read that must see a commit goes to the primary or a standby that has it (choose_server).
   unnamed_.on_sent(request_, {server, owed.request, owed.parses_sent, starts_entry, ends_entry}, request_unnamed_class_,
-                   transaction_pooling());
+                   transaction_pooling() || worker_.config()->routing.read_write_split);
   apply_statement_steps(server, owed);
   if (renamed && !renamed_ok) {
     fail(Failure::MalformedExtendedMessage);

@@ -155,8 +155,10 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   if (request_.uses_prior_unnamed) {
     // Bind or Describe of the unnamed statement parsed by an earlier request: the server that parsed it has it;
     // another one gets its Parse first (prepare), if pgmux kept it. Without one, the server answers 26000 in its
-    // place in the batch (hides_unnamed_close).
-    if (unnamed_.server()) return unnamed_.server();
+    // place in the batch (hides_unnamed_close). A read on a standby is routed afresh when a copy is kept: since
+    // the Parse, a commit it must see may have come that the standby has not applied yet (read-your-writes).
+    ServerConn* holder = unnamed_.server();
+    if (holder && (holder == primary_.get() || unnamed_.parse().empty())) return holder;
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
 

@@ -2,6 +2,8 @@
 
 #include <strings.h>
 
+#include <atomic>
+
 #include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
@@ -13,7 +15,14 @@ bool same_name(std::string_view a, std::string_view b) {
 
 }  // namespace
 
+void SessionParams::changed() {
+  static std::atomic<uint64_t> last_stamp{0};  // sets move between workers with their servers
+  stamp_ = last_stamp.fetch_add(1, std::memory_order_relaxed) + 1;
+  synced_for_ = kNotSynced;
+}
+
 void SessionParams::set(std::string_view name, std::string_view value) {
+  changed();
   for (auto& [key, current] : entries_) {
     if (same_name(key, name)) {
       current.assign(value);
@@ -76,6 +85,7 @@ bool parse_options_parameter(std::string_view options, SessionParams& out) {
 }
 
 void SessionParams::erase(std::string_view name) {
+  changed();
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     if (same_name(it->first, name)) {
       entries_.erase(it);
@@ -98,7 +108,12 @@ bool already_synced(const SessionParams& wanted, const SessionParams& reported, 
 }  // namespace
 
 std::string build_sync_sql(const SessionParams& wanted, const SessionParams& reported, SessionParams& applied) {
-  if (already_synced(wanted, reported, applied)) return {};
+  const std::pair<uint64_t, uint64_t> stamps{wanted.stamp(), reported.stamp()};
+  if (applied.synced_for_ == stamps) return {};  // nothing changed since the last check
+  if (already_synced(wanted, reported, applied)) {
+    applied.synced_for_ = stamps;
+    return {};
+  }
   std::string sql;
   std::vector<std::string> to_reset;
   for (const auto& [name, value] : applied.entries()) {

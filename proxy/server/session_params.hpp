@@ -1,6 +1,7 @@
 // Run-time parameters of a session: what a client asked for at startup and what a server reports through
 // ParameterStatus, in the order they were first seen (so replays match PostgreSQL's own order).
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -8,6 +9,8 @@
 
 namespace pgmux::proxy {
 
+// Each change gives the set a new stamp, unique across the process: two sets with one stamp hold the same entries
+// (a copy keeps its original's stamp), so a comparison done once can be remembered by the stamps it compared.
 class SessionParams {
  public:
   using Entry = std::pair<std::string, std::string>;
@@ -15,11 +18,23 @@ class SessionParams {
   void set(std::string_view name, std::string_view value);
   const std::string* find(std::string_view name) const;
   const std::vector<Entry>& entries() const { return entries_; }
-  void clear() { entries_.clear(); }
+  void clear() {
+    entries_.clear();
+    changed();
+  }
   void erase(std::string_view name);
+  uint64_t stamp() const { return stamp_; }
 
  private:
+  friend std::string build_sync_sql(const SessionParams&, const SessionParams&, SessionParams&);
+  void changed();
+
   std::vector<Entry> entries_;
+  uint64_t stamp_ = 0;  // 0: never changed, so empty
+  // build_sync_sql found nothing to send for these stamps of (wanted, reported): set only on `applied` (whose own
+  // change forgets it), so the next check-out for the same client and server settings skips the comparison.
+  static constexpr std::pair<uint64_t, uint64_t> kNotSynced{UINT64_MAX, UINT64_MAX};  // no stamp gets that far
+  std::pair<uint64_t, uint64_t> synced_for_ = kNotSynced;
 };
 
 // Startup keys that are not run-time parameters and never get replayed with SET.

@@ -217,6 +217,45 @@ TEST_CASE("causal reads: the second of two pipelined commits, and an extended CO
                 "served by port " << std::string(PQgetvalue(read.get(), 0, 1)));
 }
 
+// The unnamed statement parsed on a standby (alone, or with its first execution), then another client's commit,
+// then a Bind of it alone: the read must see the commit, as on one server. Both standbys apply WAL 500 ms late, so
+// only the primary has it. (pgmux once sent the Bind to the standby that had parsed the statement, in session pooling: 0 rows.)
+TEST_CASE("causal reads: the unnamed statement used again after a commit sees it") {
+  const ClusterPorts ports = cluster_ports();
+  recreate_database(ports, kDb, {"CREATE TABLE t (n int)", "ALTER TABLE t OWNER TO app",
+                                 std::string("ALTER DATABASE ") + kDb + " SET synchronous_commit = on"});
+  REQUIRE(wait_replayed(ports, 20));
+  ApplyDelayReset restore{{ports.standby1, ports.standby2}};
+  set_apply_delay(ports.standby1, "500ms");
+  set_apply_delay(ports.standby2, "500ms");
+  for (const std::string mode : {"session", "transaction"}) {
+    CAPTURE(mode);
+    const int listen = pick_listen_port();
+    nlohmann::json config = causal_config(listen, ports, "causal", 0);
+    config["databases"][0]["pool_mode"] = mode;
+    ProxyUnderTest proxy(config.dump(), listen);
+    if (proxy.direct()) return;
+    const std::string ci = proxy.conninfo("app", "app", kDb);
+    REQUIRE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20));
+    PgConn writer = connect(ci);
+    for (const bool executed_first : {false, true}) {
+      CAPTURE(executed_first);
+      std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the standbys catch up: the Parse goes there
+      const std::string before = scalar(writer.get(), "SELECT count(*) FROM t /* pgmux:primary */");
+      PgConn reader = connect(ci);
+      const char* sql = "SELECT count(*), inet_server_port() FROM t";
+      PgResult parsed(executed_first ? PQexecParams(reader.get(), sql, 0, nullptr, nullptr, nullptr, nullptr, 0)
+                                     : PQprepare(reader.get(), "", sql, 0, nullptr));
+      REQUIRE(PQresultStatus(parsed.get()) == (executed_first ? PGRES_TUPLES_OK : PGRES_COMMAND_OK));
+      exec(writer.get(), "INSERT INTO t VALUES (1)");
+      PgResult read(PQexecPrepared(reader.get(), "", 0, nullptr, nullptr, nullptr, 0));
+      REQUIRE_MESSAGE(PQresultStatus(read.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(read.get()));
+      CHECK_MESSAGE(std::atoll(PQgetvalue(read.get(), 0, 0)) == std::atoll(before.c_str()) + 1,
+                    "served by port " << std::string(PQgetvalue(read.get(), 0, 1)));
+    }
+  }
+}
+
 // A database whose read set is the primary alone (here the only backend, so the replay poller does not run and
 // the primary's position is sampled only at each health probe): a read right after another client's commit goes to
 // the primary at once, in both pool modes, as it does directly. (pgmux once held it for causal_wait, waiting for a
