@@ -219,7 +219,8 @@ TEST_CASE("causal reads: the second of two pipelined commits, and an extended CO
 
 // The unnamed statement parsed on a standby (alone, or with its first execution), then another client's commit,
 // then a Bind of it alone: the read must see the commit, as on one server. Both standbys apply WAL 500 ms late, so
-// only the primary has it. (pgmux once sent the Bind to the standby that had parsed the statement, in session pooling: 0 rows.)
+// only the primary has it. (pgmux once sent the Bind to the standby that had parsed the statement, in session
+// pooling: 0 rows.)
 TEST_CASE("causal reads: the unnamed statement used again after a commit sees it") {
   const ClusterPorts ports = cluster_ports();
   recreate_database(ports, kDb, {"CREATE TABLE t (n int)", "ALTER TABLE t OWNER TO app",
