@@ -25,14 +25,24 @@ constexpr std::string_view kFailBlock =
 // The statement that carries a deferred BEGIN decides where the whole transaction runs: the class it routes by.
 // After a read-only BEGIN (READ ONLY, or any BEGIN in a read-only session) the block is read-only (a standby, unless
 // the router keeps it on the primary), unless that statement is SET TRANSACTION READ WRITE (or a SET of a
-// transaction_* setting), which PostgreSQL allows before a block's first query, or a command a read-only block may
-// run on the primary only (NOTIFY). A BEGIN READ WRITE stays on the primary whatever follows: a standby refuses it.
+// transaction_* setting), which PostgreSQL allows before a block's first query, or something a read-only block
+// does right on the primary only: a command a standby refuses (NOTIFY), a write function (an advisory lock taken
+// on a standby locks nothing on the primary; txid_current), or session state (a WITH HOLD cursor outlives the
+// block, and its FETCHes go to the primary). A BEGIN READ WRITE, or one with the primary hint, stays on the
+// primary whatever follows: a standby refuses the one, and the other asked for it.
 void ClientConn::class_behind_deferred_begin(routing::Classification& c) {
   const routing::Classification& begin = session_.deferred_begin_class;
-  const bool read_only_begin = routing::is_read_only_statement(begin, session_.route);
+  const bool read_only_begin = routing::is_read_only_statement(begin, session_.route) && !begin.primary_hint;
   const bool sets_read_write = (c.kind == routing::StatementKind::Session && c.read_write) || begin.read_write;
-  const bool sets_read_only = c.kind == routing::StatementKind::Session && c.read_only && !begin.read_write;
-  if (routing::refused_during_recovery(c)) return;  // a write: the primary, in the read-only block asked for
+  const bool sets_read_only =
+      c.kind == routing::StatementKind::Session && c.read_only && !begin.read_write && !begin.primary_hint;
+  if (routing::refused_during_recovery(c) || c.write_function || c.pin_reason != routing::PinReason::None) {
+    if (routing::is_read_only_statement(c, session_.route)) {
+      c.kind = routing::StatementKind::Write;
+      c.reason = "primary only, in a read-only transaction";
+    }
+    return;
+  }
   if (sets_read_only || (read_only_begin && !sets_read_write)) {
     c.kind = routing::StatementKind::TxBegin;  // BEGIN; SET TRANSACTION READ ONLY: a read-only transaction
     c.read_only = true;

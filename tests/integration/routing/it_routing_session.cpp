@@ -319,21 +319,25 @@ TEST_CASE("session routing: a pipelined use of the unnamed statement after a ski
 
 namespace {
 
-// Each statement's outcome ("ok" or its SQLSTATE), then the rows the sequences wrote.
+// Each statement's outcome ("ok", its first value, or its SQLSTATE), then the rows the sequences wrote. A statement
+// given as "@primary:SQL" runs on a connection of its own straight to the primary, for what others see there.
 std::string transcript_of(const std::string& ci, const std::vector<std::vector<std::string>>& sequences,
                           int primary_port) {
   std::string out;
   PgConn conn = connect(ci);
+  PgConn direct = connect(conninfo(primary_port, "app", "app", kDb));
+  constexpr std::string_view kOnPrimary = "@primary:";
   for (const std::vector<std::string>& sequence : sequences) {
     for (const std::string& sql : sequence) {
-      PgResult res(PQexec(conn.get(), sql.c_str()));
+      const bool on_primary = sql.starts_with(kOnPrimary);
+      PgResult res(PQexec(on_primary ? direct.get() : conn.get(), sql.c_str() + (on_primary ? kOnPrimary.size() : 0)));
       const ExecStatusType status = PQresultStatus(res.get());
       out += status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK ? "ok" : sqlstate(res.get());
+      if (status == PGRES_TUPLES_OK && PQntuples(res.get()) > 0) out += std::string(":") + PQgetvalue(res.get(), 0, 0);
       out += "; ";
     }
     out += "\n";
   }
-  PgConn direct = connect(conninfo(primary_port, "app", "app", kDb));
   out += scalar(direct.get(), "SELECT string_agg(v::text, ',' ORDER BY v) FROM items");
   exec(direct.get(), "TRUNCATE items");
   return out;
@@ -343,17 +347,26 @@ std::string transcript_of(const std::string& ci, const std::vector<std::vector<s
 
 // The transaction's own settings behind a deferred BEGIN, as PostgreSQL takes them: SET transaction_read_only or
 // transaction_isolation (a standby refuses read-write and SERIALIZABLE), SET SESSION CHARACTERISTICS (the next
-// transactions', not this one's), and commands a read-only block runs on the primary only (NOTIFY, LOCK, ANALYZE).
+// transactions', not this one's), commands a read-only block runs on the primary only (NOTIFY, LOCK, ANALYZE), write
+// functions (an advisory lock, txid_current), a WITH HOLD cursor, and the primary hint on a read-only BEGIN.
 // Before, each of these blocks went to a standby, which refused them, or (SESSION CHARACTERISTICS) refused the
 // block's INSERT.
 TEST_CASE("session routing: a transaction's own settings and primary-only commands after a deferred BEGIN") {
   if (skip_in_direct_mode()) return;
   Fixture f;
-  // First those that write nothing: after a commit, reads may be held on the primary until the standbys replay it.
+  // First those that write nothing: after a commit, reads may be held on the primary until the standbys replay it
+  // (and each that pgmux runs on the primary counts as one), so the earlier ones went to a standby before the fix.
   const std::vector<std::vector<std::string>> sequences = {
+      // A WITH HOLD cursor that outlives its block; the primary hint on the BEGIN; an advisory lock others see.
+      {"BEGIN READ ONLY", "DECLARE h CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 5) g", "COMMIT",
+       "FETCH 2 FROM h", "CLOSE h"},
+      {"BEGIN READ ONLY /* pgmux:primary */", "SELECT pg_is_in_recovery()", "COMMIT"},
+      {"BEGIN READ ONLY", "SELECT pg_advisory_xact_lock(77)",
+       "@primary:SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 77", "COMMIT"},
       {"BEGIN READ ONLY", "NOTIFY rt_session_channel", "COMMIT"},
       {"BEGIN READ ONLY", "LOCK TABLE items IN ACCESS EXCLUSIVE MODE", "COMMIT"},
       {"BEGIN READ ONLY", "ANALYZE items", "COMMIT"},
+      {"BEGIN READ ONLY", "SELECT txid_current() > 0", "COMMIT"},  // an xid: a commit that writes
       {"BEGIN READ ONLY", "SET transaction_read_only = off", "INSERT INTO items (v) VALUES (10)", "COMMIT"},
       {"BEGIN READ ONLY", "SET LOCAL transaction_read_only TO off", "INSERT INTO items (v) VALUES (11)", "COMMIT"},
       {"BEGIN READ ONLY", "SET transaction_isolation = 'serializable'", "SELECT 1", "COMMIT"},
