@@ -57,6 +57,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   const std::string& user() const { return user_; }
   const std::string& database() const { return database_; }
   const SessionParams& wanted_params() const override { return session_.wanted_params; }
+  // The client's name of a statement servers know by pgmux's name (the relay's view of an error naming it).
+  const std::string* statement_name_for(std::string_view server_name) const {
+    return session_.name_of_server_statement(server_name);
+  }
   // Statements it prepared, by protocol or SQL PREPARE (SHOW CLIENTS).
   size_t prepared_statement_count() const { return session_.statement_count() + session_.sql_statements.size(); }
   double created_at() const { return created_at_; }

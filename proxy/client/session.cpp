@@ -106,6 +106,13 @@ void ClientSession::erase_statement(std::string_view name) {
   statements_.erase(it);
 }
 
+const std::string* ClientSession::name_of_server_statement(std::string_view server_name) const {
+  for (const auto& [name, statement] : statements_) {
+    if (statement.server_name == server_name) return &name;
+  }
+  return nullptr;
+}
+
 void ClientSession::clear_statements_before(uint64_t request) {
   last_found_.forget();
   std::erase_if(statements_, [request](const auto& entry) { return entry.second.made_by_request < request; });

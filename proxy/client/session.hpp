@@ -124,6 +124,9 @@ struct ClientSession {
   const PreparedStatement* find_statement(std::string_view name) const;
   PreparedStatement* find_statement(std::string_view name);
   void erase_statement(std::string_view name);  // a Close of it
+  // The client's name of the statement servers know as `server_name` (transaction pooling); null if none. A walk
+  // over the statements: for an error message, not the hot path.
+  const std::string* name_of_server_statement(std::string_view server_name) const;
   void clear_statements_before(uint64_t request);  // DISCARD ALL, DEALLOCATE ALL: those made by earlier requests
   size_t statement_count() const { return statements_.size(); }
 

@@ -211,7 +211,7 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
     }
     return true;
   }
-  if (tag == backend::kErrorResponse && !owed_.empty() && owed_.front().duplicate_names) {
+  if (tag == backend::kErrorResponse && client_ && !owed_.empty()) {
     if (ByteVector* own = client_view_of_error(body)) {
       note_relayed(tag, body, pass);
       pass.batch.add(own->data(), own->size());
@@ -255,26 +255,32 @@ ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector
   return ResetView::Rewritten;
 }
 
-// Transaction pooling: the 42P05 of a Parse sent under an existing shared statement's name names that statement;
-// the client reads its own name, as PostgreSQL would have written it. Null: the error goes as it is.
+// Transaction pooling: an error that names a shared statement ("pgmux_<hash>") names the client's own, as
+// PostgreSQL would have written it: the 42P05 of a Parse sent under an existing shared statement's name (the
+// request's duplicate_names), a Bind's 08P01 of a wrong parameter count (the client's statements). Null: the error
+// goes as it is (also for a name of that form the client used without parsing it).
 ByteVector* ServerConn::client_view_of_error(ByteView body) {
-  const auto error = parse_error_fields(body);
-  if (!error || error->sqlstate != sqlstate::kDuplicatePreparedStatement) return nullptr;
   const std::string_view text(reinterpret_cast<const char*>(body.data()), body.size());
-  for (const auto& [shared, client] : *owed_.front().duplicate_names) {
-    const std::string quoted = '"' + shared + '"';
-    const size_t at = text.find(quoted);
-    if (at == std::string_view::npos) continue;
-    std::string renamed(text.substr(0, at));
-    renamed.append(1, '"').append(client).append(1, '"').append(text.substr(at + quoted.size()));
-    ByteVector& own = rewritten_.emplace_back();
-    ByteWriter w(own);
-    w.begin_message(backend::kErrorResponse);
-    w.bytes(std::string_view(renamed));
-    w.end_message();
-    return &own;
+  const size_t at = text.find("\"pgmux_");
+  const size_t end = at == std::string_view::npos ? at : text.find('"', at + 1);
+  if (end == std::string_view::npos) return nullptr;
+  const std::string_view shared = text.substr(at + 1, end - at - 1);
+  const std::string* client_name = nullptr;
+  if (const auto& duplicates = owed_.front().duplicate_names) {
+    for (const auto& [server_name, name] : *duplicates) {
+      if (server_name == shared) client_name = &name;
+    }
   }
-  return nullptr;
+  if (!client_name) client_name = client_->statement_name_for(shared);
+  if (!client_name) return nullptr;
+  std::string renamed(text.substr(0, at + 1));
+  renamed.append(*client_name).append(text.substr(end));
+  ByteVector& own = rewritten_.emplace_back();
+  ByteWriter w(own);
+  w.begin_message(backend::kErrorResponse);
+  w.bytes(std::string_view(renamed));
+  w.end_message();
+  return &own;
 }
 
 // HeldForRetry: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held

@@ -351,6 +351,18 @@ Script sql_commands_on_parsed(const Schema&) {
       .build();
 }
 
+Script bind_parameter_count(const Schema&) {
+  // A Bind with too few parameters: PostgreSQL's 08P01 names the statement, by the client's name (transaction
+  // pooling knows it under pgmux's), alone and in the Parse's own batch.
+  return ScriptBuilder("bind_parameter_count")
+      .parse("diff_bc", "SELECT $1::int + $2", {kInt4, kInt4}).sync().expect_ready()
+      .bind(bind_text("", "diff_bc", {"1"})).execute("").sync().expect_ready()
+      .parse("diff_bc2", "SELECT $1::int * 2", {kInt4}).bind(bind_text("", "diff_bc2", {})).execute("").sync()
+      .expect_ready()
+      .close('S', "diff_bc").close('S', "diff_bc2").sync().expect_ready()
+      .build();
+}
+
 Script listen_notify(const Schema& s) {
   // The notification comes back to this same session; its sender pid is zeroed by normalize().
   const std::string channel = s.items + "_chan";
@@ -391,7 +403,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
           close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), shared_statement_mid_sequence(s),
-          listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s)};
+          listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s)};
 }
 
 }  // namespace pgmux::difftest
