@@ -125,3 +125,32 @@ TEST_CASE("sync SQL sets an unreported parameter the previous client set to anot
   CHECK(build_sync_sql(second, reported, applied).empty());
 }
 
+
+// A check-out remembers that it found nothing to send for these (wanted, reported) sets; any change to either, or
+// to what was applied, makes the next one compare again.
+TEST_CASE("sync SQL: a comparison that found nothing to send is remembered until a set changes") {
+  SessionParams wanted;
+  wanted.set("application_name", "a");
+  SessionParams server;
+  server.set("application_name", "x");
+  SessionParams applied;
+  CHECK(build_sync_sql(wanted, server, applied) == "SET \"application_name\" = 'a';");
+  server.set("application_name", "a");  // the server's ParameterStatus after the SET
+  CHECK(build_sync_sql(wanted, server, applied).empty());
+  CHECK(build_sync_sql(wanted, server, applied).empty());  // remembered
+  server.set("application_name", "b");  // the previous client's SET, reported
+  CHECK(build_sync_sql(wanted, server, applied) == "SET \"application_name\" = 'a';");
+  server.set("application_name", "a");
+  CHECK(build_sync_sql(wanted, server, applied).empty());
+  const SessionParams copy = wanted;  // same entries, same stamp: still nothing to send
+  CHECK(copy.stamp() == wanted.stamp());
+  CHECK(build_sync_sql(copy, server, applied).empty());
+  SessionParams other;  // another client, other wishes
+  other.set("application_name", "c");
+  CHECK(build_sync_sql(other, server, applied) == "SET \"application_name\" = 'c';");
+  applied.set("search_path", "s");  // what pgmux applied changed: compared again, and RESET
+  server.set("application_name", "a");
+  CHECK(build_sync_sql(wanted, server, applied) == "RESET \"search_path\";");
+  wanted.set("application_name", "d");  // the client's own set changed
+  CHECK(build_sync_sql(wanted, server, applied) == "SET \"application_name\" = 'd';");
+}
