@@ -3,6 +3,7 @@
 // pipelines kept on one server; replies are relayed back untouched. In session mode the client holds at most one
 // primary and one standby server connection for its whole session.
 #pragma once
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -356,6 +357,14 @@ class ClientConn final : public StreamConn, public PoolClient {
   UnnamedStatement unnamed_;  // the client's unnamed statement: which server holds it, its Parse, its class
   routing::Classification request_unnamed_class_;  // the class of the request's last Parse "" (classify_request)
   Pool* waiting_pool_ = nullptr;  // (waiting_role_: next to state_)
+  // Worker::pool_for's last answer per role, while the worker's pool_generation() stays (transaction pooling asks
+  // at every transaction; the worker's own cache compares the database and user names).
+  struct CachedPool {
+    Pool* pool = nullptr;
+    uint64_t generation = 0;
+    int backend = -1;
+  };
+  std::array<CachedPool, 2> pool_cache_;
   // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
   // (preparing): when the server is ready the request goes on from this decision, not classified and routed
   // again.

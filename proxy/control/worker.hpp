@@ -70,6 +70,9 @@ class Worker final : public PoolHost {
   // and login_user are the client's entries from the config it logged in under: they fix the server database,
   // and stand in for sizes and password once a reload removed them. mode is the client's pool mode. Null, with
   // *failure set, when there is no such backend or its address does not resolve.
+  // Changes whenever an answer of pool_for may (a reload, a pool retired or re-keyed): a cached answer holds while
+  // it stays the same.
+  uint64_t pool_generation() const { return pool_lookups_generation_; }
   Pool* pool_for(const std::string& requested_database, const conf::Database& login_database,
                  const conf::User& login_user, conf::PoolMode mode, int backend_index,
                  std::optional<FailureReport>* failure);
@@ -188,8 +191,10 @@ class Worker final : public PoolHost {
     Pool* pool = nullptr;
   };
   std::array<PoolLookup, 8> pool_lookups_;
+  uint64_t pool_lookups_generation_ = 1;  // ClientConn's own pool cache holds while it stays the same
   void forget_pool_lookups() {
     for (PoolLookup& lookup : pool_lookups_) lookup.pool = nullptr;
+    ++pool_lookups_generation_;
   }
   static constexpr size_t kKeptRewriteBuffer = 64 * 1024;
   protocol::ByteVector rewrite_buffer_;
