@@ -190,6 +190,13 @@ void Pool::set_state(PoolServer* server, ServerState state) {
 
 void Pool::serve_waiters() {
   if (draining_) return;  // nobody waits on a draining pool (drain() sent them elsewhere)
+  if (waiting_.empty()) {  // a server came back and nobody waits (every transaction-pooling release): only a slot
+                           // this worker asked other workers for is no longer wanted
+    if (last_shed_request_ > 0 && limits_.pool->slot_wanted.load(std::memory_order_relaxed)) {
+      forget_slot_request(host_.now());
+    }
+    return;
+  }
   for (PoolClient* client = waiting_.front(); client && !idle_.empty();) {
     PoolServer* server = take_idle_for(client);
     if (!server) {
