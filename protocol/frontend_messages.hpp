@@ -21,6 +21,18 @@ inline constexpr char kPassword = 'p';  // PasswordMessage, SASLInitialResponse,
 inline constexpr char kQuery = 'Q';
 inline constexpr char kSync = 'S';
 inline constexpr char kTerminate = 'X';
+
+// A message type PostgreSQL reads after login (PasswordMessage is not: only during authentication). Any other
+// byte gets FATAL 08P01 "invalid frontend message type N" at once, before a length is read.
+constexpr bool is_request_message_type(char tag) {
+  switch (tag) {
+    case kBind: case kClose: case kCopyData: case kCopyDone: case kCopyFail: case kDescribe: case kExecute:
+    case kFlush: case kFunctionCall: case kParse: case kQuery: case kSync: case kTerminate:
+      return true;
+    default:
+      return false;
+  }
+}
 }  // namespace frontend
 
 struct QueryMessage { std::string_view sql; };

@@ -45,6 +45,13 @@ void ClientConn::pump_requests() {
       continue;
     }
     if (in_.unparsed() == 0) break;
+    // PostgreSQL answers an unknown message type at its type byte, before reading a length: so does pgmux, once
+    // no reply is owed (else it would overtake them; then the whole message goes to the server, which answers).
+    if (const auto tag = static_cast<char>(in_.unparsed_bytes()[0]);
+        !protocol::frontend::is_request_message_type(tag) && !(active_ && active_->has_outstanding())) {
+      fail({Failure::MalformedRequest, {"invalid frontend message type " + std::to_string(static_cast<uint8_t>(tag))}});
+      return;
+    }
     ScanResult scan = scan_request(in_.unparsed_bytes(), max_size, size_t{4} * max_size, request_);
     if (scan.status == ScanStatus::NeedMore) {
       // The rest of the request must fit, and reading must go on whatever size it has (else a request that ends

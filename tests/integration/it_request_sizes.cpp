@@ -414,6 +414,9 @@ std::vector<Junk> junk_scripts() {
   return {
       {"type byte 0, length 4", std::string("\0\0\0\0\x04", 5), false},
       {"type 'z', length 4", message('z', ""), false},
+      // PostgreSQL answers at the type byte: no length needs to follow.
+      {"type 'z' alone", std::string("z"), false},
+      {"type 'z' and half a length", std::string("z\0\0", 3), false},
       {"Parse (no Sync) then type 'z', one write", parse_message("", "SELECT 1") + message('z', ""), false},
       {"Query then type 'z', one write", query_message("SELECT 1") + message('z', ""), true},
   };
