@@ -374,9 +374,10 @@ TEST_CASE("session routing: a transaction's own settings and primary-only comman
        "INSERT INTO items (v) VALUES (13)", "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"},
       {"BEGIN", "SET transaction_read_only = on", "INSERT INTO items (v) VALUES (14)", "ROLLBACK"},
       {"INSERT INTO items (v) VALUES (15)"},  // the session is read-write again
+      {"BEGIN READ ONLY", "SET TRANSACTION READ WRITE", "INSERT INTO items (v) VALUES (16)", "COMMIT"},
   };
   const std::string direct = transcript_of(conninfo(f.ports.primary, "app", "app", kDb), sequences, f.ports.primary);
-  CHECK(direct.find("10,11,12,15") != std::string::npos);
+  CHECK(direct.find("10,11,12,15,16") != std::string::npos);
   for (const std::string mode : {"session", "transaction"}) {
     CAPTURE(mode);
     const int listen = pick_listen_port();
