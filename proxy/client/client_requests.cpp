@@ -1,6 +1,7 @@
 // ClientConn, the request path: scan, classify, route, prepare the server, forward (DESIGN.md §3.6).
 #include "proxy/client/client_conn.hpp"
 
+#include <bit>
 #include <cctype>
 #include <cstdio>
 
@@ -432,8 +433,10 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   if (!server->open()) return;
   // A copy of its Parse whenever a later use may run elsewhere: transaction pooling gives the server back, and
   // with the split a read that must see a commit goes to the primary or a standby that has it (choose_server).
+  const bool may_move = transaction_pooling() || (worker_.config()->routing.read_write_split &&
+                                                  std::popcount(session_.route.backend_mask) > 1);
   unnamed_.on_sent(request_, {server, owed.request, owed.parses_sent, starts_entry, ends_entry}, request_unnamed_class_,
-                   transaction_pooling() || worker_.config()->routing.read_write_split);
+                   may_move);
   apply_statement_steps(server, owed);
   if (renamed && !renamed_ok) {
     fail(Failure::MalformedExtendedMessage);
