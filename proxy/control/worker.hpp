@@ -66,13 +66,13 @@ class Worker final : public PoolHost {
     return it == contexts->end() ? nullptr : it->second;
   }
 
+  // Changes whenever an answer of pool_for may (a reload, a pool retired or re-keyed): a cached answer holds while
+  // it stays the same.
+  uint64_t pool_generation() const { return pool_lookups_generation_; }
   // The pool of a client's (database, user) on the backend at backend_index of the current config. login_database
   // and login_user are the client's entries from the config it logged in under: they fix the server database,
   // and stand in for sizes and password once a reload removed them. mode is the client's pool mode. Null, with
   // *failure set, when there is no such backend or its address does not resolve.
-  // Changes whenever an answer of pool_for may (a reload, a pool retired or re-keyed): a cached answer holds while
-  // it stays the same.
-  uint64_t pool_generation() const { return pool_lookups_generation_; }
   Pool* pool_for(const std::string& requested_database, const conf::Database& login_database,
                  const conf::User& login_user, conf::PoolMode mode, int backend_index,
                  std::optional<FailureReport>* failure);

@@ -190,8 +190,7 @@ void Pool::set_state(PoolServer* server, ServerState state) {
 
 void Pool::serve_waiters() {
   if (draining_) return;  // nobody waits on a draining pool (drain() sent them elsewhere)
-  if (waiting_.empty()) {  // a server came back and nobody waits (every transaction-pooling release): only a slot
-                           // this worker asked other workers for is no longer wanted
+  if (waiting_.empty()) {  // nobody waits (every transaction-pooling release): a slot asked of others is not wanted
     if (last_shed_request_ > 0 && limits_.pool->slot_wanted.load(std::memory_order_relaxed)) {
       forget_slot_request(host_.now());
     }
