@@ -251,8 +251,12 @@ void ClientConn::note_duplicate_names(OwedReply& owed) {
 }
 
 // The server name of every named step, in order (step_server_names_; null: sent as is), and the Parses that
-// create a shared statement (created_here_).
+// create a shared statement (created_here_). A Close of a client statement closes no shared one: the client's other
+// statements of the same text use it too, in this very batch maybe (pgjdbc closes one and binds another so), and
+// so may other clients; the server's list evicts it in time. It is renamed to a name no statement has, so the
+// server still answers CloseComplete in its place.
 void ClientConn::resolve_server_names(ServerConn* server) {
+  static const std::string kNoStatement = "pgmux_no_statement";  // not of the shared form: never parsed
   batch_server_names_.resize(request_.parses.size());
   step_server_names_.clear();
   created_here_.clear();
@@ -265,6 +269,8 @@ void ClientConn::resolve_server_names(ServerConn* server) {
       name = &batch_server_names_[parse];
       server->server_statements.erase(*name);  // the Parse makes a new one (a copy there is closed first)
       created_here_.push_back(parse);
+    } else if (step.step->kind == StatementStepKind::Close && (step.in_batch || step.in_session)) {
+      name = &kNoStatement;
     } else if (step.in_batch) {
       name = &batch_server_names_[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
@@ -316,11 +322,8 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       }
       forget_statement_elsewhere(server, name, false);
     } else if (step.step->kind == StatementStepKind::Close) {
-      if (const PreparedStatement* closed = session_.find_statement(name)) {
-        // Transaction pooling: the renamed Close removes the shared statement from this server.
-        if (transaction_pooling()) server->server_statements.erase(closed->server_name);
-        session_.erase_statement(name);
-      }
+      // Transaction pooling: the shared statement stays on the server (resolve_server_names).
+      if (session_.find_statement(name)) session_.erase_statement(name);
       forget_statement_elsewhere(server, name, true);
     }
     return true;

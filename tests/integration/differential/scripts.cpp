@@ -363,6 +363,23 @@ Script bind_parameter_count(const Schema&) {
       .build();
 }
 
+Script close_one_of_same_text(const Schema&) {
+  // Two statements of one text (one shared statement on servers in transaction pooling): closing one leaves the
+  // other, also when its Bind follows the Close in the same batch (pgjdbc does so), in and out of a block.
+  const std::string text = "SELECT $1::int + 1 AS next";
+  return ScriptBuilder("close_one_of_same_text")
+      .parse("diff_c2", text, {kInt4}).bind(bind_text("", "diff_c2", {"1"})).execute("").sync().expect_ready()
+      .parse("diff_c5", text, {kInt4}).describe('S', "diff_c5").sync().expect_ready()
+      .close('S', "diff_c2").bind(bind_text("", "diff_c5", {"41"})).execute("").sync().expect_ready()
+      .q("BEGIN")
+      .parse("diff_c2", text, {kInt4}).sync().expect_ready()
+      .close('S', "diff_c5").bind(bind_text("", "diff_c2", {"6"})).execute("").sync().expect_ready()
+      .q("COMMIT")
+      .bind(bind_text("", "diff_c5", {"1"})).execute("").sync().expect_ready()  // 26000: closed
+      .bind(bind_text("", "diff_c2", {"2"})).execute("").close('S', "diff_c2").sync().expect_ready()
+      .build();
+}
+
 Script listen_notify(const Schema& s) {
   // The notification comes back to this same session; its sender pid is zeroed by normalize().
   const std::string channel = s.items + "_chan";
@@ -403,7 +420,8 @@ std::vector<Script> all_scripts(const Schema& s) {
           notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
           close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), shared_statement_mid_sequence(s),
-          listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s)};
+          listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s),
+          close_one_of_same_text(s)};
 }
 
 }  // namespace pgmux::difftest
