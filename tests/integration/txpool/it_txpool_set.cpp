@@ -159,3 +159,53 @@ void run_isolation(bool split) {
 TEST_CASE("50 clients keep their own SET values over a transaction pool of 5") { run_isolation(false); }
 
 TEST_CASE("the same with the read/write split on (reads on standbys)") { run_isolation(true); }
+
+namespace {
+
+// What a login with `extra` shows: the three parameters as reported, today's date read back, or the login's
+// SQLSTATE and message when it fails.
+std::string login_view(const std::string& ci) {
+  PgConn conn = try_connect(ci);
+  if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
+    const std::string error = conn ? PQerrorMessage(conn.get()) : "no connection";
+    const size_t severity = error.find("FATAL:");  // past libpq's "connection to server at ..., port N failed: "
+    const std::string message = error.substr(severity == std::string::npos ? 0 : severity);
+    return "login failed: " + message.substr(0, message.find('\n'));
+  }
+  std::string view;
+  for (const char* name : {"DateStyle", "TimeZone", "client_encoding", "application_name"}) {
+    const char* value = PQparameterStatus(conn.get(), name);
+    view += std::string(name) + "=" + (value ? value : "(none)") + "; ";
+  }
+  return view + scalar(conn.get(), "SELECT '2024-03-05'::date::text || ' ' || current_setting('statement_timeout')");
+}
+
+}  // namespace
+
+// Transaction pooling logs clients in without a server once the pool knows what servers report; the client's
+// startup values must still come back as PostgreSQL spells them (psycopg refuses a DateStyle of `iso, dmy`), and
+// a value PostgreSQL refuses must fail the login, not the first query. Each twice: the second login is answered
+// from what the first one learned.
+TEST_CASE("startup values come back as PostgreSQL spells them, and a bad one fails the login") {
+  const std::string db = "txp_startup_values";
+  fresh_database(db);
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(txpool_config(listen, db, 2).dump(), listen);
+  wait_serving(app_conninfo(proxy.port(), db));
+  const std::vector<std::string> extras = {
+      "options='-c datestyle=iso,dmy -c timezone=europe/paris'",
+      "client_encoding=utf8 application_name=startup_values",
+      "options='-c statement_timeout=1min'",
+      "options='-c statement_timeout=abc'",
+      "options='-c datestyle=bogus'",
+  };
+  for (const std::string& extra : extras) {
+    CAPTURE(extra);
+    const std::string direct = login_view(app_conninfo(cluster_ports().primary, db, extra));
+    for (int round = 0; round < 2; ++round) {
+      CAPTURE(round);
+      CHECK(login_view(app_conninfo(proxy.port(), db, extra)) == direct);
+    }
+  }
+  drop_database_quietly(db);
+}
