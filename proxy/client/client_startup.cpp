@@ -4,6 +4,8 @@
 #include "proxy/client/client_conn.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <optional>
 
 #include "protocol/backend_messages.hpp"
 #include "protocol/framer.hpp"
@@ -15,6 +17,23 @@
 #include "routing/sync_standby_names.hpp"
 
 namespace pgmux::proxy {
+
+namespace {
+
+// A boolean as PostgreSQL's parse_bool reads it: true, yes, on, 1 and false, no, off, 0, any case, or a prefix of
+// the word long enough to tell (t, y, f, n; on and of at least two letters). Nullopt for anything else.
+std::optional<bool> postgres_bool(std::string_view value) {
+  const auto prefix_of = [&](std::string_view word, size_t at_least) {
+    return value.size() >= at_least && value.size() <= word.size() &&
+           std::equal(value.begin(), value.end(), word.begin(),
+                      [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+  };
+  if (prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || value == "1") return true;
+  if (prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || value == "0") return false;
+  return std::nullopt;
+}
+
+}  // namespace
 
 using namespace protocol;
 
@@ -210,9 +229,17 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   user_ = *user;
   const std::string* database = startup.find("database");
   database_ = database && !database->empty() ? *database : user_;
-  if (startup.find("replication")) {
-    fail(Failure::ReplicationRefused);
-    return;
+  if (const std::string* replication = startup.find("replication")) {
+    // PostgreSQL's reading: "database" or a boolean; false is an ordinary connection.
+    const std::optional<bool> walsender = *replication == "database" ? true : postgres_bool(*replication);
+    if (!walsender) {
+      fail({Failure::ReplicationValueInvalid, {*replication}});
+      return;
+    }
+    if (*walsender) {
+      fail(Failure::ReplicationRefused);
+      return;
+    }
   }
   for (const auto& [name, value] : startup.parameters) {
     if (name == "options") {

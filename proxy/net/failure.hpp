@@ -34,6 +34,7 @@ enum class Failure : uint8_t {
   TlsClientCertMismatch,
   NoUserName,
   ReplicationRefused,
+  ReplicationValueInvalid,
   OptionsUnsupported,
   NoHbaEntry,
   HbaRejected,

@@ -233,3 +233,18 @@ TEST_CASE("GSSENCRequest: once per connection, in either order with SSLRequest (
     check_same(both(steps, primary_unix_endpoint()));
   }
 }
+
+// PostgreSQL reads `replication` as "database" or a boolean: false (0, no, off, a prefix such as f) is an ordinary
+// connection; a value it cannot read is 22023 with a hint, before authentication.
+TEST_CASE("replication=false logs in as usual; an unreadable value gets PostgreSQL's 22023") {
+  for (const std::string value : {"false", "0", "no", "OFF", "f", "of", "bogus", "o", ""}) {
+    CAPTURE(value);
+    StartupExtras extras;
+    extras.parameters = {{"replication", value}};
+    const StartupOutcome direct = raw_startup(cluster_ports().primary, "app", "app", "app", 5.0, extras);
+    const StartupOutcome through = raw_startup(target().port(), "app", "app", "app", 5.0, extras);
+    CHECK(through.ok == direct.ok);
+    CHECK(through.sqlstate == direct.sqlstate);
+    CHECK(through.message == direct.message);
+  }
+}

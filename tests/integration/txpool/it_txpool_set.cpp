@@ -177,7 +177,8 @@ std::string login_view(const std::string& ci) {
     const char* value = PQparameterStatus(conn.get(), name);
     view += std::string(name) + "=" + (value ? value : "(none)") + "; ";
   }
-  return view + scalar(conn.get(), "SELECT '2024-03-05'::date::text || ' ' || current_setting('statement_timeout')");
+  return view + scalar(conn.get(), "SELECT '2024-03-05'::date::text || ' ' || current_setting('statement_timeout') "
+                                   "|| ' ' || current_user");
 }
 
 }  // namespace
@@ -198,6 +199,7 @@ TEST_CASE("startup values come back as PostgreSQL spells them, and a bad one fai
       "options='-c statement_timeout=1min'",
       "options='-c statement_timeout=abc'",
       "options='-c datestyle=bogus'",
+      "options='-c session_authorization=postgres'",  // PostgreSQL: 42501 at login for a non-superuser
   };
   for (const std::string& extra : extras) {
     CAPTURE(extra);
