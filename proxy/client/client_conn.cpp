@@ -382,6 +382,7 @@ bool ClientConn::finish_login(const SessionParams& server_params, const char* vi
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {
   waiting_pool_ = nullptr;
+  if (waiting_role_ == Role::Standby && read_on_primary_instead(failure)) return;
   std::optional<routing::Route> route = routed_ ? routed_->route : std::nullopt;
   routed_.reset();
   if (waiting_role_ == Role::Primary && hold_for_failover(failure, route)) return;

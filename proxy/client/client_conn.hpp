@@ -165,6 +165,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void apply_auth_step(ClientAuth::Step step);
   void auth_succeeded();
   void adopt_login_secret(Pool& pool);
+  bool read_on_primary_instead(const FailureReport& failure);
   bool startup_values_known(Pool& pool, SessionParams& reported);
   void learn_startup_values(ServerConn& server);
   void update_backend_mask(const conf::Config& config);

@@ -249,6 +249,28 @@ bool ClientConn::hold_for_failover(const FailureReport& failure, const std::opti
   return true;
 }
 
+// A read routed to a standby that would not take a connection (stopping, restarting, unreachable: the pool told
+// the prober, which takes it out of the read set) never reached a server: it runs on the primary instead, as a
+// read with no standby eligible does, unless routing.fallback_to_primary is off. True when it went there.
+bool ClientConn::read_on_primary_instead(const FailureReport& failure) {
+  const int primary = worker_.view().primary;
+  if (!routed_ || !logged_in() || !primary_unreachable(failure) || primary < 0 ||
+      !((session_.route.backend_mask >> primary) & 1) || !worker_.config()->routing.fallback_to_primary) {
+    return false;
+  }
+  LOG_INFO("%s: a standby's pool could not open a connection (%s); the read goes to the primary", log_prefix().c_str(),
+           failure.message().c_str());
+  routed_->role = Role::Primary;
+  routed_->route = routing::Route{routing::RouteTarget::Primary, primary, routing::RouteReason::NoEligibleStandby};
+  if (primary_ && primary_->backend_index() == primary) {  // held already (session pooling): go on with it
+    resume_requests();
+    pump();
+    return true;
+  }
+  acquire(primary, Role::Primary);
+  return true;
+}
+
 // What a primary that is stopping, crashed or unreachable answers a new connection with.
 bool ClientConn::primary_unreachable(const FailureReport& failure) {
   switch (failure.failure()) {
