@@ -180,9 +180,12 @@ void ClientConn::auth_succeeded() {
     std::optional<FailureReport> no_pool;
     Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend, &no_pool);
     SessionParams params = pool ? pool->login_params() : SessionParams{};
-    if (!params.entries().empty() && startup_values_known(*pool, params)) {
+    if (!params.entries().empty()) {
       adopt_login_secret(*pool);
       auth_.reset();
+      for (const auto& [name, value] : session_.wanted_params.entries()) {
+        if (params.find(name)) params.set(name, value);
+      }
       if (!finish_login(params, "the pool's parameters")) return;
       set_state(ClientState::Ready);
       pump();
@@ -297,7 +300,6 @@ void ClientConn::on_server_ready(PoolServer* pooled) {
   ServerLease& slot = slot_for(waiting_role_);
   drop_server(slot);
   slot = ServerLease(server);
-  if (state_ == ClientState::LoginWait && transaction_pooling()) learn_startup_values(*server);
   if (state_ == ClientState::LoginWait &&
       !finish_login(server->params(), server->pool().backend().name.c_str(), server)) {
     return;  // the client is closing: its close releases the server just linked

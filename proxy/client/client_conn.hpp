@@ -166,8 +166,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   void auth_succeeded();
   void adopt_login_secret(Pool& pool);
   bool read_on_primary_instead(const FailureReport& failure);
-  bool startup_values_known(Pool& pool, SessionParams& reported);
-  void learn_startup_values(ServerConn& server);
   void update_backend_mask(const conf::Config& config);
   int login_backend(Role* role) const;
   // login_server: the server the client logged in through, whose pid session pooling gives the client.

@@ -13,7 +13,6 @@
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/ops/admin/console.hpp"
-#include "proxy/server/server_conn.hpp"
 #include "routing/sync_standby_names.hpp"
 
 namespace pgmux::proxy {
@@ -338,37 +337,6 @@ void ClientConn::start_authentication(const conf::User* user, conf::AuthMethod m
   if (refusal) auth_->refuse(*refusal);
   set_state(ClientState::Auth);
   apply_auth_step(auth_->start());
-}
-
-// Transaction pooling logs a client in from the pool's parameters (no server) when a server took each of its
-// startup values before: each becomes what PostgreSQL reported for it (SharedLoginParams::taken), in `reported`
-// and in what the client wants from now on (so check-outs compare like with like). False when one is new: the login
-// goes through a server, which refuses a bad value at login as PostgreSQL does, and reports its spelling.
-bool ClientConn::startup_values_known(Pool& pool, SessionParams& reported) {
-  SessionParams wanted = session_.wanted_params;
-  for (const auto& [name, value] : session_.wanted_params.entries()) {
-    const std::string* current = reported.find(name);
-    if (current && *current == value) continue;  // the servers' own value, reported as it is
-    const std::optional<std::string> taken = pool.shared_login_params().taken(name, value);
-    if (!taken) return false;
-    if (current) reported.set(name, *taken);
-    wanted.set(name, *taken);
-  }
-  session_.wanted_params = std::move(wanted);
-  return true;
-}
-
-// A server took the client's startup values at its login check-out (the pool SET them): what it reports for each
-// is what the client sees and wants from now on, and what later logins with the same values get without a server.
-void ClientConn::learn_startup_values(ServerConn& server) {
-  SharedLoginParams& shared = server.pool().shared_login_params();
-  SessionParams wanted = session_.wanted_params;
-  for (const auto& [name, value] : session_.wanted_params.entries()) {
-    const std::string* reported = server.params().find(name);
-    shared.learn(name, value, reported ? *reported : value);
-    if (reported) wanted.set(name, *reported);
-  }
-  session_.wanted_params = std::move(wanted);
 }
 
 }  // namespace pgmux::proxy

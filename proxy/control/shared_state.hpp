@@ -7,7 +7,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,9 +48,7 @@ struct PoolBudget {
 };
 
 // What the first server of a pool key reported at login, for transaction pooling to log clients in without a
-// server on any worker; and each startup value a server has taken since, as it then reported it (PostgreSQL
-// reports its own spelling: `iso, dmy` becomes `ISO, DMY`, `utf8` `UTF8`), or as given for a parameter it does not
-// report. A value not known so (new, or one PostgreSQL refuses) logs its client in through a server.
+// server on any worker.
 class SharedLoginParams {
  public:
   SessionParams get() const {
@@ -62,22 +59,10 @@ class SharedLoginParams {
     std::lock_guard lock(mutex_);
     if (params_.entries().empty()) params_ = params;
   }
-  // The value a server reported for startup value `value` of `name`, if one took it.
-  std::optional<std::string> taken(const std::string& name, const std::string& value) const {
-    std::lock_guard lock(mutex_);
-    auto it = taken_.find({name, value});
-    return it == taken_.end() ? std::nullopt : std::optional<std::string>(it->second);
-  }
-  void learn(const std::string& name, const std::string& value, const std::string& reported) {
-    std::lock_guard lock(mutex_);
-    if (taken_.size() < kMaxTaken) taken_[{name, value}] = reported;  // past that, such logins take a server
-  }
 
  private:
-  static constexpr size_t kMaxTaken = 1024;
   mutable std::mutex mutex_;
   SessionParams params_;
-  std::map<std::pair<std::string, std::string>, std::string> taken_;
 };
 
 struct SharedState {

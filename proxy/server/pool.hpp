@@ -70,7 +70,6 @@ class Pool {
   conf::PoolMode mode() const { return mode_; }
   // The ParameterStatus set of the first server that logged in: transaction pooling logs clients in with it.
   SessionParams login_params() const { return limits_.login_params->get(); }
-  SharedLoginParams& shared_login_params() const { return *limits_.login_params; }
   bool transaction_pooling() const { return mode_ != conf::PoolMode::Session; }
 
   // Clients.
