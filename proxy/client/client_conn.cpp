@@ -183,9 +183,16 @@ void ClientConn::auth_succeeded() {
     if (!params.entries().empty()) {
       adopt_login_secret(*pool);
       auth_.reset();
+      // As PostgreSQL reports them (psycopg refuses a DateStyle of "iso,dmy"), and wanted so: check-outs then
+      // compare like with like, and SET a whole DateStyle over another client's.
+      SessionParams wanted = session_.wanted_params;
       for (const auto& [name, value] : session_.wanted_params.entries()) {
-        if (params.find(name)) params.set(name, value);
+        const std::string* current = params.find(name);
+        const std::string spelled = postgres_spelling(name, value, current);
+        if (current) params.set(name, spelled);
+        if (spelled != value) wanted.set(name, spelled);
       }
+      session_.wanted_params = std::move(wanted);
       if (!finish_login(params, "the pool's parameters")) return;
       set_state(ClientState::Ready);
       pump();

@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <atomic>
+#include <cctype>
 
 #include "routing/session_sql.hpp"
 
@@ -37,6 +38,81 @@ const std::string* SessionParams::find(std::string_view name) const {
     if (same_name(key, name)) return &value;
   }
   return nullptr;
+}
+
+namespace {
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// DateStyle's two halves as PostgreSQL's check reads them (style, order; empty when not given). False for a word
+// it does not know here or a conflict (the server refuses those, or reads them in ways left to it).
+bool read_datestyle(std::string_view value, std::string& style, std::string& order) {
+  std::string word;
+  bool order_given = false;
+  const auto take = [&]() {
+    if (word.empty()) return true;
+    const std::string w = lower(word);
+    word.clear();
+    const char* s = w == "iso" ? "ISO" : w == "sql" ? "SQL" : w == "postgres" ? "Postgres" : w == "german" ? "German"
+                                                                                                   : nullptr;
+    const char* o = w == "ymd" ? "YMD"
+                    : (w == "dmy" || w == "euro" || w == "european") ? "DMY"
+                    : (w == "mdy" || w == "us" || w == "noneuro" || w == "noneuropean") ? "MDY"
+                                                                                          : nullptr;
+    if (s) {
+      if (!style.empty() && style != s) return false;
+      style = s;
+      if (!order_given && style == "German") order = "DMY";  // German implies DMY unless an order is given
+      return true;
+    }
+    if (!o || (order_given && order != o)) return false;
+    order = o;
+    order_given = true;
+    return true;
+  };
+  for (char c : value) {
+    if (c == ',' || c == ' ' || c == '\t') {
+      if (!take()) return false;
+    } else {
+      word += c;
+    }
+  }
+  return take();
+}
+
+}  // namespace
+
+std::string postgres_spelling(std::string_view name, std::string_view value, const std::string* current) {
+  const std::string key = lower(name);
+  if (key == "application_name") {
+    std::string spelled(value.substr(0, 63));
+    for (char& c : spelled) {
+      if (c < 32 || c > 126) c = '?';
+    }
+    return spelled;
+  }
+  if (key == "client_encoding") {
+    std::string bare;
+    for (char c : lower(value)) {
+      if (c != '-' && c != '_') bare += c;
+    }
+    return bare == "utf8" || bare == "unicode" ? "UTF8" : std::string(value);
+  }
+  if (key == "datestyle") {
+    std::string style, order, current_style, current_order;
+    if (!read_datestyle(value, style, order) || (style.empty() && order.empty())) return std::string(value);
+    if (current && read_datestyle(*current, current_style, current_order)) {
+      if (style.empty()) style = current_style;
+      if (order.empty()) order = current_order;
+    }
+    if (style.empty() || order.empty()) return std::string(value);
+    return style + ", " + order;
+  }
+  return std::string(value);
 }
 
 bool is_connection_key(std::string_view name) {

@@ -37,6 +37,12 @@ class SessionParams {
   std::pair<uint64_t, uint64_t> synced_for_ = kNotSynced;
 };
 
+// How PostgreSQL reports a startup value it accepts, for the parameters whose spelling it changes: application_name
+// ('?' for each byte outside printable ASCII, cut to 63 bytes), client_encoding (UTF8 for its aliases), DateStyle
+// (style and order words in its case, a half not given taken from `current`, the servers' value). Any other value,
+// or one PostgreSQL would refuse (its server says so), as given.
+std::string postgres_spelling(std::string_view name, std::string_view value, const std::string* current);
+
 // Startup keys that are not run-time parameters and never get replayed with SET.
 bool is_connection_key(std::string_view name);
 

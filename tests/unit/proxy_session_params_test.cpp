@@ -154,3 +154,23 @@ TEST_CASE("sync SQL: a comparison that found nothing to send is remembered until
   wanted.set("application_name", "d");  // the client's own set changed
   CHECK(build_sync_sql(wanted, server, applied) == "SET \"application_name\" = 'd';");
 }
+
+// What PostgreSQL reports for a startup value (checked against PostgreSQL 15 by it_txpool_set's login test).
+TEST_CASE("startup values in PostgreSQL's spelling") {
+  using pgmux::proxy::postgres_spelling;
+  const std::string iso_mdy = "ISO, MDY";
+  CHECK(postgres_spelling("DateStyle", "iso,dmy", &iso_mdy) == "ISO, DMY");
+  CHECK(postgres_spelling("datestyle", "sql", &iso_mdy) == "SQL, MDY");
+  CHECK(postgres_spelling("DateStyle", "european", &iso_mdy) == "ISO, DMY");
+  CHECK(postgres_spelling("DateStyle", "german", &iso_mdy) == "German, DMY");
+  CHECK(postgres_spelling("DateStyle", "german, ymd", &iso_mdy) == "German, YMD");
+  CHECK(postgres_spelling("DateStyle", "ISO, MDY", &iso_mdy) == "ISO, MDY");
+  CHECK(postgres_spelling("DateStyle", "bogus", &iso_mdy) == "bogus");        // the server refuses it
+  CHECK(postgres_spelling("DateStyle", "iso, sql", &iso_mdy) == "iso, sql");  // conflicting: likewise
+  CHECK(postgres_spelling("client_encoding", "utf8", nullptr) == "UTF8");
+  CHECK(postgres_spelling("client_encoding", "Unicode", nullptr) == "UTF8");
+  CHECK(postgres_spelling("client_encoding", "LATIN1", nullptr) == "LATIN1");
+  CHECK(postgres_spelling("application_name", std::string(70, 'x'), nullptr) == std::string(63, 'x'));
+  CHECK(postgres_spelling("application_name", "caf\xc3\xa9 \x01", nullptr) == "caf?? ?");
+  CHECK(postgres_spelling("TimeZone", "europe/paris", nullptr) == "europe/paris");  // needs the server's zone list
+}

@@ -159,3 +159,43 @@ void run_isolation(bool split) {
 TEST_CASE("50 clients keep their own SET values over a transaction pool of 5") { run_isolation(false); }
 
 TEST_CASE("the same with the read/write split on (reads on standbys)") { run_isolation(true); }
+
+namespace {
+
+// What a login shows: the parameters PostgreSQL respells, as reported, and a date as the session writes it.
+std::string login_view(const std::string& ci) {
+  PgConn conn = connect(ci);
+  std::string view;
+  for (const char* name : {"DateStyle", "client_encoding", "application_name"}) {
+    const char* value = PQparameterStatus(conn.get(), name);
+    view += std::string(name) + "=" + (value ? value : "(none)") + "; ";
+  }
+  return view + scalar(conn.get(), "SELECT '2024-03-05'::date::text");
+}
+
+}  // namespace
+
+// Transaction pooling logs clients in without a server; their startup values must still come back as PostgreSQL
+// spells them (psycopg refuses a DateStyle of "iso,dmy"), and a date must read as it does directly. Before, the
+// values came back as the client sent them.
+TEST_CASE("startup values come back as PostgreSQL spells them") {
+  const std::string db = "txp_startup_values";
+  fresh_database(db);
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(txpool_config(listen, db, 2).dump(), listen);
+  wait_serving(app_conninfo(proxy.port(), db));
+  const std::vector<std::string> extras = {
+      "options='-c datestyle=iso,dmy'",
+      "options='-c datestyle=sql'",
+      "options='-c datestyle=german'",
+      "client_encoding=utf8 application_name=startup_values",
+      "application_name='" + std::string(70, 'x') + "'",
+      "application_name='caf\xc3\xa9 \x01'",
+  };
+  for (const std::string& extra : extras) {
+    CAPTURE(extra);
+    const std::string direct = login_view(app_conninfo(cluster_ports().primary, db, extra));
+    CHECK(login_view(app_conninfo(proxy.port(), db, extra)) == direct);
+  }
+  drop_database_quietly(db);
+}
