@@ -2,8 +2,10 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <iterator>
 
 #include "routing/session_sql.hpp"
 
@@ -42,67 +44,66 @@ const std::string* SessionParams::find(std::string_view name) const {
 
 namespace {
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+// DateStyle's words as PostgreSQL's check reads them: a style, or an order (with its synonyms).
+struct DateStyleWord {
+  std::string_view word;
+  const char* style;
+  const char* order;
+};
+constexpr DateStyleWord kDateStyleWords[] = {
+    {"iso", "ISO", nullptr},    {"sql", "SQL", nullptr},     {"postgres", "Postgres", nullptr},
+    {"german", "German", nullptr}, {"ymd", nullptr, "YMD"},  {"dmy", nullptr, "DMY"},
+    {"euro", nullptr, "DMY"},   {"european", nullptr, "DMY"}, {"mdy", nullptr, "MDY"},
+    {"us", nullptr, "MDY"},     {"noneuro", nullptr, "MDY"}, {"noneuropean", nullptr, "MDY"},
+};
 
-// DateStyle's two halves as PostgreSQL's check reads them (style, order; empty when not given). False for a word
-// it does not know here or a conflict (the server refuses those, or reads them in ways left to it).
+// DateStyle's two halves (style, order; empty when not given). False for a word not known here or a conflict (the
+// server refuses those, or reads them in ways left to it).
 bool read_datestyle(std::string_view value, std::string& style, std::string& order) {
-  std::string word;
   bool order_given = false;
-  const auto take = [&]() {
+  const auto take = [&](std::string_view word) {
     if (word.empty()) return true;
-    const std::string w = lower(word);
-    word.clear();
-    const char* s = w == "iso" ? "ISO" : w == "sql" ? "SQL" : w == "postgres" ? "Postgres" : w == "german" ? "German"
-                                                                                                   : nullptr;
-    const char* o = w == "ymd" ? "YMD"
-                    : (w == "dmy" || w == "euro" || w == "european") ? "DMY"
-                    : (w == "mdy" || w == "us" || w == "noneuro" || w == "noneuropean") ? "MDY"
-                                                                                          : nullptr;
-    if (s) {
-      if (!style.empty() && style != s) return false;
-      style = s;
+    const auto* known = std::find_if(std::begin(kDateStyleWords), std::end(kDateStyleWords),
+                                     [&](const DateStyleWord& w) { return same_name(w.word, word); });
+    if (known == std::end(kDateStyleWords)) return false;
+    if (known->style) {
+      if (!style.empty() && style != known->style) return false;
+      style = known->style;
       if (!order_given && style == "German") order = "DMY";  // German implies DMY unless an order is given
       return true;
     }
-    if (!o || (order_given && order != o)) return false;
-    order = o;
+    if (order_given && order != known->order) return false;
+    order = known->order;
     order_given = true;
     return true;
   };
-  for (char c : value) {
-    if (c == ',' || c == ' ' || c == '\t') {
-      if (!take()) return false;
-    } else {
-      word += c;
-    }
+  size_t start = 0;
+  for (size_t i = 0; i <= value.size(); ++i) {
+    if (i < value.size() && value[i] != ',' && value[i] != ' ' && value[i] != '\t') continue;
+    if (!take(value.substr(start, i - start))) return false;
+    start = i + 1;
   }
-  return take();
+  return true;
 }
 
 }  // namespace
 
 std::string postgres_spelling(std::string_view name, std::string_view value, const std::string* current) {
-  const std::string key = lower(name);
-  if (key == "application_name") {
+  if (same_name(name, "application_name")) {
     std::string spelled(value.substr(0, 63));
     for (char& c : spelled) {
       if (c < 32 || c > 126) c = '?';
     }
     return spelled;
   }
-  if (key == "client_encoding") {
+  if (same_name(name, "client_encoding")) {
     std::string bare;
-    for (char c : lower(value)) {
-      if (c != '-' && c != '_') bare += c;
+    for (char c : value) {
+      if (c != '-' && c != '_') bare += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     }
     return bare == "utf8" || bare == "unicode" ? "UTF8" : std::string(value);
   }
-  if (key == "datestyle") {
+  if (same_name(name, "datestyle")) {
     std::string style, order, current_style, current_order;
     if (!read_datestyle(value, style, order) || (style.empty() && order.empty())) return std::string(value);
     if (current && read_datestyle(*current, current_style, current_order)) {
