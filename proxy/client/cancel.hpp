@@ -47,6 +47,10 @@ struct CancelTarget {
 // one may still reach it does not serve another client (release).
 class CancelSlot {
  public:
+  // owner_worker: the index of the worker that runs the client: a cancel request arriving on another worker is
+  // handed to it (the client's state, which only its worker may read, decides what the cancel does).
+  explicit CancelSlot(int owner_worker = 0) : owner_worker_(static_cast<uint16_t>(owner_worker)) {}
+  int owner_worker() const { return owner_worker_; }
   void set(const CancelTarget& target);
   std::optional<CancelTarget> get() const;
   // A cancel request for the current target is sent: that target, counted as on its way until end_cancel
@@ -77,6 +81,7 @@ class CancelSlot {
   };
   mutable SpinLock lock_;
   bool has_target_ = false;  // in the lock's padding
+  const uint16_t owner_worker_;  // so is this
   // Cancels on their way, by server: a client holds two servers at most (primary, standby), and release frees
   // the entry of each server it lets go of (given back or lost), so two entries do. Allocated at the client's first
   // cancel request: most clients send none, and every idle client holds a slot.

@@ -30,7 +30,7 @@ void ClientConn::start_admin_session() {
   }
   auth_.reset();
   admin_ = std::make_unique<AdminConsole>(worker_, id_, user_);
-  cancel_slot_ = std::make_shared<CancelSlot>();
+  cancel_slot_ = std::make_shared<CancelSlot>(worker_.index());
   SessionParams params;
   params.set("server_version", "15.0 (pgmux " PGMUX_VERSION ")");
   params.set("server_encoding", "UTF8");

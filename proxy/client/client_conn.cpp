@@ -170,7 +170,7 @@ void ClientConn::auth_succeeded() {
   }
   update_backend_mask(*worker_.config());
   pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
-  cancel_slot_ = std::make_shared<CancelSlot>();
+  cancel_slot_ = std::make_shared<CancelSlot>(worker_.index());
 
   Role role = Role::Primary;
   const int backend = login_backend(&role);

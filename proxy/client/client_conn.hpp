@@ -81,6 +81,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_admin_answer(protocol::ByteVector bytes);
   // PAUSE was lifted: a request held at a transaction boundary goes on.
   void on_resume();
+  // A cancel request with this client's key (client_cancel.cpp), on the client's own worker.
+  void on_cancel_request();
+  const CancelSlot* cancel_slot() const { return cancel_slot_.get(); }
 
   // From the pool.
   void on_server_ready(PoolServer* server) override;
@@ -151,6 +154,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool starts_direct_tls();
   bool transport_allowed();
   void forward_cancel(const protocol::CancelRequest& cancel);
+  bool cancel_waiting_request();
   void refuse_startup_length(uint32_t length);
   void refuse_startup(const protocol::StartupParseError& error, uint32_t length);
   void negotiate_protocol(const protocol::StartupMessage& startup);

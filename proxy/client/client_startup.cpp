@@ -157,24 +157,6 @@ bool ClientConn::transport_allowed() {
   return true;
 }
 
-// A CancelRequest carries the key pgmux gave a client (BackendKeyData); it goes on to the server that client is
-// using now, over a connection of its own. Nothing is answered, as PostgreSQL answers nothing.
-void ClientConn::forward_cancel(const CancelRequest& cancel) {
-  auto slot = worker_.cancels().find(cancel.process_id, cancel.secret_key);
-  auto target = slot ? slot->begin_cancel() : std::nullopt;
-  if (target) {
-    LOG_INFO("C-%llu %s: forwarding cancel request for client pid %d", static_cast<unsigned long long>(id_),
-             peer_.c_str(), cancel.process_id);
-    send_cancel_request(loop(), *target, worker_.config()->timeouts.server_connect_timeout, std::move(slot));
-  } else {
-    LOG_INFO("C-%llu %s: cancel request (pid %d) ignored: %s", static_cast<unsigned long long>(id_), peer_.c_str(),
-             cancel.process_id,
-             slot ? "its client uses no server now, or 65535 cancels for it are on their way" : "unknown key");
-  }
-  close_reason_ = Failure::CancelRequestDone;
-  close();
-}
-
 // PostgreSQL logs an invalid startup-packet length and closes without sending anything; a client reads EOF.
 void ClientConn::refuse_startup_length(uint32_t length) {
   LOG_INFO("C-%llu %s: invalid length of startup packet (length word %u; valid: 8 to %u, a CancelRequest 16): "

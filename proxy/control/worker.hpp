@@ -132,6 +132,8 @@ class Worker final : public PoolHost {
   WorkerSnapshot snapshot();
   // The client with this id on this worker, or null.
   ClientConn* find_client(uint64_t id);
+  // The client on this worker that holds this cancel slot, or null (it has gone).
+  ClientConn* client_with_cancel_slot(const CancelSlot* slot);
   // Server S-lost_server of backend backend_index ended as the whole server does (ServerConn::ended_with_backend):
   // this worker's idle connections to that backend are closed, in every pool.
   void close_idle_servers_to(int backend_index, uint64_t lost_server);

@@ -161,6 +161,8 @@ constexpr FailureRow kClientSessionRows[] = {
     {F::QueryWaitTimeout, Error, code::kTooManyConnections,
      "pgmux: query_wait_timeout: no server connection became free in pool \"{}\" within {}", "", "", Reuse,
      "query_wait_timeout", "query_wait_timeout", Info},
+    {F::WaitingRequestCanceled, Error, code::kQueryCanceled, "canceling statement due to user request", "", "",
+     Reuse, "waiting_request_canceled", "cancel request for a request that was waiting", Info},
 
     {F::KilledByAdmin, Fatal, code::kAdminShutdown,
      "terminating connection due to administrator command (pgmux KILL_CLIENT)", "", "", Reuse, "killed_by_admin",

@@ -64,6 +64,8 @@ enum class Failure : uint8_t {
   IdleTransactionTimeout,
   ClientIdleTimeout,
   QueryWaitTimeout,
+  // The client's own cancel request, for a request still waiting (for a server, a primary, a replay, PAUSE).
+  WaitingRequestCanceled,
   // The operator.
   KilledByAdmin,
   AdminShutdown,

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <thread>
 
+#include <unistd.h>
+
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
 #include "tests/support/tcp_relay.hpp"
@@ -198,4 +200,67 @@ TEST_CASE("transaction pooling: a cancel request's connection its host never clo
   REQUIRE(other.finished);
   CHECK_MESSAGE(other.sqlstate == "", "the next client's query was cancelled");
   CHECK(scalar(first.get(), "SELECT 'still serving'") == "still serving");
+}
+
+// A request still waiting for a server has reached none: a cancel must fail it with PostgreSQL's 57014 at once,
+// and it must never run (a direct connection would have cancelled it as it ran). Transaction pooling, one server
+// held by another client's transaction. Two workers: the cancel's own connection lands on either, and a few
+// rounds make both the client's worker and the other one take it.
+TEST_CASE("transaction pooling: a cancel of a request waiting for a server fails it with 57014; it never runs") {
+  if (direct_mode()) return;
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  for (auto& database : config["databases"]) {
+    database["pool_mode"] = "transaction";
+    database["pool_size"] = 1;
+  }
+  ProxyUnderTest proxy(config.dump(), listen);
+  PgConn holder = connect(proxy.app_conninfo());
+  PgConn waiter = connect(proxy.app_conninfo());
+  const std::string table = "cancel_waiting_" + std::to_string(getpid());
+  exec(holder.get(), "CREATE TABLE " + table + " (id int)");
+  for (int round = 0; round < 4; ++round) {
+    CAPTURE(round);
+    exec(holder.get(), "BEGIN");
+    exec(holder.get(), "SELECT 1");  // the pool's only server, held
+    REQUIRE(PQsendQuery(waiter.get(), ("INSERT INTO " + table + " VALUES (1)").c_str()) == 1);
+    CHECK_FALSE(wait_readable(waiter.get(), 0.3));  // waiting for the server
+    const auto t0 = Clock::now();
+    std::string err;
+    REQUIRE_MESSAGE(cancel(waiter.get(), err), err);
+    const Outcome out = await(waiter.get(), 5.0);
+    REQUIRE(out.finished);
+    CHECK(out.sqlstate == "57014");
+    CHECK(std::chrono::duration<double>(Clock::now() - t0).count() < 1.0);
+    exec(holder.get(), "COMMIT");
+    CHECK(scalar(waiter.get(), "SELECT 'after'") == "after");
+  }
+  CHECK(scalar(holder.get(), "SELECT count(*) FROM " + table) == "0");
+  exec(holder.get(), "DROP TABLE " + table);
+}
+
+// Session pooling: the client holds its server, idle, while PAUSE holds its next request. The cancel is for that
+// request, not for the idle server: 57014, and the request never runs, also after RESUME.
+TEST_CASE("session pooling: a cancel of a request held by PAUSE fails it with 57014; it never runs after RESUME") {
+  if (direct_mode()) return;
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
+  config["admin_users"] = nlohmann::json::array({"admin"});
+  ProxyUnderTest proxy(config.dump(), listen);
+  PgConn client = connect(proxy.app_conninfo());
+  PgConn console = connect(proxy.conninfo("admin", "admin-secret", "pgmux"));
+  const std::string table = "cancel_paused_" + std::to_string(getpid());
+  exec(client.get(), "CREATE TABLE " + table + " (id int)");
+  exec(console.get(), "PAUSE app");
+  REQUIRE(PQsendQuery(client.get(), ("INSERT INTO " + table + " VALUES (1)").c_str()) == 1);
+  CHECK_FALSE(wait_readable(client.get(), 0.3));  // held
+  std::string err;
+  REQUIRE_MESSAGE(cancel(client.get(), err), err);
+  const Outcome out = await(client.get(), 2.0);
+  exec(console.get(), "RESUME app");
+  REQUIRE(out.finished);
+  CHECK(out.sqlstate == "57014");
+  CHECK(scalar(client.get(), "SELECT count(*) FROM " + table) == "0");
+  exec(client.get(), "DROP TABLE " + table);
 }

@@ -1,0 +1,78 @@
+// Cancel requests (cancel.hpp has the key registry and the sending). A CancelRequest arrives as a startup packet
+// on a connection of its own, on whichever worker accepted it; what it does depends on the state of the client it
+// names, which only that client's worker may read, so it is handed to that worker first.
+#include "proxy/client/client_conn.hpp"
+
+#include "protocol/startup.hpp"
+#include "proxy/control/worker.hpp"
+#include "proxy/net/log.hpp"
+
+namespace pgmux::proxy {
+
+namespace {
+
+// On the worker that runs the slot's client: the client (if it is still there) hears the cancel.
+void cancel_on_owner(Worker& worker, const std::shared_ptr<CancelSlot>& slot) {
+  if (ClientConn* client = worker.client_with_cancel_slot(slot.get())) client->on_cancel_request();
+}
+
+}  // namespace
+
+// Nothing is answered, as PostgreSQL answers nothing; the request's own connection closes at once.
+void ClientConn::forward_cancel(const protocol::CancelRequest& cancel) {
+  std::shared_ptr<CancelSlot> slot = worker_.cancels().find(cancel.process_id, cancel.secret_key);
+  if (!slot) {
+    LOG_INFO("C-%llu %s: cancel request (pid %d) ignored: unknown key", static_cast<unsigned long long>(id_),
+             peer_.c_str(), cancel.process_id);
+  } else if (slot->owner_worker() == worker_.index()) {
+    cancel_on_owner(worker_, slot);
+  } else {
+    for (Worker* owner : worker_.shared().workers) {
+      if (owner->index() == slot->owner_worker()) {
+        owner->post([slot](Worker& w) { cancel_on_owner(w, slot); });  // dropped with its worker's loop
+      }
+    }
+  }
+  close_reason_ = Failure::CancelRequestDone;
+  close();
+}
+
+// A request still waiting (for a pool's server, a primary, a standby's replay, PAUSE) has reached no server:
+// PostgreSQL would have cancelled it as it ran, so it fails with 57014 and never runs. Otherwise the cancel goes
+// on to the server the client uses now, if any (an idle one ignores it, as PostgreSQL does).
+void ClientConn::on_cancel_request() {
+  if (!open()) return;
+  if (cancel_waiting_request()) return;
+  std::optional<CancelTarget> target = cancel_slot_->begin_cancel();
+  if (!target) {
+    LOG_INFO("%s: cancel request ignored: the client uses no server now, or 65535 cancels for it are on their way",
+             log_prefix().c_str());
+    return;
+  }
+  LOG_INFO("%s: forwarding a cancel request to server S-%llu (backend pid %d)", log_prefix().c_str(),
+           static_cast<unsigned long long>(target->server_id), target->process_id);
+  send_cancel_request(loop(), *target, worker_.config()->timeouts.server_connect_timeout, cancel_slot_);
+}
+
+bool ClientConn::cancel_waiting_request() {
+  switch (state_) {
+    case ClientState::ServerWait:
+    case ClientState::PrimaryWait:
+    case ClientState::ReplayWait:
+    case ClientState::Paused:
+      break;
+    default:
+      return false;
+  }
+  LOG_INFO("%s: cancel request while the request waits (%s): it fails unsent", log_prefix().c_str(),
+           to_string(state_));
+  routed_.reset();
+  replay_wait_.reset();
+  primary_wait_deadline_ = 0;
+  resume_requests();  // off the wait's list (set_state)
+  fail({Failure::WaitingRequestCanceled});
+  if (open()) pump();
+  return true;
+}
+
+}  // namespace pgmux::proxy
