@@ -134,6 +134,7 @@ void Pool::request(PoolClient* client) {
     return;
   }
   waiting_.push_back(client);
+  note_demand();
   serve_waiters();
 }
 
@@ -217,21 +218,7 @@ void Pool::serve_waiters() {
     }
   }
   if (waiting_.empty()) forget_slot_request(now);
-  // The budget is spent and nothing here is idle: idle servers of this key on other workers are the only slack.
-  if (starving && idle_.empty()) {
-    if (now - last_shed_request_ >= 0.1) {
-      last_shed_request_ = now;
-      limits_.pool->slot_wanted.store(true, std::memory_order_relaxed);
-      host_.request_shed(key_, shed_request());
-    }
-  }
-}
-
-// Served after all (a server of its own came back): a slot this worker asked for lately is no longer wanted, and
-// other workers must not close a server to give it one. (Another worker's request, if one was pending too, is
-// renewed within 0.1 s.)
-void Pool::forget_slot_request(double now) {
-  if (now - last_shed_request_ < 0.5) limits_.pool->slot_wanted.store(false, std::memory_order_relaxed);
+  if (starving && idle_.empty()) ask_for_slot(now);  // pool_sharing.cpp
 }
 
 // One new connection per waiting client not already covered by one in progress, up to the pool size (a budget
@@ -262,92 +249,6 @@ bool Pool::has_server_on_the_way(const PoolClient* client) {
   bool covered = false;
   busy_.for_each([&](PoolServer* server) { covered |= server->opened_for() == client; });
   return covered;
-}
-
-ShedRequest Pool::shed_request() const {
-  ShedRequest request;
-  request.oldest_wait = waiting_.empty() ? host_.now() : waiting_.front()->wait_started();
-  request.servers = static_cast<int>(server_count());
-  request.demand = static_cast<int>(busy_.size() + waiting_.size());
-  return request;
-}
-
-void Pool::shed_for(const ShedRequest& request, int starving_worker) {
-  if (draining_) return;  // its servers close anyway, each freeing a slot
-  if (PoolServer* oldest = idle_.back()) {
-    if (claim_wanted_slot()) shed(oldest, starving_worker);
-  } else if (!busy_.empty()) {
-    owed_shed_ = OwedShed{request, host_.now(), starving_worker};
-  }
-}
-
-// Called with a server about to go idle, while a starving worker's request is fresh (it asks every 0.1 s while
-// starving): the server closes and its slot goes there when nobody waits here, when that worker has fewer
-// servers per unit of demand than this one would have after the move (so the move is never undone at once), or
-// when its oldest client has waited kTurnMargin longer than the first one here (a budget too small to split,
-// such as 1, is taken in turns). Otherwise the servers stay where they are: moving one costs a new server
-// connection, and moving on every small difference in wait moved one at nearly every transaction.
-bool Pool::give_to_starving_worker(PoolServer* server) {
-  constexpr double kTurnMargin = 0.5;
-  if (!owed_shed_) return false;
-  const OwedShed owed = *owed_shed_;
-  if (host_.now() - owed.asked_at > 0.5 || !limits_.pool->slot_wanted.load(std::memory_order_relaxed)) {
-    owed_shed_.reset();  // too old, or another worker gave one already
-    return false;
-  }
-  if (retire_reason(*server)) return false;  // it closes anyway, freeing its slot for anyone
-  const ShedRequest here = shed_request();
-  const ShedRequest& there = owed.request;
-  const bool give = waiting_.empty() ||
-                    int64_t{there.servers} * here.demand < int64_t{here.servers - 1} * there.demand ||
-                    waiting_.front()->wait_started() - there.oldest_wait >= kTurnMargin;
-  if (!give) return false;
-  owed_shed_.reset();
-  if (!claim_wanted_slot()) return false;
-  shed(server, owed.worker);
-  return true;
-}
-
-// The slot another worker asked for, if nobody gave it yet; never a reserve-pool slot (beyond pool_size), which
-// only a client that waited reserve_pool_timeout may use.
-bool Pool::claim_wanted_slot() {
-  const PoolBudget& budget = *limits_.pool;
-  if (budget.used.load(std::memory_order_relaxed) > budget.limit.load(std::memory_order_relaxed)) return false;
-  return limits_.pool->slot_wanted.exchange(false, std::memory_order_relaxed);
-}
-
-// Its slot is not released to the budget, where this pool's own next open could take it back first: it goes to
-// the starving worker's pool.
-void Pool::shed(PoolServer* server, int to_worker) {
-  LOG_DEBUG("S-%llu pool %s: closing server for a starving worker", static_cast<unsigned long long>(server->id()),
-            name_.c_str());
-  last_shed_ = host_.now();
-  set_state(server, ServerState::Closing);  // so on_server_closing keeps the slot
-  server->close();
-  host_.give_slot(*this, to_worker);
-}
-
-void Pool::accept_slot(const Limits& budgets) {
-  if (draining_ || budgets.pool != limits_.pool || budgets.database != limits_.database ||
-      budgets.user != limits_.user) {
-    release_budgets(budgets);
-    if (!waiting_.empty()) serve_waiters();
-    return;
-  }
-  // A server opens with it for the first waiting client that has none on the way (an idle server would have
-  // served it already). Unused: back to the budget at once, or it would be a slot nobody can open a server with.
-  for (PoolClient* client = waiting_.front(); client; client = waiting_.next_of(client)) {
-    if (has_server_on_the_way(client)) continue;
-    open_server(client);
-    return;
-  }
-  release_slot();
-}
-
-void Pool::release_budgets(const Limits& limits) {
-  for (const auto& budget : {limits.pool, limits.database, limits.user}) {
-    if (budget) budget->release();
-  }
 }
 
 // Transaction pooling: any idle server (parameters are synced with SET on every checkout). Session pooling: only
@@ -541,6 +442,7 @@ void Pool::on_server_closing(PoolServer* server) {
 
 void Pool::tick(double now, const conf::Timeouts& timeouts) {
   if (!waiting_.empty()) serve_waiters();  // a slot may have been freed by another worker
+  roll_demand_window(now);
   // Waiting clients past query_wait_timeout.
   while (PoolClient* client = waiting_.front()) {
     if (now - client->wait_started() < timeouts.query_wait_timeout) break;

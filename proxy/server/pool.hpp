@@ -197,6 +197,12 @@ class Pool {
     double asked_at;
     int worker;
   };
+  // Sharing the budget with other workers' pools of this key (pool_sharing.cpp).
+  void note_demand();  // a client asked and did not get an idle server at once
+  int demand() const;  // the most clients that wanted a server at once, lately
+  void roll_demand_window(double now);
+  void ask_for_slot(double now);
+  bool fair_to_give(const ShedRequest& there) const;
   ShedRequest shed_request() const;
   bool give_to_starving_worker(PoolServer* server);
   bool claim_wanted_slot();
@@ -205,6 +211,9 @@ class Pool {
 
   double last_shed_request_ = 0;
   double last_shed_ = -1e9;  // when this pool last gave a server's slot up to a starving worker
+  int demand_peak_ = 0;         // busy servers plus waiting clients, at most, in the current window
+  int demand_peak_before_ = 0;  // and in the window before
+  double demand_window_start_ = 0;
   std::optional<OwedShed> owed_shed_;
   ByteCounters byte_counters_;
   IntrusiveList<PoolServer, &PoolServer::pool_node> idle_;

@@ -126,7 +126,7 @@ class PoolServer {
 struct ShedRequest {
   double oldest_wait = 0;  // when its longest-waiting client began to wait
   int servers = 0;         // it has (busy, idle and connecting)
-  int demand = 0;          // servers it could use now: busy ones plus waiting clients
+  int demand = 0;          // servers it could use: busy ones plus waiting clients, the most lately (Pool::demand)
 };
 
 // What a pool needs of the worker it lives on.

@@ -31,6 +31,13 @@ struct Fixture : TweakedProxy {
   }
 };
 
+// The primary's pool connections for kDb: not the function-catalog loader's (it logs in as the health-check user,
+// "app" here).
+std::string pool_backends(const std::string& what) {
+  return "SELECT " + what + " FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name <> "
+         "'pgmux-catalog' AND datname = '" + kDb + "' AND usename = 'app'";
+}
+
 // `clients` threads run short transactions (50 ms of pg_sleep) for `seconds` while the primary's server
 // connections for kDb are sampled; returns the highest count seen. Query failures go to *failure; the fewest
 // transactions one client ran to *fewest.
@@ -42,10 +49,7 @@ int peak_under_load(const std::string& ci, int clients, double seconds, std::str
   int peak = 0;
   std::thread sampler([&] {
     PgConn p = routing::admin(cluster_ports().primary);
-    // Pool connections only: not the function-catalog loader's (it logs in as the health-check user, "app" here).
-    const std::string q = std::string("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                                      "AND application_name <> 'pgmux-catalog' AND datname = '") + kDb +
-                          "' AND usename = 'app'";
+    const std::string q = pool_backends("count(*)");
     while (!stop) {
       peak = std::max(peak, std::atoi(scalar(p.get(), q).c_str()));
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -105,6 +109,41 @@ TEST_CASE("max_user_connections caps the user below pool_size") {
       if (u["name"] == "app") u["max_user_connections"] = 2;
     }
   });
+}
+
+// Two workers share pool_size. Under overload (16 clients on 4 servers, transactions of one quick statement) the
+// servers must stay where they are: before, a server moved to the other worker whenever nobody happened to wait
+// for it at the instant it came back, and moved back the next moment (a black-box run: 103 new server
+// connections in 10 s, half the throughput). Counted by the primary's distinct backend pids for the database.
+TEST_CASE("two workers under overload keep their servers instead of passing them back and forth") {
+  if (direct_mode()) return;
+  Fixture f(4, [](nlohmann::json& c) { c["workers"] = 2; });
+  std::atomic<bool> stop{false};
+  std::set<std::string> pids;
+  std::thread sampler([&] {
+    PgConn p = routing::admin(cluster_ports().primary);
+    const std::string q = pool_backends("pid");
+    while (!stop) {
+      PgResult res(PQexec(p.get(), q.c_str()));
+      for (int i = 0; i < PQntuples(res.get()); ++i) pids.insert(PQgetvalue(res.get(), i, 0));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  std::atomic<long> transactions{0};
+  const double end = now_seconds() + 3.0;
+  const std::string failure = run_threads(16, [&](int) {
+    PgConn conn = connect(f.ci);
+    while (now_seconds() < end) {
+      exec(conn.get(), "SELECT 1");
+      transactions++;
+    }
+  });
+  stop = true;
+  sampler.join();
+  MESSAGE(transactions.load() << " transactions on " << pids.size() << " server connections");
+  CHECK_MESSAGE(failure.empty(), failure);
+  CHECK(pids.size() <= 8);  // the 4 of pool_size, and a few moves while the split settles
+  f.log_if(!failure.empty() || pids.size() > 8);
 }
 
 TEST_CASE("reserve_pool_size serves a client that waited reserve_pool_timeout") {
