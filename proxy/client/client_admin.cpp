@@ -95,6 +95,17 @@ void ClientConn::on_resume() {
   pump();
 }
 
+// Held past query_wait_timeout, as a request waiting for a pool's server would be: it fails unsent (53300) and the
+// session goes on; the database stays paused.
+void ClientConn::on_paused_too_long(double query_wait_timeout) {
+  if (state_ != ClientState::Paused) return;
+  char seconds[32];
+  snprintf(seconds, sizeof seconds, "%g s", query_wait_timeout);
+  resume_requests();
+  fail({Failure::PausedWaitTimeout, {database_, seconds}});
+  if (open()) pump();
+}
+
 // "EXPLAIN ROUTE ..." is no PostgreSQL syntax, so pgmux may answer it in any session. The first-letter test keeps
 // the cost off every other query.
 bool ClientConn::is_explain_route_request() const {

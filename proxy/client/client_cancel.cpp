@@ -6,6 +6,7 @@
 #include "protocol/startup.hpp"
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/ops/admin/console.hpp"
 
 namespace pgmux::proxy {
 
@@ -55,6 +56,7 @@ void ClientConn::on_cancel_request() {
 }
 
 bool ClientConn::cancel_waiting_request() {
+  if (state_ == ClientState::AdminBusy) return admin_->cancel_waiting_pause();
   switch (state_) {
     case ClientState::ServerWait:
     case ClientState::PrimaryWait:

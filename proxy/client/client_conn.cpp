@@ -94,7 +94,7 @@ void ClientConn::set_state(ClientState next) {
   if (next == ClientState::PrimaryWait || next == ClientState::ServerEnding) worker_.wait_for_primary(this);
   if (next == ClientState::ReplayWait) worker_.wait_for_replay(this, replay_wait_->deadline - monotonic_now());
   if (next == ClientState::Paused) worker_.hold_paused(this);
-  if (waits_for_pool(next) && !waits_for_pool(before)) {
+  if ((waits_for_pool(next) && !waits_for_pool(before)) || next == ClientState::Paused) {
     wait_started_ = worker_.now();
     wait_started_ns_ = 0;  // taken by acquire() once the pool could not answer at once
   }

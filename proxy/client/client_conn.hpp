@@ -81,6 +81,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_admin_answer(protocol::ByteVector bytes);
   // PAUSE was lifted: a request held at a transaction boundary goes on.
   void on_resume();
+  // Held by PAUSE for query_wait_timeout: the request fails.
+  void on_paused_too_long(double query_wait_timeout);
   // A cancel request with this client's key (client_cancel.cpp), on the client's own worker.
   void on_cancel_request();
   const CancelSlot* cancel_slot() const { return cancel_slot_.get(); }

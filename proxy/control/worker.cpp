@@ -383,17 +383,22 @@ void Worker::wake_primary_waiters() {
   for (ClientConn* client : waiters) client->on_view_changed();
 }
 
-// Clients held by PAUSE whose database is no longer paused go on (checked each tick: RESUME needs no broadcast).
+// Clients held by PAUSE whose database is no longer paused go on (checked each tick: RESUME needs no broadcast);
+// those held for query_wait_timeout fail their request.
 void Worker::release_resumed() {
   if (paused_.empty()) return;
   std::vector<ClientConn*> resumed;
+  std::vector<ClientConn*> timed_out;
+  const double query_wait_timeout = config_->timeouts.query_wait_timeout;
   paused_.for_each([&](ClientConn* client) {
-    if (!shared_.paused.is_paused(client->database())) resumed.push_back(client);
+    if (!shared_.paused.is_paused(client->database())) {
+      resumed.push_back(client);
+    } else if (now() - client->wait_started() >= query_wait_timeout) {
+      timed_out.push_back(client);
+    }
   });
-  for (ClientConn* client : resumed) {
-    paused_.remove(client);
-    client->on_resume();
-  }
+  for (ClientConn* client : resumed) client->on_resume();  // off the list as it leaves Paused
+  for (ClientConn* client : timed_out) client->on_paused_too_long(query_wait_timeout);
 }
 
 void Worker::tick() {

@@ -161,6 +161,10 @@ constexpr FailureRow kClientSessionRows[] = {
     {F::QueryWaitTimeout, Error, code::kTooManyConnections,
      "pgmux: query_wait_timeout: no server connection became free in pool \"{}\" within {}", "", "", Reuse,
      "query_wait_timeout", "query_wait_timeout", Info},
+    {F::PausedWaitTimeout, Error, code::kTooManyConnections,
+     "pgmux: query_wait_timeout: database \"{}\" stayed paused (PAUSE) for {}", "",
+     "RESUME on pgmux's admin console releases the requests PAUSE holds.", Reuse, "paused_wait_timeout",
+     "query_wait_timeout while paused", Info},
     {F::WaitingRequestCanceled, Error, code::kQueryCanceled, "canceling statement due to user request", "", "",
      Reuse, "waiting_request_canceled", "cancel request for a request that was waiting", Info},
 

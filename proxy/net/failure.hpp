@@ -64,6 +64,7 @@ enum class Failure : uint8_t {
   IdleTransactionTimeout,
   ClientIdleTimeout,
   QueryWaitTimeout,
+  PausedWaitTimeout,
   // The client's own cancel request, for a request still waiting (for a server, a primary, a replay, PAUSE).
   WaitingRequestCanceled,
   // The operator.

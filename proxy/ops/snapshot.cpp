@@ -94,7 +94,9 @@ ClientRow client_row(const ClientConn* c, const WallClock& clock, int worker) {
   split_peer(c->peer(), &row.addr, &row.port);
   row.connect_time = clock.to_unix(c->created_at());
   row.request_time = clock.to_unix(c->last_activity());
-  if (waits_for_pool(c->state())) row.wait_seconds = clock.loop_now - c->wait_started();
+  if (waits_for_pool(c->state()) || c->state() == ClientState::Paused) {
+    row.wait_seconds = clock.loop_now - c->wait_started();
+  }
   if (const std::string* app = c->wanted_params().find("application_name")) row.application_name = *app;
   row.pool_mode = conf::to_string(c->pool_mode());
   for (const ServerConn* s : {c->primary_server(), c->standby_server()}) {

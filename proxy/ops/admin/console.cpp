@@ -170,6 +170,19 @@ void AdminConsole::check_pause_done() {
       });
 }
 
+bool AdminConsole::cancel_waiting_pause() {
+  if (pause_waiting_for_.empty()) return false;
+  const std::string database = pause_waiting_for_;
+  pause_waiting_for_.clear();  // a check still running finds nothing to answer
+  worker_.shared().paused.resume(database);
+  LOG_INFO("C-%llu admin %s: PAUSE %s cancelled by a cancel request; its database is resumed",
+           static_cast<unsigned long long>(client_id_), escape_for_log(user_, 64).c_str(),
+           escape_for_log(database, 64).c_str());
+  answer(Answer::fail(protocol::sqlstate::kQueryCanceled, "canceling statement due to user request",
+                      "the PAUSE is undone: its database is resumed"));
+  return true;
+}
+
 void AdminConsole::on_pause_check(size_t busy_clients) {
   pause_check_running_ = false;
   if (pause_waiting_for_.empty()) return;

@@ -35,6 +35,9 @@ class AdminConsole {
   void on_tick();
   // How many clients of the paused database were still inside a transaction (a PAUSE check's result).
   void on_pause_check(size_t busy_clients);
+  // A cancel request for this console: a PAUSE still waiting for transactions to finish is undone (its database
+  // resumed, as a cancelled statement leaves no effect) and answered with 57014. False: nothing to cancel.
+  bool cancel_waiting_pause();
 
  private:
   void answer(const admin::Answer& answer);

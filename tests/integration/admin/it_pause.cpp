@@ -1,0 +1,106 @@
+// PAUSE and the requests it holds, against the real primary: a held request fails after query_wait_timeout as a
+// request waiting for a pool's server does (PgBouncer's held clients meet query_wait_timeout too), SHOW CLIENTS
+// counts its wait, and a cancel request for the console's waiting PAUSE undoes it (a cancelled statement leaves
+// no effect) with 57014. A cancel of a held request is in it_cancel.cpp.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "tests/support/pg_client.hpp"
+#include "tests/support/pgmux_process.hpp"
+
+using namespace pgmux::test;
+
+namespace {
+
+struct Pausable {
+  Pausable() : listen(pick_listen_port()) {
+    nlohmann::json config = default_config(listen);
+    config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
+    config["admin_users"] = nlohmann::json::array({"admin"});
+    proxy = std::make_unique<ProxyUnderTest>(config.dump(), listen);
+  }
+  PgConn console() const { return connect(proxy->conninfo("admin", "admin-secret", "pgmux")); }
+
+  int listen;
+  std::unique_ptr<ProxyUnderTest> proxy;
+};
+
+// The value of `column` in the row of SHOW CLIENTS whose application_name is `app`, or "" without one.
+std::string client_column(PGconn* console, const std::string& app, const std::string& column) {
+  PgResult res = exec(console, "SHOW CLIENTS");
+  const int app_col = PQfnumber(res.get(), "application_name");
+  const int col = PQfnumber(res.get(), column.c_str());
+  REQUIRE(app_col >= 0);
+  REQUIRE(col >= 0);
+  for (int r = 0; r < PQntuples(res.get()); ++r) {
+    if (app == PQgetvalue(res.get(), r, app_col)) return PQgetvalue(res.get(), r, col);
+  }
+  return "";
+}
+
+// SHOW DATABASES' "paused" of database `name`.
+std::string database_paused(PGconn* console, const std::string& name) {
+  PgResult res = exec(console, "SHOW DATABASES");
+  for (int r = 0; r < PQntuples(res.get()); ++r) {
+    if (name == PQgetvalue(res.get(), r, PQfnumber(res.get(), "name"))) {
+      return PQgetvalue(res.get(), r, PQfnumber(res.get(), "paused"));
+    }
+  }
+  return "no such row";
+}
+
+}  // namespace
+
+TEST_CASE("a request held by PAUSE fails with 53300 after query_wait_timeout; SHOW CLIENTS counts its wait") {
+  if (direct_mode()) return;
+  Pausable p;
+  PgConn admin = p.console();
+  PgConn client = connect(p.proxy->app_conninfo() + " application_name=held");
+  exec(admin.get(), "SET timeouts.query_wait_timeout = 1.5");
+  exec(admin.get(), "PAUSE app");
+  CHECK(database_paused(admin.get(), "app") == "1");
+  REQUIRE(PQsendQuery(client.get(), "SELECT 42") == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  CHECK(std::atof(client_column(admin.get(), "held", "wait").c_str()) +
+            std::atof(client_column(admin.get(), "held", "wait_us").c_str()) / 1e6 >= 0.5);
+  const std::string error = await_error(client.get(), 3.0);
+  CHECK(error.find("53300") != std::string::npos);
+  CHECK(error.find("stayed paused") != std::string::npos);
+  exec(admin.get(), "RESUME app");
+  CHECK(scalar(client.get(), "SELECT 'resumed'") == "resumed");
+}
+
+TEST_CASE("a cancel request for a PAUSE still waiting for a transaction undoes it and answers 57014") {
+  if (direct_mode()) return;
+  Pausable p;
+  PgConn admin = p.console();
+  PgConn busy = connect(p.proxy->app_conninfo());
+  exec(busy.get(), "BEGIN");
+  exec(busy.get(), "SELECT 1");
+  REQUIRE(PQsendQuery(admin.get(), "PAUSE app") == 1);
+  CHECK_FALSE(wait_readable(admin.get(), 0.5));  // waits for busy's transaction
+  PGcancel* cancel = PQgetCancel(admin.get());
+  REQUIRE(cancel != nullptr);
+  char err[256] = {0};
+  CHECK(PQcancel(cancel, err, sizeof err) == 1);
+  PQfreeCancel(cancel);
+  const std::string error = await_error(admin.get(), 3.0);
+  CHECK(error.find("57014") != std::string::npos);
+  // Undone: a new transaction of another client runs while busy's is still open.
+  PgConn other = connect(p.proxy->app_conninfo());
+  REQUIRE(PQsendQuery(other.get(), "SELECT 'not held'") == 1);
+  if (!wait_readable(other.get(), 2.0)) {
+    exec(busy.get(), "COMMIT");  // the PAUSE held on: it answers now; let go before failing, or this would hang
+    PgConn again = p.console();
+    exec(again.get(), "RESUME app");
+    FAIL("a new transaction was still held by the PAUSE");
+  }
+  PgResult res(PQgetResult(other.get()));
+  CHECK(std::string(PQgetvalue(res.get(), 0, 0)) == "not held");
+  while (PGresult* r = PQgetResult(other.get())) PQclear(r);
+  CHECK(database_paused(admin.get(), "app") == "0");
+  exec(busy.get(), "COMMIT");
+}
