@@ -21,8 +21,12 @@ uint64_t fnv1a(uint64_t hash, ByteView bytes) {
 
 uint64_t result_shape(ByteView body) {
   // Int16 count, then per field: name\0, Int32 table, Int16 column, Int32 type, Int16 size, Int32 modifier,
-  // Int16 format. Everything but the format is hashed; a malformed body hashes as it is.
-  constexpr size_t kFixed = 18;  // the fixed-size part after the name
+  // Int16 format. The name, type, size and modifier are hashed: what PostgreSQL compares (equalTupleDescs) before
+  // answering 0A000. Not the source table and column: the same text under another search_path, or over a table
+  // dropped and made again alike, runs on PostgreSQL. A malformed body hashes as it is.
+  constexpr size_t kFixed = 18;   // the fixed-size part after the name
+  constexpr size_t kSource = 6;   // table and column, first in it
+  constexpr size_t kFormat = 2;   // last in it
   uint64_t hash = kFnvOffset;
   size_t pos = 2;
   if (body.size() < pos) return fnv1a(hash, body) | 1;
@@ -31,7 +35,8 @@ uint64_t result_shape(ByteView body) {
     size_t name_end = pos;
     while (name_end < body.size() && body[name_end] != std::byte{0}) ++name_end;
     if (name_end + 1 + kFixed > body.size()) return fnv1a(hash, body.subspan(pos)) | 1;
-    hash = fnv1a(hash, body.subspan(pos, name_end + 1 + kFixed - 2 - pos));  // up to the format code
+    hash = fnv1a(hash, body.subspan(pos, name_end + 1 - pos));  // the name and its terminator
+    hash = fnv1a(hash, body.subspan(name_end + 1 + kSource, kFixed - kSource - kFormat));
     pos = name_end + 1 + kFixed;
   }
   return hash | 1;  // never 0

@@ -12,8 +12,9 @@ namespace pgmux::protocol {
 std::string server_statement_name(ByteView parse_message);
 
 // The result shape of a prepared statement, from the body of the RowDescription its Describe 'S' answers (or
-// an empty body for NoData): column names, source table and column, type, size and modifier, without the format
-// codes (a statement's Describe reports them as text; a portal's depend on its Bind). Two copies of one
+// an empty body for NoData): column names, types, sizes and modifiers, without the source table and column (not
+// part of what PostgreSQL compares) or the format codes (a statement's Describe reports them as text; a portal's
+// depend on its Bind). Two copies of one
 // statement with different shapes were prepared on either side of DDL that changed its columns: PostgreSQL
 // answers 0A000 "cached plan must not change result type" when the older one runs. Never 0 (0 = unknown).
 uint64_t result_shape(ByteView row_description_body);

@@ -380,6 +380,23 @@ Script close_one_of_same_text(const Schema&) {
       .build();
 }
 
+Script search_path_switch(const Schema& s) {
+  // One text over two schemas' tables alike: PostgreSQL analyses a prepared statement again under the new
+  // search_path and runs it (its columns are the same), in transaction pooling too (the shared statement's shape
+  // is compared without its source table). Also after the table is dropped and made again alike.
+  return ScriptBuilder("search_path_switch")
+      .q("SET search_path = " + s.items + "_sa")
+      .parse("diff_sp", "SELECT v FROM t").describe('S', "diff_sp").bind(bind_text("", "diff_sp", {}))
+      .execute("").sync().expect_ready()
+      .q("SET search_path = " + s.items + "_sb")
+      .bind(bind_text("", "diff_sp", {})).execute("").sync().expect_ready()
+      .q("DROP TABLE t; CREATE TABLE t (v text); INSERT INTO t VALUES ('b again')")
+      .bind(bind_text("", "diff_sp", {})).execute("").sync().expect_ready()
+      .q("DROP TABLE t; CREATE TABLE t (v text); INSERT INTO t VALUES ('b')")  // as setup made it, for a rerun
+      .q("RESET search_path")
+      .build();
+}
+
 Script listen_notify(const Schema& s) {
   // The notification comes back to this same session; its sender pid is zeroed by normalize().
   const std::string channel = s.items + "_chan";
@@ -399,7 +416,10 @@ std::string Schema::setup_sql() const {
          " (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), created date, flag bool); "
          "CREATE TABLE " + copies + " (id int, note text); "
          "CREATE FUNCTION " + notice + "(i int) RETURNS int LANGUAGE plpgsql AS "
-         "$$ BEGIN RAISE NOTICE 'row %', i; RETURN i * 10; END $$";
+         "$$ BEGIN RAISE NOTICE 'row %', i; RETURN i * 10; END $$; "
+         "CREATE SCHEMA " + items + "_sa; CREATE TABLE " + items + "_sa.t (v text); INSERT INTO " + items +
+         "_sa.t VALUES ('a'); CREATE SCHEMA " + items + "_sb; CREATE TABLE " + items + "_sb.t (v text); "
+         "INSERT INTO " + items + "_sb.t VALUES ('b')";
 }
 
 std::string Schema::reset_sql() const {
@@ -410,7 +430,7 @@ std::string Schema::reset_sql() const {
 
 std::string Schema::teardown_sql() const {
   return "DROP TABLE IF EXISTS " + items + ", " + copies + ", " + items + "_sp_gone; DROP FUNCTION IF EXISTS " +
-         notice + "(int)";
+         notice + "(int); DROP SCHEMA IF EXISTS " + items + "_sa, " + items + "_sb CASCADE";
 }
 
 std::vector<Script> all_scripts(const Schema& s) {
@@ -421,7 +441,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), shared_statement_mid_sequence(s),
           listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s),
-          close_one_of_same_text(s)};
+          close_one_of_same_text(s), search_path_switch(s)};
 }
 
 }  // namespace pgmux::difftest
