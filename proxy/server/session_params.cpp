@@ -7,6 +7,7 @@
 #include <cctype>
 #include <iterator>
 
+#include "proxy/server/zone_names.hpp"
 #include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
@@ -113,6 +114,7 @@ std::string postgres_spelling(std::string_view name, std::string_view value, con
     if (style.empty() || order.empty()) return std::string(value);
     return style + ", " + order;
   }
+  if (same_name(name, "timezone")) return zone_file_spelling(value).value_or(std::string(value));
   return std::string(value);
 }
 

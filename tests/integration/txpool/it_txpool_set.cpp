@@ -166,11 +166,12 @@ namespace {
 std::string login_view(const std::string& ci) {
   PgConn conn = connect(ci);
   std::string view;
-  for (const char* name : {"DateStyle", "client_encoding", "application_name"}) {
+  for (const char* name : {"DateStyle", "client_encoding", "application_name", "TimeZone"}) {
     const char* value = PQparameterStatus(conn.get(), name);
     view += std::string(name) + "=" + (value ? value : "(none)") + "; ";
   }
-  return view + scalar(conn.get(), "SELECT '2024-03-05'::date::text");
+  return view +
+         scalar(conn.get(), "SELECT '2024-03-05'::date::text || ' ' || '2024-03-05 12:00+00'::timestamptz::text");
 }
 
 }  // namespace
@@ -191,6 +192,8 @@ TEST_CASE("startup values come back as PostgreSQL spells them") {
       "client_encoding=utf8 application_name=startup_values",
       "application_name='" + std::string(70, 'x') + "'",
       "application_name='caf\xc3\xa9 \x01'",
+      "options='-c timezone=europe/paris'",  // psycopg read times as UTC when the name came back in this case
+      "options='-c TimeZone=utc'",
   };
   for (const std::string& extra : extras) {
     CAPTURE(extra);
