@@ -179,7 +179,7 @@ bool AdminConsole::cancel_waiting_pause() {
            static_cast<unsigned long long>(client_id_), escape_for_log(user_, 64).c_str(),
            escape_for_log(database, 64).c_str());
   answer(Answer::fail(protocol::sqlstate::kQueryCanceled, "canceling statement due to user request",
-                      "the PAUSE is undone: its database is resumed"));
+                      "The PAUSE was undone: its database is resumed."));
   return true;
 }
 
