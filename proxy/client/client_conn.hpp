@@ -212,6 +212,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool wait_for_replay();
   bool acquire(int backend_index, Role role);
   bool prepare(ServerConn* server, const routing::Classification& c);
+  bool nothing_to_prepare(const ServerConn& server) const;
   // What a prepare step brought to a server, for when its replies are in.
   struct PrepareStep {
     routing::Classification c;         // the request's class (it is not routed again)

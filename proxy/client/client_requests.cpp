@@ -208,6 +208,7 @@ bool ClientConn::dispatch() {
 // not run, closes statements that changed elsewhere, prepares the statements the request uses, and sends a
 // deferred BEGIN. Returns false while that runs (the request goes out afterwards).
 bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
+  if (nothing_to_prepare(*server)) return true;
   const bool behind_log = server->applied_log < session_.log.size();
   std::vector<SqlStatementPrep> sql_preps =
       missing_sql_statements(*server, server->tx_status() != 'I' || !session_.deferred_begin.empty());
@@ -251,6 +252,15 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
       },
       std::move(described), fail_block_at);
   return false;
+}
+
+// The usual request, told by a few loads instead of the walks below: it uses no statement of an earlier request
+// (named or unnamed) and has no Close, the server ran the whole session log and owes no Closes, no BEGIN waits
+// to go out, and the session has no SQL-prepared statements (transaction pooling prepares those where needed).
+bool ClientConn::nothing_to_prepare(const ServerConn& server) const {
+  const std::vector<std::string>& closes = transaction_pooling() ? server.server_closes : server.pending_closes;
+  return request_.steps.empty() && !request_.uses_prior_unnamed && server.applied_log == session_.log.size() &&
+         session_.deferred_begin.empty() && session_.sql_statements.empty() && closes.empty();
 }
 
 // The prepare step's messages, in this order: the session log the server has not run, each entry its own Query
