@@ -13,10 +13,22 @@ class PauseState {
  public:
   static constexpr const char* kAll = "*";
 
-  void pause(const std::string& database) {
+  // True when the database (or "*") was not paused before.
+  bool pause(const std::string& database) {
     std::lock_guard lock(mutex_);
-    databases_.insert(database);
+    const bool added = databases_.insert(database).second;
     any_.store(true, std::memory_order_release);
+    return added;
+  }
+  bool has_entry(const std::string& database) const {
+    std::lock_guard lock(mutex_);
+    return databases_.count(database) > 0;
+  }
+  // Removes exactly this entry ("*" too, leaving databases paused by name): what one PAUSE added.
+  void lift(const std::string& entry) {
+    std::lock_guard lock(mutex_);
+    databases_.erase(entry);
+    any_.store(!databases_.empty(), std::memory_order_release);
   }
   // Removes the database ("*": everything). False when it was not paused.
   bool resume(const std::string& database) {

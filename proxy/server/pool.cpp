@@ -130,11 +130,12 @@ void Pool::request(PoolClient* client) {
     if (last_shed_request_ > 0 && limits_.pool->slot_wanted.load(std::memory_order_relaxed)) {
       forget_slot_request(host_.now());
     }
+    note_demand(1);  // the server it takes
     assign(idle_.front(), client);
     return;
   }
   waiting_.push_back(client);
-  note_demand();
+  note_demand(0);
   serve_waiters();
 }
 

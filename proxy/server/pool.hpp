@@ -198,7 +198,7 @@ class Pool {
     int worker;
   };
   // Sharing the budget with other workers' pools of this key (pool_sharing.cpp).
-  void note_demand();  // a client asked and did not get an idle server at once
+  void note_demand(int taking);  // a client asked: `taking` 1 when it takes an idle server at once
   int demand() const;  // the most clients that wanted a server at once, lately
   void roll_demand_window(double now);
   void ask_for_slot(double now);

@@ -23,8 +23,8 @@ constexpr double kTurnMargin = 0.5;
 constexpr double kDemandWindow = 1.0;
 }  // namespace
 
-void Pool::note_demand() {
-  demand_peak_ = std::max(demand_peak_, static_cast<int>(busy_.size() + waiting_.size()));
+void Pool::note_demand(int taking) {
+  demand_peak_ = std::max(demand_peak_, static_cast<int>(busy_.size() + waiting_.size()) + taking);
 }
 
 int Pool::demand() const {

@@ -4,6 +4,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <mutex>
 #include <unordered_map>
@@ -12,10 +13,13 @@ namespace pgmux::proxy {
 
 namespace {
 
-// Zone names are letters, digits and _-+ in components separated by '/'; nothing else is looked up (a client
-// writes this value: no "..", no hidden files, nothing outside the zone directory).
+// Zone names are letters, digits and _-+ in up to four components separated by '/' (right/America/Argentina/
+// Buenos_Aires); nothing else is looked up (a client writes this value: no "..", no hidden files, nothing outside
+// the zone directory, and no long walk through a directory that links to itself, such as posix -> .).
 bool plausible_zone_name(std::string_view value) {
+  constexpr size_t kMaxComponents = 4;
   if (value.empty() || value.size() > 255 || value.front() == '/' || value.back() == '/') return false;
+  if (static_cast<size_t>(std::count(value.begin(), value.end(), '/')) >= kMaxComponents) return false;
   char previous = '/';
   for (char c : value) {
     const bool word = std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '+';

@@ -49,5 +49,6 @@ TEST_CASE("zone_file_spelling: no answer for what is not a zone file there") {
   CHECK_FALSE(zone_file_spelling("europe//paris", zones.path));
   CHECK_FALSE(zone_file_spelling("/europe/paris", zones.path));
   CHECK_FALSE(zone_file_spelling("", zones.path));
+  CHECK_FALSE(zone_file_spelling("a/b/c/d/e", zones.path));  // more components than any zone has
   CHECK_FALSE(zone_file_spelling("europe/paris", zones.path + "/none"));
 }

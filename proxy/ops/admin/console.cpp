@@ -88,10 +88,15 @@ void AdminConsole::run(const admin::Command& cmd, const admin::Input& input) {
   switch (command->runs) {
     case admin::Runs::Here: {
       context.worker = &worker_;
+      const bool pause = command->handler == admin::pause_command;
+      const std::string paused = input.args.empty() ? PauseState::kAll : input.args[0];
+      const bool was_paused = pause && shared.paused.has_entry(paused);
       Answer result = command->handler(input, context);
-      if (command->handler == admin::pause_command && !result.error) {
+      if (pause && !result.error) {
         // Answered once no client of the database is inside a transaction any more.
-        pause_waiting_for_ = input.args.empty() ? PauseState::kAll : input.args[0];
+        pause_waiting_for_ = paused;
+        pause_added_ = !was_paused;
+        ++pause_generation_;
         check_pause_done();
         return;
       }
@@ -155,9 +160,10 @@ void AdminConsole::check_pause_done() {
   Worker* worker = &worker_;
   const uint64_t id = client_id_;
   const std::string database = pause_waiting_for_;
+  const uint64_t generation = pause_generation_;
   gather_snapshots(
       shared, [worker](std::function<void()> fn) { worker->post([fn = std::move(fn)](Worker&) { fn(); }); },
-      [worker, id, database](std::vector<WorkerSnapshot> snapshots) {
+      [worker, id, database, generation](std::vector<WorkerSnapshot> snapshots) {
         ClientConn* client = worker->find_client(id);
         if (!client || !client->is_admin()) return;  // the admin left: nothing to answer
         size_t busy = 0;
@@ -166,25 +172,31 @@ void AdminConsole::check_pause_done() {
             if (!c.admin && c.in_transaction && (database == PauseState::kAll || c.database == database)) ++busy;
           }
         }
-        client->admin_console()->on_pause_check(busy);
+        client->admin_console()->on_pause_check(generation, busy);
       });
 }
 
 bool AdminConsole::cancel_waiting_pause() {
   if (pause_waiting_for_.empty()) return false;
   const std::string database = pause_waiting_for_;
-  pause_waiting_for_.clear();  // a check still running finds nothing to answer
-  worker_.shared().paused.resume(database);
-  LOG_INFO("C-%llu admin %s: PAUSE %s cancelled by a cancel request; its database is resumed",
-           static_cast<unsigned long long>(client_id_), escape_for_log(user_, 64).c_str(),
-           escape_for_log(database, 64).c_str());
+  pause_waiting_for_.clear();
+  ++pause_generation_;  // a check still running answers nothing
+  if (pause_added_) worker_.shared().paused.lift(database);
+  LOG_INFO("C-%llu admin %s: PAUSE %s cancelled by a cancel request; %s", static_cast<unsigned long long>(client_id_),
+           escape_for_log(user_, 64).c_str(), escape_for_log(database, 64).c_str(),
+           pause_added_ ? "its pause is lifted" : "it was paused before and stays so");
   answer(Answer::fail(protocol::sqlstate::kQueryCanceled, "canceling statement due to user request",
-                      "The PAUSE was undone: its database is resumed."));
+                      pause_added_ ? "The PAUSE was undone: what it paused is resumed."
+                                   : "It was paused before this PAUSE and stays paused."));
   return true;
 }
 
-void AdminConsole::on_pause_check(size_t busy_clients) {
+void AdminConsole::on_pause_check(uint64_t generation, size_t busy_clients) {
   pause_check_running_ = false;
+  if (generation != pause_generation_) {  // for a PAUSE since cancelled: this one's own check is due
+    if (!pause_waiting_for_.empty()) check_pause_done();
+    return;
+  }
   if (pause_waiting_for_.empty()) return;
   if (busy_clients > 0) return;  // the next tick looks again
   LOG_INFO("C-%llu admin: PAUSE %s done: no transaction running", static_cast<unsigned long long>(client_id_),

@@ -33,10 +33,12 @@ class AdminConsole {
 
   // Worker tick: a PAUSE waiting for transactions to finish checks again.
   void on_tick();
-  // How many clients of the paused database were still inside a transaction (a PAUSE check's result).
-  void on_pause_check(size_t busy_clients);
-  // A cancel request for this console: a PAUSE still waiting for transactions to finish is undone (its database
-  // resumed, as a cancelled statement leaves no effect) and answered with 57014. False: nothing to cancel.
+  // How many clients of the paused database were still inside a transaction (the result of the check started
+  // for the PAUSE wait `generation`).
+  void on_pause_check(uint64_t generation, size_t busy_clients);
+  // A cancel request for this console: a PAUSE still waiting for transactions to finish is undone (the pause it
+  // added lifted, as a cancelled statement leaves no effect; one that was there before stays) and answered with
+  // 57014. False: nothing to cancel.
   bool cancel_waiting_pause();
 
  private:
@@ -49,6 +51,8 @@ class AdminConsole {
   uint64_t client_id_;
   std::string user_;
   std::string pause_waiting_for_;  // the database a PAUSE waits on ("*" = all); empty = none
+  bool pause_added_ = false;       // that PAUSE paused it (it was not paused before): a cancel lifts it
+  uint64_t pause_generation_ = 0;  // one per PAUSE wait begun or cancelled: a check's result is for its own
   bool pause_check_running_ = false;
 };
 

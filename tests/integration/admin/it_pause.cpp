@@ -52,6 +52,20 @@ std::string database_paused(PGconn* console, const std::string& name) {
   return "no such row";
 }
 
+// `busy` opens a transaction; the console's `pause` waits for it and is cancelled: the console's error.
+std::string cancel_pause_waiting_for(PGconn* console, PGconn* busy, const std::string& pause) {
+  exec(busy, "BEGIN");
+  exec(busy, "SELECT 1");
+  REQUIRE(PQsendQuery(console, pause.c_str()) == 1);
+  CHECK_FALSE(wait_readable(console, 0.5));  // waits for busy's transaction
+  PGcancel* cancel = PQgetCancel(console);
+  REQUIRE(cancel != nullptr);
+  char err[256] = {0};
+  CHECK(PQcancel(cancel, err, sizeof err) == 1);
+  PQfreeCancel(cancel);
+  return await_error(console, 3.0);
+}
+
 }  // namespace
 
 TEST_CASE("a request held by PAUSE fails with 53300 after query_wait_timeout; SHOW CLIENTS counts its wait") {
@@ -78,17 +92,7 @@ TEST_CASE("a cancel request for a PAUSE still waiting for a transaction undoes i
   Pausable p;
   PgConn admin = p.console();
   PgConn busy = connect(p.proxy->app_conninfo());
-  exec(busy.get(), "BEGIN");
-  exec(busy.get(), "SELECT 1");
-  REQUIRE(PQsendQuery(admin.get(), "PAUSE app") == 1);
-  CHECK_FALSE(wait_readable(admin.get(), 0.5));  // waits for busy's transaction
-  PGcancel* cancel = PQgetCancel(admin.get());
-  REQUIRE(cancel != nullptr);
-  char err[256] = {0};
-  CHECK(PQcancel(cancel, err, sizeof err) == 1);
-  PQfreeCancel(cancel);
-  const std::string error = await_error(admin.get(), 3.0);
-  CHECK(error.find("57014") != std::string::npos);
+  CHECK(cancel_pause_waiting_for(admin.get(), busy.get(), "PAUSE app").find("57014") != std::string::npos);
   // Undone: a new transaction of another client runs while busy's is still open.
   PgConn other = connect(p.proxy->app_conninfo());
   REQUIRE(PQsendQuery(other.get(), "SELECT 'not held'") == 1);
@@ -103,4 +107,22 @@ TEST_CASE("a cancel request for a PAUSE still waiting for a transaction undoes i
   while (PGresult* r = PQgetResult(other.get())) PQclear(r);
   CHECK(database_paused(admin.get(), "app") == "0");
   exec(busy.get(), "COMMIT");
+}
+
+// A cancelled statement leaves no effect, and only its own: cancelling a PAUSE of everything that waits for a
+// transaction must not lift a pause of one database made before it.
+TEST_CASE("a cancel of a waiting PAUSE lifts only what that PAUSE paused") {
+  if (direct_mode()) return;
+  Pausable p;
+  PgConn admin = p.console();
+  exec(admin.get(), "PAUSE app");  // nothing running: answered at once
+  PgConn busy = connect(p.proxy->conninfo("app", "app", "postgres"));  // another database, through "*"
+  CHECK(cancel_pause_waiting_for(admin.get(), busy.get(), "PAUSE").find("57014") != std::string::npos);
+  CHECK(database_paused(admin.get(), "app") == "1");  // paused before the cancelled PAUSE: stays paused
+  exec(busy.get(), "COMMIT");
+  REQUIRE(PQsendQuery(busy.get(), "SELECT 'not held'") == 1);
+  const bool held = !wait_readable(busy.get(), 2.0);  // the cancelled PAUSE of everything holds nothing
+  exec(admin.get(), held ? "RESUME" : "RESUME app");
+  CHECK_FALSE(held);
+  CHECK(await_error(busy.get(), 3.0).empty());
 }
