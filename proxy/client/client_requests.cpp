@@ -254,13 +254,14 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   return false;
 }
 
-// The usual request, told by a few loads instead of the walks below: it uses no statement of an earlier request
-// (named or unnamed) and has no Close, the server ran the whole session log and owes no Closes, no BEGIN waits
-// to go out, and the session has no SQL-prepared statements (transaction pooling prepares those where needed).
+// The usual request, told by a few loads instead of the walks below: it names no statement (its own unnamed one
+// aside: the walks skip it) and uses no unnamed statement of an earlier request, the server ran the whole session
+// log and owes no Closes, and the session has no SQL-prepared statements (transaction pooling prepares those where
+// needed). A deferred BEGIN then goes out in front of the request itself (build_prepare_step returns 0 for it).
 bool ClientConn::nothing_to_prepare(const ServerConn& server) const {
   const std::vector<std::string>& closes = transaction_pooling() ? server.server_closes : server.pending_closes;
-  return request_.steps.empty() && !request_.uses_prior_unnamed && server.applied_log == session_.log.size() &&
-         session_.deferred_begin.empty() && session_.sql_statements.empty() && closes.empty();
+  return request_.used.empty() && !request_.parses_named && request_.closes == 0 && !request_.uses_prior_unnamed &&
+         server.applied_log == session_.log.size() && session_.sql_statements.empty() && closes.empty();
 }
 
 // The prepare step's messages, in this order: the session log the server has not run, each entry its own Query
