@@ -99,10 +99,8 @@ void ClientConn::on_resume() {
 // session goes on; the database stays paused.
 void ClientConn::on_paused_too_long(double query_wait_timeout) {
   if (state_ != ClientState::Paused) return;
-  char seconds[32];
-  snprintf(seconds, sizeof seconds, "%g s", query_wait_timeout);
   resume_requests();
-  fail({Failure::PausedWaitTimeout, {database_, seconds}});
+  fail({Failure::PausedWaitTimeout, {database_, format_seconds(query_wait_timeout)}});
   if (open()) pump();
 }
 

@@ -57,15 +57,7 @@ void ClientConn::on_cancel_request() {
 
 bool ClientConn::cancel_waiting_request() {
   if (state_ == ClientState::AdminBusy) return admin_->cancel_waiting_pause();
-  switch (state_) {
-    case ClientState::ServerWait:
-    case ClientState::PrimaryWait:
-    case ClientState::ReplayWait:
-    case ClientState::Paused:
-      break;
-    default:
-      return false;
-  }
+  if (!holds_unsent_request(state_)) return false;
   LOG_INFO("%s: cancel request while the request waits (%s): it fails unsent", log_prefix().c_str(),
            to_string(state_));
   routed_.reset();

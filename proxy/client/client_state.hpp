@@ -50,6 +50,13 @@ inline bool is_logged_in(ClientState s) {
          s != ClientState::Closing;
 }
 
+// The request in hand waits unsent (for a pool's server, a primary, a standby's replay, PAUSE): a cancel request
+// fails it with 57014 there (client_cancel.cpp), since no server runs it.
+inline bool holds_unsent_request(ClientState s) {
+  return s == ClientState::ServerWait || s == ClientState::PrimaryWait || s == ClientState::ReplayWait ||
+         s == ClientState::Paused;
+}
+
 // Waiting in a pool's FIFO for a server.
 inline bool waits_for_pool(ClientState s) { return s == ClientState::LoginWait || s == ClientState::ServerWait; }
 

@@ -181,22 +181,6 @@ void Worker::retire_unused_auto_pools(double now) {
   }
 }
 
-ClientConn* Worker::find_client(uint64_t id) {
-  ClientConn* found = nullptr;
-  clients_.for_each([&](ClientConn* client) {
-    if (client->id() == id) found = client;
-  });
-  return found;
-}
-
-ClientConn* Worker::client_with_cancel_slot(const CancelSlot* slot) {
-  ClientConn* found = nullptr;
-  clients_.for_each([&](ClientConn* client) {
-    if (client->cancel_slot() == slot) found = client;
-  });
-  return found;
-}
-
 void Worker::close_idle_servers_to(int backend_index, uint64_t lost_server) {
   if (backend_index < 0) return;  // a pool a reload moved aside: no backend of the config any more
   size_t closed = 0;

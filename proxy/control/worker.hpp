@@ -131,9 +131,23 @@ class Worker final : public PoolHost {
   // The picture of this worker's clients, servers and pools (snapshot.cpp).
   WorkerSnapshot snapshot();
   // The client with this id on this worker, or null.
-  ClientConn* find_client(uint64_t id);
+  ClientConn* find_client(uint64_t id) {
+    return find_client_where([id](const ClientConn* c) { return c->id() == id; });
+  }
   // The client on this worker that holds this cancel slot, or null (it has gone).
-  ClientConn* client_with_cancel_slot(const CancelSlot* slot);
+  ClientConn* client_with_cancel_slot(const CancelSlot* slot) {
+    return find_client_where([slot](const ClientConn* c) { return c->cancel_slot() == slot; });
+  }
+  // The first client on this worker for which `match` holds, or null: a walk over them all (admin commands and
+  // cancel requests, not per message).
+  template <typename Match>
+  ClientConn* find_client_where(Match&& match) {
+    ClientConn* found = nullptr;
+    clients_.for_each([&](ClientConn* client) {
+      if (!found && match(client)) found = client;
+    });
+    return found;
+  }
   // Server S-lost_server of backend backend_index ended as the whole server does (ServerConn::ended_with_backend):
   // this worker's idle connections to that backend are closed, in every pool.
   void close_idle_servers_to(int backend_index, uint64_t lost_server);

@@ -372,6 +372,12 @@ std::string FailureReport::detail() const {
   return fill_placeholders(row().detail, words_, &next);
 }
 
+std::string format_seconds(double seconds) {
+  char text[32];
+  snprintf(text, sizeof text, "%g s", seconds);
+  return text;
+}
+
 std::string fill_placeholders(std::string_view pattern, const std::vector<std::string>& words, size_t* next) {
   std::string out;
   size_t from = 0;

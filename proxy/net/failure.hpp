@@ -184,6 +184,9 @@ class FailureReport {
   bool protocol2_ = false;
 };
 
+// A duration as failure messages word it: "1.5 s".
+std::string format_seconds(double seconds);
+
 // "{}" in `pattern` replaced by words[*next], words[*next + 1], ...; a missing word leaves "?".
 std::string fill_placeholders(std::string_view pattern, const std::vector<std::string>& words, size_t* next);
 

@@ -7,14 +7,6 @@
 
 namespace pgmux::proxy {
 
-namespace {
-std::string format_seconds(double seconds) {
-  char text[32];
-  snprintf(text, sizeof text, "%g s", seconds);
-  return text;
-}
-}  // namespace
-
 Pool::Pool(PoolHost& host, std::string key, std::string name, int backend_index, BackendAddress backend,
            ServerLogin login, Limits limits, conf::PoolMode mode)
     : host_(host),

@@ -73,6 +73,15 @@ TEST_CASE("client states: predicates") {
   CHECK_FALSE(pgmux::proxy::waits_for_pool(ClientState::PrimaryWait));
   CHECK_FALSE(pgmux::proxy::waits_for_pool(ClientState::ReplayWait));
   CHECK_FALSE(pgmux::proxy::is_waiting(ClientState::Ready));
+  // What a cancel request fails unsent: not LoginWait (no key yet), Draining or Preparing (a server works for it).
+  for (ClientState s : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
+                        ClientState::Paused}) {
+    CHECK(pgmux::proxy::holds_unsent_request(s));
+  }
+  for (ClientState s : {ClientState::LoginWait, ClientState::Ready, ClientState::Draining, ClientState::Preparing,
+                        ClientState::ServerEnding, ClientState::AdminBusy}) {
+    CHECK_FALSE(pgmux::proxy::holds_unsent_request(s));
+  }
 }
 
 TEST_CASE("client states: an idle session's ended primary connection is decided from Ready, back to Ready") {
