@@ -255,7 +255,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_pin(routing::PinReason pin, bool pinned_primary);
   bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);
   bool binds_earlier_unnamed(const ServerConn* server) const;
-  void learn_shape(ServerConn& server, std::string_view client_name);
+  void learn_description(ServerConn& server, std::string_view client_name);
   const PreparedStatement* stale_statement(const ServerConn* server);
   bool server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored);
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
@@ -266,7 +266,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void resolve_server_names(ServerConn* server);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;
   const ParsedStatement* duplicate_parse();
-  bool answer_parse_locally();
+  bool answer_parse_instead_of_waiting();
   void count_statement_traffic(PoolStats& stats);
   // Transaction pooling rewrites requests that parse, use or close named statements, or use the unnamed statement
   // an earlier request parsed (forward_renamed). The unnamed statement and portals keep their names: a request
@@ -431,7 +431,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::vector<std::string> batch_server_names_;
   std::vector<const std::string*> step_server_names_;
   std::vector<uint32_t> created_here_;  // named Parses of the request that create a shared statement (their index)
-  uint64_t parses_answered_here_ = 0;  // answer_parse_locally's, not yet counted in a pool's stats
+  uint64_t parses_answered_here_ = 0;  // answer_parse_instead_of_waiting's, not yet counted in a pool's stats
   // Named Parses of a name that exists (the server answers 42P05): index in request_.parses, shared name sent.
   std::vector<std::pair<size_t, const std::string*>> duplicates_here_;
 

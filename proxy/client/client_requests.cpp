@@ -191,9 +191,9 @@ bool ClientConn::dispatch() {
     answer_locally_with_error({Failure::DuplicatePreparedStatement, {std::string(duplicate->name)}});
     return true;
   }
-  if (answer_parse_locally()) return true;
   ServerConn* server = choose_server(c);
   if (!server) {
+    if (answer_parse_instead_of_waiting()) return true;
     // Its pool handed a server over at once (an idle one, nothing to sync): on with it now, rather than scan and
     // dispatch this same request again in the next turn of pump_requests' loop.
     if (open() && reads_requests(state_) && routed_server()) return resume_routed();
@@ -351,7 +351,7 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   if (ok || !step.prepares_statements) {
     for (const auto& name : step.prepared) {
       s.prepared.insert(name);
-      learn_shape(s, name);
+      learn_description(s, name);
     }
     if (step.prepares_unnamed) unnamed_.prepared_on(&s);
   }

@@ -51,12 +51,25 @@ bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
   return request_.uses_prior_unnamed && server != unnamed_.server() && !unnamed_.parse().empty();
 }
 
+// Transaction pooling: the server lacks a copy the client's statement can run on. An older copy than the client's
+// Parse may predate DDL the client saw; one whose parameter types differ from those the client's Parse resolved
+// was made after DDL by another client's Parse of the same text (or inferred them here): then, and whenever pgmux
+// prepares a statement whose types are known, its Parse spells them out (pin_parameter_types: another shared
+// name, which the server may have).
 bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored) {
   if (!transaction_pooling()) return !server->prepared.contains(client_name);
   // A use makes the copy the most recently used (get, not peek): the list closes the least recently used first,
   // so a request's own statements are the last to go when it prepares another one there.
   const ServerConn::SharedStatement* copy = server->server_statements.get(stored.server_name);
-  return !copy || copy->prepared_at < stored.parsed_at;  // an older copy may predate DDL the client saw
+  PreparedStatement* own = session_.find_statement(client_name);  // `stored`, which the walk sees as const
+  if (copy && copy->prepared_at >= stored.parsed_at) {
+    if (copy->parameter_types.empty() || copy->parameter_types == stored.parameter_types) return false;
+    if (stored.parameter_types.empty()) {  // its Parse was answered by pgmux: the types of the copy it runs on
+      if (own) own->parameter_types = copy->parameter_types;
+      return false;
+    }
+  }
+  return !own || !pin_parameter_types(*own) || server_lacks(server, client_name, *own);
 }
 
 // Appends the Parse of a statement from the session that the server lacks (once per prep).
@@ -81,18 +94,19 @@ void ClientConn::add_session_statement(ServerConn* server, std::string_view clie
   build_describe(messages, 'S', name);  // its shape (ServerConn::SharedStatement)
   // The list closes the least recently used to make room, never one this request uses (the walk made those the
   // most recent: at most one per step); a request that uses more than max_per_server keeps them all meanwhile.
-  server->server_statements.put_keeping(name, {uv_hrtime(), 0}, request_.steps.size(),
+  server->server_statements.put_keeping(name, {uv_hrtime(), 0, {}}, request_.steps.size(),
                                         [&](const std::string& evicted) { build_close(messages, 'S', evicted); });
   prepared.emplace_back(client_name);
 }
 
-// Transaction pooling: a client statement's result shape is the first one known of a copy made for it (its own
-// Parse's, or the first server's that prepared it for the client).
-void ClientConn::learn_shape(ServerConn& server, std::string_view client_name) {
+// Transaction pooling: a client statement's result shape and parameter types are the first ones known of a copy
+// made for it (its own Parse's, or the first server's that prepared it for the client).
+void ClientConn::learn_description(ServerConn& server, std::string_view client_name) {
   PreparedStatement* stored = session_.find_statement(client_name);
-  if (!stored || stored->shape != 0 || !transaction_pooling()) return;
+  if (!stored || !transaction_pooling()) return;
   if (const ServerConn::SharedStatement* copy = server.server_statements.peek(stored->server_name)) {
-    stored->shape = copy->shape;
+    if (stored->shape == 0) stored->shape = copy->shape;
+    if (stored->parameter_types.empty()) stored->parameter_types = copy->parameter_types;
   }
 }
 
@@ -136,11 +150,14 @@ const ParsedStatement* ClientConn::duplicate_parse() {
   return existing && existing->confirmed ? &first : nullptr;
 }
 
-// Transaction pooling: a batch of only named Parses and a Sync (libpq's PQprepare) from a client that holds no
-// server is answered here; the statement is prepared on whichever server first needs it. Clients that prepare
-// synchronously (pgbench -M prepared) would otherwise wait for a server that their own thread's other
-// connections hold. Limit: an invalid statement is reported at its first use instead of at Parse.
-bool ClientConn::answer_parse_locally() {
+// Transaction pooling: a batch of only named Parses and a Sync (libpq's PQprepare) that would wait for a server
+// to be released (its pool is full) is answered here; the statement is prepared on whichever server first needs
+// it. Clients that prepare synchronously (pgbench -M prepared, more clients than servers) would otherwise wait
+// for a server that their own thread's other connections hold. Any other time it goes to a server like any
+// request, which checks the statement and fixes its parameter types as PostgreSQL does at Parse. Limit (README):
+// a statement answered here is checked at its first use, and types left to infer are inferred then.
+bool ClientConn::answer_parse_instead_of_waiting() {
+  if (state_ != ClientState::ServerWait || !waiting_pool_ || !waiting_pool_->waits_for_release(this)) return false;
   if (!transaction_pooling() || request_.kind != RequestKind::Extended || !request_.ends_with_sync ||
       request_.parses.empty() || request_.messages != request_.parses.size() + 1 || !session_.deferred_begin.empty()) {
     return false;
@@ -152,6 +169,8 @@ bool ClientConn::answer_parse_locally() {
     return all_create = step.outcome == ParseOutcome::Creates;
   });
   if (!all_create) return false;
+  routed_.reset();
+  resume_requests();  // off the pool's list
   ByteVector out;
   const uint64_t now = uv_hrtime();
   for (const auto& parse : request_.parses) {
@@ -231,7 +250,8 @@ bool ClientConn::hides_unnamed_close(const ServerConn* server, OwedReply& owed) 
 }
 
 // SHOW STATS' prepared-statement counts, as PgBouncer keeps them in its tracking mode. Parses answered here
-// (answer_parse_locally) count with the client's next request that names a statement, in that request's pool.
+// (answer_parse_instead_of_waiting) count with the client's next request that names a statement, in that
+// request's pool.
 void ClientConn::count_statement_traffic(PoolStats& stats) {
   for (const ParsedStatement& parse : request_.parses) stats.client_parses += parse.name.empty() ? 0 : 1;
   stats.client_parses += std::exchange(parses_answered_here_, 0);
@@ -315,7 +335,7 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       unconfirmed_.push_back({owed.request, parses_before + step.step->parse, std::string(name)});
       server->prepared.emplace(name);
       if (transaction_pooling()) {
-        server->server_statements.put_keeping(stored.server_name, {now, 0}, request_.steps.size(),
+        server->server_statements.put_keeping(stored.server_name, {now, 0, {}}, request_.steps.size(),
                                               [&](std::string evicted) {
                                                 server->server_closes.push_back(std::move(evicted));
                                               });

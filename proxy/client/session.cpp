@@ -2,8 +2,10 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <utility>
 
+#include "protocol/frontend_messages.hpp"
 #include "protocol/statement_naming.hpp"
 #include "routing/session_sql.hpp"
 
@@ -82,9 +84,30 @@ PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const r
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
   stored.server_name = transaction_pooling ? protocol::server_statement_name(parse.message) : std::string();
   stored.confirmed = false;
+  stored.shape = 0;
+  stored.parameter_types.clear();
   stored.parsed_at = now_ns;
   stored.made_by_request = request;
   return stored;
+}
+
+bool pin_parameter_types(PreparedStatement& stored) {
+  using protocol::ByteView;
+  const ByteView message(stored.parse);
+  if (stored.parameter_types.size() < 2 || message.size() < 5) return false;
+  const std::optional<protocol::ParseMessage> parse = protocol::parse_parse(message.subspan(5));
+  if (!parse) return false;
+  const ByteView resolved = ByteView(stored.parameter_types).subspan(2);
+  const bool spelled_out = parse->parameter_type_bytes.size() == resolved.size() &&
+                           std::equal(resolved.begin(), resolved.end(), parse->parameter_type_bytes.begin());
+  if (spelled_out) return false;
+  std::vector<int32_t> types(resolved.size() / 4);
+  for (size_t i = 0; i < types.size(); ++i) types[i] = int32_t(protocol::load_be32(resolved.data() + 4 * i));
+  protocol::ByteVector typed;
+  protocol::build_parse(typed, parse->statement, parse->sql, types);
+  stored.parse = std::move(typed);
+  stored.server_name = protocol::server_statement_name(stored.parse);
+  return true;
 }
 
 const PreparedStatement* ClientSession::find_statement(std::string_view name) const {

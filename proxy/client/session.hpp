@@ -25,11 +25,20 @@ struct PreparedStatement {
   std::string server_name;     // transaction pooling: "pgmux_<hash>", the name servers know it by
   bool confirmed = false;      // the request that parsed it finished without an error: it surely exists
   uint64_t shape = 0;          // transaction pooling: its result shape (protocol::result_shape; 0: not known)
+  // Transaction pooling: its parameter types as PostgreSQL resolved them at its Parse (the body of the
+  // ParameterDescription of the copy that Parse made: an int16 count, then the OIDs; empty: not known yet).
+  protocol::ByteVector parameter_types;
   uint64_t parsed_at = 0;      // uv_hrtime() of the client's Parse (transaction pooling: older server copies are
                                // prepared again, see ServerConn::server_statements)
   uint64_t made_by_request = 0;  // the number of the client's request that parsed it (ClientConn::requests_sent_;
                                  // answered here: the last one sent): a DISCARD ALL sent before it leaves it be
 };
+
+// Transaction pooling: a statement whose Parse left parameter types for the server to infer, once those types are
+// known, is prepared on other servers with them spelled out in its Parse (and under that Parse's shared name):
+// a copy made after DDL would infer others (an ALTER COLUMN ... TYPE), and a binary parameter of the old type
+// would be misread. PostgreSQL fixes a statement's parameter types at its Parse. True when `stored` changed.
+bool pin_parameter_types(PreparedStatement& stored);
 
 // How the session log changed when a command was recorded: what the server that ran it has applied, and
 // whether every other server must replay the log from its start.

@@ -149,6 +149,10 @@ class Pool {
   void for_each_waiting(F&& f) {
     waiting_.for_each(f);
   }
+  // The client waits here and no server is being opened for it: only a server given back will serve it.
+  bool waits_for_release(const PoolClient* client) {
+    return client->wait_node.linked() && !has_server_on_the_way(client);
+  }
   int connecting_count() const { return connecting_; }
   size_t waiting_count() const { return waiting_.size(); }
   size_t idle_count() const { return idle_.size(); }

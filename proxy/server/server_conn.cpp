@@ -299,7 +299,9 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
     }
     case backend::kParameterDescription:  // a Describe 'S' answers this first, then its RowDescription or NoData
       if (state() == ServerState::Internal && owed_.front_fate() == ReplyFate::Internal) {
-        owed_.front().internal->describing = true;
+        InternalRun& run = *owed_.front().internal;
+        run.describing = true;
+        if (!run.described.empty()) record_parameter_types(run.described.front(), body);
       }
       return;
     case backend::kRowDescription:
@@ -319,6 +321,12 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
 
 void ServerConn::record_shape(const std::string& statement, ByteView row_description_body) {
   if (SharedStatement* shared = server_statements.get(statement)) shared->shape = result_shape(row_description_body);
+}
+
+void ServerConn::record_parameter_types(const std::string& statement, ByteView parameter_description_body) {
+  if (SharedStatement* shared = server_statements.get(statement)) {
+    shared->parameter_types.assign(parameter_description_body.begin(), parameter_description_body.end());
+  }
 }
 
 void ServerConn::run_pool_query(std::string sql, QueryDone done) {

@@ -121,6 +121,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   struct SharedStatement {
     uint64_t prepared_at = 0;
     uint64_t shape = 0;  // protocol::result_shape of its Describe (0: not known)
+    // The body of its Describe's ParameterDescription (empty: not known): the types its Parse fixed here.
+    protocol::ByteVector parameter_types;
   };
   protocol::LruMap<std::string, SharedStatement, protocol::TransparentStringHash> server_statements;
   std::vector<std::string> server_closes;  // evicted from server_statements: close before the next request
@@ -172,6 +174,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   protocol::ByteVector* client_view_of_error(protocol::ByteView body);
   void note_parse_complete();
   void record_shape(const std::string& statement, protocol::ByteView row_description_body);
+  void record_parameter_types(const std::string& statement, protocol::ByteView parameter_description_body);
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
   void note_ready(protocol::ByteView body);
   // At each relayed ReadyForQuery the request's writes join its transaction's (pipelined requests are answered in

@@ -379,6 +379,7 @@ void ServerConn::note_parse_complete() {
 // message is not one (nothing else can come between them: then the hiding simply ends).
 bool ServerConn::take_hidden_describe(char tag, ByteView body, size_t size, RelayPass& pass) {
   if (hidden_describe_ == 2 && tag == backend::kParameterDescription) {
+    record_parameter_types(described_statement_, body);
     hidden_describe_ = 1;
   } else if (hidden_describe_ == 1 && (tag == backend::kRowDescription || tag == backend::kNoData)) {
     record_shape(described_statement_, tag == backend::kNoData ? ByteView() : body);

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "protocol/frontend_messages.hpp"
+#include "protocol/statement_naming.hpp"
 #include "proxy/client/session.hpp"
 
 using pgmux::proxy::ClientSession;
@@ -148,4 +149,34 @@ TEST_CASE("prepared statements: DISCARD ALL forgets only those parsed before it"
   REQUIRE(session.find_statement("new") != nullptr);
   CHECK(session.find_statement("new")->parse == parse_new);
   CHECK(session.statement_count() == 1);
+}
+
+// Once the types PostgreSQL inferred are known (the ParameterDescription of its copy), a statement is prepared
+// elsewhere with them in its Parse, under that Parse's shared name; one that named them all already stays as is.
+TEST_CASE("prepared statements: inferred parameter types are spelled out once known") {
+  using pgmux::protocol::ByteVector;
+  ByteVector parse;
+  pgmux::protocol::build_parse(parse, "s1", "INSERT INTO t VALUES ($1, $2)", {23});  // $2 left to infer
+  pgmux::proxy::ParsedStatement statement{"s1", "INSERT INTO t VALUES ($1, $2)", parse};
+  ClientSession session;
+  auto& stored = session.remember(statement, {}, true, 1, 1);
+  const std::string inferred_name = stored.server_name;
+  CHECK_FALSE(pgmux::proxy::pin_parameter_types(stored));  // not known yet: nothing to spell out
+
+  // ParameterDescription body: two parameters, int4 and real.
+  const ByteVector described = {std::byte{0}, std::byte{2}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{23},
+                                std::byte{0}, std::byte{0}, std::byte{2}, std::byte{188}};
+  stored.parameter_types = described;
+  REQUIRE(pgmux::proxy::pin_parameter_types(stored));
+  ByteVector typed;
+  pgmux::protocol::build_parse(typed, "s1", "INSERT INTO t VALUES ($1, $2)", {23, 700});
+  CHECK(stored.parse == typed);  // the client's name kept: renamed as any Parse when sent
+  CHECK(stored.server_name == pgmux::protocol::server_statement_name(typed));
+  CHECK(stored.server_name != inferred_name);
+  CHECK_FALSE(pgmux::proxy::pin_parameter_types(stored));  // spelled out now
+
+  // Parsed again: the types are the new Parse's business, not known until its copy is described.
+  auto& again = session.remember(statement, {}, true, 2, 2);
+  CHECK(again.parameter_types.empty());
+  CHECK(again.server_name == inferred_name);
 }

@@ -7,6 +7,8 @@
 // against the primary too (PGMUX_TEST_DIRECT=1), which is what it asserts.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -82,6 +84,51 @@ void prepare_on_every_server(const std::string& ci) {
     if (!err.empty()) throw std::runtime_error("warming server " + std::to_string(i) + ": " + err);
   }
   for (PgConn& holder : holders) exec(holder.get(), "COMMIT");
+}
+
+// The parameter-type cases: "ins" inserts (id, v) from two parameters whose types PostgreSQL infers (libpq sends
+// type 0 for both), int4 as t's columns are when it is prepared.
+const char* const kInsert = "INSERT INTO t (id, v) VALUES ($1, $2)";
+
+void prepare_ins(PGconn* conn) {
+  PgResult res(PQprepare(conn, "ins", kInsert, 2, nullptr));
+  if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
+    throw std::runtime_error("PQprepare ins: " + error_text(conn, res.get()));
+  }
+}
+
+// Executes "ins" with both parameters in binary as int4 (network order), as a driver that knows the statement's
+// parameter types does; "" or the error.
+std::string insert_binary(PGconn* conn, int32_t id, int32_t v) {
+  const uint32_t wire[2] = {htonl(static_cast<uint32_t>(id)), htonl(static_cast<uint32_t>(v))};
+  const char* values[2] = {reinterpret_cast<const char*>(&wire[0]), reinterpret_cast<const char*>(&wire[1])};
+  const int lengths[2] = {4, 4};
+  const int formats[2] = {1, 1};
+  PgResult res(PQexecPrepared(conn, "ins", 2, values, lengths, formats, 0));
+  return res && PQresultStatus(res.get()) == PGRES_COMMAND_OK ? "" : error_text(conn, res.get());
+}
+
+// The parameter types PostgreSQL reports for "ins" (Describe), e.g. "23,23".
+std::string ins_parameter_types(PGconn* conn) {
+  PgResult res(PQdescribePrepared(conn, "ins"));
+  if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) return "describe: " + error_text(conn, res.get());
+  std::string types;
+  for (int i = 0; i < PQnparams(res.get()); ++i) types += (i ? "," : "") + std::to_string(PQparamtype(res.get(), i));
+  return types;
+}
+
+// Inserts ids from..from+count-1 with v = 7 through "ins", alternating idle and in-transaction executions so the
+// client meets different servers; then reads back, directly, the rows of those ids whose v is not 7.
+std::string insert_sevens(Fixture& f, PGconn* conn, int from, int count) {
+  for (int n = 0; n < count; ++n) {
+    if (n % 2) exec(conn, "BEGIN");
+    const std::string err = insert_binary(conn, from + n, 7);
+    if (!err.empty()) return "insert " + std::to_string(from + n) + ": " + err;
+    if (n % 2) exec(conn, "COMMIT");
+  }
+  const std::string range = std::to_string(from) + " AND " + std::to_string(from + count - 1);
+  return scalar(f.owner.get(), "SELECT coalesce(string_agg(id || '=' || v, ' '), '') FROM t WHERE id BETWEEN " +
+                                   range + " AND v IS DISTINCT FROM 7");
 }
 
 }  // namespace
@@ -268,4 +315,53 @@ TEST_CASE("a statement the request uses is not the one closed to make room for t
   CHECK(PQresultStatus(synced.get()) == PGRES_PIPELINE_SYNC);
   CHECK(PQexitPipelineMode(conn.get()) == 1);
   drop_database_quietly(kDb);
+}
+
+// PostgreSQL fixes a statement's parameter types at its Parse. After ALTER COLUMN ... TYPE, another client's Parse
+// of the same text infers the new type; through pgmux that Parse makes the shared copy again on each server, and
+// the first client's binary int4 was read as the real it now expects there (7 stored as 1e-44). pgmux prepares the
+// first client's statement with its own types spelled out instead.
+TEST_CASE("a statement keeps its parameter types when another client prepares its text after ALTER COLUMN TYPE") {
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  prepare_ins(conn.get());
+  REQUIRE(insert_binary(conn.get(), 1001, 7) == "");
+  exec(f.owner.get(), "ALTER TABLE t ALTER COLUMN v TYPE real");
+  std::vector<PgConn> others;  // each in a block, so each prepares the text on another server
+  for (int i = 0; i < kPoolSize; ++i) {
+    others.push_back(connect(f.ci));
+    exec(others.back().get(), "BEGIN");
+    prepare_ins(others.back().get());
+    CHECK(ins_parameter_types(others.back().get()) == "23,700");  // theirs: int4, real
+  }
+  for (PgConn& other : others) exec(other.get(), "COMMIT");
+  const std::string wrong = insert_sevens(f, conn.get(), 2000, 4 * kPoolSize);
+  CHECK_MESSAGE(wrong.empty(), wrong);
+  CHECK(ins_parameter_types(conn.get()) == "23,23");
+  f.log_on_failure(!wrong.empty());
+}
+
+// The same, with no other client: a statement prepared before the ALTER, run after it on servers that had no copy
+// of it. PostgreSQL keeps the types of the Parse (int4); pgmux prepares it there with them, not inferring anew.
+TEST_CASE("a statement prepared before ALTER COLUMN TYPE keeps its parameter types on servers preparing it later") {
+  Fixture f;
+  prepare_on_every_server(f.ci);  // kPoolSize servers open, none with "ins"
+  PgConn conn = connect(f.ci);
+  prepare_ins(conn.get());
+  exec(f.owner.get(), "ALTER TABLE t ALTER COLUMN v TYPE real");
+  const std::string wrong = insert_sevens(f, conn.get(), 3000, 4 * kPoolSize);
+  CHECK_MESSAGE(wrong.empty(), wrong);
+  CHECK(ins_parameter_types(conn.get()) == "23,23");
+  f.log_on_failure(!wrong.empty());
+}
+
+// A Parse-only batch (PQprepare) reaches a server like any request while one is free: PostgreSQL checks it there,
+// so an invalid statement fails at its Parse and its name stays free.
+TEST_CASE("an invalid statement fails at its Parse and leaves the name free") {
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  PgResult bad(PQprepare(conn.get(), "ins", "INSERT INTO no_such_table VALUES ($1)", 1, nullptr));
+  CHECK(sqlstate(bad.get()) == "42P01");
+  prepare_ins(conn.get());
+  CHECK(insert_binary(conn.get(), 4000, 7) == "");
 }

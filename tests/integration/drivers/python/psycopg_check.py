@@ -148,8 +148,8 @@ def failed_parse():
 
 
 def failed_parse_missing():
-    """A Parse of a table that does not exist (42P01): the name stays free. Not in transaction pooling, where pgmux
-    answers a lone Parse itself and reports such an error at first use (README). With the split, the Parse (a read)
+    """A Parse of a table that does not exist (42P01): the name stays free. In transaction pooling too: pgmux answers
+    a lone Parse itself only while the client would wait for a full pool (README). With the split, the Parse (a read)
     goes to a standby and the execution inside a block to the primary, where pgmux used to prepare the failed text
     again (42P01 where PostgreSQL answers 26000)."""
     with connect(autocommit=True) as conn:
