@@ -257,7 +257,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool binds_earlier_unnamed(const ServerConn* server) const;
   void learn_description(ServerConn& server, std::string_view client_name);
   const PreparedStatement* stale_statement(const ServerConn* server);
-  bool server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored);
+  bool server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
+                    bool prepares);
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
   bool forward_renamed(ServerConn* server, OwedReply& owed);
@@ -274,6 +275,17 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool forwards_renamed() const {
     return transaction_pooling() &&
            (!request_.used.empty() || request_.closes > 0 || request_.uses_prior_unnamed || request_.parses_named);
+  }
+  // Session pooling with the split: a request that parses named statements goes out with a Describe behind each
+  // (forward_described), for the types and columns PostgreSQL fixed at its Parse.
+  bool forwards_described() const { return !transaction_pooling() && request_.parses_named && statements_may_move(); }
+  void forward_described(ServerConn* server, OwedReply& owed);
+  // Session pooling: the session's statements may run on another server than the one that parsed them (the split,
+  // with more than one backend to read from).
+  bool statements_may_move() const;
+  // The name a server knows a client statement by: shared in transaction pooling, the client's own otherwise.
+  std::string_view statement_on_server(const PreparedStatement& stored, std::string_view client_name) const {
+    return transaction_pooling() ? std::string_view(stored.server_name) : client_name;
   }
   // client_session_state.cpp: session state that follows the session.
   void note_session_request(OwedReply& owed, const routing::Classification& c);

@@ -83,12 +83,10 @@ void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
     if (!stored) continue;
     if (parsed.ordinal < done.parses_seen) {
       stored->confirmed = true;
-      if (transaction_pooling()) {
-        // The shape and parameter types of the copy its own Parse made (pgmux's Describe behind it).
-        stored->shape = 0;
-        stored->parameter_types.clear();
-        learn_description(*server, parsed.name);
-      }
+      // The shape and parameter types of the copy its own Parse made (pgmux's Describe behind it, if any).
+      stored->shape = 0;
+      stored->parameter_types.clear();
+      learn_description(*server, parsed.name);
     } else if (transaction_pooling()) {
       server->server_statements.erase(stored->server_name);
     }

@@ -204,6 +204,10 @@ bool ClientConn::dispatch() {
   return open() && !pinned();
 }
 
+namespace {
+const std::vector<std::string> kNoNames;
+}  // namespace
+
 // Brings the server up to date with the client's session before its request: replays session commands it has
 // not run, closes statements that changed elsewhere, prepares the statements the request uses, and sends a
 // deferred BEGIN. Returns false while that runs (the request goes out afterwards).
@@ -237,9 +241,9 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   step.prepares_unnamed = binds_earlier_unnamed(server);
   LOG_DEBUG("C-%llu: preparing S-%llu (%d replies)", static_cast<unsigned long long>(id_),
             static_cast<unsigned long long>(server->id()), readies);
-  std::vector<std::string> described;  // transaction pooling: each prepared statement is described (its shape)
-  for (const std::string& name : transaction_pooling() ? step.prepared : std::vector<std::string>()) {
-    described.push_back(session_.find_statement(name)->server_name);
+  std::vector<std::string> described;  // each statement prepared is described (add_session_statement)
+  for (const std::string& name : transaction_pooling() || statements_may_move() ? step.prepared : kNoNames) {
+    described.emplace_back(statement_on_server(*session_.find_statement(name), name));
   }
   set_state(ClientState::Preparing);
   preparing_ = server;
@@ -281,7 +285,8 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
   const size_t replayed_end = messages.size();
   const bool begins = !session_.deferred_begin.empty();
   // Where the step surely goes out, the BEGIN is written in place now; else only if statements must be prepared.
-  const bool begin_written = begins && (readies > 0 || !sql_preps.empty() || forwards_renamed());
+  const bool copies_request = forwards_renamed() || forwards_described();
+  const bool begin_written = begins && (readies > 0 || !sql_preps.empty() || copies_request);
   if (begin_written) write_deferred_begin(messages);
   step.prepares_statements = add_statement_prep(server, &messages, &step.prepared);
   if (step.prepares_statements) {
@@ -340,6 +345,7 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
       for (const auto& name : step.prepared) {  // not there after all
         const PreparedStatement* stored = session_.find_statement(name);
         if (stored && transaction_pooling()) s.server_statements.erase(stored->server_name);
+        if (!transaction_pooling()) s.prepared.erase(name);  // described: listed when it was sent
       }
     }
   }
@@ -350,7 +356,7 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   }
   if (ok || !step.prepares_statements) {
     for (const auto& name : step.prepared) {
-      s.prepared.insert(name);
+      s.prepared.try_emplace(name);
       learn_description(s, name);
     }
     if (step.prepares_unnamed) unnamed_.prepared_on(&s);
@@ -440,12 +446,13 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   // Renamed as the statements are before this request; then its Parse and Close messages change them.
   const bool renamed = forwards_renamed();
   const bool renamed_ok = !renamed || forward_renamed(server, owed);
-  const bool unnamed_close = !renamed && hides_unnamed_close(server, owed);  // forward_renamed sends its own
+  const bool described = !renamed && forwards_described();
+  if (described) forward_described(server, owed);
+  const bool unnamed_close = !renamed && !described && hides_unnamed_close(server, owed);  // those send their own
   if (!server->open()) return;
   // A copy of its Parse whenever a later use may run elsewhere: transaction pooling gives the server back, and
   // with the split a read that must see a commit goes to the primary or a standby that has it (choose_server).
-  const bool may_move = transaction_pooling() || (worker_.config()->routing.read_write_split &&
-                                                  std::popcount(session_.route.backend_mask) > 1);
+  const bool may_move = transaction_pooling() || statements_may_move();
   unnamed_.on_sent(request_, {server, owed.request, owed.parses_sent, starts_entry, ends_entry}, request_unnamed_class_,
                    may_move);
   apply_statement_steps(server, owed);
@@ -455,7 +462,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   // Every Close is answered by a CloseComplete: a later part of an open sequence numbers its hidden ones after.
   owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
-  if (!renamed) send_request(server, unnamed_close);
+  if (!renamed && !described) send_request(server, unnamed_close);
   server->relay();  // replies that arrived while it was not this client's active server
 }
 

@@ -262,7 +262,7 @@ void ClientConn::forget_protocol_statements(ServerConn* runner, uint64_t request
       server->prepared.clear();
       continue;
     }
-    std::erase_if(server->prepared, [this](const std::string& name) { return !session_.find_statement(name); });
+    std::erase_if(server->prepared, [this](const auto& entry) { return !session_.find_statement(entry.first); });
   }
 }
 

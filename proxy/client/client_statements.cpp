@@ -3,6 +3,7 @@
 #include "proxy/client/client_conn.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <utility>
 
 #include "protocol/backend_messages.hpp"
@@ -34,7 +35,7 @@ bool ClientConn::add_statement_prep(ServerConn* server, ByteVector* messages, st
   statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
     // A statement from an earlier request, used here (or existing, for a Parse that fails): the server needs it.
     if (!step.in_session || step.step->kind == StatementStepKind::Close) return true;
-    if (!server_lacks(server, step.step->name, *step.in_session)) return true;
+    if (!server_lacks(server, step.step->name, *step.in_session, messages != nullptr)) return true;
     any = true;
     if (messages) add_session_statement(server, step.step->name, *step.in_session, *messages, *prepared);
     return true;
@@ -55,21 +56,25 @@ bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
 // Parse may predate DDL the client saw; one whose parameter types differ from those the client's Parse resolved
 // was made after DDL by another client's Parse of the same text (or inferred them here): then, and whenever pgmux
 // prepares a statement whose types are known, its Parse spells them out (pin_parameter_types: another shared
-// name, which the server may have).
-bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored) {
+// name, which the server may have). Only `prepares` (not a dry run) changes the client's statement.
+bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
+                              bool prepares) {
   if (!transaction_pooling()) return !server->prepared.contains(client_name);
-  // A use makes the copy the most recently used (get, not peek): the list closes the least recently used first,
-  // so a request's own statements are the last to go when it prepares another one there.
-  const ServerConn::SharedStatement* copy = server->server_statements.get(stored.server_name);
-  PreparedStatement* own = session_.find_statement(client_name);  // `stored`, which the walk sees as const
+  const ServerConn::SharedStatement* copy = server->server_statements.peek(stored.server_name);
   if (copy && copy->prepared_at >= stored.parsed_at) {
-    if (copy->parameter_types.empty() || copy->parameter_types == stored.parameter_types) return false;
-    if (stored.parameter_types.empty()) {  // its Parse was answered by pgmux: the types of the copy it runs on
-      if (own) own->parameter_types = copy->parameter_types;
+    const protocol::ByteVector& types = copy->description.parameter_types;
+    const bool adopts = stored.parameter_types.empty();  // its Parse was answered by pgmux: the copy's types
+    if (types.empty() || types == stored.parameter_types || adopts) {
+      if (adopts && prepares) session_.find_statement(client_name)->parameter_types = types;
+      // A use makes the copy the most recently used (only the copy used: the list closes the least recently
+      // used first, so a request's own statements are the last to go when it prepares another one there).
+      server->server_statements.touch(stored.server_name);
       return false;
     }
   }
-  return !own || !pin_parameter_types(*own) || server_lacks(server, client_name, *own);
+  if (!prepares) return true;
+  PreparedStatement* own = session_.find_statement(client_name);  // `stored`, which the walk sees as const
+  return !pin_parameter_types(*own) || server_lacks(server, client_name, *own, prepares);
 }
 
 // Appends the Parse of a statement from the session that the server lacks (once per prep).
@@ -78,7 +83,16 @@ void ClientConn::add_session_statement(ServerConn* server, std::string_view clie
                                        std::vector<std::string>& prepared) {
   if (std::find(prepared.begin(), prepared.end(), client_name) != prepared.end()) return;
   if (!transaction_pooling()) {
+    // With the split, the types its Parse fixed are known (forward_described): spelled out here, and the copy
+    // described, for its result columns (stale_statement).
+    PreparedStatement* own = session_.find_statement(client_name);
+    if (own) pin_parameter_types(*own);
     messages.insert(messages.end(), stored.parse.begin(), stored.parse.end());
+    if (statements_may_move()) {
+      build_describe(messages, 'S', client_name);
+      // Listed now: its description is recorded there as it comes.
+      server->prepared.insert_or_assign(std::string(client_name), ServerConn::StatementDescription());
+    }
     prepared.emplace_back(client_name);
     return;
   }
@@ -94,30 +108,31 @@ void ClientConn::add_session_statement(ServerConn* server, std::string_view clie
   build_describe(messages, 'S', name);  // its shape (ServerConn::SharedStatement)
   // The list closes the least recently used to make room, never one this request uses (the walk made those the
   // most recent: at most one per step); a request that uses more than max_per_server keeps them all meanwhile.
-  server->server_statements.put_keeping(name, {uv_hrtime(), 0, {}}, request_.steps.size(),
+  server->server_statements.put_keeping(name, {uv_hrtime(), {}}, request_.steps.size(),
                                         [&](const std::string& evicted) { build_close(messages, 'S', evicted); });
   prepared.emplace_back(client_name);
 }
 
-// Transaction pooling: a client statement's result shape and parameter types are the first ones known of a copy
-// made for it (its own Parse's, or the first server's that prepared it for the client).
+// A client statement's result shape and parameter types are the first ones known of a copy made for it (its own
+// Parse's, or the first server's that prepared it for the client). Session pooling describes statements only
+// when they may move (the split).
 void ClientConn::learn_description(ServerConn& server, std::string_view client_name) {
   PreparedStatement* stored = session_.find_statement(client_name);
-  if (!stored || !transaction_pooling()) return;
-  if (const ServerConn::SharedStatement* copy = server.server_statements.peek(stored->server_name)) {
+  if (!stored) return;
+  if (const ServerConn::StatementDescription* copy = server.description_of(statement_on_server(*stored, client_name))) {
     if (stored->shape == 0) stored->shape = copy->shape;
     if (stored->parameter_types.empty()) stored->parameter_types = copy->parameter_types;
   }
 }
 
-// Transaction pooling: a request that starts by binding or describing a statement whose copy on this server has
-// other result columns than the client's statement (prepared on either side of DDL): PostgreSQL would answer
-// 0A000 "cached plan must not change result type", so pgmux does, outside a transaction. Null otherwise. A
-// client statement whose shape is not known yet (its Parse was answered by pgmux, and the copy it runs on was
-// another client's) takes the copy's.
+// A request that starts by binding or describing a statement whose copy on this server has other result columns
+// than the client's statement (prepared on either side of DDL): PostgreSQL would answer 0A000 "cached plan must
+// not change result type", so pgmux does, outside a transaction. Null otherwise. In transaction pooling a client
+// statement whose shape is not known yet (its Parse was answered by pgmux, and the copy it runs on was another
+// client's) takes the copy's; session pooling knows shapes only when statements may move (the split).
 const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
-  if (!transaction_pooling() || request_.kind != RequestKind::Extended || request_.steps.empty() ||
-      server->tx_status() != 'I' || !session_.deferred_begin.empty()) {
+  if (request_.kind != RequestKind::Extended || request_.steps.empty() || server->tx_status() != 'I' ||
+      !session_.deferred_begin.empty() || (!transaction_pooling() && !worker_.config()->routing.read_write_split)) {
     return nullptr;
   }
   const StatementStep& first = request_.steps.front();
@@ -127,8 +142,8 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
     return nullptr;  // only when it is the request's first message: nothing before it may have run
   }
   PreparedStatement* stored = session_.find_statement(first.name);
-  if (!stored) return nullptr;
-  const ServerConn::SharedStatement* copy = server->server_statements.peek(stored->server_name);
+  if (!stored || (stored->shape == 0 && !transaction_pooling())) return nullptr;
+  const ServerConn::StatementDescription* copy = server->description_of(statement_on_server(*stored, first.name));
   if (!copy || copy->shape == 0) return nullptr;
   if (stored->shape == 0) stored->shape = copy->shape;
   return copy->shape != stored->shape ? stored : nullptr;
@@ -235,6 +250,39 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   return true;
 }
 
+bool ClientConn::statements_may_move() const {
+  return worker_.config()->routing.read_write_split && std::popcount(session_.route.backend_mask) > 1;
+}
+
+// Session pooling with the split: the request goes out as it is, but with a Describe of each statement it creates
+// behind its Parse; the answers are kept from the client (OwedReply::described, as forward_renamed's) and tell
+// the parameter types and result columns PostgreSQL fixed at the Parse. A server that prepares the statement later
+// gets those types spelled out (add_session_statement), and one whose copy has other columns (prepared after DDL)
+// gets PostgreSQL's 0A000 from pgmux (stale_statement). A deferred BEGIN went ahead (build_prepare_step).
+void ClientConn::forward_described(ServerConn* server, OwedReply& owed) {
+  ByteVector& out = worker_.rewrite_buffer();  // as forward_renamed's
+  out.reserve(request_.size + 64);
+  if (hides_unnamed_close(server, owed)) build_close(out, 'S', "");
+  const std::byte* request = in_.data() + in_.parsed();
+  size_t done = 0;  // bytes of the request copied so far
+  statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
+    if (step.step->kind != StatementStepKind::Parse || step.outcome != ParseOutcome::Creates) return true;
+    const ParsedStatement& parse = request_.parses[step.step->parse];
+    const size_t end = static_cast<size_t>(parse.message.data() - request) + parse.message.size();
+    out.insert(out.end(), request + done, request + end);
+    build_describe(out, 'S', parse.name);
+    if (!owed.described) owed.described = std::make_unique<std::vector<std::pair<uint16_t, std::string>>>();
+    owed.described->emplace_back(static_cast<uint16_t>(owed.parses_sent + step.step->parse), parse.name);
+    done = end;
+    return true;
+  });
+  out.insert(out.end(), request + done, request + request_.size);
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  server->send_copy(out);
+  worker_.done_rewriting();
+}
+
 // A request that uses the unnamed statement an earlier request parsed, on a server that does not hold the
 // client's (pgmux parses it there first when it has the client's Parse: prepare): the server may hold another
 // client's (transaction pooling) or an older one of the client's (a server it had let go of, or the other one
@@ -333,9 +381,9 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       const PreparedStatement& stored =
           session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now, owed.request);
       unconfirmed_.push_back({owed.request, parses_before + step.step->parse, std::string(name)});
-      server->prepared.emplace(name);
+      server->prepared.insert_or_assign(std::string(name), ServerConn::StatementDescription());
       if (transaction_pooling()) {
-        server->server_statements.put_keeping(stored.server_name, {now, 0, {}}, request_.steps.size(),
+        server->server_statements.put_keeping(stored.server_name, {now, {}}, request_.steps.size(),
                                               [&](std::string evicted) {
                                                 server->server_closes.push_back(std::move(evicted));
                                               });

@@ -106,7 +106,7 @@ bool pin_parameter_types(PreparedStatement& stored) {
   protocol::ByteVector typed;
   protocol::build_parse(typed, parse->statement, parse->sql, types);
   stored.parse = std::move(typed);
-  stored.server_name = protocol::server_statement_name(stored.parse);
+  if (!stored.server_name.empty()) stored.server_name = protocol::server_statement_name(stored.parse);
   return true;
 }
 

@@ -132,7 +132,11 @@ void Pool::request(PoolClient* client) {
 }
 
 void Pool::withdraw(PoolClient* client) {
+  const bool was_waiting = client->wait_node.linked();
   stop_waiting(client);
+  // The last waiter left (gone, cancelled, or answered without a server): a slot asked of other workers for it
+  // is not wanted any more, as when a waiter is served.
+  if (was_waiting && waiting_.empty() && last_shed_request_ > 0) forget_slot_request(host_.now());
   busy_.for_each([client](PoolServer* server) {
     // A server being synced for this client (assign) must not call back into it: its callback releases it.
     if (server->linked_client() == client && server->state() == ServerState::Internal) server->unlink();

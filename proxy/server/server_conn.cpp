@@ -319,13 +319,33 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
   }
 }
 
+const ServerConn::StatementDescription* ServerConn::description_of(std::string_view statement) const {
+  if (pool_.transaction_pooling()) {
+    const SharedStatement* shared = server_statements.peek(statement);
+    return shared ? &shared->description : nullptr;
+  }
+  auto it = prepared.find(statement);
+  return it == prepared.end() ? nullptr : &it->second;
+}
+
+ServerConn::StatementDescription* ServerConn::description_to_record(const std::string& statement) {
+  if (pool_.transaction_pooling()) {
+    SharedStatement* shared = server_statements.get(statement);
+    return shared ? &shared->description : nullptr;
+  }
+  auto it = prepared.find(statement);
+  return it == prepared.end() ? nullptr : &it->second;
+}
+
 void ServerConn::record_shape(const std::string& statement, ByteView row_description_body) {
-  if (SharedStatement* shared = server_statements.get(statement)) shared->shape = result_shape(row_description_body);
+  if (StatementDescription* described = description_to_record(statement)) {
+    described->shape = result_shape(row_description_body);
+  }
 }
 
 void ServerConn::record_parameter_types(const std::string& statement, ByteView parameter_description_body) {
-  if (SharedStatement* shared = server_statements.get(statement)) {
-    shared->parameter_types.assign(parameter_description_body.begin(), parameter_description_body.end());
+  if (StatementDescription* described = description_to_record(statement)) {
+    described->parameter_types.assign(parameter_description_body.begin(), parameter_description_body.end());
   }
 }
 

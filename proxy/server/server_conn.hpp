@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -105,8 +106,14 @@ class ServerConn final : public StreamConn, public PoolServer {
 
   // What this server has of its linked client's session: reset on link.
   size_t applied_log = 0;                     // session-log entries applied here
-  // The client's named statements prepared here (looked up by a message's name without a copy).
-  std::unordered_set<std::string, protocol::TransparentStringHash, std::equal_to<>> prepared;
+  // What the Describe pgmux puts behind a Parse told of the statement here (0 and empty: not known).
+  struct StatementDescription {
+    uint64_t shape = 0;  // protocol::result_shape of its RowDescription or NoData
+    protocol::ByteVector parameter_types;  // its ParameterDescription's body: the types its Parse fixed here
+  };
+  // The client's named statements prepared here (looked up by a message's name without a copy); described in
+  // session pooling when the session's statements may move between servers (the split).
+  std::unordered_map<std::string, StatementDescription, protocol::TransparentStringHash, std::equal_to<>> prepared;
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
   std::unordered_set<std::string> sql_statements;  // transaction pooling: its SQL PREPAREd statements here
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
@@ -120,12 +127,13 @@ class ServerConn final : public StreamConn, public PoolServer {
   // changed its result columns, so it is prepared again for that client.
   struct SharedStatement {
     uint64_t prepared_at = 0;
-    uint64_t shape = 0;  // protocol::result_shape of its Describe (0: not known)
-    // The body of its Describe's ParameterDescription (empty: not known): the types its Parse fixed here.
-    protocol::ByteVector parameter_types;
+    StatementDescription description;
   };
   protocol::LruMap<std::string, SharedStatement, protocol::TransparentStringHash> server_statements;
   std::vector<std::string> server_closes;  // evicted from server_statements: close before the next request
+  // A statement's description here, by the name the server knows it by (transaction pooling: shared, from
+  // server_statements; session pooling: the client's, from prepared); null when it is not known to be here.
+  const StatementDescription* description_of(std::string_view statement) const;
 
   // Relays buffered server bytes to the linked client (also called when the client's write completes).
   void relay();
@@ -173,8 +181,6 @@ class ServerConn final : public StreamConn, public PoolServer {
   ResetView client_view_of_reset(protocol::ByteView body, protocol::ByteVector** own);
   protocol::ByteVector* client_view_of_error(protocol::ByteView body);
   void note_parse_complete();
-  void record_shape(const std::string& statement, protocol::ByteView row_description_body);
-  void record_parameter_types(const std::string& statement, protocol::ByteView parameter_description_body);
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);
   void note_ready(protocol::ByteView body);
   // At each relayed ReadyForQuery the request's writes join its transaction's (pipelined requests are answered in
@@ -216,6 +222,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   // and the statement's shape recorded. 2: the ParameterDescription is next, 1: the RowDescription or NoData.
   uint8_t hidden_describe_ = 0;
   std::string described_statement_;
+  void record_shape(const std::string& statement, protocol::ByteView row_description_body);
+  void record_parameter_types(const std::string& statement, protocol::ByteView parameter_description_body);
+  StatementDescription* description_to_record(const std::string& statement);
   protocol::ByteVector dropped_reply_;  // the last reply dropped for a retry (DropForRetry), ReadyForQuery included
   protocol::ByteVector last_internal_error_;
   std::vector<uint16_t> last_internal_failed_;

@@ -253,3 +253,19 @@ TEST_CASE("pool, two workers: a server stays while its worker wanted more of the
   w.deliver_shed_request();
   CHECK(w.host.slots_given == std::vector<int>{1});
 }
+
+// A client that stops waiting (cancelled, gone, or answered without a server: a lone Parse) takes its pool's
+// request for a slot with it when nobody else waits there: the other worker keeps its warm server.
+TEST_CASE("pool, two workers: the last waiting client's withdrawal takes back its worker's request for a slot") {
+  TwoWorkers w(1);
+  FakeClient& a1 = w.client_holding_server("a1");
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);
+  REQUIRE(w.host_b.shed_requests == 1);
+  w.deliver_shed_request();  // nothing idle on worker 0: owed
+  w.b->withdraw(&b1);
+  a1.give_back(*w.pool);
+  CHECK(w.host.slots_given.empty());
+  CHECK(w.server(1).open());
+  CHECK(w.budget->used.load() == 1);
+}

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "tests/integration/txpool/txpool_support.hpp"
@@ -29,7 +30,8 @@ struct Fixture {
   ProxyUnderTest proxy;
   std::string ci;
   PgConn owner;  // direct to the primary, as app: runs the DDL
-  Fixture() : proxy((fresh_database(kDb), txpool_config(listen, kDb, kPoolSize).dump()), listen) {
+  // workers: 0 for the default (two); one worker keeps one idle list, whose order a test can steer.
+  explicit Fixture(int workers = 0) : proxy((fresh_database(kDb), config(listen, workers).dump()), listen) {
     ci = app_conninfo(proxy.port(), kDb);
     wait_serving(ci);
     owner = connect(app_conninfo(cluster_ports().primary, kDb));
@@ -39,6 +41,11 @@ struct Fixture {
   ~Fixture() {
     owner.reset();
     drop_database_quietly(kDb);
+  }
+  static nlohmann::json config(int listen, int workers) {
+    nlohmann::json c = txpool_config(listen, kDb, kPoolSize);
+    if (workers > 0) c["workers"] = workers;
+    return c;
   }
   void log_on_failure(bool failed) {
     if (failed && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
@@ -117,15 +124,27 @@ std::string ins_parameter_types(PGconn* conn) {
   return types;
 }
 
-// Inserts ids from..from+count-1 with v = 7 through "ins", alternating idle and in-transaction executions so the
-// client meets different servers; then reads back, directly, the rows of those ids whose v is not 7.
-std::string insert_sevens(Fixture& f, PGconn* conn, int from, int count) {
+// Inserts ids from..from+count-1 with v = 7 through "ins", each in a block beside n % kPoolSize other clients'
+// open blocks: the idle list (one worker) hands out the server given back last, so holding the servers the
+// client used before sends it to the others. Returns, read directly, the rows of those ids whose v is not 7;
+// *servers: how many backends ran the inserts.
+std::string insert_sevens(Fixture& f, PGconn* conn, int from, int count, size_t* servers) {
+  std::set<std::string> pids;
   for (int n = 0; n < count; ++n) {
-    if (n % 2) exec(conn, "BEGIN");
+    std::vector<PgConn> holders;
+    for (int h = 0; h < n % kPoolSize; ++h) {
+      holders.push_back(connect(f.ci));
+      exec(holders.back().get(), "BEGIN");
+      scalar(holders.back().get(), "SELECT 1");
+    }
+    exec(conn, "BEGIN");
+    pids.insert(scalar(conn, "SELECT pg_backend_pid()"));
     const std::string err = insert_binary(conn, from + n, 7);
     if (!err.empty()) return "insert " + std::to_string(from + n) + ": " + err;
-    if (n % 2) exec(conn, "COMMIT");
+    exec(conn, "COMMIT");
+    for (PgConn& holder : holders) exec(holder.get(), "COMMIT");
   }
+  *servers = pids.size();
   const std::string range = std::to_string(from) + " AND " + std::to_string(from + count - 1);
   return scalar(f.owner.get(), "SELECT coalesce(string_agg(id || '=' || v, ' '), '') FROM t WHERE id BETWEEN " +
                                    range + " AND v IS DISTINCT FROM 7");
@@ -322,7 +341,7 @@ TEST_CASE("a statement the request uses is not the one closed to make room for t
 // the first client's binary int4 was read as the real it now expects there (7 stored as 1e-44). pgmux prepares the
 // first client's statement with its own types spelled out instead.
 TEST_CASE("a statement keeps its parameter types when another client prepares its text after ALTER COLUMN TYPE") {
-  Fixture f;
+  Fixture f(1);
   PgConn conn = connect(f.ci);
   prepare_ins(conn.get());
   REQUIRE(insert_binary(conn.get(), 1001, 7) == "");
@@ -335,8 +354,10 @@ TEST_CASE("a statement keeps its parameter types when another client prepares it
     CHECK(ins_parameter_types(others.back().get()) == "23,700");  // theirs: int4, real
   }
   for (PgConn& other : others) exec(other.get(), "COMMIT");
-  const std::string wrong = insert_sevens(f, conn.get(), 2000, 4 * kPoolSize);
+  size_t servers = 0;
+  const std::string wrong = insert_sevens(f, conn.get(), 2000, 2 * kPoolSize, &servers);
   CHECK_MESSAGE(wrong.empty(), wrong);
+  CHECK(servers == (direct_mode() ? 1 : kPoolSize));  // every server, each with the other clients' copy
   CHECK(ins_parameter_types(conn.get()) == "23,23");
   f.log_on_failure(!wrong.empty());
 }
@@ -344,13 +365,15 @@ TEST_CASE("a statement keeps its parameter types when another client prepares it
 // The same, with no other client: a statement prepared before the ALTER, run after it on servers that had no copy
 // of it. PostgreSQL keeps the types of the Parse (int4); pgmux prepares it there with them, not inferring anew.
 TEST_CASE("a statement prepared before ALTER COLUMN TYPE keeps its parameter types on servers preparing it later") {
-  Fixture f;
+  Fixture f(1);
   prepare_on_every_server(f.ci);  // kPoolSize servers open, none with "ins"
   PgConn conn = connect(f.ci);
   prepare_ins(conn.get());
   exec(f.owner.get(), "ALTER TABLE t ALTER COLUMN v TYPE real");
-  const std::string wrong = insert_sevens(f, conn.get(), 3000, 4 * kPoolSize);
+  size_t servers = 0;
+  const std::string wrong = insert_sevens(f, conn.get(), 3000, 2 * kPoolSize, &servers);
   CHECK_MESSAGE(wrong.empty(), wrong);
+  CHECK(servers == (direct_mode() ? 1 : kPoolSize));  // the one with its own Parse's copy, and the others
   CHECK(ins_parameter_types(conn.get()) == "23,23");
   f.log_on_failure(!wrong.empty());
 }

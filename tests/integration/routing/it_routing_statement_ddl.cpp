@@ -1,0 +1,102 @@
+// Session pooling with the read/write split: a named statement parsed on a standby (a read) and used later on the
+// primary (inside a transaction block, or once the session is pinned there) is prepared there by pgmux. DDL in
+// between must not change what the client sees: PostgreSQL fixed the statement's parameter types at its Parse
+// (a binary int4 parameter stays an int4 after ALTER COLUMN ... TYPE real), and a statement whose result columns
+// changed answers 0A000 "cached plan must not change result type". Each case asserts PostgreSQL's own answers, so
+// it runs directly against the primary too (PGMUX_TEST_DIRECT=1).
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "tests/integration/routing/routing_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::routing;
+
+namespace {
+
+const char* const kDb = "rt_statement_ddl";
+
+struct Fixture {
+  ClusterPorts ports = cluster_ports();
+  int listen = pick_listen_port();
+  ProxyUnderTest proxy;
+  std::string ci;
+  PgConn owner;  // direct to the primary: runs the DDL
+
+  Fixture() : proxy(routing_config(listen, ports).dump(), listen) {
+    ci = proxy.conninfo("app", "app", kDb);
+    recreate_database(ports, kDb);
+    owner = admin(ports.primary, kDb);
+    exec(owner.get(), "CREATE TABLE t (id int PRIMARY KEY, v int); ALTER TABLE t OWNER TO app; "
+                      "INSERT INTO t SELECT g, g FROM generate_series(1, 20) g");
+    REQUIRE(wait_replayed(ports, 20));
+    if (!direct_mode()) {
+      REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
+    }
+  }
+  ~Fixture() {
+    owner.reset();
+    try {
+      drop_database(ports, kDb);
+    } catch (...) {
+    }
+  }
+  // DDL on the primary, replayed by both standbys before the test goes on.
+  void alter(const std::string& ddl) {
+    exec(owner.get(), ddl);
+    REQUIRE(wait_replayed(ports, 20));
+  }
+  void log_on_failure(bool failed) {
+    if (failed && proxy.process()) MESSAGE("pgmux log:\n" << proxy.process()->log());
+  }
+};
+
+void prepare(PGconn* conn, const char* name, const char* sql) {
+  PgResult res(PQprepare(conn, name, sql, 1, nullptr));  // the parameter's type left to PostgreSQL
+  REQUIRE_MESSAGE(PQresultStatus(res.get()) == PGRES_COMMAND_OK, PQerrorMessage(conn));
+}
+
+// Runs `name` with one binary int4 parameter; the first column of each row, space-separated, or "error <state>".
+std::string run_binary_int4(PGconn* conn, const char* name, int32_t value) {
+  const uint32_t wire = htonl(static_cast<uint32_t>(value));
+  const char* values[1] = {reinterpret_cast<const char*>(&wire)};
+  const int lengths[1] = {4};
+  const int formats[1] = {1};
+  PgResult res(PQexecPrepared(conn, name, 1, values, lengths, formats, 0));
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return "error " + sqlstate(res.get());
+  std::string rows;
+  for (int i = 0; i < PQntuples(res.get()); ++i) rows += (i ? " " : "") + std::string(PQgetvalue(res.get(), i, 0));
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("a statement parsed on a standby keeps its parameter types on the primary after ALTER COLUMN TYPE") {
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  prepare(conn.get(), "by_v", "SELECT id FROM t WHERE v = $1");  // a read: parsed on a standby, $1 int4
+  CHECK(run_binary_int4(conn.get(), "by_v", 7) == "7");
+  f.alter("ALTER TABLE t ALTER COLUMN v TYPE real");
+  exec(conn.get(), "BEGIN");  // a read-write block: the primary, which prepares the statement only now
+  const std::string in_block = run_binary_int4(conn.get(), "by_v", 7);
+  exec(conn.get(), "COMMIT");
+  CHECK(in_block == "7");  // an int4 7, compared with the real column (read as a real: no row)
+  CHECK(run_binary_int4(conn.get(), "by_v", 8) == "8");
+  f.log_on_failure(in_block != "7");
+}
+
+TEST_CASE("a statement parsed on a standby gets 0A000 on the primary after its columns changed") {
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  prepare(conn.get(), "star", "SELECT * FROM t WHERE id = $1");
+  CHECK(run_binary_int4(conn.get(), "star", 3) == "3");
+  f.alter("ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  exec(conn.get(), "CREATE TEMP TABLE keeps_me_on_the_primary (x int)");  // pins the session to the primary
+  const std::string after = run_binary_int4(conn.get(), "star", 3);
+  CHECK(after == "error 0A000");  // cached plan must not change result type
+  prepare(conn.get(), "star_again", "SELECT * FROM t WHERE id = $1");  // what a driver does next
+  CHECK(run_binary_int4(conn.get(), "star_again", 4) == "4");
+  f.log_on_failure(after != "error 0A000");
+}
