@@ -77,6 +77,18 @@ class LruMap {
     return get(key) != nullptr;
   }
 
+  // Marks as least recently used: the next entry evicted, unless another is demoted after it.
+  template <typename K>
+  void demote(const K& key) {
+    Node* n = find_node(key);
+    if (!n || n == oldest_) return;
+    unlink(n);
+    n->second.newer = oldest_;
+    n->second.older = nullptr;
+    oldest_->second.older = n;
+    oldest_ = n;
+  }
+
   // Looks up without changing the order.
   template <typename K>
   const Value* peek(const K& key) const {

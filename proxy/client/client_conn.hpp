@@ -257,8 +257,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool binds_earlier_unnamed(const ServerConn* server) const;
   void learn_description(ServerConn& server, std::string_view client_name);
   const PreparedStatement* stale_statement(const ServerConn* server);
-  bool server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
-                    bool prepares);
+  bool lacks_shared_copy(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
+                         bool prepares);
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
   bool forward_renamed(ServerConn* server, OwedReply& owed);

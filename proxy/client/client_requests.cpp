@@ -1,7 +1,6 @@
 // ClientConn, the request path: scan, classify, route, prepare the server, forward (DESIGN.md §3.6).
 #include "proxy/client/client_conn.hpp"
 
-#include <bit>
 #include <cctype>
 #include <cstdio>
 
@@ -285,8 +284,8 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
   const size_t replayed_end = messages.size();
   const bool begins = !session_.deferred_begin.empty();
   // Where the step surely goes out, the BEGIN is written in place now; else only if statements must be prepared.
-  const bool copies_request = forwards_renamed() || forwards_described();
-  const bool begin_written = begins && (readies > 0 || !sql_preps.empty() || copies_request);
+  const bool begin_written =
+      begins && (readies > 0 || !sql_preps.empty() || forwards_renamed() || forwards_described());
   if (begin_written) write_deferred_begin(messages);
   step.prepares_statements = add_statement_prep(server, &messages, &step.prepared);
   if (step.prepares_statements) {

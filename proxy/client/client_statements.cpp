@@ -3,7 +3,6 @@
 #include "proxy/client/client_conn.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <utility>
 
 #include "protocol/backend_messages.hpp"
@@ -35,7 +34,9 @@ bool ClientConn::add_statement_prep(ServerConn* server, ByteVector* messages, st
   statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
     // A statement from an earlier request, used here (or existing, for a Parse that fails): the server needs it.
     if (!step.in_session || step.step->kind == StatementStepKind::Close) return true;
-    if (!server_lacks(server, step.step->name, *step.in_session, messages != nullptr)) return true;
+    const bool lacks = transaction_pooling() ? lacks_shared_copy(server, step.step->name, *step.in_session, messages)
+                                             : !server->prepared.contains(step.step->name);
+    if (!lacks) return true;
     any = true;
     if (messages) add_session_statement(server, step.step->name, *step.in_session, *messages, *prepared);
     return true;
@@ -52,29 +53,32 @@ bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
   return request_.uses_prior_unnamed && server != unnamed_.server() && !unnamed_.parse().empty();
 }
 
-// Transaction pooling: the server lacks a copy the client's statement can run on. An older copy than the client's
+// Transaction pooling: the server lacks a shared copy the client's statement can run on. An older copy than the client's
 // Parse may predate DDL the client saw; one whose parameter types differ from those the client's Parse resolved
 // was made after DDL by another client's Parse of the same text (or inferred them here): then, and whenever pgmux
 // prepares a statement whose types are known, its Parse spells them out (pin_parameter_types: another shared
 // name, which the server may have). Only `prepares` (not a dry run) changes the client's statement.
-bool ClientConn::server_lacks(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
-                              bool prepares) {
-  if (!transaction_pooling()) return !server->prepared.contains(client_name);
-  const ServerConn::SharedStatement* copy = server->server_statements.peek(stored.server_name);
+bool ClientConn::lacks_shared_copy(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
+                                   bool prepares) {
+  // A use makes the copy the most recently used (get, not peek): the list closes the least recently used first,
+  // so a request's own statements are the last to go when it prepares another one there.
+  const ServerConn::SharedStatement* copy = server->server_statements.get(stored.server_name);
   if (copy && copy->prepared_at >= stored.parsed_at) {
     const protocol::ByteVector& types = copy->description.parameter_types;
     const bool adopts = stored.parameter_types.empty();  // its Parse was answered by pgmux: the copy's types
-    if (types.empty() || types == stored.parameter_types || adopts) {
+    if (adopts || types.empty() || types == stored.parameter_types) {
       if (adopts && prepares) session_.find_statement(client_name)->parameter_types = types;
-      // A use makes the copy the most recently used (only the copy used: the list closes the least recently
-      // used first, so a request's own statements are the last to go when it prepares another one there).
-      server->server_statements.touch(stored.server_name);
       return false;
     }
   }
   if (!prepares) return true;
   PreparedStatement* own = session_.find_statement(client_name);  // `stored`, which the walk sees as const
-  return !pin_parameter_types(*own) || server_lacks(server, client_name, *own, prepares);
+  const std::string inferred = own->server_name;  // (not the hot path: the server lacks a usable copy)
+  if (!pin_parameter_types(*own)) return true;
+  // The copy get() just made the most recent is no use to this client any more: the first to go, rather than
+  // one kept for the request while a statement the request does use is closed to make room.
+  if (copy) server->server_statements.demote(inferred);
+  return lacks_shared_copy(server, client_name, *own, prepares);
 }
 
 // Appends the Parse of a statement from the session that the server lacks (once per prep).
@@ -119,7 +123,8 @@ void ClientConn::add_session_statement(ServerConn* server, std::string_view clie
 void ClientConn::learn_description(ServerConn& server, std::string_view client_name) {
   PreparedStatement* stored = session_.find_statement(client_name);
   if (!stored) return;
-  if (const ServerConn::StatementDescription* copy = server.description_of(statement_on_server(*stored, client_name))) {
+  const std::string_view on_server = statement_on_server(*stored, client_name);
+  if (const ServerConn::StatementDescription* copy = server.description_of(on_server, transaction_pooling())) {
     if (stored->shape == 0) stored->shape = copy->shape;
     if (stored->parameter_types.empty()) stored->parameter_types = copy->parameter_types;
   }
@@ -132,7 +137,7 @@ void ClientConn::learn_description(ServerConn& server, std::string_view client_n
 // client's) takes the copy's; session pooling knows shapes only when statements may move (the split).
 const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
   if (request_.kind != RequestKind::Extended || request_.steps.empty() || server->tx_status() != 'I' ||
-      !session_.deferred_begin.empty() || (!transaction_pooling() && !worker_.config()->routing.read_write_split)) {
+      !session_.deferred_begin.empty() || (!transaction_pooling() && !statements_may_move())) {
     return nullptr;
   }
   const StatementStep& first = request_.steps.front();
@@ -143,7 +148,8 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
   }
   PreparedStatement* stored = session_.find_statement(first.name);
   if (!stored || (stored->shape == 0 && !transaction_pooling())) return nullptr;
-  const ServerConn::StatementDescription* copy = server->description_of(statement_on_server(*stored, first.name));
+  const ServerConn::StatementDescription* copy =
+      server->description_of(statement_on_server(*stored, first.name), transaction_pooling());
   if (!copy || copy->shape == 0) return nullptr;
   if (stored->shape == 0) stored->shape = copy->shape;
   return copy->shape != stored->shape ? stored : nullptr;
@@ -251,7 +257,8 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
 }
 
 bool ClientConn::statements_may_move() const {
-  return worker_.config()->routing.read_write_split && std::popcount(session_.route.backend_mask) > 1;
+  const auto mask = session_.route.backend_mask;
+  return worker_.config()->routing.read_write_split && (mask & (mask - 1)) != 0;  // two backends or more
 }
 
 // Session pooling with the split: the request goes out as it is, but with a Describe of each statement it creates

@@ -319,15 +319,6 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
   }
 }
 
-const ServerConn::StatementDescription* ServerConn::description_of(std::string_view statement) const {
-  if (pool_.transaction_pooling()) {
-    const SharedStatement* shared = server_statements.peek(statement);
-    return shared ? &shared->description : nullptr;
-  }
-  auto it = prepared.find(statement);
-  return it == prepared.end() ? nullptr : &it->second;
-}
-
 ServerConn::StatementDescription* ServerConn::description_to_record(const std::string& statement) {
   if (pool_.transaction_pooling()) {
     SharedStatement* shared = server_statements.get(statement);

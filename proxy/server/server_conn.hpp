@@ -131,9 +131,16 @@ class ServerConn final : public StreamConn, public PoolServer {
   };
   protocol::LruMap<std::string, SharedStatement, protocol::TransparentStringHash> server_statements;
   std::vector<std::string> server_closes;  // evicted from server_statements: close before the next request
-  // A statement's description here, by the name the server knows it by (transaction pooling: shared, from
+  // A statement's description here, by the name the server knows it by (`shared`, transaction pooling: from
   // server_statements; session pooling: the client's, from prepared); null when it is not known to be here.
-  const StatementDescription* description_of(std::string_view statement) const;
+  const StatementDescription* description_of(std::string_view statement, bool shared) const {
+    if (shared) {
+      const SharedStatement* copy = server_statements.peek(statement);
+      return copy ? &copy->description : nullptr;
+    }
+    auto it = prepared.find(statement);
+    return it == prepared.end() ? nullptr : &it->second;
+  }
 
   // Relays buffered server bytes to the linked client (also called when the client's write completes).
   void relay();

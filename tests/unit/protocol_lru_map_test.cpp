@@ -69,6 +69,26 @@ TEST_CASE("get and touch make an entry most recently used; peek and contains do 
   CHECK(*m.peek("a"sv) == 10);
 }
 
+TEST_CASE("demote makes an entry the least recently used, from any position") {
+  StmtMap m(3);
+  m.put("a", 1);
+  m.put("b", 2);
+  m.put("c", 3);
+  m.demote("c"sv);  // the newest
+  CHECK(order(m) == std::vector<std::string>{"b", "a", "c"});
+  CHECK(*m.newest() == "b");
+  CHECK(*m.oldest() == "c");
+  m.demote("a"sv);  // from the middle
+  CHECK(order(m) == std::vector<std::string>{"b", "c", "a"});
+  m.demote("a"sv);  // already the oldest
+  m.demote("zz"sv);  // absent
+  CHECK(order(m) == std::vector<std::string>{"b", "c", "a"});
+  auto evicted = m.put("d", 4);
+  REQUIRE(evicted);
+  CHECK(*evicted == "a");
+  CHECK(order(m) == std::vector<std::string>{"d", "b", "c"});
+}
+
 TEST_CASE("put on an existing key overwrites, refreshes and never evicts") {
   StmtMap m(2);
   m.put("a", 1);
