@@ -57,6 +57,15 @@ void ClientConn::on_cancel_request() {
 
 bool ClientConn::cancel_waiting_request() {
   if (state_ == ClientState::AdminBusy) return admin_->cancel_waiting_pause();
+  if (state_ == ClientState::PreparingCanceled) return true;  // cancelled already
+  if (state_ == ClientState::Preparing) {
+    // pgmux's own messages run there for the request (the session's settings, its statements): cancelling them
+    // could leave the server half set up, so the request fails once they are done (finish_prepare).
+    LOG_INFO("%s: cancel request while pgmux brings its server up to date for the request: it fails unsent once "
+             "that is done", log_prefix().c_str());
+    set_state(ClientState::PreparingCanceled);
+    return true;
+  }
   if (!holds_unsent_request(state_)) return false;
   LOG_INFO("%s: cancel request while the request waits (%s): it fails unsent", log_prefix().c_str(),
            to_string(state_));

@@ -157,6 +157,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool transport_allowed();
   void forward_cancel(const protocol::CancelRequest& cancel);
   bool cancel_waiting_request();
+  bool fail_canceled_request(ServerConn& s);
   void refuse_startup_length(uint32_t length);
   void refuse_startup(const protocol::StartupParseError& error, uint32_t length);
   void negotiate_protocol(const protocol::StartupMessage& startup);

@@ -181,7 +181,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
       answer_lost_requests(backend, requests, open_sequence);
     }
   }
-  if (state_ == ClientState::Draining || (state_ == ClientState::Preparing && was_preparing)) resume_requests();
+  const bool preparing = state_ == ClientState::Preparing || state_ == ClientState::PreparingCanceled;
+  if (state_ == ClientState::Draining || (preparing && was_preparing)) resume_requests();
   pump();
 }
 

@@ -367,12 +367,31 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
     // that error).
     session_.tx_status = s.tx_status();
   }
+  if (state_ == ClientState::PreparingCanceled && fail_canceled_request(s)) return;
   routed_ = RoutedRequest{step.c, role_of(&s), std::nullopt, true};
   resume_requests();
   pump();
   // A request that failed here (prepare_error_: answered without reaching the server) leaves the server idle;
   // inside pump it could not be given back, and no reply will come to do it: transaction pooling would starve.
   release_idle_servers();
+}
+
+// The client cancelled the request while pgmux brought its server up to date: like a request that still waits, it
+// never ran, and fails with 57014. Not inside a transaction block open on the server (the deferred BEGIN went out
+// in the step, or one was open already): an error pgmux answers there could not fail the server's block as
+// PostgreSQL's would, so the request runs, its cancel dropped (README). True when the request failed here.
+bool ClientConn::fail_canceled_request(ServerConn& s) {
+  if (!prepare_error_.empty() || s.tx_status() != 'I') {
+    LOG_INFO("%s: the request cancelled while S-%llu was brought up to date goes on (%s)", log_prefix().c_str(),
+             static_cast<unsigned long long>(s.id()),
+             prepare_error_.empty() ? "inside a transaction block" : "it fails with the preparation's error");
+    return false;
+  }
+  resume_requests();
+  fail({Failure::WaitingRequestCanceled});
+  if (open()) pump();
+  release_idle_servers();  // transaction pooling: the server did nothing for the client after all
+  return true;
 }
 
 // A command of the session log failed on the server (its Queries come first in the step, so its error is the

@@ -27,7 +27,8 @@ constexpr Row kTransitions[] = {
     {S::ReplayWait, {S::Ready}},
     {S::Paused, {S::Ready}},
     {S::Draining, {S::Ready}},
-    {S::Preparing, {S::Ready}},
+    {S::Preparing, {S::Ready, S::PreparingCanceled}},
+    {S::PreparingCanceled, {S::Ready}},
     {S::ServerEnding, {S::Ready}},
     {S::Admin, {S::AdminBusy}},
     {S::AdminBusy, {S::Admin}},
@@ -49,6 +50,7 @@ const char* to_string(ClientState s) {
     case S::Paused: return "paused";
     case S::Draining: return "draining";
     case S::Preparing: return "preparing";
+    case S::PreparingCanceled: return "preparing_canceled";
     case S::ServerEnding: return "server_ending";
     case S::Admin: return "admin";
     case S::AdminBusy: return "admin_busy";

@@ -18,6 +18,8 @@ enum class ClientState : uint8_t {
   Paused,       // a request that would start a transaction is held by PAUSE
   Draining,     // a request waits until the client's server has sent the replies it still owes
   Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
+  PreparingCanceled,  // Preparing, and a cancel request came for the request meanwhile: once the server is up to
+                      // date the request fails with 57014 unsent, outside a transaction block (finish_prepare)
   ServerEnding, // session pooling: the primary connection ended with 57P01 outside a transaction (from Ready, or
                 // interrupting a request's wait); a probe round tells a terminate (the session ends with that
                 // FATAL) from a shutdown (the session moves on to the next primary; a waiting request routes again)
@@ -39,8 +41,8 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 inline bool is_waiting(ClientState s) {
   return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait ||
          s == ClientState::PrimaryWait || s == ClientState::ReplayWait || s == ClientState::Paused ||
-         s == ClientState::Draining || s == ClientState::Preparing || s == ClientState::ServerEnding ||
-         s == ClientState::AdminBusy;
+         s == ClientState::Draining || s == ClientState::Preparing || s == ClientState::PreparingCanceled ||
+         s == ClientState::ServerEnding || s == ClientState::AdminBusy;
 }
 
 // The client has been told it is logged in (ReadyForQuery after authentication).

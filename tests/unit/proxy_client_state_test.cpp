@@ -93,3 +93,15 @@ TEST_CASE("client states: an idle session's ended primary connection is decided 
   CHECK(pgmux::proxy::is_logged_in(ClientState::ServerEnding));
   CHECK_FALSE(pgmux::proxy::is_logged_in(ClientState::AuthLookup));
 }
+
+TEST_CASE("client states: a cancel during Preparing is remembered as a state of its own, which ends in Ready") {
+  CHECK(is_legal_transition(ClientState::Preparing, ClientState::PreparingCanceled));
+  CHECK(is_legal_transition(ClientState::PreparingCanceled, ClientState::Ready));
+  CHECK_FALSE(is_legal_transition(ClientState::Ready, ClientState::PreparingCanceled));
+  CHECK_FALSE(is_legal_transition(ClientState::PreparingCanceled, ClientState::Preparing));
+  CHECK_FALSE(is_legal_transition(ClientState::ServerWait, ClientState::PreparingCanceled));
+  CHECK(pgmux::proxy::is_waiting(ClientState::PreparingCanceled));
+  CHECK(pgmux::proxy::is_logged_in(ClientState::PreparingCanceled));
+  CHECK_FALSE(pgmux::proxy::reads_requests(ClientState::PreparingCanceled));
+  CHECK_FALSE(pgmux::proxy::holds_unsent_request(ClientState::PreparingCanceled));  // its cancel came already
+}
