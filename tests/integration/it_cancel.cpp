@@ -59,6 +59,16 @@ Outcome await(PGconn* conn, double seconds) {
   return out;
 }
 
+// Transaction pooling, pool_size servers to the primary.
+nlohmann::json transaction_pooling(int listen, int pool_size) {
+  nlohmann::json config = default_config(listen);
+  for (auto& database : config["databases"]) {
+    database["pool_mode"] = "transaction";
+    database["pool_size"] = pool_size;
+  }
+  return config;
+}
+
 // Transaction pooling with one server, reached through the relay (one worker: one pool).
 nlohmann::json one_relayed_server(int listen, const TcpRelay& relay) {
   nlohmann::json config = default_config(listen);
@@ -209,12 +219,7 @@ TEST_CASE("transaction pooling: a cancel request's connection its host never clo
 TEST_CASE("transaction pooling: a cancel of a request waiting for a server fails it with 57014; it never runs") {
   if (direct_mode()) return;
   const int listen = pick_listen_port();
-  nlohmann::json config = default_config(listen);
-  for (auto& database : config["databases"]) {
-    database["pool_mode"] = "transaction";
-    database["pool_size"] = 1;
-  }
-  ProxyUnderTest proxy(config.dump(), listen);
+  ProxyUnderTest proxy(transaction_pooling(listen, 1).dump(), listen);
   PgConn holder = connect(proxy.app_conninfo());
   PgConn waiter = connect(proxy.app_conninfo());
   const std::string table = "cancel_waiting_" + std::to_string(getpid());
@@ -272,12 +277,8 @@ TEST_CASE("session pooling: a cancel of a request held by PAUSE fails it with 57
 TEST_CASE("transaction pooling: a cancel while pgmux prepares the request's server fails it with 57014 unsent") {
   if (direct_mode()) return;
   const int listen = pick_listen_port();
-  nlohmann::json config = default_config(listen);
+  nlohmann::json config = transaction_pooling(listen, 2);
   config["workers"] = 1;  // one idle list, whose order steers the client onto the server without the statement
-  for (auto& database : config["databases"]) {
-    database["pool_mode"] = "transaction";
-    database["pool_size"] = 2;
-  }
   ProxyUnderTest proxy(config.dump(), listen);
   PgConn holder = connect(proxy.app_conninfo());
   PgConn client = connect(proxy.app_conninfo());
