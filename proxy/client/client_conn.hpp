@@ -158,6 +158,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void forward_cancel(const protocol::CancelRequest& cancel);
   bool cancel_waiting_request();
   bool fail_canceled_request(ServerConn& s);
+  void fail_server_block(ServerConn& server);
   void refuse_startup_length(uint32_t length);
   void refuse_startup(const protocol::StartupParseError& error, uint32_t length);
   void negotiate_protocol(const protocol::StartupMessage& startup);

@@ -14,9 +14,9 @@ using namespace protocol;
 
 namespace {
 
-// What fails the block of a deferred BEGIN that pgmux answered an error in (deferred_begin_failed): no such text
-// is an integer, so it fails at parse analysis wherever it runs (22P02; no table, function or setting of the
-// session takes part), and the server's log says why.
+// What fails a block on the server that pgmux answered an error in (a deferred BEGIN's: deferred_begin_failed; one
+// open there: fail_server_block): no such text is an integer, so it fails at parse analysis wherever it runs
+// (22P02; no table, function or setting of the session takes part), and the server's log says why.
 constexpr std::string_view kFailBlock =
     "SELECT 'pgmux answered an error in this transaction block: it fails here too'::pg_catalog.int4";
 
@@ -90,6 +90,15 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
 // answered in its block (deferred_begin_failed), the block fails right behind it, ahead of anything the step
 // prepares: that then fails as the client's own use of it does in a failed block on PostgreSQL (25P02), not with an
 // error of its own (a dropped table's 42P01).
+// An error pgmux answers inside a block open on the server (0A000 for a statement whose columns changed) fails
+// that block there as well, as PostgreSQL's own error would: pgmux's statement that fails, its reply dropped.
+void ClientConn::fail_server_block(ServerConn& server) {
+  ByteVector fail;
+  build_query(fail, kFailBlock);
+  server.expect_failing_reply();
+  server.send_copy(fail);
+}
+
 void ClientConn::write_deferred_begin(ByteVector& out) const {
   build_query(out, session_.deferred_begin);
   if (session_.deferred_begin_failed) build_query(out, kFailBlock);

@@ -422,11 +422,18 @@ bool ClientConn::fail_unrestored_session(ServerConn& s, const PrepareStep& step,
 }
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
-  if (const PreparedStatement* stale = stale_statement(server)) {
-    // PostgreSQL's answer for a statement whose result columns changed since the client prepared it.
+  if (stale_statement(server)) {
+    // PostgreSQL's answer for a statement whose result columns changed since the client prepared it. It fails
+    // the transaction block the request is in: the one open on the server fails there too, a deferred one when
+    // its BEGIN goes out (answer_locally_with_error).
+    const std::string name(request_.steps.front().name);
+    if (server->tx_status() == 'T') {
+      fail_server_block(*server);
+      make_active(server);  // the block's next requests go there (with the split: not to where routing sends them)
+    }
     answer_locally_with_error(Failure::PlanChanged);
-    LOG_INFO("%s: prepared statement %s predates DDL that changed its columns (0A000, as PostgreSQL)",
-             log_prefix().c_str(), stale->server_name.c_str());
+    LOG_INFO("%s: prepared statement \"%s\" predates DDL that changed its columns (0A000, as PostgreSQL)",
+             log_prefix().c_str(), escape_for_log(name, 200).c_str());
     release_idle_servers();
     return;
   }

@@ -132,12 +132,14 @@ void ClientConn::learn_description(ServerConn& server, std::string_view client_n
 
 // A request that starts by binding or describing a statement whose copy on this server has other result columns
 // than the client's statement (prepared on either side of DDL): PostgreSQL would answer 0A000 "cached plan must
-// not change result type", so pgmux does, outside a transaction. Null otherwise. In transaction pooling a client
+// not change result type", so pgmux does (forward: inside a block, the server's block fails too). Not behind
+// replies the server still owes (the answer would overtake them), nor in a failed block (PostgreSQL answers
+// 25P02 there). Null otherwise. In transaction pooling a client
 // statement whose shape is not known yet (its Parse was answered by pgmux, and the copy it runs on was another
 // client's) takes the copy's; session pooling knows shapes only when statements may move (the split).
 const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
-  if (request_.kind != RequestKind::Extended || request_.steps.empty() || server->tx_status() != 'I' ||
-      !session_.deferred_begin.empty() || (!transaction_pooling() && !statements_may_move())) {
+  if (request_.kind != RequestKind::Extended || request_.steps.empty() || server->tx_status() == 'E' ||
+      server->has_outstanding() || (!transaction_pooling() && !statements_may_move())) {
     return nullptr;
   }
   const StatementStep& first = request_.steps.front();

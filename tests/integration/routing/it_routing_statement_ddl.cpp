@@ -100,3 +100,18 @@ TEST_CASE("a statement parsed on a standby gets 0A000 on the primary after its c
   CHECK(run_binary_int4(conn.get(), "star_again", 4) == "4");
   f.log_on_failure(after != "error 0A000");
 }
+
+TEST_CASE("a statement parsed on a standby gets 0A000 in a block on the primary after its columns changed") {
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  prepare(conn.get(), "star", "SELECT * FROM t WHERE id = $1");
+  CHECK(run_binary_int4(conn.get(), "star", 3) == "3");
+  f.alter("ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  exec(conn.get(), "BEGIN");  // a read-write block: the primary, which prepares the statement only now
+  const std::string in_block = run_binary_int4(conn.get(), "star", 3);
+  CHECK(in_block == "error 0A000");
+  CHECK(exec_sqlstate(conn.get(), "SELECT 1") == "25P02");  // the block failed, on the primary too
+  exec(conn.get(), "ROLLBACK");
+  CHECK(scalar(conn.get(), "SELECT count(*) FROM t") == "20");
+  f.log_on_failure(in_block != "error 0A000");
+}

@@ -388,3 +388,39 @@ TEST_CASE("an invalid statement fails at its Parse and leaves the name free") {
   prepare_ins(conn.get());
   CHECK(insert_binary(conn.get(), 4000, 7) == "");
 }
+
+// Inside a transaction block too: a statement prepared before ADD COLUMN, run in a block on a server that prepares
+// it only then, gets PostgreSQL's 0A000, and the block is failed (25P02 next, COMMIT rolls back), on the server
+// as for the client. Before, it ran there with the new columns under the client's old description.
+TEST_CASE("inside a block, a statement whose columns changed gets 0A000 on a server preparing it, and the block fails") {
+  Fixture f(1);
+  {
+    std::vector<PgConn> openers;  // kPoolSize servers open, none with "sel"
+    for (int i = 0; i < kPoolSize; ++i) {
+      openers.push_back(connect(f.ci));
+      exec(openers.back().get(), "BEGIN");
+      scalar(openers.back().get(), "SELECT 1");
+    }
+    for (PgConn& opener : openers) exec(opener.get(), "COMMIT");
+  }
+  PgConn conn = connect(f.ci);
+  prepare_sel(conn.get());  // on the server given back last, which the holder takes next
+  exec(f.owner.get(), "ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  PgConn holder = connect(f.ci);
+  exec(holder.get(), "BEGIN");
+  scalar(holder.get(), "SELECT 1");
+  exec(conn.get(), "BEGIN");
+  int fields = 0;
+  const std::string err = exec_sel(conn.get(), 5, &fields);
+  CHECK_MESSAGE(err.find("0A000") != std::string::npos, err);
+  CHECK_MESSAGE(err.find("cached plan must not change result type") != std::string::npos, err);
+  CHECK(exec_sqlstate(conn.get(), "SELECT 1") == "25P02");  // the block failed
+  PgResult commit(PQexec(conn.get(), "COMMIT"));
+  CHECK(std::string(PQcmdStatus(commit.get())) == "ROLLBACK");
+  CHECK(PQtransactionStatus(conn.get()) == PQTRANS_IDLE);
+  exec(holder.get(), "COMMIT");
+  prepare_sel(conn.get(), "sel_again");
+  CHECK(exec_sel(conn.get(), 6, &fields, "sel_again") == "");
+  CHECK(fields == 3);
+  f.log_on_failure(err.find("0A000") == std::string::npos);
+}
