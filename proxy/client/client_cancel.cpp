@@ -7,6 +7,7 @@
 #include "proxy/control/worker.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/ops/admin/console.hpp"
+#include "proxy/server/server_conn.hpp"
 
 namespace pgmux::proxy {
 
@@ -75,6 +76,29 @@ bool ClientConn::cancel_waiting_request() {
   resume_requests();  // off the wait's list (set_state)
   fail({Failure::WaitingRequestCanceled});
   if (open()) pump();
+  return true;
+}
+
+// The client cancelled the request while pgmux brought its server up to date: like a request that still waits, it
+// never ran, and fails with 57014. Inside a transaction block open on the server (the deferred BEGIN went out in
+// the step, or one was open already) the block fails there too, as the cancelled statement fails it on
+// PostgreSQL. Not when the preparation failed (its error answers the request) or the block had failed already
+// (the server answers 25P02). True when the request failed here.
+bool ClientConn::fail_canceled_request(ServerConn& s) {
+  if (!prepare_error_.empty() || s.tx_status() == 'E') {
+    LOG_INFO("%s: the request cancelled while S-%llu was brought up to date goes on (%s)", log_prefix().c_str(),
+             static_cast<unsigned long long>(s.id()),
+             prepare_error_.empty() ? "its block failed already" : "it fails with the preparation's error");
+    return false;
+  }
+  resume_requests();
+  if (s.tx_status() == 'T') {
+    fail_server_block(s);
+    make_active(&s);  // the block's next requests go there
+  }
+  fail({Failure::WaitingRequestCanceled});
+  if (open()) pump();
+  release_idle_servers();  // transaction pooling, outside a block: the server did nothing for the client after all
   return true;
 }
 

@@ -90,13 +90,18 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
 // answered in its block (deferred_begin_failed), the block fails right behind it, ahead of anything the step
 // prepares: that then fails as the client's own use of it does in a failed block on PostgreSQL (25P02), not with an
 // error of its own (a dropped table's 42P01).
-// An error pgmux answers inside a block open on the server (0A000 for a statement whose columns changed) fails
-// that block there as well, as PostgreSQL's own error would: pgmux's statement that fails, its reply dropped.
+// An error pgmux answers inside a block open on the server (0A000 for a statement whose columns changed, 57014 for
+// a request cancelled while its server was prepared) fails that block there as well, as PostgreSQL's own error
+// would: pgmux's statement that fails, its reply dropped (the relay tells the client once the server owes nothing,
+// ServerConn::drop_own_reply). A named Parse and a Sync, not a Query: a Query would destroy the client's unnamed
+// statement there. The client's session knows its block failed: it was told 'E'.
 void ClientConn::fail_server_block(ServerConn& server) {
   ByteVector fail;
-  build_query(fail, kFailBlock);
+  build_parse(fail, "pgmux_fail_block", kFailBlock);
+  build_sync(fail);
   server.expect_failing_reply();
   server.send_copy(fail);
+  session_.tx_status = 'E';
 }
 
 void ClientConn::write_deferred_begin(ByteVector& out) const {

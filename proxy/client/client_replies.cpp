@@ -182,7 +182,9 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     }
   }
   const bool preparing = state_ == ClientState::Preparing || state_ == ClientState::PreparingCanceled;
+  const bool canceled = state_ == ClientState::PreparingCanceled && was_preparing;
   if (state_ == ClientState::Draining || (preparing && was_preparing)) resume_requests();
+  if (canceled) fail({Failure::WaitingRequestCanceled});  // it never ran, and its cancel holds: not routed again
   pump();
 }
 

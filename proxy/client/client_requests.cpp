@@ -376,24 +376,6 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   release_idle_servers();
 }
 
-// The client cancelled the request while pgmux brought its server up to date: like a request that still waits, it
-// never ran, and fails with 57014. Not inside a transaction block open on the server (the deferred BEGIN went out
-// in the step, or one was open already): an error pgmux answers there could not fail the server's block as
-// PostgreSQL's would, so the request runs, its cancel dropped (README). True when the request failed here.
-bool ClientConn::fail_canceled_request(ServerConn& s) {
-  if (!prepare_error_.empty() || s.tx_status() != 'I') {
-    LOG_INFO("%s: the request cancelled while S-%llu was brought up to date goes on (%s)", log_prefix().c_str(),
-             static_cast<unsigned long long>(s.id()),
-             prepare_error_.empty() ? "inside a transaction block" : "it fails with the preparation's error");
-    return false;
-  }
-  resume_requests();
-  fail({Failure::WaitingRequestCanceled});
-  if (open()) pump();
-  release_idle_servers();  // transaction pooling: the server did nothing for the client after all
-  return true;
-}
-
 // A command of the session log failed on the server (its Queries come first in the step, so its error is the
 // run's first): the request must not run there with the server's own setting in the command's place. Or the
 // deferred BEGIN, next, failed: the request must not run outside the block the client was told it is in. The

@@ -418,6 +418,9 @@ bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass&
       fail(Failure::DeferredBeginFailed);
       return false;
     }
+    // Nothing of the client's behind it (ClientConn::fail_server_block): the server owes nothing now, which a
+    // client waiting for it (Draining) must hear, as at the end of a request of its own.
+    if (owed_.empty()) pass.event = RelayEvent::Ready;
   }
   return true;
 }

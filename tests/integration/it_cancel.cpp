@@ -273,7 +273,7 @@ TEST_CASE("session pooling: a cancel of a request held by PAUSE fails it with 57
 // Transaction pooling: the request lands on a server that must prepare its statement first, and that Parse waits
 // for a lock another session holds. A cancel then is for the request, which has not run: it fails with 57014 once
 // the server is ready, and never runs (on PostgreSQL the waiting execution is cancelled: the same answer, and no
-// row).
+// row). Inside a block (its BEGIN goes out with the preparation) the block fails too: 25P02 next, as directly.
 TEST_CASE("transaction pooling: a cancel while pgmux prepares the request's server fails it with 57014 unsent") {
   if (direct_mode()) return;
   const int listen = pick_listen_port();
@@ -285,23 +285,33 @@ TEST_CASE("transaction pooling: a cancel while pgmux prepares the request's serv
   PgConn locker = connect(conninfo(cluster_ports().primary, "app", "app", "app"));  // directly
   const std::string table = "cancel_preparing_" + std::to_string(getpid());
   exec(locker.get(), "CREATE TABLE " + table + " (id int)");
-  exec(holder.get(), "BEGIN");
-  exec(holder.get(), "SELECT 1");  // the first server, held: the client's Parse goes to a second one
-  PgResult prepared(PQprepare(client.get(), "ins", ("INSERT INTO " + table + " VALUES (1)").c_str(), 0, nullptr));
-  REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
-  exec(holder.get(), "COMMIT");  // given back last: the client's next request gets the server without "ins"
-  exec(locker.get(), "BEGIN");
-  exec(locker.get(), "LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
-  REQUIRE(PQsendQueryPrepared(client.get(), "ins", 0, nullptr, nullptr, nullptr, 0) == 1);
-  CHECK_FALSE(wait_readable(client.get(), 0.5));  // pgmux's Parse of "ins" there waits for the lock
-  std::string err;
-  REQUIRE_MESSAGE(cancel(client.get(), err), err);
-  CHECK_FALSE(wait_readable(client.get(), 0.3));  // it waits on: the preparation is pgmux's, not cancelled
-  exec(locker.get(), "ROLLBACK");
-  const Outcome out = await(client.get(), 5.0);
-  REQUIRE(out.finished);
-  CHECK(out.sqlstate == "57014");
-  CHECK(scalar(locker.get(), "SELECT count(*) FROM " + table) == "0");
+  for (const bool in_block : {false, true}) {
+    CAPTURE(in_block);
+    const std::string name = in_block ? "ins_in_block" : "ins";
+    exec(holder.get(), "BEGIN");
+    exec(holder.get(), "SELECT 1");  // one server, held: the client's Parse goes to the other one
+    PgResult prepared(PQprepare(client.get(), name.c_str(), ("INSERT INTO " + table + " VALUES (1)").c_str(), 0,
+                                nullptr));
+    REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+    exec(holder.get(), "COMMIT");  // given back last: the client's next request gets the server without it
+    exec(locker.get(), "BEGIN");
+    exec(locker.get(), "LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+    if (in_block) exec(client.get(), "BEGIN");
+    REQUIRE(PQsendQueryPrepared(client.get(), name.c_str(), 0, nullptr, nullptr, nullptr, 0) == 1);
+    CHECK_FALSE(wait_readable(client.get(), 0.5));  // pgmux's Parse of it there waits for the lock
+    std::string err;
+    REQUIRE_MESSAGE(cancel(client.get(), err), err);
+    CHECK_FALSE(wait_readable(client.get(), 0.3));  // it waits on: the preparation is pgmux's, not cancelled
+    exec(locker.get(), "ROLLBACK");
+    const Outcome out = await(client.get(), 5.0);
+    REQUIRE(out.finished);
+    CHECK(out.sqlstate == "57014");
+    if (in_block) {
+      CHECK(exec_sqlstate(client.get(), "SELECT 1") == "25P02");  // the block failed, on the server too
+      exec(client.get(), "ROLLBACK");
+    }
+    CHECK(scalar(locker.get(), "SELECT count(*) FROM " + table) == "0");
+  }
   PgResult again(PQexecPrepared(client.get(), "ins", 0, nullptr, nullptr, nullptr, 0));
   CHECK(PQresultStatus(again.get()) == PGRES_COMMAND_OK);  // the statement is there, and runs now
   CHECK(scalar(locker.get(), "SELECT count(*) FROM " + table) == "1");

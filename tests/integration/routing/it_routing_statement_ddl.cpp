@@ -115,3 +115,28 @@ TEST_CASE("a statement parsed on a standby gets 0A000 in a block on the primary 
   CHECK(scalar(conn.get(), "SELECT count(*) FROM t") == "20");
   f.log_on_failure(in_block != "error 0A000");
 }
+
+// The block pgmux fails for that 0A000 must not stall what the client pipelined behind it: a second statement
+// that pgmux has to prepare on the primary waits for the server to owe nothing, which pgmux's own failing
+// statement ends (before, nobody was told, and the client hung). PostgreSQL's answers: 0A000, then 25P02.
+TEST_CASE("requests pipelined behind that 0A000 in a block get PostgreSQL's 25P02, not a hang") {
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  prepare(conn.get(), "star", "SELECT * FROM t WHERE id = $1");
+  prepare(conn.get(), "other", "SELECT v FROM t WHERE id = $1");
+  CHECK(run_binary_int4(conn.get(), "star", 3) == "3");
+  f.alter("ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  exec(conn.get(), "BEGIN");
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  const char* values[1] = {"3"};
+  for (const char* name : {"star", "other"}) {
+    REQUIRE(PQsendQueryPrepared(conn.get(), name, 1, values, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+  }
+  const std::string seen = pipeline_results(conn.get(), 2);
+  CHECK(seen == "PGRES_FATAL_ERROR 0A000\nPGRES_PIPELINE_SYNC \nPGRES_FATAL_ERROR 25P02\nPGRES_PIPELINE_SYNC \n");
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  exec(conn.get(), "ROLLBACK");
+  CHECK(scalar(conn.get(), "SELECT count(*) FROM t") == "20");
+  f.log_on_failure(seen.find("25P02") == std::string::npos);
+}
