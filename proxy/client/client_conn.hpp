@@ -261,6 +261,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   const PreparedStatement* stale_statement(const ServerConn* server);
   bool lacks_shared_copy(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                          bool prepares);
+  bool request_uses_shared(std::string_view server_name);
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
   bool forward_renamed(ServerConn* server, OwedReply& owed);

@@ -53,11 +53,12 @@ bool ClientConn::binds_earlier_unnamed(const ServerConn* server) const {
   return request_.uses_prior_unnamed && server != unnamed_.server() && !unnamed_.parse().empty();
 }
 
-// Transaction pooling: the server lacks a shared copy the client's statement can run on. An older copy than the client's
-// Parse may predate DDL the client saw; one whose parameter types differ from those the client's Parse resolved
-// was made after DDL by another client's Parse of the same text (or inferred them here): then, and whenever pgmux
-// prepares a statement whose types are known, its Parse spells them out (pin_parameter_types: another shared
-// name, which the server may have). Only `prepares` (not a dry run) changes the client's statement.
+// Transaction pooling: the server lacks a shared copy the client's statement can run on. A copy older than the
+// client's Parse may predate DDL the client saw; one whose parameter types differ from those the client's Parse
+// resolved was made after DDL by another client's Parse of the same text (or inferred them here): then, and
+// whenever pgmux prepares a statement whose types are known, its Parse spells them out (pin_parameter_types:
+// another shared name, which the server may have). Only `prepares` (not a dry run) changes the client's
+// statement.
 bool ClientConn::lacks_shared_copy(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                                    bool prepares) {
   // A use makes the copy the most recently used (get, not peek): the list closes the least recently used first,
@@ -76,9 +77,20 @@ bool ClientConn::lacks_shared_copy(ServerConn* server, std::string_view client_n
   const std::string inferred = own->server_name;  // (not the hot path: the server lacks a usable copy)
   if (!pin_parameter_types(*own)) return true;
   // The copy get() just made the most recent is no use to this client any more: the first to go, rather than
-  // one kept for the request while a statement the request does use is closed to make room.
-  if (copy) server->server_statements.demote(inferred);
+  // one kept for the request while a statement the request does use is closed to make room (unless another of
+  // the request's statements, of the same text, runs on it).
+  if (copy && !request_uses_shared(inferred)) server->server_statements.demote(inferred);
   return lacks_shared_copy(server, client_name, *own, prepares);
+}
+
+// Whether a statement of the session that the request names (not one it closes) runs on that shared copy.
+bool ClientConn::request_uses_shared(std::string_view server_name) {
+  for (const StatementStep& step : request_.steps) {
+    if (step.kind == StatementStepKind::Close || step.name.empty()) continue;
+    const PreparedStatement* other = session_.find_statement(step.name);
+    if (other && other->server_name == server_name) return true;
+  }
+  return false;
 }
 
 // Appends the Parse of a statement from the session that the server lacks (once per prep).
@@ -134,9 +146,9 @@ void ClientConn::learn_description(ServerConn& server, std::string_view client_n
 // than the client's statement (prepared on either side of DDL): PostgreSQL would answer 0A000 "cached plan must
 // not change result type", so pgmux does (forward: inside a block, the server's block fails too). Not behind
 // replies the server still owes (the answer would overtake them), nor in a failed block (PostgreSQL answers
-// 25P02 there). Null otherwise. In transaction pooling a client
-// statement whose shape is not known yet (its Parse was answered by pgmux, and the copy it runs on was another
-// client's) takes the copy's; session pooling knows shapes only when statements may move (the split).
+// 25P02 there). Null otherwise. In transaction pooling a client statement whose shape is not known yet (its Parse
+// was answered by pgmux, and the copy it runs on was another client's) takes the copy's; session pooling knows
+// shapes only when statements may move (the split).
 const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
   if (request_.kind != RequestKind::Extended || request_.steps.empty() || server->tx_status() == 'E' ||
       server->has_outstanding() || (!transaction_pooling() && !statements_may_move())) {

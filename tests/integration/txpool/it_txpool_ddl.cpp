@@ -392,7 +392,7 @@ TEST_CASE("an invalid statement fails at its Parse and leaves the name free") {
 // Inside a transaction block too: a statement prepared before ADD COLUMN, run in a block on a server that prepares
 // it only then, gets PostgreSQL's 0A000, and the block is failed (25P02 next, COMMIT rolls back), on the server
 // as for the client. Before, it ran there with the new columns under the client's old description.
-TEST_CASE("inside a block, a statement whose columns changed gets 0A000 on a server preparing it, and the block fails") {
+TEST_CASE("in a block, a statement whose columns changed gets 0A000 on a server preparing it; the block fails") {
   Fixture f(1);
   {
     std::vector<PgConn> openers;  // kPoolSize servers open, none with "sel"
