@@ -257,8 +257,7 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
     if (!rewrite_statement_names(parse.message, rename, out)) return false;
     // Its shape, for the 0A000 PostgreSQL would give the client's statement on a copy prepared after DDL.
     build_describe(out, 'S', name);
-    if (!owed.described) owed.described = std::make_unique<std::vector<std::pair<uint16_t, std::string>>>();
-    owed.described->emplace_back(static_cast<uint16_t>(owed.parses_sent + created), name);
+    owed.add_described(owed.parses_sent + created, name);
     done = at + parse.message.size();
   }
   if (!rewrite_statement_names(request.subspan(done), rename, out)) return false;
@@ -292,8 +291,7 @@ void ClientConn::forward_described(ServerConn* server, OwedReply& owed) {
     const size_t end = static_cast<size_t>(parse.message.data() - request) + parse.message.size();
     out.insert(out.end(), request + done, request + end);
     build_describe(out, 'S', parse.name);
-    if (!owed.described) owed.described = std::make_unique<std::vector<std::pair<uint16_t, std::string>>>();
-    owed.described->emplace_back(static_cast<uint16_t>(owed.parses_sent + step.step->parse), parse.name);
+    owed.add_described(owed.parses_sent + step.step->parse, parse.name);
     done = end;
     return true;
   });

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "protocol/bytes.hpp"
@@ -90,8 +91,12 @@ struct OwedReply {
   bool commits = false;            // the request commits a transaction (routing::commits_transaction)
   uint16_t parses_sent = 0;
   uint16_t parses_seen = 0;
-  // Parses (by that ordinal) followed by a Describe 'S' of pgmux's own, with the shared statement's name.
+  // Parses (by that ordinal) followed by a Describe 'S' of pgmux's own, with the statement's name on the server.
   std::unique_ptr<std::vector<std::pair<uint16_t, std::string>>> described;
+  void add_described(unsigned parse_ordinal, std::string_view statement) {
+    if (!described) described = std::make_unique<std::vector<std::pair<uint16_t, std::string>>>();
+    described->emplace_back(static_cast<uint16_t>(parse_ordinal), statement);
+  }
   // Transaction pooling: Parses of a name that exists went out under the existing statement's shared name; the
   // server's 42P05 names it, and the client reads its own name instead (shared name, client name).
   std::unique_ptr<std::vector<std::pair<std::string, std::string>>> duplicate_names;

@@ -320,12 +320,8 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
 }
 
 ServerConn::StatementDescription* ServerConn::description_to_record(const std::string& statement) {
-  if (pool_.transaction_pooling()) {
-    SharedStatement* shared = server_statements.get(statement);
-    return shared ? &shared->description : nullptr;
-  }
-  auto it = prepared.find(statement);
-  return it == prepared.end() ? nullptr : &it->second;
+  // This server's own maps: the description found may be written.
+  return const_cast<StatementDescription*>(description_of(statement, pool_.transaction_pooling()));
 }
 
 void ServerConn::record_shape(const std::string& statement, ByteView row_description_body) {

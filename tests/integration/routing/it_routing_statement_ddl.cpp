@@ -71,6 +71,13 @@ std::string run_binary_int4(PGconn* conn, const char* name, int32_t value) {
   return rows;
 }
 
+// "star" (SELECT *) parsed on a standby and run there, then t gains a column.
+void prepare_star_then_add_column(Fixture& f, PGconn* conn) {
+  prepare(conn, "star", "SELECT * FROM t WHERE id = $1");
+  CHECK(run_binary_int4(conn, "star", 3) == "3");
+  f.alter("ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+}
+
 }  // namespace
 
 TEST_CASE("a statement parsed on a standby keeps its parameter types on the primary after ALTER COLUMN TYPE") {
@@ -90,9 +97,7 @@ TEST_CASE("a statement parsed on a standby keeps its parameter types on the prim
 TEST_CASE("a statement parsed on a standby gets 0A000 on the primary after its columns changed") {
   Fixture f;
   PgConn conn = connect(f.ci);
-  prepare(conn.get(), "star", "SELECT * FROM t WHERE id = $1");
-  CHECK(run_binary_int4(conn.get(), "star", 3) == "3");
-  f.alter("ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  prepare_star_then_add_column(f, conn.get());
   exec(conn.get(), "CREATE TEMP TABLE keeps_me_on_the_primary (x int)");  // pins the session to the primary
   const std::string after = run_binary_int4(conn.get(), "star", 3);
   CHECK(after == "error 0A000");  // cached plan must not change result type
@@ -104,9 +109,7 @@ TEST_CASE("a statement parsed on a standby gets 0A000 on the primary after its c
 TEST_CASE("a statement parsed on a standby gets 0A000 in a block on the primary after its columns changed") {
   Fixture f;
   PgConn conn = connect(f.ci);
-  prepare(conn.get(), "star", "SELECT * FROM t WHERE id = $1");
-  CHECK(run_binary_int4(conn.get(), "star", 3) == "3");
-  f.alter("ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  prepare_star_then_add_column(f, conn.get());
   exec(conn.get(), "BEGIN");  // a read-write block: the primary, which prepares the statement only now
   const std::string in_block = run_binary_int4(conn.get(), "star", 3);
   CHECK(in_block == "error 0A000");
@@ -122,10 +125,8 @@ TEST_CASE("a statement parsed on a standby gets 0A000 in a block on the primary 
 TEST_CASE("requests pipelined behind that 0A000 in a block get PostgreSQL's 25P02, not a hang") {
   Fixture f;
   PgConn conn = connect(f.ci);
-  prepare(conn.get(), "star", "SELECT * FROM t WHERE id = $1");
   prepare(conn.get(), "other", "SELECT v FROM t WHERE id = $1");
-  CHECK(run_binary_int4(conn.get(), "star", 3) == "3");
-  f.alter("ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  prepare_star_then_add_column(f, conn.get());
   exec(conn.get(), "BEGIN");
   REQUIRE(PQenterPipelineMode(conn.get()) == 1);
   const char* values[1] = {"3"};
