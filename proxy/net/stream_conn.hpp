@@ -83,6 +83,7 @@ class StreamConn {
   static void on_owned_written(uv_write_t* req, int status);
   // What the socket took of `bytes` at once (all of them when they need no queueing: TLS, closed, an error).
   size_t send_now(protocol::ByteView bytes);
+  ssize_t try_write(const uv_buf_t* bufs, unsigned count);
   void queue_owned(protocol::ByteVector&& bytes, size_t from);  // bytes[from..] after what libuv queues
   void on_tcp_closed();
   void maybe_delete();
