@@ -78,6 +78,26 @@ void prepare_star_then_add_column(Fixture& f, PGconn* conn) {
   f.alter("ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
 }
 
+// Sends a cancel request for conn's backend (through pgmux: for its request); false if it could not be sent.
+bool cancel(PGconn* conn) {
+  PGcancel* c = PQgetCancel(conn);
+  char error[256] = {0};
+  const bool sent = c != nullptr && PQcancel(c, error, sizeof error) == 1;
+  if (c) PQfreeCancel(c);
+  return sent;
+}
+
+// The SQLSTATE of the first result of what conn sent ("" when it succeeded; "no answer" after `seconds`); the
+// remaining results are read.
+std::string await_sqlstate(PGconn* conn, double seconds) {
+  const bool answered = wait_until([&] { return PQconsumeInput(conn) == 1 && PQisBusy(conn) == 0; }, seconds);
+  if (!answered) return "no answer";
+  PgResult first(PQgetResult(conn));
+  while (PgResult rest{PQgetResult(conn)}) {
+  }
+  return first ? sqlstate(first.get()) : "no result";
+}
+
 }  // namespace
 
 TEST_CASE("a statement parsed on a standby keeps its parameter types on the primary after ALTER COLUMN TYPE") {
@@ -140,4 +160,33 @@ TEST_CASE("requests pipelined behind that 0A000 in a block get PostgreSQL's 25P0
   exec(conn.get(), "ROLLBACK");
   CHECK(scalar(conn.get(), "SELECT count(*) FROM t") == "20");
   f.log_on_failure(seen.find("25P02") == std::string::npos);
+}
+
+// A cancel while pgmux prepares the primary for a statement parsed on a standby, its Parse there waiting for a lock
+// another session holds: the request has not run, and fails with 57014 once the primary is ready; the block it was
+// in fails there too (25P02 next). PostgreSQL cancels the waiting execution: the same answers.
+TEST_CASE("a cancel while pgmux prepares the primary for a statement fails it with 57014, and its block") {
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  prepare(conn.get(), "by_id", "SELECT v FROM t WHERE id = $1");  // a read: parsed on a standby
+  CHECK(run_binary_int4(conn.get(), "by_id", 5) == "5");
+  exec(f.owner.get(), "BEGIN");
+  exec(f.owner.get(), "LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
+  exec(conn.get(), "BEGIN");  // a read-write block: the primary, which prepares the statement only now
+  const uint32_t wire = htonl(5);
+  const char* values[1] = {reinterpret_cast<const char*>(&wire)};
+  const int lengths[1] = {4};
+  const int formats[1] = {1};
+  REQUIRE(PQsendQueryPrepared(conn.get(), "by_id", 1, values, lengths, formats, 0) == 1);
+  CHECK_FALSE(wait_readable(conn.get(), 0.5));  // waits for the lock (pgmux: its Parse of the statement does)
+  REQUIRE(cancel(conn.get()));
+  // Directly the execution is cancelled at once; through pgmux the request waits for the preparation, pgmux's.
+  if (!direct_mode()) CHECK_FALSE(wait_readable(conn.get(), 0.3));
+  exec(f.owner.get(), "ROLLBACK");
+  const std::string cancelled = await_sqlstate(conn.get(), 5.0);
+  CHECK(cancelled == "57014");
+  CHECK(exec_sqlstate(conn.get(), "SELECT 1") == "25P02");
+  exec(conn.get(), "ROLLBACK");
+  CHECK(run_binary_int4(conn.get(), "by_id", 6) == "6");
+  f.log_on_failure(cancelled != "57014");
 }

@@ -266,7 +266,7 @@ TEST_CASE("10 clients executing a prepared SELECT * while columns are added re-p
 TEST_CASE("a statement prepared before ALTER TABLE gets 0A000 on a server that prepares it only afterwards") {
   const int listen = pick_listen_port();
   nlohmann::json config = txpool_config(listen, kDb, 1);
-  config["prepared_statements"] = {{"max_per_server", 1}};
+  config["prepared_statements"] = {{"max_per_server", 2}};
   fresh_database(kDb);
   ProxyUnderTest proxy(config.dump(), listen);
   const std::string ci = app_conninfo(proxy.port(), kDb);
@@ -423,4 +423,50 @@ TEST_CASE("in a block, a statement whose columns changed gets 0A000 on a server 
   CHECK(exec_sel(conn.get(), 6, &fields, "sel_again") == "");
   CHECK(fields == 3);
   f.log_on_failure(err.find("0A000") == std::string::npos);
+}
+
+// Two client statements of one text in one request, on a server whose list holds two shared statements: "ins"
+// (parsed before ALTER COLUMN TYPE, int4) must be prepared there with its types spelled out, under another shared
+// name, while "ins_new" (parsed after, int4 and real) runs on the copy the server has. The room for the first is
+// made by closing the least recently used copy: not the one "ins_new" runs on (the pinning client's old copy goes
+// first only when no other statement of the request uses it), but "other". PostgreSQL runs both, each with its own
+// Parse's types.
+TEST_CASE("a request using two statements of one text, one with older parameter types, runs both") {
+  const int listen = pick_listen_port();
+  nlohmann::json config = txpool_config(listen, kDb, 1);
+  config["workers"] = 1;
+  config["prepared_statements"] = {{"max_per_server", 2}};
+  fresh_database(kDb);
+  ProxyUnderTest proxy(config.dump(), listen);
+  const std::string ci = app_conninfo(proxy.port(), kDb);
+  wait_serving(ci);
+  PgConn owner = connect(app_conninfo(cluster_ports().primary, kDb));
+  exec(owner.get(), "CREATE TABLE t (id int PRIMARY KEY, v int)");
+  PgConn conn = connect(ci);
+  prepare_ins(conn.get());
+  REQUIRE(insert_binary(conn.get(), 4000, 7) == "");  // the server's copy has "ins"'s types: int4, int4
+  exec(owner.get(), "ALTER TABLE t ALTER COLUMN v TYPE real");
+  PgResult other(PQprepare(conn.get(), "other", "SELECT 'other'::text", 0, nullptr));  // the list is full now
+  REQUIRE(PQresultStatus(other.get()) == PGRES_COMMAND_OK);
+  PgResult parsed(PQprepare(conn.get(), "ins_new", kInsert, 2, nullptr));  // the copy made again: int4, real
+  REQUIRE(PQresultStatus(parsed.get()) == PGRES_COMMAND_OK);
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  const uint32_t wire[2] = {htonl(4001), htonl(7)};
+  const char* binary[2] = {reinterpret_cast<const char*>(&wire[0]), reinterpret_cast<const char*>(&wire[1])};
+  const int lengths[2] = {4, 4};
+  const int formats[2] = {1, 1};
+  const char* text[2] = {"4002", "7.5"};
+  // "ins_new" first: its copy is found there before "ins" makes room for its own.
+  REQUIRE(PQsendQueryPrepared(conn.get(), "ins_new", 2, text, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQsendQueryPrepared(conn.get(), "ins", 2, binary, lengths, formats, 0) == 1);
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  const std::string results = pipeline_results(conn.get(), 1);
+  CHECK(results == "PGRES_COMMAND_OK \nPGRES_COMMAND_OK \nPGRES_PIPELINE_SYNC \n");
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  CHECK(scalar(owner.get(), "SELECT string_agg(id || '=' || v, ' ' ORDER BY id) FROM t") == "4000=7 4001=7 4002=7.5");
+  if (results.find("PGRES_FATAL_ERROR") != std::string::npos && proxy.process()) {
+    MESSAGE("pgmux log:\n" << proxy.process()->log());
+  }
+  owner.reset();
+  drop_database_quietly(kDb);
 }

@@ -2,7 +2,8 @@
 // pg_stat_activity: pool_size, max_db_connections and max_user_connections cap the server connections under
 // load; reserve_pool_size serves a client that waited reserve_pool_timeout; min_pool_size keeps connections
 // open; server_idle_timeout closes idle ones; server_lifetime recycles old ones (never mid-transaction);
-// server_check_delay 0 hides a server terminated while idle.
+// server_check_delay 0 hides a server terminated while idle; a client preparing a statement does not wait for a
+// full pool.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -236,4 +237,30 @@ TEST_CASE("server_check_delay 0: a server terminated while idle is never handed 
   }
   CHECK_MESSAGE(errors == 0, errors << " of 10 queries after a terminate failed; first: " << first_error);
   f.log_if(errors != 0);
+}
+
+// libpq's PQprepare (Parse and Sync) from a client that holds no server while the pool is full: directly, the
+// Parse has a backend of its own and never waits, and drivers prepare at connect or before a statement's first
+// use. pgmux answers it itself (answer_parse_instead_of_waiting) rather than hold it until a server is free, and
+// prepares the statement where the client's next request runs.
+TEST_CASE("a Parse-only request does not wait for a full pool") {
+  Fixture f(1, [](nlohmann::json& c) {
+    c["workers"] = 1;
+    c["timeouts"]["query_wait_timeout"] = 4;  // a wait for the server fails the request after this
+  });
+  PgConn holder = connect(f.ci);
+  exec(holder.get(), "BEGIN");
+  CHECK(scalar(holder.get(), "SELECT 'holding'") == "holding");  // the pool's one server, until COMMIT
+  PgConn client = connect(f.ci);
+  const double started = now_seconds();
+  PgResult prepared(PQprepare(client.get(), "plus_one", "SELECT $1::int + 1", 0, nullptr));
+  const double waited = now_seconds() - started;
+  CHECK(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+  CHECK_MESSAGE(waited < 2.0, "PQprepare took " << waited << " s with the pool full");
+  exec(holder.get(), "COMMIT");
+  const char* const values[] = {"41"};
+  PgResult ran(PQexecPrepared(client.get(), "plus_one", 1, values, nullptr, nullptr, 0));
+  REQUIRE(PQresultStatus(ran.get()) == PGRES_TUPLES_OK);
+  CHECK(std::string(PQgetvalue(ran.get(), 0, 0)) == "42");
+  f.log_if(waited >= 2.0 || PQresultStatus(prepared.get()) != PGRES_COMMAND_OK);
 }
