@@ -63,7 +63,10 @@ void read_prepare(StatementReader& reader, std::vector<PreparedRef>& out) {
     return;
   }
   PreparedRef ref = make_ref(PreparedRefKind::Prepare, name);
+  const char* const name_end = name.text.data() + name.text.size();
+  const bool lists_types = reader.next().kind == TokenKind::LParen;
   ref.statement = reader.rest_and_text();
+  if (!lists_types) ref.types_at = static_cast<size_t>(name_end - ref.statement.data());
   out.push_back(std::move(ref));
 }
 
@@ -135,6 +138,31 @@ std::string fold_identifier(std::string_view token) {
     name.resize(cut);
   }
   return name;
+}
+
+std::string with_parameter_types(std::string_view prepare, std::string_view types) {
+  const std::vector<PreparedRef> refs = prepared_statement_refs(prepare);
+  if (types.empty() || refs.size() != 1 || refs.front().kind != PreparedRefKind::Prepare ||
+      refs.front().types_at == std::string_view::npos) {
+    return std::string(prepare);
+  }
+  const size_t at = static_cast<size_t>(refs.front().statement.data() - prepare.data()) + refs.front().types_at;
+  std::string typed(prepare.substr(0, at));
+  typed.append(" (").append(types).append(")").append(prepare.substr(at));
+  return typed;
+}
+
+// regtype's output is format_type's: names quoted where they must be, qualified where the search_path does not
+// find them. The name is an E'' literal with quotes and backslashes doubled, whatever standard_conforming_strings.
+std::string parameter_types_query(std::string_view name) {
+  std::string sql = "SELECT pg_catalog.array_to_string(parameter_types, ', ') FROM pg_catalog.pg_prepared_statements "
+                    "WHERE name = E'";
+  for (char c : name) {
+    if (c == '\\' || c == '\'') sql += c;
+    sql += c;
+  }
+  sql += '\'';
+  return sql;
 }
 
 }  // namespace pgmux::routing

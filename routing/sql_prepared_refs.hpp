@@ -22,10 +22,21 @@ struct PreparedRef {
   PreparedRefKind kind = PreparedRefKind::Execute;
   std::string name;             // as PostgreSQL folds it: lowercase unless quoted, at most 63 bytes
   std::string_view statement;   // Prepare: the whole PREPARE statement, without its ';'
+  // Prepare without a list of parameter types (PostgreSQL infers them): where in `statement` one would go, right
+  // after the name. npos when the PREPARE lists them.
+  size_t types_at = std::string_view::npos;
 };
 
 // Every reference in the string, in order. Text the lexer cannot scan gives what was read before the error.
 std::vector<PreparedRef> prepared_statement_refs(std::string_view sql);
+
+// The PREPARE statement `prepare` with `types` (", "-separated type names, as pg_prepared_statements gives them)
+// spelled out after its name, when it lists none; else `prepare` as it is.
+std::string with_parameter_types(std::string_view prepare, std::string_view types);
+
+// The query that reads the parameter types of the session's prepared statement `name` (folded) as type names SQL
+// reads back: one row, "" for a statement without parameters, NULL when there is no such statement.
+std::string parameter_types_query(std::string_view name);
 
 // An identifier token as PostgreSQL stores it: "Quoted" → Quoted ("" → "), unquoted → ASCII lowercase;
 // truncated to 63 bytes at a UTF-8 character boundary, as NAMEDATALEN does.

@@ -92,6 +92,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_server_unavailable(const FailureReport& failure) override;
   // From a linked server.
   void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done);
+  // The parameter types of the SQL prepared statement `name`, read behind its PREPARE (capture_prepare_types).
+  void learn_prepare_types(const std::string& name, const std::string& types);
   // COPY FROM STDIN began; `batch`: the extended batch that started it, whose reply ends here.
   void on_copy_in(ServerConn* server, const OwedReply* batch);
   // A read the standby refused (standby_refusal: 25006, or 0A000) before any row reached the client
@@ -311,6 +313,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   int build_prepare_step(ServerConn* server, std::vector<SqlStatementPrep>& sql_preps, protocol::ByteVector& messages,
                          PrepareStep& step);
   void set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const;
+  void capture_prepare_types(ServerConn& server, const routing::Classification& c);
   std::vector<TrackedStatement> take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
                                                     bool failed);
   void apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran);

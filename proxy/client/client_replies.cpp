@@ -48,7 +48,8 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
   if (tx_status == 'I' && tx_started_ns_ != 0) {
     worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);
-    tx_started_ns_ = server->has_outstanding() ? now_ns : 0;  // pipelined: the next one is already running
+    // Pipelined: the next one is already running (not a query of pgmux's own behind this one).
+    tx_started_ns_ = server->owed_client_requests() > 0 ? now_ns : 0;
   }
   if (done.committed != Written::Nothing) {
     session_.route.last_write_commit = monotonic_now();

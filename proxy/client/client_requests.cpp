@@ -470,6 +470,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   // Every Close is answered by a CloseComplete: a later part of an open sequence numbers its hidden ones after.
   owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
   if (!renamed && !described) send_request(server, unnamed_close);
+  capture_prepare_types(*server, c);
   server->relay();  // replies that arrived while it was not this client's active server
 }
 

@@ -51,8 +51,9 @@ bool is_prepare_command(const routing::Classification& c) {
 // savepoint) that is rolled back afterwards, which PREPARE, not being transactional, survives. A log restarted
 // since (RESET ALL) has lost that point: the statement is prepared with the current settings.
 void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const {
+  std::string prepare = routing::with_parameter_types(stored.prepare, stored.parameter_types);
   if (stored.log_generation != session_.log_generation || stored.log_at >= session_.log.size()) {
-    prep.queries = {stored.prepare};
+    prep.queries = {std::move(prepare)};
     prep.prepare_at = 0;
     prep.check_prepared = false;
     return;
@@ -63,7 +64,7 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
   }
   queries.insert(queries.end(), session_.log.begin(), session_.log.begin() + static_cast<long>(stored.log_at));
   prep.prepare_at = static_cast<uint16_t>(queries.size());
-  queries.push_back(stored.prepare);
+  queries.push_back(std::move(prepare));
   if (in_block) {
     queries.push_back("ROLLBACK TO SAVEPOINT pgmux_prepare");
     queries.push_back("RELEASE SAVEPOINT pgmux_prepare");
@@ -153,13 +154,44 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
     for (const routing::PreparedRef& ref : routing::prepared_statement_refs(t.sql)) {
       if (ref.kind == PreparedRefKind::Prepare) {
         session_.sql_statements[ref.name] =
-            SqlStatement{std::string(ref.statement), session_.log.size(), session_.log_generation};
+            SqlStatement{std::string(ref.statement), session_.log.size(), session_.log_generation, {}};
         server->sql_statements.insert(ref.name);
       } else if (ref.kind == PreparedRefKind::Deallocate) {
         session_.sql_statements.erase(ref.name);
         server->sql_statements.erase(ref.name);
       }
     }
+  }
+}
+
+// A lone SQL PREPARE that leaves its parameter types to PostgreSQL, outside a transaction block: another server
+// would infer them anew from its text, after DDL other ones (PostgreSQL fixes them at PREPARE: an int4 parameter
+// stays int4 after ALTER COLUMN ... TYPE real). pgmux reads them right behind it on the same server, by a query of
+// its own whose reply the client never sees (ReplyFate::CaptureOwn); outside a block only, where that query cannot
+// fail the client's transaction, and with nothing else in flight there.
+void ClientConn::capture_prepare_types(ServerConn& server, const routing::Classification& c) {
+  if (!transaction_pooling() || request_.kind != RequestKind::Query || c.multi_statement ||
+      !c.effects.has(routing::SessionEffect::Prepare) || session_.tx_status != 'I' || !server.open() ||
+      server.tx_status() != 'I' || server.owed_depth() != 1) {
+    return;
+  }
+  const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(request_.sql);
+  if (refs.size() != 1 || refs.front().kind != PreparedRefKind::Prepare ||
+      refs.front().types_at == std::string_view::npos) {
+    return;
+  }
+  protocol::ByteVector query;
+  protocol::build_query(query, routing::parameter_types_query(refs.front().name));
+  server.expect_captured_reply(refs.front().name);
+  server.send_owned(std::move(query));
+}
+
+// The types read behind the PREPARE (capture_prepare_types) for the statement it made. A PREPARE that failed made
+// none: the types read are those of the statement of that name already there (42P05), which keeps what it knew.
+void ClientConn::learn_prepare_types(const std::string& name, const std::string& types) {
+  const auto stored = session_.sql_statements.find(name);
+  if (stored != session_.sql_statements.end() && stored->second.parameter_types.empty()) {
+    stored->second.parameter_types = types;
   }
 }
 

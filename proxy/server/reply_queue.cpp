@@ -45,6 +45,15 @@ void ReplyQueue::push_internal(int readies, InternalDone done) {
   entry.internal->done = std::move(done);
 }
 
+void ReplyQueue::push_capture(std::string statement) {
+  // Run again, the request would go out behind this query: as for a client request sent behind it, no retry.
+  if (!empty() && back().fate == ReplyFate::HeldForRetry) back().fate = ReplyFate::Forward;
+  OwedReply& entry = push_back();
+  entry.fate = ReplyFate::CaptureOwn;
+  entry.capture = std::make_unique<OwnCapture>();
+  entry.capture->statement = std::move(statement);
+}
+
 OwedReply ReplyQueue::pop() {
   OwedReply done = std::move(front());  // the slot keeps only empty pointers; push_back resets it when reused
   head_ = index(1);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,8 @@ enum class ReplyFate : uint8_t {
                       // server as it did for the client (an error pgmux answered itself). Dropped; a ReadyForQuery
                       // other than 'E' closes the server (the request must not run in a block that goes on)
   Internal,           // pgmux's own queries on a server no client request is waiting for: consumed here
+  CaptureOwn,         // pgmux's own query behind a client request, whose one value pgmux reads (OwnCapture): kept
+                      // from the client
 };
 
 // A request that may change session state (SET, RESET, set_config, ...), or any request while session
@@ -60,6 +63,12 @@ struct InternalRun {
   // run's error, which is then the first one after it.
   int expected_failure = -1;
   bool describing = false;  // a ParameterDescription came: the next RowDescription or NoData answers a Describe 'S'
+};
+
+// What a CaptureOwn query is for, and the value of its one row and column once it came (nullopt: none, or NULL).
+struct OwnCapture {
+  std::string statement;  // the SQL prepared statement whose parameter types are read (sql_prepare_types)
+  std::optional<std::string> value;
 };
 
 // What a transaction wrote, as far as its commit is concerned: nothing; writes whose commit waits for the standbys
@@ -102,10 +111,11 @@ struct OwedReply {
   std::unique_ptr<std::vector<std::pair<std::string, std::string>>> duplicate_names;
   std::unique_ptr<SessionCommand> session;  // only for session commands
   std::unique_ptr<InternalRun> internal;    // only for fate Internal
+  std::unique_ptr<OwnCapture> capture;      // only for fate CaptureOwn
 
   // Whether the client waits for this reply (as opposed to pgmux's own statements).
   bool for_client() const {
-    return fate != ReplyFate::SkipOwn && fate != ReplyFate::FailOwn && fate != ReplyFate::Internal;
+    return fate == ReplyFate::Forward || fate == ReplyFate::HeldForRetry || fate == ReplyFate::DropForRetry;
   }
 };
 
@@ -130,6 +140,8 @@ class ReplyQueue {
   // The same, one that must fail (FailOwn).
   void push_failing();
   void push_internal(int readies, InternalDone done);
+  // pgmux's own query sent behind the last client request, reading the parameter types of `statement`.
+  void push_capture(std::string statement);
   // The front entry is done.
   OwedReply pop();
 

@@ -70,6 +70,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   // its reply is dropped, and the server is closed unless it leaves the block failed ('E'). Also before
   // expect_reply.
   void expect_failing_reply() { owed_.push_failing(); }
+  // pgmux sent a query of its own behind the client's last request (an SQL PREPARE's), reading the parameter types
+  // of `statement`: its reply is kept from the client, which learns the types at its end (learn_prepare_types).
+  void expect_captured_reply(std::string statement) { owed_.push_capture(std::move(statement)); }
   // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
   bool reusable() const override;
   // Replies still to come for requests sent (or an extended sequence not yet closed by Sync).
@@ -182,6 +185,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool collect_relay_pass(RelayPass& pass);
   bool take_whole_message(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
+  void take_captured_reply(char tag, protocol::ByteView body, RelayPass& pass);
   bool decide_read_only_retry(RelayPass& pass);
   bool take_hidden_describe(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   enum class ResetView : uint8_t { AsIs, Rewritten, Dropped };

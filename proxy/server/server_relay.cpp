@@ -3,6 +3,7 @@
 #include "proxy/server/server_conn.hpp"
 
 #include "protocol/backend_messages.hpp"
+#include "protocol/byte_reader.hpp"
 #include "protocol/byte_writer.hpp"
 #include "protocol/error_response.hpp"
 #include "protocol/framer.hpp"
@@ -193,6 +194,11 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
     return true;
   }
   if (fate == ReplyFate::SkipOwn || fate == ReplyFate::FailOwn) return drop_own_reply(tag, body, size, pass);
+  if (fate == ReplyFate::CaptureOwn) {
+    pass.pos += size;
+    take_captured_reply(tag, body, pass);
+    return true;
+  }
   if (hidden_describe_ != 0 && take_hidden_describe(tag, body, size, pass)) return true;
   if (tag == backend::kParseComplete && !owed_.empty()) note_parse_complete();
   if (tag == backend::kCloseComplete && !owed_.empty()) {  // counted: some may answer pgmux's own Close
@@ -423,6 +429,28 @@ bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass&
     if (owed_.empty()) pass.event = RelayEvent::Ready;
   }
   return true;
+}
+
+// The reply to pgmux's query behind a client's request (CaptureOwn), kept from the client: the value of its one row
+// goes to the client at its ReadyForQuery. An error (a statement_timeout, say) leaves the value unknown.
+void ServerConn::take_captured_reply(char tag, ByteView body, RelayPass& pass) {
+  if (tag == backend::kDataRow) {
+    ByteReader row(body);
+    const int16_t columns = row.i16();
+    const int32_t length = row.i32();
+    const ByteView value = row.bytes(length);  // fails for -1 (NULL)
+    if (row.ok() && columns == 1) {
+      owed_.front().capture->value.emplace(reinterpret_cast<const char*>(value.data()), value.size());
+    }
+    return;
+  }
+  if (tag != backend::kReadyForQuery) return;
+  note_ready(body);
+  const OwedReply done = owed_.pop();
+  if (client_ && done.capture->value) client_->learn_prepare_types(done.capture->statement, *done.capture->value);
+  // Nothing of the client's behind it: the server owes nothing now, which the client must hear (its transaction
+  // pooling gives the server back then).
+  if (owed_.empty()) pass.event = RelayEvent::Ready;
 }
 
 // What a forwarded message tells pgmux.

@@ -61,6 +61,22 @@ TEST_CASE("reply queue: pgmux's own statements are owed in order but are not the
   CHECK(q.front().for_client());
 }
 
+TEST_CASE("reply queue: a query of pgmux's behind a request names its statement, and disarms a retry") {
+  ReplyQueue q;
+  q.push_request(true, false, 7).fate = ReplyFate::HeldForRetry;  // an SQL PREPARE (on a standby, say)
+  q.push_capture("ins");
+  CHECK(q.size() == 2);
+  CHECK(q.client_requests() == 1);
+  CHECK(q.front_fate() == ReplyFate::Forward);  // resent, it would go out behind pgmux's query
+  CHECK(q.pop().for_client());
+  CHECK(q.front_fate() == ReplyFate::CaptureOwn);
+  OwedReply capture = q.pop();
+  CHECK_FALSE(capture.for_client());
+  REQUIRE(capture.capture);
+  CHECK(capture.capture->statement == "ins");
+  CHECK_FALSE(capture.capture->value);
+}
+
 TEST_CASE("reply queue: an internal run carries its callback and counts its ReadyForQuery messages") {
   ReplyQueue q;
   int calls = 0;

@@ -62,3 +62,24 @@ TEST_CASE("identifiers fold and truncate as NAMEDATALEN does") {
   // 62 ASCII bytes then a 2-byte character: the character does not fit whole and is dropped.
   CHECK(fold_identifier(std::string(62, 'x') + "\xc3\xa9") == std::string(62, 'x'));
 }
+
+TEST_CASE("a PREPARE without a type list gets the types PostgreSQL inferred spelled out after its name") {
+  CHECK(with_parameter_types("PREPARE q AS SELECT $1", "integer") == "PREPARE q (integer) AS SELECT $1");
+  CHECK(with_parameter_types("  prepare \"Q x\"as insert into t values ($1, $2)", "integer, \"my type\"") ==
+        "  prepare \"Q x\" (integer, \"my type\")as insert into t values ($1, $2)");
+  CHECK(with_parameter_types("/* c */ PREPARE q AS SELECT $1;", "text") == "/* c */ PREPARE q (text) AS SELECT $1;");
+  // Types the client listed stay; no parameters, nothing to add; not a lone PREPARE, left alone.
+  CHECK(with_parameter_types("PREPARE q (int) AS SELECT $1", "integer") == "PREPARE q (int) AS SELECT $1");
+  CHECK(with_parameter_types("PREPARE q AS SELECT 1", "") == "PREPARE q AS SELECT 1");
+  CHECK(with_parameter_types("PREPARE q AS SELECT $1; PREPARE r AS SELECT $1", "integer") ==
+        "PREPARE q AS SELECT $1; PREPARE r AS SELECT $1");
+  CHECK(with_parameter_types("EXECUTE q(1)", "integer") == "EXECUTE q(1)");
+}
+
+TEST_CASE("the query reading a statement's parameter types quotes its name whatever standard_conforming_strings") {
+  CHECK(parameter_types_query("q") ==
+        "SELECT pg_catalog.array_to_string(parameter_types, ', ') FROM pg_catalog.pg_prepared_statements "
+        "WHERE name = E'q'");
+  const std::string odd = parameter_types_query("it's a \\ name");
+  CHECK(odd.substr(odd.find("E'")) == "E'it''s a \\\\ name'");
+}

@@ -99,3 +99,32 @@ TEST_CASE("a failed multi-statement string that prepared a statement keeps the c
   }
   drop_database_quietly(db);
 }
+
+// PostgreSQL fixes the parameter types of an SQL PREPARE when it runs. pgmux prepares the statement again on each
+// server a later EXECUTE runs on (the one it ran on was reset when given back), which would infer them anew: after
+// ALTER COLUMN ... TYPE real the argument 7.5 was stored as 7.5, where PostgreSQL rounds it to the int4 the PREPARE
+// fixed (8). pgmux reads the types right behind the PREPARE and spells them out. Directly: the same answers.
+TEST_CASE("an SQL PREPARE keeps the parameter types PostgreSQL inferred, after ALTER COLUMN TYPE too") {
+  const std::string db = "txp_sqlprep_types";
+  fresh_database(db);
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(txpool_config(listen, db, 2).dump(), listen);
+  const std::string ci = app_conninfo(proxy.port(), db);
+  wait_serving(ci);
+  PgConn owner = connect(app_conninfo(cluster_ports().primary, db));
+  exec(owner.get(), "CREATE TABLE t (id int, v int)");
+  PgConn conn = connect(ci);
+  exec(conn.get(), "PREPARE ins AS INSERT INTO t VALUES ($1, $2)");
+  exec(conn.get(), "PREPARE \"Typed\" (int, real) AS INSERT INTO t VALUES ($1, $2)");  // its own types stay
+  exec(owner.get(), "ALTER TABLE t ALTER COLUMN v TYPE real");
+  exec(conn.get(), "EXECUTE ins(1, 7.5)");
+  exec(conn.get(), "BEGIN");
+  exec(conn.get(), "EXECUTE ins(2, 7.5)");
+  exec(conn.get(), "EXECUTE \"Typed\"(3, 7.5)");
+  exec(conn.get(), "COMMIT");
+  CHECK(scalar(owner.get(), "SELECT string_agg(id || '=' || v, ' ' ORDER BY id) FROM t") == "1=8 2=8 3=7.5");
+  CHECK(scalar(conn.get(), "SELECT string_agg(name || parameter_types::text, ' ' ORDER BY name) "
+                           "FROM pg_prepared_statements") == "Typed{integer,real} ins{integer,integer}");
+  owner.reset();
+  drop_database_quietly(db);
+}
