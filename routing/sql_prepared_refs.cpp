@@ -152,16 +152,22 @@ std::string with_parameter_types(std::string_view prepare, std::string_view type
   return typed;
 }
 
-// regtype's output is format_type's: names quoted where they must be, qualified where the search_path does not
-// find them. The name is an E'' literal with quotes and backslashes doubled, whatever standard_conforming_strings.
+// Each type as schema.name, both quoted where they must be (format's %I): the same type whatever search_path the
+// statement is prepared under later (a RESET ALL restarts the session log that replays the PREPARE's). Array
+// types by their own names (_int4), which SQL reads as well. The name is a dollar-quoted literal whose tag it does
+// not contain: no escape is read in it, whatever the client encoding, standard_conforming_strings or backslash_quote.
+// NULL for a statement without parameters, or without such a statement.
 std::string parameter_types_query(std::string_view name) {
-  std::string sql = "SELECT pg_catalog.array_to_string(parameter_types, ', ') FROM pg_catalog.pg_prepared_statements "
-                    "WHERE name = E'";
-  for (char c : name) {
-    if (c == '\\' || c == '\'') sql += c;
-    sql += c;
-  }
-  sql += '\'';
+  // The literal ends at the first tag after its start: not one inside the name, nor one the name's end begins.
+  const auto ends_early = [name](const std::string& tag) { return (std::string(name) + tag).find(tag) < name.size(); };
+  std::string tag = "$pgmux$";
+  for (int n = 0; ends_early(tag); ++n) tag = "$pgmux" + std::to_string(n) + "$";
+  std::string sql =
+      "SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, t.typname), ', ' ORDER BY u.ord) "
+      "FROM pg_catalog.pg_prepared_statements p, pg_catalog.unnest(p.parameter_types) WITH ORDINALITY AS u(type, ord), "
+      "pg_catalog.pg_type t, pg_catalog.pg_namespace n WHERE t.oid OPERATOR(pg_catalog.=) u.type AND n.oid "
+      "OPERATOR(pg_catalog.=) t.typnamespace AND p.name OPERATOR(pg_catalog.=) ";
+  sql.append(tag).append(name).append(tag);
   return sql;
 }
 

@@ -130,7 +130,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   }
   const bool was_active = server == active_;
   const bool was_primary = server == primary_;
-  const bool in_flight = was_active && (server->has_outstanding() || server->tx_status() != 'I' || copy_in_);
+  // What the client waits for: not a query of pgmux's own behind its last request (CaptureOwn), which it never sees.
+  const bool in_flight = was_active && (server->owed_client_requests() > 0 || server->tx_status() != 'I' || copy_in_);
   const bool was_preparing = server == preparing_;
   // A request alone on the server whose reply is still held, not a byte of it relayed (client_retry.cpp).
   const bool run_again =

@@ -186,8 +186,9 @@ void ClientConn::capture_prepare_types(ServerConn& server, const routing::Classi
   server.send_owned(std::move(query));
 }
 
-// The types read behind the PREPARE (capture_prepare_types) for the statement it made. A PREPARE that failed made
-// none: the types read are those of the statement of that name already there (42P05), which keeps what it knew.
+// The types read behind the PREPARE (capture_prepare_types), for the statement it made. A PREPARE that failed made
+// none: the types read are those of the statement of that name already there (42P05); a statement with types
+// already known keeps them.
 void ClientConn::learn_prepare_types(const std::string& name, const std::string& types) {
   const auto stored = session_.sql_statements.find(name);
   if (stored != session_.sql_statements.end() && stored->second.parameter_types.empty()) {

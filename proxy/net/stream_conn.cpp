@@ -14,8 +14,8 @@
 namespace pgmux::proxy {
 namespace {
 
-// libuv's uv_buf_t is laid out as struct iovec on Unix (its documentation promises it): try_write hands an array
-// of them to writev as they are.
+// libuv's uv_buf_t is laid out as struct iovec on Unix (uv/unix.h: "may be cast to struct iovec"): try_write hands
+// an array of them to writev as they are.
 static_assert(sizeof(uv_buf_t) == sizeof(iovec) && offsetof(uv_buf_t, base) == offsetof(iovec, iov_base) &&
               offsetof(uv_buf_t, len) == offsetof(iovec, iov_len));
 
@@ -146,16 +146,17 @@ size_t StreamConn::send_now(protocol::ByteView bytes) {
 }
 
 // What uv_try_write does, without the checks that never apply here (nothing in libuv's queue: both callers check;
-// no handle to send; a stream never shut down): they cost about 100 instructions per write on the hot path
-// (bench/callgrind.md, session 28). Returns the bytes the kernel took, UV_EAGAIN when it took none, or another
-// libuv error code (the negative errno, as libuv's own on Unix).
+// no handle to send; a stream never shut down nor left unwritable: a read error closes it): they cost about 100
+// instructions per write on the hot path (bench/callgrind.md, session 28). Returns the bytes the kernel took,
+// UV_EAGAIN when it took none, or another libuv error code (the negative errno, as libuv's own on Unix).
 // By syscall(), not writev(): in a process with threads glibc's writev marks a cancellation point around every
 // call (about 30 instructions more), and no pgmux thread is ever cancelled.
 ssize_t StreamConn::try_write(const uv_buf_t* bufs, unsigned count) {
   if (tcp_.get()->connect_req != nullptr) return UV_EAGAIN;  // still connecting: libuv queues it, as uv_try_write
   const int fd = tcp_.get()->io_watcher.fd;
   for (;;) {
-    const auto n = static_cast<ssize_t>(syscall(SYS_writev, fd, reinterpret_cast<const iovec*>(bufs), count));
+    const auto n = static_cast<ssize_t>(
+        syscall(SYS_writev, static_cast<long>(fd), reinterpret_cast<const iovec*>(bufs), static_cast<long>(count)));
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return UV_EAGAIN;

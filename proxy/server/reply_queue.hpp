@@ -1,8 +1,9 @@
 // What a server connection owes, oldest first (DESIGN.md §3.5): one entry per request sent to it, popped when
 // the ReadyForQuery that ends its reply has been handled. The entry at the front says what happens to the
 // server's messages: relayed to the client, dropped (pgmux's own statement in front of a client request), held
-// back for a retry (a read that a standby rejected as a write), or consumed by pgmux (its own queries:
-// reset, parameter sync, bringing a server up to date). Nothing else on a connection counts replies.
+// back for a retry (a read that a standby rejected as a write), consumed by pgmux (its own queries: reset,
+// parameter sync, bringing a server up to date), or read by pgmux behind a client's request (the parameter types
+// of its SQL PREPARE). Nothing else on a connection counts replies.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -67,7 +68,7 @@ struct InternalRun {
 
 // What a CaptureOwn query is for, and the value of its one row and column once it came (nullopt: none, or NULL).
 struct OwnCapture {
-  std::string statement;  // the SQL prepared statement whose parameter types are read (sql_prepare_types)
+  std::string statement;  // the SQL prepared statement whose parameter types are read (capture_prepare_types)
   std::optional<std::string> value;
 };
 

@@ -185,7 +185,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool collect_relay_pass(RelayPass& pass);
   bool take_whole_message(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
-  void take_captured_reply(char tag, protocol::ByteView body, RelayPass& pass);
+  void take_captured_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool decide_read_only_retry(RelayPass& pass);
   bool take_hidden_describe(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   enum class ResetView : uint8_t { AsIs, Rewritten, Dropped };

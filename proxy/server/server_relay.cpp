@@ -195,8 +195,7 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
   }
   if (fate == ReplyFate::SkipOwn || fate == ReplyFate::FailOwn) return drop_own_reply(tag, body, size, pass);
   if (fate == ReplyFate::CaptureOwn) {
-    pass.pos += size;
-    take_captured_reply(tag, body, pass);
+    take_captured_reply(tag, body, size, pass);
     return true;
   }
   if (hidden_describe_ != 0 && take_hidden_describe(tag, body, size, pass)) return true;
@@ -432,8 +431,17 @@ bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass&
 }
 
 // The reply to pgmux's query behind a client's request (CaptureOwn), kept from the client: the value of its one row
-// goes to the client at its ReadyForQuery. An error (a statement_timeout, say) leaves the value unknown.
-void ServerConn::take_captured_reply(char tag, ByteView body, RelayPass& pass) {
+// goes to the client at its ReadyForQuery. An error (a statement_timeout, say) leaves the value unknown. What the
+// server sends of its own meanwhile is the client's, as with any reply: a notification PostgreSQL delivers before
+// that ReadyForQuery (outside a block), a setting it reports.
+void ServerConn::take_captured_reply(char tag, ByteView body, size_t size, RelayPass& pass) {
+  if (tag == backend::kNotificationResponse || tag == backend::kParameterStatus) {
+    note_relayed(tag, body, pass);
+    pass.batch.add(in_.data() + pass.pos, size);
+    pass.pos += size;
+    return;
+  }
+  pass.pos += size;
   if (tag == backend::kDataRow) {
     ByteReader row(body);
     const int16_t columns = row.i16();

@@ -266,7 +266,7 @@ TEST_CASE("10 clients executing a prepared SELECT * while columns are added re-p
 TEST_CASE("a statement prepared before ALTER TABLE gets 0A000 on a server that prepares it only afterwards") {
   const int listen = pick_listen_port();
   nlohmann::json config = txpool_config(listen, kDb, 1);
-  config["prepared_statements"] = {{"max_per_server", 2}};
+  config["prepared_statements"] = {{"max_per_server", 1}};
   fresh_database(kDb);
   ProxyUnderTest proxy(config.dump(), listen);
   const std::string ci = app_conninfo(proxy.port(), kDb);

@@ -8,7 +8,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "tests/integration/txpool/txpool_support.hpp"
 
@@ -71,6 +73,20 @@ void check_pooled(bool split) {
   drop_database_quietly(db);
 }
 
+// pgmux in transaction mode, two servers, on a fresh database `db` (dropped at the end).
+struct TwoServers {
+  std::string db;
+  int listen = pick_listen_port();
+  ProxyUnderTest proxy;
+  std::string ci;
+  explicit TwoServers(const std::string& name)
+      : db(name), proxy((fresh_database(name), txpool_config(listen, name, 2).dump()), listen) {
+    ci = app_conninfo(proxy.port(), db);
+    wait_serving(ci);
+  }
+  ~TwoServers() { drop_database_quietly(db); }
+};
+
 }  // namespace
 
 TEST_CASE("SQL prepared statements are pooled in transaction mode: each client runs its own") {
@@ -79,25 +95,19 @@ TEST_CASE("SQL prepared statements are pooled in transaction mode: each client r
 }
 
 TEST_CASE("a failed multi-statement string that prepared a statement keeps the client on its server") {
-  const std::string db = "txp_sqlprep_fail";
-  fresh_database(db);
-  const int listen = pick_listen_port();
-  ProxyUnderTest proxy(txpool_config(listen, db, 2).dump(), listen);
-  const std::string ci = app_conninfo(proxy.port(), db);
-  wait_serving(ci);
-  PgConn conn = connect(ci);
+  TwoServers f("txp_sqlprep_fail");
+  PgConn conn = connect(f.ci);
   // PREPARE ran, then the string failed: which of its statements ran is not visible to pgmux.
   PgResult failed(PQexec(conn.get(), "PREPARE kept AS SELECT 'kept' AS k; SELECT 1/0"));
   CHECK(PQresultStatus(failed.get()) == PGRES_FATAL_ERROR);
   CHECK(scalar(conn.get(), "EXECUTE kept") == "kept");
-  PgConn other = connect(ci);
+  PgConn other = connect(f.ci);
   CHECK(scalar(other.get(), "SELECT 1") == "1");  // the second server still serves others
-  if (proxy.process()) {
-    const std::string log = proxy.process()->full_log();
+  if (f.proxy.process()) {
+    const std::string log = f.proxy.process()->full_log();
     INFO(log);
     CHECK(log.find("pinned to its server (SQL PREPARE)") != std::string::npos);
   }
-  drop_database_quietly(db);
 }
 
 // PostgreSQL fixes the parameter types of an SQL PREPARE when it runs. pgmux prepares the statement again on each
@@ -105,15 +115,10 @@ TEST_CASE("a failed multi-statement string that prepared a statement keeps the c
 // ALTER COLUMN ... TYPE real the argument 7.5 was stored as 7.5, where PostgreSQL rounds it to the int4 the PREPARE
 // fixed (8). pgmux reads the types right behind the PREPARE and spells them out. Directly: the same answers.
 TEST_CASE("an SQL PREPARE keeps the parameter types PostgreSQL inferred, after ALTER COLUMN TYPE too") {
-  const std::string db = "txp_sqlprep_types";
-  fresh_database(db);
-  const int listen = pick_listen_port();
-  ProxyUnderTest proxy(txpool_config(listen, db, 2).dump(), listen);
-  const std::string ci = app_conninfo(proxy.port(), db);
-  wait_serving(ci);
-  PgConn owner = connect(app_conninfo(cluster_ports().primary, db));
+  TwoServers f("txp_sqlprep_types");
+  PgConn owner = connect(app_conninfo(cluster_ports().primary, f.db));
   exec(owner.get(), "CREATE TABLE t (id int, v int)");
-  PgConn conn = connect(ci);
+  PgConn conn = connect(f.ci);
   exec(conn.get(), "PREPARE ins AS INSERT INTO t VALUES ($1, $2)");
   exec(conn.get(), "PREPARE \"Typed\" (int, real) AS INSERT INTO t VALUES ($1, $2)");  // its own types stay
   exec(owner.get(), "ALTER TABLE t ALTER COLUMN v TYPE real");
@@ -126,5 +131,72 @@ TEST_CASE("an SQL PREPARE keeps the parameter types PostgreSQL inferred, after A
   CHECK(scalar(conn.get(), "SELECT string_agg(name || parameter_types::text, ' ' ORDER BY name) "
                            "FROM pg_prepared_statements") == "Typed{integer,real} ins{integer,integer}");
   owner.reset();
-  drop_database_quietly(db);
+}
+
+namespace {
+
+// A superuser's block on `db` holding pg_prepared_statements: pgmux's query behind a PREPARE waits for it.
+PgConn lock_prepared_statements(const std::string& db) {
+  PgConn locker = routing::admin(cluster_ports().primary, db);
+  exec(locker.get(), "BEGIN");
+  exec(locker.get(), "LOCK TABLE pg_catalog.pg_prepared_statements IN ACCESS EXCLUSIVE MODE");
+  return locker;
+}
+
+// The backend whose query (pgmux's, behind a PREPARE) waits for that lock; "" if none within 5 s.
+std::string waiting_backend(PGconn* locker, const std::string& db) {
+  const std::string waiting = "SELECT pid FROM pg_stat_activity WHERE datname = '" + db +
+                              "' AND wait_event_type = 'Lock' AND query LIKE '%pg_prepared_statements%'";
+  std::string pid;
+  routing::wait_until([&] { return !(pid = scalar(locker, waiting)).empty(); }, 5.0);
+  return pid;
+}
+
+}  // namespace
+
+// The server that ran the PREPARE is lost while only pgmux's query behind it is owed (terminated while that query
+// waits for the lock): the client was answered and waits for nothing, so it hears nothing of it, and its next
+// requests (extended ones too) run on another server, where the statement is prepared from its text. (Directly
+// there is no such query: the case is pgmux's own.)
+TEST_CASE("a server lost during pgmux's query behind a PREPARE is no error for the client") {
+  if (direct_mode()) return;
+  TwoServers f("txp_sqlprep_lost");
+  PgConn locker = lock_prepared_statements(f.db);
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "PREPARE plus AS SELECT $1::int + 1");  // answered; pgmux's query behind it waits
+  const std::string pid = waiting_backend(locker.get(), f.db);
+  REQUIRE(!pid.empty());
+  CHECK(scalar(locker.get(), "SELECT pg_terminate_backend(" + pid + ")") == "t");
+  exec(locker.get(), "ROLLBACK");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // pgmux sees the server go
+  const char* values[1] = {"41"};
+  PgResult extended(PQexecParams(conn.get(), "SELECT $1::int", 1, nullptr, values, nullptr, nullptr, 0));
+  CHECK_MESSAGE(PQresultStatus(extended.get()) == PGRES_TUPLES_OK, std::string(PQerrorMessage(conn.get())));
+  if (PQresultStatus(extended.get()) == PGRES_TUPLES_OK) CHECK(std::string(PQgetvalue(extended.get(), 0, 0)) == "41");
+  CHECK(scalar(conn.get(), "EXECUTE plus(1)") == "2");
+}
+
+// A notification PostgreSQL delivers while pgmux's query behind a PREPARE runs comes with that query's reply: it is
+// the client's (LISTEN pins it to the server), as directly, where the idle session gets it at once.
+TEST_CASE("a notification arriving with pgmux's query behind a PREPARE reaches the client") {
+  TwoServers f("txp_sqlprep_notify");
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "LISTEN pgmux_capture");
+  PgConn locker = lock_prepared_statements(f.db);
+  exec(conn.get(), "PREPARE plus AS SELECT $1::int + 1");
+  if (!direct_mode()) REQUIRE(!waiting_backend(locker.get(), f.db).empty());
+  PgConn notifier = connect(app_conninfo(cluster_ports().primary, f.db));
+  exec(notifier.get(), "NOTIFY pgmux_capture, 'hello'");
+  exec(locker.get(), "ROLLBACK");
+  std::string payload;
+  routing::wait_until(
+      [&] {
+        PQconsumeInput(conn.get());
+        PGnotify* n = PQnotifies(conn.get());
+        if (n) payload = n->extra;
+        if (n) PQfreemem(n);
+        return n != nullptr;
+      },
+      5.0);
+  CHECK(payload == "hello");
 }
