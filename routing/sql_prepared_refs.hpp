@@ -30,12 +30,13 @@ struct PreparedRef {
 // Every reference in the string, in order. Text the lexer cannot scan gives what was read before the error.
 std::vector<PreparedRef> prepared_statement_refs(std::string_view sql);
 
-// The PREPARE statement `prepare` with `types` (", "-separated type names, as pg_prepared_statements gives them)
+// The PREPARE statement `prepare` with `types` (", "-separated type names, as parameter_types_query reads them)
 // spelled out after its name, when it lists none; else `prepare` as it is.
 std::string with_parameter_types(std::string_view prepare, std::string_view types);
 
-// The query that reads the parameter types of the session's prepared statement `name` (folded) as type names SQL
-// reads back: one row, "" for a statement without parameters, NULL when there is no such statement.
+// The query that reads the parameter types of the session's prepared statement `name` (folded) as names SQL reads
+// back: one row, "pg_catalog.int4, public.mood"; NULL for a statement without parameters, or without such a
+// statement.
 std::string parameter_types_query(std::string_view name);
 
 // An identifier token as PostgreSQL stores it: "Quoted" → Quoted ("" → "), unquoted → ASCII lowercase;

@@ -187,6 +187,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   void take_captured_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool decide_read_only_retry(RelayPass& pass);
+  bool reply_whole_without_error(size_t from) const;
   bool take_hidden_describe(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   enum class ResetView : uint8_t { AsIs, Rewritten, Dropped };
   ResetView client_view_of_reset(protocol::ByteView body, protocol::ByteVector** own);

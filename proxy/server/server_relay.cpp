@@ -288,6 +288,50 @@ ByteVector* ServerConn::client_view_of_error(ByteView body) {
   return &own;
 }
 
+namespace {
+
+constexpr size_t kMaxHeldReply = 128 * 1024;  // a reply that holds back more than this is forwarded as it is
+
+// The messages of a reply held for a retry that decide nothing: the look-ahead steps over them.
+bool is_held_reply_message(char tag) {
+  switch (tag) {
+    case backend::kParseComplete:
+    case backend::kBindComplete:
+    case backend::kCloseComplete:
+    case backend::kRowDescription:
+    case backend::kNoData:
+    case backend::kParameterDescription:
+    case backend::kDataRow:
+    case backend::kCommandComplete:
+    case backend::kEmptyQueryResponse:
+    case backend::kNoticeResponse:
+    case backend::kParameterStatus:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// The usual reply held for a retry, told by tags and lengths alone: whole in the buffer up to its ReadyForQuery,
+// every message before it one that decides nothing (no ErrorResponse, no COPY), within kMaxHeldReply. Then no
+// retry can follow. False leaves the decision to decide_read_only_retry's walk, which parses what it must.
+bool ServerConn::reply_whole_without_error(size_t from) const {
+  const uint32_t max_size = worker_.max_message_size();
+  const std::byte* const data = in_.data();
+  const size_t end = in_.end();
+  for (size_t at = from; end - at >= kFrameHeaderSize && at - from <= kMaxHeldReply;) {
+    const char tag = static_cast<char>(data[at]);
+    const uint32_t length = load_be32(data + at + 1);
+    if (length < 4 || length > max_size || end - at - 1 < length) return false;
+    if (tag == backend::kReadyForQuery) return true;
+    if (!is_held_reply_message(tag)) return false;
+    at += 1 + length;
+  }
+  return false;
+}
+
 // HeldForRetry: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held
 // meanwhile (rows included: none may reach the client before it is known whether the request runs again). A
 // standby's refusal (25006, 0A000: standby_refusal) with the server back outside a transaction makes the reply
@@ -295,13 +339,16 @@ ByteVector* ServerConn::client_view_of_error(ByteView body) {
 // or a reply too big to hold, Forward. False while the bytes that decide are not all here (pass.room says how
 // many must fit).
 bool ServerConn::decide_read_only_retry(RelayPass& pass) {
-  constexpr size_t kMaxHeld = 128 * 1024;  // a reply that holds back more than this is forwarded as it is
   OwedReply& front = owed_.front();
+  if (reply_whole_without_error(pass.pos)) {
+    front.fate = ReplyFate::Forward;  // what the walk below decides too, at several times the cost
+    return true;
+  }
   bool rejected = false;  // a refusal only a standby gives came (standby_refusal)
   size_t at = pass.pos;
   while (true) {
     const Frame frame = next_frame(ByteView(in_.data() + at, in_.end() - at), worker_.max_message_size());
-    if (frame.status == FrameStatus::Error || at - pass.pos > kMaxHeld) {
+    if (frame.status == FrameStatus::Error || at - pass.pos > kMaxHeldReply) {
       front.fate = ReplyFate::Forward;  // the relay reports a bad frame as usual
       return true;
     }
@@ -311,20 +358,11 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
       return false;
     }
     const ByteView body(in_.data() + at + kFrameHeaderSize, frame.length - 4);
+    if (is_held_reply_message(frame.tag)) {
+      at += frame.total();
+      continue;
+    }
     switch (frame.tag) {
-      case backend::kParseComplete:
-      case backend::kBindComplete:
-      case backend::kCloseComplete:
-      case backend::kRowDescription:
-      case backend::kNoData:
-      case backend::kParameterDescription:
-      case backend::kDataRow:
-      case backend::kCommandComplete:
-      case backend::kEmptyQueryResponse:
-      case backend::kNoticeResponse:
-      case backend::kParameterStatus:
-        at += frame.total();
-        continue;
       case backend::kErrorResponse: {
         auto error = parse_error_fields(body);
         // The server going away with all its connections (a crash, an immediate shutdown): the close comes next,
