@@ -36,6 +36,18 @@ std::map<int, int> sample(const std::string& ci, int n) {
   return counts;
 }
 
+// standby2 replays the fill at once, but a probe may have caught it mid-way (over 1 MB behind): then it is out for
+// the hysteresis too. Counting starts once it has replayed the fill, two probe rounds have seen that (a round that
+// measured it mid-way lands before), and it serves reads again: sampled earlier, a probe still under way could
+// exclude it in the middle of the count (a suite run: 37 of 200 reads on the primary).
+void wait_standby2_serving_again(const ClusterPorts& ports, const std::string& ci) {
+  REQUIRE_MESSAGE(wait_until([&] { return replay_lag_bytes(ports.primary, ports.standby2) < 64 * 1024; }, 20),
+                  "standby2 did not replay the fill");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE_MESSAGE(wait_until([&] { return fresh_read_port(ci) == ports.standby2; }, kHysteresis + 10, 0.02),
+                  "standby2 never served reads after the fill");
+}
+
 }  // namespace
 
 TEST_CASE("a standby too far behind gets no reads until it has caught up") {
@@ -77,15 +89,7 @@ TEST_CASE("a standby too far behind gets no reads until it has caught up") {
                       10, 0.0),
                   "standby1 kept getting reads while far behind");
   MESSAGE("standby1 excluded within " << now_seconds() - t_fill << " s");
-  // standby2 replays the fill at once, but a probe may have caught it mid-way (over 1 MB behind): then it is out
-  // for the hysteresis too. Count once it has replayed the fill, two probe rounds have seen that (a round that
-  // measured it mid-way lands before), and it serves reads again: sampled earlier, a probe still under way could
-  // exclude it in the middle of the count (a suite run: 37 of 200 reads on the primary).
-  REQUIRE_MESSAGE(wait_until([&] { return replay_lag_bytes(ports.primary, ports.standby2) < 64 * 1024; }, 20),
-                  "standby2 did not replay the fill");
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  REQUIRE_MESSAGE(wait_until([&] { return fresh_read_port(ci) == ports.standby2; }, kHysteresis + 10, 0.02),
-                  "standby2 never served reads after the fill");
+  wait_standby2_serving_again(ports, ci);
   std::map<int, int> during = sample(ci, 200);
   MESSAGE("while paused: " << describe(during, ports));
   CHECK(during[ports.standby1] == 0);
