@@ -14,21 +14,6 @@ Frame error_frame(FrameError e, bool tagged, char tag, uint32_t length) {
 }
 }  // namespace
 
-Frame next_frame(ByteView buf, uint32_t max_message_size) {
-  if (buf.size() < kFrameHeaderSize) return Frame{};
-  const char tag = char(buf[0]);
-  const uint32_t length = load_be32(buf.data() + 1);
-  // Validate before the caller waits for (or allocates) the body.
-  if (length < 4) return error_frame(FrameError::LengthTooSmall, true, tag, length);
-  if (length > max_message_size) return error_frame(FrameError::LengthTooLarge, true, tag, length);
-  Frame f;
-  f.status = FrameStatus::Frame;
-  f.tagged = true;
-  f.tag = tag;
-  f.length = length;
-  return f;
-}
-
 Frame next_startup_frame(ByteView buf) {
   if (buf.size() < 4) return Frame{};
   const uint32_t length = load_be32(buf.data());

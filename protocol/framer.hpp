@@ -28,8 +28,21 @@ struct Frame {
 
 // Tagged message (everything after startup). Frame as soon as the 5-byte header is present and the length
 // is valid (4 <= length <= max_message_size): the body may still be arriving, callers that need the body
-// check that buf.size() >= frame.total(). NeedMore when fewer than 5 bytes. Error on a bad length.
-Frame next_frame(ByteView buf, uint32_t max_message_size = kDefaultMaxMessageSize);
+// check that buf.size() >= frame.total(). NeedMore when fewer than 5 bytes. Error on a bad length. Inline: the
+// relay frames every server message with it, and a look-ahead walks a reply twice (a call cost about 20
+// instructions a message).
+inline Frame next_frame(ByteView buf, uint32_t max_message_size = kDefaultMaxMessageSize) {
+  Frame f;
+  if (buf.size() < kFrameHeaderSize) return f;
+  f.tagged = true;
+  f.tag = char(buf[0]);
+  f.length = load_be32(buf.data() + 1);
+  // Validated before the caller waits for (or allocates) the body.
+  f.error = f.length < 4 ? FrameError::LengthTooSmall
+                         : f.length > max_message_size ? FrameError::LengthTooLarge : FrameError::None;
+  f.status = f.error == FrameError::None ? FrameStatus::Frame : FrameStatus::Error;
+  return f;
+}
 
 // Untagged startup-phase packet (StartupMessage, SSLRequest, GSSENCRequest, CancelRequest):
 // 8 <= length <= kMaxStartupPacket; Frame only once the whole packet is in buf.

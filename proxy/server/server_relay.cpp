@@ -319,15 +319,13 @@ bool is_held_reply_message(char tag) {
 // retry can follow. False leaves the decision to decide_read_only_retry's walk, which parses what it must.
 bool ServerConn::reply_whole_without_error(size_t from) const {
   const uint32_t max_size = worker_.max_message_size();
-  const std::byte* const data = in_.data();
-  const size_t end = in_.end();
-  for (size_t at = from; end - at >= kFrameHeaderSize && at - from <= kMaxHeldReply;) {
-    const char tag = static_cast<char>(data[at]);
-    const uint32_t length = load_be32(data + at + 1);
-    if (length < 4 || length > max_size || end - at - 1 < length) return false;
-    if (tag == backend::kReadyForQuery) return true;
-    if (!is_held_reply_message(tag)) return false;
-    at += 1 + length;
+  for (size_t at = from; at - from <= kMaxHeldReply;) {
+    const ByteView rest(in_.data() + at, in_.end() - at);
+    const Frame frame = next_frame(rest, max_size);
+    if (frame.status != FrameStatus::Frame || rest.size() < frame.total()) return false;
+    if (frame.tag == backend::kReadyForQuery) return true;
+    if (!is_held_reply_message(frame.tag)) return false;
+    at += frame.total();
   }
   return false;
 }
