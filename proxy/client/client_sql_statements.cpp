@@ -51,9 +51,8 @@ bool is_prepare_command(const routing::Classification& c) {
 // savepoint) that is rolled back afterwards, which PREPARE, not being transactional, survives. A log restarted
 // since (RESET ALL) has lost that point: the statement is prepared with the current settings.
 void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const {
-  std::string prepare = routing::with_parameter_types(stored.prepare, stored.parameter_types);
   if (stored.log_generation != session_.log_generation || stored.log_at >= session_.log.size()) {
-    prep.queries = {std::move(prepare)};
+    prep.queries = {stored.to_replay()};
     prep.prepare_at = 0;
     prep.check_prepared = false;
     return;
@@ -64,7 +63,7 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
   }
   queries.insert(queries.end(), session_.log.begin(), session_.log.begin() + static_cast<long>(stored.log_at));
   prep.prepare_at = static_cast<uint16_t>(queries.size());
-  queries.push_back(std::move(prepare));
+  queries.push_back(stored.to_replay());
   if (in_block) {
     queries.push_back("ROLLBACK TO SAVEPOINT pgmux_prepare");
     queries.push_back("RELEASE SAVEPOINT pgmux_prepare");
@@ -191,9 +190,9 @@ void ClientConn::capture_prepare_types(ServerConn& server, const routing::Classi
 // already known keeps them.
 void ClientConn::learn_prepare_types(const std::string& name, const std::string& types) {
   const auto stored = session_.sql_statements.find(name);
-  if (stored != session_.sql_statements.end() && stored->second.parameter_types.empty()) {
-    stored->second.parameter_types = types;
-  }
+  if (stored == session_.sql_statements.end() || !stored->second.typed_prepare.empty()) return;
+  std::string typed = routing::with_parameter_types(stored->second.prepare, types);
+  if (typed != stored->second.prepare) stored->second.typed_prepare = std::move(typed);
 }
 
 // PostgreSQL keeps the statements of SQL PREPARE and of the protocol's Parse in one name space: SQL DEALLOCATE drops

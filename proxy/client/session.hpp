@@ -83,10 +83,11 @@ struct SqlStatement {
   std::string prepare;          // the client's PREPARE statement
   size_t log_at = 0;            // the session log's size when it was prepared: the settings it was analyzed with
   uint64_t log_generation = 0;  // ClientSession::log_generation then (a restarted log loses that position)
-  // The parameter types PostgreSQL fixed for a PREPARE that left them to it ("pg_catalog.int4, public.mood", read
-  // right after it ran: ClientConn::capture_prepare_types); spelled out where pgmux prepares it again. Empty when
-  // the PREPARE lists them, has none, or they could not be read.
-  std::string parameter_types;
+  // What pgmux runs to prepare it on another server: the PREPARE with the parameter types PostgreSQL fixed spelled
+  // out, for one that left them to infer (read right after it ran: ClientConn::capture_prepare_types). Empty: the
+  // PREPARE as the client wrote it (it lists them, has none, or they could not be read).
+  std::string typed_prepare;
+  const std::string& to_replay() const { return typed_prepare.empty() ? prepare : typed_prepare; }
 };
 
 struct ClientSession {
