@@ -73,14 +73,15 @@ void check_pooled(bool split) {
   drop_database_quietly(db);
 }
 
-// pgmux in transaction mode, two servers, on a fresh database `db` (dropped at the end).
+// pgmux in transaction mode, two servers, on a fresh database `db` (dropped at the end); with `split`, over the
+// whole cluster with the read/write split on.
 struct TwoServers {
   std::string db;
   int listen = pick_listen_port();
   ProxyUnderTest proxy;
   std::string ci;
-  explicit TwoServers(const std::string& name)
-      : db(name), proxy((fresh_database(name), txpool_config(listen, name, 2).dump()), listen) {
+  explicit TwoServers(const std::string& name, bool split = false)
+      : db(name), proxy((fresh_database(name, split), txpool_config(listen, name, 2, split).dump()), listen) {
     ci = app_conninfo(proxy.port(), db);
     wait_serving(ci);
   }
@@ -115,7 +116,10 @@ TEST_CASE("a failed multi-statement string that prepared a statement keeps the c
 // ALTER COLUMN ... TYPE real the argument 7.5 was stored as 7.5, where PostgreSQL rounds it to the int4 the PREPARE
 // fixed (8). pgmux reads the types right behind the PREPARE and spells them out. Directly: the same answers.
 TEST_CASE("an SQL PREPARE keeps the parameter types PostgreSQL inferred, after ALTER COLUMN TYPE too") {
-  TwoServers f("txp_sqlprep_types");
+  bool split = false;
+  SUBCASE("primary only") {}
+  SUBCASE("read/write split") { split = true; }
+  TwoServers f("txp_sqlprep_types", split);
   PgConn owner = connect(app_conninfo(cluster_ports().primary, f.db));
   exec(owner.get(), "CREATE TABLE t (id int, v int)");
   PgConn conn = connect(f.ci);
