@@ -167,10 +167,12 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
 // would infer them anew from its text, after DDL other ones (PostgreSQL fixes them at PREPARE: an int4 parameter
 // stays int4 after ALTER COLUMN ... TYPE real). pgmux reads them right behind it on the same server, by a query of
 // its own whose reply the client never sees (ReplyFate::CaptureOwn); outside a block only, where that query cannot
-// fail the client's transaction, and with nothing else in flight there.
+// fail the client's transaction, and with nothing else in flight there. Another server prepares it in transaction
+// pooling (a later transaction's), and in session pooling with the split (the standby connection, from the log;
+// a read the client sends before that reply came follows the primary, which still owes it: choose_server).
 void ClientConn::capture_prepare_types(ServerConn& server, const routing::Classification& c) {
-  if (!transaction_pooling() || request_.kind != RequestKind::Query || c.multi_statement ||
-      !c.effects.has(routing::SessionEffect::Prepare) || session_.tx_status != 'I' || !server.open() ||
+  if (!c.effects.has(routing::SessionEffect::Prepare) || !(transaction_pooling() || statements_may_move()) ||
+      request_.kind != RequestKind::Query || c.multi_statement || session_.tx_status != 'I' || !server.open() ||
       server.tx_status() != 'I' || server.owed_depth() != 1) {
     return;
   }
@@ -187,8 +189,13 @@ void ClientConn::capture_prepare_types(ServerConn& server, const routing::Classi
 
 // The types read behind the PREPARE (capture_prepare_types), for the statement it made. A PREPARE that failed made
 // none: the types read are those of the statement of that name already there (42P05); a statement with types
-// already known keeps them.
+// already known keeps them. Session pooling: the PREPARE the log has for the standby connection, unless it ran
+// there already.
 void ClientConn::learn_prepare_types(const std::string& name, const std::string& types) {
+  if (!transaction_pooling()) {
+    session_.type_logged_prepare(name, types, standby_ ? standby_->applied_log : 0);
+    return;
+  }
   const auto stored = session_.sql_statements.find(name);
   if (stored == session_.sql_statements.end() || !stored->second.typed_prepare.empty()) return;
   std::string typed = routing::with_parameter_types(stored->second.prepare, types);

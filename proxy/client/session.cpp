@@ -8,6 +8,7 @@
 #include "protocol/frontend_messages.hpp"
 #include "protocol/statement_naming.hpp"
 #include "routing/session_sql.hpp"
+#include "routing/sql_prepared_refs.hpp"
 
 namespace pgmux::proxy {
 
@@ -55,6 +56,19 @@ LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, s
     }
   }
   return total;
+}
+
+void ClientSession::type_logged_prepare(const std::string& name, std::string_view types, size_t replayed) {
+  for (size_t i = log.size(); i-- > replayed;) {
+    const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(log[i]);
+    const bool names_it = std::any_of(refs.begin(), refs.end(), [&](const auto& ref) { return ref.name == name; });
+    if (!names_it) continue;
+    // Its latest mention: the PREPARE just read (a DEALLOCATE of it, or a PREPARE that failed, is not logged).
+    if (refs.size() == 1 && refs.front().kind == routing::PreparedRefKind::Prepare) {
+      log[i] = routing::with_parameter_types(log[i], types);
+    }
+    return;
+  }
 }
 
 bool ClientSession::starts_serializable() const {

@@ -125,6 +125,9 @@ struct ClientSession {
   // Records commands that now last, in order, run by a server that had applied `runner_applied` entries: what
   // that server has applied afterwards, and whether the others restart. DISCARD ALL makes the session known again.
   LogUpdate record_lasting(std::vector<TrackedStatement> lasting, size_t runner_applied, bool transaction_pooling);
+  // Session pooling: the log's PREPARE of statement `name` (its latest) spells out `types`, read behind it
+  // (ClientConn::capture_prepare_types), when it lists none and is not among the first `replayed` entries.
+  void type_logged_prepare(const std::string& name, std::string_view types, size_t replayed);
   // The default isolation level the session starts with (a startup parameter) is SERIALIZABLE.
   bool starts_serializable() const;
   // ... and the one RESET returns to: the startup parameter's, else the servers' default for the session.

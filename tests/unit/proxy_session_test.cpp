@@ -38,6 +38,27 @@ TEST_CASE("session log: RESET ALL and DISCARD ALL restart it, and every other se
   }
 }
 
+TEST_CASE("session log: a PREPARE gets the parameter types read behind it, where no server replayed it yet") {
+  ClientSession session;
+  record(session, "PREPARE q AS SELECT $1", false);
+  record(session, "SET search_path = a", false);
+  record(session, "PREPARE \"Q\" AS SELECT $1", false);  // another statement: "Q" is not q
+  session.type_logged_prepare("q", "pg_catalog.int4", 3);  // replayed on the standby already: kept
+  CHECK(session.log[0] == "PREPARE q AS SELECT $1");
+  session.type_logged_prepare("q", "pg_catalog.int4", 0);
+  CHECK(session.log[0] == "PREPARE q (pg_catalog.int4) AS SELECT $1");
+  CHECK(session.log[2] == "PREPARE \"Q\" AS SELECT $1");
+  session.type_logged_prepare("q", "pg_catalog.text", 0);  // one with types keeps them
+  CHECK(session.log[0] == "PREPARE q (pg_catalog.int4) AS SELECT $1");
+  record(session, "DEALLOCATE q", false);
+  record(session, "PREPARE q AS SELECT $1 + 1", false);
+  session.type_logged_prepare("q", "pg_catalog.int8", 0);  // the latest PREPARE of the name
+  CHECK(session.log[4] == "PREPARE q (pg_catalog.int8) AS SELECT $1 + 1");
+  CHECK(session.log[0] == "PREPARE q (pg_catalog.int4) AS SELECT $1");
+  session.type_logged_prepare("unknown", "pg_catalog.int4", 0);  // no such PREPARE: nothing changes
+  CHECK(session.log.size() == 5);
+}
+
 TEST_CASE("session log, transaction pooling: RESET of a startup parameter returns to the client's own value") {
   ClientSession session;
   session.wanted_params.set("application_name", "billing");
