@@ -152,21 +152,26 @@ std::string with_parameter_types(std::string_view prepare, std::string_view type
   return typed;
 }
 
-// Each type as schema.name, both quoted where they must be (format's %I): the same type whatever search_path the
-// statement is prepared under later (a RESET ALL restarts the session log that replays the PREPARE's). Array
-// types by their own names (_int4), which SQL reads as well. The name is a dollar-quoted literal whose tag it does
-// not contain: no escape is read in it, whatever the client encoding, standard_conforming_strings or backslash_quote.
-// NULL for a statement without parameters, or without such a statement.
+// Each type of pg_catalog as pg_catalog.name, quoted where it must be (format's %I): the same type whatever
+// search_path the statement is prepared under later (a RESET ALL restarts the session log that replays the
+// PREPARE's), and usable by any role. Array types by their own names (_int4), which SQL reads as well. Any other
+// type is read as pg_catalog.unknown, which PostgreSQL infers again as if it were not listed: the name of a type
+// of another schema may not resolve where the statement is prepared again (no USAGE on its schema, renamed since),
+// where PostgreSQL keeps the type by its OID. NULL when no type is of pg_catalog: nothing to spell out.
+// The name is a dollar-quoted literal whose tag it does not contain: no escape is read in it, whatever the client
+// encoding, standard_conforming_strings or backslash_quote.
 std::string parameter_types_query(std::string_view name) {
   // The literal ends at the first tag after its start: not one inside the name, nor one the name's end begins.
   const auto ends_early = [name](const std::string& tag) { return (std::string(name) + tag).find(tag) < name.size(); };
   std::string tag = "$pgmux$";
   for (int n = 0; ends_early(tag); ++n) tag = "$pgmux" + std::to_string(n) + "$";
   std::string sql =
-      "SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, t.typname), ', ' ORDER BY u.ord) "
+      "SELECT CASE WHEN pg_catalog.bool_or(t.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace) "
+      "THEN pg_catalog.string_agg(CASE WHEN t.typnamespace OPERATOR(pg_catalog.=) "
+      "'pg_catalog'::pg_catalog.regnamespace THEN pg_catalog.format('pg_catalog.%I', t.typname) "
+      "ELSE 'pg_catalog.unknown' END, ', ' ORDER BY u.ord) END "
       "FROM pg_catalog.pg_prepared_statements p, pg_catalog.unnest(p.parameter_types) WITH ORDINALITY AS u(type, ord), "
-      "pg_catalog.pg_type t, pg_catalog.pg_namespace n WHERE t.oid OPERATOR(pg_catalog.=) u.type AND n.oid "
-      "OPERATOR(pg_catalog.=) t.typnamespace AND p.name OPERATOR(pg_catalog.=) ";
+      "pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) u.type AND p.name OPERATOR(pg_catalog.=) ";
   sql.append(tag).append(name).append(tag);
   return sql;
 }

@@ -45,6 +45,12 @@ void ClientConn::forward_cancel(const protocol::CancelRequest& cancel) {
 void ClientConn::on_cancel_request() {
   if (!open()) return;
   if (cancel_waiting_request()) return;
+  if (!active_ || active_->owed_client_requests() == 0) {
+    // Nothing of the client's runs: PostgreSQL ignores a cancel for an idle backend. The server may still run a
+    // query of pgmux's (capture_prepare_types), and the client's next request behind it, which must not be hit.
+    LOG_INFO("%s: cancel request ignored: no request of the client's is running", log_prefix().c_str());
+    return;
+  }
   std::optional<CancelTarget> target = cancel_slot_->begin_cancel();
   if (!target) {
     LOG_INFO("%s: cancel request ignored: the client uses no server now, or 65535 cancels for it are on their way",

@@ -167,13 +167,14 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
 // would infer them anew from its text, after DDL other ones (PostgreSQL fixes them at PREPARE: an int4 parameter
 // stays int4 after ALTER COLUMN ... TYPE real). pgmux reads them right behind it on the same server, by a query of
 // its own whose reply the client never sees (ReplyFate::CaptureOwn); outside a block only, where that query cannot
-// fail the client's transaction, and with nothing else in flight there. Another server prepares it in transaction
+// fail the client's transaction, and with nothing else in flight there but such queries (behind the PREPARE just
+// before, say). (A BEGIN pgmux answered goes out ahead of it: that PREPARE is in a block.) Another server prepares it in transaction
 // pooling (a later transaction's), and in session pooling with the split (the standby connection, from the log;
 // a read the client sends before that reply came follows the primary, which still owes it: choose_server).
 void ClientConn::capture_prepare_types(ServerConn& server, const routing::Classification& c) {
   if (!c.effects.has(routing::SessionEffect::Prepare) || !(transaction_pooling() || statements_may_move()) ||
       request_.kind != RequestKind::Query || c.multi_statement || session_.tx_status != 'I' || !server.open() ||
-      server.tx_status() != 'I' || server.owed_depth() != 1) {
+      server.tx_status() != 'I' || !server.only_last_request_in_flight()) {
     return;
   }
   const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(request_.sql);

@@ -67,4 +67,12 @@ size_t ReplyQueue::client_requests() const {
   return count;
 }
 
+bool ReplyQueue::only_captures_ahead_of_back() const {
+  if (size_ == 0) return false;
+  for (size_t i = 0; i + 1 < size_; ++i) {
+    if (slots_[index(i)].fate != ReplyFate::CaptureOwn) return false;
+  }
+  return true;
+}
+
 }  // namespace pgmux::proxy

@@ -117,24 +117,31 @@ TEST_CASE("a statement parsed on a standby keeps its parameter types on the prim
 
 // An SQL PREPARE runs on the primary; a standby connection prepares it from the session log before its first read
 // there. PostgreSQL fixed its parameter types at the PREPARE: $1 stays int4 after ALTER COLUMN ... TYPE numeric
-// (inferred again on the standby after that DDL, it was numeric). EXECUTE runs on the primary (pgmux cannot tell
-// what it does), so only a read of pg_prepared_statements shows the standby's copy.
+// (inferred again on the standby after that DDL, it was numeric), and a type of another schema is PostgreSQL's by
+// its OID: by_mood runs where the client may not name that type, and after its rename (pgmux leaves it to be
+// inferred again). EXECUTE runs on the primary (pgmux cannot tell what it does), so only a read of
+// pg_prepared_statements shows the standby's copy.
 TEST_CASE("an SQL PREPARE replayed on a standby keeps the parameter types PostgreSQL inferred") {
   Fixture f;
   PgConn conn = connect(f.ci);
+  exec(f.owner.get(), "CREATE SCHEMA hid; CREATE TYPE hid.mood AS ENUM ('sad', 'ok'); "
+                      "ALTER TABLE t ADD COLUMN m hid.mood");  // app may not name the type (no USAGE on hid)
   exec(conn.get(), "PREPARE by_v AS SELECT count(*) FROM t WHERE v = $1");
+  exec(conn.get(), "PREPARE by_v2 AS SELECT count(*) FROM t WHERE v = $1");  // while pgmux reads by_v's types
   exec(conn.get(), "PREPARE \"Typed\" (numeric) AS SELECT count(*) FROM t WHERE v = $1");  // its own types stay
-  f.alter("ALTER TABLE t ALTER COLUMN v TYPE numeric");
+  exec(conn.get(), "PREPARE by_mood AS SELECT count(*) FROM t WHERE m = $1 AND v = $2");
+  f.alter("ALTER TABLE t ALTER COLUMN v TYPE numeric; ALTER TYPE hid.mood RENAME TO feeling");
   PgResult listed(PQexec(conn.get(), "SELECT string_agg(name || parameter_types::text, ' ' ORDER BY name), "
                                      "inet_server_port() FROM pg_prepared_statements"));
   REQUIRE(PQresultStatus(listed.get()) == PGRES_TUPLES_OK);
   const std::string types = PQgetvalue(listed.get(), 0, 0);
-  CHECK(types == "Typed{numeric} by_v{integer}");
+  CHECK(types == "Typed{numeric} by_mood{hid.feeling,integer} by_v{integer} by_v2{integer}");
   const int port = std::atoi(PQgetvalue(listed.get(), 0, 1));
   if (!direct_mode()) CHECK((port == f.ports.standby1 || port == f.ports.standby2));  // else this tests nothing
   CHECK(scalar(conn.get(), "EXECUTE by_v(10.4)") == "1");  // 10.4 as an int4: 10
   CHECK(scalar(conn.get(), "EXECUTE \"Typed\"(10.4)") == "0");
-  f.log_on_failure(types != "Typed{numeric} by_v{integer}");
+  CHECK(scalar(conn.get(), "EXECUTE by_v2(10.4)") == "1");
+  f.log_on_failure(types != "Typed{numeric} by_mood{hid.feeling,integer} by_v{integer} by_v2{integer}");
 }
 
 TEST_CASE("a statement parsed on a standby gets 0A000 on the primary after its columns changed") {

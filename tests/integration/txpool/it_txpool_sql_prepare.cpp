@@ -124,6 +124,7 @@ TEST_CASE("an SQL PREPARE keeps the parameter types PostgreSQL inferred, after A
   exec(owner.get(), "CREATE TABLE t (id int, v int)");
   PgConn conn = connect(f.ci);
   exec(conn.get(), "PREPARE ins AS INSERT INTO t VALUES ($1, $2)");
+  exec(conn.get(), "PREPARE ins2 AS INSERT INTO t VALUES ($1, $2)");  // sent while pgmux still reads ins's types
   exec(conn.get(), "PREPARE \"Typed\" (int, real) AS INSERT INTO t VALUES ($1, $2)");  // its own types stay
   exec(owner.get(), "ALTER TABLE t ALTER COLUMN v TYPE real");
   exec(conn.get(), "EXECUTE ins(1, 7.5)");
@@ -131,9 +132,30 @@ TEST_CASE("an SQL PREPARE keeps the parameter types PostgreSQL inferred, after A
   exec(conn.get(), "EXECUTE ins(2, 7.5)");
   exec(conn.get(), "EXECUTE \"Typed\"(3, 7.5)");
   exec(conn.get(), "COMMIT");
-  CHECK(scalar(owner.get(), "SELECT string_agg(id || '=' || v, ' ' ORDER BY id) FROM t") == "1=8 2=8 3=7.5");
-  CHECK(scalar(conn.get(), "SELECT string_agg(name || parameter_types::text, ' ' ORDER BY name) "
-                           "FROM pg_prepared_statements") == "Typed{integer,real} ins{integer,integer}");
+  exec(conn.get(), "EXECUTE ins2(4, 7.5)");
+  CHECK(scalar(owner.get(), "SELECT string_agg(id || '=' || v, ' ' ORDER BY id) FROM t") == "1=8 2=8 3=7.5 4=8");
+  CHECK(scalar(conn.get(), "SELECT string_agg(name || parameter_types::text, ' ' ORDER BY name) FROM "
+                           "pg_prepared_statements") == "Typed{integer,real} ins{integer,integer} ins2{integer,integer}");
+  owner.reset();
+}
+
+// A parameter of a type outside pg_catalog: PostgreSQL keeps the type by its OID, so the statement runs whatever
+// its name's schema lets the client do (no USAGE on it here) and after a rename. pgmux never names such a type when
+// it prepares the statement again (it is inferred again there): named, it failed with 42501, then 42704.
+TEST_CASE("a PREPARE with a parameter of a type the client cannot name runs, after the type's rename too") {
+  TwoServers f("txp_sqlprep_hidden_type");
+  PgConn owner = routing::admin(cluster_ports().primary, f.db);
+  exec(owner.get(), "CREATE SCHEMA hid; CREATE TYPE hid.mood AS ENUM ('sad', 'ok'); CREATE TABLE t (id int, "
+                    "m hid.mood); INSERT INTO t VALUES (1, 'ok'), (2, 'ok'), (3, 'sad'); GRANT SELECT ON t TO app");
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "PREPARE by_mood AS SELECT count(*) FROM t WHERE m = $1 AND id > $2");
+  const std::string listed = "SELECT name || parameter_types::text FROM pg_prepared_statements";
+  CHECK(exec_sqlstate(conn.get(), listed) == "");
+  CHECK(scalar(conn.get(), listed) == "by_mood{hid.mood,integer}");
+  CHECK(scalar(conn.get(), "EXECUTE by_mood('ok', 1)") == "1");
+  exec(owner.get(), "ALTER TYPE hid.mood RENAME TO feeling");
+  CHECK(scalar(conn.get(), "EXECUTE by_mood('ok', 0)") == "2");
+  CHECK(scalar(conn.get(), listed) == "by_mood{hid.feeling,integer}");
   owner.reset();
 }
 
@@ -203,4 +225,27 @@ TEST_CASE("a notification arriving with pgmux's query behind a PREPARE reaches t
       },
       5.0);
   CHECK(payload == "hello");
+}
+
+// A cancel request while the client waits for nothing is ignored, as PostgreSQL ignores one for an idle backend,
+// although pgmux's query behind the client's PREPARE is still running (here waiting for a lock): cancelled, its
+// types went unread (and a request the client sent next, queued behind it, could be hit instead).
+TEST_CASE("a cancel sent while the client is idle is ignored, while pgmux reads a PREPARE's types") {
+  TwoServers f("txp_sqlprep_idle_cancel");
+  PgConn owner = connect(app_conninfo(cluster_ports().primary, f.db));
+  exec(owner.get(), "CREATE TABLE t (id int, v int)");
+  PgConn locker = lock_prepared_statements(f.db);
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "PREPARE ins AS INSERT INTO t VALUES ($1, $2)");
+  if (!direct_mode()) REQUIRE(!waiting_backend(locker.get(), f.db).empty());
+  PGcancel* cancel = PQgetCancel(conn.get());
+  char error[256] = {0};
+  CHECK(PQcancel(cancel, error, sizeof error) == 1);
+  PQfreeCancel(cancel);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the cancel has reached PostgreSQL, if sent
+  exec(locker.get(), "ROLLBACK");
+  CHECK(exec_sqlstate(conn.get(), "SELECT pg_sleep(0.1)") == "");
+  exec(owner.get(), "ALTER TABLE t ALTER COLUMN v TYPE real");
+  exec(conn.get(), "EXECUTE ins(1, 7.5)");
+  CHECK(scalar(owner.get(), "SELECT string_agg(id || '=' || v, ' ') FROM t") == "1=8");
 }
