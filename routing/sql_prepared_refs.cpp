@@ -1,5 +1,7 @@
 #include "routing/sql_prepared_refs.hpp"
 
+#include <algorithm>
+
 #include "routing/sql_lexer.hpp"
 
 namespace pgmux::routing {
@@ -52,6 +54,7 @@ PreparedRef make_ref(PreparedRefKind kind, const Token& name) {
   PreparedRef ref;
   ref.kind = kind;
   ref.name = fold_identifier(name.text);
+  ref.unicode_escapes = name.kind == TokenKind::QuotedIdent && name.text.front() != '"';  // U&"..."
   return ref;
 }
 
@@ -100,6 +103,11 @@ void read_other(const Token& first, StatementReader& reader, std::vector<Prepare
 }
 
 }  // namespace
+
+bool PreparedRef::name_exact(bool client_utf8) const {
+  if (unicode_escapes) return false;
+  return client_utf8 || std::none_of(name.begin(), name.end(), [](char c) { return (c & 0x80) != 0; });
+}
 
 std::vector<PreparedRef> prepared_statement_refs(std::string_view sql) {
   std::vector<PreparedRef> refs;
@@ -166,10 +174,10 @@ std::string parameter_types_query(std::string_view name) {
   std::string tag = "$pgmux$";
   for (int n = 0; ends_early(tag); ++n) tag = "$pgmux" + std::to_string(n) + "$";
   std::string sql =
-      "SELECT CASE WHEN pg_catalog.bool_or(t.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace) "
-      "THEN pg_catalog.string_agg(CASE WHEN t.typnamespace OPERATOR(pg_catalog.=) "
-      "'pg_catalog'::pg_catalog.regnamespace THEN pg_catalog.format('pg_catalog.%I', t.typname) "
-      "ELSE 'pg_catalog.unknown' END, ', ' ORDER BY u.ord) END "
+      "SELECT CASE WHEN pg_catalog.bool_or(t.typnamespace OPERATOR(pg_catalog.=) "
+      "'pg_catalog'::pg_catalog.regnamespace) THEN pg_catalog.string_agg(CASE WHEN t.typnamespace "
+      "OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace THEN pg_catalog.format('pg_catalog.%I', "
+      "t.typname) ELSE 'pg_catalog.unknown' END, ', ' ORDER BY u.ord) END "
       "FROM pg_catalog.pg_prepared_statements p, pg_catalog.unnest(p.parameter_types) WITH ORDINALITY AS u(type, ord), "
       "pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) u.type AND p.name OPERATOR(pg_catalog.=) ";
   sql.append(tag).append(name).append(tag);

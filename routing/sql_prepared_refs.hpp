@@ -25,6 +25,12 @@ struct PreparedRef {
   // Prepare without a list of parameter types (PostgreSQL infers them): where in `statement` one would go, right
   // after the name. npos when the PREPARE lists them.
   size_t types_at = std::string_view::npos;
+  bool unicode_escapes = false;  // the name is a U&"..." identifier, whose escapes `name` does not decode
+
+  // `name` is the name PostgreSQL gives the statement: no U& escapes, and plain ASCII unless the client encoding is
+  // UTF8 (PostgreSQL folds case and cuts at 63 bytes after converting to the server's encoding, and in SJIS, BIG5
+  // or GBK a character's second byte may be an ASCII letter, which must not be folded).
+  bool name_exact(bool client_utf8) const;
 };
 
 // Every reference in the string, in order. Text the lexer cannot scan gives what was read before the error.

@@ -314,6 +314,8 @@ class ClientConn final : public StreamConn, public PoolClient {
                          PrepareStep& step);
   void set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const;
   void capture_prepare_types(ServerConn& server, const routing::Classification& c);
+  void keep_sql_statements_on(ServerConn& server);
+  bool client_utf8(const ServerConn* server) const;
   std::vector<TrackedStatement> take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
                                                     bool failed);
   void apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran);

@@ -126,9 +126,7 @@ std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server
   // Failed with the command last: it failed, or did not run. Anything else may have run and then failed.
   if (failed && first_command != tracked.end() - 1) {
     if (transaction_pooling()) {
-      session_.sql_statements.clear();  // what the server has is what counts now
-      server->sql_statements.clear();
-      note_pin(routing::PinReason::SqlPrepare, true);
+      keep_sql_statements_on(*server);
     } else {
       lose_track_of_session(server);
     }
@@ -143,6 +141,8 @@ std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server
 
 // Transaction pooling: the statements now exist (or not) for the client and on this server. Each remembers the
 // session log as it stands, its own request's settings included.
+// A statement whose name pgmux cannot tell exactly (PreparedRef::name_exact) stays where it is: the client keeps
+// this server, as after a failure that leaves pgmux unsure what exists.
 void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran) {
   for (const TrackedStatement& t : ran) {
     if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
@@ -151,6 +151,10 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
       continue;
     }
     for (const routing::PreparedRef& ref : routing::prepared_statement_refs(t.sql)) {
+      if (ref.kind == PreparedRefKind::Prepare && !ref.name_exact(client_utf8(server))) {
+        keep_sql_statements_on(*server);
+        return;
+      }
       if (ref.kind == PreparedRefKind::Prepare) {
         session_.sql_statements[ref.name] =
             SqlStatement{std::string(ref.statement), session_.log.size(), session_.log_generation, {}};
@@ -163,14 +167,31 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
   }
 }
 
+// Transaction pooling: the client's SQL prepared statements are what this server has, and it keeps the server.
+void ClientConn::keep_sql_statements_on(ServerConn& server) {
+  session_.sql_statements.clear();
+  server.sql_statements.clear();
+  note_pin(routing::PinReason::SqlPrepare, true);
+}
+
+// The client encoding in effect is UTF8 (PostgreSQL's name for it and its aliases, as session_params spells it):
+// the server's report, where the request runs (pgmux brought it to the client's settings), else the client's own
+// startup value.
+bool ClientConn::client_utf8(const ServerConn* server) const {
+  const std::string* encoding =
+      server ? server->params().find("client_encoding") : session_.wanted_params.find("client_encoding");
+  return encoding != nullptr && *encoding == "UTF8";
+}
+
 // A lone SQL PREPARE that leaves its parameter types to PostgreSQL, outside a transaction block: another server
 // would infer them anew from its text, after DDL other ones (PostgreSQL fixes them at PREPARE: an int4 parameter
 // stays int4 after ALTER COLUMN ... TYPE real). pgmux reads them right behind it on the same server, by a query of
 // its own whose reply the client never sees (ReplyFate::CaptureOwn); outside a block only, where that query cannot
 // fail the client's transaction, and with nothing else in flight there but such queries (behind the PREPARE just
-// before, say). (A BEGIN pgmux answered goes out ahead of it: that PREPARE is in a block.) Another server prepares it in transaction
-// pooling (a later transaction's), and in session pooling with the split (the standby connection, from the log;
-// a read the client sends before that reply came follows the primary, which still owes it: choose_server).
+// before, say; a BEGIN pgmux answered goes out ahead of its block's first statement). Its name must be exact: the
+// query reads the statement by it. Another server prepares it in transaction pooling (a later transaction's), and
+// in session pooling with the split (the standby connection, from the log; a read the client sends before that
+// reply came follows the primary, which still owes it: choose_server).
 void ClientConn::capture_prepare_types(ServerConn& server, const routing::Classification& c) {
   if (!c.effects.has(routing::SessionEffect::Prepare) || !(transaction_pooling() || statements_may_move()) ||
       request_.kind != RequestKind::Query || c.multi_statement || session_.tx_status != 'I' || !server.open() ||
@@ -179,7 +200,7 @@ void ClientConn::capture_prepare_types(ServerConn& server, const routing::Classi
   }
   const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(request_.sql);
   if (refs.size() != 1 || refs.front().kind != PreparedRefKind::Prepare ||
-      refs.front().types_at == std::string_view::npos) {
+      refs.front().types_at == std::string_view::npos || !refs.front().name_exact(client_utf8(&server))) {
     return;
   }
   protocol::ByteVector query;
@@ -220,7 +241,8 @@ std::optional<bool> ClientConn::answer_statement_command(const routing::Classifi
   }
   const std::string_view sql = request_.kind == RequestKind::Query ? request_.sql : request_.parses.front().sql;
   const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(sql);
-  if (refs.size() != 1 || refs.front().kind != (deallocates ? PreparedRefKind::Deallocate : PreparedRefKind::Prepare)) {
+  if (refs.size() != 1 || refs.front().kind != (deallocates ? PreparedRefKind::Deallocate : PreparedRefKind::Prepare) ||
+      !refs.front().name_exact(client_utf8(active_ ? active_ : primary_.get()))) {
     return std::nullopt;
   }
   const std::string& name = refs.front().name;

@@ -55,6 +55,21 @@ TEST_CASE("PREPARE TRANSACTION is not a prepared statement; pg_prepared_statemen
   CHECK(refs_of("SELECT 'unterminated").empty());
 }
 
+TEST_CASE("a name is exact unless it has U& escapes, or bytes beyond ASCII in a client encoding other than UTF8") {
+  auto exact = [](std::string_view sql, bool utf8) {
+    const std::vector<PreparedRef> refs = prepared_statement_refs(sql);
+    REQUIRE(refs.size() == 1);
+    return refs.front().name_exact(utf8);
+  };
+  CHECK(exact("PREPARE Plain AS SELECT 1", false));
+  CHECK(exact("EXECUTE \"Quoted\"", false));
+  CHECK(exact("DEALLOCATE caf\xc3\xa9", true));
+  CHECK_FALSE(exact("DEALLOCATE caf\xc3\xa9", false));
+  CHECK_FALSE(exact("EXECUTE \x83\x41", false));  // SJIS: the A is a second byte, not a letter to fold
+  CHECK_FALSE(exact("PREPARE u&\"d\\0061t\" AS SELECT 1", true));
+  CHECK_FALSE(exact("EXECUTE U&\"x\"", true));
+}
+
 TEST_CASE("identifiers fold and truncate as NAMEDATALEN does") {
   CHECK(fold_identifier("AbC") == "abc");
   CHECK(fold_identifier("\"AbC\"") == "AbC");

@@ -159,6 +159,29 @@ TEST_CASE("a PREPARE with a parameter of a type the client cannot name runs, aft
   owner.reset();
 }
 
+// PostgreSQL folds a name after converting it to the server's encoding. In SJIS the second byte of a character may
+// be an ASCII letter: ア is 83 41, ヂ 83 61, two statements for PostgreSQL, one for a byte-wise fold (and U& escapes
+// are not decoded by pgmux at all). Such names keep the client on its server, where PostgreSQL tells them apart.
+TEST_CASE("statement names pgmux cannot fold exactly keep the client on its server") {
+  TwoServers f("txp_sqlprep_names");
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "SET client_encoding = 'SJIS'");
+  const std::string a = "\x83\x41", dzi = "\x83\x61";  // ア, ヂ
+  exec(conn.get(), "PREPARE " + dzi + " AS SELECT $1 + 1");
+  exec(conn.get(), "PREPARE " + a + " AS SELECT upper($1)");
+  CHECK(scalar(conn.get(), "EXECUTE " + dzi + "(1)") == "2");
+  CHECK(scalar(conn.get(), "EXECUTE " + a + "('x')") == "X");
+  exec(conn.get(), "DEALLOCATE " + a);
+  CHECK(scalar(conn.get(), "SELECT string_agg(parameter_types::text, ' ') FROM pg_prepared_statements") == "{integer}");
+  CHECK(scalar(conn.get(), "EXECUTE " + dzi + "(2)") == "3");
+  PgConn escaped = connect(f.ci);
+  exec(escaped.get(), "SET client_encoding = 'UTF8'");
+  exec(escaped.get(), "PREPARE u&\"d\\0061t\" AS SELECT 7");
+  CHECK(scalar(escaped.get(), "EXECUTE dat") == "7");
+  exec(escaped.get(), "DEALLOCATE dat");
+  CHECK(scalar(escaped.get(), "SELECT count(*) FROM pg_prepared_statements") == "0");
+}
+
 namespace {
 
 // A superuser's block on `db` holding pg_prepared_statements: pgmux's query behind a PREPARE waits for it.
