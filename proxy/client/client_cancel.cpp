@@ -46,8 +46,18 @@ void ClientConn::on_cancel_request() {
   if (!open()) return;
   if (cancel_waiting_request()) return;
   if (!active_ || active_->owed_client_requests() == 0) {
-    // Nothing of the client's runs: PostgreSQL ignores a cancel for an idle backend. The server may still run a
-    // query of pgmux's (capture_prepare_types), and the client's next request behind it, which must not be hit.
+    // Nothing of the client's runs. The server may still run a query of pgmux's (capture_prepare_types), and the
+    // client's next request behind it, which must not be hit. A request held back until that query ends (Draining)
+    // never ran: it fails unsent, as one waiting for a server does. Otherwise the client waits for nothing, and
+    // PostgreSQL ignores a cancel for an idle backend.
+    if (state_ == ClientState::Draining) {
+      LOG_INFO("%s: cancel request while the request waits for pgmux's own query: it fails unsent",
+               log_prefix().c_str());
+      resume_requests();
+      fail({Failure::WaitingRequestCanceled});
+      if (open()) pump();
+      return;
+    }
     LOG_INFO("%s: cancel request ignored: no request of the client's is running", log_prefix().c_str());
     return;
   }

@@ -314,7 +314,7 @@ class ClientConn final : public StreamConn, public PoolClient {
                          PrepareStep& step);
   void set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const;
   void capture_prepare_types(ServerConn& server, const routing::Classification& c);
-  void keep_sql_statements_on(ServerConn& server);
+  void keep_unsure_statements_on(ServerConn& server, const std::vector<TrackedStatement>& tracked);
   bool client_utf8(const ServerConn* server) const;
   std::vector<TrackedStatement> take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
                                                     bool failed);

@@ -101,7 +101,9 @@ std::vector<ClientConn::SqlStatementPrep> ClientConn::missing_sql_statements(con
     if (whole) set_sql_prepare_queries(*seen, stored->second, in_block);
   };
   for (const routing::PreparedRef& ref : refs) {
-    if (ref.kind == PreparedRefKind::ListAll) {
+    // A name pgmux cannot tell exactly may be any of them (an EXECUTE U&"q" runs q): the server gets them all.
+    if (ref.kind == PreparedRefKind::ListAll ||
+        (ref.kind != PreparedRefKind::DeallocateAll && !ref.name_exact(client_utf8(&server)))) {
       for (const auto& entry : session_.sql_statements) want(entry.first, true);
     } else if (ref.kind != PreparedRefKind::DeallocateAll) {
       want(ref.name, ref.kind != PreparedRefKind::Deallocate);
@@ -126,7 +128,7 @@ std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server
   // Failed with the command last: it failed, or did not run. Anything else may have run and then failed.
   if (failed && first_command != tracked.end() - 1) {
     if (transaction_pooling()) {
-      keep_sql_statements_on(*server);
+      keep_unsure_statements_on(*server, tracked);
     } else {
       lose_track_of_session(server);
     }
@@ -141,8 +143,8 @@ std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server
 
 // Transaction pooling: the statements now exist (or not) for the client and on this server. Each remembers the
 // session log as it stands, its own request's settings included.
-// A statement whose name pgmux cannot tell exactly (PreparedRef::name_exact) stays where it is: the client keeps
-// this server, as after a failure that leaves pgmux unsure what exists.
+// A PREPARE or DEALLOCATE of a name pgmux cannot tell exactly (PreparedRef::name_exact) keeps the client on this
+// server, which knows what it did.
 void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran) {
   for (const TrackedStatement& t : ran) {
     if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
@@ -151,9 +153,12 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
       continue;
     }
     for (const routing::PreparedRef& ref : routing::prepared_statement_refs(t.sql)) {
-      if (ref.kind == PreparedRefKind::Prepare && !ref.name_exact(client_utf8(server))) {
-        keep_sql_statements_on(*server);
-        return;
+      const bool names = ref.kind == PreparedRefKind::Prepare || ref.kind == PreparedRefKind::Deallocate;
+      if (names && !ref.name_exact(client_utf8(server))) {
+        // Which statement it made or dropped, only this server knows: the client keeps it. The others stay
+        // tracked, prepared there when named as anywhere.
+        note_pin(routing::PinReason::SqlPrepare, true);
+        continue;
       }
       if (ref.kind == PreparedRefKind::Prepare) {
         session_.sql_statements[ref.name] =
@@ -167,20 +172,33 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
   }
 }
 
-// Transaction pooling: the client's SQL prepared statements are what this server has, and it keeps the server.
-void ClientConn::keep_sql_statements_on(ServerConn& server) {
-  session_.sql_statements.clear();
-  server.sql_statements.clear();
+// Transaction pooling, a failed request whose PREPAREs and DEALLOCATEs may or may not have run: the statements they
+// name are what this server has, and the client keeps it; the client's others stay tracked. After a DEALLOCATE ALL
+// or DISCARD ALL that may have run, only this server knows what is left.
+void ClientConn::keep_unsure_statements_on(ServerConn& server, const std::vector<TrackedStatement>& tracked) {
   note_pin(routing::PinReason::SqlPrepare, true);
+  for (const TrackedStatement& t : tracked) {
+    if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
+      session_.sql_statements.clear();
+      server.sql_statements.clear();
+      return;
+    }
+    if (!is_prepare_command(t.c)) continue;
+    for (const routing::PreparedRef& ref : routing::prepared_statement_refs(t.sql)) {
+      session_.sql_statements.erase(ref.name);
+      server.sql_statements.erase(ref.name);
+    }
+  }
 }
 
-// The client encoding in effect is UTF8 (PostgreSQL's name for it and its aliases, as session_params spells it):
-// the server's report, where the request runs (pgmux brought it to the client's settings), else the client's own
-// startup value.
+// Names reach PostgreSQL as they are: the client encoding in effect and the database's are both UTF8 (as
+// session_params spells it and its aliases), as the server where the request runs reports them (pgmux brought it
+// to the client's settings). Without a server, unknown: false (the database's encoding is not a startup value).
 bool ClientConn::client_utf8(const ServerConn* server) const {
-  const std::string* encoding =
-      server ? server->params().find("client_encoding") : session_.wanted_params.find("client_encoding");
-  return encoding != nullptr && *encoding == "UTF8";
+  if (server == nullptr) return false;
+  const std::string* client = server->params().find("client_encoding");
+  const std::string* database = server->params().find("server_encoding");
+  return client != nullptr && *client == "UTF8" && database != nullptr && *database == "UTF8";
 }
 
 // A lone SQL PREPARE that leaves its parameter types to PostgreSQL, outside a transaction block: another server

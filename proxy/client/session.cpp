@@ -61,10 +61,14 @@ LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, s
 void ClientSession::type_logged_prepare(const std::string& name, std::string_view types, size_t replayed) {
   for (size_t i = log.size(); i-- > replayed;) {
     const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(log[i]);
-    const bool names_it = std::any_of(refs.begin(), refs.end(), [&](const auto& ref) { return ref.name == name; });
+    // Past a DEALLOCATE ALL, or a name that may be this one (U& escapes), the statement read is not older.
+    const bool names_it = std::any_of(refs.begin(), refs.end(), [&](const routing::PreparedRef& ref) {
+      return ref.name == name || ref.kind == routing::PreparedRefKind::DeallocateAll || ref.unicode_escapes;
+    });
     if (!names_it) continue;
-    // Its latest mention: the PREPARE just read (a DEALLOCATE of it, or a PREPARE that failed, is not logged).
-    if (refs.size() == 1 && refs.front().kind == routing::PreparedRefKind::Prepare) {
+    // Its latest mention: the PREPARE the types were read behind, or the one still in force behind a PREPARE of
+    // the name that failed (42P05). A DEALLOCATE of it (logged) means no such statement: nothing to type.
+    if (refs.size() == 1 && refs.front().kind == routing::PreparedRefKind::Prepare && refs.front().name == name) {
       log[i] = routing::with_parameter_types(log[i], types);
     }
     return;

@@ -67,8 +67,8 @@ size_t ReplyQueue::client_requests() const {
   return count;
 }
 
-bool ReplyQueue::only_captures_ahead_of_back() const {
-  if (size_ == 0) return false;
+bool ReplyQueue::lone_simple_request_at_back() const {
+  if (size_ == 0 || back().extended) return false;
   for (size_t i = 0; i + 1 < size_; ++i) {
     if (slots_[index(i)].fate != ReplyFate::CaptureOwn) return false;
   }

@@ -150,8 +150,10 @@ class ReplyQueue {
   bool open_sequence() const { return !empty() && back().open; }
   // Replies the client still waits for (pgmux's own statements not counted; an open sequence counts).
   size_t client_requests() const;
-  // Only the back entry is not pgmux's query behind a PREPARE (CaptureOwn): nothing else is in flight ahead of it.
-  bool only_captures_ahead_of_back() const;
+  // The back entry is a simple query's alone: nothing but pgmux's queries behind PREPAREs (CaptureOwn) ahead of it,
+  // and no extended sequence it continues (a query behind an error there is skipped up to its Sync, and the one
+  // ReadyForQuery answers the whole entry).
+  bool lone_simple_request_at_back() const;
   // A request that commits a transaction is among those owed: lost now, its outcome is unknown.
   bool commit_owed() const {
     for (size_t i = 0; i < size_; ++i) {

@@ -73,8 +73,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   // pgmux sent a query of its own behind the client's last request (an SQL PREPARE's), reading the parameter types
   // of `statement`: its reply is kept from the client, which learns the types at its end (learn_prepare_types).
   void expect_captured_reply(std::string statement) { owed_.push_capture(std::move(statement)); }
-  // The last request sent is all that is in flight here but pgmux's queries behind earlier PREPAREs.
-  bool only_last_request_in_flight() const { return owed_.only_captures_ahead_of_back(); }
+  // The last request sent, a simple query, is all that is in flight here but pgmux's queries behind PREPAREs.
+  bool only_last_request_in_flight() const { return owed_.lone_simple_request_at_back(); }
   // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
   bool reusable() const override;
   // Replies still to come for requests sent (or an extended sequence not yet closed by Sync).

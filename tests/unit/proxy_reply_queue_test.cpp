@@ -79,17 +79,22 @@ TEST_CASE("reply queue: a query of pgmux's behind a request names its statement,
 
 TEST_CASE("reply queue: a request is alone in flight when only pgmux's queries behind PREPAREs are ahead") {
   ReplyQueue q;
-  CHECK_FALSE(q.only_captures_ahead_of_back());
+  CHECK_FALSE(q.lone_simple_request_at_back());
   q.push_request(true, false, 1);
-  CHECK(q.only_captures_ahead_of_back());
+  CHECK(q.lone_simple_request_at_back());
   q.push_capture("a");
   q.push_request(true, false, 2);  // pipelined behind the first PREPARE: the client's request is ahead
-  CHECK_FALSE(q.only_captures_ahead_of_back());
+  CHECK_FALSE(q.lone_simple_request_at_back());
   q.pop();  // as when it was sent after the first PREPARE's reply, before its types came
-  CHECK(q.only_captures_ahead_of_back());
+  CHECK(q.lone_simple_request_at_back());
   q.push_skipped();  // a BEGIN pgmux answered, ahead of the next request
   q.push_request(true, false, 3);
-  CHECK_FALSE(q.only_captures_ahead_of_back());
+  CHECK_FALSE(q.lone_simple_request_at_back());
+  ReplyQueue open;
+  open.push_request(true, true, 4).open = true;  // Parse, Bind, Execute, Flush: no Sync yet
+  open.push_request(true, false, 5);            // a Query continues that entry
+  CHECK(open.size() == 1);
+  CHECK_FALSE(open.lone_simple_request_at_back());
 }
 
 TEST_CASE("reply queue: an internal run carries its callback and counts its ReadyForQuery messages") {

@@ -166,6 +166,22 @@ TEST_CASE("an SQL PREPARE named in SJIS is replayed on a standby as the client w
   CHECK(scalar(conn.get(), "EXECUTE \x83\x41('x')") == "X");
 }
 
+// The types read behind a PREPARE that fails (42P05) are those of the statement of that name in force: the log's
+// older PREPARE of the name is not it when a DEALLOCATE ALL, or a name pgmux does not decode (U&), came between.
+// Typed with the other's types (text for $1 + 1), it failed on the standby: the session ended (FATAL).
+TEST_CASE("types read behind a failed PREPARE go to no older statement of the log") {
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "BEGIN; PREPARE q AS SELECT $1 + 1; COMMIT");  // in a block: its types are not read
+  exec(conn.get(), "DEALLOCATE ALL");
+  exec(conn.get(), "PREPARE U&\"\\0071\" AS SELECT $1 || 'x'");  // q, by its escape
+  CHECK(exec_sqlstate(conn.get(), "PREPARE q AS SELECT 1") == "42P05");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // pgmux's query behind it has ended
+  CHECK(exec_sqlstate(conn.get(), "SELECT 1") == "");
+  CHECK(scalar(conn.get(), "SELECT name || parameter_types::text FROM pg_prepared_statements") == "q{text}");
+  CHECK(scalar(conn.get(), "EXECUTE q('a')") == "ax");
+}
+
 TEST_CASE("a statement parsed on a standby gets 0A000 on the primary after its columns changed") {
   Fixture f;
   PgConn conn = connect(f.ci);

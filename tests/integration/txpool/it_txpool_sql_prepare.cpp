@@ -135,7 +135,8 @@ TEST_CASE("an SQL PREPARE keeps the parameter types PostgreSQL inferred, after A
   exec(conn.get(), "EXECUTE ins2(4, 7.5)");
   CHECK(scalar(owner.get(), "SELECT string_agg(id || '=' || v, ' ' ORDER BY id) FROM t") == "1=8 2=8 3=7.5 4=8");
   CHECK(scalar(conn.get(), "SELECT string_agg(name || parameter_types::text, ' ' ORDER BY name) FROM "
-                           "pg_prepared_statements") == "Typed{integer,real} ins{integer,integer} ins2{integer,integer}");
+                           "pg_prepared_statements") ==
+        "Typed{integer,real} ins{integer,integer} ins2{integer,integer}");
   owner.reset();
 }
 
@@ -176,10 +177,21 @@ TEST_CASE("statement names pgmux cannot fold exactly keep the client on its serv
   CHECK(scalar(conn.get(), "EXECUTE " + dzi + "(2)") == "3");
   PgConn escaped = connect(f.ci);
   exec(escaped.get(), "SET client_encoding = 'UTF8'");
+  exec(escaped.get(), "PREPARE before AS SELECT 1");  // made on one server, then given back: kept by pgmux
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // pgmux's query behind it ends: the server goes
   exec(escaped.get(), "PREPARE u&\"d\\0061t\" AS SELECT 7");
+  CHECK(scalar(escaped.get(), "EXECUTE before") == "1");  // still the session's, wherever it runs now
   CHECK(scalar(escaped.get(), "EXECUTE dat") == "7");
   exec(escaped.get(), "DEALLOCATE dat");
-  CHECK(scalar(escaped.get(), "SELECT count(*) FROM pg_prepared_statements") == "0");
+  CHECK(scalar(escaped.get(), "SELECT count(*) FROM pg_prepared_statements") == "1");
+  // An EXECUTE or DEALLOCATE by such a name names a statement made under its plain one (on another server).
+  conn.reset();  // each pinned client holds one of the two servers
+  escaped.reset();
+  PgConn plain = connect(f.ci);
+  exec(plain.get(), "PREPARE abc AS SELECT 3");
+  CHECK(scalar(plain.get(), "EXECUTE U&\"\\0061bc\"") == "3");
+  exec(plain.get(), "DEALLOCATE U&\"\\0061bc\"");
+  CHECK(exec_sqlstate(plain.get(), "EXECUTE abc") == "26000");
 }
 
 namespace {
