@@ -154,6 +154,8 @@ class ReplyQueue {
   // and no extended sequence it continues (a query behind an error there is skipped up to its Sync, and the one
   // ReadyForQuery answers the whole entry).
   bool lone_simple_request_at_back() const;
+  // Nothing owed but pgmux's queries behind PREPAREs, if anything: a server its client leaves may still be reset.
+  bool only_captures() const;
   // A request that commits a transaction is among those owed: lost now, its outcome is unknown.
   bool commit_owed() const {
     for (size_t i = 0; i < size_; ++i) {

@@ -263,6 +263,10 @@ void ServerConn::run_internal_messages(ByteVector messages, int ready_count, Int
 }
 
 void ServerConn::handle_internal_message(char tag, ByteView body) {
+  if (owed_.front_fate() == ReplyFate::CaptureOwn) {
+    drop_orphan_capture(tag, body);
+    return;
+  }
   switch (tag) {
     case backend::kParameterStatus:
       if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
@@ -316,6 +320,19 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
     }
     default:
       return;  // CommandComplete, NoticeResponse, NotificationResponse: pgmux's own query, nobody to tell
+  }
+}
+
+// The reply to pgmux's query behind a PREPARE whose client has gone (reusable): nobody learns the types. A FATAL
+// is logged as any; the connection's end follows.
+void ServerConn::drop_orphan_capture(char tag, ByteView body) {
+  if (tag == backend::kErrorResponse) {
+    note_fatal(body);
+  } else if (tag == backend::kParameterStatus) {
+    if (auto ps = parse_parameter_status(body)) record_parameter(ps->name, ps->value);
+  } else if (tag == backend::kReadyForQuery) {
+    note_ready(body);
+    owed_.pop();
   }
 }
 
@@ -374,8 +391,10 @@ OwedReply& ServerConn::expect_reply(bool closes, bool extended) {
   return owed_.push_request(closes, extended, uv_hrtime());
 }
 
+// A query of pgmux's behind a PREPARE may still be owed (its client left right after the PREPARE): its reply
+// ends before the reset queued behind it (session_changed), and handle_internal_message drops it.
 bool ServerConn::reusable() const {
-  return open() && owed_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 && in_.unparsed() == 0;
+  return open() && owed_.only_captures() && tx_status_ == 'I' && pass_remaining_ == 0 && in_.unparsed() == 0;
 }
 
 void ServerConn::on_read_end(int status) {

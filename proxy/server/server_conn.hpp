@@ -124,7 +124,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
   // string that may hold one), or a pinned client used it: DISCARD ALL before the next client. Reset on link.
   bool session_dirty = false;
-  bool session_changed() const override { return applied_log > 0 || session_dirty; }
+  // (A query of pgmux's still owed counts: the reset must queue behind it, never a client's request.)
+  bool session_changed() const override { return applied_log > 0 || session_dirty || !owed_.empty(); }
   void forget_session() override;
   // Survive links (transaction pooling): the pgmux-named prepared statements ("pgmux_<hash of text and types>")
   // this server has, shared by all clients (and applied_unreported, in PoolServer), each with the uv_hrtime() at
@@ -188,6 +189,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool take_whole_message(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   bool drop_own_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   void take_captured_reply(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
+  void drop_orphan_capture(char tag, protocol::ByteView body);
   bool decide_read_only_retry(RelayPass& pass);
   bool reply_whole_without_error(size_t from) const;
   bool take_hidden_describe(char tag, protocol::ByteView body, size_t size, RelayPass& pass);

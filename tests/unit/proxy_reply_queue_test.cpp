@@ -90,6 +90,14 @@ TEST_CASE("reply queue: a request is alone in flight when only pgmux's queries b
   q.push_skipped();  // a BEGIN pgmux answered, ahead of the next request
   q.push_request(true, false, 3);
   CHECK_FALSE(q.lone_simple_request_at_back());
+  CHECK_FALSE(q.only_captures());
+  ReplyQueue left;  // a client left right after its PREPARE: only pgmux's query is owed
+  CHECK(left.only_captures());
+  left.push_request(true, false, 6);
+  left.push_capture("b");
+  CHECK_FALSE(left.only_captures());
+  left.pop();
+  CHECK(left.only_captures());
   ReplyQueue open;
   open.push_request(true, true, 4).open = true;  // Parse, Bind, Execute, Flush: no Sync yet
   open.push_request(true, false, 5);            // a Query continues that entry

@@ -284,3 +284,26 @@ TEST_CASE("a cancel sent while the client is idle is ignored, while pgmux reads 
   exec(conn.get(), "EXECUTE ins(1, 7.5)");
   CHECK(scalar(owner.get(), "SELECT string_agg(id || '=' || v, ' ') FROM t") == "1=8");
 }
+
+// A client that leaves while pgmux's query behind its PREPARE is still running (here waiting for a lock) leaves no
+// request of its own there: its server finishes that query, is reset and serves others (before, it was closed,
+// "mid-request": a new login for the next client). pgmux's own query: nothing to compare directly.
+TEST_CASE("a server whose client left during pgmux's query behind a PREPARE is reset, not closed") {
+  if (direct_mode()) return;
+  TwoServers f("txp_sqlprep_left");
+  PgConn locker = lock_prepared_statements(f.db);
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "PREPARE plus AS SELECT $1::int + 1");
+  const std::string pid = waiting_backend(locker.get(), f.db);
+  REQUIRE(!pid.empty());
+  conn.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // pgmux hears the client go
+  exec(locker.get(), "ROLLBACK");
+  const std::string last_query = "SELECT state || ': ' || query FROM pg_stat_activity WHERE pid = " + pid;
+  std::string seen;
+  routing::wait_until([&] { return (seen = scalar(locker.get(), last_query)) == "idle: DISCARD ALL"; }, 5.0);
+  CHECK(seen == "idle: DISCARD ALL");
+  PgConn next = connect(f.ci);
+  CHECK(scalar(next.get(), "SELECT count(*) FROM pg_prepared_statements") == "0");
+}
+
