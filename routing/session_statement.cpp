@@ -67,6 +67,27 @@ bool is_set_config_select(const json& select) {
   return true;
 }
 
+bool is_identity_parameter(std::string_view name) {
+  return name == "role" || name == "session_authorization";
+}
+
+// A SELECT of set_config calls naming role or session_authorization in any case. Its shape is is_set_config_select's
+// (checked first): each target a set_config call of three constants.
+bool set_config_sets_identity(const json& select) {
+  for (const json& target : *member(select, "targetList")) {
+    const json* call = member(*member(*member(target, "ResTarget"), "val"), "FuncCall");
+    const json* first = call != nullptr ? &(*member(*call, "args"))[0] : nullptr;
+    const json* cast = first != nullptr ? member(*first, "TypeCast") : nullptr;
+    if (cast != nullptr) first = member(*cast, "arg");
+    const json* constant = first != nullptr ? member(*first, "A_Const") : nullptr;
+    const json* sval = constant != nullptr ? member(*constant, "sval") : nullptr;
+    std::string name(string_of(sval != nullptr ? member(*sval, "sval") : nullptr));
+    for (char& c : name) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    if (is_identity_parameter(name)) return true;
+  }
+  return false;
+}
+
 // Session commands that do exactly the same when run again on another server.
 bool is_session_command(std::string_view type) {
   static constexpr std::array<std::string_view, 9> kTypes = {
@@ -89,7 +110,11 @@ StatementSessionFacts facts_of(const json& stmt) {
     facts.savepoint = std::string(string_of(member(body, "savepoint_name")));
     const json* chain = member(body, "chain");
     facts.chain = chain != nullptr && chain->is_boolean() && chain->get<bool>();
-  } else if (!is_session_command(type) && !(type == "SelectStmt" && is_set_config_select(body))) {
+  } else if (type == "VariableSetStmt") {
+    facts.sets_identity = is_identity_parameter(string_of(member(body, "name")));
+  } else if (type == "SelectStmt" && is_set_config_select(body)) {
+    facts.sets_identity = set_config_sets_identity(body);
+  } else if (!is_session_command(type)) {
     // DO, CALL, or set_config inside another statement: what it changed cannot be told, and replaying it would
     // run the rest again.
     facts.replay = SessionReplay::Unknown;

@@ -34,6 +34,9 @@ struct StatementSessionFacts {
   bool chain = false;     // COMMIT / ROLLBACK AND CHAIN: a new transaction block starts at once
   std::string savepoint;  // the savepoint a Savepoint / Release / RollbackTo names
   SessionReplay replay = SessionReplay::Statement;
+  // SET / RESET ROLE or SESSION AUTHORIZATION, or set_config of either: who the session is, which RESET ALL keeps
+  // (PostgreSQL resets neither; DISCARD ALL does).
+  bool sets_identity = false;
 };
 
 // The facts of one statement (not a multi-statement string). Text the parser rejects gives the defaults: a

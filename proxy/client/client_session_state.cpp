@@ -168,11 +168,18 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
   }
   server->applied_log = update.runner_applied;
   if (transaction_pooling()) apply_sql_statements(server, sql_statements);
+  bool prepared_session_change = false;
   for (const TrackedStatement& t : sql_statements) {  // those that ran
     if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
       forget_protocol_statements(server, request);
     }
+    // A statement that changes the session as it runs (PREPARE q AS SELECT set_config('role', ...)): what each
+    // EXECUTE of it does, pgmux does not follow.
+    prepared_session_change = prepared_session_change || (t.c.effects.has(routing::SessionEffect::Prepare) &&
+                                                          (t.c.effects.has(routing::SessionEffect::SetConfig) ||
+                                                           t.c.effects.has(routing::SessionEffect::Opaque)));
   }
+  if (prepared_session_change) lose_track_of_session(server);
   if (outcome.unknown || (command.unresolved && !failed)) lose_track_of_session(server);
 }
 

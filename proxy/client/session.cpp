@@ -8,14 +8,31 @@
 #include "protocol/frontend_messages.hpp"
 #include "protocol/statement_naming.hpp"
 #include "routing/session_sql.hpp"
+#include "routing/session_statement.hpp"
 #include "routing/sql_prepared_refs.hpp"
 
 namespace pgmux::proxy {
+
+namespace {
+
+// RESET ALL leaves the session's role and session authorization as they are (DISCARD ALL resets them too): the
+// log's commands that set them, in order, replayed after it.
+std::vector<std::string> identity_commands(const std::vector<std::string>& log) {
+  std::vector<std::string> kept;
+  for (const std::string& command : log) {
+    if (routing::statement_session_facts(command).sets_identity) kept.push_back(command);
+  }
+  return kept;
+}
+
+}  // namespace
 
 LogUpdate ClientSession::record_command(std::string sql, const routing::Classification& c,
                                         bool transaction_pooling) {
   const bool reset_all =
       c.effects.has(routing::SessionEffect::ResetAll) || c.effects.has(routing::SessionEffect::DiscardAll);
+  std::vector<std::string> identity;
+  if (reset_all && !c.effects.has(routing::SessionEffect::DiscardAll)) identity = identity_commands(log);
   if (transaction_pooling) {
     if (reset_all) {
       log.clear();
@@ -23,7 +40,9 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
       // Replayed elsewhere as RESET ALL: DISCARD ALL would also drop pgmux's shared prepared statements there.
       log.push_back("RESET ALL");
       for (const auto& [name, value] : wanted_params.entries()) log.push_back(routing::set_statement(name, value));
-      return {1, true};  // the runner ran the reset; the startup values follow before its next request
+      log.insert(log.end(), identity.begin(), identity.end());
+      return {1, true};  // the runner ran the reset; the startup values (and the identity) follow before its next
+                         // request
     }
     const std::string_view target = c.effects.has(routing::SessionEffect::Reset) ? c.parameter.view() : "";
     if (const std::string* value = target.empty() ? nullptr : wanted_params.find(target)) {
@@ -38,6 +57,7 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
     restart = true;
   }
   log.push_back(std::move(sql));
+  log.insert(log.end(), identity.begin(), identity.end());  // the runner kept its identity: applied
   return {log.size(), restart};
 }
 

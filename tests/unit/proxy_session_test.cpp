@@ -59,6 +59,26 @@ TEST_CASE("session log: a PREPARE gets the parameter types read behind it, where
   CHECK(session.log.size() == 5);
 }
 
+TEST_CASE("session log: RESET ALL keeps the commands that set the role and the session authorization") {
+  for (const bool transaction_pooling : {false, true}) {
+    CAPTURE(transaction_pooling);
+    ClientSession session;
+    record(session, "SET SESSION AUTHORIZATION bob", transaction_pooling);
+    record(session, "SET work_mem = '8MB'", transaction_pooling);
+    record(session, "SELECT set_config('role', 'alice', false)", transaction_pooling);
+    const LogUpdate update = record(session, "RESET ALL", transaction_pooling);
+    CHECK(update.others_restart);
+    REQUIRE(session.log.size() == 3);
+    CHECK(session.log[0] == "RESET ALL");
+    CHECK(session.log[1] == "SET SESSION AUTHORIZATION bob");
+    CHECK(session.log[2] == "SELECT set_config('role', 'alice', false)");
+    // Session pooling: the server that ran RESET ALL kept them; transaction pooling replays them there too.
+    CHECK(update.runner_applied == (transaction_pooling ? 1 : 3));
+    record(session, "DISCARD ALL", transaction_pooling);  // resets them as well
+    CHECK(session.log.size() == 1);
+  }
+}
+
 TEST_CASE("session log, transaction pooling: RESET of a startup parameter returns to the client's own value") {
   ClientSession session;
   session.wanted_params.set("application_name", "billing");

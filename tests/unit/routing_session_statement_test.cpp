@@ -60,3 +60,19 @@ TEST_CASE("the classifier marks DO blocks as code that may change the session") 
   const Classification parsed = classifier.classify("SELECT 1; DO $$ BEGIN NULL; END $$");
   CHECK(parsed.effects.has(SessionEffect::Opaque));
 }
+
+TEST_CASE("commands that set the role or the session authorization, which RESET ALL keeps, are told apart") {
+  for (const char* sql : {"SET ROLE alice", "set role none", "RESET ROLE", "SET SESSION AUTHORIZATION bob",
+                          "RESET SESSION AUTHORIZATION", "SET role = 'x'", "SET SESSION ROLE alice",
+                          "SELECT set_config('role', 'bob', false)", "SELECT set_config('Session_Authorization'::text,"
+                          " 'bob', false)", "SELECT set_config('search_path', 'a', false), set_config('role', 'b', "
+                          "false)"}) {
+    CAPTURE(sql);
+    CHECK(statement_session_facts(sql).sets_identity);
+  }
+  for (const char* sql : {"SET search_path = role", "SET application_name = 'role'", "RESET ALL", "DISCARD ALL",
+                          "SELECT set_config('search_path', 'role', false)", "SELECT 'role'"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(statement_session_facts(sql).sets_identity);
+  }
+}

@@ -136,6 +136,16 @@ const std::vector<Scenario> kScenarios = {
      {{Via::Simple, "BEGIN; SAVEPOINT a; SET ROLE rt_bob; RELEASE a; COMMIT"}}},
     {"SET LOCAL", {{Via::Simple, "BEGIN; SET LOCAL ROLE rt_bob; COMMIT"}}},
     {"RESET ROLE", {{Via::Simple, "SET ROLE rt_bob"}, {Via::Unnamed, "RESET ROLE"}}},
+    // RESET ALL leaves the role and the session authorization (DISCARD ALL does not): the reads run as rt_alice.
+    {"RESET ALL after SET ROLE", {{Via::Simple, "SET ROLE rt_alice"}, {Via::Simple, "RESET ALL"}}},
+    {"RESET ALL after SET SESSION AUTHORIZATION",
+     {{Via::Simple, "SET SESSION AUTHORIZATION rt_alice"}, {Via::Unnamed, "RESET ALL"}}},
+    {"RESET ALL in a string", {{Via::Simple, "SELECT set_config('role', 'rt_bob', false); SET search_path = s_b; "
+                                             "RESET ALL; SET ROLE rt_alice; RESET ALL"}}},
+    {"DISCARD ALL after SET ROLE", {{Via::Simple, "SET ROLE rt_alice"}, {Via::Simple, "DISCARD ALL"}}},
+    // A prepared statement that changes the session each time it runs.
+    {"SQL PREPARE of set_config",
+     {{Via::Simple, "PREPARE become AS SELECT set_config('role', 'rt_bob', false)"}, {Via::Simple, "EXECUTE become"}}},
 };
 
 // The reads, each a few times by both protocols (a standby serves some of them when the session may use one).
