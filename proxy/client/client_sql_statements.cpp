@@ -47,7 +47,8 @@ bool is_prepare_command(const routing::Classification& c) {
 }  // namespace
 
 // The PREPARE as the client's settings stood when it prepared it (search_path resolves its names, DateStyle reads
-// its literals): if the session log grew since, the server's settings go back to that point inside a block (or
+// its literals, the role's privileges decide which schemas it may name): if the session log grew since, the
+// server's settings go back to that point inside a block (or
 // savepoint) that is rolled back afterwards, which PREPARE, not being transactional, survives. A log restarted
 // since (RESET ALL) has lost that point: the statement is prepared with the current settings.
 void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const {
@@ -57,7 +58,10 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
     prep.check_prepared = false;
     return;
   }
-  std::vector<std::string> queries{in_block ? "SAVEPOINT pgmux_prepare" : "BEGIN", "RESET ALL"};
+  // RESET ALL leaves the role and the session authorization: they go back to the login's too (the log then sets
+  // them as they stood), as PostgreSQL checked the statement's schemas under them (USAGE) at its PREPARE.
+  std::vector<std::string> queries{in_block ? "SAVEPOINT pgmux_prepare" : "BEGIN", "RESET ALL",
+                                   "SET SESSION AUTHORIZATION DEFAULT", "RESET ROLE"};
   for (const auto& [name, value] : session_.wanted_params.entries()) {
     queries.push_back(routing::set_statement(name, value));
   }

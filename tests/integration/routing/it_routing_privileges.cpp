@@ -37,7 +37,9 @@ void create_fixture(PGconn* primary) {
        "GRANT SELECT ON p.docs TO rt_alice, rt_bob;"
        "CREATE TABLE s_a.t (v text); INSERT INTO s_a.t VALUES ('a');"
        "CREATE TABLE s_b.t (v text); INSERT INTO s_b.t VALUES ('b');"
-       "GRANT SELECT ON s_a.t, s_b.t TO rt_alice, rt_bob");
+       "GRANT SELECT ON s_a.t, s_b.t TO rt_alice, rt_bob;"
+       "DROP SCHEMA IF EXISTS hidden CASCADE; CREATE SCHEMA hidden; CREATE TABLE hidden.t (v int);"
+       "INSERT INTO hidden.t VALUES (7); GRANT SELECT ON hidden.t TO rt_bob");  // no USAGE on the schema
   // Functions that change the session from inside, each found a different way by the catalog (a set_config
   // call, SET as a statement, EXECUTE of a SET text, a SQL-standard body, a call of another such function).
   exec(primary,
@@ -143,6 +145,12 @@ const std::vector<Scenario> kScenarios = {
     {"RESET ALL in a string", {{Via::Simple, "SELECT set_config('role', 'rt_bob', false); SET search_path = s_b; "
                                              "RESET ALL; SET ROLE rt_alice; RESET ALL"}}},
     {"DISCARD ALL after SET ROLE", {{Via::Simple, "SET ROLE rt_alice"}, {Via::Simple, "DISCARD ALL"}}},
+    // Schema USAGE is checked when the statement is analyzed, at its PREPARE (as the superuser), not at EXECUTE:
+    // prepared again elsewhere, it must be analyzed as the role stood then, not as rt_bob.
+    {"SQL PREPARE, then SET ROLE",
+     {{Via::Simple, "PREPARE early AS SELECT v FROM hidden.t"}, {Via::Simple, "SET ROLE rt_bob"},
+      {Via::Simple, "EXECUTE early"}, {Via::Simple, "BEGIN"}, {Via::Simple, "EXECUTE early"},
+      {Via::Simple, "COMMIT"}}},
     // A prepared statement that changes the session each time it runs.
     {"SQL PREPARE of set_config",
      {{Via::Simple, "PREPARE become AS SELECT set_config('role', 'rt_bob', false)"}, {Via::Simple, "EXECUTE become"}}},
