@@ -130,6 +130,12 @@ class Worker final : public PoolHost {
   const ByteCounters& client_byte_counters() const { return client_byte_counters_; }  // its clients count here
   // The picture of this worker's clients, servers and pools (snapshot.cpp).
   WorkerSnapshot snapshot();
+  // RECONNECT: the server connections of `database`'s pools (every pool's when empty) are replaced.
+  void reconnect_pools(const std::string& database) {
+    for (auto& entry : pools_) {
+      if (database.empty() || entry.second->database_name() == database) entry.second->reconnect();
+    }
+  }
   // The client with this id on this worker, or null.
   ClientConn* find_client(uint64_t id) {
     return find_client_where([id](const ClientConn* c) { return c->id() == id; });

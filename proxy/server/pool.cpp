@@ -362,7 +362,15 @@ const char* Pool::retire_reason(const PoolServer& server) const {
   if (draining_) return "backend removed by a reload";
   if (at_old_address(server)) return "the backend's host name resolves to another address";
   if (over_limit()) return "pool_size reduced by a reload";
+  if (server.connect_started() < reconnect_before_) return "replaced by RECONNECT";
   return nullptr;
+}
+
+void Pool::reconnect() {
+  reconnect_before_ = host_.now();
+  LOG_INFO("pool %s: RECONNECT: %zu idle server connections closed, %zu busy ones close when released",
+           name_.c_str(), idle_.size(), busy_.size());
+  close_idle_servers();
 }
 
 void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {

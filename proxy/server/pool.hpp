@@ -103,6 +103,9 @@ class Pool {
   bool draining() const { return draining_; }
   // Waiting clients hear `why`; every server closes.
   void close_all(Failure why);
+  // RECONNECT (admin console): every server connection opened until now is replaced, an idle one at once, a busy
+  // one when its client gives it back (session defaults of ALTER ROLE / DATABASE ... SET reach new ones only).
+  void reconnect();
 
   // Reload (worker.cpp): the backend kept its name and address but may have moved in the list.
   void set_backend_index(int index) { backend_index_ = index; }
@@ -190,6 +193,7 @@ class Pool {
   conf::PoolMode mode_;
   int connecting_ = 0;
   bool draining_ = false;
+  double reconnect_before_ = -1;  // servers that began connecting before this (now()) are retired: RECONNECT
   bool stale_ = false;
   bool auto_database_ = false;
   bool ever_logged_in_ = false;

@@ -83,6 +83,7 @@ Answer show_help(const Input&, Context&);
 Answer show_backends(const Input&, Context&);
 Answer pause_command(const Input&, Context&);
 Answer resume_command(const Input&, Context&);
+Answer reconnect_command(const Input&, Context&);
 Answer reload_command(const Input&, Context&);
 Answer set_command(const Input&, Context&);
 Answer enable_backend(const Input&, Context&);

@@ -1,4 +1,4 @@
-// PAUSE, RESUME, RELOAD, SET, ENABLE/DISABLE BACKEND, SET BACKEND WEIGHT, KILL_CLIENT, SWITCHOVER, SHUTDOWN.
+// PAUSE, RESUME, RECONNECT, RELOAD, SET, ENABLE/DISABLE BACKEND, SET BACKEND WEIGHT, KILL_CLIENT, SWITCHOVER, SHUTDOWN.
 #include <uv.h>
 
 #include "protocol/sqlstate.hpp"
@@ -74,6 +74,20 @@ Answer resume_command(const Input& input, Context& context) {
   }
   // Held clients are released by their worker's next tick (within 250 ms).
   return Answer::done("RESUME");
+}
+
+// Each worker replaces its pools' servers: sessions of ALTER ROLE / DATABASE ... SET defaults read at login.
+Answer reconnect_command(const Input& input, Context& context) {
+  if (input.args.size() > 1) return too_many_arguments(input, "RECONNECT [database]");
+  const std::string database = input.args.empty() ? std::string() : input.args[0];
+  if (!database.empty() && !context.config->find_database(database)) {
+    return Answer::fail(protocol::sqlstate::kInvalidCatalogName, "database \"" + database + "\" is not configured",
+                        "SHOW DATABASES lists them; RECONNECT without a name replaces every pool's servers");
+  }
+  for (Worker* worker : context.shared.workers) {
+    worker->post([database](Worker& w) { w.reconnect_pools(database); });
+  }
+  return Answer::done("RECONNECT");
 }
 
 Answer reload_command(const Input& input, Context& context) {

@@ -1,0 +1,73 @@
+// RECONNECT (PgBouncer's console command): a pool's server connections are replaced, idle ones at once and busy
+// ones when their client gives them back. PostgreSQL reads ALTER ROLE / ALTER DATABASE ... SET defaults at login,
+// so a server that logged in before such a change keeps the old ones: RECONNECT is how they reach every client.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "tests/integration/routing/routing_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::routing;
+
+namespace {
+
+const char* const kDb = "adm_reconnect";
+
+struct Fixture {
+  ClusterPorts ports = cluster_ports();
+  int listen = pick_listen_port();
+  std::unique_ptr<ProxyUnderTest> proxy;
+  PgConn owner;  // direct to the primary, as a superuser
+
+  Fixture() {
+    recreate_database(ports, kDb);
+    owner = admin(ports.primary, kDb);
+    nlohmann::json config = default_config(listen);
+    config["workers"] = 1;  // one pool: the next client gets the server the last one gave back
+    config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
+    config["admin_users"] = nlohmann::json::array({"admin"});
+    proxy = std::make_unique<ProxyUnderTest>(config.dump(), listen);
+  }
+  ~Fixture() {
+    try {
+      exec(owner.get(), std::string("ALTER ROLE app IN DATABASE ") + kDb + " RESET statement_timeout");
+      owner.reset();
+      drop_database(ports, kDb);
+    } catch (...) {
+    }
+  }
+  std::string app() const { return proxy->conninfo("app", "app", kDb); }
+  std::string timeout_seen() const {
+    PgConn conn = connect(app());
+    return scalar(conn.get(), "SELECT current_setting('statement_timeout')");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("RECONNECT replaces the servers, so a role's new defaults reach every new session") {
+  if (direct_mode()) return;  // a command of pgmux's console
+  Fixture f;
+  PgConn busy = connect(f.app());  // keeps its server (session pooling), in a transaction at the RECONNECT
+  exec(busy.get(), "BEGIN");
+  const std::string busy_pid = scalar(busy.get(), "SELECT pg_backend_pid()");
+  CHECK(f.timeout_seen() == "0");  // another server logs in, then goes back idle
+  exec(f.owner.get(), std::string("ALTER ROLE app IN DATABASE ") + kDb + " SET statement_timeout = '1234ms'");
+  CHECK(f.timeout_seen() == "0");  // the idle server logged in before the ALTER (PgBouncer's limit too)
+  PgConn console = connect(f.proxy->conninfo("admin", "admin-secret", "pgmux"));
+  PgResult done = exec(console.get(), std::string("RECONNECT ") + kDb);
+  CHECK(std::string(PQcmdStatus(done.get())) == "RECONNECT");
+  CHECK(f.timeout_seen() == "1234ms");
+  exec(busy.get(), "COMMIT");  // the busy server goes on to the end of its client's session...
+  CHECK(scalar(busy.get(), "SELECT pg_backend_pid()") == busy_pid);
+  busy.reset();  // ...and closes when given back
+  const std::string alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = " + busy_pid;
+  CHECK(wait_until([&] { return scalar(f.owner.get(), alive) == "0"; }, 5.0));
+  CHECK(f.timeout_seen() == "1234ms");
+  PgResult wrong(PQexec(console.get(), "RECONNECT one two"));
+  CHECK(sqlstate(wrong.get()) == "42601");
+  PgResult all = exec(console.get(), "RECONNECT");  // every pool
+  CHECK(std::string(PQcmdStatus(all.get())) == "RECONNECT");
+  CHECK(f.timeout_seen() == "1234ms");
+}
