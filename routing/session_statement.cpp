@@ -67,25 +67,38 @@ bool is_set_config_select(const json& select) {
   return true;
 }
 
-bool is_identity_parameter(std::string_view name) {
-  return name == "role" || name == "session_authorization";
+// The parameter a set_config call sets, lowercased ("" when not a constant string). `node` is a target of a
+// SELECT of set_config calls (is_set_config_select, checked first: each a set_config call of three constants).
+std::string set_config_parameter(const json& target) {
+  const json* call = member(*member(*member(target, "ResTarget"), "val"), "FuncCall");
+  const json* first = call != nullptr ? &(*member(*call, "args"))[0] : nullptr;
+  const json* cast = first != nullptr ? member(*first, "TypeCast") : nullptr;
+  if (cast != nullptr) first = member(*cast, "arg");
+  const json* constant = first != nullptr ? member(*first, "A_Const") : nullptr;
+  const json* sval = constant != nullptr ? member(*constant, "sval") : nullptr;
+  std::string name(string_of(sval != nullptr ? member(*sval, "sval") : nullptr));
+  for (char& c : name) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  return name;
 }
 
-// A SELECT of set_config calls naming role or session_authorization in any case. Its shape is is_set_config_select's
-// (checked first): each target a set_config call of three constants.
-bool set_config_sets_identity(const json& select) {
+Identity identity_of_parameter(std::string_view name) {
+  if (name == "role") return Identity::Role;
+  return name == "session_authorization" ? Identity::SessionAuthorization : Identity::None;
+}
+
+// A SELECT of set_config calls: whom it makes the session, if all of its calls do; Mixed beside other settings
+// (RESET ALL undoes those, not these: the statement cannot be kept or dropped whole).
+Identity set_config_identity(const json& select) {
+  Identity identity = Identity::None;
+  bool others = false;
   for (const json& target : *member(select, "targetList")) {
-    const json* call = member(*member(*member(target, "ResTarget"), "val"), "FuncCall");
-    const json* first = call != nullptr ? &(*member(*call, "args"))[0] : nullptr;
-    const json* cast = first != nullptr ? member(*first, "TypeCast") : nullptr;
-    if (cast != nullptr) first = member(*cast, "arg");
-    const json* constant = first != nullptr ? member(*first, "A_Const") : nullptr;
-    const json* sval = constant != nullptr ? member(*constant, "sval") : nullptr;
-    std::string name(string_of(sval != nullptr ? member(*sval, "sval") : nullptr));
-    for (char& c : name) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    if (is_identity_parameter(name)) return true;
+    const Identity one = identity_of_parameter(set_config_parameter(target));
+    others = others || one == Identity::None;
+    if (one == Identity::SessionAuthorization || (one == Identity::Role && identity == Identity::None)) {
+      identity = one;
+    }
   }
-  return false;
+  return identity != Identity::None && others ? Identity::Mixed : identity;
 }
 
 // Session commands that do exactly the same when run again on another server.
@@ -111,9 +124,9 @@ StatementSessionFacts facts_of(const json& stmt) {
     const json* chain = member(body, "chain");
     facts.chain = chain != nullptr && chain->is_boolean() && chain->get<bool>();
   } else if (type == "VariableSetStmt") {
-    facts.sets_identity = is_identity_parameter(string_of(member(body, "name")));
+    facts.identity = identity_of_parameter(string_of(member(body, "name")));
   } else if (type == "SelectStmt" && is_set_config_select(body)) {
-    facts.sets_identity = set_config_sets_identity(body);
+    facts.identity = set_config_identity(body);
   } else if (!is_session_command(type)) {
     // DO, CALL, or set_config inside another statement: what it changed cannot be told, and replaying it would
     // run the rest again.

@@ -29,6 +29,14 @@ enum class SessionReplay : uint8_t {
               // condition, DO blocks
 };
 
+// What a statement does to who the session is (see StatementSessionFacts::identity).
+enum class Identity : uint8_t {
+  None,
+  Role,                  // SET / RESET ROLE, set_config('role', ...)
+  SessionAuthorization,  // SET / RESET SESSION AUTHORIZATION (which resets the role too), or set_config of it
+  Mixed,                 // set_config of role or session_authorization beside other settings in one SELECT
+};
+
 struct StatementSessionFacts {
   TransactionCommand transaction = TransactionCommand::None;
   bool chain = false;     // COMMIT / ROLLBACK AND CHAIN: a new transaction block starts at once
@@ -36,7 +44,7 @@ struct StatementSessionFacts {
   SessionReplay replay = SessionReplay::Statement;
   // SET / RESET ROLE or SESSION AUTHORIZATION, or set_config of either: who the session is, which RESET ALL keeps
   // (PostgreSQL resets neither; DISCARD ALL does).
-  bool sets_identity = false;
+  Identity identity = Identity::None;
 };
 
 // The facts of one statement (not a multi-statement string). Text the parser rejects gives the defaults: a

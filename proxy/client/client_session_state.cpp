@@ -179,8 +179,15 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
                                                           (t.c.effects.has(routing::SessionEffect::SetConfig) ||
                                                            t.c.effects.has(routing::SessionEffect::Opaque)));
   }
-  if (prepared_session_change) lose_track_of_session(server);
-  if (outcome.unknown || (command.unresolved && !failed)) lose_track_of_session(server);
+  if (prepared_session_change && server == standby_) {
+    // In a read-only block on a standby the PREPARE changed nothing yet: its EXECUTEs run on the primary, where
+    // the session's reads go from now on (ending the session, as lose_track_of_session does there, is for state
+    // the standby holds).
+    session_.route.session_unknown = true;
+  } else if (prepared_session_change) {
+    lose_track_of_session(server);
+  }
+  if (outcome.unknown || update.state_unknown || (command.unresolved && !failed)) lose_track_of_session(server);
 }
 
 // pgmux cannot reproduce the session's settings elsewhere. On the primary, the session stays there: its reads go

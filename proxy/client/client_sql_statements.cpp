@@ -19,6 +19,7 @@
 #include "proxy/server/server_conn.hpp"
 #include "routing/parse_classifier.hpp"
 #include "routing/session_sql.hpp"
+#include "routing/session_statement.hpp"
 #include "routing/sql_prepared_refs.hpp"
 
 namespace pgmux::proxy {
@@ -37,6 +38,13 @@ std::string stand_in_prepare(const std::string& name) {
   }
   sql += "\" AS SELECT NULL";
   return sql;
+}
+
+bool names_authorization(std::string_view sql) {
+  constexpr std::string_view kWord = "authorization";
+  const auto it = std::search(sql.begin(), sql.end(), kWord.begin(), kWord.end(),
+                              [](char a, char b) { return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b; });
+  return it != sql.end();
 }
 
 bool is_prepare_command(const routing::Classification& c) {
@@ -59,9 +67,18 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
     return;
   }
   // RESET ALL leaves the role and the session authorization: they go back to the login's too (the log then sets
-  // them as they stood), as PostgreSQL checked the statement's schemas under them (USAGE) at its PREPARE.
-  std::vector<std::string> queries{in_block ? "SAVEPOINT pgmux_prepare" : "BEGIN", "RESET ALL",
-                                   "SET SESSION AUTHORIZATION DEFAULT", "RESET ROLE"};
+  // them as they stood), as PostgreSQL checked the statement's schemas under them (USAGE) at its PREPARE. The
+  // session authorization only where the session set it: before PostgreSQL 15.10 (CVE-2024-10978) rolling back
+  // its change could clear the role the rollback restores.
+  std::vector<std::string> queries{in_block ? "SAVEPOINT pgmux_prepare" : "BEGIN", "RESET ALL"};
+  if (session_.wanted_params.find("session_authorization") != nullptr ||
+      std::any_of(session_.log.begin(), session_.log.end(), [](const std::string& command) {
+        return names_authorization(command) &&  // the parser only for those that may be one
+               routing::statement_session_facts(command).identity == routing::Identity::SessionAuthorization;
+      })) {
+    queries.emplace_back("SET SESSION AUTHORIZATION DEFAULT");
+  }
+  queries.emplace_back("RESET ROLE");
   for (const auto& [name, value] : session_.wanted_params.entries()) {
     queries.push_back(routing::set_statement(name, value));
   }

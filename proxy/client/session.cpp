@@ -16,13 +16,20 @@ namespace pgmux::proxy {
 namespace {
 
 // RESET ALL leaves the session's role and session authorization as they are (DISCARD ALL resets them too): the
-// log's commands that set them, in order, replayed after it.
-std::vector<std::string> identity_commands(const std::vector<std::string>& log) {
-  std::vector<std::string> kept;
+// log's commands that set them, in order, replayed after it. From the last that sets the session authorization,
+// which resets the role too (a SET ROLE before it may not replay under the new session user). False when a
+// statement sets them beside other settings, which RESET ALL does reset: that session's state is unknown.
+bool identity_commands(const std::vector<std::string>& log, std::vector<std::string>& kept) {
+  bool known = true;
   for (const std::string& command : log) {
-    if (routing::statement_session_facts(command).sets_identity) kept.push_back(command);
+    const routing::Identity identity = routing::statement_session_facts(command).identity;
+    known = known && identity != routing::Identity::Mixed;
+    if (identity == routing::Identity::SessionAuthorization) kept.clear();
+    if (identity == routing::Identity::Role || identity == routing::Identity::SessionAuthorization) {
+      kept.push_back(command);
+    }
   }
-  return kept;
+  return known;
 }
 
 }  // namespace
@@ -32,7 +39,10 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
   const bool reset_all =
       c.effects.has(routing::SessionEffect::ResetAll) || c.effects.has(routing::SessionEffect::DiscardAll);
   std::vector<std::string> identity;
-  if (reset_all && !c.effects.has(routing::SessionEffect::DiscardAll)) identity = identity_commands(log);
+  bool identity_known = true;
+  if (reset_all && !c.effects.has(routing::SessionEffect::DiscardAll)) {
+    identity_known = identity_commands(log, identity);
+  }
   if (transaction_pooling) {
     if (reset_all) {
       log.clear();
@@ -41,8 +51,8 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
       log.push_back("RESET ALL");
       for (const auto& [name, value] : wanted_params.entries()) log.push_back(routing::set_statement(name, value));
       log.insert(log.end(), identity.begin(), identity.end());
-      return {1, true};  // the runner ran the reset; the startup values (and the identity) follow before its next
-                         // request
+      // The runner ran the reset; the startup values and the identity follow before its next request.
+      return {1, true, !identity_known};
     }
     const std::string_view target = c.effects.has(routing::SessionEffect::Reset) ? c.parameter.view() : "";
     if (const std::string* value = target.empty() ? nullptr : wanted_params.find(target)) {
@@ -58,7 +68,7 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
   }
   log.push_back(std::move(sql));
   log.insert(log.end(), identity.begin(), identity.end());  // the runner kept its identity: applied
-  return {log.size(), restart};
+  return {log.size(), restart, !identity_known};
 }
 
 LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, size_t runner_applied,
@@ -69,11 +79,13 @@ LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, s
     if (command.c.effects.has(routing::SessionEffect::DiscardAll)) route.session_unknown = false;
     note_isolation_default(command.c);
     const LogUpdate update = record_command(std::move(command.sql), command.c, transaction_pooling);
+    const bool unknown = total.state_unknown || update.state_unknown;
     if (update.others_restart) {
       total = update;  // the log started again: older indices mean nothing
     } else if (total.runner_applied >= before) {
       total.runner_applied = update.runner_applied;  // the runner was up to date: it ran this one too
     }
+    total.state_unknown = unknown;
   }
   return total;
 }

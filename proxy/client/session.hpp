@@ -45,6 +45,7 @@ bool pin_parameter_types(PreparedStatement& stored);
 struct LogUpdate {
   size_t runner_applied = 0;
   bool others_restart = false;
+  bool state_unknown = false;  // what the log replays would differ from the session (ClientSession::record_command)
 };
 
 // Heterogeneous lookup: a statement name from a message (a string_view) finds its entry without a copy.

@@ -362,12 +362,13 @@ const char* Pool::retire_reason(const PoolServer& server) const {
   if (draining_) return "backend removed by a reload";
   if (at_old_address(server)) return "the backend's host name resolves to another address";
   if (over_limit()) return "pool_size reduced by a reload";
-  if (server.connect_started() < reconnect_before_) return "replaced by RECONNECT";
+  if (replaced_by_reconnect(server)) return "replaced by RECONNECT";
   return nullptr;
 }
 
 void Pool::reconnect() {
   reconnect_before_ = host_.now();
+  if (idle_.empty() && busy_.empty()) return;
   LOG_INFO("pool %s: RECONNECT: %zu idle server connections closed, %zu busy ones close when released",
            name_.c_str(), idle_.size(), busy_.size());
   close_idle_servers();
@@ -380,7 +381,7 @@ void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
       server->close();
       return;
     }
-    if (at_old_address(*server)) {  // the backend moved during the reset
+    if (at_old_address(*server) || replaced_by_reconnect(*server)) {  // the backend moved, or RECONNECT came
       server->close();
       serve_waiters();
       return;
@@ -406,8 +407,10 @@ void Pool::on_login_done(PoolServer* server) {
     server->close();  // opened before the reload removed the backend
     return;
   }
-  if (at_old_address(*server)) {
-    server->close();  // opened at the backend's old address: its slot opens one at the new address
+  // Opened at the backend's old address, or before a RECONNECT (its login may have read the old defaults): its
+  // slot opens another.
+  if (at_old_address(*server) || replaced_by_reconnect(*server)) {
+    server->close();
     serve_waiters();
     return;
   }

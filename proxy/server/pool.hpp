@@ -194,6 +194,7 @@ class Pool {
   int connecting_ = 0;
   bool draining_ = false;
   double reconnect_before_ = -1;  // servers that began connecting before this (now()) are retired: RECONNECT
+  bool replaced_by_reconnect(const PoolServer& server) const { return server.connect_started() < reconnect_before_; }
   bool stale_ = false;
   bool auto_database_ = false;
   bool ever_logged_in_ = false;

@@ -62,17 +62,23 @@ TEST_CASE("the classifier marks DO blocks as code that may change the session") 
 }
 
 TEST_CASE("commands that set the role or the session authorization, which RESET ALL keeps, are told apart") {
-  for (const char* sql : {"SET ROLE alice", "set role none", "RESET ROLE", "SET SESSION AUTHORIZATION bob",
-                          "RESET SESSION AUTHORIZATION", "SET role = 'x'", "SET SESSION ROLE alice",
-                          "SELECT set_config('role', 'bob', false)", "SELECT set_config('Session_Authorization'::text,"
-                          " 'bob', false)", "SELECT set_config('search_path', 'a', false), set_config('role', 'b', "
-                          "false)"}) {
+  auto identity = [](const char* sql) { return statement_session_facts(sql).identity; };
+  for (const char* sql : {"SET ROLE alice", "set role none", "RESET ROLE", "SET role = 'x'", "SET SESSION ROLE alice",
+                          "SELECT set_config('role', 'bob', false)"}) {
     CAPTURE(sql);
-    CHECK(statement_session_facts(sql).sets_identity);
+    CHECK(identity(sql) == Identity::Role);
   }
+  for (const char* sql : {"SET SESSION AUTHORIZATION bob", "RESET SESSION AUTHORIZATION",
+                          "SELECT set_config('Session_Authorization'::text, 'bob', false)",
+                          "SELECT set_config('role', 'a', false), set_config('session_authorization', 'b', false)"}) {
+    CAPTURE(sql);
+    CHECK(identity(sql) == Identity::SessionAuthorization);
+  }
+  // Beside another setting, which RESET ALL does reset: neither kept nor dropped whole.
+  CHECK(identity("SELECT set_config('search_path', 'a', false), set_config('role', 'b', false)") == Identity::Mixed);
   for (const char* sql : {"SET search_path = role", "SET application_name = 'role'", "RESET ALL", "DISCARD ALL",
                           "SELECT set_config('search_path', 'role', false)", "SELECT 'role'"}) {
     CAPTURE(sql);
-    CHECK_FALSE(statement_session_facts(sql).sets_identity);
+    CHECK(identity(sql) == Identity::None);
   }
 }

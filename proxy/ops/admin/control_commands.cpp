@@ -79,7 +79,8 @@ Answer resume_command(const Input& input, Context& context) {
 // Each worker replaces its pools' servers: sessions of ALTER ROLE / DATABASE ... SET defaults read at login.
 Answer reconnect_command(const Input& input, Context& context) {
   if (input.args.size() > 1) return too_many_arguments(input, "RECONNECT [database]");
-  const std::string database = input.args.empty() ? std::string() : input.args[0];
+  // "*" (PAUSE's name for every database) means every pool here too.
+  const std::string database = input.args.empty() || input.args[0] == PauseState::kAll ? "" : input.args[0];
   if (!database.empty() && !context.config->find_database(database)) {
     return Answer::fail(protocol::sqlstate::kInvalidCatalogName, "database \"" + database + "\" is not configured",
                         "SHOW DATABASES lists them; RECONNECT without a name replaces every pool's servers");

@@ -67,7 +67,11 @@ TEST_CASE("RECONNECT replaces the servers, so a role's new defaults reach every 
   CHECK(f.timeout_seen() == "1234ms");
   PgResult wrong(PQexec(console.get(), "RECONNECT one two"));
   CHECK(sqlstate(wrong.get()) == "42601");
-  PgResult all = exec(console.get(), "RECONNECT");  // every pool
-  CHECK(std::string(PQcmdStatus(all.get())) == "RECONNECT");
-  CHECK(f.timeout_seen() == "1234ms");
+  for (const char* every : {"RECONNECT", "RECONNECT *"}) {  // every pool
+    CHECK(f.timeout_seen() == "1234ms");  // a server logs in and goes back idle...
+    PgResult all = exec(console.get(), every);
+    CHECK(std::string(PQcmdStatus(all.get())) == "RECONNECT");
+    // ...and is closed (each worker is told after the answer)
+    CHECK(wait_until([&] { return PQntuples(exec(console.get(), "SHOW SERVERS").get()) == 0; }, 5.0));
+  }
 }

@@ -145,6 +145,13 @@ const std::vector<Scenario> kScenarios = {
     {"RESET ALL in a string", {{Via::Simple, "SELECT set_config('role', 'rt_bob', false); SET search_path = s_b; "
                                              "RESET ALL; SET ROLE rt_alice; RESET ALL"}}},
     {"DISCARD ALL after SET ROLE", {{Via::Simple, "SET ROLE rt_alice"}, {Via::Simple, "DISCARD ALL"}}},
+    // rt_alice may not SET ROLE rt_bob: replayed after RESET ALL on a server already rt_alice's, it failed.
+    {"RESET ALL after SET ROLE, SET SESSION AUTHORIZATION",
+     {{Via::Simple, "SET ROLE rt_bob"}, {Via::Simple, "SET SESSION AUTHORIZATION rt_alice"},
+      {Via::Simple, "SELECT current_user"}, {Via::Simple, "RESET ALL"}}},
+    {"RESET ALL after a role set beside another setting",
+     {{Via::Simple, "SELECT set_config('search_path', 's_b', false), set_config('role', 'rt_alice', false)"},
+      {Via::Simple, "SELECT current_user"}, {Via::Simple, "RESET ALL"}}},
     // Schema USAGE is checked when the statement is analyzed, at its PREPARE (as the superuser), not at EXECUTE:
     // prepared again elsewhere, it must be analyzed as the role stood then, not as rt_bob.
     {"SQL PREPARE, then SET ROLE",
