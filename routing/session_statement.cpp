@@ -2,6 +2,7 @@
 
 #include <pg_query.h>
 
+#include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 
@@ -153,6 +154,14 @@ StatementSessionFacts statement_session_facts(std::string_view statement) {
   }
   pg_query_free_parse_result(result);
   return facts;
+}
+
+bool sets_session_authorization(std::string_view statement) {
+  constexpr std::string_view kWord = "authorization";
+  const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  const auto found = std::search(statement.begin(), statement.end(), kWord.begin(), kWord.end(),
+                                 [&](char a, char b) { return lower(a) == b; });
+  return found != statement.end() && statement_session_facts(statement).identity == Identity::SessionAuthorization;
 }
 
 }  // namespace pgmux::routing

@@ -51,4 +51,8 @@ struct StatementSessionFacts {
 // statement that fails changes nothing.
 StatementSessionFacts statement_session_facts(std::string_view statement);
 
+// statement_session_facts(statement).identity == Identity::SessionAuthorization, the parser asked only for text
+// that names it.
+bool sets_session_authorization(std::string_view statement);
+
 }  // namespace pgmux::routing

@@ -40,13 +40,6 @@ std::string stand_in_prepare(const std::string& name) {
   return sql;
 }
 
-bool names_authorization(std::string_view sql) {
-  constexpr std::string_view kWord = "authorization";
-  const auto it = std::search(sql.begin(), sql.end(), kWord.begin(), kWord.end(),
-                              [](char a, char b) { return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b; });
-  return it != sql.end();
-}
-
 bool is_prepare_command(const routing::Classification& c) {
   return c.effects.has(routing::SessionEffect::Prepare) || c.effects.has(routing::SessionEffect::Deallocate) ||
          c.effects.has(routing::SessionEffect::DeallocateAll);
@@ -72,10 +65,8 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
   // its change could clear the role the rollback restores.
   std::vector<std::string> queries{in_block ? "SAVEPOINT pgmux_prepare" : "BEGIN", "RESET ALL"};
   if (session_.wanted_params.find("session_authorization") != nullptr ||
-      std::any_of(session_.log.begin(), session_.log.end(), [](const std::string& command) {
-        return names_authorization(command) &&  // the parser only for those that may be one
-               routing::statement_session_facts(command).identity == routing::Identity::SessionAuthorization;
-      })) {
+      std::any_of(session_.log.begin(), session_.log.end(),
+                  [](const std::string& command) { return routing::sets_session_authorization(command); })) {
     queries.emplace_back("SET SESSION AUTHORIZATION DEFAULT");
   }
   queries.emplace_back("RESET ROLE");

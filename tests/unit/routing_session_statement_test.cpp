@@ -82,3 +82,12 @@ TEST_CASE("commands that set the role or the session authorization, which RESET 
     CHECK(identity(sql) == Identity::None);
   }
 }
+
+TEST_CASE("only a command that sets the session authorization is one, whatever else names the word") {
+  CHECK(sets_session_authorization("SET SESSION AUTHORIZATION bob"));
+  CHECK(sets_session_authorization("reset session authorization"));
+  CHECK(sets_session_authorization("SELECT set_config('session_authorization', 'bob', false)"));
+  CHECK_FALSE(sets_session_authorization("SET ROLE bob"));
+  CHECK_FALSE(sets_session_authorization("SET application_name = 'authorization'"));
+  CHECK_FALSE(sets_session_authorization("SET search_path = s"));
+}
