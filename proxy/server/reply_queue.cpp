@@ -75,7 +75,7 @@ bool ReplyQueue::lone_simple_request_at_back() const {
   return true;
 }
 
-bool ReplyQueue::only_captures() const {
+bool ReplyQueue::only_captures_owed() const {
   for (size_t i = 0; i < size_; ++i) {
     if (slots_[index(i)].fate != ReplyFate::CaptureOwn) return false;
   }

@@ -155,7 +155,8 @@ class ReplyQueue {
   // ReadyForQuery answers the whole entry).
   bool lone_simple_request_at_back() const;
   // Nothing owed but pgmux's queries behind PREPAREs, if anything: a server its client leaves may still be reset.
-  bool only_captures() const;
+  // (Inline for the usual empty queue: asked at every release.)
+  bool only_captures() const { return size_ == 0 || only_captures_owed(); }
   // A request that commits a transaction is among those owed: lost now, its outcome is unknown.
   bool commit_owed() const {
     for (size_t i = 0; i < size_; ++i) {
@@ -167,6 +168,7 @@ class ReplyQueue {
  private:
   size_t index(size_t i) const { return (head_ + i) & (slots_.size() - 1); }
   OwedReply& push_back();
+  bool only_captures_owed() const;
 
   std::vector<OwedReply> slots_;  // capacity a power of two
   size_t head_ = 0;
