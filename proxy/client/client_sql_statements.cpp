@@ -112,10 +112,11 @@ std::vector<ClientConn::SqlStatementPrep> ClientConn::missing_sql_statements(con
     if (seen == missing.end()) seen = missing.insert(missing.end(), {name, {stand_in_prepare(name)}, 0});
     if (whole) set_sql_prepare_queries(*seen, stored->second, in_block);
   };
+  const bool utf8 = client_utf8(&server);
   for (const routing::PreparedRef& ref : refs) {
     // A name pgmux cannot tell exactly may be any of them (an EXECUTE U&"q" runs q): the server gets them all.
     if (ref.kind == PreparedRefKind::ListAll ||
-        (ref.kind != PreparedRefKind::DeallocateAll && !ref.name_exact(client_utf8(&server)))) {
+        (ref.kind != PreparedRefKind::DeallocateAll && !ref.name_exact(utf8))) {
       for (const auto& entry : session_.sql_statements) want(entry.first, true);
     } else if (ref.kind != PreparedRefKind::DeallocateAll) {
       want(ref.name, ref.kind != PreparedRefKind::Deallocate);
@@ -158,6 +159,7 @@ std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server
 // A PREPARE or DEALLOCATE of a name pgmux cannot tell exactly (PreparedRef::name_exact) keeps the client on this
 // server, which knows what it did.
 void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran) {
+  const bool utf8 = client_utf8(server);
   for (const TrackedStatement& t : ran) {
     if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
       session_.sql_statements.clear();
@@ -166,7 +168,7 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
     }
     for (const routing::PreparedRef& ref : routing::prepared_statement_refs(t.sql)) {
       const bool names = ref.kind == PreparedRefKind::Prepare || ref.kind == PreparedRefKind::Deallocate;
-      if (names && !ref.name_exact(client_utf8(server))) {
+      if (names && !ref.name_exact(utf8)) {
         // Which statement it made or dropped, only this server knows: the client keeps it. The others stay
         // tracked, prepared there when named as anywhere.
         note_pin(routing::PinReason::SqlPrepare, true);

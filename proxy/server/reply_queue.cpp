@@ -68,15 +68,13 @@ size_t ReplyQueue::client_requests() const {
 }
 
 bool ReplyQueue::lone_simple_request_at_back() const {
-  if (size_ == 0 || back().extended) return false;
-  for (size_t i = 0; i + 1 < size_; ++i) {
-    if (slots_[index(i)].fate != ReplyFate::CaptureOwn) return false;
-  }
-  return true;
+  return size_ > 0 && !back().extended && captures_in_first(size_ - 1);
 }
 
-bool ReplyQueue::only_captures_owed() const {
-  for (size_t i = 0; i < size_; ++i) {
+bool ReplyQueue::only_captures_owed() const { return captures_in_first(size_); }
+
+bool ReplyQueue::captures_in_first(size_t count) const {
+  for (size_t i = 0; i < count; ++i) {
     if (slots_[index(i)].fate != ReplyFate::CaptureOwn) return false;
   }
   return true;

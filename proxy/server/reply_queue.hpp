@@ -169,6 +169,7 @@ class ReplyQueue {
   size_t index(size_t i) const { return (head_ + i) & (slots_.size() - 1); }
   OwedReply& push_back();
   bool only_captures_owed() const;
+  bool captures_in_first(size_t count) const;  // the first `count` entries are all CaptureOwn
 
   std::vector<OwedReply> slots_;  // capacity a power of two
   size_t head_ = 0;
