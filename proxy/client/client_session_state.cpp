@@ -182,8 +182,9 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
   if (prepared_session_change && server == standby_) {
     // In a read-only block on a standby the PREPARE changed nothing yet: its EXECUTEs run on the primary, where
     // the session's reads go from now on (ending the session, as lose_track_of_session does there, is for state
-    // the standby holds).
+    // the standby holds). Transaction pooling: the primary server an EXECUTE changes is the client's from then on.
     session_.route.session_unknown = true;
+    if (transaction_pooling()) note_pin(routing::PinReason::UnknownSessionState, true);
   } else if (prepared_session_change) {
     lose_track_of_session(server);
   }

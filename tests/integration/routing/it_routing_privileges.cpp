@@ -4,8 +4,8 @@
 // every path: simple Query, extended protocol (unnamed and named statements), a multi-statement string, inside a
 // committed and a rolled-back transaction, with savepoints, set_config with computed arguments, a DO block and
 // user functions and procedures that change the session from inside (the catalog names them).
-// Then every read, through pgmux in session pooling, transaction pooling (both with the read/write split on) and
-// session pooling with the split off, is denied or filtered exactly as on a direct connection to the primary.
+// Then every read, through pgmux in session and transaction pooling, each with the read/write split on and off, is
+// denied or filtered exactly as on a direct connection to the primary.
 // Without the session's role on the standby, a read there would run as the superuser: see everything.
 #include <doctest/doctest.h>
 
@@ -161,6 +161,12 @@ const std::vector<Scenario> kScenarios = {
     // A prepared statement that changes the session each time it runs.
     {"SQL PREPARE of set_config",
      {{Via::Simple, "PREPARE become AS SELECT set_config('role', 'rt_bob', false)"}, {Via::Simple, "EXECUTE become"}}},
+    // The same PREPARE where a standby runs it (a read-only block with the split): the EXECUTE, in a transaction of
+    // its own, changes the role of whichever server runs it, and the session's reads must see that role after it.
+    {"SQL PREPARE of set_config in a read-only block",
+     {{Via::Simple, "BEGIN READ ONLY"}, {Via::Simple, "SELECT 1"},  // a read first: the block goes to a standby
+      {Via::Simple, "PREPARE become AS SELECT set_config('role', 'rt_bob', false)"},
+      {Via::Simple, "COMMIT"}, {Via::Simple, "EXECUTE become"}}},
 };
 
 // The reads, each a few times by both protocols (a standby serves some of them when the session may use one).
@@ -253,5 +259,6 @@ TEST_CASE("reads are denied or filtered as directly, whichever way the session t
   check_config("session", true, ports);
   check_config("transaction", true, ports);
   check_config("session", false, ports);
+  check_config("transaction", false, ports);
   drop_database(ports, kDb);
 }
