@@ -207,9 +207,12 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
     fail(Failure::NoUserName);
     return;
   }
-  user_ = *user;
+  // As PostgreSQL's postmaster: the database defaults to the user name, then both are cut to NAMEDATALEN - 1
+  // bytes (not at a character boundary), so a longer name meets the role, database and pool it names there.
+  constexpr size_t kNameMax = 63;
+  user_ = user->substr(0, kNameMax);
   const std::string* database = startup.find("database");
-  database_ = database && !database->empty() ? *database : user_;
+  database_ = (database && !database->empty() ? *database : *user).substr(0, kNameMax);
   if (const std::string* replication = startup.find("replication")) {
     // PostgreSQL's reading: "database" or a boolean; false is an ordinary connection.
     const std::optional<bool> walsender = *replication == "database" ? true : postgres_bool(*replication);

@@ -56,6 +56,20 @@ TEST_CASE("unknown user -> 28P01, as a wrong password (PostgreSQL's mock SCRAM e
   CHECK(out.message == "password authentication failed for user \"no_such_user_xyz\"");
 }
 
+// PostgreSQL cuts both names to 63 bytes (NAMEDATALEN - 1) before it looks them up, even inside a character.
+TEST_CASE("names over 63 bytes are cut to 63, as PostgreSQL cuts them") {
+  std::string long_user;
+  for (int i = 0; i < 35; ++i) long_user += "\xc3\xa9";  // é, 70 bytes: the cut falls inside the 32nd
+  StartupOutcome user_out = raw_startup(target().port(), long_user, "whatever", "app");
+  CHECK(user_out.sqlstate == "28P01");
+  CHECK(user_out.message == "password authentication failed for user \"" + long_user.substr(0, 63) + "\"");
+
+  const std::string long_database = "app" + std::string(67, 'x');
+  StartupOutcome db_out = raw_startup(target().port(), "app", "app", long_database);
+  CHECK(db_out.sqlstate == "3D000");
+  CHECK(db_out.message == "database \"" + long_database.substr(0, 63) + "\" does not exist");
+}
+
 TEST_CASE("md5user logs in with MD5") {
   StartupOutcome out = raw_startup(target().port(), "md5user", "md5user", "app");
   INFO("message: " << out.message << " sqlstate: " << out.sqlstate);
