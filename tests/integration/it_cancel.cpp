@@ -317,3 +317,47 @@ TEST_CASE("transaction pooling: a cancel while pgmux prepares the request's serv
   CHECK(scalar(locker.get(), "SELECT count(*) FROM " + table) == "1");
   exec(locker.get(), "DROP TABLE " + table);
 }
+
+// Transaction pooling: the client's server still runs pgmux's query behind the client's SQL PREPARE (here it waits
+// for a lock on pg_prepared_statements), and the client's next request must first have a statement prepared there,
+// so it is held until that query ends. A cancel then is for the held request, which has not run: it fails with
+// 57014 at once, never runs, and pgmux's query is not hit (the PREPARE's types are still learned). pgmux's own
+// query: nothing to compare directly.
+TEST_CASE("transaction pooling: a cancel of a request held behind pgmux's query behind a PREPARE fails it unsent") {
+  if (direct_mode()) return;
+  const int listen = pick_listen_port();
+  nlohmann::json config = transaction_pooling(listen, 2);
+  config["workers"] = 1;  // one idle list, whose order steers the client onto the server without the statement
+  ProxyUnderTest proxy(config.dump(), listen);
+  PgConn holder = connect(proxy.app_conninfo());
+  PgConn client = connect(proxy.app_conninfo());
+  PgConn owner = connect(conninfo(cluster_ports().primary, "app", "app", "app"));  // directly
+  PgConn locker = connect(conninfo(cluster_ports().primary, "postgres", "postgres", "app"));
+  const std::string table = "cancel_held_" + std::to_string(getpid());
+  exec(owner.get(), "CREATE TABLE " + table + " (id int, v int)");
+  exec(holder.get(), "BEGIN");
+  exec(holder.get(), "SELECT 1");  // one server, held: the client's Parse goes to the other one
+  PgResult prepared(PQprepare(client.get(), "ins", ("INSERT INTO " + table + " VALUES (1, 1)").c_str(), 0, nullptr));
+  REQUIRE(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+  exec(holder.get(), "COMMIT");  // given back last: the client's PREPARE gets the server without "ins"
+  exec(locker.get(), "BEGIN");
+  exec(locker.get(), "LOCK TABLE pg_catalog.pg_prepared_statements IN ACCESS EXCLUSIVE MODE");
+  exec(client.get(), "PREPARE put AS INSERT INTO " + table + " VALUES ($1, $2)");  // answered; pgmux's query waits
+  REQUIRE(PQsendQueryPrepared(client.get(), "ins", 0, nullptr, nullptr, nullptr, 0) == 1);
+  CHECK_FALSE(wait_readable(client.get(), 0.5));  // held: "ins" is prepared there only after pgmux's query
+  std::string err;
+  REQUIRE_MESSAGE(cancel(client.get(), err), err);
+  const Outcome out = await(client.get(), 2.0);  // at once, while the lock is still held
+  REQUIRE(out.finished);
+  CHECK(out.sqlstate == "57014");
+  exec(locker.get(), "ROLLBACK");
+  CHECK(exec_sqlstate(client.get(), "SELECT pg_sleep(0.1)") == "");
+  CHECK(scalar(owner.get(), "SELECT count(*) FROM " + table) == "0");  // the held request never ran
+  // pgmux's query was not cancelled: put's parameters stay int4 after the column's type changes (10.4 -> 10).
+  exec(owner.get(), "ALTER TABLE " + table + " ALTER COLUMN v TYPE real");
+  exec(client.get(), "EXECUTE put(2, 10.4)");
+  PgResult again(PQexecPrepared(client.get(), "ins", 0, nullptr, nullptr, nullptr, 0));
+  CHECK(PQresultStatus(again.get()) == PGRES_COMMAND_OK);
+  CHECK(scalar(owner.get(), "SELECT string_agg(id || '=' || v, ' ' ORDER BY id) FROM " + table) == "1=1 2=10");
+  exec(owner.get(), "DROP TABLE " + table);
+}
