@@ -20,11 +20,12 @@ struct Fixture {
   std::unique_ptr<ProxyUnderTest> proxy;
   PgConn owner;  // direct to the primary, as a superuser
 
-  Fixture() {
+  explicit Fixture(const char* pool_mode = "session") {
     recreate_database(ports, kDb);
     owner = admin(ports.primary, kDb);
     nlohmann::json config = default_config(listen);
     config["workers"] = 1;  // one pool: the next client gets the server the last one gave back
+    config["databases"].push_back({{"name", kDb}, {"pool_mode", pool_mode}, {"pool_size", 4}});
     config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
     config["admin_users"] = nlohmann::json::array({"admin"});
     proxy = std::make_unique<ProxyUnderTest>(config.dump(), listen);
@@ -74,4 +75,23 @@ TEST_CASE("RECONNECT replaces the servers, so a role's new defaults reach every 
     // ...and is closed (each worker is told after the answer)
     CHECK(wait_until([&] { return PQntuples(exec(console.get(), "SHOW SERVERS").get()) == 0; }, 5.0));
   }
+}
+
+// Transaction pooling: a server busy at the RECONNECT (its client inside a block) closes when the block ends, while
+// its client stays: the client's next transaction runs on a server that logged in after the ALTER.
+TEST_CASE("transaction pooling: RECONNECT closes a busy server when its client's transaction ends") {
+  if (direct_mode()) return;
+  Fixture f("transaction");
+  PgConn client = connect(f.app());
+  exec(client.get(), "BEGIN");
+  const std::string busy_pid = scalar(client.get(), "SELECT pg_backend_pid()");
+  exec(f.owner.get(), std::string("ALTER ROLE app IN DATABASE ") + kDb + " SET statement_timeout = '1234ms'");
+  PgConn console = connect(f.proxy->conninfo("admin", "admin-secret", "pgmux"));
+  exec(console.get(), std::string("RECONNECT ") + kDb);
+  CHECK(scalar(client.get(), "SELECT current_setting('statement_timeout')") == "0");  // the block's server
+  exec(client.get(), "COMMIT");
+  const std::string alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = " + busy_pid;
+  CHECK(wait_until([&] { return scalar(f.owner.get(), alive) == "0"; }, 5.0));
+  CHECK(scalar(client.get(), "SELECT current_setting('statement_timeout')") == "1234ms");
+  CHECK(f.timeout_seen() == "1234ms");
 }
