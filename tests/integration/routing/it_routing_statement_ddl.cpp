@@ -258,3 +258,29 @@ TEST_CASE("a cancel while pgmux prepares the primary for a statement fails it wi
   CHECK(run_binary_int4(conn.get(), "by_id", 6) == "6");
   f.log_on_failure(cancelled != "57014");
 }
+
+// Session pooling: a cancel request while the client waits for nothing is ignored, as PostgreSQL ignores one for an
+// idle backend, although pgmux's query behind the client's PREPARE still runs on the primary (here it waits for a
+// lock on pg_prepared_statements). Cancelled, that query's types went unread, and the standby prepared the
+// statement from its text after the DDL: numeric where PostgreSQL fixed integer.
+TEST_CASE("a cancel while the client is idle leaves pgmux's query behind a PREPARE alone") {
+  Fixture f;
+  PgConn locker = admin(f.ports.primary, kDb);
+  exec(locker.get(), "BEGIN");
+  exec(locker.get(), "LOCK TABLE pg_catalog.pg_prepared_statements IN ACCESS EXCLUSIVE MODE");
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "PREPARE by_v AS SELECT count(*) FROM t WHERE v = $1");
+  if (!direct_mode()) {
+    const std::string waiting = std::string("SELECT count(*) FROM pg_stat_activity WHERE datname = '") + kDb +
+                                "' AND wait_event_type = 'Lock' AND query LIKE '%pg_prepared_statements%'";
+    REQUIRE(wait_until([&] { return scalar(locker.get(), waiting) == "1"; }, 5.0));
+  }
+  REQUIRE(cancel(conn.get()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the cancel has reached PostgreSQL, if sent
+  exec(locker.get(), "ROLLBACK");
+  // No read before the DDL: a standby connection made now would prepare the statement as it stands.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // pgmux's query ends
+  f.alter("ALTER TABLE t ALTER COLUMN v TYPE numeric");
+  CHECK(scalar(conn.get(), "SELECT name || parameter_types::text FROM pg_prepared_statements") == "by_v{integer}");
+  CHECK(scalar(conn.get(), "EXECUTE by_v(10.4)") == "1");
+}
