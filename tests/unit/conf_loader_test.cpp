@@ -111,6 +111,20 @@ TEST_CASE("conf loader: errors mean no config, and every problem is listed") {
   CHECK(r.errors[2].to_string() == "/bogus: unknown key");
 }
 
+// libpq and PgBouncer take a path as a Unix-domain socket directory; pgmux speaks TCP only and says so.
+TEST_CASE("conf loader: a socket directory as a host is refused by name") {
+  const LoadResult r = parse_config(R"({"listeners": [{"host": "/tmp", "port": 6432}],
+                                       "backends": [{"host": "/var/run/postgresql", "port": 5432}],
+                                       "databases": [{"name": "app"}]})");
+  CHECK_FALSE(r.ok());
+  INFO(all_errors(r));
+  REQUIRE(r.errors.size() == 2);
+  const std::string why = "is a Unix-domain socket directory; pgmux connects and listens over TCP only (use an "
+                          "address such as 127.0.0.1)";
+  CHECK(r.errors[0].to_string() == "/listeners/0/host: " + why);
+  CHECK(r.errors[1].to_string() == "/backends/0/host: " + why);
+}
+
 TEST_CASE("conf loader: syntax error is one diagnostic at the document with line and column") {
   const LoadResult r = parse_config("{\n  \"workers\": 2,\n  oops\n}");
   REQUIRE(r.errors.size() == 1);
