@@ -28,8 +28,12 @@ enum class LogFormat { Text, Json };  // one line per event: plain text, or one 
 enum class TlsMode { Disable, Allow, Prefer, Require, VerifyCa, VerifyFull };
 
 struct Listener {
+  // An address or name; or, starting with '/', a directory for a Unix-domain socket (as libpq's host and
+  // PostgreSQL's unix_socket_directories take it): the socket is <host>/.s.PGSQL.<port>.
   std::string host = "127.0.0.1";
   uint16_t port = 9999;
+  bool unix_socket() const { return !host.empty() && host.front() == '/'; }
+  std::string socket_path() const { return host + "/.s.PGSQL." + std::to_string(port); }
 };
 
 struct Backend {

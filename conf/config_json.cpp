@@ -44,13 +44,13 @@ void assign_int(std::optional<int64_t> value, Out& out) {
   if (value) out = static_cast<Out>(*value);
 }
 
-// A host, for pgmux's TCP sockets: a path (libpq's and PgBouncer's way to name a Unix-domain socket directory) is
-// refused by name, since pgmux speaks TCP only (the prober, through libpq, would have taken it and found the server).
-void read_tcp_host(ObjectReader& r, std::string& out) {
+// A backend's host: pgmux reaches backends over TCP only, so a path (libpq's way to name a Unix-domain socket
+// directory) is refused by name (the prober, through libpq, would have taken it and found the server).
+void read_backend_host(ObjectReader& r, std::string& out) {
   std::optional<std::string> host = r.string("host", /*non_empty=*/true);
   if (host && host->front() == '/') {
-    r.diags().add(r.pointer_of("host"), "is a Unix-domain socket directory; pgmux connects and listens over TCP only "
-                                        "(use an address such as 127.0.0.1)");
+    r.diags().add(r.pointer_of("host"), "is a Unix-domain socket directory; pgmux connects to backends over TCP "
+                                        "only (use an address such as 127.0.0.1)");
     return;
   }
   assign(std::move(host), out);
@@ -62,7 +62,7 @@ std::vector<Listener> parse_listeners(ObjectReader& root) {
       for_each_element(root, "listeners", Presence::Optional, [&](const Json& v, std::string p, size_t) {
         Listener l;
         ObjectReader r(v, std::move(p), root.diags());
-        read_tcp_host(r, l.host);
+        assign(r.string("host", /*non_empty=*/true), l.host);
         assign_int(r.integer("port", 1, 65535), l.port);
         r.finish();
         out.push_back(std::move(l));
@@ -105,7 +105,7 @@ std::vector<Backend> parse_backends(ObjectReader& root) {
     b.name = "backend" + std::to_string(i);
     ObjectReader r(v, std::move(p), root.diags());
     assign(r.string("name", /*non_empty=*/true), b.name);
-    if (r.require("host") != nullptr) read_tcp_host(r, b.host);
+    if (r.require("host") != nullptr) read_backend_host(r, b.host);
     assign_int(r.integer("port", 1, 65535), b.port);
     assign_int(r.integer("weight", 0, kIntMax), b.weight);
     assign(r.string("application_name", /*non_empty=*/true), b.application_name);

@@ -35,11 +35,12 @@ bool user_matches(const HbaRule& rule, const std::vector<Group>& groups, const H
   return false;
 }
 
-bool connection_matches(HbaConnection connection, bool tls) {
+bool connection_matches(HbaConnection connection, const HbaRequest& request) {
   switch (connection) {
-    case HbaConnection::Host: return true;
-    case HbaConnection::HostSsl: return tls;
-    case HbaConnection::HostNoSsl: return !tls;
+    case HbaConnection::Host: return !request.local;
+    case HbaConnection::HostSsl: return !request.local && request.tls;
+    case HbaConnection::HostNoSsl: return !request.local && !request.tls;
+    case HbaConnection::Local: return request.local;
   }
   return false;
 }
@@ -94,7 +95,7 @@ bool Cidr::contains(const std::array<uint8_t, 16>& other) const {
 int match_hba(const std::vector<HbaRule>& rules, const std::vector<Group>& groups, const HbaRequest& request) {
   for (size_t i = 0; i < rules.size(); ++i) {
     const HbaRule& rule = rules[i];
-    if (connection_matches(rule.connection, request.tls) && rule.address.contains(request.address) &&
+    if (connection_matches(rule.connection, request) && (request.local || rule.address.contains(request.address)) &&
         database_matches(rule, request) && user_matches(rule, groups, request)) {
       return static_cast<int>(i);
     }
@@ -107,6 +108,7 @@ const char* to_string(HbaConnection c) {
     case HbaConnection::Host: return "host";
     case HbaConnection::HostSsl: return "hostssl";
     case HbaConnection::HostNoSsl: return "hostnossl";
+    case HbaConnection::Local: return "local";
   }
   return "?";
 }
@@ -123,7 +125,8 @@ const char* to_string(HbaMethod m) {
 }
 
 std::optional<HbaConnection> parse_hba_connection(std::string_view text) {
-  for (HbaConnection c : {HbaConnection::Host, HbaConnection::HostSsl, HbaConnection::HostNoSsl}) {
+  for (HbaConnection c :
+       {HbaConnection::Host, HbaConnection::HostSsl, HbaConnection::HostNoSsl, HbaConnection::Local}) {
     if (text == to_string(c)) return c;
   }
   return std::nullopt;

@@ -11,7 +11,8 @@
 
 namespace pgmux::conf {
 
-enum class HbaConnection { Host, HostSsl, HostNoSsl };
+// Local: a Unix-domain socket (PostgreSQL's "local" lines); the host kinds match TCP connections only.
+enum class HbaConnection { Host, HostSsl, HostNoSsl, Local };
 enum class HbaMethod { ScramSha256, Md5, Cert, Trust, Reject };
 
 // An IPv4 or IPv6 network. IPv4 addresses are held as IPv4-mapped IPv6 (::ffff:a.b.c.d), so one comparison
@@ -32,7 +33,7 @@ struct HbaRule {
   HbaConnection connection = HbaConnection::Host;
   std::vector<std::string> databases;  // "all", "sameuser", or names
   std::vector<std::string> users;      // "all", "+group", or names
-  Cidr address;
+  Cidr address;  // "all" for a local rule
   HbaMethod method = HbaMethod::Reject;
   bool operator==(const HbaRule&) const = default;
 };
@@ -49,12 +50,13 @@ struct HbaRequest {
   std::array<uint8_t, 16> address{};
   std::string_view user;
   std::string_view database;
+  bool local = false;  // over a Unix-domain socket: no address, no TLS
 };
 
 // Index of the first rule matching `request`, or -1.
 int match_hba(const std::vector<HbaRule>& rules, const std::vector<Group>& groups, const HbaRequest& request);
 
-const char* to_string(HbaConnection c);  // "host", "hostssl", "hostnossl"
+const char* to_string(HbaConnection c);  // "host", "hostssl", "hostnossl", "local"
 const char* to_string(HbaMethod m);      // "scram-sha-256", "md5", "cert", "trust", "reject"
 std::optional<HbaConnection> parse_hba_connection(std::string_view text);
 std::optional<HbaMethod> parse_hba_method(std::string_view text);

@@ -4,7 +4,7 @@
 namespace pgmux::conf::detail {
 namespace {
 
-constexpr std::string_view kConnections = "\"host\", \"hostssl\", \"hostnossl\"";
+constexpr std::string_view kConnections = "\"host\", \"hostssl\", \"hostnossl\", \"local\"";
 constexpr std::string_view kMethods = "\"scram-sha-256\", \"md5\", \"cert\", \"trust\", \"reject\"";
 
 // A name or a non-empty list of names, as a rule's "database" and "user" take them.
@@ -31,7 +31,11 @@ HbaRule parse_rule(ObjectReader& r) {
   }
   rule.databases = read_names(r, "database");
   rule.users = read_names(r, "user");
-  if (r.require("address") != nullptr) {
+  if (rule.connection == HbaConnection::Local) {
+    // As in pg_hba.conf, a local line has no address field.
+    if (r.get("address") != nullptr) r.diags().add(r.pointer_of("address"), "a local rule takes no address");
+    rule.address = *parse_cidr("all");
+  } else if (r.require("address") != nullptr) {
     if (auto text = r.string("address", true)) {
       if (auto cidr = parse_cidr(*text)) {
         rule.address = *cidr;

@@ -17,6 +17,13 @@ void check_listeners(const Config& c, Diagnostics& diags) {
       diags.add_unless_covered(child_pointer("/listeners", i),
                                "duplicate listener " + l.host + ":" + std::to_string(l.port));
     }
+    // sockaddr_un's sun_path holds 108 bytes, its NUL included (PostgreSQL's limit for the same reason).
+    constexpr size_t kMaxSocketPath = 107;
+    if (l.unix_socket() && l.socket_path().size() > kMaxSocketPath) {
+      diags.add_unless_covered(child_pointer("/listeners", i) + "/host",
+                               "socket path \"" + l.socket_path() + "\" is longer than " +
+                                   std::to_string(kMaxSocketPath) + " bytes");
+    }
   }
   const MetricsListen& m = c.metrics_listen;
   if (m.enabled && seen.count({m.host, m.port})) {

@@ -27,13 +27,14 @@ namespace {
 // Authentication messages are small; refusing big ones before login keeps strangers from making us allocate.
 constexpr uint32_t kMaxAuthMessage = 10000;
 
-// The client's address and port ("?" and 0 when unknown).
+// The client's address and port ("?" and 0 when unknown; ClientConn::kUnixPeer and 0 over a Unix-domain socket).
 std::pair<std::string, int> peer_address(uv_tcp_t* tcp) {
   sockaddr_storage addr{};
   int len = sizeof addr;
   if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {"?", 0};
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
+  if (addr.ss_family == AF_UNIX) return {std::string(ClientConn::kUnixPeer), 0};
   if (addr.ss_family == AF_INET) {
     auto* in = reinterpret_cast<sockaddr_in*>(&addr);
     uv_ip4_name(in, host, sizeof host);
@@ -61,10 +62,10 @@ bool ClientConn::accept(uv_stream_t* listener) {
     close();
     return false;
   }
-  uv_tcp_nodelay(tcp(), 1);
   auto [host, port] = peer_address(tcp());
   peer_host_length_ = static_cast<uint8_t>(std::min<size_t>(host.size(), 255));  // an IPv6 text is 45 at most
   peer_ = host + ":" + std::to_string(port);
+  if (!over_unix_socket()) uv_tcp_nodelay(tcp(), 1);
   created_at_ = worker_.now();
   worker_.add_client(this);
   start_reading();

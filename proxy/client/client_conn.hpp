@@ -48,6 +48,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   ClientState state() const { return state_; }
   const std::string& peer() const { return peer_; }
   std::string_view peer_host() const { return std::string_view(peer_).substr(0, peer_host_length_); }
+  // A client of a Unix-domain socket listener: its "address" is PostgreSQL's "[local]" (hba messages, logs).
+  // libuv's stream I/O does not depend on the socket's family, so such a client is a uv_tcp_t like the others.
+  static constexpr std::string_view kUnixPeer = "[local]";
+  bool over_unix_socket() const { return peer_host() == kUnixPeer; }
   // Whether the client talks TLS to pgmux, and the common name of the certificate it presented (only one that
   // verified against tls.client.ca_file). The hba rules' hostssl / hostnossl / cert ask these.
   bool tls_active() const { return tls() != nullptr; }

@@ -79,7 +79,8 @@ void ClientConn::decline_encryption(bool ssl) {
 // With tls.client enabled, 'S' and the handshake; else 'N'. Bytes sent behind the request before the answer
 // are refused either way (PostgreSQL 15's check, CVE-2021-23214): they cannot have been encrypted.
 void ClientConn::answer_ssl_request() {
-  std::shared_ptr<const TlsServerContext> context = worker_.client_tls();
+  // PostgreSQL offers no TLS on a Unix-domain socket either: 'N', whatever tls.client says.
+  std::shared_ptr<const TlsServerContext> context = over_unix_socket() ? nullptr : worker_.client_tls();
   if (!context) {
     decline_encryption(true);
     return;
@@ -105,7 +106,7 @@ bool ClientConn::starts_direct_tls() {
     return false;
   }
   std::shared_ptr<const TlsServerContext> context = worker_.client_tls();
-  if (!context) return false;
+  if (!context || over_unix_socket()) return false;
   encryption_done_.ssl = true;
   direct_tls_ = true;
   const ByteVector hello(in_.unparsed_bytes().begin(), in_.unparsed_bytes().end());
@@ -136,7 +137,9 @@ void ClientConn::on_tls_failed(const std::string& why) {
 // the settings of the context it connected with, a plain-text one to the config of now.
 bool ClientConn::transport_allowed() {
   if (!tls()) {
-    if (!config_->tls.client.requires_tls()) return true;
+    // A Unix-domain socket cannot carry TLS, and is no network to protect (PgBouncer exempts it too); hba rules
+    // of type local decide about such clients.
+    if (!config_->tls.client.requires_tls() || over_unix_socket()) return true;
     fail({Failure::TlsRequired, {std::string(peer_host()), user_, database_}});
     return false;
   }
@@ -265,6 +268,7 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
 bool ClientConn::apply_hba(conf::AuthMethod* method) {
   conf::HbaRequest request;
   request.tls = tls_active();
+  request.local = over_unix_socket();
   request.address = conf::parse_ip(peer_host()).value_or(std::array<uint8_t, 16>{});
   request.user = user_;
   request.database = database_;

@@ -1,5 +1,6 @@
 #include "proxy/control/control.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -311,15 +312,23 @@ bool Control::bind_listeners(const conf::Config& config, std::vector<std::vector
     }
   }
   for (const auto& listener : config.listeners) {
+    int unix_fd = -1;  // a Unix-domain socket is bound once; each worker watches a dup of it
     for (size_t w = 0; w < worker_count; ++w) {
-      std::string error;
-      int fd = open_listen_socket(listener, &error);
-      if (fd < 0 || listen(fd, 511) != 0) {
-        LOG_ERROR("%s", error.empty() ? "listen failed" : error.c_str());
+      std::string error = "listen failed";
+      int fd = unix_fd >= 0 ? fcntl(unix_fd, F_DUPFD_CLOEXEC, 0) : open_listen_socket(listener, &error);
+      if (fd >= 0 && fd != unix_fd && unix_fd < 0 && listen(fd, 511) != 0) {
+        close(fd);
+        fd = -1;
+      }
+      if (fd < 0) {
+        LOG_ERROR("%s", error.c_str());
         for (auto& list : *fds)
           for (int open_fd : list) close(open_fd);
-        if (fd >= 0) close(fd);
         return false;
+      }
+      if (listener.unix_socket() && unix_fd < 0) {
+        unix_fd = fd;
+        socket_files_.add(listener.socket_path());
       }
       (*fds)[w].push_back(fd);
     }
@@ -370,8 +379,9 @@ int Control::run() {
   consistency_check_->schedule(config->consistency_check);
   catalog_loader_->start(config->routing.function_catalog_refresh);
   for (const auto& listener : config->listeners) {
-    LOG_INFO("pgmux %s listening on %s:%u with %d workers", PGMUX_VERSION, listener.host.c_str(),
-             static_cast<unsigned>(listener.port), worker_count);
+    const std::string where =
+        listener.unix_socket() ? listener.socket_path() : listener.host + ":" + std::to_string(listener.port);
+    LOG_INFO("pgmux %s listening on %s with %d workers", PGMUX_VERSION, where.c_str(), worker_count);
   }
   if (http_) {
     LOG_INFO("metrics, health and status on http://%s:%u/ (/metrics /healthz /readyz /status)",

@@ -21,6 +21,7 @@
 #include "proxy/control/prober.hpp"
 #include "proxy/control/shared_state.hpp"
 #include "proxy/control/switchover.hpp"
+#include "proxy/net/listen_socket.hpp"
 #include "proxy/net/uv_handle.hpp"
 
 namespace pgmux::proxy {
@@ -83,6 +84,7 @@ class Control {
 
  private:
   bool bind_listeners(const conf::Config& config, std::vector<std::vector<int>>* fds);
+  SocketFiles socket_files_;  // the Unix-domain sockets bind_listeners created, removed as pgmux stops
   void on_view(Prober::View view);
   std::optional<ProbeTarget> catalog_target(const std::string& database) const;
   std::optional<ProbeTarget> auth_query_target() const;

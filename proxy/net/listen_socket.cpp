@@ -2,6 +2,8 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,7 +13,53 @@
 
 namespace pgmux::proxy {
 
+namespace {
+
+sockaddr_un unix_address(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  path.copy(address.sun_path, sizeof(address.sun_path) - 1);  // the config's check keeps it within
+  return address;
+}
+
+bool socket_path_is_free(const std::string& path, std::string* error) {
+  const sockaddr_un address = unix_address(path);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // the real bind will report it
+  const bool answered = connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  close(fd);
+  if (answered) *error = "cannot listen on " + path + ": another process (maybe another pgmux) is listening there";
+  return !answered;
+}
+
+int open_unix_listen_socket(const std::string& path, std::string* error) {
+  struct stat existing {};
+  if (lstat(path.c_str(), &existing) == 0) {
+    if (!S_ISSOCK(existing.st_mode)) {
+      *error = "cannot listen on " + path + ": the file exists and is not a socket";
+      return -1;
+    }
+    unlink(path.c_str());  // nobody listens there (port_is_free): a socket file a stopped process left
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const sockaddr_un address = unix_address(path);
+  if (fd < 0 || bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+      chmod(path.c_str(), 0777) != 0) {
+    *error = "cannot listen on " + path + ": " + strerror(errno);
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+SocketFiles::~SocketFiles() {
+  for (const std::string& path : paths_) unlink(path.c_str());
+}
+
 bool port_is_free(const conf::Listener& listener, std::string* error) {
+  if (listener.unix_socket()) return socket_path_is_free(listener.socket_path(), error);
   sockaddr_storage address{};
   if (!resolve_address(listener.host, listener.port, &address, error)) return false;
   int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -30,6 +78,7 @@ bool port_is_free(const conf::Listener& listener, std::string* error) {
 }
 
 int open_listen_socket(const conf::Listener& listener, std::string* error) {
+  if (listener.unix_socket()) return open_unix_listen_socket(listener.socket_path(), error);
   sockaddr_storage address{};
   if (!resolve_address(listener.host, listener.port, &address, error)) return -1;
   const std::string where = listener.host + ":" + std::to_string(listener.port);

@@ -77,6 +77,24 @@ TEST_CASE("hba: the first matching rule wins; no match is -1") {
   CHECK(match_hba({}, groups, request("127.0.0.1", "carol", "app")) == -1);
 }
 
+// As pg_hba.conf: a local rule matches only Unix-domain socket connections, and host rules only TCP ones.
+TEST_CASE("hba: local rules match Unix-domain socket connections only") {
+  const std::vector<HbaRule> rules = {rule(HbaConnection::Local, {"all"}, {"app"}, "all", HbaMethod::Trust),
+                                      rule(HbaConnection::Host, {"all"}, {"all"}, "all", HbaMethod::Md5),
+                                      rule(HbaConnection::Local, {"all"}, {"all"}, "all", HbaMethod::Reject)};
+  HbaRequest local{false, {}, "app", "app", true};
+  CHECK(match_hba(rules, {}, local) == 0);
+  local.user = "other";
+  CHECK(match_hba(rules, {}, local) == 2);
+  CHECK(match_hba(rules, {}, request("127.0.0.1", "app", "app")) == 1);
+  const std::vector<HbaRule> tcp_only = {rule(HbaConnection::Host, {"all"}, {"all"}, "all", HbaMethod::Trust),
+                                         rule(HbaConnection::HostNoSsl, {"all"}, {"all"}, "all", HbaMethod::Trust)};
+  CHECK(match_hba(tcp_only, {}, local) == -1);
+  CHECK(errors_of(with_hba(R"([{"type": "local", "database": "all", "user": "all", "method": "trust"}])")).empty());
+  CHECK(errors_of(with_hba(R"([{"type": "local", "database": "all", "user": "all", "address": "all",
+                               "method": "trust"}])")) == "/hba/0/address: a local rule takes no address\n");
+}
+
 TEST_CASE("hba: the loader reads rules and groups, and names what is wrong") {
   const LoadResult ok = parse_config(with_hba(
       R"([{"type": "host", "database": ["app", "pgmux"], "user": "+ops", "address": "10.0.0.0/8", "method": "md5"},
@@ -90,7 +108,7 @@ TEST_CASE("hba: the loader reads rules and groups, and names what is wrong") {
   CHECK(ok.config->hba[1].connection == HbaConnection::HostSsl);
   CHECK(ok.config->groups[0].members == std::vector<std::string>{"alice"});
 
-  CHECK(errors_of(with_hba(R"([{"type": "local", "database": "all", "user": "all", "address": "all",
+  CHECK(errors_of(with_hba(R"([{"type": "hostgssenc", "database": "all", "user": "all", "address": "all",
                                 "method": "trust"}])")).find("/hba/0/type") != std::string::npos);
   CHECK(errors_of(with_hba(R"([{"type": "host", "database": "all", "user": "all", "address": "10.0.0.1/8",
                                 "method": "trust"}])")).find("/hba/0/address") != std::string::npos);

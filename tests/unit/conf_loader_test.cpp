@@ -111,18 +111,27 @@ TEST_CASE("conf loader: errors mean no config, and every problem is listed") {
   CHECK(r.errors[2].to_string() == "/bogus: unknown key");
 }
 
-// libpq and PgBouncer take a path as a Unix-domain socket directory; pgmux speaks TCP only and says so.
-TEST_CASE("conf loader: a socket directory as a host is refused by name") {
+// A listener's host may be a socket directory (libpq's form); a backend's may not: pgmux reaches backends over TCP.
+TEST_CASE("conf loader: a socket directory listens on a Unix-domain socket, and is refused as a backend's host") {
   const LoadResult r = parse_config(R"({"listeners": [{"host": "/tmp", "port": 6432}],
                                        "backends": [{"host": "/var/run/postgresql", "port": 5432}],
                                        "databases": [{"name": "app"}]})");
   CHECK_FALSE(r.ok());
   INFO(all_errors(r));
-  REQUIRE(r.errors.size() == 2);
-  const std::string why = "is a Unix-domain socket directory; pgmux connects and listens over TCP only (use an "
-                          "address such as 127.0.0.1)";
-  CHECK(r.errors[0].to_string() == "/listeners/0/host: " + why);
-  CHECK(r.errors[1].to_string() == "/backends/0/host: " + why);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].to_string() == "/backends/0/host: is a Unix-domain socket directory; pgmux connects to backends "
+                                   "over TCP only (use an address such as 127.0.0.1)");
+  const LoadResult ok = parse_config(R"({"listeners": [{"host": "/tmp", "port": 6432}, {"port": 6432}],
+                                        "backends": [{"host": "127.0.0.1"}], "databases": [{"name": "app"}]})");
+  INFO(all_errors(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.config->listeners[0].unix_socket());
+  CHECK(ok.config->listeners[0].socket_path() == "/tmp/.s.PGSQL.6432");
+  CHECK_FALSE(ok.config->listeners[1].unix_socket());
+  const LoadResult long_path = parse_config(R"({"listeners": [{"host": "/)" + std::string(100, 'd') + R"("}],
+                                               "backends": [{"host": "127.0.0.1"}], "databases": [{"name": "a"}]})");
+  REQUIRE(long_path.errors.size() == 1);
+  CHECK(long_path.errors[0].pointer == "/listeners/0/host");
 }
 
 TEST_CASE("conf loader: syntax error is one diagnostic at the document with line and column") {
