@@ -58,13 +58,18 @@ bool ClientConn::dispatch_admin() {
     admin_->execute(sql);
     return state_ == ClientState::Admin && open();
   }
+  // As PostgreSQL answers an extended message it refuses: the error at once (a batch closed by Flush, as asyncpg
+  // sends its first Parse and Describe, must not wait for a Sync that only comes after the answer), then
+  // everything up to the Sync is skipped, which gets ReadyForQuery.
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
-  if (!ends_with_ready) return true;  // the error goes with the Sync
   ByteVector out;
-  report_failure(Failure::AdminExtendedProtocol, Severity::Error, worker_.metrics(), log_prefix(), out);
-  build_ready_for_query(out, 'I');
-  send_owned(std::move(out));
+  if (!discard_until_sync_) {
+    report_failure(Failure::AdminExtendedProtocol, Severity::Error, worker_.metrics(), log_prefix(), out);
+  }
+  discard_until_sync_ = !ends_with_ready;
+  if (ends_with_ready) build_ready_for_query(out, 'I');
+  if (!out.empty()) send_owned(std::move(out));
   return true;
 }
 

@@ -392,6 +392,20 @@ TEST_CASE_FIXTURE(Fixture, "bad commands get an error with a hint and the sessio
   // The extended protocol is refused politely.
   PgResult params(PQexecParams(conn.get(), "SHOW VERSION", 0, nullptr, nullptr, nullptr, nullptr, 0));
   CHECK(sqlstate(params.get()) == "0A000");
+  // At once, as PostgreSQL answers: a batch closed by Flush (asyncpg's Parse, Describe, Flush) waited for a Sync.
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  REQUIRE(PQsendPrepare(conn.get(), "", "SHOW VERSION", 0, nullptr) == 1);
+  REQUIRE(PQsendFlushRequest(conn.get()) == 1);
+  REQUIRE(PQflush(conn.get()) == 0);
+  CHECK(wait_readable(conn.get(), 3.0));
+  PgResult flushed(PQgetResult(conn.get()));
+  CHECK(sqlstate(flushed.get()) == "0A000");
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  for (int i = 0; i < 10; ++i) {  // up to the Sync's ReadyForQuery
+    PgResult next(PQgetResult(conn.get()));
+    if (next && PQresultStatus(next.get()) == PGRES_PIPELINE_SYNC) break;
+  }
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
   // An empty query is answered like PostgreSQL does.
   PgResult empty(PQexec(conn.get(), ""));
   CHECK(PQresultStatus(empty.get()) == PGRES_EMPTY_QUERY);
