@@ -216,6 +216,12 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
   user_ = user->substr(0, kNameMax);
   const std::string* database = startup.find("database");
   database_ = (database && !database->empty() ? *database : *user).substr(0, kNameMax);
+  // PostgreSQL's order: the user name, then whether the server takes another connection at all.
+  const int max_client_conn = worker_.config()->max_client_conn;
+  if (worker_.shared().clients.load() > max_client_conn) {
+    fail({Failure::TooManyClients, {std::to_string(max_client_conn)}});
+    return;
+  }
   if (const std::string* replication = startup.find("replication")) {
     // PostgreSQL's reading: "database" or a boolean; false is an ordinary connection.
     const std::optional<bool> walsender = *replication == "database" ? true : postgres_bool(*replication);

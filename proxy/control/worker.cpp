@@ -234,9 +234,8 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   if (!client->accept(server)) return;
   LOG_DEBUG("C-%llu %s: accepted on worker %d", static_cast<unsigned long long>(client->id()), client->peer().c_str(),
             self->index_);
-  if (self->shared_.clients.load() > self->config_->max_client_conn) {
-    client->fail({Failure::TooManyClients, {std::to_string(self->config_->max_client_conn)}});
-  }
+  // max_client_conn is checked once the startup packet is read (ClientConn::handle_startup_message), as
+  // PostgreSQL checks max_connections: an SSLRequest first gets its answer, and a CancelRequest goes through.
 }
 
 void Worker::on_async(uv_async_t* handle) {

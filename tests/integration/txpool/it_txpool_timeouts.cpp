@@ -43,6 +43,23 @@ TEST_CASE("max_client_conn: one more client is refused with 53300, a freed slot 
   CHECK_MESSAGE(extra.sqlstate == "53300", "got [" << extra.sqlstate << "] " << extra.message);
   MESSAGE("6th client: [" << extra.sqlstate << "] " << extra.message);
   for (PgConn& c : held) CHECK(scalar(c.get(), "SELECT 1") == "1");  // the others are untouched
+  // As PostgreSQL: the SSLRequest libpq sends first (sslmode=prefer) gets its answer, and the 53300 comes after the
+  // startup packet, where libpq shows it (before, an error in place of 'N' read as "error during SSL exchange").
+  PgConn prefer = try_connect(f.ci + " sslmode=prefer");
+  CHECK_MESSAGE(std::string(PQerrorMessage(prefer.get())).find("sorry, too many clients already") != std::string::npos,
+                PQerrorMessage(prefer.get()));
+  // A cancel request is not a client: it goes through at the limit.
+  REQUIRE(PQsendQuery(held[0].get(), "SELECT pg_sleep(30)") == 1);
+  CHECK_FALSE(wait_readable(held[0].get(), 0.3));
+  PGcancel* cancel = PQgetCancel(held[0].get());
+  char error[256] = {0};
+  CHECK(PQcancel(cancel, error, sizeof error) == 1);
+  PQfreeCancel(cancel);
+  CHECK(wait_readable(held[0].get(), 5.0));
+  PgResult cancelled(PQgetResult(held[0].get()));
+  CHECK(sqlstate(cancelled.get()) == "57014");
+  while (PgResult rest{PQgetResult(held[0].get())}) {
+  }
   held.pop_back();
   bool back = routing::wait_until([&] { return raw_startup(f.proxy.port(), "app", "app", kDb, 5.0).ok; }, 3.0, 0.1);
   CHECK_MESSAGE(back, "a freed slot was not reusable within 3 s");
