@@ -50,6 +50,12 @@ void AdminConsole::execute(std::string_view sql) {
                         "SHOW HELP lists the commands"));
     return;
   }
+  if (std::string_view(command->syntax) == command->words && !input.args.empty()) {
+    // A command that takes nothing: trailing words (a second command behind a ';') were ignored silently.
+    answer(Answer::fail(protocol::sqlstate::kSyntaxError, "unexpected \"" + input.rest + "\"",
+                        std::string("the syntax is ") + command->syntax + "; the console runs one command at a time"));
+    return;
+  }
   if (!permitted(*command)) return;
   LOG_INFO("C-%llu admin user=%s: %s", static_cast<unsigned long long>(client_id_),
            escape_for_log(user_, 64).c_str(), escape_for_log(trimmed, 200).c_str());

@@ -1,6 +1,8 @@
 // PAUSE, RESUME, RECONNECT, RELOAD, SET, ENABLE/DISABLE BACKEND, SET BACKEND WEIGHT, KILL_CLIENT, SWITCHOVER, SHUTDOWN.
 #include <uv.h>
 
+#include <algorithm>
+
 #include "protocol/sqlstate.hpp"
 #include "proxy/ops/admin/commands.hpp"
 #include "proxy/ops/admin/live_settings.hpp"
@@ -48,14 +50,25 @@ Answer config_outcome(const ReloadOutcome& outcome, const char* tag) {
   return a;
 }
 
+// A database PAUSE or RECONNECT may name: one of the config's, or one open now through "*" (a name "*" would
+// match whatever it is: PAUSE APP answered PAUSE and paused nothing, app being the configured name).
+bool known_database(const std::string& name, const Context& context) {
+  for (const conf::Database& d : context.config->databases) {
+    if (d.name == name && d.name != "*") return true;
+  }
+  const std::vector<std::string> open = context.shared.open_auto_databases();
+  return std::find(open.begin(), open.end(), name) != open.end();
+}
+
 }  // namespace
 
 Answer pause_command(const Input& input, Context& context) {
   if (input.args.size() > 1) return too_many_arguments(input, "PAUSE [database]");
   const std::string database = input.args.empty() ? PauseState::kAll : input.args[0];
-  if (database != PauseState::kAll && !context.config->find_database(database)) {
-    return Answer::fail(protocol::sqlstate::kInvalidCatalogName, "database \"" + database + "\" is not configured",
-                        "SHOW DATABASES lists them; PAUSE without a name pauses all");
+  if (database != PauseState::kAll && !known_database(database, context)) {
+    return Answer::fail(protocol::sqlstate::kInvalidCatalogName,
+                        "database \"" + database + "\" is not configured, nor open through \"*\"",
+                        "SHOW DATABASES lists them (names are case-sensitive); PAUSE without a name pauses all");
   }
   context.shared.paused.pause(database);
   return Answer::done("PAUSE");  // the console answers once running transactions have finished
@@ -81,7 +94,7 @@ Answer reconnect_command(const Input& input, Context& context) {
   if (input.args.size() > 1) return too_many_arguments(input, "RECONNECT [database]");
   // "*" (PAUSE's name for every database) means every pool here too.
   const std::string database = input.args.empty() || input.args[0] == PauseState::kAll ? "" : input.args[0];
-  if (!database.empty() && !context.config->find_database(database)) {
+  if (!database.empty() && !known_database(database, context)) {
     return Answer::fail(protocol::sqlstate::kInvalidCatalogName, "database \"" + database + "\" is not configured",
                         "SHOW DATABASES lists them; RECONNECT without a name replaces every pool's servers");
   }
