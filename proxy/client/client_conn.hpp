@@ -261,6 +261,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   void make_active(ServerConn* server);
   void send_request(ServerConn* server, bool unnamed_close);
   void note_pin(routing::PinReason pin, bool pinned_primary);
+  // WITH HOLD cursors on the standby connection (client_standby_cursors.cpp).
+  std::vector<std::string_view> request_statement_texts();
+  void note_standby_cursors(ServerConn* server, const routing::Classification& c);
+  ServerConn* standby_cursor_server(const routing::Classification& c);
   bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);
   bool binds_earlier_unnamed(const ServerConn* server) const;
   void learn_description(ServerConn& server, std::string_view client_name);

@@ -500,6 +500,7 @@ void ClientConn::note_session_effects(ServerConn* server, const routing::Classif
   }
   // SQL PREPARE pins no more: the session keeps its statements (client_sql_statements.cpp).
   if (c.pin_reason != routing::PinReason::None) note_pin(c.pin_reason, is_primary);
+  note_standby_cursors(server, c);
 }
 
 // Its replies are relayed from now on, and a cancel request reaches it.

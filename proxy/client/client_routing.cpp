@@ -161,6 +161,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     if (holder && (holder == primary_.get() || unnamed_.parse().empty())) return holder;
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
+  if (ServerConn* holder = standby_cursor_server(c)) return holder;
 
   session_.route.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
   session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();

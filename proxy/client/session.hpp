@@ -108,6 +108,9 @@ struct ClientSession {
   // folds it, each with its PREPARE statement, prepared on a server when a request there names it
   // (client_sql_statements.cpp).
   std::unordered_map<std::string, SqlStatement> sql_statements;
+  // WITH HOLD cursors declared on the standby connection (in a read-only block running there), by folded name: the
+  // statements naming them go there (client_standby_cursors.cpp). Usually empty.
+  std::vector<std::string> standby_hold_cursors;
   const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
   bool pin_logged = false;
   char tx_status = 'I';  // the transaction status the client's last finished request left

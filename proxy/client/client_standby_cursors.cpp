@@ -1,0 +1,78 @@
+// WITH HOLD cursors that live on the session's standby connection. A DECLARE ... WITH HOLD normally goes to the
+// primary (it pins the session there), but inside a read-only block already running on a standby (its first
+// statement was a read, or SET TRANSACTION READ ONLY) it runs there, and the cursor outlives the block there. The
+// FETCH, MOVE and CLOSE statements naming it follow it to that server, in autocommit or opening a read-only block;
+// in a block already running elsewhere they get that server's 34000, as a direct connection never would.
+#include "proxy/client/client_conn.hpp"
+
+#include <algorithm>
+
+#include "protocol/framer.hpp"
+#include "protocol/frontend_messages.hpp"
+#include "proxy/net/log.hpp"
+#include "proxy/server/server_conn.hpp"
+#include "routing/sql_cursor_refs.hpp"
+
+namespace pgmux::proxy {
+
+using protocol::ByteView;
+
+// The statement texts this request runs: its Query, or its Parses and the stored statements it binds.
+std::vector<std::string_view> ClientConn::request_statement_texts() {
+  std::vector<std::string_view> texts;
+  if (request_.kind == RequestKind::Query) {
+    texts.push_back(request_.sql);
+    return texts;
+  }
+  for (const ParsedStatement& parse : request_.parses) texts.push_back(parse.sql);
+  for (std::string_view name : request_.used) {
+    const PreparedStatement* stored = session_.find_statement(name);
+    if (!stored || stored->parse.size() < protocol::kFrameHeaderSize) continue;
+    if (auto parse = protocol::parse_parse(ByteView(stored->parse).subspan(protocol::kFrameHeaderSize))) {
+      texts.push_back(parse->sql);
+    }
+  }
+  return texts;
+}
+
+// At forward: a WITH HOLD cursor declared on the standby connection is remembered by name; a CLOSE of one (or
+// CLOSE ALL, DISCARD ALL) forgets it.
+void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classification& c) {
+  const bool declares = c.pin_reason == routing::PinReason::HoldCursor && server == standby_.get();
+  if (!declares && session_.standby_hold_cursors.empty()) return;
+  if (c.effects.has(routing::SessionEffect::DiscardAll)) {
+    session_.standby_hold_cursors.clear();
+    return;
+  }
+  std::vector<std::string>& names = session_.standby_hold_cursors;
+  for (std::string_view text : request_statement_texts()) {
+    routing::CursorRef ref = routing::cursor_ref(text);
+    if (ref.kind == routing::CursorRefKind::DeclareHold && declares) {
+      if (std::find(names.begin(), names.end(), ref.name) == names.end()) names.push_back(std::move(ref.name));
+    } else if (ref.kind == routing::CursorRefKind::Close) {
+      std::erase(names, ref.name);
+    } else if (ref.kind == routing::CursorRefKind::CloseAll) {
+      names.clear();  // the standby's copies stay open until the session ends; no statement reaches them
+    }
+  }
+}
+
+// The standby connection, when this request names a WITH HOLD cursor declared there and may run there: outside a
+// transaction, or opening a read-only block (a read-write one must run on the primary). Else null.
+ServerConn* ClientConn::standby_cursor_server(const routing::Classification& c) {
+  if (session_.standby_hold_cursors.empty() || !standby_ || !standby_->open()) return nullptr;
+  if (!session_.deferred_begin.empty() && !routing::is_read_only_statement(c, session_.route)) return nullptr;
+  const std::vector<std::string>& names = session_.standby_hold_cursors;
+  for (std::string_view text : request_statement_texts()) {
+    const routing::CursorRef ref = routing::cursor_ref(text);
+    if ((ref.kind == routing::CursorRefKind::Use || ref.kind == routing::CursorRefKind::Close) &&
+        std::find(names.begin(), names.end(), ref.name) != names.end()) {
+      LOG_DEBUG("%s: cursor \"%s\" is on S-%llu (declared WITH HOLD there)", log_prefix().c_str(),
+                escape_for_log(ref.name, 64).c_str(), static_cast<unsigned long long>(standby_->id()));
+      return standby_.get();
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace pgmux::proxy

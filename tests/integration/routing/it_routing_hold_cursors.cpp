@@ -1,0 +1,88 @@
+// WITH HOLD cursors declared inside a read-only block that already runs on a standby (its first statement was a
+// read, or SET TRANSACTION READ ONLY: psycopg's read_only connections with a withhold server-side cursor) live on
+// that standby after COMMIT. The FETCH, MOVE and CLOSE that name them, outside a block or opening a read-only one,
+// must reach them there: before, they went to the primary and got 34000 "cursor does not exist". Session and
+// transaction pooling with the split; each step's answer compared with a direct connection to the primary.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/integration/routing/routing_support.hpp"
+
+using namespace pgmux::test;
+using namespace pgmux::test::routing;
+
+namespace {
+
+const char* const kDb = "rt_hold_cursors";
+
+// Rows as text, or the SQLSTATE of the error; by the simple or (extended = true) the extended protocol.
+std::string run(PGconn* conn, const std::string& sql, bool extended = false) {
+  PgResult r(extended ? PQexecParams(conn, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0)
+                      : PQexec(conn, sql.c_str()));
+  if (PQresultStatus(r.get()) == PGRES_FATAL_ERROR) return "ERROR " + sqlstate(r.get());
+  std::string out;
+  for (int row = 0; row < PQntuples(r.get()); ++row) out += std::string(PQgetvalue(r.get(), row, 0)) + ",";
+  return out + PQcmdStatus(r.get());
+}
+
+struct Step {
+  std::string sql;
+  bool extended = false;
+};
+
+const std::vector<std::vector<Step>> kScenarios = {
+    {{"BEGIN"}, {"SET TRANSACTION READ ONLY"},
+     {"DECLARE h CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 6) g ORDER BY g"}, {"COMMIT"},
+     {"FETCH 2 FROM h"}, {"BEGIN READ ONLY"}, {"FETCH 1 FROM h"}, {"COMMIT"}, {"MOVE 1 IN h"},
+     {"INSERT INTO t VALUES (1)"}, {"FETCH ALL FROM h", true}, {"CLOSE h"}, {"FETCH h"}},
+    // psycopg's withhold cursor on a read_only connection: BEGIN READ ONLY, a read, the DECLARE, then the fetches
+    // each in a read-only block of their own, by the extended protocol.
+    {{"BEGIN READ ONLY"}, {"SELECT count(*) FROM t"},
+     {"DECLARE \"Hc\" CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 3) g ORDER BY g", true}, {"COMMIT"},
+     {"BEGIN READ ONLY"}, {"FETCH FORWARD 2 FROM \"Hc\"", true}, {"COMMIT"}, {"FETCH NEXT FROM \"Hc\"", true},
+     {"CLOSE ALL"}, {"FETCH NEXT FROM \"Hc\""}},
+};
+
+void check_mode(const std::string& mode, const ClusterPorts& ports) {
+  CAPTURE(mode);
+  const int listen = pick_listen_port();
+  nlohmann::json config = routing_config(listen, ports);
+  config["databases"].push_back({{"name", kDb}, {"pool_mode", mode}, {"pool_size", 4}});
+  config["routing"]["read_your_writes"] = false;
+  ProxyUnderTest proxy(config.dump(), listen);
+  const std::string ci = proxy.conninfo("postgres", "postgres", kDb);
+  if (!direct_mode()) {
+    REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
+  }
+  for (const std::vector<Step>& steps : kScenarios) {
+    PgConn via = connect(ci);
+    PgConn direct = admin(ports.primary, kDb);
+    for (const Step& step : steps) {
+      CAPTURE(step.sql);
+      CHECK(run(via.get(), step.sql, step.extended) == run(direct.get(), step.sql, step.extended));
+    }
+    exec(direct.get(), "DELETE FROM t");
+  }
+  // The case itself: the block with the DECLARE ran on a standby (else the above tests nothing).
+  if (direct_mode()) return;
+  PgConn via = connect(ci);
+  exec(via.get(), "BEGIN READ ONLY");
+  const int port = server_port(via.get());
+  exec(via.get(), "DECLARE p CURSOR WITH HOLD FOR SELECT inet_server_port()");
+  exec(via.get(), "COMMIT");
+  CHECK((port == ports.standby1 || port == ports.standby2));
+  CHECK(run(via.get(), "FETCH p") == std::to_string(port) + ",FETCH 1");
+}
+
+}  // namespace
+
+TEST_CASE("a WITH HOLD cursor declared in a read-only block on a standby is fetched from and closed there") {
+  const ClusterPorts ports = cluster_ports();
+  recreate_database(ports, kDb, {"CREATE TABLE t (v int)"});
+  REQUIRE(wait_replayed(ports, 20));
+  check_mode("session", ports);
+  check_mode("transaction", ports);
+  drop_database(ports, kDb);
+}
