@@ -138,7 +138,10 @@ std::vector<Pool*> Worker::reconfigure_pools() {
       looked_up.password = pool->login().password;
       user = &looked_up;
     }
-    if (!database || !user) {
+    // A pool of a configured database whose entry is gone is stale, also when "*" now matches its name: its clients
+    // go on with the limits they logged in with, not "*"'s (docs/OPERATIONS-reload.md).
+    const bool entry_gone = database && !pool->auto_database() && database->name != database_name;
+    if (!database || !user || entry_gone) {
       pool->set_stale(true);  // its clients go on with what they logged in with
       continue;
     }

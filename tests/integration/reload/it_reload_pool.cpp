@@ -106,9 +106,7 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   // max_client_conn: the four connected clients stay, a fifth is refused; raised again, it gets in.
   config["max_client_conn"] = 4;
   reload_config(pgmux, config);
-  // Without SSLRequest first: pgmux refuses before reading anything, and libpq reports the error text only when
-  // it is not in the middle of an SSL exchange.
-  PgConn fifth = try_connect(app_conninfo(proxy.port(), kDb, "sslmode=disable"));
+  PgConn fifth = try_connect(app_conninfo(proxy.port(), kDb));
   CHECK(PQstatus(fifth.get()) != CONNECTION_OK);
   CHECK_MESSAGE(std::string(PQerrorMessage(fifth.get())).find("too many clients") != std::string::npos,
                 std::string(PQerrorMessage(fifth.get())));
@@ -117,6 +115,26 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   reload_config(pgmux, config);
   fifth = connect(ci);
   CHECK(scalar(fifth.get(), "SELECT 1") == "1");
+
+  // The database's entry removed while "*" (pool_size 10) matches its name: its connected clients keep the limits
+  // they had (pool_size 3), as docs/OPERATIONS-reload.md says, rather than taking "*"'s.
+  config["databases"] = nlohmann::json::array({{{"name", "*"}, {"pool_mode", "transaction"}, {"pool_size", 10}}});
+  reload_config(pgmux, config);
+  conns.push_back(std::move(fifth));
+  int removed_peak = 0;
+  send_all(conns, "SELECT pg_sleep(0.5)");
+  wait_until(
+      [&] {
+        removed_peak = std::max(removed_peak, sleeping());
+        for (PgConn& c : conns) {
+          PQconsumeInput(c.get());
+          if (PQisBusy(c.get())) return false;
+        }
+        return true;
+      },
+      10, 0.02);
+  finish_all(conns);
+  CHECK(removed_peak == 3);
 
   conns.clear();
   fifth.reset();
