@@ -164,6 +164,7 @@ void Worker::remove_empty_pools() {
                : never_served   ? "no server of it ever logged in"
                                 : "no longer in the config and unused");
       if (pool.auto_database()) shared_.close_auto_database(pool.database_name());
+      keep_totals_of(pool);
       forget_pool_lookups();
       it = pools_.erase(it);
     } else {

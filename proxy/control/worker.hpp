@@ -130,6 +130,7 @@ class Worker final : public PoolHost {
   const ByteCounters& client_byte_counters() const { return client_byte_counters_; }  // its clients count here
   // The picture of this worker's clients, servers and pools (snapshot.cpp).
   WorkerSnapshot snapshot();
+  void keep_totals_of(Pool& pool);  // snapshot.cpp: before a pool is deleted
   // RECONNECT: the server connections of `database`'s pools (every pool's when empty) are replaced.
   void reconnect_pools(const std::string& database) {
     for (auto& entry : pools_) {
@@ -203,6 +204,7 @@ class Worker final : public PoolHost {
   // By identity (pool_key in worker.cpp); draining pools stay here under a key pool_for never asks for.
   std::map<std::string, std::unique_ptr<Pool>> pools_;
   uint64_t drained_pools_ = 0;
+  std::vector<PoolRow> retired_pool_totals_;  // WorkerSnapshot::retired
   // pool_for's recent answers: its key costs a few allocations to build, and a transaction-mode client asks for a
   // pool at every transaction. One slot per backend index (modulo); all forgotten whenever the config changes or
   // a pool leaves pools_ or changes its key (forget_pool_lookups).

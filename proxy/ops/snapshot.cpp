@@ -169,21 +169,43 @@ WorkerSnapshot Worker::snapshot() {
         ++(s->client() ? p.sv_active : p.sv_idle);
       }
     });
-    p.xact_count = pool->stats.xact_count;
-    p.query_count = pool->stats.query_count;
-    p.server_assignments = pool->stats.server_assignments;
-    p.client_parses = pool->stats.client_parses;
-    p.server_parses = pool->stats.server_parses;
-    p.binds = pool->stats.binds;
-    p.reads = pool->stats.reads;
-    p.bytes_received = pool->stats.bytes_received;
-    p.bytes_sent = pool->stats.bytes_sent;
-    p.xact_time_us = pool->stats.xact_time_us;
-    p.query_time_us = pool->stats.query_time_us;
-    p.wait_time_us = pool->stats.wait_time_us;
+    copy_counters(*pool, p);
     out.pools.push_back(std::move(p));
   }
+  out.retired = retired_pool_totals_;
   return out;
+}
+
+// A pool about to be deleted: its counters go on counting in SHOW STATS (PgBouncer's exporters read them as
+// counters, which must not go backwards), one row per (database, user, backend).
+void Worker::keep_totals_of(Pool& pool) {
+  PoolRow row;
+  row.database = pool.database_name();
+  row.user = pool.login().user;
+  row.backend = pool.backend().name;
+  copy_counters(pool, row);
+  for (PoolRow& kept : retired_pool_totals_) {
+    if (kept.database == row.database && kept.user == row.user && kept.backend == row.backend) {
+      add_pool_totals(kept, row);
+      return;
+    }
+  }
+  retired_pool_totals_.push_back(std::move(row));
+}
+
+void copy_counters(const Pool& pool, PoolRow& p) {
+  p.xact_count = pool.stats.xact_count;
+  p.query_count = pool.stats.query_count;
+  p.server_assignments = pool.stats.server_assignments;
+  p.client_parses = pool.stats.client_parses;
+  p.server_parses = pool.stats.server_parses;
+  p.binds = pool.stats.binds;
+  p.reads = pool.stats.reads;
+  p.bytes_received = pool.stats.bytes_received;
+  p.bytes_sent = pool.stats.bytes_sent;
+  p.xact_time_us = pool.stats.xact_time_us;
+  p.query_time_us = pool.stats.query_time_us;
+  p.wait_time_us = pool.stats.wait_time_us;
 }
 
 void add_pool_totals(PoolRow& into, const PoolRow& from) {

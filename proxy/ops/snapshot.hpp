@@ -11,6 +11,8 @@
 
 namespace pgmux::proxy {
 
+class Pool;
+
 struct SharedState;
 
 // What SHOW FDS and SHOW CLIENTS/SERVERS say about the socket itself.
@@ -81,6 +83,9 @@ struct WorkerSnapshot {
   std::vector<ClientRow> clients;
   std::vector<ServerRow> servers;
   std::vector<PoolRow> pools;
+  // The counters of pools deleted since start (a reload, an idle "*" database), one row per (database, user,
+  // backend): SHOW STATS and SHOW TOTALS add them, SHOW POOLS does not show them.
+  std::vector<PoolRow> retired;
 };
 
 // Pools of the same (database, user, backend) on different workers are one pool to the operator: their rows
@@ -92,6 +97,7 @@ struct ObjectSizes {
 };
 ObjectSizes object_sizes();
 void add_pool_totals(PoolRow& into, const PoolRow& from);  // the counters since start (SHOW STATS)
+void copy_counters(const Pool& pool, PoolRow& into);  // a pool's counters since it was made
 std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapshots);
 
 // Asks every worker for its snapshot; `done` gets them all (in worker order), run through `post_back` on the

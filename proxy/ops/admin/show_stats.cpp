@@ -29,6 +29,9 @@ Totals totals_of(const PoolRow& p) {
 std::map<std::string, Totals> totals_by_database(const Context& context) {
   std::map<std::string, PoolRow> by_database;
   for (const auto& [key, p] : merge_pools(*context.snapshots)) add_pool_totals(by_database[p.database], p);
+  for (const WorkerSnapshot& w : *context.snapshots) {
+    for (const PoolRow& p : w.retired) add_pool_totals(by_database[p.database], p);
+  }
   std::map<std::string, Totals> out;
   for (const auto& [database, p] : by_database) out[database] = totals_of(p);
   return out;
@@ -106,6 +109,9 @@ Answer show_stats_averages(const Input&, Context& context) {
 Answer show_totals(const Input&, Context& context) {
   PoolRow sum;
   for (const auto& [key, p] : merge_pools(*context.snapshots)) add_pool_totals(sum, p);
+  for (const WorkerSnapshot& w : *context.snapshots) {
+    for (const PoolRow& p : w.retired) add_pool_totals(sum, p);
+  }
   const Totals all = totals_of(sum);
   ResultSet r;
   r.column("name").column("value", kInt8);
