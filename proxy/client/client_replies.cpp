@@ -130,6 +130,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   }
   const bool was_active = server == active_;
   const bool was_primary = server == primary_;
+  const bool had_cursors = server == standby_ && !session_.standby_hold_cursors.empty();
   // What the client waits for: not a query of pgmux's own behind its last request (CaptureOwn), which it never sees.
   const bool in_flight = was_active && (server->owed_client_requests() > 0 || server->tx_status() != 'I' || copy_in_);
   const bool was_preparing = server == preparing_;
@@ -160,8 +161,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     fail({Failure::ServerLostInTransaction, {backend}});
     return;
   }
-  if (was_primary && session_.route.pinned_primary) {
-    fail({Failure::ServerLostSessionGone, {backend}});
+  if ((was_primary && session_.route.pinned_primary) || had_cursors) {
+    fail({Failure::ServerLostSessionGone, {backend}});  // its WITH HOLD cursors went with it
     return;
   }
   if (run_again && run_again_after_loss(backend)) {

@@ -144,11 +144,9 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
       unnamed_.drop_unanswered();
     }
   }
-  // Requests follow the server that still owes replies or holds an open transaction.
-  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {
+  if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {  // follow replies owed, a block
     if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
-    const bool on_primary = active_ == primary_;
-    if (on_primary || read_only) return active_;
+    if (active_ == primary_ || read_only) return active_;
     set_state(ClientState::Draining);  // a write behind reads pipelined to a standby: let the standby finish first
     return nullptr;
   }
@@ -162,7 +160,6 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
   if (ServerConn* holder = standby_cursor_server(c)) return holder;
-
   session_.route.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
   session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();
   const routing::RouteSettings settings = route_settings();
@@ -170,6 +167,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   session_.route.cluster_unapplied_commit =
       settings.remote_apply_reads ? worker_.shared().commits.latest_unapplied().value_or(0) : 0;
   routing::Route route = routing::route_statement(c, session_.route, view, settings, worker_.balancer());
+  keep_standby_with_cursors(route, view);
   if (routing::held_for_replay(route) && wait_for_replay()) return nullptr;
   replay_wait_.reset();
   switch (route.target) {

@@ -39,7 +39,7 @@ std::vector<std::string_view> ClientConn::request_statement_texts() {
 // CLOSE ALL, DISCARD ALL) forgets it.
 void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classification& c) {
   const bool declares = c.pin_reason == routing::PinReason::HoldCursor && server == standby_.get();
-  if (!declares && session_.standby_hold_cursors.empty()) return;
+  if (session_.standby_hold_cursors.empty() && !declares) return;
   if (c.effects.has(routing::SessionEffect::DiscardAll)) {
     session_.standby_hold_cursors.clear();
     return;
@@ -49,7 +49,8 @@ void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classif
     routing::CursorRef ref = routing::cursor_ref(text);
     if (ref.kind == routing::CursorRefKind::DeclareHold && declares) {
       if (std::find(names.begin(), names.end(), ref.name) == names.end()) names.push_back(std::move(ref.name));
-    } else if (ref.kind == routing::CursorRefKind::Close) {
+    } else if (ref.kind == routing::CursorRefKind::DeclareHold || ref.kind == routing::CursorRefKind::Close) {
+      // Declared again elsewhere (the standby's one was rolled back, or closed): the latest one is the cursor.
       std::erase(names, ref.name);
     } else if (ref.kind == routing::CursorRefKind::CloseAll) {
       names.clear();  // the standby's copies stay open until the session ends; no statement reaches them
@@ -73,6 +74,16 @@ ServerConn* ClientConn::standby_cursor_server(const routing::Classification& c) 
     }
   }
   return nullptr;
+}
+
+// A read routed to another standby while the session's standby connection holds WITH HOLD cursors runs on the
+// primary instead: taking the other standby would give back the one with the cursors (and close them with it).
+void ClientConn::keep_standby_with_cursors(routing::Route& route, const routing::BackendsView& view) {
+  if (route.target != routing::RouteTarget::Standby || session_.standby_hold_cursors.empty() || !standby_ ||
+      standby_->backend_index() == route.backend || view.primary < 0) {
+    return;
+  }
+  route = routing::Route{routing::RouteTarget::Primary, view.primary, route.reason};
 }
 
 }  // namespace pgmux::proxy

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <ctime>
 
 #include "conf/loader.hpp"
@@ -316,7 +317,10 @@ bool Control::bind_listeners(const conf::Config& config, std::vector<std::vector
     for (size_t w = 0; w < worker_count; ++w) {
       std::string error = "listen failed";
       int fd = unix_fd >= 0 ? fcntl(unix_fd, F_DUPFD_CLOEXEC, 0) : open_listen_socket(listener, &error);
-      if (fd >= 0 && fd != unix_fd && unix_fd < 0 && listen(fd, 511) != 0) {
+      if (fd >= 0 && unix_fd < 0 && listen(fd, 511) != 0) {
+        error = "cannot listen on " + (listener.unix_socket() ? listener.socket_path() : listener.host) + ": " +
+                strerror(errno);
+        if (listener.unix_socket()) unlink(listener.socket_path().c_str());
         close(fd);
         fd = -1;
       }

@@ -239,7 +239,12 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   LOG_DEBUG("C-%llu %s: accepted on worker %d", static_cast<unsigned long long>(client->id()), client->peer().c_str(),
             self->index_);
   // max_client_conn is checked once the startup packet is read (ClientConn::handle_startup_message), as
-  // PostgreSQL checks max_connections: an SSLRequest first gets its answer, and a CancelRequest goes through.
+  // PostgreSQL checks max_connections: an SSLRequest first gets its answer, and a CancelRequest goes through. Twice
+  // as many are closed at once (PostgreSQL's own cap on its children), so connections that never send a packet
+  // cannot hold every file descriptor until client_login_timeout.
+  if (self->shared_.clients.load() > 2 * self->config_->max_client_conn) {
+    client->fail({Failure::TooManyClients, {std::to_string(self->config_->max_client_conn)}});
+  }
 }
 
 void Worker::on_async(uv_async_t* handle) {

@@ -54,8 +54,18 @@ int open_unix_listen_socket(const std::string& path, std::string* error) {
 
 }  // namespace
 
+void SocketFiles::add(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0) files_.push_back(File{path, st.st_dev, st.st_ino});
+}
+
 SocketFiles::~SocketFiles() {
-  for (const std::string& path : paths_) unlink(path.c_str());
+  for (const File& file : files_) {
+    struct stat st {};
+    if (stat(file.path.c_str(), &st) == 0 && st.st_dev == file.device && st.st_ino == file.inode) {
+      unlink(file.path.c_str());
+    }
+  }
 }
 
 bool port_is_free(const conf::Listener& listener, std::string* error) {

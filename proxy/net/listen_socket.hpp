@@ -1,6 +1,7 @@
 // Bound listening sockets. TCP: SO_REUSEPORT, one per worker and listener, so the kernel spreads accepts. A
 // Unix-domain socket (a listener whose host is a directory) is bound once: every worker watches a dup of its fd.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,17 +18,22 @@ bool port_is_free(const conf::Listener& listener, std::string* error);
 // mode 0777, as PostgreSQL's and PgBouncer's default: hba rules of type local decide who may log in.
 int open_listen_socket(const conf::Listener& listener, std::string* error);
 
-// The socket files pgmux created, removed when it stops (as PostgreSQL removes its own).
+// The socket files pgmux created, removed when it stops (as PostgreSQL removes its own), each only if it is still
+// the file this process bound: a pgmux started after this one stopped listening may have replaced it.
 class SocketFiles {
  public:
   SocketFiles() = default;
   SocketFiles(const SocketFiles&) = delete;
   SocketFiles& operator=(const SocketFiles&) = delete;
   ~SocketFiles();
-  void add(std::string path) { paths_.push_back(std::move(path)); }
+  void add(const std::string& path);
 
  private:
-  std::vector<std::string> paths_;
+  struct File {
+    std::string path;
+    uint64_t device = 0, inode = 0;
+  };
+  std::vector<File> files_;
 };
 
 }  // namespace pgmux::proxy

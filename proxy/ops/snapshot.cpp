@@ -184,6 +184,7 @@ void Worker::keep_totals_of(Pool& pool) {
   row.user = pool.login().user;
   row.backend = pool.backend().name;
   copy_counters(pool, row);
+  if (row.server_assignments == 0 && row.query_count == 0) return;  // a "*" name no server ever served
   for (PoolRow& kept : retired_pool_totals_) {
     if (kept.database == row.database && kept.user == row.user && kept.backend == row.backend) {
       add_pool_totals(kept, row);

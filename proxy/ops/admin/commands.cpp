@@ -29,18 +29,6 @@ std::vector<std::pair<std::string_view, size_t>> words_of(std::string_view s) {
   return out;
 }
 
-// A double-quoted word as PostgreSQL reads an identifier ("app" is app, "a""b" is a"b); any other word as typed,
-// case included: database and backend names are case-sensitive, as in PgBouncer's console.
-std::string unquote_identifier(std::string_view word) {
-  if (word.size() < 2 || word.front() != '"' || word.back() != '"') return std::string(word);
-  std::string out;
-  for (size_t i = 1; i + 1 < word.size(); ++i) {
-    out += word[i];
-    if (word[i] == '"' && i + 2 < word.size() && word[i + 1] == '"') ++i;
-  }
-  return out;
-}
-
 bool same_word(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -118,6 +106,18 @@ const std::vector<Command>& command_table() {
   return table;
 }
 
+// A double-quoted word as PostgreSQL reads an identifier ("app" is app, "a""b" is a"b); any other word as typed,
+// case included: database and backend names are case-sensitive, as in PgBouncer's console.
+std::string unquote_identifier(std::string_view word) {
+  if (word.size() < 2 || word.front() != '"' || word.back() != '"') return std::string(word);
+  std::string out;
+  for (size_t i = 1; i + 1 < word.size(); ++i) {
+    out += word[i];
+    if (word[i] == '"' && i + 2 < word.size() && word[i + 1] == '"') ++i;
+  }
+  return out;
+}
+
 const Command* find_command(std::string_view sql, Input* input) {
   const std::string_view text = trim(sql);
   const auto words = words_of(text);
@@ -135,7 +135,7 @@ const Command* find_command(std::string_view sql, Input* input) {
   }
   if (!best) return nullptr;
   input->args.clear();
-  for (size_t i = best_words; i < words.size(); ++i) input->args.push_back(unquote_identifier(words[i].first));
+  for (size_t i = best_words; i < words.size(); ++i) input->args.emplace_back(words[i].first);
   input->rest = best_words < words.size() ? std::string(trim(text.substr(words[best_words].second))) : "";
   return best;
 }

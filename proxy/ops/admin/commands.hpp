@@ -59,6 +59,10 @@ struct Command {
 // Every command, in SHOW HELP order.
 const std::vector<Command>& command_table();
 
+// A database argument in double quotes read as PostgreSQL reads an identifier ("app" is app, "a""b" is a"b); any
+// other word as typed, case included: database names are case-sensitive, as in PgBouncer's console.
+std::string unquote_identifier(std::string_view word);
+
 // The command whose words start `sql` (case-insensitive; the longest match), with its input; null when none.
 const Command* find_command(std::string_view sql, Input* input);
 

@@ -95,7 +95,7 @@ void AdminConsole::run(const admin::Command& cmd, const admin::Input& input) {
     case admin::Runs::Here: {
       context.worker = &worker_;
       const bool pause = command->handler == admin::pause_command;
-      const std::string paused = input.args.empty() ? PauseState::kAll : input.args[0];
+      const std::string paused = input.args.empty() ? PauseState::kAll : admin::unquote_identifier(input.args[0]);
       const bool was_paused = pause && shared.paused.has_entry(paused);
       Answer result = command->handler(input, context);
       if (pause && !result.error) {

@@ -64,7 +64,7 @@ bool known_database(const std::string& name, const Context& context) {
 
 Answer pause_command(const Input& input, Context& context) {
   if (input.args.size() > 1) return too_many_arguments(input, "PAUSE [database]");
-  const std::string database = input.args.empty() ? PauseState::kAll : input.args[0];
+  const std::string database = input.args.empty() ? PauseState::kAll : unquote_identifier(input.args[0]);
   if (database != PauseState::kAll && !known_database(database, context)) {
     return Answer::fail(protocol::sqlstate::kInvalidCatalogName,
                         "database \"" + database + "\" is not configured, nor open through \"*\"",
@@ -76,7 +76,7 @@ Answer pause_command(const Input& input, Context& context) {
 
 Answer resume_command(const Input& input, Context& context) {
   if (input.args.size() > 1) return too_many_arguments(input, "RESUME [database]");
-  const std::string database = input.args.empty() ? PauseState::kAll : input.args[0];
+  const std::string database = input.args.empty() ? PauseState::kAll : unquote_identifier(input.args[0]);
   if (!context.shared.paused.resume(database)) {
     const auto paused = context.shared.paused.list();
     std::string hint = paused.empty() ? "nothing is paused" : "paused now: ";
@@ -93,10 +93,13 @@ Answer resume_command(const Input& input, Context& context) {
 Answer reconnect_command(const Input& input, Context& context) {
   if (input.args.size() > 1) return too_many_arguments(input, "RECONNECT [database]");
   // "*" (PAUSE's name for every database) means every pool here too.
-  const std::string database = input.args.empty() || input.args[0] == PauseState::kAll ? "" : input.args[0];
+  const std::string database =
+      input.args.empty() || input.args[0] == PauseState::kAll ? "" : unquote_identifier(input.args[0]);
   if (!database.empty() && !known_database(database, context)) {
-    return Answer::fail(protocol::sqlstate::kInvalidCatalogName, "database \"" + database + "\" is not configured",
-                        "SHOW DATABASES lists them; RECONNECT without a name replaces every pool's servers");
+    return Answer::fail(protocol::sqlstate::kInvalidCatalogName,
+                        "database \"" + database + "\" is not configured, nor open through \"*\"",
+                        "SHOW DATABASES lists them (names are case-sensitive); RECONNECT without a name replaces "
+                        "every pool's servers");
   }
   for (Worker* worker : context.shared.workers) {
     worker->post([database](Worker& w) { w.reconnect_pools(database); });

@@ -1,6 +1,7 @@
 // RECONNECT (PgBouncer's console command): a pool's server connections are replaced, idle ones at once and busy
 // ones when their client gives them back. PostgreSQL reads ALTER ROLE / ALTER DATABASE ... SET defaults at login,
 // so a server that logged in before such a change keeps the old ones: RECONNECT is how they reach every client.
+// Also how the console reads what names a database (RECONNECT, PAUSE, RESUME) and what it refuses at once.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -94,4 +95,34 @@ TEST_CASE("transaction pooling: RECONNECT closes a busy server when its client's
   CHECK(wait_until([&] { return scalar(f.owner.get(), alive) == "0"; }, 5.0));
   CHECK(scalar(client.get(), "SELECT current_setting('statement_timeout')") == "1234ms");
   CHECK(f.timeout_seen() == "1234ms");
+}
+
+// Names are case-sensitive; "*" matching any name no longer makes PAUSE of a misspelled one a silent no-op. A name
+// in double quotes is an identifier, as PostgreSQL reads it. A command that takes nothing refuses what follows it
+// (a second command behind a ';' was dropped unanswered). The extended protocol is refused at its first message,
+// as PostgreSQL answers: a batch closed by Flush (asyncpg's Parse, Describe, Flush) waited for a Sync.
+TEST_CASE("the console reads database names as configured and refuses what it cannot run, at once") {
+  if (direct_mode()) return;
+  Fixture f;
+  PgConn console = connect(f.proxy->conninfo("admin", "admin-secret", "pgmux"));
+  auto state_of = [&](const char* command) { return sqlstate(PgResult(PQexec(console.get(), command)).get()); };
+  CHECK(state_of("PAUSE APP") == "3D000");
+  CHECK(state_of("RECONNECT no_such_db") == "3D000");
+  CHECK(state_of("PAUSE \"app\"") == "");
+  CHECK(state_of("RESUME app") == "");  // so the quoted name paused app
+  CHECK(state_of("SHOW VERSION garbage") == "42601");
+  CHECK(state_of("SHOW POOLS ; SHOW VERSION") == "42601");
+  REQUIRE(PQenterPipelineMode(console.get()) == 1);
+  REQUIRE(PQsendPrepare(console.get(), "", "SHOW VERSION", 0, nullptr) == 1);
+  REQUIRE(PQsendFlushRequest(console.get()) == 1);
+  REQUIRE(PQflush(console.get()) == 0);
+  CHECK(wait_readable(console.get(), 3.0));
+  CHECK(sqlstate(PgResult(PQgetResult(console.get())).get()) == "0A000");
+  REQUIRE(PQpipelineSync(console.get()) == 1);
+  for (int i = 0; i < 10; ++i) {  // up to the Sync's ReadyForQuery
+    PgResult next(PQgetResult(console.get()));
+    if (next && PQresultStatus(next.get()) == PGRES_PIPELINE_SYNC) break;
+  }
+  REQUIRE(PQexitPipelineMode(console.get()) == 1);
+  CHECK(state_of("SHOW VERSION") == "");
 }

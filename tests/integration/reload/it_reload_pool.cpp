@@ -48,6 +48,24 @@ void finish_all(std::vector<PgConn>& conns) {
   }
 }
 
+// Runs `sql` (a pg_sleep) on every connection at once: the most statements seen sleeping together, once all ended.
+int peak_sleeping(std::vector<PgConn>& conns, const std::string& sql) {
+  int peak = 0;
+  send_all(conns, sql);
+  wait_until(
+      [&] {
+        peak = std::max(peak, sleeping());
+        for (PgConn& c : conns) {
+          PQconsumeInput(c.get());
+          if (PQisBusy(c.get())) return false;
+        }
+        return true;
+      },
+      10, 0.02);
+  finish_all(conns);
+  return peak;
+}
+
 }  // namespace
 
 TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
@@ -56,6 +74,7 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   const int listen = pick_listen_port();
   nlohmann::json config = txpool_config(listen, kDb, 2);
   config["timeouts"]["query_wait_timeout"] = 30;
+  config["admin_users"] = nlohmann::json::array({"postgres"});
   ProxyUnderTest proxy(config.dump(), listen);
   PgmuxProcess& pgmux = *proxy.process();
   const std::string ci = app_conninfo(proxy.port(), kDb);
@@ -81,20 +100,7 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   database_entry(config)["pool_size"] = 1;
   reload_config(pgmux, config);
   CHECK(wait_until([] { return server_connections(kDb) <= 1; }, 3));
-  int peak = 0;
-  send_all(conns, "SELECT pg_sleep(0.3)");
-  wait_until(
-      [&] {
-        peak = std::max(peak, sleeping());
-        for (PgConn& c : conns) {
-          PQconsumeInput(c.get());
-          if (PQisBusy(c.get())) return false;
-        }
-        return true;
-      },
-      10, 0.02);
-  finish_all(conns);
-  CHECK(peak == 1);
+  CHECK(peak_sleeping(conns, "SELECT pg_sleep(0.3)") == 1);
   CHECK(server_connections(kDb) <= 1);
 
   // min_pool_size: opened without any client asking.
@@ -119,24 +125,26 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   // The database's entry removed while "*" (pool_size 10) matches its name: its connected clients keep the limits
   // they had (pool_size 3), as docs/OPERATIONS-reload.md says, rather than taking "*"'s.
   config["databases"] = nlohmann::json::array({{{"name", "*"}, {"pool_mode", "transaction"}, {"pool_size", 10}}});
+  config["timeouts"]["server_idle_timeout"] = 1;  // so that the stale pool empties, below
   reload_config(pgmux, config);
   conns.push_back(std::move(fifth));
-  int removed_peak = 0;
-  send_all(conns, "SELECT pg_sleep(0.5)");
-  wait_until(
-      [&] {
-        removed_peak = std::max(removed_peak, sleeping());
-        for (PgConn& c : conns) {
-          PQconsumeInput(c.get());
-          if (PQisBusy(c.get())) return false;
-        }
-        return true;
-      },
-      10, 0.02);
-  finish_all(conns);
-  CHECK(removed_peak == 3);
+  CHECK(peak_sleeping(conns, "SELECT pg_sleep(0.5)") == 3);
 
+  // Its clients gone, the stale pool is deleted: SHOW STATS_TOTALS keeps counting its transactions (PgBouncer's
+  // exporters read them as counters, which must not go backwards).
+  PgConn console = connect(conninfo(proxy.port(), "postgres", "postgres", "pgmux"));
+  auto stat = [&](const char* command, const char* column) {
+    PgResult r = exec(console.get(), command);
+    const int database = PQfnumber(r.get(), "database"), value = PQfnumber(r.get(), column);
+    for (int row = 0; row < PQntuples(r.get()); ++row) {
+      if (kDb == std::string(PQgetvalue(r.get(), row, database))) return std::atoll(PQgetvalue(r.get(), row, value));
+    }
+    return -1LL;
+  };
+  const long long before = stat("SHOW STATS_TOTALS", "xact_count");
+  CHECK(before > 0);
   conns.clear();
-  fifth.reset();
+  CHECK(wait_until([&] { return stat("SHOW POOLS", "cl_active") == -1; }, 10));  // the pool is gone
+  CHECK(stat("SHOW STATS_TOTALS", "xact_count") == before);
   drop_database_quietly(kDb);
 }

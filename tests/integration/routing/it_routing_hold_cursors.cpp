@@ -50,7 +50,8 @@ void check_mode(const std::string& mode, const ClusterPorts& ports) {
   const int listen = pick_listen_port();
   nlohmann::json config = routing_config(listen, ports);
   config["databases"].push_back({{"name", kDb}, {"pool_mode", mode}, {"pool_size", 4}});
-  config["routing"]["read_your_writes"] = false;
+  config["routing"]["read_your_writes"] = false;  // the DECLARE's block must find a standby after the INSERTs
+  config["admin_users"] = nlohmann::json::array({"postgres"});
   ProxyUnderTest proxy(config.dump(), listen);
   const std::string ci = proxy.conninfo("postgres", "postgres", kDb);
   if (!direct_mode()) {
@@ -70,10 +71,21 @@ void check_mode(const std::string& mode, const ClusterPorts& ports) {
   PgConn via = connect(ci);
   exec(via.get(), "BEGIN READ ONLY");
   const int port = server_port(via.get());
-  exec(via.get(), "DECLARE p CURSOR WITH HOLD FOR SELECT inet_server_port()");
+  exec(via.get(), "DECLARE p CURSOR WITH HOLD FOR SELECT inet_server_port() FROM generate_series(1, 2)");
   exec(via.get(), "COMMIT");
   CHECK((port == ports.standby1 || port == ports.standby2));
   CHECK(run(via.get(), "FETCH p") == std::to_string(port) + ",FETCH 1");
+  // Reads routed elsewhere meanwhile (its standby disabled: they go to the other one) must not give back the
+  // standby connection that holds the cursor: they run on the primary, and the cursor is still there.
+  PgConn console = connect(proxy.conninfo("postgres", "postgres", "pgmux"));
+  const std::string node = port == ports.standby1 ? "1" : "2";
+  exec(console.get(), "DISABLE BACKEND " + node);
+  for (int i = 0; i < 3; ++i) CHECK(run(via.get(), "SELECT count(*) FROM t") == "0,SELECT 1");
+  exec(via.get(), "BEGIN READ ONLY");
+  CHECK(server_port(via.get()) == ports.primary);
+  exec(via.get(), "COMMIT");
+  CHECK(run(via.get(), "FETCH p") == std::to_string(port) + ",FETCH 1");  // its second row
+  exec(console.get(), "ENABLE BACKEND " + node);
 }
 
 }  // namespace
