@@ -33,7 +33,10 @@ struct Listener {
   std::string host = "127.0.0.1";
   uint16_t port = 9999;
   bool unix_socket() const { return !host.empty() && host.front() == '/'; }
-  std::string socket_path() const { return host + "/.s.PGSQL." + std::to_string(port); }
+  std::string socket_path() const {
+    const size_t end = host.find_last_not_of('/');  // "/tmp/" is "/tmp"
+    return host.substr(0, end == std::string::npos ? 1 : end + 1) + "/.s.PGSQL." + std::to_string(port);
+  }
 };
 
 struct Backend {

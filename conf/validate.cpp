@@ -13,7 +13,7 @@ void check_listeners(const Config& c, Diagnostics& diags) {
   std::set<std::pair<std::string, uint16_t>> seen;
   for (size_t i = 0; i < c.listeners.size(); ++i) {
     const Listener& l = c.listeners[i];
-    if (!seen.emplace(l.host, l.port).second) {
+    if (!seen.emplace(l.unix_socket() ? l.socket_path() : l.host, l.port).second) {
       diags.add_unless_covered(child_pointer("/listeners", i),
                                "duplicate listener " + l.host + ":" + std::to_string(l.port));
     }
@@ -184,6 +184,20 @@ void check_topology_source(const Config& c, Diagnostics& diags) {
   }
 }
 
+// PostgreSQL (and pgmux, as a client logs in) cuts a user or database name to 63 bytes: a longer one in the config
+// could never be the name a client logs in with.
+template <typename T>
+void check_name_lengths(const std::vector<T>& items, const std::string& section, Diagnostics& diags) {
+  constexpr size_t kNameMax = 63;  // NAMEDATALEN - 1
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].name.size() > kNameMax) {
+      diags.add_unless_covered(child_pointer(section, i) + "/name",
+                               "is longer than 63 bytes: PostgreSQL and pgmux cut a name a client logs in with to "
+                               "63 bytes, so no client could use it");
+    }
+  }
+}
+
 }  // namespace
 
 void validate(const Config& config, Diagnostics& diags) {
@@ -192,6 +206,8 @@ void validate(const Config& config, Diagnostics& diags) {
   check_unique_names(config.users, "/users", "user", diags);
   check_user_passwords(config, diags);
   check_unique_names(config.databases, "/databases", "database", diags);
+  check_name_lengths(config.users, "/users", diags);
+  check_name_lengths(config.databases, "/databases", diags);
   check_database_backends(config, diags);
   check_pool_limits(config, diags);
   check_user_list(config, config.admin_users, "/admin_users", diags);

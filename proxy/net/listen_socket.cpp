@@ -24,9 +24,11 @@ sockaddr_un unix_address(const std::string& path) {
 
 bool socket_path_is_free(const std::string& path, std::string* error) {
   const sockaddr_un address = unix_address(path);
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return true;  // the real bind will report it
-  const bool answered = connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  // Non-blocking: a listener whose backlog is full answers EAGAIN rather than holding the start up; it is there.
+  const int rc = connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  const bool answered = rc == 0 || errno == EAGAIN;
   close(fd);
   if (answered) *error = "cannot listen on " + path + ": another process (maybe another pgmux) is listening there";
   return !answered;

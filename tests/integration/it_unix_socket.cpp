@@ -151,6 +151,8 @@ TEST_CASE("a socket file nobody listens on is replaced; any other file at the pa
       CHECK_MESSAGE(std::string(e.what()).find("another process (maybe another pgmux) is listening there") !=
                         std::string::npos, e.what());
     }
+    PgConn still = connect(socket_conninfo(dir, listen));  // the first one's socket is untouched
+    CHECK(scalar(still.get(), "SELECT 2") == "2");
   }
   std::ofstream(dir.file(listen)) << "not a socket";
   try {

@@ -128,6 +128,19 @@ TEST_CASE("conf loader: a socket directory listens on a Unix-domain socket, and 
   CHECK(ok.config->listeners[0].unix_socket());
   CHECK(ok.config->listeners[0].socket_path() == "/tmp/.s.PGSQL.6432");
   CHECK_FALSE(ok.config->listeners[1].unix_socket());
+  const LoadResult twice = parse_config(R"({"listeners": [{"host": "/tmp", "port": 6432},
+                                                         {"host": "/tmp/", "port": 6432}],
+                                           "backends": [{"host": "127.0.0.1"}], "databases": [{"name": "app"}]})");
+  REQUIRE(twice.errors.size() == 1);  // one socket file, "/tmp/" or not
+  CHECK(twice.errors[0].pointer == "/listeners/1");
+  const std::string long_name(64, 'n');
+  const LoadResult too_long =
+      parse_config(R"({"backends": [{"host": "127.0.0.1"}], "databases": [{"name": ")" + long_name +
+                   R"("}], "users": [{"name": ")" + long_name + R"(", "password": "p"}]})");
+  INFO(all_errors(too_long));
+  REQUIRE(too_long.errors.size() == 2);
+  CHECK(too_long.errors[0].pointer == "/users/0/name");
+  CHECK(too_long.errors[1].pointer == "/databases/0/name");
   const LoadResult long_path = parse_config(R"({"listeners": [{"host": "/)" + std::string(100, 'd') + R"("}],
                                                "backends": [{"host": "127.0.0.1"}], "databases": [{"name": "a"}]})");
   REQUIRE(long_path.errors.size() == 1);
