@@ -64,12 +64,10 @@ bool ClientConn::dispatch_admin() {
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
   ByteVector out;
-  if (!discard_until_sync_) {
-    report_failure(Failure::AdminExtendedProtocol, Severity::Error, worker_.metrics(), log_prefix(), out);
-  }
-  discard_until_sync_ = !ends_with_ready;
+  report_failure(Failure::AdminExtendedProtocol, Severity::Error, worker_.metrics(), log_prefix(), out);
+  discard_until_sync_ = !ends_with_ready;  // ClientConn::dispatch skips what follows, a Query too
   if (ends_with_ready) build_ready_for_query(out, 'I');
-  if (!out.empty()) send_owned(std::move(out));
+  send_owned(std::move(out));
   return true;
 }
 

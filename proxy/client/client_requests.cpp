@@ -138,10 +138,9 @@ bool ClientConn::dispatch() {
     return false;
   }
   if (request_.kind == RequestKind::CopyMessage) return dispatch_copy_message();
-  if (admin_) return dispatch_admin();
-  if (discard_until_sync_ && request_.kind == RequestKind::Extended) {
-    // After an error pgmux reported itself, PostgreSQL would skip to Sync; so does pgmux.
-    bool sync = request_.ends_with_sync;
+  if (discard_until_sync_ && (request_.kind == RequestKind::Extended || request_.kind == RequestKind::Query)) {
+    // After an error pgmux reported itself, PostgreSQL would skip to Sync (a Query too, unanswered); so does pgmux.
+    bool sync = request_.kind == RequestKind::Extended && request_.ends_with_sync;
     in_.advance_parsed(request_.size);
     in_.consume_to(in_.parsed());
     if (sync) {
@@ -152,6 +151,7 @@ bool ClientConn::dispatch() {
     }
     return true;
   }
+  if (admin_) return dispatch_admin();
   if (active_ && active_->owed_depth() >= kMaxPipelineDepth) {
     set_state(ClientState::Draining);  // a very deep pipeline: let replies catch up
     return false;

@@ -303,6 +303,16 @@ Script duplicate_parse_mid_batch(const Schema&) {
       .build();
 }
 
+Script query_while_skipping_to_sync(const Schema&) {
+  // After an error in an extended batch PostgreSQL skips every message up to the Sync, a simple Query too: it is
+  // not run and not answered (pgmux answers the duplicate Parse itself where it keeps the statements).
+  return ScriptBuilder("query_while_skipping_to_sync")
+      .parse("diff_skip", "SELECT 1").sync().expect_ready()
+      .parse("diff_skip", "SELECT 2").query("SELECT 'not run'").sync().expect_ready()
+      .close('S', "diff_skip").sync().expect_ready()
+      .build();
+}
+
 Script sql_prepare(const Schema& s) {
   // SQL-level prepared statements across requests (transaction pooling prepares them again on whichever server
   // runs a statement naming them): duplicates, unknown names, PREPARE is not transactional, EXPLAIN EXECUTE and the
@@ -439,7 +449,8 @@ std::vector<Script> all_scripts(const Schema& s) {
           copy_in(s),             copy_in_extended(s),  copy_fail(s),            copy_out(s),
           notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
           close_and_reparse(s),
-          statement_order(s),     duplicate_parse_mid_batch(s), shared_statement_mid_sequence(s),
+          statement_order(s),     duplicate_parse_mid_batch(s), query_while_skipping_to_sync(s),
+          shared_statement_mid_sequence(s),
           listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s),
           close_one_of_same_text(s), search_path_switch(s)};
 }

@@ -84,10 +84,11 @@ nlohmann::json reads_on_standby2(int listen, const std::string& sslmode, const s
   return config_for(listen, nlohmann::json::array({backend("primary", ports.primary, 0), standby}));
 }
 
-// Polls `sql` through `conninfo` until it returns `expected` (10 s at most); the last answer or error.
+// Polls `sql` through `conninfo` until it returns `expected` (20 s at most: a standby the prober found down or
+// lagging meanwhile serves reads again only after lag_hysteresis, 5 s); the last answer or error.
 std::string wait_for(const std::string& conninfo, const std::string& sql, const std::string& expected) {
   std::string last;
-  for (int i = 0; i < 100; ++i) {
+  for (int i = 0; i < 200; ++i) {
     try {
       PgConn conn = connect(conninfo);
       last = scalar(conn.get(), sql);
