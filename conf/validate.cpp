@@ -184,8 +184,9 @@ void check_topology_source(const Config& c, Diagnostics& diags) {
   }
 }
 
-// PostgreSQL (and pgmux, as a client logs in) cuts a user or database name to 63 bytes: a longer one in the config
-// could never be the name a client logs in with.
+// PostgreSQL (and pgmux, as a client logs in) cuts a database name to 63 bytes: a longer entry could never be the
+// name a client logs in with. (Not checked for users: a long user entry may serve as health_check.user, a login of
+// pgmux's own that PostgreSQL cuts.)
 template <typename T>
 void check_name_lengths(const std::vector<T>& items, const std::string& section, Diagnostics& diags) {
   constexpr size_t kNameMax = 63;  // NAMEDATALEN - 1
@@ -206,7 +207,6 @@ void validate(const Config& config, Diagnostics& diags) {
   check_unique_names(config.users, "/users", "user", diags);
   check_user_passwords(config, diags);
   check_unique_names(config.databases, "/databases", "database", diags);
-  check_name_lengths(config.users, "/users", diags);
   check_name_lengths(config.databases, "/databases", diags);
   check_database_backends(config, diags);
   check_pool_limits(config, diags);

@@ -414,6 +414,9 @@ void ClientConn::drop_server(ServerLease& lease, std::optional<Failure> why) {
   // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
   facts.session_state = transaction_pooling() && session_.pin_reason != nullptr;
   facts.cancel_on_its_way = let_go_of(server);
+  // WITH HOLD cursors on it go with it (a failover, a reload that removed its backend): no statement is sent to
+  // the next standby connection for them (client_standby_cursors.cpp).
+  if (&lease == &standby_) session_.standby_hold_cursors.clear();
   lease.give_back(facts, why);
 }
 

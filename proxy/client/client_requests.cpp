@@ -138,8 +138,9 @@ bool ClientConn::dispatch() {
     return false;
   }
   if (request_.kind == RequestKind::CopyMessage) return dispatch_copy_message();
-  if (discard_until_sync_ && (request_.kind == RequestKind::Extended || request_.kind == RequestKind::Query)) {
-    // After an error pgmux reported itself, PostgreSQL would skip to Sync (a Query too, unanswered); so does pgmux.
+  if (discard_until_sync_ && (request_.kind == RequestKind::Extended || request_.kind == RequestKind::Query ||
+                              request_.kind == RequestKind::FunctionCall)) {
+    // After an error pgmux reported itself, PostgreSQL skips to Sync (a Query, a FunctionCall too, unanswered).
     bool sync = request_.kind == RequestKind::Extended && request_.ends_with_sync;
     in_.advance_parsed(request_.size);
     in_.consume_to(in_.parsed());

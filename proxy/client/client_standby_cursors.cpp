@@ -77,10 +77,12 @@ ServerConn* ClientConn::standby_cursor_server(const routing::Classification& c) 
 }
 
 // A read routed to another standby while the session's standby connection holds WITH HOLD cursors runs on the
-// primary instead: taking the other standby would give back the one with the cursors (and close them with it).
+// primary instead, when the database may use it: taking the other standby would give back the one with the
+// cursors (and close them with it). Else (no primary, or none for this database) the cursors go (drop_server).
 void ClientConn::keep_standby_with_cursors(routing::Route& route, const routing::BackendsView& view) {
   if (route.target != routing::RouteTarget::Standby || session_.standby_hold_cursors.empty() || !standby_ ||
-      standby_->backend_index() == route.backend || view.primary < 0) {
+      standby_->backend_index() == route.backend || view.primary < 0 || view.primary >= 64 ||
+      ((session_.route.backend_mask >> view.primary) & 1) == 0) {
     return;
   }
   route = routing::Route{routing::RouteTarget::Primary, view.primary, route.reason};

@@ -242,7 +242,7 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   // PostgreSQL checks max_connections: an SSLRequest first gets its answer, and a CancelRequest goes through. Twice
   // as many are closed at once (PostgreSQL's own cap on its children), so connections that never send a packet
   // cannot hold every file descriptor until client_login_timeout.
-  if (self->shared_.clients.load() > 2 * self->config_->max_client_conn) {
+  if (self->shared_.clients.load() > int64_t{2} * self->config_->max_client_conn) {
     client->fail({Failure::TooManyClients, {std::to_string(self->config_->max_client_conn)}});
   }
 }

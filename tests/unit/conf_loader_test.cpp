@@ -138,9 +138,8 @@ TEST_CASE("conf loader: a socket directory listens on a Unix-domain socket, and 
       parse_config(R"({"backends": [{"host": "127.0.0.1"}], "databases": [{"name": ")" + long_name +
                    R"("}], "users": [{"name": ")" + long_name + R"(", "password": "p"}]})");
   INFO(all_errors(too_long));
-  REQUIRE(too_long.errors.size() == 2);
-  CHECK(too_long.errors[0].pointer == "/users/0/name");
-  CHECK(too_long.errors[1].pointer == "/databases/0/name");
+  REQUIRE(too_long.errors.size() == 1);  // a long user entry may serve as health_check.user
+  CHECK(too_long.errors[0].pointer == "/databases/0/name");
   const LoadResult long_path = parse_config(R"({"listeners": [{"host": "/)" + std::string(100, 'd') + R"("}],
                                                "backends": [{"host": "127.0.0.1"}], "databases": [{"name": "a"}]})");
   REQUIRE(long_path.errors.size() == 1);

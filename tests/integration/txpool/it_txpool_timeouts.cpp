@@ -66,6 +66,15 @@ TEST_CASE("max_client_conn: one more client is refused with 53300, a freed slot 
   f.log_if(extra.sqlstate != "53300" || !back);
 }
 
+// The largest max_client_conn the config takes ("no limit"): its accept-time cap (twice the limit) must not
+// overflow into refusing everyone.
+TEST_CASE("max_client_conn at its largest lets clients in") {
+  if (direct_mode()) return;
+  Fixture f(1, [](nlohmann::json& c) { c["max_client_conn"] = 2147483647; });
+  PgConn conn = connect(f.ci);
+  CHECK(scalar(conn.get(), "SELECT 1") == "1");
+}
+
 TEST_CASE("query_wait_timeout: a client waiting for a busy pool gets 53300 naming the pool") {
   if (direct_mode()) return;
   Fixture f(1, [](nlohmann::json& c) { c["timeouts"]["query_wait_timeout"] = 1; });
