@@ -163,3 +163,22 @@ TEST_CASE("a socket file nobody listens on is replaced; any other file at the pa
   }
   CHECK(std::filesystem::is_regular_file(dir.file(listen)));  // left alone
 }
+
+// The socket file is removed at exit only if it is still the one this pgmux bound: replaced meanwhile (another
+// process took the path while this one was stopping), it is left to its new owner.
+TEST_CASE("a socket file replaced while pgmux runs is left in place when pgmux stops") {
+  if (direct_mode()) return;
+  SocketDir dir;
+  const int listen = pick_listen_port();
+  {
+    ProxyUnderTest proxy(with_socket(listen, dir).dump(), listen);
+    REQUIRE(std::filesystem::remove(dir.file(listen)));
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    dir.file(listen).copy(address.sun_path, sizeof(address.sun_path) - 1);
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);  // another owner's socket
+    close(fd);
+  }
+  CHECK(std::filesystem::exists(dir.file(listen)));
+}
