@@ -69,6 +69,22 @@ nlohmann::json transaction_pooling(int listen, int pool_size) {
   return config;
 }
 
+// Transaction pooling on two servers and one worker (one idle list, whose order steers a client onto the server
+// without a statement), with two app clients: `holder` keeps one server busy while `client` parses on the other.
+struct TwoServerClients {
+  int listen = pick_listen_port();
+  ProxyUnderTest proxy;
+  PgConn holder, client;
+  TwoServerClients() : proxy(one_worker(transaction_pooling(listen, 2)).dump(), listen) {
+    holder = connect(proxy.app_conninfo());
+    client = connect(proxy.app_conninfo());
+  }
+  static nlohmann::json one_worker(nlohmann::json config) {
+    config["workers"] = 1;
+    return config;
+  }
+};
+
 // Transaction pooling with one server, reached through the relay (one worker: one pool).
 nlohmann::json one_relayed_server(int listen, const TcpRelay& relay) {
   nlohmann::json config = default_config(listen);
@@ -276,12 +292,9 @@ TEST_CASE("session pooling: a cancel of a request held by PAUSE fails it with 57
 // row). Inside a block (its BEGIN goes out with the preparation) the block fails too: 25P02 next, as directly.
 TEST_CASE("transaction pooling: a cancel while pgmux prepares the request's server fails it with 57014 unsent") {
   if (direct_mode()) return;
-  const int listen = pick_listen_port();
-  nlohmann::json config = transaction_pooling(listen, 2);
-  config["workers"] = 1;  // one idle list, whose order steers the client onto the server without the statement
-  ProxyUnderTest proxy(config.dump(), listen);
-  PgConn holder = connect(proxy.app_conninfo());
-  PgConn client = connect(proxy.app_conninfo());
+  TwoServerClients f;
+  PgConn& holder = f.holder;
+  PgConn& client = f.client;
   PgConn locker = connect(conninfo(cluster_ports().primary, "app", "app", "app"));  // directly
   const std::string table = "cancel_preparing_" + std::to_string(getpid());
   exec(locker.get(), "CREATE TABLE " + table + " (id int)");
@@ -325,12 +338,9 @@ TEST_CASE("transaction pooling: a cancel while pgmux prepares the request's serv
 // query: nothing to compare directly.
 TEST_CASE("transaction pooling: a cancel of a request held behind pgmux's query behind a PREPARE fails it unsent") {
   if (direct_mode()) return;
-  const int listen = pick_listen_port();
-  nlohmann::json config = transaction_pooling(listen, 2);
-  config["workers"] = 1;  // one idle list, whose order steers the client onto the server without the statement
-  ProxyUnderTest proxy(config.dump(), listen);
-  PgConn holder = connect(proxy.app_conninfo());
-  PgConn client = connect(proxy.app_conninfo());
+  TwoServerClients f;
+  PgConn& holder = f.holder;
+  PgConn& client = f.client;
   PgConn owner = connect(conninfo(cluster_ports().primary, "app", "app", "app"));  // directly
   PgConn locker = connect(conninfo(cluster_ports().primary, "postgres", "postgres", "app"));
   const std::string table = "cancel_held_" + std::to_string(getpid());
