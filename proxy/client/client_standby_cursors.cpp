@@ -7,15 +7,11 @@
 
 #include <algorithm>
 
-#include "protocol/framer.hpp"
-#include "protocol/frontend_messages.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/server_conn.hpp"
 #include "routing/sql_cursor_refs.hpp"
 
 namespace pgmux::proxy {
-
-using protocol::ByteView;
 
 // The statement texts this request runs: its Query, or its Parses and the stored statements it binds.
 std::vector<std::string_view> ClientConn::request_statement_texts() {
@@ -26,11 +22,7 @@ std::vector<std::string_view> ClientConn::request_statement_texts() {
   }
   for (const ParsedStatement& parse : request_.parses) texts.push_back(parse.sql);
   for (std::string_view name : request_.used) {
-    const PreparedStatement* stored = session_.find_statement(name);
-    if (!stored || stored->parse.size() < protocol::kFrameHeaderSize) continue;
-    if (auto parse = protocol::parse_parse(ByteView(stored->parse).subspan(protocol::kFrameHeaderSize))) {
-      texts.push_back(parse->sql);
-    }
+    if (const std::optional<std::string_view> text = statement_text(name)) texts.push_back(*text);
   }
   return texts;
 }
