@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "conf/config.hpp"
@@ -68,6 +69,8 @@ class SharedLoginParams {
 struct SharedState {
   SharedState(std::shared_ptr<const conf::Config> initial, std::shared_ptr<const routing::BackendsView> first_view)
       : config(std::move(initial)), view(std::move(first_view)) {}
+  // Ends the keys of pools, and of database budgets, made for clients that logged in through "*".
+  static constexpr std::string_view kWildcardKeySuffix{"\0*", 2};
 
   std::atomic<std::shared_ptr<const conf::Config>> config;
   std::atomic<std::shared_ptr<const routing::BackendsView>> view;  // the prober's latest snapshot
@@ -110,11 +113,16 @@ struct SharedState {
     auto it = auto_databases.find(name);
     if (it == auto_databases.end() || --it->second > 0) return false;
     auto_databases.erase(it);
-    const std::string prefix = name + '\0';  // pool keys start with the database (pool_key in worker.cpp)
+    // Pool keys start with the database and end with kWildcardKeySuffix when made through "*" (pool_key in
+    // worker_pools.cpp): a pool of the database's own entry, added by a reload, keeps its budget.
+    const std::string prefix = name + '\0';
+    const auto wildcard_pool = [&](const std::string& key) {
+      return key.starts_with(prefix) && key.ends_with(kWildcardKeySuffix);
+    };
     std::erase_if(budgets, [&](const auto& entry) {
-      return entry.first.starts_with(prefix) || entry.first == std::string("database") + '\0' + name;
+      return wildcard_pool(entry.first) || entry.first == std::string("database") + '\0' + name + std::string(kWildcardKeySuffix);
     });
-    std::erase_if(login_params, [&](const auto& entry) { return entry.first.starts_with(prefix); });
+    std::erase_if(login_params, [&](const auto& entry) { return wildcard_pool(entry.first); });
     return true;
   }
   std::vector<std::string> open_auto_databases() const {

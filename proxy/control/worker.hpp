@@ -211,6 +211,7 @@ class Worker final : public PoolHost {
   struct PoolLookup {
     std::string database, user, server_database;
     conf::PoolMode mode{};
+    bool through_wildcard = false;
     int backend = -1;
     Pool* pool = nullptr;
   };

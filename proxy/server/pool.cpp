@@ -72,7 +72,7 @@ void Pool::reconfigure(Limits limits, const std::string& password) {
   move_slots(limits_.database, std::move(limits.database));
   move_slots(limits_.user, std::move(limits.user));
   limits_.reserve = limits.reserve;
-  limits_.min_size = stale_ ? 0 : limits.min_size;
+  limits_.min_size = stale() ? 0 : limits.min_size;
   set_password(password);
   // Smaller: idle servers beyond the new size go now, busy ones when released.
   while (over_limit() && !idle_.empty()) idle_.back()->close();
@@ -88,8 +88,8 @@ void Pool::set_password(const std::string& password) {
 }
 
 void Pool::drain() {
-  if (draining_) return;
-  draining_ = true;
+  if (draining()) return;
+  standing_ = Standing::Draining;
   backend_index_ = -1;
   limits_.min_size = 0;
   LOG_INFO("pool %s: backend %s (%s) removed or moved by a reload: draining (%zu idle, %zu busy servers)",
@@ -117,7 +117,7 @@ Pool::~Pool() { close_all(Failure::ShuttingDown); }
 void Pool::request(PoolClient* client) {
   // Transaction pooling's every check-out, when nobody is ahead in line and a server is idle: straight to it, with
   // no trip through the waiting list (serve_waiters would take the same server for the same client).
-  if (transaction_pooling() && !draining_ && waiting_.empty() && !idle_.empty()) {
+  if (transaction_pooling() && !draining() && waiting_.empty() && !idle_.empty()) {
     // Only after this worker starved (rare): then the clock is read, as serve_waiters does.
     if (last_shed_request_ > 0 && limits_.pool->slot_wanted.load(std::memory_order_relaxed)) {
       forget_slot_request(host_.now());
@@ -187,7 +187,7 @@ void Pool::set_state(PoolServer* server, ServerState state) {
 }
 
 void Pool::serve_waiters() {
-  if (draining_) return;  // nobody waits on a draining pool (drain() sent them elsewhere)
+  if (draining()) return;  // nobody waits on a draining pool (drain() sent them elsewhere)
   if (waiting_.empty()) {  // nobody waits (every transaction-pooling release): a slot asked of others is not wanted
     if (last_shed_request_ > 0 && limits_.pool->slot_wanted.load(std::memory_order_relaxed)) {
       forget_slot_request(host_.now());
@@ -359,7 +359,7 @@ const char* Pool::retire_reason(const PoolServer& server) const {
   const double lifetime = host_.timeouts().server_lifetime;
   if (host_.shutting_down()) return "pgmux is shutting down";
   if (lifetime > 0 && host_.now() - server.connect_started() > lifetime) return "server_lifetime reached";
-  if (draining_) return "backend removed by a reload";
+  if (draining()) return "backend removed by a reload";
   if (at_old_address(server)) return "the backend's host name resolves to another address";
   if (over_limit()) return "pool_size reduced by a reload";
   if (replaced_by_reconnect(server)) return "replaced by RECONNECT";
@@ -377,7 +377,7 @@ void Pool::reconnect() {
 void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
   server->run_pool_query(reset_sql, [this, server](bool ok, const std::string&, const std::string& error) {
     if (!server->open()) return;
-    if (draining_) {
+    if (draining()) {
       server->close();
       return;
     }
@@ -403,7 +403,7 @@ void Pool::on_login_done(PoolServer* server) {
   server->forget_opened_for();
   limits_.login_params->set_if_empty(server->params());
   ever_logged_in_ = true;
-  if (draining_) {
+  if (draining()) {
     server->close();  // opened before the reload removed the backend
     return;
   }

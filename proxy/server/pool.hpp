@@ -100,7 +100,7 @@ class Pool {
   std::string database_name() const { return key_.substr(0, key_.find('\0')); }
   int pool_size() const { return limits_.pool->limit.load(std::memory_order_relaxed); }
   // Its backend was removed by a reload: no new work; servers close as they are released.
-  bool draining() const { return draining_; }
+  bool draining() const { return standing_ == Standing::Draining; }
   // Waiting clients hear `why`; every server closes.
   void close_all(Failure why);
   // RECONNECT (admin console): every server connection opened until now is replaced, an idle one at once, a busy
@@ -117,10 +117,11 @@ class Pool {
   // Reload: the config no longer describes this pool (database, user, pool mode or server database changed):
   // it goes on serving the clients that logged in before, keeps no min_pool_size, and goes once empty.
   void set_stale(bool stale) {
-    stale_ = stale;
+    if (standing_ == Standing::Draining) return;  // for good
+    standing_ = stale ? Standing::Stale : Standing::Current;
     if (stale) limits_.min_size = 0;
   }
-  bool stale() const { return stale_; }
+  bool stale() const { return standing_ == Standing::Stale; }
   // A pool of a database a client named through the "*" entry: the worker bounds those and drops them unused.
   void mark_auto_database() { auto_database_ = true; }
   bool auto_database() const { return auto_database_; }
@@ -192,10 +193,12 @@ class Pool {
   Limits limits_;
   conf::PoolMode mode_;
   int connecting_ = 0;
-  bool draining_ = false;
+  // What the current config says of it: Current; Stale (no longer described, may be again); Draining (its backend
+  // removed; final).
+  enum class Standing { Current, Stale, Draining };
+  Standing standing_ = Standing::Current;
   double reconnect_before_ = -1;  // servers that began connecting before this (now()) are retired: RECONNECT
   bool replaced_by_reconnect(const PoolServer& server) const { return server.connect_started() < reconnect_before_; }
-  bool stale_ = false;
   bool auto_database_ = false;
   bool ever_logged_in_ = false;
   double unused_since_;

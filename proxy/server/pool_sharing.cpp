@@ -77,7 +77,7 @@ bool Pool::fair_to_give(const ShedRequest& there) const {
 }
 
 void Pool::shed_for(const ShedRequest& request, int starving_worker) {
-  if (draining_ || !fair_to_give(request)) return;  // a draining pool's servers close anyway, each freeing a slot
+  if (draining() || !fair_to_give(request)) return;  // a draining pool's servers close anyway, each freeing a slot
   if (PoolServer* oldest = idle_.back()) {
     if (claim_wanted_slot()) shed(oldest, starving_worker);
   } else if (!busy_.empty()) {
@@ -123,7 +123,7 @@ void Pool::shed(PoolServer* server, int to_worker) {
 }
 
 void Pool::accept_slot(const Limits& budgets) {
-  if (draining_ || budgets.pool != limits_.pool || budgets.database != limits_.database ||
+  if (draining() || budgets.pool != limits_.pool || budgets.database != limits_.database ||
       budgets.user != limits_.user) {
     release_budgets(budgets);
     if (!waiting_.empty()) serve_waiters();

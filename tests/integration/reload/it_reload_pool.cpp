@@ -125,12 +125,22 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   // The database's entry removed while "*" (pool_size 10) matches its name: its connected clients keep the limits
   // they had (pool_size 3), as docs/OPERATIONS-reload.md says, rather than taking "*"'s.
   config["databases"] = nlohmann::json::array({{{"name", "*"}, {"pool_mode", "transaction"}, {"pool_size", 10}}});
-  config["timeouts"]["server_idle_timeout"] = 1;  // so that the stale pool empties, below
+  config["timeouts"]["server_idle_timeout"] = 1;  // so that the pools empty, below
+  config["timeouts"]["auto_database_idle_timeout"] = 1;
   reload_config(pgmux, config);
   conns.push_back(std::move(fifth));
   CHECK(peak_sleeping(conns, "SELECT pg_sleep(0.5)") == 3);
+  // Clients logging in now go through "*": a pool of their own with its pool_size, beside the old one (not the old
+  // pool, capped at 3 for its clients and them together).
+  std::vector<PgConn> all;
+  for (int i = 0; i < 6; ++i) all.push_back(connect(ci));
+  CHECK(peak_sleeping(all, "SELECT pg_sleep(0.5)") == 6);
+  for (PgConn& c : conns) all.push_back(std::move(c));
+  CHECK(peak_sleeping(all, "SELECT pg_sleep(0.8)") == 9);
+  all.erase(all.begin(), all.begin() + 6);
+  conns = std::move(all);  // the five that logged in before the reload
 
-  // Its clients gone, the stale pool is deleted: SHOW STATS_TOTALS keeps counting its transactions (PgBouncer's
+  // Their clients gone, the stale pool and the "*" one are deleted: SHOW STATS_TOTALS keeps counting its transactions (PgBouncer's
   // exporters read them as counters, which must not go backwards).
   PgConn console = connect(conninfo(proxy.port(), "postgres", "postgres", "pgmux"));
   auto stat = [&](const char* command, const char* column) {
@@ -144,7 +154,21 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   const long long before = stat("SHOW STATS_TOTALS", "xact_count");
   CHECK(before > 0);
   conns.clear();
-  CHECK(wait_until([&] { return stat("SHOW POOLS", "cl_active") == -1; }, 10));  // the pool is gone
+  CHECK(wait_until([&] { return stat("SHOW POOLS", "cl_active") == -1; }, 10));  // both pools are gone
   CHECK(stat("SHOW STATS_TOTALS", "xact_count") == before);
+
+  // The other way: clients of kDb through "*" (pool_size 10), then a reload gives kDb an entry of its own
+  // (pool_size 2). Those clients keep "*"'s pool; new ones share the entry's 2 servers.
+  for (int i = 0; i < 4; ++i) conns.push_back(connect(ci));
+  nlohmann::json own = txpool_config(listen, kDb, 2);
+  config["databases"].push_back(database_entry(own));
+  reload_config(pgmux, config);
+  all.clear();  // moved from, above
+  for (int i = 0; i < 4; ++i) all.push_back(connect(ci));
+  CHECK(peak_sleeping(all, "SELECT pg_sleep(0.5)") == 2);
+  CHECK(peak_sleeping(conns, "SELECT pg_sleep(0.5)") == 4);
+  for (PgConn& c : conns) all.push_back(std::move(c));
+  CHECK(peak_sleeping(all, "SELECT pg_sleep(0.8)") == 6);
+  all.clear();
   drop_database_quietly(kDb);
 }
