@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sanitizer and fuzzing stage of the test suite (issue 11, items 6 and 7); scripts/test.sh runs it last.
 #   1. build-asan: clang, ASan + UBSan, every target and the libFuzzer targets (-DPGMUX_FUZZ=ON)
-#   2. each fuzz target for PGMUX_FUZZ_SECONDS (default 60), two at a time, from tests/fuzz/corpus
+#   2. each fuzz target for PGMUX_FUZZ_SECONDS (default 40), two at a time, from tests/fuzz/corpus
 #   3. the whole ctest suite (unit + integration) on build-asan: the tests spawn the sanitized pgmux
 #   4. build-tsan: clang, TSan, pgmux alone; the multi-worker and reload tests run build-asan's test programs
 #      against it (PGMUX_BINARY)
@@ -17,7 +17,7 @@ source scripts/test-lib.sh  # timed, stop_leftovers
 
 asan_dir="${ASAN_BUILD_DIR:-build-asan}"
 tsan_dir="${TSAN_BUILD_DIR:-build-tsan}"
-fuzz_seconds="${PGMUX_FUZZ_SECONDS:-60}"
+fuzz_seconds="${PGMUX_FUZZ_SECONDS:-40}"
 # Multi-worker tests where workers, the control loop and the prober share state (every test runs 2 workers), and
 # the Patroni source, whose HTTP requests run in libuv's thread pool.
 tsan_tests='^(it_reload_.*|it_concurrency|it_prober|it_cancel|it_shutdown|it_routing_failover|it_routing_patroni)$'
