@@ -32,6 +32,7 @@ const char* to_string(RouteReason r) {
     case RouteReason::LagExcluded: return "lag-excluded";
     case RouteReason::NoEligibleStandby: return "fallback-to-primary";
     case RouteReason::NoPrimary: return "no-primary";
+    case RouteReason::StandbyCursors: return "standby-cursors";
     case RouteReason::Count: break;
   }
   return "?";
@@ -182,6 +183,11 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   if (state.held_standby >= 0 && static_cast<size_t>(state.held_standby) < view.backends.size() &&
       allowed(state.held_standby)) {
     return Route{RouteTarget::Standby, state.held_standby, RouteReason::Read};
+  }
+  if (state.held_standby_keeps_cursors && view.primary >= 0 && in_mask(state.backend_mask, view.primary)) {
+    for (size_t i = 0; i < view.backends.size(); ++i) {
+      if (allowed(static_cast<int>(i))) return Route{RouteTarget::Primary, view.primary, RouteReason::StandbyCursors};
+    }
   }
   int pick = balancer.pick(view, allowed);
   if (pick >= 0) return Route{RouteTarget::Standby, pick, RouteReason::Read};

@@ -37,6 +37,9 @@ struct ClientRouteState {
   // A standby refused a read for it: the default the servers give this session (ALTER ROLE / DATABASE ... SET, their
   // configuration) is SERIALIZABLE, and RESET returns to it. (Bits: the bools and held_standby fill 8 bytes.)
   bool serializable_server_default : 1 = false;
+  // The held standby connection keeps WITH HOLD cursors declared there: a read it cannot take goes to the primary
+  // rather than to another standby (taking another gives that connection back, and its cursors go with it).
+  bool held_standby_keeps_cursors : 1 = false;
   // Backend index of the standby connection the client holds, -1 for none (16 bits, in the bools' padding:
   // indexes past 63 have no bit in backend_mask anyway).
   int16_t held_standby = -1;
@@ -70,6 +73,7 @@ enum class RouteReason : uint8_t {
   LagExcluded,           // fallback: every standby is excluded for replication lag
   NoEligibleStandby,     // fallback: no standby is up, enabled and weighted
   NoPrimary,             // no primary right now (failover)
+  StandbyCursors,        // a read the held standby cannot take, kept off other standbys for its WITH HOLD cursors
   Count
 };
 const char* to_string(RouteReason r);  // "write", "read", ..., "lag-excluded", "fallback-to-primary", ...

@@ -127,7 +127,7 @@ bool ClientConn::answer_explain_route() {
   bool matched = false;
   const std::string_view target = admin::explain_route_target(request_.sql, &matched);
   routing::ClientRouteState state = session_.route;
-  state.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
+  describe_held_standby(state);
   state.cluster_commit = worker_.shared().commits.latest();
   state.cluster_unapplied_commit = worker_.shared().commits.latest_unapplied().value_or(0);
   admin::Answer answer;

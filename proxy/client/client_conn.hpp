@@ -265,7 +265,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::vector<std::string_view> request_statement_texts();
   void note_standby_cursors(ServerConn* server, const routing::Classification& c);
   ServerConn* standby_cursor_server(const routing::Classification& c);
-  void keep_standby_with_cursors(routing::Route& route, const routing::BackendsView& view);
+  void describe_held_standby(routing::ClientRouteState& state) const;
   bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);
   bool binds_earlier_unnamed(const ServerConn* server) const;
   void learn_description(ServerConn& server, std::string_view client_name);

@@ -160,14 +160,13 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
   if (ServerConn* holder = standby_cursor_server(c)) return holder;
-  session_.route.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
+  describe_held_standby(session_.route);
   session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();
   const routing::RouteSettings settings = route_settings();
   // (Taken afresh while a read waits: later such commits only ask more of the standbys that apply every commit.)
   session_.route.cluster_unapplied_commit =
       settings.remote_apply_reads ? worker_.shared().commits.latest_unapplied().value_or(0) : 0;
   routing::Route route = routing::route_statement(c, session_.route, view, settings, worker_.balancer());
-  keep_standby_with_cursors(route, view);
   if (routing::held_for_replay(route) && wait_for_replay()) return nullptr;
   replay_wait_.reset();
   switch (route.target) {

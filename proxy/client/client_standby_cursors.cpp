@@ -68,16 +68,12 @@ ServerConn* ClientConn::standby_cursor_server(const routing::Classification& c) 
   return nullptr;
 }
 
-// A read routed to another standby while the session's standby connection holds WITH HOLD cursors runs on the
-// primary instead, when the database may use it: taking the other standby would give back the one with the
-// cursors (and close them with it). Else (no primary, or none for this database) the cursors go (drop_server).
-void ClientConn::keep_standby_with_cursors(routing::Route& route, const routing::BackendsView& view) {
-  if (route.target != routing::RouteTarget::Standby || session_.standby_hold_cursors.empty() || !standby_ ||
-      standby_->backend_index() == route.backend || view.primary < 0 || view.primary >= 64 ||
-      ((session_.route.backend_mask >> view.primary) & 1) == 0) {
-    return;
-  }
-  route = routing::Route{routing::RouteTarget::Primary, view.primary, route.reason};
+// What the router knows of the session's standby connection: its backend, and whether its WITH HOLD cursors keep
+// reads it cannot take off other standbys (routing::RouteReason::StandbyCursors; without a primary for them they go
+// to another standby, and the cursors with the connection given back: drop_server).
+void ClientConn::describe_held_standby(routing::ClientRouteState& state) const {
+  state.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
+  state.held_standby_keeps_cursors = standby_ && !session_.standby_hold_cursors.empty();
 }
 
 }  // namespace pgmux::proxy

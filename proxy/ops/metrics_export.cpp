@@ -42,6 +42,7 @@ constexpr std::pair<RouteTarget, RouteReason> kUsualRoutes[] = {
     {RouteTarget::Primary, RouteReason::Causal},
     {RouteTarget::Primary, RouteReason::LagExcluded},
     {RouteTarget::Primary, RouteReason::NoEligibleStandby},
+    {RouteTarget::Primary, RouteReason::StandbyCursors},
     {RouteTarget::Standby, RouteReason::Read},
     {RouteTarget::WaitForPrimary, RouteReason::NoPrimary},
     {RouteTarget::NoBackend, RouteReason::ReadYourWrites},

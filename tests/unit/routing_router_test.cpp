@@ -200,6 +200,34 @@ TEST_CASE("router: the held standby is kept while it is allowed") {
   }
 }
 
+TEST_CASE("router: a held standby with WITH HOLD cursors keeps reads it cannot take off other standbys") {
+  BackendsView v = view_of({standby_status("s1"), standby_status("s2")});
+  ClientRouteState s;
+  s.held_standby = 2;
+  s.held_standby_keeps_cursors = true;
+  check_route(route(read_stmt(), s, v), RouteTarget::Standby, 2, RouteReason::Read);  // allowed: kept
+  v.backends[2].readable = false;
+  check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::StandbyCursors);
+  check_route(route(begin_stmt(true), s, v), RouteTarget::Primary, 0, RouteReason::StandbyCursors);
+  CHECK(std::strcmp(to_string(RouteReason::StandbyCursors), "standby-cursors") == 0);
+  SUBCASE("without cursors: another standby") {
+    s.held_standby_keeps_cursors = false;
+    check_route(route(read_stmt(), s, v), RouteTarget::Standby, 1, RouteReason::Read);
+  }
+  SUBCASE("the primary outside the database's backends: another standby (the cursors go)") {
+    s.backend_mask = mask_of({1, 2});
+    check_route(route(read_stmt(), s, v), RouteTarget::Standby, 1, RouteReason::Read);
+  }
+  SUBCASE("no primary: another standby") {
+    v.primary = -1;
+    check_route(route(read_stmt(), s, v), RouteTarget::Standby, 1, RouteReason::Read);
+  }
+  SUBCASE("no standby could take it anyway: the usual fallback and its reason") {
+    v.backends[1].readable = false;
+    check_route(route(read_stmt(), s, v), RouteTarget::Primary, 0, RouteReason::NoEligibleStandby);
+  }
+}
+
 TEST_CASE("router: weight 0 and unreadable standbys are never chosen (hand-built view)") {
   const BackendsView v = view_of({standby_status("zero", 0), down_standby("down"), lagging_standby("lag"),
                                   disabled_standby("off"), standby_status("ok", 1), standby_status("ok2", 2)});
