@@ -27,16 +27,15 @@ std::vector<std::string_view> ClientConn::request_statement_texts() {
   return texts;
 }
 
-// At forward: a WITH HOLD cursor declared on the standby connection is remembered by name; a CLOSE of one (or
-// CLOSE ALL, DISCARD ALL) forgets it.
+// At forward: a WITH HOLD cursor declared on the standby connection is remembered by name; a CLOSE of one forgets
+// it. CLOSE ALL and DISCARD ALL sent elsewhere give that connection back (its reset closes the cursors there, as
+// the statement does on a direct connection): it is idle then, since a request for another server waits for the
+// replies owed by the active one.
 void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classification& c) {
   const bool declares = c.pin_reason == routing::PinReason::HoldCursor && server == standby_.get();
   if (session_.standby_hold_cursors.empty() && !declares) return;
-  if (c.effects.has(routing::SessionEffect::DiscardAll)) {
-    session_.standby_hold_cursors.clear();
-    return;
-  }
   std::vector<std::string>& names = session_.standby_hold_cursors;
+  bool closes_all = c.effects.has(routing::SessionEffect::DiscardAll);
   for (std::string_view text : request_statement_texts()) {
     routing::CursorRef ref = routing::cursor_ref(text);
     if (ref.kind == routing::CursorRefKind::DeclareHold && declares) {
@@ -45,8 +44,16 @@ void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classif
       // Declared again elsewhere (the standby's one was rolled back, or closed): the latest one is the cursor.
       std::erase(names, ref.name);
     } else if (ref.kind == routing::CursorRefKind::CloseAll) {
-      names.clear();  // the standby's copies stay open until the session ends; no statement reaches them
+      closes_all = true;
     }
+  }
+  if (!closes_all || names.empty()) return;
+  if (server == standby_.get()) {
+    names.clear();  // run there: it closes them itself
+  } else if (standby_ && !standby_->has_outstanding() && standby_->tx_status() == 'I') {
+    LOG_DEBUG("%s: CLOSE ALL or DISCARD ALL: S-%llu, holding WITH HOLD cursors, is given back to close them",
+              log_prefix().c_str(), static_cast<unsigned long long>(standby_->id()));
+    drop_server(standby_);
   }
 }
 

@@ -2,7 +2,8 @@
 // read, or SET TRANSACTION READ ONLY: psycopg's read_only connections with a withhold server-side cursor) live on
 // that standby after COMMIT. The FETCH, MOVE and CLOSE that name them, outside a block or opening a read-only one,
 // must reach them there: before, they went to the primary and got 34000 "cursor does not exist". Session and
-// transaction pooling with the split; each step's answer compared with a direct connection to the primary.
+// transaction pooling with the split; each step's answer compared with a direct connection to the primary. CLOSE ALL
+// and DISCARD ALL close them there too.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -43,6 +44,12 @@ const std::vector<std::vector<Step>> kScenarios = {
      {"DECLARE \"Hc\" CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 3) g ORDER BY g", true}, {"COMMIT"},
      {"BEGIN READ ONLY"}, {"FETCH FORWARD 2 FROM \"Hc\"", true}, {"COMMIT"}, {"FETCH NEXT FROM \"Hc\"", true},
      {"CLOSE ALL"}, {"FETCH NEXT FROM \"Hc\""}},
+    // CLOSE ALL and DISCARD ALL close the standby's cursors too: the name can be declared there again (42P03
+    // "cursor already exists" before, on the same standby connection).
+    {{"BEGIN READ ONLY"}, {"SELECT count(*) FROM t"}, {"DECLARE a CURSOR WITH HOLD FOR SELECT 1"}, {"COMMIT"},
+     {"CLOSE ALL"}, {"BEGIN READ ONLY"}, {"SELECT count(*) FROM t"}, {"DECLARE a CURSOR WITH HOLD FOR SELECT 2"},
+     {"COMMIT"}, {"FETCH a"}, {"DISCARD ALL"}, {"BEGIN READ ONLY"}, {"SELECT count(*) FROM t"},
+     {"DECLARE a CURSOR WITH HOLD FOR SELECT 3"}, {"COMMIT"}, {"FETCH a"}},
 };
 
 void check_mode(const std::string& mode, const ClusterPorts& ports) {
