@@ -80,7 +80,19 @@ struct PoolStats {
   uint64_t reads = 0;  // read statements routed to it (SHOW BACKENDS select_cnt)
   uint64_t bytes_received = 0, bytes_sent = 0;  // from and to its servers
   uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
+
+  // Totals of several pools (SHOW STATS, a pool's counters kept after it is deleted).
+  PoolStats& operator+=(const PoolStats& other) {
+    for (auto field : {&PoolStats::xact_count, &PoolStats::query_count, &PoolStats::server_assignments,
+                       &PoolStats::client_parses, &PoolStats::server_parses, &PoolStats::binds, &PoolStats::reads,
+                       &PoolStats::bytes_received, &PoolStats::bytes_sent, &PoolStats::xact_time_us,
+                       &PoolStats::query_time_us, &PoolStats::wait_time_us}) {
+      this->*field += other.*field;
+    }
+    return *this;
+  }
 };
+static_assert(sizeof(PoolStats) == 12 * sizeof(uint64_t), "a counter added to PoolStats belongs in operator+= too");
 
 // Where a connection adds the bytes it reads and writes (StreamConn). The pool totals are optional.
 struct ByteCounters {

@@ -169,7 +169,7 @@ WorkerSnapshot Worker::snapshot() {
         ++(s->client() ? p.sv_active : p.sv_idle);
       }
     });
-    copy_counters(*pool, p);
+    p.totals = pool->stats;
     out.pools.push_back(std::move(p));
   }
   out.retired = retired_pool_totals_;
@@ -183,45 +183,15 @@ void Worker::keep_totals_of(Pool& pool) {
   row.database = pool.database_name();
   row.user = pool.login().user;
   row.backend = pool.backend().name;
-  copy_counters(pool, row);
-  if (row.server_assignments == 0 && row.query_count == 0) return;  // a "*" name no server ever served
+  row.totals = pool.stats;
+  if (row.totals.server_assignments == 0 && row.totals.query_count == 0) return;  // a "*" name no server ever served
   for (PoolRow& kept : retired_pool_totals_) {
     if (kept.database == row.database && kept.user == row.user && kept.backend == row.backend) {
-      add_pool_totals(kept, row);
+      kept.totals += row.totals;
       return;
     }
   }
   retired_pool_totals_.push_back(std::move(row));
-}
-
-void copy_counters(const Pool& pool, PoolRow& p) {
-  p.xact_count = pool.stats.xact_count;
-  p.query_count = pool.stats.query_count;
-  p.server_assignments = pool.stats.server_assignments;
-  p.client_parses = pool.stats.client_parses;
-  p.server_parses = pool.stats.server_parses;
-  p.binds = pool.stats.binds;
-  p.reads = pool.stats.reads;
-  p.bytes_received = pool.stats.bytes_received;
-  p.bytes_sent = pool.stats.bytes_sent;
-  p.xact_time_us = pool.stats.xact_time_us;
-  p.query_time_us = pool.stats.query_time_us;
-  p.wait_time_us = pool.stats.wait_time_us;
-}
-
-void add_pool_totals(PoolRow& into, const PoolRow& from) {
-  into.xact_count += from.xact_count;
-  into.query_count += from.query_count;
-  into.server_assignments += from.server_assignments;
-  into.client_parses += from.client_parses;
-  into.server_parses += from.server_parses;
-  into.binds += from.binds;
-  into.reads += from.reads;
-  into.bytes_received += from.bytes_received;
-  into.bytes_sent += from.bytes_sent;
-  into.xact_time_us += from.xact_time_us;
-  into.query_time_us += from.query_time_us;
-  into.wait_time_us += from.wait_time_us;
 }
 
 std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapshots) {
@@ -238,7 +208,7 @@ std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapsh
       m.sv_login += p.sv_login;
       m.maxwait = std::max(m.maxwait, p.maxwait);
       m.draining = m.draining || p.draining;
-      add_pool_totals(m, p);
+      m.totals += p.totals;
     }
   }
   return pools;

@@ -9,6 +9,8 @@
 #include <tuple>
 #include <vector>
 
+#include "proxy/ops/metrics.hpp"
+
 namespace pgmux::proxy {
 
 class Pool;
@@ -72,10 +74,7 @@ struct PoolRow {
   double maxwait = 0;  // longest current wait, seconds
   bool draining = false;  // its backend was removed or disabled: no new work
   int pool_size = 0;
-  uint64_t xact_count = 0, query_count = 0, reads = 0, server_assignments = 0;
-  uint64_t bytes_received = 0, bytes_sent = 0;  // from and to the server
-  uint64_t client_parses = 0, server_parses = 0, binds = 0;  // PoolStats' prepared-statement counts
-  uint64_t xact_time_us = 0, query_time_us = 0, wait_time_us = 0;
+  PoolStats totals;  // since the pool was made; SHOW STATS adds those of deleted pools (WorkerSnapshot::retired)
 };
 
 struct WorkerSnapshot {
@@ -96,8 +95,6 @@ struct ObjectSizes {
   size_t client = 0, server = 0, pool = 0;
 };
 ObjectSizes object_sizes();
-void add_pool_totals(PoolRow& into, const PoolRow& from);  // the counters since start (SHOW STATS)
-void copy_counters(const Pool& pool, PoolRow& into);  // a pool's counters since it was made
 std::map<PoolKey, PoolRow> merge_pools(const std::vector<WorkerSnapshot>& snapshots);
 
 // Asks every worker for its snapshot; `done` gets them all (in worker order), run through `post_back` on the

@@ -36,7 +36,7 @@ Answer show_backends(const Input&, Context& context) {
   // Reads each backend served, by name (pools of removed backends drop out).
   std::map<std::string, uint64_t> selects;
   for (const WorkerSnapshot& s : *context.snapshots) {
-    for (const PoolRow& p : s.pools) selects[p.backend] += p.reads;
+    for (const PoolRow& p : s.pools) selects[p.backend] += p.totals.reads;
   }
   int64_t total_weight = 0;
   for (const routing::BackendStatus& b : view.backends) {

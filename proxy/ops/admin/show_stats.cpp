@@ -21,16 +21,16 @@ struct Totals {
   uint64_t client_parses = 0, server_parses = 0, binds = 0;  // named prepared statements, transaction pooling
 };
 
-Totals totals_of(const PoolRow& p) {
+Totals totals_of(const PoolStats& p) {
   return {p.server_assignments, p.xact_count, p.query_count, p.bytes_sent,    p.bytes_received, p.xact_time_us,
           p.query_time_us,      p.wait_time_us, p.client_parses, p.server_parses, p.binds};
 }
 
 std::map<std::string, Totals> totals_by_database(const Context& context) {
-  std::map<std::string, PoolRow> by_database;
-  for (const auto& [key, p] : merge_pools(*context.snapshots)) add_pool_totals(by_database[p.database], p);
+  std::map<std::string, PoolStats> by_database;
+  for (const auto& [key, p] : merge_pools(*context.snapshots)) by_database[p.database] += p.totals;
   for (const WorkerSnapshot& w : *context.snapshots) {
-    for (const PoolRow& p : w.retired) add_pool_totals(by_database[p.database], p);
+    for (const PoolRow& p : w.retired) by_database[p.database] += p.totals;
   }
   std::map<std::string, Totals> out;
   for (const auto& [database, p] : by_database) out[database] = totals_of(p);
@@ -107,10 +107,10 @@ Answer show_stats_averages(const Input&, Context& context) {
 }
 
 Answer show_totals(const Input&, Context& context) {
-  PoolRow sum;
-  for (const auto& [key, p] : merge_pools(*context.snapshots)) add_pool_totals(sum, p);
+  PoolStats sum;
+  for (const auto& [key, p] : merge_pools(*context.snapshots)) sum += p.totals;
   for (const WorkerSnapshot& w : *context.snapshots) {
-    for (const PoolRow& p : w.retired) add_pool_totals(sum, p);
+    for (const PoolRow& p : w.retired) sum += p.totals;
   }
   const Totals all = totals_of(sum);
   ResultSet r;
