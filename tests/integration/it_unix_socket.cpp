@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
@@ -48,12 +49,16 @@ std::string socket_conninfo(const SocketDir& dir, int port, const std::string& u
 
 }  // namespace
 
-TEST_CASE("clients log in, query and cancel through a Unix-domain socket listener") {
-  if (direct_mode()) return;  // the cluster's own sockets are not this test's business
+namespace {
+
+void check_socket_clients(const std::string& mode) {
+  CAPTURE(mode);
   SocketDir dir;
   const int listen = pick_listen_port();
   {
-    ProxyUnderTest proxy(with_socket(listen, dir).dump(), listen);
+    nlohmann::json config = with_socket(listen, dir);
+    config["databases"][0]["pool_mode"] = mode;
+    ProxyUnderTest proxy(config.dump(), listen);
     struct stat st {};
     REQUIRE(stat(dir.file(listen).c_str(), &st) == 0);
     CHECK(S_ISSOCK(st.st_mode));
@@ -86,6 +91,14 @@ TEST_CASE("clients log in, query and cancel through a Unix-domain socket listene
     close(fd);
   }
   CHECK_FALSE(std::filesystem::exists(dir.file(listen)));  // removed as pgmux stopped
+}
+
+}  // namespace
+
+TEST_CASE("clients log in, query and cancel through a Unix-domain socket listener") {
+  if (direct_mode()) return;  // the cluster's own sockets are not this test's business
+  check_socket_clients("session");
+  check_socket_clients("transaction");
 }
 
 // PostgreSQL names a Unix-domain socket client's host "[local]" in its hba messages.
@@ -123,7 +136,7 @@ TEST_CASE("hba rules of type local decide about socket clients, host rules about
                 message);
 }
 
-TEST_CASE("a socket file nobody listens on is replaced; any other file at the path is not") {
+TEST_CASE("a socket file nobody listens on is replaced; a live one (full backlog too) or another file is not") {
   if (direct_mode()) return;
   SocketDir dir;
   const int listen = pick_listen_port();
@@ -153,6 +166,33 @@ TEST_CASE("a socket file nobody listens on is replaced; any other file at the pa
     }
     PgConn still = connect(socket_conninfo(dir, listen));  // the first one's socket is untouched
     CHECK(scalar(still.get(), "SELECT 2") == "2");
+  }
+  {  // a live listener whose backlog is full: a blocking connect would hold pgmux's start up; it is in use
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    dir.file(listen).copy(address.sun_path, sizeof(address.sun_path) - 1);
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(fd, 0) == 0);
+    std::vector<int> queued;
+    for (int i = 0; i < 8; ++i) {  // never accepted: the backlog fills, later connects get EAGAIN
+      const int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      if (::connect(c, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        close(c);
+        break;
+      }
+      queued.push_back(c);
+    }
+    try {
+      PgmuxProcess busy(with_socket(listen, dir).dump(), listen);
+      FAIL("pgmux started on a socket in use");
+    } catch (const std::runtime_error& e) {
+      CHECK_MESSAGE(std::string(e.what()).find("another process (maybe another pgmux) is listening there") !=
+                        std::string::npos, e.what());
+    }
+    for (int c : queued) close(c);
+    close(fd);
+    std::filesystem::remove(dir.file(listen));
   }
   std::ofstream(dir.file(listen)) << "not a socket";
   try {
