@@ -209,6 +209,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   // The slot of this client's held server for the request that waits for it, if it is still there.
   ServerConn* routed_server() { return routed_ ? slot_for(routed_->role).get() : nullptr; }
   Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
+  std::optional<ServerConn*> server_to_follow(const routing::Classification& c, bool read_only);
   ServerConn* choose_server(const routing::Classification& c);
   void wait_for_primary(const routing::Route& route);
   bool hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route);

@@ -123,12 +123,10 @@ bool ClientConn::resume_routed() {
   return open() && !pinned();
 }
 
-// Picks (or waits for) the server this request goes to. Returns null when the request must wait; the wait
-// is the client's state, and whatever ends it pumps again.
-ServerConn* ClientConn::choose_server(const routing::Classification& c) {
-  const routing::BackendsView& view = worker_.view();
-  const bool read_only = routing::is_read_only_statement(c, session_.route) && !c.read_needs_primary();
-
+// The server this request must follow, before any routing: the one running its block or owing replies it must
+// come after, the holder of the unnamed statement it uses, the standby connection with the WITH HOLD cursor it
+// names. Null inside: it must wait (Draining) for replies owed. Nullopt: route it.
+std::optional<ServerConn*> ClientConn::server_to_follow(const routing::Classification& c, bool read_only) {
   if (request_.uses_prior_unnamed && !unnamed_.settled()) {
     // An earlier request parsed or closed the unnamed statement, and an error before that message (in a batch
     // already ended by Sync) would have left the previous one in place: only its reply tells which one this
@@ -146,6 +144,10 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   }
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {  // follow replies owed, a block
     if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
+    if (ServerConn* holder = standby_cursor_server(c); holder && holder != active_) {
+      set_state(ClientState::Draining);  // its cursor is on the standby: after the replies owed here
+      return nullptr;
+    }
     if (active_ == primary_ || read_only) return active_;
     set_state(ClientState::Draining);  // a write behind reads pipelined to a standby: let the standby finish first
     return nullptr;
@@ -160,6 +162,16 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   }
   if (c.kind == routing::StatementKind::Empty && active_) return active_;
   if (ServerConn* holder = standby_cursor_server(c)) return holder;
+  return std::nullopt;
+}
+
+// Picks (or waits for) the server this request goes to. Returns null when the request must wait; the wait
+// is the client's state, and whatever ends it pumps again.
+ServerConn* ClientConn::choose_server(const routing::Classification& c) {
+  const routing::BackendsView& view = worker_.view();
+  const bool read_only = routing::is_read_only_statement(c, session_.route) && !c.read_needs_primary();
+
+  if (const std::optional<ServerConn*> followed = server_to_follow(c, read_only)) return *followed;
   describe_held_standby(session_.route);
   session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();
   const routing::RouteSettings settings = route_settings();

@@ -57,22 +57,23 @@ void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classif
   }
 }
 
-// The standby connection, when this request names a WITH HOLD cursor declared there and may run there: outside a
-// transaction, or opening a read-only block (a read-write one must run on the primary). Else null.
+// The standby connection, when every statement of this request is a FETCH, MOVE or CLOSE of a WITH HOLD cursor
+// declared there and the request may run there: outside a transaction, or opening a read-only block (a read-write
+// one must run on the primary). Else null: a batch that also writes cannot be split between two servers.
 ServerConn* ClientConn::standby_cursor_server(const routing::Classification& c) {
   if (session_.standby_hold_cursors.empty() || !standby_ || !standby_->open()) return nullptr;
   if (!session_.deferred_begin.empty() && !routing::is_read_only_statement(c, session_.route)) return nullptr;
   const std::vector<std::string>& names = session_.standby_hold_cursors;
-  for (std::string_view text : request_statement_texts()) {
+  const std::vector<std::string_view> texts = request_statement_texts();
+  const bool all_there = !texts.empty() && std::all_of(texts.begin(), texts.end(), [&](std::string_view text) {
     const routing::CursorRef ref = routing::cursor_ref(text);
-    if ((ref.kind == routing::CursorRefKind::Use || ref.kind == routing::CursorRefKind::Close) &&
-        std::find(names.begin(), names.end(), ref.name) != names.end()) {
-      LOG_DEBUG("%s: cursor \"%s\" is on S-%llu (declared WITH HOLD there)", log_prefix().c_str(),
-                escape_for_log(ref.name, 64).c_str(), static_cast<unsigned long long>(standby_->id()));
-      return standby_.get();
-    }
-  }
-  return nullptr;
+    return (ref.kind == routing::CursorRefKind::Use || ref.kind == routing::CursorRefKind::Close) &&
+           std::find(names.begin(), names.end(), ref.name) != names.end();
+  });
+  if (!all_there) return nullptr;
+  LOG_DEBUG("%s: its cursors are on S-%llu (declared WITH HOLD there)", log_prefix().c_str(),
+            static_cast<unsigned long long>(standby_->id()));
+  return standby_.get();
 }
 
 // What the router knows of the session's standby connection: its backend, and whether its WITH HOLD cursors keep

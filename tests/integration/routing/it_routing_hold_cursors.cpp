@@ -80,10 +80,48 @@ void check_mode(const std::string& mode, const ClusterPorts& ports) {
   PgConn via = connect(ci);
   exec(via.get(), "BEGIN READ ONLY");
   const int port = server_port(via.get());
-  exec(via.get(), "DECLARE p CURSOR WITH HOLD FOR SELECT inet_server_port() FROM generate_series(1, 2)");
+  exec(via.get(), "DECLARE p CURSOR WITH HOLD FOR SELECT inet_server_port() FROM generate_series(1, 3)");
   exec(via.get(), "COMMIT");
   CHECK((port == ports.standby1 || port == ports.standby2));
   CHECK(run(via.get(), "FETCH p") == std::to_string(port) + ",FETCH 1");
+  // Pipelined behind a write still running on the primary, the FETCH waits for its reply and goes to the standby
+  // (before, it followed the write to the primary: 34000).
+  REQUIRE(PQenterPipelineMode(via.get()) == 1);
+  for (const char* sql : {"INSERT INTO t SELECT 1 WHERE false", "FETCH p"}) {  // two requests: a Sync each
+    REQUIRE(PQsendQueryParams(via.get(), sql, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(via.get()) == 1);
+  }
+  std::vector<std::string> answers;
+  for (int i = 0; i < 2; ++i) {
+    PgResult r(PQgetResult(via.get()));
+    answers.push_back(PQresultStatus(r.get()) == PGRES_FATAL_ERROR ? "ERROR " + sqlstate(r.get())
+                      : PQntuples(r.get()) > 0                    ? PQgetvalue(r.get(), 0, 0)
+                                                                  : PQcmdStatus(r.get()));
+    CHECK(PQgetResult(via.get()) == nullptr);  // the statement's results end
+    PgResult sync(PQgetResult(via.get()));
+    CHECK(PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC);
+  }
+  // One batch (one Sync) that writes too runs on the primary as a whole: the write succeeds there (it got the
+  // standby's 25006 before), and the FETCH gets the primary's 34000 (README: a batch is not split).
+  REQUIRE(PQsendQueryParams(via.get(), "INSERT INTO t SELECT 1 WHERE false", 0, nullptr, nullptr, nullptr, nullptr,
+                            0) == 1);
+  REQUIRE(PQsendQueryParams(via.get(), "FETCH p", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(via.get()) == 1);
+  {
+    PgResult insert(PQgetResult(via.get()));
+    CHECK(std::string(PQcmdStatus(insert.get())) == "INSERT 0 0");
+    CHECK(PQgetResult(via.get()) == nullptr);
+    PgResult fetch(PQgetResult(via.get()));
+    CHECK(sqlstate(fetch.get()) == "34000");
+    bool synced = false;
+    for (int i = 0; i < 4 && !synced; ++i) {
+      synced = PQresultStatus(PgResult(PQgetResult(via.get())).get()) == PGRES_PIPELINE_SYNC;
+    }
+    CHECK(synced);
+  }
+  REQUIRE(PQexitPipelineMode(via.get()) == 1);
+  CHECK(answers.at(0) == "INSERT 0 0");
+  CHECK(answers.at(1) == std::to_string(port));
   // Reads routed elsewhere meanwhile (its standby disabled: they go to the other one) must not give back the
   // standby connection that holds the cursor: they run on the primary, and the cursor is still there.
   PgConn console = connect(proxy.conninfo("postgres", "postgres", "pgmux"));
