@@ -16,14 +16,16 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Splits on whitespace; the positions let a command keep the raw text after its words.
+// Splits on whitespace outside double quotes (PAUSE "my db" names one database); the positions let a command keep
+// the raw text after its words.
 std::vector<std::pair<std::string_view, size_t>> words_of(std::string_view s) {
   std::vector<std::pair<std::string_view, size_t>> out;
   size_t i = 0;
   while (i < s.size()) {
     while (i < s.size() && is_space(s[i])) ++i;
     const size_t start = i;
-    while (i < s.size() && !is_space(s[i])) ++i;
+    bool quoted = false;  // "" inside quotes toggles twice: it stays quoted
+    for (; i < s.size() && (quoted || !is_space(s[i])); ++i) quoted = quoted != (s[i] == '"');
     if (i > start) out.emplace_back(s.substr(start, i - start), start);
   }
   return out;
