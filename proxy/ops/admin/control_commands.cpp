@@ -92,9 +92,9 @@ Answer resume_command(const Input& input, Context& context) {
 // Each worker replaces its pools' servers: sessions of ALTER ROLE / DATABASE ... SET defaults read at login.
 Answer reconnect_command(const Input& input, Context& context) {
   if (input.args.size() > 1) return too_many_arguments(input, "RECONNECT [database]");
-  // "*" (PAUSE's name for every database) means every pool here too.
-  const std::string database =
-      input.args.empty() || input.args[0] == PauseState::kAll ? "" : unquote_identifier(input.args[0]);
+  // "*", quoted or not (PAUSE's name for every database), means every pool here too.
+  const std::string named = input.args.empty() ? PauseState::kAll : unquote_identifier(input.args[0]);
+  const std::string database = named == PauseState::kAll ? "" : named;
   if (!database.empty() && !known_database(database, context)) {
     return Answer::fail(protocol::sqlstate::kInvalidCatalogName,
                         "database \"" + database + "\" is not configured, nor open through \"*\"",

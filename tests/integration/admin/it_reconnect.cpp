@@ -69,7 +69,7 @@ TEST_CASE("RECONNECT replaces the servers, so a role's new defaults reach every 
   CHECK(f.timeout_seen() == "1234ms");
   PgResult wrong(PQexec(console.get(), "RECONNECT one two"));
   CHECK(sqlstate(wrong.get()) == "42601");
-  for (const char* every : {"RECONNECT", "RECONNECT *"}) {  // every pool
+  for (const char* every : {"RECONNECT", "RECONNECT *", "RECONNECT \"*\""}) {  // every pool
     CHECK(f.timeout_seen() == "1234ms");  // a server logs in and goes back idle...
     PgResult all = exec(console.get(), every);
     CHECK(std::string(PQcmdStatus(all.get())) == "RECONNECT");
