@@ -58,7 +58,10 @@ std::map<std::pair<std::string, std::string>, UserPool> user_pools(const Context
     for (const ClientRow& c : s.clients) {
       auto it = pools.find({c.database, c.user});
       if (c.admin || it == pools.end()) continue;
-      if (c.state == "waiting") ++it->second.cl_waiting;
+      if (c.state == "waiting") {  // for a server, or held by PAUSE (PgBouncer counts those too)
+        ++it->second.cl_waiting;
+        it->second.maxwait = std::max(it->second.maxwait, c.wait_seconds);
+      }
       if (c.state == "active" || c.state == "idle") ++it->second.cl_active;
     }
     for (const ServerRow& sv : s.servers) {

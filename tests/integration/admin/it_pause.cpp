@@ -1,7 +1,7 @@
 // PAUSE and the requests it holds, against the real primary: a held request fails after query_wait_timeout as a
 // request waiting for a pool's server does (PgBouncer's held clients meet query_wait_timeout too), SHOW CLIENTS
-// counts its wait, and a cancel request for the console's waiting PAUSE undoes it (a cancelled statement leaves
-// no effect) with 57014. A cancel of a held request is in it_cancel.cpp.
+// and SHOW POOLS count its wait, and a cancel request for the console's waiting PAUSE undoes it (a cancelled
+// statement leaves no effect) with 57014. A cancel of a held request is in it_cancel.cpp.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -68,7 +68,7 @@ std::string cancel_pause_waiting_for(PGconn* console, PGconn* busy, const std::s
 
 }  // namespace
 
-TEST_CASE("a request held by PAUSE fails with 53300 after query_wait_timeout; SHOW CLIENTS counts its wait") {
+TEST_CASE("a request held by PAUSE fails with 53300 after query_wait_timeout; SHOW CLIENTS and POOLS count its wait") {
   if (direct_mode()) return;
   Pausable p;
   PgConn admin = p.console();
@@ -80,6 +80,15 @@ TEST_CASE("a request held by PAUSE fails with 53300 after query_wait_timeout; SH
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   CHECK(std::atof(client_column(admin.get(), "held", "wait").c_str()) +
             std::atof(client_column(admin.get(), "held", "wait_us").c_str()) / 1e6 >= 0.5);
+  {  // SHOW POOLS counts it as PgBouncer does: cl_waiting, and its wait in maxwait
+    PgResult pools = exec(admin.get(), "SHOW POOLS");
+    int row = 0;
+    while (row < PQntuples(pools.get()) && std::string("app") != PQgetvalue(pools.get(), row, 0)) ++row;
+    REQUIRE(row < PQntuples(pools.get()));
+    CHECK(std::string(PQgetvalue(pools.get(), row, PQfnumber(pools.get(), "cl_waiting"))) == "1");
+    CHECK(std::atof(PQgetvalue(pools.get(), row, PQfnumber(pools.get(), "maxwait"))) +
+              std::atof(PQgetvalue(pools.get(), row, PQfnumber(pools.get(), "maxwait_us"))) / 1e6 >= 0.5);
+  }
   const std::string error = await_error(client.get(), 3.0);
   CHECK(error.find("53300") != std::string::npos);
   CHECK(error.find("stayed paused") != std::string::npos);
