@@ -123,6 +123,15 @@ bool ClientConn::resume_routed() {
   return open() && !pinned();
 }
 
+// What the router knows of the session's standby connection: its backend, and whether its WITH HOLD cursors keep
+// reads it cannot take off other standbys (routing::RouteReason::StandbyCursors; without a primary for them they go
+// to another standby, and the cursors with the connection given back: drop_server). Here, beside choose_server,
+// which runs it per request: in one file the compiler inlines it.
+void ClientConn::describe_held_standby(routing::ClientRouteState& state) const {
+  state.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
+  state.held_standby_keeps_cursors = standby_ && !session_.standby_hold_cursors.empty();
+}
+
 // The server this request must follow, before any routing: the one running its block or owing replies it must
 // come after, the holder of the unnamed statement it uses, the standby connection with the WITH HOLD cursor it
 // names. Null inside: it must wait (Draining) for replies owed. Nullopt: route it.

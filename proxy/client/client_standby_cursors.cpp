@@ -76,12 +76,4 @@ ServerConn* ClientConn::standby_cursor_server(const routing::Classification& c) 
   return standby_.get();
 }
 
-// What the router knows of the session's standby connection: its backend, and whether its WITH HOLD cursors keep
-// reads it cannot take off other standbys (routing::RouteReason::StandbyCursors; without a primary for them they go
-// to another standby, and the cursors with the connection given back: drop_server).
-void ClientConn::describe_held_standby(routing::ClientRouteState& state) const {
-  state.held_standby = static_cast<int16_t>(standby_ ? standby_->backend_index() : -1);
-  state.held_standby_keeps_cursors = standby_ && !session_.standby_hold_cursors.empty();
-}
-
 }  // namespace pgmux::proxy
