@@ -243,7 +243,7 @@ class ClientConn final : public StreamConn, public PoolClient {
                                const std::string& error);
   void forward(ServerConn* server, const routing::Classification& c);
   void note_outstanding(const routing::Classification& c, bool is_primary, OwedReply& owed);
-  void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary);
+  void note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary, OwedReply& owed);
   void apply_statement_steps(ServerConn* server, OwedReply& owed);
   void forget_statement_elsewhere(ServerConn* server, std::string_view name, bool here_too);
   void settle_statements(ServerConn* server, const OwedReply& done);
@@ -264,7 +264,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_pin(routing::PinReason pin, bool pinned_primary);
   // WITH HOLD cursors on the standby connection (client_standby_cursors.cpp).
   std::vector<std::string_view> request_statement_texts();
-  void note_standby_cursors(ServerConn* server, const routing::Classification& c);
+  bool note_standby_cursors(ServerConn* server, const routing::Classification& c);
+  void close_standby_cursors();
   ServerConn* standby_cursor_server(const routing::Classification& c);
   void describe_held_standby(routing::ClientRouteState& state) const;
   bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);

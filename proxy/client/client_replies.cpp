@@ -43,6 +43,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   sent_again_after_loss_ = false;  // answered: the next request may go again once
   if (!open()) return;  // the session's state was lost on a standby
   settle_statements(server, done);
+  if (done.closes_standby_cursors && !done.failed) close_standby_cursors();
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
   if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)

@@ -447,7 +447,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
                                 c.effects.has(routing::SessionEffect::DiscardAll))) {
     owed.resets_parameters = true;
   }
-  note_session_effects(server, c, is_primary);
+  note_session_effects(server, c, is_primary, owed);
   // Active before anything goes out: a write that fails at once (the server closes inside the call) finds its
   // request in flight, and on_server_lost answers it or sends it again.
   make_active(server);
@@ -491,7 +491,8 @@ void ClientConn::note_outstanding(const routing::Classification& c, bool is_prim
 
 // Session state the request may leave on the server: a shared server gets DISCARD ALL on release (false
 // positives only cost that), and a pin keeps the client on its server.
-void ClientConn::note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary) {
+void ClientConn::note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary,
+                                      OwedReply& owed) {
   if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary())) {
     server->session_dirty = true;
     if (c.effects.has(routing::SessionEffect::DiscardAll) || c.effects.has(routing::SessionEffect::DeallocateAll)) {
@@ -501,7 +502,7 @@ void ClientConn::note_session_effects(ServerConn* server, const routing::Classif
   }
   // SQL PREPARE pins no more: the session keeps its statements (client_sql_statements.cpp).
   if (c.pin_reason != routing::PinReason::None) note_pin(c.pin_reason, is_primary);
-  note_standby_cursors(server, c);
+  owed.closes_standby_cursors = owed.closes_standby_cursors || note_standby_cursors(server, c);
 }
 
 // Its replies are relayed from now on, and a cancel request reaches it.

@@ -28,14 +28,15 @@ std::vector<std::string_view> ClientConn::request_statement_texts() {
 }
 
 // At forward: a WITH HOLD cursor declared on the standby connection is remembered by name; a CLOSE of one forgets
-// it. CLOSE ALL and DISCARD ALL sent elsewhere give that connection back (its reset closes the cursors there, as
-// the statement does on a direct connection): it is idle then, since a request for another server waits for the
-// replies owed by the active one.
-void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classification& c) {
+// it, and so does a CLOSE ALL run there. True for a CLOSE ALL or DISCARD ALL run elsewhere: once it succeeds, the
+// standby's cursors must close too (close_standby_cursors).
+bool ClientConn::note_standby_cursors(ServerConn* server, const routing::Classification& c) {
   const bool declares = c.pin_reason == routing::PinReason::HoldCursor && server == standby_.get();
-  if (session_.standby_hold_cursors.empty() && !declares) return;
+  if (session_.standby_hold_cursors.empty() && !declares) return false;
   std::vector<std::string>& names = session_.standby_hold_cursors;
-  bool closes_all = c.effects.has(routing::SessionEffect::DiscardAll);
+  // Statements that run: a Parse alone (a driver preparing CLOSE ALL) closes nothing.
+  const bool runs = request_.kind == RequestKind::Query || request_.named_binds > 0 || request_.binds_unnamed;
+  bool closes_all_elsewhere = runs && c.effects.has(routing::SessionEffect::DiscardAll) && server != standby_.get();
   for (std::string_view text : request_statement_texts()) {
     routing::CursorRef ref = routing::cursor_ref(text);
     if (ref.kind == routing::CursorRefKind::DeclareHold && declares) {
@@ -43,18 +44,28 @@ void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classif
     } else if (ref.kind == routing::CursorRefKind::DeclareHold || ref.kind == routing::CursorRefKind::Close) {
       // Declared again elsewhere (the standby's one was rolled back, or closed): the latest one is the cursor.
       std::erase(names, ref.name);
-    } else if (ref.kind == routing::CursorRefKind::CloseAll) {
-      closes_all = true;
+    } else if (ref.kind == routing::CursorRefKind::CloseAll && runs) {
+      if (server == standby_.get()) {
+        names.clear();  // in statement order: a DECLARE after it in the batch is kept
+      } else {
+        closes_all_elsewhere = true;
+      }
     }
   }
-  if (!closes_all || names.empty()) return;
-  if (server == standby_.get()) {
-    names.clear();  // run there: it closes them itself
-  } else if (standby_ && !standby_->has_outstanding() && standby_->tx_status() == 'I') {
-    LOG_DEBUG("%s: CLOSE ALL or DISCARD ALL: S-%llu, holding WITH HOLD cursors, is given back to close them",
-              log_prefix().c_str(), static_cast<unsigned long long>(standby_->id()));
-    drop_server(standby_);
+  return closes_all_elsewhere && !names.empty();
+}
+
+// A CLOSE ALL or DISCARD ALL succeeded on another server: the standby connection holding WITH HOLD cursors is given
+// back, and its reset closes them, as the statement does on a direct connection. It is idle: a request for it
+// (a FETCH of one) waits for the replies owed by the active server (server_to_follow).
+void ClientConn::close_standby_cursors() {
+  if (session_.standby_hold_cursors.empty() || !standby_ || standby_->has_outstanding() ||
+      standby_->tx_status() != 'I') {
+    return;
   }
+  LOG_DEBUG("%s: CLOSE ALL or DISCARD ALL: S-%llu, holding WITH HOLD cursors, is given back to close them",
+            log_prefix().c_str(), static_cast<unsigned long long>(standby_->id()));
+  drop_server(standby_);
 }
 
 // The standby connection, when every statement of this request is a FETCH, MOVE or CLOSE of a WITH HOLD cursor
@@ -62,6 +73,7 @@ void ClientConn::note_standby_cursors(ServerConn* server, const routing::Classif
 // one must run on the primary). Else null: a batch that also writes cannot be split between two servers.
 ServerConn* ClientConn::standby_cursor_server(const routing::Classification& c) {
   if (session_.standby_hold_cursors.empty() || !standby_ || !standby_->open()) return nullptr;
+  if (request_.uses_prior_unnamed) return nullptr;  // a statement of an earlier request: not among its texts
   if (!session_.deferred_begin.empty() && !routing::is_read_only_statement(c, session_.route)) return nullptr;
   const std::vector<std::string>& names = session_.standby_hold_cursors;
   const std::vector<std::string_view> texts = request_statement_texts();

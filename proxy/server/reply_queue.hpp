@@ -99,6 +99,7 @@ struct OwedReply {
   // Parses answered before its error.
   bool resets_parameters = false;  // transaction pooling: RESET / RESET ALL / DISCARD ALL (client_view_of_reset)
   bool commits = false;            // the request commits a transaction (routing::commits_transaction)
+  bool closes_standby_cursors = false;  // CLOSE ALL / DISCARD ALL run elsewhere (ClientConn::close_standby_cursors)
   uint16_t parses_sent = 0;
   uint16_t parses_seen = 0;
   // Parses (by that ordinal) followed by a Describe 'S' of pgmux's own, with the statement's name on the server.

@@ -28,10 +28,42 @@ std::string run(PGconn* conn, const std::string& sql, bool extended = false) {
   return out + PQcmdStatus(r.get());
 }
 
+// Each result's first value (or command tag, or SQLSTATE) of statements sent in pipeline mode, by the extended
+// protocol: a Sync after each one (`sync_each`, one request each) or one Sync after all (one batch).
+std::string run_pipeline(PGconn* conn, const std::vector<std::string>& sqls, bool sync_each) {
+  REQUIRE(PQenterPipelineMode(conn) == 1);
+  for (const std::string& sql : sqls) {
+    REQUIRE(PQsendQueryParams(conn, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    if (sync_each) REQUIRE(PQpipelineSync(conn) == 1);
+  }
+  if (!sync_each) REQUIRE(PQpipelineSync(conn) == 1);
+  std::string out;
+  for (size_t i = 0; i < sqls.size(); ++i) {
+    PgResult r(PQgetResult(conn));
+    const ExecStatusType status = PQresultStatus(r.get());
+    out += status == PGRES_FATAL_ERROR         ? "ERROR " + sqlstate(r.get())
+           : status == PGRES_PIPELINE_ABORTED ? std::string("skipped")
+           : PQntuples(r.get()) > 0           ? std::string(PQgetvalue(r.get(), 0, 0))
+                                               : std::string(PQcmdStatus(r.get()));
+    out += ";";
+    CHECK(PQgetResult(conn) == nullptr);  // the statement's results end
+    if (sync_each || i + 1 == sqls.size()) {
+      CHECK(PQresultStatus(PgResult(PQgetResult(conn)).get()) == PGRES_PIPELINE_SYNC);
+    }
+  }
+  REQUIRE(PQexitPipelineMode(conn) == 1);
+  return out;
+}
+
 struct Step {
   std::string sql;
   bool extended = false;
+  std::vector<std::string> batch = {};  // else: these in one extended batch (run_pipeline), `sql` unused
 };
+
+std::string run(PGconn* conn, const Step& step) {
+  return step.batch.empty() ? run(conn, step.sql, step.extended) : run_pipeline(conn, step.batch, false);
+}
 
 const std::vector<std::vector<Step>> kScenarios = {
     {{"BEGIN"}, {"SET TRANSACTION READ ONLY"},
@@ -50,6 +82,12 @@ const std::vector<std::vector<Step>> kScenarios = {
      {"CLOSE ALL"}, {"BEGIN READ ONLY"}, {"SELECT count(*) FROM t"}, {"DECLARE a CURSOR WITH HOLD FOR SELECT 2"},
      {"COMMIT"}, {"FETCH a"}, {"DISCARD ALL"}, {"BEGIN READ ONLY"}, {"SELECT count(*) FROM t"},
      {"DECLARE a CURSOR WITH HOLD FOR SELECT 3"}, {"COMMIT"}, {"FETCH a"}},
+    // ... only when they succeed: a DISCARD ALL refused in a block (25001) leaves them open; and in a batch run on
+    // the standby, a cursor declared after its CLOSE ALL stays.
+    {{"BEGIN READ ONLY"}, {"SELECT count(*) FROM t"}, {"DECLARE b CURSOR WITH HOLD FOR SELECT 4"}, {"COMMIT"},
+     {"BEGIN"}, {"INSERT INTO t VALUES (1)"}, {"DISCARD ALL"}, {"ROLLBACK"}, {"FETCH b"},
+     {"BEGIN READ ONLY"}, {"SELECT count(*) FROM t"},
+     {"", false, {"CLOSE ALL", "DECLARE c CURSOR WITH HOLD FOR SELECT 5"}}, {"COMMIT"}, {"FETCH c"}, {"FETCH b"}},
 };
 
 void check_mode(const std::string& mode, const ClusterPorts& ports) {
@@ -69,7 +107,7 @@ void check_mode(const std::string& mode, const ClusterPorts& ports) {
     PgConn direct = admin(ports.primary, kDb);
     for (const Step& step : steps) {
       CAPTURE(step.sql);
-      CHECK(run(via.get(), step.sql, step.extended) == run(direct.get(), step.sql, step.extended));
+      CHECK(run(via.get(), step) == run(direct.get(), step));
     }
     exec(direct.get(), "DELETE FROM t");
     // A commit made directly, not through pgmux: no consistency rule makes a standby's read wait for it.
@@ -84,44 +122,13 @@ void check_mode(const std::string& mode, const ClusterPorts& ports) {
   exec(via.get(), "COMMIT");
   CHECK((port == ports.standby1 || port == ports.standby2));
   CHECK(run(via.get(), "FETCH p") == std::to_string(port) + ",FETCH 1");
-  // Pipelined behind a write still running on the primary, the FETCH waits for its reply and goes to the standby
-  // (before, it followed the write to the primary: 34000).
-  REQUIRE(PQenterPipelineMode(via.get()) == 1);
-  for (const char* sql : {"INSERT INTO t SELECT 1 WHERE false", "FETCH p"}) {  // two requests: a Sync each
-    REQUIRE(PQsendQueryParams(via.get(), sql, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
-    REQUIRE(PQpipelineSync(via.get()) == 1);
-  }
-  std::vector<std::string> answers;
-  for (int i = 0; i < 2; ++i) {
-    PgResult r(PQgetResult(via.get()));
-    answers.push_back(PQresultStatus(r.get()) == PGRES_FATAL_ERROR ? "ERROR " + sqlstate(r.get())
-                      : PQntuples(r.get()) > 0                    ? PQgetvalue(r.get(), 0, 0)
-                                                                  : PQcmdStatus(r.get()));
-    CHECK(PQgetResult(via.get()) == nullptr);  // the statement's results end
-    PgResult sync(PQgetResult(via.get()));
-    CHECK(PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC);
-  }
+  // Pipelined behind a request still running on the primary, the FETCH waits for its reply and goes to the
+  // standby (before, it followed that request to the primary: 34000).
+  CHECK(run_pipeline(via.get(), {"SELECT 1 FROM pg_sleep(0.3) /* pgmux:primary */", "FETCH p"}, true) ==
+        "1;" + std::to_string(port) + ";");
   // One batch (one Sync) that writes too runs on the primary as a whole: the write succeeds there (it got the
   // standby's 25006 before), and the FETCH gets the primary's 34000 (README: a batch is not split).
-  REQUIRE(PQsendQueryParams(via.get(), "INSERT INTO t SELECT 1 WHERE false", 0, nullptr, nullptr, nullptr, nullptr,
-                            0) == 1);
-  REQUIRE(PQsendQueryParams(via.get(), "FETCH p", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
-  REQUIRE(PQpipelineSync(via.get()) == 1);
-  {
-    PgResult insert(PQgetResult(via.get()));
-    CHECK(std::string(PQcmdStatus(insert.get())) == "INSERT 0 0");
-    CHECK(PQgetResult(via.get()) == nullptr);
-    PgResult fetch(PQgetResult(via.get()));
-    CHECK(sqlstate(fetch.get()) == "34000");
-    bool synced = false;
-    for (int i = 0; i < 4 && !synced; ++i) {
-      synced = PQresultStatus(PgResult(PQgetResult(via.get())).get()) == PGRES_PIPELINE_SYNC;
-    }
-    CHECK(synced);
-  }
-  REQUIRE(PQexitPipelineMode(via.get()) == 1);
-  CHECK(answers.at(0) == "INSERT 0 0");
-  CHECK(answers.at(1) == std::to_string(port));
+  CHECK(run_pipeline(via.get(), {"INSERT INTO t SELECT 1 WHERE false", "FETCH p"}, false) == "INSERT 0 0;ERROR 34000;");
   // Reads routed elsewhere meanwhile (its standby disabled: they go to the other one) must not give back the
   // standby connection that holds the cursor: they run on the primary, and the cursor is still there.
   PgConn console = connect(proxy.conninfo("postgres", "postgres", "pgmux"));
@@ -131,7 +138,7 @@ void check_mode(const std::string& mode, const ClusterPorts& ports) {
   exec(via.get(), "BEGIN READ ONLY");
   CHECK(server_port(via.get()) == ports.primary);
   exec(via.get(), "COMMIT");
-  CHECK(run(via.get(), "FETCH p") == std::to_string(port) + ",FETCH 1");  // its second row
+  CHECK(run(via.get(), "FETCH p") == std::to_string(port) + ",FETCH 1");  // its third row
   exec(console.get(), "ENABLE BACKEND " + node);
 }
 
