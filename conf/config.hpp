@@ -71,6 +71,7 @@ struct User {
 struct Database {
   std::string name;              // what clients ask for
   std::string server_database;   // database name on the server; default = name
+  bool is_wildcard() const { return name == "*"; }  // the entry for database names no other entry has
   std::vector<std::string> backends;  // backend names; empty = all
   PoolMode pool_mode = PoolMode::Session;
   int pool_size = 20;            // server connections per (database, user), split across workers

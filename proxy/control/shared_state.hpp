@@ -71,6 +71,12 @@ struct SharedState {
       : config(std::move(initial)), view(std::move(first_view)) {}
   // Ends the keys of pools, and of database budgets, made for clients that logged in through "*".
   static constexpr std::string_view kWildcardKeySuffix{"\0*", 2};
+  // The max_db_connections budget of `database`'s pools made through its own entry, or through "*".
+  static std::string database_budget_key(const std::string& database, bool through_wildcard) {
+    std::string key = std::string("database") + '\0' + database;
+    if (through_wildcard) key += kWildcardKeySuffix;
+    return key;
+  }
 
   std::atomic<std::shared_ptr<const conf::Config>> config;
   std::atomic<std::shared_ptr<const routing::BackendsView>> view;  // the prober's latest snapshot
@@ -120,7 +126,7 @@ struct SharedState {
       return key.starts_with(prefix) && key.ends_with(kWildcardKeySuffix);
     };
     std::erase_if(budgets, [&](const auto& entry) {
-      return wildcard_pool(entry.first) || entry.first == std::string("database") + '\0' + name + std::string(kWildcardKeySuffix);
+      return wildcard_pool(entry.first) || entry.first == database_budget_key(name, true);
     });
     std::erase_if(login_params, [&](const auto& entry) { return wildcard_pool(entry.first); });
     return true;

@@ -201,7 +201,7 @@ class Worker final : public PoolHost {
   std::vector<std::function<void(Worker&)>> inbox_;
   bool inbox_closed_ = false;
   std::shared_ptr<const conf::Config> config_;
-  // By identity (pool_key in worker.cpp); draining pools stay here under a key pool_for never asks for.
+  // By identity (pool_key in worker_pools.cpp); draining pools stay here under a key pool_for never asks for.
   std::map<std::string, std::unique_ptr<Pool>> pools_;
   uint64_t drained_pools_ = 0;
   std::vector<PoolRow> retired_pool_totals_;  // WorkerSnapshot::retired

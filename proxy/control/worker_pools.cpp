@@ -65,9 +65,10 @@ std::vector<Pool*> Worker::reconfigure_pools() {
     // A pool made through the database's own entry is stale once "*" is what matches its name, and one made through
     // "*" once the name has an entry of its own: its clients go on with the limits they logged in with, not the
     // other entry's (docs/OPERATIONS-reload.md), and new clients get a pool of the other entry.
-    const bool other_entry = database && (database->name == "*") != pool->auto_database();
+    const bool other_entry = database && database->is_wildcard() != pool->auto_database();
     if (!database || !user || other_entry) {
       pool->set_stale(true);  // its clients go on with what they logged in with
+      if (other_entry && user) pool->set_password(user->password);  // the user's own entry is still current
       continue;
     }
     const conf::Backend& backend = config_->backends[static_cast<size_t>(pool->backend_index())];
@@ -117,7 +118,7 @@ std::string Worker::current_pool_key(const std::string& database, const std::str
   const conf::User* u = config_->find_user(user);
   if (!d || (!u && !config_->auth_query.enabled())) return {};  // auth_query users are in no list
   return pool_key(database, user, backend, d->server_database_for(database), conf::Config::effective_pool_mode(u, *d),
-                  d->name == "*");
+                  d->is_wildcard());
 }
 
 Pool::Limits Worker::pool_limits(const std::string& key, const std::string& database_name,
@@ -125,9 +126,10 @@ Pool::Limits Worker::pool_limits(const std::string& key, const std::string& data
   Pool::Limits limits;
   limits.pool = shared_.budget_for(key, database.pool_size);
   if (database.max_db_connections > 0) {
-    std::string budget = std::string("database") + '\0' + database_name;
-    if (database.name == "*") budget += SharedState::kWildcardKeySuffix;  // apart from a later entry of its own
-    limits.database = shared_.budget_for(budget, database.max_db_connections);
+    // Apart from the budget of an entry of its own, added later (or removed since).
+    limits.database =
+        shared_.budget_for(SharedState::database_budget_key(database_name, database.is_wildcard()),
+                           database.max_db_connections);
   }
   if (user.max_user_connections > 0) {
     limits.user = shared_.budget_for(std::string("user") + '\0' + user.name, user.max_user_connections);
@@ -146,7 +148,7 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   }
   const conf::Backend* backend = &config_->backends[static_cast<size_t>(backend_index)];
   const std::string& server_database = login_database.server_database_for(requested_database);
-  const bool through_wildcard = login_database.name == "*";
+  const bool through_wildcard = login_database.is_wildcard();
   PoolLookup& lookup = pool_lookups_[static_cast<size_t>(backend_index) % pool_lookups_.size()];
   if (lookup.pool != nullptr && lookup.backend == backend_index && lookup.mode == mode &&
       lookup.database == requested_database && lookup.user == login_user.name &&
@@ -184,7 +186,7 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
   if (protocol::is_scram_secret(user.password)) login.scram_secret = protocol::parse_scram_secret(user.password);
 
   // A name a client chose through "*": bounded, since each one keeps pools, budgets and login parameters.
-  const bool auto_database = database.name == "*";
+  const bool auto_database = database.is_wildcard();
   if (auto_database && !shared_.open_auto_database(requested_database, config_->max_auto_databases)) {
     *failure = FailureReport(Failure::TooManyAutoDatabases,
                              {std::to_string(config_->max_auto_databases), requested_database});

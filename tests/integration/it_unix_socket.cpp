@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -175,14 +176,17 @@ TEST_CASE("a socket file nobody listens on is replaced; a live one (full backlog
     REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
     REQUIRE(::listen(fd, 0) == 0);
     std::vector<int> queued;
-    for (int i = 0; i < 8; ++i) {  // never accepted: the backlog fills, later connects get EAGAIN
+    bool full = false;
+    for (int i = 0; i < 8 && !full; ++i) {  // never accepted: the backlog fills, later connects get EAGAIN
       const int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
-      if (::connect(c, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-        close(c);
-        break;
+      if (::connect(c, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+        queued.push_back(c);
+        continue;
       }
-      queued.push_back(c);
+      full = errno == EAGAIN;
+      close(c);
     }
+    CHECK(full);  // else this case tests nothing
     try {
       PgmuxProcess busy(with_socket(listen, dir).dump(), listen);
       FAIL("pgmux started on a socket in use");

@@ -140,8 +140,8 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   all.erase(all.begin(), all.begin() + 6);
   conns = std::move(all);  // the five that logged in before the reload
 
-  // Their clients gone, the stale pool and the "*" one are deleted: SHOW STATS_TOTALS keeps counting its transactions (PgBouncer's
-  // exporters read them as counters, which must not go backwards).
+  // Their clients gone, the stale pool and the "*" one are deleted: SHOW STATS_TOTALS keeps counting their
+  // transactions (PgBouncer's exporters read them as counters, which must not go backwards).
   PgConn console = connect(conninfo(proxy.port(), "postgres", "postgres", "pgmux"));
   auto stat = [&](const char* command, const char* column) {
     PgResult r = exec(console.get(), command);
