@@ -335,7 +335,7 @@ bool ClientConn::in_transaction() const {
 }
 
 bool ClientConn::accept_unsolicited(ServerConn* server) {
-  if (!open() || server != primary_ || state_ != ClientState::Ready || copy_in_ || routed_ || preparing_) {
+  if (!open() || server != primary_ || state_ != ClientState::Ready || copying() || routed_ || preparing_) {
     return false;
   }
   if (active_ && (active_->has_outstanding() || active_->mid_message())) return false;
@@ -347,7 +347,7 @@ void ClientConn::drop_idle_servers() {
   for (ServerLease* lease : {&primary_, &standby_}) {
     ServerConn* server = lease->get();
     if (!server || server == routed_server() || server->state() != ServerState::Linked) continue;
-    if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copy_in_)) continue;
+    if (server->has_outstanding() || server->tx_status() != 'I' || (server == active_ && copying())) continue;
     if (server->pool().draining()) {
       if (server == primary_ && (session_.pin_reason || session_.route.pinned_primary)) {
         LOG_WARN("%s: backend %s was removed by a reload; the session state only its server had (%s) is lost",
@@ -410,7 +410,7 @@ void ClientConn::drop_server(ServerLease& lease, std::optional<Failure> why) {
   ServerConn* server = lease.get();
   if (!server) return;
   ServerFacts facts;  // what only the client knows; the pool adds the rest
-  facts.copy_in = server == active_ && copy_in_;
+  facts.copy_in = server == active_ && copying();
   // A pinned client left state only a full reset removes (temp tables, locks, cursors, LISTEN, SQL PREPARE).
   facts.session_state = transaction_pooling() && session_.pin_reason != nullptr;
   facts.cancel_on_its_way = let_go_of(server);

@@ -438,7 +438,12 @@ class ClientConn final : public StreamConn, public PoolClient {
 
   // Request state.
   RequestInfo request_;
-  bool copy_in_ = false;
+  // COPY FROM STDIN, client to server: Streaming until CopyDone or CopyFail; MessageTail once COPY has ended (those
+  // messages, or the server's error) while a message of the client's is only partly through: the server reads the
+  // rest of it (and drops it, after an error), so the rest goes there first.
+  enum class CopyIn : uint8_t { Off, Streaming, MessageTail };
+  CopyIn copy_in_ = CopyIn::Off;
+  bool copying() const { return copy_in_ != CopyIn::Off; }
   bool discard_until_sync_ = false;   // an extended batch failed before reaching a server
   bool pumping_ = false;
   bool repump_ = false;

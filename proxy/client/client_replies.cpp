@@ -22,7 +22,7 @@ namespace pgmux::proxy {
 using namespace protocol;
 
 void ClientConn::check_idle(double now, const conf::Timeouts& timeouts) {
-  if (!reads_requests(state_) || in_.unparsed() > 0 || copy_in_) return;
+  if (!reads_requests(state_) || in_.unparsed() > 0 || copying()) return;
   if (active_ && active_->has_outstanding()) return;
   const bool in_transaction = !session_.deferred_begin.empty() || (active_ && active_->tx_status() != 'I');
   const double idle = now - last_activity_;
@@ -46,7 +46,8 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   if (done.closes_standby_cursors && !done.failed) close_standby_cursors();
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
-  if (server == active_ && copy_in_) copy_in_ = false;  // COPY ended (an error ends it without CopyDone)
+  // COPY ended (an error ends it without CopyDone).
+  if (server == active_ && copying()) copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::MessageTail : CopyIn::Off;
   if (tx_status == 'I' && tx_started_ns_ != 0) {
     worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);
     // Pipelined: the next one is already running (not a query of pgmux's own behind this one).
@@ -113,7 +114,7 @@ bool ClientConn::parsed_again_later(std::string_view name, uint64_t request) con
 void ClientConn::on_copy_in(ServerConn* server, const OwedReply* batch) {
   if (batch) settle_statements(server, *batch);
   if (server != active_) return;
-  copy_in_ = true;
+  copy_in_ = CopyIn::Streaming;
   copy_pass_remaining_ = 0;
   pump();
 }
@@ -133,7 +134,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   const bool was_primary = server == primary_;
   const bool had_cursors = server == standby_ && !session_.standby_hold_cursors.empty();
   // What the client waits for: not a query of pgmux's own behind its last request (CaptureOwn), which it never sees.
-  const bool in_flight = was_active && (server->owed_client_requests() > 0 || server->tx_status() != 'I' || copy_in_);
+  const bool in_flight = was_active && (server->owed_client_requests() > 0 || server->tx_status() != 'I' || copying());
   const bool was_preparing = server == preparing_;
   // A request alone on the server whose reply is still held, not a byte of it relayed (client_retry.cpp).
   const bool run_again =
@@ -175,7 +176,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     const size_t requests = server->owed_client_requests();
     const bool open_sequence = server->extended_open();
     tx_started_ns_ = 0;
-    copy_in_ = false;
+    copy_in_ = CopyIn::Off;
     if (state_ == ClientState::ServerEnding && was_primary) {
       // Its FATAL is held until a probe tells a terminate from a shutdown: so are the answers (decide_server_ending).
       ended_server_->in_flight = true;

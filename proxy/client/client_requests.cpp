@@ -19,11 +19,6 @@ namespace pgmux::proxy {
 
 using namespace protocol;
 
-namespace {
-
-
-}  // namespace
-
 void ClientConn::pump() {
   if (pumping_) {
     repump_ = true;
@@ -40,7 +35,7 @@ void ClientConn::pump() {
 void ClientConn::pump_requests() {
   const uint32_t max_size = worker_.max_message_size();
   while (open() && reads_requests(state_) && !pinned()) {
-    if (copy_in_) {
+    if (copying()) {
       if (!relay_copy()) break;  // no complete progress: wait for more bytes (or for the pinned write)
       continue;
     }
@@ -75,16 +70,17 @@ void ClientConn::pump_requests() {
   start_reading();
 }
 
-// Streams COPY FROM STDIN data to the server that asked for it, until CopyDone or CopyFail.
+// Streams COPY FROM STDIN data to the server that asked for it, until CopyDone or CopyFail, then the rest of the
+// message COPY ended in (CopyIn::MessageTail).
 bool ClientConn::relay_copy() {
   ServerConn* server = active_;
   if (!server) {
-    copy_in_ = false;
+    copy_in_ = CopyIn::Off;
     return true;
   }
   ForwardBatch batch;
   size_t pos = in_.parsed();
-  while (!batch.full() && copy_in_) {
+  while (!batch.full() && copying()) {
     size_t available = in_.end() - pos;
     if (copy_pass_remaining_ > 0) {
       if (available == 0) break;
@@ -92,6 +88,7 @@ bool ClientConn::relay_copy() {
       batch.add(in_.data() + pos, n);
       pos += n;
       copy_pass_remaining_ -= n;
+      if (copy_pass_remaining_ == 0 && copy_in_ == CopyIn::MessageTail) copy_in_ = CopyIn::Off;
       continue;
     }
     Frame frame = next_frame(ByteView(in_.data() + pos, available), worker_.max_message_size());
@@ -100,20 +97,22 @@ bool ClientConn::relay_copy() {
       fail({Failure::InvalidCopyMessage, {to_string(frame.error)}});
       return false;
     }
-    // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
-    if (frame.tag != frontend::kCopyData) copy_in_ = false;
     size_t n = std::min(frame.total(), available);
     batch.add(in_.data() + pos, n);
     pos += n;
     copy_pass_remaining_ = frame.total() - n;
-    if (!copy_in_ && copy_pass_remaining_ > 0) copy_in_ = true;  // finish streaming the ending message first
+    // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
+    if (frame.tag != frontend::kCopyData) copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::MessageTail : CopyIn::Off;
   }
   in_.advance_parsed(pos - in_.parsed());
   if (batch.empty()) return false;
   if (!server->forward_from(*this, batch.bufs(), batch.count())) return false;
   in_.consume_to(in_.parsed());
+  // The tail of a message after the server's error: the server may be idle now (given back in transaction
+  // pooling), and no reply will come to do it.
+  if (!copying() && in_.unparsed() == 0 && !server->has_outstanding()) drop_idle_servers();
   // Go on when more may be buffered: a full batch, or COPY just ended (a Sync or the next query may follow).
-  return open() && (batch.full() || !copy_in_);
+  return open() && (batch.full() || !copying());
 }
 
 // COPY data sent right behind the COPY command, before CopyInResponse came back: it belongs to the server

@@ -61,6 +61,11 @@ ScriptBuilder& ScriptBuilder::copy_data(std::string_view data) {
   note("d");
   return *this;
 }
+ScriptBuilder& ScriptBuilder::raw(const ByteVector& bytes, std::string_view label) {
+  pending_.send.insert(pending_.send.end(), bytes.begin(), bytes.end());
+  note(label);
+  return *this;
+}
 ScriptBuilder& ScriptBuilder::copy_done() {
   build_copy_done(pending_.send);
   note("c");

@@ -41,6 +41,8 @@ class ScriptBuilder {
   ScriptBuilder& copy_data(std::string_view data);
   ScriptBuilder& copy_done();
   ScriptBuilder& copy_fail(std::string_view reason);
+  // Bytes as they are: part of a message, so that its rest comes in a later step.
+  ScriptBuilder& raw(const ByteVector& bytes, std::string_view label);
 
   ScriptBuilder& expect_ready(int n = 1);
   // For Flush and COPY IN, where no ReadyForQuery comes: wait for exactly n messages, then `quiet` more.

@@ -146,6 +146,24 @@ Script copy_in(const Schema& s) {
       .build();
 }
 
+// The server rejects a row while the next CopyData is only partly sent: it answers at once, then reads the rest of
+// that message and drops it, as it drops any COPY message after the error. pgmux read the rest as messages of their
+// own (08P01, the client closed), and the server, still waiting for it, stayed in the pool, stuck.
+Script copy_error_mid_message(const Schema& s) {
+  std::string rows;
+  for (int i = 0; i < 20000; ++i) rows += std::to_string(i) + "\tmany\n";
+  ByteVector big;
+  build_copy_data(big, rows);
+  const auto middle = big.begin() + 1000;
+  return ScriptBuilder("copy_error_mid_message")
+      .query("COPY " + s.copies + " FROM STDIN").expect_messages(1, std::chrono::milliseconds(200))
+      .copy_data("seven\tnot a number\n").raw(ByteVector(big.begin(), middle), "d(first 1000 bytes)")
+      .expect_ready()  // ErrorResponse ReadyForQuery
+      .raw(ByteVector(middle, big.end()), "d(the rest)").copy_done().expect_messages(0)
+      .q("SELECT count(*) FROM " + s.copies)
+      .build();
+}
+
 // COPY FROM STDIN in an extended batch, as libpq sends it (PQsendQueryParams, then PQputCopyData and
 // PQputCopyEnd): the batch's Sync reaches the server in COPY IN, which ignores it; the Sync after CopyDone ends the
 // COPY. The unnamed statement holds the COPY afterwards: a second Bind "" runs it again.
@@ -447,6 +465,7 @@ std::vector<Script> all_scripts(const Schema& s) {
   return {simple_select_types(s), multi_statement(s),   empty_query(s),          simple_error(s),
           extended_basic(s),      pipeline_error(s),    flush_without_sync(s),   portal_suspension(s),
           copy_in(s),             copy_in_extended(s),  copy_fail(s),            copy_out(s),
+          copy_error_mid_message(s),
           notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
           close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), query_while_skipping_to_sync(s),
