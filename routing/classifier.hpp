@@ -123,8 +123,8 @@ struct LexicalResult {
 //   (t.f); inside a view all of them are seen (the catalog looks into view definitions);
 // - SET default_transaction_read_only / transaction_read_only are plain Session (read_only stays false);
 // - a multi-statement string mixing SET/SHOW... with other statements is a Write;
-// - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write; so is a
-//   backslash in a '...' literal that standard_conforming_strings = off would end elsewhere.
+// - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write; so is text the
+//   server may read otherwise (SqlLexer::error()), and its session effects are unknown (Opaque).
 // Session facts (pin_reason, effects, write_function) see statements and calls as written, and a call counts
 // also where it does not run (EXPLAIN, PREPARE, CREATE VIEW). What a DO block changes is unknown (Opaque), and
 // so is what a call of a catalog session function changes (FunctionCatalog::session_function); such a call is

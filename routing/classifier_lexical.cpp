@@ -525,9 +525,11 @@ LexicalResult classify_lexically(std::string_view sql, const Classifier& classif
     combiner.add(c);
   }
   if (lex.error() != nullptr) {
-    // The server would reject the text (or could read it differently): send it where an error is harmless.
+    // The server would reject the text (or could read it differently): send it where an error is harmless. What
+    // the server read in it may have changed the session (a SET pgmux took for part of a string literal).
     out.needs_parser = false;
     out.classification = make(StatementKind::Write, lex.error());
+    out.classification.effects.add(SessionEffect::Opaque);
     out.classification.primary_hint = lex.primary_hint();
     return out;
   }

@@ -155,6 +155,10 @@ Token SqlLexer::scan_word(size_t begin) {
   return take(TokenKind::Word, begin);
 }
 
+constexpr const char* kEncodingDependentBackslash =
+    "a byte of a multibyte character before a quote or backslash may be a backslash (client_encoding SJIS, BIG5, GBK, "
+    "UHC or GB18030)";
+
 Token SqlLexer::scan_standard_string(size_t begin) {
   // With standard_conforming_strings = on (the default since 9.1) only '' escapes a quote. A server running
   // with it off also treats \' as an escape; if that would end the string elsewhere, the text means
@@ -168,6 +172,7 @@ Token SqlLexer::scan_standard_string(size_t begin) {
     const char ch = sql_[i];
     if (ch == '\0') return fail("NUL byte in statement");
     if (ch == '\\') backslash = true;
+    if (ch == '\\' && backslash_depends_on_encoding(i)) return fail(kEncodingDependentBackslash);
     if (ch == '\'') {
       if (i + 1 < sql_.size() && sql_[i + 1] == '\'') {
         i += 2;
@@ -202,6 +207,14 @@ Token SqlLexer::scan_standard_string(size_t begin) {
   return take(TokenKind::String, begin);
 }
 
+// A backslash right after a byte >= 0x80 may be the second byte of a multibyte character in SJIS, BIG5, GBK, UHC or
+// GB18030 (client encodings PostgreSQL converts before reading the text), not a backslash: where the string ends
+// then depends on the session's encoding when the next character is a quote or a backslash.
+bool SqlLexer::backslash_depends_on_encoding(size_t i) const {
+  return i > 0 && static_cast<unsigned char>(sql_[i - 1]) >= 0x80 && i + 1 < sql_.size() &&
+         (sql_[i + 1] == '\'' || sql_[i + 1] == '\\');
+}
+
 Token SqlLexer::scan_escape_string(size_t begin) {
   size_t i = pos_ + 1;  // past the opening quote
   for (;;) {
@@ -209,6 +222,7 @@ Token SqlLexer::scan_escape_string(size_t begin) {
     const char ch = sql_[i];
     if (ch == '\0') return fail("NUL byte in statement");
     if (ch == '\\') {
+      if (backslash_depends_on_encoding(i)) return fail(kEncodingDependentBackslash);
       i += 2;
       continue;
     }

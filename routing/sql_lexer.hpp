@@ -50,8 +50,9 @@ class SqlLexer {
   // A comment containing "pgmux:primary" was skipped so far.
   bool primary_hint() const { return primary_hint_; }
 
-  // Set when the text cannot be scanned safely: unterminated string/comment/identifier, a NUL byte, or a
-  // backslash in a standard string that would end it elsewhere under standard_conforming_strings = off.
+  // Set when the text cannot be scanned safely: unterminated string/comment/identifier, a NUL byte, a backslash in
+  // a standard string that would end it elsewhere under standard_conforming_strings = off, or one a multibyte
+  // character's byte may be, depending on the client encoding (backslash_depends_on_encoding).
   // Static text; nullptr while everything is fine.
   const char* error() const { return error_; }
 
@@ -63,6 +64,7 @@ class SqlLexer {
   Token fail(const char* why);
 
   Token scan_word(size_t begin);
+  bool backslash_depends_on_encoding(size_t i) const;
   Token scan_standard_string(size_t begin);  // pos_ at the opening quote
   Token scan_escape_string(size_t begin);    // pos_ at the opening quote
   Token scan_quoted_ident(size_t begin);     // pos_ at the opening double quote

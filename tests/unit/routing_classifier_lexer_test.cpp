@@ -124,3 +124,23 @@ TEST_CASE("lexer: a backslash that standard_conforming_strings = off would read 
   lex_all("U&'\\0041'", &unicode);
   CHECK(unicode.error() == nullptr);
 }
+
+// SJIS "表" is 0x95 0x5C: PostgreSQL converts the text from the client encoding before reading it, so that 0x5C is
+// no backslash there, while a UTF-8 session's 0x5C after a multibyte character is one.
+TEST_CASE("lexer: a backslash byte a multibyte character may end in, before a quote or backslash, is an error") {
+  for (std::string_view bad : {"select E'\x95\\'; set role r2; --'", "select E'\x95\\\\'; set role r2; --'",
+                               "select '\x95\\'; set role r2; --'"}) {
+    CAPTURE(bad);
+    SqlLexer lex("");
+    lex_all(bad, &lex);
+    CHECK(lex.error() != nullptr);
+  }
+  // Where the string ends is the same in every encoding: a backslash before another character, or after ASCII.
+  for (std::string_view fine : {"select E'caf\xc3\xa9\\n'", "select E'\x95\\n' , 1", "select E'a\\'b'",
+                                "select 'caf\xc3\xa9\\n'"}) {
+    CAPTURE(fine);
+    SqlLexer lex("");
+    lex_all(fine, &lex);
+    CHECK(lex.error() == nullptr);
+  }
+}

@@ -205,6 +205,19 @@ TEST_CASE("classifier: a parse error is a write with reason unparsable") {
   CHECK(r.parsed);
 }
 
+// Text pgmux cannot read as the server will (an encoding-dependent backslash, standard_conforming_strings = off):
+// whatever the server then runs of it may change the session, as a DO block may.
+TEST_CASE("classifier: text the lexer cannot read is a write whose session effects are unknown") {
+  Classifier c;
+  for (const char* unreadable : {"select E'\x95\\'; set role r2; --'", "select 'a\\''; set role r2; --'"}) {
+    CAPTURE(unreadable);
+    const Classification r = c.classify(unreadable);
+    CHECK(r.kind == StatementKind::Write);
+    CHECK(r.effects.has(pgmux::routing::SessionEffect::Opaque));
+    CHECK(r.effects.may_change_session());
+  }
+}
+
 TEST_CASE("classifier: reasons name the rule") {
   Classifier c;
   CHECK(std::string_view(c.classify("INSERT INTO t VALUES (1)").reason) == "INSERT");

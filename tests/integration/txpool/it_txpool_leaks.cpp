@@ -68,6 +68,34 @@ TEST_CASE("SET via the extended protocol or a multi-statement string does not le
   }
 }
 
+// Text pgmux cannot read as the server will: SJIS "表" is 0x95 0x5C, no backslash once PostgreSQL converted the
+// text, but one to a byte-wise reading, which took the SET below for part of a string; with
+// standard_conforming_strings off, \' escapes a quote. The SET reaches the client's own session, never the next
+// client's (the server was given back without a reset).
+TEST_CASE("SET in text pgmux cannot read alike (SJIS bytes, standard_conforming_strings off) does not leak") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  const std::string default_path = [&] {
+    PgConn probe = connect(info);
+    return scalar(probe.get(), "SHOW search_path");
+  }();
+  const std::pair<std::string, std::string> hidden[] = {
+      {" client_encoding=SJIS", "select E'\x95\\'; set search_path = leaked_sjis; --'"},
+      {" options='-c standard_conforming_strings=off'", "select 'a\\''; set search_path = leaked_scs; --'"}};
+  for (const auto& [options, sql] : hidden) {
+    CAPTURE(sql);
+    {
+      PgConn a = connect(info + options);
+      exec(a.get(), sql);
+      CHECK(scalar(a.get(), "SHOW search_path").starts_with("leaked_"));  // as on a direct connection
+    }
+    PgConn b = connect(info);
+    CHECK(scalar(b.get(), "SHOW search_path") == default_path);
+  }
+}
+
 TEST_CASE("set_config(..., false) in a query does not leak to the next client") {
   if (direct_mode()) return;
   const int port = pick_listen_port();
