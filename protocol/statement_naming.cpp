@@ -1,5 +1,6 @@
 #include "protocol/statement_naming.hpp"
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 
@@ -42,11 +43,16 @@ uint64_t result_shape(ByteView body) {
   return hash | 1;  // never 0
 }
 
-std::string server_statement_name(ByteView parse_message) {
+std::string server_statement_name(ByteView parse_message, uint64_t settings_key) {
   size_t name_end = 5;  // after the tag and the length
   while (name_end < parse_message.size() && parse_message[name_end] != std::byte{0}) ++name_end;
-  const uint64_t hash =
-      name_end + 1 < parse_message.size() ? fnv1a(kFnvOffset, parse_message.subspan(name_end + 1)) : kFnvOffset;
+  uint64_t hash = kFnvOffset;
+  if (settings_key != 0) {
+    std::array<std::byte, 8> key{};
+    for (size_t i = 0; i < key.size(); ++i) key[i] = std::byte(settings_key >> (8 * i));
+    hash = fnv1a(hash, ByteView(key));
+  }
+  if (name_end + 1 < parse_message.size()) hash = fnv1a(hash, parse_message.subspan(name_end + 1));
   char name[32];
   snprintf(name, sizeof name, "pgmux_%016llx", static_cast<unsigned long long>(hash));
   return name;

@@ -1,5 +1,6 @@
 // Names of the prepared statements pgmux keeps on shared server connections (transaction pooling).
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "protocol/bytes.hpp"
@@ -7,9 +8,10 @@
 namespace pgmux::protocol {
 
 // Statements are shared between clients by content: the server-side name is a hash of the whole Parse message
-// after the statement name (query text and parameter types), "pgmux_<16 hex digits>", so two clients that
-// prepare the same statement under different names share one server statement.
-std::string server_statement_name(ByteView parse_message);
+// after the statement name (query text and parameter types) and of `settings_key`, the session settings the
+// statement is analyzed under (0: the defaults), "pgmux_<16 hex digits>", so two clients that prepare the same
+// statement under different names, alike in those settings, share one server statement.
+std::string server_statement_name(ByteView parse_message, uint64_t settings_key = 0);
 
 // The result shape of a prepared statement, from the body of the RowDescription its Describe 'S' answers (or
 // an empty body for NoData): column names, types, sizes and modifiers, without the source table and column (not

@@ -79,4 +79,29 @@ std::vector<std::string> split_statements(std::string_view sql) {
   return statements;
 }
 
+namespace {
+
+constexpr std::string_view kAnalysisParameters[] = {
+    "search_path", "role",          "session_authorization", "timezone",        "timezone_abbreviations",
+    "datestyle",   "intervalstyle", "standard_conforming_strings", "backslash_quote", "transform_null_equals",
+    "array_nulls", "client_encoding", "default_text_search_config", "lc_monetary", "lc_numeric",
+    "lc_time",     "xmloption",     "xmlbinary",             "row_security"};
+
+bool same_letters(char lower, char any) { return lower == std::tolower(static_cast<unsigned char>(any)); }
+
+}  // namespace
+
+bool affects_statement_analysis(std::string_view parameter) {
+  return std::any_of(std::begin(kAnalysisParameters), std::end(kAnalysisParameters), [&](std::string_view name) {
+    return name.size() == parameter.size() && std::equal(name.begin(), name.end(), parameter.begin(), same_letters);
+  });
+}
+
+bool may_affect_statement_analysis(std::string_view command) {
+  return std::any_of(std::begin(kAnalysisParameters), std::end(kAnalysisParameters), [&](std::string_view name) {
+    return std::search(command.begin(), command.end(), name.begin(), name.end(),
+                       [](char any, char lower) { return same_letters(lower, any); }) != command.end();
+  });
+}
+
 }  // namespace pgmux::routing

@@ -16,6 +16,14 @@ void append_reset_statement(std::string& sql, std::string_view name);
 // The same on its own.
 std::string set_statement(std::string_view name, std::string_view value);
 
+// Run-time parameters that change what a statement means when PostgreSQL parses and analyzes it (names resolved
+// through search_path and the role's "$user", constants read under TimeZone, DateStyle, string syntax, ...), not
+// only how it runs: transaction pooling shares a prepared statement's server copy only among sessions alike in
+// these (ClientSession::analysis_settings_key). Matched case-insensitively.
+bool affects_statement_analysis(std::string_view parameter);
+// A session command (the session log's SQL) that may set one of those: it names one anywhere, in any case.
+bool may_affect_statement_analysis(std::string_view command);
+
 // The statements of a multi-statement string, each without its ';' and surrounding white space, cut by
 // PostgreSQL's own scanner (libpg_query), so quotes, comments and dollar quoting are respected.
 std::vector<std::string> split_statements(std::string_view sql);

@@ -352,7 +352,8 @@ void ClientConn::resolve_server_names(ServerConn* server) {
     const std::string* name = nullptr;
     if (step.step->kind == StatementStepKind::Parse && step.outcome == ParseOutcome::Creates) {
       const uint32_t parse = step.step->parse;
-      batch_server_names_[parse] = server_statement_name(request_.parses[parse].message);
+      batch_server_names_[parse] =
+          server_statement_name(request_.parses[parse].message, session_.analysis_settings_key());
       name = &batch_server_names_[parse];
       server->server_statements.erase(*name);  // the Parse makes a new one (a copy there is closed first)
       created_here_.push_back(parse);

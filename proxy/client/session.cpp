@@ -127,12 +127,36 @@ void ClientSession::note_isolation_default(const routing::Classification& c) {
   }
 }
 
+uint64_t ClientSession::analysis_settings_key() const {
+  if (analysis_key_.generation == log_generation && analysis_key_.log_size == log.size()) return analysis_key_.key;
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  bool any = false;
+  const auto mix = [&](std::string_view text) {
+    for (char ch : text) hash = (hash ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
+    hash = (hash ^ 0xffu) * 1099511628211ull;  // a separator no text byte equals: "ab","c" is not "a","bc"
+    any = true;
+  };
+  for (const auto& [name, value] : wanted_params.entries()) {
+    if (!routing::affects_statement_analysis(name)) continue;
+    if (name == "client_encoding" && value == "UTF8") continue;  // what a UTF8 database's sessions have unasked
+    mix(name);
+    mix(value);
+  }
+  for (const std::string& command : log) {
+    if (routing::may_affect_statement_analysis(command)) mix(command);
+  }
+  analysis_key_ = {log_generation, log.size(), any ? hash | 1 : 0};
+  return analysis_key_.key;
+}
+
 PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,
                                            bool transaction_pooling, uint64_t now_ns, uint64_t request) {
   PreparedStatement& stored = statements_[std::string(parse.name)];
   stored.classification = c;
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
-  stored.server_name = transaction_pooling ? protocol::server_statement_name(parse.message) : std::string();
+  stored.settings_key = transaction_pooling ? analysis_settings_key() : 0;
+  stored.server_name =
+      transaction_pooling ? protocol::server_statement_name(parse.message, stored.settings_key) : std::string();
   stored.confirmed = false;
   stored.shape = 0;
   stored.parameter_types.clear();
@@ -156,7 +180,9 @@ bool pin_parameter_types(PreparedStatement& stored) {
   protocol::ByteVector typed;
   protocol::build_parse(typed, parse->statement, parse->sql, types);
   stored.parse = std::move(typed);
-  if (!stored.server_name.empty()) stored.server_name = protocol::server_statement_name(stored.parse);
+  if (!stored.server_name.empty()) {
+    stored.server_name = protocol::server_statement_name(stored.parse, stored.settings_key);
+  }
   return true;
 }
 

@@ -32,6 +32,7 @@ struct PreparedStatement {
                                // prepared again, see ServerConn::server_statements)
   uint64_t made_by_request = 0;  // the number of the client's request that parsed it (ClientConn::requests_sent_;
                                  // answered here: the last one sent): a DISCARD ALL sent before it leaves it be
+  uint64_t settings_key = 0;     // transaction pooling: ClientSession::analysis_settings_key at its Parse
 };
 
 // Transaction pooling: a statement whose Parse left parameter types for the server to infer, once those types are
@@ -97,6 +98,11 @@ struct ClientSession {
   // replayed in order on any other server.
   std::vector<std::string> log;
   uint64_t log_generation = 0;  // counts the log's restarts (RESET ALL, DISCARD ALL)
+  // The settings that decide what a statement parsed now means (routing::affects_statement_analysis), from the
+  // startup parameters and the log, as a hash: 0 for none. Transaction pooling shares a statement's server copy
+  // only among sessions with the same key (another TimeZone reads '2024-01-01'::timestamptz otherwise, another
+  // search_path finds other tables).
+  uint64_t analysis_settings_key() const;
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
   std::string deferred_begin;              // a BEGIN answered by pgmux, sent with the next statement
@@ -154,6 +160,14 @@ struct ClientSession {
  private:
   StatementMap statements_;  // by the client's name; changed only by remember and erase_statement
   mutable LastFoundStatement last_found_;
+  // analysis_settings_key's last answer, for the log as it was then (its generation and size; the startup
+  // parameters never change).
+  struct AnalysisKey {
+    uint64_t generation = ~uint64_t{0};
+    size_t log_size = 0;
+    uint64_t key = 0;
+  };
+  mutable AnalysisKey analysis_key_;
 };
 
 }  // namespace pgmux::proxy

@@ -234,3 +234,28 @@ TEST_CASE("prepared statements: inferred parameter types are spelled out once kn
   CHECK(again.parameter_types.empty());
   CHECK(again.server_name == inferred_name);
 }
+
+TEST_CASE("session: the analysis settings key follows what changes a statement's meaning, nothing else") {
+  ClientSession plain;
+  CHECK(plain.analysis_settings_key() == 0);
+  plain.wanted_params.set("application_name", "app");
+  plain.wanted_params.set("client_encoding", "UTF8");
+  CHECK(plain.analysis_settings_key() == 0);  // neither changes what a statement means
+  ClientSession tokyo;
+  tokyo.wanted_params.set("TimeZone", "Asia/Tokyo");
+  ClientSession utc;
+  utc.wanted_params.set("TimeZone", "UTC");
+  CHECK(tokyo.analysis_settings_key() != 0);
+  CHECK(tokyo.analysis_settings_key() != utc.analysis_settings_key());
+  const uint64_t before = plain.analysis_settings_key();
+  record(plain, "SET statement_timeout = 5000", true);
+  CHECK(plain.analysis_settings_key() == before);
+  record(plain, "SET search_path = tenant_7", true);
+  CHECK(plain.analysis_settings_key() != before);
+  // The shared name of one text differs with the key; alike sessions share it.
+  pgmux::protocol::ByteVector parse;
+  pgmux::protocol::build_parse(parse, "s", "SELECT 1", {});
+  CHECK(pgmux::protocol::server_statement_name(parse, tokyo.analysis_settings_key()) !=
+        pgmux::protocol::server_statement_name(parse, utc.analysis_settings_key()));
+  CHECK(pgmux::protocol::server_statement_name(parse, 0) == pgmux::protocol::server_statement_name(parse));
+}

@@ -32,3 +32,17 @@ TEST_CASE("split_statements cuts a multi-statement string where PostgreSQL would
   CHECK(split_statements("  ;; ").empty());
   CHECK(split_statements("SELECT 1") == V{"SELECT 1"});
 }
+
+TEST_CASE("parameters that change what a statement means when it is parsed") {
+  for (const char* name : {"search_path", "TimeZone", "DateStyle", "role", "standard_conforming_strings"}) {
+    CAPTURE(name);
+    CHECK(affects_statement_analysis(name));
+  }
+  for (const char* name : {"application_name", "statement_timeout", "work_mem", "search"}) {
+    CAPTURE(name);
+    CHECK_FALSE(affects_statement_analysis(name));
+  }
+  CHECK(may_affect_statement_analysis("SELECT pg_catalog.set_config('search_path', 'a', false)"));
+  CHECK(may_affect_statement_analysis("SET ROLE reader"));
+  CHECK_FALSE(may_affect_statement_analysis("SET statement_timeout = 5"));
+}

@@ -121,3 +121,31 @@ TEST_CASE("a request using more statements than max_per_server runs every one of
   REQUIRE(PQexitPipelineMode(conn.get()) == 1);
   for (const char* name : names) CHECK(run(conn.get(), name) == name);
 }
+
+// PostgreSQL reads a statement's constants and names when it parses it, under the session's settings: a client of
+// another TimeZone and DateStyle, or search_path, parsing the same text must get a copy of its own, and the first
+// client's copy must stay its own (it ran the other client's before: another date, another table's columns).
+TEST_CASE("clients whose settings change what a statement means share no server copy of it") {
+  Fixture f(8);
+  PgConn setup = connect(f.ci);
+  exec(setup.get(), "CREATE SCHEMA s2; CREATE TABLE s2.spy (a text, b text); INSERT INTO s2.spy VALUES ('s2', 'x')");
+  exec(setup.get(), "CREATE TABLE public.spy (a text); INSERT INTO public.spy VALUES ('public')");
+  const std::string dates = "SELECT '01/02/2024'::date::text || ' ' || '2024-01-01 00:00'::timestamptz::text";
+  for (bool direct : {true, false}) {
+    CAPTURE(direct);
+    const std::string ci = direct ? conninfo(cluster_ports().primary, "app", "app", kDb) : f.ci;
+    PgConn a = connect(ci + " options='-c TimeZone=UTC -c DateStyle=ISO,MDY'");
+    PgConn b = connect(ci + " options='-c TimeZone=Asia/Tokyo -c DateStyle=ISO,DMY'");
+    PgConn c = connect(ci + " options='-c search_path=s2'");
+    REQUIRE(prepare(a.get(), "st", dates) == "");
+    REQUIRE(prepare(c.get(), "spy", "SELECT * FROM spy") == "");
+    CHECK(run(a.get(), "st") == "2024-01-02 2024-01-01 00:00:00+00");
+    CHECK(run(c.get(), "spy") == "s2");
+    REQUIRE(prepare(b.get(), "st", dates) == "");
+    REQUIRE(prepare(b.get(), "spy", "SELECT * FROM spy") == "");
+    CHECK(run(b.get(), "st") == "2024-02-01 2024-01-01 00:00:00+09");
+    CHECK(run(b.get(), "spy") == "public");
+    CHECK(run(a.get(), "st") == "2024-01-02 2024-01-01 00:00:00+00");
+    CHECK(run(c.get(), "spy") == "s2");
+  }
+}
