@@ -438,10 +438,10 @@ class ClientConn final : public StreamConn, public PoolClient {
 
   // Request state.
   RequestInfo request_;
-  // COPY FROM STDIN, client to server: Streaming until CopyDone or CopyFail; MessageTail once COPY has ended (those
-  // messages, or the server's error) while a message of the client's is only partly through: the server reads the
-  // rest of it (and drops it, after an error), so the rest goes there first.
-  enum class CopyIn : uint8_t { Off, Streaming, MessageTail };
+  // COPY FROM STDIN, client to server: Streaming until CopyDone or CopyFail. A message only partly through when COPY
+  // ends must still reach the server whole: EndingMessage, the client's CopyDone or CopyFail (COPY's reply is still
+  // to come); DroppedMessage, a CopyData when the server's error ended COPY (it reads the rest and drops it).
+  enum class CopyIn : uint8_t { Off, Streaming, EndingMessage, DroppedMessage };
   CopyIn copy_in_ = CopyIn::Off;
   bool copying() const { return copy_in_ != CopyIn::Off; }
   bool discard_until_sync_ = false;   // an extended batch failed before reaching a server

@@ -47,7 +47,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
   // COPY ended (an error ends it without CopyDone).
-  if (server == active_ && copying()) copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::MessageTail : CopyIn::Off;
+  if (server == active_ && copying()) copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::DroppedMessage : CopyIn::Off;
   if (tx_status == 'I' && tx_started_ns_ != 0) {
     worker_.metrics().transaction_done(served_by, now_ns - tx_started_ns_, server->pool().stats);
     // Pipelined: the next one is already running (not a query of pgmux's own behind this one).

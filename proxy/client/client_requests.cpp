@@ -71,7 +71,7 @@ void ClientConn::pump_requests() {
 }
 
 // Streams COPY FROM STDIN data to the server that asked for it, until CopyDone or CopyFail, then the rest of the
-// message COPY ended in (CopyIn::MessageTail).
+// message COPY ended in (CopyIn::EndingMessage, CopyIn::DroppedMessage).
 bool ClientConn::relay_copy() {
   ServerConn* server = active_;
   if (!server) {
@@ -80,6 +80,7 @@ bool ClientConn::relay_copy() {
   }
   ForwardBatch batch;
   size_t pos = in_.parsed();
+  bool tail_done = false;  // the rest of a CopyData the server drops went out
   while (!batch.full() && copying()) {
     size_t available = in_.end() - pos;
     if (copy_pass_remaining_ > 0) {
@@ -88,7 +89,10 @@ bool ClientConn::relay_copy() {
       batch.add(in_.data() + pos, n);
       pos += n;
       copy_pass_remaining_ -= n;
-      if (copy_pass_remaining_ == 0 && copy_in_ == CopyIn::MessageTail) copy_in_ = CopyIn::Off;
+      if (copy_pass_remaining_ == 0 && copy_in_ != CopyIn::Streaming) {
+        tail_done = copy_in_ == CopyIn::DroppedMessage;
+        copy_in_ = CopyIn::Off;
+      }
       continue;
     }
     Frame frame = next_frame(ByteView(in_.data() + pos, available), worker_.max_message_size());
@@ -102,15 +106,16 @@ bool ClientConn::relay_copy() {
     pos += n;
     copy_pass_remaining_ = frame.total() - n;
     // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
-    if (frame.tag != frontend::kCopyData) copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::MessageTail : CopyIn::Off;
+    if (frame.tag != frontend::kCopyData) copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::EndingMessage : CopyIn::Off;
   }
   in_.advance_parsed(pos - in_.parsed());
   if (batch.empty()) return false;
   if (!server->forward_from(*this, batch.bufs(), batch.count())) return false;
   in_.consume_to(in_.parsed());
-  // The tail of a message after the server's error: the server may be idle now (given back in transaction
-  // pooling), and no reply will come to do it.
-  if (!copying() && in_.unparsed() == 0 && !server->has_outstanding()) drop_idle_servers();
+  // The tail of a message the client sent after the server's error: the server may be idle now (given back in
+  // transaction pooling), and no reply will come to do it. (Not at a CopyDone: the COPY's reply is still to come,
+  // and in an extended batch nothing is owed meanwhile.)
+  if (tail_done && in_.unparsed() == 0 && !server->has_outstanding()) drop_idle_servers();
   // Go on when more may be buffered: a full batch, or COPY just ended (a Sync or the next query may follow).
   return open() && (batch.full() || !copying());
 }
