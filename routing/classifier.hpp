@@ -49,6 +49,9 @@ struct Classification {
   bool primary_only = false;    // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED: only the primary runs it
   bool catalog_change = false;  // DDL of functions, views, extensions, schemas... or DO: reload the catalog
   bool reads_unlogged = false;  // reads a relation only the primary has rows of (FunctionCatalog::unlogged_relation)
+  // The lexer could not read the text as every server will (SqlLexer::error()): under standard_conforming_strings
+  // off, or a client encoding whose characters may end in a backslash byte, statements may hide in it.
+  bool unreadable = false;
   // Session state only the primary can keep (the first such statement's): temp tables, session advisory locks
   // (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD.
   PinReason pin_reason = PinReason::None;
@@ -76,6 +79,7 @@ struct Classification {
     primary_only = primary_only || other.primary_only;
     catalog_change = catalog_change || other.catalog_change;
     reads_unlogged = reads_unlogged || other.reads_unlogged;
+    unreadable = unreadable || other.unreadable;
     if (other.isolation > isolation) isolation = other.isolation;
   }
   bool serializable() const { return isolation == Isolation::Serializable; }
@@ -124,7 +128,8 @@ struct LexicalResult {
 // - SET default_transaction_read_only / transaction_read_only are plain Session (read_only stays false);
 // - a multi-statement string mixing SET/SHOW... with other statements is a Write;
 // - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write; so is text the
-//   server may read otherwise (SqlLexer::error()), and its session effects are unknown (Opaque).
+//   server may read otherwise (SqlLexer::error()), marked unreadable: in a session whose settings make that
+//   reading possible, its session effects are unknown (ClientSession::lexer_may_misread).
 // Session facts (pin_reason, effects, write_function) see statements and calls as written, and a call counts
 // also where it does not run (EXPLAIN, PREPARE, CREATE VIEW). What a DO block changes is unknown (Opaque), and
 // so is what a call of a catalog session function changes (FunctionCatalog::session_function); such a call is

@@ -434,6 +434,7 @@ void note_set(const StatementScan& s, Classification& c) {
     ParameterName local_name;
     const bool named = s.word(1, "local") && read_parameter(s, 2, local_name) != 0;
     if (named && is_transaction_mode_parameter(local_name.view())) c.read_write = true;
+    if (named) c.parameter = local_name;  // what the transaction's statements are parsed under may change
     return;
   }
   const size_t at = s.word(1, "session") && !s.word(2, "characteristics") && !s.word(2, "authorization") ? 2 : 1;
@@ -529,7 +530,7 @@ LexicalResult classify_lexically(std::string_view sql, const Classifier& classif
     // the server read in it may have changed the session (a SET pgmux took for part of a string literal).
     out.needs_parser = false;
     out.classification = make(StatementKind::Write, lex.error());
-    out.classification.effects.add(SessionEffect::Opaque);
+    out.classification.unreadable = true;
     out.classification.primary_hint = lex.primary_hint();
     return out;
   }

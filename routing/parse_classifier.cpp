@@ -255,8 +255,10 @@ Classification classify_variable_set(const json& body) {
   } else if (is_transaction_mode_parameter(name)) {  // lasts the transaction, as each one starts anew
     c.effects.add(SessionEffect::SetLocal);
     c.read_write = true;
+    if (local) c.parameter.append(name);
   } else if (local || name.starts_with("TRANSACTION")) {  // SET TRANSACTION [SNAPSHOT] lasts the transaction
     c.effects.add(SessionEffect::SetLocal);
+    if (local) c.parameter.append(name);  // what the transaction's statements are parsed under may change
   } else {
     c.effects.add(SessionEffect::Set);
     if (name == "default_transaction_isolation") c.isolation = default_isolation(member(body, "args"));

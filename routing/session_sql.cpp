@@ -89,19 +89,46 @@ constexpr std::string_view kAnalysisParameters[] = {
 
 bool same_letters(char lower, char any) { return lower == std::tolower(static_cast<unsigned char>(any)); }
 
+bool mentions(std::string_view text, std::string_view lower) {
+  return std::search(text.begin(), text.end(), lower.begin(), lower.end(),
+                     [](char any, char l) { return same_letters(l, any); }) != text.end();
+}
+
+bool same_name(std::string_view lower, std::string_view any) {
+  return lower.size() == any.size() && std::equal(lower.begin(), lower.end(), any.begin(), same_letters);
+}
+
 }  // namespace
 
 bool affects_statement_analysis(std::string_view parameter) {
-  return std::any_of(std::begin(kAnalysisParameters), std::end(kAnalysisParameters), [&](std::string_view name) {
-    return name.size() == parameter.size() && std::equal(name.begin(), name.end(), parameter.begin(), same_letters);
-  });
+  return std::any_of(std::begin(kAnalysisParameters), std::end(kAnalysisParameters),
+                     [&](std::string_view name) { return same_name(name, parameter); });
 }
 
 bool may_affect_statement_analysis(std::string_view command) {
-  return std::any_of(std::begin(kAnalysisParameters), std::end(kAnalysisParameters), [&](std::string_view name) {
-    return std::search(command.begin(), command.end(), name.begin(), name.end(),
-                       [](char any, char lower) { return same_letters(lower, any); }) != command.end();
-  });
+  static constexpr std::string_view kSpellings[] = {"time zone", "schema", "names", "authorization", "xml option"};
+  const auto named = [&](std::string_view lower) { return mentions(command, lower); };
+  return std::any_of(std::begin(kAnalysisParameters), std::end(kAnalysisParameters), named) ||
+         std::any_of(std::begin(kSpellings), std::end(kSpellings), named);
+}
+
+// Client encodings (and aliases) whose characters' second byte may be 0x5C.
+constexpr std::string_view kBackslashTrailEncodings[] = {
+    "sjis",       "shift_jis", "shiftjis", "mskanji",    "win932", "windows932", "big5", "win950",
+    "windows950", "gbk",       "win936",   "windows936", "cp936",  "gb18030",    "johab"};
+
+bool lexer_may_misread(std::string_view parameter, std::string_view value) {
+  if (same_name("standard_conforming_strings", parameter)) return !same_name("on", value);
+  if (!same_name("client_encoding", parameter)) return false;
+  return std::any_of(std::begin(kBackslashTrailEncodings), std::end(kBackslashTrailEncodings),
+                     [&](std::string_view name) { return mentions(value, name); });
+}
+
+bool may_change_text_reading(std::string_view command) {
+  if (mentions(command, "standard_conforming_strings")) return true;  // whatever it sets it to
+  if (!mentions(command, "client_encoding") && !mentions(command, "names")) return false;
+  return std::any_of(std::begin(kBackslashTrailEncodings), std::end(kBackslashTrailEncodings),
+                     [&](std::string_view name) { return mentions(command, name); });
 }
 
 }  // namespace pgmux::routing

@@ -21,8 +21,16 @@ std::string set_statement(std::string_view name, std::string_view value);
 // only how it runs: transaction pooling shares a prepared statement's server copy only among sessions alike in
 // these (ClientSession::analysis_settings_key). Matched case-insensitively.
 bool affects_statement_analysis(std::string_view parameter);
-// A session command (the session log's SQL) that may set one of those: it names one anywhere, in any case.
+// A session command (the session log's SQL) that may set one of those: it names one anywhere (or SET TIME ZONE,
+// SCHEMA, NAMES, SESSION AUTHORIZATION, XML OPTION), in any case.
 bool may_affect_statement_analysis(std::string_view command);
+// A client encoding in which a character's second byte may be a backslash (SJIS, BIG5, GBK, GB18030, JOHAB and
+// their aliases), or standard_conforming_strings off: text may then mean something else to the server than to
+// pgmux's lexer where it reports an error (Classification::unreadable).
+bool lexer_may_misread(std::string_view parameter, std::string_view value);
+// A session command that may change either (standard_conforming_strings to anything, client_encoding or SET NAMES
+// to such an encoding).
+bool may_change_text_reading(std::string_view command);
 
 // The statements of a multi-statement string, each without its ';' and surrounding white space, cut by
 // PostgreSQL's own scanner (libpg_query), so quotes, comments and dollar quoting are respected.

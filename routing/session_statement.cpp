@@ -142,7 +142,12 @@ StatementSessionFacts statement_session_facts(std::string_view statement) {
   const std::string text(statement);  // libpg_query wants a NUL-terminated string
   PgQueryParseResult result = pg_query_parse(text.c_str());
   StatementSessionFacts facts;
-  if (result.error == nullptr && result.parse_tree != nullptr) {
+  if (result.error != nullptr) {
+    // Text the server ran (a failed statement is never asked about) that the parser rejects: read under other
+    // settings (standard_conforming_strings off, a client encoding), its effect is unknown, and replaying it could
+    // run anything (an INSERT) again.
+    facts.replay = SessionReplay::Unknown;
+  } else if (result.parse_tree != nullptr) {
     const json doc = json::parse(result.parse_tree, nullptr, /*allow_exceptions=*/false);
     const json* stmts = member(doc, "stmts");
     if (!doc.is_discarded() && stmts != nullptr && stmts->is_array() && stmts->size() == 1) {

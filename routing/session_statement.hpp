@@ -47,8 +47,8 @@ struct StatementSessionFacts {
   Identity identity = Identity::None;
 };
 
-// The facts of one statement (not a multi-statement string). Text the parser rejects gives the defaults: a
-// statement that fails changes nothing.
+// The facts of one statement (not a multi-statement string). Text the parser rejects has an unknown effect (the
+// server read it otherwise); otherwise the defaults.
 StatementSessionFacts statement_session_facts(std::string_view statement);
 
 // statement_session_facts(statement).identity == Identity::SessionAuthorization, the parser asked only for text

@@ -157,7 +157,7 @@ Token SqlLexer::scan_word(size_t begin) {
 
 constexpr const char* kEncodingDependentBackslash =
     "a byte of a multibyte character before a quote or backslash may be a backslash (client_encoding SJIS, BIG5, GBK, "
-    "UHC or GB18030)";
+    "GB18030 or JOHAB)";
 
 Token SqlLexer::scan_standard_string(size_t begin) {
   // With standard_conforming_strings = on (the default since 9.1) only '' escapes a quote. A server running
@@ -207,8 +207,8 @@ Token SqlLexer::scan_standard_string(size_t begin) {
   return take(TokenKind::String, begin);
 }
 
-// A backslash right after a byte >= 0x80 may be the second byte of a multibyte character in SJIS, BIG5, GBK, UHC or
-// GB18030 (client encodings PostgreSQL converts before reading the text), not a backslash: where the string ends
+// A backslash right after a byte >= 0x80 may be the second byte of a multibyte character in SJIS, BIG5, GBK, GB18030
+// or JOHAB (client encodings PostgreSQL converts before reading the text), not a backslash: where the string ends
 // then depends on the session's encoding when the next character is a quote or a backslash.
 bool SqlLexer::backslash_depends_on_encoding(size_t i) const {
   return i > 0 && static_cast<unsigned char>(sql_[i - 1]) >= 0x80 && i + 1 < sql_.size() &&

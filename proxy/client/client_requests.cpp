@@ -14,6 +14,7 @@
 #include "proxy/server/server_conn.hpp"
 #include "proxy/control/worker.hpp"
 #include "routing/read_your_writes.hpp"
+#include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
 
@@ -132,6 +133,7 @@ bool ClientConn::dispatch_copy_message() {
   }
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
+  if (in_.unparsed() == 0) drop_idle_servers();  // after a failed COPY: its server may go back (transaction pooling)
   return true;
 }
 
@@ -497,7 +499,11 @@ void ClientConn::note_outstanding(const routing::Classification& c, bool is_prim
 // positives only cost that), and a pin keeps the client on its server.
 void ClientConn::note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary,
                                       OwedReply& owed) {
-  if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary())) {
+  // A SET LOCAL of a setting statements are parsed under: those parsed in this transaction do not mean what their
+  // shared names say (ClientSession::analysis_settings_key); the server's reset drops them.
+  const bool local_analysis = c.effects.has(routing::SessionEffect::SetLocal) &&
+                              routing::affects_statement_analysis(c.parameter.view());
+  if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary() || local_analysis)) {
     server->session_dirty = true;
     if (c.effects.has(routing::SessionEffect::DiscardAll) || c.effects.has(routing::SessionEffect::DeallocateAll)) {
       server->server_statements.clear();  // the client's command drops pgmux's shared statements there too

@@ -42,7 +42,16 @@ routing::Classification ClientConn::unnamed_class(const routing::CatalogState& c
   return c;
 }
 
-routing::Classification ClientConn::classify_request() {
+routing::Classification ClientConn::classify_request() { return as_session_reads(classify_request_texts()); }
+
+// Text the lexer could not read, in a session whose settings let the server read it otherwise
+// (standard_conforming_strings off, an SJIS-like client encoding): statements may hide in it, as in a DO block.
+routing::Classification ClientConn::as_session_reads(routing::Classification c) const {
+  if (c.unreadable && session_.lexer_may_misread()) c.effects.add(routing::SessionEffect::Opaque);
+  return c;
+}
+
+routing::Classification ClientConn::classify_request_texts() {
   routing::Classifier& classifier = worker_.classifier();
   const routing::CatalogState catalog = catalog_.state();
   routing::Classification result;

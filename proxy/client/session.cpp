@@ -127,16 +127,18 @@ void ClientSession::note_isolation_default(const routing::Classification& c) {
   }
 }
 
-uint64_t ClientSession::analysis_settings_key() const {
-  if (analysis_key_.generation == log_generation && analysis_key_.log_size == log.size()) return analysis_key_.key;
+const ClientSession::TextFacts& ClientSession::text_facts() const {
+  if (text_facts_.generation == log_generation && text_facts_.log_size == log.size()) return text_facts_;
   uint64_t hash = 1469598103934665603ull;  // FNV-1a
   bool any = false;
+  bool misread = false;
   const auto mix = [&](std::string_view text) {
     for (char ch : text) hash = (hash ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
     hash = (hash ^ 0xffu) * 1099511628211ull;  // a separator no text byte equals: "ab","c" is not "a","bc"
     any = true;
   };
   for (const auto& [name, value] : wanted_params.entries()) {
+    misread = misread || routing::lexer_may_misread(name, value);
     if (!routing::affects_statement_analysis(name)) continue;
     if (name == "client_encoding" && value == "UTF8") continue;  // what a UTF8 database's sessions have unasked
     mix(name);
@@ -144,9 +146,10 @@ uint64_t ClientSession::analysis_settings_key() const {
   }
   for (const std::string& command : log) {
     if (routing::may_affect_statement_analysis(command)) mix(command);
+    misread = misread || routing::may_change_text_reading(command);  // whatever it set: the worst is assumed
   }
-  analysis_key_ = {log_generation, log.size(), any ? hash | 1 : 0};
-  return analysis_key_.key;
+  text_facts_ = {log_generation, log.size(), any ? hash | 1 : 0, misread};
+  return text_facts_;
 }
 
 PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,

@@ -102,7 +102,10 @@ struct ClientSession {
   // startup parameters and the log, as a hash: 0 for none. Transaction pooling shares a statement's server copy
   // only among sessions with the same key (another TimeZone reads '2024-01-01'::timestamptz otherwise, another
   // search_path finds other tables).
-  uint64_t analysis_settings_key() const;
+  uint64_t analysis_settings_key() const { return text_facts().analysis_key; }
+  // Text the lexer cannot read (Classification::unreadable) may hide statements for this session: its client
+  // encoding or standard_conforming_strings, at login or set since (routing::lexer_may_misread).
+  bool lexer_may_misread() const { return text_facts().misread; }
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
   std::string deferred_begin;              // a BEGIN answered by pgmux, sent with the next statement
@@ -160,14 +163,16 @@ struct ClientSession {
  private:
   StatementMap statements_;  // by the client's name; changed only by remember and erase_statement
   mutable LastFoundStatement last_found_;
-  // analysis_settings_key's last answer, for the log as it was then (its generation and size; the startup
-  // parameters never change).
-  struct AnalysisKey {
+  // What the startup parameters and the log say of how the session's text is read, for the log as it was then (its
+  // generation and size; the startup parameters never change).
+  struct TextFacts {
     uint64_t generation = ~uint64_t{0};
     size_t log_size = 0;
-    uint64_t key = 0;
+    uint64_t analysis_key = 0;
+    bool misread = false;
   };
-  mutable AnalysisKey analysis_key_;
+  const TextFacts& text_facts() const;
+  mutable TextFacts text_facts_;
 };
 
 }  // namespace pgmux::proxy

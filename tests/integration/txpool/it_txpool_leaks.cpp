@@ -96,6 +96,36 @@ TEST_CASE("SET in text pgmux cannot read alike (SJIS bytes, standard_conforming_
   }
 }
 
+// The other side of the case above: text the lexer cannot read is no hidden SET in a session whose settings make
+// the server read it as the lexer does (the default standard_conforming_strings and UTF8): such a client is not
+// kept on its server. And where the server reads it otherwise, a write in it runs once: it is no session command
+// to replay on the client's next server.
+TEST_CASE("unreadable text pins only where the session's settings may hide statements in it, and never replays") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  auto config = default_config(port);
+  config["workers"] = 1;
+  config["timeouts"]["query_wait_timeout"] = 3;
+  for (auto& database : config["databases"]) {
+    database["pool_mode"] = "transaction";
+    database["pool_size"] = 1;
+  }
+  PgmuxProcess pgmux(config.dump(), port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  PgConn a = connect(info);
+  CHECK(scalar(a.get(), "SELECT replace('C:\\tmp', '\\', '/')") == "C:/tmp");
+  PgConn b = connect(info);  // the one server is free again
+  CHECK(scalar(b.get(), "SELECT 2") == "2");
+  exec(b.get(), "DROP TABLE IF EXISTS leaks_once; CREATE TABLE leaks_once (v text)");
+  PgConn off = connect(info + " options='-c standard_conforming_strings=off'");
+  exec(off.get(), "INSERT INTO leaks_once VALUES ('O\\'Brien')");
+  for (int i = 0; i < 3; ++i) CHECK(scalar(off.get(), "SELECT count(*) FROM leaks_once") == "1");
+  CHECK(scalar(off.get(), "SELECT v FROM leaks_once") == "O'Brien");
+  off.reset();
+  CHECK(scalar(b.get(), "SELECT count(*) FROM leaks_once") == "1");
+  exec(b.get(), "DROP TABLE leaks_once");
+}
+
 TEST_CASE("set_config(..., false) in a query does not leak to the next client") {
   if (direct_mode()) return;
   const int port = pick_listen_port();

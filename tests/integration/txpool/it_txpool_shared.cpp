@@ -149,3 +149,24 @@ TEST_CASE("clients whose settings change what a statement means share no server 
     CHECK(run(c.get(), "spy") == "s2");
   }
 }
+
+// The same inside a transaction: a copy parsed after SET LOCAL TimeZone there is not the one of the session's
+// settings its shared name says; it must not outlive the transaction on that server for another client.
+TEST_CASE("a statement parsed after SET LOCAL of such a setting stays out of other clients' hands") {
+  Fixture f(8);
+  const std::string stamp = "SELECT '2024-01-01 00:00'::timestamptz::text";
+  for (bool direct : {true, false}) {
+    CAPTURE(direct);
+    const std::string ci = direct ? conninfo(cluster_ports().primary, "app", "app", kDb) : f.ci;
+    PgConn a = connect(ci + " options='-c TimeZone=UTC'");
+    PgConn b = connect(ci + " options='-c TimeZone=UTC'");
+    REQUIRE(prepare(b.get(), "st", stamp) == "");
+    CHECK(run(b.get(), "st") == "2024-01-01 00:00:00+00");
+    exec(a.get(), "BEGIN");
+    exec(a.get(), "SET LOCAL TimeZone = 'Asia/Tokyo'");
+    REQUIRE(prepare(a.get(), "st", stamp) == "");
+    CHECK(run(a.get(), "st") == "2024-01-01 00:00:00+09");
+    exec(a.get(), "COMMIT");
+    CHECK(run(b.get(), "st") == "2024-01-01 00:00:00+00");
+  }
+}
