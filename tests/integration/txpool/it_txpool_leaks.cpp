@@ -10,9 +10,10 @@
 using namespace pgmux::test;
 
 namespace {
-PgmuxProcess start_single_server_pool(int port) {
+PgmuxProcess start_single_server_pool(int port, double query_wait_timeout = 0) {
   auto config = default_config(port);
   config["workers"] = 1;
+  if (query_wait_timeout > 0) config["timeouts"]["query_wait_timeout"] = query_wait_timeout;
   for (auto& database : config["databases"]) {
     database["pool_mode"] = "transaction";
     database["pool_size"] = 1;  // every client gets the same server
@@ -103,14 +104,7 @@ TEST_CASE("SET in text pgmux cannot read alike (SJIS bytes, standard_conforming_
 TEST_CASE("unreadable text pins only where the session's settings may hide statements in it, and never replays") {
   if (direct_mode()) return;
   const int port = pick_listen_port();
-  auto config = default_config(port);
-  config["workers"] = 1;
-  config["timeouts"]["query_wait_timeout"] = 3;
-  for (auto& database : config["databases"]) {
-    database["pool_mode"] = "transaction";
-    database["pool_size"] = 1;
-  }
-  PgmuxProcess pgmux(config.dump(), port);
+  PgmuxProcess pgmux = start_single_server_pool(port, 3);  // a client kept on the one server fails the test fast
   const std::string info = conninfo(port, "app", "app", "app");
   PgConn a = connect(info);
   CHECK(scalar(a.get(), "SELECT replace('C:\\tmp', '\\', '/')") == "C:/tmp");

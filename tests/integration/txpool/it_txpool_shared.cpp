@@ -36,6 +36,11 @@ struct Fixture {
   }
 };
 
+// A direct connection to the primary's database (the oracle), or one through pgmux.
+std::string target(const Fixture& f, bool direct) {
+  return direct ? conninfo(cluster_ports().primary, "app", "app", kDb) : f.ci;
+}
+
 // Prepares `name` as `sql` (libpq: Parse and Sync); "" or the SQLSTATE.
 std::string prepare(PGconn* conn, const std::string& name, const std::string& sql) {
   PgResult res(PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr));
@@ -133,7 +138,7 @@ TEST_CASE("clients whose settings change what a statement means share no server 
   const std::string dates = "SELECT '01/02/2024'::date::text || ' ' || '2024-01-01 00:00'::timestamptz::text";
   for (bool direct : {true, false}) {
     CAPTURE(direct);
-    const std::string ci = direct ? conninfo(cluster_ports().primary, "app", "app", kDb) : f.ci;
+    const std::string ci = target(f, direct);
     PgConn a = connect(ci + " options='-c TimeZone=UTC -c DateStyle=ISO,MDY'");
     PgConn b = connect(ci + " options='-c TimeZone=Asia/Tokyo -c DateStyle=ISO,DMY'");
     PgConn c = connect(ci + " options='-c search_path=s2'");
@@ -157,7 +162,7 @@ TEST_CASE("a statement parsed after SET LOCAL of such a setting stays out of oth
   const std::string stamp = "SELECT '2024-01-01 00:00'::timestamptz::text";
   for (bool direct : {true, false}) {
     CAPTURE(direct);
-    const std::string ci = direct ? conninfo(cluster_ports().primary, "app", "app", kDb) : f.ci;
+    const std::string ci = target(f, direct);
     PgConn a = connect(ci + " options='-c TimeZone=UTC'");
     PgConn b = connect(ci + " options='-c TimeZone=UTC'");
     REQUIRE(prepare(b.get(), "st", stamp) == "");
