@@ -42,13 +42,16 @@ routing::Classification ClientConn::unnamed_class(const routing::CatalogState& c
   return c;
 }
 
-routing::Classification ClientConn::classify_request() { return as_session_reads(classify_request_texts()); }
+routing::Classification ClientConn::classify_request() {
+  routing::Classification c = classify_request_texts();  // returned in place: this runs per request
+  read_as_session_does(c);
+  return c;
+}
 
 // Text the lexer could not read, in a session whose settings let the server read it otherwise
 // (standard_conforming_strings off, an SJIS-like client encoding): statements may hide in it, as in a DO block.
-routing::Classification ClientConn::as_session_reads(routing::Classification c) const {
+void ClientConn::read_as_session_does(routing::Classification& c) const {
   if (c.unreadable && session_.lexer_may_misread()) c.effects.add(routing::SessionEffect::Opaque);
-  return c;
 }
 
 routing::Classification ClientConn::classify_request_texts() {
@@ -189,7 +192,11 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   const routing::BackendsView& view = worker_.view();
   const bool read_only = routing::is_read_only_statement(c, session_.route) && !c.read_needs_primary();
 
-  if (const std::optional<ServerConn*> followed = server_to_follow(c, read_only)) return *followed;
+  // (Each rule of server_to_follow needs one of these: most requests of transaction pooling meet none, and skip
+  // the call.)
+  if (active_ || request_.uses_prior_unnamed || !session_.standby_hold_cursors.empty()) {
+    if (const std::optional<ServerConn*> followed = server_to_follow(c, read_only)) return *followed;
+  }
   describe_held_standby(session_.route);
   session_.route.cluster_commit = replay_wait_ ? replay_wait_->cluster_commit : worker_.shared().commits.latest();
   const routing::RouteSettings settings = route_settings();

@@ -133,13 +133,15 @@ std::vector<TrackedStatement> ClientConn::tracked_statements(const SessionComman
     tracked.push_back(std::move(s));
   };
   for (const std::string& text : command.statements) {
-    const routing::Classification c = as_session_reads(worker_.classifier().classify(text, catalog_.state()));
+    routing::Classification c = worker_.classifier().classify(text, catalog_.state());
+    read_as_session_does(c);
     if (!c.multi_statement) {
       add(text, c);
       continue;
     }
     for (std::string& statement : routing::split_statements(text)) {
-      const routing::Classification one = as_session_reads(worker_.classifier().classify(statement, catalog_.state()));
+      routing::Classification one = worker_.classifier().classify(statement, catalog_.state());
+      read_as_session_does(one);
       add(std::move(statement), one);
     }
   }
