@@ -38,6 +38,12 @@ void check_describe_unnamed_as_postgresql(PGconn* conn) {
   CHECK(sqlstate(described.get()) == sqlstate(expected.get()));
   CHECK(PQnfields(described.get()) == 0);
 }
+
+// What a fresh client of `info` is shown for `setting`.
+std::string fresh_setting(const std::string& info, const std::string& setting) {
+  PgConn probe = connect(info);
+  return scalar(probe.get(), "SHOW " + setting);
+}
 }  // namespace
 
 TEST_CASE("SET via the extended protocol or a multi-statement string does not leak to the next client") {
@@ -45,10 +51,7 @@ TEST_CASE("SET via the extended protocol or a multi-statement string does not le
   const int port = pick_listen_port();
   PgmuxProcess pgmux = start_single_server_pool(port);
   const std::string info = conninfo(port, "app", "app", "app");
-  const std::string default_path = [&] {
-    PgConn probe = connect(info);
-    return scalar(probe.get(), "SHOW search_path");
-  }();
+  const std::string default_path = fresh_setting(info, "search_path");
 
   {
     PgConn a = connect(info);
@@ -78,10 +81,7 @@ TEST_CASE("SET in text pgmux cannot read alike (SJIS bytes, standard_conforming_
   const int port = pick_listen_port();
   PgmuxProcess pgmux = start_single_server_pool(port);
   const std::string info = conninfo(port, "app", "app", "app");
-  const std::string default_path = [&] {
-    PgConn probe = connect(info);
-    return scalar(probe.get(), "SHOW search_path");
-  }();
+  const std::string default_path = fresh_setting(info, "search_path");
   const std::pair<std::string, std::string> hidden[] = {
       {" client_encoding=SJIS", "select E'\x95\\'; set search_path = leaked_sjis; --'"},
       {" options='-c standard_conforming_strings=off'", "select 'a\\''; set search_path = leaked_scs; --'"}};
