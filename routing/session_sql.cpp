@@ -105,6 +105,13 @@ bool affects_statement_analysis(std::string_view parameter) {
                      [&](std::string_view name) { return same_name(name, parameter); });
 }
 
+bool fixed_at_parse(std::string_view parameter) {
+  for (std::string_view revalidated : {"search_path", "role", "session_authorization", "row_security"}) {
+    if (same_name(revalidated, parameter)) return false;
+  }
+  return affects_statement_analysis(parameter);
+}
+
 bool may_affect_statement_analysis(std::string_view command) {
   static constexpr std::string_view kSpellings[] = {"time zone", "schema", "names", "authorization", "xml option"};
   const auto named = [&](std::string_view lower) { return mentions(command, lower); };

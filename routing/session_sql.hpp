@@ -21,6 +21,10 @@ std::string set_statement(std::string_view name, std::string_view value);
 // only how it runs: transaction pooling shares a prepared statement's server copy only among sessions alike in
 // these (ClientSession::analysis_settings_key). Matched case-insensitively.
 bool affects_statement_analysis(std::string_view parameter);
+// Of those, the ones whose effect PostgreSQL bakes into a prepared statement for good (constants read under
+// TimeZone, DateStyle, string syntax...): it analyzes a cached statement again when search_path, the role or
+// row_security differ at execution.
+bool fixed_at_parse(std::string_view parameter);
 // A session command (the session log's SQL) that may set one of those: it names one anywhere (or SET TIME ZONE,
 // SCHEMA, NAMES, SESSION AUTHORIZATION, XML OPTION), in any case.
 bool may_affect_statement_analysis(std::string_view command);

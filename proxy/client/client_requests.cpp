@@ -499,10 +499,12 @@ void ClientConn::note_outstanding(const routing::Classification& c, bool is_prim
 // positives only cost that), and a pin keeps the client on its server.
 void ClientConn::note_session_effects(ServerConn* server, const routing::Classification& c, bool is_primary,
                                       OwedReply& owed) {
-  // A SET LOCAL of a setting statements are parsed under: those parsed in this transaction do not mean what their
-  // shared names say (ClientSession::analysis_settings_key); the server's reset drops them.
-  const bool local_analysis = c.effects.has(routing::SessionEffect::SetLocal) &&
-                              routing::affects_statement_analysis(c.parameter.view());
+  // A SET LOCAL of a setting statements keep from their parse: those parsed in this transaction do not mean what
+  // their shared names say (ClientSession::analysis_settings_key); the server's reset drops them. (Not for
+  // search_path or the role, which PostgreSQL checks at each execution: per-transaction SET LOCAL of those is
+  // common, and a reset each time would cost a round trip and every shared statement.)
+  const bool local_analysis =
+      c.effects.has(routing::SessionEffect::SetLocal) && routing::fixed_at_parse(c.parameter.view());
   if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary() || local_analysis)) {
     server->session_dirty = true;
     if (c.effects.has(routing::SessionEffect::DiscardAll) || c.effects.has(routing::SessionEffect::DeallocateAll)) {

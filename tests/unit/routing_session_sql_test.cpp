@@ -46,3 +46,11 @@ TEST_CASE("parameters that change what a statement means when it is parsed") {
   CHECK(may_affect_statement_analysis("SET ROLE reader"));
   CHECK_FALSE(may_affect_statement_analysis("SET statement_timeout = 5"));
 }
+
+TEST_CASE("settings a prepared statement keeps from its parse, and those PostgreSQL checks at each execution") {
+  CHECK(fixed_at_parse("TimeZone"));
+  CHECK(fixed_at_parse("datestyle"));
+  CHECK_FALSE(fixed_at_parse("search_path"));
+  CHECK_FALSE(fixed_at_parse("role"));
+  CHECK_FALSE(fixed_at_parse("statement_timeout"));
+}
