@@ -110,6 +110,9 @@ TEST_CASE("unreadable text pins only where the session's settings may hide state
   CHECK(scalar(a.get(), "SELECT replace('C:\\tmp', '\\', '/')") == "C:/tmp");
   PgConn b = connect(info);  // the one server is free again
   CHECK(scalar(b.get(), "SELECT 2") == "2");
+  // ... but what such text leaves on its server (pgmux read no CREATE TEMP TABLE in it) is reset before B gets it.
+  exec(a.get(), "CREATE TEMP TABLE leaked_root AS SELECT 'C:\\' AS root");
+  CHECK(scalar(b.get(), "SELECT to_regclass('pg_temp.leaked_root') IS NULL") == "t");
   exec(b.get(), "DROP TABLE IF EXISTS leaks_once; CREATE TABLE leaks_once (v text)");
   PgConn off = connect(info + " options='-c standard_conforming_strings=off'");
   exec(off.get(), "INSERT INTO leaks_once VALUES ('O\\'Brien')");
