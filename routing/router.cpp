@@ -124,6 +124,30 @@ ReplayNeed replay_need(const std::optional<CommitToSee>& commit, const BackendsV
   return need;
 }
 
+// No standby can take the read: the primary (or a wait for one), with the reason a metric and EXPLAIN ROUTE give, or
+// no backend when fallback_to_primary is off.
+Route no_standby_for_read(const ClientRouteState& state, const BackendsView& view, const RouteSettings& settings,
+                          const ReplayNeed& need, RouteReason held) {
+  bool any_readable = false;
+  bool any_lagging = false;
+  for (size_t i = 0; i < view.backends.size(); ++i) {
+    if (!in_mask(state.backend_mask, static_cast<int>(i))) continue;
+    any_readable |= view.backends[i].readable;
+    // Only standbys: the topology leaves lag_excluded set on a standby that was promoted (or fenced) since.
+    const BackendStatus& b = view.backends[i];
+    any_lagging |= b.lag_excluded && b.reachable && b.role == Role::Standby;
+  }
+  if (need.unknown()) return primary_or_wait(view, state.backend_mask, held);
+  RouteReason why = RouteReason::NoEligibleStandby;
+  if (need.commit && any_readable) {
+    why = held;
+  } else if (any_lagging && !any_readable) {
+    why = RouteReason::LagExcluded;
+  }
+  if (settings.fallback_to_primary) return primary_or_wait(view, state.backend_mask, why);
+  return Route{RouteTarget::NoBackend, -1, why};
+}
+
 }  // namespace
 
 Route route_statement(const Classification& c, const ClientRouteState& state, const BackendsView& view,
@@ -192,24 +216,7 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   int pick = balancer.pick(view, allowed);
   if (pick >= 0) return Route{RouteTarget::Standby, pick, RouteReason::Read};
 
-  bool any_readable = false;
-  bool any_lagging = false;
-  for (size_t i = 0; i < view.backends.size(); ++i) {
-    if (!in_mask(state.backend_mask, static_cast<int>(i))) continue;
-    any_readable |= view.backends[i].readable;
-    // Only standbys: the topology leaves lag_excluded set on a standby that was promoted (or fenced) since.
-    const BackendStatus& b = view.backends[i];
-    any_lagging |= b.lag_excluded && b.reachable && b.role == Role::Standby;
-  }
-  if (need.unknown()) return primary_or_wait(view, state.backend_mask, held);
-  RouteReason why = RouteReason::NoEligibleStandby;
-  if (need.commit && any_readable) {
-    why = held;
-  } else if (any_lagging && !any_readable) {
-    why = RouteReason::LagExcluded;
-  }
-  if (settings.fallback_to_primary) return primary_or_wait(view, state.backend_mask, why);
-  return Route{RouteTarget::NoBackend, -1, why};
+  return no_standby_for_read(state, view, settings, need, held);
 }
 
 }  // namespace pgmux::routing
