@@ -66,6 +66,41 @@ int peak_sleeping(std::vector<PgConn>& conns, const std::string& sql) {
   return peak;
 }
 
+// Their clients gone, the pools of kDb are deleted: SHOW STATS_TOTALS keeps counting their transactions
+// (PgBouncer's exporters read them as counters, which must not go backwards).
+void check_totals_kept(int port, std::vector<PgConn>& conns) {
+  PgConn console = connect(conninfo(port, "postgres", "postgres", "pgmux"));
+  auto stat = [&](const char* command, const char* column) {
+    PgResult r = exec(console.get(), command);
+    const int database = PQfnumber(r.get(), "database"), value = PQfnumber(r.get(), column);
+    for (int row = 0; row < PQntuples(r.get()); ++row) {
+      if (kDb == std::string(PQgetvalue(r.get(), row, database))) return std::atoll(PQgetvalue(r.get(), row, value));
+    }
+    return -1LL;
+  };
+  const long long before = stat("SHOW STATS_TOTALS", "xact_count");
+  CHECK(before > 0);
+  conns.clear();
+  CHECK(wait_until([&] { return stat("SHOW POOLS", "cl_active") == -1; }, 10));  // every pool of kDb is gone
+  CHECK(stat("SHOW STATS_TOTALS", "xact_count") == before);
+}
+
+// Clients of kDb through "*" (pool_size 10), then a reload gives kDb an entry of its own (pool_size 2): those
+// clients keep "*"'s pool; new ones share the entry's 2 servers.
+void check_entry_added_for_wildcard_clients(PgmuxProcess& pgmux, nlohmann::json& config, int listen,
+                                            const std::string& ci) {
+  std::vector<PgConn> old, all;
+  for (int i = 0; i < 4; ++i) old.push_back(connect(ci));
+  nlohmann::json own = txpool_config(listen, kDb, 2);
+  config["databases"].push_back(database_entry(own));
+  reload_config(pgmux, config);
+  for (int i = 0; i < 4; ++i) all.push_back(connect(ci));
+  CHECK(peak_sleeping(all, "SELECT pg_sleep(0.5)") == 2);
+  CHECK(peak_sleeping(old, "SELECT pg_sleep(0.5)") == 4);
+  for (PgConn& c : old) all.push_back(std::move(c));
+  CHECK(peak_sleeping(all, "SELECT pg_sleep(0.8)") == 6);
+}
+
 }  // namespace
 
 TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
@@ -140,35 +175,7 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   all.erase(all.begin(), all.begin() + 6);
   conns = std::move(all);  // the five that logged in before the reload
 
-  // Their clients gone, the stale pool and the "*" one are deleted: SHOW STATS_TOTALS keeps counting their
-  // transactions (PgBouncer's exporters read them as counters, which must not go backwards).
-  PgConn console = connect(conninfo(proxy.port(), "postgres", "postgres", "pgmux"));
-  auto stat = [&](const char* command, const char* column) {
-    PgResult r = exec(console.get(), command);
-    const int database = PQfnumber(r.get(), "database"), value = PQfnumber(r.get(), column);
-    for (int row = 0; row < PQntuples(r.get()); ++row) {
-      if (kDb == std::string(PQgetvalue(r.get(), row, database))) return std::atoll(PQgetvalue(r.get(), row, value));
-    }
-    return -1LL;
-  };
-  const long long before = stat("SHOW STATS_TOTALS", "xact_count");
-  CHECK(before > 0);
-  conns.clear();
-  CHECK(wait_until([&] { return stat("SHOW POOLS", "cl_active") == -1; }, 10));  // both pools are gone
-  CHECK(stat("SHOW STATS_TOTALS", "xact_count") == before);
-
-  // The other way: clients of kDb through "*" (pool_size 10), then a reload gives kDb an entry of its own
-  // (pool_size 2). Those clients keep "*"'s pool; new ones share the entry's 2 servers.
-  for (int i = 0; i < 4; ++i) conns.push_back(connect(ci));
-  nlohmann::json own = txpool_config(listen, kDb, 2);
-  config["databases"].push_back(database_entry(own));
-  reload_config(pgmux, config);
-  all.clear();  // moved from, above
-  for (int i = 0; i < 4; ++i) all.push_back(connect(ci));
-  CHECK(peak_sleeping(all, "SELECT pg_sleep(0.5)") == 2);
-  CHECK(peak_sleeping(conns, "SELECT pg_sleep(0.5)") == 4);
-  for (PgConn& c : conns) all.push_back(std::move(c));
-  CHECK(peak_sleeping(all, "SELECT pg_sleep(0.8)") == 6);
-  all.clear();
+  check_totals_kept(proxy.port(), conns);
+  check_entry_added_for_wildcard_clients(pgmux, config, listen, ci);
   drop_database_quietly(kDb);
 }
