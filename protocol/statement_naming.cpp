@@ -6,10 +6,6 @@
 
 namespace pgmux::protocol {
 
-namespace {
-
-constexpr uint64_t kFnvOffset = 1469598103934665603ull;
-
 uint64_t fnv1a(uint64_t hash, ByteView bytes) {
   for (std::byte b : bytes) {
     hash ^= static_cast<uint8_t>(b);
@@ -17,8 +13,6 @@ uint64_t fnv1a(uint64_t hash, ByteView bytes) {
   }
   return hash;
 }
-
-}  // namespace
 
 uint64_t result_shape(ByteView body) {
   // Int16 count, then per field: name\0, Int32 table, Int16 column, Int32 type, Int16 size, Int32 modifier,

@@ -2,10 +2,16 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "protocol/bytes.hpp"
 
 namespace pgmux::protocol {
+
+// FNV-1a, the hash of the names below: go on from kFnvOffset, or from an earlier call's result.
+inline constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+uint64_t fnv1a(uint64_t hash, ByteView bytes);
+inline uint64_t fnv1a(uint64_t hash, std::string_view text) { return fnv1a(hash, as_bytes(text)); }
 
 // Statements are shared between clients by content: the server-side name is a hash of the whole Parse message
 // after the statement name (query text and parameter types) and of `settings_key`, the session settings the

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "routing/sql_lexer.hpp"
+
 namespace pgmux::routing {
 namespace {
 
@@ -94,20 +96,16 @@ bool mentions(std::string_view text, std::string_view lower) {
                      [](char any, char l) { return same_letters(l, any); }) != text.end();
 }
 
-bool same_name(std::string_view lower, std::string_view any) {
-  return lower.size() == any.size() && std::equal(lower.begin(), lower.end(), any.begin(), same_letters);
-}
-
 }  // namespace
 
 bool affects_statement_analysis(std::string_view parameter) {
   return std::any_of(std::begin(kAnalysisParameters), std::end(kAnalysisParameters),
-                     [&](std::string_view name) { return same_name(name, parameter); });
+                     [&](std::string_view name) { return word_is(parameter, name); });
 }
 
 bool fixed_at_parse(std::string_view parameter) {
   for (std::string_view revalidated : {"search_path", "role", "session_authorization", "row_security"}) {
-    if (same_name(revalidated, parameter)) return false;
+    if (word_is(parameter, revalidated)) return false;
   }
   return affects_statement_analysis(parameter);
 }
@@ -125,8 +123,8 @@ constexpr std::string_view kBackslashTrailEncodings[] = {
     "windows950", "gbk",       "win936",   "windows936", "cp936",  "gb18030",    "johab"};
 
 bool lexer_may_misread(std::string_view parameter, std::string_view value) {
-  if (same_name("standard_conforming_strings", parameter)) return !same_name("on", value);
-  if (!same_name("client_encoding", parameter)) return false;
+  if (word_is(parameter, "standard_conforming_strings")) return !word_is(value, "on");
+  if (!word_is(parameter, "client_encoding")) return false;
   return std::any_of(std::begin(kBackslashTrailEncodings), std::end(kBackslashTrailEncodings),
                      [&](std::string_view name) { return mentions(value, name); });
 }

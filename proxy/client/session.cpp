@@ -129,12 +129,11 @@ void ClientSession::note_isolation_default(const routing::Classification& c) {
 
 const ClientSession::TextFacts& ClientSession::text_facts() const {
   if (text_facts_.generation == log_generation && text_facts_.log_size == log.size()) return text_facts_;
-  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  uint64_t hash = protocol::kFnvOffset;
   bool any = false;
   bool misread = false;
   const auto mix = [&](std::string_view text) {
-    for (char ch : text) hash = (hash ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
-    hash = (hash ^ 0xffu) * 1099511628211ull;  // a separator no text byte equals: "ab","c" is not "a","bc"
+    hash = protocol::fnv1a(protocol::fnv1a(hash, text), std::string_view("\0", 1));  // "ab","c" is not "a","bc"
     any = true;
   };
   for (const auto& [name, value] : wanted_params.entries()) {
