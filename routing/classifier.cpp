@@ -105,6 +105,7 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
   if (lexical.needs_parser) {
     c = classify_with_parser(sql, key, catalog.catalog);
     c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
+    c.unreadable = lexical.classification.unreadable;      // the parser reads strings the standard way
     if (c.kind == StatementKind::TxBegin) c.begin_tag = lexical.classification.begin_tag;
   }
   if (is_read(c) && learned_) {

@@ -49,8 +49,9 @@ struct Classification {
   bool primary_only = false;    // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED: only the primary runs it
   bool catalog_change = false;  // DDL of functions, views, extensions, schemas... or DO: reload the catalog
   bool reads_unlogged = false;  // reads a relation only the primary has rows of (FunctionCatalog::unlogged_relation)
-  // The lexer could not read the text as every server will (SqlLexer::error()): under standard_conforming_strings
-  // off, or a client encoding whose characters may end in a backslash byte, statements may hide in it.
+  // The lexer could not read the text as every session will (SqlLexer::ambiguous()), or at all: under
+  // standard_conforming_strings off, or a client encoding whose characters may end in a backslash byte, statements
+  // may hide in it. The rest of the classification is the default reading's (Reading::Standard).
   bool unreadable = false;
   // Session state only the primary can keep (the first such statement's): temp tables, session advisory locks
   // (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD.
@@ -127,9 +128,10 @@ struct LexicalResult {
 //   (t.f); inside a view all of them are seen (the catalog looks into view definitions);
 // - SET default_transaction_read_only / transaction_read_only are plain Session (read_only stays false);
 // - a multi-statement string mixing SET/SHOW... with other statements is a Write;
-// - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write; so is text the
-//   server may read otherwise (SqlLexer::error()), marked unreadable: in a session whose settings make that
-//   reading possible, its session effects are unknown (ClientSession::lexer_may_misread).
+// - text the server would reject (unterminated literals, NUL, unbalanced parentheses) is a Write. Text a server
+//   may read otherwise under other settings (SqlLexer::ambiguous()) is classified as read by default
+//   (Reading::Standard) and marked unreadable: in a session whose settings make the other reading possible, it
+//   is a Write whose session effects are unknown (ClientSession::lexer_may_misread).
 // Session facts (pin_reason, effects, write_function) see statements and calls as written, and a call counts
 // also where it does not run (EXPLAIN, PREPARE, CREATE VIEW). What a DO block changes is unknown (Opaque), and
 // so is what a call of a catalog session function changes (FunctionCatalog::session_function); such a call is

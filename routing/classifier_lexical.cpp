@@ -511,30 +511,53 @@ void note_session_facts(const StatementScan& s, Classification& c) {
 
 }  // namespace
 
-LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier, const FunctionCatalog* catalog) {
-  LexicalResult out;
-  const ScanContext context{classifier, catalog};
-  SqlLexer lex(sql);
+namespace {
+
+// Every statement of the text, scanned with `lex` and combined (left alone when one needs the parser).
+void scan_statements(SqlLexer& lex, const ScanContext& context, LexicalResult& out) {
   StatementCombiner combiner;
   bool more = true;
   while (more) {
     StatementScan s;
     more = scan_statement(lex, context, s);
-    if (lex.error() != nullptr) break;
+    if (lex.error() != nullptr) return;
     Classification c = decide(s, out.needs_parser);
     note_session_facts(s, c);
     combiner.add(c);
   }
+  if (!out.needs_parser) out.classification = combiner.result();
+}
+
+}  // namespace
+
+LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier, const FunctionCatalog* catalog) {
+  LexicalResult out;
+  const ScanContext context{classifier, catalog};
+  SqlLexer lex(sql);
+  scan_statements(lex, context, out);
+  if (lex.ambiguous()) {
+    // A backslash another session's settings would read otherwise (standard_conforming_strings off, an SJIS-like
+    // client encoding): the text is classified as PostgreSQL reads it by default, which is what every other session
+    // runs, and marked unreadable: a session that may read it otherwise takes its effects as unknown
+    // (ClientConn::read_as_session_does).
+    SqlLexer standard(sql, Reading::Standard);
+    out = LexicalResult{};
+    scan_statements(standard, context, out);
+    out.classification.unreadable = true;
+    if (standard.error() == nullptr) {
+      out.classification.primary_hint = standard.primary_hint();
+      return out;
+    }
+  }
   if (lex.error() != nullptr) {
-    // The server would reject the text (or could read it differently): send it where an error is harmless. What
-    // the server read in it may have changed the session (a SET pgmux took for part of a string literal).
+    // The server rejects the text (an unterminated literal, a NUL byte): send it where an error is harmless.
+    const bool unreadable = out.classification.unreadable;
     out.needs_parser = false;
     out.classification = make(StatementKind::Write, lex.error());
-    out.classification.unreadable = true;
+    out.classification.unreadable = unreadable;
     out.classification.primary_hint = lex.primary_hint();
     return out;
   }
-  if (!out.needs_parser) out.classification = combiner.result();
   out.classification.primary_hint = lex.primary_hint();
   return out;
 }

@@ -27,7 +27,9 @@ CursorRef read_declare(const std::vector<Token>& tokens) {
 }  // namespace
 
 CursorRef cursor_ref(std::string_view sql) {
-  SqlLexer lexer(sql);
+  // Read as a session with the default string syntax reads it; a session that may read it otherwise sends such text
+  // to the primary as a write of unknown effect (ClientConn::read_as_session_does).
+  SqlLexer lexer(sql, Reading::Standard);
   std::vector<Token> tokens;
   for (Token t = lexer.next(); t.kind != TokenKind::End && t.kind != TokenKind::Semicolon; t = lexer.next()) {
     tokens.push_back(t);

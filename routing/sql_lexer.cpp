@@ -158,6 +158,9 @@ Token SqlLexer::scan_word(size_t begin) {
 constexpr const char* kEncodingDependentBackslash =
     "a byte of a multibyte character before a quote or backslash may be a backslash (client_encoding SJIS, BIG5, GBK, "
     "GB18030 or JOHAB)";
+constexpr const char* kAmbiguousBackslash = "backslash in string literal is ambiguous";
+
+bool SqlLexer::ambiguous() const { return error_ == kEncodingDependentBackslash || error_ == kAmbiguousBackslash; }
 
 Token SqlLexer::scan_standard_string(size_t begin) {
   // With standard_conforming_strings = on (the default since 9.1) only '' escapes a quote. A server running
@@ -171,8 +174,10 @@ Token SqlLexer::scan_standard_string(size_t begin) {
     if (i >= sql_.size()) return fail("unterminated quoted string");
     const char ch = sql_[i];
     if (ch == '\0') return fail("NUL byte in statement");
-    if (ch == '\\') backslash = true;
-    if (ch == '\\' && backslash_depends_on_encoding(i)) return fail(kEncodingDependentBackslash);
+    if (ch == '\\' && reading_ == Reading::Strict) {
+      backslash = true;
+      if (backslash_depends_on_encoding(i)) return fail(kEncodingDependentBackslash);
+    }
     if (ch == '\'') {
       if (i + 1 < sql_.size() && sql_[i + 1] == '\'') {
         i += 2;
@@ -186,7 +191,7 @@ Token SqlLexer::scan_standard_string(size_t begin) {
   if (backslash && !unicode) {
     size_t j = open + 1;
     for (;;) {
-      if (j >= sql_.size()) return fail("backslash in string literal is ambiguous");
+      if (j >= sql_.size()) return fail(kAmbiguousBackslash);
       const char ch = sql_[j];
       if (ch == '\\') {
         j += 2;
@@ -201,7 +206,7 @@ Token SqlLexer::scan_standard_string(size_t begin) {
       }
       ++j;
     }
-    if (j + 1 != end) return fail("backslash in string literal is ambiguous");
+    if (j + 1 != end) return fail(kAmbiguousBackslash);
   }
   pos_ = end;
   return take(TokenKind::String, begin);
@@ -222,7 +227,7 @@ Token SqlLexer::scan_escape_string(size_t begin) {
     const char ch = sql_[i];
     if (ch == '\0') return fail("NUL byte in statement");
     if (ch == '\\') {
-      if (backslash_depends_on_encoding(i)) return fail(kEncodingDependentBackslash);
+      if (reading_ == Reading::Strict && backslash_depends_on_encoding(i)) return fail(kEncodingDependentBackslash);
       i += 2;
       continue;
     }

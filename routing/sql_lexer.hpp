@@ -40,9 +40,20 @@ inline bool word_is(std::string_view word, std::string_view lower) {
   return true;
 }
 
+// How backslashes in string literals are read.
+enum class Reading : uint8_t {
+  // As every server reads them, whatever its standard_conforming_strings and the client encoding: a backslash
+  // that would end a string elsewhere under some setting is an error (SqlLexer::ambiguous()).
+  Strict,
+  // As PostgreSQL reads them with standard_conforming_strings on and a client encoding in which no character
+  // holds a backslash byte (UTF8, LATIN1, EUC_JP...): the reading of every session that changed neither
+  // (routing::lexer_may_misread says which may differ).
+  Standard,
+};
+
 class SqlLexer {
  public:
-  explicit SqlLexer(std::string_view sql) : sql_(sql) {}
+  explicit SqlLexer(std::string_view sql, Reading reading = Reading::Strict) : sql_(sql), reading_(reading) {}
 
   // The next token after whitespace and comments; TokenKind::End at the end of input or after an error.
   Token next();
@@ -55,6 +66,8 @@ class SqlLexer {
   // character's byte may be, depending on the client encoding (backslash_depends_on_encoding).
   // Static text; nullptr while everything is fine.
   const char* error() const { return error_; }
+  // The error is one only Reading::Strict reports: text the standard reading scans fine.
+  bool ambiguous() const;
 
  private:
   void skip_space_and_comments();
@@ -73,6 +86,7 @@ class SqlLexer {
   Token scan_operator(size_t begin);
 
   std::string_view sql_;
+  Reading reading_;
   size_t pos_ = 0;
   bool primary_hint_ = false;
   const char* error_ = nullptr;

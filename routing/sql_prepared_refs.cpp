@@ -111,7 +111,7 @@ bool PreparedRef::name_exact(bool client_utf8) const {
 
 std::vector<PreparedRef> prepared_statement_refs(std::string_view sql) {
   std::vector<PreparedRef> refs;
-  SqlLexer lexer(sql);
+  SqlLexer lexer(sql, Reading::Standard);  // as routing::cursor_ref reads
   for (;;) {
     StatementReader reader(lexer, sql);
     const Token first = reader.next();

@@ -33,7 +33,8 @@ struct PreparedRef {
   bool name_exact(bool client_utf8) const;
 };
 
-// Every reference in the string, in order. Text the lexer cannot scan gives what was read before the error.
+// Every reference in the string, in order, read as a session with the default string syntax reads it
+// (Reading::Standard). Text the lexer cannot scan gives what was read before the error.
 std::vector<PreparedRef> prepared_statement_refs(std::string_view sql);
 
 // The PREPARE statement `prepare` with `types` (", "-separated type names, as parameter_types_query reads them)

@@ -13,6 +13,7 @@
 #include "protocol/statement_rewrite.hpp"
 #include "proxy/net/forward_batch.hpp"
 #include "routing/read_your_writes.hpp"
+#include "routing/session_sql.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/server/pool.hpp"
 #include "proxy/control/probe_connection.hpp"
@@ -373,7 +374,10 @@ bool ClientConn::finish_login(const SessionParams& server_params, const char* vi
   session_.route.serializable_server_default = worker_.serializable_default_of(database_, user_config_->name);
   session_.route.serializable_default = session_.resets_to_serializable();
   ByteVector out;
-  for (const auto& [name, value] : server_params.entries()) build_parameter_status(out, name, value);
+  for (const auto& [name, value] : server_params.entries()) {
+    build_parameter_status(out, name, value);
+    session_.login_misread = session_.login_misread || routing::lexer_may_misread(name, value);
+  }
   build_backend_key_data(out, key.process_id, key.secret_key);
   build_ready_for_query(out, 'I');
   send_owned(std::move(out));

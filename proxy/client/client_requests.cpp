@@ -505,8 +505,8 @@ void ClientConn::note_session_effects(ServerConn* server, const routing::Classif
   // common, and a reset each time would cost a round trip and every shared statement.)
   const bool local_analysis =
       c.effects.has(routing::SessionEffect::SetLocal) && routing::fixed_at_parse(c.parameter.view());
-  // Unreadable text: what its statements leave (a temp table, a SET) is not known: the next client gets a reset.
-  if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary() || local_analysis || c.unreadable)) {
+  // (Text this session may read otherwise than the lexer has an unknown effect: read_as_session_does.)
+  if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary() || local_analysis)) {
     server->session_dirty = true;
     if (c.effects.has(routing::SessionEffect::DiscardAll) || c.effects.has(routing::SessionEffect::DeallocateAll)) {
       server->server_statements.clear();  // the client's command drops pgmux's shared statements there too

@@ -49,9 +49,15 @@ routing::Classification ClientConn::classify_request() {
 }
 
 // Text the lexer could not read, in a session whose settings let the server read it otherwise
-// (standard_conforming_strings off, an SJIS-like client encoding): statements may hide in it, as in a DO block.
+// (standard_conforming_strings off, an SJIS-like client encoding): statements may hide in it, as in a DO block, and
+// a write among them. (Other sessions read it as the classifier did.)
 void ClientConn::read_as_session_does(routing::Classification& c) const {
-  if (c.unreadable && session_.lexer_may_misread()) c.effects.add(routing::SessionEffect::Opaque);
+  if (!c.unreadable || !session_.lexer_may_misread()) return;
+  c.effects.add(routing::SessionEffect::Opaque);
+  if (c.kind != routing::StatementKind::Write) {
+    c.kind = routing::StatementKind::Write;
+    c.reason = "text this session's settings may read otherwise";
+  }
 }
 
 routing::Classification ClientConn::classify_request_texts() {

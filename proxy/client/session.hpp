@@ -104,8 +104,10 @@ struct ClientSession {
   // search_path finds other tables).
   uint64_t analysis_settings_key() const { return text_facts().analysis_key; }
   // Text the lexer cannot read (Classification::unreadable) may hide statements for this session: its client
-  // encoding or standard_conforming_strings, at login or set since (routing::lexer_may_misread).
-  bool lexer_may_misread() const { return text_facts().misread; }
+  // encoding or standard_conforming_strings, asked for at login, reported by the server then (a role's or
+  // database's default), or set since (routing::lexer_may_misread).
+  bool lexer_may_misread() const { return login_misread || text_facts().misread; }
+  bool login_misread = false;  // the login's ParameterStatus set has such a setting
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
   std::string deferred_begin;              // a BEGIN answered by pgmux, sent with the next statement

@@ -144,3 +144,35 @@ TEST_CASE("lexer: a backslash byte a multibyte character may end in, before a qu
     CHECK(lex.error() == nullptr);
   }
 }
+
+// Reading::Standard reads as PostgreSQL does by default (standard_conforming_strings on, an encoding without
+// backslash bytes in its characters): the strict reading's ambiguities are strings like any other there.
+TEST_CASE("lexer: the standard reading ends strings where a default session does") {
+  const auto standard_texts = [](std::string_view sql, SqlLexer* out) {
+    SqlLexer lex(sql, pgmux::routing::Reading::Standard);
+    std::vector<std::string> texts;
+    for (Token t = lex.next(); t.kind != TokenKind::End; t = lex.next()) texts.emplace_back(t.text);
+    *out = lex;
+    return texts;
+  };
+  SqlLexer lex("");
+  CHECK(standard_texts("select 'a\\''; set role r2; --'", &lex) ==
+        std::vector<std::string>{"select", "'a\\''; set role r2; --'"});
+  CHECK(lex.error() == nullptr);
+  CHECK(standard_texts("select 'C:\\'; set role r2", &lex) ==
+        std::vector<std::string>{"select", "'C:\\'", ";", "set", "role", "r2"});
+  CHECK(standard_texts("select E'\x95\\'; set role r2; --'", &lex) ==
+        std::vector<std::string>{"select", "E'\x95\\'; set role r2; --'"});
+  CHECK(lex.error() == nullptr);
+  // The strict reading's errors there are ambiguities; an unterminated string is an error in both.
+  for (std::string_view ambiguous : {"select 'C:\\'", "select E'\x95\\'; x --'"}) {
+    CAPTURE(ambiguous);
+    lex_all(ambiguous, &lex);
+    CHECK(lex.ambiguous());
+  }
+  lex_all("select 'x", &lex);
+  CHECK(lex.error() != nullptr);
+  CHECK_FALSE(lex.ambiguous());
+  standard_texts("select 'C:\\' || 'x", &lex);
+  CHECK(lex.error() != nullptr);
+}

@@ -206,16 +206,35 @@ TEST_CASE("classifier: a parse error is a write with reason unparsable") {
 }
 
 // Text pgmux cannot read as every server will (an encoding-dependent backslash, standard_conforming_strings =
-// off): whether statements may hide in it depends on the session's settings.
-TEST_CASE("classifier: text the lexer cannot read is an unreadable write") {
+// off): classified as PostgreSQL reads it by default, the reading of every session that changed neither, and marked
+// unreadable: the session decides what else it may be (ClientConn::read_as_session_does).
+TEST_CASE("classifier: ambiguous text is classified as read by default, and marked unreadable") {
+  using pgmux::routing::PinReason;
+  using pgmux::routing::SessionEffect;
   Classifier c;
-  for (const char* unreadable : {"select E'\x95\\'; set role r2; --'", "select 'a\\''; set role r2; --'"}) {
-    CAPTURE(unreadable);
-    const Classification r = c.classify(unreadable);
-    CHECK(r.kind == StatementKind::Write);
+  for (const char* hidden : {"select E'\x95\\'; set role r2; --'", "select 'a\\''; set role r2; --'"}) {
+    CAPTURE(hidden);
+    const Classification r = c.classify(hidden);  // one SELECT of a string by default
+    CHECK(r.kind == StatementKind::Read);
     CHECK(r.unreadable);
-    CHECK_FALSE(r.effects.has(pgmux::routing::SessionEffect::Opaque));  // the session decides (lexer_may_misread)
+    CHECK(r.effects.empty());
   }
+  const Classification set = c.classify("SET search_path = a; SELECT replace(p, '\\', '/') FROM t");
+  CHECK(set.unreadable);
+  CHECK(set.effects.has(SessionEffect::Set));
+  const Classification temp = c.classify("CREATE TEMP TABLE d AS SELECT 'C:\\' AS p");
+  CHECK(temp.unreadable);
+  CHECK(temp.pin_reason == PinReason::TempTable);
+  const Classification read = c.classify("SELECT 'C:\\' || p FROM t");
+  CHECK(read.unreadable);
+  CHECK(read.kind == StatementKind::Read);
+  // Text the server rejects: a write, unreadable only where the ambiguity came first.
+  const Classification rejected = c.classify("SELECT 'x");
+  CHECK(rejected.kind == StatementKind::Write);
+  CHECK_FALSE(rejected.unreadable);
+  const Classification both = c.classify("SELECT 'C:\\'; SELECT 'x");
+  CHECK(both.kind == StatementKind::Write);
+  CHECK(both.unreadable);
 }
 
 TEST_CASE("classifier: reasons name the rule") {

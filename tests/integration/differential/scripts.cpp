@@ -425,6 +425,19 @@ Script search_path_switch(const Schema& s) {
       .build();
 }
 
+Script backslash_literals(const Schema& s) {
+  // A string ending in a backslash: one that standard_conforming_strings = off would read otherwise. Read as this
+  // session does (the default), the SET and the temp table beside it last, on whichever server runs what follows.
+  return ScriptBuilder("backslash_literals")
+      .q("SET search_path = " + s.items + "_sa, public; SELECT 'C:\\' AS root")
+      .q("SELECT v FROM t")
+      .q("CREATE TEMP TABLE diff_root AS SELECT 'C:\\' AS root")
+      .q("SELECT root || '', replace('C:\\tmp', '\\', '/') FROM diff_root")  // no table oid: a new one each run
+      .q("DROP TABLE diff_root")
+      .q("RESET search_path")
+      .build();
+}
+
 Script listen_notify(const Schema& s) {
   // The notification comes back to this same session; its sender pid is zeroed by normalize().
   const std::string channel = s.items + "_chan";
@@ -471,7 +484,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           statement_order(s),     duplicate_parse_mid_batch(s), query_while_skipping_to_sync(s),
           shared_statement_mid_sequence(s),
           listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s),
-          close_one_of_same_text(s), search_path_switch(s)};
+          close_one_of_same_text(s), search_path_switch(s), backslash_literals(s)};
 }
 
 }  // namespace pgmux::difftest

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "tests/integration/routing/routing_support.hpp"
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
 
@@ -85,7 +86,9 @@ TEST_CASE("SET in text pgmux cannot read alike (SJIS bytes, standard_conforming_
   const std::pair<std::string, std::string> hidden[] = {
       {" client_encoding=SJIS", "select E'\x95\\'; set search_path = leaked_sjis; --'"},
       {" options='-c standard_conforming_strings=off'", "select 'a\\''; set search_path = leaked_scs; --'"}};
-  for (const auto& [options, sql] : hidden) {
+  for (const auto& entry : hidden) {
+    const std::string& options = entry.first;
+    const std::string& sql = entry.second;  // a named reference: clang 14 cannot capture a structured binding
     CAPTURE(sql);
     {
       PgConn a = connect(info + options);
@@ -97,22 +100,54 @@ TEST_CASE("SET in text pgmux cannot read alike (SJIS bytes, standard_conforming_
   }
 }
 
-// The other side of the case above: text the lexer cannot read is no hidden SET in a session whose settings make
-// the server read it as the lexer does (the default standard_conforming_strings and UTF8): such a client is not
-// kept on its server. And where the server reads it otherwise, a write in it runs once: it is no session command
-// to replay on the client's next server.
-TEST_CASE("unreadable text pins only where the session's settings may hide statements in it, and never replays") {
+// The same where the setting is no startup parameter but the database's default, which the server reports at login
+// (ParameterStatus): the hidden SET is the client's own, and its server is reset before the next client.
+TEST_CASE("a hidden SET in text a database's defaults make the server read otherwise stays with its client") {
+  if (direct_mode()) return;
+  const char* const db = "txpool_scs_off";
+  const ClusterPorts ports = cluster_ports();
+  pgmux::test::routing::recreate_database(ports, db, {std::string("ALTER DATABASE ") + db +
+                                                      " SET standard_conforming_strings = off"});
+  const int port = pick_listen_port();
+  auto config = default_config(port);
+  config["workers"] = 1;
+  config["databases"].push_back({{"name", db}, {"pool_mode", "transaction"}, {"pool_size", 1}});
+  PgmuxProcess pgmux(config.dump(), port);
+  const std::string info = conninfo(port, "app", "app", db);
+  const std::string default_path = fresh_setting(info, "search_path");
+  {
+    PgConn a = connect(info);
+    REQUIRE(scalar(a.get(), "SHOW standard_conforming_strings") == "off");
+    exec(a.get(), "select 'a\\''; set search_path = leaked_db_default; --'");
+    CHECK(scalar(a.get(), "SHOW search_path") == "leaked_db_default");  // as on a direct connection
+    PgConn b = connect(info);  // a keeps the server (its session is unknown): b waits for it
+    a.reset();
+    CHECK(scalar(b.get(), "SHOW search_path") == default_path);
+  }
+  pgmux::test::routing::drop_database(ports, db);
+}
+
+// The other side of the case above: text the lexer cannot read every way is read as the server reads it in a
+// session whose settings are the defaults (standard_conforming_strings on, UTF8): its statements are followed like
+// any other, a SET logged, a temp table pinned, a read not keeping the server. And where the server reads it
+// otherwise, a write in it runs once: it is no session command to replay on the client's next server.
+TEST_CASE("ambiguous text is followed as a default session reads it, and never replayed where read otherwise") {
   if (direct_mode()) return;
   const int port = pick_listen_port();
   PgmuxProcess pgmux = start_single_server_pool(port, 3);  // a client kept on the one server fails the test fast
   const std::string info = conninfo(port, "app", "app", "app");
+  const std::string default_path = fresh_setting(info, "search_path");
   PgConn a = connect(info);
   CHECK(scalar(a.get(), "SELECT replace('C:\\tmp', '\\', '/')") == "C:/tmp");
   PgConn b = connect(info);  // the one server is free again
   CHECK(scalar(b.get(), "SELECT 2") == "2");
-  // ... but what such text leaves on its server (pgmux read no CREATE TEMP TABLE in it) is reset before B gets it.
-  exec(a.get(), "CREATE TEMP TABLE leaked_root AS SELECT 'C:\\' AS root");
-  CHECK(scalar(b.get(), "SELECT to_regclass('pg_temp.leaked_root') IS NULL") == "t");
+  exec(a.get(), "SET search_path = own_path, public; SELECT 'C:\\'");
+  CHECK(scalar(b.get(), "SHOW search_path") == default_path);  // B's turn on the server: reset
+  CHECK(scalar(a.get(), "SHOW search_path") == "own_path, public");  // A's session: replayed
+  exec(a.get(), "CREATE TEMP TABLE own_root AS SELECT 'C:\\' AS root");
+  CHECK(scalar(a.get(), "SELECT root FROM own_root") == "C:\\");  // A keeps its server and its table
+  a.reset();
+  CHECK(scalar(b.get(), "SELECT to_regclass('pg_temp.own_root') IS NULL") == "t");
   exec(b.get(), "DROP TABLE IF EXISTS leaks_once; CREATE TABLE leaks_once (v text)");
   PgConn off = connect(info + " options='-c standard_conforming_strings=off'");
   exec(off.get(), "INSERT INTO leaks_once VALUES ('O\\'Brien')");

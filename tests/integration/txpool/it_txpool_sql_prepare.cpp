@@ -206,8 +206,9 @@ PgConn lock_prepared_statements(const std::string& db) {
 
 // The backend whose query (pgmux's, behind a PREPARE) waits for that lock; "" if none within 5 s.
 std::string waiting_backend(PGconn* locker, const std::string& db) {
-  const std::string waiting = "SELECT pid FROM pg_stat_activity WHERE datname = '" + db +
-                              "' AND wait_event_type = 'Lock' AND query LIKE '%pg_prepared_statements%'";
+  // One row always (scalar throws on none): '' until pgmux's query waits for the lock.
+  const std::string waiting = "SELECT coalesce((SELECT pid::text FROM pg_stat_activity WHERE datname = '" + db +
+                              "' AND wait_event_type = 'Lock' AND query LIKE '%pg_prepared_statements%' LIMIT 1), '')";
   std::string pid;
   routing::wait_until([&] { return !(pid = scalar(locker, waiting)).empty(); }, 5.0);
   return pid;
