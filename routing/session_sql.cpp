@@ -117,23 +117,41 @@ bool may_affect_statement_analysis(std::string_view command) {
          std::any_of(std::begin(kSpellings), std::end(kSpellings), named);
 }
 
-// Client encodings (and aliases) whose characters' second byte may be 0x5C.
+namespace {
+
+// Client encodings (and aliases) whose characters' second byte may be 0x5C, as PostgreSQL compares encoding names:
+// lowercase, letters and digits only ('Shift-JIS' is shiftjis, 'BIG-5' big5).
 constexpr std::string_view kBackslashTrailEncodings[] = {
-    "sjis",       "shift_jis", "shiftjis", "mskanji",    "win932", "windows932", "big5", "win950",
-    "windows950", "gbk",       "win936",   "windows936", "cp936",  "gb18030",    "johab"};
+    "sjis",   "shiftjis",   "mskanji", "win932",     "windows932", "big5",    "win950",
+    "windows950", "gbk",    "win936",  "windows936", "cp936",      "gb18030", "johab"};
+
+std::string letters_and_digits(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte)) out += static_cast<char>(std::tolower(byte));
+  }
+  return out;
+}
+
+bool names_backslash_trail_encoding(const std::string& cleaned) {
+  return std::any_of(std::begin(kBackslashTrailEncodings), std::end(kBackslashTrailEncodings),
+                     [&](std::string_view name) { return cleaned.find(name) != std::string::npos; });
+}
+
+}  // namespace
 
 bool lexer_may_misread(std::string_view parameter, std::string_view value) {
   if (word_is(parameter, "standard_conforming_strings")) return !word_is(value, "on");
-  if (!word_is(parameter, "client_encoding")) return false;
-  return std::any_of(std::begin(kBackslashTrailEncodings), std::end(kBackslashTrailEncodings),
-                     [&](std::string_view name) { return mentions(value, name); });
+  return word_is(parameter, "client_encoding") && names_backslash_trail_encoding(letters_and_digits(value));
 }
 
+// Not the hot path: only requests that SET or RESET something get here.
 bool may_change_text_reading(std::string_view command) {
-  if (mentions(command, "standard_conforming_strings")) return true;  // whatever it sets it to
-  if (!mentions(command, "client_encoding") && !mentions(command, "names")) return false;
-  return std::any_of(std::begin(kBackslashTrailEncodings), std::end(kBackslashTrailEncodings),
-                     [&](std::string_view name) { return mentions(command, name); });
+  const std::string cleaned = letters_and_digits(command);
+  if (cleaned.find("standardconformingstrings") != std::string::npos) return true;  // whatever it sets it to
+  if (cleaned.find("clientencoding") == std::string::npos && cleaned.find("names") == std::string::npos) return false;
+  return names_backslash_trail_encoding(cleaned);
 }
 
 }  // namespace pgmux::routing

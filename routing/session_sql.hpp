@@ -29,11 +29,12 @@ bool fixed_at_parse(std::string_view parameter);
 // SCHEMA, NAMES, SESSION AUTHORIZATION, XML OPTION), in any case.
 bool may_affect_statement_analysis(std::string_view command);
 // A client encoding in which a character's second byte may be a backslash (SJIS, BIG5, GBK, GB18030, JOHAB and
-// their aliases), or standard_conforming_strings off: text may then mean something else to the server than to
-// pgmux's lexer where it reports an error (Classification::unreadable).
+// their aliases, spelled any way PostgreSQL accepts: 'Shift-JIS'), or standard_conforming_strings off: text may
+// then mean something else to the server than to pgmux's lexer where it reports an ambiguity
+// (Classification::unreadable).
 bool lexer_may_misread(std::string_view parameter, std::string_view value);
-// A session command that may change either (standard_conforming_strings to anything, client_encoding or SET NAMES
-// to such an encoding).
+// A statement that may change either (names standard_conforming_strings, or client_encoding or NAMES and such an
+// encoding): a textual test, true for anything that might.
 bool may_change_text_reading(std::string_view command);
 
 // The statements of a multi-statement string, each without its ';' and surrounding white space, cut by

@@ -376,7 +376,7 @@ bool ClientConn::finish_login(const SessionParams& server_params, const char* vi
   ByteVector out;
   for (const auto& [name, value] : server_params.entries()) {
     build_parameter_status(out, name, value);
-    session_.login_misread = session_.login_misread || routing::lexer_may_misread(name, value);
+    session_.misread_noted = session_.misread_noted || routing::lexer_may_misread(name, value);
   }
   build_backend_key_data(out, key.process_id, key.secret_key);
   build_ready_for_query(out, 'I');

@@ -202,6 +202,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   routing::Classification classify_request();
   routing::Classification classify_request_texts();
   void read_as_session_does(routing::Classification& c) const;
+  void note_text_reading(const routing::Classification& c);
   // One statement's class, against the function catalog of the client's database as it is now.
   routing::Classification classify_sql(std::string_view sql);
   // The class of a statement parsed by an earlier request, as the catalog says now (see client_routing.cpp).

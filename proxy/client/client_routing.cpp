@@ -2,6 +2,8 @@
 // resumes once that server is ready.
 #include "proxy/client/client_conn.hpp"
 
+#include <algorithm>
+
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
 #include "protocol/sqlstate.hpp"
@@ -12,6 +14,7 @@
 #include "proxy/server/pool.hpp"
 #include "proxy/server/server_conn.hpp"
 #include "routing/read_your_writes.hpp"
+#include "routing/session_sql.hpp"
 
 namespace pgmux::proxy {
 
@@ -44,20 +47,44 @@ routing::Classification ClientConn::unnamed_class(const routing::CatalogState& c
 
 routing::Classification ClientConn::classify_request() {
   routing::Classification c = classify_request_texts();  // returned in place: this runs per request
+  note_text_reading(c);
   read_as_session_does(c);
   return c;
 }
 
+// A request that may set standard_conforming_strings or the client encoding: from now on (its own later
+// statements included) the session may read text otherwise than the lexer's standard reading, whatever it set
+// and whether or not it lasts. Only requests with such effects look at their text.
+void ClientConn::note_text_reading(const routing::Classification& c) {
+  using routing::SessionEffect;
+  if (session_.misread_noted) return;
+  if (!c.effects.has(SessionEffect::Set) && !c.effects.has(SessionEffect::SetLocal) &&
+      !c.effects.has(SessionEffect::SetConfig) && !c.effects.has(SessionEffect::Reset)) {
+    return;
+  }
+  if (request_.kind == RequestKind::Query) {
+    session_.misread_noted = routing::may_change_text_reading(request_.sql);
+    return;
+  }
+  session_.misread_noted = std::any_of(request_.parses.begin(), request_.parses.end(), [](const ParsedStatement& p) {
+    return routing::may_change_text_reading(p.sql);
+  });
+}
+
 // Text the lexer could not read, in a session whose settings let the server read it otherwise
 // (standard_conforming_strings off, an SJIS-like client encoding): statements may hide in it, as in a DO block, and
-// a write among them. (Other sessions read it as the classifier did.)
+// a write among them. What the standard reading made of it (its statements, their effects and pins) does not hold:
+// it is one opaque write. (Other sessions read it as the classifier did.)
 void ClientConn::read_as_session_does(routing::Classification& c) const {
   if (!c.unreadable || !session_.lexer_may_misread()) return;
-  c.effects.add(routing::SessionEffect::Opaque);
-  if (c.kind != routing::StatementKind::Write) {
-    c.kind = routing::StatementKind::Write;
-    c.reason = "text this session's settings may read otherwise";
-  }
+  routing::Classification opaque;
+  opaque.kind = routing::StatementKind::Write;
+  opaque.reason = "text this session's settings may read otherwise";
+  opaque.unreadable = true;
+  opaque.primary_hint = c.primary_hint;
+  opaque.catalog_stamp = c.catalog_stamp;
+  opaque.effects.add(routing::SessionEffect::Opaque);
+  c = opaque;
 }
 
 routing::Classification ClientConn::classify_request_texts() {

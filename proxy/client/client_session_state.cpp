@@ -101,7 +101,8 @@ bool ClientConn::executed_statements(std::vector<std::string>& out) {
 // The unnamed statement of an earlier request, whose text is not kept, is a read that touches nothing of the
 // session: running it changes nothing pgmux tracks.
 bool ClientConn::unnamed_is_plain_read(std::string_view statement) const {
-  const routing::Classification& c = unnamed_.classification();
+  routing::Classification c = unnamed_.classification();
+  read_as_session_does(c);
   return statement.empty() && c.kind == routing::StatementKind::Read && c.effects.empty();
 }
 
@@ -130,6 +131,8 @@ std::vector<TrackedStatement> ClientConn::tracked_statements(const SessionComman
     } else if (c.kind == routing::StatementKind::TxEnd || c.kind == routing::StatementKind::Write || may_hide_effects) {
       s.facts = routing::statement_session_facts(s.sql);  // savepoints are writes to the classifier
     }
+    // The parser read it the standard way, which this session may not: whatever it ran cannot be replayed.
+    if (c.unreadable && session_.lexer_may_misread()) s.facts.replay = routing::SessionReplay::Unknown;
     tracked.push_back(std::move(s));
   };
   for (const std::string& text : command.statements) {

@@ -131,13 +131,11 @@ const ClientSession::TextFacts& ClientSession::text_facts() const {
   if (text_facts_.generation == log_generation && text_facts_.log_size == log.size()) return text_facts_;
   uint64_t hash = protocol::kFnvOffset;
   bool any = false;
-  bool misread = false;
   const auto mix = [&](std::string_view text) {
     hash = protocol::fnv1a(protocol::fnv1a(hash, text), std::string_view("\0", 1));  // "ab","c" is not "a","bc"
     any = true;
   };
   for (const auto& [name, value] : wanted_params.entries()) {
-    misread = misread || routing::lexer_may_misread(name, value);
     if (!routing::affects_statement_analysis(name)) continue;
     if (name == "client_encoding" && value == "UTF8") continue;  // what a UTF8 database's sessions have unasked
     mix(name);
@@ -145,9 +143,8 @@ const ClientSession::TextFacts& ClientSession::text_facts() const {
   }
   for (const std::string& command : log) {
     if (routing::may_affect_statement_analysis(command)) mix(command);
-    misread = misread || routing::may_change_text_reading(command);  // whatever it set: the worst is assumed
   }
-  text_facts_ = {log_generation, log.size(), any ? hash | 1 : 0, misread};
+  text_facts_ = {log_generation, log.size(), any ? hash | 1 : 0};
   return text_facts_;
 }
 

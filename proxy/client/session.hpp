@@ -104,10 +104,12 @@ struct ClientSession {
   // search_path finds other tables).
   uint64_t analysis_settings_key() const { return text_facts().analysis_key; }
   // Text the lexer cannot read (Classification::unreadable) may hide statements for this session: its client
-  // encoding or standard_conforming_strings, asked for at login, reported by the server then (a role's or
-  // database's default), or set since (routing::lexer_may_misread).
-  bool lexer_may_misread() const { return login_misread || text_facts().misread; }
-  bool login_misread = false;  // the login's ParameterStatus set has such a setting
+  // encoding or standard_conforming_strings (routing::lexer_may_misread) as the server reported them at login (a
+  // startup option, a role's or database's default), or a statement since that may have changed either
+  // (routing::may_change_text_reading: in a block, SET LOCAL, behind a Parse of the same batch, failed or not).
+  // Never cleared: the worst is assumed.
+  bool lexer_may_misread() const { return misread_noted; }
+  bool misread_noted = false;
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
   std::string deferred_begin;              // a BEGIN answered by pgmux, sent with the next statement
@@ -165,13 +167,12 @@ struct ClientSession {
  private:
   StatementMap statements_;  // by the client's name; changed only by remember and erase_statement
   mutable LastFoundStatement last_found_;
-  // What the startup parameters and the log say of how the session's text is read, for the log as it was then (its
-  // generation and size; the startup parameters never change).
+  // What the startup parameters and the log say of how the session's statements are analyzed, for the log as it
+  // was then (its generation and size; the startup parameters never change).
   struct TextFacts {
     uint64_t generation = ~uint64_t{0};
     size_t log_size = 0;
     uint64_t analysis_key = 0;
-    bool misread = false;
   };
   const TextFacts& text_facts() const;
   mutable TextFacts text_facts_;

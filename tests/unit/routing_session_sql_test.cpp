@@ -54,3 +54,32 @@ TEST_CASE("settings a prepared statement keeps from its parse, and those Postgre
   CHECK_FALSE(fixed_at_parse("role"));
   CHECK_FALSE(fixed_at_parse("statement_timeout"));
 }
+
+// Encoding names compare as PostgreSQL compares them (case and punctuation aside): 'Shift-JIS' and 'BIG-5' are
+// SJIS and BIG5, whose characters may end in a backslash byte.
+TEST_CASE("session sql: the settings under which the server may read text otherwise than the lexer") {
+  using pgmux::routing::lexer_may_misread;
+  using pgmux::routing::may_change_text_reading;
+  CHECK(lexer_may_misread("standard_conforming_strings", "off"));
+  CHECK_FALSE(lexer_may_misread("standard_conforming_strings", "on"));
+  for (const char* encoding : {"SJIS", "Shift-JIS", "shift_jis", "BIG-5", "big5", "GB-18030", "WIN-932", "gbk"}) {
+    CAPTURE(encoding);
+    CHECK(lexer_may_misread("client_encoding", encoding));
+  }
+  for (const char* encoding : {"UTF8", "utf-8", "LATIN1", "EUC_JP", "EUC-TW", "UHC", "SQL_ASCII"}) {
+    CAPTURE(encoding);
+    CHECK_FALSE(lexer_may_misread("client_encoding", encoding));
+  }
+  CHECK_FALSE(lexer_may_misread("application_name", "sjis"));
+  for (const char* command : {"SET standard_conforming_strings = on", "set local STANDARD_CONFORMING_STRINGS to off",
+                              "SET NAMES 'Shift-JIS'", "SET client_encoding = 'BIG-5'",
+                              "SELECT set_config('client_encoding', 'win932', true)",
+                              "RESET standard_conforming_strings"}) {
+    CAPTURE(command);
+    CHECK(may_change_text_reading(command));
+  }
+  for (const char* command : {"SET client_encoding = 'UTF8'", "SET NAMES 'LATIN1'", "SET search_path = sjis"}) {
+    CAPTURE(command);
+    CHECK_FALSE(may_change_text_reading(command));
+  }
+}

@@ -241,3 +241,41 @@ TEST_CASE("every write of the classifier table reaches the primary") {
   PgConn p = admin(ports.primary);
   exec(p.get(), "DROP ROLE IF EXISTS u");
 }
+
+// Text whose string ends elsewhere under the session's settings than under the defaults pgmux's lexer reads by
+// (standard_conforming_strings off, an SJIS client encoding, where 0x95 0x5C is one character): what hides there
+// runs as on the primary. The default reading (one SELECT of a string) would send it to a standby: a hidden write
+// would fail there (and be run again on the primary), a hidden SET would be lost with the standby session.
+TEST_CASE("statements hidden in text the session's settings read otherwise run as on the primary") {
+  const ClusterPorts ports = cluster_ports();
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(routing_config(listen, ports).dump(), listen);
+  recreate_database(ports, kDb, {"CREATE TABLE hidden (v int)", "GRANT ALL ON hidden TO app"});
+  const std::string ci = proxy.conninfo("app", "app", kDb);
+  if (!direct_mode()) {
+    REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
+  }
+  // Options, and the start of a string the server ends after its second byte: the rest is what hides.
+  const std::pair<std::string, std::string> cases[] = {
+      {" options='-c standard_conforming_strings=off'", "select 'a\\''"},
+      {" client_encoding=SJIS", "select E'\x95\\'"}};
+  int value = 0;
+  for (const auto& entry : cases) {
+    const std::string& start = entry.second;  // a named reference: clang 14 cannot capture a structured binding
+    CAPTURE(start);
+    PgConn conn = connect(ci + entry.first);  // fresh: no write of its own keeps its reads on the primary yet
+    std::string message;
+    CHECK(run(conn.get(), start + "; set search_path = hidden_path, public; --'", &message) == "");
+    CHECK(scalar(conn.get(), "SHOW search_path") == "hidden_path, public");  // a read: a standby with the split
+    const std::string on_primary = "INSERT INTO hidden VALUES (0) RETURNING current_setting('search_path')";
+    CHECK(scalar(conn.get(), on_primary) == "hidden_path, public");
+    const std::string insert = start + "; insert into hidden values (" + std::to_string(++value) + "); --'";
+    const std::string state = run(conn.get(), insert, &message);
+    CAPTURE(message);
+    CHECK(state == "");
+  }
+  PgConn primary = admin(ports.primary, kDb);
+  CHECK(scalar(primary.get(), "SELECT string_agg(v::text, ',' ORDER BY v) FROM hidden") == "0,0,1,2");
+  primary.reset();
+  drop_database(ports, kDb);
+}

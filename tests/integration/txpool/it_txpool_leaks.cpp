@@ -127,6 +127,26 @@ TEST_CASE("a hidden SET in text a database's defaults make the server read other
   pgmux::test::routing::drop_database(ports, db);
 }
 
+// The same where the setting changes inside a transaction block (SET LOCAL): the server reads the block's next
+// text otherwise, and the SET hidden in it lasts once the block commits, for the client alone.
+TEST_CASE("a hidden SET after a SET LOCAL of standard_conforming_strings lasts for its client alone") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  const std::string default_path = fresh_setting(info, "search_path");
+  PgConn a = connect(info);
+  exec(a.get(), "BEGIN");
+  exec(a.get(), "SET LOCAL standard_conforming_strings = off");
+  exec(a.get(), "select 'a\\''; set search_path = leaked_in_block; --'");
+  exec(a.get(), "COMMIT");
+  CHECK(scalar(a.get(), "SHOW search_path") == "leaked_in_block");  // as on a direct connection
+  CHECK(scalar(a.get(), "SHOW standard_conforming_strings") == "on");
+  a.reset();
+  PgConn b = connect(info);
+  CHECK(scalar(b.get(), "SHOW search_path") == default_path);
+}
+
 // The other side of the case above: text the lexer cannot read every way is read as the server reads it in a
 // session whose settings are the defaults (standard_conforming_strings on, UTF8): its statements are followed like
 // any other, a SET logged, a temp table pinned, a read not keeping the server. And where the server reads it
