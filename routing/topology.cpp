@@ -81,6 +81,14 @@ std::optional<uint64_t> parse_lsn(std::string_view text) {
   return (uint64_t{*hi} << 32) | *lo;
 }
 
+uint64_t insert_position_as_record_end(uint64_t insert_lsn) {
+  constexpr uint64_t kWalPageSize = 8192;  // XLOG_BLCKSZ
+  constexpr uint64_t kShortHeader = 24;    // SizeOfXLogShortPHD
+  constexpr uint64_t kLongHeader = 40;     // SizeOfXLogLongPHD, the first page of a segment
+  const uint64_t offset = insert_lsn % kWalPageSize;
+  return offset == kShortHeader || offset == kLongHeader ? insert_lsn - offset : insert_lsn;
+}
+
 std::string format_lsn(uint64_t lsn) {
   char text[32];
   std::snprintf(text, sizeof text, "%X/%X", static_cast<unsigned>(lsn >> 32), static_cast<unsigned>(lsn));

@@ -227,5 +227,11 @@ std::string sync_state_in(std::string_view replication, std::string_view name);
 std::optional<uint64_t> parse_lsn(std::string_view text);
 // 0x16B374D848 -> "16/B374D848".
 std::string format_lsn(uint64_t lsn);
+// A primary's pg_current_wal_insert_lsn() as the end of the last record inserted, the position a standby reports
+// once it replayed that record: right after a WAL page's header (24 bytes; 40 at a segment's start) the insert
+// position says "next record here", while the record before ended at the page boundary, or inside the header's
+// range, where no other record can end. Unchanged otherwise. (A standby would wait for the next record to be
+// written, seconds on an idle primary, before it counted as caught up.)
+uint64_t insert_position_as_record_end(uint64_t insert_lsn);
 
 }  // namespace pgmux::routing

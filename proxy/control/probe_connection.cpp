@@ -85,7 +85,7 @@ bool parse_probe_row(const char* const values[kProbeColumns], routing::ProbeResu
   out.system_identifier = sysid;
   const auto insert = lsn_or_zero(values[7]);
   if (!insert) return false;
-  out.insert_lsn = *insert;
+  out.insert_lsn = routing::insert_position_as_record_end(*insert);
   out.replication = values[8] != nullptr ? values[8] : "";
   out.synchronous_standby_names = values[9] != nullptr ? values[9] : "";
   out.synchronous_commit = values[10] != nullptr ? values[10] : "";

@@ -30,7 +30,7 @@ bool parse_wal_position(const char* in_recovery, const char* lsn, WalPosition& o
   const std::optional<uint64_t> position = routing::parse_lsn(lsn);
   if (!position) return false;
   out.in_recovery = recovery == "t";
-  out.lsn = *position;
+  out.lsn = out.in_recovery ? *position : routing::insert_position_as_record_end(*position);
   return true;
 }
 

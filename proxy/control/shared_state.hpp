@@ -48,17 +48,23 @@ struct PoolBudget {
   std::atomic<bool> slot_wanted{false};
 };
 
-// What the first server of a pool key reported at login, for transaction pooling to log clients in without a
-// server on any worker.
+// What the newest server of a pool key reported at login, for transaction pooling to log clients in without a
+// server on any worker: a role's or database's defaults changed since (ALTER ROLE ... SET TimeZone) reach the
+// clients that log in after a server that read them. Empty: the next client logs in through a server.
 class SharedLoginParams {
  public:
   SessionParams get() const {
     std::lock_guard lock(mutex_);
     return params_;
   }
-  void set_if_empty(const SessionParams& params) {
+  void record(const SessionParams& params) {
     std::lock_guard lock(mutex_);
-    if (params_.entries().empty()) params_ = params;
+    params_ = params;
+  }
+  // RECONNECT: what the old servers read at login may be stale.
+  void forget() {
+    std::lock_guard lock(mutex_);
+    params_ = SessionParams{};
   }
 
  private:

@@ -368,6 +368,7 @@ const char* Pool::retire_reason(const PoolServer& server) const {
 
 void Pool::reconnect() {
   reconnect_before_ = host_.now();
+  limits_.login_params->forget();  // the next client logs in through a server that read the defaults anew
   if (idle_.empty() && busy_.empty()) return;
   LOG_INFO("pool %s: RECONNECT: %zu idle server connections closed, %zu busy ones close when released",
            name_.c_str(), idle_.size(), busy_.size());
@@ -401,7 +402,6 @@ void Pool::reset_and_idle(PoolServer* server, const char* reset_sql) {
 void Pool::on_login_done(PoolServer* server) {
   host_.metrics().server_connects.add();
   server->forget_opened_for();
-  limits_.login_params->set_if_empty(server->params());
   ever_logged_in_ = true;
   if (draining()) {
     server->close();  // opened before the reload removed the backend
@@ -414,6 +414,7 @@ void Pool::on_login_done(PoolServer* server) {
     serve_waiters();
     return;
   }
+  limits_.login_params->record(server->params());
   set_state(server, ServerState::Idle);
   serve_waiters();
 }

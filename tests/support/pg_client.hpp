@@ -61,4 +61,11 @@ std::string unnamed_use_after_skipped_parse(PGconn* conn, const std::string& own
 // 64-bit FNV-1a, incremental: pass the previous value to continue a running checksum.
 uint64_t fnv1a(const void* data, size_t size, uint64_t h = 1469598103934665603ull);
 
+// A query for the primary's WAL position that a standby reports (pg_last_wal_replay_lsn) once it replayed everything
+// inserted so far: pg_current_wal_insert_lsn(), except right past a page header, where it is the page boundary
+// (routing::insert_position_as_record_end; waiting for the insert position itself can last until the next record).
+inline constexpr const char* kPrimaryReplayTargetSql =
+    "SELECT CASE WHEN mod(l - '0/0', 8192) IN (24, 40) THEN l - mod(l - '0/0', 8192) ELSE l END "
+    "FROM (SELECT pg_current_wal_insert_lsn() AS l) AS insert_position";
+
 }  // namespace pgmux::test

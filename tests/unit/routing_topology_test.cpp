@@ -388,6 +388,17 @@ TEST_CASE("topology: parse_lsn") {
   CHECK_FALSE(parse_lsn("g/0"));
 }
 
+// The differential test's standby once waited for 0/5416018 while it had replayed everything, up to 0/5416000:
+// the insert position past a page header is the page boundary to a standby.
+TEST_CASE("topology: a primary's insert position past a WAL page header is the record end before it") {
+  using pgmux::routing::insert_position_as_record_end;
+  CHECK(insert_position_as_record_end(0x5416018) == 0x5416000);
+  CHECK(insert_position_as_record_end(0x6000028) == 0x6000000);  // a segment's first page: the long header
+  CHECK(insert_position_as_record_end(0x5416020) == 0x5416020);
+  CHECK(insert_position_as_record_end(0x5416000) == 0x5416000);
+  CHECK(insert_position_as_record_end(0x16B374D848) == 0x16B374D848);
+}
+
 TEST_CASE("topology: sync_state_in reads a primary's WAL sender list") {
   using pgmux::routing::sync_state_in;
   CHECK(sync_state_in("standby1:sync,standby2:async", "standby1") == "sync");

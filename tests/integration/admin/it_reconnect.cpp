@@ -97,6 +97,30 @@ TEST_CASE("transaction pooling: RECONNECT closes a busy server when its client's
   CHECK(f.timeout_seen() == "1234ms");
 }
 
+// Transaction pooling logs clients in with what a server reported at its login (ParameterStatus): after
+// RECONNECT, a new client is told the defaults the new servers read, as on a direct connection, not the old ones.
+TEST_CASE("transaction pooling: after RECONNECT, clients log in with the defaults the new servers read") {
+  if (direct_mode()) return;
+  Fixture f("transaction");
+  const auto told_timezone = [&] {
+    PgConn conn = connect(f.app());
+    const char* told = PQparameterStatus(conn.get(), "TimeZone");
+    const std::string shown = scalar(conn.get(), "SHOW TimeZone");
+    CHECK(shown == (told ? told : ""));
+    return shown;
+  };
+  const std::string before = told_timezone();
+  REQUIRE(before != "Asia/Tokyo");
+  exec(f.owner.get(), std::string("ALTER ROLE app IN DATABASE ") + kDb + " SET TimeZone = 'Asia/Tokyo'");
+  PgConn console = connect(f.proxy->conninfo("admin", "admin-secret", "pgmux"));
+  exec(console.get(), std::string("RECONNECT ") + kDb);
+  CHECK(told_timezone() == "Asia/Tokyo");
+  CHECK(told_timezone() == "Asia/Tokyo");  // and from the login parameters pgmux keeps
+  PgConn direct = connect(conninfo(f.ports.primary, "app", "app", kDb));
+  CHECK(std::string(PQparameterStatus(direct.get(), "TimeZone")) == "Asia/Tokyo");
+  exec(f.owner.get(), std::string("ALTER ROLE app IN DATABASE ") + kDb + " RESET TimeZone");
+}
+
 // Names are case-sensitive; "*" matching any name no longer makes PAUSE of a misspelled one a silent no-op. A name
 // in double quotes is an identifier, as PostgreSQL reads it. A command that takes nothing refuses what follows it
 // (a second command behind a ';' was dropped unanswered). The extended protocol is refused at its first message,

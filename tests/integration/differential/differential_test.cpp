@@ -20,6 +20,7 @@
 
 #include "tests/integration/differential/message_diff.hpp"
 #include "tests/integration/differential/scripts.hpp"
+#include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
 
 namespace pgmux::difftest {
@@ -59,7 +60,7 @@ std::string wait_standbys_replayed() {
     return PQresultStatus(r.get()) == PGRES_TUPLES_OK ? std::string(PQgetvalue(r.get(), 0, 0)) : std::string();
   };
   auto primary = open(ports.primary);
-  const std::string target = value(primary.get(), "SELECT pg_current_wal_insert_lsn()");
+  const std::string target = value(primary.get(), test::kPrimaryReplayTargetSql);
   if (target.empty()) return "cannot read the primary's WAL position: " + std::string(PQerrorMessage(primary.get()));
   for (const int port : {ports.standby1, ports.standby2}) {
     auto standby = open(port);

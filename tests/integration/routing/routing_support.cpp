@@ -138,14 +138,14 @@ ApplyDelayReset::~ApplyDelayReset() {
 long long replay_lag_bytes(int primary_port, int standby_port) {
   PgConn p = admin(primary_port);
   PgConn s = admin(standby_port);
-  std::string primary_lsn = scalar(p.get(), "SELECT pg_current_wal_insert_lsn()");
+  std::string primary_lsn = scalar(p.get(), kPrimaryReplayTargetSql);
   std::string lag = scalar(s.get(), "SELECT pg_wal_lsn_diff('" + primary_lsn + "', pg_last_wal_replay_lsn())");
   return std::atoll(lag.c_str());
 }
 
 bool wait_replayed(const ClusterPorts& ports, double seconds) {
   PgConn p = admin(ports.primary);
-  const std::string target = scalar(p.get(), "SELECT pg_current_wal_insert_lsn()");
+  const std::string target = scalar(p.get(), kPrimaryReplayTargetSql);
   PgConn s1 = admin(ports.standby1);
   PgConn s2 = admin(ports.standby2);
   const std::string check = "SELECT pg_last_wal_replay_lsn() >= '" + target + "'::pg_lsn";
