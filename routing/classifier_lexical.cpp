@@ -3,6 +3,7 @@
 #include <array>
 
 #include "routing/classifier_rules.hpp"
+#include "routing/session_sql.hpp"
 #include "routing/sql_lexer.hpp"
 
 namespace pgmux::routing {
@@ -434,7 +435,9 @@ void note_set(const StatementScan& s, Classification& c) {
     ParameterName local_name;
     const bool named = s.word(1, "local") && read_parameter(s, 2, local_name) != 0;
     if (named && is_transaction_mode_parameter(local_name.view())) c.read_write = true;
-    if (named) c.parameter = local_name;  // what the transaction's statements are parsed under may change
+    if (s.word(1, "local") && (!named || fixed_at_parse(local_name.view()))) {
+      c.effects.add(SessionEffect::SetLocalAnalysis);
+    }
     return;
   }
   const size_t at = s.word(1, "session") && !s.word(2, "characteristics") && !s.word(2, "authorization") ? 2 : 1;

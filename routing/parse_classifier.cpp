@@ -9,6 +9,7 @@
 
 #include "routing/classifier_rules.hpp"
 #include "routing/parse_tree.hpp"
+#include "routing/session_sql.hpp"
 
 namespace pgmux::routing {
 namespace {
@@ -46,6 +47,7 @@ struct TreeFacts {
   bool session_lock = false;
   bool config_call = false;         // set_config(...) whose is_local is not the constant true
   bool local_config_call = false;   // set_config(..., true): lasts the transaction, as SET LOCAL
+  bool local_config_analysis = false;  // ... of a setting fixed at parse, or of a name not written as a constant
   bool too_deep = false;
   std::string calls;                // every function name called, each followed by '\0'
   std::string relations;            // every relation name read or written, each followed by '\0'
@@ -60,6 +62,21 @@ bool sets_session_config(const json& call) {
   const json* constant = member((*args)[2], "A_Const");
   const json* boolval = constant != nullptr ? member(*constant, "boolval") : nullptr;
   return boolval == nullptr || !bool_of(member(*boolval, "boolval"));
+}
+
+// A string constant's text, empty for anything else.
+std::string_view string_constant(const json* node) {
+  const json* aconst = node != nullptr ? member(*node, "A_Const") : nullptr;
+  const json* sval = aconst != nullptr ? member(*aconst, "sval") : nullptr;
+  return sval != nullptr ? string_of(member(*sval, "sval")) : std::string_view();
+}
+
+// set_config(name, ...) whose name is a setting fixed at parse (routing::fixed_at_parse), or not a constant.
+bool sets_setting_fixed_at_parse(const json& call) {
+  const json* args = member(call, "args");
+  if (args == nullptr || !args->is_array() || args->empty()) return true;
+  const std::string_view name = string_constant(&(*args)[0]);
+  return name.empty() || fixed_at_parse(name);
 }
 
 const char* modifying_reason(std::string_view key) {
@@ -89,7 +106,12 @@ void check_call(const json& call, const Classifier& classifier, TreeFacts& f) {
   const json* part = member(names->back(), "String");
   const std::string_view name = string_of(part != nullptr ? member(*part, "sval") : nullptr);
   add_name(f.calls, name);
-  if (name == "set_config") (sets_session_config(call) ? f.config_call : f.local_config_call) = true;
+  if (name == "set_config" && sets_session_config(call)) {
+    f.config_call = true;
+  } else if (name == "set_config") {
+    f.local_config_call = true;
+    f.local_config_analysis = f.local_config_analysis || sets_setting_fixed_at_parse(call);
+  }
   bool session_lock = false;
   if (!name.empty() && classifier.is_write_function(name, &session_lock)) {
     f.write_call = true;
@@ -136,13 +158,6 @@ int read_mode_option(const json* options) {
     read_mode = ival != nullptr && int_of(member(*ival, "ival")) != 0 ? 1 : 0;
   }
   return read_mode;
-}
-
-// A string constant's text, empty for anything else.
-std::string_view string_constant(const json* node) {
-  const json* aconst = node != nullptr ? member(*node, "A_Const") : nullptr;
-  const json* sval = aconst != nullptr ? member(*aconst, "sval") : nullptr;
-  return sval != nullptr ? string_of(member(*sval, "sval")) : std::string_view();
 }
 
 // An isolation level's name as the parser gives it (unquoted words folded, a quoted one as written: PostgreSQL
@@ -255,10 +270,9 @@ Classification classify_variable_set(const json& body) {
   } else if (is_transaction_mode_parameter(name)) {  // lasts the transaction, as each one starts anew
     c.effects.add(SessionEffect::SetLocal);
     c.read_write = true;
-    if (local) c.parameter.append(name);
   } else if (local || name.starts_with("TRANSACTION")) {  // SET TRANSACTION [SNAPSHOT] lasts the transaction
     c.effects.add(SessionEffect::SetLocal);
-    if (local) c.parameter.append(name);  // what the transaction's statements are parsed under may change
+    if (local && fixed_at_parse(name)) c.effects.add(SessionEffect::SetLocalAnalysis);
   } else {
     c.effects.add(SessionEffect::Set);
     if (name == "default_transaction_isolation") c.isolation = default_isolation(member(body, "args"));
@@ -433,6 +447,7 @@ Classification classify_statement(const json* stmt, const Classifier& classifier
   c.write_function = f.write_call;
   if (f.config_call) c.effects.add(SessionEffect::SetConfig);
   if (f.local_config_call) c.effects.add(SessionEffect::SetLocal);
+  if (f.local_config_analysis) c.effects.add(SessionEffect::SetLocalAnalysis);
   const std::string_view type = stmt->begin().key();
   if (type == "DoStmt") c.effects.add(SessionEffect::Opaque);
   if (type == "CopyStmt") {  // COPY relation TO: its relation is a typed field, with no RangeVar node around it

@@ -32,13 +32,15 @@ const char* to_string(SessionEffect effect) {
     case SessionEffect::Show: return "SHOW";
     case SessionEffect::SetConfig: return "set_config";
     case SessionEffect::Opaque: return "DO or session-changing function";
+    case SessionEffect::SetLocalAnalysis: return "SET LOCAL of a setting fixed at parse";
     case SessionEffect::Count: break;
   }
   return "?";
 }
 
 bool SessionEffects::may_change_session() const {
-  const uint16_t harmless = static_cast<uint16_t>(bit(SessionEffect::Show) | bit(SessionEffect::SetLocal));
+  const uint16_t harmless = static_cast<uint16_t>(bit(SessionEffect::Show) | bit(SessionEffect::SetLocal) |
+                                                  bit(SessionEffect::SetLocalAnalysis));
   return (bits_ & ~harmless) != 0;
 }
 

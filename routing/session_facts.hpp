@@ -39,6 +39,10 @@ enum class SessionEffect : uint8_t {
   Show,           // SHOW: reads the session, changes nothing
   SetConfig,      // a set_config(name, value, is_local) call not known to be local
   Opaque,         // code that may change the session unseen: a DO block
+  // Beside SetLocal: SET LOCAL or set_config(..., true) of a setting a prepared statement keeps from its parse
+  // (routing::fixed_at_parse: TimeZone, DateStyle...), or of one whose name is not read. The statements parsed in
+  // its transaction mean something else than their shared copies (ClientSession::analysis_settings_key).
+  SetLocalAnalysis,
   Count
 };
 const char* to_string(SessionEffect effect);

@@ -436,8 +436,7 @@ void ClientConn::note_session_effects(ServerConn* server, const routing::Classif
   // their shared names say (ClientSession::analysis_settings_key); the server's reset drops them. (Not for
   // search_path or the role, which PostgreSQL checks at each execution: per-transaction SET LOCAL of those is
   // common, and a reset each time would cost a round trip and every shared statement.)
-  const bool local_analysis =
-      c.effects.has(routing::SessionEffect::SetLocal) && routing::fixed_at_parse(c.parameter.view());
+  const bool local_analysis = c.effects.has(routing::SessionEffect::SetLocalAnalysis);
   // (Text this session may read otherwise than the lexer has an unknown effect: read_as_session_does.)
   if (transaction_pooling() && (c.effects.may_change_session() || c.pins_primary() || local_analysis)) {
     server->session_dirty = true;

@@ -39,14 +39,17 @@ const Case kCases[] = {
     {"/* leading */ SET search_path = a", {E::Set}},
     {"-- a comment\nSET search_path = a", {E::Set}},
     {"SET SESSION search_path = a", {E::Set}},
-    {"SET LOCAL search_path = a", {E::SetLocal}, PinReason::None, "search_path"},
-    {"set local statement_timeout to default", {E::SetLocal}, PinReason::None, "statement_timeout"},
+    {"SET LOCAL search_path = a", {E::SetLocal}},  // PostgreSQL checks search_path again at each execution
+    {"set local statement_timeout to default", {E::SetLocal}},
+    // A setting prepared statements keep from their parse (routing::fixed_at_parse):
+    {"SET LOCAL TimeZone = 'Asia/Tokyo'", {E::SetLocal, E::SetLocalAnalysis}},
+    {"set local datestyle to 'German'", {E::SetLocal, E::SetLocalAnalysis}},
     {"SET TRANSACTION READ ONLY", {E::SetLocal}},
     {"SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", {E::SetLocal}},
     {"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", {E::Set}},
     {"SET transaction_read_only = off", {E::SetLocal}},  // each transaction starts from the defaults
     {"SET SESSION transaction_isolation TO 'serializable'", {E::SetLocal}},
-    {"SET LOCAL transaction_deferrable = on", {E::SetLocal}, PinReason::None, "transaction_deferrable"},
+    {"SET LOCAL transaction_deferrable = on", {E::SetLocal}},
     {"SET CONSTRAINTS ALL DEFERRED", {E::SetLocal}},
     {"SET TIME ZONE 'UTC'", {E::Set}},
     {"SET ROLE app", {E::Set}},
@@ -116,6 +119,8 @@ const Case kCases[] = {
     {"SELECT pg_catalog.set_config('search_path', 'a', false)", {E::SetConfig}, P::None, {}, WF},
     {"SELECT set_config('search_path', 'a', $1)", {E::SetConfig}, P::None, {}, WF},
     {"SELECT set_config('search_path', 'a', true)", {E::SetLocal}, P::None, {}, WF},  // as SET LOCAL
+    {"SELECT set_config('TimeZone', 'UTC', true)", {E::SetLocal, E::SetLocalAnalysis}, P::None, {}, WF},
+    {"SELECT set_config(n, 'UTC', true) FROM names", {E::SetLocal, E::SetLocalAnalysis}, P::None, {}, WF},
     {"UPDATE t SET a = set_config('x', 'y', true)", {E::SetConfig}, P::None, {}, WF, LEXER_ONLY},
     {"SELECT 'set_config(1)', 'SET x = 1'", {}},
     // --- multi-statement strings: every statement counts; a parameter only for a single one ---
@@ -125,6 +130,7 @@ const Case kCases[] = {
     {"RESET a; RESET b", {E::Reset}},
     {"SHOW a; SHOW b", {E::Show}},
     {"SET LOCAL a = 1; SELECT 1", {E::SetLocal}},
+    {"SELECT 1; SET LOCAL TimeZone = 'UTC'", {E::SetLocal, E::SetLocalAnalysis}},
     {"DEALLOCATE ALL; SELECT 1", {E::DeallocateAll}},
     {"PREPARE p AS SELECT 1; EXECUTE p", {E::Prepare}},
     {"SELECT 1; LISTEN ch", {E::Listen}, P::Listen},

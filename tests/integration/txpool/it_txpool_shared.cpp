@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "tests/integration/txpool/txpool_support.hpp"
 
@@ -156,22 +157,32 @@ TEST_CASE("clients whose settings change what a statement means share no server 
 }
 
 // The same inside a transaction: a copy parsed after SET LOCAL TimeZone there is not the one of the session's
-// settings its shared name says; it must not outlive the transaction on that server for another client.
+// settings its shared name says; it must not outlive the transaction on that server for another client. However
+// the setting is made local: SET LOCAL alone, behind BEGIN in one string, or set_config(..., true).
 TEST_CASE("a statement parsed after SET LOCAL of such a setting stays out of other clients' hands") {
   Fixture f(8);
   const std::string stamp = "SELECT '2024-01-01 00:00'::timestamptz::text";
+  const std::vector<std::string> locally = {"BEGIN; SET LOCAL TimeZone = 'Asia/Tokyo'",
+                                            "BEGIN; SELECT set_config('TimeZone', 'Asia/Tokyo', true)"};
   for (bool direct : {true, false}) {
-    CAPTURE(direct);
-    const std::string ci = target(f, direct);
-    PgConn a = connect(ci + " options='-c TimeZone=UTC'");
-    PgConn b = connect(ci + " options='-c TimeZone=UTC'");
-    REQUIRE(prepare(b.get(), "st", stamp) == "");
-    CHECK(run(b.get(), "st") == "2024-01-01 00:00:00+00");
-    exec(a.get(), "BEGIN");
-    exec(a.get(), "SET LOCAL TimeZone = 'Asia/Tokyo'");
-    REQUIRE(prepare(a.get(), "st", stamp) == "");
-    CHECK(run(a.get(), "st") == "2024-01-01 00:00:00+09");
-    exec(a.get(), "COMMIT");
-    CHECK(run(b.get(), "st") == "2024-01-01 00:00:00+00");
+    for (size_t way = 0; way <= locally.size(); ++way) {
+      CAPTURE(direct);
+      CAPTURE(way);
+      const std::string ci = target(f, direct);
+      PgConn a = connect(ci + " options='-c TimeZone=UTC'");
+      PgConn b = connect(ci + " options='-c TimeZone=UTC'");
+      REQUIRE(prepare(b.get(), "st", stamp) == "");
+      CHECK(run(b.get(), "st") == "2024-01-01 00:00:00+00");
+      if (way == locally.size()) {
+        exec(a.get(), "BEGIN");
+        exec(a.get(), "SET LOCAL TimeZone = 'Asia/Tokyo'");
+      } else {
+        exec(a.get(), locally[way]);
+      }
+      REQUIRE(prepare(a.get(), "st", stamp) == "");
+      CHECK(run(a.get(), "st") == "2024-01-01 00:00:00+09");
+      exec(a.get(), "COMMIT");
+      CHECK(run(b.get(), "st") == "2024-01-01 00:00:00+00");
+    }
   }
 }
