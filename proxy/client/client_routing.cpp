@@ -59,7 +59,8 @@ void ClientConn::note_text_reading(const routing::Classification& c) {
   using routing::SessionEffect;
   if (session_.misread_noted) return;
   if (!c.effects.has(SessionEffect::Set) && !c.effects.has(SessionEffect::SetLocal) &&
-      !c.effects.has(SessionEffect::SetConfig) && !c.effects.has(SessionEffect::Reset)) {
+      !c.effects.has(SessionEffect::SetConfig) && !c.effects.has(SessionEffect::Reset) &&
+      !c.effects.has(SessionEffect::Opaque)) {  // a DO block's set_config is in its text too
     return;
   }
   if (request_.kind == RequestKind::Query) {
