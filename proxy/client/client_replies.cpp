@@ -108,9 +108,9 @@ bool ClientConn::parsed_again_later(std::string_view name, uint64_t request) con
   });
 }
 
-// An extended batch that starts COPY FROM STDIN gets no ReadyForQuery of its own (PostgreSQL ignores its Sync
-// during COPY; the Sync after CopyDone is another request): its statements are settled here, or the unnamed
-// statement it parsed would count as never answered once that other request finished.
+// COPY FROM STDIN started: the client's next bytes are COPY data for this server. (An extended batch's reply ends
+// at the ReadyForQuery of the Sync the client sends after CopyDone, ServerConn::deliver; `batch` is one that ended
+// here, with requests pipelined behind it: its statements are settled now.)
 void ClientConn::on_copy_in(ServerConn* server, const OwedReply* batch) {
   if (batch) settle_statements(server, *batch);
   if (server != active_) return;

@@ -543,11 +543,16 @@ void ServerConn::deliver(RelayEvent event) {
       client_->on_ready_for_query(this, tx_status_, take_front());
       return;
     case RelayEvent::CopyIn: {
-      // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY (the client
-      // sends another after CopyDone), so no ReadyForQuery will answer it: its reply ends here. Its writes stay
-      // with the transaction.
+      // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY, and the
+      // server stays inside the batch's implicit transaction until the Sync the client sends after CopyDone or
+      // CopyFail. The batch's entry is open again: that Sync continues it, and its ReadyForQuery ends it. Until
+      // then the server owes the client a reply: a client that leaves meanwhile does not leave it reusable (another
+      // client's query would commit the COPY, or wait behind the error's skip to Sync).
+      // (Requests pipelined behind the batch, which PostgreSQL rejects during COPY: the batch's reply ends here.)
       std::optional<OwedReply> batch;
-      if (!owed_.empty() && owed_.front().extended && !owed_.front().open) {
+      if (!owed_.empty() && owed_.front().extended && &owed_.front() == &owed_.back()) {
+        owed_.front().open = true;
+      } else if (!owed_.empty() && owed_.front().extended && !owed_.front().open) {
         fold_writes(owed_.front());
         batch = owed_.pop();
       }

@@ -2,6 +2,9 @@
 // client aborts, after which the session must still work.
 #include <doctest/doctest.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <string>
 
@@ -132,3 +135,58 @@ TEST_CASE("COPY aborted by the client (CopyFail) and COPY with bad data leave a 
   CHECK(scalar(conn.get(), "SELECT count(*) FROM copy_fail") == "0");
   CHECK(scalar(conn.get(), "SELECT 'usable'") == "usable");
 }
+
+namespace {
+
+// One protocol message: tag, length, body.
+std::string message(char tag, const std::string& body) {
+  const uint32_t length = static_cast<uint32_t>(body.size() + 4);
+  std::string out(1, tag);
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((length >> shift) & 0xff);
+  return out + body;
+}
+
+}  // namespace
+
+// COPY FROM STDIN through the extended protocol (PQsendQueryParams: Parse, Bind, Execute and a Sync PostgreSQL
+// ignores during COPY), then COPY data with CopyDone or CopyFail, or nothing more, and the client vanishes before the
+// Sync that ends the implicit transaction. PostgreSQL rolls it back. The server must not go to the pool's next client
+// as it is: that client's query committed the row (and got "COPY 1" first), or waited behind the error's skip to
+// Sync; session pooling kept the server "used" for good and refused every later login (53300).
+TEST_CASE("a client that vanishes during an extended-protocol COPY leaves no server behind it") {
+  if (direct_mode()) return;
+  PgConn owner = connect(conninfo(cluster_ports().primary, "app", "app", "app"));
+  exec(owner.get(), "DROP TABLE IF EXISTS copy_vanish; CREATE TABLE copy_vanish (id int)");
+  for (const char* mode : {"transaction", "session"}) {
+    const int port = pick_listen_port();
+    auto config = default_config(port);
+    config["workers"] = 1;
+    config["timeouts"]["query_wait_timeout"] = 5;
+    for (auto& database : config["databases"]) {
+      database["pool_mode"] = mode;
+      database["pool_size"] = 1;  // the next client gets the same server
+    }
+    PgmuxProcess pgmux(config.dump(), port);
+    const std::string info = conninfo(port, "app", "app", "app");
+    for (const std::string& ending : {message('d', "1\n") + message('c', ""),
+                                     message('d', "1\n") + message('f', std::string("gave up") + '\0'),
+                                     message('d', "1\n")}) {
+      CAPTURE(mode);
+      CAPTURE(ending.size());
+      {
+        PgConn a = connect(info);
+        REQUIRE(PQsendQueryParams(a.get(), "COPY copy_vanish FROM STDIN", 0, nullptr, nullptr, nullptr, nullptr, 0));
+        PgResult started(PQgetResult(a.get()));
+        REQUIRE(PQresultStatus(started.get()) == PGRES_COPY_IN);
+        const int fd = PQsocket(a.get());
+        REQUIRE(write(fd, ending.data(), ending.size()) == static_cast<ssize_t>(ending.size()));
+        shutdown(fd, SHUT_RDWR);  // gone, without the Sync (PQfinish's Terminate goes nowhere)
+      }
+      PgConn b = connect(info);
+      CHECK(scalar(b.get(), "SELECT 'next client'") == "next client");
+      CHECK(scalar(b.get(), "SELECT count(*) FROM copy_vanish") == "0");
+    }
+  }
+  exec(owner.get(), "DROP TABLE copy_vanish");
+}
+
