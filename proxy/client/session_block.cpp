@@ -33,6 +33,14 @@ bool is_transaction_command(const TrackedStatement& s) {
   return s.facts.transaction != TransactionCommand::None;
 }
 
+// A statement PostgreSQL runs in a failed transaction block: COMMIT / ROLLBACK (and their spellings), ROLLBACK TO
+// SAVEPOINT, PREPARE TRANSACTION and the like (Other). Anything else there fails with 25P02.
+bool leaves_failed_block(const TrackedStatement& s) {
+  const TransactionCommand t = s.facts.transaction;
+  return t == TransactionCommand::Commit || t == TransactionCommand::Rollback || t == TransactionCommand::RollbackTo ||
+         t == TransactionCommand::Other;
+}
+
 }  // namespace
 
 SessionOutcome SessionBlock::finish(std::vector<TrackedStatement> statements, char before, char after, bool failed) {
@@ -52,7 +60,10 @@ SessionOutcome SessionBlock::finish(std::vector<TrackedStatement> statements, ch
   if (failed) {
     // The request stopped at its first error, which rolled back the implicit transaction around it or failed the
     // block. Which statement that was is not known: with a transaction command among several, it may have been
-    // before or after it. A single statement is the one that failed: it did nothing.
+    // before or after it. A single statement is the one that failed: it did nothing. In a failed block, PostgreSQL
+    // refuses (25P02) every statement but one that ends the block or rolls back to a savepoint: one of those first,
+    // or nothing ran.
+    if (block == Block::Failed && first != statements.end() && !leaves_failed_block(*first)) return out;
     if (any_transaction && at_risk && statements.end() - first > 1) {
       clear();
       out.unknown = true;

@@ -133,6 +133,23 @@ TEST_CASE("a failed string with a transaction command among session commands: un
   CHECK(lasting(block.finish(statements({"ROLLBACK"}), 'E', 'I', false)).empty());
 }
 
+// In a failed block PostgreSQL runs nothing but what ends it or rolls back to a savepoint (25P02): a failed string
+// that starts otherwise ran nothing, whatever follows in it (the split's read-only block on a standby ended the
+// session for `SET search_path = x; BEGIN` there).
+TEST_CASE("a failed string in a failed block that starts with neither ROLLBACK nor COMMIT ran nothing") {
+  SessionBlock block;
+  block.finish(statements({"BEGIN", "SET ROLE reader", "SELECT 1/0"}), 'I', 'E', true);
+  const SessionOutcome refused = block.finish(statements({"SET search_path = x", "BEGIN"}), 'E', 'E', true);
+  CHECK_FALSE(refused.unknown);
+  const SessionOutcome also = block.finish(statements({"SAVEPOINT s", "SET search_path = y", "RELEASE s"}), 'E', 'E',
+                                           true);
+  CHECK_FALSE(also.unknown);
+  // ROLLBACK TO first may have run, and what follows with it: as before, unknown.
+  const SessionOutcome maybe = block.finish(
+      statements({"ROLLBACK TO SAVEPOINT s", "SET search_path = z", "SAVEPOINT u", "SELECT 1/0"}), 'E', 'E', true);
+  CHECK(maybe.unknown);
+}
+
 TEST_CASE("set_config: replayable when it is all the statement does, else unknown once it lasts") {
   SessionBlock block;
   CHECK(lasting(block.finish(statements({"SELECT set_config('role', 'reader', false)"}), 'I', 'I', false)) ==

@@ -96,6 +96,22 @@ TEST_CASE("session routing: read-only transactions run on a standby, others on t
   CHECK(wait_until([&] { return f.standby(server_port(conn.get())); }, 3, 0.05));
 }
 
+// In a failed read-only block on a standby PostgreSQL refuses every statement but ROLLBACK / COMMIT (25P02): a
+// string with a session command there ran nothing. pgmux ended the session (08006, "cannot tell which session
+// settings a transaction on standby ... left in place"). From a black-box hunt.
+TEST_CASE("session routing: a session command refused in a failed read-only block on a standby") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  const std::string default_path = scalar(conn.get(), "SHOW search_path");
+  exec(conn.get(), "BEGIN READ ONLY");
+  CHECK(f.standby(server_port(conn.get())));
+  CHECK(exec_sqlstate(conn.get(), "SELECT 1/0") == "22012");
+  CHECK(exec_sqlstate(conn.get(), "SET search_path = x; BEGIN") == "25P02");
+  exec(conn.get(), "ROLLBACK");
+  CHECK(scalar(conn.get(), "SHOW search_path") == default_path);
+}
+
 // PostgreSQL lets a read-only block turn read-write before its first query: pgmux holds a read-only BEGIN back like a
 // plain one, and SET TRANSACTION READ WRITE behind it takes the block to the primary. Before, the BEGIN had gone to
 // a standby at once, which refused the SET (0A000 "cannot set transaction read-write mode during recovery").
