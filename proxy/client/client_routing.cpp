@@ -198,6 +198,12 @@ std::optional<ServerConn*> ClientConn::server_to_follow(const routing::Classific
     }
   }
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {  // follow replies owed, a block
+    if (active_ == standby_ && !read_only && active_->has_outstanding() && !active_->extended_open()) {
+      // A write behind a standby's requests, its block's COMMIT perhaps among them: only their replies tell whether
+      // the write runs in that read-only block (and fails there, as on PostgreSQL) or after it, on the primary.
+      set_state(ClientState::Draining);
+      return nullptr;
+    }
     if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
     if (ServerConn* holder = standby_cursor_server(c); holder && holder != active_) {
       set_state(ClientState::Draining);  // its cursor is on the standby: after the replies owed here

@@ -256,6 +256,35 @@ TEST_CASE("session routing: named prepared statements, before and after writes")
   CHECK(sqlstate(gone.get()) == "26000");
 }
 
+// A write pipelined behind a read-only block's COMMIT (each request its own Sync) runs after the block, on the
+// primary, as on PostgreSQL; it went to the standby, still running the block when it was routed, and failed (25006).
+TEST_CASE("session routing: a write pipelined behind a read-only block's COMMIT runs on the primary") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  for (const char* sql : {"BEGIN READ ONLY", "SELECT count(*) FROM items", "COMMIT",
+                          "INSERT INTO items (v) VALUES (77) RETURNING v"}) {
+    REQUIRE(PQsendQueryParams(conn.get(), sql, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+  }
+  std::string outcome;
+  for (int syncs = 0, i = 0; syncs < 4 && i < 40; ++i) {
+    PGresult* raw = PQgetResult(conn.get());
+    if (!raw) continue;
+    PgResult r(raw);
+    if (PQresultStatus(raw) == PGRES_PIPELINE_SYNC) {
+      ++syncs;
+    } else {
+      outcome += std::string(PQresStatus(PQresultStatus(raw))) + " " + sqlstate(raw) + ";";
+    }
+  }
+  CHECK(outcome == "PGRES_COMMAND_OK ;PGRES_TUPLES_OK ;PGRES_COMMAND_OK ;PGRES_TUPLES_OK ;");
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  PgConn p = admin(f.ports.primary, kDb);
+  CHECK(scalar(p.get(), "SELECT count(*) FROM items WHERE v = 77") == "1");
+}
+
 TEST_CASE("session routing: pipeline mode mixing reads and writes") {
   if (skip_in_direct_mode()) return;
   Fixture f;
