@@ -126,6 +126,10 @@ bool ClientConn::dispatch() {
     c.reason = "extended sequence without Sync";
   }
 
+  if (parses_unanswered_name() && active_ && active_->has_outstanding() && !active_->extended_open()) {
+    set_state(ClientState::Draining);  // whether this Parse is PostgreSQL's 42P05: after the earlier one's reply
+    return false;
+  }
   if (const ParsedStatement* duplicate = duplicate_parse()) {
     answer_locally_with_error({Failure::DuplicatePreparedStatement, {std::string(duplicate->name)}});
     return true;

@@ -105,8 +105,11 @@ routing::Classification ClientConn::classify_request_texts() {
   // An extended batch: the strictest class of every statement it parses or uses.
   bool any = false;
   auto merge = [&](const routing::Classification& c) {
-    if (!any || (routing::is_read_only_statement(result, session_.route) &&
-                 !routing::is_read_only_statement(c, session_.route))) {
+    // A write beside a session command (SHOW, SET) gives the batch its class: its commit starts read-your-writes.
+    const bool stricter = (routing::is_read_only_statement(result, session_.route) &&
+                           !routing::is_read_only_statement(c, session_.route)) ||
+                          (result.kind == routing::StatementKind::Session && c.kind == routing::StatementKind::Write);
+    if (!any || stricter) {
       const routing::Classification earlier = result;
       result = c;
       result.add_facts(earlier);  // hints, pins and session effects hold for the whole batch

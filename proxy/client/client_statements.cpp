@@ -169,6 +169,18 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
   return copy->shape != stored->shape ? stored : nullptr;
 }
 
+// A Parse of a name that an earlier request, still unanswered, parsed too: PostgreSQL answers it 42P05 if that
+// Parse succeeded, and creates the statement if it failed; only its reply tells. (Pipelined: two batches in one
+// write, each with its Sync.)
+bool ClientConn::parses_unanswered_name() const {
+  if (unconfirmed_.empty()) return false;
+  return std::any_of(request_.parses.begin(), request_.parses.end(), [&](const ParsedStatement& parse) {
+    return !parse.name.empty() && std::any_of(unconfirmed_.begin(), unconfirmed_.end(), [&](const auto& earlier) {
+             return earlier.name == parse.name;
+           });
+  });
+}
+
 // Transaction pooling: a request that starts with a Parse of a named statement the session already has gets
 // PostgreSQL's 42P05 here, with its wording (the server knows the statement by its shared name). Only outside a
 // transaction: an error pgmux answers cannot abort the server's transaction. Such a Parse later in a batch is

@@ -91,6 +91,29 @@ TEST_CASE("a client always reads its own writes") {
     CHECK(scalar(conn.get(), "SELECT count(*) FROM ryw WHERE id >= 0") == std::to_string(kRounds));
   }
 
+  // With the writer's reads back on a standby (still 2 s behind): a write in one extended batch behind a SHOW or a
+  // SET (the batch's class was the session command's, and its commit started no read-your-writes). From a
+  // black-box hunt.
+  int batched_seen = 0;
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = std::to_string(-100 - i);  // not counted among the rounds' rows
+    REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+    const char* first = i % 2 == 0 ? "SHOW search_path" : "SET application_name = 'ryw'";
+    REQUIRE(PQsendQueryParams(conn.get(), first, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    const std::string insert = "INSERT INTO ryw (id) VALUES (" + id + ")";
+    REQUIRE(PQsendQueryParams(conn.get(), insert.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+    for (int syncs = 0, n = 0; syncs < 1 && n < 20; ++n) {
+      PGresult* raw = PQgetResult(conn.get());
+      if (!raw) continue;
+      PgResult r(raw);
+      syncs += PQresultStatus(raw) == PGRES_PIPELINE_SYNC;
+    }
+    REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+    batched_seen += scalar(conn.get(), "SELECT count(*) FROM ryw WHERE id = " + id) == "1";
+  }
+  CHECK(batched_seen == 20);
+
   conn.reset();
   for (int port : {ports.standby1, ports.standby2}) set_apply_delay(port, "");
   drop_database(ports, kDb);

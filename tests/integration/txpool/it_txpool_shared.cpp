@@ -186,3 +186,34 @@ TEST_CASE("a statement parsed after SET LOCAL of such a setting stays out of oth
     }
   }
 }
+
+// Two batches pipelined, the second parsing the name the first one did: PostgreSQL answers it 42P05 (the first
+// succeeded) and the statement keeps the first text. pgmux sent the second under its own text's shared name, and
+// the client's statement became the second text (inside a block, a COMMIT then committed what PostgreSQL rolls
+// back). From a black-box hunt.
+TEST_CASE("a pipelined Parse of a name an unanswered batch parsed gets PostgreSQL's 42P05") {
+  Fixture f(8);
+  for (bool direct : {true, false}) {
+    CAPTURE(direct);
+    PgConn conn = connect(target(f, direct));
+    REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+    REQUIRE(PQsendPrepare(conn.get(), "n0", "SELECT 'first'", 0, nullptr) == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+    REQUIRE(PQsendPrepare(conn.get(), "n0", "SELECT 'second'", 0, nullptr) == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+    std::string outcome;
+    for (int syncs = 0, i = 0; syncs < 2 && i < 20; ++i) {
+      PGresult* raw = PQgetResult(conn.get());
+      if (!raw) continue;
+      PgResult r(raw);
+      if (PQresultStatus(raw) == PGRES_PIPELINE_SYNC) {
+        ++syncs;
+      } else {
+        outcome += std::string(PQresStatus(PQresultStatus(raw))) + " " + sqlstate(raw) + ";";
+      }
+    }
+    CHECK(outcome == "PGRES_COMMAND_OK ;PGRES_FATAL_ERROR 42P05;");
+    REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+    CHECK(run(conn.get(), "n0") == "first");
+  }
+}
