@@ -268,18 +268,9 @@ TEST_CASE("session routing: a write pipelined behind a read-only block's COMMIT 
     REQUIRE(PQsendQueryParams(conn.get(), sql, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
     REQUIRE(PQpipelineSync(conn.get()) == 1);
   }
-  std::string outcome;
-  for (int syncs = 0, i = 0; syncs < 4 && i < 40; ++i) {
-    PGresult* raw = PQgetResult(conn.get());
-    if (!raw) continue;
-    PgResult r(raw);
-    if (PQresultStatus(raw) == PGRES_PIPELINE_SYNC) {
-      ++syncs;
-    } else {
-      outcome += std::string(PQresStatus(PQresultStatus(raw))) + " " + sqlstate(raw) + ";";
-    }
-  }
-  CHECK(outcome == "PGRES_COMMAND_OK ;PGRES_TUPLES_OK ;PGRES_COMMAND_OK ;PGRES_TUPLES_OK ;");
+  CHECK(pipeline_results(conn.get(), 4) ==
+        "PGRES_COMMAND_OK \nPGRES_PIPELINE_SYNC \nPGRES_TUPLES_OK  0\nPGRES_PIPELINE_SYNC \nPGRES_COMMAND_OK \n"
+        "PGRES_PIPELINE_SYNC \nPGRES_TUPLES_OK  77\nPGRES_PIPELINE_SYNC \n");
   REQUIRE(PQexitPipelineMode(conn.get()) == 1);
   PgConn p = admin(f.ports.primary, kDb);
   CHECK(scalar(p.get(), "SELECT count(*) FROM items WHERE v = 77") == "1");

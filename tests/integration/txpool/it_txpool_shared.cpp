@@ -201,18 +201,8 @@ TEST_CASE("a pipelined Parse of a name an unanswered batch parsed gets PostgreSQ
     REQUIRE(PQpipelineSync(conn.get()) == 1);
     REQUIRE(PQsendPrepare(conn.get(), "n0", "SELECT 'second'", 0, nullptr) == 1);
     REQUIRE(PQpipelineSync(conn.get()) == 1);
-    std::string outcome;
-    for (int syncs = 0, i = 0; syncs < 2 && i < 20; ++i) {
-      PGresult* raw = PQgetResult(conn.get());
-      if (!raw) continue;
-      PgResult r(raw);
-      if (PQresultStatus(raw) == PGRES_PIPELINE_SYNC) {
-        ++syncs;
-      } else {
-        outcome += std::string(PQresStatus(PQresultStatus(raw))) + " " + sqlstate(raw) + ";";
-      }
-    }
-    CHECK(outcome == "PGRES_COMMAND_OK ;PGRES_FATAL_ERROR 42P05;");
+    CHECK(pipeline_results(conn.get(), 2) ==
+          "PGRES_COMMAND_OK \nPGRES_PIPELINE_SYNC \nPGRES_FATAL_ERROR 42P05\nPGRES_PIPELINE_SYNC \n");
     REQUIRE(PQexitPipelineMode(conn.get()) == 1);
     CHECK(run(conn.get(), "n0") == "first");
   }
