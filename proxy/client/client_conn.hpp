@@ -285,7 +285,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_duplicate_names(OwedReply& owed);
   void resolve_server_names(ServerConn* server);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;
-  bool parses_unanswered_name() const;
+  bool depends_on_unanswered_parse();
   const ParsedStatement* duplicate_parse();
   bool answer_parse_instead_of_waiting();
   void count_statement_traffic(PoolStats& stats);

@@ -126,8 +126,8 @@ bool ClientConn::dispatch() {
     c.reason = "extended sequence without Sync";
   }
 
-  if (parses_unanswered_name() && active_ && active_->has_outstanding() && !active_->extended_open()) {
-    set_state(ClientState::Draining);  // whether this Parse is PostgreSQL's 42P05: after the earlier one's reply
+  if (active_ && active_->has_outstanding() && !active_->extended_open() && depends_on_unanswered_parse()) {
+    set_state(ClientState::Draining);  // whether that Parse made its statement: after the earlier one's reply
     return false;
   }
   if (const ParsedStatement* duplicate = duplicate_parse()) {

@@ -169,16 +169,27 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
   return copy->shape != stored->shape ? stored : nullptr;
 }
 
-// A Parse of a name that an earlier request, still unanswered, parsed too: PostgreSQL answers it 42P05 if that
-// Parse succeeded, and creates the statement if it failed; only its reply tells. (Pipelined: two batches in one
-// write, each with its Sync.)
-bool ClientConn::parses_unanswered_name() const {
+// A request that depends on a Parse an earlier request, still unanswered, sent (pipelined: two batches in one
+// write, each with its Sync). PostgreSQL answers a Parse of the same name 42P05 if that Parse succeeded and creates
+// the statement if it failed or was skipped (an error earlier in its batch); a Bind or Describe of the name runs
+// that statement or fails with 26000. Only that request's reply tells. A Bind or Describe only matters where pgmux
+// renames or moves statements (transaction pooling, the split): otherwise its one server answers it as PostgreSQL
+// does.
+bool ClientConn::depends_on_unanswered_parse() {
   if (unconfirmed_.empty()) return false;
-  return std::any_of(request_.parses.begin(), request_.parses.end(), [&](const ParsedStatement& parse) {
-    return !parse.name.empty() && std::any_of(unconfirmed_.begin(), unconfirmed_.end(), [&](const auto& earlier) {
-             return earlier.name == parse.name;
-           });
+  const bool uses_matter = transaction_pooling() || statements_may_move();
+  bool depends = false;
+  statement_steps_.walk(request_, session_, [&](const ResolvedStep& resolved) {
+    const StatementStep& step = *resolved.step;
+    if (step.kind == StatementStepKind::Parse) {
+      depends = std::any_of(unconfirmed_.begin(), unconfirmed_.end(),
+                            [&](const UnconfirmedStatement& earlier) { return earlier.name == step.name; });
+    } else if (step.kind == StatementStepKind::Use && uses_matter) {
+      depends = resolved.in_session && !resolved.in_session->confirmed;
+    }
+    return !depends;
   });
+  return depends;
 }
 
 // Transaction pooling: a request that starts with a Parse of a named statement the session already has gets

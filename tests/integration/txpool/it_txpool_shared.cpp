@@ -207,3 +207,36 @@ TEST_CASE("a pipelined Parse of a name an unanswered batch parsed gets PostgreSQ
     CHECK(run(conn.get(), "n0") == "first");
   }
 }
+
+// A Bind pipelined behind a batch whose Parse of its statement PostgreSQL skipped (a Bind of a missing statement
+// failed first): PostgreSQL answers it 26000, the statement was never made. pgmux took the statement as parsed
+// and sent the Bind under its shared name, which another client's copy on the server answered (or, with no such
+// copy, PostgreSQL's 26000 named pgmux's shared name). From a black-box hunt.
+TEST_CASE("a Bind pipelined behind a skipped Parse of its statement gets PostgreSQL's 26000") {
+  Fixture f(8);
+  for (bool direct : {true, false}) {
+    CAPTURE(direct);
+    PgConn other = connect(target(f, direct));
+    REQUIRE(prepare(other.get(), "mine", "SELECT 'never parsed'") == "");
+    CHECK(run(other.get(), "mine") == "never parsed");
+    PgConn conn = connect(target(f, direct));
+    REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+    REQUIRE(PQsendQueryPrepared(conn.get(), "missing", 0, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQsendPrepare(conn.get(), "n1", "SELECT 'never parsed'", 0, nullptr) == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+    REQUIRE(PQsendQueryPrepared(conn.get(), "n1", 0, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQsendDescribePrepared(conn.get(), "n1") == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+    REQUIRE(PQsendDescribePrepared(conn.get(), "n1") == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+    CHECK(pipeline_results(conn.get(), 3) ==
+          "PGRES_FATAL_ERROR 26000\nPGRES_PIPELINE_ABORTED \nPGRES_PIPELINE_SYNC \n"
+          "PGRES_FATAL_ERROR 26000\nPGRES_PIPELINE_ABORTED \nPGRES_PIPELINE_SYNC \n"
+          "PGRES_FATAL_ERROR 26000\nPGRES_PIPELINE_SYNC \n");
+    REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+    PgResult described(PQdescribePrepared(conn.get(), "n1"));
+    CHECK(std::string(PQresultErrorField(described.get(), PG_DIAG_MESSAGE_PRIMARY) ?: "") ==
+          "prepared statement \"n1\" does not exist");
+    CHECK(run(conn.get(), "n1") == "error 26000");
+  }
+}
