@@ -16,7 +16,7 @@ void UnnamedStatement::on_sent(const RequestInfo& request, const Sent& sent,
   }
   // One pass: the changes, the last Parse "" and whether only Binds follow it.
   Pending* pending = nullptr;
-  const ParsedStatement* last_parse = nullptr;
+  const ParsedStatement* last_parse = nullptr;  // its change is the last one so far
   bool bound_after = false;  // the request binds the statement it parses (what drivers do)
   unsigned parses = 0;       // Parse messages of the request before the step
   for (const StatementStep& step : request.steps) {
@@ -29,17 +29,20 @@ void UnnamedStatement::on_sent(const RequestInfo& request, const Sent& sent,
       continue;
     }
     if (!pending) pending = &push(sent);
+    if (last_parse && keep_copy) {  // rare: a batch with another change behind a Parse ""
+      pending->changes.back().copy.assign(last_parse->message.begin(), last_parse->message.end());
+    }
     bound_after = false;
     if (step.kind == StatementStepKind::Close) {
       const bool parse_follows = parses < request.parses.size();
-      pending->changes.push_back({false, false, parse_follows ? sent.parses_before + parses : kNoWitness});
+      pending->changes.push_back({false, false, parse_follows ? sent.parses_before + parses : kNoWitness, {}});
       last_parse = nullptr;
       continue;
     }
     last_parse = &request.parses[step.parse];
     // Only Closes (which cannot fail) since the previous Parse, or since the start of the entry.
     const bool fails_alone = last_parse->after_closes_only && (parses > 0 || sent.starts_entry);
-    pending->changes.push_back({true, fails_alone, sent.parses_before + parses});
+    pending->changes.push_back({true, fails_alone, sent.parses_before + parses, {}});
     ++parses;
   }
   if (!pending) return;
@@ -83,11 +86,13 @@ void UnnamedStatement::settle(Pending& pending, bool failed, unsigned parses_see
   const bool own_error = at < pending.changes.size() && pending.changes[at].fails_alone &&
                          pending.changes[at].witness == parses_seen;
   if (ran == 0 && !own_error) return;  // nothing ran: the statement is what it was
-  // A Close ran, or the Parse itself failed (the statement was dropped first), or an earlier Parse ran whose copy
-  // is not kept: the server holds no statement of the client's that pgmux could prepare elsewhere.
+  // A Close ran, or the Parse itself failed (the statement was dropped first): the server holds none. Or an earlier
+  // Parse of the batch ran last: the server holds that statement, which pgmux can prepare elsewhere if it kept
+  // its copy (PostgreSQL runs it again at the next Bind, the write that failed too).
   settled_.server = pending.after.server;
   settled_.parse.clear();
-  settled_.c = {};  // a write, for routing: its text is not known
+  if (!own_error && pending.changes[ran - 1].is_parse) std::swap(settled_.parse, pending.changes[ran - 1].copy);
+  settled_.c = {};  // a write, for routing: only the last Parse's class is known
   settled_.c.reason = "unnamed statement of a failed batch";
 }
 

@@ -86,6 +86,9 @@ class UnnamedStatement {
     // before parsing.
     bool fails_alone = false;
     unsigned witness = 0;
+    // A Parse with more changes behind it in its request, when copies are kept: its message, the statement left
+    // on the server if an error comes before the next change (the request's last Parse is `after.parse`).
+    protocol::ByteVector copy;
   };
   struct Pending {
     uint64_t request = 0;

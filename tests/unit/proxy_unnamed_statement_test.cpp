@@ -128,18 +128,34 @@ TEST_CASE("unnamed statement: a Parse that fails itself drops the statement") {
 }
 
 TEST_CASE("unnamed statement: the first of two Parses ran, the second did not") {
-  UnnamedStatement unnamed = settled_on_a();
   ByteVector bytes;
   build_parse(bytes, "", "SELECT 2");
   build_bind(bytes, "", "", {});
   build_execute(bytes, "", 0);  // fails
   build_parse(bytes, "", "SELECT 3");
   build_sync(bytes);
-  send(unnamed, bytes, kServerB, 2);
-  unnamed.on_finished(2, true, 1);
-  CHECK(unnamed.server() == kServerB);  // holds "SELECT 2", whose copy is not kept: not prepared elsewhere
-  CHECK(kept_sql(unnamed).empty());
-  CHECK(unnamed.classification().kind == routing::StatementKind::Write);
+  for (bool keep_copy : {true, false}) {
+    CAPTURE(keep_copy);
+    UnnamedStatement unnamed = settled_on_a();
+    send(unnamed, bytes, kServerB, 2, 0, false, keep_copy);
+    unnamed.on_finished(2, true, 1);
+    CHECK(unnamed.server() == kServerB);  // holds "SELECT 2": prepared elsewhere from its copy, if kept
+    CHECK(kept_sql(unnamed) == (keep_copy ? "SELECT 2" : ""));
+    CHECK(unnamed.classification().kind == routing::StatementKind::Write);  // only the last Parse's class is known
+  }
+  SUBCASE("a Close behind it, which the error skipped") {
+    ByteVector closing;
+    build_parse(closing, "", "SELECT 4");
+    build_bind(closing, "", "", {});
+    build_execute(closing, "", 0);  // fails
+    build_close(closing, 'S', "");
+    build_parse(closing, "", "SELECT 5");
+    build_sync(closing);
+    UnnamedStatement unnamed = settled_on_a();
+    send(unnamed, closing, kServerB, 2);
+    unnamed.on_finished(2, true, 1);
+    CHECK(kept_sql(unnamed) == "SELECT 4");
+  }
 }
 
 TEST_CASE("unnamed statement: Close 'S' \"\" and a simple Query drop it") {

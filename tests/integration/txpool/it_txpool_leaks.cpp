@@ -302,3 +302,35 @@ TEST_CASE("a use of the unnamed statement inside a Flush-ended sequence, behind 
   CHECK(run(via.get()) == expected);
   CHECK(scalar(via.get(), "SELECT 'still serving'") == "still serving");
 }
+
+// A batch that parses the unnamed statement twice and fails between them (the first one's Execute fails) leaves
+// the first statement on the server: PostgreSQL runs it again at a later Bind of the unnamed statement. pgmux
+// kept only the batch's last Parse and, the server given back, answered 26000. Compared with a direct connection.
+TEST_CASE("the unnamed statement a failed batch's first Parse left runs again at a later Bind") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const auto run = [](PGconn* conn) {
+    exec(conn, "DROP TABLE IF EXISTS unnamed_dup");
+    exec(conn, "CREATE TABLE unnamed_dup (id int PRIMARY KEY)");
+    exec(conn, "INSERT INTO unnamed_dup VALUES (1)");
+    REQUIRE(PQenterPipelineMode(conn) == 1);
+    const char* insert = "INSERT INTO unnamed_dup VALUES (1)";  // 23505
+    REQUIRE(PQsendQueryParams(conn, insert, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQsendQueryParams(conn, "SELECT 'second'", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(conn) == 1);
+    REQUIRE(PQsendQueryPrepared(conn, "", 0, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(conn) == 1);
+    std::string seen = pipeline_results(conn, 2);
+    REQUIRE(PQexitPipelineMode(conn) == 1);
+    PgResult again(PQexecPrepared(conn, "", 0, nullptr, nullptr, nullptr, 0));  // the server was given back
+    seen += "then " + sqlstate(again.get());
+    exec(conn, "DROP TABLE unnamed_dup");
+    return seen;
+  };
+  PgConn direct = connect(conninfo(cluster_ports().primary, "app", "app", "app"));
+  const std::string expected = run(direct.get());
+  CHECK(expected.find("then 23505") != std::string::npos);
+  PgConn via = connect(conninfo(port, "app", "app", "app"));
+  CHECK(run(via.get()) == expected);
+}
