@@ -108,6 +108,7 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
     c.unreadable = lexical.classification.unreadable;      // the parser reads strings the standard way
     if (c.kind == StatementKind::TxBegin) c.begin_tag = lexical.classification.begin_tag;
   }
+  if (c.pin_reason == PinReason::None) c.pin_reason = lexical.temp_schema_pin;
   if (is_read(c) && learned_) {
     const LearnedWrites::Lesson lesson = learned_->lesson_for(key);
     if (lesson == LearnedWrites::Lesson::Write) {

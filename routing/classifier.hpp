@@ -114,6 +114,9 @@ struct ParsedStatements {
 struct LexicalResult {
   Classification classification;  // final when needs_parser is false
   bool needs_parser = false;      // some statement can't be settled from tokens
+  // A statement names an object of the session's temporary schema, or sets a search_path naming it (the first
+  // such statement's pin, for either path).
+  PinReason temp_schema_pin = PinReason::None;
 };
 
 // What a function call does comes from the client database's FunctionCatalog (CatalogState): a read that

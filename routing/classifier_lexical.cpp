@@ -32,6 +32,8 @@ struct StatementScan {
   bool serializable_word = false;  // SERIALIZABLE somewhere
   bool with_hold = false;     // WITH HOLD before the first FOR (DECLARE ... CURSOR WITH HOLD FOR)
   int copy_direction = -1;    // first top-level FROM (1) / TO (0)
+  bool temp_schema_object = false;  // pg_temp.name: an object of the session's temporary schema
+  bool temp_schema_named = false;   // pg_temp as a word, or in a string of SET or set_config (search_path)
 
   bool word(size_t i, std::string_view kw) const {
     return i < head_count && head[i].kind == TokenKind::Word && word_is(head[i].text, kw);
@@ -54,6 +56,14 @@ std::string_view identifier_name(const Token& t, std::array<char, kNameMax>& buf
   const std::string_view text = t.text;
   if (t.kind != TokenKind::QuotedIdent || text.size() < 2 || text.front() != '"') return {};
   return text.substr(1, text.size() - 2);
+}
+
+// pg_temp or pg_temp_<n> as PostgreSQL reads the identifier. Runs for every word: most fail the first test.
+bool is_temp_schema_token(const Token& t) {
+  const std::string_view text = t.kind == TokenKind::QuotedIdent ? t.text.substr(1) : t.text;
+  if (text.size() < 7 || (text[0] | 0x20) != 'p' || (text[1] | 0x20) != 'g' || text[2] != '_') return false;
+  std::array<char, kNameMax> buf;  // identifier_name writes what it returns
+  return is_temp_schema_name(identifier_name(t, buf));
 }
 
 struct ScanContext {
@@ -173,6 +183,15 @@ bool scan_statement(SqlLexer& lex, const ScanContext& context, StatementScan& s)
         break;
       case TokenKind::QuotedIdent:
         if (relation_next) check_relation(t, context, s);
+        s.temp_schema_named = s.temp_schema_named || is_temp_schema_token(t);
+        break;
+      case TokenKind::String:
+        if (!s.temp_schema_named && (s.config_call || s.word(0, "set"))) {
+          s.temp_schema_named = mentions_temp_schema(t.text);
+        }
+        break;
+      case TokenKind::Punct:
+        if (t.text.front() == '.' && is_temp_schema_token(prev)) s.temp_schema_object = true;
         break;
       case TokenKind::RParen:
         if (--depth < 0) {
@@ -182,6 +201,7 @@ bool scan_statement(SqlLexer& lex, const ScanContext& context, StatementScan& s)
         break;
       case TokenKind::Word:
         if (relation_next) check_relation(t, context, s);
+        s.temp_schema_named = s.temp_schema_named || is_temp_schema_token(t);
         break;
       default:
         break;
@@ -512,6 +532,15 @@ void note_session_facts(const StatementScan& s, Classification& c) {
   }
 }
 
+// An object of the session's temporary schema (CREATE TABLE pg_temp.t, SELECT ... INTO pg_temp.t, a use of one), or
+// a search_path naming that schema set (an unqualified CREATE may land there): state only this server has,
+// whatever the statement's keywords say. The parser path does not look for it: Classifier::classify adds it.
+PinReason temp_schema_pin(const StatementScan& s) {
+  if (s.temp_schema_object) return PinReason::TempTable;
+  const bool sets_path = s.config_call || (s.word(0, "set") && (s.word(1, "search_path") || s.word(2, "search_path")));
+  return s.temp_schema_named && sets_path ? PinReason::TempTable : PinReason::None;
+}
+
 }  // namespace
 
 namespace {
@@ -526,6 +555,7 @@ void scan_statements(SqlLexer& lex, const ScanContext& context, LexicalResult& o
     if (lex.error() != nullptr) return;
     Classification c = decide(s, out.needs_parser);
     note_session_facts(s, c);
+    if (out.temp_schema_pin == PinReason::None) out.temp_schema_pin = temp_schema_pin(s);
     combiner.add(c);
   }
   if (!out.needs_parser) out.classification = combiner.result();

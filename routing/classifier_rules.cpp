@@ -3,6 +3,8 @@
 #include <array>
 #include <cstdint>
 
+#include "routing/sql_lexer.hpp"
+
 namespace pgmux::routing {
 namespace {
 
@@ -49,6 +51,22 @@ constexpr std::array<std::string_view, 9> kCatalogObjects = {
 };
 
 }  // namespace
+
+bool is_temp_schema_name(std::string_view name) {
+  constexpr std::string_view kAlias = "pg_temp";
+  if (name.substr(0, kAlias.size()) != kAlias) return false;
+  if (name.size() == kAlias.size()) return true;
+  if (name[kAlias.size()] != '_' || name.size() == kAlias.size() + 1) return false;
+  return name.find_first_not_of("0123456789", kAlias.size() + 1) == std::string_view::npos;
+}
+
+bool mentions_temp_schema(std::string_view literal) {
+  constexpr std::string_view kAlias = "pg_temp";
+  for (size_t at = 0; at + kAlias.size() <= literal.size(); ++at) {
+    if (word_is(literal.substr(at, kAlias.size()), kAlias)) return true;
+  }
+  return false;
+}
 
 bool is_catalog_object_word(std::string_view word) {
   for (std::string_view w : kCatalogObjects) {

@@ -36,6 +36,14 @@ inline constexpr std::array<std::string_view, 14> kSystemVolatileViews = {
 // REPLACE] / ALTER / DROP spells them, lowercase): the database's function catalog is reloaded after it.
 bool is_catalog_object_word(std::string_view word);
 
+// The session's temporary schema, as PostgreSQL folds the identifier: the alias pg_temp or its real name
+// pg_temp_<n>. An object created there is temporary whatever the statement's keywords say (CREATE TABLE pg_temp.t,
+// CREATE FUNCTION pg_temp.f, SELECT ... INTO pg_temp.t), and a search_path that names it may put unqualified
+// CREATEs there.
+bool is_temp_schema_name(std::string_view name);
+// A string literal (its text, quotes included) that names the temporary schema in any case: 'pg_temp, public'.
+bool mentions_temp_schema(std::string_view literal);
+
 // Makes one Classification of the statements of a multi-statement string:
 // - any Write => Write (reason of the first write);
 // - only Session statements => Session (read_only if any sets READ ONLY);

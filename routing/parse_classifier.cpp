@@ -205,8 +205,10 @@ bool explain_analyzes(const json* options) {
   return analyze;
 }
 
+// Made in the session's temporary schema: TEMP, or a name qualified by pg_temp (pg_temp_<n>).
 bool temp_relation(const json* rangevar) {
-  return rangevar != nullptr && string_of(member(*rangevar, "relpersistence")) == "t";
+  return rangevar != nullptr && (string_of(member(*rangevar, "relpersistence")) == "t" ||
+                                 is_temp_schema_name(string_of(member(*rangevar, "schemaname"))));
 }
 
 Classification classify_select(const json& body, const TreeFacts& f) {
