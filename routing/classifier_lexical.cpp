@@ -33,7 +33,8 @@ struct StatementScan {
   bool with_hold = false;     // WITH HOLD before the first FOR (DECLARE ... CURSOR WITH HOLD FOR)
   int copy_direction = -1;    // first top-level FROM (1) / TO (0)
   bool temp_schema_object = false;  // pg_temp.name: an object of the session's temporary schema
-  bool temp_schema_named = false;   // pg_temp as a word, or in a string of SET or set_config (search_path)
+  bool temp_schema_named = false;   // pg_temp as a word, or in a string of SET or set_config
+  bool search_path_string = false;  // 'search_path' in a set_config call
 
   bool word(size_t i, std::string_view kw) const {
     return i < head_count && head[i].kind == TokenKind::Word && word_is(head[i].text, kw);
@@ -56,14 +57,6 @@ std::string_view identifier_name(const Token& t, std::array<char, kNameMax>& buf
   const std::string_view text = t.text;
   if (t.kind != TokenKind::QuotedIdent || text.size() < 2 || text.front() != '"') return {};
   return text.substr(1, text.size() - 2);
-}
-
-// pg_temp or pg_temp_<n> as PostgreSQL reads the identifier. Runs for every word: most fail the first test.
-bool is_temp_schema_token(const Token& t) {
-  const std::string_view text = t.kind == TokenKind::QuotedIdent ? t.text.substr(1) : t.text;
-  if (text.size() < 7 || (text[0] | 0x20) != 'p' || (text[1] | 0x20) != 'g' || text[2] != '_') return false;
-  std::array<char, kNameMax> buf;  // identifier_name writes what it returns
-  return is_temp_schema_name(identifier_name(t, buf));
 }
 
 struct ScanContext {
@@ -189,6 +182,7 @@ bool scan_statement(SqlLexer& lex, const ScanContext& context, StatementScan& s)
         if (!s.temp_schema_named && (s.config_call || s.word(0, "set"))) {
           s.temp_schema_named = mentions_temp_schema(t.text);
         }
+        if (s.config_call && word_is(t.text, "'search_path'")) s.search_path_string = true;
         break;
       case TokenKind::Punct:
         if (t.text.front() == '.' && is_temp_schema_token(prev)) s.temp_schema_object = true;
@@ -537,7 +531,8 @@ void note_session_facts(const StatementScan& s, Classification& c) {
 // whatever the statement's keywords say. The parser path does not look for it: Classifier::classify adds it.
 PinReason temp_schema_pin(const StatementScan& s) {
   if (s.temp_schema_object) return PinReason::TempTable;
-  const bool sets_path = s.config_call || (s.word(0, "set") && (s.word(1, "search_path") || s.word(2, "search_path")));
+  const bool sets_path = (s.config_call && s.search_path_string) ||
+                         (s.word(0, "set") && (s.word(1, "search_path") || s.word(2, "search_path")));
   return s.temp_schema_named && sets_path ? PinReason::TempTable : PinReason::None;
 }
 

@@ -3,8 +3,6 @@
 #include <array>
 #include <cstdint>
 
-#include "routing/sql_lexer.hpp"
-
 namespace pgmux::routing {
 namespace {
 
@@ -52,18 +50,36 @@ constexpr std::array<std::string_view, 9> kCatalogObjects = {
 
 }  // namespace
 
+namespace {
+constexpr std::string_view kTempSchemaAlias = "pg_temp";
+
+// What may follow "pg_temp" in the temporary schema's name: nothing (the alias), or _<n> (its real name).
+bool is_temp_schema_suffix(std::string_view rest) {
+  if (rest.empty()) return true;
+  return rest.size() > 1 && rest[0] == '_' && rest.find_first_not_of("0123456789", 1) == std::string_view::npos;
+}
+}  // namespace
+
 bool is_temp_schema_name(std::string_view name) {
-  constexpr std::string_view kAlias = "pg_temp";
-  if (name.substr(0, kAlias.size()) != kAlias) return false;
-  if (name.size() == kAlias.size()) return true;
-  if (name[kAlias.size()] != '_' || name.size() == kAlias.size() + 1) return false;
-  return name.find_first_not_of("0123456789", kAlias.size() + 1) == std::string_view::npos;
+  return name.substr(0, kTempSchemaAlias.size()) == kTempSchemaAlias &&
+         is_temp_schema_suffix(name.substr(kTempSchemaAlias.size()));
+}
+
+bool is_temp_schema_token(const Token& token) {
+  const std::string_view text = token.text;
+  if (token.kind == TokenKind::QuotedIdent) {
+    if (text.front() != '"') return true;  // U&"..."
+    return is_temp_schema_name(text.substr(1, text.size() - 2));
+  }
+  if (token.kind != TokenKind::Word || text.size() < kTempSchemaAlias.size() || (text[0] | 0x20) != 'p') return false;
+  // Unquoted, so case folds; digits and '_' do not.
+  return word_is(text.substr(0, kTempSchemaAlias.size()), kTempSchemaAlias) &&
+         is_temp_schema_suffix(text.substr(kTempSchemaAlias.size()));
 }
 
 bool mentions_temp_schema(std::string_view literal) {
-  constexpr std::string_view kAlias = "pg_temp";
-  for (size_t at = 0; at + kAlias.size() <= literal.size(); ++at) {
-    if (word_is(literal.substr(at, kAlias.size()), kAlias)) return true;
+  for (size_t at = 0; at + kTempSchemaAlias.size() <= literal.size(); ++at) {
+    if (word_is(literal.substr(at, kTempSchemaAlias.size()), kTempSchemaAlias)) return true;
   }
   return false;
 }

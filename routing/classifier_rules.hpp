@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "routing/classifier.hpp"
+#include "routing/sql_lexer.hpp"
 
 namespace pgmux::routing {
 
@@ -43,6 +44,10 @@ bool is_catalog_object_word(std::string_view word);
 bool is_temp_schema_name(std::string_view name);
 // A string literal (its text, quotes included) that names the temporary schema in any case: 'pg_temp, public'.
 bool mentions_temp_schema(std::string_view literal);
+// An identifier token that names it as PostgreSQL reads the token (a word in any case, "pg_temp" as written). A
+// U&"..." identifier may spell it with escapes (U&"pg\005ftemp"): taken as naming it. Runs for every word of a
+// statement the lexer classifies: most fail the first test.
+bool is_temp_schema_token(const Token& token);
 
 // Makes one Classification of the statements of a multi-statement string:
 // - any Write => Write (reason of the first write);

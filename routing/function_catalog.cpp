@@ -31,8 +31,9 @@ FunctionCatalog::FunctionCatalog(std::vector<std::string> volatile_functions, st
 // PLs; a SQL-standard body, prosqlbody, read through to_jsonb so that PostgreSQL 12 and 13 answer too). sess: the
 // bodies that run set_config, or SET / RESET / DISCARD / LISTEN as a statement (after a statement boundary, a
 // PL/pgSQL keyword that starts a block or branch, or a quote: EXECUTE 'SET ...'), or that create temporary objects
-// (TEMP TABLE / SEQUENCE / VIEW, a name qualified by pg_temp), then the bodies that call one of those by name (or by
-// oid in a SQL-standard body). UPDATE ... SET has a name before it and is not matched. A body that builds such text
+// that outlive the transaction (a name qualified by pg_temp; TEMP TABLE / SEQUENCE / VIEW more often than ON COMMIT
+// DROP: a scratch table dropped at commit leaves nothing, and pinning every caller of a hot function would cost
+// dearly), then the bodies that call one of those by name (or by oid in a SQL-standard body). UPDATE ... SET has a name before it and is not matched. A body that builds such text
 // at run time (EXECUTE of a computed string) and C functions are not seen.
 constexpr const char* kSessionFunctionsPart = R"sql(, body AS MATERIALIZED (
  SELECT p.oid, p.proname, coalesce(p.prosrc, '') || coalesce(to_jsonb(p) ->> 'prosqlbody', '') AS src
@@ -42,7 +43,9 @@ constexpr const char* kSessionFunctionsPart = R"sql(, body AS MATERIALIZED (
 ), sess(oid, name) AS (
  SELECT b.oid, b.proname FROM body b
  WHERE b.src ~* '\mset_config\s*\(|(^|[;'']|\m(begin|then|else|loop)\M)\s*(set|reset|discard|listen)\M'
-  OR b.src ~* '\m(temp|temporary)\s+(table|sequence|view|recursive)\M|\mpg_temp(_[0-9]+)?"?\s*\.'
+  OR b.src ~* '\mpg_temp(_[0-9]+)?"?\s*\.'
+  OR (SELECT count(*) FROM regexp_matches(b.src, '\m(temp|temporary)\s+(table|sequence|view|recursive)\M', 'gi'))
+   > (SELECT count(*) FROM regexp_matches(b.src, '\mon\s+commit\s+drop\M', 'gi'))
   OR strpos(b.src, ':funcid ' || 'pg_catalog.set_config(text,text,boolean)'::regprocedure::oid || ' ') > 0
  UNION
  SELECT b.oid, b.proname FROM body b JOIN sess s ON b.oid <> s.oid

@@ -450,7 +450,11 @@ void ClientConn::note_session_effects(ServerConn* server, const routing::Classif
     }
   }
   // SQL PREPARE pins no more: the session keeps its statements (client_sql_statements.cpp).
-  if (c.pin_reason != routing::PinReason::None) note_pin(c.pin_reason, is_primary);
+  // A temporary-schema pin a standby saw (a search_path naming pg_temp, set in a read-only block) is the primary's:
+  // the session's CREATEs make temporary objects there from then on.
+  if (c.pin_reason != routing::PinReason::None) {
+    note_pin(c.pin_reason, is_primary || c.pin_reason == routing::PinReason::TempTable);
+  }
   owed.closes_standby_cursors = owed.closes_standby_cursors || note_standby_cursors(server, c);
 }
 

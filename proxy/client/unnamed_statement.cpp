@@ -29,20 +29,23 @@ void UnnamedStatement::on_sent(const RequestInfo& request, const Sent& sent,
       continue;
     }
     if (!pending) pending = &push(sent);
-    if (last_parse && keep_copy) {  // rare: a batch with another change behind a Parse ""
-      pending->changes.back().copy.assign(last_parse->message.begin(), last_parse->message.end());
+    if (last_parse && keep_copy) {  // a batch with another change behind a Parse "" (a pipeline of statements)
+      Change& parsed = pending->changes.back();
+      parsed.copy_at = static_cast<uint32_t>(pending->copies.size());
+      parsed.copy_size = static_cast<uint32_t>(last_parse->message.size());
+      pending->copies.insert(pending->copies.end(), last_parse->message.begin(), last_parse->message.end());
     }
     bound_after = false;
     if (step.kind == StatementStepKind::Close) {
       const bool parse_follows = parses < request.parses.size();
-      pending->changes.push_back({false, false, parse_follows ? sent.parses_before + parses : kNoWitness, {}});
+      pending->changes.push_back({false, false, parse_follows ? sent.parses_before + parses : kNoWitness, 0, 0});
       last_parse = nullptr;
       continue;
     }
     last_parse = &request.parses[step.parse];
     // Only Closes (which cannot fail) since the previous Parse, or since the start of the entry.
     const bool fails_alone = last_parse->after_closes_only && (parses > 0 || sent.starts_entry);
-    pending->changes.push_back({true, fails_alone, sent.parses_before + parses, {}});
+    pending->changes.push_back({true, fails_alone, sent.parses_before + parses, 0, 0});
     ++parses;
   }
   if (!pending) return;
@@ -91,7 +94,11 @@ void UnnamedStatement::settle(Pending& pending, bool failed, unsigned parses_see
   // its copy (PostgreSQL runs it again at the next Bind, the write that failed too).
   settled_.server = pending.after.server;
   settled_.parse.clear();
-  if (!own_error && pending.changes[ran - 1].is_parse) std::swap(settled_.parse, pending.changes[ran - 1].copy);
+  if (!own_error && pending.changes[ran - 1].is_parse) {
+    const Change& last = pending.changes[ran - 1];
+    const auto from = pending.copies.begin() + last.copy_at;
+    settled_.parse.assign(from, from + last.copy_size);
+  }
   settled_.c = {};  // a write, for routing: only the last Parse's class is known
   settled_.c.reason = "unnamed statement of a failed batch";
 }
@@ -140,6 +147,7 @@ UnnamedStatement::Pending& UnnamedStatement::push(const Sent& sent) {
   pending.request = sent.request;
   pending.ends_entry = sent.ends_entry;
   pending.changes.clear();
+  pending.copies.clear();  // keeps its capacity: no allocation per request once the size has been seen
   return pending;
 }
 

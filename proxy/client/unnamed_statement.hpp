@@ -86,14 +86,17 @@ class UnnamedStatement {
     // before parsing.
     bool fails_alone = false;
     unsigned witness = 0;
-    // A Parse with more changes behind it in its request, when copies are kept: its message, the statement left
-    // on the server if an error comes before the next change (the request's last Parse is `after.parse`).
-    protocol::ByteVector copy;
+    // A Parse with more changes behind it in its request, when copies are kept: where its message is in
+    // Pending::copies (the statement left on the server if an error comes before the next change; the request's
+    // last Parse is `after.parse`). copy_size 0: none.
+    uint32_t copy_at = 0;
+    uint32_t copy_size = 0;
   };
   struct Pending {
     uint64_t request = 0;
     bool ends_entry = true;
     std::vector<Change> changes;
+    protocol::ByteVector copies;  // the messages of Parses with changes behind them (Change::copy_at)
     State after;  // the state once every change ran (the last Parse's copy and class)
   };
   static constexpr unsigned kNoWitness = ~0u;

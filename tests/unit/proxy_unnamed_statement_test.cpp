@@ -143,6 +143,22 @@ TEST_CASE("unnamed statement: the first of two Parses ran, the second did not") 
     CHECK(kept_sql(unnamed) == (keep_copy ? "SELECT 2" : ""));
     CHECK(unnamed.classification().kind == routing::StatementKind::Write);  // only the last Parse's class is known
   }
+  SUBCASE("the second of three, in a request after another (the copies' buffer is reused)") {
+    UnnamedStatement unnamed = settled_on_a();
+    ByteVector three;
+    for (const char* sql : {"SELECT 6", "SELECT 7", "SELECT 8"}) {
+      build_parse(three, "", sql);
+      build_bind(three, "", "", {});
+      build_execute(three, "", 0);
+    }
+    build_sync(three);
+    send(unnamed, three, kServerB, 2);
+    unnamed.on_finished(2, false, 3);
+    CHECK(kept_sql(unnamed) == "SELECT 8");
+    send(unnamed, three, kServerB, 3);
+    unnamed.on_finished(3, true, 2);  // the second one's Execute failed
+    CHECK(kept_sql(unnamed) == "SELECT 7");
+  }
   SUBCASE("a Close behind it, which the error skipped") {
     ByteVector closing;
     build_parse(closing, "", "SELECT 4");

@@ -114,6 +114,7 @@ const Case kCases[] = {
     {"CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", {}, P::TempTable, {}, false, LEXER_ONLY},
     {"CREATE DOMAIN pg_temp.d AS int", {}, P::TempTable, {}, false, LEXER_ONLY},
     {"INSERT INTO pg_temp.t VALUES (1)", {}, P::TempTable, {}, false, LEXER_ONLY},
+    {"CREATE TABLE U&\"pg\\005ftemp\".t (a int)", {}, P::TempTable},
     {"CREATE TABLE pg_tempo.t (a int)", {}},
     {"CREATE TABLE pg_temp_x.t (a int)", {}},
     {"CREATE TABLE \"PG_TEMP\".t (a int)", {}},  // quoted: another schema
@@ -123,6 +124,7 @@ const Case kCases[] = {
     {"SET search_path = public", {E::Set}},
     {"SET application_name = 'pg_temp'", {E::Set}},
     {"SELECT set_config('search_path', 'pg_temp, public', false)", {E::SetConfig}, P::TempTable, {}, WF, LEXER_ONLY},
+    {"SELECT set_config('application_name', 'pg_temp_loader', false)", {E::SetConfig}, P::None, {}, WF},
     {"SELECT pg_advisory_lock(1)", {}, P::AdvisoryLock, {}, WF},
     {"select PG_ADVISORY_LOCK(1)", {}, P::AdvisoryLock, {}, WF},
     {"SELECT pg_try_advisory_lock_shared(1)", {}, P::AdvisoryLock, {}, WF},
