@@ -48,9 +48,6 @@ constexpr std::array<std::string_view, 9> kCatalogObjects = {
     "function", "procedure", "routine", "aggregate", "view", "rule", "extension", "schema", "language",
 };
 
-}  // namespace
-
-namespace {
 constexpr std::string_view kTempSchemaAlias = "pg_temp";
 
 // What may follow "pg_temp" in the temporary schema's name: nothing (the alias), or _<n> (its real name).
@@ -58,6 +55,7 @@ bool is_temp_schema_suffix(std::string_view rest) {
   if (rest.empty()) return true;
   return rest.size() > 1 && rest[0] == '_' && rest.find_first_not_of("0123456789", 1) == std::string_view::npos;
 }
+
 }  // namespace
 
 bool is_temp_schema_name(std::string_view name) {

@@ -33,8 +33,9 @@ FunctionCatalog::FunctionCatalog(std::vector<std::string> volatile_functions, st
 // PL/pgSQL keyword that starts a block or branch, or a quote: EXECUTE 'SET ...'), or that create temporary objects
 // that outlive the transaction (a name qualified by pg_temp; TEMP TABLE / SEQUENCE / VIEW more often than ON COMMIT
 // DROP: a scratch table dropped at commit leaves nothing, and pinning every caller of a hot function would cost
-// dearly), then the bodies that call one of those by name (or by oid in a SQL-standard body). UPDATE ... SET has a name before it and is not matched. A body that builds such text
-// at run time (EXECUTE of a computed string) and C functions are not seen.
+// dearly), then the bodies that call one of those by name (or by oid in a SQL-standard body). UPDATE ... SET has a
+// name before it and is not matched. A body that builds such text at run time (EXECUTE of a computed string) and C
+// functions are not seen.
 constexpr const char* kSessionFunctionsPart = R"sql(, body AS MATERIALIZED (
  SELECT p.oid, p.proname, coalesce(p.prosrc, '') || coalesce(to_jsonb(p) ->> 'prosqlbody', '') AS src
  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
