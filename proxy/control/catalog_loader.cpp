@@ -50,12 +50,13 @@ void CatalogLoader::begin(Database& db) {
   db.again = false;
   db.rows = routing::FunctionCatalogBuilder();
   db.started_after = db.slot->changes.load();  // what committed before now is in what this load reads
-  std::optional<ProbeTarget> target = target_for_(db.slot->database);
-  if (!target) {
+  Source source = target_for_(db.slot->database);
+  db.standbys_read = !source.primary && source.standbys_read;
+  if (!source.primary) {
     finish(db, false, "no primary");
     return;
   }
-  db.connection = std::make_unique<PgQueryConnection>(loop_, std::move(*target), "pgmux-catalog");
+  db.connection = std::make_unique<PgQueryConnection>(loop_, std::move(*source.primary), "pgmux-catalog");
   db.connection->start(
       routing::function_catalog_query(), kLoadTimeout,
       [&db](const PGresult* result) -> std::string {
@@ -72,7 +73,10 @@ void CatalogLoader::begin(Database& db) {
 
 // Publishes a loaded catalog (a failed load keeps the last one), then marks the changes it covers: clients
 // stop sending their reads to the primary for them, loaded or not, so a database whose catalog cannot be read
-// is not kept off the standbys.
+// is not kept off the standbys. A load that found no primary covers them only when standbys serve reads: until
+// then a read can only wait for the primary anyway, and at startup, between the prober finding the primary and
+// the load that follows, a read must not reach a standby judged without the catalog (an unlogged table, a
+// volatile or session-changing function).
 void CatalogLoader::finish(Database& db, bool ok, const std::string& error) {
   CatalogSlot& slot = *db.slot;
   const bool without_primary = !ok && !db.connection;  // none known yet: loaded again once there is (Control)
@@ -94,7 +98,7 @@ void CatalogLoader::finish(Database& db, bool ok, const std::string& error) {
              escape_for_log(slot.database, 64).c_str(), escape_for_log(error, 1000).c_str());
     db.failing = true;
   }
-  slot.covered.store(db.started_after, std::memory_order_release);
+  if (!without_primary || db.standbys_read) slot.covered.store(db.started_after, std::memory_order_release);
   // Deleting the connection here is allowed: this runs as its last step.
   db.connection.reset();
   if (db.again && !stopped_) begin(db);

@@ -21,8 +21,12 @@ namespace pgmux::proxy {
 
 class CatalogLoader {
  public:
-  // Where a database's catalog is read now (the primary), or nullopt when there is no primary.
-  using TargetFor = std::function<std::optional<ProbeTarget>(const std::string& database)>;
+  // Where a database's catalog is read now: the primary. Without one, whether standbys serve reads meanwhile.
+  struct Source {
+    std::optional<ProbeTarget> primary;
+    bool standbys_read = false;
+  };
+  using TargetFor = std::function<Source(const std::string& database)>;
 
   CatalogLoader(uv_loop_t* loop, FunctionCatalogs& catalogs, TargetFor target_for);
   ~CatalogLoader();  // drops loads in flight; the libuv handles free themselves once closed
@@ -42,6 +46,7 @@ class CatalogLoader {
     uint64_t started_after = 0;  // the slot's change count when the load began
     bool again = false;          // asked for while loading: load once more afterwards
     bool failing = false;        // the last load failed (logged once until one succeeds)
+    bool standbys_read = false;  // the load found no primary, and standbys serve reads
   };
 
   void begin(Database& db);

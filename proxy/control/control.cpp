@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <ctime>
@@ -60,11 +61,15 @@ Control::Control(std::string config_path, std::shared_ptr<const conf::Config> co
 }
 
 // The primary as the prober sees it, logged in to as the health-check user.
-std::optional<ProbeTarget> Control::catalog_target(const std::string& database) const {
+CatalogLoader::Source Control::catalog_target(const std::string& database) const {
   const Prober::View view = prober_->view();
-  if (view->primary < 0) return std::nullopt;
+  if (view->primary < 0) return {std::nullopt, standbys_read(*view)};
   const routing::BackendSpec& primary = view->backends[static_cast<size_t>(view->primary)].spec;
-  return probe_target(*shared_->config.load(), primary.host, primary.port, database);
+  return {probe_target(*shared_->config.load(), primary.host, primary.port, database), false};
+}
+
+bool Control::standbys_read(const routing::BackendsView& view) {
+  return std::any_of(view.backends.begin(), view.backends.end(), [](const auto& b) { return b.readable; });
 }
 
 // auth_query runs on the primary, else on a standby that is up (pg_authid is the same on every server), else
@@ -150,12 +155,17 @@ void Control::on_view(Prober::View view) {
     const bool switched = switchover_ && switchover_->moving_primary();
     if (!last_primary_name_.empty() && name != last_primary_name_ && !switched) ++metrics_.failovers;
     last_primary_name_ = name;
+    catalogs_waived_ = false;
     if (name != catalogs_primary_) {
       catalogs_primary_ = name;
       reload_catalogs();
     }
-  } else {
-    catalogs_primary_.clear();  // loads fail meanwhile; all are redone when a primary is back
+  } else if (!catalogs_primary_.empty() || (!catalogs_waived_ && standbys_read(*view))) {
+    // Loads fail meanwhile; all are redone when a primary is back. Once standbys serve reads, a database whose
+    // catalog never loaded stops waiting for it (CatalogLoader::finish): its reads go there, judged without it.
+    catalogs_primary_.clear();
+    catalogs_waived_ = standbys_read(*view);
+    if (catalogs_waived_) reload_catalogs();
   }
   publish_view(view);
   if (switchover_) switchover_->on_view(*view, last_primary_name_);

@@ -86,7 +86,8 @@ class Control {
   bool bind_listeners(const conf::Config& config, std::vector<std::vector<int>>* fds);
   SocketFiles socket_files_;  // the Unix-domain sockets bind_listeners created, removed as pgmux stops
   void on_view(Prober::View view);
-  std::optional<ProbeTarget> catalog_target(const std::string& database) const;
+  CatalogLoader::Source catalog_target(const std::string& database) const;
+  static bool standbys_read(const routing::BackendsView& view);  // a backend is in the read set
   std::optional<ProbeTarget> auth_query_target() const;
   void reload_catalogs();
   // A new slot asks for its first load (FunctionCatalogs::slot_for); existing ones are left as they are.
@@ -113,6 +114,7 @@ class Control {
   std::map<std::string, bool> disabled_backends_;  // operator DISABLE BACKEND, by backend name
   std::string last_primary_name_;
   std::string catalogs_primary_;  // the primary the function catalogs were last all read from; "" when none
+  bool catalogs_waived_ = false;  // no primary: the loads ran again once standbys served reads (on_view)
   // Closed by close_handles(); the loop's run ends after that, before this object goes.
   UvSignal<Control> sigint_{this}, sigterm_{this}, sighup_{this}, sigusr1_{this};
   UvAsync<Control> async_{this};
