@@ -27,6 +27,7 @@
 #include "proxy/server/reply_queue.hpp"
 #include "proxy/server/server_lease.hpp"
 #include "proxy/server/session_params.hpp"
+#include "proxy/server/statement_description.hpp"
 #include "proxy/net/stream_conn.hpp"
 #include "routing/classifier.hpp"
 #include "routing/router.hpp"
@@ -251,6 +252,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   void forget_statement_elsewhere(ServerConn* server, std::string_view name, bool here_too);
   void settle_statements(ServerConn* server, const OwedReply& done);
   void confirm_statements(ServerConn* server, const OwedReply& done);
+  struct UnconfirmedStatement;
+  void confirm_parse(ServerConn* server, const OwedReply& done, const UnconfirmedStatement& parsed);
+  void take_closed_statement(ServerConn* server, const OwedReply& owed, unsigned ordinal, std::string_view name);
+  void restore_closed_statement(ServerConn* server, UnconfirmedStatement& closed);
   bool parsed_again_later(std::string_view name, uint64_t request) const;
   bool can_run_again(const ServerConn* server, size_t owed) const;
   bool may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const;
@@ -285,7 +290,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_duplicate_names(OwedReply& owed);
   void resolve_server_names(ServerConn* server);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;
-  bool depends_on_unanswered_parse();
+  bool depends_on_unanswered_statement();
   const ParsedStatement* duplicate_parse();
   bool answer_parse_instead_of_waiting();
   void count_statement_traffic(PoolStats& stats);
@@ -459,11 +464,18 @@ class ClientConn final : public StreamConn, public PoolClient {
   // Requests a client may have queued on its server before pgmux waits for replies (bounds the queue's memory).
   static constexpr size_t kMaxPipelineDepth = 64;
   uint64_t requests_sent_ = 0;  // numbers the requests forwarded (OwedReply::request)
-  // Named statements parsed by requests still running, by request number: confirmed when it succeeds.
+  // Named statements parsed or closed by requests still running, by request number. A Parse ran if its
+  // ParseComplete came, a Close if its CloseComplete did: an error earlier in the batch makes PostgreSQL skip both
+  // (confirm_statements).
+  struct ClosedStatement {
+    PreparedStatement statement;  // the session's entry the Close removed
+    std::optional<StatementDescription> here;  // and the server's, if it had one
+  };
   struct UnconfirmedStatement {
-    uint64_t request = 0;   // the request that parsed it
-    unsigned ordinal = 0;   // its Parse among the Parse messages of that reply-queue entry
+    uint64_t request = 0;   // the request that parsed or closed it
+    unsigned ordinal = 0;   // a Parse: among the entry's Parse messages; a Close: among the client's Close messages
     std::string name;
+    std::unique_ptr<ClosedStatement> closed;  // set for a Close: put back if PostgreSQL skipped it
   };
   std::vector<UnconfirmedStatement> unconfirmed_;
   // Resolving a batch's statement messages in order, and their server names (transaction pooling); reused.

@@ -71,40 +71,52 @@ void ClientConn::settle_statements(ServerConn* server, const OwedReply& done) {
   unnamed_.on_finished(done.request, done.failed, done.parses_seen);
 }
 
-// The named statements the finished request parsed exist on the server if their ParseComplete came (an error
-// ends a batch: the Parses before it succeeded, the rest were skipped). Only confirmed ones get PostgreSQL's
-// 42P05 from pgmux when parsed again. The others do not exist, on the server or for PostgreSQL's client: the
-// session forgets them, so a later Bind of the name gets PostgreSQL's 26000 and a Parse of it creates it (before,
-// pgmux prepared the failed text again at the next use: a Parse refused in a failed block then ran anyway).
+// The named statements the finished request parsed or closed: an error ends a batch, the messages before it ran
+// and the rest were skipped. Walked backwards, so that a skipped Parse is undone before a skipped Close in front of
+// it puts back the statement it had removed.
 void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
   if (done.request == 0) return;
   size_t finished = 0;
-  for (; finished < unconfirmed_.size() && unconfirmed_[finished].request <= done.request; ++finished) {
-    const UnconfirmedStatement& parsed = unconfirmed_[finished];
-    if (parsed.request != done.request) continue;
-    PreparedStatement* stored = session_.find_statement(parsed.name);
-    if (!stored) continue;
-    if (parsed.ordinal < done.parses_seen) {
-      stored->confirmed = true;
-      // The shape and parameter types of the copy its own Parse made (pgmux's Describe behind it, if any).
-      stored->shape = 0;
-      stored->parameter_types.clear();
-      learn_description(*server, parsed.name);
-    } else if (transaction_pooling()) {
-      server->server_statements.erase(stored->server_name);
-    }
-    if (parsed.ordinal >= done.parses_seen && !parsed_again_later(parsed.name, done.request)) {
-      server->prepared.erase(parsed.name);
-      session_.erase_statement(parsed.name);
+  while (finished < unconfirmed_.size() && unconfirmed_[finished].request <= done.request) ++finished;
+  const unsigned closes_seen = done.client_closes_seen();
+  for (size_t i = finished; i-- > 0;) {
+    UnconfirmedStatement& change = unconfirmed_[i];
+    if (change.request != done.request) continue;
+    if (!change.closed) {
+      confirm_parse(server, done, change);
+    } else if (done.failed && change.ordinal >= closes_seen) {
+      restore_closed_statement(server, change);
     }
   }
   unconfirmed_.erase(unconfirmed_.begin(), unconfirmed_.begin() + static_cast<std::ptrdiff_t>(finished));
 }
 
+// A named statement exists on the server if its ParseComplete came. Only confirmed ones get PostgreSQL's 42P05
+// from pgmux when parsed again. The others do not exist, on the server or for PostgreSQL's client: the session
+// forgets them, so a later Bind of the name gets PostgreSQL's 26000 and a Parse of it creates it (before, pgmux
+// prepared the failed text again at the next use: a Parse refused in a failed block then ran anyway).
+void ClientConn::confirm_parse(ServerConn* server, const OwedReply& done, const UnconfirmedStatement& parsed) {
+  PreparedStatement* stored = session_.find_statement(parsed.name);
+  if (!stored) return;
+  if (parsed.ordinal < done.parses_seen) {
+    stored->confirmed = true;
+    // The shape and parameter types of the copy its own Parse made (pgmux's Describe behind it, if any).
+    stored->shape = 0;
+    stored->parameter_types.clear();
+    learn_description(*server, parsed.name);
+    return;
+  }
+  if (transaction_pooling()) server->server_statements.erase(stored->server_name);
+  if (!parsed_again_later(parsed.name, done.request)) {
+    server->prepared.erase(parsed.name);
+    session_.erase_statement(parsed.name);
+  }
+}
+
 // A request pipelined after `request` parsed `name` too: the session's entry is that later one's.
 bool ClientConn::parsed_again_later(std::string_view name, uint64_t request) const {
   return std::any_of(unconfirmed_.begin(), unconfirmed_.end(), [&](const UnconfirmedStatement& later) {
-    return later.request > request && later.name == name;
+    return later.request > request && !later.closed && later.name == name;
   });
 }
 

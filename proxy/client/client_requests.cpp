@@ -126,7 +126,7 @@ bool ClientConn::dispatch() {
     c.reason = "extended sequence without Sync";
   }
 
-  if (active_ && active_->has_outstanding() && !active_->extended_open() && depends_on_unanswered_parse()) {
+  if (active_ && active_->has_outstanding() && !active_->extended_open() && depends_on_unanswered_statement()) {
     set_state(ClientState::Draining);  // whether that Parse made its statement: after the earlier one's reply
     return false;
   }

@@ -3,6 +3,7 @@
 #include "proxy/client/client_conn.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <utility>
 
 #include "protocol/backend_messages.hpp"
@@ -169,13 +170,13 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
   return copy->shape != stored->shape ? stored : nullptr;
 }
 
-// A request that depends on a Parse an earlier request, still unanswered, sent (pipelined: two batches in one
-// write, each with its Sync). PostgreSQL answers a Parse of the same name 42P05 if that Parse succeeded and creates
-// the statement if it failed or was skipped (an error earlier in its batch); a Bind or Describe of the name runs
-// that statement or fails with 26000. Only that request's reply tells. A Bind or Describe only matters where pgmux
+// A request that depends on a Parse or a Close an earlier request, still unanswered, sent (pipelined: two batches
+// in one write, each with its Sync). PostgreSQL answers a Parse of the same name 42P05 if that Parse succeeded and
+// creates the statement if it failed or was skipped (an error earlier in its batch), and the other way round for a
+// Close; a Bind or Describe of the name runs that statement or fails with 26000. Only that request's reply tells. A Bind or Describe only matters where pgmux
 // renames or moves statements (transaction pooling, the split): otherwise its one server answers it as PostgreSQL
 // does.
-bool ClientConn::depends_on_unanswered_parse() {
+bool ClientConn::depends_on_unanswered_statement() {
   if (unconfirmed_.empty()) return false;
   const bool uses_matter = transaction_pooling() || statements_may_move();
   bool depends = false;
@@ -184,8 +185,13 @@ bool ClientConn::depends_on_unanswered_parse() {
     if (step.kind == StatementStepKind::Parse) {
       depends = std::any_of(unconfirmed_.begin(), unconfirmed_.end(),
                             [&](const UnconfirmedStatement& earlier) { return earlier.name == step.name; });
-    } else if (step.kind == StatementStepKind::Use && uses_matter) {
-      depends = resolved.in_session && !resolved.in_session->confirmed;
+    } else if (step.kind == StatementStepKind::Use && uses_matter && !resolved.in_batch) {
+      // Parsed and not answered yet; or closed and not answered yet (PostgreSQL may have skipped the Close).
+      depends = resolved.in_session ? !resolved.in_session->confirmed
+                                    : std::any_of(unconfirmed_.begin(), unconfirmed_.end(),
+                                                  [&](const UnconfirmedStatement& earlier) {
+                                                    return earlier.closed && earlier.name == step.name;
+                                                  });
     }
     return !depends;
   });
@@ -413,6 +419,8 @@ unsigned ClientConn::close_messages_before(ByteView request, size_t end) const {
 void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
   if (request_.parses.empty() && request_.closes == 0) return;
   const unsigned parses_before = owed.parses_sent;  // a Flush sequence continues an entry
+  // The client's Close messages in the entry before this request (pgmux's own are in front of Parses).
+  const unsigned closes_before = owed.closes_sent - static_cast<unsigned>(std::popcount(owed.hidden_closes));
   owed.parses_sent = static_cast<uint16_t>(std::min<size_t>(UINT16_MAX, parses_before + request_.parses.size()));
   statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
     const std::string_view name = step.step->name;
@@ -423,7 +431,7 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       const uint64_t now = uv_hrtime();
       const PreparedStatement& stored =
           session_.remember(parse, classify_sql(parse.sql), transaction_pooling(), now, owed.request);
-      unconfirmed_.push_back({owed.request, parses_before + step.step->parse, std::string(name)});
+      unconfirmed_.push_back({owed.request, parses_before + step.step->parse, std::string(name), nullptr});
       server->prepared.insert_or_assign(std::string(name), ServerConn::StatementDescription());
       if (transaction_pooling()) {
         server->server_statements.put_keeping(stored.server_name, {now, {}}, request_.steps.size(),
@@ -434,11 +442,32 @@ void ClientConn::apply_statement_steps(ServerConn* server, OwedReply& owed) {
       forget_statement_elsewhere(server, name, false);
     } else if (step.step->kind == StatementStepKind::Close) {
       // Transaction pooling: the shared statement stays on the server (resolve_server_names).
-      if (session_.find_statement(name)) session_.erase_statement(name);
+      take_closed_statement(server, owed, closes_before + step.step->close, name);
       forget_statement_elsewhere(server, name, true);
     }
     return true;
   });
+}
+
+// A Close of a named statement: gone from the session now (a Bind behind it in its batch must not find it), but
+// kept until the reply tells whether PostgreSQL ran it (restore_closed_statement). Past what the reply can
+// count (255 Close messages in one entry), it counts as run.
+void ClientConn::take_closed_statement(ServerConn* server, const OwedReply& owed, unsigned ordinal,
+                                       std::string_view name) {
+  std::optional<PreparedStatement> taken = session_.take_statement(name);
+  if (!taken || ordinal >= UINT8_MAX) return;
+  auto closed = std::make_unique<ClosedStatement>(ClosedStatement{std::move(*taken), std::nullopt});
+  if (const auto here = server->prepared.find(name); here != server->prepared.end()) closed->here = here->second;
+  unconfirmed_.push_back({owed.request, ordinal, std::string(name), std::move(closed)});
+}
+
+// A Close that an error earlier in its batch made PostgreSQL skip: the statement is still there, as it was.
+// (A statement of that name parsed since was parsed by a later request of the same open sequence, which PostgreSQL
+// skipped too and confirm_statements has already dropped; a later batch naming it waits for this reply.)
+void ClientConn::restore_closed_statement(ServerConn* server, UnconfirmedStatement& closed) {
+  if (session_.find_statement(closed.name)) return;
+  session_.restore_statement(closed.name, std::move(closed.closed->statement));
+  if (closed.closed->here) server->prepared.try_emplace(closed.name, std::move(*closed.closed->here));
 }
 
 // Session pooling: a statement parsed or closed on one server is closed on the client's other one before its

@@ -23,7 +23,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
     case frontend::kParse: {
       auto parse = parse_parse(body);
       if (!parse) return *malformed = "malformed Parse message", BatchStep::Malformed;
-      out.steps.push_back({StatementStepKind::Parse, parse->statement, static_cast<uint32_t>(out.parses.size())});
+      out.steps.push_back({StatementStepKind::Parse, parse->statement, static_cast<uint32_t>(out.parses.size()), 0});
       out.parses.push_back(
           {parse->statement, parse->sql, buf.subspan(at, end - at), out.messages - 1, out.closes_only_since_parse});
       (parse->statement.empty() ? out.parses_unnamed : out.parses_named) = true;
@@ -33,7 +33,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
     case frontend::kBind: {
       auto bind = parse_bind(body);
       if (!bind) return *malformed = "malformed Bind message", BatchStep::Malformed;
-      out.steps.push_back({StatementStepKind::Use, bind->statement, 0});
+      out.steps.push_back({StatementStepKind::Use, bind->statement, 0, 0});
       if (!bind->statement.empty()) {
         out.used.push_back(bind->statement);
         ++out.named_binds;
@@ -48,7 +48,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       if (!describe) return *malformed = "malformed Describe message", BatchStep::Malformed;
       if (describe->kind == 'S' && !describe->name.empty()) {
         out.used.push_back(describe->name);
-        out.steps.push_back({StatementStepKind::Use, describe->name, 0});
+        out.steps.push_back({StatementStepKind::Use, describe->name, 0, 0});
       } else if (describe->kind == 'S') {
         out.uses_prior_unnamed = out.uses_prior_unnamed || !out.parses_unnamed;
       }
@@ -59,7 +59,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       if (!close) return *malformed = "malformed Close message", BatchStep::Malformed;
       ++out.close_messages;
       if (close->kind == 'S') {
-        out.steps.push_back({StatementStepKind::Close, close->name, 0});
+        out.steps.push_back({StatementStepKind::Close, close->name, 0, out.close_messages - 1});
         out.closes += close->name.empty() ? 0 : 1;
       }
       return BatchStep::GoOn;

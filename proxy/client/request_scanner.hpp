@@ -34,6 +34,7 @@ struct StatementStep {
   StatementStepKind kind = StatementStepKind::Use;
   std::string_view name;  // "" = the unnamed statement (Parse, Bind and Close 'S' only)
   uint32_t parse = 0;     // Parse: its index in RequestInfo::parses
+  uint32_t close = 0;     // Close: its index among the request's Close messages, portals' too (CloseComplete order)
 };
 
 struct RequestInfo {

@@ -204,6 +204,20 @@ void ClientSession::erase_statement(std::string_view name) {
   statements_.erase(it);
 }
 
+std::optional<PreparedStatement> ClientSession::take_statement(std::string_view name) {
+  auto it = statements_.find(name);
+  if (it == statements_.end()) return std::nullopt;
+  last_found_.forget();
+  std::optional<PreparedStatement> taken(std::move(it->second));
+  statements_.erase(it);
+  return taken;
+}
+
+void ClientSession::restore_statement(std::string_view name, PreparedStatement&& statement) {
+  last_found_.forget();
+  statements_.try_emplace(std::string(name), std::move(statement));
+}
+
 const std::string* ClientSession::name_of_server_statement(std::string_view server_name) const {
   for (const auto& [name, statement] : statements_) {
     if (statement.server_name == server_name) return &name;

@@ -158,6 +158,10 @@ struct ClientSession {
   const PreparedStatement* find_statement(std::string_view name) const;
   PreparedStatement* find_statement(std::string_view name);
   void erase_statement(std::string_view name);  // a Close of it
+  // A Close of it, which an error earlier in its batch may yet make PostgreSQL skip: the entry, to put back
+  // (restore_statement: only if no statement of that name was parsed since).
+  std::optional<PreparedStatement> take_statement(std::string_view name);
+  void restore_statement(std::string_view name, PreparedStatement&& statement);
   // The client's name of the statement servers know as `server_name` (transaction pooling); null if none. A walk
   // over the statements: for an error message, not the hot path.
   const std::string* name_of_server_statement(std::string_view server_name) const;

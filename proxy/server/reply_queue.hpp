@@ -5,6 +5,8 @@
 // parameter sync, bringing a server up to date), or read by pgmux behind a client's request (the parameter types
 // of its SQL PREPARE). Nothing else on a connection counts replies.
 #pragma once
+#include <bit>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -115,6 +117,13 @@ struct OwedReply {
   std::unique_ptr<InternalRun> internal;    // only for fate Internal
   std::unique_ptr<OwnCapture> capture;      // only for fate CaptureOwn
 
+  // The CloseComplete messages seen that answer the client's own Close messages (every one, when more went out
+  // than the counts hold).
+  unsigned client_closes_seen() const {
+    if (closes_sent == UINT8_MAX) return UINT_MAX;
+    const uint64_t answered = closes_seen >= 64 ? ~uint64_t{0} : (uint64_t{1} << closes_seen) - 1;
+    return closes_seen - static_cast<unsigned>(std::popcount(hidden_closes & answered));
+  }
   // Whether the client waits for this reply (as opposed to pgmux's own statements).
   bool for_client() const {
     return fate == ReplyFate::Forward || fate == ReplyFate::HeldForRetry || fate == ReplyFate::DropForRetry;

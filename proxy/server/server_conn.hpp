@@ -19,6 +19,7 @@
 #include "proxy/server/pool_server.hpp"
 #include "proxy/server/reply_queue.hpp"
 #include "proxy/server/session_params.hpp"
+#include "proxy/server/statement_description.hpp"
 
 namespace pgmux::proxy {
 
@@ -111,11 +112,7 @@ class ServerConn final : public StreamConn, public PoolServer {
 
   // What this server has of its linked client's session: reset on link.
   size_t applied_log = 0;                     // session-log entries applied here
-  // What the Describe pgmux puts behind a Parse told of the statement here (0 and empty: not known).
-  struct StatementDescription {
-    uint64_t shape = 0;  // protocol::result_shape of its RowDescription or NoData
-    protocol::ByteVector parameter_types;  // its ParameterDescription's body: the types its Parse fixed here
-  };
+  using StatementDescription = proxy::StatementDescription;
   // The client's named statements prepared here (looked up by a message's name without a copy); described in
   // session pooling when the session's statements may move between servers (the split).
   std::unordered_map<std::string, StatementDescription, protocol::TransparentStringHash, std::equal_to<>> prepared;

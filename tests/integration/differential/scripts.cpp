@@ -321,6 +321,30 @@ Script duplicate_parse_mid_batch(const Schema&) {
       .build();
 }
 
+Script close_skipped_after_error(const Schema&) {
+  // A Close behind an error in its batch is skipped, like everything up to the Sync: the statement still exists and
+  // a later Bind runs it (alone, then pipelined behind the failing batch), and a Parse of its name gets 42P05.
+  // (Transaction pooling and the split forgot the statement at the Close: a later Bind got 26000.)
+  return ScriptBuilder("close_skipped_after_error")
+      .parse("diff_cs", "SELECT 7 AS still_there").sync().expect_ready()
+      .bind(bind_text("", "diff_cs_missing", {})).close('S', "diff_cs").sync().expect_ready()
+      .bind(bind_text("", "diff_cs", {})).execute("").sync().expect_ready()
+      .parse("diff_cs", "SELECT 8").sync().expect_ready()
+      .bind(bind_text("", "diff_cs_missing", {})).close('S', "diff_cs").sync()
+      .bind(bind_text("", "diff_cs", {})).execute("").sync().expect_ready(2)
+      // Closed and parsed again behind the error (pgjdbc's order): both skipped, the first statement stays.
+      .bind(bind_text("", "diff_cs_missing", {})).close('S', "diff_cs").parse("diff_cs", "SELECT 9 AS skipped")
+      .sync().expect_ready()
+      .bind(bind_text("", "diff_cs", {})).execute("").sync().expect_ready()
+      // Parsed, then closed behind the error: the Parse ran, the Close did not.
+      .parse("diff_cs2", "SELECT 10 AS parsed").bind(bind_text("", "diff_cs_missing", {})).close('S', "diff_cs2")
+      .sync().expect_ready()
+      .bind(bind_text("", "diff_cs2", {})).execute("").sync().expect_ready()
+      .close('S', "diff_cs").close('S', "diff_cs2").sync().expect_ready()
+      .bind(bind_text("", "diff_cs", {})).execute("").sync().expect_ready()  // 26000: closed now
+      .build();
+}
+
 Script query_while_skipping_to_sync(const Schema&) {
   // After an error in an extended batch PostgreSQL skips every message up to the Sync, a simple Query too: it is
   // not run and not answered (pgmux answers the duplicate Parse itself where it keeps the statements).
@@ -481,8 +505,8 @@ std::vector<Script> all_scripts(const Schema& s) {
           copy_error_mid_message(s),
           notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
           close_and_reparse(s),
-          statement_order(s),     duplicate_parse_mid_batch(s), query_while_skipping_to_sync(s),
-          shared_statement_mid_sequence(s),
+          statement_order(s),     duplicate_parse_mid_batch(s), close_skipped_after_error(s),
+          query_while_skipping_to_sync(s), shared_statement_mid_sequence(s),
           listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s),
           close_one_of_same_text(s), search_path_switch(s), backslash_literals(s)};
 }
