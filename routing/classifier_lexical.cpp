@@ -10,7 +10,6 @@ namespace pgmux::routing {
 namespace {
 
 constexpr size_t kHeadTokens = 8;  // enough for SET SESSION a.b TO DEFAULT
-constexpr size_t kNameMax = 63;  // NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
 
 // What one pass over a statement's tokens learned.
 struct StatementScan {
@@ -35,29 +34,14 @@ struct StatementScan {
   bool temp_schema_object = false;  // pg_temp.name: an object of the session's temporary schema
   bool temp_schema_named = false;   // pg_temp as a word, or in a string of SET or set_config
   bool search_path_string = false;  // 'search_path' in a set_config call
+  size_t update_at = 0;             // the last UPDATE word: its position in the statement's tokens, plus one
+  bool settings_update = false;     // UPDATE [ONLY] [pg_catalog.]pg_settings: a set_config per row it updates
 
   bool word(size_t i, std::string_view kw) const {
     return i < head_count && head[i].kind == TokenKind::Word && word_is(head[i].text, kw);
   }
   bool is(size_t i, TokenKind kind) const { return i < head_count && head[i].kind == kind; }
 };
-
-// An identifier as PostgreSQL reads it, in `buf`: unquoted words fold to lowercase (and are truncated like the
-// server does); "name" is case-sensitive, taken as written (U&"..." escapes are not decoded). Empty when the
-// token is no identifier.
-std::string_view identifier_name(const Token& t, std::array<char, kNameMax>& buf) {
-  if (t.kind == TokenKind::Word) {
-    const size_t n = t.text.size() < kNameMax ? t.text.size() : kNameMax;
-    for (size_t i = 0; i < n; ++i) {
-      const char c = t.text[i];
-      buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    }
-    return std::string_view(buf.data(), n);
-  }
-  const std::string_view text = t.text;
-  if (t.kind != TokenKind::QuotedIdent || text.size() < 2 || text.front() != '"') return {};
-  return text.substr(1, text.size() - 2);
-}
 
 struct ScanContext {
   const Classifier& classifier;
@@ -135,6 +119,9 @@ bool note_word(std::string_view w, const Token& prev, int depth, bool& seen_for,
       if ((w[0] | 0x20) == 't') return word_is(w, "table");
       if (prev_word && word_is(w, "write") && word_is(prev.text, "read")) s.read_mode = 0;
       break;
+    case 6:
+      if (word_is(w, "update")) s.update_at = s.token_count;
+      break;
     case 7:
       if (word_is(w, "analyze") || word_is(w, "analyse")) s.has_analyze = true;
       break;
@@ -175,8 +162,12 @@ bool scan_statement(SqlLexer& lex, const ScanContext& context, StatementScan& s)
         ++depth;
         break;
       case TokenKind::QuotedIdent:
+      case TokenKind::Word:
         if (relation_next) check_relation(t, context, s);
         s.temp_schema_named = s.temp_schema_named || is_temp_schema_token(t);
+        if (s.update_at != 0 && s.token_count - s.update_at <= 4 && is_settings_view_token(t)) {
+          s.settings_update = true;
+        }
         break;
       case TokenKind::String:
         if (!s.temp_schema_named && (s.config_call || s.word(0, "set"))) {
@@ -192,10 +183,6 @@ bool scan_statement(SqlLexer& lex, const ScanContext& context, StatementScan& s)
           s.unbalanced = true;
           depth = 0;
         }
-        break;
-      case TokenKind::Word:
-        if (relation_next) check_relation(t, context, s);
-        s.temp_schema_named = s.temp_schema_named || is_temp_schema_token(t);
         break;
       default:
         break;
@@ -503,7 +490,7 @@ bool changes_catalog(const StatementScan& s) {
 void note_session_facts(const StatementScan& s, Classification& c) {
   c.write_function = s.write_call;
   c.catalog_change = c.kind == StatementKind::Write && changes_catalog(s);
-  if (s.config_call) c.effects.add(SessionEffect::SetConfig);
+  if (s.config_call || s.settings_update) c.effects.add(SessionEffect::SetConfig);
   if (s.word(0, "do") || s.session_call) c.effects.add(SessionEffect::Opaque);
   if (c.kind != StatementKind::Session) return;  // PREPARE TRANSACTION, errors, statements left to the parser
   if (s.word(0, "set")) {

@@ -75,6 +75,25 @@ bool is_temp_schema_token(const Token& token) {
          is_temp_schema_suffix(text.substr(kTempSchemaAlias.size()));
 }
 
+bool is_settings_view_token(const Token& token) {
+  if (token.kind == TokenKind::QuotedIdent) return token.text == "\"pg_settings\"";
+  return token.kind == TokenKind::Word && word_is(token.text, "pg_settings");
+}
+
+std::string_view identifier_name(const Token& t, std::array<char, kNameMax>& buf) {
+  if (t.kind == TokenKind::Word) {
+    const size_t n = t.text.size() < kNameMax ? t.text.size() : kNameMax;
+    for (size_t i = 0; i < n; ++i) {
+      const char c = t.text[i];
+      buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+    return std::string_view(buf.data(), n);
+  }
+  const std::string_view text = t.text;
+  if (t.kind != TokenKind::QuotedIdent || text.size() < 2 || text.front() != '"') return {};
+  return text.substr(1, text.size() - 2);
+}
+
 bool mentions_temp_schema(std::string_view literal) {
   for (size_t at = 0; at + kTempSchemaAlias.size() <= literal.size(); ++at) {
     if (word_is(literal.substr(at, kTempSchemaAlias.size()), kTempSchemaAlias)) return true;

@@ -48,6 +48,15 @@ bool mentions_temp_schema(std::string_view literal);
 // U&"..." identifier may spell it with escapes (U&"pg\005ftemp"): taken as naming it. Runs for every word of a
 // statement the lexer classifies: most fail the first test.
 bool is_temp_schema_token(const Token& token);
+// A token naming the pg_settings view (a word in any case, "pg_settings" as written): an UPDATE of it runs
+// set_config for each row it updates.
+bool is_settings_view_token(const Token& token);
+
+constexpr size_t kNameMax = 63;  // NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
+// An identifier as PostgreSQL reads it, in `buf`: unquoted words fold to lowercase (and are truncated like the
+// server does); "name" is case-sensitive, taken as written (U&"..." escapes are not decoded). Empty when the
+// token is no identifier.
+std::string_view identifier_name(const Token& t, std::array<char, kNameMax>& buf);
 
 // Makes one Classification of the statements of a multi-statement string:
 // - any Write => Write (reason of the first write);

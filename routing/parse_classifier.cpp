@@ -119,6 +119,14 @@ void check_call(const json& call, const Classifier& classifier, TreeFacts& f) {
   }
 }
 
+// UPDATE [ONLY] [pg_catalog.]pg_settings (its relation is a typed field: no RangeVar node around it).
+bool updates_settings_view(const json& update) {
+  const json* relation = member(update, "relation");
+  if (relation == nullptr || string_of(member(*relation, "relname")) != "pg_settings") return false;
+  const std::string_view schema = string_of(member(*relation, "schemaname"));
+  return schema.empty() || schema == "pg_catalog";
+}
+
 void walk(const json& j, const Classifier& classifier, TreeFacts& f, int depth) {
   if (depth > kMaxDepth) {
     f.too_deep = true;
@@ -135,6 +143,8 @@ void walk(const json& j, const Classifier& classifier, TreeFacts& f, int depth) 
       check_call(it.value(), classifier, f);
     } else if (key == "RangeVar") {
       add_name(f.relations, string_of(member(it.value(), "relname")));
+    } else if (key == "UpdateStmt" && updates_settings_view(it.value())) {
+      f.config_call = true;  // pg_settings' update rule calls set_config(name, setting, false) per row
     } else if (key == "lockingClause") {
       if (it.value().is_array() && !it.value().empty()) f.locking = true;
     } else if (const char* r = modifying_reason(key); r != nullptr && f.modifying == nullptr) {

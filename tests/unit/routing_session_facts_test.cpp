@@ -266,3 +266,25 @@ TEST_CASE("facts of an extended batch add up: pins, effects and hints hold which
   CHECK(batch.effects.has(SessionEffect::DeallocateAll));
   CHECK(batch.effects.has(SessionEffect::Listen));
 }
+
+TEST_CASE("an UPDATE of pg_settings sets parameters as set_config does; reading the view does not") {
+  Classifier classifier;
+  for (const char* sql : {"UPDATE pg_settings SET setting = '7MB' WHERE name = 'work_mem'",
+                          "update ONLY pg_catalog.\"pg_settings\" set setting = 'on' where name = 'enable_seqscan'",
+                          "WITH s AS (UPDATE pg_settings SET setting = '1' WHERE name = 'x.y' RETURNING 1) SELECT * FROM s"}) {
+    CAPTURE(sql);
+    CHECK(classifier.classify(sql).effects.has(SessionEffect::SetConfig));
+    CHECK(pgmux::routing::classify_parsed(sql, classifier).effects.has(SessionEffect::SetConfig));
+  }
+  for (const char* sql : {"SELECT setting FROM pg_settings WHERE name = 'work_mem'",
+                          "SELECT * FROM pg_catalog.pg_settings FOR UPDATE",
+                          "UPDATE t SET a = (SELECT setting FROM pg_settings WHERE name = 'work_mem')",
+                          "UPDATE app.pg_settings SET setting = '1'"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(pgmux::routing::classify_parsed(sql, classifier).effects.has(SessionEffect::SetConfig));
+  }
+  CHECK_FALSE(classifier.classify("SELECT setting FROM pg_settings WHERE name = 'work_mem'").effects.has(
+      SessionEffect::SetConfig));
+  CHECK_FALSE(classifier.classify("UPDATE t SET a = (SELECT setting FROM pg_settings WHERE name = 'work_mem')")
+                  .effects.has(SessionEffect::SetConfig));
+}

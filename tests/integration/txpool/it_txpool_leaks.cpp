@@ -193,6 +193,22 @@ TEST_CASE("set_config(..., false) in a query does not leak to the next client") 
   }
 }
 
+// pg_settings' update rule runs set_config(name, setting, false) for each row: a session change like the call.
+TEST_CASE("an UPDATE of pg_settings lasts for its client and does not leak to the next one") {
+  if (direct_mode()) return;
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  const std::string default_work_mem = fresh_setting(info, "work_mem");
+  REQUIRE(default_work_mem != "7MB");
+  {
+    PgConn a = connect(info);
+    exec(a.get(), "UPDATE pg_settings SET setting = '7MB' WHERE name = 'work_mem'");
+    CHECK(scalar(a.get(), "SHOW work_mem") == "7MB");  // as on a direct connection
+  }
+  CHECK(fresh_setting(info, "work_mem") == default_work_mem);
+}
+
 // The unnamed statement outlives its request on the server that parsed it. Another client handed that server
 // must not describe or run it: PostgreSQL answers 26000 to a client that parsed no unnamed statement, also when
 // the Bind that uses it comes before the batch's own Parse of one (libpq's pipeline mode sends them together).
