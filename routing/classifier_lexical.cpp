@@ -41,6 +41,13 @@ struct StatementScan {
     return i < head_count && head[i].kind == TokenKind::Word && word_is(head[i].text, kw);
   }
   bool is(size_t i, TokenKind kind) const { return i < head_count && head[i].kind == kind; }
+  // An identifier `name` (lowercase) as a word in any case or quoted as written: SET "search_path".
+  bool names(size_t i, std::string_view name) const {
+    if (word(i, name)) return true;
+    if (!is(i, TokenKind::QuotedIdent)) return false;
+    const std::string_view t = head[i].text;
+    return t.size() == name.size() + 2 && t.front() == '"' && t.substr(1, name.size()) == name;
+  }
 };
 
 struct ScanContext {
@@ -519,7 +526,7 @@ void note_session_facts(const StatementScan& s, Classification& c) {
 PinReason temp_schema_pin(const StatementScan& s) {
   if (s.temp_schema_object) return PinReason::TempTable;
   const bool sets_path = (s.config_call && s.search_path_string) ||
-                         (s.word(0, "set") && (s.word(1, "search_path") || s.word(2, "search_path")));
+                         (s.word(0, "set") && (s.names(1, "search_path") || s.names(2, "search_path")));
   return s.temp_schema_named && sets_path ? PinReason::TempTable : PinReason::None;
 }
 

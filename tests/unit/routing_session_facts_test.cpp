@@ -121,6 +121,8 @@ const Case kCases[] = {
     {"SELECT 'pg_temp.t'", {}},
     {"SET search_path = pg_temp, public", {E::Set}, P::TempTable, {}, false, LEXER_ONLY},
     {"SET SESSION search_path TO 'PG_TEMP'", {E::Set}, P::TempTable, {}, false, LEXER_ONLY},
+    {"SET \"search_path\" = pg_temp, public", {E::Set}, P::TempTable, {}, false, LEXER_ONLY},
+    {"SET \"SEARCH_PATH\" = pg_temp", {E::Set}},  // quoted: no such parameter (PostgreSQL: 42704)
     {"SET search_path = public", {E::Set}},
     {"SET application_name = 'pg_temp'", {E::Set}},
     {"SELECT set_config('search_path', 'pg_temp, public', false)", {E::SetConfig}, P::TempTable, {}, WF, LEXER_ONLY},
