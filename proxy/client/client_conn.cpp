@@ -87,6 +87,7 @@ void ClientConn::set_state(ClientState next) {
   if (before == ClientState::PrimaryWait || before == ClientState::ServerEnding) worker_.stop_waiting_for_primary(this);
   if (before == ClientState::ReplayWait) worker_.stop_waiting_for_replay(this);
   if (before == ClientState::Paused) worker_.stop_holding(this);
+  if (before == ClientState::CatalogWait) worker_.stop_waiting_for_catalog(this);
   if (waits_for_pool(before) && !waits_for_pool(next)) {
     if (waiting_pool_) waiting_pool_->withdraw(this);
     waiting_pool_ = nullptr;
@@ -96,7 +97,9 @@ void ClientConn::set_state(ClientState next) {
   if (next == ClientState::PrimaryWait || next == ClientState::ServerEnding) worker_.wait_for_primary(this);
   if (next == ClientState::ReplayWait) worker_.wait_for_replay(this, replay_wait_->deadline - monotonic_now());
   if (next == ClientState::Paused) worker_.hold_paused(this);
-  if ((waits_for_pool(next) && !waits_for_pool(before)) || next == ClientState::Paused) {
+  if (next == ClientState::CatalogWait) worker_.wait_for_catalog(this);
+  if ((waits_for_pool(next) && !waits_for_pool(before)) || next == ClientState::Paused ||
+      next == ClientState::CatalogWait) {
     wait_started_ = worker_.now();
     wait_started_ns_ = 0;  // taken by acquire() once the pool could not answer at once
   }

@@ -139,6 +139,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   ListNode primary_wait_node;  // worker's list of clients waiting for a primary
   ListNode replay_wait_node;   // worker's list of reads waiting for a standby's replay
   ListNode paused_node;        // worker's list of clients held by PAUSE
+  ListNode catalog_wait_node;  // worker's list of requests waiting for their database's first function catalog
+  // From the worker: the wait for the first catalog is over (`loaded`, or it took longer than kFirstCatalogWait).
+  void on_catalog_wait_over(bool loaded);
+  bool first_catalog_pending() { return catalog_.first_load_pending(); }
 
  protected:
   void on_data() override;
@@ -197,6 +201,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool dispatch_admin();
   void start_admin_session();
   bool held_by_pause();
+  bool waits_for_first_catalog();
   bool is_explain_route_request() const;
   bool answer_explain_route();  // dispatch()'s contract: true to go on with the next request
   bool relay_copy();

@@ -100,7 +100,7 @@ bool ClientConn::dispatch() {
   if (routed_server()) return resume_routed();
   routed_.reset();  // its server was lost meanwhile: routed afresh
 
-  if (held_by_pause()) return false;
+  if (held_by_pause() || waits_for_first_catalog()) return false;
   if (request_.kind == RequestKind::Query && is_explain_route_request()) return answer_explain_route();
   routing::Classification c = classify_request();
 

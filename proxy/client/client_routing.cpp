@@ -408,4 +408,28 @@ void ClientConn::on_view_changed() {
   if (state_ != ClientState::ReplayWait) replay_wait_.reset();
 }
 
+// A request of a session whose database's function catalog has not loaded yet (pgmux just started, or the database
+// is new to it) waits for that first load, up to kFirstCatalogWait: classified without it, a call of a function
+// that changes the session from inside would not be seen (transaction pooling would hand the server on with that
+// change; with the split, later reads would go to a standby without it). Session pooling of the primary alone
+// routes nothing by the catalog.
+bool ClientConn::waits_for_first_catalog() {
+  if (!catalog_.first_load_pending()) return false;
+  if (!transaction_pooling() && !worker_.config()->routing.read_write_split) return false;
+  set_state(ClientState::CatalogWait);
+  return true;
+}
+
+void ClientConn::on_catalog_wait_over(bool loaded) {
+  if (state_ != ClientState::CatalogWait) return;
+  if (!loaded && catalog_.give_up_first_load()) {
+    LOG_WARN("%s: the function catalog of database %s is not loaded after %s (no primary yet, or a slow load): its "
+             "statements are judged without it until it loads",
+             log_prefix().c_str(), escape_for_log(catalog_.slot()->database, 64).c_str(),
+             format_seconds(kFirstCatalogWait).c_str());
+  }
+  resume_requests();
+  pump();
+}
+
 }  // namespace pgmux::proxy

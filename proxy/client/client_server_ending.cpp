@@ -44,12 +44,13 @@ enum class EndingKind {
 };
 
 // The states a held end may interrupt: between requests, and the waits of a request not sent yet (ServerWait,
-// PrimaryWait, ReplayWait, Paused) or sent behind others on the server that ended (Draining): it leaves the wait
-// (a pool's withdraw also lets go of a server being synced for it) and enters it again once routed afresh. Not a
-// server being prepared (Preparing): pgmux's own steps run there and their replies are owed.
+// PrimaryWait, ReplayWait, Paused, CatalogWait) or sent behind others on the server that ended (Draining): it
+// leaves the wait (a pool's withdraw also lets go of a server being synced for it) and enters it again once
+// routed afresh. Not a server being prepared (Preparing): pgmux's own steps run there and their replies are owed.
 bool may_hold_server_end(ClientState state) {
   return state == ClientState::Ready || state == ClientState::ServerWait || state == ClientState::PrimaryWait ||
-         state == ClientState::ReplayWait || state == ClientState::Paused || state == ClientState::Draining;
+         state == ClientState::ReplayWait || state == ClientState::Paused || state == ClientState::CatalogWait ||
+         state == ClientState::Draining;
 }
 
 EndingKind ending_kind(const std::optional<ErrorFields>& error) {

@@ -21,11 +21,14 @@ constexpr Row kTransitions[] = {
     {S::AuthLookup, {S::Auth}},
     {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
     {S::LoginWait, {S::Ready}},
-    {S::Ready, {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::Draining, S::Preparing, S::ServerEnding}},
+    {S::Ready,
+     {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::CatalogWait, S::Draining, S::Preparing,
+      S::ServerEnding}},
     {S::ServerWait, {S::Ready}},
     {S::PrimaryWait, {S::Ready}},
     {S::ReplayWait, {S::Ready}},
     {S::Paused, {S::Ready}},
+    {S::CatalogWait, {S::Ready}},
     {S::Draining, {S::Ready}},
     {S::Preparing, {S::Ready, S::PreparingCanceled}},
     {S::PreparingCanceled, {S::Ready}},
@@ -47,6 +50,7 @@ const char* to_string(ClientState s) {
     case S::ServerWait: return "server_wait";
     case S::PrimaryWait: return "primary_wait";
     case S::ReplayWait: return "replay_wait";
+    case S::CatalogWait: return "catalog_wait";
     case S::Paused: return "paused";
     case S::Draining: return "draining";
     case S::Preparing: return "preparing";

@@ -16,6 +16,7 @@ enum class ClientState : uint8_t {
   PrimaryWait,  // a request waits for a primary to appear (failover), up to failover_timeout
   ReplayWait,   // a read waits for a standby to replay the commits it must see, up to routing.causal_wait
   Paused,       // a request that would start a transaction is held by PAUSE
+  CatalogWait,  // a request waits for its database's first function catalog (ClientConn::waits_for_first_catalog)
   Draining,     // a request waits until the client's server has sent the replies it still owes
   Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
   PreparingCanceled,  // Preparing, and a cancel request came for the request meanwhile: once the server is up to
@@ -41,8 +42,8 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 inline bool is_waiting(ClientState s) {
   return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait ||
          s == ClientState::PrimaryWait || s == ClientState::ReplayWait || s == ClientState::Paused ||
-         s == ClientState::Draining || s == ClientState::Preparing || s == ClientState::PreparingCanceled ||
-         s == ClientState::ServerEnding || s == ClientState::AdminBusy;
+         s == ClientState::CatalogWait || s == ClientState::Draining || s == ClientState::Preparing ||
+         s == ClientState::PreparingCanceled || s == ClientState::ServerEnding || s == ClientState::AdminBusy;
 }
 
 // The client has been told it is logged in (ReadyForQuery after authentication).
@@ -52,11 +53,11 @@ inline bool is_logged_in(ClientState s) {
          s != ClientState::Closing;
 }
 
-// The request in hand waits unsent (for a pool's server, a primary, a standby's replay, PAUSE): a cancel request
-// fails it with 57014 there (client_cancel.cpp), since no server runs it.
+// The request in hand waits unsent (for a pool's server, a primary, a standby's replay, PAUSE, the catalog): a
+// cancel request fails it with 57014 there (client_cancel.cpp), since no server runs it.
 inline bool holds_unsent_request(ClientState s) {
   return s == ClientState::ServerWait || s == ClientState::PrimaryWait || s == ClientState::ReplayWait ||
-         s == ClientState::Paused;
+         s == ClientState::Paused || s == ClientState::CatalogWait;
 }
 
 // Waiting in a pool's FIFO for a server.

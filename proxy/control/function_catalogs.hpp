@@ -31,7 +31,12 @@ struct CatalogSlot {
   std::atomic<uint64_t> changes{1};    // catalog changes committed through pgmux; the first load counts as one
   std::atomic<uint64_t> covered{0};    // the changes the last finished load (ok or not) started after
   std::atomic<int64_t> holds{0};       // catalog DDL sent and not yet counted (CatalogChangeHold)
+  std::atomic<bool> first_wait_over{false};  // a request waited kFirstCatalogWait for the first load: no more do
 };
+
+// How long a request waits for its database's first catalog load (ClientConn::waits_for_first_catalog): the load
+// reads pg_proc and every view's definition on the primary, once the prober has found it.
+inline constexpr double kFirstCatalogWait = 2.0;
 
 // What one client holds: its database's slot and the snapshot it last took from it.
 class CatalogReader {
@@ -54,11 +59,23 @@ class CatalogReader {
     return {snapshot_.get(), refreshing};
   }
   const std::shared_ptr<CatalogSlot>& slot() const { return slot_; }
+  // No load has finished for the database yet (pgmux just started, or the database is new to it), and no request
+  // has waited that first load out. Hot path: one test once it has loaded.
+  bool first_load_pending() {
+    if (first_loaded_ || !slot_) return false;
+    first_loaded_ = slot_->covered.load(std::memory_order_acquire) > 0 ||
+                    slot_->first_wait_over.load(std::memory_order_acquire);
+    return !first_loaded_;
+  }
+  // A request waited kFirstCatalogWait: the database's requests are judged without the catalog until it loads.
+  // True for the first to give up.
+  bool give_up_first_load() { return slot_ && !slot_->first_wait_over.exchange(true); }
 
  private:
   std::shared_ptr<CatalogSlot> slot_;
   std::shared_ptr<const routing::FunctionCatalog> snapshot_;
   uint64_t seen_ = 0;
+  bool first_loaded_ = false;
 };
 
 class FunctionCatalogs;

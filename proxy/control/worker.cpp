@@ -17,6 +17,7 @@ namespace pgmux::proxy {
 
 namespace {
 constexpr uint64_t kTickMs = 250;
+constexpr uint64_t kCatalogPollMs = 2;  // a first catalog load takes a few milliseconds to a few hundred
 constexpr size_t kClassifierCache = 10000;  // distinct statement texts whose parse is kept, per worker
 
 bool same_backend_names(const conf::Config& a, const conf::Config& b) {
@@ -35,6 +36,7 @@ Worker::Worker(int index, SharedState& shared, std::vector<int> listen_fds, std:
   tick_timer_.init(&loop_);
   shutdown_timer_.init(&loop_);
   replay_timer_.init(&loop_);
+  catalog_timer_.init(&loop_);
   config_ = shared_.config.load();
   view_ = shared_.view.load();
   classifier_ = std::make_unique<routing::Classifier>(config_->routing.write_functions, kClassifierCache,
@@ -271,6 +273,29 @@ void Worker::wake_replay_waiters() {
 }
 
 // Each woken client may wait again (and re-join the list), so wake a snapshot, not the live list.
+void Worker::wait_for_catalog(ClientConn* client) {
+  if (!client->catalog_wait_node.linked()) catalog_waiters_.push_back(client);
+  if (!uv_is_active(catalog_timer_.handle())) {
+    uv_timer_start(catalog_timer_.get(), on_catalog_timer, kCatalogPollMs, kCatalogPollMs);
+  }
+}
+
+void Worker::on_catalog_timer(uv_timer_t* handle) { UvTimer<Worker>::owner_of(handle)->poll_catalog_waiters(); }
+
+void Worker::poll_catalog_waiters() {
+  std::vector<std::pair<ClientConn*, bool>> over;  // and whether the catalog loaded
+  const double t = now();
+  catalog_waiters_.for_each([&](ClientConn* client) {
+    if (!client->first_catalog_pending()) {
+      over.emplace_back(client, true);
+    } else if (t - client->wait_started() >= kFirstCatalogWait) {
+      over.emplace_back(client, false);
+    }
+  });
+  for (const auto& [client, loaded] : over) client->on_catalog_wait_over(loaded);  // off the list as it goes on
+  if (catalog_waiters_.empty()) uv_timer_stop(catalog_timer_.get());
+}
+
 void Worker::wake_primary_waiters() {
   if (primary_waiters_.empty()) return;
   std::vector<ClientConn*> waiters;
@@ -402,6 +427,7 @@ void Worker::finish() {
   tick_timer_.close();
   shutdown_timer_.close();
   replay_timer_.close();
+  catalog_timer_.close();
 }
 
 }  // namespace pgmux::proxy

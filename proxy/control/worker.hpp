@@ -110,6 +110,10 @@ class Worker final : public PoolHost {
   // by every new view and by a timer at the earliest deadline.
   void wait_for_replay(ClientConn* client, double seconds_left);
   void stop_waiting_for_replay(ClientConn* client) { replay_waiters_.remove(client); }
+  // Requests waiting for their database's first function catalog (only right after pgmux starts, or when a
+  // database is new to it): polled every few milliseconds while any waits, each for up to kFirstCatalogWait.
+  void wait_for_catalog(ClientConn* client);
+  void stop_waiting_for_catalog(ClientConn* client) { catalog_waiters_.remove(client); }
   const protocol::ScramSecret* scram_secret_for(const conf::User& user);
   // A standby refused a session of this (database, user) for its default isolation level, SERIALIZABLE, set
   // where pgmux cannot see it (ALTER ROLE / DATABASE ... SET): the pair's next sessions on this worker start with
@@ -178,6 +182,8 @@ class Worker final : public PoolHost {
   void wake_primary_waiters();
   void wake_replay_waiters();
   static void on_replay_timer(uv_timer_t* handle);
+  static void on_catalog_timer(uv_timer_t* handle);
+  void poll_catalog_waiters();
   void release_resumed();
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* handle);
@@ -196,6 +202,7 @@ class Worker final : public PoolHost {
   UvTimer<Worker> shutdown_timer_{this};
   UvTimer<Worker> replay_timer_{this};  // the earliest deadline of replay_waiters_
   uint64_t replay_timer_due_ = 0;       // loop time (ms) it fires at, while active
+  UvTimer<Worker> catalog_timer_{this};  // polls catalog_waiters_ while there are any
   std::vector<std::unique_ptr<UvTcp<Worker>>> listeners_;
   std::mutex inbox_mutex_;
   std::vector<std::function<void(Worker&)>> inbox_;
@@ -229,6 +236,7 @@ class Worker final : public PoolHost {
   IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
   IntrusiveList<ClientConn, &ClientConn::replay_wait_node> replay_waiters_;
   IntrusiveList<ClientConn, &ClientConn::paused_node> paused_;
+  IntrusiveList<ClientConn, &ClientConn::catalog_wait_node> catalog_waiters_;
   std::shared_ptr<const routing::BackendsView> view_;
   std::unique_ptr<routing::Classifier> classifier_;
   routing::Balancer balancer_;

@@ -48,7 +48,8 @@ TEST_CASE("client states: login goes startup -> auth -> (server) -> ready, never
 
 TEST_CASE("client states: each wait of a request starts and ends in Ready") {
   for (ClientState wait : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
-                           ClientState::Paused, ClientState::Draining, ClientState::Preparing}) {
+                           ClientState::Paused, ClientState::CatalogWait, ClientState::Draining,
+                           ClientState::Preparing}) {
     CAPTURE(pgmux::proxy::to_string(wait));
     CHECK(is_legal_transition(ClientState::Ready, wait));
     CHECK(is_legal_transition(wait, ClientState::Ready));
@@ -56,7 +57,8 @@ TEST_CASE("client states: each wait of a request starts and ends in Ready") {
     CHECK(pgmux::proxy::is_logged_in(wait));
     CHECK_FALSE(pgmux::proxy::reads_requests(wait));
     for (ClientState other : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
-                              ClientState::Paused, ClientState::Draining, ClientState::Preparing}) {
+                              ClientState::Paused, ClientState::CatalogWait, ClientState::Draining,
+                              ClientState::Preparing}) {
       if (other != wait) CHECK_FALSE(is_legal_transition(wait, other));
     }
   }
@@ -75,7 +77,7 @@ TEST_CASE("client states: predicates") {
   CHECK_FALSE(pgmux::proxy::is_waiting(ClientState::Ready));
   // What a cancel request fails unsent: not LoginWait (no key yet), Draining or Preparing (a server works for it).
   for (ClientState s : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
-                        ClientState::Paused}) {
+                        ClientState::Paused, ClientState::CatalogWait}) {
     CHECK(pgmux::proxy::holds_unsent_request(s));
   }
   for (ClientState s : {ClientState::LoginWait, ClientState::Ready, ClientState::Draining, ClientState::Preparing,

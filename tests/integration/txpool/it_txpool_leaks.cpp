@@ -209,6 +209,27 @@ TEST_CASE("an UPDATE of pg_settings lasts for its client and does not leak to th
   CHECK(fresh_setting(info, "work_mem") == default_work_mem);
 }
 
+// The database's function catalog is first loaded when its first client has logged in: a call at once of a function
+// that changes the session from inside must still keep the client on its server (before, it was judged without
+// the catalog and its setting reached the next client of the server).
+TEST_CASE("a session-changing function called at once after pgmux starts keeps its client on its server") {
+  if (direct_mode()) return;
+  {
+    PgConn owner = pgmux::test::routing::admin(cluster_ports().primary, "app");
+    exec(owner.get(), "CREATE OR REPLACE FUNCTION public.txpool_first_call_setting() RETURNS text LANGUAGE plpgsql"
+                      " AS $$ BEGIN RETURN set_config('work_mem', '11MB', false); END $$");
+  }
+  const int port = pick_listen_port();
+  PgmuxProcess pgmux = start_single_server_pool(port);
+  const std::string info = conninfo(port, "app", "app", "app");
+  {
+    PgConn a = connect(info);
+    CHECK(scalar(a.get(), "SELECT txpool_first_call_setting()") == "11MB");
+    CHECK(scalar(a.get(), "SHOW work_mem") == "11MB");  // as on a direct connection
+  }
+  CHECK(fresh_setting(info, "work_mem") != "11MB");
+}
+
 // The unnamed statement outlives its request on the server that parsed it. Another client handed that server
 // must not describe or run it: PostgreSQL answers 26000 to a client that parsed no unnamed statement, also when
 // the Bind that uses it comes before the batch's own Parse of one (libpq's pipeline mode sends them together).
