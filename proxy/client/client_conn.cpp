@@ -274,15 +274,21 @@ void ClientConn::on_pool_draining(Pool* pool) {
 }
 
 // Takes a server for `role` from the backend's pool; the pool calls on_server_ready (maybe right away).
+// The client's pool on a backend for a role (remembered per role: most requests go where the last one went).
+Pool* ClientConn::pool_of(int backend_index, Role role, std::optional<FailureReport>* no_pool) {
+  CachedPool& cached = pool_cache_[static_cast<size_t>(role)];
+  if (cached.pool && cached.generation == worker_.pool_generation() && cached.backend == backend_index) {
+    return cached.pool;
+  }
+  Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, no_pool);
+  cached = pool ? CachedPool{pool, worker_.pool_generation(), backend_index} : CachedPool{};
+  return pool;
+}
+
 bool ClientConn::acquire(int backend_index, Role role) {
   std::optional<FailureReport> no_pool;
   waiting_role_ = role;  // on_server_unavailable reads it, also when no pool can be made
-  CachedPool& cached = pool_cache_[static_cast<size_t>(role)];
-  Pool* pool = cached.pool;
-  if (!pool || cached.generation != worker_.pool_generation() || cached.backend != backend_index) {
-    pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend_index, &no_pool);
-    cached = pool ? CachedPool{pool, worker_.pool_generation(), backend_index} : CachedPool{};
-  }
+  Pool* pool = pool_of(backend_index, role, &no_pool);
   if (!pool) {
     on_server_unavailable(*no_pool);  // as a pool would say it: the request fails (before login: the login)
     return false;

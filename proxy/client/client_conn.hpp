@@ -220,6 +220,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   Role role_of(const ServerConn* server) const { return server == standby_ ? Role::Standby : Role::Primary; }
   std::optional<ServerConn*> server_to_follow(const routing::Classification& c, bool read_only);
   ServerConn* choose_server(const routing::Classification& c);
+  routing::Route standby_with_room(const routing::Classification& c, const routing::Route& picked,
+                                   const routing::RouteSettings& settings);
   void wait_for_primary(const routing::Route& route);
   bool hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route);
   static bool primary_unreachable(const FailureReport& failure);
@@ -418,6 +420,7 @@ class ClientConn final : public StreamConn, public PoolClient {
     int backend = -1;
   };
   std::array<CachedPool, 2> pool_cache_;
+  Pool* pool_of(int backend_index, Role role, std::optional<FailureReport>* no_pool);
   // A request routed to a server that is not there yet (server_wait) or that pgmux brought up to date
   // (preparing): when the server is ready the request goes on from this decision, not classified and routed
   // again.

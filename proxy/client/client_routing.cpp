@@ -269,6 +269,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
         return standby_;
       }
       drop_server(standby_);
+      route = standby_with_room(c, route, settings);
       routed_ = RoutedRequest{c, Role::Standby, route, false};
       acquire(route.backend, Role::Standby);
       return nullptr;
@@ -282,6 +283,30 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
       return nullptr;
   }
   return nullptr;
+}
+
+// A read the balancer sent to a standby whose pool would make it wait (no idle server and no room for another) goes
+// to another standby it may use whose pool would not, if there is one: else a read could wait query_wait_timeout
+// behind a long transaction on one standby while the other stands idle. The weights hold while pools have room.
+routing::Route ClientConn::standby_with_room(const routing::Classification& c, const routing::Route& picked,
+                                             const routing::RouteSettings& settings) {
+  const auto would_wait = [this](int backend) {
+    std::optional<FailureReport> no_pool;
+    const Pool* pool = pool_of(backend, Role::Standby, &no_pool);
+    return pool && pool->would_queue();
+  };
+  if (!would_wait(picked.backend)) return picked;
+  routing::ClientRouteState others = session_.route;
+  routing::Route route = picked;
+  // Each try takes one more standby out of the set; the last one's pool is the one acquire() asks.
+  for (size_t tries = 0; tries < 64 && route.target == routing::RouteTarget::Standby && route.backend < 64 &&
+                         would_wait(route.backend);
+       ++tries) {
+    others.backend_mask &= ~(uint64_t{1} << route.backend);
+    others.held_standby = -1;
+    route = routing::route_statement(c, others, worker_.view(), settings, worker_.balancer());
+  }
+  return route.target == routing::RouteTarget::Standby && !would_wait(route.backend) ? route : picked;
 }
 
 // No primary right now (failover): the request waits for one up to failover_timeout, unless no backend of the

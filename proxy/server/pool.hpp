@@ -160,6 +160,8 @@ class Pool {
   int connecting_count() const { return connecting_; }
   size_t waiting_count() const { return waiting_.size(); }
   size_t idle_count() const { return idle_.size(); }
+  // A client asking now would wait: no idle server and no room to open one (a read then tries another standby).
+  bool would_queue() const { return idle_.empty() && !can_open_more(); }
   size_t busy_count() const { return busy_.size(); }
 
  private:

@@ -63,3 +63,37 @@ TEST_CASE("autocommit reads split 1:3 over the standbys") {
   CHECK(share2 <= 0.75 * 1.05);
   CHECK(elapsed < 60);
 }
+
+// A standby whose pool has no idle server and no room for another (a long transaction holds its one server): reads
+// go to the other standby rather than wait query_wait_timeout there (before, every other read waited and got 53300).
+TEST_CASE("reads skip a standby whose pool is full while another standby has room") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  const int listen = pick_listen_port();
+  nlohmann::json config = routing_config(listen, ports);
+  config["workers"] = 1;
+  config["timeouts"]["query_wait_timeout"] = 3;
+  for (auto& database : config["databases"]) {
+    database["pool_mode"] = "transaction";
+    database["pool_size"] = 1;
+  }
+  ProxyUnderTest proxy(config.dump(), listen);
+  const std::string ci = proxy.conninfo("app", "app", "app");
+  REQUIRE_MESSAGE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20), "standbys never served reads");
+
+  PgConn holder = connect(ci);
+  exec(holder.get(), "BEGIN READ ONLY");
+  const int held = std::stoi(scalar(holder.get(), "SELECT inet_server_port()"));
+  REQUIRE((held == ports.standby1 || held == ports.standby2));
+  PgConn reader = connect(ci);
+  for (int i = 0; i < 6; ++i) {
+    const double t0 = now_seconds();
+    PgResult read(PQexec(reader.get(), "SELECT inet_server_port()"));
+    REQUIRE_MESSAGE(PQresultStatus(read.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(read.get()));
+    const int port = std::stoi(PQgetvalue(read.get(), 0, 0));
+    CHECK(port != held);
+    CHECK(port != ports.primary);
+    CHECK(now_seconds() - t0 < 1.5);
+  }
+  exec(holder.get(), "COMMIT");
+}
