@@ -164,6 +164,21 @@ void Worker::on_async(uv_async_t* handle) {
 
 void Worker::on_tick(uv_timer_t* handle) { UvTimer<Worker>::owner_of(handle)->tick(); }
 
+bool Worker::evict_idle_server(const Pool& starving) {
+  const auto evict_here = [](Worker& w, const Pool* except, const Pool::Limits& budgets) {
+    for (auto& [key, pool] : w.pools_) {
+      if (pool.get() != except && pool->evict_idle_for(budgets)) return true;
+    }
+    return false;
+  };
+  if (evict_here(*this, &starving, starving.limits())) return true;
+  for (Worker* other : shared_.workers) {
+    if (other == this) continue;
+    other->post([budgets = starving.limits(), evict_here](Worker& w) { evict_here(w, nullptr, budgets); });
+  }
+  return false;
+}
+
 void Worker::request_shed(const std::string& key, const ShedRequest& request) {
   for (Worker* other : shared_.workers) {
     if (other == this) continue;

@@ -79,6 +79,7 @@ class Worker final : public PoolHost {
   // Asks every other worker to close one idle server of this pool key (this worker's pool is starving).
   void request_shed(const std::string& key, const ShedRequest& request) override;
   void give_slot(const Pool& from, int to_worker) override;
+  bool evict_idle_server(const Pool& starving) override;
   void report_refused(const std::string& backend, const std::string& error) override;
   // A ServerConn of this pool on this worker's loop.
   PoolServer* create_server(Pool& pool) override;

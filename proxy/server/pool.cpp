@@ -204,14 +204,18 @@ void Pool::serve_waiters() {
     assign(server, client);
     client = waiting_.front();  // assign may have changed the list: start over from the head
   }
-  // Opening a server can fail at once and fail waiting clients, so pick the clients before opening anything.
+  // Opening a server can fail at once and fail waiting clients, so pick the clients before opening anything. Each
+  // round after the first opens with slots that other pools' idle servers freed (evict_for_waiters).
   const double now = host_.now();
-  bool starving = false;
-  for (PoolClient* client : pick_clients_to_open_for(now, &starving)) {
-    if (client->wait_node.linked()) {
-      open_server(client);
-    } else {
-      release_slot();  // that client is gone already
+  bool starving = true;
+  for (int round = 0; starving && round < 64 && (round == 0 || evict_for_waiters(now)); ++round) {
+    starving = false;
+    for (PoolClient* client : pick_clients_to_open_for(now, &starving)) {
+      if (client->wait_node.linked()) {
+        open_server(client);
+      } else {
+        release_slot();  // that client is gone already
+      }
     }
   }
   if (waiting_.empty()) forget_slot_request(now);

@@ -89,6 +89,9 @@ class Pool {
   // Another worker's pool of this key is starving (PoolHost::request_shed): the oldest idle server closes and its
   // slot goes to that worker now; with none idle, the next server given back here may (give_to_starving_worker).
   void shed_for(const ShedRequest& request, int starving_worker);
+  // Another pool starves on a database or user budget this one draws from too (PoolHost::evict_idle_server): its
+  // longest-idle server closes, freeing a slot of that budget. True when one did.
+  bool evict_idle_for(const Limits& starving);
   // A slot another worker freed for this one (PoolHost::give_slot), counted in `budgets`: a server opens with it
   // for the first waiting client that has none on the way, or the slot goes back. Budgets other than this pool's
   // (a reload reached the two workers at different moments) take it back at once.
@@ -216,6 +219,8 @@ class Pool {
   int demand() const;  // the most clients that wanted a server at once, lately
   void roll_demand_window(double now);
   void ask_for_slot(double now);
+  bool shared_budget_spent() const;
+  bool evict_for_waiters(double now);
   bool fair_to_give(const ShedRequest& there) const;
   ShedRequest shed_request() const;
   bool give_to_starving_worker(PoolServer* server);
@@ -224,6 +229,7 @@ class Pool {
   void shed(PoolServer* server, int to_worker);
 
   double last_shed_request_ = 0;
+  double last_evict_request_ = 0;  // when it last asked other workers to close an idle server (evict_for_waiters)
   double last_shed_ = -1e9;  // when this pool last gave a server's slot up to a starving worker
   int demand_peak_ = 0;         // busy servers plus waiting clients, at most, in the current window
   int demand_peak_before_ = 0;  // and in the window before

@@ -146,6 +146,11 @@ class PoolHost {
   // A slot of `from`'s budgets, freed by closing one of its servers, passed on to worker `to_worker`'s pool of
   // the same key (Pool::accept_slot; released to those budgets if that pool is gone or cannot take it).
   virtual void give_slot(const Pool& from, int to_worker) = 0;
+  // `starving`'s clients wait with its database's or user's budget spent (max_db_connections,
+  // max_user_connections) while its own has room: an idle server of another pool drawing from that budget closes,
+  // on this worker if one has such a server (true: the slot is free now), else on another worker (the slot comes
+  // back there; the starving pool takes it at its next tick).
+  virtual bool evict_idle_server(const Pool& starving) = 0;
   // A new connection to `backend` was refused: nothing listens on its port (the prober counts it as a failed
   // probe: Topology::on_connection_refused).
   virtual void report_refused(const std::string& backend, const std::string& error) = 0;

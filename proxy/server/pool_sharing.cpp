@@ -122,6 +122,37 @@ void Pool::shed(PoolServer* server, int to_worker) {
   host_.give_slot(*this, to_worker);
 }
 
+// The database's or the user's budget is spent while this pool's own has room: a slot can only come from a pool of
+// another key drawing from the same budget, as PgBouncer evicts an idle server for max_db_connections.
+bool Pool::shared_budget_spent() const {
+  const auto spent = [](const std::shared_ptr<PoolBudget>& b) {
+    return b && b->used.load(std::memory_order_relaxed) >= b->limit.load(std::memory_order_relaxed);
+  };
+  return !spent(limits_.pool) && (spent(limits_.database) || spent(limits_.user));
+}
+
+// Clients still wait with a shared budget spent: an idle server of another pool closes for them. True when one
+// closed on this worker (its slot is free now); another worker's is asked for at most every kAskEvery.
+bool Pool::evict_for_waiters(double now) {
+  if (waiting_.empty() || !shared_budget_spent()) return false;
+  if (now - last_evict_request_ < kAskEvery) return false;
+  if (host_.evict_idle_server(*this)) return true;
+  last_evict_request_ = now;  // asked of the other workers: the slot comes back at a later tick
+  return false;
+}
+
+bool Pool::evict_idle_for(const Limits& starving) {
+  const bool shares = (limits_.database && limits_.database == starving.database) ||
+                      (limits_.user && limits_.user == starving.user);
+  PoolServer* oldest = shares ? idle_.back() : nullptr;
+  if (!oldest) return false;
+  LOG_INFO("S-%llu pool %s: closing an idle server: another pool's clients wait on the %s budget it draws from",
+           static_cast<unsigned long long>(oldest->id()), name_.c_str(),
+           limits_.database && limits_.database == starving.database ? "max_db_connections" : "max_user_connections");
+  oldest->close();
+  return true;
+}
+
 void Pool::accept_slot(const Limits& budgets) {
   if (draining() || budgets.pool != limits_.pool || budgets.database != limits_.database ||
       budgets.user != limits_.user) {

@@ -173,6 +173,15 @@ class FakeHost final : public PoolHost {
     shed_request = request;
   }
   void give_slot(const Pool&, int to_worker) override { slots_given.push_back(to_worker); }
+  std::vector<Pool*> pools;  // this worker's, for evict_idle_server
+  int evictions_elsewhere = 0;
+  bool evict_idle_server(const Pool& starving) override {
+    for (Pool* pool : pools) {
+      if (pool != &starving && pool->evict_idle_for(starving.limits())) return true;
+    }
+    ++evictions_elsewhere;
+    return false;
+  }
   void report_refused(const std::string& backend, const std::string&) override { refused.push_back(backend); }
   std::vector<std::string> refused;  // backends whose connection was refused, in order
 };

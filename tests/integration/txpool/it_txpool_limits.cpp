@@ -112,6 +112,27 @@ TEST_CASE("max_user_connections caps the user below pool_size") {
   });
 }
 
+// A user's servers idle in one database's pool while the user waits in another's with max_user_connections
+// spent: the idle one closes for it, as PgBouncer evicts (before, the client waited query_wait_timeout and got
+// 53300, with every server connection of the user idle).
+TEST_CASE("max_user_connections: an idle server of another database's pool closes for a waiting client") {
+  if (direct_mode()) return;
+  Fixture f(2, [](nlohmann::json& c) {
+    c["timeouts"]["query_wait_timeout"] = 3;
+    c["databases"].push_back({{"name", "app"}, {"pool_mode", "transaction"}, {"pool_size", 2}});
+    for (nlohmann::json& u : c["users"]) {
+      if (u["name"] == "app") u["max_user_connections"] = 1;
+    }
+  });
+  PgConn first = connect(f.ci);
+  CHECK(scalar(first.get(), "SELECT current_database()") == kDb);  // its server stays idle in the pool
+  const double t0 = now_seconds();
+  PgConn second = connect(app_conninfo(f.proxy.port(), "app"));
+  CHECK(scalar(second.get(), "SELECT current_database()") == "app");
+  CHECK(now_seconds() - t0 < 2);
+  CHECK(scalar(first.get(), "SELECT current_database()") == kDb);  // and back
+}
+
 // Two workers share pool_size. Under overload (16 clients on 4 servers, transactions of one quick statement) the
 // servers must stay where they are: before, a server moved to the other worker whenever nobody happened to wait
 // for it at the instant it came back, and moved back the next moment (a black-box run: 103 new server
