@@ -176,10 +176,10 @@ std::vector<LiveSetting> build() {
   };
   const Duration durations[] = {
       {"timeouts.query_wait_timeout", &Timeouts::query_wait_timeout, 0.001},
-      {"timeouts.server_idle_timeout", &Timeouts::server_idle_timeout, 0.001},
+      {"timeouts.server_idle_timeout", &Timeouts::server_idle_timeout, 0},  // 0 = never close idle servers
       {"timeouts.server_connect_timeout", &Timeouts::server_connect_timeout, 0.001},
       {"timeouts.client_login_timeout", &Timeouts::client_login_timeout, 0.001},
-      {"timeouts.shutdown_timeout", &Timeouts::shutdown_timeout, 0},
+      {"timeouts.shutdown_timeout", &Timeouts::shutdown_timeout, 0.001},
       {"timeouts.reserve_pool_timeout", &Timeouts::reserve_pool_timeout, 0},
       {"timeouts.idle_transaction_timeout", &Timeouts::idle_transaction_timeout, 0},
       {"timeouts.client_idle_timeout", &Timeouts::client_idle_timeout, 0},
