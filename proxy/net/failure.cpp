@@ -150,7 +150,8 @@ constexpr FailureRow kClientSessionRows[] = {
      "Use psql, or PQexec without parameters; prepared statements do not work here.", Reuse,
      "admin_extended_protocol", "extended protocol on the admin console", Info},
 
-    {F::LoginTimeout, Fatal, code::kQueryCanceled, "canceling authentication due to timeout", "", "", Reuse,
+    // PostgreSQL says this in its log only: at authentication_timeout the client sees the connection close.
+    {F::LoginTimeout, Silent, code::kQueryCanceled, "canceling authentication due to timeout", "", "", Reuse,
      "login_timeout", "client_login_timeout", Info},
     {F::IdleTransactionTimeout, Fatal, code::kIdleInTransactionSessionTimeout,
      "terminating connection due to idle-in-transaction timeout (pgmux idle_transaction_timeout is {} s)", "", "",

@@ -125,6 +125,8 @@ TEST_CASE("severity: FATAL ends the session, a request error before login ends t
   CHECK(failure_row(Failure::KilledByAdmin).severity == Severity::Fatal);
   CHECK(failure_row(Failure::ServerLostInFlight).severity == Severity::Error);
   CHECK(failure_row(Failure::ServerLostSessionGone).severity == Severity::Fatal);
+  // As PostgreSQL at authentication_timeout, whatever stage the login is in: the connection closes, no message.
+  CHECK(failure_row(Failure::LoginTimeout).severity == Severity::Silent);
 }
 
 TEST_CASE("SQLSTATEs and wording that clients and tests compare with PostgreSQL") {
