@@ -41,14 +41,22 @@ struct StatementScan {
     return i < head_count && head[i].kind == TokenKind::Word && word_is(head[i].text, kw);
   }
   bool is(size_t i, TokenKind kind) const { return i < head_count && head[i].kind == kind; }
-  // An identifier `name` (lowercase) as a word in any case or quoted as written: SET "search_path".
-  bool names(size_t i, std::string_view name) const {
-    if (word(i, name)) return true;
-    if (!is(i, TokenKind::QuotedIdent)) return false;
-    const std::string_view t = head[i].text;
-    return t.size() == name.size() + 2 && t.front() == '"' && t.substr(1, name.size()) == name;
-  }
+  bool names_setting(size_t i, std::string_view name) const { return i < head_count && is_setting(head[i], name); }
 };
+
+// The pg_settings token just read is UPDATE's target: UPDATE [ONLY] [pg_catalog.]pg_settings (not UPDATE t SET
+// pg_settings = ..., nor another schema's table of that name).
+bool updates_settings_view(const StatementScan& s, const Token& prev) {
+  const size_t distance = s.token_count - s.update_at;
+  if (prev.kind == TokenKind::Word) {
+    return (distance == 1 && word_is(prev.text, "update")) || (distance == 2 && word_is(prev.text, "only"));
+  }
+  if (prev.kind != TokenKind::Punct || prev.text.front() != '.' || distance < 3) return false;
+  const size_t schema_at = s.token_count - 3;  // pg_catalog . pg_settings
+  if (schema_at >= s.head_count) return true;  // past the tokens kept: taken as the view
+  std::array<char, kNameMax> buf;  // identifier_name writes what it returns
+  return identifier_name(s.head[schema_at], buf) == "pg_catalog";
+}
 
 struct ScanContext {
   const Classifier& classifier;
@@ -173,7 +181,7 @@ bool scan_statement(SqlLexer& lex, const ScanContext& context, StatementScan& s)
         if (relation_next) check_relation(t, context, s);
         s.temp_schema_named = s.temp_schema_named || is_temp_schema_token(t);
         if (s.update_at != 0 && s.token_count - s.update_at <= 4 && is_settings_view_token(t)) {
-          s.settings_update = true;
+          s.settings_update = s.settings_update || updates_settings_view(s, prev);
         }
         break;
       case TokenKind::String:
@@ -526,7 +534,7 @@ void note_session_facts(const StatementScan& s, Classification& c) {
 PinReason temp_schema_pin(const StatementScan& s) {
   if (s.temp_schema_object) return PinReason::TempTable;
   const bool sets_path = (s.config_call && s.search_path_string) ||
-                         (s.word(0, "set") && (s.names(1, "search_path") || s.names(2, "search_path")));
+                         (s.word(0, "set") && (s.names_setting(1, "search_path") || s.names_setting(2, "search_path")));
   return s.temp_schema_named && sets_path ? PinReason::TempTable : PinReason::None;
 }
 

@@ -80,6 +80,13 @@ bool is_settings_view_token(const Token& token) {
   return token.kind == TokenKind::Word && word_is(token.text, "pg_settings");
 }
 
+bool is_setting(const Token& token, std::string_view name) {
+  const std::string_view t = token.text;
+  if (token.kind == TokenKind::Word) return word_is(t, name);
+  return token.kind == TokenKind::QuotedIdent && t.size() == name.size() + 2 && t.front() == '"' &&
+         word_is(t.substr(1, name.size()), name);
+}
+
 std::string_view identifier_name(const Token& t, std::array<char, kNameMax>& buf) {
   if (t.kind == TokenKind::Word) {
     const size_t n = t.text.size() < kNameMax ? t.text.size() : kNameMax;

@@ -51,6 +51,9 @@ bool is_temp_schema_token(const Token& token);
 // A token naming the pg_settings view (a word in any case, "pg_settings" as written): an UPDATE of it runs
 // set_config for each row it updates.
 bool is_settings_view_token(const Token& token);
+// A token naming setting `name` (lowercase), a word or quoted, in any case: PostgreSQL looks settings up without
+// regard to case, quoted or not (SET "SEARCH_PATH" sets search_path).
+bool is_setting(const Token& token, std::string_view name);
 
 constexpr size_t kNameMax = 63;  // NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
 // An identifier as PostgreSQL reads it, in `buf`: unquoted words fold to lowercase (and are truncated like the

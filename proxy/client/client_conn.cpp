@@ -461,7 +461,9 @@ void ClientConn::fail(const FailureReport& failure) {
   if (!close_reason_) close_reason_ = failure.failure();
   ByteVector out;
   report_failure(failure, severity, worker_.metrics(), log_prefix(), out);
-  if (!logged_in() && severity == Severity::Fatal) worker_.metrics().client_login_failures.add();
+  if (!logged_in() && (severity == Severity::Fatal || severity == Severity::FatalUnsent)) {
+    worker_.metrics().client_login_failures.add();
+  }
   send_owned(std::move(out));
   close();
 }

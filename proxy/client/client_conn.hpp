@@ -263,6 +263,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void confirm_parse(ServerConn* server, const OwedReply& done, const UnconfirmedStatement& parsed);
   void take_closed_statement(ServerConn* server, const OwedReply& owed, unsigned ordinal, std::string_view name);
   void restore_closed_statement(ServerConn* server, UnconfirmedStatement& closed);
+  void restore_skipped_closes(ServerConn* server, const OwedReply& done);
   bool parsed_again_later(std::string_view name, uint64_t request) const;
   bool can_run_again(const ServerConn* server, size_t owed) const;
   bool may_run_on_primary_instead(const ServerConn* server, const routing::Classification& c) const;

@@ -91,6 +91,18 @@ void ClientConn::confirm_statements(ServerConn* server, const OwedReply& done) {
   unconfirmed_.erase(unconfirmed_.begin(), unconfirmed_.begin() + static_cast<std::ptrdiff_t>(finished));
 }
 
+// The Closes of request `done` PostgreSQL did not run (no CloseComplete came for them): their statements come back.
+// For a request about to run again elsewhere (on_read_only_retry), whose reply was dropped unmarked by its error.
+void ClientConn::restore_skipped_closes(ServerConn* server, const OwedReply& done) {
+  const unsigned closes_seen = done.client_closes_seen();
+  for (size_t i = unconfirmed_.size(); i-- > 0;) {
+    UnconfirmedStatement& change = unconfirmed_[i];
+    if (change.request != done.request || !change.closed || change.ordinal < closes_seen) continue;
+    restore_closed_statement(server, change);
+    unconfirmed_.erase(unconfirmed_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
 // A named statement exists on the server if its ParseComplete came. Only confirmed ones get PostgreSQL's 42P05
 // from pgmux when parsed again. The others do not exist, on the server or for PostgreSQL's client: the session
 // forgets them, so a later Bind of the name gets PostgreSQL's 26000 and a Parse of it creates it (before, pgmux

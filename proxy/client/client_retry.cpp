@@ -93,6 +93,7 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
     return;
   }
   worker_.metrics().standby_write_retries.add();
+  restore_skipped_closes(server, dropped);  // the request applies its Closes again when it goes out again
   const StandbyRefusal refusal = refusal_in(server->dropped_reply());
   if (refusal == StandbyRefusal::Serializable) {
     learn_serializable_default(*server);

@@ -293,7 +293,7 @@ routing::Route ClientConn::standby_with_room(const routing::Classification& c, c
   const auto would_wait = [this](int backend) {
     std::optional<FailureReport> no_pool;
     const Pool* pool = pool_of(backend, Role::Standby, &no_pool);
-    return pool && pool->would_queue();
+    return !pool || pool->would_queue();  // no pool (its backend cannot be reached): no better place
   };
   if (!would_wait(picked.backend)) return picked;
   routing::ClientRouteState others = session_.route;

@@ -182,7 +182,8 @@ bool ClientConn::depends_on_unanswered_statement() {
   bool depends = false;
   statement_steps_.walk(request_, session_, [&](const ResolvedStep& resolved) {
     const StatementStep& step = *resolved.step;
-    if (step.kind == StatementStepKind::Parse) {
+    if (step.kind == StatementStepKind::Parse || step.kind == StatementStepKind::Close) {
+      // (A Close keeps the statement it removes, to put back if skipped: it must be the one PostgreSQL has.)
       depends = std::any_of(unconfirmed_.begin(), unconfirmed_.end(),
                             [&](const UnconfirmedStatement& earlier) { return earlier.name == step.name; });
     } else if (step.kind == StatementStepKind::Use && uses_matter && !resolved.in_batch) {
@@ -457,7 +458,9 @@ void ClientConn::take_closed_statement(ServerConn* server, const OwedReply& owed
   std::optional<PreparedStatement> taken = session_.take_statement(name);
   if (!taken || ordinal >= UINT8_MAX) return;
   auto closed = std::make_unique<ClosedStatement>(ClosedStatement{std::move(*taken), std::nullopt});
-  if (const auto here = server->prepared.find(name); here != server->prepared.end()) closed->here = here->second;
+  if (const auto here = server->prepared.find(name); here != server->prepared.end()) {
+    closed->here = std::move(here->second);  // the entry goes next (forget_statement_elsewhere)
+  }
   unconfirmed_.push_back({owed.request, ordinal, std::string(name), std::move(closed)});
 }
 

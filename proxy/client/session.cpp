@@ -214,6 +214,7 @@ std::optional<PreparedStatement> ClientSession::take_statement(std::string_view 
 }
 
 void ClientSession::restore_statement(std::string_view name, PreparedStatement&& statement) {
+  if (statement.made_by_request < cleared_before_) return;  // a DISCARD ALL / DEALLOCATE ALL since dropped it
   last_found_.forget();
   statements_.try_emplace(std::string(name), std::move(statement));
 }
@@ -226,6 +227,7 @@ const std::string* ClientSession::name_of_server_statement(std::string_view serv
 }
 
 void ClientSession::clear_statements_before(uint64_t request) {
+  cleared_before_ = std::max(cleared_before_, request);
   last_found_.forget();
   std::erase_if(statements_, [request](const auto& entry) { return entry.second.made_by_request < request; });
 }

@@ -169,7 +169,8 @@ struct ClientSession {
   size_t statement_count() const { return statements_.size(); }
 
  private:
-  StatementMap statements_;  // by the client's name; changed only by remember and erase_statement
+  StatementMap statements_;  // by the client's name; changed only by the statement functions above
+  uint64_t cleared_before_ = 0;  // the last clear_statements_before's request: older statements are not restored
   mutable LastFoundStatement last_found_;
   // What the startup parameters and the log say of how the session's statements are analyzed, for the log as it
   // was then (its generation and size; the startup parameters never change).

@@ -172,9 +172,14 @@ bool Worker::evict_idle_server(const Pool& starving) {
     return false;
   };
   if (evict_here(*this, &starving, starving.limits())) return true;
-  for (Worker* other : shared_.workers) {
+  // One other worker per ask, in turns (the starving pool asks again while its clients wait): one server closes for
+  // one slot, not one on every worker.
+  const size_t workers = shared_.workers.size();
+  for (size_t tried = 0; tried < workers; ++tried) {
+    Worker* other = shared_.workers[next_evict_worker_++ % workers];
     if (other == this) continue;
     other->post([budgets = starving.limits(), evict_here](Worker& w) { evict_here(w, nullptr, budgets); });
+    break;
   }
   return false;
 }

@@ -204,6 +204,7 @@ class Worker final : public PoolHost {
   UvTimer<Worker> replay_timer_{this};  // the earliest deadline of replay_waiters_
   uint64_t replay_timer_due_ = 0;       // loop time (ms) it fires at, while active
   UvTimer<Worker> catalog_timer_{this};  // polls catalog_waiters_ while there are any
+  size_t next_evict_worker_ = 0;         // the worker evict_idle_server asks next
   std::vector<std::unique_ptr<UvTcp<Worker>>> listeners_;
   std::mutex inbox_mutex_;
   std::vector<std::function<void(Worker&)>> inbox_;

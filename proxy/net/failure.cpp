@@ -19,6 +19,7 @@ using F = Failure;
 constexpr Severity Fatal = Severity::Fatal;
 constexpr Severity Error = Severity::Error;
 constexpr Severity Silent = Severity::Silent;
+constexpr Severity FatalUnsent = Severity::FatalUnsent;
 constexpr ServerFate Reuse = ServerFate::Reuse;
 constexpr ServerFate Close = ServerFate::Close;
 constexpr conf::LogLevel Info = conf::LogLevel::Info;
@@ -151,7 +152,7 @@ constexpr FailureRow kClientSessionRows[] = {
      "admin_extended_protocol", "extended protocol on the admin console", Info},
 
     // PostgreSQL says this in its log only: at authentication_timeout the client sees the connection close.
-    {F::LoginTimeout, Silent, code::kQueryCanceled, "canceling authentication due to timeout", "", "", Reuse,
+    {F::LoginTimeout, FatalUnsent, code::kQueryCanceled, "canceling authentication due to timeout", "", "", Reuse,
      "login_timeout", "client_login_timeout", Info},
     {F::IdleTransactionTimeout, Fatal, code::kIdleInTransactionSessionTimeout,
      "terminating connection due to idle-in-transaction timeout (pgmux idle_transaction_timeout is {} s)", "", "",
@@ -401,10 +402,12 @@ void report_failure(const FailureReport& report, Severity severity, WorkerMetric
                     protocol::ByteVector& out) {
   if (severity == Severity::Silent) return;
   const FailureRow& row = report.row();
-  const char* word = severity == Severity::Fatal ? "FATAL" : "ERROR";
+  const char* word = severity == Severity::Error ? "ERROR" : "FATAL";
   const std::string message = report.message();
   const std::string_view sqlstate = report.sqlstate();
-  if (report.protocol2()) {
+  if (severity == Severity::FatalUnsent) {
+    // Nothing for the client to read.
+  } else if (report.protocol2()) {
     protocol::build_protocol2_fatal(out, message);  // a client of protocol 1.x or 2.x reads only this
   } else if (!report.server_error().empty()) {
     protocol::ByteWriter w(out);

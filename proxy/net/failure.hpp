@@ -123,6 +123,9 @@ enum class Severity : uint8_t {
   Fatal,   // a FATAL ErrorResponse, then the connection closes
   Error,   // an ERROR for the request in hand; the session goes on (before login there is none: FATAL)
   Silent,  // the connection closes (or the event is only logged): nobody is there to read a message
+  // A FATAL PostgreSQL writes to its log only (authentication_timeout): logged and counted as a FATAL, and the
+  // connection closes without a message.
+  FatalUnsent,
 };
 
 // What becomes of a server connection when its client gives it back.

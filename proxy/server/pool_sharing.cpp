@@ -141,14 +141,24 @@ bool Pool::evict_for_waiters(double now) {
   return false;
 }
 
+// Only a pool that draws from every spent budget of the starving one frees a slot it can use: with both caps set,
+// closing a server of the user's other database frees nothing of a spent database cap.
 bool Pool::evict_idle_for(const Limits& starving) {
-  const bool shares = (limits_.database && limits_.database == starving.database) ||
-                      (limits_.user && limits_.user == starving.user);
-  PoolServer* oldest = shares ? idle_.back() : nullptr;
+  const auto spent = [](const std::shared_ptr<PoolBudget>& b) {
+    return b && b->used.load(std::memory_order_relaxed) >= b->limit.load(std::memory_order_relaxed);
+  };
+  const bool database_spent = spent(starving.database);
+  const bool user_spent = spent(starving.user);
+  if (!database_spent && !user_spent) return false;
+  if ((database_spent && limits_.database != starving.database) || (user_spent && limits_.user != starving.user)) {
+    return false;
+  }
+  PoolServer* oldest = idle_.back();
   if (!oldest) return false;
-  LOG_INFO("S-%llu pool %s: closing an idle server: another pool's clients wait on the %s budget it draws from",
+  LOG_INFO("S-%llu pool %s: closing an idle server: another pool's clients wait on the %s it draws from",
            static_cast<unsigned long long>(oldest->id()), name_.c_str(),
-           limits_.database && limits_.database == starving.database ? "max_db_connections" : "max_user_connections");
+           database_spent ? (user_spent ? "max_db_connections and max_user_connections" : "max_db_connections")
+                          : "max_user_connections");
   oldest->close();
   return true;
 }

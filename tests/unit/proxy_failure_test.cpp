@@ -125,8 +125,9 @@ TEST_CASE("severity: FATAL ends the session, a request error before login ends t
   CHECK(failure_row(Failure::KilledByAdmin).severity == Severity::Fatal);
   CHECK(failure_row(Failure::ServerLostInFlight).severity == Severity::Error);
   CHECK(failure_row(Failure::ServerLostSessionGone).severity == Severity::Fatal);
-  // As PostgreSQL at authentication_timeout, whatever stage the login is in: the connection closes, no message.
-  CHECK(failure_row(Failure::LoginTimeout).severity == Severity::Silent);
+  // As PostgreSQL at authentication_timeout, whatever stage the login is in: the connection closes, no message;
+  // logged and counted as a FATAL (pgmux_client_login_failures_total, errors by SQLSTATE).
+  CHECK(failure_row(Failure::LoginTimeout).severity == Severity::FatalUnsent);
 }
 
 TEST_CASE("SQLSTATEs and wording that clients and tests compare with PostgreSQL") {
@@ -172,6 +173,10 @@ TEST_CASE("report_failure: one ErrorResponse, counted by SQLSTATE class") {
   out.clear();
   report_failure(Failure::ClientTerminated, Severity::Silent, metrics, "C-3 test", out);
   CHECK(out.empty());
+
+  report_failure(Failure::LoginTimeout, Severity::FatalUnsent, metrics, "C-4 test", out);
+  CHECK(out.empty());  // nothing sent, but counted
+  CHECK(metrics.errors[sqlstate_class_index("57")].get() == 1);
 }
 
 TEST_CASE("report_failure: startup refusals as PostgreSQL words them, protocol 2's format when asked") {

@@ -122,7 +122,7 @@ const Case kCases[] = {
     {"SET search_path = pg_temp, public", {E::Set}, P::TempTable, {}, false, LEXER_ONLY},
     {"SET SESSION search_path TO 'PG_TEMP'", {E::Set}, P::TempTable, {}, false, LEXER_ONLY},
     {"SET \"search_path\" = pg_temp, public", {E::Set}, P::TempTable, {}, false, LEXER_ONLY},
-    {"SET \"SEARCH_PATH\" = pg_temp", {E::Set}},  // quoted: no such parameter (PostgreSQL: 42704)
+    {"SET \"SEARCH_PATH\" = pg_temp", {E::Set}, P::TempTable, {}, false, LEXER_ONLY},  // names ignore case
     {"SET search_path = public", {E::Set}},
     {"SET application_name = 'pg_temp'", {E::Set}},
     {"SELECT set_config('search_path', 'pg_temp, public', false)", {E::SetConfig}, P::TempTable, {}, WF, LEXER_ONLY},
@@ -287,6 +287,10 @@ TEST_CASE("an UPDATE of pg_settings sets parameters as set_config does; reading 
   }
   CHECK_FALSE(classifier.classify("SELECT setting FROM pg_settings WHERE name = 'work_mem'").effects.has(
       SessionEffect::SetConfig));
-  CHECK_FALSE(classifier.classify("UPDATE t SET a = (SELECT setting FROM pg_settings WHERE name = 'work_mem')")
-                  .effects.has(SessionEffect::SetConfig));
+  for (const char* sql : {"UPDATE t SET a = (SELECT setting FROM pg_settings WHERE name = 'work_mem')",
+                          "UPDATE app.pg_settings SET setting = '1'", "UPDATE t SET pg_settings = 1",
+                          "UPDATE ONLY app.pg_settings SET setting = '1'"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(classifier.classify(sql).effects.has(SessionEffect::SetConfig));
+  }
 }

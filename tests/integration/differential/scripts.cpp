@@ -342,6 +342,15 @@ Script close_skipped_after_error(const Schema&) {
       .bind(bind_text("", "diff_cs2", {})).execute("").sync().expect_ready()
       .close('S', "diff_cs").close('S', "diff_cs2").sync().expect_ready()
       .bind(bind_text("", "diff_cs", {})).execute("").sync().expect_ready()  // 26000: closed now
+      // A Parse skipped behind an error, then pipelined behind it a Close skipped too: never made (26000).
+      .bind(bind_text("", "diff_cs_missing", {})).parse("diff_cs3", "SELECT 11").sync()
+      .bind(bind_text("", "diff_cs_missing", {})).close('S', "diff_cs3").sync().expect_ready(2)
+      .bind(bind_text("", "diff_cs3", {})).execute("").sync().expect_ready()
+      // DISCARD ALL, then pipelined behind it a Close skipped behind an error: the DISCARD dropped it (26000).
+      .parse("diff_cs4", "SELECT 12").sync().expect_ready()
+      .query("DISCARD ALL").bind(bind_text("", "diff_cs_missing", {})).close('S', "diff_cs4").sync()
+      .expect_ready(2)
+      .bind(bind_text("", "diff_cs4", {})).execute("").sync().expect_ready()
       .build();
 }
 
