@@ -92,3 +92,33 @@ TEST_CASE("pool budgets: the pool's own budget spent is no reason to close anoth
   CHECK(f.host.evictions_elsewhere == 0);
   CHECK(b3.server == nullptr);
 }
+
+TEST_CASE("pool budgets: with both caps set, only a pool under the spent cap gives up an idle server") {
+  SharedDatabaseBudget f(1);
+  // The fixture's pool also draws on the user's budget (3), which a pool of another database shares.
+  auto user = std::make_shared<PoolBudget>(3);
+  Pool::Limits limits = f.pool->limits();
+  limits.user = user;
+  f.pool->reconfigure(limits, "");
+  Pool::Limits elsewhere_limits = limits;
+  elsewhere_limits.pool = std::make_shared<PoolBudget>(2);
+  elsewhere_limits.database = std::make_shared<PoolBudget>(5);  // another database
+  Pool elsewhere(f.host, std::string("db2\0app", 7), "db2/app@b1", 0, BackendAddress{}, ServerLogin{},
+                 elsewhere_limits, PoolMode::Transaction);
+  f.host.pools.push_back(&elsewhere);
+  FakeClient& e = f.client("e");
+  e.ask(elsewhere, f.host.clock);
+  f.server(1).log_in();
+  e.give_back(elsewhere);  // idle, under the user's cap only
+  FakeClient& o = f.client("o");
+  o.ask(*f.other, f.host.clock);
+  f.server(2).log_in();
+  REQUIRE(o.server == &f.server(2));  // busy: it holds the database's one slot
+
+  FakeClient& b = f.client("b");
+  b.ask(*f.pool, f.host.clock);
+  CHECK(f.server(1).open());  // closing it would free a slot of the user's cap, which is not spent
+  CHECK(f.host.servers.size() == 2);
+  CHECK(b.server == nullptr);
+  f.host.pools.pop_back();
+}
