@@ -173,9 +173,9 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
 // A request that depends on a Parse or a Close an earlier request, still unanswered, sent (pipelined: two batches
 // in one write, each with its Sync). PostgreSQL answers a Parse of the same name 42P05 if that Parse succeeded and
 // creates the statement if it failed or was skipped (an error earlier in its batch), and the other way round for a
-// Close; a Bind or Describe of the name runs that statement or fails with 26000. Only that request's reply tells. A Bind or Describe only matters where pgmux
-// renames or moves statements (transaction pooling, the split): otherwise its one server answers it as PostgreSQL
-// does.
+// Close; a Bind or Describe of the name runs that statement or fails with 26000. Only that request's reply tells.
+// A Bind or Describe only matters where pgmux renames or moves statements (transaction pooling, the split):
+// otherwise its one server answers it as PostgreSQL does.
 bool ClientConn::depends_on_unanswered_statement() {
   if (unconfirmed_.empty()) return false;
   const bool uses_matter = transaction_pooling() || statements_may_move();

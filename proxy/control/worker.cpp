@@ -292,7 +292,6 @@ void Worker::wake_replay_waiters() {
   for (ClientConn* client : waiters) client->on_view_changed();
 }
 
-// Each woken client may wait again (and re-join the list), so wake a snapshot, not the live list.
 void Worker::wait_for_catalog(ClientConn* client) {
   if (!client->catalog_wait_node.linked()) catalog_waiters_.push_back(client);
   if (!uv_is_active(catalog_timer_.handle())) {
@@ -316,6 +315,7 @@ void Worker::poll_catalog_waiters() {
   if (catalog_waiters_.empty()) uv_timer_stop(catalog_timer_.get());
 }
 
+// Each woken client may wait again (and re-join the list), so wake a snapshot, not the live list.
 void Worker::wake_primary_waiters() {
   if (primary_waiters_.empty()) return;
   std::vector<ClientConn*> waiters;

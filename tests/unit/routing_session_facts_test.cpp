@@ -273,7 +273,8 @@ TEST_CASE("an UPDATE of pg_settings sets parameters as set_config does; reading 
   Classifier classifier;
   for (const char* sql : {"UPDATE pg_settings SET setting = '7MB' WHERE name = 'work_mem'",
                           "update ONLY pg_catalog.\"pg_settings\" set setting = 'on' where name = 'enable_seqscan'",
-                          "WITH s AS (UPDATE pg_settings SET setting = '1' WHERE name = 'x.y' RETURNING 1) SELECT * FROM s"}) {
+                          "WITH s AS (UPDATE pg_settings SET setting = '1' WHERE name = 'x.y' RETURNING 1) "
+                          "SELECT * FROM s"}) {
     CAPTURE(sql);
     CHECK(classifier.classify(sql).effects.has(SessionEffect::SetConfig));
     CHECK(pgmux::routing::classify_parsed(sql, classifier).effects.has(SessionEffect::SetConfig));
