@@ -354,6 +354,17 @@ Script close_skipped_after_error(const Schema&) {
       .build();
 }
 
+Script close_behind_refused_read(const Schema& s) {
+  // With the split, a read calling a STABLE function that writes (nextval) is refused by the standby (25006) and run
+  // again on the primary; a Close behind it in its batch, which the standby skipped, runs with the retry (before,
+  // pgmux had dropped the statement at the first attempt, and the retry's Bind got 26000).
+  return ScriptBuilder("close_behind_refused_read")
+      .parse("diff_rr", "SELECT " + s.items + "_stable_next() AS n").sync().expect_ready()
+      .bind(bind_text("", "diff_rr", {})).execute("").close('S', "diff_rr").sync().expect_ready()
+      .bind(bind_text("", "diff_rr", {})).execute("").sync().expect_ready()  // 26000: closed by the retry
+      .build();
+}
+
 Script query_while_skipping_to_sync(const Schema&) {
   // After an error in an extended batch PostgreSQL skips every message up to the Sync, a simple Query too: it is
   // not run and not answered (pgmux answers the duplicate Parse itself where it keeps the statements).
@@ -493,18 +504,21 @@ std::string Schema::setup_sql() const {
          "$$ BEGIN RAISE NOTICE 'row %', i; RETURN i * 10; END $$; "
          "CREATE SCHEMA " + items + "_sa; CREATE TABLE " + items + "_sa.t (v text); INSERT INTO " + items +
          "_sa.t VALUES ('a'); CREATE SCHEMA " + items + "_sb; CREATE TABLE " + items + "_sb.t (v text); "
-         "INSERT INTO " + items + "_sb.t VALUES ('b')";
+         "INSERT INTO " + items + "_sb.t VALUES ('b'); CREATE SEQUENCE " + items + "_seq; CREATE FUNCTION " + items +
+         "_stable_next() RETURNS bigint STABLE LANGUAGE sql AS $$ SELECT nextval('" + items + "_seq') $$";
 }
 
 std::string Schema::reset_sql() const {
   return "TRUNCATE " + items + ", " + copies + "; INSERT INTO " + items +
          " VALUES (1, 'apple', 1.50, '2024-01-02', true), (2, 'pear', 2.25, '2024-02-03', false), "
-         "(3, 'plum', NULL, NULL, NULL), (4, 'fig', 4.00, '2024-04-05', true), (5, 'kiwi', 0.99, '2024-05-06', false)";
+         "(3, 'plum', NULL, NULL, NULL), (4, 'fig', 4.00, '2024-04-05', true), (5, 'kiwi', 0.99, '2024-05-06', false); "
+         "ALTER SEQUENCE " + items + "_seq RESTART";
 }
 
 std::string Schema::teardown_sql() const {
   return "DROP TABLE IF EXISTS " + items + ", " + copies + ", " + items + "_sp_gone; DROP FUNCTION IF EXISTS " +
-         notice + "(int); DROP SCHEMA IF EXISTS " + items + "_sa, " + items + "_sb CASCADE";
+         notice + "(int), " + items + "_stable_next(); DROP SEQUENCE IF EXISTS " + items + "_seq; DROP SCHEMA IF EXISTS " +
+         items + "_sa, " + items + "_sb CASCADE";
 }
 
 std::vector<Script> all_scripts(const Schema& s) {
@@ -515,7 +529,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
           close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), close_skipped_after_error(s),
-          query_while_skipping_to_sync(s), shared_statement_mid_sequence(s),
+          close_behind_refused_read(s), query_while_skipping_to_sync(s), shared_statement_mid_sequence(s),
           listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s),
           close_one_of_same_text(s), search_path_switch(s), backslash_literals(s)};
 }
