@@ -436,11 +436,11 @@ void ClientConn::on_view_changed() {
 // A request of a session whose database's function catalog has not loaded yet (pgmux just started, or the database
 // is new to it) waits for that first load, up to kFirstCatalogWait: classified without it, a call of a function
 // that changes the session from inside would not be seen (transaction pooling would hand the server on with that
-// change; with the split, later reads would go to a standby without it). Session pooling of the primary alone
-// routes nothing by the catalog.
+// change; with the split, later reads would go to a standby without it). Session pooling of one backend routes
+// nothing by the catalog.
 bool ClientConn::waits_for_first_catalog() {
   if (!catalog_.first_load_pending()) return false;
-  if (!transaction_pooling() && !worker_.config()->routing.read_write_split) return false;
+  if (!transaction_pooling() && !statements_may_move()) return false;
   set_state(ClientState::CatalogWait);
   return true;
 }
