@@ -21,6 +21,11 @@ constexpr double kRequestHolds = 0.5;
 constexpr double kTurnMargin = 0.5;
 // How long one window of the demand measure lasts; demand is the peak over this window and the one before it.
 constexpr double kDemandWindow = 1.0;
+
+// A budget that is set (max_db_connections, max_user_connections may be off) and has no slot left.
+bool budget_spent(const std::shared_ptr<PoolBudget>& budget) {
+  return budget && budget->used.load(std::memory_order_relaxed) >= budget->limit.load(std::memory_order_relaxed);
+}
 }  // namespace
 
 void Pool::note_demand(int taking) {
@@ -125,10 +130,7 @@ void Pool::shed(PoolServer* server, int to_worker) {
 // The database's or the user's budget is spent while this pool's own has room: a slot can only come from a pool of
 // another key drawing from the same budget, as PgBouncer evicts an idle server for max_db_connections.
 bool Pool::shared_budget_spent() const {
-  const auto spent = [](const std::shared_ptr<PoolBudget>& b) {
-    return b && b->used.load(std::memory_order_relaxed) >= b->limit.load(std::memory_order_relaxed);
-  };
-  return !spent(limits_.pool) && (spent(limits_.database) || spent(limits_.user));
+  return !budget_spent(limits_.pool) && (budget_spent(limits_.database) || budget_spent(limits_.user));
 }
 
 // Clients still wait with a shared budget spent: an idle server of another pool closes for them. True when one
@@ -144,11 +146,8 @@ bool Pool::evict_for_waiters(double now) {
 // Only a pool that draws from every spent budget of the starving one frees a slot it can use: with both caps set,
 // closing a server of the user's other database frees nothing of a spent database cap.
 bool Pool::evict_idle_for(const Limits& starving) {
-  const auto spent = [](const std::shared_ptr<PoolBudget>& b) {
-    return b && b->used.load(std::memory_order_relaxed) >= b->limit.load(std::memory_order_relaxed);
-  };
-  const bool database_spent = spent(starving.database);
-  const bool user_spent = spent(starving.user);
+  const bool database_spent = budget_spent(starving.database);
+  const bool user_spent = budget_spent(starving.user);
   if (!database_spent && !user_spent) return false;
   if ((database_spent && limits_.database != starving.database) || (user_spent && limits_.user != starving.user)) {
     return false;
