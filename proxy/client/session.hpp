@@ -159,7 +159,7 @@ struct ClientSession {
   PreparedStatement* find_statement(std::string_view name);
   void erase_statement(std::string_view name);  // a Close of it
   // A Close of it, which an error earlier in its batch may yet make PostgreSQL skip: the entry, to put back
-  // (restore_statement: only if no statement of that name was parsed since).
+  // (restore_statement: unless one of that name was parsed since, or a DISCARD ALL / DEALLOCATE ALL dropped it).
   std::optional<PreparedStatement> take_statement(std::string_view name);
   void restore_statement(std::string_view name, PreparedStatement&& statement);
   // The client's name of the statement servers know as `server_name` (transaction pooling); null if none. A walk
