@@ -17,6 +17,7 @@ namespace pgmux::proxy {
 
 namespace {
 constexpr uint64_t kTickMs = 250;
+constexpr double kCrowdedStartupWait = 1.0;  // seconds a connection may take to send its first packet when crowded
 constexpr uint64_t kCatalogPollMs = 2;  // a first catalog load takes a few milliseconds to a few hundred
 constexpr size_t kClassifierCache = 10000;  // distinct statement texts whose parse is kept, per worker
 
@@ -144,10 +145,11 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   LOG_DEBUG("C-%llu %s: accepted on worker %d", static_cast<unsigned long long>(client->id()), client->peer().c_str(),
             self->index_);
   // max_client_conn is checked once the startup packet is read (ClientConn::handle_startup_message), as
-  // PostgreSQL checks max_connections: an SSLRequest first gets its answer, and a CancelRequest goes through. Twice
-  // as many are closed at once (PostgreSQL's own cap on its children), so connections that never send a packet
-  // cannot hold every file descriptor until client_login_timeout.
-  if (self->shared_.clients.load() > int64_t{2} * self->config_->max_client_conn) {
+  // PostgreSQL checks max_connections: an SSLRequest first gets its answer, and a CancelRequest goes through.
+  // Connections that never send a packet must not hold every file descriptor until client_login_timeout: past
+  // twice the limit the tick closes those still without a startup packet after kCrowdedStartupWait, and past four
+  // times it the connection is refused at once (its SSLRequest, if any, then reads the FATAL).
+  if (self->shared_.clients.load() > int64_t{4} * self->config_->max_client_conn) {
     client->fail({Failure::TooManyClients, {std::to_string(self->config_->max_client_conn)}});
   }
 }
@@ -352,11 +354,14 @@ void Worker::tick() {
   // A snapshot: failing one client can, through its pool, close another one of this list.
   std::vector<ClientConn*> clients;
   clients_.for_each([&](ClientConn* client) { clients.push_back(client); });
+  const bool crowded = shared_.clients.load() > int64_t{2} * config_->max_client_conn;
   for (ClientConn* client : clients) {
     if (!client->open()) continue;
     bool logging_in = client->state() == ClientState::Startup || client->state() == ClientState::AuthLookup ||
                       client->state() == ClientState::Auth;
-    if (logging_in && t - client->created_at() > timeouts.client_login_timeout) {
+    const double age = t - client->created_at();
+    if (logging_in && (age > timeouts.client_login_timeout ||
+                       (crowded && client->state() == ClientState::Startup && age > kCrowdedStartupWait))) {
       client->fail(Failure::LoginTimeout);
     } else if (is_logged_in(client->state())) {
       if (AdminConsole* admin = client->admin_console()) admin->on_tick();

@@ -66,6 +66,44 @@ TEST_CASE("max_client_conn: one more client is refused with 53300, a freed slot 
   f.log_if(extra.sqlstate != "53300" || !back);
 }
 
+// Connections that send nothing crowd pgmux past twice max_client_conn: a client that comes meanwhile still gets
+// its SSLRequest answered before the 53300, as from PostgreSQL (before, past twice the limit pgmux wrote the FATAL
+// at once, in place of the SSLRequest's answer, and Debian's libpq shows none of it); silent ones past twice the
+// limit are closed within about a second.
+TEST_CASE("max_client_conn: crowded by silent connections, an SSLRequest is answered and they are closed") {
+  if (direct_mode()) return;
+  Fixture f(2, [](nlohmann::json& c) { c["max_client_conn"] = 2; });
+  std::vector<PgConn> held;
+  for (int i = 0; i < 2; ++i) held.push_back(connect(f.ci));
+  std::vector<int> silent;
+  for (int i = 0; i < 3; ++i) {  // 5 connections: past twice the limit
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(f.proxy.port()));
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    silent.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted by now
+  PgConn prefer = try_connect(f.ci + " sslmode=prefer");
+  const std::string refusal = PQerrorMessage(prefer.get());
+  CHECK_MESSAGE(refusal.find("sorry, too many clients already") != std::string::npos, refusal);
+  // Back to at most twice the limit: at least one of the three is closed (0: EOF; -1 with EAGAIN: still open after
+  // the wait), the rest wait client_login_timeout as PostgreSQL's wait authentication_timeout.
+  int closed = 0;
+  for (int fd : silent) {
+    timeval wait{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    char byte = 0;
+    closed += recv(fd, &byte, 1, 0) == 0;
+    close(fd);
+  }
+  CHECK(closed >= 1);
+  for (PgConn& c : held) CHECK(scalar(c.get(), "SELECT 1") == "1");
+}
+
 // The largest max_client_conn the config takes ("no limit"): its accept-time cap (twice the limit) must not
 // overflow into refusing everyone.
 TEST_CASE("max_client_conn at its largest lets clients in") {
