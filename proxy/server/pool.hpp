@@ -89,8 +89,8 @@ class Pool {
   // Another worker's pool of this key is starving (PoolHost::request_shed): the oldest idle server closes and its
   // slot goes to that worker now; with none idle, the next server given back here may (give_to_starving_worker).
   void shed_for(const ShedRequest& request, int starving_worker);
-  // Another pool starves on a database or user budget this one draws from too (PoolHost::evict_idle_server): its
-  // longest-idle server closes, freeing a slot of that budget. True when one did.
+  // Another pool starves on a database or user budget (PoolHost::evict_idle_server): if this one draws from every
+  // spent budget of it, its longest-idle server closes, freeing a slot there. True when one did.
   bool evict_idle_for(const Limits& starving);
   // A slot another worker freed for this one (PoolHost::give_slot), counted in `budgets`: a server opens with it
   // for the first waiting client that has none on the way, or the slot goes back. Budgets other than this pool's
