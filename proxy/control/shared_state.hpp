@@ -43,6 +43,7 @@ struct PoolBudget {
   void release() { used.fetch_sub(1, std::memory_order_acq_rel); }
   std::atomic<int> used{0};
   std::atomic<int> limit;
+  std::atomic<int> reserve{0};  // reserve_pool_size as last configured for a pool key (Worker::pool_limits)
   // A worker's pool of this key is starving and asked the others for a slot (Pool::shed_for): the first pool to
   // give one clears it, so one request costs one server, however many workers heard it.
   std::atomic<bool> slot_wanted{false};
@@ -158,6 +159,14 @@ struct SharedState {
     auto& budget = budgets[key];
     if (!budget) budget = std::make_shared<PoolBudget>(limit);
     budget->limit.store(limit, std::memory_order_relaxed);
+    return budget;
+  }
+  // The budget of `key` with the limit it has (the last config that had its entry set it); `limit` only for a
+  // budget not kept any more.
+  std::shared_ptr<PoolBudget> kept_budget_for(const std::string& key, int limit) {
+    std::lock_guard lock(budgets_mutex);
+    auto& budget = budgets[key];
+    if (!budget) budget = std::make_shared<PoolBudget>(limit);
     return budget;
   }
 

@@ -179,7 +179,7 @@ class Worker final : public PoolHost {
   std::string current_pool_key(const std::string& database, const std::string& user,
                                const conf::Backend& backend) const;
   Pool::Limits pool_limits(const std::string& key, const std::string& database_name, const conf::Database& database,
-                           const conf::User& user);
+                           const conf::User& user, bool database_kept, bool user_kept);
   void wake_primary_waiters();
   void wake_replay_waiters();
   static void on_replay_timer(uv_timer_t* handle);

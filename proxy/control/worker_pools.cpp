@@ -73,7 +73,7 @@ std::vector<Pool*> Worker::reconfigure_pools() {
     }
     const conf::Backend& backend = config_->backends[static_cast<size_t>(pool->backend_index())];
     pool->set_stale(current_pool_key(database_name, user->name, backend) != pool->key());
-    pool->reconfigure(pool_limits(pool->key(), database_name, *database, *user), user->password);
+    pool->reconfigure(pool_limits(pool->key(), database_name, *database, *user, false, false), user->password);
   }
   return draining;
 }
@@ -121,20 +121,27 @@ std::string Worker::current_pool_key(const std::string& database, const std::str
                   d->is_wildcard());
 }
 
+// `database_kept` / `user_kept`: a reload removed that entry (or "*" took over its name) and a client that logged in
+// through it opens a pool again: its budgets keep the sizes the last config with the entry gave them
+// (docs/OPERATIONS-reload.md), not those of the client's login, which reloads may have changed since.
 Pool::Limits Worker::pool_limits(const std::string& key, const std::string& database_name,
-                                 const conf::Database& database, const conf::User& user) {
+                                 const conf::Database& database, const conf::User& user, bool database_kept,
+                                 bool user_kept) {
+  const auto budget = [&](const std::string& budget_key, int limit, bool kept) {
+    return kept ? shared_.kept_budget_for(budget_key, limit) : shared_.budget_for(budget_key, limit);
+  };
   Pool::Limits limits;
-  limits.pool = shared_.budget_for(key, database.pool_size);
+  limits.pool = budget(key, database.pool_size, database_kept);
   if (database.max_db_connections > 0) {
     // Apart from the budget of an entry of its own, added later (or removed since).
-    limits.database =
-        shared_.budget_for(SharedState::database_budget_key(database_name, database.is_wildcard()),
-                           database.max_db_connections);
+    limits.database = budget(SharedState::database_budget_key(database_name, database.is_wildcard()),
+                             database.max_db_connections, database_kept);
   }
   if (user.max_user_connections > 0) {
-    limits.user = shared_.budget_for(std::string("user") + '\0' + user.name, user.max_user_connections);
+    limits.user = budget(std::string("user") + '\0' + user.name, user.max_user_connections, user_kept);
   }
-  limits.reserve = database.reserve_pool_size;
+  limits.reserve = database_kept ? limits.pool->reserve.load(std::memory_order_relaxed) : database.reserve_pool_size;
+  limits.pool->reserve.store(limits.reserve, std::memory_order_relaxed);
   limits.min_size = database.min_pool_size;
   return limits;
 }
@@ -192,7 +199,7 @@ Pool* Worker::pool_for(const std::string& requested_database, const conf::Databa
                              {std::to_string(config_->max_auto_databases), requested_database});
     return nullptr;
   }
-  Pool::Limits limits = pool_limits(key, requested_database, database, user);
+  Pool::Limits limits = pool_limits(key, requested_database, database, user, !current_database, !current_user);
   limits.login_params = shared_.login_params_for(key);
   // The name goes into log lines and messages: the database may be any name a client chose (the "*" entry).
   auto pool = std::make_unique<Pool>(

@@ -66,23 +66,26 @@ int peak_sleeping(std::vector<PgConn>& conns, const std::string& sql) {
   return peak;
 }
 
+// `column` of kDb's row in the console's `command` (SHOW POOLS, SHOW STATS_TOTALS); -1 without one.
+long long console_value(int port, const char* command, const char* column) {
+  PgConn console = connect(conninfo(port, "postgres", "postgres", "pgmux"));
+  PgResult r = exec(console.get(), command);
+  const int database = PQfnumber(r.get(), "database"), value = PQfnumber(r.get(), column);
+  for (int row = 0; row < PQntuples(r.get()); ++row) {
+    if (kDb == std::string(PQgetvalue(r.get(), row, database))) return std::atoll(PQgetvalue(r.get(), row, value));
+  }
+  return -1LL;
+}
+
 // Their clients gone, the pools of kDb are deleted: SHOW STATS_TOTALS keeps counting their transactions
 // (PgBouncer's exporters read them as counters, which must not go backwards).
 void check_totals_kept(int port, std::vector<PgConn>& conns) {
-  PgConn console = connect(conninfo(port, "postgres", "postgres", "pgmux"));
-  auto stat = [&](const char* command, const char* column) {
-    PgResult r = exec(console.get(), command);
-    const int database = PQfnumber(r.get(), "database"), value = PQfnumber(r.get(), column);
-    for (int row = 0; row < PQntuples(r.get()); ++row) {
-      if (kDb == std::string(PQgetvalue(r.get(), row, database))) return std::atoll(PQgetvalue(r.get(), row, value));
-    }
-    return -1LL;
-  };
-  const long long before = stat("SHOW STATS_TOTALS", "xact_count");
+  const long long before = console_value(port, "SHOW STATS_TOTALS", "xact_count");
   CHECK(before > 0);
   conns.clear();
-  CHECK(wait_until([&] { return stat("SHOW POOLS", "cl_active") == -1; }, 10));  // every pool of kDb is gone
-  CHECK(stat("SHOW STATS_TOTALS", "xact_count") == before);
+  // every pool of kDb is gone
+  CHECK(wait_until([&] { return console_value(port, "SHOW POOLS", "cl_active") == -1; }, 10));
+  CHECK(console_value(port, "SHOW STATS_TOTALS", "xact_count") == before);
 }
 
 // Clients of kDb through "*" (pool_size 10), then a reload gives kDb an entry of its own (pool_size 2): those
@@ -161,12 +164,14 @@ TEST_CASE("reload: pool_size, min_pool_size and max_client_conn change live") {
   // they had (pool_size 3), as docs/OPERATIONS-reload.md says, rather than taking "*"'s.
   config["databases"] = nlohmann::json::array({{{"name", "*"}, {"pool_mode", "transaction"}, {"pool_size", 10}}});
   config["timeouts"]["server_idle_timeout"] = 1;  // so that the pools empty, below
-  // Not before the checks just below end: the old clients' pool, idle while the new ones run, must still be theirs
-  // (at 1 s a slow run dropped it, and the old clients' next statements ran under other limits: 8 where 9).
-  config["timeouts"]["auto_database_idle_timeout"] = 4;
+  config["timeouts"]["auto_database_idle_timeout"] = 4;  // so that "*"'s pools go too, once their clients are gone
   reload_config(pgmux, config);
-  conns.push_back(std::move(fifth));
   CHECK(peak_sleeping(conns, "SELECT pg_sleep(0.5)") == 3);
+  // Their servers closed (server_idle_timeout), the pool is deleted; their next statements open it again with the
+  // size it had (3), not the one these four logged in with (2, before the reloads above).
+  CHECK(wait_until([&] { return console_value(proxy.port(), "SHOW POOLS", "cl_active") == -1; }, 5));
+  CHECK(peak_sleeping(conns, "SELECT pg_sleep(0.5)") == 3);
+  conns.push_back(std::move(fifth));
   // Clients logging in now go through "*": a pool of their own with its pool_size, beside the old one (not the old
   // pool, capped at 3 for its clients and them together).
   std::vector<PgConn> all;
