@@ -135,3 +135,24 @@ TEST_CASE("a cancel of a waiting PAUSE lifts only what that PAUSE paused") {
   CHECK_FALSE(held);
   CHECK(await_error(busy.get(), 3.0).empty());
 }
+
+TEST_CASE("RESUME of what is not paused: 55000 naming it (pgmux, or the database), and what is paused in the hint") {
+  Pausable p;
+  PgConn admin = p.console();
+  const auto error_of = [&](const char* sql) {
+    PgResult res(PQexec(admin.get(), sql));
+    CHECK(sqlstate(res.get()) == "55000");
+    const char* hint = PQresultErrorField(res.get(), PG_DIAG_MESSAGE_HINT);
+    return std::string(PQresultErrorMessage(res.get())) + (hint ? hint : "");
+  };
+  CHECK(error_of("RESUME").find("pgmux is not paused") != std::string::npos);  // not: database "*"
+  std::string error = error_of("RESUME app");
+  CHECK(error.find("database \"app\" is not paused") != std::string::npos);
+  CHECK(error.find("nothing is paused") != std::string::npos);
+  exec(admin.get(), "PAUSE app");
+  error = error_of("RESUME postgres");
+  CHECK(error.find("database \"postgres\" is not paused") != std::string::npos);
+  CHECK(error.find("paused now: app") != std::string::npos);
+  exec(admin.get(), "RESUME");  // without a name: whatever is paused
+  CHECK(error_of("RESUME app").find("nothing is paused") != std::string::npos);
+}
