@@ -149,6 +149,10 @@ void Classifier::learn(std::string_view sql, LearnedWrites::Lesson lesson) {
   learned_->add(shape ? shape->text : sql, lesson);
 }
 
+std::string Classifier::reset_parameter(std::string_view statement) const {
+  return reset_parameter_of(statement, *this);
+}
+
 size_t Classifier::cache_hits() const { return cache_hits_; }
 size_t Classifier::parser_calls() const { return parser_calls_; }
 

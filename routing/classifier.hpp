@@ -58,7 +58,6 @@ struct Classification {
   PinReason pin_reason = PinReason::None;
   Isolation isolation = Isolation::Unchanged;
   SessionEffects effects;       // the session commands of every statement (SET, RESET, DISCARD, PREPARE, ...)
-  ParameterName parameter;      // a single RESET name / SET name TO DEFAULT: the parameter (when readable)
   const char* reason = "";      // static text for EXPLAIN ROUTE / logs only: "INSERT", "write function"
   // A BEGIN / START TRANSACTION alone whose grammar PostgreSQL accepts: the command tag it answers with
   // (well_formed_begin_tag, worked out once per cached text); nullptr otherwise.
@@ -155,6 +154,12 @@ class Classifier {
   // The cache holds what the text says, not what the catalog says about it: one entry serves every database
   // and every catalog snapshot, and the catalog is asked again on each call.
   Classification classify(std::string_view sql, const CatalogState& catalog = {});
+
+  // The parameter a statement classified with SessionEffect::Reset gives its default (RESET name, SET name TO
+  // DEFAULT), folded as PostgreSQL folds it; empty when the text is not one such statement or the name cannot be
+  // read (U& escapes, too long). Read from the text again when needed rather than kept in every Classification,
+  // which each client holds several of.
+  std::string reset_parameter(std::string_view statement) const;
 
   size_t cache_hits() const;
   size_t parser_calls() const;

@@ -443,9 +443,10 @@ Isolation isolation_value(const StatementScan& s, size_t i) {
   return word_is(level, "serializable") ? Isolation::Serializable : Isolation::Other;
 }
 
-// SET [SESSION | LOCAL] ...: how long it lasts, and SET name TO DEFAULT read as the RESET it is. The transaction
-// settings last their transaction whatever the SET says (PostgreSQL starts each one from the defaults).
-void note_set(const StatementScan& s, Classification& c) {
+// SET [SESSION | LOCAL] ...: how long it lasts, and SET name TO DEFAULT read as the RESET it is (its parameter into
+// *target, when asked for). The transaction settings last their transaction whatever the SET says (PostgreSQL
+// starts each one from the defaults).
+void note_set(const StatementScan& s, Classification& c, ParameterName* target) {
   if (s.word(1, "local") || s.word(1, "constraints")) {
     c.effects.add(SessionEffect::SetLocal);
     ParameterName local_name;
@@ -471,21 +472,21 @@ void note_set(const StatementScan& s, Classification& c) {
   }
   if (end != 0 && !name.empty() && sets_default(s, end, name.view())) {
     c.effects.add(SessionEffect::Reset);
-    c.parameter = name;
+    if (target != nullptr) *target = name;
     return;
   }
   c.effects.add(SessionEffect::Set);
   if (end != 0 && name.view() == "default_transaction_isolation") c.isolation = isolation_value(s, end);
 }
 
-void note_reset(const StatementScan& s, Classification& c) {
+// RESET name (its parameter into *target, when asked for and readable), RESET ALL.
+void note_reset(const StatementScan& s, Classification& c, ParameterName* target) {
   if (s.word(1, "all") && s.token_count == 2) {
     c.effects.add(SessionEffect::ResetAll);
     return;
   }
   c.effects.add(SessionEffect::Reset);
-  ParameterName name;
-  if (read_parameter(s, 1, name) == s.token_count) c.parameter = name;
+  if (target != nullptr && read_parameter(s, 1, *target) != s.token_count) *target = ParameterName{};
 }
 
 // CREATE [OR REPLACE] ... / ALTER / DROP of a function, view, extension, schema... (a catalog object word among
@@ -509,9 +510,9 @@ void note_session_facts(const StatementScan& s, Classification& c) {
   if (s.word(0, "do") || s.session_call) c.effects.add(SessionEffect::Opaque);
   if (c.kind != StatementKind::Session) return;  // PREPARE TRANSACTION, errors, statements left to the parser
   if (s.word(0, "set")) {
-    note_set(s, c);
+    note_set(s, c, nullptr);
   } else if (s.word(0, "reset")) {
-    note_reset(s, c);
+    note_reset(s, c, nullptr);
   } else if (s.word(0, "discard")) {
     c.effects.add(s.word(1, "all") ? SessionEffect::DiscardAll : SessionEffect::Discard);
   } else if (s.word(0, "deallocate")) {
@@ -559,6 +560,27 @@ void scan_statements(SqlLexer& lex, const ScanContext& context, LexicalResult& o
 }
 
 }  // namespace
+
+std::string reset_parameter_of(std::string_view statement, const Classifier& classifier) {
+  const ScanContext context{classifier, nullptr};
+  SqlLexer lex(statement);
+  ParameterName name;
+  bool resets = false, seen = false, more = true;
+  while (more) {
+    StatementScan s;
+    more = scan_statement(lex, context, s);
+    if (lex.error() != nullptr || (seen && s.head_count > 0)) return {};  // one statement only
+    if (s.head_count == 0) continue;
+    seen = true;
+    bool needs_parser = false;
+    Classification c = decide(s, needs_parser);
+    if (c.kind != StatementKind::Session) return {};
+    if (s.word(0, "set")) note_set(s, c, &name);
+    if (s.word(0, "reset")) note_reset(s, c, &name);
+    resets = c.effects.has(SessionEffect::Reset);
+  }
+  return resets ? std::string(name.view()) : std::string();
+}
 
 LexicalResult classify_lexically(std::string_view sql, const Classifier& classifier, const FunctionCatalog* catalog) {
   LexicalResult out;

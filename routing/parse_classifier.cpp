@@ -277,8 +277,7 @@ Classification classify_variable_set(const json& body) {
   if (kind == "VAR_RESET_ALL") {
     c.effects.add(SessionEffect::ResetAll);
   } else if (kind == "VAR_RESET" || (kind == "VAR_SET_DEFAULT" && !local)) {
-    c.effects.add(SessionEffect::Reset);
-    c.parameter.append(name);  // already folded by the parser
+    c.effects.add(SessionEffect::Reset);  // its parameter: Classifier::reset_parameter
   } else if (is_transaction_mode_parameter(name)) {  // lasts the transaction, as each one starts anew
     c.effects.add(SessionEffect::SetLocal);
     c.read_write = true;

@@ -136,10 +136,10 @@ class ClientConn final : public StreamConn, public PoolClient {
   void fail(const FailureReport& failure) override;
 
   ListNode worker_node;        // worker's list of all clients
-  ListNode primary_wait_node;  // worker's list of clients waiting for a primary
-  ListNode replay_wait_node;   // worker's list of reads waiting for a standby's replay
-  ListNode paused_node;        // worker's list of clients held by PAUSE
-  ListNode catalog_wait_node;  // worker's list of requests waiting for their database's first function catalog
+  // The worker's list of the wait the state is in: waiting for a primary (PrimaryWait, ServerEnding), for a standby's
+  // replay (ReplayWait), held by PAUSE (Paused), waiting for the first function catalog (CatalogWait). One state at
+  // a time, so one node: set_state takes it off the list of the state it leaves before the next state's list.
+  ListNode state_wait_node;
   // From the worker: the wait for the first catalog is over (`loaded`, or it took longer than kFirstCatalogWait).
   void on_catalog_wait_over(bool loaded);
   bool first_catalog_pending() { return catalog_.first_load_pending(); }
@@ -295,13 +295,13 @@ class ClientConn final : public StreamConn, public PoolClient {
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
   bool forward_renamed(ServerConn* server, OwedReply& owed);
   bool hides_unnamed_close(const ServerConn* server, OwedReply& owed);
-  void note_duplicate_names(OwedReply& owed);
-  void resolve_server_names(ServerConn* server);
+  void note_duplicate_names(const BatchServerNames& names, OwedReply& owed);
+  void resolve_server_names(ServerConn* server, BatchServerNames& names);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;
   bool depends_on_unanswered_statement();
   const ParsedStatement* duplicate_parse();
   bool answer_parse_instead_of_waiting();
-  void count_statement_traffic(PoolStats& stats);
+  void count_statement_traffic(PoolStats& stats, size_t created);
   // Transaction pooling rewrites requests that parse, use or close named statements, or use the unnamed statement
   // an earlier request parsed (forward_renamed). The unnamed statement and portals keep their names: a request
   // of only those goes out as it is, without a copy.
@@ -375,6 +375,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   // Here, in the padding after state_ (every client carries this object: issue 13's memory per idle client).
   uint8_t peer_host_length_ = 0;  // how much of peer_ is the address (hba rules and their messages)
   Role waiting_role_ = Role::Primary;  // of the pool waiting_pool_ points to
+  bool sent_again_after_loss_ = false;  // retry_request_ already went again once after its server was lost
   std::string peer_;  // "address:port", for logs
   std::string user_;
   std::string database_;
@@ -468,7 +469,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   size_t copy_pass_remaining_ = 0;
   protocol::ByteVector begin_message_;  // that BEGIN as a Query message (and kFailBlock), while it is being written
   protocol::ByteVector retry_request_;  // the request held for a retry (HeldForRetry) as it came from the client
-  bool sent_again_after_loss_ = false;  // that request already went again once after its server was lost
+  // (sent_again_after_loss_: next to state_)
   static constexpr size_t kMaxRetriedRequest = 64 * 1024;  // larger reads are not copied for a retry
   // Requests a client may have queued on its server before pgmux waits for replies (bounds the queue's memory).
   static constexpr size_t kMaxPipelineDepth = 64;
@@ -489,12 +490,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::vector<UnconfirmedStatement> unconfirmed_;
   // Resolving a batch's statement messages in order, and their server names (transaction pooling); reused.
   StatementSteps statement_steps_;
-  std::vector<std::string> batch_server_names_;
-  std::vector<const std::string*> step_server_names_;
-  std::vector<uint32_t> created_here_;  // named Parses of the request that create a shared statement (their index)
   uint64_t parses_answered_here_ = 0;  // answer_parse_instead_of_waiting's, not yet counted in a pool's stats
-  // Named Parses of a name that exists (the server answers 42P05): index in request_.parses, shared name sent.
-  std::vector<std::pair<size_t, const std::string*>> duplicates_here_;
 
   ClientSession session_;  // what the session is; follows the client from server to server
   CatalogReader catalog_;  // the function catalog of the client's server database

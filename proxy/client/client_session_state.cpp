@@ -123,7 +123,8 @@ std::optional<std::string_view> ClientConn::statement_text(std::string_view name
 std::vector<TrackedStatement> ClientConn::tracked_statements(const SessionCommand& command) {
   std::vector<TrackedStatement> tracked;
   auto add = [&](std::string sql, const routing::Classification& c) {
-    TrackedStatement s{std::move(sql), c, {}};
+    TrackedStatement s{std::move(sql), c, {}, {}};
+    if (c.effects.has(routing::SessionEffect::Reset)) s.reset_parameter = worker_.classifier().reset_parameter(s.sql);
     const bool may_hide_effects =
         c.effects.has(routing::SessionEffect::SetConfig) || c.effects.has(routing::SessionEffect::Opaque);
     if (c.kind == routing::StatementKind::TxBegin) {

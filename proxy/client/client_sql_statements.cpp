@@ -106,18 +106,18 @@ std::vector<ClientConn::SqlStatementPrep> ClientConn::missing_sql_statements(con
     }
   }
   auto want = [&](const std::string& name, bool whole) {
-    const auto stored = session_.sql_statements.find(name);
-    if (stored == session_.sql_statements.end() || server.sql_statements.count(name) > 0) return;
+    const SqlStatement* stored = session_.sql_statements.find(name);
+    if (stored == nullptr || server.sql_statements.count(name) > 0) return;
     auto seen = std::find_if(missing.begin(), missing.end(), [&](const auto& m) { return m.name == name; });
     if (seen == missing.end()) seen = missing.insert(missing.end(), {name, {stand_in_prepare(name)}, 0});
-    if (whole) set_sql_prepare_queries(*seen, stored->second, in_block);
+    if (whole) set_sql_prepare_queries(*seen, *stored, in_block);
   };
   const bool utf8 = client_utf8(&server);
   for (const routing::PreparedRef& ref : refs) {
     // A name pgmux cannot tell exactly may be any of them (an EXECUTE U&"q" runs q): the server gets them all.
     if (ref.kind == PreparedRefKind::ListAll ||
         (ref.kind != PreparedRefKind::DeallocateAll && !ref.name_exact(utf8))) {
-      for (const auto& entry : session_.sql_statements) want(entry.first, true);
+      session_.sql_statements.for_each_name([&](const std::string& name) { want(name, true); });
     } else if (ref.kind != PreparedRefKind::DeallocateAll) {
       want(ref.name, ref.kind != PreparedRefKind::Deallocate);
     }
@@ -250,10 +250,10 @@ void ClientConn::learn_prepare_types(const std::string& name, const std::string&
     session_.type_logged_prepare(name, types, standby_ ? standby_->applied_log : 0);
     return;
   }
-  const auto stored = session_.sql_statements.find(name);
-  if (stored == session_.sql_statements.end() || !stored->second.typed_prepare.empty()) return;
-  std::string typed = routing::with_parameter_types(stored->second.prepare, types);
-  if (typed != stored->second.prepare) stored->second.typed_prepare = std::move(typed);
+  SqlStatement* stored = session_.sql_statements.find(name);
+  if (stored == nullptr || !stored->typed_prepare.empty()) return;
+  std::string typed = routing::with_parameter_types(stored->prepare, types);
+  if (typed != stored->prepare) stored->typed_prepare = std::move(typed);
 }
 
 // PostgreSQL keeps the statements of SQL PREPARE and of the protocol's Parse in one name space: SQL DEALLOCATE drops

@@ -258,24 +258,25 @@ bool ClientConn::answer_parse_instead_of_waiting() {
 // server already has (another client's, or older) gets a Close of it in front, sent in the same write; its
 // CloseComplete is kept from the client (OwedReply::hidden_closes).
 bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
-  resolve_server_names(server);
-  count_statement_traffic(server->pool().stats);
+  BatchServerNames& names = worker_.batch_server_names();
+  resolve_server_names(server, names);
+  count_statement_traffic(server->pool().stats, names.created.size());
   ByteVector& out = worker_.rewrite_buffer();  // no allocation per request: sent from there, or copied if queued
   out.reserve(request_.size + 64);
   if (hides_unnamed_close(server, owed)) build_close(out, 'S', "");
   size_t next = 0;  // the rewriter asks for the names in the order the walk resolved them
   const StatementRenamer rename = [&](std::string_view) -> std::optional<std::string_view> {
-    if (next >= step_server_names_.size()) return std::string_view();  // cannot happen: fails the rewrite
-    const std::string* name = step_server_names_[next++];
+    if (next >= names.of_step.size()) return std::string_view();  // cannot happen: fails the rewrite
+    const std::string* name = names.of_step[next++];
     return name ? std::optional<std::string_view>(*name) : std::nullopt;
   };
   const ByteView request(in_.data() + in_.parsed(), request_.size);
   size_t done = 0;  // bytes of the request rewritten so far
-  for (const uint32_t created : created_here_) {
+  for (const uint32_t created : names.created) {
     const ParsedStatement& parse = request_.parses[created];
     const size_t at = static_cast<size_t>(parse.message.data() - request.data());
     if (!rewrite_statement_names(request.subspan(done, at - done), rename, out)) return false;
-    const std::string& name = batch_server_names_[created];
+    const std::string& name = names.of_parse[created];
     const unsigned ordinal = owed.closes_sent + close_messages_before(request, at);
     // Closed first, had the server a copy or not by pgmux's list (add_session_statement says why). Past what the
     // reply can track, a copy the server has answers 42P05.
@@ -291,7 +292,7 @@ bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
     done = at + parse.message.size();
   }
   if (!rewrite_statement_names(request.subspan(done), rename, out)) return false;
-  note_duplicate_names(owed);
+  note_duplicate_names(names, owed);
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
   server->send_copy(out);
@@ -349,17 +350,17 @@ bool ClientConn::hides_unnamed_close(const ServerConn* server, OwedReply& owed) 
 // SHOW STATS' prepared-statement counts, as PgBouncer keeps them in its tracking mode. Parses answered here
 // (answer_parse_instead_of_waiting) count with the client's next request that names a statement, in that
 // request's pool.
-void ClientConn::count_statement_traffic(PoolStats& stats) {
+void ClientConn::count_statement_traffic(PoolStats& stats, size_t created) {
   for (const ParsedStatement& parse : request_.parses) stats.client_parses += parse.name.empty() ? 0 : 1;
   stats.client_parses += std::exchange(parses_answered_here_, 0);
-  stats.server_parses += created_here_.size();
+  stats.server_parses += created;
   stats.binds += request_.named_binds;
 }
 
 // The 42P05 of a Parse of a name that exists names the existing shared statement: the relay puts the client's
 // name back (ServerConn::client_view_of_error).
-void ClientConn::note_duplicate_names(OwedReply& owed) {
-  for (const auto& [parse, shared] : duplicates_here_) {
+void ClientConn::note_duplicate_names(const BatchServerNames& names, OwedReply& owed) {
+  for (const auto& [parse, shared] : names.duplicates) {
     if (!owed.duplicate_names) {
       owed.duplicate_names = std::make_unique<std::vector<std::pair<std::string, std::string>>>();
     }
@@ -367,37 +368,37 @@ void ClientConn::note_duplicate_names(OwedReply& owed) {
   }
 }
 
-// The server name of every named step, in order (step_server_names_; null: sent as is), and the Parses that
-// create a shared statement (created_here_). A Close of a client statement closes no shared one: the client's other
+// The server name of every named step, in order (names.of_step; null: sent as is), and the Parses that
+// create a shared statement (names.created). A Close of a client statement closes no shared one: the client's other
 // statements of the same text use it too, in this very batch maybe (pgjdbc closes one and binds another so), and
 // so may other clients; the server's list evicts it in time. It is renamed to a name no statement has, so the
 // server still answers CloseComplete in its place.
-void ClientConn::resolve_server_names(ServerConn* server) {
+void ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& names) {
   static const std::string kNoStatement = "pgmux_no_statement";  // not of the shared form: never parsed
-  batch_server_names_.resize(request_.parses.size());
-  step_server_names_.clear();
-  created_here_.clear();
-  duplicates_here_.clear();
+  names.of_parse.resize(request_.parses.size());
+  names.of_step.clear();
+  names.created.clear();
+  names.duplicates.clear();
   statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
     const std::string* name = nullptr;
     if (step.step->kind == StatementStepKind::Parse && step.outcome == ParseOutcome::Creates) {
       const uint32_t parse = step.step->parse;
-      batch_server_names_[parse] =
+      names.of_parse[parse] =
           server_statement_name(request_.parses[parse].message, session_.analysis_settings_key());
-      name = &batch_server_names_[parse];
+      name = &names.of_parse[parse];
       server->server_statements.erase(*name);  // the Parse makes a new one (a copy there is closed first)
-      created_here_.push_back(parse);
+      names.created.push_back(parse);
     } else if (step.step->kind == StatementStepKind::Close && (step.in_batch || step.in_session)) {
       name = &kNoStatement;
     } else if (step.in_batch) {
-      name = &batch_server_names_[static_cast<size_t>(step.in_batch - request_.parses.data())];
+      name = &names.of_parse[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
       name = &step.in_session->server_name;
     }
     if (step.step->kind == StatementStepKind::Parse && step.outcome != ParseOutcome::Creates && name) {
-      duplicates_here_.push_back({step.step->parse, name});  // 42P05 from the server, naming `name`
+      names.duplicates.push_back({step.step->parse, name});  // 42P05 from the server, naming `name`
     }
-    step_server_names_.push_back(name);
+    names.of_step.push_back(name);
     return true;
   });
 }

@@ -38,7 +38,6 @@ struct StatementStep {
 };
 
 struct RequestInfo {
-  RequestKind kind = RequestKind::Query;
   size_t size = 0;                          // bytes of the whole request
   std::string_view sql;                     // Query text
   std::vector<ParsedStatement> parses;      // Extended: every Parse, in order
@@ -46,8 +45,10 @@ struct RequestInfo {
   std::vector<StatementStep> steps;         // Extended: Parse, Bind, Describe 'S', Close 'S', in order
   size_t closes = 0;                        // Extended: named statements closed (named Close 'S' steps)
   unsigned close_messages = 0;              // Extended: Close messages of any kind (each answered CloseComplete)
-  bool ends_with_sync = false;              // Extended: else it ends with Flush
   unsigned messages = 0;                    // messages in the request
+  unsigned named_binds = 0;                 // Extended: Binds of named statements
+  RequestKind kind = RequestKind::Query;
+  bool ends_with_sync = false;              // Extended: else it ends with Flush
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
   bool parses_named = false;                // Extended: a Parse of a named statement
   bool parses_unnamed = false;              // Extended: a Parse of the unnamed statement (so far, while scanning)
@@ -55,7 +56,6 @@ struct RequestInfo {
   // Extended: a Bind or a Describe of the unnamed statement before any Parse of it in this request, i.e. of the
   // statement an earlier request parsed (which only the server that parsed it has).
   bool uses_prior_unnamed = false;
-  unsigned named_binds = 0;                 // Extended: Binds of named statements
   void clear() {
     messages = 0;
     named_binds = 0;

@@ -35,7 +35,7 @@ bool identity_commands(const std::vector<std::string>& log, std::vector<std::str
 }  // namespace
 
 LogUpdate ClientSession::record_command(std::string sql, const routing::Classification& c,
-                                        bool transaction_pooling) {
+                                        std::string_view reset_parameter, bool transaction_pooling) {
   const bool reset_all =
       c.effects.has(routing::SessionEffect::ResetAll) || c.effects.has(routing::SessionEffect::DiscardAll);
   std::vector<std::string> identity;
@@ -54,7 +54,7 @@ LogUpdate ClientSession::record_command(std::string sql, const routing::Classifi
       // The runner ran the reset; the startup values and the identity follow before its next request.
       return {1, true, !identity_known};
     }
-    const std::string_view target = c.effects.has(routing::SessionEffect::Reset) ? c.parameter.view() : "";
+    const std::string_view target = c.effects.has(routing::SessionEffect::Reset) ? reset_parameter : "";
     if (const std::string* value = target.empty() ? nullptr : wanted_params.find(target)) {
       log.push_back(routing::set_statement(target, *value));
       return {log.size() - 1, false};  // the runner still needs the SET back to the startup value
@@ -77,8 +77,9 @@ LogUpdate ClientSession::record_lasting(std::vector<TrackedStatement> lasting, s
   for (TrackedStatement& command : lasting) {
     const size_t before = log.size();
     if (command.c.effects.has(routing::SessionEffect::DiscardAll)) route.session_unknown = false;
-    note_isolation_default(command.c);
-    const LogUpdate update = record_command(std::move(command.sql), command.c, transaction_pooling);
+    note_isolation_default(command.c, command.reset_parameter);
+    const LogUpdate update =
+        record_command(std::move(command.sql), command.c, command.reset_parameter, transaction_pooling);
     const bool unknown = total.state_unknown || update.state_unknown;
     if (update.others_restart) {
       total = update;  // the log started again: older indices mean nothing
@@ -117,12 +118,12 @@ bool ClientSession::resets_to_serializable() const {
   return route.serializable_server_default;
 }
 
-void ClientSession::note_isolation_default(const routing::Classification& c) {
+void ClientSession::note_isolation_default(const routing::Classification& c, std::string_view reset_parameter) {
   using routing::SessionEffect;
   if (c.effects.has(SessionEffect::Set) && c.isolation != routing::Isolation::Unchanged) {
     route.serializable_default = c.serializable();
   } else if (c.effects.has(SessionEffect::ResetAll) || c.effects.has(SessionEffect::DiscardAll) ||
-             (c.effects.has(SessionEffect::Reset) && c.parameter.view() == "default_transaction_isolation")) {
+             (c.effects.has(SessionEffect::Reset) && reset_parameter == "default_transaction_isolation")) {
     route.serializable_default = resets_to_serializable();
   }
 }

@@ -3,6 +3,7 @@
 // default), and the BEGIN pgmux answered itself. A plain value with no libuv, unit-tested on its own
 // (tests/unit/proxy_session_test.cpp); ClientConn owns one and applies its verdicts to servers.
 #pragma once
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -92,6 +93,46 @@ struct SqlStatement {
   const std::string& to_replay() const { return typed_prepare.empty() ? prepare : typed_prepare; }
 };
 
+// SQL PREPAREd statements by name. Few sessions have any: the map is made with the first, and every other client
+// holds one pointer rather than an empty std::unordered_map (56 bytes of each idle client).
+class SqlStatements {
+ public:
+  using Map = std::unordered_map<std::string, SqlStatement>;
+  SqlStatements() = default;
+  SqlStatements(const SqlStatements& other) : map_(other.map_ ? std::make_unique<Map>(*other.map_) : nullptr) {}
+  SqlStatements& operator=(const SqlStatements& other) {
+    if (this != &other) map_ = other.map_ ? std::make_unique<Map>(*other.map_) : nullptr;
+    return *this;
+  }
+  SqlStatements(SqlStatements&&) noexcept = default;
+  SqlStatements& operator=(SqlStatements&&) noexcept = default;
+
+  bool empty() const { return !map_ || map_->empty(); }
+  size_t size() const { return map_ ? map_->size() : 0; }
+  bool contains(const std::string& name) const { return map_ && map_->contains(name); }
+  SqlStatement* find(const std::string& name) {
+    if (!map_) return nullptr;
+    const auto it = map_->find(name);
+    return it == map_->end() ? nullptr : &it->second;
+  }
+  SqlStatement& operator[](const std::string& name) {
+    if (!map_) map_ = std::make_unique<Map>();
+    return (*map_)[name];
+  }
+  void erase(const std::string& name) {
+    if (map_) map_->erase(name);
+  }
+  void clear() { map_.reset(); }
+  template <typename Visit>
+  void for_each_name(Visit&& visit) const {
+    if (!map_) return;
+    for (const auto& entry : *map_) visit(entry.first);
+  }
+
+ private:
+  std::unique_ptr<Map> map_;
+};
+
 struct ClientSession {
   SessionParams wanted_params;  // startup parameters (options=-c included): the session's defaults
   // Session commands that last (SET/RESET/set_config/..., run outside a block or in one that committed),
@@ -109,24 +150,24 @@ struct ClientSession {
   // (routing::may_change_text_reading: in a block, SET LOCAL, behind a Parse of the same batch, failed or not).
   // Never cleared: the worst is assumed.
   bool lexer_may_misread() const { return misread_noted; }
-  bool misread_noted = false;
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
   std::string deferred_begin;              // a BEGIN answered by pgmux, sent with the next statement
   routing::Classification deferred_begin_class;  // ... its class (READ ONLY, isolation), while deferred_begin is set
-  // pgmux answered an error itself inside that block (ClientConn::answer_locally_with_error): a statement that
-  // fails goes out behind the BEGIN, so that PostgreSQL fails the block too and answers what follows itself.
-  bool deferred_begin_failed = false;
   // Transaction pooling: the client's SQL-level prepared statements (PREPARE name AS ...) by name as PostgreSQL
   // folds it, each with its PREPARE statement, prepared on a server when a request there names it
   // (client_sql_statements.cpp).
-  std::unordered_map<std::string, SqlStatement> sql_statements;
+  SqlStatements sql_statements;
   // WITH HOLD cursors declared on the standby connection (in a read-only block running there), by folded name: the
   // statements naming them go there (client_standby_cursors.cpp). Usually empty.
   std::vector<std::string> standby_hold_cursors;
   const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
   bool pin_logged = false;
   char tx_status = 'I';  // the transaction status the client's last finished request left
+  bool misread_noted = false;  // lexer_may_misread (above)
+  // pgmux answered an error itself inside the deferred BEGIN's block (ClientConn::answer_locally_with_error): a
+  // statement that fails goes out behind the BEGIN, so that PostgreSQL fails the block too and answers what follows.
+  bool deferred_begin_failed = false;
 
   // The deferred BEGIN went out (and the failing statement behind it, if any).
   void deferred_begin_sent() {
@@ -138,7 +179,9 @@ struct ClientSession {
   // are shared, so a RESET of a startup parameter (or RESET ALL) must land on the client's own startup values:
   // the log records the SET that does so. RESET ALL and DISCARD ALL restart the log (it stays short, and a
   // server that ran older entries runs the reset too).
-  LogUpdate record_command(std::string sql, const routing::Classification& c, bool transaction_pooling);
+  // reset_parameter: what Classifier::reset_parameter reads in `sql` (a RESET of one parameter).
+  LogUpdate record_command(std::string sql, const routing::Classification& c, std::string_view reset_parameter,
+                           bool transaction_pooling);
   // Records commands that now last, in order, run by a server that had applied `runner_applied` entries: what
   // that server has applied afterwards, and whether the others restart. DISCARD ALL makes the session known again.
   LogUpdate record_lasting(std::vector<TrackedStatement> lasting, size_t runner_applied, bool transaction_pooling);
@@ -150,7 +193,7 @@ struct ClientSession {
   // ... and the one RESET returns to: the startup parameter's, else the servers' default for the session.
   bool resets_to_serializable() const;
   // What a session command that now lasts makes of the default isolation level (route.serializable_default).
-  void note_isolation_default(const routing::Classification& c);
+  void note_isolation_default(const routing::Classification& c, std::string_view reset_parameter);
 
   // A named statement parsed by the client: kept (message and class) to prepare it on another server.
   PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,

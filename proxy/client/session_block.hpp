@@ -18,6 +18,7 @@ struct TrackedStatement {
   std::string sql;
   routing::Classification c;
   routing::StatementSessionFacts facts;  // only read for transaction commands and session commands
+  std::string reset_parameter;           // SessionEffect::Reset: Classifier::reset_parameter
 
   bool changes_session() const { return c.effects.may_change_session(); }
 };

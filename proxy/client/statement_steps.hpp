@@ -4,6 +4,8 @@
 // else the session's, else nothing (a Close earlier in the batch removed it). Pure: the statement map and the
 // batch in, one resolution per step out (tests/unit/proxy_statement_steps_test.cpp).
 #pragma once
+#include <cstdint>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -48,6 +50,17 @@ class StatementSteps {
 
   // Names parsed (the Parse) or closed (null) earlier in the batch, latest last; reused between batches.
   std::vector<std::pair<std::string_view, const ParsedStatement*>> batch_names_;
+};
+
+// The server names of one request's named steps as it is forwarded (transaction pooling,
+// ClientConn::resolve_server_names): worked out, rewritten into the request and written in one go, so each worker
+// keeps one set that its clients use in turn (reused, so no allocation per request) and an idle client holds none.
+struct BatchServerNames {
+  std::vector<std::string> of_parse;        // by Parse index: the name of the shared statement it creates
+  std::vector<const std::string*> of_step;  // each named step's, in order (null: sent as is)
+  std::vector<uint32_t> created;            // the Parses that create a shared statement (their index)
+  // Named Parses of a name that exists (the server answers 42P05): index in the request's parses, name sent.
+  std::vector<std::pair<size_t, const std::string*>> duplicates;
 };
 
 }  // namespace pgmux::proxy

@@ -273,7 +273,7 @@ void Worker::on_view(std::shared_ptr<const routing::BackendsView> view) {
 }
 
 void Worker::wait_for_replay(ClientConn* client, double seconds_left) {
-  if (!client->replay_wait_node.linked()) replay_waiters_.push_back(client);
+  if (!client->state_wait_node.linked()) replay_waiters_.push_back(client);
   // uv_now() may lag the clock the deadline was set with: one more millisecond, so the wake is not too early.
   const uint64_t delay_ms = static_cast<uint64_t>(std::ceil(std::max(0.0, seconds_left) * 1000)) + 1;
   const uint64_t due = uv_now(&loop_) + delay_ms;
@@ -295,7 +295,7 @@ void Worker::wake_replay_waiters() {
 }
 
 void Worker::wait_for_catalog(ClientConn* client) {
-  if (!client->catalog_wait_node.linked()) catalog_waiters_.push_back(client);
+  if (!client->state_wait_node.linked()) catalog_waiters_.push_back(client);
   if (!uv_is_active(catalog_timer_.handle())) {
     uv_timer_start(catalog_timer_.get(), on_catalog_timer, kCatalogPollMs, kCatalogPollMs);
   }

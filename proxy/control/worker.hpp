@@ -91,6 +91,8 @@ class Worker final : public PoolHost {
   routing::Classifier& classifier() { return *classifier_; }
   // A buffer for a request rewritten on its way to a server (renamed prepared statements), reused from request to
   // request: empty when handed out; whatever a large request made it grow to is given back by done_rewriting.
+  // The server names of the request a client is forwarding (ClientConn::forward_renamed), as rewrite_buffer.
+  BatchServerNames& batch_server_names() { return batch_server_names_; }
   protocol::ByteVector& rewrite_buffer() {
     rewrite_buffer_.clear();
     return rewrite_buffer_;
@@ -103,7 +105,7 @@ class Worker final : public PoolHost {
   void wait_for_primary(ClientConn* client) { primary_waiters_.push_back(client); }
   // PAUSE: clients held at a transaction boundary; the tick releases them once their database is resumed.
   void hold_paused(ClientConn* client) {
-    if (!client->paused_node.linked()) paused_.push_back(client);
+    if (!client->state_wait_node.linked()) paused_.push_back(client);
   }
   void stop_holding(ClientConn* client) { paused_.remove(client); }
   void stop_waiting_for_primary(ClientConn* client) { primary_waiters_.remove(client); }
@@ -232,13 +234,14 @@ class Worker final : public PoolHost {
   }
   static constexpr size_t kKeptRewriteBuffer = 64 * 1024;
   protocol::ByteVector rewrite_buffer_;
+  BatchServerNames batch_server_names_;
   std::map<std::string, std::pair<std::string, protocol::ScramSecret>> scram_cache_;
   std::map<std::pair<std::string, std::string>, double> serializable_defaults_;  // learned at (now())
   IntrusiveList<ClientConn, &ClientConn::worker_node> clients_;
-  IntrusiveList<ClientConn, &ClientConn::primary_wait_node> primary_waiters_;
-  IntrusiveList<ClientConn, &ClientConn::replay_wait_node> replay_waiters_;
-  IntrusiveList<ClientConn, &ClientConn::paused_node> paused_;
-  IntrusiveList<ClientConn, &ClientConn::catalog_wait_node> catalog_waiters_;
+  IntrusiveList<ClientConn, &ClientConn::state_wait_node> primary_waiters_;
+  IntrusiveList<ClientConn, &ClientConn::state_wait_node> replay_waiters_;
+  IntrusiveList<ClientConn, &ClientConn::state_wait_node> paused_;
+  IntrusiveList<ClientConn, &ClientConn::state_wait_node> catalog_waiters_;
   std::shared_ptr<const routing::BackendsView> view_;
   std::unique_ptr<routing::Classifier> classifier_;
   routing::Balancer balancer_;

@@ -18,7 +18,7 @@ std::vector<TrackedStatement> statements(std::initializer_list<const char*> sqls
   static routing::Classifier classifier;
   std::vector<TrackedStatement> out;
   for (const char* sql : sqls) {
-    TrackedStatement s{sql, classifier.classify(sql), {}};
+    TrackedStatement s{sql, classifier.classify(sql), {}, classifier.reset_parameter(sql)};
     if (s.c.kind == routing::StatementKind::TxBegin) {
       s.facts.transaction = routing::TransactionCommand::Begin;
     } else {

@@ -11,7 +11,7 @@ namespace {
 // Records `sql` with the classifier's facts, as ClientConn does once the command succeeded.
 LogUpdate record(ClientSession& session, const std::string& sql, bool transaction_pooling) {
   static pgmux::routing::Classifier classifier;
-  return session.record_command(sql, classifier.classify(sql), transaction_pooling);
+  return session.record_command(sql, classifier.classify(sql), classifier.reset_parameter(sql), transaction_pooling);
 }
 }  // namespace
 
