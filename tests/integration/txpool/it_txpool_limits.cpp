@@ -133,6 +133,26 @@ TEST_CASE("max_user_connections: an idle server of another database's pool close
   CHECK(scalar(first.get(), "SELECT current_database()") == kDb);  // and back
 }
 
+// The same for max_db_connections: one user's server idles in its pool of the database while another user waits
+// for the database's last slot; the idle one closes for it, whichever worker each client is on.
+TEST_CASE("max_db_connections: an idle server of another user's pool closes for a waiting client") {
+  if (direct_mode()) return;
+  Fixture f(2, [](nlohmann::json& c) {
+    c["timeouts"]["query_wait_timeout"] = 3;
+    database_entry(c)["max_db_connections"] = 1;
+  });
+  const std::string other = conninfo(f.proxy.port(), "md5user", "md5user", kDb);
+  for (int round = 0; round < 2; ++round) {  // each way: app's server goes for md5user's client, then back
+    PgConn first = connect(round == 0 ? f.ci : other);
+    CHECK(scalar(first.get(), "SELECT 1") == "1");  // its server stays idle in its pool
+    const double t0 = now_seconds();
+    PgConn second = connect(round == 0 ? other : f.ci);
+    CHECK(scalar(second.get(), "SELECT current_user") == (round == 0 ? "md5user" : "app"));
+    CHECK(now_seconds() - t0 < 2);
+    CHECK(scalar(first.get(), "SELECT current_user") == (round == 0 ? "app" : "md5user"));
+  }
+}
+
 // Two workers share pool_size. Under overload (16 clients on 4 servers, transactions of one quick statement) the
 // servers must stay where they are: before, a server moved to the other worker whenever nobody happened to wait
 // for it at the instant it came back, and moved back the next moment (a black-box run: 103 new server
