@@ -475,13 +475,6 @@ std::string ClientConn::log_prefix() const {
 }
 
 void ClientConn::on_read_end(int status) {
-  // PostgreSQL runs every complete message a client sent before the end of its stream, answering each (a client
-  // that only shut down its sending side reads the replies), and then ends the session: so does pgmux, whatever
-  // the requests wait for (end_session). A console, a login or a COPY IN in progress ends here.
-  if (status == UV_EOF && logged_in() && !admin_ && !copying()) {
-    pump();  // what is left in the buffer, then the end; in a wait, once the wait is over
-    return;
-  }
   if (!close_reason_) {
     close_reason_ = status == UV_EOF ? Failure::ClientClosed : Failure::ClientSocketError;
     close_status_ = status == UV_EOF ? 0 : status;

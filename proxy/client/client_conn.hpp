@@ -194,7 +194,6 @@ class ClientConn final : public StreamConn, public PoolClient {
   // Request path.
   void pump();
   void pump_requests();
-  bool end_session(Failure reason);
   bool dispatch();
   bool dispatch_copy_message();  // dispatch()'s contract
   bool defer_begin(const routing::Classification& c);

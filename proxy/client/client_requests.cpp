@@ -39,10 +39,7 @@ void ClientConn::pump_requests() {
       if (!relay_copy()) break;  // no complete progress: wait for more bytes (or for the pinned write)
       continue;
     }
-    if (in_.unparsed() == 0) {
-      if (input_ended()) end_session(Failure::ClientClosed);
-      break;
-    }
+    if (in_.unparsed() == 0) break;
     // PostgreSQL answers an unknown message type at its type byte, before reading a length: so does pgmux, once
     // no reply is owed (else it would overtake them; then the whole message goes to the server, which answers).
     if (const auto tag = static_cast<char>(in_.unparsed_bytes()[0]);
@@ -51,10 +48,6 @@ void ClientConn::pump_requests() {
       return;
     }
     ScanResult scan = scan_request(in_.unparsed_bytes(), max_size, size_t{4} * max_size, request_);
-    if (scan.status == ScanStatus::NeedMore && input_ended()) {
-      end_session(Failure::ClientClosed);  // an incomplete message at the end of the stream: PostgreSQL drops it
-      break;
-    }
     if (scan.status == ScanStatus::NeedMore) {
       // The rest of the request must fit, and reading must go on whatever size it has (else a request that ends
       // the buffer on a message boundary would wait forever, and a client that vanished would go unnoticed). The
@@ -77,20 +70,12 @@ void ClientConn::pump_requests() {
   start_reading();
 }
 
-// A Terminate, or the end of the client's stream: the session ends once the replies still owed have been relayed
-// (PostgreSQL answers every request it read before the Terminate). Returns false: nothing more is dispatched.
-bool ClientConn::end_session(Failure reason) {
-  if ((primary_ && primary_->has_outstanding()) || (standby_ && standby_->has_outstanding())) {
-    set_state(ClientState::Draining);  // back here once they are (the Terminate stays unread)
+bool ClientConn::dispatch() {
+  if (request_.kind == RequestKind::Terminate) {
+    close_reason_ = Failure::ClientTerminated;
+    close();
     return false;
   }
-  close_reason_ = reason;
-  close();
-  return false;
-}
-
-bool ClientConn::dispatch() {
-  if (request_.kind == RequestKind::Terminate) return end_session(Failure::ClientTerminated);
   if (request_.kind == RequestKind::CopyMessage) return dispatch_copy_message();
   if (discard_until_sync_ && (request_.kind == RequestKind::Extended || request_.kind == RequestKind::Query ||
                               request_.kind == RequestKind::FunctionCall)) {

@@ -378,68 +378,6 @@ TEST_CASE("a client that vanishes while it waits for a server leaves nothing beh
 
 namespace {
 
-// Rows of end_of_stream with value `tag`, read on the primary itself (what committed, whoever was told).
-int rows_tagged(const std::string& tag) {
-  PgConn p = routing::admin(cluster_ports().primary, "app");
-  return std::atoi(scalar(p.get(), "SELECT count(*) FROM end_of_stream WHERE v = '" + tag + "'").c_str());
-}
-
-std::string insert_tagged(const std::string& tag, const std::string& sleep = "0") {
-  return query_message("INSERT INTO end_of_stream SELECT '" + tag + "' FROM pg_sleep(" + sleep + ")");
-}
-
-const std::string kTerminate = std::string("X\0\0\0\4", 5);
-
-}  // namespace
-
-// PostgreSQL runs every request a client sent before its Terminate or the end of its stream, and a client that
-// only shut down its sending side reads the replies. Before, pgmux dropped at the EOF whatever had not reached a
-// server (a request waiting for the pool's only server never ran) and closed without the replies still owed.
-TEST_CASE("requests sent before a Terminate or the end of the stream run; a half-closed client reads the replies") {
-  {
-    PgConn p = routing::admin(cluster_ports().primary, "app");
-    exec(p.get(), "CREATE TABLE IF NOT EXISTS end_of_stream (v text)");
-    exec(p.get(), "GRANT ALL ON end_of_stream TO PUBLIC");
-  }
-  for (const bool split : {false, true}) {
-    for (const Mode& mode : modes(split)) {
-      if (split && mode.pool_mode == "direct") continue;
-      Target t(mode, 1);
-      const std::string tag = "eos-" + mode.pool_mode + (split ? "-split-" : "-") + std::to_string(now_seconds());
-      const std::string where = mode.pool_mode + " mode" + (split ? ", split" : "");
-      INFO(where);
-      {  // two writes pipelined, then the sending side shut: both run, both replies come, then EOF
-        RawSession s(t.app("half_closed"));
-        REQUIRE(s.send(insert_tagged(tag + "-a", "0.3") + insert_tagged(tag + "-a"), 2.0));
-        s.finish_sending();
-        RawSession::Read last{};
-        const std::vector<BackendMessage> replies = s.read_until('\0', now_seconds() + 5.0, last);
-        CHECK(tags(replies) == "CZCZ");
-        CHECK(last == RawSession::Read::Closed);
-      }
-      CHECK(rows_tagged(tag + "-a") == 2);
-      if (mode.pool_mode != "transaction") continue;
-      // Transaction pooling: the request waits for the only server (held in a transaction), and the client has
-      // sent a Terminate and gone meanwhile: it runs once the server is free.
-      PgConn holder = connect_nonblocking(t.app("holder"));
-      exec_bounded(holder.get(), "BEGIN");
-      exec_bounded(holder.get(), "SELECT 1");
-      {
-        RawSession s(t.app("gone"));
-        REQUIRE(s.send(insert_tagged(tag + "-b") + kTerminate, 2.0));
-        BackendMessage m;
-        CHECK(s.read(m, now_seconds() + 0.3) == RawSession::Read::Timeout);  // waiting for the server
-        s.abort();
-      }
-      exec_bounded(holder.get(), "COMMIT");
-      CHECK(wait_until([&] { return rows_tagged(tag + "-b") == 1; }, 5.0, 0.05));
-      t.log_if(rows_tagged(tag + "-b") != 1);
-    }
-  }
-}
-
-namespace {
-
 // What a client sees after writing `bytes`: the replies, the ErrorResponse fields and whether the peer closed
 // within 2 s.
 struct Seen {
