@@ -254,52 +254,6 @@ Classification transaction_end(const StatementScan& s) {
   return primary_only(make(StatementKind::TxEnd, "ROLLBACK PREPARED"));
 }
 
-struct WordRule {
-  std::string_view word;
-  StatementKind kind;
-  const char* reason;
-  PinReason pin;
-};
-
-// Statements settled by their first word alone.
-constexpr std::array<WordRule, 35> kWordRules = {{
-    {"insert", StatementKind::Write, "INSERT", PinReason::None},
-    {"update", StatementKind::Write, "UPDATE", PinReason::None},
-    {"delete", StatementKind::Write, "DELETE", PinReason::None},
-    {"merge", StatementKind::Write, "MERGE", PinReason::None},
-    {"call", StatementKind::Write, "CALL", PinReason::None},
-    {"do", StatementKind::Write, "DO", PinReason::None},
-    {"lock", StatementKind::Write, "LOCK", PinReason::None},
-    {"vacuum", StatementKind::Write, "VACUUM", PinReason::None},
-    {"analyze", StatementKind::Write, "ANALYZE", PinReason::None},
-    {"analyse", StatementKind::Write, "ANALYZE", PinReason::None},
-    {"refresh", StatementKind::Write, "REFRESH MATERIALIZED VIEW", PinReason::None},
-    {"cluster", StatementKind::Write, "CLUSTER", PinReason::None},
-    {"reindex", StatementKind::Write, "REINDEX", PinReason::None},
-    {"checkpoint", StatementKind::Write, "CHECKPOINT", PinReason::None},
-    {"truncate", StatementKind::Write, "TRUNCATE", PinReason::None},
-    {"notify", StatementKind::Write, "NOTIFY", PinReason::None},
-    {"savepoint", StatementKind::Write, "SAVEPOINT", PinReason::None},
-    {"release", StatementKind::Write, "RELEASE SAVEPOINT", PinReason::None},
-    {"fetch", StatementKind::Write, "cursor command", PinReason::None},
-    {"move", StatementKind::Write, "cursor command", PinReason::None},
-    {"close", StatementKind::Write, "cursor command", PinReason::None},
-    {"execute", StatementKind::Write, "EXECUTE", PinReason::None},
-    {"alter", StatementKind::Write, "DDL", PinReason::None},
-    {"drop", StatementKind::Write, "DDL", PinReason::None},
-    {"grant", StatementKind::Write, "DDL", PinReason::None},
-    {"revoke", StatementKind::Write, "DDL", PinReason::None},
-    {"comment", StatementKind::Write, "DDL", PinReason::None},
-    {"security", StatementKind::Write, "DDL", PinReason::None},
-    {"reset", StatementKind::Session, "RESET", PinReason::None},
-    {"show", StatementKind::Session, "SHOW", PinReason::None},
-    {"discard", StatementKind::Session, "DISCARD", PinReason::None},
-    {"deallocate", StatementKind::Session, "DEALLOCATE", PinReason::None},
-    {"unlisten", StatementKind::Session, "UNLISTEN", PinReason::None},
-    {"load", StatementKind::Session, "LOAD", PinReason::None},
-    {"listen", StatementKind::Session, "LISTEN", PinReason::Listen},  // LISTEN works only on the primary, and stays
-}};
-
 Classification decide_copy(const StatementScan& s, bool& needs_parser) {
   // COPY (query) TO: the query decides. COPY relation TO of a listed relation (unlogged_relation): the parser tells.
   if (s.is(1, TokenKind::LParen) || (s.copy_direction == 0 && s.catalog_hit)) {

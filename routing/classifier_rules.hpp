@@ -1,5 +1,5 @@
-// Rules shared by the lexical and the parser path: the built-in write-function list and how the
-// classifications of the statements in one string combine into one answer.
+// Rules shared by the lexical and the parser path: the built-in write-function list and how the classifications of
+// the statements in one string combine into one answer; and the lexical path's first-word table.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -9,6 +9,52 @@
 #include "routing/sql_lexer.hpp"
 
 namespace pgmux::routing {
+
+struct WordRule {
+  std::string_view word;
+  StatementKind kind;
+  const char* reason;
+  PinReason pin;
+};
+
+// Statements the lexical path settles by their first word alone.
+inline constexpr std::array<WordRule, 35> kWordRules = {{
+    {"insert", StatementKind::Write, "INSERT", PinReason::None},
+    {"update", StatementKind::Write, "UPDATE", PinReason::None},
+    {"delete", StatementKind::Write, "DELETE", PinReason::None},
+    {"merge", StatementKind::Write, "MERGE", PinReason::None},
+    {"call", StatementKind::Write, "CALL", PinReason::None},
+    {"do", StatementKind::Write, "DO", PinReason::None},
+    {"lock", StatementKind::Write, "LOCK", PinReason::None},
+    {"vacuum", StatementKind::Write, "VACUUM", PinReason::None},
+    {"analyze", StatementKind::Write, "ANALYZE", PinReason::None},
+    {"analyse", StatementKind::Write, "ANALYZE", PinReason::None},
+    {"refresh", StatementKind::Write, "REFRESH MATERIALIZED VIEW", PinReason::None},
+    {"cluster", StatementKind::Write, "CLUSTER", PinReason::None},
+    {"reindex", StatementKind::Write, "REINDEX", PinReason::None},
+    {"checkpoint", StatementKind::Write, "CHECKPOINT", PinReason::None},
+    {"truncate", StatementKind::Write, "TRUNCATE", PinReason::None},
+    {"notify", StatementKind::Write, "NOTIFY", PinReason::None},
+    {"savepoint", StatementKind::Write, "SAVEPOINT", PinReason::None},
+    {"release", StatementKind::Write, "RELEASE SAVEPOINT", PinReason::None},
+    {"fetch", StatementKind::Write, "cursor command", PinReason::None},
+    {"move", StatementKind::Write, "cursor command", PinReason::None},
+    {"close", StatementKind::Write, "cursor command", PinReason::None},
+    {"execute", StatementKind::Write, "EXECUTE", PinReason::None},
+    {"alter", StatementKind::Write, "DDL", PinReason::None},
+    {"drop", StatementKind::Write, "DDL", PinReason::None},
+    {"grant", StatementKind::Write, "DDL", PinReason::None},
+    {"revoke", StatementKind::Write, "DDL", PinReason::None},
+    {"comment", StatementKind::Write, "DDL", PinReason::None},
+    {"security", StatementKind::Write, "DDL", PinReason::None},
+    {"reset", StatementKind::Session, "RESET", PinReason::None},
+    {"show", StatementKind::Session, "SHOW", PinReason::None},
+    {"discard", StatementKind::Session, "DISCARD", PinReason::None},
+    {"deallocate", StatementKind::Session, "DEALLOCATE", PinReason::None},
+    {"unlisten", StatementKind::Session, "UNLISTEN", PinReason::None},
+    {"load", StatementKind::Session, "LOAD", PinReason::None},
+    {"listen", StatementKind::Session, "LISTEN", PinReason::Listen},  // LISTEN works only on the primary, and stays
+}};
 
 // Built-in functions whose call changes database state or needs the primary (lowercase, unqualified):
 // sequences (currval and lastval too: they read what nextval did in this session, on the primary), advisory

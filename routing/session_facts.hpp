@@ -27,7 +27,7 @@ const char* to_string(PinReason reason);  // "temporary table", "session advisor
 enum class SessionEffect : uint8_t {
   Set,            // SET [SESSION] name ..., SET ROLE, SET SESSION CHARACTERISTICS ...: lasts the session
   SetLocal,       // SET LOCAL, SET TRANSACTION, SET CONSTRAINTS: ends with the transaction
-  Reset,          // RESET name, SET name TO DEFAULT: Classification::parameter names it (when it could be read)
+  Reset,          // RESET name, SET name TO DEFAULT: Classifier::reset_parameter names it (when readable)
   ResetAll,       // RESET ALL
   DiscardAll,     // DISCARD ALL: every session state, prepared statements included
   Discard,        // DISCARD PLANS / SEQUENCES / TEMP

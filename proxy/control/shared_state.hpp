@@ -161,12 +161,15 @@ struct SharedState {
     budget->limit.store(limit, std::memory_order_relaxed);
     return budget;
   }
-  // The budget of `key` with the limit it has (the last config that had its entry set it); `limit` only for a
-  // budget not kept any more.
-  std::shared_ptr<PoolBudget> kept_budget_for(const std::string& key, int limit) {
+  // The budget of `key` with the limit (and reserve) it has: the last config that had its entry set them. `limit` and
+  // `reserve` only for a budget not kept any more.
+  std::shared_ptr<PoolBudget> kept_budget_for(const std::string& key, int limit, int reserve = 0) {
     std::lock_guard lock(budgets_mutex);
     auto& budget = budgets[key];
-    if (!budget) budget = std::make_shared<PoolBudget>(limit);
+    if (!budget) {
+      budget = std::make_shared<PoolBudget>(limit);
+      budget->reserve.store(reserve, std::memory_order_relaxed);
+    }
     return budget;
   }
 

@@ -91,8 +91,6 @@ class Worker final : public PoolHost {
   routing::Classifier& classifier() { return *classifier_; }
   // A buffer for a request rewritten on its way to a server (renamed prepared statements), reused from request to
   // request: empty when handed out; whatever a large request made it grow to is given back by done_rewriting.
-  // The server names of the request a client is forwarding (ClientConn::forward_renamed), as rewrite_buffer.
-  BatchServerNames& batch_server_names() { return batch_server_names_; }
   protocol::ByteVector& rewrite_buffer() {
     rewrite_buffer_.clear();
     return rewrite_buffer_;
@@ -100,9 +98,14 @@ class Worker final : public PoolHost {
   void done_rewriting() {
     if (rewrite_buffer_.capacity() > kKeptRewriteBuffer) protocol::ByteVector().swap(rewrite_buffer_);
   }
+  // The server names of the request a client is forwarding (ClientConn::forward_renamed): cleared and filled by
+  // each use, its vectors keeping their capacity.
+  BatchServerNames& batch_server_names() { return batch_server_names_; }
   routing::Balancer& balancer() { return balancer_; }
   // Clients waiting for a primary (failover) are woken on every new view.
-  void wait_for_primary(ClientConn* client) { primary_waiters_.push_back(client); }
+  void wait_for_primary(ClientConn* client) {
+    if (!client->state_wait_node.linked()) primary_waiters_.push_back(client);
+  }
   // PAUSE: clients held at a transaction boundary; the tick releases them once their database is resumed.
   void hold_paused(ClientConn* client) {
     if (!client->state_wait_node.linked()) paused_.push_back(client);

@@ -131,7 +131,8 @@ Pool::Limits Worker::pool_limits(const std::string& key, const std::string& data
     return kept ? shared_.kept_budget_for(budget_key, limit) : shared_.budget_for(budget_key, limit);
   };
   Pool::Limits limits;
-  limits.pool = budget(key, database.pool_size, database_kept);
+  limits.pool = database_kept ? shared_.kept_budget_for(key, database.pool_size, database.reserve_pool_size)
+                              : shared_.budget_for(key, database.pool_size);
   if (database.max_db_connections > 0) {
     // Apart from the budget of an entry of its own, added later (or removed since).
     limits.database = budget(SharedState::database_budget_key(database_name, database.is_wildcard()),

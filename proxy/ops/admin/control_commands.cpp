@@ -82,8 +82,9 @@ Answer resume_command(const Input& input, Context& context) {
     std::string hint = paused.empty() ? "nothing is paused" : "paused now: ";
     for (size_t i = 0; i < paused.size(); ++i) hint += (i ? ", " : "") + paused[i];
     if (!paused.empty() && paused[0] == PauseState::kAll) hint += " (PAUSE without a name: RESUME without one)";
-    // RESUME without a name undoes a PAUSE without one (PgBouncer: "pooler is not paused/suspended").
-    const std::string what = input.args.empty() ? "pgmux is not paused" : "database \"" + database + "\" is not paused";
+    // RESUME without a name (or "*") resumes whatever is paused (PgBouncer: "pooler is not paused/suspended").
+    const std::string what =
+        database == PauseState::kAll ? "pgmux is not paused" : "database \"" + database + "\" is not paused";
     return Answer::fail(protocol::sqlstate::kObjectNotInPrerequisiteState, what, hint);
   }
   // Held clients are released by their worker's next tick (within 250 ms).

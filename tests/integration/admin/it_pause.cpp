@@ -146,6 +146,7 @@ TEST_CASE("RESUME of what is not paused: 55000 naming it (pgmux, or the database
     return std::string(PQresultErrorMessage(res.get())) + (hint ? hint : "");
   };
   CHECK(error_of("RESUME").find("pgmux is not paused") != std::string::npos);  // not: database "*"
+  CHECK(error_of("RESUME \"*\"").find("pgmux is not paused") != std::string::npos);
   std::string error = error_of("RESUME app");
   CHECK(error.find("database \"app\" is not paused") != std::string::npos);
   CHECK(error.find("nothing is paused") != std::string::npos);
