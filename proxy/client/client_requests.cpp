@@ -131,7 +131,7 @@ bool ClientConn::dispatch() {
     return false;
   }
   if (const ParsedStatement* duplicate = duplicate_parse()) {
-    answer_locally_with_error({Failure::DuplicatePreparedStatement, {std::string(duplicate->name)}});
+    answer_locally_with_error({Failure::DuplicatePreparedStatement, {std::string(duplicate->full_name())}});
     return true;
   }
   ServerConn* server = choose_server(c);

@@ -364,7 +364,7 @@ void ClientConn::note_duplicate_names(const BatchServerNames& names, OwedReply& 
     if (!owed.duplicate_names) {
       owed.duplicate_names = std::make_unique<std::vector<std::pair<std::string, std::string>>>();
     }
-    owed.duplicate_names->emplace_back(*shared, std::string(request_.parses[parse].name));
+    owed.duplicate_names->emplace_back(*shared, std::string(request_.parses[parse].full_name()));
   }
 }
 

@@ -9,6 +9,11 @@ using namespace protocol;
 
 namespace {
 
+// PostgreSQL keys prepared statements by the first NAMEDATALEN - 1 bytes of their name (its hash table's key
+// size): a Parse of a longer name is found by a Bind of that prefix, and two names alike up to there are one.
+// The names pgmux keeps and compares are cut so (a view: no copy); what goes to the server is the client's bytes.
+std::string_view statement_key(std::string_view name) { return name.substr(0, kStatementNameMax); }
+
 ScanResult need(size_t bytes) { return ScanResult{ScanStatus::NeedMore, bytes, {}}; }
 ScanResult error(std::string message) { return ScanResult{ScanStatus::Error, 0, std::move(message)}; }
 
@@ -23,9 +28,9 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
     case frontend::kParse: {
       auto parse = parse_parse(body);
       if (!parse) return *malformed = "malformed Parse message", BatchStep::Malformed;
-      out.steps.push_back({StatementStepKind::Parse, parse->statement, static_cast<uint32_t>(out.parses.size()), 0});
-      out.parses.push_back(
-          {parse->statement, parse->sql, buf.subspan(at, end - at), out.messages - 1, out.closes_only_since_parse});
+      const std::string_view name = statement_key(parse->statement);
+      out.steps.push_back({StatementStepKind::Parse, name, static_cast<uint32_t>(out.parses.size()), 0});
+      out.parses.push_back({name, parse->sql, buf.subspan(at, end - at), out.messages - 1, out.closes_only_since_parse});
       (parse->statement.empty() ? out.parses_unnamed : out.parses_named) = true;
       out.closes_only_since_parse = true;
       return BatchStep::GoOn;
@@ -33,9 +38,9 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
     case frontend::kBind: {
       auto bind = parse_bind(body);
       if (!bind) return *malformed = "malformed Bind message", BatchStep::Malformed;
-      out.steps.push_back({StatementStepKind::Use, bind->statement, 0, 0});
+      out.steps.push_back({StatementStepKind::Use, statement_key(bind->statement), 0, 0});
       if (!bind->statement.empty()) {
-        out.used.push_back(bind->statement);
+        out.used.push_back(statement_key(bind->statement));
         ++out.named_binds;
       } else {
         out.binds_unnamed = true;
@@ -47,8 +52,8 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       auto describe = parse_describe(body);
       if (!describe) return *malformed = "malformed Describe message", BatchStep::Malformed;
       if (describe->kind == 'S' && !describe->name.empty()) {
-        out.used.push_back(describe->name);
-        out.steps.push_back({StatementStepKind::Use, describe->name, 0, 0});
+        out.used.push_back(statement_key(describe->name));
+        out.steps.push_back({StatementStepKind::Use, statement_key(describe->name), 0, 0});
       } else if (describe->kind == 'S') {
         out.uses_prior_unnamed = out.uses_prior_unnamed || !out.parses_unnamed;
       }
@@ -59,7 +64,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       if (!close) return *malformed = "malformed Close message", BatchStep::Malformed;
       ++out.close_messages;
       if (close->kind == 'S') {
-        out.steps.push_back({StatementStepKind::Close, close->name, 0, out.close_messages - 1});
+        out.steps.push_back({StatementStepKind::Close, statement_key(close->name), 0, out.close_messages - 1});
         out.closes += close->name.empty() ? 0 : 1;
       }
       return BatchStep::GoOn;
@@ -111,6 +116,12 @@ bool scan_single_message(char tag, ByteView body, RequestInfo& out, std::string*
 }
 
 }  // namespace
+
+std::string_view ParsedStatement::full_name() const {
+  if (message.size() < kFrameHeaderSize) return name;
+  const auto parse = parse_parse(message.subspan(kFrameHeaderSize));
+  return parse ? parse->statement : name;
+}
 
 ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batch, RequestInfo& out) {
   out.clear();

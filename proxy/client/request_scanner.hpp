@@ -18,13 +18,18 @@ enum class RequestKind : uint8_t {
   CopyMessage,   // 'd' 'c' 'f' outside COPY: PostgreSQL ignores them; forwarded to keep byte-for-byte behaviour
 };
 
+// NAMEDATALEN - 1: the bytes of a prepared statement's name PostgreSQL keys it by.
+inline constexpr size_t kStatementNameMax = 63;
+
 struct ParsedStatement {
-  std::string_view name;          // "" = unnamed
+  std::string_view name;          // "" = unnamed; cut to kStatementNameMax bytes (full_name has the client's)
   std::string_view sql;
   protocol::ByteView message;     // the whole Parse message (tag to end), to prepare it again elsewhere
   uint32_t position = 0;          // its place among the request's messages (0: the first)
   // Only Close messages (which cannot fail) lie between it and the previous Parse or the request's start.
   bool after_closes_only = true;
+  // The name as the client wrote it, for PostgreSQL's messages that quote it (42P05).
+  std::string_view full_name() const;
 };
 
 // A message of an extended batch that names a prepared statement, in batch order: what the statement map must

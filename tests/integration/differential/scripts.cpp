@@ -435,6 +435,20 @@ Script bind_parameter_count(const Schema&) {
       .build();
 }
 
+Script long_statement_names(const Schema&) {
+  // PostgreSQL keys a prepared statement by the first 63 bytes of its name: a Bind of that prefix finds a statement
+  // parsed under a longer name, a Parse of another name alike up to there gets 42P05 (quoting the name it was
+  // given), and a Close of a third such name closes it.
+  const std::string stem = "diff_" + std::string(58, 'n');
+  return ScriptBuilder("long_statement_names")
+      .parse(stem + "_first", "SELECT 1 AS one").sync().expect_ready()
+      .bind(bind_text("", stem, {})).execute("").sync().expect_ready()
+      .parse(stem + "_second", "SELECT 2 AS two").sync().expect_ready()
+      .describe('S', stem + "_other").close('S', stem + "_third").sync().expect_ready()
+      .bind(bind_text("", stem + "_first", {})).execute("").sync().expect_ready()
+      .build();
+}
+
 Script close_one_of_same_text(const Schema&) {
   // Two statements of one text (one shared statement on servers in transaction pooling): closing one leaves the
   // other, also when its Bind follows the Close in the same batch (pgjdbc does so), in and out of a block.
@@ -531,7 +545,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           statement_order(s),     duplicate_parse_mid_batch(s), close_skipped_after_error(s),
           close_behind_refused_read(s), query_while_skipping_to_sync(s), shared_statement_mid_sequence(s),
           listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s),
-          close_one_of_same_text(s), search_path_switch(s), backslash_literals(s)};
+          close_one_of_same_text(s), search_path_switch(s), backslash_literals(s), long_statement_names(s)};
 }
 
 }  // namespace pgmux::difftest
