@@ -56,8 +56,13 @@ void ClientConn::pump_requests() {
       in_.make_room(std::min(scan.bytes_needed, std::max(2 * in_.unparsed(), IoBuffer::kDefaultCapacity)));
       break;
     }
-    if (scan.status == ScanStatus::Error) {
-      fail({Failure::MalformedRequest, {scan.error}});
+    if (scan.status == ScanStatus::InvalidLength && active_ && active_->has_outstanding()) {
+      set_state(ClientState::Draining);  // PostgreSQL answers what came before, then closes
+      break;
+    }
+    if (scan.status == ScanStatus::Error || scan.status == ScanStatus::InvalidLength) {
+      fail(scan.status == ScanStatus::Error ? FailureReport(Failure::MalformedRequest, {scan.error})
+                                            : FailureReport(Failure::InvalidMessageLength));
       return;
     }
     if (!dispatch()) break;

@@ -1,5 +1,7 @@
 #include "proxy/client/request_scanner.hpp"
 
+#include <cstdint>
+
 #include "protocol/framer.hpp"
 #include "protocol/frontend_messages.hpp"
 
@@ -130,6 +132,9 @@ ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batc
     Frame frame = next_frame(buf.subspan(pos), max_message_size);
     if (frame.status == FrameStatus::NeedMore) return need(pos + kFrameHeaderSize);
     if (frame.status == FrameStatus::Error) {
+      if (frame.error == FrameError::LengthTooSmall || frame.length > uint32_t{INT32_MAX}) {
+        return ScanResult{ScanStatus::InvalidLength, 0, {}};
+      }
       std::string what = std::string("invalid frontend message: ") + to_string(frame.error);
       if (frame.error == FrameError::LengthTooLarge) {
         what += " (max_message_size is " + std::to_string(max_message_size) + " bytes)";

@@ -81,7 +81,9 @@ struct RequestInfo {
   }
 };
 
-enum class ScanStatus : uint8_t { NeedMore, Complete, Error };
+// InvalidLength: a message length PostgreSQL refuses as such (below 4, or negative as a 32-bit integer), which it
+// answers by closing the connection; Error: anything else pgmux refuses, with a message for the client.
+enum class ScanStatus : uint8_t { NeedMore, Complete, Error, InvalidLength };
 
 struct ScanResult {
   ScanStatus status = ScanStatus::NeedMore;

@@ -142,6 +142,9 @@ constexpr FailureRow kClientSessionRows[] = {
 
     {F::MalformedRequest, Fatal, code::kProtocolViolation, "{}", "", "", Reuse, "malformed_request", "invalid message",
      Info},
+    // A length below 4, or negative as PostgreSQL reads it (int32): it logs "invalid message length" and closes.
+    {F::InvalidMessageLength, FatalUnsent, code::kProtocolViolation, "invalid message length", "", "", Reuse,
+     "invalid_message_length", "invalid message", Info},
     {F::InvalidCopyMessage, Fatal, code::kProtocolViolation, "invalid frontend message: {}", "", "", Reuse,
      "invalid_copy_message", "invalid message", Info},
     {F::MalformedExtendedMessage, Fatal, code::kProtocolViolation, "malformed extended-protocol message", "", "",

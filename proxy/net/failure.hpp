@@ -56,6 +56,7 @@ enum class Failure : uint8_t {
   TooManyClients,
   // The client broke the protocol after login.
   MalformedRequest,
+  InvalidMessageLength,
   InvalidCopyMessage,
   MalformedExtendedMessage,
   AdminExtendedProtocol,

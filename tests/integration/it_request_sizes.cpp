@@ -451,3 +451,31 @@ TEST_CASE("unknown frontend message types: FATAL 08P01 like PostgreSQL, then the
     t.log_if(failed || !error.empty());
   }
 }
+
+// A length PostgreSQL refuses as such (below 4, or negative as its int32): it logs "invalid message length" and
+// closes without a word, after answering what came before. pgmux sent a FATAL 08P01 first ("message length too
+// large (max_message_size ...)" for a negative one).
+TEST_CASE("invalid message lengths: the connection closes without a word, like PostgreSQL") {
+  const std::string primary = conninfo(cluster_ports().primary, "app", "app", "app");
+  const std::vector<std::pair<std::string, std::string>> scripts = {
+      {"Query of length 3", std::string("Q\0\0\0\3", 5)},
+      {"Query of length 0", std::string("Q\0\0\0\0", 5)},
+      {"Query of length -1", std::string("Q\xff\xff\xff\xff", 5)},
+      {"Sync of length -2147483648", std::string("S\x80\0\0\0", 5)},
+      {"a Query, then a length of 2", query_message("SELECT 1") + std::string("Q\0\0\0\2", 5)},
+  };
+  for (const Mode& mode : modes(false)) {
+    Target t(mode, 20);
+    for (const auto& [name, bytes] : scripts) {
+      INFO(mode.pool_mode << " mode, " << name);
+      const Seen want = write_and_watch(primary, bytes);
+      REQUIRE(want.closed);
+      const Seen got = write_and_watch(t.app("bad_length"), bytes);
+      CHECK(tags(got.replies) == tags(want.replies));
+      CHECK(got.error.empty());
+      CHECK(got.closed);
+    }
+    const std::string error = fresh_client_served(t);
+    CHECK_MESSAGE(error.empty(), error);
+  }
+}
