@@ -464,10 +464,11 @@ TEST_CASE("invalid message lengths: the connection closes without a word, like P
       {"Sync of length -2147483648", std::string("S\x80\0\0\0", 5)},
       {"a Query, then a length of 2", query_message("SELECT 1") + std::string("Q\0\0\0\2", 5)},
   };
-  for (const Mode& mode : modes(false)) {
+  for (const Mode& mode : direct_mode() ? modes(false) : std::vector<Mode>{{"session", true}, {"transaction", true},
+                                                                       {"session", false}, {"transaction", false}}) {
     Target t(mode, 20);
     for (const auto& [name, bytes] : scripts) {
-      INFO(mode.pool_mode << " mode, " << name);
+      INFO(mode.pool_mode << (mode.split ? " mode with the split, " : " mode, ") << name);
       const Seen want = write_and_watch(primary, bytes);
       REQUIRE(want.closed);
       const Seen got = write_and_watch(t.app("bad_length"), bytes);
