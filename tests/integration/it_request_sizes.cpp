@@ -467,7 +467,10 @@ TEST_CASE("invalid message lengths: the connection closes without a word, like P
   for (const Mode& mode : direct_mode() ? modes(false) : std::vector<Mode>{{"session", true}, {"transaction", true},
                                                                        {"session", false}, {"transaction", false}}) {
     Target t(mode, 20);
-    for (const auto& [name, bytes] : scripts) {
+    for (const auto& script : scripts) {
+      // Not a structured binding: clang refuses one captured by INFO's lambda.
+      const std::string& name = script.first;
+      const std::string& bytes = script.second;
       INFO(mode.pool_mode << (mode.split ? " mode with the split, " : " mode, ") << name);
       const Seen want = write_and_watch(primary, bytes);
       REQUIRE(want.closed);
