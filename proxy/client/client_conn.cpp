@@ -475,6 +475,14 @@ std::string ClientConn::log_prefix() const {
 }
 
 void ClientConn::on_read_end(int status) {
+  // Requests not sent yet run first, and the session ends after their replies (end_session). A client gone while
+  // only requests already sent run is closed at once, as before and as PgBouncer does: its server is closed
+  // mid-request, not held until that query ends (the backend finishes what it read). A client that shut down only
+  // its sending side then misses their replies, which PostgreSQL would send (README).
+  if (status == UV_EOF && holds_unsent_requests()) {
+    pump();
+    return;
+  }
   if (!close_reason_) {
     close_reason_ = status == UV_EOF ? Failure::ClientClosed : Failure::ClientSocketError;
     close_status_ = status == UV_EOF ? 0 : status;

@@ -194,6 +194,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   // Request path.
   void pump();
   void pump_requests();
+  bool end_session(Failure reason);
+  bool holds_unsent_requests() const;
   bool dispatch();
   bool dispatch_copy_message();  // dispatch()'s contract
   bool defer_begin(const routing::Classification& c);

@@ -39,7 +39,10 @@ void ClientConn::pump_requests() {
       if (!relay_copy()) break;  // no complete progress: wait for more bytes (or for the pinned write)
       continue;
     }
-    if (in_.unparsed() == 0) break;
+    if (in_.unparsed() == 0) {
+      if (input_ended()) end_session(Failure::ClientClosed);  // the end of what the client sent before its EOF
+      break;
+    }
     // PostgreSQL answers an unknown message type at its type byte, before reading a length: so does pgmux, once
     // no reply is owed (else it would overtake them; then the whole message goes to the server, which answers).
     if (const auto tag = static_cast<char>(in_.unparsed_bytes()[0]);
@@ -48,6 +51,10 @@ void ClientConn::pump_requests() {
       return;
     }
     ScanResult scan = scan_request(in_.unparsed_bytes(), max_size, size_t{4} * max_size, request_);
+    if (scan.status == ScanStatus::NeedMore && input_ended()) {
+      end_session(Failure::ClientClosed);  // a message cut by the end of the stream: PostgreSQL drops it too
+      break;
+    }
     if (scan.status == ScanStatus::NeedMore) {
       // The rest of the request must fit, and reading must go on whatever size it has (else a request that ends
       // the buffer on a message boundary would wait forever, and a client that vanished would go unnoticed). The
@@ -75,12 +82,32 @@ void ClientConn::pump_requests() {
   start_reading();
 }
 
-bool ClientConn::dispatch() {
-  if (request_.kind == RequestKind::Terminate) {
-    close_reason_ = Failure::ClientTerminated;
-    close();
+// A Terminate, or the end of what the client sent before its EOF. PostgreSQL answers every request read before
+// either: the session ends once the replies owed have been relayed (Draining; the pump comes back here, the
+// Terminate still unread). Not when they wait for more from the client (a COPY IN, an extended sequence without
+// Sync): PostgreSQL ends such a session at once, the open transaction rolled back. Returns false.
+bool ClientConn::end_session(Failure reason) {
+  const bool owed = !copying() && ((primary_ && primary_->owes_client_without_input()) ||
+                                   (standby_ && standby_->owes_client_without_input()));
+  if (owed) {
+    set_state(ClientState::Draining);
     return false;
   }
+  close_reason_ = reason;
+  close();
+  return false;
+}
+
+// At the client's EOF: requests it sent that no server has yet (still in the buffer, or waiting for a server, a
+// primary, a standby's replay, PAUSE, the catalog, the replies before them). They run, as PostgreSQL runs every
+// message read before an EOF.
+bool ClientConn::holds_unsent_requests() const {
+  if (!logged_in() || admin_ || copying()) return false;
+  return state_ != ClientState::Ready || in_.unparsed() > 0;
+}
+
+bool ClientConn::dispatch() {
+  if (request_.kind == RequestKind::Terminate) return end_session(Failure::ClientTerminated);
   if (request_.kind == RequestKind::CopyMessage) return dispatch_copy_message();
   if (discard_until_sync_ && (request_.kind == RequestKind::Extended || request_.kind == RequestKind::Query ||
                               request_.kind == RequestKind::FunctionCall)) {

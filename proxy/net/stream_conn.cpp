@@ -59,7 +59,7 @@ bool StreamConn::local_endpoint(std::string* addr, int* port) const {
 StreamConn::~StreamConn() = default;
 
 void StreamConn::start_reading() {
-  if (!open() || pinned_) return;
+  if (!open() || pinned_ || input_ended_) return;
   if (!reading_ && uv_read_start(stream(), on_alloc, on_read) == 0) reading_ = true;
   // Decrypted input may be waiting that no socket event will announce again.
   if (reading_ && tls_ && tls_->session.has_buffered_input()) schedule_tls_resume();
@@ -110,6 +110,7 @@ void StreamConn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
     return;
   }
   self->stop_reading();
+  self->input_ended_ = nread == UV_EOF;
   self->on_read_end(static_cast<int>(nread));
 }
 

@@ -35,6 +35,8 @@ class StreamConn {
   void start_reading();
   void stop_reading();
   bool reading() const { return reading_; }
+  // The peer ended its sending side (EOF): nothing more is read, though writes may still reach it.
+  bool input_ended() const { return input_ended_; }
 
   // Sends bytes pgmux built itself; they are moved into the write request.
   void send_owned(protocol::ByteVector&& bytes);
@@ -115,6 +117,7 @@ class StreamConn {
   const ByteCounters* bytes_ = nullptr;
   bool pinned_ = false;
   bool reading_ = false;
+  bool input_ended_ = false;
   // TLS, on the heap once start_tls runs, so a plain connection carries one pointer (an idle client's memory,
   // issue 13): the session, the ciphertext libuv is writing (one write at a time; what comes meanwhile waits in
   // the session's output), and a zero-delay timer that resumes decryption of input the socket will not signal

@@ -12,17 +12,21 @@ OwedReply& ReplyQueue::push_back() {
     slots_ = std::move(grown);
     head_ = 0;
   }
+  const bool uncertain = size_ > 0 && back().count_uncertain;
   ++size_;
   OwedReply& entry = back();
   // Destroyed and built in place: cheaper than assigning a temporary (no pointer moved, fields zeroed in one go).
   entry.~OwedReply();
-  return *new (&entry) OwedReply();
+  new (&entry) OwedReply();
+  entry.count_uncertain = uncertain;  // behind one that may never get a ReadyForQuery of its own
+  return entry;
 }
 
 OwedReply& ReplyQueue::push_request(bool closes, bool extended, uint64_t now_ns) {
   if (open_sequence()) {
     OwedReply& continued = back();
     continued.open = !closes;
+    if (!extended) continued.count_uncertain = true;
     return continued;
   }
   if (!empty() && back().fate == ReplyFate::HeldForRetry) back().fate = ReplyFate::Forward;
@@ -65,6 +69,13 @@ size_t ReplyQueue::client_requests() const {
   size_t count = 0;
   for (size_t i = 0; i < size_; ++i) count += slots_[index(i)].for_client() ? 1 : 0;
   return count;
+}
+
+bool ReplyQueue::ends_without_client() const {
+  for (size_t i = 0; i < size_; ++i) {
+    if (slots_[index(i)].open || slots_[index(i)].count_uncertain) return false;
+  }
+  return true;
 }
 
 bool ReplyQueue::lone_simple_request_at_back() const {

@@ -85,6 +85,11 @@ struct OwedReply {
   bool open = false;      // an extended sequence not closed by Sync yet: the next request continues this entry
   bool extended = false;  // ended by Sync (which PostgreSQL ignores if the batch starts COPY FROM STDIN)
   bool failed = false;    // an ErrorResponse came in its reply
+  // A Query or FunctionCall continued an extended sequence, in this entry or one owed before it. It gets a
+  // ReadyForQuery of its own, unless an error earlier in the sequence made PostgreSQL skip it (up to the Sync): then
+  // one ReadyForQuery fewer comes than entries are owed, and pgmux does not tell the two apart. Nothing may wait
+  // for this queue to empty (ClientConn::end_session).
+  bool count_uncertain = false;
   bool writes = false;    // the request sent a write (to the primary)
   // Set at a ReadyForQuery 'I' that ends a transaction: what the transaction wrote (the commit to acknowledge).
   Written committed = Written::Nothing;
@@ -160,6 +165,9 @@ class ReplyQueue {
   bool open_sequence() const { return !empty() && back().open; }
   // Replies the client still waits for (pgmux's own statements not counted; an open sequence counts).
   size_t client_requests() const;
+  // Every reply owed ends with a ReadyForQuery that comes without anything more from the client, as far as pgmux
+  // can count them: no extended sequence left open, none whose count is uncertain.
+  bool ends_without_client() const;
   // The back entry is a simple query's alone: nothing but pgmux's queries behind PREPAREs (CaptureOwn) ahead of it,
   // and no extended sequence it continues (a query behind an error there is skipped up to its Sync, and the one
   // ReadyForQuery answers the whole entry).

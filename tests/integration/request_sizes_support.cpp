@@ -347,6 +347,8 @@ std::vector<BackendMessage> RawSession::read_until(char until, double deadline, 
 
 void RawSession::abort() { ::shutdown(fd_, SHUT_RDWR); }
 
+void RawSession::finish_sending() { ::shutdown(fd_, SHUT_WR); }
+
 std::string tags(const std::vector<BackendMessage>& messages) {
   std::string out;
   for (const BackendMessage& m : messages) out.push_back(m.tag);

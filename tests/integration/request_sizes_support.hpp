@@ -120,6 +120,8 @@ class RawSession {
   std::vector<BackendMessage> read_until(char until, double deadline, Read& last);
   // Vanishes: both directions shut down, no Terminate; the peer sees EOF or a reset.
   void abort();
+  // Shuts down the sending side only (a client done writing that still reads the replies); the peer sees EOF.
+  void finish_sending();
 
  private:
   PgConn conn_;

@@ -39,6 +39,36 @@ TEST_CASE("reply queue: an extended sequence left open by Flush is continued, no
   CHECK(q.size() == 2);
 }
 
+TEST_CASE("reply queue: replies that come without the client, and a Query inside a sequence that may not") {
+  ReplyQueue q;
+  CHECK(q.ends_without_client());
+  q.push_request(true, false, 1);  // a Query
+  CHECK(q.ends_without_client());
+  q.push_request(false, true, 2);  // Parse/Bind/Execute, no Sync: its ReadyForQuery waits for the client's Sync
+  CHECK_FALSE(q.ends_without_client());
+  q.push_request(true, true, 3);  // the Sync
+  CHECK(q.ends_without_client());
+  q.pop();
+  q.pop();
+  CHECK(q.empty());
+
+  // Parse (which may fail), a Query inside the sequence, then the Sync: one ReadyForQuery or two come.
+  q.push_request(false, true, 4);
+  q.push_request(true, false, 5);  // the Query continues the entry and closes it
+  q.push_request(true, true, 6);   // the Sync: its own entry, maybe never answered alone
+  CHECK(q.size() == 2);
+  CHECK_FALSE(q.ends_without_client());
+  q.pop();  // the one ReadyForQuery of a failed Parse
+  q.push_request(true, false, 7);
+  q.push_skipped();
+  CHECK_FALSE(q.ends_without_client());  // behind the doubtful entry, every entry is doubtful
+  q.pop();
+  q.pop();
+  q.pop();
+  q.push_request(true, false, 8);  // the queue emptied: counted again
+  CHECK(q.ends_without_client());
+}
+
 TEST_CASE("reply queue: a request sent behind one armed for a retry disarms it") {
   ReplyQueue q;
   q.push_request(true, true, 1).fate = ReplyFate::HeldForRetry;
