@@ -59,7 +59,10 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
     if (done.committed != Written::Applied) session_.route.last_write_unapplied = true;
   }
   session_.route.session_read_only = server->default_read_only();
-  if (state_ == ClientState::Draining && !server->has_outstanding()) resume_requests();
+  // Ending looks again at every reply's end: replies may still be owed before an open sequence that stays so.
+  if (state_ == ClientState::Ending || (state_ == ClientState::Draining && !server->has_outstanding())) {
+    resume_requests();
+  }
   pump();
   release_idle_servers();
 }
@@ -138,8 +141,15 @@ bool ClientConn::parsed_again_later(std::string_view name, uint64_t request) con
 void ClientConn::on_copy_in(ServerConn* server, const OwedReply* batch) {
   if (batch) settle_statements(server, *batch);
   if (server != active_) return;
+  if (input_ended() && in_.unparsed() == 0) {
+    // Its data can never come: PostgreSQL ends a session whose client's stream ends in COPY (the COPY fails).
+    close_reason_ = Failure::ClientClosed;
+    close();
+    return;
+  }
   copy_in_ = CopyIn::Streaming;
   copy_pass_remaining_ = 0;
+  if (state_ == ClientState::Ending) resume_requests();  // the data the client sent before its end goes out
   pump();
 }
 
@@ -192,7 +202,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
     return;
   }
   if (run_again && run_again_after_loss(backend)) {
-    if (state_ == ClientState::Draining) resume_requests();
+    if (state_ == ClientState::Draining || state_ == ClientState::Ending) resume_requests();
     pump();
     return;
   }
@@ -212,7 +222,9 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   }
   const bool preparing = state_ == ClientState::Preparing || state_ == ClientState::PreparingCanceled;
   const bool canceled = state_ == ClientState::PreparingCanceled && was_preparing;
-  if (state_ == ClientState::Draining || (preparing && was_preparing)) resume_requests();
+  if (state_ == ClientState::Draining || state_ == ClientState::Ending || (preparing && was_preparing)) {
+    resume_requests();
+  }
   if (canceled) fail({Failure::WaitingRequestCanceled});  // it never ran, and its cancel holds: not routed again
   pump();
 }

@@ -36,8 +36,14 @@ void ClientConn::pump_requests() {
   const uint32_t max_size = worker_.max_message_size();
   while (open() && reads_requests(state_) && !pinned()) {
     if (copying()) {
-      if (!relay_copy()) break;  // no complete progress: wait for more bytes (or for the pinned write)
-      continue;
+      if (relay_copy()) continue;
+      // No complete progress: wait for more bytes (or for the pinned write). None come after the end of input:
+      // PostgreSQL ends the session, the COPY failing.
+      if (input_ended() && open() && !pinned()) {
+        close_reason_ = Failure::ClientClosed;
+        close();
+      }
+      break;
     }
     if (in_.unparsed() == 0) {
       if (input_ended()) end_session(Failure::ClientClosed);  // the end of what the client sent before its EOF
@@ -52,7 +58,10 @@ void ClientConn::pump_requests() {
     }
     ScanResult scan = scan_request(in_.unparsed_bytes(), max_size, size_t{4} * max_size, request_);
     if (scan.status == ScanStatus::NeedMore && input_ended()) {
-      end_session(Failure::ClientClosed);  // a message cut by the end of the stream: PostgreSQL drops it too
+      // A message cut by the end of the stream: the client broke off (PostgreSQL drops the message). It is closed
+      // at once, as a client gone while only requests already sent run (on_read_end).
+      close_reason_ = Failure::ClientClosed;
+      close();
       break;
     }
     if (scan.status == ScanStatus::NeedMore) {
@@ -83,14 +92,15 @@ void ClientConn::pump_requests() {
 }
 
 // A Terminate, or the end of what the client sent before its EOF. PostgreSQL answers every request read before
-// either: the session ends once the replies owed have been relayed (Draining; the pump comes back here, the
-// Terminate still unread). Not when they wait for more from the client (a COPY IN, an extended sequence without
-// Sync): PostgreSQL ends such a session at once, the open transaction rolled back. Returns false.
+// either: the session ends once the replies owed have been relayed (Ending; the pump comes back here at each
+// reply's end, the Terminate still unread). Not those that wait for more from the client (a COPY IN, an extended
+// sequence without Sync: PostgreSQL ends the session there, its transaction rolled back) or that pgmux cannot
+// count (ReplyQueue::client_requests_before_doubt). Returns false.
 bool ClientConn::end_session(Failure reason) {
-  const bool owed = !copying() && ((primary_ && primary_->owes_client_without_input()) ||
-                                   (standby_ && standby_->owes_client_without_input()));
+  const bool owed = !copying() && ((primary_ && primary_->owes_client_before_doubt()) ||
+                                   (standby_ && standby_->owes_client_before_doubt()));
   if (owed) {
-    set_state(ClientState::Draining);
+    set_state(ClientState::Ending);
     return false;
   }
   close_reason_ = reason;
@@ -98,12 +108,12 @@ bool ClientConn::end_session(Failure reason) {
   return false;
 }
 
-// At the client's EOF: requests it sent that no server has yet (still in the buffer, or waiting for a server, a
-// primary, a standby's replay, PAUSE, the catalog, the replies before them). They run, as PostgreSQL runs every
-// message read before an EOF.
+// At the client's EOF: requests it sent that no server has yet (still in the buffer or in the TLS session's, or
+// waiting for a server, a primary, a standby's replay, PAUSE, the catalog, the replies before them). They run, as
+// PostgreSQL runs every message read before an EOF.
 bool ClientConn::holds_unsent_requests() const {
   if (!logged_in() || admin_ || copying()) return false;
-  return state_ != ClientState::Ready || in_.unparsed() > 0;
+  return state_ != ClientState::Ready || in_.unparsed() > 0 || !input_ended();
 }
 
 bool ClientConn::dispatch() {

@@ -77,7 +77,8 @@ bool ClientConn::may_run_again(const ServerConn* server) const { return can_run_
 
 bool ClientConn::can_run_again(const ServerConn* server, size_t owed) const {
   return server == active_ && server->owed_depth() == owed && !routed_ && !preparing_ && !retry_request_.empty() &&
-         (state_ == ClientState::Ready || state_ == ClientState::Draining) && in_.consumed() == in_.parsed();
+         (state_ == ClientState::Ready || state_ == ClientState::Draining || state_ == ClientState::Ending) &&
+         in_.consumed() == in_.parsed();
 }
 
 void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
@@ -114,7 +115,7 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
   }
   in_.unread(retry_request_);
   retry_request_.clear();
-  if (state_ == ClientState::Draining) resume_requests();
+  if (state_ == ClientState::Draining || state_ == ClientState::Ending) resume_requests();
   release_idle_servers();
   pump();
 }

@@ -22,7 +22,7 @@ constexpr Row kTransitions[] = {
     {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
     {S::LoginWait, {S::Ready}},
     {S::Ready,
-     {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::CatalogWait, S::Draining, S::Preparing,
+     {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::CatalogWait, S::Draining, S::Ending, S::Preparing,
       S::ServerEnding}},
     {S::ServerWait, {S::Ready}},
     {S::PrimaryWait, {S::Ready}},
@@ -30,6 +30,7 @@ constexpr Row kTransitions[] = {
     {S::Paused, {S::Ready}},
     {S::CatalogWait, {S::Ready}},
     {S::Draining, {S::Ready}},
+    {S::Ending, {S::Ready}},  // to look again from the pump (a read retried on the primary goes out first)
     {S::Preparing, {S::Ready, S::PreparingCanceled}},
     {S::PreparingCanceled, {S::Ready}},
     {S::ServerEnding, {S::Ready}},
@@ -53,6 +54,7 @@ const char* to_string(ClientState s) {
     case S::CatalogWait: return "catalog_wait";
     case S::Paused: return "paused";
     case S::Draining: return "draining";
+    case S::Ending: return "ending";
     case S::Preparing: return "preparing";
     case S::PreparingCanceled: return "preparing_canceled";
     case S::ServerEnding: return "server_ending";

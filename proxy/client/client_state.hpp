@@ -18,6 +18,8 @@ enum class ClientState : uint8_t {
   Paused,       // a request that would start a transaction is held by PAUSE
   CatalogWait,  // a request waits for its database's first function catalog (ClientConn::waits_for_first_catalog)
   Draining,     // a request waits until the client's server has sent the replies it still owes
+  Ending,       // the client's input ended (Terminate, or EOF behind requests pgmux still held): the replies owed
+                // before it are relayed first (ClientConn::end_session looks again at each one's end)
   Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
   PreparingCanceled,  // Preparing, and a cancel request came for the request meanwhile: once the server is up to
                       // date the request fails with 57014 unsent, outside a transaction block (finish_prepare)
@@ -42,7 +44,8 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 inline bool is_waiting(ClientState s) {
   return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait ||
          s == ClientState::PrimaryWait || s == ClientState::ReplayWait || s == ClientState::Paused ||
-         s == ClientState::CatalogWait || s == ClientState::Draining || s == ClientState::Preparing ||
+         s == ClientState::CatalogWait || s == ClientState::Draining || s == ClientState::Ending ||
+         s == ClientState::Preparing ||
          s == ClientState::PreparingCanceled || s == ClientState::ServerEnding || s == ClientState::AdminBusy;
 }
 

@@ -59,7 +59,11 @@ bool StreamConn::local_endpoint(std::string* addr, int* port) const {
 StreamConn::~StreamConn() = default;
 
 void StreamConn::start_reading() {
-  if (!open() || pinned_ || input_ended_) return;
+  if (!open() || pinned_) return;
+  if (input_ended_) {  // the socket has nothing more; TLS may still hold decrypted input in_ had no room for
+    if (tls_ && tls_->session.has_buffered_input()) schedule_tls_resume();
+    return;
+  }
   if (!reading_ && uv_read_start(stream(), on_alloc, on_read) == 0) reading_ = true;
   // Decrypted input may be waiting that no socket event will announce again.
   if (reading_ && tls_ && tls_->session.has_buffered_input()) schedule_tls_resume();

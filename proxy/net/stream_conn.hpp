@@ -35,8 +35,9 @@ class StreamConn {
   void start_reading();
   void stop_reading();
   bool reading() const { return reading_; }
-  // The peer ended its sending side (EOF): nothing more is read, though writes may still reach it.
-  bool input_ended() const { return input_ended_; }
+  // The peer ended its sending side (EOF or TLS close_notify) and every byte before it is in in_: nothing more
+  // comes, though writes may still reach it.
+  bool input_ended() const { return input_ended_ && !(tls_ && tls_->session.has_buffered_input()); }
 
   // Sends bytes pgmux built itself; they are moved into the write request.
   void send_owned(protocol::ByteVector&& bytes);

@@ -33,7 +33,7 @@ void StreamConn::schedule_tls_resume() {
 
 void StreamConn::on_tls_resume(uv_timer_t* timer) {
   auto* self = UvTimer<StreamConn>::owner_of(timer);
-  if (self->open() && self->reading_ && !self->pinned_) self->tls_pump_input();
+  if (self->open() && (self->reading_ || self->input_ended_) && !self->pinned_) self->tls_pump_input();
 }
 
 void StreamConn::tls_receive(size_t nread) {
@@ -92,6 +92,7 @@ void StreamConn::tls_pump_input() {
     if (status == TlsSession::Status::Closed || status == TlsSession::Status::Failed) {
       stop_reading();
       if (status == TlsSession::Status::Closed) {
+        input_ended_ = true;  // close_notify: the client's end of input, as a TCP EOF is
         on_read_end(UV_EOF);
       } else {
         on_tls_failed(tls_->session.error());

@@ -71,11 +71,14 @@ size_t ReplyQueue::client_requests() const {
   return count;
 }
 
-bool ReplyQueue::ends_without_client() const {
+size_t ReplyQueue::client_requests_before_doubt() const {
+  size_t count = 0;
   for (size_t i = 0; i < size_; ++i) {
-    if (slots_[index(i)].open || slots_[index(i)].count_uncertain) return false;
+    const OwedReply& entry = slots_[index(i)];
+    if (entry.open || entry.count_uncertain) break;
+    count += entry.for_client() ? 1 : 0;
   }
-  return true;
+  return count;
 }
 
 bool ReplyQueue::lone_simple_request_at_back() const {

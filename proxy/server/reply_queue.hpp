@@ -165,9 +165,9 @@ class ReplyQueue {
   bool open_sequence() const { return !empty() && back().open; }
   // Replies the client still waits for (pgmux's own statements not counted; an open sequence counts).
   size_t client_requests() const;
-  // Every reply owed ends with a ReadyForQuery that comes without anything more from the client, as far as pgmux
-  // can count them: no extended sequence left open, none whose count is uncertain.
-  bool ends_without_client() const;
+  // The client's requests owed ahead of the first entry that waits for more from the client (an extended sequence
+  // left open) or whose ReadyForQuery may never come (count_uncertain): replies that come without the client.
+  size_t client_requests_before_doubt() const;
   // The back entry is a simple query's alone: nothing but pgmux's queries behind PREPAREs (CaptureOwn) ahead of it,
   // and no extended sequence it continues (a query behind an error there is skipped up to its Sync, and the one
   // ReadyForQuery answers the whole entry).

@@ -104,8 +104,8 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool only_open_sequence() const { return owed_.size() == 1 && owed_.open_sequence(); }
   // The last request left an extended sequence open (Flush, no Sync): the next one continues it.
   bool extended_open() const { return owed_.open_sequence(); }
-  // The client's requests here are still to be answered, and will be without more from it (ReplyQueue).
-  bool owes_client_without_input() const { return owed_client_requests() > 0 && owed_.ends_without_client(); }
+  // Replies to the client's requests are owed that come without more from it (ReplyQueue).
+  bool owes_client_before_doubt() const { return owed_.client_requests_before_doubt() > 0; }
   bool commit_owed() const { return owed_.commit_owed(); }
   int backend_index() const;
   // A partial message was forwarded to the client: the client's stream cannot take anything else now.

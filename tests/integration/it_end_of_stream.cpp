@@ -49,6 +49,18 @@ std::string name(Ending e) {  // std::string: doctest prints a char* as a pointe
   return e == Ending::Terminate ? "Terminate and close" : e == Ending::Close ? "close" : "shutdown(SHUT_WR)";
 }
 
+// Writes `requests`, shuts down the sending side and reads to the end of the stream (5 s at most): the replies'
+// tags. `closed` says whether the stream ended.
+std::string tags_after_half_close(const std::string& target, const std::string& requests, bool& closed) {
+  RawSession s(target);
+  REQUIRE(s.send(requests, 2.0));
+  s.finish_sending();
+  RawSession::Read last{};
+  const std::string seen = tags(s.read_until('\0', now_seconds() + 5.0, last));
+  closed = last == RawSession::Read::Closed;
+  return seen;
+}
+
 std::vector<Mode> all_modes() {
   std::vector<Mode> out = modes(false);
   if (!direct_mode()) {
@@ -109,12 +121,9 @@ TEST_CASE("a Terminate behind pipelined requests: their replies come first, then
         query_message("SELECT pg_sleep(0.2)") + insert_tagged(tag) + query_message("SELECT 1") + kTerminate;
     std::string want;
     for (const std::string& target : {primary, t.app("pipelined_terminate")}) {
-      RawSession s(target);
-      REQUIRE(s.send(requests, 2.0));
-      s.finish_sending();
-      RawSession::Read last{};
-      const std::string seen = tags(s.read_until('\0', now_seconds() + 5.0, last));
-      CHECK(last == RawSession::Read::Closed);
+      bool closed = false;
+      const std::string seen = tags_after_half_close(target, requests, closed);
+      CHECK(closed);
       if (want.empty()) {
         want = seen;
         CHECK(want == "TDCZCZTDCZ");
@@ -148,5 +157,61 @@ TEST_CASE("a Terminate behind an extended sequence without Sync ends the session
     CHECK(rows_tagged(tag) == 0);
     PgConn next = connect_nonblocking(t.app("next"));  // the pool serves on (a hang throws, failing the case)
     CHECK(PQresultStatus(exec_bounded(next.get(), "SELECT 1").get()) == PGRES_TUPLES_OK);
+  }
+}
+
+// Replies owed ahead of an extended sequence left open come first: a Query's, then the Terminate ends the session
+// (PostgreSQL never answers the open sequence's Execute with a ReadyForQuery; it ends there, rolled back). pgmux
+// waited for nothing at all when any open sequence was owed, and closed before the Query's reply.
+TEST_CASE("a Terminate behind a Query and an open extended sequence: the Query's reply comes first") {
+  create_table();
+  const std::string primary = conninfo(cluster_ports().primary, "app", "app", "app");
+  for (const Mode& mode : all_modes()) {
+    INFO(mode.pool_mode << std::string(mode.split ? " mode with the split" : " mode"));
+    Target t(mode, 2);
+    const std::string tag = unique_tag(mode, "open_behind");
+    const std::string requests = insert_tagged(tag, "0.2") +
+                                 parse_message("", "SELECT 1") + bind_message("", {}) + execute_message() + kTerminate;
+    std::string want;
+    for (const std::string& target : {primary, t.app("open_behind")}) {
+      bool closed = false;
+      const std::string seen = tags_after_half_close(target, requests, closed);
+      CHECK(closed);
+      if (want.empty()) {
+        want = seen;
+        CHECK(want == "CZ");  // the INSERT's reply; PostgreSQL sends nothing of the sequence it never flushed
+      } else {
+        CHECK(seen == want);
+      }
+    }
+    CHECK(wait_until([&] { return rows_tagged(tag) == 2; }, 5.0, 0.05));
+  }
+}
+
+// A COPY FROM STDIN that starts after the client's end of stream (it waited for a server meanwhile) can never get
+// its data: PostgreSQL ends such a session, the COPY failing. pgmux waited for the data forever, holding the server.
+TEST_CASE("a COPY FROM STDIN that starts after the client's end of stream ends the session; the pool serves on") {
+  create_table();
+  for (const Mode& mode : all_modes()) {
+    if (mode.pool_mode == "session") continue;  // a request waits for a server only in transaction pooling
+    INFO(mode.pool_mode << std::string(mode.split ? " mode with the split" : " mode"));
+    Target t(mode, 1);
+    PgConn holder = connect_nonblocking(t.app("holder"));
+    exec_bounded(holder.get(), "BEGIN");
+    exec_bounded(holder.get(), "INSERT INTO end_of_stream VALUES ('holder')");
+    RawSession s(t.app("copy_after_end"));
+    REQUIRE(s.send(query_message("COPY end_of_stream FROM STDIN"), 2.0));
+    s.finish_sending();
+    exec_bounded(holder.get(), "ROLLBACK");
+    RawSession::Read last{};
+    const std::string seen = tags(s.read_until('\0', now_seconds() + 5.0, last));
+    CHECK(last == RawSession::Read::Closed);
+    // CopyInResponse, then the end. PostgreSQL sends two errors between them (08006 "unexpected EOF on client
+    // connection", FATAL 08P01), which pgmux does not (README).
+    CHECK(seen.substr(0, 1) == "G");
+    CHECK(seen == (t.direct() ? "GEE" : "G"));
+    PgConn next = connect_nonblocking(t.app("next"));  // the pool's one server is free again
+    CHECK(PQresultStatus(exec_bounded(next.get(), "SELECT 1").get()) == PGRES_TUPLES_OK);
+    t.log_if(last != RawSession::Read::Closed);
   }
 }

@@ -41,32 +41,37 @@ TEST_CASE("reply queue: an extended sequence left open by Flush is continued, no
 
 TEST_CASE("reply queue: replies that come without the client, and a Query inside a sequence that may not") {
   ReplyQueue q;
-  CHECK(q.ends_without_client());
+  CHECK(q.client_requests_before_doubt() == 0);
   q.push_request(true, false, 1);  // a Query
-  CHECK(q.ends_without_client());
+  CHECK(q.client_requests_before_doubt() == 1);
+  q.push_skipped();                // pgmux's own statement: not the client's
   q.push_request(false, true, 2);  // Parse/Bind/Execute, no Sync: its ReadyForQuery waits for the client's Sync
-  CHECK_FALSE(q.ends_without_client());
+  CHECK(q.client_requests_before_doubt() == 1);  // the Query's reply comes; the sequence's does not
   q.push_request(true, true, 3);  // the Sync
-  CHECK(q.ends_without_client());
+  CHECK(q.client_requests_before_doubt() == 2);
+  q.pop();
   q.pop();
   q.pop();
   CHECK(q.empty());
 
   // Parse (which may fail), a Query inside the sequence, then the Sync: one ReadyForQuery or two come.
-  q.push_request(false, true, 4);
-  q.push_request(true, false, 5);  // the Query continues the entry and closes it
-  q.push_request(true, true, 6);   // the Sync: its own entry, maybe never answered alone
-  CHECK(q.size() == 2);
-  CHECK_FALSE(q.ends_without_client());
+  q.push_request(true, false, 4);  // an ordinary Query ahead: its reply comes
+  q.push_request(false, true, 5);
+  q.push_request(true, false, 6);  // the Query continues the entry and closes it
+  q.push_request(true, true, 7);   // the Sync: its own entry, maybe never answered alone
+  CHECK(q.size() == 3);
+  CHECK(q.client_requests_before_doubt() == 1);
+  q.pop();
+  CHECK(q.client_requests_before_doubt() == 0);
   q.pop();  // the one ReadyForQuery of a failed Parse
-  q.push_request(true, false, 7);
+  q.push_request(true, false, 8);
   q.push_skipped();
-  CHECK_FALSE(q.ends_without_client());  // behind the doubtful entry, every entry is doubtful
+  CHECK(q.client_requests_before_doubt() == 0);  // behind the doubtful entry, every entry is doubtful
   q.pop();
   q.pop();
   q.pop();
-  q.push_request(true, false, 8);  // the queue emptied: counted again
-  CHECK(q.ends_without_client());
+  q.push_request(true, false, 9);  // the queue emptied: counted again
+  CHECK(q.client_requests_before_doubt() == 1);
 }
 
 TEST_CASE("reply queue: a request sent behind one armed for a retry disarms it") {
