@@ -477,8 +477,8 @@ std::string ClientConn::log_prefix() const {
 void ClientConn::on_read_end(int status) {
   // Requests not sent yet run first, and the session ends after their replies (end_session). A client gone while
   // only requests already sent run is closed at once, as before and as PgBouncer does: its server is closed
-  // mid-request, not held until that query ends (the backend finishes what it read). A client that shut down only
-  // its sending side then misses their replies, which PostgreSQL would send (README).
+  // mid-request, not held until that query ends (the backend goes on with what it read until a send fails). A
+  // client that shut down only its sending side then misses their replies, which PostgreSQL would send (README).
   if (status == UV_EOF && holds_unsent_requests()) {
     pump();
     return;

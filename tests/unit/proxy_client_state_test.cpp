@@ -49,7 +49,7 @@ TEST_CASE("client states: login goes startup -> auth -> (server) -> ready, never
 TEST_CASE("client states: each wait of a request starts and ends in Ready") {
   for (ClientState wait : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
                            ClientState::Paused, ClientState::CatalogWait, ClientState::Draining,
-                           ClientState::Preparing}) {
+                           ClientState::Ending, ClientState::Preparing}) {
     CAPTURE(pgmux::proxy::to_string(wait));
     CHECK(is_legal_transition(ClientState::Ready, wait));
     CHECK(is_legal_transition(wait, ClientState::Ready));
@@ -58,7 +58,7 @@ TEST_CASE("client states: each wait of a request starts and ends in Ready") {
     CHECK_FALSE(pgmux::proxy::reads_requests(wait));
     for (ClientState other : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
                               ClientState::Paused, ClientState::CatalogWait, ClientState::Draining,
-                              ClientState::Preparing}) {
+                              ClientState::Ending, ClientState::Preparing}) {
       if (other != wait) CHECK_FALSE(is_legal_transition(wait, other));
     }
   }
@@ -80,8 +80,8 @@ TEST_CASE("client states: predicates") {
                         ClientState::Paused, ClientState::CatalogWait}) {
     CHECK(pgmux::proxy::holds_unsent_request(s));
   }
-  for (ClientState s : {ClientState::LoginWait, ClientState::Ready, ClientState::Draining, ClientState::Preparing,
-                        ClientState::ServerEnding, ClientState::AdminBusy}) {
+  for (ClientState s : {ClientState::LoginWait, ClientState::Ready, ClientState::Draining, ClientState::Ending,
+                        ClientState::Preparing, ClientState::ServerEnding, ClientState::AdminBusy}) {
     CHECK_FALSE(pgmux::proxy::holds_unsent_request(s));
   }
 }
