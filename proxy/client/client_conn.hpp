@@ -195,6 +195,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void pump();
   void pump_requests();
   bool end_session(Failure reason);
+  bool forward_end(Failure reason);
   bool holds_unsent_requests() const;
   bool dispatch();
   bool dispatch_copy_message();  // dispatch()'s contract

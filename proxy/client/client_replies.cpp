@@ -141,12 +141,6 @@ bool ClientConn::parsed_again_later(std::string_view name, uint64_t request) con
 void ClientConn::on_copy_in(ServerConn* server, const OwedReply* batch) {
   if (batch) settle_statements(server, *batch);
   if (server != active_) return;
-  if (input_ended() && in_.unparsed() == 0) {
-    // Its data can never come: PostgreSQL ends a session whose client's stream ends in COPY (the COPY fails).
-    close_reason_ = Failure::ClientClosed;
-    close();
-    return;
-  }
   copy_in_ = CopyIn::Streaming;
   copy_pass_remaining_ = 0;
   if (state_ == ClientState::Ending) resume_requests();  // the data the client sent before its end goes out
@@ -178,6 +172,10 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   if (server == primary_) primary_.forget();  // closing: its pool has let go of it already
   if (server == standby_) standby_.forget();
   if (!open()) return;
+  if (state_ == ClientState::EndForwarded) {
+    close();  // the server ended the session after the client's end, as PostgreSQL does (close_reason_ says which)
+    return;
+  }
   const std::string backend = server->pool().backend().name;
   if (mid_message) {
     close_reason_ = Failure::ServerLost;

@@ -38,11 +38,8 @@ void ClientConn::pump_requests() {
     if (copying()) {
       if (relay_copy()) continue;
       // No complete progress: wait for more bytes (or for the pinned write). None come after the end of input:
-      // PostgreSQL ends the session, the COPY failing.
-      if (input_ended() && open() && !pinned()) {
-        close_reason_ = Failure::ClientClosed;
-        close();
-      }
+      // the end goes on to the server, which fails the COPY and ends the session, as directly.
+      if (input_ended() && open() && !pinned()) end_session(Failure::ClientClosed);
       break;
     }
     if (in_.unparsed() == 0) {
@@ -103,17 +100,38 @@ bool ClientConn::end_session(Failure reason) {
     set_state(ClientState::Ending);
     return false;
   }
+  if (forward_end(reason)) return false;
   close_reason_ = reason;
   close();
   return false;
+}
+
+// What the client's server still owes cannot be counted (an extended sequence left open, a Query inside one) or
+// waits for data (a COPY): the client's end goes on to that server, as it would reach PostgreSQL directly, and what
+// the server sends is relayed until it closes (EndForwarded). The server is not used again. False when nothing is
+// owed there, when the other server owes too, or over TLS: the session ends at once.
+bool ClientConn::forward_end(Failure reason) {
+  ServerConn* server = active_;
+  if (!server || !(copying() || server->owed_client_requests() > 0)) return false;
+  const ServerConn* other = server == primary_.get() ? standby_.get() : primary_.get();
+  if (other && other->owed_client_requests() > 0) return false;
+  ByteVector last;
+  if (reason == Failure::ClientTerminated) build_terminate(last);
+  if (!server->finish_sending(std::move(last))) return false;
+  LOG_DEBUG("%s: %s passed on to S-%llu, whose replies cannot be counted", log_prefix().c_str(),
+            reason == Failure::ClientTerminated ? "Terminate" : "end of stream",
+            static_cast<unsigned long long>(server->id()));
+  close_reason_ = reason;
+  set_state(ClientState::EndForwarded);
+  return true;
 }
 
 // At the client's EOF: requests it sent that no server has yet (still in the buffer or in the TLS session's, or
 // waiting for a server, a primary, a standby's replay, PAUSE, the catalog, the replies before them). They run, as
 // PostgreSQL runs every message read before an EOF.
 bool ClientConn::holds_unsent_requests() const {
-  if (!logged_in() || admin_ || copying()) return false;
-  return state_ != ClientState::Ready || in_.unparsed() > 0 || !input_ended();
+  if (!logged_in() || admin_) return false;
+  return copying() || state_ != ClientState::Ready || in_.unparsed() > 0 || !input_ended();
 }
 
 bool ClientConn::dispatch() {

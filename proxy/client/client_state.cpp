@@ -23,7 +23,7 @@ constexpr Row kTransitions[] = {
     {S::LoginWait, {S::Ready}},
     {S::Ready,
      {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::CatalogWait, S::Draining, S::Ending, S::Preparing,
-      S::ServerEnding}},
+      S::ServerEnding, S::EndForwarded}},
     {S::ServerWait, {S::Ready}},
     {S::PrimaryWait, {S::Ready}},
     {S::ReplayWait, {S::Ready}},
@@ -31,6 +31,7 @@ constexpr Row kTransitions[] = {
     {S::CatalogWait, {S::Ready}},
     {S::Draining, {S::Ready}},
     {S::Ending, {S::Ready}},  // to look again from the pump (a read retried on the primary goes out first)
+    {S::EndForwarded, {}},    // only to Closing, when the server closes
     {S::Preparing, {S::Ready, S::PreparingCanceled}},
     {S::PreparingCanceled, {S::Ready}},
     {S::ServerEnding, {S::Ready}},
@@ -55,6 +56,7 @@ const char* to_string(ClientState s) {
     case S::Paused: return "paused";
     case S::Draining: return "draining";
     case S::Ending: return "ending";
+    case S::EndForwarded: return "end_forwarded";
     case S::Preparing: return "preparing";
     case S::PreparingCanceled: return "preparing_canceled";
     case S::ServerEnding: return "server_ending";

@@ -20,6 +20,9 @@ enum class ClientState : uint8_t {
   Draining,     // a request waits until the client's server has sent the replies it still owes
   Ending,       // the client's input ended (Terminate, or EOF behind requests pgmux still held): the replies owed
                 // before it are relayed first (ClientConn::end_session looks again at each one's end)
+  EndForwarded, // the client's end went on to its server, as it would reach PostgreSQL directly (its Terminate, then
+                // the end of pgmux's sending side): what the server sends is relayed until it closes, which ends the
+                // session (replies pgmux cannot count: an open extended sequence, a COPY, a Query inside a sequence)
   Preparing,    // pgmux brings a server up to date (session replay, statements, plan retry) before a request
   PreparingCanceled,  // Preparing, and a cancel request came for the request meanwhile: once the server is up to
                       // date the request fails with 57014 unsent, outside a transaction block (finish_prepare)
@@ -45,6 +48,7 @@ inline bool is_waiting(ClientState s) {
   return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait ||
          s == ClientState::PrimaryWait || s == ClientState::ReplayWait || s == ClientState::Paused ||
          s == ClientState::CatalogWait || s == ClientState::Draining || s == ClientState::Ending ||
+         s == ClientState::EndForwarded ||
          s == ClientState::Preparing ||
          s == ClientState::PreparingCanceled || s == ClientState::ServerEnding || s == ClientState::AdminBusy;
 }

@@ -58,6 +58,20 @@ bool StreamConn::local_endpoint(std::string* addr, int* port) const {
 
 StreamConn::~StreamConn() = default;
 
+bool StreamConn::finish_sending(protocol::ByteVector&& last) {
+  if (!open() || tls_ || sending_finished_) return false;
+  if (!last.empty()) send_owned(std::move(last));
+  if (!open()) return false;
+  auto* req = new uv_shutdown_t;
+  // The request outlives a connection closed meanwhile (libuv calls back with UV_ECANCELED): it frees itself.
+  if (uv_shutdown(req, stream(), [](uv_shutdown_t* done, int) { delete done; }) != 0) {
+    delete req;
+    return false;
+  }
+  sending_finished_ = true;
+  return true;
+}
+
 void StreamConn::start_reading() {
   if (!open() || pinned_) return;
   if (input_ended_) {  // the socket has nothing more; TLS may still hold decrypted input in_ had no room for

@@ -39,6 +39,11 @@ class StreamConn {
   // comes, though writes may still reach it.
   bool input_ended() const { return input_ended_ && !(tls_ && tls_->session.has_buffered_input()); }
 
+  // Sends `last`, then ends pgmux's sending side once what is queued went out (the peer reads an EOF); reading
+  // goes on. Plain TCP only: false, and nothing sent, over TLS.
+  bool finish_sending(protocol::ByteVector&& last);
+  bool sending_finished() const { return sending_finished_; }
+
   // Sends bytes pgmux built itself; they are moved into the write request.
   void send_owned(protocol::ByteVector&& bytes);
   // Sends bytes that outlive the call only if they must: what the socket does not take at once is copied.
@@ -119,6 +124,7 @@ class StreamConn {
   bool pinned_ = false;
   bool reading_ = false;
   bool input_ended_ = false;
+  bool sending_finished_ = false;
   // TLS, on the heap once start_tls runs, so a plain connection carries one pointer (an idle client's memory,
   // issue 13): the session, the ciphertext libuv is writing (one write at a time; what comes meanwhile waits in
   // the session's output), and a zero-delay timer that resumes decryption of input the socket will not signal

@@ -394,7 +394,8 @@ OwedReply& ServerConn::expect_reply(bool closes, bool extended) {
 // A query of pgmux's behind a PREPARE may still be owed (its client left right after the PREPARE): its reply
 // ends before the reset queued behind it (session_changed), and handle_internal_message drops it.
 bool ServerConn::reusable() const {
-  return open() && owed_.only_captures() && tx_status_ == 'I' && pass_remaining_ == 0 && in_.unparsed() == 0;
+  return open() && !sending_finished() && owed_.only_captures() && tx_status_ == 'I' && pass_remaining_ == 0 &&
+         in_.unparsed() == 0;
 }
 
 void ServerConn::on_read_end(int status) {

@@ -64,6 +64,15 @@ TEST_CASE("client states: each wait of a request starts and ends in Ready") {
   }
 }
 
+TEST_CASE("client states: a client's end passed on to its server ends only in Closing") {
+  CHECK(is_legal_transition(ClientState::Ready, ClientState::EndForwarded));
+  CHECK_FALSE(is_legal_transition(ClientState::EndForwarded, ClientState::Ready));
+  CHECK_FALSE(is_legal_transition(ClientState::Ending, ClientState::EndForwarded));  // from the pump, in Ready
+  CHECK(pgmux::proxy::is_waiting(ClientState::EndForwarded));
+  CHECK_FALSE(pgmux::proxy::reads_requests(ClientState::EndForwarded));
+  CHECK_FALSE(pgmux::proxy::holds_unsent_request(ClientState::EndForwarded));
+}
+
 TEST_CASE("client states: predicates") {
   CHECK(pgmux::proxy::reads_requests(ClientState::Ready));
   CHECK(pgmux::proxy::reads_requests(ClientState::Admin));
