@@ -173,7 +173,9 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   if (server == standby_) standby_.forget();
   if (!open()) return;
   if (state_ == ClientState::EndForwarded) {
-    close();  // the server ended the session after the client's end, as PostgreSQL does (close_reason_ says which)
+    // The server ended the session after the client's end, as PostgreSQL does (close_reason_ says which). The
+    // other server owed nothing (forward_end): its loss changes nothing.
+    if (server->sending_finished()) close();
     return;
   }
   const std::string backend = server->pool().backend().name;

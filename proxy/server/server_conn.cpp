@@ -407,8 +407,11 @@ void ServerConn::on_read_end(int status) {
   }
   // The loop may not have read the ends of the backend's other connections yet: its idle ones are closed now, so
   // that a request sent again after this loss (ClientConn::run_again_after_loss) does not go to one of them. Not
-  // for an idle server (no request to protect; a firewall's idle timeout ends one connection at a time).
-  if (client_ && ended_with_backend()) worker_.close_idle_servers_to(pool_.backend_index(), id());
+  // for an idle server (no request to protect; a firewall's idle timeout ends one connection at a time), nor for one
+  // whose end pgmux asked for (its client's end passed on: ClientConn::forward_end).
+  if (client_ && !sending_finished() && ended_with_backend()) {
+    worker_.close_idle_servers_to(pool_.backend_index(), id());
+  }
   offer_held_error();
   close();
 }
