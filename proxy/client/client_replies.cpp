@@ -172,10 +172,8 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
   if (server == primary_) primary_.forget();  // closing: its pool has let go of it already
   if (server == standby_) standby_.forget();
   if (!open()) return;
-  if (state_ == ClientState::EndForwarded) {
-    // The server ended the session after the client's end, as PostgreSQL does (close_reason_ says which). The
-    // other server owed nothing (forward_end): its loss changes nothing.
-    if (server->sending_finished()) close();
+  if (state_ == ClientState::EndForwarded) {  // only the server the client's end went to ends it (forward_end)
+    if (server->sending_finished()) close();    // as PostgreSQL does; close_reason_ says why
     return;
   }
   const std::string backend = server->pool().backend().name;
