@@ -230,6 +230,10 @@ std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starvi
   const double reserve_after = host_.timeouts().reserve_pool_timeout;
   for (PoolClient* client = waiting_.front(); client; client = waiting_.next_of(client)) {
     if (has_server_on_the_way(client)) continue;
+    if (PoolServer* orphan = orphan_on_the_way(client)) {
+      orphan->adopt(client);
+      continue;
+    }
     // The reserve pool opens for clients that have waited reserve_pool_timeout (0 = never).
     const bool reserve = limits_.reserve > 0 && reserve_after > 0 && now - client->wait_started() >= reserve_after;
     if (!acquire_slot(reserve)) {
@@ -250,6 +254,25 @@ bool Pool::has_server_on_the_way(const PoolClient* client) {
   bool covered = false;
   busy_.for_each([&](PoolServer* server) { covered |= server->opened_for() == client; });
   return covered;
+}
+
+// A connection still being opened for no one (its client was served by a server given back meanwhile, or left;
+// or one opened for min_pool_size) that this client could use. The next waiter takes it over rather than open one
+// more: else, while clients come faster than a login takes, every one of them opened a server it did not need,
+// and the pool filled with connections still logging in (a read then went to another standby for want of room).
+// Its client hears its failure, as any waiter would have heard the same backend's.
+PoolServer* Pool::orphan_on_the_way(const PoolClient* client) {
+  if (connecting_ == 0) return nullptr;
+  PoolServer* found = nullptr;
+  busy_.for_each([&](PoolServer* server) {
+    const bool on_the_way = server->state() == ServerState::Connecting || server->state() == ServerState::Login;
+    if (found || !on_the_way || server->opened_for()) return;
+    // Session pooling opens a server with its client's startup parameters (take_idle_for matches them).
+    if (transaction_pooling() || server->startup_params().entries() == client->wanted_params().entries()) {
+      found = server;
+    }
+  });
+  return found;
 }
 
 // Transaction pooling: any idle server (parameters are synced with SET on every checkout). Session pooling: only

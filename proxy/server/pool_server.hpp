@@ -62,6 +62,8 @@ class PoolServer {
   // The waiting client this connection was opened for, until it logs in or that client leaves.
   PoolClient* opened_for() const { return opened_for_; }
   void forget_opened_for() { opened_for_ = nullptr; }
+  // Another waiting client takes over a connection still being opened for no one (Pool::orphan_on_the_way).
+  void adopt(PoolClient* client) { opened_for_ = client; }
 
   // Starts connecting and logging in, at `now`, with these startup parameters, for this waiting client (null: a
   // connection kept for min_pool_size). The outcome comes back as Pool::on_login_done or Pool::on_server_failed.

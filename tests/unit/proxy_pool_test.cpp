@@ -180,6 +180,35 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: a client that stops waiting is skipped, an
   CHECK(c4.server == &server(1));
 }
 
+// Before, every waiter opened a server of its own: clients that came faster than a login took filled the pool
+// with connections still logging in (it_routing_split saw reads sent to the other standby for want of room).
+TEST_CASE_FIXTURE(PoolFixture, "pool: a server still connecting for no one is taken over by the next waiter") {
+  make_pool(3, PoolMode::Session);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 2);
+  CHECK(server(2).opened_for() == &c2);
+  c1.give_back(*pool);
+  server(1).answer(true);  // its reset done: the server given back serves c2 before its own logs in
+  CHECK(c2.server == &server(1));
+  CHECK(server(2).opened_for() == nullptr);
+
+  FakeClient& c3 = client("c3");
+  c3.ask(*pool, host.clock);
+  CHECK(host.servers.size() == 2);  // none opened: c3 waits for the one on its way
+  CHECK(server(2).opened_for() == &c3);
+  FakeClient& c4 = client("c4");
+  c4.wanted = params("application_name", "other");
+  c4.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 3);  // session pooling: a server opened with other parameters is not its own
+  CHECK(server(3).opened_for() == &c4);
+  server(2).log_in();
+  CHECK(c3.server == &server(2));
+  CHECK(c4.server == nullptr);
+  CHECK(budget->used.load() == 3);
+}
+
 TEST_CASE_FIXTURE(PoolFixture, "pool: transaction pooling SETs the client's parameters on checkout") {
   make_pool(1, PoolMode::Transaction);
   FakeClient& c1 = client("c1");

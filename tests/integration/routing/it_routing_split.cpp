@@ -1,5 +1,9 @@
 // Smooth weighted round robin end to end: weights 1:3 over standby1:standby2, 10 000 autocommit reads, each on a
 // new connection (session mode keeps a client on the standby it got), split within ±5 %; none on the primary.
+// The weights hold while the standbys' pools have room (standby_with_room sends a read that would wait to the other
+// standby): it also catches a pool that opens more servers than its clients need. Before the pool let the next
+// waiter take over a server still connecting for a client already served, four clients reconnecting for every
+// read filled a 20-server budget with logins in progress and standby1 got up to 3,117 of the 10,000 reads.
 #include <doctest/doctest.h>
 
 #include <atomic>
