@@ -260,13 +260,14 @@ bool Pool::has_server_on_the_way(const PoolClient* client) {
 // or one opened for min_pool_size) that this client could use. The next waiter takes it over rather than open one
 // more: else, while clients come faster than a login takes, every one of them opened a server it did not need,
 // and the pool filled with connections still logging in (a read then went to another standby for want of room).
-// Its client hears its failure, as any waiter would have heard the same backend's.
+// Not one that its login will close (the backend moved, or RECONNECT came after it started). The newest such
+// connection (busy_ is in order of state change): the one with the most of server_connect_timeout left.
 PoolServer* Pool::orphan_on_the_way(const PoolClient* client) {
   if (connecting_ == 0) return nullptr;
   PoolServer* found = nullptr;
   busy_.for_each([&](PoolServer* server) {
     const bool on_the_way = server->state() == ServerState::Connecting || server->state() == ServerState::Login;
-    if (found || !on_the_way || server->opened_for()) return;
+    if (!on_the_way || server->opened_for() || at_old_address(*server) || replaced_by_reconnect(*server)) return;
     // Session pooling opens a server with its client's startup parameters (take_idle_for matches them).
     if (transaction_pooling() || server->startup_params().entries() == client->wanted_params().entries()) {
       found = server;
@@ -453,11 +454,16 @@ void Pool::on_server_failed(PoolServer* server, FailureReport failure) {
     host_.report_refused(backend_.name, failure.message());
   }
   failure.add_words({name_, backend_.name, backend_.text()});  // the detail names the pool and backend
-  // The client this connection was opened for hears why (it may be its own bad startup parameter).
+  // The client this connection was opened for hears why (it may be its own bad startup parameter). One that took
+  // it over does not: it might have waited for a server given back (the budget spent), and waits on; if nothing is
+  // left on the way, serve_waiters opens one of its own for it below.
   if (PoolClient* client = server->opened_for()) {
+    const bool adopted = server->adopted();
     server->forget_opened_for();
-    stop_waiting(client);
-    client->on_server_unavailable(failure);
+    if (!adopted) {
+      stop_waiting(client);
+      client->on_server_unavailable(failure);
+    }
   }
   // A backend that refuses connections cannot serve the others soon either: tell them now, not at
   // query_wait_timeout. Other failures (a bad parameter value) concern only that one client.

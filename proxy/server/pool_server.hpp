@@ -61,9 +61,17 @@ class PoolServer {
   const SessionParams& startup_params() const { return startup_params_; }
   // The waiting client this connection was opened for, until it logs in or that client leaves.
   PoolClient* opened_for() const { return opened_for_; }
-  void forget_opened_for() { opened_for_ = nullptr; }
+  void forget_opened_for() {
+    opened_for_ = nullptr;
+    adopted_ = false;
+  }
   // Another waiting client takes over a connection still being opened for no one (Pool::orphan_on_the_way).
-  void adopt(PoolClient* client) { opened_for_ = client; }
+  void adopt(PoolClient* client) {
+    opened_for_ = client;
+    adopted_ = true;
+  }
+  // opened_for() took it over: it did not open it, and its failure is not that client's to hear.
+  bool adopted() const { return adopted_; }
 
   // Starts connecting and logging in, at `now`, with these startup parameters, for this waiting client (null: a
   // connection kept for min_pool_size). The outcome comes back as Pool::on_login_done or Pool::on_server_failed.
@@ -117,6 +125,7 @@ class PoolServer {
  private:
   uint64_t id_;
   ServerState state_ = ServerState::Connecting;
+  bool adopted_ = false;
   double idle_since_ = 0;
   double connect_started_ = 0;
   sockaddr_storage address_{};

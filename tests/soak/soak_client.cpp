@@ -171,7 +171,7 @@ void SoakClient::on_ready_for_query(char tx_status) {
   phase_ = Phase::Ready;
   if (was == Phase::Login) return after_login();
   if (scenario_ == Scenario::Cancel && error_state_ != "57014" && !killed_) {
-    return finish("unexpected", "pg_sleep(5) was not cancelled");
+    return finish("unexpected", "pg_sleep(30) was not cancelled");
   }
   if (killed_ || late_cancel_) {
     send(terminate_message());
@@ -187,7 +187,10 @@ void SoakClient::after_login() {
     case Scenario::Transaction: steps_ = {"BEGIN", "SELECT count(*) FROM pg_class", "COMMIT"}; break;
     case Scenario::CloseInTransaction: steps_ = {"BEGIN", "SELECT 1"}; break;
     case Scenario::Cancel:
-      steps_ = {"SELECT pg_sleep(5)"};
+      // Cancelled within ms when all is well. 30 s, not 5: on a loaded machine the postmaster took more than 5 s
+      // to fork for some cancel requests (pgmux logged their connections as not closed in time) while the soak's
+      // churn ran, and the sleep ended before any of its five tries landed.
+      steps_ = {"SELECT pg_sleep(30)"};
       next_cancel_ = Clock::now() + std::chrono::milliseconds(50);
       break;
     case Scenario::HalfQuery: {

@@ -28,7 +28,7 @@ enum class Scenario : uint8_t {
   CloseAfterQuery,     // a Query with a 20,000-row result, gone without reading it
   ResetMidQuery,       // a Query running on the server, then a TCP reset
   CloseInTransaction,  // BEGIN, SELECT, gone inside the transaction
-  Cancel,              // pg_sleep(5) cancelled through a CancelRequest: expects 57014, then Terminate
+  Cancel,              // pg_sleep(30) cancelled through a CancelRequest: expects 57014, then Terminate
   CloseAfterAuth,      // gone right after the SCRAM proof, while pgmux finds it a server
   BogusCancel,         // a CancelRequest with a key nobody has: pgmux closes the connection
   ExtendedThenVanish,  // Parse/Bind/Execute/Sync of a named statement, then the same without Sync, gone

@@ -209,6 +209,46 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: a server still connecting for no one is ta
   CHECK(budget->used.load() == 3);
 }
 
+// The one that took it over did not open it: a failure of its login (the backend full, say) is not told to it, which
+// might have been served by a server given back (the budget spent); it waits on, and a server of its own opens.
+TEST_CASE_FIXTURE(PoolFixture, "pool: a client that took over a connection does not hear its failure") {
+  make_pool(2, PoolMode::Transaction);
+  FakeClient& c1 = client_holding_server("c1");
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 2);
+  pool->withdraw(&c2);  // gone while its server logs in
+  FakeClient& c3 = client("c3");
+  c3.ask(*pool, host.clock);
+  REQUIRE(server(2).opened_for() == &c3);
+  CHECK(server(2).adopted());
+  server(2).refuse_login("53300", "sorry, too many clients already");
+  CHECK(c3.error_state.empty());
+  CHECK(pool->waiting_count() == 1);
+  REQUIRE(host.servers.size() == 3);  // its slot opens one for c3
+  CHECK(server(3).opened_for() == &c3);
+  CHECK_FALSE(server(3).adopted());
+  server(3).refuse_login("53300", "sorry, too many clients already");
+  CHECK(c3.error_state == "53300");  // its own
+  c1.give_back(*pool);
+}
+
+// A connection its login will close (RECONNECT came after it started) is not taken over: the client would wait for
+// two logins.
+TEST_CASE_FIXTURE(PoolFixture, "pool: a connection RECONNECT retired is not taken over") {
+  make_pool(3, PoolMode::Transaction);
+  FakeClient& c1 = client("c1");
+  c1.ask(*pool, host.clock);
+  pool->withdraw(&c1);
+  host.clock += 1;
+  pool->reconnect();
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 2);
+  CHECK(server(1).opened_for() == nullptr);
+  CHECK(server(2).opened_for() == &c2);
+}
+
 TEST_CASE_FIXTURE(PoolFixture, "pool: transaction pooling SETs the client's parameters on checkout") {
   make_pool(1, PoolMode::Transaction);
   FakeClient& c1 = client("c1");
