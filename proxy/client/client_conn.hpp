@@ -279,7 +279,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   static protocol::StandbyRefusal refusal_of(protocol::ByteView error_body);
   void learn_serializable_default(ServerConn& standby);
   void make_active(ServerConn* server);
-  void send_request(ServerConn* server, bool unnamed_close);
+  // A Close of pgmux's own in front of a request, its CloseComplete kept from the client.
+  enum class HiddenClose : uint8_t { None, UnnamedStatement, SequenceSentinel };
+  void send_request(ServerConn* server, HiddenClose hidden);
   void note_pin(routing::PinReason pin, bool pinned_primary);
   // WITH HOLD cursors on the standby connection (client_standby_cursors.cpp).
   std::vector<std::string_view> request_statement_texts();
@@ -298,6 +300,7 @@ class ClientConn final : public StreamConn, public PoolClient {
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
   bool forward_renamed(ServerConn* server, OwedReply& owed);
   bool hides_unnamed_close(const ServerConn* server, OwedReply& owed);
+  bool hides_sequence_sentinel(OwedReply& owed, bool continues_sequence);
   void note_duplicate_names(const BatchServerNames& names, OwedReply& owed);
   void resolve_server_names(ServerConn* server, BatchServerNames& names);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;

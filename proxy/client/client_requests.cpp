@@ -88,52 +88,6 @@ void ClientConn::pump_requests() {
   start_reading();
 }
 
-// A Terminate, or the end of what the client sent before its EOF. PostgreSQL answers every request read before
-// either: the session ends once the replies owed have been relayed (Ending; the pump comes back here at each
-// reply's end, the Terminate still unread). Not those that wait for more from the client (a COPY IN, an extended
-// sequence without Sync: PostgreSQL ends the session there, its transaction rolled back) or that pgmux cannot
-// count (ReplyQueue::client_requests_before_doubt). Returns false.
-bool ClientConn::end_session(Failure reason) {
-  const bool owed = !copying() && ((primary_ && primary_->owes_client_before_doubt()) ||
-                                   (standby_ && standby_->owes_client_before_doubt()));
-  if (owed) {
-    set_state(ClientState::Ending);
-    return false;
-  }
-  if (forward_end(reason)) return false;
-  close_reason_ = reason;
-  close();
-  return false;
-}
-
-// What the client's server still owes cannot be counted (an extended sequence left open, a Query inside one) or
-// waits for data (a COPY): the client's end goes on to that server, as it would reach PostgreSQL directly, and what
-// the server sends is relayed until it closes (EndForwarded). The server is not used again. False when nothing is
-// owed there, when the other server owes too, or over TLS: the session ends at once.
-bool ClientConn::forward_end(Failure reason) {
-  ServerConn* server = active_;
-  if (!server || !(copying() || server->owed_client_requests() > 0)) return false;
-  const ServerConn* other = server == primary_.get() ? standby_.get() : primary_.get();
-  if (other && other->owed_client_requests() > 0) return false;
-  ByteVector last;
-  if (reason == Failure::ClientTerminated) build_terminate(last);
-  if (!server->finish_sending(std::move(last))) return false;
-  LOG_DEBUG("%s: %s passed on to S-%llu, whose replies cannot be counted", log_prefix().c_str(),
-            reason == Failure::ClientTerminated ? "Terminate" : "end of stream",
-            static_cast<unsigned long long>(server->id()));
-  close_reason_ = reason;
-  set_state(ClientState::EndForwarded);
-  return true;
-}
-
-// At the client's EOF: requests it sent that no server has yet (still in the buffer or in the TLS session's, or
-// waiting for a server, a primary, a standby's replay, PAUSE, the catalog, the replies before them). They run, as
-// PostgreSQL runs every message read before an EOF.
-bool ClientConn::holds_unsent_requests() const {
-  if (!logged_in() || admin_) return false;
-  return copying() || state_ != ClientState::Ready || in_.unparsed() > 0 || !input_ended();
-}
-
 bool ClientConn::dispatch() {
   if (request_.kind == RequestKind::Terminate) return end_session(Failure::ClientTerminated);
   if (request_.kind == RequestKind::CopyMessage) return dispatch_copy_message();
@@ -460,6 +414,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   const bool described = !renamed && forwards_described();
   if (described) forward_described(server, owed);
   const bool unnamed_close = !renamed && !described && hides_unnamed_close(server, owed);  // those send their own
+  const bool sentinel = !renamed && !described && hides_sequence_sentinel(owed, !starts_entry);
   if (!server->open()) return;
   // A copy of its Parse whenever a later use may run elsewhere: transaction pooling gives the server back, and
   // with the split a read that must see a commit goes to the primary or a standby that has it (choose_server).
@@ -473,7 +428,11 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   // Every Close is answered by a CloseComplete: a later part of an open sequence numbers its hidden ones after.
   owed.closes_sent = static_cast<uint8_t>(std::min<unsigned>(255, owed.closes_sent + request_.close_messages));
-  if (!renamed && !described) send_request(server, unnamed_close);
+  if (!renamed && !described) {
+    send_request(server, unnamed_close ? HiddenClose::UnnamedStatement
+                         : sentinel    ? HiddenClose::SequenceSentinel
+                                       : HiddenClose::None);
+  }
   capture_prepare_types(*server, c);
   server->relay();  // replies that arrived while it was not this client's active server
 }
@@ -531,7 +490,7 @@ void ClientConn::make_active(ServerConn* server) {
 }
 
 // The request's bytes, untouched, straight from the receive buffer (a deferred BEGIN in front of them).
-void ClientConn::send_request(ServerConn* server, bool unnamed_close) {
+void ClientConn::send_request(ServerConn* server, HiddenClose hidden) {
   uv_buf_t bufs[3];
   unsigned count = 0;
   if (!session_.deferred_begin.empty()) {
@@ -542,9 +501,12 @@ void ClientConn::send_request(ServerConn* server, bool unnamed_close) {
         uv_buf_init(reinterpret_cast<char*>(begin_message_.data()), static_cast<unsigned>(begin_message_.size()));
     session_.deferred_begin_sent();
   }
-  if (unnamed_close) {  // hides_unnamed_close: Close 'S' "", its reply kept from the client
+  if (hidden == HiddenClose::UnnamedStatement) {  // hides_unnamed_close: Close 'S' ""
     static char close_unnamed[] = {'C', 0, 0, 0, 6, 'S', 0};
     bufs[count++] = uv_buf_init(close_unnamed, sizeof close_unnamed);
+  } else if (hidden == HiddenClose::SequenceSentinel) {  // hides_sequence_sentinel: Close 'P' of a reserved name
+    static char close_sentinel[] = "C\0\0\0\x1dPpgmux_sequence_sentinel";  // the string's own NUL ends the name
+    bufs[count++] = uv_buf_init(close_sentinel, sizeof close_sentinel);
   }
   std::byte* request = in_.data() + in_.parsed();
   bufs[count++] = uv_buf_init(reinterpret_cast<char*>(request), static_cast<unsigned>(request_.size));

@@ -347,6 +347,24 @@ bool ClientConn::hides_unnamed_close(const ServerConn* server, OwedReply& owed) 
   return true;
 }
 
+// A Query or FunctionCall that continues an extended sequence (Flush, no Sync) goes out behind a Close of a portal
+// no client names, the sentinel (OwedReply::sentinel_close): its CloseComplete says the sequence's messages before
+// it ran without error. An error before it makes PostgreSQL skip the Query up to the next Sync, which pgmux could
+// not tell from an error of the Query itself: it counted a ReadyForQuery that never came, and the server stayed
+// owing one (never given back in transaction pooling). An error that came already says so without one.
+bool ClientConn::hides_sequence_sentinel(OwedReply& owed, bool continues_sequence) {
+  if (!continues_sequence || request_.kind == RequestKind::Extended || owed.fate != ReplyFate::Forward) return false;
+  if (owed.failed) {
+    owed.skips_to_sync = true;
+    return false;
+  }
+  if (owed.closes_sent >= 64) return false;
+  owed.hidden_closes |= uint64_t{1} << owed.closes_sent;
+  ++owed.closes_sent;
+  owed.sentinel_close = owed.closes_sent;
+  return true;
+}
+
 // SHOW STATS' prepared-statement counts, as PgBouncer keeps them in its tracking mode. Parses answered here
 // (answer_parse_instead_of_waiting) count with the client's next request that names a statement, in that
 // request's pool.

@@ -26,6 +26,7 @@ OwedReply& ReplyQueue::push_request(bool closes, bool extended, uint64_t now_ns)
   if (open_sequence()) {
     OwedReply& continued = back();
     continued.open = !closes;
+    continued.synced = closes && extended;
     if (!extended) continued.count_uncertain = true;
     return continued;
   }
@@ -33,6 +34,7 @@ OwedReply& ReplyQueue::push_request(bool closes, bool extended, uint64_t now_ns)
   OwedReply& entry = push_back();
   entry.open = !closes;
   entry.extended = extended;
+  entry.synced = closes && extended;
   entry.sent_ns = now_ns;
   return entry;
 }
@@ -79,6 +81,13 @@ size_t ReplyQueue::client_requests_before_doubt() const {
     count += entry.for_client() ? 1 : 0;
   }
   return count;
+}
+
+size_t ReplyQueue::entries_through_sync() const {
+  for (size_t i = 0; i < size_; ++i) {
+    if (slots_[index(i)].synced) return i + 1;
+  }
+  return size_;
 }
 
 bool ReplyQueue::lone_simple_request_at_back() const {

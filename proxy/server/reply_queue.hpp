@@ -91,6 +91,14 @@ struct OwedReply {
   // for this queue to empty (ClientConn::end_session).
   bool count_uncertain = false;
   bool writes = false;    // the request sent a write (to the primary)
+  bool synced = false;    // a Sync went out in it (a Query or FunctionCall may close an extended sequence instead)
+  // The Query or FunctionCall that continued this entry's extended sequence went out behind a Close of pgmux's own
+  // (a portal no client names: PostgreSQL answers CloseComplete and does nothing), the sentinel_close-th
+  // CloseComplete of the entry (0: none). An error before that answer came from the sequence: PostgreSQL then skips
+  // everything up to the next Sync, the Query too, and the one ReadyForQuery that comes is the Sync's
+  // (skips_to_sync; ServerConn::deliver ends the entries it skipped with it).
+  uint8_t sentinel_close = 0;
+  bool skips_to_sync = false;
   // Set at a ReadyForQuery 'I' that ends a transaction: what the transaction wrote (the commit to acknowledge).
   Written committed = Written::Nothing;
   uint16_t readies = 1;   // ReadyForQuery messages still to come for it (several only for an internal run)
@@ -163,6 +171,8 @@ class ReplyQueue {
 
   // An extended sequence was left open (Flush, no Sync): the next request continues it.
   bool open_sequence() const { return !empty() && back().open; }
+  // The entries from the front up to and including the first that sent a Sync (all of them if none did).
+  size_t entries_through_sync() const;
   // Replies the client still waits for (pgmux's own statements not counted; an open sequence counts).
   size_t client_requests() const;
   // The client's requests owed ahead of the first entry that waits for more from the client (an extended sequence

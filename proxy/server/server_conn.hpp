@@ -206,6 +206,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   void acknowledge_commit();
   void deliver(RelayEvent event);
   OwedReply take_front() { return owed_.empty() ? OwedReply{} : owed_.pop(); }
+  void deliver_ready();
   // Logs the failure and closes; one that ends a connect or login goes to the pool (and the waiting client).
   void fail(FailureReport report);
 

@@ -240,54 +240,6 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
   return true;
 }
 
-// Transaction pooling: a RESET (RESET ALL, DISCARD ALL, SET … TO DEFAULT) brings a parameter back to the value
-// this shared server logged in with, but the client's default is its own startup value: the ParameterStatus it
-// gets says that one, as on a direct connection (the session log sets it on the server before its next request).
-// When the client saw that value already, nothing is sent, as PostgreSQL reports only values that changed.
-ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector** own) {
-  const auto ps = parse_parameter_status(body);
-  if (!ps || !client_) return ResetView::AsIs;
-  const std::string* wanted = client_->wanted_params().find(ps->name);
-  if (!wanted || *wanted == ps->value) return ResetView::AsIs;
-  const SessionParams login = pool_.login_params();
-  const std::string* server_default = login.find(ps->name);
-  if (!server_default || *server_default != ps->value) return ResetView::AsIs;  // the client's own SET
-  // The server was in step with the client's session before this request: its value then is what the client saw.
-  const std::string* before = params_.find(ps->name);
-  if (before && *before == *wanted) return ResetView::Dropped;
-  *own = &rewritten_.emplace_back();
-  build_parameter_status(**own, ps->name, *wanted);
-  return ResetView::Rewritten;
-}
-
-// Transaction pooling: an error that names a shared statement ("pgmux_<hash>") names the client's own, as
-// PostgreSQL would have written it: the 42P05 of a Parse sent under an existing shared statement's name (the
-// request's duplicate_names), a Bind's 08P01 of a wrong parameter count (the client's statements). Null: the error
-// goes as it is (also for a name of that form the client used without parsing it).
-ByteVector* ServerConn::client_view_of_error(ByteView body) {
-  const std::string_view text(reinterpret_cast<const char*>(body.data()), body.size());
-  const size_t at = text.find("\"pgmux_");
-  const size_t end = at == std::string_view::npos ? at : text.find('"', at + 1);
-  if (end == std::string_view::npos) return nullptr;
-  const std::string_view shared = text.substr(at + 1, end - at - 1);
-  const std::string* client_name = nullptr;
-  if (const auto& duplicates = owed_.front().duplicate_names) {
-    for (const auto& [server_name, name] : *duplicates) {
-      if (server_name == shared) client_name = &name;
-    }
-  }
-  if (!client_name) client_name = client_->statement_name_for(shared);
-  if (!client_name) return nullptr;
-  std::string renamed(text.substr(0, at + 1));
-  renamed.append(*client_name).append(text.substr(end));
-  ByteVector& own = rewritten_.emplace_back();
-  ByteWriter w(own);
-  w.begin_message(backend::kErrorResponse);
-  w.bytes(std::string_view(renamed));
-  w.end_message();
-  return &own;
-}
-
 namespace {
 
 constexpr size_t kMaxHeldReply = 128 * 1024;  // a reply that holds back more than this is forwarded as it is
@@ -516,7 +468,12 @@ void ServerConn::note_relayed(char tag, ByteView body, RelayPass& pass) {
       }
       return;
     case backend::kErrorResponse: {
-      if (!owed_.empty()) owed_.front().failed = true;
+      if (!owed_.empty()) {
+        OwedReply& front = owed_.front();
+        front.failed = true;
+        // Before the sentinel's CloseComplete: an error of the sequence, not of the Query continuing it.
+        if (front.sentinel_close != 0 && front.closes_seen < front.sentinel_close) front.skips_to_sync = true;
+      }
       auto error = parse_error_fields(body);
       worker_.metrics().count_error(error ? std::string_view(error->sqlstate) : std::string_view());
       if (error && (error->severity == "FATAL" || error->severity == "PANIC")) fatal_forwarded_ = true;
@@ -540,7 +497,7 @@ void ServerConn::deliver(RelayEvent event) {
   if (!client_) return;
   switch (event) {
     case RelayEvent::Ready:
-      client_->on_ready_for_query(this, tx_status_, take_front());
+      deliver_ready();
       return;
     case RelayEvent::CopyIn: {
       // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY, and the
@@ -564,6 +521,21 @@ void ServerConn::deliver(RelayEvent event) {
       return;
     case RelayEvent::None:
       return;
+  }
+}
+
+// The front entry's reply ended. If PostgreSQL skipped to a Sync after an error in the entry's sequence (skips_to_sync),
+// this ReadyForQuery is that Sync's: the requests sent since, up to it, were skipped and end here too, as failed
+// (nothing of them ran). pgmux's own queries behind a PREPARE among them were skipped too (nothing to read).
+void ServerConn::deliver_ready() {
+  size_t skipped = !owed_.empty() && owed_.front().skips_to_sync ? owed_.entries_through_sync() - 1 : 0;
+  ClientConn* client = client_;
+  client->on_ready_for_query(this, tx_status_, take_front());
+  for (; skipped > 0 && client_ == client && !owed_.empty(); --skipped) {
+    OwedReply done = take_front();
+    if (!done.for_client()) continue;
+    done.failed = true;
+    client->on_ready_for_query(this, tx_status_, std::move(done));
   }
 }
 

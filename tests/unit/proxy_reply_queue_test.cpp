@@ -74,6 +74,23 @@ TEST_CASE("reply queue: replies that come without the client, and a Query inside
   CHECK(q.client_requests_before_doubt() == 1);
 }
 
+// What ServerConn::deliver_ready ends with the ReadyForQuery of a Sync that PostgreSQL skipped to after an error.
+TEST_CASE("reply queue: the entries up to the first one that sent a Sync") {
+  ReplyQueue q;
+  q.push_request(false, true, 100);                    // Parse/Bind/Execute/Flush
+  CHECK_FALSE(q.push_request(true, false, 200).synced);  // a Query continues and closes it, without a Sync
+  q.push_request(true, false, 300);                    // another Query
+  CHECK(q.entries_through_sync() == 2);                // no Sync yet: every entry
+  q.push_request(false, true, 400);                    // Parse/Bind/Execute/Flush
+  CHECK(q.push_request(true, true, 500).synced);       // ... Sync
+  q.push_request(true, false, 600);
+  CHECK(q.size() == 4);
+  CHECK(q.entries_through_sync() == 3);
+  CHECK(q.pop().sent_ns == 100);
+  CHECK(q.entries_through_sync() == 2);
+  CHECK(q.push_request(true, true, 700).synced);  // a Sync alone: an entry of its own, synced
+}
+
 TEST_CASE("reply queue: a request sent behind one armed for a retry disarms it") {
   ReplyQueue q;
   q.push_request(true, true, 1).fate = ReplyFate::HeldForRetry;

@@ -1,0 +1,62 @@
+// ServerConn, what the client reads in place of a server's message that would show pgmux's own doing: a parameter a
+// RESET brought back to the shared server's login value, an error naming a shared statement (transaction pooling).
+#include "proxy/server/server_conn.hpp"
+
+#include "protocol/backend_messages.hpp"
+#include "protocol/byte_writer.hpp"
+#include "proxy/client/client_conn.hpp"
+#include "proxy/server/pool.hpp"
+
+namespace pgmux::proxy {
+
+using namespace protocol;
+
+// Transaction pooling: a RESET (RESET ALL, DISCARD ALL, SET … TO DEFAULT) brings a parameter back to the value
+// this shared server logged in with, but the client's default is its own startup value: the ParameterStatus it
+// gets says that one, as on a direct connection (the session log sets it on the server before its next request).
+// When the client saw that value already, nothing is sent, as PostgreSQL reports only values that changed.
+ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector** own) {
+  const auto ps = parse_parameter_status(body);
+  if (!ps || !client_) return ResetView::AsIs;
+  const std::string* wanted = client_->wanted_params().find(ps->name);
+  if (!wanted || *wanted == ps->value) return ResetView::AsIs;
+  const SessionParams login = pool_.login_params();
+  const std::string* server_default = login.find(ps->name);
+  if (!server_default || *server_default != ps->value) return ResetView::AsIs;  // the client's own SET
+  // The server was in step with the client's session before this request: its value then is what the client saw.
+  const std::string* before = params_.find(ps->name);
+  if (before && *before == *wanted) return ResetView::Dropped;
+  *own = &rewritten_.emplace_back();
+  build_parameter_status(**own, ps->name, *wanted);
+  return ResetView::Rewritten;
+}
+
+// Transaction pooling: an error that names a shared statement ("pgmux_<hash>") names the client's own, as
+// PostgreSQL would have written it: the 42P05 of a Parse sent under an existing shared statement's name (the
+// request's duplicate_names), a Bind's 08P01 of a wrong parameter count (the client's statements). Null: the error
+// goes as it is (also for a name of that form the client used without parsing it).
+ByteVector* ServerConn::client_view_of_error(ByteView body) {
+  const std::string_view text(reinterpret_cast<const char*>(body.data()), body.size());
+  const size_t at = text.find("\"pgmux_");
+  const size_t end = at == std::string_view::npos ? at : text.find('"', at + 1);
+  if (end == std::string_view::npos) return nullptr;
+  const std::string_view shared = text.substr(at + 1, end - at - 1);
+  const std::string* client_name = nullptr;
+  if (const auto& duplicates = owed_.front().duplicate_names) {
+    for (const auto& [server_name, name] : *duplicates) {
+      if (server_name == shared) client_name = &name;
+    }
+  }
+  if (!client_name) client_name = client_->statement_name_for(shared);
+  if (!client_name) return nullptr;
+  std::string renamed(text.substr(0, at + 1));
+  renamed.append(*client_name).append(text.substr(end));
+  ByteVector& own = rewritten_.emplace_back();
+  ByteWriter w(own);
+  w.begin_message(backend::kErrorResponse);
+  w.bytes(std::string_view(renamed));
+  w.end_message();
+  return &own;
+}
+
+}  // namespace pgmux::proxy
