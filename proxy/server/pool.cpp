@@ -7,6 +7,12 @@
 
 namespace pgmux::proxy {
 
+namespace {
+// A connection still logging in after this long is not taken over by another waiting client (orphan_on_the_way): a
+// login takes milliseconds; one this slow may be hanging.
+constexpr double kAdoptWithin = 0.5;  // seconds
+}  // namespace
+
 Pool::Pool(PoolHost& host, std::string key, std::string name, int backend_index, BackendAddress backend,
            ServerLogin login, Limits limits, conf::PoolMode mode)
     : host_(host),
@@ -230,7 +236,7 @@ std::vector<PoolClient*> Pool::pick_clients_to_open_for(double now, bool* starvi
   const double reserve_after = host_.timeouts().reserve_pool_timeout;
   for (PoolClient* client = waiting_.front(); client; client = waiting_.next_of(client)) {
     if (has_server_on_the_way(client)) continue;
-    if (PoolServer* orphan = orphan_on_the_way(client)) {
+    if (PoolServer* orphan = orphan_on_the_way(client, now)) {
       orphan->adopt(client);
       continue;
     }
@@ -260,14 +266,19 @@ bool Pool::has_server_on_the_way(const PoolClient* client) {
 // or one opened for min_pool_size) that this client could use. The next waiter takes it over rather than open one
 // more: else, while clients come faster than a login takes, every one of them opened a server it did not need,
 // and the pool filled with connections still logging in (a read then went to another standby for want of room).
-// Not one that its login will close (the backend moved, or RECONNECT came after it started). The newest such
-// connection (busy_ is in order of state change): the one with the most of server_connect_timeout left.
-PoolServer* Pool::orphan_on_the_way(const PoolClient* client) {
+// Not one that its login will close (the backend moved, or RECONNECT came after it started), nor one that has
+// taken kAdoptWithin already (a login that slow may hang until server_connect_timeout, while a connection of the
+// client's own would log in at once: Pool::tick lets go of such a one taken over). The newest such connection
+// (busy_ is in order of state change): the one with the most of server_connect_timeout left.
+PoolServer* Pool::orphan_on_the_way(const PoolClient* client, double now) {
   if (connecting_ == 0) return nullptr;
   PoolServer* found = nullptr;
   busy_.for_each([&](PoolServer* server) {
     const bool on_the_way = server->state() == ServerState::Connecting || server->state() == ServerState::Login;
-    if (!on_the_way || server->opened_for() || at_old_address(*server) || replaced_by_reconnect(*server)) return;
+    if (!on_the_way || server->opened_for() || now - server->connect_started() >= kAdoptWithin ||
+        at_old_address(*server) || replaced_by_reconnect(*server)) {
+      return;
+    }
     // Session pooling opens a server with its client's startup parameters (take_idle_for matches them).
     if (transaction_pooling() || server->startup_params().entries() == client->wanted_params().entries()) {
       found = server;
@@ -436,8 +447,8 @@ void Pool::on_login_done(PoolServer* server) {
     return;
   }
   // Opened at the backend's old address, or before a RECONNECT (its login may have read the old defaults): its
-  // slot opens another.
-  if (at_old_address(*server) || replaced_by_reconnect(*server)) {
+  // slot opens another. Or one too many since a reload made the pool smaller (its slot goes with it).
+  if (at_old_address(*server) || replaced_by_reconnect(*server) || over_limit()) {
     server->close();
     serve_waiters();
     return;
@@ -500,7 +511,16 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
          acquire_slot(false)) {
     open_server(nullptr);
   }
-  // Connections stuck in connect or login.
+  // Connections stuck in connect or login; one taken over that is slow: its client gets one of its own.
+  bool let_go = false;
+  busy_.for_each([&](PoolServer* server) {
+    const bool on_the_way = server->state() == ServerState::Connecting || server->state() == ServerState::Login;
+    if (on_the_way && server->adopted() && now - server->connect_started() >= kAdoptWithin) {
+      server->forget_opened_for();
+      let_go = true;
+    }
+  });
+  if (let_go) serve_waiters();
   busy_.for_each([&](PoolServer* server) {
     if ((server->state() == ServerState::Connecting || server->state() == ServerState::Login) &&
         now - server->connect_started() > timeouts.server_connect_timeout) {

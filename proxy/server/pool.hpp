@@ -176,7 +176,7 @@ class Pool {
   void serve_waiters();
   std::vector<PoolClient*> pick_clients_to_open_for(double now, bool* starving);
   bool has_server_on_the_way(const PoolClient* client);
-  PoolServer* orphan_on_the_way(const PoolClient* client);
+  PoolServer* orphan_on_the_way(const PoolClient* client, double now);
   void assign(PoolServer* server, PoolClient* client);
   void on_assign_synced(PoolServer* server, bool ok, const std::string& sqlstate, const std::string& error);
   void reset_and_idle(PoolServer* server, const char* reset_sql);

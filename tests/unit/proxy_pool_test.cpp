@@ -249,6 +249,56 @@ TEST_CASE_FIXTURE(PoolFixture, "pool: a connection RECONNECT retired is not take
   CHECK(server(2).opened_for() == &c2);
 }
 
+// A login this slow may hang until server_connect_timeout while one of the client's own would be quick (a hunt saw
+// a client wait 2 s on a connection stuck behind a backend that answered everyone else at once).
+TEST_CASE_FIXTURE(PoolFixture, "pool: a slow connection is not taken over, and one taken over is let go when slow") {
+  make_pool(3, PoolMode::Transaction);
+  FakeClient& c1 = client("c1");
+  c1.ask(*pool, host.clock);
+  pool->withdraw(&c1);
+  host.clock += 0.6;
+  FakeClient& c2 = client("c2");
+  c2.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 2);  // server 1 has been logging in for 0.6 s: c2 gets one of its own
+  CHECK(server(1).opened_for() == nullptr);
+  CHECK(server(2).opened_for() == &c2);
+  server(2).log_in();
+  REQUIRE(c2.server == &server(2));
+
+  FakeClient& c3 = client("c3");  // takes over nothing slow yet: server 3, opened for c4 who left
+  FakeClient& c4 = client("c4");
+  c4.ask(*pool, host.clock);
+  pool->withdraw(&c4);
+  host.clock += 0.1;
+  c3.ask(*pool, host.clock);
+  REQUIRE(host.servers.size() == 3);
+  CHECK(server(3).opened_for() == &c3);
+  host.clock += 0.45;
+  tick();  // server 3 has taken 0.55 s: c3 lets go of it, but the budget (3) is spent
+  CHECK(server(3).opened_for() == nullptr);
+  CHECK(host.servers.size() == 3);
+  server(1).log_in();  // the slow one came after all: the first server up serves the waiter
+  CHECK(c3.server == &server(1));
+  c2.give_back(*pool);
+}
+
+// A hunt found four servers left idle under a pool_size of 1: they were logging in when the reload came.
+TEST_CASE_FIXTURE(PoolFixture, "pool: a reload that shrinks the pool closes the servers that log in beyond it") {
+  make_pool(4, PoolMode::Session);
+  for (const char* name : {"c1", "c2", "c3", "c4"}) {
+    FakeClient& c = client(name);
+    c.wanted = params("application_name", name);  // none takes over another's connection
+    c.ask(*pool, host.clock);
+    pool->withdraw(&c);
+  }
+  REQUIRE(host.servers.size() == 4);
+  budget->limit.store(1);  // the reload's new pool_size
+  for (int i = 1; i <= 4; ++i) server(i).log_in();
+  CHECK(pool->idle_count() == 1);
+  CHECK(budget->used.load() == 1);
+  CHECK(server(4).open());  // the last one up is within the size
+}
+
 TEST_CASE_FIXTURE(PoolFixture, "pool: transaction pooling SETs the client's parameters on checkout") {
   make_pool(1, PoolMode::Transaction);
   FakeClient& c1 = client("c1");
