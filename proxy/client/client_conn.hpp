@@ -6,6 +6,7 @@
 #include <array>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 
@@ -96,7 +97,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   void on_server_ready(PoolServer* server) override;
   void on_server_unavailable(const FailureReport& failure) override;
   // From a linked server.
-  void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done);
+  // `skipped`: requests PostgreSQL skipped to the Sync this ReadyForQuery answers (after an error in the extended
+  // sequence a Query continued, OwedReply::skips_to_sync); nothing of them ran.
+  void on_ready_for_query(ServerConn* server, char tx_status, OwedReply done, std::span<OwedReply> skipped = {});
   // The parameter types of the SQL prepared statement `name`, read behind its PREPARE (capture_prepare_types).
   void learn_prepare_types(const std::string& name, const std::string& types);
   // COPY FROM STDIN began; `batch`: the extended batch that started it, whose reply ends here.

@@ -33,7 +33,7 @@ void ClientConn::check_idle(double now, const conf::Timeouts& timeouts) {
   }
 }
 
-void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedReply done) {
+void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedReply done, std::span<OwedReply> skipped) {
   last_activity_ = worker_.now();
   const uint64_t now_ns = uv_hrtime();
   const ServedBy served_by = server == standby_ ? ServedBy::Standby : ServedBy::Primary;
@@ -43,6 +43,11 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   sent_again_after_loss_ = false;  // answered: the next request may go again once
   if (!open()) return;  // the session's state was lost on a standby
   settle_statements(server, done);
+  for (OwedReply& request : skipped) {  // in order, after `done`: each settles the statements of its request only
+    if (request.session) finish_session_request(server, *request.session, true, tx_status, request.request);
+    if (!open()) return;
+    settle_statements(server, request);
+  }
   if (done.closes_standby_cursors && !done.failed) close_standby_cursors();
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();

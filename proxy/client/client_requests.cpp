@@ -140,7 +140,7 @@ bool ClientConn::dispatch() {
     c.reason = "extended sequence without Sync";
   }
 
-  if (active_ && active_->has_outstanding() && !active_->extended_open() && depends_on_unanswered_statement()) {
+  if (active_ && active_->has_outstanding() && !active_->awaits_sync() && depends_on_unanswered_statement()) {
     set_state(ClientState::Draining);  // whether that Parse made its statement: after the earlier one's reply
     return false;
   }
@@ -175,9 +175,10 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
       missing_sql_statements(*server, server->tx_status() != 'I' || !session_.deferred_begin.empty());
   if (server->has_outstanding() &&
       (behind_log || !sql_preps.empty() || add_statement_prep(server, nullptr, nullptr))) {
-    if (server->only_open_sequence()) {
+    if (server->awaits_sync()) {
       // An extended sequence left open by Flush never finishes before the client's Sync, which is in this very
-      // request: waiting would hang. The request goes as it is; the server answers for what it lacks (26000).
+      // request (or a later one): waiting would hang. The request goes as it is; the server answers for what it
+      // lacks (26000).
       LOG_WARN("%s: S-%llu lacks a statement this request uses, in the middle of an extended sequence (Flush "
                "without Sync): sent as it is", log_prefix().c_str(), static_cast<unsigned long long>(server->id()));
       return true;

@@ -192,7 +192,7 @@ std::optional<ServerConn*> ClientConn::server_to_follow(const routing::Classific
     // only with this request's Sync, so waiting would hang, and an error earlier in it skips this request anyway.
     // (Had it nothing owed, no reply would tell: a guard, it cannot wait for ever.)
     if (active_ && active_->has_outstanding()) {
-      if (!active_->extended_open()) {
+      if (!active_->awaits_sync()) {
         set_state(ClientState::Draining);
         return nullptr;
       }
@@ -201,13 +201,13 @@ std::optional<ServerConn*> ClientConn::server_to_follow(const routing::Classific
     }
   }
   if (active_ && (active_->has_outstanding() || active_->tx_status() != 'I')) {  // follow replies owed, a block
-    if (active_ == standby_ && !read_only && active_->has_outstanding() && !active_->extended_open()) {
+    if (active_ == standby_ && !read_only && active_->has_outstanding() && !active_->awaits_sync()) {
       // A write behind a standby's requests, its block's COMMIT perhaps among them: only their replies tell whether
       // the write runs in that read-only block (and fails there, as on PostgreSQL) or after it, on the primary.
       set_state(ClientState::Draining);
       return nullptr;
     }
-    if (active_->tx_status() != 'I' || active_->only_open_sequence()) return active_;
+    if (active_->tx_status() != 'I' || active_->awaits_sync()) return active_;
     if (ServerConn* holder = standby_cursor_server(c); holder && holder != active_) {
       set_state(ClientState::Draining);  // its cursor is on the standby: after the replies owed here
       return nullptr;

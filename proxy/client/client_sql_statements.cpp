@@ -290,7 +290,7 @@ std::optional<bool> ClientConn::answer_statement_command(const routing::Classifi
   if (!routing::parses_without_syntax_error(sql)) return std::nullopt;
   // Behind an extended sequence left open (Flush, no Sync) the server decides: an error there skips this command,
   // and no reply to wait for comes before this request's own Sync.
-  if (active_ && active_->extended_open()) return std::nullopt;
+  if (active_ && active_->awaits_sync()) return std::nullopt;
   if (active_ && active_->has_outstanding()) {
     set_state(ClientState::Draining);  // answered in order, after the replies still owed
     return false;

@@ -87,7 +87,17 @@ size_t ReplyQueue::entries_through_sync() const {
   for (size_t i = 0; i < size_; ++i) {
     if (slots_[index(i)].synced) return i + 1;
   }
-  return size_;
+  return 0;
+}
+
+// Back to front, down to the last entry that sent a Sync (count_uncertain, inherited, says one such Query is owed).
+bool ReplyQueue::skip_unresolved() const {
+  for (size_t i = size_; i-- > 0;) {
+    const OwedReply& entry = slots_[index(i)];
+    if (entry.synced) return false;
+    if (entry.skips_to_sync || entry.closes_seen < entry.sentinel_close) return true;
+  }
+  return false;
 }
 
 bool ReplyQueue::lone_simple_request_at_back() const {

@@ -87,8 +87,8 @@ struct OwedReply {
   bool failed = false;    // an ErrorResponse came in its reply
   // A Query or FunctionCall continued an extended sequence, in this entry or one owed before it. It gets a
   // ReadyForQuery of its own, unless an error earlier in the sequence made PostgreSQL skip it (up to the Sync): then
-  // one ReadyForQuery fewer comes than entries are owed, and pgmux does not tell the two apart. Nothing may wait
-  // for this queue to empty (ClientConn::end_session).
+  // one ReadyForQuery fewer comes than entries are owed, which pgmux learns only from the replies (sentinel_close).
+  // Until then nothing may wait for this queue to empty (ClientConn::end_session).
   bool count_uncertain = false;
   bool writes = false;    // the request sent a write (to the primary)
   bool synced = false;    // a Sync went out in it (a Query or FunctionCall may close an extended sequence instead)
@@ -96,7 +96,8 @@ struct OwedReply {
   // (a portal no client names: PostgreSQL answers CloseComplete and does nothing), the sentinel_close-th
   // CloseComplete of the entry (0: none). An error before that answer came from the sequence: PostgreSQL then skips
   // everything up to the next Sync, the Query too, and the one ReadyForQuery that comes is the Sync's
-  // (skips_to_sync; ServerConn::deliver ends the entries it skipped with it).
+  // (skips_to_sync; ServerConn::deliver_ready ends the entries it skipped with it). With more than 63 Closes in the
+  // entry before the Query no sentinel goes out, and an error of the sequence leaves one ReadyForQuery owed for good.
   uint8_t sentinel_close = 0;
   bool skips_to_sync = false;
   // Set at a ReadyForQuery 'I' that ends a transaction: what the transaction wrote (the commit to acknowledge).
@@ -171,8 +172,12 @@ class ReplyQueue {
 
   // An extended sequence was left open (Flush, no Sync): the next request continues it.
   bool open_sequence() const { return !empty() && back().open; }
-  // The entries from the front up to and including the first that sent a Sync (all of them if none did).
+  // The entries from the front up to and including the first that sent a Sync; 0 if none did.
   size_t entries_through_sync() const;
+  // PostgreSQL may be waiting for a Sync the client has not sent: an extended sequence is open, or a Query continued
+  // one and an error came before the sentinel's answer, or that answer is still to come, with no Sync sent since.
+  // Nothing may wait for the replies owed then (they may come only behind the client's next request).
+  bool awaits_sync() const { return open_sequence() || (!empty() && back().count_uncertain && skip_unresolved()); }
   // Replies the client still waits for (pgmux's own statements not counted; an open sequence counts).
   size_t client_requests() const;
   // The client's requests owed ahead of the first entry that waits for more from the client (an extended sequence
@@ -197,6 +202,7 @@ class ReplyQueue {
   size_t index(size_t i) const { return (head_ + i) & (slots_.size() - 1); }
   OwedReply& push_back();
   bool only_captures_owed() const;
+  bool skip_unresolved() const;
   bool captures_in_first(size_t count) const;  // the first `count` entries are all CaptureOwn
 
   std::vector<OwedReply> slots_;  // capacity a power of two

@@ -100,10 +100,11 @@ class ServerConn final : public StreamConn, public PoolServer {
     return std::find(last_internal_failed_.begin(), last_internal_failed_.end(), ordinal) !=
            last_internal_failed_.end();
   }
-  // An extended sequence was left open by Flush and nothing else is owed: its next messages must come here.
-  bool only_open_sequence() const { return owed_.size() == 1 && owed_.open_sequence(); }
   // The last request left an extended sequence open (Flush, no Sync): the next one continues it.
   bool extended_open() const { return owed_.open_sequence(); }
+  // PostgreSQL may answer nothing more before the client's next Sync (ReplyQueue::awaits_sync): the client's next
+  // requests must come here, and none may wait for the replies owed.
+  bool awaits_sync() const { return owed_.awaits_sync(); }
   // Replies to the client's requests are owed that come without more from it (ReplyQueue).
   bool owes_client_before_doubt() const { return owed_.client_requests_before_doubt() > 0; }
   bool commit_owed() const { return owed_.commit_owed(); }

@@ -526,17 +526,21 @@ void ServerConn::deliver(RelayEvent event) {
 
 // The front entry's reply ended. If PostgreSQL skipped to a Sync after an error in the entry's sequence (skips_to_sync),
 // this ReadyForQuery is that Sync's: the requests sent since, up to it, were skipped and end here too, as failed
-// (nothing of them ran). pgmux's own queries behind a PREPARE among them were skipped too (nothing to read).
+// (nothing of them ran), all off the queue before the client hears (it may send and relay more meanwhile).
 void ServerConn::deliver_ready() {
-  size_t skipped = !owed_.empty() && owed_.front().skips_to_sync ? owed_.entries_through_sync() - 1 : 0;
-  ClientConn* client = client_;
-  client->on_ready_for_query(this, tx_status_, take_front());
-  for (; skipped > 0 && client_ == client && !owed_.empty(); --skipped) {
-    OwedReply done = take_front();
-    if (!done.for_client()) continue;
-    done.failed = true;
-    client->on_ready_for_query(this, tx_status_, std::move(done));
+  OwedReply done = take_front();
+  if (!done.skips_to_sync) {
+    client_->on_ready_for_query(this, tx_status_, std::move(done));
+    return;
   }
+  std::vector<OwedReply> skipped;
+  for (size_t n = owed_.entries_through_sync(); n > 0; --n) {
+    OwedReply request = owed_.pop();
+    if (!request.for_client()) continue;  // none is sent behind a request that continues a sequence
+    request.failed = true;
+    skipped.push_back(std::move(request));
+  }
+  client_->on_ready_for_query(this, tx_status_, std::move(done), skipped);
 }
 
 void ServerConn::on_forward_done() {

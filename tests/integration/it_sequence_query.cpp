@@ -54,6 +54,11 @@ std::vector<Case> cases() {
        runs + query_message("SELECT 2") + parse_message("", "SELECT 1/0") + bind_message("", {}) + execute_message() +
            sync_message(),
        ""},
+      // The statement the sequence named is used again behind the Query: pgmux must not wait for the first
+      // entry's reply before sending it (that reply comes only after this Sync; it hung before).
+      {"the sequence's named statement used again behind the Query",
+       parse_message("sq1", "SELECT 1/0") + bind_message("sq1", {}) + execute_message() + kFlush,
+       query_message("SELECT 2") + bind_message("sq1", {}) + execute_message() + sync_message()},
       {"inside a transaction block", query_message("BEGIN") + fails + query_message("SELECT 2") + sync_message(),
        query_message("ROLLBACK")},
   };

@@ -80,7 +80,7 @@ TEST_CASE("reply queue: the entries up to the first one that sent a Sync") {
   q.push_request(false, true, 100);                    // Parse/Bind/Execute/Flush
   CHECK_FALSE(q.push_request(true, false, 200).synced);  // a Query continues and closes it, without a Sync
   q.push_request(true, false, 300);                    // another Query
-  CHECK(q.entries_through_sync() == 2);                // no Sync yet: every entry
+  CHECK(q.entries_through_sync() == 0);                // no Sync yet
   q.push_request(false, true, 400);                    // Parse/Bind/Execute/Flush
   CHECK(q.push_request(true, true, 500).synced);       // ... Sync
   q.push_request(true, false, 600);
