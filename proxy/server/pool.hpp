@@ -188,6 +188,7 @@ class Pool {
   bool acquire_slot(bool reserve);
   void release_slot();
   bool over_limit() const;
+  bool budget_over_pool_size() const;  // reserve-pool slots are in use (over_limit: beyond the reserve too)
   const char* retire_reason(const PoolServer& server) const;
 
   PoolHost& host_;

@@ -83,6 +83,10 @@ bool Pool::fair_to_give(const ShedRequest& there) const {
 
 void Pool::shed_for(const ShedRequest& request, int starving_worker) {
   if (draining() || !fair_to_give(request)) return;  // a draining pool's servers close anyway, each freeing a slot
+  // Idle servers of the reserve pool (beyond pool_size) close first: their slots are not handed over
+  // (claim_wanted_slot), and while they stay the budget never has room for the starving worker (a hunt saw its
+  // clients get 53300 for good with two idle servers here, pool_size 1 and reserve_pool_size 1).
+  while (idle_.back() && budget_over_pool_size()) idle_.back()->close();
   if (PoolServer* oldest = idle_.back()) {
     if (claim_wanted_slot()) shed(oldest, starving_worker);
   } else if (!busy_.empty()) {
@@ -111,9 +115,13 @@ bool Pool::give_to_starving_worker(PoolServer* server) {
 // The slot another worker asked for, if nobody gave it yet; never a reserve-pool slot (beyond pool_size), which
 // only a client that waited reserve_pool_timeout may use.
 bool Pool::claim_wanted_slot() {
-  const PoolBudget& budget = *limits_.pool;
-  if (budget.used.load(std::memory_order_relaxed) > budget.limit.load(std::memory_order_relaxed)) return false;
+  if (budget_over_pool_size()) return false;
   return limits_.pool->slot_wanted.exchange(false, std::memory_order_relaxed);
+}
+
+bool Pool::budget_over_pool_size() const {
+  const PoolBudget& budget = *limits_.pool;
+  return budget.used.load(std::memory_order_relaxed) > budget.limit.load(std::memory_order_relaxed);
 }
 
 // Its slot is not released to the budget, where this pool's own next open could take it back first: it goes to

@@ -16,8 +16,8 @@ struct TwoWorkers : PoolFixture {
   std::vector<std::string> b_events;
   std::deque<FakeClient> b_clients;
 
-  explicit TwoWorkers(int pool_size) {
-    make_pool(pool_size, PoolMode::Transaction);
+  explicit TwoWorkers(int pool_size, int reserve = 0) {
+    make_pool(pool_size, PoolMode::Transaction, reserve);
     host_b.clock = host.clock;
     b = std::make_unique<Pool>(host_b, pool->key(), pool->name(), 0, BackendAddress{}, ServerLogin{}, pool->limits(),
                                PoolMode::Transaction);
@@ -267,5 +267,36 @@ TEST_CASE("pool, two workers: the last waiting client's withdrawal takes back it
   a1.give_back(*w.pool);
   CHECK(w.host.slots_given.empty());
   CHECK(w.server(1).open());
+  CHECK(w.budget->used.load() == 1);
+}
+
+// Worker 0's reserve server stays idle with its regular one: the budget (pool_size 1) is over its size, and a reserve
+// slot is never handed over, so worker 1's client waited query_wait_timeout (53300) every time. The idle reserve
+// server closes, and the other goes to worker 1.
+TEST_CASE("pool, two workers: idle reserve servers close for a starving worker, which gets the other") {
+  TwoWorkers w(1, 1);
+  w.host.config_timeouts.reserve_pool_timeout = 0.5;
+  FakeClient& a1 = w.client_holding_server("a1");
+  FakeClient& a2 = w.client("a2");
+  a2.ask(*w.pool, w.host.clock);
+  w.advance(0.6);
+  w.tick();  // a2 waited reserve_pool_timeout: the reserve slot opens
+  REQUIRE(w.host.servers.size() == 2);
+  w.server(2).log_in();
+  REQUIRE(a2.server == &w.server(2));
+  a1.give_back(*w.pool);
+  a2.give_back(*w.pool);
+  REQUIRE(w.pool->idle_count() == 2);
+  CHECK(w.budget->used.load() == 2);
+
+  FakeClient& b1 = w.b_client("b1");
+  b1.ask(*w.b, w.host.clock);
+  REQUIRE(w.host_b.shed_requests == 1);
+  w.deliver_shed_request();
+  CHECK(w.pool->idle_count() == 0);
+  CHECK(w.host.slots_given == std::vector<int>{1});
+  w.deliver_slots();
+  REQUIRE(w.host_b.servers.size() == 1);
+  CHECK(w.b_server(1).opened_for() == &b1);
   CHECK(w.budget->used.load() == 1);
 }
