@@ -393,14 +393,21 @@ bool ClientConn::primary_unreachable(const FailureReport& failure) {
 // Logging in needs a server's ParameterStatus set, which a standby gives as well as the primary.
 bool ClientConn::login_through_standby() {
   const routing::BackendsView& view = worker_.view();
+  int chosen = -1;
   for (size_t i = 0; i < view.backends.size() && i < 64; ++i) {
     if (((session_.route.backend_mask >> i) & 1) && view.backends[i].readable &&
         view.backends[i].role == routing::Role::Standby) {
-      acquire(static_cast<int>(i), Role::Standby);
-      return true;
+      // One whose pool has room, if any: logins through a full one waited query_wait_timeout for 53300 while
+      // another standby stood idle.
+      std::optional<FailureReport> no_pool;
+      const Pool* pool = pool_of(static_cast<int>(i), Role::Standby, &no_pool);
+      if (chosen < 0 || (pool && !pool->would_queue())) chosen = static_cast<int>(i);
+      if (pool && !pool->would_queue()) break;
     }
   }
-  return false;
+  if (chosen < 0) return false;
+  acquire(chosen, Role::Standby);
+  return true;
 }
 
 // A read that only a standby's replay keeps off the standbys waits for it, up to routing.causal_wait, rather than
