@@ -91,6 +91,27 @@ TEST_CASE("reply queue: the entries up to the first one that sent a Sync") {
   CHECK(q.push_request(true, true, 700).synced);  // a Sync alone: an entry of its own, synced
 }
 
+// What keeps a client from waiting for replies that come only behind its own next Sync (ServerConn::awaits_sync).
+TEST_CASE("reply queue: PostgreSQL may wait for a Sync while a sequence is open or a skip is unresolved") {
+  ReplyQueue q;
+  CHECK_FALSE(q.awaits_sync());
+  q.push_request(false, true, 100);  // Parse/Bind/Execute/Flush
+  CHECK(q.awaits_sync());            // open
+  OwedReply& continued = q.push_request(true, false, 200);  // a Query continues and closes it
+  continued.closes_sent = 1;
+  continued.sentinel_close = 1;  // its sentinel Close went out, not answered yet
+  CHECK_FALSE(q.open_sequence());
+  CHECK(q.awaits_sync());
+  q.push_request(true, false, 300);  // another Query behind: still no Sync
+  CHECK(q.awaits_sync());
+  continued.closes_seen = 1;  // the sentinel's answer: the sequence ran, the Query gets its own ReadyForQuery
+  CHECK_FALSE(q.awaits_sync());
+  continued.skips_to_sync = true;  // (had an error come first)
+  CHECK(q.awaits_sync());
+  q.push_request(true, true, 400);  // a Sync: whatever was skipped ends there
+  CHECK_FALSE(q.awaits_sync());
+}
+
 TEST_CASE("reply queue: a request sent behind one armed for a retry disarms it") {
   ReplyQueue q;
   q.push_request(true, true, 1).fate = ReplyFate::HeldForRetry;
