@@ -401,8 +401,9 @@ bool ClientConn::login_through_standby() {
       // another standby stood idle.
       std::optional<FailureReport> no_pool;
       const Pool* pool = pool_of(static_cast<int>(i), Role::Standby, &no_pool);
-      if (chosen < 0 || (pool && !pool->would_queue())) chosen = static_cast<int>(i);
-      if (pool && !pool->would_queue()) break;
+      const bool room = pool && !pool->would_queue();
+      if (chosen < 0 || room) chosen = static_cast<int>(i);
+      if (room) break;
     }
   }
   if (chosen < 0) return false;

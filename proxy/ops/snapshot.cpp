@@ -163,7 +163,7 @@ WorkerSnapshot Worker::snapshot() {
         ++p.cl_active;
       } else if (s->state() == ServerState::Idle) {
         ++p.sv_idle;
-      } else if (s->state() == ServerState::Connecting || s->state() == ServerState::Login) {
+      } else if (s->logging_in()) {
         ++p.sv_login;
       } else if (s->state() == ServerState::Internal) {
         ++(s->client() ? p.sv_active : p.sv_idle);

@@ -104,7 +104,7 @@ void Pool::drain() {
   while (PoolClient* client = pop_waiter()) waiters.push_back(client);
   std::vector<PoolServer*> closing;
   busy_.for_each([&](PoolServer* server) {
-    if (server->state() == ServerState::Connecting || server->state() == ServerState::Login) closing.push_back(server);
+    if (server->logging_in()) closing.push_back(server);
   });
   close_idle_servers();
   for (PoolServer* server : closing) server->close();
@@ -274,8 +274,7 @@ PoolServer* Pool::orphan_on_the_way(const PoolClient* client, double now) {
   if (connecting_ == 0) return nullptr;
   PoolServer* found = nullptr;
   busy_.for_each([&](PoolServer* server) {
-    const bool on_the_way = server->state() == ServerState::Connecting || server->state() == ServerState::Login;
-    if (!on_the_way || server->opened_for() || now - server->connect_started() >= kAdoptWithin ||
+    if (!server->logging_in() || server->opened_for() || now - server->connect_started() >= kAdoptWithin ||
         at_old_address(*server) || replaced_by_reconnect(*server)) {
       return;
     }
@@ -514,19 +513,16 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
   // Connections stuck in connect or login; one taken over that is slow: its client gets one of its own.
   bool let_go = false;
   busy_.for_each([&](PoolServer* server) {
-    const bool on_the_way = server->state() == ServerState::Connecting || server->state() == ServerState::Login;
-    if (on_the_way && server->adopted() && now - server->connect_started() >= kAdoptWithin) {
+    if (!server->logging_in()) return;
+    const double taken = now - server->connect_started();
+    if (taken > timeouts.server_connect_timeout) {
+      server->fail_timeout();
+    } else if (server->adopted() && taken >= kAdoptWithin) {
       server->forget_opened_for();
       let_go = true;
     }
   });
   if (let_go) serve_waiters();
-  busy_.for_each([&](PoolServer* server) {
-    if ((server->state() == ServerState::Connecting || server->state() == ServerState::Login) &&
-        now - server->connect_started() > timeouts.server_connect_timeout) {
-      server->fail_timeout();
-    }
-  });
 }
 
 // Idle servers past server_idle_timeout (the oldest are at the back), but not below min_pool_size over all

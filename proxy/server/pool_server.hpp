@@ -55,6 +55,8 @@ class PoolServer {
 
   uint64_t id() const { return id_; }
   ServerState state() const { return state_; }
+  // Still connecting or logging in (on the way to its pool's idle list).
+  bool logging_in() const { return state_ == ServerState::Connecting || state_ == ServerState::Login; }
   double idle_since() const { return idle_since_; }
   double connect_started() const { return connect_started_; }
   // The run-time parameters it was opened with: the session's defaults (what RESET returns to).

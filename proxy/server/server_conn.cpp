@@ -78,9 +78,9 @@ void ServerConn::fail(FailureReport report) {
   LOG_WARN("S-%llu backend %s (%s) pool %s: %s", static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
            pool_.backend().text().c_str(), pool_.name().c_str(), escape_for_log(report.message(), 1000).c_str());
   Pool& pool = pool_;
-  bool logging_in = state() == ServerState::Connecting || state() == ServerState::Login;
+  const bool was_logging_in = logging_in();
   close();
-  if (logging_in) pool.on_server_failed(this, std::move(report));
+  if (was_logging_in) pool.on_server_failed(this, std::move(report));
 }
 
 void ServerConn::record_parameter(std::string_view name, std::string_view value) {
@@ -401,7 +401,7 @@ bool ServerConn::reusable() const {
 void ServerConn::on_read_end(int status) {
   LOG_INFO("S-%llu backend %s pool %s: server closed the connection (%s)", static_cast<unsigned long long>(id()),
            pool_.backend().name.c_str(), pool_.name().c_str(), status == UV_EOF ? "EOF" : uv_strerror(status));
-  if (state() == ServerState::Connecting || state() == ServerState::Login) {
+  if (logging_in()) {
     fail(Failure::ServerClosedDuringLogin);
     return;
   }
