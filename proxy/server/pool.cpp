@@ -446,8 +446,9 @@ void Pool::on_login_done(PoolServer* server) {
     return;
   }
   // Opened at the backend's old address, or before a RECONNECT (its login may have read the old defaults): its
-  // slot opens another. Or one too many since a reload made the pool smaller (its slot goes with it).
-  if (at_old_address(*server) || replaced_by_reconnect(*server) || over_limit()) {
+  // slot opens another. Or one too many since a reload made the pool smaller, with nobody waiting (its slot goes with
+  // it); a waiting client gets it, and it closes when released, as the busy servers beyond the new size do.
+  if (at_old_address(*server) || replaced_by_reconnect(*server) || (over_limit() && waiting_.empty())) {
     server->close();
     serve_waiters();
     return;
