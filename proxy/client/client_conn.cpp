@@ -84,7 +84,7 @@ void ClientConn::set_state(ClientState next) {
             to_string(next));
   state_ = next;
   // Leaving a wait: off the list that would have woken it.
-  if (before == ClientState::PrimaryWait || before == ClientState::ServerEnding) worker_.stop_waiting_for_primary(this);
+  if (waits_for_primary(before)) worker_.stop_waiting_for_primary(this);
   if (before == ClientState::ReplayWait) worker_.stop_waiting_for_replay(this);
   if (before == ClientState::Paused) worker_.stop_holding(this);
   if (before == ClientState::CatalogWait) worker_.stop_waiting_for_catalog(this);
@@ -93,8 +93,8 @@ void ClientConn::set_state(ClientState next) {
     waiting_pool_ = nullptr;
   }
   // Entering one: on the list that will.
-  // Both are decided by the next views: a primary appears; a probe round shows how the server ended.
-  if (next == ClientState::PrimaryWait || next == ClientState::ServerEnding) worker_.wait_for_primary(this);
+  // Decided by the next views: a primary appears; a probe round shows how the server ended.
+  if (waits_for_primary(next)) worker_.wait_for_primary(this);
   if (next == ClientState::ReplayWait) worker_.wait_for_replay(this, replay_wait_->deadline - monotonic_now());
   if (next == ClientState::Paused) worker_.hold_paused(this);
   if (next == ClientState::CatalogWait) worker_.wait_for_catalog(this);
@@ -177,17 +177,15 @@ void ClientConn::auth_succeeded() {
   pool_mode_ = conf::Config::effective_pool_mode(user_config_, *database_config_);
   cancel_slot_ = std::make_shared<CancelSlot>(worker_.index());
 
-  Role role = Role::Primary;
-  const int backend = login_backend(&role);
+  const LoginTarget target = login_target();
   // Transaction pooling needs no server to log a client in once the pool knows what a server reports: that set,
   // with the client's own startup values applied, as PostgreSQL would report them.
-  if (transaction_pooling()) {
+  if (transaction_pooling() && !target.awaits_primary) {
     std::optional<FailureReport> no_pool;
-    Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, backend, &no_pool);
+    Pool* pool = worker_.pool_for(database_, *database_config_, *user_config_, pool_mode_, target.backend, &no_pool);
     SessionParams params = pool ? pool->login_params() : SessionParams{};
     if (!params.entries().empty()) {
       adopt_login_secret(*pool);
-      auth_.reset();
       // As PostgreSQL reports them (psycopg refuses a DateStyle of "iso,dmy"), and wanted so: check-outs then
       // compare like with like, and SET a whole DateStyle over another client's.
       SessionParams wanted = session_.wanted_params;
@@ -204,9 +202,7 @@ void ClientConn::auth_succeeded() {
       return;
     }
   }
-  if (!acquire(backend, role)) return;
-  if (waiting_pool_) adopt_login_secret(*waiting_pool_);
-  auth_.reset();
+  log_in_through(target);
 }
 
 // What this login proved to the pool that will serve it. auth_query: the secret just looked up is the newest one
@@ -232,24 +228,33 @@ void ClientConn::update_backend_mask(const conf::Config& config) {
 }
 
 // Log in through the primary when there is one, else through any readable standby: its ParameterStatus set is
-// what the client sees, as on a direct connection.
-int ClientConn::login_backend(Role* role) const {
+// what the client sees, as on a direct connection. With the read/write split off every statement goes to the
+// primary and a standby must not hold the session either (its pid would be the client's): the login waits.
+ClientConn::LoginTarget ClientConn::login_target() const {
   const routing::BackendsView& view = worker_.view();
   const uint64_t mask = session_.route.backend_mask;
-  *role = Role::Primary;
-  if (view.primary >= 0 && (mask >> view.primary) & 1) return view.primary;
+  if (view.primary >= 0 && (mask >> view.primary) & 1) return {view.primary, Role::Primary, false};
   for (size_t i = 0; i < view.backends.size() && i < 64; ++i) {
     if (((mask >> i) & 1) && view.backends[i].readable) {
-      *role = Role::Standby;
-      return static_cast<int>(i);
+      if (!worker_.config()->routing.read_write_split) return {-1, Role::Primary, true};
+      return {static_cast<int>(i), Role::Standby, false};
     }
   }
   // Nothing known to be up: before the first probe round, or everything is down. Try the first backend of the
   // database: a clear connection error beats waiting.
   for (size_t i = 0; i < worker_.config()->backends.size() && i < 64; ++i) {
-    if ((mask >> i) & 1) return static_cast<int>(i);
+    if ((mask >> i) & 1) return {static_cast<int>(i), Role::Primary, false};
   }
-  return -1;
+  return {-1, Role::Primary, false};
+}
+
+// Asks the target's pool for the login's server, or waits for a primary (LoginPrimaryWait).
+void ClientConn::log_in_through(const LoginTarget& target) {
+  if (target.awaits_primary) {
+    wait_for_primary(routing::Route{routing::RouteTarget::WaitForPrimary, -1, routing::RouteReason::SplitOff});
+    return;
+  }
+  acquire(target.backend, target.role);
 }
 
 void ClientConn::on_config_changed(const conf::Config& config) {
@@ -263,9 +268,7 @@ void ClientConn::on_pool_draining(Pool* pool) {
     routed_.reset();
     if (state_ == ClientState::ServerWait) resume_requests();  // routed again by the pump below
     if (state_ == ClientState::LoginWait) {
-      Role role = Role::Primary;
-      const int backend = login_backend(&role);
-      acquire(backend, role);
+      log_in_through(login_target());
       return;
     }
   }
@@ -294,6 +297,7 @@ bool ClientConn::acquire(int backend_index, Role role) {
     return false;
   }
   waiting_pool_ = pool;
+  if (!logged_in()) adopt_login_secret(*pool);  // before the pool opens a server that logs in with it
   set_state(logged_in() ? ClientState::ServerWait : ClientState::LoginWait);
   pool->request(this);  // may hand a server over at once (on_server_ready)
   // The clock is read only for a wait that outlasts the call (a check-out from the idle list waits 0 ns).
@@ -372,6 +376,8 @@ void ClientConn::drop_idle_servers() {
 }
 
 bool ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
+  auth_.reset();               // what it proved went to the pools it asked (adopt_login_secret)
+  primary_wait_deadline_ = 0;  // a login held for a failover is through
   // Session pooling: the client's pid is that of the server it logged in through and keeps (the primary when
   // there is one), so pg_backend_pid(), NOTIFY's pid and pg_terminate_backend agree with BackendKeyData as on a
   // direct connection. The secret key stays pgmux's: cancel requests come to pgmux, which knows where the

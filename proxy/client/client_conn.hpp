@@ -189,7 +189,14 @@ class ClientConn final : public StreamConn, public PoolClient {
   void adopt_login_secret(Pool& pool);
   bool read_on_primary_instead(const FailureReport& failure);
   void update_backend_mask(const conf::Config& config);
-  int login_backend(Role* role) const;
+  // Where the login goes: a backend's pool for a role, or (awaits_primary) nowhere until a primary appears.
+  struct LoginTarget {
+    int backend = -1;
+    Role role = Role::Primary;
+    bool awaits_primary = false;
+  };
+  LoginTarget login_target() const;
+  void log_in_through(const LoginTarget& target);
   // login_server: the server the client logged in through, whose pid session pooling gives the client.
   // Sends the login's last messages; false when the client has gone meanwhile (a failed write closed it).
   bool finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server = nullptr);

@@ -324,11 +324,12 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
   const double failover_timeout = worker_.config()->routing.failover_timeout;
   if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + failover_timeout;
   if (any_up && now < primary_wait_deadline_) {
-    set_state(ClientState::PrimaryWait);
+    set_state(logged_in() ? ClientState::PrimaryWait : ClientState::LoginPrimaryWait);
+    worker_.wait_for_primary(this);  // again, when woken into the same wait (a login)
     return;
   }
   primary_wait_deadline_ = 0;
-  worker_.metrics().count_route(route);
+  if (logged_in()) worker_.metrics().count_route(route);  // a statement's route; a login's is not one
   fail(any_up
            ? FailureReport(Failure::NoPrimaryInTime, {std::to_string(static_cast<int>(failover_timeout)), view.alarm})
            : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
@@ -337,7 +338,7 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
 // A new connection to the primary failed the way a primary that is going away fails it (refused, reset, timed
 // out, "shutting down"): every backend is probed at once, and the request waits for a primary, up to
 // failover_timeout from its first such failure (wait_for_primary), instead of failing; a login goes through a
-// standby. False: the failure is the client's to hear.
+// standby with the read/write split on, else waits likewise. False: the failure is the client's to hear.
 bool ClientConn::hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route) {
   if (!primary_unreachable(failure) || worker_.config()->routing.failover_timeout <= 0) return false;
   // Once per wait at INFO: while the primary is going away the request may come back here a few times.
@@ -345,7 +346,12 @@ bool ClientConn::hold_for_failover(const FailureReport& failure, const std::opti
             "%s: the primary's pool could not open a connection (%s); probing every backend now and holding the %s",
             log_prefix().c_str(), failure.message().c_str(), logged_in() ? "request" : "login");
   worker_.shared().control->request_probe_round();
-  if (!logged_in()) return login_through_standby();
+  if (!logged_in()) {
+    // With the split on, a standby may serve the session meanwhile (README: its pid is then the standby's).
+    if (worker_.config()->routing.read_write_split) return login_through_standby();
+    wait_for_primary(routing::Route{routing::RouteTarget::WaitForPrimary, -1, routing::RouteReason::SplitOff});
+    return true;
+  }
   resume_requests();
   wait_for_primary(route.value_or(routing::Route{routing::RouteTarget::WaitForPrimary, -1,
                                                  routing::RouteReason::Write}));
@@ -432,6 +438,10 @@ routing::RouteSettings ClientConn::route_settings() const { return route_setting
 void ClientConn::on_view_changed() {
   if (state_ == ClientState::ServerEnding) {
     decide_server_ending();
+    return;
+  }
+  if (state_ == ClientState::LoginPrimaryWait) {
+    log_in_through(login_target());  // the primary's pool, or waiting on (failing past failover_timeout)
     return;
   }
   if (state_ != ClientState::PrimaryWait && state_ != ClientState::ReplayWait) return;

@@ -19,8 +19,9 @@ struct Row {
 constexpr Row kTransitions[] = {
     {S::Startup, {S::AuthLookup, S::Auth}},
     {S::AuthLookup, {S::Auth}},
-    {S::Auth, {S::LoginWait, S::Ready, S::Admin}},
-    {S::LoginWait, {S::Ready}},
+    {S::Auth, {S::LoginWait, S::LoginPrimaryWait, S::Ready, S::Admin}},
+    {S::LoginWait, {S::Ready, S::LoginPrimaryWait}},
+    {S::LoginPrimaryWait, {S::LoginWait}},
     {S::Ready,
      {S::ServerWait, S::PrimaryWait, S::ReplayWait, S::Paused, S::CatalogWait, S::Draining, S::Ending, S::Preparing,
       S::ServerEnding, S::EndForwarded}},
@@ -48,6 +49,7 @@ const char* to_string(ClientState s) {
     case S::AuthLookup: return "auth_lookup";
     case S::Auth: return "auth";
     case S::LoginWait: return "login_wait";
+    case S::LoginPrimaryWait: return "login_primary_wait";
     case S::Ready: return "ready";
     case S::ServerWait: return "server_wait";
     case S::PrimaryWait: return "primary_wait";

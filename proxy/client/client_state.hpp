@@ -11,6 +11,8 @@ enum class ClientState : uint8_t {
   AuthLookup,   // auth_query: the database is asked for the record of a user the config does not list
   Auth,         // the password exchange
   LoginWait,    // authenticated: waiting for a server to log in through (its ParameterStatus set)
+  LoginPrimaryWait,  // authenticated, and no primary to log in through (a failover) while the read/write split is
+                     // off, so no standby may serve the session: the login waits for one, up to failover_timeout
   Ready,        // logged in: requests are read, routed and forwarded (replies may be owed meanwhile)
   ServerWait,   // a request waits for a server from a pool
   PrimaryWait,  // a request waits for a primary to appear (failover), up to failover_timeout
@@ -45,7 +47,8 @@ inline bool reads_requests(ClientState s) { return s == ClientState::Ready || s 
 
 // The client waits for something other than its own next bytes (SHOW CLIENTS' "waiting").
 inline bool is_waiting(ClientState s) {
-  return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::ServerWait ||
+  return s == ClientState::AuthLookup || s == ClientState::LoginWait || s == ClientState::LoginPrimaryWait ||
+         s == ClientState::ServerWait ||
          s == ClientState::PrimaryWait || s == ClientState::ReplayWait || s == ClientState::Paused ||
          s == ClientState::CatalogWait || s == ClientState::Draining || s == ClientState::Ending ||
          s == ClientState::EndForwarded ||
@@ -56,8 +59,7 @@ inline bool is_waiting(ClientState s) {
 // The client has been told it is logged in (ReadyForQuery after authentication).
 inline bool is_logged_in(ClientState s) {
   return s != ClientState::Startup && s != ClientState::AuthLookup && s != ClientState::Auth &&
-         s != ClientState::LoginWait &&
-         s != ClientState::Closing;
+         s != ClientState::LoginWait && s != ClientState::LoginPrimaryWait && s != ClientState::Closing;
 }
 
 // The request in hand waits unsent (for a pool's server, a primary, a standby's replay, PAUSE, the catalog): a
@@ -69,5 +71,11 @@ inline bool holds_unsent_request(ClientState s) {
 
 // Waiting in a pool's FIFO for a server.
 inline bool waits_for_pool(ClientState s) { return s == ClientState::LoginWait || s == ClientState::ServerWait; }
+
+// On the worker's list of clients each new view wakes: those waiting for a primary, and a session pooling client
+// whose primary connection ended (a probe round tells a terminate from a shutdown).
+inline bool waits_for_primary(ClientState s) {
+  return s == ClientState::PrimaryWait || s == ClientState::LoginPrimaryWait || s == ClientState::ServerEnding;
+}
 
 }  // namespace pgmux::proxy

@@ -39,6 +39,7 @@ const char* client_state_text(const ClientConn& c) {
     case ClientState::Auth: return "login";
     case ClientState::Closing: return "closing";
     case ClientState::LoginWait:
+    case ClientState::LoginPrimaryWait:
     case ClientState::ServerWait: return "waiting";
     default: break;
   }

@@ -118,6 +118,33 @@ void TcpRelay::hold_cancel_requests(bool hold) {
   }
 }
 
+void TcpRelay::refuse_logins_of(const std::string& user, int count) {
+  std::lock_guard lock(mutex_);
+  refused_user_ = user;
+  refusals_left_ = count;
+}
+
+int TcpRelay::refused_logins() {
+  std::lock_guard lock(mutex_);
+  return refused_;
+}
+
+// A new connection whose startup packet names the user whose logins are refused: both sides are shut down
+// unrelayed (the client side reads EOF, as from a server that went away during login).
+bool TcpRelay::refuses_login(Pair& pair) {
+  if (refusals_left_ <= 0) return false;
+  char head[512];
+  const ssize_t n = recv(pair.client_side, head, sizeof head, MSG_PEEK);
+  const std::string wanted = std::string("user") + '\0' + refused_user_ + '\0';
+  if (n <= 8 || std::string(head + 8, static_cast<size_t>(n) - 8).find(wanted) == std::string::npos) return false;
+  --refusals_left_;
+  ++refused_;
+  shutdown(pair.client_side, SHUT_RDWR);
+  shutdown(pair.server_side, SHUT_RDWR);
+  pair.client_ended = pair.server_ended = true;
+  return true;
+}
+
 // A new connection whose first bytes are a CancelRequest (length 16, code 80877102), while cancels are held:
 // frozen before anything of it is relayed.
 bool TcpRelay::holds_cancel(Pair& pair) {
@@ -155,6 +182,7 @@ void TcpRelay::run() {
         if (fds[i].fd != a && fds[i].fd != b) continue;
         // Frozen since the poll began: what arrived stays in flight.
         if (fds[i].fd == a ? pair.frozen_requests : pair.frozen_replies) break;
+        if (fds[i].fd == a && pair.first_read && refuses_login(pair)) break;
         if (fds[i].fd == a && holds_cancel(pair)) break;
         char buf[65536];
         const ssize_t n = read(fds[i].fd, buf, sizeof buf);

@@ -6,7 +6,8 @@
 // last words through instead); relayed_from_port() says whether a server-side
 // connection came through it (the local port PostgreSQL shows as pg_stat_activity.client_port);
 // hold_cancel_requests(true) keeps the CancelRequest of every new connection that starts with one in flight
-// until hold_cancel_requests(false) (a cancel slow to reach its server).
+// until hold_cancel_requests(false) (a cancel slow to reach its server); refuse_logins_of(user, n) shuts down
+// unrelayed the next n connections whose startup packet names that user (a server gone during login).
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -39,6 +40,8 @@ class TcpRelay {
   size_t frozen_bytes();
   bool relayed_from_port(int client_port);
   void hold_cancel_requests(bool hold);
+  void refuse_logins_of(const std::string& user, int count);
+  int refused_logins();  // how many it refused so far
 
  private:
   void run();
@@ -61,6 +64,10 @@ class TcpRelay {
   };
   bool hold_cancels_ = false;
   bool holds_cancel(Pair& pair);
+  bool refuses_login(Pair& pair);
+  std::string refused_user_;
+  int refusals_left_ = 0;
+  int refused_ = 0;
   std::vector<Pair> pairs_;
   std::set<int> server_side_ports_;
   std::thread thread_;

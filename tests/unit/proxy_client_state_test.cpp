@@ -46,6 +46,21 @@ TEST_CASE("client states: login goes startup -> auth -> (server) -> ready, never
   CHECK_FALSE(is_legal_transition(ClientState::Admin, ClientState::Ready));
 }
 
+TEST_CASE("client states: a login held for a primary (split off) goes on to a pool's wait, never straight in") {
+  CHECK(is_legal_transition(ClientState::Auth, ClientState::LoginPrimaryWait));       // no primary known
+  CHECK(is_legal_transition(ClientState::LoginWait, ClientState::LoginPrimaryWait));  // its connection failed
+  CHECK(is_legal_transition(ClientState::LoginPrimaryWait, ClientState::LoginWait));  // a primary appeared
+  CHECK_FALSE(is_legal_transition(ClientState::LoginPrimaryWait, ClientState::Ready));
+  CHECK_FALSE(is_legal_transition(ClientState::LoginPrimaryWait, ClientState::PrimaryWait));
+  CHECK_FALSE(is_legal_transition(ClientState::Ready, ClientState::LoginPrimaryWait));
+  CHECK_FALSE(pgmux::proxy::is_logged_in(ClientState::LoginPrimaryWait));
+  CHECK(pgmux::proxy::is_waiting(ClientState::LoginPrimaryWait));
+  CHECK(pgmux::proxy::waits_for_primary(ClientState::LoginPrimaryWait));
+  CHECK(pgmux::proxy::waits_for_primary(ClientState::PrimaryWait));
+  CHECK_FALSE(pgmux::proxy::waits_for_pool(ClientState::LoginPrimaryWait));
+  CHECK_FALSE(pgmux::proxy::holds_unsent_request(ClientState::LoginPrimaryWait));  // no cancel key yet
+}
+
 TEST_CASE("client states: each wait of a request starts and ends in Ready") {
   for (ClientState wait : {ClientState::ServerWait, ClientState::PrimaryWait, ClientState::ReplayWait,
                            ClientState::Paused, ClientState::CatalogWait, ClientState::Draining,

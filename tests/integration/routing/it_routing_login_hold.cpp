@@ -1,0 +1,105 @@
+// A login with the read/write split off waits for the primary when it cannot have it (a new connection to it
+// failed, or no primary is known), instead of going through a standby: every statement of such a session goes to
+// the primary, and its pid (BackendKeyData) must be the primary connection's, as pg_backend_pid() says. The
+// primary is reached through a relay of the test's own, which refuses logins by user name (a reset during login)
+// and cuts connections; the standbys are reached directly.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+
+#include "tests/integration/routing/routing_support.hpp"
+#include "tests/support/pg_client.hpp"
+#include "tests/support/pgmux_process.hpp"
+#include "tests/support/tcp_relay.hpp"
+
+using namespace pgmux::test;
+using pgmux::test::routing::wait_until;
+
+namespace {
+
+nlohmann::json split_off_config(int listen, const ClusterPorts& ports, int primary_port, const char* pool_mode,
+                                int failover_timeout) {
+  nlohmann::json config = routing::routing_config(listen, ports);
+  config["backends"][0]["port"] = primary_port;
+  config["routing"] = {{"read_write_split", false}, {"failover_timeout", failover_timeout}};
+  for (nlohmann::json& database : config["databases"]) database["pool_mode"] = pool_mode;
+  return config;
+}
+
+// The prober (user postgres) has found the primary: a statement through pgmux, as postgres, reaches it.
+void wait_for_primary_known(ProxyUnderTest& proxy) {
+  PgConn warm = connect(proxy.conninfo("postgres", "postgres", "app"));
+  REQUIRE(scalar(warm.get(), "SELECT pg_is_in_recovery()") == "f");
+}
+
+}  // namespace
+
+TEST_CASE("split off: a login whose primary connection failed waits for the primary, not a standby's pid") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  for (const char* mode : {"session", "transaction"}) {
+    CAPTURE(std::string(mode));
+    TcpRelay relay("127.0.0.1", 0, ports.primary);
+    const int listen = pick_listen_port();
+    ProxyUnderTest proxy(split_off_config(listen, ports, relay.port(), mode, 30).dump(2), listen);
+    wait_for_primary_known(proxy);
+    relay.refuse_logins_of("app", 1);  // the app pool's first connection: reset during login
+    PgConn client = connect(proxy.app_conninfo());
+    CHECK(relay.refused_logins() == 1);  // the login did meet the failure
+    CHECK(scalar(client.get(), "SELECT inet_server_port()") == std::to_string(ports.primary));
+    if (std::string(mode) == "session") {
+      // The old binary logged in through a standby: BackendKeyData had the standby connection's pid.
+      CHECK(std::to_string(PQbackendPID(client.get())) == scalar(client.get(), "SELECT pg_backend_pid()"));
+    }
+    CHECK(proxy.process()->full_log().find("holding the login") != std::string::npos);
+  }
+}
+
+TEST_CASE("split off: a login the primary keeps refusing fails with 57P03 after failover_timeout") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  TcpRelay relay("127.0.0.1", 0, ports.primary);
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(split_off_config(listen, ports, relay.port(), "session", 2).dump(2), listen);
+  wait_for_primary_known(proxy);
+  relay.refuse_logins_of("app", 1000);
+  const auto start = std::chrono::steady_clock::now();
+  PgConn client = try_connect(proxy.app_conninfo() + " connect_timeout=20");
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE(client);
+  // The old binary logged in through a standby at once.
+  CHECK(PQstatus(client.get()) == CONNECTION_BAD);
+  const std::string error = PQerrorMessage(client.get());
+  CHECK_MESSAGE(error.find("failover_timeout") != std::string::npos, error);
+  CHECK(waited >= 1.5);
+  CHECK(relay.refused_logins() >= 1);
+  // Everyone else is served meanwhile and after.
+  PgConn other = connect(proxy.conninfo("postgres", "postgres", "app"));
+  CHECK(scalar(other.get(), "SELECT 1") == "1");
+}
+
+TEST_CASE("split off: a login while no primary is known waits for one and gets the primary's pid") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  TcpRelay relay("127.0.0.1", 0, ports.primary);
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(split_off_config(listen, ports, relay.port(), "session", 30).dump(2), listen);
+  wait_for_primary_known(proxy);
+  // The prober's connection is cut and its new ones refused: the primary leaves the view, the standbys stay.
+  const size_t logged = proxy.process()->full_log().size();
+  relay.refuse_logins_of("postgres", 100000);
+  relay.cut();
+  REQUIRE(wait_until([&] { return proxy.process()->full_log().find("no primary", logged) != std::string::npos; }, 15));
+  auto login = std::async(std::launch::async, [&] { return try_connect(proxy.app_conninfo() + " connect_timeout=20"); });
+  // Held: the old binary logged in through a standby at once.
+  CHECK(login.wait_for(std::chrono::seconds(2)) == std::future_status::timeout);
+  relay.refuse_logins_of("postgres", 0);  // the primary answers the prober again
+  REQUIRE(login.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  PgConn client = login.get();
+  REQUIRE(client);
+  REQUIRE_MESSAGE(PQstatus(client.get()) == CONNECTION_OK, PQerrorMessage(client.get()));
+  CHECK(std::to_string(PQbackendPID(client.get())) == scalar(client.get(), "SELECT pg_backend_pid()"));
+  CHECK(scalar(client.get(), "SELECT inet_server_port()") == std::to_string(ports.primary));
+}
