@@ -228,6 +228,10 @@ ScramSecret mock_scram_secret(std::string_view user, std::string_view nonce_key)
 
 bool is_scram_secret(std::string_view text) { return parse_scram_secret(text).has_value(); }
 
+bool client_key_matches(const Sha256& client_key, const ScramSecret& secret) {
+  return equal_keys(sha256(client_key), secret.stored_key);
+}
+
 // ---- client role ----
 
 ScramClient::ScramClient(std::string password, std::string nonce)
@@ -238,7 +242,7 @@ ScramClient::ScramClient(std::string password, std::string nonce)
 ScramClient::ScramClient(const Sha256& client_key, const ScramSecret& secret, std::string nonce)
     : client_key_(client_key), known_secret_(secret), nonce_(std::move(nonce)) {
   if (!valid_nonce(nonce_)) error_ = "SCRAM: invalid client nonce";
-  else if (!equal_keys(sha256(client_key), secret.stored_key)) error_ = "SCRAM: client key does not match the secret";
+  else if (!client_key_matches(client_key, secret)) error_ = "SCRAM: client key does not match the secret";
 }
 
 std::string ScramClient::client_first() {

@@ -30,6 +30,8 @@ std::string format_scram_secret(const ScramSecret& secret);
 // are used as raw bytes, which is PostgreSQL's fallback too).
 ScramSecret make_scram_secret(std::string_view password, std::string_view salt, int iterations = 4096);
 bool is_scram_secret(std::string_view text);
+// Whether a ClientKey (recovered from a client's proof) belongs to the secret: SHA-256 of it is the StoredKey.
+bool client_key_matches(const Sha256& client_key, const ScramSecret& secret);
 // A secret no password matches, for a user that does not exist (or has no usable SCRAM secret): the exchange
 // runs to its end and fails there, as PostgreSQL's mock authentication does, so a stranger cannot tell such a
 // user from a wrong password. The salt is HMAC(nonce_key, user) cut to 16 bytes: the same user always sees the

@@ -205,12 +205,17 @@ void ClientConn::auth_succeeded() {
   log_in_through(target);
 }
 
-// What this login proved to the pool that will serve it. auth_query: the secret just looked up is the newest one
-// (ALTER ROLE ... PASSWORD since the pool was made): new servers log in with it. Done at login, once, so a client
-// that logged in with an older secret never takes the pool back to it. SCRAM: the client's recovered key.
+// What this login proved to each pool it asks for a server. auth_query: the secret just looked up is the newest one
+// (ALTER ROLE ... PASSWORD since the pool was made): new servers log in with it. Only at the login's first ask
+// (still in Auth): a login held for a primary asks again later, when another login may have looked up a newer
+// secret, which this one must not take the pool back from. SCRAM: the client's recovered key, if it is the key
+// of the pool's secret (not of one a reload or another login replaced since).
 void ClientConn::adopt_login_secret(Pool& pool) {
-  if (looked_up_user_) pool.set_password(looked_up_user_->user.password);
-  if (auto key = auth_->client_key(); key && pool.login().scram_secret) pool.login().client_key = key;
+  if (looked_up_user_ && state_ == ClientState::Auth) pool.set_password(looked_up_user_->user.password);
+  const std::optional<protocol::ScramSecret>& secret = pool.login().scram_secret;
+  if (auto key = auth_->client_key(); key && secret && protocol::client_key_matches(*key, *secret)) {
+    pool.login().client_key = key;
+  }
 }
 
 // The database's backends as a mask over the config's backend list (the view uses the same order), by name: a
@@ -234,12 +239,14 @@ ClientConn::LoginTarget ClientConn::login_target() const {
   const routing::BackendsView& view = worker_.view();
   const uint64_t mask = session_.route.backend_mask;
   if (view.primary >= 0 && (mask >> view.primary) & 1) return {view.primary, Role::Primary, false};
+  const bool split = worker_.config()->routing.read_write_split;
+  bool any_up = false;
   for (size_t i = 0; i < view.backends.size() && i < 64; ++i) {
-    if (((mask >> i) & 1) && view.backends[i].readable) {
-      if (!worker_.config()->routing.read_write_split) return {-1, Role::Primary, true};
-      return {static_cast<int>(i), Role::Standby, false};
-    }
+    if (!((mask >> i) & 1)) continue;
+    if (split && view.backends[i].readable) return {static_cast<int>(i), Role::Standby, false};
+    any_up |= view.backends[i].reachable;
   }
+  if (any_up && !split) return {-1, Role::Primary, true};  // a failover: no standby takes the session
   // Nothing known to be up: before the first probe round, or everything is down. Try the first backend of the
   // database: a clear connection error beats waiting.
   for (size_t i = 0; i < worker_.config()->backends.size() && i < 64; ++i) {
@@ -251,6 +258,10 @@ ClientConn::LoginTarget ClientConn::login_target() const {
 // Asks the target's pool for the login's server, or waits for a primary (LoginPrimaryWait).
 void ClientConn::log_in_through(const LoginTarget& target) {
   if (target.awaits_primary) {
+    if (primary_wait_deadline_ == 0) {
+      LOG_INFO("%s: no primary to log in through, and read_write_split is off: holding the login for one (up to "
+               "failover_timeout)", log_prefix().c_str());
+    }
     wait_for_primary(routing::Route{routing::RouteTarget::WaitForPrimary, -1, routing::RouteReason::SplitOff});
     return;
   }

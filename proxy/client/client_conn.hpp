@@ -139,7 +139,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void fail(const FailureReport& failure) override;
 
   ListNode worker_node;        // worker's list of all clients
-  // The worker's list of the wait the state is in: waiting for a primary (PrimaryWait, ServerEnding), for a standby's
+  // The worker's list of the wait the state is in: waiting for a primary (waits_for_primary), for a standby's
   // replay (ReplayWait), held by PAUSE (Paused), waiting for the first function catalog (CatalogWait). One state at
   // a time, so one node: set_state takes it off the list of the state it leaves before the next state's list.
   ListNode state_wait_node;

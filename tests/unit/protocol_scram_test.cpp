@@ -89,6 +89,9 @@ TEST_CASE("RFC 7677 test vector: server side, and the recovered client key") {
   CHECK(*final == kRfcServerFinal);
   REQUIRE(server.recovered_client_key());
   CHECK(key_b64(*server.recovered_client_key()) == kPencilClientKey);
+  // A pool takes the key only for the secret it belongs to (not one a reload or a newer lookup put there since).
+  CHECK(client_key_matches(*server.recovered_client_key(), pencil_secret()));
+  CHECK_FALSE(client_key_matches(*server.recovered_client_key(), make_scram_secret("pen", *base64_decode(kSalt))));
 }
 
 TEST_CASE("RFC 7677 test vector: client from recovered keys") {
