@@ -88,7 +88,7 @@ bool ClientConn::cancel_waiting_request() {
            to_string(state_));
   routed_.reset();
   replay_wait_.reset();
-  primary_wait_deadline_ = 0;
+  primary_wait_ = {};
   resume_requests();  // off the wait's list (set_state)
   fail({Failure::WaitingRequestCanceled});
   if (open()) pump();

@@ -258,7 +258,7 @@ ClientConn::LoginTarget ClientConn::login_target() const {
 // Asks the target's pool for the login's server, or waits for a primary (LoginPrimaryWait).
 void ClientConn::log_in_through(const LoginTarget& target) {
   if (target.awaits_primary) {
-    if (primary_wait_deadline_ == 0) {
+    if (primary_wait_.since == 0) {
       LOG_INFO("%s: no primary to log in through, and read_write_split is off: holding the login for one (up to "
                "failover_timeout)", log_prefix().c_str());
     }
@@ -388,7 +388,7 @@ void ClientConn::drop_idle_servers() {
 
 bool ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
   auth_.reset();               // what it proved went to the pools it asked (adopt_login_secret)
-  primary_wait_deadline_ = 0;  // a login held for a failover is through
+  primary_wait_ = {};  // a login held for a failover is through
   // Session pooling: the client's pid is that of the server it logged in through and keeps (the primary when
   // there is one), so pg_backend_pid(), NOTIFY's pid and pg_terminate_backend agree with BackendKeyData as on a
   // direct connection. The secret key stays pgmux's: cancel requests come to pgmux, which knows where the
@@ -421,11 +421,12 @@ bool ClientConn::finish_login(const SessionParams& server_params, const char* vi
 }
 
 void ClientConn::on_server_unavailable(const FailureReport& failure) {
+  const int failed_backend = waiting_pool_ ? waiting_pool_->backend_index() : -1;
   waiting_pool_ = nullptr;
   if (waiting_role_ == Role::Standby && read_on_primary_instead(failure)) return;
   std::optional<routing::Route> route = routed_ ? routed_->route : std::nullopt;
   routed_.reset();
-  if (waiting_role_ == Role::Primary && hold_for_failover(failure, route)) return;
+  if (waiting_role_ == Role::Primary && hold_for_failover(failure, route, failed_backend)) return;
   // A request after login never reached a server: the session goes on with an error for it (the table's
   // severity); before login the login fails.
   if (logged_in()) resume_requests();

@@ -236,9 +236,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   routing::Route standby_with_room(const routing::Classification& c, const routing::Route& picked,
                                    const routing::RouteSettings& settings);
   void wait_for_primary(const routing::Route& route);
-  bool hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route);
+  bool hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route,
+                         int failed_backend);
   static bool primary_unreachable(const FailureReport& failure);
   bool login_through_standby();
+  bool primary_worth_trying() const;
   void decide_server_ending();  // client_server_ending.cpp
   // 08006 "may or may not have been executed" for each request a lost server owed, then the session goes on.
   void answer_lost_requests(const std::string& backend, size_t requests, bool open_sequence);
@@ -451,7 +453,15 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::optional<RoutedRequest> routed_;
   ServerConn* preparing_ = nullptr;  // the server a prepare step runs on (observers: cleared in let_go_of)
   protocol::ByteVector prepare_error_;  // a statement the request needs could not be prepared: the server's error
-  double primary_wait_deadline_ = 0;
+  // A wait for a primary (primary_wait, login_primary_wait, and the tries between), in monotonic seconds: when it
+  // began (0: none; it ends failover_timeout later, as the config says now: a reload applies to the waits under
+  // way), and when and on which backend a new connection to the primary last failed (primary_worth_trying).
+  struct PrimaryWaitClock {
+    double since = 0;
+    double failed_at = 0;
+    int failed_backend = -1;
+  };
+  PrimaryWaitClock primary_wait_;
   // ServerEnding: the FATAL the session's primary connection sent, which backend and when (monotonic seconds);
   // the requests that were in flight there, answered once the session is known to go on.
   struct EndedServer {

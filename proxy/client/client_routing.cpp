@@ -160,7 +160,7 @@ bool ClientConn::resume_routed() {
     release_idle_servers();
     return open();
   }
-  if (routed.role == Role::Primary) primary_wait_deadline_ = 0;  // a failover wait, if any, is over
+  if (routed.role == Role::Primary) primary_wait_ = {};  // a failover wait, if any, is over
   if (routed.route) {
     worker_.metrics().count_route(*routed.route);
     if (routing::is_read_only_statement(routed.c, session_.route) && !routed.c.read_needs_primary()) {
@@ -252,7 +252,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   switch (route.target) {
     case routing::RouteTarget::Primary: {
       if (primary_ && primary_->backend_index() == route.backend) {
-        primary_wait_deadline_ = 0;
+        primary_wait_ = {};
         worker_.metrics().count_route(route);  // counted once, when the request is about to go out
         if (read_only) ++primary_->pool().stats.reads;
         return primary_;
@@ -322,16 +322,16 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
   }
   const double now = monotonic_now();
   const double failover_timeout = worker_.config()->routing.failover_timeout;
-  if (primary_wait_deadline_ == 0) primary_wait_deadline_ = now + failover_timeout;
-  if (any_up && now < primary_wait_deadline_) {
+  if (primary_wait_.since == 0) primary_wait_.since = now;
+  if (any_up && now < primary_wait_.since + failover_timeout) {
     set_state(logged_in() ? ClientState::PrimaryWait : ClientState::LoginPrimaryWait);
     worker_.wait_for_primary(this);  // again, when woken into the same wait (a login)
     return;
   }
-  primary_wait_deadline_ = 0;
+  primary_wait_ = {};
   if (logged_in()) worker_.metrics().count_route(route);  // a statement's route; a login's is not one
   fail(any_up
-           ? FailureReport(Failure::NoPrimaryInTime, {std::to_string(static_cast<int>(failover_timeout)), view.alarm})
+           ? FailureReport(Failure::NoPrimaryInTime, {format_seconds(failover_timeout), view.alarm})
            : FailureReport(Failure::NoBackendReachable, {database_, view.alarm}));
 }
 
@@ -339,13 +339,16 @@ void ClientConn::wait_for_primary(const routing::Route& route) {
 // out, "shutting down"): every backend is probed at once, and the request waits for a primary, up to
 // failover_timeout from its first such failure (wait_for_primary), instead of failing; a login goes through a
 // standby with the read/write split on, else waits likewise. False: the failure is the client's to hear.
-bool ClientConn::hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route) {
+bool ClientConn::hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route,
+                                   int failed_backend) {
   if (!primary_unreachable(failure) || worker_.config()->routing.failover_timeout <= 0) return false;
   // Once per wait at INFO: while the primary is going away the request may come back here a few times.
-  PGMUX_LOG(primary_wait_deadline_ == 0 ? conf::LogLevel::Info : conf::LogLevel::Debug,
+  PGMUX_LOG(primary_wait_.since == 0 ? conf::LogLevel::Info : conf::LogLevel::Debug,
             "%s: the primary's pool could not open a connection (%s); probing every backend now and holding the %s",
             log_prefix().c_str(), failure.message().c_str(), logged_in() ? "request" : "login");
   worker_.shared().control->request_probe_round();
+  primary_wait_.failed_at = monotonic_now();
+  primary_wait_.failed_backend = failed_backend;
   if (!logged_in()) {
     // With the split on, a standby may serve the session meanwhile (README: its pid is then the standby's).
     if (worker_.config()->routing.read_write_split) return login_through_standby();
@@ -356,6 +359,21 @@ bool ClientConn::hold_for_failover(const FailureReport& failure, const std::opti
   wait_for_primary(route.value_or(routing::Route{routing::RouteTarget::WaitForPrimary, -1,
                                                  routing::RouteReason::Write}));
   return true;
+}
+
+// Whether a request or login waiting for a primary tries one now. Not while the view still names the primary whose
+// new connection failed last and no probe sent since has reached it (hold_for_failover asked for a round): each try
+// would be one more connection refused, or a backend forked to answer 57P03, per waiting client per view and tick
+// (a primary in crash recovery took 1,361 connection attempts from 50 held logins in 2 s). Past the wait's end,
+// the try comes, to fail it.
+bool ClientConn::primary_worth_trying() const {
+  const routing::BackendsView& view = worker_.view();
+  if (primary_wait_.failed_at == 0 || view.primary < 0 || view.primary != primary_wait_.failed_backend ||
+      static_cast<size_t>(view.primary) >= view.backends.size()) {
+    return true;
+  }
+  if (monotonic_now() >= primary_wait_.since + worker_.config()->routing.failover_timeout) return true;
+  return view.backends[static_cast<size_t>(view.primary)].last.sent_at > primary_wait_.failed_at;
 }
 
 // A read routed to a standby that would not take a connection (stopping, restarting, unreachable: the pool told
@@ -438,6 +456,10 @@ routing::RouteSettings ClientConn::route_settings() const { return route_setting
 void ClientConn::on_view_changed() {
   if (state_ == ClientState::ServerEnding) {
     decide_server_ending();
+    return;
+  }
+  if ((state_ == ClientState::LoginPrimaryWait || state_ == ClientState::PrimaryWait) && !primary_worth_trying()) {
+    worker_.wait_for_primary(this);  // woken again by the next view (or tick)
     return;
   }
   if (state_ == ClientState::LoginPrimaryWait) {

@@ -290,7 +290,7 @@ constexpr FailureRow kSessionRows[] = {
      "", Close, "session_replay_failed", "session command replay failed", Warn},
 
     {F::NoPrimaryInTime, Error, code::kCannotConnectNow,
-     "pgmux: no primary became available within failover_timeout ({} s)", "{}", "", Reuse, "no_primary_in_time",
+     "pgmux: no primary became available within failover_timeout ({})", "{}", "", Reuse, "no_primary_in_time",
      "no primary within failover_timeout", Info},
     {F::NoBackendReachable, Error, code::kCannotConnectNow, "pgmux: no backend of database \"{}\" is reachable", "{}",
      "", Reuse, "no_backend_reachable", "no backend reachable", Info},

@@ -135,7 +135,7 @@ bool TcpRelay::refuses_login(Pair& pair) {
   if (refusals_left_ <= 0) return false;
   char head[512];
   const ssize_t n = recv(pair.client_side, head, sizeof head, MSG_PEEK);
-  const std::string wanted = std::string("user") + '\0' + refused_user_ + '\0';
+  const std::string wanted = std::string("user") + '\0' + (refused_user_ == "*" ? "" : refused_user_ + '\0');
   if (n <= 8 || std::string(head + 8, static_cast<size_t>(n) - 8).find(wanted) == std::string::npos) return false;
   --refusals_left_;
   ++refused_;

@@ -7,7 +7,7 @@
 // connection came through it (the local port PostgreSQL shows as pg_stat_activity.client_port);
 // hold_cancel_requests(true) keeps the CancelRequest of every new connection that starts with one in flight
 // until hold_cancel_requests(false) (a cancel slow to reach its server); refuse_logins_of(user, n) shuts down
-// unrelayed the next n connections whose startup packet names that user (a server gone during login).
+// unrelayed the next n connections whose startup packet names that user ("*": any) (a server gone during login).
 #pragma once
 #include <atomic>
 #include <cstddef>

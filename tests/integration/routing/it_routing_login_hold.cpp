@@ -9,6 +9,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/routing/routing_support.hpp"
 #include "tests/support/pg_client.hpp"
@@ -101,7 +102,8 @@ TEST_CASE("split off: a login while no primary is known waits for one and gets t
   REQUIRE(wait_until([&] { return proxy.process()->full_log().find("no primary", logged) != std::string::npos; }, 15));
   // The prober logs before its view reaches the workers.
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  auto login = std::async(std::launch::async, [&] { return try_connect(proxy.app_conninfo() + " connect_timeout=20"); });
+  auto login =
+      std::async(std::launch::async, [&] { return try_connect(proxy.app_conninfo() + " connect_timeout=20"); });
   // Held: the old binary logged in through a standby at once.
   CHECK(login.wait_for(std::chrono::seconds(2)) == std::future_status::timeout);
   relay.refuse_logins_of("postgres", 0);  // the primary answers the prober again
@@ -112,4 +114,40 @@ TEST_CASE("split off: a login while no primary is known waits for one and gets t
   CHECK(std::to_string(PQbackendPID(client.get())) == scalar(client.get(), "SELECT pg_backend_pid()"));
   CHECK(scalar(client.get(), "SELECT inet_server_port()") == std::to_string(ports.primary));
   CHECK(proxy.process()->full_log().find("holding the login for one") != std::string::npos);
+}
+
+// Logins held while the prober cannot reach the primary either (a primary going down, in crash recovery) try it
+// again only once a probe sent after their failure reached it: the binary before tried it at every view and tick,
+// one refused connection (or a backend forked for 57P03) per held login each time.
+TEST_CASE("split off: held logins do not try an unreachable primary at every view") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  TcpRelay relay("127.0.0.1", 0, ports.primary);
+  const int listen = pick_listen_port();
+  nlohmann::json config = split_off_config(listen, ports, relay.port(), "session", 30);
+  // The primary stays in the view for seconds after its first refusal (three failed probes a second apart).
+  config["health_check"]["period"] = 1;
+  config["health_check"]["max_retries"] = 2;
+  ProxyUnderTest proxy(config.dump(2), listen);
+  wait_for_primary_known(proxy);
+  relay.refuse_logins_of("*", 100000);
+  relay.cut();  // the prober's connection too: its next ones are refused
+  constexpr int kLogins = 8;
+  std::vector<std::future<PgConn>> logins;
+  for (int i = 0; i < kLogins; ++i) {
+    logins.push_back(
+        std::async(std::launch::async, [&] { return try_connect(proxy.app_conninfo() + " connect_timeout=30"); }));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // the prober's round every 0.2 s: views keep coming
+  const size_t tries =
+      count_occurrences(proxy.process()->full_log(), "app/app@primary: server closed the connection during login");
+  relay.refuse_logins_of("*", 0);
+  // About one try per login (the prober's tries are its own); the binary before: several per login.
+  CHECK_MESSAGE(tries <= 2 * kLogins, tries << " logins' connections to the primary refused in 3 s");
+  for (auto& login : logins) {
+    REQUIRE(login.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+    PgConn client = login.get();
+    REQUIRE(client);
+    CHECK_MESSAGE(PQstatus(client.get()) == CONNECTION_OK, PQerrorMessage(client.get()));
+  }
 }
