@@ -19,6 +19,12 @@ inline uint64_t fnv1a(uint64_t hash, std::string_view text) { return fnv1a(hash,
 // statement under different names, alike in those settings, share one server statement.
 std::string server_statement_name(ByteView parse_message, uint64_t settings_key = 0);
 
+// Not of that form, so no server has it: a Bind or Describe of a client statement whose copy on the server has
+// other result columns goes out naming it, and the server's 26000 for it, in its place in the replies, is what
+// pgmux turns into PostgreSQL's 0A000 "cached plan must not change result type" (the server failed the batch and
+// the block there as PostgreSQL fails them for the stale statement).
+inline constexpr std::string_view kStalePlanStatement = "pgmux_stale_plan";
+
 // The result shape of a prepared statement, from the body of the RowDescription its Describe 'S' answers (or
 // an empty body for NoData): column names, types, sizes and modifiers, without the source table and column (not
 // part of what PostgreSQL compares) or the format codes (a statement's Describe reports them as text; a portal's

@@ -68,6 +68,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   const std::string* statement_name_for(std::string_view server_name) const {
     return session_.name_of_server_statement(server_name);
   }
+  void build_plan_changed_error(protocol::ByteVector& out);
   // Statements it prepared, by protocol or SQL PREPARE (SHOW CLIENTS).
   size_t prepared_statement_count() const { return session_.statement_count() + session_.sql_statements.size(); }
   double created_at() const { return created_at_; }
@@ -305,6 +306,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool binds_earlier_unnamed(const ServerConn* server) const;
   void learn_description(ServerConn& server, std::string_view client_name);
   const PreparedStatement* stale_statement(const ServerConn* server);
+  bool copy_is_stale(const ServerConn* server, const PreparedStatement& stored) const;
   bool lacks_shared_copy(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                          bool prepares);
   bool request_uses_shared(std::string_view server_name);

@@ -170,6 +170,23 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
   return copy->shape != stored->shape ? stored : nullptr;
 }
 
+// Transaction pooling: the server's copy of a client statement has other result columns than the client's
+// statement (prepared on either side of DDL). A Bind or Describe of it anywhere in a request (stale_statement
+// answers only a request's first message, and only with nothing owed before it) goes out naming
+// kStalePlanStatement: PostgreSQL answers and skips exactly as for the stale statement, and the relay gives the
+// client its 0A000 (ServerConn::client_view_of_error). pgjdbc sends its BEGIN in front of the Bind.
+bool ClientConn::copy_is_stale(const ServerConn* server, const PreparedStatement& stored) const {
+  if (stored.shape == 0) return false;
+  const ServerConn::StatementDescription* copy = server->description_of(stored.server_name, true);
+  return copy && copy->shape != 0 && copy->shape != stored.shape;
+}
+
+// PostgreSQL's answer to a Bind or Describe of a stale statement, in place of the server's 26000 for
+// kStalePlanStatement (through the failure table: counted and logged).
+void ClientConn::build_plan_changed_error(ByteVector& out) {
+  report_failure(Failure::PlanChanged, Severity::Error, worker_.metrics(), log_prefix(), out);
+}
+
 // A request that depends on a Parse or a Close an earlier request, still unanswered, sent (pipelined: two batches
 // in one write, each with its Sync). PostgreSQL answers a Parse of the same name 42P05 if that Parse succeeded and
 // creates the statement if it failed or was skipped (an error earlier in its batch), and the other way round for a
@@ -393,6 +410,7 @@ void ClientConn::note_duplicate_names(const BatchServerNames& names, OwedReply& 
 // server still answers CloseComplete in its place.
 void ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& names) {
   static const std::string kNoStatement = "pgmux_no_statement";  // not of the shared form: never parsed
+  static const std::string kStalePlan(protocol::kStalePlanStatement);
   names.of_parse.resize(request_.parses.size());
   names.of_step.clear();
   names.created.clear();
@@ -411,7 +429,7 @@ void ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& name
     } else if (step.in_batch) {
       name = &names.of_parse[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
-      name = &step.in_session->server_name;
+      name = copy_is_stale(server, *step.in_session) ? &kStalePlan : &step.in_session->server_name;
     }
     if (step.step->kind == StatementStepKind::Parse && step.outcome != ParseOutcome::Creates && name) {
       names.duplicates.push_back({step.step->parse, name});  // 42P05 from the server, naming `name`

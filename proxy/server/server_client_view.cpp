@@ -4,6 +4,7 @@
 
 #include "protocol/backend_messages.hpp"
 #include "protocol/byte_writer.hpp"
+#include "protocol/statement_naming.hpp"
 #include "proxy/client/client_conn.hpp"
 #include "proxy/server/pool.hpp"
 
@@ -41,6 +42,11 @@ ByteVector* ServerConn::client_view_of_error(ByteView body) {
   const size_t end = at == std::string_view::npos ? at : text.find('"', at + 1);
   if (end == std::string_view::npos) return nullptr;
   const std::string_view shared = text.substr(at + 1, end - at - 1);
+  if (shared == protocol::kStalePlanStatement) {  // ClientConn::copy_is_stale
+    ByteVector& own = rewritten_.emplace_back();
+    client_->build_plan_changed_error(own);
+    return &own;
+  }
   const std::string* client_name = nullptr;
   if (const auto& duplicates = owed_.front().duplicate_names) {
     for (const auto& [server_name, name] : *duplicates) {

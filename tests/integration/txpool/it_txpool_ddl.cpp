@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "tests/integration/txpool/txpool_support.hpp"
 
@@ -148,6 +149,28 @@ std::string insert_sevens(Fixture& f, PGconn* conn, int from, int count, size_t*
   const std::string range = std::to_string(from) + " AND " + std::to_string(from + count - 1);
   return scalar(f.owner.get(), "SELECT coalesce(string_agg(id || '=' || v, ' '), '') FROM t WHERE id BETWEEN " +
                                    range + " AND v IS DISTINCT FROM 7");
+}
+
+// A client's "sel" prepared before ALTER TABLE on the server given back last, which a holder then keeps in an
+// open block: the client's next request goes to a server that prepares "sel" only after the ALTER (other columns).
+// One worker (Fixture(1)): one idle list, whose order this relies on.
+std::pair<PgConn, PgConn> stale_sel(Fixture& f) {
+  {
+    std::vector<PgConn> openers;  // kPoolSize servers open, none with "sel"
+    for (int i = 0; i < kPoolSize; ++i) {
+      openers.push_back(connect(f.ci));
+      exec(openers.back().get(), "BEGIN");
+      scalar(openers.back().get(), "SELECT 1");
+    }
+    for (PgConn& opener : openers) exec(opener.get(), "COMMIT");
+  }
+  PgConn conn = connect(f.ci);
+  prepare_sel(conn.get());
+  exec(f.owner.get(), "ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
+  PgConn holder = connect(f.ci);
+  exec(holder.get(), "BEGIN");
+  scalar(holder.get(), "SELECT 1");
+  return {std::move(conn), std::move(holder)};
 }
 
 }  // namespace
@@ -394,21 +417,7 @@ TEST_CASE("an invalid statement fails at its Parse and leaves the name free") {
 // as for the client. Before, it ran there with the new columns under the client's old description.
 TEST_CASE("in a block, a statement whose columns changed gets 0A000 on a server preparing it; the block fails") {
   Fixture f(1);
-  {
-    std::vector<PgConn> openers;  // kPoolSize servers open, none with "sel"
-    for (int i = 0; i < kPoolSize; ++i) {
-      openers.push_back(connect(f.ci));
-      exec(openers.back().get(), "BEGIN");
-      scalar(openers.back().get(), "SELECT 1");
-    }
-    for (PgConn& opener : openers) exec(opener.get(), "COMMIT");
-  }
-  PgConn conn = connect(f.ci);
-  prepare_sel(conn.get());  // on the server given back last, which the holder takes next
-  exec(f.owner.get(), "ALTER TABLE t ADD COLUMN extra int DEFAULT 42");
-  PgConn holder = connect(f.ci);
-  exec(holder.get(), "BEGIN");
-  scalar(holder.get(), "SELECT 1");
+  auto [conn, holder] = stale_sel(f);
   exec(conn.get(), "BEGIN");
   int fields = 0;
   const std::string err = exec_sel(conn.get(), 5, &fields);
@@ -469,4 +478,37 @@ TEST_CASE("a request using two statements of one text, one with older parameter 
   }
   owner.reset();
   drop_database_quietly(kDb);
+}
+
+// pgjdbc with autocommit off sends its BEGIN in the same batch as the Bind of a prepared statement: a Bind that is
+// not the request's first message. A server that prepared the statement after the ALTER has the new columns;
+// PostgreSQL answers the client's statement (the old columns) with 0A000 at that Bind and skips to the Sync, and
+// the block fails. The binary before ran the new statement (pgjdbc's Bind, one result format per old column, got
+// 08P01 "bind message has 2 result formats but query has 3 columns", and pgjdbc never prepared it again).
+TEST_CASE("a Bind behind a BEGIN in one batch, of a statement whose columns changed, gets 0A000 there") {
+  Fixture f(1);
+  auto [conn, holder] = stale_sel(f);
+  // One batch: Parse/Bind/Describe/Execute of BEGIN, Bind/Describe/Execute of "sel", Sync.
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  REQUIRE(PQsendQueryParams(conn.get(), "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  const char* values[1] = {"5"};
+  REQUIRE(PQsendQueryPrepared(conn.get(), "sel", 1, values, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  std::vector<std::string> seen;  // each result: its status, and SQLSTATE for an error
+  for (int results = 0; results < 8; ++results) {
+    PgResult res(PQgetResult(conn.get()));
+    if (!res) continue;  // the end of one query's results
+    const ExecStatusType status = PQresultStatus(res.get());
+    seen.push_back(std::string(PQresStatus(status)) + (status == PGRES_FATAL_ERROR ? " " + sqlstate(res.get()) : ""));
+    if (status == PGRES_PIPELINE_SYNC) break;
+  }
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  std::string all;
+  for (const std::string& s : seen) all += s + "; ";
+  CHECK_MESSAGE(all == "PGRES_COMMAND_OK; PGRES_FATAL_ERROR 0A000; PGRES_PIPELINE_SYNC; ", all);
+  CHECK(exec_sqlstate(conn.get(), "SELECT 1") == "25P02");  // the block failed
+  PgResult commit(PQexec(conn.get(), "COMMIT"));
+  CHECK(std::string(PQcmdStatus(commit.get())) == "ROLLBACK");
+  exec(holder.get(), "COMMIT");
+  f.log_on_failure(all.find("0A000") == std::string::npos);
 }
