@@ -167,6 +167,36 @@ public class JdbcCheck {
     }
   }
 
+  // The same inside transactions (autocommit off, pgjdbc's default autosave=never), the ALTER on another
+  // connection: pgjdbc sends BEGIN in the batch with the statement's Bind, whose result formats follow the old
+  // columns. PostgreSQL: 0A000 once, then pgjdbc prepares it again. Transaction pooling answered 08P01 "bind
+  // message has 2 result formats but query has 3 columns" at every execution before.
+  static void planChangeInTransactions() throws Exception {
+    try (Connection conn = connect("prepareThreshold=1"); Connection ddl = connect("")) {
+      run(ddl, "DROP TABLE IF EXISTS j_plan_tx", "CREATE TABLE j_plan_tx (id int, v text)",
+          "INSERT INTO j_plan_tx VALUES (1, 'a')");
+      conn.setAutoCommit(false);
+      try (PreparedStatement ps = conn.prepareStatement("SELECT * FROM j_plan_tx WHERE id = ?")) {
+        for (int i = 0; i < 6; i++) {
+          if (i == 2) run(ddl, "ALTER TABLE j_plan_tx ADD COLUMN extra int DEFAULT 7");
+          ps.setInt(1, 1);
+          try (ResultSet rs = ps.executeQuery()) {
+            out("plan tx", i, rows(rs));
+          } catch (SQLException e) {
+            out("plan tx", i, errorLine(e));
+          }
+          try {
+            conn.commit();
+          } catch (SQLException e) {
+            out("plan tx commit", i, errorLine(e));
+            conn.rollback();
+          }
+        }
+      }
+      conn.setAutoCommit(true);
+    }
+  }
+
   static void batches() throws Exception {
     for (String extra : new String[] {"", "reWriteBatchedInserts=true"}) {
       try (Connection conn = connect(extra)) {
@@ -305,6 +335,7 @@ public class JdbcCheck {
     Map<String, Scenario> scenarios = new LinkedHashMap<>();
     scenarios.put("threshold", JdbcCheck::prepareThresholds);
     scenarios.put("plan_change", JdbcCheck::planChange);
+    scenarios.put("plan_change_tx", JdbcCheck::planChangeInTransactions);
     scenarios.put("batch", JdbcCheck::batches);
     scenarios.put("large", JdbcCheck::largeParameters);
     scenarios.put("readonly", JdbcCheck::readOnly);
