@@ -99,7 +99,7 @@ void ClientConn::set_state(ClientState next) {
   if (next == ClientState::Paused) worker_.hold_paused(this);
   if (next == ClientState::CatalogWait) worker_.wait_for_catalog(this);
   if ((waits_for_pool(next) && !waits_for_pool(before)) || next == ClientState::Paused ||
-      next == ClientState::CatalogWait) {
+      next == ClientState::CatalogWait || next == ClientState::PrimaryWait || next == ClientState::LoginPrimaryWait) {
     wait_started_ = worker_.now();
     wait_started_ns_ = 0;  // taken by acquire() once the pool could not answer at once
   }

@@ -95,7 +95,9 @@ ClientRow client_row(const ClientConn* c, const WallClock& clock, int worker) {
   split_peer(c->peer(), &row.addr, &row.port);
   row.connect_time = clock.to_unix(c->created_at());
   row.request_time = clock.to_unix(c->last_activity());
-  if (waits_for_pool(c->state()) || c->state() == ClientState::Paused) {
+  // (SHOW POOLS' maxwait is the longest of these: a wait for a primary counts as PgBouncer's wait for a server.)
+  if (waits_for_pool(c->state()) || c->state() == ClientState::Paused || c->state() == ClientState::PrimaryWait ||
+      c->state() == ClientState::LoginPrimaryWait) {
     row.wait_seconds = clock.loop_now - c->wait_started();
   }
   if (const std::string* app = c->wanted_params().find("application_name")) row.application_name = *app;

@@ -93,8 +93,11 @@ TEST_CASE("split off: a login while no primary is known waits for one and gets t
   const ClusterPorts ports = cluster_ports();
   TcpRelay relay("127.0.0.1", 0, ports.primary);
   const int listen = pick_listen_port();
-  ProxyUnderTest proxy(split_off_config(listen, ports, relay.port(), "session", 30).dump(2), listen);
+  nlohmann::json config = split_off_config(listen, ports, relay.port(), "session", 30);
+  config["admin_users"] = nlohmann::json::array({"postgres"});
+  ProxyUnderTest proxy(config.dump(2), listen);
   wait_for_primary_known(proxy);
+  PgConn console = connect(proxy.conninfo("postgres", "postgres", "pgmux"));
   // The prober's connection is cut and its new ones refused: the primary leaves the view, the standbys stay.
   const size_t logged = proxy.process()->full_log().size();
   relay.refuse_logins_of("postgres", 100000);
@@ -106,6 +109,18 @@ TEST_CASE("split off: a login while no primary is known waits for one and gets t
       std::async(std::launch::async, [&] { return try_connect(proxy.app_conninfo() + " connect_timeout=20"); });
   // Held: the old binary logged in through a standby at once.
   CHECK(login.wait_for(std::chrono::seconds(2)) == std::future_status::timeout);
+  // The console shows the wait, as PgBouncer's shows a wait for a server (it showed 0 before).
+  PgResult clients = exec(console.get(), "SHOW CLIENTS");
+  const int state = PQfnumber(clients.get(), "state"), user = PQfnumber(clients.get(), "user");
+  const int wait = PQfnumber(clients.get(), "wait");
+  REQUIRE(state >= 0);
+  REQUIRE(wait >= 0);
+  std::string waits;
+  for (int row = 0; row < PQntuples(clients.get()); ++row) {
+    if (std::string(PQgetvalue(clients.get(), row, user)) != "app") continue;
+    waits += std::string(PQgetvalue(clients.get(), row, state)) + " " + PQgetvalue(clients.get(), row, wait) + ";";
+  }
+  CHECK_MESSAGE((waits == "waiting 1;" || waits == "waiting 2;"), waits);
   relay.refuse_logins_of("postgres", 0);  // the primary answers the prober again
   REQUIRE(login.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
   PgConn client = login.get();
