@@ -533,6 +533,7 @@ void ClientConn::note_pin(routing::PinReason pin, bool pinned_primary) {
 // savepoint). Inside a block a server runs, what pgmux answers failed there already (PrepareFailed); it answers
 // the others (PlanChanged, DuplicatePreparedStatement) only outside a block.
 void ClientConn::answer_locally_with_error(const FailureReport& failure) {
+  primary_wait_ = {};  // the request is over: a later one's wait for a primary starts afresh
   ByteVector out;
   report_failure(failure, Severity::Error, worker_.metrics(), log_prefix(), out);
   if (!session_.deferred_begin.empty()) session_.deferred_begin_failed = true;

@@ -160,7 +160,7 @@ bool ClientConn::resume_routed() {
     release_idle_servers();
     return open();
   }
-  if (routed.role == Role::Primary) primary_wait_ = {};  // a failover wait, if any, is over
+  primary_wait_ = {};  // a failover wait, if any, is over (the request goes out, to the primary or a standby)
   if (routed.route) {
     worker_.metrics().count_route(*routed.route);
     if (routing::is_read_only_statement(routed.c, session_.route) && !routed.c.read_needs_primary()) {
@@ -264,6 +264,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
     }
     case routing::RouteTarget::Standby: {
       if (standby_ && standby_->backend_index() == route.backend) {
+        primary_wait_ = {};
         worker_.metrics().count_route(route);
         ++standby_->pool().stats.reads;
         return standby_;
@@ -346,9 +347,10 @@ bool ClientConn::hold_for_failover(const FailureReport& failure, const std::opti
   PGMUX_LOG(primary_wait_.since == 0 ? conf::LogLevel::Info : conf::LogLevel::Debug,
             "%s: the primary's pool could not open a connection (%s); probing every backend now and holding the %s",
             log_prefix().c_str(), failure.message().c_str(), logged_in() ? "request" : "login");
-  worker_.shared().control->request_probe_round();
+  // Before the round is asked for: a probe the control thread sends at once must count as after the failure.
   primary_wait_.failed_at = monotonic_now();
   primary_wait_.failed_backend = failed_backend;
+  worker_.shared().control->request_probe_round();
   if (!logged_in()) {
     // With the split on, a standby may serve the session meanwhile (README: its pid is then the standby's).
     if (worker_.config()->routing.read_write_split) return login_through_standby();

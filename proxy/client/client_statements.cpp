@@ -17,6 +17,15 @@
 
 namespace pgmux::proxy {
 
+namespace {
+// The name a stale statement's Bind or Describe goes out under (ClientConn::copy_is_stale), one string for all:
+// resolve_server_names points at it, and forward_renamed tells such a request by that pointer.
+const std::string& stale_plan_name() {
+  static const std::string name(protocol::kStalePlanStatement);
+  return name;
+}
+}  // namespace
+
 using namespace protocol;
 
 // Close and Parse messages that must reach the server before this request: statements the request uses that
@@ -176,7 +185,8 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
 // kStalePlanStatement: PostgreSQL answers and skips exactly as for the stale statement, and the relay gives the
 // client its 0A000 (ServerConn::client_view_of_error). pgjdbc sends its BEGIN in front of the Bind.
 bool ClientConn::copy_is_stale(const ServerConn* server, const PreparedStatement& stored) const {
-  if (stored.shape == 0) return false;
+  // In a failed block PostgreSQL answers 25P02 first; the server does so for any name.
+  if (stored.shape == 0 || server->tx_status() == 'E') return false;
   const ServerConn::StatementDescription* copy = server->description_of(stored.server_name, true);
   return copy && copy->shape != 0 && copy->shape != stored.shape;
 }
@@ -277,6 +287,8 @@ bool ClientConn::answer_parse_instead_of_waiting() {
 bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
   BatchServerNames& names = worker_.batch_server_names();
   resolve_server_names(server, names);
+  owed.stale_plan_sent = owed.stale_plan_sent || std::find(names.of_step.begin(), names.of_step.end(),
+                                                           &stale_plan_name()) != names.of_step.end();
   count_statement_traffic(server->pool().stats, names.created.size());
   ByteVector& out = worker_.rewrite_buffer();  // no allocation per request: sent from there, or copied if queued
   out.reserve(request_.size + 64);
@@ -410,7 +422,6 @@ void ClientConn::note_duplicate_names(const BatchServerNames& names, OwedReply& 
 // server still answers CloseComplete in its place.
 void ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& names) {
   static const std::string kNoStatement = "pgmux_no_statement";  // not of the shared form: never parsed
-  static const std::string kStalePlan(protocol::kStalePlanStatement);
   names.of_parse.resize(request_.parses.size());
   names.of_step.clear();
   names.created.clear();
@@ -429,7 +440,8 @@ void ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& name
     } else if (step.in_batch) {
       name = &names.of_parse[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
-      name = copy_is_stale(server, *step.in_session) ? &kStalePlan : &step.in_session->server_name;
+      const bool stale = step.step->kind == StatementStepKind::Use && copy_is_stale(server, *step.in_session);
+      name = stale ? &stale_plan_name() : &step.in_session->server_name;
     }
     if (step.step->kind == StatementStepKind::Parse && step.outcome != ParseOutcome::Creates && name) {
       names.duplicates.push_back({step.step->parse, name});  // 42P05 from the server, naming `name`

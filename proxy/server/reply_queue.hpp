@@ -100,6 +100,9 @@ struct OwedReply {
   // entry before the Query no sentinel goes out, and an error of the sequence leaves one ReadyForQuery owed for good.
   uint8_t sentinel_close = 0;
   bool skips_to_sync = false;
+  // A Bind or Describe in it went out naming protocol::kStalePlanStatement (ClientConn::copy_is_stale): the
+  // server's 26000 for that name is the client's 0A000.
+  bool stale_plan_sent = false;
   // Set at a ReadyForQuery 'I' that ends a transaction: what the transaction wrote (the commit to acknowledge).
   Written committed = Written::Nothing;
   uint16_t readies = 1;   // ReadyForQuery messages still to come for it (several only for an internal run)

@@ -42,7 +42,9 @@ ByteVector* ServerConn::client_view_of_error(ByteView body) {
   const size_t end = at == std::string_view::npos ? at : text.find('"', at + 1);
   if (end == std::string_view::npos) return nullptr;
   const std::string_view shared = text.substr(at + 1, end - at - 1);
-  if (shared == protocol::kStalePlanStatement) {  // ClientConn::copy_is_stale
+  // ClientConn::copy_is_stale: the server's 26000 for the name a stale statement went out under.
+  if (shared == protocol::kStalePlanStatement && owed_.front().stale_plan_sent &&
+      text.find(std::string_view("\0C26000\0", 8)) != std::string_view::npos) {
     ByteVector& own = rewritten_.emplace_back();
     client_->build_plan_changed_error(own);
     return &own;

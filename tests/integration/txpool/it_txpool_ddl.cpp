@@ -151,6 +151,27 @@ std::string insert_sevens(Fixture& f, PGconn* conn, int from, int count, size_t*
                                    range + " AND v IS DISTINCT FROM 7");
 }
 
+// Sends BEGIN and then what `send` sends, in one pipeline with one Sync; each result: its status, and the SQLSTATE
+// of an error, joined ("PGRES_COMMAND_OK; PGRES_FATAL_ERROR 0A000; PGRES_PIPELINE_SYNC; ").
+template <typename Send>
+std::string begin_then(PGconn* conn, Send send) {
+  if (PQenterPipelineMode(conn) != 1) return "no pipeline mode";
+  if (PQsendQueryParams(conn, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) != 1 || send(conn) != 1 ||
+      PQpipelineSync(conn) != 1) {
+    return std::string("send failed: ") + PQerrorMessage(conn);
+  }
+  std::string all;
+  for (int results = 0; results < 8; ++results) {
+    PgResult res(PQgetResult(conn));
+    if (!res) continue;  // the end of one query's results
+    const ExecStatusType status = PQresultStatus(res.get());
+    all += std::string(PQresStatus(status)) + (status == PGRES_FATAL_ERROR ? " " + sqlstate(res.get()) : "") + "; ";
+    if (status == PGRES_PIPELINE_SYNC) break;
+  }
+  PQexitPipelineMode(conn);
+  return all;
+}
+
 // A client's "sel" prepared before ALTER TABLE on the server given back last, which a holder then keeps in an
 // open block: the client's next request goes to a server that prepares "sel" only after the ALTER (other columns).
 // One worker (Fixture(1)): one idle list, whose order this relies on.
@@ -489,26 +510,35 @@ TEST_CASE("a Bind behind a BEGIN in one batch, of a statement whose columns chan
   Fixture f(1);
   auto [conn, holder] = stale_sel(f);
   // One batch: Parse/Bind/Describe/Execute of BEGIN, Bind/Describe/Execute of "sel", Sync.
-  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
-  REQUIRE(PQsendQueryParams(conn.get(), "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
-  const char* values[1] = {"5"};
-  REQUIRE(PQsendQueryPrepared(conn.get(), "sel", 1, values, nullptr, nullptr, 0) == 1);
-  REQUIRE(PQpipelineSync(conn.get()) == 1);
-  std::vector<std::string> seen;  // each result: its status, and SQLSTATE for an error
-  for (int results = 0; results < 8; ++results) {
-    PgResult res(PQgetResult(conn.get()));
-    if (!res) continue;  // the end of one query's results
-    const ExecStatusType status = PQresultStatus(res.get());
-    seen.push_back(std::string(PQresStatus(status)) + (status == PGRES_FATAL_ERROR ? " " + sqlstate(res.get()) : ""));
-    if (status == PGRES_PIPELINE_SYNC) break;
-  }
-  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
-  std::string all;
-  for (const std::string& s : seen) all += s + "; ";
+  const std::string all = begin_then(conn.get(), [](PGconn* c) {
+    const char* values[1] = {"5"};
+    return PQsendQueryPrepared(c, "sel", 1, values, nullptr, nullptr, 0);
+  });
   CHECK_MESSAGE(all == "PGRES_COMMAND_OK; PGRES_FATAL_ERROR 0A000; PGRES_PIPELINE_SYNC; ", all);
   CHECK(exec_sqlstate(conn.get(), "SELECT 1") == "25P02");  // the block failed
   PgResult commit(PQexec(conn.get(), "COMMIT"));
   CHECK(std::string(PQcmdStatus(commit.get())) == "ROLLBACK");
   exec(holder.get(), "COMMIT");
   f.log_on_failure(all.find("0A000") == std::string::npos);
+}
+
+// The same server copy: a Parse of the client's own name behind a BEGIN gets 42P05 as on PostgreSQL (a review found
+// it going out under the name a stale Bind takes, which made a statement of that name on the shared server), and in
+// a failed block a Bind of it gets PostgreSQL's 25P02, which comes before any 0A000 there.
+TEST_CASE("a Parse of the name of a statement whose columns changed gets 42P05; in a failed block a Bind gets 25P02") {
+  Fixture f(1);
+  auto [conn, holder] = stale_sel(f);
+  const std::string parse = begin_then(conn.get(), [](PGconn* c) {
+    return PQsendPrepare(c, "sel", "SELECT * FROM t WHERE id = $1", 1, nullptr);
+  });
+  CHECK_MESSAGE(parse == "PGRES_COMMAND_OK; PGRES_FATAL_ERROR 42P05; PGRES_PIPELINE_SYNC; ", parse);
+  exec(conn.get(), "ROLLBACK");
+  exec(conn.get(), "BEGIN");
+  CHECK(exec_sqlstate(conn.get(), "SELECT 1/0") == "22012");
+  int fields = 0;
+  const std::string failed = exec_sel(conn.get(), 5, &fields);
+  CHECK_MESSAGE(failed.find("25P02") != std::string::npos, failed);
+  exec(conn.get(), "ROLLBACK");
+  exec(holder.get(), "COMMIT");
+  f.log_on_failure(parse.find("42P05") == std::string::npos || failed.find("25P02") == std::string::npos);
 }
