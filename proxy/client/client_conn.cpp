@@ -387,7 +387,7 @@ void ClientConn::drop_idle_servers() {
 }
 
 bool ClientConn::finish_login(const SessionParams& server_params, const char* via, const ServerConn* login_server) {
-  auth_.reset();               // what it proved went to the pools it asked (adopt_login_secret)
+  auth_.reset();       // what it proved went to the pools it asked (adopt_login_secret)
   primary_wait_ = {};  // a login held for a failover is through
   // Session pooling: the client's pid is that of the server it logged in through and keeps (the primary when
   // there is one), so pg_backend_pid(), NOTIFY's pid and pg_terminate_backend agree with BackendKeyData as on a

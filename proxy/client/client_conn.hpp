@@ -312,11 +312,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool request_uses_shared(std::string_view server_name);
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
                              protocol::ByteVector& messages, std::vector<std::string>& prepared);
-  bool forward_renamed(ServerConn* server, OwedReply& owed);
+  bool forward_renamed(ServerConn* server, OwedReply& owed, bool first_use_checked);
   bool hides_unnamed_close(const ServerConn* server, OwedReply& owed);
   bool hides_sequence_sentinel(OwedReply& owed, bool continues_sequence);
   void note_duplicate_names(const BatchServerNames& names, OwedReply& owed);
-  void resolve_server_names(ServerConn* server, BatchServerNames& names);
+  bool resolve_server_names(ServerConn* server, BatchServerNames& names, bool first_use_checked);
   unsigned close_messages_before(protocol::ByteView request, size_t end) const;
   bool depends_on_unanswered_statement();
   const ParsedStatement* duplicate_parse();

@@ -389,6 +389,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   // Asked before its reply is owed.
   const bool retriable = may_run_on_primary_instead(server, c) || may_run_again_if_lost(server, c);
+  const bool first_use_checked = !server->has_outstanding() && server->tx_status() != 'E';  // by stale_statement
   const bool extended = request_.kind == RequestKind::Extended;
   const bool ends_entry = !extended || request_.ends_with_sync;
   OwedReply& owed = server->expect_reply(ends_entry, extended);
@@ -411,7 +412,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   make_active(server);
   // Renamed as the statements are before this request; then its Parse and Close messages change them.
   const bool renamed = forwards_renamed();
-  const bool renamed_ok = !renamed || forward_renamed(server, owed);
+  const bool renamed_ok = !renamed || forward_renamed(server, owed, first_use_checked);
   const bool described = !renamed && forwards_described();
   if (described) forward_described(server, owed);
   const bool unnamed_close = !renamed && !described && hides_unnamed_close(server, owed);  // those send their own

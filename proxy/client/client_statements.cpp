@@ -19,7 +19,7 @@ namespace pgmux::proxy {
 
 namespace {
 // The name a stale statement's Bind or Describe goes out under (ClientConn::copy_is_stale), one string for all:
-// resolve_server_names points at it, and forward_renamed tells such a request by that pointer.
+// resolve_server_names points at it.
 const std::string& stale_plan_name() {
   static const std::string name(protocol::kStalePlanStatement);
   return name;
@@ -284,11 +284,9 @@ bool ClientConn::answer_parse_instead_of_waiting() {
 // answers 26000 for it as PostgreSQL would, and a Close of it is no error. A Parse whose shared statement the
 // server already has (another client's, or older) gets a Close of it in front, sent in the same write; its
 // CloseComplete is kept from the client (OwedReply::hidden_closes).
-bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed) {
+bool ClientConn::forward_renamed(ServerConn* server, OwedReply& owed, bool first_use_checked) {
   BatchServerNames& names = worker_.batch_server_names();
-  resolve_server_names(server, names);
-  owed.stale_plan_sent = owed.stale_plan_sent || std::find(names.of_step.begin(), names.of_step.end(),
-                                                           &stale_plan_name()) != names.of_step.end();
+  if (resolve_server_names(server, names, first_use_checked)) owed.stale_plan_sent = true;
   count_statement_traffic(server->pool().stats, names.created.size());
   ByteVector& out = worker_.rewrite_buffer();  // no allocation per request: sent from there, or copied if queued
   out.reserve(request_.size + 64);
@@ -420,8 +418,15 @@ void ClientConn::note_duplicate_names(const BatchServerNames& names, OwedReply& 
 // statements of the same text use it too, in this very batch maybe (pgjdbc closes one and binds another so), and
 // so may other clients; the server's list evicts it in time. It is renamed to a name no statement has, so the
 // server still answers CloseComplete in its place.
-void ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& names) {
+// True when a Bind or Describe goes out under kStalePlanStatement (copy_is_stale). first_use_checked: stale_statement
+// looked at the request's first message already (no reply owed before it; not in a failed block), so a Bind or
+// Describe there is not looked up again (the hot path: one statement per request, as pgbench -M prepared sends).
+bool ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& names, bool first_use_checked) {
   static const std::string kNoStatement = "pgmux_no_statement";  // not of the shared form: never parsed
+  const char first_tag = static_cast<char>(in_.data()[in_.parsed()]);
+  const bool first_message_checked =
+      first_use_checked && (first_tag == frontend::kBind || first_tag == frontend::kDescribe);
+  bool stale_sent = false;
   names.of_parse.resize(request_.parses.size());
   names.of_step.clear();
   names.created.clear();
@@ -440,7 +445,10 @@ void ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& name
     } else if (step.in_batch) {
       name = &names.of_parse[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
-      const bool stale = step.step->kind == StatementStepKind::Use && copy_is_stale(server, *step.in_session);
+      const bool checked = first_message_checked && step.step == &request_.steps.front();  // as stale_statement
+      const bool stale =
+          step.step->kind == StatementStepKind::Use && !checked && copy_is_stale(server, *step.in_session);
+      stale_sent = stale_sent || stale;
       name = stale ? &stale_plan_name() : &step.in_session->server_name;
     }
     if (step.step->kind == StatementStepKind::Parse && step.outcome != ParseOutcome::Creates && name) {
@@ -449,6 +457,7 @@ void ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& name
     names.of_step.push_back(name);
     return true;
   });
+  return stale_sent;
 }
 
 // Close messages in the first `end` bytes of a request (each one is answered by a CloseComplete).
