@@ -42,7 +42,8 @@ TEST_CASE("split off: a login whose primary connection failed waits for the prim
   if (direct_mode()) return;
   const ClusterPorts ports = cluster_ports();
   for (const char* mode : {"session", "transaction"}) {
-    CAPTURE(std::string(mode));
+    const std::string mode_name(mode);  // CAPTURE keeps a reference
+    CAPTURE(mode_name);
     TcpRelay relay("127.0.0.1", 0, ports.primary);
     const int listen = pick_listen_port();
     ProxyUnderTest proxy(split_off_config(listen, ports, relay.port(), mode, 30).dump(2), listen);
@@ -51,7 +52,7 @@ TEST_CASE("split off: a login whose primary connection failed waits for the prim
     PgConn client = connect(proxy.app_conninfo());
     CHECK(relay.refused_logins() == 1);  // the login did meet the failure
     CHECK(scalar(client.get(), "SELECT inet_server_port()") == std::to_string(ports.primary));
-    if (std::string(mode) == "session") {
+    if (mode_name == "session") {
       // The old binary logged in through a standby: BackendKeyData had the standby connection's pid.
       CHECK(std::to_string(PQbackendPID(client.get())) == scalar(client.get(), "SELECT pg_backend_pid()"));
     }
