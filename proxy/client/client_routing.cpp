@@ -354,6 +354,9 @@ bool ClientConn::hold_for_failover(const FailureReport& failure, const std::opti
   if (!logged_in()) {
     // With the split on, a standby may serve the session meanwhile (README: its pid is then the standby's).
     if (worker_.config()->routing.read_write_split) return login_through_standby();
+    // Nothing of the database known to be up (pgmux just started, every backend down): no failover to wait for,
+    // and the failure is the client's to hear (the login went to the first backend, login_target).
+    if (worker_.view().primary < 0 && !login_target().awaits_primary) return false;
     wait_for_primary(routing::Route{routing::RouteTarget::WaitForPrimary, -1, routing::RouteReason::SplitOff});
     return true;
   }
