@@ -32,8 +32,8 @@ std::optional<ParseMessage> parse_parse(ByteView body) {
   ParseMessage m;
   m.statement = r.cstring();
   m.sql = r.cstring();
-  const int16_t count = r.i16();
-  if (!r.ok() || count < 0 || r.remaining() != size_t(count) * 4) return std::nullopt;
+  const auto count = static_cast<uint16_t>(r.i16());  // PostgreSQL reads the count unsigned: up to 65535 types
+  if (!r.ok() || r.remaining() != size_t{count} * 4) return std::nullopt;
   m.parameter_type_bytes = r.rest();
   return m;
 }

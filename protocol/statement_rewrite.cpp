@@ -13,7 +13,6 @@ constexpr size_t kHeader = 5;  // tag + length
 
 // Where a message names a statement. `offset` is from the start of the message (its tag).
 struct StatementRef {
-  bool valid = false;       // false: malformed message
   bool names_statement = false;
   size_t offset = 0;
   size_t size = 0;          // name length, excluding the NUL
@@ -31,19 +30,20 @@ StatementRef name_at(ByteView body, size_t from) {
   StatementRef ref;
   const size_t n = cstring_length(body, from);
   if (n == std::string_view::npos) return ref;
-  ref.valid = true;
   ref.names_statement = true;
   ref.offset = kHeader + from;
   ref.size = n;
   return ref;
 }
 
-// Finds the statement name in one whole message. Only what the rewrite relies on is checked for Parse and
-// Bind (the names); Describe and Close are small enough to check whole, as their decoders do.
+// Finds the statement name in one whole message. A message PostgreSQL cannot read names none: it is copied as it
+// is, and the server answers it ERROR 08P01 before it looks the name up. What counts as unreadable is what the
+// request scanner's decoders refuse (parse_parse whole, a Bind's two names, Describe and Close whole), so that
+// the names asked for are those of the statement steps the scanner recorded.
 StatementRef find_statement(char tag, ByteView body) {
   switch (tag) {
     case frontend::kParse:
-      return name_at(body, 0);
+      return parse_parse(body) ? name_at(body, 0) : StatementRef{};
     case frontend::kBind: {
       const size_t portal = cstring_length(body, 0);
       if (portal == std::string_view::npos) return {};
@@ -53,17 +53,13 @@ StatementRef find_statement(char tag, ByteView body) {
     case frontend::kClose: {
       if (body.empty()) return {};
       const char kind = char(body[0]);
-      if (kind != 'S' && kind != 'P') return {};
+      if (kind != 'S') return {};  // a portal's name, or a kind PostgreSQL refuses
       StatementRef ref = name_at(body, 1);
-      if (!ref.valid || 1 + ref.size + 1 != body.size()) return {};  // trailing bytes
-      ref.names_statement = kind == 'S';
+      if (ref.names_statement && 1 + ref.size + 1 != body.size()) return {};  // trailing bytes
       return ref;
     }
-    default: {
-      StatementRef ref;
-      ref.valid = true;
-      return ref;
-    }
+    default:
+      return {};
   }
 }
 
@@ -102,7 +98,6 @@ bool rewrite_statement_names(ByteView batch, const StatementRenamer& rename, Byt
     const size_t total = whole_message_at(batch, pos);
     if (total == 0) return fail();
     const StatementRef ref = find_statement(char(batch[pos]), batch.subspan(pos + kHeader, total - kHeader));
-    if (!ref.valid) return fail();
     pos += total;
     if (!ref.names_statement || ref.size == 0) continue;
 

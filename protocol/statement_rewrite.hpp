@@ -21,11 +21,14 @@ using StatementRenamer = std::function<std::optional<std::string_view>(std::stri
 // every other message, and every byte after a rewritten name, is copied byte for byte. The output is
 // appended to `out`. `batch` must not point into `out`.
 //
-// Returns false on a malformed batch (a zero tag, a bad or truncated length, a statement message whose
-// names are not NUL-terminated, a Describe/Close with a kind other than 'S'/'P' or trailing bytes) or a
-// bad rename result; `out` then keeps its previous contents. One pass: rename may already have been asked
-// for the names before a malformed message (the request fails whole then). Allocates only for `out`'s growth,
-// which a caller may reserve ahead (a server-side name is longer than most client names).
+// A statement message PostgreSQL cannot read (a name without its NUL, a Parse that does not decode, a Describe or
+// Close of another kind than 'S' or 'P' or with bytes after the name) is copied as it is and its name is not
+// offered to rename: PostgreSQL answers it ERROR 08P01 before looking the name up, and skips to Sync.
+//
+// Returns false on a batch that does not frame (a zero tag, a bad or truncated length) or a bad rename result;
+// `out` then keeps its previous contents. One pass: rename may already have been asked for the names before the
+// bad part (the request fails whole then). Allocates only for `out`'s growth, which a caller may reserve ahead (a
+// server-side name is longer than most client names).
 bool rewrite_statement_names(ByteView batch, const StatementRenamer& rename, ByteVector& out);
 
 }  // namespace pgmux::protocol

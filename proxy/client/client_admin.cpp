@@ -1,8 +1,10 @@
 // ClientConn, the admin console session and PAUSE: logging in to the database "pgmux", handing its queries to the
 // AdminConsole, and holding application requests at a transaction boundary while their database is paused.
 #include <algorithm>
+#include <cstring>
 
 #include "protocol/backend_messages.hpp"
+#include "protocol/framer.hpp"
 #include "protocol/sqlstate.hpp"
 #include "proxy/ops/admin/console.hpp"
 #include "proxy/ops/admin/explain_route.hpp"
@@ -49,6 +51,19 @@ void ClientConn::start_admin_session() {
 
 bool ClientConn::dispatch_admin() {
   const bool ends_with_ready = request_.kind != RequestKind::Extended || request_.ends_with_sync;
+  if (request_.kind == RequestKind::Query && request_.refused_messages > 0) {
+    // A Query PostgreSQL cannot read: its answer (ERROR 08P01, ReadyForQuery), the session goes on.
+    const std::byte* body = in_.data() + in_.parsed() + protocol::kFrameHeaderSize;
+    const bool has_nul = std::memchr(body, 0, request_.size - protocol::kFrameHeaderSize) != nullptr;
+    in_.advance_parsed(request_.size);
+    in_.consume_to(in_.parsed());
+    ByteVector out;
+    report_failure({Failure::UnreadableAdminQuery, {has_nul ? "invalid message format" : "invalid string in message"}},
+                   Severity::Error, worker_.metrics(), log_prefix(), out);
+    build_ready_for_query(out, 'I');
+    send_owned(std::move(out));
+    return true;
+  }
   if (request_.kind == RequestKind::Query) {
     std::string sql(request_.sql);
     in_.advance_parsed(request_.size);

@@ -165,10 +165,10 @@ const PreparedStatement* ClientConn::stale_statement(const ServerConn* server) {
     return nullptr;
   }
   const StatementStep& first = request_.steps.front();
-  const std::byte* message = in_.data() + in_.parsed();
-  if (first.kind != StatementStepKind::Use || first.name.empty() ||
-      (char(message[0]) != frontend::kBind && char(message[0]) != frontend::kDescribe)) {
-    return nullptr;  // only when it is the request's first message: nothing before it may have run
+  if (first.kind != StatementStepKind::Use || first.name.empty() || first.message != 0) {
+    // Only a Bind or Describe that is the request's first message: nothing before it may have run (or failed: a
+    // Describe of a portal, a message PostgreSQL cannot read).
+    return nullptr;
   }
   PreparedStatement* stored = session_.find_statement(first.name);
   if (!stored || (stored->shape == 0 && !transaction_pooling())) return nullptr;
@@ -423,9 +423,6 @@ void ClientConn::note_duplicate_names(const BatchServerNames& names, OwedReply& 
 // Describe there is not looked up again (the hot path: one statement per request, as pgbench -M prepared sends).
 bool ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& names, bool first_use_checked) {
   static const std::string kNoStatement = "pgmux_no_statement";  // not of the shared form: never parsed
-  const char first_tag = static_cast<char>(in_.data()[in_.parsed()]);
-  const bool first_message_checked =
-      first_use_checked && (first_tag == frontend::kBind || first_tag == frontend::kDescribe);
   bool stale_sent = false;
   names.of_parse.resize(request_.parses.size());
   names.of_step.clear();
@@ -445,7 +442,7 @@ bool ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& name
     } else if (step.in_batch) {
       name = &names.of_parse[static_cast<size_t>(step.in_batch - request_.parses.data())];
     } else if (step.in_session) {
-      const bool checked = first_message_checked && step.step == &request_.steps.front();  // as stale_statement
+      const bool checked = first_use_checked && step.step->message == 0;  // as stale_statement
       const bool stale =
           step.step->kind == StatementStepKind::Use && !checked && copy_is_stale(server, *step.in_session);
       stale_sent = stale_sent || stale;

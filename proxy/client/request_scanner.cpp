@@ -21,26 +21,37 @@ ScanResult error(std::string message) { return ScanResult{ScanStatus::Error, 0, 
 
 // One message of an extended batch: records what routing needs (statements parsed, used, closed) and says
 // whether the message ends the request. `at` is the message's offset, `end` the offset after it.
-enum class BatchStep : uint8_t { GoOn, EndsAfter, EndsBefore, Malformed };
+//
+// A message whose body PostgreSQL cannot read (a name without its NUL, a Parse's type count past its end, a
+// Describe or Close of a kind other than 'S' or 'P', bytes left over) goes to the server as it is and records
+// nothing: PostgreSQL reads such a message whole before it acts on it (a Bind: up to its statement's name), answers
+// ERROR 08P01 and skips to Sync, so the statement it names is neither created, used nor closed.
+// statement_rewrite.hpp copies the same messages as they are.
+enum class BatchStep : uint8_t { GoOn, EndsAfter, EndsBefore };
 
-BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, RequestInfo& out,
-                                const char** malformed) {
+BatchStep refused(RequestInfo& out) {
+  ++out.refused_messages;
+  return BatchStep::GoOn;
+}
+
+BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, RequestInfo& out) {
   const ByteView body = buf.subspan(at + kFrameHeaderSize, end - at - kFrameHeaderSize);
   switch (tag) {
     case frontend::kParse: {
       auto parse = parse_parse(body);
-      if (!parse) return *malformed = "malformed Parse message", BatchStep::Malformed;
+      if (!parse) return refused(out);
       const std::string_view name = statement_key(parse->statement);
-      out.steps.push_back({StatementStepKind::Parse, name, static_cast<uint32_t>(out.parses.size()), 0});
-      out.parses.push_back({name, parse->sql, buf.subspan(at, end - at), out.messages - 1, out.closes_only_since_parse});
+      const uint32_t position = out.messages - 1;
+      out.steps.push_back({StatementStepKind::Parse, name, static_cast<uint32_t>(out.parses.size()), 0, position});
+      out.parses.push_back({name, parse->sql, buf.subspan(at, end - at), position, out.closes_only_since_parse});
       (parse->statement.empty() ? out.parses_unnamed : out.parses_named) = true;
       out.closes_only_since_parse = true;
       return BatchStep::GoOn;
     }
     case frontend::kBind: {
       auto bind = parse_bind(body);
-      if (!bind) return *malformed = "malformed Bind message", BatchStep::Malformed;
-      out.steps.push_back({StatementStepKind::Use, statement_key(bind->statement), 0, 0});
+      if (!bind) return refused(out);
+      out.steps.push_back({StatementStepKind::Use, statement_key(bind->statement), 0, 0, out.messages - 1});
       if (!bind->statement.empty()) {
         out.used.push_back(statement_key(bind->statement));
         ++out.named_binds;
@@ -52,21 +63,22 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
     }
     case frontend::kDescribe: {
       auto describe = parse_describe(body);
-      if (!describe) return *malformed = "malformed Describe message", BatchStep::Malformed;
+      if (!describe) return refused(out);
       if (describe->kind == 'S' && !describe->name.empty()) {
         out.used.push_back(statement_key(describe->name));
-        out.steps.push_back({StatementStepKind::Use, statement_key(describe->name), 0, 0});
+        out.steps.push_back({StatementStepKind::Use, statement_key(describe->name), 0, 0, out.messages - 1});
       } else if (describe->kind == 'S') {
         out.uses_prior_unnamed = out.uses_prior_unnamed || !out.parses_unnamed;
       }
       return BatchStep::GoOn;
     }
     case frontend::kClose: {
+      ++out.close_messages;  // counted as ClientConn::close_messages_before counts them, whatever their body
       auto close = parse_close(body);
-      if (!close) return *malformed = "malformed Close message", BatchStep::Malformed;
-      ++out.close_messages;
+      if (!close) return refused(out);
       if (close->kind == 'S') {
-        out.steps.push_back({StatementStepKind::Close, statement_key(close->name), 0, out.close_messages - 1});
+        out.steps.push_back(
+            {StatementStepKind::Close, statement_key(close->name), 0, out.close_messages - 1, out.messages - 1});
         out.closes += close->name.empty() ? 0 : 1;
       }
       return BatchStep::GoOn;
@@ -95,17 +107,18 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
   }
 }
 
-// A request that is one message: Query, FunctionCall, Terminate, or COPY data outside COPY.
-bool scan_single_message(char tag, ByteView body, RequestInfo& out, std::string* malformed) {
+// A request that is one message: Query, FunctionCall, Terminate, or COPY data outside COPY. A Query PostgreSQL
+// cannot read (no NUL, or bytes after it) is one it answers ERROR 08P01 and ReadyForQuery: sent as it is, with no
+// text to classify.
+bool scan_single_message(char tag, ByteView body, RequestInfo& out) {
   switch (tag) {
     case frontend::kQuery: {
-      auto query = parse_query(body);
-      if (!query) {
-        *malformed = "malformed Query message";
-        return true;
-      }
       out.kind = RequestKind::Query;
-      out.sql = query->sql;
+      if (auto query = parse_query(body)) {
+        out.sql = query->sql;
+      } else {
+        out.refused_messages = 1;
+      }
       return true;
     }
     case frontend::kFunctionCall: out.kind = RequestKind::FunctionCall; return true;
@@ -146,18 +159,14 @@ ScanResult scan_request(ByteView buf, uint32_t max_message_size, size_t max_batc
     pos += frame.total();
     ++out.messages;
     if (out.messages == 1) {
-      std::string malformed;
-      if (scan_single_message(frame.tag, buf.subspan(at + kFrameHeaderSize, frame.length - 4), out, &malformed)) {
-        if (!malformed.empty()) return error(std::move(malformed));
+      if (scan_single_message(frame.tag, buf.subspan(at + kFrameHeaderSize, frame.length - 4), out)) {
         out.size = pos;
         return ScanResult{ScanStatus::Complete, 0, {}};
       }
       out.kind = RequestKind::Extended;
     }
-    const char* malformed = nullptr;
     if (frame.tag != frontend::kParse && frame.tag != frontend::kClose) out.closes_only_since_parse = false;
-    switch (scan_extended_message(frame.tag, buf, at, pos, out, &malformed)) {
-      case BatchStep::Malformed: return error(malformed);
+    switch (scan_extended_message(frame.tag, buf, at, pos, out)) {
       case BatchStep::EndsAfter:
         out.size = pos;
         return ScanResult{ScanStatus::Complete, 0, {}};

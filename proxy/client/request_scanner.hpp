@@ -40,6 +40,7 @@ struct StatementStep {
   std::string_view name;  // "" = the unnamed statement (Parse, Bind and Close 'S' only)
   uint32_t parse = 0;     // Parse: its index in RequestInfo::parses
   uint32_t close = 0;     // Close: its index among the request's Close messages, portals' too (CloseComplete order)
+  uint32_t message = 0;   // its message's place in the request (0: the first)
 };
 
 struct RequestInfo {
@@ -52,6 +53,9 @@ struct RequestInfo {
   unsigned close_messages = 0;              // Extended: Close messages of any kind (each answered CloseComplete)
   unsigned messages = 0;                    // messages in the request
   unsigned named_binds = 0;                 // Extended: Binds of named statements
+  // Messages PostgreSQL cannot read, which it answers ERROR 08P01 (scan_extended_message): a Query's (its sql is
+  // empty then), or a Parse, Bind, Describe or Close of a batch. They record nothing and go to the server as sent.
+  unsigned refused_messages = 0;
   RequestKind kind = RequestKind::Query;
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
@@ -64,6 +68,7 @@ struct RequestInfo {
   void clear() {
     messages = 0;
     named_binds = 0;
+    refused_messages = 0;
     binds_unnamed = false;
     parses_named = false;
     parses_unnamed = false;

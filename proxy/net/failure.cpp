@@ -153,6 +153,9 @@ constexpr FailureRow kClientSessionRows[] = {
      "pgmux admin console: only simple queries are supported", "",
      "Use psql, or PQexec without parameters; prepared statements do not work here.", Reuse,
      "admin_extended_protocol", "extended protocol on the admin console", Info},
+    // PostgreSQL's words for a Query it cannot read (elsewhere the server answers it: request_scanner.cpp).
+    {F::UnreadableAdminQuery, Error, code::kProtocolViolation, "{}", "", "", Reuse, "unreadable_admin_query",
+     "unreadable Query on the admin console", Info},
 
     // PostgreSQL says this in its log only: at authentication_timeout the client sees the connection close.
     {F::LoginTimeout, FatalUnsent, code::kQueryCanceled, "canceling authentication due to timeout", "", "", Reuse,

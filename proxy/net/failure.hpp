@@ -60,6 +60,7 @@ enum class Failure : uint8_t {
   InvalidCopyMessage,
   MalformedExtendedMessage,
   AdminExtendedProtocol,
+  UnreadableAdminQuery,
   // Timeouts.
   LoginTimeout,
   IdleTransactionTimeout,

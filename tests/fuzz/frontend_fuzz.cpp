@@ -39,6 +39,21 @@ void decode_frames(ByteView stream) {
   }
 }
 
+// Transaction pooling pairs the names the renamer asks for with the scanner's named statement steps, in order
+// (ClientConn::forward_renamed): both must take the same messages for readable, whatever the bytes.
+void check_names_asked_match_steps(ByteView request, const pgmux::proxy::RequestInfo& info) {
+  size_t named_steps = 0;
+  for (const auto& step : info.steps) named_steps += step.name.empty() ? 0 : 1;
+  size_t asked = 0;
+  const StatementRenamer count = [&](std::string_view) -> std::optional<std::string_view> {
+    ++asked;
+    return std::nullopt;
+  };
+  ByteVector out;
+  // (A zero type byte, which only comes in a request behind replies still owed, fails the rewrite whole.)
+  if (rewrite_statement_names(request, count, out) && asked != named_steps) std::abort();
+}
+
 // Requests one after the other, as the client's read loop takes them.
 void scan_requests(ByteView stream) {
   pgmux::proxy::RequestInfo info;
@@ -47,6 +62,7 @@ void scan_requests(ByteView stream) {
     const auto result = pgmux::proxy::scan_request(stream, 1u << 20, 1u << 22, info);
     if (result.status != pgmux::proxy::ScanStatus::Complete) return;
     if (info.size == 0 || info.size > stream.size()) std::abort();  // the walk must advance inside the buffer
+    if (info.kind == pgmux::proxy::RequestKind::Extended) check_names_asked_match_steps(stream.first(info.size), info);
     stream = stream.subspan(info.size);
   }
 }

@@ -483,3 +483,30 @@ TEST_CASE("invalid message lengths: the connection closes without a word, like P
     CHECK_MESSAGE(error.empty(), error);
   }
 }
+
+// The admin console is pgmux's own: it answers a Query it cannot read as PostgreSQL would (an application's goes
+// to the server, which answers it: the differential script unreadable_messages), and the session goes on.
+TEST_CASE("a Query the admin console cannot read: PostgreSQL's ERROR 08P01, and the console goes on") {
+  if (direct_mode()) return;  // the console is pgmux's
+  Target t(Mode{"session", false}, 5);
+  RawSession console(t.console());
+  const std::vector<std::pair<std::string, std::string>> unreadable = {
+      {message('Q', "SHOW VERSION"), "invalid string in message"},
+      {message('Q', std::string("SHOW VERSION\0x", 14)), "invalid message format"},
+  };
+  for (const auto& [bytes, wanted] : unreadable) {
+    const std::string& expected = wanted;  // not a structured binding: INFO's lambda captures it
+    INFO(expected);
+    REQUIRE(console.send(bytes, 5));
+    RawSession::Read last = RawSession::Read::Timeout;
+    const std::vector<BackendMessage> replies = console.read_until('Z', now_seconds() + 5, last);
+    REQUIRE(tags(replies) == "EZ");
+    const auto fields = error_fields(replies[0].body);
+    CHECK(fields.at('S') == "ERROR");
+    CHECK(fields.at('C') == "08P01");
+    CHECK(fields.at('M') == expected);
+    REQUIRE(console.send(query_message("SHOW VERSION"), 5));
+    const std::vector<BackendMessage> after = console.read_until('Z', now_seconds() + 5, last);
+    CHECK(tags(after) == "TDCZ");
+  }
+}

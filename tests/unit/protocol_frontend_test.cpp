@@ -56,13 +56,17 @@ TEST_CASE("Parse malformed bodies") {
   ByteVector extra(body.begin(), body.end());
   extra.push_back(std::byte{0});
   CHECK_FALSE(parse_parse(extra));
-  // Negative count.
-  ByteVector neg;
-  ByteWriter w(neg);
+  // A count with the high bit set is read unsigned, as PostgreSQL reads it: 0xFFFF announces 65535 types.
+  ByteVector high;
+  ByteWriter w(high);
   w.cstring("");
   w.cstring("x");
   w.i16(-1);
-  CHECK_FALSE(parse_parse(neg));
+  CHECK_FALSE(parse_parse(high));  // none follow
+  for (int i = 0; i < 65535; ++i) w.i32(23);
+  const auto all_types = parse_parse(high);
+  REQUIRE(all_types);
+  CHECK(all_types->parameter_count() == 65535);
   // Count larger than the data.
   ByteVector big;
   ByteWriter b(big);

@@ -245,34 +245,26 @@ TEST_CASE("No allocation beyond out's growth: a reserved out is not reallocated"
   CHECK(out.data() == data);
 }
 
-TEST_CASE("Malformed batches are rejected without writing and without calling rename") {
+namespace {
+ByteVector raw_message(char tag, std::string_view body) {
+  ByteVector m{std::byte(tag)};
+  const uint32_t len = uint32_t(body.size() + 4);
+  for (int s = 24; s >= 0; s -= 8) m.push_back(std::byte(len >> s));
+  const ByteVector b = bytes_of(body);
+  m.insert(m.end(), b.begin(), b.end());
+  return m;
+}
+}  // namespace
+
+TEST_CASE("Batches that do not frame are rejected without writing and without calling rename") {
   ByteVector good;
   build_parse(good, "s1", "select 1");
-
-  auto message = [](char tag, std::string_view body) {
-    ByteVector m{std::byte(tag)};
-    const uint32_t len = uint32_t(body.size() + 4);
-    for (int s = 24; s >= 0; s -= 8) m.push_back(std::byte(len >> s));
-    const ByteVector b = bytes_of(body);
-    m.insert(m.end(), b.begin(), b.end());
-    return m;
-  };
   std::vector<std::pair<const char*, ByteVector>> bad;
   bad.emplace_back("truncated header", ByteVector(good.begin(), good.begin() + 3));
   bad.emplace_back("truncated body", ByteVector(good.begin(), good.end() - 1));
   bad.emplace_back("length below 4", bytes_of("S\0\0\0\3"sv));
   bad.emplace_back("length past the batch", bytes_of("S\0\0\0\5"sv));
-  bad.emplace_back("zero tag", message('\0', ""));
-  bad.emplace_back("Parse without NUL", message('P', "s1"));
-  bad.emplace_back("Parse empty body", message('P', ""));
-  bad.emplace_back("Bind without portal NUL", message('B', "p1"));
-  bad.emplace_back("Bind without statement NUL", message('B', "p1\0s1"sv));
-  bad.emplace_back("Describe empty", message('D', ""));
-  bad.emplace_back("Describe bad kind", message('D', "Xs1\0"sv));
-  bad.emplace_back("Describe no NUL", message('D', "Ss1"));
-  bad.emplace_back("Describe trailing bytes", message('D', "Ss1\0x"sv));
-  bad.emplace_back("Close bad kind", message('C', "xs1\0"sv));
-  bad.emplace_back("Close trailing bytes", message('C', "Ps1\0\0"sv));
+  bad.emplace_back("zero tag", raw_message('\0', ""));
 
   for (auto& [what, tail] : bad) {
     const auto& case_name = what;  // CAPTURE takes it in a lambda, which clang 14 cannot do with a binding
@@ -285,6 +277,42 @@ TEST_CASE("Malformed batches are rejected without writing and without calling re
     CHECK_FALSE(rewrite_statement_names(in, r.fn(), out));
     CHECK(out == bytes_of("keep"));  // the good message's rewrite, made before the bad one, taken back
     CHECK(r.asked.size() <= 1);       // only the good message's name can have been asked for
+  }
+}
+
+// PostgreSQL answers them ERROR 08P01 before it looks a name up: the server must see the client's bytes.
+TEST_CASE("Statement messages PostgreSQL cannot read are copied as they are, their names not asked for") {
+  std::vector<std::pair<const char*, ByteVector>> unreadable;
+  unreadable.emplace_back("Parse without NUL", raw_message('P', "s1"));
+  unreadable.emplace_back("Parse empty body", raw_message('P', ""));
+  unreadable.emplace_back("Parse types cut short", raw_message('P', "s1\0select 1\0\0\1\0\0"sv));
+  unreadable.emplace_back("Parse bytes after the types", raw_message('P', "s1\0select 1\0\0\0x"sv));
+  unreadable.emplace_back("Bind without portal NUL", raw_message('B', "p1"));
+  unreadable.emplace_back("Bind without statement NUL", raw_message('B', "p1\0s1"sv));
+  unreadable.emplace_back("Describe empty", raw_message('D', ""));
+  unreadable.emplace_back("Describe bad kind", raw_message('D', "Xs1\0"sv));
+  unreadable.emplace_back("Describe no NUL", raw_message('D', "Ss1"));
+  unreadable.emplace_back("Describe trailing bytes", raw_message('D', "Ss1\0x"sv));
+  unreadable.emplace_back("Close bad kind", raw_message('C', "xs1\0"sv));
+  unreadable.emplace_back("Close trailing bytes", raw_message('C', "Ss1\0\0"sv));
+
+  for (auto& [what, middle] : unreadable) {
+    const auto& case_name = what;
+    CAPTURE(case_name);
+    ByteVector in;
+    build_parse(in, "s1", "select 1");
+    in.insert(in.end(), middle.begin(), middle.end());
+    build_bind(in, "", "s1", {});
+    Renamer r;
+    r.names["s1"] = "pgmux_s_1";
+    ByteVector out;
+    REQUIRE(rewrite_statement_names(in, r.fn(), out));
+    CHECK(r.asked == std::vector<std::string>{"s1", "s1"});  // the good Parse's and Bind's only
+    ByteVector want;
+    build_parse(want, "pgmux_s_1", "select 1");
+    want.insert(want.end(), middle.begin(), middle.end());
+    build_bind(want, "", "pgmux_s_1", {});
+    CHECK(out == want);
   }
 }
 

@@ -132,17 +132,13 @@ TEST_CASE("Terminate, FunctionCall and stray COPY messages are requests of their
   CHECK(info.kind == RequestKind::CopyMessage);
 }
 
-TEST_CASE("oversized messages, malformed bodies and unbounded batches are errors") {
+TEST_CASE("oversized messages and unbounded batches are errors") {
   RequestInfo info;
   ByteVector big;
   build_query(big, std::string(2000, 'x'));
   auto too_big = scan_request(big, 1024, kBatch, info);
   CHECK(too_big.status == ScanStatus::Error);
   CHECK(too_big.error.find("max_message_size") != std::string::npos);
-
-  ByteVector malformed{std::byte{'Q'}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{6},
-                       std::byte{'a'}, std::byte{'b'}};  // no NUL terminator
-  CHECK(scan_request(malformed, kMax, kBatch, info).status == ScanStatus::Error);
 
   ByteVector endless;
   for (int i = 0; i < 100; ++i) build_parse(endless, "", "SELECT 1");
@@ -221,4 +217,69 @@ TEST_CASE("a Bind or Describe of the unnamed statement before the batch parses i
                 build_describe(b, 'P', "");  // the unnamed portal
                 build_bind(b, "", "named", {});
               }).uses_prior_unnamed);
+}
+
+namespace {
+ByteVector raw_message(char tag, std::string_view body) {
+  ByteVector m{std::byte(tag)};
+  const auto length = static_cast<uint32_t>(body.size() + 4);
+  for (int shift = 24; shift >= 0; shift -= 8) m.push_back(std::byte(length >> shift));
+  for (char c : body) m.push_back(std::byte(c));
+  return m;
+}
+}  // namespace
+
+TEST_CASE("a Query PostgreSQL cannot read is a request of its own, with no text and counted as refused") {
+  using namespace std::string_view_literals;
+  for (const std::string_view body : {"ab"sv, "SELECT 1\0x"sv}) {
+    CAPTURE(body);
+    ByteVector bytes = raw_message('Q', body);
+    const size_t first = bytes.size();
+    build_query(bytes, "SELECT 2");
+    RequestInfo info;
+    REQUIRE(scan_request(bytes, kMax, kBatch, info).status == ScanStatus::Complete);
+    CHECK(info.kind == RequestKind::Query);
+    CHECK(info.size == first);
+    CHECK(info.sql.empty());
+    CHECK(info.refused_messages == 1);
+    REQUIRE(scan_request(ByteView(bytes).subspan(first), kMax, kBatch, info).status == ScanStatus::Complete);
+    CHECK(info.refused_messages == 0);
+    CHECK(info.sql == "SELECT 2");
+  }
+}
+
+TEST_CASE("batch messages PostgreSQL cannot read go on to Sync and record no statement step") {
+  using namespace std::string_view_literals;
+  const std::vector<std::pair<char, std::string_view>> unreadable = {
+      {'P', "s9"sv},                  // name without NUL
+      {'P', "s9\0SELECT 1\0\0\1"sv},  // one type announced, half of it there
+      {'P', "s9\0SELECT 1\0\0\0x"sv},  // a byte after the types
+      {'B', "portal"sv},              // portal name without NUL
+      {'B', "\0s9"sv},                // statement name without NUL
+      {'D', ""sv},                    // no kind
+      {'D', "Xs9\0"sv},               // a kind PostgreSQL refuses
+      {'D', "Ss9\0x"sv},              // a byte after the name
+      {'C', "Qs9\0"sv},
+      {'C', "Ss9"sv},
+  };
+  for (const auto& [tag, body] : unreadable) {
+    CAPTURE(tag);
+    CAPTURE(body);
+    ByteVector bytes;
+    build_parse(bytes, "s1", "SELECT 1");
+    const ByteVector bad = raw_message(tag, body);
+    bytes.insert(bytes.end(), bad.begin(), bad.end());
+    build_close(bytes, 'S', "s1");
+    build_sync(bytes);
+    RequestInfo info;
+    REQUIRE(scan_request(bytes, kMax, kBatch, info).status == ScanStatus::Complete);
+    CHECK(info.kind == RequestKind::Extended);
+    CHECK(info.size == bytes.size());
+    CHECK(info.refused_messages == 1);
+    REQUIRE(info.steps.size() == 2);  // the Parse and the Close of s1 only
+    CHECK(info.steps[0].kind == StatementStepKind::Parse);
+    CHECK(info.steps[1].kind == StatementStepKind::Close);
+    CHECK(info.close_messages == (tag == 'C' ? 2u : 1u));  // each Close is counted, readable or not
+    CHECK(info.used.empty());
+  }
 }

@@ -22,4 +22,8 @@ struct Schema {
 
 std::vector<Script> all_scripts(const Schema& s);
 
+// scripts_unreadable.cpp: messages that frame but whose bodies PostgreSQL cannot read.
+Script unreadable_messages(const Schema& s);
+Script parse_many_types(const Schema& s);
+
 }  // namespace pgmux::difftest

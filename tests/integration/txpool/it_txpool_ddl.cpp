@@ -151,15 +151,12 @@ std::string insert_sevens(Fixture& f, PGconn* conn, int from, int count, size_t*
                                    range + " AND v IS DISTINCT FROM 7");
 }
 
-// Sends BEGIN and then what `send` sends, in one pipeline with one Sync; each result: its status, and the SQLSTATE
-// of an error, joined ("PGRES_COMMAND_OK; PGRES_FATAL_ERROR 0A000; PGRES_PIPELINE_SYNC; ").
+// Sends what `send` sends in one pipeline with one Sync; each result: its status, and the SQLSTATE of an error,
+// joined ("PGRES_COMMAND_OK; PGRES_FATAL_ERROR 0A000; PGRES_PIPELINE_SYNC; ").
 template <typename Send>
-std::string begin_then(PGconn* conn, Send send) {
+std::string pipelined(PGconn* conn, Send send) {
   if (PQenterPipelineMode(conn) != 1) return "no pipeline mode";
-  if (PQsendQueryParams(conn, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) != 1 || send(conn) != 1 ||
-      PQpipelineSync(conn) != 1) {
-    return std::string("send failed: ") + PQerrorMessage(conn);
-  }
+  if (send(conn) != 1 || PQpipelineSync(conn) != 1) return std::string("send failed: ") + PQerrorMessage(conn);
   std::string all;
   for (int results = 0; results < 8; ++results) {
     PgResult res(PQgetResult(conn));
@@ -170,6 +167,14 @@ std::string begin_then(PGconn* conn, Send send) {
   }
   PQexitPipelineMode(conn);
   return all;
+}
+
+// BEGIN and then what `send` sends, as pipelined.
+template <typename Send>
+std::string begin_then(PGconn* conn, Send send) {
+  return pipelined(conn, [&](PGconn* c) {
+    return PQsendQueryParams(c, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 ? send(c) : 0;
+  });
 }
 
 // A client's "sel" prepared before ALTER TABLE on the server given back last, which a holder then keeps in an
@@ -541,4 +546,27 @@ TEST_CASE("a Parse of the name of a statement whose columns changed gets 42P05; 
   exec(conn.get(), "ROLLBACK");
   exec(holder.get(), "COMMIT");
   f.log_on_failure(parse.find("42P05") == std::string::npos || failed.find("25P02") == std::string::npos);
+}
+
+// A Describe of a portal that does not exist, then a Bind of the stale statement, in one batch: PostgreSQL fails
+// the Describe (34000) and skips the Bind. pgmux answered the Bind's 0A000 for the whole batch: it took the
+// request's first statement step for its first message.
+TEST_CASE("a Describe of a missing portal before a Bind of a statement whose columns changed gets PostgreSQL's 34000") {
+  Fixture f(1);
+  auto [conn, holder] = stale_sel(f);
+  const auto describe_then_sel = [](PGconn* c) {
+    const char* values[1] = {"5"};
+    if (PQsendDescribePortal(c, "no_such_portal") != 1) return 0;
+    return PQsendQueryPrepared(c, "sel", 1, values, nullptr, nullptr, 0);
+  };
+  PgConn direct = connect(app_conninfo(cluster_ports().primary, kDb));
+  prepare_sel(direct.get());
+  const std::string want = pipelined(direct.get(), describe_then_sel);
+  REQUIRE_MESSAGE(want == "PGRES_FATAL_ERROR 34000; PGRES_PIPELINE_ABORTED; PGRES_PIPELINE_SYNC; ", want);
+  const std::string got = pipelined(conn.get(), describe_then_sel);
+  CHECK(got == want);
+  int fields = 0;
+  CHECK(exec_sel(conn.get(), 5, &fields).find("0A000") != std::string::npos);  // the Bind alone: PostgreSQL's 0A000
+  exec(holder.get(), "COMMIT");
+  f.log_on_failure(got != want);
 }
