@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <csignal>
 #include <future>
 #include <string>
 #include <thread>
@@ -166,4 +167,33 @@ TEST_CASE("split off: held logins do not try an unreachable primary at every vie
     REQUIRE(client);
     CHECK_MESSAGE(PQstatus(client.get()) == CONNECTION_OK, PQerrorMessage(client.get()));
   }
+}
+
+// A wait for the primary ends failover_timeout after it began, as the config says at each moment: a reload that
+// raises the timeout keeps a held login waiting. The binary before 5efa180 fixed the deadline when the wait began
+// (the login failed after the old 2 s, its message naming the new 30 s).
+TEST_CASE("split off: a held login waits as long as a reloaded failover_timeout says") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  TcpRelay relay("127.0.0.1", 0, ports.primary);
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(split_off_config(listen, ports, relay.port(), "session", 2).dump(2), listen);
+  wait_for_primary_known(proxy);
+  relay.refuse_logins_of("app", 100000);
+  auto login =
+      std::async(std::launch::async, [&] { return try_connect(proxy.app_conninfo() + " connect_timeout=20"); });
+  REQUIRE(wait_until([&] { return relay.refused_logins() >= 1; }, 5));
+  const size_t logged = proxy.process()->full_log().size();
+  proxy.process()->write_config(split_off_config(listen, ports, relay.port(), "session", 30).dump(2));
+  proxy.process()->send_signal(SIGHUP);
+  REQUIRE(wait_until([&] { return proxy.process()->full_log().find("config reloaded", logged) != std::string::npos; },
+                     5));
+  // Past the 2 s the wait began with: still held.
+  CHECK(login.wait_for(std::chrono::milliseconds(3000)) == std::future_status::timeout);
+  relay.refuse_logins_of("app", 0);
+  REQUIRE(login.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  PgConn client = login.get();
+  REQUIRE(client);
+  REQUIRE_MESSAGE(PQstatus(client.get()) == CONNECTION_OK, PQerrorMessage(client.get()));
+  CHECK(scalar(client.get(), "SELECT inet_server_port()") == std::to_string(ports.primary));
 }
