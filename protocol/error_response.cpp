@@ -53,10 +53,18 @@ bool is_cached_plan_change(const ErrorFields& error) {
 
 StandbyRefusal standby_refusal(const ErrorFields& error) {
   if (error.sqlstate == sqlstate::kReadOnlySqlTransaction) return StandbyRefusal::ReadOnly;
+  if (error.severity == "ERROR" && is_recovery_conflict(error)) return StandbyRefusal::RecoveryConflict;
   if (error.sqlstate != sqlstate::kFeatureNotSupported) return StandbyRefusal::None;
   if (error.routine == "GetSerializableTransactionSnapshot") return StandbyRefusal::Serializable;
   if (error.routine == "get_relation_info") return StandbyRefusal::Unlogged;
   return StandbyRefusal::None;
+}
+
+bool is_recovery_conflict(const ErrorFields& error) {
+  if (error.sqlstate != sqlstate::kSerializationFailure && error.sqlstate != sqlstate::kDeadlockDetected) {
+    return false;
+  }
+  return error.routine == "ProcessInterrupts" || error.routine == "ProcessRecoveryConflictInterrupt";
 }
 
 bool is_server_crash_fatal(const ErrorFields& error) {

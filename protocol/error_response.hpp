@@ -32,9 +32,18 @@ bool is_cached_plan_change(const ErrorFields& error);
 // - Serializable: "cannot use serializable mode in a hot standby" for a statement whose transaction took the
 //   session's default isolation level, SERIALIZABLE (GetSerializableTransactionSnapshot);
 // - Unlogged: "cannot access temporary or unlogged relations during recovery" (get_relation_info): an unlogged
-//   table's rows live on the primary only.
-enum class StandbyRefusal : uint8_t { None, ReadOnly, Serializable, Unlogged };
+//   table's rows live on the primary only;
+// - RecoveryConflict: "canceling statement due to conflict with recovery" (an ERROR, is_recovery_conflict): the
+//   standby's replay of the primary's WAL needed what the statement held (a lock, a buffer pin, row versions a
+//   VACUUM removed); on the primary the statement would have run.
+enum class StandbyRefusal : uint8_t { None, ReadOnly, Serializable, Unlogged, RecoveryConflict };
 StandbyRefusal standby_refusal(const ErrorFields& error);
+
+// A standby canceling a statement (ERROR) or ending a connection (FATAL) for its replay of the primary's WAL:
+// 40001, or 40P01 for a buffer-pin deadlock with the startup process, raised where interrupts are served
+// (ProcessInterrupts; ProcessRecoveryConflictInterrupt from PostgreSQL 16), which no ordinary serialization failure
+// or deadlock is.
+bool is_recovery_conflict(const ErrorFields& error);
 
 // A FATAL a crash or an immediate shutdown sends every connection (57P02, 57P03, or 57P01 worded as an immediate
 // shutdown): never aimed at one connection, unlike the 57P01 of a fast shutdown, which PostgreSQL words as it

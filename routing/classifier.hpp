@@ -41,7 +41,8 @@ struct Classification {
   bool read_only = false;       // TxBegin ... READ ONLY, or SET TRANSACTION READ ONLY / SET SESSION CHARACTERISTICS
   bool read_write = false;      // TxBegin ... READ WRITE: a read-write transaction even in a read-only session;
                                 // also SET TRANSACTION READ WRITE (after a deferred read-only BEGIN: the primary),
-                                // and any SET of transaction_read_only / _isolation / _deferrable (value unread)
+                                // and any SET of transaction_read_only / _isolation / _deferrable (value unread),
+                                // and SET TRANSACTION SNAPSHOT (pg_export_snapshot() runs on the primary)
   bool primary_hint = false;    // a /* pgmux:primary */ comment anywhere
   bool multi_statement = false; // more than one statement in the string
   bool parsed = false;          // libpg_query was needed

@@ -414,6 +414,7 @@ void note_set(const StatementScan& s, Classification& c, ParameterName* target) 
   const size_t at = s.word(1, "session") && !s.word(2, "characteristics") && !s.word(2, "authorization") ? 2 : 1;
   if (s.word(at, "transaction")) {  // SET TRANSACTION ..., SET TRANSACTION SNAPSHOT
     c.effects.add(SessionEffect::SetLocal);
+    if (s.word(at + 1, "snapshot")) c.read_write = true;  // pgmux sends pg_export_snapshot() to the primary
     return;
   }
   ParameterName name;

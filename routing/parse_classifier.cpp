@@ -283,6 +283,7 @@ Classification classify_variable_set(const json& body) {
     c.read_write = true;
   } else if (local || name.starts_with("TRANSACTION")) {  // SET TRANSACTION [SNAPSHOT] lasts the transaction
     c.effects.add(SessionEffect::SetLocal);
+    if (name == "TRANSACTION SNAPSHOT") c.read_write = true;  // pgmux sends pg_export_snapshot() to the primary
     if (local && fixed_at_parse(name)) c.effects.add(SessionEffect::SetLocalAnalysis);
   } else {
     c.effects.add(SessionEffect::Set);

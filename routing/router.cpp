@@ -33,6 +33,7 @@ const char* to_string(RouteReason r) {
     case RouteReason::NoEligibleStandby: return "fallback-to-primary";
     case RouteReason::NoPrimary: return "no-primary";
     case RouteReason::StandbyCursors: return "standby-cursors";
+    case RouteReason::RecoveryConflict: return "recovery-conflict";
     case RouteReason::Count: break;
   }
   return "?";
@@ -158,6 +159,9 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   if (state.session_unknown) return primary_or_wait(view, state.backend_mask, RouteReason::SessionUnknown);
   const bool read_only = is_read_only_statement(c, state);
   if (read_only && c.reads_unlogged) return primary_or_wait(view, state.backend_mask, RouteReason::Unlogged);
+  if (read_only && state.rerun_after_recovery_conflict) {
+    return primary_or_wait(view, state.backend_mask, RouteReason::RecoveryConflict);
+  }
   if (read_only && (state.serializable_default || c.serializable())) {
     return primary_or_wait(view, state.backend_mask, RouteReason::Serializable);
   }

@@ -40,6 +40,9 @@ struct ClientRouteState {
   // The held standby connection keeps WITH HOLD cursors declared there: a read it cannot take goes to the primary
   // rather than to another standby (taking another gives that connection back, and its cursors go with it).
   bool held_standby_keeps_cursors : 1 = false;
+  // The next read runs again after a standby canceled it for a recovery conflict (client_retry.cpp): the primary
+  // runs it, where no replay can cancel it. Taken by the read's route (ClientConn::choose_server).
+  bool rerun_after_recovery_conflict : 1 = false;
   // Backend index of the standby connection the client holds, -1 for none (16 bits, in the bools' padding:
   // indexes past 63 have no bit in backend_mask anyway).
   int16_t held_standby = -1;
@@ -74,6 +77,7 @@ enum class RouteReason : uint8_t {
   NoEligibleStandby,     // fallback: no standby is up, enabled and weighted
   NoPrimary,             // no primary right now (failover)
   StandbyCursors,        // a read the held standby cannot take, kept off other standbys for its WITH HOLD cursors
+  RecoveryConflict,      // a read a standby canceled for its replay (recovery conflict), run again on the primary
   Count
 };
 const char* to_string(RouteReason r);  // "write", "read", ..., "lag-excluded", "fallback-to-primary", ...

@@ -240,9 +240,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool hold_for_failover(const FailureReport& failure, const std::optional<routing::Route>& route,
                          int failed_backend);
   static bool primary_unreachable(const FailureReport& failure);
+  static bool login_refused_for_role(const FailureReport& failure);
   bool login_through_standby();
   bool primary_worth_trying() const;
   void decide_server_ending();  // client_server_ending.cpp
+  bool absorb_recovery_conflict(ServerConn& server);
   // 08006 "may or may not have been executed" for each request a lost server owed, then the session goes on.
   void answer_lost_requests(const std::string& backend, size_t requests, bool open_sequence);
   bool wait_for_replay();

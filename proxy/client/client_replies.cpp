@@ -235,6 +235,7 @@ void ClientConn::on_server_lost(ServerConn* server, bool fatal_forwarded, bool m
 // The requests may or may not have run; the client hears so, once for each, and the session goes on.
 void ClientConn::answer_lost_requests(const std::string& backend, size_t requests, bool open_sequence) {
   sent_again_after_loss_ = false;  // the next request may go again once
+  session_.route.rerun_after_recovery_conflict = false;
   const size_t answers = requests - (open_sequence ? 1 : 0);
   ByteVector out;
   const FailureReport lost(Failure::ServerLostInFlight, {backend});

@@ -4,6 +4,11 @@
 //   an operator or cast over a volatile function, a function created behind pgmux's back) fails on a standby with
 //   25006. When that error comes before any row reached the client, outside a transaction, the client never sees
 //   it: the request runs again on the primary, and its text counts as a write from then on.
+// - Reads a standby canceled for a conflict with its recovery (40001, 40P01: its replay of the primary's WAL needed a
+//   lock, a buffer pin or row versions the read held), before any row reached the client, outside a transaction:
+//   the request runs again on the primary, where it would have run undisturbed. A FATAL one (the read held a
+//   subtransaction) ends the connection: the read is then a request lost with its server (below), and runs again
+//   on the primary too (ClientConn::absorb_server_fatal).
 // - Reads of an unlogged table (its rows are the primary's only): a standby refuses them (0A000) at planning, before
 //   they run; the request runs again on the primary, and its text counts as a write from then on.
 // - Reads of a session whose default isolation level is SERIALIZABLE where pgmux could not see it set (ALTER
@@ -85,7 +90,8 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
   if (!can_run_again(server, 0)) {
     // Something came in between (the client pipelined another request): its replies must stay in order, so the
     // client gets the standby's error after all.
-    LOG_INFO("%s: a standby refused a read (25006 or 0A000); it cannot run again on the primary now",
+    LOG_INFO("%s: a standby refused a read (25006, 0A000 or a recovery conflict); it cannot run again on the primary "
+             "now",
              log_prefix().c_str());
     send_owned(ByteVector(server->dropped_reply().begin(), server->dropped_reply().end()));
     retry_request_.clear();
@@ -93,10 +99,18 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
     on_ready_for_query(server, server->tx_status(), std::move(dropped));
     return;
   }
-  worker_.metrics().standby_write_retries.add();
   restore_skipped_closes(server, dropped);  // the request applies its Closes again when it goes out again
   const StandbyRefusal refusal = refusal_in(server->dropped_reply());
-  if (refusal == StandbyRefusal::Serializable) {
+  if (refusal != StandbyRefusal::RecoveryConflict) worker_.metrics().standby_write_retries.add();
+  if (refusal == StandbyRefusal::RecoveryConflict) {
+    // Nothing to learn: the same read runs on a standby again once its replay has moved on. This one goes to the
+    // primary, where no replay cancels it (counted as routed for "recovery-conflict").
+    session_.route.rerun_after_recovery_conflict = true;
+    LOG_INFO("%s: S-%llu backend %s canceled a read for a conflict with its recovery before any row reached the "
+             "client; running it again on the primary",
+             log_prefix().c_str(), static_cast<unsigned long long>(server->id()),
+             server->pool().backend().name.c_str());
+  } else if (refusal == StandbyRefusal::Serializable) {
     learn_serializable_default(*server);
     confirm_statements(server, dropped);  // its Parses were refused: the standby does not have them
   } else if (refusal == StandbyRefusal::Unlogged) {

@@ -247,6 +247,7 @@ ServerConn* ClientConn::choose_server(const routing::Classification& c) {
   session_.route.cluster_unapplied_commit =
       settings.remote_apply_reads ? worker_.shared().commits.latest_unapplied().value_or(0) : 0;
   routing::Route route = routing::route_statement(c, session_.route, view, settings, worker_.balancer());
+  session_.route.rerun_after_recovery_conflict = false;  // for the one read that runs again
   if (routing::held_for_replay(route) && wait_for_replay()) return nullptr;
   replay_wait_.reset();
   switch (route.target) {
@@ -382,11 +383,13 @@ bool ClientConn::primary_worth_trying() const {
 }
 
 // A read routed to a standby that would not take a connection (stopping, restarting, unreachable: the pool told
-// the prober, which takes it out of the read set) never reached a server: it runs on the primary instead, as a
-// read with no standby eligible does, unless routing.fallback_to_primary is off. True when it went there.
+// the prober, which takes it out of the read set), or that refused this role's login where the primary took it
+// (the role's CONNECTION LIMIT reached there, that node's pg_hba.conf, its max_connections: the prober, logging in
+// as another role, keeps it in the read set), never reached a server: it runs on the primary instead, as a read with
+// no standby eligible does, unless routing.fallback_to_primary is off. True when it went there.
 bool ClientConn::read_on_primary_instead(const FailureReport& failure) {
   const int primary = worker_.view().primary;
-  if (!routed_ || !logged_in() || !primary_unreachable(failure) || primary < 0 ||
+  if (!routed_ || !logged_in() || !(primary_unreachable(failure) || login_refused_for_role(failure)) || primary < 0 ||
       !((session_.route.backend_mask >> primary) & 1) || !worker_.config()->routing.fallback_to_primary) {
     return false;
   }
@@ -417,6 +420,14 @@ bool ClientConn::primary_unreachable(const FailureReport& failure) {
     default:
       return false;
   }
+}
+
+// A login a server refused for who logs in, or for its room, not for being down: 28xxx (pg_hba.conf, an
+// authentication method of that node), 53300 (the role's CONNECTION LIMIT, max_connections).
+bool ClientConn::login_refused_for_role(const FailureReport& failure) {
+  const std::string_view code = failure.sqlstate();
+  return failure.failure() == Failure::ServerLoginRefused &&
+         (code.starts_with("28") || code == sqlstate::kTooManyConnections);
 }
 
 // Logging in needs a server's ParameterStatus set, which a standby gives as well as the primary.

@@ -17,6 +17,8 @@
 //   prober's own connection answering after the FATAL means only this session was ended; its failing, or the
 //   backend no longer being the primary, means the server went away. A crash or an immediate shutdown (57P02, or
 //   57P01 "immediate shutdown") is never a terminate: the session moves on at once.
+// - A standby ending a connection for its replay (FATAL 40001, a recovery conflict): outside a transaction as a
+//   lost server (a read whose reply is all held runs again, on the primary); inside one, passed on (below).
 // - Otherwise (a pinned session, a transaction open on the session's primary): yes. The FATAL is passed on and
 //   the client is closed, as directly.
 #include "proxy/client/client_conn.hpp"
@@ -41,6 +43,7 @@ enum class EndingKind {
   None,                 // any other error
   Crash,                // a crash or an immediate shutdown, or "cannot connect now": never aimed at one session
   ShutdownOrTerminate,  // 57P01: a fast or smart shutdown, or a pg_terminate_backend of this one connection
+  RecoveryConflict,     // a standby ending this connection for its replay (the read held a subtransaction)
 };
 
 // The states a held end may interrupt: between requests, and the waits of a request not sent yet (ServerWait,
@@ -56,6 +59,7 @@ bool may_hold_server_end(ClientState state) {
 EndingKind ending_kind(const std::optional<ErrorFields>& error) {
   if (!error || error->severity != "FATAL") return EndingKind::None;
   if (is_server_crash_fatal(*error)) return EndingKind::Crash;
+  if (is_recovery_conflict(*error)) return EndingKind::RecoveryConflict;
   return error->sqlstate == sqlstate::kAdminShutdown ? EndingKind::ShutdownOrTerminate : EndingKind::None;
 }
 }  // namespace
@@ -66,12 +70,14 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
   if (!mid_request && (server.in_client_transaction() || server.has_outstanding())) return false;
   // Every ErrorResponse of the session passes here: only the SQLSTATEs of a server going away are parsed whole.
   const std::string_view code = error_field(body, 'C');
-  if (code != sqlstate::kAdminShutdown && code != sqlstate::kCrashShutdown && code != sqlstate::kCannotConnectNow) {
+  if (code != sqlstate::kAdminShutdown && code != sqlstate::kCrashShutdown && code != sqlstate::kCannotConnectNow &&
+      code != sqlstate::kSerializationFailure && code != sqlstate::kDeadlockDetected) {
     return false;
   }
   const auto error = parse_error_fields(body);
   const EndingKind kind = ending_kind(error);
   if (kind == EndingKind::None) return false;
+  if (kind == EndingKind::RecoveryConflict) return absorb_recovery_conflict(server);
   if (transaction_pooling() || &server == standby_.get()) {
     // The session does not live there: the end of the connection that follows is answered as a lost server.
     if (&server == primary_.get()) worker_.shared().control->request_probe_round();
@@ -93,6 +99,16 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
   if (state_ == ClientState::ServerWait) routed_.reset();  // routed afresh, as when its pool drains
   if (state_ != ClientState::Ready) set_state(ClientState::Ready);
   set_state(ClientState::ServerEnding);
+  return true;
+}
+
+// A standby ended the connection for its replay. Outside a transaction the session does not live there (a standby
+// connection, or any in transaction pooling): the close is answered as a lost server, and a read whose reply is
+// still all held runs again, on the primary. Inside one the block is gone with its snapshot: the client gets the
+// standby's FATAL 40001, as a client of that standby would, which tells a driver's retry logic what happened.
+bool ClientConn::absorb_recovery_conflict(ServerConn& server) {
+  if (server.in_client_transaction() || (!transaction_pooling() && &server != standby_.get())) return false;
+  if (server.holds_reply_for_retry()) session_.route.rerun_after_recovery_conflict = true;
   return true;
 }
 

@@ -43,6 +43,7 @@ constexpr std::pair<RouteTarget, RouteReason> kUsualRoutes[] = {
     {RouteTarget::Primary, RouteReason::LagExcluded},
     {RouteTarget::Primary, RouteReason::NoEligibleStandby},
     {RouteTarget::Primary, RouteReason::StandbyCursors},
+    {RouteTarget::Primary, RouteReason::RecoveryConflict},
     {RouteTarget::Standby, RouteReason::Read},
     {RouteTarget::WaitForPrimary, RouteReason::NoPrimary},
     {RouteTarget::NoBackend, RouteReason::ReadYourWrites},

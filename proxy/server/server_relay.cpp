@@ -315,11 +315,14 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
     switch (frame.tag) {
       case backend::kErrorResponse: {
         auto error = parse_error_fields(body);
-        // The server going away with all its connections (a crash, an immediate shutdown): the close comes next,
-        // and the request may run again on the next server (ClientConn::on_server_lost); offer_held_error tells
-        // the client what ended it. Not a 57P01 of a fast shutdown: a pg_terminate_backend reads the same, and a
-        // statement someone terminated must not run again elsewhere.
-        if (error && is_server_crash_fatal(*error)) return false;
+        // The server going away with all its connections (a crash, an immediate shutdown), or a standby ending
+        // this one for its replay (a recovery conflict): the close comes next, and the request may run again on
+        // the next server (ClientConn::on_server_lost); offer_held_error tells the client what ended it. Not a
+        // 57P01 of a fast shutdown: a pg_terminate_backend reads the same, and a statement someone terminated must
+        // not run again elsewhere.
+        if (error && (is_server_crash_fatal(*error) || (error->severity == "FATAL" && is_recovery_conflict(*error)))) {
+          return false;
+        }
         rejected = error && standby_refusal(*error) != StandbyRefusal::None;
         if (!rejected) break;
         at += frame.total();

@@ -255,6 +255,19 @@ TEST_CASE("what a standby refused is told by SQLSTATE and routine, in any langua
   CHECK(refusal("SERROR\0VERROR\0C42P01\0Mx\0Rget_relation_info\0\0"sv) == StandbyRefusal::None);
   CHECK(refusal("SERROR\0VERROR\0C0A000\0Mcannot use serializable mode in a hot standby\0\0"sv) ==
         StandbyRefusal::None);
+  // A recovery conflict: 40001 or 40P01 where interrupts are served. An ordinary serialization failure or deadlock
+  // comes from elsewhere; a FATAL ends the connection (is_recovery_conflict alone tells it).
+  CHECK(refusal("SERROR\0VERROR\0C40001\0Mcanceling statement due to conflict with recovery\0"
+                "RProcessInterrupts\0\0"sv) == StandbyRefusal::RecoveryConflict);
+  CHECK(refusal("SERROR\0VERROR\0C40P01\0Mx\0RProcessRecoveryConflictInterrupt\0\0"sv) ==
+        StandbyRefusal::RecoveryConflict);
+  CHECK(refusal("SERROR\0VERROR\0C40001\0Mcould not serialize access\0RExecUpdate\0\0"sv) == StandbyRefusal::None);
+  CHECK(refusal("SERROR\0VERROR\0C40P01\0Mdeadlock detected\0RDeadLockReport\0\0"sv) == StandbyRefusal::None);
+  const auto fatal = parse_error_fields(as_bytes(
+      "SFATAL\0VFATAL\0C40001\0Mterminating connection due to conflict with recovery\0RProcessInterrupts\0\0"sv));
+  REQUIRE(fatal);
+  CHECK(standby_refusal(*fatal) == StandbyRefusal::None);
+  CHECK(is_recovery_conflict(*fatal));
 }
 
 TEST_CASE("a changed cached plan is told by SQLSTATE and routine, in any language") {

@@ -197,6 +197,23 @@ TEST_CASE("classifier: the isolation level asked for, by the lexer and by the pa
   }
 }
 
+// A snapshot pg_export_snapshot() made (on the primary: it is a write function's call there) can be imported only
+// where it was exported: the block that imports it runs on the primary.
+TEST_CASE("classifier: SET TRANSACTION SNAPSHOT asks for a read-write block, in both paths") {
+  Classifier c;
+  for (const char* sql : {"SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", "set transaction /* x */ snapshot 'a'",
+                          "SET TRANSACTION READ WRITE", "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE"}) {
+    CAPTURE(sql);
+    CHECK(c.classify(sql).read_write);
+    CHECK(pgmux::routing::classify_parsed(sql, c).read_write);
+  }
+  for (const char* sql : {"SET TRANSACTION READ ONLY", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(c.classify(sql).read_write);
+    CHECK_FALSE(pgmux::routing::classify_parsed(sql, c).read_write);
+  }
+}
+
 TEST_CASE("classifier: a parse error is a write with reason unparsable") {
   Classifier c;
   const Classification r = c.classify("SELECT * FROM t WHERE (a = 1 FOR UPDATE");

@@ -101,3 +101,39 @@ TEST_CASE("reads skip a standby whose pool is full while another standby has roo
   }
   exec(holder.get(), "COMMIT");
 }
+
+// A standby that refuses a role's logins while the primary takes them (its CONNECTION LIMIT used up on the
+// standbys by direct sessions; the prober logs in as postgres and keeps them in the read set): the role's reads run
+// on the primary, as they would directly. The binary before answered each read with the standby's 53300.
+TEST_CASE("reads of a role the standbys refuse at login run on the primary, both pool modes") {
+  if (direct_mode()) return;
+  const ClusterPorts ports = cluster_ports();
+  {
+    PgConn p = admin(ports.primary);
+    exec(p.get(), "DO $$BEGIN CREATE ROLE rt_limited LOGIN PASSWORD 'limited' CONNECTION LIMIT 1; "
+                  "EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+    exec(p.get(), "ALTER ROLE rt_limited CONNECTION LIMIT 1");
+  }
+  REQUIRE(wait_replayed(ports, 10));
+  // The one connection the role may have on each standby, held directly.
+  PgConn on_standby1 = connect(conninfo(ports.standby1, "rt_limited", "limited", "app"));
+  PgConn on_standby2 = connect(conninfo(ports.standby2, "rt_limited", "limited", "app"));
+  for (const char* mode : {"session", "transaction"}) {
+    const std::string mode_name(mode);  // CAPTURE keeps a reference
+    CAPTURE(mode_name);
+    const int listen = pick_listen_port();
+    nlohmann::json config = routing_config(listen, ports);
+    config["users"].push_back({{"name", "rt_limited"}, {"password", "limited"}});
+    for (auto& database : config["databases"]) database["pool_mode"] = mode;
+    ProxyUnderTest proxy(config.dump(), listen);
+    REQUIRE(wait_ports_serving(proxy.conninfo("app", "app", "app"), {ports.standby1, ports.standby2}, 20));
+    PgConn client = connect(proxy.conninfo("rt_limited", "limited", "app"));
+    for (int i = 0; i < 4; ++i) {
+      PgResult read(PQexec(client.get(), "SELECT inet_server_port()"));
+      REQUIRE_MESSAGE(PQresultStatus(read.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(read.get()));
+      CHECK(std::stoi(PQgetvalue(read.get(), 0, 0)) == ports.primary);
+    }
+  }
+  PgConn p = admin(ports.primary);
+  exec(p.get(), "ALTER ROLE rt_limited CONNECTION LIMIT -1");
+}

@@ -326,3 +326,26 @@ TEST_CASE("a learned SERIALIZABLE default is asked again after function_catalog_
   CHECK(run_script(f.proxy.conninfo(kRole, "serpw", kDb), reads) == expected);
   CHECK(refusals() > learned);
 }
+
+// A snapshot exported through pgmux (pg_export_snapshot() runs on the primary) and imported in a read-only block:
+// the block runs on the primary too, where the snapshot exists. It went to a standby before (22023 "invalid
+// snapshot identifier"; directly it works).
+TEST_CASE("SET TRANSACTION SNAPSHOT in a read-only block imports the primary's snapshot, both pool modes") {
+  for (const char* mode : {"session", "transaction"}) {
+    const std::string mode_name(mode);  // CAPTURE keeps a reference
+    CAPTURE(mode_name);
+    Fixture f(mode);
+    const std::string ci = f.proxy.conninfo("app", "app", kDb);
+    PgConn exporter = connect(ci);
+    exec(exporter.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    const std::string snapshot = scalar(exporter.get(), "SELECT pg_export_snapshot()");
+    PgConn importer = connect(ci);
+    exec(importer.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    PgResult set(PQexec(importer.get(), ("SET TRANSACTION SNAPSHOT '" + snapshot + "'").c_str()));
+    CHECK_MESSAGE(PQresultStatus(set.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(set.get()));
+    CHECK(scalar(importer.get(), "SELECT count(*) FROM items") == "2");
+    CHECK(std::stoi(scalar(importer.get(), "SELECT inet_server_port()")) == f.ports.primary);
+    exec(importer.get(), "COMMIT");
+    exec(exporter.get(), "COMMIT");
+  }
+}
