@@ -50,6 +50,9 @@ struct Classification {
   bool primary_only = false;    // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED: only the primary runs it
   bool catalog_change = false;  // DDL of functions, views, extensions, schemas... or DO: reload the catalog
   bool reads_unlogged = false;  // reads a relation only the primary has rows of (FunctionCatalog::unlogged_relation)
+  // A request that opens an extended sequence (closed by Flush, not Sync): its server runs the rest of the sequence,
+  // which may write, so it starts on the primary; still a read, which starts no read-your-writes (ClientConn::dispatch).
+  bool opens_sequence = false;
   // The lexer could not read the text as every session will (SqlLexer::ambiguous()), or at all: under
   // standard_conforming_strings off, or a client encoding whose characters may end in a backslash byte, statements
   // may hide in it. The rest of the classification is the default reading's (Reading::Standard).
@@ -68,7 +71,7 @@ struct Classification {
   bool pins_primary() const { return pin_reason != PinReason::None; }
   // A read that runs on the primary all the same (no write: read-your-writes and causal reads do not start): the
   // client asked for it, or the rows are there only.
-  bool read_needs_primary() const { return primary_hint || reads_unlogged; }
+  bool read_needs_primary() const { return primary_hint || reads_unlogged || opens_sequence; }
   // Adds the facts of another statement that run with this one (a multi-statement string, an extended batch):
   // the hint, the pin (this one's reason first), the session effects, write-function calls, primary_only,
   // catalog_change, reads of unlogged relations and the strictest isolation.

@@ -34,6 +34,7 @@ const char* to_string(RouteReason r) {
     case RouteReason::NoPrimary: return "no-primary";
     case RouteReason::StandbyCursors: return "standby-cursors";
     case RouteReason::RecoveryConflict: return "recovery-conflict";
+    case RouteReason::OpenSequence: return "open-sequence";
     case RouteReason::Count: break;
   }
   return "?";
@@ -159,6 +160,7 @@ Route route_statement(const Classification& c, const ClientRouteState& state, co
   if (state.session_unknown) return primary_or_wait(view, state.backend_mask, RouteReason::SessionUnknown);
   const bool read_only = is_read_only_statement(c, state);
   if (read_only && c.reads_unlogged) return primary_or_wait(view, state.backend_mask, RouteReason::Unlogged);
+  if (read_only && c.opens_sequence) return primary_or_wait(view, state.backend_mask, RouteReason::OpenSequence);
   if (read_only && state.rerun_after_recovery_conflict) {
     return primary_or_wait(view, state.backend_mask, RouteReason::RecoveryConflict);
   }

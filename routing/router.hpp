@@ -78,6 +78,7 @@ enum class RouteReason : uint8_t {
   NoPrimary,             // no primary right now (failover)
   StandbyCursors,        // a read the held standby cannot take, kept off other standbys for its WITH HOLD cursors
   RecoveryConflict,      // a read a standby canceled for its replay (recovery conflict), run again on the primary
+  OpenSequence,          // a read opening an extended sequence (Flush, no Sync), which may go on to write
   Count
 };
 const char* to_string(RouteReason r);  // "write", "read", ..., "lag-excluded", "fallback-to-primary", ...

@@ -105,7 +105,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void learn_prepare_types(const std::string& name, const std::string& types);
   // COPY FROM STDIN began; `batch`: the extended batch that started it, whose reply ends here.
   void on_copy_in(ServerConn* server, const OwedReply* batch);
-  // A read the standby refused (standby_refusal: 25006, or 0A000) before any row reached the client
+  // A read the standby refused (standby_refusal: 25006, 0A000, a recovery conflict) before any row reached the client
   // (ReplyFate::HeldForRetry): the request runs again, on the primary. may_run_again is asked when the error
   // arrives, on_read_only_retry runs at its ReadyForQuery.
   bool may_run_again(const ServerConn* server) const;
@@ -241,6 +241,8 @@ class ClientConn final : public StreamConn, public PoolClient {
                          int failed_backend);
   static bool primary_unreachable(const FailureReport& failure);
   static bool login_refused_for_role(const FailureReport& failure);
+  bool primary_takes_reads() const;
+  void forget_unmade_copies(ServerConn* server, const OwedReply& dropped);
   bool login_through_standby();
   bool primary_worth_trying() const;
   void decide_server_ending();  // client_server_ending.cpp

@@ -133,11 +133,12 @@ bool ClientConn::dispatch() {
   if (!session_.deferred_begin.empty()) class_behind_deferred_begin(c);
 
   // An extended sequence closed by Flush (no Sync) may go on with anything, writes included, on the same server:
-  // start such a sequence on the primary.
+  // start such a sequence on the primary. As a read: a Parse and Describe (asyncpg prepares so) write nothing, and
+  // taking them for a write made this client's next reads, and with causal reads every client's, wait for the
+  // standbys' replay.
   if (request_.kind == RequestKind::Extended && !request_.ends_with_sync &&
       !(active_ && active_->has_outstanding()) && routing::is_read_only_statement(c, session_.route)) {
-    c.kind = routing::StatementKind::Write;
-    c.reason = "extended sequence without Sync";
+    c.opens_sequence = true;
   }
 
   if (active_ && active_->has_outstanding() && !active_->awaits_sync() && depends_on_unanswered_statement()) {
@@ -380,6 +381,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   const bool is_primary = server == primary_;
   last_activity_ = worker_.now();
+  session_.route.rerun_after_recovery_conflict = false;  // gone out (a rerun that followed a server, not routed)
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
   // A deferred BEGIN goes out in front of the request (send_request): its reply is owed first.

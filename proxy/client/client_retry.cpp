@@ -87,9 +87,11 @@ bool ClientConn::can_run_again(const ServerConn* server, size_t owed) const {
 }
 
 void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
-  if (!can_run_again(server, 0)) {
-    // Something came in between (the client pipelined another request): its replies must stay in order, so the
-    // client gets the standby's error after all.
+  const StandbyRefusal refusal = refusal_in(server->dropped_reply());
+  // Something came in between (the client pipelined another request): its replies must stay in order, so the
+  // client gets the standby's error after all. So it does for a canceled read no primary can take (a failover, a
+  // read set without the primary, routing.fallback_to_primary off): a read needs no primary, unlike a write.
+  if (!can_run_again(server, 0) || (refusal == StandbyRefusal::RecoveryConflict && !primary_takes_reads())) {
     LOG_INFO("%s: a standby refused a read (25006, 0A000 or a recovery conflict); it cannot run again on the primary "
              "now",
              log_prefix().c_str());
@@ -100,7 +102,7 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
     return;
   }
   restore_skipped_closes(server, dropped);  // the request applies its Closes again when it goes out again
-  const StandbyRefusal refusal = refusal_in(server->dropped_reply());
+  if (refusal != StandbyRefusal::Serializable) forget_unmade_copies(server, dropped);
   if (refusal != StandbyRefusal::RecoveryConflict) worker_.metrics().standby_write_retries.add();
   if (refusal == StandbyRefusal::RecoveryConflict) {
     // Nothing to learn: the same read runs on a standby again once its replay has moved on. This one goes to the
@@ -132,6 +134,27 @@ void ClientConn::on_read_only_retry(ServerConn* server, OwedReply dropped) {
   if (state_ == ClientState::Draining || state_ == ClientState::Ending) resume_requests();
   release_idle_servers();
   pump();
+}
+
+// Transaction pooling: the shared copies the dropped request's Parses were to make on the standby, where no
+// ParseComplete came for them (skipped behind the error, or canceled while parsing): the server does not have them,
+// and another client must not take its list's word for it (a 26000 under the shared name).
+void ClientConn::forget_unmade_copies(ServerConn* server, const OwedReply& dropped) {
+  if (!transaction_pooling()) return;
+  for (const UnconfirmedStatement& change : unconfirmed_) {
+    if (change.request != dropped.request || change.closed || change.ordinal < dropped.parses_seen) continue;
+    if (const PreparedStatement* stored = session_.find_statement(change.name)) {
+      server->server_statements.erase(stored->server_name);
+    }
+  }
+}
+
+// A read run again for a recovery conflict goes to the primary: there is one, in the client's read set, and reads may
+// fall back to it.
+bool ClientConn::primary_takes_reads() const {
+  const routing::BackendsView& view = worker_.view();
+  return view.primary >= 0 && ((session_.route.backend_mask >> view.primary) & 1) &&
+         worker_.config()->routing.fallback_to_primary;
 }
 
 // What the ErrorResponse in a reply dropped for a retry says the standby refused.

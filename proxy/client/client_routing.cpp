@@ -142,11 +142,16 @@ bool ClientConn::resume_routed() {
   RoutedRequest routed = std::move(*routed_);
   routed_.reset();
   ServerConn* server = slot_for(routed.role);
-  if (!prepare_error_.empty() && server == standby_.get() && server->tx_status() == 'I' &&
-      refusal_of(prepare_error_) == protocol::StandbyRefusal::Serializable) {
-    // What pgmux prepared for the request was refused for the session's default isolation level: nothing ran
-    // there, and the request is routed again, to the primary now.
-    learn_serializable_default(*server);
+  const protocol::StandbyRefusal refusal =
+      prepare_error_.empty() || server != standby_.get() || server->tx_status() != 'I'
+          ? protocol::StandbyRefusal::None
+          : refusal_of(prepare_error_);
+  if (refusal == protocol::StandbyRefusal::Serializable ||
+      (refusal == protocol::StandbyRefusal::RecoveryConflict && primary_takes_reads())) {
+    // What pgmux prepared for the request was refused for the session's default isolation level, or canceled for
+    // the standby's replay: the request has not run, and is routed again, to the primary now.
+    if (refusal == protocol::StandbyRefusal::Serializable) learn_serializable_default(*server);
+    session_.route.rerun_after_recovery_conflict = refusal == protocol::StandbyRefusal::RecoveryConflict;
     prepare_error_.clear();
     return dispatch();
   }

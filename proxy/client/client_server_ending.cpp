@@ -108,7 +108,8 @@ bool ClientConn::absorb_server_fatal(ServerConn& server, ByteView body, ByteView
 // standby's FATAL 40001, as a client of that standby would, which tells a driver's retry logic what happened.
 bool ClientConn::absorb_recovery_conflict(ServerConn& server) {
   if (server.in_client_transaction() || (!transaction_pooling() && &server != standby_.get())) return false;
-  if (server.holds_reply_for_retry()) session_.route.rerun_after_recovery_conflict = true;
+  // (Without a primary to take it, it runs again where routing sends it: its standby's replay has moved on.)
+  if (server.holds_reply_for_retry() && primary_takes_reads()) session_.route.rerun_after_recovery_conflict = true;
   return true;
 }
 

@@ -305,11 +305,13 @@ std::optional<bool> ClientConn::answer_statement_command(const routing::Classifi
 }
 
 // A simple query, or an extended request of one statement as libpq's PQexecParams sends it: Parse of the unnamed
-// statement, Bind of it, maybe Describe of the portal, Execute, Sync.
+// statement, Bind of it, maybe Describe of the portal, Execute, Sync. Each message one PostgreSQL reads (pgmux answers
+// such a request itself: one it cannot read gets the server's 08P01 instead).
 bool ClientConn::single_statement_request() const {
-  if (request_.kind == RequestKind::Query) return true;
+  if (request_.kind == RequestKind::Query) return request_.refused_messages == 0;
   if (request_.kind != RequestKind::Extended || !request_.ends_with_sync || request_.parses.size() != 1 ||
-      !request_.parses.front().name.empty() || (request_.messages != 4 && request_.messages != 5)) {
+      !request_.parses.front().name.empty() || (request_.messages != 4 && request_.messages != 5) ||
+      request_.refused_messages != 0) {
     return false;
   }
   std::string tags;
@@ -318,7 +320,12 @@ bool ClientConn::single_statement_request() const {
     const protocol::Frame frame = protocol::next_frame(request.subspan(pos), worker_.max_message_size());
     if (frame.status != protocol::FrameStatus::Frame) return false;
     tags += frame.tag;
-    if (frame.tag == protocol::frontend::kDescribe && (frame.length < 5 || char(request[pos + 5]) != 'P')) return false;
+    const protocol::ByteView body = request.subspan(pos + frame.header_size(), frame.total() - frame.header_size());
+    if (frame.tag == protocol::frontend::kDescribe) {
+      const auto describe = protocol::parse_describe(body);
+      if (!describe || describe->kind != 'P') return false;
+    }
+    if (frame.tag == protocol::frontend::kExecute && !protocol::parse_execute(body)) return false;
     pos += frame.total();
   }
   return tags == "PBES" || tags == "PBDES";

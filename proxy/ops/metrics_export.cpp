@@ -44,6 +44,7 @@ constexpr std::pair<RouteTarget, RouteReason> kUsualRoutes[] = {
     {RouteTarget::Primary, RouteReason::NoEligibleStandby},
     {RouteTarget::Primary, RouteReason::StandbyCursors},
     {RouteTarget::Primary, RouteReason::RecoveryConflict},
+    {RouteTarget::Primary, RouteReason::OpenSequence},
     {RouteTarget::Standby, RouteReason::Read},
     {RouteTarget::WaitForPrimary, RouteReason::NoPrimary},
     {RouteTarget::NoBackend, RouteReason::ReadYourWrites},

@@ -284,7 +284,7 @@ bool ServerConn::reply_whole_without_error(size_t from) const {
 
 // HeldForRetry: looks ahead from the front of the reply to its ReadyForQuery; everything before it is held
 // meanwhile (rows included: none may reach the client before it is known whether the request runs again). A
-// standby's refusal (25006, 0A000: standby_refusal) with the server back outside a transaction makes the reply
+// standby's refusal (25006, 0A000, 40001: standby_refusal) with the server back outside a transaction makes the reply
 // DropForRetry (a copy of it is kept, in case the client cannot run the request again after all); anything else,
 // or a reply too big to hold, Forward. False while the bytes that decide are not all here (pass.room says how
 // many must fit).
@@ -338,7 +338,7 @@ bool ServerConn::decide_read_only_retry(RelayPass& pass) {
       default:
         break;
     }
-    front.fate = ReplyFate::Forward;  // another error, COPY, or no 25006: the client sees this reply
+    front.fate = ReplyFate::Forward;  // another error, COPY, or no refusal: the client sees this reply
     return true;
   }
 }

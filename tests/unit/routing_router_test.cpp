@@ -84,6 +84,17 @@ TEST_CASE("router: primary-only statements and their reasons") {
     ro_begin.reads_unlogged = true;  // BEGIN READ ONLY; SELECT ... FROM unlogged: the block runs on the primary
     check_route(route(ro_begin, {}, v), RouteTarget::Primary, 1, RouteReason::Unlogged);
   }
+  SUBCASE("a read opening an extended sequence, or run again after a recovery conflict: the primary, as a read") {
+    Classification opens = read_stmt();
+    opens.opens_sequence = true;
+    CHECK(is_read_only_statement(opens, {}));  // it starts no read-your-writes (ClientConn::note_outstanding)
+    check_route(route(opens, {}, v), RouteTarget::Primary, 1, RouteReason::OpenSequence);
+    ClientRouteState rerun;
+    rerun.rerun_after_recovery_conflict = true;
+    rerun.held_standby = 2;
+    check_route(route(read_stmt(), rerun, v), RouteTarget::Primary, 1, RouteReason::RecoveryConflict);
+    check_route(route(write_stmt(), rerun, v), RouteTarget::Primary, 1, RouteReason::Write);
+  }
   SUBCASE("a pinned session sends reads (and read-only transactions) to the primary") {
     ClientRouteState pinned;
     pinned.pinned_primary = true;

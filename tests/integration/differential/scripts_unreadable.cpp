@@ -58,6 +58,12 @@ Script unreadable_messages(const Schema& s) {
       .raw(raw_message('Q', "SELECT 1"), "Q(no NUL)").expect_ready()
       .q("SELECT 1")  // 25P02
       .q("ROLLBACK")
+      // A DEALLOCATE pgmux would answer itself, in a batch PostgreSQL fails: the statement stays.
+      .parse("", "DEALLOCATE diff_u1").raw(raw_message('B', std::string(1, '\0')), "B(statement name without NUL)")
+      .execute("").sync().expect_ready()
+      .parse("", "DEALLOCATE diff_u1").bind(bind_of("")).raw(raw_message('E', ""), "E(empty)").sync().expect_ready()
+      .parse("", "DEALLOCATE diff_u1").bind(bind_of("")).raw(raw_message('D', "P"), "D(portal name without NUL)")
+      .execute("").sync().expect_ready()
       .bind(bind_of("diff_u1")).execute("").close('S', "diff_u1").sync().expect_ready()
       .build();
 }

@@ -10,6 +10,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/routing/routing_support.hpp"
 
@@ -26,7 +27,10 @@ struct FastConflicts {
   explicit FastConflicts(const ClusterPorts& p) : ports(p) {
     set("ALTER SYSTEM SET max_standby_streaming_delay = 100");
   }
-  ~FastConflicts() { set("ALTER SYSTEM RESET max_standby_streaming_delay"); }
+  ~FastConflicts() {
+    set("ALTER SYSTEM RESET max_standby_streaming_delay");
+    wait_for("30s");  // the tests after this one see the default again
+  }
   void set(const std::string& command) const {
     for (const int port : {ports.standby1, ports.standby2}) {
       PgConn conn = admin(port);
@@ -34,12 +38,13 @@ struct FastConflicts {
       exec(conn.get(), "SELECT pg_reload_conf()");
     }
   }
-  bool in_effect() const {
+  bool in_effect() const { return wait_for("100ms"); }
+  bool wait_for(const std::string& value) const {
     return wait_until(
         [&] {
           for (const int port : {ports.standby1, ports.standby2}) {
             PgConn conn = admin(port);
-            if (scalar(conn.get(), "SHOW max_standby_streaming_delay") != "100ms") return false;
+            if (scalar(conn.get(), "SHOW max_standby_streaming_delay") != value) return false;
           }
           return true;
         },
@@ -47,22 +52,36 @@ struct FastConflicts {
   }
 };
 
-// On the primary, `after` seconds from now: a transaction that takes table t's ACCESS EXCLUSIVE lock and commits.
-// Replaying it, a standby must cancel every read of t (after 100 ms).
-std::future<void> lock_table_later(const ClusterPorts& ports, double after) {
-  return std::async(std::launch::async, [ports, after] {
-    std::this_thread::sleep_for(std::chrono::duration<double>(after));
+// On the primary, once a session on one of `watched` (the nodes the read may run on) holds its lock on table t: a
+// transaction that takes t's ACCESS EXCLUSIVE lock and commits. Replaying it, a standby must cancel the read (after
+// 100 ms); on the primary the LOCK waits for the read.
+// False when no such lock was seen within 10 s (the LOCK is taken anyway).
+std::future<bool> lock_table_once_read(const ClusterPorts& ports, std::vector<int> watched) {
+  return std::async(std::launch::async, [ports, watched] {
+    const auto read_holds_lock = [&] {
+      for (const int port : watched) {
+        PgConn node = admin(port, kDb);
+        if (scalar(node.get(), "SELECT count(*) FROM pg_locks WHERE relation = 't'::regclass AND granted AND "
+                               "mode = 'AccessShareLock' AND pid <> pg_backend_pid()") != "0") {
+          return true;
+        }
+      }
+      return false;
+    };
+    const bool seen = wait_until(read_holds_lock, 10, 0.02);
     PgConn conn = admin(ports.primary, kDb);
     exec(conn.get(), "SET lock_timeout = '20s'");
     exec(conn.get(), "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; COMMIT");
+    return seen;
   });
 }
 
 // The read on `conn` with a LOCK of t replayed while it runs: "<port> <count>", or the error.
-std::string read_under_conflict(PGconn* conn, const ClusterPorts& ports, const std::string& count_expression) {
-  auto locker = lock_table_later(ports, 0.7);
+std::string read_under_conflict(PGconn* conn, const ClusterPorts& ports, std::vector<int> watched,
+                                const std::string& count_expression) {
+  auto locker = lock_table_once_read(ports, std::move(watched));
   PgResult res(PQexec(conn, ("SELECT inet_server_port(), " + count_expression).c_str()));
-  locker.get();
+  CHECK_MESSAGE(locker.get(), "the read's lock on t never showed in pg_locks");
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) {
     const char* state = PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
     return std::string("error ") + (state ? state : "-") + ": " + PQerrorMessage(conn);
@@ -99,7 +118,7 @@ TEST_CASE("a read a standby cancels for a recovery conflict runs again on the pr
   for (const Read& read : kReads) {
     CAPTURE(read.name);
     PgConn direct = connect(conninfo(ports.primary, "app", "app", kDb));
-    const std::string want = read_under_conflict(direct.get(), ports, read.count_expression);
+    const std::string want = read_under_conflict(direct.get(), ports, {ports.primary}, read.count_expression);
     REQUIRE(want == std::to_string(ports.primary) + " 1000");  // on the primary the LOCK waits for the read
     if (direct_mode()) continue;
     for (const char* mode : {"session", "transaction"}) {
@@ -113,7 +132,7 @@ TEST_CASE("a read a standby cancels for a recovery conflict runs again on the pr
       REQUIRE(wait_ports_serving(ci, {ports.standby1, ports.standby2}, 20));
       REQUIRE(wait_replayed(ports, 10));
       PgConn client = connect(ci);
-      CHECK(read_under_conflict(client.get(), ports, read.count_expression) == want);
+      CHECK(read_under_conflict(client.get(), ports, {ports.standby1, ports.standby2}, read.count_expression) == want);
       CHECK(scalar(client.get(), "SELECT 'still here'") == "still here");  // the session goes on
       const std::string log = proxy.process()->full_log();
       CHECK_MESSAGE(log.find(read.logged) != std::string::npos, log);

@@ -109,6 +109,27 @@ TEST_CASE("a client always reads its own writes") {
   }
   CHECK(batched_seen == 20);
 
+  if (!proxy.direct()) {
+    // A statement prepared as asyncpg prepares one (Parse and Describe closed by a Flush, then Bind, Execute, Sync)
+    // writes nothing: it starts no read-your-writes, and the next read stays on a standby behind the primary. The
+    // binary before took such a sequence for a write: the reads after it waited for the standbys' replay.
+    REQUIRE(wait_until([&] { return server_port(conn.get()) != ports.primary; }, 15, 0.1));
+    {
+      PgConn p = admin(ports.primary, kDb);
+      exec(p.get(), "INSERT INTO ryw (id) VALUES (-1000)");  // the standbys are 2 s behind the primary again
+    }
+    REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+    REQUIRE(PQsendPrepare(conn.get(), "flushed", "SELECT count(*) FROM ryw", 0, nullptr) == 1);
+    REQUIRE(PQsendDescribePrepared(conn.get(), "flushed") == 1);
+    REQUIRE(PQsendFlushRequest(conn.get()) == 1);
+    REQUIRE(PQsendQueryPrepared(conn.get(), "flushed", 0, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(conn.get()) == 1);
+    const std::string results = pipeline_results(conn.get(), 1);
+    CHECK_MESSAGE(results.find("FATAL") == std::string::npos, results);
+    REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+    CHECK(server_port(conn.get()) != ports.primary);
+  }
+
   conn.reset();
   for (int port : {ports.standby1, ports.standby2}) set_apply_delay(port, "");
   drop_database(ports, kDb);

@@ -108,16 +108,27 @@ TEST_CASE("reads skip a standby whose pool is full while another standby has roo
 TEST_CASE("reads of a role the standbys refuse at login run on the primary, both pool modes") {
   if (direct_mode()) return;
   const ClusterPorts ports = cluster_ports();
-  {
-    PgConn p = admin(ports.primary);
-    exec(p.get(), "DO $$BEGIN CREATE ROLE rt_limited LOGIN PASSWORD 'limited' CONNECTION LIMIT 1; "
-                  "EXCEPTION WHEN duplicate_object THEN NULL; END$$");
-    exec(p.get(), "ALTER ROLE rt_limited CONNECTION LIMIT 1");
-  }
+  // Two connections allowed on each node (one spare on the primary, for a backend of the proxy before still
+  // exiting); the limit goes when the test does, whatever happened.
+  struct LimitedRole {
+    int primary;
+    explicit LimitedRole(int port) : primary(port) {
+      PgConn p = admin(primary);
+      exec(p.get(), "DO $$BEGIN CREATE ROLE rt_limited LOGIN PASSWORD 'limited'; "
+                    "EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+      exec(p.get(), "ALTER ROLE rt_limited CONNECTION LIMIT 2");
+    }
+    ~LimitedRole() {
+      PgConn p = admin(primary);
+      exec(p.get(), "ALTER ROLE rt_limited CONNECTION LIMIT -1");
+    }
+  } role(ports.primary);
   REQUIRE(wait_replayed(ports, 10));
-  // The one connection the role may have on each standby, held directly.
-  PgConn on_standby1 = connect(conninfo(ports.standby1, "rt_limited", "limited", "app"));
-  PgConn on_standby2 = connect(conninfo(ports.standby2, "rt_limited", "limited", "app"));
+  // The connections the role may have on each standby, held directly.
+  std::vector<PgConn> held;
+  for (const int port : {ports.standby1, ports.standby2}) {
+    for (int i = 0; i < 2; ++i) held.push_back(connect(conninfo(port, "rt_limited", "limited", "app")));
+  }
   for (const char* mode : {"session", "transaction"}) {
     const std::string mode_name(mode);  // CAPTURE keeps a reference
     CAPTURE(mode_name);
@@ -134,6 +145,4 @@ TEST_CASE("reads of a role the standbys refuse at login run on the primary, both
       CHECK(std::stoi(PQgetvalue(read.get(), 0, 0)) == ports.primary);
     }
   }
-  PgConn p = admin(ports.primary);
-  exec(p.get(), "ALTER ROLE rt_limited CONNECTION LIMIT -1");
 }
