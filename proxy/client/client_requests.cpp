@@ -296,6 +296,7 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
   s.pool().set_state(&s, ServerState::Linked);  // out of Internal, so that a release can take it back
   preparing_ = nullptr;
   if (!ok && fail_unrestored_session(s, step, sqlstate, error)) return;
+  bool close_unlisted = false;
   if (!ok) {
     LOG_WARN("%s: bringing server S-%llu up to date with the session failed: %s", log_prefix().c_str(),
              static_cast<unsigned long long>(s.id()), escape_for_log(error, 300).c_str());
@@ -306,10 +307,17 @@ void ClientConn::finish_prepare(ServerConn& s, const PrepareStep& step, bool ok,
         if (stored && transaction_pooling()) s.server_statements.erase(stored->server_name);
         if (!transaction_pooling()) s.prepared.erase(name);  // described: listed when it was sent
       }
+      close_unlisted = !transaction_pooling();
     }
   }
   s.applied_log = step.log_size;
   s.pending_closes.clear();
+  if (close_unlisted) {
+    // The step's Parses before the one that failed did make their statements (PostgreSQL keeps them though the
+    // step's transaction rolls back): closed before the next prepare there, which would get 42P05 for them.
+    // (Transaction pooling closes each shared name before its Parse anyway.)
+    s.pending_closes.assign(step.prepared.begin(), step.prepared.end());
+  }
   for (const auto& [name, ordinal] : step.sql_prepared) {
     if (!s.last_internal_failed(ordinal)) s.sql_statements.insert(name);
   }
@@ -364,6 +372,7 @@ bool ClientConn::fail_unrestored_session(ServerConn& s, const PrepareStep& step,
 }
 
 void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
+  session_.route.rerun_after_recovery_conflict = false;  // it goes (a rerun that followed a server was not routed)
   if (stale_statement(server)) {
     // PostgreSQL's answer for a statement whose result columns changed since the client prepared it. It fails
     // the transaction block the request is in: the one open on the server fails there too, a deferred one when
@@ -381,7 +390,6 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   const bool is_primary = server == primary_;
   last_activity_ = worker_.now();
-  session_.route.rerun_after_recovery_conflict = false;  // gone out (a rerun that followed a server, not routed)
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
   // A deferred BEGIN goes out in front of the request (send_request): its reply is owed first.

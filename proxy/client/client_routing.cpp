@@ -229,7 +229,8 @@ std::optional<ServerConn*> ClientConn::server_to_follow(const routing::Classific
     ServerConn* holder = unnamed_.server();
     if (holder && (holder == primary_.get() || unnamed_.parse().empty())) return holder;
   }
-  if (c.kind == routing::StatementKind::Empty && active_) return active_;
+  // (Not a sequence a Flush opens on the standby: what follows it up to its Sync may write, on that same server.)
+  if (c.kind == routing::StatementKind::Empty && active_ && (!c.opens_sequence || active_ == primary_)) return active_;
   if (ServerConn* holder = standby_cursor_server(c)) return holder;
   return std::nullopt;
 }

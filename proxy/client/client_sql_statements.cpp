@@ -311,7 +311,7 @@ bool ClientConn::single_statement_request() const {
   if (request_.kind == RequestKind::Query) return request_.refused_messages == 0;
   if (request_.kind != RequestKind::Extended || !request_.ends_with_sync || request_.parses.size() != 1 ||
       !request_.parses.front().name.empty() || (request_.messages != 4 && request_.messages != 5) ||
-      request_.refused_messages != 0) {
+      request_.refused_messages != 0 || !request_.used.empty() || !request_.binds_unnamed) {
     return false;
   }
   std::string tags;

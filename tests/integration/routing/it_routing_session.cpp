@@ -3,9 +3,11 @@
 // prepared statements before and after writes, and libpq pipelines mixing reads and writes.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/routing/routing_support.hpp"
@@ -450,4 +452,26 @@ TEST_CASE("session routing: a transaction's own settings and primary-only comman
     REQUIRE(wait_ports_serving(ci, {f.ports.standby1, f.ports.standby2}, 20));
     CHECK(transcript_of(ci, sequences, f.ports.primary) == direct);
   }
+}
+
+// A sequence a Flush opens with nothing in it (libpq's PQsendFlushRequest alone, or a Close and a Flush) goes on to
+// its Sync on the same server, where an INSERT may follow: on the primary, even when the session's last read ran
+// on a standby (a review found 4b4f43d's opener, no longer taken for a write, following that standby: 25006).
+TEST_CASE("session routing: a write behind an empty sequence opened by a Flush runs on the primary") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  REQUIRE(f.standby(server_port(conn.get())));
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  REQUIRE(PQsendFlushRequest(conn.get()) == 1);
+  REQUIRE(PQflush(conn.get()) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the Flush alone, a request of its own
+  REQUIRE(PQsendQueryParams(conn.get(), "INSERT INTO items (v) VALUES (7)", 0, nullptr, nullptr, nullptr, nullptr,
+                            0) == 1);
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  const std::string results = pipeline_results(conn.get(), 1);
+  CHECK_MESSAGE(results.find("PGRES_COMMAND_OK") != std::string::npos, results);
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  PgConn direct = connect(conninfo(f.ports.primary, "app", "app", kDb));
+  CHECK(scalar(direct.get(), "SELECT count(*) FROM items WHERE v = 7") == "1");
 }

@@ -284,3 +284,29 @@ TEST_CASE("a cancel while the client is idle leaves pgmux's query behind a PREPA
   CHECK(scalar(conn.get(), "SELECT name || parameter_types::text FROM pg_prepared_statements") == "by_v{integer}");
   CHECK(scalar(conn.get(), "EXECUTE by_v(10.4)") == "1");
 }
+
+// Two statements the client's standby lacks, prepared there by pgmux in one step: the second fails (its table was
+// dropped), the first was made all the same (PostgreSQL keeps a named statement when the step's transaction rolls
+// back). The next read of the first on that standby got 42P05 "prepared statement already exists" at every try:
+// pgmux took it for never made and parsed it again there.
+TEST_CASE("a statement made before another failed in pgmux's prepare step is used there afterwards") {
+  Fixture f;
+  exec(f.owner.get(), "CREATE TABLE gone (id int); ALTER TABLE gone OWNER TO app");
+  PgConn conn = connect(f.ci);
+  exec(conn.get(), "BEGIN");  // parsed in a block: on the primary only
+  prepare(conn.get(), "kept", "SELECT v FROM t WHERE id = $1");
+  prepare(conn.get(), "broken", "SELECT id FROM gone WHERE id = $1");
+  exec(conn.get(), "COMMIT");
+  f.alter("DROP TABLE gone");
+  // One batch using both, on a standby: pgmux prepares "kept", then "broken", which fails there.
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  const char* values[1] = {"4"};
+  REQUIRE(PQsendQueryPrepared(conn.get(), "kept", 1, values, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQsendQueryPrepared(conn.get(), "broken", 1, values, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  const std::string batch = pipeline_results(conn.get(), 1);
+  CHECK_MESSAGE(batch.find("42P01") != std::string::npos, batch);  // "gone" does not exist, as directly
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  for (int i = 0; i < 3; ++i) CHECK(run_binary_int4(conn.get(), "kept", 4) == "4");
+  f.log_on_failure(run_binary_int4(conn.get(), "kept", 4) != "4");
+}
