@@ -50,8 +50,9 @@ struct Classification {
   bool primary_only = false;    // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED: only the primary runs it
   bool catalog_change = false;  // DDL of functions, views, extensions, schemas... or DO: reload the catalog
   bool reads_unlogged = false;  // reads a relation only the primary has rows of (FunctionCatalog::unlogged_relation)
-  // A request that opens an extended sequence (closed by Flush, not Sync): its server runs the rest of the sequence,
-  // which may write, so it starts on the primary; still a read, which starts no read-your-writes (ClientConn::dispatch).
+  // A request that opens an extended sequence (closed by Flush, not Sync): its server runs the rest of the
+  // sequence, which may write, so it starts on the primary; still a read, which starts no read-your-writes
+  // (ClientConn::dispatch).
   bool opens_sequence = false;
   // The lexer could not read the text as every session will (SqlLexer::ambiguous()), or at all: under
   // standard_conforming_strings off, or a client encoding whose characters may end in a backslash byte, statements
