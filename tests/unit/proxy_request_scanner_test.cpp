@@ -262,7 +262,9 @@ TEST_CASE("batch messages PostgreSQL cannot read go on to Sync and record no sta
       {'C', "Qs9\0"sv},
       {'C', "Ss9"sv},
   };
-  for (const auto& [tag, body] : unreadable) {
+  for (const auto& message : unreadable) {
+    const char tag = message.first;  // not a structured binding: clang 14 cannot capture one in CAPTURE's lambda
+    const std::string_view body = message.second;
     CAPTURE(tag);
     CAPTURE(body);
     ByteVector bytes;
