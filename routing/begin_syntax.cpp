@@ -21,17 +21,28 @@ class BeginReader {
     } else {
       return nullptr;
     }
-    for (bool first = true; !at_end(); first = false) {
-      const bool comma = token_.kind == TokenKind::Punct && token_.text == ",";
-      if (comma && first) return nullptr;  // a list starts with a mode
-      if (comma) advance();
-      if (!mode()) return nullptr;
-    }
-    if (token_.kind == TokenKind::Semicolon) advance();
-    return token_.kind == TokenKind::End && lex_.error() == nullptr ? tag : nullptr;
+    return modes_to_end() ? tag : nullptr;
+  }
+
+  // SET TRANSACTION transaction_mode_list: one mode at least (SET TRANSACTION SNAPSHOT is not a mode).
+  const char* read_set_transaction() {
+    if (!take("set") || !take("transaction") || at_end()) return nullptr;
+    return modes_to_end() ? "SET" : nullptr;
   }
 
  private:
+  // Modes separated by commas or blanks, then at most one ';' and the end of the text.
+  bool modes_to_end() {
+    for (bool first = true; !at_end(); first = false) {
+      const bool comma = token_.kind == TokenKind::Punct && token_.text == ",";
+      if (comma && first) return false;  // a list starts with a mode
+      if (comma) advance();
+      if (!mode()) return false;
+    }
+    if (token_.kind == TokenKind::Semicolon) advance();
+    return token_.kind == TokenKind::End && lex_.error() == nullptr;
+  }
+
   bool at_end() const { return token_.kind == TokenKind::End || token_.kind == TokenKind::Semicolon; }
   void advance() { token_ = lex_.next(); }
   bool take(std::string_view keyword) {
@@ -60,5 +71,7 @@ class BeginReader {
 }  // namespace
 
 const char* well_formed_begin_tag(std::string_view sql) { return BeginReader(sql).read(); }
+
+const char* well_formed_set_transaction_tag(std::string_view sql) { return BeginReader(sql).read_set_transaction(); }
 
 }  // namespace pgmux::routing

@@ -13,4 +13,8 @@ namespace pgmux::routing {
 const char* well_formed_begin_tag(std::string_view sql);
 inline bool is_well_formed_begin(std::string_view sql) { return well_formed_begin_tag(sql) != nullptr; }
 
+// "SET" for a SET TRANSACTION of transaction modes alone (no SNAPSHOT) that PostgreSQL accepts as written, which
+// pgmux answers itself behind a BEGIN it holds back (ClientConn::hold_set_transaction); nullptr otherwise.
+const char* well_formed_set_transaction_tag(std::string_view sql);
+
 }  // namespace pgmux::routing

@@ -94,7 +94,10 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
     // A hit constructs no LexicalResult; a miss moves the lexer's into this member (its buffers are the lexer's).
     lexical_scratch_ = classify_lexically(sql, *this, catalog.catalog);
     Classification& fresh = lexical_scratch_.classification;
-    if (fresh.kind == StatementKind::TxBegin && !fresh.multi_statement) fresh.begin_tag = well_formed_begin_tag(sql);
+    if (fresh.kind == StatementKind::TxBegin && !fresh.multi_statement) fresh.held_tag = well_formed_begin_tag(sql);
+    if (fresh.kind == StatementKind::Session && !fresh.multi_statement) {
+      fresh.held_tag = well_formed_set_transaction_tag(sql);
+    }
     if (shape) shapes_.store(*shape, stamp, lexical_scratch_);
   }
   // The key of the parse cache and of the learned writes: the parse tree's class and names do not depend on
@@ -106,7 +109,9 @@ Classification Classifier::classify(std::string_view sql, const CatalogState& ca
     c = classify_with_parser(sql, key, catalog.catalog);
     c.primary_hint = lexical.classification.primary_hint;  // comments never reach the parse tree
     c.unreadable = lexical.classification.unreadable;      // the parser reads strings the standard way
-    if (c.kind == StatementKind::TxBegin) c.begin_tag = lexical.classification.begin_tag;
+    if (c.kind == StatementKind::TxBegin || c.kind == StatementKind::Session) {
+      c.held_tag = lexical.classification.held_tag;
+    }
   }
   if (c.pin_reason == PinReason::None) c.pin_reason = lexical.temp_schema_pin;
   if (is_read(c) && learned_) {

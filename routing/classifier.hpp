@@ -64,9 +64,11 @@ struct Classification {
   Isolation isolation = Isolation::Unchanged;
   SessionEffects effects;       // the session commands of every statement (SET, RESET, DISCARD, PREPARE, ...)
   const char* reason = "";      // static text for EXPLAIN ROUTE / logs only: "INSERT", "write function"
-  // A BEGIN / START TRANSACTION alone whose grammar PostgreSQL accepts: the command tag it answers with
-  // (well_formed_begin_tag, worked out once per cached text); nullptr otherwise.
-  const char* begin_tag = nullptr;
+  // A statement pgmux may answer itself and send with the next one (the read/write split holds a transaction's
+  // start back until a statement decides where it runs): a BEGIN / START TRANSACTION alone, or a SET TRANSACTION
+  // of modes alone, whose grammar PostgreSQL accepts. The command tag it answers with (well_formed_begin_tag,
+  // well_formed_set_transaction_tag, worked out once per cached text); nullptr otherwise.
+  const char* held_tag = nullptr;
   uint64_t catalog_stamp = 0;   // CatalogState::stamp() of the catalog it was made with
 
   bool pins_primary() const { return pin_reason != PinReason::None; }

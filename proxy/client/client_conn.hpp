@@ -212,6 +212,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool dispatch_copy_message();  // dispatch()'s contract
   bool defer_begin(const routing::Classification& c);
   void class_behind_deferred_begin(routing::Classification& c);
+  bool hold_set_transaction(const routing::Classification& c);
   bool dispatch_admin();
   void start_admin_session();
   bool held_by_pause();

@@ -3,6 +3,8 @@
 // the statement that fails its block when pgmux answered an error inside it (ClientSession::deferred_begin_failed).
 #include "proxy/client/client_conn.hpp"
 
+#include <algorithm>
+
 #include "protocol/backend_messages.hpp"
 #include "protocol/frontend_messages.hpp"
 #include "proxy/control/worker.hpp"
@@ -63,9 +65,9 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
       !idle || !session_.deferred_begin.empty() || !worker_.config()->routing.read_write_split) {
     return false;
   }
-  const char* tag = c.begin_tag;
+  const char* tag = c.held_tag;
   if (!tag) return false;  // a BEGIN PostgreSQL refuses goes to it as it is: the client gets its error (42601)
-  session_.deferred_begin.assign(request_.sql);
+  session_.deferred_begin.assign(1, std::string(request_.sql));
   session_.deferred_begin_class = c;
   // A simple Query destroys the unnamed statement, as on PostgreSQL: the BEGIN goes out ahead of the next request
   // on whatever server it runs, so no copy of the statement may be prepared behind it (prepare) either.
@@ -83,6 +85,36 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
   static const ByteVector kBeginReply = reply("BEGIN");
   static const ByteVector kStartReply = reply("START TRANSACTION");
   send_copy(tag[0] == 'B' ? kBeginReply : kStartReply);
+  return true;
+}
+
+// A SET TRANSACTION of modes right behind the deferred BEGIN (pg_dump's REPEATABLE READ, READ ONLY) is answered
+// here too and goes out behind the BEGIN: the block's first statement then decides where it runs, with every mode
+// set before it known. Routed by its own READ ONLY, a later SET TRANSACTION READ WRITE, ISOLATION LEVEL
+// SERIALIZABLE or SNAPSHOT (which PostgreSQL allows before the block's first query) found the block on a standby,
+// which refuses them. Only a text PostgreSQL accepts as written, outside a failed block: it cannot fail where the
+// merged modes send it (READ WRITE or SERIALIZABLE anywhere keeps the block on the primary, as a standby refuses
+// either even when a later SET changes it back). True when it was.
+bool ClientConn::hold_set_transaction(const routing::Classification& c) {
+  if (session_.deferred_begin.empty() || session_.deferred_begin_failed || request_.kind != RequestKind::Query ||
+      c.kind != routing::StatementKind::Session || c.held_tag == nullptr) {
+    return false;
+  }
+  routing::Classification& block = session_.deferred_begin_class;
+  block.read_only = block.read_only || c.read_only;
+  block.read_write = block.read_write || c.read_write;
+  block.isolation = std::max(block.isolation, c.isolation);
+  session_.deferred_begin.emplace_back(request_.sql);
+  unnamed_.drop();  // a simple Query, as for the BEGIN
+  in_.advance_parsed(request_.size);
+  in_.consume_to(in_.parsed());
+  static const ByteVector kSetReply = [] {
+    ByteVector out;
+    build_command_complete(out, "SET");
+    build_ready_for_query(out, 'T');
+    return out;
+  }();
+  send_copy(kSetReply);
   return true;
 }
 
@@ -105,7 +137,7 @@ void ClientConn::fail_server_block(ServerConn& server) {
 }
 
 void ClientConn::write_deferred_begin(ByteVector& out) const {
-  build_query(out, session_.deferred_begin);
+  for (const std::string& statement : session_.deferred_begin) build_query(out, statement);
   if (session_.deferred_begin_failed) build_query(out, kFailBlock);
 }
 

@@ -128,7 +128,7 @@ bool ClientConn::dispatch() {
     return open();
   }
 
-  if (defer_begin(c)) return true;
+  if (defer_begin(c) || hold_set_transaction(c)) return true;
   if (const std::optional<bool> answered = answer_statement_command(c)) return *answered;
   if (!session_.deferred_begin.empty()) class_behind_deferred_begin(c);
 
@@ -262,9 +262,9 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
   }
   if (begins) {
     step.begin_at = static_cast<int>(step.log_size - step.replay_from);
-    ++readies;
+    readies += static_cast<int>(session_.deferred_begin.size());
     if (session_.deferred_begin_failed) {
-      step.fail_block_at = step.begin_at + 1;
+      step.fail_block_at = step.begin_at + static_cast<int>(session_.deferred_begin.size());
       ++readies;
     }
   }
@@ -362,9 +362,10 @@ bool ClientConn::fail_unrestored_session(ServerConn& s, const PrepareStep& step,
                                        s.pool().backend().name, error}));
     return true;
   }
-  if (step.begin_at >= 0 && s.last_internal_failed(static_cast<uint16_t>(step.begin_at))) {
+  for (size_t i = 0; step.begin_at >= 0 && i < session_.deferred_begin.size(); ++i) {
+    if (!s.last_internal_failed(static_cast<uint16_t>(step.begin_at + static_cast<int>(i)))) continue;
     fail(FailureReport::relayed_words(Failure::DeferredBeginRefused, sqlstate,
-                                      {session_.deferred_begin, std::to_string(s.id()), s.pool().backend().name,
+                                      {session_.deferred_begin[i], std::to_string(s.id()), s.pool().backend().name,
                                        error}));
     return true;
   }
@@ -392,11 +393,10 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   last_activity_ = worker_.now();
   LOG_DEBUG("C-%llu: %s (%s) -> S-%llu backend %s", static_cast<unsigned long long>(id_), routing::to_string(c.kind),
             c.reason, static_cast<unsigned long long>(server->id()), server->pool().backend().name.c_str());
-  // A deferred BEGIN goes out in front of the request (send_request): its reply is owed first.
-  if (!session_.deferred_begin.empty()) {
-    server->expect_skipped_reply();
-    if (session_.deferred_begin_failed) server->expect_failing_reply();
-  }
+  // A deferred BEGIN (and the SET TRANSACTIONs held behind it) goes out in front of the request (send_request):
+  // its replies are owed first.
+  for (size_t i = 0; i < session_.deferred_begin.size(); ++i) server->expect_skipped_reply();
+  if (session_.deferred_begin_failed) server->expect_failing_reply();
   // Asked before its reply is owed.
   const bool retriable = may_run_on_primary_instead(server, c) || may_run_again_if_lost(server, c);
   const bool first_use_checked = !server->has_outstanding() && server->tx_status() != 'E';  // by stale_statement

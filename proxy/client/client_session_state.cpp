@@ -25,7 +25,7 @@ void ClientConn::note_session_request(OwedReply& owed, const routing::Classifica
   if (!owed.session) owed.session = std::make_unique<SessionCommand>();  // else an open sequence goes on
   SessionCommand& command = *owed.session;
   // The BEGIN pgmux answered goes out in front of this request: the request runs inside its block.
-  if (!session_.deferred_begin.empty()) command.statements.push_back(session_.deferred_begin);
+  command.statements.insert(command.statements.end(), session_.deferred_begin.begin(), session_.deferred_begin.end());
   if (request_.kind == RequestKind::Query) {
     command.statements.emplace_back(request_.sql);
   } else if (!executed_statements(command.statements)) {

@@ -152,8 +152,10 @@ struct ClientSession {
   bool lexer_may_misread() const { return misread_noted; }
   SessionBlock block;      // session commands waiting for their transaction block to end
   routing::ClientRouteState route;
-  std::string deferred_begin;              // a BEGIN answered by pgmux, sent with the next statement
-  routing::Classification deferred_begin_class;  // ... its class (READ ONLY, isolation), while deferred_begin is set
+  // A BEGIN answered by pgmux, then the SET TRANSACTIONs it answered behind it: each its own Query, sent with the
+  // next statement (empty: none held).
+  std::vector<std::string> deferred_begin;
+  routing::Classification deferred_begin_class;  // ... its class (READ ONLY, isolation), the SETs' modes merged
   // Transaction pooling: the client's SQL-level prepared statements (PREPARE name AS ...) by name as PostgreSQL
   // folds it, each with its PREPARE statement, prepared on a server when a request there names it
   // (client_sql_statements.cpp).

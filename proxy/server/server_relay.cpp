@@ -398,7 +398,8 @@ bool ServerConn::drop_own_reply(char tag, ByteView body, size_t size, RelayPass&
     auto error = parse_error_fields(body);
     // A FATAL here is the server going away (terminated, shutting down): routine, unlike a BEGIN that failed.
     PGMUX_LOG(error && error->severity == "FATAL" ? conf::LogLevel::Info : conf::LogLevel::Error,
-              "S-%llu backend %s: the BEGIN pgmux sent ahead of a request failed: %s; closing the server",
+              "S-%llu backend %s: the BEGIN (or SET TRANSACTION) pgmux sent ahead of a request failed: %s; closing "
+              "the server",
               static_cast<unsigned long long>(id()), pool_.backend().name.c_str(),
               error ? escape_for_log(error->message, 1000).c_str() : "?");
     owed_.front().failed = true;

@@ -124,6 +124,16 @@ std::string conninfo(int port, const std::string& user, const std::string& passw
   return s.str();
 }
 
+int run_shell(const std::string& command, std::string* out) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out->append(buf, n);
+  const int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
 int free_port_from(int start) {
   for (int port = start; port < 65536; ++port) {
     if (port_bindable(port)) return port;

@@ -46,6 +46,10 @@ int free_port_from(int start);
 // A free port in a per-process region, so tests running in parallel rarely race for one.
 int pick_listen_port();
 
+// Runs a shell command (`sh -c`, stderr with stdout): its exit status (128 when it did not exit), its output
+// appended to *out. Bound its time in the command itself (`timeout N ...`).
+int run_shell(const std::string& command, std::string* out);
+
 class PgmuxProcess {
  public:
   // Writes the config to a temp file, spawns the pgmux binary (env PGMUX_BINARY, else the build's), logs to a

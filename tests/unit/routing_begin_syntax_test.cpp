@@ -47,11 +47,39 @@ TEST_CASE("the command tag PostgreSQL answers a BEGIN with") {
 TEST_CASE("the classifier carries the tag of a BEGIN PostgreSQL accepts, also from its cache") {
   pgmux::routing::Classifier classifier(std::vector<std::string>{});
   for (int i = 0; i < 2; ++i) {
-    CHECK(std::string(classifier.classify("START TRANSACTION").begin_tag) == "START TRANSACTION");
-    CHECK(std::string(classifier.classify("begin read only").begin_tag) == "BEGIN");
-    CHECK(classifier.classify("BEGIN ISOLATION LEVEL BOGUS").begin_tag == nullptr);
-    CHECK(classifier.classify("BEGIN; SELECT 1").begin_tag == nullptr);
-    CHECK(classifier.classify("SELECT 1").begin_tag == nullptr);
+    CHECK(std::string(classifier.classify("START TRANSACTION").held_tag) == "START TRANSACTION");
+    CHECK(std::string(classifier.classify("begin read only").held_tag) == "BEGIN");
+    CHECK(classifier.classify("BEGIN ISOLATION LEVEL BOGUS").held_tag == nullptr);
+    CHECK(classifier.classify("BEGIN; SELECT 1").held_tag == nullptr);
+    CHECK(classifier.classify("SELECT 1").held_tag == nullptr);
   }
 }
 
+
+// SET TRANSACTION texts pgmux may answer itself behind a BEGIN it holds back: transaction modes alone, as
+// PostgreSQL's grammar takes them (one at least); SNAPSHOT (which may fail: no such snapshot) is not one.
+TEST_CASE("SET TRANSACTION texts of modes PostgreSQL accepts, and others") {
+  using pgmux::routing::well_formed_set_transaction_tag;
+  for (const char* sql :
+       {"SET TRANSACTION READ ONLY", "set transaction isolation level repeatable read, read only;",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE", "SET /* x */ TRANSACTION READ WRITE",
+        "SET TRANSACTION NOT DEFERRABLE -- c\n"}) {
+    CAPTURE(sql);
+    CHECK(std::string(well_formed_set_transaction_tag(sql)) == "SET");
+  }
+  for (const char* sql :
+       {"SET TRANSACTION", "SET TRANSACTION;", "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'",
+        "SET TRANSACTION ISOLATION LEVEL BOGUS", "SET TRANSACTION READ ONLY,", "SET TRANSACTION , READ ONLY",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "SET transaction_read_only = on",
+        "SET TRANSACTION READ ONLY; SELECT 1", "SET TRANSACTION READ ONLY /* open", "BEGIN", "SET search_path = x"}) {
+    CAPTURE(sql);
+    CHECK(well_formed_set_transaction_tag(sql) == nullptr);
+  }
+  pgmux::routing::Classifier classifier(std::vector<std::string>{});
+  for (int i = 0; i < 2; ++i) {  // also from the cache
+    CHECK(std::string(classifier.classify("SET TRANSACTION READ ONLY").held_tag) == "SET");
+    CHECK(classifier.classify("SET TRANSACTION SNAPSHOT 'x'").held_tag == nullptr);
+    CHECK(classifier.classify("SET TRANSACTION READ ONLY; SELECT 1").held_tag == nullptr);
+    CHECK(classifier.classify("SET work_mem = '4MB'").held_tag == nullptr);
+  }
+}

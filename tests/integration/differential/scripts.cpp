@@ -546,7 +546,7 @@ std::vector<Script> all_scripts(const Schema& s) {
           close_behind_refused_read(s), query_while_skipping_to_sync(s), shared_statement_mid_sequence(s),
           listen_notify(s),       sql_prepare(s),       sql_commands_on_parsed(s), bind_parameter_count(s),
           close_one_of_same_text(s), search_path_switch(s), backslash_literals(s), long_statement_names(s),
-          unreadable_messages(s), parse_many_types(s)};
+          unreadable_messages(s), parse_many_types(s), set_transaction_held(s)};
 }
 
 }  // namespace pgmux::difftest

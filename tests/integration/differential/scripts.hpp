@@ -26,4 +26,7 @@ std::vector<Script> all_scripts(const Schema& s);
 Script unreadable_messages(const Schema& s);
 Script parse_many_types(const Schema& s);
 
+// scripts_transaction.cpp: SET TRANSACTION statements behind a BEGIN pgmux holds back.
+Script set_transaction_held(const Schema& s);
+
 }  // namespace pgmux::difftest

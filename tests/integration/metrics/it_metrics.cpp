@@ -68,21 +68,10 @@ bool cluster_known(const std::string& m) {
          sample(m, "pgmux_backend_readable{backend=\"standby2\"}") == 1;
 }
 
-// Runs a shell command; its exit code, combined output in *out.
-int run(const std::string& command, std::string* out) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out->append(buf, n);
-  const int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
 int pgbench(int port, const std::string& args, std::string* out) {
-  return run("PGPASSWORD=app PGCONNECT_TIMEOUT=5 timeout 120 " + std::string(kBin) + "/pgbench -h 127.0.0.1 -p " +
-                 std::to_string(port) + " -U app " + args,
-             out);
+  return run_shell("PGPASSWORD=app PGCONNECT_TIMEOUT=5 timeout 120 " + std::string(kBin) +
+                       "/pgbench -h 127.0.0.1 -p " + std::to_string(port) + " -U app " + args,
+                   out);
 }
 
 // Growth of a series between two scrapes; a series missing before (an error class not seen yet) counts as 0.
@@ -155,7 +144,7 @@ TEST_CASE("a scrape passes promtool check metrics") {
     file << reply.body;
   }
   std::string out;
-  const int rc = run("timeout 30 promtool check metrics < " + path, &out);
+  const int rc = run_shell("timeout 30 promtool check metrics < " + path, &out);
   unlink(path.c_str());
   INFO("promtool says:\n" << out);
   CHECK(rc == 0);

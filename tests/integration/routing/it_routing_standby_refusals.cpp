@@ -119,6 +119,7 @@ std::string run_script(const std::string& conninfo, const std::vector<std::strin
 }
 
 const char* const kLevel = "SELECT current_setting('transaction_isolation')";
+const char* const kReadOnly = "SELECT current_setting('transaction_read_only')";
 
 // PQprepare, then the statement run three times: each outcome as run_script gives it.
 std::string run_prepared(const std::string& conninfo) {
@@ -152,6 +153,21 @@ const std::vector<std::vector<std::string>> kScripts = {
     {"SET default_transaction_isolation = E'serializable'", "BEGIN READ ONLY", kLevel, "COMMIT"},
     {"BEGIN ISOLATION LEVEL SERIALIZABLE", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", kLevel,
      "COMMIT"},
+    // SET TRANSACTIONs behind a plain BEGIN are held back with it (pgmux answers them): the modes they set
+    // together decide where the block runs. A later READ WRITE or SERIALIZABLE got a standby's 0A000 / 25006
+    // before, the block having gone there at the first READ ONLY.
+    {"BEGIN", "SET TRANSACTION READ ONLY", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", kLevel, kReadOnly,
+     "COMMIT"},
+    {"BEGIN", "SET TRANSACTION READ ONLY", "SET TRANSACTION READ WRITE", kReadOnly, "COMMIT"},
+    {"BEGIN", "SET TRANSACTION READ WRITE", "SET TRANSACTION READ ONLY", kReadOnly, "SELECT count(*) FROM items",
+     "COMMIT"},
+    {"BEGIN READ ONLY", "SET TRANSACTION READ ONLY", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", kLevel,
+     kReadOnly, "SELECT count(*) FROM items", "COMMIT"},
+    {"BEGIN", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", "SET TRANSACTION DEFERRABLE", "COMMIT"},
+    {"BEGIN", "SET TRANSACTION ISOLATION LEVEL BOGUS", kLevel, "ROLLBACK"},
+    {"BEGIN", "SET TRANSACTION READ ONLY", "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", kLevel, "ROLLBACK"},
+    {"BEGIN", "SET TRANSACTION READ ONLY", "SELECT 1/0", "SET TRANSACTION READ WRITE", "ROLLBACK"},
+    {"BEGIN", "SELECT 1", "SET TRANSACTION READ ONLY", "COMMIT"},
 };
 
 void compare_scripts(Fixture& f) {
@@ -347,5 +363,45 @@ TEST_CASE("SET TRANSACTION SNAPSHOT in a read-only block imports the primary's s
     CHECK(std::stoi(scalar(importer.get(), "SELECT inet_server_port()")) == f.ports.primary);
     exec(importer.get(), "COMMIT");
     exec(exporter.get(), "COMMIT");
+  }
+}
+
+// pg_dump --jobs's statements: each connection sends BEGIN, then SET TRANSACTION ISOLATION LEVEL REPEATABLE READ,
+// READ ONLY; the leader exports its snapshot, each worker imports it. pgmux holds the SET TRANSACTION back with the
+// BEGIN, so the leader's block runs where pg_export_snapshot() goes (the primary) and so do the workers'. Before,
+// the SET TRANSACTION sent both blocks to standbys, and a worker importing on another node than the leader's got
+// 22023 "invalid snapshot identifier".
+TEST_CASE("pg_dump's snapshot export and import behind SET TRANSACTION READ ONLY, both pool modes") {
+  for (const char* mode : {"session", "transaction"}) {
+    const std::string mode_name(mode);  // CAPTURE keeps a reference
+    CAPTURE(mode_name);
+    Fixture f(mode);
+    const std::string ci = f.proxy.conninfo("app", "app", kDb);
+    const char* const kModes = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+    // The modes before a read: a standby's block, as before (first: the leader's commit below counts as a write,
+    // and causal reads would send the next read to the primary until the standbys replay it).
+    PgConn reader = connect(ci);
+    exec(reader.get(), "BEGIN");
+    exec(reader.get(), kModes);
+    CHECK(f.standby(std::stoi(scalar(reader.get(), "SELECT inet_server_port()"))));
+    exec(reader.get(), "COMMIT");
+    PgConn leader = connect(ci);
+    exec(leader.get(), "BEGIN");
+    exec(leader.get(), kModes);
+    const std::string snapshot = scalar(leader.get(), "SELECT pg_catalog.pg_export_snapshot()");
+    CHECK(scalar(leader.get(), kReadOnly) == "on");
+    for (int worker = 0; worker < 3; ++worker) {  // standbys are chosen by round robin: more than one
+      CAPTURE(worker);
+      PgConn importer = connect(ci);
+      exec(importer.get(), "BEGIN");
+      exec(importer.get(), kModes);
+      PgResult set(PQexec(importer.get(), ("SET TRANSACTION SNAPSHOT '" + snapshot + "'").c_str()));
+      CHECK_MESSAGE(PQresultStatus(set.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(set.get()));
+      CHECK(scalar(importer.get(), "SELECT count(*) FROM items") == "2");
+      CHECK(scalar(importer.get(), kReadOnly) == "on");
+      CHECK(scalar(importer.get(), kLevel) == "repeatable read");
+      exec(importer.get(), "COMMIT");
+    }
+    exec(leader.get(), "COMMIT");
   }
 }

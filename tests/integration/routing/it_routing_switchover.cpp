@@ -77,15 +77,7 @@ struct Background {
   int status = -1;
   std::thread thread;
   explicit Background(const std::string& cmd) {
-    thread = std::thread([this, cmd] {
-      FILE* pipe = popen((cmd + " 2>&1").c_str(), "r");
-      if (pipe == nullptr) return;
-      char buffer[4096];
-      size_t n;
-      while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-      const int rc = pclose(pipe);
-      status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    });
+    thread = std::thread([this, cmd] { status = run_shell(cmd, &output); });
   }
   void join() {
     if (thread.joinable()) thread.join();

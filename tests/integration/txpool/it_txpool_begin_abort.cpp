@@ -224,9 +224,10 @@ void create_table() {
 }
 
 // pgmux on the primary alone with the read/write split on (a plain BEGIN is deferred) and no fallback to the
-// primary for reads: the read-only transaction `BEGIN; SET TRANSACTION READ ONLY` asks for a standby there is not,
-// and pgmux answers 57P03 itself. Eventual consistency: else, after a commit, such a read would go to the primary
-// (no standby can show that commit yet).
+// primary for reads: the read-only transaction `BEGIN; SET TRANSACTION READ ONLY; SET TRANSACTION ...` asks for a
+// standby there is not, and pgmux answers 57P03 itself. (Two in one string: pgmux answers a single SET TRANSACTION
+// behind a deferred BEGIN itself and holds it back with the BEGIN.) Eventual consistency: else, after a commit,
+// such a read would go to the primary (no standby can show that commit yet).
 nlohmann::json split_config(int listen, const std::string& pool_mode, int pool_size) {
   nlohmann::json config = txpool_config(listen, kDb, pool_size);
   database_entry(config)["pool_mode"] = pool_mode;
@@ -264,7 +265,8 @@ void compare_in_mode(const std::string& pool_mode) {
   ProxyUnderTest proxy(split_config(listen, pool_mode, 2).dump(), listen);
   const std::string ci = app_conninfo(proxy.port(), kDb);
   wait_serving(ci, kPrimaryRead);
-  compare_sequences(sequences(), ci, {"SET TRANSACTION READ ONLY", "57P03"}, proxy);
+  compare_sequences(sequences(), ci,
+                    {"SET TRANSACTION READ ONLY; SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "57P03"}, proxy);
   drop_database_quietly(kDb);
 }
 

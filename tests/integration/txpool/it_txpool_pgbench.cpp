@@ -3,9 +3,6 @@
 // (txpool_pgbench.sh does the run and the checks; this file starts pgmux with the transaction-mode config).
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -24,14 +21,7 @@ int run_script(int port, const std::string& mode, std::string* out) {
   setenv("PGMUX_PRIMARY_PORT", std::to_string(cluster_ports().primary).c_str(), 1);
   setenv("TXPOOL_DB", kDb, 1);
   setenv("TXPOOL_MODES", mode.c_str(), 1);
-  const std::string cmd = std::string("bash ") + PGMUX_SOURCE_DIR + "/tests/integration/txpool/txpool_pgbench.sh 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out->append(buf, n);
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return run_shell(std::string("bash ") + PGMUX_SOURCE_DIR + "/tests/integration/txpool/txpool_pgbench.sh", out);
 }
 
 void pgbench_mode(const std::string& mode) {
