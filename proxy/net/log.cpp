@@ -59,6 +59,11 @@ size_t utf8_sequence(std::string_view text, size_t i) {
 
 FILE* open_log_file(const std::string& path) { return fopen(path.c_str(), "a"); }
 
+// The length of the valid UTF-8 character at text[i] (one byte for ASCII), or 0.
+size_t utf8_character(std::string_view text, size_t i) {
+  return static_cast<unsigned char>(text[i]) < 0x80 ? 1 : utf8_sequence(text, i);
+}
+
 }  // namespace
 
 void Log::set_level(conf::LogLevel level) { g_level.store(static_cast<int>(level)); }
@@ -125,6 +130,26 @@ std::string format_log_line(conf::LogFormat format, conf::LogLevel level, const 
   strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &parts);
   return format_log("%s.%03d %s ", stamp, static_cast<int>(when.tv_usec / 1000), level_name(level)) +
          std::string(line);
+}
+
+bool is_valid_utf8(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = utf8_character(text, i);
+    if (length == 0) return false;
+    i += length;
+  }
+  return true;
+}
+
+std::string with_valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = utf8_character(text, i);
+    out += length ? text.substr(i, length) : std::string_view("?");
+    i += length ? length : 1;
+  }
+  return out;
 }
 
 std::string json_escape(std::string_view text) {

@@ -30,6 +30,11 @@ std::string format_log(const char* fmt, ...) __attribute__((format(printf, 1, 2)
 // a line of its own or hide what it sent.
 std::string escape_for_log(std::string_view text, size_t max = 200);
 
+// `text` with each byte that is not part of valid UTF-8 replaced by '?' (the admin console answers in UTF8, and a
+// client's bytes must not make its rows undecodable: a user name given at a login that never completed).
+std::string with_valid_utf8(std::string_view text);
+bool is_valid_utf8(std::string_view text);
+
 // `text` as the contents of a JSON string (no quotes around): ", \ and control characters escaped, valid UTF-8
 // kept, each byte of invalid UTF-8 replaced by U+FFFD, so a line always parses.
 std::string json_escape(std::string_view text);

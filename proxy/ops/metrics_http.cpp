@@ -88,6 +88,7 @@ struct MetricsHttpServer::Impl::HttpConn {
   uint64_t id = 0;
   Phase phase = Phase::Reading;
   bool peer_closed = false;  // the client sent FIN: nothing to linger for
+  bool head_only = false;    // a HEAD request: the GET's status and headers, no body
   std::string in;
   std::string out;
   char read_buffer[2048];
@@ -171,12 +172,14 @@ void MetricsHttpServer::Impl::on_request(HttpConn* c, const HttpRequestHead& hea
     respond(c, text(404, "not found; try /metrics, /healthz, /readyz or /status"));
     return;
   }
-  if (head.method != "GET") {
-    Response r = text(405, "method not allowed; only GET");
-    r.extra_headers = "Allow: GET\r\n";
+  // HEAD too: load balancers' health checks use it (HAProxy's `option httpchk HEAD /healthz`).
+  if (head.method != "GET" && head.method != "HEAD") {
+    Response r = text(405, "method not allowed; only GET and HEAD");
+    r.extra_headers = "Allow: GET, HEAD\r\n";
     respond(c, r);
     return;
   }
+  c->head_only = head.method == "HEAD";
   if (path == "/healthz") {
     respond(c, healthz());
   } else if (path == "/readyz") {
@@ -239,6 +242,10 @@ void MetricsHttpServer::Impl::respond(HttpConn* c, const Response& response) {
   c->phase = HttpConn::Phase::Writing;
   c->in.clear();
   c->out = http_response(response.status, response.content_type, response.body, response.extra_headers);
+  if (c->head_only) {  // the same Content-Length, without the body it counts
+    const size_t head_end = c->out.find("\r\n\r\n");
+    if (head_end != std::string::npos) c->out.resize(head_end + 4);
+  }
   uv_buf_t buf = uv_buf_init(c->out.data(), static_cast<unsigned>(c->out.size()));
   uv_timer_start(c->timer.get(), on_timeout, kRequestTimeoutMs, 0);
   if (uv_write(&c->write_req, c->tcp.stream(), &buf, 1, on_written) != 0) close_conn(c);

@@ -1,6 +1,7 @@
 #include "proxy/ops/snapshot.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <ctime>
 #include <mutex>
@@ -144,7 +145,11 @@ ServerRow server_row(const ServerConn* s, Pool& pool, const WallClock& clock, in
 WorkerSnapshot Worker::snapshot() {
   WorkerSnapshot out;
   out.worker = index_;
-  const WallClock clock{now(), static_cast<double>(std::time(nullptr))};
+  // The wall clock to the microsecond: in whole seconds, a time shown (connect_time) moved by a second between two
+  // snapshots as the fraction of the current second came and went.
+  const double unix_now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const WallClock clock{now(), unix_now};
   clients_.for_each([&](ClientConn* c) { out.clients.push_back(client_row(c, clock, index_)); });
   for (auto& entry : pools_) {
     // A named reference, not a structured binding: clang before 16 cannot capture those in the lambdas below.

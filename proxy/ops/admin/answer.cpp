@@ -1,9 +1,11 @@
 #include "proxy/ops/admin/answer.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
 #include "protocol/error_response.hpp"
+#include "proxy/net/log.hpp"
 
 namespace pgmux::proxy::admin {
 
@@ -16,19 +18,38 @@ ResultSet& ResultSet::cell(double value) {
   return cell(s);
 }
 
+namespace {
+
+// A row whose text is valid UTF-8, as PostgreSQL's always is: a client's bytes (the user and database names of a
+// login still in progress, never checked) get '?' for each byte that is not.
+void build_valid_data_row(protocol::ByteVector& out, const std::vector<std::optional<std::string>>& row) {
+  const auto invalid = [](const std::optional<std::string>& v) { return v && !is_valid_utf8(*v); };
+  if (std::none_of(row.begin(), row.end(), invalid)) {
+    protocol::build_data_row(out, row);
+    return;
+  }
+  std::vector<std::optional<std::string>> valid = row;
+  for (auto& value : valid) {
+    if (invalid(value)) value = with_valid_utf8(*value);
+  }
+  protocol::build_data_row(out, valid);
+}
+
+}  // namespace
+
 void encode(const Answer& answer, protocol::ByteVector& out) {
   for (const std::string& notice : answer.notices) {
     protocol::build_notice_response(out, "NOTICE", "00000", notice);
   }
   if (answer.error) {
-    protocol::build_error_response(out, "ERROR", answer.error->sqlstate, answer.error->message, {},
-                                   answer.error->hint);
+    protocol::build_error_response(out, "ERROR", answer.error->sqlstate, with_valid_utf8(answer.error->message), {},
+                                   with_valid_utf8(answer.error->hint));
   } else if (answer.results.empty()) {
     protocol::build_command_complete(out, answer.tag);
   } else {
     for (const ResultSet& r : answer.results) {
       protocol::build_row_description(out, r.columns);
-      for (const auto& row : r.rows) protocol::build_data_row(out, row);
+      for (const auto& row : r.rows) build_valid_data_row(out, row);
       protocol::build_command_complete(out, r.tag.empty() ? "SHOW" : r.tag);
     }
   }

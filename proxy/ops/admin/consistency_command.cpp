@@ -3,6 +3,9 @@
 // primary's, or could not be read, has matches = f.
 #include <strings.h>
 
+#include <optional>
+#include <string>
+
 #include "protocol/sqlstate.hpp"
 #include "proxy/control/control.hpp"
 #include "proxy/ops/admin/commands.hpp"
@@ -33,6 +36,21 @@ ResultSet report_rows(const ConsistencyReport& report) {
   return r;
 }
 
+// The server-side name of database `name` as a client asking for it gets it: its entry's server_database, or the
+// name itself through "*". Nothing when neither lets a client in.
+std::optional<std::string> server_database_of(const std::string& name, const conf::Config& config) {
+  const conf::Database* star = nullptr;
+  for (const conf::Database& d : config.databases) {
+    if (d.name == "*") {
+      star = &d;
+    } else if (d.name == name) {
+      return d.server_database_for(name);
+    }
+  }
+  if (star != nullptr) return star->server_database_for(name);
+  return std::nullopt;
+}
+
 }  // namespace
 
 Answer check_consistency_command(const Input& input, Context& context) {
@@ -53,7 +71,15 @@ Answer check_consistency_command(const Input& input, Context& context) {
       return Answer::fail(protocol::sqlstate::kSyntaxError, "ON needs a database name",
                           "the syntax is CHECK CONSISTENCY [ON <database>] [table ...]");
     }
-    database = words[1];
+    // The name a client connects with, as PAUSE takes it: a server_database entry reads its server's database.
+    const std::string named = unquote_identifier(words[1]);
+    const std::optional<std::string> on_server = server_database_of(named, *context.config);
+    if (!on_server) {
+      return Answer::fail(protocol::sqlstate::kInvalidCatalogName,
+                          "database \"" + named + "\" is not configured, nor open through \"*\"",
+                          "SHOW DATABASES lists them (names are case-sensitive)");
+    }
+    database = *on_server;
     words.erase(words.begin(), words.begin() + 2);
   }
   context.control->consistency_check().start(database, words, [reply = context.reply](const ConsistencyReport& report) {

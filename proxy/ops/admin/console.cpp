@@ -42,6 +42,9 @@ void AdminConsole::execute(std::string_view sql) {
     deliver_admin_answer(worker_, client_id_, std::move(out));
     return;
   }
+  // Every command, the ones refused below too (unknown, extra words, not permitted): an audit trail.
+  LOG_INFO("C-%llu admin user=%s: %s", static_cast<unsigned long long>(client_id_),
+           escape_for_log(user_, 64).c_str(), escape_for_log(trimmed, 200).c_str());
   admin::Input input;
   const admin::Command* command = admin::find_command(trimmed, &input);
   if (!command) {
@@ -57,8 +60,6 @@ void AdminConsole::execute(std::string_view sql) {
     return;
   }
   if (!permitted(*command)) return;
-  LOG_INFO("C-%llu admin user=%s: %s", static_cast<unsigned long long>(client_id_),
-           escape_for_log(user_, 64).c_str(), escape_for_log(trimmed, 200).c_str());
   run(*command, input);
 }
 

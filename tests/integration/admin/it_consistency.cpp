@@ -61,6 +61,7 @@ class Fixture {
     config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
     config["admin_users"] = json::array({"admin"});
     config["databases"].push_back({{"name", kDb}, {"pool_mode", "transaction"}, {"pool_size", 8}});
+    config["databases"].push_back({{"name", "shop"}, {"server_database", kDb}, {"pool_size", 2}});
     config["switchover"] = {{"catchup_timeout", 2}};
     metrics_port = free_port_from(listen_port + 1);
     config["metrics_listen"] = "127.0.0.1:" + std::to_string(metrics_port);
@@ -148,6 +149,11 @@ TEST_CASE_FIXTURE(Fixture, "CHECK CONSISTENCY of named tables, and what it refus
     CHECK(refused.message.find("is not a permanent table") != std::string::npos);
   }
   CHECK(run_check(conn.get(), "CHECK CONSISTENCY ON").sqlstate == "42601");
+  // ON takes the name clients connect with, as PAUSE does: an entry's server_database is read ("shop" failed with
+  // the server's 3D000 before, as a database of that name).
+  const Check alias = run_check(conn.get(), "CHECK CONSISTENCY ON \"shop\" pgbench_branches");
+  REQUIRE_MESSAGE(alias.sqlstate.empty(), alias.message);
+  CHECK(alias.rows.size() == 3);
   // A database that does not exist: the primary refuses the connection; the console session goes on.
   CHECK(run_check(conn.get(), "CHECK CONSISTENCY ON nosuchdb").sqlstate == "55000");
 }

@@ -297,7 +297,15 @@ TEST_CASE("/healthz, /readyz and /status; 404, 405 and 400 answers leave the lis
   CHECK(http_get(proxy.http_port, "/healthz?verbose=1").status == 200);
   HttpReply post = http_raw(proxy.http_port, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
   CHECK(post.status == 405);
-  CHECK(post.head.find("Allow: GET\r\n") != std::string::npos);
+  CHECK(post.head.find("Allow: GET, HEAD\r\n") != std::string::npos);
+  // HEAD (load balancers' health checks): the GET's status and headers, no body.
+  for (const char* path : {"/healthz", "/readyz", "/metrics"}) {
+    CAPTURE(path);
+    HttpReply head = http_raw(proxy.http_port, "HEAD " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(head.status == 200);
+    CHECK(head.head.find("Content-Length: ") != std::string::npos);
+    CHECK(head.body.empty());
+  }
   CHECK(http_raw(proxy.http_port, "hello, is this HTTP?\r\n\r\n").status == 400);
   CHECK(http_raw(proxy.http_port, std::string(3000, '\x01') + "\r\n").status == 400);
   CHECK(http_raw(proxy.http_port, "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n").status == 431);
