@@ -411,11 +411,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   note_outstanding(c, is_primary, owed);
   if (routing::commits_transaction(c)) owed.commits = true;
-  if (transaction_pooling() && (c.effects.has(routing::SessionEffect::Reset) ||
-                                c.effects.has(routing::SessionEffect::ResetAll) ||
-                                c.effects.has(routing::SessionEffect::DiscardAll))) {
-    owed.resets_parameters = true;
-  }
+  note_parameter_resets(owed, c);
   note_session_effects(server, c, is_primary, owed);
   // Active before anything goes out: a write that fails at once (the server closes inside the call) finds its
   // request in flight, and on_server_lost answers it or sends it again.

@@ -49,6 +49,10 @@ struct SessionCommand {
   std::vector<std::string> statements;  // a Query's text (cut into statements later), or the statements an
                                         // extended batch executed, in order; a deferred BEGIN first
   bool unresolved = false;              // an Execute whose statement text pgmux does not have
+  // Transaction pooling, a request of one statement: the parameter its RESET (SET ... TO DEFAULT) brings back to
+  // the client's startup value, "*" for RESET ALL and DISCARD ALL, else empty (ServerConn::report_silent_resets).
+  std::string resets;
+  std::vector<std::string> reported;  // ... and the parameters its reply reported (ParameterStatus) so far
 };
 
 // pgmux's own queries: done(ok, sqlstate, message of the first error) runs at the last ReadyForQuery, or with

@@ -2,6 +2,10 @@
 // RESET brought back to the shared server's login value, an error naming a shared statement (transaction pooling).
 #include "proxy/server/server_conn.hpp"
 
+#include <strings.h>
+
+#include <algorithm>
+
 #include "protocol/backend_messages.hpp"
 #include "protocol/byte_writer.hpp"
 #include "protocol/statement_naming.hpp"
@@ -19,6 +23,7 @@ using namespace protocol;
 ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector** own) {
   const auto ps = parse_parameter_status(body);
   if (!ps || !client_) return ResetView::AsIs;
+  if (SessionCommand* command = owed_.front().session.get()) command->reported.emplace_back(ps->name);
   const std::string* wanted = client_->wanted_params().find(ps->name);
   if (!wanted || *wanted == ps->value) return ResetView::AsIs;
   const SessionParams login = pool_.login_params();
@@ -30,6 +35,34 @@ ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector
   *own = &rewritten_.emplace_back();
   build_parameter_status(**own, ps->name, *wanted);
   return ResetView::Rewritten;
+}
+
+// Transaction pooling: a RESET of a parameter the client had SET to this shared server's login value brings it to
+// that same value here, so the server changes nothing and reports nothing; on a direct connection the client's
+// startup value comes back, and PostgreSQL reports it. Without that report the client goes on with the old value:
+// libpq escapes strings for standard_conforming_strings on while the session reads them with it off (a quote
+// escaped by a backslash then ends the literal), decodes text in the wrong client_encoding, reads dates in the
+// wrong DateStyle. Added before the ReadyForQuery of a request of one statement that ended outside a block (a
+// RESET in a block is not reported so: README). The server's value now is what the client last saw: it was in
+// step with the client's session before the request, and reported nothing since.
+// Returns how many it wrote (the last entries of rewritten_).
+size_t ServerConn::report_silent_resets(ByteView ready) {
+  const OwedReply& front = owed_.front();
+  const SessionCommand* command = front.session.get();
+  const auto rfq = parse_ready_for_query(ready);
+  if (!client_ || !command || command->resets.empty() || front.failed || !rfq || rfq->status != 'I') return 0;
+  size_t written = 0;
+  const SessionParams login = pool_.login_params();  // a copy: the pool's may change
+  for (const auto& [name, server_default] : login.entries()) {
+    if (command->resets != "*" && strcasecmp(command->resets.c_str(), name.c_str()) != 0) continue;
+    if (std::find(command->reported.begin(), command->reported.end(), name) != command->reported.end()) continue;
+    const std::string* wanted = client_->wanted_params().find(name);
+    const std::string* now = params_.find(name);
+    if (!wanted || *wanted == server_default || !now || *now != server_default) continue;
+    build_parameter_status(rewritten_.emplace_back(), name, *wanted);
+    ++written;
+  }
+  return written;
 }
 
 // Transaction pooling: an error that names a shared statement ("pgmux_<hash>") names the client's own, as

@@ -195,6 +195,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool take_hidden_describe(char tag, protocol::ByteView body, size_t size, RelayPass& pass);
   enum class ResetView : uint8_t { AsIs, Rewritten, Dropped };
   ResetView client_view_of_reset(protocol::ByteView body, protocol::ByteVector** own);
+  size_t report_silent_resets(protocol::ByteView ready);
   protocol::ByteVector* client_view_of_error(protocol::ByteView body);
   void note_parse_complete();
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);

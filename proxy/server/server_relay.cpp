@@ -234,6 +234,13 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
       return true;
     }
   }
+  if (tag == backend::kReadyForQuery && !owed_.empty() && owed_.front().resets_parameters) {
+    // Where PostgreSQL reports them: before the ReadyForQuery.
+    const size_t written = report_silent_resets(body);
+    for (size_t i = rewritten_.size() - written; i < rewritten_.size(); ++i) {
+      pass.batch.add(rewritten_[i].data(), rewritten_[i].size());
+    }
+  }
   note_relayed(tag, body, pass);
   pass.batch.add(in_.data() + pass.pos, size);
   pass.pos += size;

@@ -11,7 +11,7 @@ TEST_CASE("reply queue: entries come back oldest first, with what the request sa
   CHECK(q.front_fate() == ReplyFate::Forward);  // nothing owed: notices and notifications go to the client
   q.push_request(true, false, 100);
   OwedReply& second = q.push_request(true, true, 200);
-  second.session = std::make_unique<SessionCommand>(SessionCommand{{"SET x = 1"}, false});
+  second.session = std::make_unique<SessionCommand>(SessionCommand{{"SET x = 1"}, false, {}, {}});
   CHECK(q.size() == 2);
   OwedReply first = q.pop();
   CHECK(first.sent_ns == 100);

@@ -202,3 +202,63 @@ TEST_CASE("startup values come back as PostgreSQL spells them") {
   }
   drop_database_quietly(db);
 }
+
+namespace {
+
+// Each statement of `script`, then what libpq believes of `parameter` (PQparameterStatus) and what the session
+// says (SHOW); and how libpq escapes a backslash and a quote for the session (standard_conforming_strings).
+std::string reported_after(const std::string& ci, const std::string& parameter,
+                           const std::vector<std::string>& script) {
+  PgConn conn = connect(ci);
+  std::string out;
+  for (const std::string& sql : script) {
+    exec(conn.get(), sql);
+    const char* told = PQparameterStatus(conn.get(), parameter.c_str());
+    out += sql + ": told " + (told ? told : "(none)") + ", SHOW " + scalar(conn.get(), "SHOW " + parameter);
+    char escaped[16];
+    int error = 0;
+    PQescapeStringConn(conn.get(), escaped, "\\'", 2, &error);
+    out += std::string(", escaped ") + escaped + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+// A RESET of a parameter the client had SET to the shared server's login value: the server changes nothing and
+// reports nothing, while PostgreSQL reports the client's startup value coming back. libpq went on with the old
+// one: with standard_conforming_strings off at startup, SET on, RESET, PQescapeStringConn no longer doubled a
+// backslash that the session reads as an escape (a quote escaped so ended the literal: SQL injection).
+TEST_CASE("RESET back to a startup value the server does not change is reported as PostgreSQL does") {
+  const std::string db = "txp_silent_reset";
+  fresh_database(db);
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(txpool_config(listen, db, 1).dump(), listen);
+  wait_serving(app_conninfo(proxy.port(), db));
+  struct Case {
+    std::string extra, parameter;
+    std::vector<std::string> script;
+  };
+  const std::vector<Case> cases = {
+      {"options='-c standard_conforming_strings=off'", "standard_conforming_strings",
+       {"SET standard_conforming_strings = on", "RESET standard_conforming_strings"}},
+      {"options='-c standard_conforming_strings=off'", "standard_conforming_strings",
+       {"SET standard_conforming_strings = on", "RESET ALL"}},
+      {"options='-c standard_conforming_strings=off'", "standard_conforming_strings",
+       {"SET standard_conforming_strings = on", "SET standard_conforming_strings TO DEFAULT"}},
+      {"options='-c datestyle=sql,dmy'", "DateStyle", {"SET DateStyle = 'ISO, MDY'", "DISCARD ALL"}},
+      {"client_encoding=LATIN1", "client_encoding", {"SET client_encoding = UTF8", "RESET client_encoding"}},
+      // Reported once, not twice: the server's own report (rewritten) where its value does change.
+      {"options='-c datestyle=sql,dmy'", "DateStyle", {"SET DateStyle = 'German'", "RESET DateStyle"}},
+      // Another parameter's RESET leaves this one as the client set it.
+      {"options='-c datestyle=sql,dmy'", "DateStyle", {"SET DateStyle = 'ISO, MDY'", "RESET TimeZone"}},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.extra);
+    CAPTURE(c.script.back());
+    const std::string direct = reported_after(app_conninfo(cluster_ports().primary, db, c.extra), c.parameter,
+                                              c.script);
+    CHECK(reported_after(app_conninfo(proxy.port(), db, c.extra), c.parameter, c.script) == direct);
+  }
+  drop_database_quietly(db);
+}
