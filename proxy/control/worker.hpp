@@ -51,6 +51,7 @@ class Worker final : public PoolHost {
   double now() const override { return static_cast<double>(uv_now(&loop_)) / 1000.0; }
   uint32_t max_message_size() const { return config_->max_message_size; }
   bool shutting_down() const override { return shutting_down_; }
+  bool paused(const std::string& database) const override { return shared_.paused.is_paused(database); }
   const conf::Timeouts& timeouts() const override { return config_->timeouts; }
   const std::shared_ptr<const conf::Config>& config() const { return config_; }
   CancelRegistry& cancels() { return shared_.cancels; }

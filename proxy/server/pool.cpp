@@ -508,7 +508,7 @@ void Pool::tick(double now, const conf::Timeouts& timeouts) {
   // so a per-worker minimum would let one worker hold every slot. Not right after giving an idle server to a
   // starving worker either, or this tick would take the freed slot back before that worker's own tick uses it.
   while (limits_.pool->used.load(std::memory_order_relaxed) < limits_.min_size && now - last_shed_ >= 1.0 &&
-         acquire_slot(false)) {
+         !host_.paused(database_name()) && acquire_slot(false)) {
     open_server(nullptr);
   }
   // Connections stuck in connect or login; one taken over that is slow: its client gets one of its own.

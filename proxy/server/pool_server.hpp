@@ -167,6 +167,9 @@ class PoolHost {
   // A new connection to `backend` was refused: nothing listens on its port (the prober counts it as a failed
   // probe: Topology::on_connection_refused).
   virtual void report_refused(const std::string& backend, const std::string& error) = 0;
+  // PAUSE holds `database`'s new transactions: its pools open no server to keep min_pool_size meanwhile (the pause
+  // closed them so that the database can be restarted, renamed or dropped).
+  virtual bool paused(const std::string& /*database*/) const { return false; }
 
  protected:
   ~PoolHost() = default;

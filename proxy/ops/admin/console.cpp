@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 #include "protocol/backend_messages.hpp"
 #include "protocol/sqlstate.hpp"
@@ -28,6 +29,37 @@ void AdminConsole::answer(const Answer& answer) {
   admin::encode(answer, out);
   deliver_admin_answer(worker_, client_id_, std::move(out));
 }
+
+namespace {
+
+// An argument in double quotes is an identifier as PostgreSQL reads one: closed, and not empty (42601 as
+// PostgreSQL's scanner answers). Unchecked, `PAUSE "app` asked for a database named "app with its quote.
+std::optional<Answer> quoting_error(const admin::Input& input) {
+  for (const std::string& arg : input.args) {
+    if (arg.empty() || arg.front() != '"') continue;
+    size_t i = 1;
+    bool closed = false;
+    while (i < arg.size() && !closed) {
+      if (arg[i] != '"') {
+        ++i;
+      } else if (i + 1 < arg.size() && arg[i + 1] == '"') {
+        i += 2;  // a doubled quote inside
+      } else {
+        closed = true;
+        ++i;
+      }
+    }
+    if (!closed) {
+      return Answer::fail(protocol::sqlstate::kSyntaxError, "unterminated quoted identifier at or near \"" + arg + "\"");
+    }
+    if (arg.starts_with("\"\"") && i == 2) {
+      return Answer::fail(protocol::sqlstate::kSyntaxError, "zero-length delimited identifier at or near \"\"\"\"\"");
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 void AdminConsole::execute(std::string_view sql) {
   std::string_view trimmed = sql;
@@ -57,6 +89,10 @@ void AdminConsole::execute(std::string_view sql) {
     // A command that takes nothing: trailing words (a second command behind a ';') were ignored silently.
     answer(Answer::fail(protocol::sqlstate::kSyntaxError, "unexpected \"" + input.rest + "\"",
                         std::string("the syntax is ") + command->syntax + "; the console runs one command at a time"));
+    return;
+  }
+  if (const std::optional<Answer> refused = quoting_error(input)) {
+    answer(*refused);
     return;
   }
   if (!permitted(*command)) return;
@@ -206,8 +242,15 @@ void AdminConsole::on_pause_check(uint64_t generation, size_t busy_clients) {
   }
   if (pause_waiting_for_.empty()) return;
   if (busy_clients > 0) return;  // the next tick looks again
-  LOG_INFO("C-%llu admin: PAUSE %s done: no transaction running", static_cast<unsigned long long>(client_id_),
-           escape_for_log(pause_waiting_for_, 64).c_str());
+  LOG_INFO("C-%llu admin: PAUSE %s done: no transaction running; closing its server connections",
+           static_cast<unsigned long long>(client_id_), escape_for_log(pause_waiting_for_, 64).c_str());
+  // As PgBouncer's PAUSE: the database's server connections close (idle ones now, the ones session-pooled clients
+  // hold when they let them go), so that the database can be restarted, renamed or dropped while paused. They
+  // reopen on demand after RESUME.
+  const std::string database = pause_waiting_for_ == PauseState::kAll ? std::string() : pause_waiting_for_;
+  for (Worker* worker : worker_.shared().workers) {
+    worker->post([database](Worker& w) { w.reconnect_pools(database); });
+  }
   pause_waiting_for_.clear();
   answer(Answer::done("PAUSE"));
 }

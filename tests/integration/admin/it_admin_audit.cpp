@@ -114,3 +114,19 @@ TEST_CASE("SHOW SERVERS' connect_time does not move between calls") {
     std::this_thread::sleep_for(std::chrono::milliseconds(37));
   }
 }
+
+// Quoted names read as PostgreSQL reads identifiers: unterminated or empty is its 42601, not a database named
+// with the quote (3D000 before).
+TEST_CASE("console names in double quotes: unterminated and empty ones get 42601") {
+  Console c;
+  PgConn admin = c.console();
+  for (const char* sql : {"PAUSE \"app", "PAUSE \"\"", "RECONNECT \"ap\"\"p"}) {
+    CAPTURE(sql);
+    PgResult res(PQexec(admin.get(), sql));
+    CHECK(sqlstate(res.get()) == "42601");
+  }
+  PgResult quoted(PQexec(admin.get(), "PAUSE \"ap\"\"p\""));  // a closed one with a doubled quote: a name
+  CHECK(sqlstate(quoted.get()) == "3D000");
+  exec(admin.get(), "PAUSE \"app\"");
+  exec(admin.get(), "RESUME \"app\"");
+}

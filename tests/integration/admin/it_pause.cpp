@@ -157,3 +157,55 @@ TEST_CASE("RESUME of what is not paused: 55000 naming it (pgmux, or the database
   exec(admin.get(), "RESUME");  // without a name: whatever is paused
   CHECK(error_of("RESUME app").find("nothing is paused") != std::string::npos);
 }
+
+namespace {
+
+// Server connections to `db` on the primary, as PostgreSQL counts them (pgmux's and anyone's).
+int backends_on(PGconn* superuser, const std::string& db) {
+  return std::atoi(
+      scalar(superuser, "SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db + "'").c_str());
+}
+
+// Polls until `db` has no server connection, for `seconds` at most.
+bool no_backends_within(PGconn* superuser, const std::string& db, double seconds) {
+  for (int i = 0; i < static_cast<int>(seconds * 20); ++i) {
+    if (backends_on(superuser, db) == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+}  // namespace
+
+// As PgBouncer's PAUSE: once no transaction runs, the database's server connections close, and min_pool_size opens
+// none while paused, so that the database can be renamed (or restarted, dropped) meanwhile; after RESUME the
+// session goes on with a fresh server. Before, the idle servers stayed and ALTER DATABASE ... RENAME failed with
+// 55006 "database is being accessed by other users".
+TEST_CASE("PAUSE closes the database's server connections; RESUME opens them again") {
+  const std::string db = "pause_closes";
+  PgConn superuser = connect(conninfo(cluster_ports().primary, "postgres", "postgres", "postgres"));
+  exec(superuser.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  exec(superuser.get(), "CREATE DATABASE " + db);
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
+  config["admin_users"] = nlohmann::json::array({"admin"});
+  config["databases"].push_back(
+      {{"name", db}, {"pool_mode", "transaction"}, {"pool_size", 3}, {"min_pool_size", 2}});
+  {
+    ProxyUnderTest proxy(config.dump(), listen);
+    PgConn app = connect(proxy.conninfo("app", "app", db));
+    CHECK(scalar(app.get(), "SELECT 1") == "1");
+    CHECK(backends_on(superuser.get(), db) >= 1);
+    PgConn admin = connect(proxy.conninfo("admin", "admin-secret", "pgmux"));
+    exec(admin.get(), "PAUSE " + db);
+    CHECK(no_backends_within(superuser.get(), db, 5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // min_pool_size's refill: not while paused
+    CHECK(backends_on(superuser.get(), db) == 0);
+    exec(superuser.get(), "ALTER DATABASE " + db + " RENAME TO " + db + "_renamed");
+    exec(superuser.get(), "ALTER DATABASE " + db + "_renamed RENAME TO " + db);
+    exec(admin.get(), "RESUME " + db);
+    CHECK(scalar(app.get(), "SELECT 2") == "2");
+  }
+  exec(superuser.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+}
