@@ -27,6 +27,9 @@ struct StatementScan {
   bool config_call = false;   // set_config(...): may change a session parameter
   bool session_call = false;  // name( of a catalog session function: changes the session unseen
   int read_mode = -1;         // last READ ONLY (1) / READ WRITE (0)
+  // READ WRITE anywhere: PostgreSQL sets the modes in order, and a standby refuses READ WRITE even when a later
+  // READ ONLY would undo it (BEGIN READ WRITE, READ ONLY).
+  bool read_write_word = false;
   bool isolation_word = false;     // ISOLATION (LEVEL ...) somewhere
   bool serializable_word = false;  // SERIALIZABLE somewhere
   bool with_hold = false;     // WITH HOLD before the first FOR (DECLARE ... CURSOR WITH HOLD FOR)
@@ -132,7 +135,10 @@ bool note_word(std::string_view w, const Token& prev, int depth, bool& seen_for,
       break;
     case 5:
       if ((w[0] | 0x20) == 't') return word_is(w, "table");
-      if (prev_word && word_is(w, "write") && word_is(prev.text, "read")) s.read_mode = 0;
+      if (prev_word && word_is(w, "write") && word_is(prev.text, "read")) {
+        s.read_mode = 0;
+        s.read_write_word = true;
+      }
       break;
     case 6:
       if (word_is(w, "update")) s.update_at = s.token_count;
@@ -237,7 +243,7 @@ Isolation isolation_asked(const StatementScan& s) {
 // BEGIN / START TRANSACTION with its last READ ONLY (1) / READ WRITE (0) option, -1 when none.
 Classification begin(const StatementScan& s) {
   Classification c = make(StatementKind::TxBegin, "BEGIN", PinReason::None, s.read_mode == 1);
-  c.read_write = s.read_mode == 0;
+  c.read_write = s.read_write_word;
   c.isolation = isolation_asked(s);
   return c;
 }
@@ -312,7 +318,7 @@ Classification decide(const StatementScan& s, bool& needs_parser) {
     // SET SESSION CHARACTERISTICS changes the session's default, not the transaction at hand: no read mode.
     Classification c = make(StatementKind::Session, tx ? "SET TRANSACTION" : "SET", PinReason::None,
                             s.word(1, "transaction") && s.read_mode == 1);
-    c.read_write = s.word(1, "transaction") && s.read_mode == 0;
+    c.read_write = s.word(1, "transaction") && s.read_write_word;
     if (tx) c.isolation = isolation_asked(s);
     return c;
   }

@@ -146,6 +146,7 @@ void StatementCombiner::add(const Classification& c) {
     case StatementKind::Session:
       any_session_ = true;
       session_read_only_ = session_read_only_ || c.read_only;
+      session_read_write_ = session_read_write_ || c.read_write;
       break;
     case StatementKind::TxBegin:
     case StatementKind::TxEnd:
@@ -176,6 +177,7 @@ Classification StatementCombiner::result() const {
   } else if (any_session_ && !any_other_) {
     out.kind = StatementKind::Session;
     out.read_only = session_read_only_;
+    out.read_write = session_read_write_;
     out.reason = "session commands";
   } else if (any_session_) {
     out.kind = StatementKind::Write;
@@ -183,6 +185,7 @@ Classification StatementCombiner::result() const {
   } else if (any_tx_ && last_tx_.kind == StatementKind::TxBegin) {
     out.kind = StatementKind::TxBegin;
     out.read_only = last_tx_.read_only;
+    out.read_write = last_tx_.read_write;
     out.reason = "multi-statement opening a transaction";
   } else if (any_tx_ && first_tx_ == StatementKind::TxEnd) {
     out.kind = StatementKind::TxEnd;

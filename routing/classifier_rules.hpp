@@ -130,6 +130,7 @@ class StatementCombiner {
   bool any_session_ = false;
   bool any_other_ = false;  // Read / TxBegin / TxEnd
   bool session_read_only_ = false;
+  bool session_read_write_ = false;  // SET TRANSACTION READ WRITE among them (a standby refuses it)
   const char* primary_only_ = nullptr;  // the reason of the first statement only the primary can run
   Classification facts_;  // the facts of every statement (Classification::add_facts)
   bool any_tx_ = false;

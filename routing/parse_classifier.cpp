@@ -155,9 +155,10 @@ void walk(const json& j, const Classifier& classifier, TreeFacts& f, int depth) 
 }
 
 // transaction_read_only in a BEGIN / SET TRANSACTION option list (the last one wins): 1 READ ONLY, 0 READ WRITE,
-// -1 when absent.
-int read_mode_option(const json* options) {
+// -1 when absent; *any_read_write: READ WRITE anywhere in it (a standby refuses it, whatever follows).
+int read_mode_option(const json* options, bool* any_read_write) {
   int read_mode = -1;
+  *any_read_write = false;
   if (options == nullptr || !options->is_array()) return -1;
   for (const json& o : *options) {
     const json* def = member(o, "DefElem");
@@ -166,6 +167,7 @@ int read_mode_option(const json* options) {
     const json* aconst = arg != nullptr ? member(*arg, "A_Const") : nullptr;
     const json* ival = aconst != nullptr ? member(*aconst, "ival") : nullptr;
     read_mode = ival != nullptr && int_of(member(*ival, "ival")) != 0 ? 1 : 0;
+    *any_read_write = *any_read_write || read_mode == 0;
   }
   return read_mode;
 }
@@ -235,9 +237,10 @@ Classification classify_select(const json& body, const TreeFacts& f) {
 Classification classify_transaction(const json& body) {
   const std::string_view kind = string_of(member(body, "kind"));
   if (kind == "TRANS_STMT_BEGIN" || kind == "TRANS_STMT_START") {
-    const int read_mode = read_mode_option(member(body, "options"));
+    bool any_read_write = false;
+    const int read_mode = read_mode_option(member(body, "options"), &any_read_write);
     Classification c = make(StatementKind::TxBegin, "BEGIN", PinReason::None, read_mode == 1);
-    c.read_write = read_mode == 0;
+    c.read_write = any_read_write;
     c.isolation = isolation_option(member(body, "options"));
     return c;
   }
@@ -267,9 +270,10 @@ Classification classify_variable_set(const json& body) {
   const bool local = bool_of(member(body, "is_local"));
   Classification c;
   if (name == "TRANSACTION" || name == "SESSION CHARACTERISTICS") {
-    const int read_mode = read_mode_option(member(body, "args"));
+    bool any_read_write = false;
+    const int read_mode = read_mode_option(member(body, "args"), &any_read_write);
     c = make(StatementKind::Session, "SET TRANSACTION", PinReason::None, read_mode == 1 && name == "TRANSACTION");
-    c.read_write = read_mode == 0 && name == "TRANSACTION";
+    c.read_write = any_read_write && name == "TRANSACTION";
     c.isolation = isolation_option(member(body, "args"));
   } else {
     c = make(StatementKind::Session, kind.starts_with("VAR_RESET") ? "RESET" : "SET");

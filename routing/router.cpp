@@ -45,8 +45,8 @@ bool is_read_only_statement(const Classification& c, const ClientRouteState& sta
     case StatementKind::Read:
     case StatementKind::Empty:
       return true;
-    case StatementKind::TxBegin:
-      return c.read_only || (state.session_read_only && !c.read_write);
+    case StatementKind::TxBegin:  // READ WRITE anywhere in its modes keeps it off standbys (they refuse it)
+      return !c.read_write && (c.read_only || state.session_read_only);
     default:
       return false;
   }

@@ -37,7 +37,18 @@ void ClientConn::class_behind_deferred_begin(routing::Classification& c) {
   const bool read_only_begin = routing::is_read_only_statement(begin, session_.route) && !begin.primary_hint;
   const bool sets_read_write = (c.kind == routing::StatementKind::Session && c.read_write) || begin.read_write;
   const bool sets_read_only =
-      c.kind == routing::StatementKind::Session && c.read_only && !begin.read_write && !begin.primary_hint;
+      c.kind == routing::StatementKind::Session && c.read_only && !c.read_write && !begin.read_write &&
+      !begin.primary_hint;
+  // A block pgmux failed before any of it ran (an error it answered, deferred_begin_failed): what follows goes to
+  // the primary, where PostgreSQL answers it as in a failed block (25P02; COMMIT and ROLLBACK end it), not to the
+  // standby a read-only block asked for, which may be what was missing (57P03 again, and no way out of the block).
+  if (session_.deferred_begin_failed) {
+    if (routing::is_read_only_statement(c, session_.route)) {
+      c.kind = routing::StatementKind::Write;
+      c.reason = "in a failed transaction block";
+    }
+    return;
+  }
   if (routing::refused_during_recovery(c) || c.write_function || c.pin_reason != routing::PinReason::None) {
     if (routing::is_read_only_statement(c, session_.route)) {
       c.kind = routing::StatementKind::Write;
@@ -96,14 +107,18 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
 // merged modes send it (READ WRITE or SERIALIZABLE anywhere keeps the block on the primary, as a standby refuses
 // either even when a later SET changes it back). True when it was.
 bool ClientConn::hold_set_transaction(const routing::Classification& c) {
-  if (session_.deferred_begin.empty() || session_.deferred_begin_failed || request_.kind != RequestKind::Query ||
+  // A handful at most (each its own Query and reply in front of the request): more go out as they come.
+  constexpr size_t kMaxHeld = 8;
+  if (session_.deferred_begin.empty() || session_.deferred_begin.size() > kMaxHeld ||
+      session_.deferred_begin_failed || request_.kind != RequestKind::Query ||
       c.kind != routing::StatementKind::Session || c.held_tag == nullptr) {
     return false;
   }
   routing::Classification& block = session_.deferred_begin_class;
   block.read_only = block.read_only || c.read_only;
-  block.read_write = block.read_write || c.read_write;
+  block.read_write = block.read_write || c.read_write;  // READ WRITE anywhere: a standby refuses it
   block.isolation = std::max(block.isolation, c.isolation);
+  block.primary_hint = block.primary_hint || c.primary_hint;
   session_.deferred_begin.emplace_back(request_.sql);
   unnamed_.drop();  // a simple Query, as for the BEGIN
   in_.advance_parsed(request_.size);

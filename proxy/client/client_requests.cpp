@@ -128,16 +128,17 @@ bool ClientConn::dispatch() {
     return open();
   }
 
-  if (defer_begin(c) || hold_set_transaction(c)) return true;
+  if (defer_begin(c) || (!session_.deferred_begin.empty() && hold_set_transaction(c))) return true;
   if (const std::optional<bool> answered = answer_statement_command(c)) return *answered;
   if (!session_.deferred_begin.empty()) class_behind_deferred_begin(c);
 
   // An extended sequence closed by Flush (no Sync) may go on with anything, writes included, on the same server:
   // start such a sequence on the primary. As a read: a Parse and Describe (asyncpg prepares so) write nothing, and
   // taking them for a write made this client's next reads, and with causal reads every client's, wait for the
-  // standbys' replay.
+  // standbys' replay. Also behind replies a standby still owes: it starts on the primary once they came
+  // (server_to_follow), not on that standby, where a write later in the sequence would fail (25006).
   if (request_.kind == RequestKind::Extended && !request_.ends_with_sync &&
-      !(active_ && active_->has_outstanding()) && routing::is_read_only_statement(c, session_.route)) {
+      routing::is_read_only_statement(c, session_.route)) {
     c.opens_sequence = true;
   }
 
@@ -411,7 +412,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   }
   note_outstanding(c, is_primary, owed);
   if (routing::commits_transaction(c)) owed.commits = true;
-  note_parameter_resets(owed, c);
+  if (transaction_pooling()) note_parameter_resets(owed, c);
   note_session_effects(server, c, is_primary, owed);
   // Active before anything goes out: a write that fails at once (the server closes inside the call) finds its
   // request in flight, and on_server_lost answers it or sends it again.

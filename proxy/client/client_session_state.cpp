@@ -33,13 +33,13 @@ void ClientConn::note_session_request(OwedReply& owed, const routing::Classifica
   }
 }
 
-// Transaction pooling: a RESET (RESET ALL, DISCARD ALL, SET ... TO DEFAULT) brings parameters back to the shared
-// server's login values, not the client's: its ParameterStatus replies say the client's (client_view_of_reset,
-// report_silent_resets), which needs to know what a request of one statement resets.
+// Transaction pooling (the caller asks): a RESET (RESET ALL, DISCARD ALL, SET ... TO DEFAULT) brings parameters
+// back to the shared server's login values, not the client's: its ParameterStatus replies say the client's
+// (client_view_of_reset, report_silent_resets), which needs to know what a request of one statement resets.
 void ClientConn::note_parameter_resets(OwedReply& owed, const routing::Classification& c) {
   using routing::SessionEffect;
   const bool all = c.effects.has(SessionEffect::ResetAll) || c.effects.has(SessionEffect::DiscardAll);
-  if (!transaction_pooling() || (!all && !c.effects.has(SessionEffect::Reset))) return;
+  if (!all && !c.effects.has(SessionEffect::Reset)) return;
   owed.resets_parameters = true;
   SessionCommand* command = owed.session.get();
   if (!command || command->unresolved || command->statements.size() != 1 || c.multi_statement) return;

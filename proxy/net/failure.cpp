@@ -271,7 +271,8 @@ constexpr FailureRow kSessionRows[] = {
     // SQLSTATE (a direct connection would have had it for the BEGIN itself).
     {F::DeferredBeginRefused, Fatal, code::kConnectionFailure,
      "could not start the transaction \"{}\" on server S-{} (backend \"{}\"): {}",
-     "pgmux had answered that BEGIN itself; nothing sent after it ran.", "", Close, "deferred_begin_refused",
+     "pgmux had answered that statement itself (a BEGIN, or a SET TRANSACTION behind it); nothing sent after it ran.",
+     "", Close, "deferred_begin_refused",
      "the BEGIN pgmux answered failed on the server", Warn},
     // Fail closed: the session's settings (its role among them) may differ between its servers.
     {F::SessionStateLost, Fatal, code::kConnectionFailure,

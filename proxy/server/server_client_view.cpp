@@ -43,14 +43,19 @@ ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector
 // libpq escapes strings for standard_conforming_strings on while the session reads them with it off (a quote
 // escaped by a backslash then ends the literal), decodes text in the wrong client_encoding, reads dates in the
 // wrong DateStyle. Added before the ReadyForQuery of a request of one statement that ended outside a block (a
-// RESET in a block is not reported so: README). The server's value now is what the client last saw: it was in
-// step with the client's session before the request, and reported nothing since.
-// Returns how many it wrote (the last entries of rewritten_).
+// RESET in a block is not reported so: README), with nothing sent behind it yet: the server's value now is then
+// what the client last saw (it was in step with the client's session before the request, and reported nothing
+// since). A request pipelined behind the RESET runs with the server's value, not the client's (README), and a
+// report here would make the client believe otherwise. The value as PostgreSQL spells it ("on", not "ON": libpq
+// compares standard_conforming_strings with "on"). Returns how many it wrote (the last entries of rewritten_).
 size_t ServerConn::report_silent_resets(ByteView ready) {
   const OwedReply& front = owed_.front();
   const SessionCommand* command = front.session.get();
   const auto rfq = parse_ready_for_query(ready);
-  if (!client_ || !command || command->resets.empty() || front.failed || !rfq || rfq->status != 'I') return 0;
+  if (!client_ || !command || command->resets.empty() || command->statements.size() != 1 || front.failed ||
+      owed_.size() != 1 || !rfq || rfq->status != 'I') {
+    return 0;
+  }
   size_t written = 0;
   const SessionParams login = pool_.login_params();  // a copy: the pool's may change
   for (const auto& [name, server_default] : login.entries()) {
@@ -58,8 +63,10 @@ size_t ServerConn::report_silent_resets(ByteView ready) {
     if (std::find(command->reported.begin(), command->reported.end(), name) != command->reported.end()) continue;
     const std::string* wanted = client_->wanted_params().find(name);
     const std::string* now = params_.find(name);
-    if (!wanted || *wanted == server_default || !now || *now != server_default) continue;
-    build_parameter_status(rewritten_.emplace_back(), name, *wanted);
+    if (!wanted || !now || *now != server_default) continue;
+    const std::string spelled = postgres_spelling(name, *wanted, &server_default);
+    if (spelled == server_default) continue;
+    build_parameter_status(rewritten_.emplace_back(), name, spelled);
     ++written;
   }
   return written;

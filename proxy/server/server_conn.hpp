@@ -196,6 +196,7 @@ class ServerConn final : public StreamConn, public PoolServer {
   enum class ResetView : uint8_t { AsIs, Rewritten, Dropped };
   ResetView client_view_of_reset(protocol::ByteView body, protocol::ByteVector** own);
   size_t report_silent_resets(protocol::ByteView ready);
+  void add_silent_resets(protocol::ByteView ready, RelayPass& pass);
   protocol::ByteVector* client_view_of_error(protocol::ByteView body);
   void note_parse_complete();
   void note_relayed(char tag, protocol::ByteView body, RelayPass& pass);

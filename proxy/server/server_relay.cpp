@@ -235,16 +235,20 @@ bool ServerConn::take_whole_message(char tag, ByteView body, size_t size, RelayP
     }
   }
   if (tag == backend::kReadyForQuery && !owed_.empty() && owed_.front().resets_parameters) {
-    // Where PostgreSQL reports them: before the ReadyForQuery.
-    const size_t written = report_silent_resets(body);
-    for (size_t i = rewritten_.size() - written; i < rewritten_.size(); ++i) {
-      pass.batch.add(rewritten_[i].data(), rewritten_[i].size());
-    }
+    add_silent_resets(body, pass);  // where PostgreSQL reports them: before the ReadyForQuery
   }
   note_relayed(tag, body, pass);
   pass.batch.add(in_.data() + pass.pos, size);
   pass.pos += size;
   return true;
+}
+
+// Out of line: rare (a RESET in transaction pooling), kept off the relay's every-message path.
+[[gnu::noinline, gnu::cold]] void ServerConn::add_silent_resets(ByteView ready, RelayPass& pass) {
+  const size_t written = report_silent_resets(ready);
+  for (size_t i = rewritten_.size() - written; i < rewritten_.size(); ++i) {
+    pass.batch.add(rewritten_[i].data(), rewritten_[i].size());
+  }
 }
 
 namespace {

@@ -89,7 +89,28 @@ bool read_datestyle(std::string_view value, std::string& style, std::string& ord
 
 }  // namespace
 
+namespace {
+
+// A boolean as PostgreSQL's parse_bool reads it (on, off, true, false, yes, no, 1, 0, and unique prefixes, in any
+// case): "on" / "off" as it reports the parameter; nullopt for anything else (refused there).
+std::optional<std::string> bool_spelling(std::string_view value) {
+  std::string v;
+  for (char c : value) v += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const auto prefix_of = [&](std::string_view word, size_t at_least) {
+    return v.size() >= at_least && v.size() <= word.size() && word.substr(0, v.size()) == v;
+  };
+  if (v == "1" || prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2)) return "on";
+  if (v == "0" || prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2)) return "off";
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::string postgres_spelling(std::string_view name, std::string_view value, const std::string* current) {
+  // The boolean parameters PostgreSQL reports (libpq compares standard_conforming_strings with "on" exactly).
+  if (same_name(name, "standard_conforming_strings") || same_name(name, "default_transaction_read_only")) {
+    return bool_spelling(value).value_or(std::string(value));
+  }
   if (same_name(name, "application_name")) {
     std::string spelled(value.substr(0, 63));
     for (char& c : spelled) {
@@ -102,7 +123,11 @@ std::string postgres_spelling(std::string_view name, std::string_view value, con
     for (char c : value) {
       if (c != '-' && c != '_') bare += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     }
-    return bare == "utf8" || bare == "unicode" ? "UTF8" : std::string(value);
+    if (bare == "utf8" || bare == "unicode") return "UTF8";
+    // Its own names in capitals (LATIN1, EUC_JP, WIN1252), as pg_encoding_to_char gives them; aliases as given.
+    std::string upper(value);
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return upper;
   }
   if (same_name(name, "datestyle")) {
     std::string style, order, current_style, current_order;

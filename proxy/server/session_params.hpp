@@ -38,7 +38,8 @@ class SessionParams {
 };
 
 // How PostgreSQL reports a startup value it accepts, for the parameters whose spelling it changes: application_name
-// ('?' for each byte outside printable ASCII, cut to 63 bytes), client_encoding (UTF8 for its aliases), DateStyle
+// ('?' for each byte outside printable ASCII, cut to 63 bytes), client_encoding (UTF8 for its aliases, other names
+// in capitals), standard_conforming_strings and default_transaction_read_only ("on" / "off"), DateStyle
 // (style and order words in its case, a half not given taken from `current`, the servers' value), TimeZone (a zone
 // file's own name: zone_file_spelling). Any other value,
 // or one PostgreSQL would refuse (its server says so), as given.

@@ -110,9 +110,19 @@ TEST_CASE("classifier: BEGIN READ WRITE is marked, by the lexer and by the parse
     CHECK(r.read_write);
     CHECK_FALSE(r.read_only);
   }
-  for (const char* sql : {"BEGIN", "BEGIN READ ONLY", "BEGIN READ WRITE, READ ONLY", "START TRANSACTION"}) {
+  for (const char* sql : {"BEGIN", "BEGIN READ ONLY", "START TRANSACTION"}) {
     CAPTURE(sql);
     CHECK_FALSE(c.classify(sql).read_write);
+  }
+  // PostgreSQL sets the modes in order, and a standby refuses READ WRITE even when READ ONLY comes after it: such a
+  // block stays off standbys, in both paths (the parser's for the option list in a comment's company).
+  for (const char* sql : {"BEGIN READ WRITE, READ ONLY", "BEGIN /* x */ READ WRITE READ ONLY",
+                          "SET TRANSACTION READ WRITE, READ ONLY",
+                          "SET TRANSACTION READ ONLY; SET TRANSACTION READ WRITE"}) {
+    CAPTURE(sql);
+    const Classification r = c.classify(sql);
+    CHECK(r.read_write);
+    CHECK_FALSE(pgmux::routing::is_read_only_statement(r, pgmux::routing::ClientRouteState{}));
   }
   // The parser's answer for an option list the lexer leaves to it.
   const Classification parsed = c.classify("BEGIN /* x */ ISOLATION LEVEL REPEATABLE READ READ WRITE");

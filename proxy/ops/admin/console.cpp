@@ -74,11 +74,14 @@ void AdminConsole::execute(std::string_view sql) {
     deliver_admin_answer(worker_, client_id_, std::move(out));
     return;
   }
-  // Every command, the ones refused below too (unknown, extra words, not permitted): an audit trail.
-  LOG_INFO("C-%llu admin user=%s: %s", static_cast<unsigned long long>(client_id_),
-           escape_for_log(user_, 64).c_str(), escape_for_log(trimmed, 200).c_str());
+  // Every command, the ones refused below too (extra words, not permitted): an audit trail. Of an unknown one only
+  // its first word: SQL sent to the console by mistake may carry a secret (ALTER ROLE ... PASSWORD).
   admin::Input input;
   const admin::Command* command = admin::find_command(trimmed, &input);
+  const std::string_view logged = command ? trimmed : trimmed.substr(0, trimmed.find_first_of(" \t\r\n"));
+  LOG_INFO("C-%llu admin user=%s: %s%s", static_cast<unsigned long long>(client_id_),
+           escape_for_log(user_, 64).c_str(), escape_for_log(logged, 200).c_str(),
+           command ? "" : " ... (unknown command; the rest is not logged)");
   if (!command) {
     answer(Answer::fail(protocol::sqlstate::kSyntaxError,
                         "pgmux admin console: unknown command \"" + std::string(trimmed.substr(0, 80)) + "\"",

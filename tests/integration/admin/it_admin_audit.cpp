@@ -59,17 +59,19 @@ TEST_CASE("every console command is logged, the refused ones too") {
   Console c;
   PgConn admin = c.console();
   PgConn watcher = c.console("watcher", "watcher-secret");
-  for (const char* sql : {"SHOW NOTHING", "PAUSE a b", "SHOW VERSION"}) {
+  for (const char* sql : {"SHOW NOTHING", "PAUSE a b", "SHOW VERSION", "ALTER ROLE app PASSWORD 'sekrit'"}) {
     PgResult res(PQexec(admin.get(), sql));
   }
   PgResult refused(PQexec(watcher.get(), "SHUTDOWN"));
   CHECK(sqlstate(refused.get()) == "42501");
   const std::string log = c.proxy->process()->log();
-  for (const char* line : {"admin user=admin: SHOW NOTHING", "admin user=admin: PAUSE a b",
-                           "admin user=admin: SHOW VERSION", "admin user=watcher: SHUTDOWN"}) {
+  for (const char* line : {"admin user=admin: SHOW ... (unknown command", "admin user=admin: PAUSE a b",
+                           "admin user=admin: SHOW VERSION", "admin user=watcher: SHUTDOWN",
+                           "admin user=admin: ALTER ... (unknown command"}) {
     CAPTURE(line);
     CHECK(log.find(line) != std::string::npos);
   }
+  CHECK(log.find("sekrit") == std::string::npos);  // an unknown command's words past the first are not logged
 }
 
 // A login that stops after its startup packet (its user name never checked) shows in SHOW CLIENTS: with '?' for

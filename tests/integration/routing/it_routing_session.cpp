@@ -475,3 +475,28 @@ TEST_CASE("session routing: a write behind an empty sequence opened by a Flush r
   PgConn direct = connect(conninfo(f.ports.primary, "app", "app", kDb));
   CHECK(scalar(direct.get(), "SELECT count(*) FROM items WHERE v = 7") == "1");
 }
+
+// The same with a read that opens the sequence, pipelined behind a read the standby still owes a reply to: the
+// sequence starts on the primary once the standby has answered (it followed the standby before, and the INSERT
+// later in that sequence got 25006 there).
+TEST_CASE("session routing: a read opening a sequence behind a standby's pipelined read, then a write in it") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  REQUIRE(f.standby(server_port(conn.get())));
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  REQUIRE(PQsendQueryParams(conn.get(), "SELECT count(*) FROM items", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  REQUIRE(PQsendQueryParams(conn.get(), "SELECT 1", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQsendFlushRequest(conn.get()) == 1);
+  REQUIRE(PQsendQueryParams(conn.get(), "INSERT INTO items (v) VALUES (8)", 0, nullptr, nullptr, nullptr, nullptr,
+                            0) == 1);
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  REQUIRE(PQflush(conn.get()) == 0);
+  const std::string results = pipeline_results(conn.get(), 2);
+  CHECK_MESSAGE(results.find("ERROR") == std::string::npos, results);
+  CHECK_MESSAGE(results.find("FATAL") == std::string::npos, results);
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  PgConn direct = connect(conninfo(f.ports.primary, "app", "app", kDb));
+  CHECK(scalar(direct.get(), "SELECT count(*) FROM items WHERE v = 8") == "1");
+}

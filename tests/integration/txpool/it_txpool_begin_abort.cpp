@@ -267,6 +267,16 @@ void compare_in_mode(const std::string& pool_mode) {
   wait_serving(ci, kPrimaryRead);
   compare_sequences(sequences(), ci,
                     {"SET TRANSACTION READ ONLY; SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "57P03"}, proxy);
+  // The same block with its SET TRANSACTION held back by pgmux: the read after it is refused (57P03), and the
+  // ROLLBACK / COMMIT that ends the failed block runs on the primary (it asked for the missing standby too, and the
+  // session could not leave the block).
+  const std::vector<Sequence> held = {
+      {"a held SET TRANSACTION READ ONLY, a refused read, ROLLBACK",
+       {query("BEGIN"), query("SET TRANSACTION READ ONLY"), trigger(), query("ROLLBACK"), query(kPrimaryRead)}},
+      {"the same, ended by COMMIT", {query("BEGIN READ ONLY"), trigger(), query("SELECT 2"), query("COMMIT"),
+                                      query("INSERT INTO t VALUES (8)")}},
+  };
+  compare_sequences(held, ci, {"SELECT 1", "57P03"}, proxy);
   drop_database_quietly(kDb);
 }
 

@@ -262,3 +262,57 @@ TEST_CASE("RESET back to a startup value the server does not change is reported 
   }
   drop_database_quietly(db);
 }
+
+namespace {
+
+// libpq's pipeline mode: `first` alone (Sync, or Flush when `flush`), then `second` with a Sync, both sent before
+// any reply is read; then what libpq believes of standard_conforming_strings, and what SHOW says.
+std::string pipelined_after(const std::string& ci, const char* first, bool flush, const char* second) {
+  PgConn conn = connect(ci);
+  exec(conn.get(), "SET standard_conforming_strings = on");
+  REQUIRE(PQenterPipelineMode(conn.get()) == 1);
+  REQUIRE(PQsendQueryParams(conn.get(), first, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE((flush ? PQsendFlushRequest(conn.get()) : PQpipelineSync(conn.get())) == 1);
+  REQUIRE(PQsendQueryParams(conn.get(), second, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(conn.get()) == 1);
+  REQUIRE(PQflush(conn.get()) == 0);
+  const std::string results = pipeline_results(conn.get(), flush ? 1 : 2);
+  REQUIRE(PQexitPipelineMode(conn.get()) == 1);
+  const char* told = PQparameterStatus(conn.get(), "standard_conforming_strings");
+  return results + " | told " + (told ? told : "(none)") + ", SHOW " +
+         scalar(conn.get(), "SHOW standard_conforming_strings");
+}
+
+}  // namespace
+
+// A RESET with a request pipelined behind it (its own Sync, or the same sequence continued after a Flush) is not
+// reported by pgmux: the request behind it runs with the server's value, not the client's (README), and a report
+// told the client the opposite of what its SET then did (it believed "off" with the session at "on"). A startup
+// value spelled otherwise ("ON") is reported as PostgreSQL spells it, and only where it reports one.
+TEST_CASE("RESET reports: pipelined behind, continued after a Flush, a startup value spelled otherwise") {
+  const std::string db = "txp_reset_pipelined";
+  fresh_database(db);
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(txpool_config(listen, db, 1).dump(), listen);
+  wait_serving(app_conninfo(proxy.port(), db));
+  const std::string startup_off = "options='-c standard_conforming_strings=off'";
+  for (const bool flush : {false, true}) {
+    CAPTURE(flush);
+    const char* const reset = "RESET standard_conforming_strings";
+    const char* const set_on = "SET standard_conforming_strings = on";
+    const std::string direct = pipelined_after(app_conninfo(cluster_ports().primary, db, startup_off), reset,
+                                               flush, set_on);
+    CHECK(direct.find("told on, SHOW on") != std::string::npos);  // the oracle: the SET came last
+    CHECK(pipelined_after(app_conninfo(proxy.port(), db, startup_off), reset, flush, set_on) == direct);
+  }
+  for (const std::string spelled : {"ON", "true", "Off", "0"}) {
+    CAPTURE(spelled);
+    const std::string extra = "options='-c standard_conforming_strings=" + spelled + "'";
+    const std::vector<std::string> script = {"SET standard_conforming_strings = off", "RESET ALL",
+                                             "RESET standard_conforming_strings"};
+    const std::string direct =
+        reported_after(app_conninfo(cluster_ports().primary, db, extra), "standard_conforming_strings", script);
+    CHECK(reported_after(app_conninfo(proxy.port(), db, extra), "standard_conforming_strings", script) == direct);
+  }
+  drop_database_quietly(db);
+}
