@@ -213,6 +213,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool defer_begin(const routing::Classification& c);
   void class_behind_deferred_begin(routing::Classification& c);
   bool hold_set_transaction(const routing::Classification& c);
+  void answer_held(std::string_view tag);
   void note_parameter_resets(OwedReply& owed, const routing::Classification& c);
   bool dispatch_admin();
   void start_admin_session();

@@ -80,22 +80,7 @@ bool ClientConn::defer_begin(const routing::Classification& c) {
   if (!tag) return false;  // a BEGIN PostgreSQL refuses goes to it as it is: the client gets its error (42601)
   session_.deferred_begin.assign(1, std::string(request_.sql));
   session_.deferred_begin_class = c;
-  // A simple Query destroys the unnamed statement, as on PostgreSQL: the BEGIN goes out ahead of the next request
-  // on whatever server it runs, so no copy of the statement may be prepared behind it (prepare) either.
-  unnamed_.drop();
-  in_.advance_parsed(request_.size);
-  in_.consume_to(in_.parsed());
-  // CommandComplete "BEGIN" (or "START TRANSACTION") and ReadyForQuery 'T', as the server would send them: built
-  // once, not per BEGIN (tpcb-like begins every transaction so).
-  static const auto reply = [](std::string_view command) {
-    ByteVector out;
-    build_command_complete(out, command);
-    build_ready_for_query(out, 'T');
-    return out;
-  };
-  static const ByteVector kBeginReply = reply("BEGIN");
-  static const ByteVector kStartReply = reply("START TRANSACTION");
-  send_copy(tag[0] == 'B' ? kBeginReply : kStartReply);
+  answer_held(tag);
   return true;
 }
 
@@ -120,17 +105,28 @@ bool ClientConn::hold_set_transaction(const routing::Classification& c) {
   block.isolation = std::max(block.isolation, c.isolation);
   block.primary_hint = block.primary_hint || c.primary_hint;
   session_.deferred_begin.emplace_back(request_.sql);
-  unnamed_.drop();  // a simple Query, as for the BEGIN
+  answer_held(c.held_tag);
+  return true;
+}
+
+// The answer to a statement pgmux holds back (BEGIN, START TRANSACTION, SET): its CommandComplete and ReadyForQuery
+// 'T', as the server would send them, built once per tag (tpcb-like begins every transaction so). A simple Query
+// destroys the unnamed statement, as on PostgreSQL: the statement goes out ahead of the next request on whatever
+// server it runs, so no copy of the unnamed one may be prepared behind it (prepare) either.
+void ClientConn::answer_held(std::string_view tag) {
+  unnamed_.drop();
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());
-  static const ByteVector kSetReply = [] {
+  static const auto reply = [](std::string_view command) {
     ByteVector out;
-    build_command_complete(out, "SET");
+    build_command_complete(out, command);
     build_ready_for_query(out, 'T');
     return out;
-  }();
-  send_copy(kSetReply);
-  return true;
+  };
+  static const ByteVector kBeginReply = reply("BEGIN");
+  static const ByteVector kStartReply = reply("START TRANSACTION");
+  static const ByteVector kSetReply = reply("SET");
+  send_copy(tag == "BEGIN" ? kBeginReply : tag == "SET" ? kSetReply : kStartReply);
 }
 
 // The deferred BEGIN, in front of what goes out with it (the request, or the prepare step). After an error pgmux

@@ -24,7 +24,8 @@ void ClientConn::note_session_request(OwedReply& owed, const routing::Classifica
   if (request_.kind != RequestKind::Query && request_.kind != RequestKind::Extended) return;
   if (!owed.session) owed.session = std::make_unique<SessionCommand>();  // else an open sequence goes on
   SessionCommand& command = *owed.session;
-  // The BEGIN pgmux answered goes out in front of this request: the request runs inside its block.
+  // The BEGIN pgmux answered (and the SET TRANSACTIONs it held with it) goes out in front of this request: the
+  // request runs inside its block.
   command.statements.insert(command.statements.end(), session_.deferred_begin.begin(), session_.deferred_begin.end());
   if (request_.kind == RequestKind::Query) {
     command.statements.emplace_back(request_.sql);
