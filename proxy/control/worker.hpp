@@ -148,6 +148,12 @@ class Worker final : public PoolHost {
       if (database.empty() || entry.second->database_name() == database) entry.second->reconnect();
     }
   }
+  // PAUSE done: the server connections of `database`'s pools (every pool's when empty) close.
+  void close_paused_pools(const std::string& database) {
+    for (auto& entry : pools_) {
+      if (database.empty() || entry.second->database_name() == database) entry.second->close_for_pause();
+    }
+  }
   // The client with this id on this worker, or null.
   ClientConn* find_client(uint64_t id) {
     return find_client_where([id](const ClientConn* c) { return c->id() == id; });

@@ -400,16 +400,24 @@ const char* Pool::retire_reason(const PoolServer& server) const {
   if (draining()) return "backend removed by a reload";
   if (at_old_address(server)) return "the backend's host name resolves to another address";
   if (over_limit()) return "pool_size reduced by a reload";
-  if (replaced_by_reconnect(server)) return "replaced by RECONNECT";
+  if (replaced_by_reconnect(server)) return "replaced by RECONNECT or closed by PAUSE";
   return nullptr;
 }
 
 void Pool::reconnect() {
-  reconnect_before_ = host_.now();
   limits_.login_params->forget();  // the next client logs in through a server that read the defaults anew
+  retire_servers("RECONNECT");
+}
+
+// PAUSE keeps what the pool knows of a login: clients logging in meanwhile are answered from it (transaction
+// pooling) instead of opening a server to the paused database.
+void Pool::close_for_pause() { retire_servers("PAUSE"); }
+
+void Pool::retire_servers(const char* why) {
+  reconnect_before_ = host_.now();
   if (idle_.empty() && busy_.empty()) return;
-  LOG_INFO("pool %s: RECONNECT: %zu idle server connections closed, %zu busy ones close when released",
-           name_.c_str(), idle_.size(), busy_.size());
+  LOG_INFO("pool %s: %s: %zu idle server connections closed, %zu busy ones close when released", name_.c_str(),
+           why, idle_.size(), busy_.size());
   close_idle_servers();
 }
 

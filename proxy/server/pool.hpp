@@ -109,6 +109,9 @@ class Pool {
   // RECONNECT (admin console): every server connection opened until now is replaced, an idle one at once, a busy
   // one when its client gives it back (session defaults of ALTER ROLE / DATABASE ... SET reach new ones only).
   void reconnect();
+  // PAUSE, once no transaction runs: the same without forgetting the login parameters (logins meanwhile need no
+  // server in transaction pooling).
+  void close_for_pause();
 
   // Reload (worker.cpp): the backend kept its name and address but may have moved in the list.
   void set_backend_index(int index) { backend_index_ = index; }
@@ -206,6 +209,7 @@ class Pool {
   Standing standing_ = Standing::Current;
   double reconnect_before_ = -1;  // servers that began connecting before this (now()) are retired: RECONNECT
   bool replaced_by_reconnect(const PoolServer& server) const { return server.connect_started() < reconnect_before_; }
+  void retire_servers(const char* why);  // reconnect, close_for_pause
   bool auto_database_ = false;
   bool ever_logged_in_ = false;
   double unused_since_;

@@ -24,16 +24,20 @@ ServerConn::ResetView ServerConn::client_view_of_reset(ByteView body, ByteVector
   const auto ps = parse_parameter_status(body);
   if (!ps || !client_) return ResetView::AsIs;
   if (SessionCommand* command = owed_.front().session.get()) command->reported.emplace_back(ps->name);
-  const std::string* wanted = client_->wanted_params().find(ps->name);
-  if (!wanted || *wanted == ps->value) return ResetView::AsIs;
+  const std::string* raw_wanted = client_->wanted_params().find(ps->name);
+  if (!raw_wanted) return ResetView::AsIs;
+  // As PostgreSQL spells it (a login through a server kept the client's spelling: "true" for "on").
+  const std::string server_value(ps->value);
+  const std::string wanted = postgres_spelling(ps->name, *raw_wanted, &server_value);
+  if (wanted == ps->value) return ResetView::AsIs;
   const SessionParams login = pool_.login_params();
   const std::string* server_default = login.find(ps->name);
   if (!server_default || *server_default != ps->value) return ResetView::AsIs;  // the client's own SET
   // The server was in step with the client's session before this request: its value then is what the client saw.
   const std::string* before = params_.find(ps->name);
-  if (before && *before == *wanted) return ResetView::Dropped;
+  if (before && *before == wanted) return ResetView::Dropped;
   *own = &rewritten_.emplace_back();
-  build_parameter_status(**own, ps->name, *wanted);
+  build_parameter_status(**own, ps->name, wanted);
   return ResetView::Rewritten;
 }
 

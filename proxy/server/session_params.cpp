@@ -3,9 +3,11 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <iterator>
+#include <optional>
 
 #include "proxy/server/zone_names.hpp"
 #include "routing/session_sql.hpp"
@@ -104,6 +106,43 @@ std::optional<std::string> bool_spelling(std::string_view value) {
   return std::nullopt;
 }
 
+// A client encoding's name as PostgreSQL reports it (pg_encoding_to_char), from any of the names it accepts:
+// compared without case and without what is not a letter or digit, as its clean_encoding_name does. Nullopt for
+// a name it does not know (refused there; reported as given).
+std::optional<std::string> encoding_spelling(std::string_view value) {
+  std::string clean;
+  for (char c : value) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte)) clean += static_cast<char>(std::tolower(byte));
+  }
+  static const std::array<std::pair<std::string_view, std::string_view>, 79> kNames = {{
+      {"abc", "WIN1258"}, {"alt", "WIN866"}, {"big5", "BIG5"}, {"euccn", "EUC_CN"},
+      {"eucjis2004", "EUC_JIS_2004"}, {"eucjp", "EUC_JP"}, {"euckr", "EUC_KR"}, {"euctw", "EUC_TW"},
+      {"gb18030", "GB18030"}, {"gbk", "GBK"}, {"iso88591", "LATIN1"}, {"iso885910", "LATIN6"},
+      {"iso885913", "LATIN7"}, {"iso885914", "LATIN8"}, {"iso885915", "LATIN9"}, {"iso885916", "LATIN10"},
+      {"iso88592", "LATIN2"}, {"iso88593", "LATIN3"}, {"iso88594", "LATIN4"}, {"iso88595", "ISO_8859_5"},
+      {"iso88596", "ISO_8859_6"}, {"iso88597", "ISO_8859_7"}, {"iso88598", "ISO_8859_8"}, {"iso88599", "LATIN5"},
+      {"johab", "JOHAB"}, {"koi8", "KOI8R"}, {"koi8r", "KOI8R"}, {"koi8u", "KOI8U"}, {"latin1", "LATIN1"},
+      {"latin10", "LATIN10"}, {"latin2", "LATIN2"}, {"latin3", "LATIN3"}, {"latin4", "LATIN4"},
+      {"latin5", "LATIN5"}, {"latin6", "LATIN6"}, {"latin7", "LATIN7"}, {"latin8", "LATIN8"},
+      {"latin9", "LATIN9"}, {"mskanji", "SJIS"}, {"muleinternal", "MULE_INTERNAL"}, {"shiftjis", "SJIS"},
+      {"shiftjis2004", "SHIFT_JIS_2004"}, {"sjis", "SJIS"}, {"sqlascii", "SQL_ASCII"}, {"tcvn", "WIN1258"},
+      {"tcvn5712", "WIN1258"}, {"uhc", "UHC"}, {"vscii", "WIN1258"}, {"win", "WIN1251"}, {"win1250", "WIN1250"},
+      {"win1251", "WIN1251"}, {"win1252", "WIN1252"}, {"win1253", "WIN1253"}, {"win1254", "WIN1254"},
+      {"win1255", "WIN1255"}, {"win1256", "WIN1256"}, {"win1257", "WIN1257"}, {"win1258", "WIN1258"},
+      {"win866", "WIN866"}, {"win874", "WIN874"}, {"win932", "SJIS"}, {"win936", "GBK"}, {"win949", "UHC"},
+      {"win950", "BIG5"}, {"windows1250", "WIN1250"}, {"windows1251", "WIN1251"}, {"windows1252", "WIN1252"},
+      {"windows1253", "WIN1253"}, {"windows1254", "WIN1254"}, {"windows1255", "WIN1255"},
+      {"windows1256", "WIN1256"}, {"windows1257", "WIN1257"}, {"windows1258", "WIN1258"},
+      {"windows866", "WIN866"}, {"windows874", "WIN874"}, {"windows932", "SJIS"}, {"windows936", "GBK"},
+      {"windows949", "UHC"}, {"windows950", "BIG5"},
+  }};
+  for (const auto& [alias, name] : kNames) {
+    if (alias == clean) return std::string(name);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string postgres_spelling(std::string_view name, std::string_view value, const std::string* current) {
@@ -124,10 +163,7 @@ std::string postgres_spelling(std::string_view name, std::string_view value, con
       if (c != '-' && c != '_') bare += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     }
     if (bare == "utf8" || bare == "unicode") return "UTF8";
-    // Its own names in capitals (LATIN1, EUC_JP, WIN1252), as pg_encoding_to_char gives them; aliases as given.
-    std::string upper(value);
-    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return upper;
+    return encoding_spelling(value).value_or(std::string(value));
   }
   if (same_name(name, "datestyle")) {
     std::string style, order, current_style, current_order;

@@ -171,6 +171,26 @@ TEST_CASE("startup values in PostgreSQL's spelling") {
   CHECK(postgres_spelling("client_encoding", "utf8", nullptr) == "UTF8");
   CHECK(postgres_spelling("client_encoding", "Unicode", nullptr) == "UTF8");
   CHECK(postgres_spelling("client_encoding", "LATIN1", nullptr) == "LATIN1");
+  // Its own name for an alias, compared as clean_encoding_name does (case and punctuation aside).
+  CHECK(postgres_spelling("client_encoding", "latin1", nullptr) == "LATIN1");
+  CHECK(postgres_spelling("client_encoding", "euc-jp", nullptr) == "EUC_JP");
+  CHECK(postgres_spelling("client_encoding", "iso-8859-1", nullptr) == "LATIN1");
+  CHECK(postgres_spelling("client_encoding", "koi8", nullptr) == "KOI8R");
+  CHECK(postgres_spelling("client_encoding", "sql_ascii", nullptr) == "SQL_ASCII");
+  CHECK(postgres_spelling("client_encoding", "Windows-1252", nullptr) == "WIN1252");
+  CHECK(postgres_spelling("client_encoding", "windows950", nullptr) == "BIG5");
+  CHECK(postgres_spelling("client_encoding", "bogus", nullptr) == "bogus");  // refused there: as given
+  CHECK(postgres_spelling("client_encoding", "--", nullptr) == "--");
+  // The reported booleans as parse_bool reads them, "on" / "off" (libpq compares standard_conforming_strings).
+  for (const char* on : {"ON", "true", "t", "Yes", "1", "on"}) {
+    CAPTURE(std::string(on));
+    CHECK(postgres_spelling("standard_conforming_strings", on, nullptr) == "on");
+  }
+  for (const char* off : {"OFF", "of", "false", "f", "no", "0"}) {
+    CAPTURE(std::string(off));
+    CHECK(postgres_spelling("default_transaction_read_only", off, nullptr) == "off");
+  }
+  CHECK(postgres_spelling("standard_conforming_strings", "o", nullptr) == "o");  // ambiguous: refused there
   CHECK(postgres_spelling("application_name", std::string(70, 'x'), nullptr) == std::string(63, 'x'));
   CHECK(postgres_spelling("application_name", "caf\xc3\xa9 \x01", nullptr) == "caf?? ?");
   // A zone as its file is named in this host's zone directory (tzdata comes with PostgreSQL); an offset as given.

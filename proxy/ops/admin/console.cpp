@@ -53,7 +53,7 @@ std::optional<Answer> quoting_error(const admin::Input& input) {
       return Answer::fail(protocol::sqlstate::kSyntaxError, "unterminated quoted identifier at or near \"" + arg + "\"");
     }
     if (arg.starts_with("\"\"") && i == 2) {
-      return Answer::fail(protocol::sqlstate::kSyntaxError, "zero-length delimited identifier at or near \"\"\"\"\"");
+      return Answer::fail(protocol::sqlstate::kSyntaxError, "zero-length delimited identifier at or near \"\"\"\"");
     }
   }
   return std::nullopt;
@@ -252,7 +252,7 @@ void AdminConsole::on_pause_check(uint64_t generation, size_t busy_clients) {
   // reopen on demand after RESUME.
   const std::string database = pause_waiting_for_ == PauseState::kAll ? std::string() : pause_waiting_for_;
   for (Worker* worker : worker_.shared().workers) {
-    worker->post([database](Worker& w) { w.reconnect_pools(database); });
+    worker->post([database](Worker& w) { w.close_paused_pools(database); });
   }
   pause_waiting_for_.clear();
   answer(Answer::done("PAUSE"));

@@ -202,10 +202,14 @@ TEST_CASE("PAUSE closes the database's server connections; RESUME opens them aga
     CHECK(no_backends_within(superuser.get(), db, 5));
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // min_pool_size's refill: not while paused
     CHECK(backends_on(superuser.get(), db) == 0);
+    // A login meanwhile is answered from what the pool knows of one (transaction pooling): no server opens.
+    PgConn late = connect(proxy.conninfo("app", "app", db));
+    CHECK(backends_on(superuser.get(), db) == 0);
     exec(superuser.get(), "ALTER DATABASE " + db + " RENAME TO " + db + "_renamed");
     exec(superuser.get(), "ALTER DATABASE " + db + "_renamed RENAME TO " + db);
     exec(admin.get(), "RESUME " + db);
     CHECK(scalar(app.get(), "SELECT 2") == "2");
+    CHECK(scalar(late.get(), "SELECT 3") == "3");
   }
   exec(superuser.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
 }

@@ -314,5 +314,15 @@ TEST_CASE("RESET reports: pipelined behind, continued after a Flush, a startup v
         reported_after(app_conninfo(cluster_ports().primary, db, extra), "standard_conforming_strings", script);
     CHECK(reported_after(app_conninfo(proxy.port(), db, extra), "standard_conforming_strings", script) == direct);
   }
+  // A pool's first login goes through a server, which keeps the client's spelling of its startup value: the
+  // server's report at RESET was rewritten to "true" (libpq reads anything but "on" as off).
+  const int fresh_listen = pick_listen_port();
+  ProxyUnderTest fresh(txpool_config(fresh_listen, db, 1).dump(), fresh_listen);
+  const std::string extra = "options='-c standard_conforming_strings=true'";
+  const std::vector<std::string> script = {"SET standard_conforming_strings = off",
+                                           "RESET standard_conforming_strings"};
+  const std::string direct =
+      reported_after(app_conninfo(cluster_ports().primary, db, extra), "standard_conforming_strings", script);
+  CHECK(reported_after(app_conninfo(fresh.port(), db, extra), "standard_conforming_strings", script) == direct);
   drop_database_quietly(db);
 }
