@@ -217,8 +217,9 @@ std::optional<ServerConn*> ClientConn::server_to_follow(const routing::Classific
       set_state(ClientState::Draining);  // its cursor is on the standby: after the replies owed here
       return nullptr;
     }
-    // (A sequence a Flush opens may write before its Sync: as a write.)
-    if (active_ == primary_ || (read_only && !c.opens_sequence)) return active_;
+    // (`read_only` leaves out reads that need the primary: a sequence a Flush opens, which may write before its
+    // Sync, waits here for the standby's replies.)
+    if (active_ == primary_ || read_only) return active_;
     set_state(ClientState::Draining);  // a write behind reads pipelined to a standby: let the standby finish first
     return nullptr;
   }
