@@ -50,7 +50,8 @@ std::optional<Answer> quoting_error(const admin::Input& input) {
       }
     }
     if (!closed) {
-      return Answer::fail(protocol::sqlstate::kSyntaxError, "unterminated quoted identifier at or near \"" + arg + "\"");
+      return Answer::fail(protocol::sqlstate::kSyntaxError,
+                          "unterminated quoted identifier at or near \"" + arg + "\"");
     }
     if (arg.starts_with("\"\"") && i == 2) {
       return Answer::fail(protocol::sqlstate::kSyntaxError, "zero-length delimited identifier at or near \"\"\"\"");
