@@ -114,6 +114,7 @@ bool ClientConn::hold_set_transaction(const routing::Classification& c) {
 // destroys the unnamed statement, as on PostgreSQL: the statement goes out ahead of the next request on whatever
 // server it runs, so no copy of the unnamed one may be prepared behind it (prepare) either.
 void ClientConn::answer_held(std::string_view tag) {
+  last_activity_ = worker_.now();  // idle_transaction_timeout counts from here: the client is in a block now
   unnamed_.drop();
   in_.advance_parsed(request_.size);
   in_.consume_to(in_.parsed());

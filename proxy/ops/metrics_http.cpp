@@ -165,6 +165,7 @@ void MetricsHttpServer::Impl::on_request(HttpConn* c, const HttpRequestHead& hea
   const std::string& path = head.path;
   c->in.clear();
   c->phase = HttpConn::Phase::Working;
+  c->head_only = head.method == "HEAD";  // whatever the answer: a reply to HEAD has no body
   static const char* const kPaths[] = {"/metrics", "/healthz", "/readyz", "/status"};
   bool known = false;
   for (const char* p : kPaths) known |= path == p;
@@ -179,7 +180,6 @@ void MetricsHttpServer::Impl::on_request(HttpConn* c, const HttpRequestHead& hea
     respond(c, r);
     return;
   }
-  c->head_only = head.method == "HEAD";
   if (path == "/healthz") {
     respond(c, healthz());
   } else if (path == "/readyz") {

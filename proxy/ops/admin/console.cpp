@@ -32,10 +32,13 @@ void AdminConsole::answer(const Answer& answer) {
 
 namespace {
 
-// An argument in double quotes is an identifier as PostgreSQL reads one: closed, and not empty (42601 as
-// PostgreSQL's scanner answers). Unchecked, `PAUSE "app` asked for a database named "app with its quote.
-std::optional<Answer> quoting_error(const admin::Input& input) {
-  for (const std::string& arg : input.args) {
+// A database name in double quotes (PAUSE, RESUME, RECONNECT) is an identifier as PostgreSQL reads one: closed,
+// and not empty (42601 as PostgreSQL's scanner answers). Unchecked, `PAUSE "app` asked for a database named "app
+// with its quote. Other commands' arguments are not names (EXPLAIN ROUTE's SQL may hold a quote in a literal).
+std::optional<Answer> quoting_error(const admin::Command& command, const admin::Input& input) {
+  const bool names_database = command.handler == admin::pause_command || command.handler == admin::resume_command ||
+                              command.handler == admin::reconnect_command;
+  for (const std::string& arg : names_database ? input.args : std::vector<std::string>{}) {
     if (arg.empty() || arg.front() != '"') continue;
     size_t i = 1;
     bool closed = false;
@@ -60,6 +63,15 @@ std::optional<Answer> quoting_error(const admin::Input& input) {
   return std::nullopt;
 }
 
+// What the log keeps of a command (every one, the refused too: an audit trail): up to its first ';' (the console
+// runs one command; what follows is SQL sent there by mistake, which may carry a secret: SET x = 1; ALTER ROLE ...
+// PASSWORD '...'), and of an unknown command only its leading letters.
+std::string_view audit_text(std::string_view text, const admin::Command* command) {
+  if (command) return text.substr(0, text.find(';'));
+  const auto letters = std::find_if_not(text.begin(), text.end(), [](char c) { return std::isalpha(c & 0xff); });
+  return text.substr(0, static_cast<size_t>(letters - text.begin()));
+}
+
 }  // namespace
 
 void AdminConsole::execute(std::string_view sql) {
@@ -75,14 +87,12 @@ void AdminConsole::execute(std::string_view sql) {
     deliver_admin_answer(worker_, client_id_, std::move(out));
     return;
   }
-  // Every command, the ones refused below too (extra words, not permitted): an audit trail. Of an unknown one only
-  // its first word: SQL sent to the console by mistake may carry a secret (ALTER ROLE ... PASSWORD).
   admin::Input input;
   const admin::Command* command = admin::find_command(trimmed, &input);
-  const std::string_view logged = command ? trimmed : trimmed.substr(0, trimmed.find_first_of(" \t\r\n"));
+  const std::string_view logged = audit_text(trimmed, command);
   LOG_INFO("C-%llu admin user=%s: %s%s", static_cast<unsigned long long>(client_id_),
            escape_for_log(user_, 64).c_str(), escape_for_log(logged, 200).c_str(),
-           command ? "" : " ... (unknown command; the rest is not logged)");
+           logged.size() < trimmed.size() ? " ... (the rest is not logged)" : "");
   if (!command) {
     answer(Answer::fail(protocol::sqlstate::kSyntaxError,
                         "pgmux admin console: unknown command \"" + std::string(trimmed.substr(0, 80)) + "\"",
@@ -95,7 +105,7 @@ void AdminConsole::execute(std::string_view sql) {
                         std::string("the syntax is ") + command->syntax + "; the console runs one command at a time"));
     return;
   }
-  if (const std::optional<Answer> refused = quoting_error(input)) {
+  if (const std::optional<Answer> refused = quoting_error(*command, input)) {
     answer(*refused);
     return;
   }

@@ -299,13 +299,16 @@ TEST_CASE("/healthz, /readyz and /status; 404, 405 and 400 answers leave the lis
   CHECK(post.status == 405);
   CHECK(post.head.find("Allow: GET, HEAD\r\n") != std::string::npos);
   // HEAD (load balancers' health checks): the GET's status and headers, no body.
-  for (const char* path : {"/healthz", "/readyz", "/metrics"}) {
+  for (const char* path : {"/healthz", "/readyz", "/metrics", "/status"}) {
     CAPTURE(path);
     HttpReply head = http_raw(proxy.http_port, "HEAD " + std::string(path) + " HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(head.status == 200);
     CHECK(head.head.find("Content-Length: ") != std::string::npos);
     CHECK(head.body.empty());
   }
+  HttpReply head_missing = http_raw(proxy.http_port, "HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(head_missing.status == 404);
+  CHECK(head_missing.body.empty());
   CHECK(http_raw(proxy.http_port, "hello, is this HTTP?\r\n\r\n").status == 400);
   CHECK(http_raw(proxy.http_port, std::string(3000, '\x01') + "\r\n").status == 400);
   CHECK(http_raw(proxy.http_port, "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n").status == 431);

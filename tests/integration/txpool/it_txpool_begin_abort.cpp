@@ -7,8 +7,10 @@
 // the transaction status after each step, and the rows in the table afterwards.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/txpool/txpool_support.hpp"
@@ -360,3 +362,28 @@ TEST_CASE("a BEGIN with a syntax error gets PostgreSQL's answer, with the split 
   }
 }
 
+
+// timeouts.idle_transaction_timeout counts from the BEGIN pgmux answered, not from the request before it: a client
+// idle longer than that between transactions was closed with 25P03 right after its next BEGIN.
+TEST_CASE("idle_transaction_timeout counts from a deferred BEGIN, with the split in both pool modes") {
+  if (direct_mode()) return;
+  for (const char* mode : {"transaction", "session"}) {
+    const std::string mode_name(mode);  // CAPTURE keeps a reference
+    CAPTURE(mode_name);
+    fresh_database(kDb);
+    const int listen = pick_listen_port();
+    nlohmann::json config = split_config(listen, mode, 2);
+    config["timeouts"]["idle_transaction_timeout"] = 1;
+    ProxyUnderTest proxy(config.dump(), listen);
+    const std::string ci = app_conninfo(proxy.port(), kDb);
+    wait_serving(ci, kPrimaryRead);
+    PgConn conn = connect(ci);
+    CHECK(scalar(conn.get(), kPrimaryRead) == "1");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1600));  // idle outside a block: no timeout applies
+    exec(conn.get(), "BEGIN");
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));  // two ticks of the idle check, under 1 s
+    CHECK(scalar(conn.get(), kPrimaryRead) == "1");
+    exec(conn.get(), "COMMIT");
+    drop_database_quietly(kDb);
+  }
+}
