@@ -71,7 +71,8 @@ Answer check_consistency_command(const Input& input, Context& context) {
       return Answer::fail(protocol::sqlstate::kSyntaxError, "ON needs a database name",
                           "the syntax is CHECK CONSISTENCY [ON <database>] [table ...]");
     }
-    // The name a client connects with, as PAUSE takes it: a server_database entry reads its server's database.
+    // The name a client connects with: a server_database entry reads its server's database; another name is read
+    // as it is when a "*" entry lets clients in by any name.
     const std::string named = unquote_identifier(words[1]);
     const std::optional<std::string> on_server = server_database_of(named, *context.config);
     if (!on_server) {
