@@ -1,6 +1,7 @@
-// ClientConn, the BEGIN pgmux answers itself (with the read/write split): it goes out with the statement after it,
-// which decides where the whole transaction runs (a read-only block on a standby, any other on the primary), and
-// the statement that fails its block when pgmux answered an error inside it (ClientSession::deferred_begin_failed).
+// ClientConn, the BEGIN pgmux answers itself (with the read/write split), and the SET TRANSACTIONs it holds behind
+// it: they go out with the first statement after them, which decides where the whole transaction runs (a read-only
+// block on a standby, any other on the primary), and the statement that fails the block when pgmux answered an
+// error inside it (ClientSession::deferred_begin_failed).
 #include "proxy/client/client_conn.hpp"
 
 #include <algorithm>
@@ -68,8 +69,9 @@ void ClientConn::class_behind_deferred_begin(routing::Classification& c) {
   }
 }
 
-// A BEGIN is answered here and sent with the next statement, so that statement (SET TRANSACTION READ ONLY or READ
-// WRITE, or the first write) decides where the whole transaction runs. True when it was.
+// A BEGIN is answered here and sent with the first statement after it that is not a SET TRANSACTION pgmux holds
+// too (hold_set_transaction), so that statement (the first read or write), with the modes set before it, decides
+// where the whole transaction runs. True when it was.
 bool ClientConn::defer_begin(const routing::Classification& c) {
   const bool idle = !active_ || (!active_->has_outstanding() && active_->tx_status() == 'I');
   if (request_.kind != RequestKind::Query || c.kind != routing::StatementKind::TxBegin || c.multi_statement ||

@@ -47,7 +47,8 @@ enum class ReplyFate : uint8_t {
 // last (SessionBlock) and records them in the session log, to replay on its other servers.
 struct SessionCommand {
   std::vector<std::string> statements;  // a Query's text (cut into statements later), or the statements an
-                                        // extended batch executed, in order; a deferred BEGIN first
+                                        // extended batch executed, in order; a deferred BEGIN (and the SET
+                                        // TRANSACTIONs held with it) first
   bool unresolved = false;              // an Execute whose statement text pgmux does not have
   // Transaction pooling, a request of one statement: the parameter its RESET (SET ... TO DEFAULT) brings back to
   // the client's startup value, "*" for RESET ALL and DISCARD ALL, else empty (ServerConn::report_silent_resets).
