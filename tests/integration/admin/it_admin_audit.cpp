@@ -85,7 +85,7 @@ TEST_CASE("SHOW CLIENTS rows are valid UTF-8 whatever bytes a login sent") {
   const std::string user = std::string("ev\xff\xfeil-caf\xc3\xa9");
   const std::string startup = raw_packet(196608, "user" + std::string(1, '\0') + user + '\0' + "database" +
                                                      std::string(1, '\0') + "app" + '\0' + '\0');
-  std::thread pending([&] { raw_exchange({c.listen, ""}, {{startup, 0}}, 3.0); });
+  std::jthread pending([&] { raw_exchange({c.listen, ""}, {{startup, 0}}, 3.0); });  // joined on any exit
   PgConn admin = c.console();
   bool seen = false;
   for (int i = 0; i < 50 && !seen; ++i) {
@@ -101,7 +101,6 @@ TEST_CASE("SHOW CLIENTS rows are valid UTF-8 whatever bytes a login sent") {
     if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   CHECK(seen);
-  pending.join();
 }
 
 // connect_time was the wall clock in whole seconds less a fractional age: it flipped by a second between calls.

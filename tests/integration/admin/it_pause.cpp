@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <thread>
 
 #include "tests/support/pg_client.hpp"
@@ -163,7 +164,8 @@ namespace {
 // Server connections to `db` on the primary, as PostgreSQL counts them (pgmux's and anyone's).
 int backends_on(PGconn* superuser, const std::string& db) {
   return std::atoi(
-      scalar(superuser, "SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db + "'").c_str());
+      scalar(superuser, "SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db +
+                            "' AND backend_type = 'client backend'").c_str());
 }
 
 // Polls until `db` has no server connection, for `seconds` at most.
@@ -184,8 +186,21 @@ bool no_backends_within(PGconn* superuser, const std::string& db, double seconds
 TEST_CASE("PAUSE closes the database's server connections; RESUME opens them again") {
   const std::string db = "pause_closes";
   PgConn superuser = connect(conninfo(cluster_ports().primary, "postgres", "postgres", "postgres"));
-  exec(superuser.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  const auto drop_both = [&] {  // also the renamed one a failed run may have left
+    exec(superuser.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+    exec(superuser.get(), "DROP DATABASE IF EXISTS " + db + "_renamed WITH (FORCE)");
+  };
+  drop_both();
   exec(superuser.get(), "CREATE DATABASE " + db);
+  struct DropAtExit {
+    std::function<void()> drop;
+    ~DropAtExit() {
+      try {
+        drop();
+      } catch (...) {
+      }
+    }
+  } drop_at_exit{drop_both};
   const int listen = pick_listen_port();
   nlohmann::json config = default_config(listen);
   config["users"].push_back({{"name", "admin"}, {"password", "admin-secret"}});
@@ -211,5 +226,4 @@ TEST_CASE("PAUSE closes the database's server connections; RESUME opens them aga
     CHECK(scalar(app.get(), "SELECT 2") == "2");
     CHECK(scalar(late.get(), "SELECT 3") == "3");
   }
-  exec(superuser.get(), "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
 }

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "tests/integration/routing/routing_support.hpp"
 
@@ -75,6 +76,18 @@ TEST_CASE("pg_dump --jobs 3 through the split dumps what a direct dump does, bot
   REQUIRE(mkdtemp(pattern) != nullptr);
   const std::string parent(pattern);
   const std::string dir = parent + "/dump";  // pg_dump -Fd makes it
+  struct Cleanup {  // also when a REQUIRE ends the test midway
+    std::string parent;
+    ClusterPorts ports;
+    ~Cleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(parent, ignored);
+      try {
+        drop_database(ports, kDb);
+      } catch (...) {
+      }
+    }
+  } cleanup{parent, ports};
   std::string log;
   const std::string direct = dump_as_sql(ports.primary, dir, &log);
   REQUIRE_MESSAGE(!direct.empty(), log);
@@ -94,6 +107,4 @@ TEST_CASE("pg_dump --jobs 3 through the split dumps what a direct dump does, bot
       CHECK_MESSAGE(through == direct, proxy_log);
     }
   }
-  std::filesystem::remove_all(parent);
-  drop_database(ports, kDb);
 }
