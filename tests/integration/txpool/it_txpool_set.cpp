@@ -231,10 +231,13 @@ std::string reported_after(const std::string& ci, const std::string& parameter,
 // backslash that the session reads as an escape (a quote escaped so ended the literal: SQL injection).
 TEST_CASE("RESET back to a startup value the server does not change is reported as PostgreSQL does") {
   const std::string db = "txp_silent_reset";
-  fresh_database(db);
+  fresh_database(db, true);  // also on the standbys: the second pgmux reads there
   const int listen = pick_listen_port();
   ProxyUnderTest proxy(txpool_config(listen, db, 1).dump(), listen);
   wait_serving(app_conninfo(proxy.port(), db));
+  const int split_listen = pick_listen_port();
+  ProxyUnderTest split(txpool_config(split_listen, db, 1, true).dump(), split_listen);  // read/write split on
+  wait_serving(app_conninfo(split.port(), db));
   struct Case {
     std::string extra, parameter;
     std::vector<std::string> script;
@@ -259,6 +262,7 @@ TEST_CASE("RESET back to a startup value the server does not change is reported 
     const std::string direct = reported_after(app_conninfo(cluster_ports().primary, db, c.extra), c.parameter,
                                               c.script);
     CHECK(reported_after(app_conninfo(proxy.port(), db, c.extra), c.parameter, c.script) == direct);
+    CHECK(reported_after(app_conninfo(split.port(), db, c.extra), c.parameter, c.script) == direct);
   }
   drop_database_quietly(db);
 }
