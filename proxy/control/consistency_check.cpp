@@ -3,12 +3,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <algorithm>
 
 #include "protocol/sqlstate.hpp"
 #include "proxy/control/control.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/net/wall_clock.hpp"
 #include "proxy/ops/snapshot.hpp"
 #include "routing/topology.hpp"
 
@@ -503,7 +503,7 @@ void ConsistencyCheck::finish(ConsistencyReport report, const char* outcome) {
   ++control_.metrics().consistency_checks[outcome];
   if (report.sqlstate.empty()) {
     control_.metrics().consistency_differences = static_cast<double>(report.differences);
-    control_.metrics().last_consistency_check = static_cast<double>(std::time(nullptr));
+    control_.metrics().last_consistency_check = wall_clock_seconds();
     if (report.differences == 0) {
       LOG_INFO("consistency check of %s: %s", escape_for_log(database_).c_str(), report.message.c_str());
     } else {

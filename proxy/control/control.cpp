@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <csignal>
 #include <cstring>
-#include <ctime>
 
 #include "conf/loader.hpp"
 #include "proxy/control/config_diff.hpp"
 #include "proxy/net/listen_socket.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/net/wall_clock.hpp"
 #include "proxy/ops/metrics_http.hpp"
 #include "proxy/ops/snapshot.hpp"
 #include "proxy/ops/sd_notify.hpp"
@@ -20,7 +20,6 @@
 namespace pgmux::proxy {
 
 namespace {
-double unix_now() { return static_cast<double>(std::time(nullptr)); }
 
 // Outside systemd there is no $NOTIFY_SOCKET and this does nothing; a socket that refuses is worth one warning.
 void notify_systemd(const std::string& state) {
@@ -31,7 +30,7 @@ void notify_systemd(const std::string& state) {
 
 Control::Control(std::string config_path, std::shared_ptr<const conf::Config> config)
     : config_path_(std::move(config_path)), loop_(uv_default_loop()) {
-  metrics_.started_at = unix_now();
+  metrics_.started_at = wall_clock_seconds();
   // Roles are discovered, not configured: the prober's views reach every worker (DESIGN.md §5).
   prober_ = std::make_unique<Prober>(loop_, *config, [this](Prober::View view) { on_view(std::move(view)); });
   prober_->set_probe_observer([this](const std::string& backend, double seconds) {
@@ -279,7 +278,7 @@ ReloadOutcome Control::apply_config(std::shared_ptr<const conf::Config> next, co
   shared_->view.store(view);
   for (auto& worker : workers_) worker->apply_config(next, view);
   ++metrics_.reloads_ok;
-  metrics_.last_reload_time = unix_now();
+  metrics_.last_reload_time = wall_clock_seconds();
   LOG_INFO("%s: config reloaded from %s: %s", trigger.c_str(), config_path_.c_str(), outcome.summary.c_str());
   return outcome;
 }

@@ -3,7 +3,6 @@
 // thread-safe by construction.
 #pragma once
 #include <atomic>
-#include <ctime>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +12,7 @@
 
 #include "conf/config.hpp"
 #include "proxy/client/cancel.hpp"
+#include "proxy/net/wall_clock.hpp"
 #include "proxy/control/auth_cache.hpp"
 #include "proxy/control/commit_clock.hpp"
 #include "proxy/control/function_catalogs.hpp"
@@ -88,7 +88,7 @@ struct SharedState {
   std::atomic<std::shared_ptr<const conf::Config>> config;
   std::atomic<std::shared_ptr<const routing::BackendsView>> view;  // the prober's latest snapshot
   CancelRegistry cancels;
-  const double started_unix = static_cast<double>(std::time(nullptr));  // SHOW STATS' per-second averages
+  const double started_unix = wall_clock_seconds();  // SHOW STATS' per-second averages
   std::atomic<uint64_t> next_client_id{0};
   std::atomic<uint64_t> next_server_id{0};
   Control* control = nullptr;    // set before any worker starts; call only its thread-safe post()

@@ -6,7 +6,6 @@
 //   5xx, none  unknown: fail, and let Patroni's next /cluster and the probes decide what pgmux does
 // And a switchover asked of Patroni directly, seen in its failover key (follow_patroni): drained for, then followed.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +13,7 @@
 #include "proxy/control/control.hpp"
 #include "proxy/control/switchover.hpp"
 #include "proxy/net/log.hpp"
+#include "proxy/net/wall_clock.hpp"
 
 namespace pgmux::proxy {
 
@@ -149,9 +149,6 @@ void Switchover::begin_patroni_follow(const PatroniFailoverKey& key) {
 }
 
 namespace {
-double wall_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 // Patroni drops a scheduled switchover found more than 1.5 loop_wait late (loop_wait is 10 s by default) and clears
 // its key: one further in the past is not acted on.
 constexpr double kStaleAfter = 15;
@@ -170,7 +167,7 @@ void Switchover::schedule_patroni_follow(const PatroniFailoverKey& key) {
              when.c_str());
     return;
   }
-  const double now = wall_now();
+  const double now = wall_clock_seconds();
   if (*key.scheduled_at < now - kStaleAfter) {
     LOG_WARN("Patroni has a switchover scheduled at %s, %.0f s ago: not drained for (Patroni drops one that late)",
              when.c_str(), now - *key.scheduled_at);
@@ -189,7 +186,7 @@ void Switchover::schedule_patroni_follow(const PatroniFailoverKey& key) {
 }
 
 void Switchover::arm_scheduled_timer() {
-  const double start_in = std::max(0.0, scheduled_start_ - wall_now());
+  const double start_in = std::max(0.0, scheduled_start_ - wall_clock_seconds());
   uv_timer_start(scheduled_timer_->get(), on_scheduled_time, static_cast<uint64_t>(std::llround(start_in * 1000)),
                  0);
 }
@@ -206,7 +203,7 @@ void Switchover::on_scheduled_time(uv_timer_t* timer) {
   Switchover* self = UvTimer<Switchover>::owner_of(timer);
   if (self == nullptr || !self->scheduled_key_) return;
   // libuv's timers run on the monotonic clock: a wall clock stepped meanwhile (NTP) moves the time to start at.
-  if (self->scheduled_start_ - wall_now() > 0.05) {
+  if (self->scheduled_start_ - wall_clock_seconds() > 0.05) {
     self->arm_scheduled_timer();
     return;
   }

@@ -257,6 +257,7 @@ class Worker final : public PoolHost {
   routing::Balancer balancer_;
   bool shutting_down_ = false;
   bool finished_ = false;
+  double wall_offset_ = 0;  // wall clock less loop clock, for the times snapshot() shows
   WorkerMetrics metrics_;
   ByteCounters client_byte_counters_{&metrics_.client_bytes_received, &metrics_.client_bytes_sent};
 };

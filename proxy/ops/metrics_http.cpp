@@ -2,7 +2,6 @@
 
 #include <uv.h>
 
-#include <ctime>
 #include <functional>
 #include <map>
 #include <memory>
@@ -12,6 +11,7 @@
 #include "proxy/ops/http_message.hpp"
 #include "proxy/net/log.hpp"
 #include "proxy/net/uv_handle.hpp"
+#include "proxy/net/wall_clock.hpp"
 #include "proxy/ops/metrics_export.hpp"
 #include "proxy/ops/status_json.hpp"
 #include "proxy/control/worker.hpp"
@@ -34,12 +34,6 @@ struct Response {
 };
 
 Response text(int status, std::string body) { return Response{status, kTextType, std::move(body) + "\n", {}}; }
-
-double unix_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 }  // namespace
 
@@ -231,7 +225,7 @@ void MetricsHttpServer::Impl::answer_with_snapshots(HttpConn* c, std::function<R
         sources.control = &control.metrics();
         sources.pins = &shared.pins;
         sources.version = PGMUX_VERSION;
-        sources.now = unix_now();
+        sources.now = wall_clock_seconds();
         sources.clients = shared.clients.load();
         sources.shutting_down = control.stopping();
         respond(it->second, build(sources));

@@ -1,9 +1,8 @@
 #include "proxy/ops/snapshot.hpp"
 
 #include <algorithm>
-#include <chrono>
+#include <cmath>
 #include <cstdlib>
-#include <ctime>
 #include <mutex>
 
 #include "proxy/client/client_conn.hpp"
@@ -11,6 +10,7 @@
 #include "proxy/server/server_conn.hpp"
 #include "proxy/control/shared_state.hpp"
 #include "proxy/control/worker.hpp"
+#include "proxy/net/wall_clock.hpp"
 
 namespace pgmux::proxy {
 
@@ -145,11 +145,12 @@ ServerRow server_row(const ServerConn* s, Pool& pool, const WallClock& clock, in
 WorkerSnapshot Worker::snapshot() {
   WorkerSnapshot out;
   out.worker = index_;
-  // The wall clock to the microsecond: in whole seconds, a time shown (connect_time) moved by a second between two
-  // snapshots as the fraction of the current second came and went.
-  const double unix_now =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const WallClock clock{now(), unix_now};
+  // The loop's clock is in whole milliseconds and cached per loop turn: its distance to the wall clock jitters by a
+  // millisecond or two between calls, and a time shown in whole seconds (connect_time) flipped between two SHOWs.
+  // One offset, kept until the wall clock is set (NTP, an operator) by more than half a second.
+  const double offset = wall_clock_seconds() - now();
+  if (wall_offset_ == 0 || std::abs(offset - wall_offset_) > 0.5) wall_offset_ = offset;
+  const WallClock clock{now(), now() + wall_offset_};
   clients_.for_each([&](ClientConn* c) { out.clients.push_back(client_row(c, clock, index_)); });
   for (auto& entry : pools_) {
     // A named reference, not a structured binding: clang before 16 cannot capture those in the lambdas below.

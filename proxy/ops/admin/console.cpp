@@ -33,7 +33,7 @@ void AdminConsole::answer(const Answer& answer) {
 namespace {
 
 // A database name in double quotes (PAUSE, RESUME, RECONNECT) is an identifier as PostgreSQL reads one: closed,
-// and not empty (42601 as PostgreSQL's scanner answers). Unchecked, `PAUSE "app` asked for a database named "app
+// not empty and with nothing glued behind its closing quote (42601 as PostgreSQL's scanner answers). Unchecked, `PAUSE "app` asked for a database named "app
 // with its quote. Other commands' arguments are not names (EXPLAIN ROUTE's SQL may hold a quote in a literal).
 std::optional<Answer> quoting_error(const admin::Command& command, const admin::Input& input) {
   const bool names_database = command.handler == admin::pause_command || command.handler == admin::resume_command ||
@@ -58,6 +58,9 @@ std::optional<Answer> quoting_error(const admin::Command& command, const admin::
     }
     if (arg.starts_with("\"\"") && i == 2) {
       return Answer::fail(protocol::sqlstate::kSyntaxError, "zero-length delimited identifier at or near \"\"\"\"");
+    }
+    if (i < arg.size()) {  // "app"x: PostgreSQL's scanner ends the identifier at its quote and stops at the rest
+      return Answer::fail(protocol::sqlstate::kSyntaxError, "syntax error at or near \"" + arg.substr(i) + "\"");
     }
   }
   return std::nullopt;

@@ -1,11 +1,11 @@
 // SHOW BACKENDS (alias SHOW POOL_NODES): Pgpool-II's columns, then pgmux's own (lag, timeline, why excluded).
-#include <ctime>
 #include <map>
 
 #include "proxy/ops/admin/commands.hpp"
 #include "proxy/control/probe_connection.hpp"
 #include "proxy/control/shared_state.hpp"
 #include "proxy/control/worker.hpp"
+#include "proxy/net/wall_clock.hpp"
 
 namespace pgmux::proxy::admin {
 
@@ -42,7 +42,7 @@ Answer show_backends(const Input&, Context& context) {
   for (const routing::BackendStatus& b : view.backends) {
     if (b.role == routing::Role::Standby && !b.spec.disabled) total_weight += b.spec.weight;
   }
-  const double unix_now = static_cast<double>(std::time(nullptr));
+  const double unix_now = wall_clock_seconds();
   const double mono_now = monotonic_seconds();
 
   ResultSet r;

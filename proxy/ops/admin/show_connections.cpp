@@ -3,6 +3,7 @@
 // console by position or by name (exporters, dashboards) work; pgmux's own columns follow. A PgBouncer concept
 // pgmux does not have answers 0 or NULL (README, "The admin console").
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <tuple>
@@ -30,9 +31,10 @@ bool database_paused(const Context& context, const std::string& database) {
 int64_t flag(bool value) { return value ? 1 : 0; }  // PgBouncer's 0/1 integer columns
 
 // Whole seconds and the microseconds past them, as PgBouncer splits maxwait and wait.
+// Rounded to the microsecond first: 0.3 s is 0.29999... in binary and was shown as 299999 us.
 std::pair<int64_t, int64_t> split_seconds(double seconds) {
-  const auto whole = static_cast<int64_t>(seconds);
-  return {whole, static_cast<int64_t>((seconds - static_cast<double>(whole)) * 1e6)};
+  const int64_t micros = std::llround(std::max(0.0, seconds) * 1e6);
+  return {micros / 1000000, micros % 1000000};
 }
 
 // PgBouncer's pool: every backend's pool of one (database, user), with clients and servers counted by state.

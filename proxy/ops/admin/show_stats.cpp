@@ -1,11 +1,11 @@
 // SHOW STATS, STATS_TOTALS, STATS_AVERAGES, TOTALS, MEM and FDS with PgBouncer 1.25's columns in its order, then
 // pgmux's own. PgBouncer averages over its last stats_period; pgmux has no such period and averages since start
 // (per second for counts and bytes, per transaction, query or assignment for times).
-#include <ctime>
 #include <map>
 
 #include "proxy/ops/admin/commands.hpp"
 #include "proxy/control/shared_state.hpp"
+#include "proxy/net/wall_clock.hpp"
 
 namespace pgmux::proxy::admin {
 
@@ -39,7 +39,7 @@ std::map<std::string, Totals> totals_by_database(const Context& context) {
 
 // Counts per second since start, and times per event, in PgBouncer's order of the averages.
 std::vector<uint64_t> averages(const Totals& t, const Context& context) {
-  const double uptime = std::max(1.0, static_cast<double>(std::time(nullptr)) - context.shared.started_unix);
+  const double uptime = std::max(1.0, wall_clock_seconds() - context.shared.started_unix);
   auto rate = [&](uint64_t total) { return static_cast<uint64_t>(static_cast<double>(total) / uptime); };
   return {rate(t.assignments),         rate(t.xacts),        rate(t.queries),
           rate(t.received),            rate(t.sent),         average(t.xact_us, t.xacts),

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
@@ -120,14 +121,15 @@ TEST_CASE("SHOW SERVERS' connect_time does not move between calls") {
   }
 }
 
-// Quoted names read as PostgreSQL reads identifiers: unterminated or empty is its 42601, not a database named
-// with the quote (3D000 before).
-TEST_CASE("console names in double quotes: unterminated and empty ones get 42601") {
+// Quoted names read as PostgreSQL reads identifiers: unterminated, empty or followed by more is its 42601, not a
+// database named with the quote (3D000 before).
+TEST_CASE("console names in double quotes: unterminated, empty and glued ones get 42601") {
   Console c;
   PgConn admin = c.console();
-  for (const char* sql : {"PAUSE \"app", "PAUSE \"\"", "RECONNECT \"ap\"\"p"}) {
+  // "app"x was read as one name, app"x (3D000).
+  for (const std::string& sql : std::vector<std::string>{"PAUSE \"app", "PAUSE \"\"", "RECONNECT \"ap\"\"p", "PAUSE \"app\"x"}) {
     CAPTURE(sql);
-    PgResult res(PQexec(admin.get(), sql));
+    PgResult res(PQexec(admin.get(), sql.c_str()));
     CHECK(sqlstate(res.get()) == "42601");
   }
   PgResult quoted(PQexec(admin.get(), "PAUSE \"ap\"\"p\""));  // a closed one with a doubled quote: a name
