@@ -6,6 +6,9 @@
 #include <openssl/rand.h>
 
 #include <charconv>
+#include <cstdio>
+
+#include "protocol/sqlstate.hpp"
 
 namespace pgmux::protocol {
 
@@ -324,69 +327,125 @@ bool ScramClient::verify_server_final(std::string_view server_final) {
 
 // ---- server role ----
 
+namespace {
+// A byte of a client's message as PostgreSQL names it in a detail (sanitize_char), quoted: 'c' when printable,
+// else its code (0x00 for the message's end).
+std::string named_char(std::string_view text) {
+  const unsigned char c = text.empty() ? 0 : static_cast<unsigned char>(text.front());
+  char named[8];
+  if (c >= 0x20 && c <= 0x7e) {
+    snprintf(named, sizeof named, "'%c'", c);
+  } else {
+    snprintf(named, sizeof named, "0x%02x", c);
+  }
+  return std::string("\"") + named + "\"";
+}
+
+bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+
+// Steps over one attribute (a letter, '=', a value up to a comma) as PostgreSQL's read_any_attr reads it; what is
+// wrong with it (a detail for "malformed SCRAM message") when it is not one.
+std::optional<std::string> skip_attribute(std::string_view& rest) {
+  if (rest.empty()) return "Attribute expected, but found end of string.";
+  if (!is_alpha(rest.front())) return "Attribute expected, but found invalid character " + named_char(rest) + ".";
+  if (rest.substr(1, 1) != "=") return std::string("Expected character \"=\" for attribute \"") + rest.front() + "\".";
+  const size_t comma = rest.find(',');
+  rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  return std::nullopt;
+}
+}  // namespace
+
 ScramServer::ScramServer(ScramSecret secret, std::string nonce)
     : secret_(std::move(secret)), nonce_(std::move(nonce)) {}
 
+std::nullopt_t ScramServer::fail(const char* sqlstate, std::string message, std::string detail) {
+  error_ = "SCRAM: " + message + (detail.empty() ? "" : " (" + detail + ")");
+  fault_ = ScramFault{sqlstate, std::move(message), std::move(detail)};
+  state_ = State::Failed;
+  return std::nullopt;
+}
+
+std::nullopt_t ScramServer::malformed(std::string detail) {
+  return fail(sqlstate::kProtocolViolation, "malformed SCRAM message", std::move(detail));
+}
+
 // The gs2 header (cbind flag, authzid, two commas) with PostgreSQL's rules (read_client_first_message), or
-// nullopt with error_ set.
+// nullopt with the fault set.
 std::optional<std::string> ScramServer::read_gs2_header(std::string_view client_first, bool plus) {
-  const size_t cbind_end = client_first.find(',');
-  if (client_first.empty() || cbind_end == std::string_view::npos) {
-    error_ = "SCRAM: malformed client-first-message (gs2 header)";
-    return std::nullopt;
-  }
-  const std::string_view cbind = client_first.substr(0, cbind_end);
-  std::string problem;
-  if (cbind == "n" || cbind == "y") {
+  const char flag = client_first.empty() ? '\0' : client_first.front();
+  size_t at = 1;
+  if (flag == 'n' || flag == 'y') {
     if (plus) {
-      problem = "The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data.";
-    } else if (cbind == "y" && offers_channel_binding()) {
-      problem = "SCRAM channel binding negotiation error: the client supports SCRAM channel binding but thinks the "
-                "server does not. However, this server does support channel binding.";
+      return malformed("The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel "
+                       "binding data.");
     }
-  } else if (cbind.substr(0, 2) == "p=") {
+    if (flag == 'y' && offers_channel_binding()) {
+      return fail(sqlstate::kInvalidAuthorization, "SCRAM channel binding negotiation error",
+                  "The client supports SCRAM channel binding but thinks the server does not.  However, this server "
+                  "does support channel binding.");
+    }
+    if (client_first.substr(1, 1) != ",") {
+      return malformed("Comma expected, but found character " + named_char(client_first.substr(1)) + ".");
+    }
+    at = 2;
+  } else if (flag == 'p') {
     if (!plus) {
-      problem = "The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel "
-                "binding data.";
-    } else if (cbind.substr(2) != "tls-server-end-point" || !offers_channel_binding()) {
-      problem = "unsupported SCRAM channel-binding type \"" + std::string(cbind.substr(2)) + "\"";
+      return malformed("The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes "
+                       "channel binding data.");
+    }
+    const size_t comma = client_first.find(',');
+    if (client_first.substr(1, 1) != "=" || comma == std::string_view::npos) {
+      return malformed("Expected character \"=\" for attribute \"p\".");
+    }
+    const std::string_view type = client_first.substr(2, comma - 2);
+    if (type != "tls-server-end-point" || !offers_channel_binding()) {
+      return fail(sqlstate::kProtocolViolation, "unsupported SCRAM channel-binding type \"" + std::string(type) +
+                                                    "\"");
     }
     binding_ = true;
+    at = comma + 1;
   } else {
-    problem = "malformed client-first-message (unexpected channel-binding flag)";
+    return malformed("Unexpected channel-binding flag " + named_char(client_first) + ".");
   }
-  if (problem.empty() && (client_first.size() <= cbind_end + 1 || client_first[cbind_end + 1] != ',')) {
-    problem = client_first.substr(cbind_end + 1, 1) == "a" ? "authorization identity is not supported"
-                                                           : "malformed client-first-message (gs2 header)";
+  if (client_first.substr(at, 1) == "a") {
+    return fail(sqlstate::kFeatureNotSupported, "client uses authorization identity, but it is not supported");
   }
-  if (!problem.empty()) {
-    error_ = "SCRAM: " + problem;
-    return std::nullopt;
+  if (client_first.substr(at, 1) != ",") {
+    return malformed("Unexpected attribute " + named_char(client_first.substr(at)) + " in client-first-message.");
   }
-  return std::string(client_first.substr(0, cbind_end + 2));
+  return std::string(client_first.substr(0, at + 1));
+}
+
+// What may follow the nonce in client-first: attributes PostgreSQL reads and ignores, each a letter, '=' and a
+// value (read_any_attr). False with the fault set.
+bool ScramServer::read_extensions(std::string_view rest) {
+  while (!rest.empty()) {
+    if (const std::optional<std::string> problem = skip_attribute(rest)) {
+      malformed(*problem);
+      return false;
+    }
+  }
+  return true;
 }
 
 std::optional<std::string> ScramServer::server_first(std::string_view client_first, bool plus) {
-  auto fail = [this](std::string msg) -> std::optional<std::string> {
-    error_ = "SCRAM: " + std::move(msg);
-    state_ = State::Failed;
-    return std::nullopt;
-  };
-  if (state_ != State::Start) return fail("unexpected client-first-message");
-  if (!valid_nonce(nonce_)) return fail("invalid server nonce");
+  if (state_ != State::Start) return malformed("Unexpected client-first-message.");
+  if (!valid_nonce(nonce_)) return fail(sqlstate::kInternalError, "could not generate random nonce");
   std::optional<std::string> header = read_gs2_header(client_first, plus);
-  if (!header) {
-    state_ = State::Failed;
-    return std::nullopt;
-  }
+  if (!header) return std::nullopt;
   gs2_header_ = std::move(*header);
   std::string_view bare = client_first.substr(gs2_header_.size());
-  if (bare.substr(0, 2) == "m=") return fail("client requires an unsupported SCRAM extension");
+  if (bare.substr(0, 1) == "m") {
+    return fail(sqlstate::kFeatureNotSupported, "client requires an unsupported SCRAM extension");
+  }
   std::string_view rest = bare;
   auto user = take_attr(rest, 'n');  // ignored: the startup packet's user is authoritative
-  auto client_nonce = user ? take_attr(rest, 'r') : std::nullopt;
-  if (!client_nonce) return fail("malformed client-first-message");
-  if (!valid_nonce(*client_nonce)) return fail("invalid client nonce");
+  if (!user) return malformed("Expected attribute \"n\" but found " + named_char(bare) + ".");
+  const std::string_view at_nonce = rest;
+  auto client_nonce = take_attr(rest, 'r');
+  if (!client_nonce) return malformed("Expected attribute \"r\" but found " + named_char(at_nonce) + ".");
+  if (!valid_nonce(*client_nonce)) return fail(sqlstate::kProtocolViolation, "non-printable characters in SCRAM nonce");
+  if (!read_extensions(rest)) return std::nullopt;
 
   client_first_bare_ = std::string(bare);
   combined_nonce_ = std::string(*client_nonce) + nonce_;
@@ -396,41 +455,45 @@ std::optional<std::string> ScramServer::server_first(std::string_view client_fir
   return server_first_;
 }
 
+// PostgreSQL's order (read_client_final_message, then the nonce, then the proof): the channel binding, the
+// message's shape, the nonce, and only then whether the proof is right.
 std::optional<std::string> ScramServer::server_final(std::string_view client_final) {
-  auto fail = [this](std::string msg) -> std::optional<std::string> {
-    error_ = "SCRAM: " + std::move(msg);
-    state_ = State::Failed;
-    return std::nullopt;
-  };
-  if (state_ != State::SentFirst) return fail("unexpected client-final-message");
+  if (state_ != State::SentFirst) return malformed("Unexpected client-final-message.");
   std::string_view rest = client_final;
   auto binding = take_attr(rest, 'c');
-  auto nonce = binding ? take_attr(rest, 'r') : std::nullopt;
-  if (!nonce) return fail("malformed client-final-message");
+  if (!binding) return malformed("Expected attribute \"c\" but found " + named_char(client_final) + ".");
   auto header = base64_decode(*binding);
   if (binding_) {
     // c= is the gs2 header and then the hash of the certificate this side presented: another certificate
     // (a man in the middle's) gives another hash.
-    if (!header || *header != gs2_header_ + cbind_data_) return fail("SCRAM channel binding check failed");
+    if (!header || *header != gs2_header_ + cbind_data_) {
+      return fail(sqlstate::kInvalidAuthorization, "SCRAM channel binding check failed");
+    }
   } else if (!header || *header != gs2_header_) {
-    return fail("unexpected channel-binding data in client-final-message");
+    return fail(sqlstate::kProtocolViolation, "unexpected SCRAM channel-binding attribute in client-final-message");
   }
-  if (*nonce != combined_nonce_) return fail("nonce in client-final-message does not match");
-  // Skip extensions; the proof must be the last attribute.
-  while (!rest.empty() && rest.substr(0, 2) != "p=") {
-    const size_t comma = rest.find(',');
-    if (comma == std::string_view::npos) return fail("client-final-message has no proof");
-    rest.remove_prefix(comma + 1);
+  const std::string_view at_nonce = rest;
+  auto nonce = take_attr(rest, 'r');
+  if (!nonce) return malformed("Expected attribute \"r\" but found " + named_char(at_nonce) + ".");
+  // Extensions up to the proof, which is the last attribute.
+  while (rest.substr(0, 2) != "p=") {
+    if (const std::optional<std::string> problem = skip_attribute(rest)) return malformed(*problem);
   }
-  if (rest.empty()) return fail("client-final-message has no proof");
   const std::string_view without_proof = client_final.substr(0, client_final.size() - rest.size() - 1);
   auto proof_b64 = take_attr(rest, 'p');
   auto proof = proof_b64 ? decode_key(*proof_b64) : std::nullopt;
-  if (!proof || !rest.empty() || client_final.back() == ',') return fail("malformed proof in client-final-message");
+  if (!proof) return malformed("Malformed proof in client-final-message.");
+  if (!rest.empty() || client_final.back() == ',') {
+    return malformed("Garbage found at the end of client-final-message.");
+  }
+  if (*nonce != combined_nonce_) return fail(sqlstate::kProtocolViolation, "invalid SCRAM response",
+                                             "Nonce does not match.");
 
   const std::string msg = auth_message(client_first_bare_, server_first_, without_proof);
   const Sha256 client_key = xor_keys(*proof, hmac(secret_.stored_key, msg));
-  if (!equal_keys(sha256(client_key), secret_.stored_key)) return fail("password authentication failed (bad proof)");
+  if (!equal_keys(sha256(client_key), secret_.stored_key)) {
+    return fail(sqlstate::kInvalidPassword, "password authentication failed (bad proof)");
+  }
   client_key_ = client_key;
   state_ = State::Done;
   return "v=" + base64_encode(key_chars(hmac(secret_.server_key, msg)));

@@ -78,6 +78,15 @@ class ScramClient {
   bool awaiting_server_final_ = false;  // set once client_final() succeeded
 };
 
+// Why a client's SCRAM message was refused, with PostgreSQL's SQLSTATE and words (auth-scram.c): 08P01 for a
+// malformed message or a nonce that does not match, 28000 for channel binding, 0A000 for what SCRAM allows and
+// PostgreSQL does not support, 28P01 for a wrong proof (a wrong password: the caller words that one).
+struct ScramFault {
+  const char* sqlstate = "";
+  std::string message;
+  std::string detail;  // empty: none
+};
+
 // Server role (clients logging in to pgmux).
 class ScramServer {
  public:
@@ -96,7 +105,10 @@ class ScramServer {
   std::optional<std::string> server_final(std::string_view client_final);
   // After a successful server_final: ClientKey = ClientProof XOR ClientSignature.
   const std::optional<Sha256>& recovered_client_key() const { return client_key_; }
-  const std::string& error() const { return error_; }
+  const std::string& error() const { return error_; }  // for the log: "SCRAM: " + the fault's message and detail
+  const ScramFault& fault() const { return fault_; }
+  bool sent_first() const { return state_ == State::SentFirst || state_ == State::Done; }
+  bool finished() const { return state_ == State::Done || state_ == State::Failed; }
 
  private:
   ScramSecret secret_;
@@ -105,7 +117,11 @@ class ScramServer {
   std::string server_first_;
   std::optional<Sha256> client_key_;
   std::string error_;
+  ScramFault fault_;
+  std::nullopt_t fail(const char* sqlstate, std::string message, std::string detail = {});
+  std::nullopt_t malformed(std::string detail);  // PostgreSQL's "malformed SCRAM message" with a detail
   std::optional<std::string> read_gs2_header(std::string_view client_first, bool plus);
+  bool read_extensions(std::string_view rest);
   std::string gs2_header_;      // "n,,", "y,," or "p=tls-server-end-point,,": client-final's c= starts with it
   std::string cbind_data_;      // empty: no channel binding offered
   bool binding_ = false;        // the client asked for channel binding (flag 'p')

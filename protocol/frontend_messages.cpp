@@ -80,6 +80,7 @@ std::optional<SaslInitialResponse> parse_sasl_initial_response(ByteView body) {
   const int32_t len = r.i32();
   if (!r.ok() || len < -1) return std::nullopt;
   if (len >= 0) m.data = r.bytes(len);
+  m.absent = len == -1;
   if (!done(r)) return std::nullopt;
   return m;
 }

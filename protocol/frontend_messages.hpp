@@ -50,7 +50,11 @@ struct BindMessage { std::string_view portal; std::string_view statement; };  //
 struct DescribeMessage { char kind = 'S'; std::string_view name; };           // kind: 'S' statement, 'P' portal
 struct CloseMessage { char kind = 'S'; std::string_view name; };
 struct ExecuteMessage { std::string_view portal; int32_t max_rows = 0; };
-struct SaslInitialResponse { std::string_view mechanism; ByteView data; };  // data empty when length is -1
+struct SaslInitialResponse {
+  std::string_view mechanism;
+  ByteView data;
+  bool absent = false;  // length -1: no initial response (the client sends it when asked, in a SASLResponse)
+};
 
 std::optional<QueryMessage> parse_query(ByteView body);
 std::optional<ParseMessage> parse_parse(ByteView body);

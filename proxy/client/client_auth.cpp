@@ -5,6 +5,7 @@
 #include "protocol/auth_md5.hpp"
 #include "protocol/backend_messages.hpp"
 #include "protocol/frontend_messages.hpp"
+#include "protocol/sqlstate.hpp"
 
 namespace pgmux::proxy {
 
@@ -80,32 +81,62 @@ ClientAuth::Step ClientAuth::on_message(ByteView body) {
   }
   if (method_ != conf::AuthMethod::ScramSha256 || !scram_) return fail_protocol("unexpected password packet");
 
-  Step step;
   if (step_ == 1) {
     auto initial = parse_sasl_initial_response(body);
     if (!initial) return fail_protocol("malformed SASLInitialResponse message");
-    const bool plus = initial->mechanism == kScramSha256Plus && scram_->offers_channel_binding();
-    if (initial->mechanism != kScramSha256 && !plus) {
+    plus_ = initial->mechanism == kScramSha256Plus && scram_->offers_channel_binding();
+    if (initial->mechanism != kScramSha256 && !plus_) {
       return fail_protocol("client selected an invalid SASL authentication mechanism");
     }
-    auto server_first = scram_->server_first(as_chars(initial->data), plus);
-    if (!server_first) return fail_protocol("malformed SCRAM message: " + scram_->error());
-    build_authentication_sasl_continue(step.reply, *server_first);
-    return step;
+    if (initial->absent) {
+      // No initial response: PostgreSQL asks for it with an empty challenge, and the client-first-message comes
+      // in the next SASLResponse.
+      Step step;
+      build_authentication_sasl_continue(step.reply, "");
+      return step;
+    }
+    return scram_first(initial->data);
   }
-  if (step_ == 2) {
-    auto server_final = scram_->server_final(as_chars(body));
-    if (!server_final) return fail_password();
-    build_authentication_sasl_final(step.reply, *server_final);
-    step.verdict = Verdict::Ok;
-    return step;
-  }
-  return fail_protocol("unexpected SASL message");
+  if (step_ == 2 && !scram_->sent_first()) return scram_first(body);
+  if (!scram_->sent_first() || scram_->finished()) return fail_protocol("unexpected SASL message");
+  Step step;
+  auto server_final = scram_->server_final(as_chars(body));
+  if (!server_final) return fail_scram();
+  build_authentication_sasl_final(step.reply, *server_final);
+  step.verdict = Verdict::Ok;
+  return step;
+}
+
+ClientAuth::Step ClientAuth::scram_first(ByteView client_first) {
+  Step step;
+  auto server_first = scram_->server_first(as_chars(client_first), plus_);
+  if (!server_first) return fail_scram();
+  build_authentication_sasl_continue(step.reply, *server_first);
+  return step;
+}
+
+// PostgreSQL's SQLSTATE and words for a refused SCRAM message; a wrong proof reads as a wrong password.
+ClientAuth::Step ClientAuth::fail_scram() const {
+  const ScramFault& fault = scram_->fault();
+  // A mock exchange (no such role) fails a malformed message the same way: only the proof's failure says more.
+  if (std::string_view(fault.sqlstate) == sqlstate::kInvalidPassword) return fail_password();
+  Step step;
+  step.verdict = Verdict::Failed;
+  step.failure = FailureReport::relayed_words(Failure::AuthScramRefused, fault.sqlstate, {fault.message, fault.detail});
+  return step;
 }
 
 std::optional<Sha256> ClientAuth::client_key() const {
   if (!scram_) return std::nullopt;
   return scram_->recovered_client_key();
+}
+
+ClientAuth::Step ClientAuth::refuse_unreadable(std::string why) const {
+  if (scram_) return fail_password();
+  Step step;
+  step.verdict = Verdict::Failed;
+  step.failure = FailureReport(Failure::AuthMessageInvalid, {std::move(why)});
+  return step;
 }
 
 ClientAuth::Step ClientAuth::fail_password() const {

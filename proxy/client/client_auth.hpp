@@ -41,10 +41,19 @@ class ClientAuth {
 
   // The client's SCRAM key, when SCRAM succeeded: lets pgmux log in to PostgreSQL with a stored secret.
   std::optional<protocol::Sha256> client_key() const;
+  // What PostgreSQL calls the message it waits for ("expected SASL response, got message type 81").
+  const char* expected_response() const { return scram_ ? "SASL" : "password"; }
+  // The longest message PostgreSQL reads here (PG_MAX_SASL_MESSAGE_LENGTH, PG_MAX_AUTH_TOKEN_LENGTH), and its
+  // answer to one it does not read (too long, or a length under 4): a SASL exchange fails as a wrong password
+  // would (CheckSASLAuth's STATUS_ERROR), a password exchange ends without a word.
+  uint32_t max_message() const { return scram_ ? 1024 : 65535; }
+  Step refuse_unreadable(std::string why) const;
 
  private:
   Step fail_password() const;
   Step fail_protocol(std::string message) const;
+  Step fail_scram() const;
+  Step scram_first(protocol::ByteView client_first);
 
   std::string user_name_;
   const conf::User* user_;  // null: a mock exchange, bound to fail
@@ -54,6 +63,7 @@ class ClientAuth {
   std::unique_ptr<protocol::ScramServer> scram_;
   std::array<std::byte, 4> md5_salt_{};
   int step_ = 0;
+  bool plus_ = false;  // the client selected SCRAM-SHA-256-PLUS
   // Set when no secret can verify: the exchange only looks like a real one, and fails with this.
   std::optional<Failure> mock_failure_;
 };

@@ -25,9 +25,6 @@ namespace pgmux::proxy {
 using namespace protocol;
 
 namespace {
-// Authentication messages are small; refusing big ones before login keeps strangers from making us allocate.
-constexpr uint32_t kMaxAuthMessage = 10000;
-
 // The client's address and port ("?" and 0 when unknown; ClientConn::kUnixPeer and 0 over a Unix-domain socket).
 std::pair<std::string, int> peer_address(uv_tcp_t* tcp) {
   sockaddr_storage addr{};
@@ -130,14 +127,18 @@ void ClientConn::apply_auth_step(ClientAuth::Step step) {
 
 void ClientConn::handle_auth() {
   while (open() && state_ == ClientState::Auth) {
-    Frame frame = next_frame(in_.unparsed_bytes(), kMaxAuthMessage);
+    Frame frame = next_frame(in_.unparsed_bytes(), auth_->max_message());
     if (frame.status == FrameStatus::NeedMore) {
       in_.make_room(kFrameHeaderSize);
       return;
     }
-    if (frame.status == FrameStatus::Error || frame.tag != frontend::kPassword) {
-      fail(frame.status == FrameStatus::Error ? FailureReport(Failure::AuthMessageInvalid, {to_string(frame.error)})
-                                              : FailureReport(Failure::AuthUnexpectedMessage, {{frame.tag}}));
+    if (frame.status == FrameStatus::Error) {
+      apply_auth_step(auth_->refuse_unreadable(to_string(frame.error)));
+      return;
+    }
+    if (frame.tag != frontend::kPassword) {
+      fail({Failure::AuthUnexpectedMessage,
+            {auth_->expected_response(), std::to_string(static_cast<unsigned char>(frame.tag))}});
       return;
     }
     if (in_.unparsed() < frame.total()) {

@@ -85,7 +85,9 @@ void ClientConn::answer_ssl_request() {
     decline_encryption(true);
     return;
   }
+  // Inside TLS a GSSAPI encryption request is an unsupported protocol too (PostgreSQL goes on with both done).
   encryption_done_.ssl = true;
+  encryption_done_.gss = true;
   send_owned(ByteVector{std::byte{'S'}});
   if (!open()) return;  // the 'S' could not be written (the client reset the connection): closed already
   if (in_.unparsed() > 0) {
@@ -108,6 +110,7 @@ bool ClientConn::starts_direct_tls() {
   std::shared_ptr<const TlsServerContext> context = worker_.client_tls();
   if (!context || over_unix_socket()) return false;
   encryption_done_.ssl = true;
+  encryption_done_.gss = true;
   direct_tls_ = true;
   const ByteVector hello(in_.unparsed_bytes().begin(), in_.unparsed_bytes().end());
   in_.clear();
@@ -234,15 +237,24 @@ void ClientConn::handle_startup_message(const StartupMessage& startup) {
       return;
     }
   }
+  // PostgreSQL applies the options first and the packet's own parameters over them, whatever their order (pgjdbc
+  // sends TimeZone before options): `options=-c TimeZone=...` does not override an explicit TimeZone.
   for (const auto& [name, value] : startup.parameters) {
-    if (name == "options") {
-      if (!parse_options_parameter(value, session_.wanted_params)) {
-        fail(Failure::OptionsUnsupported);
-        return;
-      }
-    } else if (!is_connection_key(name)) {
-      session_.wanted_params.set(name, value);
+    if (name == "options" && !parse_options_parameter(value, session_.wanted_params)) {
+      fail(Failure::OptionsUnsupported);
+      return;
     }
+  }
+  for (const auto& [name, value] : startup.parameters) {
+    if (name != "options" && !is_connection_key(name)) session_.wanted_params.set(name, value);
+  }
+  // PostgreSQL 15 keeps printable ASCII of an application_name and reports '?' for each other byte: the value
+  // pgmux asks of servers is that one (a SET of the bytes as given, not valid UTF-8, failed with 22021 and refused
+  // the login in session pooling).
+  if (const std::string* name = session_.wanted_params.find("application_name")) {
+    std::string clean = *name;
+    std::replace_if(clean.begin(), clean.end(), [](char c) { return c < 32 || c > 126; }, '?');
+    if (clean != *name) session_.wanted_params.set("application_name", clean);
   }
   // A session that starts with its own synchronous_commit may commit without waiting for the standbys that apply
   // every commit (routing::commits_wait_for_apply).

@@ -49,6 +49,7 @@ enum class Failure : uint8_t {
   RoleCannotLogin,
   AuthQueryFailed,
   AuthProtocolViolation,
+  AuthScramRefused,
   AuthMessageInvalid,
   AuthUnexpectedMessage,
   UnknownDatabase,

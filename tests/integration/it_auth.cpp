@@ -3,7 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <functional>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "tests/support/pg_client.hpp"
 #include "tests/support/pgmux_process.hpp"
@@ -135,4 +139,96 @@ TEST_CASE("transaction pooling: clients gone as their login completes are not lo
   }
   PgConn conn = connect(proxy.conninfo("app", "app", "app_tx"));
   CHECK(scalar(conn.get(), "SELECT 1") == "1");
+}
+
+namespace {
+// The same broken SCRAM exchange against the primary and through pgmux: the same SQLSTATE, message and detail
+// (pgmux answered 28P01 "password authentication failed" for most, and took a bad attribute after the nonce).
+void check_scram_like_postgres(const std::string& what, const StartupExtras& extras) {
+  CAPTURE(what);
+  const StartupOutcome direct = raw_startup(cluster_ports().primary, "app", "app", "app", 5.0, extras);
+  const StartupOutcome proxied = raw_startup(target().port(), "app", "app", "app", 5.0, extras);
+  CHECK(proxied.ok == direct.ok);
+  CHECK(proxied.sqlstate == direct.sqlstate);
+  CHECK(proxied.message == direct.message);
+  CHECK(proxied.detail == direct.detail);
+}
+}  // namespace
+
+TEST_CASE("malformed SCRAM messages get PostgreSQL's SQLSTATE, message and detail") {
+  if (direct_mode()) return;  // compares the two itself
+  const auto edited = [](std::function<std::string(std::string)> edit) {
+    StartupExtras extras;
+    extras.scram_final_edit = std::move(edit);
+    return extras;
+  };
+  check_scram_like_postgres("nonce changed", edited([](std::string f) {
+                              return f.replace(f.find(",r=") + 3, 0, "X");
+                            }));
+  check_scram_like_postgres("not SCRAM", edited([](std::string) { return std::string("garbage"); }));
+  check_scram_like_postgres("c= of another flag", edited([](std::string f) { return f.replace(0, 6, "c=eSws"); }));
+  check_scram_like_postgres("short proof", edited([](std::string f) { return f.substr(0, f.size() - 8); }));
+  check_scram_like_postgres("garbage after the proof", edited([](std::string f) { return f + ",x=1"; }));
+  check_scram_like_postgres("an extension before the proof", edited([](std::string f) {
+                              return f.replace(f.find(",p="), 0, ",x=1");
+                            }));
+  for (const std::string& first : std::vector<std::string>{"n,,n=,r=abc,def", "n,,n=,r=abc,1=x", "x,,n=,r=abc", "n,a=me,n=,r=abc", "n,,m=1",
+                                                           "n,,n=,s=abc", "n=,r=abc", "y,,n=,r=abc,"}) {
+    StartupExtras extras;
+    extras.scram_client_first = first;
+    check_scram_like_postgres("client-first " + first, extras);
+  }
+  // No initial response: PostgreSQL asks for it with an empty challenge (pgmux refused it, 08P01), and the login
+  // completes.
+  StartupExtras absent;
+  absent.scram_no_initial_response = true;
+  check_scram_like_postgres("no initial response", absent);
+  CHECK(raw_startup(target().port(), "app", "app", "app", 5.0, absent).ok);
+}
+
+namespace {
+// A startup packet for `user` to database app, then `then`: what PostgreSQL and pgmux send back, from after the
+// authentication request (`request_size` bytes, read first) until they close.
+std::string after_auth_request(int port, const std::string& user, size_t request_size, const std::string& then) {
+  const std::string startup = raw_packet(196608, raw_parameters({{"user", user}, {"database", "app"}}));
+  const RawReply reply = raw_exchange(RawEndpoint{port, {}}, {{startup, request_size}, {then, 0}}, 5.0);
+  CHECK(reply.closed);
+  return reply.rest;
+}
+
+std::string password_message(size_t total) {  // 'p', its length word, then x ... x NUL: `total` bytes in all
+  std::string body(total - 5 - 1, 'x');
+  body.push_back('\0');
+  const uint32_t length = static_cast<uint32_t>(body.size() + 4);
+  std::string out(1, 'p');
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((length >> shift) & 0xff));
+  return out + body;
+}
+}  // namespace
+
+// PostgreSQL reads a password or SASL message up to 65,535 bytes (a longer one: closed without a word), and names
+// another message by its type's number: pgmux cut at 10,000 bytes with an ErrorResponse, and named "Q" as a letter.
+TEST_CASE("authentication messages: PostgreSQL's length limit and its words for a wrong message type") {
+  if (direct_mode()) return;
+  const int primary = cluster_ports().primary;
+  const size_t md5_request = 1 + 4 + 4 + 4;                     // R, length, 5, salt
+  const size_t sasl_request = 1 + 4 + 4 + sizeof("SCRAM-SHA-256") + 1;  // R, length, 10, mechanism, list end
+  const std::string query = "Q" + std::string("\0\0\0\x0dSELECT 1\0", 13);
+  for (const auto& login : {std::pair{std::string("md5user"), md5_request}, {"app", sasl_request}}) {
+    const std::string& user = login.first;
+    const size_t request = login.second;
+    CAPTURE(user);
+    for (const std::string& then : {password_message(20000), password_message(70000), query}) {
+      CAPTURE(then.size());
+      const std::string direct = after_auth_request(primary, user, request, then);
+      const std::string proxied = after_auth_request(target().port(), user, request, then);
+      // The messages differ in their position fields (F, L, R: PostgreSQL's source file and line).
+      for (const char* part : {"C28P01", "C08P01", "expected SASL response, got message type 81",
+                               "expected password response, got message type 81", "password authentication"}) {
+        CAPTURE(part);
+        CHECK((proxied.find(part) != std::string::npos) == (direct.find(part) != std::string::npos));
+      }
+      CHECK(proxied.empty() == direct.empty());  // over the limit: nothing at all
+    }
+  }
 }

@@ -248,3 +248,39 @@ TEST_CASE("replication=false logs in as usual; an unreadable value gets PostgreS
     CHECK(through.message == direct.message);
   }
 }
+
+namespace {
+std::string parameter(const StartupOutcome& out, const std::string& name) {
+  std::string value = "(not reported)";
+  for (const auto& [key, reported] : out.parameters) {
+    if (key == name) value = reported;
+  }
+  return value;
+}
+}  // namespace
+
+// PostgreSQL applies `options` first and the packet's own parameters over them, in whatever order they come
+// (pgjdbc sends TimeZone before options): through pgmux the one that came last won. An application_name that is
+// not valid UTF-8 is PostgreSQL 15's '?' for each byte outside printable ASCII (in session pooling pgmux refused
+// the login: its SET of the bytes as given failed with 22021).
+TEST_CASE("startup parameters: options first, explicit ones over them; application_name cleaned as PostgreSQL") {
+  const std::vector<std::pair<std::string, std::string>> cases[] = {
+      {{"TimeZone", "UTC"}, {"application_name", "direct"},
+       {"options", "-c TimeZone=Asia/Tokyo -c application_name=fromopt"}},
+      {{"options", "-c TimeZone=Asia/Tokyo"}, {"TimeZone", "UTC"}},
+      {{"application_name", "bad\xff" "x\x01\xc3\xa9"}},
+      {{"options", "-c application_name=opt\xfe"}},
+  };
+  for (const auto& parameters : cases) {
+    CAPTURE(parameters.size());
+    StartupExtras extras;
+    extras.parameters = parameters;
+    const StartupOutcome direct = raw_startup(cluster_ports().primary, "app", "app", "app", 5.0, extras);
+    const StartupOutcome proxied = raw_startup(target().port(), "app", "app", "app", 5.0, extras);
+    INFO("direct: " << direct.message << " / pgmux: " << proxied.message);
+    CHECK(direct.ok);
+    CHECK(proxied.ok);
+    CHECK(parameter(proxied, "TimeZone") == parameter(direct, "TimeZone"));
+    CHECK(parameter(proxied, "application_name") == parameter(direct, "application_name"));
+  }
+}

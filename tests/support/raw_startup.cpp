@@ -210,6 +210,7 @@ void parse_error(const std::string& body, StartupOutcome& out) {
     std::string value = body.substr(pos, end - pos);
     if (field == 'C') out.sqlstate = value;
     if (field == 'M') out.message = value;
+    if (field == 'D') out.detail = value;
     pos = end + 1;
   }
 }
@@ -325,6 +326,13 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
     }
     if (tag == 'v') out.negotiation = message(tag, body);
     if (tag == 'K') out.backend_pid = static_cast<int32_t>(get_i32(body, 0));
+    if (tag == 'S') {
+      const size_t name_end = body.find('\0');
+      const size_t value_end = name_end == std::string::npos ? name_end : body.find('\0', name_end + 1);
+      if (value_end != std::string::npos) {
+        out.parameters.emplace_back(body.substr(0, name_end), body.substr(name_end + 1, value_end - name_end - 1));
+      }
+    }
     if (tag != 'R') continue;  // ParameterStatus, BackendKeyData, NoticeResponse, NegotiateProtocolVersion
     uint32_t code = get_i32(body, 0);
     bool sent = true;
@@ -350,18 +358,29 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
           return out;
         }
         std::string first = scram.first();
+        if (!extras.scram_client_first.empty()) first = extras.scram_client_first;
         std::string payload = "SCRAM-SHA-256" + std::string(1, '\0');
-        put_i32(payload, static_cast<uint32_t>(first.size()));
-        sent = wire.send_all(message('p', payload + first));
+        if (extras.scram_no_initial_response) {
+          put_i32(payload, 0xffffffffu);  // -1
+          sent = wire.send_all(message('p', payload));
+        } else {
+          put_i32(payload, static_cast<uint32_t>(first.size()));
+          sent = wire.send_all(message('p', payload + first));
+        }
         break;
       }
-      case 11: {  // SASLContinue: server-first
+      case 11: {  // SASLContinue: server-first, or the empty challenge that asks for the client-first
+        if (body.size() == 4 && extras.scram_no_initial_response) {
+          sent = wire.send_all(message('p', "n,," + scram.client_first_bare));
+          break;
+        }
         out.scram_server_first = body.substr(4);
         auto final_msg = scram.final_message(body.substr(4));
         if (!final_msg) {
           out.message = "bad SCRAM server-first message";
           return out;
         }
+        if (extras.scram_final_edit) final_msg = extras.scram_final_edit(*final_msg);
         sent = wire.send_all(message('p', *final_msg));
         if (sent && extras.vanish_after_proof) {
           if (extras.vanish_delay_us > 0)

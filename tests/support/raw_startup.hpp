@@ -3,6 +3,7 @@
 // (without channel binding), plain TCP only.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,12 +14,14 @@ struct StartupOutcome {
   bool ok = false;          // reached ReadyForQuery
   std::string sqlstate;     // of the ErrorResponse, when one arrived
   std::string message;      // the ErrorResponse's message, or a local description of what went wrong
+  std::string detail;       // the ErrorResponse's detail
   std::string auth_method;  // what the server asked for: "cleartext", "md5", "scram-sha-256", "ok"
   std::string negotiation;  // the NegotiateProtocolVersion message ('v', length, body), when one came
   int32_t backend_pid = 0;  // from BackendKeyData
   // Every backend message in order: its tag, and for an authentication request its code ("R10 R11 E").
   std::string trace;
   std::string scram_server_first;  // the SCRAM server-first message, when one came (salt and iterations)
+  std::vector<std::pair<std::string, std::string>> parameters;  // ParameterStatus messages, in order
 };
 
 // What the StartupMessage asks for besides user and database.
@@ -30,6 +33,12 @@ struct StartupExtras {
   bool vanish_after_proof = false;
   bool reset_on_vanish = false;
   int vanish_delay_us = 0;  // how long after sending the proof
+  // Broken or unusual SCRAM clients: a client-first-message sent as it is (non-empty); no initial response at
+  // all (length -1: the client-first goes in the next message, after the server's empty challenge); the
+  // client-final passed through this before it goes.
+  std::string scram_client_first{};
+  bool scram_no_initial_response = false;
+  std::function<std::string(std::string)> scram_final_edit{};
 };
 
 // Logs in to 127.0.0.1:port and disconnects (Terminate) on success. Every socket wait is bounded by timeout_s.
