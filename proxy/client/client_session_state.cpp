@@ -174,9 +174,11 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
   std::vector<TrackedStatement> sql_statements = take_sql_statements(server, tracked, failed);
   SessionOutcome outcome = session_.block.finish(std::move(tracked), session_.tx_status, tx_status, failed);
   if (!transaction_pooling()) {
-    // Session pooling: the log carries them to the standby, whatever became of their transaction block.
+    // Session pooling: the log carries them to the standby, whatever became of their transaction block; a
+    // DEALLOCATE of a statement made with Parse is not replayed (the other server may never have had it).
     for (TrackedStatement& t : sql_statements) {
-      if (!t.c.effects.has(routing::SessionEffect::DiscardAll)) outcome.lasting.push_back(std::move(t));
+      if (t.c.effects.has(routing::SessionEffect::DiscardAll) || dropped_parsed_statement(server, t)) continue;
+      outcome.lasting.push_back(std::move(t));
     }
   }
   const LogUpdate update =

@@ -154,6 +154,22 @@ std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server
   return ran;
 }
 
+// Session pooling: a DEALLOCATE that ran on `server` among other statements (pgmux answers one alone itself) and
+// named a statement the client made with Parse. Replayed from the session log on the client's other server, where
+// that statement may never have been parsed, it failed there, and the session ended (psycopg's pipeline mode
+// evicts its statement cache so). Dropped as a Close of it would drop it instead: true when so.
+bool ClientConn::dropped_parsed_statement(ServerConn* server, const TrackedStatement& t) {
+  if (!t.c.effects.has(routing::SessionEffect::Deallocate)) return false;
+  const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(t.sql);
+  if (refs.size() != 1 || refs.front().kind != PreparedRefKind::Deallocate ||
+      !refs.front().name_exact(client_utf8(server)) || !session_.find_statement(refs.front().name)) {
+    return false;
+  }
+  session_.erase_statement(refs.front().name);
+  forget_statement_elsewhere(server, refs.front().name, true);
+  return true;
+}
+
 // Transaction pooling: the statements now exist (or not) for the client and on this server. Each remembers the
 // session log as it stands, its own request's settings included.
 // A PREPARE or DEALLOCATE of a name pgmux cannot tell exactly (PreparedRef::name_exact) keeps the client on this

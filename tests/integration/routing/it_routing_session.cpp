@@ -500,3 +500,35 @@ TEST_CASE("session routing: a read opening a sequence behind a standby's pipelin
   PgConn direct = connect(conninfo(f.ports.primary, "app", "app", kDb));
   CHECK(scalar(direct.get(), "SELECT count(*) FROM items WHERE v = 8") == "1");
 }
+
+// psycopg's pipeline mode evicts its statement cache with a DEALLOCATE among other statements: it runs on the
+// primary, and pgmux replayed it from the session log on the standby the next read used, where the statement was
+// never parsed: "could not restore session setting", and the session ended (FATAL).
+TEST_CASE("session routing: a DEALLOCATE among other statements of a statement made with Parse") {
+  if (skip_in_direct_mode()) return;
+  Fixture f;
+  PgConn conn = connect(f.ci);
+  const std::vector<std::string> deallocates = {"SELECT 2; DEALLOCATE s1", "DEALLOCATE s1; SELECT 2"};
+  for (const std::string& deallocate : deallocates) {
+    CAPTURE(deallocate);
+    exec(conn.get(), "INSERT INTO items (v) VALUES (1)");  // reads stay on the primary a moment: s1 is parsed there
+    PgResult made(PQprepare(conn.get(), "s1", "SELECT inet_server_port()", 0, nullptr));
+    REQUIRE_MESSAGE(PQresultStatus(made.get()) == PGRES_COMMAND_OK, PQresultErrorMessage(made.get()));
+    PgResult ran(PQexecPrepared(conn.get(), "s1", 0, nullptr, nullptr, nullptr, 0));
+    REQUIRE_MESSAGE(PQresultStatus(ran.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(ran.get()));
+    exec(conn.get(), deallocate.c_str());
+    int port = 0;
+    const bool on_standby = wait_until(
+        [&] {
+          PgResult r(PQexec(conn.get(), "SELECT inet_server_port()"));
+          port = PQresultStatus(r.get()) == PGRES_TUPLES_OK ? std::atoi(PQgetvalue(r.get(), 0, 0)) : -1;
+          return port < 0 || f.standby(port);
+        },
+        10, 0.05);
+    CHECK_MESSAGE(port > 0, PQerrorMessage(conn.get()));
+    CHECK(on_standby);
+    REQUIRE(PQstatus(conn.get()) == CONNECTION_OK);
+    PgResult gone(PQexecPrepared(conn.get(), "s1", 0, nullptr, nullptr, nullptr, 0));
+    CHECK(sqlstate(gone.get()) == "26000");
+  }
+}
