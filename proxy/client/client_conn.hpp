@@ -364,7 +364,8 @@ class ClientConn final : public StreamConn, public PoolClient {
     uint16_t prepare_at = 0;           // which of them is the PREPARE itself
     bool check_prepared = false;       // inside a block, behind a savepoint rolled back: see build_prepare_step
   };
-  std::vector<SqlStatementPrep> missing_sql_statements(const ServerConn& server, bool in_block);
+  std::vector<SqlStatementPrep> missing_sql_statements(const ServerConn& server, bool in_block,
+                                                       bool deallocates_parsed);
   int build_prepare_step(ServerConn* server, std::vector<SqlStatementPrep>& sql_preps, protocol::ByteVector& messages,
                          PrepareStep& step);
   void set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const;

@@ -171,10 +171,14 @@ const std::vector<std::string> kNoNames;
 // not run, closes statements that changed elsewhere, prepares the statements the request uses, and sends a
 // deferred BEGIN. Returns false while that runs (the request goes out afterwards).
 bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
-  if (nothing_to_prepare(*server)) return true;
+  // A DEALLOCATE among other statements may name a statement the client made with Parse that the server does not
+  // know by that name (transaction pooling) or has not parsed (the split): a stand-in (missing_sql_statements).
+  const bool deallocates_parsed = (transaction_pooling() || statements_may_move()) &&
+                                  c.effects.has(routing::SessionEffect::Deallocate) && session_.statement_count() > 0;
+  if (!deallocates_parsed && nothing_to_prepare(*server)) return true;
   const bool behind_log = server->applied_log < session_.log.size();
-  std::vector<SqlStatementPrep> sql_preps =
-      missing_sql_statements(*server, server->tx_status() != 'I' || !session_.deferred_begin.empty());
+  std::vector<SqlStatementPrep> sql_preps = missing_sql_statements(
+      *server, server->tx_status() != 'I' || !session_.deferred_begin.empty(), deallocates_parsed);
   if (server->has_outstanding() &&
       (behind_log || !sql_preps.empty() || add_statement_prep(server, nullptr, nullptr))) {
     if (server->awaits_sync()) {

@@ -88,10 +88,14 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
 
 // The client's SQL prepared statements that this request names and the server lacks, each with the queries that
 // bring it there (in_block: they run inside a transaction block). Empty outside transaction pooling and for
-// clients without such statements (the common path stops at the first test).
-std::vector<ClientConn::SqlStatementPrep> ClientConn::missing_sql_statements(const ServerConn& server, bool in_block) {
+// clients without such statements (the common path stops at the first test). A DEALLOCATE of a statement the
+// client made with Parse (pgmux answers one alone itself) gets a stand-in too: on the server that statement has
+// pgmux's shared name (transaction pooling), or was never parsed (session pooling with the split: parsed on the
+// other server), and the DEALLOCATE failed there with 26000 (psycopg's pipeline mode evicts its cache so).
+std::vector<ClientConn::SqlStatementPrep> ClientConn::missing_sql_statements(const ServerConn& server, bool in_block,
+                                                                            bool deallocates_parsed) {
   std::vector<SqlStatementPrep> missing;
-  if (!transaction_pooling() || session_.sql_statements.empty()) return missing;
+  if (!deallocates_parsed && (!transaction_pooling() || session_.sql_statements.empty())) return missing;
   std::vector<routing::PreparedRef> refs;
   if (request_.kind == RequestKind::Query) {
     refs = routing::prepared_statement_refs(request_.sql);
@@ -107,7 +111,9 @@ std::vector<ClientConn::SqlStatementPrep> ClientConn::missing_sql_statements(con
   }
   auto want = [&](const std::string& name, bool whole) {
     const SqlStatement* stored = session_.sql_statements.find(name);
-    if (stored == nullptr || server.sql_statements.count(name) > 0) return;
+    const bool parsed = stored == nullptr && !whole && session_.find_statement(name) != nullptr &&
+                        (transaction_pooling() || !server.prepared.contains(name));
+    if ((stored == nullptr && !parsed) || server.sql_statements.count(name) > 0) return;
     auto seen = std::find_if(missing.begin(), missing.end(), [&](const auto& m) { return m.name == name; });
     if (seen == missing.end()) seen = missing.insert(missing.end(), {name, {stand_in_prepare(name)}, 0});
     if (whole) set_sql_prepare_queries(*seen, *stored, in_block);
@@ -167,6 +173,7 @@ bool ClientConn::dropped_parsed_statement(ServerConn* server, const TrackedState
   }
   session_.erase_statement(refs.front().name);
   forget_statement_elsewhere(server, refs.front().name, true);
+  server->sql_statements.erase(refs.front().name);  // a stand-in that let it run here (missing_sql_statements)
   return true;
 }
 
@@ -197,6 +204,9 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
       } else if (ref.kind == PreparedRefKind::Deallocate) {
         session_.sql_statements.erase(ref.name);
         server->sql_statements.erase(ref.name);
+        // A statement the client made with Parse (its stand-in ran the DEALLOCATE here), not one parsed behind it.
+        const PreparedStatement* parsed = session_.find_statement(ref.name);
+        if (parsed && parsed->made_by_request < requests_sent_) session_.erase_statement(ref.name);
       }
     }
   }

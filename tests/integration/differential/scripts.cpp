@@ -420,6 +420,15 @@ Script sql_commands_on_parsed(const Schema&) {
       .bind(bind_text("", "diff_pc", {})).execute("").sync().expect_ready()  // still the first one
       .q("DEALLOCATE PREPARE diff_pc")
       .bind(bind_text("", "diff_pc", {})).execute("").sync().expect_ready()  // 26000
+      // A DEALLOCATE among other statements (psycopg's pipeline mode evicts its cache so): it ran on the server,
+      // where transaction pooling knows the statement by another name (26000 there, the batch skipped).
+      .parse("diff_pc2", "SELECT 8 AS eight").parse("diff_pc3", "SELECT 9 AS nine").sync().expect_ready()
+      .bind(bind_text("", "diff_pc3", {})).execute("")
+      .parse("", "DEALLOCATE diff_pc2").bind(bind_text("", "", {})).execute("")
+      .parse("", "SELECT 3").bind(bind_text("", "", {})).execute("").sync().expect_ready()
+      .bind(bind_text("", "diff_pc2", {})).execute("").sync().expect_ready()  // 26000: gone
+      .q("SELECT 4; DEALLOCATE diff_pc3")
+      .bind(bind_text("", "diff_pc3", {})).execute("").sync().expect_ready()  // 26000: gone
       .build();
 }
 
