@@ -354,6 +354,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::optional<std::string_view> statement_text(std::string_view name) const;
   bool unnamed_is_plain_read(std::string_view statement) const;
   std::vector<TrackedStatement> tracked_statements(const SessionCommand& command);
+  void note_block_resets(ServerConn& server, const std::vector<TrackedStatement>& tracked);
   void finish_session_request(ServerConn* server, const SessionCommand& command, bool failed, char tx_status,
                               uint64_t request);
   void lose_track_of_session(ServerConn* server);

@@ -180,7 +180,8 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   std::vector<SqlStatementPrep> sql_preps = missing_sql_statements(
       *server, server->tx_status() != 'I' || !session_.deferred_begin.empty(), deallocates_parsed);
   if (server->has_outstanding() &&
-      (behind_log || !sql_preps.empty() || add_statement_prep(server, nullptr, nullptr))) {
+      (behind_log || !sql_preps.empty() || !server->block_resets.empty() ||
+       add_statement_prep(server, nullptr, nullptr))) {
     if (server->awaits_sync()) {
       // An extended sequence left open by Flush never finishes before the client's Sync, which is in this very
       // request (or a later one): waiting would hang. The request goes as it is; the server answers for what it
@@ -229,7 +230,8 @@ bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
 bool ClientConn::nothing_to_prepare(const ServerConn& server) const {
   const std::vector<std::string>& closes = transaction_pooling() ? server.server_closes : server.pending_closes;
   return request_.used.empty() && !request_.parses_named && request_.closes == 0 && !request_.uses_prior_unnamed &&
-         server.applied_log == session_.log.size() && session_.sql_statements.empty() && closes.empty();
+         server.applied_log == session_.log.size() && session_.sql_statements.empty() && closes.empty() &&
+         server.block_resets.empty();
 }
 
 // The prepare step's messages, in this order: the session log the server has not run, each entry its own Query
@@ -246,6 +248,13 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
     build_query(messages, session_.log[i]);
     ++readies;
   }
+  // Inside the block the RESETs ran in (a ROLLBACK TO SAVEPOINT undoes these SETs with them); once it ended, the
+  // session log has the client's values. After the log's entries, whose failures are counted from the first reply.
+  if (server->tx_status() == 'T') {
+    for (const std::string& set : server->block_resets) build_query(messages, set);
+    readies += static_cast<int>(server->block_resets.size());
+  }
+  server->block_resets.clear();
   const size_t replayed_end = messages.size();
   const bool begins = !session_.deferred_begin.empty();
   // Where the step surely goes out, the BEGIN is written in place now; else only if statements must be prepared.

@@ -2,6 +2,8 @@
 // they finished (PostgreSQL's transaction rules, SessionBlock), and what happens when pgmux cannot tell.
 #include "proxy/client/client_conn.hpp"
 
+#include <strings.h>
+
 #include <algorithm>
 
 #include "protocol/framer.hpp"
@@ -171,6 +173,7 @@ std::vector<TrackedStatement> ClientConn::tracked_statements(const SessionComman
 void ClientConn::finish_session_request(ServerConn* server, const SessionCommand& command, bool failed,
                                         char tx_status, uint64_t request) {
   std::vector<TrackedStatement> tracked = tracked_statements(command);
+  if (transaction_pooling() && tx_status == 'T') note_block_resets(*server, tracked);
   std::vector<TrackedStatement> sql_statements = take_sql_statements(server, tracked, failed);
   SessionOutcome outcome = session_.block.finish(std::move(tracked), session_.tx_status, tx_status, failed);
   if (!transaction_pooling()) {
@@ -211,6 +214,23 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
     lose_track_of_session(server);
   }
   if (outcome.unknown || update.state_unknown || (command.unresolved && !failed)) lose_track_of_session(server);
+}
+
+// Transaction pooling, a request that ended inside a block: a RESET of a parameter the client set at startup brought
+// the shared server to its own login value, not the client's (the session log sets the client's once the block
+// ends). The rest of the block must not run with it (search_path: another schema's table): the server gets the
+// client's value before the next request (build_prepare_step). RESET ALL: every startup parameter.
+void ClientConn::note_block_resets(ServerConn& server, const std::vector<TrackedStatement>& tracked) {
+  using routing::SessionEffect;
+  for (const TrackedStatement& t : tracked) {
+    const bool all = t.c.effects.has(SessionEffect::ResetAll);
+    if (!all && !t.c.effects.has(SessionEffect::Reset)) continue;
+    for (const auto& [name, value] : session_.wanted_params.entries()) {
+      if (all || strcasecmp(name.c_str(), t.reset_parameter.c_str()) == 0) {
+        server.block_resets.push_back(routing::set_statement(name, value));
+      }
+    }
+  }
 }
 
 // pgmux cannot reproduce the session's settings elsewhere. On the primary, the session stays there: its reads go

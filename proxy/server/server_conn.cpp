@@ -376,6 +376,7 @@ void ServerConn::link(PoolClient* client) {
   // Empty after most links; clear() would still wipe each set's buckets.
   if (!prepared.empty()) prepared.clear();
   pending_closes.clear();
+  block_resets.clear();
   if (!sql_statements.empty()) sql_statements.clear();
   tx_written_ = Written::Nothing;
 }

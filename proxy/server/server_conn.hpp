@@ -120,6 +120,9 @@ class ServerConn final : public StreamConn, public PoolServer {
   // session pooling when the session's statements may move between servers (the split).
   std::unordered_map<std::string, StatementDescription, protocol::TransparentStringHash, std::equal_to<>> prepared;
   std::vector<std::string> pending_closes;    // statement names to close here before the next request
+  // Transaction pooling: SETs back to the client's startup values of parameters a RESET in the open block brought to
+  // this server's login values; run before the client's next request if that block is still open.
+  std::vector<std::string> block_resets;
   std::unordered_set<std::string> sql_statements;  // transaction pooling: its SQL PREPAREd statements here
   // Transaction pooling: a client may have changed session state here (any session command, a multi-statement
   // string that may hold one), or a pinned client used it: DISCARD ALL before the next client. Reset on link.

@@ -330,3 +330,60 @@ TEST_CASE("RESET reports: pipelined behind, continued after a Flush, a startup v
   CHECK(reported_after(app_conninfo(fresh.port(), db, extra), "standard_conforming_strings", script) == direct);
   drop_database_quietly(db);
 }
+
+namespace {
+
+// Each statement of `script` on one connection: its status and first value, one line each.
+std::string block_run(const std::string& ci, const std::vector<std::string>& script) {
+  PgConn conn = connect(ci);
+  std::string out;
+  for (const std::string& sql : script) {
+    PgResult r(PQexec(conn.get(), sql.c_str()));
+    out += sql + ": " + PQresStatus(PQresultStatus(r.get()));
+    if (PQresultStatus(r.get()) == PGRES_TUPLES_OK && PQntuples(r.get()) > 0) {
+      out += " " + std::string(PQgetvalue(r.get(), 0, 0));
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+// A RESET of a startup parameter inside a block brought the shared server to its own login value for the rest of
+// the block, where PostgreSQL brings back the client's: SHOW said so, and an INSERT naming its table without a
+// schema wrote to another schema's table (search_path). The client's value comes back before its next request in
+// the block; a ROLLBACK TO SAVEPOINT undoes both, and after a rolled-back block the session's own SET stands.
+TEST_CASE("RESET of a startup parameter inside a block: the rest of the block runs with the client's value") {
+  const std::string db = "txp_block_reset";
+  fresh_database(db, true);
+  {
+    PgConn p = routing::admin(cluster_ports().primary, db);
+    exec(p.get(), "CREATE SCHEMA own AUTHORIZATION app");
+    exec(p.get(), "CREATE TABLE own.t (v int); ALTER TABLE own.t OWNER TO app");
+    exec(p.get(), "CREATE TABLE public.t (v int); ALTER TABLE public.t OWNER TO app");
+  }
+  REQUIRE(routing::wait_replayed(cluster_ports(), 20));
+  const int listen = pick_listen_port();
+  ProxyUnderTest proxy(txpool_config(listen, db, 1).dump(), listen);
+  wait_serving(app_conninfo(proxy.port(), db));  // the pool's server logs in with the default search_path
+  const int split_listen = pick_listen_port();
+  ProxyUnderTest split(txpool_config(split_listen, db, 1, true).dump(), split_listen);
+  wait_serving(app_conninfo(split.port(), db));
+  const std::string extra = "options='-c search_path=own,public -c TimeZone=Asia/Tokyo'";
+  const std::string insert = "INSERT INTO t VALUES (1) RETURNING tableoid::regclass::text";
+  const std::vector<std::vector<std::string>> scripts = {
+      {"BEGIN", "RESET search_path", "SHOW search_path", insert, "COMMIT", "SHOW search_path", insert},
+      {"SET search_path = public", "BEGIN", "SAVEPOINT s", "RESET search_path", "SHOW search_path",
+       "ROLLBACK TO SAVEPOINT s", "SHOW search_path", "COMMIT", "SHOW search_path"},
+      {"SET search_path = public", "BEGIN", "RESET search_path", "ROLLBACK", "SHOW search_path", insert},
+      {"SET TimeZone = 'UTC'", "BEGIN", "RESET ALL", "SHOW TimeZone", "SHOW search_path", "COMMIT", "SHOW TimeZone"},
+  };
+  for (const std::vector<std::string>& script : scripts) {
+    CAPTURE(script[1]);
+    const std::string direct = block_run(app_conninfo(cluster_ports().primary, db, extra), script);
+    CHECK(block_run(app_conninfo(proxy.port(), db, extra), script) == direct);
+    CHECK(block_run(app_conninfo(split.port(), db, extra), script) == direct);
+  }
+  drop_database_quietly(db);
+}
