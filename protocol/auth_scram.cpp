@@ -333,7 +333,7 @@ namespace {
 std::string named_char(std::string_view text) {
   const unsigned char c = text.empty() ? 0 : static_cast<unsigned char>(text.front());
   char named[8];
-  if (c >= 0x20 && c <= 0x7e) {
+  if (c >= 0x21 && c <= 0x7e) {
     snprintf(named, sizeof named, "'%c'", c);
   } else {
     snprintf(named, sizeof named, "0x%02x", c);
@@ -342,6 +342,23 @@ std::string named_char(std::string_view text) {
 }
 
 bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+
+// A client's text in a message, as PostgreSQL's sanitize_str: printable ASCII kept, '?' for other bytes, at most
+// 30 characters.
+std::string sanitized(std::string_view text) {
+  std::string out(text.substr(0, 30));
+  for (char& c : out) {
+    if (c < 0x21 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
+// What PostgreSQL's scram_exchange refuses before it reads a message: an empty one, or one with a NUL inside.
+std::optional<std::string> unreadable_message(std::string_view message) {
+  if (message.empty()) return "The message is empty.";
+  if (message.find('\0') != std::string_view::npos) return "Message length does not match input length.";
+  return std::nullopt;
+}
 
 // Steps over one attribute (a letter, '=', a value up to a comma) as PostgreSQL's read_any_attr reads it; what is
 // wrong with it (a detail for "malformed SCRAM message") when it is not one.
@@ -399,8 +416,7 @@ std::optional<std::string> ScramServer::read_gs2_header(std::string_view client_
     }
     const std::string_view type = client_first.substr(2, comma - 2);
     if (type != "tls-server-end-point" || !offers_channel_binding()) {
-      return fail(sqlstate::kProtocolViolation, "unsupported SCRAM channel-binding type \"" + std::string(type) +
-                                                    "\"");
+      return fail(sqlstate::kProtocolViolation, "unsupported SCRAM channel-binding type \"" + sanitized(type) + "\"");
     }
     binding_ = true;
     at = comma + 1;
@@ -430,6 +446,7 @@ bool ScramServer::read_extensions(std::string_view rest) {
 
 std::optional<std::string> ScramServer::server_first(std::string_view client_first, bool plus) {
   if (state_ != State::Start) return malformed("Unexpected client-first-message.");
+  if (const std::optional<std::string> problem = unreadable_message(client_first)) return malformed(*problem);
   if (!valid_nonce(nonce_)) return fail(sqlstate::kInternalError, "could not generate random nonce");
   std::optional<std::string> header = read_gs2_header(client_first, plus);
   if (!header) return std::nullopt;
@@ -459,6 +476,7 @@ std::optional<std::string> ScramServer::server_first(std::string_view client_fir
 // message's shape, the nonce, and only then whether the proof is right.
 std::optional<std::string> ScramServer::server_final(std::string_view client_final) {
   if (state_ != State::SentFirst) return malformed("Unexpected client-final-message.");
+  if (const std::optional<std::string> problem = unreadable_message(client_final)) return malformed(*problem);
   std::string_view rest = client_final;
   auto binding = take_attr(rest, 'c');
   if (!binding) return malformed("Expected attribute \"c\" but found " + named_char(client_final) + ".");

@@ -71,7 +71,15 @@ ClientAuth::Step ClientAuth::on_message(ByteView body) {
   ++step_;
   if (method_ == conf::AuthMethod::Md5) {
     auto password = parse_password_message(body);
-    if (!password) return fail_protocol("malformed password packet");
+    if (!password) return fail_protocol("invalid password packet size");  // PostgreSQL's words for a bad length
+    if (password->empty()) {
+      // PostgreSQL refuses it before it looks at the role (libpq never sends one).
+      Step step;
+      step.verdict = Verdict::Failed;
+      step.failure = FailureReport::relayed_words(Failure::AuthMessageRefused, sqlstate::kInvalidPassword,
+                                                  {"empty password returned by client", ""});
+      return step;
+    }
     if (mock_failure_) return fail_password();
     std::string expected = is_md5_stored_hash(user_->password)
                                ? md5_response_from_stored(user_->password, md5_salt_)
@@ -122,7 +130,8 @@ ClientAuth::Step ClientAuth::fail_scram() const {
   if (std::string_view(fault.sqlstate) == sqlstate::kInvalidPassword) return fail_password();
   Step step;
   step.verdict = Verdict::Failed;
-  step.failure = FailureReport::relayed_words(Failure::AuthScramRefused, fault.sqlstate, {fault.message, fault.detail});
+  step.failure =
+      FailureReport::relayed_words(Failure::AuthMessageRefused, fault.sqlstate, {fault.message, fault.detail});
   return step;
 }
 

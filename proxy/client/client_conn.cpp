@@ -127,18 +127,21 @@ void ClientConn::apply_auth_step(ClientAuth::Step step) {
 
 void ClientConn::handle_auth() {
   while (open() && state_ == ClientState::Auth) {
+    // PostgreSQL reads the type byte first, and refuses another message before it reads its length.
+    if (in_.unparsed() > 0 && in_.unparsed_bytes()[0] != std::byte{frontend::kPassword}) {
+      fail({Failure::AuthUnexpectedMessage,
+            {auth_->expected_response(), std::to_string(static_cast<unsigned char>(in_.unparsed_bytes()[0]))}});
+      return;
+    }
     Frame frame = next_frame(in_.unparsed_bytes(), auth_->max_message());
     if (frame.status == FrameStatus::NeedMore) {
       in_.make_room(kFrameHeaderSize);
       return;
     }
     if (frame.status == FrameStatus::Error) {
+      LOG_INFO("C-%llu %s: %s message of length %u not read (longest: %u)", static_cast<unsigned long long>(id_),
+               peer_.c_str(), auth_->expected_response(), frame.length, auth_->max_message());
       apply_auth_step(auth_->refuse_unreadable(to_string(frame.error)));
-      return;
-    }
-    if (frame.tag != frontend::kPassword) {
-      fail({Failure::AuthUnexpectedMessage,
-            {auth_->expected_response(), std::to_string(static_cast<unsigned char>(frame.tag))}});
       return;
     }
     if (in_.unparsed() < frame.total()) {

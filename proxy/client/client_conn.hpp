@@ -375,13 +375,14 @@ class ClientConn final : public StreamConn, public PoolClient {
   bool client_utf8(const ServerConn* server) const;
   std::vector<TrackedStatement> take_sql_statements(ServerConn* server, std::vector<TrackedStatement>& tracked,
                                                     bool failed);
-  void apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran);
+  void apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran, uint64_t request);
   // SQL DEALLOCATE or PREPARE of a name made with Parse (one name space on PostgreSQL), answered here
   // (client_sql_statements.cpp): what dispatch returns, or nullopt when the command goes to a server.
   std::optional<bool> answer_statement_command(const routing::Classification& c);
   bool single_statement_request() const;
   void answer_deallocate(const std::string& name);
   bool dropped_parsed_statement(ServerConn* server, const TrackedStatement& t);
+  void close_stand_ins(ServerConn& server);
   void forget_protocol_statements(ServerConn* runner, uint64_t request);
   void answer_locally_with_error(const FailureReport& failure);
   char status_after_local_error() const;  // the ReadyForQuery status of such an answer

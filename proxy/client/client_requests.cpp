@@ -168,7 +168,8 @@ const std::vector<std::string> kNoNames;
 }  // namespace
 
 // Brings the server up to date with the client's session before its request: replays session commands it has
-// not run, closes statements that changed elsewhere, prepares the statements the request uses, and sends a
+// not run, sets back what a RESET in the open block took (block_resets), closes statements that changed elsewhere,
+// prepares the statements the request uses (and stand-ins for those it DEALLOCATEs), and sends a
 // deferred BEGIN. Returns false while that runs (the request goes out afterwards).
 bool ClientConn::prepare(ServerConn* server, const routing::Classification& c) {
   // A DEALLOCATE among other statements may name a statement the client made with Parse that the server does not

@@ -192,7 +192,8 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
     }
   }
   server->applied_log = update.runner_applied;
-  if (transaction_pooling()) apply_sql_statements(server, sql_statements);
+  if (transaction_pooling()) apply_sql_statements(server, sql_statements, request);
+  if (!transaction_pooling() && failed) close_stand_ins(*server);
   bool prepared_session_change = false;
   for (const TrackedStatement& t : sql_statements) {  // those that ran
     if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
@@ -216,21 +217,46 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
   if (outcome.unknown || update.state_unknown || (command.unresolved && !failed)) lose_track_of_session(server);
 }
 
+namespace {
+// What RESET ALL leaves as it is (PostgreSQL's GUC_NO_RESET_ALL), and what cannot be SET once a block ran a query.
+bool kept_by_reset_all(const std::string& name) {
+  for (const char* kept : {"role", "session_authorization", "transaction_isolation", "transaction_read_only",
+                           "transaction_deferrable"}) {
+    if (strcasecmp(name.c_str(), kept) == 0) return true;
+  }
+  return false;
+}
+}  // namespace
+
 // Transaction pooling, a request that ended inside a block: a RESET of a parameter the client set at startup brought
 // the shared server to its own login value, not the client's (the session log sets the client's once the block
 // ends). The rest of the block must not run with it (search_path: another schema's table): the server gets the
-// client's value before the next request (build_prepare_step). RESET ALL: every startup parameter.
+// client's value before the next request (build_prepare_step). RESET ALL: every startup parameter it resets. Only
+// RESETs that nothing after them in the request may have undone or overridden: a later session command (a SET of
+// it, set_config, a DO block), or the end of the block or a rollback to a savepoint, drops those noted before it.
+// Requests pipelined behind went out before this was known: they ran with the server's value (README), and what
+// they did to the parameter or the block is not known here: nothing is noted then.
 void ClientConn::note_block_resets(ServerConn& server, const std::vector<TrackedStatement>& tracked) {
   using routing::SessionEffect;
+  using routing::TransactionCommand;
+  if (server.owed_client_requests() > 0) return;
+  std::vector<std::string> sets;
   for (const TrackedStatement& t : tracked) {
     const bool all = t.c.effects.has(SessionEffect::ResetAll);
-    if (!all && !t.c.effects.has(SessionEffect::Reset)) continue;
-    for (const auto& [name, value] : session_.wanted_params.entries()) {
-      if (all || strcasecmp(name.c_str(), t.reset_parameter.c_str()) == 0) {
-        server.block_resets.push_back(routing::set_statement(name, value));
+    if (all || t.c.effects.has(SessionEffect::Reset)) {
+      for (const auto& [name, value] : session_.wanted_params.entries()) {
+        const bool reset = all ? !kept_by_reset_all(name)
+                               : strcasecmp(name.c_str(), t.reset_parameter.c_str()) == 0 &&
+                                     strncasecmp(name.c_str(), "transaction_", 12) != 0;
+        if (reset) sets.push_back(routing::set_statement(name, value));
       }
+    } else if (t.changes_session() || (t.facts.transaction != TransactionCommand::None &&
+                                       t.facts.transaction != TransactionCommand::Savepoint &&
+                                       t.facts.transaction != TransactionCommand::Release)) {
+      sets.clear();
     }
   }
+  server.block_resets.insert(server.block_resets.end(), sets.begin(), sets.end());
 }
 
 // pgmux cannot reproduce the session's settings elsewhere. On the primary, the session stays there: its reads go

@@ -177,11 +177,22 @@ bool ClientConn::dropped_parsed_statement(ServerConn* server, const TrackedState
   return true;
 }
 
+// Session pooling with the split, a failed request: a stand-in made for its DEALLOCATE (missing_sql_statements) may
+// still be there if the DEALLOCATE did not run. The client's own statement of that name may be parsed here later:
+// closed before the next request (a Close of a statement that is not there is no error).
+void ClientConn::close_stand_ins(ServerConn& server) {
+  for (const std::string& name : server.sql_statements) {
+    if (!server.prepared.contains(name)) server.pending_closes.push_back(name);
+  }
+  server.sql_statements.clear();
+}
+
 // Transaction pooling: the statements now exist (or not) for the client and on this server. Each remembers the
 // session log as it stands, its own request's settings included.
 // A PREPARE or DEALLOCATE of a name pgmux cannot tell exactly (PreparedRef::name_exact) keeps the client on this
 // server, which knows what it did.
-void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran) {
+void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<TrackedStatement>& ran,
+                                      uint64_t request) {
   const bool utf8 = client_utf8(server);
   for (const TrackedStatement& t : ran) {
     if (t.c.effects.has(routing::SessionEffect::DiscardAll) || t.c.effects.has(routing::SessionEffect::DeallocateAll)) {
@@ -206,7 +217,7 @@ void ClientConn::apply_sql_statements(ServerConn* server, const std::vector<Trac
         server->sql_statements.erase(ref.name);
         // A statement the client made with Parse (its stand-in ran the DEALLOCATE here), not one parsed behind it.
         const PreparedStatement* parsed = session_.find_statement(ref.name);
-        if (parsed && parsed->made_by_request < requests_sent_) session_.erase_statement(ref.name);
+        if (parsed && parsed->made_by_request < request) session_.erase_statement(ref.name);
       }
     }
   }

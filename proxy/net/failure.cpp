@@ -121,10 +121,10 @@ constexpr FailureRow kClientLoginRows[] = {
      "auth_query_failed", "auth_query lookup failed", conf::LogLevel::Error},
     {F::AuthProtocolViolation, Fatal, code::kProtocolViolation, "{}", "", "", Reuse, "auth_protocol_violation",
      "protocol violation during authentication", Warn},
-    // A SCRAM message PostgreSQL refuses, with its SQLSTATE (08P01, 28000 for channel binding, 0A000), message
-    // and detail (protocol::ScramFault).
-    {F::AuthScramRefused, Fatal, code::kProtocolViolation, "{}", "{}", "", Reuse, "auth_scram_refused",
-     "SCRAM message refused", Warn},
+    // A password or SCRAM message PostgreSQL refuses, with its SQLSTATE (08P01, 28000 for channel binding,
+    // 0A000, 28P01 for an empty password), message and detail (protocol::ScramFault).
+    {F::AuthMessageRefused, Fatal, code::kProtocolViolation, "{}", "{}", "", Reuse, "auth_message_refused",
+     "authentication message refused", Warn},
     // A length PostgreSQL does not read (over 65,535 bytes, under 4): it closes without a word (COMMERROR).
     {F::AuthMessageInvalid, FatalUnsent, code::kProtocolViolation, "invalid authentication message: {}", "", "",
      Reuse, "auth_message_invalid", "protocol violation during authentication", Warn},

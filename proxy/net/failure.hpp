@@ -49,7 +49,7 @@ enum class Failure : uint8_t {
   RoleCannotLogin,
   AuthQueryFailed,
   AuthProtocolViolation,
-  AuthScramRefused,
+  AuthMessageRefused,
   AuthMessageInvalid,
   AuthUnexpectedMessage,
   UnknownDatabase,

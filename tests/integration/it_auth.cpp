@@ -172,8 +172,10 @@ TEST_CASE("malformed SCRAM messages get PostgreSQL's SQLSTATE, message and detai
   check_scram_like_postgres("an extension before the proof", edited([](std::string f) {
                               return f.replace(f.find(",p="), 0, ",x=1");
                             }));
-  for (const std::string& first : std::vector<std::string>{"n,,n=,r=abc,def", "n,,n=,r=abc,1=x", "x,,n=,r=abc", "n,a=me,n=,r=abc", "n,,m=1",
-                                                           "n,,n=,s=abc", "n=,r=abc", "y,,n=,r=abc,"}) {
+  const std::vector<std::string> firsts = {"n,,n=,r=abc,def", "n,,n=,r=abc,1=x", "x,,n=,r=abc", "n,a=me,n=,r=abc",
+                                          "n,,m=1", "n,,n=,s=abc", "n=,r=abc", "y,,n=,r=abc,",
+                                          std::string("n,,n=\0,r=abc", 12), " ,,n=,r=abc"};
+  for (const std::string& first : firsts) {
     StartupExtras extras;
     extras.scram_client_first = first;
     check_scram_like_postgres("client-first " + first, extras);
@@ -206,8 +208,10 @@ std::string password_message(size_t total) {  // 'p', its length word, then x ..
 }
 }  // namespace
 
-// PostgreSQL reads a password or SASL message up to 65,535 bytes (a longer one: closed without a word), and names
-// another message by its type's number: pgmux cut at 10,000 bytes with an ErrorResponse, and named "Q" as a letter.
+// PostgreSQL reads a password message up to 65,535 bytes (a longer one: closed without a word) and a SASL one up to
+// 1,024 (longer: a failed login), names another message by its type's number, and has its own words for an empty
+// password and one without its NUL: pgmux cut at 10,000 bytes with an ErrorResponse, named "Q" as a letter, and
+// said "password authentication failed" and "malformed password packet".
 TEST_CASE("authentication messages: PostgreSQL's length limit and its words for a wrong message type") {
   if (direct_mode()) return;
   const int primary = cluster_ports().primary;
@@ -218,13 +222,17 @@ TEST_CASE("authentication messages: PostgreSQL's length limit and its words for 
     const std::string& user = login.first;
     const size_t request = login.second;
     CAPTURE(user);
-    for (const std::string& then : {password_message(20000), password_message(70000), query}) {
+    const std::string empty("p\0\0\0\x05\0", 6), unterminated("p\0\0\0\x07" "abc", 8);
+    const std::string long_query("Q\0\0\x13\x88", 5);  // the type is refused before the length is read
+    for (const std::string& then :
+         {password_message(20000), password_message(70000), query, empty, unterminated, long_query}) {
       CAPTURE(then.size());
       const std::string direct = after_auth_request(primary, user, request, then);
       const std::string proxied = after_auth_request(target().port(), user, request, then);
       // The messages differ in their position fields (F, L, R: PostgreSQL's source file and line).
       for (const char* part : {"C28P01", "C08P01", "expected SASL response, got message type 81",
-                               "expected password response, got message type 81", "password authentication"}) {
+                               "expected password response, got message type 81", "password authentication",
+                               "empty password returned by client", "invalid password packet size"}) {
         CAPTURE(part);
         CHECK((proxied.find(part) != std::string::npos) == (direct.find(part) != std::string::npos));
       }

@@ -33,8 +33,8 @@ void AdminConsole::answer(const Answer& answer) {
 namespace {
 
 // A database name in double quotes (PAUSE, RESUME, RECONNECT) is an identifier as PostgreSQL reads one: closed,
-// not empty and with nothing glued behind its closing quote (42601 as PostgreSQL's scanner answers). Unchecked, `PAUSE "app` asked for a database named "app
-// with its quote. Other commands' arguments are not names (EXPLAIN ROUTE's SQL may hold a quote in a literal).
+// not empty and with nothing glued behind its closing quote (42601 as PostgreSQL's scanner answers). Unchecked,
+// `PAUSE "app` asked for a database named "app with its quote. Other commands' arguments are not names (EXPLAIN ROUTE's SQL may hold a quote in a literal).
 std::optional<Answer> quoting_error(const admin::Command& command, const admin::Input& input) {
   const bool names_database = command.handler == admin::pause_command || command.handler == admin::resume_command ||
                               command.handler == admin::reconnect_command;

@@ -127,7 +127,8 @@ TEST_CASE("console names in double quotes: unterminated, empty and glued ones ge
   Console c;
   PgConn admin = c.console();
   // "app"x was read as one name, app"x (3D000).
-  for (const std::string& sql : std::vector<std::string>{"PAUSE \"app", "PAUSE \"\"", "RECONNECT \"ap\"\"p", "PAUSE \"app\"x"}) {
+  const std::vector<std::string> refused = {"PAUSE \"app", "PAUSE \"\"", "RECONNECT \"ap\"\"p", "PAUSE \"app\"x"};
+  for (const std::string& sql : refused) {
     CAPTURE(sql);
     PgResult res(PQexec(admin.get(), sql.c_str()));
     CHECK(sqlstate(res.get()) == "42601");

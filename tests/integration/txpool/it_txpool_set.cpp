@@ -371,13 +371,21 @@ TEST_CASE("RESET of a startup parameter inside a block: the rest of the block ru
   ProxyUnderTest split(txpool_config(split_listen, db, 1, true).dump(), split_listen);
   wait_serving(app_conninfo(split.port(), db));
   const std::string extra = "options='-c search_path=own,public -c TimeZone=Asia/Tokyo'";
-  const std::string insert = "INSERT INTO t VALUES (1) RETURNING tableoid::regclass::text";
+  // The schema it wrote to (a table's regclass leaves out a schema on the search_path: "t" either way).
+  const std::string insert =
+      "INSERT INTO t VALUES (1) RETURNING (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = tableoid)";
   const std::vector<std::vector<std::string>> scripts = {
       {"BEGIN", "RESET search_path", "SHOW search_path", insert, "COMMIT", "SHOW search_path", insert},
       {"SET search_path = public", "BEGIN", "SAVEPOINT s", "RESET search_path", "SHOW search_path",
        "ROLLBACK TO SAVEPOINT s", "SHOW search_path", "COMMIT", "SHOW search_path"},
       {"SET search_path = public", "BEGIN", "RESET search_path", "ROLLBACK", "SHOW search_path", insert},
       {"SET TimeZone = 'UTC'", "BEGIN", "RESET ALL", "SHOW TimeZone", "SHOW search_path", "COMMIT", "SHOW TimeZone"},
+      // Undone or overridden later in the same request: nothing is set back (the client's value was overwritten).
+      {"BEGIN", "RESET search_path; SET search_path = public", "SHOW search_path", insert, "COMMIT"},
+      {"SET search_path = public", "BEGIN", "SAVEPOINT s; RESET search_path; ROLLBACK TO SAVEPOINT s", insert,
+       "COMMIT"},
+      {"SET search_path = public", "BEGIN", "RESET search_path; SELECT set_config('search_path', 'public', true)",
+       insert, "COMMIT"},
   };
   for (const std::vector<std::string>& script : scripts) {
     CAPTURE(script[1]);
