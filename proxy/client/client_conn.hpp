@@ -381,7 +381,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   std::optional<bool> answer_statement_command(const routing::Classification& c);
   bool single_statement_request() const;
   void answer_deallocate(const std::string& name);
-  bool dropped_parsed_statement(ServerConn* server, const TrackedStatement& t);
+  bool dropped_parsed_statement(ServerConn* server, const TrackedStatement& t, uint64_t request);
   void close_stand_ins(ServerConn& server);
   void forget_protocol_statements(ServerConn* runner, uint64_t request);
   void answer_locally_with_error(const FailureReport& failure);

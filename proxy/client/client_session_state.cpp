@@ -180,7 +180,9 @@ void ClientConn::finish_session_request(ServerConn* server, const SessionCommand
     // Session pooling: the log carries them to the standby, whatever became of their transaction block; a
     // DEALLOCATE of a statement made with Parse is not replayed (the other server may never have had it).
     for (TrackedStatement& t : sql_statements) {
-      if (t.c.effects.has(routing::SessionEffect::DiscardAll) || dropped_parsed_statement(server, t)) continue;
+      if (t.c.effects.has(routing::SessionEffect::DiscardAll) || dropped_parsed_statement(server, t, request)) {
+        continue;
+      }
       outcome.lasting.push_back(std::move(t));
     }
   }
@@ -232,8 +234,10 @@ bool kept_by_reset_all(const std::string& name) {
 // the shared server to its own login value, not the client's (the session log sets the client's once the block
 // ends). The rest of the block must not run with it (search_path: another schema's table): the server gets the
 // client's value before the next request (build_prepare_step). RESET ALL: every startup parameter it resets. Only
-// RESETs that nothing after them in the request may have undone or overridden: a later session command (a SET of
-// it, set_config, a DO block), or the end of the block or a rollback to a savepoint, drops those noted before it.
+// RESETs that nothing after them in the request may have undone or overridden: a later session command (any SET,
+// SET LOCAL, set_config, a DO block), or the end of the block or a rollback to a savepoint, drops those noted
+// before it. A savepoint made after the RESET and rolled back to later undoes the SETs back but not the RESET: the
+// rest of the block then has the server's value, as without them (README).
 // Requests pipelined behind went out before this was known: they ran with the server's value (README), and what
 // they did to the parameter or the block is not known here: nothing is noted then.
 void ClientConn::note_block_resets(ServerConn& server, const std::vector<TrackedStatement>& tracked) {
@@ -250,10 +254,11 @@ void ClientConn::note_block_resets(ServerConn& server, const std::vector<Tracked
                                      strncasecmp(name.c_str(), "transaction_", 12) != 0;
         if (reset) sets.push_back(routing::set_statement(name, value));
       }
-    } else if (t.changes_session() || (t.facts.transaction != TransactionCommand::None &&
-                                       t.facts.transaction != TransactionCommand::Savepoint &&
-                                       t.facts.transaction != TransactionCommand::Release)) {
-      sets.clear();
+    } else if (t.changes_session() || t.c.effects.has(SessionEffect::SetLocal) ||
+               t.c.effects.has(SessionEffect::SetLocalAnalysis) ||
+               (t.facts.transaction != TransactionCommand::None && t.facts.transaction != TransactionCommand::Savepoint &&
+                t.facts.transaction != TransactionCommand::Release)) {
+      sets.clear();  // SET LOCAL too (SET TRANSACTION and SET CONSTRAINTS alike: told apart only by the parser)
     }
   }
   server.block_resets.insert(server.block_resets.end(), sets.begin(), sets.end());

@@ -164,16 +164,21 @@ std::vector<TrackedStatement> ClientConn::take_sql_statements(ServerConn* server
 // named a statement the client made with Parse. Replayed from the session log on the client's other server, where
 // that statement may never have been parsed, it failed there, and the session ended (psycopg's pipeline mode
 // evicts its statement cache so). Dropped as a Close of it would drop it instead: true when so.
-bool ClientConn::dropped_parsed_statement(ServerConn* server, const TrackedStatement& t) {
+bool ClientConn::dropped_parsed_statement(ServerConn* server, const TrackedStatement& t, uint64_t request) {
   if (!t.c.effects.has(routing::SessionEffect::Deallocate)) return false;
   const std::vector<routing::PreparedRef> refs = routing::prepared_statement_refs(t.sql);
   if (refs.size() != 1 || refs.front().kind != PreparedRefKind::Deallocate ||
-      !refs.front().name_exact(client_utf8(server)) || !session_.find_statement(refs.front().name)) {
+      !refs.front().name_exact(client_utf8(server))) {
     return false;
   }
-  session_.erase_statement(refs.front().name);
-  forget_statement_elsewhere(server, refs.front().name, true);
+  const PreparedStatement* parsed = session_.find_statement(refs.front().name);
+  if (!parsed) return false;
   server->sql_statements.erase(refs.front().name);  // a stand-in that let it run here (missing_sql_statements)
+  // One parsed again by a request pipelined behind this one exists (its Parse closed the old one elsewhere).
+  if (parsed->made_by_request < request) {
+    session_.erase_statement(refs.front().name);
+    forget_statement_elsewhere(server, refs.front().name, true);
+  }
   return true;
 }
 

@@ -386,6 +386,7 @@ TEST_CASE("RESET of a startup parameter inside a block: the rest of the block ru
        "COMMIT"},
       {"SET search_path = public", "BEGIN", "RESET search_path; SELECT set_config('search_path', 'public', true)",
        insert, "COMMIT"},
+      {"BEGIN", "RESET search_path; SET LOCAL search_path = public", "SHOW search_path", insert, "COMMIT"},
   };
   for (const std::vector<std::string>& script : scripts) {
     CAPTURE(script[1]);
