@@ -271,16 +271,30 @@ TEST_CASE("startup parameters: options first, explicit ones over them; applicati
       {{"application_name", "bad\xff" "x\x01\xc3\xa9"}},
       {{"options", "-c application_name=opt\xfe"}},
   };
+  // Also through transaction pooling, which logs clients in without a server once the pool knows what one reports.
+  const int listen = pick_listen_port();
+  nlohmann::json config = default_config(listen);
+  config["databases"].push_back({{"name", "app_tx"}, {"server_database", "app"}, {"pool_mode", "transaction"}});
+  ProxyUnderTest transaction(config.dump(), listen);
+  std::vector<std::pair<int, const char*>> targets = {{target().port(), "app"}};
+  if (!direct_mode()) {  // with PGMUX_TEST_DIRECT=1 both are the primary, which has no app_tx
+    REQUIRE(raw_startup(transaction.port(), "app", "app", "app_tx").ok);
+    targets.emplace_back(transaction.port(), "app_tx");
+  }
   for (const auto& parameters : cases) {
     CAPTURE(parameters.size());
     StartupExtras extras;
     extras.parameters = parameters;
     const StartupOutcome direct = raw_startup(cluster_ports().primary, "app", "app", "app", 5.0, extras);
-    const StartupOutcome proxied = raw_startup(target().port(), "app", "app", "app", 5.0, extras);
-    INFO("direct: " << direct.message << " / pgmux: " << proxied.message);
     CHECK(direct.ok);
-    CHECK(proxied.ok);
-    CHECK(parameter(proxied, "TimeZone") == parameter(direct, "TimeZone"));
-    CHECK(parameter(proxied, "application_name") == parameter(direct, "application_name"));
+    for (const auto& [port, database] : targets) {
+      const std::string pooled_database = database;  // CAPTURE prints a const char* as a pointer
+      CAPTURE(pooled_database);
+      const StartupOutcome proxied = raw_startup(port, "app", "app", pooled_database, 5.0, extras);
+      INFO("direct: " << direct.message << " / pgmux: " << proxied.message);
+      CHECK(proxied.ok);
+      CHECK(parameter(proxied, "TimeZone") == parameter(direct, "TimeZone"));
+      CHECK(parameter(proxied, "application_name") == parameter(direct, "application_name"));
+    }
   }
 }
