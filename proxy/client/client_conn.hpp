@@ -260,6 +260,9 @@ class ClientConn final : public StreamConn, public PoolClient {
   struct PrepareStep {
     routing::Classification c;         // the request's class (it is not routed again)
     std::vector<std::string> prepared;  // client names of the statements prepared there
+    // ... of those among them parsed under other settings than the session's now (add_reparsed_statements), sent
+    // after the others (and listed after them in `prepared` once sent).
+    std::vector<std::string> reparsed;
     size_t log_size = 0;               // the session log it replayed up to
     size_t replay_from = 0;            // ... from this entry on: its Queries 0 .. log_size - replay_from - 1
     uint64_t log_generation = 0;       // ClientSession::log_generation then (the failed command's text is read)
@@ -309,7 +312,7 @@ class ClientConn final : public StreamConn, public PoolClient {
   void close_standby_cursors();
   ServerConn* standby_cursor_server(const routing::Classification& c);
   void describe_held_standby(routing::ClientRouteState& state) const;
-  bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, std::vector<std::string>* prepared);
+  bool add_statement_prep(ServerConn* server, protocol::ByteVector* messages, PrepareStep* step);
   bool binds_earlier_unnamed(const ServerConn* server) const;
   void learn_description(ServerConn& server, std::string_view client_name);
   const PreparedStatement* stale_statement(const ServerConn* server);
@@ -318,7 +321,12 @@ class ClientConn final : public StreamConn, public PoolClient {
                          bool prepares);
   bool request_uses_shared(std::string_view server_name);
   void add_session_statement(ServerConn* server, std::string_view client_name, const PreparedStatement& stored,
-                             protocol::ByteVector& messages, std::vector<std::string>& prepared);
+                             protocol::ByteVector& messages, PrepareStep& step);
+  bool append_statement_parse(ServerConn* server, std::string_view client_name, protocol::ByteVector& messages);
+  // statement_settings.cpp: statements prepared under the settings of their Parse.
+  std::vector<std::string> settings_reset_queries(bool in_block) const;
+  static std::vector<std::string> settings_restore_queries(bool in_block);
+  int add_reparsed_statements(ServerConn* server, protocol::ByteVector& messages, PrepareStep& step, bool in_block);
   bool forward_renamed(ServerConn* server, OwedReply& owed, bool first_use_checked);
   bool hides_unnamed_close(const ServerConn* server, OwedReply& owed);
   bool hides_sequence_sentinel(OwedReply& owed, bool continues_sequence);

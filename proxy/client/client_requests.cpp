@@ -262,10 +262,11 @@ int ClientConn::build_prepare_step(ServerConn* server, std::vector<SqlStatementP
   const bool begin_written =
       begins && (readies > 0 || !sql_preps.empty() || forwards_renamed() || forwards_described());
   if (begin_written) write_deferred_begin(messages);
-  step.prepares_statements = add_statement_prep(server, &messages, &step.prepared);
+  step.prepares_statements = add_statement_prep(server, &messages, &step);
   if (step.prepares_statements) {
     build_sync(messages);
     ++readies;
+    readies += add_reparsed_statements(server, messages, step, server->tx_status() != 'I' || begins);
   }
   if (begins && !begin_written) {
     // Nothing else to bring over: the BEGIN goes out in the same write as the request (forward()), and the

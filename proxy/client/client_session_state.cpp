@@ -22,7 +22,12 @@ using namespace protocol;
 // A request that may change session state, or any request while session commands wait for their block to end,
 // carries its statements to its ReadyForQuery (finish_session_request). Other requests cost nothing here.
 void ClientConn::note_session_request(OwedReply& owed, const routing::Classification& c) {
-  if (!c.effects.may_change_session() && !session_.block.at_stake()) return;
+  // A SET LOCAL of a setting fixed at parse: statements parsed in the rest of the block keep it
+  // (SessionBlock::analysis_commands).
+  if (!c.effects.may_change_session() && !c.effects.has(routing::SessionEffect::SetLocalAnalysis) &&
+      !session_.block.at_stake()) {
+    return;
+  }
   if (request_.kind != RequestKind::Query && request_.kind != RequestKind::Extended) return;
   if (!owed.session) owed.session = std::make_unique<SessionCommand>();  // else an open sequence goes on
   SessionCommand& command = *owed.session;

@@ -49,9 +49,9 @@ bool is_prepare_command(const routing::Classification& c) {
 
 // The PREPARE as the client's settings stood when it prepared it (search_path resolves its names, DateStyle reads
 // its literals, the role's privileges decide which schemas it may name): if the session log grew since, the
-// server's settings go back to that point inside a block (or
-// savepoint) that is rolled back afterwards, which PREPARE, not being transactional, survives. A log restarted
-// since (RESET ALL) has lost that point: the statement is prepared with the current settings.
+// server's settings go back to that point inside a block (or savepoint) that is rolled back afterwards, which
+// PREPARE, not being transactional, survives (statement_settings.cpp). A log restarted since (RESET ALL) has lost
+// that point: the statement is prepared with the current settings.
 void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatement& stored, bool in_block) const {
   if (stored.log_generation != session_.log_generation || stored.log_at >= session_.log.size()) {
     prep.queries = {stored.to_replay()};
@@ -59,30 +59,12 @@ void ClientConn::set_sql_prepare_queries(SqlStatementPrep& prep, const SqlStatem
     prep.check_prepared = false;
     return;
   }
-  // RESET ALL leaves the role and the session authorization: they go back to the login's too (the log then sets
-  // them as they stood), as PostgreSQL checked the statement's schemas under them (USAGE) at its PREPARE. The
-  // session authorization only where the session set it: before PostgreSQL 15.10 (CVE-2024-10978) rolling back
-  // its change could clear the role the rollback restores.
-  std::vector<std::string> queries{in_block ? "SAVEPOINT pgmux_prepare" : "BEGIN", "RESET ALL"};
-  if (session_.wanted_params.find("session_authorization") != nullptr ||
-      std::any_of(session_.log.begin(), session_.log.end(),
-                  [](const std::string& command) { return routing::sets_session_authorization(command); })) {
-    queries.emplace_back("SET SESSION AUTHORIZATION DEFAULT");
-  }
-  queries.emplace_back("RESET ROLE");
-  for (const auto& [name, value] : session_.wanted_params.entries()) {
-    queries.push_back(routing::set_statement(name, value));
-  }
+  std::vector<std::string> queries = settings_reset_queries(in_block);
   queries.insert(queries.end(), session_.log.begin(), session_.log.begin() + static_cast<long>(stored.log_at));
   prep.prepare_at = static_cast<uint16_t>(queries.size());
   queries.push_back(stored.to_replay());
-  if (in_block) {
-    queries.push_back("ROLLBACK TO SAVEPOINT pgmux_prepare");
-    queries.push_back("RELEASE SAVEPOINT pgmux_prepare");
-    prep.check_prepared = true;  // the rollback also undoes a failed PREPARE's abort of the client's block
-  } else {
-    queries.push_back("ROLLBACK");
-  }
+  for (std::string& query : settings_restore_queries(in_block)) queries.push_back(std::move(query));
+  prep.check_prepared = in_block;  // the rollback also undoes a failed PREPARE's abort of the client's block
   prep.queries = std::move(queries);
 }
 

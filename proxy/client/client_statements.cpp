@@ -34,21 +34,22 @@ using namespace protocol;
 // statements evicted from the server's LRU. `prepared` gets the client names of the statements prepared here.
 // With `messages` null nothing changes: the answer is only whether anything would be sent. True when something
 // is (or would be).
-bool ClientConn::add_statement_prep(ServerConn* server, ByteVector* messages, std::vector<std::string>* prepared) {
+bool ClientConn::add_statement_prep(ServerConn* server, ByteVector* messages, PrepareStep* step) {
   const std::vector<std::string>& closes = transaction_pooling() ? server->server_closes : server->pending_closes;
   bool any = !closes.empty();
   if (messages) {
     for (const auto& name : closes) build_close(*messages, 'S', name);
     if (transaction_pooling()) server->server_closes.clear();  // pending_closes: cleared once the prep succeeded
   }
-  statement_steps_.walk(request_, session_, [&](const ResolvedStep& step) {
+  statement_steps_.walk(request_, session_, [&](const ResolvedStep& resolved) {
     // A statement from an earlier request, used here (or existing, for a Parse that fails): the server needs it.
-    if (!step.in_session || step.step->kind == StatementStepKind::Close) return true;
-    const bool lacks = transaction_pooling() ? lacks_shared_copy(server, step.step->name, *step.in_session, messages)
-                                             : !server->prepared.contains(step.step->name);
+    if (!resolved.in_session || resolved.step->kind == StatementStepKind::Close) return true;
+    const std::string_view name = resolved.step->name;
+    const bool lacks = transaction_pooling() ? lacks_shared_copy(server, name, *resolved.in_session, messages)
+                                             : !server->prepared.contains(name);
     if (!lacks) return true;
     any = true;
-    if (messages) add_session_statement(server, step.step->name, *step.in_session, *messages, *prepared);
+    if (messages) add_session_statement(server, name, *resolved.in_session, *messages, *step);
     return true;
   });
   if (binds_earlier_unnamed(server)) {
@@ -103,24 +104,37 @@ bool ClientConn::request_uses_shared(std::string_view server_name) {
   return false;
 }
 
-// Appends the Parse of a statement from the session that the server lacks (once per prep).
+// A statement from the session that the server lacks, once per prep: its Parse now, or, if the session's settings
+// changed since its Parse (another TimeZone would read its literals otherwise), after the others under its own
+// settings (add_reparsed_statements).
 void ClientConn::add_session_statement(ServerConn* server, std::string_view client_name,
-                                       const PreparedStatement& stored, ByteVector& messages,
-                                       std::vector<std::string>& prepared) {
-  if (std::find(prepared.begin(), prepared.end(), client_name) != prepared.end()) return;
+                                       const PreparedStatement& stored, ByteVector& messages, PrepareStep& step) {
+  const auto listed = [&](const std::vector<std::string>& names) {
+    return std::find(names.begin(), names.end(), client_name) != names.end();
+  };
+  if (listed(step.prepared) || listed(step.reparsed)) return;
+  if (stored.settings_key() != session_.parse_settings_key()) {
+    step.reparsed.emplace_back(client_name);
+    return;
+  }
+  if (append_statement_parse(server, client_name, messages)) step.prepared.emplace_back(client_name);
+}
+
+// The messages that prepare a statement of the session on the server (transaction pooling: under its shared name,
+// closed first, and described). False if its Parse could not be renamed (not sent).
+bool ClientConn::append_statement_parse(ServerConn* server, std::string_view client_name, ByteVector& messages) {
+  PreparedStatement& stored = *session_.find_statement(client_name);
   if (!transaction_pooling()) {
     // With the split, the types its Parse fixed are known (forward_described): spelled out here, and the copy
     // described, for its result columns (stale_statement).
-    PreparedStatement* own = session_.find_statement(client_name);
-    if (own) pin_parameter_types(*own);
+    pin_parameter_types(stored);
     messages.insert(messages.end(), stored.parse.begin(), stored.parse.end());
     if (statements_may_move()) {
       build_describe(messages, 'S', client_name);
       // Listed now: its description is recorded there as it comes.
       server->prepared.insert_or_assign(std::string(client_name), ServerConn::StatementDescription());
     }
-    prepared.emplace_back(client_name);
-    return;
+    return true;
   }
   const std::string& name = stored.server_name;
   // Closed first even when pgmux's list says the server lacks it: a copy older than the client's Parse, or one
@@ -129,14 +143,14 @@ void ClientConn::add_session_statement(ServerConn* server, std::string_view clie
   build_close(messages, 'S', name);
   const bool ok = rewrite_statement_names(
       stored.parse, [&](std::string_view) { return std::optional<std::string_view>(name); }, messages);
-  if (!ok) return;
+  if (!ok) return false;
   ++server->pool().stats.server_parses;
   build_describe(messages, 'S', name);  // its shape (ServerConn::SharedStatement)
   // The list closes the least recently used to make room, never one this request uses (the walk made those the
   // most recent: at most one per step); a request that uses more than max_per_server keeps them all meanwhile.
   server->server_statements.put_keeping(name, {uv_hrtime(), {}}, request_.steps.size(),
                                         [&](const std::string& evicted) { build_close(messages, 'S', evicted); });
-  prepared.emplace_back(client_name);
+  return true;
 }
 
 // A client statement's result shape and parameter types are the first ones known of a copy made for it (its own
@@ -433,7 +447,7 @@ bool ClientConn::resolve_server_names(ServerConn* server, BatchServerNames& name
     if (step.step->kind == StatementStepKind::Parse && step.outcome == ParseOutcome::Creates) {
       const uint32_t parse = step.step->parse;
       names.of_parse[parse] =
-          server_statement_name(request_.parses[parse].message, session_.analysis_settings_key());
+          server_statement_name(request_.parses[parse].message, session_.parse_settings_key());
       name = &names.of_parse[parse];
       server->server_statements.erase(*name);  // the Parse makes a new one (a copy there is closed first)
       names.created.push_back(parse);

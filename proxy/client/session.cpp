@@ -142,21 +142,60 @@ const ClientSession::TextFacts& ClientSession::text_facts() const {
     mix(name);
     mix(value);
   }
+  std::vector<std::string> commands;
   for (const std::string& command : log) {
-    if (routing::may_affect_statement_analysis(command)) mix(command);
+    if (!routing::may_affect_statement_analysis(command)) continue;
+    mix(command);
+    commands.push_back(command);
   }
-  text_facts_ = {log_generation, log.size(), any ? hash | 1 : 0};
+  text_facts_ = {log_generation, log.size(), any ? hash | 1 : 0, nullptr};
+  if (any) {
+    auto settings = std::make_shared<ParseSettings>();
+    settings->key = text_facts_.analysis_key;
+    settings->commands = std::move(commands);
+    text_facts_.settings = std::move(settings);
+  }
   return text_facts_;
 }
 
+namespace {
+
+// The key of the session's settings followed by the open block's changes to them.
+uint64_t block_settings_key(uint64_t session_key, const std::vector<std::string>& block_commands) {
+  uint64_t hash = protocol::fnv1a(protocol::kFnvOffset,
+                                  std::string_view(reinterpret_cast<const char*>(&session_key), sizeof session_key));
+  for (const std::string& command : block_commands) {
+    hash = protocol::fnv1a(protocol::fnv1a(hash, command), std::string_view("\0", 1));
+  }
+  return hash | 1;
+}
+
+}  // namespace
+
+uint64_t ClientSession::parse_settings_key() const {
+  const std::vector<std::string>& in_block = block.analysis_commands();
+  return in_block.empty() ? analysis_settings_key() : block_settings_key(analysis_settings_key(), in_block);
+}
+
+std::shared_ptr<const ParseSettings> ClientSession::parse_settings() const {
+  const TextFacts& facts = text_facts();
+  const std::vector<std::string>& in_block = block.analysis_commands();
+  if (in_block.empty()) return facts.settings;
+  auto settings = std::make_shared<ParseSettings>();
+  settings->key = block_settings_key(facts.analysis_key, in_block);
+  if (facts.settings) settings->commands = facts.settings->commands;
+  settings->commands.insert(settings->commands.end(), in_block.begin(), in_block.end());
+  return settings;
+}
+
 PreparedStatement& ClientSession::remember(const ParsedStatement& parse, const routing::Classification& c,
-                                           bool transaction_pooling, uint64_t now_ns, uint64_t request) {
+                                           bool shared_name, uint64_t now_ns, uint64_t request) {
   PreparedStatement& stored = statements_[std::string(parse.name)];
   stored.classification = c;
   stored.parse.assign(parse.message.begin(), parse.message.end());  // parameter types included
-  stored.settings_key = transaction_pooling ? analysis_settings_key() : 0;
+  stored.settings = parse_settings();
   stored.server_name =
-      transaction_pooling ? protocol::server_statement_name(parse.message, stored.settings_key) : std::string();
+      shared_name ? protocol::server_statement_name(parse.message, stored.settings_key()) : std::string();
   stored.confirmed = false;
   stored.shape = 0;
   stored.parameter_types.clear();
@@ -181,7 +220,7 @@ bool pin_parameter_types(PreparedStatement& stored) {
   protocol::build_parse(typed, parse->statement, parse->sql, types);
   stored.parse = std::move(typed);
   if (!stored.server_name.empty()) {
-    stored.server_name = protocol::server_statement_name(stored.parse, stored.settings_key);
+    stored.server_name = protocol::server_statement_name(stored.parse, stored.settings_key());
   }
   return true;
 }

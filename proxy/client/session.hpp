@@ -20,6 +20,16 @@
 
 namespace pgmux::proxy {
 
+// The settings a statement was parsed under, as far as they decide what it means (routing::affects_statement_analysis:
+// TimeZone and DateStyle read its literals, search_path and the role find its tables): the key its shared copies
+// are named by (ClientSession::analysis_settings_key, 0 for the servers' defaults) and the commands that bring a
+// server there from the client's startup values: the session log's that may change them, then those of the open
+// block (its SETs and SET LOCALs). Shared by the statements parsed under the same settings.
+struct ParseSettings {
+  uint64_t key = 0;
+  std::vector<std::string> commands;
+};
+
 struct PreparedStatement {
   protocol::ByteVector parse;  // the client's Parse message, to prepare it on another server
   routing::Classification classification;
@@ -33,7 +43,10 @@ struct PreparedStatement {
                                // prepared again, see ServerConn::server_statements)
   uint64_t made_by_request = 0;  // the number of the client's request that parsed it (ClientConn::requests_sent_;
                                  // answered here: the last one sent): a DISCARD ALL sent before it leaves it be
-  uint64_t settings_key = 0;     // transaction pooling: ClientSession::analysis_settings_key at its Parse
+  // The settings of its Parse, which a server that lacks it is brought back to while it is prepared there (null:
+  // the servers' defaults).
+  std::shared_ptr<const ParseSettings> settings;
+  uint64_t settings_key() const { return settings ? settings->key : 0; }
 };
 
 // Transaction pooling: a statement whose Parse left parameter types for the server to infer, once those types are
@@ -144,6 +157,10 @@ struct ClientSession {
   // only among sessions with the same key (another TimeZone reads '2024-01-01'::timestamptz otherwise, another
   // search_path finds other tables).
   uint64_t analysis_settings_key() const { return text_facts().analysis_key; }
+  // The settings a statement parsed now is analyzed under: the startup parameters' and the log's, then those the open
+  // block changed (SessionBlock::analysis_commands). Null: the servers' defaults. An allocation only in such a block.
+  std::shared_ptr<const ParseSettings> parse_settings() const;
+  uint64_t parse_settings_key() const;
   // Text the lexer cannot read (Classification::unreadable) may hide statements for this session: its client
   // encoding or standard_conforming_strings (routing::lexer_may_misread) as the server reported them at login (a
   // startup option, a role's or database's default), or a statement since that may have changed either
@@ -198,8 +215,9 @@ struct ClientSession {
   void note_isolation_default(const routing::Classification& c, std::string_view reset_parameter);
 
   // A named statement parsed by the client: kept (message and class) to prepare it on another server.
-  PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c,
-                              bool transaction_pooling, uint64_t now_ns, uint64_t request);
+  // `shared_name`: under a name servers share (transaction pooling).
+  PreparedStatement& remember(const ParsedStatement& parse, const routing::Classification& c, bool shared_name,
+                              uint64_t now_ns, uint64_t request);
   const PreparedStatement* find_statement(std::string_view name) const;
   PreparedStatement* find_statement(std::string_view name);
   void erase_statement(std::string_view name);  // a Close of it
@@ -223,6 +241,7 @@ struct ClientSession {
     uint64_t generation = ~uint64_t{0};
     size_t log_size = 0;
     uint64_t analysis_key = 0;
+    std::shared_ptr<const ParseSettings> settings;  // null when analysis_key is 0
   };
   const TextFacts& text_facts() const;
   mutable TextFacts text_facts_;

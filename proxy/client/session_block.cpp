@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "routing/session_sql.hpp"
+
 namespace pgmux::proxy {
 
 using routing::SessionReplay;
@@ -22,9 +24,10 @@ void make_lasting(std::vector<TrackedStatement>& statements, SessionOutcome& out
 }
 
 // The index of the innermost open savepoint of that name, or -1 (PostgreSQL takes the most recent one).
-std::ptrdiff_t find_savepoint(const std::vector<std::pair<std::string, size_t>>& savepoints, const std::string& name) {
+template <typename Savepoints>
+std::ptrdiff_t find_savepoint(const Savepoints& savepoints, const std::string& name) {
   for (auto i = static_cast<std::ptrdiff_t>(savepoints.size()) - 1; i >= 0; --i) {
-    if (savepoints[static_cast<size_t>(i)].first == name) return i;
+    if (savepoints[static_cast<size_t>(i)].name == name) return i;
   }
   return -1;
 }
@@ -55,7 +58,7 @@ SessionOutcome SessionBlock::finish(std::vector<TrackedStatement> statements, ch
   }
   const bool any_session = std::any_of(first, statements.end(), [](const auto& s) { return s.changes_session(); });
   const bool any_transaction = std::any_of(first, statements.end(), is_transaction_command);
-  const bool at_risk = any_session || at_stake();
+  const bool at_risk = any_session || !pending_.empty();  // the block's analysis changes alone need no log
 
   if (failed) {
     // The request stopped at its first error, which rolled back the implicit transaction around it or failed the
@@ -96,13 +99,17 @@ void SessionBlock::run(TrackedStatement& statement, Block& block, std::vector<Tr
   const routing::StatementSessionFacts& facts = statement.facts;
   switch (facts.transaction) {
     case TransactionCommand::None:
+      if (block == Block::Open) note_analysis_change(statement);
       if (!statement.changes_session() || block == Block::Failed) return;
       (block == Block::Open ? pending_ : implicit).push_back(std::move(statement));
       return;
     case TransactionCommand::Begin:
       if (block != Block::None) return;  // a warning inside a block
       block = Block::Open;
-      for (TrackedStatement& s : implicit) pending_.push_back(std::move(s));  // the statements before join it
+      for (TrackedStatement& s : implicit) {  // the statements before join it
+        note_analysis_change(s);
+        pending_.push_back(std::move(s));
+      }
       implicit.clear();
       return;
     case TransactionCommand::Commit:
@@ -117,7 +124,7 @@ void SessionBlock::run(TrackedStatement& statement, Block& block, std::vector<Tr
       return;
     }
     case TransactionCommand::Savepoint:
-      if (block == Block::Open) savepoints_.emplace_back(facts.savepoint, pending_.size());
+      if (block == Block::Open) savepoints_.push_back({facts.savepoint, pending_.size(), analysis_.size()});
       return;
     case TransactionCommand::Release: {
       // A savepoint not seen here was made before the block's first session command (requests are tracked from
@@ -128,7 +135,8 @@ void SessionBlock::run(TrackedStatement& statement, Block& block, std::vector<Tr
     }
     case TransactionCommand::RollbackTo: {
       const auto i = find_savepoint(savepoints_, facts.savepoint);
-      pending_.resize(i >= 0 ? savepoints_[static_cast<size_t>(i)].second : 0);
+      pending_.resize(i >= 0 ? savepoints_[static_cast<size_t>(i)].pending : 0);
+      analysis_.resize(i >= 0 ? savepoints_[static_cast<size_t>(i)].analysis : 0);
       savepoints_.resize(i >= 0 ? static_cast<size_t>(i) + 1 : 0);  // the savepoint itself stays
       block = Block::Open;
       return;
@@ -141,6 +149,12 @@ void SessionBlock::run(TrackedStatement& statement, Block& block, std::vector<Tr
       block = Block::None;
       return;
   }
+}
+
+void SessionBlock::note_analysis_change(const TrackedStatement& statement) {
+  const bool changes = statement.c.effects.has(routing::SessionEffect::SetLocalAnalysis) ||
+                       (statement.changes_session() && routing::may_affect_statement_analysis(statement.sql));
+  if (changes) analysis_.push_back(statement.sql);
 }
 
 void SessionBlock::end_block(bool commit, SessionOutcome& out) {

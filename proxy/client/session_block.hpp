@@ -35,8 +35,15 @@ class SessionBlock {
   // request before it), `after` its ReadyForQuery status, `failed` whether an ErrorResponse came.
   SessionOutcome finish(std::vector<TrackedStatement> statements, char before, char after, bool failed);
 
-  // Session commands wait for the block around them to end: every request until then is tracked.
-  bool at_stake() const { return !pending_.empty(); }
+  // Session commands wait for the block around them to end: every request until then is tracked. So do the
+  // block's changes to the settings statements are analyzed under.
+  bool at_stake() const { return !pending_.empty() || !analysis_.empty(); }
+
+  // The commands of the open block that changed the settings a statement parsed now is analyzed under (a SET, or a
+  // SET LOCAL of a setting fixed at parse: routing::SessionEffect::SetLocalAnalysis), in order, without those a
+  // rollback to a savepoint undid: they bring another server's block to the same settings
+  // (ClientSession::parse_settings). Empty outside a block.
+  const std::vector<std::string>& analysis_commands() const { return analysis_; }
 
  private:
   enum class Block : uint8_t { None, Open, Failed };
@@ -44,11 +51,19 @@ class SessionBlock {
   void end_block(bool commit, SessionOutcome& out);
   void clear() {
     pending_.clear();
+    analysis_.clear();
     savepoints_.clear();
   }
+  void note_analysis_change(const TrackedStatement& statement);
 
-  std::vector<TrackedStatement> pending_;                   // session commands of the open block, in order
-  std::vector<std::pair<std::string, size_t>> savepoints_;  // open savepoints: name, pending_ size at it
+  struct Savepoint {
+    std::string name;
+    size_t pending = 0;   // pending_'s size at it
+    size_t analysis = 0;  // analysis_'s
+  };
+  std::vector<TrackedStatement> pending_;  // session commands of the open block, in order
+  std::vector<std::string> analysis_;      // analysis_commands
+  std::vector<Savepoint> savepoints_;      // open savepoints
 };
 
 }  // namespace pgmux::proxy

@@ -304,6 +304,9 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
     case backend::kParameterDescription:  // a Describe 'S' answers this first, then its RowDescription or NoData
       if (state() == ServerState::Internal && owed_.front_fate() == ReplyFate::Internal) {
         InternalRun& run = *owed_.front().internal;
+        // After an error, a Describe answered may be another statement's than the first still listed (the one
+        // that failed was never described): the run fails, and nothing is recorded.
+        if (!run.error.empty()) return;
         run.describing = true;
         if (!run.described.empty()) record_parameter_types(run.described.front(), body);
       }
@@ -312,7 +315,7 @@ void ServerConn::handle_internal_message(char tag, ByteView body) {
     case backend::kNoData: {  // the answer to a Describe 'S' of a statement pgmux prepared here, or a query's rows
       if (state() != ServerState::Internal || owed_.front_fate() != ReplyFate::Internal) return;
       InternalRun& run = *owed_.front().internal;
-      if (!run.describing || run.described.empty()) return;  // the rows of a query of pgmux's (set_config)
+      if (!run.describing || run.described.empty() || !run.error.empty()) return;  // rows of pgmux's (set_config)
       run.describing = false;
       record_shape(run.described.front(), tag == backend::kNoData ? ByteView() : body);
       run.described.erase(run.described.begin());

@@ -180,3 +180,28 @@ TEST_CASE("PREPARE TRANSACTION with session commands in its block: unknown") {
   block.finish(statements({"BEGIN", "SET ROLE reader"}), 'I', 'T', false);
   CHECK(block.finish(statements({"PREPARE TRANSACTION 'x'"}), 'T', 'I', false).unknown);
 }
+
+TEST_CASE("the block's changes to the settings a Parse reads: SET LOCAL and SET, back to a savepoint, until its end") {
+  SessionBlock block;
+  block.finish(statements({"SET LOCAL TimeZone = 'UTC'"}), 'I', 'I', false);  // outside a block: nothing
+  CHECK(block.analysis_commands().empty());
+  block.finish(statements({"BEGIN"}), 'I', 'T', false);
+  block.finish(statements({"SET LOCAL TimeZone = 'Asia/Tokyo'"}), 'T', 'T', false);
+  CHECK(block.analysis_commands() == Sqls{"SET LOCAL TimeZone = 'Asia/Tokyo'"});
+  CHECK(block.at_stake());  // the rest of the block is tracked
+  block.finish(statements({"SET LOCAL work_mem = '8MB'"}), 'T', 'T', false);  // no Parse reads it
+  block.finish(statements({"SAVEPOINT s"}), 'T', 'T', false);
+  block.finish(statements({"SET DateStyle = 'ISO, DMY'"}), 'T', 'T', false);
+  CHECK(block.analysis_commands() == Sqls{"SET LOCAL TimeZone = 'Asia/Tokyo'", "SET DateStyle = 'ISO, DMY'"});
+  block.finish(statements({"ROLLBACK TO SAVEPOINT s"}), 'T', 'T', false);
+  CHECK(block.analysis_commands() == Sqls{"SET LOCAL TimeZone = 'Asia/Tokyo'"});
+  CHECK(lasting(block.finish(statements({"COMMIT"}), 'T', 'I', false)).empty());  // SET LOCAL never lasts
+  CHECK(block.analysis_commands().empty());
+  CHECK_FALSE(block.at_stake());
+
+  // A SET in front of BEGIN in one string joins the block.
+  block.finish(statements({"SET TimeZone = 'UTC'", "BEGIN"}), 'I', 'T', false);
+  CHECK(block.analysis_commands() == Sqls{"SET TimeZone = 'UTC'"});
+  block.finish(statements({"ROLLBACK"}), 'T', 'I', false);
+  CHECK(block.analysis_commands().empty());
+}

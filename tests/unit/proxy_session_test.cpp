@@ -3,6 +3,7 @@
 #include "protocol/frontend_messages.hpp"
 #include "protocol/statement_naming.hpp"
 #include "proxy/client/session.hpp"
+#include "routing/session_statement.hpp"
 
 using pgmux::proxy::ClientSession;
 using pgmux::proxy::LogUpdate;
@@ -258,4 +259,38 @@ TEST_CASE("session: the analysis settings key follows what changes a statement's
   CHECK(pgmux::protocol::server_statement_name(parse, tokyo.analysis_settings_key()) !=
         pgmux::protocol::server_statement_name(parse, utc.analysis_settings_key()));
   CHECK(pgmux::protocol::server_statement_name(parse, 0) == pgmux::protocol::server_statement_name(parse));
+}
+
+TEST_CASE("session: a statement keeps the settings of its Parse, the open block's changes included") {
+  static pgmux::routing::Classifier classifier;
+  const auto tracked = [](const char* sql) {
+    std::vector<pgmux::proxy::TrackedStatement> out;
+    out.push_back({sql, classifier.classify(sql), pgmux::routing::statement_session_facts(sql), ""});
+    return out;
+  };
+  ClientSession session;
+  session.wanted_params.set("TimeZone", "UTC");
+  record(session, "SET DateStyle = 'ISO, DMY'", true);
+  record(session, "SET work_mem = '8MB'", true);
+  pgmux::protocol::ByteVector message;
+  pgmux::protocol::build_parse(message, "s", "SELECT now()", {});
+  const pgmux::proxy::ParsedStatement parse{"s", "SELECT now()", pgmux::protocol::ByteView(message)};
+  const auto& plain = session.remember(parse, {}, true, 1, 1);
+  REQUIRE(plain.settings != nullptr);
+  CHECK(plain.settings_key() == session.analysis_settings_key());
+  CHECK(plain.settings->commands == std::vector<std::string>{"SET DateStyle = 'ISO, DMY'"});
+  const uint64_t session_key = session.parse_settings_key();
+
+  std::vector<pgmux::proxy::TrackedStatement> begin = tracked("BEGIN");
+  begin[0].facts.transaction = pgmux::routing::TransactionCommand::Begin;
+  session.block.finish(std::move(begin), 'I', 'T', false);
+  session.block.finish(tracked("SET LOCAL TimeZone = 'Asia/Tokyo'"), 'T', 'T', false);
+  CHECK(session.parse_settings_key() != session_key);
+  const auto& local = session.remember(parse, {}, true, 2, 2);
+  CHECK(local.settings_key() == session.parse_settings_key());
+  CHECK(local.settings->commands ==
+        std::vector<std::string>{"SET DateStyle = 'ISO, DMY'", "SET LOCAL TimeZone = 'Asia/Tokyo'"});
+  CHECK(local.server_name == pgmux::protocol::server_statement_name(message, local.settings_key()));
+  session.block.finish(tracked("ROLLBACK"), 'T', 'I', false);
+  CHECK(session.parse_settings_key() == session_key);
 }

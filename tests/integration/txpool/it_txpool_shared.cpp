@@ -42,18 +42,10 @@ std::string target(const Fixture& f, bool direct) {
   return direct ? conninfo(cluster_ports().primary, "app", "app", kDb) : f.ci;
 }
 
-// Prepares `name` as `sql` (libpq: Parse and Sync); "" or the SQLSTATE.
 std::string prepare(PGconn* conn, const std::string& name, const std::string& sql) {
-  PgResult res(PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr));
-  return PQresultStatus(res.get()) == PGRES_COMMAND_OK ? "" : sqlstate(res.get());
+  return prepare_named(conn, name, sql);
 }
-
-// Executes `name`: its first value, or "error <SQLSTATE>".
-std::string run(PGconn* conn, const std::string& name) {
-  PgResult res(PQexecPrepared(conn, name.c_str(), 0, nullptr, nullptr, nullptr, 0));
-  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return "error " + sqlstate(res.get());
-  return PQntuples(res.get()) > 0 ? PQgetvalue(res.get(), 0, 0) : "";
-}
+std::string run(PGconn* conn, const std::string& name) { return run_named(conn, name); }
 
 // A batch whose Parse of `name` PostgreSQL skips (a Bind of a missing statement fails first), then the client
 // prepares and runs `name` for real: every outcome, one per line.

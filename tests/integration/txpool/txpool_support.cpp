@@ -33,6 +33,17 @@ json txpool_config(int listen_port, const std::string& db, int pool_size, bool s
 
 json& database_entry(json& config) { return config["databases"][0]; }
 
+std::string prepare_named(PGconn* conn, const std::string& name, const std::string& sql) {
+  PgResult res(PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr));
+  return PQresultStatus(res.get()) == PGRES_COMMAND_OK ? "" : sqlstate(res.get());
+}
+
+std::string run_named(PGconn* conn, const std::string& name) {
+  PgResult res(PQexecPrepared(conn, name.c_str(), 0, nullptr, nullptr, nullptr, 0));
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return "error " + sqlstate(res.get());
+  return PQntuples(res.get()) > 0 ? PQgetvalue(res.get(), 0, 0) : "";
+}
+
 void fresh_database(const std::string& db, bool wait_standbys) {
   const ClusterPorts ports = cluster_ports();
   if (wait_standbys) {

@@ -61,6 +61,11 @@ struct NoticeCapture {
 // sent first ends up in `capture` (installed beforehand).
 bool wait_closed_by_proxy(PGconn* conn, double seconds);
 
+// Prepares `name` as `sql` (libpq: Parse and Sync): "" or the SQLSTATE.
+std::string prepare_named(PGconn* conn, const std::string& name, const std::string& sql);
+// Executes the prepared statement `name` without parameters: its first value, or "error <SQLSTATE>".
+std::string run_named(PGconn* conn, const std::string& name);
+
 // Text of the ErrorResponse (severity + SQLSTATE + message) of a failed result, for messages.
 std::string error_text(PGconn* conn, const PGresult* res);
 
