@@ -68,6 +68,8 @@ bool ClientConn::relay_copy() {
 // running that command. With nothing in flight PostgreSQL would ignore it; so does pgmux.
 bool ClientConn::dispatch_copy_message() {
   if (active_ && active_->has_outstanding()) {
+    const auto tag = static_cast<char>(in_.unparsed_bytes()[0]);
+    if (tag == frontend::kCopyDone || tag == frontend::kCopyFail) active_->note_copy_end_ahead();
     uv_buf_t buf =
         uv_buf_init(reinterpret_cast<char*>(in_.data() + in_.parsed()), static_cast<unsigned>(request_.size));
     in_.advance_parsed(request_.size);

@@ -94,10 +94,14 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       // A simple-protocol message in the middle of an extended batch: end the batch before it. PostgreSQL
       // handles the batch up to here and then the new message; forwarding in two pieces keeps that order.
       return BatchStep::EndsBefore;
-    case frontend::kExecute:
-    case frontend::kCopyData:  // outside COPY PostgreSQL ignores these; they travel with the batch
+    case frontend::kCopyData:
     case frontend::kCopyDone:
     case frontend::kCopyFail:
+      // COPY data for a COPY FROM STDIN the batch starts, sent before PostgreSQL asked for it (outside COPY it
+      // ignores them): the batch goes out without it, as PostgreSQL answers it up to CopyInResponse before reading
+      // the data; the data follows as messages of its own (ClientConn::dispatch_copy_message).
+      return BatchStep::EndsBefore;
+    case frontend::kExecute:
       return BatchStep::GoOn;
     default:
       // A type PostgreSQL does not know: it ends the session with FATAL 08P01 once it reaches that message,

@@ -111,6 +111,9 @@ struct OwedReply {
   // Set at a ReadyForQuery 'I' that ends a transaction: what the transaction wrote (the commit to acknowledge).
   Written committed = Written::Nothing;
   uint16_t readies = 1;   // ReadyForQuery messages still to come for it (several only for an internal run)
+  // CopyDone and CopyFail messages the client sent right behind it before PostgreSQL asked for COPY data: a COPY
+  // FROM STDIN it starts is already ended (ServerConn::deliver).
+  uint16_t copy_ends = 0;
   uint64_t sent_ns = 0;   // uv_hrtime() when its first message went out (query duration)
   uint64_t request = 0;   // the client's number for the request (statements it parsed are confirmed by it)
   // CloseComplete messages: how many Close messages went out in this entry's requests, how many answers the

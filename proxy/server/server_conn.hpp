@@ -80,6 +80,11 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool reusable() const override;
   // Replies still to come for requests sent (or an extended sequence not yet closed by Sync).
   // Also true while the last reply is still being written to the client (its ReadyForQuery not yet delivered).
+  // The client sent a CopyDone or CopyFail behind its last request before PostgreSQL asked for COPY data: the COPY
+  // that request starts is over already (OwedReply::copy_ends).
+  void note_copy_end_ahead() {
+    if (!owed_.empty() && owed_.back().copy_ends < UINT16_MAX) ++owed_.back().copy_ends;
+  }
   bool has_outstanding() const { return !owed_.empty() || pending_event_ != RelayEvent::None || pinned(); }
   // How many requests are queued here: a client that pipelines deeper waits for replies to catch up.
   size_t owed_depth() const { return owed_.size(); }

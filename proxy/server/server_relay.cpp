@@ -515,6 +515,13 @@ void ServerConn::deliver(RelayEvent event) {
       deliver_ready();
       return;
     case RelayEvent::CopyIn: {
+      if (!owed_.empty() && owed_.front().copy_ends > 0) {
+        // The client ended this COPY before PostgreSQL asked for its data: CopyDone (or CopyFail) came right
+        // behind the request. PostgreSQL took them as the COPY's; the entry ends at its own ReadyForQuery, and what
+        // the client sends next are requests, as any pipelined behind it.
+        --owed_.front().copy_ends;
+        return;
+      }
       // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY, and the
       // server stays inside the batch's implicit transaction until the Sync the client sends after CopyDone or
       // CopyFail. The batch's entry is open again: that Sync continues it, and its ReadyForQuery ends it. Until
