@@ -50,6 +50,7 @@ struct Classification {
   bool primary_only = false;    // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED: only the primary runs it
   bool catalog_change = false;  // DDL of functions, views, extensions, schemas... or DO: reload the catalog
   bool reads_unlogged = false;  // reads a relation only the primary has rows of (FunctionCatalog::unlogged_relation)
+  bool copy_in = false;         // COPY ... FROM (or a COPY read no further): it may start COPY FROM STDIN
   // A request that opens an extended sequence (closed by Flush, not Sync): its server runs the rest of the
   // sequence, which may write, so it starts on the primary; still a read, which starts no read-your-writes
   // (ClientConn::dispatch).
@@ -77,7 +78,7 @@ struct Classification {
   bool read_needs_primary() const { return primary_hint || reads_unlogged || opens_sequence; }
   // Adds the facts of another statement that run with this one (a multi-statement string, an extended batch):
   // the hint, the pin (this one's reason first), the session effects, write-function calls, primary_only,
-  // catalog_change, reads of unlogged relations and the strictest isolation.
+  // catalog_change, reads of unlogged relations, COPY FROM and the strictest isolation.
   void add_facts(const Classification& other) {
     primary_hint = primary_hint || other.primary_hint;
     if (pin_reason == PinReason::None) pin_reason = other.pin_reason;
@@ -86,6 +87,7 @@ struct Classification {
     primary_only = primary_only || other.primary_only;
     catalog_change = catalog_change || other.catalog_change;
     reads_unlogged = reads_unlogged || other.reads_unlogged;
+    copy_in = copy_in || other.copy_in;
     unreadable = unreadable || other.unreadable;
     if (other.isolation > isolation) isolation = other.isolation;
   }

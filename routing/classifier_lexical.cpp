@@ -267,7 +267,9 @@ Classification decide_copy(const StatementScan& s, bool& needs_parser) {
     return {};
   }
   if (s.copy_direction == 0) return make(StatementKind::Read, "COPY TO");
-  return make(StatementKind::Write, s.copy_direction == 1 ? "COPY FROM" : "COPY");
+  Classification c = make(StatementKind::Write, s.copy_direction == 1 ? "COPY FROM" : "COPY");
+  c.copy_in = true;
+  return c;
 }
 
 Classification decide(const StatementScan& s, bool& needs_parser) {

@@ -49,8 +49,12 @@ bool ClientConn::relay_copy() {
     batch.add(in_.data() + pos, n);
     pos += n;
     copy_pass_remaining_ = frame.total() - n;
-    // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject).
-    if (frame.tag != frontend::kCopyData) copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::EndingMessage : CopyIn::Off;
+    // Anything but CopyData ends COPY mode on the server (CopyDone, CopyFail, or a message it will reject), except
+    // Sync and Flush, which PostgreSQL ignores during COPY IN.
+    const bool ignored = frame.tag == frontend::kSync || frame.tag == frontend::kFlush;
+    if (frame.tag != frontend::kCopyData && !ignored) {
+      copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::EndingMessage : CopyIn::Off;
+    }
   }
   in_.advance_parsed(pos - in_.parsed());
   if (batch.empty()) return false;

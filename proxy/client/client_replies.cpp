@@ -148,7 +148,8 @@ void ClientConn::on_copy_in(ServerConn* server, const OwedReply* batch) {
   if (server != active_) return;
   copy_in_ = CopyIn::Streaming;
   copy_pass_remaining_ = 0;
-  if (state_ == ClientState::Ending) resume_requests();  // the data the client sent before its end goes out
+  // The data the client sent before its end goes out; requests held behind the COPY's start are COPY messages.
+  if (state_ == ClientState::Ending || state_ == ClientState::Draining) resume_requests();
   pump();
 }
 

@@ -110,6 +110,12 @@ bool ClientConn::dispatch() {
     set_state(ClientState::Draining);  // a very deep pipeline: let replies catch up
     return false;
   }
+  if (active_ && active_->copy_may_start()) {
+    // Behind a COPY FROM STDIN that may have started: PostgreSQL takes this as part of the COPY (ignoring a Sync or
+    // Flush, failing the COPY at anything else) or as a request of its own. Its reply tells (on_copy_in).
+    set_state(ClientState::Draining);
+    return false;
+  }
 
   if (routed_server()) return resume_routed();
   routed_.reset();  // its server was lost meanwhile: routed afresh
@@ -421,6 +427,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   OwedReply& owed = server->expect_reply(ends_entry, extended);
   const bool starts_entry = owed.request == 0;  // else it continues an open sequence
   if (starts_entry) owed.request = ++requests_sent_;
+  owed.copy_may_start = c.copy_in;
   if (retriable) {
     owed.fate = ReplyFate::HeldForRetry;
     retry_request_.assign(in_.data() + in_.parsed(), in_.data() + in_.parsed() + request_.size);

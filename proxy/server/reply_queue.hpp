@@ -114,6 +114,10 @@ struct OwedReply {
   // CopyDone and CopyFail messages the client sent right behind it before PostgreSQL asked for COPY data: a COPY
   // FROM STDIN it starts is already ended (ServerConn::deliver).
   uint16_t copy_ends = 0;
+  // It may start COPY FROM STDIN (routing::Classification::copy_in), and neither its CopyInResponse, its end nor
+  // the client's end of that COPY came yet: whether PostgreSQL reads the client's next messages as part of the
+  // COPY (where it ignores Sync and Flush, and rejects others) is not known until then (ClientConn::dispatch).
+  bool copy_may_start = false;
   uint64_t sent_ns = 0;   // uv_hrtime() when its first message went out (query duration)
   uint64_t request = 0;   // the client's number for the request (statements it parsed are confirmed by it)
   // CloseComplete messages: how many Close messages went out in this entry's requests, how many answers the

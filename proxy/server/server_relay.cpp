@@ -515,6 +515,7 @@ void ServerConn::deliver(RelayEvent event) {
       deliver_ready();
       return;
     case RelayEvent::CopyIn: {
+      if (!owed_.empty()) owed_.front().copy_may_start = false;
       if (!owed_.empty() && owed_.front().copy_ends > 0) {
         // The client ended this COPY before PostgreSQL asked for its data: CopyDone (or CopyFail) came right
         // behind the request. PostgreSQL took them as the COPY's; the entry ends at its own ReadyForQuery, and what

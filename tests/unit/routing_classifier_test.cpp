@@ -374,3 +374,17 @@ TEST_CASE("classifier: absurdly nested statements are writes, not crashes") {
   CHECK(c.classify(parens).kind == StatementKind::Read);  // the lexer needs no stack
   CHECK(c.classify("WITH x AS (" + parens.substr(0, 100000) + ") SELECT 1").kind == StatementKind::Write);
 }
+
+TEST_CASE("classifier: a statement that may start COPY FROM STDIN is marked, also among others") {
+  Classifier c;
+  for (const char* sql : {"COPY t FROM STDIN", "copy t (a, b) from stdin with (format csv)", "COPY t FROM '/tmp/f'",
+                          "SELECT 1; COPY t FROM STDIN"}) {
+    CAPTURE(std::string(sql));
+    CHECK(c.classify(sql).copy_in);
+  }
+  for (const char* sql : {"COPY t TO STDOUT", "COPY (SELECT 1) TO STDOUT", "SELECT 'COPY t FROM STDIN'",
+                          "INSERT INTO t SELECT 1"}) {
+    CAPTURE(std::string(sql));
+    CHECK_FALSE(c.classify(sql).copy_in);
+  }
+}

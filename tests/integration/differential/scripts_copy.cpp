@@ -32,4 +32,24 @@ Script copy_ended_ahead(const Schema& s) {
   return b.build();
 }
 
+// PostgreSQL ignores Sync and Flush during COPY IN, and takes any other message there as the COPY's failure (the
+// message is dropped): sent ahead of CopyInResponse, or after it. pgmux counted such a Sync as a request owed a
+// ReadyForQuery: the client kept its server (transaction pooling), and after its Terminate stayed ending for good,
+// its server held (from a black-box hunt).
+Script copy_ignores_sync(const Schema& s) {
+  const std::string copy = "COPY " + s.copies + " FROM STDIN";
+  const std::string count = "SELECT count(*) FROM " + s.copies;
+  ScriptBuilder b("copy_ignores_sync");
+  b.query(copy).copy_data("1\tone\n").sync().copy_done().expect_ready();
+  b.query(copy).sync().flush().copy_data("2\ttwo\n").copy_done().query(count).expect_ready(2);
+  b.query(copy).expect_messages(1, std::chrono::milliseconds(200));  // CopyInResponse
+  b.copy_data("3\tthree\n").sync().flush().copy_data("4\tfour\n").copy_done().expect_ready();
+  b.parse("", copy).bind(BindParams{}).execute("").copy_data("6\tsix\n").sync().copy_done().sync().query(count)
+      .expect_ready(2);
+  b.q(count);
+  // A Query inside the COPY is a protocol violation there: PostgreSQL ends the session (build() waits for it).
+  b.query(copy).copy_data("5\tfive\n").query(count);
+  return b.build();
+}
+
 }  // namespace pgmux::difftest
