@@ -125,7 +125,10 @@ bool scan_single_message(char tag, ByteView body, RequestInfo& out) {
       }
       return true;
     }
-    case frontend::kFunctionCall: out.kind = RequestKind::FunctionCall; return true;
+    case frontend::kFunctionCall:
+      out.kind = RequestKind::FunctionCall;
+      if (body.size() >= 4) out.function_oid = load_be32(body.data());
+      return true;
     case frontend::kTerminate: out.kind = RequestKind::Terminate; return true;
     case frontend::kCopyData:
     case frontend::kCopyDone:

@@ -56,6 +56,7 @@ struct RequestInfo {
   // Messages PostgreSQL cannot read, which it answers ERROR 08P01 (scan_extended_message): a Query's (its sql is
   // empty then), or a Parse, Bind, Describe or Close of a batch. They record nothing and go to the server as sent.
   unsigned refused_messages = 0;
+  uint32_t function_oid = 0;                // FunctionCall: the function's OID (0: the message is too short)
   RequestKind kind = RequestKind::Query;
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
@@ -69,6 +70,7 @@ struct RequestInfo {
     messages = 0;
     named_binds = 0;
     refused_messages = 0;
+    function_oid = 0;
     binds_unnamed = false;
     parses_named = false;
     parses_unnamed = false;
