@@ -22,7 +22,8 @@ namespace pgmux::proxy {
 using namespace protocol;
 
 void ClientConn::check_idle(double now, const conf::Timeouts& timeouts) {
-  if (!reads_requests(state_) || in_.unparsed() > 0 || copying()) return;
+  // A message the client has sent only part of counts as idle, as PostgreSQL's idle timeouts cover its whole read.
+  if (!reads_requests(state_) || copying()) return;
   if (active_ && active_->has_outstanding()) return;
   const bool in_transaction = !session_.deferred_begin.empty() || (active_ && active_->tx_status() != 'I');
   const double idle = now - last_activity_;

@@ -172,6 +172,26 @@ TEST_CASE("idle_transaction_timeout: a client idle in a transaction is closed, i
   f.log_if(!closed);
 }
 
+// A client that went silent after part of a message (its network died mid-send) is idle as PostgreSQL counts it:
+// pgmux waited for the rest for good, the server held idle in its transaction (from a black-box hunt).
+TEST_CASE("idle_transaction_timeout: also for a client silent in the middle of a message") {
+  if (direct_mode()) return;
+  Fixture f(2, [](nlohmann::json& c) { c["timeouts"]["idle_transaction_timeout"] = 1; });
+  PgConn conn = connect(f.ci);
+  NoticeCapture notice;
+  notice.install(conn.get());
+  exec(conn.get(), "BEGIN");
+  exec(conn.get(), "INSERT INTO marks VALUES ('half-sent')");
+  const char partial[] = {'Q', 0, 0};  // a Query's type and half its length
+  REQUIRE(send(PQsocket(conn.get()), partial, sizeof partial, 0) == static_cast<ssize_t>(sizeof partial));
+  const bool closed = wait_closed_by_proxy(conn.get(), 4.0);
+  CHECK(closed);
+  CHECK(notice.sqlstate == "25P03");
+  PgConn other = connect(f.ci);
+  CHECK(scalar(other.get(), "SELECT count(*) FROM marks WHERE v = 'half-sent'") == "0");
+  f.log_if(!closed);
+}
+
 TEST_CASE("client_idle_timeout: a client silent outside a transaction is closed") {
   if (direct_mode()) return;
   Fixture f(2, [](nlohmann::json& c) { c["timeouts"]["client_idle_timeout"] = 1; });
