@@ -52,7 +52,11 @@ bool ClientConn::forward_end(Failure reason) {
 // waiting for a server, a primary, a standby's replay, PAUSE, the catalog, the replies before them). They run, as
 // PostgreSQL runs every message read before an EOF.
 bool ClientConn::holds_unsent_requests() const {
-  if (!logged_in() || admin_) return false;
+  if (admin_) return false;
+  // A login waiting for a server (session pooling) with requests behind it: PostgreSQL would finish the login and
+  // run them.
+  if (state_ == ClientState::LoginWait || state_ == ClientState::LoginPrimaryWait) return in_.unparsed() > 0;
+  if (!logged_in()) return false;
   return copying() || state_ != ClientState::Ready || in_.unparsed() > 0 || !input_ended();
 }
 

@@ -8,11 +8,14 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/request_sizes_support.hpp"
 #include "tests/integration/routing/routing_support.hpp"
+#include "tests/support/raw_startup.hpp"
 
 using namespace pgmux::test;
 using namespace pgmux::test::sizes;
@@ -105,6 +108,32 @@ TEST_CASE("a request waiting for a server runs though its client sent a Terminat
       CHECK(wait_until([&] { return rows_tagged(tag) == 1; }, 5.0, 0.05));
       t.log_if(rows_tagged(tag) != 1);
     }
+  }
+}
+
+// Session pooling, the pool's one server held by another session: a client's login waits for it. The client sends
+// a request and a Terminate with its last login message (the SCRAM proof directly, the startup packet through
+// pgmux, which lets app in without a password) and shuts down its sending side: PostgreSQL finishes the login and
+// answers the request. pgmux dropped the client at its end of stream (the request never ran). From a black-box hunt.
+TEST_CASE("a login waiting for a server finishes and runs the requests behind it after the client's end of stream") {
+  create_table();
+  for (const Mode& mode : all_modes()) {
+    INFO(mode.pool_mode << std::string(mode.split ? " mode with the split" : " mode"));
+    Target t(mode, 1);
+    const std::string tag = unique_tag(mode, "behind-login");
+    std::optional<PgConn> holder(connect_nonblocking(t.app("holder")));
+    exec_bounded(holder->get(), "BEGIN");
+    StartupExtras extras;
+    (t.direct() ? extras.after_proof : extras.after_startup) = insert_tagged(tag) + kTerminate;
+    StartupOutcome outcome;
+    std::thread client([&] { outcome = raw_startup(t.proxy.port(), "app", "app", "app", 10.0, extras); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    holder.reset();  // its server is free
+    client.join();
+    CHECK(outcome.ok);
+    CHECK(outcome.trace.substr(outcome.trace.size() - 5) == "Z C Z");
+    CHECK(wait_until([&] { return rows_tagged(tag) == 1; }, 5.0, 0.05));
+    t.log_if(rows_tagged(tag) != 1);
   }
 }
 

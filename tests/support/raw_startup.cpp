@@ -59,6 +59,9 @@ class Wire {
   bool connected() const { return fd_ >= 0; }
 
   // Closes now; with reset, by a TCP reset (SO_LINGER 0) instead of FIN.
+  void shut_write() {
+    if (fd_ >= 0) shutdown(fd_, SHUT_WR);
+  }
   void abandon(bool reset) {
     if (fd_ < 0) return;
     if (reset) {
@@ -304,10 +307,11 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
     out.message = "connect to port " + std::to_string(port) + " failed";
     return out;
   }
-  if (!wire.send_all(startup_packet(user, database, extras))) {
+  if (!wire.send_all(startup_packet(user, database, extras) + extras.after_startup)) {
     out.message = "sending the startup packet failed";
     return out;
   }
+  if (!extras.after_startup.empty()) wire.shut_write();
   Scram scram{password, "", ""};
   char tag = 0;
   std::string body;
@@ -315,12 +319,14 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
     if (!out.trace.empty()) out.trace += ' ';
     out.trace += tag;
     if (tag == 'R') out.trace += std::to_string(get_i32(body, 0));
+    const bool to_the_end = !extras.after_proof.empty() || !extras.after_startup.empty();
     if (tag == 'E') {
       parse_error(body, out);
-      return out;
+      if (!to_the_end) return out;
     }
     if (tag == 'Z') {
       out.ok = true;
+      if (to_the_end) continue;
       wire.send_all(message('X', ""));
       return out;
     }
@@ -381,7 +387,8 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
           return out;
         }
         if (extras.scram_final_edit) final_msg = extras.scram_final_edit(*final_msg);
-        sent = wire.send_all(message('p', *final_msg));
+        sent = wire.send_all(message('p', *final_msg) + extras.after_proof);
+        if (sent && !extras.after_proof.empty()) wire.shut_write();
         if (sent && extras.vanish_after_proof) {
           if (extras.vanish_delay_us > 0)
             std::this_thread::sleep_for(std::chrono::microseconds(extras.vanish_delay_us));
@@ -406,7 +413,7 @@ StartupOutcome raw_startup(int port, const std::string& user, const std::string&
       return out;
     }
   }
-  if (out.message.empty()) out.message = "connection closed or timed out before ReadyForQuery";
+  if (out.message.empty() && !out.ok) out.message = "connection closed or timed out before ReadyForQuery";
   return out;
 }
 

@@ -39,6 +39,10 @@ struct StartupExtras {
   std::string scram_client_first{};
   bool scram_no_initial_response = false;
   std::function<std::string(std::string)> scram_final_edit{};
+  // Bytes sent in the same write as the SCRAM proof (requests pipelined behind the login), after which the client
+  // shuts down its sending side and reads to the end of the stream: `trace` then holds every message until it.
+  std::string after_proof{};
+  std::string after_startup{};  // the same with the startup packet (a login that asks for no password)
 };
 
 // Logs in to 127.0.0.1:port and disconnects (Terminate) on success. Every socket wait is bounded by timeout_s.
