@@ -50,15 +50,16 @@ struct Classification {
   bool primary_only = false;    // PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED: only the primary runs it
   bool catalog_change = false;  // DDL of functions, views, extensions, schemas... or DO: reload the catalog
   bool reads_unlogged = false;  // reads a relation only the primary has rows of (FunctionCatalog::unlogged_relation)
-  bool copy_in = false;         // COPY ... FROM (or a COPY read no further): it may start COPY FROM STDIN
   // A request that opens an extended sequence (closed by Flush, not Sync): its server runs the rest of the
   // sequence, which may write, so it starts on the primary; still a read, which starts no read-your-writes
   // (ClientConn::dispatch).
-  bool opens_sequence = false;
+  // (Bit-fields from here: a Classification is copied with every request, and held several times by each client.)
+  bool opens_sequence : 1 = false;
   // The lexer could not read the text as every session will (SqlLexer::ambiguous()), or at all: under
   // standard_conforming_strings off, or a client encoding whose characters may end in a backslash byte, statements
   // may hide in it. The rest of the classification is the default reading's (Reading::Standard).
-  bool unreadable = false;
+  bool unreadable : 1 = false;
+  bool copy_in : 1 = false;     // COPY ... FROM (or a COPY read no further): it may start COPY FROM STDIN
   // Session state only the primary can keep (the first such statement's): temp tables, session advisory locks
   // (pg_advisory_lock, not _xact_), LISTEN, DECLARE ... WITH HOLD.
   PinReason pin_reason = PinReason::None;

@@ -117,6 +117,25 @@ bool may_affect_statement_analysis(std::string_view command) {
          std::any_of(std::begin(kSpellings), std::end(kSpellings), named);
 }
 
+bool replayable_setting_command(std::string_view command) {
+  size_t start = 0;
+  while (start < command.size() && std::isspace(static_cast<unsigned char>(command[start]))) ++start;
+  const std::string_view rest = command.substr(start);
+  const auto starts_with_word = [&](std::string_view lower) {
+    if (rest.size() < lower.size() || !std::equal(lower.begin(), lower.end(), rest.begin(), same_letters)) return false;
+    return rest.size() == lower.size() || !std::isalnum(static_cast<unsigned char>(rest[lower.size()]));
+  };
+  return starts_with_word("set") || starts_with_word("reset") ||
+         (starts_with_word("select") && mentions(command, "set_config"));
+}
+
+bool has_parameter_reference(std::string_view sql) {
+  for (size_t i = 0; i + 1 < sql.size(); ++i) {
+    if (sql[i] == '$' && std::isdigit(static_cast<unsigned char>(sql[i + 1]))) return true;
+  }
+  return false;
+}
+
 namespace {
 
 // Client encodings (and aliases) whose characters' second byte may be 0x5C, as PostgreSQL compares encoding names:

@@ -28,6 +28,11 @@ bool fixed_at_parse(std::string_view parameter);
 // A session command (the session log's SQL) that may set one of those: it names one anywhere (or SET TIME ZONE,
 // SCHEMA, NAMES, SESSION AUTHORIZATION, XML OPTION), in any case.
 bool may_affect_statement_analysis(std::string_view command);
+// A session command that sets settings and nothing else, which another server may run again to reproduce them: a
+// SET or RESET, or a SELECT of set_config (not a PREPARE, DEALLOCATE, LISTEN... whose text names a setting).
+bool replayable_setting_command(std::string_view command);
+// The text holds a parameter reference ($1): it runs only with the values an extended batch bound.
+bool has_parameter_reference(std::string_view sql);
 // A client encoding in which a character's second byte may be a backslash (SJIS, BIG5, GBK, GB18030, JOHAB and
 // their aliases, spelled any way PostgreSQL accepts: 'Shift-JIS'), or standard_conforming_strings off: text may
 // then mean something else to the server than to pgmux's lexer where it reports an ambiguity

@@ -4,6 +4,7 @@
 // primary and one standby server connection for its whole session.
 #pragma once
 #include <array>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -104,7 +105,8 @@ class ClientConn final : public StreamConn, public PoolClient {
   // The parameter types of the SQL prepared statement `name`, read behind its PREPARE (capture_prepare_types).
   void learn_prepare_types(const std::string& name, const std::string& types);
   // COPY FROM STDIN began; `batch`: the extended batch that started it, whose reply ends here.
-  void on_copy_in(ServerConn* server, const OwedReply* batch);
+  // `ended_ahead`: the client sent the COPY's end before PostgreSQL asked for its data (nothing streams).
+  void on_copy_in(ServerConn* server, const OwedReply* batch, bool ended_ahead);
   // A read the standby refused (standby_refusal: 25006, 0A000, a recovery conflict) before any row reached the client
   // (ReplyFate::HeldForRetry): the request runs again, on the primary. may_run_again is asked when the error
   // arrives, on_read_only_retry runs at its ReadyForQuery.
@@ -359,6 +361,11 @@ class ClientConn final : public StreamConn, public PoolClient {
   void note_session_request(OwedReply& owed, const routing::Classification& c);
   void note_commit_wait_change(const routing::Classification& c);
   bool executed_statements(std::vector<std::string>& out);
+  // client_portals.cpp: portals bound by one request and executed by a later one.
+  const std::string* earlier_bound_portal(std::string_view portal) const;
+  void for_each_earlier_portal_run(const std::function<void(const std::string&)>& visit) const;
+  void note_bound_portals(uint64_t request);
+  void end_bound_portals(const ServerConn& server, uint64_t request);
   std::optional<std::string_view> statement_text(std::string_view name) const;
   bool unnamed_is_plain_read(std::string_view statement) const;
   std::vector<TrackedStatement> tracked_statements(const SessionCommand& command);

@@ -52,6 +52,7 @@ void ClientConn::on_ready_for_query(ServerConn* server, char tx_status, OwedRepl
   if (done.closes_standby_cursors && !done.failed) close_standby_cursors();
   // Catalog DDL sent by this client has committed or failed: the catalog is loaded again (reads wait for it).
   if (tx_status == 'I' && !in_transaction()) catalog_hold_.end();
+  if (tx_status == 'I') end_bound_portals(*server, done.request);
   // COPY ended (an error ends it without CopyDone).
   if (server == active_ && copying()) copy_in_ = copy_pass_remaining_ > 0 ? CopyIn::DroppedMessage : CopyIn::Off;
   if (tx_status == 'I' && tx_started_ns_ != 0) {
@@ -144,9 +145,9 @@ bool ClientConn::parsed_again_later(std::string_view name, uint64_t request) con
 // COPY FROM STDIN started: the client's next bytes are COPY data for this server. (An extended batch's reply ends
 // at the ReadyForQuery of the Sync the client sends after CopyDone, ServerConn::deliver; `batch` is one that ended
 // here, with requests pipelined behind it: its statements are settled now.)
-void ClientConn::on_copy_in(ServerConn* server, const OwedReply* batch) {
+void ClientConn::on_copy_in(ServerConn* server, const OwedReply* batch, bool ended_ahead) {
   if (batch) settle_statements(server, *batch);
-  if (server != active_) return;
+  if (server != active_ || ended_ahead) return;
   copy_in_ = CopyIn::Streaming;
   copy_pass_remaining_ = 0;
   // The data the client sent before its end goes out; requests held behind the COPY's start are COPY messages.

@@ -436,6 +436,7 @@ void ClientConn::forward(ServerConn* server, const routing::Classification& c) {
   if (routing::commits_transaction(c)) owed.commits = true;
   if (transaction_pooling()) note_parameter_resets(owed, c);
   note_session_effects(server, c, is_primary, owed);
+  note_bound_portals(owed.request);  // after the session's look at what it executes
   // Active before anything goes out: a write that fails at once (the server closes inside the call) finds its
   // request in flight, and on_server_lost answers it or sends it again.
   make_active(server);

@@ -112,7 +112,11 @@ bool ClientConn::executed_statements(std::vector<std::string>& out) {
       const auto execute = parse_execute(body);
       const auto it = std::find_if(bound.rbegin(), bound.rend(),
                                    [&](const auto& b) { return execute && b.first == execute->portal; });
-      if (it != bound.rend()) out.emplace_back(it->second);
+      if (it != bound.rend()) {
+        out.emplace_back(it->second);
+      } else if (const std::string* text = execute ? earlier_bound_portal(execute->portal) : nullptr) {
+        out.emplace_back(*text);  // bound by an earlier request, run now (client_portals.cpp)
+      }
     }
     rest = rest.subspan(frame.total());
   }

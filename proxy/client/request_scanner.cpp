@@ -49,6 +49,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       return BatchStep::GoOn;
     }
     case frontend::kBind: {
+      if (out.binds < UINT16_MAX) ++out.binds;
       auto bind = parse_bind(body);
       if (!bind) return refused(out);
       out.steps.push_back({StatementStepKind::Use, statement_key(bind->statement), 0, 0, out.messages - 1});
@@ -102,6 +103,7 @@ BatchStep scan_extended_message(char tag, ByteView buf, size_t at, size_t end, R
       // the data; the data follows as messages of its own (ClientConn::dispatch_copy_message).
       return BatchStep::EndsBefore;
     case frontend::kExecute:
+      if (out.executes < UINT16_MAX) ++out.executes;
       return BatchStep::GoOn;
     default:
       // A type PostgreSQL does not know: it ends the session with FATAL 08P01 once it reaches that message,

@@ -57,6 +57,8 @@ struct RequestInfo {
   // empty then), or a Parse, Bind, Describe or Close of a batch. They record nothing and go to the server as sent.
   unsigned refused_messages = 0;
   uint32_t function_oid = 0;                // FunctionCall: the function's OID (0: the message is too short)
+  uint16_t binds = 0;                       // Extended: Bind messages (at most 65,535 counted)
+  uint16_t executes = 0;                    // Extended: Execute messages (likewise)
   RequestKind kind = RequestKind::Query;
   bool ends_with_sync = false;              // Extended: else it ends with Flush
   bool binds_unnamed = false;               // Extended: a Bind of the unnamed statement
@@ -69,6 +71,8 @@ struct RequestInfo {
   void clear() {
     messages = 0;
     named_binds = 0;
+    binds = 0;
+    executes = 0;
     refused_messages = 0;
     function_oid = 0;
     binds_unnamed = false;

@@ -144,14 +144,14 @@ const ClientSession::TextFacts& ClientSession::text_facts() const {
   }
   std::vector<std::string> commands;
   for (const std::string& command : log) {
-    if (!routing::may_affect_statement_analysis(command)) continue;
+    if (!routing::replayable_setting_command(command) || !routing::may_affect_statement_analysis(command)) continue;
     mix(command);
     commands.push_back(command);
   }
-  text_facts_ = {log_generation, log.size(), any ? hash | 1 : 0, nullptr};
+  text_facts_ = {log_generation, log.size(), nullptr};
   if (any) {
     auto settings = std::make_shared<ParseSettings>();
-    settings->key = text_facts_.analysis_key;
+    settings->key = hash | 1;
     settings->commands = std::move(commands);
     text_facts_.settings = std::move(settings);
   }
@@ -182,7 +182,7 @@ std::shared_ptr<const ParseSettings> ClientSession::parse_settings() const {
   const std::vector<std::string>& in_block = block.analysis_commands();
   if (in_block.empty()) return facts.settings;
   auto settings = std::make_shared<ParseSettings>();
-  settings->key = block_settings_key(facts.analysis_key, in_block);
+  settings->key = block_settings_key(facts.settings ? facts.settings->key : 0, in_block);
   if (facts.settings) settings->commands = facts.settings->commands;
   settings->commands.insert(settings->commands.end(), in_block.begin(), in_block.end());
   return settings;

@@ -156,7 +156,10 @@ struct ClientSession {
   // startup parameters and the log, as a hash: 0 for none. Transaction pooling shares a statement's server copy
   // only among sessions with the same key (another TimeZone reads '2024-01-01'::timestamptz otherwise, another
   // search_path finds other tables).
-  uint64_t analysis_settings_key() const { return text_facts().analysis_key; }
+  uint64_t analysis_settings_key() const {
+    const TextFacts& facts = text_facts();
+    return facts.settings ? facts.settings->key : 0;
+  }
   // The settings a statement parsed now is analyzed under: the startup parameters' and the log's, then those the open
   // block changed (SessionBlock::analysis_commands). Null: the servers' defaults. An allocation only in such a block.
   std::shared_ptr<const ParseSettings> parse_settings() const;
@@ -180,6 +183,14 @@ struct ClientSession {
   // WITH HOLD cursors declared on the standby connection (in a read-only block running there), by folded name: the
   // statements naming them go there (client_standby_cursors.cpp). Usually empty.
   std::vector<std::string> standby_hold_cursors;
+  // Portals a request bound that no request has executed yet, with their statement's text: an Execute in a later
+  // request runs that statement (client_portals.cpp). Portals end with their transaction. Usually empty.
+  struct BoundPortal {
+    std::string name;
+    std::string statement;
+    uint64_t request = 0;  // the request that bound it (ClientConn::requests_sent_)
+  };
+  LazyVector<BoundPortal> bound_portals;
   const char* pin_reason = nullptr;        // transaction pooling: why this client keeps its server
   bool pin_logged = false;
   char tx_status = 'I';  // the transaction status the client's last finished request left
@@ -240,8 +251,7 @@ struct ClientSession {
   struct TextFacts {
     uint64_t generation = ~uint64_t{0};
     size_t log_size = 0;
-    uint64_t analysis_key = 0;
-    std::shared_ptr<const ParseSettings> settings;  // null when analysis_key is 0
+    std::shared_ptr<const ParseSettings> settings;  // the key and commands; null for the servers' defaults (key 0)
   };
   const TextFacts& text_facts() const;
   mutable TextFacts text_facts_;

@@ -136,7 +136,7 @@ void SessionBlock::run(TrackedStatement& statement, Block& block, std::vector<Tr
     case TransactionCommand::RollbackTo: {
       const auto i = find_savepoint(savepoints_, facts.savepoint);
       pending_.resize(i >= 0 ? savepoints_[static_cast<size_t>(i)].pending : 0);
-      analysis_.resize(i >= 0 ? savepoints_[static_cast<size_t>(i)].analysis : 0);
+      if (!analysis_.empty()) analysis_.make().resize(i >= 0 ? savepoints_[static_cast<size_t>(i)].analysis : 0);
       savepoints_.resize(i >= 0 ? static_cast<size_t>(i) + 1 : 0);  // the savepoint itself stays
       block = Block::Open;
       return;
@@ -151,10 +151,13 @@ void SessionBlock::run(TrackedStatement& statement, Block& block, std::vector<Tr
   }
 }
 
+// Only commands another server can run as they are: not one with parameters ($1: a set_config bound by an
+// extended batch), whose values are not kept (statements parsed behind it keep the session's settings then).
 void SessionBlock::note_analysis_change(const TrackedStatement& statement) {
   const bool changes = statement.c.effects.has(routing::SessionEffect::SetLocalAnalysis) ||
-                       (statement.changes_session() && routing::may_affect_statement_analysis(statement.sql));
-  if (changes) analysis_.push_back(statement.sql);
+                       (statement.changes_session() && routing::replayable_setting_command(statement.sql) &&
+                        routing::may_affect_statement_analysis(statement.sql));
+  if (changes && !routing::has_parameter_reference(statement.sql)) analysis_.make().push_back(statement.sql);
 }
 
 void SessionBlock::end_block(bool commit, SessionOutcome& out) {

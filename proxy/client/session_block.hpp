@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/client/lazy_vector.hpp"
 #include "routing/classifier.hpp"
 #include "routing/session_statement.hpp"
 
@@ -43,7 +44,7 @@ class SessionBlock {
   // SET LOCAL of a setting fixed at parse: routing::SessionEffect::SetLocalAnalysis), in order, without those a
   // rollback to a savepoint undid: they bring another server's block to the same settings
   // (ClientSession::parse_settings). Empty outside a block.
-  const std::vector<std::string>& analysis_commands() const { return analysis_; }
+  const std::vector<std::string>& analysis_commands() const { return analysis_.view(); }
 
  private:
   enum class Block : uint8_t { None, Open, Failed };
@@ -62,7 +63,7 @@ class SessionBlock {
     size_t analysis = 0;  // analysis_'s
   };
   std::vector<TrackedStatement> pending_;  // session commands of the open block, in order
-  std::vector<std::string> analysis_;      // analysis_commands
+  LazyVector<std::string> analysis_;       // analysis_commands
   std::vector<Savepoint> savepoints_;      // open savepoints
 };
 

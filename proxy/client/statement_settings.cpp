@@ -54,13 +54,15 @@ int ClientConn::add_reparsed_statements(ServerConn* server, ByteVector& messages
   for (const std::string& client_name : step.reparsed) {
     const PreparedStatement* stored = session_.find_statement(client_name);
     if (!stored) continue;
+    ByteVector parse;  // first: one that cannot be renamed is not sent, and nothing around it either
+    if (!append_statement_parse(server, client_name, parse)) continue;
     std::vector<std::string> queries = settings_reset_queries(in_block);
     if (stored->settings) {
       queries.insert(queries.end(), stored->settings->commands.begin(), stored->settings->commands.end());
     }
     for (const std::string& query : queries) build_query(messages, query);
     readies += static_cast<int>(queries.size());
-    if (!append_statement_parse(server, client_name, messages)) continue;
+    messages.insert(messages.end(), parse.begin(), parse.end());
     build_sync(messages);
     ++readies;
     for (const std::string& query : settings_restore_queries(in_block)) {

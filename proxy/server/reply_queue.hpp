@@ -114,6 +114,8 @@ struct OwedReply {
   // CopyDone and CopyFail messages the client sent right behind it before PostgreSQL asked for COPY data: a COPY
   // FROM STDIN it starts is already ended (ServerConn::deliver).
   uint16_t copy_ends = 0;
+  // ... and the first of them came after the entry's Sync, which PostgreSQL then ignored inside the COPY.
+  bool copy_end_after_sync = false;
   // It may start COPY FROM STDIN (routing::Classification::copy_in), and neither its CopyInResponse, its end nor
   // the client's end of that COPY came yet: whether PostgreSQL reads the client's next messages as part of the
   // COPY (where it ignores Sync and Flush, and rejects others) is not known until then (ClientConn::dispatch).
@@ -187,6 +189,13 @@ class ReplyQueue {
 
   // An extended sequence was left open (Flush, no Sync): the next request continues it.
   bool open_sequence() const { return !empty() && back().open; }
+  // The last entry a client request made (pgmux's own queries behind it passed over), or null.
+  OwedReply* last_for_client() {
+    for (size_t i = size_; i > 0; --i) {
+      if (slots_[index(i - 1)].for_client()) return &slots_[index(i - 1)];
+    }
+    return nullptr;
+  }
   // The entries from the front up to and including the first that sent a Sync; 0 if none did.
   size_t entries_through_sync() const;
   // PostgreSQL may be waiting for a Sync the client has not sent: an extended sequence is open, or a Query continued

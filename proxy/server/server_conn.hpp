@@ -83,12 +83,18 @@ class ServerConn final : public StreamConn, public PoolServer {
   // The client sent a CopyDone or CopyFail behind its last request before PostgreSQL asked for COPY data: the COPY
   // that request starts is over already (OwedReply::copy_ends).
   void note_copy_end_ahead() {
-    if (owed_.empty()) return;
-    if (owed_.back().copy_ends < UINT16_MAX) ++owed_.back().copy_ends;
-    owed_.back().copy_may_start = false;
+    OwedReply* last = owed_.last_for_client();
+    if (!last) return;
+    if (last->copy_ends == 0) last->copy_end_after_sync = last->synced;
+    if (last->copy_ends < UINT16_MAX) ++last->copy_ends;
+    last->copy_may_start = false;
   }
-  // The last request sent may still start COPY FROM STDIN (OwedReply::copy_may_start).
-  bool copy_may_start() const { return !owed_.empty() && owed_.back().copy_may_start; }
+  // The last request sent may still start COPY FROM STDIN (OwedReply::copy_may_start). Not in an extended
+  // sequence left open: a COPY that fails there answers nothing more until the Sync, which must not wait.
+  bool copy_may_start() {
+    const OwedReply* last = owed_.last_for_client();
+    return last && last->copy_may_start && !last->open;
+  }
   bool has_outstanding() const { return !owed_.empty() || pending_event_ != RelayEvent::None || pinned(); }
   // How many requests are queued here: a client that pipelines deeper waits for replies to catch up.
   size_t owed_depth() const { return owed_.size(); }

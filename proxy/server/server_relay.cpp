@@ -515,13 +515,20 @@ void ServerConn::deliver(RelayEvent event) {
       deliver_ready();
       return;
     case RelayEvent::CopyIn: {
-      if (!owed_.empty()) owed_.front().copy_may_start = false;
-      if (!owed_.empty() && owed_.front().copy_ends > 0) {
-        // The client ended this COPY before PostgreSQL asked for its data: CopyDone (or CopyFail) came right
-        // behind the request. PostgreSQL took them as the COPY's; the entry ends at its own ReadyForQuery, and what
-        // the client sends next are requests, as any pipelined behind it.
-        --owed_.front().copy_ends;
-        return;
+      bool ended_ahead = false;
+      if (!owed_.empty()) {
+        OwedReply& front = owed_.front();
+        front.copy_may_start = false;
+        if (front.copy_ends > 0) {
+          // The client ended this COPY before PostgreSQL asked for its data: CopyDone (or CopyFail) came behind
+          // the request, and what the client sends next are requests, as any pipelined behind it. The entry ends
+          // at its own ReadyForQuery, unless its Sync came before that end: PostgreSQL ignored it inside the COPY,
+          // and the entry goes on as below.
+          --front.copy_ends;
+          ended_ahead = true;
+          if (!front.copy_end_after_sync) return;
+          front.copy_end_after_sync = false;
+        }
       }
       // COPY FROM STDIN started by an extended batch: PostgreSQL ignores that batch's Sync during COPY, and the
       // server stays inside the batch's implicit transaction until the Sync the client sends after CopyDone or
@@ -536,7 +543,7 @@ void ServerConn::deliver(RelayEvent event) {
         fold_writes(owed_.front());
         batch = owed_.pop();
       }
-      client_->on_copy_in(this, batch ? &*batch : nullptr);
+      client_->on_copy_in(this, batch ? &*batch : nullptr, ended_ahead);
       return;
     }
     case RelayEvent::Retry:

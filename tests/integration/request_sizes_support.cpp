@@ -232,8 +232,9 @@ std::string parse_message(const std::string& name, const std::string& sql) {
   return message('P', body);
 }
 
-std::string bind_message(const std::string& statement, const std::vector<std::string>& text_params) {
-  std::string body = cstr("") + cstr(statement);
+std::string bind_message(const std::string& statement, const std::vector<std::string>& text_params,
+                         const std::string& portal) {
+  std::string body = cstr(portal) + cstr(statement);
   put16(body, 0);  // all parameters text
   put16(body, static_cast<uint16_t>(text_params.size()));
   for (const std::string& p : text_params) {
@@ -246,8 +247,8 @@ std::string bind_message(const std::string& statement, const std::vector<std::st
 
 std::string describe_portal_message() { return message('D', "P" + cstr("")); }
 
-std::string execute_message() {
-  std::string body = cstr("");
+std::string execute_message(const std::string& portal) {
+  std::string body = cstr(portal);
   put32(body, 0);
   return message('E', body);
 }

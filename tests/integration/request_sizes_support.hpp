@@ -86,9 +86,10 @@ std::string check_length_md5(PGconn* conn, const PGresult* res, const std::strin
 std::string message(char tag, const std::string& body);
 std::string query_message(const std::string& sql);
 std::string parse_message(const std::string& name, const std::string& sql);
-std::string bind_message(const std::string& statement, const std::vector<std::string>& text_params);
+std::string bind_message(const std::string& statement, const std::vector<std::string>& text_params,
+                         const std::string& portal = "");
 std::string describe_portal_message();
-std::string execute_message();
+std::string execute_message(const std::string& portal = "");
 std::string sync_message();
 
 // ---- raw session ----

@@ -548,7 +548,7 @@ std::vector<Script> all_scripts(const Schema& s) {
   return {simple_select_types(s), multi_statement(s),   empty_query(s),          simple_error(s),
           extended_basic(s),      pipeline_error(s),    flush_without_sync(s),   portal_suspension(s),
           copy_in(s),             copy_in_extended(s),  copy_fail(s),            copy_out(s),
-          copy_error_mid_message(s), copy_ended_ahead(s), copy_ignores_sync(s),
+          copy_error_mid_message(s), copy_ended_ahead(s), copy_ignores_sync(s), copy_fails_in_open_sequence(s),
           notice_mid_result(s),   parameter_status_mid(s), reset_parameters(s), transaction_error(s),
           close_and_reparse(s),
           statement_order(s),     duplicate_parse_mid_batch(s), close_skipped_after_error(s),

@@ -29,6 +29,7 @@ Script parse_many_types(const Schema& s);
 // scripts_copy.cpp: COPY data and its end sent before PostgreSQL asks for them, a request pipelined behind.
 Script copy_ended_ahead(const Schema& s);
 Script copy_ignores_sync(const Schema& s);
+Script copy_fails_in_open_sequence(const Schema& s);
 
 // scripts_transaction.cpp: SET TRANSACTION statements behind a BEGIN pgmux holds back.
 Script set_transaction_held(const Schema& s);

@@ -46,9 +46,24 @@ Script copy_ignores_sync(const Schema& s) {
   b.copy_data("3\tthree\n").sync().flush().copy_data("4\tfour\n").copy_done().expect_ready();
   b.parse("", copy).bind(BindParams{}).execute("").copy_data("6\tsix\n").sync().copy_done().sync().query(count)
       .expect_ready(2);
+  // The batch's Sync before the data, ignored inside the COPY: the Sync after CopyDone answers (one ReadyForQuery),
+  // or a Query behind it.
+  b.parse("", copy).bind(BindParams{}).execute("").sync().copy_data("7\tseven\n").copy_done().sync().expect_ready();
+  b.parse("", copy).bind(BindParams{}).execute("").sync().copy_data("8\teight\n").copy_done().query(count)
+      .expect_ready();
   b.q(count);
   // A Query inside the COPY is a protocol violation there: PostgreSQL ends the session (build() waits for it).
   b.query(copy).copy_data("5\tfive\n").query(count);
+  return b.build();
+}
+
+// A COPY that fails before it starts in a sequence left open by Flush answers nothing more until the Sync: the
+// Sync behind must not wait for the COPY to start (it hung).
+Script copy_fails_in_open_sequence(const Schema& s) {
+  ScriptBuilder b("copy_fails_in_open_sequence");
+  b.parse("", "COPY " + s.copies + "_missing FROM STDIN").bind(BindParams{}).execute("").flush().expect_messages(3);
+  b.sync().expect_ready();
+  b.q("SELECT count(*) FROM " + s.copies);
   return b.build();
 }
 

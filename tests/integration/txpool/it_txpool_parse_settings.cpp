@@ -117,7 +117,58 @@ Seen parsed_under_set_local(const std::string& ci) {
   return seen;
 }
 
+// An SQL PREPARE whose text names a setting (here "role") is not a setting: the server that prepares a statement
+// again under the settings of its Parse must not run it again (42P05 in session pooling with the split, where the
+// log keeps PREPAREs). From a black-box hunt.
+Seen sql_prepare_beside(const std::string& ci) {
+  Seen seen;
+  PgConn a = connect(ci + " options='-c TimeZone=UTC'");
+  exec(a.get(), "PREPARE sx AS SELECT rolname FROM pg_roles WHERE rolname = current_user");
+  exec(a.get(), "SET TimeZone = 'America/New_York'");
+  REQUIRE(prepare(a.get(), "st", kStamp) == "");
+  exec(a.get(), "SET TimeZone = 'Asia/Tokyo'");
+  push_out(ci);
+  seen.push_back(run(a.get(), "st"));
+  seen.push_back(scalar(a.get(), "EXECUTE sx"));
+  return seen;
+}
+
 }  // namespace
+
+TEST_CASE("a statement prepared again under the settings of its Parse runs no SQL PREPARE of the session again") {
+  Seen direct;
+  {
+    Fixture unused(kModes.front());
+    direct = sql_prepare_beside(conninfo(cluster_ports().primary, "app", "app", kDb));
+  }
+  REQUIRE(lines(direct) == lines(Seen{"2024-01-01 14:00:00+09", "app"}));
+  for (const Mode& mode : kModes) {
+    CAPTURE(mode.pool_mode);
+    CAPTURE(mode.split);
+    Fixture f(mode);
+    CHECK(lines(sql_prepare_beside(f.ci)) == lines(direct));
+  }
+}
+
+// A set_config of a parameter ($1, as drivers send it) in the block around a Parse cannot be run again elsewhere:
+// the statement keeps the session's settings (README), and is prepared again without an error.
+TEST_CASE("a statement parsed behind a set_config with parameters is prepared again without an error") {
+  for (const Mode& mode : kModes) {
+    CAPTURE(mode.pool_mode);
+    CAPTURE(mode.split);
+    Fixture f(mode);
+    PgConn a = connect(f.ci + " options='-c TimeZone=UTC'");
+    exec(a.get(), "BEGIN");
+    const char* zone = "Asia/Tokyo";
+    PgResult set(PQexecParams(a.get(), "SELECT set_config('TimeZone', $1, true)", 1, nullptr, &zone, nullptr, nullptr,
+                              0));
+    REQUIRE(PQresultStatus(set.get()) == PGRES_TUPLES_OK);
+    REQUIRE(prepare(a.get(), "local", kStamp) == "");
+    exec(a.get(), "COMMIT");
+    push_out(f.ci);
+    CHECK(run(a.get(), "local").rfind("error", 0) == std::string::npos);
+  }
+}
 
 TEST_CASE("a statement keeps what its Parse read after the session changes TimeZone and DateStyle") {
   Seen direct;
