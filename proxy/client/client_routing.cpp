@@ -148,7 +148,9 @@ routing::Classification ClientConn::classify_request_texts() {
   for (auto name : request_.used) {
     if (PreparedStatement* stored = session_.find_statement(name)) merge(stored_class(*stored, catalog));
   }
-  for_each_earlier_portal_run([&](const std::string& text) { merge(classifier.classify(text, catalog)); });
+  if (!session_.bound_portals.empty()) {  // rare: no std::function (nor its allocation) for the usual request
+    for_each_earlier_portal_run([&](const std::string& text) { merge(classifier.classify(text, catalog)); });
+  }
   if (!any) {
     result.kind = routing::StatementKind::Empty;  // Sync, Flush, portal ops: where the client's state is
     result.reason = "no statement";
