@@ -117,10 +117,41 @@ bool may_affect_statement_analysis(std::string_view command) {
          std::any_of(std::begin(kSpellings), std::end(kSpellings), named);
 }
 
+namespace {
+
+// Where the first token of `sql` starts: past white space and comments (-- to the line's end, /* */ nested).
+size_t first_token(std::string_view sql) {
+  size_t i = 0;
+  while (i < sql.size()) {
+    if (std::isspace(static_cast<unsigned char>(sql[i]))) {
+      ++i;
+    } else if (sql.substr(i, 2) == "--") {
+      const size_t end = sql.find('\n', i);
+      i = end == std::string_view::npos ? sql.size() : end + 1;
+    } else if (sql.substr(i, 2) == "/*") {
+      int depth = 0;
+      do {
+        if (sql.substr(i, 2) == "/*") {
+          ++depth;
+          i += 2;
+        } else if (sql.substr(i, 2) == "*/") {
+          --depth;
+          i += 2;
+        } else {
+          ++i;
+        }
+      } while (depth > 0 && i < sql.size());
+    } else {
+      break;
+    }
+  }
+  return i;
+}
+
+}  // namespace
+
 bool replayable_setting_command(std::string_view command) {
-  size_t start = 0;
-  while (start < command.size() && std::isspace(static_cast<unsigned char>(command[start]))) ++start;
-  const std::string_view rest = command.substr(start);
+  const std::string_view rest = command.substr(std::min(first_token(command), command.size()));
   const auto starts_with_word = [&](std::string_view lower) {
     if (rest.size() < lower.size() || !std::equal(lower.begin(), lower.end(), rest.begin(), same_letters)) return false;
     return rest.size() == lower.size() || !std::isalnum(static_cast<unsigned char>(rest[lower.size()]));

@@ -19,7 +19,9 @@ using namespace protocol;
 namespace {
 
 void forget_portal(LazyVector<ClientSession::BoundPortal>& portals, std::string_view name) {
-  if (!portals.empty()) std::erase_if(portals.make(), [&](const ClientSession::BoundPortal& p) { return p.name == name; });
+  if (portals.empty()) return;
+  std::erase_if(portals.make(), [&](const ClientSession::BoundPortal& p) { return p.name == name; });
+  if (portals.empty()) portals.clear();  // no vector kept for a client that used a portal once
 }
 
 }  // namespace

@@ -78,8 +78,6 @@ class ServerConn final : public StreamConn, public PoolServer {
   bool only_last_request_in_flight() const { return owed_.lone_simple_request_at_back(); }
   // True when nothing is in flight and the session is idle outside a transaction: safe to reset and reuse.
   bool reusable() const override;
-  // Replies still to come for requests sent (or an extended sequence not yet closed by Sync).
-  // Also true while the last reply is still being written to the client (its ReadyForQuery not yet delivered).
   // The client sent a CopyDone or CopyFail behind its last request before PostgreSQL asked for COPY data: the COPY
   // that request starts is over already (OwedReply::copy_ends).
   void note_copy_end_ahead() {
@@ -95,6 +93,8 @@ class ServerConn final : public StreamConn, public PoolServer {
     const OwedReply* last = owed_.last_for_client();
     return last && last->copy_may_start && !last->open;
   }
+  // Replies still to come for requests sent (or an extended sequence not yet closed by Sync).
+  // Also true while the last reply is still being written to the client (its ReadyForQuery not yet delivered).
   bool has_outstanding() const { return !owed_.empty() || pending_event_ != RelayEvent::None || pinned(); }
   // How many requests are queued here: a client that pipelines deeper waits for replies to catch up.
   size_t owed_depth() const { return owed_.size(); }

@@ -83,3 +83,17 @@ TEST_CASE("session sql: the settings under which the server may read text otherw
     CHECK_FALSE(may_change_text_reading(command));
   }
 }
+
+TEST_CASE("commands that only set settings, comments in front included, can be run again elsewhere") {
+  using pgmux::routing::replayable_setting_command;
+  CHECK(replayable_setting_command("SET TimeZone = 'UTC'"));
+  CHECK(replayable_setting_command("  reset search_path"));
+  CHECK(replayable_setting_command("/* app:x */ SET TimeZone = 'Asia/Tokyo'"));
+  CHECK(replayable_setting_command("-- tag\nSET DateStyle = 'ISO, DMY'"));
+  CHECK(replayable_setting_command("/* outer /* nested */ */ SELECT set_config('TimeZone', 'UTC', false)"));
+  CHECK_FALSE(replayable_setting_command("PREPARE user_roles AS SELECT rolname FROM pg_roles"));
+  CHECK_FALSE(replayable_setting_command("SETTLE"));
+  CHECK_FALSE(replayable_setting_command("SELECT current_setting('TimeZone')"));
+  CHECK_FALSE(replayable_setting_command("/* SET TimeZone */ DEALLOCATE q"));
+  CHECK_FALSE(replayable_setting_command("/* unterminated SET"));
+}
