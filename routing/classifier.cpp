@@ -161,4 +161,19 @@ std::string Classifier::reset_parameter(std::string_view statement) const {
 size_t Classifier::cache_hits() const { return cache_hits_; }
 size_t Classifier::parser_calls() const { return parser_calls_; }
 
+Classification classify_function_call(uint32_t function_oid) {
+  // PostgreSQL's built-in OIDs of the large-object functions.
+  static constexpr uint32_t kLargeObjectFunctions[] = {715,  764,  765,  767,  952,  953,  954,  955,  956,  957,
+                                                       958,  964,  1004, 3170, 3171, 3172, 3457, 3458, 3459, 3460};
+  Classification c;
+  c.kind = StatementKind::Write;
+  c.reason = "function call";
+  if (std::find(std::begin(kLargeObjectFunctions), std::end(kLargeObjectFunctions), function_oid) ==
+      std::end(kLargeObjectFunctions)) {
+    c.pin_reason = PinReason::UnknownSessionState;
+    c.effects.add(SessionEffect::Opaque);
+  }
+  return c;
+}
+
 }  // namespace pgmux::routing

@@ -95,6 +95,11 @@ struct Classification {
   bool serializable() const { return isolation == Isolation::Serializable; }
 };
 
+// A FunctionCall message of the function with this OID: a write, and, for any function but the large-object ones
+// libpq's lo_* calls use (which leave nothing past their transaction), one that may change the session unseen
+// (set_config, pg_advisory_lock): it pins its client as a DO block does.
+Classification classify_function_call(uint32_t function_oid);
+
 // One statement that ends its transaction by committing it (COMMIT, END, COMMIT PREPARED, PREPARE TRANSACTION):
 // if its server goes away while it runs, whether the transaction committed cannot be known (08007).
 // The settings SET TRANSACTION changes, as parameters (SET transaction_read_only = off): whatever a SET of one says,

@@ -88,19 +88,6 @@ void ClientConn::read_as_session_does(routing::Classification& c) const {
   c = opaque;
 }
 
-namespace {
-
-// The large-object functions (PostgreSQL's built-in OIDs), which libpq calls with FunctionCall messages: they
-// leave nothing in the session past the transaction (a descriptor closes at its end).
-bool is_large_object_function(uint32_t oid) {
-  static constexpr uint32_t kLargeObjectFunctions[] = {715,  764,  765,  767,  952,  953,  954,  955,  956,  957,
-                                                       958,  964,  1004, 3170, 3171, 3172, 3457, 3458, 3459, 3460};
-  return std::find(std::begin(kLargeObjectFunctions), std::end(kLargeObjectFunctions), oid) !=
-         std::end(kLargeObjectFunctions);
-}
-
-}  // namespace
-
 routing::Classification ClientConn::classify_request_texts() {
   routing::Classifier& classifier = worker_.classifier();
   const routing::CatalogState catalog = catalog_.state();
@@ -109,15 +96,7 @@ routing::Classification ClientConn::classify_request_texts() {
     case RequestKind::Query:
       return classifier.classify(request_.sql, catalog);
     case RequestKind::FunctionCall:
-      result.kind = routing::StatementKind::Write;
-      result.reason = "function call";
-      if (!is_large_object_function(request_.function_oid)) {
-        // Any other function may change the session unseen (set_config, pg_advisory_lock): only its server
-        // has what it did, as after a DO block.
-        result.pin_reason = routing::PinReason::UnknownSessionState;
-        result.effects.add(routing::SessionEffect::Opaque);
-      }
-      return result;
+      return routing::classify_function_call(request_.function_oid);
     default:
       break;
   }

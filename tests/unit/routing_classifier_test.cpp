@@ -388,3 +388,20 @@ TEST_CASE("classifier: a statement that may start COPY FROM STDIN is marked, als
     CHECK_FALSE(c.classify(sql).copy_in);
   }
 }
+
+TEST_CASE("classifier: a FunctionCall is a write; one of a function other than the large-object ones pins") {
+  for (uint32_t large_object : {952u, 954u, 955u, 957u, 964u}) {  // lo_open, loread, lowrite, lo_creat, lo_unlink
+    CAPTURE(large_object);
+    const Classification c = pgmux::routing::classify_function_call(large_object);
+    CHECK(c.kind == StatementKind::Write);
+    CHECK(c.pin_reason == pgmux::routing::PinReason::None);
+    CHECK(c.effects.empty());
+  }
+  for (uint32_t other : {2078u, 2880u, 0u}) {  // set_config, pg_advisory_lock(bigint), a message too short
+    CAPTURE(other);
+    const Classification c = pgmux::routing::classify_function_call(other);
+    CHECK(c.kind == StatementKind::Write);
+    CHECK(c.pin_reason == pgmux::routing::PinReason::UnknownSessionState);
+    CHECK(c.effects.has(pgmux::routing::SessionEffect::Opaque));
+  }
+}
